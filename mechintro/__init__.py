@@ -1,0 +1,1 @@
+"""mechintro: concept-injection introspection experiments on open language models."""

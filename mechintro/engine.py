@@ -1,0 +1,289 @@
+"""The injection engine: the only module that opens nnsight traces.
+
+Concept injection (Lindsey 2025) adds ``strength × v`` to the residual stream at the output of
+decoder block ``L`` on chosen token positions. Everything mechintro measures is one of two passes:
+
+* **logit mode** — one forward pass over a batch of prompts; the next-token log-probabilities of
+  chosen answer tokens at the last prompt position (vgel's no-sampling measurement).
+* **generation mode** — the prompt pass, then sampled tokens; injection can continue on every
+  generated token (Lindsey's experiment 1) or stop with the prompt.
+
+Each row of a batch carries its own :class:`Injection` (vector, strength, layers, token mask), so
+trials with different concepts, strengths and layers share one forward pass. Prompts are left-
+padded; masks are per-prompt and padded alongside, so an injection lands on the same tokens
+whatever else is in the batch. Because attention is causal, steering a prefix of the prompt in a
+single pass is exactly vgel's KV-cache protocol: the unsteered suffix only sees the steered
+prefix through its keys and values.
+
+Trace bodies use only torch and builtins and save a few small tensors, so the same code runs
+under ``remote=True`` on NDIF (ENGINEERING_NOTES §1.1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import nnsight
+import torch
+
+from mechintro.arch import get_module, text_config
+from mechintro.errors import MechintroError
+from mechintro.models import Model
+
+
+@dataclass(frozen=True, eq=False)
+class Injection:
+    """What one trial adds: ``vector`` (already multiplied by the strength) at each of ``layers``
+    on the prompt tokens where ``mask`` is true, and on every generated token if ``generated``."""
+
+    vector: torch.Tensor
+    layers: tuple[int, ...]
+    mask: tuple[bool, ...]
+    generated: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class BatchResult:
+    """What a batch returns. ``T`` is the batch's padded prompt length (left padding).
+
+    Attributes:
+        answer_logprobs: ``(batch, answer)`` float32 log-probabilities at the last prompt position
+            (logit mode), else ``None``.
+        resid: ``(batch, layer, T, d_model)`` float16 residual stream after every block over the
+            prompt (left-padded; zeros on padding), or ``None`` when not recorded.
+        generated: ``(batch, new_tokens)`` int64 sampled token ids, ``-1`` after the end of
+            sequence (generation mode), else ``None``.
+        nonfinite: ``(batch,)`` bool, true where a logit or recorded activation was NaN/inf.
+    """
+
+    answer_logprobs: torch.Tensor | None
+    resid: torch.Tensor | None
+    generated: torch.Tensor | None
+    nonfinite: torch.Tensor
+
+
+def _pad(model: Model, prompts: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    pad = model.tokenizer.pad_token_id
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    attn = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        if len(p):
+            ids[i, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
+            attn[i, width - len(p):] = 1
+    return {"input_ids": ids.to(model.device), "attention_mask": attn.to(model.device)}
+
+
+def _plan(
+    model: Model, width: int, injections: Sequence[Injection | None]
+) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per injected layer: prompt mask ``(B, T, 1)``, vectors ``(B, 1, d)``, generated mask ``(B, 1)``."""
+    n = len(injections)
+    plan: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    for row, inj in enumerate(injections):
+        if inj is None:
+            continue
+        if inj.vector.shape != (model.d_model,):
+            raise MechintroError(
+                f"injection vector has shape {tuple(inj.vector.shape)} but {model.name} has "
+                f"d_model {model.d_model}: compute vectors with this model"
+            )
+        for layer in inj.layers:
+            model.check_layer(layer)
+            if layer not in plan:
+                plan[layer] = (
+                    torch.zeros(n, width, 1),
+                    torch.zeros(n, 1, model.d_model),
+                    torch.zeros(n, 1),
+                )
+            mask, vec, gen = plan[layer]
+            mask[row, width - len(inj.mask):, 0] = torch.tensor(inj.mask, dtype=torch.float32)
+            vec[row, 0] = inj.vector.float()
+            gen[row, 0] = float(inj.generated)
+    return {
+        layer: tuple(t.to(model.device, model.dtype) for t in tensors)  # type: ignore[misc]
+        for layer, tensors in plan.items()
+    }
+
+
+def _check_prompts(model: Model, prompts: Sequence[Sequence[int]], injections: Sequence[Injection | None]) -> None:
+    if len(prompts) == 0:
+        raise MechintroError("empty batch: pass at least one prompt")
+    if len(prompts) != len(injections):
+        raise AssertionError("one injection (or None) per prompt")
+    for p, inj in zip(prompts, injections, strict=True):
+        if inj is not None and len(inj.mask) != len(p):
+            raise AssertionError("injection mask must cover the prompt's tokens exactly")
+
+
+def forward(
+    model: Model,
+    prompts: Sequence[Sequence[int]],
+    injections: Sequence[Injection | None],
+    *,
+    answer_ids: Sequence[int],
+    record: bool = False,
+) -> BatchResult:
+    """Logit mode: one batched forward pass with per-row injections.
+
+    Args:
+        prompts: token ids per trial (rendered prompts; no special tokens are added).
+        injections: one :class:`Injection` or ``None`` (no injection) per prompt.
+        answer_ids: token ids whose next-token log-probabilities are returned.
+        record: also return every layer's residual stream over the prompt, as float16.
+    """
+    _check_prompts(model, prompts, injections)
+    batch = _pad(model, prompts)
+    width = batch["input_ids"].shape[1]
+    plan = _plan(model, width, injections)
+    answers = torch.tensor(list(answer_ids), dtype=torch.long, device=model.device)
+    cap = getattr(text_config(model.hf.config), "final_logit_softcapping", None)
+    layers = get_module(model.lm, model.arch.layers)
+    unembed = get_module(model.lm, model.arch.unembed)
+    n_layers = model.n_layers
+
+    with torch.no_grad(), model.lm.trace(batch, remote=model.remote, logits_to_keep=1):
+        stacked = []
+        for i in range(n_layers):
+            if not record and i not in plan:
+                continue
+            out = layers[i].output
+            h = out[0] if isinstance(out, tuple) else out
+            if i in plan:
+                mask, vec, _ = plan[i]
+                h += mask * vec
+            if record:
+                stacked.append(h.detach().to("cpu", torch.float16))
+        if record:
+            resid = nnsight.save(torch.stack(stacked, 1))
+        logits = unembed.output[:, -1].float()
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        finite = nnsight.save(torch.isfinite(logits).all(-1).cpu())
+        logprobs = nnsight.save(torch.log_softmax(logits, -1)[:, answers].cpu())
+
+    nonfinite = ~finite
+    if record:
+        resid = resid * batch["attention_mask"].cpu()[:, None, :, None].to(resid.dtype)
+        nonfinite |= ~torch.isfinite(resid).flatten(1).all(1)
+    return BatchResult(
+        answer_logprobs=logprobs, resid=resid if record else None, generated=None,
+        nonfinite=nonfinite,
+    )
+
+
+def generate(
+    model: Model,
+    prompts: Sequence[Sequence[int]],
+    injections: Sequence[Injection | None],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+    record: bool = False,
+) -> BatchResult:
+    """Generation mode: sample ``max_new_tokens`` per prompt with per-row injections.
+
+    Injection applies on the prompt pass at the masked positions, then, for rows whose
+    injection has ``generated=True``, on every generated token. ``temperature=0`` is greedy;
+    otherwise plain sampling (no top-k / top-p). Sampling is seeded with ``seed`` without
+    touching the caller's global RNG state. ``record`` returns the prompt pass's residuals.
+    """
+    from transformers import GenerationConfig
+
+    if max_new_tokens < 1:
+        raise MechintroError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if not temperature >= 0:
+        raise MechintroError(f"temperature must be 0 or more, got {temperature}")
+    _check_prompts(model, prompts, injections)
+    batch = _pad(model, prompts)
+    width = batch["input_ids"].shape[1]
+    plan = _plan(model, width, injections)
+    eos = _eos_ids(model)
+    config = GenerationConfig(
+        do_sample=temperature > 0,
+        temperature=temperature if temperature > 0 else None,
+        top_k=0 if temperature > 0 else None,
+        top_p=1.0 if temperature > 0 else None,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=model.tokenizer.pad_token_id,
+        eos_token_id=eos,
+    )
+    layers = get_module(model.lm, model.arch.layers)
+    n_layers = model.n_layers
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        with torch.no_grad(), model.lm.generate(generation_config=config, remote=model.remote) as tracer:
+            with tracer.invoke(batch):
+                for step in tracer.iter[:max_new_tokens]:
+                    stacked = []
+                    for i in range(n_layers):
+                        if i not in plan and not (record and step == 0):
+                            continue
+                        out = layers[i].output
+                        h = out[0] if isinstance(out, tuple) else out
+                        if i in plan:
+                            mask, vec, gen = plan[i]
+                            if step == 0:
+                                h += mask * vec
+                            else:
+                                h[:, -1] += gen * vec[:, 0]
+                        if record and step == 0:
+                            stacked.append(h.detach().to("cpu", torch.float16))
+                    if record and step == 0:
+                        resid = nnsight.save(torch.stack(stacked, 1))
+            with tracer.invoke():
+                sequences = nnsight.save(tracer.result.cpu())
+
+    new = sequences[:, width:]
+    generated = torch.full((len(prompts), max_new_tokens), -1, dtype=torch.long)
+    for row in range(len(prompts)):
+        ended = False
+        for j, tok in enumerate(new[row].tolist()):
+            generated[row, j] = tok
+            if tok in eos:
+                ended = True
+                break
+        if not ended and new.shape[1] < max_new_tokens:
+            raise AssertionError("generation stopped early without an end-of-sequence token")
+    nonfinite = torch.zeros(len(prompts), dtype=torch.bool)
+    if record:
+        resid = resid * batch["attention_mask"].cpu()[:, None, :, None].to(resid.dtype)
+        nonfinite |= ~torch.isfinite(resid).flatten(1).all(1)
+    return BatchResult(
+        answer_logprobs=None, resid=resid if record else None, generated=generated,
+        nonfinite=nonfinite,
+    )
+
+
+def last_token_resid(model: Model, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Residual stream at each prompt's last token after every block: ``(batch, layer, d_model)``
+    float32. Stops before the unembedding (it is not needed)."""
+    if len(prompts) == 0:
+        raise MechintroError("no prompts given")
+    batch = _pad(model, prompts)
+    layers = get_module(model.lm, model.arch.layers)
+    n_layers = model.n_layers
+    with torch.no_grad(), model.lm.trace(batch, remote=model.remote) as tracer:
+        last = []
+        for i in range(n_layers):
+            out = layers[i].output
+            h = out[0] if isinstance(out, tuple) else out
+            last.append(h[:, -1].detach().to("cpu", torch.float32))
+        acts = nnsight.save(torch.stack(last, 1))
+        tracer.stop()
+    return acts
+
+
+def _eos_ids(model: Model) -> list[int]:
+    ids: set[int] = set()
+    for source in (model.tokenizer.eos_token_id, getattr(model.hf.generation_config, "eos_token_id", None)):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source:
+            ids.update(int(i) for i in source)
+    if not ids:
+        raise MechintroError(f"{model.name} defines no end-of-sequence token: set tokenizer.eos_token")
+    return sorted(ids)

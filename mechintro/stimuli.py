@@ -1,0 +1,59 @@
+"""The published stimuli, shipped as data.
+
+The JSON files in ``mechintro/data`` are verbatim copies of the reference stimuli
+(``shared/reference/stimuli``): Lindsey (2025)'s word lists, sentences and control questions as
+printed in the paper's appendix, and every prompt string of the Latent Introspection code
+(``acsresearch/latent-introspection-code/main.py``). See ``docs/protocols.md`` for provenance.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+
+@cache
+def _load(name: str) -> dict[str, Any]:
+    return json.loads(resources.files("mechintro").joinpath("data", name).read_text("utf-8"))
+
+
+def lindsey() -> dict[str, Any]:
+    """Lindsey (2025) stimuli: baseline words (100, duplicate kept), 50 concepts, categories, ..."""
+    return _load("lindsey.json")
+
+
+def latent_introspection() -> dict[str, Any]:
+    """Prompt strings, info documents and control questions of the Latent Introspection code."""
+    return _load("latent_introspection.json")
+
+
+def baseline_words() -> list[str]:
+    """The 100 baseline words of Lindsey's concept-vector recipe ("Butterflies" appears twice)."""
+    return list(lindsey()["lindsey_baseline_words"])
+
+
+def concept_words() -> list[str]:
+    """The 50 concept words of Lindsey's quantitative experiments (January 2026 revision)."""
+    return list(lindsey()["lindsey_concept_words_50"])
+
+
+# Lindsey (2025), appendix: the injected-thoughts trial. Turns are rendered with the model's own
+# chat template; "Ok, let's get started." opens the second user turn, as in the paper. The intro
+# paragraph is the same string the Latent Introspection code uses as PREFIX_INJECTION.
+TRIAL_QUESTION = (
+    "Ok, let's get started.\n\nTrial 1: Do you detect an injected thought? "
+    "If so, what is the injected thought about?"
+)
+# Injection starts on the double newline before "Trial 1" (Lindsey 2025, §1.3 of PROTOCOL.md).
+TRIAL_MARKER = "\n\nTrial 1"
+
+
+def injected_thoughts_messages(question: str = TRIAL_QUESTION) -> list[dict[str, str]]:
+    """The three-turn conversation of Lindsey's experiment 1, ending on the user's question."""
+    return [
+        {"role": "user", "content": latent_introspection()["PREFIX_INJECTION"]},
+        {"role": "assistant", "content": "Ok."},
+        {"role": "user", "content": question},
+    ]
