@@ -21,6 +21,7 @@ under ``remote=True`` on NDIF (ENGINEERING_NOTES §1.1).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -213,7 +214,10 @@ def generate(
     layers = get_module(model.lm, model.arch.layers)
     n_layers = model.n_layers
 
-    with torch.random.fork_rng(devices=[]):
+    # When every row ends early the bounded loop is cut short by design; the result is read in a
+    # separate invoke, so nnsight's "never reached" warning carries no information here.
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*was never reached.*")
         torch.manual_seed(seed)
         with torch.no_grad(), model.lm.generate(generation_config=config, remote=model.remote) as tracer:
             with tracer.invoke(batch):

@@ -1,0 +1,211 @@
+"""The ``mechintro`` command line. It owns the terminal: progress bars, tables, one-line errors.
+
+    mechintro vectors --concepts Dust,Oceans --out vectors.zarr
+    mechintro run detection-logits --layers 0.5,0.67 --strengths 1,2,4,8 --out runs/demo.zarr
+    mechintro info runs/demo.zarr
+
+Bad input exits with status 2 and one line on stderr naming the problem and the fix; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mechintro.errors import MechintroError
+
+
+def _list(text: str) -> list[str]:
+    items = [s.strip() for s in text.split(",")]
+    if not text.strip() or any(not s for s in items):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of non-empty items")
+    return items
+
+
+def _floats(text: str) -> list[float]:
+    out = []
+    for s in _list(text):
+        try:
+            value = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{s}' is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"strength '{s}' is not finite")
+        out.append(value)
+    return out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' must be at least 1")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage otherwise)
+        raise MechintroError(f"{message} (see `mechintro {self.prog.split()[-1]} --help`)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="mechintro", description="Concept-injection introspection experiments on open LMs.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def model_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--model", default="smollm2-135m", help="offline name, Hugging Face repo id, or local directory (default: smollm2-135m)")
+        sp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
+        sp.add_argument("--device-map", default=None, help="passed to from_pretrained, e.g. auto")
+        sp.add_argument("--trust-remote-code", action="store_true", help="allow a Hub repo's own modelling code")
+
+    v = sub.add_parser("vectors", help="compute Lindsey concept vectors for every layer")
+    model_args(v)
+    v.add_argument("--concepts", type=_list, required=True, help="comma-separated words, e.g. Dust,Oceans")
+    v.add_argument("--out", type=Path, required=True, help="output zarr store")
+
+    r = sub.add_parser("run", help="run an experiment into a run dataset")
+    r.add_argument("experiment", help="experiment name (e.g. detection-logits)")
+    model_args(r)
+    r.add_argument("--concepts", type=_list, help="comma-separated concept words")
+    r.add_argument("--vectors", type=Path, help="precomputed vectors (default: compute for --concepts)")
+    r.add_argument("--layers", type=_list, help="indices (15) or fractions of depth (0.5), comma-separated")
+    r.add_argument("--strengths", type=_floats, help="comma-separated injection strengths")
+    r.add_argument("--strength-unit", choices=["raw", "resid_norm"], help="raw multiplier (paper) or multiples of the residual norm")
+    r.add_argument("--trials", type=_positive_int, help="injected trials per (layer, strength) cell")
+    r.add_argument("--seed", type=int, help="random seed")
+    r.add_argument("--batch-size", type=_positive_int, help="trials per forward pass")
+    rec = r.add_mutually_exclusive_group()
+    rec.add_argument("--record-resid", dest="record_resid", action="store_true", default=None, help="store every layer's residual stream (default)")
+    rec.add_argument("--no-record-resid", dest="record_resid", action="store_false", help="do not store residual streams")
+    r.add_argument("--out", type=Path, required=True, help="run store (a .zarr directory); an existing one is resumed")
+
+    i = sub.add_parser("info", help="describe a run: provenance, config, trial counts")
+    i.add_argument("run", type=Path)
+    return p
+
+
+def _progress(desc: str, quiet: bool):  # noqa: ANN202
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=desc, unit="trial", file=sys.stderr)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update, bar.close
+
+
+def _cmd_vectors(args: argparse.Namespace) -> int:
+    from mechintro.models import load_model
+    from mechintro.vectors import concept_vectors, save_vectors
+
+    if args.out.exists():
+        raise MechintroError(f"{args.out} already exists: choose another --out or delete it")
+    model = load_model(args.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code)
+    vectors = concept_vectors(model, args.concepts)
+    save_vectors(vectors, args.out)
+    norms = vectors.vector_norm.mean("concept")
+    print(f"wrote {len(args.concepts)} concept vectors × {model.n_layers} layers to {args.out}")
+    print("mean ‖v‖ by layer: " + ", ".join(f"{int(layer)}:{float(n):.1f}" for layer, n in zip(norms.layer.values, norms.values, strict=True)))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from mechintro.experiments import EXPERIMENTS
+    from mechintro.models import load_model
+    from mechintro.runs import open_run
+    from mechintro.vectors import load_vectors
+
+    module = EXPERIMENTS.get(args.experiment)
+    if module is None:
+        raise MechintroError(f"unknown experiment '{args.experiment}': choose from {', '.join(sorted(EXPERIMENTS))}")
+    overrides = {
+        "model": args.model,
+        "concepts": tuple(args.concepts) if args.concepts else None,
+        "layers": tuple(args.layers) if args.layers else None,
+        "strengths": tuple(args.strengths) if args.strengths else None,
+        "strength_unit": args.strength_unit, "trials": args.trials, "seed": args.seed,
+        "batch_size": args.batch_size, "record_resid": args.record_resid,
+    }
+    config_cls = module.DetectionLogitsConfig
+    config = config_cls(**{k: v for k, v in overrides.items() if v is not None})
+    if args.out.exists():
+        open_run(args.out, committed_only=False)  # a foreign or corrupt file fails here, before the model loads
+    if args.vectors is not None and not args.vectors.exists():
+        raise MechintroError(f"vectors file {args.vectors} does not exist: create it with `mechintro vectors`")
+    model = load_model(config.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code)
+    vectors = load_vectors(args.vectors, model) if args.vectors else None
+    update, close = _progress(args.experiment, args.quiet)
+    try:
+        out = module.run(config, args.out, model=model, vectors=vectors, progress=update)
+    finally:
+        close()
+    ds = open_run(out)
+    print(f"{args.experiment}: {ds.sizes['trial']} trials on {model.name} → {out}")
+    print(module.format_summary(module.summarize(ds)))
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mechintro.runs import open_run
+
+    ds = open_run(args.run, committed_only=False)
+    committed = np.asarray(ds["committed"].values)
+    a = ds.attrs
+    print(f"run:            {args.run}")
+    print(f"experiment:     {a.get('experiment', '?')}  (mode {a['mode']}, complete: {a.get('complete')})")
+    print(f"trials:         {int(committed.sum())} committed of {committed.size}; non-finite: {int(np.asarray(ds['nonfinite'].values)[committed].sum())}")
+    print(f"model:          {a['model']}  weights sha256 {a['weights_sha256']}")
+    print(f"residuals:      {'recorded ' + str(dict(ds['resid'].sizes)) if 'resid' in ds else 'not recorded'}")
+    print(f"mechintro:      {a['mechintro_version']}  git {a['git_commit']}  created {a.get('created', '?')}")
+    print(f"packages:       {a['package_versions']}")
+    print("config:         " + json.dumps(json.loads(a["config"]), sort_keys=True))
+    for key in ("layer_map", "seed", "batch_size"):
+        if key in a:
+            print(f"{key + ':':<16}{a[key]}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = _parser().parse_args(argv)
+        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        for noisy in ("httpx", "urllib3", "transformers", "accelerate"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        handler = {"vectors": _cmd_vectors, "run": _cmd_run, "info": _cmd_info}[args.command]
+        return handler(args)
+    except MechintroError as exc:
+        if debug:
+            raise
+        print(f"mechintro: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mechintro: interrupted; committed trials are kept — run the same command to resume", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        if debug:
+            raise
+        print(f"mechintro: error: {exc.strerror or exc} ({getattr(exc, 'filename', '') or 'I/O'}); check the path and free disk space", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

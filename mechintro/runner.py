@@ -1,0 +1,297 @@
+"""Running a list of trials into a run dataset, resumably.
+
+An experiment (see :mod:`mechintro.experiments`) turns its config into a list of :class:`Trial`
+values — prompt, injection, labels — before anything runs. :func:`execute` then validates
+everything, creates the store (:mod:`mechintro.runs`), and runs the trials in fixed batches,
+writing and committing each. Started again on an existing store with the same config, model and
+weights, it skips committed batches; since batches are fixed and each is seeded from the run seed
+and its index, the finished dataset equals that of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import xarray as xr
+
+from mechintro import engine, runs
+from mechintro.errors import MechintroError
+from mechintro.models import Model
+from mechintro.prompts import Prompt, Window
+from mechintro.provenance import provenance_attrs
+
+log = logging.getLogger(__name__)
+Mode = Literal["logits", "generate"]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Trial:
+    """One trial: a prompt, and what (if anything) is injected into it.
+
+    ``vector`` is the vector added per unit strength (``None``: nothing injected); the engine
+    adds ``strength × vector`` at layers ``inject_layer .. inject_layer_end - 1`` on the tokens of
+    ``window``. The labels become coordinates of the run dataset. For a control trial the layer
+    and strength name the cell it is the control of; ``condition`` says nothing was injected.
+    """
+
+    prompt: Prompt
+    condition: str
+    concept: str = ""
+    strength: float = 0.0
+    inject_layer: int = -1
+    inject_layer_end: int = -1
+    vector: torch.Tensor | None = None
+    window: Window = field(default_factory=Window.whole)
+    labels: Mapping[str, str | int | float] = field(default_factory=dict)
+
+    def injection(self) -> engine.Injection | None:
+        if self.vector is None:
+            return None
+        return engine.Injection(
+            vector=self.vector * self.strength,
+            layers=tuple(range(self.inject_layer, self.inject_layer_end)),
+            mask=self.window.resolve(self.prompt),
+            generated=self.window.generated,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Answers:
+    """Answer tokens read in logit mode: ``label`` → candidate surface forms (single tokens)."""
+
+    forms: Mapping[str, Sequence[str]]
+
+    def resolve(self, tokenizer: object) -> tuple[list[str], list[str], list[int]]:
+        """``(texts, labels, token_ids)`` of the forms that are single tokens of this tokenizer."""
+        texts, labels, ids = [], [], []
+        for label, forms in self.forms.items():
+            kept = 0
+            for form in forms:
+                enc = tokenizer(form, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+                if len(enc) == 1 and int(enc[0]) not in ids:
+                    texts.append(form)
+                    labels.append(label)
+                    ids.append(int(enc[0]))
+                    kept += 1
+            if kept == 0:
+                raise MechintroError(f"no form of answer '{label}' ({list(forms)}) is a single token of this tokenizer")
+        return texts, labels, ids
+
+
+YES_NO = Answers(forms={"yes": ("Yes", " Yes", "yes", " yes"), "no": ("No", " No", "no", " no")})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Generation:
+    max_new_tokens: int = 100
+    temperature: float = 1.0
+
+
+def _inputs_dataset(model: Model, trials: Sequence[Trial], answers: tuple[list[str], list[str], list[int]] | None) -> xr.Dataset:
+    n, width, d = len(trials), max(len(t.prompt) for t in trials), model.d_model
+    ids = np.full((n, width), model.tokenizer.pad_token_id, dtype=np.int32)
+    attn = np.zeros((n, width), dtype=np.int8)
+    inject = np.zeros((n, width), dtype=bool)
+    vectors = np.zeros((n, d), dtype=np.float32)
+    for i, t in enumerate(trials):
+        k = len(t.prompt)
+        ids[i, width - k:] = t.prompt.input_ids
+        attn[i, width - k:] = 1
+        inj = t.injection()
+        if inj is not None:
+            inject[i, width - k:] = inj.mask
+            vectors[i] = t.vector.float().numpy()  # type: ignore[union-attr]
+    label_keys = sorted({k for t in trials for k in t.labels})
+    for t in trials:
+        if set(t.labels) != set(label_keys):
+            raise AssertionError("every trial of a run carries the same label keys")
+    coords: dict[str, object] = {
+        "trial": np.arange(n),
+        "pos": np.arange(width),
+        "concept": ("trial", np.array([t.concept for t in trials], dtype=object)),
+        "condition": ("trial", np.array([t.condition for t in trials], dtype=object)),
+        "strength": ("trial", np.array([t.strength for t in trials], dtype=np.float64)),
+        "inject_layer": ("trial", np.array([t.inject_layer for t in trials], dtype=np.int64)),
+        "inject_layer_end": ("trial", np.array([t.inject_layer_end for t in trials], dtype=np.int64)),
+        "generated_injection": ("trial", np.array([t.window.generated and t.vector is not None for t in trials])),
+    }
+    for k in label_keys:
+        values = [t.labels[k] for t in trials]
+        coords[k] = ("trial", np.array(values, dtype=object if isinstance(values[0], str) else None))
+    if answers is not None:
+        texts, labels, token_ids = answers
+        coords["answer"] = np.array(texts, dtype=object)
+        coords["answer_label"] = ("answer", np.array(labels, dtype=object))
+        coords["answer_id"] = ("answer", np.array(token_ids, dtype=np.int64))
+    return xr.Dataset(
+        {
+            "input_ids": (("trial", "pos"), ids),
+            "attention_mask": (("trial", "pos"), attn),
+            "inject_mask": (("trial", "pos"), inject),
+            "injected_vector": (("trial", "d_model"), vectors),
+        },
+        coords=coords,
+    )
+
+
+def _check_trials(model: Model, trials: Sequence[Trial]) -> None:
+    if not trials:
+        raise MechintroError("the experiment produced no trials: give at least one concept, layer and strength")
+    max_len = getattr(model.hf.config, "max_position_embeddings", None)
+    for t in trials:
+        if not np.isfinite(t.strength):
+            raise MechintroError(f"strength {t.strength} is not finite: give finite numbers")
+        if max_len is not None and len(t.prompt) > max_len:
+            raise MechintroError(f"a prompt is {len(t.prompt)} tokens, longer than {model.name}'s context of {max_len}: shorten it")
+        if t.vector is not None:
+            if t.vector.shape != (model.d_model,):
+                raise MechintroError(
+                    f"vector for '{t.concept}' has size {tuple(t.vector.shape)}, but {model.name} has d_model {model.d_model}: compute vectors with this model"
+                )
+            model.check_layer(t.inject_layer)
+            model.check_layer(t.inject_layer_end - 1)
+            t.window.resolve(t.prompt)  # raises on a marker that is not in the prompt
+
+
+def batch_seed(seed: int, batch_index: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{batch_index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def execute(
+    model: Model,
+    trials: Sequence[Trial],
+    out: str | Path,
+    *,
+    config: Mapping[str, object],
+    mode: Mode,
+    answers: Answers | None = None,
+    generation: Generation | None = None,
+    batch_size: int = 16,
+    record: bool = False,
+    seed: int = 0,
+    extra_attrs: Mapping[str, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Run ``trials`` into the run store ``out``, resuming it if it exists.
+
+    Args:
+        config: the experiment's configuration (JSON-serialisable); stored, and compared on resume.
+        mode: ``"logits"`` (needs ``answers``) or ``"generate"`` (needs ``generation``).
+        record: store every layer's residual stream over the prompt (float16).
+        progress: called with ``(trials_done, trials_total)`` after each batch.
+
+    Returns:
+        The path of the finished run.
+    """
+    out = Path(out)
+    if batch_size < 1:
+        raise MechintroError(f"batch size must be at least 1, got {batch_size}")
+    if mode == "logits" and answers is None:
+        raise AssertionError("logit mode needs answers")
+    if mode == "generate" and generation is None:
+        raise AssertionError("generation mode needs generation settings")
+    _check_trials(model, trials)
+    resolved = answers.resolve(model.tokenizer) if answers is not None else None
+    config_json = json.dumps(dict(config), sort_keys=True, default=str)
+    attrs = {
+        "model": model.name,
+        "weights_sha256": model.weights_sha256,
+        "n_layers": str(model.n_layers),
+        "d_model": str(model.d_model),
+        "config": config_json,
+        "seed": str(seed),
+        **provenance_attrs(),
+        **(extra_attrs or {}),
+    }
+    if out.exists():
+        _check_resume(out, attrs, batch_size, mode)
+    else:
+        inputs = _inputs_dataset(model, trials, resolved)
+        runs.create_run(
+            out, inputs=inputs, attrs=attrs, batch_size=batch_size, mode=mode,
+            max_new_tokens=generation.max_new_tokens if generation else 0,
+            record=record, n_layers=model.n_layers,
+        )
+    done = runs.committed_mask(out)
+    if len(done) != len(trials):
+        raise MechintroError(f"{out} holds {len(done)} trials but this run has {len(trials)}: use another --out")
+    width = max(len(t.prompt) for t in trials)
+    record = record and "resid" in zarr_names(out)
+    answer_ids = resolved[2] if resolved else []
+    n_done = int(done.sum())
+    if progress:
+        progress(n_done, len(trials))
+    for b, start in enumerate(range(0, len(trials), batch_size)):
+        stop = min(start + batch_size, len(trials))
+        if done[start:stop].all():
+            continue
+        chunk = trials[start:stop]
+        prompts = [t.prompt.input_ids for t in chunk]
+        injections = [t.injection() for t in chunk]
+        if mode == "logits":
+            result = engine.forward(model, prompts, injections, answer_ids=answer_ids, record=record)
+            outputs: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
+                "answer_logprobs": (("trial", "answer"), result.answer_logprobs.numpy().astype(np.float32)),
+            }
+        else:
+            assert generation is not None
+            result = engine.generate(
+                model, prompts, injections, max_new_tokens=generation.max_new_tokens,
+                temperature=generation.temperature, seed=batch_seed(seed, b), record=record,
+            )
+            ids = result.generated.numpy().astype(np.int32)
+            texts = [model.tokenizer.decode([t for t in row if t >= 0], skip_special_tokens=True) for row in ids.tolist()]
+            outputs = {
+                "response_ids": (("trial", "new_token"), ids),
+                "response": (("trial",), np.array(texts, dtype=object)),
+            }
+        nonfinite = result.nonfinite.numpy().copy()
+        if result.answer_logprobs is not None:
+            nonfinite |= ~np.isfinite(result.answer_logprobs.numpy()).all(1)
+        outputs["nonfinite"] = (("trial",), nonfinite)
+        if record:
+            assert result.resid is not None
+            resid = np.zeros((len(chunk), model.n_layers, width, model.d_model), dtype=np.float16)
+            t_b = result.resid.shape[2]
+            resid[:, :, width - t_b:] = result.resid.numpy()
+            outputs["resid"] = (("trial", "layer", "pos", "d_model"), resid)
+        if nonfinite.any():
+            log.warning("%d trial(s) in batch %d have non-finite logits or activations (flagged in `nonfinite`)", int(nonfinite.sum()), b)
+        runs.write_batch(out, start, outputs)
+        n_done += int((~done[start:stop]).sum())
+        if progress:
+            progress(n_done, len(trials))
+    runs.mark_complete(out)
+    return out
+
+
+def zarr_names(path: Path) -> set[str]:
+    import zarr
+
+    return set(zarr.open_group(str(path), mode="r").array_keys())
+
+
+def _check_resume(out: Path, attrs: Mapping[str, str], batch_size: int, mode: str) -> None:
+    ds = runs.open_run(out, committed_only=False)
+    stored = ds.attrs
+    diffs = []
+    for key in ("model", "weights_sha256", "mode", "batch_size"):
+        want = {"mode": mode, "batch_size": str(batch_size)}.get(key, attrs.get(key))
+        if stored.get(key) != want:
+            diffs.append(key)
+    old, new = json.loads(stored["config"]), json.loads(attrs["config"])
+    diffs += sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diffs:
+        raise MechintroError(
+            f"{out} was made with a different setup (differs in: {', '.join(diffs)}): "
+            "rerun with the original arguments to resume, or choose another --out"
+        )

