@@ -201,6 +201,9 @@ def open_run(path: str | Path, *, committed_only: bool = True) -> xr.Dataset:
     except Exception as exc:  # a foreign or truncated store raises many different types
         raise MechintroError(f"{path} is not a readable zarr store ({type(exc).__name__}): is it a mechintro run?") from None
     validate(ds, where=str(path))
+    # Coordinates are small and used for selection (`ds.where(ds.condition == ...)`): load them
+    # now, so only the data variables stay lazy.
+    ds = ds.assign_coords({name: ds[name].compute() for name in ds.coords if name not in ds.dims})
     if ds.attrs.get("complete") != "true":
         log.warning("%s is incomplete; resume it by running the same command again", path)
     if committed_only:

@@ -1,0 +1,117 @@
+"""Windows, concept vectors (against a manual computation), layer specs, statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mechintro import stimuli
+from mechintro.errors import MechintroError
+from mechintro.prompts import Window, render_chat, tokenize
+from mechintro.stats import bootstrap_mean_ci, wilson
+from mechintro.vectors import (
+    concept_vectors, load_vectors, pca_center_direction, resolve_layers, save_vectors, unit_vector,
+)
+
+
+def test_window_from_marker_starts_on_double_newline(tiny):
+    text = render_chat(tiny.tokenizer, stimuli.injected_thoughts_messages())
+    p = tokenize(tiny.tokenizer, text)
+    mask = Window.from_marker(stimuli.TRIAL_MARKER).resolve(p)
+    first = mask.index(True)
+    assert text[p.offsets[first][0]:].startswith("\n\nTrial 1")
+    assert all(mask[first:]) and not any(mask[:first])
+
+
+def test_window_span_before_and_errors(tiny):
+    text = render_chat(tiny.tokenizer, [{"role": "user", "content": "Read: The cat sat. Then answer."}])
+    p = tokenize(tiny.tokenizer, text)
+    span = Window.span("The cat sat.").resolve(p)
+    assert "".join(text[a:b] for (a, b), m in zip(p.offsets, span, strict=True) if m) == "The cat sat."
+    before = Window.before("Then").resolve(p)
+    assert not any(before[before.index(False):])
+    with pytest.raises(MechintroError, match="does not occur"):
+        Window.from_marker("Trial 7").resolve(p)
+    with pytest.raises(MechintroError, match="entries"):
+        Window.tokens([True, False]).resolve(p)
+
+
+def test_render_chat_requires_template(tiny):
+    import copy
+
+    tok = copy.deepcopy(tiny.tokenizer)
+    tok.chat_template = None
+    with pytest.raises(MechintroError, match="no chat template"):
+        render_chat(tok, [{"role": "user", "content": "hi"}])
+
+
+def test_concept_vectors_equal_manual_lindsey_recipe(tiny):
+    baseline = ["Desks", "Jackets", "Sand"]
+    vec = concept_vectors(tiny, ["Dust", "Oceans"], baseline=baseline)
+    assert vec.dims == ("concept", "layer", "d_model") and vec.shape == (2, tiny.n_layers, tiny.d_model)
+
+    def act(word):
+        text = render_chat(tiny.tokenizer, [{"role": "user", "content": f"Tell me about {word.lower()}"}])
+        ids = tokenize(tiny.tokenizer, text).input_ids
+        with torch.no_grad():
+            hs = tiny.hf(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+        return torch.stack([hs[i + 1][0, -1] for i in range(tiny.n_layers - 1)])  # last is post-norm
+
+    mean = torch.stack([act(w) for w in baseline]).mean(0)
+    manual = act("Dust") - mean
+    np.testing.assert_allclose(vec.sel(concept="Dust").values[:-1], manual.numpy(), atol=1e-4, rtol=1e-4)
+    assert np.allclose(vec.vector_norm.values, np.linalg.norm(vec.values, axis=-1))
+    rescaled = unit_vector(vec, "Dust", 1, "resid_norm")
+    assert float(rescaled.norm()) == pytest.approx(float(vec.resid_norm.sel(layer=1)), rel=1e-5)
+
+
+def test_vectors_roundtrip_and_mismatch(tiny, tiny_models, tmp_path):
+    vec = concept_vectors(tiny, ["Dust"], baseline=["Sand", "Clay"])
+    path = save_vectors(vec, tmp_path / "v.zarr")
+    back = load_vectors(path, tiny)
+    np.testing.assert_array_equal(back.values, vec.values)
+    with pytest.raises(MechintroError, match="already exists"):
+        save_vectors(vec, path)
+    with pytest.raises(MechintroError, match="not on"):
+        load_vectors(path, tiny_models("qwen2"))
+    (tmp_path / "junk.zarr").write_text("not a store")
+    with pytest.raises(MechintroError, match="not a mechintro vectors store"):
+        load_vectors(tmp_path / "junk.zarr")
+
+
+def test_pca_center_recovers_planted_direction():
+    g = torch.Generator().manual_seed(0)
+    d, pairs = 32, 40
+    planted = torch.randn(d, generator=g)
+    planted /= planted.norm()
+    base = torch.randn(pairs, 1, d, generator=g) * 3
+    scale = 1 + torch.rand(pairs, 1, 1, generator=g)
+    noise = lambda: torch.randn(pairs, 1, d, generator=g) * 0.1  # noqa: E731
+    pos, neg = base + scale * planted + noise(), base - scale * planted + noise()
+    found = pca_center_direction(pos, neg)[0]
+    assert float(found @ planted) > 0.99  # recovered, with the sign of the positives
+
+
+@pytest.mark.parametrize(("specs", "expected"), [(["0.5"], [15]), ([12, "3"], [12, 3]), (["-1"], [29]), ([0.34, "0.34"], [10])])
+def test_resolve_layers(specs, expected):
+    assert resolve_layers(specs, 30) == expected
+
+
+@pytest.mark.parametrize("bad", [["30"], ["1.0"], ["abc"], ["nan"], []])
+def test_resolve_layers_rejects(bad):
+    with pytest.raises(MechintroError):
+        resolve_layers(bad, 30)
+
+
+def test_wilson_and_bootstrap():
+    lo, hi = wilson(8, 10)
+    assert (round(lo, 4), round(hi, 4)) == (0.4902, 0.9433)  # textbook values
+    assert all(np.isnan(x) for x in wilson(0, 0))
+    mean, lo, hi = bootstrap_mean_ci(np.arange(100.0), seed=1)
+    assert mean == 49.5 and lo < 49.5 < hi and 40 < lo and hi < 60
+    # cluster bootstrap: one cluster with all the variance widens the interval
+    values = [0.0] * 10 + [1.0] * 10
+    _, lo_c, hi_c = bootstrap_mean_ci(values, clusters=["a"] * 10 + ["b"] * 10, seed=1)
+    _, lo_i, hi_i = bootstrap_mean_ci(values, seed=1)
+    assert hi_c - lo_c > hi_i - lo_i
