@@ -25,7 +25,7 @@ test-integration: setup
 
 lint: setup
 	$(BIN)/python -m ruff check mechintro tests
-	$(BIN)/python -m ruff format --check mechintro tests
+
 
 clean:
 	rm -rf runs build .pytest_cache

@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _progress(desc: str, quiet: bool):  # noqa: ANN202
+def _progress(desc: str, quiet: bool):
     if quiet:
         return None, lambda: None
     from tqdm import tqdm

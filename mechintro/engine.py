@@ -28,6 +28,10 @@ from dataclasses import dataclass
 
 import torch
 
+from mechintro.arch import get_module, text_config
+from mechintro.errors import MechintroError
+from mechintro.models import Model
+
 # `import nnsight` mounts `.save` on every object, after which anyio can no longer define its
 # typed-attribute classes (ENGINEERING_NOTES G6: `from anyio.abc import SocketAttribute` raises,
 # which breaks Jupyter, httpx and FastAPI code imported later). anyio defines them lazily in
@@ -37,11 +41,8 @@ for _module in ("anyio.abc._sockets", "anyio.streams.file", "anyio.streams.tls")
         importlib.import_module(_module)
     except ImportError:  # anyio is optional; without it there is nothing to break
         pass
-import nnsight  # noqa: E402
+import nnsight  # noqa: E402, I001
 
-from mechintro.arch import get_module, text_config
-from mechintro.errors import MechintroError
-from mechintro.models import Model
 
 
 @dataclass(frozen=True, eq=False)

@@ -300,8 +300,9 @@ def load_model(
     Returns:
         A :class:`Model`.
     """
-    import mechintro.engine  # noqa: F401  -- imports anyio.abc before nnsight (ENGINEERING_NOTES G6)
     from nnsight.modeling.transformers import TransformersModel
+
+    import mechintro.engine  # noqa: F401  -- imports anyio.abc before nnsight (ENGINEERING_NOTES G6)
 
     start = time.perf_counter()
     spec = OFFLINE_MODELS.get(name_or_path)
@@ -366,8 +367,9 @@ def _load_pretrained(name_or_path: str, dtype: Dtype, device_map: Any, trust_rem
 
 def from_hf(hf: Any, tokenizer: Any, *, name: str = "in-memory", weights_sha256: str | None = None) -> Model:
     """Wrap an already-built Hugging Face model (tests, notebooks, custom checkpoints)."""
-    import mechintro.engine  # noqa: F401  -- see load_model
     from nnsight.modeling.transformers import TransformersModel
+
+    import mechintro.engine  # noqa: F401  -- see load_model
 
     hf.requires_grad_(False)
     hf.eval()

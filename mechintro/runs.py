@@ -107,10 +107,10 @@ def create_run(
     ds.attrs.update({"schema_version": str(SCHEMA_VERSION), "mode": mode, "batch_size": str(batch_size), "complete": "false"})
     validate(ds, where=str(path))
     encoding = {name: {"compressors": (_COMPRESSOR,)} for name in ("resid", "injected_vector") if name in ds}
-    encoding.update({name: {"chunks": (min(n_trials, 4096),) + ds[name].shape[1:]} for name in INPUT_VARS})
+    encoding.update({name: {"chunks": (min(n_trials, 4096), *ds[name].shape[1:])} for name in INPUT_VARS})
     for name in ("committed", "nonfinite", "answer_logprobs", "response_ids", "response"):
         if name in ds:
-            encoding.setdefault(name, {})["chunks"] = (batch_size,) + ds[name].shape[1:]
+            encoding.setdefault(name, {})["chunks"] = (batch_size, *ds[name].shape[1:])
     staging = path.with_name(path.name + f".partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     try:

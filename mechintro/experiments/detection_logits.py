@@ -33,7 +33,13 @@ from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import YES_NO, Trial, execute
 from mechintro.stats import bootstrap_mean_ci
-from mechintro.vectors import StrengthUnit, check_vectors_match, concept_vectors, resolve_layers, unit_vector
+from mechintro.vectors import (
+    StrengthUnit,
+    check_vectors_match,
+    concept_vectors,
+    resolve_layers,
+    unit_vector,
+)
 
 NAME = "detection-logits"
 DEFAULT_CONCEPTS = ("Dust", "Trumpets", "Lightning", "Oceans", "Poetry", "Bread", "Silver", "Volcanoes")

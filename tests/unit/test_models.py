@@ -64,3 +64,19 @@ def test_importing_mechintro_keeps_anyio_importable():
     code = "import mechintro, nnsight\nfrom anyio.abc import SocketAttribute\nimport anyio.streams.tls\nprint('ok')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr[-500:]
+
+
+def test_load_local_checkpoint_directory(tiny, tmp_path):
+    """Any local safetensors checkpoint loads through the same path as Hub ids, fingerprinted."""
+    import torch
+
+    from mechintro.engine import forward
+
+    tiny.hf.save_pretrained(tmp_path, safe_serialization=True)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    loaded = models.load_model(str(tmp_path))
+    assert loaded.weights_sha256 == models.sha256_of(sorted(tmp_path.glob("*.safetensors")))
+    ids = tiny.tokenizer("hello", add_special_tokens=False)["input_ids"]
+    a = forward(tiny, [ids], [None], answer_ids=[4, 5]).answer_logprobs
+    b = forward(loaded, [ids], [None], answer_ids=[4, 5]).answer_logprobs
+    assert torch.equal(a, b)

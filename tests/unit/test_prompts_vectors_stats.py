@@ -11,7 +11,12 @@ from mechintro.errors import MechintroError
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.stats import bootstrap_mean_ci, wilson
 from mechintro.vectors import (
-    concept_vectors, load_vectors, pca_center_direction, resolve_layers, save_vectors, unit_vector,
+    concept_vectors,
+    load_vectors,
+    pca_center_direction,
+    resolve_layers,
+    save_vectors,
+    unit_vector,
 )
 
 
@@ -115,3 +120,25 @@ def test_wilson_and_bootstrap():
     _, lo_c, hi_c = bootstrap_mean_ci(values, clusters=["a"] * 10 + ["b"] * 10, seed=1)
     _, lo_i, hi_i = bootstrap_mean_ci(values, seed=1)
     assert hi_c - lo_c > hi_i - lo_i
+
+
+def test_contrastive_and_model_contrast_vectors(tiny, tiny_models):
+    from mechintro.vectors import contrastive_vector, model_contrast_vector
+
+    same = contrastive_vector(tiny, ["Hi! How are you?"], ["Hi! How are you?"], name="none", chat=False)
+    assert np.abs(same.values).max() == 0
+    caps = contrastive_vector(tiny, ["HI! HOW ARE YOU?"], ["Hi! How are you?"], name="caps", chat=False)
+    assert caps.dims == ("concept", "layer", "d_model") and caps.vector_norm.values.min() > 0
+    assert np.abs(model_contrast_vector(tiny, tiny, ["Tell me a joke"], name="self").values).max() == 0
+    other = tiny_models("qwen2")
+    assert model_contrast_vector(tiny, other, ["Tell me a joke"], name="swap").vector_norm.values.min() > 0
+    import transformers as tf
+
+    from mechintro.models import from_hf
+
+    narrow = tf.LlamaForCausalLM(tf.LlamaConfig(
+        vocab_size=len(tiny.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2,
+    ))
+    with pytest.raises(MechintroError, match="does not match"):
+        model_contrast_vector(tiny, from_hf(narrow, tiny.tokenizer, name="narrow"), ["x"], name="bad")
