@@ -3,7 +3,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-unit test-integration lint clean
+.PHONY: setup demo figures test test-unit test-integration lint clean
 
 $(BIN)/mechintro: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -13,6 +13,9 @@ setup: $(BIN)/mechintro
 
 demo: setup
 	$(BIN)/mechintro run detection-logits --out runs/demo.zarr
+
+figures: setup
+	$(BIN)/python analyses/detection_logits_shift.py runs/demo.zarr figures
 
 test: setup
 	$(BIN)/python -m pytest -q tests
