@@ -57,3 +57,20 @@ def test_cli_main_job_small(tmp_path, capsys):
     # resuming a finished run is a no-op that returns the same data
     assert main(argv) == 0
     np.testing.assert_array_equal(runs.open_run(out).answer_logprobs.values, ds.answer_logprobs.values)
+
+
+def test_cli_vectors_then_run_with_them(tmp_path, capsys):
+    vec = tmp_path / "v.zarr"
+    assert main(["-q", "vectors", "--concepts", "Dust,Silver", "--out", str(vec)]) == 0
+    assert "2 concept vectors × 30 layers" in capsys.readouterr().out
+    out = tmp_path / "r.zarr"
+    argv = ["-q", "run", "detection-logits", "--vectors", str(vec), "--concepts", "Dust,Silver",
+            "--layers", "20", "--strengths", "2", "--no-record-resid", "--out", str(out)]
+    assert main(argv) == 0
+    ds = runs.open_run(out)
+    assert "resid" not in ds and ds.sizes["trial"] == 3 and ds.attrs["layer_map"] == '{"20": 20}'
+    # vectors for another concept are refused before anything is written
+    bad = ["-q", "run", "detection-logits", "--vectors", str(vec), "--concepts", "Dust,Bread",
+           "--layers", "20", "--strengths", "2", "--out", str(tmp_path / "r2.zarr")]
+    assert main(bad) == 2
+    assert "no vectors for ['Bread']" in capsys.readouterr().err and not (tmp_path / "r2.zarr").exists()
