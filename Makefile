@@ -27,7 +27,7 @@ test-integration: setup
 	$(BIN)/python -m pytest -q tests/integration
 
 lint: setup
-	$(BIN)/python -m ruff check mechintro tests
+	$(BIN)/python -m ruff check mechintro tests benchmarks analyses notebooks
 
 
 clean:
