@@ -141,8 +141,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "strength_unit": args.strength_unit, "trials": args.trials, "seed": args.seed,
         "batch_size": args.batch_size, "record_resid": args.record_resid,
     }
-    config_cls = module.DetectionLogitsConfig
-    config = config_cls(**{k: v for k, v in overrides.items() if v is not None})
+    config = module.Config(**{k: v for k, v in overrides.items() if v is not None})
     if args.out.exists():
         open_run(args.out, committed_only=False)  # a foreign or corrupt file fails here, before the model loads
     if args.vectors is not None and not args.vectors.exists():

@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 import torch
 import xarray as xr
+import zarr
 
 from mechintro import engine, runs
 from mechintro.errors import MechintroError
@@ -275,8 +276,6 @@ def execute(
 
 
 def zarr_names(path: Path) -> set[str]:
-    import zarr
-
     return set(zarr.open_group(str(path), mode="r").array_keys())
 
 

@@ -1,7 +1,7 @@
 """Experiments: each turns a frozen config into trials, runs them, and summarises the run.
 
-Each module exposes ``NAME``, a config dataclass, ``run(config, out, model=..., ...)`` and
-``summarize(ds)``. :data:`EXPERIMENTS` maps CLI names to modules.
+Each module exposes ``NAME``, ``Config`` (a frozen dataclass), ``run(config, out, model=...,
+...)``, ``summarize(ds)`` and ``format_summary(summary)``. :data:`EXPERIMENTS` maps CLI names to modules.
 """
 
 from __future__ import annotations

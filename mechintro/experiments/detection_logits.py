@@ -20,6 +20,7 @@ model's own chat template rather than Claude's ``Human:/Assistant:`` format.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,9 @@ class DetectionLogitsConfig:
             raise MechintroError(f"batch size must be at least 1, got {self.batch_size}")
 
 
+Config = DetectionLogitsConfig  # the name the CLI and the experiment registry use
+
+
 def build_trials(config: DetectionLogitsConfig, model: Model, vectors: xr.DataArray) -> tuple[list[Trial], list[int]]:
     """The trial grid: per (layer, strength) cell, ``trials`` concepts and one control."""
     layers = resolve_layers(config.layers, model.n_layers)
@@ -128,8 +132,6 @@ def run(
 
 
 def _layer_map(specs: tuple[str, ...], layers: list[int]) -> str:
-    import json
-
     return json.dumps({str(s): int(layer) for s, layer in zip(specs, layers, strict=False)})
 
 
