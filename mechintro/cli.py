@@ -91,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="describe a run: provenance, config, trial counts")
     i.add_argument("run", type=Path)
+
+    vr = sub.add_parser("verify", help="check a run: schema, counts, digests, hashes, non-finite values")
+    vr.add_argument("run", type=Path)
+    vr.add_argument("--repair", action="store_true", help="mark damaged batches uncommitted so a resume recomputes them")
     return p
 
 
@@ -181,6 +185,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from mechintro.runs import verify
+
+    report = verify(args.run, repair=args.repair)
+    for line in report.notes:
+        print(f"note: {line}")
+    for line in report.problems:
+        print(f"problem: {line}")
+    print(f"{args.run}: {'OK' if report.ok else f'{len(report.problems)} problem(s)'}")
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -189,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         for noisy in ("httpx", "urllib3", "transformers", "accelerate"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
-        handler = {"vectors": _cmd_vectors, "run": _cmd_run, "info": _cmd_info}[args.command]
+        handler = {"vectors": _cmd_vectors, "run": _cmd_run, "info": _cmd_info, "verify": _cmd_verify}[args.command]
         return handler(args)
     except MechintroError as exc:
         if debug:

@@ -17,11 +17,13 @@ The schema is documented in ``docs/schema.md``; :func:`validate` runs on write a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,8 @@ def _output_template(
     out: dict[str, tuple[tuple[str, ...], Any]] = {
         "committed": (("trial",), dsa.zeros(n_trials, dtype=bool, chunks=batch_size)),
         "nonfinite": (("trial",), dsa.zeros(n_trials, dtype=bool, chunks=batch_size)),
+        # Strings stay numpy (dask would load them anyway to pick a storage dtype); they are tiny.
+        "digest": (("trial",), np.full(n_trials, "", dtype=object)),
     }
     if mode == "logits":
         out["answer_logprobs"] = (
@@ -65,7 +69,7 @@ def _output_template(
             ("trial", "new_token"),
             dsa.full((n_trials, max_new_tokens), -1, dtype=np.int32, chunks=(batch_size, max_new_tokens)),
         )
-        out["response"] = (("trial",), dsa.from_array(np.full(n_trials, "", dtype=object), chunks=batch_size))
+        out["response"] = (("trial",), np.full(n_trials, "", dtype=object))
     if record is not None:
         n_layers, n_pos, d_model = record
         per_trial = n_layers * n_pos * d_model * 2
@@ -108,11 +112,12 @@ def create_run(
     validate(ds, where=str(path))
     encoding = {name: {"compressors": (_COMPRESSOR,)} for name in ("resid", "injected_vector") if name in ds}
     encoding.update({name: {"chunks": (min(n_trials, 4096), *ds[name].shape[1:])} for name in INPUT_VARS})
-    for name in ("committed", "nonfinite", "answer_logprobs", "response_ids", "response"):
+    for name in ("committed", "nonfinite", "digest", "answer_logprobs", "response_ids", "response"):
         if name in ds:
             encoding.setdefault(name, {})["chunks"] = (batch_size, *ds[name].shape[1:])
+    for stale in path.parent.glob(path.name + ".partial-*"):  # left by a creation that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     staging = path.with_name(path.name + f".partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
     try:
         ds.to_zarr(staging, mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
         os.replace(staging, path)
@@ -121,11 +126,36 @@ def create_run(
     return path
 
 
+DIGESTED = ("answer_logprobs", "response_ids", "response", "nonfinite", "resid")
+
+
+def trial_digests(outputs: Mapping[str, tuple[tuple[str, ...], np.ndarray]] | xr.Dataset) -> list[str]:
+    """sha256 per trial over the trial's output values (the variables in :data:`DIGESTED`), so
+    ``verify`` can tell a stored trial from one that was altered or half-written."""
+    arrays = {}
+    for name in DIGESTED:
+        if name in outputs:
+            value = outputs[name]
+            arrays[name] = np.asarray(value[1] if isinstance(value, tuple) else value.values)
+    n = len(next(iter(arrays.values())))
+    digests = []
+    for i in range(n):
+        h = hashlib.sha256()
+        for name in sorted(arrays):
+            row = np.asarray(arrays[name][i])
+            h.update(name.encode())
+            h.update(str(row).encode("utf-8") if row.dtype.kind in "OUT" else np.ascontiguousarray(row).tobytes())
+        digests.append(h.hexdigest())
+    return digests
+
+
 def write_batch(path: str | Path, start: int, outputs: Mapping[str, tuple[tuple[str, ...], np.ndarray]]) -> None:
-    """Write one batch's outputs for trials ``start : start + n``, then mark them committed."""
+    """Write one batch's outputs for trials ``start : start + n`` with their digests, then mark
+    them committed."""
     n = len(next(iter(outputs.values()))[1])
     region = {"trial": slice(start, start + n)}
     data = xr.Dataset({k: v for k, v in outputs.items()})
+    data["digest"] = (("trial",), np.array(trial_digests(outputs), dtype=object))
     data.to_zarr(path, region=region, consolidated=False)
     # The commit flag is a separate, later write: a kill before it leaves the batch uncommitted.
     xr.Dataset({"committed": (("trial",), np.ones(n, dtype=bool))}).to_zarr(path, region=region, consolidated=False)
@@ -161,6 +191,7 @@ def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
     expected = {
         "input_ids": ("trial", "pos"), "attention_mask": ("trial", "pos"), "inject_mask": ("trial", "pos"),
         "injected_vector": ("trial", "d_model"), "committed": ("trial",), "nonfinite": ("trial",),
+        "digest": ("trial",),
     }
     if mode == "logits":
         expected["answer_logprobs"] = ("trial", "answer")
@@ -215,3 +246,79 @@ def open_run(path: str | Path, *, committed_only: bool = True) -> xr.Dataset:
 
 def run_config(ds: xr.Dataset) -> dict[str, Any]:
     return json.loads(ds.attrs["config"])
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What :func:`verify` found: ``problems`` make a run untrustworthy; ``notes`` are facts."""
+
+    problems: list[str]
+    notes: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(path: str | Path, *, repair: bool = False) -> VerifyReport:
+    """Check a run: schema, trial counts, per-trial digests, weights hash, non-finite flags.
+
+    With ``repair``, batches whose stored outputs no longer match their digests are marked
+    uncommitted, so running the same command again recomputes exactly those batches.
+    """
+    from mechintro.models import OFFLINE_MODELS
+
+    path = Path(path)
+    ds = open_run(path, committed_only=False)
+    problems: list[str] = []
+    notes: list[str] = []
+    committed = np.asarray(ds["committed"].values, dtype=bool)
+    n = committed.size
+    complete = ds.attrs.get("complete") == "true"
+    notes.append(f"{int(committed.sum())} of {n} trials committed")
+    if complete and not committed.all():
+        problems.append(f"marked complete, but {n - int(committed.sum())} trials are uncommitted")
+    elif not complete:
+        problems.append("incomplete: run the same command again to finish it")
+    spec = OFFLINE_MODELS.get(ds.attrs["model"])
+    if spec is not None and ds.attrs["weights_sha256"] != spec.sha256:
+        problems.append(f"weights hash {ds.attrs['weights_sha256'][:12]}… is not the pinned hash of {spec.name}")
+    attn = np.asarray(ds["attention_mask"].values, dtype=bool)
+    if (np.asarray(ds["inject_mask"].values, dtype=bool) & ~attn).any():
+        problems.append("inject_mask marks padding positions")
+    batch_size = int(ds.attrs["batch_size"])
+    damaged: list[int] = []
+    unflagged: list[int] = []
+    for start in range(0, n, batch_size):
+        rows = np.flatnonzero(committed[start:start + batch_size])
+        if rows.size == 0:
+            continue
+        batch = ds.isel(trial=slice(start, start + batch_size)).drop_vars(INPUT_VARS).load()
+        recomputed = trial_digests(batch)
+        stored = batch["digest"].values
+        if any(stored[i] != recomputed[i] for i in rows):
+            damaged.append(start)
+        if "answer_logprobs" in batch:
+            bad = ~np.isfinite(batch["answer_logprobs"].values).all(1) & ~batch["nonfinite"].values
+            unflagged += [start + int(i) for i in rows if bad[i]]
+    if damaged:
+        msg = f"{len(damaged)} batch(es) (first at trial {damaged[0]}) no longer match their digests"
+        if repair:
+            for start in damaged:
+                stop = min(start + batch_size, n)
+                xr.Dataset({"committed": (("trial",), np.zeros(stop - start, dtype=bool))}).to_zarr(
+                    path, region={"trial": slice(start, stop)}, consolidated=False)
+            group = zarr.open_group(str(path), mode="r+")
+            group.attrs["complete"] = "false"
+            problems.append(msg + ": marked uncommitted; run the same command again to recompute them")
+        else:
+            problems.append(msg + ": run `mechintro verify --repair`, then the same command again")
+    if unflagged:
+        problems.append(f"{len(unflagged)} trial(s) have non-finite log-probabilities without the nonfinite flag")
+    flagged = int((np.asarray(ds["nonfinite"].values, dtype=bool) & committed).sum())
+    if flagged:
+        notes.append(f"{flagged} trial(s) flagged non-finite (NaN/inf logits or float16 overflow); analyses should drop them")
+    stray = [p for p in path.rglob("*.partial")]
+    if stray:
+        notes.append(f"{len(stray)} leftover temporary chunk file(s) from an interrupted write (harmless)")
+    return VerifyReport(problems=problems, notes=notes)
