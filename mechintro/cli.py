@@ -53,7 +53,8 @@ def _positive_int(text: str) -> int:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage otherwise)
-        raise MechintroError(f"{message} (see `mechintro {self.prog.split()[-1]} --help`)")
+        command = " ".join(self.prog.split()[1:])
+        raise MechintroError(f"{message} (see `mechintro {command + ' ' if command else ''}--help`)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -197,6 +198,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _quiet_hf_progress() -> None:
+    """transformers draws its own progress bars on stderr; the CLI shows its own instead."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -205,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         for noisy in ("httpx", "urllib3", "transformers", "accelerate"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
+        _quiet_hf_progress()
         handler = {"vectors": _cmd_vectors, "run": _cmd_run, "info": _cmd_info, "verify": _cmd_verify}[args.command]
         return handler(args)
     except MechintroError as exc:
@@ -218,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if debug:
             raise
-        print(f"mechintro: error: {exc.strerror or exc} ({getattr(exc, 'filename', '') or 'I/O'}); check the path and free disk space", file=sys.stderr)
+        print(f"mechintro: error: {exc.strerror or exc} ({getattr(exc, 'filename', '') or 'I/O'}); fix the path or free disk space, then run the same command again (committed trials are kept)", file=sys.stderr)
         return 2
 
 

@@ -62,6 +62,7 @@ class DetectionLogitsConfig:
     question: str = stimuli.TRIAL_QUESTION
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if not self.concepts:
             raise MechintroError("the concept list is empty: give at least one concept")
         if len(set(c.lower() for c in self.concepts)) != len(self.concepts):
@@ -77,6 +78,29 @@ class DetectionLogitsConfig:
             )
         if self.batch_size < 1:
             raise MechintroError(f"batch size must be at least 1, got {self.batch_size}")
+
+
+def _check_types(config: DetectionLogitsConfig) -> None:
+    """Wrong types from the Python API get the same one-line errors as bad CLI input."""
+
+    def is_number(x: object) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool)
+
+    checks = [
+        ("model", isinstance(config.model, str), "a string"),
+        ("concepts", isinstance(config.concepts, tuple | list) and all(isinstance(c, str) for c in config.concepts), "a tuple of strings"),
+        ("layers", isinstance(config.layers, tuple | list) and all(isinstance(x, str) or is_number(x) for x in config.layers), "a tuple of indices or fractions"),
+        ("strengths", isinstance(config.strengths, tuple | list) and all(is_number(x) for x in config.strengths), "a tuple of numbers"),
+        ("strength_unit", config.strength_unit in ("raw", "resid_norm"), "'raw' or 'resid_norm'"),
+        ("trials", config.trials is None or (isinstance(config.trials, int) and not isinstance(config.trials, bool)), "an integer or None"),
+        ("seed", isinstance(config.seed, int) and not isinstance(config.seed, bool), "an integer"),
+        ("batch_size", isinstance(config.batch_size, int) and not isinstance(config.batch_size, bool), "an integer"),
+        ("record_resid", isinstance(config.record_resid, bool), "True or False"),
+        ("question", isinstance(config.question, str), "a string"),
+    ]
+    for name, ok, expected in checks:
+        if not ok:
+            raise MechintroError(f"{name}={getattr(config, name)!r} is invalid: it must be {expected}")
 
 
 Config = DetectionLogitsConfig  # the name the CLI and the experiment registry use

