@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 _PACKAGES = ("mechintro", "torch", "transformers", "nnsight", "xarray", "zarr", "numpy")
 
@@ -53,4 +54,15 @@ def provenance_attrs() -> dict[str, str]:
         "git_commit": git_commit(),
         "package_versions": json.dumps(package_versions(), sort_keys=True),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def figure_metadata(ds: Any) -> dict[str, str]:
+    """PNG metadata for a figure drawn from run ``ds``: the run's provenance plus the software
+    that drew it (pass to ``Figure.savefig(..., metadata=...)``)."""
+    keys = ("experiment", "model", "weights_sha256", "config", "seed", "mechintro_version", "git_commit", "package_versions", "created")
+    source = {k: ds.attrs[k] for k in keys if k in ds.attrs}
+    return {
+        "Software": f"mechintro {mechintro_version()} (git {git_commit()})",
+        "Source": json.dumps(source, sort_keys=True),
     }

@@ -302,7 +302,8 @@ def load_vectors(path: str | Path, model: Model | None = None) -> xr.DataArray:
     if not path.exists():
         raise MechintroError(f"vectors file {path} does not exist: create it with `mechintro vectors`")
     try:
-        ds = xr.open_zarr(path, consolidated=False)
+        # zarr v3 only: v2 stores can carry a pickle codec, which would run code on read.
+        ds = xr.open_zarr(path, consolidated=False, zarr_format=3)
         da = ds["concept_vectors"].load()
     except Exception as exc:  # zarr raises many types for a foreign or truncated store
         raise MechintroError(f"{path} is not a mechintro vectors store ({type(exc).__name__}): recreate it with `mechintro vectors`") from None

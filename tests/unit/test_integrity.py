@@ -1,0 +1,55 @@
+"""Non-finite values are flagged per trial; generation runs reproduce; verify catches damage."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+from mechintro import runner, runs
+from mechintro.cli import main
+from mechintro.prompts import Window, render_chat, tokenize
+
+
+def _trials(model, strengths):
+    p = tokenize(model.tokenizer, render_chat(model.tokenizer, [{"role": "user", "content": "Trial 1: anything?"}]))
+    v = torch.randn(model.d_model, generator=torch.Generator().manual_seed(0))
+    return [runner.Trial(prompt=p, condition="injected", concept="c", strength=s, inject_layer=1, inject_layer_end=2,
+                         vector=v, window=Window.from_marker("Trial 1", generated=True)) for s in strengths]
+
+
+def test_extreme_strength_is_flagged_not_a_crash(tiny, tmp_path):
+    out = runner.execute(tiny, _trials(tiny, [1.0, 1e6, 2.0]), tmp_path / "r.zarr", config={"t": 1}, mode="logits",
+                         answers=runner.YES_NO, batch_size=3, record=True)
+    ds = runs.open_run(out)
+    assert ds.sizes["trial"] == 3 and ds.attrs["complete"] == "true"
+    assert ds.nonfinite.values.tolist() == [False, True, False]  # float16 overflow of the residual
+    report = runs.verify(out)
+    assert report.ok and any("flagged non-finite" in n for n in report.notes)
+
+
+def test_generation_same_seed_same_text(tiny, tmp_path):
+    kw = dict(config={"t": 2}, mode="generate", generation=runner.Generation(max_new_tokens=10, temperature=1.0), batch_size=2, seed=3)
+    trials = _trials(tiny, [0.0, 4.0, 8.0])
+    a = runs.open_run(runner.execute(tiny, trials, tmp_path / "a.zarr", **kw)).load()
+    b = runs.open_run(runner.execute(tiny, trials, tmp_path / "b.zarr", **kw)).load()
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+    assert a.response.values.tolist() == b.response.values.tolist() and any(len(r) for r in a.response.values)
+    c = runs.open_run(runner.execute(tiny, trials, tmp_path / "c.zarr", **(kw | {"seed": 4}))).load()
+    assert not np.array_equal(a.response_ids.values, c.response_ids.values)
+
+
+def test_verify_detects_and_repairs_damage(tiny, tmp_path, capsys):
+    out = runner.execute(tiny, _trials(tiny, [1.0, 2.0, 3.0, 4.0]), tmp_path / "r.zarr", config={"t": 3},
+                         mode="logits", answers=runner.YES_NO, batch_size=2, record=True)
+    assert main(["verify", str(out)]) == 0
+    # damage one committed trial's stored log-probabilities behind mechintro's back
+    xr.Dataset({"answer_logprobs": (("trial", "answer"), np.zeros((2, 4), dtype=np.float32))}).to_zarr(
+        out, region={"trial": slice(2, 4)}, consolidated=False)
+    assert main(["verify", str(out)]) == 1
+    assert "no longer match their digests" in capsys.readouterr().out
+    assert main(["verify", "--repair", str(out)]) == 1
+    assert runs.committed_mask(out).tolist() == [True, True, False, False]
+    runner.execute(tiny, _trials(tiny, [1.0, 2.0, 3.0, 4.0]), out, config={"t": 3}, mode="logits",
+                   answers=runner.YES_NO, batch_size=2, record=True)  # the same command recomputes them
+    assert main(["verify", str(out)]) == 0
