@@ -185,9 +185,13 @@ def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
     if mode not in MODES:
         raise bad(f"unknown mode '{mode}'")
     try:
-        json.loads(ds.attrs["config"])
-    except json.JSONDecodeError:
+        config = json.loads(ds.attrs["config"])
+    except (json.JSONDecodeError, TypeError):
         raise bad("the config attribute is not JSON") from None
+    if not isinstance(config, dict):
+        raise bad("the config attribute is not a JSON object")
+    if not str(ds.attrs["batch_size"]).isdigit() or int(ds.attrs["batch_size"]) < 1:
+        raise bad(f"batch_size attribute {ds.attrs['batch_size']!r} is not a positive integer")
     expected = {
         "input_ids": ("trial", "pos"), "attention_mask": ("trial", "pos"), "inject_mask": ("trial", "pos"),
         "injected_vector": ("trial", "d_model"), "committed": ("trial",), "nonfinite": ("trial",),
