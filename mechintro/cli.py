@@ -93,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a run: provenance, config, trial counts")
     i.add_argument("run", type=Path)
 
+    g = sub.add_parser("grade", help="grade a saved generation run with Lindsey's judge prompts")
+    g.add_argument("run", type=Path)
+    g.add_argument("--judge-url", help="base URL of an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1")
+    g.add_argument("--judge-model", help="the endpoint's model name (with --judge-url), or a model mechintro can load (local judge)")
+    g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key (default OPENAI_API_KEY)")
+    g.add_argument("--criteria", type=_list, default=None, help="comma-separated criteria (default: all four)")
+
     vr = sub.add_parser("verify", help="check a run: schema, counts, digests, hashes, non-finite values")
     vr.add_argument("run", type=Path)
     vr.add_argument("--repair", action="store_true", help="mark damaged batches uncommitted so a resume recomputes them")
@@ -186,6 +193,33 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from mechintro import judge
+    from mechintro.models import load_model
+
+    if not args.judge_model:
+        raise MechintroError("give --judge-model (with --judge-url for an HTTP endpoint, or alone for a local model)")
+    criteria = args.criteria or list(judge.CRITERIA)
+    unknown = [c for c in criteria if c not in judge.CRITERIA]
+    if unknown:
+        raise MechintroError(f"unknown criteria {unknown}: choose from {', '.join(judge.CRITERIA)}")
+    from mechintro.runs import open_run
+
+    open_run(args.run, committed_only=False)  # fail on a bad run before contacting any judge
+    j = (judge.HTTPJudge(base_url=args.judge_url, model=args.judge_model, api_key_env=args.api_key_env)
+         if args.judge_url else judge.ModelJudge(model=load_model(args.judge_model)))
+    update, close = _progress("grade", args.quiet)
+    try:
+        verdicts = judge.grade_run(args.run, j, criteria=criteria, progress=update)
+    finally:
+        close()
+    for c in criteria:
+        values = verdicts[f"grade_{c}"].values
+        counts = {k: int((values == k).sum()) for k in ("YES", "NO", "ungraded")}
+        print(f"{c}: {counts}  (judge {j.identity})")
+    return 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from mechintro.runs import verify
 
@@ -214,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for noisy in ("httpx", "urllib3", "transformers", "accelerate"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         _quiet_hf_progress()
-        handler = {"vectors": _cmd_vectors, "run": _cmd_run, "info": _cmd_info, "verify": _cmd_verify}[args.command]
+        handler = {"vectors": _cmd_vectors, "run": _cmd_run, "info": _cmd_info, "verify": _cmd_verify, "grade": _cmd_grade}[args.command]
         return handler(args)
     except MechintroError as exc:
         if debug:

@@ -45,11 +45,35 @@ def build_env(root: Path) -> Path:
     assert main(["-q", "vectors", "--model", str(root / "tiny"), "--concepts", "Dust,Oceans", "--out", str(root / "vectors.zarr")]) == 0
     assert main(["-q", "run", "detection-logits", "--model", str(root / "tiny"), "--vectors", str(root / "vectors.zarr"),
                  "--concepts", "Dust,Oceans", "--layers", "1", "--strengths", "2", "--out", str(root / "run.zarr")]) == 0
+    _generation_run(model, root / "gen.zarr")
     xr.Dataset({"x": ("a", np.arange(3))}).to_zarr(root / "foreign.zarr", zarr_format=3, consolidated=False)
     shutil.copytree(root / "run.zarr", root / "truncated.zarr")
     (root / "truncated.zarr" / "zarr.json").write_text('{"zarr_format": 3, "node_')
     (root / "notes.txt").write_text("not a store")
     return root
+
+
+def _generation_run(model, out: Path) -> None:
+    from mechintro import runner
+    from mechintro.prompts import Window, render_chat, tokenize
+
+    question = "Trial 1: Do you detect an injected thought?"
+    prompt = tokenize(model.tokenizer, render_chat(model.tokenizer, [{"role": "user", "content": question}]))
+    trial = runner.Trial(prompt=prompt, condition="control", window=Window.from_marker("Trial 1"), labels={"question": question})
+    runner.execute(model, [trial], out, config={"bad_inputs": 1}, mode="generate", generation=runner.Generation(max_new_tokens=4))
+
+
+def _with_key(mp) -> None:
+    mp.setenv("MECHINTRO_BAD_INPUT_KEY", "sk-example")
+
+
+def _without_key(mp) -> None:
+    mp.delenv("MECHINTRO_BAD_INPUT_KEY", raising=False)
+
+
+def _grade(*extra: str, run: str = "gen.zarr") -> list[str]:
+    return ["grade", "{env}/" + run, "--judge-url", "http://127.0.0.1:9/v1", "--judge-model", "judge",
+            "--api-key-env", "MECHINTRO_BAD_INPUT_KEY", *extra]
 
 
 def _tiny_run(*extra: str, out: str = "new.zarr") -> list[str]:
@@ -171,6 +195,11 @@ CASES: list[Case] = [
     Case("info-truncated", "`info` on a run whose metadata was truncated", "not a readable zarr store", argv=["info", "{env}/truncated.zarr"]),
     Case("verify-foreign", "`verify` on a zarr store that is not a run", "missing attributes", argv=["verify", "{env}/foreign.zarr"]),
     Case("disk-full", "the disk filling up during a run", "No space left on device", argv=_tiny_run("--layers", "1", "--strengths", "1"), patch=_disk_full),
+    Case("judge-unreachable", "a judge endpoint that does not answer", "is unreachable", argv=_grade(), patch=_with_key),
+    Case("judge-no-key", "a judge whose API-key variable is not set", "set the environment variable MECHINTRO_BAD_INPUT_KEY", argv=_grade(), patch=_without_key),
+    Case("grade-logits-run", "grading a logit-mode run (no responses)", "only generation runs", argv=_grade(run="run.zarr"), patch=_with_key),
+    Case("grade-unknown-criterion", "an unknown grading criterion", "unknown criteria ['vibes']", argv=_grade("--criteria", "vibes"), patch=_with_key),
+    Case("grade-no-judge", "`grade` without a judge model", "give --judge-model", argv=["grade", "{env}/gen.zarr"]),
     Case("api-strength-type", "Python API: a strength given as a string", "must be a tuple of numbers", call=_api_config(strengths=("2",))),
     Case("api-concept-type", "Python API: a concept that is not a string", "must be a tuple of strings", call=_api_config(concepts=(3,))),
     Case("api-seed-type", "Python API: a float seed", "must be an integer", call=_api_config(seed=0.5)),

@@ -1,0 +1,203 @@
+"""LLM judges with Lindsey's grader prompts.
+
+Lindsey (2025) grades each response with Claude Sonnet 4 on four criteria — coherence, thinking
+about the word, affirmative answer, and affirmative answer followed by correct identification —
+each a prompt that ends "End your response with YES or NO" (PROTOCOL.md §1.3; the prompts are in
+``mechintro/data/grader_prompts.json``, copied verbatim). A verdict is the last standalone
+``YES`` or ``NO`` in the judge's reply; a reply with neither is recorded as ``"ungraded"``, never
+guessed.
+
+Backends: :class:`HTTPJudge` for any OpenAI-compatible chat-completions endpoint (base URL and
+model from the caller; the API key is read from an environment variable at call time, held in no
+attribute, and scrubbed from every message), and :class:`ModelJudge` for any model
+:func:`mechintro.load_model` can load. :func:`grade_run` grades a saved generation run without
+regenerating it, storing each verdict with the judge's identity.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from mechintro.errors import MechintroError
+from mechintro.stimuli import _load
+
+log = logging.getLogger(__name__)
+
+Criterion = Literal["coherence", "thinking_about_word", "affirmative", "affirmative_identification"]
+CRITERIA: tuple[Criterion, ...] = ("coherence", "thinking_about_word", "affirmative", "affirmative_identification")
+Answer = Literal["YES", "NO", "ungraded"]
+
+
+def grader_prompt(criterion: str, *, question: str, response: str, word: str = "") -> str:
+    """Lindsey's grader prompt for ``criterion`` with the trial filled in (``{prompt}`` and
+    ``{question}`` are both the question the model was asked)."""
+    prompts = _load("grader_prompts.json")
+    if criterion not in prompts or criterion.startswith("_"):
+        raise MechintroError(f"unknown criterion '{criterion}': choose from {', '.join(CRITERIA)}")
+    text = prompts[criterion]
+    for key, value in (("prompt", question), ("question", question), ("response", response), ("word", word)):
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+_VERDICT = re.compile(r"\b(YES|NO)\b")
+
+
+def parse_verdict(reply: str) -> Answer:
+    """The last standalone ``YES``/``NO`` (upper case, as the prompts ask) or ``"ungraded"``."""
+    found = _VERDICT.findall(reply)
+    return found[-1] if found else "ungraded"  # type: ignore[return-value]
+
+
+class Judge(Protocol):
+    identity: str
+
+    def complete(self, prompt: str) -> str: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class HTTPJudge:
+    """An OpenAI-compatible ``/chat/completions`` endpoint, at temperature 0.
+
+    The key is read from ``api_key_env`` on each call and never stored on the object.
+    """
+
+    base_url: str
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout: float = 60.0
+    max_tokens: int = 1024
+
+    @property
+    def identity(self) -> str:
+        return f"openai-compatible:{self.model}@{self.base_url}"
+
+    def complete(self, prompt: str) -> str:
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise MechintroError(f"the judge needs an API key: set the environment variable {self.api_key_env}")
+        body = json.dumps({
+            "model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
+            "messages": [{"role": "user", "content": prompt}],
+        }).encode()
+        request = urllib.request.Request(
+            self.base_url.rstrip("/") + "/chat/completions", data=body, method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as reply:
+                payload = json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            raise MechintroError(_scrub(
+                f"judge endpoint {self.base_url} answered HTTP {exc.code} ({exc.reason}): check the URL, the model "
+                f"name and the key in ${self.api_key_env}", key)) from None
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise MechintroError(_scrub(
+                f"judge endpoint {self.base_url} is unreachable ({reason}): check the URL and your network", key)) from None
+        except json.JSONDecodeError:
+            raise MechintroError(f"judge endpoint {self.base_url} did not answer JSON: is it OpenAI-compatible?") from None
+        try:
+            return _scrub(str(payload["choices"][0]["message"]["content"]), key)
+        except (KeyError, IndexError, TypeError):
+            raise MechintroError(f"judge endpoint {self.base_url} answered without choices[0].message.content: is it OpenAI-compatible?") from None
+
+
+def _scrub(text: str, key: str) -> str:
+    return text.replace(key, "***") if key else text
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ModelJudge:
+    """A local model as judge (greedy decoding, no injection)."""
+
+    model: object  # mechintro.models.Model
+    max_new_tokens: int = 256
+
+    @property
+    def identity(self) -> str:
+        m = self.model
+        return f"model:{m.name}@{m.weights_sha256[:12]}"  # type: ignore[attr-defined]
+
+    def complete(self, prompt: str) -> str:
+        from mechintro import engine
+        from mechintro.prompts import render_chat, tokenize
+
+        m = self.model
+        ids = tokenize(m.tokenizer, render_chat(m.tokenizer, [{"role": "user", "content": prompt}])).input_ids  # type: ignore[attr-defined]
+        out = engine.generate(m, [ids], [None], max_new_tokens=self.max_new_tokens, temperature=0.0, seed=0)  # type: ignore[arg-type]
+        return m.tokenizer.decode([t for t in out.generated[0].tolist() if t >= 0], skip_special_tokens=True)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    criterion: str
+    answer: Answer
+    reply: str
+    judge: str
+
+
+def grade(judge: Judge, criterion: str, *, question: str, response: str, word: str = "") -> Verdict:
+    """One verdict from ``judge`` on one response."""
+    reply = judge.complete(grader_prompt(criterion, question=question, response=response, word=word))
+    verdict = parse_verdict(reply)
+    if verdict == "ungraded":
+        log.warning("judge reply for %s has no YES/NO; recorded as ungraded", criterion)
+    return Verdict(criterion=criterion, answer=verdict, reply=reply, judge=judge.identity)
+
+
+def grade_run(
+    path: str | Path,
+    judge: Judge,
+    *,
+    criteria: Sequence[str] = CRITERIA,
+    progress: Callable[[int, int], None] | None = None,
+) -> xr.Dataset:
+    """Grade every committed trial of a saved generation run and store the verdicts in it.
+
+    Adds ``grade_{criterion}`` (``YES``/``NO``/``ungraded``/``""`` for uncommitted trials) and
+    ``grade_{criterion}_reply`` per trial, and the attribute ``judge_{criterion}`` naming the
+    judge. The question is the trial's ``question`` label; the word is the lowercased
+    ``concept``. Grading again overwrites earlier verdicts. Returns the verdicts.
+    """
+    from mechintro.runs import open_run
+
+    ds = open_run(path, committed_only=False)
+    if ds.attrs["mode"] != "generate":
+        raise MechintroError(f"{path} is a {ds.attrs['mode']}-mode run; only generation runs have responses to grade")
+    if "question" not in ds.coords:
+        raise MechintroError(f"{path} stores no `question` per trial, which the grader prompts need: grade runs of experiments that record it")
+    committed = np.asarray(ds["committed"].values, dtype=bool)
+    questions = ds["question"].values
+    responses = ds["response"].values
+    n = committed.size
+    verdicts = {c: np.full(n, "", dtype=object) for c in criteria}
+    replies = {c: np.full(n, "", dtype=object) for c in criteria}
+    todo = np.flatnonzero(committed)
+    for done, i in enumerate(todo):
+        for c in criteria:
+            v = grade(judge, c, question=str(questions[i]), response=str(responses[i]), word=str(ds["concept"].values[i]).lower())
+            verdicts[c][i], replies[c][i] = v.answer, v.reply
+        if progress:
+            progress(done + 1, len(todo))
+    out = xr.Dataset({f"grade_{c}": (("trial",), verdicts[c]) for c in criteria}
+                     | {f"grade_{c}_reply": (("trial",), replies[c]) for c in criteria})
+    # xarray's append mode replaces the group's attributes with the written dataset's: carry the
+    # run's own attributes along, so provenance is rewritten whole, in one atomic metadata write.
+    out.attrs = dict(zarr.open_group(str(path), mode="r").attrs) | {f"judge_{c}": judge.identity for c in criteria}
+    out.to_zarr(path, mode="a", consolidated=False)
+    return out
+
