@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 import torch
@@ -20,10 +21,10 @@ KEY = "sk-test-NEVER-WRITE-ME-4242"
 
 
 class _Handler(BaseHTTPRequestHandler):
-    replies: list[str] = []
-    seen: list[dict] = []
+    replies: ClassVar[list[str]] = []  # queued replies, shared with the test
+    seen: ClassVar[list[dict]] = []  # request bodies received
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.headers.get("Authorization") != f"Bearer {KEY}":
             self.send_response(401)
