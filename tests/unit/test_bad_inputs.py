@@ -50,3 +50,8 @@ def test_there_are_at_least_30_and_the_doc_lists_each():
     doc = (ROOT / "docs" / "bad-inputs.md").read_text()
     listed = re.findall(r"^\| `([a-z0-9-]+)` \|", doc, flags=re.M)
     assert listed == [c.id for c in CASES], "regenerate with: .venv/bin/python scripts/bad_input_table.py"
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(MechintroError, match="does not exist"):
+        main(["--debug", "info", str(tmp_path / "nope.zarr")])
