@@ -3,43 +3,54 @@
 Load a model (:func:`load_model`), compute concept vectors (:func:`concept_vectors`), run an
 experiment into a run dataset (e.g. :mod:`mechintro.experiments.detection_logits`), and analyse
 the saved dataset later (:func:`open_run`). See ``docs/schema.md`` for the dataset schema.
+
+Names are imported on first use, so ``import mechintro`` (and every CLI error) stays fast; torch,
+transformers and nnsight load when a model or run is first touched.
 """
 
-from mechintro.errors import MechintroError
-from mechintro.experiments import EXPERIMENTS, detection_logits
-from mechintro.experiments.detection_logits import DetectionLogitsConfig
-from mechintro.models import OFFLINE_MODELS, Model, from_hf, load_model
-from mechintro.prompts import Prompt, Window, render_chat, tokenize
-from mechintro.runs import open_run
-from mechintro.vectors import (
-    concept_vectors,
-    contrastive_vector,
-    load_vectors,
-    model_contrast_vector,
-    pca_center_vectors,
-    resolve_layers,
-    save_vectors,
-)
+from __future__ import annotations
 
-__all__ = [
-    "EXPERIMENTS",
-    "OFFLINE_MODELS",
-    "DetectionLogitsConfig",
-    "MechintroError",
-    "Model",
-    "Prompt",
-    "Window",
-    "concept_vectors",
-    "contrastive_vector",
-    "detection_logits",
-    "from_hf",
-    "load_model",
-    "load_vectors",
-    "model_contrast_vector",
-    "open_run",
-    "pca_center_vectors",
-    "render_chat",
-    "resolve_layers",
-    "save_vectors",
-    "tokenize",
-]
+import importlib
+from typing import Any
+
+from mechintro._anyio_guard import define_anyio_classes
+from mechintro.errors import MechintroError
+
+define_anyio_classes()  # so that a later `import nnsight` cannot break anyio (ENGINEERING_NOTES G6)
+
+_EXPORTS = {
+    "EXPERIMENTS": "mechintro.experiments",
+    "detection_logits": "mechintro.experiments",
+    "DetectionLogitsConfig": "mechintro.experiments.detection_logits",
+    "OFFLINE_MODELS": "mechintro.models",
+    "Model": "mechintro.models",
+    "from_hf": "mechintro.models",
+    "load_model": "mechintro.models",
+    "Prompt": "mechintro.prompts",
+    "Window": "mechintro.prompts",
+    "render_chat": "mechintro.prompts",
+    "tokenize": "mechintro.prompts",
+    "open_run": "mechintro.runs",
+    "verify": "mechintro.runs",
+    "concept_vectors": "mechintro.vectors",
+    "contrastive_vector": "mechintro.vectors",
+    "load_vectors": "mechintro.vectors",
+    "model_contrast_vector": "mechintro.vectors",
+    "pca_center_vectors": "mechintro.vectors",
+    "resolve_layers": "mechintro.vectors",
+    "save_vectors": "mechintro.vectors",
+}
+
+__all__ = ["MechintroError", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mechintro' has no attribute '{name}'")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -138,9 +138,9 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from mechintro.experiments import EXPERIMENTS
-    from mechintro.models import load_model
+    from mechintro.models import OFFLINE_MODELS, load_model
     from mechintro.runs import open_run
-    from mechintro.vectors import load_vectors
+    from mechintro.vectors import load_vectors, resolve_layers
 
     module = EXPERIMENTS.get(args.experiment)
     if module is None:
@@ -156,6 +156,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = module.Config(**{k: v for k, v in overrides.items() if v is not None})
     if args.out.exists():
         open_run(args.out, committed_only=False)  # a foreign or corrupt file fails here, before the model loads
+    spec = OFFLINE_MODELS.get(config.model)
+    if spec is not None and hasattr(config, "layers"):
+        resolve_layers(config.layers, spec.n_layers)  # depth is known: refuse bad layers before loading
     if args.vectors is not None and not args.vectors.exists():
         raise MechintroError(f"vectors file {args.vectors} does not exist: create it with `mechintro vectors`")
     model = load_model(config.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code)

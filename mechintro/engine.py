@@ -21,26 +21,18 @@ under ``remote=True`` on NDIF (ENGINEERING_NOTES §1.1).
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from mechintro._anyio_guard import define_anyio_classes
 from mechintro.arch import get_module, text_config
 from mechintro.errors import MechintroError
 from mechintro.models import Model
 
-# `import nnsight` mounts `.save` on every object, after which anyio can no longer define its
-# typed-attribute classes (ENGINEERING_NOTES G6: `from anyio.abc import SocketAttribute` raises,
-# which breaks Jupyter, httpx and FastAPI code imported later). anyio defines them lazily in
-# these three modules; defining them before nnsight loads keeps both working.
-for _module in ("anyio.abc._sockets", "anyio.streams.file", "anyio.streams.tls"):
-    try:
-        importlib.import_module(_module)
-    except ImportError:  # anyio is optional; without it there is nothing to break
-        pass
+define_anyio_classes()  # before nnsight loads (ENGINEERING_NOTES G6)
 import nnsight  # noqa: E402, I001
 
 

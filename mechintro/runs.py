@@ -239,6 +239,10 @@ def open_run(path: str | Path, *, committed_only: bool = True) -> xr.Dataset:
     # Coordinates are small and used for selection (`ds.where(ds.condition == ...)`): load them
     # now, so only the data variables stay lazy.
     ds = ds.assign_coords({name: ds[name].compute() for name in ds.coords if name not in ds.dims})
+    # String variables (digests, responses, verdicts) are small; as loaded object arrays they
+    # survive `ds.where(..., drop=True)`, which cannot fill numpy's StringDType with NaN.
+    strings = [name for name, var in ds.data_vars.items() if var.dtype.kind in "OTU"]
+    ds = ds.assign({name: ds[name].astype(object).compute() for name in strings})
     if ds.attrs.get("complete") != "true":
         log.warning("%s is incomplete; resume it by running the same command again", path)
     if committed_only:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +70,7 @@ class DetectionLogitsConfig:
             raise MechintroError("the concept list has duplicates: give each concept once")
         if not self.strengths:
             raise MechintroError("the strength list is empty: give at least one strength")
-        if not all(np.isfinite(s) for s in self.strengths):
+        if not all(_finite(s) for s in self.strengths):
             raise MechintroError(f"strengths must be finite numbers, got {list(self.strengths)}")
         if self.trials is not None and not 1 <= self.trials <= len(self.concepts):
             raise MechintroError(
@@ -78,6 +79,13 @@ class DetectionLogitsConfig:
             )
         if self.batch_size < 1:
             raise MechintroError(f"batch size must be at least 1, got {self.batch_size}")
+
+
+def _finite(x: float) -> bool:
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _check_types(config: DetectionLogitsConfig) -> None:
