@@ -93,11 +93,3 @@ def resid_of(block_output: Any) -> torch.Tensor:
     if isinstance(block_output, tuple):
         return block_output[0]
     return block_output
-
-
-def softcap(logits: torch.Tensor, config: Any) -> torch.Tensor:
-    """Apply the final-logit soft-capping some families use (Gemma 2/3); identity elsewhere."""
-    cap = getattr(text_config(config), "final_logit_softcapping", None)
-    if cap:
-        return torch.tanh(logits / cap) * cap
-    return logits

@@ -25,16 +25,12 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import nnsight  # mechintro/__init__ defined anyio's classes before this (ENGINEERING_NOTES G6)
 import torch
 
-from mechintro._anyio_guard import define_anyio_classes
 from mechintro.arch import get_module, text_config
 from mechintro.errors import MechintroError
 from mechintro.models import Model
-
-define_anyio_classes()  # before nnsight loads (ENGINEERING_NOTES G6)
-import nnsight  # noqa: E402, I001
-
 
 
 @dataclass(frozen=True, eq=False)

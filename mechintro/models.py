@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import torch
 
+from mechintro._fs import staged_dir
 from mechintro.arch import Architecture, architecture_of, get_module, text_config
 from mechintro.errors import MechintroError
 
@@ -138,14 +139,6 @@ class Model:
             )
         return layer
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "model": self.name,
-            "weights_sha256": self.weights_sha256,
-            "n_layers": self.n_layers,
-            "d_model": self.d_model,
-            "architecture": text_config(self.hf.config).model_type,
-        }
 
 
 # --- files and hashes ---------------------------------------------------------------------------
@@ -199,10 +192,8 @@ def _convert_gguf(spec: OfflineModel, parts: list[Path], out: Path) -> None:
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    staging = out.with_name(out.name + f".partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged_dir(out, replace=True) as staging:
+        staging.mkdir(parents=True)
         if len(parts) == 1:
             gguf_dir, gguf_name = parts[0].parent, parts[0].name
         else:
@@ -232,10 +223,6 @@ def _convert_gguf(spec: OfflineModel, parts: list[Path], out: Path) -> None:
             "safetensors_sha256": sha256_of([staging / "model.safetensors"]),
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _load_offline(spec: OfflineModel, dtype: Dtype, device_map: str | dict | None) -> tuple[Any, Any, str]:
@@ -302,7 +289,6 @@ def load_model(
     """
     from nnsight.modeling.transformers import TransformersModel
 
-    import mechintro.engine  # noqa: F401  -- imports anyio.abc before nnsight (ENGINEERING_NOTES G6)
 
     start = time.perf_counter()
     spec = OFFLINE_MODELS.get(name_or_path)
@@ -369,7 +355,6 @@ def from_hf(hf: Any, tokenizer: Any, *, name: str = "in-memory", weights_sha256:
     """Wrap an already-built Hugging Face model (tests, notebooks, custom checkpoints)."""
     from nnsight.modeling.transformers import TransformersModel
 
-    import mechintro.engine  # noqa: F401  -- see load_model
 
     hf.requires_grad_(False)
     hf.eval()

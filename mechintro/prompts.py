@@ -106,12 +106,6 @@ class Window:
         """An explicit mask over the prompt's tokens."""
         return cls(mask=tuple(bool(m) for m in mask), generated=generated)
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "start": self.start, "end": self.end, "end_after_marker": self.end_after_marker,
-            "generated": self.generated, "mask": None if self.mask is None else list(self.mask),
-        }
-
     def resolve(self, prompt: Prompt) -> tuple[bool, ...]:
         """The window as a mask over ``prompt``'s tokens."""
         if self.mask is not None:

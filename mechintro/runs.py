@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from mechintro._fs import staged_dir
 from mechintro.errors import MechintroError
 
 log = logging.getLogger(__name__)
@@ -115,14 +114,8 @@ def create_run(
     for name in ("committed", "nonfinite", "digest", "answer_logprobs", "response_ids", "response"):
         if name in ds:
             encoding.setdefault(name, {})["chunks"] = (batch_size, *ds[name].shape[1:])
-    for stale in path.parent.glob(path.name + ".partial-*"):  # left by a creation that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = path.with_name(path.name + f".partial-{os.getpid()}")
-    try:
+    with staged_dir(path) as staging:
         ds.to_zarr(staging, mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
-        os.replace(staging, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
@@ -252,8 +245,6 @@ def open_run(path: str | Path, *, committed_only: bool = True) -> xr.Dataset:
     return ds
 
 
-def run_config(ds: xr.Dataset) -> dict[str, Any]:
-    return json.loads(ds.attrs["config"])
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ import torch
 import xarray as xr
 
 from mechintro import engine, stimuli
+from mechintro._fs import staged_dir
 from mechintro.errors import MechintroError
 from mechintro.models import Model
 from mechintro.prompts import render_chat, tokenize
@@ -280,19 +281,11 @@ _REQUIRED_ATTRS = ("model", "weights_sha256", "method")
 
 def save_vectors(vectors: xr.DataArray, path: str | Path) -> Path:
     """Write vectors to a zarr store (written to a temporary name, then renamed into place)."""
-    import os
-    import shutil
-
     path = Path(path)
     if path.exists():
         raise MechintroError(f"{path} already exists: choose another path or delete it")
-    staging = path.with_name(path.name + f".partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with staged_dir(path) as staging:
         vectors.to_dataset(name="concept_vectors").to_zarr(staging, zarr_format=3, consolidated=False)
-        os.replace(staging, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
