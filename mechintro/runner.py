@@ -21,7 +21,6 @@ from typing import Literal
 import numpy as np
 import torch
 import xarray as xr
-import zarr
 
 from mechintro import engine, runs
 from mechintro.errors import MechintroError
@@ -96,7 +95,7 @@ class Generation:
     temperature: float = 1.0
 
 
-def _inputs_dataset(model: Model, trials: Sequence[Trial], answers: tuple[list[str], list[str], list[int]] | None) -> xr.Dataset:
+def _inputs_dataset(model: Model, trials: Sequence[Trial], injections: Sequence[engine.Injection | None], answers: tuple[list[str], list[str], list[int]] | None) -> xr.Dataset:
     n, width, d = len(trials), max(len(t.prompt) for t in trials), model.d_model
     ids = np.full((n, width), model.tokenizer.pad_token_id, dtype=np.int32)
     attn = np.zeros((n, width), dtype=np.int8)
@@ -106,7 +105,7 @@ def _inputs_dataset(model: Model, trials: Sequence[Trial], answers: tuple[list[s
         k = len(t.prompt)
         ids[i, width - k:] = t.prompt.input_ids
         attn[i, width - k:] = 1
-        inj = t.injection()
+        inj = injections[i]
         if inj is not None:
             inject[i, width - k:] = inj.mask
             vectors[i] = t.vector.float().numpy()  # type: ignore[union-attr]
@@ -143,7 +142,9 @@ def _inputs_dataset(model: Model, trials: Sequence[Trial], answers: tuple[list[s
     )
 
 
-def _check_trials(model: Model, trials: Sequence[Trial]) -> None:
+def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Injection | None]:
+    """Validate every trial before anything is written; return each trial's injection (its
+    window resolved once, which also refuses a marker that is not in the prompt)."""
     if not trials:
         raise MechintroError("the experiment produced no trials: give at least one concept, layer and strength")
     max_len = getattr(model.hf.config, "max_position_embeddings", None)
@@ -159,7 +160,7 @@ def _check_trials(model: Model, trials: Sequence[Trial]) -> None:
                 )
             model.check_layer(t.inject_layer)
             model.check_layer(t.inject_layer_end - 1)
-            t.window.resolve(t.prompt)  # raises on a marker that is not in the prompt
+    return [t.injection() for t in trials]
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
@@ -200,7 +201,7 @@ def execute(
         raise AssertionError("logit mode needs answers")
     if mode == "generate" and generation is None:
         raise AssertionError("generation mode needs generation settings")
-    _check_trials(model, trials)
+    injections = _check_trials(model, trials)
     resolved = answers.resolve(model.tokenizer) if answers is not None else None
     config_json = json.dumps(dict(config), sort_keys=True, default=str)
     attrs = {
@@ -210,13 +211,14 @@ def execute(
         "d_model": str(model.d_model),
         "config": config_json,
         "seed": str(seed),
+        "record_resid": str(record).lower(),
         **provenance_attrs(),
         **(extra_attrs or {}),
     }
     if out.exists():
         _check_resume(out, attrs, batch_size, mode)
     else:
-        inputs = _inputs_dataset(model, trials, resolved)
+        inputs = _inputs_dataset(model, trials, injections, resolved)
         runs.create_run(
             out, inputs=inputs, attrs=attrs, batch_size=batch_size, mode=mode,
             max_new_tokens=generation.max_new_tokens if generation else 0,
@@ -226,7 +228,6 @@ def execute(
     if len(done) != len(trials):
         raise MechintroError(f"{out} holds {len(done)} trials but this run has {len(trials)}: use another --out")
     width = max(len(t.prompt) for t in trials)
-    record = record and "resid" in zarr_names(out)
     answer_ids = resolved[2] if resolved else []
     n_done = int(done.sum())
     if progress:
@@ -237,16 +238,15 @@ def execute(
             continue
         chunk = trials[start:stop]
         prompts = [t.prompt.input_ids for t in chunk]
-        injections = [t.injection() for t in chunk]
         if mode == "logits":
-            result = engine.forward(model, prompts, injections, answer_ids=answer_ids, record=record)
+            result = engine.forward(model, prompts, injections[start:stop], answer_ids=answer_ids, record=record)
             outputs: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
                 "answer_logprobs": (("trial", "answer"), result.answer_logprobs.numpy().astype(np.float32)),
             }
         else:
             assert generation is not None
             result = engine.generate(
-                model, prompts, injections, max_new_tokens=generation.max_new_tokens,
+                model, prompts, injections[start:stop], max_new_tokens=generation.max_new_tokens,
                 temperature=generation.temperature, seed=batch_seed(seed, b), record=record,
             )
             ids = result.generated.numpy().astype(np.int32)
@@ -275,18 +275,12 @@ def execute(
     return out
 
 
-def zarr_names(path: Path) -> set[str]:
-    return set(zarr.open_group(str(path), mode="r").array_keys())
-
-
 def _check_resume(out: Path, attrs: Mapping[str, str], batch_size: int, mode: str) -> None:
     ds = runs.open_run(out, committed_only=False)
     stored = ds.attrs
-    diffs = []
-    for key in ("model", "weights_sha256", "mode", "batch_size"):
-        want = {"mode": mode, "batch_size": str(batch_size)}.get(key, attrs.get(key))
-        if stored.get(key) != want:
-            diffs.append(key)
+    expected = {"model": attrs["model"], "weights_sha256": attrs["weights_sha256"], "record_resid": attrs["record_resid"],
+                "mode": mode, "batch_size": str(batch_size)}
+    diffs = [key for key, want in expected.items() if stored.get(key) != want]
     old, new = json.loads(stored["config"]), json.loads(attrs["config"])
     diffs += sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diffs:

@@ -53,3 +53,14 @@ def test_verify_detects_and_repairs_damage(tiny, tmp_path, capsys):
     runner.execute(tiny, _trials(tiny, [1.0, 2.0, 3.0, 4.0]), out, config={"t": 3}, mode="logits",
                    answers=runner.YES_NO, batch_size=2, record=True)  # the same command recomputes them
     assert main(["verify", str(out)]) == 0
+
+
+def test_resume_with_recording_switched_is_refused(tiny, tmp_path):
+    import pytest
+
+    from mechintro.errors import MechintroError
+
+    kw = dict(config={"t": 4}, mode="logits", answers=runner.YES_NO, batch_size=2)
+    out = runner.execute(tiny, _trials(tiny, [1.0, 2.0]), tmp_path / "r.zarr", record=False, **kw)
+    with pytest.raises(MechintroError, match="differs in: record_resid"):
+        runner.execute(tiny, _trials(tiny, [1.0, 2.0]), out, record=True, **kw)
