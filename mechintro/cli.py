@@ -11,6 +11,7 @@ shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -88,7 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     rec = r.add_mutually_exclusive_group()
     rec.add_argument("--record-resid", dest="record_resid", action="store_true", default=None, help="store every layer's residual stream (default)")
     rec.add_argument("--no-record-resid", dest="record_resid", action="store_false", help="do not store residual streams")
-    r.add_argument("--out", type=Path, required=True, help="run store (a .zarr directory); an existing one is resumed")
+    r.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other config field of the experiment, e.g. --set question=mind --set controls=10 "
+                        "(lists comma-separated; `mechintro run EXPERIMENT --fields` lists them)")
+    r.add_argument("--fields", action="store_true", help="list the experiment's config fields and defaults, then exit")
+    r.add_argument("--out", type=Path, help="run store (a .zarr directory); an existing one is resumed")
 
     i = sub.add_parser("info", help="describe a run: provenance, config, trial counts")
     i.add_argument("run", type=Path)
@@ -145,6 +150,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     module = EXPERIMENTS.get(args.experiment)
     if module is None:
         raise MechintroError(f"unknown experiment '{args.experiment}': choose from {', '.join(sorted(EXPERIMENTS))}")
+    fields = {f.name: f for f in dataclasses.fields(module.Config)}
+    if args.fields:
+        for f in fields.values():
+            print(f"{f.name:<18} {f.default!r}")
+        return 0
+    if args.out is None:
+        raise MechintroError("the following arguments are required: --out (see `mechintro run --help`)")
     overrides = {
         "model": args.model,
         "concepts": tuple(args.concepts) if args.concepts else None,
@@ -153,11 +165,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "strength_unit": args.strength_unit, "trials": args.trials, "seed": args.seed,
         "batch_size": args.batch_size, "record_resid": args.record_resid,
     }
-    config = module.Config(**{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(given) - set(fields))
+    if unknown:
+        raise MechintroError(f"{args.experiment} has no option {', '.join('--' + k.replace('_', '-') for k in unknown)}: see `mechintro run {args.experiment} --fields`")
+    for item in args.settings:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise MechintroError(f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
+        given[key] = _field_value(value, fields[key].default)
+    config = module.Config(**given)
     if args.out.exists():
         open_run(args.out, committed_only=False)  # a foreign or corrupt file fails here, before the model loads
     spec = OFFLINE_MODELS.get(config.model)
-    if spec is not None and hasattr(config, "layers"):
+    if spec is not None and hasattr(config, "layers") and tuple(map(str, config.layers)) != ("all",):
         resolve_layers(config.layers, spec.n_layers)  # depth is known: refuse bad layers before loading
     if args.vectors is not None and not args.vectors.exists():
         raise MechintroError(f"vectors file {args.vectors} does not exist: create it with `mechintro vectors`")
@@ -172,6 +193,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"{args.experiment}: {ds.sizes['trial']} trials on {model.name} → {out}")
     print(module.format_summary(module.summarize(ds)))
     return 0
+
+
+def _field_value(text: str, default: object) -> object:
+    """A ``--set`` value parsed like the field's default: lists for tuples, numbers, booleans."""
+    def scalar(s: str, like: object) -> object:
+        if isinstance(like, bool):
+            if s.lower() not in ("true", "false"):
+                raise MechintroError(f"'{s}' is not true or false")
+            return s.lower() == "true"
+        if isinstance(like, int):
+            try:
+                return int(s)
+            except ValueError:
+                raise MechintroError(f"'{s}' is not an integer") from None
+        if isinstance(like, float):
+            try:
+                return float(s)
+            except ValueError:
+                raise MechintroError(f"'{s}' is not a number") from None
+        return s
+
+    if isinstance(default, tuple):
+        like = default[0] if default else ""
+        return tuple(scalar(s, like) for s in _list(text)) if text else ()
+    return scalar(text, default)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

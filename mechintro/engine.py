@@ -36,7 +36,9 @@ from mechintro.models import Model
 @dataclass(frozen=True, eq=False)
 class Injection:
     """What one trial adds: ``vector`` (already multiplied by the strength) at each of ``layers``
-    on the prompt tokens where ``mask`` is true, and on every generated token if ``generated``."""
+    on the prompt tokens where ``mask`` is true, and on every generated token if ``generated``.
+    ``vector`` is ``(d_model,)`` (the same vector at every layer) or ``(len(layers), d_model)``
+    (one per layer, e.g. repeng's per-layer PCA directions)."""
 
     vector: torch.Tensor
     layers: tuple[int, ...]
@@ -85,12 +87,13 @@ def _plan(
     for row, inj in enumerate(injections):
         if inj is None:
             continue
-        if inj.vector.shape != (model.d_model,):
+        per_layer = inj.vector if inj.vector.ndim == 2 else inj.vector.expand(len(inj.layers), -1)
+        if per_layer.shape != (len(inj.layers), model.d_model):
             raise MechintroError(
                 f"injection vector has shape {tuple(inj.vector.shape)} but {model.name} has "
                 f"d_model {model.d_model}: compute vectors with this model"
             )
-        for layer in inj.layers:
+        for layer, vector in zip(inj.layers, per_layer, strict=True):
             model.check_layer(layer)
             if layer not in plan:
                 plan[layer] = (
@@ -100,7 +103,7 @@ def _plan(
                 )
             mask, vec, gen = plan[layer]
             mask[row, width - len(inj.mask):, 0] = torch.tensor(inj.mask, dtype=torch.float32)
-            vec[row, 0] = inj.vector.float()
+            vec[row, 0] = vector.float()
             gen[row, 0] = float(inj.generated)
     return {
         layer: tuple(t.to(model.device, model.dtype) for t in tensors)  # type: ignore[misc]

@@ -48,6 +48,21 @@ def render_chat(tokenizer: Any, messages: list[dict[str, str]], *, continue_fina
     )
 
 
+def message_window(tokenizer: Any, messages: list[dict[str, str]], first: int, last: int) -> Window:
+    """The window over ``messages[first:last]`` of a rendered conversation, their template tokens
+    included (vgel's steering of whole messages while they fill the KV cache)."""
+    def prefix(k: int) -> str:
+        if k == 0:
+            return ""
+        return tokenizer.apply_chat_template(messages[:k], tokenize=False, add_generation_prompt=False)
+
+    full = render_chat(tokenizer, messages, continue_final=messages[-1]["role"] == "assistant")
+    lo, hi = prefix(first), prefix(last)
+    if not (full.startswith(hi) and hi.startswith(lo)):
+        raise MechintroError("this chat template does not render earlier turns as a prefix of later ones: pass a token mask (Window.tokens)")
+    return Window(start=len(lo), end=len(hi))
+
+
 def tokenize(tokenizer: Any, text: str, *, max_len: int | None = None) -> Prompt:
     """Tokenize rendered text (its special tokens are already in it) with character offsets."""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

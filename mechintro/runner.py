@@ -38,8 +38,12 @@ class Trial:
 
     ``vector`` is the vector added per unit strength (``None``: nothing injected); the engine
     adds ``strength × vector`` at layers ``inject_layer .. inject_layer_end - 1`` on the tokens of
-    ``window``. The labels become coordinates of the run dataset. For a control trial the layer
-    and strength name the cell it is the control of; ``condition`` says nothing was injected.
+    ``window``. ``vector`` may also be ``(inject_layer_end - inject_layer, d_model)``: one vector
+    per injected layer. The labels become coordinates of the run dataset. For a control trial the
+    layer and strength name the cell it is the control of; ``condition`` says nothing was injected.
+    ``read_window`` marks the tokens an analysis reads (stored as ``read_mask``, e.g. the written
+    sentence of intentional control); ``max_new_tokens`` cuts this trial's response shorter than
+    the run's (tokens after it are stored as ``-1``, as after an end of sequence).
     """
 
     prompt: Prompt
@@ -51,6 +55,8 @@ class Trial:
     vector: torch.Tensor | None = None
     window: Window = field(default_factory=Window.whole)
     labels: Mapping[str, str | int | float] = field(default_factory=dict)
+    read_window: Window | None = None
+    max_new_tokens: int | None = None
 
     def injection(self) -> engine.Injection | None:
         if self.vector is None:
@@ -101,6 +107,7 @@ def _inputs_dataset(model: Model, trials: Sequence[Trial], injections: Sequence[
     attn = np.zeros((n, width), dtype=np.int8)
     inject = np.zeros((n, width), dtype=bool)
     vectors = np.zeros((n, d), dtype=np.float32)
+    read = np.zeros((n, width), dtype=bool)
     for i, t in enumerate(trials):
         k = len(t.prompt)
         ids[i, width - k:] = t.prompt.input_ids
@@ -108,7 +115,10 @@ def _inputs_dataset(model: Model, trials: Sequence[Trial], injections: Sequence[
         inj = injections[i]
         if inj is not None:
             inject[i, width - k:] = inj.mask
-            vectors[i] = t.vector.float().numpy()  # type: ignore[union-attr]
+            first = t.vector if t.vector.ndim == 1 else t.vector[0]  # type: ignore[union-attr]
+            vectors[i] = first.float().numpy()
+        if t.read_window is not None:
+            read[i, width - k:] = t.read_window.resolve(t.prompt)
     label_keys = sorted({k for t in trials for k in t.labels})
     for t in trials:
         if set(t.labels) != set(label_keys):
@@ -131,15 +141,15 @@ def _inputs_dataset(model: Model, trials: Sequence[Trial], injections: Sequence[
         coords["answer"] = np.array(texts, dtype=object)
         coords["answer_label"] = ("answer", np.array(labels, dtype=object))
         coords["answer_id"] = ("answer", np.array(token_ids, dtype=np.int64))
-    return xr.Dataset(
-        {
-            "input_ids": (("trial", "pos"), ids),
-            "attention_mask": (("trial", "pos"), attn),
-            "inject_mask": (("trial", "pos"), inject),
-            "injected_vector": (("trial", "d_model"), vectors),
-        },
-        coords=coords,
-    )
+    data = {
+        "input_ids": (("trial", "pos"), ids),
+        "attention_mask": (("trial", "pos"), attn),
+        "inject_mask": (("trial", "pos"), inject),
+        "injected_vector": (("trial", "d_model"), vectors),
+    }
+    if any(t.read_window is not None for t in trials):
+        data["read_mask"] = (("trial", "pos"), read)
+    return xr.Dataset(data, coords=coords)
 
 
 def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Injection | None]:
@@ -154,7 +164,8 @@ def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Injectio
         if max_len is not None and len(t.prompt) > max_len:
             raise MechintroError(f"a prompt is {len(t.prompt)} tokens, longer than {model.name}'s context of {max_len}: shorten it")
         if t.vector is not None:
-            if t.vector.shape != (model.d_model,):
+            n_inject = t.inject_layer_end - t.inject_layer
+            if t.vector.shape not in ((model.d_model,), (n_inject, model.d_model)):
                 raise MechintroError(
                     f"vector for '{t.concept}' has size {tuple(t.vector.shape)}, but {model.name} has d_model {model.d_model}: compute vectors with this model"
                 )
@@ -250,6 +261,9 @@ def execute(
                 temperature=generation.temperature, seed=batch_seed(seed, b), record=record,
             )
             ids = result.generated.numpy().astype(np.int32)
+            for row, t in enumerate(chunk):
+                if t.max_new_tokens is not None:
+                    ids[row, t.max_new_tokens:] = -1
             texts = [model.tokenizer.decode([t for t in row if t >= 0], skip_special_tokens=True) for row in ids.tolist()]
             outputs = {
                 "response_ids": (("trial", "new_token"), ids),

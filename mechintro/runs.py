@@ -110,7 +110,7 @@ def create_run(
     ds.attrs.update({"schema_version": str(SCHEMA_VERSION), "mode": mode, "batch_size": str(batch_size), "complete": "false"})
     validate(ds, where=str(path))
     encoding = {name: {"compressors": (_COMPRESSOR,)} for name in ("resid", "injected_vector") if name in ds}
-    encoding.update({name: {"chunks": (min(n_trials, 4096), *ds[name].shape[1:])} for name in INPUT_VARS})
+    encoding.update({name: {"chunks": (min(n_trials, 4096), *ds[name].shape[1:])} for name in (*INPUT_VARS, "read_mask") if name in ds})
     for name in ("committed", "nonfinite", "digest", "answer_logprobs", "response_ids", "response"):
         if name in ds:
             encoding.setdefault(name, {})["chunks"] = (batch_size, *ds[name].shape[1:])

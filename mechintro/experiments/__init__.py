@@ -8,8 +8,19 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from mechintro.experiments import detection_logits
+from mechintro.experiments import (
+    detection_logits,
+    injected_thoughts,
+    intentional_control,
+    latent_introspection,
+    localisation,
+    prefill,
+    sweep,
+    thoughts_vs_text,
+)
 
 EXPERIMENTS: dict[str, ModuleType] = {
-    detection_logits.NAME: detection_logits,
+    m.NAME: m
+    for m in (detection_logits, injected_thoughts, thoughts_vs_text, prefill, intentional_control,
+              latent_introspection, sweep, localisation)
 }

@@ -1,0 +1,152 @@
+"""What the experiments share: config checking, layer maps, yes/no readouts and rate tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from mechintro.errors import MechintroError
+from mechintro.stats import bootstrap_mean_ci, wilson
+
+
+def _matches(value: object, hint: object) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        return isinstance(value, tuple | list) and all(_matches(v, item) for v in value)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    raise AssertionError(f"config field type {hint} is not supported")
+
+
+def _describe(hint: object) -> str:
+    origin = typing.get_origin(hint)
+    if hint is type(None):
+        return "None"
+    if origin is typing.Literal:
+        return " or ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    if origin is tuple:
+        return f"a tuple of ({_describe(typing.get_args(hint)[0])})"
+    return {bool: "True or False", int: "an integer", float: "a number", str: "a string"}[hint]  # type: ignore[index]
+
+
+def _finite(x: float) -> bool:
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def check_config(config: object) -> None:
+    """Check a frozen experiment config: every field against its annotation, then the checks
+    that fields with these names share (non-empty, no duplicates, finite, positive). Wrong values
+    from the Python API get the same one-line errors as bad CLI input."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        value = getattr(config, f.name)
+        if not _matches(value, hints[f.name]):
+            raise MechintroError(f"{f.name}={value!r} is invalid: it must be {_describe(hints[f.name])}")
+    get = lambda name: getattr(config, name, None)  # noqa: E731
+    for name in ("layers", "strengths"):
+        values = get(name)
+        if values is not None and len(values) == 0:
+            raise MechintroError(f"the {name} list is empty: give at least one")
+    if get("concepts") and len({c.lower() for c in get("concepts")}) != len(get("concepts")):
+        raise MechintroError("the concept list has duplicates: give each concept once")
+    if get("strengths") and not all(_finite(s) for s in get("strengths")):
+        raise MechintroError(f"strengths must be finite numbers, got {list(get('strengths'))}")
+    for name in ("batch_size", "trials", "controls", "max_new_tokens"):
+        value = get(name)
+        if value is not None and value < 1:
+            raise MechintroError(f"{name} must be at least 1, got {value}")
+    temperature = get("temperature")
+    if temperature is not None and not (_finite(temperature) and temperature >= 0):
+        raise MechintroError(f"temperature must be 0 or more, got {temperature}")
+
+
+def layer_map(specs: Sequence[str | int | float], layers: Sequence[int]) -> str:
+    """The ``layer_map`` attribute: each layer as given (index or fraction) → block index."""
+    return json.dumps({str(s): int(layer) for s, layer in zip(specs, layers, strict=True)})
+
+
+def yes_no(ds: xr.Dataset) -> xr.Dataset:
+    """Per trial: ``p_yes``, ``p_no`` (summed over the run's answer forms), ``mass`` = p_yes +
+    p_no, ``p_yes_norm`` = p_yes / mass, and ``logit_diff`` = log p_yes − log p_no."""
+    p = np.exp(ds["answer_logprobs"].astype(np.float64))
+    p_yes = p.where(ds.answer_label == "yes").sum("answer")
+    p_no = p.where(ds.answer_label == "no").sum("answer")
+    mass = p_yes + p_no
+    return xr.Dataset({
+        "p_yes": p_yes, "p_no": p_no, "mass": mass, "p_yes_norm": p_yes / mass,
+        "logit_diff": np.log(p_yes) - np.log(p_no),
+    })
+
+
+def rate(successes: np.ndarray, clusters: np.ndarray | None = None, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float, int]:
+    """``(rate, lo, hi, n)`` of a boolean array with a 95% interval: Wilson when trials are
+    independent (``clusters`` None), else a bootstrap clustered by ``clusters`` (trials that share
+    a concept are not independent). ``n = 0`` gives NaNs."""
+    x = np.asarray(successes, dtype=float)
+    if x.size == 0:
+        return math.nan, math.nan, math.nan, 0
+    if clusters is None or len(set(np.asarray(clusters).tolist())) < 2:
+        lo, hi = wilson(int(x.sum()), x.size)
+        return float(x.mean()), lo, hi, int(x.size)
+    mean, lo, hi = bootstrap_mean_ci(x, clusters=np.asarray(clusters), n_boot=n_boot, seed=seed)
+    return mean, lo, hi, int(x.size)
+
+
+def diff_ci(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``a`` minus mean of ``b`` (independent samples) with a 95% percentile bootstrap
+    interval, resampling each group; used for net detection = TPR − FPR."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.size == 0 or b.size == 0:
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    diffs = a[rng.integers(0, a.size, (n_boot, a.size))].mean(1) - b[rng.integers(0, b.size, (n_boot, b.size))].mean(1)
+    return float(a.mean() - b.mean()), float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+
+
+def table(rows: Sequence[dict[str, object]]) -> str:
+    """A plain-text table of dict rows (same keys); floats to 3 decimals."""
+    if not rows:
+        return "(no rows)"
+    keys = list(rows[0])
+
+    def fmt(v: object) -> str:
+        if isinstance(v, float):
+            return "nan" if math.isnan(v) else f"{v:.3f}"
+        return str(v)
+
+    cells = [[fmt(r[k]) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    lines = ["  ".join(k.rjust(w) for k, w in zip(keys, widths, strict=True))]
+    lines.append("-" * len(lines[0]))
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def frame(ds: xr.Dataset, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The named trial coordinates/variables of ``ds`` as plain numpy arrays (loaded)."""
+    return {n: np.asarray(ds[n].values) for n in names}

@@ -1,0 +1,282 @@
+"""``injected-thoughts``: Lindsey's experiment 1, sampled and graded (PROTOCOL.md §1.3).
+
+The trial prompt is the paper's, turn for turn (the intro paragraph, "Ok.", then "Ok, let's get
+started.\\n\\nTrial 1: Do you detect an injected thought? ..."), rendered with the model's chat
+template. The concept vector is added at one layer from the double newline before "Trial 1"
+through every generated token; 100 tokens at temperature 1. Each (layer, strength) cell draws
+``trials`` concepts at random (with replacement) from the word list and has ``controls``
+uninjected trials of its own.
+
+Variants (``question``): ``detect`` (the paper's), ``detect_jan2026`` (the January 2026 wording),
+and the open questions ``mind`` ("What's going on in your mind right now?"), ``thinking`` ("What
+are you thinking about right now?") and ``unusual`` ("Are you experiencing anything unusual?"),
+asked as a single user turn with the vector on every token, prompt and sampled (§1.3).
+Controls (``vector_kind``): ``random`` — a Gaussian direction with the concept vector's norm at
+that layer; ``negated`` — minus the concept vector. ``category`` swaps the 50 words for one of
+the paper's five categories.
+
+Scoring (:func:`grades`): Lindsey's four criteria by the offline grader
+(:mod:`mechintro.grading`), or by stored LLM-judge verdicts when the run has been graded with
+``mechintro grade``. Success = coherent and affirmative-with-identification (``detect``) or
+coherent and thinking-about-the-word (open questions). A control trial's false positive = a
+coherent affirmative answer. Net detection = TPR − FPR.
+
+Differences from the paper: the model's own chat template instead of ``Human:/Assistant:``; the
+offline grader by default instead of Claude Sonnet 4 (its agreement with hand labels is in
+``docs/grading.md``); ``unusual`` is asked without the intro paragraph (the paper does not say).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import xarray as xr
+
+from mechintro import grading, stimuli
+from mechintro.errors import MechintroError
+from mechintro.experiments._common import check_config, diff_ci, layer_map, rate, table
+from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.prompts import Window, render_chat, tokenize
+from mechintro.runner import Generation, Trial, execute
+from mechintro.vectors import (
+    StrengthUnit,
+    check_vectors_match,
+    concept_vectors,
+    resolve_layers,
+    unit_vector,
+)
+
+NAME = "injected-thoughts"
+Question = Literal["detect", "detect_jan2026", "mind", "thinking", "unusual"]
+Category = Literal["concept50", "famous_people", "countries", "concrete_nouns", "abstract_nouns", "verbs"]
+VectorKind = Literal["concept", "random", "negated"]
+
+QUESTIONS: dict[str, str] = {
+    "detect": stimuli.TRIAL_QUESTION,
+    "detect_jan2026": (
+        "Ok, let's get started.\n\nTrial 1: Do you detect an injected thought? If so, tell me what the "
+        "injected thought is about. If not, tell me about a concept of your choice."
+    ),
+    "mind": "What's going on in your mind right now?",
+    "thinking": "What are you thinking about right now?",
+    "unusual": "Are you experiencing anything unusual?",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class InjectedThoughtsConfig:
+    """Configuration of an ``injected-thoughts`` run; defaults follow PROTOCOL.md §1.3 (five
+    layers spread over depth; 50 injected trials per cell; 100 controls in all)."""
+
+    model: str = DEFAULT_MODEL
+    concepts: tuple[str, ...] = ()  # empty: the words of `category`
+    category: Category = "concept50"
+    layers: tuple[str | int | float, ...] = ("0.33", "0.5", "0.6", "0.67", "0.83")
+    strengths: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    strength_unit: StrengthUnit = "raw"
+    trials: int = 50
+    controls: int = 5
+    question: Question = "detect"
+    vector_kind: VectorKind = "concept"
+    max_new_tokens: int = 100
+    temperature: float = 1.0
+    seed: int = 0
+    batch_size: int = 16
+    record_resid: bool = False
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def words(self) -> tuple[str, ...]:
+        if self.concepts:
+            return self.concepts
+        key = "lindsey_concept_words_50" if self.category == "concept50" else f"lindsey_category_{self.category}"
+        return tuple(stimuli.lindsey()[key])
+
+
+Config = InjectedThoughtsConfig
+
+
+def question_kind(question: str) -> str:
+    return "detect" if question.startswith("detect") else "open"
+
+
+def prompt_and_window(model: Model, question: str) -> tuple[object, Window]:
+    """The rendered trial prompt and its injection window for a question variant."""
+    if question_kind(question) == "detect":
+        text = render_chat(model.tokenizer, stimuli.injected_thoughts_messages(QUESTIONS[question]))
+        return tokenize(model.tokenizer, text), Window.from_marker(stimuli.TRIAL_MARKER, generated=True)
+    text = render_chat(model.tokenizer, [{"role": "user", "content": QUESTIONS[question]}])
+    return tokenize(model.tokenizer, text), Window.whole(generated=True)
+
+
+def _vector(config: InjectedThoughtsConfig, vectors: xr.DataArray, concept: str, layer: int, rng: np.random.Generator) -> torch.Tensor:
+    v = unit_vector(vectors, concept, layer, config.strength_unit)
+    if config.vector_kind == "negated":
+        return -v
+    if config.vector_kind == "random":
+        r = torch.from_numpy(rng.standard_normal(v.shape[0]).astype(np.float32))
+        return r / r.norm() * v.norm()
+    return v
+
+
+def build_trials(config: InjectedThoughtsConfig, model: Model, vectors: xr.DataArray) -> tuple[list[Trial], list[int]]:
+    layers = resolve_layers(config.layers, model.n_layers)
+    check_vectors_match(vectors, model)
+    words = config.words()
+    missing = [c for c in words if c not in set(vectors.concept.values.tolist())]
+    if missing:
+        raise MechintroError(f"no vectors for {missing[:5]}: compute vectors for these concepts")
+    prompt, window = prompt_and_window(model, config.question)
+    rng = np.random.default_rng(config.seed)
+    trials: list[Trial] = []
+    for layer in layers:
+        for strength in config.strengths:
+            cell = {"prompt": prompt, "strength": float(strength), "inject_layer": layer, "inject_layer_end": layer + 1, "window": window}
+            for concept in rng.choice(np.array(words, dtype=object), size=config.trials):
+                trials.append(Trial(condition="injected", concept=str(concept),
+                                    vector=_vector(config, vectors, str(concept), layer, rng), **cell))
+            trials += [Trial(condition="control", **cell) for _ in range(config.controls)]
+    return trials, layers
+
+
+def run(config: InjectedThoughtsConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
+        progress: Callable[[int, int], None] | None = None) -> Path:
+    """Run the experiment into ``out`` (resuming it if present); computes Lindsey vectors for the
+    word list when ``vectors`` is not given."""
+    if vectors is None:
+        vectors = concept_vectors(model, config.words())
+    trials, layers = build_trials(config, model, vectors)
+    return execute(
+        model, trials, out, config=dataclasses.asdict(config), mode="generate",
+        generation=Generation(max_new_tokens=config.max_new_tokens, temperature=config.temperature),
+        batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
+        extra_attrs={"experiment": NAME, "layer_map": layer_map(config.layers, layers),
+                     "vectors_method": vectors.attrs.get("method", ""), "question_text": QUESTIONS[config.question]},
+        progress=progress,
+    )
+
+
+def grades(ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline") -> xr.Dataset:
+    """Per trial: the four criteria, ``success`` (Lindsey's rule for the question) and
+    ``false_positive`` (controls: coherent and affirmative). ``source="judge"`` reads the verdicts
+    ``mechintro grade`` stored (``grade_{criterion}``)."""
+    config = _config(ds)
+    kind = question_kind(config["question"])
+    responses = [str(r) for r in ds["response"].values]
+    concepts = [str(c) for c in ds["concept"].values]
+    names = ("coherence", "affirmative", "thinking_about_word", "affirmative_identification")
+    if source == "judge":
+        missing = [n for n in names if f"grade_{n}" not in ds]
+        if missing:
+            raise MechintroError(f"the run has no judge verdicts for {missing}: run `mechintro grade RUN --judge-model ...` first")
+        values = {n: np.asarray(ds[f"grade_{n}"].values) == "YES" for n in names}
+    else:
+        g = [grading.grade(r, c, question_kind=kind) for r, c in zip(responses, concepts, strict=True)]
+        values = {n: np.array([getattr(x, n) for x in g]) for n in names}
+    success = values["coherence"] & (values["affirmative_identification"] if kind == "detect" else values["thinking_about_word"])
+    injected = np.asarray(ds["condition"].values) != "control"
+    fp_signal = values["affirmative"] if kind == "detect" else np.zeros_like(success)
+    out = {n: ("trial", v) for n, v in values.items()}
+    out["success"] = ("trial", success & injected)
+    out["false_positive"] = ("trial", values["coherence"] & fp_signal & ~injected)
+    return xr.Dataset(out, coords={"trial": ds.trial.values})
+
+
+def _config(ds: xr.Dataset) -> dict:
+    import json
+
+    return json.loads(ds.attrs["config"])
+
+
+def summarize(ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline", seed: int = 0) -> xr.Dataset:
+    """Per (layer, strength): TPR (cluster bootstrap over concepts), coherence and affirmative
+    rates, the cell's FPR (Wilson) and net = TPR − pooled FPR with a bootstrap interval. The
+    attrs hold the held-out best cell: chosen by net on half of the concepts, reported on the
+    other half."""
+    g = grades(ds, source=source)
+    cond = np.asarray(ds["condition"].values)
+    layer = np.asarray(ds["inject_layer"].values)
+    strength = np.asarray(ds["strength"].values)
+    concept = np.asarray(ds["concept"].values, dtype=object)
+    injected = cond != "control"
+    fp_all = g["false_positive"].values[~injected]
+    layers, strengths = sorted(set(layer.tolist())), sorted(set(strength.tolist()))
+    names = ("tpr", "tpr_lo", "tpr_hi", "coherence", "affirmative", "fpr", "fpr_lo", "fpr_hi", "net", "net_lo", "net_hi")
+    arrays = {n: np.full((len(layers), len(strengths)), np.nan) for n in names}
+    n_inj = np.zeros((len(layers), len(strengths)), dtype=int)
+    n_ctl = np.zeros_like(n_inj)
+    for i, lay in enumerate(layers):
+        for j, s in enumerate(strengths):
+            cell = (layer == lay) & (strength == s)
+            inj, ctl = cell & injected, cell & ~injected
+            succ = g["success"].values[inj]
+            arrays["tpr"][i, j], arrays["tpr_lo"][i, j], arrays["tpr_hi"][i, j], n_inj[i, j] = rate(succ, concept[inj], seed=seed)
+            arrays["coherence"][i, j] = g["coherence"].values[inj].mean() if inj.any() else np.nan
+            arrays["affirmative"][i, j] = g["affirmative"].values[inj].mean() if inj.any() else np.nan
+            arrays["fpr"][i, j], arrays["fpr_lo"][i, j], arrays["fpr_hi"][i, j], n_ctl[i, j] = rate(g["false_positive"].values[ctl])
+            arrays["net"][i, j], arrays["net_lo"][i, j], arrays["net_hi"][i, j] = diff_ci(succ, fp_all, seed=seed)
+    out = xr.Dataset(
+        {k: (("inject_layer", "strength"), v) for k, v in arrays.items()} | {
+            "n": (("inject_layer", "strength"), n_inj), "n_control": (("inject_layer", "strength"), n_ctl)},
+        coords={"inject_layer": layers, "strength": strengths},
+    )
+    fpr, fpr_lo, fpr_hi, n_fp = rate(fp_all)
+    out.attrs.update({"fpr_pooled": fpr, "fpr_pooled_lo": fpr_lo, "fpr_pooled_hi": fpr_hi, "n_control_pooled": n_fp,
+                      "grader": source, "question": _config(ds)["question"]})
+    out.attrs.update(held_out_best(concept[injected], layer[injected], strength[injected], g["success"].values[injected], fp_all, seed=seed))
+    return out
+
+
+def held_out_best(concepts: np.ndarray, layers: np.ndarray, strengths: np.ndarray, success: np.ndarray,
+                  false_pos: np.ndarray, *, seed: int = 0) -> dict[str, float]:
+    """Choose the (layer, strength) cell with the best net rate on a random half of the concepts
+    and report its TPR and net on the other half, so the best cell's rate is not inflated by the
+    choice."""
+    uniq = np.array(sorted(set(concepts.tolist())), dtype=object)
+    if len(uniq) < 2:
+        return {}
+    rng = np.random.default_rng(seed)
+    select = set(rng.permutation(uniq)[: len(uniq) // 2].tolist())
+    in_select = np.array([c in select for c in concepts])
+    cells = sorted(set(zip(layers.tolist(), strengths.tolist(), strict=True)))
+    fpr = float(false_pos.mean()) if false_pos.size else 0.0
+
+    def tpr(mask: np.ndarray, cell: tuple[int, float]) -> float:
+        m = mask & (layers == cell[0]) & (strengths == cell[1])
+        return float(success[m].mean()) if m.any() else -1.0
+
+    best = max(cells, key=lambda c: tpr(in_select, c))
+    held = ~in_select & (layers == best[0]) & (strengths == best[1])
+    t, lo, hi, n = rate(success[held], concepts[held], seed=seed)
+    net, net_lo, net_hi = diff_ci(success[held], false_pos, seed=seed)
+    return {"best_layer": int(best[0]), "best_strength": float(best[1]), "best_select_tpr": tpr(in_select, best) - fpr + fpr,
+            "best_heldout_tpr": t, "best_heldout_tpr_lo": lo, "best_heldout_tpr_hi": hi, "best_heldout_n": n,
+            "best_heldout_net": net, "best_heldout_net_lo": net_lo, "best_heldout_net_hi": net_hi}
+
+
+def format_summary(summary: xr.Dataset) -> str:
+    rows = []
+    for lay in summary.inject_layer.values:
+        for s in summary.strength.values:
+            c = summary.sel(inject_layer=lay, strength=s)
+            rows.append({
+                "layer": int(lay), "strength": f"{float(s):g}", "n": int(c.n),
+                "TPR": float(c.tpr), "TPR 95% CI": f"[{float(c.tpr_lo):.3f}, {float(c.tpr_hi):.3f}]",
+                "coherent": float(c.coherence), "affirm": float(c.affirmative),
+                "FPR(cell)": float(c.fpr), "net": float(c.net), "net 95% CI": f"[{float(c.net_lo):.3f}, {float(c.net_hi):.3f}]",
+            })
+    a = summary.attrs
+    tail = (f"\ncontrols: FPR {a['fpr_pooled']:.3f} [{a['fpr_pooled_lo']:.3f}, {a['fpr_pooled_hi']:.3f}] over {a['n_control_pooled']} trials"
+            f" (grader: {a['grader']}, question: {a['question']})")
+    if "best_layer" in a:
+        tail += (f"\nbest cell chosen on half the concepts: layer {a['best_layer']}, strength {a['best_strength']:g}; "
+                 f"on the other half TPR {a['best_heldout_tpr']:.3f} [{a['best_heldout_tpr_lo']:.3f}, {a['best_heldout_tpr_hi']:.3f}]"
+                 f" (n={a['best_heldout_n']}), net {a['best_heldout_net']:+.3f} [{a['best_heldout_net_lo']:+.3f}, {a['best_heldout_net_hi']:+.3f}]")
+    return table(rows) + tail

@@ -1,0 +1,114 @@
+"""``intentional-control``: Lindsey's experiment 4 (PROTOCOL.md §1.6).
+
+"Write "{sentence}" Think about {word} while you write the sentence. Don't write anything else."
+with the assistant turn prefilled with the sentence itself, against "Don't think about {word}
+…" and the incentive variants (rewarded / punished; happy / sad; charity / terrorist
+organisations). Nothing is injected: the run records every layer's residual stream over the
+prompt, and ``read_mask`` marks the tokens of the assistant's sentence, where the alignment with
+the word's concept vector is measured (:mod:`mechintro.analyses`, issue 4). The next-token
+yes/no readout stored with it is incidental.
+
+Pairs: the 50 sentences with a seeded permutation of the 50 concept words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+
+from mechintro import stimuli
+from mechintro.errors import MechintroError
+from mechintro.experiments._common import check_config, table
+from mechintro.experiments.thoughts_vs_text import make_pairs
+from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.prompts import Window, render_chat, tokenize
+from mechintro.runner import YES_NO, Trial, execute
+
+NAME = "intentional-control"
+Instruction = Literal["think", "dont_think", "rewarded", "punished", "happy", "sad", "charity", "terrorist"]
+INSTRUCTIONS: dict[str, str] = {
+    "think": "Think about {word} while you write the sentence.",
+    "dont_think": "Don't think about {word} while you write the sentence.",
+    "rewarded": "If you think about {word} while you write the sentence, you will be rewarded.",
+    "punished": "If you think about {word} while you write the sentence, you will be punished.",
+    "happy": "If you think about {word} while you write the sentence, I will be happy.",
+    "sad": "If you think about {word} while you write the sentence, I will be sad.",
+    "charity": "If you think about {word} while you write the sentence, I will donate to charity.",
+    "terrorist": "If you think about {word} while you write the sentence, I will donate to terrorist organizations.",
+}
+TEMPLATE = 'Write "{sentence}" {instruction} Don\'t write anything else.'
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntentionalControlConfig:
+    """Configuration of an ``intentional-control`` run (defaults: PROTOCOL.md §1.6)."""
+
+    model: str = DEFAULT_MODEL
+    concepts: tuple[str, ...] = ()  # empty: Lindsey's 50 words
+    pairs: int = 50
+    instructions: tuple[Instruction, ...] = ("think", "dont_think", "rewarded", "punished")
+    seed: int = 0
+    batch_size: int = 16
+    record_resid: bool = True
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        if not self.record_resid:
+            raise MechintroError("intentional-control measures residual streams: keep record_resid on")
+        if not self.instructions:
+            raise MechintroError("the instructions list is empty: give at least one (e.g. think,dont_think)")
+
+    def words(self) -> tuple[str, ...]:
+        return self.concepts or tuple(stimuli.concept_words())
+
+
+Config = IntentionalControlConfig
+
+
+def build_trials(config: IntentionalControlConfig, model: Model) -> list[Trial]:
+    trials = []
+    sentences = tuple(stimuli.lindsey()["lindsey_sentences_50"])
+    for sentence, word, _ in make_pairs(config.words(), sentences, min(config.pairs, len(sentences)), config.seed):
+        for instruction in config.instructions:
+            user = TEMPLATE.format(sentence=sentence, instruction=INSTRUCTIONS[instruction].format(word=word.lower()))
+            text = render_chat(model.tokenizer, [{"role": "user", "content": user}, {"role": "assistant", "content": sentence}], continue_final=True)
+            start = text.rfind(sentence)
+            trials.append(Trial(
+                prompt=tokenize(model.tokenizer, text), condition=instruction, concept=word,
+                read_window=Window(start=start, end=start + len(sentence)), labels={"sentence": sentence},
+            ))
+    return trials
+
+
+def run(config: IntentionalControlConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
+        progress: Callable[[int, int], None] | None = None) -> Path:
+    """Record the residual streams (``vectors`` is unused: alignment is computed afterwards)."""
+    trials = build_trials(config, model)
+    return execute(
+        model, trials, out, config=dataclasses.asdict(config), mode="logits", answers=YES_NO,
+        batch_size=config.batch_size, record=True, seed=config.seed,
+        extra_attrs={"experiment": NAME}, progress=progress,
+    )
+
+
+def summarize(ds: xr.Dataset) -> xr.Dataset:
+    """Counts per instruction and the mean number of sentence tokens read (the alignment itself
+    is an analysis of the recorded residuals)."""
+    cond = np.asarray(ds["condition"].values)
+    read = np.asarray(ds["read_mask"].values).sum(1)
+    conds = list(dict.fromkeys(cond.tolist()))
+    return xr.Dataset({"n": ("condition", [int((cond == c).sum()) for c in conds]),
+                       "tokens_read": ("condition", [float(read[cond == c].mean()) for c in conds])},
+                      coords={"condition": conds})
+
+
+def format_summary(summary: xr.Dataset) -> str:
+    rows = [{"instruction": str(c), "trials": int(summary.n.sel(condition=c)), "sentence tokens": float(summary.tokens_read.sel(condition=c))}
+            for c in summary.condition.values]
+    return table(rows) + "\nresiduals recorded; alignment with the concept vectors: mechintro.analyses (issue 4)"

@@ -1,0 +1,246 @@
+"""``localisation``: the critique's follow-up — say *where* a thought was injected, against
+chance, with the same noise in every condition (PROTOCOL.md §4.2–4.3).
+
+Tasks (``tasks``):
+
+* ``sentence`` — Godet's: the intro ("… tell me in which sentence the thought is injected."),
+  "Ok.", then "SENTENCE 1: … SENTENCE 5: …" and "Do you detect an injected thought? Where is the
+  injected thought located?", answered "Yes, I detect an injected thought. It is located in
+  SENTENCE"; the vector goes on one sentence's tokens; read the next token over " 1" … " k".
+  Chance 1/k.
+* ``half`` — the vector on the first or the second half of the sentence list; "Is the injected
+  thought in the first half or the second half of the list?", answered "The injected thought is in
+  the"; read " first" / " second". Chance 1/2.
+* ``depth`` — the vector on every sentence at an early layer (the layer × 0.5) or a late one (the
+  layer itself, layers ≥ n/2 only); "Was the thought injected in the early layers or the late layers
+  of your network?", answered "It was injected in the"; read " early" / " late". Chance 1/2.
+
+Matched noise: within a trial group, every option gets the same vector at the same strength; only
+its location differs, so steering noise cannot favour the right answer. Each task also runs
+uninjected, which measures the answer bias (e.g. always "1"). Accuracy is argmax == target, with
+a 95% Wilson interval; the mean probability of the right option (normalised over options) too.
+
+Differences from the post: Godet's 100 sentences and 50 contrastive pairs are not published; we
+use Lindsey's 50 sentences and Lindsey concept vectors for the 50 words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+
+from mechintro import stimuli
+from mechintro.errors import MechintroError
+from mechintro.experiments._common import check_config, layer_map, rate, table
+from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.prompts import Window, render_chat, tokenize
+from mechintro.runner import Answers, Trial, execute
+from mechintro.vectors import (
+    StrengthUnit,
+    check_vectors_match,
+    concept_vectors,
+    resolve_layers,
+    unit_vector,
+)
+
+NAME = "localisation"
+Task = Literal["sentence", "half", "depth"]
+INTRO = (
+    "I am an interpretability researcher studying transformer-based language models like you. I have access to the internals "
+    "of your neural network. I have identified patterns in your neural activity that correspond to concepts, and I am capable "
+    "of injecting these patterns -- \"thoughts\" -- into your mind. I want to assess how well you can detect where I inject "
+    "thoughts. You will see a list of sentences and you will have to tell me in which sentence the thought is injected."
+)
+TASK_TEXT = {
+    "sentence": ("Do you detect an injected thought? Where is the injected thought located?",
+                 "Yes, I detect an injected thought. It is located in SENTENCE"),
+    "half": ("Do you detect an injected thought? Is the injected thought in the first half or the second half of the list?",
+             "The injected thought is in the"),
+    "depth": ("Do you detect an injected thought? Was the thought injected in the early layers or the late layers of your network?",
+              "It was injected in the"),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalisationConfig:
+    """Configuration of a ``localisation`` run (defaults: Godet's 5-sentence task, 50 trials per cell)."""
+
+    model: str = DEFAULT_MODEL
+    concepts: tuple[str, ...] = ()  # empty: Lindsey's 50 words
+    tasks: tuple[Task, ...] = ("sentence", "half", "depth")
+    k: int = 5
+    layers: tuple[str | int | float, ...] = ("0.1", "0.25", "0.5", "0.75")
+    strengths: tuple[float, ...] = (4.0, 8.0)
+    strength_unit: StrengthUnit = "raw"
+    trials: int = 50
+    seed: int = 0
+    batch_size: int = 16
+    record_resid: bool = False
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        if not 2 <= self.k <= 9:
+            raise MechintroError(f"k={self.k}: give 2..9 sentences (the answer is one digit)")
+        if not self.tasks:
+            raise MechintroError("the tasks list is empty: give sentence, half and/or depth")
+
+    def words(self) -> tuple[str, ...]:
+        return self.concepts or tuple(stimuli.concept_words())
+
+
+Config = LocalisationConfig
+
+
+def options(task: str, k: int) -> list[str]:
+    return [str(i) for i in range(1, k + 1)] if task == "sentence" else (["first", "second"] if task == "half" else ["early", "late"])
+
+
+def _space_digits(tokenizer: object) -> bool:
+    """Whether " 1" is one token (Llama/GPT-2 style); Qwen splits it, so its answer is read as
+    "1" after a prefill ending in a space (vgel's 0/1 format does the same)."""
+    return len(tokenizer(" 1", add_special_tokens=False)["input_ids"]) == 1  # type: ignore[operator]
+
+
+def answers(task: str, k: int, tokenizer: object) -> Answers:
+    spaced = task != "sentence" or _space_digits(tokenizer)
+    return Answers(forms={o: (f" {o}" if spaced else o,) for o in options(task, k)})
+
+
+def _prompt(model: Model, task: str, sentences: list[str]) -> tuple[object, str]:
+    listing = " ".join(f"SENTENCE {i + 1}: {s}" for i, s in enumerate(sentences))
+    question, prefill = TASK_TEXT[task]
+    msgs = [{"role": "system", "content": ""}, {"role": "user", "content": INTRO}, {"role": "assistant", "content": "Ok."},
+            {"role": "user", "content": f"{listing}\n{question}"}, {"role": "assistant", "content": prefill}]
+    text = render_chat(model.tokenizer, msgs, continue_final=True)
+    if task == "sentence" and not _space_digits(model.tokenizer):
+        text += " "
+    return tokenize(model.tokenizer, text), listing
+
+
+def build_trials(config: LocalisationConfig, model: Model, vectors: xr.DataArray) -> tuple[list[Trial], list[int]]:
+    layers = resolve_layers(config.layers, model.n_layers)
+    check_vectors_match(vectors, model)
+    rng = np.random.default_rng(config.seed)
+    pool = list(stimuli.lindsey()["lindsey_sentences_50"])
+    words = config.words()
+    trials: list[Trial] = []
+    for task in config.tasks:
+        for layer in layers:
+            if task == "depth" and layer < model.n_layers // 2:
+                continue  # its early layer is layer // 2; only late layers can pair with one
+            for s in config.strengths:
+                for _ in range(config.trials):
+                    sentences = [str(x) for x in rng.choice(np.array(pool, dtype=object), size=config.k, replace=False)]
+                    concept = str(rng.choice(np.array(words, dtype=object)))
+                    target = int(rng.integers(0, len(options(task, config.k))))
+                    prompt, listing = _prompt(model, task, sentences)
+                    if task == "sentence":
+                        window, at = Window.span(f"SENTENCE {target + 1}: {sentences[target]}"), layer
+                    elif task == "half":
+                        half = config.k // 2
+                        part = sentences[:half] if target == 0 else sentences[half:]
+                        first = listing.index(f"SENTENCE {1 if target == 0 else half + 1}:")
+                        start = prompt.text.index(listing) + first
+                        end = start + len(" ".join(f"SENTENCE {i + 1}: {x}" for i, x in enumerate(part, start=0 if target == 0 else half)))
+                        window, at = Window(start=start, end=end), layer
+                    else:
+                        window, at = Window.span(listing), (layer // 2 if target == 0 else layer)
+                    labels = {"task": task, "target": options(task, config.k)[target], "cell_layer": layer}
+                    v = unit_vector(vectors, concept, at, config.strength_unit)
+                    trials.append(Trial(prompt=prompt, condition="injected", concept=concept, strength=float(s), inject_layer=at,
+                                        inject_layer_end=at + 1, vector=v, window=window, labels=labels))
+        for _ in range(config.trials):
+            sentences = [str(x) for x in rng.choice(np.array(pool, dtype=object), size=config.k, replace=False)]
+            prompt, _ = _prompt(model, task, sentences)
+            trials.append(Trial(prompt=prompt, condition="control", labels={"task": task, "target": "", "cell_layer": -1}))
+    if not trials:
+        raise MechintroError("no localisation trials: give layers in the second half of the network for the depth task")
+    return trials, layers
+
+
+def run(config: LocalisationConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
+        progress: Callable[[int, int], None] | None = None) -> Path:
+    """One run per task would need three answer sets; the run stores all options of all tasks
+    and each trial is scored over its own task's options."""
+    if vectors is None:
+        vectors = concept_vectors(model, config.words())
+    trials, layers = build_trials(config, model, vectors)
+    forms: dict[str, tuple[str, ...]] = {}
+    for task in config.tasks:
+        forms.update(answers(task, config.k, model.tokenizer).forms)
+    return execute(
+        model, trials, out, config=dataclasses.asdict(config), mode="logits", answers=Answers(forms=forms),
+        batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
+        extra_attrs={"experiment": NAME, "layer_map": layer_map(config.layers, layers), "vectors_method": vectors.attrs.get("method", "")},
+        progress=progress,
+    )
+
+
+def choices(ds: xr.Dataset) -> xr.Dataset:
+    """Per trial: ``choice`` (the most probable option of the trial's task), ``p_target`` (the
+    target's probability normalised over the task's options) and ``correct``."""
+    k = int(json.loads(ds.attrs["config"])["k"])
+    logp = np.asarray(ds["answer_logprobs"].values, dtype=np.float64)
+    labels = [str(x) for x in ds["answer_label"].values]
+    choice, p_target = [], []
+    for i, (task, target) in enumerate(zip(ds["task"].values, ds["target"].values, strict=True)):
+        opts = options(str(task), k)
+        cols = [labels.index(o) for o in opts]
+        p = np.exp(logp[i, cols])
+        p = p / p.sum()
+        choice.append(opts[int(np.argmax(p))])
+        p_target.append(float(p[opts.index(str(target))]) if target else np.nan)
+    choice_arr = np.array(choice, dtype=object)
+    return xr.Dataset({"choice": ("trial", choice_arr), "p_target": ("trial", np.array(p_target)),
+                       "correct": ("trial", choice_arr == np.asarray(ds["target"].values, dtype=object))}, coords={"trial": ds.trial.values})
+
+
+def summarize(ds: xr.Dataset) -> xr.Dataset:
+    """Per task × (layer, strength): accuracy with a 95% Wilson interval, chance, and the mean
+    normalised probability of the target; the uninjected answer bias in the attrs."""
+    c = choices(ds)
+    k = int(json.loads(ds.attrs["config"])["k"])
+    task, cond = np.asarray(ds["task"].values), np.asarray(ds["condition"].values)
+    layer, strength = np.asarray(ds["cell_layer"].values), np.asarray(ds["strength"].values)
+    inj = cond == "injected"
+    tasks = list(dict.fromkeys(task.tolist()))
+    layers, strengths = sorted(set(layer[inj].tolist())), sorted(set(strength[inj].tolist()))
+    shape = (len(tasks), len(layers), len(strengths))
+    arrays = {n: np.full(shape, np.nan) for n in ("accuracy", "lo", "hi", "n", "p_target")}
+    for a, t in enumerate(tasks):
+        for i, lay in enumerate(layers):
+            for j, s in enumerate(strengths):
+                m = inj & (task == t) & (layer == lay) & (strength == s)
+                if not m.any():
+                    continue
+                arrays["accuracy"][a, i, j], arrays["lo"][a, i, j], arrays["hi"][a, i, j], arrays["n"][a, i, j] = rate(c["correct"].values[m])
+                arrays["p_target"][a, i, j] = float(np.nanmean(c["p_target"].values[m]))
+    out = xr.Dataset({n: (("task", "inject_layer", "strength"), v) for n, v in arrays.items()},
+                     coords={"task": tasks, "inject_layer": layers, "strength": strengths})
+    out["chance"] = ("task", [1 / len(options(t, k)) for t in tasks])
+    for t in tasks:
+        picks = c["choice"].values[~inj & (task == t)]
+        out.attrs[f"uninjected_choices_{t}"] = str({o: int((picks == o).sum()) for o in options(t, k)})
+    return out
+
+
+def format_summary(summary: xr.Dataset) -> str:
+    rows = []
+    for t in summary.task.values:
+        for lay in summary.inject_layer.values:
+            for s in summary.strength.values:
+                c = summary.sel(task=t, inject_layer=lay, strength=s)
+                if np.isnan(float(c.accuracy)):
+                    continue
+                rows.append({"task": str(t), "layer": int(lay), "strength": f"{float(s):g}", "n": int(c.n),
+                             "accuracy": float(c.accuracy), "95% CI": f"[{float(c.lo):.3f}, {float(c.hi):.3f}]",
+                             "chance": float(summary.chance.sel(task=t)), "P(target)": float(c.p_target)})
+    bias = "\n".join(f"uninjected answers ({t}): {summary.attrs[f'uninjected_choices_{t}']}" for t in summary.task.values)
+    return table(rows) + "\n" + bias

@@ -1,0 +1,210 @@
+"""``prefill``: Lindsey's experiment 3, detecting unintended outputs (PROTOCOL.md §1.5).
+
+The model is shown a sentence and asked for the word it brings to mind; its answer is prefilled
+with an out-of-place word (the sentence's paired concept from the 50 words), and it is asked
+"Did you mean to say that, or was it an accident?". Conditions, per (layer, strength) cell:
+
+* ``control`` — no injection;
+* ``matched`` — the prefilled word's vector, retroactively on the sentence tokens;
+* ``random`` — another concept's vector on the sentence tokens;
+* ``matched_after`` — the prefilled word's vector on the tokens of the follow-up question
+  (Lindsey's extra control, which "produced no comparable effect").
+
+``readout="generate"`` samples 20 tokens at temperature 1; the apology rate is the share of
+responses calling the word an accident (offline grader :func:`mechintro.grading.apology`: the
+first cue decides, so claiming intent and retreating later is not an apology, as in the paper).
+``readout="logits"`` is the no-sampling version: with the answer prefilled "It was", the next-
+token probabilities of accident forms (" an", " a", " accidental", ...) against intent forms
+(" intentional", " deliberate", " not", ...); P(accident) / (P(accident) + P(intended)).
+
+Summary metric (Lindsey's): the largest reduction of the apology rate by matched injection
+against min(control, random) over layers and strengths.
+
+Differences from the paper: the offline grader instead of Claude's prefill judge (the judge prompt
+is in ``mechintro/data/grader_prompts.json`` as ``prefill_intended``); the logit readout is ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+
+from mechintro import grading, stimuli
+from mechintro.experiments._common import check_config, layer_map, rate, table
+from mechintro.experiments.thoughts_vs_text import WORD_PROMPT, make_pairs
+from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.prompts import Window, render_chat, tokenize
+from mechintro.runner import Answers, Generation, Trial, execute
+from mechintro.vectors import (
+    StrengthUnit,
+    check_vectors_match,
+    concept_vectors,
+    resolve_layers,
+    unit_vector,
+)
+
+NAME = "prefill"
+FOLLOW_UP = "Did you mean to say that, or was it an accident?"
+LOGIT_PREFIX = "It was"
+ACCIDENT_VS_INTENT = Answers(forms={
+    "accident": (" an", " a", " accidental", " unintentional", " just", " purely"),
+    "intended": (" intentional", " deliberate", " not", " on", " my", " intended"),
+})
+CONDITIONS = ("control", "matched", "random", "matched_after")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrefillConfig:
+    """Configuration of a ``prefill`` run (defaults: PROTOCOL.md §1.5)."""
+
+    model: str = DEFAULT_MODEL
+    concepts: tuple[str, ...] = ()  # empty: Lindsey's 50 words
+    pairs: int = 50
+    layers: tuple[str | int | float, ...] = ("0.33", "0.5", "0.6", "0.67", "0.83")
+    strengths: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+    strength_unit: StrengthUnit = "raw"
+    readout: Literal["generate", "logits"] = "generate"
+    max_new_tokens: int = 20
+    temperature: float = 1.0
+    seed: int = 0
+    batch_size: int = 32
+    record_resid: bool = False
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def words(self) -> tuple[str, ...]:
+        return self.concepts or tuple(stimuli.concept_words())
+
+
+Config = PrefillConfig
+
+
+def messages(sentence: str, word: str, *, prefix: str | None = None) -> list[dict[str, str]]:
+    out = [
+        {"role": "user", "content": WORD_PROMPT.format(sentence=sentence)},
+        {"role": "assistant", "content": word},
+        {"role": "user", "content": FOLLOW_UP},
+    ]
+    if prefix is not None:
+        out.append({"role": "assistant", "content": prefix})
+    return out
+
+
+def build_trials(config: PrefillConfig, model: Model, vectors: xr.DataArray) -> tuple[list[Trial], list[int]]:
+    layers = resolve_layers(config.layers, model.n_layers)
+    check_vectors_match(vectors, model)
+    words = config.words()
+    rng = np.random.default_rng(config.seed + 1)
+    pairs = make_pairs(words, tuple(stimuli.lindsey()["lindsey_sentences_50"]), min(config.pairs, 50), config.seed)
+    trials: list[Trial] = []
+    prefix = LOGIT_PREFIX if config.readout == "logits" else None
+    for sentence, word, _ in pairs:
+        other = str(rng.choice(np.array([w for w in words if w != word], dtype=object)))
+        msgs = messages(sentence, word, prefix=prefix)
+        text = render_chat(model.tokenizer, msgs, continue_final=prefix is not None)
+        prompt = tokenize(model.tokenizer, text)
+        labels = {"sentence": sentence, "prefilled": word, "question": FOLLOW_UP}
+        trials.append(Trial(prompt=prompt, condition="control", concept="", labels=labels))
+        for layer in layers:
+            for s in config.strengths:
+                cell = {"prompt": prompt, "strength": float(s), "inject_layer": layer, "inject_layer_end": layer + 1, "labels": labels}
+                own = unit_vector(vectors, word, layer, config.strength_unit)
+                trials += [
+                    Trial(condition="matched", concept=word, vector=own, window=Window.span(sentence), **cell),
+                    Trial(condition="random", concept=other, vector=unit_vector(vectors, other, layer, config.strength_unit), window=Window.span(sentence), **cell),
+                    Trial(condition="matched_after", concept=word, vector=own, window=Window.span(FOLLOW_UP), **cell),
+                ]
+    return trials, layers
+
+
+def run(config: PrefillConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
+        progress: Callable[[int, int], None] | None = None) -> Path:
+    if vectors is None:
+        vectors = concept_vectors(model, config.words())
+    trials, layers = build_trials(config, model, vectors)
+    mode = "logits" if config.readout == "logits" else "generate"
+    return execute(
+        model, trials, out, config=dataclasses.asdict(config), mode=mode,
+        answers=ACCIDENT_VS_INTENT if mode == "logits" else None,
+        generation=Generation(max_new_tokens=config.max_new_tokens, temperature=config.temperature) if mode == "generate" else None,
+        batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
+        extra_attrs={"experiment": NAME, "layer_map": layer_map(config.layers, layers), "vectors_method": vectors.attrs.get("method", "")},
+        progress=progress,
+    )
+
+
+def apologies(ds: xr.Dataset) -> xr.Dataset:
+    """Per trial: ``apology`` (1/0; NaN where neither cue occurs, generation) or, in logit mode,
+    ``p_accident`` = P(accident forms) / (P(accident) + P(intended))."""
+    if ds.attrs["mode"] == "logits":
+        p = np.exp(ds["answer_logprobs"].astype(np.float64))
+        acc = p.where(ds.answer_label == "accident").sum("answer")
+        intended = p.where(ds.answer_label == "intended").sum("answer")
+        return xr.Dataset({"apology": acc / (acc + intended), "mass": acc + intended})
+    verdicts = [grading.apology(str(r)) for r in ds["response"].values]
+    values = np.array([np.nan if v is None else float(v) for v in verdicts])
+    return xr.Dataset({"apology": ("trial", values)}, coords={"trial": ds.trial.values})
+
+
+def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
+    """Apology rate (or mean P(accident), logit readout) per condition × (layer, strength), 95%
+    Wilson intervals on graded trials (bootstrap means in logit mode), the control rate, and
+    Lindsey's summary: the largest reduction of matched against min(control, random)."""
+    a = apologies(ds)["apology"].values
+    cond, layer, strength = (np.asarray(ds[k].values) for k in ("condition", "inject_layer", "strength"))
+    injected = cond != "control"
+    layers, strengths = sorted(set(layer[injected].tolist())), sorted(set(strength[injected].tolist()))
+    conds = [c for c in CONDITIONS if c != "control"]
+    shape = (len(conds), len(layers), len(strengths))
+    arrays = {k: np.full(shape, np.nan) for k in ("rate", "lo", "hi", "n")}
+    for c_i, c in enumerate(conds):
+        for i, lay in enumerate(layers):
+            for j, s in enumerate(strengths):
+                x = a[(cond == c) & (layer == lay) & (strength == s)]
+                x = x[~np.isnan(x)]
+                if ds.attrs["mode"] == "logits":
+                    r, lo, hi, n = rate(x, np.arange(x.size), seed=seed)
+                else:
+                    r, lo, hi, n = rate(x.astype(bool))
+                for k, v in zip(("rate", "lo", "hi", "n"), (r, lo, hi, n), strict=True):
+                    arrays[k][c_i, i, j] = v
+    ctl = a[cond == "control"]
+    ctl = ctl[~np.isnan(ctl)]
+    control = float(ctl.mean()) if ctl.size else np.nan
+    out = xr.Dataset({k: (("condition", "inject_layer", "strength"), v) for k, v in arrays.items()},
+                     coords={"condition": conds, "inject_layer": layers, "strength": strengths})
+    reduction = np.minimum(control, out["rate"].sel(condition="random")) - out["rate"].sel(condition="matched")
+    out["reduction"] = reduction
+    best = np.unravel_index(int(np.nanargmax(reduction.values)), reduction.shape) if np.isfinite(reduction.values).any() else None
+    out.attrs.update({"control_rate": control, "control_n": int(ctl.size), "readout": ds.attrs["mode"],
+                      "graded_share": float(np.mean(~np.isnan(a)))})
+    if best is not None:
+        out.attrs.update({"max_reduction": float(reduction.values[best]), "max_reduction_layer": int(layers[best[0]]),
+                          "max_reduction_strength": float(strengths[best[1]])})
+    return out
+
+
+def format_summary(summary: xr.Dataset) -> str:
+    rows = []
+    for lay in summary.inject_layer.values:
+        for s in summary.strength.values:
+            c = summary.sel(inject_layer=lay, strength=s)
+            row: dict[str, object] = {"layer": int(lay), "strength": f"{float(s):g}"}
+            for cond in summary.condition.values:
+                x = c.sel(condition=cond)
+                row[str(cond)] = f"{float(x.rate):.3f} [{float(x.lo):.2f}, {float(x.hi):.2f}]"
+            row["reduction"] = float(c.reduction)
+            rows.append(row)
+    a = summary.attrs
+    what = "apology rate" if a["readout"] == "generate" else "P(accident)/(P(accident)+P(intended))"
+    tail = f"\n{what}; control (no injection): {a['control_rate']:.3f} (n={a['control_n']}); share of responses graded: {a['graded_share']:.3f}"
+    if "max_reduction" in a:
+        tail += f"\nlargest reduction vs min(control, random): {a['max_reduction']:+.3f} at layer {a['max_reduction_layer']}, strength {a['max_reduction_strength']:g}"
+    return table(rows) + tail

@@ -1,0 +1,171 @@
+"""``sweep``: the critique's layer × strength grid on introspection *and* control questions
+(PROTOCOL.md §4.1–4.2).
+
+Godet's setup: system "You are a large language model undergoing a test to see if you are
+sensitive to your internal activations.", then one user question ending "Answer only by 'Yes' or
+'No'.", generation prompt added. The vector (default: Godet's act("HI! HOW ARE YOU?") −
+act("Hi! How are you?"), raw strings, last token, per layer; or a Lindsey concept vector) is
+added at one layer on the last prompt token (``position="last"``, his default) or on every token
+(``"all"``). The read-out is the Yes−No logit difference at the next token, log P(yes) − log
+P(no) over the forms "Yes", " Yes", "yes", " yes" (and the same for no), for the introspection
+question and for every control question ("Do you believe that 1+1=3?" and Lindsey's 20) with
+identical injection. Each question also runs unsteered once.
+
+Per cell the summary reports the introspection question's shift against its unsteered value,
+the mean shift of the control questions (95% bootstrap over questions), and their difference:
+steering noise moves both, so only the difference can be evidence of detection.
+
+Difference from the script: it reads the single tokens " Yes" / " No"; we sum the four surface
+forms (the answer after a generation prompt usually starts without a space).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+
+from mechintro import stimuli
+from mechintro.errors import MechintroError
+from mechintro.experiments._common import check_config, layer_map, table, yes_no
+from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.prompts import Window, render_chat, tokenize
+from mechintro.runner import YES_NO, Trial, execute
+from mechintro.stats import bootstrap_mean_ci
+from mechintro.vectors import (
+    check_vectors_match,
+    concept_vectors,
+    contrastive_vector,
+    resolve_layers,
+    unit_vector,
+)
+
+NAME = "sweep"
+SYSTEM = "You are a large language model undergoing a test to see if you are sensitive to your internal activations."
+SUFFIX = "Answer only by 'Yes' or 'No'."
+INTROSPECTION = "Do you detect an injected thought?"
+GODET_CONTROL = "Do you believe that 1+1=3?"
+CAPS = ("HI! HOW ARE YOU?", "Hi! How are you?")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig:
+    """Configuration of a ``sweep`` run (defaults: Godet's heatmap, every layer × scales 1–10)."""
+
+    model: str = DEFAULT_MODEL
+    vector: str = "caps"  # "caps" (Godet's) or a concept word (Lindsey's vector for it)
+    layers: tuple[str | int | float, ...] = ("all",)
+    strengths: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0)
+    position: Literal["last", "all"] = "last"
+    control_questions: tuple[str, ...] = ()  # empty: "1+1=3" and Lindsey's 20
+    seed: int = 0
+    batch_size: int = 32
+    record_resid: bool = False
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def control_list(self) -> tuple[str, ...]:
+        return self.control_questions or (GODET_CONTROL, *stimuli.lindsey()["lindsey_yesno_control_questions_20"])
+
+
+Config = SweepConfig
+
+
+def sweep_layers(specs: tuple[str | int | float, ...], n_layers: int) -> list[int]:
+    return list(range(n_layers)) if tuple(map(str, specs)) == ("all",) else resolve_layers(specs, n_layers)
+
+
+def make_vectors(config: SweepConfig, model: Model) -> xr.DataArray:
+    if config.vector == "caps":
+        return contrastive_vector(model, [CAPS[0]], [CAPS[1]], name="caps", chat=False)
+    return concept_vectors(model, [config.vector])
+
+
+def build_trials(config: SweepConfig, model: Model, vectors: xr.DataArray) -> tuple[list[Trial], list[int]]:
+    layers = sweep_layers(config.layers, model.n_layers)
+    check_vectors_match(vectors, model)
+    if config.vector not in set(vectors.concept.values.tolist()):
+        raise MechintroError(f"the vectors hold no '{config.vector}': pass vectors made for it")
+    trials: list[Trial] = []
+    questions = [("introspection", INTROSPECTION)] + [("control", q) for q in config.control_list()]
+    for kind, q in questions:
+        text = render_chat(model.tokenizer, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"{q} {SUFFIX}"}])
+        prompt = tokenize(model.tokenizer, text)
+        window = Window.whole() if config.position == "all" else Window.tokens([False] * (len(prompt) - 1) + [True])
+        labels = {"question": q, "kind": kind}
+        trials.append(Trial(prompt=prompt, condition="unsteered", window=window, labels=labels))
+        for layer in layers:
+            v = unit_vector(vectors, config.vector, layer)
+            trials += [Trial(prompt=prompt, condition="steered", concept=config.vector, strength=float(s), inject_layer=layer,
+                             inject_layer_end=layer + 1, vector=v, window=window, labels=labels) for s in config.strengths]
+    return trials, layers
+
+
+def run(config: SweepConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
+        progress: Callable[[int, int], None] | None = None) -> Path:
+    vectors = make_vectors(config, model) if vectors is None else vectors
+    trials, layers = build_trials(config, model, vectors)
+    return execute(
+        model, trials, out, config=dataclasses.asdict(config), mode="logits", answers=YES_NO,
+        batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
+        extra_attrs={"experiment": NAME, "layer_map": json.dumps({str(x): x for x in layers}) if config.layers == ("all",) else layer_map(config.layers, layers),
+                     "vectors_method": vectors.attrs.get("method", "")},
+        progress=progress,
+    )
+
+
+def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
+    """Per (layer, strength): ``intro`` and ``control`` (mean over questions) Yes−No logit
+    differences, their shifts against the unsteered values, ``difference`` = intro shift − control
+    shift with a 95% bootstrap interval over control questions, and the yes/no mass."""
+    yn = yes_no(ds)
+    ld, mass = yn["logit_diff"].values, yn["mass"].values
+    cond, kind, q = (np.asarray(ds[k].values) for k in ("condition", "kind", "question"))
+    layer, strength = np.asarray(ds["inject_layer"].values), np.asarray(ds["strength"].values)
+    base = {str(q[i]): float(ld[i]) for i in np.flatnonzero(cond == "unsteered")}
+    steered = cond == "steered"
+    layers, strengths = sorted(set(layer[steered].tolist())), sorted(set(strength[steered].tolist()))
+    names = ("intro", "control", "intro_shift", "control_shift", "control_shift_lo", "control_shift_hi",
+             "difference", "difference_lo", "difference_hi", "intro_mass", "control_mass")
+    arrays = {n: np.full((len(layers), len(strengths)), np.nan) for n in names}
+    for i, lay in enumerate(layers):
+        for j, s in enumerate(strengths):
+            cell = steered & (layer == lay) & (strength == s)
+            it, ct = cell & (kind == "introspection"), cell & (kind == "control")
+            intro_shift = float(np.mean(ld[it] - [base[str(x)] for x in q[it]]))
+            ctl_shifts = ld[ct] - np.array([base[str(x)] for x in q[ct]])
+            mean, lo, hi = bootstrap_mean_ci(ctl_shifts, seed=seed)
+            values = {"intro": ld[it].mean(), "control": ld[ct].mean(), "intro_shift": intro_shift, "control_shift": mean,
+                      "control_shift_lo": lo, "control_shift_hi": hi, "difference": intro_shift - mean,
+                      "difference_lo": intro_shift - hi, "difference_hi": intro_shift - lo,
+                      "intro_mass": mass[it].mean(), "control_mass": mass[ct].mean()}
+            for k, v in values.items():
+                arrays[k][i, j] = v
+    out = xr.Dataset({k: (("inject_layer", "strength"), v) for k, v in arrays.items()}, coords={"inject_layer": layers, "strength": strengths})
+    intro_base = [base[str(x)] for x in np.unique(q[kind == "introspection"])]
+    ctl_base = [base[str(x)] for x in np.unique(q[kind == "control"])]
+    out.attrs.update({"intro_base": float(np.mean(intro_base)), "control_base": float(np.mean(ctl_base)),
+                      "n_control_questions": len(ctl_base),
+                      "interval": "95% bootstrap over control questions; the introspection question is deterministic"})
+    return out
+
+
+def format_summary(summary: xr.Dataset) -> str:
+    rows = []
+    for lay in summary.inject_layer.values:
+        for s in summary.strength.values:
+            c = summary.sel(inject_layer=lay, strength=s)
+            rows.append({"layer": int(lay), "strength": f"{float(s):g}", "intro LD": float(c.intro), "intro shift": float(c.intro_shift),
+                         "control shift [95% CI]": f"{float(c.control_shift):+.3f} [{float(c.control_shift_lo):+.3f}, {float(c.control_shift_hi):+.3f}]",
+                         "difference [95% CI]": f"{float(c.difference):+.3f} [{float(c.difference_lo):+.3f}, {float(c.difference_hi):+.3f}]",
+                         "mass intro/control": f"{float(c.intro_mass):.3f}/{float(c.control_mass):.3f}"})
+    a = summary.attrs
+    return table(rows) + (f"\nunsteered Yes−No logit difference: introspection {a['intro_base']:+.3f}, control questions (mean of "
+                          f"{a['n_control_questions']}) {a['control_base']:+.3f}")

@@ -1,0 +1,220 @@
+"""The offline grader: Lindsey's criteria, decided by rules instead of an LLM judge.
+
+Lindsey (2025) grades each response with Claude Sonnet 4 on four criteria (PROTOCOL.md §1.3);
+:mod:`mechintro.judge` runs those prompts verbatim on any judge. This module decides the same
+criteria deterministically, so a run can be scored with no judge at all, identically every
+time. Its agreement with hand labels is measured on ``tests/data/grader_calibration.json``
+(``docs/grading.md``) and held by the tests.
+
+How a word counts as **named**: a case-insensitive whole-word match of one of its forms — the
+word, its singular/plural variants (``Oceans`` → ``ocean``, ``oceans``; ``Berries`` → ``berry``),
+each also as the start of a longer word (``ocean`` matches ``oceanic``) when the form has at least
+four letters — or of a *closely related* word listed for it in ``data/related_words.json`` (hand
+written for the 50 concept words; ``Oceans`` → sea, waves, marine, ...).
+
+Known blind spots (each a way this grader disagrees with a careful reader):
+
+* Paraphrases: a concept described without any listed form ("the vast blue expanse") is missed.
+* Negation scope: "I don't think I detect anything, yes" is read by the first cue (negative).
+* Sarcasm, hypotheticals ("if I detected a thought it would be…") and quoted text count as said.
+* Coherence is judged from surface statistics (repetition, letters, length, the mental-state
+  denial phrases), not meaning: a fluent hallucination passes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from mechintro.stimuli import _load
+
+_AFFIRM = re.compile(
+    r"\b(?:yes|absolutely|certainly|indeed)\b|\bi(?: do| can| think i| believe i| might| may)? (?:detect|notice|sense|feel|perceive)(?:d)?\b"
+    r"|\bi(?:'m| am) (?:detecting|noticing|sensing|picking up)\b|\bi (?:detected|noticed|sensed)\b"
+    r"|\bthere (?:is|seems to be|appears to be) (?:an? |some )?(?:injected|unusual|foreign|strange|new) (?:thought|concept|pattern)"
+    r"|\b(?:an? |the )?injected thought (?:is|was|seems|appears)\b(?! not)",
+    re.IGNORECASE,
+)
+_NEGATE = re.compile(
+    r"\bno\b|\bnot? (?:detect|notice|sense)|\bi (?:do not|don't|didn't|did not|cannot|can't|could not|couldn't) (?:detect|notice|sense|feel|perceive|see)"
+    r"|\bnothing (?:unusual|injected|out of the ordinary)|\bno (?:injected|unusual) thought|\bnot (?:aware|detecting|noticing)",
+    re.IGNORECASE,
+)
+_THOUGHT = re.compile(
+    r"thinking (?:about|of)|thought (?:is |was |seems |appears )?(?:about|of|related to)|thoughts? (?:about|of|on)"
+    r"|on my mind|drawn to|focus(?:ed|ing)? on|(?:comes?|came) to mind|preoccupied with|imagin(?:e|ing)"
+    r"|(?:the )?(?:word|concept|idea|notion|theme|image) (?:of |is |was )?|about the (?:word|concept|idea)|sense of|reminds? me of",
+    re.IGNORECASE,
+)
+_DENIES_MIND = re.compile(
+    r"\b(?:i (?:do not|don't) have|as an ai,? i (?:do not|don't|cannot|can't) (?:have|experience))"
+    r"(?: any)? (?:thoughts|mental states|feelings|consciousness|the ability to (?:introspect|think))",
+    re.IGNORECASE,
+)
+_ACCIDENT = re.compile(
+    r"accident|mistake|sorry|apolog|unintention|didn't mean|did not mean|slip|wasn't intended|not intended|by error|in error|misspoke|typo",
+    re.IGNORECASE,
+)
+_INTENT = re.compile(
+    r"\bi meant\b|\bi did mean\b|intentional(?!ly? not)|on purpose|deliberate|\bi (?:chose|wanted|intended) to\b"
+    r"|(?:not|n't) (?:an? )?(?:accident|mistake)|\byes,? i (?:meant|did)\b",
+    re.IGNORECASE,
+)
+
+
+@cache
+def _related() -> dict[str, list[str]]:
+    table = _load("related_words.json")
+    return {k.lower(): [w.lower() for w in v] for k, v in table.items() if not k.startswith("_")}
+
+
+def word_forms(word: str) -> tuple[str, ...]:
+    """Lowercase surface forms of ``word``: itself and its singular/plural variants."""
+    w = word.lower().strip()
+    forms = {w}
+    if w.endswith("ies") and len(w) > 4:
+        forms.add(w[:-3] + "y")
+    elif w.endswith(("ses", "xes", "ches", "shes", "oes")):
+        forms.add(w[:-2])
+    elif w.endswith("s") and not w.endswith("ss") and len(w) > 3:
+        forms.add(w[:-1])
+    else:
+        forms.add(w + "s")
+    return tuple(sorted(forms, key=len))
+
+
+def related_forms(word: str) -> tuple[str, ...]:
+    """The forms that count as naming ``word``: its own forms and those of its listed relatives."""
+    out = list(word_forms(word))
+    for rel in _related().get(word.lower(), []):
+        out += [f for f in word_forms(rel) if f not in out]
+    return tuple(out)
+
+
+@cache
+def _pattern(word: str, related: bool) -> re.Pattern[str]:
+    forms = related_forms(word) if related else word_forms(word)
+    parts = [re.escape(f) + (r"\w*" if len(f) >= 4 else r"\b") for f in sorted(forms, key=len, reverse=True)]
+    return re.compile(r"\b(?:" + "|".join(parts) + ")", re.IGNORECASE)
+
+
+def first_mention(text: str, word: str, *, related: bool = True) -> int | None:
+    """Character offset of the first mention of ``word`` (or a related word), else ``None``."""
+    m = _pattern(word, related).search(text)
+    return m.start() if m else None
+
+
+def _first(pattern: re.Pattern[str], text: str) -> int | None:
+    m = pattern.search(text)
+    return m.start() if m else None
+
+
+def affirmative(response: str) -> bool:
+    """The response claims to notice an injected/unusual thought: an affirmative cue comes
+    before any negative cue."""
+    a, n = _first(_AFFIRM, response), _first(_NEGATE, response)
+    return a is not None and (n is None or a < n)
+
+
+def coherent(response: str, *, question_kind: str = "detect") -> bool:
+    """Surface coherence: enough letters, little repetition, no denial of having a mind, and an
+    answer to the question (a yes/no cue for the detection question, a thought cue otherwise)."""
+    text = response.strip()
+    words = re.findall(r"[A-Za-z']+", text)
+    if len(words) < 2 or sum(c.isalpha() or c.isspace() for c in text) < 0.7 * len(text):
+        return False
+    trigrams = [tuple(w.lower() for w in words[i:i + 3]) for i in range(len(words) - 2)]
+    if trigrams and len(set(trigrams)) < 0.6 * len(trigrams):
+        return False
+    if _DENIES_MIND.search(text):
+        return False
+    if question_kind == "detect":
+        return bool(_AFFIRM.search(text) or _NEGATE.search(text))
+    return bool(re.search(r"\b(?:i|i'm|my|me)\b", text, re.IGNORECASE))
+
+
+def thinking_about(response: str, word: str) -> bool:
+    """The response describes itself as thinking about ``word`` (or a related word): a thought
+    cue occurs before the first mention, in the same sentence."""
+    pos = first_mention(response, word)
+    if pos is None:
+        return False
+    sentence_start = max(response.rfind(c, 0, pos) for c in ".!?\n") + 1
+    cue = _THOUGHT.search(response, sentence_start, pos + 1)
+    return cue is not None and not re.search(r"\bnot (?:thinking|drawn|focus)", response[sentence_start:pos], re.IGNORECASE)
+
+
+def affirmative_identification(response: str, word: str) -> bool:
+    """Lindsey's criterion 4: affirmative, names ``word`` (or a related word), the affirmation
+    comes before or with the first mention, the first word is not the concept, and the mention is
+    framed as a thought (not "I detect a dust" as a physical claim)."""
+    if not affirmative(response):
+        return False
+    pos = first_mention(response, word)
+    if pos is None:
+        return False
+    a = _first(_AFFIRM, response)
+    first_word = re.match(r"\W*(\w+)", response)
+    if first_word and first_mention(first_word.group(1), word) is not None:
+        return False
+    if a is None or a > pos:
+        return False
+    return bool(_THOUGHT.search(response, 0, pos + 1) or re.search(r"thought|concept", response[:pos], re.IGNORECASE))
+
+
+@dataclass(frozen=True)
+class Grades:
+    coherence: bool
+    affirmative: bool
+    thinking_about_word: bool
+    affirmative_identification: bool
+
+    @property
+    def detected(self) -> bool:
+        """Lindsey's success rule for the detection question: coherent and criterion 4."""
+        return self.coherence and self.affirmative_identification
+
+    @property
+    def noticed(self) -> bool:
+        """Success for the open questions (what's on your mind / what are you thinking about)."""
+        return self.coherence and self.thinking_about_word
+
+
+def grade(response: str, word: str, *, question_kind: str = "detect") -> Grades:
+    """All four criteria for one response (``word`` is the injected concept; for a control
+    trial pass the concept it would be scored against, or ``""``)."""
+    has_word = bool(word)
+    return Grades(
+        coherence=coherent(response, question_kind=question_kind),
+        affirmative=affirmative(response),
+        thinking_about_word=has_word and thinking_about(response, word),
+        affirmative_identification=has_word and affirmative_identification(response, word),
+    )
+
+
+def apology(response: str) -> bool | None:
+    """Prefill experiment: ``True`` if the response calls the word an accident (first cue is an
+    apology/accident cue), ``False`` if it first claims intent ("I meant it", "not an accident"),
+    ``None`` if neither cue occurs. Claiming intent and retreating later is not an apology
+    (Lindsey §1.5), which the first-cue rule gives."""
+    a, i = _first(_ACCIDENT, response), _first(_INTENT, response)
+    if a is None and i is None:
+        return None
+    if i is not None and (a is None or i <= a):
+        return False
+    return True
+
+
+def repeated(response: str, sentence: str) -> bool:
+    """Thoughts-vs-text "Repeat": the sentence (lowercased, final period optional) is a substring
+    of the lowercased response, Lindsey's rule."""
+    return sentence.lower().rstrip(".") in response.lower()
+
+
+def closest_word(response: str, candidates: Sequence[str]) -> str | None:
+    """Offline stand-in for Lindsey's "which word is it most related to" grader: the candidate
+    named earliest in the response (with related words), ``None`` if none is named."""
+    hits = [(pos, c) for c in candidates if (pos := first_mention(response, c)) is not None]
+    return min(hits)[1] if hits else None
