@@ -35,7 +35,7 @@ def tiny_tokenizer():
     )
     fast.chat_template = CHATML
     # Word forms that logit mode reads must be single tokens; give them their own ids.
-    fast.add_tokens(["Yes", "No", " yes", " no"])
+    fast.add_tokens(["Yes", "No", " yes", " no", " an", " intentional", " first", " second", " early", " late"])
     return fast
 
 

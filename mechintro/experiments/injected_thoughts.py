@@ -138,7 +138,8 @@ def build_trials(config: InjectedThoughtsConfig, model: Model, vectors: xr.DataA
     trials: list[Trial] = []
     for layer in layers:
         for strength in config.strengths:
-            cell = {"prompt": prompt, "strength": float(strength), "inject_layer": layer, "inject_layer_end": layer + 1, "window": window}
+            cell = {"prompt": prompt, "strength": float(strength), "inject_layer": layer, "inject_layer_end": layer + 1,
+                    "window": window, "labels": {"question": QUESTIONS[config.question]}}
             for concept in rng.choice(np.array(words, dtype=object), size=config.trials):
                 trials.append(Trial(condition="injected", concept=str(concept),
                                     vector=_vector(config, vectors, str(concept), layer, rng), **cell))
@@ -246,7 +247,6 @@ def held_out_best(concepts: np.ndarray, layers: np.ndarray, strengths: np.ndarra
     select = set(rng.permutation(uniq)[: len(uniq) // 2].tolist())
     in_select = np.array([c in select for c in concepts])
     cells = sorted(set(zip(layers.tolist(), strengths.tolist(), strict=True)))
-    fpr = float(false_pos.mean()) if false_pos.size else 0.0
 
     def tpr(mask: np.ndarray, cell: tuple[int, float]) -> float:
         m = mask & (layers == cell[0]) & (strengths == cell[1])
@@ -256,7 +256,7 @@ def held_out_best(concepts: np.ndarray, layers: np.ndarray, strengths: np.ndarra
     held = ~in_select & (layers == best[0]) & (strengths == best[1])
     t, lo, hi, n = rate(success[held], concepts[held], seed=seed)
     net, net_lo, net_hi = diff_ci(success[held], false_pos, seed=seed)
-    return {"best_layer": int(best[0]), "best_strength": float(best[1]), "best_select_tpr": tpr(in_select, best) - fpr + fpr,
+    return {"best_layer": int(best[0]), "best_strength": float(best[1]), "best_select_tpr": tpr(in_select, best),
             "best_heldout_tpr": t, "best_heldout_tpr_lo": lo, "best_heldout_tpr_hi": hi, "best_heldout_n": n,
             "best_heldout_net": net, "best_heldout_net_lo": net_lo, "best_heldout_net_hi": net_hi}
 

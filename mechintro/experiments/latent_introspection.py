@@ -63,7 +63,7 @@ class LatentIntrospectionConfig:
     concepts: tuple[str, ...] = ("cats", "bread", "love", "fear", "death", "truth", "creativity", "programming", "music")
     vector_method: Literal["pca_center", "lindsey"] = "pca_center"
     layer_start: str | int | float = "0.33"
-    layer_end: str | int | float = "0.67"  # exclusive
+    layer_end: str | int | float = "0.67"  # exclusive; n_layers or 1.0 for "to the last layer"
     strengths: tuple[float, ...] = (20.0,)
     variants: tuple[Variant, ...] = ("none", "introspect", "lorem", "poetic", "introspect_inaccurate")
     control_questions: bool = True
@@ -105,7 +105,9 @@ def questions() -> list[tuple[str, str]]:
 
 
 def build_trials(config: LatentIntrospectionConfig, model: Model, vectors: xr.DataArray) -> tuple[list[Trial], list[int]]:
-    start, end = resolve_layers([config.layer_start, config.layer_end], model.n_layers)
+    (start,) = resolve_layers([config.layer_start], model.n_layers)
+    end_spec = str(config.layer_end).strip()
+    end = model.n_layers if end_spec in (str(model.n_layers), "1", "1.0") else resolve_layers([end_spec], model.n_layers)[0]
     if end <= start:
         raise MechintroError(f"layer range {start}..{end} is empty: layer_end must come after layer_start")
     layers = list(range(start, end))

@@ -1,0 +1,82 @@
+"""Run the published experiments on an offline model, and write ``docs/results.md`` from the runs.
+
+    python scripts/results.py run --model smollm2-135m --size default   # every experiment, paper defaults
+    python scripts/results.py run --model qwen2.5-coder-0.5b --size small
+    python scripts/results.py write                                      # docs/results.md from runs/results/
+
+Runs go to ``runs/results/{model}/{experiment}.zarr`` (an existing run is resumed, so a killed
+sweep continues where it stopped); each experiment's wall time is added to
+``runs/results/{model}/timing.json``. ``--size small`` shrinks the grids (listed in SMALL) for the
+larger models on CPU; the doc says which size each table comes from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "runs" / "results"
+ORDER = ("sweep", "latent-introspection", "localisation", "intentional-control", "thoughts-vs-text", "prefill", "injected-thoughts")
+SMALL: dict[str, dict[str, object]] = {
+    "sweep": {"layers": ("0.1", "0.25", "0.4", "0.5", "0.6", "0.75", "0.9"), "strengths": (2.0, 4.0, 6.0, 8.0, 10.0)},
+    "latent-introspection": {"concepts": ("cats", "bread", "love", "music")},
+    "localisation": {"trials": 20},
+    "intentional-control": {"pairs": 20},
+    "thoughts-vs-text": {"pairs": 20, "layers": ("0.5", "0.67"), "strengths": (2.0, 4.0, 8.0)},
+    "prefill": {"pairs": 20, "layers": ("0.5", "0.67"), "strengths": (2.0, 4.0, 8.0)},
+    "injected-thoughts": {"layers": ("0.5", "0.67"), "strengths": (2.0, 4.0), "trials": 20, "controls": 10, "max_new_tokens": 60},
+}
+
+
+def run(model_name: str, size: str, only: list[str]) -> None:
+    from mechintro.experiments import EXPERIMENTS
+    from mechintro.models import load_model
+
+    model = load_model(model_name)
+    folder = RUNS / model_name
+    folder.mkdir(parents=True, exist_ok=True)
+    timing_path = folder / "timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    for name in only or ORDER:
+        module = EXPERIMENTS[name]
+        overrides = SMALL[name] if size == "small" else {}
+        config = module.Config(model=model_name, **overrides)
+        out = folder / f"{name}.zarr"
+        start = time.perf_counter()
+        module.run(config, out, model=model, progress=lambda d, t, n=name: print(f"\r{n}: {d}/{t}", end="", file=sys.stderr, flush=True))
+        seconds = time.perf_counter() - start
+        print(file=sys.stderr)
+        entry = timing.get(name, {})
+        if entry.get("size") != size:
+            entry = {"size": size, "seconds": 0.0}
+        entry["seconds"] = round(entry["seconds"] + seconds, 1)  # resumed runs add up
+        timing[name] = entry
+        timing_path.write_text(json.dumps(timing, indent=1))
+        print(f"{name}: {seconds:.0f} s", flush=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--model", default="smollm2-135m")
+    r.add_argument("--size", choices=["default", "small"], default="default")
+    r.add_argument("--only", default="", help="comma-separated experiments")
+    sub.add_parser("write")
+    args = p.parse_args()
+    if args.cmd == "run":
+        run(args.model, args.size, [s for s in args.only.split(",") if s])
+    else:
+        sys.path.insert(0, str(ROOT / "analyses"))
+        from results_doc import write
+
+        write(RUNS, ROOT / "docs" / "results.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""The published experiments on a tiny random model: trial grids, injection windows, stored
+labels and summaries. What the numbers mean on real models is the integration tier's and
+``docs/results.md``'s business; here every window and count is checked exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mechintro import engine, runs
+from mechintro.errors import MechintroError
+from mechintro.experiments import EXPERIMENTS
+from mechintro.experiments import injected_thoughts as IT
+from mechintro.experiments import intentional_control as IC
+from mechintro.experiments import latent_introspection as LI
+from mechintro.experiments import localisation as LO
+from mechintro.experiments import prefill as PF
+from mechintro.experiments import sweep as SW
+from mechintro.experiments import thoughts_vs_text as TT
+from mechintro.vectors import concept_vectors, contrastive_vector
+
+from .test_engine import reference_forward
+
+WORDS = ("Dust", "Oceans", "Bread", "Silver")
+
+
+@pytest.fixture(scope="module")
+def vecs(tiny):
+    return concept_vectors(tiny, WORDS, baseline=["apple", "chair", "river"])
+
+
+def _text(model, ids) -> str:
+    """The tiny tokenizer is character-level; its decode() puts spaces between tokens."""
+    return "".join(model.tokenizer.convert_ids_to_tokens(list(ids)))
+
+
+def _decode(model, ds, i, mask_name):
+    ids = np.asarray(ds["input_ids"].values[i])
+    mask = np.asarray(ds[mask_name].values[i], dtype=bool)
+    return _text(model, ids[mask].tolist())
+
+
+def test_injected_thoughts_grid_window_and_controls(tiny, vecs, tmp_path):
+    cfg = IT.Config(concepts=WORDS, layers=(1, 2), strengths=(2.0, 4.0), trials=3, controls=2, max_new_tokens=4, batch_size=8)
+    IT.run(cfg, tmp_path / "r.zarr", model=tiny, vectors=vecs)
+    ds = runs.open_run(tmp_path / "r.zarr")
+    assert ds.sizes["trial"] == 2 * 2 * (3 + 2)
+    inj = ds.condition.values == "injected"
+    assert ds.generated_injection.values[inj].all() and not ds.generated_injection.values[~inj].any()
+    assert not ds.inject_mask.values[~inj].any() and (ds.injected_vector.values[~inj] == 0).all()
+    # the window runs from the double newline before "Trial 1" to the end of the prompt
+    text = _decode(tiny, ds, int(np.flatnonzero(inj)[0]), "inject_mask")
+    assert text.startswith("\n\nTrial 1") and text.endswith("<|im_start|>assistant\n")
+    assert set(ds.question.values) == {IT.QUESTIONS["detect"]}
+    s = IT.summarize(ds)
+    assert s.tpr.shape == (2, 2) and int(s.n.sum()) == 12 and int(s.n_control.sum()) == 8
+    assert "FPR" in IT.format_summary(s)
+
+
+@pytest.mark.parametrize("kind", ["random", "negated"])
+def test_injected_thoughts_control_vectors(tiny, vecs, kind):
+    cfg = IT.Config(concepts=WORDS, layers=(1,), strengths=(1.0,), trials=4, controls=0 + 1, vector_kind=kind)
+    trials, _ = IT.build_trials(cfg, tiny, vecs)
+    for t in trials:
+        if t.vector is None:
+            continue
+        v = torch.from_numpy(vecs.sel(concept=t.concept, layer=1).values)
+        if kind == "negated":
+            assert torch.equal(t.vector, -v)
+        else:
+            assert torch.isclose(t.vector.norm(), v.norm(), rtol=1e-5)
+            assert abs(float(torch.nn.functional.cosine_similarity(t.vector, v, dim=0))) < 0.6
+
+
+def test_open_questions_inject_on_every_token(tiny, vecs):
+    trials, _ = IT.build_trials(IT.Config(concepts=WORDS, layers=(1,), strengths=(1.0,), trials=1, controls=1, question="mind"), tiny, vecs)
+    inj = trials[0].injection()
+    assert all(inj.mask) and inj.generated and "What's going on in your mind" in trials[0].prompt.text
+
+
+def test_thoughts_vs_text_windows_and_cut_responses(tiny, vecs, tmp_path):
+    cfg = TT.Config(concepts=WORDS, pairs=2, layers=(1,), strengths=(4.0,), batch_size=8)
+    TT.run(cfg, tmp_path / "t.zarr", model=tiny, vectors=vecs)
+    ds = runs.open_run(tmp_path / "t.zarr")
+    assert ds.sizes["trial"] == 2 * 2 * (1 + 1)
+    for i in np.flatnonzero(ds.condition.values == "injected"):
+        assert _decode(tiny, ds, i, "inject_mask") == str(ds.sentence.values[i])
+    word = ds.task.values == "word"
+    assert (ds.response_ids.values[word][:, 5:] == -1).all()
+    cands = [json.loads(c) for c in ds.candidates.values]
+    assert all(len(c) == 4 and ds.concept.values[i] in c for i, c in enumerate(cands))  # 4 words: concept + 3 others
+    s = TT.summarize(ds)
+    assert int(s.n_pairs.sum()) == 2
+
+
+def test_thoughts_vs_text_scoring_rules():
+    assert TT.grading.repeated("Sure: the old clock on the wall ticked loudly", "The old clock on the wall ticked loudly.")
+    assert TT.grading.closest_word("I think of the sea.", ["Dust", "Oceans", "Bread"]) == "Oceans"
+    assert TT.grading.closest_word("Nothing here", ["Dust"]) is None
+
+
+def test_prefill_conditions_and_windows(tiny, vecs, tmp_path):
+    cfg = PF.Config(concepts=WORDS, pairs=2, layers=(1,), strengths=(4.0,), max_new_tokens=3, batch_size=8)
+    PF.run(cfg, tmp_path / "p.zarr", model=tiny, vectors=vecs)
+    ds = runs.open_run(tmp_path / "p.zarr")
+    assert sorted(set(ds.condition.values)) == ["control", "matched", "matched_after", "random"]
+    for i in range(ds.sizes["trial"]):
+        c = ds.condition.values[i]
+        if c in ("matched", "random"):
+            assert _decode(tiny, ds, i, "inject_mask") == str(ds.sentence.values[i])
+        elif c == "matched_after":
+            assert _decode(tiny, ds, i, "inject_mask") == PF.FOLLOW_UP
+        assert (c == "random") == (ds.concept.values[i] not in ("", ds.prefilled.values[i]))
+    assert "reduction" in PF.summarize(ds)
+    PF.run(PF.Config(concepts=WORDS, pairs=1, layers=(1,), strengths=(4.0,), readout="logits"), tmp_path / "pl.zarr", model=tiny, vectors=vecs)
+    pl = runs.open_run(tmp_path / "pl.zarr")
+    assert set(pl.answer_label.values) == {"accident", "intended"} and pl.input_ids.shape[0] == 4
+    a = PF.apologies(pl)["apology"].values
+    assert np.all((a >= 0) & (a <= 1))
+
+
+def test_prefill_apology_first_cue_rule():
+    assert PF.grading.apology("Sorry, that was an accident.") is True
+    assert PF.grading.apology("I meant it. Well, maybe it was an accident.") is False  # intent first, retreat later
+    assert PF.grading.apology("It was not an accident.") is False
+    assert PF.grading.apology("The sky is blue.") is None
+
+
+def test_intentional_control_reads_the_written_sentence(tiny, tmp_path):
+    IC.run(IC.Config(concepts=WORDS, pairs=2), tmp_path / "i.zarr", model=tiny)
+    ds = runs.open_run(tmp_path / "i.zarr")
+    assert ds.sizes["trial"] == 2 * 4 and "resid" in ds
+    for i in range(ds.sizes["trial"]):
+        assert _decode(tiny, ds, i, "read_mask") == str(ds.sentence.values[i])
+        prompt = _text(tiny, np.asarray(ds.input_ids.values[i])[np.asarray(ds.attention_mask.values[i], bool)].tolist())
+        assert ("Don't think about" in prompt) == (ds.condition.values[i] == "dont_think")
+    with pytest.raises(MechintroError, match="record_resid"):
+        IC.Config(record_resid=False)
+
+
+def test_latent_introspection_steers_turn_one_only(tiny, tmp_path):
+    vecs = contrastive_vector(tiny, ["cats"], ["anything"], name="cats")
+    cfg = LI.Config(concepts=("cats",), variants=("none",), control_context="none", strengths=(3.0,), layer_start=1, layer_end=3)
+    trials, layers = LI.build_trials(cfg, tiny, vecs)
+    assert layers == [1, 2] and len(trials) == 2 * (1 + 34)
+    t = next(t for t in trials if t.condition == "steered")
+    mask = t.window.resolve(t.prompt)
+    steered = _text(tiny, [i for i, m in zip(t.prompt.input_ids, mask, strict=True) if m])
+    assert steered.startswith("<|im_start|>user\nI am an interpretability researcher") and steered.rstrip().endswith("{ }<|im_end|>")
+    assert not mask[-1] and t.prompt.text.endswith("The answer is")
+    # per-layer vectors: the engine adds vector k at layer k, as an independent hook computation does
+    inj = t.injection()
+    assert inj.vector.shape == (2, tiny.d_model)
+    res = engine.forward(tiny, [t.prompt.input_ids], [inj], answer_ids=list(range(10)))
+    ref_lp = _per_layer_reference(tiny, t.prompt.input_ids, inj)
+    assert torch.allclose(res.answer_logprobs[0], ref_lp[:10], atol=1e-5)
+
+
+def _per_layer_reference(model, ids, inj):
+    from mechintro.arch import get_module
+
+    layers = get_module(model.hf, model.arch.layers)
+    handles = []
+    for k, layer_idx in enumerate(inj.layers):
+        def hook(module, args, output, v=inj.vector[k]):
+            h = output[0] if isinstance(output, tuple) else output
+            h = h + torch.tensor(inj.mask, dtype=h.dtype)[None, :, None] * v
+            return (h, *output[1:]) if isinstance(output, tuple) else h
+        handles.append(layers[layer_idx].register_forward_hook(hook))
+    try:
+        lp, _ = reference_forward(model, ids, None)
+    finally:
+        for h in handles:
+            h.remove()
+    return lp
+
+
+def test_latent_introspection_summary(tiny, tmp_path):
+    vecs = contrastive_vector(tiny, ["cats"], ["anything"], name="cats")
+    cfg = LI.Config(concepts=("cats",), variants=("none",), control_questions=False, strengths=(3.0,), layer_start=1, layer_end=3)
+    LI.run(cfg, tmp_path / "l.zarr", model=tiny, vectors=vecs)
+    ds = runs.open_run(tmp_path / "l.zarr")
+    s = LI.summarize(ds)
+    p = np.exp(ds.answer_logprobs.values[:, 0].astype(float))
+    base, steered = p[ds.condition.values == "unsteered"][0], p[ds.condition.values == "steered"][0]
+    assert float(s.yes_shift.sel(row="introspection/none", strength=3.0)) == pytest.approx(steered - base, rel=1e-6)
+    assert float(s.logit_shift.sel(row="introspection/none", strength=3.0)) == pytest.approx(
+        np.log(steered / (1 - steered)) - np.log(base / (1 - base)), rel=1e-5)
+
+
+def test_sweep_last_token_and_difference(tiny, tmp_path):
+    cfg = SW.Config(layers=(0, 2), strengths=(1.0, 5.0), control_questions=("Is 1 > 2?", "Are you a cat?"))
+    SW.run(cfg, tmp_path / "s.zarr", model=tiny)
+    ds = runs.open_run(tmp_path / "s.zarr")
+    assert ds.sizes["trial"] == 3 * (1 + 4)
+    steered = ds.condition.values == "steered"
+    assert (ds.inject_mask.values[steered].sum(1) == 1).all() and ds.inject_mask.values[steered][:, -1].all()
+    s = SW.summarize(ds)
+    np.testing.assert_allclose(s.difference.values, s.intro_shift.values - s.control_shift.values)
+    assert s.sizes == {"inject_layer": 2, "strength": 2}
+    assert SW.sweep_layers(("all",), 3) == [0, 1, 2]
+
+
+def test_localisation_windows_and_scoring(tiny, vecs, tmp_path):
+    cfg = LO.Config(concepts=WORDS, layers=(1, 2), strengths=(4.0,), trials=3, k=3, batch_size=8)
+    LO.run(cfg, tmp_path / "lo.zarr", model=tiny, vectors=vecs)
+    ds = runs.open_run(tmp_path / "lo.zarr")
+    for i in np.flatnonzero(ds.condition.values == "injected"):
+        text, task, target = _decode(tiny, ds, i, "inject_mask"), ds.task.values[i], ds.target.values[i]
+        if task == "sentence":
+            assert text.startswith(f"SENTENCE {target}: ") and "SENTENCE" not in text[10:]
+        elif task == "half":
+            assert text.startswith("SENTENCE 1:" if target == "first" else "SENTENCE 2:")
+            assert ("SENTENCE 3" in text) == (target == "second")
+        else:
+            assert int(ds.inject_layer.values[i]) == (int(ds.cell_layer.values[i]) // 2 if target == "early" else int(ds.cell_layer.values[i]))
+    assert set(ds.task.values[ds.inject_layer.values >= 0]) == {"sentence", "half", "depth"}
+    c = LO.choices(ds)
+    s = LO.summarize(ds)
+    assert float(s.chance.sel(task="sentence")) == pytest.approx(1 / 3)
+    m = (ds.condition.values == "injected") & (ds.task.values == "half")
+    assert float(np.nansum(s.accuracy.sel(task="half") * s.n.sel(task="half"))) == pytest.approx(float(c.correct.values[m].sum()))
+
+
+def test_every_experiment_is_registered_with_its_interface():
+    assert set(EXPERIMENTS) == {"detection-logits", "injected-thoughts", "thoughts-vs-text", "prefill", "intentional-control",
+                                "latent-introspection", "sweep", "localisation"}
+    for module in EXPERIMENTS.values():
+        for attr in ("NAME", "Config", "run", "summarize", "format_summary"):
+            assert hasattr(module, attr), (module.NAME, attr)
+        module.Config()  # defaults are valid
+
+
+@pytest.mark.parametrize("module,kwargs,match", [
+    (IT, {"question": "why"}, "question='why' is invalid"),
+    (IT, {"trials": 0}, "trials must be at least 1"),
+    (TT, {"pairs": 51}, "pairs=51"),
+    (SW, {"position": "first"}, "position='first' is invalid"),
+    (LO, {"k": 12}, "k=12"),
+    (LI, {"strengths": (float("nan"),)}, "finite"),
+    (PF, {"readout": "judge"}, "readout='judge' is invalid"),
+])
+def test_bad_configs_are_one_line_errors(module, kwargs, match):
+    with pytest.raises(MechintroError, match=match):
+        module.Config(**kwargs)
