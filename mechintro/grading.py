@@ -34,7 +34,8 @@ _AFFIRM = re.compile(
     r"\b(?:yes|absolutely|certainly|indeed)\b|\bi(?: do| can| think i| believe i| might| may)? (?:detect|notice|sense|feel|perceive)(?:d)?\b"
     r"|\bi(?:'m| am) (?:detecting|noticing|sensing|picking up)\b|\bi (?:detected|noticed|sensed)\b"
     r"|\bthere (?:is|seems to be|appears to be) (?:an? |some )?(?:injected|unusual|foreign|strange|new) (?:thought|concept|pattern)"
-    r"|\b(?:an? |the )?injected thought (?:is|was|seems|appears)\b(?! not)",
+    r"|\b(?:an? |the )?injected thought (?:is|was|seems|appears)\b(?! not)|\binjected thought (?:is |was )?about\b"
+    r"|\bi find myself (?:being )?drawn to|\bi(?:'m| am) (?:being )?drawn to",
     re.IGNORECASE,
 )
 _NEGATE = re.compile(
@@ -123,6 +124,8 @@ def coherent(response: str, *, question_kind: str = "detect") -> bool:
     answer to the question (a yes/no cue for the detection question, a thought cue otherwise)."""
     text = response.strip()
     words = re.findall(r"[A-Za-z']+", text)
+    if len(words) == 1 and words[0].lower() in ("yes", "no") and question_kind == "detect":
+        return True  # a bare "Yes." / "No." answers the question
     if len(words) < 2 or sum(c.isalpha() or c.isspace() for c in text) < 0.7 * len(text):
         return False
     trigrams = [tuple(w.lower() for w in words[i:i + 3]) for i in range(len(words) - 2)]
@@ -135,15 +138,20 @@ def coherent(response: str, *, question_kind: str = "detect") -> bool:
     return bool(re.search(r"\b(?:i|i'm|my|me)\b", text, re.IGNORECASE))
 
 
+_BOUNDARY = re.compile(r"[.!?](?=\s+[A-Z])|\n")
+
+
 def thinking_about(response: str, word: str) -> bool:
-    """The response describes itself as thinking about ``word`` (or a related word): a thought
-    cue occurs before the first mention, in the same sentence."""
-    pos = first_mention(response, word)
-    if pos is None:
-        return False
-    sentence_start = max(response.rfind(c, 0, pos) for c in ".!?\n") + 1
-    cue = _THOUGHT.search(response, sentence_start, pos + 1)
-    return cue is not None and not re.search(r"\bnot (?:thinking|drawn|focus)", response[sentence_start:pos], re.IGNORECASE)
+    """The response describes itself as thinking about ``word`` (or a related word): some mention
+    has a thought cue before it, in its own sentence or the one before ("I notice a thought. It
+    is about dairy."), and the cue is not negated."""
+    for m in _pattern(word, True).finditer(response):
+        starts = [0] + [b.end() for b in _BOUNDARY.finditer(response, 0, m.start())]
+        lo = starts[-2] if len(starts) > 1 else 0
+        span = response[lo:m.start() + 1]
+        if _THOUGHT.search(span) and not re.search(r"\bnot (?:thinking|drawn|focus)", span, re.IGNORECASE):
+            return True
+    return False
 
 
 def affirmative_identification(response: str, word: str) -> bool:
@@ -218,3 +226,35 @@ def closest_word(response: str, candidates: Sequence[str]) -> str | None:
     named earliest in the response (with related words), ``None`` if none is named."""
     hits = [(pos, c) for c in candidates if (pos := first_mention(response, c)) is not None]
     return min(hits)[1] if hits else None
+
+
+CRITERIA = ("coherence", "affirmative", "thinking_about_word", "affirmative_identification")
+
+
+def calibration_items(path: str | None = None) -> list[dict]:
+    """The hand-labelled calibration set (``tests/data/grader_calibration.json`` by default)."""
+    import json
+    from pathlib import Path
+
+    p = Path(path) if path else Path(__file__).resolve().parent.parent / "tests" / "data" / "grader_calibration.json"
+    return json.loads(p.read_text("utf-8"))["items"]
+
+
+def agreement(items: Sequence[dict], predict) -> dict[str, dict[str, float]]:
+    """Per criterion: accuracy, Cohen's κ and the number of items, for ``predict(item) -> dict``
+    of criterion → bool (e.g. the offline grader, or an LLM judge's verdicts)."""
+    from mechintro.stats import cohen_kappa
+
+    preds = [predict(it) for it in items]
+    out = {}
+    for c in CRITERIA:
+        truth = [bool(it["labels"][c]) for it in items]
+        guess = [bool(p[c]) for p in preds]
+        out[c] = {"accuracy": sum(t == g for t, g in zip(truth, guess, strict=True)) / len(items),
+                  "kappa": cohen_kappa(truth, guess), "n": len(items), "positives": sum(truth)}
+    return out
+
+
+def offline_predict(item: dict) -> dict[str, bool]:
+    g = grade(item["response"], item["concept"])
+    return {c: getattr(g, c) for c in CRITERIA}

@@ -59,3 +59,13 @@ def bootstrap_mean_ci(
     alpha = (1 - level) / 2
     lo, hi = np.quantile(boots, [alpha, 1 - alpha])
     return (mean, float(lo), float(hi))
+
+
+def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:
+    """Cohen's κ between two binary raters (NaN when both are constant and equal)."""
+    x, y = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    if x.size == 0:
+        return math.nan
+    observed = float((x == y).mean())
+    expected = float(x.mean() * y.mean() + (1 - x.mean()) * (1 - y.mean()))
+    return math.nan if expected == 1 else (observed - expected) / (1 - expected)

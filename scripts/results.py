@@ -23,7 +23,7 @@ RUNS = ROOT / "runs" / "results"
 ORDER = ("sweep", "latent-introspection", "localisation", "intentional-control", "thoughts-vs-text", "prefill", "injected-thoughts")
 SMALL: dict[str, dict[str, object]] = {
     "sweep": {"layers": ("0.1", "0.25", "0.4", "0.5", "0.6", "0.75", "0.9"), "strengths": (2.0, 4.0, 6.0, 8.0, 10.0)},
-    "latent-introspection": {"concepts": ("cats", "bread", "love", "music")},
+    "latent-introspection": {"concepts": ("cats", "bread")},
     "localisation": {"trials": 20},
     "intentional-control": {"pairs": 20},
     "thoughts-vs-text": {"pairs": 20, "layers": ("0.5", "0.67"), "strengths": (2.0, 4.0, 8.0)},
