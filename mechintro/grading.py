@@ -231,13 +231,26 @@ def closest_word(response: str, candidates: Sequence[str]) -> str | None:
 CRITERIA = ("coherence", "affirmative", "thinking_about_word", "affirmative_identification")
 
 
-def calibration_items(path: str | None = None) -> list[dict]:
-    """The hand-labelled calibration set (``tests/data/grader_calibration.json`` by default)."""
+def _calibration(path: str | None) -> dict:
     import json
     from pathlib import Path
 
     p = Path(path) if path else Path(__file__).resolve().parent.parent / "tests" / "data" / "grader_calibration.json"
-    return json.loads(p.read_text("utf-8"))["items"]
+    if not p.exists():
+        from mechintro.errors import MechintroError
+
+        raise MechintroError(f"calibration set {p} not found: it ships in the source checkout (tests/data), not in the wheel")
+    return json.loads(p.read_text("utf-8"))
+
+
+def calibration_items(path: str | None = None) -> list[dict]:
+    """The hand-labelled calibration set (``tests/data/grader_calibration.json`` by default)."""
+    return _calibration(path)["items"]
+
+
+def calibration_question(path: str | None = None) -> str:
+    """The question the calibration responses answered (Lindsey's trial question)."""
+    return _calibration(path)["question"]
 
 
 def agreement(items: Sequence[dict], predict) -> dict[str, dict[str, float]]:

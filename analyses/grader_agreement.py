@@ -1,0 +1,56 @@
+"""Agreement of graders with the hand-labelled calibration set (tests/data/grader_calibration.json).
+
+    python analyses/grader_agreement.py                       # the offline grader
+    python analyses/grader_agreement.py --judge-model smollm2-135m --max-new-tokens 64
+
+Prints accuracy and Cohen's κ per criterion (and the share of "ungraded" judge replies, counted as
+NO); with --out, writes the table as JSON. A local model as judge uses Lindsey's prompts verbatim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from mechintro import grading, judge
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--judge-model")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--out")
+    args = p.parse_args()
+    items = grading.calibration_items()
+    doc_question = grading.calibration_question()
+    start = time.perf_counter()
+    ungraded = 0
+    if args.judge_model:
+        from mechintro.models import load_model
+
+        j = judge.ModelJudge(model=load_model(args.judge_model), max_new_tokens=args.max_new_tokens)
+        name = j.identity
+
+        def predict(item: dict) -> dict[str, bool]:
+            nonlocal ungraded
+            out = {}
+            for c in grading.CRITERIA:
+                v = judge.grade(j, c, question=doc_question, response=item["response"], word=item["concept"].lower())
+                ungraded += v.answer == "ungraded"
+                out[c] = v.answer == "YES"
+            return out
+    else:
+        name, predict = "offline grader", grading.offline_predict
+    result = grading.agreement(items, predict)
+    seconds = time.perf_counter() - start
+    print(f"{name}: {len(items)} items, {seconds:.0f} s, ungraded replies {ungraded}")
+    for c, r in result.items():
+        print(f"  {c:<28} accuracy {r['accuracy']:.3f}  kappa {r['kappa']:+.3f}  (positives {r['positives']})")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"grader": name, "seconds": seconds, "ungraded": ungraded, "agreement": result}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

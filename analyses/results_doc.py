@@ -1,0 +1,122 @@
+"""Write ``docs/results.md``: every saved results run, summarised, next to the published numbers.
+
+Called by ``python scripts/results.py write``. Reads ``runs/results/{model}/{experiment}.zarr``
+and ``timing.json``; nothing here runs a model. Each verdict sentence is computed from the
+numbers it sits next to (an interval that excludes zero, or does not).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mechintro.experiments import EXPERIMENTS
+from mechintro.runs import open_run
+
+MODELS = ("smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
+PUBLISHED = {
+    "injected-thoughts": "Lindsey (2025) §1.3: Claude Opus 4.1 succeeds on ≈20% of trials at ≈2/3 depth, strength 2–4, with 0/100 false positives; random vectors 9/100; base models never exceed net 0.",
+    "thoughts-vs-text": "Lindsey §1.4: all models well above the 10% chance of the word task while still repeating the sentence, best near 2/3 depth (numbers in figures only).",
+    "prefill": "Lindsey §1.5: matched injection on the sentence reduces the apology rate within a layer band peaking slightly over half depth; injection after the prefill has no comparable effect (numbers in figures only).",
+    "intentional-control": "Lindsey §1.6: the word is represented more in 'think' than 'don't think', the gap emerging in the latter half of the network (measured in the analyses, issue 4).",
+    "latent-introspection": "vgel / Latent Introspection §3.6 (Qwen2.5-Coder-32B, strength 20, layers 21–42): P(' yes') 0.150% → 0.522% (cat), → 0.193% (bread) without info; with the info prompt ≈0.3–0.76% → 39–53%; Lorem ipsum and wrong location give small shifts; +0.6% false positives.",
+    "sweep": "Godet §4.1: on small models (Qwen2.5 0.5–32B, Llama 3.x) the Yes−No logit difference of the introspection question and of the '1+1=3' control move toward 0 together across layers × scales: steering noise.",
+    "localisation": "Godet §4.3: 5-sentence localisation above the 20% chance at early layers, falling to chance by mid-depth; a commenter's Qwen2.5-14B reached 89% (but 90% for 'which is most abstract?').",
+}
+
+
+def _verdict(name: str, summary) -> str:
+    """One sentence computed from the summary: does the published effect appear here?"""
+    if name == "injected-thoughts":
+        a = summary.attrs
+        if "best_heldout_net_lo" not in a:
+            return "Too few concepts for a held-out estimate."
+        shown = a["best_heldout_net_lo"] > 0
+        return (f"Held-out net detection at the best cell (layer {a['best_layer']}, strength {a['best_strength']:g}): "
+                f"{a['best_heldout_net']:+.3f} [{a['best_heldout_net_lo']:+.3f}, {a['best_heldout_net_hi']:+.3f}] — "
+                + ("detection above false positives **appears**." if shown else "**no** detection above false positives at this scale."))
+    if name == "thoughts-vs-text":
+        above = (summary.word_lo > 0.1) & (summary.repeat > 0.5)
+        return (f"{int(above.sum())} of {above.size} (layer, strength) cells name the injected word above the 10% chance "
+                f"(lower bound) while repeating over half the sentences; uninjected word-task rate {summary.attrs['baseline_word']:.3f}.")
+    if name == "prefill":
+        a = summary.attrs
+        if "max_reduction" not in a:
+            return "No cell could be compared."
+        return (f"Largest apology reduction (matched vs min(control, random)): {a['max_reduction']:+.3f} at layer {a['max_reduction_layer']}, "
+                f"strength {a['max_reduction_strength']:g}, control rate {a['control_rate']:.3f}; the best of many cells is an optimistic estimate.")
+    if name == "latent-introspection":
+        rows = [str(r) for r in summary.row.values]
+        intro = [r for r in rows if r.startswith("introspection/")]
+        s = float(summary.strength.values[-1])
+        parts = [f"{r.split('/')[1]} {float(summary.yes_shift.sel(row=r, strength=s)):+.4f}" for r in intro]
+        ctl = [r for r in rows if not r.startswith("introspection/")]
+        ctl_txt = ", ".join(f"{r} {float(summary.yes_shift.sel(row=r, strength=s)):+.4f}" for r in ctl)
+        return (f"At strength {s:g}, P(yes) shifts by variant: {', '.join(parts)}; control questions under the same steering: {ctl_txt}. "
+                f"Unsteered P(yes) of the introspection question without info: {float(summary.base_p_yes.sel(row=intro[0], strength=s)):.3f}.")
+    if name == "sweep":
+        d = summary.difference
+        pos = int(((summary.difference_lo > 0)).sum())
+        neg = int(((summary.difference_hi < 0)).sum())
+        corr = float(np.corrcoef(summary.intro_shift.values.ravel(), summary.control_shift.values.ravel())[0, 1])
+        return (f"Across {d.size} cells the introspection and control shifts correlate at r = {corr:.2f}; the introspection shift "
+                f"exceeds the control shift (interval above 0) in {pos} cells and falls below it in {neg}.")
+    if name == "localisation":
+        above = summary.lo > summary.chance
+        return f"{int(above.sum())} of {int(np.isfinite(summary.accuracy).sum())} (task, layer, strength) cells are above chance (Wilson lower bound)."
+    return ""
+
+
+def _block(name: str, path: Path) -> list[str]:
+    module = EXPERIMENTS[name]
+    ds = open_run(path)
+    summary = module.summarize(ds)
+    config = json.loads(ds.attrs["config"])
+    lines = [f"Run: `{path.relative_to(path.parents[3])}`, {ds.sizes['trial']} trials, mechintro {ds.attrs['mechintro_version']} "
+             f"(git {ds.attrs['git_commit'][:10]}). Config: `{json.dumps({k: v for k, v in config.items() if k not in ('model',)})}`", ""]
+    if name == "sweep":
+        keep_layers = summary.inject_layer.values[:: max(1, summary.sizes["inject_layer"] // 6)]
+        keep_strengths = summary.strength.values[:: max(1, summary.sizes["strength"] // 4)]
+        shown = summary.sel(inject_layer=keep_layers, strength=keep_strengths)
+        shown.attrs = summary.attrs
+        lines += ["A subset of the grid (every layer and strength is in the run):", "", "```", module.format_summary(shown), "```"]
+    else:
+        lines += ["```", module.format_summary(summary), "```"]
+    lines += ["", _verdict(name, summary), ""]
+    return lines
+
+
+def write(runs: Path, out: Path) -> Path:
+    lines = [
+        "# Results: the published experiments on small open models",
+        "",
+        "Written by `python scripts/results.py write` from the runs under `runs/results/` (made by "
+        "`python scripts/results.py run --model M --size default|small`). Intervals are 95%: Wilson for proportions, "
+        "bootstrap clustered by concept (or over questions) for means. Small models often say \"yes\" with no injection at "
+        "all, so every table shows the uninjected baseline, and every shift sits next to the same shift on control "
+        "questions. Grading is the offline grader (`docs/grading.md`), not Claude. Where our protocol differs from a "
+        "paper's, `docs/protocols.md` says how.",
+        "",
+    ]
+    for model in MODELS:
+        folder = runs / model
+        present = [n for n in EXPERIMENTS if (folder / f"{n}.zarr").exists()]
+        lines += [f"## {model}", ""]
+        if not present:
+            lines += ["No runs yet: `python scripts/results.py run --model " + model + " --size small`.", ""]
+            continue
+        timing = json.loads((folder / "timing.json").read_text()) if (folder / "timing.json").exists() else {}
+        if timing:
+            lines += ["| experiment | size | wall time (2 CPU cores) |", "|---|---|---|"]
+            lines += [f"| {n} | {t['size']} | {t['seconds'] / 60:.1f} min |" for n, t in timing.items()]
+            lines += [""]
+        for name in present:
+            try:
+                block = _block(name, folder / f"{name}.zarr")
+            except Exception as e:  # an unfinished run: say so, keep the rest of the document
+                block = [f"(not summarised: {e})", ""]
+            lines += [f"### {name}", "", f"Published: {PUBLISHED.get(name, '—')}", ""] + block
+    out.write_text("\n".join(lines))
+    return out
