@@ -117,6 +117,6 @@ def write(runs: Path, out: Path) -> Path:
                 block = _block(name, folder / f"{name}.zarr")
             except Exception as e:  # an unfinished run: say so, keep the rest of the document
                 block = [f"(not summarised: {e})", ""]
-            lines += [f"### {name}", "", f"Published: {PUBLISHED.get(name, '—')}", ""] + block
+            lines += [f"### {name}", "", f"Published: {PUBLISHED.get(name, '—')}", "", *block]
     out.write_text("\n".join(lines))
     return out
