@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mechintro.errors import MechintroError
 from mechintro.experiments import EXPERIMENTS
 from mechintro.runs import open_run
 
@@ -115,7 +116,7 @@ def write(runs: Path, out: Path) -> Path:
         for name in present:
             try:
                 block = _block(name, folder / f"{name}.zarr")
-            except Exception as e:  # an unfinished run: say so, keep the rest of the document
+            except MechintroError as e:  # an unreadable run: say so, keep the rest of the document
                 block = [f"(not summarised: {e})", ""]
             lines += [f"### {name}", "", f"Published: {PUBLISHED.get(name, '—')}", "", *block]
     out.write_text("\n".join(lines))
