@@ -110,10 +110,22 @@ def rate(successes: np.ndarray, clusters: np.ndarray | None = None, *, n_boot: i
     x = np.asarray(successes, dtype=float)
     if x.size == 0:
         return math.nan, math.nan, math.nan, 0
+    if not np.isin(x, (0.0, 1.0)).all():
+        raise AssertionError("rate() takes successes (booleans); use mean_ci() for continuous values")
     if clusters is None or len(set(np.asarray(clusters).tolist())) < 2:
         lo, hi = wilson(int(x.sum()), x.size)
         return float(x.mean()), lo, hi, int(x.size)
     mean, lo, hi = bootstrap_mean_ci(x, clusters=np.asarray(clusters), n_boot=n_boot, seed=seed)
+    return mean, lo, hi, int(x.size)
+
+
+def mean_ci(values: np.ndarray, clusters: np.ndarray | None = None, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float, int]:
+    """``(mean, lo, hi, n)`` of continuous values with a 95% percentile bootstrap, clustered by
+    ``clusters`` when there are at least two (NaN interval for fewer than two values)."""
+    x = np.asarray(values, dtype=float)
+    if clusters is not None and len(set(np.asarray(clusters).tolist())) < 2:
+        clusters = None
+    mean, lo, hi = bootstrap_mean_ci(x, clusters=clusters, n_boot=n_boot, seed=seed)
     return mean, lo, hi, int(x.size)
 
 

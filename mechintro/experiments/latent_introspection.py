@@ -34,7 +34,7 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config, rate, table
+from mechintro.experiments._common import check_config, mean_ci, table
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import message_window, render_chat, tokenize
 from mechintro.runner import Answers, Trial, execute
@@ -172,7 +172,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
             b_no = np.array([base[(v, q)][1] for q in question[m]])
             clusters = question[m] if g != "introspection" else ds["concept"].values[m]
             for name, values in (("p_yes", p_yes[m]), ("yes_shift", p_yes[m] - b_yes), ("logit_shift", _logit(p_yes[m]) - _logit(b_yes))):
-                mean, lo, hi, _ = rate(values, clusters, seed=seed)
+                mean, lo, hi, _ = mean_ci(values, clusters, seed=seed)
                 arrays[name][r, j] = mean
                 if f"{name}_lo" in arrays:
                     arrays[f"{name}_lo"][r, j], arrays[f"{name}_hi"][r, j] = lo, hi

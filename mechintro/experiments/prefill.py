@@ -36,7 +36,7 @@ import numpy as np
 import xarray as xr
 
 from mechintro import grading, stimuli
-from mechintro.experiments._common import check_config, layer_map, rate, table
+from mechintro.experiments._common import check_config, layer_map, mean_ci, rate, table
 from mechintro.experiments.thoughts_vs_text import WORD_PROMPT, make_pairs
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
@@ -170,7 +170,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
                 x = a[(cond == c) & (layer == lay) & (strength == s)]
                 x = x[~np.isnan(x)]
                 if ds.attrs["mode"] == "logits":
-                    r, lo, hi, n = rate(x, np.arange(x.size), seed=seed)
+                    r, lo, hi, n = mean_ci(x, seed=seed)
                 else:
                     r, lo, hi, n = rate(x.astype(bool))
                 for k, v in zip(("rate", "lo", "hi", "n"), (r, lo, hi, n), strict=True):

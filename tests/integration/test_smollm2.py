@@ -74,3 +74,27 @@ def test_cli_vectors_then_run_with_them(tmp_path, capsys):
            "--layers", "20", "--strengths", "2", "--out", str(tmp_path / "r2.zarr")]
     assert main(bad) == 2
     assert "no vectors for ['Bread']" in capsys.readouterr().err and not (tmp_path / "r2.zarr").exists()
+
+
+def test_sweep_and_latent_introspection_cli_on_smollm2(tmp_path, capsys):
+    """The critique's sweep and vgel's protocol end to end on the real model, through the CLI."""
+    from mechintro.experiments import latent_introspection as LI
+    from mechintro.experiments import sweep as SW
+
+    out = tmp_path / "sweep.zarr"
+    assert main(["-q", "run", "sweep", "--layers", "0.5", "--strengths", "4", "--set", "control_questions=Are you a human?",
+                 "--out", str(out)]) == 0
+    ds = runs.open_run(out)
+    assert ds.sizes["trial"] == 4 and ds.attrs["experiment"] == "sweep"
+    s = SW.summarize(ds)
+    assert np.isfinite(s.difference.values).all() and "control shift" in capsys.readouterr().out
+    out = tmp_path / "li.zarr"
+    assert main(["-q", "run", "latent-introspection", "--strengths", "20", "--set", "concepts=cats", "--set", "variants=none",
+                 "--set", "control_questions=false", "--out", str(out)]) == 0
+    li = runs.open_run(out)
+    steered = li.condition.values == "steered"
+    first = int(np.flatnonzero(steered)[0])
+    # the injection covers turn 1 and stops before turn 2: the answer position is unsteered
+    assert li.inject_mask.values[first].any() and not li.inject_mask.values[first][-40:].any()
+    assert set(li.answer.values) == {" yes", " no"}
+    assert "introspection/none" in LI.summarize(li).row.values
