@@ -51,7 +51,7 @@ def _describe(hint: object) -> str:
     return {bool: "True or False", int: "an integer", float: "a number", str: "a string"}[hint]  # type: ignore[index]
 
 
-def _finite(x: float) -> bool:
+def finite(x: float) -> bool:
     try:
         return math.isfinite(x)
     except OverflowError:  # an int too large for a float
@@ -74,14 +74,14 @@ def check_config(config: object) -> None:
             raise MechintroError(f"the {name} list is empty: give at least one")
     if get("concepts") and len({c.lower() for c in get("concepts")}) != len(get("concepts")):
         raise MechintroError("the concept list has duplicates: give each concept once")
-    if get("strengths") and not all(_finite(s) for s in get("strengths")):
+    if get("strengths") and not all(finite(s) for s in get("strengths")):
         raise MechintroError(f"strengths must be finite numbers, got {list(get('strengths'))}")
     for name in ("batch_size", "trials", "controls", "max_new_tokens"):
         value = get(name)
         if value is not None and value < 1:
             raise MechintroError(f"{name} must be at least 1, got {value}")
     temperature = get("temperature")
-    if temperature is not None and not (_finite(temperature) and temperature >= 0):
+    if temperature is not None and not (finite(temperature) and temperature >= 0):
         raise MechintroError(f"temperature must be 0 or more, got {temperature}")
 
 

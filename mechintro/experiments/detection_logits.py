@@ -20,8 +20,6 @@ model's own chat template rather than Claude's ``Human:/Assistant:`` format.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
+from mechintro.experiments._common import finite, layer_map, yes_no
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import YES_NO, Trial, execute
@@ -70,7 +69,7 @@ class DetectionLogitsConfig:
             raise MechintroError("the concept list has duplicates: give each concept once")
         if not self.strengths:
             raise MechintroError("the strength list is empty: give at least one strength")
-        if not all(_finite(s) for s in self.strengths):
+        if not all(finite(s) for s in self.strengths):
             raise MechintroError(f"strengths must be finite numbers, got {list(self.strengths)}")
         if self.trials is not None and not 1 <= self.trials <= len(self.concepts):
             raise MechintroError(
@@ -79,13 +78,6 @@ class DetectionLogitsConfig:
             )
         if self.batch_size < 1:
             raise MechintroError(f"batch size must be at least 1, got {self.batch_size}")
-
-
-def _finite(x: float) -> bool:
-    try:
-        return math.isfinite(x)
-    except OverflowError:  # an int too large for a float
-        return False
 
 
 def _check_types(config: DetectionLogitsConfig) -> None:
@@ -158,26 +150,9 @@ def run(
     return execute(
         model, trials, out, config=dataclasses.asdict(config), mode="logits", answers=YES_NO,
         batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
-        extra_attrs={"experiment": NAME, "layer_map": _layer_map(config.layers, layers), "vectors_method": vectors.attrs.get("method", "")},
+        extra_attrs={"experiment": NAME, "layer_map": layer_map(config.layers, layers), "vectors_method": vectors.attrs.get("method", "")},
         progress=progress,
     )
-
-
-def _layer_map(specs: tuple[str, ...], layers: list[int]) -> str:
-    return json.dumps({str(s): int(layer) for s, layer in zip(specs, layers, strict=False)})
-
-
-def yes_no(ds: xr.Dataset) -> xr.Dataset:
-    """Per trial: ``p_yes``, ``p_no`` (summed over forms), ``mass`` = p_yes + p_no,
-    ``p_yes_norm`` = p_yes / mass, and ``logit_diff`` = log p_yes − log p_no."""
-    p = np.exp(ds["answer_logprobs"].astype(np.float64))
-    p_yes = p.where(ds.answer_label == "yes").sum("answer")
-    p_no = p.where(ds.answer_label == "no").sum("answer")
-    mass = p_yes + p_no
-    return xr.Dataset({
-        "p_yes": p_yes, "p_no": p_no, "mass": mass, "p_yes_norm": p_yes / mass,
-        "logit_diff": np.log(p_yes) - np.log(p_no),
-    })
 
 
 def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Dataset:
