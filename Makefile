@@ -3,7 +3,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo figures test test-unit test-integration lint clean
+.PHONY: setup demo figures results test test-unit test-integration lint clean
 
 $(BIN)/mechintro: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -17,6 +17,9 @@ demo: setup
 figures: setup
 	$(BIN)/python analyses/detection_logits_shift.py runs/demo.zarr figures
 
+results: setup
+	$(BIN)/python scripts/results.py write
+
 test: setup
 	$(BIN)/python -m pytest -q tests
 
@@ -27,7 +30,7 @@ test-integration: setup
 	$(BIN)/python -m pytest -q tests/integration
 
 lint: setup
-	$(BIN)/python -m ruff check mechintro tests benchmarks analyses notebooks
+	$(BIN)/python -m ruff check mechintro tests benchmarks analyses notebooks scripts
 
 
 clean:

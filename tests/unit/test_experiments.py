@@ -246,3 +246,21 @@ def test_every_experiment_is_registered_with_its_interface():
 def test_bad_configs_are_one_line_errors(module, kwargs, match):
     with pytest.raises(MechintroError, match=match):
         module.Config(**kwargs)
+
+
+def test_results_document_from_saved_runs(tiny, vecs, tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "analyses"))
+    from results_doc import write
+
+    folder = tmp_path / "runs" / "results" / "smollm2-135m"
+    SW.run(SW.Config(layers=(0, 2), strengths=(1.0, 5.0), control_questions=("Is 1 > 2?", "Are you a cat?")), folder / "sweep.zarr", model=tiny)
+    LO.run(LO.Config(concepts=WORDS, layers=(2,), strengths=(4.0,), trials=2, k=3, tasks=("sentence",)), folder / "localisation.zarr",
+           model=tiny, vectors=vecs)
+    (folder / "timing.json").write_text(json.dumps({"sweep": {"size": "small", "seconds": 60.0}}))
+    text = write(tmp_path / "runs" / "results", tmp_path / "results.md").read_text()
+    assert "### sweep" in text and "### localisation" in text and "| sweep | small | 1.0 min |" in text
+    assert "correlate at r =" in text and "above chance (Wilson lower bound)" in text
+    assert "## qwen2.5-coder-1.5b\n\nNo runs yet" in text
