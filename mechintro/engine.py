@@ -294,3 +294,43 @@ def _eos_ids(model: Model) -> list[int]:
     if not ids:
         raise MechintroError(f"{model.name} defines no end-of-sequence token: set tokenizer.eos_token")
     return sorted(ids)
+
+
+def swap_forward(
+    model: Model,
+    cache_model: Model,
+    prompts: Sequence[Sequence[int]],
+    prefix_lens: Sequence[int],
+    *,
+    answer_ids: Sequence[int],
+) -> BatchResult:
+    """Latent Introspection's model swap: ``cache_model`` reads the first ``prefix_lens[i]``
+    tokens of prompt ``i`` (filling the KV cache, as its "em-ft" condition does with a finetune),
+    then ``model`` reads the rest with that cache and answers. Nothing is injected.
+
+    Plain transformers, one prompt at a time, local only (two models' caches cannot meet in one
+    remote trace). The models must share an architecture and tokenizer; a prefix length of 0
+    is an ordinary forward pass of ``model``.
+    """
+    a, b = text_config(model.hf.config), text_config(cache_model.hf.config)
+    shape = lambda c: (c.num_hidden_layers, getattr(c, "num_key_value_heads", None), c.hidden_size, c.vocab_size)  # noqa: E731
+    if shape(a) != shape(b) or model.tokenizer.get_vocab() != cache_model.tokenizer.get_vocab():
+        raise MechintroError(
+            f"{cache_model.name} cannot fill {model.name}'s KV cache: the model swap needs two models of one "
+            "architecture and tokenizer (e.g. a model and its finetune)"
+        )
+    answers = torch.tensor(list(answer_ids), dtype=torch.long)
+    rows = []
+    for ids, k in zip(prompts, prefix_lens, strict=True):
+        if not 0 <= k < len(ids):
+            raise MechintroError(f"swap prefix of {k} tokens must leave at least one of the prompt's {len(ids)} tokens to the answering model")
+        ids_t = torch.tensor([list(ids)], dtype=torch.long, device=model.device)
+        with torch.no_grad():
+            cache = cache_model.hf(input_ids=ids_t[:, :k], use_cache=True).past_key_values if k else None
+            logits = model.hf(input_ids=ids_t[:, k:], past_key_values=cache, use_cache=cache is not None).logits[0, -1].float()
+        cap = getattr(a, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        rows.append(torch.log_softmax(logits.cpu(), -1)[answers])
+    logprobs = torch.stack(rows)
+    return BatchResult(answer_logprobs=logprobs, resid=None, generated=None, nonfinite=~torch.isfinite(logprobs).all(1))

@@ -43,7 +43,8 @@ class Trial:
     layer and strength name the cell it is the control of; ``condition`` says nothing was injected.
     ``read_window`` marks the tokens an analysis reads (stored as ``read_mask``, e.g. the written
     sentence of intentional control); ``max_new_tokens`` cuts this trial's response shorter than
-    the run's (tokens after it are stored as ``-1``, as after an end of sequence).
+    the run's (tokens after it are stored as ``-1``, as after an end of sequence). ``swap_prefix``
+    > 0 hands the first tokens to the run's ``swap_model`` (Latent Introspection's model swap).
     """
 
     prompt: Prompt
@@ -57,6 +58,7 @@ class Trial:
     labels: Mapping[str, str | int | float] = field(default_factory=dict)
     read_window: Window | None = None
     max_new_tokens: int | None = None
+    swap_prefix: int = 0
 
     def injection(self) -> engine.Injection | None:
         if self.vector is None:
@@ -193,6 +195,7 @@ def execute(
     seed: int = 0,
     extra_attrs: Mapping[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    swap_model: Model | None = None,
 ) -> Path:
     """Run ``trials`` into the run store ``out``, resuming it if it exists.
 
@@ -201,6 +204,7 @@ def execute(
         mode: ``"logits"`` (needs ``answers``) or ``"generate"`` (needs ``generation``).
         record: store every layer's residual stream over the prompt (float16).
         progress: called with ``(trials_done, trials_total)`` after each batch.
+        swap_model: the model that fills the KV cache of trials with ``swap_prefix`` (logit mode).
 
     Returns:
         The path of the finished run.
@@ -213,6 +217,9 @@ def execute(
     if mode == "generate" and generation is None:
         raise AssertionError("generation mode needs generation settings")
     injections = _check_trials(model, trials)
+    swapping = any(t.swap_prefix for t in trials)
+    if swapping and (swap_model is None or mode != "logits" or record):
+        raise MechintroError("model-swap trials need a swap model, logit mode and no residual recording")
     resolved = answers.resolve(model.tokenizer) if answers is not None else None
     config_json = json.dumps(dict(config), sort_keys=True, default=str)
     attrs = {
@@ -226,6 +233,9 @@ def execute(
         **provenance_attrs(),
         **(extra_attrs or {}),
     }
+    if swapping:
+        assert swap_model is not None
+        attrs.update({"swap_model": swap_model.name, "swap_weights_sha256": swap_model.weights_sha256})
     if out.exists():
         _check_resume(out, attrs, batch_size, mode)
     else:
@@ -250,7 +260,10 @@ def execute(
         chunk = trials[start:stop]
         prompts = [t.prompt.input_ids for t in chunk]
         if mode == "logits":
-            result = engine.forward(model, prompts, injections[start:stop], answer_ids=answer_ids, record=record)
+            if any(t.swap_prefix for t in chunk):
+                result = _swap_batch(model, swap_model, chunk, injections[start:stop], answer_ids)  # type: ignore[arg-type]
+            else:
+                result = engine.forward(model, prompts, injections[start:stop], answer_ids=answer_ids, record=record)
             outputs: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
                 "answer_logprobs": (("trial", "answer"), result.answer_logprobs.numpy().astype(np.float32)),
             }
@@ -289,11 +302,27 @@ def execute(
     return out
 
 
+def _swap_batch(model: Model, swap_model: Model, chunk: Sequence[Trial], injections: Sequence[engine.Injection | None],
+                answer_ids: list[int]) -> engine.BatchResult:
+    """A logit-mode batch holding model-swap trials: those rows go through
+    :func:`engine.swap_forward`, the others through :func:`engine.forward`, merged in order."""
+    swap = [i for i, t in enumerate(chunk) if t.swap_prefix]
+    rest = [i for i, t in enumerate(chunk) if not t.swap_prefix]
+    logprobs = torch.zeros(len(chunk), len(answer_ids))
+    nonfinite = torch.zeros(len(chunk), dtype=torch.bool)
+    s = engine.swap_forward(model, swap_model, [chunk[i].prompt.input_ids for i in swap], [chunk[i].swap_prefix for i in swap], answer_ids=answer_ids)
+    logprobs[swap], nonfinite[swap] = s.answer_logprobs, s.nonfinite
+    if rest:
+        r = engine.forward(model, [chunk[i].prompt.input_ids for i in rest], [injections[i] for i in rest], answer_ids=answer_ids)
+        logprobs[rest], nonfinite[rest] = r.answer_logprobs, r.nonfinite
+    return engine.BatchResult(answer_logprobs=logprobs, resid=None, generated=None, nonfinite=nonfinite)
+
+
 def _check_resume(out: Path, attrs: Mapping[str, str], batch_size: int, mode: str) -> None:
     ds = runs.open_run(out, committed_only=False)
     stored = ds.attrs
     expected = {"model": attrs["model"], "weights_sha256": attrs["weights_sha256"], "record_resid": attrs["record_resid"],
-                "mode": mode, "batch_size": str(batch_size)}
+                "mode": mode, "batch_size": str(batch_size), "swap_weights_sha256": attrs.get("swap_weights_sha256")}
     diffs = [key for key, want in expected.items() if stored.get(key) != want]
     old, new = json.loads(stored["config"]), json.loads(attrs["config"])
     diffs += sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

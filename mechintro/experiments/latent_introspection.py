@@ -15,8 +15,13 @@ Vectors: PCA-center (repeng's method, unit norm per layer; vgel) or Lindsey's (`
 
 Differences from the code: the PCA-center suffix set is mechintro's 20 instead of repeng's 582
 truncated outputs; default strength 20 and the middle third of the layers follow vgel's
-Qwen-32B preset, which the small models do not share a scale with (sweep ``strengths``). Not
-implemented: the model-swap ("em-ft") condition, which needs two models of one architecture.
+Qwen-32B preset, which the small models do not share a scale with (sweep ``strengths``).
+
+Model swap (``swap_model``, the code's "em-ft" condition): a second model of the same
+architecture and tokenizer (e.g. a finetune) reads turn 1 and fills the KV cache, unsteered; the
+first model reads turn 2 with that cache and answers (condition ``swapped``). It runs locally in
+plain transformers (:func:`mechintro.engine.swap_forward`). None of the offline models share an
+architecture, so it needs a Hub or local finetune.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class LatentIntrospectionConfig:
     variants: tuple[Variant, ...] = ("none", "introspect", "lorem", "poetic", "introspect_inaccurate")
     control_questions: bool = True
     control_context: Variant = "introspect"
+    swap_model: str = ""  # a second model (same architecture) that fills turn 1's cache: the "em-ft" condition
     seed: int = 0
     batch_size: int = 8
     record_resid: bool = False
@@ -123,6 +129,9 @@ def build_trials(config: LatentIntrospectionConfig, model: Model, vectors: xr.Da
         window = message_window(model.tokenizer, msgs, 1, 3)
         labels = {"variant": variant, "group": group, "question": question}
         trials.append(Trial(prompt=prompt, condition="unsteered", window=window, labels=labels))
+        if config.swap_model:
+            trials.append(Trial(prompt=prompt, condition="swapped", concept=config.swap_model, labels=labels,
+                                swap_prefix=sum(message_window(model.tokenizer, msgs, 0, 3).resolve(prompt))))
         for concept in config.concepts:
             per_layer = torch.stack([unit_vector(vectors, concept, layer) for layer in layers])
             trials += [Trial(prompt=prompt, condition="steered", concept=concept, strength=float(s), inject_layer=start,
@@ -131,7 +140,12 @@ def build_trials(config: LatentIntrospectionConfig, model: Model, vectors: xr.Da
 
 
 def run(config: LatentIntrospectionConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None) -> Path:
+        progress: Callable[[int, int], None] | None = None, swap: Model | None = None) -> Path:
+    """Run into ``out``; with ``config.swap_model``, ``swap`` is that model (loaded if not given)."""
+    if config.swap_model and swap is None:
+        from mechintro.models import load_model
+
+        swap = load_model(config.swap_model)
     if vectors is None:
         make = pca_center_vectors if config.vector_method == "pca_center" else concept_vectors
         vectors = make(model, config.concepts)
@@ -141,7 +155,7 @@ def run(config: LatentIntrospectionConfig, out: str | Path, *, model: Model, vec
         batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
         extra_attrs={"experiment": NAME, "layer_map": json.dumps({"start": layers[0], "end": layers[-1] + 1}),
                      "vectors_method": vectors.attrs.get("method", "")},
-        progress=progress,
+        progress=progress, swap_model=swap,
     )
 
 
@@ -182,7 +196,18 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
             arrays["yes_norm"][r, j] = np.mean(p_yes[m] / (p_yes[m] + p_no[m]))
             arrays["mass"][r, j] = np.mean(p_yes[m] + p_no[m])
     row_names = [f"{g}" if g != "introspection" else f"introspection/{v}" for v, g in rows]
-    return xr.Dataset({k: (("row", "strength"), v) for k, v in arrays.items()}, coords={"row": row_names, "strength": strengths})
+    out = xr.Dataset({k: (("row", "strength"), v) for k, v in arrays.items()}, coords={"row": row_names, "strength": strengths})
+    if (cond == "swapped").any():  # the model swap: the other model's turn-1 cache, no steering
+        swap = {n: np.full(len(rows), np.nan) for n in ("swap_p_yes", "swap_yes_shift", "swap_logit_shift")}
+        for r, (v, g) in enumerate(rows):
+            m = (variant == v) & (group == g) & (cond == "swapped")
+            b_yes = np.array([base[(v, q)][0] for q in question[m]])
+            swap["swap_p_yes"][r] = p_yes[m].mean()
+            swap["swap_yes_shift"][r] = np.mean(p_yes[m] - b_yes)
+            swap["swap_logit_shift"][r] = np.mean(_logit(p_yes[m]) - _logit(b_yes))
+        out = out.assign({k: ("row", v) for k, v in swap.items()})
+        out.attrs["swap_model"] = ds.attrs.get("swap_model", "")
+    return out
 
 
 def format_summary(summary: xr.Dataset) -> str:
@@ -197,5 +222,9 @@ def format_summary(summary: xr.Dataset) -> str:
             "yes/(yes+no) base→steered": f"{float(c.base_yes_norm.sel(row=r)):.3f}→{float(c.yes_norm.sel(row=r)):.3f}",
             "mass": float(c.mass.sel(row=r)),
         } for r in summary.row.values]
-    return table(rows) + "\nrows 'no' … 'ambiguous' are control questions under the same steering; a shift there is not detection"
+    text = table(rows) + "\nrows 'no' … 'ambiguous' are control questions under the same steering; a shift there is not detection"
+    if "swap_p_yes" in summary:
+        text += f"\nmodel swap (turn 1 cached by {summary.attrs['swap_model']}): " + ", ".join(
+            f"{r} {float(summary.swap_yes_shift.sel(row=r)):+.4f}" for r in summary.row.values)
+    return text
 

@@ -264,3 +264,35 @@ def test_results_document_from_saved_runs(tiny, vecs, tmp_path):
     assert "### sweep" in text and "### localisation" in text and "| sweep | small | 1.0 min |" in text
     assert "correlate at r =" in text and "above chance (Wilson lower bound)" in text
     assert "## qwen2.5-coder-1.5b\n\nNo runs yet" in text
+
+
+def test_model_swap_uses_the_other_models_cache(tiny, tiny_models, tmp_path):
+    from tests.conftest import build_tiny
+
+    other = build_tiny("llama", seed=1)
+    vecs = contrastive_vector(tiny, ["cats"], ["anything"], name="cats")
+    cfg = LI.Config(concepts=("cats",), variants=("none",), control_questions=False, strengths=(3.0,), layer_start=1, layer_end=3,
+                    swap_model="tiny-llama-seed1")
+    trials, _ = LI.build_trials(cfg, tiny, vecs)
+    swapped = next(t for t in trials if t.condition == "swapped")
+    k = swapped.swap_prefix
+    assert _text(tiny, swapped.prompt.input_ids[:k]).endswith("{ }<|im_end|>\n")
+    ids = torch.tensor([swapped.prompt.input_ids])
+    answer_ids = [tiny.tokenizer.convert_tokens_to_ids(" yes"), tiny.tokenizer.convert_tokens_to_ids(" no")]
+    with torch.no_grad():  # independent computation: the other model's cache, then this model
+        cache = other.hf(input_ids=ids[:, :k], use_cache=True).past_key_values
+        ref = torch.log_softmax(tiny.hf(input_ids=ids[:, k:], past_key_values=cache).logits[0, -1], -1)[answer_ids]
+    got = engine.swap_forward(tiny, other, [swapped.prompt.input_ids], [k], answer_ids=answer_ids).answer_logprobs[0]
+    assert torch.allclose(got, ref, atol=1e-5)
+    # the same model filling its own cache is an ordinary forward pass
+    own = engine.swap_forward(tiny, tiny, [swapped.prompt.input_ids], [k], answer_ids=answer_ids).answer_logprobs[0]
+    plain = engine.forward(tiny, [swapped.prompt.input_ids], [None], answer_ids=answer_ids).answer_logprobs[0]
+    assert torch.allclose(own, plain, atol=1e-5) and not torch.allclose(got, plain, atol=1e-3)
+    LI.run(cfg, tmp_path / "swap.zarr", model=tiny, vectors=vecs, swap=other)
+    ds = runs.open_run(tmp_path / "swap.zarr")
+    assert ds.attrs["swap_weights_sha256"] == other.weights_sha256
+    row = np.flatnonzero(ds.condition.values == "swapped")[0]
+    assert np.allclose(ds.answer_logprobs.values[row], ref.numpy(), atol=1e-5)
+    assert "swap_yes_shift" in LI.summarize(ds)
+    with pytest.raises(MechintroError, match="one architecture and tokenizer"):
+        engine.swap_forward(tiny, tiny_models("gpt2"), [swapped.prompt.input_ids], [k], answer_ids=answer_ids)
