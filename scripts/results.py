@@ -7,7 +7,8 @@
 Runs go to ``runs/results/{model}/{experiment}.zarr`` (an existing run is resumed, so a killed
 sweep continues where it stopped); each experiment's wall time is added to
 ``runs/results/{model}/timing.json``. ``--size small`` shrinks the grids (listed in SMALL) for the
-larger models on CPU; the doc says which size each table comes from.
+larger models on CPU, ``--size tiny`` runs only the two logit protocols on a minimal grid (TINY);
+the doc says which size each table comes from.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ SMALL: dict[str, dict[str, object]] = {
     "prefill": {"pairs": 20, "layers": ("0.5", "0.67"), "strengths": (2.0, 4.0, 8.0)},
     "injected-thoughts": {"layers": ("0.5", "0.67"), "strengths": (2.0, 4.0), "trials": 20, "controls": 10, "max_new_tokens": 60},
 }
+TINY: dict[str, dict[str, object]] = {  # for the 1.5B model on 2 CPU cores: the two logit protocols only
+    "sweep": {"layers": ("0.25", "0.5", "0.75"), "strengths": (4.0, 8.0)},
+    "latent-introspection": {"concepts": ("cats",), "variants": ("none", "introspect")},
+}
 
 
 def run(model_name: str, size: str, only: list[str]) -> None:
@@ -43,7 +48,9 @@ def run(model_name: str, size: str, only: list[str]) -> None:
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
     for name in only or ORDER:
         module = EXPERIMENTS[name]
-        overrides = SMALL[name] if size == "small" else {}
+        overrides = {"small": SMALL, "tiny": TINY}.get(size, {}).get(name, {})
+        if size == "tiny" and name not in TINY:
+            continue
         config = module.Config(model=model_name, **overrides)
         out = folder / f"{name}.zarr"
         start = time.perf_counter()
@@ -64,7 +71,7 @@ def main() -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
     r.add_argument("--model", default="smollm2-135m")
-    r.add_argument("--size", choices=["default", "small"], default="default")
+    r.add_argument("--size", choices=["default", "small", "tiny"], default="default")
     r.add_argument("--only", default="", help="comma-separated experiments")
     sub.add_parser("write")
     args = p.parse_args()
