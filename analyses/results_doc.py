@@ -73,9 +73,11 @@ def _verdict(name: str, summary) -> str:
 def _block(name: str, path: Path) -> list[str]:
     module = EXPERIMENTS[name]
     ds = open_run(path)
+    total = open_run(path, committed_only=False).sizes["trial"]
     summary = module.summarize(ds)
     config = json.loads(ds.attrs["config"])
-    lines = [f"Run: `{path.relative_to(path.parents[3])}`, {ds.sizes['trial']} trials, mechintro {ds.attrs['mechintro_version']} "
+    partial = "" if ds.sizes["trial"] == total else f" (**incomplete**: {ds.sizes['trial']} of {total} trials committed; rerun the same command to finish it)"
+    lines = [f"Run: `{path.relative_to(path.parents[3])}`, {ds.sizes['trial']} trials{partial}, mechintro {ds.attrs['mechintro_version']} "
              f"(git {ds.attrs['git_commit'][:10]}). Config: `{json.dumps({k: v for k, v in config.items() if k not in ('model',)})}`", ""]
     if name == "sweep":
         keep_layers = summary.inject_layer.values[:: max(1, summary.sizes["inject_layer"] // 6)]
