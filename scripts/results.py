@@ -33,7 +33,7 @@ SMALL: dict[str, dict[str, object]] = {
 }
 TINY: dict[str, dict[str, object]] = {  # for the 1.5B model on 2 CPU cores: the two logit protocols only
     "sweep": {"layers": ("0.25", "0.5", "0.75"), "strengths": (4.0, 8.0)},
-    "latent-introspection": {"concepts": ("cats",), "variants": ("none", "introspect")},
+    "latent-introspection": {"concepts": ("cats",), "variants": ("none", "introspect"), "control_context": "none"},
 }
 
 
