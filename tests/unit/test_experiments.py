@@ -296,3 +296,23 @@ def test_model_swap_uses_the_other_models_cache(tiny, tiny_models, tmp_path):
     assert "swap_yes_shift" in LI.summarize(ds)
     with pytest.raises(MechintroError, match="one architecture and tokenizer"):
         engine.swap_forward(tiny, tiny_models("gpt2"), [swapped.prompt.input_ids], [k], answer_ids=answer_ids)
+
+
+def test_injected_thoughts_regraded_by_a_judge(tiny, vecs, tmp_path):
+    from mechintro import judge
+
+    class Always:
+        identity = "test:always-yes"
+
+        def complete(self, prompt: str) -> str:
+            return "Thinking it over... YES"
+
+    cfg = IT.Config(concepts=WORDS, layers=(1,), strengths=(2.0,), trials=2, controls=1, max_new_tokens=3)
+    IT.run(cfg, tmp_path / "g.zarr", model=tiny, vectors=vecs)
+    judge.grade_run(tmp_path / "g.zarr", Always())
+    ds = runs.open_run(tmp_path / "g.zarr")
+    s = IT.summarize(ds, source="judge")
+    assert float(s.tpr.sel(inject_layer=1, strength=2.0)) == 1.0 and s.attrs["fpr_pooled"] == 1.0
+    assert ds.attrs["judge_coherence"] == "test:always-yes"
+    with pytest.raises(MechintroError, match="no judge verdicts"):
+        IT.summarize(runs.open_run(tmp_path / "g.zarr").drop_vars("grade_coherence"), source="judge")
