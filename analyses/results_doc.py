@@ -51,12 +51,14 @@ def _verdict(name: str, summary) -> str:
     if name == "latent-introspection":
         rows = [str(r) for r in summary.row.values]
         intro = [r for r in rows if r.startswith("introspection/")]
+        first = "introspection/none" if "introspection/none" in intro else intro[0]
         s = float(summary.strength.values[-1])
         parts = [f"{r.split('/')[1]} {float(summary.yes_shift.sel(row=r, strength=s)):+.4f}" for r in intro]
         ctl = [r for r in rows if not r.startswith("introspection/")]
         ctl_txt = ", ".join(f"{r} {float(summary.yes_shift.sel(row=r, strength=s)):+.4f}" for r in ctl)
         return (f"At strength {s:g}, P(yes) shifts by variant: {', '.join(parts)}; control questions under the same steering: {ctl_txt}. "
-                f"Unsteered P(yes) of the introspection question without info: {float(summary.base_p_yes.sel(row=intro[0], strength=s)):.3f}.")
+                f"Unsteered P(yes) of the introspection question: {float(summary.base_p_yes.sel(row=first, strength=s)):.3f} ({first.split('/')[1]}); "
+                f"vgel's Qwen-32B: 0.0015.")
     if name == "sweep":
         d = summary.difference
         pos = int(((summary.difference_lo > 0)).sum())
@@ -64,13 +66,15 @@ def _verdict(name: str, summary) -> str:
         corr = float(np.corrcoef(summary.intro_shift.values.ravel(), summary.control_shift.values.ravel())[0, 1])
         return (f"Across {d.size} cells the introspection and control shifts correlate at r = {corr:.2f}; the introspection shift "
                 f"exceeds the control shift (interval above 0) in {pos} cells and falls below it in {neg}.")
+    if name == "intentional-control":
+        return "Residuals recorded on the written sentence; the think / don't-think alignment is an analysis (issue 4)."
     if name == "localisation":
         above = summary.lo > summary.chance
         return f"{int(above.sum())} of {int(np.isfinite(summary.accuracy).sum())} (task, layer, strength) cells are above chance (Wilson lower bound)."
     return ""
 
 
-def _block(name: str, path: Path) -> list[str]:
+def _block(name: str, path: Path, verdicts: list[tuple[str, str]]) -> list[str]:
     module = EXPERIMENTS[name]
     ds = open_run(path)
     total = open_run(path, committed_only=False).sizes["trial"]
@@ -87,12 +91,14 @@ def _block(name: str, path: Path) -> list[str]:
         lines += ["A subset of the grid (every layer and strength is in the run):", "", "```", module.format_summary(shown), "```"]
     else:
         lines += ["```", module.format_summary(summary), "```"]
-    lines += ["", _verdict(name, summary), ""]
+    verdict = _verdict(name, summary)
+    verdicts.append((name, verdict + partial))
+    lines += ["", verdict, ""]
     return lines
 
 
 def write(runs: Path, out: Path) -> Path:
-    lines = [
+    header = [
         "# Results: the published experiments on small open models",
         "",
         "Written by `python scripts/results.py write` from the runs under `runs/results/` (made by "
@@ -103,23 +109,29 @@ def write(runs: Path, out: Path) -> Path:
         "paper's, `docs/protocols.md` says how.",
         "",
     ]
+    body: list[str] = []
+    overview = ["## Overview", "", "| model | experiment | what the run shows |", "|---|---|---|"]
     for model in MODELS:
+        verdicts: list[tuple[str, str]] = []
         folder = runs / model
         present = [n for n in EXPERIMENTS if (folder / f"{n}.zarr").exists()]
-        lines += [f"## {model}", ""]
+        body += [f"## {model}", ""]
         if not present:
-            lines += ["No runs yet: `python scripts/results.py run --model " + model + " --size small`.", ""]
+            body += ["No runs yet: `python scripts/results.py run --model " + model + " --size small`.", ""]
             continue
         timing = json.loads((folder / "timing.json").read_text()) if (folder / "timing.json").exists() else {}
         if timing:
-            lines += ["| experiment | size | wall time (2 CPU cores) |", "|---|---|---|"]
-            lines += [f"| {n} | {t['size']} | {t['seconds'] / 60:.1f} min |" for n, t in timing.items()]
-            lines += [""]
+            body += ["Wall times on 2 CPU cores, fp32, as measured (`timing.json`); when several runs shared the machine "
+                     "they are longer than a run alone.", "",
+                     "| experiment | size | wall time |", "|---|---|---|"]
+            body += [f"| {n} | {t['size']} | {t['seconds'] / 60:.1f} min |" for n, t in timing.items()]
+            body += [""]
         for name in present:
             try:
-                block = _block(name, folder / f"{name}.zarr")
+                block = _block(name, folder / f"{name}.zarr", verdicts)
             except MechintroError as e:  # an unreadable run: say so, keep the rest of the document
                 block = [f"(not summarised: {e})", ""]
-            lines += [f"### {name}", "", f"Published: {PUBLISHED.get(name, '—')}", "", *block]
-    out.write_text("\n".join(lines))
+            body += [f"### {name}", "", f"Published: {PUBLISHED.get(name, '—')}", "", *block]
+        overview += [f"| {model} | {n} | {v.replace('|', '/')} |" for n, v in verdicts]
+    out.write_text("\n".join([*header, *overview, "", *body]))
     return out
