@@ -158,7 +158,3 @@ def table(rows: Sequence[dict[str, object]]) -> str:
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
 
-
-def frame(ds: xr.Dataset, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """The named trial coordinates/variables of ``ds`` as plain numpy arrays (loaded)."""
-    return {n: np.asarray(ds[n].values) for n in names}

@@ -29,6 +29,7 @@ offline grader by default instead of Claude Sonnet 4 (its agreement with hand la
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,8 +192,6 @@ def grades(ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline") -
 
 
 def _config(ds: xr.Dataset) -> dict:
-    import json
-
     return json.loads(ds.attrs["config"])
 
 
