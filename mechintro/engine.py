@@ -128,6 +128,7 @@ def forward(
     *,
     answer_ids: Sequence[int],
     record: bool = False,
+    ablate: dict[int, torch.Tensor] | None = None,
 ) -> BatchResult:
     """Logit mode: one batched forward pass with per-row injections.
 
@@ -136,11 +137,19 @@ def forward(
         injections: one :class:`Injection` or ``None`` (no injection) per prompt.
         answer_ids: token ids whose next-token log-probabilities are returned.
         record: also return every layer's residual stream over the prompt, as float16.
+        ablate: ``{layer: direction}`` — after any injection at ``layer``, project the unit
+            ``direction`` out of every row's residual stream at every position.
     """
     _check_prompts(model, prompts, injections)
     batch = _pad(model, prompts)
     width = batch["input_ids"].shape[1]
     plan = _plan(model, width, injections)
+    ablations = {}
+    for layer, direction in (ablate or {}).items():
+        model.check_layer(layer)
+        if direction.shape != (model.d_model,):
+            raise MechintroError(f"ablation direction has shape {tuple(direction.shape)}; {model.name} needs ({model.d_model},)")
+        ablations[layer] = (direction / direction.norm()).to(model.device, model.dtype)
     answers = torch.tensor(list(answer_ids), dtype=torch.long, device=model.device)
     cap = getattr(text_config(model.hf.config), "final_logit_softcapping", None)
     layers = get_module(model.lm, model.arch.layers)
@@ -150,13 +159,16 @@ def forward(
     with torch.no_grad(), model.lm.trace(batch, remote=model.remote, logits_to_keep=1):
         stacked = []
         for i in range(n_layers):
-            if not record and i not in plan:
+            if not record and i not in plan and i not in ablations:
                 continue
             out = layers[i].output
             h = out[0] if isinstance(out, tuple) else out
             if i in plan:
                 mask, vec, _ = plan[i]
                 h += mask * vec
+            if i in ablations:
+                u = ablations[i]
+                h -= (h * u).sum(-1, keepdim=True) * u
             if record:
                 stacked.append(h.detach().to("cpu", torch.float16))
         if record:

@@ -57,3 +57,19 @@ def injected_thoughts_messages(question: str = TRIAL_QUESTION) -> list[dict[str,
         {"role": "assistant", "content": "Ok."},
         {"role": "user", "content": question},
     ]
+
+
+# Words whose concept vectors an anomaly direction is compared with (issue 4: is the "something is
+# off" signal just a word like "unusual"?). Our choice, not from a paper: the trial question's own
+# words and near-synonyms of "anomaly".
+ANOMALY_WORDS = ("Unusual", "Injected", "Strange", "Anomaly", "Weird", "Odd", "Foreign", "Intrusion", "Thought", "Detection")
+
+
+def control_words() -> list[str]:
+    """The 100 unrelated words of Lindsey's intentional-control baseline (§1.6)."""
+    return list(lindsey()["lindsey_control_words_intentional_control"])
+
+
+def analysis_words() -> list[str]:
+    """Every word an analysis compares with: the 50 concepts, the 100 control words, the anomaly words."""
+    return list(dict.fromkeys(concept_words() + control_words() + list(ANOMALY_WORDS)))

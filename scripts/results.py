@@ -31,6 +31,9 @@ SMALL: dict[str, dict[str, object]] = {
     "prefill": {"pairs": 20, "layers": ("0.5", "0.67"), "strengths": (2.0, 4.0, 8.0)},
     "injected-thoughts": {"layers": ("0.5", "0.67"), "strengths": (2.0, 4.0), "trials": 20, "controls": 10, "max_new_tokens": 60},
 }
+# Runs the analyses of issue 4 read (``--only analysis``): Lindsey's vectors for every word an
+# analysis compares with, and a detection-logits run over 20 concepts with residuals recorded.
+ANALYSIS_CONCEPTS = 20
 TINY: dict[str, dict[str, object]] = {  # for the 1.5B model on 2 CPU cores: the two logit protocols only
     "sweep": {"layers": ("0.25", "0.5", "0.75"), "strengths": (4.0, 8.0)},
     "latent-introspection": {"concepts": ("cats",), "variants": ("none", "introspect"), "control_context": "none"},
@@ -47,6 +50,9 @@ def run(model_name: str, size: str, only: list[str]) -> None:
     timing_path = folder / "timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
     for name in only or ORDER:
+        if name == "analysis":
+            analysis_runs(model, folder, timing, timing_path)
+            continue
         module = EXPERIMENTS[name]
         overrides = {"small": SMALL, "tiny": TINY}.get(size, {}).get(name, {})
         if size == "tiny" and name not in TINY:
@@ -64,6 +70,25 @@ def run(model_name: str, size: str, only: list[str]) -> None:
         timing[name] = entry
         timing_path.write_text(json.dumps(timing, indent=1))
         print(f"{name}: {seconds:.0f} s", flush=True)
+
+
+def analysis_runs(model, folder: Path, timing: dict, timing_path: Path) -> None:
+    from mechintro import stimuli
+    from mechintro.experiments import detection_logits
+    from mechintro.vectors import concept_vectors, load_vectors, save_vectors
+
+    start = time.perf_counter()
+    path = folder / "vectors.zarr"
+    if path.exists():
+        vectors = load_vectors(path, model)
+    else:
+        vectors = concept_vectors(model, stimuli.analysis_words())
+        save_vectors(vectors, path)
+    config = detection_logits.Config(model=model.name, concepts=tuple(stimuli.concept_words()[:ANALYSIS_CONCEPTS]), record_resid=True)
+    detection_logits.run(config, folder / "detection-logits.zarr", model=model, vectors=vectors)
+    timing["analysis"] = {"size": "default", "seconds": round(time.perf_counter() - start, 1)}
+    timing_path.write_text(json.dumps(timing, indent=1))
+    print(f"analysis runs: {timing['analysis']['seconds']:.0f} s", flush=True)
 
 
 def main() -> int:

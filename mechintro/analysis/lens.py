@@ -1,0 +1,108 @@
+"""Logit lens: the model's final norm and unembedding applied to the recorded residual stream at
+the answer position, layer by layer — P(yes), P(no) and P(concept word) as the network would
+predict them if it stopped at that layer (nostalgebraist 2020; vgel's "Latent Introspection"
+reads the yes-hill and its suppression in the last layers this way).
+
+Needs the model's weights (norm and unembedding only — no forward pass) and a run with
+recorded residuals. At the last layer it reproduces the model's own next-token distribution
+(tested; the residuals are stored as float16, so to about 1e-2 in log-probability).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+
+from mechintro.analysis._common import layers_of, over_resid, require_logits, require_resid, run_name
+from mechintro.arch import get_module, text_config
+from mechintro.errors import MechintroError
+from mechintro.models import Model
+
+
+def word_token(model: Model, word: str) -> int:
+    """The first token of ``" word"`` (lower case) — how the word would start an answer."""
+    ids = model.tokenizer.encode(" " + word.lower(), add_special_tokens=False)
+    if not ids:
+        raise MechintroError(f"'{word}' tokenizes to nothing: pass another word")
+    return int(ids[0])
+
+
+def logit_lens(
+    ds: xr.Dataset,
+    model: Model,
+    *,
+    layers: Sequence[int] | None = None,
+    position: int = -1,
+    concepts: bool = True,
+) -> xr.Dataset:
+    """Per trial and layer: ``p_yes`` / ``p_no`` (summed over the run's answer forms),
+    ``logit_diff`` = log P(yes) − log P(no), and ``p_concept`` (the first token of the trial's
+    concept word, NaN for controls) at prompt position ``position`` (default the last token, where
+    the answer is read)."""
+    require_resid(ds, "the logit lens")
+    require_logits(ds, "the logit lens (it reads the run's answer tokens)")
+    if ds.attrs.get("weights_sha256") != model.weights_sha256:
+        raise MechintroError(f"{run_name(ds)} was made with other weights than {model.name}: load the run's model ({ds.attrs.get('model')})")
+    if not -ds.sizes["pos"] <= position < ds.sizes["pos"]:
+        raise MechintroError(f"position {position} is outside the run's {ds.sizes['pos']} prompt positions")
+    layers = layers_of(ds, layers)
+    norm = get_module(model.hf, model.arch.final_norm)
+    unembed = get_module(model.hf, model.arch.unembed)
+    cap = getattr(text_config(model.hf.config), "final_logit_softcapping", None)
+    answer_ids = torch.tensor([int(x) for x in ds["answer_id"].values])
+    yes = torch.from_numpy(np.asarray(ds["answer_label"].values) == "yes")
+    concept_ids = np.array([word_token(model, str(c)) if str(c) and concepts else -1 for c in ds["concept"].values])
+
+    def lens(_layer: int, idx: np.ndarray, block: np.ndarray) -> np.ndarray:
+        h = torch.from_numpy(block[:, position]).to(model.device, model.dtype)
+        with torch.no_grad():
+            logits = unembed(norm(h)).float().cpu()
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        logp = torch.log_softmax(logits, -1)
+        lp_answers = logp[:, answer_ids]
+        lp_yes = torch.logsumexp(lp_answers[:, yes], -1)
+        lp_no = torch.logsumexp(lp_answers[:, ~yes], -1)
+        ids = torch.from_numpy(np.maximum(concept_ids[idx], 0))
+        lp_concept = logp.gather(1, ids[:, None])[:, 0]
+        lp_concept[torch.from_numpy(concept_ids[idx] < 0)] = float("nan")
+        return torch.stack([lp_yes, lp_no, lp_concept], -1).double().numpy()
+
+    out = over_resid(ds, layers, lens)  # (trial, layer, 3) log-probabilities
+    dims = ("trial", "layer")
+    return xr.Dataset(
+        {
+            "p_yes": (dims, np.exp(out[..., 0])), "p_no": (dims, np.exp(out[..., 1])),
+            "logit_diff": (dims, out[..., 0] - out[..., 1]), "p_concept": (dims, np.exp(out[..., 2])),
+        },
+        coords={"trial": ds.trial.values, "layer": layers, "condition": ("trial", ds["condition"].values),
+                "concept": ("trial", ds["concept"].values)},
+        attrs={"position": position, "model": model.name, "experiment": ds.attrs.get("experiment", "")},
+    )
+
+
+def lens_summary(lens: xr.Dataset, groups: xr.DataArray, *, n_boot: int = 1000, seed: int = 0) -> xr.Dataset:
+    """Mean of each lens quantity per group (e.g. ``injected`` / ``control``, or detection labels)
+    and layer, with a 95% bootstrap interval over concepts (trials sharing a concept are one
+    cluster)."""
+    from mechintro.experiments._common import mean_ci
+
+    names = list(dict.fromkeys(str(g) for g in groups.values))
+    concept = np.array([str(c) or f"trial{i}" for i, c in enumerate(lens.concept.values)], dtype=object)
+    g = np.array([str(x) for x in groups.values], dtype=object)
+    out = {}
+    for var in ("p_yes", "p_no", "logit_diff", "p_concept"):
+        stats = np.full((len(names), lens.sizes["layer"], 3), np.nan)
+        values = lens[var].values
+        for i, name in enumerate(names):
+            rows = g == name
+            for li in range(lens.sizes["layer"]):
+                x = values[rows, li]
+                ok = np.isfinite(x)
+                if ok.any():
+                    stats[i, li] = mean_ci(x[ok], concept[rows][ok], n_boot=n_boot, seed=seed)[:3]
+        out[var], out[f"{var}_lo"], out[f"{var}_hi"] = ((("group", "layer"), stats[..., j]) for j in range(3))
+    return xr.Dataset(out, coords={"group": names, "layer": lens.layer.values}, attrs=dict(lens.attrs))
