@@ -158,6 +158,29 @@ def _api_layers(specs):
     return lambda env: resolve_layers(specs, 3)
 
 
+def _api_analysis(what: str):
+    def call(env: Path):
+        from mechintro import analysis
+        from mechintro.runs import open_run
+        from mechintro.vectors import load_vectors
+
+        run = open_run(env / "run.zarr")
+        if what == "no-resid":
+            return analysis.anomaly_directions(open_run(env / "gen.zarr"))
+        if what == "no-detections":
+            labels = xr.DataArray(np.where(run.condition == "control", "control", "missed"), dims="trial")
+            return analysis.anomaly_directions(run, labels)
+        if what == "vectors-other-model":
+            return analysis.alignment(run, load_vectors(env / "qwen_vectors.zarr"))
+        if what == "not-sentence-run":
+            return analysis.alignment(run, load_vectors(env / "vectors.zarr"))
+        from tests.conftest import build_tiny
+
+        return analysis.logit_lens(run, build_tiny("qwen2"))
+
+    return call
+
+
 CASES: list[Case] = [
     Case("unknown-command", "an unknown subcommand", "invalid choice", argv=["frobnicate"]),
     Case("unknown-experiment", "an unknown experiment name", "unknown experiment 'nope'", argv=["run", "nope", "--out", "{env}/new.zarr"], out="new.zarr"),
@@ -214,5 +237,10 @@ CASES: list[Case] = [
     Case("api-prompt-too-long", "a prompt longer than the model's context", "longer than", call=_api_too_long),
     Case("api-vector-size", "an injection vector whose size is not d_model", "has d_model 64", call=_api_vector_size),
     Case("api-open-vectors-as-run", "opening a vectors store as a run", "not a valid mechintro run", call=_api_open_run("vectors.zarr")),
+    Case("analysis-no-resid", "an analysis that needs residuals on a run without them", "run it again with --record-resid", call=_api_analysis("no-resid")),
+    Case("analysis-no-detections", "an anomaly direction from a run with no detected trials", "has 0 detected", call=_api_analysis("no-detections")),
+    Case("analysis-vectors-other-model", "alignment with vectors from another model", "compute vectors with the run's model", call=_api_analysis("vectors-other-model")),
+    Case("analysis-not-sentence-run", "alignment on a run without the sentence's tokens", "use an intentional-control run", call=_api_analysis("not-sentence-run")),
+    Case("analysis-lens-other-model", "the logit lens with another model than the run's", "load the run's model", call=_api_analysis("lens-other-model")),
     Case("api-load-run-as-vectors", "loading a run as vectors", "not a mechintro vectors store", call=_api_load_vectors("run.zarr")),
 ]

@@ -31,9 +31,9 @@ def alignment(
     ``cos_baseline`` ``(trial, layer, control_word)`` with each control word, each averaged over
     the read tokens."""
     require_resid(ds, "the alignment analysis")
+    check_vectors_for_run(vectors, ds)
     if "read_mask" not in ds:
         raise MechintroError(f"{run_name(ds)} has no read_mask (the written sentence's tokens): use an intentional-control run")
-    check_vectors_for_run(vectors, ds)
     words = [str(c) for c in ds["concept"].values]
     if not all(words):
         raise MechintroError(f"{run_name(ds)} has trials without a word: alignment needs a word per trial")

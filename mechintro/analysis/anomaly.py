@@ -191,6 +191,7 @@ def anomaly_directions(
     all trials, before and after ``own`` removal. ``features`` (from :func:`window_features`)
     skips re-reading the residuals.
     """
+    require_resid(ds, "an anomaly direction")
     labels = detection_labels(ds) if labels is None else labels
     lab = np.asarray(labels.values)
     if negatives not in ("all", "missed", "control"):
