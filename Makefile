@@ -12,10 +12,10 @@ $(BIN)/mechintro: pyproject.toml scripts/setup.sh
 setup: $(BIN)/mechintro
 
 demo: setup
-	$(BIN)/mechintro run detection-logits --out runs/demo.zarr
+	$(BIN)/python scripts/demo.py
 
 figures: setup
-	$(BIN)/python analyses/detection_logits_shift.py runs/demo.zarr figures
+	$(BIN)/python analyses/make_figures.py
 
 results: setup
 	$(BIN)/python scripts/results.py write

@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
+from mechintro.stats import wilson
+
 
 def detection_shift(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
     """P(yes)/(P(yes)+P(no)) against strength, one line per injection layer, with 95% bands and
@@ -34,6 +36,243 @@ def detection_shift(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
     mass_ax.minorticks_off()
     ax.legend(fontsize=8)
     mass_ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _layer_colors(n: int) -> np.ndarray:
+    return plt.cm.viridis(np.linspace(0, 0.9, n))
+
+
+def _band(ax: plt.Axes, x, mid, lo, hi, color, label: str, marker: str = "o-") -> None:
+    ax.plot(x, mid, marker, color=color, label=label)
+    ax.fill_between(x, lo, hi, color=color, alpha=0.2)
+
+
+def injected_thoughts_by_layer(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
+    """Lindsey's figure: detection rate (success) against the injection layer, one line per
+    strength, with the false-positive rate of the controls (dotted bands); beside it the share of
+    injected trials that *claim* detection (affirmative, right or wrong; Wilson bands). Bands: 95%
+    intervals."""
+    fig, (ax, aff_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    layers = summary.inject_layer.values
+    for color, s in zip(plt.cm.plasma(np.linspace(0, 0.8, summary.sizes["strength"])), summary.strength.values, strict=True):
+        cell = summary.sel(strength=s)
+        _band(ax, layers, cell.tpr, cell.tpr_lo, cell.tpr_hi, color, f"detected, strength {s:g}")
+        ax.plot(layers, cell.fpr, "x--", color=color, label=f"false positives (controls), strength {s:g} cell")
+        ax.fill_between(layers, cell.fpr_lo, cell.fpr_hi, color=color, alpha=0.1, hatch="..")
+        lo, hi = np.array([wilson(round(float(a) * int(n)), int(n)) for a, n in zip(cell.affirmative.values, cell.n.values, strict=True)]).T
+        _band(aff_ax, layers, cell.affirmative, lo, hi, color, f"strength {s:g}")
+    ax.set(xlabel="injection layer", ylabel="rate (share of trials)", ylim=(-0.02, 1.02))
+    aff_ax.set(xlabel="injection layer", ylabel="injected trials answering 'yes' (any concept)", ylim=(-0.02, 1.02))
+    for a in (ax, aff_ax):
+        a.set_xticks(layers)
+        a.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def injected_thoughts_by_strength(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
+    """Detection rate against strength, one line per layer, with 95% bands, beside the coherence
+    of the injected responses (the steering-damage side of the same sweep)."""
+    fig, (ax, coh_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    strengths = summary.strength.values
+    for color, layer in zip(_layer_colors(summary.sizes["inject_layer"]), summary.inject_layer.values, strict=True):
+        cell = summary.sel(inject_layer=layer)
+        _band(ax, strengths, cell.tpr, cell.tpr_lo, cell.tpr_hi, color, f"detected, layer {int(layer)}")
+        ax.plot(strengths, cell.net, "x--", color=color, label=f"net (detected − false positives), layer {int(layer)}")
+        coh_ax.plot(strengths, cell.coherence, "o-", color=color, label=f"layer {int(layer)}")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xlabel="injection strength (× concept vector)", ylabel="rate", ylim=(-1.02, 1.02))
+    coh_ax.set(xlabel="injection strength (× concept vector)", ylabel="coherent injected responses (share)", ylim=(-0.02, 1.02))
+    for a in (ax, coh_ax):
+        a.set_xticks(strengths)
+        a.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def thoughts_vs_text(summary: xr.Dataset, *, chance: float | None = None, baseline: tuple[float, float] | None = None,
+                     title: str = "") -> plt.Figure:
+    """Lindsey's experiment 2: naming the injected word ("thought") and repeating the sentence
+    ("text") against strength, one line per layer, 95% bands; ``baseline`` = the uninjected
+    rates (word, repeat)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True, sharey=True)
+    strengths = summary.strength.values
+    for color, layer in zip(_layer_colors(summary.sizes["inject_layer"]), summary.inject_layer.values, strict=True):
+        cell = summary.sel(inject_layer=layer)
+        _band(axes[0], strengths, cell.word, cell.word_lo, cell.word_hi, color, f"layer {int(layer)}")
+        _band(axes[1], strengths, cell.repeat, cell.repeat_lo, cell.repeat_hi, color, f"layer {int(layer)}")
+    if chance is not None:
+        axes[0].axhline(chance, color="k", ls=":", lw=1, label=f"chance ({chance:g})")
+    if baseline is not None:
+        for ax, value in zip(axes, baseline, strict=True):
+            ax.axhline(value, color="k", ls="--", lw=1, label=f"no injection ({value:.2f})")
+    axes[0].set(xlabel="injection strength (× concept vector)", ylabel="rate (share of pairs)", title="names the injected word", ylim=(-0.02, 1.02))
+    axes[1].set(xlabel="injection strength (× concept vector)", title="repeats the sentence exactly")
+    for a in axes:
+        a.set_xticks(strengths)
+        a.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def prefill_apology(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
+    """Lindsey's experiment 3: apology rate after a prefilled word against the injection layer,
+    one panel per strength, per condition (matched concept, random concept, matched after the
+    prefill), with the no-injection rate and 95% bands."""
+    strengths = summary.strength.values
+    fig, axes = plt.subplots(1, len(strengths), figsize=(4 * len(strengths), 4), constrained_layout=True, sharey=True, squeeze=False)
+    layers = summary.inject_layer.values
+    colors = dict(zip(summary.condition.values, plt.cm.tab10(np.arange(summary.sizes["condition"])), strict=True))
+    for ax, s in zip(axes[0], strengths, strict=True):
+        for c in summary.condition.values:
+            cell = summary.sel(condition=c, strength=s)
+            ax.errorbar(layers, cell.rate, yerr=[cell.rate - cell.lo, cell.hi - cell.rate], fmt="o-", capsize=3, color=colors[c],
+                        label=f"{c} (n={int(cell.n.min())}–{int(cell.n.max())})")
+        ax.axhline(summary.attrs["control_rate"], color="k", ls="--", lw=1, label=f"no injection (n={summary.attrs['control_n']})")
+        ax.set(xlabel="injection layer", title=f"strength {s:g}", ylim=(-0.02, 1.02))
+        ax.set_xticks(layers)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("apology rate (graded responses)")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def alignment_by_layer(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
+    """Lindsey's experiment 4: cosine between the residual stream on the written sentence and the
+    word's concept vector, per layer and instruction (95% bands across words), over the band of
+    100 unrelated control words; beside it the paired think − don't-think gap."""
+    fig, (ax, gap_ax) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    layers = summary.layer.values
+    for color, c in zip(plt.cm.tab10(np.arange(summary.sizes["condition"])), summary.condition.values, strict=True):
+        cell = summary.sel(condition=c)
+        _band(ax, layers, cell.cos_word, cell.cos_word_lo, cell.cos_word_hi, color, str(c), marker="-")
+    base = summary.isel(condition=0)
+    ax.fill_between(layers, base.baseline_lo, base.baseline_hi, color="0.6", alpha=0.35, label="100 control words (2.5–97.5%)")
+    ax.plot(layers, base.baseline, color="0.4", lw=1)
+    ax.set(xlabel="layer", ylabel="cosine(residual, concept vector)", title="mean over the sentence's tokens; bands: 95% over words")
+    ax.legend(fontsize=8)
+    if "gap" in summary:
+        _band(gap_ax, layers, summary.gap, summary.gap_lo, summary.gap_hi, "C3", "think − don't think (paired)", marker="-")
+        gap_ax.axhline(0, color="k", lw=0.5)
+        gap_ax.set(xlabel="layer", ylabel="cosine difference")
+        gap_ax.legend(fontsize=8)
+    else:
+        gap_ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def latent_shifts(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
+    """vgel's logit-shift measurement: P(" yes") without and with steering for the introspection
+    question under each prompt variant, and for each group of control questions; 95% intervals
+    over concepts (and questions)."""
+    s = summary.isel(strength=-1)
+    rows = [str(r) for r in s.row.values]
+    y = np.arange(len(rows))[::-1]
+    fig, (ax, shift_ax) = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.8), constrained_layout=True, sharey=True)
+    ax.plot(s.base_p_yes, y, "o", color="0.5", label="unsteered")
+    ax.errorbar(s.p_yes, y, xerr=[s.p_yes - s.p_yes_lo, s.p_yes_hi - s.p_yes], fmt="o", color="C0", capsize=3, label=f"steered (strength {float(s.strength):g})")
+    ax.set(xlabel="P(yes) (summed over yes forms)", xlim=(-0.02, 1.02))
+    ax.set_yticks(y, [r.replace("introspection/", "introspection q., ") if "/" in r else f"control q.: {r}" for r in rows])
+    ax.legend(fontsize=8)
+    colors = ["C3" if r.startswith("introspection") else "C2" for r in rows]
+    for yi, r, c in zip(y, rows, colors, strict=True):
+        cell = s.sel(row=r)
+        shift_ax.errorbar(float(cell.yes_shift), yi, xerr=[[float(cell.yes_shift - cell.yes_shift_lo)], [float(cell.yes_shift_hi - cell.yes_shift)]], fmt="o", color=c, capsize=3)
+    shift_ax.axvline(0, color="k", lw=0.5)
+    shift_ax.set(xlabel="shift in P(yes), steered − unsteered", title="red: introspection question; green: control questions")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def sweep_heatmaps(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
+    """Godet's critique: the Yes−No logit-difference shift over layer × strength for the
+    introspection question, the mean over control questions, and their difference (cells whose
+    95% interval excludes 0 are dotted)."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.5), constrained_layout=True, sharey=True)
+    layers, strengths = summary.inject_layer.values, summary.strength.values
+    lim = float(np.nanmax(np.abs([summary.intro_shift, summary.control_shift])))
+    for ax, var, name in zip(axes[:2], ("intro_shift", "control_shift"), ("introspection question", "control questions (mean)"), strict=True):
+        im = ax.pcolormesh(strengths, layers, summary[var].values, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="nearest")
+        ax.set(xlabel="injection strength (× vector)", title=name)
+    fig.colorbar(im, ax=axes[:2], label="shift of log P(yes) − log P(no) vs unsteered")
+    diff = summary.difference.values
+    dlim = float(np.nanmax(np.abs(diff)))
+    im = axes[2].pcolormesh(strengths, layers, diff, cmap="PuOr_r", vmin=-dlim, vmax=dlim, shading="nearest")
+    sig = (summary.difference_lo.values > 0) | (summary.difference_hi.values < 0)
+    ss, ll = np.meshgrid(strengths, layers)
+    axes[2].plot(ss[sig], ll[sig], "k.", ms=2, label="95% interval excludes 0")
+    axes[2].set(xlabel="injection strength (× vector)", title="introspection − control")
+    axes[2].legend(fontsize=7, loc="upper left")
+    fig.colorbar(im, ax=axes[2], label="difference of shifts")
+    axes[0].set_ylabel("injection layer")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def lens_curves(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
+    """Logit lens: per layer, the Yes−No log-odds and P(concept word) at the answer position, per
+    group (e.g. injected vs control), with 95% bands over concepts."""
+    fig, (ax, c_ax) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    layers = summary.layer.values
+    for color, g in zip(plt.cm.tab10(np.arange(summary.sizes["group"])), summary.group.values, strict=True):
+        cell = summary.sel(group=g)
+        _band(ax, layers, cell.logit_diff, cell.logit_diff_lo, cell.logit_diff_hi, color, str(g), marker="-")
+        if np.isfinite(cell.p_concept).any():
+            _band(c_ax, layers, cell.p_concept, cell.p_concept_lo, cell.p_concept_hi, color, str(g), marker="-")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xlabel="layer (residual stream after the block)", ylabel="log P(yes) − log P(no) through the lens")
+    c_ax.set(xlabel="layer (residual stream after the block)", ylabel="P(first token of the concept word)")
+    ax.legend(fontsize=8)
+    c_ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def anomaly_auc(result: xr.Dataset, *, title: str = "") -> plt.Figure:
+    """Held-out-concept AUC of the anomaly direction per layer — difference of means and probe —
+    before and after projecting the injected concept out, with 95% bands (cluster bootstrap over
+    concepts)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True, sharey=True)
+    layers = result.layer.values
+    styles = {"none": ("C0", "as recorded"), "span": ("C3", "injected vectors projected out (their span)")}
+    for ax, est, name in zip(axes, ("diff_means", "probe"), ("difference of means", "logistic-regression probe"), strict=True):
+        for removal, (color, label) in styles.items():
+            cell = result.sel(estimator=est, removal=removal)
+            _band(ax, layers, cell.auc, cell.auc_lo, cell.auc_hi, color, label, marker="-")
+        ax.axhline(0.5, color="k", ls=":", lw=1, label="chance")
+        ax.set(xlabel="layer", title=name, ylim=(0.2, 1.0))
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel(f"AUC on held-out concepts ({result.attrs['n_detected']} detected vs {result.attrs['n_negative']} {result.attrs['negatives']})")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def anomaly_cosine_matrix(cosines: xr.DataArray, *, title: str = "") -> plt.Figure:
+    """Cosine of the anomaly direction (difference of means) with concept vectors, layer × word;
+    |cosine| below the random-direction 95% bound (``attrs["chance"]``) is hatched out."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * cosines.sizes["word"] + 2), 5), constrained_layout=True)
+    values = cosines.transpose("layer", "word").values
+    lim = max(float(np.nanmax(np.abs(values))), 0.1)
+    im = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
+    weak = np.abs(values) < cosines.attrs["chance"]
+    ax.contourf(weak, levels=[0.5, 1.5], colors="none", hatches=["///"])
+    ax.set_xticks(np.arange(cosines.sizes["word"]), cosines.word.values, rotation=60, ha="right")
+    ax.set_yticks(np.arange(cosines.sizes["layer"])[::2], cosines.layer.values[::2])
+    ax.set(xlabel=f"concept vector   (hatched: |cos| < {cosines.attrs['chance']:.3f}, the 95% bound for a random direction)", ylabel="layer")
+    fig.colorbar(im, ax=ax, label="cosine with the anomaly direction")
     if title:
         fig.suptitle(title)
     return fig

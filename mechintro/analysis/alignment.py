@@ -15,7 +15,15 @@ import numpy as np
 import xarray as xr
 
 from mechintro import stimuli
-from mechintro.analysis._common import check_vectors_for_run, layers_of, over_resid, require_resid, require_words, run_name, unit
+from mechintro.analysis._common import (
+    check_vectors_for_run,
+    layers_of,
+    over_resid,
+    require_resid,
+    require_words,
+    run_name,
+    unit,
+)
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import mean_ci
 

@@ -7,8 +7,8 @@ and is it just the injected concept?
    injection's start to the last prompt token, per layer, and separates detected from the rest by
    a difference of means and by a logistic-regression probe. Both are scored out of fold with
    folds **grouped by concept** — the AUC is on concepts the direction never saw — with a
-   bootstrap interval that resamples concepts. It repeats this after removing the injected
-   vector's own component (each trial's, and the span of all of them).
+   bootstrap interval that resamples concepts. It repeats this after projecting the injected
+   vectors (the span of all of them) out of every trial.
 3. :func:`anomaly_cosines` compares the direction with concept vectors (all concepts, their mean,
    words like "unusual").
 4. :func:`causal_check` (needs the model) adds the direction alone and projects it out during
@@ -44,7 +44,7 @@ from mechintro.experiments._common import yes_no
 from mechintro.models import Model
 
 LabelSource = Literal["logits", "offline", "judge"]
-REMOVALS = ("none", "own", "span")
+REMOVALS = ("none", "span")
 
 
 def detection_labels(
@@ -128,12 +128,12 @@ def window_features(ds: xr.Dataset, *, layers: Sequence[int] | None = None, posi
 
 
 def _remove(feats: np.ndarray, vectors: np.ndarray, how: str) -> np.ndarray:
-    """Project out each trial's injected vector (``own``) or the span of all of them (``span``)."""
+    """Project the span of every injected vector in the run out of every trial (``span``).
+
+    The same projection for every trial: removing only each trial's own vector would leave the
+    controls (no vector) untouched and make "something was removed" itself separable."""
     if how == "none":
         return feats
-    if how == "own":
-        u = unit(vectors.astype(np.float64)).astype(np.float32)  # (n, d); zero rows stay zero
-        return feats - np.einsum("nld,nd->nl", feats, u)[..., None] * u[:, None, :]
     distinct = np.unique(vectors[np.linalg.norm(vectors, axis=1) > 0], axis=0)
     if len(distinct) == 0:
         return feats
@@ -185,10 +185,10 @@ def anomaly_directions(
     """Directions separating detected trials from ``negatives``, with held-out-concept AUCs.
 
     Returns a Dataset with ``auc``, ``auc_lo``, ``auc_hi`` over ``(estimator, removal, layer)`` —
-    estimators ``diff_means`` and ``probe``; removals ``none``, ``own`` (each trial's injected vector
-    projected out) and ``span`` (the span of every injected vector in the run projected out) —
-    and ``direction`` / ``direction_own`` ``(layer, d_model)``: the unit difference of means on
-    all trials, before and after ``own`` removal. ``features`` (from :func:`window_features`)
+    estimators ``diff_means`` and ``probe``; removals ``none`` and ``span`` (the span of every
+    injected vector in the run projected out of every trial, so each trial's own injected vector
+    is removed) — and ``direction`` / ``direction_span`` ``(layer, d_model)``: the unit difference
+    of means on all trials, before and after the removal. ``features`` (from :func:`window_features`)
     skips re-reading the residuals.
     """
     require_resid(ds, "an anomaly direction")
@@ -230,8 +230,7 @@ def anomaly_directions(
     directions = {}
     for r, how in enumerate(REMOVALS):
         x_all = _remove(feats, vectors, how)
-        if how in ("none", "own"):
-            directions[how] = unit(x_all[y].mean(0) - x_all[~y].mean(0))
+        directions[how] = unit(x_all[y].mean(0) - x_all[~y].mean(0))
         for li in range(len(layer_list)):
             x = x_all[:, li]
             scores = np.zeros((2, len(y)))
@@ -250,7 +249,7 @@ def anomaly_directions(
         {
             "auc": (dims, auc[..., 0]), "auc_lo": (dims, auc[..., 1]), "auc_hi": (dims, auc[..., 2]),
             "direction": (("layer", "d_model"), directions["none"]),
-            "direction_own": (("layer", "d_model"), directions["own"]),
+            "direction_span": (("layer", "d_model"), directions["span"]),
         },
         coords=coords,
         attrs={

@@ -16,7 +16,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from mechintro.analysis._common import layers_of, over_resid, require_logits, require_resid, run_name
+from mechintro.analysis._common import (
+    layers_of,
+    over_resid,
+    require_logits,
+    require_resid,
+    run_name,
+)
 from mechintro.arch import get_module, text_config
 from mechintro.errors import MechintroError
 from mechintro.models import Model

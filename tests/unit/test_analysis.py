@@ -72,8 +72,8 @@ def test_planted_anomaly_direction_is_recovered_on_held_out_concepts():
         # against missed injections only, the difference of means is the planted direction; against
         # all negatives it also holds the injection itself (controls have none)
         assert abs(float(missed.direction.sel(layer=layer).values @ u)) > 0.9
-        assert abs(float(result.direction_own.sel(layer=layer).values @ u)) > abs(float(result.direction.sel(layer=layer).values @ u))
-        for removal in ("none", "own", "span"):  # the planted direction is not a concept: it survives removal
+        assert abs(float(result.direction_span.sel(layer=layer).values @ u)) > abs(float(result.direction.sel(layer=layer).values @ u))
+        for removal in ("none", "span"):  # the planted direction is not a concept: it survives removal
             assert float(probe.sel(removal=removal, layer=layer)) > 0.9
             assert float(result.auc_lo.sel(estimator="probe", removal=removal, layer=layer)) > 0.75
         assert float(result.auc.sel(estimator="diff_means", removal="none", layer=layer)) > 0.9
@@ -90,8 +90,7 @@ def test_a_separation_that_is_only_the_concept_vanishes_when_it_is_projected_out
     result = an.anomaly_directions(ds, labels, negatives="missed", n_boot=300)
     auc = result.auc.sel(estimator="diff_means", layer=3)
     assert float(auc.sel(removal="none")) > 0.9
-    for removal in ("own", "span"):
-        assert abs(float(auc.sel(removal=removal)) - 0.5) < 0.15
+    assert abs(float(auc.sel(removal="span")) - 0.5) < 0.15
 
 
 def test_folds_hold_out_whole_concepts():

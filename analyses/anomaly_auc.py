@@ -1,0 +1,27 @@
+"""Figure: held-out-concept AUC per layer of the anomaly direction (detected vs undetected and
+uninjected trials), before and after projecting the injected concept out.
+
+Detected: an injected trial whose Yes−No log-odds exceed the 95th percentile of the controls'.
+
+    python analyses/anomaly_auc.py [--run RUN] [--out figures/]
+"""
+
+from _figure import ROOT, arguments, open_run, save, title
+
+from mechintro import analysis
+from mechintro.experiments._common import table
+from mechintro.plotting import anomaly_auc
+
+args = arguments(__doc__, run=str(ROOT / "runs" / "demo.zarr"))
+ds = open_run(args.run)
+labels = analysis.detection_labels(ds)
+result = analysis.anomaly_directions(ds, labels)
+print(f"{result.attrs['n_detected']} detected vs {result.attrs['n_negative']} others, {result.attrs['n_concepts']} concepts, "
+      f"{result.attrs['folds']} concept-grouped folds; {labels.attrs['rule']}")
+print(table([{"layer": int(layer), **{f"{est} {rem}": f"{float(result.auc.sel(estimator=est, removal=rem, layer=layer)):.3f} "
+                                      f"[{float(result.auc_lo.sel(estimator=est, removal=rem, layer=layer)):.2f}, "
+                                      f"{float(result.auc_hi.sel(estimator=est, removal=rem, layer=layer)):.2f}]"
+                                      for est in ("diff_means", "probe") for rem in ("none", "span")}}
+             for layer in result.layer.values]))
+save(anomaly_auc(result, title=title(ds, "anomaly direction: detected vs the rest, AUC on held-out concepts")),
+     args.out, "anomaly_auc", ds)

@@ -1,0 +1,28 @@
+"""Figure: think / don't-think alignment — cosine of the residual stream on the written sentence
+with the word's concept vector, per layer and instruction, over 100 control words (Lindsey 2025,
+experiment 4).
+
+    python analyses/intentional_control_alignment.py [--run RUN] [--vectors VECTORS] [--out figures/]
+"""
+
+from _figure import ROOT, arguments, open_run, save, title
+
+from mechintro import analysis
+from mechintro.experiments._common import table
+from mechintro.plotting import alignment_by_layer
+from mechintro.vectors import load_vectors
+
+args = arguments(__doc__, run=str(ROOT / "runs" / "demo-intentional-control.zarr"), vectors=str(ROOT / "runs" / "demo-vectors.zarr"))
+ds = open_run(args.run)
+summary = analysis.alignment_summary(analysis.alignment(ds, load_vectors(args.vectors)))
+rows = []
+for layer in summary.layer.values[::max(1, summary.sizes["layer"] // 10)]:
+    cell = summary.sel(layer=layer)
+    row = {"layer": int(layer), **{str(c): float(cell.cos_word.sel(condition=c)) for c in summary.condition.values},
+           "baseline": float(cell.baseline.isel(condition=0))}
+    if "gap" in summary:
+        row["think − don't [95% CI]"] = f"{float(cell.gap):+.4f} [{float(cell.gap_lo):+.4f}, {float(cell.gap_hi):+.4f}]"
+    rows.append(row)
+print(table(rows))
+n = ds.sizes["trial"] // summary.sizes["condition"]
+save(alignment_by_layer(summary, title=title(ds, f"intentional control, {n} sentence/word pairs")), args.out, "intentional_control_alignment", ds)
