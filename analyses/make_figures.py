@@ -2,7 +2,10 @@
 ``analyses/data/`` and the main job's runs in ``runs/`` (``make demo``). Each figure script runs
 in this process (one import of torch), in order, with its time printed.
 
-    python analyses/make_figures.py [--out figures/]
+    python analyses/make_figures.py [--runs runs/] [--out figures/]
+
+``--runs`` is the folder holding the main job's ``demo.zarr``, ``demo-vectors.zarr`` and
+``demo-intentional-control.zarr``.
 """
 
 from __future__ import annotations
@@ -14,23 +17,35 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = (
-    "detection_logits_shift", "injected_thoughts_by_layer", "injected_thoughts_by_strength", "thoughts_vs_text",
-    "prefill_apology", "intentional_control_alignment", "latent_shifts", "sweep_heatmaps", "logit_lens",
-    "anomaly_auc", "anomaly_cosines",
-)
+# script → its inputs from the main job's folder (scripts not listed read the shipped runs)
+SCRIPTS: dict[str, dict[str, str]] = {
+    "detection_logits_shift": {"run": "demo.zarr"},
+    "injected_thoughts_by_layer": {},
+    "injected_thoughts_by_strength": {},
+    "thoughts_vs_text": {},
+    "prefill_apology": {},
+    "intentional_control_alignment": {"run": "demo-intentional-control.zarr", "vectors": "demo-vectors.zarr"},
+    "latent_shifts": {},
+    "sweep_heatmaps": {},
+    "logit_lens": {"run": "demo.zarr"},
+    "anomaly_auc": {"run": "demo.zarr"},
+    "anomaly_cosines": {"run": "demo.zarr", "vectors": "demo-vectors.zarr"},
+}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", default=str(HERE.parent / "runs"))
     p.add_argument("--out", default=str(HERE.parent / "figures"))
-    out = p.parse_args().out
+    args = p.parse_args()
     sys.path.insert(0, str(HERE))
     total = time.perf_counter()
     failed = []
-    for name in SCRIPTS:
+    for name, inputs in SCRIPTS.items():
         start = time.perf_counter()
-        sys.argv = [str(HERE / f"{name}.py"), "--out", out]
+        sys.argv = [str(HERE / f"{name}.py"), "--out", args.out]
+        for key, file in inputs.items():
+            sys.argv += [f"--{key}", str(Path(args.runs) / file)]
         try:
             runpy.run_path(sys.argv[0], run_name="__main__")
         except SystemExit as exc:  # a script's one-line error (e.g. a run that does not exist yet)
