@@ -5,8 +5,9 @@ injections are re-run, each against random directions of the same size.
 
     python analyses/causal_check.py [--run RUN] [--layer N|best] [--random 8] [--trials 16]
 
-``--layer best`` takes the layer whose probe AUC, after projecting the injected vectors out, is
-highest.
+``--layer best`` takes the layer, among the first three quarters of the network (so that an
+effect has later layers to act through), whose probe AUC after projecting the injected vectors
+out is highest.
 """
 
 import argparse
@@ -28,7 +29,8 @@ ds = open_run(args.run)
 labels = analysis.detection_labels(ds)
 result = analysis.anomaly_directions(ds, labels, n_boot=200)
 auc = result.auc.sel(estimator="probe", removal="span")
-layer = int(auc.layer[auc.argmax("layer")]) if args.layer == "best" else int(args.layer)
+early = auc.sel(layer=auc.layer < 0.75 * ds.sizes["layer"])
+layer = int(early.layer[early.argmax("layer")]) if args.layer == "best" else int(args.layer)
 model = mi.load_model(ds.attrs["model"])
 check = analysis.causal_check(model, ds, result, labels, layer=layer, n_random=args.random, max_trials=args.trials)
 add = check.add_shift.mean("prompt").values
