@@ -16,10 +16,12 @@ args = arguments(__doc__, run=str(ROOT / "runs" / "demo-intentional-control.zarr
 ds = open_run(args.run)
 summary = analysis.alignment_summary(analysis.alignment(ds, load_vectors(args.vectors)))
 rows = []
-for layer in summary.layer.values[::max(1, summary.sizes["layer"] // 10)]:
+layers = list(summary.layer.values[::max(1, summary.sizes["layer"] // 10)])
+layers += [] if layers[-1] == summary.layer.values[-1] else [summary.layer.values[-1]]
+for layer in layers:
     cell = summary.sel(layer=layer)
     row = {"layer": int(layer), **{str(c): float(cell.cos_word.sel(condition=c)) for c in summary.condition.values},
-           "baseline": float(cell.baseline.isel(condition=0))}
+           "control words [2.5–97.5%]": f"{float(cell.baseline.isel(condition=0)):+.3f} [{float(cell.baseline_lo.isel(condition=0)):+.3f}, {float(cell.baseline_hi.isel(condition=0)):+.3f}]"}
     if "gap" in summary:
         row["think − don't [95% CI]"] = f"{float(cell.gap):+.4f} [{float(cell.gap_lo):+.4f}, {float(cell.gap_hi):+.4f}]"
     rows.append(row)
