@@ -75,15 +75,17 @@ def injected_thoughts_by_layer(summary: xr.Dataset, *, title: str = "") -> plt.F
 
 
 def injected_thoughts_by_strength(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
-    """Detection rate against strength, one line per layer, with 95% bands, beside the coherence
-    of the injected responses (the steering-damage side of the same sweep)."""
+    """Detection rate and net detection (detected − false positives) against strength, one line
+    per layer, beside the coherence of the injected responses (the steering-damage side of the
+    same sweep); 95% bands (bootstrap; Wilson for coherence)."""
     fig, (ax, coh_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     strengths = summary.strength.values
     for color, layer in zip(_layer_colors(summary.sizes["inject_layer"]), summary.inject_layer.values, strict=True):
         cell = summary.sel(inject_layer=layer)
         _band(ax, strengths, cell.tpr, cell.tpr_lo, cell.tpr_hi, color, f"detected, layer {int(layer)}")
-        ax.plot(strengths, cell.net, "x--", color=color, label=f"net (detected − false positives), layer {int(layer)}")
-        coh_ax.plot(strengths, cell.coherence, "o-", color=color, label=f"layer {int(layer)}")
+        _band(ax, strengths, cell.net, cell.net_lo, cell.net_hi, color, f"net (detected − false positives), layer {int(layer)}", marker="x--")
+        lo, hi = np.array([wilson(round(float(c) * int(n)), int(n)) for c, n in zip(cell.coherence.values, cell.n.values, strict=True)]).T
+        _band(coh_ax, strengths, cell.coherence, lo, hi, color, f"layer {int(layer)}")
     ax.axhline(0, color="k", lw=0.5)
     ax.set(xlabel="injection strength (× concept vector)", ylabel="rate", ylim=(-1.02, 1.02))
     coh_ax.set(xlabel="injection strength (× concept vector)", ylabel="coherent injected responses (share)", ylim=(-0.02, 1.02))
