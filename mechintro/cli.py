@@ -29,6 +29,15 @@ def _list(text: str) -> list[str]:
     return items
 
 
+def _shard(text: str):
+    from mechintro.runner import Shard
+
+    try:
+        return Shard.parse(text)
+    except MechintroError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _floats(text: str) -> list[float]:
     out = []
     for s in _list(text):
@@ -93,7 +102,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="any other config field of the experiment, e.g. --set question=mind --set controls=10 "
                         "(lists comma-separated; `mechintro run EXPERIMENT --fields` lists them)")
     r.add_argument("--fields", action="store_true", help="list the experiment's config fields and defaults, then exit")
+    r.add_argument("--shard", type=_shard, help="run only shard i of N (e.g. 2/4: a Slurm array task); join with `mechintro merge`")
     r.add_argument("--out", type=Path, help="run store (a .zarr directory); an existing one is resumed")
+
+    m = sub.add_parser("merge", help="join the stores of a sharded run into one run")
+    m.add_argument("shards", type=Path, nargs="+", help="the store of every shard (1/N … N/N)")
+    m.add_argument("--out", type=Path, required=True, help="the merged run store")
 
     i = sub.add_parser("info", help="describe a run: provenance, config, trial counts")
     i.add_argument("run", type=Path)
@@ -186,12 +200,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     vectors = load_vectors(args.vectors, model) if args.vectors else None
     update, close = _progress(args.experiment, args.quiet)
     try:
-        out = module.run(config, args.out, model=model, vectors=vectors, progress=update)
+        out = module.run(config, args.out, model=model, vectors=vectors, progress=update, shard=args.shard)
     finally:
         close()
     ds = open_run(out)
+    if args.shard is not None:
+        print(f"{args.experiment}: shard {args.shard}, {ds.sizes['trial']} trials on {model.name} → {out}; "
+              "join the shards with `mechintro merge SHARD... --out RUN`")
+        return 0
     print(f"{args.experiment}: {ds.sizes['trial']} trials on {model.name} → {out}")
     print(module.format_summary(module.summarize(ds)))
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from mechintro.runs import merge, open_run
+
+    out = merge(args.shards, args.out)
+    ds = open_run(out)
+    print(f"merged {len(args.shards)} shards: {ds.sizes['trial']} trials → {out}")
     return 0
 
 
@@ -297,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for noisy in ("httpx", "urllib3", "transformers", "accelerate"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         _quiet_hf_progress()
-        handler = {"vectors": _cmd_vectors, "run": _cmd_run, "info": _cmd_info, "verify": _cmd_verify, "grade": _cmd_grade}[args.command]
+        handler = {"vectors": _cmd_vectors, "run": _cmd_run, "info": _cmd_info, "verify": _cmd_verify, "grade": _cmd_grade,
+                   "merge": _cmd_merge}[args.command]
         return handler(args)
     except MechintroError as exc:
         if debug:

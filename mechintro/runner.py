@@ -97,6 +97,35 @@ class Answers:
 YES_NO = Answers(forms={"yes": ("Yes", " Yes", "yes", " yes"), "no": ("No", " No", "no", " no")})
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` of ``count`` (1-based, "2/4") of a run: batch ``b`` belongs to shard
+    ``b % count + 1``, so N processes (a Slurm array, say) split any trial grid deterministically,
+    each writing its own store; :func:`mechintro.runs.merge` joins them into the run an unsharded
+    process would have written (batches and their seeds do not depend on the sharding)."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.count, bool) or isinstance(self.index, bool) or self.count < 1 or not 1 <= self.index <= self.count:
+            raise MechintroError(f"shard {self.index}/{self.count} does not exist: give i/N with 1 <= i <= N, e.g. 1/4")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            index, count = (int(x) for x in text.split("/"))
+        except ValueError:
+            raise MechintroError(f"shard '{text}' is not of the form i/N (e.g. 1/4)") from None
+        return cls(index, count)
+
+    def owns(self, batch: int) -> bool:
+        return batch % self.count == self.index - 1
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Generation:
     max_new_tokens: int = 100
@@ -196,6 +225,7 @@ def execute(
     extra_attrs: Mapping[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     swap_model: Model | None = None,
+    shard: Shard | None = None,
 ) -> Path:
     """Run ``trials`` into the run store ``out``, resuming it if it exists.
 
@@ -205,6 +235,8 @@ def execute(
         record: store every layer's residual stream over the prompt (float16).
         progress: called with ``(trials_done, trials_total)`` after each batch.
         swap_model: the model that fills the KV cache of trials with ``swap_prefix`` (logit mode).
+        shard: run only this shard's batches (the store holds every trial's inputs; the others
+            stay uncommitted until :func:`mechintro.runs.merge`).
 
     Returns:
         The path of the finished run.
@@ -236,6 +268,8 @@ def execute(
     if swapping:
         assert swap_model is not None
         attrs.update({"swap_model": swap_model.name, "swap_weights_sha256": swap_model.weights_sha256})
+    if shard is not None:
+        attrs["shard"] = str(shard)
     if out.exists():
         _check_resume(out, attrs, batch_size, mode)
     else:
@@ -250,10 +284,13 @@ def execute(
         raise MechintroError(f"{out} holds {len(done)} trials but this run has {len(trials)}: use another --out")
     width = max(len(t.prompt) for t in trials)
     answer_ids = resolved[2] if resolved else []
-    n_done = int(done.sum())
+    mine = [b for b in range(-(-len(trials) // batch_size)) if shard is None or shard.owns(b)]
+    total = sum(min(batch_size, len(trials) - b * batch_size) for b in mine)
+    n_done = sum(int(done[b * batch_size:(b + 1) * batch_size].sum()) for b in mine)
     if progress:
-        progress(n_done, len(trials))
-    for b, start in enumerate(range(0, len(trials), batch_size)):
+        progress(n_done, total)
+    for b in mine:
+        start = b * batch_size
         stop = min(start + batch_size, len(trials))
         if done[start:stop].all():
             continue
@@ -297,7 +334,7 @@ def execute(
         runs.write_batch(out, start, outputs)
         n_done += int((~done[start:stop]).sum())
         if progress:
-            progress(n_done, len(trials))
+            progress(n_done, total)
     runs.mark_complete(out)
     return out
 
@@ -322,7 +359,8 @@ def _check_resume(out: Path, attrs: Mapping[str, str], batch_size: int, mode: st
     ds = runs.open_run(out, committed_only=False)
     stored = ds.attrs
     expected = {"model": attrs["model"], "weights_sha256": attrs["weights_sha256"], "record_resid": attrs["record_resid"],
-                "mode": mode, "batch_size": str(batch_size), "swap_weights_sha256": attrs.get("swap_weights_sha256")}
+                "mode": mode, "batch_size": str(batch_size), "swap_weights_sha256": attrs.get("swap_weights_sha256"),
+                "shard": attrs.get("shard")}
     diffs = [key for key, want in expected.items() if stored.get(key) != want]
     old, new = json.loads(stored["config"]), json.loads(attrs["config"])
     diffs += sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

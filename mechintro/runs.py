@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,9 +275,19 @@ def verify(path: str | Path, *, repair: bool = False) -> VerifyReport:
     committed = np.asarray(ds["committed"].values, dtype=bool)
     n = committed.size
     complete = ds.attrs.get("complete") == "true"
-    notes.append(f"{int(committed.sum())} of {n} trials committed")
-    if complete and not committed.all():
-        problems.append(f"marked complete, but {n - int(committed.sum())} trials are uncommitted")
+    expected = np.ones(n, dtype=bool)
+    if ds.attrs.get("shard"):  # a shard owns some batches; the others stay uncommitted
+        index, count = _shard_of(ds, path)
+        size = int(ds.attrs["batch_size"])
+        expected[:] = False
+        for b in shard_batches(n, size, index, count):
+            expected[b * size:(b + 1) * size] = True
+        notes.append(f"shard {index}/{count}: {int(expected.sum())} of the run's {n} trials; merge the shards with `mechintro merge`")
+        if (committed & ~expected).any():
+            problems.append(f"{int((committed & ~expected).sum())} trials outside shard {index}/{count} are committed")
+    notes.append(f"{int(committed.sum())} of {int(expected.sum())} trials committed")
+    if complete and not committed[expected].all():
+        problems.append(f"marked complete, but {int((expected & ~committed).sum())} trials are uncommitted")
     elif not complete:
         problems.append("incomplete: run the same command again to finish it")
     spec = OFFLINE_MODELS.get(ds.attrs["model"])
@@ -321,3 +332,86 @@ def verify(path: str | Path, *, repair: bool = False) -> VerifyReport:
     if stray:
         notes.append(f"{len(stray)} leftover temporary chunk file(s) from an interrupted write (harmless)")
     return VerifyReport(problems=problems, notes=notes)
+
+
+# Attributes that must agree between the shards of one run (the rest — creation time, commit,
+# package versions — may differ between machines and are taken from shard 1).
+_SHARED_ATTRS = ("schema_version", "experiment", "mode", "model", "weights_sha256", "config", "seed", "batch_size",
+                 "record_resid", "swap_weights_sha256", "n_layers", "d_model")
+_OUTPUT_VARS = ("answer_logprobs", "response_ids", "response", "nonfinite", "resid", "digest")
+
+
+def _shard_of(ds: xr.Dataset, path: Path) -> tuple[int, int]:
+    text = ds.attrs.get("shard")
+    if not text:
+        raise MechintroError(f"{path} is not a shard (it was run without --shard): merge only the stores of one sharded run")
+    index, count = (int(x) for x in text.split("/"))
+    return index, count
+
+
+def shard_batches(n_trials: int, batch_size: int, index: int, count: int) -> list[int]:
+    """The batch indices shard ``index``/``count`` owns (see :class:`mechintro.runner.Shard`)."""
+    return [b for b in range(-(-n_trials // batch_size)) if b % count == index - 1]
+
+
+def merge(shards: list[str | Path], out: str | Path) -> Path:
+    """Join the stores of a sharded run into one run — identical, trial for trial, to the run an
+    unsharded process would have written with the same seed.
+
+    Every shard 1..N must be given once, finished, and made with the same experiment, config,
+    model, weights, seed and batch size; each batch is copied from the shard that owns it,
+    digests included. ``out`` is written under a temporary name and renamed into place.
+    """
+    out = Path(out)
+    if out.exists():
+        raise MechintroError(f"{out} already exists: choose another --out or delete it")
+    if not shards:
+        raise MechintroError("no shards given: pass the store of every shard")
+    paths = [Path(p) for p in shards]
+    opened = [(p, open_run(p, committed_only=False)) for p in paths]
+    by_index: dict[int, Path] = {}
+    count = None
+    first = opened[0][1]
+    for p, ds in opened:
+        index, n = _shard_of(ds, p)
+        count = n if count is None else count
+        if n != count:
+            raise MechintroError(f"{p} is shard {index}/{n} but {paths[0]} is one of {count}: merge the shards of one run")
+        if index in by_index:
+            raise MechintroError(f"shard {index}/{n} is given twice ({by_index[index]} and {p})")
+        by_index[index] = p
+        differs = [k for k in _SHARED_ATTRS if ds.attrs.get(k) != first.attrs.get(k)]
+        if differs:
+            raise MechintroError(f"{p} and {paths[0]} are not shards of one run (they differ in: {', '.join(differs)})")
+        if ds.attrs.get("complete") != "true":
+            raise MechintroError(f"shard {index}/{n} ({p}) is unfinished: run its command again to finish it, then merge")
+        for name in INPUT_VARS:
+            if not ds[name].equals(first[name]):
+                raise MechintroError(f"{p} holds other trials than {paths[0]} ({name} differs): merge the shards of one run")
+    assert count is not None
+    missing = sorted(set(range(1, count + 1)) - set(by_index))
+    if missing:
+        raise MechintroError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing: pass the store of every shard")
+    n_trials, batch_size = first.sizes["trial"], int(first.attrs["batch_size"])
+    with staged_dir(out) as staging:
+        shutil.copytree(by_index[1], staging)
+        for index, p in sorted(by_index.items()):
+            if index == 1:
+                continue
+            ds = dict(opened)[p]
+            for b in shard_batches(n_trials, batch_size, index, count):
+                region = {"trial": slice(b * batch_size, min((b + 1) * batch_size, n_trials))}
+                part = ds.isel(trial=region["trial"])
+                if not bool(part["committed"].all()):
+                    raise MechintroError(f"shard {index}/{count} ({p}) has uncommitted trials in batch {b}: run its command again")
+                outputs = xr.Dataset({v: (part[v].dims, part[v].values) for v in _OUTPUT_VARS if v in part})
+                outputs.to_zarr(staging, region=region, consolidated=False)
+                xr.Dataset({"committed": (("trial",), np.ones(region["trial"].stop - region["trial"].start, dtype=bool))}).to_zarr(
+                    staging, region=region, consolidated=False)
+        group = zarr.open_group(str(staging), mode="r+")
+        if not np.asarray(group["committed"][:], dtype=bool).all():
+            raise MechintroError("the merged shards leave trials uncommitted: a shard is damaged; run `mechintro verify` on each")
+        del group.attrs["shard"]
+        group.attrs["merged_from"] = json.dumps([str(by_index[i]) for i in sorted(by_index)])
+        group.attrs["complete"] = "true"
+    return out

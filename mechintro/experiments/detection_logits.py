@@ -32,7 +32,7 @@ from mechintro.errors import MechintroError
 from mechintro.experiments._common import finite, layer_map, yes_no
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
-from mechintro.runner import YES_NO, Trial, execute
+from mechintro.runner import YES_NO, Shard, Trial, execute
 from mechintro.stats import bootstrap_mean_ci
 from mechintro.vectors import (
     StrengthUnit,
@@ -141,6 +141,7 @@ def run(
     model: Model,
     vectors: xr.DataArray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    shard: Shard | None = None,
 ) -> Path:
     """Run the experiment into ``out`` (resuming it if present). Computes Lindsey vectors for
     the configured concepts when ``vectors`` is not given."""
@@ -151,7 +152,7 @@ def run(
         model, trials, out, config=dataclasses.asdict(config), mode="logits", answers=YES_NO,
         batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
         extra_attrs={"experiment": NAME, "layer_map": layer_map(config.layers, layers), "vectors_method": vectors.attrs.get("method", "")},
-        progress=progress,
+        progress=progress, shard=shard,
     )
 
 

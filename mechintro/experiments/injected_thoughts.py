@@ -44,7 +44,7 @@ from mechintro.errors import MechintroError
 from mechintro.experiments._common import check_config, diff_ci, layer_map, rate, table
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
-from mechintro.runner import Generation, Trial, execute
+from mechintro.runner import Generation, Shard, Trial, execute
 from mechintro.vectors import (
     StrengthUnit,
     check_vectors_match,
@@ -149,7 +149,7 @@ def build_trials(config: InjectedThoughtsConfig, model: Model, vectors: xr.DataA
 
 
 def run(config: InjectedThoughtsConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None) -> Path:
+        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None) -> Path:
     """Run the experiment into ``out`` (resuming it if present); computes Lindsey vectors for the
     word list when ``vectors`` is not given."""
     if vectors is None:
@@ -161,7 +161,7 @@ def run(config: InjectedThoughtsConfig, out: str | Path, *, model: Model, vector
         batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
         extra_attrs={"experiment": NAME, "layer_map": layer_map(config.layers, layers),
                      "vectors_method": vectors.attrs.get("method", ""), "question_text": QUESTIONS[config.question]},
-        progress=progress,
+        progress=progress, shard=shard,
     )
 
 

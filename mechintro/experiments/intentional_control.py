@@ -28,7 +28,7 @@ from mechintro.experiments._common import check_config, table
 from mechintro.experiments.thoughts_vs_text import make_pairs
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
-from mechintro.runner import YES_NO, Trial, execute
+from mechintro.runner import YES_NO, Shard, Trial, execute
 
 NAME = "intentional-control"
 Instruction = Literal["think", "dont_think", "rewarded", "punished", "happy", "sad", "charity", "terrorist"]
@@ -87,13 +87,13 @@ def build_trials(config: IntentionalControlConfig, model: Model) -> list[Trial]:
 
 
 def run(config: IntentionalControlConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None) -> Path:
+        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None) -> Path:
     """Record the residual streams (``vectors`` is unused: alignment is computed afterwards)."""
     trials = build_trials(config, model)
     return execute(
         model, trials, out, config=dataclasses.asdict(config), mode="logits", answers=YES_NO,
         batch_size=config.batch_size, record=True, seed=config.seed,
-        extra_attrs={"experiment": NAME}, progress=progress,
+        extra_attrs={"experiment": NAME}, progress=progress, shard=shard,
     )
 
 

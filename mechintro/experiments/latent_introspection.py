@@ -42,7 +42,7 @@ from mechintro.errors import MechintroError
 from mechintro.experiments._common import check_config, mean_ci, table
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import message_window, render_chat, tokenize
-from mechintro.runner import Answers, Trial, execute
+from mechintro.runner import Answers, Shard, Trial, execute
 from mechintro.vectors import (
     check_vectors_match,
     concept_vectors,
@@ -140,7 +140,7 @@ def build_trials(config: LatentIntrospectionConfig, model: Model, vectors: xr.Da
 
 
 def run(config: LatentIntrospectionConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None, swap: Model | None = None) -> Path:
+        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None, swap: Model | None = None) -> Path:
     """Run into ``out``; with ``config.swap_model``, ``swap`` is that model (loaded if not given)."""
     if config.swap_model and swap is None:
         from mechintro.models import load_model
@@ -155,7 +155,7 @@ def run(config: LatentIntrospectionConfig, out: str | Path, *, model: Model, vec
         batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
         extra_attrs={"experiment": NAME, "layer_map": json.dumps({"start": layers[0], "end": layers[-1] + 1}),
                      "vectors_method": vectors.attrs.get("method", "")},
-        progress=progress, swap_model=swap,
+        progress=progress, shard=shard, swap_model=swap,
     )
 
 

@@ -41,7 +41,7 @@ from mechintro.errors import MechintroError
 from mechintro.experiments._common import check_config, layer_map, rate, table
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
-from mechintro.runner import Answers, Trial, execute
+from mechintro.runner import Answers, Shard, Trial, execute
 from mechintro.vectors import (
     StrengthUnit,
     check_vectors_match,
@@ -166,7 +166,7 @@ def build_trials(config: LocalisationConfig, model: Model, vectors: xr.DataArray
 
 
 def run(config: LocalisationConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None) -> Path:
+        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None) -> Path:
     """One run per task would need three answer sets; the run stores all options of all tasks
     and each trial is scored over its own task's options."""
     if vectors is None:
@@ -179,7 +179,7 @@ def run(config: LocalisationConfig, out: str | Path, *, model: Model, vectors: x
         model, trials, out, config=dataclasses.asdict(config), mode="logits", answers=Answers(forms=forms),
         batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
         extra_attrs={"experiment": NAME, "layer_map": layer_map(config.layers, layers), "vectors_method": vectors.attrs.get("method", "")},
-        progress=progress,
+        progress=progress, shard=shard,
     )
 
 

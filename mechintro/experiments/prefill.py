@@ -40,7 +40,7 @@ from mechintro.experiments._common import check_config, layer_map, mean_ci, rate
 from mechintro.experiments.thoughts_vs_text import WORD_PROMPT, make_pairs
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
-from mechintro.runner import Answers, Generation, Trial, execute
+from mechintro.runner import Answers, Generation, Shard, Trial, execute
 from mechintro.vectors import (
     StrengthUnit,
     check_vectors_match,
@@ -125,7 +125,7 @@ def build_trials(config: PrefillConfig, model: Model, vectors: xr.DataArray) -> 
 
 
 def run(config: PrefillConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None) -> Path:
+        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None) -> Path:
     if vectors is None:
         vectors = concept_vectors(model, config.words())
     trials, layers = build_trials(config, model, vectors)
@@ -136,7 +136,7 @@ def run(config: PrefillConfig, out: str | Path, *, model: Model, vectors: xr.Dat
         generation=Generation(max_new_tokens=config.max_new_tokens, temperature=config.temperature) if mode == "generate" else None,
         batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
         extra_attrs={"experiment": NAME, "layer_map": layer_map(config.layers, layers), "vectors_method": vectors.attrs.get("method", "")},
-        progress=progress,
+        progress=progress, shard=shard,
     )
 
 

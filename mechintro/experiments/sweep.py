@@ -36,7 +36,7 @@ from mechintro.errors import MechintroError
 from mechintro.experiments._common import check_config, layer_map, table, yes_no
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
-from mechintro.runner import YES_NO, Trial, execute
+from mechintro.runner import YES_NO, Shard, Trial, execute
 from mechintro.stats import bootstrap_mean_ci
 from mechintro.vectors import (
     check_vectors_match,
@@ -109,7 +109,7 @@ def build_trials(config: SweepConfig, model: Model, vectors: xr.DataArray) -> tu
 
 
 def run(config: SweepConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None) -> Path:
+        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None) -> Path:
     vectors = make_vectors(config, model) if vectors is None else vectors
     trials, layers = build_trials(config, model, vectors)
     return execute(
@@ -117,7 +117,7 @@ def run(config: SweepConfig, out: str | Path, *, model: Model, vectors: xr.DataA
         batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
         extra_attrs={"experiment": NAME, "layer_map": json.dumps({str(x): x for x in layers}) if config.layers == ("all",) else layer_map(config.layers, layers),
                      "vectors_method": vectors.attrs.get("method", "")},
-        progress=progress,
+        progress=progress, shard=shard,
     )
 
 

@@ -34,7 +34,7 @@ from mechintro.errors import MechintroError
 from mechintro.experiments._common import check_config, layer_map, rate, table
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
-from mechintro.runner import Generation, Trial, execute
+from mechintro.runner import Generation, Shard, Trial, execute
 from mechintro.vectors import (
     StrengthUnit,
     check_vectors_match,
@@ -113,7 +113,7 @@ def build_trials(config: ThoughtsVsTextConfig, model: Model, vectors: xr.DataArr
 
 
 def run(config: ThoughtsVsTextConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None) -> Path:
+        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None) -> Path:
     if vectors is None:
         vectors = concept_vectors(model, config.words())
     trials, layers = build_trials(config, model, vectors)
@@ -122,7 +122,7 @@ def run(config: ThoughtsVsTextConfig, out: str | Path, *, model: Model, vectors:
         generation=Generation(max_new_tokens=max(n for _, n in TASKS.values()), temperature=config.temperature),
         batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
         extra_attrs={"experiment": NAME, "layer_map": layer_map(config.layers, layers), "vectors_method": vectors.attrs.get("method", "")},
-        progress=progress,
+        progress=progress, shard=shard,
     )
 
 
