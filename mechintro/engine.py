@@ -21,14 +21,16 @@ under ``remote=True`` on NDIF (ENGINEERING_NOTES §1.1).
 
 from __future__ import annotations
 
+import copy
 import warnings
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import nnsight  # mechintro/__init__ defined anyio's classes before this (ENGINEERING_NOTES G6)
 import torch
 
-from mechintro.arch import get_module, text_config
+from mechintro.arch import get_module, resid_of, text_config
 from mechintro.errors import MechintroError
 from mechintro.models import Model
 
@@ -129,8 +131,16 @@ def forward(
     answer_ids: Sequence[int],
     record: bool = False,
     ablate: dict[int, torch.Tensor] | None = None,
+    prefix: int = 0,
 ) -> BatchResult:
     """Logit mode: one batched forward pass with per-row injections.
+
+    ``prefix > 0`` says that every prompt has the same length and that they share their first
+    ``prefix`` tokens, which no injection touches (the injected-thoughts intro, an info
+    document; :func:`shared_prefix` finds it): the prefix's keys and values are then computed
+    once per model and prefix (:func:`prefix_state`) and only the rest of each prompt runs — the
+    same numbers to float rounding (tested), a fraction of the work. The runner passes one
+    ``prefix`` for a whole run, so every batch takes the same path.
 
     Args:
         prompts: token ids per trial (rendered prompts; no special tokens are added).
@@ -139,24 +149,38 @@ def forward(
         record: also return every layer's residual stream over the prompt, as float16.
         ablate: ``{layer: direction}`` — after any injection at ``layer``, project the unit
             ``direction`` out of every row's residual stream at every position.
+        prefix: the shared, uninjected prefix length to compute once (0: none; see above).
     """
     _check_prompts(model, prompts, injections)
-    batch = _pad(model, prompts)
-    width = batch["input_ids"].shape[1]
-    plan = _plan(model, width, injections)
     ablations = {}
     for layer, direction in (ablate or {}).items():
         model.check_layer(layer)
         if direction.shape != (model.d_model,):
             raise MechintroError(f"ablation direction has shape {tuple(direction.shape)}; {model.name} needs ({model.d_model},)")
         ablations[layer] = (direction / direction.norm()).to(model.device, model.dtype)
+    shared = prefix
+    extra: dict[str, object] = {}
+    if shared:
+        if model.remote or ablations or shared_prefix(prompts, injections) < shared:
+            raise AssertionError("prefix reuse needs a local model, no ablation, and a prefix shared by every prompt and untouched by injections")
+        cache, prefix_resid = prefix_state(model, prompts[0][:shared], record)
+        extra["past_key_values"] = copy.deepcopy(cache)
+        extra["past_key_values"].batch_repeat_interleave(len(prompts))
+        prompts = [p[shared:] for p in prompts]
+        injections = [None if inj is None else Injection(inj.vector, inj.layers, inj.mask[shared:], inj.generated) for inj in injections]
+        batch = _pad(model, prompts)  # equal lengths: no padding
+        batch["attention_mask"] = torch.ones(len(prompts), shared + batch["input_ids"].shape[1], dtype=torch.long, device=model.device)
+    else:
+        batch = _pad(model, prompts)
+    width = batch["input_ids"].shape[1]
+    plan = _plan(model, width, injections)
     answers = torch.tensor(list(answer_ids), dtype=torch.long, device=model.device)
     cap = getattr(text_config(model.hf.config), "final_logit_softcapping", None)
     layers = get_module(model.lm, model.arch.layers)
     unembed = get_module(model.lm, model.arch.unembed)
     n_layers = model.n_layers
 
-    with torch.no_grad(), model.lm.trace(batch, remote=model.remote, logits_to_keep=1):
+    with torch.no_grad(), model.lm.trace(batch, remote=model.remote, logits_to_keep=1, **extra):
         stacked = []
         for i in range(n_layers):
             if not record and i not in plan and i not in ablations:
@@ -181,12 +205,63 @@ def forward(
 
     nonfinite = ~finite
     if record:
-        resid = resid * batch["attention_mask"].cpu()[:, None, :, None].to(resid.dtype)
+        if shared:
+            resid = torch.cat([prefix_resid.expand(len(prompts), -1, -1, -1), resid], 2)
+        else:
+            resid = resid * batch["attention_mask"].cpu()[:, None, :, None].to(resid.dtype)
         nonfinite |= ~torch.isfinite(resid).flatten(1).all(1)
     return BatchResult(
         answer_logprobs=logprobs, resid=resid if record else None, generated=None,
         nonfinite=nonfinite,
     )
+
+
+# Shorter shared prefixes are not worth a second pass (the runner's threshold).
+MIN_SHARED_PREFIX = 16
+_PREFIX_STATE: dict[str, tuple[weakref.ref, tuple[int, ...], bool, object, torch.Tensor | None]] = {}
+
+
+def shared_prefix(prompts: Sequence[Sequence[int]], injections: Sequence[Injection | None]) -> int:
+    """Length of the prefix every prompt shares and no injection touches — 0 unless all prompts
+    have the same length (then no row is padded); at least one token is always left to run."""
+    if len({len(p) for p in prompts}) != 1:
+        return 0
+    first = list(prompts[0])
+    n = len(first) - 1
+    for p in prompts[1:]:
+        k = 0
+        for a, b in zip(first[:n], p, strict=False):
+            if a != b:
+                break
+            k += 1
+        n = k
+    for inj in injections:
+        if inj is not None and True in inj.mask[:n]:
+            n = inj.mask.index(True)
+    return n
+
+
+def prefix_state(model: Model, prefix: Sequence[int], record: bool) -> tuple[object, torch.Tensor | None]:
+    """The keys and values of ``prefix`` (batch 1) and, with ``record``, its residual stream after
+    every block ``(1, layer, len(prefix), d_model)`` float16 — computed once per model and prefix
+    (the last one is kept), with plain hooks: nothing is injected into a shared prefix."""
+    held = _PREFIX_STATE.get("last")
+    if held is not None and held[0]() is model.hf and held[1] == tuple(prefix) and (held[2] or not record):
+        return held[3], held[4]
+    blocks = get_module(model.hf, model.arch.layers)
+    outputs: list[torch.Tensor] = []
+    hooks = [b.register_forward_hook(lambda _m, _i, out: outputs.append(resid_of(out).detach().to("cpu", torch.float16)))
+             for b in blocks] if record else []
+    try:
+        with torch.no_grad():
+            ids = torch.tensor([list(prefix)], device=model.device)
+            cache = model.hf(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1).past_key_values
+    finally:
+        for h in hooks:
+            h.remove()
+    resid = torch.stack(outputs, 1) if record else None
+    _PREFIX_STATE["last"] = (weakref.ref(model.hf), tuple(prefix), record, cache, resid)
+    return cache, resid
 
 
 def generate(

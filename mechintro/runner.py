@@ -284,6 +284,11 @@ def execute(
         raise MechintroError(f"{out} holds {len(done)} trials but this run has {len(trials)}: use another --out")
     width = max(len(t.prompt) for t in trials)
     answer_ids = resolved[2] if resolved else []
+    # One shared-prefix length for the whole run (logit mode), so every batch takes the same path.
+    prefix = 0
+    if mode == "logits" and not swapping and not model.remote:
+        prefix = engine.shared_prefix([t.prompt.input_ids for t in trials], injections)
+        prefix = prefix if prefix >= engine.MIN_SHARED_PREFIX else 0
     mine = [b for b in range(-(-len(trials) // batch_size)) if shard is None or shard.owns(b)]
     total = sum(min(batch_size, len(trials) - b * batch_size) for b in mine)
     n_done = sum(int(done[b * batch_size:(b + 1) * batch_size].sum()) for b in mine)
@@ -300,7 +305,7 @@ def execute(
             if any(t.swap_prefix for t in chunk):
                 result = _swap_batch(model, swap_model, chunk, injections[start:stop], answer_ids)  # type: ignore[arg-type]
             else:
-                result = engine.forward(model, prompts, injections[start:stop], answer_ids=answer_ids, record=record)
+                result = engine.forward(model, prompts, injections[start:stop], answer_ids=answer_ids, record=record, prefix=prefix)
             outputs: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
                 "answer_logprobs": (("trial", "answer"), result.answer_logprobs.numpy().astype(np.float32)),
             }

@@ -204,3 +204,52 @@ def test_wrong_vector_size_is_refused(tiny):
     bad = engine.Injection(vector=torch.zeros(7), layers=(0,), mask=(True,) * len(p))
     with pytest.raises(MechintroError, match="d_model"):
         engine.forward(tiny, [p.input_ids], [bad], answer_ids=[4])
+
+
+def _shared_batch(model, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randint(5, 100, (50,), generator=g).tolist()
+    prompts = [base + torch.randint(5, 100, (10,), generator=g).tolist() for _ in range(4)]
+    vec = torch.randn(model.d_model, generator=g)
+    mask = (False,) * 52 + (True,) * 8
+    injections = [engine.Injection(vector=vec, layers=(1,), mask=mask), None,
+                  engine.Injection(vector=2 * vec, layers=(0, 2), mask=mask), None]
+    return prompts, injections
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_shared_prefix_reuse_gives_the_same_numbers(tiny_models, arch):
+    """The prefix's keys and values computed once give what a full pass gives, residuals too."""
+    model = tiny_models(arch)
+    prompts, injections = _shared_batch(model)
+    assert engine.shared_prefix(prompts, injections) == 50
+    full = engine.forward(model, prompts, injections, answer_ids=[10, 11, 12], record=True)
+    for _ in range(2):  # the second call takes the prefix from the cache
+        reused = engine.forward(model, prompts, injections, answer_ids=[10, 11, 12], record=True, prefix=50)
+        assert torch.allclose(reused.answer_logprobs, full.answer_logprobs, atol=1e-5)
+        assert reused.resid.shape == full.resid.shape
+        assert float((reused.resid.float() - full.resid.float()).abs().max()) <= 4e-3  # float16 rounding
+    unrecorded = engine.forward(model, prompts, injections, answer_ids=[10, 11, 12], prefix=30)
+    assert torch.allclose(unrecorded.answer_logprobs, full.answer_logprobs, atol=1e-5)
+    with pytest.raises(AssertionError, match="prefix reuse needs"):
+        engine.forward(model, prompts, injections, answer_ids=[10], prefix=53)  # an injection starts at 52
+
+
+def test_shared_prefix_stops_at_the_first_difference_injection_or_last_token():
+    same = [[1, 2, 3, 4, 5]] * 3
+    assert engine.shared_prefix(same, [None] * 3) == 4  # one token is always left to run
+    assert engine.shared_prefix([[1, 2, 3, 4], [1, 2, 9, 4]], [None, None]) == 2
+    assert engine.shared_prefix([[1, 2, 3], [1, 2, 3, 4]], [None, None]) == 0  # unequal lengths would need padding
+    inj = engine.Injection(vector=torch.zeros(4), layers=(0,), mask=(False, True, True, True, True))
+    assert engine.shared_prefix(same, [None, inj, None]) == 1
+
+
+def test_the_prefix_cache_belongs_to_one_model(tiny_models):
+    from tests.conftest import build_tiny
+
+    a, b = tiny_models("llama"), build_tiny("llama", seed=1)
+    prompts, injections = _shared_batch(a)
+    for model in (a, b, a):
+        reused = engine.forward(model, prompts, injections, answer_ids=[10, 11], prefix=50)
+        full = engine.forward(model, prompts, injections, answer_ids=[10, 11])
+        assert torch.allclose(reused.answer_logprobs, full.answer_logprobs, atol=1e-5)

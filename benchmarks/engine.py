@@ -1,0 +1,201 @@
+"""mechintro's engine against plain transformers + torch doing the same work, side by side in one
+process (repeats interleaved, medians reported): ratios, not absolute speeds, are the result.
+
+    .venv/bin/python benchmarks/engine.py [--model smollm2-135m] [--batch 16] [--new-tokens 30] [--repeats 3]
+    python benchmarks/engine.py --random-init 3b --tokenizer DIR --device cuda --dtype bfloat16   # GPU
+
+Work per measurement: ``--batch`` copies of Lindsey's injected-thoughts prompt, the concept-size
+vector added at the middle layer on the injection window (the ``\\n\\n`` before "Trial 1" to the
+end), as in ``detection-logits`` / ``injected-thoughts``.
+
+* **logit mode**: a plain batched forward with a forward hook adding the vector (baseline) vs
+  ``engine.forward`` (an nnsight trace) without and with the shared-prefix cache (the prompt's
+  unsteered first tokens computed once, outside the timed loop after the first call), and
+  ``engine.forward(record=True)`` (every layer's residual stream copied to the host as float16).
+* **generation**: ``--new-tokens`` sampled tokens per trial with the vector added on the window
+  and on every generated token — a plain loop, one trial at a time (``generate`` with the hook)
+  vs one batched ``engine.generate`` call. Rows may stop early at an end-of-sequence token, so
+  generated tokens per second are reported beside trials per second.
+
+``--random-init 3b`` builds a Qwen2-architecture model of 2.8 B parameters from its config with
+random weights (no download: the speed of a forward pass does not depend on the weights' values)
+and the tokenizer found in ``--tokenizer`` (e.g. SmolLM2's, from the model cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def random_model(size: str, tokenizer_dir: str, device: str, dtype: torch.dtype):
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from mechintro.models import from_hf
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    shapes = {"3b": dict(hidden_size=2048, num_hidden_layers=36, num_attention_heads=16, num_key_value_heads=2, intermediate_size=11008),
+              "0.5b": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, intermediate_size=4864)}[size]
+    config = Qwen2Config(vocab_size=len(tokenizer), max_position_embeddings=4096, tie_word_embeddings=False,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **shapes)
+    torch.manual_seed(0)
+    with torch.device(device):
+        hf = Qwen2ForCausalLM(config).to(dtype)
+    return from_hf(hf, tokenizer, name=f"random-qwen2-{size}", weights_sha256="0" * 64)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--random-init", choices=["0.5b", "3b"], help="a random-weight Qwen2 model of this size instead of --model")
+    p.add_argument("--tokenizer", help="tokenizer folder for --random-init")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--new-tokens", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--skip-generation", action="store_true")
+    args = p.parse_args()
+
+    import mechintro as mi
+    from mechintro import engine
+    from mechintro.arch import get_module
+    from mechintro.experiments.injected_thoughts import prompt_and_window
+    from mechintro.runner import YES_NO
+
+    dtype = getattr(torch, args.dtype)
+    device = torch.device(args.device)
+    t0 = time.perf_counter()
+    if args.random_init:
+        model = random_model(args.random_init, args.tokenizer, args.device, dtype)
+    else:
+        model = mi.load_model(args.model, dtype=args.dtype, device_map=args.device if args.device != "cpu" else None)
+    load = time.perf_counter() - t0
+    n_params = sum(p.numel() for p in model.hf.parameters())
+    prompt, window = prompt_and_window(model, "detect")
+    ids = list(prompt.input_ids)
+    mask = window.resolve(prompt)
+    layer = model.n_layers // 2
+    # a vector of the size of a concept vector at this layer: Lindsey's vectors have about the
+    # residual norm; a random direction of that norm does the same arithmetic
+    with torch.no_grad():
+        norm = float(model.hf(torch.tensor([ids], device=device), output_hidden_states=True).hidden_states[layer + 1][0].norm(dim=-1).mean())
+    g = torch.Generator().manual_seed(0)
+    vector = torch.randn(model.d_model, generator=g)
+    vector = vector / vector.norm() * norm
+    answer_ids = YES_NO.resolve(model.tokenizer)[2]
+    injections = [engine.Injection(vector=vector * 4.0, layers=(layer,), mask=mask, generated=True)] * args.batch
+    prompts = [ids] * args.batch
+    print(f"model {model.name}: {n_params / 1e9:.2f} B parameters, {model.n_layers} layers, d_model {model.d_model}, "
+          f"{args.dtype} on {args.device} ({torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or platform.machine()}); "
+          f"load {load:.1f} s")
+    print(f"prompt {len(ids)} tokens, injection on the last {sum(mask)}, layer {layer}; batch {args.batch}; torch {torch.__version__}")
+
+    block = get_module(model.hf, model.arch.layers)[layer]
+    add = (torch.tensor(mask, dtype=dtype, device=device)[None, :, None] * (vector * 4.0).to(device, dtype))
+
+    def hook(_module, _inputs, output):
+        h = output[0] if isinstance(output, tuple) else output
+        if h.shape[1] == add.shape[1]:  # the prompt pass
+            h = h + add
+        else:  # a generated token
+            h = h + add[:, -1:]
+        return (h, *output[1:]) if isinstance(output, tuple) else h
+
+    ids_t = torch.tensor(prompts, device=device)
+
+    def plain_forward():
+        handle = block.register_forward_hook(hook)
+        try:
+            with torch.no_grad():
+                logits = model.hf(ids_t, logits_to_keep=1).logits[:, -1].float()
+                return torch.log_softmax(logits, -1)[:, answer_ids].cpu()
+        finally:
+            handle.remove()
+
+    shared = engine.shared_prefix(prompts, injections)
+
+    def mi_forward(record: bool, reuse: bool = True):
+        return lambda: engine.forward(model, prompts, injections, answer_ids=answer_ids, record=record, prefix=shared if reuse else 0)
+
+    # the two compute the same numbers
+    ref, ours = plain_forward(), engine.forward(model, prompts, injections, answer_ids=answer_ids).answer_logprobs
+    print(f"check: max |plain − engine| log-probability {float((ref - ours).abs().max()):.2e}")
+
+    rows = (("plain", plain_forward), ("engine, no reuse", mi_forward(False, reuse=False)), ("engine", mi_forward(False)),
+            ("engine+record", mi_forward(True)), ("record, no reuse", mi_forward(True, reuse=False)))
+    times: dict[str, list[float]] = {name: [] for name, _ in rows}
+    for _ in range(args.repeats + 1):  # the first round warms up and is dropped
+        for name, fn in rows:
+            times[name].append(timed(fn, device))
+    med = {k: statistics.median(v[1:]) for k, v in times.items()}
+    print(f"\nlogit mode, batch {args.batch} (median of {args.repeats} interleaved repeats):")
+    for k, v in med.items():
+        print(f"  {k:<14} {v:8.3f} s   {args.batch / v:8.2f} trials/s")
+    print(f"  speed ratio, engine without prefix reuse / plain hooked forward: {med['plain'] / med['engine, no reuse']:.3f}")
+    print(f"  speed ratio, shared-prefix reuse ({shared} of {len(ids)} tokens computed once) / recomputing it: "
+          f"{med['engine, no reuse'] / med['engine']:.2f} (vs the plain hooked forward: {med['plain'] / med['engine']:.2f})")
+    print(f"  recording every layer's residuals (float16 to host) costs {med['engine+record'] / med['engine'] - 1:+.1%} time with reuse, "
+          f"{med['record, no reuse'] / med['engine, no reuse'] - 1:+.1%} without")
+
+    if args.skip_generation:
+        return 0
+    from transformers import GenerationConfig
+
+    eos = engine._eos_ids(model)
+    config = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=args.new_tokens,
+                              pad_token_id=model.tokenizer.pad_token_id, eos_token_id=eos)
+    one = torch.tensor([ids], device=device)
+    counts: dict[str, int] = {}
+
+    def plain_loop():
+        handle = block.register_forward_hook(hook)
+        tokens = 0
+        try:
+            with torch.no_grad():
+                for i in range(args.batch):
+                    torch.manual_seed(i)
+                    out = model.hf.generate(one, attention_mask=torch.ones_like(one), generation_config=config)
+                    tokens += out.shape[1] - one.shape[1]
+        finally:
+            handle.remove()
+        counts["plain loop"] = tokens
+
+    def batched():
+        res = engine.generate(model, prompts, injections, max_new_tokens=args.new_tokens, temperature=1.0, seed=0)
+        counts["engine batched"] = int((res.generated >= 0).sum())
+
+    gen: dict[str, list[float]] = {"plain loop": [], "engine batched": []}
+    for r in range(max(1, args.repeats - 1) + 1):
+        for name, fn in (("plain loop", plain_loop), ("engine batched", batched)):
+            gen[name].append(timed(fn, device))
+    gmed = {k: statistics.median(v[1:]) for k, v in gen.items()}
+    print(f"\ngeneration, {args.batch} trials × up to {args.new_tokens} sampled tokens (median of {len(gen['plain loop']) - 1}):")
+    for k, v in gmed.items():
+        print(f"  {k:<15} {v:8.2f} s   {args.batch / v:7.2f} trials/s   {counts[k] / v:8.1f} tokens/s ({counts[k]} tokens)")
+    print(f"  ratio batched / one at a time: {gmed['plain loop'] / gmed['engine batched']:.2f} (trials/s), "
+          f"{(counts['engine batched'] / gmed['engine batched']) / (counts['plain loop'] / gmed['plain loop']):.2f} (tokens/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
