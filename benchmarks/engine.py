@@ -185,7 +185,7 @@ def main() -> int:
         counts["engine batched"] = int((res.generated >= 0).sum())
 
     gen: dict[str, list[float]] = {"plain loop": [], "engine batched": []}
-    for r in range(max(1, args.repeats - 1) + 1):
+    for _ in range(max(1, args.repeats - 1) + 1):
         for name, fn in (("plain loop", plain_loop), ("engine batched", batched)):
             gen[name].append(timed(fn, device))
     gmed = {k: statistics.median(v[1:]) for k, v in gen.items()}
