@@ -14,7 +14,7 @@ end), as in ``detection-logits`` / ``injected-thoughts``.
   ``engine.forward(record=True)`` (every layer's residual stream copied to the host as float16).
 * **generation**: ``--new-tokens`` sampled tokens per trial with the vector added on the window
   and on every generated token — a plain loop, one trial at a time (``generate`` with the hook)
-  vs one batched ``engine.generate`` call. Rows may stop early at an end-of-sequence token, so
+  vs one batched ``engine.generate`` call, without and with the shared-prefix cache. Rows may stop early at an end-of-sequence token, so
   generated tokens per second are reported beside trials per second.
 
 ``--random-init 3b`` builds a Qwen2-architecture model of 2.8 B parameters from its config with
@@ -180,20 +180,27 @@ def main() -> int:
             handle.remove()
         counts["plain loop"] = tokens
 
-    def batched():
-        res = engine.generate(model, prompts, injections, max_new_tokens=args.new_tokens, temperature=1.0, seed=0)
-        counts["engine batched"] = int((res.generated >= 0).sum())
+    def batched(reuse: bool):
+        name = "engine batched + prefix" if reuse else "engine batched"
 
-    gen: dict[str, list[float]] = {"plain loop": [], "engine batched": []}
+        def call():
+            res = engine.generate(model, prompts, injections, max_new_tokens=args.new_tokens, temperature=1.0, seed=0,
+                                  prefix=shared if reuse else 0)
+            counts[name] = int((res.generated >= 0).sum())
+        return name, call
+
+    rows = (("plain loop", plain_loop), batched(False), batched(True))
+    gen: dict[str, list[float]] = {name: [] for name, _ in rows}
     for _ in range(max(1, args.repeats - 1) + 1):
-        for name, fn in (("plain loop", plain_loop), ("engine batched", batched)):
+        for name, fn in rows:
             gen[name].append(timed(fn, device))
     gmed = {k: statistics.median(v[1:]) for k, v in gen.items()}
     print(f"\ngeneration, {args.batch} trials × up to {args.new_tokens} sampled tokens (median of {len(gen['plain loop']) - 1}):")
     for k, v in gmed.items():
-        print(f"  {k:<15} {v:8.2f} s   {args.batch / v:7.2f} trials/s   {counts[k] / v:8.1f} tokens/s ({counts[k]} tokens)")
-    print(f"  ratio batched / one at a time: {gmed['plain loop'] / gmed['engine batched']:.2f} (trials/s), "
-          f"{(counts['engine batched'] / gmed['engine batched']) / (counts['plain loop'] / gmed['plain loop']):.2f} (tokens/s)")
+        print(f"  {k:<24} {v:8.2f} s   {args.batch / v:7.2f} trials/s   {counts[k] / v:8.1f} tokens/s ({counts[k]} tokens)")
+    for k in ("engine batched", "engine batched + prefix"):
+        print(f"  ratio {k} / one at a time: {gmed['plain loop'] / gmed[k]:.2f} (trials/s), "
+              f"{(counts[k] / gmed[k]) / (counts['plain loop'] / gmed['plain loop']):.2f} (tokens/s)")
     return 0
 
 

@@ -273,6 +273,7 @@ def generate(
     temperature: float,
     seed: int,
     record: bool = False,
+    prefix: int = 0,
 ) -> BatchResult:
     """Generation mode: sample ``max_new_tokens`` per prompt with per-row injections.
 
@@ -280,6 +281,8 @@ def generate(
     injection has ``generated=True``, on every generated token. ``temperature=0`` is greedy;
     otherwise plain sampling (no top-k / top-p). Sampling is seeded with ``seed`` without
     touching the caller's global RNG state. ``record`` returns the prompt pass's residuals.
+    ``prefix``: as in :func:`forward`, the shared uninjected prefix whose keys and values are
+    computed once; the prompt pass then runs only the rest.
     """
     from transformers import GenerationConfig
 
@@ -290,7 +293,16 @@ def generate(
     _check_prompts(model, prompts, injections)
     batch = _pad(model, prompts)
     width = batch["input_ids"].shape[1]
-    plan = _plan(model, width, injections)
+    extra: dict[str, object] = {}
+    if prefix:
+        if model.remote or shared_prefix(prompts, injections) < prefix:
+            raise AssertionError("prefix reuse needs a local model and a prefix shared by every prompt and untouched by injections")
+        cache, prefix_resid = prefix_state(model, prompts[0][:prefix], record)
+        extra["past_key_values"] = copy.deepcopy(cache)
+        extra["past_key_values"].batch_repeat_interleave(len(prompts))
+        # generate() gets the whole prompt and runs only the tokens the cache lacks
+        injections = [None if inj is None else Injection(inj.vector, inj.layers, inj.mask[prefix:], inj.generated) for inj in injections]
+    plan = _plan(model, width - prefix, injections)
     eos = _eos_ids(model)
     config = GenerationConfig(
         do_sample=temperature > 0,
@@ -309,7 +321,7 @@ def generate(
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*was never reached.*")
         torch.manual_seed(seed)
-        with torch.no_grad(), model.lm.generate(generation_config=config, remote=model.remote) as tracer:
+        with torch.no_grad(), model.lm.generate(generation_config=config, remote=model.remote, **extra) as tracer:
             with tracer.invoke(batch):
                 for step in tracer.iter[:max_new_tokens]:
                     stacked = []
@@ -344,6 +356,8 @@ def generate(
             raise AssertionError("generation stopped early without an end-of-sequence token")
     nonfinite = torch.zeros(len(prompts), dtype=torch.bool)
     if record:
+        if prefix:
+            resid = torch.cat([prefix_resid.expand(len(prompts), -1, -1, -1), resid], 2)
         resid = resid * batch["attention_mask"].cpu()[:, None, :, None].to(resid.dtype)
         nonfinite |= ~torch.isfinite(resid).flatten(1).all(1)
     return BatchResult(

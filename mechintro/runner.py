@@ -284,9 +284,9 @@ def execute(
         raise MechintroError(f"{out} holds {len(done)} trials but this run has {len(trials)}: use another --out")
     width = max(len(t.prompt) for t in trials)
     answer_ids = resolved[2] if resolved else []
-    # One shared-prefix length for the whole run (logit mode), so every batch takes the same path.
+    # One shared-prefix length for the whole run, so every batch takes the same path.
     prefix = 0
-    if mode == "logits" and not swapping and not model.remote:
+    if not swapping and not model.remote:
         prefix = engine.shared_prefix([t.prompt.input_ids for t in trials], injections)
         prefix = prefix if prefix >= engine.MIN_SHARED_PREFIX else 0
     mine = [b for b in range(-(-len(trials) // batch_size)) if shard is None or shard.owns(b)]
@@ -313,7 +313,7 @@ def execute(
             assert generation is not None
             result = engine.generate(
                 model, prompts, injections[start:stop], max_new_tokens=generation.max_new_tokens,
-                temperature=generation.temperature, seed=batch_seed(seed, b), record=record,
+                temperature=generation.temperature, seed=batch_seed(seed, b), record=record, prefix=prefix,
             )
             ids = result.generated.numpy().astype(np.int32)
             for row, t in enumerate(chunk):

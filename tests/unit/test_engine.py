@@ -253,3 +253,15 @@ def test_the_prefix_cache_belongs_to_one_model(tiny_models):
         reused = engine.forward(model, prompts, injections, answer_ids=[10, 11], prefix=50)
         full = engine.forward(model, prompts, injections, answer_ids=[10, 11])
         assert torch.allclose(reused.answer_logprobs, full.answer_logprobs, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_shared_prefix_reuse_in_generation_samples_the_same_tokens(tiny_models, arch):
+    model = tiny_models(arch)
+    prompts, injections = _shared_batch(model)
+    injections[0] = engine.Injection(vector=injections[0].vector, layers=(1,), mask=injections[0].mask, generated=True)
+    for temperature in (0.0, 1.0):
+        full = engine.generate(model, prompts, injections, max_new_tokens=6, temperature=temperature, seed=3, record=True)
+        reused = engine.generate(model, prompts, injections, max_new_tokens=6, temperature=temperature, seed=3, record=True, prefix=50)
+        assert torch.equal(reused.generated, full.generated)
+        assert float((reused.resid.float() - full.resid.float()).abs().max()) <= 4e-3
