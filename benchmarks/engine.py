@@ -74,6 +74,7 @@ def main() -> int:
     p.add_argument("--new-tokens", type=int, default=30)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-generation", action="store_true")
+    p.add_argument("--skip-logits", action="store_true")
     args = p.parse_args()
 
     import mechintro as mi
@@ -144,22 +145,33 @@ def main() -> int:
     rows = (("plain", plain_forward), ("engine, no reuse", mi_forward(False, reuse=False)), ("engine", mi_forward(False)),
             ("engine+record", mi_forward(True)), ("record, no reuse", mi_forward(True, reuse=False)))
     times: dict[str, list[float]] = {name: [] for name, _ in rows}
-    for _ in range(args.repeats + 1):  # the first round warms up and is dropped
+    for _ in range(0 if args.skip_logits else args.repeats + 1):  # the first round warms up and is dropped
         for name, fn in rows:
             times[name].append(timed(fn, device))
-    med = {k: statistics.median(v[1:]) for k, v in times.items()}
+    med = {k: statistics.median(v[1:]) for k, v in times.items() if len(v) > 1}
+    if med:
+        report_logits(args, med, shared, len(ids))
+    if args.skip_generation:
+        return 0
+    generation(args, model, ids, prompts, injections, shared, block, hook, device)
+    return 0
+
+
+def report_logits(args, med, shared, n_tokens) -> None:
     print(f"\nlogit mode, batch {args.batch} (median of {args.repeats} interleaved repeats):")
     for k, v in med.items():
         print(f"  {k:<14} {v:8.3f} s   {args.batch / v:8.2f} trials/s")
     print(f"  speed ratio, engine without prefix reuse / plain hooked forward: {med['plain'] / med['engine, no reuse']:.3f}")
-    print(f"  speed ratio, shared-prefix reuse ({shared} of {len(ids)} tokens computed once) / recomputing it: "
+    print(f"  speed ratio, shared-prefix reuse ({shared} of {n_tokens} tokens computed once) / recomputing it: "
           f"{med['engine, no reuse'] / med['engine']:.2f} (vs the plain hooked forward: {med['plain'] / med['engine']:.2f})")
     print(f"  recording every layer's residuals (float16 to host) costs {med['engine+record'] / med['engine'] - 1:+.1%} time with reuse, "
           f"{med['record, no reuse'] / med['engine, no reuse'] - 1:+.1%} without")
 
-    if args.skip_generation:
-        return 0
+
+def generation(args, model, ids, prompts, injections, shared, block, hook, device) -> None:
     from transformers import GenerationConfig
+
+    from mechintro import engine
 
     eos = engine._eos_ids(model)
     config = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=args.new_tokens,
@@ -201,7 +213,6 @@ def main() -> int:
     for k in ("engine batched", "engine batched + prefix"):
         print(f"  ratio {k} / one at a time: {gmed['plain loop'] / gmed[k]:.2f} (trials/s), "
               f"{(counts[k] / gmed[k]) / (counts['plain loop'] / gmed['plain loop']):.2f} (tokens/s)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -205,11 +205,12 @@ def forward(
 
     nonfinite = ~finite
     if record:
-        if shared:
+        if shared:  # the prefix is the same (and uninjected) in every row: check it once
+            nonfinite |= ~torch.isfinite(resid).flatten(1).all(1) | (not bool(torch.isfinite(prefix_resid).all()))
             resid = torch.cat([prefix_resid.expand(len(prompts), -1, -1, -1), resid], 2)
         else:
             resid = resid * batch["attention_mask"].cpu()[:, None, :, None].to(resid.dtype)
-        nonfinite |= ~torch.isfinite(resid).flatten(1).all(1)
+            nonfinite |= ~torch.isfinite(resid).flatten(1).all(1)
     return BatchResult(
         answer_logprobs=logprobs, resid=resid if record else None, generated=None,
         nonfinite=nonfinite,
