@@ -45,6 +45,21 @@ def _layer_colors(n: int) -> np.ndarray:
     return plt.cm.viridis(np.linspace(0, 0.9, n))
 
 
+def _finish(fig: plt.Figure, axes, ticks, title: str) -> plt.Figure:
+    for a in axes:
+        a.set_xticks(ticks)
+        a.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _wilson_band(rates: xr.DataArray, n: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson interval of each rate (a share of ``n`` trials)."""
+    lo, hi = np.array([wilson(round(float(r) * int(k)), int(k)) for r, k in zip(rates.values, n.values, strict=True)]).T
+    return lo, hi
+
+
 def _band(ax: plt.Axes, x, mid, lo, hi, color, label: str, marker: str = "o-") -> None:
     ax.plot(x, mid, marker, color=color, label=label)
     ax.fill_between(x, lo, hi, color=color, alpha=0.2)
@@ -62,16 +77,10 @@ def injected_thoughts_by_layer(summary: xr.Dataset, *, title: str = "") -> plt.F
         _band(ax, layers, cell.tpr, cell.tpr_lo, cell.tpr_hi, color, f"detected, strength {s:g}")
         ax.plot(layers, cell.fpr, "x--", color=color, label=f"false positives (controls), strength {s:g} cell")
         ax.fill_between(layers, cell.fpr_lo, cell.fpr_hi, color=color, alpha=0.1, hatch="..")
-        lo, hi = np.array([wilson(round(float(a) * int(n)), int(n)) for a, n in zip(cell.affirmative.values, cell.n.values, strict=True)]).T
-        _band(aff_ax, layers, cell.affirmative, lo, hi, color, f"strength {s:g}")
+        _band(aff_ax, layers, cell.affirmative, *_wilson_band(cell.affirmative, cell.n), color, f"strength {s:g}")
     ax.set(xlabel="injection layer", ylabel="rate (share of trials)", ylim=(-0.02, 1.02))
     aff_ax.set(xlabel="injection layer", ylabel="injected trials answering 'yes' (any concept)", ylim=(-0.02, 1.02))
-    for a in (ax, aff_ax):
-        a.set_xticks(layers)
-        a.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, (ax, aff_ax), layers, title)
 
 
 def injected_thoughts_by_strength(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
@@ -84,17 +93,11 @@ def injected_thoughts_by_strength(summary: xr.Dataset, *, title: str = "") -> pl
         cell = summary.sel(inject_layer=layer)
         _band(ax, strengths, cell.tpr, cell.tpr_lo, cell.tpr_hi, color, f"detected, layer {int(layer)}")
         _band(ax, strengths, cell.net, cell.net_lo, cell.net_hi, color, f"net (detected − false positives), layer {int(layer)}", marker="x--")
-        lo, hi = np.array([wilson(round(float(c) * int(n)), int(n)) for c, n in zip(cell.coherence.values, cell.n.values, strict=True)]).T
-        _band(coh_ax, strengths, cell.coherence, lo, hi, color, f"layer {int(layer)}")
+        _band(coh_ax, strengths, cell.coherence, *_wilson_band(cell.coherence, cell.n), color, f"layer {int(layer)}")
     ax.axhline(0, color="k", lw=0.5)
     ax.set(xlabel="injection strength (× concept vector)", ylabel="rate", ylim=(-1.02, 1.02))
     coh_ax.set(xlabel="injection strength (× concept vector)", ylabel="coherent injected responses (share)", ylim=(-0.02, 1.02))
-    for a in (ax, coh_ax):
-        a.set_xticks(strengths)
-        a.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, (ax, coh_ax), strengths, title)
 
 
 def thoughts_vs_text(summary: xr.Dataset, *, chance: float | None = None, baseline: tuple[float, float] | None = None,
