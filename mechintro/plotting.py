@@ -45,10 +45,11 @@ def _layer_colors(n: int) -> np.ndarray:
     return plt.cm.viridis(np.linspace(0, 0.9, n))
 
 
-def _finish(fig: plt.Figure, axes, ticks, title: str) -> plt.Figure:
+def _finish(fig: plt.Figure, axes, ticks, title: str, fontsize: int = 7) -> plt.Figure:
+    """Ticks at the data, legends, the title."""
     for a in axes:
         a.set_xticks(ticks)
-        a.legend(fontsize=7)
+        a.legend(fontsize=fontsize)
     if title:
         fig.suptitle(title)
     return fig
@@ -118,12 +119,7 @@ def thoughts_vs_text(summary: xr.Dataset, *, chance: float | None = None, baseli
             ax.axhline(value, color="k", ls="--", lw=1, label=f"no injection ({value:.2f})")
     axes[0].set(xlabel="injection strength (× concept vector)", ylabel="rate (share of pairs)", title="names the injected word", ylim=(-0.02, 1.02))
     axes[1].set(xlabel="injection strength (× concept vector)", title="repeats the sentence exactly")
-    for a in axes:
-        a.set_xticks(strengths)
-        a.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, axes, strengths, title, fontsize=8)
 
 
 def prefill_apology(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
