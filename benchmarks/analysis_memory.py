@@ -1,0 +1,68 @@
+"""Peak memory and time of the residual-reading analyses on a run far larger than the memory
+they may use: anomaly directions, the logit lens and the alignment read the residuals one layer
+and ``CHUNK_TRIALS`` trials at a time, so their extra memory should not grow with the run.
+
+    .venv/bin/python benchmarks/analysis_memory.py RUN [--cap-mb 400] [--lens]
+
+Each analysis runs in a fresh interpreter: after the imports (and, for the lens, the model load)
+it notes the peak resident set size, runs, and reports the increase of the peak — the memory the
+analysis itself needed — against ``--cap-mb`` and the run's residual bytes on disk and in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys, time
+import mechintro as mi
+from mechintro import analysis
+ds = mi.open_run(sys.argv[1])
+what = sys.argv[2]
+ds = ds.isel(trial=slice(0, int(sys.argv[3]))) if int(sys.argv[3]) > 0 else ds
+model = mi.load_model(ds.attrs["model"]) if what == "lens" else None
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+if what == "anomaly":
+    analysis.anomaly_directions(ds, analysis.detection_labels(ds), n_boot=200)
+else:
+    analysis.logit_lens(ds, model)
+seconds = time.perf_counter() - t
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": seconds, "extra_mb": (after - before) / 1024, "baseline_mb": before / 1024}))
+"""
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run")
+    p.add_argument("--cap-mb", type=float, default=400.0)
+    p.add_argument("--lens", action="store_true", help="also the logit lens (loads the run's model)")
+    p.add_argument("--fraction", type=float, default=0.25, help="also run each analysis on this share of the trials: "
+                   "the same extra memory means it does not grow with the run")
+    args = p.parse_args()
+    import mechintro as mi
+
+    ds = mi.open_run(args.run)
+    resid = ds["resid"]
+    stored = resid.size * 2 / 2**20  # float16, as recorded
+    on_disk = sum(f.stat().st_size for f in Path(args.run, "resid").rglob("*") if f.is_file()) / 2**20
+    print(f"{args.run}: resid {tuple(resid.shape)} — {on_disk:.0f} MB on disk, {stored:.0f} MB as float16 "
+          f"({stored / args.cap_mb:.1f}× the {args.cap_mb:.0f} MB cap; twice that as float32)")
+    part = max(1, int(args.fraction * ds.sizes["trial"]))
+    for what in ("anomaly", "lens") if args.lens else ("anomaly",):
+        for n in (part, 0):
+            out = subprocess.run([sys.executable, "-c", CHILD, args.run, what, str(n)], capture_output=True, text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            verdict = "within" if r["extra_mb"] <= args.cap_mb else "OVER"
+            print(f"  {what:<8} {n or ds.sizes['trial']:>5} trials {r['seconds']:6.1f} s, peak +{r['extra_mb']:.0f} MB "
+                  f"over a {r['baseline_mb']:.0f} MB baseline — {verdict} the cap")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
