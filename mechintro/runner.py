@@ -119,9 +119,6 @@ class Shard:
             raise MechintroError(f"shard '{text}' is not of the form i/N (e.g. 1/4)") from None
         return cls(index, count)
 
-    def owns(self, batch: int) -> bool:
-        return batch % self.count == self.index - 1
-
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
 
@@ -289,7 +286,8 @@ def execute(
     if not swapping and not model.remote:
         prefix = engine.shared_prefix([t.prompt.input_ids for t in trials], injections)
         prefix = prefix if prefix >= engine.MIN_SHARED_PREFIX else 0
-    mine = [b for b in range(-(-len(trials) // batch_size)) if shard is None or shard.owns(b)]
+    n_batches = -(-len(trials) // batch_size)
+    mine = list(range(n_batches)) if shard is None else runs.shard_batches(len(trials), batch_size, shard.index, shard.count)
     total = sum(min(batch_size, len(trials) - b * batch_size) for b in mine)
     n_done = sum(int(done[b * batch_size:(b + 1) * batch_size].sum()) for b in mine)
     if progress:

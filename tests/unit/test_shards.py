@@ -95,7 +95,7 @@ def test_merge_refuses_what_is_not_one_finished_sharded_run(tiny, tmp_path):
 
 def test_shard_numbers_are_checked():
     assert runner.Shard.parse("2/4") == runner.Shard(2, 4)
-    assert [b for b in range(9) if runner.Shard(2, 4).owns(b)] == [1, 5]
+    assert runs.shard_batches(18, 2, 2, 4) == [1, 5]  # 9 batches: shard 2/4 owns batches 1 and 5
     for text, message in (("0/4", "does not exist"), ("5/4", "does not exist"), ("2", "not of the form"), ("a/b", "not of the form")):
         with pytest.raises(MechintroError, match=message):
             runner.Shard.parse(text)
