@@ -59,7 +59,7 @@ def injected_thoughts_messages(question: str = TRIAL_QUESTION) -> list[dict[str,
     ]
 
 
-# Words whose concept vectors an anomaly direction is compared with (issue 4: is the "something is
+# Words whose concept vectors an anomaly direction is compared with (is the "something is
 # off" signal just a word like "unusual"?). Our choice, not from a paper: the trial question's own
 # words and near-synonyms of "anomaly".
 ANOMALY_WORDS = ("Unusual", "Injected", "Strange", "Anomaly", "Weird", "Odd", "Foreign", "Intrusion", "Thought", "Detection")

@@ -1,4 +1,4 @@
-"""Analyses of saved runs (issue 4): they take run datasets — and, for the logit lens and the
+"""Analyses of saved runs: they take run datasets — and, for the logit lens and the
 causal check, the model — and return xarray objects. Plotting lives in :mod:`mechintro.plotting`;
 nothing here writes files.
 

@@ -5,7 +5,7 @@ with the assistant turn prefilled with the sentence itself, against "Don't think
 …" and the incentive variants (rewarded / punished; happy / sad; charity / terrorist
 organisations). Nothing is injected: the run records every layer's residual stream over the
 prompt, and ``read_mask`` marks the tokens of the assistant's sentence, where the alignment with
-the word's concept vector is measured (:mod:`mechintro.analyses`, issue 4). The next-token
+the word's concept vector is measured (:func:`mechintro.analysis.alignment`). The next-token
 yes/no readout stored with it is incidental.
 
 Pairs: the 50 sentences with a seeded permutation of the 50 concept words.
@@ -111,4 +111,4 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
 def format_summary(summary: xr.Dataset) -> str:
     rows = [{"instruction": str(c), "trials": int(summary.n.sel(condition=c)), "sentence tokens": float(summary.tokens_read.sel(condition=c))}
             for c in summary.condition.values]
-    return table(rows) + "\nresiduals recorded; alignment with the concept vectors: mechintro.analyses (issue 4)"
+    return table(rows) + "\nresiduals recorded; alignment with the concept vectors: mechintro.analysis.alignment (analyses/intentional_control_alignment.py)"
