@@ -158,18 +158,14 @@ def forward(
         if direction.shape != (model.d_model,):
             raise MechintroError(f"ablation direction has shape {tuple(direction.shape)}; {model.name} needs ({model.d_model},)")
         ablations[layer] = (direction / direction.norm()).to(model.device, model.dtype)
-    shared = prefix
     extra: dict[str, object] = {}
-    if shared:
-        if model.remote or ablations or shared_prefix(prompts, injections) < shared:
-            raise AssertionError("prefix reuse needs a local model, no ablation, and a prefix shared by every prompt and untouched by injections")
-        cache, prefix_resid = prefix_state(model, prompts[0][:shared], record)
-        extra["past_key_values"] = copy.deepcopy(cache)
-        extra["past_key_values"].batch_repeat_interleave(len(prompts))
-        prompts = [p[shared:] for p in prompts]
-        injections = [None if inj is None else Injection(inj.vector, inj.layers, inj.mask[shared:], inj.generated) for inj in injections]
+    if prefix:
+        if ablations:
+            raise AssertionError("prefix reuse and ablation exclude each other: an ablation acts on the prefix too")
+        extra["past_key_values"], prefix_resid, injections = _reuse_prefix(model, prompts, injections, prefix, record)
+        prompts = [p[prefix:] for p in prompts]
         batch = _pad(model, prompts)  # equal lengths: no padding
-        batch["attention_mask"] = torch.ones(len(prompts), shared + batch["input_ids"].shape[1], dtype=torch.long, device=model.device)
+        batch["attention_mask"] = torch.ones(len(prompts), prefix + batch["input_ids"].shape[1], dtype=torch.long, device=model.device)
     else:
         batch = _pad(model, prompts)
     width = batch["input_ids"].shape[1]
@@ -205,7 +201,7 @@ def forward(
 
     nonfinite = ~finite
     if record:
-        if shared:  # the prefix is the same (and uninjected) in every row: check it once
+        if prefix:  # the prefix is the same (and uninjected) in every row: check it once
             nonfinite |= ~torch.isfinite(resid).flatten(1).all(1) | (not bool(torch.isfinite(prefix_resid).all()))
             resid = torch.cat([prefix_resid.expand(len(prompts), -1, -1, -1), resid], 2)
         else:
@@ -240,6 +236,19 @@ def shared_prefix(prompts: Sequence[Sequence[int]], injections: Sequence[Injecti
         if inj is not None and True in inj.mask[:n]:
             n = inj.mask.index(True)
     return n
+
+
+def _reuse_prefix(model: Model, prompts: Sequence[Sequence[int]], injections: Sequence[Injection | None], prefix: int,
+                  record: bool) -> tuple[object, torch.Tensor | None, list[Injection | None]]:
+    """A batch's copy of the prefix's keys and values, the prefix's residuals (with ``record``),
+    and the injections shifted to start after the prefix."""
+    if model.remote or shared_prefix(prompts, injections) < prefix:
+        raise AssertionError("prefix reuse needs a local model and a prefix shared by every prompt and untouched by injections")
+    cache, resid = prefix_state(model, prompts[0][:prefix], record)
+    cache = copy.deepcopy(cache)
+    cache.batch_repeat_interleave(len(prompts))
+    shifted = [None if inj is None else Injection(inj.vector, inj.layers, inj.mask[prefix:], inj.generated) for inj in injections]
+    return cache, resid, shifted
 
 
 def prefix_state(model: Model, prefix: Sequence[int], record: bool) -> tuple[object, torch.Tensor | None]:
@@ -295,14 +304,8 @@ def generate(
     batch = _pad(model, prompts)
     width = batch["input_ids"].shape[1]
     extra: dict[str, object] = {}
-    if prefix:
-        if model.remote or shared_prefix(prompts, injections) < prefix:
-            raise AssertionError("prefix reuse needs a local model and a prefix shared by every prompt and untouched by injections")
-        cache, prefix_resid = prefix_state(model, prompts[0][:prefix], record)
-        extra["past_key_values"] = copy.deepcopy(cache)
-        extra["past_key_values"].batch_repeat_interleave(len(prompts))
-        # generate() gets the whole prompt and runs only the tokens the cache lacks
-        injections = [None if inj is None else Injection(inj.vector, inj.layers, inj.mask[prefix:], inj.generated) for inj in injections]
+    if prefix:  # generate() gets the whole prompt and runs only the tokens the cache lacks
+        extra["past_key_values"], prefix_resid, injections = _reuse_prefix(model, prompts, injections, prefix, record)
     plan = _plan(model, width - prefix, injections)
     eos = _eos_ids(model)
     config = GenerationConfig(

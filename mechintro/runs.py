@@ -393,12 +393,13 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
     if missing:
         raise MechintroError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing: pass the store of every shard")
     n_trials, batch_size = first.sizes["trial"], int(first.attrs["batch_size"])
+    stores = dict(opened)  # paths are distinct: a repeated shard was refused above
     with staged_dir(out) as staging:
         shutil.copytree(by_index[1], staging)
         for index, p in sorted(by_index.items()):
             if index == 1:
                 continue
-            ds = dict(opened)[p]
+            ds = stores[p]
             for b in shard_batches(n_trials, batch_size, index, count):
                 region = {"trial": slice(b * batch_size, min((b + 1) * batch_size, n_trials))}
                 part = ds.isel(trial=region["trial"])
