@@ -16,8 +16,9 @@ args = arguments(__doc__, run=str(ROOT / "runs" / "demo.zarr"), vectors=str(ROOT
 ds = open_run(args.run)
 result = analysis.anomaly_directions(ds, analysis.detection_labels(ds), n_boot=10)
 concepts = sorted({str(c) for c in ds.concept.values if str(c)})
-cos = analysis.anomaly_cosines(result, load_vectors(args.vectors), words=[*stimuli.ANOMALY_WORDS, *concepts])
-everything = analysis.anomaly_cosines(result, load_vectors(args.vectors))
+everything = analysis.anomaly_cosines(result, load_vectors(args.vectors))  # every word the vectors hold
+shown = [w for w in [*stimuli.ANOMALY_WORDS, *concepts, "mean of concepts"] if w in everything.word]
+cos = everything.sel(word=shown)
 top = everything.to_pandas().abs().max().sort_values(ascending=False).head(8)
 print(f"largest |cosine| over all {everything.sizes['word']} words (any layer):")
 print(table([{"word": w, "max |cos|": float(v), "at layer": int(everything.layer.values[np.abs(everything.sel(word=w).values).argmax()])} for w, v in top.items()]))

@@ -9,6 +9,7 @@ from _figure import ROOT, arguments, open_run, save, title
 import mechintro as mi
 from mechintro import analysis
 from mechintro.experiments._common import table
+from mechintro.plotting import lens_curves
 
 args = arguments(__doc__, run=str(ROOT / "runs" / "demo.zarr"))
 ds = open_run(args.run)
@@ -22,6 +23,4 @@ print("Yes−No log-odds and P(concept word) through the lens, by group (inj L =
 print(table([{"layer": int(layer), **{f"log-odds {short[g]}": float(summary.logit_diff.sel(group=g, layer=layer)) for g in summary.group.values},
               **{f"P(c) {short[g]}": float(summary.p_concept.sel(group=g, layer=layer)) for g in summary.group.values if g != "control"}}
              for layer in summary.layer.values]))
-from mechintro.plotting import lens_curves  # noqa: E402
-
 save(lens_curves(summary, title=title(ds, "logit lens at the answer position")), args.out, "logit_lens", ds)
