@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
         sp.add_argument("--device-map", default=None, help="passed to from_pretrained, e.g. auto")
         sp.add_argument("--trust-remote-code", action="store_true", help="allow a Hub repo's own modelling code")
+        sp.add_argument("--remote", nargs="?", const=True, default=False, metavar="URL",
+                        help="run the traces on NDIF (a Hub id as --model; NDIF_HOST/NDIF_API_KEY apply), or on the NDIF-protocol server at URL")
 
     v = sub.add_parser("vectors", help="compute Lindsey concept vectors for every layer")
     model_args(v)
@@ -146,7 +148,8 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
 
     if args.out.exists():
         raise MechintroError(f"{args.out} already exists: choose another --out or delete it")
-    model = load_model(args.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code)
+    model = load_model(args.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code,
+                       remote=args.remote)
     vectors = concept_vectors(model, args.concepts)
     save_vectors(vectors, args.out)
     norms = vectors.vector_norm.mean("concept")
@@ -196,7 +199,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         resolve_layers(config.layers, spec.n_layers)  # depth is known: refuse bad layers before loading
     if args.vectors is not None and not args.vectors.exists():
         raise MechintroError(f"vectors file {args.vectors} does not exist: create it with `mechintro vectors`")
-    model = load_model(config.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code)
+    model = load_model(config.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code,
+                       remote=args.remote)
     vectors = load_vectors(args.vectors, model) if args.vectors else None
     update, close = _progress(args.experiment, args.quiet)
     try:

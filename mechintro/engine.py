@@ -21,6 +21,7 @@ under ``remote=True`` on NDIF (ENGINEERING_NOTES §1.1).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 import weakref
@@ -33,6 +34,27 @@ import torch
 from mechintro.arch import get_module, resid_of, text_config
 from mechintro.errors import MechintroError
 from mechintro.models import Model
+
+
+@contextlib.contextmanager
+def _remote_errors(model: Model):
+    """Turn a remote job's failure, or an unreachable server, into one line naming the fix."""
+    if not model.remote or model.remote == "local":
+        yield
+        return
+    import httpx
+    import websocket
+    from nnsight.intervention.backends.remote import RemoteError
+    from nnsight.schema.config import CONFIG
+
+    where = model.remote if isinstance(model.remote, str) else f"NDIF at {CONFIG.API.HOST}"
+    try:
+        yield
+    except RemoteError as exc:
+        raise MechintroError(f"the remote job failed on {where}: {exc}") from exc
+    except (OSError, httpx.HTTPError, websocket.WebSocketException) as exc:
+        raise MechintroError(f"cannot reach {where} ({exc}): check the URL (or NDIF_HOST) and NDIF_API_KEY, "
+                             "then run the same command again (committed trials are kept)") from exc
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,7 +198,7 @@ def forward(
     unembed = get_module(model.lm, model.arch.unembed)
     n_layers = model.n_layers
 
-    with torch.no_grad(), model.lm.trace(batch, remote=model.remote, logits_to_keep=1, **extra):
+    with _remote_errors(model), torch.no_grad(), model.lm.trace(batch, remote=model.remote, logits_to_keep=1, **extra):
         stacked = []
         for i in range(n_layers):
             if not record and i not in plan and i not in ablations:
@@ -185,9 +207,9 @@ def forward(
             h = out[0] if isinstance(out, tuple) else out
             if i in plan:
                 mask, vec, _ = plan[i]
-                h += mask * vec
+                h += mask.to(h.device) * vec.to(h.device)  # no-ops here; on a remote GPU they move
             if i in ablations:
-                u = ablations[i]
+                u = ablations[i].to(h.device)
                 h -= (h * u).sum(-1, keepdim=True) * u
             if record:
                 stacked.append(h.detach().to("cpu", torch.float16))
@@ -197,7 +219,7 @@ def forward(
         if cap:
             logits = torch.tanh(logits / cap) * cap
         finite = nnsight.save(torch.isfinite(logits).all(-1).cpu())
-        logprobs = nnsight.save(torch.log_softmax(logits, -1)[:, answers].cpu())
+        logprobs = nnsight.save(torch.log_softmax(logits, -1)[:, answers.to(logits.device)].cpu())
 
     nonfinite = ~finite
     if record:
@@ -325,8 +347,9 @@ def generate(
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*was never reached.*")
         torch.manual_seed(seed)
-        with torch.no_grad(), model.lm.generate(generation_config=config, remote=model.remote, **extra) as tracer:
+        with _remote_errors(model), torch.no_grad(), model.lm.generate(generation_config=config, remote=model.remote, **extra) as tracer:
             with tracer.invoke(batch):
+                torch.manual_seed(seed)  # again inside the trace: a remote server samples with its own generator
                 for step in tracer.iter[:max_new_tokens]:
                     stacked = []
                     for i in range(n_layers):
@@ -337,9 +360,9 @@ def generate(
                         if i in plan:
                             mask, vec, gen = plan[i]
                             if step == 0:
-                                h += mask * vec
+                                h += mask.to(h.device) * vec.to(h.device)
                             else:
-                                h[:, -1] += gen * vec[:, 0]
+                                h[:, -1] += gen.to(h.device) * vec[:, 0].to(h.device)
                         if record and step == 0:
                             stacked.append(h.detach().to("cpu", torch.float16))
                     if record and step == 0:
@@ -378,7 +401,7 @@ def last_token_resid(model: Model, prompts: Sequence[Sequence[int]]) -> torch.Te
     batch = _pad(model, prompts)
     layers = get_module(model.lm, model.arch.layers)
     n_layers = model.n_layers
-    with torch.no_grad(), model.lm.trace(batch, remote=model.remote) as tracer:
+    with _remote_errors(model), torch.no_grad(), model.lm.trace(batch, remote=model.remote) as tracer:
         last = []
         for i in range(n_layers):
             out = layers[i].output

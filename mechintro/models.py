@@ -99,7 +99,9 @@ class Model:
         tokenizer: the model's tokenizer (with its chat template).
         weights_sha256: sha256 of the verified weights file, or a fingerprint for Hub/local models.
         arch: module paths of layers, final norm, unembedding and embedding.
-        remote: run traces on NDIF instead of locally.
+        remote: where traces run: ``False`` here; ``True`` on NDIF (the host nnsight is configured
+            with, ``NDIF_HOST`` overriding); an ``http(s)://`` URL of another NDIF-protocol server;
+            ``"local"`` serialises each trace as for NDIF and runs it here (nnsight's dry run).
     """
 
     name: str
@@ -108,7 +110,7 @@ class Model:
     tokenizer: Any
     weights_sha256: str
     arch: Architecture
-    remote: bool = False
+    remote: bool | str = False
     load_seconds: float = field(default=0.0)
 
     @property
@@ -125,7 +127,9 @@ class Model:
 
     @property
     def device(self) -> torch.device:
-        return get_module(self.hf, self.arch.unembed).weight.device
+        """Where inputs are built: the weights' device, or the CPU for a remote model (weights on meta)."""
+        device = get_module(self.hf, self.arch.unembed).weight.device
+        return torch.device("cpu") if device.type == "meta" else device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -271,7 +275,7 @@ def load_model(
     dtype: Dtype = "float32",
     device_map: str | dict | None = None,
     trust_remote_code: bool = False,
-    remote: bool = False,
+    remote: bool | str = False,
 ) -> Model:
     """Load a causal LM and wrap it for tracing.
 
@@ -282,7 +286,9 @@ def load_model(
         dtype: parameter dtype. GGUF models are de-quantised to fp32 and cast from there.
         device_map: passed to ``from_pretrained`` (``"auto"`` spreads a large model over GPUs).
         trust_remote_code: allow a Hub repo's own modelling code. Off unless asked for.
-        remote: build a weightless model whose traces run on NDIF (Hub ids only).
+        remote: build a weightless model whose traces run remotely: ``True`` for NDIF (the host
+            nnsight is configured with; ``NDIF_HOST`` overrides it) or the ``http(s)://`` URL of an
+            NDIF-protocol server. Hub ids (or a directory the server also has); weights never load here.
 
     Returns:
         A :class:`Model`.
@@ -300,14 +306,21 @@ def load_model(
     if spec is not None:
         hf, tok, digest = _load_offline(spec, dtype, device_map)
     elif remote:
+        from transformers import AutoTokenizer
+
+        if isinstance(remote, str) and remote != "local" and not remote.startswith(("http://", "https://")):
+            raise MechintroError(f"--remote {remote!r} is not a server URL: give http(s)://HOST[:PORT], or --remote alone for NDIF")
+        tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
         lm = TransformersModel(
-            name_or_path, task="text-generation",
+            name_or_path, tokenizer=tok, task="text-generation",
             dtype=getattr(torch, dtype) if dtype != "auto" else "auto",
         )
         return Model(
-            name=name_or_path, hf=lm._model, lm=lm, tokenizer=lm.tokenizer,
-            weights_sha256=f"hf:{name_or_path}@remote", arch=architecture_of(lm._model),
-            remote=True, load_seconds=time.perf_counter() - start,
+            name=name_or_path, hf=lm._module, lm=lm, tokenizer=lm.tokenizer,
+            weights_sha256=f"hf:{name_or_path}@remote", arch=architecture_of(lm._module),
+            remote=remote, load_seconds=time.perf_counter() - start,
         )
     else:
         hf, tok, digest = _load_pretrained(name_or_path, dtype, device_map, trust_remote_code)
