@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from tests.conftest import local_model_keys
+
 
 @dataclass(frozen=True)
 class Case:
@@ -245,5 +247,12 @@ CASES: list[Case] = [
     Case("analysis-vectors-other-model", "alignment with vectors from another model", "compute vectors with the run's model", call=_api_analysis("vectors-other-model")),
     Case("analysis-not-sentence-run", "alignment on a run without the sentence's tokens", "use an intentional-control run", call=_api_analysis("not-sentence-run")),
     Case("analysis-lens-other-model", "the logit lens with another model than the run's", "load the run's model", call=_api_analysis("lens-other-model")),
+    Case("remote-not-a-url", "--remote with something that is not a server URL", "is not a server URL",
+         argv=_tiny_run("--remote", "ftp://example.org"), out="new.zarr"),
+    Case("remote-gguf", "--remote with an offline GGUF model", "pass its Hub id",
+         argv=["run", "detection-logits", "--model", "smollm2-135m", "--remote", "--concepts", "Dust", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("remote-unreachable", "--remote with a server that does not answer", "cannot reach http://127.0.0.1:9",
+         argv=["run", "detection-logits", "--model", "{env}/tiny", "--remote", "http://127.0.0.1:9", "--concepts", "Dust",
+               "--out", "{env}/new.zarr"], patch=local_model_keys, out="new.zarr"),
     Case("api-load-run-as-vectors", "loading a run as vectors", "not a mechintro vectors store", call=_api_load_vectors("run.zarr")),
 ]

@@ -104,3 +104,22 @@ def smollm2():
     from mechintro.models import load_model
 
     return load_model("smollm2-135m")
+
+
+class _Itself(dict):
+    def __contains__(self, key) -> bool:
+        return True
+
+    def __missing__(self, key):
+        return key
+
+
+def local_model_keys(monkeypatch) -> None:
+    """Client side: let a local directory be its own model key.
+
+    nnsight canonicalises a model key's repo id with a call to huggingface.co
+    (``HuggingFaceModel._remoteable_model_key``); offline, a directory stands for itself.
+    """
+    from nnsight.modeling import huggingface
+
+    monkeypatch.setattr(huggingface, "_ID_CACHE", _Itself())

@@ -2,7 +2,7 @@
 for NDIF, installed modules are hidden, and it is deserialised and run in-process. Passing here
 means the trace bodies capture nothing unpicklable, build their containers inside the trace and
 bring back only saved values (ENGINEERING_NOTES §1.1) — and give the same numbers as a local run.
-An end-to-end run against a protocol-compatible server is not tested (issue 5)."""
+The real client against a server: ``test_remote_server.py``."""
 
 from __future__ import annotations
 
