@@ -309,11 +309,14 @@ def execute(
             }
         else:
             assert generation is not None
+            # A batch whose trials all stop early (their own max_new_tokens) generates only that far.
+            steps = max(min(t.max_new_tokens or generation.max_new_tokens, generation.max_new_tokens) for t in chunk)
             result = engine.generate(
-                model, prompts, injections[start:stop], max_new_tokens=generation.max_new_tokens,
+                model, prompts, injections[start:stop], max_new_tokens=steps,
                 temperature=generation.temperature, seed=batch_seed(seed, b), record=record, prefix=prefix,
             )
-            ids = result.generated.numpy().astype(np.int32)
+            ids = np.full((len(chunk), generation.max_new_tokens), -1, dtype=np.int32)
+            ids[:, :steps] = result.generated.numpy()
             for row, t in enumerate(chunk):
                 if t.max_new_tokens is not None:
                     ids[row, t.max_new_tokens:] = -1
