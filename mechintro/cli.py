@@ -111,6 +111,14 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("shards", type=Path, nargs="+", help="the store of every shard (1/N … N/N)")
     m.add_argument("--out", type=Path, required=True, help="the merged run store")
 
+    t = sub.add_parser("train", help="LoRA-finetune a model to predict the behaviour in a self-prediction run (Looking Inward)")
+    model_args(t)
+    t.add_argument("--behaviour", type=Path, required=True, help="self-prediction run whose object-level answers are the targets")
+    t.add_argument("--out", type=Path, required=True, help="adapter directory (resumes OUT.partial if a run was stopped)")
+    t.add_argument("--examples", type=_positive_int, help="training examples (default 300)")
+    t.add_argument("--seed", type=int, help="seed of the adapter's initialisation and the example order")
+    t.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE", help="any training setting (see mechintro.training.TrainConfig)")
+
     i = sub.add_parser("info", help="describe a run: provenance, config, trial counts")
     i.add_argument("run", type=Path)
 
@@ -226,6 +234,38 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mechintro import training
+    from mechintro.models import load_model
+    from mechintro.runs import open_run
+
+    if args.remote:
+        raise MechintroError("finetuning runs here, not remotely: drop --remote")
+    fields = {f.name: f for f in dataclasses.fields(training.TrainConfig)}
+    given = {k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None}
+    for item in args.settings:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise MechintroError(f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
+        given[key] = _field_value(value, fields[key].default)
+    config = training.TrainConfig(**given)
+    if not args.behaviour.exists():
+        raise MechintroError(f"behaviour run {args.behaviour} does not exist: create it with `mechintro run self-prediction`")
+    behaviour = open_run(args.behaviour)
+    examples = training.training_examples(behaviour, config.examples, seed=config.seed)
+    model = load_model(args.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code)
+    update, close = _progress("train", args.quiet)
+    try:
+        out = training.finetune(model, examples, args.out, config, behaviour=behaviour, progress=update)
+    finally:
+        close()
+    record = training.read_training(out)
+    losses = record["losses"]
+    print(f"adapter {out}: {record['examples']} examples of {record['behaviour_model']}'s behaviour, {record['steps']} steps "
+          f"in {record['train_seconds']} s; loss {losses[0]:.3f} (first step) → {sum(losses[-5:]) / len(losses[-5:]):.3f} (mean of the last 5)")
+    return 0
+
+
 def _field_value(text: str, default: object) -> object:
     """A ``--set`` value parsed like the field's default: lists for tuples, numbers, booleans."""
     def scalar(s: str, like: object) -> object:
@@ -329,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(noisy).setLevel(logging.ERROR)
         _quiet_hf_progress()
         handler = {"vectors": _cmd_vectors, "run": _cmd_run, "info": _cmd_info, "verify": _cmd_verify, "grade": _cmd_grade,
-                   "merge": _cmd_merge}[args.command]
+                   "merge": _cmd_merge, "train": _cmd_train}[args.command]
         return handler(args)
     except MechintroError as exc:
         if debug:

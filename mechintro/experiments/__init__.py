@@ -15,6 +15,7 @@ from mechintro.experiments import (
     latent_introspection,
     localisation,
     prefill,
+    self_prediction,
     sweep,
     thoughts_vs_text,
 )
@@ -22,5 +23,5 @@ from mechintro.experiments import (
 EXPERIMENTS: dict[str, ModuleType] = {
     m.NAME: m
     for m in (detection_logits, injected_thoughts, thoughts_vs_text, prefill, intentional_control,
-              latent_introspection, sweep, localisation)
+              latent_introspection, sweep, localisation, self_prediction)
 }

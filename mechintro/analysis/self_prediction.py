@@ -1,0 +1,289 @@
+"""Scoring Looking Inward runs (PROTOCOL.md §5): self- and cross-prediction, and probes.
+
+A ``self-prediction`` run holds a model's object-level answers and its hypothetical predictions.
+:func:`score` pairs a *predictor* run's predictions with a *target* run's object-level answers
+(the same run for self-prediction), matching items by task and prompt text, so any model's
+predictions can be scored against any model's behaviour. Non-compliant object-level answers are
+excluded; non-compliant predictions count as wrong; both rates are kept (§5.1).
+
+* :func:`accuracy` — per task × property, Wilson intervals, against the **mode baseline** (always
+  guess the target's most frequent property value in that cell); pooled over the held-out and the
+  training tasks with a bootstrap clustered by item (an item's properties share one answer).
+* :func:`cross_matrix` — predictor × target accuracy on the held-out tasks.
+* :func:`self_vs_cross` — accuracy(M1→M1) − accuracy(M2→M1) on the same pairs, paired bootstrap
+  interval and sign-flip permutation p-value over items.
+* :func:`probe` — beyond the paper: a linear probe on the residual stream at the hypothetical
+  prompt's last token predicting a boolean property of the target's object-level answer,
+  cross-validated by task (folds never split a task), from the target's own activations and from
+  another model's activations on the same prompts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from mechintro import looking_inward
+from mechintro.errors import MechintroError
+from mechintro.experiments._common import rate
+from mechintro.stats import wilson
+
+NAME = "self-prediction"
+
+
+def _require(ds: xr.Dataset, role: str) -> None:
+    if ds.attrs.get("experiment") != NAME:
+        raise MechintroError(f"the {role} run is a {ds.attrs.get('experiment', 'non-mechintro')} run: give a self-prediction run "
+                             "(`mechintro run self-prediction`)")
+
+
+def _str(values) -> np.ndarray:
+    """Strings as a plain unicode array (run labels are numpy StringDType, which does not cast)."""
+    return np.array([str(v) for v in np.asarray(values).tolist()], dtype=str)
+
+
+def _labels(ds: xr.Dataset, name: str) -> np.ndarray:
+    return _str(ds[name].values)
+
+
+def score(predictor: xr.Dataset, target: xr.Dataset | None = None) -> xr.Dataset:
+    """One row (``pair``) per hypothetical trial of ``predictor`` whose item ``target`` answered.
+
+    Variables: ``task``, ``split``, ``property``, ``item`` (``task:index``), ``target`` (the
+    property of the target's object-level answer, ``""`` when non-compliant), ``prediction``
+    (``""`` when non-compliant), ``object_compliant``, ``prediction_compliant``, ``correct``
+    (False when either is non-compliant), ``trial`` (the predictor's trial index).
+    """
+    target = predictor if target is None else target
+    _require(predictor, "predictor")
+    _require(target, "target")
+    cond_t = _labels(target, "condition")
+    behaviour = {}
+    for i in np.nonzero(cond_t == "object")[0]:
+        key = (str(target["task"].values[i]), str(target["item_prompt"].values[i]))
+        behaviour[key] = (str(target["response"].values[i]), str(target["matching"].values[i]))
+    rows: dict[str, list] = {k: [] for k in ("task", "split", "property", "item", "target", "prediction",
+                                             "object_compliant", "prediction_compliant", "correct", "trial")}
+    cond_p = _labels(predictor, "condition")
+    for i in np.nonzero(cond_p == "hypothetical")[0]:
+        task, prompt, prop = (str(predictor[k].values[i]) for k in ("task", "item_prompt", "property"))
+        if (task, prompt) not in behaviour:
+            continue
+        response, matching = behaviour[(task, prompt)]
+        truth = looking_inward.extract(response, prop, matching)
+        guess = looking_inward.parse_prediction(str(predictor["response"].values[i]), prop)
+        rows["task"].append(task)
+        rows["split"].append(looking_inward.TASKS[task].split)
+        rows["property"].append(prop)
+        rows["item"].append(f"{task}:{int(predictor['item'].values[i])}")
+        rows["target"].append(truth or "")
+        rows["prediction"].append(guess or "")
+        rows["object_compliant"].append(truth is not None)
+        rows["prediction_compliant"].append(guess is not None)
+        rows["correct"].append(truth is not None and guess is not None and guess == truth)
+        rows["trial"].append(int(i))
+    if not rows["task"]:
+        raise MechintroError("the predictor and target runs share no items: run both with the same tasks, items and seed")
+    out = xr.Dataset({k: ("pair", np.array(v, dtype=object if k in ("task", "split", "property", "item", "target", "prediction") else None))
+                      for k, v in rows.items()})
+    out.attrs = {"predictor": predictor.attrs.get("model", "?"), "target": target.attrs.get("model", "?"),
+                 "predictor_adapter": _adapter(predictor), "target_adapter": _adapter(target)}
+    return out
+
+
+def _adapter(ds: xr.Dataset) -> str:
+    import json
+
+    return str(json.loads(ds.attrs.get("config", "{}")).get("adapter", ""))
+
+
+def _mode_share(values: np.ndarray) -> float:
+    if values.size == 0:
+        return math.nan
+    _, counts = np.unique(values, return_counts=True)
+    return float(counts.max() / values.size)
+
+
+def pooled(scored: xr.Dataset, split: str | None = None, *, seed: int = 0) -> dict[str, float]:
+    """Accuracy over the object-compliant pairs of ``split`` (None: all) with a 95% bootstrap
+    clustered by item, and the matching mode baseline (each cell's mode share, weighted by its n)."""
+    keep = np.asarray(scored.object_compliant.values, bool)
+    if split is not None:
+        keep = keep & (_str(scored.split.values) == split)  # not &=: keep views the dataset
+    correct = np.asarray(scored.correct.values, bool)[keep]
+    acc, lo, hi, n = rate(correct, np.asarray(scored.item.values)[keep], seed=seed)
+    cells = np.char.add(np.char.add(_str(scored.task.values)[keep], "/"), _str(scored.property.values)[keep])
+    targets = _str(scored.target.values)[keep]
+    baseline = sum(_mode_share(targets[cells == c]) * int((cells == c).sum()) for c in np.unique(cells)) / n if n else math.nan
+    return {"accuracy": acc, "lo": lo, "hi": hi, "n": n, "mode_baseline": baseline}
+
+
+def accuracy(scored: xr.Dataset) -> xr.Dataset:
+    """Per (task, property) cell: ``n`` object-compliant pairs, ``accuracy`` [``lo``, ``hi``]
+    (Wilson), ``mode_baseline``, ``object_compliance`` and ``prediction_compliance``; attrs
+    ``{train,test}_{accuracy,lo,hi,n,mode_baseline}`` (:func:`pooled`)."""
+    task = _str(scored.task.values)
+    prop = _str(scored.property.values)
+    compliant = np.asarray(scored.object_compliant.values, bool)
+    predicted = np.asarray(scored.prediction_compliant.values, bool)
+    correct = np.asarray(scored.correct.values, bool)
+    targets = _str(scored.target.values)
+    cells = list(dict.fromkeys(zip(task.tolist(), prop.tolist(), strict=True)))
+    data: dict[str, list] = {k: [] for k in ("n", "accuracy", "lo", "hi", "mode_baseline", "object_compliance", "prediction_compliance")}
+    for t, p in cells:
+        sel = (task == t) & (prop == p)
+        ok = sel & compliant
+        n = int(ok.sum())
+        k = int(correct[ok].sum())
+        lo, hi = wilson(k, n) if n else (math.nan, math.nan)
+        data["n"].append(n)
+        data["accuracy"].append(k / n if n else math.nan)
+        data["lo"].append(lo)
+        data["hi"].append(hi)
+        data["mode_baseline"].append(_mode_share(targets[ok]))
+        data["object_compliance"].append(float(compliant[sel].mean()))
+        data["prediction_compliance"].append(float(predicted[ok].mean()) if n else math.nan)
+    out = xr.Dataset({k: ("cell", np.array(v, dtype=float if k != "n" else int)) for k, v in data.items()},
+                     coords={"task": ("cell", [c[0] for c in cells]), "property": ("cell", [c[1] for c in cells]),
+                             "split": ("cell", [looking_inward.TASKS[c[0]].split for c in cells])})
+    for split in ("train", "test"):
+        for key, value in pooled(scored, split).items():
+            out.attrs[f"{split}_{key}"] = value
+    out.attrs.update(scored.attrs)
+    return out
+
+
+def cross_matrix(runs: Mapping[str, xr.Dataset], split: str = "test") -> xr.Dataset:
+    """``accuracy``, ``lo``, ``hi``, ``n`` (predictor × target) on ``split`` tasks, and each
+    target's ``mode_baseline``; the diagonal is self-prediction."""
+    names = list(runs)
+    shape = (len(names), len(names))
+    acc, lo, hi, n = (np.full(shape, math.nan) for _ in range(4))
+    baseline = np.full(len(names), math.nan)
+    for j, t in enumerate(names):
+        for i, p in enumerate(names):
+            r = pooled(score(runs[p], runs[t]), split)
+            acc[i, j], lo[i, j], hi[i, j], n[i, j] = r["accuracy"], r["lo"], r["hi"], r["n"]
+            baseline[j] = r["mode_baseline"]
+    dims = ("predictor", "target")
+    return xr.Dataset({"accuracy": (dims, acc), "lo": (dims, lo), "hi": (dims, hi), "n": (dims, n.astype(int)),
+                       "mode_baseline": ("target", baseline)},
+                      coords={"predictor": names, "target": names}, attrs={"split": split})
+
+
+def self_vs_cross(self_run: xr.Dataset, cross_run: xr.Dataset, target: xr.Dataset | None = None, *,
+                  split: str = "test", n_boot: int = 5000, seed: int = 0) -> dict[str, float]:
+    """accuracy(self_run → target) − accuracy(cross_run → target) on the pairs both predicted
+    (``target`` defaults to ``self_run``): the difference, its 95% paired bootstrap interval over
+    items, and a two-sided sign-flip permutation p-value over items."""
+    target = self_run if target is None else target
+    a, b = score(self_run, target), score(cross_run, target)
+
+    def table(s: xr.Dataset) -> dict[tuple[str, str], bool]:
+        keep = np.asarray(s.object_compliant.values, bool) & (_str(s.split.values) == split)
+        keys = zip(np.asarray(s.item.values)[keep].tolist(), np.asarray(s.property.values)[keep].tolist(), strict=True)
+        return dict(zip(keys, np.asarray(s.correct.values, bool)[keep].tolist(), strict=True))
+
+    ta, tb = table(a), table(b)
+    common = sorted(set(ta) & set(tb))
+    if len(common) < 2:
+        raise MechintroError(f"the self and cross runs share {len(common)} scored {split} pairs: run both on the same tasks and items")
+    items = np.array([k[0] for k in common])
+    diff = np.array([float(ta[k]) - float(tb[k]) for k in common])
+    groups = {g: np.nonzero(items == g)[0] for g in np.unique(items)}
+    per_item = np.array([diff[ix].sum() for ix in groups.values()])
+    sizes = np.array([ix.size for ix in groups.values()])
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(per_item), (n_boot, len(per_item)))
+    boot = per_item[picks].sum(1) / sizes[picks].sum(1)
+    signs = rng.choice([-1.0, 1.0], (n_boot, len(per_item)))
+    null = np.abs((signs * per_item).sum(1))
+    observed = abs(per_item.sum())
+    return {"self": float(np.mean([ta[k] for k in common])), "cross": float(np.mean([tb[k] for k in common])),
+            "difference": float(diff.mean()), "lo": float(np.percentile(boot, 2.5)), "hi": float(np.percentile(boot, 97.5)),
+            "p": float((1 + (null >= observed - 1e-12).sum()) / (1 + n_boot)), "n_pairs": len(common), "n_items": len(per_item)}
+
+
+def probe(target: xr.Dataset, sources: Mapping[str, str | Path], *, properties: Sequence[str] | None = None,
+          depths: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), seed: int = 0, n_boot: int = 1000) -> xr.Dataset:
+    """Cross-validated AUC of a linear probe for a boolean property of ``target``'s object-level
+    answers, from the hypothetical-prompt residuals of each run in ``sources`` (name → run path).
+
+    Folds are grouped by task (a probe never sees the task it is tested on); the held-out scores
+    of all folds are pooled into one AUC, each fold's standardised on its training rows. Properties present in
+    fewer than two tasks, or with a single class, are skipped. Returns ``auc`` with a bootstrap
+    interval over items (``lo``, ``hi``) and ``n`` by (source, property, layer), and the majority-
+    class share ``majority`` by property. ``depths`` are fractions of each source's depth (layer
+    ``round(f × (n_layers − 1))``), so models of different depths line up.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mechintro.experiments.self_prediction import load_hypothetical_resid
+    from mechintro.runs import open_run
+
+    props = [p for p in (properties or sorted(looking_inward.BOOLEAN))]
+    names = list(sources)
+    frames = {}
+    for name, path in sources.items():
+        ds = open_run(path)
+        frames[name] = (score(ds, target), load_hypothetical_resid(path))
+    if any(not 0 <= f <= 1 for f in depths):
+        raise MechintroError(f"depths must be fractions between 0 and 1, got {list(depths)}")
+    shape = (len(names), len(props), len(depths))
+    auc, lo, hi = (np.full(shape, math.nan) for _ in range(3))
+    count = np.zeros(shape[:2], dtype=int)
+    majority = np.full(len(props), math.nan)
+    for si, name in enumerate(names):
+        scored, resid = frames[name]
+        trial_pos = {int(t): k for k, t in enumerate(resid.trial.values)}
+        for pi, prop in enumerate(props):
+            keep = (_str(scored.property.values) == prop) & np.asarray(scored.object_compliant.values, bool)
+            rows = np.nonzero(keep)[0]
+            y = _str(scored.target.values)[rows] == "true"
+            groups = _str(scored.task.values)[rows]
+            items = _str(scored.item.values)[rows]
+            if len(np.unique(groups)) < 2 or y.all() or not y.any():
+                continue
+            majority[pi] = max(y.mean(), 1 - y.mean())
+            count[si, pi] = len(rows)
+            at = [trial_pos[int(t)] for t in np.asarray(scored.trial.values)[rows]]
+            folds = GroupKFold(n_splits=min(5, len(np.unique(groups))))
+            for li, depth in enumerate(depths):
+                layer = round(depth * (resid.sizes["layer"] - 1))
+                x = np.asarray(resid.isel(trial=at).sel(layer=layer).values, dtype=np.float32)
+                p = np.full(len(rows), math.nan)
+                for train, test in folds.split(x, y, groups):
+                    if y[train].all() or not y[train].any():
+                        p[test] = 0.0  # nothing to learn from: no information
+                        continue
+                    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=2000)).fit(x[train], y[train])
+                    # Scores of different folds are pooled into one AUC: standardise each fold's
+                    # decision values on its own training rows, so a fold's class prior (tasks
+                    # differ in their base rates) does not shift its scores against the others'.
+                    d = clf.decision_function(x[train])
+                    p[test] = (clf.decision_function(x[test]) - d.mean()) / (d.std() + 1e-12)
+                auc[si, pi, li] = roc_auc_score(y, p)
+                rng = np.random.default_rng(seed)
+                uniq = np.unique(items)
+                index = {u: np.nonzero(items == u)[0] for u in uniq}
+                boots = []
+                for _ in range(n_boot):
+                    pick = np.concatenate([index[u] for u in rng.choice(uniq, uniq.size)])
+                    if y[pick].all() or not y[pick].any():
+                        continue
+                    boots.append(roc_auc_score(y[pick], p[pick]))
+                if boots:
+                    lo[si, pi, li], hi[si, pi, li] = np.percentile(boots, [2.5, 97.5])
+    dims = ("source", "property", "depth")
+    return xr.Dataset({"auc": (dims, auc), "lo": (dims, lo), "hi": (dims, hi), "n": (dims[:2], count),
+                       "majority": ("property", majority)},
+                      coords={"source": names, "property": props, "depth": list(depths)},
+                      attrs={"target": target.attrs.get("model", "?")})

@@ -1,0 +1,166 @@
+"""``self-prediction``: Binder et al.'s Looking Inward (PROTOCOL.md §5).
+
+One run holds, for every item of every task, the model's **object-level** answer at temperature 0
+(``condition="object"``) and, for every property of the task, its answer to the **hypothetical**
+question in a fresh context (``condition="hypothetical"``), both without chain of thought. Labels:
+``task``, ``split`` (train / test, the paper's split), ``item``, ``property`` and ``item_prompt``
+(the object-level prompt's text, so runs of different models can be matched item by item).
+Answers are greedy and cut at ``max_new_tokens`` (object) / ``hypothetical_tokens``: every
+property reads only the beginning of an answer.
+
+With ``record_resid`` the residual stream of every layer at the hypothetical prompt's last token
+is stored in the run's ``hypothetical_resid`` group (:func:`load_hypothetical_resid`): the state
+the model answers from, for the probes of :func:`mechintro.analysis.self_prediction.probe`.
+
+``adapter`` evaluates a finetuned model: a LoRA adapter saved by ``mechintro train``, merged into
+the weights before the run (:func:`mechintro.training.apply_adapter`).
+
+Scoring and the self/cross comparisons: :mod:`mechintro.analysis.self_prediction`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from mechintro import engine, looking_inward
+from mechintro.errors import MechintroError
+from mechintro.experiments._common import check_config, table
+from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.prompts import render_chat, tokenize
+from mechintro.runner import Generation, Shard, Trial, execute
+
+NAME = "self-prediction"
+RESID_GROUP = "hypothetical_resid"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelfPredictionConfig:
+    """Configuration of a ``self-prediction`` run (templates and split: PROTOCOL.md §5.1)."""
+
+    model: str = DEFAULT_MODEL
+    tasks: tuple[str, ...] = ()  # empty: all 13 tasks
+    items: int = 30  # per task; the hand-written kinds have 8-16 items and take all of them
+    max_new_tokens: int = 16  # object-level answers (properties read their first three words)
+    hypothetical_tokens: int = 8
+    seed: int = 0
+    batch_size: int = 16
+    record_resid: bool = True  # every layer at the hypothetical prompt's last token
+    adapter: str = ""  # a LoRA adapter directory saved by `mechintro train`
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        unknown = [t for t in self.tasks if t not in looking_inward.TASKS]
+        if unknown:
+            raise MechintroError(f"unknown task(s) {', '.join(unknown)}: choose from {', '.join(looking_inward.TASKS)}")
+        if self.items < 1 or self.max_new_tokens < 1 or self.hypothetical_tokens < 1:
+            raise MechintroError("items, max_new_tokens and hypothetical_tokens must be at least 1")
+
+    def task_names(self) -> tuple[str, ...]:
+        return self.tasks or tuple(looking_inward.TASKS)
+
+
+Config = SelfPredictionConfig
+
+
+def _trial(model: Model, item: looking_inward.Item, text: str, condition: str, prop: str, max_new_tokens: int | None) -> Trial:
+    rendered = render_chat(model.tokenizer, [{"role": "user", "content": text}])
+    spec = looking_inward.TASKS[item.task]
+    return Trial(
+        prompt=tokenize(model.tokenizer, rendered), condition=condition,
+        labels={"task": item.task, "split": spec.split, "item": item.index, "property": prop,
+                "item_prompt": item.prompt, "matching": item.matching},
+        max_new_tokens=max_new_tokens,
+    )
+
+
+def build_trials(config: SelfPredictionConfig, model: Model) -> list[Trial]:
+    """Object-level trials first (one per item), then the hypothetical ones (item × property)."""
+    objects, hypotheticals = [], []
+    for task in config.task_names():
+        for item in looking_inward.items(task, config.items, config.seed):
+            objects.append(_trial(model, item, item.prompt, "object", "", None))
+            for prop in looking_inward.TASKS[task].properties:
+                hypotheticals.append(_trial(model, item, looking_inward.hypothetical(item, prop), "hypothetical", prop,
+                                            config.hypothetical_tokens))
+    return objects + hypotheticals
+
+
+def run(config: SelfPredictionConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
+        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None) -> Path:
+    """Generate every answer into ``out``, then (``record_resid``) the hypothetical prompts' last-token residuals.
+
+    ``vectors`` is unused (nothing is injected). A model finetuned with ``mechintro train`` is
+    evaluated by giving its adapter as ``config.adapter`` (merged into ``model`` here).
+    """
+    if shard is not None:
+        raise MechintroError("self-prediction runs are not sharded: run it without --shard")
+    if config.adapter:
+        from mechintro.training import apply_adapter
+
+        model = apply_adapter(model, config.adapter)
+    trials = build_trials(config, model)
+    out = execute(
+        model, trials, out, config=dataclasses.asdict(config), mode="generate",
+        generation=Generation(max_new_tokens=max(config.max_new_tokens, config.hypothetical_tokens), temperature=0.0),
+        batch_size=config.batch_size, record=False, seed=config.seed,
+        extra_attrs={"experiment": NAME}, progress=progress,
+    )
+    if config.record_resid and not (out / RESID_GROUP).exists():
+        _record_last_tokens(model, trials, out, config.batch_size)
+    return out
+
+
+def _record_last_tokens(model: Model, trials: list[Trial], out: Path, batch_size: int) -> None:
+    """Every layer's residual at each hypothetical prompt's last token, written to a scratch
+    group and renamed into place: the group exists whole or not at all."""
+    import torch
+
+    index = [i for i, t in enumerate(trials) if t.condition == "hypothetical"]
+    chunks = []
+    for start in range(0, len(index), batch_size):
+        batch = [trials[i].prompt.input_ids for i in index[start:start + batch_size]]
+        chunks.append(engine.last_token_resid(model, batch).to(torch.float16).numpy())
+    resid = np.concatenate(chunks) if chunks else np.zeros((0, model.n_layers, model.d_model), np.float16)
+    ds = xr.Dataset({"resid": (("trial", "layer", "d_model"), resid)},
+                    coords={"trial": np.array(index, dtype=np.int64), "layer": np.arange(model.n_layers)})
+    scratch = out / f".{RESID_GROUP}.tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    ds.to_zarr(scratch, zarr_format=3, consolidated=False)
+    scratch.rename(out / RESID_GROUP)
+
+
+def load_hypothetical_resid(run: str | Path) -> xr.DataArray:
+    """``(trial, layer, d_model)`` float16: the residuals :func:`run` recorded, ``trial`` indexing the run's trials."""
+    path = Path(run) / RESID_GROUP
+    if not path.exists():
+        raise MechintroError(f"{run} has no hypothetical-prompt residuals: run self-prediction with record_resid on")
+    return xr.open_zarr(path, consolidated=False)["resid"]
+
+
+def summarize(ds: xr.Dataset) -> xr.Dataset:
+    """The run scored against itself: accuracy per task and property against the mode baseline
+    (:func:`mechintro.analysis.self_prediction.accuracy`)."""
+    from mechintro.analysis import self_prediction
+
+    return self_prediction.accuracy(self_prediction.score(ds))
+
+
+def format_summary(summary: xr.Dataset) -> str:
+    rows = []
+    for i in range(summary.sizes["cell"]):
+        c = summary.isel(cell=i)
+        rows.append({"split": str(c.split.values), "task": str(c.task.values), "property": str(c.property.values),
+                     "n": int(c.n), "accuracy": float(c.accuracy), "95% CI": f"[{float(c.lo):.3f}, {float(c.hi):.3f}]",
+                     "mode baseline": float(c.mode_baseline), "object compliant": float(c.object_compliance),
+                     "prediction compliant": float(c.prediction_compliance)})
+    overall = summary.attrs
+    return table(rows) + (f"\nheld-out tasks: accuracy {overall['test_accuracy']:.3f} [{overall['test_lo']:.3f}, {overall['test_hi']:.3f}] "
+                          f"vs mode baseline {overall['test_mode_baseline']:.3f}; training tasks: {overall['train_accuracy']:.3f} "
+                          f"vs {overall['train_mode_baseline']:.3f}")

@@ -1,0 +1,218 @@
+"""LoRA finetuning for Looking Inward (Binder et al.; PROTOCOL.md §5.1 "Training"), at CPU scale.
+
+:func:`training_examples` turns a ``self-prediction`` run into (hypothetical prompt, property of
+that run's object-level answer) pairs on the training tasks — the model's own behaviour for
+self-prediction training, another model's for cross-training, always in the same "you" framing.
+:func:`finetune` trains a LoRA adapter (``peft``) on them: loss on the answer tokens only, seeded
+(adapter initialisation and example order), checkpointed every ``checkpoint_every`` steps into
+``OUT.partial`` so a killed run resumes where it stopped, and moved to ``OUT`` only when finished,
+with ``training.json`` (provenance: base weights, the behaviour run, the examples' sha256,
+settings, losses, time). :func:`apply_adapter` merges an adapter into a model for evaluation and
+refuses one trained on other weights.
+
+Our defaults against the paper's (Llama 3.1 70B: LoRA rank 32, batch 16, 1 epoch, lr 2e-5, ~30k
+examples): rank 8, batch 8, 1 epoch, lr 2e-4, a few hundred examples — sizes that train on two CPU
+cores in minutes (docs/looking-inward.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from mechintro import looking_inward
+from mechintro.errors import MechintroError
+from mechintro.experiments._common import check_config
+from mechintro.models import Model, sha256_of
+from mechintro.prompts import render_chat
+from mechintro.provenance import provenance_attrs
+
+TRAINING_FILE = "training.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """LoRA settings (paper, Llama 70B: rank 32, batch 16, 1 epoch, lr 2e-5)."""
+
+    examples: int = 300
+    rank: int = 8
+    alpha: int = 16
+    learning_rate: float = 2e-4
+    batch_size: int = 8
+    epochs: int = 1
+    seed: int = 0
+    checkpoint_every: int = 10
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        if min(self.examples, self.rank, self.batch_size, self.epochs, self.checkpoint_every) < 1 or not self.learning_rate > 0:
+            raise MechintroError("examples, rank, batch_size, epochs and checkpoint_every must be at least 1, learning_rate above 0")
+
+
+def training_examples(behaviour: xr.Dataset, n: int, *, split: str = "train", seed: int = 0) -> list[tuple[str, str]]:
+    """Up to ``n`` (hypothetical prompt, answer) pairs: every compliant item × property of the
+    ``split`` tasks in ``behaviour``'s object-level answers, shuffled (seeded), the first ``n``."""
+    from mechintro.analysis.self_prediction import _require
+
+    _require(behaviour, "behaviour")
+    pairs = []
+    cond = np.array([str(c) for c in behaviour["condition"].values.tolist()])
+    for i in np.nonzero(cond == "object")[0]:
+        task = str(behaviour["task"].values[i])
+        spec = looking_inward.TASKS[task]
+        if spec.split != split:
+            continue
+        item = looking_inward.Item(task, int(behaviour["item"].values[i]), str(behaviour["item_prompt"].values[i]),
+                                   str(behaviour["matching"].values[i]))
+        for prop in spec.properties:
+            value = looking_inward.extract(str(behaviour["response"].values[i]), prop, item.matching)
+            if value is not None:
+                pairs.append((looking_inward.hypothetical(item, prop), value))
+    if not pairs:
+        raise MechintroError(f"the behaviour run has no compliant {split}-task answers to train on: run self-prediction with its {split} tasks")
+    random.Random(seed).shuffle(pairs)
+    return pairs[:n]
+
+
+def _encode(model: Model, prompt: str, answer: str) -> tuple[list[int], list[int]]:
+    """Token ids of the chat with the answer, and labels: -100 on the prompt, the ids on the answer turn."""
+    head = render_chat(model.tokenizer, [{"role": "user", "content": prompt}])
+    full = model.tokenizer.apply_chat_template([{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
+                                               tokenize=False, add_generation_prompt=False)
+    if not full.startswith(head):
+        raise MechintroError("the chat template renders the user turn differently with an answer after it: cannot mask the prompt")
+    ids_head = model.tokenizer(head, add_special_tokens=False)["input_ids"]
+    ids = model.tokenizer(full, add_special_tokens=False)["input_ids"]
+    k = len(ids_head) if ids[:len(ids_head)] == ids_head else len(model.tokenizer(head.rstrip(), add_special_tokens=False)["input_ids"])
+    return ids, [-100] * k + ids[k:]
+
+
+def _digest(examples: list[tuple[str, str]]) -> str:
+    return hashlib.sha256(json.dumps(examples).encode()).hexdigest()
+
+
+def finetune(model: Model, examples: list[tuple[str, str]], out: str | Path, config: TrainConfig, *,
+             behaviour: xr.Dataset | None = None, progress=None) -> Path:
+    """Train a LoRA adapter on ``examples`` into ``out`` (resuming ``out.partial`` if present).
+
+    ``model`` itself is not modified (a copy is trained). Returns ``out``.
+    """
+    from peft import (
+        LoraConfig,
+        get_peft_model,
+        get_peft_model_state_dict,
+        set_peft_model_state_dict,
+    )
+
+    out = Path(out)
+    if (out / TRAINING_FILE).exists():
+        return out
+    if out.exists():
+        raise MechintroError(f"{out} exists and is not a finished adapter: choose another --out or delete it")
+    partial = out.with_name(out.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    digest = _digest(examples)
+    encoded = [_encode(model, p, a) for p, a in examples]
+    order = list(range(len(encoded)))
+    steps_per_epoch = -(-len(order) // config.batch_size)
+    schedule = []
+    for epoch in range(config.epochs):
+        random.Random(config.seed * 1000 + epoch).shuffle(order)
+        schedule += [order[s * config.batch_size:(s + 1) * config.batch_size] for s in range(steps_per_epoch)]
+
+    torch.manual_seed(config.seed)
+    hf = copy.deepcopy(model.hf)
+    hf.requires_grad_(False)
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0, target_modules="all-linear",
+                      exclude_modules=[model.arch.unembed], task_type="CAUSAL_LM")
+    peft_model = get_peft_model(hf, lora)
+    peft_model.train()
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+    state = {"step": 0, "losses": [], "seconds": 0.0}
+    checkpoint = partial / "checkpoint.pt"
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved["examples_sha256"] != digest or saved["config"] != dataclasses.asdict(config):
+            raise MechintroError(f"{partial} holds a checkpoint of other examples or settings: delete it or choose another --out")
+        set_peft_model_state_dict(peft_model, saved["adapter"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+    pad = model.tokenizer.pad_token_id
+    start = time.perf_counter() - state["seconds"]
+    for step in range(state["step"], len(schedule)):
+        batch = [encoded[i] for i in schedule[step]]
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, (x, y) in enumerate(batch):  # right padding: positions are unchanged
+            ids[r, :len(x)] = torch.tensor(x)
+            labels[r, :len(y)] = torch.tensor(y)
+            mask[r, :len(x)] = 1
+        loss = peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["losses"].append(loss.item())
+        state["step"] = step + 1
+        state["seconds"] = time.perf_counter() - start
+        if progress:
+            progress(step + 1, len(schedule))
+        if state["step"] % config.checkpoint_every == 0 and state["step"] < len(schedule):
+            scratch = partial / "checkpoint.tmp"
+            torch.save({"adapter": get_peft_model_state_dict(peft_model), "optimizer": optimizer.state_dict(), "state": state,
+                        "examples_sha256": digest, "config": dataclasses.asdict(config)}, scratch)
+            scratch.replace(checkpoint)
+    peft_model.save_pretrained(partial / "adapter")
+    for f in (partial / "adapter").iterdir():
+        f.replace(partial / f.name)
+    (partial / "adapter").rmdir()
+    checkpoint.unlink(missing_ok=True)
+    record = {
+        "base_model": model.name, "base_weights_sha256": model.weights_sha256,
+        "behaviour_model": behaviour.attrs.get("model", "?") if behaviour is not None else "?",
+        "behaviour_weights_sha256": behaviour.attrs.get("weights_sha256", "?") if behaviour is not None else "?",
+        "behaviour_adapter": json.loads(behaviour.attrs.get("config", "{}")).get("adapter", "") if behaviour is not None else "",
+        "examples": len(examples), "examples_sha256": digest, "config": dataclasses.asdict(config),
+        "steps": state["step"], "losses": state["losses"], "train_seconds": round(state["seconds"], 1),
+        **provenance_attrs(),
+    }
+    (partial / TRAINING_FILE).write_text(json.dumps(record, indent=1))
+    partial.rename(out)
+    return out
+
+
+def read_training(adapter: str | Path) -> dict:
+    path = Path(adapter) / TRAINING_FILE
+    if not path.exists():
+        raise MechintroError(f"{adapter} is not a finished mechintro adapter (no {TRAINING_FILE}): train it with `mechintro train`")
+    return json.loads(path.read_text())
+
+
+def apply_adapter(model: Model, adapter: str | Path) -> Model:
+    """A copy of ``model`` with the LoRA ``adapter`` merged into its weights (``model`` is unchanged)."""
+    from nnsight.modeling.transformers import TransformersModel
+    from peft import PeftModel
+
+    record = read_training(adapter)
+    if record["base_weights_sha256"] != model.weights_sha256:
+        raise MechintroError(f"{adapter} was trained on {record['base_model']} (weights {record['base_weights_sha256'][:12]}…), "
+                             f"not on {model.name}: load that model")
+    merged = PeftModel.from_pretrained(copy.deepcopy(model.hf), str(adapter)).merge_and_unload()
+    merged.requires_grad_(False)
+    merged.eval()
+    identity = hashlib.sha256(f"{model.weights_sha256}+{sha256_of([Path(adapter) / 'adapter_model.safetensors'])}".encode()).hexdigest()
+    return dataclasses.replace(model, name=f"{model.name}+{Path(adapter).name}", hf=merged,
+                               lm=TransformersModel(merged, tokenizer=model.tokenizer, task="text-generation"),
+                               weights_sha256=identity)
