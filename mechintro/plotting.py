@@ -277,3 +277,90 @@ def anomaly_cosine_matrix(cosines: xr.DataArray, *, title: str = "") -> plt.Figu
     if title:
         fig.suptitle(title)
     return fig
+
+
+def self_prediction_accuracy(summaries: dict[str, xr.Dataset], *, split: str = "test", title: str = "") -> plt.Figure:
+    """Accuracy per property (pooled over the ``split`` tasks) of each model predicting itself,
+    with 95% Wilson intervals, against each property's mode baseline (★)."""
+    props = list(dict.fromkeys(p for s in summaries.values() for p, sp in zip(s.property.values.tolist(), s.split.values.tolist(), strict=True) if sp == split))
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(props) * max(1, len(summaries)) / 1.5), 4), constrained_layout=True)
+    width = 0.8 / max(1, len(summaries))
+    for k, (name, s) in enumerate(summaries.items()):
+        keep = s.split.values == split
+        x, acc, lo, hi, base = [], [], [], [], []
+        for i, prop in enumerate(props):
+            cell = keep & (s.property.values == prop)
+            n = s.n.values[cell]
+            if n.sum() == 0:
+                continue
+            hits = round(float(np.nansum(s.accuracy.values[cell] * n)))
+            low, high = wilson(hits, int(n.sum()))
+            x.append(i + (k - (len(summaries) - 1) / 2) * width)
+            acc.append(hits / n.sum())
+            lo.append(low)
+            hi.append(high)
+            base.append(float(np.nansum(s.mode_baseline.values[cell] * n) / n.sum()))
+        acc_a = np.array(acc, dtype=float)
+        yerr = np.clip([acc_a - np.array(lo), np.array(hi) - acc_a], 0, None) if acc else None
+        ax.bar(x, acc_a, width, color=f"C{k}", label=name, yerr=yerr, capsize=2)
+        ax.plot(x, base, "k*", ms=7, label="mode baseline" if k == 0 else None)
+    ax.set_xticks(range(len(props)), [p.replace("_", " ") for p in props], rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel=f"accuracy on {'held-out' if split == 'test' else 'training'} tasks", ylim=(0, 1))
+    ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def self_cross_matrix(matrix: xr.Dataset, *, title: str = "") -> plt.Figure:
+    """Predictor × target accuracy (held-out tasks) with intervals and each target's mode baseline."""
+    names = matrix.predictor.values.tolist()
+    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(names), 1.8 + 1.2 * len(names)), constrained_layout=True)
+    image = ax.imshow(matrix.accuracy.values, cmap="viridis", vmin=0, vmax=max(0.6, float(np.nanmax(matrix.accuracy.values))))
+    for i in range(len(names)):
+        for j in range(len(names)):
+            c = matrix.isel(predictor=i, target=j)
+            ax.text(j, i, f"{float(c.accuracy):.3f}\n[{float(c.lo):.2f}, {float(c.hi):.2f}]\nn={int(c.n)}", ha="center", va="center",
+                    fontsize=7, color="w" if float(c.accuracy) < 0.45 else "k", fontweight="bold" if i == j else "normal")
+    ax.set_xticks(range(len(names)), [f"{n}\n(mode {float(b):.2f})" for n, b in zip(names, matrix.mode_baseline.values, strict=True)], fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set(xlabel="target: whose behaviour", ylabel="predictor: who predicts")
+    fig.colorbar(image, ax=ax, label="accuracy")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def self_vs_cross_bars(results: dict[str, dict[str, float]], *, title: str = "") -> plt.Figure:
+    """For each trained pair: accuracy of M1 predicting itself vs M2 (trained on M1's behaviour)
+    predicting M1, on the same held-out pairs; the difference's interval and p in the labels."""
+    fig, ax = plt.subplots(figsize=(2 + 2.2 * len(results), 4), constrained_layout=True)
+    for k, r in enumerate(results.values()):
+        ax.bar(k - 0.2, r["self"], 0.4, color="C0", label="self-prediction (M1 → M1)" if k == 0 else None)
+        ax.bar(k + 0.2, r["cross"], 0.4, color="C1", label="cross-prediction (M2 → M1)" if k == 0 else None)
+        ax.text(k, max(r["self"], r["cross"]) + 0.03, f"Δ {r['difference']:+.3f}\n[{r['lo']:+.3f}, {r['hi']:+.3f}]\np = {r['p']:.3f}",
+                ha="center", fontsize=7)
+    ax.set_xticks(range(len(results)), list(results), fontsize=7)
+    ax.set(ylabel="accuracy on held-out tasks", ylim=(0, 1))
+    ax.legend(fontsize=7, loc="upper right")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def probe_auc(result: xr.Dataset, *, title: str = "") -> plt.Figure:
+    """Task-held-out AUC of a linear probe for each boolean property of the target's answers, by
+    relative depth, from the target's own activations and from another model's on the same prompts."""
+    props = [p for p in result.property.values.tolist() if int(result.n.sel(property=p).max()) > 0]
+    fig, axes = plt.subplots(1, max(1, len(props)), figsize=(3.2 * max(1, len(props)), 3.4), constrained_layout=True, sharey=True, squeeze=False)
+    for ax, prop in zip(axes[0], props, strict=False):
+        for k, source in enumerate(result.source.values.tolist()):
+            cell = result.sel(source=source, property=prop)
+            _band(ax, result.depth.values, cell.auc, cell.lo, cell.hi, f"C{k}", f"{source} activations")
+        ax.axhline(0.5, color="k", ls=":", lw=1)
+        ax.set(title=f"{prop.replace('_', ' ')} (n={int(result.n.sel(property=prop).max())})", xlabel="depth (fraction of layers)", ylim=(0, 1))
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel(f"AUC, tasks held out (target: {result.attrs.get('target', '?')})")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig

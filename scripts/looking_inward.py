@@ -1,0 +1,97 @@
+"""Looking Inward on the offline models, end to end: self-prediction runs, self- and cross-training
+(LoRA), evaluation of the trained models, and the cross-training data-scaling curve.
+
+    python scripts/looking_inward.py --models smollm2-135m,qwen2.5-coder-0.5b --items 8
+    python analyses/looking_inward.py            # tables and figures from what this wrote
+
+For each model M (``--root``, default ``runs/looking-inward``):
+
+1. ``M/base.zarr``: M's object-level answers and hypothetical predictions (``self-prediction``).
+2. ``M/self-adapter``: M finetuned on its own behaviour on the training tasks; ``M/self.zarr``: the
+   finetuned M (M1' in the paper's notation) evaluated: its new object-level answers and predictions.
+3. For every other model M2: ``M2/cross-on-M/adapter`` — M2 finetuned on M1''s behaviour (same
+   examples, same "you" framing); ``M2/cross-on-M/run.zarr`` — its predictions, scored against
+   M1''s answers in ``M/self.zarr``.
+4. ``--scaling N1,N2,...``: the first model (the cheapest to evaluate) cross-trained on N examples
+   of the second's behaviour, for the data-scaling curve: ``M2/cross-on-M/scaling-N/``.
+
+Everything resumes: a finished run or adapter is skipped, an unfinished one continues. Wall times
+go to ``ROOT/timing.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from mechintro import runs, training
+from mechintro.experiments import self_prediction
+from mechintro.models import load_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="smollm2-135m,qwen2.5-coder-0.5b")
+    p.add_argument("--items", type=int, default=8, help="items per task (the runs' size)")
+    p.add_argument("--examples", type=int, default=300, help="training examples per adapter")
+    p.add_argument("--scaling", default="", help="comma-separated example counts for the cross-training curve")
+    p.add_argument("--root", type=Path, default=ROOT / "runs" / "looking-inward")
+    args = p.parse_args()
+    names = [m for m in args.models.split(",") if m]
+    args.root.mkdir(parents=True, exist_ok=True)
+    timing_path = args.root / "timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    config = self_prediction.Config(items=args.items)
+    train_config = training.TrainConfig(examples=args.examples)
+    models = {}
+
+    def model(name):
+        if name not in models:
+            models.clear()  # one model in memory at a time
+            models[name] = load_model(name)
+        return models[name]
+
+    def timed(key, fn):
+        if key in timing:
+            return
+        start = time.perf_counter()
+        fn()
+        timing[key] = round(time.perf_counter() - start, 1)
+        timing_path.write_text(json.dumps(timing, indent=1))
+        print(f"{key}: {timing[key]} s", flush=True)
+
+    def evaluate(name, out, adapter=""):
+        cfg = self_prediction.Config(**{**config.__dict__, "model": name, "adapter": str(adapter)})
+        timed(f"run {out.relative_to(args.root)}", lambda: self_prediction.run(cfg, out, model=model(name)))
+
+    def train(name, behaviour_run, out, cfg=train_config):
+        behaviour = runs.open_run(behaviour_run)
+        examples = training.training_examples(behaviour, cfg.examples, seed=cfg.seed)
+        timed(f"train {out.relative_to(args.root)} ({len(examples)} examples)",
+              lambda: training.finetune(model(name), examples, out, cfg, behaviour=behaviour))
+
+    for name in names:
+        evaluate(name, args.root / name / "base.zarr")
+        train(name, args.root / name / "base.zarr", args.root / name / "self-adapter")
+        evaluate(name, args.root / name / "self.zarr", args.root / name / "self-adapter")
+    for m1 in names:
+        for m2 in names:
+            if m1 == m2:
+                continue
+            folder = args.root / m2 / f"cross-on-{m1}"
+            train(m2, args.root / m1 / "self.zarr", folder / "adapter")
+            evaluate(m2, folder / "run.zarr", folder / "adapter")
+    if args.scaling and len(names) >= 2:
+        m1, m2 = names[1], names[0]
+        for n in (int(x) for x in args.scaling.split(",")):
+            folder = args.root / m2 / f"cross-on-{m1}" / f"scaling-{n}"
+            train(m2, args.root / m1 / "self.zarr", folder / "adapter", training.TrainConfig(**{**train_config.__dict__, "examples": n}))
+            evaluate(m2, folder / "run.zarr", folder / "adapter")
+
+
+if __name__ == "__main__":
+    main()
