@@ -92,7 +92,7 @@ def _disk_full(mp) -> None:
     from mechintro import runs
 
     def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device", "new.zarr")
+        raise OSError(errno.ENOSPC, "No space left on device", "full.zarr")
 
     mp.setattr(runs, "write_batch", full)
 
@@ -226,7 +226,7 @@ CASES: list[Case] = [
     Case("info-not-zarr", "`info` on a folder that is not a zarr store", "not a readable zarr store", argv=["info", "{env}/tiny"]),
     Case("info-truncated", "`info` on a run whose metadata was truncated", "not a readable zarr store", argv=["info", "{env}/truncated.zarr"]),
     Case("verify-foreign", "`verify` on a zarr store that is not a run", "missing attributes", argv=["verify", "{env}/foreign.zarr"]),
-    Case("disk-full", "the disk filling up during a run", "No space left on device", argv=_tiny_run("--layers", "1", "--strengths", "1"), patch=_disk_full),
+    Case("disk-full", "the disk filling up during a run", "No space left on device", argv=_tiny_run("--layers", "1", "--strengths", "1", out="full.zarr"), patch=_disk_full),
     Case("judge-unreachable", "a judge endpoint that does not answer", "is unreachable", argv=_grade(), patch=_with_key),
     Case("judge-no-key", "a judge whose API-key variable is not set", "set the environment variable MECHINTRO_BAD_INPUT_KEY", argv=_grade(), patch=_without_key),
     Case("grade-logits-run", "grading a logit-mode run (no responses)", "only generation runs", argv=_grade(run="run.zarr"), patch=_with_key),

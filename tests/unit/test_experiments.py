@@ -227,7 +227,7 @@ def test_localisation_windows_and_scoring(tiny, vecs, tmp_path):
 
 def test_every_experiment_is_registered_with_its_interface():
     assert set(EXPERIMENTS) == {"detection-logits", "injected-thoughts", "thoughts-vs-text", "prefill", "intentional-control",
-                                "latent-introspection", "sweep", "localisation"}
+                                "latent-introspection", "sweep", "localisation", "self-prediction"}
     for module in EXPERIMENTS.values():
         for attr in ("NAME", "Config", "run", "summarize", "format_summary"):
             assert hasattr(module, attr), (module.NAME, attr)
