@@ -23,6 +23,7 @@ import hashlib
 import json
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,14 +136,16 @@ def finetune(model: Model, examples: list[tuple[str, str]], out: str | Path, con
     hf.requires_grad_(False)
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0, target_modules="all-linear",
                       exclude_modules=[model.arch.unembed], task_type="CAUSAL_LM")
-    peft_model = get_peft_model(hf, lora)
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing for users to do
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(hf, lora)
     peft_model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     state = {"step": 0, "losses": [], "seconds": 0.0}
     checkpoint = partial / "checkpoint.pt"
     if checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=False)
+        saved = torch.load(checkpoint, weights_only=True)
         if saved["examples_sha256"] != digest or saved["config"] != dataclasses.asdict(config):
             raise MechintroError(f"{partial} holds a checkpoint of other examples or settings: delete it or choose another --out")
         set_peft_model_state_dict(peft_model, saved["adapter"])
@@ -209,7 +212,9 @@ def apply_adapter(model: Model, adapter: str | Path) -> Model:
     if record["base_weights_sha256"] != model.weights_sha256:
         raise MechintroError(f"{adapter} was trained on {record['base_model']} (weights {record['base_weights_sha256'][:12]}…), "
                              f"not on {model.name}: load that model")
-    merged = PeftModel.from_pretrained(copy.deepcopy(model.hf), str(adapter)).merge_and_unload()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        merged = PeftModel.from_pretrained(copy.deepcopy(model.hf), str(adapter)).merge_and_unload()
     merged.requires_grad_(False)
     merged.eval()
     identity = hashlib.sha256(f"{model.weights_sha256}+{sha256_of([Path(adapter) / 'adapter_model.safetensors'])}".encode()).hexdigest()
