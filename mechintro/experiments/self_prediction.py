@@ -52,6 +52,7 @@ class SelfPredictionConfig:
     seed: int = 0
     batch_size: int = 16
     record_resid: bool = True  # every layer at the hypothetical prompt's last token
+    hypothetical_splits: tuple[str, ...] = ("train", "test")  # ("test",): predictions on held-out tasks only
     adapter: str = ""  # a LoRA adapter directory saved by `mechintro train`
 
     def __post_init__(self) -> None:
@@ -59,6 +60,8 @@ class SelfPredictionConfig:
         unknown = [t for t in self.tasks if t not in looking_inward.TASKS]
         if unknown:
             raise MechintroError(f"unknown task(s) {', '.join(unknown)}: choose from {', '.join(looking_inward.TASKS)}")
+        if not self.hypothetical_splits or set(self.hypothetical_splits) - {"train", "test"}:
+            raise MechintroError(f"hypothetical_splits must be train and/or test, got {','.join(self.hypothetical_splits) or 'nothing'}")
         if self.items < 1 or self.max_new_tokens < 1 or self.hypothetical_tokens < 1:
             raise MechintroError("items, max_new_tokens and hypothetical_tokens must be at least 1")
 
@@ -81,12 +84,14 @@ def _trial(model: Model, item: looking_inward.Item, text: str, condition: str, p
 
 
 def build_trials(config: SelfPredictionConfig, model: Model) -> list[Trial]:
-    """Object-level trials first (one per item), then the hypothetical ones (item × property)."""
+    """Object-level trials first (one per item), then the hypothetical ones (item × property) of
+    the tasks in ``hypothetical_splits`` (object-level answers of every task: training targets)."""
     objects, hypotheticals = [], []
     for task in config.task_names():
+        predict = looking_inward.TASKS[task].split in config.hypothetical_splits
         for item in looking_inward.items(task, config.items, config.seed):
             objects.append(_trial(model, item, item.prompt, "object", "", None))
-            for prop in looking_inward.TASKS[task].properties:
+            for prop in looking_inward.TASKS[task].properties if predict else ():
                 hypotheticals.append(_trial(model, item, looking_inward.hypothetical(item, prop), "hypothetical", prop,
                                             config.hypothetical_tokens))
     return objects + hypotheticals

@@ -140,6 +140,14 @@ def test_the_run_holds_every_answer_and_the_last_token_residuals(tiny_run):
     assert alone.generated[0].tolist() == stored.tolist()
     summary = self_prediction.summarize(ds)
     assert set(summary.task.values.tolist()) <= set(config.tasks) and "test_mode_baseline" in summary.attrs
+    held_out = self_prediction.build_trials(dataclasses.replace(config, hypothetical_splits=("test",)), model)
+    def objects(ts):  # Trial compares by identity (it may hold tensors)
+        return [(t.prompt, t.labels, t.max_new_tokens) for t in ts if t.condition == "object"]
+
+    assert objects(held_out) == objects(trials)
+    assert {t.labels["split"] for t in held_out if t.condition == "hypothetical"} == {"test"}
+    with pytest.raises(MechintroError, match="hypothetical_splits"):
+        self_prediction.Config(hypothetical_splits=("dev",))
 
 
 def test_probe_finds_a_planted_property_and_not_noise(tiny_run, tmp_path):
