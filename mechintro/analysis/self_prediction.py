@@ -211,7 +211,8 @@ def self_vs_cross(self_run: xr.Dataset, cross_run: xr.Dataset, target: xr.Datase
 def probe(target: xr.Dataset, sources: Mapping[str, str | Path], *, properties: Sequence[str] | None = None,
           depths: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), seed: int = 0, n_boot: int = 1000) -> xr.Dataset:
     """Cross-validated AUC of a linear probe for a boolean property of ``target``'s object-level
-    answers, from the hypothetical-prompt residuals of each run in ``sources`` (name → run path).
+    answers, from the hypothetical-prompt residuals of each run in ``sources`` (name → run path),
+    on the prompts every source predicted (so own and other activations see the same pairs).
 
     Folds are grouped by task (a probe never sees the task it is tested on); the held-out scores
     of all folds are pooled into one AUC, each fold's standardised on its training rows. Properties present in
@@ -235,6 +236,9 @@ def probe(target: xr.Dataset, sources: Mapping[str, str | Path], *, properties: 
     for name, path in sources.items():
         ds = open_run(path)
         frames[name] = (score(ds, target), load_hypothetical_resid(path))
+    # the same prompts for every source: pairs (item, property) that all of them predicted
+    keys = [set(zip(_str(sc.item.values).tolist(), _str(sc.property.values).tolist(), strict=True)) for sc, _ in frames.values()]
+    common = set.intersection(*keys) if keys else set()
     if any(not 0 <= f <= 1 for f in depths):
         raise MechintroError(f"depths must be fractions between 0 and 1, got {list(depths)}")
     shape = (len(names), len(props), len(depths))
@@ -245,7 +249,8 @@ def probe(target: xr.Dataset, sources: Mapping[str, str | Path], *, properties: 
         scored, resid = frames[name]
         trial_pos = {int(t): k for k, t in enumerate(resid.trial.values)}
         for pi, prop in enumerate(props):
-            keep = (_str(scored.property.values) == prop) & np.asarray(scored.object_compliant.values, bool)
+            shared = np.array([(i, q) in common for i, q in zip(_str(scored.item.values).tolist(), _str(scored.property.values).tolist(), strict=True)], bool)
+            keep = (_str(scored.property.values) == prop) & np.asarray(scored.object_compliant.values, bool) & shared
             rows = np.nonzero(keep)[0]
             y = _str(scored.target.values)[rows] == "true"
             groups = _str(scored.task.values)[rows]
