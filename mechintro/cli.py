@@ -194,11 +194,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     unknown = sorted(set(given) - set(fields))
     if unknown:
         raise MechintroError(f"{args.experiment} has no option {', '.join('--' + k.replace('_', '-') for k in unknown)}: see `mechintro run {args.experiment} --fields`")
-    for item in args.settings:
-        key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise MechintroError(f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
-        given[key] = _field_value(value, fields[key].default)
+    _apply_settings(args.settings, fields, given)
     config = module.Config(**given)
     if args.out.exists():
         open_run(args.out, committed_only=False)  # a foreign or corrupt file fails here, before the model loads
@@ -243,11 +239,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise MechintroError("finetuning runs here, not remotely: drop --remote")
     fields = {f.name: f for f in dataclasses.fields(training.TrainConfig)}
     given = {k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None}
-    for item in args.settings:
-        key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise MechintroError(f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
-        given[key] = _field_value(value, fields[key].default)
+    _apply_settings(args.settings, fields, given)
     config = training.TrainConfig(**given)
     if not args.behaviour.exists():
         raise MechintroError(f"behaviour run {args.behaviour} does not exist: create it with `mechintro run self-prediction`")
@@ -264,6 +256,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"adapter {out}: {record['examples']} examples of {record['behaviour_model']}'s behaviour, {record['steps']} steps "
           f"in {record['train_seconds']} s; loss {losses[0]:.3f} (first step) → {sum(losses[-5:]) / len(losses[-5:]):.3f} (mean of the last 5)")
     return 0
+
+
+def _apply_settings(settings: list[str], fields: dict, given: dict) -> None:
+    """Add each ``--set KEY=VALUE`` to ``given``, parsed like the field's default."""
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise MechintroError(f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
+        given[key] = _field_value(value, fields[key].default)
 
 
 def _field_value(text: str, default: object) -> object:
