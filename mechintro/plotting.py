@@ -283,7 +283,7 @@ def self_prediction_accuracy(summaries: dict[str, xr.Dataset], *, split: str = "
     """Accuracy per property (pooled over the ``split`` tasks) of each model predicting itself,
     with 95% Wilson intervals, against each property's mode baseline (★)."""
     props = list(dict.fromkeys(p for s in summaries.values() for p, sp in zip(s.property.values.tolist(), s.split.values.tolist(), strict=True) if sp == split))
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(props) * max(1, len(summaries)) / 1.5), 4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(min(14.0, 2 + 1.1 * len(props)), 4), constrained_layout=True)
     width = 0.8 / max(1, len(summaries))
     for k, (name, s) in enumerate(summaries.items()):
         keep = s.split.values == split
