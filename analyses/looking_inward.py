@@ -3,7 +3,8 @@ accuracy against the mode baseline per property, before and after self-training;
 predictor × target matrix (untrained, and trained); self- vs cross-prediction after training with
 its test; the cross-training data-scaling curve; probes on the hypothetical prompts' activations.
 
-    python analyses/looking_inward.py [--root runs/looking-inward] [--out figures/]
+    python analyses/looking_inward.py [--root analyses/data/looking-inward] [--out figures/]
+    python analyses/looking_inward.py --root runs/looking-inward     # + the probe figures (needs the residuals)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from _figure import ROOT, arguments, open_run, save
 
 from mechintro.analysis import self_prediction as sp
 from mechintro.experiments._common import table
+from mechintro.experiments.self_prediction import RESID_GROUP
 from mechintro.plotting import (
     probe_auc,
     self_cross_matrix,
@@ -24,7 +26,7 @@ from mechintro.plotting import (
     self_vs_cross_bars,
 )
 
-args = arguments(__doc__, root=str(ROOT / "runs" / "looking-inward"))
+args = arguments(__doc__, root=str(ROOT / "analyses" / "data" / "looking-inward"))
 root = Path(args.root)
 names = sorted(d.name for d in root.iterdir() if (d / "base.zarr").exists()) if root.exists() else []
 if not names:
@@ -43,9 +45,10 @@ print("== self-prediction, pooled over tasks ==")
 rows = []
 for n in names:
     for split in ("test", "train"):
-        rows.append({**pooled_row(f"{n} → itself ({split} tasks)", sp.score(base[n]), split)})
+        rows.append(pooled_row(f"{n} → itself ({split} tasks)", sp.score(base[n]), split))
         if n in trained:
-            rows.append({**pooled_row(f"{n}, self-trained → itself ({split} tasks)", sp.score(trained[n]), split)})
+            rows.append(pooled_row(f"{n}, self-trained → itself ({split} tasks)", sp.score(trained[n]), split))
+rows = [r for r in rows if r["n"]]  # runs that predicted on held-out tasks only have no training rows
 print(table(rows))
 
 summaries = {n: sp.accuracy(sp.score(base[n])) for n in names}
@@ -108,7 +111,9 @@ if curves:
     ax.legend(fontsize=6)
     save(fig, args.out, "cross_training_scaling", any_run)
 
-if len(names) >= 2:
+if len(names) >= 2 and not all((root / n / "base.zarr" / RESID_GROUP).exists() for n in names):
+    print(f"\nprobes skipped: the runs under {root} carry no residuals (the shipped copies do not; use runs/looking-inward)")
+elif len(names) >= 2:
     for target in names:
         sources = {f"{target} (own)": root / target / "base.zarr", **{f"{o} (other)": root / o / "base.zarr" for o in names if o != target}}
         result = sp.probe(base[target], sources)

@@ -30,6 +30,11 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "logit_lens": {"run": "demo.zarr"},
     "anomaly_auc": {"run": "demo.zarr"},
     "anomaly_cosines": {"run": "demo.zarr", "vectors": "demo-vectors.zarr"},
+    "looking_inward": {},  # reads analyses/data/looking-inward; the probe figures need runs/looking-inward
+}
+# the PNGs a script draws, where they are not just ``{script}.png``
+FIGURES: dict[str, list[str]] = {
+    "looking_inward": ["self_prediction_accuracy", "self_cross_matrix_untrained", "self_vs_cross", "cross_training_scaling"],
 }
 
 
@@ -53,7 +58,7 @@ def main() -> int:
                 failed.append(name)
                 print(exc.code, file=sys.stderr)
         print(f"[{name}: {time.perf_counter() - start:.1f} s]", flush=True)
-    print(f"{len(SCRIPTS) - len(failed)} of {len(SCRIPTS)} figures in {time.perf_counter() - total:.0f} s"
+    print(f"{len(SCRIPTS) - len(failed)} of {len(SCRIPTS)} figure scripts in {time.perf_counter() - total:.0f} s"
           + (f"; not drawn: {', '.join(failed)} (run `make demo` first)" if failed else ""))
     return 1 if failed else 0
 

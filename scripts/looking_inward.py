@@ -39,8 +39,15 @@ def main() -> None:
     p.add_argument("--items", type=int, default=8, help="items per task (the runs' size)")
     p.add_argument("--examples", type=int, default=300, help="training examples per adapter")
     p.add_argument("--scaling", default="", help="comma-separated example counts for the cross-training curve")
+    p.add_argument("--held-out-only", default="", help="models whose base and self runs predict on held-out tasks only "
+                   "(cross and scaling runs always do: they are scored there only)")
     p.add_argument("--root", type=Path, default=ROOT / "runs" / "looking-inward")
+    p.add_argument("--ship", type=Path, help="only copy the finished runs, without residuals and adapter weights, to this "
+                   "folder (analyses/data/looking-inward: what `make figures` reads)")
     args = p.parse_args()
+    if args.ship:
+        ship(args.root, args.ship)
+        return
     names = [m for m in args.models.split(",") if m]
     args.root.mkdir(parents=True, exist_ok=True)
     timing_path = args.root / "timing.json"
@@ -64,8 +71,11 @@ def main() -> None:
         timing_path.write_text(json.dumps(timing, indent=1))
         print(f"{key}: {timing[key]} s", flush=True)
 
-    def evaluate(name, out, adapter=""):
-        cfg = self_prediction.Config(**{**config.__dict__, "model": name, "adapter": str(adapter)})
+    held_out_only = {m for m in args.held_out_only.split(",") if m}
+
+    def evaluate(name, out, adapter="", held_out=False):
+        splits = ("test",) if held_out or name in held_out_only else ("train", "test")
+        cfg = self_prediction.Config(**{**config.__dict__, "model": name, "adapter": str(adapter), "hypothetical_splits": splits})
         timed(f"run {out.relative_to(args.root)}", lambda: self_prediction.run(cfg, out, model=model(name)))
 
     def train(name, behaviour_run, out, cfg=train_config):
@@ -84,13 +94,33 @@ def main() -> None:
                 continue
             folder = args.root / m2 / f"cross-on-{m1}"
             train(m2, args.root / m1 / "self.zarr", folder / "adapter")
-            evaluate(m2, folder / "run.zarr", folder / "adapter")
+            evaluate(m2, folder / "run.zarr", folder / "adapter", held_out=True)
     if args.scaling and len(names) >= 2:
         m1, m2 = names[1], names[0]
         for n in (int(x) for x in args.scaling.split(",")):
             folder = args.root / m2 / f"cross-on-{m1}" / f"scaling-{n}"
             train(m2, args.root / m1 / "self.zarr", folder / "adapter", training.TrainConfig(**{**train_config.__dict__, "examples": n}))
-            evaluate(m2, folder / "run.zarr", folder / "adapter")
+            evaluate(m2, folder / "run.zarr", folder / "adapter", held_out=True)
+
+
+def ship(root: Path, dest: Path) -> None:
+    """Copy every finished run under ``root`` without its residual group, and each adapter's
+    ``training.json`` only: a few MB that redraw every figure but the probes."""
+    import shutil
+
+    for run in sorted(root.rglob("*.zarr")):
+        if not (run / "zarr.json").exists():
+            continue
+        target = dest / run.relative_to(root)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(run, target, ignore=shutil.ignore_patterns(self_prediction.RESID_GROUP, f".{self_prediction.RESID_GROUP}.tmp"))
+    for record in sorted(root.rglob(training.TRAINING_FILE)):
+        target = dest / record.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(record, target)
+    if (root / "timing.json").exists():
+        shutil.copy2(root / "timing.json", dest / "timing.json")
+    print(f"shipped {root} → {dest}")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,15 @@ def _scripts() -> dict[str, dict[str, str]]:
     return SCRIPTS
 
 
+def _pngs() -> list[str]:
+    sys.path.insert(0, str(ROOT / "analyses"))
+    try:
+        from make_figures import FIGURES
+    finally:
+        sys.path.remove(str(ROOT / "analyses"))
+    return [png for name in _scripts() for png in FIGURES.get(name, [name])]
+
+
 def test_every_figure_script_is_drawn_by_make_figures():
     scripts = {p.stem for p in (ROOT / "analyses").glob("*.py")} - {"_figure", "make_figures", "causal_check", "grader_agreement", "results_doc"}
     assert scripts == set(_scripts())
@@ -55,12 +64,12 @@ def test_make_figures_draws_every_figure_with_provenance(demo_runs, tmp_path):
     done = subprocess.run([sys.executable, "analyses/make_figures.py", "--runs", str(demo_runs), "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    for name in _scripts():
+    for name in _pngs():
         png = Image.open(tmp_path / f"{name}.png")
         source = json.loads(png.text["Source"])
         assert source["weights_sha256"] and source["model"], name
         assert png.text["Software"].startswith("mechintro ")
-    assert f"{len(_scripts())} of {len(_scripts())} figures" in done.stdout
+    assert f"{len(_scripts())} of {len(_scripts())} figure scripts" in done.stdout
 
 
 def test_make_figures_names_a_missing_run_in_one_line(tmp_path):
@@ -76,7 +85,7 @@ NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.py"))
 
 def test_the_notebook_set():
     assert set(NOTEBOOKS) == {"critique.py", "detection_logits.py", "injected_thoughts.py", "intentional_control.py",
-                              "latent_introspection.py", "prefill.py", "thoughts_vs_text.py"}
+                              "latent_introspection.py", "looking_inward.py", "prefill.py", "thoughts_vs_text.py"}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
