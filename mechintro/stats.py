@@ -69,3 +69,35 @@ def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:
     observed = float((x == y).mean())
     expected = float(x.mean() * y.mean() + (1 - x.mean()) * (1 - y.mean()))
     return math.nan if expected == 1 else (observed - expected) / (1 - expected)
+
+
+def cluster_bootstrap_weights(clusters: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot, n)`` weights: how often each row's cluster was drawn in each bootstrap resample
+    of the clusters (a row counts as often as its cluster was drawn)."""
+    names, index = np.unique(np.asarray(clusters).astype(str), return_inverse=True)
+    draws = np.random.default_rng(seed).integers(0, len(names), size=(n_boot, len(names)))
+    counts = np.stack([np.bincount(d, minlength=len(names)) for d in draws]) if n_boot else np.zeros((0, len(names)), int)
+    return counts[:, index].astype(np.float64)
+
+
+def paired_auc(scores: np.ndarray, y: np.ndarray, blocks: np.ndarray, boot_weights: np.ndarray) -> tuple[float, float, float]:
+    """AUC over the (positive, negative) pairs **from the same block**, and a 95% interval from
+    bootstrap row weights ``(n_boot, n)`` (:func:`cluster_bootstrap_weights`).
+
+    A block is what makes scores comparable: one cross-validation fold (one fit), or one task
+    whose base rate differs from the others'. Pairs across blocks never count, so neither a
+    fold's offset nor a block's class balance can make or break the AUC. ``nan`` without pairs.
+    """
+    y = np.asarray(y, bool)
+    pos, neg = scores[y], scores[~y]
+    m = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    same = (blocks[y][:, None] == blocks[~y][None, :]).astype(np.float64)
+    if not same.any():
+        return math.nan, math.nan, math.nan
+    auc = float((m * same).sum() / same.sum())
+    wp, wn = boot_weights[:, y], boot_weights[:, ~y]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = ((wp @ (m * same)) * wn).sum(1) / ((wp @ same) * wn).sum(1)
+    boots = boots[np.isfinite(boots)]
+    lo, hi = np.quantile(boots, [0.025, 0.975]) if boots.size else (math.nan, math.nan)
+    return auc, float(lo), float(hi)

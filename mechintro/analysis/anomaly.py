@@ -42,6 +42,7 @@ from mechintro.analysis._common import (
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import yes_no
 from mechintro.models import Model
+from mechintro.stats import cluster_bootstrap_weights, paired_auc
 
 LabelSource = Literal["logits", "offline", "judge"]
 REMOVALS = ("none", "span")
@@ -149,26 +150,6 @@ def _folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
     return np.array([fold_of[g] for g in groups])
 
 
-def _auc_matrix(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    return (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
-
-
-def _auc_with_interval(scores: np.ndarray, y: np.ndarray, fold: np.ndarray, boot_weights: np.ndarray) -> tuple[float, float, float]:
-    """Out-of-fold AUC over pairs (detected, negative) **from the same test fold** — scores of
-    different folds come from different fits and are not comparable — and a 95% interval from
-    cluster-bootstrap trial weights ``(n_boot, n)`` (each trial counted as often as its cluster
-    was drawn)."""
-    m = _auc_matrix(scores[y], scores[~y])
-    same = (fold[y][:, None] == fold[~y][None, :]).astype(np.float64)
-    auc = float((m * same).sum() / same.sum())
-    wp, wn = boot_weights[:, y], boot_weights[:, ~y]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        boots = ((wp @ (m * same)) * wn).sum(1) / ((wp @ same) * wn).sum(1)
-    boots = boots[np.isfinite(boots)]
-    lo, hi = np.quantile(boots, [0.025, 0.975]) if boots.size else (np.nan, np.nan)
-    return auc, float(lo), float(hi)
-
-
 def anomaly_directions(
     ds: xr.Dataset,
     labels: xr.DataArray | None = None,
@@ -221,10 +202,7 @@ def anomaly_directions(
         train = y[fold != f]
         if train.all() or not train.any():
             raise MechintroError(f"fold {f} leaves no detected (or no negative) trials to train on: use folds < {k} or more trials")
-    cluster_names, cluster_idx = np.unique(groups.astype(str), return_inverse=True)
-    draws = np.random.default_rng(seed).integers(0, len(cluster_names), size=(n_boot, len(cluster_names)))
-    counts = np.stack([np.bincount(d, minlength=len(cluster_names)) for d in draws])
-    boot_weights = counts[:, cluster_idx].astype(np.float64)
+    boot_weights = cluster_bootstrap_weights(groups, n_boot, seed)
 
     auc = np.full((2, len(REMOVALS), len(layer_list), 3), np.nan)
     directions = {}
@@ -242,7 +220,7 @@ def anomaly_directions(
                 probe.fit(x[tr], y[tr])
                 scores[1, te] = probe.decision_function(x[te])
             for m in range(2):
-                auc[m, r, li] = _auc_with_interval(scores[m], y, fold, boot_weights)
+                auc[m, r, li] = paired_auc(scores[m], y, fold, boot_weights)
     coords = {"estimator": ["diff_means", "probe"], "removal": list(REMOVALS), "layer": layer_list}
     dims = ("estimator", "removal", "layer")
     return xr.Dataset(

@@ -9,7 +9,7 @@ import torch
 from mechintro import stimuli
 from mechintro.errors import MechintroError
 from mechintro.prompts import Window, render_chat, tokenize
-from mechintro.stats import bootstrap_mean_ci, wilson
+from mechintro.stats import bootstrap_mean_ci, cluster_bootstrap_weights, paired_auc, wilson
 from mechintro.vectors import (
     concept_vectors,
     load_vectors,
@@ -142,3 +142,20 @@ def test_contrastive_and_model_contrast_vectors(tiny, tiny_models):
     ))
     with pytest.raises(MechintroError, match="does not match"):
         model_contrast_vector(tiny, from_hf(narrow, tiny.tokenizer, name="narrow"), ["x"], name="bad")
+
+
+def test_paired_auc_counts_pairs_within_a_block_only():
+    # block a: mostly true, scores high; block b: mostly false, scores low. Within each block the
+    # scores carry nothing (ties); pairs across blocks alone make the scores look informative.
+    y = np.array([1, 1, 1, 0, 1, 0, 0, 0], bool)
+    blocks = np.array(list("aaaabbbb"))
+    scores = np.array([5.0, 5, 5, 5, -5, -5, -5, -5])
+    weights = cluster_bootstrap_weights(np.arange(8), 200, seed=0)
+    auc, lo, hi = paired_auc(scores, y, blocks, weights)
+    assert auc == 0.5 and lo == hi == 0.5
+    pooled, _, _ = paired_auc(scores, y, np.zeros(8), weights)
+    assert pooled == 0.75  # what one AUC over all pairs would have reported
+    scores = np.where(y, 1.0, 0.0) + np.where(blocks == "a", 10, -10)
+    assert paired_auc(scores, y, blocks, weights)[0] == 1.0
+    assert np.isnan(paired_auc(scores, np.ones(8, bool), blocks, weights)[0])
+    assert cluster_bootstrap_weights(np.array(list("aabb")), 50, seed=1).sum(1).tolist() == [4.0] * 50
