@@ -119,6 +119,7 @@ elif len(names) >= 2:
         result = sp.probe(base[target], sources)
         print(f"\n== probes: a property of {target}'s answers from activations at the hypothetical prompt's last token ==")
         print(table([{"source": s, "property": p, "n": int(result.n.sel(source=s, property=p)),
+                      "within-task pairs": int(result.pairs.sel(source=s, property=p)),
                       **{f"depth {d:.2f}": f"{float(result.auc.sel(source=s, property=p, depth=d)):.2f}" for d in result.depth.values}}
                      for s in result.source.values for p in result.property.values if int(result.n.sel(source=s, property=p)) > 0]))
         save(probe_auc(result, title=f"probes on the hypothetical prompt: {target}'s own answers"), args.out,

@@ -349,8 +349,9 @@ def self_vs_cross_bars(results: dict[str, dict[str, float]], *, title: str = "")
 
 
 def probe_auc(result: xr.Dataset, *, title: str = "") -> plt.Figure:
-    """Task-held-out AUC of a linear probe for each boolean property of the target's answers, by
-    relative depth, from the target's own activations and from another model's on the same prompts."""
+    """Task-held-out AUC (over true/false pairs within a task) of a linear probe for each boolean
+    property of the target's answers, by relative depth, from the target's own activations and
+    from another model's on the same prompts."""
     props = [p for p in result.property.values.tolist() if int(result.n.sel(property=p).max()) > 0]
     fig, axes = plt.subplots(1, max(1, len(props)), figsize=(3.2 * max(1, len(props)), 3.4), constrained_layout=True, sharey=True, squeeze=False)
     for ax, prop in zip(axes[0], props, strict=False):
@@ -358,9 +359,10 @@ def probe_auc(result: xr.Dataset, *, title: str = "") -> plt.Figure:
             cell = result.sel(source=source, property=prop)
             _band(ax, result.depth.values, cell.auc, cell.lo, cell.hi, f"C{k}", f"{source} activations")
         ax.axhline(0.5, color="k", ls=":", lw=1)
-        ax.set(title=f"{prop.replace('_', ' ')} (n={int(result.n.sel(property=prop).max())})", xlabel="depth (fraction of layers)", ylim=(0, 1))
+        n, pairs = int(result.n.sel(property=prop).max()), int(result.pairs.sel(property=prop).max())
+        ax.set(title=f"{prop.replace('_', ' ')} (n={n}, {pairs} pairs)", xlabel="depth (fraction of layers)", ylim=(0, 1))
         ax.legend(fontsize=6)
-    axes[0][0].set_ylabel(f"AUC, tasks held out (target: {result.attrs.get('target', '?')})")
+    axes[0][0].set_ylabel(f"AUC within task, tasks held out (target: {result.attrs.get('target', '?')})")
     if title:
         fig.suptitle(title, fontsize=9)
     return fig

@@ -30,7 +30,7 @@ import xarray as xr
 from mechintro import looking_inward
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import rate
-from mechintro.stats import wilson
+from mechintro.stats import cluster_bootstrap_weights, paired_auc, wilson
 
 NAME = "self-prediction"
 
@@ -214,15 +214,17 @@ def probe(target: xr.Dataset, sources: Mapping[str, str | Path], *, properties: 
     answers, from the hypothetical-prompt residuals of each run in ``sources`` (name → run path),
     on the prompts every source predicted (so own and other activations see the same pairs).
 
-    Folds are grouped by task (a probe never sees the task it is tested on); the held-out scores
-    of all folds are pooled into one AUC, each fold's standardised on its training rows. Properties present in
-    fewer than two tasks, or with a single class, are skipped. Returns ``auc`` with a bootstrap
-    interval over items (``lo``, ``hi``) and ``n`` by (source, property, layer), and the majority-
-    class share ``majority`` by property. ``depths`` are fractions of each source's depth (layer
-    ``round(f × (n_layers − 1))``), so models of different depths line up.
+    Folds are grouped by task (a probe never sees the task it is tested on); the AUC counts only
+    (true, false) pairs of held-out answers **from the same task** (:func:`mechintro.stats.paired_auc`):
+    tasks differ in their base rates, and pairs across tasks would score how well the probe tells
+    tasks apart, not the property. Properties present in fewer than two tasks, or with a single
+    class, are skipped, and so is a property no task has both classes of. Returns ``auc`` with a
+    bootstrap interval over items (``lo``, ``hi``), ``n`` by (source, property), ``pairs`` (the
+    within-task pairs the AUC is over), and the majority-class share ``majority`` by property.
+    ``depths`` are fractions of each source's depth (layer ``round(f × (n_layers − 1))``), so
+    models of different depths line up.
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -244,6 +246,7 @@ def probe(target: xr.Dataset, sources: Mapping[str, str | Path], *, properties: 
     shape = (len(names), len(props), len(depths))
     auc, lo, hi = (np.full(shape, math.nan) for _ in range(3))
     count = np.zeros(shape[:2], dtype=int)
+    pairs = np.zeros(shape[:2], dtype=int)
     majority = np.full(len(props), math.nan)
     for si, name in enumerate(names):
         scored, resid = frames[name]
@@ -255,40 +258,25 @@ def probe(target: xr.Dataset, sources: Mapping[str, str | Path], *, properties: 
             y = _str(scored.target.values)[rows] == "true"
             groups = _str(scored.task.values)[rows]
             items = _str(scored.item.values)[rows]
-            if len(np.unique(groups)) < 2 or y.all() or not y.any():
+            if len(np.unique(groups)) < 2 or not any(y[groups == g].any() and not y[groups == g].all() for g in np.unique(groups)):
                 continue
             majority[pi] = max(y.mean(), 1 - y.mean())
             count[si, pi] = len(rows)
             at = [trial_pos[int(t)] for t in np.asarray(scored.trial.values)[rows]]
             folds = GroupKFold(n_splits=min(5, len(np.unique(groups))))
+            weights = cluster_bootstrap_weights(items, n_boot, seed)
+            pairs[si, pi] = int(sum((y[groups == g]).sum() * (~y[groups == g]).sum() for g in np.unique(groups)))
             for li, depth in enumerate(depths):
                 layer = round(depth * (resid.sizes["layer"] - 1))
                 x = np.asarray(resid.isel(trial=at).sel(layer=layer).values, dtype=np.float32)
-                p = np.full(len(rows), math.nan)
+                p = np.zeros(len(rows))  # a fold with one class in training learns nothing: all ties
                 for train, test in folds.split(x, y, groups):
-                    if y[train].all() or not y[train].any():
-                        p[test] = 0.0  # nothing to learn from: no information
-                        continue
-                    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=2000)).fit(x[train], y[train])
-                    # Scores of different folds are pooled into one AUC: standardise each fold's
-                    # decision values on its own training rows, so a fold's class prior (tasks
-                    # differ in their base rates) does not shift its scores against the others'.
-                    d = clf.decision_function(x[train])
-                    p[test] = (clf.decision_function(x[test]) - d.mean()) / (d.std() + 1e-12)
-                auc[si, pi, li] = roc_auc_score(y, p)
-                rng = np.random.default_rng(seed)
-                uniq = np.unique(items)
-                index = {u: np.nonzero(items == u)[0] for u in uniq}
-                boots = []
-                for _ in range(n_boot):
-                    pick = np.concatenate([index[u] for u in rng.choice(uniq, uniq.size)])
-                    if y[pick].all() or not y[pick].any():
-                        continue
-                    boots.append(roc_auc_score(y[pick], p[pick]))
-                if boots:
-                    lo[si, pi, li], hi[si, pi, li] = np.percentile(boots, [2.5, 97.5])
+                    if y[train].any() and not y[train].all():
+                        clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=2000)).fit(x[train], y[train])
+                        p[test] = clf.decision_function(x[test])
+                auc[si, pi, li], lo[si, pi, li], hi[si, pi, li] = paired_auc(p, y, groups, weights)
     dims = ("source", "property", "depth")
-    return xr.Dataset({"auc": (dims, auc), "lo": (dims, lo), "hi": (dims, hi), "n": (dims[:2], count),
+    return xr.Dataset({"auc": (dims, auc), "lo": (dims, lo), "hi": (dims, hi), "n": (dims[:2], count), "pairs": (dims[:2], pairs),
                        "majority": ("property", majority)},
                       coords={"source": names, "property": props, "depth": list(depths)},
                       attrs={"target": target.attrs.get("model", "?")})
