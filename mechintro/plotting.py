@@ -362,7 +362,7 @@ def probe_auc(result: xr.Dataset, *, title: str = "") -> plt.Figure:
         n, pairs = int(result.n.sel(property=prop).max()), int(result.pairs.sel(property=prop).max())
         ax.set(title=f"{prop.replace('_', ' ')} (n={n}, {pairs} pairs)", xlabel="depth (fraction of layers)", ylim=(0, 1))
         ax.legend(fontsize=6)
-    axes[0][0].set_ylabel(f"AUC within task, tasks held out (target: {result.attrs.get('target', '?')})")
+    axes[0][0].set_ylabel("AUC (pairs within a held-out task)")
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
