@@ -97,6 +97,67 @@ def _block(name: str, path: Path, verdicts: list[tuple[str, str]]) -> list[str]:
     return lines
 
 
+LOOKING_INWARD_PUBLISHED = (
+    "Binder et al. §5.2 (held-out tasks): self-prediction training raises accuracy from 32.6% to 49.4% (GPT-4o) and "
+    "26.4% to 48.5% (Llama 3.1 70B); Llama 70B predicting itself 48.5% vs GPT-4o trained on Llama's behaviour 31.8%, "
+    "GPT-4o itself 49.4% vs Llama 70B trained on GPT-4o's behaviour 36.6% (p < 0.01); GPT-3.5 16.3% to 37.3%, its advantage +0.8%; "
+    "cross-training GPT-4o on Llama's behaviour plateaus at 35.2%."
+)
+
+
+def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """The Looking Inward section, from ``scripts/looking_inward.py``'s runs under ``root``."""
+    from mechintro.analysis import self_prediction as sp
+
+    names = sorted(d.name for d in root.iterdir() if (d / "base.zarr" / "zarr.json").exists()) if root.exists() else []
+    lines = ["## Looking Inward (self- vs cross-prediction)", "", f"Published: {LOOKING_INWARD_PUBLISHED}", ""]
+    if not names:
+        return [*lines, "No runs yet: `python scripts/looking_inward.py`.", ""], []
+    timing = json.loads((root / "timing.json").read_text()) if (root / "timing.json").exists() else {}
+    lines += ["Runs: `runs/looking-inward/` (`python scripts/looking_inward.py`; details, differences from the paper and figures: "
+              "`docs/looking-inward.md`). Accuracy pooled over task × property cells with a 95% bootstrap clustered by item; "
+              "the mode baseline always guesses each cell's most frequent value.", "",
+              "| predictor → target | tasks | pairs | accuracy | mode baseline |", "|---|---|---|---|---|"]
+    for n in names:
+        for label, run in ((n, root / n / "base.zarr"), (f"{n}, self-trained", root / n / "self.zarr")):
+            if not (run / "zarr.json").exists():
+                continue
+            scored = sp.score(open_run(run))
+            for split in ("test", "train"):
+                r = sp.pooled(scored, split)
+                if r["n"]:
+                    lines.append(f"| {label} → itself | {'held-out' if split == 'test' else 'training'} | {r['n']} | "
+                                 f"{r['accuracy']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] | {r['mode_baseline']:.3f} |")
+    verdicts = []
+    rows = []
+    for m1 in names:
+        for m2 in names:
+            cross = root / m2 / f"cross-on-{m1}" / "run.zarr"
+            own = root / m1 / "self.zarr"
+            if m1 == m2 or not (cross / "zarr.json").exists() or not (own / "zarr.json").exists():
+                continue
+            r = sp.self_vs_cross(open_run(own), open_run(cross))
+            rows.append(f"| {m1} | {m2} | {r['n_pairs']} ({r['n_items']} items) | {r['self']:.3f} | {r['cross']:.3f} | "
+                        f"{r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] | {r['p']:.4f} |")
+            shown = r["lo"] > 0
+            verdicts.append((f"looking inward: {m1} vs {m2}",
+                             f"{m1} predicts itself {'better' if shown else 'no better (interval includes 0)'} than {m2} trained on its "
+                             f"behaviour ({r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.4f}): a self-prediction "
+                             f"advantage {'**appears** in this direction' if shown else 'does **not** appear'}."))
+    if rows:
+        lines += ["", "After training, on the same held-out pairs (M1's answers after its own training are the target):", "",
+                  "| M1 (target, self-trained) | M2 (trained on M1's behaviour) | pairs | M1 → M1 | M2 → M1 | difference | p (sign flip) |",
+                  "|---|---|---|---|---|---|---|", *rows, ""]
+        lines += [v for _, v in verdicts] + [""]
+        both = len(verdicts) >= 2 and all("**appears**" in v for _, v in verdicts)
+        lines += [f"The paper's test asks for the advantage in both directions of a pair: {'met' if both else '**not met**'} here. "
+                  "Every accuracy above is also compared with its mode baseline in the first table.", ""]
+    if timing:
+        lines += ["Wall times (2 CPU cores, one job at a time unless noted in `docs/looking-inward.md`):", "",
+                  "| step | seconds |", "|---|---|", *[f"| {k} | {v} |" for k, v in timing.items()], ""]
+    return lines, verdicts
+
+
 def write(runs: Path, out: Path) -> Path:
     header = [
         "# Results: the published experiments on small open models",
@@ -133,5 +194,8 @@ def write(runs: Path, out: Path) -> Path:
                 block = [f"(not summarised: {e})", ""]
             body += [f"### {name}", "", f"Published: {PUBLISHED.get(name, '—')}", "", *block]
         overview += [f"| {model} | {n} | {v.replace('|', '/')} |" for n, v in verdicts]
+    inward, verdicts = _looking_inward(runs.parent / "looking-inward")
+    overview += [f"| — | {n} | {v.replace('|', '/')} |" for n, v in verdicts]
+    body += inward
     out.write_text("\n".join([*header, *overview, "", *body]))
     return out
