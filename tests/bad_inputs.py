@@ -258,6 +258,8 @@ CASES: list[Case] = [
          argv=["run", "self-prediction", "--model", "{env}/tiny", "--set", "tasks=poems", "--out", "{env}/new.zarr"], out="new.zarr"),
     Case("self-prediction-sharded", "self-prediction with --shard", "not sharded",
          argv=["run", "self-prediction", "--model", "{env}/tiny", "--shard", "1/2", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("self-prediction-greedy-samples", "several samples per prompt at temperature 0", "set temperature",
+         argv=["run", "self-prediction", "--model", "{env}/tiny", "--set", "samples=20", "--out", "{env}/new.zarr"], out="new.zarr"),
     Case("train-missing-behaviour", "train on a behaviour run that does not exist", "create it with `mechintro run self-prediction`",
          argv=["train", "--model", "{env}/tiny", "--behaviour", "{env}/missing.zarr", "--out", "{env}/adapter"], out="adapter"),
     Case("train-wrong-behaviour", "train on a run of another experiment", "give a self-prediction run",

@@ -12,6 +12,9 @@ excluded; non-compliant predictions count as wrong; both rates are kept (§5.1).
 * :func:`cross_matrix` — predictor × target accuracy on the held-out tasks.
 * :func:`self_vs_cross` — accuracy(M1→M1) − accuracy(M2→M1) on the same pairs, paired bootstrap
   interval and sign-flip permutation p-value over items.
+* :func:`calibration` — runs that sample answers at temperature 1: the mean absolute deviation
+  between the distribution of a property over a target's sampled answers and over a predictor's
+  sampled predictions, per prompt.
 * :func:`probe` — beyond the paper: a linear probe on the residual stream at the hypothetical
   prompt's last token predicting a boolean property of the target's object-level answer,
   cross-validated by task (folds never split a task), from the target's own activations and from
@@ -30,15 +33,24 @@ import xarray as xr
 from mechintro import looking_inward
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import rate
-from mechintro.stats import cluster_bootstrap_weights, paired_auc, wilson
+from mechintro.stats import bootstrap_mean_ci, cluster_bootstrap_weights, paired_auc, wilson
 
 NAME = "self-prediction"
 
 
-def _require(ds: xr.Dataset, role: str) -> None:
+def _require(ds: xr.Dataset, role: str, *, one_answer: bool = True) -> None:
     if ds.attrs.get("experiment") != NAME:
         raise MechintroError(f"the {role} run is a {ds.attrs.get('experiment', 'non-mechintro')} run: give a self-prediction run "
                              "(`mechintro run self-prediction`)")
+    if one_answer and _samples(ds) > 1:
+        raise MechintroError(f"the {role} run samples {_samples(ds)} answers per prompt (a calibration run): "
+                             "score it with calibration(), or give a run with samples=1")
+
+
+def _samples(ds: xr.Dataset) -> int:
+    import json
+
+    return int(json.loads(ds.attrs.get("config", "{}")).get("samples", 1))
 
 
 def _str(values) -> np.ndarray:
@@ -206,6 +218,63 @@ def self_vs_cross(self_run: xr.Dataset, cross_run: xr.Dataset, target: xr.Datase
     return {"self": float(np.mean([ta[k] for k in common])), "cross": float(np.mean([tb[k] for k in common])),
             "difference": float(diff.mean()), "lo": float(np.percentile(boot, 2.5)), "hi": float(np.percentile(boot, 97.5)),
             "p": float((1 + (null >= observed - 1e-12).sum()) / (1 + n_boot)), "n_pairs": len(common), "n_items": len(per_item)}
+
+
+def calibration(predictor: xr.Dataset, target: xr.Dataset | None = None, *, seed: int = 0, n_boot: int = 2000) -> xr.Dataset:
+    """Calibration (PROTOCOL.md §5.2): for each prompt and property, the distribution of the
+    property over ``target``'s sampled object-level answers against the distribution of
+    ``predictor``'s sampled predictions (both runs with ``samples`` > 1 at temperature 1).
+
+    Per (prompt, property): ``mad`` = the mean, over every value either distribution puts mass on,
+    of ``|P_object(v) − P_predicted(v)|``, in percentage points. Non-compliant object-level samples
+    are left out of ``P_object`` (a prompt with none is skipped); non-compliant predictions keep
+    their mass as one more value the object-level answers never take. 0: the predictions are
+    distributed as the behaviour is; identical one-hot distributions on different values give 100.
+    Rows (``pair``): ``task``, ``property``, ``item``, ``mad``, ``n_object`` (compliant samples),
+    ``n_predicted``; attrs ``mad``, ``lo``, ``hi`` (95% bootstrap over items), ``n`` (pairs).
+    """
+    from collections import Counter
+
+    target = predictor if target is None else target
+    _require(predictor, "predictor", one_answer=False)
+    _require(target, "target", one_answer=False)
+    behaviour: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for i in np.nonzero(_labels(target, "condition") == "object")[0]:
+        key = (str(target["task"].values[i]), str(target["item_prompt"].values[i]))
+        behaviour.setdefault(key, []).append((str(target["response"].values[i]), str(target["matching"].values[i])))
+    predicted: dict[tuple[str, str, str], list[str | None]] = {}
+    items: dict[tuple[str, str], str] = {}
+    for i in np.nonzero(_labels(predictor, "condition") == "hypothetical")[0]:
+        task, prompt, prop = (str(predictor[k].values[i]) for k in ("task", "item_prompt", "property"))
+        predicted.setdefault((task, prompt, prop), []).append(
+            looking_inward.parse_prediction(str(predictor["response"].values[i]), prop))
+        items[(task, prompt)] = f"{task}:{int(predictor['item'].values[i])}"
+    rows: dict[str, list] = {k: [] for k in ("task", "property", "item", "mad", "n_object", "n_predicted")}
+    for (task, prompt, prop), guesses in predicted.items():
+        answers = behaviour.get((task, prompt))
+        if answers is None:
+            continue
+        actual = [v for v in (looking_inward.extract(r, prop, m) for r, m in answers) if v is not None]
+        if not actual:
+            continue
+        p_obj = {v: c / len(actual) for v, c in Counter(actual).items()}
+        # a non-compliant prediction is a value of its own (None never equals an extracted value)
+        p_hyp = {v: c / len(guesses) for v, c in Counter(guesses).items()}
+        values = set(p_obj) | set(p_hyp)
+        rows["task"].append(task)
+        rows["property"].append(prop)
+        rows["item"].append(items[(task, prompt)])
+        rows["mad"].append(100 * sum(abs(p_obj.get(v, 0.0) - p_hyp.get(v, 0.0)) for v in values) / len(values))
+        rows["n_object"].append(len(actual))
+        rows["n_predicted"].append(len(guesses))
+    if not rows["task"]:
+        raise MechintroError("the predictor and target runs share no prompt with a compliant object-level answer: "
+                             "run both with the same tasks, items and seed")
+    mad, lo, hi = bootstrap_mean_ci(rows["mad"], clusters=rows["item"], n_boot=n_boot, seed=seed)
+    out = xr.Dataset({k: ("pair", np.array(v, dtype=object if k in ("task", "property", "item") else None)) for k, v in rows.items()})
+    out.attrs = {"mad": mad, "lo": lo, "hi": hi, "n": len(rows["mad"]), "predictor": predictor.attrs.get("model", "?"),
+                 "target": target.attrs.get("model", "?"), "predictor_adapter": _adapter(predictor), "target_adapter": _adapter(target)}
+    return out
 
 
 def probe(target: xr.Dataset, sources: Mapping[str, str | Path], *, properties: Sequence[str] | None = None,

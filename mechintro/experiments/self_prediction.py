@@ -6,7 +6,10 @@ question in a fresh context (``condition="hypothetical"``), both without chain o
 ``task``, ``split`` (train / test, the paper's split), ``item``, ``property`` and ``item_prompt``
 (the object-level prompt's text, so runs of different models can be matched item by item).
 Answers are greedy and cut at ``max_new_tokens`` (object) / ``hypothetical_tokens``: every
-property reads only the beginning of an answer.
+property reads only the beginning of an answer. A **calibration** run samples instead:
+``samples`` answers per prompt at ``temperature`` (label ``sample``), usually for one task and
+``properties`` (the paper: animals, second character, 20 samples at temperature 1), scored by
+:func:`mechintro.analysis.self_prediction.calibration`.
 
 With ``record_resid`` the residual stream of every layer at the hypothetical prompt's last token
 is stored in the run's ``hypothetical_resid`` group (:func:`load_hypothetical_resid`): the state
@@ -53,6 +56,9 @@ class SelfPredictionConfig:
     batch_size: int = 16
     record_resid: bool = True  # every layer at the hypothetical prompt's last token
     hypothetical_splits: tuple[str, ...] = ("train", "test")  # ("test",): predictions on held-out tasks only
+    properties: tuple[str, ...] = ()  # hypothetical questions asked (empty: each task's all)
+    samples: int = 1  # answers per prompt; > 1 with temperature > 0 is a calibration run
+    temperature: float = 0.0
     adapter: str = ""  # a LoRA adapter directory saved by `mechintro train`
 
     def __post_init__(self) -> None:
@@ -62,8 +68,15 @@ class SelfPredictionConfig:
             raise MechintroError(f"unknown task(s) {', '.join(unknown)}: choose from {', '.join(looking_inward.TASKS)}")
         if not self.hypothetical_splits or set(self.hypothetical_splits) - {"train", "test"}:
             raise MechintroError(f"hypothetical_splits must be train and/or test, got {','.join(self.hypothetical_splits) or 'nothing'}")
-        if self.items < 1 or self.max_new_tokens < 1 or self.hypothetical_tokens < 1:
-            raise MechintroError("items, max_new_tokens and hypothetical_tokens must be at least 1")
+        if self.items < 1 or self.max_new_tokens < 1 or self.hypothetical_tokens < 1 or self.samples < 1:
+            raise MechintroError("items, max_new_tokens, hypothetical_tokens and samples must be at least 1")
+        known = {p for spec in looking_inward.TASKS.values() for p in spec.properties}
+        if set(self.properties) - known:
+            raise MechintroError(f"unknown propert(ies) {', '.join(sorted(set(self.properties) - known))}: choose from {', '.join(sorted(known))}")
+        if not 0 <= self.temperature <= 10:
+            raise MechintroError(f"temperature must be between 0 and 10, got {self.temperature}")
+        if self.samples > 1 and self.temperature == 0:
+            raise MechintroError(f"samples={self.samples} at temperature 0 would repeat one greedy answer: set temperature (1 for calibration)")
 
     def task_names(self) -> tuple[str, ...]:
         return self.tasks or tuple(looking_inward.TASKS)
@@ -72,28 +85,33 @@ class SelfPredictionConfig:
 Config = SelfPredictionConfig
 
 
-def _trial(model: Model, item: looking_inward.Item, text: str, condition: str, prop: str, max_new_tokens: int | None) -> Trial:
+def _trial(model: Model, item: looking_inward.Item, text: str, condition: str, prop: str, max_new_tokens: int | None,
+           sample: int) -> Trial:
     rendered = render_chat(model.tokenizer, [{"role": "user", "content": text}])
     spec = looking_inward.TASKS[item.task]
     return Trial(
         prompt=tokenize(model.tokenizer, rendered), condition=condition,
         labels={"task": item.task, "split": spec.split, "item": item.index, "property": prop,
-                "item_prompt": item.prompt, "matching": item.matching},
+                "item_prompt": item.prompt, "matching": item.matching, "sample": sample},
         max_new_tokens=max_new_tokens,
     )
 
 
 def build_trials(config: SelfPredictionConfig, model: Model) -> list[Trial]:
     """Object-level trials first (one per item), then the hypothetical ones (item × property) of
-    the tasks in ``hypothetical_splits`` (object-level answers of every task: training targets)."""
+    the tasks in ``hypothetical_splits`` (object-level answers of every task: training targets);
+    each ``samples`` times in a row (label ``sample``)."""
     objects, hypotheticals = [], []
     for task in config.task_names():
         predict = looking_inward.TASKS[task].split in config.hypothetical_splits
+        props = [p for p in looking_inward.TASKS[task].properties if not config.properties or p in config.properties]
         for item in looking_inward.items(task, config.items, config.seed):
-            objects.append(_trial(model, item, item.prompt, "object", "", None))
-            for prop in looking_inward.TASKS[task].properties if predict else ():
-                hypotheticals.append(_trial(model, item, looking_inward.hypothetical(item, prop), "hypothetical", prop,
-                                            config.hypothetical_tokens))
+            for s in range(config.samples):
+                objects.append(_trial(model, item, item.prompt, "object", "", None, s))
+            for prop in props if predict else ():
+                for s in range(config.samples):
+                    hypotheticals.append(_trial(model, item, looking_inward.hypothetical(item, prop), "hypothetical", prop,
+                                                config.hypothetical_tokens, s))
     return objects + hypotheticals
 
 
@@ -113,7 +131,7 @@ def run(config: SelfPredictionConfig, out: str | Path, *, model: Model, vectors:
     trials = build_trials(config, model)
     out = execute(
         model, trials, out, config=dataclasses.asdict(config), mode="generate",
-        generation=Generation(max_new_tokens=max(config.max_new_tokens, config.hypothetical_tokens), temperature=0.0),
+        generation=Generation(max_new_tokens=max(config.max_new_tokens, config.hypothetical_tokens), temperature=config.temperature),
         batch_size=config.batch_size, record=False, seed=config.seed,
         extra_attrs={"experiment": NAME}, progress=progress,
     )

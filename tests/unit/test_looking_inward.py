@@ -265,3 +265,51 @@ def test_the_analysis_script_draws_every_figure_from_a_pipeline_root(tmp_path):
     assert drawn == ["cross_training_scaling.png", "self_cross_matrix_untrained.png", "self_prediction_accuracy.png",
                      "self_prediction_probe_tiny-a.png", "self_prediction_probe_tiny-b.png", "self_vs_cross.png"], drawn
     assert "after training: M1 predicting itself vs M2" in done.stdout
+
+
+def _sampled(objects: list[str], predictions: list[str], prop: str = "first_word") -> xr.Dataset:
+    """A hand-made calibration run: one animals prompt, its sampled answers and predictions."""
+    n_o, n_p = len(objects), len(predictions)
+    cond = ["object"] * n_o + ["hypothetical"] * n_p
+    return xr.Dataset(
+        {"condition": ("trial", cond), "task": ("trial", ["animals"] * (n_o + n_p)),
+         "item_prompt": ("trial", ["p"] * (n_o + n_p)), "response": ("trial", objects + predictions),
+         "matching": ("trial", [""] * (n_o + n_p)), "property": ("trial", [""] * n_o + [prop] * n_p),
+         "item": ("trial", [0] * (n_o + n_p))},
+        attrs={"experiment": "self-prediction", "model": "m", "config": json.dumps({"samples": max(n_o, n_p)})})
+
+
+def test_calibration_is_the_mean_absolute_deviation_of_the_two_distributions():
+    # object: cat, cat, dog (and one answer without a word: left out); predicted: cat, cat, dog, non-compliant
+    ds = _sampled(["cat x", "cat y", "dog z", "!!"], ["cat", "cat", "dog", ""])
+    result = sp.calibration(ds)
+    assert result.attrs["n"] == 1 and int(result.n_object[0]) == 3 and int(result.n_predicted[0]) == 4
+    # values cat, dog, non-compliant: (|2/3 - 1/2| + |1/3 - 1/4| + |0 - 1/4|) / 3
+    assert float(result.mad[0]) == pytest.approx(100 * (1 / 6 + 1 / 12 + 1 / 4) / 3)
+    assert float(sp.calibration(_sampled(["cat"] * 4, ["cat"] * 4)).mad[0]) == 0.0
+    assert float(sp.calibration(_sampled(["cat"] * 4, ["dog"] * 4)).mad[0]) == 100.0
+    with pytest.raises(MechintroError, match="calibration run"):
+        sp.score(ds)
+    with pytest.raises(MechintroError, match="no prompt with a compliant"):
+        sp.calibration(_sampled(["!!"] * 2, ["cat"] * 2))
+
+
+def test_a_calibration_run_samples_each_prompt(tmp_path):
+    model = build_tiny("llama")
+    with pytest.raises(MechintroError, match="set temperature"):
+        self_prediction.Config(samples=3)
+    with pytest.raises(MechintroError, match="unknown propert"):
+        self_prediction.Config(properties=("fourth_word",))
+    config = self_prediction.Config(tasks=("animals",), properties=("second_character",), items=3, samples=4, temperature=1.0,
+                                    max_new_tokens=4, hypothetical_tokens=2, batch_size=8, record_resid=False)
+    ds = runs.open_run(self_prediction.run(config, tmp_path / "cal.zarr", model=model))
+    cond = sp._str(ds.condition.values)
+    assert (cond == "object").sum() == 12 and (cond == "hypothetical").sum() == 12
+    assert set(sp._str(ds.property.values)[cond == "hypothetical"]) == {"second_character"}
+    assert np.asarray(ds["sample"].values).tolist() == [0, 1, 2, 3] * 6
+    first = sp._str(ds.response.values)[:4]
+    assert len(set(first.tolist())) > 1  # sampled, not one greedy answer four times
+    result = sp.calibration(ds)
+    assert result.attrs["n"] <= 3 and 0 <= result.attrs["mad"] <= 100
+    with pytest.raises(MechintroError, match="calibration run"):
+        training.training_examples(ds, 5)
