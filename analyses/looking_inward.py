@@ -111,6 +111,24 @@ if curves:
     ax.legend(fontsize=6)
     save(fig, args.out, "cross_training_scaling", any_run)
 
+cal_rows = []
+for m1 in names:
+    folder = root / m1 / "calibration"
+    if not (folder / "base.zarr" / "zarr.json").exists():
+        continue
+    cells = [("untrained, predicting itself", folder / "base.zarr", folder / "base.zarr"),
+             ("self-trained, predicting itself", folder / "self.zarr", folder / "self.zarr"),
+             *[(f"{m2} trained on its behaviour", root / m2 / f"cross-on-{m1}" / "calibration.zarr", folder / "self.zarr")
+               for m2 in names if m2 != m1]]
+    for label, predictor, target in cells:
+        if (predictor / "zarr.json").exists() and (target / "zarr.json").exists():
+            c = sp.calibration(open_run(predictor), open_run(target))
+            cal_rows.append({"target": m1, "predictor": label, "prompts": c.attrs["n"],
+                             "MAD (points)": f"{c.attrs['mad']:.1f} [{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}]"})
+if cal_rows:
+    print("\n== calibration: animals, second character, sampled at temperature 1 (mean absolute deviation, lower is better) ==")
+    print(table(cal_rows))
+
 if len(names) >= 2 and not all((root / n / "base.zarr" / RESID_GROUP).exists() for n in names):
     print(f"\nprobes skipped: the runs under {root} carry no residuals (the shipped copies do not; use runs/looking-inward)")
 elif len(names) >= 2:

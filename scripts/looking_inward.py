@@ -14,6 +14,10 @@ For each model M (``--root``, default ``runs/looking-inward``):
    M1''s answers in ``M/self.zarr``.
 4. ``--scaling N1,N2,...``: the first model (the cheapest to evaluate) cross-trained on N examples
    of the second's behaviour, for the data-scaling curve: ``M2/cross-on-M/scaling-N/``.
+5. ``--calibration S``: calibration runs (animals, second character, S samples per prompt at
+   temperature 1, ``--calibration-items`` prompts): ``M/calibration/base.zarr`` (untrained M),
+   ``M/calibration/self.zarr`` (self-trained M) and ``M2/cross-on-M/calibration.zarr`` (M2 trained
+   on M's behaviour; its predictions are scored against ``M/calibration/self.zarr``'s answers).
 
 Everything resumes: a finished run or adapter is skipped, an unfinished one continues. Wall times
 go to ``ROOT/timing.json``.
@@ -22,6 +26,7 @@ go to ``ROOT/timing.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -39,6 +44,8 @@ def main() -> None:
     p.add_argument("--items", type=int, default=8, help="items per task (the runs' size)")
     p.add_argument("--examples", type=int, default=300, help="training examples per adapter")
     p.add_argument("--scaling", default="", help="comma-separated example counts for the cross-training curve")
+    p.add_argument("--calibration", type=int, default=0, help="samples per prompt for the calibration runs (0: none; the paper: 20)")
+    p.add_argument("--calibration-items", type=int, default=10, help="animals prompts in the calibration runs")
     p.add_argument("--held-out-only", default="", help="models whose base and self runs predict on held-out tasks only "
                    "(cross and scaling runs always do: they are scored there only)")
     p.add_argument("--root", type=Path, default=ROOT / "runs" / "looking-inward")
@@ -95,6 +102,21 @@ def main() -> None:
             folder = args.root / m2 / f"cross-on-{m1}"
             train(m2, args.root / m1 / "self.zarr", folder / "adapter")
             evaluate(m2, folder / "run.zarr", folder / "adapter", held_out=True)
+    if args.calibration:
+        calibration = self_prediction.Config(tasks=("animals",), properties=("second_character",), items=args.calibration_items,
+                                             samples=args.calibration, temperature=1.0, max_new_tokens=4, hypothetical_tokens=2,
+                                             hypothetical_splits=("test",), record_resid=False)
+
+        def sample(name, out, adapter=""):
+            cfg = dataclasses.replace(calibration, model=name, adapter=str(adapter))
+            timed(f"run {out.relative_to(args.root)}", lambda: self_prediction.run(cfg, out, model=model(name)))
+
+        for m1 in names:
+            sample(m1, args.root / m1 / "calibration" / "base.zarr")
+            sample(m1, args.root / m1 / "calibration" / "self.zarr", args.root / m1 / "self-adapter")
+            for m2 in names:
+                if m2 != m1:
+                    sample(m2, args.root / m2 / f"cross-on-{m1}" / "calibration.zarr", args.root / m2 / f"cross-on-{m1}" / "adapter")
     if args.scaling and len(names) >= 2:
         m1, m2 = names[1], names[0]
         for n in (int(x) for x in args.scaling.split(",")):
