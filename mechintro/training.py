@@ -85,6 +85,27 @@ def training_examples(behaviour: xr.Dataset, n: int, *, split: str = "train", se
     return pairs[:n]
 
 
+def object_examples(behaviour: xr.Dataset, n: int, *, split: str | None = None, seed: int = 0) -> list[tuple[str, str]]:
+    """Up to ``n`` (object-level prompt, answer) pairs from ``behaviour``'s answers on the
+    ``split`` tasks (None: all), shuffled (seeded): finetuning a model on them gives it that
+    behaviour (the behaviour-change test). Answers with no property scoreable are left out."""
+    from mechintro.analysis.self_prediction import _require
+
+    _require(behaviour, "behaviour")
+    pairs = []
+    cond = np.array([str(c) for c in behaviour["condition"].values.tolist()])
+    for i in np.nonzero(cond == "object")[0]:
+        task = str(behaviour["task"].values[i])
+        response, matching = str(behaviour["response"].values[i]), str(behaviour["matching"].values[i])
+        if split in (None, looking_inward.TASKS[task].split) and any(
+                looking_inward.extract(response, p, matching) is not None for p in looking_inward.TASKS[task].properties):
+            pairs.append((str(behaviour["item_prompt"].values[i]), response.strip()))
+    if not pairs:
+        raise MechintroError(f"the behaviour run has no scoreable {split or 'object-level'} answers to train on")
+    random.Random(seed).shuffle(pairs)
+    return pairs[:n]
+
+
 def _encode(model: Model, prompt: str, answer: str) -> tuple[list[int], list[int]]:
     """Token ids of the chat with the answer, and labels: -100 on the prompt, the ids on the answer turn."""
     head = render_chat(model.tokenizer, [{"role": "user", "content": prompt}])

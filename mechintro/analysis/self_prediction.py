@@ -12,6 +12,8 @@ excluded; non-compliant predictions count as wrong; both rates are kept (§5.1).
 * :func:`cross_matrix` — predictor × target accuracy on the held-out tasks.
 * :func:`self_vs_cross` — accuracy(M1→M1) − accuracy(M2→M1) on the same pairs, paired bootstrap
   interval and sign-flip permutation p-value over items.
+* :func:`behaviour_change` — do a model's predictions follow its new behaviour after finetuning
+  on another model's answers, or its old one?
 * :func:`calibration` — runs that sample answers at temperature 1: the mean absolute deviation
   between the distribution of a property over a target's sampled answers and over a predictor's
   sampled predictions, per prompt.
@@ -193,8 +195,32 @@ def self_vs_cross(self_run: xr.Dataset, cross_run: xr.Dataset, target: xr.Datase
     (``target`` defaults to ``self_run``): the difference, its 95% paired bootstrap interval over
     items, and a two-sided sign-flip permutation p-value over items."""
     target = self_run if target is None else target
-    a, b = score(self_run, target), score(cross_run, target)
+    r = _paired_difference(score(self_run, target), score(cross_run, target), split, n_boot, seed, "the self and cross runs")
+    return {"self": r.pop("a"), "cross": r.pop("b"), **r}
 
+
+def behaviour_change(changed: xr.Dataset, old: xr.Dataset, *, split: str = "test", n_boot: int = 5000, seed: int = 0) -> dict[str, float]:
+    """The behaviour-change test (PROTOCOL.md §5.2): ``changed`` is a model finetuned on another
+    model's object-level answers after its self-training, ``old`` the run of the model before that
+    (its old behaviour). Do ``changed``'s predictions follow its new answers or its old ones?
+    accuracy against the new behaviour − accuracy against the old, on the pairs where both answers
+    are scoreable, with :func:`self_vs_cross`'s paired interval and p-value; ``changed_answers`` is
+    the share of those pairs whose property the finetuning changed (where the test can tell)."""
+    new, before = score(changed), score(changed, old)
+    r = _paired_difference(new, before, split, n_boot, seed, "the changed and old runs")
+    def targets(s: xr.Dataset) -> dict[tuple[str, str], str]:
+        keep = _str(s.split.values) == split
+        keys = zip(np.asarray(s.item.values)[keep].tolist(), np.asarray(s.property.values)[keep].tolist(), strict=True)
+        return dict(zip(keys, _str(s.target.values)[keep].tolist(), strict=True))
+
+    a, b = targets(new), targets(before)
+    common = [k for k in a if a[k] and b.get(k)]
+    return {"new": r.pop("a"), "old": r.pop("b"), **r,
+            "changed_answers": float(np.mean([a[k] != b[k] for k in common])) if common else math.nan}
+
+
+def _paired_difference(a: xr.Dataset, b: xr.Dataset, split: str, n_boot: int, seed: int, what: str) -> dict[str, float]:
+    """accuracy(a) − accuracy(b) of two scored tables on the (item, property) pairs both scored."""
     def table(s: xr.Dataset) -> dict[tuple[str, str], bool]:
         keep = np.asarray(s.object_compliant.values, bool) & (_str(s.split.values) == split)
         keys = zip(np.asarray(s.item.values)[keep].tolist(), np.asarray(s.property.values)[keep].tolist(), strict=True)
@@ -203,7 +229,7 @@ def self_vs_cross(self_run: xr.Dataset, cross_run: xr.Dataset, target: xr.Datase
     ta, tb = table(a), table(b)
     common = sorted(set(ta) & set(tb))
     if len(common) < 2:
-        raise MechintroError(f"the self and cross runs share {len(common)} scored {split} pairs: run both on the same tasks and items")
+        raise MechintroError(f"{what} share {len(common)} scored {split} pairs: run both on the same tasks and items")
     items = np.array([k[0] for k in common])
     diff = np.array([float(ta[k]) - float(tb[k]) for k in common])
     groups = {g: np.nonzero(items == g)[0] for g in np.unique(items)}
@@ -215,21 +241,24 @@ def self_vs_cross(self_run: xr.Dataset, cross_run: xr.Dataset, target: xr.Datase
     signs = rng.choice([-1.0, 1.0], (n_boot, len(per_item)))
     null = np.abs((signs * per_item).sum(1))
     observed = abs(per_item.sum())
-    return {"self": float(np.mean([ta[k] for k in common])), "cross": float(np.mean([tb[k] for k in common])),
+    return {"a": float(np.mean([ta[k] for k in common])), "b": float(np.mean([tb[k] for k in common])),
             "difference": float(diff.mean()), "lo": float(np.percentile(boot, 2.5)), "hi": float(np.percentile(boot, 97.5)),
             "p": float((1 + (null >= observed - 1e-12).sum()) / (1 + n_boot)), "n_pairs": len(common), "n_items": len(per_item)}
 
 
-def calibration(predictor: xr.Dataset, target: xr.Dataset | None = None, *, seed: int = 0, n_boot: int = 2000) -> xr.Dataset:
+def calibration(predictor: xr.Dataset, target: xr.Dataset | None = None, *, top: int = 3, seed: int = 0,
+                n_boot: int = 2000) -> xr.Dataset:
     """Calibration (PROTOCOL.md §5.2): for each prompt and property, the distribution of the
     property over ``target``'s sampled object-level answers against the distribution of
     ``predictor``'s sampled predictions (both runs with ``samples`` > 1 at temperature 1).
 
-    Per (prompt, property): ``mad`` = the mean, over every value either distribution puts mass on,
-    of ``|P_object(v) − P_predicted(v)|``, in percentage points. Non-compliant object-level samples
-    are left out of ``P_object`` (a prompt with none is skipped); non-compliant predictions keep
-    their mass as one more value the object-level answers never take. 0: the predictions are
-    distributed as the behaviour is; identical one-hot distributions on different values give 100.
+    Per (prompt, property): ``mad`` = the mean, over the ``top`` most frequent values of the
+    object-level answers (fewer if they take fewer), of ``|P_object(v) − P_predicted(v)|``, in
+    percentage points — a fixed number of values, so the statistic does not shrink as sampling
+    spreads over more values. Non-compliant object-level samples are left out of ``P_object`` (a
+    prompt with none is skipped); non-compliant predictions keep their mass but match no value.
+    0: the predictions put the behaviour's mass on its top values; a one-hot behaviour predicted
+    never gives 100.
     Rows (``pair``): ``task``, ``property``, ``item``, ``mad``, ``n_object`` (compliant samples),
     ``n_predicted``; attrs ``mad``, ``lo``, ``hi`` (95% bootstrap over items), ``n`` (pairs).
     """
@@ -258,9 +287,8 @@ def calibration(predictor: xr.Dataset, target: xr.Dataset | None = None, *, seed
         if not actual:
             continue
         p_obj = {v: c / len(actual) for v, c in Counter(actual).items()}
-        # a non-compliant prediction is a value of its own (None never equals an extracted value)
-        p_hyp = {v: c / len(guesses) for v, c in Counter(guesses).items()}
-        values = set(p_obj) | set(p_hyp)
+        p_hyp = {v: c / len(guesses) for v, c in Counter(guesses).items()}  # None (non-compliant) matches no value
+        values = sorted(p_obj, key=lambda v: (-p_obj[v], v))[:top]
         rows["task"].append(task)
         rows["property"].append(prop)
         rows["item"].append(items[(task, prompt)])

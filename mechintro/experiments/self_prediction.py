@@ -16,7 +16,8 @@ is stored in the run's ``hypothetical_resid`` group (:func:`load_hypothetical_re
 the model answers from, for the probes of :func:`mechintro.analysis.self_prediction.probe`.
 
 ``adapter`` evaluates a finetuned model: a LoRA adapter saved by ``mechintro train``, merged into
-the weights before the run (:func:`mechintro.training.apply_adapter`).
+the weights before the run (:func:`mechintro.training.apply_adapter`); ``"A,B"`` merges B, trained
+on the model with A merged, after A (the behaviour-change test).
 
 Scoring and the self/cross comparisons: :mod:`mechintro.analysis.self_prediction`.
 """
@@ -59,7 +60,7 @@ class SelfPredictionConfig:
     properties: tuple[str, ...] = ()  # hypothetical questions asked (empty: each task's all)
     samples: int = 1  # answers per prompt; > 1 with temperature > 0 is a calibration run
     temperature: float = 0.0
-    adapter: str = ""  # a LoRA adapter directory saved by `mechintro train`
+    adapter: str = ""  # LoRA adapter directories saved by `mechintro train`, comma-separated, merged in order
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -127,7 +128,8 @@ def run(config: SelfPredictionConfig, out: str | Path, *, model: Model, vectors:
     if config.adapter:
         from mechintro.training import apply_adapter
 
-        model = apply_adapter(model, config.adapter)
+        for adapter in config.adapter.split(","):
+            model = apply_adapter(model, adapter)
     trials = build_trials(config, model)
     out = execute(
         model, trials, out, config=dataclasses.asdict(config), mode="generate",

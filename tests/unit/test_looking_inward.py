@@ -284,8 +284,14 @@ def test_calibration_is_the_mean_absolute_deviation_of_the_two_distributions():
     ds = _sampled(["cat x", "cat y", "dog z", "!!"], ["cat", "cat", "dog", ""])
     result = sp.calibration(ds)
     assert result.attrs["n"] == 1 and int(result.n_object[0]) == 3 and int(result.n_predicted[0]) == 4
-    # values cat, dog, non-compliant: (|2/3 - 1/2| + |1/3 - 1/4| + |0 - 1/4|) / 3
-    assert float(result.mad[0]) == pytest.approx(100 * (1 / 6 + 1 / 12 + 1 / 4) / 3)
+    # the behaviour's values cat, dog: (|2/3 - 1/2| + |1/3 - 1/4|) / 2
+    assert float(result.mad[0]) == pytest.approx(100 * (1 / 6 + 1 / 12) / 2)
+    # only the top values count: a fourth value of the behaviour is left out
+    spread = _sampled(["a x", "a y", "b z", "c w", "d v", "a u"], ["a", "a", "a", "b", "c", "d"])
+    assert float(sp.calibration(spread).mad[0]) == pytest.approx(100 * (0 + 0 + 0) / 3)
+    shifted = _sampled(["a x", "a y", "b z", "c w", "d v", "a u"], ["a", "a", "b", "b", "c", "d"])
+    assert float(sp.calibration(shifted).mad[0]) == pytest.approx(100 * (1 / 6 + 1 / 6 + 0) / 3)
+    assert float(sp.calibration(shifted, top=1).mad[0]) == pytest.approx(100 / 6)
     assert float(sp.calibration(_sampled(["cat"] * 4, ["cat"] * 4)).mad[0]) == 0.0
     assert float(sp.calibration(_sampled(["cat"] * 4, ["dog"] * 4)).mad[0]) == 100.0
     with pytest.raises(MechintroError, match="calibration run"):
@@ -313,3 +319,41 @@ def test_a_calibration_run_samples_each_prompt(tmp_path):
     assert result.attrs["n"] <= 3 and 0 <= result.attrs["mad"] <= 100
     with pytest.raises(MechintroError, match="calibration run"):
         training.training_examples(ds, 5)
+
+
+def _answers(rows: list[tuple[str, int, str, str]]) -> xr.Dataset:
+    """A hand-made one-answer run on the animals task: rows of (condition, item, response, property)."""
+    n = len(rows)
+    return xr.Dataset(
+        {"condition": ("trial", [r[0] for r in rows]), "task": ("trial", ["animals"] * n),
+         "item_prompt": ("trial", [f"p{r[1]}" for r in rows]), "response": ("trial", [r[2] for r in rows]),
+         "matching": ("trial", [""] * n), "property": ("trial", [r[3] for r in rows]), "item": ("trial", [r[1] for r in rows])},
+        attrs={"experiment": "self-prediction", "model": "m", "config": "{}"})
+
+
+def test_behaviour_change_scores_the_same_predictions_against_new_and_old_answers():
+    predictions = [("hypothetical", i, "cat", "first_word") for i in range(4)]
+    changed = _answers([("object", i, "cat now", "") for i in range(4)] + predictions)
+    old = _answers([("object", i, w, "") for i, w in enumerate(["dog", "dog", "cat", "emu"])])
+    r = sp.behaviour_change(changed, old)
+    assert (r["new"], r["old"], r["n_pairs"]) == (1.0, 0.25, 4)
+    assert r["difference"] == pytest.approx(0.75) and r["changed_answers"] == pytest.approx(0.75)
+    same = sp.behaviour_change(changed, changed)
+    assert same["difference"] == 0 and same["changed_answers"] == 0
+
+
+def test_a_model_changed_after_self_training_is_two_adapters_in_order(tiny_run, tmp_path):
+    model, _, out = tiny_run
+    behaviour = runs.open_run(out)
+    config = training.TrainConfig(examples=6, batch_size=3, learning_rate=1e-3)
+    first = training.finetune(model, training.training_examples(behaviour, 6), tmp_path / "self", config, behaviour=behaviour)
+    examples = training.object_examples(behaviour, 6)
+    assert examples and all(not p.startswith("Previously") for p, _ in examples)
+    assert {li.TASKS[t].split for t in ("animals",)} == {"test"} and training.object_examples(behaviour, 100, split="test")
+    second = training.finetune(training.apply_adapter(model, first), examples, tmp_path / "changed", config, behaviour=behaviour)
+    with pytest.raises(MechintroError, match="was trained on"):
+        training.apply_adapter(model, second)  # it belongs on top of the first
+    cfg = self_prediction.Config(tasks=("animals",), items=2, max_new_tokens=4, hypothetical_tokens=2, record_resid=False,
+                                 adapter=f"{first},{second}")
+    ds = runs.open_run(self_prediction.run(cfg, tmp_path / "changed.zarr", model=model))
+    assert json.loads(ds.attrs["config"])["adapter"] == f"{first},{second}" and ds.sizes["trial"] > 0
