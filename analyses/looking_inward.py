@@ -111,6 +111,17 @@ if curves:
     ax.legend(fontsize=6)
     save(fig, args.out, "cross_training_scaling", any_run)
 
+for m1 in names:
+    for changed in sorted((root / m1).glob("changed-by-*/run.zarr")):
+        if (changed / "zarr.json").exists() and m1 in trained:
+            r = sp.behaviour_change(open_run(changed), trained[m1])
+            print(f"\n== behaviour change: {m1} (self-trained), then finetuned on {changed.parent.name.removeprefix('changed-by-')}'s "
+                  "answers (held-out tasks) ==")
+            print(table([{"predictions scored against": "its new behaviour", "accuracy": r["new"]},
+                         {"predictions scored against": "its old behaviour", "accuracy": r["old"]}]))
+            print(f"new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.3f}; {r['n_pairs']} pairs "
+                  f"({r['n_items']} items); the finetuning changed the answer's property in {r['changed_answers']:.0%} of them")
+
 cal_rows = []
 for m1 in names:
     folder = root / m1 / "calibration"

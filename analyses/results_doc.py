@@ -152,6 +152,16 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
         both = len(verdicts) >= 2 and all("**appears**" in v for _, v in verdicts)
         lines += [f"The paper's test asks for the advantage in both directions of a pair: {'met' if both else '**not met**'} here. "
                   "Every accuracy above is also compared with its mode baseline in the first table.", ""]
+    for m1 in names:
+        for changed in sorted((root / m1).glob("changed-by-*/run.zarr")):
+            old = root / m1 / "self.zarr"
+            if (changed / "zarr.json").exists() and (old / "zarr.json").exists():
+                r = sp.behaviour_change(open_run(changed), open_run(old))
+                m2 = changed.parent.name.removeprefix("changed-by-")
+                lines += [f"Behaviour change (the paper: GPT-4o's predictions follow its new behaviour, 35.4% vs 21.7% for the old): "
+                          f"{m1}, self-trained and then finetuned on {m2}'s object-level answers, predicts its new behaviour at "
+                          f"{r['new']:.3f} and its old at {r['old']:.3f} (new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], "
+                          f"p = {r['p']:.3f}; {r['n_pairs']} held-out pairs, {r['changed_answers']:.0%} of them with a changed answer).", ""]
     cal = []
     for m1 in names:
         folder = root / m1 / "calibration"

@@ -18,6 +18,9 @@ For each model M (``--root``, default ``runs/looking-inward``):
    temperature 1, ``--calibration-items`` prompts): ``M/calibration/base.zarr`` (untrained M),
    ``M/calibration/self.zarr`` (self-trained M) and ``M2/cross-on-M/calibration.zarr`` (M2 trained
    on M's behaviour; its predictions are scored against ``M/calibration/self.zarr``'s answers).
+6. ``--behaviour-change``: the self-trained first model finetuned (3 epochs) on the second model's
+   object-level answers (every task, ``M/changed-by-M2/adapter``) and evaluated on the held-out
+   tasks (``M/changed-by-M2/run.zarr``): do its predictions follow its new behaviour or its old?
 
 Everything resumes: a finished run or adapter is skipped, an unfinished one continues. Wall times
 go to ``ROOT/timing.json``.
@@ -46,6 +49,7 @@ def main() -> None:
     p.add_argument("--scaling", default="", help="comma-separated example counts for the cross-training curve")
     p.add_argument("--calibration", type=int, default=0, help="samples per prompt for the calibration runs (0: none; the paper: 20)")
     p.add_argument("--calibration-items", type=int, default=10, help="animals prompts in the calibration runs")
+    p.add_argument("--behaviour-change", action="store_true", help="run the behaviour-change test on the first model")
     p.add_argument("--held-out-only", default="", help="models whose base and self runs predict on held-out tasks only "
                    "(cross and scaling runs always do: they are scored there only)")
     p.add_argument("--root", type=Path, default=ROOT / "runs" / "looking-inward")
@@ -117,6 +121,16 @@ def main() -> None:
             for m2 in names:
                 if m2 != m1:
                     sample(m2, args.root / m2 / f"cross-on-{m1}" / "calibration.zarr", args.root / m2 / f"cross-on-{m1}" / "adapter")
+    if args.behaviour_change and len(names) >= 2:
+        m1, m2 = names[0], names[1]
+        folder, self_adapter = args.root / m1 / f"changed-by-{m2}", args.root / m1 / "self-adapter"
+        behaviour = runs.open_run(args.root / m2 / "base.zarr")
+        examples = training.object_examples(behaviour, args.examples, seed=train_config.seed)
+        change = dataclasses.replace(train_config, epochs=3)
+        timed(f"train {(folder / 'adapter').relative_to(args.root)} ({len(examples)} object-level examples × 3 epochs)",
+              lambda: training.finetune(training.apply_adapter(model(m1), self_adapter), examples, folder / "adapter", change,
+                                        behaviour=behaviour))
+        evaluate(m1, folder / "run.zarr", f"{self_adapter},{folder / 'adapter'}", held_out=True)
     if args.scaling and len(names) >= 2:
         m1, m2 = names[1], names[0]
         for n in (int(x) for x in args.scaling.split(",")):
