@@ -135,7 +135,8 @@ for m1 in names:
         if (predictor / "zarr.json").exists() and (target / "zarr.json").exists():
             c = sp.calibration(open_run(predictor), open_run(target))
             cal_rows.append({"target": m1, "predictor": label, "prompts": c.attrs["n"],
-                             "MAD (points)": f"{c.attrs['mad']:.1f} [{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}]"})
+                             "MAD (points)": f"{c.attrs['mad']:.1f} [{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}]",
+                             "never matching": f"{c.attrs['no_match']:.1f}"})
 if cal_rows:
     print("\n== calibration: animals, second character, sampled at temperature 1 (mean absolute deviation, lower is better) ==")
     print(table(cal_rows))

@@ -170,12 +170,13 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
         for label, predictor, target in cells:
             if (predictor / "zarr.json").exists() and (target / "zarr.json").exists():
                 c = sp.calibration(open_run(predictor), open_run(target))
-                cal.append(f"| {m1} | {label} | {c.attrs['n']} | {c.attrs['mad']:.1f} [{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}] |")
+                cal.append(f"| {m1} | {label} | {c.attrs['n']} | {c.attrs['mad']:.1f} [{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}] | "
+                           f"{c.attrs['no_match']:.1f} |")
     if cal:
         lines += ["Calibration (animals, second character, answers and predictions sampled at temperature 1; mean absolute deviation "
                   "between the two distributions in points, lower is better; the paper, Llama 70B: untrained 23.0, self-trained 8.7, "
                   "cross-trained 21.3 — its aggregation may differ from ours, see `docs/looking-inward.md`):", "",
-                  "| target | predictor | prompts | MAD [95% CI] |", "|---|---|---|---|", *cal, ""]
+                  "| target | predictor | prompts | MAD [95% CI] | never-matching predictions |", "|---|---|---|---|---|", *cal, ""]
     if timing:
         lines += ["Wall times (2 CPU cores, one job at a time unless noted in `docs/looking-inward.md`):", "",
                   "| step | seconds |", "|---|---|", *[f"| {k} | {v} |" for k, v in timing.items()], ""]

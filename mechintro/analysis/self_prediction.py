@@ -259,8 +259,10 @@ def calibration(predictor: xr.Dataset, target: xr.Dataset | None = None, *, top:
     prompt with none is skipped); non-compliant predictions keep their mass but match no value.
     0: the predictions put the behaviour's mass on its top values; a one-hot behaviour predicted
     never gives 100.
-    Rows (``pair``): ``task``, ``property``, ``item``, ``mad``, ``n_object`` (compliant samples),
-    ``n_predicted``; attrs ``mad``, ``lo``, ``hi`` (95% bootstrap over items), ``n`` (pairs).
+    Rows (``pair``): ``task``, ``property``, ``item``, ``mad``, ``no_match`` (the MAD of predictions
+    that never take those values: the reference a predictor must beat), ``n_object`` (compliant
+    samples), ``n_predicted``; attrs ``mad``, ``lo``, ``hi`` (95% bootstrap over items),
+    ``no_match`` (mean) and ``n`` (pairs).
     """
     from collections import Counter
 
@@ -278,7 +280,7 @@ def calibration(predictor: xr.Dataset, target: xr.Dataset | None = None, *, top:
         predicted.setdefault((task, prompt, prop), []).append(
             looking_inward.parse_prediction(str(predictor["response"].values[i]), prop))
         items[(task, prompt)] = f"{task}:{int(predictor['item'].values[i])}"
-    rows: dict[str, list] = {k: [] for k in ("task", "property", "item", "mad", "n_object", "n_predicted")}
+    rows: dict[str, list] = {k: [] for k in ("task", "property", "item", "mad", "no_match", "n_object", "n_predicted")}
     for (task, prompt, prop), guesses in predicted.items():
         answers = behaviour.get((task, prompt))
         if answers is None:
@@ -293,6 +295,7 @@ def calibration(predictor: xr.Dataset, target: xr.Dataset | None = None, *, top:
         rows["property"].append(prop)
         rows["item"].append(items[(task, prompt)])
         rows["mad"].append(100 * sum(abs(p_obj.get(v, 0.0) - p_hyp.get(v, 0.0)) for v in values) / len(values))
+        rows["no_match"].append(100 * sum(p_obj[v] for v in values) / len(values))
         rows["n_object"].append(len(actual))
         rows["n_predicted"].append(len(guesses))
     if not rows["task"]:
@@ -300,7 +303,7 @@ def calibration(predictor: xr.Dataset, target: xr.Dataset | None = None, *, top:
                              "run both with the same tasks, items and seed")
     mad, lo, hi = bootstrap_mean_ci(rows["mad"], clusters=rows["item"], n_boot=n_boot, seed=seed)
     out = xr.Dataset({k: ("pair", np.array(v, dtype=object if k in ("task", "property", "item") else None)) for k, v in rows.items()})
-    out.attrs = {"mad": mad, "lo": lo, "hi": hi, "n": len(rows["mad"]), "predictor": predictor.attrs.get("model", "?"),
+    out.attrs = {"mad": mad, "lo": lo, "hi": hi, "n": len(rows["mad"]), "no_match": float(np.mean(rows["no_match"])), "predictor": predictor.attrs.get("model", "?"),
                  "target": target.attrs.get("model", "?"), "predictor_adapter": _adapter(predictor), "target_adapter": _adapter(target)}
     return out
 

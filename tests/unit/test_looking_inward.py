@@ -294,6 +294,7 @@ def test_calibration_is_the_mean_absolute_deviation_of_the_two_distributions():
     assert float(sp.calibration(shifted, top=1).mad[0]) == pytest.approx(100 / 6)
     assert float(sp.calibration(_sampled(["cat"] * 4, ["cat"] * 4)).mad[0]) == 0.0
     assert float(sp.calibration(_sampled(["cat"] * 4, ["dog"] * 4)).mad[0]) == 100.0
+    assert result.attrs["no_match"] == pytest.approx(100 * (2 / 3 + 1 / 3) / 2)
     with pytest.raises(MechintroError, match="calibration run"):
         sp.score(ds)
     with pytest.raises(MechintroError, match="no prompt with a compliant"):
