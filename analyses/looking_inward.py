@@ -121,6 +121,10 @@ for m1 in names:
                          {"predictions scored against": "its old behaviour", "accuracy": r["old"]}]))
             print(f"new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.3f}; {r['n_pairs']} pairs "
                   f"({r['n_items']} items); the finetuning changed the answer's property in {r['changed_answers']:.0%} of them")
+            if "control_difference" in r:
+                print(f"control, against the new behaviour: the changed model's predictions {r['control_a']:.3f} vs the old model's "
+                      f"{r['control_b']:.3f}, {r['control_difference']:+.3f} [{r['control_lo']:+.3f}, {r['control_hi']:+.3f}], "
+                      f"p = {r['control_p']:.3f} ({r['control_n_pairs']} pairs)")
 
 cal_rows = []
 for m1 in names:

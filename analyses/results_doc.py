@@ -161,7 +161,11 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
                 lines += [f"Behaviour change (the paper: GPT-4o's predictions follow its new behaviour, 35.4% vs 21.7% for the old): "
                           f"{m1}, self-trained and then finetuned on {m2}'s object-level answers, predicts its new behaviour at "
                           f"{r['new']:.3f} and its old at {r['old']:.3f} (new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], "
-                          f"p = {r['p']:.3f}; {r['n_pairs']} held-out pairs, {r['changed_answers']:.0%} of them with a changed answer).", ""]
+                          f"p = {r['p']:.3f}; {r['n_pairs']} held-out pairs, {r['changed_answers']:.0%} of them with a changed answer)"
+                          + (f". Control, against the new behaviour: the changed model's predictions {r['control_a']:.3f} vs the old "
+                             f"model's {r['control_b']:.3f} ({r['control_difference']:+.3f} [{r['control_lo']:+.3f}, "
+                             f"{r['control_hi']:+.3f}], p = {r['control_p']:.3f}, {r['control_n_pairs']} pairs)."
+                             if "control_difference" in r else "."), ""]
     cal = []
     for m1 in names:
         folder = root / m1 / "calibration"

@@ -205,7 +205,12 @@ def behaviour_change(changed: xr.Dataset, old: xr.Dataset, *, split: str = "test
     (its old behaviour). Do ``changed``'s predictions follow its new answers or its old ones?
     accuracy against the new behaviour − accuracy against the old, on the pairs where both answers
     are scoreable, with :func:`self_vs_cross`'s paired interval and p-value; ``changed_answers`` is
-    the share of those pairs whose property the finetuning changed (where the test can tell)."""
+    the share of those pairs whose property the finetuning changed (where the test can tell).
+
+    The control (when ``old`` holds predictions): is the new behaviour simply easier to predict?
+    ``control_*`` compares, against the new behaviour, the changed model's predictions with the
+    old model's (same paired statistics): only a shift there says the finetuning moved the
+    predictions themselves."""
     new, before = score(changed), score(changed, old)
     r = _paired_difference(new, before, split, n_boot, seed, "the changed and old runs")
     def targets(s: xr.Dataset) -> dict[tuple[str, str], str]:
@@ -215,8 +220,12 @@ def behaviour_change(changed: xr.Dataset, old: xr.Dataset, *, split: str = "test
 
     a, b = targets(new), targets(before)
     common = [k for k in a if a[k] and b.get(k)]
-    return {"new": r.pop("a"), "old": r.pop("b"), **r,
-            "changed_answers": float(np.mean([a[k] != b[k] for k in common])) if common else math.nan}
+    result = {"new": r.pop("a"), "old": r.pop("b"), **r,
+              "changed_answers": float(np.mean([a[k] != b[k] for k in common])) if common else math.nan}
+    if (_labels(old, "condition") == "hypothetical").any():
+        c = _paired_difference(new, score(old, changed), split, n_boot, seed, "the changed and old runs")
+        result.update({f"control_{k}": v for k, v in c.items()})  # control_a: changed → new, control_b: old → new
+    return result
 
 
 def _paired_difference(a: xr.Dataset, b: xr.Dataset, split: str, n_boot: int, seed: int, what: str) -> dict[str, float]:

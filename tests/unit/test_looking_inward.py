@@ -339,8 +339,14 @@ def test_behaviour_change_scores_the_same_predictions_against_new_and_old_answer
     r = sp.behaviour_change(changed, old)
     assert (r["new"], r["old"], r["n_pairs"]) == (1.0, 0.25, 4)
     assert r["difference"] == pytest.approx(0.75) and r["changed_answers"] == pytest.approx(0.75)
+    assert "control_difference" not in r  # the old run has no predictions to compare
     same = sp.behaviour_change(changed, changed)
     assert same["difference"] == 0 and same["changed_answers"] == 0
+    # control: the old model predicted "dog" everywhere; against the new answers ("cat") it scores 0
+    old_predicting = _answers([("object", i, w, "") for i, w in enumerate(["dog", "dog", "cat", "emu"])]
+                              + [("hypothetical", i, "dog", "first_word") for i in range(4)])
+    c = sp.behaviour_change(changed, old_predicting)
+    assert (c["control_a"], c["control_b"], c["control_difference"]) == (1.0, 0.0, 1.0)
 
 
 def test_a_model_changed_after_self_training_is_two_adapters_in_order(tiny_run, tmp_path):
