@@ -18,7 +18,8 @@ For each model M (``--root``, default ``runs/looking-inward``):
    temperature 1, ``--calibration-items`` prompts): ``M/calibration/base.zarr`` (untrained M),
    ``M/calibration/self.zarr`` (self-trained M) and ``M2/cross-on-M/calibration.zarr`` (M2 trained
    on M's behaviour; its predictions are scored against ``M/calibration/self.zarr``'s answers).
-6. ``--behaviour-change``: the self-trained first model finetuned (3 epochs) on the second model's
+6. ``--behaviour-change``: the self-trained first model (run again with the models swapped for
+   the other direction) finetuned (3 epochs) on the second model's
    object-level answers (every task, ``M/changed-by-M2/adapter``) and evaluated on the held-out
    tasks (``M/changed-by-M2/run.zarr``): do its predictions follow its new behaviour or its old?
 
