@@ -70,14 +70,8 @@ print("\n== untrained predictor × target (held-out tasks) ==")
 print(table([{"predictor": p, **{f"→ {t}": f"{float(matrix.accuracy.sel(predictor=p, target=t)):.3f}" for t in names}} for p in names]))
 save(self_cross_matrix(matrix, title="untrained: predictor × target accuracy, held-out tasks"), args.out, "self_cross_matrix_untrained", any_run)
 
-results = {}
-for m1 in trained:
-    for m2 in names:
-        cross = root / m2 / f"cross-on-{m1}" / "run.zarr"
-        if m2 == m1 or not (cross / "zarr.json").exists():
-            continue
-        r = sp.self_vs_cross(trained[m1], open_run(cross), trained[m1])
-        results[f"target {m1}\nM2 = {m2}"] = r
+runs = sp.study(root)
+results = {f"target {m1}\nM2 = {m2}": sp.self_vs_cross(open_run(own), open_run(cross)) for m1, m2, own, cross in runs["self_vs_cross"]}
 if results:
     print("\n== after training: M1 predicting itself vs M2 trained on M1's behaviour (held-out tasks, same pairs) ==")
     print(table([{"pair": k.replace("\n", ", "), "self": r["self"], "cross": r["cross"], "difference": f"{r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]",
@@ -111,36 +105,24 @@ if curves:
     ax.legend(fontsize=6)
     save(fig, args.out, "cross_training_scaling", any_run)
 
-for m1 in names:
-    for changed in sorted((root / m1).glob("changed-by-*/run.zarr")):
-        if (changed / "zarr.json").exists() and m1 in trained:
-            r = sp.behaviour_change(open_run(changed), trained[m1])
-            print(f"\n== behaviour change: {m1} (self-trained), then finetuned on {changed.parent.name.removeprefix('changed-by-')}'s "
-                  "answers (held-out tasks) ==")
-            print(table([{"predictions scored against": "its new behaviour", "accuracy": r["new"]},
-                         {"predictions scored against": "its old behaviour", "accuracy": r["old"]}]))
-            print(f"new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.3f}; {r['n_pairs']} pairs "
-                  f"({r['n_items']} items); the finetuning changed the answer's property in {r['changed_answers']:.0%} of them")
-            if "control_difference" in r:
-                print(f"control, against the new behaviour: the changed model's predictions {r['control_a']:.3f} vs the old model's "
-                      f"{r['control_b']:.3f}, {r['control_difference']:+.3f} [{r['control_lo']:+.3f}, {r['control_hi']:+.3f}], "
-                      f"p = {r['control_p']:.3f} ({r['control_n_pairs']} pairs)")
+for m1, m2, changed, old in runs["behaviour_change"]:
+    r = sp.behaviour_change(open_run(changed), open_run(old))
+    print(f"\n== behaviour change: {m1} (self-trained), then finetuned on {m2}'s answers (held-out tasks) ==")
+    print(table([{"predictions scored against": "its new behaviour", "accuracy": r["new"]},
+                 {"predictions scored against": "its old behaviour", "accuracy": r["old"]}]))
+    print(f"new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.3f}; {r['n_pairs']} pairs "
+          f"({r['n_items']} items); the finetuning changed the answer's property in {r['changed_answers']:.0%} of them")
+    if "control_difference" in r:
+        print(f"control, against the new behaviour: the changed model's predictions {r['control_a']:.3f} vs the old model's "
+              f"{r['control_b']:.3f}, {r['control_difference']:+.3f} [{r['control_lo']:+.3f}, {r['control_hi']:+.3f}], "
+              f"p = {r['control_p']:.3f} ({r['control_n_pairs']} pairs)")
 
 cal_rows = []
-for m1 in names:
-    folder = root / m1 / "calibration"
-    if not (folder / "base.zarr" / "zarr.json").exists():
-        continue
-    cells = [("untrained, predicting itself", folder / "base.zarr", folder / "base.zarr"),
-             ("self-trained, predicting itself", folder / "self.zarr", folder / "self.zarr"),
-             *[(f"{m2} trained on its behaviour", root / m2 / f"cross-on-{m1}" / "calibration.zarr", folder / "self.zarr")
-               for m2 in names if m2 != m1]]
-    for label, predictor, target in cells:
-        if (predictor / "zarr.json").exists() and (target / "zarr.json").exists():
-            c = sp.calibration(open_run(predictor), open_run(target))
-            cal_rows.append({"target": m1, "predictor": label, "prompts": c.attrs["n"],
-                             "MAD (points)": f"{c.attrs['mad']:.1f} [{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}]",
-                             "never matching": f"{c.attrs['no_match']:.1f}"})
+for m1, who, predictor, target in runs["calibration"]:
+    c = sp.calibration(open_run(predictor), open_run(target))
+    cal_rows.append({"target": m1, "predictor": who, "prompts": c.attrs["n"],
+                     "MAD (points)": f"{c.attrs['mad']:.1f} [{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}]",
+                     "never matching": f"{c.attrs['no_match']:.1f}"})
 if cal_rows:
     print("\n== calibration: animals, second character, sampled at temperature 1 (mean absolute deviation, lower is better) ==")
     print(table(cal_rows))

@@ -109,7 +109,7 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     """The Looking Inward section, from ``scripts/looking_inward.py``'s runs under ``root``."""
     from mechintro.analysis import self_prediction as sp
 
-    names = sorted(d.name for d in root.iterdir() if (d / "base.zarr" / "zarr.json").exists()) if root.exists() else []
+    names = [m for (m,) in sp.study(root)["models"]]
     lines = ["## Looking Inward (self- vs cross-prediction)", "", f"Published: {LOOKING_INWARD_PUBLISHED}", ""]
     if not names:
         return [*lines, "No runs yet: `python scripts/looking_inward.py`.", ""], []
@@ -128,22 +128,18 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
                 if r["n"]:
                     lines.append(f"| {label} → itself | {'held-out' if split == 'test' else 'training'} | {r['n']} | "
                                  f"{r['accuracy']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] | {r['mode_baseline']:.3f} |")
+    runs = sp.study(root)
     verdicts = []
     rows = []
-    for m1 in names:
-        for m2 in names:
-            cross = root / m2 / f"cross-on-{m1}" / "run.zarr"
-            own = root / m1 / "self.zarr"
-            if m1 == m2 or not (cross / "zarr.json").exists() or not (own / "zarr.json").exists():
-                continue
-            r = sp.self_vs_cross(open_run(own), open_run(cross))
-            rows.append(f"| {m1} | {m2} | {r['n_pairs']} ({r['n_items']} items) | {r['self']:.3f} | {r['cross']:.3f} | "
-                        f"{r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] | {r['p']:.4f} |")
-            shown = r["lo"] > 0
-            verdicts.append((f"looking inward: {m1} vs {m2}",
-                             f"{m1} predicts itself {'better' if shown else 'no better (interval includes 0)'} than {m2} trained on its "
-                             f"behaviour ({r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.4f}): a self-prediction "
-                             f"advantage {'**appears** in this direction' if shown else 'does **not** appear'}."))
+    for m1, m2, own, cross in runs["self_vs_cross"]:
+        r = sp.self_vs_cross(open_run(own), open_run(cross))
+        rows.append(f"| {m1} | {m2} | {r['n_pairs']} ({r['n_items']} items) | {r['self']:.3f} | {r['cross']:.3f} | "
+                    f"{r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] | {r['p']:.4f} |")
+        shown = r["lo"] > 0
+        verdicts.append((f"looking inward: {m1} vs {m2}",
+                         f"{m1} predicts itself {'better' if shown else 'no better (interval includes 0)'} than {m2} trained on its "
+                         f"behaviour ({r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.4f}): a self-prediction "
+                         f"advantage {'**appears** in this direction' if shown else 'does **not** appear'}."))
     if rows:
         lines += ["", "After training, on the same held-out pairs (M1's answers after its own training are the target):", "",
                   "| M1 (target, self-trained) | M2 (trained on M1's behaviour) | pairs | M1 → M1 | M2 → M1 | difference | p (sign flip) |",
@@ -152,30 +148,21 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
         both = len(verdicts) >= 2 and all("**appears**" in v for _, v in verdicts)
         lines += [f"The paper's test asks for the advantage in both directions of a pair: {'met' if both else '**not met**'} here. "
                   "Every accuracy above is also compared with its mode baseline in the first table.", ""]
-    for m1 in names:
-        for changed in sorted((root / m1).glob("changed-by-*/run.zarr")):
-            old = root / m1 / "self.zarr"
-            if (changed / "zarr.json").exists() and (old / "zarr.json").exists():
-                r = sp.behaviour_change(open_run(changed), open_run(old))
-                m2 = changed.parent.name.removeprefix("changed-by-")
-                lines += [f"Behaviour change (the paper: GPT-4o's predictions follow its new behaviour, 35.4% vs 21.7% for the old): "
-                          f"{m1}, self-trained and then finetuned on {m2}'s object-level answers, predicts its new behaviour at "
-                          f"{r['new']:.3f} and its old at {r['old']:.3f} (new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], "
-                          f"p = {r['p']:.3f}; {r['n_pairs']} held-out pairs, {r['changed_answers']:.0%} of them with a changed answer)"
-                          + (f". Control, against the new behaviour: the changed model's predictions {r['control_a']:.3f} vs the old "
-                             f"model's {r['control_b']:.3f} ({r['control_difference']:+.3f} [{r['control_lo']:+.3f}, "
-                             f"{r['control_hi']:+.3f}], p = {r['control_p']:.3f}, {r['control_n_pairs']} pairs)."
-                             if "control_difference" in r else "."), ""]
+    for m1, m2, changed, old in runs["behaviour_change"]:
+        r = sp.behaviour_change(open_run(changed), open_run(old))
+        lines += [f"Behaviour change (the paper: GPT-4o's predictions follow its new behaviour, 35.4% vs 21.7% for the old): "
+                  f"{m1}, self-trained and then finetuned on {m2}'s object-level answers, predicts its new behaviour at "
+                  f"{r['new']:.3f} and its old at {r['old']:.3f} (new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], "
+                  f"p = {r['p']:.3f}; {r['n_pairs']} held-out pairs, {r['changed_answers']:.0%} of them with a changed answer)"
+                  + (f". Control, against the new behaviour: the changed model's predictions {r['control_a']:.3f} vs the old "
+                     f"model's {r['control_b']:.3f} ({r['control_difference']:+.3f} [{r['control_lo']:+.3f}, "
+                     f"{r['control_hi']:+.3f}], p = {r['control_p']:.3f}, {r['control_n_pairs']} pairs)."
+                     if "control_difference" in r else "."), ""]
     cal = []
-    for m1 in names:
-        folder = root / m1 / "calibration"
-        cells = [("untrained, itself", folder / "base.zarr", folder / "base.zarr"), ("self-trained, itself", folder / "self.zarr", folder / "self.zarr"),
-                 *[(f"{m2} trained on its behaviour", root / m2 / f"cross-on-{m1}" / "calibration.zarr", folder / "self.zarr") for m2 in names if m2 != m1]]
-        for label, predictor, target in cells:
-            if (predictor / "zarr.json").exists() and (target / "zarr.json").exists():
-                c = sp.calibration(open_run(predictor), open_run(target))
-                cal.append(f"| {m1} | {label} | {c.attrs['n']} | {c.attrs['mad']:.1f} [{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}] | "
-                           f"{c.attrs['no_match']:.1f} |")
+    for m1, who, predictor, target in runs["calibration"]:
+        c = sp.calibration(open_run(predictor), open_run(target))
+        cal.append(f"| {m1} | {who} | {c.attrs['n']} | {c.attrs['mad']:.1f} [{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}] | "
+                   f"{c.attrs['no_match']:.1f} |")
     if cal:
         lines += ["Calibration (animals, second character, answers and predictions sampled at temperature 1; mean absolute deviation "
                   "between the two distributions in points, lower is better; the paper, Llama 70B: untrained 23.0, self-trained 8.7, "

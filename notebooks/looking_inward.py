@@ -43,12 +43,9 @@ plotting.self_cross_matrix(matrix);
 # After training: M1 predicting itself vs M2 trained on M1's behaviour, on the same held-out pairs.
 
 # %%
-results = {}
-for m1, own in trained.items():
-    for m2 in names:
-        cross = root / m2 / f"cross-on-{m1}" / "run.zarr"
-        if m2 != m1 and cross.exists():
-            results[f"target {m1}\nM2 = {m2}"] = sp.self_vs_cross(own, mi.open_run(cross))
+runs = sp.study(root)
+results = {f"target {m1}\nM2 = {m2}": sp.self_vs_cross(mi.open_run(own), mi.open_run(cross))
+           for m1, m2, own, cross in runs["self_vs_cross"]}
 plotting.self_vs_cross_bars(results) if results else "no cross-trained runs";
 
 # %%

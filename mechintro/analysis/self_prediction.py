@@ -109,6 +109,36 @@ def score(predictor: xr.Dataset, target: xr.Dataset | None = None) -> xr.Dataset
     return out
 
 
+def study(root: str | Path) -> dict[str, list[tuple]]:
+    """The finished runs of a ``scripts/looking_inward.py`` folder, as the comparisons they make
+    (paths only; the one place that reads the folder's layout):
+
+    * ``models``: ``(model,)`` for every ``MODEL/base.zarr``;
+    * ``self_vs_cross``: ``(m1, m2, m1's self-trained run, m2's run trained on m1's behaviour)``;
+    * ``behaviour_change``: ``(m1, m2, m1 changed toward m2's answers, m1's self-trained run)``;
+    * ``calibration``: ``(m1, who predicts, predictor run, target run)`` — untrained and
+      self-trained m1 predicting itself, then each m2 trained on m1's behaviour.
+    """
+    root = Path(root)
+
+    def done(*runs: Path) -> bool:
+        return all((r / "zarr.json").exists() for r in runs)
+
+    names = sorted(d.name for d in root.iterdir() if done(d / "base.zarr")) if root.exists() else []
+    out: dict[str, list[tuple]] = {"models": [(n,) for n in names], "self_vs_cross": [], "behaviour_change": [], "calibration": []}
+    for m1 in names:
+        own, cal = root / m1 / "self.zarr", root / m1 / "calibration"
+        others = [m2 for m2 in names if m2 != m1]
+        out["self_vs_cross"] += [(m1, m2, own, root / m2 / f"cross-on-{m1}" / "run.zarr") for m2 in others
+                                 if done(own, root / m2 / f"cross-on-{m1}" / "run.zarr")]
+        out["behaviour_change"] += [(m1, run.parent.name.removeprefix("changed-by-"), run, own)
+                                    for run in sorted((root / m1).glob("changed-by-*/run.zarr")) if done(run, own)]
+        cells = [("itself, untrained", cal / "base.zarr", cal / "base.zarr"), ("itself, self-trained", cal / "self.zarr", cal / "self.zarr"),
+                 *[(f"{m2} trained on its behaviour", root / m2 / f"cross-on-{m1}" / "calibration.zarr", cal / "self.zarr") for m2 in others]]
+        out["calibration"] += [(m1, who, predictor, target) for who, predictor, target in cells if done(predictor, target)]
+    return out
+
+
 def _adapter(ds: xr.Dataset) -> str:
     import json
 

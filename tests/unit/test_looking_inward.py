@@ -364,3 +364,25 @@ def test_a_model_changed_after_self_training_is_two_adapters_in_order(tiny_run, 
                                  adapter=f"{first},{second}")
     ds = runs.open_run(self_prediction.run(cfg, tmp_path / "changed.zarr", model=model))
     assert json.loads(ds.attrs["config"])["adapter"] == f"{first},{second}" and ds.sizes["trial"] > 0
+
+
+def test_study_lists_the_comparisons_of_the_finished_runs(tmp_path):
+    def run(*parts):
+        path = tmp_path.joinpath(*parts)
+        path.mkdir(parents=True)
+        (path / "zarr.json").write_text("{}")
+        return path
+
+    for m in ("a", "b"):
+        run(m, "base.zarr")
+        run(m, "self.zarr")
+    run("b", "cross-on-a", "run.zarr")
+    (tmp_path / "a" / "cross-on-b" / "run.zarr").mkdir(parents=True)  # unfinished: no zarr.json
+    run("a", "changed-by-b", "run.zarr")
+    run("a", "calibration", "base.zarr")
+    s = sp.study(tmp_path)
+    assert s["models"] == [("a",), ("b",)]
+    assert s["self_vs_cross"] == [("a", "b", tmp_path / "a" / "self.zarr", tmp_path / "b" / "cross-on-a" / "run.zarr")]
+    assert s["behaviour_change"] == [("a", "b", tmp_path / "a" / "changed-by-b" / "run.zarr", tmp_path / "a" / "self.zarr")]
+    assert [c[1] for c in s["calibration"]] == ["itself, untrained"]
+    assert sp.study(tmp_path / "nothing")["models"] == []
