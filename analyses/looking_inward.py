@@ -102,6 +102,9 @@ if curves:
         ax.axhline(own["mode_baseline"], color="k", ls=":", label="mode baseline")
         print(table([{"examples": n, "accuracy": f"{r['accuracy']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]", "n": r["n"]} for n, r in pts]))
     ax.set(xlabel="training examples", ylabel="accuracy on held-out tasks", xscale="log", ylim=(0, 1))
+    ticks = sorted({n for pts in groups.values() for n, _ in pts})
+    ax.set_xticks(ticks, [str(n) for n in ticks])
+    ax.minorticks_off()
     ax.legend(fontsize=6)
     save(fig, args.out, "cross_training_scaling", any_run)
 

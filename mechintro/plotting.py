@@ -315,7 +315,7 @@ def self_prediction_accuracy(summaries: dict[str, xr.Dataset], *, split: str = "
 def self_cross_matrix(matrix: xr.Dataset, *, title: str = "") -> plt.Figure:
     """Predictor × target accuracy (held-out tasks) with intervals and each target's mode baseline."""
     names = matrix.predictor.values.tolist()
-    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(names), 1.8 + 1.2 * len(names)), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(3.4 + 1.6 * len(names), 1.8 + 1.2 * len(names)), constrained_layout=True)
     image = ax.imshow(matrix.accuracy.values, cmap="viridis", vmin=0, vmax=max(0.6, float(np.nanmax(matrix.accuracy.values))))
     for i in range(len(names)):
         for j in range(len(names)):
@@ -353,7 +353,7 @@ def probe_auc(result: xr.Dataset, *, title: str = "") -> plt.Figure:
     property of the target's answers, by relative depth, from the target's own activations and
     from another model's on the same prompts."""
     props = [p for p in result.property.values.tolist() if int(result.n.sel(property=p).max()) > 0]
-    fig, axes = plt.subplots(1, max(1, len(props)), figsize=(3.2 * max(1, len(props)), 3.4), constrained_layout=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(props)), figsize=(max(4.5, 3.2 * len(props)), 3.4), constrained_layout=True, sharey=True, squeeze=False)
     for ax, prop in zip(axes[0], props, strict=False):
         for k, source in enumerate(result.source.values.tolist()):
             cell = result.sel(source=source, property=prop)
