@@ -462,3 +462,133 @@ def swap_forward(
         rows.append(torch.log_softmax(logits.cpu(), -1)[answers])
     logprobs = torch.stack(rows)
     return BatchResult(answer_logprobs=logprobs, resid=None, generated=None, nonfinite=~torch.isfinite(logprobs).all(1))
+
+
+@dataclass(frozen=True, eq=False)
+class Patch:
+    """Activations written into one prompt at chosen token positions (Activation Oracles,
+    Patchscopes): ``vectors[k]`` goes to prompt token ``positions[k]`` (counted from the prompt's
+    first token, before any padding) at the output of decoder block ``layer``.
+
+    ``mode="add"`` is the oracles' norm-matched addition ``h ← h + ‖h‖·v/‖v‖·coefficient``
+    (Karvonen et al. 2025; their code's default coefficient is 1 at layer 1); ``mode="replace"``
+    is Patchscopes' ``h ← v`` (``coefficient`` unused).
+    """
+
+    vectors: torch.Tensor
+    positions: tuple[int, ...]
+    layer: int = 1
+    mode: str = "add"
+    coefficient: float = 1.0
+
+
+def _patch_plan(model: Model, width: int, prompts: Sequence[Sequence[int]], patches: Sequence[Patch | None]
+                ) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per patched layer: replace mask ``(B, T, 1)``, replacement values ``(B, T, d)`` and the
+    unit directions times the coefficient for addition ``(B, T, d)`` (zero off the positions)."""
+    plan: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    for row, (prompt, patch) in enumerate(zip(prompts, patches, strict=True)):
+        if patch is None:
+            continue
+        model.check_layer(patch.layer)
+        vectors = patch.vectors.reshape(-1, patch.vectors.shape[-1]).float()
+        if vectors.shape != (len(patch.positions), model.d_model):
+            raise MechintroError(f"patch of {tuple(patch.vectors.shape)} for {len(patch.positions)} positions: {model.name} "
+                                 f"needs one ({model.d_model},) vector per position (activations of this model)")
+        if patch.mode not in ("add", "replace"):
+            raise MechintroError(f"patch mode must be 'add' or 'replace', not {patch.mode!r}")
+        if not all(0 <= p < len(prompt) for p in patch.positions):
+            raise MechintroError(f"patch positions {list(patch.positions)} fall outside the prompt's {len(prompt)} tokens")
+        if patch.mode == "add" and not bool((vectors.norm(dim=-1) > 0).all()):
+            raise MechintroError("a norm-matched addition needs non-zero vectors: an all-zero activation has no direction")
+        if patch.layer not in plan:
+            plan[patch.layer] = (torch.zeros(len(prompts), width, 1), torch.zeros(len(prompts), width, model.d_model),
+                                 torch.zeros(len(prompts), width, model.d_model))
+        select, values, units = plan[patch.layer]
+        at = torch.tensor([width - len(prompt) + p for p in patch.positions], dtype=torch.long)
+        if patch.mode == "replace":
+            select[row, at, 0] = 1.0
+            values[row, at] = vectors
+        else:
+            units[row, at] = vectors / vectors.norm(dim=-1, keepdim=True) * patch.coefficient
+    return {layer: tuple(t.to(model.device, model.dtype) for t in tensors) for layer, tensors in plan.items()}  # type: ignore[misc]
+
+
+def patched_forward(model: Model, prompts: Sequence[Sequence[int]], patches: Sequence[Patch | None], *,
+                    answer_ids: Sequence[int]) -> BatchResult:
+    """Logit mode with patches: one batched forward pass, each row's :class:`Patch` (or ``None``)
+    applied at its positions; the next-token log-probabilities of ``answer_ids`` at the last
+    prompt position. Rows may patch different layers, modes and numbers of positions."""
+    if len(prompts) == 0 or len(prompts) != len(patches):
+        raise MechintroError("pass one patch (or None) per prompt, and at least one prompt")
+    batch = _pad(model, prompts)
+    plan = _patch_plan(model, batch["input_ids"].shape[1], prompts, patches)
+    answers = torch.tensor(list(answer_ids), dtype=torch.long, device=model.device)
+    cap = getattr(text_config(model.hf.config), "final_logit_softcapping", None)
+    layers = get_module(model.lm, model.arch.layers)
+    unembed = get_module(model.lm, model.arch.unembed)
+    n_layers = model.n_layers
+    with _remote_errors(model), torch.no_grad(), model.lm.trace(batch, remote=model.remote, logits_to_keep=1):
+        for i in range(n_layers):
+            if i not in plan:
+                continue
+            out = layers[i].output
+            h = out[0] if isinstance(out, tuple) else out
+            select, values, units = plan[i]
+            select, values, units = select.to(h.device), values.to(h.device), units.to(h.device)
+            h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
+        logits = unembed.output[:, -1].float()
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        finite = nnsight.save(torch.isfinite(logits).all(-1).cpu())
+        logprobs = nnsight.save(torch.log_softmax(logits, -1)[:, answers.to(logits.device)].cpu())
+    return BatchResult(answer_logprobs=logprobs, resid=None, generated=None, nonfinite=~finite)
+
+
+def patched_generate(model: Model, prompts: Sequence[Sequence[int]], patches: Sequence[Patch | None], *,
+                     max_new_tokens: int, temperature: float, seed: int) -> BatchResult:
+    """Generation with patches on the prompt pass only (generated tokens are not patched, as in
+    the oracles' code); sampling as in :func:`generate` (``temperature=0``: greedy; seeded)."""
+    from transformers import GenerationConfig
+
+    if max_new_tokens < 1:
+        raise MechintroError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if not temperature >= 0:
+        raise MechintroError(f"temperature must be 0 or more, got {temperature}")
+    if len(prompts) == 0 or len(prompts) != len(patches):
+        raise MechintroError("pass one patch (or None) per prompt, and at least one prompt")
+    batch = _pad(model, prompts)
+    width = batch["input_ids"].shape[1]
+    plan = _patch_plan(model, width, prompts, patches)
+    eos = _eos_ids(model)
+    config = GenerationConfig(do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
+                              top_k=0 if temperature > 0 else None, top_p=1.0 if temperature > 0 else None,
+                              max_new_tokens=max_new_tokens, pad_token_id=model.tokenizer.pad_token_id, eos_token_id=eos)
+    layers = get_module(model.lm, model.arch.layers)
+    n_layers = model.n_layers
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*was never reached.*")
+        torch.manual_seed(seed)
+        with _remote_errors(model), torch.no_grad(), model.lm.generate(generation_config=config, remote=model.remote) as tracer:
+            with tracer.invoke(batch):
+                torch.manual_seed(seed)
+                for step in tracer.iter[:max_new_tokens]:
+                    if step == 0:
+                        for i in range(n_layers):
+                            if i not in plan:
+                                continue
+                            out = layers[i].output
+                            h = out[0] if isinstance(out, tuple) else out
+                            select, values, units = plan[i]
+                            select, values, units = select.to(h.device), values.to(h.device), units.to(h.device)
+                            h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
+            with tracer.invoke():
+                sequences = nnsight.save(tracer.result.cpu())
+    new = sequences[:, width:]
+    generated = torch.full((len(prompts), max_new_tokens), -1, dtype=torch.long)
+    for row in range(len(prompts)):
+        for j, tok in enumerate(new[row].tolist()):
+            generated[row, j] = tok
+            if tok in eos:
+                break
+    return BatchResult(answer_logprobs=None, resid=None, generated=generated, nonfinite=torch.zeros(len(prompts), dtype=torch.bool))
