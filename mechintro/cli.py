@@ -132,6 +132,36 @@ def _parser() -> argparse.ArgumentParser:
     vr = sub.add_parser("verify", help="check a run: schema, counts, digests, hashes, non-finite values")
     vr.add_argument("run", type=Path)
     vr.add_argument("--repair", action="store_true", help="mark damaged batches uncommitted so a resume recomputes them")
+
+    o = sub.add_parser("oracle", help="Activation Oracles: train an oracle, ask it about a run's activations, evaluate it")
+    osub = o.add_subparsers(dest="oracle_command", required=True, parser_class=_Parser)
+    ot = osub.add_parser("train", help="LoRA-train an activation oracle on data made from the project's stimuli")
+    model_args(ot)
+    ot.add_argument("--out", type=Path, required=True, help="oracle directory (resumes OUT.partial if a run was stopped)")
+    ot.add_argument("--examples", type=_positive_int, help="training examples (default 2000)")
+    ot.add_argument("--seed", type=int, help="seed of the data, the adapter's initialisation and the example order")
+    ot.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                    help="any setting of mechintro.oracle.train.OracleConfig, e.g. --set learning_rate=1e-4")
+    oa = osub.add_parser("ask", help="ask an oracle (or 'untrained') a question about every trial of a run; answers are stored as a run")
+    oa.add_argument("oracle", help="oracle directory, or 'untrained' for the base model asked the same way")
+    oa.add_argument("run", type=Path, help="a run with residuals (recorded with --record-resid)")
+    oa.add_argument("--question", required=True, help="e.g. 'Is there an injected thought here? If so, what is it about?'")
+    oa.add_argument("--layer", type=int, help="the run's layer to read (default: half depth)")
+    oa.add_argument("--positions", type=_list, help="the run's token positions, comma-separated; negatives count from the end "
+                                                     "(write --positions=-3,-2,-1); default: the last token")
+    oa.add_argument("--model", help="the oracle's base model (default: the one it was trained on)")
+    oa.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
+    oa.add_argument("--max-new-tokens", type=_positive_int, default=32)
+    oa.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default); above 0: seeded sampling")
+    oa.add_argument("--seed", type=int, default=0)
+    oa.add_argument("--batch-size", type=_positive_int, default=16)
+    oa.add_argument("--out", type=Path, required=True, help="answers run store (a .zarr directory); an existing one is resumed")
+    oe = osub.add_parser("eval", help="held-out task-family accuracy of an oracle vs the untrained model, shuffled activations and a probe")
+    oe.add_argument("oracle", type=Path)
+    oe.add_argument("--model", help="the oracle's base model (default: the one it was trained on)")
+    oe.add_argument("--n", type=_positive_int, default=100, help="test examples per set (as many again fit the probe)")
+    oe.add_argument("--seed", type=int, default=0)
+    oe.add_argument("--out", type=Path, help="also write the rows as JSON here")
     return p
 
 
@@ -353,6 +383,81 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _oracle_base(path: Path | str, model_name: str | None, dtype: str = "float32"):
+    from mechintro import training
+    from mechintro.models import load_model
+
+    if not Path(path).exists():
+        raise MechintroError(f"oracle {path} does not exist: train one with `mechintro oracle train`")
+    record = training.read_training(path)
+    return load_model(model_name or record["base_model"], dtype=dtype)
+
+
+def _cmd_oracle(args: argparse.Namespace) -> int:
+    from mechintro import oracle
+    from mechintro.models import load_model
+    from mechintro.oracle import train as otrain
+
+    if args.oracle_command == "train":
+        if args.remote:
+            raise MechintroError("oracle training runs here, not remotely: drop --remote")
+        fields = {f.name: f for f in dataclasses.fields(otrain.OracleConfig)}
+        given = {k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None}
+        _apply_settings(args.settings, fields, given)
+        config = otrain.OracleConfig(**given)
+        if args.out.exists() and not (args.out / "training.json").exists():
+            raise MechintroError(f"{args.out} exists and is not a finished oracle: choose another --out or delete it")
+        model = load_model(args.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code)
+        update, close = _progress("oracle train", args.quiet)
+        try:
+            out = otrain.train(model, args.out, config, progress=update)
+        finally:
+            close()
+        from mechintro import training
+
+        record = training.read_training(out)
+        losses = record["losses"]
+        print(f"oracle {out}: {record['examples']} examples {record[oracle.ORACLE_KEY]['families']}, {record['steps']} steps in "
+              f"{record['train_seconds']} s; loss {losses[0]:.3f} (first step) → {sum(losses[-5:]) / len(losses[-5:]):.3f} (mean of the last 5)")
+        return 0
+    if args.oracle_command == "ask":
+        if not args.question.strip():
+            raise MechintroError("the question is empty: ask something, e.g. --question 'What is this about?'")
+        if not args.run.exists():
+            raise MechintroError(f"run {args.run} does not exist: check the path, or create it with `mechintro run`")
+        positions = None
+        if args.positions is not None:
+            try:
+                positions = [int(p) for p in args.positions]
+            except ValueError:
+                raise MechintroError(f"--positions {','.join(args.positions)}: give integers, e.g. --positions=-2,-1") from None
+        if args.oracle == "untrained":
+            if not args.model:
+                raise MechintroError("an untrained readout needs --model (the run's model)")
+            asked = oracle.untrained(load_model(args.model, dtype=args.dtype))
+        else:
+            asked = oracle.load(_oracle_base(args.oracle, args.model, args.dtype), args.oracle)
+        out = oracle.ask_run(asked, args.run, args.question, args.out, layer=args.layer, positions=positions,
+                             max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
+                             batch_size=args.batch_size, oracle_path=str(args.oracle))
+        from mechintro.runs import open_run
+
+        ds = open_run(out)
+        print(f"asked {ds.sizes['trial']} trials → {out}")
+        for i in range(min(3, ds.sizes["trial"])):
+            print(f"  trial {int(ds['source_trial'].values[i])} ({ds['condition'].values[i]}, {ds['concept'].values[i] or '-'}): "
+                  f"{str(ds['response'].values[i])[:100]!r}")
+        return 0
+    model = _oracle_base(args.oracle, args.model)
+    rows = otrain.evaluate(model, oracle.load(model, args.oracle), n=args.n, seed=args.seed)
+    print(f"{'set':<20}{'reader':<11}{'accuracy':>9}  95% CI")
+    for r in rows:
+        print(f"{r['set']:<20}{r['reader']:<11}{r['accuracy']:>9.3f}  [{r['lo']:.3f}, {r['hi']:.3f}]  ({r['correct']}/{r['n']})")
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
 def _quiet_hf_progress() -> None:
     """transformers draws its own progress bars on stderr; the CLI shows its own instead."""
     import transformers
@@ -370,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(noisy).setLevel(logging.ERROR)
         _quiet_hf_progress()
         handler = {"vectors": _cmd_vectors, "run": _cmd_run, "info": _cmd_info, "verify": _cmd_verify, "grade": _cmd_grade,
-                   "merge": _cmd_merge, "train": _cmd_train}[args.command]
+                   "merge": _cmd_merge, "train": _cmd_train, "oracle": _cmd_oracle}[args.command]
         return handler(args)
     except MechintroError as exc:
         if debug:

@@ -17,6 +17,7 @@ cores in minutes (docs/looking-inward.md).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -124,10 +125,13 @@ def _digest(examples: list[tuple[str, str]]) -> str:
 
 
 def finetune(model: Model, examples: list[tuple[str, str]], out: str | Path, config: TrainConfig, *,
-             behaviour: xr.Dataset | None = None, progress=None) -> Path:
+             behaviour: xr.Dataset | None = None, progress=None, steer=None, extra_record: dict | None = None) -> Path:
     """Train a LoRA adapter on ``examples`` into ``out`` (resuming ``out.partial`` if present).
 
     ``model`` itself is not modified (a copy is trained). Returns ``out``.
+    ``steer(peft_model, indices)``, if given, is a context manager entered around each step's
+    forward pass with the step's example indices (Activation Oracles patch activations there);
+    ``extra_record`` is added to ``training.json`` and to the checkpoint's identity.
     """
     from peft import (
         LoraConfig,
@@ -144,6 +148,8 @@ def finetune(model: Model, examples: list[tuple[str, str]], out: str | Path, con
     partial = out.with_name(out.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     digest = _digest(examples)
+    if extra_record:
+        digest = hashlib.sha256((digest + json.dumps(extra_record, sort_keys=True)).encode()).hexdigest()
     encoded = [_encode(model, p, a) for p, a in examples]
     order = list(range(len(encoded)))
     steps_per_epoch = -(-len(order) // config.batch_size)
@@ -184,7 +190,8 @@ def finetune(model: Model, examples: list[tuple[str, str]], out: str | Path, con
             ids[r, :len(x)] = torch.tensor(x)
             labels[r, :len(y)] = torch.tensor(y)
             mask[r, :len(x)] = 1
-        loss = peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        with steer(peft_model, schedule[step]) if steer else contextlib.nullcontext():
+            loss = peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -210,7 +217,7 @@ def finetune(model: Model, examples: list[tuple[str, str]], out: str | Path, con
         "behaviour_adapter": json.loads(behaviour.attrs.get("config", "{}")).get("adapter", "") if behaviour is not None else "",
         "examples": len(examples), "examples_sha256": digest, "config": dataclasses.asdict(config),
         "steps": state["step"], "losses": state["losses"], "train_seconds": round(state["seconds"], 1),
-        **provenance_attrs(),
+        **(extra_record or {}), **provenance_attrs(),
     }
     (partial / TRAINING_FILE).write_text(json.dumps(record, indent=1))
     partial.rename(out)

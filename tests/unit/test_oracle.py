@@ -87,3 +87,152 @@ def test_patch_refuses_bad_positions_and_sizes(tiny):
         engine.patched_forward(tiny, [[5, 6, 7]], [engine.Patch(torch.ones(1, tiny.d_model), (3,))], answer_ids=[1])
     with pytest.raises(MechintroError, match="vector per position"):
         engine.patched_forward(tiny, [[5, 6, 7]], [engine.Patch(torch.ones(2, tiny.d_model + 1), (0, 1))], answer_ids=[1])
+
+
+# --- prompts -------------------------------------------------------------------------------------
+
+
+def test_oracle_prompt_puts_placeholders_where_the_text_has_them(tiny):
+    from mechintro import oracle
+    from mechintro.errors import MechintroError
+
+    p = oracle.oracle_prompt(tiny.tokenizer, "What is this?", layer=2, n_positions=3)
+    assert "Layer: 2\n ? ? ? \nWhat is this?" in p.text and p.text.startswith("<|im_start|>user\n")
+    assert [tiny.tokenizer.decode([p.input_ids[i]]) for i in p.positions] == ["?"] * 3  # char-level: " ?" is two tokens
+    assert p.positions == tuple(range(p.positions[0], p.positions[0] + 5, 2))
+    with pytest.raises(MechintroError, match="question is empty"):
+        oracle.oracle_prompt(tiny.tokenizer, "  ", layer=1, n_positions=1)
+
+
+# --- training ------------------------------------------------------------------------------------
+
+TINY = dict(examples=16, batch_size=4, checkpoint_every=2, rank=4, alpha=8, learning_rate=1e-3)
+
+
+def test_training_hook_equals_the_engine_patch(tiny):
+    """The hook that adds activations during training computes what engine.Patch computes."""
+    from types import SimpleNamespace
+
+    from mechintro import oracle
+    from mechintro.oracle import train as otrain
+
+    vecs = torch.randn(2, tiny.d_model, generator=torch.Generator().manual_seed(0))
+    p = oracle.oracle_prompt(tiny.tokenizer, "Is this about dust?", layer=2, n_positions=2)
+    steer = otrain._steer(tiny, [(p.positions, vecs)], otrain.OracleConfig(**TINY))
+    with steer(SimpleNamespace(base_model=SimpleNamespace(model=tiny.hf)), [0]), torch.no_grad():
+        hooked = torch.log_softmax(tiny.hf(input_ids=torch.tensor([p.input_ids])).logits[0, -1].float(), -1)
+    patched = engine.patched_forward(tiny, [p.input_ids], [engine.Patch(vecs, p.positions)], answer_ids=list(range(tiny.d_vocab)))
+    assert (patched.answer_logprobs[0] - hooked).abs().max() <= 1e-5
+
+
+def test_oracle_training_is_seeded_resumable_and_refuses_other_weights(tiny, tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    from mechintro import oracle, training
+    from mechintro.errors import MechintroError
+    from mechintro.oracle import train as otrain
+
+    from ..conftest import build_tiny
+
+    config = otrain.OracleConfig(**TINY)
+    whole = otrain.train(tiny, tmp_path / "whole", config)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_3(step, total):
+        if step == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        otrain.train(tiny, tmp_path / "resumed", config, progress=stop_at_3)
+    assert (tmp_path / "resumed.partial" / "checkpoint.pt").exists() and not (tmp_path / "resumed").exists()
+    resumed = otrain.train(tiny, tmp_path / "resumed", config)
+    a, b = load_file(whole / "adapter_model.safetensors"), load_file(resumed / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    record = json.loads((whole / training.TRAINING_FILE).read_text())
+    assert record["steps"] == 4 and record["base_weights_sha256"] == tiny.weights_sha256
+    assert set(record[oracle.ORACLE_KEY]["families"]) == {"identity", "category", "context", "persona"}
+    other = otrain.train(tiny, tmp_path / "seed1", otrain.OracleConfig(**{**TINY, "seed": 1}))
+    assert not all(torch.equal(load_file(other / "adapter_model.safetensors")[k], a[k]) for k in a)
+    with pytest.raises(MechintroError, match="not on"):
+        oracle.load(build_tiny("qwen2"), whole)
+
+
+def test_training_data_never_holds_the_held_out_concepts_or_families(tiny):
+    from mechintro.oracle import data
+
+    examples = data.training_set(400, seed=0, tokenizer=tiny.tokenizer)
+    held = data.held_out_words()
+    assert {e.family for e in examples} == set(data.TRAIN_FAMILIES)
+    text = " ".join((e.context if isinstance(e.context, str) else " ".join(e.context)) + " " + e.question + " " + e.answer
+                    for e in examples if e.family != "context").lower()
+    assert not [w for w in held if f" {w} " in f" {text.replace('?', ' ')} "]
+    assert {e.concept.lower() for e in data.held_out_concepts(20, seed=0)} <= held
+
+
+def test_a_tiny_oracle_learns_its_training_answers(tiny, tmp_path):
+    """Trained a few epochs at a high learning rate, the oracle's loss falls well below its start."""
+    from mechintro.oracle import train as otrain
+
+    out = otrain.train(tiny, tmp_path / "o", otrain.OracleConfig(**{**TINY, "epochs": 6, "learning_rate": 3e-3}))
+    import json
+
+    losses = json.loads((out / "training.json").read_text())["losses"]
+    assert sum(losses[-4:]) / 4 < 0.5 * sum(losses[:4]) / 4
+
+
+# --- asking about a run --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def resid_run(tmp_path_factory):
+    from mechintro import runner
+    from mechintro.prompts import Window, render_chat, tokenize
+
+    from ..conftest import build_tiny
+
+    model = build_tiny("llama")
+    out = tmp_path_factory.mktemp("oracle") / "run.zarr"
+    trials = []
+    for i, text in enumerate(["Trial 1: anything?", "Trial 1: do you detect a thought?", "Trial 1: hm?"]):
+        prompt = tokenize(model.tokenizer, render_chat(model.tokenizer, [{"role": "user", "content": text}]))
+        trials.append(runner.Trial(prompt=prompt, condition="injected" if i else "control", concept="Dust" if i else "",
+                                   strength=2.0 if i else 0.0, inject_layer=1, inject_layer_end=2,
+                                   vector=torch.ones(model.d_model) if i else None, window=Window.from_marker("Trial 1")))
+    runner.execute(model, trials, out, config={"oracle_test": 1}, mode="logits", answers=runner.YES_NO, batch_size=2, record=True)
+    return model, out
+
+
+def test_ask_run_stores_answers_as_a_verified_run(resid_run, tmp_path):
+    from mechintro import oracle, runs
+
+    model, run_path = resid_run
+    o = oracle.untrained(model)
+    out = oracle.ask_run(o, run_path, "What is this about?", tmp_path / "a.zarr", layer=2, positions=[-2, -1],
+                         max_new_tokens=4, batch_size=2)
+    ds = runs.open_run(out)
+    assert ds.attrs["complete"] == "true" and runs.verify(out).ok
+    assert list(ds["condition"].values) == ["control", "injected", "injected"] and list(ds["source_trial"].values) == [0, 1, 2]
+    _, acts = oracle.run_activations(runs.open_run(run_path), layer=2, positions=[-2, -1])
+    assert list(ds["response"].values) == oracle.ask(o, acts, "What is this about?", layer=2, max_new_tokens=4)
+    again = oracle.ask_run(o, run_path, "What is this about?", tmp_path / "a.zarr", layer=2, positions=[-2, -1],
+                           max_new_tokens=4, batch_size=2)
+    assert list(runs.open_run(again)["digest"].values) == list(ds["digest"].values)
+
+
+def test_ask_run_refuses_bad_layers_positions_and_questions(resid_run, tmp_path):
+    from mechintro import oracle
+    from mechintro.errors import MechintroError
+
+    model, run_path = resid_run
+    o = oracle.untrained(model)
+    with pytest.raises(MechintroError, match="layer 7 is not in"):
+        oracle.ask_run(o, run_path, "What?", tmp_path / "x.zarr", layer=7)
+    with pytest.raises(MechintroError, match="out of range"):
+        oracle.ask_run(o, run_path, "What?", tmp_path / "x.zarr", layer=1, positions=[10_000])
+    with pytest.raises(MechintroError, match="question is empty"):
+        oracle.ask_run(o, run_path, " ", tmp_path / "x.zarr", layer=1)
+    assert not (tmp_path / "x.zarr").exists()
