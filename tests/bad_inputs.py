@@ -183,6 +183,32 @@ def _api_analysis(what: str):
     return call
 
 
+
+def _oracle_ask(*extra: str, run: str = "run.zarr", question: str = "What is this about?") -> list[str]:
+    return ["oracle", "ask", "untrained", "{env}/" + run, "--model", "{env}/tiny", "--question", question, *extra,
+            "--out", "{env}/answers.zarr"]
+
+
+def _api_oracle_other_weights(env: Path):
+    """An oracle trained on the tiny llama, loaded onto the tiny qwen2 (trained once into the fixture folder)."""
+    from mechintro import oracle
+    from mechintro.models import load_model
+    from mechintro.oracle import train as otrain
+    from tests.conftest import build_tiny
+
+    path = env / "tiny_oracle"
+    if not path.exists():
+        otrain.train(load_model(str(env / "tiny")), path, otrain.OracleConfig(examples=4, batch_size=4, rank=2, alpha=4))
+    return oracle.load(build_tiny("qwen2"), path)
+
+
+def _api_oracle_run_other_model(env: Path):
+    from mechintro import oracle
+    from tests.conftest import build_tiny
+
+    return oracle.ask_run(oracle.untrained(build_tiny("qwen2")), env / "run.zarr", "What is this about?", env / "answers.zarr")
+
+
 CASES: list[Case] = [
     Case("unknown-command", "an unknown subcommand", "invalid choice", argv=["frobnicate"]),
     Case("unknown-experiment", "an unknown experiment name", "unknown experiment 'nope'", argv=["run", "nope", "--out", "{env}/new.zarr"], out="new.zarr"),
@@ -267,4 +293,19 @@ CASES: list[Case] = [
     Case("train-remote", "train with --remote", "drop --remote",
          argv=["train", "--model", "{env}/tiny", "--remote", "--behaviour", "{env}/run.zarr", "--out", "{env}/adapter"], out="adapter"),
     Case("api-load-run-as-vectors", "loading a run as vectors", "not a mechintro vectors store", call=_api_load_vectors("run.zarr")),
+    Case("oracle-other-weights", "an activation oracle loaded onto another model's weights", "not on tiny-qwen2",
+         call=_api_oracle_other_weights),
+    Case("oracle-run-other-model", "asking an oracle about a run recorded with another model", "ask an oracle of that model",
+         call=_api_oracle_run_other_model),
+    Case("oracle-ask-no-resid", "oracle ask on a run without residuals", "run the experiment again with --record-resid",
+         argv=_oracle_ask(run="gen.zarr"), out="answers.zarr"),
+    Case("oracle-ask-layer-out-of-range", "oracle ask --layer beyond the run's layers", "layer 9 is not in",
+         argv=_oracle_ask("--layer", "9"), out="answers.zarr"),
+    Case("oracle-ask-positions-out-of-range", "oracle ask --positions beyond the prompt", "out of range",
+         argv=_oracle_ask("--positions", "999"), out="answers.zarr"),
+    Case("oracle-ask-empty-question", "oracle ask with an empty question", "the question is empty",
+         argv=_oracle_ask(question=" "), out="answers.zarr"),
+    Case("oracle-ask-missing-oracle", "oracle ask with an oracle directory that does not exist", "train one with `mechintro oracle train`",
+         argv=["oracle", "ask", "{env}/no_oracle", "{env}/run.zarr", "--question", "What?", "--out", "{env}/answers.zarr"],
+         out="answers.zarr"),
 ]

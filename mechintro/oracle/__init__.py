@@ -271,6 +271,8 @@ def ask_run(oracle: Oracle, run_path: str | Path, question: str, out: str | Path
     if not question.strip():
         raise MechintroError("the question is empty: ask something, e.g. --question 'What is this about?'")
     run = runs.open_run(run_path)
+    if "resid" not in run:
+        raise MechintroError(f"{run_path} has no residual stream: run the experiment again with --record-resid")
     if run.attrs.get("weights_sha256") != oracle.base_weights_sha256:
         raise MechintroError(f"{run_path} was recorded with {run.attrs.get('model')}, not the oracle's base model "
                              f"{oracle.model.name.split('+')[0]}: ask an oracle of that model")
