@@ -44,7 +44,12 @@ _EXPORTS = {
 __all__ = ["MechintroError", *_EXPORTS]
 
 
+_SUBMODULES = ("oracle",)  # mi.oracle.ask(...), imported on first use like the names above
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"mechintro.{name}")
     if name not in _EXPORTS:
         raise AttributeError(f"module 'mechintro' has no attribute '{name}'")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)

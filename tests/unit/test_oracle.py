@@ -102,6 +102,9 @@ def test_oracle_prompt_puts_placeholders_where_the_text_has_them(tiny):
     assert p.positions == tuple(range(p.positions[0], p.positions[0] + 5, 2))
     with pytest.raises(MechintroError, match="question is empty"):
         oracle.oracle_prompt(tiny.tokenizer, "  ", layer=1, n_positions=1)
+    import mechintro as mi
+
+    assert mi.oracle.ask is oracle.ask and mi.oracle.describe is oracle.describe
 
 
 # --- training ------------------------------------------------------------------------------------
