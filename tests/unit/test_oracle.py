@@ -239,3 +239,31 @@ def test_ask_run_refuses_bad_layers_positions_and_questions(resid_run, tmp_path)
     with pytest.raises(MechintroError, match="question is empty"):
         oracle.ask_run(o, run_path, " ", tmp_path / "x.zarr", layer=1)
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_cli_trains_asks_and_evaluates(tmp_path, capsys):
+    import json
+
+    from mechintro import runs
+    from mechintro.cli import main
+
+    from ..conftest import build_tiny
+
+    model = build_tiny("llama")
+    model.hf.save_pretrained(tmp_path / "tiny")
+    model.tokenizer.save_pretrained(tmp_path / "tiny")
+    tiny, run, o = str(tmp_path / "tiny"), str(tmp_path / "run.zarr"), str(tmp_path / "oracle")
+    assert main(["-q", "vectors", "--model", tiny, "--concepts", "Dust", "--out", str(tmp_path / "v.zarr")]) == 0
+    assert main(["-q", "run", "detection-logits", "--model", tiny, "--vectors", str(tmp_path / "v.zarr"), "--concepts", "Dust",
+                 "--layers", "1", "--strengths", "2", "--out", run]) == 0
+    assert main(["-q", "oracle", "train", "--model", tiny, "--out", o, "--examples", "4",
+                 "--set", "batch_size=4", "--set", "rank=2", "--set", "alpha=4"]) == 0
+    assert "4 examples" in capsys.readouterr().out
+    assert main(["-q", "oracle", "ask", o, run, "--question", "What is this about?", "--layer", "1", "--positions=-2,-1",
+                 "--max-new-tokens", "3", "--out", str(tmp_path / "a.zarr")]) == 0
+    answers = runs.open_run(tmp_path / "a.zarr")
+    assert answers.sizes["trial"] == runs.open_run(run).sizes["trial"] and json.loads(answers.attrs["config"])["positions"] == [-2, -1]
+    assert main(["-q", "oracle", "eval", o, "--n", "4", "--out", str(tmp_path / "eval.json")]) == 0
+    rows = json.loads((tmp_path / "eval.json").read_text())
+    assert {r["reader"] for r in rows} == {"oracle", "untrained", "shuffled", "probe", "majority"}
+    assert {r["set"] for r in rows} == {"sentiment", "language", "held-out concepts"} and all(r["n"] == 4 for r in rows)
