@@ -224,10 +224,13 @@ def evaluate(model: Model, oracle: Oracle, *, n: int = 100, seed: int = 0, perce
         acts = activations(model, examples)
         y = np.array([ex.label for ex in examples])
         test = slice(n, 2 * n)
-        shuffled = list(acts[n:])
-        order = list(range(len(shuffled)))
-        random.Random(seed).shuffle(order)
-        shuffled = [(shuffled[i][0], shuffled[j][1]) for i, j in enumerate(order)]  # keep each prompt's layer, swap activations
+        shuffled = list(acts[n:])  # activations permuted among test examples of the same source layer
+        rng = random.Random(seed)
+        for layer in sorted({a[0] for a in shuffled}):
+            idx = [i for i, a in enumerate(shuffled) if a[0] == layer]
+            perm = rng.sample(idx, len(idx))
+            moved = {i: shuffled[j] for i, j in zip(idx, perm, strict=True)}
+            shuffled = [moved.get(i, a) for i, a in enumerate(shuffled)]
         scores = {
             "oracle": p_yes_examples(oracle, examples[n:], acts[n:]),
             "untrained": p_yes_examples(base, examples[n:], acts[n:]),
