@@ -42,7 +42,8 @@ QUESTION = "Is there an injected thought here? If so, what is it about?"
 YES_NO_QUESTION = "Is there an injected thought here?"
 
 
-def _cv_predict(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+def _cv_predict(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray | None:
+    """Cross-validated predictions, or None when a class has fewer than 2 trials (no fold can hold it out and train on it)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -50,7 +51,7 @@ def _cv_predict(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
 
     folds = min(5, int(np.bincount(np.unique(y, return_inverse=True)[1]).min()))
     if folds < 2:
-        return np.full(len(y), -1)
+        return None
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
     return cross_val_predict(probe, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
 
@@ -119,12 +120,15 @@ def main() -> None:
     readers["Patchscopes"] = {"identify": g["identify"], "names_any": g["names_any"], "responses": g["responses"]}
     timing["Patchscopes"] = time.perf_counter() - t
     x = acts[:, 0].numpy()
-    det = _cv_predict(x, injected.astype(int), args.seed) == 1
-    ident = np.zeros(len(x), dtype=bool)
+    det = _cv_predict(x, injected.astype(int), args.seed)
+    probe = {"detect": det == 1}
     inj_idx = np.flatnonzero(injected)
-    pred = _cv_predict(x[inj_idx], np.unique(concept[inj_idx], return_inverse=True)[1], args.seed)
-    ident[inj_idx] = pred == np.unique(concept[inj_idx], return_inverse=True)[1]
-    readers["probe (5-fold)"] = {"detect": det, "identify": ident}
+    labels = np.unique(concept[inj_idx], return_inverse=True)[1]
+    pred = _cv_predict(x[inj_idx], labels, args.seed)
+    if pred is not None:  # needs at least 2 injected trials of every concept
+        probe["identify"] = np.zeros(len(x), dtype=bool)
+        probe["identify"][inj_idx] = pred == labels
+    readers["probe (5-fold)"] = probe
 
     rows = []
     for name, r in readers.items():
@@ -136,6 +140,11 @@ def main() -> None:
             row["identify_injected"] = _rate(r["identify"][injected])
         if "names_any" in r:
             row["names_a_concept_control"] = _rate(r["names_any"][~injected])
+        if "p_yes" in r:  # threshold-free: does P(yes) rank injected trials above controls?
+            from sklearn.metrics import roc_auc_score
+
+            row["p_yes_auc"] = float(roc_auc_score(injected, r["p_yes"]))
+            row["p_yes_mean"] = {"injected": float(r["p_yes"][injected].mean()), "control": float(r["p_yes"][~injected].mean())}
         rows.append(row)
     meta = {"model": args.model, "oracle": args.oracle, "layer": layer, "concepts": concepts, "strengths": args.strengths,
             "n_injected": int(injected.sum()), "n_control": int((~injected).sum()), "seconds": {k: round(v, 1) for k, v in timing.items()},
@@ -151,6 +160,8 @@ def main() -> None:
     print("| reader | detects (injected) | detects (control: FPR) | names the concept (injected) | names a tested concept (control) |")
     print("|---|---|---|---|---|")
     for row in rows:
+        if "p_yes_auc" in row:
+            print(f"<!-- {row['reader']}: P(yes) AUC injected vs control {row['p_yes_auc']:.3f}; mean P(yes) {row['p_yes_mean']} -->")
         print(f"| {row['reader']} | {cell(row.get('detect_injected'))} | {cell(row.get('detect_control_fpr'))} | "
               f"{cell(row.get('identify_injected'))} | {cell(row.get('names_a_concept_control'))} |")
 
