@@ -146,7 +146,7 @@ def _steer(model: Model, placements: list[tuple[tuple[int, ...], torch.Tensor]],
     return steer
 
 
-def train(model: Model, out: str | Path, config: OracleConfig, *, progress=None) -> Path:
+def train(model: Model, out: str | Path, config: OracleConfig, *, progress: Callable[[int, int], None] | None = None) -> Path:
     """Train an activation oracle for ``model`` into ``out`` (an adapter directory with
     ``training.json``; resumes ``out.partial``). Returns ``out``."""
     if model.remote:
