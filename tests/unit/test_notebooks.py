@@ -107,3 +107,15 @@ def test_notebook_executes_on_small_saved_runs(name, demo_runs, monkeypatch):
     errors = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     assert sum(cell.cell_type == "code" for cell in notebook.cells) >= 2
+
+
+@pytest.mark.parametrize("order", ["import nnsight; import mechintro", "import mechintro; import nnsight"])
+def test_mechintro_and_nnsight_import_in_either_order(order):
+    """Researchers import nnsight first; its `.save` mount used to break anyio (and so Jupyter,
+    httpx) the moment mechintro was imported. Afterwards anyio's classes exist and nnsight's
+    `.save` is still mounted on tensors."""
+    code = (f"{order}\nimport mechintro.vectors\nfrom anyio.abc import SocketAttribute\nimport torch\n"
+            "assert callable(torch.zeros(1).save)\nprint('both imported')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "both imported"
