@@ -1,11 +1,10 @@
 """Figures from saved results. Functions take data and return a matplotlib ``Figure``; saving is
-the caller's job (``analyses/`` scripts), never the library's."""
+the caller's job (``analyses/`` scripts), never the library's. The library never selects a
+matplotlib backend: in Jupyter the figures show inline, and scripts (or ``MPLBACKEND``) choose
+their own."""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
