@@ -137,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _progress(desc: str, quiet: bool):
     if quiet:
-        return None, lambda: None
+        return False, lambda: None  # False, not None: the library draws its own bar for None
     from tqdm import tqdm
 
     bar = tqdm(total=0, desc=desc, unit="trial", file=sys.stderr)
@@ -369,6 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for noisy in ("httpx", "urllib3", "transformers", "accelerate"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         _quiet_hf_progress()
+        if args.quiet:
+            from mechintro.progress import set_default
+
+            set_default(False)  # the library's own bars (model loading, vectors) too
         handler = {"vectors": _cmd_vectors, "run": _cmd_run, "info": _cmd_info, "verify": _cmd_verify, "grade": _cmd_grade,
                    "merge": _cmd_merge, "train": _cmd_train}[args.command]
         return handler(args)

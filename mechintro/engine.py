@@ -34,13 +34,16 @@ import torch
 from mechintro.arch import get_module, resid_of, text_config
 from mechintro.errors import MechintroError
 from mechintro.models import Model
+from mechintro.progress import quiet_third_party
 
 
 @contextlib.contextmanager
 def _remote_errors(model: Model):
-    """Turn a remote job's failure, or an unreachable server, into one line naming the fix."""
+    """Turn a remote job's failure, or an unreachable server, into one line naming the fix; and
+    keep transformers' and nnsight's known deprecation warnings out of the user's session."""
     if not model.remote or model.remote == "local":
-        yield
+        with quiet_third_party():
+            yield
         return
     import httpx
     import websocket
@@ -49,7 +52,8 @@ def _remote_errors(model: Model):
 
     where = model.remote if isinstance(model.remote, str) else f"NDIF at {CONFIG.API.HOST}"
     try:
-        yield
+        with quiet_third_party():
+            yield
     except RemoteError as exc:
         raise MechintroError(f"the remote job failed on {where}: {exc}") from exc
     except (OSError, httpx.HTTPError, websocket.WebSocketException) as exc:

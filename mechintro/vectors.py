@@ -21,9 +21,12 @@ residual norm (:func:`unit_vector`).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -34,9 +37,13 @@ import xarray as xr
 from mechintro import engine, stimuli
 from mechintro._fs import staged_dir
 from mechintro.errors import MechintroError
-from mechintro.models import Model
+from mechintro.models import Model, cache_dir
+from mechintro.progress import Progress
+from mechintro.progress import reporter as progress_reporter
 from mechintro.prompts import render_chat, tokenize
 from mechintro.provenance import provenance_attrs
+
+log = logging.getLogger(__name__)
 
 LINDSEY_TEMPLATE = "Tell me about {word}"
 StrengthUnit = Literal["raw", "resid_norm"]
@@ -51,11 +58,86 @@ DEFAULT_SUFFIXES = (
 )
 
 
-def _acts(model: Model, texts: Sequence[str], batch_size: int) -> torch.Tensor:
-    """Last-token residuals ``(n, layer, d_model)`` of rendered ``texts``."""
+def _acts(model: Model, texts: Sequence[str], batch_size: int, step: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Last-token residuals ``(n, layer, d_model)`` of rendered ``texts``; ``step(k)`` after each
+    batch of ``k`` prompts."""
     prompts = [tokenize(model.tokenizer, t).input_ids for t in texts]
-    out = [engine.last_token_resid(model, prompts[i:i + batch_size]) for i in range(0, len(prompts), batch_size)]
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        out.append(engine.last_token_resid(model, prompts[i:i + batch_size]))
+        if step:
+            step(len(out[-1]))
     return torch.cat(out, 0)
+
+
+class _Counter:
+    """Prompts done so far, reported to a ``(done, total)`` callback."""
+
+    def __init__(self, report: Callable[[int, int], None] | None, total: int) -> None:
+        self.report, self.total, self.done = report, total, 0
+        if report:
+            report(0, total)
+
+    def __call__(self, k: int) -> None:
+        self.done += k
+        if self.report:
+            self.report(self.done, self.total)
+
+
+# --- the baseline words' activations, cached per (weights, rendered prompts) ---------------------
+#
+# Lindsey's recipe subtracts the mean activation over 100 baseline prompts; they are the same for
+# every concept, so computing them on every call made the README quick start spend 94 of its 132 s
+# on them. The mean and the mean norm are kept in the model cache ($MECHINTRO_CACHE/baselines),
+# keyed by the weights' sha256 and everything that changes the numbers (the rendered prompts, the
+# batch size — padding —, dtype and device), with the file's own sha256 checked on every read.
+_BASELINE_CACHE_VERSION = 1
+
+
+def _baseline_key(model: Model, texts: Sequence[str], batch_size: int) -> str | None:
+    if model.remote or len(model.weights_sha256) != 64:  # no content hash (Hub fingerprint, remote): no cache
+        return None
+    key = {"version": _BASELINE_CACHE_VERSION, "weights_sha256": model.weights_sha256, "texts": list(texts),
+           "batch_size": batch_size, "dtype": str(model.dtype), "device": model.device.type}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _baseline_stats(model: Model, texts: Sequence[str], batch_size: int, step: Callable[[int], None] | None,
+                    cache: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean activation ``(layer, d_model)`` and mean norm ``(layer,)`` over the baseline prompts,
+    from the cache when a verified entry exists."""
+    from safetensors.torch import load_file, save_file
+
+    from mechintro.models import sha256_of
+
+    key = _baseline_key(model, texts, batch_size) if cache else None
+    folder = cache_dir() / "baselines"
+    path, manifest = folder / f"{key}.safetensors", folder / f"{key}.json"
+    if key is not None and manifest.is_file() and path.is_file():
+        try:
+            expected = json.loads(manifest.read_text()).get("sha256")
+        except (OSError, ValueError):
+            expected = None
+        if expected == sha256_of([path]):
+            stored = load_file(path)
+            log.debug("baseline activations from the cache (%s)", path)
+            return stored["mean"], stored["norm"]
+        log.warning("cached baseline activations %s failed their hash check; computing them again", path.name)
+    base = _acts(model, texts, batch_size, step)
+    mean, norm = base.mean(0), base.norm(dim=-1).mean(0)
+    if key is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            scratch = folder / f"{key}.{os.getpid()}.tmp"
+            save_file({"mean": mean.contiguous(), "norm": norm.contiguous()}, scratch,
+                      metadata={"model": model.name, "weights_sha256": model.weights_sha256, "prompts": str(len(texts))})
+            digest = sha256_of([scratch])
+            scratch.replace(path)
+            manifest.write_text(json.dumps({"sha256": digest, "model": model.name, "weights_sha256": model.weights_sha256,
+                                            "prompts": len(texts), "batch_size": batch_size}))
+        except OSError as exc:  # a read-only or full cache only costs time
+            log.warning("could not cache the baseline activations in %s (%s)", folder, exc)
+    return mean, norm
 
 
 def _chat(model: Model, content: str) -> str:
@@ -108,8 +190,19 @@ def concept_vectors(
     template: str = LINDSEY_TEMPLATE,
     lowercase: bool = True,
     batch_size: int = 32,
+    progress: Progress = None,
+    cache: bool = True,
 ) -> xr.DataArray:
     """Lindsey's concept vectors for ``concepts`` at every layer.
+
+    The baseline words' mean activation is computed once per (weights, rendered prompts) and kept
+    in the model cache (``$MECHINTRO_CACHE/baselines``, hash-checked on read; ``cache=False``
+    recomputes it), so later calls cost only the concepts' own prompts. The numbers are the same
+    either way (the same batches, in the same order).
+
+    Args:
+        progress: a bar over the prompts (default), ``False`` for none, or a ``(done, total)``
+            callable (:mod:`mechintro.progress`).
 
     Returns:
         DataArray ``(concept, layer, d_model)`` float32: act(concept) − mean(act(baseline)).
@@ -122,11 +215,15 @@ def concept_vectors(
     def text(w: str) -> str:
         return _chat(model, template.format(word=w.lower() if lowercase else w))
 
-    base = _acts(model, [text(w) for w in baseline], batch_size)
-    acts = _acts(model, [text(w) for w in concepts], batch_size)
-    mean = base.mean(0)
+    base_texts = [text(w) for w in baseline]
+    key = _baseline_key(model, base_texts, batch_size) if cache else None
+    cached = key is not None and (cache_dir() / "baselines" / f"{key}.json").is_file()
+    with progress_reporter(progress, "concept vectors", "prompt") as report:
+        step = _Counter(report, len(concepts) + (0 if cached else len(baseline)))
+        mean, base_norm = _baseline_stats(model, base_texts, batch_size, step, cache)
+        acts = _acts(model, [text(w) for w in concepts], batch_size, step)
     return _package(
-        model, acts - mean, concepts, base.norm(dim=-1).mean(0), "lindsey",
+        model, acts - mean, concepts, base_norm, "lindsey",
         template=template, lowercase=str(lowercase).lower(), baseline=list(baseline),
     )
 
