@@ -417,3 +417,105 @@ def check_vectors_match(vectors: xr.DataArray, model: Model) -> None:
             f"vectors were computed on {vectors.attrs.get('model')} (weights {str(vectors.attrs.get('weights_sha256'))[:12]}…), "
             f"not on {model.name}: compute vectors with this model"
         )
+
+
+# --- interop: vectors made elsewhere, and a file other libraries read ----------------------------
+
+
+def vectors_from_array(
+    array: np.ndarray | torch.Tensor,
+    model: Model,
+    concepts: Sequence[str],
+    layers: Sequence[int] | None = None,
+    *,
+    method: str = "external",
+) -> xr.DataArray:
+    """Concept vectors from a numpy array or torch tensor made elsewhere (another steering
+    library, a probe, a sparse-autoencoder feature), ready to inject with any experiment.
+
+    Args:
+        array: ``(concept, layer, d_model)`` — every layer of ``model`` when ``layers`` is
+            ``None``, else one row per entry of ``layers`` — or ``(concept, d_model)`` with
+            ``layers``: the same vector at each of those layers.
+        layers: the model layers the rows belong to. Other layers hold zeros (injecting there
+            adds nothing); the defined ones are listed in ``attrs["defined_layers"]``.
+        method: recorded as the vectors' ``method`` (provenance).
+
+    Returns:
+        DataArray ``(concept, layer, d_model)`` float32, like :func:`concept_vectors`'s, with
+        ``resid_norm`` left as NaN (use raw strengths; ``resid_norm`` units need the model's
+        activations: compute them with :func:`concept_vectors`).
+    """
+    values = torch.as_tensor(np.asarray(array.detach().cpu() if isinstance(array, torch.Tensor) else array), dtype=torch.float32)
+    concepts = _check_words(concepts, "concept")
+    if layers is not None:
+        layers = [model.check_layer(int(layer)) for layer in layers]
+        if values.ndim == 2:
+            values = values[:, None, :].expand(-1, len(layers), -1)
+    expected = (len(concepts), model.n_layers if layers is None else len(layers), model.d_model)
+    if tuple(values.shape) != expected:
+        raise MechintroError(
+            f"array has shape {tuple(values.shape)}, expected (concept, layer, d_model) = {expected} for "
+            f"{len(concepts)} concept(s) and {model.name} (d_model {model.d_model}): reshape it or pass layers="
+        )
+    if not torch.isfinite(values).all():
+        raise MechintroError("the array contains NaN or inf: pass finite vectors")
+    full = values if layers is None else torch.zeros(len(concepts), model.n_layers, model.d_model)
+    if layers is not None:
+        full[:, layers] = values
+    return _package(model, full, concepts, torch.full((model.n_layers,), float("nan")), method,
+                    defined_layers=list(range(model.n_layers)) if layers is None else layers)
+
+
+def save_vectors_safetensors(vectors: xr.DataArray, path: str | Path) -> Path:
+    """Write vectors as one safetensors file: tensor ``concept_vectors`` ``(concept, layer,
+    d_model)`` float32 and ``resid_norm`` ``(layer,)``; metadata: every attribute (model, weights
+    hash, method, provenance) and ``concepts`` (JSON list, the order of axis 0).
+
+    Other steering libraries read it without mechintro::
+
+        from safetensors.torch import load_file
+        t = load_file(path)["concept_vectors"]            # (concept, layer, d_model)
+        steering = {layer: t[0, layer] for layer in (12, 15)}   # e.g. steering-vectors' layer → vector
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.exists():
+        raise MechintroError(f"{path} already exists: choose another path or delete it")
+    metadata = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in vectors.attrs.items()}
+    metadata["concepts"] = json.dumps([str(c) for c in vectors.concept.values])
+    tensors = {"concept_vectors": torch.from_numpy(np.ascontiguousarray(vectors.transpose("concept", "layer", "d_model").values, dtype=np.float32)),
+               "resid_norm": torch.from_numpy(np.ascontiguousarray(vectors.resid_norm.values, dtype=np.float32))}
+    scratch = path.with_name(path.name + ".partial")
+    save_file(tensors, scratch, metadata=metadata)
+    scratch.replace(path)
+    return path
+
+
+def load_vectors_safetensors(path: str | Path, model: Model | None = None) -> xr.DataArray:
+    """Read vectors written by :func:`save_vectors_safetensors`; with ``model``, check they belong
+    to it (same check as :func:`load_vectors`)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise MechintroError(f"vectors file {path} does not exist: write it with mi.save_vectors_safetensors")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            vecs, norm = f.get_tensor("concept_vectors"), f.get_tensor("resid_norm")
+        concepts = json.loads(metadata.pop("concepts"))
+    except Exception as exc:  # safetensors raises several types for a foreign file
+        raise MechintroError(f"{path} is not a mechintro safetensors vectors file ({type(exc).__name__}): write it with mi.save_vectors_safetensors") from None
+    if vecs.ndim != 3 or len(concepts) != vecs.shape[0] or any(k not in metadata for k in _REQUIRED_ATTRS):
+        raise MechintroError(f"{path} is not a mechintro safetensors vectors file (wrong shape or metadata)")
+    da = xr.DataArray(
+        vecs.numpy(), dims=("concept", "layer", "d_model"),
+        coords={"concept": np.array(concepts, dtype=object), "layer": np.arange(vecs.shape[1]),
+                "resid_norm": ("layer", norm.numpy()), "vector_norm": (("concept", "layer"), vecs.norm(dim=-1).numpy())},
+        name="concept_vectors", attrs=metadata,
+    )
+    if model is not None:
+        check_vectors_match(da, model)
+    return da

@@ -111,3 +111,21 @@ def test_third_party_warnings_are_quiet_inside_our_calls_only():
             warnings.warn_explicit("`past_key_values` is deprecated and will be removed", FutureWarning, "x.py", 1, module="transformers.models")
         warnings.warn("`past_key_values` is deprecated and will be removed", FutureWarning, stacklevel=1)
     assert len(caught) == 1  # the one raised outside the block is the user's to see
+
+
+def test_vectors_from_array_and_safetensors_round_trip(tiny, tmp_path):
+    rng = np.random.default_rng(0)
+    arr = rng.normal(size=(2, tiny.d_model)).astype(np.float32)
+    v = mi.vectors_from_array(arr, tiny, ["a", "b"], layers=[1])
+    assert v.dims == ("concept", "layer", "d_model") and v.sizes["layer"] == tiny.n_layers
+    np.testing.assert_array_equal(v.sel(concept="b", layer=1).values, arr[1])
+    assert not v.sel(layer=0).values.any()
+    path = mi.save_vectors_safetensors(v, tmp_path / "v.safetensors")
+    back = mi.load_vectors_safetensors(path, tiny)
+    np.testing.assert_array_equal(back.values, v.values)
+    assert back.attrs["weights_sha256"] == tiny.weights_sha256 and list(back.concept.values) == ["a", "b"]
+    from safetensors.torch import load_file
+
+    assert tuple(load_file(path)["concept_vectors"].shape) == (2, tiny.n_layers, tiny.d_model)
+    with pytest.raises(MechintroError, match="expected"):
+        mi.vectors_from_array(arr[:, :3], tiny, ["a", "b"], layers=[1])
