@@ -132,6 +132,10 @@ def _parser() -> argparse.ArgumentParser:
     vr = sub.add_parser("verify", help="check a run: schema, counts, digests, hashes, non-finite values")
     vr.add_argument("run", type=Path)
     vr.add_argument("--repair", action="store_true", help="mark damaged batches uncommitted so a resume recomputes them")
+
+    rp = sub.add_parser("report", help="write a run's one-page HTML report: provenance, summary, figures, every trial's transcript")
+    rp.add_argument("run", type=Path)
+    rp.add_argument("--out", type=Path, required=True, help="the HTML file to write (self-contained: no network needed to view it)")
     return p
 
 
@@ -353,6 +357,17 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # the CLI draws figures into the page only
+    from mechintro.report import write_report
+
+    out = write_report(args.run, args.out, progress=False if args.quiet else None)
+    print(f"{out}  ({out.stat().st_size / 1e6:.1f} MB; open it in a browser)")
+    return 0
+
+
 def _quiet_hf_progress() -> None:
     """transformers draws its own progress bars on stderr; the CLI shows its own instead."""
     import transformers
@@ -374,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             set_default(False)  # the library's own bars (model loading, vectors) too
         handler = {"vectors": _cmd_vectors, "run": _cmd_run, "info": _cmd_info, "verify": _cmd_verify, "grade": _cmd_grade,
-                   "merge": _cmd_merge, "train": _cmd_train}[args.command]
+                   "merge": _cmd_merge, "train": _cmd_train, "report": _cmd_report}[args.command]
         return handler(args)
     except MechintroError as exc:
         if debug:
