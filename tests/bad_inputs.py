@@ -267,4 +267,8 @@ CASES: list[Case] = [
     Case("train-remote", "train with --remote", "drop --remote",
          argv=["train", "--model", "{env}/tiny", "--remote", "--behaviour", "{env}/run.zarr", "--out", "{env}/adapter"], out="adapter"),
     Case("api-load-run-as-vectors", "loading a run as vectors", "not a mechintro vectors store", call=_api_load_vectors("run.zarr")),
+    Case("report-not-html", "a report whose --out is not an .html file", "should end in .html",
+         argv=["report", "{env}/run.zarr", "--out", "{env}/report.txt"], out="report.txt"),
+    Case("report-missing-run", "a report of a run that does not exist", "does not exist",
+         argv=["report", "{env}/missing.zarr", "--out", "{env}/report.html"], out="report.html"),
 ]
