@@ -114,6 +114,9 @@ def test_notebook_executes_on_small_saved_runs(name, demo_runs, monkeypatch):
     for cell in figure_cells:
         images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
         assert images, f"{name}: this cell drew no inline figure:\n{cell.source}"
+    for cell in notebook.cells:  # transcripts render as HTML in the notebook
+        if cell.cell_type == "code" and "mi.show(" in cell.source:
+            assert any("<mark" in o.get("data", {}).get("text/html", "") for o in cell.get("outputs", [])), cell.source
 
 
 @pytest.mark.parametrize("order", ["import nnsight; import mechintro", "import mechintro; import nnsight"])
