@@ -289,7 +289,7 @@ def prefix_state(model: Model, prefix: Sequence[int], record: bool) -> tuple[obj
     hooks = [b.register_forward_hook(lambda _m, _i, out: outputs.append(resid_of(out).detach().to("cpu", torch.float16)))
              for b in blocks] if record else []
     try:
-        with torch.no_grad():
+        with torch.no_grad(), quiet_third_party():  # transformers 5 deprecates reading `.past_key_values`
             ids = torch.tensor([list(prefix)], device=model.device)
             cache = model.hf(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1).past_key_values
     finally:
@@ -457,7 +457,7 @@ def swap_forward(
         if not 0 <= k < len(ids):
             raise MechintroError(f"swap prefix of {k} tokens must leave at least one of the prompt's {len(ids)} tokens to the answering model")
         ids_t = torch.tensor([list(ids)], dtype=torch.long, device=model.device)
-        with torch.no_grad():
+        with torch.no_grad(), quiet_third_party():
             cache = cache_model.hf(input_ids=ids_t[:, :k], use_cache=True).past_key_values if k else None
             logits = model.hf(input_ids=ids_t[:, k:], past_key_values=cache, use_cache=cache is not None).logits[0, -1].float()
         cap = getattr(a, "final_logit_softcapping", None)
