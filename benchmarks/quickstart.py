@@ -52,9 +52,11 @@ def main() -> int:
             print(done.stderr[-3000:], file=sys.stderr)
             return 1
         steps = json.loads(done.stdout.strip().splitlines()[-1])
-        warnings = [line for line in done.stderr.splitlines() if "Warning" in line]
+        # everything on stderr that is not a progress bar: warnings, logged deprecations
+        lines = [part for line in done.stderr.splitlines() for part in line.split("\r")]
+        warnings = [line for line in lines if line.strip() and "|" not in line and not line.rstrip().endswith("/s]")]
         print(f"run {k + 1}: {wall:.1f} s wall; " + ", ".join(f"{s} {v:.1f} s" for s, v in steps.items()))
-        print(f"  stderr: {len(done.stderr.splitlines())} lines, {len(warnings)} warning lines")
+        print(f"  stderr: {len(done.stderr.splitlines())} lines, {len(warnings)} lines that are not progress bars")
         for line in dict.fromkeys(warnings):
             print(f"    {line.strip()[:160]}")
     shutil.rmtree(args.out, ignore_errors=True)
