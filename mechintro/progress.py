@@ -88,21 +88,26 @@ def _off(progress: Progress) -> bool:
 
 
 class _Bar:
-    """A ``(done, total)`` callback drawing one ``tqdm.auto`` bar."""
+    """A ``(done, total)`` callback drawing one ``tqdm.auto`` bar, opened at the first call (when
+    the total is known) so no empty bar is ever drawn."""
 
     def __init__(self, desc: str, unit: str) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=None, desc=desc, unit=unit, dynamic_ncols=True, leave=True)
+        self.desc, self.unit, self.bar = desc, unit, None
 
     def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc=self.desc, unit=self.unit, dynamic_ncols=True, leave=True)
+            return
         if self.bar.total != total:
             self.bar.total = total
-            self.bar.reset(total=total)
+            self.bar.refresh()
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 @contextlib.contextmanager

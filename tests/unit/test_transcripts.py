@@ -129,3 +129,17 @@ def test_vectors_from_array_and_safetensors_round_trip(tiny, tmp_path):
     assert tuple(load_file(path)["concept_vectors"].shape) == (2, tiny.n_layers, tiny.d_model)
     with pytest.raises(MechintroError, match="expected"):
         mi.vectors_from_array(arr[:, :3], tiny, ["a", "b"], layers=[1])
+
+
+def test_a_run_shows_trial_progress_by_default_and_none_when_off(tiny, capsys, tmp_path, monkeypatch):
+    from mechintro.experiments import detection_logits
+
+    monkeypatch.setenv("MECHINTRO_CACHE", str(tmp_path))
+    vecs = vectors.concept_vectors(tiny, ["Dust", "Oceans"], baseline=["Sand", "Clay"], progress=False)
+    config = detection_logits.Config(model=tiny.name, concepts=("Dust", "Oceans"), layers=("1",), strengths=(1.0,), batch_size=4)
+    capsys.readouterr()
+    detection_logits.run(config, tmp_path / "quiet.zarr", model=tiny, vectors=vecs, progress=False)
+    assert "trial" not in capsys.readouterr().err
+    detection_logits.run(config, tmp_path / "shown.zarr", model=tiny, vectors=vecs)
+    err = capsys.readouterr().err
+    assert "shown.zarr" in err and "trial/s" in err and "100%" in err
