@@ -318,7 +318,8 @@ def load_model(
     Returns:
         A :class:`Model`.
     """
-    from nnsight.modeling.transformers import TransformersModel
+    with quiet_third_party():  # the first import of transformers may warn (tqdm without ipywidgets)
+        from nnsight.modeling.transformers import TransformersModel
 
 
     start = time.perf_counter()

@@ -46,6 +46,8 @@ def quiet_third_party() -> Iterator[None]:
                 warnings.filterwarnings("ignore", category=cls, module=_THIRD_PARTY)
             else:
                 warnings.filterwarnings("ignore", message=message, category=cls)
+        # tqdm.auto in a kernel without ipywidgets: warns once at import, then draws text bars
+        warnings.filterwarnings("ignore", message=".*IProgress not found.*")
         try:
             from nnsight import NNsightDeprecationWarning
 
@@ -96,7 +98,9 @@ class _Bar:
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is None:
-            from tqdm.auto import tqdm
+            with warnings.catch_warnings():  # no ipywidgets in this kernel: text bars, without the warning
+                warnings.filterwarnings("ignore", message=".*IProgress not found.*")
+                from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, initial=done, desc=self.desc, unit=self.unit, dynamic_ncols=True, leave=True)
             return

@@ -52,8 +52,11 @@ def _tokenizer_for(model_name: str) -> Any:
     """The tokenizer of a run's model, from local files only; ``None`` if none is found."""
     from pathlib import Path
 
+    from mechintro.progress import quiet_third_party
+
     try:
-        from transformers import AutoTokenizer
+        with quiet_third_party():
+            from transformers import AutoTokenizer
 
         from mechintro.models import OFFLINE_MODELS, _converted_dir
 
