@@ -1,9 +1,10 @@
 # make demo   — set everything up and run the main job on the embedded SmolLM2-135M
 # make test   — set everything up and run the tests (unit tier + SmolLM2 integration tier)
+# make notebook — JupyterLab with a "mechintro" kernel
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo figures results test test-unit test-integration lint clean
+.PHONY: setup demo figures results test test-unit test-integration lint clean notebook
 
 $(BIN)/mechintro: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -15,7 +16,13 @@ demo: setup
 	$(BIN)/python scripts/demo.py
 
 figures: setup
-	$(BIN)/python analyses/make_figures.py
+	MPLBACKEND=Agg $(BIN)/python analyses/make_figures.py
+
+# JupyterLab + jupytext + ipywidgets in .venv, and a kernel named "mechintro" for it
+notebook: setup
+	$(BIN)/python -m pip install -q -e ".[notebook]"
+	$(BIN)/python -m ipykernel install --user --name mechintro --display-name "Python (mechintro)"
+	@echo "start it with: $(BIN)/jupyter lab notebooks/   (open a .py notebook with 'Open With → Notebook')"
 
 results: setup
 	$(BIN)/python scripts/results.py write

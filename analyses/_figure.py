@@ -7,6 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")  # a script that only saves PNGs; the library itself never picks a backend
 import matplotlib.pyplot as plt
 
 import mechintro as mi

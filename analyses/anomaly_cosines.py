@@ -31,4 +31,4 @@ print(table([{"word": w, "max |cos|": float(peak.sel(word=w))} for w in [*stimul
             + [{"word": f"control words: median (range) of {len(controls)}",
                 "max |cos|": f"{float(np.median(peak.sel(word=controls))):.3f} ({float(peak.sel(word=controls).min()):.3f}–{float(peak.sel(word=controls).max()):.3f})"}]))
 print(f"random-direction 95% bound: {cos.attrs['chance']:.3f}")
-save(anomaly_cosine_matrix(cos, title=title(ds, "anomaly direction vs concept vectors")), args.out, "anomaly_cosines", ds)
+save(anomaly_cosine_matrix(cos, title=title(ds, "anomaly direction vs concept vectors"), no_signal_below=first), args.out, "anomaly_cosines", ds)

@@ -18,6 +18,8 @@ summary = analysis.alignment_summary(analysis.alignment(ds, load_vectors(args.ve
 rows = []
 layers = list(summary.layer.values[::max(1, summary.sizes["layer"] // 10)])
 layers += [] if layers[-1] == summary.layer.values[-1] else [summary.layer.values[-1]]
+if "gap" in summary:  # the row the figure's maximum comes from, so a caption can quote it
+    layers = sorted({*layers, summary.layer.values[int(summary.gap.argmax("layer"))]})
 for layer in layers:
     cell = summary.sel(layer=layer)
     row = {"layer": int(layer), **{str(c): float(cell.cos_word.sel(condition=c)) for c in summary.condition.values},

@@ -39,6 +39,10 @@ _EXPORTS = {
     "pca_center_vectors": "mechintro.vectors",
     "resolve_layers": "mechintro.vectors",
     "save_vectors": "mechintro.vectors",
+    "vectors_from_array": "mechintro.vectors",
+    "save_vectors_safetensors": "mechintro.vectors",
+    "load_vectors_safetensors": "mechintro.vectors",
+    "show": "mechintro.transcripts",
 }
 
 __all__ = ["MechintroError", *_EXPORTS]

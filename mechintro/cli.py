@@ -162,12 +162,15 @@ def _parser() -> argparse.ArgumentParser:
     oe.add_argument("--n", type=_positive_int, default=100, help="test examples per set (as many again fit the probe)")
     oe.add_argument("--seed", type=int, default=0)
     oe.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    rp = sub.add_parser("report", help="write a run's one-page HTML report: provenance, summary, figures, every trial's transcript")
+    rp.add_argument("run", type=Path)
+    rp.add_argument("--out", type=Path, required=True, help="the HTML file to write (self-contained: no network needed to view it)")
     return p
 
 
 def _progress(desc: str, quiet: bool):
     if quiet:
-        return None, lambda: None
+        return False, lambda: None  # False, not None: the library draws its own bar for None
     from tqdm import tqdm
 
     bar = tqdm(total=0, desc=desc, unit="trial", file=sys.stderr)
@@ -455,6 +458,14 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
         print(f"{r['set']:<20}{r['reader']:<11}{r['accuracy']:>9.3f}  [{r['lo']:.3f}, {r['hi']:.3f}]  ({r['correct']}/{r['n']})")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
+def _cmd_report(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # the CLI draws figures into the page only
+    from mechintro.report import write_report
+
+    out = write_report(args.run, args.out, progress=False if args.quiet else None)
+    print(f"{out}  ({out.stat().st_size / 1e6:.1f} MB; open it in a browser)")
     return 0
 
 
@@ -474,8 +485,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for noisy in ("httpx", "urllib3", "transformers", "accelerate"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         _quiet_hf_progress()
+        if args.quiet:
+            from mechintro.progress import set_default
+
+            set_default(False)  # the library's own bars (model loading, vectors) too
         handler = {"vectors": _cmd_vectors, "run": _cmd_run, "info": _cmd_info, "verify": _cmd_verify, "grade": _cmd_grade,
-                   "merge": _cmd_merge, "train": _cmd_train, "oracle": _cmd_oracle}[args.command]
+                   "merge": _cmd_merge, "train": _cmd_train, "oracle": _cmd_oracle, "report": _cmd_report}[args.command]
         return handler(args)
     except MechintroError as exc:
         if debug:

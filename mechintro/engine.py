@@ -34,13 +34,16 @@ import torch
 from mechintro.arch import get_module, resid_of, text_config
 from mechintro.errors import MechintroError
 from mechintro.models import Model
+from mechintro.progress import quiet_third_party
 
 
 @contextlib.contextmanager
 def _remote_errors(model: Model):
-    """Turn a remote job's failure, or an unreachable server, into one line naming the fix."""
+    """Turn a remote job's failure, or an unreachable server, into one line naming the fix; and
+    keep transformers' and nnsight's known deprecation warnings out of the user's session."""
     if not model.remote or model.remote == "local":
-        yield
+        with quiet_third_party():
+            yield
         return
     import httpx
     import websocket
@@ -49,7 +52,8 @@ def _remote_errors(model: Model):
 
     where = model.remote if isinstance(model.remote, str) else f"NDIF at {CONFIG.API.HOST}"
     try:
-        yield
+        with quiet_third_party():
+            yield
     except RemoteError as exc:
         raise MechintroError(f"the remote job failed on {where}: {exc}") from exc
     except (OSError, httpx.HTTPError, websocket.WebSocketException) as exc:
@@ -285,7 +289,7 @@ def prefix_state(model: Model, prefix: Sequence[int], record: bool) -> tuple[obj
     hooks = [b.register_forward_hook(lambda _m, _i, out: outputs.append(resid_of(out).detach().to("cpu", torch.float16)))
              for b in blocks] if record else []
     try:
-        with torch.no_grad():
+        with torch.no_grad(), quiet_third_party():  # transformers 5 deprecates reading `.past_key_values`
             ids = torch.tensor([list(prefix)], device=model.device)
             cache = model.hf(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1).past_key_values
     finally:
@@ -453,7 +457,7 @@ def swap_forward(
         if not 0 <= k < len(ids):
             raise MechintroError(f"swap prefix of {k} tokens must leave at least one of the prompt's {len(ids)} tokens to the answering model")
         ids_t = torch.tensor([list(ids)], dtype=torch.long, device=model.device)
-        with torch.no_grad():
+        with torch.no_grad(), quiet_third_party():
             cache = cache_model.hf(input_ids=ids_t[:, :k], use_cache=True).past_key_values if k else None
             logits = model.hf(input_ids=ids_t[:, k:], past_key_values=cache, use_cache=cache is not None).logits[0, -1].float()
         cap = getattr(a, "final_logit_softcapping", None)

@@ -164,7 +164,7 @@ def grade_run(
     judge: Judge,
     *,
     criteria: Sequence[str] = CRITERIA,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | bool | None = None,
 ) -> xr.Dataset:
     """Grade every committed trial of a saved generation run and store the verdicts in it.
 
@@ -187,6 +187,9 @@ def grade_run(
     verdicts = {c: np.full(n, "", dtype=object) for c in criteria}
     replies = {c: np.full(n, "", dtype=object) for c in criteria}
     todo = np.flatnonzero(committed)
+    from mechintro.progress import callback
+
+    progress, close_bar = callback(progress, "grade", "trial")  # a bar unless progress=False
     for done, i in enumerate(todo):
         for c in criteria:
             v = grade(judge, c, question=str(questions[i]), response=str(responses[i]), word=str(ds["concept"].values[i]).lower())
@@ -199,5 +202,6 @@ def grade_run(
     # run's own attributes along, so provenance is rewritten whole, in one atomic metadata write.
     out.attrs = dict(zarr.open_group(str(path), mode="r").attrs) | {f"judge_{c}": judge.identity for c in criteria}
     out.to_zarr(path, mode="a", consolidated=False)
+    close_bar()
     return out
 

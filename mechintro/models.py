@@ -30,6 +30,8 @@ import torch
 from mechintro._fs import staged_dir
 from mechintro.arch import Architecture, architecture_of, get_module, text_config
 from mechintro.errors import MechintroError
+from mechintro.progress import Progress, quiet_third_party
+from mechintro.progress import callback as progress_callback
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,25 @@ class Model:
     @property
     def dtype(self) -> torch.dtype:
         return get_module(self.hf, self.arch.unembed).weight.dtype
+
+    def _summary(self) -> dict[str, str]:
+        where = "here" if not self.remote else ("serialised, run here" if self.remote == "local" else f"remote ({self.remote})")
+        return {
+            "model": self.name, "architecture": type(self.hf).__name__, "layers": str(self.n_layers),
+            "d_model": str(self.d_model), "d_vocab": str(self.d_vocab), "dtype": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device), "traces run": where, "weights sha256": f"{self.weights_sha256[:16]}…",
+        }
+
+    def __repr__(self) -> str:
+        """One line (the default dataclass repr printed the whole module tree, twice)."""
+        s = self._summary()
+        return (f"Model({s['model']!r}: {s['architecture']}, {s['layers']} layers, d_model {s['d_model']}, "
+                f"{s['dtype']} on {s['device']}, weights {s['weights sha256']})")
+
+    def _repr_html_(self) -> str:
+        from mechintro.transcripts import html_table
+
+        return html_table(self._summary(), caption="mechintro.Model")
 
     def check_layer(self, layer: int) -> int:
         if not 0 <= layer < self.n_layers:
@@ -276,6 +297,7 @@ def load_model(
     device_map: str | dict | None = None,
     trust_remote_code: bool = False,
     remote: bool | str = False,
+    progress: Progress = None,
 ) -> Model:
     """Load a causal LM and wrap it for tracing.
 
@@ -289,14 +311,21 @@ def load_model(
         remote: build a weightless model whose traces run remotely: ``True`` for NDIF (the host
             nnsight is configured with; ``NDIF_HOST`` overrides it) or the ``http(s)://`` URL of an
             NDIF-protocol server. Hub ids (or a directory the server also has); weights never load here.
+        progress: a bar (default), ``False`` for none, or a ``(done, total)`` callable
+            (:mod:`mechintro.progress`). transformers' own loading bars and known deprecation
+            warnings are kept quiet either way.
 
     Returns:
         A :class:`Model`.
     """
-    from nnsight.modeling.transformers import TransformersModel
+    with quiet_third_party():  # the first import of transformers may warn (tqdm without ipywidgets)
+        from nnsight.modeling.transformers import TransformersModel
 
 
     start = time.perf_counter()
+    report, close_bar = progress_callback(progress, f"load {name_or_path}", "step")
+    if report:
+        report(0, 2)
     spec = OFFLINE_MODELS.get(name_or_path)
     if remote and spec is not None:
         raise MechintroError(
@@ -304,7 +333,8 @@ def load_model(
             f"'{spec.hub_id}' with --remote"
         )
     if spec is not None:
-        hf, tok, digest = _load_offline(spec, dtype, device_map)
+        with quiet_third_party():
+            hf, tok, digest = _load_offline(spec, dtype, device_map)
     elif remote:
         from transformers import AutoTokenizer
 
@@ -313,23 +343,32 @@ def load_model(
         tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        lm = TransformersModel(
-            name_or_path, tokenizer=tok, task="text-generation",
-            dtype=getattr(torch, dtype) if dtype != "auto" else "auto",
-        )
+        with quiet_third_party():
+            lm = TransformersModel(
+                name_or_path, tokenizer=tok, task="text-generation",
+                dtype=getattr(torch, dtype) if dtype != "auto" else "auto",
+            )
+        close_bar()
         return Model(
             name=name_or_path, hf=lm._module, lm=lm, tokenizer=lm.tokenizer,
             weights_sha256=f"hf:{name_or_path}@remote", arch=architecture_of(lm._module),
             remote=remote, load_seconds=time.perf_counter() - start,
         )
     else:
-        hf, tok, digest = _load_pretrained(name_or_path, dtype, device_map, trust_remote_code)
+        with quiet_third_party():
+            hf, tok, digest = _load_pretrained(name_or_path, dtype, device_map, trust_remote_code)
+    if report:
+        report(1, 2)
     hf.requires_grad_(False)  # autograd is on inside traces otherwise (ENGINEERING_NOTES G5)
     hf.eval()
     arch = architecture_of(hf)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    lm = TransformersModel(hf, tokenizer=tok, task="text-generation")
+    with quiet_third_party():
+        lm = TransformersModel(hf, tokenizer=tok, task="text-generation")
+    if report:
+        report(2, 2)
+    close_bar()
     model = Model(
         name=name_or_path, hf=hf, lm=lm, tokenizer=tok, weights_sha256=digest, arch=arch,
         load_seconds=time.perf_counter() - start,

@@ -1,11 +1,10 @@
 """Figures from saved results. Functions take data and return a matplotlib ``Figure``; saving is
-the caller's job (``analyses/`` scripts), never the library's."""
+the caller's job (``analyses/`` scripts), never the library's. The library never selects a
+matplotlib backend: in Jupyter the figures show inline, and scripts (or ``MPLBACKEND``) choose
+their own."""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
@@ -41,6 +40,29 @@ def detection_shift(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
     return fig
 
 
+# condition names as code writes them → as a reader says them (legends show words, not identifiers)
+LABELS = {
+    "think": "think about the word", "dont_think": "don't think about it", "rewarded": "rewarded for thinking of it",
+    "punished": "punished for thinking of it", "happy": "happy if you think of it", "sad": "sad if you think of it",
+    "charity": "charity if you think of it", "terrorist": "terrorist if you think of it",
+    "matched": "matched concept, injected on the sentence", "random": "random concept, injected on the sentence",
+    "matched_after": "matched concept, injected after the prefill", "injected": "injected", "control": "no injection",
+}
+# distinguishable even where lines coincide and in greyscale: each series its own dash and marker
+_STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 1)), "P")]
+
+
+def label(name: object) -> str:
+    """A condition's name in words (``dont_think`` → "don't think about it")."""
+    text = str(name)
+    return LABELS.get(text, text.replace("dont_", "don't ").replace("_", " "))
+
+
+def _legend_below(ax: plt.Axes, fontsize: int = 7, ncol: int = 2) -> None:
+    """The legend under the axes, off the data."""
+    ax.legend(fontsize=fontsize, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, frameon=False)
+
+
 def _layer_colors(n: int) -> np.ndarray:
     return plt.cm.viridis(np.linspace(0, 0.9, n))
 
@@ -71,17 +93,35 @@ def injected_thoughts_by_layer(summary: xr.Dataset, *, title: str = "") -> plt.F
     strength, with the false-positive rate of the controls (dotted bands); beside it the share of
     injected trials that *claim* detection (affirmative, right or wrong; Wilson bands). Bands: 95%
     intervals."""
-    fig, (ax, aff_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig, (ax, aff_ax) = plt.subplots(1, 2, figsize=(10, 4.8), constrained_layout=True)
     layers = summary.inject_layer.values
-    for color, s in zip(plt.cm.plasma(np.linspace(0, 0.8, summary.sizes["strength"])), summary.strength.values, strict=True):
+    n_s = summary.sizes["strength"]
+    # strengths side by side at each layer, so equal rates (e.g. 0 detected everywhere) stay apart
+    step = float(np.min(np.diff(layers))) if len(layers) > 1 else 1.0
+    dodge = (np.arange(n_s) - (n_s - 1) / 2) * 0.06 * step
+    for k, (color, s) in enumerate(zip(plt.cm.plasma(np.linspace(0, 0.8, n_s)), summary.strength.values, strict=True)):
         cell = summary.sel(strength=s)
-        _band(ax, layers, cell.tpr, cell.tpr_lo, cell.tpr_hi, color, f"detected, strength {s:g}")
-        ax.plot(layers, cell.fpr, "x--", color=color, label=f"false positives (controls), strength {s:g} cell")
-        ax.fill_between(layers, cell.fpr_lo, cell.fpr_hi, color=color, alpha=0.1, hatch="..")
-        _band(aff_ax, layers, cell.affirmative, *_wilson_band(cell.affirmative, cell.n), color, f"strength {s:g}")
+        x = layers + dodge[k]
+        lo, hi = np.asarray(cell.tpr_lo, dtype=float), np.asarray(cell.tpr_hi, dtype=float)
+        # a bootstrap over clusters that all scored 0 (or 1) has zero width; Wilson's does not
+        w_lo, w_hi = _wilson_band(cell.tpr, cell.n)
+        flat = hi - lo <= 0
+        lo, hi = np.where(flat, w_lo, lo), np.where(flat, w_hi, hi)
+        ls, marker = _STYLES[k % len(_STYLES)]
+        ax.plot(x, cell.tpr, marker=marker, ls=ls, color=color, label=f"detected, strength {s:g}")
+        ax.fill_between(x, lo, hi, color=color, alpha=0.25)
+        ax.plot(x, cell.fpr, marker="x", ls="--", color=color, label=f"false positives (controls), strength {s:g} cell")
+        ax.fill_between(x, cell.fpr_lo, cell.fpr_hi, color=color, alpha=0.1, hatch="..")
+        aff_ax.plot(x, cell.affirmative, marker=marker, ls=ls, color=color, label=f"strength {s:g}")
+        aff_ax.fill_between(x, *_wilson_band(cell.affirmative, cell.n), color=color, alpha=0.2)
     ax.set(xlabel="injection layer", ylabel="rate (share of trials)", ylim=(-0.02, 1.02))
     aff_ax.set(xlabel="injection layer", ylabel="injected trials answering 'yes' (any concept)", ylim=(-0.02, 1.02))
-    return _finish(fig, (ax, aff_ax), layers, title)
+    for a in (ax, aff_ax):
+        a.set_xticks(layers)
+        _legend_below(a)
+    if title:
+        fig.suptitle(title)
+    return fig
 
 
 def injected_thoughts_by_strength(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
@@ -133,12 +173,14 @@ def prefill_apology(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
     for ax, s in zip(axes[0], strengths, strict=True):
         for c in summary.condition.values:
             cell = summary.sel(condition=c, strength=s)
-            ax.errorbar(layers, cell.rate, yerr=[cell.rate - cell.lo, cell.hi - cell.rate], fmt="o-", capsize=3, color=colors[c],
-                        label=f"{c} (n={int(cell.n.min())}–{int(cell.n.max())})")
+            k = list(summary.condition.values).index(c)
+            ls, marker = _STYLES[k % len(_STYLES)]
+            ax.errorbar(layers + (k - 1) * 0.08, cell.rate, yerr=[cell.rate - cell.lo, cell.hi - cell.rate], marker=marker, ls=ls,
+                        capsize=3, color=colors[c], label=f"{label(c)} (n={int(cell.n.min())}–{int(cell.n.max())})")
         ax.axhline(summary.attrs["control_rate"], color="k", ls="--", lw=1, label=f"no injection (n={summary.attrs['control_n']})")
         ax.set(xlabel="injection layer", title=f"strength {s:g}", ylim=(-0.02, 1.02))
         ax.set_xticks(layers)
-        ax.legend(fontsize=7)
+        _legend_below(ax, ncol=1)
     axes[0][0].set_ylabel("apology rate (graded responses)")
     if title:
         fig.suptitle(title)
@@ -149,21 +191,26 @@ def alignment_by_layer(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
     """Lindsey's experiment 4: cosine between the residual stream on the written sentence and the
     word's concept vector, per layer and instruction (95% bands across words), over the band of
     100 unrelated control words; beside it the paired think − don't-think gap."""
-    fig, (ax, gap_ax) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig, (ax, gap_ax) = plt.subplots(1, 2, figsize=(11, 4.8), constrained_layout=True)
     layers = summary.layer.values
-    for color, c in zip(plt.cm.tab10(np.arange(summary.sizes["condition"])), summary.condition.values, strict=True):
-        cell = summary.sel(condition=c)
-        _band(ax, layers, cell.cos_word, cell.cos_word_lo, cell.cos_word_hi, color, str(c), marker="-")
     base = summary.isel(condition=0)
-    ax.fill_between(layers, base.baseline_lo, base.baseline_hi, color="0.6", alpha=0.35, label="100 control words (2.5–97.5%)")
-    ax.plot(layers, base.baseline, color="0.4", lw=1)
+    ax.fill_between(layers, base.baseline_lo, base.baseline_hi, color="0.85", label="100 control words (2.5–97.5%)")
+    ax.plot(layers, base.baseline, color="0.5", lw=1, label="control words (median)")
+    for k, (color, c) in enumerate(zip(plt.cm.tab10(np.arange(summary.sizes["condition"])), summary.condition.values, strict=True)):
+        cell = summary.sel(condition=c)
+        ls, marker = _STYLES[k % len(_STYLES)]
+        ax.plot(layers, cell.cos_word, ls=ls, marker=marker, ms=3, markevery=(k, 4), color=color, label=label(c))
+        ax.fill_between(layers, cell.cos_word_lo, cell.cos_word_hi, color=color, alpha=0.15)
     ax.set(xlabel="layer", ylabel="cosine(residual, concept vector)", title="mean over the sentence's tokens; bands: 95% over words")
-    ax.legend(fontsize=8)
+    _legend_below(ax, fontsize=8, ncol=3)
     if "gap" in summary:
         _band(gap_ax, layers, summary.gap, summary.gap_lo, summary.gap_hi, "C3", "think − don't think (paired)", marker="-")
+        peak = int(np.nanargmax(summary.gap.values))
+        gap_ax.annotate(f"max {float(summary.gap[peak]):+.3f} at layer {int(layers[peak])}", (layers[peak], float(summary.gap[peak])),
+                        xytext=(-10, 4), textcoords="offset points", ha="right", fontsize=8)
         gap_ax.axhline(0, color="k", lw=0.5)
         gap_ax.set(xlabel="layer", ylabel="cosine difference")
-        gap_ax.legend(fontsize=8)
+        _legend_below(gap_ax, fontsize=8)
     else:
         gap_ax.set_visible(False)
     if title:
@@ -261,15 +308,24 @@ def anomaly_auc(result: xr.Dataset, *, title: str = "") -> plt.Figure:
     return fig
 
 
-def anomaly_cosine_matrix(cosines: xr.DataArray, *, title: str = "") -> plt.Figure:
+def anomaly_cosine_matrix(cosines: xr.DataArray, *, title: str = "", no_signal_below: int | None = None) -> plt.Figure:
     """Cosine of the anomaly direction (difference of means) with concept vectors, layer × word;
-    |cosine| below the random-direction 95% bound (``attrs["chance"]``) is hatched out."""
+    |cosine| below the random-direction 95% bound (``attrs["chance"]``) is hatched out. Layers
+    below ``no_signal_below`` (before the first injection layer every trial's residual is the
+    same, so the direction there is rounding noise) are masked in grey."""
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * cosines.sizes["word"] + 2), 5), constrained_layout=True)
-    values = cosines.transpose("layer", "word").values
+    values = cosines.transpose("layer", "word").values.astype(float).copy()
+    if no_signal_below is not None:
+        values[np.asarray(cosines.layer.values) < no_signal_below] = np.nan
     lim = max(float(np.nanmax(np.abs(values))), 0.1)
     im = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
-    weak = np.abs(values) < cosines.attrs["chance"]
+    weak = np.abs(np.nan_to_num(values, nan=np.inf)) < cosines.attrs["chance"]
     ax.contourf(weak, levels=[0.5, 1.5], colors="none", hatches=["///"])
+    if no_signal_below is not None and (cosines.layer.values < no_signal_below).any():
+        top = int(np.flatnonzero(cosines.layer.values < no_signal_below).max())
+        ax.axhspan(-0.5, top + 0.5, color="0.88", zorder=0)
+        ax.text(cosines.sizes["word"] / 2 - 0.5, top / 2, f"layers 0–{int(cosines.layer.values[top])}: no signal (residuals identical before the first injection layer)",
+                ha="center", va="center", fontsize=8, color="0.3")
     ax.set_xticks(np.arange(cosines.sizes["word"]), cosines.word.values, rotation=60, ha="right")
     ax.set_yticks(np.arange(cosines.sizes["layer"])[::2], cosines.layer.values[::2])
     ax.set(xlabel=f"concept vector   (hatched: |cos| < {cosines.attrs['chance']:.3f}, the 95% bound for a random direction)", ylabel="layer")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,6 +25,8 @@ import xarray as xr
 from mechintro import engine, runs
 from mechintro.errors import MechintroError
 from mechintro.models import Model
+from mechintro.progress import Progress
+from mechintro.progress import callback as progress_callback
 from mechintro.prompts import Prompt, Window
 from mechintro.provenance import provenance_attrs
 
@@ -220,7 +222,7 @@ def execute(
     record: bool = False,
     seed: int = 0,
     extra_attrs: Mapping[str, str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress = None,
     swap_model: Model | None = None,
     shard: Shard | None = None,
 ) -> Path:
@@ -230,7 +232,8 @@ def execute(
         config: the experiment's configuration (JSON-serialisable); stored, and compared on resume.
         mode: ``"logits"`` (needs ``answers``) or ``"generate"`` (needs ``generation``).
         record: store every layer's residual stream over the prompt (float16).
-        progress: called with ``(trials_done, trials_total)`` after each batch.
+        progress: a ``tqdm.auto`` bar (``None``/``True``, the default), ``False`` for none, or a
+            callable called with ``(trials_done, trials_total)`` after each batch.
         swap_model: the model that fills the KV cache of trials with ``swap_prefix`` (logit mode).
         shard: run only this shard's batches (the store holds every trial's inputs; the others
             stay uncommitted until :func:`mechintro.runs.merge`).
@@ -290,6 +293,7 @@ def execute(
     mine = list(range(n_batches)) if shard is None else runs.shard_batches(len(trials), batch_size, shard.index, shard.count)
     total = sum(min(batch_size, len(trials) - b * batch_size) for b in mine)
     n_done = sum(int(done[b * batch_size:(b + 1) * batch_size].sum()) for b in mine)
+    progress, close_bar = progress_callback(progress, Path(out).name, "trial")
     if progress:
         progress(n_done, total)
     for b in mine:
@@ -342,6 +346,7 @@ def execute(
         if progress:
             progress(n_done, total)
     runs.mark_complete(out)
+    close_bar()
     return out
 
 

@@ -179,6 +179,9 @@ def finetune(model: Model, examples: list[tuple[str, str]], out: str | Path, con
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
     pad = model.tokenizer.pad_token_id
+    from mechintro.progress import callback
+
+    progress, close_bar = callback(progress, "train", "step")  # a bar unless progress=False
     start = time.perf_counter() - state["seconds"]
     for step in range(state["step"], len(schedule)):
         batch = [encoded[i] for i in schedule[step]]
@@ -205,6 +208,7 @@ def finetune(model: Model, examples: list[tuple[str, str]], out: str | Path, con
             torch.save({"adapter": get_peft_model_state_dict(peft_model), "optimizer": optimizer.state_dict(), "state": state,
                         "examples_sha256": digest, "config": dataclasses.asdict(config)}, scratch)
             scratch.replace(checkpoint)
+    close_bar()
     peft_model.save_pretrained(partial / "adapter")
     for f in (partial / "adapter").iterdir():
         f.replace(partial / f.name)

@@ -21,9 +21,12 @@ residual norm (:func:`unit_vector`).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -34,9 +37,13 @@ import xarray as xr
 from mechintro import engine, stimuli
 from mechintro._fs import staged_dir
 from mechintro.errors import MechintroError
-from mechintro.models import Model
+from mechintro.models import Model, cache_dir
+from mechintro.progress import Progress
+from mechintro.progress import reporter as progress_reporter
 from mechintro.prompts import render_chat, tokenize
 from mechintro.provenance import provenance_attrs
+
+log = logging.getLogger(__name__)
 
 LINDSEY_TEMPLATE = "Tell me about {word}"
 StrengthUnit = Literal["raw", "resid_norm"]
@@ -51,11 +58,86 @@ DEFAULT_SUFFIXES = (
 )
 
 
-def _acts(model: Model, texts: Sequence[str], batch_size: int) -> torch.Tensor:
-    """Last-token residuals ``(n, layer, d_model)`` of rendered ``texts``."""
+def _acts(model: Model, texts: Sequence[str], batch_size: int, step: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Last-token residuals ``(n, layer, d_model)`` of rendered ``texts``; ``step(k)`` after each
+    batch of ``k`` prompts."""
     prompts = [tokenize(model.tokenizer, t).input_ids for t in texts]
-    out = [engine.last_token_resid(model, prompts[i:i + batch_size]) for i in range(0, len(prompts), batch_size)]
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        out.append(engine.last_token_resid(model, prompts[i:i + batch_size]))
+        if step:
+            step(len(out[-1]))
     return torch.cat(out, 0)
+
+
+class _Counter:
+    """Prompts done so far, reported to a ``(done, total)`` callback."""
+
+    def __init__(self, report: Callable[[int, int], None] | None, total: int) -> None:
+        self.report, self.total, self.done = report, total, 0
+        if report:
+            report(0, total)
+
+    def __call__(self, k: int) -> None:
+        self.done += k
+        if self.report:
+            self.report(self.done, self.total)
+
+
+# --- the baseline words' activations, cached per (weights, rendered prompts) ---------------------
+#
+# Lindsey's recipe subtracts the mean activation over 100 baseline prompts; they are the same for
+# every concept, so computing them on every call made the README quick start spend 94 of its 132 s
+# on them. The mean and the mean norm are kept in the model cache ($MECHINTRO_CACHE/baselines),
+# keyed by the weights' sha256 and everything that changes the numbers (the rendered prompts, the
+# batch size — padding —, dtype and device), with the file's own sha256 checked on every read.
+_BASELINE_CACHE_VERSION = 1
+
+
+def _baseline_key(model: Model, texts: Sequence[str], batch_size: int) -> str | None:
+    if model.remote or len(model.weights_sha256) != 64:  # no content hash (Hub fingerprint, remote): no cache
+        return None
+    key = {"version": _BASELINE_CACHE_VERSION, "weights_sha256": model.weights_sha256, "texts": list(texts),
+           "batch_size": batch_size, "dtype": str(model.dtype), "device": model.device.type}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _baseline_stats(model: Model, texts: Sequence[str], batch_size: int, step: Callable[[int], None] | None,
+                    cache: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean activation ``(layer, d_model)`` and mean norm ``(layer,)`` over the baseline prompts,
+    from the cache when a verified entry exists."""
+    from safetensors.torch import load_file, save_file
+
+    from mechintro.models import sha256_of
+
+    key = _baseline_key(model, texts, batch_size) if cache else None
+    folder = cache_dir() / "baselines"
+    path, manifest = folder / f"{key}.safetensors", folder / f"{key}.json"
+    if key is not None and manifest.is_file() and path.is_file():
+        try:
+            expected = json.loads(manifest.read_text()).get("sha256")
+        except (OSError, ValueError):
+            expected = None
+        if expected == sha256_of([path]):
+            stored = load_file(path)
+            log.debug("baseline activations from the cache (%s)", path)
+            return stored["mean"], stored["norm"]
+        log.warning("cached baseline activations %s failed their hash check; computing them again", path.name)
+    base = _acts(model, texts, batch_size, step)
+    mean, norm = base.mean(0), base.norm(dim=-1).mean(0)
+    if key is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            scratch = folder / f"{key}.{os.getpid()}.tmp"
+            save_file({"mean": mean.contiguous(), "norm": norm.contiguous()}, scratch,
+                      metadata={"model": model.name, "weights_sha256": model.weights_sha256, "prompts": str(len(texts))})
+            digest = sha256_of([scratch])
+            scratch.replace(path)
+            manifest.write_text(json.dumps({"sha256": digest, "model": model.name, "weights_sha256": model.weights_sha256,
+                                            "prompts": len(texts), "batch_size": batch_size}))
+        except OSError as exc:  # a read-only or full cache only costs time
+            log.warning("could not cache the baseline activations in %s (%s)", folder, exc)
+    return mean, norm
 
 
 def _chat(model: Model, content: str) -> str:
@@ -108,8 +190,19 @@ def concept_vectors(
     template: str = LINDSEY_TEMPLATE,
     lowercase: bool = True,
     batch_size: int = 32,
+    progress: Progress = None,
+    cache: bool = True,
 ) -> xr.DataArray:
     """Lindsey's concept vectors for ``concepts`` at every layer.
+
+    The baseline words' mean activation is computed once per (weights, rendered prompts) and kept
+    in the model cache (``$MECHINTRO_CACHE/baselines``, hash-checked on read; ``cache=False``
+    recomputes it), so later calls cost only the concepts' own prompts. The numbers are the same
+    either way (the same batches, in the same order).
+
+    Args:
+        progress: a bar over the prompts (default), ``False`` for none, or a ``(done, total)``
+            callable (:mod:`mechintro.progress`).
 
     Returns:
         DataArray ``(concept, layer, d_model)`` float32: act(concept) − mean(act(baseline)).
@@ -122,11 +215,15 @@ def concept_vectors(
     def text(w: str) -> str:
         return _chat(model, template.format(word=w.lower() if lowercase else w))
 
-    base = _acts(model, [text(w) for w in baseline], batch_size)
-    acts = _acts(model, [text(w) for w in concepts], batch_size)
-    mean = base.mean(0)
+    base_texts = [text(w) for w in baseline]
+    key = _baseline_key(model, base_texts, batch_size) if cache else None
+    cached = key is not None and (cache_dir() / "baselines" / f"{key}.json").is_file()
+    with progress_reporter(progress, "concept vectors", "prompt") as report:
+        step = _Counter(report, len(concepts) + (0 if cached else len(baseline)))
+        mean, base_norm = _baseline_stats(model, base_texts, batch_size, step, cache)
+        acts = _acts(model, [text(w) for w in concepts], batch_size, step)
     return _package(
-        model, acts - mean, concepts, base.norm(dim=-1).mean(0), "lindsey",
+        model, acts - mean, concepts, base_norm, "lindsey",
         template=template, lowercase=str(lowercase).lower(), baseline=list(baseline),
     )
 
@@ -320,3 +417,105 @@ def check_vectors_match(vectors: xr.DataArray, model: Model) -> None:
             f"vectors were computed on {vectors.attrs.get('model')} (weights {str(vectors.attrs.get('weights_sha256'))[:12]}…), "
             f"not on {model.name}: compute vectors with this model"
         )
+
+
+# --- interop: vectors made elsewhere, and a file other libraries read ----------------------------
+
+
+def vectors_from_array(
+    array: np.ndarray | torch.Tensor,
+    model: Model,
+    concepts: Sequence[str],
+    layers: Sequence[int] | None = None,
+    *,
+    method: str = "external",
+) -> xr.DataArray:
+    """Concept vectors from a numpy array or torch tensor made elsewhere (another steering
+    library, a probe, a sparse-autoencoder feature), ready to inject with any experiment.
+
+    Args:
+        array: ``(concept, layer, d_model)`` — every layer of ``model`` when ``layers`` is
+            ``None``, else one row per entry of ``layers`` — or ``(concept, d_model)`` with
+            ``layers``: the same vector at each of those layers.
+        layers: the model layers the rows belong to. Other layers hold zeros (injecting there
+            adds nothing); the defined ones are listed in ``attrs["defined_layers"]``.
+        method: recorded as the vectors' ``method`` (provenance).
+
+    Returns:
+        DataArray ``(concept, layer, d_model)`` float32, like :func:`concept_vectors`'s, with
+        ``resid_norm`` left as NaN (use raw strengths; ``resid_norm`` units need the model's
+        activations: compute them with :func:`concept_vectors`).
+    """
+    values = torch.as_tensor(np.asarray(array.detach().cpu() if isinstance(array, torch.Tensor) else array), dtype=torch.float32)
+    concepts = _check_words(concepts, "concept")
+    if layers is not None:
+        layers = [model.check_layer(int(layer)) for layer in layers]
+        if values.ndim == 2:
+            values = values[:, None, :].expand(-1, len(layers), -1)
+    expected = (len(concepts), model.n_layers if layers is None else len(layers), model.d_model)
+    if tuple(values.shape) != expected:
+        raise MechintroError(
+            f"array has shape {tuple(values.shape)}, expected (concept, layer, d_model) = {expected} for "
+            f"{len(concepts)} concept(s) and {model.name} (d_model {model.d_model}): reshape it or pass layers="
+        )
+    if not torch.isfinite(values).all():
+        raise MechintroError("the array contains NaN or inf: pass finite vectors")
+    full = values if layers is None else torch.zeros(len(concepts), model.n_layers, model.d_model)
+    if layers is not None:
+        full[:, layers] = values
+    return _package(model, full, concepts, torch.full((model.n_layers,), float("nan")), method,
+                    defined_layers=list(range(model.n_layers)) if layers is None else layers)
+
+
+def save_vectors_safetensors(vectors: xr.DataArray, path: str | Path) -> Path:
+    """Write vectors as one safetensors file: tensor ``concept_vectors`` ``(concept, layer,
+    d_model)`` float32 and ``resid_norm`` ``(layer,)``; metadata: every attribute (model, weights
+    hash, method, provenance) and ``concepts`` (JSON list, the order of axis 0).
+
+    Other steering libraries read it without mechintro::
+
+        from safetensors.torch import load_file
+        t = load_file(path)["concept_vectors"]            # (concept, layer, d_model)
+        steering = {layer: t[0, layer] for layer in (12, 15)}   # e.g. steering-vectors' layer → vector
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.exists():
+        raise MechintroError(f"{path} already exists: choose another path or delete it")
+    metadata = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in vectors.attrs.items()}
+    metadata["concepts"] = json.dumps([str(c) for c in vectors.concept.values])
+    tensors = {"concept_vectors": torch.from_numpy(np.ascontiguousarray(vectors.transpose("concept", "layer", "d_model").values, dtype=np.float32)),
+               "resid_norm": torch.from_numpy(np.ascontiguousarray(vectors.resid_norm.values, dtype=np.float32))}
+    scratch = path.with_name(path.name + ".partial")
+    save_file(tensors, scratch, metadata=metadata)
+    scratch.replace(path)
+    return path
+
+
+def load_vectors_safetensors(path: str | Path, model: Model | None = None) -> xr.DataArray:
+    """Read vectors written by :func:`save_vectors_safetensors`; with ``model``, check they belong
+    to it (same check as :func:`load_vectors`)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise MechintroError(f"vectors file {path} does not exist: write it with mi.save_vectors_safetensors")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            vecs, norm = f.get_tensor("concept_vectors"), f.get_tensor("resid_norm")
+        concepts = json.loads(metadata.pop("concepts"))
+    except Exception as exc:  # safetensors raises several types for a foreign file
+        raise MechintroError(f"{path} is not a mechintro safetensors vectors file ({type(exc).__name__}): write it with mi.save_vectors_safetensors") from None
+    if vecs.ndim != 3 or len(concepts) != vecs.shape[0] or any(k not in metadata for k in _REQUIRED_ATTRS):
+        raise MechintroError(f"{path} is not a mechintro safetensors vectors file (wrong shape or metadata)")
+    da = xr.DataArray(
+        vecs.numpy(), dims=("concept", "layer", "d_model"),
+        coords={"concept": np.array(concepts, dtype=object), "layer": np.arange(vecs.shape[1]),
+                "resid_norm": ("layer", norm.numpy()), "vector_norm": (("concept", "layer"), vecs.norm(dim=-1).numpy())},
+        name="concept_vectors", attrs=metadata,
+    )
+    if model is not None:
+        check_vectors_match(da, model)
+    return da

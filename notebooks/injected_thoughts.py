@@ -8,6 +8,8 @@
 # %%
 import os
 
+import numpy as np
+
 import mechintro as mi
 from mechintro import plotting
 from mechintro.experiments import injected_thoughts
@@ -33,3 +35,10 @@ plotting.injected_thoughts_by_strength(summary);
 grades = injected_thoughts.grades(ds)
 table = ds[["concept", "condition", "strength", "inject_layer"]].assign(response=ds.response, **{k: grades[k] for k in ("coherence", "affirmative", "success")})
 table.to_dataframe()[["condition", "concept", "inject_layer", "strength", "coherence", "affirmative", "success", "response"]].head(20)
+
+# %% [markdown]
+# One trial read as a transcript: the prompt with the injected window highlighted, the whole
+# response, and each grader verdict with the rule that decided it.
+
+# %%
+mi.show(ds, int(np.flatnonzero(ds.condition.values == "injected")[0]))

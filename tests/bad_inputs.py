@@ -308,4 +308,8 @@ CASES: list[Case] = [
     Case("oracle-ask-missing-oracle", "oracle ask with an oracle directory that does not exist", "train one with `mechintro oracle train`",
          argv=["oracle", "ask", "{env}/no_oracle", "{env}/run.zarr", "--question", "What?", "--out", "{env}/answers.zarr"],
          out="answers.zarr"),
+    Case("report-not-html", "a report whose --out is not an .html file", "should end in .html",
+         argv=["report", "{env}/run.zarr", "--out", "{env}/report.txt"], out="report.txt"),
+    Case("report-missing-run", "a report of a run that does not exist", "does not exist",
+         argv=["report", "{env}/missing.zarr", "--out", "{env}/report.html"], out="report.html"),
 ]

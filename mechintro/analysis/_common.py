@@ -8,6 +8,7 @@ import numpy as np
 import xarray as xr
 
 from mechintro.errors import MechintroError
+from mechintro.progress import Progress
 
 # Trials read at once: 64 trials × 200 positions × 1536 dims × 4 bytes ≈ 79 MB for one layer.
 CHUNK_TRIALS = 64
@@ -68,14 +69,19 @@ def over_resid(
     reduce: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
     *,
     chunk: int = CHUNK_TRIALS,
+    progress: Progress = None,
 ) -> np.ndarray:
     """``reduce(layer, trial_index, block)`` on ``block = resid[trials, layer]`` as float32
     ``(n, pos, d_model)``, ``chunk`` trials at a time, so memory stays at one block whatever the
-    run's size. Returns the per-trial results stacked as ``(trial, layer, ...)``."""
+    run's size. Returns the per-trial results stacked as ``(trial, layer, ...)``. The slow part
+    of every residual-reading analysis: a progress bar over layers unless ``progress=False`` (or
+    ``mechintro.progress.set_default(False)``)."""
+    from mechintro.progress import steps
+
     resid = ds["resid"]
     n = ds.sizes["trial"]
     out: list[np.ndarray] = []
-    for layer in layers:
+    for layer in steps(progress, "reading residuals", list(layers), "layer"):
         parts = []
         for start in range(0, n, chunk):
             idx = np.arange(start, min(start + chunk, n))

@@ -4,6 +4,7 @@ analyses/data, and tiny-model stand-ins for the main job's runs (made here, in s
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -100,10 +101,42 @@ def test_notebook_executes_on_small_saved_runs(name, demo_runs, monkeypatch):
     }.get(name, {})  # the others read the runs shipped in analyses/data
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own default: inline figures
     notebook = jupytext.read(ROOT / "notebooks" / name)
     client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}})
     client.execute()
     errors = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     assert sum(cell.cell_type == "code" for cell in notebook.cells) >= 2
+    # a cell that draws a figure must show it: an image/png output, as a user would see it
+    figure_cells = [cell for cell in notebook.cells if cell.cell_type == "code" and "plotting." in cell.source]
+    assert figure_cells, f"{name} draws no figure"
+    for cell in figure_cells:
+        images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        assert images, f"{name}: this cell drew no inline figure:\n{cell.source}"
+    for cell in notebook.cells:  # transcripts render as HTML in the notebook
+        if cell.cell_type == "code" and "mi.show(" in cell.source:
+            assert any("<mark" in o.get("data", {}).get("text/html", "") for o in cell.get("outputs", [])), cell.source
+
+
+@pytest.mark.parametrize("order", ["import nnsight; import mechintro", "import mechintro; import nnsight"])
+def test_mechintro_and_nnsight_import_in_either_order(order):
+    """Researchers import nnsight first; its `.save` mount used to break anyio (and so Jupyter,
+    httpx) the moment mechintro was imported. Afterwards anyio's classes exist and nnsight's
+    `.save` is still mounted on tensors."""
+    code = (f"{order}\nimport mechintro.vectors\nfrom anyio.abc import SocketAttribute\nimport torch\n"
+            "assert callable(torch.zeros(1).save)\nprint('both imported')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "both imported"
+
+
+def test_the_library_never_selects_a_matplotlib_backend():
+    """A user's backend (here svg; in Jupyter the inline one) survives importing the plotting
+    module and drawing with it."""
+    code = ("import matplotlib\nmatplotlib.use('svg')\nimport mechintro.plotting\n"
+            "print(matplotlib.get_backend())")
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "svg"

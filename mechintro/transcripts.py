@@ -1,0 +1,289 @@
+"""Read a trial as a transcript.
+
+``mi.show(ds, 12)`` renders trial 12 of a run; ``mi.show(ds.sel(trial=...))`` (or a list of
+trial indices) renders several. In Jupyter the result displays as HTML: the prompt token by token
+with the injected window highlighted (and its layer, strength and concept), then the full
+response (generation mode) or the next-token P(yes)/P(no) (logit mode), then the grader
+verdicts — the offline rule grader's (:mod:`mechintro.grading`) with the rule that decided each,
+and a judge's stored verdicts (``mechintro grade``) with its reply. In a terminal ``print()``
+gives the same as plain text, with the injected tokens between ``⟦ ⟧``.
+
+The prompt is decoded with the run's tokenizer, found from the run's ``model`` attribute (an
+offline model's cached conversion, a local checkpoint, or a Hub id already in the local Hugging
+Face cache); pass ``tokenizer=`` (or ``model=``) to choose it. Without one the token ids are shown.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+log = logging.getLogger(__name__)
+
+# inline style so the HTML stands alone (no CSS file, no network); used by the run report too
+STYLE = (
+    ".mi-t{font-family:system-ui,sans-serif;font-size:13px;border:1px solid #ccc;border-radius:6px;padding:8px 10px;margin:6px 0;}"
+    ".mi-t h4{margin:0 0 6px 0;font-size:14px}.mi-t .meta{color:#444;margin-bottom:6px}"
+    ".mi-t pre{white-space:pre-wrap;word-break:break-word;background:#f7f7f7;padding:6px;border-radius:4px;margin:4px 0;font-size:12px}"
+    ".mi-t mark{background:#ffd54f;padding:0 1px;border-radius:2px}.mi-t .read{text-decoration:underline dotted #1565c0}"
+    ".mi-t table{border-collapse:collapse;margin:4px 0}.mi-t td,.mi-t th{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}"
+    ".mi-t .yes{color:#1b5e20;font-weight:600}.mi-t .no{color:#b71c1c;font-weight:600}"
+)
+
+
+def html_table(rows: Mapping[str, object], *, caption: str = "") -> str:
+    """A two-column HTML table of ``rows`` (the ``_repr_html_`` of models, configs, results)."""
+    body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(str(k))}</th>"
+                   f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+    cap = f"<caption style='text-align:left;font-weight:600'>{html.escape(caption)}</caption>" if caption else ""
+    return f"<table>{cap}{body}</table>"
+
+
+@cache
+def _tokenizer_for(model_name: str) -> Any:
+    """The tokenizer of a run's model, from local files only; ``None`` if none is found."""
+    from pathlib import Path
+
+    from mechintro.progress import quiet_third_party
+
+    try:
+        with quiet_third_party():
+            from transformers import AutoTokenizer
+
+        from mechintro.models import OFFLINE_MODELS, _converted_dir
+
+        if model_name in OFFLINE_MODELS:
+            folder = _converted_dir(OFFLINE_MODELS[model_name])
+            return AutoTokenizer.from_pretrained(folder) if folder.is_dir() else None
+        if Path(model_name).is_dir():
+            return AutoTokenizer.from_pretrained(model_name)
+        return AutoTokenizer.from_pretrained(model_name, local_files_only=True)
+    except Exception as exc:  # any loader failure: show token ids instead
+        log.info("no tokenizer for %s (%s); showing token ids", model_name, exc)
+        return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One criterion's verdict for a trial and what decided it."""
+
+    criterion: str
+    answer: str  # "YES" / "NO" / "ungraded"
+    decided_by: str
+
+
+@dataclass(frozen=True)
+class Trial:
+    """Everything a transcript shows for one trial (plain data; rendering is separate)."""
+
+    index: int
+    labels: dict[str, str]
+    tokens: list[str]
+    injected: list[bool]
+    read: list[bool]
+    response: str | None = None
+    answer: dict[str, float] | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    def text(self) -> str:
+        lines = [f"trial {self.index}  " + "  ".join(f"{k}={v}" for k, v in self.labels.items())]
+        prompt, inside = [], False
+        for tok, on in zip(self.tokens, self.injected, strict=True):
+            if on and not inside:
+                prompt.append("⟦")
+            if not on and inside:
+                prompt.append("⟧")
+            inside = on
+            prompt.append(tok)
+        if inside:
+            prompt.append("⟧")
+        lines += ["--- prompt (⟦injected window⟧) ---", "".join(prompt)]
+        if self.response is not None:
+            lines += ["--- response ---", self.response]
+        if self.answer is not None:
+            lines += ["--- next token ---", "  ".join(f"{k} {v:.3g}" for k, v in self.answer.items())]
+        if self.verdicts:
+            lines.append("--- verdicts ---")
+            lines += [f"{v.criterion}: {v.answer}  ({v.decided_by})" for v in self.verdicts]
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        parts, inside = [], False
+        for tok, on, rd in zip(self.tokens, self.injected, self.read, strict=True):
+            piece = html.escape(tok)
+            if rd:
+                piece = f"<span class='read'>{piece}</span>"
+            if on and not inside:
+                parts.append("<mark title='injected'>")
+            if not on and inside:
+                parts.append("</mark>")
+            inside = on
+            parts.append(piece)
+        if inside:
+            parts.append("</mark>")
+        meta = " · ".join(f"<b>{html.escape(k)}</b> {html.escape(v)}" for k, v in self.labels.items())
+        out = [f"<div class='mi-t' data-trial='{self.index}'><h4>trial {self.index}</h4><div class='meta'>{meta}</div>",
+               "<div>prompt (<mark>injected window</mark>):</div><pre>" + "".join(parts) + "</pre>"]
+        if self.response is not None:
+            out.append(f"<div>response:</div><pre>{html.escape(self.response)}</pre>")
+        if self.answer is not None:
+            out.append("<div>next token:</div><table><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in self.answer)
+                       + "</tr><tr>" + "".join(f"<td>{v:.3g}</td>" for v in self.answer.values()) + "</tr></table>")
+        if self.verdicts:
+            rows = "".join(f"<tr><td>{html.escape(v.criterion)}</td><td class='{'yes' if v.answer == 'YES' else 'no'}'>"
+                           f"{html.escape(v.answer)}</td><td>{html.escape(v.decided_by)}</td></tr>" for v in self.verdicts)
+            out.append(f"<div>verdicts:</div><table><tr><th>criterion</th><th>verdict</th><th>decided by</th></tr>{rows}</table>")
+        out.append("</div>")
+        return "".join(out)
+
+
+class Transcripts:
+    """Trials rendered for reading: HTML in Jupyter, plain text in ``print`` / a terminal."""
+
+    def __init__(self, trials: Sequence[Trial]) -> None:
+        self.trials = list(trials)
+
+    def __len__(self) -> int:
+        return len(self.trials)
+
+    def __str__(self) -> str:
+        return "\n\n".join(t.text() for t in self.trials)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        return f"<style>{STYLE}</style>" + "".join(t.html() for t in self.trials)
+
+
+_SKIP_COORDS = {"committed", "digest", "answer_label", "answer_id", "concept", "condition", "strength", "inject_layer",
+                "inject_layer_end", "generated_injection"}
+
+
+def _labels(ds: xr.Dataset, i: int) -> dict[str, str]:
+    def get(name: str) -> Any:
+        return ds[name].values[i].item() if hasattr(ds[name].values[i], "item") else ds[name].values[i]
+
+    labels = {"experiment": ds.attrs.get("experiment", "?"), "model": ds.attrs.get("model", "?")}
+    labels["concept"] = str(get("concept")) or "(none)"
+    labels["condition"] = str(get("condition"))
+    layer, end = int(get("inject_layer")), int(get("inject_layer_end")) if "inject_layer_end" in ds else int(get("inject_layer")) + 1
+    labels["layer"] = "—" if layer < 0 else (str(layer) if end <= layer + 1 else f"{layer}–{end - 1}")
+    labels["strength"] = f"{float(get('strength')):g}"
+    if "generated_injection" in ds and bool(get("generated_injection")):
+        labels["injected on"] = "prompt and generated tokens"
+    for name, coord in ds.coords.items():
+        if name not in _SKIP_COORDS and coord.dims == ("trial",) and name != "trial":
+            value = " ".join(str(coord.values[i]).split())
+            labels[name] = value if len(value) <= 60 else value[:57] + "…"
+    return labels
+
+
+def _rule_verdicts(response: str, word: str, question: str) -> list[Verdict]:
+    """The offline grader's four criteria, each with the evidence its rule used."""
+    from mechintro import grading
+
+    kind = "detect" if "detect" in question.lower() or not question else "open"
+    g = grading.grade(response, word, question_kind=kind)
+    cue, neg = grading._AFFIRM.search(response), grading._NEGATE.search(response)
+    cues = (f"affirmative cue {cue.group(0)!r} at character {cue.start()}" if cue else "no affirmative cue") + ", " + \
+        (f"negative cue {neg.group(0)!r} at character {neg.start()}" if neg else "no negative cue")
+    mention = grading.first_mention(response, word) if word else None
+    said = f"first mention of '{word}' (or a listed form) at character {mention}" if mention is not None else f"'{word}' never named" if word else "no concept to name"
+    yn = {True: "YES", False: "NO"}
+    return [
+        Verdict("coherence", yn[g.coherence], "offline rules: repetition, letters, length, no mental-state denial"),
+        Verdict("affirmative", yn[g.affirmative], f"offline rules, an affirmative cue before any negative one: {cues}"),
+        Verdict("thinking_about_word", yn[g.thinking_about_word], f"offline rules: {said}"),
+        Verdict("affirmative_identification", yn[g.affirmative_identification],
+                f"offline rules: affirmative cue before the word's first mention ({said})"),
+    ]
+
+
+def trial(ds: xr.Dataset, i: int, *, tokenizer: Any = None) -> Trial:
+    """The transcript data of trial ``i`` (a position along ``ds.trial``)."""
+    tok = tokenizer if tokenizer is not None else _tokenizer_for(str(ds.attrs.get("model", "")))
+    mask = np.asarray(ds["attention_mask"].values[i], dtype=bool)
+    ids = np.asarray(ds["input_ids"].values[i])[mask]
+    injected = np.asarray(ds["inject_mask"].values[i], dtype=bool)[mask].tolist()
+    read = np.asarray(ds["read_mask"].values[i], dtype=bool)[mask].tolist() if "read_mask" in ds else [False] * len(ids)
+    tokens = [tok.decode([int(t)]) for t in ids] if tok is not None else [f"[{int(t)}]" for t in ids]
+    response = answer = None
+    verdicts: list[Verdict] = []
+    if "response" in ds:
+        response = str(ds["response"].values[i])
+        question = str(ds["question"].values[i]) if "question" in ds.coords else ""
+        experiment = ds.attrs.get("experiment", "")
+        if experiment == "prefill":
+            from mechintro import grading
+
+            said = grading.apology(response)
+            verdicts = [Verdict("apology", {True: "YES", False: "NO", None: "ungraded"}[said],
+                                "offline rules: accident/apology words vs intent words (mechintro.grading.apology)")]
+        elif experiment == "injected-thoughts":
+            verdicts = _rule_verdicts(response, str(ds["concept"].values[i]).lower(), question)
+        for name in ds.data_vars:
+            if name.startswith("grade_") and not name.endswith("_reply") and str(ds[name].values[i]):
+                criterion = name.removeprefix("grade_")
+                reply = str(ds[f"{name}_reply"].values[i]) if f"{name}_reply" in ds else ""
+                judge = ds.attrs.get(f"judge_{criterion}", "judge")
+                verdicts.append(Verdict(criterion, str(ds[name].values[i]), f"judge {judge}: {reply.strip()[:300]}"))
+    if "answer_logprobs" in ds:
+        lp = np.asarray(ds["answer_logprobs"].values[i], dtype=np.float64)
+        labels = np.asarray(ds["answer_label"].values)
+        p_yes, p_no = float(np.exp(lp[labels == "yes"]).sum()), float(np.exp(lp[labels == "no"]).sum())
+        answer = {"P(yes)": p_yes, "P(no)": p_no, "P(yes)/(P(yes)+P(no))": p_yes / (p_yes + p_no) if p_yes + p_no > 0 else float("nan")}
+    return Trial(index=int(ds["trial"].values[i]) if "trial" in ds.coords else i, labels=_labels(ds, i), tokens=tokens,
+                 injected=injected, read=read, response=response, answer=answer, verdicts=verdicts)
+
+
+def show(ds: xr.Dataset, trials: int | Sequence[int] | None = None, *, tokenizer: Any = None, model: Any = None,
+         limit: int = 20) -> Transcripts:
+    """Transcripts of ``trials`` (positions along ``ds.trial``; default: every trial of ``ds``,
+    up to ``limit``). Returns an object that displays as HTML in Jupyter and prints as text.
+
+    Example::
+
+        mi.show(ds, 3)                                            # one trial
+        mi.show(ds.where(ds.condition == "injected", drop=True), limit=5)
+    """
+    if "input_ids" not in ds or "inject_mask" not in ds:
+        from mechintro.errors import MechintroError
+
+        raise MechintroError("mi.show needs a run dataset (from mi.open_run) with input_ids and inject_mask")
+    if model is not None and tokenizer is None:
+        tokenizer = model.tokenizer
+    n = ds.sizes["trial"]
+    if trials is None:
+        picked = list(range(min(n, limit)))
+        if n > limit:
+            log.info("showing the first %d of %d trials (pass limit= or select trials)", limit, n)
+    else:
+        picked = [int(trials)] if np.ndim(trials) == 0 else [int(t) for t in trials]
+    for t in picked:
+        if not 0 <= t < n:
+            from mechintro.errors import MechintroError
+
+            raise MechintroError(f"trial {t} is out of range: this dataset has {n} trials (0..{n - 1})")
+    sub = ds.isel(trial=picked)
+    keep = [v for v in ("input_ids", "attention_mask", "inject_mask", "read_mask", "response", "answer_logprobs")
+            if v in sub] + [v for v in sub.data_vars if str(v).startswith("grade_")]
+    sub = sub[keep].compute()
+    sub.attrs = dict(ds.attrs)
+    return Transcripts([trial(sub, k, tokenizer=tokenizer) for k in range(len(picked))])
+
+
+def config_html(config: object) -> str:
+    """An experiment config as an HTML table (for ``_repr_html_``)."""
+    import dataclasses
+
+    rows = {f.name: json.dumps(getattr(config, f.name), default=str) for f in dataclasses.fields(config)}  # type: ignore[arg-type]
+    return html_table(rows, caption=type(config).__qualname__)
