@@ -31,10 +31,12 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "anomaly_auc": {"run": "demo.zarr"},
     "anomaly_cosines": {"run": "demo.zarr", "vectors": "demo-vectors.zarr"},
     "looking_inward": {},  # reads analyses/data/looking-inward; the probe figures need runs/looking-inward
+    "oracles": {},  # reads analyses/data/oracles/smollm2-135m
 }
 # the PNGs a script draws, where they are not just ``{script}.png``
 FIGURES: dict[str, list[str]] = {
     "looking_inward": ["self_prediction_accuracy", "self_cross_matrix_untrained", "self_vs_cross", "cross_training_scaling"],
+    "oracles": ["oracle_comparison"],
 }
 
 

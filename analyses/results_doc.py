@@ -213,5 +213,50 @@ def write(runs: Path, out: Path) -> Path:
     inward, verdicts = _looking_inward(runs.parent / "looking-inward")
     overview += [f"| — | {n} | {v.replace('|', '/')} |" for n, v in verdicts]
     body += inward
+    body += _oracles(Path(__file__).resolve().parent / "data" / "oracles")
     out.write_text("\n".join([*header, *overview, "", *body]))
     return out
+
+
+def _oracles(root: Path) -> list[str]:
+    """The Activation Oracles section, from the shipped ``table.json``, ``eval.json`` and
+    ``training.json`` under ``root/{model}`` (``scripts/oracle_compare.py``, ``mechintro oracle eval``)."""
+    lines = ["## Activation Oracles (oracle vs self-report)", "",
+             "Published: Karvonen et al. (2025) train on about 1M examples; here a smoke-scale oracle. Details, commands, "
+             "what was not run: [`docs/oracles.md`](oracles.md).", ""]
+    models = sorted(d.name for d in root.iterdir() if (d / "table.json").exists()) if root.exists() else []
+    if not models:
+        return [*lines, "No results yet: the commands in `docs/oracles.md`.", ""]
+
+    def cell(v: dict | None) -> str:
+        return f"{v['rate']:.2f} [{v['lo']:.2f}, {v['hi']:.2f}] ({v['k']}/{v['n']})" if v else "—"
+
+    for model in models:
+        table = json.loads((root / model / "table.json").read_text())
+        meta = table["meta"]
+        size = f"{meta['n_injected']} injected and {meta['n_control']} control trials, {len(meta['concepts'])} concepts held out of the oracle's training, layer {meta['layer']}, strengths {meta['strengths']}"
+        if (root / model / "training.json").exists():
+            t = json.loads((root / model / "training.json").read_text())
+            size += f"; the oracle: {t['examples']} training examples, {t['steps']} steps"
+        lines += [f"### {model}", "", f"Size: {size}. Wilson 95% intervals.", "",
+                  "| reader | detects (injected) | false positives (control) | names the concept (injected) | names a tested concept (control) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['reader']} | {cell(r.get('detect_injected'))} | {cell(r.get('detect_control_fpr'))} | "
+                  f"{cell(r.get('identify_injected'))} | {cell(r.get('names_a_concept_control'))} |" for r in table["rows"]]
+        above = [r["reader"] for r in table["rows"] if "detect_injected" in r and r["detect_injected"]["lo"] > r["detect_control_fpr"]["hi"]]
+        lines += ["", "Readers whose detection rate on injected trials lies above their control false-positive rate (intervals "
+                  f"disjoint): {', '.join(above) if above else 'none'}."]
+        aucs = [f"{r['reader']} {r['p_yes_auc']:.3f}" for r in table["rows"] if "p_yes_auc" in r]
+        if aucs:
+            lines += ["", f"AUC of P(yes), injected against control: {', '.join(aucs)}."]
+        if (root / model / "eval.json").exists():
+            ev = json.loads((root / model / "eval.json").read_text())
+            readers = list(dict.fromkeys(e["reader"] for e in ev))
+            sets = list(dict.fromkeys(e["set"] for e in ev))
+            acc = {(e["set"], e["reader"]): e for e in ev}
+            lines += ["", "The oracle's held-out evaluation (yes/no accuracy):", "", "| set | " + " | ".join(readers) + " |",
+                      "|---" * (len(readers) + 1) + "|"]
+            lines += [f"| {s} | " + " | ".join(f"{acc[(s, r)]['accuracy']:.3f} [{acc[(s, r)]['lo']:.3f}, {acc[(s, r)]['hi']:.3f}] (n {acc[(s, r)]['n']})"
+                                               if (s, r) in acc else "—" for r in readers) + " |" for s in sets]
+        lines += [""]
+    return lines

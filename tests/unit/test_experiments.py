@@ -264,6 +264,8 @@ def test_results_document_from_saved_runs(tiny, vecs, tmp_path):
     assert "### sweep" in text and "### localisation" in text and "| sweep | small | 1.0 min |" in text
     assert "correlate at r =" in text and "above chance (Wilson lower bound)" in text
     assert "## qwen2.5-coder-1.5b\n\nNo runs yet" in text
+    # the Activation Oracles section, from the results shipped in analyses/data/oracles
+    assert "## Activation Oracles (oracle vs self-report)" in text and "| probe (5-fold) | 0.70 [0.52, 0.83] (21/30) |" in text
 
 
 def test_model_swap_uses_the_other_models_cache(tiny, tiny_models, tmp_path):

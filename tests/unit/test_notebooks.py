@@ -86,7 +86,7 @@ NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.py"))
 
 def test_the_notebook_set():
     assert set(NOTEBOOKS) == {"critique.py", "detection_logits.py", "injected_thoughts.py", "intentional_control.py",
-                              "latent_introspection.py", "looking_inward.py", "prefill.py", "thoughts_vs_text.py"}
+                              "latent_introspection.py", "looking_inward.py", "oracles.py", "prefill.py", "thoughts_vs_text.py"}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
