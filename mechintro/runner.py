@@ -203,6 +203,26 @@ def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Injectio
     return [t.injection() for t in trials]
 
 
+def _check_memory(model: Model, trials: Sequence[Trial], batch_size: int) -> None:
+    """Refuse a batch whose recorded residual streams alone would not fit in half of this
+    machine's memory (a typo such as ``--batch-size 1000000000000`` otherwise dies in a huge
+    allocation, or swaps for hours)."""
+    import os
+
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    width = max(len(t.prompt) for t in trials)
+    per_trial = model.n_layers * width * model.d_model * 2 * 3  # float16 store + float32 copy on the way
+    batch = min(batch_size, len(trials))
+    if batch * per_trial > memory // 2:
+        cap = max(1, (memory // 2) // per_trial)
+        raise MechintroError(
+            f"batch size {batch_size} needs about {batch * per_trial / 2**30:.0f} GiB for its residual streams, more than "
+            f"half of this machine's {memory / 2**30:.0f} GiB: give --batch-size {cap} or less (or --no-record-resid)")
+
+
 def batch_seed(seed: int, batch_index: int) -> int:
     digest = hashlib.sha256(f"{seed}:{batch_index}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
@@ -247,6 +267,8 @@ def execute(
     if mode == "generate" and generation is None:
         raise AssertionError("generation mode needs generation settings")
     injections = _check_trials(model, trials)
+    if record:
+        _check_memory(model, trials, batch_size)
     swapping = any(t.swap_prefix for t in trials)
     if swapping and (swap_model is None or mode != "logits" or record):
         raise MechintroError("model-swap trials need a swap model, logit mode and no residual recording")

@@ -104,7 +104,10 @@ def create_run(
     n_trials = inputs.sizes["trial"]
     n_answers = inputs.sizes.get("answer", 0)
     record_shape = (n_layers, inputs.sizes["pos"], inputs.sizes["d_model"]) if record else None
-    template = _output_template(n_trials, batch_size, mode, n_answers, max_new_tokens, record_shape)
+    # A batch larger than the run is the whole run: chunk by what exists (a chunk of 10**12
+    # trials would be allocated whole on the first write).
+    chunk = min(batch_size, n_trials)
+    template = _output_template(n_trials, chunk, mode, n_answers, max_new_tokens, record_shape)
     ds = inputs.assign(template)
     if record:
         ds = ds.assign_coords(layer=np.arange(n_layers))
@@ -115,7 +118,7 @@ def create_run(
     encoding.update({name: {"chunks": (min(n_trials, 4096), *ds[name].shape[1:])} for name in (*INPUT_VARS, "read_mask") if name in ds})
     for name in ("committed", "nonfinite", "digest", "answer_logprobs", "response_ids", "response"):
         if name in ds:
-            encoding.setdefault(name, {})["chunks"] = (batch_size, *ds[name].shape[1:])
+            encoding.setdefault(name, {})["chunks"] = (chunk, *ds[name].shape[1:])
     with staged_dir(path) as staging:
         ds.to_zarr(staging, mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
         _write_manifest(staging, outputs=set(template))
