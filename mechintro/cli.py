@@ -54,7 +54,7 @@ def _seed(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"seed '{text}' is not an integer") from None
+        raise argparse.ArgumentTypeError(f"invalid int value: '{text}' (a seed is a whole number)") from None
     if not 0 <= value < 2**63:
         raise argparse.ArgumentTypeError(f"seed {text} is out of range: give an integer from 0 to 2**63 - 1")
     return value

@@ -361,7 +361,7 @@ def open_run(path: str | Path, *, committed_only: bool = True) -> xr.Dataset:
     Returns:
         The run's :class:`xarray.Dataset` (see ``docs/schema.md``).
     """
-    path = Path(path)
+    path = _as_path(path)
     if not path.exists():
         raise MechintroError(f"run {path} does not exist: check the path, or create it with `mechintro run`")
     try:

@@ -71,6 +71,10 @@ class DetectionLogitsConfig:
             raise MechintroError("the strength list is empty: give at least one strength")
         if not all(finite(s) for s in self.strengths):
             raise MechintroError(f"strengths must be finite numbers, got {list(self.strengths)}")
+        if len(set(self.strengths)) != len(self.strengths):
+            raise MechintroError(f"the strength list {list(self.strengths)} has duplicates (by value): give each strength once")
+        if not 0 <= self.seed < 2**63:
+            raise MechintroError(f"seed {self.seed} is out of range: give an integer from 0 to 2**63 - 1")
         if self.trials is not None and not 1 <= self.trials <= len(self.concepts):
             raise MechintroError(
                 f"--trials {self.trials}: logit mode is deterministic, so each cell takes at most one "
