@@ -309,7 +309,7 @@ def _api_open_run_number(env: Path):
     return open_run(123)
 
 
-CASES += [  # noqa: F821 (the table above)
+CASES += [
     Case("resume-other-dtype", "resuming a run in another --dtype", "differs in: dtype",
          argv=_tiny_run("--layers", "1", "--strengths", "2", "--dtype", "bfloat16", out="run.zarr")),
     Case("layers-exponent", "a layer written with an exponent is a fraction by value (2e0 is 2.0 of the depth)", "layer fraction 2e0 is outside [0, 1)",
