@@ -343,3 +343,16 @@ CASES += [
     Case("shard-attribute-tampered", "merging a shard whose `shard` attribute was altered", "damaged shard attribute", call=_api_tampered_shard),
     Case("api-open-run-number", "Python API: `open_run(123)`", "must be a str or pathlib.Path", call=_api_open_run_number),
 ]
+
+
+def _api_summarize_other(env: Path):
+    from mechintro.experiments import injected_thoughts
+    from mechintro.runs import open_run
+
+    return injected_thoughts.summarize(open_run(env / "run.zarr"))
+
+
+CASES += [  # noqa: F821
+    Case("api-summarize-other-experiment", "Python API: one experiment's summarize on another's run", "this is a detection-logits run",
+         call=_api_summarize_other),
+]

@@ -29,7 +29,7 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import finite, layer_map, yes_no
+from mechintro.experiments._common import finite, layer_map, require_experiment, yes_no
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import YES_NO, Shard, Trial, execute
@@ -169,6 +169,7 @@ def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Datase
         ``mass``, ``logit_diff``: ``{m}`` (injected mean), ``{m}_lo``, ``{m}_hi``, ``{m}_control``,
         ``{m}_shift``, ``{m}_shift_lo``, ``{m}_shift_hi``; plus ``n`` (injected trials per cell).
     """
+    require_experiment(ds, NAME)
     yn = yes_no(ds).assign_coords(condition=ds.condition, concept=ds.concept, inject_layer=ds.inject_layer, strength=ds.strength).compute()
     layers = sorted(set(ds.inject_layer.values.tolist()))
     strengths = sorted(set(ds.strength.values.tolist()))
