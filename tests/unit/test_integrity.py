@@ -268,3 +268,21 @@ def test_grading_resumes_where_it_stopped(tiny, tmp_path):
     assert rest.calls == 3 * 2  # only the three ungraded trials, two criteria each
     xr.testing.assert_identical(resumed, full)
     assert runs.verify(out).ok
+
+
+def test_a_batch_larger_than_the_run_is_the_whole_run(tiny, tmp_path):
+    # before: a divisor loop over 10**12 candidates, or a 14.6 TiB chunk allocated on the first write
+    kw = dict(config={"t": "batch"}, mode="logits", answers=runner.YES_NO, record=True)
+    huge = runner.execute(tiny, _trials(tiny, [1.0, 2.0, 3.0]), tmp_path / "huge.zarr", batch_size=10**12, **kw)
+    whole = runner.execute(tiny, _trials(tiny, [1.0, 2.0, 3.0]), tmp_path / "whole.zarr", batch_size=3, **kw)
+    assert runs.verify(huge).ok
+    xr.testing.assert_identical(runs.open_run(huge).load().drop_attrs(), runs.open_run(whole).load().drop_attrs())
+    from mechintro.errors import MechintroError
+
+    huge_model = _Huge()  # only its sizes are read
+    with pytest.raises(MechintroError, match="more than half of this machine's"):
+        runner._check_memory(huge_model, _trials(tiny, [1.0, 2.0]), 10**12)
+
+
+class _Huge:
+    n_layers, d_model = 10**5, 10**5

@@ -69,8 +69,10 @@ LOCKED = "is being written by another mechintro process"
 
 @pytest.fixture(scope="module")
 def single_writer(tmp_path_factory):
+    from tests import kill_child
+
     out = tmp_path_factory.mktemp("single") / "reference.zarr"
-    _finish(out, "logits", "1")
+    kill_child.main(str(out), "logits", "1")  # in this process: the same deterministic run, without a start-up
     return runs.open_run(out).load()
 
 
