@@ -356,3 +356,22 @@ CASES += [  # noqa: F821
     Case("api-summarize-other-experiment", "Python API: one experiment's summarize on another's run", "this is a detection-logits run",
          call=_api_summarize_other),
 ]
+
+
+def _api_resume_other_vectors(env: Path):
+    from mechintro.cli import main
+
+    other = env / "other_vectors.zarr"
+    if not other.exists():  # the same concepts against another baseline: other numbers, same file format
+        from mechintro.models import load_model
+        from mechintro.vectors import concept_vectors, save_vectors
+
+        save_vectors(concept_vectors(load_model(str(env / "tiny")), ["Dust", "Oceans"], baseline=["Sand", "Clay"]), other)
+    argv = [a.replace("{env}", str(env)).replace("vectors.zarr", "other_vectors.zarr") for a in _tiny_run("--layers", "1", "--strengths", "2", out="run.zarr")]
+    return main(["--debug", "-q", *argv])  # --debug raises the MechintroError instead of printing it
+
+
+CASES += [  # noqa: F821
+    Case("resume-other-vectors", "resuming a run with other `--vectors` (same concepts, other contents)", "differs in: vectors_sha256",
+         call=_api_resume_other_vectors),
+]
