@@ -5,8 +5,10 @@ host by a process that no longer runs, are ever removed — never a live writer'
 folder of the user's that merely starts with the same name.
 
 :func:`store_lock` is an OS file lock (``flock``) on ``PATH.lock`` beside the store. The kernel
-drops it when its process exits, however it exits (SIGKILL included), so a lock is never stale;
-the lock file itself stays (deleting it would let two processes lock two different files).
+drops it when its process exits, however it exits (SIGKILL included), so a lock is never stale.
+Its holder removes the file before releasing it; a process that locked a file that is no longer
+at the path (removed meanwhile) starts again, so two processes never hold two different files.
+A file left by a killed holder is simply locked and reused.
 """
 
 from __future__ import annotations
@@ -86,20 +88,35 @@ def store_lock(path: str | Path) -> Iterator[None]:
     """
     path = Path(path)
     lock = lock_path(path)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             raise MechintroError(
                 f"{path} is being written by another mechintro process ({holder}): wait for it to finish, "
                 "then run the same command again (it resumes)"
             ) from None
+        try:  # the file we locked must still be the one at the path (its last holder unlinks it)
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
         yield
     finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        # Unlink while still holding the lock, then release: a process that opened the old file
+        # meanwhile finds it unlinked after locking it, and starts again on a fresh one.
+        try:
+            os.unlink(lock)
+        except FileNotFoundError:
+            pass
+        os.close(fd)

@@ -300,7 +300,11 @@ def mark_complete(path: str | Path) -> None:
 
 
 def committed_mask(path: str | Path) -> np.ndarray:
-    return np.asarray(zarr.open_group(str(path), mode="r")["committed"][:], dtype=bool)
+    try:
+        return np.asarray(zarr.open_group(str(path), mode="r")["committed"][:], dtype=bool)
+    except Exception as exc:  # a truncated chunk, missing metadata
+        raise MechintroError(f"{path} has damaged commit flags ({type(exc).__name__}): run `mechintro verify --repair {path}`, "
+                             "then the same command again") from None
 
 
 def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
@@ -551,15 +555,18 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
     return VerifyReport(problems=problems, notes=notes)
 
 
+# Arrays written per batch (and the grading's commit flags, so a recomputed batch is graded again).
+_BATCH_OUTPUTS = ("committed", "nonfinite", "digest", "answer_logprobs", "response_ids", "response", "resid", "graded")
+
+
 def _drop_outputs(path: Path, group: zarr.Group, start: int, stop: int, manifest: Mapping[str, Any] | None) -> None:
     """Delete the chunk files of every output array for trials ``start:stop`` (one batch: chunks
     never straddle batches), so they read as unwritten and uncommitted, and a rerun writes them
     whole instead of merging into a damaged chunk."""
-    inputs = set(manifest["inputs"]) if manifest is not None else {*INPUT_VARS, *TRIAL_COORDS}
     for name in group.array_keys():
-        array = group[name]
-        if name in inputs or array.ndim == 0 or name.startswith("grade_") or "trial" not in array.metadata.dimension_names[:1]:
+        if name not in _BATCH_OUTPUTS:
             continue
+        array = group[name]
         size = array.chunks[0]
         for index in range(start // size, (stop - 1) // size + 1):
             target = path / name / "c" / str(index)
