@@ -352,7 +352,7 @@ def _api_summarize_other(env: Path):
     return injected_thoughts.summarize(open_run(env / "run.zarr"))
 
 
-CASES += [  # noqa: F821
+CASES += [
     Case("api-summarize-other-experiment", "Python API: one experiment's summarize on another's run", "this is a detection-logits run",
          call=_api_summarize_other),
 ]
@@ -371,7 +371,7 @@ def _api_resume_other_vectors(env: Path):
     return main(["--debug", "-q", *argv])  # --debug raises the MechintroError instead of printing it
 
 
-CASES += [  # noqa: F821
+CASES += [
     Case("resume-other-vectors", "resuming a run with other `--vectors` (same concepts, other contents)", "differs in: vectors_sha256",
          call=_api_resume_other_vectors),
 ]
