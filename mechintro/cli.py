@@ -12,21 +12,64 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
 import math
+import signal
 import sys
+import threading
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
 from mechintro.errors import MechintroError
 
 
+def _clean(item: str) -> str:
+    """An item as typed, NFKC-normalised, without invisible format characters (zero-width space,
+    byte-order mark) and surrounding blanks: what looks empty is empty."""
+    text = unicodedata.normalize("NFKC", item)
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip()
+
+
 def _list(text: str) -> list[str]:
-    items = [s.strip() for s in text.split(",")]
-    if not text.strip() or any(not s for s in items):
+    items = [_clean(s) for s in text.split(",")]
+    if not _clean(text) or any(not s for s in items):
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of non-empty items")
     return items
+
+
+def _concepts(text: str) -> list[str]:
+    items = _list(text)
+    seen: dict[str, str] = {}
+    for item in items:
+        if item.casefold() in seen:
+            raise argparse.ArgumentTypeError(f"the concept list has duplicates ('{seen[item.casefold()]}' and '{item}' are one word): give each concept once")
+        seen[item.casefold()] = item
+    return items
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: '{text}' (a seed is a whole number)") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"seed {text} is out of range: give an integer from 0 to 2**63 - 1")
+    return value
+
+
+MAX_BATCH = 1 << 20
+
+
+def _batch_size(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_BATCH:
+        raise argparse.ArgumentTypeError(
+            f"batch size {text} is more than {MAX_BATCH} trials per forward pass, more than any machine's memory holds: "
+            "give a smaller --batch-size (a run also checks the memory its batch needs)")
+    return value
 
 
 def _shard(text: str):
@@ -47,6 +90,8 @@ def _floats(text: str) -> list[float]:
             raise argparse.ArgumentTypeError(f"'{s}' is not a number") from None
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"strength '{s}' is not finite")
+        if value in out:  # by value: 2 and 2.0, -0 and 0 are one strength
+            raise argparse.ArgumentTypeError(f"strength '{s}' is given twice in '{text}': give each strength once")
         out.append(value)
     return out
 
@@ -83,20 +128,20 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("vectors", help="compute Lindsey concept vectors for every layer")
     model_args(v)
-    v.add_argument("--concepts", type=_list, required=True, help="comma-separated words, e.g. Dust,Oceans")
+    v.add_argument("--concepts", type=_concepts, required=True, help="comma-separated words, e.g. Dust,Oceans")
     v.add_argument("--out", type=Path, required=True, help="output zarr store")
 
     r = sub.add_parser("run", help="run an experiment into a run dataset")
     r.add_argument("experiment", help="experiment name (e.g. detection-logits)")
     model_args(r)
-    r.add_argument("--concepts", type=_list, help="comma-separated concept words")
+    r.add_argument("--concepts", type=_concepts, help="comma-separated concept words")
     r.add_argument("--vectors", type=Path, help="precomputed vectors (default: compute for --concepts)")
     r.add_argument("--layers", type=_list, help="indices (15) or fractions of depth (0.5), comma-separated")
     r.add_argument("--strengths", type=_floats, help="comma-separated injection strengths")
     r.add_argument("--strength-unit", choices=["raw", "resid_norm"], help="raw multiplier (paper) or multiples of the residual norm")
     r.add_argument("--trials", type=_positive_int, help="injected trials per (layer, strength) cell")
-    r.add_argument("--seed", type=int, help="random seed")
-    r.add_argument("--batch-size", type=_positive_int, help="trials per forward pass")
+    r.add_argument("--seed", type=_seed, help="random seed")
+    r.add_argument("--batch-size", type=_batch_size, help="trials per forward pass")
     rec = r.add_mutually_exclusive_group()
     rec.add_argument("--record-resid", dest="record_resid", action="store_true", default=None, help="store every layer's residual stream (default)")
     rec.add_argument("--no-record-resid", dest="record_resid", action="store_false", help="do not store residual streams")
@@ -116,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--behaviour", type=Path, required=True, help="self-prediction run whose object-level answers are the targets")
     t.add_argument("--out", type=Path, required=True, help="adapter directory (resumes OUT.partial if a run was stopped)")
     t.add_argument("--examples", type=_positive_int, help="training examples (default 300)")
-    t.add_argument("--seed", type=int, help="seed of the adapter's initialisation and the example order")
+    t.add_argument("--seed", type=_seed, help="seed of the adapter's initialisation and the example order")
     t.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE", help="any training setting (see mechintro.training.TrainConfig)")
 
     i = sub.add_parser("info", help="describe a run: provenance, config, trial counts")
@@ -202,7 +247,7 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from mechintro.experiments import EXPERIMENTS
     from mechintro.models import OFFLINE_MODELS, load_model
-    from mechintro.runs import open_run
+    from mechintro.runs import open_run, read_attrs
     from mechintro.vectors import load_vectors, resolve_layers
 
     module = EXPERIMENTS.get(args.experiment)
@@ -230,10 +275,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _apply_settings(args.settings, fields, given)
     config = module.Config(**given)
     if args.out.exists():
-        open_run(args.out, committed_only=False)  # a foreign or corrupt file fails here, before the model loads
+        read_attrs(args.out)  # a foreign file fails here, before the model loads (damaged chunks are repaired by the run)
     spec = OFFLINE_MODELS.get(config.model)
     if spec is not None and hasattr(config, "layers") and tuple(map(str, config.layers)) != ("all",):
-        resolve_layers(config.layers, spec.n_layers)  # depth is known: refuse bad layers before loading
+        resolved = resolve_layers(config.layers, spec.n_layers)  # depth is known: refuse bad layers before loading
+        if len(resolved) != len(config.layers):
+            raise MechintroError(f"layers {list(map(str, config.layers))} name the same layer of {spec.name} more than once "
+                                 f"(they resolve to {resolved}): give each layer once")
     if args.vectors is not None and not args.vectors.exists():
         raise MechintroError(f"vectors file {args.vectors} does not exist: create it with `mechintro vectors`")
     model = load_model(config.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code,
@@ -297,7 +345,16 @@ def _apply_settings(settings: list[str], fields: dict, given: dict) -> None:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
             raise MechintroError(f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
-        given[key] = _field_value(value, fields[key].default)
+        default = fields[key].default
+        if default is None:  # an optional field: parse like its annotation says
+            kind = str(fields[key].type)
+            default = next((like for name, like in (("bool", False), ("int", 0), ("float", 0.0), ("tuple", ())) if name in kind), None)
+        try:
+            given[key] = _field_value(value, default)
+        except argparse.ArgumentTypeError as exc:
+            raise MechintroError(f"--set {item}: {exc}") from None
+        if key == "seed" and isinstance(given[key], int) and given[key] < 0:
+            raise MechintroError(f"--set {item}: seed is out of range: give an integer from 0 to 2**63 - 1")
 
 
 def _field_value(text: str, default: object) -> object:
@@ -476,9 +533,43 @@ def _quiet_hf_progress() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's time limit, `kill`), handled like Ctrl-C: committed trials are kept."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for an operating-system error: what happened, and what to do."""
+    where = getattr(exc, "filename", "") or "I/O"
+    if exc.errno == errno.EROFS:
+        return f"{where} is on a read-only file system: choose an --out on a writable disk"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied for {where}: choose an --out you may write to, or fix its permissions"
+    if exc.errno == errno.ENOTDIR:
+        return f"{where}: a part of this path is a file, not a directory: choose another --out"
+    if exc.errno == errno.EISDIR:
+        return f"{where} is a directory where a file was expected: check the path"
+    return (f"{exc.strerror or exc} ({where}); fix the path or free disk space, then run the same command again "
+            "(committed trials are kept)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv, debug)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str], debug: bool) -> int:
     try:
         args = _parser().parse_args(argv)
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -497,13 +588,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"mechintro: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("mechintro: interrupted; committed trials are kept — run the same command to resume", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, _Terminated) else 130
     except OSError as exc:
         if debug:
             raise
-        print(f"mechintro: error: {exc.strerror or exc} ({getattr(exc, 'filename', '') or 'I/O'}); fix the path or free disk space, then run the same command again (committed trials are kept)", file=sys.stderr)
+        print(f"mechintro: error: {_os_error(exc)}", file=sys.stderr)
         return 2
 
 

@@ -171,8 +171,15 @@ def grade_run(
     Adds ``grade_{criterion}`` (``YES``/``NO``/``ungraded``/``""`` for uncommitted trials) and
     ``grade_{criterion}_reply`` per trial, and the attribute ``judge_{criterion}`` naming the
     judge. The question is the trial's ``question`` label; the word is the lowercased
-    ``concept``. Grading again overwrites earlier verdicts. Returns the verdicts.
+    ``concept``. Returns the verdicts.
+
+    Verdicts are stored batch by batch under the run's commit protocol: a batch's verdicts are
+    written, then its ``graded`` flags, in a separate write. A grading run that is stopped (a
+    kill, a judge outage) resumes where it stopped when started again with the same judge and
+    criteria; a finished grading, or one with another judge or criteria, is done again from the
+    start (the earlier verdicts of those criteria are overwritten).
     """
+    from mechintro._fs import store_lock
     from mechintro.runs import open_run
 
     ds = open_run(path, committed_only=False)
@@ -180,28 +187,76 @@ def grade_run(
         raise MechintroError(f"{path} is a {ds.attrs['mode']}-mode run; only generation runs have responses to grade")
     if "question" not in ds.coords:
         raise MechintroError(f"{path} stores no `question` per trial, which the grader prompts need: grade runs of experiments that record it")
+    with store_lock(path):
+        return _grade_batches(Path(path), ds, judge, list(criteria), progress)
+
+
+def _grade_batches(path: Path, ds: xr.Dataset, judge: Judge, criteria: list[str],
+                   progress: Callable[[int, int], None] | None) -> xr.Dataset:
     committed = np.asarray(ds["committed"].values, dtype=bool)
-    questions = ds["question"].values
-    responses = ds["response"].values
+    questions, responses, concepts = ds["question"].values, ds["response"].values, ds["concept"].values
     n = committed.size
-    verdicts = {c: np.full(n, "", dtype=object) for c in criteria}
-    replies = {c: np.full(n, "", dtype=object) for c in criteria}
-    todo = np.flatnonzero(committed)
+    size = min(int(ds.attrs["batch_size"]), n)
+    names = [f"grade_{c}" for c in criteria] + [f"grade_{c}_reply" for c in criteria]
+    task = json.dumps({"judge": judge.identity, "criteria": criteria})
+    resuming = (ds.attrs.get("grading") == task and ds.attrs.get("grading_complete") == "false"
+                and "graded" in ds and all(name in ds for name in names))
+    graded = np.asarray(ds["graded"].values, dtype=bool) if resuming else np.zeros(n, dtype=bool)
+    if resuming:
+        log.info("%s: resuming grading (%d of %d trials graded)", path, int((graded & committed).sum()), int(committed.sum()))
+    created = resuming
+    todo = int(committed.sum())
+    done = int((graded & committed).sum())
     from mechintro.progress import callback
 
     progress, close_bar = callback(progress, "grade", "trial")  # a bar unless progress=False
-    for done, i in enumerate(todo):
-        for c in criteria:
-            v = grade(judge, c, question=str(questions[i]), response=str(responses[i]), word=str(ds["concept"].values[i]).lower())
-            verdicts[c][i], replies[c][i] = v.answer, v.reply
+    if progress:
+        progress(done, todo)
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        rows = [i for i in range(start, stop) if committed[i] and not graded[i]]
+        if not rows:
+            continue
+        verdicts = {c: np.full(stop - start, "", dtype=object) for c in criteria}
+        replies = {c: np.full(stop - start, "", dtype=object) for c in criteria}
+        if resuming:  # keep the batch's verdicts already stored (trials committed since are new)
+            for c in criteria:
+                verdicts[c][:] = ds[f"grade_{c}"].values[start:stop]
+                replies[c][:] = ds[f"grade_{c}_reply"].values[start:stop]
+        for i in rows:
+            for c in criteria:
+                v = grade(judge, c, question=str(questions[i]), response=str(responses[i]), word=str(concepts[i]).lower())
+                verdicts[c][i - start], replies[c][i - start] = v.answer, v.reply
+        if not created:  # the first batch graded: allocate the variables (nothing half-written before)
+            _allocate_grades(path, n, size, criteria, task)
+            created = True
+        region = {"trial": slice(start, stop)}
+        xr.Dataset({f"grade_{c}": (("trial",), verdicts[c]) for c in criteria}
+                   | {f"grade_{c}_reply": (("trial",), replies[c]) for c in criteria}).to_zarr(path, region=region, consolidated=False)
+        # The commit flag is a separate, later write: a kill before it leaves the batch ungraded.
+        xr.Dataset({"graded": (("trial",), np.ones(stop - start, dtype=bool))}).to_zarr(path, region=region, consolidated=False)
+        done += len(rows)
         if progress:
-            progress(done + 1, len(todo))
-    out = xr.Dataset({f"grade_{c}": (("trial",), verdicts[c]) for c in criteria}
-                     | {f"grade_{c}_reply": (("trial",), replies[c]) for c in criteria})
+            progress(done, todo)
+    if not created:  # nothing committed to grade: still record empty verdicts
+        _allocate_grades(path, n, size, criteria, task)
+    group = zarr.open_group(str(path), mode="r+")
+    group.attrs.update({f"judge_{c}": judge.identity for c in criteria} | {"grading_complete": "true"})
+    close_bar()
+    stored = xr.open_zarr(path, consolidated=False, zarr_format=3)
+    return xr.Dataset({name: (("trial",), stored[name].values.astype(object)) for name in names})
+
+
+def _allocate_grades(path: Path, n: int, size: int, criteria: list[str], task: str) -> None:
+    """Create (or reset) the verdict variables, all empty and ungraded, in one append."""
+    empty = {name: (("trial",), np.full(n, "", dtype=object)) for c in criteria for name in (f"grade_{c}", f"grade_{c}_reply")}
+    out = xr.Dataset(empty | {"graded": (("trial",), np.zeros(n, dtype=bool))})
+    group = zarr.open_group(str(path), mode="r+")
+    for name in out.data_vars:  # a new grading replaces the earlier variables of these criteria whole
+        if name in group:
+            del group[name]
     # xarray's append mode replaces the group's attributes with the written dataset's: carry the
     # run's own attributes along, so provenance is rewritten whole, in one atomic metadata write.
-    out.attrs = dict(zarr.open_group(str(path), mode="r").attrs) | {f"judge_{c}": judge.identity for c in criteria}
-    out.to_zarr(path, mode="a", consolidated=False)
-    close_bar()
-    return out
-
+    out.attrs = dict(group.attrs) | {"grading": task, "grading_complete": "false"}
+    encoding = {name: {"chunks": (size,)} for name in out.data_vars}
+    out.to_zarr(path, mode="a", consolidated=False, encoding=encoding)

@@ -263,9 +263,12 @@ def _load_offline(spec: OfflineModel, dtype: Dtype, device_map: str | dict | Non
     out = _converted_dir(spec)
     manifest_path = out / "manifest.json"
     if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        cached = sha256_of([out / "model.safetensors"])
-        if manifest.get("gguf_sha256") != spec.sha256 or manifest.get("safetensors_sha256") != cached:
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            manifest = {}  # truncated or garbled: the cache is not trusted, and converted again
+        cached = sha256_of([out / "model.safetensors"]) if (out / "model.safetensors").is_file() else ""
+        if not isinstance(manifest, dict) or manifest.get("gguf_sha256") != spec.sha256 or manifest.get("safetensors_sha256") != cached:
             log.warning("cached conversion of %s failed its hash check; converting again", spec.name)
             shutil.rmtree(out)
     if not manifest_path.is_file():

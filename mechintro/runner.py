@@ -23,6 +23,7 @@ import torch
 import xarray as xr
 
 from mechintro import engine, runs
+from mechintro._fs import store_lock
 from mechintro.errors import MechintroError
 from mechintro.models import Model
 from mechintro.progress import Progress
@@ -204,6 +205,26 @@ def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Injectio
     return [t.injection() for t in trials]
 
 
+def _check_memory(model: Model, trials: Sequence[Trial], batch_size: int) -> None:
+    """Refuse a batch whose recorded residual streams alone would not fit in half of this
+    machine's memory (a typo such as ``--batch-size 1000000000000`` otherwise dies in a huge
+    allocation, or swaps for hours)."""
+    import os
+
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    width = max(len(t.prompt) for t in trials)
+    per_trial = model.n_layers * width * model.d_model * 2 * 3  # float16 store + float32 copy on the way
+    batch = min(batch_size, len(trials))
+    if batch * per_trial > memory // 2:
+        cap = max(1, (memory // 2) // per_trial)
+        raise MechintroError(
+            f"batch size {batch_size} needs about {batch * per_trial / 2**30:.0f} GiB for its residual streams, more than "
+            f"half of this machine's {memory / 2**30:.0f} GiB: give --batch-size {cap} or less (or --no-record-resid)")
+
+
 def batch_seed(seed: int, batch_index: int) -> int:
     digest = hashlib.sha256(f"{seed}:{batch_index}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
@@ -249,6 +270,8 @@ def execute(
     if mode == "generate" and generation is None:
         raise AssertionError("generation mode needs generation settings")
     injections = _check_trials(model, trials)
+    if record:
+        _check_memory(model, trials, batch_size)
     swapping = any(t.swap_prefix for t in trials)
     if swapping and (swap_model is None or mode != "logits" or record):
         raise MechintroError("model-swap trials need a swap model, logit mode and no residual recording")
@@ -270,15 +293,33 @@ def execute(
         attrs.update({"swap_model": swap_model.name, "swap_weights_sha256": swap_model.weights_sha256})
     if shard is not None:
         attrs["shard"] = str(shard)
-    if out.exists():
-        _check_resume(out, attrs, batch_size, mode)
-    else:
+    attrs["identity"] = json.dumps(run_identity(model, trials), sort_keys=True)
+
+    def create(path: Path) -> None:
         inputs = _inputs_dataset(model, trials, injections, resolved)
         runs.create_run(
-            out, inputs=inputs, attrs=attrs, batch_size=batch_size, mode=mode,
+            path, inputs=inputs, attrs=attrs, batch_size=batch_size, mode=mode,
             max_new_tokens=generation.max_new_tokens if generation else 0,
             record=record, n_layers=model.n_layers,
         )
+
+    with store_lock(out):  # one writer per store; released on exit, however the process ends
+        return _execute_locked(model, trials, out, injections, resolved, attrs, create, mode=mode, generation=generation,
+                               batch_size=batch_size, record=record, seed=seed, progress=progress, swap_model=swap_model,
+                               shard=shard, swapping=swapping)
+
+
+def _execute_locked(model: Model, trials: Sequence[Trial], out: Path, injections: list[engine.Injection | None],
+                    resolved: tuple[list[str], list[str], list[int]] | None, attrs: Mapping[str, str],
+                    create: Callable[[Path], None], *, mode: Mode, generation: Generation | None, batch_size: int,
+                    record: bool, seed: int, progress: Callable[[int, int], None] | None, swap_model: Model | None,
+                    shard: Shard | None, swapping: bool) -> Path:
+    if out.exists():
+        stored = _check_resume(out, attrs, batch_size, mode)
+        if "identity" in stored:  # same identity: the trials this command builds are the stored ones
+            runs.restore_inputs(out, create)
+    else:
+        create(out)
     done = runs.committed_mask(out)
     if len(done) != len(trials):
         raise MechintroError(f"{out} holds {len(done)} trials but this run has {len(trials)}: use another --out")
@@ -366,17 +407,86 @@ def _swap_batch(model: Model, swap_model: Model, chunk: Sequence[Trial], injecti
     return engine.BatchResult(answer_logprobs=logprobs, resid=None, generated=None, nonfinite=nonfinite)
 
 
-def _check_resume(out: Path, attrs: Mapping[str, str], batch_size: int, mode: str) -> None:
-    ds = runs.open_run(out, committed_only=False)
-    stored = ds.attrs
+def _sha(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()
+
+
+def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
+    """Everything besides the config that changes a trial's numbers, as short strings: checked
+    on every resume (and every rerun of a finished store), so a run never mixes settings.
+
+    ``vectors`` hashes the vectors' contents (not a path), ``input_ids`` every trial's token ids
+    (so a changed chat template or tokenizer shows even where the config is the same),
+    ``injection`` the resolved strengths, layers, token windows and labels.
+    """
+    import importlib.metadata
+
+    from mechintro.provenance import mechintro_version
+
+    try:
+        device_map = getattr(model.hf, "hf_device_map", None) or str(next(model.hf.parameters()).device)
+    except (StopIteration, AttributeError, TypeError):
+        device_map = "unknown"
+    vectors, ids, injection = [], [], []
+    for t in trials:
+        vectors.append(b"-" if t.vector is None else t.vector.detach().float().cpu().contiguous().numpy().tobytes())
+        ids.append(np.asarray(t.prompt.input_ids, dtype=np.int64).tobytes())
+        mask = t.window.resolve(t.prompt) if t.vector is not None else None
+        read = t.read_window.resolve(t.prompt) if t.read_window is not None else None
+        injection.append(json.dumps([t.condition, t.concept, float(t.strength), t.inject_layer, t.inject_layer_end,
+                                     None if mask is None else np.asarray(mask, dtype=bool).tolist(), t.window.generated,
+                                     None if read is None else np.asarray(read, dtype=bool).tolist(), t.max_new_tokens,
+                                     t.swap_prefix, {k: str(v) for k, v in sorted(t.labels.items())}]).encode())
+    versions = {}
+    for package in ("torch", "transformers"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    template = getattr(model.tokenizer, "chat_template", None) or ""
+    return {
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "device_map": json.dumps(device_map, sort_keys=True, default=str),
+        "weights_sha256": model.weights_sha256,
+        "chat_template_sha256": _sha(template.encode() if isinstance(template, str) else json.dumps(template, sort_keys=True).encode())[:16],
+        "input_ids_sha256": _sha(*ids)[:16],
+        "vectors_sha256": _sha(*vectors)[:16],
+        "injection_sha256": _sha(*injection)[:16],
+        "n_trials": str(len(trials)),
+        "mechintro_version": mechintro_version(),
+        **{f"{k}_version": v for k, v in versions.items()},
+    }
+
+
+def _check_resume(out: Path, attrs: Mapping[str, str], batch_size: int, mode: str) -> dict[str, str]:
+    """Refuse to resume ``out`` with anything that would change its numbers; return its attributes."""
+    stored = runs.read_attrs(out)
     expected = {"model": attrs["model"], "weights_sha256": attrs["weights_sha256"], "record_resid": attrs["record_resid"],
                 "mode": mode, "batch_size": str(batch_size), "swap_weights_sha256": attrs.get("swap_weights_sha256"),
                 "shard": attrs.get("shard")}
     diffs = [key for key, want in expected.items() if stored.get(key) != want]
-    old, new = json.loads(stored["config"]), json.loads(attrs["config"])
+    try:
+        old = json.loads(stored["config"])
+    except (json.JSONDecodeError, TypeError):
+        raise MechintroError(f"{out} is not a valid mechintro run: the config attribute is not JSON") from None
+    new = json.loads(attrs["config"])
     diffs += sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if "identity" in stored:
+        try:
+            was = json.loads(stored["identity"])
+        except (json.JSONDecodeError, TypeError):
+            was = {}
+        now = json.loads(attrs["identity"])
+        diffs += [k for k in now if was.get(k) != now[k] and k not in diffs]
+    else:
+        log.warning("%s was made before mechintro recorded a run's identity: dtype, vectors and prompts are not checked on resume", out)
     if diffs:
         raise MechintroError(
             f"{out} was made with a different setup (differs in: {', '.join(diffs)}): "
             "rerun with the original arguments to resume, or choose another --out"
         )
+    return stored

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from mechintro._fs import staged_dir
+from mechintro._fs import staged_dir, store_lock
 from mechintro.errors import MechintroError
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,10 @@ def create_run(
     n_trials = inputs.sizes["trial"]
     n_answers = inputs.sizes.get("answer", 0)
     record_shape = (n_layers, inputs.sizes["pos"], inputs.sizes["d_model"]) if record else None
-    template = _output_template(n_trials, batch_size, mode, n_answers, max_new_tokens, record_shape)
+    # A batch larger than the run is the whole run: chunk by what exists (a chunk of 10**12
+    # trials would be allocated whole on the first write).
+    chunk = min(batch_size, n_trials)
+    template = _output_template(n_trials, chunk, mode, n_answers, max_new_tokens, record_shape)
     ds = inputs.assign(template)
     if record:
         ds = ds.assign_coords(layer=np.arange(n_layers))
@@ -114,10 +118,145 @@ def create_run(
     encoding.update({name: {"chunks": (min(n_trials, 4096), *ds[name].shape[1:])} for name in (*INPUT_VARS, "read_mask") if name in ds})
     for name in ("committed", "nonfinite", "digest", "answer_logprobs", "response_ids", "response"):
         if name in ds:
-            encoding.setdefault(name, {})["chunks"] = (batch_size, *ds[name].shape[1:])
+            encoding.setdefault(name, {})["chunks"] = (chunk, *ds[name].shape[1:])
     with staged_dir(path) as staging:
         ds.to_zarr(staging, mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
+        _write_manifest(staging, outputs=set(template))
     return path
+
+
+# --- The store's manifest: digests of every input and coordinate, and a copy of all metadata ---
+#
+# Per-trial digests cover the outputs. Everything else in a store — inputs and coordinates — is
+# fixed when the store is created, so its values are digested then, into the zarr group
+# ``_mechintro`` (xarray does not read sub-groups). It also keeps a copy of every array's
+# metadata and of the root's, so ``verify --repair`` can restore a deleted or truncated
+# ``zarr.json``; and a resumed run rewrites damaged inputs from the trials it rebuilds.
+
+MANIFEST_GROUP = "_mechintro"
+
+
+def value_digest(values: Any) -> str:
+    """sha256 of an array's shape and values (strings by their text, numbers by dtype and bytes)."""
+    a = np.asarray(values)
+    h = hashlib.sha256(str(a.shape).encode())
+    if a.dtype.kind in "OTUS":
+        h.update("\x1f".join(str(x) for x in a.ravel().tolist()).encode("utf-8", "surrogatepass"))
+    else:
+        h.update(a.dtype.str.encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _write_manifest(path: Path, *, outputs: set[str]) -> None:
+    group = zarr.open_group(str(path), mode="r+")
+    names = sorted(group.array_keys())
+    manifest = {
+        "version": 1,
+        "inputs": {name: value_digest(group[name][...]) for name in names if name not in outputs},
+        "metadata": {name: json.loads((path / name / "zarr.json").read_text()) for name in names},
+        "root": json.loads((path / "zarr.json").read_text()),
+    }
+    group.create_group(MANIFEST_GROUP).attrs["manifest"] = json.dumps(manifest)
+
+
+def read_manifest(path: str | Path) -> dict | None:
+    """The store's manifest, or ``None`` if it has none (a store from before manifests) or it is
+    unreadable."""
+    try:
+        return json.loads(zarr.open_group(str(Path(path) / MANIFEST_GROUP), mode="r").attrs["manifest"])
+    except Exception:  # missing, truncated or foreign: the callers say what that means
+        return None
+
+
+def _update_manifest_root(path: Path) -> None:
+    """After a deliberate change of the root attributes (a merge), keep the manifest's copy current."""
+    manifest = read_manifest(path)
+    if manifest is not None:
+        manifest["root"] = json.loads((path / "zarr.json").read_text())
+        zarr.open_group(str(path / MANIFEST_GROUP), mode="r+").attrs["manifest"] = json.dumps(manifest)
+
+
+def _json_ok(file: Path) -> bool:
+    try:
+        json.loads(file.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def damaged_inputs(path: str | Path, manifest: Mapping[str, Any]) -> list[str]:
+    """Input and coordinate arrays whose stored values no longer match the manifest (a chunk
+    deleted, truncated or altered)."""
+    group = zarr.open_group(str(path), mode="r")
+    bad = []
+    for name, digest in manifest["inputs"].items():
+        try:
+            ok = value_digest(group[name][...]) == digest
+        except Exception:  # a truncated chunk fails to decompress; a missing array raises KeyError
+            ok = False
+        if not ok:
+            bad.append(name)
+    return bad
+
+
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    """The root attributes of the run store ``path``, checked like :func:`validate` checks them,
+    without reading any array (so a run whose inputs are damaged can still be resumed and repaired)."""
+    path = _as_path(path)
+    if not path.exists():
+        raise MechintroError(f"run {path} does not exist: check the path, or create it with `mechintro run`")
+    try:
+        attrs = dict(zarr.open_group(str(path), mode="r", zarr_format=3).attrs)
+    except Exception as exc:
+        hint = "run `mechintro verify --repair` on it" if read_manifest(path) is not None else "is it a mechintro run?"
+        raise MechintroError(f"{path} is not a readable zarr store ({type(exc).__name__}): {hint}") from None
+    missing = [a for a in REQUIRED_ATTRS if a not in attrs]
+    if missing:
+        raise MechintroError(f"{path} is not a valid mechintro run: missing attributes {missing}")
+    if attrs["schema_version"] != str(SCHEMA_VERSION):
+        raise MechintroError(f"{path} is not a valid mechintro run: schema version {attrs['schema_version']}, "
+                             f"this mechintro reads {SCHEMA_VERSION}; use a matching mechintro version")
+    return attrs
+
+
+def restore_inputs(path: str | Path, make_fresh: Any) -> list[str]:
+    """Rewrite the input and coordinate arrays of ``path`` that no longer match its manifest.
+
+    ``make_fresh(p)`` creates at ``p`` the store this run's command creates (inputs written,
+    nothing computed). The fresh inputs must digest exactly like the manifest says the stored
+    ones did — otherwise the command makes other trials, and this refuses. A store without a
+    manifest gets one. Returns the names rewritten. Call it holding the store's lock.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    damaged = damaged_inputs(path, manifest) if manifest is not None else None
+    if damaged == []:
+        return []
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=path.name + ".restore-") as tmp:
+        fresh = Path(tmp) / "fresh.zarr"
+        make_fresh(fresh)
+        fresh_manifest = read_manifest(fresh)
+        assert fresh_manifest is not None
+        if manifest is not None:
+            differ = sorted(n for n in manifest["inputs"] if fresh_manifest["inputs"].get(n) != manifest["inputs"][n])
+            if differ:
+                raise MechintroError(
+                    f"{path} holds other trials than this command makes (differs in: {', '.join(differ)}): "
+                    "rerun with the original arguments, or choose another --out")
+            names = damaged or []
+        else:  # no manifest: the identity check passed, so any difference is damage
+            names = damaged_inputs(path, fresh_manifest)
+        for name in names:
+            shutil.rmtree(path / name, ignore_errors=True)
+            shutil.copytree(fresh / name, path / name)
+        if manifest is None:
+            shutil.rmtree(path / MANIFEST_GROUP, ignore_errors=True)
+            shutil.copytree(fresh / MANIFEST_GROUP, path / MANIFEST_GROUP)
+            _update_manifest_root(path)
+    if names:
+        log.warning("%s: rewrote damaged input array(s) %s from the trials of this command", path, ", ".join(names))
+    return names
 
 
 DIGESTED = ("answer_logprobs", "response_ids", "response", "nonfinite", "resid")
@@ -138,7 +277,7 @@ def trial_digests(outputs: Mapping[str, tuple[tuple[str, ...], np.ndarray]] | xr
         for name in sorted(arrays):
             row = np.asarray(arrays[name][i])
             h.update(name.encode())
-            h.update(str(row).encode("utf-8") if row.dtype.kind in "OUT" else np.ascontiguousarray(row).tobytes())
+            h.update(str(row).encode("utf-8") if row.dtype.kind in "OUTS" else np.ascontiguousarray(row).tobytes())
         digests.append(h.hexdigest())
     return digests
 
@@ -161,7 +300,11 @@ def mark_complete(path: str | Path) -> None:
 
 
 def committed_mask(path: str | Path) -> np.ndarray:
-    return np.asarray(zarr.open_group(str(path), mode="r")["committed"][:], dtype=bool)
+    try:
+        return np.asarray(zarr.open_group(str(path), mode="r")["committed"][:], dtype=bool)
+    except Exception as exc:  # a truncated chunk, missing metadata
+        raise MechintroError(f"{path} has damaged commit flags ({type(exc).__name__}): run `mechintro verify --repair {path}`, "
+                             "then the same command again") from None
 
 
 def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
@@ -222,7 +365,7 @@ def open_run(path: str | Path, *, committed_only: bool = True) -> xr.Dataset:
     Returns:
         The run's :class:`xarray.Dataset` (see ``docs/schema.md``).
     """
-    path = Path(path)
+    path = _as_path(path)
     if not path.exists():
         raise MechintroError(f"run {path} does not exist: check the path, or create it with `mechintro run`")
     try:
@@ -248,6 +391,12 @@ def open_run(path: str | Path, *, committed_only: bool = True) -> xr.Dataset:
 
 
 
+def _as_path(path: object) -> Path:
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise MechintroError(f"a run path must be a str or pathlib.Path, got {type(path).__name__} {path!r}")
+    return Path(path)
+
+
 @dataclass(frozen=True)
 class VerifyReport:
     """What :func:`verify` found: ``problems`` make a run untrustworthy; ``notes`` are facts."""
@@ -261,77 +410,170 @@ class VerifyReport:
 
 
 def verify(path: str | Path, *, repair: bool = False) -> VerifyReport:
-    """Check a run: schema, trial counts, per-trial digests, weights hash, non-finite flags.
+    """Check a run: metadata, schema, trial counts, every input and coordinate against the
+    store's manifest, every committed trial's outputs against its digest, the weights hash and
+    the non-finite flags. Damage is reported, never raised.
 
-    With ``repair``, batches whose stored outputs no longer match their digests are marked
-    uncommitted, so running the same command again recomputes exactly those batches.
+    With ``repair`` (holding the store's lock): metadata files that are missing or truncated are
+    restored from the manifest's copy; batches whose outputs are unreadable or no longer match
+    their digests lose their output chunks, which makes them uncommitted; the run is marked
+    incomplete. Running the same command again then recomputes exactly those batches and
+    rewrites damaged inputs from the trials it rebuilds. Repair never deletes a committed trial
+    that verifies.
     """
+    path = _as_path(path)
+    if not path.exists():
+        raise MechintroError(f"run {path} does not exist: check the path, or create it with `mechintro run`")
+    if not repair:
+        return _verify(path, repair=False)
+    with store_lock(path):
+        return _verify(path, repair=True)
+
+
+def _verify(path: Path, *, repair: bool) -> VerifyReport:
     from mechintro.models import OFFLINE_MODELS
 
-    path = Path(path)
-    ds = open_run(path, committed_only=False)
     problems: list[str] = []
     notes: list[str] = []
-    committed = np.asarray(ds["committed"].values, dtype=bool)
-    n = committed.size
-    complete = ds.attrs.get("complete") == "true"
+    fix = "run `mechintro verify --repair`, then the same command again"
+    again = "run the same command again to recompute them"
+    manifest = read_manifest(path)
+    needs_rerun = False
+    # 1. Metadata: without it nothing else can be read.
+    if manifest is None:
+        if (path / MANIFEST_GROUP).exists() or (_json_ok(path / "zarr.json") and "identity" in json.loads((path / "zarr.json").read_text()).get("attributes", {})):
+            problems.append("the store's manifest is missing or damaged: " + ("running the same command again rewrites it" if repair else fix))
+            needs_rerun = True
+        else:
+            notes.append("no manifest (a store from before mechintro digested its inputs): inputs are not checked")
+    else:
+        broken = [name for name in ["", *manifest["metadata"]] if not _json_ok(path / name / "zarr.json")]
+        if broken:
+            what = f"metadata (zarr.json) of {', '.join(n or 'the root' for n in broken)} missing or damaged"
+            if not repair:
+                problems.append(f"{what}: {fix}")
+                return VerifyReport(problems=problems, notes=notes)
+            for name in broken:
+                meta = manifest["root"] if name == "" else manifest["metadata"][name]
+                if name == "":
+                    meta = json.loads(json.dumps(meta))
+                    meta.setdefault("attributes", {})["complete"] = "false"
+                (path / name).mkdir(parents=True, exist_ok=True)
+                (path / name / "zarr.json").write_text(json.dumps(meta))
+            problems.append(f"{what}: restored from the store's manifest; run the same command again to finish it")
+            needs_rerun = True
+    try:
+        attrs = read_attrs(path)
+    except MechintroError:
+        if repair or manifest is None:
+            raise
+        raise MechintroError(f"{path}: root metadata is unreadable: {fix}") from None
+    # 2. Inputs and coordinates against the manifest (zarr-level: a damaged index coordinate
+    # would stop xarray from opening the store at all).
+    group = zarr.open_group(str(path), mode="r+" if repair else "r")
+    damaged_in = damaged_inputs(path, manifest) if manifest is not None else []
+    if damaged_in:
+        problems.append(f"input/coordinate array(s) {', '.join(damaged_in)} no longer match the manifest (a chunk is missing or "
+                        f"damaged): {'running the same command again rewrites them' if repair else fix}")
+        needs_rerun = True
+    else:
+        try:
+            lazy = xr.open_zarr(path, consolidated=False, zarr_format=3)
+        except Exception as exc:
+            raise MechintroError(f"{path} is not a readable zarr store ({type(exc).__name__}): is it a mechintro run?") from None
+        validate(lazy, where=str(path))
+    # 3. Outputs, batch by batch.
+    n = group["committed"].shape[0]
+    batch_size = int(attrs["batch_size"])
+    complete = attrs.get("complete") == "true"
+    committed = np.zeros(n, dtype=bool)
+    digested = [name for name in DIGESTED if name in group]
+    damaged: list[int] = []
+    unflagged: list[int] = []
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        try:
+            flags = np.asarray(group["committed"][start:stop], dtype=bool)
+        except Exception:  # the commit flags themselves are unreadable
+            damaged.append(start)
+            continue
+        committed[start:stop] = flags
+        rows = np.flatnonzero(flags)
+        if rows.size == 0:
+            continue
+        try:
+            outputs = {name: ((), np.asarray(group[name][start:stop])) for name in digested}
+            stored = [str(x) for x in np.asarray(group["digest"][start:stop]).tolist()]
+        except Exception:  # a truncated chunk fails to decompress
+            damaged.append(start)
+            continue
+        recomputed = trial_digests(outputs)
+        if any(stored[i] != recomputed[i] for i in rows):
+            damaged.append(start)
+        elif "answer_logprobs" in outputs:
+            bad = ~np.isfinite(outputs["answer_logprobs"][1]).all(1) & ~outputs["nonfinite"][1].astype(bool)
+            unflagged += [start + int(i) for i in rows if bad[i]]
     expected = np.ones(n, dtype=bool)
-    if ds.attrs.get("shard"):  # a shard owns some batches; the others stay uncommitted
-        index, count = _shard_of(ds, path)
-        size = int(ds.attrs["batch_size"])
+    if attrs.get("shard"):  # a shard owns some batches; the others stay uncommitted
+        index, count = _shard_of(attrs, path)
         expected[:] = False
-        for b in shard_batches(n, size, index, count):
-            expected[b * size:(b + 1) * size] = True
+        for b in shard_batches(n, batch_size, index, count):
+            expected[b * batch_size:(b + 1) * batch_size] = True
         notes.append(f"shard {index}/{count}: {int(expected.sum())} of the run's {n} trials; merge the shards with `mechintro merge`")
         if (committed & ~expected).any():
             problems.append(f"{int((committed & ~expected).sum())} trials outside shard {index}/{count} are committed")
     notes.append(f"{int(committed.sum())} of {int(expected.sum())} trials committed")
     if complete and not committed[expected].all():
-        problems.append(f"marked complete, but {int((expected & ~committed).sum())} trials are uncommitted")
+        problems.append(f"marked complete, but {int((expected & ~committed).sum())} trials are uncommitted: {again}")
     elif not complete:
         problems.append("incomplete: run the same command again to finish it")
-    spec = OFFLINE_MODELS.get(ds.attrs["model"])
-    if spec is not None and ds.attrs["weights_sha256"] != spec.sha256:
-        problems.append(f"weights hash {ds.attrs['weights_sha256'][:12]}… is not the pinned hash of {spec.name}")
-    attn = np.asarray(ds["attention_mask"].values, dtype=bool)
-    if (np.asarray(ds["inject_mask"].values, dtype=bool) & ~attn).any():
-        problems.append("inject_mask marks padding positions")
-    batch_size = int(ds.attrs["batch_size"])
-    damaged: list[int] = []
-    unflagged: list[int] = []
-    for start in range(0, n, batch_size):
-        rows = np.flatnonzero(committed[start:start + batch_size])
-        if rows.size == 0:
-            continue
-        batch = ds.isel(trial=slice(start, start + batch_size)).drop_vars(INPUT_VARS).load()
-        recomputed = trial_digests(batch)
-        stored = batch["digest"].values
-        if any(stored[i] != recomputed[i] for i in rows):
-            damaged.append(start)
-        if "answer_logprobs" in batch:
-            bad = ~np.isfinite(batch["answer_logprobs"].values).all(1) & ~batch["nonfinite"].values
-            unflagged += [start + int(i) for i in rows if bad[i]]
+    spec = OFFLINE_MODELS.get(attrs["model"])
+    if spec is not None and attrs["weights_sha256"] != spec.sha256:
+        problems.append(f"weights hash {attrs['weights_sha256'][:12]}… is not the pinned hash of {spec.name}")
+    if not damaged_in:
+        attn = np.asarray(group["attention_mask"][...], dtype=bool)
+        if (np.asarray(group["inject_mask"][...], dtype=bool) & ~attn).any():
+            problems.append("inject_mask marks padding positions")
     if damaged:
-        msg = f"{len(damaged)} batch(es) (first at trial {damaged[0]}) no longer match their digests"
+        msg = f"{len(damaged)} batch(es) (first at trial {damaged[0]}) are unreadable or no longer match their digests"
         if repair:
             for start in damaged:
-                stop = min(start + batch_size, n)
-                xr.Dataset({"committed": (("trial",), np.zeros(stop - start, dtype=bool))}).to_zarr(
-                    path, region={"trial": slice(start, stop)}, consolidated=False)
-            group = zarr.open_group(str(path), mode="r+")
-            group.attrs["complete"] = "false"
-            problems.append(msg + ": marked uncommitted; run the same command again to recompute them")
+                _drop_outputs(path, group, start, min(start + batch_size, n), manifest)
+            problems.append(msg + ": marked uncommitted; " + again)
         else:
-            problems.append(msg + ": run `mechintro verify --repair`, then the same command again")
+            problems.append(msg + ": " + fix)
+    if repair and (damaged or needs_rerun):
+        group.attrs["complete"] = "false"
     if unflagged:
         problems.append(f"{len(unflagged)} trial(s) have non-finite log-probabilities without the nonfinite flag")
-    flagged = int((np.asarray(ds["nonfinite"].values, dtype=bool) & committed).sum())
+    flagged = int((np.asarray(group["nonfinite"][...], dtype=bool) & committed).sum()) if not damaged else 0
     if flagged:
         notes.append(f"{flagged} trial(s) flagged non-finite (NaN/inf logits or float16 overflow); analyses should drop them")
     stray = [p for p in path.rglob("*.partial")]
     if stray:
         notes.append(f"{len(stray)} leftover temporary chunk file(s) from an interrupted write (harmless)")
     return VerifyReport(problems=problems, notes=notes)
+
+
+# Arrays written per batch (and the grading's commit flags, so a recomputed batch is graded again).
+_BATCH_OUTPUTS = ("committed", "nonfinite", "digest", "answer_logprobs", "response_ids", "response", "resid", "graded")
+
+
+def _drop_outputs(path: Path, group: zarr.Group, start: int, stop: int, manifest: Mapping[str, Any] | None) -> None:
+    """Delete the chunk files of every output array for trials ``start:stop`` (one batch: chunks
+    never straddle batches), so they read as unwritten and uncommitted, and a rerun writes them
+    whole instead of merging into a damaged chunk."""
+    for name in group.array_keys():
+        if name not in _BATCH_OUTPUTS:
+            continue
+        array = group[name]
+        size = array.chunks[0]
+        for index in range(start // size, (stop - 1) // size + 1):
+            target = path / name / "c" / str(index)
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
 
 
 # Attributes that must agree between the shards of one run (the rest — creation time, commit,
@@ -341,11 +583,17 @@ _SHARED_ATTRS = ("schema_version", "experiment", "mode", "model", "weights_sha25
 _OUTPUT_VARS = ("answer_logprobs", "response_ids", "response", "nonfinite", "resid", "digest")
 
 
-def _shard_of(ds: xr.Dataset, path: Path) -> tuple[int, int]:
-    text = ds.attrs.get("shard")
+def _shard_of(ds: xr.Dataset | Mapping[str, Any], path: Path) -> tuple[int, int]:
+    text = (ds.attrs if isinstance(ds, xr.Dataset) else ds).get("shard")
     if not text:
         raise MechintroError(f"{path} is not a shard (it was run without --shard): merge only the stores of one sharded run")
-    index, count = (int(x) for x in text.split("/"))
+    try:
+        index, count = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        index = count = 0
+    if not 1 <= index <= count:
+        raise MechintroError(f"{path} has a damaged shard attribute {text!r} (expected i/N): it was altered; "
+                             "run that shard's command again into a new --out")
     return index, count
 
 
@@ -385,6 +633,10 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
             raise MechintroError(f"{p} and {paths[0]} are not shards of one run (they differ in: {', '.join(differs)})")
         if ds.attrs.get("complete") != "true":
             raise MechintroError(f"shard {index}/{n} ({p}) is unfinished: run its command again to finish it, then merge")
+        report = verify(p)  # every committed trial against its digest, every input against the manifest
+        if not report.ok:
+            raise MechintroError(f"shard {index}/{n} ({p}) is damaged ({report.problems[0]}); merge refused: "
+                                 f"run `mechintro verify --repair {p}`, then its command again")
         for name in INPUT_VARS:
             if not ds[name].equals(first[name]):
                 raise MechintroError(f"{p} holds other trials than {paths[0]} ({name} differs): merge the shards of one run")
@@ -394,7 +646,7 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
         raise MechintroError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing: pass the store of every shard")
     n_trials, batch_size = first.sizes["trial"], int(first.attrs["batch_size"])
     stores = dict(opened)  # paths are distinct: a repeated shard was refused above
-    with staged_dir(out) as staging:
+    with store_lock(out), staged_dir(out) as staging:
         shutil.copytree(by_index[1], staging)
         for index, p in sorted(by_index.items()):
             if index == 1:
@@ -415,4 +667,5 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
         del group.attrs["shard"]
         group.attrs["merged_from"] = json.dumps([str(by_index[i]) for i in sorted(by_index)])
         group.attrs["complete"] = "true"
+        _update_manifest_root(staging)
     return out

@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -358,7 +359,8 @@ def resolve_layers(specs: Sequence[str | int | float], n_layers: int) -> list[in
             raise MechintroError(f"layer '{s}' is not a number: use an index (12) or a fraction of depth (0.5)") from None
         if not math.isfinite(value):
             raise MechintroError(f"layer '{s}' is not finite: use an index or a fraction of depth")
-        if "." in text or isinstance(s, float):
+        # A fraction by value, not by spelling: "1e-1" is 0.1 of the depth, "12" an index.
+        if isinstance(s, float) or not re.fullmatch(r"[+-]?\d+", text):
             if not 0 <= value < 1:
                 raise MechintroError(f"layer fraction {text} is outside [0, 1): use e.g. 0.5, or an integer index")
             layer = int(value * n_layers)

@@ -313,3 +313,110 @@ CASES: list[Case] = [
     Case("report-missing-run", "a report of a run that does not exist", "does not exist",
          argv=["report", "{env}/missing.zarr", "--out", "{env}/report.html"], out="report.html"),
 ]
+
+
+# --- Run-store integrity (issue 13): identity on resume, damaged stores, signals, parsing ---------
+
+def _read_only(mp) -> None:
+    from mechintro import runs
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", "ro.zarr")
+
+    mp.setattr(runs, "write_batch", read_only)
+
+
+def _lock_held(mp) -> None:
+    from mechintro import _fs
+
+    def held(fd, op):
+        raise BlockingIOError(errno.EWOULDBLOCK, "Resource temporarily unavailable")
+
+    mp.setattr(_fs.fcntl, "flock", held)
+
+
+def _api_tampered_shard(env: Path):
+    from mechintro import runs
+    from mechintro.cli import main
+
+    shard = env / "tampered-shard.zarr"
+    if not shard.exists():
+        assert main(["-q", *[a.replace("{env}", str(env)) for a in _tiny_run("--layers", "1", "--strengths", "2", "--shard", "1/2", out="tampered-shard.zarr")]]) == 0
+        import zarr
+
+        zarr.open_group(str(shard), mode="r+").attrs["shard"] = "one of two"
+    return runs.merge([shard], env / "merged.zarr")
+
+
+def _api_open_run_number(env: Path):
+    from mechintro.runs import open_run
+
+    return open_run(123)
+
+
+CASES += [
+    Case("resume-other-dtype", "resuming a run in another --dtype", "differs in: dtype",
+         argv=_tiny_run("--layers", "1", "--strengths", "2", "--dtype", "bfloat16", out="run.zarr")),
+    Case("layers-exponent", "a layer written with an exponent is a fraction by value (2e0 is 2.0 of the depth)", "layer fraction 2e0 is outside [0, 1)",
+         argv=_tiny_run("--layers", "2e0"), out="new.zarr"),
+    Case("layers-same-layer", "an index and a fraction naming one layer (`--layers 1,0.5` on 3 layers)", "name the same layer",
+         argv=_tiny_run("--layers", "1,0.5"), out="new.zarr"),
+    Case("set-layers-twice", "`--set layers=1,1`", "name the same layer", argv=_tiny_run("--set", "layers=1,1"), out="new.zarr"),
+    Case("seed-negative", "a negative `--seed`", "seed -1 is out of range", argv=_tiny_run("--seed=-1"), out="new.zarr"),
+    Case("set-seed-negative", "a negative seed through `--set`", "seed is out of range", argv=_tiny_run("--set", "seed=-1"), out="new.zarr"),
+    Case("set-list-empty-item", "`--set strengths=1,,2`", "is not a comma-separated list of non-empty items",
+         argv=_tiny_run("--set", "strengths=1,,2"), out="new.zarr"),
+    Case("set-list-trailing-comma", "`--set concepts=Dust,`", "is not a comma-separated list of non-empty items",
+         argv=["run", "detection-logits", "--model", "{env}/tiny", "--set", "concepts=Dust,", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("set-optional-int", "`--set trials=x` (an optional integer field is parsed as an integer)", "'x' is not an integer",
+         argv=_tiny_run("--set", "trials=x"), out="new.zarr"),
+    Case("strengths-twice", "a strength given twice", "given twice", argv=_tiny_run("--strengths", "2,2"), out="new.zarr"),
+    Case("strengths-signed-zero", "-0 and 0 (one strength)", "given twice", argv=_tiny_run("--strengths=-0,0"), out="new.zarr"),
+    Case("set-strengths-twice", "a strength given twice through `--set`", "has duplicates", argv=_tiny_run("--layers", "1", "--set", "strengths=2,2.0"), out="new.zarr"),
+    Case("concept-invisible", "a concept that is only a zero-width space", "is not a comma-separated list of non-empty items",
+         argv=["run", "detection-logits", "--model", "{env}/tiny", "--concepts", "Dust,\u200b", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("vectors-case-duplicate", "`vectors --concepts Dust,dust`", "has duplicates",
+         argv=["vectors", "--model", "{env}/tiny", "--concepts", "Dust,dust", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("batch-size-huge", "`--batch-size 1000000000000`", "more than any machine's memory holds",
+         argv=_tiny_run("--batch-size", "1000000000000"), out="new.zarr"),
+    Case("out-not-a-directory", "`--out` below a file", "is a file, not a directory",
+         argv=_tiny_run("--layers", "1", "--strengths", "1", out="notes.txt/new.zarr")),
+    Case("out-read-only", "an `--out` on a read-only file system", "read-only file system",
+         argv=_tiny_run("--layers", "1", "--strengths", "1", out="ro.zarr"), patch=_read_only),
+    Case("out-being-written", "a second writer on a store another process is writing", "is being written by another mechintro process",
+         argv=_tiny_run("--layers", "1", "--strengths", "1", out="locked.zarr"), patch=_lock_held),
+    Case("shard-attribute-tampered", "merging a shard whose `shard` attribute was altered", "damaged shard attribute", call=_api_tampered_shard),
+    Case("api-open-run-number", "Python API: `open_run(123)`", "must be a str or pathlib.Path", call=_api_open_run_number),
+]
+
+
+def _api_summarize_other(env: Path):
+    from mechintro.experiments import injected_thoughts
+    from mechintro.runs import open_run
+
+    return injected_thoughts.summarize(open_run(env / "run.zarr"))
+
+
+CASES += [
+    Case("api-summarize-other-experiment", "Python API: one experiment's summarize on another's run", "this is a detection-logits run",
+         call=_api_summarize_other),
+]
+
+
+def _api_resume_other_vectors(env: Path):
+    from mechintro.cli import main
+
+    other = env / "other_vectors.zarr"
+    if not other.exists():  # the same concepts against another baseline: other numbers, same file format
+        from mechintro.models import load_model
+        from mechintro.vectors import concept_vectors, save_vectors
+
+        save_vectors(concept_vectors(load_model(str(env / "tiny")), ["Dust", "Oceans"], baseline=["Sand", "Clay"]), other)
+    argv = [a.replace("{env}", str(env)).replace("vectors.zarr", "other_vectors.zarr") for a in _tiny_run("--layers", "1", "--strengths", "2", out="run.zarr")]
+    return main(["--debug", "-q", *argv])  # --debug raises the MechintroError instead of printing it
+
+
+CASES += [
+    Case("resume-other-vectors", "resuming a run with other `--vectors` (same concepts, other contents)", "differs in: vectors_sha256",
+         call=_api_resume_other_vectors),
+]

@@ -76,6 +76,10 @@ def check_config(config: object) -> None:
         raise MechintroError("the concept list has duplicates: give each concept once")
     if get("strengths") and not all(finite(s) for s in get("strengths")):
         raise MechintroError(f"strengths must be finite numbers, got {list(get('strengths'))}")
+    if get("strengths") and len(set(get("strengths"))) != len(get("strengths")):
+        raise MechintroError(f"the strength list {list(get('strengths'))} has duplicates (by value): give each strength once")
+    if isinstance(get("seed"), int) and not 0 <= get("seed") < 2**63:
+        raise MechintroError(f"seed {get('seed')} is out of range: give an integer from 0 to 2**63 - 1")
     for name in ("batch_size", "trials", "controls", "max_new_tokens"):
         value = get(name)
         if value is not None and value < 1:
@@ -85,8 +89,21 @@ def check_config(config: object) -> None:
         raise MechintroError(f"temperature must be 0 or more, got {temperature}")
 
 
+def require_experiment(ds: xr.Dataset, name: str) -> None:
+    """Refuse to summarise another experiment's run (its variables differ: the result would be
+    a traceback or a table of NaN). Datasets without an ``experiment`` attribute pass."""
+    made_by = ds.attrs.get("experiment")
+    if made_by is not None and made_by != name:
+        module = made_by.replace("-", "_")
+        raise MechintroError(f"this is a {made_by} run, not {name}: summarise it with "
+                             f"mechintro.experiments.{module}.summarize")
+
+
 def layer_map(specs: Sequence[str | int | float], layers: Sequence[int]) -> str:
     """The ``layer_map`` attribute: each layer as given (index or fraction) → block index."""
+    if len(layers) != len(specs):
+        raise MechintroError(f"layers {list(map(str, specs))} name the same layer of this model more than once "
+                             f"(they resolve to {list(layers)}): give each layer once")
     return json.dumps({str(s): int(layer) for s, layer in zip(specs, layers, strict=True)})
 
 

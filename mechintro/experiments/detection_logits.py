@@ -29,7 +29,7 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import finite, layer_map, yes_no
+from mechintro.experiments._common import finite, layer_map, require_experiment, yes_no
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import YES_NO, Shard, Trial, execute
@@ -71,6 +71,10 @@ class DetectionLogitsConfig:
             raise MechintroError("the strength list is empty: give at least one strength")
         if not all(finite(s) for s in self.strengths):
             raise MechintroError(f"strengths must be finite numbers, got {list(self.strengths)}")
+        if len(set(self.strengths)) != len(self.strengths):
+            raise MechintroError(f"the strength list {list(self.strengths)} has duplicates (by value): give each strength once")
+        if not 0 <= self.seed < 2**63:
+            raise MechintroError(f"seed {self.seed} is out of range: give an integer from 0 to 2**63 - 1")
         if self.trials is not None and not 1 <= self.trials <= len(self.concepts):
             raise MechintroError(
                 f"--trials {self.trials}: logit mode is deterministic, so each cell takes at most one "
@@ -165,6 +169,7 @@ def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Datase
         ``mass``, ``logit_diff``: ``{m}`` (injected mean), ``{m}_lo``, ``{m}_hi``, ``{m}_control``,
         ``{m}_shift``, ``{m}_shift_lo``, ``{m}_shift_hi``; plus ``n`` (injected trials per cell).
     """
+    require_experiment(ds, NAME)
     yn = yes_no(ds).assign_coords(condition=ds.condition, concept=ds.concept, inject_layer=ds.inject_layer, strength=ds.strength).compute()
     layers = sorted(set(ds.inject_layer.values.tolist()))
     strengths = sorted(set(ds.strength.values.tolist()))

@@ -41,7 +41,14 @@ import xarray as xr
 
 from mechintro import grading, stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config, diff_ci, layer_map, rate, table
+from mechintro.experiments._common import (
+    check_config,
+    diff_ci,
+    layer_map,
+    rate,
+    require_experiment,
+    table,
+)
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Generation, Shard, Trial, execute
@@ -200,6 +207,7 @@ def summarize(ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline"
     rates, the cell's FPR (Wilson) and net = TPR − pooled FPR with a bootstrap interval. The
     attrs hold the held-out best cell: chosen by net on half of the concepts, reported on the
     other half."""
+    require_experiment(ds, NAME)
     g = grades(ds, source=source)
     cond = np.asarray(ds["condition"].values)
     layer = np.asarray(ds["inject_layer"].values)

@@ -24,7 +24,7 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config, table
+from mechintro.experiments._common import check_config, require_experiment, table
 from mechintro.experiments.thoughts_vs_text import make_pairs
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
@@ -100,6 +100,7 @@ def run(config: IntentionalControlConfig, out: str | Path, *, model: Model, vect
 def summarize(ds: xr.Dataset) -> xr.Dataset:
     """Counts per instruction and the mean number of sentence tokens read (the alignment itself
     is an analysis of the recorded residuals)."""
+    require_experiment(ds, NAME)
     cond = np.asarray(ds["condition"].values)
     read = np.asarray(ds["read_mask"].values).sum(1)
     conds = list(dict.fromkeys(cond.tolist()))

@@ -39,7 +39,7 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config, mean_ci, table
+from mechintro.experiments._common import check_config, mean_ci, require_experiment, table
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import message_window, render_chat, tokenize
 from mechintro.runner import Answers, Shard, Trial, execute
@@ -169,6 +169,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     concepts (and control questions) with 95% bootstrap intervals, the probability shift and
     vgel's logit shift ``logit(p_steered) − logit(p_base)`` of P(" yes"), P(yes)/(P(yes)+P(no))
     and the yes/no mass."""
+    require_experiment(ds, NAME)
     p = np.exp(ds["answer_logprobs"].astype(np.float64))
     p_yes = p.where(ds.answer_label == "yes").sum("answer").values
     p_no = p.where(ds.answer_label == "no").sum("answer").values

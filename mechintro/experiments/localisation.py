@@ -38,7 +38,7 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config, layer_map, rate, table
+from mechintro.experiments._common import check_config, layer_map, rate, require_experiment, table
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Answers, Shard, Trial, execute
@@ -205,6 +205,7 @@ def choices(ds: xr.Dataset) -> xr.Dataset:
 def summarize(ds: xr.Dataset) -> xr.Dataset:
     """Per task × (layer, strength): accuracy with a 95% Wilson interval, chance, and the mean
     normalised probability of the target; the uninjected answer bias in the attrs."""
+    require_experiment(ds, NAME)
     c = choices(ds)
     k = int(json.loads(ds.attrs["config"])["k"])
     task, cond = np.asarray(ds["task"].values), np.asarray(ds["condition"].values)

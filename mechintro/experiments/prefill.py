@@ -36,7 +36,14 @@ import numpy as np
 import xarray as xr
 
 from mechintro import grading, stimuli
-from mechintro.experiments._common import check_config, layer_map, mean_ci, rate, table
+from mechintro.experiments._common import (
+    check_config,
+    layer_map,
+    mean_ci,
+    rate,
+    require_experiment,
+    table,
+)
 from mechintro.experiments.thoughts_vs_text import WORD_PROMPT, make_pairs
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
@@ -157,6 +164,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     """Apology rate (or mean P(accident), logit readout) per condition × (layer, strength), 95%
     Wilson intervals on graded trials (bootstrap means in logit mode), the control rate, and
     Lindsey's summary: the largest reduction of matched against min(control, random)."""
+    require_experiment(ds, NAME)
     a = apologies(ds)["apology"].values
     cond, layer, strength = (np.asarray(ds[k].values) for k in ("condition", "inject_layer", "strength"))
     injected = cond != "control"

@@ -35,7 +35,7 @@ import xarray as xr
 
 from mechintro import engine, looking_inward
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config, table
+from mechintro.experiments._common import check_config, require_experiment, table
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import render_chat, tokenize
 from mechintro.runner import Generation, Shard, Trial, execute
@@ -172,6 +172,7 @@ def load_hypothetical_resid(run: str | Path) -> xr.DataArray:
 def summarize(ds: xr.Dataset) -> xr.Dataset:
     """The run scored against itself: accuracy per task and property against the mode baseline
     (:func:`mechintro.analysis.self_prediction.accuracy`)."""
+    require_experiment(ds, NAME)
     from mechintro.analysis import self_prediction
 
     return self_prediction.accuracy(self_prediction.score(ds))

@@ -33,7 +33,7 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config, layer_map, table, yes_no
+from mechintro.experiments._common import check_config, layer_map, require_experiment, table, yes_no
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import YES_NO, Shard, Trial, execute
@@ -125,6 +125,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     """Per (layer, strength): ``intro`` and ``control`` (mean over questions) Yes−No logit
     differences, their shifts against the unsteered values, ``difference`` = intro shift − control
     shift with a 95% bootstrap interval over control questions, and the yes/no mass."""
+    require_experiment(ds, NAME)
     yn = yes_no(ds)
     ld, mass = yn["logit_diff"].values, yn["mass"].values
     cond, kind, q = (np.asarray(ds[k].values) for k in ("condition", "kind", "question"))

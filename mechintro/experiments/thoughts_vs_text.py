@@ -31,7 +31,7 @@ import xarray as xr
 
 from mechintro import grading, stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config, layer_map, rate, table
+from mechintro.experiments._common import check_config, layer_map, rate, require_experiment, table
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Generation, Shard, Trial, execute
@@ -144,6 +144,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     """Per (layer, strength): the word-task and repeat-task success rates and the share of pairs
     with both (95% Wilson; each pair has its own concept and sentence), and the uninjected
     baselines in the attrs."""
+    require_experiment(ds, NAME)
     ok = scores(ds)["success"].values
     task, cond = np.asarray(ds["task"].values), np.asarray(ds["condition"].values)
     layer, strength, sentence = np.asarray(ds["inject_layer"].values), np.asarray(ds["strength"].values), np.asarray(ds["sentence"].values)

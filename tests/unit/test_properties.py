@@ -56,7 +56,7 @@ valid_configs = st.builds(
     DetectionLogitsConfig,
     concepts=st.lists(st.sampled_from(["Dust", "Oceans", "Poetry", "Bread", "Silver"]), min_size=1, max_size=5, unique=True).map(tuple),
     layers=st.lists(st.sampled_from(["0", "1", "2", "0.5", "-1"]), min_size=1, max_size=3).map(tuple),
-    strengths=st.lists(numbers, min_size=1, max_size=4).map(tuple),
+    strengths=st.lists(numbers, min_size=1, max_size=4, unique_by=float).map(tuple),  # duplicates are refused
     strength_unit=st.sampled_from(["raw", "resid_norm"]),
     seed=st.integers(0, 2**31),
     batch_size=st.integers(1, 64),

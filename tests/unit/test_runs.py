@@ -147,3 +147,47 @@ def test_cli_info(tiny, vectors, tmp_path, capsys):
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "16 committed of 16" in text and "weights sha256" in text and '"strengths": [0.0, 4.0]' in text
+
+
+def test_layer_fractions_by_value_and_optional_ints_parse():
+    from mechintro.cli import _field_value, _parser
+    from mechintro.vectors import resolve_layers
+
+    assert resolve_layers(["1e-1"], 30) == [3]  # before: "1e-1" had no ".", so it was index 0
+    assert resolve_layers(["12", 12, "0.5"], 30) == [12, 15]
+    args = _parser().parse_args(["run", "detection-logits", "--set", "trials=1", "--out", "x.zarr"])
+    fields = {f.name: f for f in D.DetectionLogitsConfig.__dataclass_fields__.values()}
+    from mechintro.cli import _apply_settings
+
+    given: dict = {}
+    _apply_settings(args.settings, fields, given)
+    assert given == {"trials": 1} and _field_value("1,2", (1.0,)) == (1.0, 2.0)
+
+
+def test_truncated_model_cache_manifest_is_reconverted(tiny, tmp_path, monkeypatch):
+    import dataclasses
+
+    from mechintro import models
+
+    checkpoint = tmp_path / "ckpt"
+    tiny.hf.save_pretrained(checkpoint, safe_serialization=True)
+    tiny.tokenizer.save_pretrained(checkpoint)
+    weights = checkpoint / "model.safetensors"
+    spec = dataclasses.replace(models.OFFLINE_MODELS["smollm2-135m"], name="fake-tiny", sha256=models.sha256_of([weights]))
+    converted = []
+
+    def convert(spec, parts, out):
+        converted.append(out)
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(checkpoint, out)
+        (out / "manifest.json").write_text(json.dumps({"gguf_sha256": spec.sha256, "safetensors_sha256": models.sha256_of([out / "model.safetensors"])}))
+
+    monkeypatch.setenv("MECHINTRO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(models, "offline_parts", lambda spec: [weights])
+    monkeypatch.setattr(models, "_convert_gguf", convert)
+    models._load_offline(spec, "float32", None)
+    assert len(converted) == 1
+    manifest = converted[0] / "manifest.json"
+    manifest.write_text(manifest.read_text()[:10])  # before: a JSONDecodeError traceback
+    models._load_offline(spec, "float32", None)
+    assert len(converted) == 2 and json.loads(manifest.read_text())["gguf_sha256"] == spec.sha256

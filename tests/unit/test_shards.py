@@ -116,3 +116,20 @@ def test_cli_runs_shards_and_merges_them(tmp_path, capsys):
     assert main(["-q", "merge", str(tmp_path / "s1.zarr"), str(tmp_path / "s2.zarr"), "--out", str(tmp_path / "m.zarr")]) == 0
     assert "merged 2 shards: 16 trials" in capsys.readouterr().out
     _same(runs.open_run(tmp_path / "m.zarr").load(), runs.open_run(tmp_path / "whole.zarr").load())
+
+
+def test_merge_refuses_a_damaged_shard(tiny, tmp_path):
+    import shutil
+
+    a = _run(tiny, tmp_path / "a.zarr", "logits", runner.Shard(1, 2))
+    b = _run(tiny, tmp_path / "b.zarr", "logits", runner.Shard(2, 2))
+    for damage in ("answer_logprobs", "input_ids"):
+        hurt = tmp_path / f"hurt-{damage}.zarr"
+        shutil.copytree(b, hurt)
+        chunk = next(p for p in sorted((hurt / damage).rglob("*")) if p.is_file() and p.name != "zarr.json")
+        chunk.write_bytes(chunk.read_bytes()[:7])  # before: merged as if nothing were wrong
+        with pytest.raises(MechintroError, match=r"shard 2/2 .* is damaged .*merge refused"):
+            runs.merge([a, hurt], tmp_path / "new.zarr")
+        assert not (tmp_path / "new.zarr").exists()
+    merged = runs.merge([a, b], tmp_path / "new.zarr")
+    assert runs.verify(merged).ok and runs.read_manifest(merged)["root"]["attributes"].get("shard") is None
