@@ -562,9 +562,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    from mechintro.progress import is_default_on, set_default
+
+    bars = is_default_on()
     try:
         return _main(argv, debug)
     finally:
+        set_default(bars)  # -q lasts for this command only (main() is also called in-process)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

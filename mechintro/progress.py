@@ -85,6 +85,11 @@ def set_default(enabled: bool) -> None:
     _DEFAULT["enabled"] = bool(enabled)
 
 
+def is_default_on() -> bool:
+    """Whether ``progress=None`` draws a bar now (see :func:`set_default`)."""
+    return _DEFAULT["enabled"]
+
+
 def _off(progress: Progress) -> bool:
     return progress is False or (progress is None and not _DEFAULT["enabled"])
 

@@ -103,7 +103,8 @@ def _generation_run(tiny, out):
     trials = [runner.Trial(prompt=p, condition=c, concept="Dust" if c == "injected" else "", strength=4.0, inject_layer=1, inject_layer_end=2,
                            vector=v if c == "injected" else None, window=Window.from_marker("Trial 1", generated=True),
                            labels={"question": "Trial 1: Do you detect an injected thought?"}) for c in ("injected", "control")]
-    return runner.execute(tiny, trials, out, config={"g": 1}, mode="generate", generation=runner.Generation(max_new_tokens=8), batch_size=2)
+    return runner.execute(tiny, trials, out, config={"g": 1}, mode="generate", generation=runner.Generation(max_new_tokens=8), batch_size=2,
+                          progress=False)
 
 
 def test_regrade_saved_run_stores_verdicts_and_never_the_key(tiny, server, tmp_path, monkeypatch, caplog, capsys):
