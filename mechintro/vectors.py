@@ -41,9 +41,8 @@ from mechintro.provenance import provenance_attrs
 LINDSEY_TEMPLATE = "Tell me about {word}"
 StrengthUnit = Literal["raw", "resid_norm"]
 
-# Assistant-turn openings for PCA-center datasets. The Latent Introspection code uses 582
-# truncated model outputs (data/all_truncated_outputs.json), which we do not ship; these generic
-# openings play the same role (varying the read-out context). See docs/protocols.md.
+# mechintro's former PCA-center suffixes (20 generic assistant openings), kept for comparison.
+# The default is now the authors' 582 truncated outputs (stimuli.latent_introspection_suffixes).
 DEFAULT_SUFFIXES = (
     "", "I", "The", "Sure", "Well,", "That game", "I can see", "Let me", "It is", "One thing",
     "When I", "There are", "In my", "Honestly,", "This is", "My favorite", "You know,",
@@ -58,8 +57,14 @@ def _acts(model: Model, texts: Sequence[str], batch_size: int) -> torch.Tensor:
     return torch.cat(out, 0)
 
 
-def _chat(model: Model, content: str) -> str:
-    return render_chat(model.tokenizer, [{"role": "user", "content": content}])
+def _chat(model: Model, content: str, system: str | None = None) -> str:
+    """``content`` as a user turn with the generation prompt. ``system=None`` sends no system
+    message (a template such as SmolLM2's then inserts its default one); a string, even ``""``,
+    is sent as the system message (the Latent Introspection code sends ``""``)."""
+    messages = [{"role": "user", "content": content}]
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": system})
+    return render_chat(model.tokenizer, messages)
 
 
 def _check_words(words: Sequence[str], what: str) -> list[str]:
@@ -108,8 +113,10 @@ def concept_vectors(
     template: str = LINDSEY_TEMPLATE,
     lowercase: bool = True,
     batch_size: int = 32,
+    system: str | None = None,
 ) -> xr.DataArray:
-    """Lindsey's concept vectors for ``concepts`` at every layer.
+    """Lindsey's concept vectors for ``concepts`` at every layer (``system``: a system message;
+    ``None``, the default, sends none, so the template's own default applies).
 
     Returns:
         DataArray ``(concept, layer, d_model)`` float32: act(concept) − mean(act(baseline)).
@@ -120,7 +127,7 @@ def concept_vectors(
         raise MechintroError("the template must contain '{word}'")
 
     def text(w: str) -> str:
-        return _chat(model, template.format(word=w.lower() if lowercase else w))
+        return _chat(model, template.format(word=w.lower() if lowercase else w), system)
 
     base = _acts(model, [text(w) for w in baseline], batch_size)
     acts = _acts(model, [text(w) for w in concepts], batch_size)
@@ -139,6 +146,7 @@ def contrastive_vector(
     name: str,
     chat: bool = True,
     batch_size: int = 32,
+    system: str | None = None,
 ) -> xr.DataArray:
     """Mean difference of last-token activations, positive minus negative prompts.
 
@@ -147,7 +155,7 @@ def contrastive_vector(
     """
     positive = _check_words(positive, "positive prompt")
     negative = _check_words(negative, "negative prompt")
-    wrap = (lambda s: _chat(model, s)) if chat else (lambda s: s)
+    wrap = (lambda s: _chat(model, s, system)) if chat else (lambda s: s)
     pos = _acts(model, [wrap(s) for s in positive], batch_size)
     neg = _acts(model, [wrap(s) for s in negative], batch_size)
     both = torch.cat([pos, neg])
@@ -174,7 +182,10 @@ def pca_center_direction(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         x = train[:, layer]
         _, _, vh = torch.linalg.svd(x - x.mean(0), full_matrices=False)
         d = vh[0]
-        if ((pos[:, layer].double() @ d) < (neg[:, layer].double() @ d)).float().mean() > 0.5:
+        # repeng's rule: flip when more pairs have the positive below the negative than above
+        below = ((pos[:, layer].double() @ d) < (neg[:, layer].double() @ d)).float().mean()
+        above = ((pos[:, layer].double() @ d) > (neg[:, layer].double() @ d)).float().mean()
+        if below > above:
             d = -d
         out.append(d)
     return torch.stack(out).float()
@@ -186,25 +197,33 @@ def pca_center_vectors(
     *,
     template: str = "Please talk about {concept}.",
     neutral: str = "anything",
-    suffixes: Sequence[str] = DEFAULT_SUFFIXES,
+    suffixes: Sequence[str] | None = None,
+    system: str | None = "",
     batch_size: int = 32,
 ) -> xr.DataArray:
-    """Latent-Introspection concept directions (unit norm per layer).
+    """Latent-Introspection concept directions (unit norm per layer), as the authors' code makes
+    them (``helpers.py: train_concept_vector``, repeng ``ControlVector.train(method="pca_center")``).
 
-    For each suffix, positive = chat(``template`` with the concept) + suffix, negative = the same
-    with ``neutral`` in place of the concept; the direction is :func:`pca_center_direction`.
+    For each suffix, positive = chat(``system``, ``template`` with the concept) + suffix, negative
+    = the same with ``neutral`` in place of the concept; the direction is
+    :func:`pca_center_direction`. Defaults are the authors': an empty system message (``None``
+    lets the template insert its own default one, a deviation) and their 582 truncated outputs
+    as suffixes (:func:`mechintro.stimuli.latent_introspection_suffixes`); pass ``suffixes`` to
+    use another set (``DEFAULT_SUFFIXES`` is mechintro's former 20).
     """
     concepts = _check_words(concepts, "concept")
+    suffixes = stimuli.latent_introspection_suffixes() if suffixes is None else list(suffixes)
     if len(suffixes) < 2:
         raise MechintroError("PCA-center needs at least 2 suffixes (prompt pairs)")
-    neg = _acts(model, [_chat(model, template.format(concept=neutral)) + s for s in suffixes], batch_size)
+    neg = _acts(model, [_chat(model, template.format(concept=neutral), system) + s for s in suffixes], batch_size)
     vecs = []
     for c in concepts:
-        pos = _acts(model, [_chat(model, template.format(concept=c)) + s for s in suffixes], batch_size)
+        pos = _acts(model, [_chat(model, template.format(concept=c), system) + s for s in suffixes], batch_size)
         vecs.append(pca_center_direction(pos, neg))
     return _package(
         model, torch.stack(vecs), concepts, neg.norm(dim=-1).mean(0), "pca_center",
         template=template, neutral=neutral, suffixes=list(suffixes),
+        system="(template default)" if system is None else system,
     )
 
 
