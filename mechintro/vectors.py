@@ -339,3 +339,45 @@ def check_vectors_match(vectors: xr.DataArray, model: Model) -> None:
             f"vectors were computed on {vectors.attrs.get('model')} (weights {str(vectors.attrs.get('weights_sha256'))[:12]}…), "
             f"not on {model.name}: compute vectors with this model"
         )
+
+
+VectorMethod = Literal["lindsey", "pca_center", "contrastive"]
+
+
+def make_vectors(
+    model: Model,
+    method: VectorMethod,
+    concepts: Sequence[str] = (),
+    *,
+    system: str | None | Literal["method default"] = "method default",
+    suffixes: Sequence[str] | None = None,
+    baseline: Sequence[str] | None = None,
+    positive: Sequence[str] = (),
+    negative: Sequence[str] = (),
+    chat: bool = True,
+    batch_size: int = 32,
+) -> xr.DataArray:
+    """Any published recipe by name (the Python side of ``mechintro vectors --method``).
+
+    - ``lindsey``: :func:`concept_vectors` of ``concepts`` against ``baseline`` (default Lindsey's
+      100 words); no system message unless ``system`` is given.
+    - ``pca_center``: :func:`pca_center_vectors` (the Latent Introspection code's recipe; default
+      an empty system message and the authors' 582 ``suffixes``).
+    - ``contrastive``: :func:`contrastive_vector`, ``positive`` minus ``negative`` prompts, named
+      ``concepts[0]`` (raw strings with ``chat=False``, as Godet's caps vector).
+
+    ``system``: a system message for the prompts; ``None`` sends none (the template's default
+    applies); left out, each method's own default.
+    """
+    if method == "lindsey":
+        return concept_vectors(model, concepts, baseline=baseline, batch_size=batch_size,
+                               system=None if system == "method default" else system)
+    if method == "pca_center":
+        return pca_center_vectors(model, concepts, suffixes=suffixes, batch_size=batch_size,
+                                  system="" if system == "method default" else system)
+    if method == "contrastive":
+        if len(concepts) != 1:
+            raise MechintroError("a contrastive vector takes one name: give exactly one concept (e.g. --concepts caps)")
+        return contrastive_vector(model, positive, negative, name=concepts[0], chat=chat, batch_size=batch_size,
+                                  system=None if system == "method default" else system)
+    raise MechintroError(f"unknown vector method '{method}': use lindsey, pca_center or contrastive")

@@ -123,6 +123,8 @@ class LatentIntrospectionConfig:
             raise MechintroError("the interventions list is empty: give at least one (inject, inject-inaccurate, finetune, salient, echo)")
         if not self.answer_formats:
             raise MechintroError("the answer_formats list is empty: give yes-no, 0-1 or both")
+        if self.suffixes_file:
+            load_suffixes(self.suffixes_file)  # a bad file fails here, before any model loads
 
 
 Config = LatentIntrospectionConfig
@@ -164,7 +166,7 @@ def load_suffixes(path: str) -> list[str]:
     """PCA-center suffixes from a JSON file: a list of strings, or ``{"suffixes": [...]}``."""
     p = Path(path)
     if not p.is_file():
-        raise MechintroError(f"suffixes_file {path} does not exist: give a JSON list of strings")
+        raise MechintroError(f"suffixes_file {path} is not a file: give a JSON list of strings")
     try:
         data = json.loads(p.read_text("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):

@@ -105,3 +105,36 @@ def test_interventions_cross_documents(tiny, both):
     assert li["PREFIX_ECHO"] in echo.prompt.text and li["TURN_2_PREFIX_ECHO"] in echo.prompt.text
     with pytest.raises(Exception, match="interventions"):
         dataclasses.replace(cfg, interventions=())
+
+
+def test_vectors_cli_methods_equal_the_python_recipes(tiny, tmp_path):
+    """``mechintro vectors --method`` gives what the Python functions give, with the recipe's inputs."""
+    import json
+
+    from mechintro.cli import main
+    from mechintro.vectors import contrastive_vector, load_vectors, make_vectors
+
+    tiny.hf.save_pretrained(tmp_path / "tiny", safe_serialization=True)
+    tiny.tokenizer.save_pretrained(tmp_path / "tiny")
+    (tmp_path / "s.json").write_text(json.dumps(SUFFIXES[:6]))
+    m = str(tmp_path / "tiny")
+    assert main(["-q", "vectors", "--model", m, "--method", "pca_center", "--concepts", "cats", "--suffixes-file",
+                 str(tmp_path / "s.json"), "--out", str(tmp_path / "p.zarr")]) == 0
+    got = load_vectors(tmp_path / "p.zarr")
+    want = pca_center_vectors(tiny, ["cats"], suffixes=SUFFIXES[:6])
+    assert got.attrs["method"] == "pca_center" and got.attrs["system"] == ""
+    np.testing.assert_allclose(got.values, want.values, atol=1e-5)
+    # --template-system: the deviation (no system message) is a different vector
+    assert main(["-q", "vectors", "--model", m, "--method", "pca_center", "--concepts", "cats", "--suffixes-file",
+                 str(tmp_path / "s.json"), "--template-system", "--out", str(tmp_path / "t.zarr")]) == 0
+    assert not np.allclose(load_vectors(tmp_path / "t.zarr").values, want.values, atol=1e-3)
+    (tmp_path / "pos.txt").write_text("HI! HOW ARE YOU?\nGOOD MORNING, FRIEND!\n")
+    assert main(["-q", "vectors", "--model", m, "--method", "contrastive", "--concepts", "caps", "--raw", "--positive",
+                 f"@{tmp_path / 'pos.txt'}", "--negative", "Hi! How are you?,Good morning friend!", "--out", str(tmp_path / "c.zarr")]) == 0
+    want = contrastive_vector(tiny, ["HI! HOW ARE YOU?", "GOOD MORNING, FRIEND!"], ["Hi! How are you?", "Good morning friend!"],
+                              name="caps", chat=False)
+    np.testing.assert_allclose(load_vectors(tmp_path / "c.zarr").values, want.values, atol=1e-5)
+    assert main(["-q", "vectors", "--model", m, "--concepts", "cats", "--baseline-words", "apple,chair", "--system", "Be brief.",
+                 "--out", str(tmp_path / "l.zarr")]) == 0
+    want = make_vectors(tiny, "lindsey", ["cats"], baseline=["apple", "chair"], system="Be brief.")
+    np.testing.assert_allclose(load_vectors(tmp_path / "l.zarr").values, want.values, atol=1e-5)
