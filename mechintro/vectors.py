@@ -349,7 +349,7 @@ def make_vectors(
     method: VectorMethod,
     concepts: Sequence[str] = (),
     *,
-    system: str | None | Literal["method default"] = "method default",
+    system: str | Literal["method default"] | None = "method default",
     suffixes: Sequence[str] | None = None,
     baseline: Sequence[str] | None = None,
     positive: Sequence[str] = (),

@@ -38,7 +38,9 @@ def _steer(hf, layer_ids, directions, strength):
     """repeng ControlModule: output[0] + strength · direction at every position of the chunk."""
     handles = []
     for layer in layer_ids:
-        def hook(module, args, output, v=torch.as_tensor(directions[layer], dtype=torch.float32) * strength):
+        vec = torch.as_tensor(directions[layer], dtype=torch.float32) * strength
+
+        def hook(module, args, output, v=vec):
             h = output[0] if isinstance(output, tuple) else output
             h = h + v.to(h.dtype)
             return (h, *output[1:]) if isinstance(output, tuple) else h

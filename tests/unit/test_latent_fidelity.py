@@ -80,7 +80,7 @@ def test_mutated_reference_is_caught(tiny, both, tmp_path):
 def test_binary_format_reads_one_and_zero(tiny, both, tmp_path):
     ref_vecs, ours_vecs = both
     steps = authors_conversation(stimuli.latent_introspection(), None, binary=True)
-    base, expr = logit_diff(tiny.hf, tiny.tokenizer, steps, LAYERS, ref_vecs, STRENGTH)
+    _, expr = logit_diff(tiny.hf, tiny.tokenizer, steps, LAYERS, ref_vecs, STRENGTH)
     one = tiny.tokenizer.encode("1", add_special_tokens=False)[0]
     cfg = LI.Config(concepts=("cats",), variants=("none",), control_questions=False, strengths=(STRENGTH,),
                     layer_start=LAYERS[0], layer_end=LAYERS[-1] + 1, answer_formats=("0-1",))
