@@ -72,6 +72,19 @@ def _batch_size(text: str) -> int:
     return value
 
 
+def _texts(text: str) -> list[str]:
+    """A comma-separated list, or ``@path``: a text file with one item per line."""
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise argparse.ArgumentTypeError(f"file {path} does not exist")
+        items = [line for line in path.read_text("utf-8").splitlines() if line.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"file {path} has no non-empty lines")
+        return items
+    return _list(text)
+
+
 def _shard(text: str):
     from mechintro.runner import Shard
 
@@ -126,10 +139,22 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--remote", nargs="?", const=True, default=False, metavar="URL",
                         help="run the traces on NDIF (a Hub id as --model; NDIF_HOST/NDIF_API_KEY apply), or on the NDIF-protocol server at URL")
 
-    v = sub.add_parser("vectors", help="compute Lindsey concept vectors for every layer")
+    v = sub.add_parser("vectors", help="compute concept vectors for every layer (Lindsey's, PCA-center or contrastive)")
     model_args(v)
-    v.add_argument("--concepts", type=_concepts, required=True, help="comma-separated words, e.g. Dust,Oceans")
+    v.add_argument("--concepts", type=_concepts, required=True, help="comma-separated words, e.g. Dust,Oceans (contrastive: the vector's name)")
     v.add_argument("--out", type=Path, required=True, help="output zarr store")
+    v.add_argument("--method", choices=["lindsey", "pca_center", "contrastive"], default="lindsey",
+                   help="lindsey (default): word minus baseline mean; pca_center: the Latent Introspection code's repeng recipe; "
+                        "contrastive: mean of --positive minus mean of --negative")
+    vs = v.add_mutually_exclusive_group()
+    vs.add_argument("--system", default=None, help="system message of the prompts (default: none for lindsey/contrastive, "
+                                                   "empty for pca_center, as the authors' code)")
+    vs.add_argument("--template-system", action="store_true", help="send no system message, so the chat template's default applies")
+    v.add_argument("--suffixes-file", type=Path, help="pca_center: JSON list of suffixes (default: the authors' 582 truncated outputs)")
+    v.add_argument("--baseline-words", type=_list, help="lindsey: comma-separated baseline words (default: Lindsey's 100)")
+    v.add_argument("--positive", type=_texts, help="contrastive: positive prompts, comma-separated or @file (one per line)")
+    v.add_argument("--negative", type=_texts, help="contrastive: negative prompts, comma-separated or @file (one per line)")
+    v.add_argument("--raw", action="store_true", help="contrastive: use the prompts as raw text, not chat turns")
 
     r = sub.add_parser("run", help="run an experiment into a run dataset")
     r.add_argument("experiment", help="experiment name (e.g. detection-logits)")
@@ -230,18 +255,36 @@ def _progress(desc: str, quiet: bool):
 
 def _cmd_vectors(args: argparse.Namespace) -> int:
     from mechintro.models import load_model
-    from mechintro.vectors import concept_vectors, save_vectors
+    from mechintro.vectors import make_vectors, save_vectors
 
     if args.out.exists():
         raise MechintroError(f"{args.out} already exists: choose another --out or delete it")
+    inputs = _vector_inputs(args)
     model = load_model(args.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code,
                        remote=args.remote)
-    vectors = concept_vectors(model, args.concepts)
+    vectors = make_vectors(model, args.method, args.concepts, **inputs)
     save_vectors(vectors, args.out)
     norms = vectors.vector_norm.mean("concept")
-    print(f"wrote {len(args.concepts)} concept vectors × {model.n_layers} layers to {args.out}")
+    print(f"wrote {len(args.concepts)} {args.method} vectors × {model.n_layers} layers to {args.out}")
     print("mean ‖v‖ by layer: " + ", ".join(f"{int(layer)}:{float(n):.1f}" for layer, n in zip(norms.layer.values, norms.values, strict=True)))
     return 0
+
+
+def _vector_inputs(args: argparse.Namespace) -> dict:
+    """``mechintro vectors --method``: the recipe's inputs from the flags, checked before the model loads."""
+    from mechintro.experiments.latent_introspection import load_suffixes
+
+    wrong = [flag for flag, value, method in (("--suffixes-file", args.suffixes_file, "pca_center"), ("--baseline-words", args.baseline_words, "lindsey"),
+                                              ("--positive", args.positive, "contrastive"), ("--negative", args.negative, "contrastive"),
+                                              ("--raw", args.raw, "contrastive")) if value and args.method != method]
+    if wrong:
+        raise MechintroError(f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to --method {args.method}: drop it or change the method")
+    if args.method == "contrastive" and not (args.positive and args.negative):
+        raise MechintroError("--method contrastive needs --positive and --negative prompts")
+    system = None if args.template_system else ("method default" if args.system is None else args.system)
+    suffixes = load_suffixes(str(args.suffixes_file)) if args.suffixes_file else None
+    return dict(system=system, suffixes=suffixes, baseline=args.baseline_words,
+                positive=args.positive or (), negative=args.negative or (), chat=not args.raw)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -73,3 +73,10 @@ def control_words() -> list[str]:
 def analysis_words() -> list[str]:
     """Every word an analysis compares with: the 50 concepts, the 100 control words, the anomaly words."""
     return list(dict.fromkeys(concept_words() + control_words() + list(ANOMALY_WORDS)))
+
+
+def latent_introspection_suffixes() -> list[str]:
+    """The 582 truncated model outputs the Latent Introspection code appends to both prompts of
+    each PCA-center pair (``data/all_truncated_outputs.json`` of
+    acsresearch/latent-introspection-code, MIT licence; source and licence in the data file)."""
+    return list(_load("latent_introspection_suffixes.json")["suffixes"])

@@ -49,9 +49,8 @@ log = logging.getLogger(__name__)
 LINDSEY_TEMPLATE = "Tell me about {word}"
 StrengthUnit = Literal["raw", "resid_norm"]
 
-# Assistant-turn openings for PCA-center datasets. The Latent Introspection code uses 582
-# truncated model outputs (data/all_truncated_outputs.json), which we do not ship; these generic
-# openings play the same role (varying the read-out context). See docs/protocols.md.
+# mechintro's former PCA-center suffixes (20 generic assistant openings), kept for comparison.
+# The default is now the authors' 582 truncated outputs (stimuli.latent_introspection_suffixes).
 DEFAULT_SUFFIXES = (
     "", "I", "The", "Sure", "Well,", "That game", "I can see", "Let me", "It is", "One thing",
     "When I", "There are", "In my", "Honestly,", "This is", "My favorite", "You know,",
@@ -141,8 +140,14 @@ def _baseline_stats(model: Model, texts: Sequence[str], batch_size: int, step: C
     return mean, norm
 
 
-def _chat(model: Model, content: str) -> str:
-    return render_chat(model.tokenizer, [{"role": "user", "content": content}])
+def _chat(model: Model, content: str, system: str | None = None) -> str:
+    """``content`` as a user turn with the generation prompt. ``system=None`` sends no system
+    message (a template such as SmolLM2's then inserts its default one); a string, even ``""``,
+    is sent as the system message (the Latent Introspection code sends ``""``)."""
+    messages = [{"role": "user", "content": content}]
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": system})
+    return render_chat(model.tokenizer, messages)
 
 
 def _check_words(words: Sequence[str], what: str) -> list[str]:
@@ -193,8 +198,10 @@ def concept_vectors(
     batch_size: int = 32,
     progress: Progress = None,
     cache: bool = True,
+    system: str | None = None,
 ) -> xr.DataArray:
-    """Lindsey's concept vectors for ``concepts`` at every layer.
+    """Lindsey's concept vectors for ``concepts`` at every layer (``system``: a system message;
+    ``None``, the default, sends none, so the template's own default applies).
 
     The baseline words' mean activation is computed once per (weights, rendered prompts) and kept
     in the model cache (``$MECHINTRO_CACHE/baselines``, hash-checked on read; ``cache=False``
@@ -214,7 +221,7 @@ def concept_vectors(
         raise MechintroError("the template must contain '{word}'")
 
     def text(w: str) -> str:
-        return _chat(model, template.format(word=w.lower() if lowercase else w))
+        return _chat(model, template.format(word=w.lower() if lowercase else w), system)
 
     base_texts = [text(w) for w in baseline]
     key = _baseline_key(model, base_texts, batch_size) if cache else None
@@ -237,6 +244,7 @@ def contrastive_vector(
     name: str,
     chat: bool = True,
     batch_size: int = 32,
+    system: str | None = None,
 ) -> xr.DataArray:
     """Mean difference of last-token activations, positive minus negative prompts.
 
@@ -245,7 +253,7 @@ def contrastive_vector(
     """
     positive = _check_words(positive, "positive prompt")
     negative = _check_words(negative, "negative prompt")
-    wrap = (lambda s: _chat(model, s)) if chat else (lambda s: s)
+    wrap = (lambda s: _chat(model, s, system)) if chat else (lambda s: s)
     pos = _acts(model, [wrap(s) for s in positive], batch_size)
     neg = _acts(model, [wrap(s) for s in negative], batch_size)
     both = torch.cat([pos, neg])
@@ -272,7 +280,10 @@ def pca_center_direction(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         x = train[:, layer]
         _, _, vh = torch.linalg.svd(x - x.mean(0), full_matrices=False)
         d = vh[0]
-        if ((pos[:, layer].double() @ d) < (neg[:, layer].double() @ d)).float().mean() > 0.5:
+        # repeng's rule: flip when more pairs have the positive below the negative than above
+        below = ((pos[:, layer].double() @ d) < (neg[:, layer].double() @ d)).float().mean()
+        above = ((pos[:, layer].double() @ d) > (neg[:, layer].double() @ d)).float().mean()
+        if below > above:
             d = -d
         out.append(d)
     return torch.stack(out).float()
@@ -284,25 +295,33 @@ def pca_center_vectors(
     *,
     template: str = "Please talk about {concept}.",
     neutral: str = "anything",
-    suffixes: Sequence[str] = DEFAULT_SUFFIXES,
+    suffixes: Sequence[str] | None = None,
+    system: str | None = "",
     batch_size: int = 32,
 ) -> xr.DataArray:
-    """Latent-Introspection concept directions (unit norm per layer).
+    """Latent-Introspection concept directions (unit norm per layer), as the authors' code makes
+    them (``helpers.py: train_concept_vector``, repeng ``ControlVector.train(method="pca_center")``).
 
-    For each suffix, positive = chat(``template`` with the concept) + suffix, negative = the same
-    with ``neutral`` in place of the concept; the direction is :func:`pca_center_direction`.
+    For each suffix, positive = chat(``system``, ``template`` with the concept) + suffix, negative
+    = the same with ``neutral`` in place of the concept; the direction is
+    :func:`pca_center_direction`. Defaults are the authors': an empty system message (``None``
+    lets the template insert its own default one, a deviation) and their 582 truncated outputs
+    as suffixes (:func:`mechintro.stimuli.latent_introspection_suffixes`); pass ``suffixes`` to
+    use another set (``DEFAULT_SUFFIXES`` is mechintro's former 20).
     """
     concepts = _check_words(concepts, "concept")
+    suffixes = stimuli.latent_introspection_suffixes() if suffixes is None else list(suffixes)
     if len(suffixes) < 2:
         raise MechintroError("PCA-center needs at least 2 suffixes (prompt pairs)")
-    neg = _acts(model, [_chat(model, template.format(concept=neutral)) + s for s in suffixes], batch_size)
+    neg = _acts(model, [_chat(model, template.format(concept=neutral), system) + s for s in suffixes], batch_size)
     vecs = []
     for c in concepts:
-        pos = _acts(model, [_chat(model, template.format(concept=c)) + s for s in suffixes], batch_size)
+        pos = _acts(model, [_chat(model, template.format(concept=c), system) + s for s in suffixes], batch_size)
         vecs.append(pca_center_direction(pos, neg))
     return _package(
         model, torch.stack(vecs), concepts, neg.norm(dim=-1).mean(0), "pca_center",
         template=template, neutral=neutral, suffixes=list(suffixes),
+        system="(template default)" if system is None else system,
     )
 
 
@@ -521,3 +540,45 @@ def load_vectors_safetensors(path: str | Path, model: Model | None = None) -> xr
     if model is not None:
         check_vectors_match(da, model)
     return da
+
+
+VectorMethod = Literal["lindsey", "pca_center", "contrastive"]
+
+
+def make_vectors(
+    model: Model,
+    method: VectorMethod,
+    concepts: Sequence[str] = (),
+    *,
+    system: str | Literal["method default"] | None = "method default",
+    suffixes: Sequence[str] | None = None,
+    baseline: Sequence[str] | None = None,
+    positive: Sequence[str] = (),
+    negative: Sequence[str] = (),
+    chat: bool = True,
+    batch_size: int = 32,
+) -> xr.DataArray:
+    """Any published recipe by name (the Python side of ``mechintro vectors --method``).
+
+    - ``lindsey``: :func:`concept_vectors` of ``concepts`` against ``baseline`` (default Lindsey's
+      100 words); no system message unless ``system`` is given.
+    - ``pca_center``: :func:`pca_center_vectors` (the Latent Introspection code's recipe; default
+      an empty system message and the authors' 582 ``suffixes``).
+    - ``contrastive``: :func:`contrastive_vector`, ``positive`` minus ``negative`` prompts, named
+      ``concepts[0]`` (raw strings with ``chat=False``, as Godet's caps vector).
+
+    ``system``: a system message for the prompts; ``None`` sends none (the template's default
+    applies); left out, each method's own default.
+    """
+    if method == "lindsey":
+        return concept_vectors(model, concepts, baseline=baseline, batch_size=batch_size,
+                               system=None if system == "method default" else system)
+    if method == "pca_center":
+        return pca_center_vectors(model, concepts, suffixes=suffixes, batch_size=batch_size,
+                                  system="" if system == "method default" else system)
+    if method == "contrastive":
+        if len(concepts) != 1:
+            raise MechintroError("a contrastive vector takes one name: give exactly one concept (e.g. --concepts caps)")
+        return contrastive_vector(model, positive, negative, name=concepts[0], chat=chat, batch_size=batch_size,
+                                  system=None if system == "method default" else system)
+    raise MechintroError(f"unknown vector method '{method}': use lindsey, pca_center or contrastive")

@@ -420,3 +420,17 @@ CASES += [
     Case("resume-other-vectors", "resuming a run with other `--vectors` (same concepts, other contents)", "differs in: vectors_sha256",
          call=_api_resume_other_vectors),
 ]
+
+
+CASES += [
+    Case("vectors-flag-other-method", "a recipe input of another method (--suffixes-file with lindsey)", "does not apply to --method lindsey",
+         argv=["vectors", "--model", "{env}/tiny", "--concepts", "Dust", "--suffixes-file", "{env}/run.zarr", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("vectors-contrastive-no-prompts", "a contrastive vector without --positive/--negative", "needs --positive and --negative",
+         argv=["vectors", "--model", "{env}/tiny", "--method", "contrastive", "--concepts", "caps", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("vectors-suffixes-missing", "a PCA-center suffix file that does not exist", "is not a file",
+         argv=["vectors", "--model", "{env}/tiny", "--method", "pca_center", "--concepts", "Dust", "--suffixes-file", "{env}/nope.json",
+               "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("latent-suffixes-not-list", "latent-introspection with a suffixes_file that is not a list of strings", "is not a list of at least 2 strings",
+         argv=["run", "latent-introspection", "--model", "{env}/tiny", "--set", "suffixes_file={env}/tiny/config.json",
+               "--out", "{env}/new.zarr"], out="new.zarr"),
+]

@@ -1,21 +1,36 @@
-"""``latent-introspection``: vgel's KV-cache-only protocol with its controls (PROTOCOL.md §3).
+"""``latent-introspection``: vgel's KV-cache-only protocol with its controls, as the authors'
+code runs it (acsresearch/latent-introspection-code; the detail-by-detail audit is the
+latent-introspection table of ``docs/protocols.md``).
 
-Turn 1 (an empty system message, then the user's intro paragraph, an optional info document and
-the suffix, and the preset assistant reply ``{ }``) is steered at every layer of a range; turn 2
-(the question, then the assistant prefix "The answer is") is not. Because attention is causal,
-steering turn 1's tokens in one pass equals vgel's steer-fill-cache-unsteer procedure (tested).
-Read: P(" yes") and P(" no") after "The answer is", steered vs unsteered.
+The conversation is ``[system "", user turn 1, assistant "{ }", user turn 2, assistant "The answer
+is"]``. Turn 1 — the system message's template tokens, the user's intro paragraph (an optional
+info document between it and the suffix) and the preset reply ``{ }`` — is steered at every layer
+of a range, as the authors' ``logit_diff_helper`` does when it prefills turn 1 (system message
+included) through repeng's ``ControlModel``; turn 2 is not. Because attention is causal, steering
+turn 1's tokens in one pass equals their steer-fill-cache-unsteer procedure with two KV caches
+(``tests/unit/test_latent_fidelity.py`` compares with a plain-PyTorch copy of it). Read:
+P(" yes") and P(" no") (or P("1") and P("0") in the 0/1 format) after the assistant prefix,
+steered vs unsteered.
 
-Conditions (``variants``): the info document — ``none``, ``introspect`` (the janus paragraph and
-Lindsey's abstract), ``lorem`` (length-matched Lorem ipsum), ``poetic`` — and
-``introspect_inaccurate`` (the info document with the false "injected between brackets"
-location). The 34 control questions (groups no / no_confusing / yes / ambiguous) are asked in the
-``control_context`` variant with the same steering. Every question also runs unsteered once.
-Vectors: PCA-center (repeng's method, unit norm per layer; vgel) or Lindsey's (``vector_method``).
+Conditions: ``variants`` — the info document: ``none``, ``introspect`` (the janus paragraph and
+Lindsey's abstract), ``lorem`` (length-matched Lorem ipsum), ``poetic``; ``introspect_inaccurate``
+is the ``inject-inaccurate`` framing with the introspect document. ``interventions`` — the
+framings of the code: ``inject``, ``inject-inaccurate`` (the false "injected between brackets"
+location), ``finetune``, ``salient``, ``echo``, crossed with the documents. ``answer_formats`` —
+``yes-no`` and ``0-1`` ("The answer is 1/0", read after "The answer is "). The 34 control
+questions (groups no / no_confusing / yes / ambiguous) are asked in the ``control_context``
+document under every intervention and format with the same steering. Every prompt also runs
+unsteered once. Vectors: PCA-center made as the code makes them (empty system message, the 582
+suffixes, repeng's method; :func:`mechintro.vectors.pca_center_vectors`) or Lindsey's
+(``vector_method``).
 
-Differences from the code: the PCA-center suffix set is mechintro's 20 instead of repeng's 582
-truncated outputs; default strength 20 and the middle third of the layers follow vgel's
-Qwen-32B preset, which the small models do not share a scale with (sweep ``strengths``).
+Named deviations (off by default): ``omit_system`` (no system message: SmolLM2's template then
+inserts its default one, in the trials and the vector prompts), ``steer_system=false`` (steer the
+user and assistant turns only, not the system template tokens), ``suffixes_file`` (another
+suffix set). The cells run by default are a subset of the code's grid (which crosses all five
+framings, four documents and both formats): set ``interventions`` and ``answer_formats`` for the
+rest. Strength 20 and the middle third of the layers follow vgel's Qwen-32B preset, which the
+small models do not share a scale with (sweep ``strengths``).
 
 Model swap (``swap_model``, the code's "em-ft" condition): a second model of the same
 architecture and tokenizer (e.g. a finetune) reads turn 1 and fills the KV cache, unsteered; the
@@ -53,8 +68,24 @@ from mechintro.vectors import (
 
 NAME = "latent-introspection"
 Variant = Literal["none", "introspect", "lorem", "poetic", "introspect_inaccurate"]
+Intervention = Literal["inject", "inject-inaccurate", "finetune", "salient", "echo"]
+AnswerFormat = Literal["yes-no", "0-1"]
 INFO = {"none": None, "introspect": "INFO_INTROSPECT", "lorem": "INFO_LOREM", "poetic": "INFO_POETIC", "introspect_inaccurate": "INFO_INTROSPECT"}
+# The code's Intervention objects (main.py): stimulus keys of turn-1 prefix, turn-1 suffix, turn-2 prefix, turn-2 suffix.
+INTERVENTIONS: dict[str, tuple[str, str, str, str]] = {
+    "inject": ("PREFIX_INJECTION", "SUFFIX_INJECTION", "TURN_2_PREFIX_INJECTION", "TURN_2_SUFFIX_INJECTION"),
+    "inject-inaccurate": ("PREFIX_INJECTION", "SUFFIX_INJECTION_INACCURATE_LOCATION", "TURN_2_PREFIX_INJECTION", "TURN_2_SUFFIX_INJECTION"),
+    "finetune": ("PREFIX_FINETUNE", "SUFFIX_FINETUNE", "TURN_2_PREFIX_FINETUNE", "TURN_2_SUFFIX_FINETUNE"),
+    "salient": ("PREFIX_SALIENT", "SUFFIX_SALIENT", "TURN_2_PREFIX_SALIENT", "TURN_2_SUFFIX_SALIENT"),
+    "echo": ("PREFIX_ECHO", "SUFFIX_ECHO", "TURN_2_PREFIX_ECHO", "TURN_2_SUFFIX_ECHO"),
+}
+# The code's AnswerFormat objects: (introspection format text, control-question suffix, assistant prefix, yes label, no label).
+FORMATS: dict[str, tuple[str, str, str, str, str]] = {
+    "yes-no": ("FMT_YES_NO", "CONTROL_QUESTION_SUFFIX_YESNO", "The answer is", "yes", "no"),
+    "0-1": ("FMT_BINARY", "CONTROL_QUESTION_SUFFIX_BINARY", "The answer is ", "one", "zero"),
+}
 YES_NO_SPACE = Answers(forms={"yes": (" yes",), "no": (" no",)})
+YES_NO_BINARY = Answers(forms={"yes": (" yes",), "no": (" no",), "one": ("1",), "zero": ("0",)})
 CONTROL_GROUPS = {"no": "CONTROL_QUESTIONS_NO", "no_confusing": "CONTROL_QUESTIONS_NO_CONFUSING",
                   "yes": "CONTROL_QUESTIONS_YES", "ambiguous": "CONTROL_QUESTIONS_AMBIGUOUS"}
 CLIP = 1e-7
@@ -71,8 +102,14 @@ class LatentIntrospectionConfig:
     layer_end: str | int | float = "0.67"  # exclusive; n_layers or 1.0 for "to the last layer"
     strengths: tuple[float, ...] = (20.0,)
     variants: tuple[Variant, ...] = ("none", "introspect", "lorem", "poetic", "introspect_inaccurate")
+    interventions: tuple[Intervention, ...] = ("inject",)
+    answer_formats: tuple[AnswerFormat, ...] = ("yes-no",)
     control_questions: bool = True
     control_context: Variant = "introspect"
+    system_message: str = ""  # the code's empty system message, in the trials and the vector prompts
+    omit_system: bool = False  # deviation: send no system message (the template's default one then applies)
+    steer_system: bool = True  # steer turn 1's system template tokens too, as the code does; false: user + assistant only
+    suffixes_file: str = ""  # PCA-center suffixes (JSON list); default the code's 582 truncated outputs
     swap_model: str = ""  # a second model (same architecture) that fills turn 1's cache: the "em-ft" condition
     seed: int = 0
     batch_size: int = 8
@@ -82,32 +119,72 @@ class LatentIntrospectionConfig:
         check_config(self)
         if not self.variants:
             raise MechintroError("the variants list is empty: give at least one (none, introspect, lorem, poetic, introspect_inaccurate)")
+        if not self.interventions:
+            raise MechintroError("the interventions list is empty: give at least one (inject, inject-inaccurate, finetune, salient, echo)")
+        if not self.answer_formats:
+            raise MechintroError("the answer_formats list is empty: give yes-no, 0-1 or both")
+        if self.suffixes_file:
+            load_suffixes(self.suffixes_file)  # a bad file fails here, before any model loads
 
 
 Config = LatentIntrospectionConfig
 
 
-def conversation(variant: str, question: str) -> list[dict[str, str]]:
+def conversation(variant: str, question: str, *, intervention: str = "", answer_format: str = "yes-no",
+                 system: str | None = "") -> list[dict[str, str]]:
+    """The code's five messages (``system=None`` drops the system message, a deviation).
+
+    ``intervention`` defaults to ``inject`` (``inject-inaccurate`` for the variant
+    ``introspect_inaccurate``); ``question`` is the whole turn-2 text (:func:`questions`)."""
     li = stimuli.latent_introspection()
-    suffix = li["SUFFIX_INJECTION_INACCURATE_LOCATION" if variant.endswith("inaccurate") else "SUFFIX_INJECTION"]
-    parts = [li["PREFIX_INJECTION"]] + ([li[INFO[variant]]] if INFO[variant] else []) + [suffix]
-    return [
-        {"role": "system", "content": ""},
+    intervention = intervention or ("inject-inaccurate" if variant == "introspect_inaccurate" else "inject")
+    prefix, suffix, _, _ = INTERVENTIONS[intervention]
+    parts = [li[prefix]] + ([li[INFO[variant]]] if INFO[variant] else []) + [li[suffix]]
+    msgs = [
+        {"role": "system", "content": system or ""},
         {"role": "user", "content": "\n\n".join(parts)},
         {"role": "assistant", "content": li["ASST_TURN_1"]},
         {"role": "user", "content": question},
-        {"role": "assistant", "content": "The answer is"},
+        {"role": "assistant", "content": FORMATS[answer_format][2]},
     ]
+    return msgs if system is not None else msgs[1:]
 
 
-def questions() -> list[tuple[str, str]]:
+def questions(intervention: str = "inject", answer_format: str = "yes-no") -> list[tuple[str, str]]:
     """``(group, turn-2 text)``: the introspection question, then the 34 control questions."""
     li = stimuli.latent_introspection()
-    intro = " ".join([li["USER_TURN_2_PREFIX"], li["TURN_2_PREFIX_INJECTION"], li["FMT_YES_NO"], li["TURN_2_SUFFIX_INJECTION"]])
+    _, _, t2_prefix, t2_suffix = INTERVENTIONS[intervention]
+    fmt, ctl_suffix = FORMATS[answer_format][:2]
+    intro = " ".join([li["USER_TURN_2_PREFIX"], li[t2_prefix], li[fmt], li[t2_suffix]])
     out = [("introspection", intro)]
     for group, key in CONTROL_GROUPS.items():
-        out += [(group, f"{q} {li['CONTROL_QUESTION_SUFFIX_YESNO']}") for q in li[key]]
+        out += [(group, f"{q} {li[ctl_suffix]}") for q in li[key]]
     return out
+
+
+def load_suffixes(path: str) -> list[str]:
+    """PCA-center suffixes from a JSON file: a list of strings, or ``{"suffixes": [...]}``."""
+    p = Path(path)
+    if not p.is_file():
+        raise MechintroError(f"suffixes_file {path} is not a file: give a JSON list of strings")
+    try:
+        data = json.loads(p.read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise MechintroError(f"suffixes_file {path} is not JSON: give a JSON list of strings") from None
+    if isinstance(data, dict):
+        data = data.get("suffixes")
+    if not isinstance(data, list) or len(data) < 2 or not all(isinstance(x, str) for x in data):
+        raise MechintroError(f"suffixes_file {path} is not a list of at least 2 strings: give a JSON list of strings")
+    return data
+
+
+def _row(variant: str, group: str, intervention: str, answer_format: str) -> str:
+    """Row name: ``introspection/<variant>`` or the control group, with the framing and format
+    when they are not the default ones (``inject``, ``yes-no``)."""
+    name = f"introspection/{variant}" if group == "introspection" else group
+    implied = "inject-inaccurate" if variant == "introspect_inaccurate" else "inject"
+    tags = ([intervention] if intervention != implied else []) + (["0/1"] if answer_format == "0-1" else [])
+    return f"{name} [{', '.join(tags)}]" if tags else name
 
 
 def build_trials(config: LatentIntrospectionConfig, model: Model, vectors: xr.DataArray) -> tuple[list[Trial], list[int]]:
@@ -118,24 +195,33 @@ def build_trials(config: LatentIntrospectionConfig, model: Model, vectors: xr.Da
         raise MechintroError(f"layer range {start}..{end} is empty: layer_end must come after layer_start")
     layers = list(range(start, end))
     check_vectors_match(vectors, model)
-    qs = questions()
-    jobs = [(v, "introspection", qs[0][1]) for v in config.variants]
-    if config.control_questions:
-        jobs += [(config.control_context, g, q) for g, q in qs[1:]]
+    contexts: list[tuple[str, str]] = []  # (intervention, variant)
+    for v in config.variants:
+        for iv in (("inject-inaccurate",) if v == "introspect_inaccurate" else config.interventions):
+            if (iv, v) not in contexts:
+                contexts.append((iv, v))
+    jobs = []  # (intervention, variant, format, group, question)
+    for fmt in config.answer_formats:
+        jobs += [(iv, v, fmt, "introspection", questions(iv, fmt)[0][1]) for iv, v in contexts]
+        if config.control_questions:
+            ctl_ivs = ("inject-inaccurate",) if config.control_context == "introspect_inaccurate" else config.interventions
+            jobs += [(iv, config.control_context, fmt, g, q) for iv in ctl_ivs for g, q in questions(iv, fmt)[1:]]
+    system = None if config.omit_system else config.system_message
+    per_concept = {c: torch.stack([unit_vector(vectors, c, layer) for layer in layers]) for c in config.concepts}
     trials: list[Trial] = []
-    for variant, group, question in jobs:
-        msgs = conversation(variant, question)
+    for iv, variant, fmt, group, question in jobs:
+        msgs = conversation(variant, question, intervention=iv, answer_format=fmt, system=system)
         prompt = tokenize(model.tokenizer, render_chat(model.tokenizer, msgs, continue_final=True))
-        window = message_window(model.tokenizer, msgs, 1, 3)
-        labels = {"variant": variant, "group": group, "question": question}
+        n_sys = 1 if system is not None else 0
+        window = message_window(model.tokenizer, msgs, 0 if config.steer_system else n_sys, n_sys + 2)
+        labels = {"variant": variant, "group": group, "question": question, "intervention": iv, "format": fmt}
         trials.append(Trial(prompt=prompt, condition="unsteered", window=window, labels=labels))
         if config.swap_model:
             trials.append(Trial(prompt=prompt, condition="swapped", concept=config.swap_model, labels=labels,
-                                swap_prefix=sum(message_window(model.tokenizer, msgs, 0, 3).resolve(prompt))))
+                                swap_prefix=sum(message_window(model.tokenizer, msgs, 0, n_sys + 2).resolve(prompt))))
         for concept in config.concepts:
-            per_layer = torch.stack([unit_vector(vectors, concept, layer) for layer in layers])
             trials += [Trial(prompt=prompt, condition="steered", concept=concept, strength=float(s), inject_layer=start,
-                             inject_layer_end=end, vector=per_layer, window=window, labels=labels) for s in config.strengths]
+                             inject_layer_end=end, vector=per_concept[concept], window=window, labels=labels) for s in config.strengths]
     return trials, layers
 
 
@@ -147,11 +233,16 @@ def run(config: LatentIntrospectionConfig, out: str | Path, *, model: Model, vec
 
         swap = load_model(config.swap_model)
     if vectors is None:
-        make = pca_center_vectors if config.vector_method == "pca_center" else concept_vectors
-        vectors = make(model, config.concepts)
+        system = None if config.omit_system else config.system_message
+        if config.vector_method == "pca_center":
+            suffixes = load_suffixes(config.suffixes_file) if config.suffixes_file else None
+            vectors = pca_center_vectors(model, config.concepts, suffixes=suffixes, system=system)
+        else:
+            vectors = concept_vectors(model, config.concepts)
     trials, layers = build_trials(config, model, vectors)
+    answers = YES_NO_BINARY if "0-1" in config.answer_formats else YES_NO_SPACE
     return execute(
-        model, trials, out, config=dataclasses.asdict(config), mode="logits", answers=YES_NO_SPACE,
+        model, trials, out, config=dataclasses.asdict(config), mode="logits", answers=answers,
         batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
         extra_attrs={"experiment": NAME, "layer_map": json.dumps({"start": layers[0], "end": layers[-1] + 1}),
                      "vectors_method": vectors.attrs.get("method", "")},
@@ -171,9 +262,16 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     and the yes/no mass."""
     require_experiment(ds, NAME)
     p = np.exp(ds["answer_logprobs"].astype(np.float64))
-    p_yes = p.where(ds.answer_label == "yes").sum("answer").values
-    p_no = p.where(ds.answer_label == "no").sum("answer").values
-    variant, group, question, cond, strength = (np.asarray(ds[k].values) for k in ("variant", "group", "question", "condition", "strength"))
+    n = ds.sizes["trial"]
+    fmt = np.asarray(ds["format"].values) if "format" in ds else np.full(n, "yes-no", dtype=object)
+    binary = fmt == "0-1"  # the 0/1 format reads P("1") and P("0")
+    p_yes = np.where(binary, p.where(ds.answer_label == "one").sum("answer").values, p.where(ds.answer_label == "yes").sum("answer").values)
+    p_no = np.where(binary, p.where(ds.answer_label == "zero").sum("answer").values, p.where(ds.answer_label == "no").sum("answer").values)
+    group, question, cond, strength = (np.asarray(ds[k].values) for k in ("group", "question", "condition", "strength"))
+    iv = np.asarray(ds["intervention"].values) if "intervention" in ds else np.full(n, "", dtype=object)
+    row_of = np.array([_row(v, g, i or ("inject-inaccurate" if v == "introspect_inaccurate" else "inject"), f)
+                       for v, g, i, f in zip(ds["variant"].values, group, iv, fmt, strict=True)], dtype=object)
+    variant = row_of  # rows are keyed by (row name, question)
     base = {q: (float(p_yes[i]), float(p_no[i])) for i, q in enumerate(zip(variant, question, strict=True)) if cond[i] == "unsteered"}
     rows = sorted(set(zip(variant.tolist(), group.tolist(), strict=True)), key=lambda r: (r[1] != "introspection", r))
     strengths = sorted(set(strength[cond == "steered"].tolist()))
@@ -196,7 +294,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
             arrays["p_no"][r, j] = p_no[m].mean()
             arrays["yes_norm"][r, j] = np.mean(p_yes[m] / (p_yes[m] + p_no[m]))
             arrays["mass"][r, j] = np.mean(p_yes[m] + p_no[m])
-    row_names = [f"{g}" if g != "introspection" else f"introspection/{v}" for v, g in rows]
+    row_names = [v for v, _ in rows]
     out = xr.Dataset({k: (("row", "strength"), v) for k, v in arrays.items()}, coords={"row": row_names, "strength": strengths})
     if (cond == "swapped").any():  # the model swap: the other model's turn-1 cache, no steering
         swap = {n: np.full(len(rows), np.nan) for n in ("swap_p_yes", "swap_yes_shift", "swap_logit_shift")}

@@ -4,6 +4,7 @@ labels and summaries. What the numbers mean on real models is the integration ti
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -149,8 +150,14 @@ def test_latent_introspection_steers_turn_one_only(tiny, tmp_path):
     t = next(t for t in trials if t.condition == "steered")
     mask = t.window.resolve(t.prompt)
     steered = _text(tiny, [i for i, m in zip(t.prompt.input_ids, mask, strict=True) if m])
-    assert steered.startswith("<|im_start|>user\nI am an interpretability researcher") and steered.rstrip().endswith("{ }<|im_end|>")
+    # as the authors' code: turn 1 from the (empty) system message's template tokens to "{ }"
+    assert steered.startswith("<|im_start|>system\n<|im_end|>\n<|im_start|>user\nI am an interpretability researcher")
+    assert steered.rstrip().endswith("{ }<|im_end|>")
     assert not mask[-1] and t.prompt.text.endswith("The answer is")
+    # the named deviation steer_system=false leaves the system tokens out
+    t2 = next(t for t in LI.build_trials(dataclasses.replace(cfg, steer_system=False), tiny, vecs)[0] if t.condition == "steered")
+    mask2 = t2.window.resolve(t2.prompt)
+    assert _text(tiny, [i for i, m in zip(t2.prompt.input_ids, mask2, strict=True) if m]).startswith("<|im_start|>user\nI am")
     # per-layer vectors: the engine adds vector k at layer k, as an independent hook computation does
     inj = t.injection()
     assert inj.vector.shape == (2, tiny.d_model)
