@@ -251,6 +251,25 @@ def cluster_bootstrap_weights(clusters: np.ndarray, n_boot: int, seed: int) -> n
     return counts[:, index].astype(np.float64)
 
 
+def paired_auc_boots(scores: np.ndarray, y: np.ndarray, blocks: np.ndarray, boot_weights: np.ndarray) -> tuple[float, np.ndarray]:
+    """The within-block AUC of :func:`paired_auc` and its ``(n_boot,)`` bootstrap replicates
+    (NaN where a resample has no pair). Two scores bootstrapped with the same ``boot_weights``
+    give paired replicates: the quantiles of their difference are an interval for the difference."""
+    y = np.asarray(y, bool)
+    scores = np.asarray(scores, np.float64)
+    pos, neg = scores[y], scores[~y]
+    m = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    blocks = np.asarray(blocks)
+    same = (blocks[y][:, None] == blocks[~y][None, :]).astype(np.float64)
+    if not same.any():
+        return math.nan, np.full(len(boot_weights), math.nan)
+    auc = float((m * same).sum() / same.sum())
+    wp, wn = boot_weights[:, y], boot_weights[:, ~y]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = ((wp @ (m * same)) * wn).sum(1) / ((wp @ same) * wn).sum(1)
+    return auc, boots
+
+
 def paired_auc(scores: np.ndarray, y: np.ndarray, blocks: np.ndarray, boot_weights: np.ndarray) -> tuple[float, float, float]:
     """AUC over the (positive, negative) pairs **from the same block**, and a 95% interval from
     bootstrap row weights ``(n_boot, n)`` (:func:`cluster_bootstrap_weights`).
@@ -259,16 +278,7 @@ def paired_auc(scores: np.ndarray, y: np.ndarray, blocks: np.ndarray, boot_weigh
     whose base rate differs from the others'. Pairs across blocks never count, so neither a
     fold's offset nor a block's class balance can make or break the AUC. ``nan`` without pairs.
     """
-    y = np.asarray(y, bool)
-    pos, neg = scores[y], scores[~y]
-    m = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
-    same = (blocks[y][:, None] == blocks[~y][None, :]).astype(np.float64)
-    if not same.any():
-        return math.nan, math.nan, math.nan
-    auc = float((m * same).sum() / same.sum())
-    wp, wn = boot_weights[:, y], boot_weights[:, ~y]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        boots = ((wp @ (m * same)) * wn).sum(1) / ((wp @ same) * wn).sum(1)
+    auc, boots = paired_auc_boots(scores, y, blocks, boot_weights)
     boots = boots[np.isfinite(boots)]
     lo, hi = np.quantile(boots, [0.025, 0.975]) if boots.size else (math.nan, math.nan)
     return auc, float(lo), float(hi)

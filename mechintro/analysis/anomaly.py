@@ -17,6 +17,8 @@ and is it just the injected concept?
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -42,7 +44,7 @@ from mechintro.analysis._common import (
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import yes_no
 from mechintro.models import Model
-from mechintro.stats import cluster_bootstrap_weights, paired_auc
+from mechintro.stats import cluster_bootstrap_weights, holm, paired_auc, paired_auc_boots
 
 LabelSource = Literal["logits", "offline", "judge"]
 REMOVALS = ("none", "span")
@@ -53,13 +55,17 @@ def detection_labels(
     *,
     source: LabelSource = "logits",
     quantile: float = 0.95,
+    margin: float = 0.0,
     criterion: str = "success",
 ) -> xr.DataArray:
     """``detected`` / ``missed`` / ``control`` per trial.
 
     ``source="logits"``: an injected trial is detected when its Yes−No log-odds exceed the
     ``quantile`` of the control trials' (so a model that already says yes without injection needs
-    a shift beyond every control). ``"offline"`` / ``"judge"``: an injected-thoughts generation run
+    a shift beyond every control). With ``margin`` > 0 an injected trial is detected only above
+    threshold + ``margin`` (log-odds); those between the threshold and that are ``borderline`` and
+    left out of every contrast, so a result can be checked for how it moves with the margin.
+    ``"offline"`` / ``"judge"``: an injected-thoughts generation run
     graded by :func:`mechintro.experiments.injected_thoughts.grades`, detected where
     ``criterion`` (default Lindsey's ``success``; or ``affirmative``) holds.
     """
@@ -71,10 +77,14 @@ def detection_labels(
         require_logits(ds, "labelling detections from logits")
         if not 0 < quantile < 1:
             raise MechintroError(f"quantile must be in (0, 1), got {quantile}")
+        if not (math.isfinite(margin) and margin >= 0):
+            raise MechintroError(f"margin must be a finite number ≥ 0 (log-odds), got {margin}")
         diff = np.asarray(yes_no(ds)["logit_diff"].values)
         threshold = float(np.quantile(diff[~injected], quantile))
-        detected = injected & (diff > threshold)
-        attrs.update(threshold=threshold, quantile=quantile, rule=f"Yes−No log-odds above the {quantile:g} quantile of the controls ({threshold:.3f})")
+        detected = injected & (diff > threshold + margin)
+        borderline = injected & (diff > threshold) & ~detected
+        attrs.update(threshold=threshold, quantile=quantile, margin=margin,
+                     rule=f"Yes−No log-odds above the {quantile:g} quantile of the controls ({threshold:.3f})" + (f" + margin {margin:g}" if margin else ""))
     elif source in ("offline", "judge"):
         if "response" not in ds:
             raise MechintroError(f"{run_name(ds)} has no sampled responses to grade: use source='logits' for a logit-mode run")
@@ -88,6 +98,8 @@ def detection_labels(
     else:
         raise MechintroError(f"unknown label source '{source}': choose logits, offline or judge")
     labels = np.where(detected, "detected", np.where(injected, "missed", "control"))
+    if source == "logits":
+        labels = np.where(borderline, "borderline", labels)
     return xr.DataArray(labels.astype(object), dims="trial", coords={"trial": ds.trial.values}, name="label", attrs=attrs)
 
 
@@ -177,7 +189,8 @@ def anomaly_directions(
     lab = np.asarray(labels.values)
     if negatives not in ("all", "missed", "control"):
         raise MechintroError(f"unknown negatives '{negatives}': choose all, missed or control")
-    keep = (lab == "detected") | ((lab != "detected") if negatives == "all" else (lab == negatives))
+    negative = np.isin(lab, ("missed", "control")) if negatives == "all" else (lab == negatives)  # never "borderline"
+    keep = (lab == "detected") | negative
     n_det, n_neg = int((lab[keep] == "detected").sum()), int((lab[keep] != "detected").sum())
     if n_det < 2 or n_neg < 2:
         raise MechintroError(
@@ -373,3 +386,271 @@ def causal_check(
         attrs={"layer": layer, "scale": scale, "threshold": threshold, "ablated_layers": f"{layer}..{model.n_layers - 1}",
                "model": model.name},
     )
+
+
+# --- Baselines, nulls and nested layer choice -------------------------------------------------
+
+BASELINES = ("layer_strength", "lens")
+
+
+def _differs_at(ds: xr.Dataset, layer: int) -> np.ndarray:
+    """Trials whose residual at recorded ``layer`` can differ from a control's: controls, and
+    trials injected at or before ``layer`` (the recorded residual is a block's output, and an
+    injection at layer ℓ is added to block ℓ's output). A trial injected later is identical to a
+    control there, so comparing it is comparing labels of identical inputs."""
+    control = np.asarray(ds["condition"].values) == "control"
+    first = np.asarray(ds["inject_layer"].values)
+    return control | (first <= layer)
+
+
+def _probe_scores(x: np.ndarray, y: np.ndarray, fold: np.ndarray, C: float) -> np.ndarray:
+    """Out-of-fold probe decision values (NaN for a fold whose training part lacks a class)."""
+    out = np.full(len(y), np.nan)
+    for f in np.unique(fold):
+        tr, te = fold != f, fold == f
+        if y[tr].all() or not y[tr].any():
+            continue
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+        probe.fit(x[tr], y[tr])
+        out[te] = probe.decision_function(x[te])
+    return out
+
+
+def _cell_scores(cells: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """The layer×strength-only baseline: each held-out trial scored by its (injection layer,
+    strength) cell's detection rate on the training folds (the best any predictor that sees only
+    the cell can do; controls are their own cell)."""
+    out = np.full(len(y), np.nan)
+    for f in np.unique(fold):
+        tr, te = fold != f, fold == f
+        overall = float(y[tr].mean()) if tr.any() else 0.5
+        rates = {c: float(y[tr][cells[tr] == c].mean()) for c in set(cells[tr].tolist())}
+        out[te] = [rates.get(c, overall) for c in cells[te]]
+    return out
+
+
+def _shuffle_within(y: np.ndarray, concepts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Labels permuted among the injected trials of each concept (controls stay negatives): the
+    null keeps each concept's detection rate and the injected/control split."""
+    out = y.copy()
+    for c in set(concepts.tolist()):
+        if not c:
+            continue
+        idx = np.flatnonzero(concepts == c)
+        out[idx] = y[rng.permutation(idx)]
+    return out
+
+
+def _diff_interval(a_boots: np.ndarray, b_boots: np.ndarray) -> tuple[float, float]:
+    d = a_boots - b_boots
+    d = d[np.isfinite(d)]
+    if not d.size:
+        return math.nan, math.nan
+    lo, hi = np.quantile(d, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def anomaly_baselines(
+    ds: xr.Dataset,
+    labels: xr.DataArray | None = None,
+    *,
+    lens: xr.Dataset | xr.DataArray | None = None,
+    layers: Sequence[int] | None = None,
+    positions: str = "window",
+    features: xr.DataArray | None = None,
+    folds: int = 5,
+    C: float = 0.05,
+    n_perm: int = 100,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> xr.Dataset:
+    """Does a probe on the residual stream predict detection **beyond what is not an anomaly
+    direction**? Per layer, on the trials that differ from controls there (controls and trials
+    injected at or before the layer), out-of-fold AUCs (folds grouped by concept, pairs within a
+    fold) of:
+
+    * ``probe`` — logistic regression on the window-averaged residual (as :func:`anomaly_directions`);
+    * ``layer_strength`` — a predictor that sees only the trial's injection layer and strength
+      (its cell's detection rate on the training folds);
+    * ``lens`` — the logit-lens Yes−No log-odds at that layer (``lens``: the Dataset of
+      :func:`mechintro.analysis.lens.logit_lens`, or its ``logit_diff``), untrained: at late
+      layers the residual already holds the answer that defines "detected";
+    * the **label-permutation null**: the probe refitted on labels shuffled within each concept
+      (``n_perm`` times); ``p_perm`` = (1 + #null ≥ observed) / (n_perm + 1), so its resolution is
+      ``1 / (n_perm + 1)``; ``p_perm_holm`` is Holm-adjusted over the layers scanned.
+
+    ``passes`` (the claim "an anomaly direction exists at this layer") needs all three: the 95%
+    paired cluster-bootstrap interval of probe − layer×strength and of probe − lens above 0, and
+    ``p_perm_holm < alpha``. Without ``lens`` nothing passes (the claim cannot be checked).
+
+    ``attrs["nested_*"]``: the layer chosen **inside** each outer fold by inner cross-validation on
+    its training folds, and the AUC on the outer held-out folds at the chosen layers (probe and
+    both baselines), so no reported number comes from the data that chose its layer.
+    """
+    require_resid(ds, "an anomaly direction")
+    labels = detection_labels(ds) if labels is None else labels
+    lab = np.asarray(labels.values)
+    keep = np.isin(lab, ("detected", "missed", "control"))  # "borderline" (within the margin) is left out
+    feats_da = window_features(ds, layers=layers, positions=positions) if features is None else features
+    layer_list = [int(x) for x in feats_da.layer.values]
+    feats = np.asarray(feats_da.values, dtype=np.float32)
+    y_all = lab == "detected"
+    concepts = np.array([str(c) for c in ds["concept"].values], dtype=object)
+    groups = np.array([c if c else f"control#{i}" for i, c in enumerate(concepts)], dtype=object)
+    n_concepts = len({c for c in concepts[keep] if c})
+    k = min(folds, n_concepts)
+    if k < 2:
+        raise MechintroError(f"{run_name(ds)} has {n_concepts} concept(s): concept-grouped cross-validation needs at least 2")
+    fold = _folds(groups, k, seed)
+    weights_all = cluster_bootstrap_weights(groups, n_boot, seed)
+    cells = np.array([f"{a}/{s:g}" if c != "control" else "control" for a, s, c in
+                      zip(np.asarray(ds["inject_layer"].values), np.asarray(ds["strength"].values, dtype=float),
+                          np.asarray(ds["condition"].values), strict=True)], dtype=object)
+    lens_ld = None
+    if lens is not None:
+        lens_da = lens["logit_diff"] if isinstance(lens, xr.Dataset) else lens
+        missing = [x for x in layer_list if x not in lens_da.layer.values.tolist()]
+        if lens_da.sizes["trial"] != ds.sizes["trial"] or missing:
+            raise MechintroError(f"the lens does not cover this run's trials and layers {missing}: compute logit_lens(ds, model) on the same run")
+        lens_ld = np.asarray(lens_da.sel(layer=layer_list).transpose("trial", "layer").values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+
+    names = ("n_trials", "n_detected", "probe", "probe_lo", "probe_hi", "layer_strength", "layer_strength_lo", "layer_strength_hi",
+             "lens", "lens_lo", "lens_hi", "null_mean", "null_q95", "p_perm",
+             "vs_layer_strength_lo", "vs_layer_strength_hi", "vs_lens_lo", "vs_lens_hi")
+    out = {n: np.full(len(layer_list), np.nan) for n in names}
+    for li, layer in enumerate(layer_list):
+        rows = keep & _differs_at(ds, layer)
+        y = y_all[rows]
+        out["n_trials"][li], out["n_detected"][li] = rows.sum(), y.sum()
+        if y.sum() < 2 or (~y).sum() < 2:
+            continue
+        x, fo, w = feats[rows, li], fold[rows], weights_all[:, rows]
+        probe = _probe_scores(x, y, fo, C)
+        ok = np.isfinite(probe)
+        auc_p, boots_p = paired_auc_boots(probe[ok], y[ok], fo[ok], w[:, ok])
+        out["probe"][li] = auc_p
+        out["probe_lo"][li], out["probe_hi"][li] = _quantiles(boots_p)
+        base = _cell_scores(cells[rows], y, fo)
+        auc_b, boots_b = paired_auc_boots(base[ok], y[ok], fo[ok], w[:, ok])
+        out["layer_strength"][li] = auc_b
+        out["layer_strength_lo"][li], out["layer_strength_hi"][li] = _quantiles(boots_b)
+        out["vs_layer_strength_lo"][li], out["vs_layer_strength_hi"][li] = _diff_interval(boots_p, boots_b)
+        if lens_ld is not None:
+            auc_l, boots_l = paired_auc_boots(lens_ld[rows, li][ok], y[ok], fo[ok], w[:, ok])
+            out["lens"][li] = auc_l
+            out["lens_lo"][li], out["lens_hi"][li] = _quantiles(boots_l)
+            out["vs_lens_lo"][li], out["vs_lens_hi"][li] = _diff_interval(boots_p, boots_l)
+        if n_perm:
+            null = []
+            for _ in range(n_perm):
+                ys = _shuffle_within(y, concepts[rows], rng)
+                sc = _probe_scores(x, ys, fo, C)
+                good = np.isfinite(sc)
+                null.append(paired_auc_boots(sc[good], ys[good], fo[good], w[:1, good])[0])
+            null_arr = np.asarray(null)
+            out["null_mean"][li], out["null_q95"][li] = float(np.nanmean(null_arr)), float(np.nanquantile(null_arr, 0.95))
+            out["p_perm"][li] = (1 + float(np.sum(null_arr >= auc_p))) / (n_perm + 1)
+    p_holm = holm(out["p_perm"])
+    passes = (out["vs_layer_strength_lo"] > 0) & (out["vs_lens_lo"] > 0) & (p_holm < alpha)
+    data = {n: ("layer", v) for n, v in out.items()} | {"p_perm_holm": ("layer", p_holm), "passes": ("layer", passes)}
+    result = xr.Dataset(data, coords={"layer": layer_list})
+    result.attrs.update({
+        "model": ds.attrs.get("model", ""), "experiment": ds.attrs.get("experiment", ""), "labels": str(labels.attrs.get("rule", "given")),
+        "margin": float(labels.attrs.get("margin", 0.0)), "positions": positions, "folds": k, "C": C, "n_concepts": n_concepts,
+        "n_perm": n_perm, "p_resolution": 1 / (n_perm + 1) if n_perm else math.nan, "alpha": alpha, "has_lens": lens_ld is not None,
+        "trials": "controls and trials injected at or before the layer; borderline trials (inside the margin) left out",
+        "interval": f"95% cluster bootstrap over concepts ({n_boot} draws), paired across scores; AUC over pairs within each held-out fold",
+        "passes": "probe − layer×strength and probe − lens intervals above 0, and Holm-adjusted permutation p < alpha",
+    })
+    result.attrs.update(_nested(feats, y_all, keep, ds, layer_list, fold, weights_all, cells, lens_ld, C))
+    return result
+
+
+def _quantiles(boots: np.ndarray) -> tuple[float, float]:
+    b = boots[np.isfinite(boots)]
+    if not b.size:
+        return math.nan, math.nan
+    lo, hi = np.quantile(b, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def _nested(feats, y_all, keep, ds, layer_list, fold, weights, cells, lens_ld, C) -> dict[str, object]:
+    """Layer chosen inside each outer fold by inner CV on its training folds; scored on the outer fold."""
+    n = len(y_all)
+    scores = {name: np.full(n, np.nan) for name in ("probe", "layer_strength", "lens")}
+    chosen = []
+    for f in np.unique(fold):
+        outer_train = fold != f
+        best, best_auc = None, -1.0
+        for li, layer in enumerate(layer_list):
+            rows = keep & _differs_at(ds, layer) & outer_train
+            y = y_all[rows]
+            if y.sum() < 2 or (~y).sum() < 2 or len(np.unique(fold[rows])) < 2:
+                continue
+            sc = _probe_scores(feats[rows, li], y, fold[rows], C)
+            good = np.isfinite(sc)
+            auc = paired_auc_boots(sc[good], y[good], fold[rows][good], weights[:1, rows][:, good])[0]
+            if np.isfinite(auc) and auc > best_auc:
+                best, best_auc = li, auc
+        if best is None:
+            continue
+        chosen.append(layer_list[best])
+        rows = keep & _differs_at(ds, layer_list[best])
+        y = y_all[rows]
+        tr = outer_train[rows]
+        if y[tr].all() or not y[tr].any():
+            continue
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)).fit(feats[rows, best][tr], y[tr])
+        idx = np.flatnonzero(rows)[~tr]
+        scores["probe"][idx] = probe.decision_function(feats[idx, best])
+        rates = {c: float(y[tr][cells[rows][tr] == c].mean()) for c in set(cells[rows][tr].tolist())}
+        scores["layer_strength"][idx] = [rates.get(c, float(y[tr].mean())) for c in cells[idx]]
+        if lens_ld is not None:
+            scores["lens"][idx] = lens_ld[idx, best]
+    out: dict[str, object] = {"nested_layers": json.dumps(chosen)}
+    ok = np.isfinite(scores["probe"])
+    boots = {}
+    for name, sc in scores.items():
+        if name == "lens" and lens_ld is None:
+            continue
+        auc, b = paired_auc_boots(sc[ok], y_all[ok], fold[ok], weights[:, ok])
+        boots[name] = b
+        lo, hi = _quantiles(b)
+        out.update({f"nested_{name}": auc, f"nested_{name}_lo": lo, f"nested_{name}_hi": hi})
+    for name in ("layer_strength", "lens"):
+        if name in boots:
+            lo, hi = _diff_interval(boots["probe"], boots[name])
+            out.update({f"nested_vs_{name}_lo": lo, f"nested_vs_{name}_hi": hi})
+    out["nested_n"] = int(ok.sum())
+    return out
+
+
+def format_baselines(result: xr.Dataset) -> str:
+    """A plain-text table of :func:`anomaly_baselines` (the analysis script prints it)."""
+    rows = []
+    for layer in result.layer.values:
+        r = result.sel(layer=layer)
+        if not np.isfinite(float(r.probe)):
+            continue
+        rows.append({
+            "layer": int(layer), "trials (detected)": f"{int(r.n_trials)} ({int(r.n_detected)})",
+            "probe AUC [95%]": f"{float(r.probe):.3f} [{float(r.probe_lo):.2f}, {float(r.probe_hi):.2f}]",
+            "layer×strength": f"{float(r.layer_strength):.3f}",
+            "lens Yes−No": f"{float(r.lens):.3f}" if np.isfinite(float(r.lens)) else "—",
+            "null mean / q95": f"{float(r.null_mean):.3f} / {float(r.null_q95):.3f}",
+            "p perm (Holm)": f"{float(r.p_perm):.3f} ({float(r.p_perm_holm):.3f})",
+            "probe − L×S [95%]": f"[{float(r.vs_layer_strength_lo):+.2f}, {float(r.vs_layer_strength_hi):+.2f}]",
+            "probe − lens [95%]": f"[{float(r.vs_lens_lo):+.2f}, {float(r.vs_lens_hi):+.2f}]",
+            "passes": bool(r.passes),
+        })
+    from mechintro.experiments._common import table
+
+    a = result.attrs
+    nested = (f"nested (layer chosen inside each fold: {a['nested_layers']}): probe {a['nested_probe']:.3f} "
+              f"[{a['nested_probe_lo']:.2f}, {a['nested_probe_hi']:.2f}], layer×strength {a['nested_layer_strength']:.3f}"
+              + (f", lens {a['nested_lens']:.3f}; probe − lens [{a['nested_vs_lens_lo']:+.2f}, {a['nested_vs_lens_hi']:+.2f}]" if a["has_lens"] else "")
+              + f"; probe − layer×strength [{a['nested_vs_layer_strength_lo']:+.2f}, {a['nested_vs_layer_strength_hi']:+.2f}]")
+    return (table(rows) + f"\nlabels: {a['labels']}; trials: {a['trials']}\npermutation p resolution {a['p_resolution']:.4f} "
+            f"({a['n_perm']} shuffles within concept); passes = {a['passes']}\n" + nested)
