@@ -44,7 +44,7 @@ from mechintro.analysis._common import (
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import yes_no
 from mechintro.models import Model
-from mechintro.stats import cluster_bootstrap_weights, holm, paired_auc, paired_auc_boots
+from mechintro.stats import cluster_bootstrap_weights, paired_auc, paired_auc_boots
 
 LabelSource = Literal["logits", "offline", "judge"]
 REMOVALS = ("none", "span")
@@ -477,12 +477,14 @@ def anomaly_baselines(
       :func:`mechintro.analysis.lens.logit_lens`, or its ``logit_diff``), untrained: at late
       layers the residual already holds the answer that defines "detected";
     * the **label-permutation null**: the probe refitted on labels shuffled within each concept
-      (``n_perm`` times); ``p_perm`` = (1 + #null ≥ observed) / (n_perm + 1), so its resolution is
-      ``1 / (n_perm + 1)``; ``p_perm_holm`` is Holm-adjusted over the layers scanned.
+      (``n_perm`` times, the same shuffles at every layer); ``p_perm`` = (1 + #null ≥ observed) /
+      (n_perm + 1) per layer, so its resolution is ``1 / (n_perm + 1)``; ``p_perm_max`` corrects
+      for the layers scanned with the max-statistic permutation (the null's largest AUC over
+      layers, Westfall & Young), which keeps that resolution however many layers there are.
 
     ``passes`` (the claim "an anomaly direction exists at this layer") needs all three: the 95%
     paired cluster-bootstrap interval of probe − layer×strength and of probe − lens above 0, and
-    ``p_perm_holm < alpha``. Without ``lens`` nothing passes (the claim cannot be checked).
+    ``p_perm_max < alpha``. Without ``lens`` nothing passes (the claim cannot be checked).
 
     ``attrs["nested_*"]``: the layer chosen **inside** each outer fold by inner cross-validation on
     its training folds, and the AUC on the outer held-out folds at the chosen layers (probe and
@@ -515,11 +517,14 @@ def anomaly_baselines(
             raise MechintroError(f"the lens does not cover this run's trials and layers {missing}: compute logit_lens(ds, model) on the same run")
         lens_ld = np.asarray(lens_da.sel(layer=layer_list).transpose("trial", "layer").values, dtype=np.float64)
     rng = np.random.default_rng(seed)
+    # one set of within-concept shuffles for every layer, so the max over layers is a valid null
+    shuffles = [_shuffle_within(y_all & keep, np.where(keep, concepts, ""), rng) for _ in range(n_perm)]
 
     names = ("n_trials", "n_detected", "probe", "probe_lo", "probe_hi", "layer_strength", "layer_strength_lo", "layer_strength_hi",
              "lens", "lens_lo", "lens_hi", "null_mean", "null_q95", "p_perm",
              "vs_layer_strength_lo", "vs_layer_strength_hi", "vs_lens_lo", "vs_lens_hi")
     out = {n: np.full(len(layer_list), np.nan) for n in names}
+    null = np.full((n_perm, len(layer_list)), np.nan)
     for li, layer in enumerate(layer_list):
         rows = keep & _differs_at(ds, layer)
         y = y_all[rows]
@@ -542,19 +547,21 @@ def anomaly_baselines(
             out["lens"][li] = auc_l
             out["lens_lo"][li], out["lens_hi"][li] = _quantiles(boots_l)
             out["vs_lens_lo"][li], out["vs_lens_hi"][li] = _diff_interval(boots_p, boots_l)
+        for pi, shuffled in enumerate(shuffles):
+            ys = shuffled[rows]
+            sc = _probe_scores(x, ys, fo, C)
+            good = np.isfinite(sc)
+            null[pi, li] = paired_auc_boots(sc[good], ys[good], fo[good], w[:1, good])[0]
         if n_perm:
-            null = []
-            for _ in range(n_perm):
-                ys = _shuffle_within(y, concepts[rows], rng)
-                sc = _probe_scores(x, ys, fo, C)
-                good = np.isfinite(sc)
-                null.append(paired_auc_boots(sc[good], ys[good], fo[good], w[:1, good])[0])
-            null_arr = np.asarray(null)
-            out["null_mean"][li], out["null_q95"][li] = float(np.nanmean(null_arr)), float(np.nanquantile(null_arr, 0.95))
-            out["p_perm"][li] = (1 + float(np.sum(null_arr >= auc_p))) / (n_perm + 1)
-    p_holm = holm(out["p_perm"])
-    passes = (out["vs_layer_strength_lo"] > 0) & (out["vs_lens_lo"] > 0) & (p_holm < alpha)
-    data = {n: ("layer", v) for n, v in out.items()} | {"p_perm_holm": ("layer", p_holm), "passes": ("layer", passes)}
+            out["null_mean"][li], out["null_q95"][li] = float(np.nanmean(null[:, li])), float(np.nanquantile(null[:, li], 0.95))
+            out["p_perm"][li] = (1 + float(np.sum(null[:, li] >= auc_p))) / (n_perm + 1)
+    p_max = np.full(len(layer_list), np.nan)
+    if n_perm:
+        with np.errstate(invalid="ignore"):
+            top = np.nanmax(np.where(np.isfinite(null), null, -np.inf), axis=1)
+        p_max = np.where(np.isfinite(out["probe"]), (1 + (top[:, None] >= out["probe"][None, :]).sum(0)) / (n_perm + 1), np.nan)
+    passes = (out["vs_layer_strength_lo"] > 0) & (out["vs_lens_lo"] > 0) & (p_max < alpha)
+    data = {n: ("layer", v) for n, v in out.items()} | {"p_perm_max": ("layer", p_max), "passes": ("layer", passes)}
     result = xr.Dataset(data, coords={"layer": layer_list})
     result.attrs.update({
         "model": ds.attrs.get("model", ""), "experiment": ds.attrs.get("experiment", ""), "labels": str(labels.attrs.get("rule", "given")),
@@ -562,7 +569,7 @@ def anomaly_baselines(
         "n_perm": n_perm, "p_resolution": 1 / (n_perm + 1) if n_perm else math.nan, "alpha": alpha, "has_lens": lens_ld is not None,
         "trials": "controls and trials injected at or before the layer; borderline trials (inside the margin) left out",
         "interval": f"95% cluster bootstrap over concepts ({n_boot} draws), paired across scores; AUC over pairs within each held-out fold",
-        "passes": "probe − layer×strength and probe − lens intervals above 0, and Holm-adjusted permutation p < alpha",
+        "passes": "probe − layer×strength and probe − lens intervals above 0, and max-over-layers permutation p < alpha",
     })
     result.attrs.update(_nested(feats, y_all, keep, ds, layer_list, fold, weights_all, cells, lens_ld, C))
     return result
@@ -640,7 +647,7 @@ def format_baselines(result: xr.Dataset) -> str:
             "layer×strength": f"{float(r.layer_strength):.3f}",
             "lens Yes−No": f"{float(r.lens):.3f}" if np.isfinite(float(r.lens)) else "—",
             "null mean / q95": f"{float(r.null_mean):.3f} / {float(r.null_q95):.3f}",
-            "p perm (Holm)": f"{float(r.p_perm):.3f} ({float(r.p_perm_holm):.3f})",
+            "p perm (max over layers)": f"{float(r.p_perm):.3f} ({float(r.p_perm_max):.3f})",
             "probe − L×S [95%]": f"[{float(r.vs_layer_strength_lo):+.2f}, {float(r.vs_layer_strength_hi):+.2f}]",
             "probe − lens [95%]": f"[{float(r.vs_lens_lo):+.2f}, {float(r.vs_lens_hi):+.2f}]",
             "passes": bool(r.passes),

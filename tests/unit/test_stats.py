@@ -143,3 +143,30 @@ def test_maxt_single_test_equals_scipy_exact_sign_flip_and_the_family_is_stricte
     planted[:, 5] += 2.0
     _, pp = maxt_signflip(planted, n_perm=2000)
     assert pp[5] < 0.01 and np.median(pp[np.arange(12) != 5]) > 0.2
+
+
+def test_sweep_standing_ranks_among_all_questions_and_uses_a_prediction_interval():
+    from mechintro.experiments.sweep import _standing
+
+    ctl = np.array([0.1, 0.5, -0.2, 0.3, 0.0, 0.2])
+    top = _standing(0.6, ctl)
+    assert top["rank"] == 1 and top["outside_pi"] == 0.0  # top rank, yet inside one question's spread
+    half = st.t.ppf(0.975, 5) * ctl.std(ddof=1) * math.sqrt(1 + 1 / 6)
+    assert (top["pi_lo"], top["pi_hi"]) == pytest.approx((ctl.mean() - half, ctl.mean() + half))
+    assert _standing(5.0, ctl)["outside_pi"] == 1.0
+    assert _standing(0.3, ctl)["rank"] == 3  # a tie counts against the introspection question
+
+
+def test_localisation_cell_statistics_see_through_a_constant_answer():
+    from mechintro.experiments.localisation import cell_statistics
+
+    target = np.array(["first", "second"] * 20, dtype=object)
+    always = np.array(["second"] * 40, dtype=object)
+    probs = np.tile([0.1, 0.9], (40, 1))
+    s = cell_statistics(always, target, probs, ["first", "second"])
+    assert s["balanced_accuracy"] == 0.5 and s["varies"] == 0.0 and s["p_target_corrected"] == pytest.approx(0.0)
+    skewed = np.array(["second"] * 30 + ["first", "second"] * 5, dtype=object)
+    assert cell_statistics(np.array(["second"] * 40, dtype=object), skewed, np.tile([0.1, 0.9], (40, 1)), ["first", "second"])["balanced_accuracy"] == 0.5
+    perfect = cell_statistics(target.copy(), target, np.where(target[:, None] == np.array(["first", "second"]), 0.8, 0.2), ["first", "second"])
+    assert perfect["balanced_accuracy"] == 1.0 and perfect["p_target_corrected"] == pytest.approx(0.6) and perfect["varies"] == 1.0
+    assert s["mde"] == pytest.approx(0.5 + 2.8015817 * math.sqrt(0.25 / 40), abs=1e-6)
