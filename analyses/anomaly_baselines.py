@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 import mechintro as mi
 from mechintro import analysis
@@ -33,6 +34,8 @@ def main() -> int:
     p.add_argument("--perm", type=int, default=99, help="label shuffles within concept (p resolution 1/(perm+1))")
     p.add_argument("--margins", default="0,0.5,1,2", help="detection margins in log-odds above the controls' 95th percentile")
     p.add_argument("--margin-perm", type=int, default=0, help="shuffles for the margin sensitivity rows (0: AUCs and baselines only)")
+    p.add_argument("--layers", default="", help="comma-separated layers to scan (default: every recorded layer)")
+    p.add_argument("--cache", help="a .nc file for the window features and lens (made once, then read)")
     p.add_argument("--save")
     args = p.parse_args()
     try:
@@ -40,8 +43,16 @@ def main() -> int:
         ds = mi.open_run(args.run)
         model = mi.load_model(ds.attrs["model"])
         start = time.perf_counter()
-        features = analysis.window_features(ds)
-        lens = logit_lens(ds, model, concepts=False)
+        layers = [int(x) for x in args.layers.split(",") if x.strip()] or None
+        if args.cache and Path(args.cache).exists():
+            cached = xr.open_dataset(args.cache).load()
+            features, lens = cached["features"], cached["lens"]
+        else:
+            features = analysis.window_features(ds, layers=layers)
+            lens = logit_lens(ds, model, layers=layers, concepts=False)["logit_diff"]
+            if args.cache:
+                xr.Dataset({"features": features, "lens": lens}).to_netcdf(args.cache)
+        print(f"features and lens: {time.perf_counter() - start:.0f} s", flush=True)
     except (MechintroError, ValueError) as exc:
         print(f"anomaly_baselines.py: {exc}", file=sys.stderr)
         return 2
@@ -51,7 +62,7 @@ def main() -> int:
         counts = {k: int((labels.values == k).sum()) for k in ("detected", "borderline", "missed", "control")}
         result = anomaly.anomaly_baselines(ds, labels, features=features, lens=lens, n_perm=args.perm if i == 0 else args.margin_perm)
         print(f"\n== margin {margin:g}: {counts} ({time.perf_counter() - start:.0f} s)")
-        print(anomaly.format_baselines(result))
+        print(anomaly.format_baselines(result), flush=True)
         out["margins"][f"{margin:g}"] = {
             "counts": counts,
             "layers": {int(layer): {k: (float(v) if np.ndim(v) == 0 else v) for k, v in

@@ -350,8 +350,9 @@ def calibration_items(path: str | None = None) -> list[dict]:
 
 
 def calibration_question(path: str | None = None) -> str:
-    """The question the calibration responses answered (Lindsey's trial question)."""
-    return _calibration(path)["question"]
+    """The question the calibration responses answered (Lindsey's trial question; v2 items carry
+    their own ``question``)."""
+    return _calibration(path).get("question", "")
 
 
 def agreement(items: Sequence[dict], predict) -> dict[str, dict[str, float]]:
@@ -365,7 +366,7 @@ def agreement(items: Sequence[dict], predict) -> dict[str, dict[str, float]]:
         truth = [bool(it["labels"][c]) for it in items]
         guess = [bool(p[c]) for p in preds]
         out[c] = {"accuracy": sum(t == g for t, g in zip(truth, guess, strict=True)) / len(items),
-                  "kappa": cohen_kappa(truth, guess), "n": len(items), "positives": sum(truth)}
+                  "kappa": cohen_kappa(truth, guess), "n": len(items), "positives": sum(truth), "predicted_positives": sum(guess)}
     return out
 
 
