@@ -422,10 +422,12 @@ def causal_check(
 
     def ablate_with(dvec_per_trial: np.ndarray) -> np.ndarray:
         out = np.empty(len(detected))
-        for t in range(len(detected)):
-            dv = dvec_per_trial[t]
+        _, group = np.unique(dvec_per_trial, axis=0, return_inverse=True)
+        for g in np.unique(group):  # one batched pass per distinct direction
+            idx = np.flatnonzero(group == g)
+            dv = dvec_per_trial[idx[0]]
             spec = {lay: (torch.from_numpy(dv), float(ctl_mean[j] @ dv)) for j, lay in enumerate(later)}
-            out[t] = _logit_diff(model, ds, prompts[t:t + 1], injections[t:t + 1], ablate=spec, batch_size=1)[0]
+            out[idx] = _logit_diff(model, ds, [prompts[t] for t in idx], [injections[t] for t in idx], ablate=spec, batch_size=batch_size)
         return out
 
     cross = np.stack([dir_from_b if in_a[r] else dir_from_a for r in detected])
