@@ -10,11 +10,15 @@ from mechintro.stats import cohen_kappa
 # Measured on tests/data/grader_calibration.json (61 items) and reported in docs/grading.md;
 # the grader is deterministic, so these are floors it must keep, not tolerances.
 MEASURED = {
-    "coherence": (0.820, 0.584),
-    "affirmative": (0.869, 0.647),
+    "coherence": (0.869, 0.678),
+    "affirmative": (0.902, 0.746),
     "thinking_about_word": (0.984, 0.914),
     "affirmative_identification": (1.0, 1.0),
 }
+V2 = "tests/data/grader_calibration_v2.json"
+# κ on the held-out half of v2, measured once after the rules were last changed (docs/grading.md);
+# floors that record what the grader reaches, far below 0.8 for coherence.
+HELD_OUT = {"coherence": 0.297, "affirmative": 0.707, "thinking_about_word": 1.0, "affirmative_identification": 1.0}
 
 
 def test_calibration_set_is_large_enough_and_justified():
@@ -150,3 +154,25 @@ def test_every_verdict_records_its_rule():
     g = grading.grade("Yes, I notice an injected thought about the ocean.", "Oceans")
     assert {c for c, _ in g.rules} == set(grading.CRITERIA)
     assert all(g.why(c) for c in grading.CRITERIA)
+
+
+def _v2_items():
+    from pathlib import Path
+
+    return grading.calibration_items(str(Path(__file__).resolve().parents[2] / V2))
+
+
+def test_v2_calibration_set_is_split_once_and_labelled():
+    items = _v2_items()
+    assert len(items) >= 200 and len({it["id"] for it in items}) == len(items)
+    splits = [it["split"] for it in items]
+    assert abs(splits.count("dev") - splits.count("held_out")) <= 1
+    assert all(set(it["labels"]) == set(grading.CRITERIA) and it["why"] and it["question_kind"] in grading.QUESTION_KINDS for it in items)
+    assert all(not it["labels"]["affirmative"] for it in items if it["question_kind"] == "open")
+
+
+@pytest.mark.parametrize("criterion", list(HELD_OUT))
+def test_held_out_agreement_is_as_reported(criterion):
+    held = [it for it in _v2_items() if it["split"] == "held_out"]
+    result = grading.agreement(held, grading.offline_predict)[criterion]
+    assert result["kappa"] >= HELD_OUT[criterion] - 1e-3
