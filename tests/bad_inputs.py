@@ -183,6 +183,20 @@ def _api_analysis(what: str):
     return call
 
 
+def _api_grading(what: str):
+    def call(env: Path):
+        from mechintro import analysis, grading
+        from mechintro.runs import open_run
+
+        if what == "not-a-string":
+            return grading.grade(None, "Oceans")
+        if what == "question-kind":
+            return grading.grade("Yes.", "Oceans", question_kind="thinking")
+        return analysis.detection_labels(open_run(env / "run.zarr"), margin=-1.0)
+
+    return call
+
+
 CASES: list[Case] = [
     Case("unknown-command", "an unknown subcommand", "invalid choice", argv=["frobnicate"]),
     Case("unknown-experiment", "an unknown experiment name", "unknown experiment 'nope'", argv=["run", "nope", "--out", "{env}/new.zarr"], out="new.zarr"),
@@ -267,4 +281,7 @@ CASES: list[Case] = [
     Case("train-remote", "train with --remote", "drop --remote",
          argv=["train", "--model", "{env}/tiny", "--remote", "--behaviour", "{env}/run.zarr", "--out", "{env}/adapter"], out="adapter"),
     Case("api-load-run-as-vectors", "loading a run as vectors", "not a mechintro vectors store", call=_api_load_vectors("run.zarr")),
+    Case("grade-not-a-string", "a response that is not a string", "takes a response as a string", call=_api_grading("not-a-string")),
+    Case("grade-question-kind", "an unknown question_kind for the grader", "unknown question_kind", call=_api_grading("question-kind")),
+    Case("analysis-negative-margin", "a negative detection margin", "margin must be a finite number", call=_api_grading("margin")),
 ]
