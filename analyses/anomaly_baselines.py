@@ -70,7 +70,7 @@ def main() -> int:
                        for layer in result.layer.values if np.isfinite(float(result.probe.sel(layer=layer)))},
             "attrs": {k: (v.item() if hasattr(v, "item") else v) for k, v in result.attrs.items()},
         }
-    summary = [{"margin": m, "detected": v["counts"]["detected"], "layers passing": [l for l, r in v["layers"].items() if r["passes"]],
+    summary = [{"margin": m, "detected": v["counts"]["detected"], "layers passing": [layer for layer, r in v["layers"].items() if r["passes"]],
                 "nested probe": f"{v['attrs']['nested_probe']:.3f}", "nested L×S": f"{v['attrs']['nested_layer_strength']:.3f}",
                 "nested lens": f"{v['attrs']['nested_lens']:.3f}"} for m, v in out["margins"].items()]
     print("\nsensitivity to the margin:\n" + table(summary))

@@ -133,7 +133,7 @@ def cluster_interval(
     mean = float(x.mean())
     binary = bool(np.isin(x, (0.0, 1.0)).all()) if binary is None else binary
     if binary and mean in (0.0, 1.0):
-        lo, hi = wilson(int(round(mean * g)), g)
+        lo, hi = wilson(round(mean * g), g)
         return Interval(mean, lo, hi, f"Wilson on {g} clusters (no variation to resample)", x.size, g, is_ci=g >= MIN_CI_CLUSTERS,
                         note="" if g >= MIN_CI_CLUSTERS else f"only {g} clusters (fewer than {MIN_CI_CLUSTERS})")
     if g < MIN_CI_CLUSTERS:

@@ -453,7 +453,7 @@ def causal_check(
         "ablate_p_random": _perm_p(drop[0], drop[2 + n_shuffled:]), "p_resolution_ablate_random": 1 / (n_random_ablate + 1),
         "ablate_p_shuffled": _perm_p(drop[0], drop[sl]),
         "ablate_share_detected_anomaly": float(np.mean(ablated[0] > threshold)),
-        "n_trials": int(len(detected)),
+        "n_trials": len(detected),
     }
     return xr.Dataset(
         {

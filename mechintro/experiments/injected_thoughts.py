@@ -41,7 +41,14 @@ import xarray as xr
 
 from mechintro import grading, stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config, diff_ci, layer_map, rate, rate_interval, table
+from mechintro.experiments._common import (
+    check_config,
+    diff_ci,
+    layer_map,
+    rate,
+    rate_interval,
+    table,
+)
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Generation, Shard, Trial, execute
