@@ -11,8 +11,12 @@ and is it just the injected concept?
    vectors (the span of all of them) out of every trial.
 3. :func:`anomaly_cosines` compares the direction with concept vectors (all concepts, their mean,
    words like "unusual").
-4. :func:`causal_check` (needs the model) adds the direction alone and projects it out during
-   the detected injections, each against random directions of the same size.
+4. :func:`anomaly_baselines` asks whether the probe beats what is not an anomaly direction: a
+   layer×strength-only predictor, the logit-lens Yes−No score at that layer and a within-concept
+   label-permutation null, on trials injected at or before the layer, with a nested layer choice.
+5. :func:`causal_check` (needs the model) adds the direction alone and sets its coordinate to the
+   controls' mean during the detected injections (cross-fitted), against random directions,
+   shuffled-label directions and the missed-vs-control direction.
 """
 
 from __future__ import annotations
@@ -176,6 +180,10 @@ def anomaly_directions(
     features: xr.DataArray | None = None,
 ) -> xr.Dataset:
     """Directions separating detected trials from ``negatives``, with held-out-concept AUCs.
+
+    These AUCs are descriptive: they stand beside no baseline. Whether a direction predicts
+    detection beyond injection layer × strength, beyond the answer the logit lens already reads,
+    and beyond a label-permutation null is :func:`anomaly_baselines`'s question.
 
     Returns a Dataset with ``auc``, ``auc_lo``, ``auc_hi`` over ``(estimator, removal, layer)`` —
     estimators ``diff_means`` and ``probe``; removals ``none`` and ``span`` (the span of every
