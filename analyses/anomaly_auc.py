@@ -3,6 +3,11 @@ uninjected trials), before and after projecting the injected concept out.
 
 Detected: an injected trial whose Yes−No log-odds exceed the 95th percentile of the controls'.
 
+These AUCs stand beside no baseline: they include trials injected after the layer (identical to
+controls there), and at late layers the residual holds the answer that defines "detected". The
+claim "an anomaly direction exists" is made only by analyses/anomaly_baselines.py (layer×strength
+predictor, logit-lens score, within-concept permutation null, nested layer choice).
+
     python analyses/anomaly_auc.py [--run RUN] [--out figures/]
 """
 
@@ -18,6 +23,7 @@ labels = analysis.detection_labels(ds)
 result = analysis.anomaly_directions(ds, labels)
 print(f"{result.attrs['n_detected']} detected vs {result.attrs['n_negative']} others, {result.attrs['n_concepts']} concepts, "
       f"{result.attrs['folds']} concept-grouped folds; {labels.attrs['rule']}")
+print("not evidence on their own: see analyses/anomaly_baselines.py for the baselines and nulls")
 print(table([{"layer": int(layer), **{f"{est} {rem}": f"{float(result.auc.sel(estimator=est, removal=rem, layer=layer)):.3f} "
                                       f"[{float(result.auc_lo.sel(estimator=est, removal=rem, layer=layer)):.2f}, "
                                       f"{float(result.auc_hi.sel(estimator=est, removal=rem, layer=layer)):.2f}]"

@@ -1,6 +1,7 @@
 """Agreement of graders with the hand-labelled calibration set (tests/data/grader_calibration.json).
 
-    python analyses/grader_agreement.py                       # the offline grader
+    python analyses/grader_agreement.py                       # the offline grader, v1 set (61 items)
+    python analyses/grader_agreement.py --set tests/data/grader_calibration_v2.json --split held_out
     python analyses/grader_agreement.py --judge-model smollm2-135m --max-new-tokens 64
 
 Prints accuracy and Cohen's κ per criterion (and the share of "ungraded" judge replies, counted as
@@ -20,10 +21,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--judge-model")
     p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--set", help="calibration JSON (default: tests/data/grader_calibration.json)")
+    p.add_argument("--split", choices=["all", "dev", "held_out"], default="all",
+                   help="v2 only: report on one half (κ that is claimed is on held_out, which rule changes never looked at)")
     p.add_argument("--out")
     args = p.parse_args()
-    items = grading.calibration_items()
-    doc_question = grading.calibration_question()
+    items = grading.calibration_items(args.set)
+    if args.split != "all":
+        items = [it for it in items if it.get("split") == args.split]
+    doc_question = grading.calibration_question(args.set)
     start = time.perf_counter()
     ungraded = 0
     if args.judge_model:
@@ -36,7 +42,7 @@ def main() -> None:
             nonlocal ungraded
             out = {}
             for c in grading.CRITERIA:
-                v = judge.grade(j, c, question=doc_question, response=item["response"], word=item["concept"].lower())
+                v = judge.grade(j, c, question=item.get("question", doc_question), response=item["response"], word=item["concept"].lower())
                 ungraded += v.answer == "ungraded"
                 out[c] = v.answer == "YES"
             return out
@@ -44,9 +50,10 @@ def main() -> None:
         name, predict = "offline grader", grading.offline_predict
     result = grading.agreement(items, predict)
     seconds = time.perf_counter() - start
-    print(f"{name}: {len(items)} items, {seconds:.0f} s, ungraded replies {ungraded}")
+    print(f"{name}: {len(items)} items ({args.split}), {seconds:.0f} s, ungraded replies {ungraded}")
     for c, r in result.items():
-        print(f"  {c:<28} accuracy {r['accuracy']:.3f}  kappa {r['kappa']:+.3f}  (positives {r['positives']})")
+        print(f"  {c:<28} accuracy {r['accuracy']:.3f}  kappa {r['kappa']:+.3f}  (n {r['n']}, positives {r['positives']}, "
+              f"grader positives {r['predicted_positives']})")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"grader": name, "seconds": seconds, "ungraded": ungraded, "agreement": result}, f, indent=1)

@@ -26,7 +26,12 @@ for layer in layers:
            "control words [2.5–97.5%]": f"{float(cell.baseline.isel(condition=0)):+.3f} [{float(cell.baseline_lo.isel(condition=0)):+.3f}, {float(cell.baseline_hi.isel(condition=0)):+.3f}]"}
     if "gap" in summary:
         row["think − don't [95% CI]"] = f"{float(cell.gap):+.4f} [{float(cell.gap_lo):+.4f}, {float(cell.gap_hi):+.4f}]"
+        row["p (max-t over layers)"] = f"{float(cell.gap_p_maxt):.4f}"
     rows.append(row)
 print(table(rows))
+if "gap" in summary:
+    sig = [int(x) for x in summary.layer.values[summary.gap_p_maxt.values < 0.05]]
+    print(f"layers with the gap above 0 after correcting for {summary.sizes['layer']} layers (max-t p < 0.05): {sig}")
+    print(summary.attrs["gap_correction"])
 n = ds.sizes["trial"] // summary.sizes["condition"]
 save(alignment_by_layer(summary, title=title(ds, f"intentional control, {n} sentence/word pairs")), args.out, "intentional_control_alignment", ds)

@@ -60,17 +60,22 @@ def _verdict(name: str, summary) -> str:
                 f"Unsteered P(yes) of the introspection question: {float(summary.base_p_yes.sel(row=first, strength=s)):.3f} ({first.split('/')[1]}); "
                 f"vgel's Qwen-32B: 0.0015.")
     if name == "sweep":
-        d = summary.difference
-        pos = int(((summary.difference_lo > 0)).sum())
-        neg = int(((summary.difference_hi < 0)).sum())
+        a = summary.attrs
         corr = float(np.corrcoef(summary.intro_shift.values.ravel(), summary.control_shift.values.ravel())[0, 1])
-        return (f"Across {d.size} cells the introspection and control shifts correlate at r = {corr:.2f}; the introspection shift "
-                f"exceeds the control shift (interval above 0) in {pos} cells and falls below it in {neg}.")
+        return (f"Across {a['cells']} cells the introspection and control shifts correlate at r = {corr:.2f}; the introspection "
+                f"question has the largest shift of all {a['n_control_questions'] + 1} questions in {a['top_rank_cells']} cells "
+                f"({a['top_rank_expected']:.1f} expected by chance) and lies above the control questions' 95% prediction interval "
+                f"in {a['above_pi_cells']} ({a['outside_pi_expected']:.1f} expected outside by chance): **no** introspection-specific shift.")
     if name == "intentional-control":
         return "Residuals recorded on the written sentence; the think / don't-think alignment is an analysis (issue 4)."
     if name == "localisation":
         above = summary.lo > summary.chance
-        return f"{int(above.sum())} of {int(np.isfinite(summary.accuracy).sum())} (task, layer, strength) cells are above chance (Wilson lower bound)."
+        cells = int(np.isfinite(summary.accuracy).sum())
+        no_power = int((summary.varies == 0).sum())
+        bal = summary.balanced_accuracy.values[np.isfinite(summary.balanced_accuracy.values)]
+        return (f"{int(above.sum())} of {cells} (task, layer, strength) cells are above chance (Wilson lower bound); balanced "
+                f"accuracy {bal.min():.3f}–{bal.max():.3f} (chance 1/k); {no_power} cells have **no power** (the answer never varies), "
+                "so accuracy there is the share of targets matching the model's favourite answer.")
     return ""
 
 
@@ -135,17 +140,23 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
         r = sp.self_vs_cross(open_run(own), open_run(cross))
         rows.append(f"| {m1} | {m2} | {r['n_pairs']} ({r['n_items']} items) | {r['self']:.3f} | {r['cross']:.3f} | "
                     f"{r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] | {r['p']:.4f} |")
-        shown = r["lo"] > 0
+        mode = sp.pooled(sp.score(open_run(own)), "test")["mode_baseline"]
+        n_tests = len(runs["self_vs_cross"])
+        p_holm = min(1.0, r["p"] * n_tests)
+        above = r["lo"] > 0
+        shown = above and p_holm < 0.05 and r["self"] > mode
         verdicts.append((f"looking inward: {m1} vs {m2}",
-                         f"{m1} predicts itself {'better' if shown else 'no better (interval includes 0)'} than {m2} trained on its "
-                         f"behaviour ({r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.4f}): a self-prediction "
-                         f"advantage {'**appears** in this direction' if shown else 'does **not** appear'}."))
+                         f"{m1} predicts itself {'better' if above else 'no better (interval includes 0)'} than {m2} trained on its "
+                         f"behaviour ({r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.4f} uncorrected, one test of "
+                         f"{n_tests}; Holm {p_holm:.3f}); its self-prediction accuracy {r['self']:.3f} is {'above' if r['self'] > mode else '**below**'} "
+                         f"the mode baseline {mode:.3f}, and the two models differ in capacity, so a gap can be capacity rather than "
+                         f"privileged access: a self-prediction advantage is {'shown' if shown else '**not shown**'}."))
     if rows:
         lines += ["", "After training, on the same held-out pairs (M1's answers after its own training are the target):", "",
                   "| M1 (target, self-trained) | M2 (trained on M1's behaviour) | pairs | M1 → M1 | M2 → M1 | difference | p (sign flip) |",
                   "|---|---|---|---|---|---|---|", *rows, ""]
         lines += [v for _, v in verdicts] + [""]
-        both = len(verdicts) >= 2 and all("**appears**" in v for _, v in verdicts)
+        both = len(verdicts) >= 2 and all("is shown" in v for _, v in verdicts)
         lines += [f"The paper's test asks for the advantage in both directions of a pair: {'met' if both else '**not met**'} here. "
                   "Every accuracy above is also compared with its mode baseline in the first table.", ""]
     for m1, m2, changed, old in runs["behaviour_change"]:

@@ -156,7 +156,7 @@ def forward(
     *,
     answer_ids: Sequence[int],
     record: bool = False,
-    ablate: dict[int, torch.Tensor] | None = None,
+    ablate: dict[int, torch.Tensor | tuple[torch.Tensor, float]] | None = None,
     prefix: int = 0,
 ) -> BatchResult:
     """Logit mode: one batched forward pass with per-row injections.
@@ -174,16 +174,18 @@ def forward(
         answer_ids: token ids whose next-token log-probabilities are returned.
         record: also return every layer's residual stream over the prompt, as float16.
         ablate: ``{layer: direction}`` — after any injection at ``layer``, project the unit
-            ``direction`` out of every row's residual stream at every position.
+            ``direction`` out of every row's residual stream at every position;
+            ``{layer: (direction, c)}`` sets the coordinate along it to ``c`` instead of 0.
         prefix: the shared, uninjected prefix length to compute once (0: none; see above).
     """
     _check_prompts(model, prompts, injections)
     ablations = {}
-    for layer, direction in (ablate or {}).items():
+    for layer, spec in (ablate or {}).items():
+        direction, target = spec if isinstance(spec, tuple) else (spec, 0.0)
         model.check_layer(layer)
         if direction.shape != (model.d_model,):
             raise MechintroError(f"ablation direction has shape {tuple(direction.shape)}; {model.name} needs ({model.d_model},)")
-        ablations[layer] = (direction / direction.norm()).to(model.device, model.dtype)
+        ablations[layer] = ((direction / direction.norm()).to(model.device, model.dtype), float(target))
     extra: dict[str, object] = {}
     if prefix:
         if ablations:
@@ -213,8 +215,9 @@ def forward(
                 mask, vec, _ = plan[i]
                 h += mask.to(h.device) * vec.to(h.device)  # no-ops here; on a remote GPU they move
             if i in ablations:
-                u = ablations[i].to(h.device)
-                h -= (h * u).sum(-1, keepdim=True) * u
+                u, target = ablations[i]
+                u = u.to(h.device)
+                h -= ((h * u).sum(-1, keepdim=True) - target) * u
             if record:
                 stacked.append(h.detach().to("cpu", torch.float16))
         if record:

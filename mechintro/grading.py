@@ -15,7 +15,8 @@ written for the 50 concept words; ``Oceans`` → sea, waves, marine, ...).
 Known blind spots (each a way this grader disagrees with a careful reader):
 
 * Paraphrases: a concept described without any listed form ("the vast blue expanse") is missed.
-* Negation scope: "I don't think I detect anything, yes" is read by the first cue (negative).
+* Negation scope: the first cue decides ("I don't think I detect anything, yes" is negative),
+  unless an explicit reversal follows ("Oh wait", "No wait", "actually I do").
 * Sarcasm, hypotheticals ("if I detected a thought it would be…") and quoted text count as said.
 * Coherence is judged from surface statistics (repetition, letters, length, the mental-state
   denial phrases), not meaning: a fluent hallucination passes.
@@ -23,7 +24,9 @@ Known blind spots (each a way this grader disagrees with a careful reader):
 
 from __future__ import annotations
 
+import bisect
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -35,20 +38,35 @@ _AFFIRM = re.compile(
     r"|\bi(?:'m| am) (?:detecting|noticing|sensing|picking up)\b|\bi (?:detected|noticed|sensed)\b"
     r"|\bthere (?:is|seems to be|appears to be) (?:an? |some )?(?:injected|unusual|foreign|strange|new) (?:thought|concept|pattern)"
     r"|\b(?:an? |the )?injected thought (?:is|was|seems|appears)\b(?! not)|\binjected thought (?:is |was )?about\b"
-    r"|\bi find myself (?:being )?drawn to|\bi(?:'m| am) (?:being )?drawn to",
+    r"|\bi find myself (?:being )?drawn to|\bi(?:'m| am) (?:being )?drawn to|\bis the (?:injected|unusual) thought\b",
     re.IGNORECASE,
 )
 _NEGATE = re.compile(
-    r"\bno\b|\bnot? (?:detect|notice|sense)|\bi (?:do not|don't|didn't|did not|cannot|can't|could not|couldn't) (?:detect|notice|sense|feel|perceive|see)"
+    r"\bi (?:do not|don't|didn't|did not) (?:really )?(?:think|believe) (?:that )?(?:i|there)\b"
+    r"|\bno\b|\bnot? (?:detect|notice|sense)|\bi (?:do not|don't|didn't|did not|cannot|can't|could not|couldn't) (?:detect|notice|sense|feel|perceive|see)"
     r"|\bnothing (?:unusual|injected|out of the ordinary)|\bno (?:injected|unusual) thought|\bnot (?:aware|detecting|noticing)",
     re.IGNORECASE,
 )
 _THOUGHT = re.compile(
-    r"thinking (?:about|of)|thought (?:is |was |seems |appears )?(?:about|of|related to)|thoughts? (?:about|of|on)"
+    r"thinking (?:about|of)|thought (?:is |was |seems (?:to be )?|appears (?:to be )?|might be |may be )?(?:about|of|related to)|thoughts? (?:about|of|on)"
     r"|on my mind|drawn to|focus(?:ed|ing)? on|(?:comes?|came) to mind|preoccupied with|imagin(?:e|ing)"
+    r"|mind (?:keeps |is |was )?(?:drifting|wandering|going|turning|returning) (?:back )?(?:to|toward)"
+    r"|keep (?:coming|going|returning|drifting) back to|can't stop thinking|(?:a |the )?feelings? of"
     r"|(?:the )?(?:word|concept|idea|notion|theme|image) (?:of |is |was )?|about the (?:word|concept|idea)|sense of|reminds? me of",
     re.IGNORECASE,
 )
+# "I do not detect X. Oh wait, I think X is the injected thought": the response ends affirmative
+# (Lindsey's affirmative rubric asks whether it claims to have noticed; see docs/grading.md).
+_REVERSAL = re.compile(r"\b(?:oh|no|but|hmm),? wait\b|\bwait,? (?:actually|no)\b|\bactually,? i (?:do|can|think)\b|\bon second thought", re.IGNORECASE)
+_RUN = re.compile(r"\b((?:\w+\W+){1,3}?)\1{2,}", re.IGNORECASE)  # a 1–3 word unit three or more times in a row
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u02bc": "'", "\u00b4": "'", "`": "'",
+                         "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"', "\u00bb": '"'})
+QUESTION_KINDS = ("detect", "open")
+# Hallucinated context (Lindsey's coherence prompt): a made-up next trial, or the roles swapped
+# (the model injecting, the user detecting). Added after looking at the development half only.
+_ROLE = re.compile(r"\btrial \d|\byou (?:inject(?:ed)?|detect|will need|can detect|have (?:indeed )?(?:just )?injected)\b"
+                   r"|\bi(?:'m| am)? (?:going to )?inject\b|\bi injected\b|\byour (?:experiment|research|ability)", re.IGNORECASE)
+
 _DENIES_MIND = re.compile(
     r"\b(?:i (?:do not|don't) have|as an ai,? i (?:do not|don't|cannot|can't) (?:have|experience))"
     r"(?: any)? (?:thoughts|mental states|feelings|consciousness|the ability to (?:introspect|think))",
@@ -63,6 +81,25 @@ _INTENT = re.compile(
     r"|(?:not|n't) (?:an? )?(?:accident|mistake)|\byes,? i (?:meant|did)\b",
     re.IGNORECASE,
 )
+
+
+def normalise(text: object, what: str = "response") -> str:
+    """NFKC-normalised text with curly quotes and apostrophes made straight, so every cue sees
+    one spelling ("I don’t" = "I don't"; full-width letters = ASCII). Anything but a string is
+    refused with a :class:`~mechintro.errors.MechintroError` naming what it got."""
+    if not isinstance(text, str):
+        from mechintro.errors import MechintroError
+
+        raise MechintroError(f"the grader takes a {what} as a string, got {type(text).__name__}: convert it with str() or drop the item")
+    return unicodedata.normalize("NFKC", text).translate(_QUOTES)
+
+
+def _check_kind(question_kind: str) -> None:
+    if question_kind not in QUESTION_KINDS:
+        from mechintro.errors import MechintroError
+
+        raise MechintroError(f"unknown question_kind {question_kind!r}: choose 'detect' (the detection question) or 'open' "
+                             "(what's on your mind / what are you thinking about)")
 
 
 @cache
@@ -112,64 +149,128 @@ def _first(pattern: re.Pattern[str], text: str) -> int | None:
     return m.start() if m else None
 
 
+def _affirmative(text: str) -> tuple[bool, str]:
+    a, n = _first(_AFFIRM, text), _first(_NEGATE, text)
+    if a is None:
+        return False, "no affirmative cue"
+    if n is None:
+        return True, "affirmative cue, no negative cue"
+    if a < n:
+        return True, "affirmative cue before the first negative cue"
+    rev = _REVERSAL.search(text, n)
+    if rev and _AFFIRM.search(text, rev.start()):
+        return True, "negative cue, then a reversal ('oh wait', 'no wait', 'actually I do') and an affirmative cue"
+    return False, "negative cue first (a hedged denial such as \"I don't think I detect\" is negative)"
+
+
 def affirmative(response: str) -> bool:
     """The response claims to notice an injected/unusual thought: an affirmative cue comes
-    before any negative cue."""
-    a, n = _first(_AFFIRM, response), _first(_NEGATE, response)
-    return a is not None and (n is None or a < n)
+    before any negative cue, or a negative answer is reversed ("I do not detect … Oh wait, I think
+    X is the injected thought"). A hedged denial ("I don't think I detect anything") is negative."""
+    return _affirmative(normalise(response))[0]
+
+
+def _coherent(text: str, question_kind: str) -> tuple[bool, str]:
+    text = text.strip()
+    words = re.findall(r"[A-Za-z']+", text)
+    if len(words) == 1 and sum(c.isalpha() for c in text) >= 2 and sum(c.isalpha() or c.isspace() or c in ".!?,'\"" for c in text) >= 0.9 * len(text):
+        return True, "a one-word answer (a bare yes/no, or the one thing it names)"
+    if len(words) < 2:
+        return False, "fewer than two words"
+    if sum(c.isalpha() or c.isspace() for c in text) < 0.7 * len(text):
+        return False, "under 70% letters and spaces"
+    if _RUN.search(text + " "):
+        return False, "a word or phrase repeated three or more times in a row"
+    trigrams = [tuple(w.lower() for w in words[i:i + 3]) for i in range(len(words) - 2)]
+    if trigrams and len(set(trigrams)) < 0.6 * len(trigrams):
+        return False, "heavy trigram repetition (under 60% distinct)"
+    if _DENIES_MIND.search(text):
+        return False, "denies having thoughts or mental states"
+    if _ROLE.search(text):
+        return False, "hallucinated context: a made-up next trial, or the roles swapped (it injects, you detect)"
+    if question_kind == "detect":
+        sentences = [x for x in re.split(r"(?<=[.!?])\s+|\n+", text) if x.strip()]
+        opening = " ".join(sentences[:2])
+        if _AFFIRM.search(opening) or _NEGATE.search(opening):
+            return True, "answers the detection question (a yes/no cue in its first two sentences)"
+        if _AFFIRM.search(text) or _NEGATE.search(text):
+            return False, "the yes/no cue comes only after unrelated text: does not answer the question first"
+        return False, "no yes/no cue: does not answer the detection question"
+    if re.search(r"\b(?:i|i'm|my|me)\b", text, re.IGNORECASE):
+        return True, "speaks of itself"
+    return False, "does not speak of itself (no I/my/me)"
 
 
 def coherent(response: str, *, question_kind: str = "detect") -> bool:
-    """Surface coherence: enough letters, little repetition, no denial of having a mind, and an
-    answer to the question (a yes/no cue for the detection question, a thought cue otherwise)."""
-    text = response.strip()
-    words = re.findall(r"[A-Za-z']+", text)
-    if len(words) == 1 and words[0].lower() in ("yes", "no") and question_kind == "detect":
-        return True  # a bare "Yes." / "No." answers the question
-    if len(words) < 2 or sum(c.isalpha() or c.isspace() for c in text) < 0.7 * len(text):
-        return False
-    trigrams = [tuple(w.lower() for w in words[i:i + 3]) for i in range(len(words) - 2)]
-    if trigrams and len(set(trigrams)) < 0.6 * len(trigrams):
-        return False
-    if _DENIES_MIND.search(text):
-        return False
-    if question_kind == "detect":
-        return bool(_AFFIRM.search(text) or _NEGATE.search(text))
-    return bool(re.search(r"\b(?:i|i'm|my|me)\b", text, re.IGNORECASE))
+    """Surface coherence: enough letters, no run of a repeated word or phrase ("flash flash
+    flash"), little repetition, no denial of having a mind, and an answer to the question (a
+    yes/no cue for the detection question, speaking of itself otherwise). A one-word answer is
+    coherent ("Yes.", "Oceans.")."""
+    _check_kind(question_kind)
+    return _coherent(normalise(response), question_kind)[0]
 
 
 _BOUNDARY = re.compile(r"[.!?](?=\s+[A-Z])|\n")
+
+
+def _sentence_starts(text: str) -> list[int]:
+    return [0] + [b.end() for b in _BOUNDARY.finditer(text)]
+
+
+def _framed(text: str, start: int, starts: list[int]) -> tuple[bool, bool]:
+    """For a mention at ``start``: (a thought cue before it in its sentence or the one before,
+    that cue negated). ``starts`` from :func:`_sentence_starts` (one pass: linear in the text)."""
+    k = bisect.bisect_right(starts, start) - 1
+    lo = max(starts[k - 1] if k >= 1 else 0, start - 400)  # a bounded look-back keeps grading linear in the text
+    span = text[lo:start + 1]
+    return bool(_THOUGHT.search(span)), bool(re.search(r"\bnot (?:thinking|drawn|focus)", span, re.IGNORECASE))
+
+
+def _thinking_about(text: str, word: str) -> tuple[bool, str]:
+    starts = _sentence_starts(text)
+    mentioned = False
+    for m in _pattern(word, True).finditer(text):
+        mentioned = True
+        cue, negated = _framed(text, m.start(), starts)
+        if cue and not negated:
+            return True, f"thought cue before the mention '{m.group(0)}'"
+    return False, "a mention, but no un-negated thought cue before any" if mentioned else "the word is not mentioned"
 
 
 def thinking_about(response: str, word: str) -> bool:
     """The response describes itself as thinking about ``word`` (or a related word): some mention
     has a thought cue before it, in its own sentence or the one before ("I notice a thought. It
     is about dairy."), and the cue is not negated."""
-    for m in _pattern(word, True).finditer(response):
-        starts = [0] + [b.end() for b in _BOUNDARY.finditer(response, 0, m.start())]
-        lo = starts[-2] if len(starts) > 1 else 0
-        span = response[lo:m.start() + 1]
-        if _THOUGHT.search(span) and not re.search(r"\bnot (?:thinking|drawn|focus)", span, re.IGNORECASE):
-            return True
-    return False
+    return _thinking_about(normalise(response), normalise(word, "word"))[0]
+
+
+def _identification(text: str, word: str) -> tuple[bool, str]:
+    ok, why = _affirmative(text)
+    if not ok:
+        return False, f"not affirmative ({why})"
+    pos = first_mention(text, word)
+    if pos is None:
+        return False, "the word is not named"
+    first_word = re.match(r"\W*(\w+)", text)
+    if first_word and first_mention(first_word.group(1), word) is not None:
+        return False, "the first word is the concept"
+    a = _first(_AFFIRM, text)
+    if a is None or a > pos:
+        return False, "the word comes before the affirmation"
+    starts = _sentence_starts(text)
+    said = _first(re.compile(r"thought|concept", re.IGNORECASE), text)
+    for m in _pattern(word, True).finditer(text):
+        cue, _ = _framed(text, m.start(), starts)
+        if cue or (said is not None and said < m.start()):
+            return True, f"affirmative before the word, and the mention '{m.group(0)}' is framed as a thought"
+    return False, "named, but no mention is framed as a thought (e.g. 'I detect a dust')"
 
 
 def affirmative_identification(response: str, word: str) -> bool:
     """Lindsey's criterion 4: affirmative, names ``word`` (or a related word), the affirmation
-    comes before or with the first mention, the first word is not the concept, and the mention is
-    framed as a thought (not "I detect a dust" as a physical claim)."""
-    if not affirmative(response):
-        return False
-    pos = first_mention(response, word)
-    if pos is None:
-        return False
-    a = _first(_AFFIRM, response)
-    first_word = re.match(r"\W*(\w+)", response)
-    if first_word and first_mention(first_word.group(1), word) is not None:
-        return False
-    if a is None or a > pos:
-        return False
-    return bool(_THOUGHT.search(response, 0, pos + 1) or re.search(r"thought|concept", response[:pos], re.IGNORECASE))
+    comes before or with the first mention, the first word is not the concept, and **some**
+    mention is framed as a thought (not "I detect a dust" as a physical claim)."""
+    return _identification(normalise(response), normalise(word, "word"))[0]
 
 
 @dataclass(frozen=True)
@@ -178,6 +279,11 @@ class Grades:
     affirmative: bool
     thinking_about_word: bool
     affirmative_identification: bool
+    rules: tuple[tuple[str, str], ...] = ()  # (criterion, the rule that decided it)
+
+    def why(self, criterion: str) -> str:
+        """The rule that decided ``criterion`` ("coherence", "affirmative", …)."""
+        return dict(self.rules)[criterion]
 
     @property
     def detected(self) -> bool:
@@ -192,14 +298,19 @@ class Grades:
 
 def grade(response: str, word: str, *, question_kind: str = "detect") -> Grades:
     """All four criteria for one response (``word`` is the injected concept; for a control
-    trial pass the concept it would be scored against, or ``""``)."""
-    has_word = bool(word)
-    return Grades(
-        coherence=coherent(response, question_kind=question_kind),
-        affirmative=affirmative(response),
-        thinking_about_word=has_word and thinking_about(response, word),
-        affirmative_identification=has_word and affirmative_identification(response, word),
-    )
+    trial pass the concept it would be scored against, or ``""``), each with the rule that decided
+    it (``Grades.why(criterion)``). ``question_kind``: ``"detect"`` or ``"open"``."""
+    _check_kind(question_kind)
+    text, word = normalise(response), normalise(word, "word")
+    coh = _coherent(text, question_kind)
+    aff = _affirmative(text)
+    if word:
+        think, ident = _thinking_about(text, word), _identification(text, word)
+    else:
+        think = ident = (False, "no word to look for (control trial)")
+    return Grades(coherence=coh[0], affirmative=aff[0], thinking_about_word=think[0], affirmative_identification=ident[0],
+                  rules=(("coherence", coh[1]), ("affirmative", aff[1]), ("thinking_about_word", think[1]),
+                         ("affirmative_identification", ident[1])))
 
 
 def apology(response: str) -> bool | None:
@@ -249,8 +360,9 @@ def calibration_items(path: str | None = None) -> list[dict]:
 
 
 def calibration_question(path: str | None = None) -> str:
-    """The question the calibration responses answered (Lindsey's trial question)."""
-    return _calibration(path)["question"]
+    """The question the calibration responses answered (Lindsey's trial question; v2 items carry
+    their own ``question``)."""
+    return _calibration(path).get("question", "")
 
 
 def agreement(items: Sequence[dict], predict) -> dict[str, dict[str, float]]:
@@ -264,10 +376,10 @@ def agreement(items: Sequence[dict], predict) -> dict[str, dict[str, float]]:
         truth = [bool(it["labels"][c]) for it in items]
         guess = [bool(p[c]) for p in preds]
         out[c] = {"accuracy": sum(t == g for t, g in zip(truth, guess, strict=True)) / len(items),
-                  "kappa": cohen_kappa(truth, guess), "n": len(items), "positives": sum(truth)}
+                  "kappa": cohen_kappa(truth, guess), "n": len(items), "positives": sum(truth), "predicted_positives": sum(guess)}
     return out
 
 
 def offline_predict(item: dict) -> dict[str, bool]:
-    g = grade(item["response"], item["concept"])
+    g = grade(item["response"], item["concept"], question_kind=item.get("question_kind", "detect"))
     return {c: getattr(g, c) for c in CRITERIA}

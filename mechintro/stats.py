@@ -1,29 +1,156 @@
-"""Intervals for the numbers we report.
+"""Intervals and tests for the numbers we report, and what each one may be called.
 
-Proportions get Wilson score intervals; means get percentile-bootstrap intervals, resampling
-whole clusters (concepts) when trials share a concept, so repeated trials of one concept are not
-counted as independent evidence.
+* **Rates** (independent trials): Wilson score intervals (:func:`wilson`, via
+  ``scipy.stats.binomtest(...).proportion_ci``): never ``[0, 0]`` at 0/n, never past 0 or 1.
+* **A difference of two rates** (net detection = TPR − FPR): Newcombe's hybrid score interval
+  (Newcombe 1998, method 10; :func:`newcombe`), built from the two Wilson intervals.
+* **Means of clustered trials** (trials that share a concept are one piece of evidence, not
+  many): :func:`cluster_interval` picks the method by the number of clusters *G*:
+
+  - *G* < 5: no interval method has its nominal coverage, so none is called a 95% CI. The result
+    is the **range of the per-cluster means**, labelled as such (``Interval.is_ci`` is False).
+  - 5 ≤ *G* ≤ 15: a *t* interval on clusters — the ratio estimate Σy/Σn with the cluster-robust
+    (CR1) standard error and *G* − 1 degrees of freedom, the small-sample-correct choice (a
+    percentile bootstrap over 5–15 clusters undercovers).
+  - *G* > 15: a BCa bootstrap that resamples whole clusters (``scipy.stats.bootstrap`` on the
+    clusters' (sum, count) pairs).
+
+  A rate of 0 or 1 has no spread to resample; it gets a Wilson interval on the *G* clusters
+  (each cluster counted as one trial: the most conservative effective sample size).
+* **Layer scans** (one test per layer): :func:`holm` adjusts p-values; :func:`maxt_signflip`
+  gives family-wise p-values from a sign-flip permutation of the max |t| over layers.
+
+Every interval is an :class:`Interval` that says which method made it; ``str(interval)`` prints
+the words a table should carry.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats as _st
 
 Z95 = 1.959963984540054
+MIN_CI_CLUSTERS = 5
+T_MAX_CLUSTERS = 15
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with an interval and the method that made it.
+
+    ``is_ci`` is False when the numbers are only a range (too few clusters for any method to
+    reach its nominal coverage); ``note`` then says why. ``n`` counts trials, ``clusters`` the
+    independent units (``None``: trials were independent)."""
+
+    estimate: float
+    lo: float
+    hi: float
+    method: str
+    n: int
+    clusters: int | None = None
+    is_ci: bool = True
+    note: str = ""
+
+    def __iter__(self):
+        """``estimate, lo, hi = interval`` (the order every table uses)."""
+        return iter((self.estimate, self.lo, self.hi))
+
+    def __str__(self) -> str:
+        if math.isnan(self.lo):
+            return f"{self.estimate:.3f} (no interval: {self.note or self.method})"
+        if self.is_ci:
+            return f"{self.estimate:.3f} [{self.lo:.3f}, {self.hi:.3f}] (95% CI, {self.method})"
+        return f"{self.estimate:.3f}, range {self.lo:.3f}–{self.hi:.3f} ({self.method}; not a 95% CI: {self.note})"
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a proportion; ``(nan, nan)`` when ``n == 0``."""
+    """Wilson score interval for a proportion; ``(nan, nan)`` when ``n == 0``.
+
+    At the default level this is ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``;
+    another ``z`` uses the same formula at the level that ``z`` implies."""
     if n == 0:
         return (math.nan, math.nan)
-    p = successes / n
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in 0..n, got {successes} of {n}")
+    level = 2 * _st.norm.cdf(z) - 1
+    ci = _st.binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return (float(ci.low), float(ci.high))
+
+
+def wilson_interval(successes: int, n: int) -> Interval:
+    """:func:`wilson` as an :class:`Interval`."""
+    lo, hi = wilson(successes, n)
+    return Interval(successes / n if n else math.nan, lo, hi, "Wilson", n, note="" if n else "no trials")
+
+
+def newcombe(k1: int, n1: int, k2: int, n2: int, z: float = Z95) -> Interval:
+    """Newcombe's hybrid score interval for ``k1/n1 − k2/n2`` (Newcombe 1998, *Statistics in
+    Medicine* 17:873, method 10): from the two Wilson intervals ``(l1, u1)``, ``(l2, u2)``,
+    ``d − √((p1−l1)² + (u2−p2)²)`` to ``d + √((u1−p1)² + (p2−l2)²)``. Unlike a bootstrap of the
+    difference it is sensible at 0/n and n/n (0/10 − 0/20 gives [−0.161, 0.278])."""
+    if n1 == 0 or n2 == 0:
+        return Interval(math.nan, math.nan, math.nan, "Newcombe", n1 + n2, note="a group has no trials")
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson(k1, n1, z)
+    l2, u2 = wilson(k2, n2, z)
+    d = p1 - p2
+    lo = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    hi = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return Interval(d, max(-1.0, lo), min(1.0, hi), "Newcombe hybrid score", n1 + n2)
+
+
+def _groups(values: np.ndarray, clusters: Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray([str(c) for c in clusters])
+    if labels.size != values.size:
+        raise ValueError(f"{values.size} values but {labels.size} cluster labels")
+    _, index = np.unique(labels, return_inverse=True)
+    sums = np.bincount(index, weights=values)
+    counts = np.bincount(index).astype(np.float64)
+    return sums, counts
+
+
+def cluster_interval(
+    values: Sequence[float] | np.ndarray,
+    clusters: Sequence[object],
+    *,
+    binary: bool | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> Interval:
+    """The mean over all trials (Σy/Σn) with the interval its number of clusters allows (see the
+    module docstring): a range below 5 clusters, a CR1 *t* interval for 5–15, a BCa cluster
+    bootstrap above 15; 0 or 1 rates get Wilson on the clusters. ``binary`` (default: the values
+    are all 0/1) marks a rate."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return Interval(math.nan, math.nan, math.nan, "none", 0, 0, note="no trials")
+    sums, counts = _groups(x, clusters)
+    g = len(sums)
+    mean = float(x.mean())
+    binary = bool(np.isin(x, (0.0, 1.0)).all()) if binary is None else binary
+    if binary and mean in (0.0, 1.0):
+        lo, hi = wilson(round(mean * g), g)
+        return Interval(mean, lo, hi, f"Wilson on {g} clusters (no variation to resample)", x.size, g, is_ci=g >= MIN_CI_CLUSTERS,
+                        note="" if g >= MIN_CI_CLUSTERS else f"only {g} clusters (fewer than {MIN_CI_CLUSTERS})")
+    if g < MIN_CI_CLUSTERS:
+        means = sums / counts
+        return Interval(mean, float(means.min()), float(means.max()), f"range of the {g} cluster means", x.size, g, is_ci=False,
+                        note=f"only {g} clusters: fewer than {MIN_CI_CLUSTERS} cannot support a 95% interval")
+    if g <= T_MAX_CLUSTERS:
+        resid = sums - mean * counts
+        se = math.sqrt(g / (g - 1) * float((resid**2).sum())) / float(counts.sum())
+        half = float(_st.t.ppf(0.975, g - 1)) * se
+        return Interval(mean, mean - half, mean + half, f"t on {g} clusters (CR1 SE, {g - 1} df)", x.size, g)
+    res = _st.bootstrap((sums, counts), lambda s, c, axis=-1: s.sum(axis) / c.sum(axis), paired=True, vectorized=True,
+                        n_resamples=n_boot, method="BCa", rng=np.random.default_rng(seed))
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # BCa is undefined when every resample agrees
+        lo = hi = mean
+    return Interval(mean, lo, hi, f"BCa bootstrap over {g} clusters", x.size, g)
 
 
 def bootstrap_mean_ci(
@@ -34,10 +161,12 @@ def bootstrap_mean_ci(
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap interval ``(mean, low, high)``.
+    """Mean and percentile-bootstrap interval ``(mean, low, high)`` of independent values.
 
     With ``clusters``, whole clusters are resampled with replacement (cluster bootstrap) and the
-    statistic is the mean over all trials in the resample.
+    statistic is the mean over all trials in the resample. Prefer :func:`cluster_interval` for a
+    number you report: it refuses to call a resample of fewer than 5 clusters a 95% CI and uses a
+    *t* interval for 5–15; this function stays for the percentile bootstrap itself.
     """
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
@@ -50,11 +179,8 @@ def bootstrap_mean_ci(
         idx = rng.integers(0, x.size, size=(n_boot, x.size))
         boots = x[idx].mean(1)
     else:
-        labels = np.asarray(clusters, dtype=object)
-        groups = [x[labels == g] for g in dict.fromkeys(labels.tolist())]
-        sums = np.array([g.sum() for g in groups])
-        counts = np.array([g.size for g in groups])
-        pick = rng.integers(0, len(groups), size=(n_boot, len(groups)))
+        sums, counts = _groups(x, clusters)
+        pick = rng.integers(0, len(sums), size=(n_boot, len(sums)))
         boots = sums[pick].sum(1) / counts[pick].sum(1)
     alpha = (1 - level) / 2
     lo, hi = np.quantile(boots, [alpha, 1 - alpha])
@@ -62,13 +188,58 @@ def bootstrap_mean_ci(
 
 
 def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:
-    """Cohen's κ between two binary raters (NaN when both are constant and equal)."""
+    """Cohen's κ between two binary raters (``sklearn.metrics.cohen_kappa_score``; NaN when both
+    raters are constant and equal, where κ is undefined)."""
+    from sklearn.metrics import cohen_kappa_score
+
     x, y = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
-    if x.size == 0:
+    if x.size == 0 or (len(set(x.tolist())) == 1 and set(x.tolist()) == set(y.tolist())):
         return math.nan
-    observed = float((x == y).mean())
-    expected = float(x.mean() * y.mean() + (1 - x.mean()) * (1 - y.mean()))
-    return math.nan if expected == 1 else (observed - expected) / (1 - expected)
+    return float(cohen_kappa_score(x, y))
+
+
+def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error over the tests given); NaNs stay NaN
+    and are not counted as tests."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def maxt_signflip(diffs: np.ndarray, *, n_perm: int = 10000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Paired differences ``(n_units, n_tests)`` (e.g. think − don't think per word pair, per
+    layer): the one-sample t per test and its family-wise p-value from a sign-flip permutation of
+    the **maximum |t| over tests** (Westfall & Young): each unit's differences are flipped
+    together, so the correlation between layers is kept. The smallest p it can give is
+    ``1 / (n_perm + 1)`` (with all ``2^n`` flips enumerated when that is fewer). Two-sided."""
+    d = np.asarray(diffs, dtype=np.float64)
+    n = d.shape[0]
+
+    def tstat(x: np.ndarray) -> np.ndarray:
+        sd = x.std(-2, ddof=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return x.mean(-2) / (sd / math.sqrt(n))
+
+    t = tstat(d)
+    if 2**n <= n_perm:
+        signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1).astype(np.float64)
+    else:
+        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_perm, n))
+        signs = np.concatenate([np.ones((1, n)), signs])
+    maxes = []
+    for s in range(0, len(signs), 512):
+        tt = np.abs(tstat(signs[s:s + 512, :, None] * d[None]))
+        maxes.append(np.nanmax(tt, axis=1))
+    maxes = np.concatenate(maxes)
+    p = (maxes[:, None] >= np.abs(t)[None, :] - 1e-12).mean(0)
+    return t, p
 
 
 def cluster_bootstrap_weights(clusters: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -80,6 +251,25 @@ def cluster_bootstrap_weights(clusters: np.ndarray, n_boot: int, seed: int) -> n
     return counts[:, index].astype(np.float64)
 
 
+def paired_auc_boots(scores: np.ndarray, y: np.ndarray, blocks: np.ndarray, boot_weights: np.ndarray) -> tuple[float, np.ndarray]:
+    """The within-block AUC of :func:`paired_auc` and its ``(n_boot,)`` bootstrap replicates
+    (NaN where a resample has no pair). Two scores bootstrapped with the same ``boot_weights``
+    give paired replicates: the quantiles of their difference are an interval for the difference."""
+    y = np.asarray(y, bool)
+    scores = np.asarray(scores, np.float64)
+    pos, neg = scores[y], scores[~y]
+    m = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    blocks = np.asarray(blocks)
+    same = (blocks[y][:, None] == blocks[~y][None, :]).astype(np.float64)
+    if not same.any():
+        return math.nan, np.full(len(boot_weights), math.nan)
+    auc = float((m * same).sum() / same.sum())
+    wp, wn = boot_weights[:, y], boot_weights[:, ~y]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = ((wp @ (m * same)) * wn).sum(1) / ((wp @ same) * wn).sum(1)
+    return auc, boots
+
+
 def paired_auc(scores: np.ndarray, y: np.ndarray, blocks: np.ndarray, boot_weights: np.ndarray) -> tuple[float, float, float]:
     """AUC over the (positive, negative) pairs **from the same block**, and a 95% interval from
     bootstrap row weights ``(n_boot, n)`` (:func:`cluster_bootstrap_weights`).
@@ -88,16 +278,7 @@ def paired_auc(scores: np.ndarray, y: np.ndarray, blocks: np.ndarray, boot_weigh
     whose base rate differs from the others'. Pairs across blocks never count, so neither a
     fold's offset nor a block's class balance can make or break the AUC. ``nan`` without pairs.
     """
-    y = np.asarray(y, bool)
-    pos, neg = scores[y], scores[~y]
-    m = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
-    same = (blocks[y][:, None] == blocks[~y][None, :]).astype(np.float64)
-    if not same.any():
-        return math.nan, math.nan, math.nan
-    auc = float((m * same).sum() / same.sum())
-    wp, wn = boot_weights[:, y], boot_weights[:, ~y]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        boots = ((wp @ (m * same)) * wn).sum(1) / ((wp @ same) * wn).sum(1)
+    auc, boots = paired_auc_boots(scores, y, blocks, boot_weights)
     boots = boots[np.isfinite(boots)]
     lo, hi = np.quantile(boots, [0.025, 0.975]) if boots.size else (math.nan, math.nan)
     return auc, float(lo), float(hi)

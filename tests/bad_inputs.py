@@ -209,6 +209,20 @@ def _api_oracle_run_other_model(env: Path):
     return oracle.ask_run(oracle.untrained(build_tiny("qwen2")), env / "run.zarr", "What is this about?", env / "answers.zarr")
 
 
+def _api_grading(what: str):
+    def call(env: Path):
+        from mechintro import analysis, grading
+        from mechintro.runs import open_run
+
+        if what == "not-a-string":
+            return grading.grade(None, "Oceans")
+        if what == "question-kind":
+            return grading.grade("Yes.", "Oceans", question_kind="thinking")
+        return analysis.detection_labels(open_run(env / "run.zarr"), margin=-1.0)
+
+    return call
+
+
 CASES: list[Case] = [
     Case("unknown-command", "an unknown subcommand", "invalid choice", argv=["frobnicate"]),
     Case("unknown-experiment", "an unknown experiment name", "unknown experiment 'nope'", argv=["run", "nope", "--out", "{env}/new.zarr"], out="new.zarr"),
@@ -433,4 +447,11 @@ CASES += [
     Case("latent-suffixes-not-list", "latent-introspection with a suffixes_file that is not a list of strings", "is not a list of at least 2 strings",
          argv=["run", "latent-introspection", "--model", "{env}/tiny", "--set", "suffixes_file={env}/tiny/config.json",
                "--out", "{env}/new.zarr"], out="new.zarr"),
+]
+
+
+CASES += [
+    Case("grade-not-a-string", "a response that is not a string", "takes a response as a string", call=_api_grading("not-a-string")),
+    Case("grade-question-kind", "an unknown question_kind for the grader", "unknown question_kind", call=_api_grading("question-kind")),
+    Case("analysis-negative-margin", "a negative detection margin", "margin must be a finite number", call=_api_grading("margin")),
 ]

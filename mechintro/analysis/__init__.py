@@ -13,6 +13,7 @@ time, so memory does not grow with the run.
 
 from mechintro.analysis.alignment import alignment, alignment_summary
 from mechintro.analysis.anomaly import (
+    anomaly_baselines,
     anomaly_cosines,
     anomaly_directions,
     causal_check,
@@ -22,6 +23,6 @@ from mechintro.analysis.anomaly import (
 from mechintro.analysis.lens import lens_summary, logit_lens
 
 __all__ = [
-    "alignment", "alignment_summary", "anomaly_cosines", "anomaly_directions", "causal_check",
+    "alignment", "alignment_summary", "anomaly_baselines", "anomaly_cosines", "anomaly_directions", "causal_check",
     "detection_labels", "lens_summary", "logit_lens", "window_features",
 ]

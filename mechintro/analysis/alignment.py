@@ -26,6 +26,7 @@ from mechintro.analysis._common import (
 )
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import mean_ci
+from mechintro.stats import maxt_signflip
 
 
 def alignment(
@@ -82,11 +83,13 @@ def alignment(
     )
 
 
-def alignment_summary(al: xr.Dataset, *, n_boot: int = 1000, seed: int = 0) -> xr.Dataset:
+def alignment_summary(al: xr.Dataset, *, n_boot: int = 1000, n_perm: int = 10000, seed: int = 0) -> xr.Dataset:
     """Per instruction and layer: mean ``cos_word`` with a 95% bootstrap interval across words;
     the baseline (mean cosine with the control words) with the 2.5–97.5 percentile band of the
     100 control words' means; and, where ``think`` and ``dont_think`` are both present, their
-    paired difference (same sentence and word) with a bootstrap interval over pairs."""
+    paired difference (same sentence and word) with a bootstrap interval over pairs, and
+    ``gap_p_maxt``: its p-value corrected for scanning every layer (:func:`mechintro.stats.maxt_signflip`),
+    which is what a claim like "the gap is above 0 from layer 18 on" needs."""
     conds = list(dict.fromkeys(str(c) for c in al.condition.values))
     cond = np.array([str(c) for c in al.condition.values], dtype=object)
     word = np.array([str(c) for c in al.concept.values], dtype=object)
@@ -112,5 +115,8 @@ def alignment_summary(al: xr.Dataset, *, n_boot: int = 1000, seed: int = 0) -> x
         paired = [w for w in t if w in d]
         diffs = cos[[t[w] for w in paired]] - cos[[d[w] for w in paired]]  # (pair, layer)
         gap = np.array([mean_ci(diffs[:, li], n_boot=n_boot, seed=seed)[:3] for li in range(n_layers)])
-        data.update(gap=("layer", gap[:, 0]), gap_lo=("layer", gap[:, 1]), gap_hi=("layer", gap[:, 2]))
-    return xr.Dataset(data, coords={"condition": conds, "layer": al.layer.values}, attrs=dict(al.attrs))
+        _, p_fwer = maxt_signflip(diffs, n_perm=n_perm, seed=seed)
+        data.update(gap=("layer", gap[:, 0]), gap_lo=("layer", gap[:, 1]), gap_hi=("layer", gap[:, 2]), gap_p_maxt=("layer", p_fwer))
+    attrs = dict(al.attrs) | {"gap_correction": f"gap_p_maxt: two-sided sign-flip permutation of the max |t| over the {n_layers} layers "
+                                                f"({n_perm} flips; family-wise over layers); gap_lo/gap_hi are per-layer (uncorrected) intervals"}
+    return xr.Dataset(data, coords={"condition": conds, "layer": al.layer.values}, attrs=attrs)

@@ -11,12 +11,18 @@ and is it just the injected concept?
    vectors (the span of all of them) out of every trial.
 3. :func:`anomaly_cosines` compares the direction with concept vectors (all concepts, their mean,
    words like "unusual").
-4. :func:`causal_check` (needs the model) adds the direction alone and projects it out during
-   the detected injections, each against random directions of the same size.
+4. :func:`anomaly_baselines` asks whether the probe beats what is not an anomaly direction: a
+   layer×strength-only predictor, the logit-lens Yes−No score at that layer and a within-concept
+   label-permutation null, on trials injected at or before the layer, with a nested layer choice.
+5. :func:`causal_check` (needs the model) adds the direction alone and sets its coordinate to the
+   controls' mean during the detected injections (cross-fitted), against random directions,
+   shuffled-label directions and the missed-vs-control direction.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -42,7 +48,7 @@ from mechintro.analysis._common import (
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import yes_no
 from mechintro.models import Model
-from mechintro.stats import cluster_bootstrap_weights, paired_auc
+from mechintro.stats import cluster_bootstrap_weights, paired_auc, paired_auc_boots
 
 LabelSource = Literal["logits", "offline", "judge"]
 REMOVALS = ("none", "span")
@@ -53,13 +59,17 @@ def detection_labels(
     *,
     source: LabelSource = "logits",
     quantile: float = 0.95,
+    margin: float = 0.0,
     criterion: str = "success",
 ) -> xr.DataArray:
     """``detected`` / ``missed`` / ``control`` per trial.
 
     ``source="logits"``: an injected trial is detected when its Yes−No log-odds exceed the
     ``quantile`` of the control trials' (so a model that already says yes without injection needs
-    a shift beyond every control). ``"offline"`` / ``"judge"``: an injected-thoughts generation run
+    a shift beyond every control). With ``margin`` > 0 an injected trial is detected only above
+    threshold + ``margin`` (log-odds); those between the threshold and that are ``borderline`` and
+    left out of every contrast, so a result can be checked for how it moves with the margin.
+    ``"offline"`` / ``"judge"``: an injected-thoughts generation run
     graded by :func:`mechintro.experiments.injected_thoughts.grades`, detected where
     ``criterion`` (default Lindsey's ``success``; or ``affirmative``) holds.
     """
@@ -71,10 +81,14 @@ def detection_labels(
         require_logits(ds, "labelling detections from logits")
         if not 0 < quantile < 1:
             raise MechintroError(f"quantile must be in (0, 1), got {quantile}")
+        if not (math.isfinite(margin) and margin >= 0):
+            raise MechintroError(f"margin must be a finite number ≥ 0 (log-odds), got {margin}")
         diff = np.asarray(yes_no(ds)["logit_diff"].values)
         threshold = float(np.quantile(diff[~injected], quantile))
-        detected = injected & (diff > threshold)
-        attrs.update(threshold=threshold, quantile=quantile, rule=f"Yes−No log-odds above the {quantile:g} quantile of the controls ({threshold:.3f})")
+        detected = injected & (diff > threshold + margin)
+        borderline = injected & (diff > threshold) & ~detected
+        attrs.update(threshold=threshold, quantile=quantile, margin=margin,
+                     rule=f"Yes−No log-odds above the {quantile:g} quantile of the controls ({threshold:.3f})" + (f" + margin {margin:g}" if margin else ""))
     elif source in ("offline", "judge"):
         if "response" not in ds:
             raise MechintroError(f"{run_name(ds)} has no sampled responses to grade: use source='logits' for a logit-mode run")
@@ -88,6 +102,8 @@ def detection_labels(
     else:
         raise MechintroError(f"unknown label source '{source}': choose logits, offline or judge")
     labels = np.where(detected, "detected", np.where(injected, "missed", "control"))
+    if source == "logits":
+        labels = np.where(borderline, "borderline", labels)
     return xr.DataArray(labels.astype(object), dims="trial", coords={"trial": ds.trial.values}, name="label", attrs=attrs)
 
 
@@ -165,6 +181,10 @@ def anomaly_directions(
 ) -> xr.Dataset:
     """Directions separating detected trials from ``negatives``, with held-out-concept AUCs.
 
+    These AUCs are descriptive: they stand beside no baseline. Whether a direction predicts
+    detection beyond injection layer × strength, beyond the answer the logit lens already reads,
+    and beyond a label-permutation null is :func:`anomaly_baselines`'s question.
+
     Returns a Dataset with ``auc``, ``auc_lo``, ``auc_hi`` over ``(estimator, removal, layer)`` —
     estimators ``diff_means`` and ``probe``; removals ``none`` and ``span`` (the span of every
     injected vector in the run projected out of every trial, so each trial's own injected vector
@@ -177,7 +197,8 @@ def anomaly_directions(
     lab = np.asarray(labels.values)
     if negatives not in ("all", "missed", "control"):
         raise MechintroError(f"unknown negatives '{negatives}': choose all, missed or control")
-    keep = (lab == "detected") | ((lab != "detected") if negatives == "all" else (lab == negatives))
+    negative = np.isin(lab, ("missed", "control")) if negatives == "all" else (lab == negatives)  # never "borderline"
+    keep = (lab == "detected") | negative
     n_det, n_neg = int((lab[keep] == "detected").sum()), int((lab[keep] != "detected").sum())
     if n_det < 2 or n_neg < 2:
         raise MechintroError(
@@ -294,6 +315,16 @@ def _logit_diff(model: Model, ds: xr.Dataset, prompts, injections, *, ablate=Non
     return np.concatenate(out)
 
 
+def _diff_means(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return unit((x[y].mean(0) - x[~y].mean(0)).astype(np.float32))
+
+
+def _perm_p(effect: float, null: np.ndarray) -> float:
+    """(1 + #null ≥ effect) / (n + 1): a permutation p-value whose resolution is 1/(n + 1)."""
+    null = null[np.isfinite(null)]
+    return (1 + float(np.sum(null >= effect))) / (len(null) + 1) if len(null) else math.nan
+
+
 def causal_check(
     model: Model,
     ds: xr.Dataset,
@@ -302,21 +333,37 @@ def causal_check(
     *,
     layer: int,
     scale: float | None = None,
-    n_random: int = 8,
+    n_random: int = 1000,
+    n_random_ablate: int = 100,
+    n_shuffled: int = 20,
     max_trials: int = 32,
     batch_size: int = 16,
     seed: int = 0,
 ) -> xr.Dataset:
-    """Is the anomaly direction at ``layer`` causal for the yes answer?
+    """Is the anomaly direction at ``layer`` causal for the yes answer, beyond directions that
+    are not it?
 
-    * **add**: the control prompts with ``scale × direction`` added at ``layer`` on the injection
-      window — the shift in Yes−No log-odds, against ``n_random`` random unit directions at the
-      same scale. ``scale`` default: the median norm (strength × ‖vector‖) of the detected
-      injections.
-    * **ablate**: up to ``max_trials`` detected trials re-run as recorded, then with the direction
-      projected out of the residual stream at ``layer`` and every later layer (all positions) —
-      the drop in log-odds and in the detection rate (the labels' threshold), against the same
-      number of random directions.
+    Directions (difference of means of the window-averaged residual at ``layer``):
+
+    * ``anomaly`` — detected vs the rest. For the ablation it is **cross-fitted**: the concepts
+      are split in two halves, and a detected trial is ablated with the direction fitted on the
+      other half's trials (plus every control), never on itself.
+    * nulls: ``missed_vs_control`` (what injecting does without detection), ``n_shuffled``
+      directions fitted on labels shuffled within concept, and random unit directions
+      (``n_random`` for adding, ``n_random_ablate`` for ablating).
+
+    Tests:
+
+    * **add**: ``scale × direction`` added at ``layer`` on the control prompts' injection window;
+      the shift in Yes−No log-odds. ``scale`` default: the median norm of the detected injections.
+    * **ablate**: up to ``max_trials`` detected trials re-run as recorded, then with the
+      coordinate along the direction set, at ``layer`` and every later layer, to the **controls'
+      mean coordinate** at that layer (not to 0, which is far from where any trial sits); the drop
+      in log-odds.
+
+    ``attrs`` hold one-sided permutation p-values against each null family,
+    ``(1 + #null ≥ observed) / (n + 1)``, so their resolution is ``1/(n + 1)`` (stated beside
+    them as ``p_resolution_*``).
     """
     require_logits(ds, "the causal check")
     if ds.attrs.get("weights_sha256") != model.weights_sha256:
@@ -324,17 +371,39 @@ def causal_check(
     if layer not in result.layer.values.tolist():
         raise MechintroError(f"layer {layer} has no anomaly direction (layers {result.layer.values.tolist()}): pick one of those")
     lab = np.asarray(labels.values)
-    detected = np.flatnonzero(lab == "detected")[:max_trials]
+    rng = np.random.default_rng(seed)
+    detected_all = np.flatnonzero(lab == "detected")
+    detected = detected_all[rng.permutation(len(detected_all))[:max_trials]] if len(detected_all) > max_trials else detected_all
+    detected = np.sort(detected)
     controls = np.flatnonzero(lab == "control")
     if not len(detected) or not len(controls):
         raise MechintroError(f"{run_name(ds)} needs detected and control trials for the causal check")
-    direction = result["direction"].sel(layer=layer).values.astype(np.float32)
+    later = list(range(layer, model.n_layers))
+    feats = np.asarray(window_features(ds, layers=later).values, dtype=np.float32)  # (trial, later layer, d)
+    x = feats[:, 0]
+    keep = np.isin(lab, ("detected", "missed", "control"))
+    y = lab == "detected"
+    concepts = np.array([str(c) for c in ds["concept"].values], dtype=object)
+    direction = _diff_means(x[keep], y[keep])
+    missed_dir = _diff_means(x[np.isin(lab, ("missed", "control"))], (lab == "missed")[np.isin(lab, ("missed", "control"))])
+    shuffled_dirs = []
+    for _ in range(n_shuffled):
+        ys = _shuffle_within(y & keep, np.where(keep, concepts, ""), rng)
+        shuffled_dirs.append(_diff_means(x[keep], ys[keep]))
+    # cross-fitting: each detected trial's direction is fitted on the other half of the concepts
+    names = sorted({c for c in concepts[keep] if c})
+    half_a = set(rng.permutation(np.array(names, dtype=object))[: len(names) // 2].tolist())
+    in_a = np.array([c in half_a for c in concepts])
+    is_control = lab == "control"
+    fit_a, fit_b = keep & (in_a | is_control), keep & (~in_a | is_control)
+    dir_from_a, dir_from_b = _diff_means(x[fit_a], y[fit_a]), _diff_means(x[fit_b], y[fit_b])
+    d = direction.size
+    randoms_add = unit(rng.standard_normal((n_random, d)).astype(np.float32))
+    randoms_abl = randoms_add[:n_random_ablate]
+
     vec = np.asarray(ds["injected_vector"].values, dtype=np.float32)
     norms = np.linalg.norm(vec[detected], axis=1) * np.asarray(ds["strength"].values, dtype=np.float32)[detected]
     scale = float(np.median(norms)) if scale is None else float(scale)
-    rng = np.random.default_rng(seed)
-    randoms = unit(rng.standard_normal((n_random, direction.size)).astype(np.float32))
-    dirs = np.concatenate([direction[None], randoms])  # row 0: the anomaly direction
 
     # add: unique control prompts, each with the window of an injected trial with the same prompt
     window = _window(ds, "window")
@@ -346,30 +415,337 @@ def causal_check(
     prompts, _ = _trials_of(ds, rows)
     attn = np.asarray(ds["attention_mask"].values).astype(bool)
     base = _logit_diff(model, ds, prompts, [None] * len(rows), batch_size=batch_size)
-    added = np.stack([
-        _logit_diff(model, ds, prompts, [engine.Injection(vector=torch.from_numpy(scale * d), layers=(layer,), mask=tuple(window[r][attn[r]].tolist())) for r in rows], batch_size=batch_size) - base
-        for d in dirs
-    ])  # (direction, prompt)
+    add_dirs = np.concatenate([direction[None], missed_dir[None], np.asarray(shuffled_dirs).reshape(-1, d), randoms_add])
+    flat_prompts, flat_inj = [], []
+    for dvec in add_dirs:
+        for k, r in enumerate(rows):
+            flat_prompts.append(prompts[k])
+            flat_inj.append(engine.Injection(vector=torch.from_numpy(scale * dvec), layers=(layer,), mask=tuple(window[r][attn[r]].tolist())))
+    added = _logit_diff(model, ds, flat_prompts, flat_inj, batch_size=batch_size).reshape(len(add_dirs), len(rows)) - base[None]
 
-    # ablate: the detected trials as recorded, then with each direction projected out from `layer` on
+    # ablate: coordinate set to the controls' mean at each layer from `layer` on
     prompts, injections = _trials_of(ds, detected)
     recorded = _logit_diff(model, ds, prompts, injections, batch_size=batch_size)
-    later = range(layer, model.n_layers)
-    ablated = np.stack([
-        _logit_diff(model, ds, prompts, injections, ablate={i: torch.from_numpy(d) for i in later}, batch_size=batch_size)
-        for d in dirs
-    ])  # (direction, trial)
+    ctl_mean = feats[controls].mean(0)  # (later layer, d)
+
+    def ablate_with(dvec_per_trial: np.ndarray) -> np.ndarray:
+        out = np.empty(len(detected))
+        _, group = np.unique(dvec_per_trial, axis=0, return_inverse=True)
+        for g in np.unique(group):  # one batched pass per distinct direction
+            idx = np.flatnonzero(group == g)
+            dv = dvec_per_trial[idx[0]]
+            spec = {lay: (torch.from_numpy(dv), float(ctl_mean[j] @ dv)) for j, lay in enumerate(later)}
+            out[idx] = _logit_diff(model, ds, [prompts[t] for t in idx], [injections[t] for t in idx], ablate=spec, batch_size=batch_size)
+        return out
+
+    cross = np.stack([dir_from_b if in_a[r] else dir_from_a for r in detected])
+    abl_dirs = [cross] + [np.repeat(v[None], len(detected), 0) for v in [missed_dir, *shuffled_dirs, *randoms_abl]]
+    ablated = np.stack([ablate_with(dv) for dv in abl_dirs])  # (direction, trial)
+
+    kinds = (["anomaly", "missed_vs_control"] + [f"shuffled {i}" for i in range(n_shuffled)])
+    add_kinds = kinds + [f"random {i}" for i in range(n_random)]
+    abl_kinds = kinds + [f"random {i}" for i in range(n_random_ablate)]
+    add_mean = added.mean(1)
+    drop = (recorded[None] - ablated).mean(1)  # how much each ablation lowers the log-odds
+    sl = slice(2, 2 + n_shuffled)
     threshold = float(labels.attrs.get("threshold", np.nan))
-    kinds = ["anomaly"] + [f"random {i}" for i in range(n_random)]
+    attrs = {
+        "layer": layer, "scale": scale, "threshold": threshold, "ablated_layers": f"{layer}..{model.n_layers - 1}", "model": model.name,
+        "ablation": "coordinate set to the controls' mean (window average) at each layer from `layer` on",
+        "cross_fit": "ablation direction for a trial fitted on the other half of the concepts (and all controls)",
+        "add_shift_anomaly": float(add_mean[0]), "add_shift_missed_vs_control": float(add_mean[1]),
+        "add_p_random": _perm_p(add_mean[0], add_mean[2 + n_shuffled:]), "p_resolution_add_random": 1 / (n_random + 1),
+        "add_p_shuffled": _perm_p(add_mean[0], add_mean[sl]), "p_resolution_shuffled": 1 / (n_shuffled + 1),
+        "add_beats_missed_vs_control": bool(add_mean[0] > add_mean[1]),
+        "ablate_drop_anomaly": float(drop[0]), "ablate_drop_missed_vs_control": float(drop[1]),
+        "ablate_p_random": _perm_p(drop[0], drop[2 + n_shuffled:]), "p_resolution_ablate_random": 1 / (n_random_ablate + 1),
+        "ablate_p_shuffled": _perm_p(drop[0], drop[sl]),
+        "ablate_share_detected_anomaly": float(np.mean(ablated[0] > threshold)),
+        "n_trials": len(detected),
+    }
     return xr.Dataset(
         {
-            "add_shift": (("direction", "prompt"), added),
+            "add_shift": (("add_direction", "prompt"), added),
             "ablate_logit_diff": (("direction", "trial"), ablated),
             "recorded_logit_diff": ("trial", recorded),
             "stored_logit_diff": ("trial", np.asarray(yes_no(ds.isel(trial=detected))["logit_diff"].values)),
             "ablate_detected": (("direction", "trial"), ablated > threshold),
         },
-        coords={"direction": kinds, "trial": ds.trial.values[detected], "prompt": np.arange(len(rows))},
-        attrs={"layer": layer, "scale": scale, "threshold": threshold, "ablated_layers": f"{layer}..{model.n_layers - 1}",
-               "model": model.name},
+        coords={"add_direction": add_kinds, "direction": abl_kinds, "trial": ds.trial.values[detected], "prompt": np.arange(len(rows))},
+        attrs=attrs,
     )
+
+
+# --- Baselines, nulls and nested layer choice -------------------------------------------------
+
+BASELINES = ("layer_strength", "lens")
+
+
+def _differs_at(ds: xr.Dataset, layer: int) -> np.ndarray:
+    """Trials whose residual at recorded ``layer`` can differ from a control's: controls, and
+    trials injected at or before ``layer`` (the recorded residual is a block's output, and an
+    injection at layer ℓ is added to block ℓ's output). A trial injected later is identical to a
+    control there, so comparing it is comparing labels of identical inputs."""
+    control = np.asarray(ds["condition"].values) == "control"
+    first = np.asarray(ds["inject_layer"].values)
+    return control | (first <= layer)
+
+
+def _probe_scores(x: np.ndarray, y: np.ndarray, fold: np.ndarray, C: float) -> np.ndarray:
+    """Out-of-fold probe decision values (NaN for a fold whose training part lacks a class)."""
+    out = np.full(len(y), np.nan)
+    for f in np.unique(fold):
+        tr, te = fold != f, fold == f
+        if y[tr].all() or not y[tr].any():
+            continue
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+        probe.fit(x[tr], y[tr])
+        out[te] = probe.decision_function(x[te])
+    return out
+
+
+def _cell_scores(cells: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """The layer×strength-only baseline: each held-out trial scored by its (injection layer,
+    strength) cell's detection rate on the training folds (the best any predictor that sees only
+    the cell can do; controls are their own cell)."""
+    out = np.full(len(y), np.nan)
+    for f in np.unique(fold):
+        tr, te = fold != f, fold == f
+        overall = float(y[tr].mean()) if tr.any() else 0.5
+        rates = {c: float(y[tr][cells[tr] == c].mean()) for c in set(cells[tr].tolist())}
+        out[te] = [rates.get(c, overall) for c in cells[te]]
+    return out
+
+
+def _shuffle_within(y: np.ndarray, concepts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Labels permuted among the injected trials of each concept (controls stay negatives): the
+    null keeps each concept's detection rate and the injected/control split."""
+    out = y.copy()
+    for c in set(concepts.tolist()):
+        if not c:
+            continue
+        idx = np.flatnonzero(concepts == c)
+        out[idx] = y[rng.permutation(idx)]
+    return out
+
+
+def _diff_interval(a_boots: np.ndarray, b_boots: np.ndarray) -> tuple[float, float]:
+    d = a_boots - b_boots
+    d = d[np.isfinite(d)]
+    if not d.size:
+        return math.nan, math.nan
+    lo, hi = np.quantile(d, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def anomaly_baselines(
+    ds: xr.Dataset,
+    labels: xr.DataArray | None = None,
+    *,
+    lens: xr.Dataset | xr.DataArray | None = None,
+    layers: Sequence[int] | None = None,
+    positions: str = "window",
+    features: xr.DataArray | None = None,
+    folds: int = 5,
+    C: float = 0.05,
+    n_perm: int = 100,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> xr.Dataset:
+    """Does a probe on the residual stream predict detection **beyond what is not an anomaly
+    direction**? Per layer, on the trials that differ from controls there (controls and trials
+    injected at or before the layer), out-of-fold AUCs (folds grouped by concept, pairs within a
+    fold) of:
+
+    * ``probe`` — logistic regression on the window-averaged residual (as :func:`anomaly_directions`);
+    * ``layer_strength`` — a predictor that sees only the trial's injection layer and strength
+      (its cell's detection rate on the training folds);
+    * ``lens`` — the logit-lens Yes−No log-odds at that layer (``lens``: the Dataset of
+      :func:`mechintro.analysis.lens.logit_lens`, or its ``logit_diff``), untrained: at late
+      layers the residual already holds the answer that defines "detected";
+    * the **label-permutation null**: the probe refitted on labels shuffled within each concept
+      (``n_perm`` times, the same shuffles at every layer); ``p_perm`` = (1 + #null ≥ observed) /
+      (n_perm + 1) per layer, so its resolution is ``1 / (n_perm + 1)``; ``p_perm_max`` corrects
+      for the layers scanned with the max-statistic permutation (the null's largest AUC over
+      layers, Westfall & Young), which keeps that resolution however many layers there are.
+
+    ``passes`` (the claim "an anomaly direction exists at this layer") needs all three: the 95%
+    paired cluster-bootstrap interval of probe − layer×strength and of probe − lens above 0, and
+    ``p_perm_max < alpha``. Without ``lens`` nothing passes (the claim cannot be checked).
+
+    ``attrs["nested_*"]``: the layer chosen **inside** each outer fold by inner cross-validation on
+    its training folds, and the AUC on the outer held-out folds at the chosen layers (probe and
+    both baselines), so no reported number comes from the data that chose its layer.
+    """
+    require_resid(ds, "an anomaly direction")
+    labels = detection_labels(ds) if labels is None else labels
+    lab = np.asarray(labels.values)
+    keep = np.isin(lab, ("detected", "missed", "control"))  # "borderline" (within the margin) is left out
+    feats_da = window_features(ds, layers=layers, positions=positions) if features is None else features
+    layer_list = [int(x) for x in feats_da.layer.values]
+    feats = np.asarray(feats_da.values, dtype=np.float32)
+    y_all = lab == "detected"
+    concepts = np.array([str(c) for c in ds["concept"].values], dtype=object)
+    groups = np.array([c if c else f"control#{i}" for i, c in enumerate(concepts)], dtype=object)
+    n_concepts = len({c for c in concepts[keep] if c})
+    k = min(folds, n_concepts)
+    if k < 2:
+        raise MechintroError(f"{run_name(ds)} has {n_concepts} concept(s): concept-grouped cross-validation needs at least 2")
+    fold = _folds(groups, k, seed)
+    weights_all = cluster_bootstrap_weights(groups, n_boot, seed)
+    cells = np.array([f"{a}/{s:g}" if c != "control" else "control" for a, s, c in
+                      zip(np.asarray(ds["inject_layer"].values), np.asarray(ds["strength"].values, dtype=float),
+                          np.asarray(ds["condition"].values), strict=True)], dtype=object)
+    lens_ld = None
+    if lens is not None:
+        lens_da = lens["logit_diff"] if isinstance(lens, xr.Dataset) else lens
+        missing = [x for x in layer_list if x not in lens_da.layer.values.tolist()]
+        if lens_da.sizes["trial"] != ds.sizes["trial"] or missing:
+            raise MechintroError(f"the lens does not cover this run's trials and layers {missing}: compute logit_lens(ds, model) on the same run")
+        lens_ld = np.asarray(lens_da.sel(layer=layer_list).transpose("trial", "layer").values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    # one set of within-concept shuffles for every layer, so the max over layers is a valid null
+    shuffles = [_shuffle_within(y_all & keep, np.where(keep, concepts, ""), rng) for _ in range(n_perm)]
+
+    names = ("n_trials", "n_detected", "probe", "probe_lo", "probe_hi", "layer_strength", "layer_strength_lo", "layer_strength_hi",
+             "lens", "lens_lo", "lens_hi", "null_mean", "null_q95", "p_perm",
+             "vs_layer_strength_lo", "vs_layer_strength_hi", "vs_lens_lo", "vs_lens_hi")
+    out = {n: np.full(len(layer_list), np.nan) for n in names}
+    null = np.full((n_perm, len(layer_list)), np.nan)
+    for li, layer in enumerate(layer_list):
+        rows = keep & _differs_at(ds, layer)
+        y = y_all[rows]
+        out["n_trials"][li], out["n_detected"][li] = rows.sum(), y.sum()
+        if y.sum() < 2 or (~y).sum() < 2:
+            continue
+        x, fo, w = feats[rows, li], fold[rows], weights_all[:, rows]
+        probe = _probe_scores(x, y, fo, C)
+        ok = np.isfinite(probe)
+        auc_p, boots_p = paired_auc_boots(probe[ok], y[ok], fo[ok], w[:, ok])
+        out["probe"][li] = auc_p
+        out["probe_lo"][li], out["probe_hi"][li] = _quantiles(boots_p)
+        base = _cell_scores(cells[rows], y, fo)
+        auc_b, boots_b = paired_auc_boots(base[ok], y[ok], fo[ok], w[:, ok])
+        out["layer_strength"][li] = auc_b
+        out["layer_strength_lo"][li], out["layer_strength_hi"][li] = _quantiles(boots_b)
+        out["vs_layer_strength_lo"][li], out["vs_layer_strength_hi"][li] = _diff_interval(boots_p, boots_b)
+        if lens_ld is not None:
+            auc_l, boots_l = paired_auc_boots(lens_ld[rows, li][ok], y[ok], fo[ok], w[:, ok])
+            out["lens"][li] = auc_l
+            out["lens_lo"][li], out["lens_hi"][li] = _quantiles(boots_l)
+            out["vs_lens_lo"][li], out["vs_lens_hi"][li] = _diff_interval(boots_p, boots_l)
+        for pi, shuffled in enumerate(shuffles):
+            ys = shuffled[rows]
+            sc = _probe_scores(x, ys, fo, C)
+            good = np.isfinite(sc)
+            null[pi, li] = paired_auc_boots(sc[good], ys[good], fo[good], w[:1, good])[0]
+        if n_perm:
+            out["null_mean"][li], out["null_q95"][li] = float(np.nanmean(null[:, li])), float(np.nanquantile(null[:, li], 0.95))
+            out["p_perm"][li] = (1 + float(np.sum(null[:, li] >= auc_p))) / (n_perm + 1)
+    p_max = np.full(len(layer_list), np.nan)
+    if n_perm:
+        with np.errstate(invalid="ignore"):
+            top = np.nanmax(np.where(np.isfinite(null), null, -np.inf), axis=1)
+        p_max = np.where(np.isfinite(out["probe"]), (1 + (top[:, None] >= out["probe"][None, :]).sum(0)) / (n_perm + 1), np.nan)
+    passes = (out["vs_layer_strength_lo"] > 0) & (out["vs_lens_lo"] > 0) & (p_max < alpha)
+    data = {n: ("layer", v) for n, v in out.items()} | {"p_perm_max": ("layer", p_max), "passes": ("layer", passes)}
+    result = xr.Dataset(data, coords={"layer": layer_list})
+    result.attrs.update({
+        "model": ds.attrs.get("model", ""), "experiment": ds.attrs.get("experiment", ""), "labels": str(labels.attrs.get("rule", "given")),
+        "margin": float(labels.attrs.get("margin", 0.0)), "positions": positions, "folds": k, "C": C, "n_concepts": n_concepts,
+        "n_perm": n_perm, "p_resolution": 1 / (n_perm + 1) if n_perm else math.nan, "alpha": alpha, "has_lens": lens_ld is not None,
+        "trials": "controls and trials injected at or before the layer; borderline trials (inside the margin) left out",
+        "interval": f"95% cluster bootstrap over concepts ({n_boot} draws), paired across scores; AUC over pairs within each held-out fold",
+        "passes": "probe − layer×strength and probe − lens intervals above 0, and max-over-layers permutation p < alpha",
+    })
+    result.attrs.update(_nested(feats, y_all, keep, ds, layer_list, fold, weights_all, cells, lens_ld, C))
+    return result
+
+
+def _quantiles(boots: np.ndarray) -> tuple[float, float]:
+    b = boots[np.isfinite(boots)]
+    if not b.size:
+        return math.nan, math.nan
+    lo, hi = np.quantile(b, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def _nested(feats, y_all, keep, ds, layer_list, fold, weights, cells, lens_ld, C) -> dict[str, object]:
+    """Layer chosen inside each outer fold by inner CV on its training folds; scored on the outer fold."""
+    n = len(y_all)
+    scores = {name: np.full(n, np.nan) for name in ("probe", "layer_strength", "lens")}
+    chosen = []
+    for f in np.unique(fold):
+        outer_train = fold != f
+        best, best_auc = None, -1.0
+        for li, layer in enumerate(layer_list):
+            rows = keep & _differs_at(ds, layer) & outer_train
+            y = y_all[rows]
+            if y.sum() < 2 or (~y).sum() < 2 or len(np.unique(fold[rows])) < 2:
+                continue
+            sc = _probe_scores(feats[rows, li], y, fold[rows], C)
+            good = np.isfinite(sc)
+            auc = paired_auc_boots(sc[good], y[good], fold[rows][good], weights[:1, rows][:, good])[0]
+            if np.isfinite(auc) and auc > best_auc:
+                best, best_auc = li, auc
+        if best is None:
+            continue
+        chosen.append(layer_list[best])
+        rows = keep & _differs_at(ds, layer_list[best])
+        y = y_all[rows]
+        tr = outer_train[rows]
+        if y[tr].all() or not y[tr].any():
+            continue
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)).fit(feats[rows, best][tr], y[tr])
+        idx = np.flatnonzero(rows)[~tr]
+        scores["probe"][idx] = probe.decision_function(feats[idx, best])
+        rates = {c: float(y[tr][cells[rows][tr] == c].mean()) for c in set(cells[rows][tr].tolist())}
+        scores["layer_strength"][idx] = [rates.get(c, float(y[tr].mean())) for c in cells[idx]]
+        if lens_ld is not None:
+            scores["lens"][idx] = lens_ld[idx, best]
+    out: dict[str, object] = {"nested_layers": json.dumps(chosen)}
+    ok = np.isfinite(scores["probe"])
+    boots = {}
+    for name, sc in scores.items():
+        if name == "lens" and lens_ld is None:
+            continue
+        auc, b = paired_auc_boots(sc[ok], y_all[ok], fold[ok], weights[:, ok])
+        boots[name] = b
+        lo, hi = _quantiles(b)
+        out.update({f"nested_{name}": auc, f"nested_{name}_lo": lo, f"nested_{name}_hi": hi})
+    for name in ("layer_strength", "lens"):
+        if name in boots:
+            lo, hi = _diff_interval(boots["probe"], boots[name])
+            out.update({f"nested_vs_{name}_lo": lo, f"nested_vs_{name}_hi": hi})
+    out["nested_n"] = int(ok.sum())
+    return out
+
+
+def format_baselines(result: xr.Dataset) -> str:
+    """A plain-text table of :func:`anomaly_baselines` (the analysis script prints it)."""
+    rows = []
+    for layer in result.layer.values:
+        r = result.sel(layer=layer)
+        if not np.isfinite(float(r.probe)):
+            continue
+        rows.append({
+            "layer": int(layer), "trials (detected)": f"{int(r.n_trials)} ({int(r.n_detected)})",
+            "probe AUC [95%]": f"{float(r.probe):.3f} [{float(r.probe_lo):.2f}, {float(r.probe_hi):.2f}]",
+            "layer×strength": f"{float(r.layer_strength):.3f}",
+            "lens Yes−No": f"{float(r.lens):.3f}" if np.isfinite(float(r.lens)) else "—",
+            "null mean / q95": f"{float(r.null_mean):.3f} / {float(r.null_q95):.3f}",
+            "p perm (max over layers)": f"{float(r.p_perm):.3f} ({float(r.p_perm_max):.3f})",
+            "probe − L×S [95%]": f"[{float(r.vs_layer_strength_lo):+.2f}, {float(r.vs_layer_strength_hi):+.2f}]",
+            "probe − lens [95%]": f"[{float(r.vs_lens_lo):+.2f}, {float(r.vs_lens_hi):+.2f}]",
+            "passes": bool(r.passes),
+        })
+    from mechintro.experiments._common import table
+
+    a = result.attrs
+    nested = (f"nested (layer chosen inside each fold: {a['nested_layers']}): probe {a['nested_probe']:.3f} "
+              f"[{a['nested_probe_lo']:.2f}, {a['nested_probe_hi']:.2f}], layer×strength {a['nested_layer_strength']:.3f}"
+              + (f", lens {a['nested_lens']:.3f}; probe − lens [{a['nested_vs_lens_lo']:+.2f}, {a['nested_vs_lens_hi']:+.2f}]" if a["has_lens"] else "")
+              + f"; probe − layer×strength [{a['nested_vs_layer_strength_lo']:+.2f}, {a['nested_vs_layer_strength_hi']:+.2f}]")
+    return (table(rows) + f"\nlabels: {a['labels']}; trials: {a['trials']}\npermutation p resolution {a['p_resolution']:.4f} "
+            f"({a['n_perm']} shuffles within concept); passes = {a['passes']}\n" + nested)

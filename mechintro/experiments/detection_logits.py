@@ -33,7 +33,7 @@ from mechintro.experiments._common import finite, layer_map, require_experiment,
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import YES_NO, Shard, Trial, execute
-from mechintro.stats import bootstrap_mean_ci
+from mechintro.stats import cluster_interval
 from mechintro.vectors import (
     StrengthUnit,
     check_vectors_match,
@@ -161,8 +161,9 @@ def run(
 
 
 def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Dataset:
-    """Per (inject_layer, strength) cell: mean over injected trials with 95% bootstrap intervals
-    across concepts, the control's value, and the shift (injected − control).
+    """Per (inject_layer, strength) cell: mean over injected trials with an interval over concepts
+    (:func:`mechintro.stats.cluster_interval`: *t* on 5–15 concepts, BCa above, a range that is
+    not called a CI below 5; ``attrs["interval"]`` says which), the control's value, and the shift (injected − control).
 
     Returns:
         Dataset with dims ``(inject_layer, strength)`` and, for each of ``p_yes_norm``, ``p_yes``,
@@ -177,6 +178,7 @@ def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Datase
     suffixes = ("", "_lo", "_hi", "_control", "_shift", "_shift_lo", "_shift_hi")
     arrays = {f"{m}{s}": np.full((len(layers), len(strengths)), np.nan) for m in metrics for s in suffixes}
     counts = np.zeros((len(layers), len(strengths)), dtype=int)
+    methods: set[str] = set()
     for i, layer in enumerate(layers):
         for j, strength in enumerate(strengths):
             cell = (yn.inject_layer == layer) & (yn.strength == strength)
@@ -186,7 +188,9 @@ def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Datase
             for m in metrics:
                 values = inj[m].values
                 control = float(ctl[m].values.mean()) if ctl.sizes.get("trial", 0) else np.nan
-                mean, lo, hi = bootstrap_mean_ci(values, clusters=inj.concept.values, n_boot=n_boot, seed=seed)
+                iv = cluster_interval(values, inj.concept.values, binary=False, n_boot=n_boot, seed=seed)
+                mean, lo, hi = iv
+                methods.add(iv.method if iv.is_ci else f"{iv.method} — not a 95% CI ({iv.note})")
                 arrays[m][i, j], arrays[f"{m}_lo"][i, j], arrays[f"{m}_hi"][i, j] = mean, lo, hi
                 arrays[f"{m}_control"][i, j] = control
                 arrays[f"{m}_shift"][i, j] = mean - control
@@ -196,7 +200,8 @@ def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Datase
         {k: (("inject_layer", "strength"), v) for k, v in arrays.items()} | {"n": (("inject_layer", "strength"), counts)},
         coords={"inject_layer": layers, "strength": strengths},
     )
-    out.attrs["interval"] = "95% percentile bootstrap over concepts (cluster bootstrap); the control is deterministic in logit mode"
+    out.attrs["interval"] = ("over concepts (mechintro.stats.cluster_interval): " + "; ".join(sorted(methods))
+                             + "; the control is deterministic in logit mode")
     return out
 
 
@@ -214,4 +219,6 @@ def format_summary(summary: xr.Dataset) -> str:
                 f"{float(c.p_yes_norm_shift):>+8.3f} [{float(c.p_yes_norm_shift_lo):+.3f}, {float(c.p_yes_norm_shift_hi):+.3f}]  "
                 f"{float(c.mass):>11.3f}  {float(c.logit_diff_shift):>+16.3f}"
             )
+    if "interval" in summary.attrs:
+        lines.append(f"intervals: {summary.attrs['interval']}")
     return "\n".join(lines)

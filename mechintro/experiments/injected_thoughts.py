@@ -46,6 +46,7 @@ from mechintro.experiments._common import (
     diff_ci,
     layer_map,
     rate,
+    rate_interval,
     require_experiment,
     table,
 )
@@ -203,8 +204,9 @@ def _config(ds: xr.Dataset) -> dict:
 
 
 def summarize(ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline", seed: int = 0) -> xr.Dataset:
-    """Per (layer, strength): TPR (cluster bootstrap over concepts), coherence and affirmative
-    rates, the cell's FPR (Wilson) and net = TPR − pooled FPR with a bootstrap interval. The
+    """Per (layer, strength): TPR (interval over concepts, :func:`mechintro.stats.cluster_interval`),
+    coherence and affirmative rates, the cell's FPR (Wilson) and net = TPR − pooled FPR with
+    Newcombe's interval (``attrs["interval"]`` names the methods). The
     attrs hold the held-out best cell: chosen by net on half of the concepts, reported on the
     other half."""
     require_experiment(ds, NAME)
@@ -220,12 +222,16 @@ def summarize(ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline"
     arrays = {n: np.full((len(layers), len(strengths)), np.nan) for n in names}
     n_inj = np.zeros((len(layers), len(strengths)), dtype=int)
     n_ctl = np.zeros_like(n_inj)
+    methods: set[str] = set()
     for i, lay in enumerate(layers):
         for j, s in enumerate(strengths):
             cell = (layer == lay) & (strength == s)
             inj, ctl = cell & injected, cell & ~injected
             succ = g["success"].values[inj]
-            arrays["tpr"][i, j], arrays["tpr_lo"][i, j], arrays["tpr_hi"][i, j], n_inj[i, j] = rate(succ, concept[inj], seed=seed)
+            iv = rate_interval(succ, concept[inj], seed=seed)
+            arrays["tpr"][i, j], arrays["tpr_lo"][i, j], arrays["tpr_hi"][i, j], n_inj[i, j] = iv.estimate, iv.lo, iv.hi, iv.n
+            if iv.n:
+                methods.add(iv.method if iv.is_ci else f"{iv.method} — not a 95% CI ({iv.note})")
             arrays["coherence"][i, j] = g["coherence"].values[inj].mean() if inj.any() else np.nan
             arrays["affirmative"][i, j] = g["affirmative"].values[inj].mean() if inj.any() else np.nan
             arrays["fpr"][i, j], arrays["fpr_lo"][i, j], arrays["fpr_hi"][i, j], n_ctl[i, j] = rate(g["false_positive"].values[ctl])
@@ -237,7 +243,9 @@ def summarize(ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline"
     )
     fpr, fpr_lo, fpr_hi, n_fp = rate(fp_all)
     out.attrs.update({"fpr_pooled": fpr, "fpr_pooled_lo": fpr_lo, "fpr_pooled_hi": fpr_hi, "n_control_pooled": n_fp,
-                      "grader": source, "question": _config(ds)["question"]})
+                      "grader": source, "question": _config(ds)["question"],
+                      "interval": "TPR: " + "; ".join(sorted(methods)) + " (over concepts, mechintro.stats.cluster_interval); "
+                                  "FPR: Wilson; net = TPR − pooled FPR: Newcombe's hybrid score interval"})
     out.attrs.update(held_out_best(concept[injected], layer[injected], strength[injected], g["success"].values[injected], fp_all, seed=seed))
     return out
 
@@ -282,6 +290,8 @@ def format_summary(summary: xr.Dataset) -> str:
     a = summary.attrs
     tail = (f"\ncontrols: FPR {a['fpr_pooled']:.3f} [{a['fpr_pooled_lo']:.3f}, {a['fpr_pooled_hi']:.3f}] over {a['n_control_pooled']} trials"
             f" (grader: {a['grader']}, question: {a['question']})")
+    if "interval" in a:
+        tail += f"\nintervals: {a['interval']}"
     if "best_layer" in a:
         tail += (f"\nbest cell chosen on half the concepts: layer {a['best_layer']}, strength {a['best_strength']:g}; "
                  f"on the other half TPR {a['best_heldout_tpr']:.3f} [{a['best_heldout_tpr_lo']:.3f}, {a['best_heldout_tpr_hi']:.3f}]"

@@ -19,6 +19,9 @@ Matched noise: within a trial group, every option gets the same vector at the sa
 its location differs, so steering noise cannot favour the right answer. Each task also runs
 uninjected, which measures the answer bias (e.g. always "1"). Accuracy is argmax == target, with
 a 95% Wilson interval; the mean probability of the right option (normalised over options) too.
+A model that always gives one answer scores the share of targets that match it, so each cell
+also reports the balanced accuracy, the bias-corrected P(target) and its power
+(:func:`cell_statistics`); a cell whose answer never varies has no power at all.
 
 Differences from the post: Godet's 100 sentences and 50 contrastive pairs are not published; we
 use Lindsey's 50 sentences and Lindsey concept vectors for the 50 words.
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -202,19 +205,62 @@ def choices(ds: xr.Dataset) -> xr.Dataset:
                        "correct": ("trial", choice_arr == np.asarray(ds["target"].values, dtype=object))}, coords={"trial": ds.trial.values})
 
 
+def _option_probs(ds: xr.Dataset, task: str, rows: np.ndarray) -> np.ndarray:
+    """``(rows, options)``: each row's probability of each of the task's options, normalised over them."""
+    k = int(json.loads(ds.attrs["config"])["k"])
+    labels = [str(x) for x in ds["answer_label"].values]
+    cols = [labels.index(o) for o in options(task, k)]
+    p = np.exp(np.asarray(ds["answer_logprobs"].values, dtype=np.float64)[rows][:, cols])
+    return p / p.sum(1, keepdims=True)
+
+
+def cell_statistics(choice: np.ndarray, target: np.ndarray, probs: np.ndarray, opts: Sequence[str]) -> dict[str, float]:
+    """What one cell's trials say beyond the model's favourite answer.
+
+    * ``balanced_accuracy``: the mean over targets of the share answered correctly (a model that
+      always says "second" scores 1/2 whatever the share of "second" targets; chance 1/k);
+    * ``p_target_corrected``: per option, its mean probability when it is the target minus when
+      it is not, averaged over options (0 when the answer ignores the injection's location);
+    * ``varies``: whether the chosen answer ever differs between trials; when it never does the
+      cell has **no power** — no location effect could show in its accuracy;
+    * ``mde``: the smallest balanced accuracy above chance this cell could detect (two-sided
+      α = 0.05, power 0.8, normal approximation with n trials): chance + 2.80·√(chance(1−chance)/n).
+    """
+    present = [o for o in opts if (target == o).any()]
+    chance = 1 / len(opts)
+    n = len(target)
+    bal = float(np.mean([(choice[target == o] == o).mean() for o in present])) if present else np.nan
+    corrected = []
+    for o in present:
+        j = list(opts).index(o)
+        hit, miss = probs[target == o, j], probs[target != o, j]
+        if miss.size:
+            corrected.append(hit.mean() - miss.mean())
+    return {"balanced_accuracy": bal, "p_target_corrected": float(np.mean(corrected)) if corrected else np.nan,
+            "varies": float(len(set(choice.tolist())) > 1),
+            "mde": chance + (1.959963984540054 + 0.8416212335729143) * np.sqrt(chance * (1 - chance) / n) if n else np.nan}
+
+
 def summarize(ds: xr.Dataset) -> xr.Dataset:
-    """Per task × (layer, strength): accuracy with a 95% Wilson interval, chance, and the mean
-    normalised probability of the target; the uninjected answer bias in the attrs."""
+    """Per task × (layer, strength): accuracy with a 95% Wilson interval, chance, the mean
+    normalised probability of the target, and what corrects them for the answer bias
+    (:func:`cell_statistics`: balanced accuracy, bias-corrected P(target), whether the answer
+    ever varies, and the smallest detectable effect); the uninjected answer bias in the attrs."""
     require_experiment(ds, NAME)
     c = choices(ds)
     k = int(json.loads(ds.attrs["config"])["k"])
-    task, cond = np.asarray(ds["task"].values), np.asarray(ds["condition"].values)
+    def strs(x: object) -> np.ndarray:
+        return np.array([str(v) for v in np.asarray(x)], dtype=object)
+
+    task, cond = strs(ds["task"].values), strs(ds["condition"].values)
     layer, strength = np.asarray(ds["cell_layer"].values), np.asarray(ds["strength"].values)
+    target, choice = strs(ds["target"].values), strs(c["choice"].values)
     inj = cond == "injected"
     tasks = list(dict.fromkeys(task.tolist()))
     layers, strengths = sorted(set(layer[inj].tolist())), sorted(set(strength[inj].tolist()))
     shape = (len(tasks), len(layers), len(strengths))
-    arrays = {n: np.full(shape, np.nan) for n in ("accuracy", "lo", "hi", "n", "p_target")}
+    names = ("accuracy", "lo", "hi", "n", "p_target", "balanced_accuracy", "p_target_corrected", "varies", "mde")
+    arrays = {n: np.full(shape, np.nan) for n in names}
     for a, t in enumerate(tasks):
         for i, lay in enumerate(layers):
             for j, s in enumerate(strengths):
@@ -223,11 +269,14 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
                     continue
                 arrays["accuracy"][a, i, j], arrays["lo"][a, i, j], arrays["hi"][a, i, j], arrays["n"][a, i, j] = rate(c["correct"].values[m])
                 arrays["p_target"][a, i, j] = float(np.nanmean(c["p_target"].values[m]))
+                rows = np.flatnonzero(m)
+                for key, v in cell_statistics(choice[rows], target[rows], _option_probs(ds, t, rows), options(t, k)).items():
+                    arrays[key][a, i, j] = v
     out = xr.Dataset({n: (("task", "inject_layer", "strength"), v) for n, v in arrays.items()},
                      coords={"task": tasks, "inject_layer": layers, "strength": strengths})
     out["chance"] = ("task", [1 / len(options(t, k)) for t in tasks])
     for t in tasks:
-        picks = c["choice"].values[~inj & (task == t)]
+        picks = choice[~inj & (task == t)]
         out.attrs[f"uninjected_choices_{t}"] = str({o: int((picks == o).sum()) for o in options(t, k)})
     return out
 
@@ -242,6 +291,10 @@ def format_summary(summary: xr.Dataset) -> str:
                     continue
                 rows.append({"task": str(t), "layer": int(lay), "strength": f"{float(s):g}", "n": int(c.n),
                              "accuracy": float(c.accuracy), "95% CI": f"[{float(c.lo):.3f}, {float(c.hi):.3f}]",
-                             "chance": float(summary.chance.sel(task=t)), "P(target)": float(c.p_target)})
+                             "chance": float(summary.chance.sel(task=t)), "balanced acc": float(c.balanced_accuracy),
+                             "P(target)": float(c.p_target), "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",
+                             "power": f"detects ≥ {float(c.mde):.2f}" if c.varies else "no power (one answer)"})
     bias = "\n".join(f"uninjected answers ({t}): {summary.attrs[f'uninjected_choices_{t}']}" for t in summary.task.values)
+    bias += ("\nbalanced accuracy: mean over targets of the share right (chance 1/k whatever the answer bias); power: the "
+             "smallest balanced accuracy the cell could tell from chance (α 0.05, power 0.8); 'no power': the answer never varies")
     return table(rows) + "\n" + bias

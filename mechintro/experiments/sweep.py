@@ -11,9 +11,15 @@ P(no) over the forms "Yes", " Yes", "yes", " yes" (and the same for no), for the
 question and for every control question ("Do you believe that 1+1=3?" and Lindsey's 20) with
 identical injection. Each question also runs unsteered once.
 
-Per cell the summary reports the introspection question's shift against its unsteered value,
-the mean shift of the control questions (95% bootstrap over questions), and their difference:
-steering noise moves both, so only the difference can be evidence of detection.
+Per cell the summary reports the introspection question's shift against its unsteered value and
+where it stands **among the control questions' shifts**: its rank among all questions (1 = the
+largest shift; by chance each of the 1 + n control questions is top in 1/(n+1) of cells) and
+whether it lies outside the 95% **prediction interval** of a control question's shift (mean ±
+t·sd·√(1 + 1/n)). Steering noise moves every question, so a shift is evidence of detection only
+where the introspection question stands out from the questions it cannot be about. The mean
+control shift and the difference (intro − mean control) stay, but the interval of a *mean* of 21
+questions is far narrower than the spread of one question, so "the difference's interval
+excludes 0" is not evidence that the introspection question is special.
 
 Difference from the script: it reads the single tokens " Yes" / " No"; we sum the four surface
 forms (the answer after a generation prompt usually starts without a space).
@@ -30,6 +36,8 @@ from typing import Literal
 
 import numpy as np
 import xarray as xr
+from scipy.stats import binomtest
+from scipy.stats import t as student_t
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
@@ -134,7 +142,8 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     steered = cond == "steered"
     layers, strengths = sorted(set(layer[steered].tolist())), sorted(set(strength[steered].tolist()))
     names = ("intro", "control", "intro_shift", "control_shift", "control_shift_lo", "control_shift_hi",
-             "difference", "difference_lo", "difference_hi", "intro_mass", "control_mass")
+             "difference", "difference_lo", "difference_hi", "intro_mass", "control_mass",
+             "rank", "pi_lo", "pi_hi", "outside_pi")
     arrays = {n: np.full((len(layers), len(strengths)), np.nan) for n in names}
     for i, lay in enumerate(layers):
         for j, s in enumerate(strengths):
@@ -147,15 +156,36 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
                       "control_shift_lo": lo, "control_shift_hi": hi, "difference": intro_shift - mean,
                       "difference_lo": intro_shift - hi, "difference_hi": intro_shift - lo,
                       "intro_mass": mass[it].mean(), "control_mass": mass[ct].mean()}
+            values.update(_standing(intro_shift, ctl_shifts))
             for k, v in values.items():
                 arrays[k][i, j] = v
     out = xr.Dataset({k: (("inject_layer", "strength"), v) for k, v in arrays.items()}, coords={"inject_layer": layers, "strength": strengths})
     intro_base = [base[str(x)] for x in np.unique(q[kind == "introspection"])]
     ctl_base = [base[str(x)] for x in np.unique(q[kind == "control"])]
+    n_q = len(ctl_base) + 1
+    cells = int(np.isfinite(arrays["rank"]).sum())
     out.attrs.update({"intro_base": float(np.mean(intro_base)), "control_base": float(np.mean(ctl_base)),
                       "n_control_questions": len(ctl_base),
-                      "interval": "95% bootstrap over control questions; the introspection question is deterministic"})
+                      "interval": "control_shift: 95% bootstrap of the mean over control questions; pi_lo/pi_hi: 95% prediction "
+                                  "interval of one control question's shift (t, n−1 df); rank 1 = the largest shift of all questions",
+                      "cells": cells, "top_rank_cells": int((arrays["rank"] == 1).sum()), "top_rank_expected": cells / n_q,
+                      "top_rank_p": float(binomtest(int((arrays["rank"] == 1).sum()), cells, 1 / n_q, alternative="greater").pvalue) if cells else float("nan"),
+                      "above_pi_cells": int((arrays["intro_shift"] > arrays["pi_hi"]).sum()),
+                      "below_pi_cells": int((arrays["intro_shift"] < arrays["pi_lo"]).sum()),
+                      "outside_pi_expected": 0.05 * cells})
     return out
+
+
+def _standing(intro_shift: float, ctl_shifts: np.ndarray) -> dict[str, float]:
+    """Rank of the introspection shift among all questions (1 = largest; ties count against it)
+    and the 95% prediction interval of one control question's shift."""
+    n = len(ctl_shifts)
+    rank = 1 + int(np.sum(ctl_shifts >= intro_shift))
+    if n < 2:
+        return {"rank": float(rank), "pi_lo": np.nan, "pi_hi": np.nan, "outside_pi": np.nan}
+    half = float(student_t.ppf(0.975, n - 1)) * float(np.std(ctl_shifts, ddof=1)) * np.sqrt(1 + 1 / n)
+    lo, hi = float(np.mean(ctl_shifts)) - half, float(np.mean(ctl_shifts)) + half
+    return {"rank": float(rank), "pi_lo": lo, "pi_hi": hi, "outside_pi": float(not lo <= intro_shift <= hi)}
 
 
 def format_summary(summary: xr.Dataset) -> str:
@@ -165,8 +195,13 @@ def format_summary(summary: xr.Dataset) -> str:
             c = summary.sel(inject_layer=lay, strength=s)
             rows.append({"layer": int(lay), "strength": f"{float(s):g}", "intro LD": float(c.intro), "intro shift": float(c.intro_shift),
                          "control shift [95% CI]": f"{float(c.control_shift):+.3f} [{float(c.control_shift_lo):+.3f}, {float(c.control_shift_hi):+.3f}]",
-                         "difference [95% CI]": f"{float(c.difference):+.3f} [{float(c.difference_lo):+.3f}, {float(c.difference_hi):+.3f}]",
+                         "rank of intro": f"{int(c['rank'])}/{summary.attrs['n_control_questions'] + 1}",
+                         "control 95% PI": f"[{float(c.pi_lo):+.3f}, {float(c.pi_hi):+.3f}]",
                          "mass intro/control": f"{float(c.intro_mass):.3f}/{float(c.control_mass):.3f}"})
     a = summary.attrs
     return table(rows) + (f"\nunsteered Yes−No logit difference: introspection {a['intro_base']:+.3f}, control questions (mean of "
-                          f"{a['n_control_questions']}) {a['control_base']:+.3f}")
+                          f"{a['n_control_questions']}) {a['control_base']:+.3f}"
+                          f"\nintrospection question ranked first in {a['top_rank_cells']} of {a['cells']} cells "
+                          f"({a['top_rank_expected']:.1f} expected by chance; one-sided binomial p = {a['top_rank_p']:.3g}, cells treated as independent, which neighbouring cells are not); above the control "
+                          f"questions' 95% prediction interval in {a['above_pi_cells']}, below it in {a['below_pi_cells']} "
+                          f"({a['outside_pi_expected']:.1f} expected outside by chance)")

@@ -252,9 +252,26 @@ def test_engine_ablation_matches_a_plain_hook(tiny):
 def test_causal_check_reruns_the_recorded_trials_exactly(tiny, tiny_run):
     labels = an.detection_labels(tiny_run, quantile=0.5)
     result = an.anomaly_directions(tiny_run, labels, folds=2, n_boot=50)
-    check = an.causal_check(tiny, tiny_run, result, labels, layer=1, n_random=2, max_trials=4)
+    check = an.causal_check(tiny, tiny_run, result, labels, layer=1, n_random=5, n_random_ablate=2, n_shuffled=2, max_trials=4)
     assert np.allclose(check.recorded_logit_diff, check.stored_logit_diff, atol=1e-4)
-    assert check.add_shift.sizes["direction"] == 3
+    assert check.add_shift.sizes["add_direction"] == 2 + 2 + 5
+    assert check.ablate_logit_diff.sizes["direction"] == 2 + 2 + 2
     assert check.attrs["ablated_layers"] == "1..2"
-    # projecting a direction out changes the answer (the ablation acts)
+    assert check.attrs["p_resolution_add_random"] == pytest.approx(1 / 6)
+    assert 1 / 6 <= check.attrs["add_p_random"] <= 1
+    # setting the coordinate to the controls' mean changes the answer (the ablation acts)
     assert float(abs(check.ablate_logit_diff.sel(direction="anomaly") - check.recorded_logit_diff).max()) > 1e-3
+
+
+def test_ablation_to_a_target_coordinate(tiny):
+    import torch as _t
+
+    from mechintro import engine
+
+    prompt = [[1, 2, 3, 4, 5]]
+    u = _t.zeros(tiny.d_model)
+    u[0] = 1.0
+    zero = engine.forward(tiny, prompt, [None], answer_ids=[1, 2], record=True, ablate={1: u})
+    seven = engine.forward(tiny, prompt, [None], answer_ids=[1, 2], record=True, ablate={1: (u, 7.0)})
+    assert float(zero.resid[0, 1, :, 0].abs().max()) < 1e-2
+    assert _t.allclose(seven.resid[0, 1, :, 0].float(), _t.full((5,), 7.0), atol=5e-2)
