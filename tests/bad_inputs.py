@@ -267,4 +267,9 @@ CASES: list[Case] = [
     Case("train-remote", "train with --remote", "drop --remote",
          argv=["train", "--model", "{env}/tiny", "--remote", "--behaviour", "{env}/run.zarr", "--out", "{env}/adapter"], out="adapter"),
     Case("api-load-run-as-vectors", "loading a run as vectors", "not a mechintro vectors store", call=_api_load_vectors("run.zarr")),
+    Case("max-memory-malformed", "--max-memory without DEVICE=SIZE", "is not DEVICE=SIZE",
+         argv=["vectors", "--model", "{env}/tiny", "--max-memory", "20GiB", "--concepts", "Dust", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("offload-with-remote", "--max-memory with --remote", "stay on the server",
+         argv=["vectors", "--model", "{env}/tiny", "--remote", "--max-memory", "cpu=1GiB", "--concepts", "Dust", "--out", "{env}/new.zarr"],
+         patch=local_model_keys, out="new.zarr"),
 ]
