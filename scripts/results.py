@@ -2,6 +2,7 @@
 
     python scripts/results.py run --model smollm2-135m --size default   # every experiment, paper defaults
     python scripts/results.py run --model qwen2.5-coder-0.5b --size small
+    python scripts/results.py run --model smollm2-135m --size small --dtype bfloat16   # beside fp32
     python scripts/results.py write                                      # docs/results.md from runs/results/
 
 Runs go to ``runs/results/{model}/{experiment}.zarr`` (an existing run is resumed, so a killed
@@ -41,12 +42,13 @@ TINY: dict[str, dict[str, object]] = {  # for the 1.5B model on 2 CPU cores: the
 }
 
 
-def run(model_name: str, size: str, only: list[str]) -> None:
+def run(model_name: str, size: str, only: list[str], dtype: str = "float32") -> None:
     from mechintro.experiments import EXPERIMENTS
     from mechintro.models import load_model
 
-    model = load_model(model_name)
-    folder = RUNS / model_name
+    model = load_model(model_name, dtype=dtype)
+    # other precisions go beside the fp32 runs (docs/results.md reads only the fp32 folders)
+    folder = RUNS / (model_name if dtype == "float32" else f"{model_name}-{dtype}")
     folder.mkdir(parents=True, exist_ok=True)
     timing_path = folder / "timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
@@ -126,10 +128,12 @@ def main() -> int:
     r.add_argument("--model", default="smollm2-135m")
     r.add_argument("--size", choices=["default", "small", "tiny"], default="default")
     r.add_argument("--only", default="", help="comma-separated experiments")
+    r.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="weights' precision; bfloat16 runs go to runs/results/{model}-bfloat16/")
     sub.add_parser("write")
     args = p.parse_args()
     if args.cmd == "run":
-        run(args.model, args.size, [s for s in args.only.split(",") if s])
+        run(args.model, args.size, [s for s in args.only.split(",") if s], args.dtype)
     else:
         sys.path.insert(0, str(ROOT / "analyses"))
         from results_doc import write
