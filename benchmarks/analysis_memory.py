@@ -34,11 +34,13 @@ what = sys.argv[2]
 ds = ds.isel(trial=slice(0, int(sys.argv[3]))) if int(sys.argv[3]) > 0 else ds
 kwargs = json.loads(sys.argv[4])
 model = mi.load_model(ds.attrs["model"]) if what == "lens" else None
-if model is not None:  # the weights the lens reads are the model's memory, not the analysis's: make them resident
+resident = sys.argv[5] == "resident"
+if model is not None and resident:  # the weights the lens reads are the model's memory, not the analysis's: make them resident
     for p in model.hf.parameters():
         float(p.detach().float().sum())
-open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current resident set
-before = status("VmRSS")
+if resident:
+    open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current resident set
+before = status("VmRSS" if resident else "VmHWM")  # load-peak: the rise of the peak over the peak so far
 t = time.perf_counter()
 if what == "anomaly":
     analysis.anomaly_directions(ds, analysis.detection_labels(ds), n_boot=200)
@@ -57,6 +59,10 @@ def main() -> int:
     p.add_argument("--lens", action="store_true", help="also the logit lens (loads the run's model)")
     p.add_argument("--fraction", type=float, default=0.25, help="also run each analysis on this share of the trials: "
                    "the same extra memory means it does not grow with the run")
+    p.add_argument("--baseline", choices=["resident", "load-peak"], default="resident",
+                   help="resident (default): from the resident set after reading every weight once; load-peak: the rise of the "
+                        "process's peak over its peak after the imports and the load, with the weights as the load left them "
+                        "(the measure used before 2026-11-29, which counts weights first paged in by the analysis)")
     p.add_argument("--only", choices=["anomaly", "lens"], help="run only this analysis")
     p.add_argument("--lens-chunks", help="comma-separated vocabulary chunk sizes for the lens (0: no chunking)")
     args = p.parse_args()
@@ -76,13 +82,13 @@ def main() -> int:
             # 0: one chunk as large as any vocabulary, i.e. the unchunked lens
             kwargs = {} if chunk is None else {"chunk": chunk or 2**31}
             for n in (part, 0):
-                out = subprocess.run([sys.executable, "-c", CHILD, args.run, what, str(n), json.dumps(kwargs)],
+                out = subprocess.run([sys.executable, "-c", CHILD, args.run, what, str(n), json.dumps(kwargs), args.baseline],
                                      capture_output=True, text=True, check=True)
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 verdict = "within" if r["extra_mb"] <= args.cap_mb else "OVER"
                 label = what if chunk is None else f"{what} (chunk {chunk or 'none'})"
                 print(f"  {label:<20} {n or ds.sizes['trial']:>5} trials {r['seconds']:6.1f} s, peak +{r['extra_mb']:.0f} MB "
-                      f"over a {r['baseline_mb']:.0f} MB resident baseline — {verdict} the cap")
+                      f"over a {r['baseline_mb']:.0f} MB {args.baseline} baseline — {verdict} the cap")
     return 0
 
 
