@@ -14,7 +14,8 @@ end), as in ``detection-logits`` / ``injected-thoughts``.
   ``engine.forward(record=True)`` (every layer's residual stream copied to the host as float16).
 * **generation**: ``--new-tokens`` sampled tokens per trial with the vector added on the window
   and on every generated token — a plain loop, one trial at a time (``generate`` with the hook)
-  vs one batched ``engine.generate`` call, without and with the shared-prefix cache. Rows may stop early at an end-of-sequence token, so
+  vs one batched ``engine.generate`` call, without and with the shared-prefix cache, and (the ceiling
+  without nnsight) transformers' own batched ``generate`` with the same hook and prefix cache. Rows may stop early at an end-of-sequence token, so
   generated tokens per second are reported beside trials per second.
 
 ``--random-init 3b`` builds a Qwen2-architecture model of 2.8 B parameters from its config with
@@ -25,6 +26,7 @@ and the tokenizer found in ``--tokenizer`` (e.g. SmolLM2's, from the model cache
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import statistics
 import sys
@@ -75,6 +77,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-generation", action="store_true")
     p.add_argument("--skip-logits", action="store_true")
+    p.add_argument("--skip-plain-batched", action="store_true", help="leave out the plain-transformers batched generation row")
     args = p.parse_args()
 
     import mechintro as mi
@@ -201,16 +204,38 @@ def generation(args, model, ids, prompts, injections, shared, block, hook, devic
             counts[name] = int((res.generated >= 0).sum())
         return name, call
 
-    rows = (("plain loop", plain_loop), batched(False), batched(True))
+    rest = torch.tensor(injections[0].mask[shared:], dtype=model.dtype, device=device)[None, :, None] * (injections[0].vector.to(device, model.dtype))
+
+    def rest_hook(_module, _inputs, output):  # the prompt pass runs only the tokens after the cached prefix
+        h = output[0] if isinstance(output, tuple) else output
+        h = h + (rest if h.shape[1] == rest.shape[1] else rest[:, -1:])
+        return (h, *output[1:]) if isinstance(output, tuple) else h
+
+    def plain_batched_prefix():
+        """The ceiling without nnsight: transformers' own batched generate, the same hook, the same prefix cache."""
+        cache, _ = engine.prefix_state(model, ids[:shared], False)
+        cache = copy.deepcopy(cache)
+        cache.batch_repeat_interleave(len(prompts))
+        batch = torch.tensor(prompts, device=device)
+        handle = block.register_forward_hook(rest_hook)
+        try:
+            with torch.no_grad():
+                torch.manual_seed(0)
+                out = model.hf.generate(batch, attention_mask=torch.ones_like(batch), past_key_values=cache, generation_config=config)
+        finally:
+            handle.remove()
+        counts["plain batched + prefix"] = int(out.shape[0] * (out.shape[1] - batch.shape[1]))
+
+    rows = (("plain loop", plain_loop), batched(False), batched(True), ("plain batched + prefix", plain_batched_prefix))
     gen: dict[str, list[float]] = {name: [] for name, _ in rows}
     for _ in range(max(1, args.repeats - 1) + 1):
-        for name, fn in rows:
+        for name, fn in rows if not args.skip_plain_batched else rows[:3]:
             gen[name].append(timed(fn, device))
-    gmed = {k: statistics.median(v[1:]) for k, v in gen.items()}
+    gmed = {k: statistics.median(v[1:]) for k, v in gen.items() if len(v) > 1}
     print(f"\ngeneration, {args.batch} trials × up to {args.new_tokens} sampled tokens (median of {len(gen['plain loop']) - 1}):")
     for k, v in gmed.items():
         print(f"  {k:<24} {v:8.2f} s   {args.batch / v:7.2f} trials/s   {counts[k] / v:8.1f} tokens/s ({counts[k]} tokens)")
-    for k in ("engine batched", "engine batched + prefix"):
+    for k in [k for k in ("engine batched", "engine batched + prefix", "plain batched + prefix") if k in gmed]:
         print(f"  ratio {k} / one at a time: {gmed['plain loop'] / gmed[k]:.2f} (trials/s), "
               f"{(counts[k] / gmed[k]) / (counts['plain loop'] / gmed['plain loop']):.2f} (tokens/s)")
 

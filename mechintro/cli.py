@@ -109,6 +109,15 @@ def _floats(text: str) -> list[float]:
     return out
 
 
+def _max_memory(text: str) -> dict:
+    from mechintro.models import parse_max_memory
+
+    try:
+        return parse_max_memory(text)
+    except MechintroError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -135,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--model", default="smollm2-135m", help="offline name, Hugging Face repo id, or local directory (default: smollm2-135m)")
         sp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
         sp.add_argument("--device-map", default=None, help="passed to from_pretrained, e.g. auto")
+        sp.add_argument("--max-memory", type=_max_memory, default=None, metavar="DEV=SIZE,...",
+                        help="most each device may hold, e.g. 0=20GiB,cpu=8GiB; the rest is offloaded to disk (implies --device-map auto)")
+        sp.add_argument("--offload-folder", type=Path, default=None, help="where weights placed on the disk live (implies --device-map auto)")
         sp.add_argument("--trust-remote-code", action="store_true", help="allow a Hub repo's own modelling code")
         sp.add_argument("--remote", nargs="?", const=True, default=False, metavar="URL",
                         help="run the traces on NDIF (a Hub id as --model; NDIF_HOST/NDIF_API_KEY apply), or on the NDIF-protocol server at URL")
@@ -261,6 +273,7 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
         raise MechintroError(f"{args.out} already exists: choose another --out or delete it")
     inputs = _vector_inputs(args)
     model = load_model(args.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code,
+                       max_memory=args.max_memory, offload_folder=args.offload_folder,
                        remote=args.remote)
     vectors = make_vectors(model, args.method, args.concepts, **inputs)
     save_vectors(vectors, args.out)
@@ -328,6 +341,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.vectors is not None and not args.vectors.exists():
         raise MechintroError(f"vectors file {args.vectors} does not exist: create it with `mechintro vectors`")
     model = load_model(config.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code,
+                       max_memory=args.max_memory, offload_folder=args.offload_folder,
                        remote=args.remote)
     vectors = load_vectors(args.vectors, model) if args.vectors else None
     update, close = _progress(args.experiment, args.quiet)
@@ -369,7 +383,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise MechintroError(f"behaviour run {args.behaviour} does not exist: create it with `mechintro run self-prediction`")
     behaviour = open_run(args.behaviour)
     examples = training.training_examples(behaviour, config.examples, seed=config.seed)
-    model = load_model(args.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code)
+    model = load_model(args.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code,
+                       max_memory=args.max_memory, offload_folder=args.offload_folder)
     update, close = _progress("train", args.quiet)
     try:
         out = training.finetune(model, examples, args.out, config, behaviour=behaviour, progress=update)

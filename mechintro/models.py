@@ -131,7 +131,7 @@ class Model:
     def device(self) -> torch.device:
         """Where inputs are built: the weights' device, or the CPU for a remote model (weights on meta)."""
         device = get_module(self.hf, self.arch.unembed).weight.device
-        return torch.device("cpu") if device.type == "meta" else device
+        return main_device(self.hf) if device.type == "meta" else device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -250,7 +250,8 @@ def _convert_gguf(spec: OfflineModel, parts: list[Path], out: Path) -> None:
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
-def _load_offline(spec: OfflineModel, dtype: Dtype, device_map: str | dict | None) -> tuple[Any, Any, str]:
+def _load_offline(spec: OfflineModel, dtype: Dtype, device_map: str | dict | None,
+                  placement: dict[str, Any] | None = None) -> tuple[Any, Any, str]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     parts = offline_parts(spec)
@@ -276,9 +277,9 @@ def _load_offline(spec: OfflineModel, dtype: Dtype, device_map: str | dict | Non
         _convert_gguf(spec, parts, out)
     torch_dtype = torch.float32 if dtype == "auto" else getattr(torch, dtype)
     tok = AutoTokenizer.from_pretrained(out)
-    hf = AutoModelForCausalLM.from_pretrained(
-        out, dtype=torch_dtype, device_map=device_map, use_safetensors=True
-    )
+    hf = _placed(lambda: AutoModelForCausalLM.from_pretrained(
+        out, dtype=torch_dtype, device_map=device_map, use_safetensors=True, **(placement or {})
+    ), spec.name)
     return hf, tok, spec.sha256
 
 
@@ -301,6 +302,8 @@ def load_model(
     trust_remote_code: bool = False,
     remote: bool | str = False,
     progress: Progress = None,
+    max_memory: dict[int | str, int | str] | None = None,
+    offload_folder: str | Path | None = None,
 ) -> Model:
     """Load a causal LM and wrap it for tracing.
 
@@ -309,7 +312,15 @@ def load_model(
             ``"qwen2.5-coder-0.5b"``; ``"qwen2.5-coder-1.5b"``), a Hugging Face repo id, or a
             local directory holding a transformers checkpoint in safetensors.
         dtype: parameter dtype. GGUF models are de-quantised to fp32 and cast from there.
-        device_map: passed to ``from_pretrained`` (``"auto"`` spreads a large model over GPUs).
+        device_map: passed to ``from_pretrained`` (``"auto"`` spreads a large model over GPUs,
+            then the CPU, then the disk; a dict places modules by name on ``0``, ``"cpu"`` or
+            ``"disk"``). Results equal the in-memory model's (tested); the fingerprint comes from
+            the checkpoint files, never from materialised weights.
+        max_memory: the most each device may hold, e.g. ``{0: "20GiB", "cpu": "8GiB"}``; what does
+            not fit goes to the next device and finally to ``offload_folder``. Implies
+            ``device_map="auto"`` when no map is given.
+        offload_folder: where weights placed on ``"disk"`` live (not needed when the checkpoint is
+            safetensors: accelerate then reads the offloaded weights from it in place).
         trust_remote_code: allow a Hub repo's own modelling code. Off unless asked for.
         remote: build a weightless model whose traces run remotely: ``True`` for NDIF (the host
             nnsight is configured with; ``NDIF_HOST`` overrides it) or the ``http(s)://`` URL of an
@@ -330,6 +341,12 @@ def load_model(
     if report:
         report(0, 2)
     spec = OFFLINE_MODELS.get(name_or_path)
+    if remote and (max_memory or offload_folder or device_map):
+        raise MechintroError("--device-map/--max-memory/--offload-folder place weights here; with --remote the weights "
+                             "stay on the server: drop them or drop --remote")
+    if (max_memory or offload_folder) and device_map is None:
+        device_map = "auto"
+    placement = {k: v for k, v in (("max_memory", max_memory), ("offload_folder", offload_folder)) if v}
     if remote and spec is not None:
         raise MechintroError(
             f"'{name_or_path}' is a local GGUF and cannot run remotely: pass its Hub id "
@@ -337,7 +354,7 @@ def load_model(
         )
     if spec is not None:
         with quiet_third_party():
-            hf, tok, digest = _load_offline(spec, dtype, device_map)
+            hf, tok, digest = _load_offline(spec, dtype, device_map, placement)
     elif remote:
         from transformers import AutoTokenizer
 
@@ -359,7 +376,7 @@ def load_model(
         )
     else:
         with quiet_third_party():
-            hf, tok, digest = _load_pretrained(name_or_path, dtype, device_map, trust_remote_code)
+            hf, tok, digest = _load_pretrained(name_or_path, dtype, device_map, trust_remote_code, placement)
     if report:
         report(1, 2)
     hf.requires_grad_(False)  # autograd is on inside traces otherwise (ENGINEERING_NOTES G5)
@@ -368,7 +385,7 @@ def load_model(
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     with quiet_third_party():
-        lm = TransformersModel(hf, tokenizer=tok, task="text-generation")
+        lm = _wrap(hf, tok)
     if report:
         report(2, 2)
     close_bar()
@@ -380,7 +397,8 @@ def load_model(
     return model
 
 
-def _load_pretrained(name_or_path: str, dtype: Dtype, device_map: Any, trust_remote_code: bool) -> tuple[Any, Any, str]:
+def _load_pretrained(name_or_path: str, dtype: Dtype, device_map: Any, trust_remote_code: bool,
+                     placement: dict[str, Any] | None = None) -> tuple[Any, Any, str]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     looks_like_repo = name_or_path.count("/") == 1 and not Path(name_or_path).exists()
@@ -393,10 +411,10 @@ def _load_pretrained(name_or_path: str, dtype: Dtype, device_map: Any, trust_rem
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-        hf = AutoModelForCausalLM.from_pretrained(
+        hf = _placed(lambda: AutoModelForCausalLM.from_pretrained(
             name_or_path, dtype=torch_dtype, device_map=device_map,
-            trust_remote_code=trust_remote_code, use_safetensors=True,
-        )
+            trust_remote_code=trust_remote_code, use_safetensors=True, **(placement or {}),
+        ), name_or_path)
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MechintroError(
@@ -407,21 +425,169 @@ def _load_pretrained(name_or_path: str, dtype: Dtype, device_map: Any, trust_rem
 
 
 def from_hf(hf: Any, tokenizer: Any, *, name: str = "in-memory", weights_sha256: str | None = None) -> Model:
-    """Wrap an already-built Hugging Face model (tests, notebooks, custom checkpoints)."""
-    from nnsight.modeling.transformers import TransformersModel
+    """Wrap an already-built Hugging Face model (tests, notebooks, custom checkpoints).
 
+    Without ``weights_sha256`` the fingerprint is :func:`state_fingerprint`: a model that
+    accelerate dispatched with CPU or disk offload gets the one its weights would have in memory,
+    read from where they live."""
 
     hf.requires_grad_(False)
     hf.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if weights_sha256 is None:
-        h = hashlib.sha256()
-        for k, v in sorted(hf.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-        weights_sha256 = h.hexdigest()
+        weights_sha256 = state_fingerprint(hf)
     return Model(
-        name=name, hf=hf, lm=TransformersModel(hf, tokenizer=tokenizer, task="text-generation"), tokenizer=tokenizer,
+        name=name, hf=hf, lm=_wrap(hf, tokenizer), tokenizer=tokenizer,
         weights_sha256=weights_sha256, arch=architecture_of(hf),
     )
+
+
+# --- models placed by accelerate over devices, the CPU and the disk ----------------------------
+
+
+def _placed(load: Any, name: str) -> Any:
+    """Run a ``from_pretrained`` call; accelerate's placement errors become one line naming the fix."""
+    try:
+        return load()
+    except (ValueError, KeyError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "offload" in text or "device" in text or "memory" in text:
+            raise MechintroError(f"cannot place '{name}' as asked ({text}); check --device-map, --max-memory "
+                                 "(e.g. 0=20GiB,cpu=8GiB) and --offload-folder") from None
+        raise
+
+
+def parse_max_memory(text: str) -> dict[int | str, str]:
+    """``"0=20GiB,cpu=8GiB"`` → ``{0: "20GiB", "cpu": "8GiB"}`` (GPU indices as integers), the form
+    ``from_pretrained(max_memory=...)`` takes."""
+    out: dict[int | str, str] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        device, sep, size = part.partition("=")
+        device, size = device.strip(), size.strip()
+        if not sep or not device or not size or not (device.isdigit() or device in ("cpu", "mps", "disk")):
+            raise MechintroError(f"--max-memory '{part}' is not DEVICE=SIZE: write e.g. 0=20GiB,cpu=8GiB")
+        out[int(device) if device.isdigit() else device] = size
+    if not out:
+        raise MechintroError("--max-memory is empty: write e.g. 0=20GiB,cpu=8GiB")
+    return out
+
+
+_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+                       "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def _offload_sources(hf: Any) -> list[tuple[str, Any, str]]:
+    """``(module name, accelerate weights loader, its key prefix)`` for every module whose hook
+    holds offloaded weights (``weights_map``: a ``PrefixedDataset`` over an ``OffloadedWeightsLoader``)."""
+    found = []
+    for name, module in hf.named_modules():
+        hook = getattr(module, "_hf_hook", None)
+        for h in getattr(hook, "hooks", None) or ([hook] if hook is not None else []):
+            wm = getattr(h, "weights_map", None)
+            if wm is not None:
+                found.append((name, getattr(wm, "dataset", wm), getattr(wm, "prefix", "")))
+    return found
+
+
+def _update_from_file(h: Any, path: str | Path, start: int = 0, stop: int | None = None, chunk: int = 1 << 22) -> None:
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = None if stop is None else stop - start
+        while left is None or left > 0:
+            block = f.read(chunk if left is None else min(chunk, left))
+            if not block:
+                break
+            h.update(block)
+            if left is not None:
+                left -= len(block)
+
+
+def _update_offloaded(h: Any, loader: Any, key: str) -> None:
+    """Feed ``h`` the bytes of one offloaded tensor exactly as they would be in memory, read from
+    the offload folder's ``.dat`` file or the checkpoint's safetensors byte range — no tensor built
+    (except when the index asks for a dtype conversion: then this one tensor is loaded and cast)."""
+    state = getattr(loader, "state_dict", None) or {}
+    if key in state:  # offloaded to CPU memory: already there
+        h.update(state[key].detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return
+    info = loader.index[key]
+    file = info.get("safetensors_file")
+    if file is None:
+        _update_from_file(h, Path(loader.save_folder) / f"{key}.dat")
+        return
+    with open(file, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        entry = json.loads(f.read(n))[info.get("weight_name", key)]
+    if _SAFETENSORS_DTYPES.get(entry["dtype"]) == info.get("dtype", _SAFETENSORS_DTYPES.get(entry["dtype"])):
+        begin, end = entry["data_offsets"]
+        _update_from_file(h, file, 8 + n + begin, 8 + n + end)
+    else:
+        h.update(loader[key].contiguous().view(torch.uint8).numpy().tobytes())
+
+
+def state_fingerprint(hf: Any) -> str:
+    """sha256 over the sorted state dict (each name, then its tensor's bytes) — the fingerprint of a
+    model built in memory (:func:`from_hf`).
+
+    Weights that accelerate offloaded (the meta device in the module, the data in CPU memory, an
+    offload folder or the safetensors checkpoint) are read from where they live, so an offloaded
+    model gets the same fingerprint as the same weights in memory without ever being materialised.
+    """
+    sources = _offload_sources(hf)
+    h = hashlib.sha256()
+    for k, v in sorted(hf.state_dict().items()):
+        h.update(k.encode())
+        if v.device.type != "meta":
+            h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            continue
+        for module_name, loader, prefix in sources:
+            if module_name and not k.startswith(module_name + "."):
+                continue
+            key = prefix + (k[len(module_name) + 1:] if module_name else k)
+            if key in getattr(loader, "state_dict", {}) or key in getattr(loader, "index", {}):
+                _update_offloaded(h, loader, key)
+                break
+        else:
+            raise MechintroError(f"cannot fingerprint the model: {k} is on the meta device and no offload index "
+                                 "holds it; pass weights_sha256= (e.g. the checkpoint files' sha256_of)")
+    return h.hexdigest()
+
+
+def _wrap(hf: Any, tokenizer: Any) -> Any:
+    """nnsight's ``TransformersModel`` around ``hf``; for a model accelerate placed with offloaded
+    weights, two fixes. Its text-generation pipeline takes the first entry of ``hf_device_map``
+    as its device, which fails when that entry is ``"disk"``: for the wrapping only, the map then
+    names the main device (:func:`main_device`). And see below for where inputs go."""
+    from nnsight.modeling.transformers import TransformersModel
+
+    placed = getattr(hf, "hf_device_map", None)
+    if not placed or all(p.device.type != "meta" for p in hf.parameters()):
+        return TransformersModel(hf, tokenizer=tokenizer, task="text-generation")
+    if next(iter(placed.values())) == "disk":
+        hf.hf_device_map = {"": str(main_device(hf))}
+    try:
+        lm = TransformersModel(hf, tokenizer=tokenizer, task="text-generation")
+    finally:
+        hf.hf_device_map = placed
+    # nnsight moves a trace's inputs to its first parameter's device: the meta device when that
+    # parameter is offloaded. Inputs go to the main device instead (accelerate's hooks take them on).
+    cls = type(lm)
+    if cls not in _PLACED:
+        _PLACED[cls] = type(f"Placed{cls.__name__}", (cls,), {"device": property(lambda self: main_device(self._module)),
+                                                              "__module__": __name__})
+    lm.__class__ = _PLACED[cls]
+    return lm
+
+
+_PLACED: dict[type, type] = {}
+
+
+def main_device(hf: Any) -> torch.device:
+    """Where a model placed by accelerate takes its inputs: the first accelerator in its
+    ``hf_device_map`` (transformers' main device), else the CPU — also for a weightless model."""
+    accelerators = [d for d in (getattr(hf, "hf_device_map", None) or {}).values() if d not in ("cpu", "disk", "meta")]
+    if not accelerators:
+        return torch.device("cpu")
+    first = accelerators[0]
+    return torch.device("cuda", first) if isinstance(first, int) else torch.device(first)

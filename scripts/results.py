@@ -2,10 +2,12 @@
 
     python scripts/results.py run --model smollm2-135m --size default   # every experiment, paper defaults
     python scripts/results.py run --model qwen2.5-coder-0.5b --size small
+    python scripts/results.py run --model smollm2-135m --size small --dtype bfloat16   # beside fp32
     python scripts/results.py write                                      # docs/results.md from runs/results/
 
 Runs go to ``runs/results/{model}/{experiment}.zarr`` (an existing run is resumed, so a killed
-sweep continues where it stopped); each experiment's wall time is added to
+sweep continues where it stopped: run the same command again); progress goes to stderr as
+``[k/N] experiment: done/total trials, elapsed, ETA``; each experiment's wall time is added to
 ``runs/results/{model}/timing.json``. ``--size small`` shrinks the grids (listed in SMALL) for the
 larger models on CPU, ``--size tiny`` runs only the two logit protocols on a minimal grid (TINY);
 the doc says which size each table comes from.
@@ -40,16 +42,18 @@ TINY: dict[str, dict[str, object]] = {  # for the 1.5B model on 2 CPU cores: the
 }
 
 
-def run(model_name: str, size: str, only: list[str]) -> None:
+def run(model_name: str, size: str, only: list[str], dtype: str = "float32") -> None:
     from mechintro.experiments import EXPERIMENTS
     from mechintro.models import load_model
 
-    model = load_model(model_name)
-    folder = RUNS / model_name
+    model = load_model(model_name, dtype=dtype)
+    # other precisions go beside the fp32 runs (docs/results.md reads only the fp32 folders)
+    folder = RUNS / (model_name if dtype == "float32" else f"{model_name}-{dtype}")
     folder.mkdir(parents=True, exist_ok=True)
     timing_path = folder / "timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
-    for name in only or ORDER:
+    names = list(only or ORDER)
+    for name in names:
         if name == "analysis":
             analysis_runs(model, folder, timing, timing_path)
             continue
@@ -60,7 +64,8 @@ def run(model_name: str, size: str, only: list[str]) -> None:
         config = module.Config(model=model_name, **overrides)
         out = folder / f"{name}.zarr"
         start = time.perf_counter()
-        module.run(config, out, model=model, progress=lambda d, t, n=name: print(f"\r{n}: {d}/{t}", end="", file=sys.stderr, flush=True))
+        step = f"[{names.index(name) + 1}/{len(names)}] {name}"
+        module.run(config, out, model=model, progress=Progress(step))
         seconds = time.perf_counter() - start
         print(file=sys.stderr)
         entry = timing.get(name, {})
@@ -70,6 +75,31 @@ def run(model_name: str, size: str, only: list[str]) -> None:
         timing[name] = entry
         timing_path.write_text(json.dumps(timing, indent=1))
         print(f"{name}: {seconds:.0f} s", flush=True)
+
+
+class Progress:
+    """``[k/N] experiment: done/total trials, elapsed, ETA`` on one stderr line. The rate counts
+    only trials run in this process, so a resumed run's ETA is not flattered by the trials it
+    found already done."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.start = label, time.perf_counter()
+        self.first: int | None = None
+        self.last = self.total = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.first is None or done < self.last or total != self.total:  # a protocol's next phase starts again
+            self.first, self.start = done, time.perf_counter()
+        self.last, self.total = done, total
+        elapsed = time.perf_counter() - self.start
+        ran = done - self.first
+        eta = f"ETA {_clock(elapsed / ran * (total - done))}" if ran > 0 and done < total else ""
+        print(f"\r{self.label}: {done}/{total} trials, {_clock(elapsed)} {eta}   ", end="", file=sys.stderr, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"
 
 
 def analysis_runs(model, folder: Path, timing: dict, timing_path: Path) -> None:
@@ -98,10 +128,12 @@ def main() -> int:
     r.add_argument("--model", default="smollm2-135m")
     r.add_argument("--size", choices=["default", "small", "tiny"], default="default")
     r.add_argument("--only", default="", help="comma-separated experiments")
+    r.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="weights' precision; bfloat16 runs go to runs/results/{model}-bfloat16/")
     sub.add_parser("write")
     args = p.parse_args()
     if args.cmd == "run":
-        run(args.model, args.size, [s for s in args.only.split(",") if s])
+        run(args.model, args.size, [s for s in args.only.split(",") if s], args.dtype)
     else:
         sys.path.insert(0, str(ROOT / "analyses"))
         from results_doc import write

@@ -455,3 +455,12 @@ CASES += [
     Case("grade-question-kind", "an unknown question_kind for the grader", "unknown question_kind", call=_api_grading("question-kind")),
     Case("analysis-negative-margin", "a negative detection margin", "margin must be a finite number", call=_api_grading("margin")),
 ]
+
+
+CASES += [
+    Case("max-memory-malformed", "--max-memory without DEVICE=SIZE", "is not DEVICE=SIZE",
+         argv=["vectors", "--model", "{env}/tiny", "--max-memory", "20GiB", "--concepts", "Dust", "--out", "{env}/new.zarr"], out="new.zarr"),
+    Case("offload-with-remote", "--max-memory with --remote", "stay on the server",
+         argv=["vectors", "--model", "{env}/tiny", "--remote", "--max-memory", "cpu=1GiB", "--concepts", "Dust", "--out", "{env}/new.zarr"],
+         patch=local_model_keys, out="new.zarr"),
+]

@@ -43,17 +43,24 @@ def logit_lens(
     layers: Sequence[int] | None = None,
     position: int = -1,
     concepts: bool = True,
+    chunk: int = 8192,
 ) -> xr.Dataset:
     """Per trial and layer: ``p_yes`` / ``p_no`` (summed over the run's answer forms),
     ``logit_diff`` = log P(yes) − log P(no), and ``p_concept`` (the first token of the trial's
     concept word, NaN for controls) at prompt position ``position`` (default the last token, where
-    the answer is read)."""
+    the answer is read).
+
+    The unembedding runs over ``chunk`` vocabulary rows at a time, keeping only the log-normaliser
+    and the logits of the tokens reported, so the memory the lens needs does not grow with the
+    vocabulary (Qwen's 151,936 tokens; the numbers equal the unchunked lens to float rounding)."""
     require_resid(ds, "the logit lens")
     require_logits(ds, "the logit lens (it reads the run's answer tokens)")
     if ds.attrs.get("weights_sha256") != model.weights_sha256:
         raise MechintroError(f"{run_name(ds)} was made with other weights than {model.name}: load the run's model ({ds.attrs.get('model')})")
     if not -ds.sizes["pos"] <= position < ds.sizes["pos"]:
         raise MechintroError(f"position {position} is outside the run's {ds.sizes['pos']} prompt positions")
+    if chunk < 1:
+        raise MechintroError(f"chunk must be at least 1, got {chunk}")
     layers = layers_of(ds, layers)
     norm = get_module(model.hf, model.arch.final_norm)
     unembed = get_module(model.hf, model.arch.unembed)
@@ -64,16 +71,15 @@ def logit_lens(
 
     def lens(_layer: int, idx: np.ndarray, block: np.ndarray) -> np.ndarray:
         h = torch.from_numpy(block[:, position]).to(model.device, model.dtype)
-        with torch.no_grad():
-            logits = unembed(norm(h)).float().cpu()
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        logp = torch.log_softmax(logits, -1)
-        lp_answers = logp[:, answer_ids]
+        rows_concept = torch.from_numpy(np.maximum(concept_ids[idx], 0))
+        wanted = torch.cat([answer_ids, rows_concept])  # answer tokens, then each row's concept token
+        with torch.no_grad(), _onloaded(norm), _onloaded(unembed):
+            lognorm, picked = _chunked_unembedding(norm(h), unembed, cap, wanted, chunk)
+        lp_answers = picked[:, : len(answer_ids)] - lognorm[:, None]
         lp_yes = torch.logsumexp(lp_answers[:, yes], -1)
         lp_no = torch.logsumexp(lp_answers[:, ~yes], -1)
-        ids = torch.from_numpy(np.maximum(concept_ids[idx], 0))
-        lp_concept = logp.gather(1, ids[:, None])[:, 0]
+        n = len(idx)
+        lp_concept = picked[torch.arange(n), len(answer_ids) + torch.arange(n)] - lognorm
         lp_concept[torch.from_numpy(concept_ids[idx] < 0)] = float("nan")
         return torch.stack([lp_yes, lp_no, lp_concept], -1).double().numpy()
 
@@ -88,6 +94,36 @@ def logit_lens(
                 "concept": ("trial", ds["concept"].values)},
         attrs={"position": position, "model": model.name, "experiment": ds.attrs.get("experiment", "")},
     )
+
+
+def _chunked_unembedding(x: torch.Tensor, unembed: torch.nn.Module, cap: float | None, wanted: torch.Tensor,
+                         chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log-normaliser (n,), logits at wanted (n, k))`` of ``unembed(x)`` (float32, softcapped
+    with ``cap``), computed over ``chunk`` vocabulary rows at a time: the full ``(n, vocab)``
+    logits never exist, and the running log-sum-exp is exact up to float rounding."""
+    weight = unembed.weight
+    bias = getattr(unembed, "bias", None)
+    n, vocab = x.shape[0], weight.shape[0]
+    lognorm = torch.full((n,), -float("inf"))
+    picked = torch.empty(n, len(wanted))
+    for start in range(0, vocab, chunk):
+        stop = min(start + chunk, vocab)
+        logits = torch.nn.functional.linear(x, weight[start:stop], None if bias is None else bias[start:stop]).float().cpu()
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        lognorm = torch.logaddexp(lognorm, torch.logsumexp(logits, -1))
+        here = (wanted >= start) & (wanted < stop)
+        if here.any():
+            picked[:, here] = logits[:, wanted[here] - start]
+    return lognorm, picked
+
+
+def _onloaded(module: torch.nn.Module):
+    """A module whose weights accelerate offloaded (meta device) brought in for the duration; a
+    no-op for a module in memory."""
+    from accelerate.utils import align_module_device
+
+    return align_module_device(module)
 
 
 def lens_summary(lens: xr.Dataset, groups: xr.DataArray, *, n_boot: int = 1000, seed: int = 0) -> xr.Dataset:
