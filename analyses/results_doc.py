@@ -18,13 +18,13 @@ from mechintro.runs import open_run
 
 MODELS = ("smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
 PUBLISHED = {
-    "injected-thoughts": "Lindsey (2025) §1.3: Claude Opus 4.1 succeeds on ≈20% of trials at ≈2/3 depth, strength 2–4, with 0/100 false positives; random vectors 9/100; base models never exceed net 0.",
-    "thoughts-vs-text": "Lindsey §1.4: all models well above the 10% chance of the word task while still repeating the sentence, best near 2/3 depth (numbers in figures only).",
-    "prefill": "Lindsey §1.5: matched injection on the sentence reduces the apology rate within a layer band peaking slightly over half depth; injection after the prefill has no comparable effect (numbers in figures only).",
-    "intentional-control": "Lindsey §1.6: the word is represented more in 'think' than 'don't think', the gap emerging in the latter half of the network (measured in the analyses, issue 4).",
-    "latent-introspection": "vgel / Latent Introspection §3.6 (Qwen2.5-Coder-32B, strength 20, layers 21–42): P(' yes') 0.150% → 0.522% (cat), → 0.193% (bread) without info; with the info prompt ≈0.3–0.76% → 39–53%; Lorem ipsum and wrong location give small shifts; +0.6% false positives.",
-    "sweep": "Godet §4.1: on small models (Qwen2.5 0.5–32B, Llama 3.x) the Yes−No logit difference of the introspection question and of the '1+1=3' control move toward 0 together across layers × scales: steering noise.",
-    "localisation": "Godet §4.3: 5-sentence localisation above the 20% chance at early layers, falling to chance by mid-depth; a commenter's Qwen2.5-14B reached 89% (but 90% for 'which is most abstract?').",
+    "injected-thoughts": "Lindsey (2025), experiment 1: Claude Opus 4.1 succeeds on ≈20% of trials at ≈2/3 depth, strength 2–4, with 0/100 false positives; random vectors 9/100; base models never exceed net 0.",
+    "thoughts-vs-text": "Lindsey 2025, experiment 2: all models well above the 10% chance of the word task while still repeating the sentence, best near 2/3 depth (numbers in figures only).",
+    "prefill": "Lindsey 2025, experiment 3: matched injection on the sentence reduces the apology rate within a layer band peaking slightly over half depth; injection after the prefill has no comparable effect (numbers in figures only).",
+    "intentional-control": "Lindsey 2025, experiment 4: the word is represented more in 'think' than 'don't think', the gap emerging in the latter half of the network (measured in the analyses, issue 4).",
+    "latent-introspection": "vgel / Latent Introspection (Qwen2.5-Coder-32B, strength 20, layers 21–42): P(' yes') 0.150% → 0.522% (cat), → 0.193% (bread) without info; with the info prompt ≈0.3–0.76% → 39–53%; Lorem ipsum and wrong location give small shifts; +0.6% false positives.",
+    "sweep": "Godet, 'Introspection or confusion?': on small models (Qwen2.5 0.5–32B, Llama 3.x) the Yes−No logit difference of the introspection question and of the '1+1=3' control move toward 0 together across layers × scales: steering noise.",
+    "localisation": "Godet, 'Introspection via localization': 5-sentence localisation above the 20% chance at early layers, falling to chance by mid-depth; a commenter's Qwen2.5-14B reached 89% (but 90% for 'which is most abstract?').",
 }
 
 
@@ -103,7 +103,7 @@ def _block(name: str, path: Path, verdicts: list[tuple[str, str]]) -> list[str]:
 
 
 LOOKING_INWARD_PUBLISHED = (
-    "Binder et al. §5.2 (held-out tasks): self-prediction training raises accuracy from 32.6% to 49.4% (GPT-4o) and "
+    "Binder et al. 2024 (held-out tasks): self-prediction training raises accuracy from 32.6% to 49.4% (GPT-4o) and "
     "26.4% to 48.5% (Llama 3.1 70B); Llama 70B predicting itself 48.5% vs GPT-4o trained on Llama's behaviour 31.8%, "
     "GPT-4o itself 49.4% vs Llama 70B trained on GPT-4o's behaviour 36.6% (p < 0.01); GPT-3.5 16.3% to 37.3%, its advantage +0.8%; "
     "cross-training GPT-4o on Llama's behaviour plateaus at 35.2%."

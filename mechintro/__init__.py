@@ -16,7 +16,7 @@ from typing import Any
 from mechintro._anyio_guard import define_anyio_classes
 from mechintro.errors import MechintroError
 
-define_anyio_classes()  # so that a later `import nnsight` cannot break anyio (ENGINEERING_NOTES G6)
+define_anyio_classes()  # so that a later `import nnsight` cannot break anyio (docs/engineering.md)
 
 _EXPORTS = {
     "EXPERIMENTS": "mechintro.experiments",

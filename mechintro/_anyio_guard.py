@@ -1,4 +1,4 @@
-"""Keep anyio importable after nnsight, in either import order (ENGINEERING_NOTES G6).
+"""Keep anyio importable after nnsight, in either import order (docs/engineering.md).
 
 `import nnsight` mounts `.save` on every object (its C extension, ``nnsight._c.mount``), after
 which anyio can no longer define its typed-attribute classes: ``TypedAttributeSet`` rejects every

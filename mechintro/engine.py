@@ -16,7 +16,7 @@ single pass is exactly vgel's KV-cache protocol: the unsteered suffix only sees 
 prefix through its keys and values.
 
 Trace bodies use only torch and builtins and save a few small tensors, so the same code runs
-under ``remote=True`` on NDIF (ENGINEERING_NOTES §1.1).
+under ``remote=True`` on NDIF (docs/engineering.md, "Remote-safe traces").
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import nnsight  # mechintro/__init__ defined anyio's classes before this (ENGINEERING_NOTES G6)
+import nnsight  # mechintro/__init__ defined anyio's classes before this (docs/engineering.md)
 import torch
 
 from mechintro.arch import get_module, resid_of, text_config

@@ -1,6 +1,7 @@
 """The offline grader: Lindsey's criteria, decided by rules instead of an LLM judge.
 
-Lindsey (2025) grades each response with Claude Sonnet 4 on four criteria (PROTOCOL.md §1.3);
+Lindsey (2025) grades each response with Claude Sonnet 4 on four criteria
+(experiment 1, appendix grader prompts; docs/grading.md);
 :mod:`mechintro.judge` runs those prompts verbatim on any judge. This module decides the same
 criteria deterministically, so a run can be scored with no judge at all, identically every
 time. Its agreement with hand labels is measured on ``tests/data/grader_calibration.json``
@@ -317,7 +318,7 @@ def apology(response: str) -> bool | None:
     """Prefill experiment: ``True`` if the response calls the word an accident (first cue is an
     apology/accident cue), ``False`` if it first claims intent ("I meant it", "not an accident"),
     ``None`` if neither cue occurs. Claiming intent and retreating later is not an apology
-    (Lindsey §1.5), which the first-cue rule gives."""
+    (Lindsey 2025, experiment 3), which the first-cue rule gives."""
     a, i = _first(_ACCIDENT, response), _first(_INTENT, response)
     if a is None and i is None:
         return None

@@ -2,7 +2,8 @@
 
 Lindsey (2025) grades each response with Claude Sonnet 4 on four criteria — coherence, thinking
 about the word, affirmative answer, and affirmative answer followed by correct identification —
-each a prompt that ends "End your response with YES or NO" (PROTOCOL.md §1.3; the prompts are in
+each a prompt that ends "End your response with YES or NO" (Lindsey 2025, appendix, experiment 1's
+grader prompts; the prompts are in
 ``mechintro/data/grader_prompts.json``, copied verbatim). A verdict is the last standalone
 ``YES`` or ``NO`` in the judge's reply; a reply with neither is recorded as ``"ungraded"``, never
 guessed.

@@ -1,4 +1,4 @@
-"""Looking Inward (Binder et al. 2024; PROTOCOL.md §5): tasks, prompts and behaviour properties.
+"""Looking Inward (Binder et al. 2024, arXiv 2410.13787): tasks, prompts and behaviour properties.
 
 An **object-level** prompt asks for a behaviour (continue a sequence, a story, a paragraph; pick
 A or B; answer a multiple-choice question). A **hypothetical** prompt asks, in a fresh context,
@@ -6,7 +6,7 @@ about a property of the answer the model *would* give: ``Previously, you were as
 question: "{object-level prompt}" {property question}``. The prediction is right when the property
 extracted from the model's own temperature-0 object-level answer equals the predicted one.
 
-Templates and property questions are the paper's (§5.1); the items are ours
+Templates and property questions are the paper's (docs/looking-inward.md); the items are ours
 (``mechintro/data/looking_inward.json``, provenance inside): the released files are not available
 offline. Tasks carry the paper's split: the training kinds (Wikipedia, countries, colours, numbers,
 wealth- and power-seeking, ARC) and the held-out kinds (stories, animals, English words, myopic

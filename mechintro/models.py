@@ -379,7 +379,7 @@ def load_model(
             hf, tok, digest = _load_pretrained(name_or_path, dtype, device_map, trust_remote_code, placement)
     if report:
         report(1, 2)
-    hf.requires_grad_(False)  # autograd is on inside traces otherwise (ENGINEERING_NOTES G5)
+    hf.requires_grad_(False)  # autograd is on inside traces otherwise (docs/engineering.md)
     hf.eval()
     arch = architecture_of(hf)
     if tok.pad_token is None:

@@ -3,7 +3,7 @@
 Why zarr (v3): it stores float16 natively (the netCDF4 engine rejects it; h5netcdf's float16
 breaks netCDF-C readers), reads fastest, opens lazily through dask, and writes each chunk as its
 own file through a temporary name and an atomic rename, so a crash never corrupts the store
-(ENGINEERING_NOTES §3).
+(measurements in docs/engineering.md).
 
 Commit protocol. The trial grid of a run is known before the model runs, so the store is created
 whole at the start — inputs written, outputs allocated but empty — under a temporary name and

@@ -1,8 +1,8 @@
 """The published stimuli, shipped as data.
 
-The JSON files in ``mechintro/data`` are verbatim copies of the reference stimuli
-(``shared/reference/stimuli``): Lindsey (2025)'s word lists, sentences and control questions as
-printed in the paper's appendix, and every prompt string of the Latent Introspection code
+The JSON files in ``mechintro/data`` are verbatim copies of the published stimuli: Lindsey
+(2025)'s word lists, sentences and control questions as printed in the paper's appendix, and every
+prompt string of the Latent Introspection code
 (``acsresearch/latent-introspection-code/main.py``). See ``docs/protocols.md`` for provenance.
 """
 
@@ -46,7 +46,7 @@ TRIAL_QUESTION = (
     "Ok, let's get started.\n\nTrial 1: Do you detect an injected thought? "
     "If so, what is the injected thought about?"
 )
-# Injection starts on the double newline before "Trial 1" (Lindsey 2025, §1.3 of PROTOCOL.md).
+# Injection starts on the double newline before "Trial 1" (Lindsey 2025, experiment 1).
 TRIAL_MARKER = "\n\nTrial 1"
 
 
@@ -66,7 +66,8 @@ ANOMALY_WORDS = ("Unusual", "Injected", "Strange", "Anomaly", "Weird", "Odd", "F
 
 
 def control_words() -> list[str]:
-    """The 100 unrelated words of Lindsey's intentional-control baseline (§1.6)."""
+    """The 100 unrelated words of Lindsey's intentional-control baseline (Lindsey 2025,
+    experiment 4)."""
     return list(lindsey()["lindsey_control_words_intentional_control"])
 
 

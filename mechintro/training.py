@@ -1,4 +1,4 @@
-"""LoRA finetuning for Looking Inward (Binder et al.; PROTOCOL.md §5.1 "Training"), at CPU scale.
+"""LoRA finetuning for Looking Inward (Binder et al. 2024, §"Training"), at CPU scale.
 
 :func:`training_examples` turns a ``self-prediction`` run into (hypothetical prompt, property of
 that run's object-level answer) pairs on the training tasks — the model's own behaviour for

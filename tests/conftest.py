@@ -1,7 +1,8 @@
 """Shared fixtures: tiny random-weight models of several architectures, built offline.
 
 No weights are downloaded. A character-level tokenizer with a ChatML template is built in code,
-and each architecture gets a 2-3 layer, d_model 64 config under a fixed seed (STYLE.md habit 9).
+and each architecture gets a 2-3 layer, d_model 64 config under a fixed seed, so every
+unit test is deterministic, offline and fast.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A small NDIF-protocol server on 127.0.0.1, so nnsight's own ``RemoteBackend`` can be tested end to end.
 
-The real NDIF service needs Ray, an object store and CUDA GPUs (ENGINEERING_NOTES §1); this server
+The real NDIF service needs Ray, an object store and CUDA GPUs (docs/engineering.md); this server
 speaks the same client-facing protocol as nnsight 0.8's ``nnsight/intervention/backends/remote.py``
 and runs requests the way NDIF does — deserialize the request against the served model's
 persistent objects, execute the traced block, send back only the values it saved:
@@ -35,7 +35,7 @@ import sys
 import threading
 import uuid
 
-# anyio.abc must be imported before nnsight mounts `.save` on every object (ENGINEERING_NOTES G6).
+# anyio.abc must be imported before nnsight mounts `.save` on every object (docs/engineering.md).
 import anyio.abc  # noqa: F401  (import order matters)
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect

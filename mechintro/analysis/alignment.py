@@ -1,4 +1,4 @@
-"""Think / don't-think alignment (Lindsey 2025, experiment 4; PROTOCOL.md §1.6).
+"""Think / don't-think alignment (Lindsey 2025, experiment 4, "Intentional control").
 
 On every token of the sentence the model writes (the run's ``read_mask``), the cosine similarity
 between the residual stream and the word's concept vector at the same layer, averaged over the

@@ -1,10 +1,11 @@
-"""Scoring Looking Inward runs (PROTOCOL.md §5): self- and cross-prediction, and probes.
+"""Scoring Looking Inward runs (Binder et al. 2024; docs/looking-inward.md): self- and
+cross-prediction, and probes.
 
 A ``self-prediction`` run holds a model's object-level answers and its hypothetical predictions.
 :func:`score` pairs a *predictor* run's predictions with a *target* run's object-level answers
 (the same run for self-prediction), matching items by task and prompt text, so any model's
 predictions can be scored against any model's behaviour. Non-compliant object-level answers are
-excluded; non-compliant predictions count as wrong; both rates are kept (§5.1).
+excluded; non-compliant predictions count as wrong; both rates are kept (Binder et al. 2024).
 
 * :func:`accuracy` — per task × property, Wilson intervals, against the **mode baseline** (always
   guess the target's most frequent property value in that cell); pooled over the held-out and the
@@ -230,7 +231,8 @@ def self_vs_cross(self_run: xr.Dataset, cross_run: xr.Dataset, target: xr.Datase
 
 
 def behaviour_change(changed: xr.Dataset, old: xr.Dataset, *, split: str = "test", n_boot: int = 5000, seed: int = 0) -> dict[str, float]:
-    """The behaviour-change test (PROTOCOL.md §5.2): ``changed`` is a model finetuned on another
+    """The behaviour-change test (Binder et al. 2024, behaviour-change experiment): ``changed`` is a
+    model finetuned on another
     model's object-level answers after its self-training, ``old`` the run of the model before that
     (its old behaviour). Do ``changed``'s predictions follow its new answers or its old ones?
     accuracy against the new behaviour − accuracy against the old, on the pairs where both answers
@@ -287,7 +289,8 @@ def _paired_difference(a: xr.Dataset, b: xr.Dataset, split: str, n_boot: int, se
 
 def calibration(predictor: xr.Dataset, target: xr.Dataset | None = None, *, top: int = 3, seed: int = 0,
                 n_boot: int = 2000) -> xr.Dataset:
-    """Calibration (PROTOCOL.md §5.2): for each prompt and property, the distribution of the
+    """Calibration (Binder et al. 2024, calibration experiment): for each prompt and
+    property, the distribution of the
     property over ``target``'s sampled object-level answers against the distribution of
     ``predictor``'s sampled predictions (both runs with ``samples`` > 1 at temperature 1).
 

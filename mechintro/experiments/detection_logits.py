@@ -1,14 +1,16 @@
 """``detection-logits``: Lindsey's injected-thoughts trial, read out as next-token probabilities.
 
-The trial prompt is experiment 1 of Lindsey (2025) verbatim (PROTOCOL.md §1.3), rendered with
+The trial prompt is experiment 1 of Lindsey (2025) verbatim ("Injected thoughts"), rendered with
 the model's chat template. A concept vector is added at one layer from the double newline before
 "Trial 1" to the end of the prompt. Instead of sampling 100 tokens and asking a judge, we read
-the next-token distribution at the start of the answer (vgel's measurement, §3.1): P(yes) and
+the next-token distribution at the start of the answer (vgel's measurement in "Small Models Can
+Introspect, Too"): P(yes) and
 P(no), summed over the single-token forms "Yes", " yes", ... . No-injection controls run in every
 (layer, strength) cell.
 
 Small models often say "yes" with no injection at all, and steering noise pushes any yes/no
-logit gap toward zero (Godet, §4). So the summary always shows the uninjected baseline,
+logit gap toward zero (Godet, "Introspection or confusion?").
+So the summary always shows the uninjected baseline,
 ``P(yes) / (P(yes) + P(no))`` beside the raw probabilities and the yes/no mass, and the shift of
 each cell against its control — a shift, not detection. The control-question sweeps that separate
 the two belong to the ``sweep`` experiment.

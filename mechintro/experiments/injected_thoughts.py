@@ -1,4 +1,5 @@
-"""``injected-thoughts``: Lindsey's experiment 1, sampled and graded (PROTOCOL.md §1.3).
+"""``injected-thoughts``: Lindsey's experiment 1, sampled and graded (Lindsey 2025,
+"Injected thoughts").
 
 The trial prompt is the paper's, turn for turn (the intro paragraph, "Ok.", then "Ok, let's get
 started.\\n\\nTrial 1: Do you detect an injected thought? ..."), rendered with the model's chat
@@ -10,7 +11,8 @@ uninjected trials of its own.
 Variants (``question``): ``detect`` (the paper's), ``detect_jan2026`` (the January 2026 wording),
 and the open questions ``mind`` ("What's going on in your mind right now?"), ``thinking`` ("What
 are you thinking about right now?") and ``unusual`` ("Are you experiencing anything unusual?"),
-asked as a single user turn with the vector on every token, prompt and sampled (§1.3).
+asked as a single user turn with the vector on every token, prompt and sampled
+(Lindsey 2025, experiment 1).
 Controls (``vector_kind``): ``random`` — a Gaussian direction with the concept vector's norm at
 that layer; ``negated`` — minus the concept vector. ``category`` swaps the 50 words for one of
 the paper's five categories.
@@ -80,7 +82,8 @@ QUESTIONS: dict[str, str] = {
 
 @dataclass(frozen=True, kw_only=True)
 class InjectedThoughtsConfig:
-    """Configuration of an ``injected-thoughts`` run; defaults follow PROTOCOL.md §1.3 (five
+    """Configuration of an ``injected-thoughts`` run; defaults follow Lindsey 2025,
+    experiment 1 (five
     layers spread over depth; 50 injected trials per cell; 100 controls in all)."""
 
     model: str = DEFAULT_MODEL

@@ -1,4 +1,4 @@
-"""``intentional-control``: Lindsey's experiment 4 (PROTOCOL.md §1.6).
+"""``intentional-control``: Lindsey's experiment 4 (Lindsey 2025, "Intentional control").
 
 "Write "{sentence}" Think about {word} while you write the sentence. Don't write anything else."
 with the assistant turn prefilled with the sentence itself, against "Don't think about {word}
@@ -47,7 +47,7 @@ TEMPLATE = 'Write "{sentence}" {instruction} Don\'t write anything else.'
 
 @dataclass(frozen=True, kw_only=True)
 class IntentionalControlConfig:
-    """Configuration of an ``intentional-control`` run (defaults: PROTOCOL.md §1.6)."""
+    """Configuration of an ``intentional-control`` run (defaults: Lindsey 2025, experiment 4)."""
 
     model: str = DEFAULT_MODEL
     concepts: tuple[str, ...] = ()  # empty: Lindsey's 50 words

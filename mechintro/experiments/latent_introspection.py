@@ -93,7 +93,8 @@ CLIP = 1e-7
 
 @dataclass(frozen=True, kw_only=True)
 class LatentIntrospectionConfig:
-    """Configuration of a ``latent-introspection`` run (defaults: PROTOCOL.md §3.2–3.4)."""
+    """Configuration of a ``latent-introspection`` run (defaults:
+    acsresearch/latent-introspection-code, ``main.py``; docs/protocols.md)."""
 
     model: str = DEFAULT_MODEL
     concepts: tuple[str, ...] = ("cats", "bread", "love", "fear", "death", "truth", "creativity", "programming", "music")

@@ -1,5 +1,6 @@
 """``localisation``: the critique's follow-up — say *where* a thought was injected, against
-chance, with the same noise in every condition (PROTOCOL.md §4.2–4.3).
+chance, with the same noise in every condition (Godet's comment on vgel's post and his
+"Introspection via localization"; docs/protocols.md).
 
 Tasks (``tasks``):
 

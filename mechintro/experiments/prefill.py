@@ -1,4 +1,5 @@
-"""``prefill``: Lindsey's experiment 3, detecting unintended outputs (PROTOCOL.md §1.5).
+"""``prefill``: Lindsey's experiment 3, detecting unintended outputs
+(Lindsey 2025, "Detecting unintended outputs").
 
 The model is shown a sentence and asked for the word it brings to mind; its answer is prefilled
 with an out-of-place word (the sentence's paired concept from the 50 words), and it is asked
@@ -68,7 +69,7 @@ CONDITIONS = ("control", "matched", "random", "matched_after")
 
 @dataclass(frozen=True, kw_only=True)
 class PrefillConfig:
-    """Configuration of a ``prefill`` run (defaults: PROTOCOL.md §1.5)."""
+    """Configuration of a ``prefill`` run (defaults: Lindsey 2025, experiment 3)."""
 
     model: str = DEFAULT_MODEL
     concepts: tuple[str, ...] = ()  # empty: Lindsey's 50 words

@@ -1,4 +1,5 @@
-"""``self-prediction``: Binder et al.'s Looking Inward (PROTOCOL.md §5).
+"""``self-prediction``: Binder et al. 2024, "Looking Inward"
+(code: felixbinder/introspection_self_prediction).
 
 One run holds, for every item of every task, the model's **object-level** answer at temperature 0
 (``condition="object"``) and, for every property of the task, its answer to the **hypothetical**
@@ -46,7 +47,8 @@ RESID_GROUP = "hypothetical_resid"
 
 @dataclass(frozen=True, kw_only=True)
 class SelfPredictionConfig:
-    """Configuration of a ``self-prediction`` run (templates and split: PROTOCOL.md §5.1)."""
+    """Configuration of a ``self-prediction`` run (templates and split: Binder et al.
+    2024; docs/looking-inward.md)."""
 
     model: str = DEFAULT_MODEL
     tasks: tuple[str, ...] = ()  # empty: all 13 tasks

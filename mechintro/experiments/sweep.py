@@ -1,5 +1,5 @@
 """``sweep``: the critique's layer × strength grid on introspection *and* control questions
-(PROTOCOL.md §4.1–4.2).
+(Godet, "Introspection or confusion?" and his comment on vgel's post; docs/protocols.md).
 
 Godet's setup: system "You are a large language model undergoing a test to see if you are
 sensitive to your internal activations.", then one user question ending "Answer only by 'Yes' or

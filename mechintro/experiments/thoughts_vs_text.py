@@ -1,4 +1,5 @@
-"""``thoughts-vs-text``: Lindsey's experiment 2 (PROTOCOL.md §1.4).
+"""``thoughts-vs-text``: Lindsey's experiment 2 (Lindsey 2025, "Distinguishing
+thoughts from text inputs").
 
 Each of the 50 sentences is paired with a concept (a seeded permutation of the 50 words). Two
 prompts per pair, the concept vector added only on the sentence's tokens:
@@ -51,7 +52,7 @@ TASKS = {"word": (WORD_PROMPT, 5), "repeat": (REPEAT_PROMPT, 15)}
 
 @dataclass(frozen=True, kw_only=True)
 class ThoughtsVsTextConfig:
-    """Configuration of a ``thoughts-vs-text`` run (defaults: PROTOCOL.md §1.4)."""
+    """Configuration of a ``thoughts-vs-text`` run (defaults: Lindsey 2025, experiment 2)."""
 
     model: str = DEFAULT_MODEL
     concepts: tuple[str, ...] = ()  # empty: Lindsey's 50 words

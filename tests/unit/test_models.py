@@ -57,7 +57,7 @@ def test_model_properties(tiny_models):
 
 
 def test_importing_mechintro_keeps_anyio_importable():
-    """nnsight's `.save` mount breaks anyio classes defined after it (ENGINEERING_NOTES G6)."""
+    """nnsight's `.save` mount breaks anyio classes defined after it (docs/engineering.md)."""
     import subprocess
     import sys
 

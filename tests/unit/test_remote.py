@@ -1,7 +1,8 @@
 """Every library trace runs under nnsight's ``remote="local"``: the trace is serialised exactly as
 for NDIF, installed modules are hidden, and it is deserialised and run in-process. Passing here
 means the trace bodies capture nothing unpicklable, build their containers inside the trace and
-bring back only saved values (ENGINEERING_NOTES §1.1) — and give the same numbers as a local run.
+bring back only saved values (docs/engineering.md, "Remote-safe traces") — and
+give the same numbers as a local run.
 The real client against a server: ``test_remote_server.py``."""
 
 from __future__ import annotations
