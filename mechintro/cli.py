@@ -573,6 +573,9 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
         print(f"{r['set']:<20}{r['reader']:<11}{r['accuracy']:>9.3f}  [{r['lo']:.3f}, {r['hi']:.3f}]  ({r['correct']}/{r['n']})")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     import matplotlib
 

@@ -62,7 +62,7 @@ def test_cli_main_job_small(tmp_path, capsys):
 def test_cli_vectors_then_run_with_them(tmp_path, capsys):
     vec = tmp_path / "v.zarr"
     assert main(["-q", "vectors", "--concepts", "Dust,Silver", "--out", str(vec)]) == 0
-    assert "2 concept vectors × 30 layers" in capsys.readouterr().out
+    assert "2 lindsey vectors × 30 layers" in capsys.readouterr().out
     out = tmp_path / "r.zarr"
     argv = ["-q", "run", "detection-logits", "--vectors", str(vec), "--concepts", "Dust,Silver",
             "--layers", "20", "--strengths", "2", "--no-record-resid", "--out", str(out)]
