@@ -27,6 +27,7 @@ the words a table should carry.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -145,8 +146,13 @@ def cluster_interval(
         se = math.sqrt(g / (g - 1) * float((resid**2).sum())) / float(counts.sum())
         half = float(_st.t.ppf(0.975, g - 1)) * se
         return Interval(mean, mean - half, mean + half, f"t on {g} clusters (CR1 SE, {g - 1} df)", x.size, g)
-    res = _st.bootstrap((sums, counts), lambda s, c, axis=-1: s.sum(axis) / c.sum(axis), paired=True, vectorized=True,
-                        n_resamples=n_boot, method="BCa", rng=np.random.default_rng(seed))
+    if np.ptp(sums / counts) == 0:  # every cluster has the same mean: nothing to resample
+        return Interval(mean, mean, mean, f"no variation across {g} clusters", x.size, g)
+    with warnings.catch_warnings():  # a near-degenerate resample makes BCa warn; non-finite ends are handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", getattr(_st, "DegenerateDataWarning", RuntimeWarning))
+        res = _st.bootstrap((sums, counts), lambda s, c, axis=-1: s.sum(axis) / c.sum(axis), paired=True, vectorized=True,
+                            n_resamples=n_boot, method="BCa", rng=np.random.default_rng(seed))
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if not (math.isfinite(lo) and math.isfinite(hi)):  # BCa is undefined when every resample agrees
         lo = hi = mean

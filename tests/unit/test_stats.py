@@ -170,3 +170,19 @@ def test_localisation_cell_statistics_see_through_a_constant_answer():
     perfect = cell_statistics(target.copy(), target, np.where(target[:, None] == np.array(["first", "second"]), 0.8, 0.2), ["first", "second"])
     assert perfect["balanced_accuracy"] == 1.0 and perfect["p_target_corrected"] == pytest.approx(0.6) and perfect["varies"] == 1.0
     assert s["mde"] == pytest.approx(0.5 + 2.8015817 * math.sqrt(0.25 / 40), abs=1e-6)
+
+
+def test_cluster_interval_on_degenerate_data_is_quiet_and_finite():
+    """Layers before the injection give identical values in every cluster: BCa is undefined there;
+    the interval is the point, with no scipy warning reaching the user."""
+    import warnings
+
+    clusters = np.repeat(np.arange(20), 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        flat = cluster_interval(np.full(40, 0.3), clusters)
+        nearly = np.full(40, 0.3)
+        nearly[0] += 1e-12
+        almost = cluster_interval(nearly, clusters)
+    assert (flat.lo, flat.hi) == (0.3, 0.3) and "no variation" in flat.method
+    assert np.isfinite(almost.lo) and np.isfinite(almost.hi)
