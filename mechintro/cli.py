@@ -577,9 +577,8 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")  # the CLI draws figures into the page only
+    # No backend is chosen here either: figures are saved to PNG bytes and closed (any backend
+    # can), and main() may run inside a user's kernel, whose inline backend must stay.
     from mechintro.report import write_report
 
     out = write_report(args.run, args.out, progress=False if args.quiet else None)
