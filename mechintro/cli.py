@@ -250,6 +250,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _load(args: argparse.Namespace, name: str | None = None):
+    """The model named by the command's model flags (every flag of ``model_args``, so none is
+    accepted and then ignored)."""
+    from mechintro.models import load_model
+
+    return load_model(name or args.model, dtype=args.dtype, device_map=args.device_map,
+                      trust_remote_code=args.trust_remote_code, max_memory=args.max_memory,
+                      offload_folder=args.offload_folder, remote=args.remote)
+
+
+def _losses(losses: list[float]) -> str:
+    return f"loss {losses[0]:.3f} (first step) → {sum(losses[-5:]) / len(losses[-5:]):.3f} (mean of the last 5)"
+
+
 def _progress(desc: str, quiet: bool):
     if quiet:
         return False, lambda: None  # False, not None: the library draws its own bar for None
@@ -266,15 +280,12 @@ def _progress(desc: str, quiet: bool):
 
 
 def _cmd_vectors(args: argparse.Namespace) -> int:
-    from mechintro.models import load_model
     from mechintro.vectors import make_vectors, save_vectors
 
     if args.out.exists():
         raise MechintroError(f"{args.out} already exists: choose another --out or delete it")
     inputs = _vector_inputs(args)
-    model = load_model(args.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code,
-                       max_memory=args.max_memory, offload_folder=args.offload_folder,
-                       remote=args.remote)
+    model = _load(args)
     vectors = make_vectors(model, args.method, args.concepts, **inputs)
     save_vectors(vectors, args.out)
     norms = vectors.vector_norm.mean("concept")
@@ -302,7 +313,7 @@ def _vector_inputs(args: argparse.Namespace) -> dict:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from mechintro.experiments import EXPERIMENTS
-    from mechintro.models import OFFLINE_MODELS, load_model
+    from mechintro.models import OFFLINE_MODELS
     from mechintro.runs import open_run, read_attrs
     from mechintro.vectors import load_vectors, resolve_layers
 
@@ -340,9 +351,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                  f"(they resolve to {resolved}): give each layer once")
     if args.vectors is not None and not args.vectors.exists():
         raise MechintroError(f"vectors file {args.vectors} does not exist: create it with `mechintro vectors`")
-    model = load_model(config.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code,
-                       max_memory=args.max_memory, offload_folder=args.offload_folder,
-                       remote=args.remote)
+    model = _load(args, config.model)
     vectors = load_vectors(args.vectors, model) if args.vectors else None
     update, close = _progress(args.experiment, args.quiet)
     try:
@@ -370,7 +379,6 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from mechintro import training
-    from mechintro.models import load_model
     from mechintro.runs import open_run
 
     if args.remote:
@@ -383,17 +391,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise MechintroError(f"behaviour run {args.behaviour} does not exist: create it with `mechintro run self-prediction`")
     behaviour = open_run(args.behaviour)
     examples = training.training_examples(behaviour, config.examples, seed=config.seed)
-    model = load_model(args.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code,
-                       max_memory=args.max_memory, offload_folder=args.offload_folder)
+    model = _load(args)
     update, close = _progress("train", args.quiet)
     try:
         out = training.finetune(model, examples, args.out, config, behaviour=behaviour, progress=update)
     finally:
         close()
     record = training.read_training(out)
-    losses = record["losses"]
     print(f"adapter {out}: {record['examples']} examples of {record['behaviour_model']}'s behaviour, {record['steps']} steps "
-          f"in {record['train_seconds']} s; loss {losses[0]:.3f} (first step) → {sum(losses[-5:]) / len(losses[-5:]):.3f} (mean of the last 5)")
+          f"in {record['train_seconds']} s; {_losses(record['losses'])}")
     return 0
 
 
@@ -525,7 +531,7 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
         config = otrain.OracleConfig(**given)
         if args.out.exists() and not (args.out / "training.json").exists():
             raise MechintroError(f"{args.out} exists and is not a finished oracle: choose another --out or delete it")
-        model = load_model(args.model, dtype=args.dtype, device_map=args.device_map, trust_remote_code=args.trust_remote_code)
+        model = _load(args)
         update, close = _progress("oracle train", args.quiet)
         try:
             out = otrain.train(model, args.out, config, progress=update)
@@ -534,9 +540,8 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
         from mechintro import training
 
         record = training.read_training(out)
-        losses = record["losses"]
         print(f"oracle {out}: {record['examples']} examples {record[oracle.ORACLE_KEY]['families']}, {record['steps']} steps in "
-              f"{record['train_seconds']} s; loss {losses[0]:.3f} (first step) → {sum(losses[-5:]) / len(losses[-5:]):.3f} (mean of the last 5)")
+              f"{record['train_seconds']} s; {_losses(record['losses'])}")
         return 0
     if args.oracle_command == "ask":
         if not args.question.strip():

@@ -145,3 +145,34 @@ def test_parse_max_memory():
     for bad in ("", "20GiB", "gpu=1GB", "cpu="):
         with pytest.raises(MechintroError, match="max-memory"):
             models.parse_max_memory(bad)
+
+
+@pytest.mark.parametrize("argv", [
+    ["vectors", "--concepts", "Dust", "--out", "{tmp}/v.zarr"],
+    ["run", "detection-logits", "--out", "{tmp}/r.zarr"],
+    ["train", "--behaviour", "{tmp}/b.zarr", "--out", "{tmp}/a"],
+    ["oracle", "train", "--out", "{tmp}/o"],
+])
+def test_every_command_passes_its_placement_flags_to_the_loader(argv, tmp_path, monkeypatch):
+    """Each subcommand with the model flags hands all of them to load_model (none is accepted and
+    then silently dropped)."""
+    from mechintro.cli import main
+
+    seen = {}
+
+    class Loaded(Exception):
+        pass
+
+    def fake_load(name, **kwargs):
+        seen.update(kwargs)
+        raise Loaded
+
+    monkeypatch.setattr(models, "load_model", fake_load)
+    if argv[0] == "train":  # train opens its behaviour run before loading the model
+        (tmp_path / "b.zarr").mkdir()
+        monkeypatch.setattr("mechintro.runs.open_run", lambda path: None)
+        monkeypatch.setattr("mechintro.training.training_examples", lambda *a, **k: [])
+    args = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    with pytest.raises(Loaded):
+        main(["--debug", "-q", *args, "--model", "m", "--max-memory", "cpu=1GiB", "--offload-folder", str(tmp_path / "off")])
+    assert seen["max_memory"] == {"cpu": "1GiB"} and str(seen["offload_folder"]) == str(tmp_path / "off")
