@@ -22,10 +22,14 @@ SHIPPED = ROOT / "analyses" / "data"  # small runs shipped with the repository
 
 def arguments(doc: str, **inputs: str) -> argparse.Namespace:
     """``--NAME PATH`` per input (default shown in the help), and ``--out`` (default figures/)."""
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     for name, default in inputs.items():
         p.add_argument(f"--{name}", default=default, help=f"default: {default}")
-    p.add_argument("--out", default=str(ROOT / "figures"), help="folder for the PNG (default: figures/)")
+    p.add_argument(
+        "--out", default=str(ROOT / "figures"), help="folder for the PNG (default: figures/)"
+    )
     return p.parse_args()
 
 

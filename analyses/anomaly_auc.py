@@ -21,13 +21,33 @@ args = arguments(__doc__, run=str(ROOT / "runs" / "demo.zarr"))
 ds = open_run(args.run)
 labels = analysis.detection_labels(ds)
 result = analysis.anomaly_directions(ds, labels)
-print(f"{result.attrs['n_detected']} detected vs {result.attrs['n_negative']} others, {result.attrs['n_concepts']} concepts, "
-      f"{result.attrs['folds']} concept-grouped folds; {labels.attrs['rule']}")
+print(
+    f"{result.attrs['n_detected']} detected vs {result.attrs['n_negative']} others, {result.attrs['n_concepts']} concepts, "
+    f"{result.attrs['folds']} concept-grouped folds; {labels.attrs['rule']}"
+)
 print("not evidence on their own: see analyses/anomaly_baselines.py for the baselines and nulls")
-print(table([{"layer": int(layer), **{f"{est} {rem}": f"{float(result.auc.sel(estimator=est, removal=rem, layer=layer)):.3f} "
-                                      f"[{float(result.auc_lo.sel(estimator=est, removal=rem, layer=layer)):.2f}, "
-                                      f"{float(result.auc_hi.sel(estimator=est, removal=rem, layer=layer)):.2f}]"
-                                      for est in ("diff_means", "probe") for rem in ("none", "span")}}
-             for layer in result.layer.values]))
-save(anomaly_auc(result, title=title(ds, "anomaly direction: detected vs the rest, AUC on held-out concepts")),
-     args.out, "anomaly_auc", ds)
+print(
+    table(
+        [
+            {
+                "layer": int(layer),
+                **{
+                    f"{est} {rem}": f"{float(result.auc.sel(estimator=est, removal=rem, layer=layer)):.3f} "
+                    f"[{float(result.auc_lo.sel(estimator=est, removal=rem, layer=layer)):.2f}, "
+                    f"{float(result.auc_hi.sel(estimator=est, removal=rem, layer=layer)):.2f}]"
+                    for est in ("diff_means", "probe")
+                    for rem in ("none", "span")
+                },
+            }
+            for layer in result.layer.values
+        ]
+    )
+)
+save(
+    anomaly_auc(
+        result, title=title(ds, "anomaly direction: detected vs the rest, AUC on held-out concepts")
+    ),
+    args.out,
+    "anomaly_auc",
+    ds,
+)

@@ -29,13 +29,35 @@ from mechintro.experiments._common import table
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--run", required=True)
-    p.add_argument("--perm", type=int, default=99, help="label shuffles within concept (p resolution 1/(perm+1))")
-    p.add_argument("--margins", default="0,0.5,1,2", help="detection margins in log-odds above the controls' 95th percentile")
-    p.add_argument("--margin-perm", type=int, default=0, help="shuffles for the margin sensitivity rows (0: AUCs and baselines only)")
-    p.add_argument("--layers", default="", help="comma-separated layers to scan (default: every recorded layer)")
-    p.add_argument("--cache", help="a .nc file for the window features and lens (made once, then read)")
+    p.add_argument(
+        "--perm",
+        type=int,
+        default=99,
+        help="label shuffles within concept (p resolution 1/(perm+1))",
+    )
+    p.add_argument(
+        "--margins",
+        default="0,0.5,1,2",
+        help="detection margins in log-odds above the controls' 95th percentile",
+    )
+    p.add_argument(
+        "--margin-perm",
+        type=int,
+        default=0,
+        help="shuffles for the margin sensitivity rows (0: AUCs and baselines only)",
+    )
+    p.add_argument(
+        "--layers",
+        default="",
+        help="comma-separated layers to scan (default: every recorded layer)",
+    )
+    p.add_argument(
+        "--cache", help="a .nc file for the window features and lens (made once, then read)"
+    )
     p.add_argument("--save")
     args = p.parse_args()
     try:
@@ -59,20 +81,42 @@ def main() -> int:
     out: dict[str, object] = {"run": args.run, "model": ds.attrs["model"], "margins": {}}
     for i, margin in enumerate(margins):
         labels = analysis.detection_labels(ds, margin=margin)
-        counts = {k: int((labels.values == k).sum()) for k in ("detected", "borderline", "missed", "control")}
-        result = anomaly.anomaly_baselines(ds, labels, features=features, lens=lens, n_perm=args.perm if i == 0 else args.margin_perm)
+        counts = {
+            k: int((labels.values == k).sum())
+            for k in ("detected", "borderline", "missed", "control")
+        }
+        result = anomaly.anomaly_baselines(
+            ds,
+            labels,
+            features=features,
+            lens=lens,
+            n_perm=args.perm if i == 0 else args.margin_perm,
+        )
         print(f"\n== margin {margin:g}: {counts} ({time.perf_counter() - start:.0f} s)")
         print(anomaly.format_baselines(result), flush=True)
         out["margins"][f"{margin:g}"] = {
             "counts": counts,
-            "layers": {int(layer): {k: (float(v) if np.ndim(v) == 0 else v) for k, v in
-                                    ((n, result[n].sel(layer=layer).values) for n in result.data_vars)}
-                       for layer in result.layer.values if np.isfinite(float(result.probe.sel(layer=layer)))},
+            "layers": {
+                int(layer): {
+                    k: (float(v) if np.ndim(v) == 0 else v)
+                    for k, v in ((n, result[n].sel(layer=layer).values) for n in result.data_vars)
+                }
+                for layer in result.layer.values
+                if np.isfinite(float(result.probe.sel(layer=layer)))
+            },
             "attrs": {k: (v.item() if hasattr(v, "item") else v) for k, v in result.attrs.items()},
         }
-    summary = [{"margin": m, "detected": v["counts"]["detected"], "layers passing": [layer for layer, r in v["layers"].items() if r["passes"]],
-                "nested probe": f"{v['attrs']['nested_probe']:.3f}", "nested L×S": f"{v['attrs']['nested_layer_strength']:.3f}",
-                "nested lens": f"{v['attrs']['nested_lens']:.3f}"} for m, v in out["margins"].items()]
+    summary = [
+        {
+            "margin": m,
+            "detected": v["counts"]["detected"],
+            "layers passing": [layer for layer, r in v["layers"].items() if r["passes"]],
+            "nested probe": f"{v['attrs']['nested_probe']:.3f}",
+            "nested L×S": f"{v['attrs']['nested_layer_strength']:.3f}",
+            "nested lens": f"{v['attrs']['nested_lens']:.3f}",
+        }
+        for m, v in out["margins"].items()
+    ]
     print("\nsensitivity to the margin:\n" + table(summary))
     if args.save:
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,9 @@ from _figure import ROOT, open_run
 import mechintro as mi
 from mechintro import analysis
 
-p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+)
 p.add_argument("--run", default=str(ROOT / "runs" / "demo.zarr"))
 p.add_argument("--layer", type=int, required=True)
 p.add_argument("--random", type=int, default=1000)
@@ -31,17 +33,34 @@ ds = open_run(args.run)
 labels = analysis.detection_labels(ds)
 result = analysis.anomaly_directions(ds, labels, layers=[args.layer], n_boot=50)
 model = mi.load_model(ds.attrs["model"])
-check = analysis.causal_check(model, ds, result, labels, layer=args.layer, n_random=args.random, n_random_ablate=args.random_ablate,
-                              n_shuffled=args.shuffled, max_trials=args.trials)
+check = analysis.causal_check(
+    model,
+    ds,
+    result,
+    labels,
+    layer=args.layer,
+    n_random=args.random,
+    n_random_ablate=args.random_ablate,
+    n_shuffled=args.shuffled,
+    max_trials=args.trials,
+)
 a = check.attrs
-print(f"{ds.attrs['model']}: layer {a['layer']}, scale {a['scale']:.2f}, {a['n_trials']} detected trials re-run, "
-      f"coordinate set to the controls' mean at layers {a['ablated_layers']}")
-print(f"re-run vs stored log-odds: max |difference| {float(abs(check.recorded_logit_diff - check.stored_logit_diff).max()):.2e}")
-print(f"add the direction (Yes−No log-odds shift on the control prompt): anomaly {a['add_shift_anomaly']:+.3f}, "
-      f"missed-vs-control {a['add_shift_missed_vs_control']:+.3f}; p vs {args.random} random = {a['add_p_random']:.4f} "
-      f"(resolution {a['p_resolution_add_random']:.4f}); p vs {args.shuffled} shuffled-label directions = {a['add_p_shuffled']:.3f} "
-      f"(resolution {a['p_resolution_shuffled']:.3f})")
-print(f"ablate to the controls' mean (drop in log-odds): anomaly {a['ablate_drop_anomaly']:+.3f}, missed-vs-control "
-      f"{a['ablate_drop_missed_vs_control']:+.3f}; p vs {args.random_ablate} random = {a['ablate_p_random']:.3f} (resolution "
-      f"{a['p_resolution_ablate_random']:.3f}); p vs shuffled = {a['ablate_p_shuffled']:.3f}; still detected after ablation "
-      f"{a['ablate_share_detected_anomaly']:.2f}")
+print(
+    f"{ds.attrs['model']}: layer {a['layer']}, scale {a['scale']:.2f}, {a['n_trials']} detected trials re-run, "
+    f"coordinate set to the controls' mean at layers {a['ablated_layers']}"
+)
+print(
+    f"re-run vs stored log-odds: max |difference| {float(abs(check.recorded_logit_diff - check.stored_logit_diff).max()):.2e}"
+)
+print(
+    f"add the direction (Yes−No log-odds shift on the control prompt): anomaly {a['add_shift_anomaly']:+.3f}, "
+    f"missed-vs-control {a['add_shift_missed_vs_control']:+.3f}; p vs {args.random} random = {a['add_p_random']:.4f} "
+    f"(resolution {a['p_resolution_add_random']:.4f}); p vs {args.shuffled} shuffled-label directions = {a['add_p_shuffled']:.3f} "
+    f"(resolution {a['p_resolution_shuffled']:.3f})"
+)
+print(
+    f"ablate to the controls' mean (drop in log-odds): anomaly {a['ablate_drop_anomaly']:+.3f}, missed-vs-control "
+    f"{a['ablate_drop_missed_vs_control']:+.3f}; p vs {args.random_ablate} random = {a['ablate_p_random']:.3f} (resolution "
+    f"{a['p_resolution_ablate_random']:.3f}); p vs shuffled = {a['ablate_p_shuffled']:.3f}; still detected after ablation "
+    f"{a['ablate_share_detected_anomaly']:.2f}"
+)

@@ -13,5 +13,15 @@ args = arguments(__doc__, run=str(ROOT / "runs" / "demo.zarr"))
 ds = open_run(args.run)
 summary = detection_logits.summarize(ds)
 print(detection_logits.format_summary(summary))
-save(detection_shift(summary, title=title(ds, f"injected-thoughts prompt, logit readout (n={int(summary.n.max())} concepts per cell)")),
-     args.out, "detection_logits_shift", ds)
+save(
+    detection_shift(
+        summary,
+        title=title(
+            ds,
+            f"injected-thoughts prompt, logit readout (n={int(summary.n.max())} concepts per cell)",
+        ),
+    ),
+    args.out,
+    "detection_logits_shift",
+    ds,
+)

@@ -18,12 +18,18 @@ from mechintro import grading, judge
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--judge-model")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--set", help="calibration JSON (default: tests/data/grader_calibration.json)")
-    p.add_argument("--split", choices=["all", "dev", "held_out"], default="all",
-                   help="v2 only: report on one half (κ that is claimed is on held_out, which rule changes never looked at)")
+    p.add_argument(
+        "--split",
+        choices=["all", "dev", "held_out"],
+        default="all",
+        help="v2 only: report on one half (κ that is claimed is on held_out, which rule changes never looked at)",
+    )
     p.add_argument("--out")
     args = p.parse_args()
     items = grading.calibration_items(args.set)
@@ -42,7 +48,13 @@ def main() -> None:
             nonlocal ungraded
             out = {}
             for c in grading.CRITERIA:
-                v = judge.grade(j, c, question=item.get("question", doc_question), response=item["response"], word=item["concept"].lower())
+                v = judge.grade(
+                    j,
+                    c,
+                    question=item.get("question", doc_question),
+                    response=item["response"],
+                    word=item["concept"].lower(),
+                )
                 ungraded += v.answer == "ungraded"
                 out[c] = v.answer == "YES"
             return out
@@ -50,13 +62,21 @@ def main() -> None:
         name, predict = "offline grader", grading.offline_predict
     result = grading.agreement(items, predict)
     seconds = time.perf_counter() - start
-    print(f"{name}: {len(items)} items ({args.split}), {seconds:.0f} s, ungraded replies {ungraded}")
+    print(
+        f"{name}: {len(items)} items ({args.split}), {seconds:.0f} s, ungraded replies {ungraded}"
+    )
     for c, r in result.items():
-        print(f"  {c:<28} accuracy {r['accuracy']:.3f}  kappa {r['kappa']:+.3f}  (n {r['n']}, positives {r['positives']}, "
-              f"grader positives {r['predicted_positives']})")
+        print(
+            f"  {c:<28} accuracy {r['accuracy']:.3f}  kappa {r['kappa']:+.3f}  (n {r['n']}, positives {r['positives']}, "
+            f"grader positives {r['predicted_positives']})"
+        )
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"grader": name, "seconds": seconds, "ungraded": ungraded, "agreement": result}, f, indent=1)
+            json.dump(
+                {"grader": name, "seconds": seconds, "ungraded": ungraded, "agreement": result},
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

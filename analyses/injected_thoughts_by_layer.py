@@ -14,5 +14,11 @@ ds = open_run(args.run)
 summary = injected_thoughts.summarize(ds)
 print(injected_thoughts.format_summary(summary))
 n = int(summary.n.max())
-save(injected_thoughts_by_layer(summary, title=title(ds, f"injected thoughts, {n} trials per cell, offline grader")),
-     args.out, "injected_thoughts_by_layer", ds)
+save(
+    injected_thoughts_by_layer(
+        summary, title=title(ds, f"injected thoughts, {n} trials per cell, offline grader")
+    ),
+    args.out,
+    "injected_thoughts_by_layer",
+    ds,
+)

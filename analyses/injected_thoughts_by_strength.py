@@ -12,5 +12,11 @@ from mechintro.plotting import injected_thoughts_by_strength
 args = arguments(__doc__, run=str(SHIPPED / "smollm2-135m" / "injected-thoughts.zarr"))
 ds = open_run(args.run)
 summary = injected_thoughts.summarize(ds)
-save(injected_thoughts_by_strength(summary, title=title(ds, "injected thoughts: detection and coherence vs strength")),
-     args.out, "injected_thoughts_by_strength", ds)
+save(
+    injected_thoughts_by_strength(
+        summary, title=title(ds, "injected thoughts: detection and coherence vs strength")
+    ),
+    args.out,
+    "injected_thoughts_by_strength",
+    ds,
+)

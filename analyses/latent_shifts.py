@@ -13,5 +13,11 @@ args = arguments(__doc__, run=str(SHIPPED / "smollm2-135m" / "latent-introspecti
 ds = open_run(args.run)
 summary = latent_introspection.summarize(ds)
 print(latent_introspection.format_summary(summary))
-save(latent_shifts(summary, title=title(ds, "steering turn 1's KV cache: yes/no shifts with every control")),
-     args.out, "latent_shifts", ds)
+save(
+    latent_shifts(
+        summary, title=title(ds, "steering turn 1's KV cache: yes/no shifts with every control")
+    ),
+    args.out,
+    "latent_shifts",
+    ds,
+)

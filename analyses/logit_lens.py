@@ -19,8 +19,31 @@ groups = ds.inject_layer.astype(str).where(ds.condition != "control", "control")
 groups = groups.where(groups == "control", "injected at layer " + groups)
 summary = analysis.lens_summary(lens, groups)
 short = {g: g.replace("injected at layer ", "inj L") for g in summary.group.values}
-print("Yes−No log-odds and P(concept word) through the lens, by group (inj L = injected at layer L):")
-print(table([{"layer": int(layer), **{f"log-odds {short[g]}": float(summary.logit_diff.sel(group=g, layer=layer)) for g in summary.group.values},
-              **{f"P(c) {short[g]}": float(summary.p_concept.sel(group=g, layer=layer)) for g in summary.group.values if g != "control"}}
-             for layer in summary.layer.values]))
-save(lens_curves(summary, title=title(ds, "logit lens at the answer position")), args.out, "logit_lens", ds)
+print(
+    "Yes−No log-odds and P(concept word) through the lens, by group (inj L = injected at layer L):"
+)
+print(
+    table(
+        [
+            {
+                "layer": int(layer),
+                **{
+                    f"log-odds {short[g]}": float(summary.logit_diff.sel(group=g, layer=layer))
+                    for g in summary.group.values
+                },
+                **{
+                    f"P(c) {short[g]}": float(summary.p_concept.sel(group=g, layer=layer))
+                    for g in summary.group.values
+                    if g != "control"
+                },
+            }
+            for layer in summary.layer.values
+        ]
+    )
+)
+save(
+    lens_curves(summary, title=title(ds, "logit lens at the answer position")),
+    args.out,
+    "logit_lens",
+    ds,
+)

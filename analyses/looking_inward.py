@@ -28,17 +28,29 @@ from mechintro.plotting import (
 
 args = arguments(__doc__, root=str(ROOT / "analyses" / "data" / "looking-inward"))
 root = Path(args.root)
-names = sorted(d.name for d in root.iterdir() if (d / "base.zarr").exists()) if root.exists() else []
+names = (
+    sorted(d.name for d in root.iterdir() if (d / "base.zarr").exists()) if root.exists() else []
+)
 if not names:
-    raise SystemExit(f"looking_inward.py: no runs under {root}: run `python scripts/looking_inward.py` first")
+    raise SystemExit(
+        f"looking_inward.py: no runs under {root}: run `python scripts/looking_inward.py` first"
+    )
 base = {n: open_run(root / n / "base.zarr") for n in names}
-trained = {n: open_run(root / n / "self.zarr") for n in names if (root / n / "self.zarr" / "zarr.json").exists()}
+trained = {
+    n: open_run(root / n / "self.zarr")
+    for n in names
+    if (root / n / "self.zarr" / "zarr.json").exists()
+}
 
 
 def pooled_row(label, scored, split="test"):
     r = sp.pooled(scored, split)
-    return {"predictor → target": label, "n": r["n"], "accuracy": f"{r['accuracy']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]",
-            "mode baseline": f"{r['mode_baseline']:.3f}"}
+    return {
+        "predictor → target": label,
+        "n": r["n"],
+        "accuracy": f"{r['accuracy']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]",
+        "mode baseline": f"{r['mode_baseline']:.3f}",
+    }
 
 
 print("== self-prediction, pooled over tasks ==")
@@ -47,8 +59,14 @@ for n in names:
     for split in ("test", "train"):
         rows.append(pooled_row(f"{n} → itself ({split} tasks)", sp.score(base[n]), split))
         if n in trained:
-            rows.append(pooled_row(f"{n}, self-trained → itself ({split} tasks)", sp.score(trained[n]), split))
-rows = [r for r in rows if r["n"]]  # runs that predicted on held-out tasks only have no training rows
+            rows.append(
+                pooled_row(
+                    f"{n}, self-trained → itself ({split} tasks)", sp.score(trained[n]), split
+                )
+            )
+rows = [
+    r for r in rows if r["n"]
+]  # runs that predicted on held-out tasks only have no training rows
 print(table(rows))
 
 summaries = {n: sp.accuracy(sp.score(base[n])) for n in names}
@@ -57,26 +75,89 @@ print("\n== per task and property (held-out tasks) ==")
 for label, s in summaries.items():
     keep = s.split.values == "test"
     print(f"-- {label}")
-    print(table([{"task": str(s.task.values[i]), "property": str(s.property.values[i]), "n": int(s.n.values[i]),
-                  "accuracy": f"{float(s.accuracy.values[i]):.3f} [{float(s.lo.values[i]):.2f}, {float(s.hi.values[i]):.2f}]",
-                  "mode": float(s.mode_baseline.values[i]), "object ok": float(s.object_compliance.values[i]),
-                  "prediction ok": float(s.prediction_compliance.values[i])} for i in np.nonzero(keep)[0]]))
+    print(
+        table(
+            [
+                {
+                    "task": str(s.task.values[i]),
+                    "property": str(s.property.values[i]),
+                    "n": int(s.n.values[i]),
+                    "accuracy": f"{float(s.accuracy.values[i]):.3f} [{float(s.lo.values[i]):.2f}, {float(s.hi.values[i]):.2f}]",
+                    "mode": float(s.mode_baseline.values[i]),
+                    "object ok": float(s.object_compliance.values[i]),
+                    "prediction ok": float(s.prediction_compliance.values[i]),
+                }
+                for i in np.nonzero(keep)[0]
+            ]
+        )
+    )
 any_run = next(iter(base.values()))
-save(self_prediction_accuracy(summaries, title="Looking Inward: predicting a property of one's own answer (held-out tasks)"),
-     args.out, "self_prediction_accuracy", any_run)
+save(
+    self_prediction_accuracy(
+        summaries,
+        title="Looking Inward: predicting a property of one's own answer (held-out tasks)",
+    ),
+    args.out,
+    "self_prediction_accuracy",
+    any_run,
+)
 
 matrix = sp.cross_matrix(base)
 print("\n== untrained predictor × target (held-out tasks) ==")
-print(table([{"predictor": p, **{f"→ {t}": f"{float(matrix.accuracy.sel(predictor=p, target=t)):.3f}" for t in names}} for p in names]))
-save(self_cross_matrix(matrix, title="untrained: predictor × target accuracy, held-out tasks"), args.out, "self_cross_matrix_untrained", any_run)
+print(
+    table(
+        [
+            {
+                "predictor": p,
+                **{
+                    f"→ {t}": f"{float(matrix.accuracy.sel(predictor=p, target=t)):.3f}"
+                    for t in names
+                },
+            }
+            for p in names
+        ]
+    )
+)
+save(
+    self_cross_matrix(matrix, title="untrained: predictor × target accuracy, held-out tasks"),
+    args.out,
+    "self_cross_matrix_untrained",
+    any_run,
+)
 
 runs = sp.study(root)
-results = {f"target {m1}\nM2 = {m2}": sp.self_vs_cross(open_run(own), open_run(cross)) for m1, m2, own, cross in runs["self_vs_cross"]}
+results = {
+    f"target {m1}\nM2 = {m2}": sp.self_vs_cross(open_run(own), open_run(cross))
+    for m1, m2, own, cross in runs["self_vs_cross"]
+}
 if results:
-    print("\n== after training: M1 predicting itself vs M2 trained on M1's behaviour (held-out tasks, same pairs) ==")
-    print(table([{"pair": k.replace("\n", ", "), "self": r["self"], "cross": r["cross"], "difference": f"{r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]",
-                  "p": r["p"], "pairs": r["n_pairs"], "items": r["n_items"]} for k, r in results.items()]))
-    save(self_vs_cross_bars(results, title="after training: self- vs cross-prediction (held-out tasks)"), args.out, "self_vs_cross", any_run)
+    print(
+        "\n== after training: M1 predicting itself vs M2 trained on M1's behaviour (held-out tasks, same pairs) =="
+    )
+    print(
+        table(
+            [
+                {
+                    "pair": k.replace("\n", ", "),
+                    "self": r["self"],
+                    "cross": r["cross"],
+                    "difference": f"{r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]",
+                    "p": r["p"],
+                    "pairs": r["n_pairs"],
+                    "items": r["n_items"],
+                }
+                for k, r in results.items()
+            ]
+        )
+    )
+    save(
+        self_vs_cross_bars(
+            results, title="after training: self- vs cross-prediction (held-out tasks)"
+        ),
+        args.out,
+        "self_vs_cross",
+        any_run,
+    )
 
 curves = sorted(root.glob("*/cross-on-*/scaling-*/run.zarr"))
 if curves:
@@ -87,21 +168,51 @@ if curves:
         if m1 not in trained or not (run / "zarr.json").exists():
             continue
         n = json.loads((run.parent / "adapter" / "training.json").read_text())["examples"]
-        groups.setdefault((m1, m2), []).append((n, sp.pooled(sp.score(open_run(run), trained[m1]), "test")))
+        groups.setdefault((m1, m2), []).append(
+            (n, sp.pooled(sp.score(open_run(run), trained[m1]), "test"))
+        )
     print("\n== cross-training data scaling (held-out tasks) ==")
     for (m1, m2), pts in groups.items():
         full = root / m2 / f"cross-on-{m1}"
-        pts.append((json.loads((full / "adapter" / "training.json").read_text())["examples"],
-                    sp.pooled(sp.score(open_run(full / "run.zarr"), trained[m1]), "test")))
+        pts.append(
+            (
+                json.loads((full / "adapter" / "training.json").read_text())["examples"],
+                sp.pooled(sp.score(open_run(full / "run.zarr"), trained[m1]), "test"),
+            )
+        )
         pts.sort(key=lambda x: x[0])
         x = [n for n, _ in pts]
-        ax.errorbar(x, [r["accuracy"] for _, r in pts], yerr=[[r["accuracy"] - r["lo"] for _, r in pts], [r["hi"] - r["accuracy"] for _, r in pts]],
-                    fmt="o-", capsize=3, label=f"{m2} trained on {m1}'s behaviour")
+        ax.errorbar(
+            x,
+            [r["accuracy"] for _, r in pts],
+            yerr=[
+                [r["accuracy"] - r["lo"] for _, r in pts],
+                [r["hi"] - r["accuracy"] for _, r in pts],
+            ],
+            fmt="o-",
+            capsize=3,
+            label=f"{m2} trained on {m1}'s behaviour",
+        )
         own = sp.pooled(sp.score(trained[m1]), "test")
-        ax.axhline(own["accuracy"], color="C3", ls="--", label=f"{m1} self-trained, predicting itself")
+        ax.axhline(
+            own["accuracy"], color="C3", ls="--", label=f"{m1} self-trained, predicting itself"
+        )
         ax.axhline(own["mode_baseline"], color="k", ls=":", label="mode baseline")
-        print(table([{"examples": n, "accuracy": f"{r['accuracy']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]", "n": r["n"]} for n, r in pts]))
-    ax.set(xlabel="training examples", ylabel="accuracy on held-out tasks", xscale="log", ylim=(0, 1))
+        print(
+            table(
+                [
+                    {
+                        "examples": n,
+                        "accuracy": f"{r['accuracy']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]",
+                        "n": r["n"],
+                    }
+                    for n, r in pts
+                ]
+            )
+        )
+    ax.set(
+        xlabel="training examples", ylabel="accuracy on held-out tasks", xscale="log", ylim=(0, 1)
+    )
     ticks = sorted({n for pts in groups.values() for n, _ in pts})
     ax.set_xticks(ticks, [str(n) for n in ticks])
     ax.minorticks_off()
@@ -110,36 +221,82 @@ if curves:
 
 for m1, m2, changed, old in runs["behaviour_change"]:
     r = sp.behaviour_change(open_run(changed), open_run(old))
-    print(f"\n== behaviour change: {m1} (self-trained), then finetuned on {m2}'s answers (held-out tasks) ==")
-    print(table([{"predictions scored against": "its new behaviour", "accuracy": r["new"]},
-                 {"predictions scored against": "its old behaviour", "accuracy": r["old"]}]))
-    print(f"new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.3f}; {r['n_pairs']} pairs "
-          f"({r['n_items']} items); the finetuning changed the answer's property in {r['changed_answers']:.0%} of them")
+    print(
+        f"\n== behaviour change: {m1} (self-trained), then finetuned on {m2}'s answers (held-out tasks) =="
+    )
+    print(
+        table(
+            [
+                {"predictions scored against": "its new behaviour", "accuracy": r["new"]},
+                {"predictions scored against": "its old behaviour", "accuracy": r["old"]},
+            ]
+        )
+    )
+    print(
+        f"new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.3f}; {r['n_pairs']} pairs "
+        f"({r['n_items']} items); the finetuning changed the answer's property in {r['changed_answers']:.0%} of them"
+    )
     if "control_difference" in r:
-        print(f"control, against the new behaviour: the changed model's predictions {r['control_a']:.3f} vs the old model's "
-              f"{r['control_b']:.3f}, {r['control_difference']:+.3f} [{r['control_lo']:+.3f}, {r['control_hi']:+.3f}], "
-              f"p = {r['control_p']:.3f} ({r['control_n_pairs']} pairs)")
+        print(
+            f"control, against the new behaviour: the changed model's predictions {r['control_a']:.3f} vs the old model's "
+            f"{r['control_b']:.3f}, {r['control_difference']:+.3f} [{r['control_lo']:+.3f}, {r['control_hi']:+.3f}], "
+            f"p = {r['control_p']:.3f} ({r['control_n_pairs']} pairs)"
+        )
 
 cal_rows = []
 for m1, who, predictor, target in runs["calibration"]:
     c = sp.calibration(open_run(predictor), open_run(target))
-    cal_rows.append({"target": m1, "predictor": who, "prompts": c.attrs["n"],
-                     "MAD (points)": f"{c.attrs['mad']:.1f} [{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}]",
-                     "never matching": f"{c.attrs['no_match']:.1f}"})
+    cal_rows.append(
+        {
+            "target": m1,
+            "predictor": who,
+            "prompts": c.attrs["n"],
+            "MAD (points)": f"{c.attrs['mad']:.1f} [{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}]",
+            "never matching": f"{c.attrs['no_match']:.1f}",
+        }
+    )
 if cal_rows:
-    print("\n== calibration: animals, second character, sampled at temperature 1 (mean absolute deviation, lower is better) ==")
+    print(
+        "\n== calibration: animals, second character, sampled at temperature 1 (mean absolute deviation, lower is better) =="
+    )
     print(table(cal_rows))
 
 if len(names) >= 2 and not all((root / n / "base.zarr" / RESID_GROUP).exists() for n in names):
-    print(f"\nprobes skipped: the runs under {root} carry no residuals (the shipped copies do not; use runs/looking-inward)")
+    print(
+        f"\nprobes skipped: the runs under {root} carry no residuals (the shipped copies do not; use runs/looking-inward)"
+    )
 elif len(names) >= 2:
     for target in names:
-        sources = {f"{target} (own)": root / target / "base.zarr", **{f"{o} (other)": root / o / "base.zarr" for o in names if o != target}}
+        sources = {
+            f"{target} (own)": root / target / "base.zarr",
+            **{f"{o} (other)": root / o / "base.zarr" for o in names if o != target},
+        }
         result = sp.probe(base[target], sources)
-        print(f"\n== probes: a property of {target}'s answers from activations at the hypothetical prompt's last token ==")
-        print(table([{"source": s, "property": p, "n": int(result.n.sel(source=s, property=p)),
-                      "within-task pairs": int(result.pairs.sel(source=s, property=p)),
-                      **{f"depth {d:.2f}": f"{float(result.auc.sel(source=s, property=p, depth=d)):.2f}" for d in result.depth.values}}
-                     for s in result.source.values for p in result.property.values if int(result.n.sel(source=s, property=p)) > 0]))
-        save(probe_auc(result, title=f"probes on the hypothetical prompt: {target}'s own answers"), args.out,
-             f"self_prediction_probe_{target}", base[target])
+        print(
+            f"\n== probes: a property of {target}'s answers from activations at the hypothetical prompt's last token =="
+        )
+        print(
+            table(
+                [
+                    {
+                        "source": s,
+                        "property": p,
+                        "n": int(result.n.sel(source=s, property=p)),
+                        "within-task pairs": int(result.pairs.sel(source=s, property=p)),
+                        **{
+                            f"depth {d:.2f}": f"{float(result.auc.sel(source=s, property=p, depth=d)):.2f}"
+                            for d in result.depth.values
+                        },
+                    }
+                    for s in result.source.values
+                    for p in result.property.values
+                    if int(result.n.sel(source=s, property=p)) > 0
+                ]
+            )
+        )
+        save(
+            probe_auc(result, title=f"probes on the hypothetical prompt: {target}'s own answers"),
+            args.out,
+            f"self_prediction_probe_{target}",
+            base[target],
+        )

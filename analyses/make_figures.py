@@ -24,7 +24,10 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "injected_thoughts_by_strength": {},
     "thoughts_vs_text": {},
     "prefill_apology": {},
-    "intentional_control_alignment": {"run": "demo-intentional-control.zarr", "vectors": "demo-vectors.zarr"},
+    "intentional_control_alignment": {
+        "run": "demo-intentional-control.zarr",
+        "vectors": "demo-vectors.zarr",
+    },
     "latent_shifts": {},
     "sweep_heatmaps": {},
     "logit_lens": {"run": "demo.zarr"},
@@ -35,13 +38,20 @@ SCRIPTS: dict[str, dict[str, str]] = {
 }
 # the PNGs a script draws, where they are not just ``{script}.png``
 FIGURES: dict[str, list[str]] = {
-    "looking_inward": ["self_prediction_accuracy", "self_cross_matrix_untrained", "self_vs_cross", "cross_training_scaling"],
+    "looking_inward": [
+        "self_prediction_accuracy",
+        "self_cross_matrix_untrained",
+        "self_vs_cross",
+        "cross_training_scaling",
+    ],
     "oracles": ["oracle_comparison"],
 }
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--runs", default=str(HERE.parent / "runs"))
     p.add_argument("--out", default=str(HERE.parent / "figures"))
     args = p.parse_args()
@@ -60,8 +70,10 @@ def main() -> int:
                 failed.append(name)
                 print(exc.code, file=sys.stderr)
         print(f"[{name}: {time.perf_counter() - start:.1f} s]", flush=True)
-    print(f"{len(SCRIPTS) - len(failed)} of {len(SCRIPTS)} figure scripts in {time.perf_counter() - total:.0f} s"
-          + (f"; not drawn: {', '.join(failed)} (run `make demo` first)" if failed else ""))
+    print(
+        f"{len(SCRIPTS) - len(failed)} of {len(SCRIPTS)} figure scripts in {time.perf_counter() - total:.0f} s"
+        + (f"; not drawn: {', '.join(failed)} (run `make demo` first)" if failed else "")
+    )
     return 1 if failed else 0
 
 

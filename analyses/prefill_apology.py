@@ -13,4 +13,9 @@ args = arguments(__doc__, run=str(SHIPPED / "smollm2-135m" / "prefill.zarr"))
 ds = open_run(args.run)
 summary = prefill.summarize(ds)
 print(prefill.format_summary(summary))
-save(prefill_apology(summary, title=title(ds, "prefill: apologies for a prefilled word")), args.out, "prefill_apology", ds)
+save(
+    prefill_apology(summary, title=title(ds, "prefill: apologies for a prefilled word")),
+    args.out,
+    "prefill_apology",
+    ds,
+)

@@ -35,37 +35,60 @@ def _verdict(name: str, summary) -> str:
         if "best_heldout_net_lo" not in a:
             return "Too few concepts for a held-out estimate."
         shown = a["best_heldout_net_lo"] > 0
-        return (f"Held-out net detection at the best cell (layer {a['best_layer']}, strength {a['best_strength']:g}): "
-                f"{a['best_heldout_net']:+.3f} [{a['best_heldout_net_lo']:+.3f}, {a['best_heldout_net_hi']:+.3f}] — "
-                + ("detection above false positives **appears**." if shown else "**no** detection above false positives at this scale."))
+        return (
+            f"Held-out net detection at the best cell (layer {a['best_layer']}, strength {a['best_strength']:g}): "
+            f"{a['best_heldout_net']:+.3f} [{a['best_heldout_net_lo']:+.3f}, {a['best_heldout_net_hi']:+.3f}] — "
+            + (
+                "detection above false positives **appears**."
+                if shown
+                else "**no** detection above false positives at this scale."
+            )
+        )
     if name == "thoughts-vs-text":
         above = (summary.word_lo > 0.1) & (summary.repeat > 0.5)
-        return (f"{int(above.sum())} of {above.size} (layer, strength) cells name the injected word above the 10% chance "
-                f"(lower bound) while repeating over half the sentences; uninjected word-task rate {summary.attrs['baseline_word']:.3f}.")
+        return (
+            f"{int(above.sum())} of {above.size} (layer, strength) cells name the injected word above the 10% chance "
+            f"(lower bound) while repeating over half the sentences; uninjected word-task rate {summary.attrs['baseline_word']:.3f}."
+        )
     if name == "prefill":
         a = summary.attrs
         if "max_reduction" not in a:
             return "No cell could be compared."
-        return (f"Largest apology reduction (matched vs min(control, random)): {a['max_reduction']:+.3f} at layer {a['max_reduction_layer']}, "
-                f"strength {a['max_reduction_strength']:g}, control rate {a['control_rate']:.3f}; the best of many cells is an optimistic estimate.")
+        return (
+            f"Largest apology reduction (matched vs min(control, random)): {a['max_reduction']:+.3f} at layer {a['max_reduction_layer']}, "
+            f"strength {a['max_reduction_strength']:g}, control rate {a['control_rate']:.3f}; the best of many cells is an optimistic estimate."
+        )
     if name == "latent-introspection":
         rows = [str(r) for r in summary.row.values]
         intro = [r for r in rows if r.startswith("introspection/")]
         first = "introspection/none" if "introspection/none" in intro else intro[0]
         s = float(summary.strength.values[-1])
-        parts = [f"{r.split('/')[1]} {float(summary.yes_shift.sel(row=r, strength=s)):+.4f}" for r in intro]
+        parts = [
+            f"{r.split('/')[1]} {float(summary.yes_shift.sel(row=r, strength=s)):+.4f}"
+            for r in intro
+        ]
         ctl = [r for r in rows if not r.startswith("introspection/")]
-        ctl_txt = ", ".join(f"{r} {float(summary.yes_shift.sel(row=r, strength=s)):+.4f}" for r in ctl)
-        return (f"At strength {s:g}, P(yes) shifts by variant: {', '.join(parts)}; control questions under the same steering: {ctl_txt}. "
-                f"Unsteered P(yes) of the introspection question: {float(summary.base_p_yes.sel(row=first, strength=s)):.3f} ({first.split('/')[1]}); "
-                f"vgel's Qwen-32B: 0.0015.")
+        ctl_txt = ", ".join(
+            f"{r} {float(summary.yes_shift.sel(row=r, strength=s)):+.4f}" for r in ctl
+        )
+        return (
+            f"At strength {s:g}, P(yes) shifts by variant: {', '.join(parts)}; control questions under the same steering: {ctl_txt}. "
+            f"Unsteered P(yes) of the introspection question: {float(summary.base_p_yes.sel(row=first, strength=s)):.3f} ({first.split('/')[1]}); "
+            f"vgel's Qwen-32B: 0.0015."
+        )
     if name == "sweep":
         a = summary.attrs
-        corr = float(np.corrcoef(summary.intro_shift.values.ravel(), summary.control_shift.values.ravel())[0, 1])
-        return (f"Across {a['cells']} cells the introspection and control shifts correlate at r = {corr:.2f}; the introspection "
-                f"question has the largest shift of all {a['n_control_questions'] + 1} questions in {a['top_rank_cells']} cells "
-                f"({a['top_rank_expected']:.1f} expected by chance) and lies above the control questions' 95% prediction interval "
-                f"in {a['above_pi_cells']} ({a['outside_pi_expected']:.1f} expected outside by chance): **no** introspection-specific shift.")
+        corr = float(
+            np.corrcoef(summary.intro_shift.values.ravel(), summary.control_shift.values.ravel())[
+                0, 1
+            ]
+        )
+        return (
+            f"Across {a['cells']} cells the introspection and control shifts correlate at r = {corr:.2f}; the introspection "
+            f"question has the largest shift of all {a['n_control_questions'] + 1} questions in {a['top_rank_cells']} cells "
+            f"({a['top_rank_expected']:.1f} expected by chance) and lies above the control questions' 95% prediction interval "
+            f"in {a['above_pi_cells']} ({a['outside_pi_expected']:.1f} expected outside by chance): **no** introspection-specific shift."
+        )
     if name == "intentional-control":
         return "Residuals recorded on the written sentence; the think / don't-think alignment is an analysis (issue 4)."
     if name == "localisation":
@@ -73,9 +96,11 @@ def _verdict(name: str, summary) -> str:
         cells = int(np.isfinite(summary.accuracy).sum())
         no_power = int((summary.varies == 0).sum())
         bal = summary.balanced_accuracy.values[np.isfinite(summary.balanced_accuracy.values)]
-        return (f"{int(above.sum())} of {cells} (task, layer, strength) cells are above chance (Wilson lower bound); balanced "
-                f"accuracy {bal.min():.3f}–{bal.max():.3f} (chance 1/k); {no_power} cells have **no power** (the answer never varies), "
-                "so accuracy there is the share of targets matching the model's favourite answer.")
+        return (
+            f"{int(above.sum())} of {cells} (task, layer, strength) cells are above chance (Wilson lower bound); balanced "
+            f"accuracy {bal.min():.3f}–{bal.max():.3f} (chance 1/k); {no_power} cells have **no power** (the answer never varies), "
+            "so accuracy there is the share of targets matching the model's favourite answer."
+        )
     return ""
 
 
@@ -85,15 +110,28 @@ def _block(name: str, path: Path, verdicts: list[tuple[str, str]]) -> list[str]:
     total = open_run(path, committed_only=False).sizes["trial"]
     summary = module.summarize(ds)
     config = json.loads(ds.attrs["config"])
-    partial = "" if ds.sizes["trial"] == total else f" (**incomplete**: {ds.sizes['trial']} of {total} trials committed; rerun the same command to finish it)"
-    lines = [f"Run: `{path.relative_to(path.parents[3])}`, {ds.sizes['trial']} trials{partial}, mechintro {ds.attrs['mechintro_version']} "
-             f"(git {ds.attrs['git_commit'][:10]}). Config: `{json.dumps({k: v for k, v in config.items() if k not in ('model',)})}`", ""]
+    partial = (
+        ""
+        if ds.sizes["trial"] == total
+        else f" (**incomplete**: {ds.sizes['trial']} of {total} trials committed; rerun the same command to finish it)"
+    )
+    lines = [
+        f"Run: `{path.relative_to(path.parents[3])}`, {ds.sizes['trial']} trials{partial}, mechintro {ds.attrs['mechintro_version']} "
+        f"(git {ds.attrs['git_commit'][:10]}). Config: `{json.dumps({k: v for k, v in config.items() if k not in ('model',)})}`",
+        "",
+    ]
     if name == "sweep":
         keep_layers = summary.inject_layer.values[:: max(1, summary.sizes["inject_layer"] // 6)]
         keep_strengths = summary.strength.values[:: max(1, summary.sizes["strength"] // 4)]
         shown = summary.sel(inject_layer=keep_layers, strength=keep_strengths)
         shown.attrs = summary.attrs
-        lines += ["A subset of the grid (every layer and strength is in the run):", "", "```", module.format_summary(shown), "```"]
+        lines += [
+            "A subset of the grid (every layer and strength is in the run):",
+            "",
+            "```",
+            module.format_summary(shown),
+            "```",
+        ]
     else:
         lines += ["```", module.format_summary(summary), "```"]
     verdict = _verdict(name, summary)
@@ -115,73 +153,124 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     from mechintro.analysis import self_prediction as sp
 
     names = [m for (m,) in sp.study(root)["models"]]
-    lines = ["## Looking Inward (self- vs cross-prediction)", "", f"Published: {LOOKING_INWARD_PUBLISHED}", ""]
+    lines = [
+        "## Looking Inward (self- vs cross-prediction)",
+        "",
+        f"Published: {LOOKING_INWARD_PUBLISHED}",
+        "",
+    ]
     if not names:
         return [*lines, "No runs yet: `python scripts/looking_inward.py`.", ""], []
-    timing = json.loads((root / "timing.json").read_text()) if (root / "timing.json").exists() else {}
-    lines += ["Runs: `runs/looking-inward/` (`python scripts/looking_inward.py`; details, differences from the paper and figures: "
-              "`docs/looking-inward.md`). Accuracy pooled over task × property cells with a 95% bootstrap clustered by item; "
-              "the mode baseline always guesses each cell's most frequent value.", "",
-              "| predictor → target | tasks | pairs | accuracy | mode baseline |", "|---|---|---|---|---|"]
+    timing = (
+        json.loads((root / "timing.json").read_text()) if (root / "timing.json").exists() else {}
+    )
+    lines += [
+        "Runs: `runs/looking-inward/` (`python scripts/looking_inward.py`; details, differences from the paper and figures: "
+        "`docs/looking-inward.md`). Accuracy pooled over task × property cells with a 95% bootstrap clustered by item; "
+        "the mode baseline always guesses each cell's most frequent value.",
+        "",
+        "| predictor → target | tasks | pairs | accuracy | mode baseline |",
+        "|---|---|---|---|---|",
+    ]
     for n in names:
-        for label, run in ((n, root / n / "base.zarr"), (f"{n}, self-trained", root / n / "self.zarr")):
+        for label, run in (
+            (n, root / n / "base.zarr"),
+            (f"{n}, self-trained", root / n / "self.zarr"),
+        ):
             if not (run / "zarr.json").exists():
                 continue
             scored = sp.score(open_run(run))
             for split in ("test", "train"):
                 r = sp.pooled(scored, split)
                 if r["n"]:
-                    lines.append(f"| {label} → itself | {'held-out' if split == 'test' else 'training'} | {r['n']} | "
-                                 f"{r['accuracy']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] | {r['mode_baseline']:.3f} |")
+                    lines.append(
+                        f"| {label} → itself | {'held-out' if split == 'test' else 'training'} | {r['n']} | "
+                        f"{r['accuracy']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] | {r['mode_baseline']:.3f} |"
+                    )
     runs = sp.study(root)
     verdicts = []
     rows = []
     for m1, m2, own, cross in runs["self_vs_cross"]:
         r = sp.self_vs_cross(open_run(own), open_run(cross))
-        rows.append(f"| {m1} | {m2} | {r['n_pairs']} ({r['n_items']} items) | {r['self']:.3f} | {r['cross']:.3f} | "
-                    f"{r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] | {r['p']:.4f} |")
+        rows.append(
+            f"| {m1} | {m2} | {r['n_pairs']} ({r['n_items']} items) | {r['self']:.3f} | {r['cross']:.3f} | "
+            f"{r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] | {r['p']:.4f} |"
+        )
         mode = sp.pooled(sp.score(open_run(own)), "test")["mode_baseline"]
         n_tests = len(runs["self_vs_cross"])
         p_holm = min(1.0, r["p"] * n_tests)
         above = r["lo"] > 0
         shown = above and p_holm < 0.05 and r["self"] > mode
-        verdicts.append((f"looking inward: {m1} vs {m2}",
-                         f"{m1} predicts itself {'better' if above else 'no better (interval includes 0)'} than {m2} trained on its "
-                         f"behaviour ({r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.4f} uncorrected, one test of "
-                         f"{n_tests}; Holm {p_holm:.3f}); its self-prediction accuracy {r['self']:.3f} is {'above' if r['self'] > mode else '**below**'} "
-                         f"the mode baseline {mode:.3f}, and the two models differ in capacity, so a gap can be capacity rather than "
-                         f"privileged access: a self-prediction advantage is {'shown' if shown else '**not shown**'}."))
+        verdicts.append(
+            (
+                f"looking inward: {m1} vs {m2}",
+                f"{m1} predicts itself {'better' if above else 'no better (interval includes 0)'} than {m2} trained on its "
+                f"behaviour ({r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.4f} uncorrected, one test of "
+                f"{n_tests}; Holm {p_holm:.3f}); its self-prediction accuracy {r['self']:.3f} is {'above' if r['self'] > mode else '**below**'} "
+                f"the mode baseline {mode:.3f}, and the two models differ in capacity, so a gap can be capacity rather than "
+                f"privileged access: a self-prediction advantage is {'shown' if shown else '**not shown**'}.",
+            )
+        )
     if rows:
-        lines += ["", "After training, on the same held-out pairs (M1's answers after its own training are the target):", "",
-                  "| M1 (target, self-trained) | M2 (trained on M1's behaviour) | pairs | M1 → M1 | M2 → M1 | difference | p (sign flip) |",
-                  "|---|---|---|---|---|---|---|", *rows, ""]
+        lines += [
+            "",
+            "After training, on the same held-out pairs (M1's answers after its own training are the target):",
+            "",
+            "| M1 (target, self-trained) | M2 (trained on M1's behaviour) | pairs | M1 → M1 | M2 → M1 | difference | p (sign flip) |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
         lines += [v for _, v in verdicts] + [""]
         both = len(verdicts) >= 2 and all("is shown" in v for _, v in verdicts)
-        lines += [f"The paper's test asks for the advantage in both directions of a pair: {'met' if both else '**not met**'} here. "
-                  "Every accuracy above is also compared with its mode baseline in the first table.", ""]
+        lines += [
+            f"The paper's test asks for the advantage in both directions of a pair: {'met' if both else '**not met**'} here. "
+            "Every accuracy above is also compared with its mode baseline in the first table.",
+            "",
+        ]
     for m1, m2, changed, old in runs["behaviour_change"]:
         r = sp.behaviour_change(open_run(changed), open_run(old))
-        lines += [f"Behaviour change (the paper: GPT-4o's predictions follow its new behaviour, 35.4% vs 21.7% for the old): "
-                  f"{m1}, self-trained and then finetuned on {m2}'s object-level answers, predicts its new behaviour at "
-                  f"{r['new']:.3f} and its old at {r['old']:.3f} (new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], "
-                  f"p = {r['p']:.3f}; {r['n_pairs']} held-out pairs, {r['changed_answers']:.0%} of them with a changed answer)"
-                  + (f". Control, against the new behaviour: the changed model's predictions {r['control_a']:.3f} vs the old "
-                     f"model's {r['control_b']:.3f} ({r['control_difference']:+.3f} [{r['control_lo']:+.3f}, "
-                     f"{r['control_hi']:+.3f}], p = {r['control_p']:.3f}, {r['control_n_pairs']} pairs)."
-                     if "control_difference" in r else "."), ""]
+        lines += [
+            f"Behaviour change (the paper: GPT-4o's predictions follow its new behaviour, 35.4% vs 21.7% for the old): "
+            f"{m1}, self-trained and then finetuned on {m2}'s object-level answers, predicts its new behaviour at "
+            f"{r['new']:.3f} and its old at {r['old']:.3f} (new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], "
+            f"p = {r['p']:.3f}; {r['n_pairs']} held-out pairs, {r['changed_answers']:.0%} of them with a changed answer)"
+            + (
+                f". Control, against the new behaviour: the changed model's predictions {r['control_a']:.3f} vs the old "
+                f"model's {r['control_b']:.3f} ({r['control_difference']:+.3f} [{r['control_lo']:+.3f}, "
+                f"{r['control_hi']:+.3f}], p = {r['control_p']:.3f}, {r['control_n_pairs']} pairs)."
+                if "control_difference" in r
+                else "."
+            ),
+            "",
+        ]
     cal = []
     for m1, who, predictor, target in runs["calibration"]:
         c = sp.calibration(open_run(predictor), open_run(target))
-        cal.append(f"| {m1} | {who} | {c.attrs['n']} | {c.attrs['mad']:.1f} [{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}] | "
-                   f"{c.attrs['no_match']:.1f} |")
+        cal.append(
+            f"| {m1} | {who} | {c.attrs['n']} | {c.attrs['mad']:.1f} [{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}] | "
+            f"{c.attrs['no_match']:.1f} |"
+        )
     if cal:
-        lines += ["Calibration (animals, second character, answers and predictions sampled at temperature 1; mean absolute deviation "
-                  "between the two distributions in points, lower is better; the paper, Llama 70B: untrained 23.0, self-trained 8.7, "
-                  "cross-trained 21.3 — its aggregation may differ from ours, see `docs/looking-inward.md`):", "",
-                  "| target | predictor | prompts | MAD [95% CI] | never-matching predictions |", "|---|---|---|---|---|", *cal, ""]
+        lines += [
+            "Calibration (animals, second character, answers and predictions sampled at temperature 1; mean absolute deviation "
+            "between the two distributions in points, lower is better; the paper, Llama 70B: untrained 23.0, self-trained 8.7, "
+            "cross-trained 21.3 — its aggregation may differ from ours, see `docs/looking-inward.md`):",
+            "",
+            "| target | predictor | prompts | MAD [95% CI] | never-matching predictions |",
+            "|---|---|---|---|---|",
+            *cal,
+            "",
+        ]
     if timing:
-        lines += ["Wall times (2 CPU cores, one job at a time unless noted in `docs/looking-inward.md`):", "",
-                  "| step | seconds |", "|---|---|", *[f"| {k} | {v} |" for k, v in timing.items()], ""]
+        lines += [
+            "Wall times (2 CPU cores, one job at a time unless noted in `docs/looking-inward.md`):",
+            "",
+            "| step | seconds |",
+            "|---|---|",
+            *[f"| {k} | {v} |" for k, v in timing.items()],
+            "",
+        ]
     return lines, verdicts
 
 
@@ -191,7 +280,7 @@ def write(runs: Path, out: Path) -> Path:
         "",
         "Written by `python scripts/results.py write` from the runs under `runs/results/` (made by "
         "`python scripts/results.py run --model M --size default|small`). Intervals are 95%: Wilson for proportions, "
-        "bootstrap clustered by concept (or over questions) for means. Small models often say \"yes\" with no injection at "
+        'bootstrap clustered by concept (or over questions) for means. Small models often say "yes" with no injection at '
         "all, so every table shows the uninjected baseline, and every shift sits next to the same shift on control "
         "questions. Grading is the offline grader (`docs/grading.md`), not Claude. Where our protocol differs from a "
         "paper's, `docs/protocols.md` says how.",
@@ -205,14 +294,27 @@ def write(runs: Path, out: Path) -> Path:
         present = [n for n in EXPERIMENTS if (folder / f"{n}.zarr").exists()]
         body += [f"## {model}", ""]
         if not present:
-            body += ["No runs yet: `python scripts/results.py run --model " + model + " --size small`.", ""]
+            body += [
+                "No runs yet: `python scripts/results.py run --model " + model + " --size small`.",
+                "",
+            ]
             continue
-        timing = json.loads((folder / "timing.json").read_text()) if (folder / "timing.json").exists() else {}
+        timing = (
+            json.loads((folder / "timing.json").read_text())
+            if (folder / "timing.json").exists()
+            else {}
+        )
         if timing:
-            body += ["Wall times on 2 CPU cores, fp32, as measured (`timing.json`); when several runs shared the machine "
-                     "they are longer than a run alone.", "",
-                     "| experiment | size | wall time |", "|---|---|---|"]
-            body += [f"| {n} | {t['size']} | {t['seconds'] / 60:.1f} min |" for n, t in timing.items()]
+            body += [
+                "Wall times on 2 CPU cores, fp32, as measured (`timing.json`); when several runs shared the machine "
+                "they are longer than a run alone.",
+                "",
+                "| experiment | size | wall time |",
+                "|---|---|---|",
+            ]
+            body += [
+                f"| {n} | {t['size']} | {t['seconds'] / 60:.1f} min |" for n, t in timing.items()
+            ]
             body += [""]
         for name in present:
             try:
@@ -232,10 +334,18 @@ def write(runs: Path, out: Path) -> Path:
 def _oracles(root: Path) -> list[str]:
     """The Activation Oracles section, from the shipped ``table.json``, ``eval.json`` and
     ``training.json`` under ``root/{model}`` (``scripts/oracle_compare.py``, ``mechintro oracle eval``)."""
-    lines = ["## Activation Oracles (oracle vs self-report)", "",
-             "Published: Karvonen et al. (2025) train on about 1M examples; here a smoke-scale oracle. Details, commands, "
-             "what was not run: [`docs/oracles.md`](oracles.md).", ""]
-    models = sorted(d.name for d in root.iterdir() if (d / "table.json").exists()) if root.exists() else []
+    lines = [
+        "## Activation Oracles (oracle vs self-report)",
+        "",
+        "Published: Karvonen et al. (2025) train on about 1M examples; here a smoke-scale oracle. Details, commands, "
+        "what was not run: [`docs/oracles.md`](oracles.md).",
+        "",
+    ]
+    models = (
+        sorted(d.name for d in root.iterdir() if (d / "table.json").exists())
+        if root.exists()
+        else []
+    )
     if not models:
         return [*lines, "No results yet: the commands in `docs/oracles.md`.", ""]
 
@@ -249,14 +359,29 @@ def _oracles(root: Path) -> list[str]:
         if (root / model / "training.json").exists():
             t = json.loads((root / model / "training.json").read_text())
             size += f"; the oracle: {t['examples']} training examples, {t['steps']} steps"
-        lines += [f"### {model}", "", f"Size: {size}. Wilson 95% intervals.", "",
-                  "| reader | detects (injected) | false positives (control) | names the concept (injected) | names a tested concept (control) |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {r['reader']} | {cell(r.get('detect_injected'))} | {cell(r.get('detect_control_fpr'))} | "
-                  f"{cell(r.get('identify_injected'))} | {cell(r.get('names_a_concept_control'))} |" for r in table["rows"]]
-        above = [r["reader"] for r in table["rows"] if "detect_injected" in r and r["detect_injected"]["lo"] > r["detect_control_fpr"]["hi"]]
-        lines += ["", "Readers whose detection rate on injected trials lies above their control false-positive rate (intervals "
-                  f"disjoint): {', '.join(above) if above else 'none'}."]
+        lines += [
+            f"### {model}",
+            "",
+            f"Size: {size}. Wilson 95% intervals.",
+            "",
+            "| reader | detects (injected) | false positives (control) | names the concept (injected) | names a tested concept (control) |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['reader']} | {cell(r.get('detect_injected'))} | {cell(r.get('detect_control_fpr'))} | "
+            f"{cell(r.get('identify_injected'))} | {cell(r.get('names_a_concept_control'))} |"
+            for r in table["rows"]
+        ]
+        above = [
+            r["reader"]
+            for r in table["rows"]
+            if "detect_injected" in r and r["detect_injected"]["lo"] > r["detect_control_fpr"]["hi"]
+        ]
+        lines += [
+            "",
+            "Readers whose detection rate on injected trials lies above their control false-positive rate (intervals "
+            f"disjoint): {', '.join(above) if above else 'none'}.",
+        ]
         aucs = [f"{r['reader']} {r['p_yes_auc']:.3f}" for r in table["rows"] if "p_yes_auc" in r]
         if aucs:
             lines += ["", f"AUC of P(yes), injected against control: {', '.join(aucs)}."]
@@ -265,9 +390,23 @@ def _oracles(root: Path) -> list[str]:
             readers = list(dict.fromkeys(e["reader"] for e in ev))
             sets = list(dict.fromkeys(e["set"] for e in ev))
             acc = {(e["set"], e["reader"]): e for e in ev}
-            lines += ["", "The oracle's held-out evaluation (yes/no accuracy):", "", "| set | " + " | ".join(readers) + " |",
-                      "|---" * (len(readers) + 1) + "|"]
-            lines += [f"| {s} | " + " | ".join(f"{acc[(s, r)]['accuracy']:.3f} [{acc[(s, r)]['lo']:.3f}, {acc[(s, r)]['hi']:.3f}] (n {acc[(s, r)]['n']})"
-                                               if (s, r) in acc else "—" for r in readers) + " |" for s in sets]
+            lines += [
+                "",
+                "The oracle's held-out evaluation (yes/no accuracy):",
+                "",
+                "| set | " + " | ".join(readers) + " |",
+                "|---" * (len(readers) + 1) + "|",
+            ]
+            lines += [
+                f"| {s} | "
+                + " | ".join(
+                    f"{acc[(s, r)]['accuracy']:.3f} [{acc[(s, r)]['lo']:.3f}, {acc[(s, r)]['hi']:.3f}] (n {acc[(s, r)]['n']})"
+                    if (s, r) in acc
+                    else "—"
+                    for r in readers
+                )
+                + " |"
+                for s in sets
+            ]
         lines += [""]
     return lines

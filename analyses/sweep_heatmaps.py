@@ -16,5 +16,12 @@ summary = sweep.summarize(ds)
 ok = np.isfinite(summary.intro_shift.values) & np.isfinite(summary.control_shift.values)
 r = np.corrcoef(summary.intro_shift.values[ok], summary.control_shift.values[ok])[0, 1]
 print(f"introspection vs control shift: r = {r:.3f} over {int(ok.sum())} cells")
-save(sweep_heatmaps(summary, title=title(ds, f"layer × strength sweep (introspection vs control shifts: r = {r:.2f})")),
-     args.out, "sweep_heatmaps", ds)
+save(
+    sweep_heatmaps(
+        summary,
+        title=title(ds, f"layer × strength sweep (introspection vs control shifts: r = {r:.2f})"),
+    ),
+    args.out,
+    "sweep_heatmaps",
+    ds,
+)

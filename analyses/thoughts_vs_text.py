@@ -13,5 +13,14 @@ args = arguments(__doc__, run=str(SHIPPED / "smollm2-135m" / "thoughts-vs-text.z
 ds = open_run(args.run)
 summary = thoughts_vs_text.summarize(ds)
 print(thoughts_vs_text.format_summary(summary))
-save(plot(summary, chance=summary.attrs["chance_word"], baseline=(summary.attrs["baseline_word"], summary.attrs["baseline_repeat"]), title=title(ds, f"thoughts vs text, {int(summary.n_pairs.max())} pairs per cell")),
-     args.out, "thoughts_vs_text", ds)
+save(
+    plot(
+        summary,
+        chance=summary.attrs["chance_word"],
+        baseline=(summary.attrs["baseline_word"], summary.attrs["baseline_repeat"]),
+        title=title(ds, f"thoughts vs text, {int(summary.n_pairs.max())} pairs per cell"),
+    ),
+    args.out,
+    "thoughts_vs_text",
+    ds,
+)

@@ -53,27 +53,46 @@ print(json.dumps({"seconds": seconds, "extra_mb": (after - before) / 1024, "base
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("run")
     p.add_argument("--cap-mb", type=float, default=400.0)
-    p.add_argument("--lens", action="store_true", help="also the logit lens (loads the run's model)")
-    p.add_argument("--fraction", type=float, default=0.25, help="also run each analysis on this share of the trials: "
-                   "the same extra memory means it does not grow with the run")
-    p.add_argument("--baseline", choices=["resident", "load-peak"], default="resident",
-                   help="resident (default): from the resident set after reading every weight once; load-peak: the rise of the "
-                        "process's peak over its peak after the imports and the load, with the weights as the load left them "
-                        "(the measure used before 2026-11-29, which counts weights first paged in by the analysis)")
+    p.add_argument(
+        "--lens", action="store_true", help="also the logit lens (loads the run's model)"
+    )
+    p.add_argument(
+        "--fraction",
+        type=float,
+        default=0.25,
+        help="also run each analysis on this share of the trials: "
+        "the same extra memory means it does not grow with the run",
+    )
+    p.add_argument(
+        "--baseline",
+        choices=["resident", "load-peak"],
+        default="resident",
+        help="resident (default): from the resident set after reading every weight once; load-peak: the rise of the "
+        "process's peak over its peak after the imports and the load, with the weights as the load left them "
+        "(the measure used before 2026-11-29, which counts weights first paged in by the analysis)",
+    )
     p.add_argument("--only", choices=["anomaly", "lens"], help="run only this analysis")
-    p.add_argument("--lens-chunks", help="comma-separated vocabulary chunk sizes for the lens (0: no chunking)")
+    p.add_argument(
+        "--lens-chunks", help="comma-separated vocabulary chunk sizes for the lens (0: no chunking)"
+    )
     args = p.parse_args()
     import mechintro as mi
 
     ds = mi.open_run(args.run)
     resid = ds["resid"]
     stored = resid.size * 2 / 2**20  # float16, as recorded
-    on_disk = sum(f.stat().st_size for f in Path(args.run, "resid").rglob("*") if f.is_file()) / 2**20
-    print(f"{args.run}: resid {tuple(resid.shape)} — {on_disk:.0f} MB on disk, {stored:.0f} MB as float16 "
-          f"({stored / args.cap_mb:.1f}× the {args.cap_mb:.0f} MB cap; twice that as float32)")
+    on_disk = (
+        sum(f.stat().st_size for f in Path(args.run, "resid").rglob("*") if f.is_file()) / 2**20
+    )
+    print(
+        f"{args.run}: resid {tuple(resid.shape)} — {on_disk:.0f} MB on disk, {stored:.0f} MB as float16 "
+        f"({stored / args.cap_mb:.1f}× the {args.cap_mb:.0f} MB cap; twice that as float32)"
+    )
     part = max(1, int(args.fraction * ds.sizes["trial"]))
     analyses = (args.only,) if args.only else ("anomaly", "lens") if args.lens else ("anomaly",)
     chunks = [int(c) for c in args.lens_chunks.split(",")] if args.lens_chunks else [None]
@@ -82,13 +101,28 @@ def main() -> int:
             # 0: one chunk as large as any vocabulary, i.e. the unchunked lens
             kwargs = {} if chunk is None else {"chunk": chunk or 2**31}
             for n in (part, 0):
-                out = subprocess.run([sys.executable, "-c", CHILD, args.run, what, str(n), json.dumps(kwargs), args.baseline],
-                                     capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        CHILD,
+                        args.run,
+                        what,
+                        str(n),
+                        json.dumps(kwargs),
+                        args.baseline,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 verdict = "within" if r["extra_mb"] <= args.cap_mb else "OVER"
                 label = what if chunk is None else f"{what} (chunk {chunk or 'none'})"
-                print(f"  {label:<20} {n or ds.sizes['trial']:>5} trials {r['seconds']:6.1f} s, peak +{r['extra_mb']:.0f} MB "
-                      f"over a {r['baseline_mb']:.0f} MB {args.baseline} baseline — {verdict} the cap")
+                print(
+                    f"  {label:<20} {n or ds.sizes['trial']:>5} trials {r['seconds']:6.1f} s, peak +{r['extra_mb']:.0f} MB "
+                    f"over a {r['baseline_mb']:.0f} MB {args.baseline} baseline — {verdict} the cap"
+                )
     return 0
 
 

@@ -24,7 +24,9 @@ LOAD = "import time, mechintro; t = time.perf_counter(); mechintro.load_model('s
 
 def load_seconds(cache: str) -> float:
     env = dict(os.environ, MECHINTRO_CACHE=cache)
-    out = subprocess.run([sys.executable, "-c", LOAD], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD], env=env, capture_output=True, text=True, check=True
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -40,7 +42,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         cold = load_seconds(cache)
         warm = [load_seconds(cache) for _ in range(args.repeats)]
-    print(f"load smollm2-135m: cold (GGUF hash + de-quantise + cache) {cold:.1f} s; warm median {statistics.median(warm):.2f} s (n={len(warm)})")
+    print(
+        f"load smollm2-135m: cold (GGUF hash + de-quantise + cache) {cold:.1f} s; warm median {statistics.median(warm):.2f} s (n={len(warm)})"
+    )
 
     import mechintro as mi
     from mechintro.experiments import detection_logits as D
@@ -48,7 +52,9 @@ def main() -> None:
     model = mi.load_model("smollm2-135m")
     concepts = ("Dust", "Trumpets", "Lightning", "Oceans", "Poetry", "Bread", "Silver", "Volcanoes")
     vectors = mi.concept_vectors(model, concepts)
-    cfg = dict(concepts=concepts, layers=("0.5", "0.67"), strengths=(2.0, 4.0, 8.0), batch_size=16)  # 54 trials
+    cfg = dict(
+        concepts=concepts, layers=("0.5", "0.67"), strengths=(2.0, 4.0, 8.0), batch_size=16
+    )  # 54 trials
     rates: dict[bool, list[float]] = {True: [], False: []}
     per_trial = 0.0
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,10 +71,26 @@ def main() -> None:
                     per_trial = dir_bytes(out) / n
                     resid_raw = model.n_layers * mi.open_run(out).sizes["pos"] * model.d_model * 2
     off, on = statistics.median(rates[False]), statistics.median(rates[True])
-    print(f"logit mode, {n} trials of the 175-token injected-thoughts prompt, batch 16 (medians of {args.repeats}, interleaved):")
-    print(f"  without recording {off:.2f} trials/s; with all {model.n_layers} layers recorded (float16) {on:.2f} trials/s; ratio {on / off:.2f}")
-    print(f"  bytes per trial on disk with residuals: {per_trial / 1e6:.2f} MB (raw float16 residuals {resid_raw / 1e6:.2f} MB)")
-    print(json.dumps({"cold_load_s": cold, "warm_load_s": warm, "trials_per_s_no_record": rates[False], "trials_per_s_record": rates[True], "bytes_per_trial": per_trial}))
+    print(
+        f"logit mode, {n} trials of the 175-token injected-thoughts prompt, batch 16 (medians of {args.repeats}, interleaved):"
+    )
+    print(
+        f"  without recording {off:.2f} trials/s; with all {model.n_layers} layers recorded (float16) {on:.2f} trials/s; ratio {on / off:.2f}"
+    )
+    print(
+        f"  bytes per trial on disk with residuals: {per_trial / 1e6:.2f} MB (raw float16 residuals {resid_raw / 1e6:.2f} MB)"
+    )
+    print(
+        json.dumps(
+            {
+                "cold_load_s": cold,
+                "warm_load_s": warm,
+                "trials_per_s_no_record": rates[False],
+                "trials_per_s_record": rates[True],
+                "bytes_per_trial": per_trial,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -55,10 +55,30 @@ def random_model(size: str, tokenizer_dir: str, device: str, dtype: torch.dtype)
     from mechintro.models import from_hf
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    shapes = {"3b": dict(hidden_size=2048, num_hidden_layers=36, num_attention_heads=16, num_key_value_heads=2, intermediate_size=11008),
-              "0.5b": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, intermediate_size=4864)}[size]
-    config = Qwen2Config(vocab_size=len(tokenizer), max_position_embeddings=4096, tie_word_embeddings=False,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **shapes)
+    shapes = {
+        "3b": dict(
+            hidden_size=2048,
+            num_hidden_layers=36,
+            num_attention_heads=16,
+            num_key_value_heads=2,
+            intermediate_size=11008,
+        ),
+        "0.5b": dict(
+            hidden_size=896,
+            num_hidden_layers=24,
+            num_attention_heads=14,
+            num_key_value_heads=2,
+            intermediate_size=4864,
+        ),
+    }[size]
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **shapes,
+    )
     torch.manual_seed(0)
     with torch.device(device):
         hf = Qwen2ForCausalLM(config).to(dtype)
@@ -66,9 +86,15 @@ def random_model(size: str, tokenizer_dir: str, device: str, dtype: torch.dtype)
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--random-init", choices=["0.5b", "3b"], help="a random-weight Qwen2 model of this size instead of --model")
+    p.add_argument(
+        "--random-init",
+        choices=["0.5b", "3b"],
+        help="a random-weight Qwen2 model of this size instead of --model",
+    )
     p.add_argument("--tokenizer", help="tokenizer folder for --random-init")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
@@ -77,7 +103,11 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-generation", action="store_true")
     p.add_argument("--skip-logits", action="store_true")
-    p.add_argument("--skip-plain-batched", action="store_true", help="leave out the plain-transformers batched generation row")
+    p.add_argument(
+        "--skip-plain-batched",
+        action="store_true",
+        help="leave out the plain-transformers batched generation row",
+    )
     args = p.parse_args()
 
     import mechintro as mi
@@ -92,7 +122,9 @@ def main() -> int:
     if args.random_init:
         model = random_model(args.random_init, args.tokenizer, args.device, dtype)
     else:
-        model = mi.load_model(args.model, dtype=args.dtype, device_map=args.device if args.device != "cpu" else None)
+        model = mi.load_model(
+            args.model, dtype=args.dtype, device_map=args.device if args.device != "cpu" else None
+        )
     load = time.perf_counter() - t0
     n_params = sum(p.numel() for p in model.hf.parameters())
     prompt, window = prompt_and_window(model, "detect")
@@ -102,20 +134,33 @@ def main() -> int:
     # a vector of the size of a concept vector at this layer: Lindsey's vectors have about the
     # residual norm; a random direction of that norm does the same arithmetic
     with torch.no_grad():
-        norm = float(model.hf(torch.tensor([ids], device=device), output_hidden_states=True).hidden_states[layer + 1][0].norm(dim=-1).mean())
+        norm = float(
+            model.hf(torch.tensor([ids], device=device), output_hidden_states=True)
+            .hidden_states[layer + 1][0]
+            .norm(dim=-1)
+            .mean()
+        )
     g = torch.Generator().manual_seed(0)
     vector = torch.randn(model.d_model, generator=g)
     vector = vector / vector.norm() * norm
     answer_ids = YES_NO.resolve(model.tokenizer)[2]
-    injections = [engine.Injection(vector=vector * 4.0, layers=(layer,), mask=mask, generated=True)] * args.batch
+    injections = [
+        engine.Injection(vector=vector * 4.0, layers=(layer,), mask=mask, generated=True)
+    ] * args.batch
     prompts = [ids] * args.batch
-    print(f"model {model.name}: {n_params / 1e9:.2f} B parameters, {model.n_layers} layers, d_model {model.d_model}, "
-          f"{args.dtype} on {args.device} ({torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or platform.machine()}); "
-          f"load {load:.1f} s")
-    print(f"prompt {len(ids)} tokens, injection on the last {sum(mask)}, layer {layer}; batch {args.batch}; torch {torch.__version__}")
+    print(
+        f"model {model.name}: {n_params / 1e9:.2f} B parameters, {model.n_layers} layers, d_model {model.d_model}, "
+        f"{args.dtype} on {args.device} ({torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or platform.machine()}); "
+        f"load {load:.1f} s"
+    )
+    print(
+        f"prompt {len(ids)} tokens, injection on the last {sum(mask)}, layer {layer}; batch {args.batch}; torch {torch.__version__}"
+    )
 
     block = get_module(model.hf, model.arch.layers)[layer]
-    add = (torch.tensor(mask, dtype=dtype, device=device)[None, :, None] * (vector * 4.0).to(device, dtype))
+    add = torch.tensor(mask, dtype=dtype, device=device)[None, :, None] * (vector * 4.0).to(
+        device, dtype
+    )
 
     def hook(_module, _inputs, output):
         h = output[0] if isinstance(output, tuple) else output
@@ -139,16 +184,33 @@ def main() -> int:
     shared = engine.shared_prefix(prompts, injections)
 
     def mi_forward(record: bool, reuse: bool = True):
-        return lambda: engine.forward(model, prompts, injections, answer_ids=answer_ids, record=record, prefix=shared if reuse else 0)
+        return lambda: engine.forward(
+            model,
+            prompts,
+            injections,
+            answer_ids=answer_ids,
+            record=record,
+            prefix=shared if reuse else 0,
+        )
 
     # the two compute the same numbers
-    ref, ours = plain_forward(), engine.forward(model, prompts, injections, answer_ids=answer_ids).answer_logprobs
+    ref, ours = (
+        plain_forward(),
+        engine.forward(model, prompts, injections, answer_ids=answer_ids).answer_logprobs,
+    )
     print(f"check: max |plain − engine| log-probability {float((ref - ours).abs().max()):.2e}")
 
-    rows = (("plain", plain_forward), ("engine, no reuse", mi_forward(False, reuse=False)), ("engine", mi_forward(False)),
-            ("engine+record", mi_forward(True)), ("record, no reuse", mi_forward(True, reuse=False)))
+    rows = (
+        ("plain", plain_forward),
+        ("engine, no reuse", mi_forward(False, reuse=False)),
+        ("engine", mi_forward(False)),
+        ("engine+record", mi_forward(True)),
+        ("record, no reuse", mi_forward(True, reuse=False)),
+    )
     times: dict[str, list[float]] = {name: [] for name, _ in rows}
-    for _ in range(0 if args.skip_logits else args.repeats + 1):  # the first round warms up and is dropped
+    for _ in range(
+        0 if args.skip_logits else args.repeats + 1
+    ):  # the first round warms up and is dropped
         for name, fn in rows:
             times[name].append(timed(fn, device))
     med = {k: statistics.median(v[1:]) for k, v in times.items() if len(v) > 1}
@@ -164,11 +226,17 @@ def report_logits(args, med, shared, n_tokens) -> None:
     print(f"\nlogit mode, batch {args.batch} (median of {args.repeats} interleaved repeats):")
     for k, v in med.items():
         print(f"  {k:<14} {v:8.3f} s   {args.batch / v:8.2f} trials/s")
-    print(f"  speed ratio, engine without prefix reuse / plain hooked forward: {med['plain'] / med['engine, no reuse']:.3f}")
-    print(f"  speed ratio, shared-prefix reuse ({shared} of {n_tokens} tokens computed once) / recomputing it: "
-          f"{med['engine, no reuse'] / med['engine']:.2f} (vs the plain hooked forward: {med['plain'] / med['engine']:.2f})")
-    print(f"  recording every layer's residuals (float16 to host) costs {med['engine+record'] / med['engine'] - 1:+.1%} time with reuse, "
-          f"{med['record, no reuse'] / med['engine, no reuse'] - 1:+.1%} without")
+    print(
+        f"  speed ratio, engine without prefix reuse / plain hooked forward: {med['plain'] / med['engine, no reuse']:.3f}"
+    )
+    print(
+        f"  speed ratio, shared-prefix reuse ({shared} of {n_tokens} tokens computed once) / recomputing it: "
+        f"{med['engine, no reuse'] / med['engine']:.2f} (vs the plain hooked forward: {med['plain'] / med['engine']:.2f})"
+    )
+    print(
+        f"  recording every layer's residuals (float16 to host) costs {med['engine+record'] / med['engine'] - 1:+.1%} time with reuse, "
+        f"{med['record, no reuse'] / med['engine, no reuse'] - 1:+.1%} without"
+    )
 
 
 def generation(args, model, ids, prompts, injections, shared, block, hook, device) -> None:
@@ -177,8 +245,15 @@ def generation(args, model, ids, prompts, injections, shared, block, hook, devic
     from mechintro import engine
 
     eos = engine._eos_ids(model)
-    config = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=args.new_tokens,
-                              pad_token_id=model.tokenizer.pad_token_id, eos_token_id=eos)
+    config = GenerationConfig(
+        do_sample=True,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=args.new_tokens,
+        pad_token_id=model.tokenizer.pad_token_id,
+        eos_token_id=eos,
+    )
     one = torch.tensor([ids], device=device)
     counts: dict[str, int] = {}
 
@@ -189,7 +264,9 @@ def generation(args, model, ids, prompts, injections, shared, block, hook, devic
             with torch.no_grad():
                 for i in range(args.batch):
                     torch.manual_seed(i)
-                    out = model.hf.generate(one, attention_mask=torch.ones_like(one), generation_config=config)
+                    out = model.hf.generate(
+                        one, attention_mask=torch.ones_like(one), generation_config=config
+                    )
                     tokens += out.shape[1] - one.shape[1]
         finally:
             handle.remove()
@@ -199,14 +276,26 @@ def generation(args, model, ids, prompts, injections, shared, block, hook, devic
         name = "engine batched + prefix" if reuse else "engine batched"
 
         def call():
-            res = engine.generate(model, prompts, injections, max_new_tokens=args.new_tokens, temperature=1.0, seed=0,
-                                  prefix=shared if reuse else 0)
+            res = engine.generate(
+                model,
+                prompts,
+                injections,
+                max_new_tokens=args.new_tokens,
+                temperature=1.0,
+                seed=0,
+                prefix=shared if reuse else 0,
+            )
             counts[name] = int((res.generated >= 0).sum())
+
         return name, call
 
-    rest = torch.tensor(injections[0].mask[shared:], dtype=model.dtype, device=device)[None, :, None] * (injections[0].vector.to(device, model.dtype))
+    rest = torch.tensor(injections[0].mask[shared:], dtype=model.dtype, device=device)[
+        None, :, None
+    ] * (injections[0].vector.to(device, model.dtype))
 
-    def rest_hook(_module, _inputs, output):  # the prompt pass runs only the tokens after the cached prefix
+    def rest_hook(
+        _module, _inputs, output
+    ):  # the prompt pass runs only the tokens after the cached prefix
         h = output[0] if isinstance(output, tuple) else output
         h = h + (rest if h.shape[1] == rest.shape[1] else rest[:, -1:])
         return (h, *output[1:]) if isinstance(output, tuple) else h
@@ -221,23 +310,43 @@ def generation(args, model, ids, prompts, injections, shared, block, hook, devic
         try:
             with torch.no_grad():
                 torch.manual_seed(0)
-                out = model.hf.generate(batch, attention_mask=torch.ones_like(batch), past_key_values=cache, generation_config=config)
+                out = model.hf.generate(
+                    batch,
+                    attention_mask=torch.ones_like(batch),
+                    past_key_values=cache,
+                    generation_config=config,
+                )
         finally:
             handle.remove()
         counts["plain batched + prefix"] = int(out.shape[0] * (out.shape[1] - batch.shape[1]))
 
-    rows = (("plain loop", plain_loop), batched(False), batched(True), ("plain batched + prefix", plain_batched_prefix))
+    rows = (
+        ("plain loop", plain_loop),
+        batched(False),
+        batched(True),
+        ("plain batched + prefix", plain_batched_prefix),
+    )
     gen: dict[str, list[float]] = {name: [] for name, _ in rows}
     for _ in range(max(1, args.repeats - 1) + 1):
         for name, fn in rows if not args.skip_plain_batched else rows[:3]:
             gen[name].append(timed(fn, device))
     gmed = {k: statistics.median(v[1:]) for k, v in gen.items() if len(v) > 1}
-    print(f"\ngeneration, {args.batch} trials × up to {args.new_tokens} sampled tokens (median of {len(gen['plain loop']) - 1}):")
+    print(
+        f"\ngeneration, {args.batch} trials × up to {args.new_tokens} sampled tokens (median of {len(gen['plain loop']) - 1}):"
+    )
     for k, v in gmed.items():
-        print(f"  {k:<24} {v:8.2f} s   {args.batch / v:7.2f} trials/s   {counts[k] / v:8.1f} tokens/s ({counts[k]} tokens)")
-    for k in [k for k in ("engine batched", "engine batched + prefix", "plain batched + prefix") if k in gmed]:
-        print(f"  ratio {k} / one at a time: {gmed['plain loop'] / gmed[k]:.2f} (trials/s), "
-              f"{(counts[k] / gmed[k]) / (counts['plain loop'] / gmed['plain loop']):.2f} (tokens/s)")
+        print(
+            f"  {k:<24} {v:8.2f} s   {args.batch / v:7.2f} trials/s   {counts[k] / v:8.1f} tokens/s ({counts[k]} tokens)"
+        )
+    for k in [
+        k
+        for k in ("engine batched", "engine batched + prefix", "plain batched + prefix")
+        if k in gmed
+    ]:
+        print(
+            f"  ratio {k} / one at a time: {gmed['plain loop'] / gmed[k]:.2f} (trials/s), "
+            f"{(counts[k] / gmed[k]) / (counts['plain loop'] / gmed['plain loop']):.2f} (tokens/s)"
+        )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,11 @@ import numpy as np
 def pairs(args: list[str]) -> list[tuple[Path, Path]]:
     paths = [Path(a) for a in args]
     if len(paths) == 2 and all(p.is_dir() and not p.name.endswith(".zarr") for p in paths):
-        return [(paths[0] / f.name, paths[1] / f.name) for f in sorted(paths[0].glob("*.zarr")) if (paths[1] / f.name).exists()]
+        return [
+            (paths[0] / f.name, paths[1] / f.name)
+            for f in sorted(paths[0].glob("*.zarr"))
+            if (paths[1] / f.name).exists()
+        ]
     if len(paths) % 2:
         raise SystemExit("give FP32_RUN BF16_RUN pairs, or two folders")
     return list(zip(paths[::2], paths[1::2], strict=True))
@@ -39,22 +43,38 @@ def compare(a_path: Path, b_path: Path) -> None:
     module = EXPERIMENTS.get(name)
     for label, ds in (("fp32", a), ("bf16", b)):
         print(f"--- {label} ({ds.sizes['trial']} trials)")
-        print(module.format_summary(module.summarize(ds)) if module is not None and hasattr(module, "summarize") else "(no summary)")
+        print(
+            module.format_summary(module.summarize(ds))
+            if module is not None and hasattr(module, "summarize")
+            else "(no summary)"
+        )
     if "answer_logprobs" in a and "answer_logprobs" in b and a.sizes["trial"] == b.sizes["trial"]:
         if not np.array_equal(a["input_ids"].values, b["input_ids"].values):
             print("trials differ (other prompts): no per-trial comparison")
             return
-        la, lb = a["answer_logprobs"].values.astype(float), b["answer_logprobs"].values.astype(float)
+        la, lb = (
+            a["answer_logprobs"].values.astype(float),
+            b["answer_logprobs"].values.astype(float),
+        )
         d = np.abs(la - lb)
-        print(f"per-trial answer log-probabilities, |bf16 − fp32|: median {np.nanmedian(d):.3f}, max {np.nanmax(d):.3f}")
+        print(
+            f"per-trial answer log-probabilities, |bf16 − fp32|: median {np.nanmedian(d):.3f}, max {np.nanmax(d):.3f}"
+        )
         if "answer_label" in a:
             yes = a["answer_label"].values == "yes"
-            pref = [np.logaddexp.reduce(x[:, yes], 1) > np.logaddexp.reduce(x[:, ~yes], 1) for x in (la, lb)]
-            print(f"yes-vs-no preference flipped on {np.mean(pref[0] != pref[1]):.1%} of {len(pref[0])} trials")
+            pref = [
+                np.logaddexp.reduce(x[:, yes], 1) > np.logaddexp.reduce(x[:, ~yes], 1)
+                for x in (la, lb)
+            ]
+            print(
+                f"yes-vs-no preference flipped on {np.mean(pref[0] != pref[1]):.1%} of {len(pref[0])} trials"
+            )
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("runs", nargs="+")
     args = p.parse_args()
     todo = pairs(args.runs)

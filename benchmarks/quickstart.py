@@ -38,7 +38,9 @@ print(json.dumps(steps))
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default="runs/bench-quick.zarr")
     p.add_argument("--repeat", type=int, default=2)
     args = p.parse_args()
@@ -46,7 +48,9 @@ def main() -> int:
         shutil.rmtree(args.out, ignore_errors=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", CHILD, args.out], capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, args.out], capture_output=True, text=True
+        )
         wall = time.perf_counter() - start
         if done.returncode != 0:
             print(done.stderr[-3000:], file=sys.stderr)
@@ -54,9 +58,18 @@ def main() -> int:
         steps = json.loads(done.stdout.strip().splitlines()[-1])
         # everything on stderr that is not a progress bar: warnings, logged deprecations
         lines = [part for line in done.stderr.splitlines() for part in line.split("\r")]
-        warnings = [line for line in lines if line.strip() and "|" not in line and not line.rstrip().endswith("/s]")]
-        print(f"run {k + 1}: {wall:.1f} s wall; " + ", ".join(f"{s} {v:.1f} s" for s, v in steps.items()))
-        print(f"  stderr: {len(done.stderr.splitlines())} lines, {len(warnings)} lines that are not progress bars")
+        warnings = [
+            line
+            for line in lines
+            if line.strip() and "|" not in line and not line.rstrip().endswith("/s]")
+        ]
+        print(
+            f"run {k + 1}: {wall:.1f} s wall; "
+            + ", ".join(f"{s} {v:.1f} s" for s, v in steps.items())
+        )
+        print(
+            f"  stderr: {len(done.stderr.splitlines())} lines, {len(warnings)} lines that are not progress bars"
+        )
         for line in dict.fromkeys(warnings):
             print(f"    {line.strip()[:160]}")
     shutil.rmtree(args.out, ignore_errors=True)

@@ -89,7 +89,9 @@ def store_lock(path: str | Path) -> Iterator[None]:
     path = Path(path)
     lock = lock_path(path)
     try:
-        lock.parent.mkdir(parents=True, exist_ok=True)  # the store's folder is made on demand, as zarr does
+        lock.parent.mkdir(
+            parents=True, exist_ok=True
+        )  # the store's folder is made on demand, as zarr does
     except FileExistsError:
         pass  # a file where the folder should be: opening the lock file says so (not a directory)
     while True:

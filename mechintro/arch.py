@@ -35,7 +35,9 @@ class Architecture:
 _DECODER = Architecture("model.layers", "model.norm", "lm_head", "model.embed_tokens")
 _GPT2 = Architecture("transformer.h", "transformer.ln_f", "lm_head", "transformer.wte")
 _GEMMA3_MM = Architecture(
-    "model.language_model.layers", "model.language_model.norm", "lm_head",
+    "model.language_model.layers",
+    "model.language_model.norm",
+    "lm_head",
     "model.language_model.embed_tokens",
 )
 

@@ -36,7 +36,9 @@ def _clean(item: str) -> str:
 def _list(text: str) -> list[str]:
     items = [_clean(s) for s in text.split(",")]
     if not _clean(text) or any(not s for s in items):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of non-empty items")
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a comma-separated list of non-empty items"
+        )
     return items
 
 
@@ -45,7 +47,9 @@ def _concepts(text: str) -> list[str]:
     seen: dict[str, str] = {}
     for item in items:
         if item.casefold() in seen:
-            raise argparse.ArgumentTypeError(f"the concept list has duplicates ('{seen[item.casefold()]}' and '{item}' are one word): give each concept once")
+            raise argparse.ArgumentTypeError(
+                f"the concept list has duplicates ('{seen[item.casefold()]}' and '{item}' are one word): give each concept once"
+            )
         seen[item.casefold()] = item
     return items
 
@@ -54,9 +58,13 @@ def _seed(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: '{text}' (a seed is a whole number)") from None
+        raise argparse.ArgumentTypeError(
+            f"invalid int value: '{text}' (a seed is a whole number)"
+        ) from None
     if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"seed {text} is out of range: give an integer from 0 to 2**63 - 1")
+        raise argparse.ArgumentTypeError(
+            f"seed {text} is out of range: give an integer from 0 to 2**63 - 1"
+        )
     return value
 
 
@@ -68,7 +76,8 @@ def _batch_size(text: str) -> int:
     if value > MAX_BATCH:
         raise argparse.ArgumentTypeError(
             f"batch size {text} is more than {MAX_BATCH} trials per forward pass, more than any machine's memory holds: "
-            "give a smaller --batch-size (a run also checks the memory its batch needs)")
+            "give a smaller --batch-size (a run also checks the memory its batch needs)"
+        )
     return value
 
 
@@ -104,7 +113,9 @@ def _floats(text: str) -> list[float]:
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"strength '{s}' is not finite")
         if value in out:  # by value: 2 and 2.0, -0 and 0 are one strength
-            raise argparse.ArgumentTypeError(f"strength '{s}' is given twice in '{text}': give each strength once")
+            raise argparse.ArgumentTypeError(
+                f"strength '{s}' is given twice in '{text}': give each strength once"
+            )
         out.append(value)
     return out
 
@@ -131,122 +142,328 @@ def _positive_int(text: str) -> int:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage otherwise)
         command = " ".join(self.prog.split()[1:])
-        raise MechintroError(f"{message} (see `mechintro {command + ' ' if command else ''}--help`)")
+        raise MechintroError(
+            f"{message} (see `mechintro {command + ' ' if command else ''}--help`)"
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="mechintro", description="Concept-injection introspection experiments on open LMs.")
+    p = _Parser(
+        prog="mechintro", description="Concept-injection introspection experiments on open LMs."
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def model_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--model", default="smollm2-135m", help="offline name, Hugging Face repo id, or local directory (default: smollm2-135m)")
-        sp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
+        sp.add_argument(
+            "--model",
+            default="smollm2-135m",
+            help="offline name, Hugging Face repo id, or local directory (default: smollm2-135m)",
+        )
+        sp.add_argument(
+            "--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"]
+        )
         sp.add_argument("--device-map", default=None, help="passed to from_pretrained, e.g. auto")
-        sp.add_argument("--max-memory", type=_max_memory, default=None, metavar="DEV=SIZE,...",
-                        help="most each device may hold, e.g. 0=20GiB,cpu=8GiB; the rest is offloaded to disk (implies --device-map auto)")
-        sp.add_argument("--offload-folder", type=Path, default=None, help="where weights placed on the disk live (implies --device-map auto)")
-        sp.add_argument("--trust-remote-code", action="store_true", help="allow a Hub repo's own modelling code")
-        sp.add_argument("--remote", nargs="?", const=True, default=False, metavar="URL",
-                        help="run the traces on NDIF (a Hub id as --model; NDIF_HOST/NDIF_API_KEY apply), or on the NDIF-protocol server at URL")
+        sp.add_argument(
+            "--max-memory",
+            type=_max_memory,
+            default=None,
+            metavar="DEV=SIZE,...",
+            help="most each device may hold, e.g. 0=20GiB,cpu=8GiB; the rest is offloaded to disk (implies --device-map auto)",
+        )
+        sp.add_argument(
+            "--offload-folder",
+            type=Path,
+            default=None,
+            help="where weights placed on the disk live (implies --device-map auto)",
+        )
+        sp.add_argument(
+            "--trust-remote-code", action="store_true", help="allow a Hub repo's own modelling code"
+        )
+        sp.add_argument(
+            "--remote",
+            nargs="?",
+            const=True,
+            default=False,
+            metavar="URL",
+            help="run the traces on NDIF (a Hub id as --model; NDIF_HOST/NDIF_API_KEY apply), or on the NDIF-protocol server at URL",
+        )
 
-    v = sub.add_parser("vectors", help="compute concept vectors for every layer (Lindsey's, PCA-center or contrastive)")
+    v = sub.add_parser(
+        "vectors",
+        help="compute concept vectors for every layer (Lindsey's, PCA-center or contrastive)",
+    )
     model_args(v)
-    v.add_argument("--concepts", type=_concepts, required=True, help="comma-separated words, e.g. Dust,Oceans (contrastive: the vector's name)")
+    v.add_argument(
+        "--concepts",
+        type=_concepts,
+        required=True,
+        help="comma-separated words, e.g. Dust,Oceans (contrastive: the vector's name)",
+    )
     v.add_argument("--out", type=Path, required=True, help="output zarr store")
-    v.add_argument("--method", choices=["lindsey", "pca_center", "contrastive"], default="lindsey",
-                   help="lindsey (default): word minus baseline mean; pca_center: the Latent Introspection code's repeng recipe; "
-                        "contrastive: mean of --positive minus mean of --negative")
+    v.add_argument(
+        "--method",
+        choices=["lindsey", "pca_center", "contrastive"],
+        default="lindsey",
+        help="lindsey (default): word minus baseline mean; pca_center: the Latent Introspection code's repeng recipe; "
+        "contrastive: mean of --positive minus mean of --negative",
+    )
     vs = v.add_mutually_exclusive_group()
-    vs.add_argument("--system", default=None, help="system message of the prompts (default: none for lindsey/contrastive, "
-                                                   "empty for pca_center, as the authors' code)")
-    vs.add_argument("--template-system", action="store_true", help="send no system message, so the chat template's default applies")
-    v.add_argument("--suffixes-file", type=Path, help="pca_center: JSON list of suffixes (default: the authors' 582 truncated outputs)")
-    v.add_argument("--baseline-words", type=_list, help="lindsey: comma-separated baseline words (default: Lindsey's 100)")
-    v.add_argument("--positive", type=_texts, help="contrastive: positive prompts, comma-separated or @file (one per line)")
-    v.add_argument("--negative", type=_texts, help="contrastive: negative prompts, comma-separated or @file (one per line)")
-    v.add_argument("--raw", action="store_true", help="contrastive: use the prompts as raw text, not chat turns")
+    vs.add_argument(
+        "--system",
+        default=None,
+        help="system message of the prompts (default: none for lindsey/contrastive, "
+        "empty for pca_center, as the authors' code)",
+    )
+    vs.add_argument(
+        "--template-system",
+        action="store_true",
+        help="send no system message, so the chat template's default applies",
+    )
+    v.add_argument(
+        "--suffixes-file",
+        type=Path,
+        help="pca_center: JSON list of suffixes (default: the authors' 582 truncated outputs)",
+    )
+    v.add_argument(
+        "--baseline-words",
+        type=_list,
+        help="lindsey: comma-separated baseline words (default: Lindsey's 100)",
+    )
+    v.add_argument(
+        "--positive",
+        type=_texts,
+        help="contrastive: positive prompts, comma-separated or @file (one per line)",
+    )
+    v.add_argument(
+        "--negative",
+        type=_texts,
+        help="contrastive: negative prompts, comma-separated or @file (one per line)",
+    )
+    v.add_argument(
+        "--raw",
+        action="store_true",
+        help="contrastive: use the prompts as raw text, not chat turns",
+    )
 
     r = sub.add_parser("run", help="run an experiment into a run dataset")
     r.add_argument("experiment", help="experiment name (e.g. detection-logits)")
     model_args(r)
     r.add_argument("--concepts", type=_concepts, help="comma-separated concept words")
-    r.add_argument("--vectors", type=Path, help="precomputed vectors (default: compute for --concepts)")
-    r.add_argument("--layers", type=_list, help="indices (15) or fractions of depth (0.5), comma-separated")
+    r.add_argument(
+        "--vectors", type=Path, help="precomputed vectors (default: compute for --concepts)"
+    )
+    r.add_argument(
+        "--layers", type=_list, help="indices (15) or fractions of depth (0.5), comma-separated"
+    )
     r.add_argument("--strengths", type=_floats, help="comma-separated injection strengths")
-    r.add_argument("--strength-unit", choices=["raw", "resid_norm"], help="raw multiplier (paper) or multiples of the residual norm")
-    r.add_argument("--trials", type=_positive_int, help="injected trials per (layer, strength) cell")
+    r.add_argument(
+        "--strength-unit",
+        choices=["raw", "resid_norm"],
+        help="raw multiplier (paper) or multiples of the residual norm",
+    )
+    r.add_argument(
+        "--trials", type=_positive_int, help="injected trials per (layer, strength) cell"
+    )
     r.add_argument("--seed", type=_seed, help="random seed")
     r.add_argument("--batch-size", type=_batch_size, help="trials per forward pass")
     rec = r.add_mutually_exclusive_group()
-    rec.add_argument("--record-resid", dest="record_resid", action="store_true", default=None, help="store every layer's residual stream (default)")
-    rec.add_argument("--no-record-resid", dest="record_resid", action="store_false", help="do not store residual streams")
-    r.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other config field of the experiment, e.g. --set question=mind --set controls=10 "
-                        "(lists comma-separated; `mechintro run EXPERIMENT --fields` lists them)")
-    r.add_argument("--fields", action="store_true", help="list the experiment's config fields and defaults, then exit")
-    r.add_argument("--shard", type=_shard, help="run only shard i of N (e.g. 2/4: a Slurm array task); join with `mechintro merge`")
-    r.add_argument("--out", type=Path, help="run store (a .zarr directory); an existing one is resumed")
+    rec.add_argument(
+        "--record-resid",
+        dest="record_resid",
+        action="store_true",
+        default=None,
+        help="store every layer's residual stream (default)",
+    )
+    rec.add_argument(
+        "--no-record-resid",
+        dest="record_resid",
+        action="store_false",
+        help="do not store residual streams",
+    )
+    r.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other config field of the experiment, e.g. --set question=mind --set controls=10 "
+        "(lists comma-separated; `mechintro run EXPERIMENT --fields` lists them)",
+    )
+    r.add_argument(
+        "--fields",
+        action="store_true",
+        help="list the experiment's config fields and defaults, then exit",
+    )
+    r.add_argument(
+        "--shard",
+        type=_shard,
+        help="run only shard i of N (e.g. 2/4: a Slurm array task); join with `mechintro merge`",
+    )
+    r.add_argument(
+        "--out", type=Path, help="run store (a .zarr directory); an existing one is resumed"
+    )
 
     m = sub.add_parser("merge", help="join the stores of a sharded run into one run")
     m.add_argument("shards", type=Path, nargs="+", help="the store of every shard (1/N … N/N)")
     m.add_argument("--out", type=Path, required=True, help="the merged run store")
 
-    t = sub.add_parser("train", help="LoRA-finetune a model to predict the behaviour in a self-prediction run (Looking Inward)")
+    t = sub.add_parser(
+        "train",
+        help="LoRA-finetune a model to predict the behaviour in a self-prediction run (Looking Inward)",
+    )
     model_args(t)
-    t.add_argument("--behaviour", type=Path, required=True, help="self-prediction run whose object-level answers are the targets")
-    t.add_argument("--out", type=Path, required=True, help="adapter directory (resumes OUT.partial if a run was stopped)")
+    t.add_argument(
+        "--behaviour",
+        type=Path,
+        required=True,
+        help="self-prediction run whose object-level answers are the targets",
+    )
+    t.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="adapter directory (resumes OUT.partial if a run was stopped)",
+    )
     t.add_argument("--examples", type=_positive_int, help="training examples (default 300)")
-    t.add_argument("--seed", type=_seed, help="seed of the adapter's initialisation and the example order")
-    t.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE", help="any training setting (see mechintro.training.TrainConfig)")
+    t.add_argument(
+        "--seed", type=_seed, help="seed of the adapter's initialisation and the example order"
+    )
+    t.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any training setting (see mechintro.training.TrainConfig)",
+    )
 
     i = sub.add_parser("info", help="describe a run: provenance, config, trial counts")
     i.add_argument("run", type=Path)
 
     g = sub.add_parser("grade", help="grade a saved generation run with Lindsey's judge prompts")
     g.add_argument("run", type=Path)
-    g.add_argument("--judge-url", help="base URL of an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1")
-    g.add_argument("--judge-model", help="the endpoint's model name (with --judge-url), or a model mechintro can load (local judge)")
-    g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key (default OPENAI_API_KEY)")
-    g.add_argument("--criteria", type=_list, default=None, help="comma-separated criteria (default: all four)")
+    g.add_argument(
+        "--judge-url",
+        help="base URL of an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1",
+    )
+    g.add_argument(
+        "--judge-model",
+        help="the endpoint's model name (with --judge-url), or a model mechintro can load (local judge)",
+    )
+    g.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the API key (default OPENAI_API_KEY)",
+    )
+    g.add_argument(
+        "--criteria", type=_list, default=None, help="comma-separated criteria (default: all four)"
+    )
 
-    vr = sub.add_parser("verify", help="check a run: schema, counts, digests, hashes, non-finite values")
+    vr = sub.add_parser(
+        "verify", help="check a run: schema, counts, digests, hashes, non-finite values"
+    )
     vr.add_argument("run", type=Path)
-    vr.add_argument("--repair", action="store_true", help="mark damaged batches uncommitted so a resume recomputes them")
+    vr.add_argument(
+        "--repair",
+        action="store_true",
+        help="mark damaged batches uncommitted so a resume recomputes them",
+    )
 
-    o = sub.add_parser("oracle", help="Activation Oracles: train an oracle, ask it about a run's activations, evaluate it")
+    o = sub.add_parser(
+        "oracle",
+        help="Activation Oracles: train an oracle, ask it about a run's activations, evaluate it",
+    )
     osub = o.add_subparsers(dest="oracle_command", required=True, parser_class=_Parser)
-    ot = osub.add_parser("train", help="LoRA-train an activation oracle on data made from the project's stimuli")
+    ot = osub.add_parser(
+        "train", help="LoRA-train an activation oracle on data made from the project's stimuli"
+    )
     model_args(ot)
-    ot.add_argument("--out", type=Path, required=True, help="oracle directory (resumes OUT.partial if a run was stopped)")
+    ot.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="oracle directory (resumes OUT.partial if a run was stopped)",
+    )
     ot.add_argument("--examples", type=_positive_int, help="training examples (default 2000)")
-    ot.add_argument("--seed", type=int, help="seed of the data, the adapter's initialisation and the example order")
-    ot.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                    help="any setting of mechintro.oracle.train.OracleConfig, e.g. --set learning_rate=1e-4")
-    oa = osub.add_parser("ask", help="ask an oracle (or 'untrained') a question about every trial of a run; answers are stored as a run")
-    oa.add_argument("oracle", help="oracle directory, or 'untrained' for the base model asked the same way")
+    ot.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the data, the adapter's initialisation and the example order",
+    )
+    ot.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any setting of mechintro.oracle.train.OracleConfig, e.g. --set learning_rate=1e-4",
+    )
+    oa = osub.add_parser(
+        "ask",
+        help="ask an oracle (or 'untrained') a question about every trial of a run; answers are stored as a run",
+    )
+    oa.add_argument(
+        "oracle", help="oracle directory, or 'untrained' for the base model asked the same way"
+    )
     oa.add_argument("run", type=Path, help="a run with residuals (recorded with --record-resid)")
-    oa.add_argument("--question", required=True, help="e.g. 'Is there an injected thought here? If so, what is it about?'")
+    oa.add_argument(
+        "--question",
+        required=True,
+        help="e.g. 'Is there an injected thought here? If so, what is it about?'",
+    )
     oa.add_argument("--layer", type=int, help="the run's layer to read (default: half depth)")
-    oa.add_argument("--positions", type=_list, help="the run's token positions, comma-separated; negatives count from the end "
-                                                     "(write --positions=-3,-2,-1); default: the last token")
+    oa.add_argument(
+        "--positions",
+        type=_list,
+        help="the run's token positions, comma-separated; negatives count from the end "
+        "(write --positions=-3,-2,-1); default: the last token",
+    )
     oa.add_argument("--model", help="the oracle's base model (default: the one it was trained on)")
-    oa.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
+    oa.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"]
+    )
     oa.add_argument("--max-new-tokens", type=_positive_int, default=32)
-    oa.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default); above 0: seeded sampling")
+    oa.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="0: greedy (default); above 0: seeded sampling",
+    )
     oa.add_argument("--seed", type=int, default=0)
     oa.add_argument("--batch-size", type=_positive_int, default=16)
-    oa.add_argument("--out", type=Path, required=True, help="answers run store (a .zarr directory); an existing one is resumed")
-    oe = osub.add_parser("eval", help="held-out task-family accuracy of an oracle vs the untrained model, shuffled activations and a probe")
+    oa.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="answers run store (a .zarr directory); an existing one is resumed",
+    )
+    oe = osub.add_parser(
+        "eval",
+        help="held-out task-family accuracy of an oracle vs the untrained model, shuffled activations and a probe",
+    )
     oe.add_argument("oracle", type=Path)
     oe.add_argument("--model", help="the oracle's base model (default: the one it was trained on)")
-    oe.add_argument("--n", type=_positive_int, default=100, help="test examples per set (as many again fit the probe)")
+    oe.add_argument(
+        "--n",
+        type=_positive_int,
+        default=100,
+        help="test examples per set (as many again fit the probe)",
+    )
     oe.add_argument("--seed", type=int, default=0)
     oe.add_argument("--out", type=Path, help="also write the rows as JSON here")
-    rp = sub.add_parser("report", help="write a run's one-page HTML report: provenance, summary, figures, every trial's transcript")
+    rp = sub.add_parser(
+        "report",
+        help="write a run's one-page HTML report: provenance, summary, figures, every trial's transcript",
+    )
     rp.add_argument("run", type=Path)
-    rp.add_argument("--out", type=Path, required=True, help="the HTML file to write (self-contained: no network needed to view it)")
+    rp.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="the HTML file to write (self-contained: no network needed to view it)",
+    )
     return p
 
 
@@ -255,9 +472,15 @@ def _load(args: argparse.Namespace, name: str | None = None):
     accepted and then ignored)."""
     from mechintro.models import load_model
 
-    return load_model(name or args.model, dtype=args.dtype, device_map=args.device_map,
-                      trust_remote_code=args.trust_remote_code, max_memory=args.max_memory,
-                      offload_folder=args.offload_folder, remote=args.remote)
+    return load_model(
+        name or args.model,
+        dtype=args.dtype,
+        device_map=args.device_map,
+        trust_remote_code=args.trust_remote_code,
+        max_memory=args.max_memory,
+        offload_folder=args.offload_folder,
+        remote=args.remote,
+    )
 
 
 def _losses(losses: list[float]) -> str:
@@ -289,8 +512,16 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
     vectors = make_vectors(model, args.method, args.concepts, **inputs)
     save_vectors(vectors, args.out)
     norms = vectors.vector_norm.mean("concept")
-    print(f"wrote {len(args.concepts)} {args.method} vectors × {model.n_layers} layers to {args.out}")
-    print("mean ‖v‖ by layer: " + ", ".join(f"{int(layer)}:{float(n):.1f}" for layer, n in zip(norms.layer.values, norms.values, strict=True)))
+    print(
+        f"wrote {len(args.concepts)} {args.method} vectors × {model.n_layers} layers to {args.out}"
+    )
+    print(
+        "mean ‖v‖ by layer: "
+        + ", ".join(
+            f"{int(layer)}:{float(n):.1f}"
+            for layer, n in zip(norms.layer.values, norms.values, strict=True)
+        )
+    )
     return 0
 
 
@@ -298,17 +529,35 @@ def _vector_inputs(args: argparse.Namespace) -> dict:
     """``mechintro vectors --method``: the recipe's inputs from the flags, checked before the model loads."""
     from mechintro.experiments.latent_introspection import load_suffixes
 
-    wrong = [flag for flag, value, method in (("--suffixes-file", args.suffixes_file, "pca_center"), ("--baseline-words", args.baseline_words, "lindsey"),
-                                              ("--positive", args.positive, "contrastive"), ("--negative", args.negative, "contrastive"),
-                                              ("--raw", args.raw, "contrastive")) if value and args.method != method]
+    wrong = [
+        flag
+        for flag, value, method in (
+            ("--suffixes-file", args.suffixes_file, "pca_center"),
+            ("--baseline-words", args.baseline_words, "lindsey"),
+            ("--positive", args.positive, "contrastive"),
+            ("--negative", args.negative, "contrastive"),
+            ("--raw", args.raw, "contrastive"),
+        )
+        if value and args.method != method
+    ]
     if wrong:
-        raise MechintroError(f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to --method {args.method}: drop it or change the method")
+        raise MechintroError(
+            f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to --method {args.method}: drop it or change the method"
+        )
     if args.method == "contrastive" and not (args.positive and args.negative):
         raise MechintroError("--method contrastive needs --positive and --negative prompts")
-    system = None if args.template_system else ("method default" if args.system is None else args.system)
+    system = (
+        None if args.template_system else ("method default" if args.system is None else args.system)
+    )
     suffixes = load_suffixes(str(args.suffixes_file)) if args.suffixes_file else None
-    return dict(system=system, suffixes=suffixes, baseline=args.baseline_words,
-                positive=args.positive or (), negative=args.negative or (), chat=not args.raw)
+    return dict(
+        system=system,
+        suffixes=suffixes,
+        baseline=args.baseline_words,
+        positive=args.positive or (),
+        negative=args.negative or (),
+        chat=not args.raw,
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -319,49 +568,74 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     module = EXPERIMENTS.get(args.experiment)
     if module is None:
-        raise MechintroError(f"unknown experiment '{args.experiment}': choose from {', '.join(sorted(EXPERIMENTS))}")
+        raise MechintroError(
+            f"unknown experiment '{args.experiment}': choose from {', '.join(sorted(EXPERIMENTS))}"
+        )
     fields = {f.name: f for f in dataclasses.fields(module.Config)}
     if args.fields:
         for f in fields.values():
             print(f"{f.name:<18} {f.default!r}")
         return 0
     if args.out is None:
-        raise MechintroError("the following arguments are required: --out (see `mechintro run --help`)")
+        raise MechintroError(
+            "the following arguments are required: --out (see `mechintro run --help`)"
+        )
     overrides = {
         "model": args.model,
         "concepts": tuple(args.concepts) if args.concepts else None,
         "layers": tuple(args.layers) if args.layers else None,
         "strengths": tuple(args.strengths) if args.strengths else None,
-        "strength_unit": args.strength_unit, "trials": args.trials, "seed": args.seed,
-        "batch_size": args.batch_size, "record_resid": args.record_resid,
+        "strength_unit": args.strength_unit,
+        "trials": args.trials,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "record_resid": args.record_resid,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
     unknown = sorted(set(given) - set(fields))
     if unknown:
-        raise MechintroError(f"{args.experiment} has no option {', '.join('--' + k.replace('_', '-') for k in unknown)}: see `mechintro run {args.experiment} --fields`")
+        raise MechintroError(
+            f"{args.experiment} has no option {', '.join('--' + k.replace('_', '-') for k in unknown)}: see `mechintro run {args.experiment} --fields`"
+        )
     _apply_settings(args.settings, fields, given)
     config = module.Config(**given)
     if args.out.exists():
-        read_attrs(args.out)  # a foreign file fails here, before the model loads (damaged chunks are repaired by the run)
+        read_attrs(
+            args.out
+        )  # a foreign file fails here, before the model loads (damaged chunks are repaired by the run)
     spec = OFFLINE_MODELS.get(config.model)
-    if spec is not None and hasattr(config, "layers") and tuple(map(str, config.layers)) != ("all",):
-        resolved = resolve_layers(config.layers, spec.n_layers)  # depth is known: refuse bad layers before loading
+    if (
+        spec is not None
+        and hasattr(config, "layers")
+        and tuple(map(str, config.layers)) != ("all",)
+    ):
+        resolved = resolve_layers(
+            config.layers, spec.n_layers
+        )  # depth is known: refuse bad layers before loading
         if len(resolved) != len(config.layers):
-            raise MechintroError(f"layers {list(map(str, config.layers))} name the same layer of {spec.name} more than once "
-                                 f"(they resolve to {resolved}): give each layer once")
+            raise MechintroError(
+                f"layers {list(map(str, config.layers))} name the same layer of {spec.name} more than once "
+                f"(they resolve to {resolved}): give each layer once"
+            )
     if args.vectors is not None and not args.vectors.exists():
-        raise MechintroError(f"vectors file {args.vectors} does not exist: create it with `mechintro vectors`")
+        raise MechintroError(
+            f"vectors file {args.vectors} does not exist: create it with `mechintro vectors`"
+        )
     model = _load(args, config.model)
     vectors = load_vectors(args.vectors, model) if args.vectors else None
     update, close = _progress(args.experiment, args.quiet)
     try:
-        out = module.run(config, args.out, model=model, vectors=vectors, progress=update, shard=args.shard)
+        out = module.run(
+            config, args.out, model=model, vectors=vectors, progress=update, shard=args.shard
+        )
     finally:
         close()
     ds = open_run(out)
     if args.shard is not None:
-        print(f"{args.experiment}: shard {args.shard}, {ds.sizes['trial']} trials on {model.name} → {out}; "
-              "join the shards with `mechintro merge SHARD... --out RUN`")
+        print(
+            f"{args.experiment}: shard {args.shard}, {ds.sizes['trial']} trials on {model.name} → {out}; "
+            "join the shards with `mechintro merge SHARD... --out RUN`"
+        )
         return 0
     print(f"{args.experiment}: {ds.sizes['trial']} trials on {model.name} → {out}")
     print(module.format_summary(module.summarize(ds)))
@@ -384,22 +658,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.remote:
         raise MechintroError("finetuning runs here, not remotely: drop --remote")
     fields = {f.name: f for f in dataclasses.fields(training.TrainConfig)}
-    given = {k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None}
+    given = {
+        k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None
+    }
     _apply_settings(args.settings, fields, given)
     config = training.TrainConfig(**given)
     if not args.behaviour.exists():
-        raise MechintroError(f"behaviour run {args.behaviour} does not exist: create it with `mechintro run self-prediction`")
+        raise MechintroError(
+            f"behaviour run {args.behaviour} does not exist: create it with `mechintro run self-prediction`"
+        )
     behaviour = open_run(args.behaviour)
     examples = training.training_examples(behaviour, config.examples, seed=config.seed)
     model = _load(args)
     update, close = _progress("train", args.quiet)
     try:
-        out = training.finetune(model, examples, args.out, config, behaviour=behaviour, progress=update)
+        out = training.finetune(
+            model, examples, args.out, config, behaviour=behaviour, progress=update
+        )
     finally:
         close()
     record = training.read_training(out)
-    print(f"adapter {out}: {record['examples']} examples of {record['behaviour_model']}'s behaviour, {record['steps']} steps "
-          f"in {record['train_seconds']} s; {_losses(record['losses'])}")
+    print(
+        f"adapter {out}: {record['examples']} examples of {record['behaviour_model']}'s behaviour, {record['steps']} steps "
+        f"in {record['train_seconds']} s; {_losses(record['losses'])}"
+    )
     return 0
 
 
@@ -408,21 +690,33 @@ def _apply_settings(settings: list[str], fields: dict, given: dict) -> None:
     for item in settings:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
-            raise MechintroError(f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
+            raise MechintroError(
+                f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(fields)}"
+            )
         default = fields[key].default
         if default is None:  # an optional field: parse like its annotation says
             kind = str(fields[key].type)
-            default = next((like for name, like in (("bool", False), ("int", 0), ("float", 0.0), ("tuple", ())) if name in kind), None)
+            default = next(
+                (
+                    like
+                    for name, like in (("bool", False), ("int", 0), ("float", 0.0), ("tuple", ()))
+                    if name in kind
+                ),
+                None,
+            )
         try:
             given[key] = _field_value(value, default)
         except argparse.ArgumentTypeError as exc:
             raise MechintroError(f"--set {item}: {exc}") from None
         if key == "seed" and isinstance(given[key], int) and given[key] < 0:
-            raise MechintroError(f"--set {item}: seed is out of range: give an integer from 0 to 2**63 - 1")
+            raise MechintroError(
+                f"--set {item}: seed is out of range: give an integer from 0 to 2**63 - 1"
+            )
 
 
 def _field_value(text: str, default: object) -> object:
     """A ``--set`` value parsed like the field's default: lists for tuples, numbers, booleans."""
+
     def scalar(s: str, like: object) -> object:
         if isinstance(like, bool):
             if s.lower() not in ("true", "false"):
@@ -455,11 +749,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
     committed = np.asarray(ds["committed"].values)
     a = ds.attrs
     print(f"run:            {args.run}")
-    print(f"experiment:     {a.get('experiment', '?')}  (mode {a['mode']}, complete: {a.get('complete')})")
-    print(f"trials:         {int(committed.sum())} committed of {committed.size}; non-finite: {int(np.asarray(ds['nonfinite'].values)[committed].sum())}")
+    print(
+        f"experiment:     {a.get('experiment', '?')}  (mode {a['mode']}, complete: {a.get('complete')})"
+    )
+    print(
+        f"trials:         {int(committed.sum())} committed of {committed.size}; non-finite: {int(np.asarray(ds['nonfinite'].values)[committed].sum())}"
+    )
     print(f"model:          {a['model']}  weights sha256 {a['weights_sha256']}")
-    print(f"residuals:      {'recorded ' + str(dict(ds['resid'].sizes)) if 'resid' in ds else 'not recorded'}")
-    print(f"mechintro:      {a['mechintro_version']}  git {a['git_commit']}  created {a.get('created', '?')}")
+    print(
+        f"residuals:      {'recorded ' + str(dict(ds['resid'].sizes)) if 'resid' in ds else 'not recorded'}"
+    )
+    print(
+        f"mechintro:      {a['mechintro_version']}  git {a['git_commit']}  created {a.get('created', '?')}"
+    )
     print(f"packages:       {a['package_versions']}")
     print("config:         " + json.dumps(json.loads(a["config"]), sort_keys=True))
     for key in ("layer_map", "seed", "batch_size"):
@@ -473,7 +775,9 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     from mechintro.models import load_model
 
     if not args.judge_model:
-        raise MechintroError("give --judge-model (with --judge-url for an HTTP endpoint, or alone for a local model)")
+        raise MechintroError(
+            "give --judge-model (with --judge-url for an HTTP endpoint, or alone for a local model)"
+        )
     criteria = args.criteria or list(judge.CRITERIA)
     unknown = [c for c in criteria if c not in judge.CRITERIA]
     if unknown:
@@ -481,8 +785,13 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     from mechintro.runs import open_run
 
     open_run(args.run, committed_only=False)  # fail on a bad run before contacting any judge
-    j = (judge.HTTPJudge(base_url=args.judge_url, model=args.judge_model, api_key_env=args.api_key_env)
-         if args.judge_url else judge.ModelJudge(model=load_model(args.judge_model)))
+    j = (
+        judge.HTTPJudge(
+            base_url=args.judge_url, model=args.judge_model, api_key_env=args.api_key_env
+        )
+        if args.judge_url
+        else judge.ModelJudge(model=load_model(args.judge_model))
+    )
     update, close = _progress("grade", args.quiet)
     try:
         verdicts = judge.grade_run(args.run, j, criteria=criteria, progress=update)
@@ -512,7 +821,9 @@ def _oracle_base(path: Path | str, model_name: str | None, dtype: str = "float32
     from mechintro.models import load_model
 
     if not Path(path).exists():
-        raise MechintroError(f"oracle {path} does not exist: train one with `mechintro oracle train`")
+        raise MechintroError(
+            f"oracle {path} does not exist: train one with `mechintro oracle train`"
+        )
     record = training.read_training(path)
     return load_model(model_name or record["base_model"], dtype=dtype)
 
@@ -526,11 +837,15 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
         if args.remote:
             raise MechintroError("oracle training runs here, not remotely: drop --remote")
         fields = {f.name: f for f in dataclasses.fields(otrain.OracleConfig)}
-        given = {k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None}
+        given = {
+            k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None
+        }
         _apply_settings(args.settings, fields, given)
         config = otrain.OracleConfig(**given)
         if args.out.exists() and not (args.out / "training.json").exists():
-            raise MechintroError(f"{args.out} exists and is not a finished oracle: choose another --out or delete it")
+            raise MechintroError(
+                f"{args.out} exists and is not a finished oracle: choose another --out or delete it"
+            )
         model = _load(args)
         update, close = _progress("oracle train", args.quiet)
         try:
@@ -540,42 +855,64 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
         from mechintro import training
 
         record = training.read_training(out)
-        print(f"oracle {out}: {record['examples']} examples {record[oracle.ORACLE_KEY]['families']}, {record['steps']} steps in "
-              f"{record['train_seconds']} s; {_losses(record['losses'])}")
+        print(
+            f"oracle {out}: {record['examples']} examples {record[oracle.ORACLE_KEY]['families']}, {record['steps']} steps in "
+            f"{record['train_seconds']} s; {_losses(record['losses'])}"
+        )
         return 0
     if args.oracle_command == "ask":
         if not args.question.strip():
-            raise MechintroError("the question is empty: ask something, e.g. --question 'What is this about?'")
+            raise MechintroError(
+                "the question is empty: ask something, e.g. --question 'What is this about?'"
+            )
         if not args.run.exists():
-            raise MechintroError(f"run {args.run} does not exist: check the path, or create it with `mechintro run`")
+            raise MechintroError(
+                f"run {args.run} does not exist: check the path, or create it with `mechintro run`"
+            )
         positions = None
         if args.positions is not None:
             try:
                 positions = [int(p) for p in args.positions]
             except ValueError:
-                raise MechintroError(f"--positions {','.join(args.positions)}: give integers, e.g. --positions=-2,-1") from None
+                raise MechintroError(
+                    f"--positions {','.join(args.positions)}: give integers, e.g. --positions=-2,-1"
+                ) from None
         if args.oracle == "untrained":
             if not args.model:
                 raise MechintroError("an untrained readout needs --model (the run's model)")
             asked = oracle.untrained(load_model(args.model, dtype=args.dtype))
         else:
             asked = oracle.load(_oracle_base(args.oracle, args.model, args.dtype), args.oracle)
-        out = oracle.ask_run(asked, args.run, args.question, args.out, layer=args.layer, positions=positions,
-                             max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
-                             batch_size=args.batch_size, oracle_path=str(args.oracle))
+        out = oracle.ask_run(
+            asked,
+            args.run,
+            args.question,
+            args.out,
+            layer=args.layer,
+            positions=positions,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            oracle_path=str(args.oracle),
+        )
         from mechintro.runs import open_run
 
         ds = open_run(out)
         print(f"asked {ds.sizes['trial']} trials → {out}")
         for i in range(min(3, ds.sizes["trial"])):
-            print(f"  trial {int(ds['source_trial'].values[i])} ({ds['condition'].values[i]}, {ds['concept'].values[i] or '-'}): "
-                  f"{str(ds['response'].values[i])[:100]!r}")
+            print(
+                f"  trial {int(ds['source_trial'].values[i])} ({ds['condition'].values[i]}, {ds['concept'].values[i] or '-'}): "
+                f"{str(ds['response'].values[i])[:100]!r}"
+            )
         return 0
     model = _oracle_base(args.oracle, args.model)
     rows = otrain.evaluate(model, oracle.load(model, args.oracle), n=args.n, seed=args.seed)
     print(f"{'set':<20}{'reader':<11}{'accuracy':>9}  95% CI")
     for r in rows:
-        print(f"{r['set']:<20}{r['reader']:<11}{r['accuracy']:>9.3f}  [{r['lo']:.3f}, {r['hi']:.3f}]  ({r['correct']}/{r['n']})")
+        print(
+            f"{r['set']:<20}{r['reader']:<11}{r['accuracy']:>9.3f}  [{r['lo']:.3f}, {r['hi']:.3f}]  ({r['correct']}/{r['n']})"
+        )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
     return 0
@@ -617,8 +954,10 @@ def _os_error(exc: OSError) -> str:
         return f"{where}: a part of this path is a file, not a directory: choose another --out"
     if exc.errno == errno.EISDIR:
         return f"{where} is a directory where a file was expected: check the path"
-    return (f"{exc.strerror or exc} ({where}); fix the path or free disk space, then run the same command again "
-            "(committed trials are kept)")
+    return (
+        f"{exc.strerror or exc} ({where}); fix the path or free disk space, then run the same command again "
+        "(committed trials are kept)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -641,7 +980,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: list[str], debug: bool) -> int:
     try:
         args = _parser().parse_args(argv)
-        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        logging.basicConfig(
+            level=logging.WARNING if args.quiet else logging.INFO,
+            format="%(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
         for noisy in ("httpx", "urllib3", "transformers", "accelerate"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         _quiet_hf_progress()
@@ -649,8 +992,17 @@ def _main(argv: list[str], debug: bool) -> int:
             from mechintro.progress import set_default
 
             set_default(False)  # the library's own bars (model loading, vectors) too
-        handler = {"vectors": _cmd_vectors, "run": _cmd_run, "info": _cmd_info, "verify": _cmd_verify, "grade": _cmd_grade,
-                   "merge": _cmd_merge, "train": _cmd_train, "oracle": _cmd_oracle, "report": _cmd_report}[args.command]
+        handler = {
+            "vectors": _cmd_vectors,
+            "run": _cmd_run,
+            "info": _cmd_info,
+            "verify": _cmd_verify,
+            "grade": _cmd_grade,
+            "merge": _cmd_merge,
+            "train": _cmd_train,
+            "oracle": _cmd_oracle,
+            "report": _cmd_report,
+        }[args.command]
         return handler(args)
     except MechintroError as exc:
         if debug:
@@ -658,7 +1010,10 @@ def _main(argv: list[str], debug: bool) -> int:
         print(f"mechintro: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print("mechintro: interrupted; committed trials are kept — run the same command to resume", file=sys.stderr)
+        print(
+            "mechintro: interrupted; committed trials are kept — run the same command to resume",
+            file=sys.stderr,
+        )
         return 143 if isinstance(exc, _Terminated) else 130
     except OSError as exc:
         if debug:

@@ -57,8 +57,10 @@ def _remote_errors(model: Model):
     except RemoteError as exc:
         raise MechintroError(f"the remote job failed on {where}: {exc}") from exc
     except (OSError, httpx.HTTPError, websocket.WebSocketException) as exc:
-        raise MechintroError(f"cannot reach {where} ({exc}): check the URL (or NDIF_HOST) and NDIF_API_KEY, "
-                             "then run the same command again (committed trials are kept)") from exc
+        raise MechintroError(
+            f"cannot reach {where} ({exc}): check the URL (or NDIF_HOST) and NDIF_API_KEY, "
+            "then run the same command again (committed trials are kept)"
+        ) from exc
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,8 +103,8 @@ def _pad(model: Model, prompts: Sequence[Sequence[int]]) -> dict[str, torch.Tens
     attn = torch.zeros((len(prompts), width), dtype=torch.long)
     for i, p in enumerate(prompts):
         if len(p):
-            ids[i, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
-            attn[i, width - len(p):] = 1
+            ids[i, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
+            attn[i, width - len(p) :] = 1
     return {"input_ids": ids.to(model.device), "attention_mask": attn.to(model.device)}
 
 
@@ -130,7 +132,7 @@ def _plan(
                     torch.zeros(n, 1),
                 )
             mask, vec, gen = plan[layer]
-            mask[row, width - len(inj.mask):, 0] = torch.tensor(inj.mask, dtype=torch.float32)
+            mask[row, width - len(inj.mask) :, 0] = torch.tensor(inj.mask, dtype=torch.float32)
             vec[row, 0] = vector.float()
             gen[row, 0] = float(inj.generated)
     return {
@@ -139,7 +141,9 @@ def _plan(
     }
 
 
-def _check_prompts(model: Model, prompts: Sequence[Sequence[int]], injections: Sequence[Injection | None]) -> None:
+def _check_prompts(
+    model: Model, prompts: Sequence[Sequence[int]], injections: Sequence[Injection | None]
+) -> None:
     if len(prompts) == 0:
         raise MechintroError("empty batch: pass at least one prompt")
     if len(prompts) != len(injections):
@@ -184,16 +188,30 @@ def forward(
         direction, target = spec if isinstance(spec, tuple) else (spec, 0.0)
         model.check_layer(layer)
         if direction.shape != (model.d_model,):
-            raise MechintroError(f"ablation direction has shape {tuple(direction.shape)}; {model.name} needs ({model.d_model},)")
-        ablations[layer] = ((direction / direction.norm()).to(model.device, model.dtype), float(target))
+            raise MechintroError(
+                f"ablation direction has shape {tuple(direction.shape)}; {model.name} needs ({model.d_model},)"
+            )
+        ablations[layer] = (
+            (direction / direction.norm()).to(model.device, model.dtype),
+            float(target),
+        )
     extra: dict[str, object] = {}
     if prefix:
         if ablations:
-            raise AssertionError("prefix reuse and ablation exclude each other: an ablation acts on the prefix too")
-        extra["past_key_values"], prefix_resid, injections = _reuse_prefix(model, prompts, injections, prefix, record)
+            raise AssertionError(
+                "prefix reuse and ablation exclude each other: an ablation acts on the prefix too"
+            )
+        extra["past_key_values"], prefix_resid, injections = _reuse_prefix(
+            model, prompts, injections, prefix, record
+        )
         prompts = [p[prefix:] for p in prompts]
         batch = _pad(model, prompts)  # equal lengths: no padding
-        batch["attention_mask"] = torch.ones(len(prompts), prefix + batch["input_ids"].shape[1], dtype=torch.long, device=model.device)
+        batch["attention_mask"] = torch.ones(
+            len(prompts),
+            prefix + batch["input_ids"].shape[1],
+            dtype=torch.long,
+            device=model.device,
+        )
     else:
         batch = _pad(model, prompts)
     width = batch["input_ids"].shape[1]
@@ -204,7 +222,11 @@ def forward(
     unembed = get_module(model.lm, model.arch.unembed)
     n_layers = model.n_layers
 
-    with _remote_errors(model), torch.no_grad(), model.lm.trace(batch, remote=model.remote, logits_to_keep=1, **extra):
+    with (
+        _remote_errors(model),
+        torch.no_grad(),
+        model.lm.trace(batch, remote=model.remote, logits_to_keep=1, **extra),
+    ):
         stacked = []
         for i in range(n_layers):
             if not record and i not in plan and i not in ablations:
@@ -231,20 +253,26 @@ def forward(
     nonfinite = ~finite
     if record:
         if prefix:  # the prefix is the same (and uninjected) in every row: check it once
-            nonfinite |= ~torch.isfinite(resid).flatten(1).all(1) | (not bool(torch.isfinite(prefix_resid).all()))
+            nonfinite |= ~torch.isfinite(resid).flatten(1).all(1) | (
+                not bool(torch.isfinite(prefix_resid).all())
+            )
             resid = torch.cat([prefix_resid.expand(len(prompts), -1, -1, -1), resid], 2)
         else:
             resid = resid * batch["attention_mask"].cpu()[:, None, :, None].to(resid.dtype)
             nonfinite |= ~torch.isfinite(resid).flatten(1).all(1)
     return BatchResult(
-        answer_logprobs=logprobs, resid=resid if record else None, generated=None,
+        answer_logprobs=logprobs,
+        resid=resid if record else None,
+        generated=None,
         nonfinite=nonfinite,
     )
 
 
 # Shorter shared prefixes are not worth a second pass (the runner's threshold).
 MIN_SHARED_PREFIX = 16
-_PREFIX_STATE: dict[str, tuple[weakref.ref, tuple[int, ...], bool, object, torch.Tensor | None]] = {}
+_PREFIX_STATE: dict[
+    str, tuple[weakref.ref, tuple[int, ...], bool, object, torch.Tensor | None]
+] = {}
 
 
 def shared_prefix(prompts: Sequence[Sequence[int]], injections: Sequence[Injection | None]) -> int:
@@ -267,34 +295,64 @@ def shared_prefix(prompts: Sequence[Sequence[int]], injections: Sequence[Injecti
     return n
 
 
-def _reuse_prefix(model: Model, prompts: Sequence[Sequence[int]], injections: Sequence[Injection | None], prefix: int,
-                  record: bool) -> tuple[object, torch.Tensor | None, list[Injection | None]]:
+def _reuse_prefix(
+    model: Model,
+    prompts: Sequence[Sequence[int]],
+    injections: Sequence[Injection | None],
+    prefix: int,
+    record: bool,
+) -> tuple[object, torch.Tensor | None, list[Injection | None]]:
     """A batch's copy of the prefix's keys and values, the prefix's residuals (with ``record``),
     and the injections shifted to start after the prefix."""
     if model.remote or shared_prefix(prompts, injections) < prefix:
-        raise AssertionError("prefix reuse needs a local model and a prefix shared by every prompt and untouched by injections")
+        raise AssertionError(
+            "prefix reuse needs a local model and a prefix shared by every prompt and untouched by injections"
+        )
     cache, resid = prefix_state(model, prompts[0][:prefix], record)
     cache = copy.deepcopy(cache)
     cache.batch_repeat_interleave(len(prompts))
-    shifted = [None if inj is None else Injection(inj.vector, inj.layers, inj.mask[prefix:], inj.generated) for inj in injections]
+    shifted = [
+        None if inj is None else Injection(inj.vector, inj.layers, inj.mask[prefix:], inj.generated)
+        for inj in injections
+    ]
     return cache, resid, shifted
 
 
-def prefix_state(model: Model, prefix: Sequence[int], record: bool) -> tuple[object, torch.Tensor | None]:
+def prefix_state(
+    model: Model, prefix: Sequence[int], record: bool
+) -> tuple[object, torch.Tensor | None]:
     """The keys and values of ``prefix`` (batch 1) and, with ``record``, its residual stream after
     every block ``(1, layer, len(prefix), d_model)`` float16 — computed once per model and prefix
     (the last one is kept), with plain hooks: nothing is injected into a shared prefix."""
     held = _PREFIX_STATE.get("last")
-    if held is not None and held[0]() is model.hf and held[1] == tuple(prefix) and (held[2] or not record):
+    if (
+        held is not None
+        and held[0]() is model.hf
+        and held[1] == tuple(prefix)
+        and (held[2] or not record)
+    ):
         return held[3], held[4]
     blocks = get_module(model.hf, model.arch.layers)
     outputs: list[torch.Tensor] = []
-    hooks = [b.register_forward_hook(lambda _m, _i, out: outputs.append(resid_of(out).detach().to("cpu", torch.float16)))
-             for b in blocks] if record else []
+    hooks = (
+        [
+            b.register_forward_hook(
+                lambda _m, _i, out: outputs.append(resid_of(out).detach().to("cpu", torch.float16))
+            )
+            for b in blocks
+        ]
+        if record
+        else []
+    )
     try:
-        with torch.no_grad(), quiet_third_party():  # transformers 5 deprecates reading `.past_key_values`
+        with (
+            torch.no_grad(),
+            quiet_third_party(),
+        ):  # transformers 5 deprecates reading `.past_key_values`
             ids = torch.tensor([list(prefix)], device=model.device)
-            cache = model.hf(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1).past_key_values
+            cache = model.hf(
+                input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1
+            ).past_key_values
     finally:
         for h in hooks:
             h.remove()
@@ -334,7 +392,9 @@ def generate(
     width = batch["input_ids"].shape[1]
     extra: dict[str, object] = {}
     if prefix:  # generate() gets the whole prompt and runs only the tokens the cache lacks
-        extra["past_key_values"], prefix_resid, injections = _reuse_prefix(model, prompts, injections, prefix, record)
+        extra["past_key_values"], prefix_resid, injections = _reuse_prefix(
+            model, prompts, injections, prefix, record
+        )
     plan = _plan(model, width - prefix, injections)
     eos = _eos_ids(model)
     config = GenerationConfig(
@@ -354,9 +414,15 @@ def generate(
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*was never reached.*")
         torch.manual_seed(seed)
-        with _remote_errors(model), torch.no_grad(), model.lm.generate(generation_config=config, remote=model.remote, **extra) as tracer:
+        with (
+            _remote_errors(model),
+            torch.no_grad(),
+            model.lm.generate(generation_config=config, remote=model.remote, **extra) as tracer,
+        ):
             with tracer.invoke(batch):
-                torch.manual_seed(seed)  # again inside the trace: a remote server samples with its own generator
+                torch.manual_seed(
+                    seed
+                )  # again inside the trace: a remote server samples with its own generator
                 for step in tracer.iter[:max_new_tokens]:
                     stacked = []
                     for i in range(n_layers):
@@ -395,7 +461,9 @@ def generate(
         resid = resid * batch["attention_mask"].cpu()[:, None, :, None].to(resid.dtype)
         nonfinite |= ~torch.isfinite(resid).flatten(1).all(1)
     return BatchResult(
-        answer_logprobs=None, resid=resid if record else None, generated=generated,
+        answer_logprobs=None,
+        resid=resid if record else None,
+        generated=generated,
         nonfinite=nonfinite,
     )
 
@@ -408,7 +476,11 @@ def last_token_resid(model: Model, prompts: Sequence[Sequence[int]]) -> torch.Te
     batch = _pad(model, prompts)
     layers = get_module(model.lm, model.arch.layers)
     n_layers = model.n_layers
-    with _remote_errors(model), torch.no_grad(), model.lm.trace(batch, remote=model.remote) as tracer:
+    with (
+        _remote_errors(model),
+        torch.no_grad(),
+        model.lm.trace(batch, remote=model.remote) as tracer,
+    ):
         last = []
         for i in range(n_layers):
             out = layers[i].output
@@ -421,13 +493,18 @@ def last_token_resid(model: Model, prompts: Sequence[Sequence[int]]) -> torch.Te
 
 def _eos_ids(model: Model) -> list[int]:
     ids: set[int] = set()
-    for source in (model.tokenizer.eos_token_id, getattr(model.hf.generation_config, "eos_token_id", None)):
+    for source in (
+        model.tokenizer.eos_token_id,
+        getattr(model.hf.generation_config, "eos_token_id", None),
+    ):
         if isinstance(source, int):
             ids.add(source)
         elif source:
             ids.update(int(i) for i in source)
     if not ids:
-        raise MechintroError(f"{model.name} defines no end-of-sequence token: set tokenizer.eos_token")
+        raise MechintroError(
+            f"{model.name} defines no end-of-sequence token: set tokenizer.eos_token"
+        )
     return sorted(ids)
 
 
@@ -448,7 +525,15 @@ def swap_forward(
     is an ordinary forward pass of ``model``.
     """
     a, b = text_config(model.hf.config), text_config(cache_model.hf.config)
-    shape = lambda c: (c.num_hidden_layers, getattr(c, "num_key_value_heads", None), c.hidden_size, c.vocab_size)  # noqa: E731
+
+    def shape(c: object) -> tuple:
+        return (
+            c.num_hidden_layers,
+            getattr(c, "num_key_value_heads", None),
+            c.hidden_size,
+            c.vocab_size,
+        )
+
     if shape(a) != shape(b) or model.tokenizer.get_vocab() != cache_model.tokenizer.get_vocab():
         raise MechintroError(
             f"{cache_model.name} cannot fill {model.name}'s KV cache: the model swap needs two models of one "
@@ -458,17 +543,32 @@ def swap_forward(
     rows = []
     for ids, k in zip(prompts, prefix_lens, strict=True):
         if not 0 <= k < len(ids):
-            raise MechintroError(f"swap prefix of {k} tokens must leave at least one of the prompt's {len(ids)} tokens to the answering model")
+            raise MechintroError(
+                f"swap prefix of {k} tokens must leave at least one of the prompt's {len(ids)} tokens to the answering model"
+            )
         ids_t = torch.tensor([list(ids)], dtype=torch.long, device=model.device)
         with torch.no_grad(), quiet_third_party():
-            cache = cache_model.hf(input_ids=ids_t[:, :k], use_cache=True).past_key_values if k else None
-            logits = model.hf(input_ids=ids_t[:, k:], past_key_values=cache, use_cache=cache is not None).logits[0, -1].float()
+            cache = (
+                cache_model.hf(input_ids=ids_t[:, :k], use_cache=True).past_key_values
+                if k
+                else None
+            )
+            logits = (
+                model.hf(input_ids=ids_t[:, k:], past_key_values=cache, use_cache=cache is not None)
+                .logits[0, -1]
+                .float()
+            )
         cap = getattr(a, "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
         rows.append(torch.log_softmax(logits.cpu(), -1)[answers])
     logprobs = torch.stack(rows)
-    return BatchResult(answer_logprobs=logprobs, resid=None, generated=None, nonfinite=~torch.isfinite(logprobs).all(1))
+    return BatchResult(
+        answer_logprobs=logprobs,
+        resid=None,
+        generated=None,
+        nonfinite=~torch.isfinite(logprobs).all(1),
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -489,8 +589,9 @@ class Patch:
     coefficient: float = 1.0
 
 
-def _patch_plan(model: Model, width: int, prompts: Sequence[Sequence[int]], patches: Sequence[Patch | None]
-                ) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def _patch_plan(
+    model: Model, width: int, prompts: Sequence[Sequence[int]], patches: Sequence[Patch | None]
+) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per patched layer: replace mask ``(B, T, 1)``, replacement values ``(B, T, d)`` and the
     unit directions times the coefficient for addition ``(B, T, d)`` (zero off the positions)."""
     plan: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
@@ -500,17 +601,26 @@ def _patch_plan(model: Model, width: int, prompts: Sequence[Sequence[int]], patc
         model.check_layer(patch.layer)
         vectors = patch.vectors.reshape(-1, patch.vectors.shape[-1]).float()
         if vectors.shape != (len(patch.positions), model.d_model):
-            raise MechintroError(f"patch of {tuple(patch.vectors.shape)} for {len(patch.positions)} positions: {model.name} "
-                                 f"needs one ({model.d_model},) vector per position (activations of this model)")
+            raise MechintroError(
+                f"patch of {tuple(patch.vectors.shape)} for {len(patch.positions)} positions: {model.name} "
+                f"needs one ({model.d_model},) vector per position (activations of this model)"
+            )
         if patch.mode not in ("add", "replace"):
             raise MechintroError(f"patch mode must be 'add' or 'replace', not {patch.mode!r}")
         if not all(0 <= p < len(prompt) for p in patch.positions):
-            raise MechintroError(f"patch positions {list(patch.positions)} fall outside the prompt's {len(prompt)} tokens")
+            raise MechintroError(
+                f"patch positions {list(patch.positions)} fall outside the prompt's {len(prompt)} tokens"
+            )
         if patch.mode == "add" and not bool((vectors.norm(dim=-1) > 0).all()):
-            raise MechintroError("a norm-matched addition needs non-zero vectors: an all-zero activation has no direction")
+            raise MechintroError(
+                "a norm-matched addition needs non-zero vectors: an all-zero activation has no direction"
+            )
         if patch.layer not in plan:
-            plan[patch.layer] = (torch.zeros(len(prompts), width, 1), torch.zeros(len(prompts), width, model.d_model),
-                                 torch.zeros(len(prompts), width, model.d_model))
+            plan[patch.layer] = (
+                torch.zeros(len(prompts), width, 1),
+                torch.zeros(len(prompts), width, model.d_model),
+                torch.zeros(len(prompts), width, model.d_model),
+            )
         select, values, units = plan[patch.layer]
         at = torch.tensor([width - len(prompt) + p for p in patch.positions], dtype=torch.long)
         if patch.mode == "replace":
@@ -518,11 +628,19 @@ def _patch_plan(model: Model, width: int, prompts: Sequence[Sequence[int]], patc
             values[row, at] = vectors
         else:
             units[row, at] = vectors / vectors.norm(dim=-1, keepdim=True) * patch.coefficient
-    return {layer: tuple(t.to(model.device, model.dtype) for t in tensors) for layer, tensors in plan.items()}  # type: ignore[misc]
+    return {
+        layer: tuple(t.to(model.device, model.dtype) for t in tensors)
+        for layer, tensors in plan.items()
+    }  # type: ignore[misc]
 
 
-def patched_forward(model: Model, prompts: Sequence[Sequence[int]], patches: Sequence[Patch | None], *,
-                    answer_ids: Sequence[int]) -> BatchResult:
+def patched_forward(
+    model: Model,
+    prompts: Sequence[Sequence[int]],
+    patches: Sequence[Patch | None],
+    *,
+    answer_ids: Sequence[int],
+) -> BatchResult:
     """Logit mode with patches: one batched forward pass, each row's :class:`Patch` (or ``None``)
     applied at its positions; the next-token log-probabilities of ``answer_ids`` at the last
     prompt position. Rows may patch different layers, modes and numbers of positions."""
@@ -535,7 +653,11 @@ def patched_forward(model: Model, prompts: Sequence[Sequence[int]], patches: Seq
     layers = get_module(model.lm, model.arch.layers)
     unembed = get_module(model.lm, model.arch.unembed)
     n_layers = model.n_layers
-    with _remote_errors(model), torch.no_grad(), model.lm.trace(batch, remote=model.remote, logits_to_keep=1):
+    with (
+        _remote_errors(model),
+        torch.no_grad(),
+        model.lm.trace(batch, remote=model.remote, logits_to_keep=1),
+    ):
         for i in range(n_layers):
             if i not in plan:
                 continue
@@ -552,8 +674,15 @@ def patched_forward(model: Model, prompts: Sequence[Sequence[int]], patches: Seq
     return BatchResult(answer_logprobs=logprobs, resid=None, generated=None, nonfinite=~finite)
 
 
-def patched_generate(model: Model, prompts: Sequence[Sequence[int]], patches: Sequence[Patch | None], *,
-                     max_new_tokens: int, temperature: float, seed: int) -> BatchResult:
+def patched_generate(
+    model: Model,
+    prompts: Sequence[Sequence[int]],
+    patches: Sequence[Patch | None],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+) -> BatchResult:
     """Generation with patches on the prompt pass only (generated tokens are not patched, as in
     the oracles' code); sampling as in :func:`generate` (``temperature=0``: greedy; seeded)."""
     from transformers import GenerationConfig
@@ -568,15 +697,25 @@ def patched_generate(model: Model, prompts: Sequence[Sequence[int]], patches: Se
     width = batch["input_ids"].shape[1]
     plan = _patch_plan(model, width, prompts, patches)
     eos = _eos_ids(model)
-    config = GenerationConfig(do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
-                              top_k=0 if temperature > 0 else None, top_p=1.0 if temperature > 0 else None,
-                              max_new_tokens=max_new_tokens, pad_token_id=model.tokenizer.pad_token_id, eos_token_id=eos)
+    config = GenerationConfig(
+        do_sample=temperature > 0,
+        temperature=temperature if temperature > 0 else None,
+        top_k=0 if temperature > 0 else None,
+        top_p=1.0 if temperature > 0 else None,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=model.tokenizer.pad_token_id,
+        eos_token_id=eos,
+    )
     layers = get_module(model.lm, model.arch.layers)
     n_layers = model.n_layers
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*was never reached.*")
         torch.manual_seed(seed)
-        with _remote_errors(model), torch.no_grad(), model.lm.generate(generation_config=config, remote=model.remote) as tracer:
+        with (
+            _remote_errors(model),
+            torch.no_grad(),
+            model.lm.generate(generation_config=config, remote=model.remote) as tracer,
+        ):
             with tracer.invoke(batch):
                 torch.manual_seed(seed)
                 for step in tracer.iter[:max_new_tokens]:
@@ -587,7 +726,11 @@ def patched_generate(model: Model, prompts: Sequence[Sequence[int]], patches: Se
                             out = layers[i].output
                             h = out[0] if isinstance(out, tuple) else out
                             select, values, units = plan[i]
-                            select, values, units = select.to(h.device), values.to(h.device), units.to(h.device)
+                            select, values, units = (
+                                select.to(h.device),
+                                values.to(h.device),
+                                units.to(h.device),
+                            )
                             h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
             with tracer.invoke():
                 sequences = nnsight.save(tracer.result.cpu())
@@ -598,4 +741,9 @@ def patched_generate(model: Model, prompts: Sequence[Sequence[int]], patches: Se
             generated[row, j] = tok
             if tok in eos:
                 break
-    return BatchResult(answer_logprobs=None, resid=None, generated=generated, nonfinite=torch.zeros(len(prompts), dtype=torch.bool))
+    return BatchResult(
+        answer_logprobs=None,
+        resid=None,
+        generated=generated,
+        nonfinite=torch.zeros(len(prompts), dtype=torch.bool),
+    )

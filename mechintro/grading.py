@@ -58,15 +58,40 @@ _THOUGHT = re.compile(
 )
 # "I do not detect X. Oh wait, I think X is the injected thought": the response ends affirmative
 # (Lindsey's affirmative rubric asks whether it claims to have noticed; see docs/grading.md).
-_REVERSAL = re.compile(r"\b(?:oh|no|but|hmm),? wait\b|\bwait,? (?:actually|no)\b|\bactually,? i (?:do|can|think)\b|\bon second thought", re.IGNORECASE)
-_RUN = re.compile(r"\b((?:\w+\W+){1,3}?)\1{2,}", re.IGNORECASE)  # a 1–3 word unit three or more times in a row
-_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u02bc": "'", "\u00b4": "'", "`": "'",
-                         "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"', "\u00bb": '"'})
+_REVERSAL = re.compile(
+    r"\b(?:oh|no|but|hmm),? wait\b|\bwait,? (?:actually|no)\b|\bactually,? i (?:do|can|think)\b|\bon second thought",
+    re.IGNORECASE,
+)
+_RUN = re.compile(
+    r"\b((?:\w+\W+){1,3}?)\1{2,}", re.IGNORECASE
+)  # a 1–3 word unit three or more times in a row
+_QUOTES = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u2032": "'",
+        "\u02bc": "'",
+        "\u00b4": "'",
+        "`": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u201f": '"',
+        "\u2033": '"',
+        "\u00ab": '"',
+        "\u00bb": '"',
+    }
+)
 QUESTION_KINDS = ("detect", "open")
 # Hallucinated context (Lindsey's coherence prompt): a made-up next trial, or the roles swapped
 # (the model injecting, the user detecting). Added after looking at the development half only.
-_ROLE = re.compile(r"\btrial \d|\byou (?:inject(?:ed)?|detect|will need|can detect|have (?:indeed )?(?:just )?injected)\b"
-                   r"|\bi(?:'m| am)? (?:going to )?inject\b|\bi injected\b|\byour (?:experiment|research|ability)", re.IGNORECASE)
+_ROLE = re.compile(
+    r"\btrial \d|\byou (?:inject(?:ed)?|detect|will need|can detect|have (?:indeed )?(?:just )?injected)\b"
+    r"|\bi(?:'m| am)? (?:going to )?inject\b|\bi injected\b|\byour (?:experiment|research|ability)",
+    re.IGNORECASE,
+)
 
 _DENIES_MIND = re.compile(
     r"\b(?:i (?:do not|don't) have|as an ai,? i (?:do not|don't|cannot|can't) (?:have|experience))"
@@ -91,7 +116,9 @@ def normalise(text: object, what: str = "response") -> str:
     if not isinstance(text, str):
         from mechintro.errors import MechintroError
 
-        raise MechintroError(f"the grader takes a {what} as a string, got {type(text).__name__}: convert it with str() or drop the item")
+        raise MechintroError(
+            f"the grader takes a {what} as a string, got {type(text).__name__}: convert it with str() or drop the item"
+        )
     return unicodedata.normalize("NFKC", text).translate(_QUOTES)
 
 
@@ -99,8 +126,10 @@ def _check_kind(question_kind: str) -> None:
     if question_kind not in QUESTION_KINDS:
         from mechintro.errors import MechintroError
 
-        raise MechintroError(f"unknown question_kind {question_kind!r}: choose 'detect' (the detection question) or 'open' "
-                             "(what's on your mind / what are you thinking about)")
+        raise MechintroError(
+            f"unknown question_kind {question_kind!r}: choose 'detect' (the detection question) or 'open' "
+            "(what's on your mind / what are you thinking about)"
+        )
 
 
 @cache
@@ -135,7 +164,10 @@ def related_forms(word: str) -> tuple[str, ...]:
 @cache
 def _pattern(word: str, related: bool) -> re.Pattern[str]:
     forms = related_forms(word) if related else word_forms(word)
-    parts = [re.escape(f) + (r"\w*" if len(f) >= 4 else r"\b") for f in sorted(forms, key=len, reverse=True)]
+    parts = [
+        re.escape(f) + (r"\w*" if len(f) >= 4 else r"\b")
+        for f in sorted(forms, key=len, reverse=True)
+    ]
     return re.compile(r"\b(?:" + "|".join(parts) + ")", re.IGNORECASE)
 
 
@@ -160,8 +192,14 @@ def _affirmative(text: str) -> tuple[bool, str]:
         return True, "affirmative cue before the first negative cue"
     rev = _REVERSAL.search(text, n)
     if rev and _AFFIRM.search(text, rev.start()):
-        return True, "negative cue, then a reversal ('oh wait', 'no wait', 'actually I do') and an affirmative cue"
-    return False, "negative cue first (a hedged denial such as \"I don't think I detect\" is negative)"
+        return (
+            True,
+            "negative cue, then a reversal ('oh wait', 'no wait', 'actually I do') and an affirmative cue",
+        )
+    return (
+        False,
+        'negative cue first (a hedged denial such as "I don\'t think I detect" is negative)',
+    )
 
 
 def affirmative(response: str) -> bool:
@@ -174,7 +212,11 @@ def affirmative(response: str) -> bool:
 def _coherent(text: str, question_kind: str) -> tuple[bool, str]:
     text = text.strip()
     words = re.findall(r"[A-Za-z']+", text)
-    if len(words) == 1 and sum(c.isalpha() for c in text) >= 2 and sum(c.isalpha() or c.isspace() or c in ".!?,'\"" for c in text) >= 0.9 * len(text):
+    if (
+        len(words) == 1
+        and sum(c.isalpha() for c in text) >= 2
+        and sum(c.isalpha() or c.isspace() or c in ".!?,'\"" for c in text) >= 0.9 * len(text)
+    ):
         return True, "a one-word answer (a bare yes/no, or the one thing it names)"
     if len(words) < 2:
         return False, "fewer than two words"
@@ -182,20 +224,26 @@ def _coherent(text: str, question_kind: str) -> tuple[bool, str]:
         return False, "under 70% letters and spaces"
     if _RUN.search(text + " "):
         return False, "a word or phrase repeated three or more times in a row"
-    trigrams = [tuple(w.lower() for w in words[i:i + 3]) for i in range(len(words) - 2)]
+    trigrams = [tuple(w.lower() for w in words[i : i + 3]) for i in range(len(words) - 2)]
     if trigrams and len(set(trigrams)) < 0.6 * len(trigrams):
         return False, "heavy trigram repetition (under 60% distinct)"
     if _DENIES_MIND.search(text):
         return False, "denies having thoughts or mental states"
     if _ROLE.search(text):
-        return False, "hallucinated context: a made-up next trial, or the roles swapped (it injects, you detect)"
+        return (
+            False,
+            "hallucinated context: a made-up next trial, or the roles swapped (it injects, you detect)",
+        )
     if question_kind == "detect":
         sentences = [x for x in re.split(r"(?<=[.!?])\s+|\n+", text) if x.strip()]
         opening = " ".join(sentences[:2])
         if _AFFIRM.search(opening) or _NEGATE.search(opening):
             return True, "answers the detection question (a yes/no cue in its first two sentences)"
         if _AFFIRM.search(text) or _NEGATE.search(text):
-            return False, "the yes/no cue comes only after unrelated text: does not answer the question first"
+            return (
+                False,
+                "the yes/no cue comes only after unrelated text: does not answer the question first",
+            )
         return False, "no yes/no cue: does not answer the detection question"
     if re.search(r"\b(?:i|i'm|my|me)\b", text, re.IGNORECASE):
         return True, "speaks of itself"
@@ -222,9 +270,13 @@ def _framed(text: str, start: int, starts: list[int]) -> tuple[bool, bool]:
     """For a mention at ``start``: (a thought cue before it in its sentence or the one before,
     that cue negated). ``starts`` from :func:`_sentence_starts` (one pass: linear in the text)."""
     k = bisect.bisect_right(starts, start) - 1
-    lo = max(starts[k - 1] if k >= 1 else 0, start - 400)  # a bounded look-back keeps grading linear in the text
-    span = text[lo:start + 1]
-    return bool(_THOUGHT.search(span)), bool(re.search(r"\bnot (?:thinking|drawn|focus)", span, re.IGNORECASE))
+    lo = max(
+        starts[k - 1] if k >= 1 else 0, start - 400
+    )  # a bounded look-back keeps grading linear in the text
+    span = text[lo : start + 1]
+    return bool(_THOUGHT.search(span)), bool(
+        re.search(r"\bnot (?:thinking|drawn|focus)", span, re.IGNORECASE)
+    )
 
 
 def _thinking_about(text: str, word: str) -> tuple[bool, str]:
@@ -235,7 +287,12 @@ def _thinking_about(text: str, word: str) -> tuple[bool, str]:
         cue, negated = _framed(text, m.start(), starts)
         if cue and not negated:
             return True, f"thought cue before the mention '{m.group(0)}'"
-    return False, "a mention, but no un-negated thought cue before any" if mentioned else "the word is not mentioned"
+    return (
+        False,
+        "a mention, but no un-negated thought cue before any"
+        if mentioned
+        else "the word is not mentioned",
+    )
 
 
 def thinking_about(response: str, word: str) -> bool:
@@ -263,7 +320,10 @@ def _identification(text: str, word: str) -> tuple[bool, str]:
     for m in _pattern(word, True).finditer(text):
         cue, _ = _framed(text, m.start(), starts)
         if cue or (said is not None and said < m.start()):
-            return True, f"affirmative before the word, and the mention '{m.group(0)}' is framed as a thought"
+            return (
+                True,
+                f"affirmative before the word, and the mention '{m.group(0)}' is framed as a thought",
+            )
     return False, "named, but no mention is framed as a thought (e.g. 'I detect a dust')"
 
 
@@ -309,9 +369,18 @@ def grade(response: str, word: str, *, question_kind: str = "detect") -> Grades:
         think, ident = _thinking_about(text, word), _identification(text, word)
     else:
         think = ident = (False, "no word to look for (control trial)")
-    return Grades(coherence=coh[0], affirmative=aff[0], thinking_about_word=think[0], affirmative_identification=ident[0],
-                  rules=(("coherence", coh[1]), ("affirmative", aff[1]), ("thinking_about_word", think[1]),
-                         ("affirmative_identification", ident[1])))
+    return Grades(
+        coherence=coh[0],
+        affirmative=aff[0],
+        thinking_about_word=think[0],
+        affirmative_identification=ident[0],
+        rules=(
+            ("coherence", coh[1]),
+            ("affirmative", aff[1]),
+            ("thinking_about_word", think[1]),
+            ("affirmative_identification", ident[1]),
+        ),
+    )
 
 
 def apology(response: str) -> bool | None:
@@ -347,11 +416,17 @@ def _calibration(path: str | None) -> dict:
     import json
     from pathlib import Path
 
-    p = Path(path) if path else Path(__file__).resolve().parent.parent / "tests" / "data" / "grader_calibration.json"
+    p = (
+        Path(path)
+        if path
+        else Path(__file__).resolve().parent.parent / "tests" / "data" / "grader_calibration.json"
+    )
     if not p.exists():
         from mechintro.errors import MechintroError
 
-        raise MechintroError(f"calibration set {p} not found: it ships in the source checkout (tests/data), not in the wheel")
+        raise MechintroError(
+            f"calibration set {p} not found: it ships in the source checkout (tests/data), not in the wheel"
+        )
     return json.loads(p.read_text("utf-8"))
 
 
@@ -376,8 +451,13 @@ def agreement(items: Sequence[dict], predict) -> dict[str, dict[str, float]]:
     for c in CRITERIA:
         truth = [bool(it["labels"][c]) for it in items]
         guess = [bool(p[c]) for p in preds]
-        out[c] = {"accuracy": sum(t == g for t, g in zip(truth, guess, strict=True)) / len(items),
-                  "kappa": cohen_kappa(truth, guess), "n": len(items), "positives": sum(truth), "predicted_positives": sum(guess)}
+        out[c] = {
+            "accuracy": sum(t == g for t, g in zip(truth, guess, strict=True)) / len(items),
+            "kappa": cohen_kappa(truth, guess),
+            "n": len(items),
+            "positives": sum(truth),
+            "predicted_positives": sum(guess),
+        }
     return out
 
 

@@ -38,7 +38,12 @@ from mechintro.stimuli import _load
 log = logging.getLogger(__name__)
 
 Criterion = Literal["coherence", "thinking_about_word", "affirmative", "affirmative_identification"]
-CRITERIA: tuple[Criterion, ...] = ("coherence", "thinking_about_word", "affirmative", "affirmative_identification")
+CRITERIA: tuple[Criterion, ...] = (
+    "coherence",
+    "thinking_about_word",
+    "affirmative",
+    "affirmative_identification",
+)
 Answer = Literal["YES", "NO", "ungraded"]
 
 
@@ -49,7 +54,12 @@ def grader_prompt(criterion: str, *, question: str, response: str, word: str = "
     if criterion not in prompts or criterion.startswith("_"):
         raise MechintroError(f"unknown criterion '{criterion}': choose from {', '.join(CRITERIA)}")
     text = prompts[criterion]
-    for key, value in (("prompt", question), ("question", question), ("response", response), ("word", word)):
+    for key, value in (
+        ("prompt", question),
+        ("question", question),
+        ("response", response),
+        ("word", word),
+    ):
         text = text.replace("{" + key + "}", value)
     return text
 
@@ -89,32 +99,52 @@ class HTTPJudge:
     def complete(self, prompt: str) -> str:
         key = os.environ.get(self.api_key_env)
         if not key:
-            raise MechintroError(f"the judge needs an API key: set the environment variable {self.api_key_env}")
-        body = json.dumps({
-            "model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
-            "messages": [{"role": "user", "content": prompt}],
-        }).encode()
+            raise MechintroError(
+                f"the judge needs an API key: set the environment variable {self.api_key_env}"
+            )
+        body = json.dumps(
+            {
+                "model": self.model,
+                "temperature": 0,
+                "max_tokens": self.max_tokens,
+                "messages": [{"role": "user", "content": prompt}],
+            }
+        ).encode()
         request = urllib.request.Request(
-            self.base_url.rstrip("/") + "/chat/completions", data=body, method="POST",
+            self.base_url.rstrip("/") + "/chat/completions",
+            data=body,
+            method="POST",
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as reply:
                 payload = json.loads(reply.read())
         except urllib.error.HTTPError as exc:
-            raise MechintroError(_scrub(
-                f"judge endpoint {self.base_url} answered HTTP {exc.code} ({exc.reason}): check the URL, the model "
-                f"name and the key in ${self.api_key_env}", key)) from None
+            raise MechintroError(
+                _scrub(
+                    f"judge endpoint {self.base_url} answered HTTP {exc.code} ({exc.reason}): check the URL, the model "
+                    f"name and the key in ${self.api_key_env}",
+                    key,
+                )
+            ) from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise MechintroError(_scrub(
-                f"judge endpoint {self.base_url} is unreachable ({reason}): check the URL and your network", key)) from None
+            raise MechintroError(
+                _scrub(
+                    f"judge endpoint {self.base_url} is unreachable ({reason}): check the URL and your network",
+                    key,
+                )
+            ) from None
         except json.JSONDecodeError:
-            raise MechintroError(f"judge endpoint {self.base_url} did not answer JSON: is it OpenAI-compatible?") from None
+            raise MechintroError(
+                f"judge endpoint {self.base_url} did not answer JSON: is it OpenAI-compatible?"
+            ) from None
         try:
             return _scrub(str(payload["choices"][0]["message"]["content"]), key)
         except (KeyError, IndexError, TypeError):
-            raise MechintroError(f"judge endpoint {self.base_url} answered without choices[0].message.content: is it OpenAI-compatible?") from None
+            raise MechintroError(
+                f"judge endpoint {self.base_url} answered without choices[0].message.content: is it OpenAI-compatible?"
+            ) from None
 
 
 def _scrub(text: str, key: str) -> str:
@@ -138,9 +168,15 @@ class ModelJudge:
         from mechintro.prompts import render_chat, tokenize
 
         m = self.model
-        ids = tokenize(m.tokenizer, render_chat(m.tokenizer, [{"role": "user", "content": prompt}])).input_ids  # type: ignore[attr-defined]
-        out = engine.generate(m, [ids], [None], max_new_tokens=self.max_new_tokens, temperature=0.0, seed=0)  # type: ignore[arg-type]
-        return m.tokenizer.decode([t for t in out.generated[0].tolist() if t >= 0], skip_special_tokens=True)  # type: ignore[attr-defined]
+        ids = tokenize(
+            m.tokenizer, render_chat(m.tokenizer, [{"role": "user", "content": prompt}])
+        ).input_ids  # type: ignore[attr-defined]
+        out = engine.generate(
+            m, [ids], [None], max_new_tokens=self.max_new_tokens, temperature=0.0, seed=0
+        )  # type: ignore[arg-type]
+        return m.tokenizer.decode(
+            [t for t in out.generated[0].tolist() if t >= 0], skip_special_tokens=True
+        )  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -153,7 +189,9 @@ class Verdict:
 
 def grade(judge: Judge, criterion: str, *, question: str, response: str, word: str = "") -> Verdict:
     """One verdict from ``judge`` on one response."""
-    reply = judge.complete(grader_prompt(criterion, question=question, response=response, word=word))
+    reply = judge.complete(
+        grader_prompt(criterion, question=question, response=response, word=word)
+    )
     verdict = parse_verdict(reply)
     if verdict == "ungraded":
         log.warning("judge reply for %s has no YES/NO; recorded as ungraded", criterion)
@@ -185,26 +223,48 @@ def grade_run(
 
     ds = open_run(path, committed_only=False)
     if ds.attrs["mode"] != "generate":
-        raise MechintroError(f"{path} is a {ds.attrs['mode']}-mode run; only generation runs have responses to grade")
+        raise MechintroError(
+            f"{path} is a {ds.attrs['mode']}-mode run; only generation runs have responses to grade"
+        )
     if "question" not in ds.coords:
-        raise MechintroError(f"{path} stores no `question` per trial, which the grader prompts need: grade runs of experiments that record it")
+        raise MechintroError(
+            f"{path} stores no `question` per trial, which the grader prompts need: grade runs of experiments that record it"
+        )
     with store_lock(path):
         return _grade_batches(Path(path), ds, judge, list(criteria), progress)
 
 
-def _grade_batches(path: Path, ds: xr.Dataset, judge: Judge, criteria: list[str],
-                   progress: Callable[[int, int], None] | None) -> xr.Dataset:
+def _grade_batches(
+    path: Path,
+    ds: xr.Dataset,
+    judge: Judge,
+    criteria: list[str],
+    progress: Callable[[int, int], None] | None,
+) -> xr.Dataset:
     committed = np.asarray(ds["committed"].values, dtype=bool)
-    questions, responses, concepts = ds["question"].values, ds["response"].values, ds["concept"].values
+    questions, responses, concepts = (
+        ds["question"].values,
+        ds["response"].values,
+        ds["concept"].values,
+    )
     n = committed.size
     size = min(int(ds.attrs["batch_size"]), n)
     names = [f"grade_{c}" for c in criteria] + [f"grade_{c}_reply" for c in criteria]
     task = json.dumps({"judge": judge.identity, "criteria": criteria})
-    resuming = (ds.attrs.get("grading") == task and ds.attrs.get("grading_complete") == "false"
-                and "graded" in ds and all(name in ds for name in names))
+    resuming = (
+        ds.attrs.get("grading") == task
+        and ds.attrs.get("grading_complete") == "false"
+        and "graded" in ds
+        and all(name in ds for name in names)
+    )
     graded = np.asarray(ds["graded"].values, dtype=bool) if resuming else np.zeros(n, dtype=bool)
     if resuming:
-        log.info("%s: resuming grading (%d of %d trials graded)", path, int((graded & committed).sum()), int(committed.sum()))
+        log.info(
+            "%s: resuming grading (%d of %d trials graded)",
+            path,
+            int((graded & committed).sum()),
+            int(committed.sum()),
+        )
     created = resuming
     todo = int(committed.sum())
     done = int((graded & committed).sum())
@@ -226,23 +286,37 @@ def _grade_batches(path: Path, ds: xr.Dataset, judge: Judge, criteria: list[str]
                 replies[c][:] = ds[f"grade_{c}_reply"].values[start:stop]
         for i in rows:
             for c in criteria:
-                v = grade(judge, c, question=str(questions[i]), response=str(responses[i]), word=str(concepts[i]).lower())
+                v = grade(
+                    judge,
+                    c,
+                    question=str(questions[i]),
+                    response=str(responses[i]),
+                    word=str(concepts[i]).lower(),
+                )
                 verdicts[c][i - start], replies[c][i - start] = v.answer, v.reply
-        if not created:  # the first batch graded: allocate the variables (nothing half-written before)
+        if (
+            not created
+        ):  # the first batch graded: allocate the variables (nothing half-written before)
             _allocate_grades(path, n, size, criteria, task)
             created = True
         region = {"trial": slice(start, stop)}
-        xr.Dataset({f"grade_{c}": (("trial",), verdicts[c]) for c in criteria}
-                   | {f"grade_{c}_reply": (("trial",), replies[c]) for c in criteria}).to_zarr(path, region=region, consolidated=False)
+        xr.Dataset(
+            {f"grade_{c}": (("trial",), verdicts[c]) for c in criteria}
+            | {f"grade_{c}_reply": (("trial",), replies[c]) for c in criteria}
+        ).to_zarr(path, region=region, consolidated=False)
         # The commit flag is a separate, later write: a kill before it leaves the batch ungraded.
-        xr.Dataset({"graded": (("trial",), np.ones(stop - start, dtype=bool))}).to_zarr(path, region=region, consolidated=False)
+        xr.Dataset({"graded": (("trial",), np.ones(stop - start, dtype=bool))}).to_zarr(
+            path, region=region, consolidated=False
+        )
         done += len(rows)
         if progress:
             progress(done, todo)
     if not created:  # nothing committed to grade: still record empty verdicts
         _allocate_grades(path, n, size, criteria, task)
     group = zarr.open_group(str(path), mode="r+")
-    group.attrs.update({f"judge_{c}": judge.identity for c in criteria} | {"grading_complete": "true"})
+    group.attrs.update(
+        {f"judge_{c}": judge.identity for c in criteria} | {"grading_complete": "true"}
+    )
     close_bar()
     stored = xr.open_zarr(path, consolidated=False, zarr_format=3)
     return xr.Dataset({name: (("trial",), stored[name].values.astype(object)) for name in names})
@@ -250,10 +324,16 @@ def _grade_batches(path: Path, ds: xr.Dataset, judge: Judge, criteria: list[str]
 
 def _allocate_grades(path: Path, n: int, size: int, criteria: list[str], task: str) -> None:
     """Create (or reset) the verdict variables, all empty and ungraded, in one append."""
-    empty = {name: (("trial",), np.full(n, "", dtype=object)) for c in criteria for name in (f"grade_{c}", f"grade_{c}_reply")}
+    empty = {
+        name: (("trial",), np.full(n, "", dtype=object))
+        for c in criteria
+        for name in (f"grade_{c}", f"grade_{c}_reply")
+    }
     out = xr.Dataset(empty | {"graded": (("trial",), np.zeros(n, dtype=bool))})
     group = zarr.open_group(str(path), mode="r+")
-    for name in out.data_vars:  # a new grading replaces the earlier variables of these criteria whole
+    for (
+        name
+    ) in out.data_vars:  # a new grading replaces the earlier variables of these criteria whole
         if name in group:
             del group[name]
     # xarray's append mode replaces the group's attributes with the written dataset's: carry the

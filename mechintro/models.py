@@ -138,18 +138,30 @@ class Model:
         return get_module(self.hf, self.arch.unembed).weight.dtype
 
     def _summary(self) -> dict[str, str]:
-        where = "here" if not self.remote else ("serialised, run here" if self.remote == "local" else f"remote ({self.remote})")
+        where = (
+            "here"
+            if not self.remote
+            else ("serialised, run here" if self.remote == "local" else f"remote ({self.remote})")
+        )
         return {
-            "model": self.name, "architecture": type(self.hf).__name__, "layers": str(self.n_layers),
-            "d_model": str(self.d_model), "d_vocab": str(self.d_vocab), "dtype": str(self.dtype).removeprefix("torch."),
-            "device": str(self.device), "traces run": where, "weights sha256": f"{self.weights_sha256[:16]}…",
+            "model": self.name,
+            "architecture": type(self.hf).__name__,
+            "layers": str(self.n_layers),
+            "d_model": str(self.d_model),
+            "d_vocab": str(self.d_vocab),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "traces run": where,
+            "weights sha256": f"{self.weights_sha256[:16]}…",
         }
 
     def __repr__(self) -> str:
         """One line (the default dataclass repr printed the whole module tree, twice)."""
         s = self._summary()
-        return (f"Model({s['model']!r}: {s['architecture']}, {s['layers']} layers, d_model {s['d_model']}, "
-                f"{s['dtype']} on {s['device']}, weights {s['weights sha256']})")
+        return (
+            f"Model({s['model']!r}: {s['architecture']}, {s['layers']} layers, d_model {s['d_model']}, "
+            f"{s['dtype']} on {s['device']}, weights {s['weights sha256']})"
+        )
 
     def _repr_html_(self) -> str:
         from mechintro.transcripts import html_table
@@ -163,7 +175,6 @@ class Model:
                 f"use 0..{self.n_layers - 1} or a fraction of depth such as 0.5)"
             )
         return layer
-
 
 
 # --- files and hashes ---------------------------------------------------------------------------
@@ -228,9 +239,13 @@ def _convert_gguf(spec: OfflineModel, parts: list[Path], out: Path) -> None:
                     with open(p, "rb") as src:
                         shutil.copyfileobj(src, dst, 1 << 24)
             if sha256_of([staging / gguf_name]) != spec.sha256:  # guard against a racing change
-                raise MechintroError(f"model '{spec.name}': the concatenated GGUF changed while copying")
+                raise MechintroError(
+                    f"model '{spec.name}': the concatenated GGUF changed while copying"
+                )
         tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_name)
-        hf = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_name, dtype=torch.float32)
+        hf = AutoModelForCausalLM.from_pretrained(
+            gguf_dir, gguf_file=gguf_name, dtype=torch.float32
+        )
         state = hf.state_dict()
         if hf.config.tie_word_embeddings:
             state.pop("lm_head.weight", None)
@@ -250,8 +265,12 @@ def _convert_gguf(spec: OfflineModel, parts: list[Path], out: Path) -> None:
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
-def _load_offline(spec: OfflineModel, dtype: Dtype, device_map: str | dict | None,
-                  placement: dict[str, Any] | None = None) -> tuple[Any, Any, str]:
+def _load_offline(
+    spec: OfflineModel,
+    dtype: Dtype,
+    device_map: str | dict | None,
+    placement: dict[str, Any] | None = None,
+) -> tuple[Any, Any, str]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     parts = offline_parts(spec)
@@ -268,18 +287,29 @@ def _load_offline(spec: OfflineModel, dtype: Dtype, device_map: str | dict | Non
             manifest = json.loads(manifest_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             manifest = {}  # truncated or garbled: the cache is not trusted, and converted again
-        cached = sha256_of([out / "model.safetensors"]) if (out / "model.safetensors").is_file() else ""
-        if not isinstance(manifest, dict) or manifest.get("gguf_sha256") != spec.sha256 or manifest.get("safetensors_sha256") != cached:
-            log.warning("cached conversion of %s failed its hash check; converting again", spec.name)
+        cached = (
+            sha256_of([out / "model.safetensors"]) if (out / "model.safetensors").is_file() else ""
+        )
+        if (
+            not isinstance(manifest, dict)
+            or manifest.get("gguf_sha256") != spec.sha256
+            or manifest.get("safetensors_sha256") != cached
+        ):
+            log.warning(
+                "cached conversion of %s failed its hash check; converting again", spec.name
+            )
             shutil.rmtree(out)
     if not manifest_path.is_file():
         log.info("converting %s from GGUF (once; later loads use the cache in %s)", spec.name, out)
         _convert_gguf(spec, parts, out)
     torch_dtype = torch.float32 if dtype == "auto" else getattr(torch, dtype)
     tok = AutoTokenizer.from_pretrained(out)
-    hf = _placed(lambda: AutoModelForCausalLM.from_pretrained(
-        out, dtype=torch_dtype, device_map=device_map, use_safetensors=True, **(placement or {})
-    ), spec.name)
+    hf = _placed(
+        lambda: AutoModelForCausalLM.from_pretrained(
+            out, dtype=torch_dtype, device_map=device_map, use_safetensors=True, **(placement or {})
+        ),
+        spec.name,
+    )
     return hf, tok, spec.sha256
 
 
@@ -335,18 +365,21 @@ def load_model(
     with quiet_third_party():  # the first import of transformers may warn (tqdm without ipywidgets)
         from nnsight.modeling.transformers import TransformersModel
 
-
     start = time.perf_counter()
     report, close_bar = progress_callback(progress, f"load {name_or_path}", "step")
     if report:
         report(0, 2)
     spec = OFFLINE_MODELS.get(name_or_path)
     if remote and (max_memory or offload_folder or device_map):
-        raise MechintroError("--device-map/--max-memory/--offload-folder place weights here; with --remote the weights "
-                             "stay on the server: drop them or drop --remote")
+        raise MechintroError(
+            "--device-map/--max-memory/--offload-folder place weights here; with --remote the weights "
+            "stay on the server: drop them or drop --remote"
+        )
     if (max_memory or offload_folder) and device_map is None:
         device_map = "auto"
-    placement = {k: v for k, v in (("max_memory", max_memory), ("offload_folder", offload_folder)) if v}
+    placement = {
+        k: v for k, v in (("max_memory", max_memory), ("offload_folder", offload_folder)) if v
+    }
     if remote and spec is not None:
         raise MechintroError(
             f"'{name_or_path}' is a local GGUF and cannot run remotely: pass its Hub id "
@@ -358,25 +391,40 @@ def load_model(
     elif remote:
         from transformers import AutoTokenizer
 
-        if isinstance(remote, str) and remote != "local" and not remote.startswith(("http://", "https://")):
-            raise MechintroError(f"--remote {remote!r} is not a server URL: give http(s)://HOST[:PORT], or --remote alone for NDIF")
+        if (
+            isinstance(remote, str)
+            and remote != "local"
+            and not remote.startswith(("http://", "https://"))
+        ):
+            raise MechintroError(
+                f"--remote {remote!r} is not a server URL: give http(s)://HOST[:PORT], or --remote alone for NDIF"
+            )
         tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         with quiet_third_party():
             lm = TransformersModel(
-                name_or_path, tokenizer=tok, task="text-generation",
+                name_or_path,
+                tokenizer=tok,
+                task="text-generation",
                 dtype=getattr(torch, dtype) if dtype != "auto" else "auto",
             )
         close_bar()
         return Model(
-            name=name_or_path, hf=lm._module, lm=lm, tokenizer=lm.tokenizer,
-            weights_sha256=f"hf:{name_or_path}@remote", arch=architecture_of(lm._module),
-            remote=remote, load_seconds=time.perf_counter() - start,
+            name=name_or_path,
+            hf=lm._module,
+            lm=lm,
+            tokenizer=lm.tokenizer,
+            weights_sha256=f"hf:{name_or_path}@remote",
+            arch=architecture_of(lm._module),
+            remote=remote,
+            load_seconds=time.perf_counter() - start,
         )
     else:
         with quiet_third_party():
-            hf, tok, digest = _load_pretrained(name_or_path, dtype, device_map, trust_remote_code, placement)
+            hf, tok, digest = _load_pretrained(
+                name_or_path, dtype, device_map, trust_remote_code, placement
+            )
     if report:
         report(1, 2)
     hf.requires_grad_(False)  # autograd is on inside traces otherwise (docs/engineering.md)
@@ -390,15 +438,25 @@ def load_model(
         report(2, 2)
     close_bar()
     model = Model(
-        name=name_or_path, hf=hf, lm=lm, tokenizer=tok, weights_sha256=digest, arch=arch,
+        name=name_or_path,
+        hf=hf,
+        lm=lm,
+        tokenizer=tok,
+        weights_sha256=digest,
+        arch=arch,
         load_seconds=time.perf_counter() - start,
     )
     log.info("loaded %s in %.1f s", name_or_path, model.load_seconds)
     return model
 
 
-def _load_pretrained(name_or_path: str, dtype: Dtype, device_map: Any, trust_remote_code: bool,
-                     placement: dict[str, Any] | None = None) -> tuple[Any, Any, str]:
+def _load_pretrained(
+    name_or_path: str,
+    dtype: Dtype,
+    device_map: Any,
+    trust_remote_code: bool,
+    placement: dict[str, Any] | None = None,
+) -> tuple[Any, Any, str]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     looks_like_repo = name_or_path.count("/") == 1 and not Path(name_or_path).exists()
@@ -411,10 +469,17 @@ def _load_pretrained(name_or_path: str, dtype: Dtype, device_map: Any, trust_rem
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-        hf = _placed(lambda: AutoModelForCausalLM.from_pretrained(
-            name_or_path, dtype=torch_dtype, device_map=device_map,
-            trust_remote_code=trust_remote_code, use_safetensors=True, **(placement or {}),
-        ), name_or_path)
+        hf = _placed(
+            lambda: AutoModelForCausalLM.from_pretrained(
+                name_or_path,
+                dtype=torch_dtype,
+                device_map=device_map,
+                trust_remote_code=trust_remote_code,
+                use_safetensors=True,
+                **(placement or {}),
+            ),
+            name_or_path,
+        )
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MechintroError(
@@ -424,7 +489,9 @@ def _load_pretrained(name_or_path: str, dtype: Dtype, device_map: Any, trust_rem
     return hf, tok, _weights_fingerprint(hf, name_or_path)
 
 
-def from_hf(hf: Any, tokenizer: Any, *, name: str = "in-memory", weights_sha256: str | None = None) -> Model:
+def from_hf(
+    hf: Any, tokenizer: Any, *, name: str = "in-memory", weights_sha256: str | None = None
+) -> Model:
     """Wrap an already-built Hugging Face model (tests, notebooks, custom checkpoints).
 
     Without ``weights_sha256`` the fingerprint is :func:`state_fingerprint`: a model that
@@ -438,8 +505,12 @@ def from_hf(hf: Any, tokenizer: Any, *, name: str = "in-memory", weights_sha256:
     if weights_sha256 is None:
         weights_sha256 = state_fingerprint(hf)
     return Model(
-        name=name, hf=hf, lm=_wrap(hf, tokenizer), tokenizer=tokenizer,
-        weights_sha256=weights_sha256, arch=architecture_of(hf),
+        name=name,
+        hf=hf,
+        lm=_wrap(hf, tokenizer),
+        tokenizer=tokenizer,
+        weights_sha256=weights_sha256,
+        arch=architecture_of(hf),
     )
 
 
@@ -453,8 +524,10 @@ def _placed(load: Any, name: str) -> Any:
     except (ValueError, KeyError) as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "offload" in text or "device" in text or "memory" in text:
-            raise MechintroError(f"cannot place '{name}' as asked ({text}); check --device-map, --max-memory "
-                                 "(e.g. 0=20GiB,cpu=8GiB) and --offload-folder") from None
+            raise MechintroError(
+                f"cannot place '{name}' as asked ({text}); check --device-map, --max-memory "
+                "(e.g. 0=20GiB,cpu=8GiB) and --offload-folder"
+            ) from None
         raise
 
 
@@ -465,16 +538,33 @@ def parse_max_memory(text: str) -> dict[int | str, str]:
     for part in (p.strip() for p in text.split(",") if p.strip()):
         device, sep, size = part.partition("=")
         device, size = device.strip(), size.strip()
-        if not sep or not device or not size or not (device.isdigit() or device in ("cpu", "mps", "disk")):
-            raise MechintroError(f"--max-memory '{part}' is not DEVICE=SIZE: write e.g. 0=20GiB,cpu=8GiB")
+        if (
+            not sep
+            or not device
+            or not size
+            or not (device.isdigit() or device in ("cpu", "mps", "disk"))
+        ):
+            raise MechintroError(
+                f"--max-memory '{part}' is not DEVICE=SIZE: write e.g. 0=20GiB,cpu=8GiB"
+            )
         out[int(device) if device.isdigit() else device] = size
     if not out:
         raise MechintroError("--max-memory is empty: write e.g. 0=20GiB,cpu=8GiB")
     return out
 
 
-_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
-                       "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+_SAFETENSORS_DTYPES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
 
 
 def _offload_sources(hf: Any) -> list[tuple[str, Any, str]]:
@@ -490,7 +580,9 @@ def _offload_sources(hf: Any) -> list[tuple[str, Any, str]]:
     return found
 
 
-def _update_from_file(h: Any, path: str | Path, start: int = 0, stop: int | None = None, chunk: int = 1 << 22) -> None:
+def _update_from_file(
+    h: Any, path: str | Path, start: int = 0, stop: int | None = None, chunk: int = 1 << 22
+) -> None:
     with open(path, "rb") as f:
         f.seek(start)
         left = None if stop is None else stop - start
@@ -519,7 +611,9 @@ def _update_offloaded(h: Any, loader: Any, key: str) -> None:
     with open(file, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
         entry = json.loads(f.read(n))[info.get("weight_name", key)]
-    if _SAFETENSORS_DTYPES.get(entry["dtype"]) == info.get("dtype", _SAFETENSORS_DTYPES.get(entry["dtype"])):
+    if _SAFETENSORS_DTYPES.get(entry["dtype"]) == info.get(
+        "dtype", _SAFETENSORS_DTYPES.get(entry["dtype"])
+    ):
         begin, end = entry["data_offsets"]
         _update_from_file(h, file, 8 + n + begin, 8 + n + end)
     else:
@@ -544,13 +638,15 @@ def state_fingerprint(hf: Any) -> str:
         for module_name, loader, prefix in sources:
             if module_name and not k.startswith(module_name + "."):
                 continue
-            key = prefix + (k[len(module_name) + 1:] if module_name else k)
+            key = prefix + (k[len(module_name) + 1 :] if module_name else k)
             if key in getattr(loader, "state_dict", {}) or key in getattr(loader, "index", {}):
                 _update_offloaded(h, loader, key)
                 break
         else:
-            raise MechintroError(f"cannot fingerprint the model: {k} is on the meta device and no offload index "
-                                 "holds it; pass weights_sha256= (e.g. the checkpoint files' sha256_of)")
+            raise MechintroError(
+                f"cannot fingerprint the model: {k} is on the meta device and no offload index "
+                "holds it; pass weights_sha256= (e.g. the checkpoint files' sha256_of)"
+            )
     return h.hexdigest()
 
 
@@ -574,8 +670,11 @@ def _wrap(hf: Any, tokenizer: Any) -> Any:
     # parameter is offloaded. Inputs go to the main device instead (accelerate's hooks take them on).
     cls = type(lm)
     if cls not in _PLACED:
-        _PLACED[cls] = type(f"Placed{cls.__name__}", (cls,), {"device": property(lambda self: main_device(self._module)),
-                                                              "__module__": __name__})
+        _PLACED[cls] = type(
+            f"Placed{cls.__name__}",
+            (cls,),
+            {"device": property(lambda self: main_device(self._module)), "__module__": __name__},
+        )
     lm.__class__ = _PLACED[cls]
     return lm
 
@@ -586,7 +685,11 @@ _PLACED: dict[type, type] = {}
 def main_device(hf: Any) -> torch.device:
     """Where a model placed by accelerate takes its inputs: the first accelerator in its
     ``hf_device_map`` (transformers' main device), else the CPU — also for a weightless model."""
-    accelerators = [d for d in (getattr(hf, "hf_device_map", None) or {}).values() if d not in ("cpu", "disk", "meta")]
+    accelerators = [
+        d
+        for d in (getattr(hf, "hf_device_map", None) or {}).values()
+        if d not in ("cpu", "disk", "meta")
+    ]
     if not accelerators:
         return torch.device("cpu")
     first = accelerators[0]

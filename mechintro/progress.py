@@ -27,9 +27,15 @@ Progress = Union[bool, Callable[[int, int], None], None]  # noqa: UP007 (a runti
 # (category name, message regex) of the warnings third-party code raises from inside our calls;
 # each one was seen in a kernel running the quick start or the analyses (issue 17).
 _KNOWN_WARNINGS: tuple[tuple[str, str], ...] = (
-    ("FutureWarning", r".*`past_key_values` is deprecated.*"),  # transformers 5 via nnsight's forward
+    (
+        "FutureWarning",
+        r".*`past_key_values` is deprecated.*",
+    ),  # transformers 5 via nnsight's forward
     ("FutureWarning", r".*LanguageModel.*"),  # nnsight: LanguageModel → TransformersModel
-    ("DeprecationWarning", r".*"),  # from inside transformers / nnsight internals only (module filter below)
+    (
+        "DeprecationWarning",
+        r".*",
+    ),  # from inside transformers / nnsight internals only (module filter below)
     ("UserWarning", r".*TypedStorage is deprecated.*"),
 )
 _THIRD_PARTY = r"(transformers|nnsight|torch|accelerate|peft)(\..*)?"
@@ -41,7 +47,11 @@ def quiet_third_party() -> Iterator[None]:
     transformers draws no loading bars; both are restored on exit."""
     with warnings.catch_warnings():
         for category, message in _KNOWN_WARNINGS:
-            cls = {"FutureWarning": FutureWarning, "DeprecationWarning": DeprecationWarning, "UserWarning": UserWarning}[category]
+            cls = {
+                "FutureWarning": FutureWarning,
+                "DeprecationWarning": DeprecationWarning,
+                "UserWarning": UserWarning,
+            }[category]
             if category == "DeprecationWarning":
                 warnings.filterwarnings("ignore", category=cls, module=_THIRD_PARTY)
             else:
@@ -103,11 +113,20 @@ class _Bar:
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is None:
-            with warnings.catch_warnings():  # no ipywidgets in this kernel: text bars, without the warning
+            with (
+                warnings.catch_warnings()
+            ):  # no ipywidgets in this kernel: text bars, without the warning
                 warnings.filterwarnings("ignore", message=".*IProgress not found.*")
                 from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=done, desc=self.desc, unit=self.unit, dynamic_ncols=True, leave=True)
+            self.bar = tqdm(
+                total=total,
+                initial=done,
+                desc=self.desc,
+                unit=self.unit,
+                dynamic_ncols=True,
+                leave=True,
+            )
             return
         if self.bar.total != total:
             self.bar.total = total
@@ -120,7 +139,9 @@ class _Bar:
 
 
 @contextlib.contextmanager
-def reporter(progress: Progress, desc: str, unit: str = "it") -> Iterator[Callable[[int, int], None] | None]:
+def reporter(
+    progress: Progress, desc: str, unit: str = "it"
+) -> Iterator[Callable[[int, int], None] | None]:
     """The callback a slow function calls with ``(done, total)``: a bar for ``None``/``True``, the
     caller's own callable, or ``None`` for ``False``. The bar is closed when the block ends."""
     if _off(progress):
@@ -147,7 +168,9 @@ def steps(progress: Progress, desc: str, items: list, unit: str = "it") -> Itera
                 report(k + 1, total)
 
 
-def callback(progress: Progress, desc: str, unit: str = "it") -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
+def callback(
+    progress: Progress, desc: str, unit: str = "it"
+) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
     """:func:`reporter` for code that cannot wrap its loop in a ``with`` block: the callback and
     the function that closes its bar."""
     if _off(progress):

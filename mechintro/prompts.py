@@ -29,7 +29,9 @@ class Prompt:
         return len(self.input_ids)
 
 
-def render_chat(tokenizer: Any, messages: list[dict[str, str]], *, continue_final: bool = False) -> str:
+def render_chat(
+    tokenizer: Any, messages: list[dict[str, str]], *, continue_final: bool = False
+) -> str:
     """Render ``messages`` with the tokenizer's chat template.
 
     With ``continue_final`` the last (assistant) message is left open, so the model continues it
@@ -51,15 +53,20 @@ def render_chat(tokenizer: Any, messages: list[dict[str, str]], *, continue_fina
 def message_window(tokenizer: Any, messages: list[dict[str, str]], first: int, last: int) -> Window:
     """The window over ``messages[first:last]`` of a rendered conversation, their template tokens
     included (vgel's steering of whole messages while they fill the KV cache)."""
+
     def prefix(k: int) -> str:
         if k == 0:
             return ""
-        return tokenizer.apply_chat_template(messages[:k], tokenize=False, add_generation_prompt=False)
+        return tokenizer.apply_chat_template(
+            messages[:k], tokenize=False, add_generation_prompt=False
+        )
 
     full = render_chat(tokenizer, messages, continue_final=messages[-1]["role"] == "assistant")
     lo, hi = prefix(first), prefix(last)
     if not (full.startswith(hi) and hi.startswith(lo)):
-        raise MechintroError("this chat template does not render earlier turns as a prefix of later ones: pass a token mask (Window.tokens)")
+        raise MechintroError(
+            "this chat template does not render earlier turns as a prefix of later ones: pass a token mask (Window.tokens)"
+        )
     return Window(start=len(lo), end=len(hi))
 
 
@@ -72,7 +79,9 @@ def tokenize(tokenizer: Any, text: str, *, max_len: int | None = None) -> Prompt
             f"prompt is {len(ids)} tokens, longer than the model's context of {max_len}: "
             "shorten the prompt or its document"
         )
-    return Prompt(text=text, input_ids=ids, offsets=tuple((int(a), int(b)) for a, b in enc["offset_mapping"]))
+    return Prompt(
+        text=text, input_ids=ids, offsets=tuple((int(a), int(b)) for a, b in enc["offset_mapping"])
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,14 +142,18 @@ class Window:
         lo = _char(prompt.text, self.start, 0, after=False, default=0)
         hi = _char(prompt.text, self.end, lo, after=self.end_after_marker, default=len(prompt.text))
         if hi <= lo:
-            raise MechintroError(f"injection window is empty (characters {lo}..{hi}): check its markers")
+            raise MechintroError(
+                f"injection window is empty (characters {lo}..{hi}): check its markers"
+            )
         mask = tuple(a < hi and b > lo and b > a for a, b in prompt.offsets)
         if not any(mask):
             raise MechintroError("injection window covers no token: check its markers")
         return mask
 
 
-def _char(text: str, where: str | int | None, search_from: int, *, after: bool, default: int) -> int:
+def _char(
+    text: str, where: str | int | None, search_from: int, *, after: bool, default: int
+) -> int:
     if where is None:
         return default
     if isinstance(where, int):

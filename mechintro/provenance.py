@@ -30,7 +30,10 @@ def git_commit() -> str:
             return "unknown"
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", "mechintro"],
-            cwd=root, capture_output=True, text=True, timeout=5,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
@@ -60,7 +63,17 @@ def provenance_attrs() -> dict[str, str]:
 def figure_metadata(ds: Any) -> dict[str, str]:
     """PNG metadata for a figure drawn from run ``ds``: the run's provenance plus the software
     that drew it (pass to ``Figure.savefig(..., metadata=...)``)."""
-    keys = ("experiment", "model", "weights_sha256", "config", "seed", "mechintro_version", "git_commit", "package_versions", "created")
+    keys = (
+        "experiment",
+        "model",
+        "weights_sha256",
+        "config",
+        "seed",
+        "mechintro_version",
+        "git_commit",
+        "package_versions",
+        "created",
+    )
     source = {k: ds.attrs[k] for k in keys if k in ds.attrs}
     return {
         "Software": f"mechintro {mechintro_version()} (git {git_commit()})",

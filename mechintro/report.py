@@ -37,23 +37,49 @@ from mechintro.progress import Progress, reporter
 log = logging.getLogger(__name__)
 
 
-def _figures(name: str, ds: xr.Dataset, summary: xr.Dataset | None) -> list[tuple[str, Callable[[], Any]]]:
+def _figures(
+    name: str, ds: xr.Dataset, summary: xr.Dataset | None
+) -> list[tuple[str, Callable[[], Any]]]:
     """(caption, draw) for the experiment's figures; ``draw`` returns a matplotlib Figure."""
     from mechintro import plotting
 
     if summary is None:
         return []
     table: dict[str, list[tuple[str, Callable[[], Any]]]] = {
-        "detection-logits": [("P(yes)/(P(yes)+P(no)) against strength per layer, with the no-injection control",
-                              lambda: plotting.detection_shift(summary))],
-        "injected-thoughts": [("detection and false-positive rates by layer", lambda: plotting.injected_thoughts_by_layer(summary)),
-                              ("detection and coherence by strength", lambda: plotting.injected_thoughts_by_strength(summary))],
-        "thoughts-vs-text": [("naming the injected word vs repeating the sentence",
-                              lambda: plotting.thoughts_vs_text(summary, chance=summary.attrs.get("chance_word"),
-                                                                baseline=(summary.attrs["baseline_word"], summary.attrs["baseline_repeat"])
-                                                                if "baseline_word" in summary.attrs else None))],
-        "prefill": [("apology rate after a prefilled word", lambda: plotting.prefill_apology(summary))],
-        "latent-introspection": [("P(yes) unsteered vs steered", lambda: plotting.latent_shifts(summary))],
+        "detection-logits": [
+            (
+                "P(yes)/(P(yes)+P(no)) against strength per layer, with the no-injection control",
+                lambda: plotting.detection_shift(summary),
+            )
+        ],
+        "injected-thoughts": [
+            (
+                "detection and false-positive rates by layer",
+                lambda: plotting.injected_thoughts_by_layer(summary),
+            ),
+            (
+                "detection and coherence by strength",
+                lambda: plotting.injected_thoughts_by_strength(summary),
+            ),
+        ],
+        "thoughts-vs-text": [
+            (
+                "naming the injected word vs repeating the sentence",
+                lambda: plotting.thoughts_vs_text(
+                    summary,
+                    chance=summary.attrs.get("chance_word"),
+                    baseline=(summary.attrs["baseline_word"], summary.attrs["baseline_repeat"])
+                    if "baseline_word" in summary.attrs
+                    else None,
+                ),
+            )
+        ],
+        "prefill": [
+            ("apology rate after a prefilled word", lambda: plotting.prefill_apology(summary))
+        ],
+        "latent-introspection": [
+            ("P(yes) unsteered vs steered", lambda: plotting.latent_shifts(summary))
+        ],
         "sweep": [("Yes−No shift over layer × strength", lambda: plotting.sweep_heatmaps(summary))],
     }
     return table.get(name, [])
@@ -81,12 +107,19 @@ def _readout(ds: xr.Dataset, name: str) -> tuple[str, list[str]]:
 
         responses = [str(r) for r in ds.response.values]
         if name == "prefill":
-            return "apology (offline grader)", [{True: "apology", False: "intended", None: "ungraded"}[grading.apology(r)] for r in responses]
+            return "apology (offline grader)", [
+                {True: "apology", False: "intended", None: "ungraded"}[grading.apology(r)]
+                for r in responses
+            ]
         if name == "injected-thoughts":
             out = []
             for r, c in zip(responses, ds.concept.values, strict=True):
                 g = grading.grade(r, str(c).lower())
-                out.append("detected" if g.detected else ("claims detection" if g.affirmative else "no detection"))
+                out.append(
+                    "detected"
+                    if g.detected
+                    else ("claims detection" if g.affirmative else "no detection")
+                )
             return "verdict (offline grader)", out
         return "response", [" ".join(r.split())[:60] for r in responses]
     return "readout", [""] * n
@@ -104,7 +137,18 @@ def _trial_data(ds: xr.Dataset, name: str, tokenizer: Any) -> dict[str, Any]:
     """Compact per-trial data for the page: each distinct prompt once, as decoded tokens."""
     from mechintro.transcripts import _labels, trial
 
-    keep = [v for v in ("input_ids", "attention_mask", "inject_mask", "read_mask", "response", "answer_logprobs") if v in ds]
+    keep = [
+        v
+        for v in (
+            "input_ids",
+            "attention_mask",
+            "inject_mask",
+            "read_mask",
+            "response",
+            "answer_logprobs",
+        )
+        if v in ds
+    ]
     keep += [v for v in ds.data_vars if str(v).startswith("grade_")]
     attrs = dict(ds.attrs)
     ds = ds[keep].compute()
@@ -131,13 +175,25 @@ def _trial_data(ds: xr.Dataset, name: str, tokenizer: Any) -> dict[str, Any]:
             prompts[key] = len(prompt_tokens)
             prompt_tokens.append([decode(int(t)) for t in real])
         on = np.flatnonzero(inj[i][att[i]]).tolist()
-        t = trial(ds, i, tokenizer=_NoDecode) if ("response" in ds or "answer_logprobs" in ds) else None
-        rows.append({
-            "i": int(ds.trial.values[i]), "p": prompts[key], "inj": on,
-            "labels": _labels(ds, i), "readout": readout[i],
-            "response": t.response if t else None, "answer": t.answer if t else None,
-            "verdicts": [[v.criterion, v.answer, v.decided_by] for v in t.verdicts] if t else [],
-        })
+        t = (
+            trial(ds, i, tokenizer=_NoDecode)
+            if ("response" in ds or "answer_logprobs" in ds)
+            else None
+        )
+        rows.append(
+            {
+                "i": int(ds.trial.values[i]),
+                "p": prompts[key],
+                "inj": on,
+                "labels": _labels(ds, i),
+                "readout": readout[i],
+                "response": t.response if t else None,
+                "answer": t.answer if t else None,
+                "verdicts": [[v.criterion, v.answer, v.decided_by] for v in t.verdicts]
+                if t
+                else [],
+            }
+        )
     return {"prompts": prompt_tokens, "trials": rows, "readout": header}
 
 
@@ -243,7 +299,9 @@ filter();
 
 
 def _select(field: str, values: list[str]) -> str:
-    options = "".join(f"<option value='{html.escape(v, quote=True)}'>{html.escape(v)}</option>" for v in values)
+    options = "".join(
+        f"<option value='{html.escape(v, quote=True)}'>{html.escape(v)}</option>" for v in values
+    )
     return f"<label>{field} <select id='f-{field}'><option value=''>all</option>{options}</select></label>"
 
 
@@ -255,11 +313,27 @@ def build_report(ds: xr.Dataset, *, tokenizer: Any = None, progress: Progress = 
     name = ds.attrs.get("experiment", "")
     module = EXPERIMENTS.get(name)
     title = f"{name or 'run'} · {ds.attrs.get('model', '?')} · {ds.sizes['trial']} trials"
-    prov_keys = ("experiment", "model", "weights_sha256", "mode", "seed", "batch_size", "created", "mechintro_version",
-                 "git_commit", "layer_map", "vectors_method", "complete", "schema_version")
+    prov_keys = (
+        "experiment",
+        "model",
+        "weights_sha256",
+        "mode",
+        "seed",
+        "batch_size",
+        "created",
+        "mechintro_version",
+        "git_commit",
+        "layer_map",
+        "vectors_method",
+        "complete",
+        "schema_version",
+    )
     prov = {k: ds.attrs[k] for k in prov_keys if k in ds.attrs}
     prov |= {k: v for k, v in ds.attrs.items() if k.startswith("judge_")}
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>" for k, v in prov.items())
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>"
+        for k, v in prov.items()
+    )
     config = ds.attrs.get("config", "{}")
     try:
         config = json.dumps(json.loads(config), indent=1)
@@ -271,32 +345,50 @@ def build_report(ds: xr.Dataset, *, tokenizer: Any = None, progress: Progress = 
         if report:
             report(0, 3)
         summary, summary_text = None, "(no summary for this experiment)"
-        if module is not None and name != "intentional-control":  # its summary needs concept vectors
+        if (
+            module is not None and name != "intentional-control"
+        ):  # its summary needs concept vectors
             try:
                 summary = module.summarize(ds)
                 summary_text = module.format_summary(summary)
-            except Exception as exc:  # a summary that cannot be made is reported on the page, not fatal
+            except (
+                Exception
+            ) as exc:  # a summary that cannot be made is reported on the page, not fatal
                 summary_text = f"(summary not available: {type(exc).__name__}: {exc})"
         if report:
             report(1, 3)
         figures = []
         for caption, draw in _figures(name, ds, summary):
             try:
-                figures.append(f"<figure><img alt='{html.escape(caption, quote=True)}' src='data:image/png;base64,{_png(draw())}'>"
-                               f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+                figures.append(
+                    f"<figure><img alt='{html.escape(caption, quote=True)}' src='data:image/png;base64,{_png(draw())}'>"
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                )
             except Exception as exc:
-                figures.append(f"<p>figure '{html.escape(caption)}' not drawn: {html.escape(type(exc).__name__)}: {html.escape(str(exc))}</p>")
+                figures.append(
+                    f"<p>figure '{html.escape(caption)}' not drawn: {html.escape(type(exc).__name__)}: {html.escape(str(exc))}</p>"
+                )
         if report:
             report(2, 3)
         data = _trial_data(ds, name, tok)
         if report:
             report(3, 3)
-    selects = "".join(_select(f, sorted({t["labels"][f] for t in data["trials"]}, key=_sort_key)) for f in ("concept", "condition", "layer", "strength"))
+    selects = "".join(
+        _select(f, sorted({t["labels"][f] for t in data["trials"]}, key=_sort_key))
+        for f in ("concept", "condition", "layer", "strength")
+    )
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     page = _PAGE
-    for key, value in {"__TITLE__": html.escape(title), "__TSTYLE__": STYLE, "__PROV__": prov_html,
-                       "__SUMMARY__": html.escape(summary_text), "__FIGURES__": "".join(figures) or "<p>(no figures for this experiment)</p>",
-                       "__SELECTS__": selects, "__READOUT__": html.escape(data["readout"]), "__DATA__": payload}.items():
+    for key, value in {
+        "__TITLE__": html.escape(title),
+        "__TSTYLE__": STYLE,
+        "__PROV__": prov_html,
+        "__SUMMARY__": html.escape(summary_text),
+        "__FIGURES__": "".join(figures) or "<p>(no figures for this experiment)</p>",
+        "__SELECTS__": selects,
+        "__READOUT__": html.escape(data["readout"]),
+        "__DATA__": payload,
+    }.items():
         page = page.replace(key, value)
     return page
 
@@ -317,10 +409,14 @@ def write_report(run: str | Path, out: str | Path, *, progress: Progress = None)
     if out.suffix.lower() not in (".html", ".htm"):
         raise MechintroError(f"--out {out} should end in .html (the report is one HTML file)")
     if not out.parent.exists():
-        raise MechintroError(f"the folder {out.parent} does not exist: create it or choose another --out")
+        raise MechintroError(
+            f"the folder {out.parent} does not exist: create it or choose another --out"
+        )
     ds = open_run(run)
     if "input_ids" not in ds or "inject_mask" not in ds:
-        raise MechintroError(f"{run} is not a trial run (no input_ids / inject_mask): reports are for `mechintro run` outputs")
+        raise MechintroError(
+            f"{run} is not a trial run (no input_ids / inject_mask): reports are for `mechintro run` outputs"
+        )
     page = build_report(ds.drop_vars([v for v in ("resid",) if v in ds]), progress=progress)
     scratch = out.with_name(out.name + ".partial")
     scratch.write_text(page, encoding="utf-8")

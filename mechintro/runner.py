@@ -93,7 +93,9 @@ class Answers:
                     ids.append(int(enc[0]))
                     kept += 1
             if kept == 0:
-                raise MechintroError(f"no form of answer '{label}' ({list(forms)}) is a single token of this tokenizer")
+                raise MechintroError(
+                    f"no form of answer '{label}' ({list(forms)}) is a single token of this tokenizer"
+                )
         return texts, labels, ids
 
 
@@ -111,8 +113,15 @@ class Shard:
     count: int
 
     def __post_init__(self) -> None:
-        if isinstance(self.count, bool) or isinstance(self.index, bool) or self.count < 1 or not 1 <= self.index <= self.count:
-            raise MechintroError(f"shard {self.index}/{self.count} does not exist: give i/N with 1 <= i <= N, e.g. 1/4")
+        if (
+            isinstance(self.count, bool)
+            or isinstance(self.index, bool)
+            or self.count < 1
+            or not 1 <= self.index <= self.count
+        ):
+            raise MechintroError(
+                f"shard {self.index}/{self.count} does not exist: give i/N with 1 <= i <= N, e.g. 1/4"
+            )
 
     @classmethod
     def parse(cls, text: str) -> Shard:
@@ -132,7 +141,12 @@ class Generation:
     temperature: float = 1.0
 
 
-def _inputs_dataset(model: Model, trials: Sequence[Trial], injections: Sequence[engine.Injection | None], answers: tuple[list[str], list[str], list[int]] | None) -> xr.Dataset:
+def _inputs_dataset(
+    model: Model,
+    trials: Sequence[Trial],
+    injections: Sequence[engine.Injection | None],
+    answers: tuple[list[str], list[str], list[int]] | None,
+) -> xr.Dataset:
     n, width, d = len(trials), max(len(t.prompt) for t in trials), model.d_model
     ids = np.full((n, width), model.tokenizer.pad_token_id, dtype=np.int32)
     attn = np.zeros((n, width), dtype=np.int8)
@@ -141,15 +155,15 @@ def _inputs_dataset(model: Model, trials: Sequence[Trial], injections: Sequence[
     read = np.zeros((n, width), dtype=bool)
     for i, t in enumerate(trials):
         k = len(t.prompt)
-        ids[i, width - k:] = t.prompt.input_ids
-        attn[i, width - k:] = 1
+        ids[i, width - k :] = t.prompt.input_ids
+        attn[i, width - k :] = 1
         inj = injections[i]
         if inj is not None:
-            inject[i, width - k:] = inj.mask
+            inject[i, width - k :] = inj.mask
             first = t.vector if t.vector.ndim == 1 else t.vector[0]  # type: ignore[union-attr]
             vectors[i] = first.float().numpy()
         if t.read_window is not None:
-            read[i, width - k:] = t.read_window.resolve(t.prompt)
+            read[i, width - k :] = t.read_window.resolve(t.prompt)
     label_keys = sorted({k for t in trials for k in t.labels})
     for t in trials:
         if set(t.labels) != set(label_keys):
@@ -161,12 +175,21 @@ def _inputs_dataset(model: Model, trials: Sequence[Trial], injections: Sequence[
         "condition": ("trial", np.array([t.condition for t in trials], dtype=object)),
         "strength": ("trial", np.array([t.strength for t in trials], dtype=np.float64)),
         "inject_layer": ("trial", np.array([t.inject_layer for t in trials], dtype=np.int64)),
-        "inject_layer_end": ("trial", np.array([t.inject_layer_end for t in trials], dtype=np.int64)),
-        "generated_injection": ("trial", np.array([t.window.generated and t.vector is not None for t in trials])),
+        "inject_layer_end": (
+            "trial",
+            np.array([t.inject_layer_end for t in trials], dtype=np.int64),
+        ),
+        "generated_injection": (
+            "trial",
+            np.array([t.window.generated and t.vector is not None for t in trials]),
+        ),
     }
     for k in label_keys:
         values = [t.labels[k] for t in trials]
-        coords[k] = ("trial", np.array(values, dtype=object if isinstance(values[0], str) else None))
+        coords[k] = (
+            "trial",
+            np.array(values, dtype=object if isinstance(values[0], str) else None),
+        )
     if answers is not None:
         texts, labels, token_ids = answers
         coords["answer"] = np.array(texts, dtype=object)
@@ -187,13 +210,17 @@ def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Injectio
     """Validate every trial before anything is written; return each trial's injection (its
     window resolved once, which also refuses a marker that is not in the prompt)."""
     if not trials:
-        raise MechintroError("the experiment produced no trials: give at least one concept, layer and strength")
+        raise MechintroError(
+            "the experiment produced no trials: give at least one concept, layer and strength"
+        )
     max_len = getattr(model.hf.config, "max_position_embeddings", None)
     for t in trials:
         if not np.isfinite(t.strength):
             raise MechintroError(f"strength {t.strength} is not finite: give finite numbers")
         if max_len is not None and len(t.prompt) > max_len:
-            raise MechintroError(f"a prompt is {len(t.prompt)} tokens, longer than {model.name}'s context of {max_len}: shorten it")
+            raise MechintroError(
+                f"a prompt is {len(t.prompt)} tokens, longer than {model.name}'s context of {max_len}: shorten it"
+            )
         if t.vector is not None:
             n_inject = t.inject_layer_end - t.inject_layer
             if t.vector.shape not in ((model.d_model,), (n_inject, model.d_model)):
@@ -216,13 +243,16 @@ def _check_memory(model: Model, trials: Sequence[Trial], batch_size: int) -> Non
     except (ValueError, OSError, AttributeError):
         return
     width = max(len(t.prompt) for t in trials)
-    per_trial = model.n_layers * width * model.d_model * 2 * 3  # float16 store + float32 copy on the way
+    per_trial = (
+        model.n_layers * width * model.d_model * 2 * 3
+    )  # float16 store + float32 copy on the way
     batch = min(batch_size, len(trials))
     if batch * per_trial > memory // 2:
         cap = max(1, (memory // 2) // per_trial)
         raise MechintroError(
             f"batch size {batch_size} needs about {batch * per_trial / 2**30:.0f} GiB for its residual streams, more than "
-            f"half of this machine's {memory / 2**30:.0f} GiB: give --batch-size {cap} or less (or --no-record-resid)")
+            f"half of this machine's {memory / 2**30:.0f} GiB: give --batch-size {cap} or less (or --no-record-resid)"
+        )
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
@@ -274,7 +304,9 @@ def execute(
         _check_memory(model, trials, batch_size)
     swapping = any(t.swap_prefix for t in trials)
     if swapping and (swap_model is None or mode != "logits" or record):
-        raise MechintroError("model-swap trials need a swap model, logit mode and no residual recording")
+        raise MechintroError(
+            "model-swap trials need a swap model, logit mode and no residual recording"
+        )
     resolved = answers.resolve(model.tokenizer) if answers is not None else None
     config_json = json.dumps(dict(config), sort_keys=True, default=str)
     attrs = {
@@ -290,7 +322,9 @@ def execute(
     }
     if swapping:
         assert swap_model is not None
-        attrs.update({"swap_model": swap_model.name, "swap_weights_sha256": swap_model.weights_sha256})
+        attrs.update(
+            {"swap_model": swap_model.name, "swap_weights_sha256": swap_model.weights_sha256}
+        )
     if shard is not None:
         attrs["shard"] = str(shard)
     attrs["identity"] = json.dumps(run_identity(model, trials), sort_keys=True)
@@ -298,31 +332,69 @@ def execute(
     def create(path: Path) -> None:
         inputs = _inputs_dataset(model, trials, injections, resolved)
         runs.create_run(
-            path, inputs=inputs, attrs=attrs, batch_size=batch_size, mode=mode,
+            path,
+            inputs=inputs,
+            attrs=attrs,
+            batch_size=batch_size,
+            mode=mode,
             max_new_tokens=generation.max_new_tokens if generation else 0,
-            record=record, n_layers=model.n_layers,
+            record=record,
+            n_layers=model.n_layers,
         )
 
     with store_lock(out):  # one writer per store; released on exit, however the process ends
-        return _execute_locked(model, trials, out, injections, resolved, attrs, create, mode=mode, generation=generation,
-                               batch_size=batch_size, record=record, seed=seed, progress=progress, swap_model=swap_model,
-                               shard=shard, swapping=swapping)
+        return _execute_locked(
+            model,
+            trials,
+            out,
+            injections,
+            resolved,
+            attrs,
+            create,
+            mode=mode,
+            generation=generation,
+            batch_size=batch_size,
+            record=record,
+            seed=seed,
+            progress=progress,
+            swap_model=swap_model,
+            shard=shard,
+            swapping=swapping,
+        )
 
 
-def _execute_locked(model: Model, trials: Sequence[Trial], out: Path, injections: list[engine.Injection | None],
-                    resolved: tuple[list[str], list[str], list[int]] | None, attrs: Mapping[str, str],
-                    create: Callable[[Path], None], *, mode: Mode, generation: Generation | None, batch_size: int,
-                    record: bool, seed: int, progress: Callable[[int, int], None] | None, swap_model: Model | None,
-                    shard: Shard | None, swapping: bool) -> Path:
+def _execute_locked(
+    model: Model,
+    trials: Sequence[Trial],
+    out: Path,
+    injections: list[engine.Injection | None],
+    resolved: tuple[list[str], list[str], list[int]] | None,
+    attrs: Mapping[str, str],
+    create: Callable[[Path], None],
+    *,
+    mode: Mode,
+    generation: Generation | None,
+    batch_size: int,
+    record: bool,
+    seed: int,
+    progress: Callable[[int, int], None] | None,
+    swap_model: Model | None,
+    shard: Shard | None,
+    swapping: bool,
+) -> Path:
     if out.exists():
         stored = _check_resume(out, attrs, batch_size, mode)
-        if "identity" in stored:  # same identity: the trials this command builds are the stored ones
+        if (
+            "identity" in stored
+        ):  # same identity: the trials this command builds are the stored ones
             runs.restore_inputs(out, create)
     else:
         create(out)
     done = runs.committed_mask(out)
     if len(done) != len(trials):
-        raise MechintroError(f"{out} holds {len(done)} trials but this run has {len(trials)}: use another --out")
+        raise MechintroError(
+            f"{out} holds {len(done)} trials but this run has {len(trials)}: use another --out"
+        )
     width = max(len(t.prompt) for t in trials)
     answer_ids = resolved[2] if resolved else []
     # One shared-prefix length for the whole run, so every batch takes the same path.
@@ -331,9 +403,13 @@ def _execute_locked(model: Model, trials: Sequence[Trial], out: Path, injections
         prefix = engine.shared_prefix([t.prompt.input_ids for t in trials], injections)
         prefix = prefix if prefix >= engine.MIN_SHARED_PREFIX else 0
     n_batches = -(-len(trials) // batch_size)
-    mine = list(range(n_batches)) if shard is None else runs.shard_batches(len(trials), batch_size, shard.index, shard.count)
+    mine = (
+        list(range(n_batches))
+        if shard is None
+        else runs.shard_batches(len(trials), batch_size, shard.index, shard.count)
+    )
     total = sum(min(batch_size, len(trials) - b * batch_size) for b in mine)
-    n_done = sum(int(done[b * batch_size:(b + 1) * batch_size].sum()) for b in mine)
+    n_done = sum(int(done[b * batch_size : (b + 1) * batch_size].sum()) for b in mine)
     progress, close_bar = progress_callback(progress, Path(out).name, "trial")
     if progress:
         progress(n_done, total)
@@ -348,24 +424,46 @@ def _execute_locked(model: Model, trials: Sequence[Trial], out: Path, injections
             if any(t.swap_prefix for t in chunk):
                 result = _swap_batch(model, swap_model, chunk, injections[start:stop], answer_ids)  # type: ignore[arg-type]
             else:
-                result = engine.forward(model, prompts, injections[start:stop], answer_ids=answer_ids, record=record, prefix=prefix)
+                result = engine.forward(
+                    model,
+                    prompts,
+                    injections[start:stop],
+                    answer_ids=answer_ids,
+                    record=record,
+                    prefix=prefix,
+                )
             outputs: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
-                "answer_logprobs": (("trial", "answer"), result.answer_logprobs.numpy().astype(np.float32)),
+                "answer_logprobs": (
+                    ("trial", "answer"),
+                    result.answer_logprobs.numpy().astype(np.float32),
+                ),
             }
         else:
             assert generation is not None
             # A batch whose trials all stop early (their own max_new_tokens) generates only that far.
-            steps = max(min(t.max_new_tokens or generation.max_new_tokens, generation.max_new_tokens) for t in chunk)
+            steps = max(
+                min(t.max_new_tokens or generation.max_new_tokens, generation.max_new_tokens)
+                for t in chunk
+            )
             result = engine.generate(
-                model, prompts, injections[start:stop], max_new_tokens=steps,
-                temperature=generation.temperature, seed=batch_seed(seed, b), record=record, prefix=prefix,
+                model,
+                prompts,
+                injections[start:stop],
+                max_new_tokens=steps,
+                temperature=generation.temperature,
+                seed=batch_seed(seed, b),
+                record=record,
+                prefix=prefix,
             )
             ids = np.full((len(chunk), generation.max_new_tokens), -1, dtype=np.int32)
             ids[:, :steps] = result.generated.numpy()
             for row, t in enumerate(chunk):
                 if t.max_new_tokens is not None:
-                    ids[row, t.max_new_tokens:] = -1
-            texts = [model.tokenizer.decode([t for t in row if t >= 0], skip_special_tokens=True) for row in ids.tolist()]
+                    ids[row, t.max_new_tokens :] = -1
+            texts = [
+                model.tokenizer.decode([t for t in row if t >= 0], skip_special_tokens=True)
+                for row in ids.tolist()
+            ]
             outputs = {
                 "response_ids": (("trial", "new_token"), ids),
                 "response": (("trial",), np.array(texts, dtype=object)),
@@ -378,10 +476,14 @@ def _execute_locked(model: Model, trials: Sequence[Trial], out: Path, injections
             assert result.resid is not None
             resid = np.zeros((len(chunk), model.n_layers, width, model.d_model), dtype=np.float16)
             t_b = result.resid.shape[2]
-            resid[:, :, width - t_b:] = result.resid.numpy()
+            resid[:, :, width - t_b :] = result.resid.numpy()
             outputs["resid"] = (("trial", "layer", "pos", "d_model"), resid)
         if nonfinite.any():
-            log.warning("%d trial(s) in batch %d have non-finite logits or activations (flagged in `nonfinite`)", int(nonfinite.sum()), b)
+            log.warning(
+                "%d trial(s) in batch %d have non-finite logits or activations (flagged in `nonfinite`)",
+                int(nonfinite.sum()),
+                b,
+            )
         runs.write_batch(out, start, outputs)
         n_done += int((~done[start:stop]).sum())
         if progress:
@@ -391,20 +493,38 @@ def _execute_locked(model: Model, trials: Sequence[Trial], out: Path, injections
     return out
 
 
-def _swap_batch(model: Model, swap_model: Model, chunk: Sequence[Trial], injections: Sequence[engine.Injection | None],
-                answer_ids: list[int]) -> engine.BatchResult:
+def _swap_batch(
+    model: Model,
+    swap_model: Model,
+    chunk: Sequence[Trial],
+    injections: Sequence[engine.Injection | None],
+    answer_ids: list[int],
+) -> engine.BatchResult:
     """A logit-mode batch holding model-swap trials: those rows go through
     :func:`engine.swap_forward`, the others through :func:`engine.forward`, merged in order."""
     swap = [i for i, t in enumerate(chunk) if t.swap_prefix]
     rest = [i for i, t in enumerate(chunk) if not t.swap_prefix]
     logprobs = torch.zeros(len(chunk), len(answer_ids))
     nonfinite = torch.zeros(len(chunk), dtype=torch.bool)
-    s = engine.swap_forward(model, swap_model, [chunk[i].prompt.input_ids for i in swap], [chunk[i].swap_prefix for i in swap], answer_ids=answer_ids)
+    s = engine.swap_forward(
+        model,
+        swap_model,
+        [chunk[i].prompt.input_ids for i in swap],
+        [chunk[i].swap_prefix for i in swap],
+        answer_ids=answer_ids,
+    )
     logprobs[swap], nonfinite[swap] = s.answer_logprobs, s.nonfinite
     if rest:
-        r = engine.forward(model, [chunk[i].prompt.input_ids for i in rest], [injections[i] for i in rest], answer_ids=answer_ids)
+        r = engine.forward(
+            model,
+            [chunk[i].prompt.input_ids for i in rest],
+            [injections[i] for i in rest],
+            answer_ids=answer_ids,
+        )
         logprobs[rest], nonfinite[rest] = r.answer_logprobs, r.nonfinite
-    return engine.BatchResult(answer_logprobs=logprobs, resid=None, generated=None, nonfinite=nonfinite)
+    return engine.BatchResult(
+        answer_logprobs=logprobs, resid=None, generated=None, nonfinite=nonfinite
+    )
 
 
 def _sha(*parts: bytes) -> str:
@@ -428,19 +548,38 @@ def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
     from mechintro.provenance import mechintro_version
 
     try:
-        device_map = getattr(model.hf, "hf_device_map", None) or str(next(model.hf.parameters()).device)
+        device_map = getattr(model.hf, "hf_device_map", None) or str(
+            next(model.hf.parameters()).device
+        )
     except (StopIteration, AttributeError, TypeError):
         device_map = "unknown"
     vectors, ids, injection = [], [], []
     for t in trials:
-        vectors.append(b"-" if t.vector is None else t.vector.detach().float().cpu().contiguous().numpy().tobytes())
+        vectors.append(
+            b"-"
+            if t.vector is None
+            else t.vector.detach().float().cpu().contiguous().numpy().tobytes()
+        )
         ids.append(np.asarray(t.prompt.input_ids, dtype=np.int64).tobytes())
         mask = t.window.resolve(t.prompt) if t.vector is not None else None
         read = t.read_window.resolve(t.prompt) if t.read_window is not None else None
-        injection.append(json.dumps([t.condition, t.concept, float(t.strength), t.inject_layer, t.inject_layer_end,
-                                     None if mask is None else np.asarray(mask, dtype=bool).tolist(), t.window.generated,
-                                     None if read is None else np.asarray(read, dtype=bool).tolist(), t.max_new_tokens,
-                                     t.swap_prefix, {k: str(v) for k, v in sorted(t.labels.items())}]).encode())
+        injection.append(
+            json.dumps(
+                [
+                    t.condition,
+                    t.concept,
+                    float(t.strength),
+                    t.inject_layer,
+                    t.inject_layer_end,
+                    None if mask is None else np.asarray(mask, dtype=bool).tolist(),
+                    t.window.generated,
+                    None if read is None else np.asarray(read, dtype=bool).tolist(),
+                    t.max_new_tokens,
+                    t.swap_prefix,
+                    {k: str(v) for k, v in sorted(t.labels.items())},
+                ]
+            ).encode()
+        )
     versions = {}
     for package in ("torch", "transformers"):
         try:
@@ -452,7 +591,11 @@ def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
         "dtype": str(model.dtype).removeprefix("torch."),
         "device_map": json.dumps(device_map, sort_keys=True, default=str),
         "weights_sha256": model.weights_sha256,
-        "chat_template_sha256": _sha(template.encode() if isinstance(template, str) else json.dumps(template, sort_keys=True).encode())[:16],
+        "chat_template_sha256": _sha(
+            template.encode()
+            if isinstance(template, str)
+            else json.dumps(template, sort_keys=True).encode()
+        )[:16],
         "input_ids_sha256": _sha(*ids)[:16],
         "vectors_sha256": _sha(*vectors)[:16],
         "injection_sha256": _sha(*injection)[:16],
@@ -462,17 +605,27 @@ def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
     }
 
 
-def _check_resume(out: Path, attrs: Mapping[str, str], batch_size: int, mode: str) -> dict[str, str]:
+def _check_resume(
+    out: Path, attrs: Mapping[str, str], batch_size: int, mode: str
+) -> dict[str, str]:
     """Refuse to resume ``out`` with anything that would change its numbers; return its attributes."""
     stored = runs.read_attrs(out)
-    expected = {"model": attrs["model"], "weights_sha256": attrs["weights_sha256"], "record_resid": attrs["record_resid"],
-                "mode": mode, "batch_size": str(batch_size), "swap_weights_sha256": attrs.get("swap_weights_sha256"),
-                "shard": attrs.get("shard")}
+    expected = {
+        "model": attrs["model"],
+        "weights_sha256": attrs["weights_sha256"],
+        "record_resid": attrs["record_resid"],
+        "mode": mode,
+        "batch_size": str(batch_size),
+        "swap_weights_sha256": attrs.get("swap_weights_sha256"),
+        "shard": attrs.get("shard"),
+    }
     diffs = [key for key, want in expected.items() if stored.get(key) != want]
     try:
         old = json.loads(stored["config"])
     except (json.JSONDecodeError, TypeError):
-        raise MechintroError(f"{out} is not a valid mechintro run: the config attribute is not JSON") from None
+        raise MechintroError(
+            f"{out} is not a valid mechintro run: the config attribute is not JSON"
+        ) from None
     new = json.loads(attrs["config"])
     diffs += sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if "identity" in stored:
@@ -483,7 +636,10 @@ def _check_resume(out: Path, attrs: Mapping[str, str], batch_size: int, mode: st
         now = json.loads(attrs["identity"])
         diffs += [k for k in now if was.get(k) != now[k] and k not in diffs]
     else:
-        log.warning("%s was made before mechintro recorded a run's identity: dtype, vectors and prompts are not checked on resume", out)
+        log.warning(
+            "%s was made before mechintro recorded a run's identity: dtype, vectors and prompts are not checked on resume",
+            out,
+        )
     if diffs:
         raise MechintroError(
             f"{out} was made with a different setup (differs in: {', '.join(diffs)}): "

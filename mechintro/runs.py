@@ -41,8 +41,15 @@ SCHEMA_VERSION = 1
 TRIAL_COORDS = ("concept", "condition", "strength", "inject_layer", "inject_layer_end")
 INPUT_VARS = ("input_ids", "attention_mask", "inject_mask", "injected_vector")
 REQUIRED_ATTRS = (
-    "schema_version", "mode", "model", "weights_sha256", "mechintro_version", "git_commit",
-    "config", "package_versions", "batch_size",
+    "schema_version",
+    "mode",
+    "model",
+    "weights_sha256",
+    "mechintro_version",
+    "git_commit",
+    "config",
+    "package_versions",
+    "batch_size",
 )
 MODES = ("logits", "generate")
 _COMPRESSOR = zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
@@ -50,7 +57,11 @@ _CHUNK_BYTES = 16 << 20
 
 
 def _output_template(
-    n_trials: int, batch_size: int, mode: str, n_answers: int, max_new_tokens: int,
+    n_trials: int,
+    batch_size: int,
+    mode: str,
+    n_answers: int,
+    max_new_tokens: int,
     record: tuple[int, int, int] | None,
 ) -> dict[str, tuple[tuple[str, ...], Any]]:
     """Lazy (never computed) arrays for every output variable, chunked one batch per chunk."""
@@ -63,12 +74,16 @@ def _output_template(
     if mode == "logits":
         out["answer_logprobs"] = (
             ("trial", "answer"),
-            dsa.full((n_trials, n_answers), np.nan, dtype=np.float32, chunks=(batch_size, n_answers)),
+            dsa.full(
+                (n_trials, n_answers), np.nan, dtype=np.float32, chunks=(batch_size, n_answers)
+            ),
         )
     else:
         out["response_ids"] = (
             ("trial", "new_token"),
-            dsa.full((n_trials, max_new_tokens), -1, dtype=np.int32, chunks=(batch_size, max_new_tokens)),
+            dsa.full(
+                (n_trials, max_new_tokens), -1, dtype=np.int32, chunks=(batch_size, max_new_tokens)
+            ),
         )
         out["response"] = (("trial",), np.full(n_trials, "", dtype=object))
     if record is not None:
@@ -76,10 +91,21 @@ def _output_template(
         per_trial = n_layers * n_pos * d_model * 2
         # Largest divisor of the batch size whose chunk stays under 16 MiB: chunks never straddle
         # two batches, so each batch's write touches only its own chunk files.
-        tc = max([c for c in range(1, batch_size + 1) if batch_size % c == 0 and c * per_trial / n_layers <= _CHUNK_BYTES] or [1])
+        tc = max(
+            [
+                c
+                for c in range(1, batch_size + 1)
+                if batch_size % c == 0 and c * per_trial / n_layers <= _CHUNK_BYTES
+            ]
+            or [1]
+        )
         out["resid"] = (
             ("trial", "layer", "pos", "d_model"),
-            dsa.zeros((n_trials, n_layers, n_pos, d_model), dtype=np.float16, chunks=(tc, 1, n_pos, d_model)),
+            dsa.zeros(
+                (n_trials, n_layers, n_pos, d_model),
+                dtype=np.float16,
+                chunks=(tc, 1, n_pos, d_model),
+            ),
         )
     return out
 
@@ -112,15 +138,32 @@ def create_run(
     if record:
         ds = ds.assign_coords(layer=np.arange(n_layers))
     ds.attrs.update(attrs)
-    ds.attrs.update({"schema_version": str(SCHEMA_VERSION), "mode": mode, "batch_size": str(batch_size), "complete": "false"})
+    ds.attrs.update(
+        {
+            "schema_version": str(SCHEMA_VERSION),
+            "mode": mode,
+            "batch_size": str(batch_size),
+            "complete": "false",
+        }
+    )
     validate(ds, where=str(path))
-    encoding = {name: {"compressors": (_COMPRESSOR,)} for name in ("resid", "injected_vector") if name in ds}
-    encoding.update({name: {"chunks": (min(n_trials, 4096), *ds[name].shape[1:])} for name in (*INPUT_VARS, "read_mask") if name in ds})
+    encoding = {
+        name: {"compressors": (_COMPRESSOR,)} for name in ("resid", "injected_vector") if name in ds
+    }
+    encoding.update(
+        {
+            name: {"chunks": (min(n_trials, 4096), *ds[name].shape[1:])}
+            for name in (*INPUT_VARS, "read_mask")
+            if name in ds
+        }
+    )
     for name in ("committed", "nonfinite", "digest", "answer_logprobs", "response_ids", "response"):
         if name in ds:
             encoding.setdefault(name, {})["chunks"] = (chunk, *ds[name].shape[1:])
     with staged_dir(path) as staging:
-        ds.to_zarr(staging, mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
+        ds.to_zarr(
+            staging, mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding
+        )
         _write_manifest(staging, outputs=set(template))
     return path
 
@@ -164,7 +207,9 @@ def read_manifest(path: str | Path) -> dict | None:
     """The store's manifest, or ``None`` if it has none (a store from before manifests) or it is
     unreadable."""
     try:
-        return json.loads(zarr.open_group(str(Path(path) / MANIFEST_GROUP), mode="r").attrs["manifest"])
+        return json.loads(
+            zarr.open_group(str(Path(path) / MANIFEST_GROUP), mode="r").attrs["manifest"]
+        )
     except Exception:  # missing, truncated or foreign: the callers say what that means
         return None
 
@@ -174,7 +219,9 @@ def _update_manifest_root(path: Path) -> None:
     manifest = read_manifest(path)
     if manifest is not None:
         manifest["root"] = json.loads((path / "zarr.json").read_text())
-        zarr.open_group(str(path / MANIFEST_GROUP), mode="r+").attrs["manifest"] = json.dumps(manifest)
+        zarr.open_group(str(path / MANIFEST_GROUP), mode="r+").attrs["manifest"] = json.dumps(
+            manifest
+        )
 
 
 def _json_ok(file: Path) -> bool:
@@ -205,18 +252,28 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
     without reading any array (so a run whose inputs are damaged can still be resumed and repaired)."""
     path = _as_path(path)
     if not path.exists():
-        raise MechintroError(f"run {path} does not exist: check the path, or create it with `mechintro run`")
+        raise MechintroError(
+            f"run {path} does not exist: check the path, or create it with `mechintro run`"
+        )
     try:
         attrs = dict(zarr.open_group(str(path), mode="r", zarr_format=3).attrs)
     except Exception as exc:
-        hint = "run `mechintro verify --repair` on it" if read_manifest(path) is not None else "is it a mechintro run?"
-        raise MechintroError(f"{path} is not a readable zarr store ({type(exc).__name__}): {hint}") from None
+        hint = (
+            "run `mechintro verify --repair` on it"
+            if read_manifest(path) is not None
+            else "is it a mechintro run?"
+        )
+        raise MechintroError(
+            f"{path} is not a readable zarr store ({type(exc).__name__}): {hint}"
+        ) from None
     missing = [a for a in REQUIRED_ATTRS if a not in attrs]
     if missing:
         raise MechintroError(f"{path} is not a valid mechintro run: missing attributes {missing}")
     if attrs["schema_version"] != str(SCHEMA_VERSION):
-        raise MechintroError(f"{path} is not a valid mechintro run: schema version {attrs['schema_version']}, "
-                             f"this mechintro reads {SCHEMA_VERSION}; use a matching mechintro version")
+        raise MechintroError(
+            f"{path} is not a valid mechintro run: schema version {attrs['schema_version']}, "
+            f"this mechintro reads {SCHEMA_VERSION}; use a matching mechintro version"
+        )
     return attrs
 
 
@@ -239,11 +296,16 @@ def restore_inputs(path: str | Path, make_fresh: Any) -> list[str]:
         fresh_manifest = read_manifest(fresh)
         assert fresh_manifest is not None
         if manifest is not None:
-            differ = sorted(n for n in manifest["inputs"] if fresh_manifest["inputs"].get(n) != manifest["inputs"][n])
+            differ = sorted(
+                n
+                for n in manifest["inputs"]
+                if fresh_manifest["inputs"].get(n) != manifest["inputs"][n]
+            )
             if differ:
                 raise MechintroError(
                     f"{path} holds other trials than this command makes (differs in: {', '.join(differ)}): "
-                    "rerun with the original arguments, or choose another --out")
+                    "rerun with the original arguments, or choose another --out"
+                )
             names = damaged or []
         else:  # no manifest: the identity check passed, so any difference is damage
             names = damaged_inputs(path, fresh_manifest)
@@ -255,14 +317,20 @@ def restore_inputs(path: str | Path, make_fresh: Any) -> list[str]:
             shutil.copytree(fresh / MANIFEST_GROUP, path / MANIFEST_GROUP)
             _update_manifest_root(path)
     if names:
-        log.warning("%s: rewrote damaged input array(s) %s from the trials of this command", path, ", ".join(names))
+        log.warning(
+            "%s: rewrote damaged input array(s) %s from the trials of this command",
+            path,
+            ", ".join(names),
+        )
     return names
 
 
 DIGESTED = ("answer_logprobs", "response_ids", "response", "nonfinite", "resid")
 
 
-def trial_digests(outputs: Mapping[str, tuple[tuple[str, ...], np.ndarray]] | xr.Dataset) -> list[str]:
+def trial_digests(
+    outputs: Mapping[str, tuple[tuple[str, ...], np.ndarray]] | xr.Dataset,
+) -> list[str]:
     """sha256 per trial over the trial's output values (the variables in :data:`DIGESTED`), so
     ``verify`` can tell a stored trial from one that was altered or half-written."""
     arrays = {}
@@ -277,12 +345,18 @@ def trial_digests(outputs: Mapping[str, tuple[tuple[str, ...], np.ndarray]] | xr
         for name in sorted(arrays):
             row = np.asarray(arrays[name][i])
             h.update(name.encode())
-            h.update(str(row).encode("utf-8") if row.dtype.kind in "OUTS" else np.ascontiguousarray(row).tobytes())
+            h.update(
+                str(row).encode("utf-8")
+                if row.dtype.kind in "OUTS"
+                else np.ascontiguousarray(row).tobytes()
+            )
         digests.append(h.hexdigest())
     return digests
 
 
-def write_batch(path: str | Path, start: int, outputs: Mapping[str, tuple[tuple[str, ...], np.ndarray]]) -> None:
+def write_batch(
+    path: str | Path, start: int, outputs: Mapping[str, tuple[tuple[str, ...], np.ndarray]]
+) -> None:
     """Write one batch's outputs for trials ``start : start + n`` with their digests, then mark
     them committed."""
     n = len(next(iter(outputs.values()))[1])
@@ -291,7 +365,9 @@ def write_batch(path: str | Path, start: int, outputs: Mapping[str, tuple[tuple[
     data["digest"] = (("trial",), np.array(trial_digests(outputs), dtype=object))
     data.to_zarr(path, region=region, consolidated=False)
     # The commit flag is a separate, later write: a kill before it leaves the batch uncommitted.
-    xr.Dataset({"committed": (("trial",), np.ones(n, dtype=bool))}).to_zarr(path, region=region, consolidated=False)
+    xr.Dataset({"committed": (("trial",), np.ones(n, dtype=bool))}).to_zarr(
+        path, region=region, consolidated=False
+    )
 
 
 def mark_complete(path: str | Path) -> None:
@@ -303,8 +379,10 @@ def committed_mask(path: str | Path) -> np.ndarray:
     try:
         return np.asarray(zarr.open_group(str(path), mode="r")["committed"][:], dtype=bool)
     except Exception as exc:  # a truncated chunk, missing metadata
-        raise MechintroError(f"{path} has damaged commit flags ({type(exc).__name__}): run `mechintro verify --repair {path}`, "
-                             "then the same command again") from None
+        raise MechintroError(
+            f"{path} has damaged commit flags ({type(exc).__name__}): run `mechintro verify --repair {path}`, "
+            "then the same command again"
+        ) from None
 
 
 def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
@@ -317,7 +395,9 @@ def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
     if missing:
         raise bad(f"missing attributes {missing}")
     if ds.attrs["schema_version"] != str(SCHEMA_VERSION):
-        raise bad(f"schema version {ds.attrs['schema_version']}, this mechintro reads {SCHEMA_VERSION}; use a matching mechintro version")
+        raise bad(
+            f"schema version {ds.attrs['schema_version']}, this mechintro reads {SCHEMA_VERSION}; use a matching mechintro version"
+        )
     mode = ds.attrs["mode"]
     if mode not in MODES:
         raise bad(f"unknown mode '{mode}'")
@@ -330,8 +410,12 @@ def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
     if not str(ds.attrs["batch_size"]).isdigit() or int(ds.attrs["batch_size"]) < 1:
         raise bad(f"batch_size attribute {ds.attrs['batch_size']!r} is not a positive integer")
     expected = {
-        "input_ids": ("trial", "pos"), "attention_mask": ("trial", "pos"), "inject_mask": ("trial", "pos"),
-        "injected_vector": ("trial", "d_model"), "committed": ("trial",), "nonfinite": ("trial",),
+        "input_ids": ("trial", "pos"),
+        "attention_mask": ("trial", "pos"),
+        "inject_mask": ("trial", "pos"),
+        "injected_vector": ("trial", "d_model"),
+        "committed": ("trial",),
+        "nonfinite": ("trial",),
         "digest": ("trial",),
     }
     if mode == "logits":
@@ -367,11 +451,15 @@ def open_run(path: str | Path, *, committed_only: bool = True) -> xr.Dataset:
     """
     path = _as_path(path)
     if not path.exists():
-        raise MechintroError(f"run {path} does not exist: check the path, or create it with `mechintro run`")
+        raise MechintroError(
+            f"run {path} does not exist: check the path, or create it with `mechintro run`"
+        )
     try:
         ds = xr.open_zarr(path, consolidated=False, zarr_format=3)
     except Exception as exc:  # a foreign or truncated store raises many different types
-        raise MechintroError(f"{path} is not a readable zarr store ({type(exc).__name__}): is it a mechintro run?") from None
+        raise MechintroError(
+            f"{path} is not a readable zarr store ({type(exc).__name__}): is it a mechintro run?"
+        ) from None
     validate(ds, where=str(path))
     # Coordinates are small and used for selection (`ds.where(ds.condition == ...)`): load them
     # now, so only the data variables stay lazy.
@@ -389,11 +477,11 @@ def open_run(path: str | Path, *, committed_only: bool = True) -> xr.Dataset:
     return ds
 
 
-
-
 def _as_path(path: object) -> Path:
     if not isinstance(path, (str, Path)) or not str(path):
-        raise MechintroError(f"a run path must be a str or pathlib.Path, got {type(path).__name__} {path!r}")
+        raise MechintroError(
+            f"a run path must be a str or pathlib.Path, got {type(path).__name__} {path!r}"
+        )
     return Path(path)
 
 
@@ -423,7 +511,9 @@ def verify(path: str | Path, *, repair: bool = False) -> VerifyReport:
     """
     path = _as_path(path)
     if not path.exists():
-        raise MechintroError(f"run {path} does not exist: check the path, or create it with `mechintro run`")
+        raise MechintroError(
+            f"run {path} does not exist: check the path, or create it with `mechintro run`"
+        )
     if not repair:
         return _verify(path, repair=False)
     with store_lock(path):
@@ -441,13 +531,23 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
     needs_rerun = False
     # 1. Metadata: without it nothing else can be read.
     if manifest is None:
-        if (path / MANIFEST_GROUP).exists() or (_json_ok(path / "zarr.json") and "identity" in json.loads((path / "zarr.json").read_text()).get("attributes", {})):
-            problems.append("the store's manifest is missing or damaged: " + ("running the same command again rewrites it" if repair else fix))
+        if (path / MANIFEST_GROUP).exists() or (
+            _json_ok(path / "zarr.json")
+            and "identity" in json.loads((path / "zarr.json").read_text()).get("attributes", {})
+        ):
+            problems.append(
+                "the store's manifest is missing or damaged: "
+                + ("running the same command again rewrites it" if repair else fix)
+            )
             needs_rerun = True
         else:
-            notes.append("no manifest (a store from before mechintro digested its inputs): inputs are not checked")
+            notes.append(
+                "no manifest (a store from before mechintro digested its inputs): inputs are not checked"
+            )
     else:
-        broken = [name for name in ["", *manifest["metadata"]] if not _json_ok(path / name / "zarr.json")]
+        broken = [
+            name for name in ["", *manifest["metadata"]] if not _json_ok(path / name / "zarr.json")
+        ]
         if broken:
             what = f"metadata (zarr.json) of {', '.join(n or 'the root' for n in broken)} missing or damaged"
             if not repair:
@@ -460,7 +560,9 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
                     meta.setdefault("attributes", {})["complete"] = "false"
                 (path / name).mkdir(parents=True, exist_ok=True)
                 (path / name / "zarr.json").write_text(json.dumps(meta))
-            problems.append(f"{what}: restored from the store's manifest; run the same command again to finish it")
+            problems.append(
+                f"{what}: restored from the store's manifest; run the same command again to finish it"
+            )
             needs_rerun = True
     try:
         attrs = read_attrs(path)
@@ -473,14 +575,18 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
     group = zarr.open_group(str(path), mode="r+" if repair else "r")
     damaged_in = damaged_inputs(path, manifest) if manifest is not None else []
     if damaged_in:
-        problems.append(f"input/coordinate array(s) {', '.join(damaged_in)} no longer match the manifest (a chunk is missing or "
-                        f"damaged): {'running the same command again rewrites them' if repair else fix}")
+        problems.append(
+            f"input/coordinate array(s) {', '.join(damaged_in)} no longer match the manifest (a chunk is missing or "
+            f"damaged): {'running the same command again rewrites them' if repair else fix}"
+        )
         needs_rerun = True
     else:
         try:
             lazy = xr.open_zarr(path, consolidated=False, zarr_format=3)
         except Exception as exc:
-            raise MechintroError(f"{path} is not a readable zarr store ({type(exc).__name__}): is it a mechintro run?") from None
+            raise MechintroError(
+                f"{path} is not a readable zarr store ({type(exc).__name__}): is it a mechintro run?"
+            ) from None
         validate(lazy, where=str(path))
     # 3. Outputs, batch by batch.
     n = group["committed"].shape[0]
@@ -511,25 +617,35 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
         if any(stored[i] != recomputed[i] for i in rows):
             damaged.append(start)
         elif "answer_logprobs" in outputs:
-            bad = ~np.isfinite(outputs["answer_logprobs"][1]).all(1) & ~outputs["nonfinite"][1].astype(bool)
+            bad = ~np.isfinite(outputs["answer_logprobs"][1]).all(1) & ~outputs["nonfinite"][
+                1
+            ].astype(bool)
             unflagged += [start + int(i) for i in rows if bad[i]]
     expected = np.ones(n, dtype=bool)
     if attrs.get("shard"):  # a shard owns some batches; the others stay uncommitted
         index, count = _shard_of(attrs, path)
         expected[:] = False
         for b in shard_batches(n, batch_size, index, count):
-            expected[b * batch_size:(b + 1) * batch_size] = True
-        notes.append(f"shard {index}/{count}: {int(expected.sum())} of the run's {n} trials; merge the shards with `mechintro merge`")
+            expected[b * batch_size : (b + 1) * batch_size] = True
+        notes.append(
+            f"shard {index}/{count}: {int(expected.sum())} of the run's {n} trials; merge the shards with `mechintro merge`"
+        )
         if (committed & ~expected).any():
-            problems.append(f"{int((committed & ~expected).sum())} trials outside shard {index}/{count} are committed")
+            problems.append(
+                f"{int((committed & ~expected).sum())} trials outside shard {index}/{count} are committed"
+            )
     notes.append(f"{int(committed.sum())} of {int(expected.sum())} trials committed")
     if complete and not committed[expected].all():
-        problems.append(f"marked complete, but {int((expected & ~committed).sum())} trials are uncommitted: {again}")
+        problems.append(
+            f"marked complete, but {int((expected & ~committed).sum())} trials are uncommitted: {again}"
+        )
     elif not complete:
         problems.append("incomplete: run the same command again to finish it")
     spec = OFFLINE_MODELS.get(attrs["model"])
     if spec is not None and attrs["weights_sha256"] != spec.sha256:
-        problems.append(f"weights hash {attrs['weights_sha256'][:12]}… is not the pinned hash of {spec.name}")
+        problems.append(
+            f"weights hash {attrs['weights_sha256'][:12]}… is not the pinned hash of {spec.name}"
+        )
     if not damaged_in:
         attn = np.asarray(group["attention_mask"][...], dtype=bool)
         if (np.asarray(group["inject_mask"][...], dtype=bool) & ~attn).any():
@@ -545,21 +661,42 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
     if repair and (damaged or needs_rerun):
         group.attrs["complete"] = "false"
     if unflagged:
-        problems.append(f"{len(unflagged)} trial(s) have non-finite log-probabilities without the nonfinite flag")
-    flagged = int((np.asarray(group["nonfinite"][...], dtype=bool) & committed).sum()) if not damaged else 0
+        problems.append(
+            f"{len(unflagged)} trial(s) have non-finite log-probabilities without the nonfinite flag"
+        )
+    flagged = (
+        int((np.asarray(group["nonfinite"][...], dtype=bool) & committed).sum())
+        if not damaged
+        else 0
+    )
     if flagged:
-        notes.append(f"{flagged} trial(s) flagged non-finite (NaN/inf logits or float16 overflow); analyses should drop them")
+        notes.append(
+            f"{flagged} trial(s) flagged non-finite (NaN/inf logits or float16 overflow); analyses should drop them"
+        )
     stray = [p for p in path.rglob("*.partial")]
     if stray:
-        notes.append(f"{len(stray)} leftover temporary chunk file(s) from an interrupted write (harmless)")
+        notes.append(
+            f"{len(stray)} leftover temporary chunk file(s) from an interrupted write (harmless)"
+        )
     return VerifyReport(problems=problems, notes=notes)
 
 
 # Arrays written per batch (and the grading's commit flags, so a recomputed batch is graded again).
-_BATCH_OUTPUTS = ("committed", "nonfinite", "digest", "answer_logprobs", "response_ids", "response", "resid", "graded")
+_BATCH_OUTPUTS = (
+    "committed",
+    "nonfinite",
+    "digest",
+    "answer_logprobs",
+    "response_ids",
+    "response",
+    "resid",
+    "graded",
+)
 
 
-def _drop_outputs(path: Path, group: zarr.Group, start: int, stop: int, manifest: Mapping[str, Any] | None) -> None:
+def _drop_outputs(
+    path: Path, group: zarr.Group, start: int, stop: int, manifest: Mapping[str, Any] | None
+) -> None:
     """Delete the chunk files of every output array for trials ``start:stop`` (one batch: chunks
     never straddle batches), so they read as unwritten and uncommitted, and a rerun writes them
     whole instead of merging into a damaged chunk."""
@@ -578,22 +715,38 @@ def _drop_outputs(path: Path, group: zarr.Group, start: int, stop: int, manifest
 
 # Attributes that must agree between the shards of one run (the rest — creation time, commit,
 # package versions — may differ between machines and are taken from shard 1).
-_SHARED_ATTRS = ("schema_version", "experiment", "mode", "model", "weights_sha256", "config", "seed", "batch_size",
-                 "record_resid", "swap_weights_sha256", "n_layers", "d_model")
+_SHARED_ATTRS = (
+    "schema_version",
+    "experiment",
+    "mode",
+    "model",
+    "weights_sha256",
+    "config",
+    "seed",
+    "batch_size",
+    "record_resid",
+    "swap_weights_sha256",
+    "n_layers",
+    "d_model",
+)
 _OUTPUT_VARS = ("answer_logprobs", "response_ids", "response", "nonfinite", "resid", "digest")
 
 
 def _shard_of(ds: xr.Dataset | Mapping[str, Any], path: Path) -> tuple[int, int]:
     text = (ds.attrs if isinstance(ds, xr.Dataset) else ds).get("shard")
     if not text:
-        raise MechintroError(f"{path} is not a shard (it was run without --shard): merge only the stores of one sharded run")
+        raise MechintroError(
+            f"{path} is not a shard (it was run without --shard): merge only the stores of one sharded run"
+        )
     try:
         index, count = (int(x) for x in str(text).split("/"))
     except ValueError:
         index = count = 0
     if not 1 <= index <= count:
-        raise MechintroError(f"{path} has a damaged shard attribute {text!r} (expected i/N): it was altered; "
-                             "run that shard's command again into a new --out")
+        raise MechintroError(
+            f"{path} has a damaged shard attribute {text!r} (expected i/N): it was altered; "
+            "run that shard's command again into a new --out"
+        )
     return index, count
 
 
@@ -624,26 +777,40 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
         index, n = _shard_of(ds, p)
         count = n if count is None else count
         if n != count:
-            raise MechintroError(f"{p} is shard {index}/{n} but {paths[0]} is one of {count}: merge the shards of one run")
+            raise MechintroError(
+                f"{p} is shard {index}/{n} but {paths[0]} is one of {count}: merge the shards of one run"
+            )
         if index in by_index:
             raise MechintroError(f"shard {index}/{n} is given twice ({by_index[index]} and {p})")
         by_index[index] = p
         differs = [k for k in _SHARED_ATTRS if ds.attrs.get(k) != first.attrs.get(k)]
         if differs:
-            raise MechintroError(f"{p} and {paths[0]} are not shards of one run (they differ in: {', '.join(differs)})")
+            raise MechintroError(
+                f"{p} and {paths[0]} are not shards of one run (they differ in: {', '.join(differs)})"
+            )
         if ds.attrs.get("complete") != "true":
-            raise MechintroError(f"shard {index}/{n} ({p}) is unfinished: run its command again to finish it, then merge")
-        report = verify(p)  # every committed trial against its digest, every input against the manifest
+            raise MechintroError(
+                f"shard {index}/{n} ({p}) is unfinished: run its command again to finish it, then merge"
+            )
+        report = verify(
+            p
+        )  # every committed trial against its digest, every input against the manifest
         if not report.ok:
-            raise MechintroError(f"shard {index}/{n} ({p}) is damaged ({report.problems[0]}); merge refused: "
-                                 f"run `mechintro verify --repair {p}`, then its command again")
+            raise MechintroError(
+                f"shard {index}/{n} ({p}) is damaged ({report.problems[0]}); merge refused: "
+                f"run `mechintro verify --repair {p}`, then its command again"
+            )
         for name in INPUT_VARS:
             if not ds[name].equals(first[name]):
-                raise MechintroError(f"{p} holds other trials than {paths[0]} ({name} differs): merge the shards of one run")
+                raise MechintroError(
+                    f"{p} holds other trials than {paths[0]} ({name} differs): merge the shards of one run"
+                )
     assert count is not None
     missing = sorted(set(range(1, count + 1)) - set(by_index))
     if missing:
-        raise MechintroError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing: pass the store of every shard")
+        raise MechintroError(
+            f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing: pass the store of every shard"
+        )
     n_trials, batch_size = first.sizes["trial"], int(first.attrs["batch_size"])
     stores = dict(opened)  # paths are distinct: a repeated shard was refused above
     with store_lock(out), staged_dir(out) as staging:
@@ -656,14 +823,26 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
                 region = {"trial": slice(b * batch_size, min((b + 1) * batch_size, n_trials))}
                 part = ds.isel(trial=region["trial"])
                 if not bool(part["committed"].all()):
-                    raise MechintroError(f"shard {index}/{count} ({p}) has uncommitted trials in batch {b}: run its command again")
-                outputs = xr.Dataset({v: (part[v].dims, part[v].values) for v in _OUTPUT_VARS if v in part})
+                    raise MechintroError(
+                        f"shard {index}/{count} ({p}) has uncommitted trials in batch {b}: run its command again"
+                    )
+                outputs = xr.Dataset(
+                    {v: (part[v].dims, part[v].values) for v in _OUTPUT_VARS if v in part}
+                )
                 outputs.to_zarr(staging, region=region, consolidated=False)
-                xr.Dataset({"committed": (("trial",), np.ones(region["trial"].stop - region["trial"].start, dtype=bool))}).to_zarr(
-                    staging, region=region, consolidated=False)
+                xr.Dataset(
+                    {
+                        "committed": (
+                            ("trial",),
+                            np.ones(region["trial"].stop - region["trial"].start, dtype=bool),
+                        )
+                    }
+                ).to_zarr(staging, region=region, consolidated=False)
         group = zarr.open_group(str(staging), mode="r+")
         if not np.asarray(group["committed"][:], dtype=bool).all():
-            raise MechintroError("the merged shards leave trials uncommitted: a shard is damaged; run `mechintro verify` on each")
+            raise MechintroError(
+                "the merged shards leave trials uncommitted: a shard is damaged; run `mechintro verify` on each"
+            )
         del group.attrs["shard"]
         group.attrs["merged_from"] = json.dumps([str(by_index[i]) for i in sorted(by_index)])
         group.attrs["complete"] = "true"

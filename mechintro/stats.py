@@ -78,14 +78,18 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     if not 0 <= successes <= n:
         raise ValueError(f"successes must be in 0..n, got {successes} of {n}")
     level = 2 * _st.norm.cdf(z) - 1
-    ci = _st.binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    ci = _st.binomtest(int(successes), int(n)).proportion_ci(
+        confidence_level=level, method="wilson"
+    )
     return (float(ci.low), float(ci.high))
 
 
 def wilson_interval(successes: int, n: int) -> Interval:
     """:func:`wilson` as an :class:`Interval`."""
     lo, hi = wilson(successes, n)
-    return Interval(successes / n if n else math.nan, lo, hi, "Wilson", n, note="" if n else "no trials")
+    return Interval(
+        successes / n if n else math.nan, lo, hi, "Wilson", n, note="" if n else "no trials"
+    )
 
 
 def newcombe(k1: int, n1: int, k2: int, n2: int, z: float = Z95) -> Interval:
@@ -94,7 +98,9 @@ def newcombe(k1: int, n1: int, k2: int, n2: int, z: float = Z95) -> Interval:
     ``d − √((p1−l1)² + (u2−p2)²)`` to ``d + √((u1−p1)² + (p2−l2)²)``. Unlike a bootstrap of the
     difference it is sensible at 0/n and n/n (0/10 − 0/20 gives [−0.161, 0.278])."""
     if n1 == 0 or n2 == 0:
-        return Interval(math.nan, math.nan, math.nan, "Newcombe", n1 + n2, note="a group has no trials")
+        return Interval(
+            math.nan, math.nan, math.nan, "Newcombe", n1 + n2, note="a group has no trials"
+        )
     p1, p2 = k1 / n1, k2 / n2
     l1, u1 = wilson(k1, n1, z)
     l2, u2 = wilson(k2, n2, z)
@@ -135,24 +141,53 @@ def cluster_interval(
     binary = bool(np.isin(x, (0.0, 1.0)).all()) if binary is None else binary
     if binary and mean in (0.0, 1.0):
         lo, hi = wilson(round(mean * g), g)
-        return Interval(mean, lo, hi, f"Wilson on {g} clusters (no variation to resample)", x.size, g, is_ci=g >= MIN_CI_CLUSTERS,
-                        note="" if g >= MIN_CI_CLUSTERS else f"only {g} clusters (fewer than {MIN_CI_CLUSTERS})")
+        return Interval(
+            mean,
+            lo,
+            hi,
+            f"Wilson on {g} clusters (no variation to resample)",
+            x.size,
+            g,
+            is_ci=g >= MIN_CI_CLUSTERS,
+            note=""
+            if g >= MIN_CI_CLUSTERS
+            else f"only {g} clusters (fewer than {MIN_CI_CLUSTERS})",
+        )
     if g < MIN_CI_CLUSTERS:
         means = sums / counts
-        return Interval(mean, float(means.min()), float(means.max()), f"range of the {g} cluster means", x.size, g, is_ci=False,
-                        note=f"only {g} clusters: fewer than {MIN_CI_CLUSTERS} cannot support a 95% interval")
+        return Interval(
+            mean,
+            float(means.min()),
+            float(means.max()),
+            f"range of the {g} cluster means",
+            x.size,
+            g,
+            is_ci=False,
+            note=f"only {g} clusters: fewer than {MIN_CI_CLUSTERS} cannot support a 95% interval",
+        )
     if g <= T_MAX_CLUSTERS:
         resid = sums - mean * counts
         se = math.sqrt(g / (g - 1) * float((resid**2).sum())) / float(counts.sum())
         half = float(_st.t.ppf(0.975, g - 1)) * se
-        return Interval(mean, mean - half, mean + half, f"t on {g} clusters (CR1 SE, {g - 1} df)", x.size, g)
+        return Interval(
+            mean, mean - half, mean + half, f"t on {g} clusters (CR1 SE, {g - 1} df)", x.size, g
+        )
     if np.ptp(sums / counts) == 0:  # every cluster has the same mean: nothing to resample
         return Interval(mean, mean, mean, f"no variation across {g} clusters", x.size, g)
-    with warnings.catch_warnings():  # a near-degenerate resample makes BCa warn; non-finite ends are handled below
+    with (
+        warnings.catch_warnings()
+    ):  # a near-degenerate resample makes BCa warn; non-finite ends are handled below
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", getattr(_st, "DegenerateDataWarning", RuntimeWarning))
-        res = _st.bootstrap((sums, counts), lambda s, c, axis=-1: s.sum(axis) / c.sum(axis), paired=True, vectorized=True,
-                            n_resamples=n_boot, method="BCa", rng=np.random.default_rng(seed))
+        res = _st.bootstrap(
+            (sums, counts),
+            lambda s, c, axis=-1: s.sum(axis) / c.sum(axis),
+            paired=True,
+            vectorized=True,
+            n_resamples=n_boot,
+            method="BCa",
+            rng=np.random.default_rng(seed),
+        )
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if not (math.isfinite(lo) and math.isfinite(hi)):  # BCa is undefined when every resample agrees
         lo = hi = mean
@@ -219,7 +254,9 @@ def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     return out
 
 
-def maxt_signflip(diffs: np.ndarray, *, n_perm: int = 10000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def maxt_signflip(
+    diffs: np.ndarray, *, n_perm: int = 10000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Paired differences ``(n_units, n_tests)`` (e.g. think − don't think per word pair, per
     layer): the one-sample t per test and its family-wise p-value from a sign-flip permutation of
     the **maximum |t| over tests** (Westfall & Young): each unit's differences are flipped
@@ -241,7 +278,7 @@ def maxt_signflip(diffs: np.ndarray, *, n_perm: int = 10000, seed: int = 0) -> t
         signs = np.concatenate([np.ones((1, n)), signs])
     maxes = []
     for s in range(0, len(signs), 512):
-        tt = np.abs(tstat(signs[s:s + 512, :, None] * d[None]))
+        tt = np.abs(tstat(signs[s : s + 512, :, None] * d[None]))
         maxes.append(np.nanmax(tt, axis=1))
     maxes = np.concatenate(maxes)
     p = (maxes[:, None] >= np.abs(t)[None, :] - 1e-12).mean(0)
@@ -253,11 +290,17 @@ def cluster_bootstrap_weights(clusters: np.ndarray, n_boot: int, seed: int) -> n
     of the clusters (a row counts as often as its cluster was drawn)."""
     names, index = np.unique(np.asarray(clusters).astype(str), return_inverse=True)
     draws = np.random.default_rng(seed).integers(0, len(names), size=(n_boot, len(names)))
-    counts = np.stack([np.bincount(d, minlength=len(names)) for d in draws]) if n_boot else np.zeros((0, len(names)), int)
+    counts = (
+        np.stack([np.bincount(d, minlength=len(names)) for d in draws])
+        if n_boot
+        else np.zeros((0, len(names)), int)
+    )
     return counts[:, index].astype(np.float64)
 
 
-def paired_auc_boots(scores: np.ndarray, y: np.ndarray, blocks: np.ndarray, boot_weights: np.ndarray) -> tuple[float, np.ndarray]:
+def paired_auc_boots(
+    scores: np.ndarray, y: np.ndarray, blocks: np.ndarray, boot_weights: np.ndarray
+) -> tuple[float, np.ndarray]:
     """The within-block AUC of :func:`paired_auc` and its ``(n_boot,)`` bootstrap replicates
     (NaN where a resample has no pair). Two scores bootstrapped with the same ``boot_weights``
     give paired replicates: the quantiles of their difference are an interval for the difference."""
@@ -276,7 +319,9 @@ def paired_auc_boots(scores: np.ndarray, y: np.ndarray, blocks: np.ndarray, boot
     return auc, boots
 
 
-def paired_auc(scores: np.ndarray, y: np.ndarray, blocks: np.ndarray, boot_weights: np.ndarray) -> tuple[float, float, float]:
+def paired_auc(
+    scores: np.ndarray, y: np.ndarray, blocks: np.ndarray, boot_weights: np.ndarray
+) -> tuple[float, float, float]:
     """AUC over the (positive, negative) pairs **from the same block**, and a 95% interval from
     bootstrap row weights ``(n_boot, n)`` (:func:`cluster_bootstrap_weights`).
 

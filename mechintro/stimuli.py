@@ -62,7 +62,18 @@ def injected_thoughts_messages(question: str = TRIAL_QUESTION) -> list[dict[str,
 # Words whose concept vectors an anomaly direction is compared with (is the "something is
 # off" signal just a word like "unusual"?). Our choice, not from a paper: the trial question's own
 # words and near-synonyms of "anomaly".
-ANOMALY_WORDS = ("Unusual", "Injected", "Strange", "Anomaly", "Weird", "Odd", "Foreign", "Intrusion", "Thought", "Detection")
+ANOMALY_WORDS = (
+    "Unusual",
+    "Injected",
+    "Strange",
+    "Anomaly",
+    "Weird",
+    "Odd",
+    "Foreign",
+    "Intrusion",
+    "Thought",
+    "Detection",
+)
 
 
 def control_words() -> list[str]:

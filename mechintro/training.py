@@ -57,11 +57,18 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_config(self)
-        if min(self.examples, self.rank, self.batch_size, self.epochs, self.checkpoint_every) < 1 or not self.learning_rate > 0:
-            raise MechintroError("examples, rank, batch_size, epochs and checkpoint_every must be at least 1, learning_rate above 0")
+        if (
+            min(self.examples, self.rank, self.batch_size, self.epochs, self.checkpoint_every) < 1
+            or not self.learning_rate > 0
+        ):
+            raise MechintroError(
+                "examples, rank, batch_size, epochs and checkpoint_every must be at least 1, learning_rate above 0"
+            )
 
 
-def training_examples(behaviour: xr.Dataset, n: int, *, split: str = "train", seed: int = 0) -> list[tuple[str, str]]:
+def training_examples(
+    behaviour: xr.Dataset, n: int, *, split: str = "train", seed: int = 0
+) -> list[tuple[str, str]]:
     """Up to ``n`` (hypothetical prompt, answer) pairs: every compliant item × property of the
     ``split`` tasks in ``behaviour``'s object-level answers, shuffled (seeded), the first ``n``."""
     from mechintro.analysis.self_prediction import _require
@@ -74,19 +81,29 @@ def training_examples(behaviour: xr.Dataset, n: int, *, split: str = "train", se
         spec = looking_inward.TASKS[task]
         if spec.split != split:
             continue
-        item = looking_inward.Item(task, int(behaviour["item"].values[i]), str(behaviour["item_prompt"].values[i]),
-                                   str(behaviour["matching"].values[i]))
+        item = looking_inward.Item(
+            task,
+            int(behaviour["item"].values[i]),
+            str(behaviour["item_prompt"].values[i]),
+            str(behaviour["matching"].values[i]),
+        )
         for prop in spec.properties:
-            value = looking_inward.extract(str(behaviour["response"].values[i]), prop, item.matching)
+            value = looking_inward.extract(
+                str(behaviour["response"].values[i]), prop, item.matching
+            )
             if value is not None:
                 pairs.append((looking_inward.hypothetical(item, prop), value))
     if not pairs:
-        raise MechintroError(f"the behaviour run has no compliant {split}-task answers to train on: run self-prediction with its {split} tasks")
+        raise MechintroError(
+            f"the behaviour run has no compliant {split}-task answers to train on: run self-prediction with its {split} tasks"
+        )
     random.Random(seed).shuffle(pairs)
     return pairs[:n]
 
 
-def object_examples(behaviour: xr.Dataset, n: int, *, split: str | None = None, seed: int = 0) -> list[tuple[str, str]]:
+def object_examples(
+    behaviour: xr.Dataset, n: int, *, split: str | None = None, seed: int = 0
+) -> list[tuple[str, str]]:
     """Up to ``n`` (object-level prompt, answer) pairs from ``behaviour``'s answers on the
     ``split`` tasks (None: all), shuffled (seeded): finetuning a model on them gives it that
     behaviour (the behaviour-change test). Answers with no property scoreable are left out."""
@@ -97,12 +114,19 @@ def object_examples(behaviour: xr.Dataset, n: int, *, split: str | None = None, 
     cond = np.array([str(c) for c in behaviour["condition"].values.tolist()])
     for i in np.nonzero(cond == "object")[0]:
         task = str(behaviour["task"].values[i])
-        response, matching = str(behaviour["response"].values[i]), str(behaviour["matching"].values[i])
+        response, matching = (
+            str(behaviour["response"].values[i]),
+            str(behaviour["matching"].values[i]),
+        )
         if split in (None, looking_inward.TASKS[task].split) and any(
-                looking_inward.extract(response, p, matching) is not None for p in looking_inward.TASKS[task].properties):
+            looking_inward.extract(response, p, matching) is not None
+            for p in looking_inward.TASKS[task].properties
+        ):
             pairs.append((str(behaviour["item_prompt"].values[i]), response.strip()))
     if not pairs:
-        raise MechintroError(f"the behaviour run has no scoreable {split or 'object-level'} answers to train on")
+        raise MechintroError(
+            f"the behaviour run has no scoreable {split or 'object-level'} answers to train on"
+        )
     random.Random(seed).shuffle(pairs)
     return pairs[:n]
 
@@ -110,13 +134,22 @@ def object_examples(behaviour: xr.Dataset, n: int, *, split: str | None = None, 
 def _encode(model: Model, prompt: str, answer: str) -> tuple[list[int], list[int]]:
     """Token ids of the chat with the answer, and labels: -100 on the prompt, the ids on the answer turn."""
     head = render_chat(model.tokenizer, [{"role": "user", "content": prompt}])
-    full = model.tokenizer.apply_chat_template([{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
-                                               tokenize=False, add_generation_prompt=False)
+    full = model.tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
+        tokenize=False,
+        add_generation_prompt=False,
+    )
     if not full.startswith(head):
-        raise MechintroError("the chat template renders the user turn differently with an answer after it: cannot mask the prompt")
+        raise MechintroError(
+            "the chat template renders the user turn differently with an answer after it: cannot mask the prompt"
+        )
     ids_head = model.tokenizer(head, add_special_tokens=False)["input_ids"]
     ids = model.tokenizer(full, add_special_tokens=False)["input_ids"]
-    k = len(ids_head) if ids[:len(ids_head)] == ids_head else len(model.tokenizer(head.rstrip(), add_special_tokens=False)["input_ids"])
+    k = (
+        len(ids_head)
+        if ids[: len(ids_head)] == ids_head
+        else len(model.tokenizer(head.rstrip(), add_special_tokens=False)["input_ids"])
+    )
     return ids, [-100] * k + ids[k:]
 
 
@@ -124,8 +157,17 @@ def _digest(examples: list[tuple[str, str]]) -> str:
     return hashlib.sha256(json.dumps(examples).encode()).hexdigest()
 
 
-def finetune(model: Model, examples: list[tuple[str, str]], out: str | Path, config: TrainConfig, *,
-             behaviour: xr.Dataset | None = None, progress=None, steer=None, extra_record: dict | None = None) -> Path:
+def finetune(
+    model: Model,
+    examples: list[tuple[str, str]],
+    out: str | Path,
+    config: TrainConfig,
+    *,
+    behaviour: xr.Dataset | None = None,
+    progress=None,
+    steer=None,
+    extra_record: dict | None = None,
+) -> Path:
     """Train a LoRA adapter on ``examples`` into ``out`` (resuming ``out.partial`` if present).
 
     ``model`` itself is not modified (a copy is trained). Returns ``out``.
@@ -144,27 +186,44 @@ def finetune(model: Model, examples: list[tuple[str, str]], out: str | Path, con
     if (out / TRAINING_FILE).exists():
         return out
     if out.exists():
-        raise MechintroError(f"{out} exists and is not a finished adapter: choose another --out or delete it")
+        raise MechintroError(
+            f"{out} exists and is not a finished adapter: choose another --out or delete it"
+        )
     partial = out.with_name(out.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     digest = _digest(examples)
     if extra_record:
-        digest = hashlib.sha256((digest + json.dumps(extra_record, sort_keys=True)).encode()).hexdigest()
+        digest = hashlib.sha256(
+            (digest + json.dumps(extra_record, sort_keys=True)).encode()
+        ).hexdigest()
     encoded = [_encode(model, p, a) for p, a in examples]
     order = list(range(len(encoded)))
     steps_per_epoch = -(-len(order) // config.batch_size)
     schedule = []
     for epoch in range(config.epochs):
         random.Random(config.seed * 1000 + epoch).shuffle(order)
-        schedule += [order[s * config.batch_size:(s + 1) * config.batch_size] for s in range(steps_per_epoch)]
+        schedule += [
+            order[s * config.batch_size : (s + 1) * config.batch_size]
+            for s in range(steps_per_epoch)
+        ]
 
     torch.manual_seed(config.seed)
     hf = copy.deepcopy(model.hf)
     hf.requires_grad_(False)
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0, target_modules="all-linear",
-                      exclude_modules=[model.arch.unembed], task_type="CAUSAL_LM")
-    with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing for users to do
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        exclude_modules=[model.arch.unembed],
+        task_type="CAUSAL_LM",
+    )
+    with (
+        warnings.catch_warnings()
+    ):  # peft asks transformers a deprecated question; nothing for users to do
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+        )
         peft_model = get_peft_model(hf, lora)
     peft_model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -174,7 +233,9 @@ def finetune(model: Model, examples: list[tuple[str, str]], out: str | Path, con
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=True)
         if saved["examples_sha256"] != digest or saved["config"] != dataclasses.asdict(config):
-            raise MechintroError(f"{partial} holds a checkpoint of other examples or settings: delete it or choose another --out")
+            raise MechintroError(
+                f"{partial} holds a checkpoint of other examples or settings: delete it or choose another --out"
+            )
         set_peft_model_state_dict(peft_model, saved["adapter"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
@@ -190,9 +251,9 @@ def finetune(model: Model, examples: list[tuple[str, str]], out: str | Path, con
         labels = torch.full((len(batch), width), -100, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for r, (x, y) in enumerate(batch):  # right padding: positions are unchanged
-            ids[r, :len(x)] = torch.tensor(x)
-            labels[r, :len(y)] = torch.tensor(y)
-            mask[r, :len(x)] = 1
+            ids[r, : len(x)] = torch.tensor(x)
+            labels[r, : len(y)] = torch.tensor(y)
+            mask[r, : len(x)] = 1
         with steer(peft_model, schedule[step]) if steer else contextlib.nullcontext():
             loss = peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
@@ -205,8 +266,16 @@ def finetune(model: Model, examples: list[tuple[str, str]], out: str | Path, con
             progress(step + 1, len(schedule))
         if state["step"] % config.checkpoint_every == 0 and state["step"] < len(schedule):
             scratch = partial / "checkpoint.tmp"
-            torch.save({"adapter": get_peft_model_state_dict(peft_model), "optimizer": optimizer.state_dict(), "state": state,
-                        "examples_sha256": digest, "config": dataclasses.asdict(config)}, scratch)
+            torch.save(
+                {
+                    "adapter": get_peft_model_state_dict(peft_model),
+                    "optimizer": optimizer.state_dict(),
+                    "state": state,
+                    "examples_sha256": digest,
+                    "config": dataclasses.asdict(config),
+                },
+                scratch,
+            )
             scratch.replace(checkpoint)
     close_bar()
     peft_model.save_pretrained(partial / "adapter")
@@ -215,13 +284,23 @@ def finetune(model: Model, examples: list[tuple[str, str]], out: str | Path, con
     (partial / "adapter").rmdir()
     checkpoint.unlink(missing_ok=True)
     record = {
-        "base_model": model.name, "base_weights_sha256": model.weights_sha256,
+        "base_model": model.name,
+        "base_weights_sha256": model.weights_sha256,
         "behaviour_model": behaviour.attrs.get("model", "?") if behaviour is not None else "?",
-        "behaviour_weights_sha256": behaviour.attrs.get("weights_sha256", "?") if behaviour is not None else "?",
-        "behaviour_adapter": json.loads(behaviour.attrs.get("config", "{}")).get("adapter", "") if behaviour is not None else "",
-        "examples": len(examples), "examples_sha256": digest, "config": dataclasses.asdict(config),
-        "steps": state["step"], "losses": state["losses"], "train_seconds": round(state["seconds"], 1),
-        **(extra_record or {}), **provenance_attrs(),
+        "behaviour_weights_sha256": behaviour.attrs.get("weights_sha256", "?")
+        if behaviour is not None
+        else "?",
+        "behaviour_adapter": json.loads(behaviour.attrs.get("config", "{}")).get("adapter", "")
+        if behaviour is not None
+        else "",
+        "examples": len(examples),
+        "examples_sha256": digest,
+        "config": dataclasses.asdict(config),
+        "steps": state["step"],
+        "losses": state["losses"],
+        "train_seconds": round(state["seconds"], 1),
+        **(extra_record or {}),
+        **provenance_attrs(),
     }
     (partial / TRAINING_FILE).write_text(json.dumps(record, indent=1))
     partial.rename(out)
@@ -231,7 +310,9 @@ def finetune(model: Model, examples: list[tuple[str, str]], out: str | Path, con
 def read_training(adapter: str | Path) -> dict:
     path = Path(adapter) / TRAINING_FILE
     if not path.exists():
-        raise MechintroError(f"{adapter} is not a finished mechintro adapter (no {TRAINING_FILE}): train it with `mechintro train`")
+        raise MechintroError(
+            f"{adapter} is not a finished mechintro adapter (no {TRAINING_FILE}): train it with `mechintro train`"
+        )
     return json.loads(path.read_text())
 
 
@@ -242,14 +323,24 @@ def apply_adapter(model: Model, adapter: str | Path) -> Model:
 
     record = read_training(adapter)
     if record["base_weights_sha256"] != model.weights_sha256:
-        raise MechintroError(f"{adapter} was trained on {record['base_model']} (weights {record['base_weights_sha256'][:12]}…), "
-                             f"not on {model.name}: load that model")
+        raise MechintroError(
+            f"{adapter} was trained on {record['base_model']} (weights {record['base_weights_sha256'][:12]}…), "
+            f"not on {model.name}: load that model"
+        )
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+        )
         merged = PeftModel.from_pretrained(copy.deepcopy(model.hf), str(adapter)).merge_and_unload()
     merged.requires_grad_(False)
     merged.eval()
-    identity = hashlib.sha256(f"{model.weights_sha256}+{sha256_of([Path(adapter) / 'adapter_model.safetensors'])}".encode()).hexdigest()
-    return dataclasses.replace(model, name=f"{model.name}+{Path(adapter).name}", hf=merged,
-                               lm=TransformersModel(merged, tokenizer=model.tokenizer, task="text-generation"),
-                               weights_sha256=identity)
+    identity = hashlib.sha256(
+        f"{model.weights_sha256}+{sha256_of([Path(adapter) / 'adapter_model.safetensors'])}".encode()
+    ).hexdigest()
+    return dataclasses.replace(
+        model,
+        name=f"{model.name}+{Path(adapter).name}",
+        hf=merged,
+        lm=TransformersModel(merged, tokenizer=model.tokenizer, task="text-generation"),
+        weights_sha256=identity,
+    )

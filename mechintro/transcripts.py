@@ -41,9 +41,16 @@ STYLE = (
 
 def html_table(rows: Mapping[str, object], *, caption: str = "") -> str:
     """A two-column HTML table of ``rows`` (the ``_repr_html_`` of models, configs, results)."""
-    body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(str(k))}</th>"
-                   f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
-    cap = f"<caption style='text-align:left;font-weight:600'>{html.escape(caption)}</caption>" if caption else ""
+    body = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(str(k))}</th>"
+        f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+        for k, v in rows.items()
+    )
+    cap = (
+        f"<caption style='text-align:left;font-weight:600'>{html.escape(caption)}</caption>"
+        if caption
+        else ""
+    )
     return f"<table>{cap}{body}</table>"
 
 
@@ -109,7 +116,10 @@ class Trial:
         if self.response is not None:
             lines += ["--- response ---", self.response]
         if self.answer is not None:
-            lines += ["--- next token ---", "  ".join(f"{k} {v:.3g}" for k, v in self.answer.items())]
+            lines += [
+                "--- next token ---",
+                "  ".join(f"{k} {v:.3g}" for k, v in self.answer.items()),
+            ]
         if self.verdicts:
             lines.append("--- verdicts ---")
             lines += [f"{v.criterion}: {v.answer}  ({v.decided_by})" for v in self.verdicts]
@@ -129,18 +139,32 @@ class Trial:
             parts.append(piece)
         if inside:
             parts.append("</mark>")
-        meta = " · ".join(f"<b>{html.escape(k)}</b> {html.escape(v)}" for k, v in self.labels.items())
-        out = [f"<div class='mi-t' data-trial='{self.index}'><h4>trial {self.index}</h4><div class='meta'>{meta}</div>",
-               "<div>prompt (<mark>injected window</mark>):</div><pre>" + "".join(parts) + "</pre>"]
+        meta = " · ".join(
+            f"<b>{html.escape(k)}</b> {html.escape(v)}" for k, v in self.labels.items()
+        )
+        out = [
+            f"<div class='mi-t' data-trial='{self.index}'><h4>trial {self.index}</h4><div class='meta'>{meta}</div>",
+            "<div>prompt (<mark>injected window</mark>):</div><pre>" + "".join(parts) + "</pre>",
+        ]
         if self.response is not None:
             out.append(f"<div>response:</div><pre>{html.escape(self.response)}</pre>")
         if self.answer is not None:
-            out.append("<div>next token:</div><table><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in self.answer)
-                       + "</tr><tr>" + "".join(f"<td>{v:.3g}</td>" for v in self.answer.values()) + "</tr></table>")
+            out.append(
+                "<div>next token:</div><table><tr>"
+                + "".join(f"<th>{html.escape(k)}</th>" for k in self.answer)
+                + "</tr><tr>"
+                + "".join(f"<td>{v:.3g}</td>" for v in self.answer.values())
+                + "</tr></table>"
+            )
         if self.verdicts:
-            rows = "".join(f"<tr><td>{html.escape(v.criterion)}</td><td class='{'yes' if v.answer == 'YES' else 'no'}'>"
-                           f"{html.escape(v.answer)}</td><td>{html.escape(v.decided_by)}</td></tr>" for v in self.verdicts)
-            out.append(f"<div>verdicts:</div><table><tr><th>criterion</th><th>verdict</th><th>decided by</th></tr>{rows}</table>")
+            rows = "".join(
+                f"<tr><td>{html.escape(v.criterion)}</td><td class='{'yes' if v.answer == 'YES' else 'no'}'>"
+                f"{html.escape(v.answer)}</td><td>{html.escape(v.decided_by)}</td></tr>"
+                for v in self.verdicts
+            )
+            out.append(
+                f"<div>verdicts:</div><table><tr><th>criterion</th><th>verdict</th><th>decided by</th></tr>{rows}</table>"
+            )
         out.append("</div>")
         return "".join(out)
 
@@ -164,19 +188,36 @@ class Transcripts:
         return f"<style>{STYLE}</style>" + "".join(t.html() for t in self.trials)
 
 
-_SKIP_COORDS = {"committed", "digest", "answer_label", "answer_id", "concept", "condition", "strength", "inject_layer",
-                "inject_layer_end", "generated_injection"}
+_SKIP_COORDS = {
+    "committed",
+    "digest",
+    "answer_label",
+    "answer_id",
+    "concept",
+    "condition",
+    "strength",
+    "inject_layer",
+    "inject_layer_end",
+    "generated_injection",
+}
 
 
 def _labels(ds: xr.Dataset, i: int) -> dict[str, str]:
     def get(name: str) -> Any:
-        return ds[name].values[i].item() if hasattr(ds[name].values[i], "item") else ds[name].values[i]
+        return (
+            ds[name].values[i].item() if hasattr(ds[name].values[i], "item") else ds[name].values[i]
+        )
 
     labels = {"experiment": ds.attrs.get("experiment", "?"), "model": ds.attrs.get("model", "?")}
     labels["concept"] = str(get("concept")) or "(none)"
     labels["condition"] = str(get("condition"))
-    layer, end = int(get("inject_layer")), int(get("inject_layer_end")) if "inject_layer_end" in ds else int(get("inject_layer")) + 1
-    labels["layer"] = "—" if layer < 0 else (str(layer) if end <= layer + 1 else f"{layer}–{end - 1}")
+    layer, end = (
+        int(get("inject_layer")),
+        int(get("inject_layer_end")) if "inject_layer_end" in ds else int(get("inject_layer")) + 1,
+    )
+    labels["layer"] = (
+        "—" if layer < 0 else (str(layer) if end <= layer + 1 else f"{layer}–{end - 1}")
+    )
     labels["strength"] = f"{float(get('strength')):g}"
     if "generated_injection" in ds and bool(get("generated_injection")):
         labels["injected on"] = "prompt and generated tokens"
@@ -194,17 +235,45 @@ def _rule_verdicts(response: str, word: str, question: str) -> list[Verdict]:
     kind = "detect" if "detect" in question.lower() or not question else "open"
     g = grading.grade(response, word, question_kind=kind)
     cue, neg = grading._AFFIRM.search(response), grading._NEGATE.search(response)
-    cues = (f"affirmative cue {cue.group(0)!r} at character {cue.start()}" if cue else "no affirmative cue") + ", " + \
-        (f"negative cue {neg.group(0)!r} at character {neg.start()}" if neg else "no negative cue")
+    cues = (
+        (
+            f"affirmative cue {cue.group(0)!r} at character {cue.start()}"
+            if cue
+            else "no affirmative cue"
+        )
+        + ", "
+        + (
+            f"negative cue {neg.group(0)!r} at character {neg.start()}"
+            if neg
+            else "no negative cue"
+        )
+    )
     mention = grading.first_mention(response, word) if word else None
-    said = f"first mention of '{word}' (or a listed form) at character {mention}" if mention is not None else f"'{word}' never named" if word else "no concept to name"
+    said = (
+        f"first mention of '{word}' (or a listed form) at character {mention}"
+        if mention is not None
+        else f"'{word}' never named"
+        if word
+        else "no concept to name"
+    )
     yn = {True: "YES", False: "NO"}
     return [
-        Verdict("coherence", yn[g.coherence], "offline rules: repetition, letters, length, no mental-state denial"),
-        Verdict("affirmative", yn[g.affirmative], f"offline rules, an affirmative cue before any negative one: {cues}"),
+        Verdict(
+            "coherence",
+            yn[g.coherence],
+            "offline rules: repetition, letters, length, no mental-state denial",
+        ),
+        Verdict(
+            "affirmative",
+            yn[g.affirmative],
+            f"offline rules, an affirmative cue before any negative one: {cues}",
+        ),
         Verdict("thinking_about_word", yn[g.thinking_about_word], f"offline rules: {said}"),
-        Verdict("affirmative_identification", yn[g.affirmative_identification],
-                f"offline rules: affirmative cue before the word's first mention ({said})"),
+        Verdict(
+            "affirmative_identification",
+            yn[g.affirmative_identification],
+            f"offline rules: affirmative cue before the word's first mention ({said})",
+        ),
     ]
 
 
@@ -214,8 +283,14 @@ def trial(ds: xr.Dataset, i: int, *, tokenizer: Any = None) -> Trial:
     mask = np.asarray(ds["attention_mask"].values[i], dtype=bool)
     ids = np.asarray(ds["input_ids"].values[i])[mask]
     injected = np.asarray(ds["inject_mask"].values[i], dtype=bool)[mask].tolist()
-    read = np.asarray(ds["read_mask"].values[i], dtype=bool)[mask].tolist() if "read_mask" in ds else [False] * len(ids)
-    tokens = [tok.decode([int(t)]) for t in ids] if tok is not None else [f"[{int(t)}]" for t in ids]
+    read = (
+        np.asarray(ds["read_mask"].values[i], dtype=bool)[mask].tolist()
+        if "read_mask" in ds
+        else [False] * len(ids)
+    )
+    tokens = (
+        [tok.decode([int(t)]) for t in ids] if tok is not None else [f"[{int(t)}]" for t in ids]
+    )
     response = answer = None
     verdicts: list[Verdict] = []
     if "response" in ds:
@@ -226,27 +301,61 @@ def trial(ds: xr.Dataset, i: int, *, tokenizer: Any = None) -> Trial:
             from mechintro import grading
 
             said = grading.apology(response)
-            verdicts = [Verdict("apology", {True: "YES", False: "NO", None: "ungraded"}[said],
-                                "offline rules: accident/apology words vs intent words (mechintro.grading.apology)")]
+            verdicts = [
+                Verdict(
+                    "apology",
+                    {True: "YES", False: "NO", None: "ungraded"}[said],
+                    "offline rules: accident/apology words vs intent words (mechintro.grading.apology)",
+                )
+            ]
         elif experiment == "injected-thoughts":
             verdicts = _rule_verdicts(response, str(ds["concept"].values[i]).lower(), question)
         for name in ds.data_vars:
-            if name.startswith("grade_") and not name.endswith("_reply") and str(ds[name].values[i]):
+            if (
+                name.startswith("grade_")
+                and not name.endswith("_reply")
+                and str(ds[name].values[i])
+            ):
                 criterion = name.removeprefix("grade_")
                 reply = str(ds[f"{name}_reply"].values[i]) if f"{name}_reply" in ds else ""
                 judge = ds.attrs.get(f"judge_{criterion}", "judge")
-                verdicts.append(Verdict(criterion, str(ds[name].values[i]), f"judge {judge}: {reply.strip()[:300]}"))
+                verdicts.append(
+                    Verdict(
+                        criterion, str(ds[name].values[i]), f"judge {judge}: {reply.strip()[:300]}"
+                    )
+                )
     if "answer_logprobs" in ds:
         lp = np.asarray(ds["answer_logprobs"].values[i], dtype=np.float64)
         labels = np.asarray(ds["answer_label"].values)
-        p_yes, p_no = float(np.exp(lp[labels == "yes"]).sum()), float(np.exp(lp[labels == "no"]).sum())
-        answer = {"P(yes)": p_yes, "P(no)": p_no, "P(yes)/(P(yes)+P(no))": p_yes / (p_yes + p_no) if p_yes + p_no > 0 else float("nan")}
-    return Trial(index=int(ds["trial"].values[i]) if "trial" in ds.coords else i, labels=_labels(ds, i), tokens=tokens,
-                 injected=injected, read=read, response=response, answer=answer, verdicts=verdicts)
+        p_yes, p_no = (
+            float(np.exp(lp[labels == "yes"]).sum()),
+            float(np.exp(lp[labels == "no"]).sum()),
+        )
+        answer = {
+            "P(yes)": p_yes,
+            "P(no)": p_no,
+            "P(yes)/(P(yes)+P(no))": p_yes / (p_yes + p_no) if p_yes + p_no > 0 else float("nan"),
+        }
+    return Trial(
+        index=int(ds["trial"].values[i]) if "trial" in ds.coords else i,
+        labels=_labels(ds, i),
+        tokens=tokens,
+        injected=injected,
+        read=read,
+        response=response,
+        answer=answer,
+        verdicts=verdicts,
+    )
 
 
-def show(ds: xr.Dataset, trials: int | Sequence[int] | None = None, *, tokenizer: Any = None, model: Any = None,
-         limit: int = 20) -> Transcripts:
+def show(
+    ds: xr.Dataset,
+    trials: int | Sequence[int] | None = None,
+    *,
+    tokenizer: Any = None,
+    model: Any = None,
+    limit: int = 20,
+) -> Transcripts:
     """Transcripts of ``trials`` (positions along ``ds.trial``; default: every trial of ``ds``,
     up to ``limit``). Returns an object that displays as HTML in Jupyter and prints as text.
 
@@ -258,7 +367,9 @@ def show(ds: xr.Dataset, trials: int | Sequence[int] | None = None, *, tokenizer
     if "input_ids" not in ds or "inject_mask" not in ds:
         from mechintro.errors import MechintroError
 
-        raise MechintroError("mi.show needs a run dataset (from mi.open_run) with input_ids and inject_mask")
+        raise MechintroError(
+            "mi.show needs a run dataset (from mi.open_run) with input_ids and inject_mask"
+        )
     if model is not None and tokenizer is None:
         tokenizer = model.tokenizer
     n = ds.sizes["trial"]
@@ -272,10 +383,22 @@ def show(ds: xr.Dataset, trials: int | Sequence[int] | None = None, *, tokenizer
         if not 0 <= t < n:
             from mechintro.errors import MechintroError
 
-            raise MechintroError(f"trial {t} is out of range: this dataset has {n} trials (0..{n - 1})")
+            raise MechintroError(
+                f"trial {t} is out of range: this dataset has {n} trials (0..{n - 1})"
+            )
     sub = ds.isel(trial=picked)
-    keep = [v for v in ("input_ids", "attention_mask", "inject_mask", "read_mask", "response", "answer_logprobs")
-            if v in sub] + [v for v in sub.data_vars if str(v).startswith("grade_")]
+    keep = [
+        v
+        for v in (
+            "input_ids",
+            "attention_mask",
+            "inject_mask",
+            "read_mask",
+            "response",
+            "answer_logprobs",
+        )
+        if v in sub
+    ] + [v for v in sub.data_vars if str(v).startswith("grade_")]
     sub = sub[keep].compute()
     sub.attrs = dict(ds.attrs)
     return Transcripts([trial(sub, k, tokenizer=tokenizer) for k in range(len(picked))])
@@ -285,5 +408,7 @@ def config_html(config: object) -> str:
     """An experiment config as an HTML table (for ``_repr_html_``)."""
     import dataclasses
 
-    rows = {f.name: json.dumps(getattr(config, f.name), default=str) for f in dataclasses.fields(config)}  # type: ignore[arg-type]
+    rows = {
+        f.name: json.dumps(getattr(config, f.name), default=str) for f in dataclasses.fields(config)
+    }  # type: ignore[arg-type]
     return html_table(rows, caption=type(config).__qualname__)

@@ -52,19 +52,38 @@ StrengthUnit = Literal["raw", "resid_norm"]
 # mechintro's former PCA-center suffixes (20 generic assistant openings), kept for comparison.
 # The default is now the authors' 582 truncated outputs (stimuli.latent_introspection_suffixes).
 DEFAULT_SUFFIXES = (
-    "", "I", "The", "Sure", "Well,", "That game", "I can see", "Let me", "It is", "One thing",
-    "When I", "There are", "In my", "Honestly,", "This is", "My favorite", "You know,",
-    "Imagine", "First,", "Here is",
+    "",
+    "I",
+    "The",
+    "Sure",
+    "Well,",
+    "That game",
+    "I can see",
+    "Let me",
+    "It is",
+    "One thing",
+    "When I",
+    "There are",
+    "In my",
+    "Honestly,",
+    "This is",
+    "My favorite",
+    "You know,",
+    "Imagine",
+    "First,",
+    "Here is",
 )
 
 
-def _acts(model: Model, texts: Sequence[str], batch_size: int, step: Callable[[int], None] | None = None) -> torch.Tensor:
+def _acts(
+    model: Model, texts: Sequence[str], batch_size: int, step: Callable[[int], None] | None = None
+) -> torch.Tensor:
     """Last-token residuals ``(n, layer, d_model)`` of rendered ``texts``; ``step(k)`` after each
     batch of ``k`` prompts."""
     prompts = [tokenize(model.tokenizer, t).input_ids for t in texts]
     out = []
     for i in range(0, len(prompts), batch_size):
-        out.append(engine.last_token_resid(model, prompts[i:i + batch_size]))
+        out.append(engine.last_token_resid(model, prompts[i : i + batch_size]))
         if step:
             step(len(out[-1]))
     return torch.cat(out, 0)
@@ -95,15 +114,28 @@ _BASELINE_CACHE_VERSION = 1
 
 
 def _baseline_key(model: Model, texts: Sequence[str], batch_size: int) -> str | None:
-    if model.remote or len(model.weights_sha256) != 64:  # no content hash (Hub fingerprint, remote): no cache
+    if (
+        model.remote or len(model.weights_sha256) != 64
+    ):  # no content hash (Hub fingerprint, remote): no cache
         return None
-    key = {"version": _BASELINE_CACHE_VERSION, "weights_sha256": model.weights_sha256, "texts": list(texts),
-           "batch_size": batch_size, "dtype": str(model.dtype), "device": model.device.type}
+    key = {
+        "version": _BASELINE_CACHE_VERSION,
+        "weights_sha256": model.weights_sha256,
+        "texts": list(texts),
+        "batch_size": batch_size,
+        "dtype": str(model.dtype),
+        "device": model.device.type,
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def _baseline_stats(model: Model, texts: Sequence[str], batch_size: int, step: Callable[[int], None] | None,
-                    cache: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _baseline_stats(
+    model: Model,
+    texts: Sequence[str],
+    batch_size: int,
+    step: Callable[[int], None] | None,
+    cache: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean activation ``(layer, d_model)`` and mean norm ``(layer,)`` over the baseline prompts,
     from the cache when a verified entry exists."""
     from safetensors.torch import load_file, save_file
@@ -122,19 +154,38 @@ def _baseline_stats(model: Model, texts: Sequence[str], batch_size: int, step: C
             stored = load_file(path)
             log.debug("baseline activations from the cache (%s)", path)
             return stored["mean"], stored["norm"]
-        log.warning("cached baseline activations %s failed their hash check; computing them again", path.name)
+        log.warning(
+            "cached baseline activations %s failed their hash check; computing them again",
+            path.name,
+        )
     base = _acts(model, texts, batch_size, step)
     mean, norm = base.mean(0), base.norm(dim=-1).mean(0)
     if key is not None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             scratch = folder / f"{key}.{os.getpid()}.tmp"
-            save_file({"mean": mean.contiguous(), "norm": norm.contiguous()}, scratch,
-                      metadata={"model": model.name, "weights_sha256": model.weights_sha256, "prompts": str(len(texts))})
+            save_file(
+                {"mean": mean.contiguous(), "norm": norm.contiguous()},
+                scratch,
+                metadata={
+                    "model": model.name,
+                    "weights_sha256": model.weights_sha256,
+                    "prompts": str(len(texts)),
+                },
+            )
             digest = sha256_of([scratch])
             scratch.replace(path)
-            manifest.write_text(json.dumps({"sha256": digest, "model": model.name, "weights_sha256": model.weights_sha256,
-                                            "prompts": len(texts), "batch_size": batch_size}))
+            manifest.write_text(
+                json.dumps(
+                    {
+                        "sha256": digest,
+                        "model": model.name,
+                        "weights_sha256": model.weights_sha256,
+                        "prompts": len(texts),
+                        "batch_size": batch_size,
+                    }
+                )
+            )
         except OSError as exc:  # a read-only or full cache only costs time
             log.warning("could not cache the baseline activations in %s (%s)", folder, exc)
     return mean, norm
@@ -160,7 +211,12 @@ def _check_words(words: Sequence[str], what: str) -> list[str]:
 
 
 def _package(
-    model: Model, vectors: torch.Tensor, names: Sequence[str], resid_norm: torch.Tensor, method: str, **attrs: object
+    model: Model,
+    vectors: torch.Tensor,
+    names: Sequence[str],
+    resid_norm: torch.Tensor,
+    method: str,
+    **attrs: object,
 ) -> xr.DataArray:
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if list(names).count(n) > 1})
@@ -231,8 +287,14 @@ def concept_vectors(
         mean, base_norm = _baseline_stats(model, base_texts, batch_size, step, cache)
         acts = _acts(model, [text(w) for w in concepts], batch_size, step)
     return _package(
-        model, acts - mean, concepts, base_norm, "lindsey",
-        template=template, lowercase=str(lowercase).lower(), baseline=list(baseline),
+        model,
+        acts - mean,
+        concepts,
+        base_norm,
+        "lindsey",
+        template=template,
+        lowercase=str(lowercase).lower(),
+        baseline=list(baseline),
     )
 
 
@@ -259,8 +321,14 @@ def contrastive_vector(
     both = torch.cat([pos, neg])
     vec = (pos.mean(0) - neg.mean(0))[None]
     return _package(
-        model, vec, [name], both.norm(dim=-1).mean(0), "contrastive",
-        positive=list(positive), negative=list(negative), chat=str(chat).lower(),
+        model,
+        vec,
+        [name],
+        both.norm(dim=-1).mean(0),
+        "contrastive",
+        positive=list(positive),
+        negative=list(negative),
+        chat=str(chat).lower(),
     )
 
 
@@ -313,14 +381,28 @@ def pca_center_vectors(
     suffixes = stimuli.latent_introspection_suffixes() if suffixes is None else list(suffixes)
     if len(suffixes) < 2:
         raise MechintroError("PCA-center needs at least 2 suffixes (prompt pairs)")
-    neg = _acts(model, [_chat(model, template.format(concept=neutral), system) + s for s in suffixes], batch_size)
+    neg = _acts(
+        model,
+        [_chat(model, template.format(concept=neutral), system) + s for s in suffixes],
+        batch_size,
+    )
     vecs = []
     for c in concepts:
-        pos = _acts(model, [_chat(model, template.format(concept=c), system) + s for s in suffixes], batch_size)
+        pos = _acts(
+            model,
+            [_chat(model, template.format(concept=c), system) + s for s in suffixes],
+            batch_size,
+        )
         vecs.append(pca_center_direction(pos, neg))
     return _package(
-        model, torch.stack(vecs), concepts, neg.norm(dim=-1).mean(0), "pca_center",
-        template=template, neutral=neutral, suffixes=list(suffixes),
+        model,
+        torch.stack(vecs),
+        concepts,
+        neg.norm(dim=-1).mean(0),
+        "pca_center",
+        template=template,
+        neutral=neutral,
+        suffixes=list(suffixes),
         system="(template default)" if system is None else system,
     )
 
@@ -339,24 +421,36 @@ def model_contrast_vector(
     a = _acts(model, [_chat(model, p) for p in prompts], batch_size)
     b = _acts(other, [_chat(other, p) for p in prompts], batch_size)
     return _package(
-        model, (b.mean(0) - a.mean(0))[None], [name], a.norm(dim=-1).mean(0), "model_contrast",
-        other_model=other.name, other_weights_sha256=other.weights_sha256, prompts=list(prompts),
+        model,
+        (b.mean(0) - a.mean(0))[None],
+        [name],
+        a.norm(dim=-1).mean(0),
+        "model_contrast",
+        other_model=other.name,
+        other_weights_sha256=other.weights_sha256,
+        prompts=list(prompts),
     )
 
 
-def unit_vector(vectors: xr.DataArray, concept: str, layer: int, unit: StrengthUnit = "raw") -> torch.Tensor:
+def unit_vector(
+    vectors: xr.DataArray, concept: str, layer: int, unit: StrengthUnit = "raw"
+) -> torch.Tensor:
     """The vector added per unit strength at ``layer``.
 
     ``raw``: the concept vector itself (Lindsey). ``resid_norm``: the vector rescaled to the mean
     residual norm at that layer, so strength 1 adds a vector as long as the residual stream.
     """
-    v = torch.from_numpy(np.asarray(vectors.sel(concept=concept, layer=layer).values, dtype=np.float32).copy())
+    v = torch.from_numpy(
+        np.asarray(vectors.sel(concept=concept, layer=layer).values, dtype=np.float32).copy()
+    )
     if unit == "raw":
         return v
     if unit == "resid_norm":
         norm = float(v.norm())
         if norm == 0:
-            raise MechintroError(f"vector for '{concept}' at layer {layer} is zero; cannot rescale it")
+            raise MechintroError(
+                f"vector for '{concept}' at layer {layer} is zero; cannot rescale it"
+            )
         return v / norm * float(vectors.resid_norm.sel(layer=layer))
     raise MechintroError(f"unknown strength unit '{unit}': use 'raw' or 'resid_norm'")
 
@@ -375,20 +469,26 @@ def resolve_layers(specs: Sequence[str | int | float], n_layers: int) -> list[in
         try:
             value = float(text)
         except ValueError:
-            raise MechintroError(f"layer '{s}' is not a number: use an index (12) or a fraction of depth (0.5)") from None
+            raise MechintroError(
+                f"layer '{s}' is not a number: use an index (12) or a fraction of depth (0.5)"
+            ) from None
         if not math.isfinite(value):
             raise MechintroError(f"layer '{s}' is not finite: use an index or a fraction of depth")
         # A fraction by value, not by spelling: "1e-1" is 0.1 of the depth, "12" an index.
         if isinstance(s, float) or not re.fullmatch(r"[+-]?\d+", text):
             if not 0 <= value < 1:
-                raise MechintroError(f"layer fraction {text} is outside [0, 1): use e.g. 0.5, or an integer index")
+                raise MechintroError(
+                    f"layer fraction {text} is outside [0, 1): use e.g. 0.5, or an integer index"
+                )
             layer = int(value * n_layers)
         else:
             layer = int(value)
             if layer < 0:
                 layer += n_layers
         if not 0 <= layer < n_layers:
-            raise MechintroError(f"layer {text} is out of range for a model with {n_layers} layers (0..{n_layers - 1})")
+            raise MechintroError(
+                f"layer {text} is out of range for a model with {n_layers} layers (0..{n_layers - 1})"
+            )
         if layer not in out:
             out.append(layer)
     return out
@@ -403,7 +503,9 @@ def save_vectors(vectors: xr.DataArray, path: str | Path) -> Path:
     if path.exists():
         raise MechintroError(f"{path} already exists: choose another path or delete it")
     with staged_dir(path) as staging:
-        vectors.to_dataset(name="concept_vectors").to_zarr(staging, zarr_format=3, consolidated=False)
+        vectors.to_dataset(name="concept_vectors").to_zarr(
+            staging, zarr_format=3, consolidated=False
+        )
     return path
 
 
@@ -411,15 +513,23 @@ def load_vectors(path: str | Path, model: Model | None = None) -> xr.DataArray:
     """Read vectors saved by :func:`save_vectors`; with ``model``, check they belong to it."""
     path = Path(path)
     if not path.exists():
-        raise MechintroError(f"vectors file {path} does not exist: create it with `mechintro vectors`")
+        raise MechintroError(
+            f"vectors file {path} does not exist: create it with `mechintro vectors`"
+        )
     try:
         # zarr v3 only: v2 stores can carry a pickle codec, which would run code on read.
         ds = xr.open_zarr(path, consolidated=False, zarr_format=3)
         da = ds["concept_vectors"].load()
     except Exception as exc:  # zarr raises many types for a foreign or truncated store
-        raise MechintroError(f"{path} is not a mechintro vectors store ({type(exc).__name__}): recreate it with `mechintro vectors`") from None
-    if da.dims != ("concept", "layer", "d_model") or any(k not in da.attrs for k in _REQUIRED_ATTRS):
-        raise MechintroError(f"{path} is not a mechintro vectors store (wrong dims or attrs): recreate it with `mechintro vectors`")
+        raise MechintroError(
+            f"{path} is not a mechintro vectors store ({type(exc).__name__}): recreate it with `mechintro vectors`"
+        ) from None
+    if da.dims != ("concept", "layer", "d_model") or any(
+        k not in da.attrs for k in _REQUIRED_ATTRS
+    ):
+        raise MechintroError(
+            f"{path} is not a mechintro vectors store (wrong dims or attrs): recreate it with `mechintro vectors`"
+        )
     if not np.isfinite(da.values).all():
         raise MechintroError(f"{path} contains non-finite values: recompute the vectors")
     if model is not None:
@@ -467,7 +577,10 @@ def vectors_from_array(
         ``resid_norm`` left as NaN (use raw strengths; ``resid_norm`` units need the model's
         activations: compute them with :func:`concept_vectors`).
     """
-    values = torch.as_tensor(np.asarray(array.detach().cpu() if isinstance(array, torch.Tensor) else array), dtype=torch.float32)
+    values = torch.as_tensor(
+        np.asarray(array.detach().cpu() if isinstance(array, torch.Tensor) else array),
+        dtype=torch.float32,
+    )
     concepts = _check_words(concepts, "concept")
     if layers is not None:
         layers = [model.check_layer(int(layer)) for layer in layers]
@@ -484,8 +597,14 @@ def vectors_from_array(
     full = values if layers is None else torch.zeros(len(concepts), model.n_layers, model.d_model)
     if layers is not None:
         full[:, layers] = values
-    return _package(model, full, concepts, torch.full((model.n_layers,), float("nan")), method,
-                    defined_layers=list(range(model.n_layers)) if layers is None else layers)
+    return _package(
+        model,
+        full,
+        concepts,
+        torch.full((model.n_layers,), float("nan")),
+        method,
+        defined_layers=list(range(model.n_layers)) if layers is None else layers,
+    )
 
 
 def save_vectors_safetensors(vectors: xr.DataArray, path: str | Path) -> Path:
@@ -504,10 +623,20 @@ def save_vectors_safetensors(vectors: xr.DataArray, path: str | Path) -> Path:
     path = Path(path)
     if path.exists():
         raise MechintroError(f"{path} already exists: choose another path or delete it")
-    metadata = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in vectors.attrs.items()}
+    metadata = {
+        str(k): v if isinstance(v, str) else json.dumps(v) for k, v in vectors.attrs.items()
+    }
     metadata["concepts"] = json.dumps([str(c) for c in vectors.concept.values])
-    tensors = {"concept_vectors": torch.from_numpy(np.ascontiguousarray(vectors.transpose("concept", "layer", "d_model").values, dtype=np.float32)),
-               "resid_norm": torch.from_numpy(np.ascontiguousarray(vectors.resid_norm.values, dtype=np.float32))}
+    tensors = {
+        "concept_vectors": torch.from_numpy(
+            np.ascontiguousarray(
+                vectors.transpose("concept", "layer", "d_model").values, dtype=np.float32
+            )
+        ),
+        "resid_norm": torch.from_numpy(
+            np.ascontiguousarray(vectors.resid_norm.values, dtype=np.float32)
+        ),
+    }
     scratch = path.with_name(path.name + ".partial")
     save_file(tensors, scratch, metadata=metadata)
     scratch.replace(path)
@@ -521,21 +650,37 @@ def load_vectors_safetensors(path: str | Path, model: Model | None = None) -> xr
 
     path = Path(path)
     if not path.is_file():
-        raise MechintroError(f"vectors file {path} does not exist: write it with mi.save_vectors_safetensors")
+        raise MechintroError(
+            f"vectors file {path} does not exist: write it with mi.save_vectors_safetensors"
+        )
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = dict(f.metadata() or {})
             vecs, norm = f.get_tensor("concept_vectors"), f.get_tensor("resid_norm")
         concepts = json.loads(metadata.pop("concepts"))
     except Exception as exc:  # safetensors raises several types for a foreign file
-        raise MechintroError(f"{path} is not a mechintro safetensors vectors file ({type(exc).__name__}): write it with mi.save_vectors_safetensors") from None
-    if vecs.ndim != 3 or len(concepts) != vecs.shape[0] or any(k not in metadata for k in _REQUIRED_ATTRS):
-        raise MechintroError(f"{path} is not a mechintro safetensors vectors file (wrong shape or metadata)")
+        raise MechintroError(
+            f"{path} is not a mechintro safetensors vectors file ({type(exc).__name__}): write it with mi.save_vectors_safetensors"
+        ) from None
+    if (
+        vecs.ndim != 3
+        or len(concepts) != vecs.shape[0]
+        or any(k not in metadata for k in _REQUIRED_ATTRS)
+    ):
+        raise MechintroError(
+            f"{path} is not a mechintro safetensors vectors file (wrong shape or metadata)"
+        )
     da = xr.DataArray(
-        vecs.numpy(), dims=("concept", "layer", "d_model"),
-        coords={"concept": np.array(concepts, dtype=object), "layer": np.arange(vecs.shape[1]),
-                "resid_norm": ("layer", norm.numpy()), "vector_norm": (("concept", "layer"), vecs.norm(dim=-1).numpy())},
-        name="concept_vectors", attrs=metadata,
+        vecs.numpy(),
+        dims=("concept", "layer", "d_model"),
+        coords={
+            "concept": np.array(concepts, dtype=object),
+            "layer": np.arange(vecs.shape[1]),
+            "resid_norm": ("layer", norm.numpy()),
+            "vector_norm": (("concept", "layer"), vecs.norm(dim=-1).numpy()),
+        },
+        name="concept_vectors",
+        attrs=metadata,
     )
     if model is not None:
         check_vectors_match(da, model)
@@ -571,14 +716,35 @@ def make_vectors(
     applies); left out, each method's own default.
     """
     if method == "lindsey":
-        return concept_vectors(model, concepts, baseline=baseline, batch_size=batch_size,
-                               system=None if system == "method default" else system)
+        return concept_vectors(
+            model,
+            concepts,
+            baseline=baseline,
+            batch_size=batch_size,
+            system=None if system == "method default" else system,
+        )
     if method == "pca_center":
-        return pca_center_vectors(model, concepts, suffixes=suffixes, batch_size=batch_size,
-                                  system="" if system == "method default" else system)
+        return pca_center_vectors(
+            model,
+            concepts,
+            suffixes=suffixes,
+            batch_size=batch_size,
+            system="" if system == "method default" else system,
+        )
     if method == "contrastive":
         if len(concepts) != 1:
-            raise MechintroError("a contrastive vector takes one name: give exactly one concept (e.g. --concepts caps)")
-        return contrastive_vector(model, positive, negative, name=concepts[0], chat=chat, batch_size=batch_size,
-                                  system=None if system == "method default" else system)
-    raise MechintroError(f"unknown vector method '{method}': use lindsey, pca_center or contrastive")
+            raise MechintroError(
+                "a contrastive vector takes one name: give exactly one concept (e.g. --concepts caps)"
+            )
+        return contrastive_vector(
+            model,
+            positive,
+            negative,
+            name=concepts[0],
+            chat=chat,
+            batch_size=batch_size,
+            system=None if system == "method default" else system,
+        )
+    raise MechintroError(
+        f"unknown vector method '{method}': use lindsey, pca_center or contrastive"
+    )

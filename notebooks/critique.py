@@ -19,16 +19,19 @@ summary = sweep.summarize(ds)
 print(sweep.format_summary(summary)[:2000])
 
 # %%
-plotting.sweep_heatmaps(summary);
-
+plotting.sweep_heatmaps(summary)
 # %%
 ok = np.isfinite(summary.intro_shift.values) & np.isfinite(summary.control_shift.values)
-print(f"introspection vs control shift: r = {np.corrcoef(summary.intro_shift.values[ok], summary.control_shift.values[ok])[0, 1]:.3f} over {int(ok.sum())} cells")
+print(
+    f"introspection vs control shift: r = {np.corrcoef(summary.intro_shift.values[ok], summary.control_shift.values[ok])[0, 1]:.3f} over {int(ok.sum())} cells"
+)
 
 # %% [markdown]
 # Localisation: which sentence / half / layer depth carried the injection — the same vector and
 # strength in every option, so noise alone cannot point to the right one.
 
 # %%
-loc = mi.open_run(os.environ.get("MECHINTRO_LOCALISATION", "../analyses/data/smollm2-135m/localisation.zarr"))
+loc = mi.open_run(
+    os.environ.get("MECHINTRO_LOCALISATION", "../analyses/data/smollm2-135m/localisation.zarr")
+)
 print(localisation.format_summary(localisation.summarize(loc)))

@@ -27,8 +27,7 @@ ds
 # %%
 summary = detection_logits.summarize(ds)
 print(detection_logits.format_summary(summary))
-plotting.detection_shift(summary);
-
+plotting.detection_shift(summary)
 # %% [markdown]
 # Projection of the last prompt token's residual stream onto each trial's injected vector, per
 # layer: the injection appears at its layer and decays (or not) through later blocks.
@@ -49,11 +48,12 @@ projection.to_pandas().round(1)
 
 # %%
 labels = analysis.detection_labels(ds)
-print(labels.attrs["rule"], {k: int((labels == k).sum()) for k in ("detected", "missed", "control")})
+print(
+    labels.attrs["rule"], {k: int((labels == k).sum()) for k in ("detected", "missed", "control")}
+)
 features = analysis.window_features(ds)  # read once, reused below
 result = analysis.anomaly_directions(ds, labels, features=features)
-plotting.anomaly_auc(result);
-
+plotting.anomaly_auc(result)
 # %%
 result.auc.sel(estimator="probe").to_pandas().T.round(3)
 
@@ -67,8 +67,7 @@ missed.auc.sel(estimator="probe").to_pandas().T.round(3)
 # %%
 concepts = sorted({str(c) for c in ds.concept.values if str(c)})
 cosines = analysis.anomaly_cosines(result, vectors, words=[*stimuli.ANOMALY_WORDS, *concepts])
-plotting.anomaly_cosine_matrix(cosines);
-
+plotting.anomaly_cosine_matrix(cosines)
 # %% [markdown]
 # ## Logit lens
 #
@@ -78,7 +77,9 @@ plotting.anomaly_cosine_matrix(cosines);
 # %%
 model = mi.load_model(ds.attrs["model"])
 lens = analysis.logit_lens(ds, model)
-print("last layer vs the model's own log-odds, max |difference|:",
-      float(abs(lens.logit_diff.isel(layer=-1) - yes_no(ds).logit_diff).max()))
+print(
+    "last layer vs the model's own log-odds, max |difference|:",
+    float(abs(lens.logit_diff.isel(layer=-1) - yes_no(ds).logit_diff).max()),
+)
 groups = ds.inject_layer.astype(str).where(ds.condition != "control", "control")
-plotting.lens_curves(analysis.lens_summary(lens, groups));
+plotting.lens_curves(analysis.lens_summary(lens, groups))

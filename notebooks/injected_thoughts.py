@@ -14,7 +14,9 @@ import mechintro as mi
 from mechintro import plotting
 from mechintro.experiments import injected_thoughts
 
-ds = mi.open_run(os.environ.get("MECHINTRO_RUN", "../analyses/data/smollm2-135m/injected-thoughts.zarr"))
+ds = mi.open_run(
+    os.environ.get("MECHINTRO_RUN", "../analyses/data/smollm2-135m/injected-thoughts.zarr")
+)
 print(ds.attrs["model"], dict(ds.sizes))
 
 # %%
@@ -22,19 +24,30 @@ summary = injected_thoughts.summarize(ds)
 print(injected_thoughts.format_summary(summary))
 
 # %%
-plotting.injected_thoughts_by_layer(summary);
-
+plotting.injected_thoughts_by_layer(summary)
 # %%
-plotting.injected_thoughts_by_strength(summary);
-
+plotting.injected_thoughts_by_strength(summary)
 # %% [markdown]
 # Every response with its grades — read them: the grader's blind spots are listed in
 # `docs/grading.md`.
 
 # %%
 grades = injected_thoughts.grades(ds)
-table = ds[["concept", "condition", "strength", "inject_layer"]].assign(response=ds.response, **{k: grades[k] for k in ("coherence", "affirmative", "success")})
-table.to_dataframe()[["condition", "concept", "inject_layer", "strength", "coherence", "affirmative", "success", "response"]].head(20)
+table = ds[["concept", "condition", "strength", "inject_layer"]].assign(
+    response=ds.response, **{k: grades[k] for k in ("coherence", "affirmative", "success")}
+)
+table.to_dataframe()[
+    [
+        "condition",
+        "concept",
+        "inject_layer",
+        "strength",
+        "coherence",
+        "affirmative",
+        "success",
+        "response",
+    ]
+].head(20)
 
 # %% [markdown]
 # One trial read as a transcript: the prompt with the injected window highlighted, the whole

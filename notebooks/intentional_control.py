@@ -18,8 +18,7 @@ ds = mi.open_run(os.environ.get("MECHINTRO_RUN", "../runs/demo-intentional-contr
 vectors = load_vectors(os.environ.get("MECHINTRO_VECTORS", "../runs/demo-vectors.zarr"))
 al = analysis.alignment(ds, vectors)
 summary = analysis.alignment_summary(al)
-plotting.alignment_by_layer(summary);
-
+plotting.alignment_by_layer(summary)
 # %%
 summary[["cos_word", "baseline"]].to_dataframe().unstack("condition").round(4)
 
@@ -35,5 +34,7 @@ trial = 0
 read = ds.read_mask.values[trial].astype(bool)
 h = ds.resid.sel(layer=layer).isel(trial=trial).values[read].astype("float32")
 v = vectors.sel(concept=str(ds.concept.values[trial]), layer=layer).values
-print(f"layer {layer}, word {ds.concept.values[trial]!s}, instruction {ds.condition.values[trial]!s}")
+print(
+    f"layer {layer}, word {ds.concept.values[trial]!s}, instruction {ds.condition.values[trial]!s}"
+)
 np.round(h @ v / np.linalg.norm(h, axis=1) / np.linalg.norm(v), 3)

@@ -12,9 +12,11 @@ import mechintro as mi
 from mechintro import plotting
 from mechintro.experiments import latent_introspection
 
-ds = mi.open_run(os.environ.get("MECHINTRO_RUN", "../analyses/data/smollm2-135m/latent-introspection.zarr"))
+ds = mi.open_run(
+    os.environ.get("MECHINTRO_RUN", "../analyses/data/smollm2-135m/latent-introspection.zarr")
+)
 summary = latent_introspection.summarize(ds)
 print(latent_introspection.format_summary(summary))
 
 # %%
-plotting.latent_shifts(summary);
+plotting.latent_shifts(summary)

@@ -18,7 +18,9 @@ from mechintro.analysis import self_prediction as sp
 root = Path(os.environ.get("MECHINTRO_ROOT", "../analyses/data/looking-inward"))
 names = sorted(d.name for d in root.iterdir() if (d / "base.zarr").exists())
 base = {n: mi.open_run(root / n / "base.zarr") for n in names}
-trained = {n: mi.open_run(root / n / "self.zarr") for n in names if (root / n / "self.zarr").exists()}
+trained = {
+    n: mi.open_run(root / n / "self.zarr") for n in names if (root / n / "self.zarr").exists()
+}
 names
 
 # %% [markdown]
@@ -27,26 +29,31 @@ names
 # %%
 summaries = {n: sp.accuracy(sp.score(ds)) for n, ds in base.items()}
 summaries.update({f"{n} self-trained": sp.accuracy(sp.score(ds)) for n, ds in trained.items()})
-{label: {k: round(float(s.attrs[k]), 3) for k in ("test_accuracy", "test_lo", "test_hi", "test_mode_baseline")} for label, s in summaries.items()}
+{
+    label: {
+        k: round(float(s.attrs[k]), 3)
+        for k in ("test_accuracy", "test_lo", "test_hi", "test_mode_baseline")
+    }
+    for label, s in summaries.items()
+}
 
 # %%
-plotting.self_prediction_accuracy(summaries);
-
+plotting.self_prediction_accuracy(summaries)
 # %% [markdown]
 # Untrained predictor × target accuracy on the held-out tasks:
 
 # %%
 matrix = sp.cross_matrix(base)
-plotting.self_cross_matrix(matrix);
-
+plotting.self_cross_matrix(matrix)
 # %% [markdown]
 # After training: M1 predicting itself vs M2 trained on M1's behaviour, on the same held-out pairs.
 
 # %%
 runs = sp.study(root)
-results = {f"target {m1}\nM2 = {m2}": sp.self_vs_cross(mi.open_run(own), mi.open_run(cross))
-           for m1, m2, own, cross in runs["self_vs_cross"]}
-plotting.self_vs_cross_bars(results) if results else "no cross-trained runs";
-
+results = {
+    f"target {m1}\nM2 = {m2}": sp.self_vs_cross(mi.open_run(own), mi.open_run(cross))
+    for m1, m2, own, cross in runs["self_vs_cross"]
+}
+plotting.self_vs_cross_bars(results) if results else "no cross-trained runs"
 # %%
 sp.score(next(iter(base.values()))).to_dataframe().head(12)

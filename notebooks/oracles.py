@@ -21,12 +21,16 @@ root = Path(os.environ.get("MECHINTRO_ROOT", "../analyses/data/oracles/smollm2-1
 comparison = json.loads((root / "table.json").read_text())
 evaluation = json.loads((root / "eval.json").read_text())
 training = json.loads((root / "training.json").read_text())
-{k: comparison["meta"][k] for k in ("model", "layer", "strengths", "n_injected", "n_control", "question")}
+{
+    k: comparison["meta"][k]
+    for k in ("model", "layer", "strengths", "n_injected", "n_control", "question")
+}
 
 
 # %% [markdown]
 # Injected vs control trials, per reader: detection and its control false-positive rate; naming
 # the injected concept and the control rate of naming any tested concept (Wilson 95 %).
+
 
 # %%
 def cell(v):
@@ -34,8 +38,18 @@ def cell(v):
 
 
 keys = ("detect_injected", "detect_control_fpr", "identify_injected", "names_a_concept_control")
-print(markdown_table([{"reader": r["reader"], **{k: cell(r.get(k)) for k in keys},
-                       "AUC of P(yes)": f"{r['p_yes_auc']:.3f}" if "p_yes_auc" in r else "—"} for r in comparison["rows"]]))
+print(
+    markdown_table(
+        [
+            {
+                "reader": r["reader"],
+                **{k: cell(r.get(k)) for k in keys},
+                "AUC of P(yes)": f"{r['p_yes_auc']:.3f}" if "p_yes_auc" in r else "—",
+            }
+            for r in comparison["rows"]
+        ]
+    )
+)
 
 # %% [markdown]
 # The oracle's own evaluation: yes/no accuracy on held-out task families and held-out concepts,
@@ -43,8 +57,19 @@ print(markdown_table([{"reader": r["reader"], **{k: cell(r.get(k)) for k in keys
 # majority class.
 
 # %%
-print(markdown_table([{"set": e["set"], "reader": e["reader"], "correct": f"{e['correct']}/{e['n']}",
-                       "accuracy": f"{e['accuracy']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]"} for e in evaluation]))
+print(
+    markdown_table(
+        [
+            {
+                "set": e["set"],
+                "reader": e["reader"],
+                "correct": f"{e['correct']}/{e['n']}",
+                "accuracy": f"{e['accuracy']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]",
+            }
+            for e in evaluation
+        ]
+    )
+)
 
 # %%
 fig = plotting.oracle_comparison(comparison, evaluation)
@@ -57,9 +82,17 @@ fig = plotting.oracle_comparison(comparison, evaluation)
 answers = mi.open_run(root / "oracle.zarr")
 config = json.loads(answers.attrs["config"])
 first = answers.isel(trial=0)
-{"oracle": answers.attrs["model"], "question": config["question"], "layer": config["layer"], "positions": config["positions"],
- "source trial": int(first.source_trial), "condition": str(first.condition.values), "concept": str(first.concept.values),
- "strength": float(first.strength), "answer": str(first.response.values)}
+{
+    "oracle": answers.attrs["model"],
+    "question": config["question"],
+    "layer": config["layer"],
+    "positions": config["positions"],
+    "source trial": int(first.source_trial),
+    "condition": str(first.condition.values),
+    "concept": str(first.concept.values),
+    "strength": float(first.strength),
+    "answer": str(first.response.values),
+}
 
 # %% [markdown]
 # What the oracle cost to train (its `training.json`; no adapter weights are shipped):

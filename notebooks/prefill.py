@@ -17,7 +17,6 @@ summary = prefill.summarize(ds)
 print(prefill.format_summary(summary))
 
 # %%
-plotting.prefill_apology(summary);
-
+plotting.prefill_apology(summary)
 # %%
 ds[["concept", "condition", "strength", "inject_layer", "response"]].to_dataframe().head(12)

@@ -12,13 +12,17 @@ import mechintro as mi
 from mechintro import plotting
 from mechintro.experiments import thoughts_vs_text
 
-ds = mi.open_run(os.environ.get("MECHINTRO_RUN", "../analyses/data/smollm2-135m/thoughts-vs-text.zarr"))
+ds = mi.open_run(
+    os.environ.get("MECHINTRO_RUN", "../analyses/data/smollm2-135m/thoughts-vs-text.zarr")
+)
 summary = thoughts_vs_text.summarize(ds)
 print(thoughts_vs_text.format_summary(summary))
 
 # %%
-plotting.thoughts_vs_text(summary, chance=summary.attrs["chance_word"],
-                          baseline=(summary.attrs["baseline_word"], summary.attrs["baseline_repeat"]));
-
+plotting.thoughts_vs_text(
+    summary,
+    chance=summary.attrs["chance_word"],
+    baseline=(summary.attrs["baseline_word"], summary.attrs["baseline_repeat"]),
+)
 # %%
 ds[["concept", "condition", "strength", "inject_layer", "response"]].to_dataframe().head(12)

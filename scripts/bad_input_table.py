@@ -1,6 +1,6 @@
 """Write docs/bad-inputs.md: every case of tests/bad_inputs.py with the error it actually gets.
 
-    .venv/bin/python scripts/bad_input_table.py
+.venv/bin/python scripts/bad_input_table.py
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ from mechintro.vectors import concept_vectors, load_vectors, save_vectors
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--runs", default="runs", help="output folder (default: runs)")
     folder = Path(p.parse_args().runs)
     folder.mkdir(parents=True, exist_ok=True)
@@ -36,11 +38,17 @@ def main() -> int:
     if vectors is None:
         vectors = concept_vectors(model, stimuli.analysis_words())
         save_vectors(vectors, path)
-    print(f"vectors: {vectors.sizes['concept']} words × {vectors.sizes['layer']} layers → {path}  ({time.perf_counter() - start:.0f} s)")
-    run = detection_logits.run(detection_logits.Config(), folder / "demo.zarr", model=model, vectors=vectors)
+    print(
+        f"vectors: {vectors.sizes['concept']} words × {vectors.sizes['layer']} layers → {path}  ({time.perf_counter() - start:.0f} s)"
+    )
+    run = detection_logits.run(
+        detection_logits.Config(), folder / "demo.zarr", model=model, vectors=vectors
+    )
     print(detection_logits.format_summary(detection_logits.summarize(mi.open_run(run))))
     print(f"→ {run}  ({time.perf_counter() - start:.0f} s)")
-    run = intentional_control.run(intentional_control.Config(pairs=20), folder / "demo-intentional-control.zarr", model=model)
+    run = intentional_control.run(
+        intentional_control.Config(pairs=20), folder / "demo-intentional-control.zarr", model=model
+    )
     print(f"intentional-control: → {run}  ({time.perf_counter() - start:.0f} s)")
     print("figures: make figures (or python analyses/make_figures.py)")
     return 0

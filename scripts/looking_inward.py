@@ -43,19 +43,42 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--models", default="smollm2-135m,qwen2.5-coder-0.5b")
     p.add_argument("--items", type=int, default=8, help="items per task (the runs' size)")
     p.add_argument("--examples", type=int, default=300, help="training examples per adapter")
-    p.add_argument("--scaling", default="", help="comma-separated example counts for the cross-training curve")
-    p.add_argument("--calibration", type=int, default=0, help="samples per prompt for the calibration runs (0: none; the paper: 20)")
-    p.add_argument("--calibration-items", type=int, default=10, help="animals prompts in the calibration runs")
-    p.add_argument("--behaviour-change", action="store_true", help="run the behaviour-change test on the first model")
-    p.add_argument("--held-out-only", default="", help="models whose base and self runs predict on held-out tasks only "
-                   "(cross and scaling runs always do: they are scored there only)")
+    p.add_argument(
+        "--scaling", default="", help="comma-separated example counts for the cross-training curve"
+    )
+    p.add_argument(
+        "--calibration",
+        type=int,
+        default=0,
+        help="samples per prompt for the calibration runs (0: none; the paper: 20)",
+    )
+    p.add_argument(
+        "--calibration-items", type=int, default=10, help="animals prompts in the calibration runs"
+    )
+    p.add_argument(
+        "--behaviour-change",
+        action="store_true",
+        help="run the behaviour-change test on the first model",
+    )
+    p.add_argument(
+        "--held-out-only",
+        default="",
+        help="models whose base and self runs predict on held-out tasks only "
+        "(cross and scaling runs always do: they are scored there only)",
+    )
     p.add_argument("--root", type=Path, default=ROOT / "runs" / "looking-inward")
-    p.add_argument("--ship", type=Path, help="only copy the finished runs, without residuals and adapter weights, to this "
-                   "folder (analyses/data/looking-inward: what `make figures` reads)")
+    p.add_argument(
+        "--ship",
+        type=Path,
+        help="only copy the finished runs, without residuals and adapter weights, to this "
+        "folder (analyses/data/looking-inward: what `make figures` reads)",
+    )
     args = p.parse_args()
     if args.ship:
         ship(args.root, args.ship)
@@ -87,14 +110,26 @@ def main() -> None:
 
     def evaluate(name, out, adapter="", held_out=False):
         splits = ("test",) if held_out or name in held_out_only else ("train", "test")
-        cfg = self_prediction.Config(**{**config.__dict__, "model": name, "adapter": str(adapter), "hypothetical_splits": splits})
-        timed(f"run {out.relative_to(args.root)}", lambda: self_prediction.run(cfg, out, model=model(name)))
+        cfg = self_prediction.Config(
+            **{
+                **config.__dict__,
+                "model": name,
+                "adapter": str(adapter),
+                "hypothetical_splits": splits,
+            }
+        )
+        timed(
+            f"run {out.relative_to(args.root)}",
+            lambda: self_prediction.run(cfg, out, model=model(name)),
+        )
 
     def train(name, behaviour_run, out, cfg=train_config):
         behaviour = runs.open_run(behaviour_run)
         examples = training.training_examples(behaviour, cfg.examples, seed=cfg.seed)
-        timed(f"train {out.relative_to(args.root)} ({len(examples)} examples)",
-              lambda: training.finetune(model(name), examples, out, cfg, behaviour=behaviour))
+        timed(
+            f"train {out.relative_to(args.root)} ({len(examples)} examples)",
+            lambda: training.finetune(model(name), examples, out, cfg, behaviour=behaviour),
+        )
 
     for name in names:
         evaluate(name, args.root / name / "base.zarr")
@@ -108,35 +143,64 @@ def main() -> None:
             train(m2, args.root / m1 / "self.zarr", folder / "adapter")
             evaluate(m2, folder / "run.zarr", folder / "adapter", held_out=True)
     if args.calibration:
-        calibration = self_prediction.Config(tasks=("animals",), properties=("second_character",), items=args.calibration_items,
-                                             samples=args.calibration, temperature=1.0, max_new_tokens=4, hypothetical_tokens=2,
-                                             hypothetical_splits=("test",), record_resid=False)
+        calibration = self_prediction.Config(
+            tasks=("animals",),
+            properties=("second_character",),
+            items=args.calibration_items,
+            samples=args.calibration,
+            temperature=1.0,
+            max_new_tokens=4,
+            hypothetical_tokens=2,
+            hypothetical_splits=("test",),
+            record_resid=False,
+        )
 
         def sample(name, out, adapter=""):
             cfg = dataclasses.replace(calibration, model=name, adapter=str(adapter))
-            timed(f"run {out.relative_to(args.root)}", lambda: self_prediction.run(cfg, out, model=model(name)))
+            timed(
+                f"run {out.relative_to(args.root)}",
+                lambda: self_prediction.run(cfg, out, model=model(name)),
+            )
 
         for m1 in names:
             sample(m1, args.root / m1 / "calibration" / "base.zarr")
-            sample(m1, args.root / m1 / "calibration" / "self.zarr", args.root / m1 / "self-adapter")
+            sample(
+                m1, args.root / m1 / "calibration" / "self.zarr", args.root / m1 / "self-adapter"
+            )
             for m2 in names:
                 if m2 != m1:
-                    sample(m2, args.root / m2 / f"cross-on-{m1}" / "calibration.zarr", args.root / m2 / f"cross-on-{m1}" / "adapter")
+                    sample(
+                        m2,
+                        args.root / m2 / f"cross-on-{m1}" / "calibration.zarr",
+                        args.root / m2 / f"cross-on-{m1}" / "adapter",
+                    )
     if args.behaviour_change and len(names) >= 2:
         m1, m2 = names[0], names[1]
         folder, self_adapter = args.root / m1 / f"changed-by-{m2}", args.root / m1 / "self-adapter"
         behaviour = runs.open_run(args.root / m2 / "base.zarr")
         examples = training.object_examples(behaviour, args.examples, seed=train_config.seed)
         change = dataclasses.replace(train_config, epochs=3)
-        timed(f"train {(folder / 'adapter').relative_to(args.root)} ({len(examples)} object-level examples × 3 epochs)",
-              lambda: training.finetune(training.apply_adapter(model(m1), self_adapter), examples, folder / "adapter", change,
-                                        behaviour=behaviour))
+        timed(
+            f"train {(folder / 'adapter').relative_to(args.root)} ({len(examples)} object-level examples × 3 epochs)",
+            lambda: training.finetune(
+                training.apply_adapter(model(m1), self_adapter),
+                examples,
+                folder / "adapter",
+                change,
+                behaviour=behaviour,
+            ),
+        )
         evaluate(m1, folder / "run.zarr", f"{self_adapter},{folder / 'adapter'}", held_out=True)
     if args.scaling and len(names) >= 2:
         m1, m2 = names[1], names[0]
         for n in (int(x) for x in args.scaling.split(",")):
             folder = args.root / m2 / f"cross-on-{m1}" / f"scaling-{n}"
-            train(m2, args.root / m1 / "self.zarr", folder / "adapter", training.TrainConfig(**{**train_config.__dict__, "examples": n}))
+            train(
+                m2,
+                args.root / m1 / "self.zarr",
+                folder / "adapter",
+                training.TrainConfig(**{**train_config.__dict__, "examples": n}),
+            )
             evaluate(m2, folder / "run.zarr", folder / "adapter", held_out=True)
 
 
@@ -150,7 +214,13 @@ def ship(root: Path, dest: Path) -> None:
             continue
         target = dest / run.relative_to(root)
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(run, target, ignore=shutil.ignore_patterns(self_prediction.RESID_GROUP, f".{self_prediction.RESID_GROUP}.tmp"))
+        shutil.copytree(
+            run,
+            target,
+            ignore=shutil.ignore_patterns(
+                self_prediction.RESID_GROUP, f".{self_prediction.RESID_GROUP}.tmp"
+            ),
+        )
     for record in sorted(root.rglob(training.TRAINING_FILE)):
         target = dest / record.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,11 @@ YES_NO_QUESTION = "Is there an injected thought here?"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--oracle", default=None, help="a trained oracle of --model (mechintro oracle train); omitted: untrained readers only")
+    ap.add_argument(
+        "--oracle",
+        default=None,
+        help="a trained oracle of --model (mechintro oracle train); omitted: untrained readers only",
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--concepts", type=int, default=20, help="the first N of Lindsey's 50 concepts")
     ap.add_argument("--layer", default="0.67", help="injection layer (index or fraction of depth)")
@@ -54,9 +58,29 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     run = args.out / "trials.zarr"
     t = time.perf_counter()
-    if not (run.exists() and runs.open_run(run, committed_only=False).attrs.get("complete") == "true"):
-        code = cli(["-q", "run", "detection-logits", "--model", args.model, "--concepts", ",".join(stimuli.concept_words()[:args.concepts]),
-                    "--layers", args.layer, "--strengths", args.strengths, "--record-resid", "--seed", str(args.seed), "--out", str(run)])
+    if not (
+        run.exists() and runs.open_run(run, committed_only=False).attrs.get("complete") == "true"
+    ):
+        code = cli(
+            [
+                "-q",
+                "run",
+                "detection-logits",
+                "--model",
+                args.model,
+                "--concepts",
+                ",".join(stimuli.concept_words()[: args.concepts]),
+                "--layers",
+                args.layer,
+                "--strengths",
+                args.strengths,
+                "--record-resid",
+                "--seed",
+                str(args.seed),
+                "--out",
+                str(run),
+            ]
+        )
         if code:
             raise SystemExit(code)
     seconds = {"trials": time.perf_counter() - t}
@@ -64,12 +88,17 @@ def main() -> None:
     labels = anomaly.detection_labels(ds)
     layer = int(ds["inject_layer"].values[0])
     feats = anomaly.window_features(ds, layers=[layer])
-    result = anomaly.anomaly_directions(ds, labels, layers=[layer], features=feats, n_boot=200, seed=args.seed)
+    result = anomaly.anomaly_directions(
+        ds, labels, layers=[layer], features=feats, n_boot=200, seed=args.seed
+    )
     norm = float(np.linalg.norm(feats.values[:, 0], axis=-1).mean())
     rng = np.random.default_rng(args.seed)
     random = rng.standard_normal((args.random, ds.sizes["d_model"])).astype(np.float32)
     random /= np.linalg.norm(random, axis=1, keepdims=True)
-    directions = {"anomaly": result["direction"].values[0], "anomaly, injected vectors projected out": result["direction_span"].values[0]}
+    directions = {
+        "anomaly": result["direction"].values[0],
+        "anomaly, injected vectors projected out": result["direction_span"].values[0],
+    }
     directions.update({f"random {i}": r for i, r in enumerate(random)})
     model = load_model(args.model)
     readers = {"untrained": oracle.untrained(model)}
@@ -80,20 +109,42 @@ def main() -> None:
     answers: dict[str, dict[str, object]] = {name: {} for name in directions}
     for reader, o in readers.items():
         for q in QUESTIONS:
-            for name, a in zip(directions, oracle.ask(o, acts[:, None], q, layer=layer, max_new_tokens=24), strict=True):
+            for name, a in zip(
+                directions,
+                oracle.ask(o, acts[:, None], q, layer=layer, max_new_tokens=24),
+                strict=True,
+            ):
                 answers[name][f"{reader}: {q}"] = a.strip()
-        for name, p in zip(directions, oracle.p_yes(o, acts[:, None], YES_NO_QUESTION, layer=layer), strict=True):
+        for name, p in zip(
+            directions, oracle.p_yes(o, acts[:, None], YES_NO_QUESTION, layer=layer), strict=True
+        ):
             answers[name][f"{reader}: P(yes) {YES_NO_QUESTION}"] = round(float(p), 4)
     for name, a in zip(directions, oracle.describe(model, acts * norm, layer=layer), strict=True):
         answers[name]["Patchscopes"] = a
     seconds["asking"] = time.perf_counter() - t
     lab = np.asarray(labels.values)
     out = {
-        "meta": {"model": args.model, "oracle": args.oracle, "layer": layer, "strengths": args.strengths, "concepts": args.concepts,
-                 "labels": labels.attrs.get("rule", ""), "n_detected": int((lab == "detected").sum()), "n_missed": int((lab == "missed").sum()),
-                 "n_control": int((lab == "control").sum()), "describe_norm": round(norm, 2), "seconds": {k: round(v, 1) for k, v in seconds.items()}},
-        "auc": {f"{e}, removal {r}": [round(float(result[v].sel(estimator=e, removal=r, layer=layer)), 3) for v in ("auc", "auc_lo", "auc_hi")]
-                for e in result.estimator.values.tolist() for r in result.removal.values.tolist()},
+        "meta": {
+            "model": args.model,
+            "oracle": args.oracle,
+            "layer": layer,
+            "strengths": args.strengths,
+            "concepts": args.concepts,
+            "labels": labels.attrs.get("rule", ""),
+            "n_detected": int((lab == "detected").sum()),
+            "n_missed": int((lab == "missed").sum()),
+            "n_control": int((lab == "control").sum()),
+            "describe_norm": round(norm, 2),
+            "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        },
+        "auc": {
+            f"{e}, removal {r}": [
+                round(float(result[v].sel(estimator=e, removal=r, layer=layer)), 3)
+                for v in ("auc", "auc_lo", "auc_hi")
+            ]
+            for e in result.estimator.values.tolist()
+            for r in result.removal.values.tolist()
+        },
         "answers": answers,
     }
     (args.out / "anomaly.json").write_text(json.dumps(out, indent=1, ensure_ascii=False))

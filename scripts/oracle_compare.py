@@ -53,7 +53,9 @@ def _cv_predict(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray | None:
     if folds < 2:
         return None
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
-    return cross_val_predict(probe, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+    return cross_val_predict(
+        probe, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed)
+    )
 
 
 def _rate(hits: np.ndarray) -> dict:
@@ -65,7 +67,9 @@ def _rate(hits: np.ndarray) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--oracle", required=True, help="a trained oracle of --model (mechintro oracle train)")
+    ap.add_argument(
+        "--oracle", required=True, help="a trained oracle of --model (mechintro oracle train)"
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--concepts", type=int, default=20, help="the first N of Lindsey's 50 concepts")
     ap.add_argument("--layer", default="0.67", help="injection layer (index or fraction of depth)")
@@ -77,14 +81,39 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
-    concepts = stimuli.concept_words()[:args.concepts]
+    concepts = stimuli.concept_words()[: args.concepts]
     run = args.out / "trials.zarr"
     timing = {}
     t = time.perf_counter()
-    if not (run.exists() and runs.open_run(run, committed_only=False).attrs.get("complete") == "true"):
-        code = cli(["-q", "run", "injected-thoughts", "--model", args.model, "--concepts", ",".join(concepts), "--layers", args.layer,
-                    "--strengths", args.strengths, "--trials", str(args.trials), "--record-resid", "--seed", str(args.seed),
-                    "--set", f"controls={args.controls}", "--set", f"max_new_tokens={args.max_new_tokens}", "--out", str(run)])
+    if not (
+        run.exists() and runs.open_run(run, committed_only=False).attrs.get("complete") == "true"
+    ):
+        code = cli(
+            [
+                "-q",
+                "run",
+                "injected-thoughts",
+                "--model",
+                args.model,
+                "--concepts",
+                ",".join(concepts),
+                "--layers",
+                args.layer,
+                "--strengths",
+                args.strengths,
+                "--trials",
+                str(args.trials),
+                "--record-resid",
+                "--seed",
+                str(args.seed),
+                "--set",
+                f"controls={args.controls}",
+                "--set",
+                f"max_new_tokens={args.max_new_tokens}",
+                "--out",
+                str(run),
+            ]
+        )
         if code:
             raise SystemExit(code)
     timing["trials"] = time.perf_counter() - t
@@ -101,15 +130,35 @@ def main() -> None:
 
     def graded(responses: list[str]) -> dict[str, np.ndarray]:
         det = np.array([grading.coherent(r) and grading.affirmative(r) for r in responses])
-        ident = np.array([c != "" and grading.first_mention(r, c) is not None for r, c in zip(responses, concept, strict=True)])
-        any_concept = np.array([any(grading.first_mention(r, c) is not None for c in concepts) for r in responses])
-        return {"detect": det, "identify": ident, "names_any": any_concept, "responses": np.array(responses, dtype=object)}
+        ident = np.array(
+            [
+                c != "" and grading.first_mention(r, c) is not None
+                for r, c in zip(responses, concept, strict=True)
+            ]
+        )
+        any_concept = np.array(
+            [any(grading.first_mention(r, c) is not None for c in concepts) for r in responses]
+        )
+        return {
+            "detect": det,
+            "identify": ident,
+            "names_any": any_concept,
+            "responses": np.array(responses, dtype=object),
+        }
 
     readers["self-report"] = graded([str(r) for r in ds["response"].values])
     for name, o in (("oracle", trained), ("untrained", base)):
         t = time.perf_counter()
-        out = oracle.ask_run(o, run, QUESTION, args.out / f"{name}.zarr", layer=layer, positions=[-1], max_new_tokens=args.max_new_tokens,
-                             oracle_path=args.oracle if o is trained else "untrained")
+        out = oracle.ask_run(
+            o,
+            run,
+            QUESTION,
+            args.out / f"{name}.zarr",
+            layer=layer,
+            positions=[-1],
+            max_new_tokens=args.max_new_tokens,
+            oracle_path=args.oracle if o is trained else "untrained",
+        )
         readers[name] = graded([str(r) for r in runs.open_run(out)["response"].values])
         py = oracle.p_yes(o, acts, YES_NO_QUESTION, layer=layer)
         readers[f"{name} (yes/no)"] = {"detect": py > 0.5, "p_yes": py}
@@ -117,7 +166,11 @@ def main() -> None:
     t = time.perf_counter()
     described = oracle.describe(model, acts[:, 0], layer=layer)
     g = graded(described)
-    readers["Patchscopes"] = {"identify": g["identify"], "names_any": g["names_any"], "responses": g["responses"]}
+    readers["Patchscopes"] = {
+        "identify": g["identify"],
+        "names_any": g["names_any"],
+        "responses": g["responses"],
+    }
     timing["Patchscopes"] = time.perf_counter() - t
     x = acts[:, 0].numpy()
     det = _cv_predict(x, injected.astype(int), args.seed)
@@ -144,26 +197,54 @@ def main() -> None:
             from sklearn.metrics import roc_auc_score
 
             row["p_yes_auc"] = float(roc_auc_score(injected, r["p_yes"]))
-            row["p_yes_mean"] = {"injected": float(r["p_yes"][injected].mean()), "control": float(r["p_yes"][~injected].mean())}
+            row["p_yes_mean"] = {
+                "injected": float(r["p_yes"][injected].mean()),
+                "control": float(r["p_yes"][~injected].mean()),
+            }
         rows.append(row)
-    meta = {"model": args.model, "oracle": args.oracle, "layer": layer, "concepts": concepts, "strengths": args.strengths,
-            "n_injected": int(injected.sum()), "n_control": int((~injected).sum()), "seconds": {k: round(v, 1) for k, v in timing.items()},
-            "question": QUESTION, "yes_no_question": YES_NO_QUESTION}
+    meta = {
+        "model": args.model,
+        "oracle": args.oracle,
+        "layer": layer,
+        "concepts": concepts,
+        "strengths": args.strengths,
+        "n_injected": int(injected.sum()),
+        "n_control": int((~injected).sum()),
+        "seconds": {k: round(v, 1) for k, v in timing.items()},
+        "question": QUESTION,
+        "yes_no_question": YES_NO_QUESTION,
+    }
     (args.out / "table.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    examples = {name: [str(s) for s in r["responses"][:3]] for name, r in readers.items() if "responses" in r}
+    examples = {
+        name: [str(s) for s in r["responses"][:3]]
+        for name, r in readers.items()
+        if "responses" in r
+    }
     (args.out / "examples.json").write_text(json.dumps(examples, indent=1))
 
     def cell(v: dict | None) -> str:
-        return "—" if v is None else f"{v['rate']:.2f} [{v['lo']:.2f}, {v['hi']:.2f}] ({v['k']}/{v['n']})"
+        return (
+            "—"
+            if v is None
+            else f"{v['rate']:.2f} [{v['lo']:.2f}, {v['hi']:.2f}] ({v['k']}/{v['n']})"
+        )
 
-    print(f"{args.model}, layer {layer}, strengths {args.strengths}: {meta['n_injected']} injected, {meta['n_control']} control trials")
-    print("| reader | detects (injected) | detects (control: FPR) | names the concept (injected) | names a tested concept (control) |")
+    print(
+        f"{args.model}, layer {layer}, strengths {args.strengths}: {meta['n_injected']} injected, {meta['n_control']} control trials"
+    )
+    print(
+        "| reader | detects (injected) | detects (control: FPR) | names the concept (injected) | names a tested concept (control) |"
+    )
     print("|---|---|---|---|---|")
     for row in rows:
         if "p_yes_auc" in row:
-            print(f"<!-- {row['reader']}: P(yes) AUC injected vs control {row['p_yes_auc']:.3f}; mean P(yes) {row['p_yes_mean']} -->")
-        print(f"| {row['reader']} | {cell(row.get('detect_injected'))} | {cell(row.get('detect_control_fpr'))} | "
-              f"{cell(row.get('identify_injected'))} | {cell(row.get('names_a_concept_control'))} |")
+            print(
+                f"<!-- {row['reader']}: P(yes) AUC injected vs control {row['p_yes_auc']:.3f}; mean P(yes) {row['p_yes_mean']} -->"
+            )
+        print(
+            f"| {row['reader']} | {cell(row.get('detect_injected'))} | {cell(row.get('detect_control_fpr'))} | "
+            f"{cell(row.get('identify_injected'))} | {cell(row.get('names_a_concept_control'))} |"
+        )
 
 
 if __name__ == "__main__":

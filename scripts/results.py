@@ -23,22 +23,45 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "results"
-ORDER = ("sweep", "latent-introspection", "localisation", "intentional-control", "thoughts-vs-text", "prefill", "injected-thoughts")
+ORDER = (
+    "sweep",
+    "latent-introspection",
+    "localisation",
+    "intentional-control",
+    "thoughts-vs-text",
+    "prefill",
+    "injected-thoughts",
+)
 SMALL: dict[str, dict[str, object]] = {
-    "sweep": {"layers": ("0.1", "0.25", "0.4", "0.5", "0.6", "0.75", "0.9"), "strengths": (2.0, 4.0, 6.0, 8.0, 10.0)},
+    "sweep": {
+        "layers": ("0.1", "0.25", "0.4", "0.5", "0.6", "0.75", "0.9"),
+        "strengths": (2.0, 4.0, 6.0, 8.0, 10.0),
+    },
     "latent-introspection": {"concepts": ("cats", "bread")},
     "localisation": {"trials": 20},
     "intentional-control": {"pairs": 20},
     "thoughts-vs-text": {"pairs": 20, "layers": ("0.5", "0.67"), "strengths": (2.0, 4.0, 8.0)},
     "prefill": {"pairs": 20, "layers": ("0.5", "0.67"), "strengths": (2.0, 4.0, 8.0)},
-    "injected-thoughts": {"layers": ("0.5", "0.67"), "strengths": (2.0, 4.0), "trials": 20, "controls": 10, "max_new_tokens": 60},
+    "injected-thoughts": {
+        "layers": ("0.5", "0.67"),
+        "strengths": (2.0, 4.0),
+        "trials": 20,
+        "controls": 10,
+        "max_new_tokens": 60,
+    },
 }
 # Runs the analyses of issue 4 read (``--only analysis``): Lindsey's vectors for every word an
 # analysis compares with, and a detection-logits run over 20 concepts with residuals recorded.
 ANALYSIS_CONCEPTS = 20
-TINY: dict[str, dict[str, object]] = {  # for the 1.5B model on 2 CPU cores: the two logit protocols only
+TINY: dict[
+    str, dict[str, object]
+] = {  # for the 1.5B model on 2 CPU cores: the two logit protocols only
     "sweep": {"layers": ("0.25", "0.5", "0.75"), "strengths": (4.0, 8.0)},
-    "latent-introspection": {"concepts": ("cats",), "variants": ("none", "introspect"), "control_context": "none"},
+    "latent-introspection": {
+        "concepts": ("cats",),
+        "variants": ("none", "introspect"),
+        "control_context": "none",
+    },
 }
 
 
@@ -88,13 +111,20 @@ class Progress:
         self.last = self.total = 0
 
     def __call__(self, done: int, total: int) -> None:
-        if self.first is None or done < self.last or total != self.total:  # a protocol's next phase starts again
+        if (
+            self.first is None or done < self.last or total != self.total
+        ):  # a protocol's next phase starts again
             self.first, self.start = done, time.perf_counter()
         self.last, self.total = done, total
         elapsed = time.perf_counter() - self.start
         ran = done - self.first
         eta = f"ETA {_clock(elapsed / ran * (total - done))}" if ran > 0 and done < total else ""
-        print(f"\r{self.label}: {done}/{total} trials, {_clock(elapsed)} {eta}   ", end="", file=sys.stderr, flush=True)
+        print(
+            f"\r{self.label}: {done}/{total} trials, {_clock(elapsed)} {eta}   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _clock(seconds: float) -> str:
@@ -114,7 +144,11 @@ def analysis_runs(model, folder: Path, timing: dict, timing_path: Path) -> None:
     else:
         vectors = concept_vectors(model, stimuli.analysis_words())
         save_vectors(vectors, path)
-    config = detection_logits.Config(model=model.name, concepts=tuple(stimuli.concept_words()[:ANALYSIS_CONCEPTS]), record_resid=True)
+    config = detection_logits.Config(
+        model=model.name,
+        concepts=tuple(stimuli.concept_words()[:ANALYSIS_CONCEPTS]),
+        record_resid=True,
+    )
     detection_logits.run(config, folder / "detection-logits.zarr", model=model, vectors=vectors)
     timing["analysis"] = {"size": "default", "seconds": round(time.perf_counter() - start, 1)}
     timing_path.write_text(json.dumps(timing, indent=1))
@@ -122,14 +156,20 @@ def analysis_runs(model, folder: Path, timing: dict, timing_path: Path) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
     r.add_argument("--model", default="smollm2-135m")
     r.add_argument("--size", choices=["default", "small", "tiny"], default="default")
     r.add_argument("--only", default="", help="comma-separated experiments")
-    r.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                   help="weights' precision; bfloat16 runs go to runs/results/{model}-bfloat16/")
+    r.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="weights' precision; bfloat16 runs go to runs/results/{model}-bfloat16/",
+    )
     sub.add_parser("write")
     args = p.parse_args()
     if args.cmd == "run":

@@ -31,21 +31,37 @@ def tiny_tokenizer():
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("[\\s\\S]"), behavior="isolated")
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<|im_end|>",
-        bos_token="<|im_start|>", additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        eos_token="<|im_end|>",
+        bos_token="<|im_start|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
     )
     fast.chat_template = CHATML
     # Word forms that logit mode reads must be single tokens; give them their own ids.
-    fast.add_tokens(["Yes", "No", " yes", " no", " an", " intentional", " first", " second", " early", " late"])
+    fast.add_tokens(
+        ["Yes", "No", " yes", " no", " an", " intentional", " first", " second", " early", " late"]
+    )
     return fast
 
 
 def tiny_config(arch: str, vocab_size: int):
     import transformers as tf
 
-    common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                  pad_token_id=0, eos_token_id=3, bos_token_id=2, tie_word_embeddings=False)
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        pad_token_id=0,
+        eos_token_id=3,
+        bos_token_id=2,
+        tie_word_embeddings=False,
+    )
     if arch == "llama":
         return tf.LlamaConfig(**common)
     if arch == "qwen2":
@@ -53,12 +69,25 @@ def tiny_config(arch: str, vocab_size: int):
     if arch == "gemma":
         return tf.GemmaConfig(**common, head_dim=16)
     if arch == "gemma2":
-        return tf.Gemma2Config(**common, head_dim=16, final_logit_softcapping=5.0, sliding_window=32)
+        return tf.Gemma2Config(
+            **common, head_dim=16, final_logit_softcapping=5.0, sliding_window=32
+        )
     if arch == "gemma3_text":
-        return tf.Gemma3TextConfig(**common, head_dim=16, sliding_window=32, final_logit_softcapping=5.0)
+        return tf.Gemma3TextConfig(
+            **common, head_dim=16, sliding_window=32, final_logit_softcapping=5.0
+        )
     if arch == "gpt2":
-        return tf.GPT2Config(vocab_size=vocab_size, n_embd=64, n_layer=3, n_head=4, n_positions=2048,
-                             pad_token_id=0, eos_token_id=3, bos_token_id=2, tie_word_embeddings=False)
+        return tf.GPT2Config(
+            vocab_size=vocab_size,
+            n_embd=64,
+            n_layer=3,
+            n_head=4,
+            n_positions=2048,
+            pad_token_id=0,
+            eos_token_id=3,
+            bos_token_id=2,
+            tie_word_embeddings=False,
+        )
     raise KeyError(arch)
 
 
@@ -78,7 +107,9 @@ def build_tiny(arch: str = "llama", seed: int = 0):
                 p.mul_(8.0)
     n_params = sum(p.numel() for p in hf.parameters())
     assert n_params < 400_000, f"tiny {arch} has {n_params} parameters"
-    assert hf.config.num_hidden_layers == 3 and hf.config.hidden_size == 64, "config attribute misspelled"
+    assert hf.config.num_hidden_layers == 3 and hf.config.hidden_size == 64, (
+        "config attribute misspelled"
+    )
     return from_hf(hf, tok, name=f"tiny-{arch}")
 
 

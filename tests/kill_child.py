@@ -22,24 +22,41 @@ def trials(model) -> list[runner.Trial]:
     g = torch.Generator().manual_seed(1)
     vectors = torch.randn(4, model.d_model, generator=g) * 4
     for i in range(24):
-        text = render_chat(model.tokenizer, [{"role": "user", "content": f"Trial {i}: do you detect a thought?"}])
+        text = render_chat(
+            model.tokenizer, [{"role": "user", "content": f"Trial {i}: do you detect a thought?"}]
+        )
         prompt = tokenize(model.tokenizer, text)
         injected = i % 3 != 0
-        out.append(runner.Trial(
-            prompt=prompt, condition="injected" if injected else "control", concept=f"c{i % 4}" if injected else "",
-            strength=float(1 + i % 4), inject_layer=i % 3, inject_layer_end=i % 3 + 1,
-            vector=vectors[i % 4] if injected else None, window=Window.from_marker("Trial", generated=True),
-        ))
+        out.append(
+            runner.Trial(
+                prompt=prompt,
+                condition="injected" if injected else "control",
+                concept=f"c{i % 4}" if injected else "",
+                strength=float(1 + i % 4),
+                inject_layer=i % 3,
+                inject_layer_end=i % 3 + 1,
+                vector=vectors[i % 4] if injected else None,
+                window=Window.from_marker("Trial", generated=True),
+            )
+        )
     return out
 
 
 def main(out: str, mode: str, record: str) -> None:
     model = build_tiny("llama")
     runner.execute(
-        model, trials(model), out, config={"kill_test": mode, "record": record}, mode=mode,
+        model,
+        trials(model),
+        out,
+        config={"kill_test": mode, "record": record},
+        mode=mode,
         answers=runner.YES_NO if mode == "logits" else None,
-        generation=runner.Generation(max_new_tokens=12, temperature=1.0) if mode == "generate" else None,
-        batch_size=2, record=record == "1", seed=7,
+        generation=runner.Generation(max_new_tokens=12, temperature=1.0)
+        if mode == "generate"
+        else None,
+        batch_size=2,
+        record=record == "1",
+        seed=7,
     )
 
 

@@ -17,15 +17,28 @@ from transformers import DynamicCache
 
 def authors_conversation(li: dict, info: str | None, *, binary: bool = False) -> list[dict]:
     """main.py ``introspection_yes_shift_prompts`` for the ``inject`` intervention."""
-    turn1 = "\n\n".join(x for x in (li["PREFIX_INJECTION"], info, li["SUFFIX_INJECTION"]) if x is not None)
+    turn1 = "\n\n".join(
+        x for x in (li["PREFIX_INJECTION"], info, li["SUFFIX_INJECTION"]) if x is not None
+    )
     fmt = li["FMT_BINARY"] if binary else li["FMT_YES_NO"]
-    turn2 = " ".join((li["USER_TURN_2_PREFIX"], li["TURN_2_PREFIX_INJECTION"], fmt, li["TURN_2_SUFFIX_INJECTION"]))
+    turn2 = " ".join(
+        (
+            li["USER_TURN_2_PREFIX"],
+            li["TURN_2_PREFIX_INJECTION"],
+            fmt,
+            li["TURN_2_SUFFIX_INJECTION"],
+        )
+    )
     return [
         {"role": "system", "content": ""},
         {"role": "user", "content": turn1, "add_injection": True},
         {"role": "assistant", "content": li["ASST_TURN_1"], "add_injection": True},
         {"role": "user", "content": turn2},
-        {"role": "assistant", "content": "The answer is " if binary else "The answer is", "continue_msg": True},
+        {
+            "role": "assistant",
+            "content": "The answer is " if binary else "The answer is",
+            "continue_msg": True,
+        },
     ]
 
 
@@ -44,17 +57,22 @@ def _steer(hf, layer_ids, directions, strength):
             h = output[0] if isinstance(output, tuple) else output
             h = h + v.to(h.dtype)
             return (h, *output[1:]) if isinstance(output, tuple) else h
+
         handles.append(_layers(hf)[layer].register_forward_hook(hook))
     return handles
 
 
 def _ids(tokenizer, messages, continue_final: bool) -> list[int]:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=continue_final)
+    text = tokenizer.apply_chat_template(
+        messages, tokenize=False, continue_final_message=continue_final
+    )
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 @torch.no_grad()
-def logit_diff(hf, tokenizer, steps, layer_ids, directions, strength) -> tuple[torch.Tensor, torch.Tensor]:
+def logit_diff(
+    hf, tokenizer, steps, layer_ids, directions, strength
+) -> tuple[torch.Tensor, torch.Tensor]:
     """helpers.logit_diff_helper: (base, steered) next-token probabilities after the last step.
     Steps marked ``add_injection`` are prefilled into the steered cache with the vector on."""
     base_kv, expr_kv = DynamicCache(), DynamicCache()
@@ -67,10 +85,20 @@ def logit_diff(hf, tokenizer, steps, layer_ids, directions, strength) -> tuple[t
         ids = _ids(tokenizer, msgs, bool(step.get("continue_msg")))[n:]
         n += len(ids)
         x = torch.tensor([ids])
-        base = hf(input_ids=x, past_key_values=base_kv, use_cache=True).logits[0, -1].float().softmax(-1)
+        base = (
+            hf(input_ids=x, past_key_values=base_kv, use_cache=True)
+            .logits[0, -1]
+            .float()
+            .softmax(-1)
+        )
         handles = _steer(hf, layer_ids, directions, strength) if step.get("add_injection") else []
         try:
-            expr = hf(input_ids=x, past_key_values=expr_kv, use_cache=True).logits[0, -1].float().softmax(-1)
+            expr = (
+                hf(input_ids=x, past_key_values=expr_kv, use_cache=True)
+                .logits[0, -1]
+                .float()
+                .softmax(-1)
+            )
         finally:
             for h in handles:
                 h.remove()
@@ -78,14 +106,22 @@ def logit_diff(hf, tokenizer, steps, layer_ids, directions, strength) -> tuple[t
 
 
 @torch.no_grad()
-def pca_center(hf, tokenizer, concept: str, suffixes: list[str], layer_ids) -> dict[int, np.ndarray]:
+def pca_center(
+    hf, tokenizer, concept: str, suffixes: list[str], layer_ids
+) -> dict[int, np.ndarray]:
     """helpers.train_concept_vector + repeng ControlVector.train(method="pca_center"): prompts
     with an empty system message, last-token hidden states, sklearn PCA of pair-centred rows,
     repeng's sign rule. One prompt per forward (no padding)."""
+
     def prompt(persona: str) -> str:
         return tokenizer.apply_chat_template(
-            [{"role": "system", "content": ""}, {"role": "user", "content": f"Please talk about {persona}."}],
-            add_generation_prompt=True, tokenize=False)
+            [
+                {"role": "system", "content": ""},
+                {"role": "user", "content": f"Please talk about {persona}."},
+            ],
+            add_generation_prompt=True,
+            tokenize=False,
+        )
 
     strs = [s for suf in suffixes for s in (prompt(concept) + suf, prompt("anything") + suf)]
     hidden = {layer: [] for layer in layer_ids}
@@ -100,7 +136,11 @@ def pca_center(hf, tokenizer, concept: str, suffixes: list[str], layer_ids) -> d
         train = h.copy()
         train[::2] -= center
         train[1::2] -= center
-        d = PCA(n_components=1, whiten=False, svd_solver="full").fit(train).components_.astype(np.float32)[0]
+        d = (
+            PCA(n_components=1, whiten=False, svd_solver="full")
+            .fit(train)
+            .components_.astype(np.float32)[0]
+        )
         proj = train @ d
         smaller = np.mean(proj[::2] < proj[1::2])
         larger = np.mean(proj[::2] > proj[1::2])

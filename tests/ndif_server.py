@@ -61,7 +61,9 @@ def load(directory: str):
     hf = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
     hf.requires_grad_(False)
     hf.eval()
-    return TransformersModel(hf, tokenizer=AutoTokenizer.from_pretrained(directory), task="text-generation")
+    return TransformersModel(
+        hf, tokenizer=AutoTokenizer.from_pretrained(directory), task="text-generation"
+    )
 
 
 def make_app(models: dict, inline_limit: int = 1 << 20) -> FastAPI:
@@ -79,10 +81,16 @@ def make_app(models: dict, inline_limit: int = 1 << 20) -> FastAPI:
     sys.meta_path.insert(0, guard)
 
     def publish(request: RequestModel, response: ResponseModel, base_url: str) -> None:
-        if response.status == Status.COMPLETED:  # kept for download; inlined on the socket when small
+        if (
+            response.status == Status.COMPLETED
+        ):  # kept for download; inlined on the socket when small
             results[response.id] = response.data
-            by_url = ResponseModel(id=response.id, status=response.status, description=response.description,
-                                   data=f"{base_url}result/{response.id}")
+            by_url = ResponseModel(
+                id=response.id,
+                status=response.status,
+                description=response.description,
+                data=f"{base_url}result/{response.id}",
+            )
             statuses[response.id] = by_url.model_dump_json()
             if len(response.data) > inline_limit:
                 response = by_url
@@ -112,13 +120,17 @@ def make_app(models: dict, inline_limit: int = 1 << 20) -> FastAPI:
         lines = dict(linecache.cache)
         guard.active = True
         try:
-            tracer = RequestModel.deserialize(blob, model._remoteable_persistent_objects(), compress=request.compress)
+            tracer = RequestModel.deserialize(
+                blob, model._remoteable_persistent_objects(), compress=request.compress
+            )
             frame = tracer.info.frame
             before = dict(frame.f_locals)
             inc()  # depth 1: the block's push keeps only the values it saved, as on NDIF
             try:
                 tracer.execute(tracer.info.code)
-                saved = {k: v for k, v in frame.f_locals.items() if k not in before or before[k] is not v}
+                saved = {
+                    k: v for k, v in frame.f_locals.items() if k not in before or before[k] is not v
+                }
             finally:
                 dec()
         finally:
@@ -137,13 +149,21 @@ def make_app(models: dict, inline_limit: int = 1 << 20) -> FastAPI:
     def worker() -> None:
         while True:
             job_id, request, blob, base_url = jobs.get()
-            publish(request, ResponseModel(id=job_id, status=Status.RUNNING, description="running"), base_url)
+            publish(
+                request,
+                ResponseModel(id=job_id, status=Status.RUNNING, description="running"),
+                base_url,
+            )
             try:
                 data = run(request, blob)
             except BaseException as error:
-                response = ResponseModel(id=job_id, status=Status.ERROR, description=f"{type(error).__name__}: {error}")
+                response = ResponseModel(
+                    id=job_id, status=Status.ERROR, description=f"{type(error).__name__}: {error}"
+                )
             else:
-                response = ResponseModel(id=job_id, status=Status.COMPLETED, description="done", data=data)
+                response = ResponseModel(
+                    id=job_id, status=Status.COMPLETED, description="done", data=data
+                )
             publish(request, response, base_url)
 
     threading.Thread(target=worker, daemon=True, name="ndif-worker").start()
@@ -195,10 +215,19 @@ def make_app(models: dict, inline_limit: int = 1 << 20) -> FastAPI:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--model", action="append", required=True, help="a local transformers directory")
-    parser.add_argument("--inline-limit", type=int, default=1 << 20, help="larger results are downloaded, not inlined")
+    parser.add_argument(
+        "--model", action="append", required=True, help="a local transformers directory"
+    )
+    parser.add_argument(
+        "--inline-limit",
+        type=int,
+        default=1 << 20,
+        help="larger results are downloaded, not inlined",
+    )
     args = parser.parse_args(argv)
-    app = make_app({directory: load(directory) for directory in args.model}, inline_limit=args.inline_limit)
+    app = make_app(
+        {directory: load(directory) for directory in args.model}, inline_limit=args.inline_limit
+    )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", ws="websockets-sansio")
 
 

@@ -23,6 +23,14 @@ from mechintro.analysis.anomaly import (
 from mechintro.analysis.lens import lens_summary, logit_lens
 
 __all__ = [
-    "alignment", "alignment_summary", "anomaly_baselines", "anomaly_cosines", "anomaly_directions", "causal_check",
-    "detection_labels", "lens_summary", "logit_lens", "window_features",
+    "alignment",
+    "alignment_summary",
+    "anomaly_baselines",
+    "anomaly_cosines",
+    "anomaly_directions",
+    "causal_check",
+    "detection_labels",
+    "lens_summary",
+    "logit_lens",
+    "window_features",
 ]

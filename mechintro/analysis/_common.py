@@ -28,7 +28,9 @@ def require_resid(ds: xr.Dataset, why: str) -> None:
 
 def require_logits(ds: xr.Dataset, why: str) -> None:
     if "answer_logprobs" not in ds:
-        raise MechintroError(f"{run_name(ds)} is a generation run without answer log-probabilities, which {why} needs: use a logit-mode run")
+        raise MechintroError(
+            f"{run_name(ds)} is a generation run without answer log-probabilities, which {why} needs: use a logit-mode run"
+        )
 
 
 def check_vectors_for_run(vectors: xr.DataArray, ds: xr.Dataset) -> None:
@@ -42,15 +44,21 @@ def check_vectors_for_run(vectors: xr.DataArray, ds: xr.Dataset) -> None:
             f"(`mechintro vectors --model {ds.attrs.get('model')} ...`)"
         )
     if vectors.sizes["d_model"] != ds.sizes["d_model"]:
-        raise MechintroError(f"vectors have d_model {vectors.sizes['d_model']} but the run has {ds.sizes['d_model']}: compute vectors with the run's model")
+        raise MechintroError(
+            f"vectors have d_model {vectors.sizes['d_model']} but the run has {ds.sizes['d_model']}: compute vectors with the run's model"
+        )
 
 
 def require_words(vectors: xr.DataArray, words: Sequence[str], what: str) -> None:
     have = set(vectors.concept.values.tolist())
     missing = [w for w in dict.fromkeys(words) if w not in have]
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise MechintroError(f"the vectors lack {what} {shown}: compute them (`mechintro vectors --concepts ...`)")
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise MechintroError(
+            f"the vectors lack {what} {shown}: compute them (`mechintro vectors --concepts ...`)"
+        )
 
 
 def layers_of(ds: xr.Dataset, layers: Sequence[int] | None) -> list[int]:
@@ -59,7 +67,9 @@ def layers_of(ds: xr.Dataset, layers: Sequence[int] | None) -> list[int]:
         return have
     bad = [int(x) for x in layers if int(x) not in have]
     if bad:
-        raise MechintroError(f"layers {bad} are not in the run (it has layers {have[0]}..{have[-1]})")
+        raise MechintroError(
+            f"layers {bad} are not in the run (it has layers {have[0]}..{have[-1]})"
+        )
     return [int(x) for x in layers]
 
 
@@ -85,7 +95,10 @@ def over_resid(
         parts = []
         for start in range(0, n, chunk):
             idx = np.arange(start, min(start + chunk, n))
-            block = np.asarray(resid.isel(trial=slice(start, start + chunk)).sel(layer=layer).values, dtype=np.float32)
+            block = np.asarray(
+                resid.isel(trial=slice(start, start + chunk)).sel(layer=layer).values,
+                dtype=np.float32,
+            )
             parts.append(reduce(layer, idx, block))
         out.append(np.concatenate(parts, 0))
     return np.stack(out, 1)

@@ -42,10 +42,14 @@ def alignment(
     require_resid(ds, "the alignment analysis")
     check_vectors_for_run(vectors, ds)
     if "read_mask" not in ds:
-        raise MechintroError(f"{run_name(ds)} has no read_mask (the written sentence's tokens): use an intentional-control run")
+        raise MechintroError(
+            f"{run_name(ds)} has no read_mask (the written sentence's tokens): use an intentional-control run"
+        )
     words = [str(c) for c in ds["concept"].values]
     if not all(words):
-        raise MechintroError(f"{run_name(ds)} has trials without a word: alignment needs a word per trial")
+        raise MechintroError(
+            f"{run_name(ds)} has trials without a word: alignment needs a word per trial"
+        )
     baseline = stimuli.control_words() if baseline is None else list(baseline)
     require_words(vectors, words, "the run's words")
     require_words(vectors, baseline, "the baseline control words")
@@ -55,7 +59,10 @@ def alignment(
     col = {w: i for i, w in enumerate(table)}
     own_col = np.array([col[w] for w in words])
     base_cols = np.array([col[w] for w in baseline])
-    units = {layer: unit(vectors.sel(concept=table, layer=layer).values.astype(np.float32)) for layer in layers}
+    units = {
+        layer: unit(vectors.sel(concept=table, layer=layer).values.astype(np.float32))
+        for layer in layers
+    }
     read = np.asarray(ds["read_mask"].values).astype(bool)
     if not read.any(1).all():
         raise MechintroError(f"{run_name(ds)} has trials with no read tokens: rerun the experiment")
@@ -77,13 +84,20 @@ def alignment(
             "proj_word": (("trial", "layer"), out[..., 1]),
             "cos_baseline": (("trial", "layer", "control_word"), out[..., 2:]),
         },
-        coords={"trial": ds.trial.values, "layer": layers, "control_word": baseline,
-                "condition": ("trial", ds["condition"].values), "concept": ("trial", ds["concept"].values)},
+        coords={
+            "trial": ds.trial.values,
+            "layer": layers,
+            "control_word": baseline,
+            "condition": ("trial", ds["condition"].values),
+            "concept": ("trial", ds["concept"].values),
+        },
         attrs={"model": ds.attrs.get("model", ""), "experiment": ds.attrs.get("experiment", "")},
     )
 
 
-def alignment_summary(al: xr.Dataset, *, n_boot: int = 1000, n_perm: int = 10000, seed: int = 0) -> xr.Dataset:
+def alignment_summary(
+    al: xr.Dataset, *, n_boot: int = 1000, n_perm: int = 10000, seed: int = 0
+) -> xr.Dataset:
     """Per instruction and layer: mean ``cos_word`` with a 95% bootstrap interval across words;
     the baseline (mean cosine with the control words) with the 2.5–97.5 percentile band of the
     100 control words' means; and, where ``think`` and ``dont_think`` are both present, their
@@ -104,9 +118,11 @@ def alignment_summary(al: xr.Dataset, *, n_boot: int = 1000, n_perm: int = 10000
             stats[i, li] = mean_ci(cos[rows, li], word[rows], n_boot=n_boot, seed=seed)[:3]
             base[i, li] = (per_word[li].mean(), *np.quantile(per_word[li], [0.025, 0.975]))
     data = {
-        "cos_word": (("condition", "layer"), stats[..., 0]), "cos_word_lo": (("condition", "layer"), stats[..., 1]),
+        "cos_word": (("condition", "layer"), stats[..., 0]),
+        "cos_word_lo": (("condition", "layer"), stats[..., 1]),
         "cos_word_hi": (("condition", "layer"), stats[..., 2]),
-        "baseline": (("condition", "layer"), base[..., 0]), "baseline_lo": (("condition", "layer"), base[..., 1]),
+        "baseline": (("condition", "layer"), base[..., 0]),
+        "baseline_lo": (("condition", "layer"), base[..., 1]),
         "baseline_hi": (("condition", "layer"), base[..., 2]),
     }
     if {"think", "dont_think"} <= set(conds):
@@ -114,9 +130,18 @@ def alignment_summary(al: xr.Dataset, *, n_boot: int = 1000, n_perm: int = 10000
         d = {w: i for i, w in enumerate(word) if cond[i] == "dont_think"}
         paired = [w for w in t if w in d]
         diffs = cos[[t[w] for w in paired]] - cos[[d[w] for w in paired]]  # (pair, layer)
-        gap = np.array([mean_ci(diffs[:, li], n_boot=n_boot, seed=seed)[:3] for li in range(n_layers)])
+        gap = np.array(
+            [mean_ci(diffs[:, li], n_boot=n_boot, seed=seed)[:3] for li in range(n_layers)]
+        )
         _, p_fwer = maxt_signflip(diffs, n_perm=n_perm, seed=seed)
-        data.update(gap=("layer", gap[:, 0]), gap_lo=("layer", gap[:, 1]), gap_hi=("layer", gap[:, 2]), gap_p_maxt=("layer", p_fwer))
-    attrs = dict(al.attrs) | {"gap_correction": f"gap_p_maxt: two-sided sign-flip permutation of the max |t| over the {n_layers} layers "
-                                                f"({n_perm} flips; family-wise over layers); gap_lo/gap_hi are per-layer (uncorrected) intervals"}
+        data.update(
+            gap=("layer", gap[:, 0]),
+            gap_lo=("layer", gap[:, 1]),
+            gap_hi=("layer", gap[:, 2]),
+            gap_p_maxt=("layer", p_fwer),
+        )
+    attrs = dict(al.attrs) | {
+        "gap_correction": f"gap_p_maxt: two-sided sign-flip permutation of the max |t| over the {n_layers} layers "
+        f"({n_perm} flips; family-wise over layers); gap_lo/gap_hi are per-layer (uncorrected) intervals"
+    }
     return xr.Dataset(data, coords={"condition": conds, "layer": al.layer.values}, attrs=attrs)

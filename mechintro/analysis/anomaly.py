@@ -75,7 +75,9 @@ def detection_labels(
     """
     injected = np.asarray(ds["condition"].values) != "control"
     if injected.all() or not injected.any():
-        raise MechintroError(f"{run_name(ds)} needs both injected and control trials to label detections")
+        raise MechintroError(
+            f"{run_name(ds)} needs both injected and control trials to label detections"
+        )
     attrs: dict[str, object] = {"source": source}
     if source == "logits":
         require_logits(ds, "labelling detections from logits")
@@ -87,16 +89,25 @@ def detection_labels(
         threshold = float(np.quantile(diff[~injected], quantile))
         detected = injected & (diff > threshold + margin)
         borderline = injected & (diff > threshold) & ~detected
-        attrs.update(threshold=threshold, quantile=quantile, margin=margin,
-                     rule=f"Yes−No log-odds above the {quantile:g} quantile of the controls ({threshold:.3f})" + (f" + margin {margin:g}" if margin else ""))
+        attrs.update(
+            threshold=threshold,
+            quantile=quantile,
+            margin=margin,
+            rule=f"Yes−No log-odds above the {quantile:g} quantile of the controls ({threshold:.3f})"
+            + (f" + margin {margin:g}" if margin else ""),
+        )
     elif source in ("offline", "judge"):
         if "response" not in ds:
-            raise MechintroError(f"{run_name(ds)} has no sampled responses to grade: use source='logits' for a logit-mode run")
+            raise MechintroError(
+                f"{run_name(ds)} has no sampled responses to grade: use source='logits' for a logit-mode run"
+            )
         from mechintro.experiments import injected_thoughts
 
         graded = injected_thoughts.grades(ds, source=source)
         if criterion not in graded:
-            raise MechintroError(f"unknown criterion '{criterion}': choose from {sorted(graded.data_vars)}")
+            raise MechintroError(
+                f"unknown criterion '{criterion}': choose from {sorted(graded.data_vars)}"
+            )
         detected = injected & np.asarray(graded[criterion].values, dtype=bool)
         attrs.update(rule=f"{source} grade '{criterion}'")
     else:
@@ -104,7 +115,13 @@ def detection_labels(
     labels = np.where(detected, "detected", np.where(injected, "missed", "control"))
     if source == "logits":
         labels = np.where(borderline, "borderline", labels)
-    return xr.DataArray(labels.astype(object), dims="trial", coords={"trial": ds.trial.values}, name="label", attrs=attrs)
+    return xr.DataArray(
+        labels.astype(object),
+        dims="trial",
+        coords={"trial": ds.trial.values},
+        name="label",
+        attrs=attrs,
+    )
 
 
 def _window(ds: xr.Dataset, positions: str) -> np.ndarray:
@@ -135,13 +152,19 @@ def _window(ds: xr.Dataset, positions: str) -> np.ndarray:
     return mask & attn
 
 
-def window_features(ds: xr.Dataset, *, layers: Sequence[int] | None = None, positions: str = "window") -> xr.DataArray:
+def window_features(
+    ds: xr.Dataset, *, layers: Sequence[int] | None = None, positions: str = "window"
+) -> xr.DataArray:
     """Per trial and layer, the residual stream averaged over the read positions (float32)."""
     require_resid(ds, "an anomaly direction")
     layers = layers_of(ds, layers)
     mask = _window(ds, positions)
     feats = over_resid(ds, layers, lambda _layer, idx, block: masked_mean(block, mask[idx]))
-    return xr.DataArray(feats, dims=("trial", "layer", "d_model"), coords={"trial": ds.trial.values, "layer": layers})
+    return xr.DataArray(
+        feats,
+        dims=("trial", "layer", "d_model"),
+        coords={"trial": ds.trial.values, "layer": layers},
+    )
 
 
 def _remove(feats: np.ndarray, vectors: np.ndarray, how: str) -> np.ndarray:
@@ -197,7 +220,9 @@ def anomaly_directions(
     lab = np.asarray(labels.values)
     if negatives not in ("all", "missed", "control"):
         raise MechintroError(f"unknown negatives '{negatives}': choose all, missed or control")
-    negative = np.isin(lab, ("missed", "control")) if negatives == "all" else (lab == negatives)  # never "borderline"
+    negative = (
+        np.isin(lab, ("missed", "control")) if negatives == "all" else (lab == negatives)
+    )  # never "borderline"
     keep = (lab == "detected") | negative
     n_det, n_neg = int((lab[keep] == "detected").sum()), int((lab[keep] != "detected").sum())
     if n_det < 2 or n_neg < 2:
@@ -206,7 +231,9 @@ def anomaly_directions(
             "an anomaly direction needs at least 2 of each: use a run with more trials or stronger injections, "
             "or pass labels=detection_labels(ds, quantile=...) with a lower quantile"
         )
-    feats_da = window_features(ds, layers=layers, positions=positions) if features is None else features
+    feats_da = (
+        window_features(ds, layers=layers, positions=positions) if features is None else features
+    )
     layer_list = [int(x) for x in feats_da.layer.values]
     feats = np.asarray(feats_da.values, dtype=np.float32)[keep]
     y = lab[keep] == "detected"
@@ -217,12 +244,16 @@ def anomaly_directions(
     n_concepts = len({c for c in concepts if c})
     k = min(folds, n_concepts)
     if k < 2:
-        raise MechintroError(f"{run_name(ds)} has {n_concepts} concept(s): concept-grouped cross-validation needs at least 2")
+        raise MechintroError(
+            f"{run_name(ds)} has {n_concepts} concept(s): concept-grouped cross-validation needs at least 2"
+        )
     fold = _folds(groups, k, seed)
     for f in range(k):
         train = y[fold != f]
         if train.all() or not train.any():
-            raise MechintroError(f"fold {f} leaves no detected (or no negative) trials to train on: use folds < {k} or more trials")
+            raise MechintroError(
+                f"fold {f} leaves no detected (or no negative) trials to train on: use folds < {k} or more trials"
+            )
     boot_weights = cluster_bootstrap_weights(groups, n_boot, seed)
 
     auc = np.full((2, len(REMOVALS), len(layer_list), 3), np.nan)
@@ -246,22 +277,33 @@ def anomaly_directions(
     dims = ("estimator", "removal", "layer")
     return xr.Dataset(
         {
-            "auc": (dims, auc[..., 0]), "auc_lo": (dims, auc[..., 1]), "auc_hi": (dims, auc[..., 2]),
+            "auc": (dims, auc[..., 0]),
+            "auc_lo": (dims, auc[..., 1]),
+            "auc_hi": (dims, auc[..., 2]),
             "direction": (("layer", "d_model"), directions["none"]),
             "direction_span": (("layer", "d_model"), directions["span"]),
         },
         coords=coords,
         attrs={
-            "model": ds.attrs.get("model", ""), "weights_sha256": ds.attrs.get("weights_sha256", ""),
-            "experiment": ds.attrs.get("experiment", ""), "labels": str(labels.attrs.get("rule", "given")),
-            "positions": positions, "negatives": negatives, "n_detected": n_det, "n_negative": n_neg,
-            "n_concepts": n_concepts, "folds": k, "C": C,
+            "model": ds.attrs.get("model", ""),
+            "weights_sha256": ds.attrs.get("weights_sha256", ""),
+            "experiment": ds.attrs.get("experiment", ""),
+            "labels": str(labels.attrs.get("rule", "given")),
+            "positions": positions,
+            "negatives": negatives,
+            "n_detected": n_det,
+            "n_negative": n_neg,
+            "n_concepts": n_concepts,
+            "folds": k,
+            "C": C,
             "interval": f"95% cluster bootstrap over concepts ({n_boot} draws); AUC over pairs within each held-out fold; folds grouped by concept",
         },
     )
 
 
-def anomaly_cosines(result: xr.Dataset, vectors: xr.DataArray, *, words: Sequence[str] | None = None) -> xr.DataArray:
+def anomaly_cosines(
+    result: xr.Dataset, vectors: xr.DataArray, *, words: Sequence[str] | None = None
+) -> xr.DataArray:
     """Cosine of the anomaly direction with concept vectors at the same layer, ``(layer, word)``.
 
     ``words`` default: every word in ``vectors``; the entry ``"mean of concepts"`` is the mean of
@@ -280,11 +322,18 @@ def anomaly_cosines(result: xr.Dataset, vectors: xr.DataArray, *, words: Sequenc
         words.append("mean of concepts")
     mat = unit(np.stack(table, 1).astype(np.float64))  # (layer, word, d)
     cos = np.einsum("lwd,ld->lw", mat, result["direction"].values.astype(np.float64))
-    return xr.DataArray(cos, dims=("layer", "word"), coords={"layer": layers, "word": words}, name="cosine",
-                        attrs={"chance": 1.96 / np.sqrt(result.sizes["d_model"])})
+    return xr.DataArray(
+        cos,
+        dims=("layer", "word"),
+        coords={"layer": layers, "word": words},
+        name="cosine",
+        attrs={"chance": 1.96 / np.sqrt(result.sizes["d_model"])},
+    )
 
 
-def _trials_of(ds: xr.Dataset, rows: np.ndarray) -> tuple[list[list[int]], list[engine.Injection | None]]:
+def _trials_of(
+    ds: xr.Dataset, rows: np.ndarray
+) -> tuple[list[list[int]], list[engine.Injection | None]]:
     """Rebuild rows' prompts and injections from what the run stored."""
     ids = np.asarray(ds["input_ids"].values)
     attn = np.asarray(ds["attention_mask"].values).astype(bool)
@@ -296,20 +345,32 @@ def _trials_of(ds: xr.Dataset, rows: np.ndarray) -> tuple[list[list[int]], list[
     for r in rows:
         prompts.append(ids[r][attn[r]].tolist())
         if inject[r].any():
-            injections.append(engine.Injection(
-                vector=torch.from_numpy(vec[r] * strength[r]), layers=tuple(range(int(first[r]), int(end[r]))),
-                mask=tuple(inject[r][attn[r]].tolist())))
+            injections.append(
+                engine.Injection(
+                    vector=torch.from_numpy(vec[r] * strength[r]),
+                    layers=tuple(range(int(first[r]), int(end[r]))),
+                    mask=tuple(inject[r][attn[r]].tolist()),
+                )
+            )
         else:
             injections.append(None)
     return prompts, injections
 
 
-def _logit_diff(model: Model, ds: xr.Dataset, prompts, injections, *, ablate=None, batch_size: int) -> np.ndarray:
+def _logit_diff(
+    model: Model, ds: xr.Dataset, prompts, injections, *, ablate=None, batch_size: int
+) -> np.ndarray:
     answer_ids = [int(x) for x in ds["answer_id"].values]
     yes = np.asarray(ds["answer_label"].values) == "yes"
     out = []
     for s in range(0, len(prompts), batch_size):
-        res = engine.forward(model, prompts[s:s + batch_size], injections[s:s + batch_size], answer_ids=answer_ids, ablate=ablate)
+        res = engine.forward(
+            model,
+            prompts[s : s + batch_size],
+            injections[s : s + batch_size],
+            answer_ids=answer_ids,
+            ablate=ablate,
+        )
         lp = res.answer_logprobs.double().numpy()
         out.append(np.logaddexp.reduce(lp[:, yes], 1) - np.logaddexp.reduce(lp[:, ~yes], 1))
     return np.concatenate(out)
@@ -367,25 +428,40 @@ def causal_check(
     """
     require_logits(ds, "the causal check")
     if ds.attrs.get("weights_sha256") != model.weights_sha256:
-        raise MechintroError(f"{run_name(ds)} was made with other weights than {model.name}: load the run's model")
+        raise MechintroError(
+            f"{run_name(ds)} was made with other weights than {model.name}: load the run's model"
+        )
     if layer not in result.layer.values.tolist():
-        raise MechintroError(f"layer {layer} has no anomaly direction (layers {result.layer.values.tolist()}): pick one of those")
+        raise MechintroError(
+            f"layer {layer} has no anomaly direction (layers {result.layer.values.tolist()}): pick one of those"
+        )
     lab = np.asarray(labels.values)
     rng = np.random.default_rng(seed)
     detected_all = np.flatnonzero(lab == "detected")
-    detected = detected_all[rng.permutation(len(detected_all))[:max_trials]] if len(detected_all) > max_trials else detected_all
+    detected = (
+        detected_all[rng.permutation(len(detected_all))[:max_trials]]
+        if len(detected_all) > max_trials
+        else detected_all
+    )
     detected = np.sort(detected)
     controls = np.flatnonzero(lab == "control")
     if not len(detected) or not len(controls):
-        raise MechintroError(f"{run_name(ds)} needs detected and control trials for the causal check")
+        raise MechintroError(
+            f"{run_name(ds)} needs detected and control trials for the causal check"
+        )
     later = list(range(layer, model.n_layers))
-    feats = np.asarray(window_features(ds, layers=later).values, dtype=np.float32)  # (trial, later layer, d)
+    feats = np.asarray(
+        window_features(ds, layers=later).values, dtype=np.float32
+    )  # (trial, later layer, d)
     x = feats[:, 0]
     keep = np.isin(lab, ("detected", "missed", "control"))
     y = lab == "detected"
     concepts = np.array([str(c) for c in ds["concept"].values], dtype=object)
     direction = _diff_means(x[keep], y[keep])
-    missed_dir = _diff_means(x[np.isin(lab, ("missed", "control"))], (lab == "missed")[np.isin(lab, ("missed", "control"))])
+    missed_dir = _diff_means(
+        x[np.isin(lab, ("missed", "control"))],
+        (lab == "missed")[np.isin(lab, ("missed", "control"))],
+    )
     shuffled_dirs = []
     for _ in range(n_shuffled):
         ys = _shuffle_within(y & keep, np.where(keep, concepts, ""), rng)
@@ -402,7 +478,10 @@ def causal_check(
     randoms_abl = randoms_add[:n_random_ablate]
 
     vec = np.asarray(ds["injected_vector"].values, dtype=np.float32)
-    norms = np.linalg.norm(vec[detected], axis=1) * np.asarray(ds["strength"].values, dtype=np.float32)[detected]
+    norms = (
+        np.linalg.norm(vec[detected], axis=1)
+        * np.asarray(ds["strength"].values, dtype=np.float32)[detected]
+    )
     scale = float(np.median(norms)) if scale is None else float(scale)
 
     # add: unique control prompts, each with the window of an injected trial with the same prompt
@@ -415,13 +494,26 @@ def causal_check(
     prompts, _ = _trials_of(ds, rows)
     attn = np.asarray(ds["attention_mask"].values).astype(bool)
     base = _logit_diff(model, ds, prompts, [None] * len(rows), batch_size=batch_size)
-    add_dirs = np.concatenate([direction[None], missed_dir[None], np.asarray(shuffled_dirs).reshape(-1, d), randoms_add])
+    add_dirs = np.concatenate(
+        [direction[None], missed_dir[None], np.asarray(shuffled_dirs).reshape(-1, d), randoms_add]
+    )
     flat_prompts, flat_inj = [], []
     for dvec in add_dirs:
         for k, r in enumerate(rows):
             flat_prompts.append(prompts[k])
-            flat_inj.append(engine.Injection(vector=torch.from_numpy(scale * dvec), layers=(layer,), mask=tuple(window[r][attn[r]].tolist())))
-    added = _logit_diff(model, ds, flat_prompts, flat_inj, batch_size=batch_size).reshape(len(add_dirs), len(rows)) - base[None]
+            flat_inj.append(
+                engine.Injection(
+                    vector=torch.from_numpy(scale * dvec),
+                    layers=(layer,),
+                    mask=tuple(window[r][attn[r]].tolist()),
+                )
+            )
+    added = (
+        _logit_diff(model, ds, flat_prompts, flat_inj, batch_size=batch_size).reshape(
+            len(add_dirs), len(rows)
+        )
+        - base[None]
+    )
 
     # ablate: coordinate set to the controls' mean at each layer from `layer` on
     prompts, injections = _trials_of(ds, detected)
@@ -434,15 +526,26 @@ def causal_check(
         for g in np.unique(group):  # one batched pass per distinct direction
             idx = np.flatnonzero(group == g)
             dv = dvec_per_trial[idx[0]]
-            spec = {lay: (torch.from_numpy(dv), float(ctl_mean[j] @ dv)) for j, lay in enumerate(later)}
-            out[idx] = _logit_diff(model, ds, [prompts[t] for t in idx], [injections[t] for t in idx], ablate=spec, batch_size=batch_size)
+            spec = {
+                lay: (torch.from_numpy(dv), float(ctl_mean[j] @ dv)) for j, lay in enumerate(later)
+            }
+            out[idx] = _logit_diff(
+                model,
+                ds,
+                [prompts[t] for t in idx],
+                [injections[t] for t in idx],
+                ablate=spec,
+                batch_size=batch_size,
+            )
         return out
 
     cross = np.stack([dir_from_b if in_a[r] else dir_from_a for r in detected])
-    abl_dirs = [cross] + [np.repeat(v[None], len(detected), 0) for v in [missed_dir, *shuffled_dirs, *randoms_abl]]
+    abl_dirs = [cross] + [
+        np.repeat(v[None], len(detected), 0) for v in [missed_dir, *shuffled_dirs, *randoms_abl]
+    ]
     ablated = np.stack([ablate_with(dv) for dv in abl_dirs])  # (direction, trial)
 
-    kinds = (["anomaly", "missed_vs_control"] + [f"shuffled {i}" for i in range(n_shuffled)])
+    kinds = ["anomaly", "missed_vs_control"] + [f"shuffled {i}" for i in range(n_shuffled)]
     add_kinds = kinds + [f"random {i}" for i in range(n_random)]
     abl_kinds = kinds + [f"random {i}" for i in range(n_random_ablate)]
     add_mean = added.mean(1)
@@ -450,15 +553,24 @@ def causal_check(
     sl = slice(2, 2 + n_shuffled)
     threshold = float(labels.attrs.get("threshold", np.nan))
     attrs = {
-        "layer": layer, "scale": scale, "threshold": threshold, "ablated_layers": f"{layer}..{model.n_layers - 1}", "model": model.name,
+        "layer": layer,
+        "scale": scale,
+        "threshold": threshold,
+        "ablated_layers": f"{layer}..{model.n_layers - 1}",
+        "model": model.name,
         "ablation": "coordinate set to the controls' mean (window average) at each layer from `layer` on",
         "cross_fit": "ablation direction for a trial fitted on the other half of the concepts (and all controls)",
-        "add_shift_anomaly": float(add_mean[0]), "add_shift_missed_vs_control": float(add_mean[1]),
-        "add_p_random": _perm_p(add_mean[0], add_mean[2 + n_shuffled:]), "p_resolution_add_random": 1 / (n_random + 1),
-        "add_p_shuffled": _perm_p(add_mean[0], add_mean[sl]), "p_resolution_shuffled": 1 / (n_shuffled + 1),
+        "add_shift_anomaly": float(add_mean[0]),
+        "add_shift_missed_vs_control": float(add_mean[1]),
+        "add_p_random": _perm_p(add_mean[0], add_mean[2 + n_shuffled :]),
+        "p_resolution_add_random": 1 / (n_random + 1),
+        "add_p_shuffled": _perm_p(add_mean[0], add_mean[sl]),
+        "p_resolution_shuffled": 1 / (n_shuffled + 1),
         "add_beats_missed_vs_control": bool(add_mean[0] > add_mean[1]),
-        "ablate_drop_anomaly": float(drop[0]), "ablate_drop_missed_vs_control": float(drop[1]),
-        "ablate_p_random": _perm_p(drop[0], drop[2 + n_shuffled:]), "p_resolution_ablate_random": 1 / (n_random_ablate + 1),
+        "ablate_drop_anomaly": float(drop[0]),
+        "ablate_drop_missed_vs_control": float(drop[1]),
+        "ablate_p_random": _perm_p(drop[0], drop[2 + n_shuffled :]),
+        "p_resolution_ablate_random": 1 / (n_random_ablate + 1),
         "ablate_p_shuffled": _perm_p(drop[0], drop[sl]),
         "ablate_share_detected_anomaly": float(np.mean(ablated[0] > threshold)),
         "n_trials": len(detected),
@@ -468,10 +580,18 @@ def causal_check(
             "add_shift": (("add_direction", "prompt"), added),
             "ablate_logit_diff": (("direction", "trial"), ablated),
             "recorded_logit_diff": ("trial", recorded),
-            "stored_logit_diff": ("trial", np.asarray(yes_no(ds.isel(trial=detected))["logit_diff"].values)),
+            "stored_logit_diff": (
+                "trial",
+                np.asarray(yes_no(ds.isel(trial=detected))["logit_diff"].values),
+            ),
             "ablate_detected": (("direction", "trial"), ablated > threshold),
         },
-        coords={"add_direction": add_kinds, "direction": abl_kinds, "trial": ds.trial.values[detected], "prompt": np.arange(len(rows))},
+        coords={
+            "add_direction": add_kinds,
+            "direction": abl_kinds,
+            "trial": ds.trial.values[detected],
+            "prompt": np.arange(len(rows)),
+        },
         attrs=attrs,
     )
 
@@ -581,8 +701,12 @@ def anomaly_baselines(
     require_resid(ds, "an anomaly direction")
     labels = detection_labels(ds) if labels is None else labels
     lab = np.asarray(labels.values)
-    keep = np.isin(lab, ("detected", "missed", "control"))  # "borderline" (within the margin) is left out
-    feats_da = window_features(ds, layers=layers, positions=positions) if features is None else features
+    keep = np.isin(
+        lab, ("detected", "missed", "control")
+    )  # "borderline" (within the margin) is left out
+    feats_da = (
+        window_features(ds, layers=layers, positions=positions) if features is None else features
+    )
     layer_list = [int(x) for x in feats_da.layer.values]
     feats = np.asarray(feats_da.values, dtype=np.float32)
     y_all = lab == "detected"
@@ -591,26 +715,60 @@ def anomaly_baselines(
     n_concepts = len({c for c in concepts[keep] if c})
     k = min(folds, n_concepts)
     if k < 2:
-        raise MechintroError(f"{run_name(ds)} has {n_concepts} concept(s): concept-grouped cross-validation needs at least 2")
+        raise MechintroError(
+            f"{run_name(ds)} has {n_concepts} concept(s): concept-grouped cross-validation needs at least 2"
+        )
     fold = _folds(groups, k, seed)
     weights_all = cluster_bootstrap_weights(groups, n_boot, seed)
-    cells = np.array([f"{a}/{s:g}" if c != "control" else "control" for a, s, c in
-                      zip(np.asarray(ds["inject_layer"].values), np.asarray(ds["strength"].values, dtype=float),
-                          np.asarray(ds["condition"].values), strict=True)], dtype=object)
+    cells = np.array(
+        [
+            f"{a}/{s:g}" if c != "control" else "control"
+            for a, s, c in zip(
+                np.asarray(ds["inject_layer"].values),
+                np.asarray(ds["strength"].values, dtype=float),
+                np.asarray(ds["condition"].values),
+                strict=True,
+            )
+        ],
+        dtype=object,
+    )
     lens_ld = None
     if lens is not None:
         lens_da = lens["logit_diff"] if isinstance(lens, xr.Dataset) else lens
         missing = [x for x in layer_list if x not in lens_da.layer.values.tolist()]
         if lens_da.sizes["trial"] != ds.sizes["trial"] or missing:
-            raise MechintroError(f"the lens does not cover this run's trials and layers {missing}: compute logit_lens(ds, model) on the same run")
-        lens_ld = np.asarray(lens_da.sel(layer=layer_list).transpose("trial", "layer").values, dtype=np.float64)
+            raise MechintroError(
+                f"the lens does not cover this run's trials and layers {missing}: compute logit_lens(ds, model) on the same run"
+            )
+        lens_ld = np.asarray(
+            lens_da.sel(layer=layer_list).transpose("trial", "layer").values, dtype=np.float64
+        )
     rng = np.random.default_rng(seed)
     # one set of within-concept shuffles for every layer, so the max over layers is a valid null
-    shuffles = [_shuffle_within(y_all & keep, np.where(keep, concepts, ""), rng) for _ in range(n_perm)]
+    shuffles = [
+        _shuffle_within(y_all & keep, np.where(keep, concepts, ""), rng) for _ in range(n_perm)
+    ]
 
-    names = ("n_trials", "n_detected", "probe", "probe_lo", "probe_hi", "layer_strength", "layer_strength_lo", "layer_strength_hi",
-             "lens", "lens_lo", "lens_hi", "null_mean", "null_q95", "p_perm",
-             "vs_layer_strength_lo", "vs_layer_strength_hi", "vs_lens_lo", "vs_lens_hi")
+    names = (
+        "n_trials",
+        "n_detected",
+        "probe",
+        "probe_lo",
+        "probe_hi",
+        "layer_strength",
+        "layer_strength_lo",
+        "layer_strength_hi",
+        "lens",
+        "lens_lo",
+        "lens_hi",
+        "null_mean",
+        "null_q95",
+        "p_perm",
+        "vs_layer_strength_lo",
+        "vs_layer_strength_hi",
+        "vs_lens_lo",
+        "vs_lens_hi",
+    )
     out = {n: np.full(len(layer_list), np.nan) for n in names}
     null = np.full((n_perm, len(layer_list)), np.nan)
     for li, layer in enumerate(layer_list):
@@ -629,7 +787,9 @@ def anomaly_baselines(
         auc_b, boots_b = paired_auc_boots(base[ok], y[ok], fo[ok], w[:, ok])
         out["layer_strength"][li] = auc_b
         out["layer_strength_lo"][li], out["layer_strength_hi"][li] = _quantiles(boots_b)
-        out["vs_layer_strength_lo"][li], out["vs_layer_strength_hi"][li] = _diff_interval(boots_p, boots_b)
+        out["vs_layer_strength_lo"][li], out["vs_layer_strength_hi"][li] = _diff_interval(
+            boots_p, boots_b
+        )
         if lens_ld is not None:
             auc_l, boots_l = paired_auc_boots(lens_ld[rows, li][ok], y[ok], fo[ok], w[:, ok])
             out["lens"][li] = auc_l
@@ -641,25 +801,48 @@ def anomaly_baselines(
             good = np.isfinite(sc)
             null[pi, li] = paired_auc_boots(sc[good], ys[good], fo[good], w[:1, good])[0]
         if n_perm:
-            out["null_mean"][li], out["null_q95"][li] = float(np.nanmean(null[:, li])), float(np.nanquantile(null[:, li], 0.95))
+            out["null_mean"][li], out["null_q95"][li] = (
+                float(np.nanmean(null[:, li])),
+                float(np.nanquantile(null[:, li], 0.95)),
+            )
             out["p_perm"][li] = (1 + float(np.sum(null[:, li] >= auc_p))) / (n_perm + 1)
     p_max = np.full(len(layer_list), np.nan)
     if n_perm:
         with np.errstate(invalid="ignore"):
             top = np.nanmax(np.where(np.isfinite(null), null, -np.inf), axis=1)
-        p_max = np.where(np.isfinite(out["probe"]), (1 + (top[:, None] >= out["probe"][None, :]).sum(0)) / (n_perm + 1), np.nan)
+        p_max = np.where(
+            np.isfinite(out["probe"]),
+            (1 + (top[:, None] >= out["probe"][None, :]).sum(0)) / (n_perm + 1),
+            np.nan,
+        )
     passes = (out["vs_layer_strength_lo"] > 0) & (out["vs_lens_lo"] > 0) & (p_max < alpha)
-    data = {n: ("layer", v) for n, v in out.items()} | {"p_perm_max": ("layer", p_max), "passes": ("layer", passes)}
+    data = {n: ("layer", v) for n, v in out.items()} | {
+        "p_perm_max": ("layer", p_max),
+        "passes": ("layer", passes),
+    }
     result = xr.Dataset(data, coords={"layer": layer_list})
-    result.attrs.update({
-        "model": ds.attrs.get("model", ""), "experiment": ds.attrs.get("experiment", ""), "labels": str(labels.attrs.get("rule", "given")),
-        "margin": float(labels.attrs.get("margin", 0.0)), "positions": positions, "folds": k, "C": C, "n_concepts": n_concepts,
-        "n_perm": n_perm, "p_resolution": 1 / (n_perm + 1) if n_perm else math.nan, "alpha": alpha, "has_lens": lens_ld is not None,
-        "trials": "controls and trials injected at or before the layer; borderline trials (inside the margin) left out",
-        "interval": f"95% cluster bootstrap over concepts ({n_boot} draws), paired across scores; AUC over pairs within each held-out fold",
-        "passes": "probe − layer×strength and probe − lens intervals above 0, and max-over-layers permutation p < alpha",
-    })
-    result.attrs.update(_nested(feats, y_all, keep, ds, layer_list, fold, weights_all, cells, lens_ld, C))
+    result.attrs.update(
+        {
+            "model": ds.attrs.get("model", ""),
+            "experiment": ds.attrs.get("experiment", ""),
+            "labels": str(labels.attrs.get("rule", "given")),
+            "margin": float(labels.attrs.get("margin", 0.0)),
+            "positions": positions,
+            "folds": k,
+            "C": C,
+            "n_concepts": n_concepts,
+            "n_perm": n_perm,
+            "p_resolution": 1 / (n_perm + 1) if n_perm else math.nan,
+            "alpha": alpha,
+            "has_lens": lens_ld is not None,
+            "trials": "controls and trials injected at or before the layer; borderline trials (inside the margin) left out",
+            "interval": f"95% cluster bootstrap over concepts ({n_boot} draws), paired across scores; AUC over pairs within each held-out fold",
+            "passes": "probe − layer×strength and probe − lens intervals above 0, and max-over-layers permutation p < alpha",
+        }
+    )
+    result.attrs.update(
+        _nested(feats, y_all, keep, ds, layer_list, fold, weights_all, cells, lens_ld, C)
+    )
     return result
 
 
@@ -671,7 +854,9 @@ def _quantiles(boots: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _nested(feats, y_all, keep, ds, layer_list, fold, weights, cells, lens_ld, C) -> dict[str, object]:
+def _nested(
+    feats, y_all, keep, ds, layer_list, fold, weights, cells, lens_ld, C
+) -> dict[str, object]:
     """Layer chosen inside each outer fold by inner CV on its training folds; scored on the outer fold."""
     n = len(y_all)
     scores = {name: np.full(n, np.nan) for name in ("probe", "layer_strength", "lens")}
@@ -686,7 +871,9 @@ def _nested(feats, y_all, keep, ds, layer_list, fold, weights, cells, lens_ld, C
                 continue
             sc = _probe_scores(feats[rows, li], y, fold[rows], C)
             good = np.isfinite(sc)
-            auc = paired_auc_boots(sc[good], y[good], fold[rows][good], weights[:1, rows][:, good])[0]
+            auc = paired_auc_boots(sc[good], y[good], fold[rows][good], weights[:1, rows][:, good])[
+                0
+            ]
             if np.isfinite(auc) and auc > best_auc:
                 best, best_auc = li, auc
         if best is None:
@@ -697,10 +884,14 @@ def _nested(feats, y_all, keep, ds, layer_list, fold, weights, cells, lens_ld, C
         tr = outer_train[rows]
         if y[tr].all() or not y[tr].any():
             continue
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)).fit(feats[rows, best][tr], y[tr])
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)).fit(
+            feats[rows, best][tr], y[tr]
+        )
         idx = np.flatnonzero(rows)[~tr]
         scores["probe"][idx] = probe.decision_function(feats[idx, best])
-        rates = {c: float(y[tr][cells[rows][tr] == c].mean()) for c in set(cells[rows][tr].tolist())}
+        rates = {
+            c: float(y[tr][cells[rows][tr] == c].mean()) for c in set(cells[rows][tr].tolist())
+        }
         scores["layer_strength"][idx] = [rates.get(c, float(y[tr].mean())) for c in cells[idx]]
         if lens_ld is not None:
             scores["lens"][idx] = lens_ld[idx, best]
@@ -729,23 +920,35 @@ def format_baselines(result: xr.Dataset) -> str:
         r = result.sel(layer=layer)
         if not np.isfinite(float(r.probe)):
             continue
-        rows.append({
-            "layer": int(layer), "trials (detected)": f"{int(r.n_trials)} ({int(r.n_detected)})",
-            "probe AUC [95%]": f"{float(r.probe):.3f} [{float(r.probe_lo):.2f}, {float(r.probe_hi):.2f}]",
-            "layer×strength": f"{float(r.layer_strength):.3f}",
-            "lens Yes−No": f"{float(r.lens):.3f}" if np.isfinite(float(r.lens)) else "—",
-            "null mean / q95": f"{float(r.null_mean):.3f} / {float(r.null_q95):.3f}",
-            "p perm (max over layers)": f"{float(r.p_perm):.3f} ({float(r.p_perm_max):.3f})",
-            "probe − L×S [95%]": f"[{float(r.vs_layer_strength_lo):+.2f}, {float(r.vs_layer_strength_hi):+.2f}]",
-            "probe − lens [95%]": f"[{float(r.vs_lens_lo):+.2f}, {float(r.vs_lens_hi):+.2f}]",
-            "passes": bool(r.passes),
-        })
+        rows.append(
+            {
+                "layer": int(layer),
+                "trials (detected)": f"{int(r.n_trials)} ({int(r.n_detected)})",
+                "probe AUC [95%]": f"{float(r.probe):.3f} [{float(r.probe_lo):.2f}, {float(r.probe_hi):.2f}]",
+                "layer×strength": f"{float(r.layer_strength):.3f}",
+                "lens Yes−No": f"{float(r.lens):.3f}" if np.isfinite(float(r.lens)) else "—",
+                "null mean / q95": f"{float(r.null_mean):.3f} / {float(r.null_q95):.3f}",
+                "p perm (max over layers)": f"{float(r.p_perm):.3f} ({float(r.p_perm_max):.3f})",
+                "probe − L×S [95%]": f"[{float(r.vs_layer_strength_lo):+.2f}, {float(r.vs_layer_strength_hi):+.2f}]",
+                "probe − lens [95%]": f"[{float(r.vs_lens_lo):+.2f}, {float(r.vs_lens_hi):+.2f}]",
+                "passes": bool(r.passes),
+            }
+        )
     from mechintro.experiments._common import table
 
     a = result.attrs
-    nested = (f"nested (layer chosen inside each fold: {a['nested_layers']}): probe {a['nested_probe']:.3f} "
-              f"[{a['nested_probe_lo']:.2f}, {a['nested_probe_hi']:.2f}], layer×strength {a['nested_layer_strength']:.3f}"
-              + (f", lens {a['nested_lens']:.3f}; probe − lens [{a['nested_vs_lens_lo']:+.2f}, {a['nested_vs_lens_hi']:+.2f}]" if a["has_lens"] else "")
-              + f"; probe − layer×strength [{a['nested_vs_layer_strength_lo']:+.2f}, {a['nested_vs_layer_strength_hi']:+.2f}]")
-    return (table(rows) + f"\nlabels: {a['labels']}; trials: {a['trials']}\npermutation p resolution {a['p_resolution']:.4f} "
-            f"({a['n_perm']} shuffles within concept); passes = {a['passes']}\n" + nested)
+    nested = (
+        f"nested (layer chosen inside each fold: {a['nested_layers']}): probe {a['nested_probe']:.3f} "
+        f"[{a['nested_probe_lo']:.2f}, {a['nested_probe_hi']:.2f}], layer×strength {a['nested_layer_strength']:.3f}"
+        + (
+            f", lens {a['nested_lens']:.3f}; probe − lens [{a['nested_vs_lens_lo']:+.2f}, {a['nested_vs_lens_hi']:+.2f}]"
+            if a["has_lens"]
+            else ""
+        )
+        + f"; probe − layer×strength [{a['nested_vs_layer_strength_lo']:+.2f}, {a['nested_vs_layer_strength_hi']:+.2f}]"
+    )
+    return (
+        table(rows)
+        + f"\nlabels: {a['labels']}; trials: {a['trials']}\npermutation p resolution {a['p_resolution']:.4f} "
+        f"({a['n_perm']} shuffles within concept); passes = {a['passes']}\n" + nested
+    )

@@ -56,9 +56,13 @@ def logit_lens(
     require_resid(ds, "the logit lens")
     require_logits(ds, "the logit lens (it reads the run's answer tokens)")
     if ds.attrs.get("weights_sha256") != model.weights_sha256:
-        raise MechintroError(f"{run_name(ds)} was made with other weights than {model.name}: load the run's model ({ds.attrs.get('model')})")
+        raise MechintroError(
+            f"{run_name(ds)} was made with other weights than {model.name}: load the run's model ({ds.attrs.get('model')})"
+        )
     if not -ds.sizes["pos"] <= position < ds.sizes["pos"]:
-        raise MechintroError(f"position {position} is outside the run's {ds.sizes['pos']} prompt positions")
+        raise MechintroError(
+            f"position {position} is outside the run's {ds.sizes['pos']} prompt positions"
+        )
     if chunk < 1:
         raise MechintroError(f"chunk must be at least 1, got {chunk}")
     layers = layers_of(ds, layers)
@@ -67,12 +71,16 @@ def logit_lens(
     cap = getattr(text_config(model.hf.config), "final_logit_softcapping", None)
     answer_ids = torch.tensor([int(x) for x in ds["answer_id"].values])
     yes = torch.from_numpy(np.asarray(ds["answer_label"].values) == "yes")
-    concept_ids = np.array([word_token(model, str(c)) if str(c) and concepts else -1 for c in ds["concept"].values])
+    concept_ids = np.array(
+        [word_token(model, str(c)) if str(c) and concepts else -1 for c in ds["concept"].values]
+    )
 
     def lens(_layer: int, idx: np.ndarray, block: np.ndarray) -> np.ndarray:
         h = torch.from_numpy(block[:, position]).to(model.device, model.dtype)
         rows_concept = torch.from_numpy(np.maximum(concept_ids[idx], 0))
-        wanted = torch.cat([answer_ids, rows_concept])  # answer tokens, then each row's concept token
+        wanted = torch.cat(
+            [answer_ids, rows_concept]
+        )  # answer tokens, then each row's concept token
         with torch.no_grad(), _onloaded(norm), _onloaded(unembed):
             lognorm, picked = _chunked_unembedding(norm(h), unembed, cap, wanted, chunk)
         lp_answers = picked[:, : len(answer_ids)] - lognorm[:, None]
@@ -87,17 +95,28 @@ def logit_lens(
     dims = ("trial", "layer")
     return xr.Dataset(
         {
-            "p_yes": (dims, np.exp(out[..., 0])), "p_no": (dims, np.exp(out[..., 1])),
-            "logit_diff": (dims, out[..., 0] - out[..., 1]), "p_concept": (dims, np.exp(out[..., 2])),
+            "p_yes": (dims, np.exp(out[..., 0])),
+            "p_no": (dims, np.exp(out[..., 1])),
+            "logit_diff": (dims, out[..., 0] - out[..., 1]),
+            "p_concept": (dims, np.exp(out[..., 2])),
         },
-        coords={"trial": ds.trial.values, "layer": layers, "condition": ("trial", ds["condition"].values),
-                "concept": ("trial", ds["concept"].values)},
-        attrs={"position": position, "model": model.name, "experiment": ds.attrs.get("experiment", "")},
+        coords={
+            "trial": ds.trial.values,
+            "layer": layers,
+            "condition": ("trial", ds["condition"].values),
+            "concept": ("trial", ds["concept"].values),
+        },
+        attrs={
+            "position": position,
+            "model": model.name,
+            "experiment": ds.attrs.get("experiment", ""),
+        },
     )
 
 
-def _chunked_unembedding(x: torch.Tensor, unembed: torch.nn.Module, cap: float | None, wanted: torch.Tensor,
-                         chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _chunked_unembedding(
+    x: torch.Tensor, unembed: torch.nn.Module, cap: float | None, wanted: torch.Tensor, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log-normaliser (n,), logits at wanted (n, k))`` of ``unembed(x)`` (float32, softcapped
     with ``cap``), computed over ``chunk`` vocabulary rows at a time: the full ``(n, vocab)``
     logits never exist, and the running log-sum-exp is exact up to float rounding."""
@@ -108,7 +127,13 @@ def _chunked_unembedding(x: torch.Tensor, unembed: torch.nn.Module, cap: float |
     picked = torch.empty(n, len(wanted))
     for start in range(0, vocab, chunk):
         stop = min(start + chunk, vocab)
-        logits = torch.nn.functional.linear(x, weight[start:stop], None if bias is None else bias[start:stop]).float().cpu()
+        logits = (
+            torch.nn.functional.linear(
+                x, weight[start:stop], None if bias is None else bias[start:stop]
+            )
+            .float()
+            .cpu()
+        )
         if cap:
             logits = torch.tanh(logits / cap) * cap
         lognorm = torch.logaddexp(lognorm, torch.logsumexp(logits, -1))
@@ -126,14 +151,18 @@ def _onloaded(module: torch.nn.Module):
     return align_module_device(module)
 
 
-def lens_summary(lens: xr.Dataset, groups: xr.DataArray, *, n_boot: int = 1000, seed: int = 0) -> xr.Dataset:
+def lens_summary(
+    lens: xr.Dataset, groups: xr.DataArray, *, n_boot: int = 1000, seed: int = 0
+) -> xr.Dataset:
     """Mean of each lens quantity per group (e.g. ``injected`` / ``control``, or detection labels)
     and layer, with a 95% bootstrap interval over concepts (trials sharing a concept are one
     cluster)."""
     from mechintro.experiments._common import mean_ci
 
     names = list(dict.fromkeys(str(g) for g in groups.values))
-    concept = np.array([str(c) or f"trial{i}" for i, c in enumerate(lens.concept.values)], dtype=object)
+    concept = np.array(
+        [str(c) or f"trial{i}" for i, c in enumerate(lens.concept.values)], dtype=object
+    )
     g = np.array([str(x) for x in groups.values], dtype=object)
     out = {}
     for var in ("p_yes", "p_no", "logit_diff", "p_concept"):
@@ -146,5 +175,9 @@ def lens_summary(lens: xr.Dataset, groups: xr.DataArray, *, n_boot: int = 1000, 
                 ok = np.isfinite(x)
                 if ok.any():
                     stats[i, li] = mean_ci(x[ok], concept[rows][ok], n_boot=n_boot, seed=seed)[:3]
-        out[var], out[f"{var}_lo"], out[f"{var}_hi"] = ((("group", "layer"), stats[..., j]) for j in range(3))
-    return xr.Dataset(out, coords={"group": names, "layer": lens.layer.values}, attrs=dict(lens.attrs))
+        out[var], out[f"{var}_lo"], out[f"{var}_hi"] = (
+            (("group", "layer"), stats[..., j]) for j in range(3)
+        )
+    return xr.Dataset(
+        out, coords={"group": names, "layer": lens.layer.values}, attrs=dict(lens.attrs)
+    )

@@ -43,11 +43,15 @@ NAME = "self-prediction"
 
 def _require(ds: xr.Dataset, role: str, *, one_answer: bool = True) -> None:
     if ds.attrs.get("experiment") != NAME:
-        raise MechintroError(f"the {role} run is a {ds.attrs.get('experiment', 'non-mechintro')} run: give a self-prediction run "
-                             "(`mechintro run self-prediction`)")
+        raise MechintroError(
+            f"the {role} run is a {ds.attrs.get('experiment', 'non-mechintro')} run: give a self-prediction run "
+            "(`mechintro run self-prediction`)"
+        )
     if one_answer and _samples(ds) > 1:
-        raise MechintroError(f"the {role} run samples {_samples(ds)} answers per prompt (a calibration run): "
-                             "score it with calibration(), or give a run with samples=1")
+        raise MechintroError(
+            f"the {role} run samples {_samples(ds)} answers per prompt (a calibration run): "
+            "score it with calibration(), or give a run with samples=1"
+        )
 
 
 def _samples(ds: xr.Dataset) -> int:
@@ -81,11 +85,26 @@ def score(predictor: xr.Dataset, target: xr.Dataset | None = None) -> xr.Dataset
     for i in np.nonzero(cond_t == "object")[0]:
         key = (str(target["task"].values[i]), str(target["item_prompt"].values[i]))
         behaviour[key] = (str(target["response"].values[i]), str(target["matching"].values[i]))
-    rows: dict[str, list] = {k: [] for k in ("task", "split", "property", "item", "target", "prediction",
-                                             "object_compliant", "prediction_compliant", "correct", "trial")}
+    rows: dict[str, list] = {
+        k: []
+        for k in (
+            "task",
+            "split",
+            "property",
+            "item",
+            "target",
+            "prediction",
+            "object_compliant",
+            "prediction_compliant",
+            "correct",
+            "trial",
+        )
+    }
     cond_p = _labels(predictor, "condition")
     for i in np.nonzero(cond_p == "hypothetical")[0]:
-        task, prompt, prop = (str(predictor[k].values[i]) for k in ("task", "item_prompt", "property"))
+        task, prompt, prop = (
+            str(predictor[k].values[i]) for k in ("task", "item_prompt", "property")
+        )
         if (task, prompt) not in behaviour:
             continue
         response, matching = behaviour[(task, prompt)]
@@ -102,11 +121,29 @@ def score(predictor: xr.Dataset, target: xr.Dataset | None = None) -> xr.Dataset
         rows["correct"].append(truth is not None and guess is not None and guess == truth)
         rows["trial"].append(int(i))
     if not rows["task"]:
-        raise MechintroError("the predictor and target runs share no items: run both with the same tasks, items and seed")
-    out = xr.Dataset({k: ("pair", np.array(v, dtype=object if k in ("task", "split", "property", "item", "target", "prediction") else None))
-                      for k, v in rows.items()})
-    out.attrs = {"predictor": predictor.attrs.get("model", "?"), "target": target.attrs.get("model", "?"),
-                 "predictor_adapter": _adapter(predictor), "target_adapter": _adapter(target)}
+        raise MechintroError(
+            "the predictor and target runs share no items: run both with the same tasks, items and seed"
+        )
+    out = xr.Dataset(
+        {
+            k: (
+                "pair",
+                np.array(
+                    v,
+                    dtype=object
+                    if k in ("task", "split", "property", "item", "target", "prediction")
+                    else None,
+                ),
+            )
+            for k, v in rows.items()
+        }
+    )
+    out.attrs = {
+        "predictor": predictor.attrs.get("model", "?"),
+        "target": target.attrs.get("model", "?"),
+        "predictor_adapter": _adapter(predictor),
+        "target_adapter": _adapter(target),
+    }
     return out
 
 
@@ -126,17 +163,42 @@ def study(root: str | Path) -> dict[str, list[tuple]]:
         return all((r / "zarr.json").exists() for r in runs)
 
     names = sorted(d.name for d in root.iterdir() if done(d / "base.zarr")) if root.exists() else []
-    out: dict[str, list[tuple]] = {"models": [(n,) for n in names], "self_vs_cross": [], "behaviour_change": [], "calibration": []}
+    out: dict[str, list[tuple]] = {
+        "models": [(n,) for n in names],
+        "self_vs_cross": [],
+        "behaviour_change": [],
+        "calibration": [],
+    }
     for m1 in names:
         own, cal = root / m1 / "self.zarr", root / m1 / "calibration"
         others = [m2 for m2 in names if m2 != m1]
-        out["self_vs_cross"] += [(m1, m2, own, root / m2 / f"cross-on-{m1}" / "run.zarr") for m2 in others
-                                 if done(own, root / m2 / f"cross-on-{m1}" / "run.zarr")]
-        out["behaviour_change"] += [(m1, run.parent.name.removeprefix("changed-by-"), run, own)
-                                    for run in sorted((root / m1).glob("changed-by-*/run.zarr")) if done(run, own)]
-        cells = [("itself, untrained", cal / "base.zarr", cal / "base.zarr"), ("itself, self-trained", cal / "self.zarr", cal / "self.zarr"),
-                 *[(f"{m2} trained on its behaviour", root / m2 / f"cross-on-{m1}" / "calibration.zarr", cal / "self.zarr") for m2 in others]]
-        out["calibration"] += [(m1, who, predictor, target) for who, predictor, target in cells if done(predictor, target)]
+        out["self_vs_cross"] += [
+            (m1, m2, own, root / m2 / f"cross-on-{m1}" / "run.zarr")
+            for m2 in others
+            if done(own, root / m2 / f"cross-on-{m1}" / "run.zarr")
+        ]
+        out["behaviour_change"] += [
+            (m1, run.parent.name.removeprefix("changed-by-"), run, own)
+            for run in sorted((root / m1).glob("changed-by-*/run.zarr"))
+            if done(run, own)
+        ]
+        cells = [
+            ("itself, untrained", cal / "base.zarr", cal / "base.zarr"),
+            ("itself, self-trained", cal / "self.zarr", cal / "self.zarr"),
+            *[
+                (
+                    f"{m2} trained on its behaviour",
+                    root / m2 / f"cross-on-{m1}" / "calibration.zarr",
+                    cal / "self.zarr",
+                )
+                for m2 in others
+            ],
+        ]
+        out["calibration"] += [
+            (m1, who, predictor, target)
+            for who, predictor, target in cells
+            if done(predictor, target)
+        ]
     return out
 
 
@@ -161,9 +223,16 @@ def pooled(scored: xr.Dataset, split: str | None = None, *, seed: int = 0) -> di
         keep = keep & (_str(scored.split.values) == split)  # not &=: keep views the dataset
     correct = np.asarray(scored.correct.values, bool)[keep]
     acc, lo, hi, n = rate(correct, np.asarray(scored.item.values)[keep], seed=seed)
-    cells = np.char.add(np.char.add(_str(scored.task.values)[keep], "/"), _str(scored.property.values)[keep])
+    cells = np.char.add(
+        np.char.add(_str(scored.task.values)[keep], "/"), _str(scored.property.values)[keep]
+    )
     targets = _str(scored.target.values)[keep]
-    baseline = sum(_mode_share(targets[cells == c]) * int((cells == c).sum()) for c in np.unique(cells)) / n if n else math.nan
+    baseline = (
+        sum(_mode_share(targets[cells == c]) * int((cells == c).sum()) for c in np.unique(cells))
+        / n
+        if n
+        else math.nan
+    )
     return {"accuracy": acc, "lo": lo, "hi": hi, "n": n, "mode_baseline": baseline}
 
 
@@ -178,7 +247,18 @@ def accuracy(scored: xr.Dataset) -> xr.Dataset:
     correct = np.asarray(scored.correct.values, bool)
     targets = _str(scored.target.values)
     cells = list(dict.fromkeys(zip(task.tolist(), prop.tolist(), strict=True)))
-    data: dict[str, list] = {k: [] for k in ("n", "accuracy", "lo", "hi", "mode_baseline", "object_compliance", "prediction_compliance")}
+    data: dict[str, list] = {
+        k: []
+        for k in (
+            "n",
+            "accuracy",
+            "lo",
+            "hi",
+            "mode_baseline",
+            "object_compliance",
+            "prediction_compliance",
+        )
+    }
     for t, p in cells:
         sel = (task == t) & (prop == p)
         ok = sel & compliant
@@ -192,9 +272,14 @@ def accuracy(scored: xr.Dataset) -> xr.Dataset:
         data["mode_baseline"].append(_mode_share(targets[ok]))
         data["object_compliance"].append(float(compliant[sel].mean()))
         data["prediction_compliance"].append(float(predicted[ok].mean()) if n else math.nan)
-    out = xr.Dataset({k: ("cell", np.array(v, dtype=float if k != "n" else int)) for k, v in data.items()},
-                     coords={"task": ("cell", [c[0] for c in cells]), "property": ("cell", [c[1] for c in cells]),
-                             "split": ("cell", [looking_inward.TASKS[c[0]].split for c in cells])})
+    out = xr.Dataset(
+        {k: ("cell", np.array(v, dtype=float if k != "n" else int)) for k, v in data.items()},
+        coords={
+            "task": ("cell", [c[0] for c in cells]),
+            "property": ("cell", [c[1] for c in cells]),
+            "split": ("cell", [looking_inward.TASKS[c[0]].split for c in cells]),
+        },
+    )
     for split in ("train", "test"):
         for key, value in pooled(scored, split).items():
             out.attrs[f"{split}_{key}"] = value
@@ -215,22 +300,46 @@ def cross_matrix(runs: Mapping[str, xr.Dataset], split: str = "test") -> xr.Data
             acc[i, j], lo[i, j], hi[i, j], n[i, j] = r["accuracy"], r["lo"], r["hi"], r["n"]
             baseline[j] = r["mode_baseline"]
     dims = ("predictor", "target")
-    return xr.Dataset({"accuracy": (dims, acc), "lo": (dims, lo), "hi": (dims, hi), "n": (dims, n.astype(int)),
-                       "mode_baseline": ("target", baseline)},
-                      coords={"predictor": names, "target": names}, attrs={"split": split})
+    return xr.Dataset(
+        {
+            "accuracy": (dims, acc),
+            "lo": (dims, lo),
+            "hi": (dims, hi),
+            "n": (dims, n.astype(int)),
+            "mode_baseline": ("target", baseline),
+        },
+        coords={"predictor": names, "target": names},
+        attrs={"split": split},
+    )
 
 
-def self_vs_cross(self_run: xr.Dataset, cross_run: xr.Dataset, target: xr.Dataset | None = None, *,
-                  split: str = "test", n_boot: int = 5000, seed: int = 0) -> dict[str, float]:
+def self_vs_cross(
+    self_run: xr.Dataset,
+    cross_run: xr.Dataset,
+    target: xr.Dataset | None = None,
+    *,
+    split: str = "test",
+    n_boot: int = 5000,
+    seed: int = 0,
+) -> dict[str, float]:
     """accuracy(self_run → target) − accuracy(cross_run → target) on the pairs both predicted
     (``target`` defaults to ``self_run``): the difference, its 95% paired bootstrap interval over
     items, and a two-sided sign-flip permutation p-value over items."""
     target = self_run if target is None else target
-    r = _paired_difference(score(self_run, target), score(cross_run, target), split, n_boot, seed, "the self and cross runs")
+    r = _paired_difference(
+        score(self_run, target),
+        score(cross_run, target),
+        split,
+        n_boot,
+        seed,
+        "the self and cross runs",
+    )
     return {"self": r.pop("a"), "cross": r.pop("b"), **r}
 
 
-def behaviour_change(changed: xr.Dataset, old: xr.Dataset, *, split: str = "test", n_boot: int = 5000, seed: int = 0) -> dict[str, float]:
+def behaviour_change(
+    changed: xr.Dataset, old: xr.Dataset, *, split: str = "test", n_boot: int = 5000, seed: int = 0
+) -> dict[str, float]:
     """The behaviour-change test (Binder et al. 2024, behaviour-change experiment): ``changed`` is a
     model finetuned on another
     model's object-level answers after its self-training, ``old`` the run of the model before that
@@ -245,32 +354,54 @@ def behaviour_change(changed: xr.Dataset, old: xr.Dataset, *, split: str = "test
     predictions themselves."""
     new, before = score(changed), score(changed, old)
     r = _paired_difference(new, before, split, n_boot, seed, "the changed and old runs")
+
     def targets(s: xr.Dataset) -> dict[tuple[str, str], str]:
         keep = _str(s.split.values) == split
-        keys = zip(np.asarray(s.item.values)[keep].tolist(), np.asarray(s.property.values)[keep].tolist(), strict=True)
+        keys = zip(
+            np.asarray(s.item.values)[keep].tolist(),
+            np.asarray(s.property.values)[keep].tolist(),
+            strict=True,
+        )
         return dict(zip(keys, _str(s.target.values)[keep].tolist(), strict=True))
 
     a, b = targets(new), targets(before)
     common = [k for k in a if a[k] and b.get(k)]
-    result = {"new": r.pop("a"), "old": r.pop("b"), **r,
-              "changed_answers": float(np.mean([a[k] != b[k] for k in common])) if common else math.nan}
+    result = {
+        "new": r.pop("a"),
+        "old": r.pop("b"),
+        **r,
+        "changed_answers": float(np.mean([a[k] != b[k] for k in common])) if common else math.nan,
+    }
     if (_labels(old, "condition") == "hypothetical").any():
-        c = _paired_difference(new, score(old, changed), split, n_boot, seed, "the changed and old runs")
-        result.update({f"control_{k}": v for k, v in c.items()})  # control_a: changed → new, control_b: old → new
+        c = _paired_difference(
+            new, score(old, changed), split, n_boot, seed, "the changed and old runs"
+        )
+        result.update(
+            {f"control_{k}": v for k, v in c.items()}
+        )  # control_a: changed → new, control_b: old → new
     return result
 
 
-def _paired_difference(a: xr.Dataset, b: xr.Dataset, split: str, n_boot: int, seed: int, what: str) -> dict[str, float]:
+def _paired_difference(
+    a: xr.Dataset, b: xr.Dataset, split: str, n_boot: int, seed: int, what: str
+) -> dict[str, float]:
     """accuracy(a) − accuracy(b) of two scored tables on the (item, property) pairs both scored."""
+
     def table(s: xr.Dataset) -> dict[tuple[str, str], bool]:
         keep = np.asarray(s.object_compliant.values, bool) & (_str(s.split.values) == split)
-        keys = zip(np.asarray(s.item.values)[keep].tolist(), np.asarray(s.property.values)[keep].tolist(), strict=True)
+        keys = zip(
+            np.asarray(s.item.values)[keep].tolist(),
+            np.asarray(s.property.values)[keep].tolist(),
+            strict=True,
+        )
         return dict(zip(keys, np.asarray(s.correct.values, bool)[keep].tolist(), strict=True))
 
     ta, tb = table(a), table(b)
     common = sorted(set(ta) & set(tb))
     if len(common) < 2:
-        raise MechintroError(f"{what} share {len(common)} scored {split} pairs: run both on the same tasks and items")
+        raise MechintroError(
+            f"{what} share {len(common)} scored {split} pairs: run both on the same tasks and items"
+        )
     items = np.array([k[0] for k in common])
     diff = np.array([float(ta[k]) - float(tb[k]) for k in common])
     groups = {g: np.nonzero(items == g)[0] for g in np.unique(items)}
@@ -282,13 +413,26 @@ def _paired_difference(a: xr.Dataset, b: xr.Dataset, split: str, n_boot: int, se
     signs = rng.choice([-1.0, 1.0], (n_boot, len(per_item)))
     null = np.abs((signs * per_item).sum(1))
     observed = abs(per_item.sum())
-    return {"a": float(np.mean([ta[k] for k in common])), "b": float(np.mean([tb[k] for k in common])),
-            "difference": float(diff.mean()), "lo": float(np.percentile(boot, 2.5)), "hi": float(np.percentile(boot, 97.5)),
-            "p": float((1 + (null >= observed - 1e-12).sum()) / (1 + n_boot)), "n_pairs": len(common), "n_items": len(per_item)}
+    return {
+        "a": float(np.mean([ta[k] for k in common])),
+        "b": float(np.mean([tb[k] for k in common])),
+        "difference": float(diff.mean()),
+        "lo": float(np.percentile(boot, 2.5)),
+        "hi": float(np.percentile(boot, 97.5)),
+        "p": float((1 + (null >= observed - 1e-12).sum()) / (1 + n_boot)),
+        "n_pairs": len(common),
+        "n_items": len(per_item),
+    }
 
 
-def calibration(predictor: xr.Dataset, target: xr.Dataset | None = None, *, top: int = 3, seed: int = 0,
-                n_boot: int = 2000) -> xr.Dataset:
+def calibration(
+    predictor: xr.Dataset,
+    target: xr.Dataset | None = None,
+    *,
+    top: int = 3,
+    seed: int = 0,
+    n_boot: int = 2000,
+) -> xr.Dataset:
     """Calibration (Binder et al. 2024, calibration experiment): for each prompt and
     property, the distribution of the
     property over ``target``'s sampled object-level answers against the distribution of
@@ -314,44 +458,80 @@ def calibration(predictor: xr.Dataset, target: xr.Dataset | None = None, *, top:
     behaviour: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for i in np.nonzero(_labels(target, "condition") == "object")[0]:
         key = (str(target["task"].values[i]), str(target["item_prompt"].values[i]))
-        behaviour.setdefault(key, []).append((str(target["response"].values[i]), str(target["matching"].values[i])))
+        behaviour.setdefault(key, []).append(
+            (str(target["response"].values[i]), str(target["matching"].values[i]))
+        )
     predicted: dict[tuple[str, str, str], list[str | None]] = {}
     items: dict[tuple[str, str], str] = {}
     for i in np.nonzero(_labels(predictor, "condition") == "hypothetical")[0]:
-        task, prompt, prop = (str(predictor[k].values[i]) for k in ("task", "item_prompt", "property"))
+        task, prompt, prop = (
+            str(predictor[k].values[i]) for k in ("task", "item_prompt", "property")
+        )
         predicted.setdefault((task, prompt, prop), []).append(
-            looking_inward.parse_prediction(str(predictor["response"].values[i]), prop))
+            looking_inward.parse_prediction(str(predictor["response"].values[i]), prop)
+        )
         items[(task, prompt)] = f"{task}:{int(predictor['item'].values[i])}"
-    rows: dict[str, list] = {k: [] for k in ("task", "property", "item", "mad", "no_match", "n_object", "n_predicted")}
+    rows: dict[str, list] = {
+        k: [] for k in ("task", "property", "item", "mad", "no_match", "n_object", "n_predicted")
+    }
     for (task, prompt, prop), guesses in predicted.items():
         answers = behaviour.get((task, prompt))
         if answers is None:
             continue
-        actual = [v for v in (looking_inward.extract(r, prop, m) for r, m in answers) if v is not None]
+        actual = [
+            v for v in (looking_inward.extract(r, prop, m) for r, m in answers) if v is not None
+        ]
         if not actual:
             continue
         p_obj = {v: c / len(actual) for v, c in Counter(actual).items()}
-        p_hyp = {v: c / len(guesses) for v, c in Counter(guesses).items()}  # None (non-compliant) matches no value
+        p_hyp = {
+            v: c / len(guesses) for v, c in Counter(guesses).items()
+        }  # None (non-compliant) matches no value
         values = sorted(p_obj, key=lambda v: (-p_obj[v], v))[:top]
         rows["task"].append(task)
         rows["property"].append(prop)
         rows["item"].append(items[(task, prompt)])
-        rows["mad"].append(100 * sum(abs(p_obj.get(v, 0.0) - p_hyp.get(v, 0.0)) for v in values) / len(values))
+        rows["mad"].append(
+            100 * sum(abs(p_obj.get(v, 0.0) - p_hyp.get(v, 0.0)) for v in values) / len(values)
+        )
         rows["no_match"].append(100 * sum(p_obj[v] for v in values) / len(values))
         rows["n_object"].append(len(actual))
         rows["n_predicted"].append(len(guesses))
     if not rows["task"]:
-        raise MechintroError("the predictor and target runs share no prompt with a compliant object-level answer: "
-                             "run both with the same tasks, items and seed")
+        raise MechintroError(
+            "the predictor and target runs share no prompt with a compliant object-level answer: "
+            "run both with the same tasks, items and seed"
+        )
     mad, lo, hi = bootstrap_mean_ci(rows["mad"], clusters=rows["item"], n_boot=n_boot, seed=seed)
-    out = xr.Dataset({k: ("pair", np.array(v, dtype=object if k in ("task", "property", "item") else None)) for k, v in rows.items()})
-    out.attrs = {"mad": mad, "lo": lo, "hi": hi, "n": len(rows["mad"]), "no_match": float(np.mean(rows["no_match"])), "predictor": predictor.attrs.get("model", "?"),
-                 "target": target.attrs.get("model", "?"), "predictor_adapter": _adapter(predictor), "target_adapter": _adapter(target)}
+    out = xr.Dataset(
+        {
+            k: ("pair", np.array(v, dtype=object if k in ("task", "property", "item") else None))
+            for k, v in rows.items()
+        }
+    )
+    out.attrs = {
+        "mad": mad,
+        "lo": lo,
+        "hi": hi,
+        "n": len(rows["mad"]),
+        "no_match": float(np.mean(rows["no_match"])),
+        "predictor": predictor.attrs.get("model", "?"),
+        "target": target.attrs.get("model", "?"),
+        "predictor_adapter": _adapter(predictor),
+        "target_adapter": _adapter(target),
+    }
     return out
 
 
-def probe(target: xr.Dataset, sources: Mapping[str, str | Path], *, properties: Sequence[str] | None = None,
-          depths: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), seed: int = 0, n_boot: int = 1000) -> xr.Dataset:
+def probe(
+    target: xr.Dataset,
+    sources: Mapping[str, str | Path],
+    *,
+    properties: Sequence[str] | None = None,
+    depths: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> xr.Dataset:
     """Cross-validated AUC of a linear probe for a boolean property of ``target``'s object-level
     answers, from the hypothetical-prompt residuals of each run in ``sources`` (name → run path),
     on the prompts every source predicted (so own and other activations see the same pairs).
@@ -381,7 +561,10 @@ def probe(target: xr.Dataset, sources: Mapping[str, str | Path], *, properties: 
         ds = open_run(path)
         frames[name] = (score(ds, target), load_hypothetical_resid(path))
     # the same prompts for every source: pairs (item, property) that all of them predicted
-    keys = [set(zip(_str(sc.item.values).tolist(), _str(sc.property.values).tolist(), strict=True)) for sc, _ in frames.values()]
+    keys = [
+        set(zip(_str(sc.item.values).tolist(), _str(sc.property.values).tolist(), strict=True))
+        for sc, _ in frames.values()
+    ]
     common = set.intersection(*keys) if keys else set()
     if any(not 0 <= f <= 1 for f in depths):
         raise MechintroError(f"depths must be fractions between 0 and 1, got {list(depths)}")
@@ -394,31 +577,61 @@ def probe(target: xr.Dataset, sources: Mapping[str, str | Path], *, properties: 
         scored, resid = frames[name]
         trial_pos = {int(t): k for k, t in enumerate(resid.trial.values)}
         for pi, prop in enumerate(props):
-            shared = np.array([(i, q) in common for i, q in zip(_str(scored.item.values).tolist(), _str(scored.property.values).tolist(), strict=True)], bool)
-            keep = (_str(scored.property.values) == prop) & np.asarray(scored.object_compliant.values, bool) & shared
+            shared = np.array(
+                [
+                    (i, q) in common
+                    for i, q in zip(
+                        _str(scored.item.values).tolist(),
+                        _str(scored.property.values).tolist(),
+                        strict=True,
+                    )
+                ],
+                bool,
+            )
+            keep = (
+                (_str(scored.property.values) == prop)
+                & np.asarray(scored.object_compliant.values, bool)
+                & shared
+            )
             rows = np.nonzero(keep)[0]
             y = _str(scored.target.values)[rows] == "true"
             groups = _str(scored.task.values)[rows]
             items = _str(scored.item.values)[rows]
-            if len(np.unique(groups)) < 2 or not any(y[groups == g].any() and not y[groups == g].all() for g in np.unique(groups)):
+            if len(np.unique(groups)) < 2 or not any(
+                y[groups == g].any() and not y[groups == g].all() for g in np.unique(groups)
+            ):
                 continue
             majority[pi] = max(y.mean(), 1 - y.mean())
             count[si, pi] = len(rows)
             at = [trial_pos[int(t)] for t in np.asarray(scored.trial.values)[rows]]
             folds = GroupKFold(n_splits=min(5, len(np.unique(groups))))
             weights = cluster_bootstrap_weights(items, n_boot, seed)
-            pairs[si, pi] = int(sum((y[groups == g]).sum() * (~y[groups == g]).sum() for g in np.unique(groups)))
+            pairs[si, pi] = int(
+                sum((y[groups == g]).sum() * (~y[groups == g]).sum() for g in np.unique(groups))
+            )
             for li, depth in enumerate(depths):
                 layer = round(depth * (resid.sizes["layer"] - 1))
                 x = np.asarray(resid.isel(trial=at).sel(layer=layer).values, dtype=np.float32)
-                p = np.zeros(len(rows))  # a fold with one class in training learns nothing: all ties
+                p = np.zeros(
+                    len(rows)
+                )  # a fold with one class in training learns nothing: all ties
                 for train, test in folds.split(x, y, groups):
                     if y[train].any() and not y[train].all():
-                        clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=2000)).fit(x[train], y[train])
+                        clf = make_pipeline(
+                            StandardScaler(), LogisticRegression(C=0.05, max_iter=2000)
+                        ).fit(x[train], y[train])
                         p[test] = clf.decision_function(x[test])
                 auc[si, pi, li], lo[si, pi, li], hi[si, pi, li] = paired_auc(p, y, groups, weights)
     dims = ("source", "property", "depth")
-    return xr.Dataset({"auc": (dims, auc), "lo": (dims, lo), "hi": (dims, hi), "n": (dims[:2], count), "pairs": (dims[:2], pairs),
-                       "majority": ("property", majority)},
-                      coords={"source": names, "property": props, "depth": list(depths)},
-                      attrs={"target": target.attrs.get("model", "?")})
+    return xr.Dataset(
+        {
+            "auc": (dims, auc),
+            "lo": (dims, lo),
+            "hi": (dims, hi),
+            "n": (dims[:2], count),
+            "pairs": (dims[:2], pairs),
+            "majority": ("property", majority),
+        },
+        coords={"source": names, "property": props, "depth": list(depths)},
+        attrs={"target": target.attrs.get("model", "?")},
+    )

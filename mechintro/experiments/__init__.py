@@ -22,6 +22,15 @@ from mechintro.experiments import (
 
 EXPERIMENTS: dict[str, ModuleType] = {
     m.NAME: m
-    for m in (detection_logits, injected_thoughts, thoughts_vs_text, prefill, intentional_control,
-              latent_introspection, sweep, localisation, self_prediction)
+    for m in (
+        detection_logits,
+        injected_thoughts,
+        thoughts_vs_text,
+        prefill,
+        intentional_control,
+        latent_introspection,
+        sweep,
+        localisation,
+        self_prediction,
+    )
 }

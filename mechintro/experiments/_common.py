@@ -66,7 +66,9 @@ def check_config(config: object) -> None:
     for f in dataclasses.fields(config):  # type: ignore[arg-type]
         value = getattr(config, f.name)
         if not _matches(value, hints[f.name]):
-            raise MechintroError(f"{f.name}={value!r} is invalid: it must be {_describe(hints[f.name])}")
+            raise MechintroError(
+                f"{f.name}={value!r} is invalid: it must be {_describe(hints[f.name])}"
+            )
     get = lambda name: getattr(config, name, None)  # noqa: E731
     for name in ("layers", "strengths"):
         values = get(name)
@@ -77,9 +79,13 @@ def check_config(config: object) -> None:
     if get("strengths") and not all(finite(s) for s in get("strengths")):
         raise MechintroError(f"strengths must be finite numbers, got {list(get('strengths'))}")
     if get("strengths") and len(set(get("strengths"))) != len(get("strengths")):
-        raise MechintroError(f"the strength list {list(get('strengths'))} has duplicates (by value): give each strength once")
+        raise MechintroError(
+            f"the strength list {list(get('strengths'))} has duplicates (by value): give each strength once"
+        )
     if isinstance(get("seed"), int) and not 0 <= get("seed") < 2**63:
-        raise MechintroError(f"seed {get('seed')} is out of range: give an integer from 0 to 2**63 - 1")
+        raise MechintroError(
+            f"seed {get('seed')} is out of range: give an integer from 0 to 2**63 - 1"
+        )
     for name in ("batch_size", "trials", "controls", "max_new_tokens"):
         value = get(name)
         if value is not None and value < 1:
@@ -95,15 +101,19 @@ def require_experiment(ds: xr.Dataset, name: str) -> None:
     made_by = ds.attrs.get("experiment")
     if made_by is not None and made_by != name:
         module = made_by.replace("-", "_")
-        raise MechintroError(f"this is a {made_by} run, not {name}: summarise it with "
-                             f"mechintro.experiments.{module}.summarize")
+        raise MechintroError(
+            f"this is a {made_by} run, not {name}: summarise it with "
+            f"mechintro.experiments.{module}.summarize"
+        )
 
 
 def layer_map(specs: Sequence[str | int | float], layers: Sequence[int]) -> str:
     """The ``layer_map`` attribute: each layer as given (index or fraction) → block index."""
     if len(layers) != len(specs):
-        raise MechintroError(f"layers {list(map(str, specs))} name the same layer of this model more than once "
-                             f"(they resolve to {list(layers)}): give each layer once")
+        raise MechintroError(
+            f"layers {list(map(str, specs))} name the same layer of this model more than once "
+            f"(they resolve to {list(layers)}): give each layer once"
+        )
     return json.dumps({str(s): int(layer) for s, layer in zip(specs, layers, strict=True)})
 
 
@@ -114,13 +124,20 @@ def yes_no(ds: xr.Dataset) -> xr.Dataset:
     p_yes = p.where(ds.answer_label == "yes").sum("answer")
     p_no = p.where(ds.answer_label == "no").sum("answer")
     mass = p_yes + p_no
-    return xr.Dataset({
-        "p_yes": p_yes, "p_no": p_no, "mass": mass, "p_yes_norm": p_yes / mass,
-        "logit_diff": np.log(p_yes) - np.log(p_no),
-    })
+    return xr.Dataset(
+        {
+            "p_yes": p_yes,
+            "p_no": p_no,
+            "mass": mass,
+            "p_yes_norm": p_yes / mass,
+            "logit_diff": np.log(p_yes) - np.log(p_no),
+        }
+    )
 
 
-def rate(successes: np.ndarray, clusters: np.ndarray | None = None, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float, int]:
+def rate(
+    successes: np.ndarray, clusters: np.ndarray | None = None, *, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float, int]:
     """``(rate, lo, hi, n)`` of a boolean array with a 95% interval: Wilson when trials are
     independent (``clusters`` None or one cluster), else :func:`mechintro.stats.cluster_interval`
     (a range, not a CI, below 5 clusters; *t* on clusters for 5–15; BCa above; Wilson on the
@@ -129,19 +146,25 @@ def rate(successes: np.ndarray, clusters: np.ndarray | None = None, *, n_boot: i
     return iv.estimate, iv.lo, iv.hi, iv.n
 
 
-def rate_interval(successes: np.ndarray, clusters: np.ndarray | None = None, *, n_boot: int = 2000, seed: int = 0) -> Interval:
+def rate_interval(
+    successes: np.ndarray, clusters: np.ndarray | None = None, *, n_boot: int = 2000, seed: int = 0
+) -> Interval:
     """:func:`rate` as an :class:`mechintro.stats.Interval` (which says what the interval is)."""
     x = np.asarray(successes, dtype=float)
     if x.size == 0:
         return Interval(math.nan, math.nan, math.nan, "none", 0, note="no trials")
     if not np.isin(x, (0.0, 1.0)).all():
-        raise AssertionError("rate() takes successes (booleans); use mean_ci() for continuous values")
+        raise AssertionError(
+            "rate() takes successes (booleans); use mean_ci() for continuous values"
+        )
     if clusters is None or len(set(np.asarray(clusters).tolist())) < 2:
         return wilson_interval(int(x.sum()), x.size)
     return cluster_interval(x, np.asarray(clusters), binary=True, n_boot=n_boot, seed=seed)
 
 
-def mean_ci(values: np.ndarray, clusters: np.ndarray | None = None, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float, int]:
+def mean_ci(
+    values: np.ndarray, clusters: np.ndarray | None = None, *, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float, int]:
     """``(mean, lo, hi, n)`` of continuous values: a 95% percentile bootstrap when independent,
     else :func:`mechintro.stats.cluster_interval` over ``clusters`` (a range, not a CI, below 5)."""
     x = np.asarray(values, dtype=float)
@@ -154,7 +177,9 @@ def mean_ci(values: np.ndarray, clusters: np.ndarray | None = None, *, n_boot: i
     return iv.estimate, iv.lo, iv.hi, int(x.size)
 
 
-def diff_ci(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def diff_ci(
+    a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """Mean of ``a`` minus mean of ``b``: for two sets of successes (net detection = TPR − FPR)
     Newcombe's hybrid score interval (:func:`mechintro.stats.newcombe`, sensible at 0/n and n/n);
     for continuous values a 95% percentile bootstrap resampling each group."""
@@ -165,8 +190,14 @@ def diff_ci(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0) 
         iv = newcombe(int(a.sum()), a.size, int(b.sum()), b.size)
         return iv.estimate, iv.lo, iv.hi
     rng = np.random.default_rng(seed)
-    diffs = a[rng.integers(0, a.size, (n_boot, a.size))].mean(1) - b[rng.integers(0, b.size, (n_boot, b.size))].mean(1)
-    return float(a.mean() - b.mean()), float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+    diffs = a[rng.integers(0, a.size, (n_boot, a.size))].mean(1) - b[
+        rng.integers(0, b.size, (n_boot, b.size))
+    ].mean(1)
+    return (
+        float(a.mean() - b.mean()),
+        float(np.percentile(diffs, 2.5)),
+        float(np.percentile(diffs, 97.5)),
+    )
 
 
 def table(rows: Sequence[dict[str, object]]) -> str:
@@ -186,4 +217,3 @@ def table(rows: Sequence[dict[str, object]]) -> str:
     lines.append("-" * len(lines[0]))
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
-

@@ -45,7 +45,16 @@ from mechintro.vectors import (
 )
 
 NAME = "detection-logits"
-DEFAULT_CONCEPTS = ("Dust", "Trumpets", "Lightning", "Oceans", "Poetry", "Bread", "Silver", "Volcanoes")
+DEFAULT_CONCEPTS = (
+    "Dust",
+    "Trumpets",
+    "Lightning",
+    "Oceans",
+    "Poetry",
+    "Bread",
+    "Silver",
+    "Volcanoes",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +66,9 @@ class DetectionLogitsConfig:
     layers: tuple[str, ...] = ("0.33", "0.5", "0.67", "0.83")
     strengths: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
     strength_unit: StrengthUnit = "raw"
-    trials: int | None = None  # injected trials per cell, concepts drawn without replacement; None: all
+    trials: int | None = (
+        None  # injected trials per cell, concepts drawn without replacement; None: all
+    )
     seed: int = 0
     batch_size: int = 16
     record_resid: bool = True
@@ -74,9 +85,13 @@ class DetectionLogitsConfig:
         if not all(finite(s) for s in self.strengths):
             raise MechintroError(f"strengths must be finite numbers, got {list(self.strengths)}")
         if len(set(self.strengths)) != len(self.strengths):
-            raise MechintroError(f"the strength list {list(self.strengths)} has duplicates (by value): give each strength once")
+            raise MechintroError(
+                f"the strength list {list(self.strengths)} has duplicates (by value): give each strength once"
+            )
         if not 0 <= self.seed < 2**63:
-            raise MechintroError(f"seed {self.seed} is out of range: give an integer from 0 to 2**63 - 1")
+            raise MechintroError(
+                f"seed {self.seed} is out of range: give an integer from 0 to 2**63 - 1"
+            )
         if self.trials is not None and not 1 <= self.trials <= len(self.concepts):
             raise MechintroError(
                 f"--trials {self.trials}: logit mode is deterministic, so each cell takes at most one "
@@ -94,25 +109,53 @@ def _check_types(config: DetectionLogitsConfig) -> None:
 
     checks = [
         ("model", isinstance(config.model, str), "a string"),
-        ("concepts", isinstance(config.concepts, tuple | list) and all(isinstance(c, str) for c in config.concepts), "a tuple of strings"),
-        ("layers", isinstance(config.layers, tuple | list) and all(isinstance(x, str) or is_number(x) for x in config.layers), "a tuple of indices or fractions"),
-        ("strengths", isinstance(config.strengths, tuple | list) and all(is_number(x) for x in config.strengths), "a tuple of numbers"),
+        (
+            "concepts",
+            isinstance(config.concepts, tuple | list)
+            and all(isinstance(c, str) for c in config.concepts),
+            "a tuple of strings",
+        ),
+        (
+            "layers",
+            isinstance(config.layers, tuple | list)
+            and all(isinstance(x, str) or is_number(x) for x in config.layers),
+            "a tuple of indices or fractions",
+        ),
+        (
+            "strengths",
+            isinstance(config.strengths, tuple | list)
+            and all(is_number(x) for x in config.strengths),
+            "a tuple of numbers",
+        ),
         ("strength_unit", config.strength_unit in ("raw", "resid_norm"), "'raw' or 'resid_norm'"),
-        ("trials", config.trials is None or (isinstance(config.trials, int) and not isinstance(config.trials, bool)), "an integer or None"),
+        (
+            "trials",
+            config.trials is None
+            or (isinstance(config.trials, int) and not isinstance(config.trials, bool)),
+            "an integer or None",
+        ),
         ("seed", isinstance(config.seed, int) and not isinstance(config.seed, bool), "an integer"),
-        ("batch_size", isinstance(config.batch_size, int) and not isinstance(config.batch_size, bool), "an integer"),
+        (
+            "batch_size",
+            isinstance(config.batch_size, int) and not isinstance(config.batch_size, bool),
+            "an integer",
+        ),
         ("record_resid", isinstance(config.record_resid, bool), "True or False"),
         ("question", isinstance(config.question, str), "a string"),
     ]
     for name, ok, expected in checks:
         if not ok:
-            raise MechintroError(f"{name}={getattr(config, name)!r} is invalid: it must be {expected}")
+            raise MechintroError(
+                f"{name}={getattr(config, name)!r} is invalid: it must be {expected}"
+            )
 
 
 Config = DetectionLogitsConfig  # the name the CLI and the experiment registry use
 
 
-def build_trials(config: DetectionLogitsConfig, model: Model, vectors: xr.DataArray) -> tuple[list[Trial], list[int]]:
+def build_trials(
+    config: DetectionLogitsConfig, model: Model, vectors: xr.DataArray
+) -> tuple[list[Trial], list[int]]:
     """The trial grid: per (layer, strength) cell, ``trials`` concepts and one control."""
     layers = resolve_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
@@ -128,15 +171,28 @@ def build_trials(config: DetectionLogitsConfig, model: Model, vectors: xr.DataAr
     for layer in layers:
         for strength in config.strengths:
             for concept in rng.permutation(np.array(config.concepts, dtype=object))[:n]:
-                trials.append(Trial(
-                    prompt=prompt, condition="injected", concept=str(concept), strength=float(strength),
-                    inject_layer=layer, inject_layer_end=layer + 1,
-                    vector=unit_vector(vectors, str(concept), layer, config.strength_unit), window=window,
-                ))
-            trials.append(Trial(
-                prompt=prompt, condition="control", strength=float(strength),
-                inject_layer=layer, inject_layer_end=layer + 1, window=window,
-            ))
+                trials.append(
+                    Trial(
+                        prompt=prompt,
+                        condition="injected",
+                        concept=str(concept),
+                        strength=float(strength),
+                        inject_layer=layer,
+                        inject_layer_end=layer + 1,
+                        vector=unit_vector(vectors, str(concept), layer, config.strength_unit),
+                        window=window,
+                    )
+                )
+            trials.append(
+                Trial(
+                    prompt=prompt,
+                    condition="control",
+                    strength=float(strength),
+                    inject_layer=layer,
+                    inject_layer_end=layer + 1,
+                    window=window,
+                )
+            )
     return trials, layers
 
 
@@ -155,10 +211,22 @@ def run(
         vectors = concept_vectors(model, config.concepts)
     trials, layers = build_trials(config, model, vectors)
     return execute(
-        model, trials, out, config=dataclasses.asdict(config), mode="logits", answers=YES_NO,
-        batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
-        extra_attrs={"experiment": NAME, "layer_map": layer_map(config.layers, layers), "vectors_method": vectors.attrs.get("method", "")},
-        progress=progress, shard=shard,
+        model,
+        trials,
+        out,
+        config=dataclasses.asdict(config),
+        mode="logits",
+        answers=YES_NO,
+        batch_size=config.batch_size,
+        record=config.record_resid,
+        seed=config.seed,
+        extra_attrs={
+            "experiment": NAME,
+            "layer_map": layer_map(config.layers, layers),
+            "vectors_method": vectors.attrs.get("method", ""),
+        },
+        progress=progress,
+        shard=shard,
     )
 
 
@@ -173,12 +241,23 @@ def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Datase
         ``{m}_shift``, ``{m}_shift_lo``, ``{m}_shift_hi``; plus ``n`` (injected trials per cell).
     """
     require_experiment(ds, NAME)
-    yn = yes_no(ds).assign_coords(condition=ds.condition, concept=ds.concept, inject_layer=ds.inject_layer, strength=ds.strength).compute()
+    yn = (
+        yes_no(ds)
+        .assign_coords(
+            condition=ds.condition,
+            concept=ds.concept,
+            inject_layer=ds.inject_layer,
+            strength=ds.strength,
+        )
+        .compute()
+    )
     layers = sorted(set(ds.inject_layer.values.tolist()))
     strengths = sorted(set(ds.strength.values.tolist()))
     metrics = ("p_yes_norm", "p_yes", "mass", "logit_diff")
     suffixes = ("", "_lo", "_hi", "_control", "_shift", "_shift_lo", "_shift_hi")
-    arrays = {f"{m}{s}": np.full((len(layers), len(strengths)), np.nan) for m in metrics for s in suffixes}
+    arrays = {
+        f"{m}{s}": np.full((len(layers), len(strengths)), np.nan) for m in metrics for s in suffixes
+    }
     counts = np.zeros((len(layers), len(strengths)), dtype=int)
     methods: set[str] = set()
     for i, layer in enumerate(layers):
@@ -190,7 +269,9 @@ def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Datase
             for m in metrics:
                 values = inj[m].values
                 control = float(ctl[m].values.mean()) if ctl.sizes.get("trial", 0) else np.nan
-                iv = cluster_interval(values, inj.concept.values, binary=False, n_boot=n_boot, seed=seed)
+                iv = cluster_interval(
+                    values, inj.concept.values, binary=False, n_boot=n_boot, seed=seed
+                )
                 mean, lo, hi = iv
                 methods.add(iv.method if iv.is_ci else f"{iv.method} — not a 95% CI ({iv.note})")
                 arrays[m][i, j], arrays[f"{m}_lo"][i, j], arrays[f"{m}_hi"][i, j] = mean, lo, hi
@@ -199,11 +280,15 @@ def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Datase
                 arrays[f"{m}_shift_lo"][i, j] = lo - control
                 arrays[f"{m}_shift_hi"][i, j] = hi - control
     out = xr.Dataset(
-        {k: (("inject_layer", "strength"), v) for k, v in arrays.items()} | {"n": (("inject_layer", "strength"), counts)},
+        {k: (("inject_layer", "strength"), v) for k, v in arrays.items()}
+        | {"n": (("inject_layer", "strength"), counts)},
         coords={"inject_layer": layers, "strength": strengths},
     )
-    out.attrs["interval"] = ("over concepts (mechintro.stats.cluster_interval): " + "; ".join(sorted(methods))
-                             + "; the control is deterministic in logit mode")
+    out.attrs["interval"] = (
+        "over concepts (mechintro.stats.cluster_interval): "
+        + "; ".join(sorted(methods))
+        + "; the control is deterministic in logit mode"
+    )
     return out
 
 

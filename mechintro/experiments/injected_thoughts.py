@@ -65,7 +65,9 @@ from mechintro.vectors import (
 
 NAME = "injected-thoughts"
 Question = Literal["detect", "detect_jan2026", "mind", "thinking", "unusual"]
-Category = Literal["concept50", "famous_people", "countries", "concrete_nouns", "abstract_nouns", "verbs"]
+Category = Literal[
+    "concept50", "famous_people", "countries", "concrete_nouns", "abstract_nouns", "verbs"
+]
 VectorKind = Literal["concept", "random", "negated"]
 
 QUESTIONS: dict[str, str] = {
@@ -108,7 +110,11 @@ class InjectedThoughtsConfig:
     def words(self) -> tuple[str, ...]:
         if self.concepts:
             return self.concepts
-        key = "lindsey_concept_words_50" if self.category == "concept50" else f"lindsey_category_{self.category}"
+        key = (
+            "lindsey_concept_words_50"
+            if self.category == "concept50"
+            else f"lindsey_category_{self.category}"
+        )
         return tuple(stimuli.lindsey()[key])
 
 
@@ -123,12 +129,20 @@ def prompt_and_window(model: Model, question: str) -> tuple[object, Window]:
     """The rendered trial prompt and its injection window for a question variant."""
     if question_kind(question) == "detect":
         text = render_chat(model.tokenizer, stimuli.injected_thoughts_messages(QUESTIONS[question]))
-        return tokenize(model.tokenizer, text), Window.from_marker(stimuli.TRIAL_MARKER, generated=True)
+        return tokenize(model.tokenizer, text), Window.from_marker(
+            stimuli.TRIAL_MARKER, generated=True
+        )
     text = render_chat(model.tokenizer, [{"role": "user", "content": QUESTIONS[question]}])
     return tokenize(model.tokenizer, text), Window.whole(generated=True)
 
 
-def _vector(config: InjectedThoughtsConfig, vectors: xr.DataArray, concept: str, layer: int, rng: np.random.Generator) -> torch.Tensor:
+def _vector(
+    config: InjectedThoughtsConfig,
+    vectors: xr.DataArray,
+    concept: str,
+    layer: int,
+    rng: np.random.Generator,
+) -> torch.Tensor:
     v = unit_vector(vectors, concept, layer, config.strength_unit)
     if config.vector_kind == "negated":
         return -v
@@ -138,7 +152,9 @@ def _vector(config: InjectedThoughtsConfig, vectors: xr.DataArray, concept: str,
     return v
 
 
-def build_trials(config: InjectedThoughtsConfig, model: Model, vectors: xr.DataArray) -> tuple[list[Trial], list[int]]:
+def build_trials(
+    config: InjectedThoughtsConfig, model: Model, vectors: xr.DataArray
+) -> tuple[list[Trial], list[int]]:
     layers = resolve_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     words = config.words()
@@ -150,29 +166,59 @@ def build_trials(config: InjectedThoughtsConfig, model: Model, vectors: xr.DataA
     trials: list[Trial] = []
     for layer in layers:
         for strength in config.strengths:
-            cell = {"prompt": prompt, "strength": float(strength), "inject_layer": layer, "inject_layer_end": layer + 1,
-                    "window": window, "labels": {"question": QUESTIONS[config.question]}}
+            cell = {
+                "prompt": prompt,
+                "strength": float(strength),
+                "inject_layer": layer,
+                "inject_layer_end": layer + 1,
+                "window": window,
+                "labels": {"question": QUESTIONS[config.question]},
+            }
             for concept in rng.choice(np.array(words, dtype=object), size=config.trials):
-                trials.append(Trial(condition="injected", concept=str(concept),
-                                    vector=_vector(config, vectors, str(concept), layer, rng), **cell))
+                trials.append(
+                    Trial(
+                        condition="injected",
+                        concept=str(concept),
+                        vector=_vector(config, vectors, str(concept), layer, rng),
+                        **cell,
+                    )
+                )
             trials += [Trial(condition="control", **cell) for _ in range(config.controls)]
     return trials, layers
 
 
-def run(config: InjectedThoughtsConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None) -> Path:
+def run(
+    config: InjectedThoughtsConfig,
+    out: str | Path,
+    *,
+    model: Model,
+    vectors: xr.DataArray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    shard: Shard | None = None,
+) -> Path:
     """Run the experiment into ``out`` (resuming it if present); computes Lindsey vectors for the
     word list when ``vectors`` is not given."""
     if vectors is None:
         vectors = concept_vectors(model, config.words())
     trials, layers = build_trials(config, model, vectors)
     return execute(
-        model, trials, out, config=dataclasses.asdict(config), mode="generate",
+        model,
+        trials,
+        out,
+        config=dataclasses.asdict(config),
+        mode="generate",
         generation=Generation(max_new_tokens=config.max_new_tokens, temperature=config.temperature),
-        batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
-        extra_attrs={"experiment": NAME, "layer_map": layer_map(config.layers, layers),
-                     "vectors_method": vectors.attrs.get("method", ""), "question_text": QUESTIONS[config.question]},
-        progress=progress, shard=shard,
+        batch_size=config.batch_size,
+        record=config.record_resid,
+        seed=config.seed,
+        extra_attrs={
+            "experiment": NAME,
+            "layer_map": layer_map(config.layers, layers),
+            "vectors_method": vectors.attrs.get("method", ""),
+            "question_text": QUESTIONS[config.question],
+        },
+        progress=progress,
+        shard=shard,
     )
 
 
@@ -188,12 +234,19 @@ def grades(ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline") -
     if source == "judge":
         missing = [n for n in names if f"grade_{n}" not in ds]
         if missing:
-            raise MechintroError(f"the run has no judge verdicts for {missing}: run `mechintro grade RUN --judge-model ...` first")
+            raise MechintroError(
+                f"the run has no judge verdicts for {missing}: run `mechintro grade RUN --judge-model ...` first"
+            )
         values = {n: np.asarray(ds[f"grade_{n}"].values) == "YES" for n in names}
     else:
-        g = [grading.grade(r, c, question_kind=kind) for r, c in zip(responses, concepts, strict=True)]
+        g = [
+            grading.grade(r, c, question_kind=kind)
+            for r, c in zip(responses, concepts, strict=True)
+        ]
         values = {n: np.array([getattr(x, n) for x in g]) for n in names}
-    success = values["coherence"] & (values["affirmative_identification"] if kind == "detect" else values["thinking_about_word"])
+    success = values["coherence"] & (
+        values["affirmative_identification"] if kind == "detect" else values["thinking_about_word"]
+    )
     injected = np.asarray(ds["condition"].values) != "control"
     fp_signal = values["affirmative"] if kind == "detect" else np.zeros_like(success)
     out = {n: ("trial", v) for n, v in values.items()}
@@ -206,7 +259,9 @@ def _config(ds: xr.Dataset) -> dict:
     return json.loads(ds.attrs["config"])
 
 
-def summarize(ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline", seed: int = 0) -> xr.Dataset:
+def summarize(
+    ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline", seed: int = 0
+) -> xr.Dataset:
     """Per (layer, strength): TPR (interval over concepts, :func:`mechintro.stats.cluster_interval`),
     coherence and affirmative rates, the cell's FPR (Wilson) and net = TPR − pooled FPR with
     Newcombe's interval (``attrs["interval"]`` names the methods). The
@@ -221,7 +276,19 @@ def summarize(ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline"
     injected = cond != "control"
     fp_all = g["false_positive"].values[~injected]
     layers, strengths = sorted(set(layer.tolist())), sorted(set(strength.tolist()))
-    names = ("tpr", "tpr_lo", "tpr_hi", "coherence", "affirmative", "fpr", "fpr_lo", "fpr_hi", "net", "net_lo", "net_hi")
+    names = (
+        "tpr",
+        "tpr_lo",
+        "tpr_hi",
+        "coherence",
+        "affirmative",
+        "fpr",
+        "fpr_lo",
+        "fpr_hi",
+        "net",
+        "net_lo",
+        "net_hi",
+    )
     arrays = {n: np.full((len(layers), len(strengths)), np.nan) for n in names}
     n_inj = np.zeros((len(layers), len(strengths)), dtype=int)
     n_ctl = np.zeros_like(n_inj)
@@ -232,29 +299,69 @@ def summarize(ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline"
             inj, ctl = cell & injected, cell & ~injected
             succ = g["success"].values[inj]
             iv = rate_interval(succ, concept[inj], seed=seed)
-            arrays["tpr"][i, j], arrays["tpr_lo"][i, j], arrays["tpr_hi"][i, j], n_inj[i, j] = iv.estimate, iv.lo, iv.hi, iv.n
+            arrays["tpr"][i, j], arrays["tpr_lo"][i, j], arrays["tpr_hi"][i, j], n_inj[i, j] = (
+                iv.estimate,
+                iv.lo,
+                iv.hi,
+                iv.n,
+            )
             if iv.n:
                 methods.add(iv.method if iv.is_ci else f"{iv.method} — not a 95% CI ({iv.note})")
             arrays["coherence"][i, j] = g["coherence"].values[inj].mean() if inj.any() else np.nan
-            arrays["affirmative"][i, j] = g["affirmative"].values[inj].mean() if inj.any() else np.nan
-            arrays["fpr"][i, j], arrays["fpr_lo"][i, j], arrays["fpr_hi"][i, j], n_ctl[i, j] = rate(g["false_positive"].values[ctl])
-            arrays["net"][i, j], arrays["net_lo"][i, j], arrays["net_hi"][i, j] = diff_ci(succ, fp_all, seed=seed)
+            arrays["affirmative"][i, j] = (
+                g["affirmative"].values[inj].mean() if inj.any() else np.nan
+            )
+            arrays["fpr"][i, j], arrays["fpr_lo"][i, j], arrays["fpr_hi"][i, j], n_ctl[i, j] = rate(
+                g["false_positive"].values[ctl]
+            )
+            arrays["net"][i, j], arrays["net_lo"][i, j], arrays["net_hi"][i, j] = diff_ci(
+                succ, fp_all, seed=seed
+            )
     out = xr.Dataset(
-        {k: (("inject_layer", "strength"), v) for k, v in arrays.items()} | {
-            "n": (("inject_layer", "strength"), n_inj), "n_control": (("inject_layer", "strength"), n_ctl)},
+        {k: (("inject_layer", "strength"), v) for k, v in arrays.items()}
+        | {
+            "n": (("inject_layer", "strength"), n_inj),
+            "n_control": (("inject_layer", "strength"), n_ctl),
+        },
         coords={"inject_layer": layers, "strength": strengths},
     )
     fpr, fpr_lo, fpr_hi, n_fp = rate(fp_all)
-    out.attrs.update({"fpr_pooled": fpr, "fpr_pooled_lo": fpr_lo, "fpr_pooled_hi": fpr_hi, "n_control_pooled": n_fp,
-                      "grader": source, "question": _config(ds)["question"],
-                      "interval": "TPR: " + "; ".join(sorted(methods)) + " (over concepts, mechintro.stats.cluster_interval); "
-                                  "FPR: Wilson; net = TPR − pooled FPR: Newcombe's hybrid score interval"})
-    out.attrs.update(held_out_best(concept[injected], layer[injected], strength[injected], g["success"].values[injected], fp_all, seed=seed))
+    out.attrs.update(
+        {
+            "fpr_pooled": fpr,
+            "fpr_pooled_lo": fpr_lo,
+            "fpr_pooled_hi": fpr_hi,
+            "n_control_pooled": n_fp,
+            "grader": source,
+            "question": _config(ds)["question"],
+            "interval": "TPR: "
+            + "; ".join(sorted(methods))
+            + " (over concepts, mechintro.stats.cluster_interval); "
+            "FPR: Wilson; net = TPR − pooled FPR: Newcombe's hybrid score interval",
+        }
+    )
+    out.attrs.update(
+        held_out_best(
+            concept[injected],
+            layer[injected],
+            strength[injected],
+            g["success"].values[injected],
+            fp_all,
+            seed=seed,
+        )
+    )
     return out
 
 
-def held_out_best(concepts: np.ndarray, layers: np.ndarray, strengths: np.ndarray, success: np.ndarray,
-                  false_pos: np.ndarray, *, seed: int = 0) -> dict[str, float]:
+def held_out_best(
+    concepts: np.ndarray,
+    layers: np.ndarray,
+    strengths: np.ndarray,
+    success: np.ndarray,
+    false_pos: np.ndarray,
+    *,
+    seed: int = 0,
+) -> dict[str, float]:
     """Choose the (layer, strength) cell with the best net rate on a random half of the concepts
     and report its TPR and net on the other half, so the best cell's rate is not inflated by the
     choice."""
@@ -274,9 +381,18 @@ def held_out_best(concepts: np.ndarray, layers: np.ndarray, strengths: np.ndarra
     held = ~in_select & (layers == best[0]) & (strengths == best[1])
     t, lo, hi, n = rate(success[held], concepts[held], seed=seed)
     net, net_lo, net_hi = diff_ci(success[held], false_pos, seed=seed)
-    return {"best_layer": int(best[0]), "best_strength": float(best[1]), "best_select_tpr": tpr(in_select, best),
-            "best_heldout_tpr": t, "best_heldout_tpr_lo": lo, "best_heldout_tpr_hi": hi, "best_heldout_n": n,
-            "best_heldout_net": net, "best_heldout_net_lo": net_lo, "best_heldout_net_hi": net_hi}
+    return {
+        "best_layer": int(best[0]),
+        "best_strength": float(best[1]),
+        "best_select_tpr": tpr(in_select, best),
+        "best_heldout_tpr": t,
+        "best_heldout_tpr_lo": lo,
+        "best_heldout_tpr_hi": hi,
+        "best_heldout_n": n,
+        "best_heldout_net": net,
+        "best_heldout_net_lo": net_lo,
+        "best_heldout_net_hi": net_hi,
+    }
 
 
 def format_summary(summary: xr.Dataset) -> str:
@@ -284,19 +400,31 @@ def format_summary(summary: xr.Dataset) -> str:
     for lay in summary.inject_layer.values:
         for s in summary.strength.values:
             c = summary.sel(inject_layer=lay, strength=s)
-            rows.append({
-                "layer": int(lay), "strength": f"{float(s):g}", "n": int(c.n),
-                "TPR": float(c.tpr), "TPR 95% CI": f"[{float(c.tpr_lo):.3f}, {float(c.tpr_hi):.3f}]",
-                "coherent": float(c.coherence), "affirm": float(c.affirmative),
-                "FPR(cell)": float(c.fpr), "net": float(c.net), "net 95% CI": f"[{float(c.net_lo):.3f}, {float(c.net_hi):.3f}]",
-            })
+            rows.append(
+                {
+                    "layer": int(lay),
+                    "strength": f"{float(s):g}",
+                    "n": int(c.n),
+                    "TPR": float(c.tpr),
+                    "TPR 95% CI": f"[{float(c.tpr_lo):.3f}, {float(c.tpr_hi):.3f}]",
+                    "coherent": float(c.coherence),
+                    "affirm": float(c.affirmative),
+                    "FPR(cell)": float(c.fpr),
+                    "net": float(c.net),
+                    "net 95% CI": f"[{float(c.net_lo):.3f}, {float(c.net_hi):.3f}]",
+                }
+            )
     a = summary.attrs
-    tail = (f"\ncontrols: FPR {a['fpr_pooled']:.3f} [{a['fpr_pooled_lo']:.3f}, {a['fpr_pooled_hi']:.3f}] over {a['n_control_pooled']} trials"
-            f" (grader: {a['grader']}, question: {a['question']})")
+    tail = (
+        f"\ncontrols: FPR {a['fpr_pooled']:.3f} [{a['fpr_pooled_lo']:.3f}, {a['fpr_pooled_hi']:.3f}] over {a['n_control_pooled']} trials"
+        f" (grader: {a['grader']}, question: {a['question']})"
+    )
     if "interval" in a:
         tail += f"\nintervals: {a['interval']}"
     if "best_layer" in a:
-        tail += (f"\nbest cell chosen on half the concepts: layer {a['best_layer']}, strength {a['best_strength']:g}; "
-                 f"on the other half TPR {a['best_heldout_tpr']:.3f} [{a['best_heldout_tpr_lo']:.3f}, {a['best_heldout_tpr_hi']:.3f}]"
-                 f" (n={a['best_heldout_n']}), net {a['best_heldout_net']:+.3f} [{a['best_heldout_net_lo']:+.3f}, {a['best_heldout_net_hi']:+.3f}]")
+        tail += (
+            f"\nbest cell chosen on half the concepts: layer {a['best_layer']}, strength {a['best_strength']:g}; "
+            f"on the other half TPR {a['best_heldout_tpr']:.3f} [{a['best_heldout_tpr_lo']:.3f}, {a['best_heldout_tpr_hi']:.3f}]"
+            f" (n={a['best_heldout_n']}), net {a['best_heldout_net']:+.3f} [{a['best_heldout_net_lo']:+.3f}, {a['best_heldout_net_hi']:+.3f}]"
+        )
     return table(rows) + tail

@@ -31,7 +31,9 @@ from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import YES_NO, Shard, Trial, execute
 
 NAME = "intentional-control"
-Instruction = Literal["think", "dont_think", "rewarded", "punished", "happy", "sad", "charity", "terrorist"]
+Instruction = Literal[
+    "think", "dont_think", "rewarded", "punished", "happy", "sad", "charity", "terrorist"
+]
 INSTRUCTIONS: dict[str, str] = {
     "think": "Think about {word} while you write the sentence.",
     "dont_think": "Don't think about {word} while you write the sentence.",
@@ -60,9 +62,13 @@ class IntentionalControlConfig:
     def __post_init__(self) -> None:
         check_config(self)
         if not self.record_resid:
-            raise MechintroError("intentional-control measures residual streams: keep record_resid on")
+            raise MechintroError(
+                "intentional-control measures residual streams: keep record_resid on"
+            )
         if not self.instructions:
-            raise MechintroError("the instructions list is empty: give at least one (e.g. think,dont_think)")
+            raise MechintroError(
+                "the instructions list is empty: give at least one (e.g. think,dont_think)"
+            )
 
     def words(self) -> tuple[str, ...]:
         return self.concepts or tuple(stimuli.concept_words())
@@ -74,26 +80,55 @@ Config = IntentionalControlConfig
 def build_trials(config: IntentionalControlConfig, model: Model) -> list[Trial]:
     trials = []
     sentences = tuple(stimuli.lindsey()["lindsey_sentences_50"])
-    for sentence, word, _ in make_pairs(config.words(), sentences, min(config.pairs, len(sentences)), config.seed):
+    for sentence, word, _ in make_pairs(
+        config.words(), sentences, min(config.pairs, len(sentences)), config.seed
+    ):
         for instruction in config.instructions:
-            user = TEMPLATE.format(sentence=sentence, instruction=INSTRUCTIONS[instruction].format(word=word.lower()))
-            text = render_chat(model.tokenizer, [{"role": "user", "content": user}, {"role": "assistant", "content": sentence}], continue_final=True)
+            user = TEMPLATE.format(
+                sentence=sentence, instruction=INSTRUCTIONS[instruction].format(word=word.lower())
+            )
+            text = render_chat(
+                model.tokenizer,
+                [{"role": "user", "content": user}, {"role": "assistant", "content": sentence}],
+                continue_final=True,
+            )
             start = text.rfind(sentence)
-            trials.append(Trial(
-                prompt=tokenize(model.tokenizer, text), condition=instruction, concept=word,
-                read_window=Window(start=start, end=start + len(sentence)), labels={"sentence": sentence},
-            ))
+            trials.append(
+                Trial(
+                    prompt=tokenize(model.tokenizer, text),
+                    condition=instruction,
+                    concept=word,
+                    read_window=Window(start=start, end=start + len(sentence)),
+                    labels={"sentence": sentence},
+                )
+            )
     return trials
 
 
-def run(config: IntentionalControlConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None) -> Path:
+def run(
+    config: IntentionalControlConfig,
+    out: str | Path,
+    *,
+    model: Model,
+    vectors: xr.DataArray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    shard: Shard | None = None,
+) -> Path:
     """Record the residual streams (``vectors`` is unused: alignment is computed afterwards)."""
     trials = build_trials(config, model)
     return execute(
-        model, trials, out, config=dataclasses.asdict(config), mode="logits", answers=YES_NO,
-        batch_size=config.batch_size, record=True, seed=config.seed,
-        extra_attrs={"experiment": NAME}, progress=progress, shard=shard,
+        model,
+        trials,
+        out,
+        config=dataclasses.asdict(config),
+        mode="logits",
+        answers=YES_NO,
+        batch_size=config.batch_size,
+        record=True,
+        seed=config.seed,
+        extra_attrs={"experiment": NAME},
+        progress=progress,
+        shard=shard,
     )
 
 
@@ -104,12 +139,25 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
     cond = np.asarray(ds["condition"].values)
     read = np.asarray(ds["read_mask"].values).sum(1)
     conds = list(dict.fromkeys(cond.tolist()))
-    return xr.Dataset({"n": ("condition", [int((cond == c).sum()) for c in conds]),
-                       "tokens_read": ("condition", [float(read[cond == c].mean()) for c in conds])},
-                      coords={"condition": conds})
+    return xr.Dataset(
+        {
+            "n": ("condition", [int((cond == c).sum()) for c in conds]),
+            "tokens_read": ("condition", [float(read[cond == c].mean()) for c in conds]),
+        },
+        coords={"condition": conds},
+    )
 
 
 def format_summary(summary: xr.Dataset) -> str:
-    rows = [{"instruction": str(c), "trials": int(summary.n.sel(condition=c)), "sentence tokens": float(summary.tokens_read.sel(condition=c))}
-            for c in summary.condition.values]
-    return table(rows) + "\nresiduals recorded; alignment with the concept vectors: mechintro.analysis.alignment (analyses/intentional_control_alignment.py)"
+    rows = [
+        {
+            "instruction": str(c),
+            "trials": int(summary.n.sel(condition=c)),
+            "sentence tokens": float(summary.tokens_read.sel(condition=c)),
+        }
+        for c in summary.condition.values
+    ]
+    return (
+        table(rows)
+        + "\nresiduals recorded; alignment with the concept vectors: mechintro.analysis.alignment (analyses/intentional_control_alignment.py)"
+    )

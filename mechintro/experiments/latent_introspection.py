@@ -70,13 +70,39 @@ NAME = "latent-introspection"
 Variant = Literal["none", "introspect", "lorem", "poetic", "introspect_inaccurate"]
 Intervention = Literal["inject", "inject-inaccurate", "finetune", "salient", "echo"]
 AnswerFormat = Literal["yes-no", "0-1"]
-INFO = {"none": None, "introspect": "INFO_INTROSPECT", "lorem": "INFO_LOREM", "poetic": "INFO_POETIC", "introspect_inaccurate": "INFO_INTROSPECT"}
+INFO = {
+    "none": None,
+    "introspect": "INFO_INTROSPECT",
+    "lorem": "INFO_LOREM",
+    "poetic": "INFO_POETIC",
+    "introspect_inaccurate": "INFO_INTROSPECT",
+}
 # The code's Intervention objects (main.py): stimulus keys of turn-1 prefix, turn-1 suffix, turn-2 prefix, turn-2 suffix.
 INTERVENTIONS: dict[str, tuple[str, str, str, str]] = {
-    "inject": ("PREFIX_INJECTION", "SUFFIX_INJECTION", "TURN_2_PREFIX_INJECTION", "TURN_2_SUFFIX_INJECTION"),
-    "inject-inaccurate": ("PREFIX_INJECTION", "SUFFIX_INJECTION_INACCURATE_LOCATION", "TURN_2_PREFIX_INJECTION", "TURN_2_SUFFIX_INJECTION"),
-    "finetune": ("PREFIX_FINETUNE", "SUFFIX_FINETUNE", "TURN_2_PREFIX_FINETUNE", "TURN_2_SUFFIX_FINETUNE"),
-    "salient": ("PREFIX_SALIENT", "SUFFIX_SALIENT", "TURN_2_PREFIX_SALIENT", "TURN_2_SUFFIX_SALIENT"),
+    "inject": (
+        "PREFIX_INJECTION",
+        "SUFFIX_INJECTION",
+        "TURN_2_PREFIX_INJECTION",
+        "TURN_2_SUFFIX_INJECTION",
+    ),
+    "inject-inaccurate": (
+        "PREFIX_INJECTION",
+        "SUFFIX_INJECTION_INACCURATE_LOCATION",
+        "TURN_2_PREFIX_INJECTION",
+        "TURN_2_SUFFIX_INJECTION",
+    ),
+    "finetune": (
+        "PREFIX_FINETUNE",
+        "SUFFIX_FINETUNE",
+        "TURN_2_PREFIX_FINETUNE",
+        "TURN_2_SUFFIX_FINETUNE",
+    ),
+    "salient": (
+        "PREFIX_SALIENT",
+        "SUFFIX_SALIENT",
+        "TURN_2_PREFIX_SALIENT",
+        "TURN_2_SUFFIX_SALIENT",
+    ),
     "echo": ("PREFIX_ECHO", "SUFFIX_ECHO", "TURN_2_PREFIX_ECHO", "TURN_2_SUFFIX_ECHO"),
 }
 # The code's AnswerFormat objects: (introspection format text, control-question suffix, assistant prefix, yes label, no label).
@@ -86,8 +112,12 @@ FORMATS: dict[str, tuple[str, str, str, str, str]] = {
 }
 YES_NO_SPACE = Answers(forms={"yes": (" yes",), "no": (" no",)})
 YES_NO_BINARY = Answers(forms={"yes": (" yes",), "no": (" no",), "one": ("1",), "zero": ("0",)})
-CONTROL_GROUPS = {"no": "CONTROL_QUESTIONS_NO", "no_confusing": "CONTROL_QUESTIONS_NO_CONFUSING",
-                  "yes": "CONTROL_QUESTIONS_YES", "ambiguous": "CONTROL_QUESTIONS_AMBIGUOUS"}
+CONTROL_GROUPS = {
+    "no": "CONTROL_QUESTIONS_NO",
+    "no_confusing": "CONTROL_QUESTIONS_NO_CONFUSING",
+    "yes": "CONTROL_QUESTIONS_YES",
+    "ambiguous": "CONTROL_QUESTIONS_AMBIGUOUS",
+}
 CLIP = 1e-7
 
 
@@ -97,21 +127,45 @@ class LatentIntrospectionConfig:
     acsresearch/latent-introspection-code, ``main.py``; docs/protocols.md)."""
 
     model: str = DEFAULT_MODEL
-    concepts: tuple[str, ...] = ("cats", "bread", "love", "fear", "death", "truth", "creativity", "programming", "music")
+    concepts: tuple[str, ...] = (
+        "cats",
+        "bread",
+        "love",
+        "fear",
+        "death",
+        "truth",
+        "creativity",
+        "programming",
+        "music",
+    )
     vector_method: Literal["pca_center", "lindsey"] = "pca_center"
     layer_start: str | int | float = "0.33"
     layer_end: str | int | float = "0.67"  # exclusive; n_layers or 1.0 for "to the last layer"
     strengths: tuple[float, ...] = (20.0,)
-    variants: tuple[Variant, ...] = ("none", "introspect", "lorem", "poetic", "introspect_inaccurate")
+    variants: tuple[Variant, ...] = (
+        "none",
+        "introspect",
+        "lorem",
+        "poetic",
+        "introspect_inaccurate",
+    )
     interventions: tuple[Intervention, ...] = ("inject",)
     answer_formats: tuple[AnswerFormat, ...] = ("yes-no",)
     control_questions: bool = True
     control_context: Variant = "introspect"
-    system_message: str = ""  # the code's empty system message, in the trials and the vector prompts
-    omit_system: bool = False  # deviation: send no system message (the template's default one then applies)
+    system_message: str = (
+        ""  # the code's empty system message, in the trials and the vector prompts
+    )
+    omit_system: bool = (
+        False  # deviation: send no system message (the template's default one then applies)
+    )
     steer_system: bool = True  # steer turn 1's system template tokens too, as the code does; false: user + assistant only
-    suffixes_file: str = ""  # PCA-center suffixes (JSON list); default the code's 582 truncated outputs
-    swap_model: str = ""  # a second model (same architecture) that fills turn 1's cache: the "em-ft" condition
+    suffixes_file: str = (
+        ""  # PCA-center suffixes (JSON list); default the code's 582 truncated outputs
+    )
+    swap_model: str = (
+        ""  # a second model (same architecture) that fills turn 1's cache: the "em-ft" condition
+    )
     seed: int = 0
     batch_size: int = 8
     record_resid: bool = False
@@ -119,9 +173,13 @@ class LatentIntrospectionConfig:
     def __post_init__(self) -> None:
         check_config(self)
         if not self.variants:
-            raise MechintroError("the variants list is empty: give at least one (none, introspect, lorem, poetic, introspect_inaccurate)")
+            raise MechintroError(
+                "the variants list is empty: give at least one (none, introspect, lorem, poetic, introspect_inaccurate)"
+            )
         if not self.interventions:
-            raise MechintroError("the interventions list is empty: give at least one (inject, inject-inaccurate, finetune, salient, echo)")
+            raise MechintroError(
+                "the interventions list is empty: give at least one (inject, inject-inaccurate, finetune, salient, echo)"
+            )
         if not self.answer_formats:
             raise MechintroError("the answer_formats list is empty: give yes-no, 0-1 or both")
         if self.suffixes_file:
@@ -131,14 +189,22 @@ class LatentIntrospectionConfig:
 Config = LatentIntrospectionConfig
 
 
-def conversation(variant: str, question: str, *, intervention: str = "", answer_format: str = "yes-no",
-                 system: str | None = "") -> list[dict[str, str]]:
+def conversation(
+    variant: str,
+    question: str,
+    *,
+    intervention: str = "",
+    answer_format: str = "yes-no",
+    system: str | None = "",
+) -> list[dict[str, str]]:
     """The code's five messages (``system=None`` drops the system message, a deviation).
 
     ``intervention`` defaults to ``inject`` (``inject-inaccurate`` for the variant
     ``introspect_inaccurate``); ``question`` is the whole turn-2 text (:func:`questions`)."""
     li = stimuli.latent_introspection()
-    intervention = intervention or ("inject-inaccurate" if variant == "introspect_inaccurate" else "inject")
+    intervention = intervention or (
+        "inject-inaccurate" if variant == "introspect_inaccurate" else "inject"
+    )
     prefix, suffix, _, _ = INTERVENTIONS[intervention]
     parts = [li[prefix]] + ([li[INFO[variant]]] if INFO[variant] else []) + [li[suffix]]
     msgs = [
@@ -171,11 +237,15 @@ def load_suffixes(path: str) -> list[str]:
     try:
         data = json.loads(p.read_text("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise MechintroError(f"suffixes_file {path} is not JSON: give a JSON list of strings") from None
+        raise MechintroError(
+            f"suffixes_file {path} is not JSON: give a JSON list of strings"
+        ) from None
     if isinstance(data, dict):
         data = data.get("suffixes")
     if not isinstance(data, list) or len(data) < 2 or not all(isinstance(x, str) for x in data):
-        raise MechintroError(f"suffixes_file {path} is not a list of at least 2 strings: give a JSON list of strings")
+        raise MechintroError(
+            f"suffixes_file {path} is not a list of at least 2 strings: give a JSON list of strings"
+        )
     return data
 
 
@@ -184,50 +254,108 @@ def _row(variant: str, group: str, intervention: str, answer_format: str) -> str
     when they are not the default ones (``inject``, ``yes-no``)."""
     name = f"introspection/{variant}" if group == "introspection" else group
     implied = "inject-inaccurate" if variant == "introspect_inaccurate" else "inject"
-    tags = ([intervention] if intervention != implied else []) + (["0/1"] if answer_format == "0-1" else [])
+    tags = ([intervention] if intervention != implied else []) + (
+        ["0/1"] if answer_format == "0-1" else []
+    )
     return f"{name} [{', '.join(tags)}]" if tags else name
 
 
-def build_trials(config: LatentIntrospectionConfig, model: Model, vectors: xr.DataArray) -> tuple[list[Trial], list[int]]:
+def build_trials(
+    config: LatentIntrospectionConfig, model: Model, vectors: xr.DataArray
+) -> tuple[list[Trial], list[int]]:
     (start,) = resolve_layers([config.layer_start], model.n_layers)
     end_spec = str(config.layer_end).strip()
-    end = model.n_layers if end_spec in (str(model.n_layers), "1", "1.0") else resolve_layers([end_spec], model.n_layers)[0]
+    end = (
+        model.n_layers
+        if end_spec in (str(model.n_layers), "1", "1.0")
+        else resolve_layers([end_spec], model.n_layers)[0]
+    )
     if end <= start:
-        raise MechintroError(f"layer range {start}..{end} is empty: layer_end must come after layer_start")
+        raise MechintroError(
+            f"layer range {start}..{end} is empty: layer_end must come after layer_start"
+        )
     layers = list(range(start, end))
     check_vectors_match(vectors, model)
     contexts: list[tuple[str, str]] = []  # (intervention, variant)
     for v in config.variants:
-        for iv in (("inject-inaccurate",) if v == "introspect_inaccurate" else config.interventions):
+        for iv in ("inject-inaccurate",) if v == "introspect_inaccurate" else config.interventions:
             if (iv, v) not in contexts:
                 contexts.append((iv, v))
     jobs = []  # (intervention, variant, format, group, question)
     for fmt in config.answer_formats:
         jobs += [(iv, v, fmt, "introspection", questions(iv, fmt)[0][1]) for iv, v in contexts]
         if config.control_questions:
-            ctl_ivs = ("inject-inaccurate",) if config.control_context == "introspect_inaccurate" else config.interventions
-            jobs += [(iv, config.control_context, fmt, g, q) for iv in ctl_ivs for g, q in questions(iv, fmt)[1:]]
+            ctl_ivs = (
+                ("inject-inaccurate",)
+                if config.control_context == "introspect_inaccurate"
+                else config.interventions
+            )
+            jobs += [
+                (iv, config.control_context, fmt, g, q)
+                for iv in ctl_ivs
+                for g, q in questions(iv, fmt)[1:]
+            ]
     system = None if config.omit_system else config.system_message
-    per_concept = {c: torch.stack([unit_vector(vectors, c, layer) for layer in layers]) for c in config.concepts}
+    per_concept = {
+        c: torch.stack([unit_vector(vectors, c, layer) for layer in layers])
+        for c in config.concepts
+    }
     trials: list[Trial] = []
     for iv, variant, fmt, group, question in jobs:
         msgs = conversation(variant, question, intervention=iv, answer_format=fmt, system=system)
         prompt = tokenize(model.tokenizer, render_chat(model.tokenizer, msgs, continue_final=True))
         n_sys = 1 if system is not None else 0
-        window = message_window(model.tokenizer, msgs, 0 if config.steer_system else n_sys, n_sys + 2)
-        labels = {"variant": variant, "group": group, "question": question, "intervention": iv, "format": fmt}
+        window = message_window(
+            model.tokenizer, msgs, 0 if config.steer_system else n_sys, n_sys + 2
+        )
+        labels = {
+            "variant": variant,
+            "group": group,
+            "question": question,
+            "intervention": iv,
+            "format": fmt,
+        }
         trials.append(Trial(prompt=prompt, condition="unsteered", window=window, labels=labels))
         if config.swap_model:
-            trials.append(Trial(prompt=prompt, condition="swapped", concept=config.swap_model, labels=labels,
-                                swap_prefix=sum(message_window(model.tokenizer, msgs, 0, n_sys + 2).resolve(prompt))))
+            trials.append(
+                Trial(
+                    prompt=prompt,
+                    condition="swapped",
+                    concept=config.swap_model,
+                    labels=labels,
+                    swap_prefix=sum(
+                        message_window(model.tokenizer, msgs, 0, n_sys + 2).resolve(prompt)
+                    ),
+                )
+            )
         for concept in config.concepts:
-            trials += [Trial(prompt=prompt, condition="steered", concept=concept, strength=float(s), inject_layer=start,
-                             inject_layer_end=end, vector=per_concept[concept], window=window, labels=labels) for s in config.strengths]
+            trials += [
+                Trial(
+                    prompt=prompt,
+                    condition="steered",
+                    concept=concept,
+                    strength=float(s),
+                    inject_layer=start,
+                    inject_layer_end=end,
+                    vector=per_concept[concept],
+                    window=window,
+                    labels=labels,
+                )
+                for s in config.strengths
+            ]
     return trials, layers
 
 
-def run(config: LatentIntrospectionConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None, swap: Model | None = None) -> Path:
+def run(
+    config: LatentIntrospectionConfig,
+    out: str | Path,
+    *,
+    model: Model,
+    vectors: xr.DataArray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    shard: Shard | None = None,
+    swap: Model | None = None,
+) -> Path:
     """Run into ``out``; with ``config.swap_model``, ``swap`` is that model (loaded if not given)."""
     if config.swap_model and swap is None:
         from mechintro.models import load_model
@@ -243,11 +371,23 @@ def run(config: LatentIntrospectionConfig, out: str | Path, *, model: Model, vec
     trials, layers = build_trials(config, model, vectors)
     answers = YES_NO_BINARY if "0-1" in config.answer_formats else YES_NO_SPACE
     return execute(
-        model, trials, out, config=dataclasses.asdict(config), mode="logits", answers=answers,
-        batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
-        extra_attrs={"experiment": NAME, "layer_map": json.dumps({"start": layers[0], "end": layers[-1] + 1}),
-                     "vectors_method": vectors.attrs.get("method", "")},
-        progress=progress, shard=shard, swap_model=swap,
+        model,
+        trials,
+        out,
+        config=dataclasses.asdict(config),
+        mode="logits",
+        answers=answers,
+        batch_size=config.batch_size,
+        record=config.record_resid,
+        seed=config.seed,
+        extra_attrs={
+            "experiment": NAME,
+            "layer_map": json.dumps({"start": layers[0], "end": layers[-1] + 1}),
+            "vectors_method": vectors.attrs.get("method", ""),
+        },
+        progress=progress,
+        shard=shard,
+        swap_model=swap,
     )
 
 
@@ -266,18 +406,59 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     n = ds.sizes["trial"]
     fmt = np.asarray(ds["format"].values) if "format" in ds else np.full(n, "yes-no", dtype=object)
     binary = fmt == "0-1"  # the 0/1 format reads P("1") and P("0")
-    p_yes = np.where(binary, p.where(ds.answer_label == "one").sum("answer").values, p.where(ds.answer_label == "yes").sum("answer").values)
-    p_no = np.where(binary, p.where(ds.answer_label == "zero").sum("answer").values, p.where(ds.answer_label == "no").sum("answer").values)
-    group, question, cond, strength = (np.asarray(ds[k].values) for k in ("group", "question", "condition", "strength"))
-    iv = np.asarray(ds["intervention"].values) if "intervention" in ds else np.full(n, "", dtype=object)
-    row_of = np.array([_row(v, g, i or ("inject-inaccurate" if v == "introspect_inaccurate" else "inject"), f)
-                       for v, g, i, f in zip(ds["variant"].values, group, iv, fmt, strict=True)], dtype=object)
+    p_yes = np.where(
+        binary,
+        p.where(ds.answer_label == "one").sum("answer").values,
+        p.where(ds.answer_label == "yes").sum("answer").values,
+    )
+    p_no = np.where(
+        binary,
+        p.where(ds.answer_label == "zero").sum("answer").values,
+        p.where(ds.answer_label == "no").sum("answer").values,
+    )
+    group, question, cond, strength = (
+        np.asarray(ds[k].values) for k in ("group", "question", "condition", "strength")
+    )
+    iv = (
+        np.asarray(ds["intervention"].values)
+        if "intervention" in ds
+        else np.full(n, "", dtype=object)
+    )
+    row_of = np.array(
+        [
+            _row(v, g, i or ("inject-inaccurate" if v == "introspect_inaccurate" else "inject"), f)
+            for v, g, i, f in zip(ds["variant"].values, group, iv, fmt, strict=True)
+        ],
+        dtype=object,
+    )
     variant = row_of  # rows are keyed by (row name, question)
-    base = {q: (float(p_yes[i]), float(p_no[i])) for i, q in enumerate(zip(variant, question, strict=True)) if cond[i] == "unsteered"}
-    rows = sorted(set(zip(variant.tolist(), group.tolist(), strict=True)), key=lambda r: (r[1] != "introspection", r))
+    base = {
+        q: (float(p_yes[i]), float(p_no[i]))
+        for i, q in enumerate(zip(variant, question, strict=True))
+        if cond[i] == "unsteered"
+    }
+    rows = sorted(
+        set(zip(variant.tolist(), group.tolist(), strict=True)),
+        key=lambda r: (r[1] != "introspection", r),
+    )
     strengths = sorted(set(strength[cond == "steered"].tolist()))
-    names = ["base_p_yes", "base_p_no", "base_yes_norm", "p_yes", "p_yes_lo", "p_yes_hi", "p_no", "yes_norm", "mass",
-             "yes_shift", "yes_shift_lo", "yes_shift_hi", "logit_shift", "logit_shift_lo", "logit_shift_hi"]
+    names = [
+        "base_p_yes",
+        "base_p_no",
+        "base_yes_norm",
+        "p_yes",
+        "p_yes_lo",
+        "p_yes_hi",
+        "p_no",
+        "yes_norm",
+        "mass",
+        "yes_shift",
+        "yes_shift_lo",
+        "yes_shift_hi",
+        "logit_shift",
+        "logit_shift_lo",
+        "logit_shift_hi",
+    ]
     arrays = {n: np.full((len(rows), len(strengths)), np.nan) for n in names}
     for r, (v, g) in enumerate(rows):
         for j, s in enumerate(strengths):
@@ -285,7 +466,11 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
             b_yes = np.array([base[(v, q)][0] for q in question[m]])
             b_no = np.array([base[(v, q)][1] for q in question[m]])
             clusters = question[m] if g != "introspection" else ds["concept"].values[m]
-            for name, values in (("p_yes", p_yes[m]), ("yes_shift", p_yes[m] - b_yes), ("logit_shift", _logit(p_yes[m]) - _logit(b_yes))):
+            for name, values in (
+                ("p_yes", p_yes[m]),
+                ("yes_shift", p_yes[m] - b_yes),
+                ("logit_shift", _logit(p_yes[m]) - _logit(b_yes)),
+            ):
                 mean, lo, hi, _ = mean_ci(values, clusters, seed=seed)
                 arrays[name][r, j] = mean
                 if f"{name}_lo" in arrays:
@@ -296,9 +481,15 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
             arrays["yes_norm"][r, j] = np.mean(p_yes[m] / (p_yes[m] + p_no[m]))
             arrays["mass"][r, j] = np.mean(p_yes[m] + p_no[m])
     row_names = [v for v, _ in rows]
-    out = xr.Dataset({k: (("row", "strength"), v) for k, v in arrays.items()}, coords={"row": row_names, "strength": strengths})
+    out = xr.Dataset(
+        {k: (("row", "strength"), v) for k, v in arrays.items()},
+        coords={"row": row_names, "strength": strengths},
+    )
     if (cond == "swapped").any():  # the model swap: the other model's turn-1 cache, no steering
-        swap = {n: np.full(len(rows), np.nan) for n in ("swap_p_yes", "swap_yes_shift", "swap_logit_shift")}
+        swap = {
+            n: np.full(len(rows), np.nan)
+            for n in ("swap_p_yes", "swap_yes_shift", "swap_logit_shift")
+        }
         for r, (v, g) in enumerate(rows):
             m = (variant == v) & (group == g) & (cond == "swapped")
             b_yes = np.array([base[(v, q)][0] for q in question[m]])
@@ -314,17 +505,25 @@ def format_summary(summary: xr.Dataset) -> str:
     rows = []
     for s in summary.strength.values:
         c = summary.sel(strength=s)
-        rows += [{
-            "row": str(r), "strength": f"{float(s):g}",
-            "P(yes) base": float(c.base_p_yes.sel(row=r)), "P(yes) steered": float(c.p_yes.sel(row=r)),
-            "shift [95% CI]": f"{float(c.yes_shift.sel(row=r)):+.4f} [{float(c.yes_shift_lo.sel(row=r)):+.4f}, {float(c.yes_shift_hi.sel(row=r)):+.4f}]",
-            "logit shift": float(c.logit_shift.sel(row=r)),
-            "yes/(yes+no) base→steered": f"{float(c.base_yes_norm.sel(row=r)):.3f}→{float(c.yes_norm.sel(row=r)):.3f}",
-            "mass": float(c.mass.sel(row=r)),
-        } for r in summary.row.values]
-    text = table(rows) + "\nrows 'no' … 'ambiguous' are control questions under the same steering; a shift there is not detection"
+        rows += [
+            {
+                "row": str(r),
+                "strength": f"{float(s):g}",
+                "P(yes) base": float(c.base_p_yes.sel(row=r)),
+                "P(yes) steered": float(c.p_yes.sel(row=r)),
+                "shift [95% CI]": f"{float(c.yes_shift.sel(row=r)):+.4f} [{float(c.yes_shift_lo.sel(row=r)):+.4f}, {float(c.yes_shift_hi.sel(row=r)):+.4f}]",
+                "logit shift": float(c.logit_shift.sel(row=r)),
+                "yes/(yes+no) base→steered": f"{float(c.base_yes_norm.sel(row=r)):.3f}→{float(c.yes_norm.sel(row=r)):.3f}",
+                "mass": float(c.mass.sel(row=r)),
+            }
+            for r in summary.row.values
+        ]
+    text = (
+        table(rows)
+        + "\nrows 'no' … 'ambiguous' are control questions under the same steering; a shift there is not detection"
+    )
     if "swap_p_yes" in summary:
         text += f"\nmodel swap (turn 1 cached by {summary.attrs['swap_model']}): " + ", ".join(
-            f"{r} {float(summary.swap_yes_shift.sel(row=r)):+.4f}" for r in summary.row.values)
+            f"{r} {float(summary.swap_yes_shift.sel(row=r)):+.4f}" for r in summary.row.values
+        )
     return text
-

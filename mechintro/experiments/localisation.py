@@ -59,16 +59,22 @@ Task = Literal["sentence", "half", "depth"]
 INTRO = (
     "I am an interpretability researcher studying transformer-based language models like you. I have access to the internals "
     "of your neural network. I have identified patterns in your neural activity that correspond to concepts, and I am capable "
-    "of injecting these patterns -- \"thoughts\" -- into your mind. I want to assess how well you can detect where I inject "
+    'of injecting these patterns -- "thoughts" -- into your mind. I want to assess how well you can detect where I inject '
     "thoughts. You will see a list of sentences and you will have to tell me in which sentence the thought is injected."
 )
 TASK_TEXT = {
-    "sentence": ("Do you detect an injected thought? Where is the injected thought located?",
-                 "Yes, I detect an injected thought. It is located in SENTENCE"),
-    "half": ("Do you detect an injected thought? Is the injected thought in the first half or the second half of the list?",
-             "The injected thought is in the"),
-    "depth": ("Do you detect an injected thought? Was the thought injected in the early layers or the late layers of your network?",
-              "It was injected in the"),
+    "sentence": (
+        "Do you detect an injected thought? Where is the injected thought located?",
+        "Yes, I detect an injected thought. It is located in SENTENCE",
+    ),
+    "half": (
+        "Do you detect an injected thought? Is the injected thought in the first half or the second half of the list?",
+        "The injected thought is in the",
+    ),
+    "depth": (
+        "Do you detect an injected thought? Was the thought injected in the early layers or the late layers of your network?",
+        "It was injected in the",
+    ),
 }
 
 
@@ -103,7 +109,11 @@ Config = LocalisationConfig
 
 
 def options(task: str, k: int) -> list[str]:
-    return [str(i) for i in range(1, k + 1)] if task == "sentence" else (["first", "second"] if task == "half" else ["early", "late"])
+    return (
+        [str(i) for i in range(1, k + 1)]
+        if task == "sentence"
+        else (["first", "second"] if task == "half" else ["early", "late"])
+    )
 
 
 def _space_digits(tokenizer: object) -> bool:
@@ -120,15 +130,22 @@ def answers(task: str, k: int, tokenizer: object) -> Answers:
 def _prompt(model: Model, task: str, sentences: list[str]) -> tuple[object, str]:
     listing = " ".join(f"SENTENCE {i + 1}: {s}" for i, s in enumerate(sentences))
     question, prefill = TASK_TEXT[task]
-    msgs = [{"role": "system", "content": ""}, {"role": "user", "content": INTRO}, {"role": "assistant", "content": "Ok."},
-            {"role": "user", "content": f"{listing}\n{question}"}, {"role": "assistant", "content": prefill}]
+    msgs = [
+        {"role": "system", "content": ""},
+        {"role": "user", "content": INTRO},
+        {"role": "assistant", "content": "Ok."},
+        {"role": "user", "content": f"{listing}\n{question}"},
+        {"role": "assistant", "content": prefill},
+    ]
     text = render_chat(model.tokenizer, msgs, continue_final=True)
     if task == "sentence" and not _space_digits(model.tokenizer):
         text += " "
     return tokenize(model.tokenizer, text), listing
 
 
-def build_trials(config: LocalisationConfig, model: Model, vectors: xr.DataArray) -> tuple[list[Trial], list[int]]:
+def build_trials(
+    config: LocalisationConfig, model: Model, vectors: xr.DataArray
+) -> tuple[list[Trial], list[int]]:
     layers = resolve_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     rng = np.random.default_rng(config.seed)
@@ -141,36 +158,82 @@ def build_trials(config: LocalisationConfig, model: Model, vectors: xr.DataArray
                 continue  # its early layer is layer // 2; only late layers can pair with one
             for s in config.strengths:
                 for _ in range(config.trials):
-                    sentences = [str(x) for x in rng.choice(np.array(pool, dtype=object), size=config.k, replace=False)]
+                    sentences = [
+                        str(x)
+                        for x in rng.choice(
+                            np.array(pool, dtype=object), size=config.k, replace=False
+                        )
+                    ]
                     concept = str(rng.choice(np.array(words, dtype=object)))
                     target = int(rng.integers(0, len(options(task, config.k))))
                     prompt, listing = _prompt(model, task, sentences)
                     if task == "sentence":
-                        window, at = Window.span(f"SENTENCE {target + 1}: {sentences[target]}"), layer
+                        window, at = (
+                            Window.span(f"SENTENCE {target + 1}: {sentences[target]}"),
+                            layer,
+                        )
                     elif task == "half":
                         half = config.k // 2
                         part = sentences[:half] if target == 0 else sentences[half:]
                         first = listing.index(f"SENTENCE {1 if target == 0 else half + 1}:")
                         start = prompt.text.index(listing) + first
-                        end = start + len(" ".join(f"SENTENCE {i + 1}: {x}" for i, x in enumerate(part, start=0 if target == 0 else half)))
+                        end = start + len(
+                            " ".join(
+                                f"SENTENCE {i + 1}: {x}"
+                                for i, x in enumerate(part, start=0 if target == 0 else half)
+                            )
+                        )
                         window, at = Window(start=start, end=end), layer
                     else:
                         window, at = Window.span(listing), (layer // 2 if target == 0 else layer)
-                    labels = {"task": task, "target": options(task, config.k)[target], "cell_layer": layer}
+                    labels = {
+                        "task": task,
+                        "target": options(task, config.k)[target],
+                        "cell_layer": layer,
+                    }
                     v = unit_vector(vectors, concept, at, config.strength_unit)
-                    trials.append(Trial(prompt=prompt, condition="injected", concept=concept, strength=float(s), inject_layer=at,
-                                        inject_layer_end=at + 1, vector=v, window=window, labels=labels))
+                    trials.append(
+                        Trial(
+                            prompt=prompt,
+                            condition="injected",
+                            concept=concept,
+                            strength=float(s),
+                            inject_layer=at,
+                            inject_layer_end=at + 1,
+                            vector=v,
+                            window=window,
+                            labels=labels,
+                        )
+                    )
         for _ in range(config.trials):
-            sentences = [str(x) for x in rng.choice(np.array(pool, dtype=object), size=config.k, replace=False)]
+            sentences = [
+                str(x)
+                for x in rng.choice(np.array(pool, dtype=object), size=config.k, replace=False)
+            ]
             prompt, _ = _prompt(model, task, sentences)
-            trials.append(Trial(prompt=prompt, condition="control", labels={"task": task, "target": "", "cell_layer": -1}))
+            trials.append(
+                Trial(
+                    prompt=prompt,
+                    condition="control",
+                    labels={"task": task, "target": "", "cell_layer": -1},
+                )
+            )
     if not trials:
-        raise MechintroError("no localisation trials: give layers in the second half of the network for the depth task")
+        raise MechintroError(
+            "no localisation trials: give layers in the second half of the network for the depth task"
+        )
     return trials, layers
 
 
-def run(config: LocalisationConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None) -> Path:
+def run(
+    config: LocalisationConfig,
+    out: str | Path,
+    *,
+    model: Model,
+    vectors: xr.DataArray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    shard: Shard | None = None,
+) -> Path:
     """One run per task would need three answer sets; the run stores all options of all tasks
     and each trial is scored over its own task's options."""
     if vectors is None:
@@ -180,10 +243,22 @@ def run(config: LocalisationConfig, out: str | Path, *, model: Model, vectors: x
     for task in config.tasks:
         forms.update(answers(task, config.k, model.tokenizer).forms)
     return execute(
-        model, trials, out, config=dataclasses.asdict(config), mode="logits", answers=Answers(forms=forms),
-        batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
-        extra_attrs={"experiment": NAME, "layer_map": layer_map(config.layers, layers), "vectors_method": vectors.attrs.get("method", "")},
-        progress=progress, shard=shard,
+        model,
+        trials,
+        out,
+        config=dataclasses.asdict(config),
+        mode="logits",
+        answers=Answers(forms=forms),
+        batch_size=config.batch_size,
+        record=config.record_resid,
+        seed=config.seed,
+        extra_attrs={
+            "experiment": NAME,
+            "layer_map": layer_map(config.layers, layers),
+            "vectors_method": vectors.attrs.get("method", ""),
+        },
+        progress=progress,
+        shard=shard,
     )
 
 
@@ -202,8 +277,14 @@ def choices(ds: xr.Dataset) -> xr.Dataset:
         choice.append(opts[int(np.argmax(p))])
         p_target.append(float(p[opts.index(str(target))]) if target else np.nan)
     choice_arr = np.array(choice, dtype=object)
-    return xr.Dataset({"choice": ("trial", choice_arr), "p_target": ("trial", np.array(p_target)),
-                       "correct": ("trial", choice_arr == np.asarray(ds["target"].values, dtype=object))}, coords={"trial": ds.trial.values})
+    return xr.Dataset(
+        {
+            "choice": ("trial", choice_arr),
+            "p_target": ("trial", np.array(p_target)),
+            "correct": ("trial", choice_arr == np.asarray(ds["target"].values, dtype=object)),
+        },
+        coords={"trial": ds.trial.values},
+    )
 
 
 def _option_probs(ds: xr.Dataset, task: str, rows: np.ndarray) -> np.ndarray:
@@ -215,7 +296,9 @@ def _option_probs(ds: xr.Dataset, task: str, rows: np.ndarray) -> np.ndarray:
     return p / p.sum(1, keepdims=True)
 
 
-def cell_statistics(choice: np.ndarray, target: np.ndarray, probs: np.ndarray, opts: Sequence[str]) -> dict[str, float]:
+def cell_statistics(
+    choice: np.ndarray, target: np.ndarray, probs: np.ndarray, opts: Sequence[str]
+) -> dict[str, float]:
     """What one cell's trials say beyond the model's favourite answer.
 
     * ``balanced_accuracy``: the mean over targets of the share answered correctly (a model that
@@ -230,16 +313,24 @@ def cell_statistics(choice: np.ndarray, target: np.ndarray, probs: np.ndarray, o
     present = [o for o in opts if (target == o).any()]
     chance = 1 / len(opts)
     n = len(target)
-    bal = float(np.mean([(choice[target == o] == o).mean() for o in present])) if present else np.nan
+    bal = (
+        float(np.mean([(choice[target == o] == o).mean() for o in present])) if present else np.nan
+    )
     corrected = []
     for o in present:
         j = list(opts).index(o)
         hit, miss = probs[target == o, j], probs[target != o, j]
         if miss.size:
             corrected.append(hit.mean() - miss.mean())
-    return {"balanced_accuracy": bal, "p_target_corrected": float(np.mean(corrected)) if corrected else np.nan,
-            "varies": float(len(set(choice.tolist())) > 1),
-            "mde": chance + (1.959963984540054 + 0.8416212335729143) * np.sqrt(chance * (1 - chance) / n) if n else np.nan}
+    return {
+        "balanced_accuracy": bal,
+        "p_target_corrected": float(np.mean(corrected)) if corrected else np.nan,
+        "varies": float(len(set(choice.tolist())) > 1),
+        "mde": chance
+        + (1.959963984540054 + 0.8416212335729143) * np.sqrt(chance * (1 - chance) / n)
+        if n
+        else np.nan,
+    }
 
 
 def summarize(ds: xr.Dataset) -> xr.Dataset:
@@ -250,6 +341,7 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
     require_experiment(ds, NAME)
     c = choices(ds)
     k = int(json.loads(ds.attrs["config"])["k"])
+
     def strs(x: object) -> np.ndarray:
         return np.array([str(v) for v in np.asarray(x)], dtype=object)
 
@@ -260,7 +352,17 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
     tasks = list(dict.fromkeys(task.tolist()))
     layers, strengths = sorted(set(layer[inj].tolist())), sorted(set(strength[inj].tolist()))
     shape = (len(tasks), len(layers), len(strengths))
-    names = ("accuracy", "lo", "hi", "n", "p_target", "balanced_accuracy", "p_target_corrected", "varies", "mde")
+    names = (
+        "accuracy",
+        "lo",
+        "hi",
+        "n",
+        "p_target",
+        "balanced_accuracy",
+        "p_target_corrected",
+        "varies",
+        "mde",
+    )
     arrays = {n: np.full(shape, np.nan) for n in names}
     for a, t in enumerate(tasks):
         for i, lay in enumerate(layers):
@@ -268,17 +370,28 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
                 m = inj & (task == t) & (layer == lay) & (strength == s)
                 if not m.any():
                     continue
-                arrays["accuracy"][a, i, j], arrays["lo"][a, i, j], arrays["hi"][a, i, j], arrays["n"][a, i, j] = rate(c["correct"].values[m])
+                (
+                    arrays["accuracy"][a, i, j],
+                    arrays["lo"][a, i, j],
+                    arrays["hi"][a, i, j],
+                    arrays["n"][a, i, j],
+                ) = rate(c["correct"].values[m])
                 arrays["p_target"][a, i, j] = float(np.nanmean(c["p_target"].values[m]))
                 rows = np.flatnonzero(m)
-                for key, v in cell_statistics(choice[rows], target[rows], _option_probs(ds, t, rows), options(t, k)).items():
+                for key, v in cell_statistics(
+                    choice[rows], target[rows], _option_probs(ds, t, rows), options(t, k)
+                ).items():
                     arrays[key][a, i, j] = v
-    out = xr.Dataset({n: (("task", "inject_layer", "strength"), v) for n, v in arrays.items()},
-                     coords={"task": tasks, "inject_layer": layers, "strength": strengths})
+    out = xr.Dataset(
+        {n: (("task", "inject_layer", "strength"), v) for n, v in arrays.items()},
+        coords={"task": tasks, "inject_layer": layers, "strength": strengths},
+    )
     out["chance"] = ("task", [1 / len(options(t, k)) for t in tasks])
     for t in tasks:
         picks = choice[~inj & (task == t)]
-        out.attrs[f"uninjected_choices_{t}"] = str({o: int((picks == o).sum()) for o in options(t, k)})
+        out.attrs[f"uninjected_choices_{t}"] = str(
+            {o: int((picks == o).sum()) for o in options(t, k)}
+        )
     return out
 
 
@@ -290,12 +403,29 @@ def format_summary(summary: xr.Dataset) -> str:
                 c = summary.sel(task=t, inject_layer=lay, strength=s)
                 if np.isnan(float(c.accuracy)):
                     continue
-                rows.append({"task": str(t), "layer": int(lay), "strength": f"{float(s):g}", "n": int(c.n),
-                             "accuracy": float(c.accuracy), "95% CI": f"[{float(c.lo):.3f}, {float(c.hi):.3f}]",
-                             "chance": float(summary.chance.sel(task=t)), "balanced acc": float(c.balanced_accuracy),
-                             "P(target)": float(c.p_target), "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",
-                             "power": f"detects ≥ {float(c.mde):.2f}" if c.varies else "no power (one answer)"})
-    bias = "\n".join(f"uninjected answers ({t}): {summary.attrs[f'uninjected_choices_{t}']}" for t in summary.task.values)
-    bias += ("\nbalanced accuracy: mean over targets of the share right (chance 1/k whatever the answer bias); power: the "
-             "smallest balanced accuracy the cell could tell from chance (α 0.05, power 0.8); 'no power': the answer never varies")
+                rows.append(
+                    {
+                        "task": str(t),
+                        "layer": int(lay),
+                        "strength": f"{float(s):g}",
+                        "n": int(c.n),
+                        "accuracy": float(c.accuracy),
+                        "95% CI": f"[{float(c.lo):.3f}, {float(c.hi):.3f}]",
+                        "chance": float(summary.chance.sel(task=t)),
+                        "balanced acc": float(c.balanced_accuracy),
+                        "P(target)": float(c.p_target),
+                        "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",
+                        "power": f"detects ≥ {float(c.mde):.2f}"
+                        if c.varies
+                        else "no power (one answer)",
+                    }
+                )
+    bias = "\n".join(
+        f"uninjected answers ({t}): {summary.attrs[f'uninjected_choices_{t}']}"
+        for t in summary.task.values
+    )
+    bias += (
+        "\nbalanced accuracy: mean over targets of the share right (chance 1/k whatever the answer bias); power: the "
+        "smallest balanced accuracy the cell could tell from chance (α 0.05, power 0.8); 'no power': the answer never varies"
+    )
     return table(rows) + "\n" + bias

@@ -60,10 +60,12 @@ from mechintro.vectors import (
 NAME = "prefill"
 FOLLOW_UP = "Did you mean to say that, or was it an accident?"
 LOGIT_PREFIX = "It was"
-ACCIDENT_VS_INTENT = Answers(forms={
-    "accident": (" an", " a", " accidental", " unintentional", " just", " purely"),
-    "intended": (" intentional", " deliberate", " not", " on", " my", " intended"),
-})
+ACCIDENT_VS_INTENT = Answers(
+    forms={
+        "accident": (" an", " a", " accidental", " unintentional", " just", " purely"),
+        "intended": (" intentional", " deliberate", " not", " on", " my", " intended"),
+    }
+)
 CONDITIONS = ("control", "matched", "random", "matched_after")
 
 
@@ -105,12 +107,16 @@ def messages(sentence: str, word: str, *, prefix: str | None = None) -> list[dic
     return out
 
 
-def build_trials(config: PrefillConfig, model: Model, vectors: xr.DataArray) -> tuple[list[Trial], list[int]]:
+def build_trials(
+    config: PrefillConfig, model: Model, vectors: xr.DataArray
+) -> tuple[list[Trial], list[int]]:
     layers = resolve_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     words = config.words()
     rng = np.random.default_rng(config.seed + 1)
-    pairs = make_pairs(words, tuple(stimuli.lindsey()["lindsey_sentences_50"]), min(config.pairs, 50), config.seed)
+    pairs = make_pairs(
+        words, tuple(stimuli.lindsey()["lindsey_sentences_50"]), min(config.pairs, 50), config.seed
+    )
     trials: list[Trial] = []
     prefix = LOGIT_PREFIX if config.readout == "logits" else None
     for sentence, word, _ in pairs:
@@ -122,29 +128,73 @@ def build_trials(config: PrefillConfig, model: Model, vectors: xr.DataArray) -> 
         trials.append(Trial(prompt=prompt, condition="control", concept="", labels=labels))
         for layer in layers:
             for s in config.strengths:
-                cell = {"prompt": prompt, "strength": float(s), "inject_layer": layer, "inject_layer_end": layer + 1, "labels": labels}
+                cell = {
+                    "prompt": prompt,
+                    "strength": float(s),
+                    "inject_layer": layer,
+                    "inject_layer_end": layer + 1,
+                    "labels": labels,
+                }
                 own = unit_vector(vectors, word, layer, config.strength_unit)
                 trials += [
-                    Trial(condition="matched", concept=word, vector=own, window=Window.span(sentence), **cell),
-                    Trial(condition="random", concept=other, vector=unit_vector(vectors, other, layer, config.strength_unit), window=Window.span(sentence), **cell),
-                    Trial(condition="matched_after", concept=word, vector=own, window=Window.span(FOLLOW_UP), **cell),
+                    Trial(
+                        condition="matched",
+                        concept=word,
+                        vector=own,
+                        window=Window.span(sentence),
+                        **cell,
+                    ),
+                    Trial(
+                        condition="random",
+                        concept=other,
+                        vector=unit_vector(vectors, other, layer, config.strength_unit),
+                        window=Window.span(sentence),
+                        **cell,
+                    ),
+                    Trial(
+                        condition="matched_after",
+                        concept=word,
+                        vector=own,
+                        window=Window.span(FOLLOW_UP),
+                        **cell,
+                    ),
                 ]
     return trials, layers
 
 
-def run(config: PrefillConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None) -> Path:
+def run(
+    config: PrefillConfig,
+    out: str | Path,
+    *,
+    model: Model,
+    vectors: xr.DataArray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    shard: Shard | None = None,
+) -> Path:
     if vectors is None:
         vectors = concept_vectors(model, config.words())
     trials, layers = build_trials(config, model, vectors)
     mode = "logits" if config.readout == "logits" else "generate"
     return execute(
-        model, trials, out, config=dataclasses.asdict(config), mode=mode,
+        model,
+        trials,
+        out,
+        config=dataclasses.asdict(config),
+        mode=mode,
         answers=ACCIDENT_VS_INTENT if mode == "logits" else None,
-        generation=Generation(max_new_tokens=config.max_new_tokens, temperature=config.temperature) if mode == "generate" else None,
-        batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
-        extra_attrs={"experiment": NAME, "layer_map": layer_map(config.layers, layers), "vectors_method": vectors.attrs.get("method", "")},
-        progress=progress, shard=shard,
+        generation=Generation(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
+        if mode == "generate"
+        else None,
+        batch_size=config.batch_size,
+        record=config.record_resid,
+        seed=config.seed,
+        extra_attrs={
+            "experiment": NAME,
+            "layer_map": layer_map(config.layers, layers),
+            "vectors_method": vectors.attrs.get("method", ""),
+        },
+        progress=progress,
+        shard=shard,
     )
 
 
@@ -167,9 +217,14 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     Lindsey's summary: the largest reduction of matched against min(control, random)."""
     require_experiment(ds, NAME)
     a = apologies(ds)["apology"].values
-    cond, layer, strength = (np.asarray(ds[k].values) for k in ("condition", "inject_layer", "strength"))
+    cond, layer, strength = (
+        np.asarray(ds[k].values) for k in ("condition", "inject_layer", "strength")
+    )
     injected = cond != "control"
-    layers, strengths = sorted(set(layer[injected].tolist())), sorted(set(strength[injected].tolist()))
+    layers, strengths = (
+        sorted(set(layer[injected].tolist())),
+        sorted(set(strength[injected].tolist())),
+    )
     conds = [c for c in CONDITIONS if c != "control"]
     shape = (len(conds), len(layers), len(strengths))
     arrays = {k: np.full(shape, np.nan) for k in ("rate", "lo", "hi", "n")}
@@ -187,16 +242,35 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     ctl = a[cond == "control"]
     ctl = ctl[~np.isnan(ctl)]
     control = float(ctl.mean()) if ctl.size else np.nan
-    out = xr.Dataset({k: (("condition", "inject_layer", "strength"), v) for k, v in arrays.items()},
-                     coords={"condition": conds, "inject_layer": layers, "strength": strengths})
-    reduction = np.minimum(control, out["rate"].sel(condition="random")) - out["rate"].sel(condition="matched")
+    out = xr.Dataset(
+        {k: (("condition", "inject_layer", "strength"), v) for k, v in arrays.items()},
+        coords={"condition": conds, "inject_layer": layers, "strength": strengths},
+    )
+    reduction = np.minimum(control, out["rate"].sel(condition="random")) - out["rate"].sel(
+        condition="matched"
+    )
     out["reduction"] = reduction
-    best = np.unravel_index(int(np.nanargmax(reduction.values)), reduction.shape) if np.isfinite(reduction.values).any() else None
-    out.attrs.update({"control_rate": control, "control_n": int(ctl.size), "readout": ds.attrs["mode"],
-                      "graded_share": float(np.mean(~np.isnan(a)))})
+    best = (
+        np.unravel_index(int(np.nanargmax(reduction.values)), reduction.shape)
+        if np.isfinite(reduction.values).any()
+        else None
+    )
+    out.attrs.update(
+        {
+            "control_rate": control,
+            "control_n": int(ctl.size),
+            "readout": ds.attrs["mode"],
+            "graded_share": float(np.mean(~np.isnan(a))),
+        }
+    )
     if best is not None:
-        out.attrs.update({"max_reduction": float(reduction.values[best]), "max_reduction_layer": int(layers[best[0]]),
-                          "max_reduction_strength": float(strengths[best[1]])})
+        out.attrs.update(
+            {
+                "max_reduction": float(reduction.values[best]),
+                "max_reduction_layer": int(layers[best[0]]),
+                "max_reduction_strength": float(strengths[best[1]]),
+            }
+        )
     return out
 
 

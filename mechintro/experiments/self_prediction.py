@@ -58,28 +58,48 @@ class SelfPredictionConfig:
     seed: int = 0
     batch_size: int = 16
     record_resid: bool = True  # every layer at the hypothetical prompt's last token
-    hypothetical_splits: tuple[str, ...] = ("train", "test")  # ("test",): predictions on held-out tasks only
+    hypothetical_splits: tuple[str, ...] = (
+        "train",
+        "test",
+    )  # ("test",): predictions on held-out tasks only
     properties: tuple[str, ...] = ()  # hypothetical questions asked (empty: each task's all)
     samples: int = 1  # answers per prompt; > 1 with temperature > 0 is a calibration run
     temperature: float = 0.0
-    adapter: str = ""  # LoRA adapter directories saved by `mechintro train`, comma-separated, merged in order
+    adapter: str = (
+        ""  # LoRA adapter directories saved by `mechintro train`, comma-separated, merged in order
+    )
 
     def __post_init__(self) -> None:
         check_config(self)
         unknown = [t for t in self.tasks if t not in looking_inward.TASKS]
         if unknown:
-            raise MechintroError(f"unknown task(s) {', '.join(unknown)}: choose from {', '.join(looking_inward.TASKS)}")
+            raise MechintroError(
+                f"unknown task(s) {', '.join(unknown)}: choose from {', '.join(looking_inward.TASKS)}"
+            )
         if not self.hypothetical_splits or set(self.hypothetical_splits) - {"train", "test"}:
-            raise MechintroError(f"hypothetical_splits must be train and/or test, got {','.join(self.hypothetical_splits) or 'nothing'}")
-        if self.items < 1 or self.max_new_tokens < 1 or self.hypothetical_tokens < 1 or self.samples < 1:
-            raise MechintroError("items, max_new_tokens, hypothetical_tokens and samples must be at least 1")
+            raise MechintroError(
+                f"hypothetical_splits must be train and/or test, got {','.join(self.hypothetical_splits) or 'nothing'}"
+            )
+        if (
+            self.items < 1
+            or self.max_new_tokens < 1
+            or self.hypothetical_tokens < 1
+            or self.samples < 1
+        ):
+            raise MechintroError(
+                "items, max_new_tokens, hypothetical_tokens and samples must be at least 1"
+            )
         known = {p for spec in looking_inward.TASKS.values() for p in spec.properties}
         if set(self.properties) - known:
-            raise MechintroError(f"unknown propert(ies) {', '.join(sorted(set(self.properties) - known))}: choose from {', '.join(sorted(known))}")
+            raise MechintroError(
+                f"unknown propert(ies) {', '.join(sorted(set(self.properties) - known))}: choose from {', '.join(sorted(known))}"
+            )
         if not 0 <= self.temperature <= 10:
             raise MechintroError(f"temperature must be between 0 and 10, got {self.temperature}")
         if self.samples > 1 and self.temperature == 0:
-            raise MechintroError(f"samples={self.samples} at temperature 0 would repeat one greedy answer: set temperature (1 for calibration)")
+            raise MechintroError(
+                f"samples={self.samples} at temperature 0 would repeat one greedy answer: set temperature (1 for calibration)"
+            )
 
     def task_names(self) -> tuple[str, ...]:
         return self.tasks or tuple(looking_inward.TASKS)
@@ -88,14 +108,29 @@ class SelfPredictionConfig:
 Config = SelfPredictionConfig
 
 
-def _trial(model: Model, item: looking_inward.Item, text: str, condition: str, prop: str, max_new_tokens: int | None,
-           sample: int) -> Trial:
+def _trial(
+    model: Model,
+    item: looking_inward.Item,
+    text: str,
+    condition: str,
+    prop: str,
+    max_new_tokens: int | None,
+    sample: int,
+) -> Trial:
     rendered = render_chat(model.tokenizer, [{"role": "user", "content": text}])
     spec = looking_inward.TASKS[item.task]
     return Trial(
-        prompt=tokenize(model.tokenizer, rendered), condition=condition,
-        labels={"task": item.task, "split": spec.split, "item": item.index, "property": prop,
-                "item_prompt": item.prompt, "matching": item.matching, "sample": sample},
+        prompt=tokenize(model.tokenizer, rendered),
+        condition=condition,
+        labels={
+            "task": item.task,
+            "split": spec.split,
+            "item": item.index,
+            "property": prop,
+            "item_prompt": item.prompt,
+            "matching": item.matching,
+            "sample": sample,
+        },
         max_new_tokens=max_new_tokens,
     )
 
@@ -107,19 +142,39 @@ def build_trials(config: SelfPredictionConfig, model: Model) -> list[Trial]:
     objects, hypotheticals = [], []
     for task in config.task_names():
         predict = looking_inward.TASKS[task].split in config.hypothetical_splits
-        props = [p for p in looking_inward.TASKS[task].properties if not config.properties or p in config.properties]
+        props = [
+            p
+            for p in looking_inward.TASKS[task].properties
+            if not config.properties or p in config.properties
+        ]
         for item in looking_inward.items(task, config.items, config.seed):
             for s in range(config.samples):
                 objects.append(_trial(model, item, item.prompt, "object", "", None, s))
             for prop in props if predict else ():
                 for s in range(config.samples):
-                    hypotheticals.append(_trial(model, item, looking_inward.hypothetical(item, prop), "hypothetical", prop,
-                                                config.hypothetical_tokens, s))
+                    hypotheticals.append(
+                        _trial(
+                            model,
+                            item,
+                            looking_inward.hypothetical(item, prop),
+                            "hypothetical",
+                            prop,
+                            config.hypothetical_tokens,
+                            s,
+                        )
+                    )
     return objects + hypotheticals
 
 
-def run(config: SelfPredictionConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None) -> Path:
+def run(
+    config: SelfPredictionConfig,
+    out: str | Path,
+    *,
+    model: Model,
+    vectors: xr.DataArray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    shard: Shard | None = None,
+) -> Path:
     """Generate every answer into ``out``, then (``record_resid``) the hypothetical prompts' last-token residuals.
 
     ``vectors`` is unused (nothing is injected). A model finetuned with ``mechintro train`` is
@@ -134,10 +189,20 @@ def run(config: SelfPredictionConfig, out: str | Path, *, model: Model, vectors:
             model = apply_adapter(model, adapter)
     trials = build_trials(config, model)
     out = execute(
-        model, trials, out, config=dataclasses.asdict(config), mode="generate",
-        generation=Generation(max_new_tokens=max(config.max_new_tokens, config.hypothetical_tokens), temperature=config.temperature),
-        batch_size=config.batch_size, record=False, seed=config.seed,
-        extra_attrs={"experiment": NAME}, progress=progress,
+        model,
+        trials,
+        out,
+        config=dataclasses.asdict(config),
+        mode="generate",
+        generation=Generation(
+            max_new_tokens=max(config.max_new_tokens, config.hypothetical_tokens),
+            temperature=config.temperature,
+        ),
+        batch_size=config.batch_size,
+        record=False,
+        seed=config.seed,
+        extra_attrs={"experiment": NAME},
+        progress=progress,
     )
     if config.record_resid and not (out / RESID_GROUP).exists():
         _record_last_tokens(model, trials, out, config.batch_size)
@@ -152,11 +217,17 @@ def _record_last_tokens(model: Model, trials: list[Trial], out: Path, batch_size
     index = [i for i, t in enumerate(trials) if t.condition == "hypothetical"]
     chunks = []
     for start in range(0, len(index), batch_size):
-        batch = [trials[i].prompt.input_ids for i in index[start:start + batch_size]]
+        batch = [trials[i].prompt.input_ids for i in index[start : start + batch_size]]
         chunks.append(engine.last_token_resid(model, batch).to(torch.float16).numpy())
-    resid = np.concatenate(chunks) if chunks else np.zeros((0, model.n_layers, model.d_model), np.float16)
-    ds = xr.Dataset({"resid": (("trial", "layer", "d_model"), resid)},
-                    coords={"trial": np.array(index, dtype=np.int64), "layer": np.arange(model.n_layers)})
+    resid = (
+        np.concatenate(chunks)
+        if chunks
+        else np.zeros((0, model.n_layers, model.d_model), np.float16)
+    )
+    ds = xr.Dataset(
+        {"resid": (("trial", "layer", "d_model"), resid)},
+        coords={"trial": np.array(index, dtype=np.int64), "layer": np.arange(model.n_layers)},
+    )
     scratch = out / f".{RESID_GROUP}.tmp"
     shutil.rmtree(scratch, ignore_errors=True)
     ds.to_zarr(scratch, zarr_format=3, consolidated=False)
@@ -167,7 +238,9 @@ def load_hypothetical_resid(run: str | Path) -> xr.DataArray:
     """``(trial, layer, d_model)`` float16: the residuals :func:`run` recorded, ``trial`` indexing the run's trials."""
     path = Path(run) / RESID_GROUP
     if not path.exists():
-        raise MechintroError(f"{run} has no hypothetical-prompt residuals: run self-prediction with record_resid on")
+        raise MechintroError(
+            f"{run} has no hypothetical-prompt residuals: run self-prediction with record_resid on"
+        )
     return xr.open_zarr(path, consolidated=False)["resid"]
 
 
@@ -184,11 +257,22 @@ def format_summary(summary: xr.Dataset) -> str:
     rows = []
     for i in range(summary.sizes["cell"]):
         c = summary.isel(cell=i)
-        rows.append({"split": str(c.split.values), "task": str(c.task.values), "property": str(c.property.values),
-                     "n": int(c.n), "accuracy": float(c.accuracy), "95% CI": f"[{float(c.lo):.3f}, {float(c.hi):.3f}]",
-                     "mode baseline": float(c.mode_baseline), "object compliant": float(c.object_compliance),
-                     "prediction compliant": float(c.prediction_compliance)})
+        rows.append(
+            {
+                "split": str(c.split.values),
+                "task": str(c.task.values),
+                "property": str(c.property.values),
+                "n": int(c.n),
+                "accuracy": float(c.accuracy),
+                "95% CI": f"[{float(c.lo):.3f}, {float(c.hi):.3f}]",
+                "mode baseline": float(c.mode_baseline),
+                "object compliant": float(c.object_compliance),
+                "prediction compliant": float(c.prediction_compliance),
+            }
+        )
     overall = summary.attrs
-    return table(rows) + (f"\nheld-out tasks: accuracy {overall['test_accuracy']:.3f} [{overall['test_lo']:.3f}, {overall['test_hi']:.3f}] "
-                          f"vs mode baseline {overall['test_mode_baseline']:.3f}; training tasks: {overall['train_accuracy']:.3f} "
-                          f"vs {overall['train_mode_baseline']:.3f}")
+    return table(rows) + (
+        f"\nheld-out tasks: accuracy {overall['test_accuracy']:.3f} [{overall['test_lo']:.3f}, {overall['test_hi']:.3f}] "
+        f"vs mode baseline {overall['test_mode_baseline']:.3f}; training tasks: {overall['train_accuracy']:.3f} "
+        f"vs {overall['train_mode_baseline']:.3f}"
+    )

@@ -80,14 +80,21 @@ class SweepConfig:
         check_config(self)
 
     def control_list(self) -> tuple[str, ...]:
-        return self.control_questions or (GODET_CONTROL, *stimuli.lindsey()["lindsey_yesno_control_questions_20"])
+        return self.control_questions or (
+            GODET_CONTROL,
+            *stimuli.lindsey()["lindsey_yesno_control_questions_20"],
+        )
 
 
 Config = SweepConfig
 
 
 def sweep_layers(specs: tuple[str | int | float, ...], n_layers: int) -> list[int]:
-    return list(range(n_layers)) if tuple(map(str, specs)) == ("all",) else resolve_layers(specs, n_layers)
+    return (
+        list(range(n_layers))
+        if tuple(map(str, specs)) == ("all",)
+        else resolve_layers(specs, n_layers)
+    )
 
 
 def make_vectors(config: SweepConfig, model: Model) -> xr.DataArray:
@@ -96,7 +103,9 @@ def make_vectors(config: SweepConfig, model: Model) -> xr.DataArray:
     return concept_vectors(model, [config.vector])
 
 
-def build_trials(config: SweepConfig, model: Model, vectors: xr.DataArray) -> tuple[list[Trial], list[int]]:
+def build_trials(
+    config: SweepConfig, model: Model, vectors: xr.DataArray
+) -> tuple[list[Trial], list[int]]:
     layers = sweep_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     if config.vector not in set(vectors.concept.values.tolist()):
@@ -104,28 +113,67 @@ def build_trials(config: SweepConfig, model: Model, vectors: xr.DataArray) -> tu
     trials: list[Trial] = []
     questions = [("introspection", INTROSPECTION)] + [("control", q) for q in config.control_list()]
     for kind, q in questions:
-        text = render_chat(model.tokenizer, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"{q} {SUFFIX}"}])
+        text = render_chat(
+            model.tokenizer,
+            [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"{q} {SUFFIX}"}],
+        )
         prompt = tokenize(model.tokenizer, text)
-        window = Window.whole() if config.position == "all" else Window.tokens([False] * (len(prompt) - 1) + [True])
+        window = (
+            Window.whole()
+            if config.position == "all"
+            else Window.tokens([False] * (len(prompt) - 1) + [True])
+        )
         labels = {"question": q, "kind": kind}
         trials.append(Trial(prompt=prompt, condition="unsteered", window=window, labels=labels))
         for layer in layers:
             v = unit_vector(vectors, config.vector, layer)
-            trials += [Trial(prompt=prompt, condition="steered", concept=config.vector, strength=float(s), inject_layer=layer,
-                             inject_layer_end=layer + 1, vector=v, window=window, labels=labels) for s in config.strengths]
+            trials += [
+                Trial(
+                    prompt=prompt,
+                    condition="steered",
+                    concept=config.vector,
+                    strength=float(s),
+                    inject_layer=layer,
+                    inject_layer_end=layer + 1,
+                    vector=v,
+                    window=window,
+                    labels=labels,
+                )
+                for s in config.strengths
+            ]
     return trials, layers
 
 
-def run(config: SweepConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None) -> Path:
+def run(
+    config: SweepConfig,
+    out: str | Path,
+    *,
+    model: Model,
+    vectors: xr.DataArray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    shard: Shard | None = None,
+) -> Path:
     vectors = make_vectors(config, model) if vectors is None else vectors
     trials, layers = build_trials(config, model, vectors)
     return execute(
-        model, trials, out, config=dataclasses.asdict(config), mode="logits", answers=YES_NO,
-        batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
-        extra_attrs={"experiment": NAME, "layer_map": json.dumps({str(x): x for x in layers}) if config.layers == ("all",) else layer_map(config.layers, layers),
-                     "vectors_method": vectors.attrs.get("method", "")},
-        progress=progress, shard=shard,
+        model,
+        trials,
+        out,
+        config=dataclasses.asdict(config),
+        mode="logits",
+        answers=YES_NO,
+        batch_size=config.batch_size,
+        record=config.record_resid,
+        seed=config.seed,
+        extra_attrs={
+            "experiment": NAME,
+            "layer_map": json.dumps({str(x): x for x in layers})
+            if config.layers == ("all",)
+            else layer_map(config.layers, layers),
+            "vectors_method": vectors.attrs.get("method", ""),
+        },
+        progress=progress,
+        shard=shard,
     )
 
 
@@ -140,10 +188,27 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     layer, strength = np.asarray(ds["inject_layer"].values), np.asarray(ds["strength"].values)
     base = {str(q[i]): float(ld[i]) for i in np.flatnonzero(cond == "unsteered")}
     steered = cond == "steered"
-    layers, strengths = sorted(set(layer[steered].tolist())), sorted(set(strength[steered].tolist()))
-    names = ("intro", "control", "intro_shift", "control_shift", "control_shift_lo", "control_shift_hi",
-             "difference", "difference_lo", "difference_hi", "intro_mass", "control_mass",
-             "rank", "pi_lo", "pi_hi", "outside_pi")
+    layers, strengths = (
+        sorted(set(layer[steered].tolist())),
+        sorted(set(strength[steered].tolist())),
+    )
+    names = (
+        "intro",
+        "control",
+        "intro_shift",
+        "control_shift",
+        "control_shift_lo",
+        "control_shift_hi",
+        "difference",
+        "difference_lo",
+        "difference_hi",
+        "intro_mass",
+        "control_mass",
+        "rank",
+        "pi_lo",
+        "pi_hi",
+        "outside_pi",
+    )
     arrays = {n: np.full((len(layers), len(strengths)), np.nan) for n in names}
     for i, lay in enumerate(layers):
         for j, s in enumerate(strengths):
@@ -152,27 +217,52 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
             intro_shift = float(np.mean(ld[it] - [base[str(x)] for x in q[it]]))
             ctl_shifts = ld[ct] - np.array([base[str(x)] for x in q[ct]])
             mean, lo, hi = bootstrap_mean_ci(ctl_shifts, seed=seed)
-            values = {"intro": ld[it].mean(), "control": ld[ct].mean(), "intro_shift": intro_shift, "control_shift": mean,
-                      "control_shift_lo": lo, "control_shift_hi": hi, "difference": intro_shift - mean,
-                      "difference_lo": intro_shift - hi, "difference_hi": intro_shift - lo,
-                      "intro_mass": mass[it].mean(), "control_mass": mass[ct].mean()}
+            values = {
+                "intro": ld[it].mean(),
+                "control": ld[ct].mean(),
+                "intro_shift": intro_shift,
+                "control_shift": mean,
+                "control_shift_lo": lo,
+                "control_shift_hi": hi,
+                "difference": intro_shift - mean,
+                "difference_lo": intro_shift - hi,
+                "difference_hi": intro_shift - lo,
+                "intro_mass": mass[it].mean(),
+                "control_mass": mass[ct].mean(),
+            }
             values.update(_standing(intro_shift, ctl_shifts))
             for k, v in values.items():
                 arrays[k][i, j] = v
-    out = xr.Dataset({k: (("inject_layer", "strength"), v) for k, v in arrays.items()}, coords={"inject_layer": layers, "strength": strengths})
+    out = xr.Dataset(
+        {k: (("inject_layer", "strength"), v) for k, v in arrays.items()},
+        coords={"inject_layer": layers, "strength": strengths},
+    )
     intro_base = [base[str(x)] for x in np.unique(q[kind == "introspection"])]
     ctl_base = [base[str(x)] for x in np.unique(q[kind == "control"])]
     n_q = len(ctl_base) + 1
     cells = int(np.isfinite(arrays["rank"]).sum())
-    out.attrs.update({"intro_base": float(np.mean(intro_base)), "control_base": float(np.mean(ctl_base)),
-                      "n_control_questions": len(ctl_base),
-                      "interval": "control_shift: 95% bootstrap of the mean over control questions; pi_lo/pi_hi: 95% prediction "
-                                  "interval of one control question's shift (t, n−1 df); rank 1 = the largest shift of all questions",
-                      "cells": cells, "top_rank_cells": int((arrays["rank"] == 1).sum()), "top_rank_expected": cells / n_q,
-                      "top_rank_p": float(binomtest(int((arrays["rank"] == 1).sum()), cells, 1 / n_q, alternative="greater").pvalue) if cells else float("nan"),
-                      "above_pi_cells": int((arrays["intro_shift"] > arrays["pi_hi"]).sum()),
-                      "below_pi_cells": int((arrays["intro_shift"] < arrays["pi_lo"]).sum()),
-                      "outside_pi_expected": 0.05 * cells})
+    out.attrs.update(
+        {
+            "intro_base": float(np.mean(intro_base)),
+            "control_base": float(np.mean(ctl_base)),
+            "n_control_questions": len(ctl_base),
+            "interval": "control_shift: 95% bootstrap of the mean over control questions; pi_lo/pi_hi: 95% prediction "
+            "interval of one control question's shift (t, n−1 df); rank 1 = the largest shift of all questions",
+            "cells": cells,
+            "top_rank_cells": int((arrays["rank"] == 1).sum()),
+            "top_rank_expected": cells / n_q,
+            "top_rank_p": float(
+                binomtest(
+                    int((arrays["rank"] == 1).sum()), cells, 1 / n_q, alternative="greater"
+                ).pvalue
+            )
+            if cells
+            else float("nan"),
+            "above_pi_cells": int((arrays["intro_shift"] > arrays["pi_hi"]).sum()),
+            "below_pi_cells": int((arrays["intro_shift"] < arrays["pi_lo"]).sum()),
+            "outside_pi_expected": 0.05 * cells,
+        }
+    )
     return out
 
 
@@ -183,9 +273,16 @@ def _standing(intro_shift: float, ctl_shifts: np.ndarray) -> dict[str, float]:
     rank = 1 + int(np.sum(ctl_shifts >= intro_shift))
     if n < 2:
         return {"rank": float(rank), "pi_lo": np.nan, "pi_hi": np.nan, "outside_pi": np.nan}
-    half = float(student_t.ppf(0.975, n - 1)) * float(np.std(ctl_shifts, ddof=1)) * np.sqrt(1 + 1 / n)
+    half = (
+        float(student_t.ppf(0.975, n - 1)) * float(np.std(ctl_shifts, ddof=1)) * np.sqrt(1 + 1 / n)
+    )
     lo, hi = float(np.mean(ctl_shifts)) - half, float(np.mean(ctl_shifts)) + half
-    return {"rank": float(rank), "pi_lo": lo, "pi_hi": hi, "outside_pi": float(not lo <= intro_shift <= hi)}
+    return {
+        "rank": float(rank),
+        "pi_lo": lo,
+        "pi_hi": hi,
+        "outside_pi": float(not lo <= intro_shift <= hi),
+    }
 
 
 def format_summary(summary: xr.Dataset) -> str:
@@ -193,15 +290,24 @@ def format_summary(summary: xr.Dataset) -> str:
     for lay in summary.inject_layer.values:
         for s in summary.strength.values:
             c = summary.sel(inject_layer=lay, strength=s)
-            rows.append({"layer": int(lay), "strength": f"{float(s):g}", "intro LD": float(c.intro), "intro shift": float(c.intro_shift),
-                         "control shift [95% CI]": f"{float(c.control_shift):+.3f} [{float(c.control_shift_lo):+.3f}, {float(c.control_shift_hi):+.3f}]",
-                         "rank of intro": f"{int(c['rank'])}/{summary.attrs['n_control_questions'] + 1}",
-                         "control 95% PI": f"[{float(c.pi_lo):+.3f}, {float(c.pi_hi):+.3f}]",
-                         "mass intro/control": f"{float(c.intro_mass):.3f}/{float(c.control_mass):.3f}"})
+            rows.append(
+                {
+                    "layer": int(lay),
+                    "strength": f"{float(s):g}",
+                    "intro LD": float(c.intro),
+                    "intro shift": float(c.intro_shift),
+                    "control shift [95% CI]": f"{float(c.control_shift):+.3f} [{float(c.control_shift_lo):+.3f}, {float(c.control_shift_hi):+.3f}]",
+                    "rank of intro": f"{int(c['rank'])}/{summary.attrs['n_control_questions'] + 1}",
+                    "control 95% PI": f"[{float(c.pi_lo):+.3f}, {float(c.pi_hi):+.3f}]",
+                    "mass intro/control": f"{float(c.intro_mass):.3f}/{float(c.control_mass):.3f}",
+                }
+            )
     a = summary.attrs
-    return table(rows) + (f"\nunsteered Yes−No logit difference: introspection {a['intro_base']:+.3f}, control questions (mean of "
-                          f"{a['n_control_questions']}) {a['control_base']:+.3f}"
-                          f"\nintrospection question ranked first in {a['top_rank_cells']} of {a['cells']} cells "
-                          f"({a['top_rank_expected']:.1f} expected by chance; one-sided binomial p = {a['top_rank_p']:.3g}, cells treated as independent, which neighbouring cells are not); above the control "
-                          f"questions' 95% prediction interval in {a['above_pi_cells']}, below it in {a['below_pi_cells']} "
-                          f"({a['outside_pi_expected']:.1f} expected outside by chance)")
+    return table(rows) + (
+        f"\nunsteered Yes−No logit difference: introspection {a['intro_base']:+.3f}, control questions (mean of "
+        f"{a['n_control_questions']}) {a['control_base']:+.3f}"
+        f"\nintrospection question ranked first in {a['top_rank_cells']} of {a['cells']} cells "
+        f"({a['top_rank_expected']:.1f} expected by chance; one-sided binomial p = {a['top_rank_p']:.3g}, cells treated as independent, which neighbouring cells are not); above the control "
+        f"questions' 95% prediction interval in {a['above_pi_cells']}, below it in {a['below_pi_cells']} "
+        f"({a['outside_pi_expected']:.1f} expected outside by chance)"
+    )

@@ -69,7 +69,9 @@ class ThoughtsVsTextConfig:
     def __post_init__(self) -> None:
         check_config(self)
         if self.pairs < 1 or self.pairs > min(len(self.words()), len(self.lines())):
-            raise MechintroError(f"pairs={self.pairs}: give 1..{min(len(self.words()), len(self.lines()))} (one per sentence and concept)")
+            raise MechintroError(
+                f"pairs={self.pairs}: give 1..{min(len(self.words()), len(self.lines()))} (one per sentence and concept)"
+            )
 
     def words(self) -> tuple[str, ...]:
         return self.concepts or tuple(stimuli.concept_words())
@@ -81,49 +83,100 @@ class ThoughtsVsTextConfig:
 Config = ThoughtsVsTextConfig
 
 
-def make_pairs(words: tuple[str, ...], lines: tuple[str, ...], n: int, seed: int) -> list[tuple[str, str, list[str]]]:
+def make_pairs(
+    words: tuple[str, ...], lines: tuple[str, ...], n: int, seed: int
+) -> list[tuple[str, str, list[str]]]:
     """``n`` (sentence, concept, 10 candidates) triples; candidates are the concept and 9 others."""
     rng = np.random.default_rng(seed)
     concepts = rng.permutation(np.array(words, dtype=object))[:n]
     out = []
     for sentence, concept in zip(lines[:n], concepts, strict=True):
         others = [w for w in words if w != concept]
-        picks = rng.choice(np.array(others, dtype=object), size=min(9, len(others)), replace=False).tolist()
+        picks = rng.choice(
+            np.array(others, dtype=object), size=min(9, len(others)), replace=False
+        ).tolist()
         candidates = [str(concept), *map(str, picks)]
-        out.append((sentence, str(concept), [candidates[i] for i in rng.permutation(len(candidates))]))
+        out.append(
+            (sentence, str(concept), [candidates[i] for i in rng.permutation(len(candidates))])
+        )
     return out
 
 
-def build_trials(config: ThoughtsVsTextConfig, model: Model, vectors: xr.DataArray) -> tuple[list[Trial], list[int]]:
+def build_trials(
+    config: ThoughtsVsTextConfig, model: Model, vectors: xr.DataArray
+) -> tuple[list[Trial], list[int]]:
     layers = resolve_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     trials: list[Trial] = []
-    for sentence, concept, candidates in make_pairs(config.words(), config.lines(), config.pairs, config.seed):
+    for sentence, concept, candidates in make_pairs(
+        config.words(), config.lines(), config.pairs, config.seed
+    ):
         if concept not in set(vectors.concept.values.tolist()):
             raise MechintroError(f"no vector for '{concept}': compute vectors for the concept list")
         for task, (template, n_tokens) in TASKS.items():
-            prompt = tokenize(model.tokenizer, render_chat(model.tokenizer, [{"role": "user", "content": template.format(sentence=sentence)}]))
+            prompt = tokenize(
+                model.tokenizer,
+                render_chat(
+                    model.tokenizer,
+                    [{"role": "user", "content": template.format(sentence=sentence)}],
+                ),
+            )
             labels = {"task": task, "sentence": sentence, "candidates": json.dumps(candidates)}
-            base = {"prompt": prompt, "concept": concept, "window": Window.span(sentence), "labels": labels, "max_new_tokens": n_tokens}
+            base = {
+                "prompt": prompt,
+                "concept": concept,
+                "window": Window.span(sentence),
+                "labels": labels,
+                "max_new_tokens": n_tokens,
+            }
             trials.append(Trial(condition="control", **base))
             for layer in layers:
                 v = unit_vector(vectors, concept, layer, config.strength_unit)
-                trials += [Trial(condition="injected", strength=float(s), inject_layer=layer, inject_layer_end=layer + 1, vector=v, **base)
-                           for s in config.strengths]
+                trials += [
+                    Trial(
+                        condition="injected",
+                        strength=float(s),
+                        inject_layer=layer,
+                        inject_layer_end=layer + 1,
+                        vector=v,
+                        **base,
+                    )
+                    for s in config.strengths
+                ]
     return trials, layers
 
 
-def run(config: ThoughtsVsTextConfig, out: str | Path, *, model: Model, vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None, shard: Shard | None = None) -> Path:
+def run(
+    config: ThoughtsVsTextConfig,
+    out: str | Path,
+    *,
+    model: Model,
+    vectors: xr.DataArray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    shard: Shard | None = None,
+) -> Path:
     if vectors is None:
         vectors = concept_vectors(model, config.words())
     trials, layers = build_trials(config, model, vectors)
     return execute(
-        model, trials, out, config=dataclasses.asdict(config), mode="generate",
-        generation=Generation(max_new_tokens=max(n for _, n in TASKS.values()), temperature=config.temperature),
-        batch_size=config.batch_size, record=config.record_resid, seed=config.seed,
-        extra_attrs={"experiment": NAME, "layer_map": layer_map(config.layers, layers), "vectors_method": vectors.attrs.get("method", "")},
-        progress=progress, shard=shard,
+        model,
+        trials,
+        out,
+        config=dataclasses.asdict(config),
+        mode="generate",
+        generation=Generation(
+            max_new_tokens=max(n for _, n in TASKS.values()), temperature=config.temperature
+        ),
+        batch_size=config.batch_size,
+        record=config.record_resid,
+        seed=config.seed,
+        extra_attrs={
+            "experiment": NAME,
+            "layer_map": layer_map(config.layers, layers),
+            "vectors_method": vectors.attrs.get("method", ""),
+        },
+        progress=progress,
+        shard=shard,
     )
 
 
@@ -132,13 +185,20 @@ def scores(ds: xr.Dataset) -> xr.Dataset:
     candidates); the repeat task reproduces the sentence."""
     out = []
     for task, response, concept, sentence, candidates in zip(
-        ds["task"].values, ds["response"].values, ds["concept"].values, ds["sentence"].values, ds["candidates"].values, strict=True
+        ds["task"].values,
+        ds["response"].values,
+        ds["concept"].values,
+        ds["sentence"].values,
+        ds["candidates"].values,
+        strict=True,
     ):
         if task == "word":
             out.append(grading.closest_word(str(response), json.loads(str(candidates))) == concept)
         else:
             out.append(grading.repeated(str(response), str(sentence)))
-    return xr.Dataset({"success": ("trial", np.array(out, dtype=bool))}, coords={"trial": ds.trial.values})
+    return xr.Dataset(
+        {"success": ("trial", np.array(out, dtype=bool))}, coords={"trial": ds.trial.values}
+    )
 
 
 def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
@@ -148,7 +208,11 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     require_experiment(ds, NAME)
     ok = scores(ds)["success"].values
     task, cond = np.asarray(ds["task"].values), np.asarray(ds["condition"].values)
-    layer, strength, sentence = np.asarray(ds["inject_layer"].values), np.asarray(ds["strength"].values), np.asarray(ds["sentence"].values)
+    layer, strength, sentence = (
+        np.asarray(ds["inject_layer"].values),
+        np.asarray(ds["strength"].values),
+        np.asarray(ds["sentence"].values),
+    )
     inj = cond == "injected"
     layers, strengths = sorted(set(layer[inj].tolist())), sorted(set(strength[inj].tolist()))
     names = [f"{m}{s}" for m in ("word", "repeat", "both") for s in ("", "_lo", "_hi")]
@@ -157,16 +221,45 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     for i, lay in enumerate(layers):
         for j, s in enumerate(strengths):
             cell = inj & (layer == lay) & (strength == s)
-            by_task = {t: dict(zip(sentence[cell & (task == t)].tolist(), ok[cell & (task == t)].tolist(), strict=True)) for t in TASKS}
-            both = [by_task["word"][k] and by_task["repeat"][k] for k in by_task["word"] if k in by_task["repeat"]]
-            for name, values in (("word", list(by_task["word"].values())), ("repeat", list(by_task["repeat"].values())), ("both", both)):
-                arrays[name][i, j], arrays[f"{name}_lo"][i, j], arrays[f"{name}_hi"][i, j], n = rate(np.array(values, dtype=bool))
+            by_task = {
+                t: dict(
+                    zip(
+                        sentence[cell & (task == t)].tolist(),
+                        ok[cell & (task == t)].tolist(),
+                        strict=True,
+                    )
+                )
+                for t in TASKS
+            }
+            both = [
+                by_task["word"][k] and by_task["repeat"][k]
+                for k in by_task["word"]
+                if k in by_task["repeat"]
+            ]
+            for name, values in (
+                ("word", list(by_task["word"].values())),
+                ("repeat", list(by_task["repeat"].values())),
+                ("both", both),
+            ):
+                arrays[name][i, j], arrays[f"{name}_lo"][i, j], arrays[f"{name}_hi"][i, j], n = (
+                    rate(np.array(values, dtype=bool))
+                )
             n_pairs[i, j] = len(both)
-    out = xr.Dataset({k: (("inject_layer", "strength"), v) for k, v in arrays.items()} | {"n_pairs": (("inject_layer", "strength"), n_pairs)},
-                     coords={"inject_layer": layers, "strength": strengths})
+    out = xr.Dataset(
+        {k: (("inject_layer", "strength"), v) for k, v in arrays.items()}
+        | {"n_pairs": (("inject_layer", "strength"), n_pairs)},
+        coords={"inject_layer": layers, "strength": strengths},
+    )
     for t in TASKS:
         r, lo, hi, n = rate(ok[~inj & (task == t)])
-        out.attrs.update({f"baseline_{t}": r, f"baseline_{t}_lo": lo, f"baseline_{t}_hi": hi, f"baseline_{t}_n": n})
+        out.attrs.update(
+            {
+                f"baseline_{t}": r,
+                f"baseline_{t}_lo": lo,
+                f"baseline_{t}_hi": hi,
+                f"baseline_{t}_n": n,
+            }
+        )
     out.attrs["chance_word"] = 0.1
     return out
 
@@ -176,10 +269,20 @@ def format_summary(summary: xr.Dataset) -> str:
     for lay in summary.inject_layer.values:
         for s in summary.strength.values:
             c = summary.sel(inject_layer=lay, strength=s)
-            rows.append({"layer": int(lay), "strength": f"{float(s):g}", "pairs": int(c.n_pairs),
-                         "word named": float(c.word), "95% CI": f"[{float(c.word_lo):.3f}, {float(c.word_hi):.3f}]",
-                         "repeated": float(c.repeat), "95% CI ": f"[{float(c.repeat_lo):.3f}, {float(c.repeat_hi):.3f}]",
-                         "both": float(c.both)})
+            rows.append(
+                {
+                    "layer": int(lay),
+                    "strength": f"{float(s):g}",
+                    "pairs": int(c.n_pairs),
+                    "word named": float(c.word),
+                    "95% CI": f"[{float(c.word_lo):.3f}, {float(c.word_hi):.3f}]",
+                    "repeated": float(c.repeat),
+                    "95% CI ": f"[{float(c.repeat_lo):.3f}, {float(c.repeat_hi):.3f}]",
+                    "both": float(c.both),
+                }
+            )
     a = summary.attrs
-    return table(rows) + (f"\nuninjected: word named {a['baseline_word']:.3f} (chance {a['chance_word']:.2f}), "
-                          f"repeated {a['baseline_repeat']:.3f} (n={a['baseline_word_n']} pairs)")
+    return table(rows) + (
+        f"\nuninjected: word named {a['baseline_word']:.3f} (chance {a['chance_word']:.2f}), "
+        f"repeated {a['baseline_repeat']:.3f} (n={a['baseline_word_n']} pairs)"
+    )

@@ -38,36 +38,121 @@ HELD_OUT_FAMILIES = ("sentiment", "language")
 YES, NO = "Yes", "No"
 
 # Contexts ending on the word (the activation is read at the word's last token).
-WORD_TEMPLATES = ("{w}", "Tell me about {w}", "I keep thinking about {w}", "The next topic is {w}", "Let us talk about {w}",
-                  "Today's word: {w}")
-SENTENCE_TEMPLATES_POS = ("I really loved the {w}, it was wonderful.", "The {w} made me so happy today.",
-                          "What a delightful {w}, I enjoyed every minute.", "Our {w} was excellent and I am grateful.")
-SENTENCE_TEMPLATES_NEG = ("I really hated the {w}, it was awful.", "The {w} made me so sad today.",
-                          "What a dreadful {w}, I regretted every minute.", "Our {w} was terrible and I am upset.")
-SENTIMENT_THINGS = ("movie", "dinner", "trip", "concert", "book", "party", "game", "meeting", "holiday", "class",
-                    "show", "visit", "hotel", "lesson", "song", "walk")
+WORD_TEMPLATES = (
+    "{w}",
+    "Tell me about {w}",
+    "I keep thinking about {w}",
+    "The next topic is {w}",
+    "Let us talk about {w}",
+    "Today's word: {w}",
+)
+SENTENCE_TEMPLATES_POS = (
+    "I really loved the {w}, it was wonderful.",
+    "The {w} made me so happy today.",
+    "What a delightful {w}, I enjoyed every minute.",
+    "Our {w} was excellent and I am grateful.",
+)
+SENTENCE_TEMPLATES_NEG = (
+    "I really hated the {w}, it was awful.",
+    "The {w} made me so sad today.",
+    "What a dreadful {w}, I regretted every minute.",
+    "Our {w} was terrible and I am upset.",
+)
+SENTIMENT_THINGS = (
+    "movie",
+    "dinner",
+    "trip",
+    "concert",
+    "book",
+    "party",
+    "game",
+    "meeting",
+    "holiday",
+    "class",
+    "show",
+    "visit",
+    "hotel",
+    "lesson",
+    "song",
+    "walk",
+)
 # Common words of other languages, written for mechintro (a few per language; none is an English word).
-FOREIGN_WORDS = ("maison", "fenêtre", "château", "boulangerie", "fromage", "voiture", "oiseau", "jardin",
-                 "Fenster", "Schmetterling", "Kühlschrank", "Wissenschaft", "Zeitung", "Hund", "Apfelbaum", "Bahnhof",
-                 "ventana", "mariposa", "cuchillo", "manzana", "perro", "ciudad", "biblioteca", "zapato",
-                 "finestra", "farfalla", "coltello", "cucchiaio", "formaggio", "strada", "gatto", "giardino")
+FOREIGN_WORDS = (
+    "maison",
+    "fenêtre",
+    "château",
+    "boulangerie",
+    "fromage",
+    "voiture",
+    "oiseau",
+    "jardin",
+    "Fenster",
+    "Schmetterling",
+    "Kühlschrank",
+    "Wissenschaft",
+    "Zeitung",
+    "Hund",
+    "Apfelbaum",
+    "Bahnhof",
+    "ventana",
+    "mariposa",
+    "cuchillo",
+    "manzana",
+    "perro",
+    "ciudad",
+    "biblioteca",
+    "zapato",
+    "finestra",
+    "farfalla",
+    "coltello",
+    "cucchiaio",
+    "formaggio",
+    "strada",
+    "gatto",
+    "giardino",
+)
 CATEGORIES = {  # category name as asked → items (Lindsey's categories and Looking Inward's lists)
     "an animal": lambda: stimuli._load("looking_inward.json")["animals"],
     "a colour": lambda: stimuli._load("looking_inward.json")["colours"],
-    "a country": lambda: stimuli._load("looking_inward.json")["countries"] + stimuli.lindsey()["lindsey_category_countries"],
+    "a country": lambda: (
+        stimuli._load("looking_inward.json")["countries"]
+        + stimuli.lindsey()["lindsey_category_countries"]
+    ),
     "a famous person": lambda: stimuli.lindsey()["lindsey_category_famous_people"],
     "a verb": lambda: stimuli.lindsey()["lindsey_category_verbs"],
     "an abstract idea": lambda: stimuli.lindsey()["lindsey_category_abstract_nouns"],
     "a physical object": lambda: stimuli.lindsey()["lindsey_category_concrete_nouns"],
 }
 # Personas and system prompts written for mechintro (LatentQA-style questions about a system prompt).
-PERSONAS = ("pirate", "chef", "doctor", "poet", "detective", "astronaut", "gardener", "teacher", "knight", "robot",
-            "wizard", "farmer")
-SYSTEM_TEMPLATES = ("You are a {p}. Stay in character in every answer.", "Pretend to be a {p} and never break character.",
-                    "Roleplay as a {p} talking to a curious visitor.")
-USER_MESSAGES = ("How was your day?", "What should I eat tonight?", "Can you give me some advice?", "Tell me a short story.",
-                 "What do you think about the weather?", "Where do you live?", "What is your favourite thing?",
-                 "How do I fix a squeaky door?")
+PERSONAS = (
+    "pirate",
+    "chef",
+    "doctor",
+    "poet",
+    "detective",
+    "astronaut",
+    "gardener",
+    "teacher",
+    "knight",
+    "robot",
+    "wizard",
+    "farmer",
+)
+SYSTEM_TEMPLATES = (
+    "You are a {p}. Stay in character in every answer.",
+    "Pretend to be a {p} and never break character.",
+    "Roleplay as a {p} talking to a curious visitor.",
+)
+USER_MESSAGES = (
+    "How was your day?",
+    "What should I eat tonight?",
+    "Can you give me some advice?",
+    "Tell me a short story.",
+    "What do you think about the weather?",
+    "Where do you live?",
+    "What is your favourite thing?",
+    "How do I fix a squeaky door?",
+)
 
 
 @dataclass(frozen=True)
@@ -96,24 +181,63 @@ def held_out_words() -> set[str]:
 
 def _training_words() -> list[str]:
     li = stimuli._load("looking_inward.json")
-    pool = stimuli.baseline_words() + stimuli.control_words() + [w.capitalize() for w in li["english_words"] + li["animals"]]
+    pool = (
+        stimuli.baseline_words()
+        + stimuli.control_words()
+        + [w.capitalize() for w in li["english_words"] + li["animals"]]
+    )
     banned = held_out_words()
-    return sorted({w for w in pool if w.lower() not in banned and w.lower().rstrip("s") not in {b.rstrip("s") for b in banned}})
+    return sorted(
+        {
+            w
+            for w in pool
+            if w.lower() not in banned
+            and w.lower().rstrip("s") not in {b.rstrip("s") for b in banned}
+        }
+    )
 
 
 def _texts() -> list[str]:
     li = stimuli._load("looking_inward.json")
-    return list(stimuli.lindsey()["lindsey_sentences_50"]) + list(li["stories"]) + list(li["wikipedia"])
+    return (
+        list(stimuli.lindsey()["lindsey_sentences_50"])
+        + list(li["stories"])
+        + list(li["wikipedia"])
+    )
 
 
-def _yes_no(rng: random.Random, family: str, context, question_yes: str, question_no: str, concept: str, percent: int,
-            positions=(-1,)) -> Example:
+def _yes_no(
+    rng: random.Random,
+    family: str,
+    context,
+    question_yes: str,
+    question_no: str,
+    concept: str,
+    percent: int,
+    positions=(-1,),
+) -> Example:
     yes = rng.random() < 0.5
-    return Example(family, context, positions, question_yes if yes else question_no, YES if yes else NO, int(yes), concept, percent)
+    return Example(
+        family,
+        context,
+        positions,
+        question_yes if yes else question_no,
+        YES if yes else NO,
+        int(yes),
+        concept,
+        percent,
+    )
 
 
-def make(family: str, n: int, *, seed: int, words: list[str] | None = None, percents: tuple[int, ...] = (25, 50, 75),
-         tokenizer: object = None) -> list[Example]:
+def make(
+    family: str,
+    n: int,
+    *,
+    seed: int,
+    words: list[str] | None = None,
+    percents: tuple[int, ...] = (25, 50, 75),
+    tokenizer: object = None,
+) -> list[Example]:
     """``n`` examples of ``family`` (seeded). ``words``: the concept pool of ``identity`` and
     ``category`` (default: the training words, which exclude :func:`held_out_words`);
     ``tokenizer`` is needed by ``context`` (it predicts tokens)."""
@@ -128,16 +252,54 @@ def make(family: str, n: int, *, seed: int, words: list[str] | None = None, perc
             other = rng.choice([x for x in pool if x != w])
             ctx = rng.choice(WORD_TEMPLATES).format(w=w)
             if rng.random() < 0.25:
-                out.append(Example(family, ctx, (-1,), "Which word is this about? Answer with the word.", w, None, w, percent))
+                out.append(
+                    Example(
+                        family,
+                        ctx,
+                        (-1,),
+                        "Which word is this about? Answer with the word.",
+                        w,
+                        None,
+                        w,
+                        percent,
+                    )
+                )
             else:
-                out.append(_yes_no(rng, family, ctx, f"Is this about {w.lower()}?", f"Is this about {other.lower()}?", w, percent))
+                out.append(
+                    _yes_no(
+                        rng,
+                        family,
+                        ctx,
+                        f"Is this about {w.lower()}?",
+                        f"Is this about {other.lower()}?",
+                        w,
+                        percent,
+                    )
+                )
         elif family == "category":
             cat = rng.choice(sorted(CATEGORIES))
             w = rng.choice([x for x in CATEGORIES[cat]() if x.lower() not in banned])
             yes = rng.random() < 0.5
-            asked = cat if yes else rng.choice([c for c in sorted(CATEGORIES) if c != cat and w not in CATEGORIES[c]()])
+            asked = (
+                cat
+                if yes
+                else rng.choice(
+                    [c for c in sorted(CATEGORIES) if c != cat and w not in CATEGORIES[c]()]
+                )
+            )
             ctx = rng.choice(WORD_TEMPLATES).format(w=w)
-            out.append(Example(family, ctx, (-1,), f"Is this {asked}?", YES if yes else NO, int(yes), w, percent))
+            out.append(
+                Example(
+                    family,
+                    ctx,
+                    (-1,),
+                    f"Is this {asked}?",
+                    YES if yes else NO,
+                    int(yes),
+                    w,
+                    percent,
+                )
+            )
         elif family == "context":
             if tokenizer is None:
                 raise AssertionError("context prediction needs the tokenizer")
@@ -148,11 +310,11 @@ def make(family: str, n: int, *, seed: int, words: list[str] | None = None, perc
                 continue
             if rng.random() < 0.5:
                 t = rng.randint(0, len(ids) - k - 1)
-                target = tokenizer.decode(ids[t + 1:t + 1 + k])
+                target = tokenizer.decode(ids[t + 1 : t + 1 + k])
                 q = f"Can you predict the next {k} tokens that come after this?"
             else:
                 t = rng.randint(k, len(ids) - 1)
-                target = tokenizer.decode(ids[t - k:t])
+                target = tokenizer.decode(ids[t - k : t])
                 q = f"Can you predict the previous {k} tokens that came before this?"
             if not target.strip():
                 continue
@@ -162,37 +324,97 @@ def make(family: str, n: int, *, seed: int, words: list[str] | None = None, perc
             ctx = (rng.choice(SYSTEM_TEMPLATES).format(p=p), rng.choice(USER_MESSAGES))
             positions = tuple(range(-rng.randint(1, 4), 0))
             if rng.random() < 0.5:
-                out.append(Example(family, ctx, positions, "Who is the assistant pretending to be? Answer in two words.", f"a {p}",
-                                   None, p, percent))
+                out.append(
+                    Example(
+                        family,
+                        ctx,
+                        positions,
+                        "Who is the assistant pretending to be? Answer in two words.",
+                        f"a {p}",
+                        None,
+                        p,
+                        percent,
+                    )
+                )
             else:
                 other = rng.choice([x for x in PERSONAS if x != p])
-                out.append(_yes_no(rng, family, ctx, f"Is the assistant pretending to be a {p}?",
-                                   f"Is the assistant pretending to be a {other}?", p, percent, positions))
+                out.append(
+                    _yes_no(
+                        rng,
+                        family,
+                        ctx,
+                        f"Is the assistant pretending to be a {p}?",
+                        f"Is the assistant pretending to be a {other}?",
+                        p,
+                        percent,
+                        positions,
+                    )
+                )
         elif family == "sentiment":
             thing = rng.choice(SENTIMENT_THINGS)
             pos = rng.random() < 0.5
-            ctx = rng.choice(SENTENCE_TEMPLATES_POS if pos else SENTENCE_TEMPLATES_NEG).format(w=thing)
-            out.append(Example(family, ctx, (-1,), "Is the sentiment of this text positive?", YES if pos else NO, int(pos), thing, percent))
+            ctx = rng.choice(SENTENCE_TEMPLATES_POS if pos else SENTENCE_TEMPLATES_NEG).format(
+                w=thing
+            )
+            out.append(
+                Example(
+                    family,
+                    ctx,
+                    (-1,),
+                    "Is the sentiment of this text positive?",
+                    YES if pos else NO,
+                    int(pos),
+                    thing,
+                    percent,
+                )
+            )
         elif family == "language":
             english = rng.random() < 0.5
             w = rng.choice(pool if english else list(FOREIGN_WORDS))
             ctx = rng.choice(("{w}", "The word is {w}")).format(w=w.lower())
-            out.append(Example(family, ctx, (-1,), "Is this word English?", YES if english else NO, int(english), w, percent))
+            out.append(
+                Example(
+                    family,
+                    ctx,
+                    (-1,),
+                    "Is this word English?",
+                    YES if english else NO,
+                    int(english),
+                    w,
+                    percent,
+                )
+            )
         else:
             raise KeyError(family)
     return out
 
 
-def training_set(n: int, *, seed: int, tokenizer: object, percents: tuple[int, ...] = (25, 50, 75),
-                 families: tuple[str, ...] = TRAIN_FAMILIES) -> list[Example]:
+def training_set(
+    n: int,
+    *,
+    seed: int,
+    tokenizer: object,
+    percents: tuple[int, ...] = (25, 50, 75),
+    families: tuple[str, ...] = TRAIN_FAMILIES,
+) -> list[Example]:
     """``n`` training examples, an equal share of each training family, shuffled (seeded)."""
     share = -(-n // len(families))
-    examples = [e for f in families for e in make(f, share, seed=seed, percents=percents, tokenizer=tokenizer)]
+    examples = [
+        e
+        for f in families
+        for e in make(f, share, seed=seed, percents=percents, tokenizer=tokenizer)
+    ]
     random.Random(seed).shuffle(examples)
     return examples[:n]
 
 
-def held_out_concepts(n: int, *, seed: int, percents: tuple[int, ...] = (25, 50, 75)) -> list[Example]:
+def held_out_concepts(
+    n: int, *, seed: int, percents: tuple[int, ...] = (25, 50, 75)
+) -> list[Example]:
     """Yes/no identity questions about Lindsey's 50 concept words (never in training)."""
     words = sorted(stimuli.concept_words())
-    return [e for e in make("identity", 2 * n, seed=seed + 7, words=words, percents=percents) if e.label is not None][:n]
+    return [
+        e
+        for e in make("identity", 2 * n, seed=seed + 7, words=words, percents=percents)
+        if e.label is not None
+    ][:n]

@@ -75,31 +75,48 @@ class OracleConfig:
             raise MechintroError("layer_percents must be depths from 0 to 99")
 
     def lora(self) -> training.TrainConfig:
-        return training.TrainConfig(examples=self.examples, rank=self.rank, alpha=self.alpha, learning_rate=self.learning_rate,
-                                    batch_size=self.batch_size, epochs=self.epochs, seed=self.seed, checkpoint_every=self.checkpoint_every)
+        return training.TrainConfig(
+            examples=self.examples,
+            rank=self.rank,
+            alpha=self.alpha,
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            seed=self.seed,
+            checkpoint_every=self.checkpoint_every,
+        )
 
 
 def _context_tokens(model: Model, ex: odata.Example) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Token ids of an example's context and its activation positions (non-negative)."""
     if isinstance(ex.context, tuple):
         system, user = ex.context
-        text = render_chat(model.tokenizer, [{"role": "system", "content": system}, {"role": "user", "content": user}])
+        text = render_chat(
+            model.tokenizer,
+            [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        )
         prompt = tokenize(model.tokenizer, text)
         start = text.rindex(user)
-        in_user = [i for i, (a, b) in enumerate(prompt.offsets) if a < start + len(user) and b > start]
+        in_user = [
+            i for i, (a, b) in enumerate(prompt.offsets) if a < start + len(user) and b > start
+        ]
         return prompt.input_ids, tuple(in_user[p] for p in ex.positions)
     ids = tuple(model.tokenizer(ex.context, add_special_tokens=False)["input_ids"])
     return ids, tuple(p % len(ids) for p in ex.positions)
 
 
-def activations(model: Model, examples: Sequence[odata.Example], *, batch_size: int = 16) -> list[tuple[int, torch.Tensor]]:
+def activations(
+    model: Model, examples: Sequence[odata.Example], *, batch_size: int = 16
+) -> list[tuple[int, torch.Tensor]]:
     """Each example's ``(layer, activations (positions, d_model))``, float16-rounded as a run
     stores them, from ``model``'s residual stream over the example's context."""
     out: list[tuple[int, torch.Tensor]] = []
     for s in range(0, len(examples), batch_size):
-        chunk = examples[s:s + batch_size]
+        chunk = examples[s : s + batch_size]
         tokens = [_context_tokens(model, ex) for ex in chunk]
-        res = engine.forward(model, [ids for ids, _ in tokens], [None] * len(chunk), answer_ids=[0], record=True)
+        res = engine.forward(
+            model, [ids for ids, _ in tokens], [None] * len(chunk), answer_ids=[0], record=True
+        )
         width = res.resid.shape[2]
         for row, (ex, (ids, pos)) in enumerate(zip(chunk, tokens, strict=True)):
             layer = source_layer(model, ex.percent)
@@ -119,7 +136,9 @@ def _digest(acts: list[tuple[int, torch.Tensor]]) -> str:
     return h.hexdigest()
 
 
-def _steer(model: Model, placements: list[tuple[tuple[int, ...], torch.Tensor]], config: OracleConfig) -> Callable:
+def _steer(
+    model: Model, placements: list[tuple[tuple[int, ...], torch.Tensor]], config: OracleConfig
+) -> Callable:
     """finetune's ``steer``: a forward hook adding each example's activations at its placeholders."""
 
     @contextlib.contextmanager
@@ -133,7 +152,9 @@ def _steer(model: Model, placements: list[tuple[tuple[int, ...], torch.Tensor]],
                 pos, vecs = placements[i]
                 at = list(pos)
                 unit = torch.nn.functional.normalize(vecs.to(h.dtype), dim=-1)
-                delta[row, at] = (h[row, at].norm(dim=-1, keepdim=True) * unit * config.coefficient).detach()
+                delta[row, at] = (
+                    h[row, at].norm(dim=-1, keepdim=True) * unit * config.coefficient
+                ).detach()
             h = h + delta
             return (h, *output[1:]) if isinstance(output, tuple) else h
 
@@ -146,50 +167,98 @@ def _steer(model: Model, placements: list[tuple[tuple[int, ...], torch.Tensor]],
     return steer
 
 
-def train(model: Model, out: str | Path, config: OracleConfig, *, progress: Callable[[int, int], None] | None = None) -> Path:
+def train(
+    model: Model,
+    out: str | Path,
+    config: OracleConfig,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Train an activation oracle for ``model`` into ``out`` (an adapter directory with
     ``training.json``; resumes ``out.partial``). Returns ``out``."""
     if model.remote:
         raise MechintroError("oracle training runs here, not remotely: drop --remote")
     model.check_layer(config.inject_layer)
-    examples = odata.training_set(config.examples, seed=config.seed, tokenizer=model.tokenizer, percents=config.layer_percents)
+    examples = odata.training_set(
+        config.examples, seed=config.seed, tokenizer=model.tokenizer, percents=config.layer_percents
+    )
     acts = activations(model, examples)
     pairs, placements = [], []
     for ex, (layer, vecs) in zip(examples, acts, strict=True):
         prompt = oracle_prompt(model.tokenizer, _question(ex), layer=layer, n_positions=len(vecs))
-        user = f"Layer: {layer}\n" + PLACEHOLDER * len(vecs) + " \n" + _question(ex)  # the user turn oracle_prompt renders
+        user = (
+            f"Layer: {layer}\n" + PLACEHOLDER * len(vecs) + " \n" + _question(ex)
+        )  # the user turn oracle_prompt renders
         ids, _ = training._encode(model, user, ex.answer)
         if [ids[p] for p in prompt.positions] != [prompt.input_ids[p] for p in prompt.positions]:
-            raise MechintroError(f"{model.name}'s tokenizer renders the oracle prompt differently with an answer after it")
+            raise MechintroError(
+                f"{model.name}'s tokenizer renders the oracle prompt differently with an answer after it"
+            )
         pairs.append((user, ex.answer))
         placements.append((prompt.positions, vecs))
     families = sorted({ex.family for ex in examples})
-    record = {ORACLE_KEY: {"inject_layer": config.inject_layer, "coefficient": config.coefficient,
-                           "layer_percents": list(config.layer_percents), "source_layers": sorted({a[0] for a in acts}),
-                           "families": {f: sum(ex.family == f for ex in examples) for f in families},
-                           "held_out_families": list(odata.HELD_OUT_FAMILIES),
-                           "held_out_concepts": "Lindsey's 50 concept words (mechintro.stimuli.concept_words)",
-                           "activations_sha256": _digest(acts), "oracle_config": dataclasses.asdict(config)}}
-    return training.finetune(model, pairs, out, config.lora(), progress=progress, steer=_steer(model, placements, config),
-                             extra_record=record)
+    record = {
+        ORACLE_KEY: {
+            "inject_layer": config.inject_layer,
+            "coefficient": config.coefficient,
+            "layer_percents": list(config.layer_percents),
+            "source_layers": sorted({a[0] for a in acts}),
+            "families": {f: sum(ex.family == f for ex in examples) for f in families},
+            "held_out_families": list(odata.HELD_OUT_FAMILIES),
+            "held_out_concepts": "Lindsey's 50 concept words (mechintro.stimuli.concept_words)",
+            "activations_sha256": _digest(acts),
+            "oracle_config": dataclasses.asdict(config),
+        }
+    }
+    return training.finetune(
+        model,
+        pairs,
+        out,
+        config.lora(),
+        progress=progress,
+        steer=_steer(model, placements, config),
+        extra_record=record,
+    )
 
 
 # --- evaluation ----------------------------------------------------------------------------------
 
 
-def p_yes_examples(oracle: Oracle, examples: Sequence[odata.Example], acts: Sequence[tuple[int, torch.Tensor]], *,
-                   batch_size: int = 16) -> np.ndarray:
+def p_yes_examples(
+    oracle: Oracle,
+    examples: Sequence[odata.Example],
+    acts: Sequence[tuple[int, torch.Tensor]],
+    *,
+    batch_size: int = 16,
+) -> np.ndarray:
     """P(yes)/(P(yes)+P(no)) per yes/no example, each with its own question, layer and activations."""
     yes, no = yes_no_ids(oracle.model.tokenizer)
     scores = []
     for s in range(0, len(examples), batch_size):
         prompts, patches = [], []
-        for ex, (layer, vecs) in zip(examples[s:s + batch_size], acts[s:s + batch_size], strict=True):
-            p = oracle_prompt(oracle.model.tokenizer, _question(ex), layer=layer, n_positions=len(vecs))
+        for ex, (layer, vecs) in zip(
+            examples[s : s + batch_size], acts[s : s + batch_size], strict=True
+        ):
+            p = oracle_prompt(
+                oracle.model.tokenizer, _question(ex), layer=layer, n_positions=len(vecs)
+            )
             prompts.append(p.input_ids)
-            patches.append(engine.Patch(vectors=vecs, positions=p.positions, layer=oracle.inject_layer, coefficient=oracle.coefficient))
-        lp = engine.patched_forward(oracle.model, prompts, patches, answer_ids=yes + no).answer_logprobs
-        scores.append(torch.sigmoid(torch.logsumexp(lp[:, :len(yes)], -1) - torch.logsumexp(lp[:, len(yes):], -1)).numpy())
+            patches.append(
+                engine.Patch(
+                    vectors=vecs,
+                    positions=p.positions,
+                    layer=oracle.inject_layer,
+                    coefficient=oracle.coefficient,
+                )
+            )
+        lp = engine.patched_forward(
+            oracle.model, prompts, patches, answer_ids=yes + no
+        ).answer_logprobs
+        scores.append(
+            torch.sigmoid(
+                torch.logsumexp(lp[:, : len(yes)], -1) - torch.logsumexp(lp[:, len(yes) :], -1)
+            ).numpy()
+        )
     return np.concatenate(scores)
 
 
@@ -205,7 +274,14 @@ def _probe_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) 
     return probe.predict_proba(test_x)[:, 1]
 
 
-def evaluate(model: Model, oracle: Oracle, *, n: int = 100, seed: int = 0, percents: tuple[int, ...] = LAYER_PERCENTS) -> list[dict]:
+def evaluate(
+    model: Model,
+    oracle: Oracle,
+    *,
+    n: int = 100,
+    seed: int = 0,
+    percents: tuple[int, ...] = LAYER_PERCENTS,
+) -> list[dict]:
     """Yes/no accuracy of the oracle and its baselines on each evaluation set.
 
     Sets: each held-out family (``sentiment``, ``language``) and ``held-out concepts``
@@ -216,7 +292,9 @@ def evaluate(model: Model, oracle: Oracle, *, n: int = 100, seed: int = 0, perce
     """
     from mechintro.stats import wilson
 
-    sets = {f: odata.make(f, 2 * n, seed=seed + 101, percents=percents) for f in odata.HELD_OUT_FAMILIES}
+    sets = {
+        f: odata.make(f, 2 * n, seed=seed + 101, percents=percents) for f in odata.HELD_OUT_FAMILIES
+    }
     sets["held-out concepts"] = odata.held_out_concepts(2 * n, seed=seed + 101, percents=percents)
     base = untrained(model)
     rows = []
@@ -224,7 +302,9 @@ def evaluate(model: Model, oracle: Oracle, *, n: int = 100, seed: int = 0, perce
         acts = activations(model, examples)
         y = np.array([ex.label for ex in examples])
         test = slice(n, 2 * n)
-        shuffled = list(acts[n:])  # activations permuted among test examples of the same source layer
+        shuffled = list(
+            acts[n:]
+        )  # activations permuted among test examples of the same source layer
         rng = random.Random(seed)
         for layer in sorted({a[0] for a in shuffled}):
             idx = [i for i, a in enumerate(shuffled) if a[0] == layer]
@@ -242,12 +322,30 @@ def evaluate(model: Model, oracle: Oracle, *, n: int = 100, seed: int = 0, perce
             te = [i for i in range(n, 2 * n) if acts[i][0] == layer]
             if te:
                 x = {i: acts[i][1].mean(0).numpy() for i in tr + te}
-                probe[[i - n for i in te]] = _probe_scores(np.stack([x[i] for i in tr]), y[tr], np.stack([x[i] for i in te])) if tr else 0.5
+                probe[[i - n for i in te]] = (
+                    _probe_scores(np.stack([x[i] for i in tr]), y[tr], np.stack([x[i] for i in te]))
+                    if tr
+                    else 0.5
+                )
         scores["probe"] = probe
         majority = float(y[:n].mean() >= 0.5)
         scores["majority"] = np.full(n, majority)
         for reader, s in scores.items():
-            correct = int(((s > 0.5) == (y[test] == 1)).sum()) if reader != "majority" else int((y[test] == majority).sum())
+            correct = (
+                int(((s > 0.5) == (y[test] == 1)).sum())
+                if reader != "majority"
+                else int((y[test] == majority).sum())
+            )
             lo, hi = wilson(correct, n)
-            rows.append({"set": name, "reader": reader, "correct": correct, "n": n, "accuracy": correct / n, "lo": lo, "hi": hi})
+            rows.append(
+                {
+                    "set": name,
+                    "reader": reader,
+                    "correct": correct,
+                    "n": n,
+                    "accuracy": correct / n,
+                    "lo": lo,
+                    "hi": hi,
+                }
+            )
     return rows

@@ -30,17 +30,31 @@ def test_latent_introspection_equals_the_authors_procedure_on_smollm2(smollm2, t
     yes = smollm2.tokenizer.encode(" yes", add_special_tokens=False)[0]
     results = {}
     for variant, info in (("none", None), ("introspect", li["INFO_INTROSPECT"])):
-        base, expr = logit_diff(smollm2.hf, smollm2.tokenizer, authors_conversation(li, info), LAYERS, ref_vecs, 20.0)
+        base, expr = logit_diff(
+            smollm2.hf, smollm2.tokenizer, authors_conversation(li, info), LAYERS, ref_vecs, 20.0
+        )
         results[variant] = (float(base[yes]), float(expr[yes]))
 
     def ours_run(name, **over):
-        cfg = LI.Config(concepts=("cats",), variants=("none", "introspect"), control_questions=False, strengths=(20.0,),
-                        layer_start=9, layer_end=20, **over)
+        cfg = LI.Config(
+            concepts=("cats",),
+            variants=("none", "introspect"),
+            control_questions=False,
+            strengths=(20.0,),
+            layer_start=9,
+            layer_end=20,
+            **over,
+        )
         LI.run(cfg, tmp_path / name, model=smollm2, vectors=ours)
         ds = runs.open_run(tmp_path / name)
         p = np.exp(ds.answer_logprobs.sel(answer=" yes").values.astype(float))
-        return {v: (float(p[(ds.variant.values == v) & (ds.condition.values == "unsteered")][0]),
-                    float(p[(ds.variant.values == v) & (ds.condition.values == "steered")][0])) for v in results}
+        return {
+            v: (
+                float(p[(ds.variant.values == v) & (ds.condition.values == "unsteered")][0]),
+                float(p[(ds.variant.values == v) & (ds.condition.values == "steered")][0]),
+            )
+            for v in results
+        }
 
     got = ours_run("default.zarr")
     for v, (ref_base, ref_steered) in results.items():

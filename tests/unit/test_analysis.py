@@ -56,8 +56,13 @@ def synthetic_run(*, planted: str, seed: int = 0) -> tuple[xr.Dataset, xr.DataAr
             "inject_mask": (("trial", "pos"), inject_mask),
             "injected_vector": (("trial", "d_model"), vec.astype(np.float32)),
         },
-        coords={"trial": np.arange(n), "layer": np.arange(LAYERS), "concept": ("trial", concepts),
-                "condition": ("trial", np.where(injected, "injected", "control")), "strength": ("trial", np.ones(n))},
+        coords={
+            "trial": np.arange(n),
+            "layer": np.arange(LAYERS),
+            "concept": ("trial", concepts),
+            "condition": ("trial", np.where(injected, "injected", "control")),
+            "strength": ("trial", np.ones(n)),
+        },
         attrs={"model": "synthetic", "weights_sha256": "0" * 64, "experiment": "synthetic"},
     )
     return ds, xr.DataArray(lab.astype(object), dims="trial", attrs={"rule": "planted"}), u
@@ -72,8 +77,13 @@ def test_planted_anomaly_direction_is_recovered_on_held_out_concepts():
         # against missed injections only, the difference of means is the planted direction; against
         # all negatives it also holds the injection itself (controls have none)
         assert abs(float(missed.direction.sel(layer=layer).values @ u)) > 0.9
-        assert abs(float(result.direction_span.sel(layer=layer).values @ u)) > abs(float(result.direction.sel(layer=layer).values @ u))
-        for removal in ("none", "span"):  # the planted direction is not a concept: it survives removal
+        assert abs(float(result.direction_span.sel(layer=layer).values @ u)) > abs(
+            float(result.direction.sel(layer=layer).values @ u)
+        )
+        for removal in (
+            "none",
+            "span",
+        ):  # the planted direction is not a concept: it survives removal
             assert float(probe.sel(removal=removal, layer=layer)) > 0.9
             assert float(result.auc_lo.sel(estimator="probe", removal=removal, layer=layer)) > 0.75
         assert float(result.auc.sel(estimator="diff_means", removal="none", layer=layer)) > 0.9
@@ -109,8 +119,9 @@ def test_detection_labels_from_logits_use_the_controls_quantile():
     yes = np.linspace(-3, 3, n)
     yes[ds.condition.values == "control"] = 0.0
     logprobs = np.stack([np.log(1 / (1 + np.exp(-yes))), np.log(1 / (1 + np.exp(yes)))], 1)
-    ds = ds.assign(answer_logprobs=(("trial", "answer"), logprobs.astype(np.float32))).assign_coords(
-        answer=["Yes", "No"], answer_label=("answer", ["yes", "no"]))
+    ds = ds.assign(
+        answer_logprobs=(("trial", "answer"), logprobs.astype(np.float32))
+    ).assign_coords(answer=["Yes", "No"], answer_label=("answer", ["yes", "no"]))
     labels = an.detection_labels(ds)
     injected = ds.condition.values != "control"
     assert ((labels.values == "detected") == (injected & (yes > 1e-4))).all()
@@ -123,9 +134,12 @@ def test_cosines_with_vectors_of_the_same_model(tmp_path):
     rng = np.random.default_rng(3)
     table = rng.standard_normal((3, LAYERS, D))
     table[0] = u  # "Unusual" is the planted direction at every layer
-    vectors = xr.DataArray(table, dims=("concept", "layer", "d_model"),
-                           coords={"concept": ["Unusual", "Dust", "Oceans"], "layer": np.arange(LAYERS)},
-                           attrs={"model": "synthetic", "weights_sha256": "0" * 64})
+    vectors = xr.DataArray(
+        table,
+        dims=("concept", "layer", "d_model"),
+        coords={"concept": ["Unusual", "Dust", "Oceans"], "layer": np.arange(LAYERS)},
+        attrs={"model": "synthetic", "weights_sha256": "0" * 64},
+    )
     cos = an.anomaly_cosines(result, vectors)
     assert float(abs(cos.sel(word="Unusual", layer=3))) > 0.8
     assert float(abs(cos.sel(word="Dust", layer=3))) < 0.5
@@ -141,8 +155,12 @@ def synthetic_sentences(seed: int = 0) -> tuple[xr.Dataset, xr.DataArray]:
     words = [f"w{i}" for i in range(12)]
     control = [f"k{i}" for i in range(20)]
     table = rng.standard_normal((len(words) + len(control), LAYERS, D))
-    vectors = xr.DataArray(table, dims=("concept", "layer", "d_model"), coords={"concept": words + control, "layer": np.arange(LAYERS)},
-                           attrs={"model": "synthetic", "weights_sha256": "0" * 64})
+    vectors = xr.DataArray(
+        table,
+        dims=("concept", "layer", "d_model"),
+        coords={"concept": words + control, "layer": np.arange(LAYERS)},
+        attrs={"model": "synthetic", "weights_sha256": "0" * 64},
+    )
     rows, concept, condition = [], [], []
     read = np.zeros((2 * len(words), POS), bool)
     read[:, 3:] = True
@@ -153,11 +171,23 @@ def synthetic_sentences(seed: int = 0) -> tuple[xr.Dataset, xr.DataArray]:
             rows.append(r)
             concept.append(w)
             condition.append(cond)
-    ds = xr.Dataset({"resid": (("trial", "layer", "pos", "d_model"), np.array(rows, np.float16)),
-                     "read_mask": (("trial", "pos"), read)},
-                    coords={"trial": np.arange(len(rows)), "layer": np.arange(LAYERS), "concept": ("trial", concept),
-                            "condition": ("trial", condition)},
-                    attrs={"model": "synthetic", "weights_sha256": "0" * 64, "experiment": "intentional-control"})
+    ds = xr.Dataset(
+        {
+            "resid": (("trial", "layer", "pos", "d_model"), np.array(rows, np.float16)),
+            "read_mask": (("trial", "pos"), read),
+        },
+        coords={
+            "trial": np.arange(len(rows)),
+            "layer": np.arange(LAYERS),
+            "concept": ("trial", concept),
+            "condition": ("trial", condition),
+        },
+        attrs={
+            "model": "synthetic",
+            "weights_sha256": "0" * 64,
+            "experiment": "intentional-control",
+        },
+    )
     return ds, vectors.assign_attrs(control=control)
 
 
@@ -172,15 +202,22 @@ def test_alignment_equals_a_direct_per_token_computation():
     assert float(al.cos_word.sel(layer=layer)[t]) == pytest.approx(direct, abs=1e-5)
     k = vectors.sel(concept=control[7], layer=layer).values
     base = np.mean([x @ k / np.linalg.norm(x) / np.linalg.norm(k) for x in h])
-    assert float(al.cos_baseline.sel(layer=layer, control_word=control[7])[t]) == pytest.approx(base, abs=1e-5)
+    assert float(al.cos_baseline.sel(layer=layer, control_word=control[7])[t]) == pytest.approx(
+        base, abs=1e-5
+    )
     proj = np.mean(h @ (v / np.linalg.norm(v)))
     assert float(al.proj_word.sel(layer=layer)[t]) == pytest.approx(proj, rel=1e-4)
 
 
 def test_alignment_summary_orders_think_above_dont_think_above_baseline():
     ds, vectors = synthetic_sentences()
-    summary = an.alignment_summary(an.alignment(ds, vectors, baseline=vectors.attrs["control"]), n_boot=300)
-    think, dont = summary.cos_word.sel(condition="think"), summary.cos_word.sel(condition="dont_think")
+    summary = an.alignment_summary(
+        an.alignment(ds, vectors, baseline=vectors.attrs["control"]), n_boot=300
+    )
+    think, dont = (
+        summary.cos_word.sel(condition="think"),
+        summary.cos_word.sel(condition="dont_think"),
+    )
     assert (think > dont).all() and (dont > summary.baseline_hi.sel(condition="dont_think")).all()
     assert (summary.gap_lo > 0).all()
     assert (summary.gap == think - dont).all() or np.allclose(summary.gap, think - dont)
@@ -195,7 +232,9 @@ def tiny_run(tiny, tmp_path_factory):
     words = ["Dust", "Oceans", "Bread", "Silver"]
     vectors = concept_vectors(tiny, words, baseline=["Sand", "Clay", "Rain"])
     out = tmp_path_factory.mktemp("analysis") / "run.zarr"
-    config = detection_logits.Config(concepts=tuple(words), layers=("1",), strengths=(1.0, 4.0), record_resid=True, batch_size=4)
+    config = detection_logits.Config(
+        concepts=tuple(words), layers=("1",), strengths=(1.0, 4.0), record_resid=True, batch_size=4
+    )
     detection_logits.run(config, out, model=tiny, vectors=vectors)
     return open_run(out)
 
@@ -208,10 +247,14 @@ def test_logit_lens_last_layer_reproduces_the_model_and_middle_layers_match_hf(t
     last = lens.isel(layer=-1)
     # residuals are stored as float16: the lens at the last layer matches the model to ~1e-2
     assert float(abs(last.logit_diff - stored.logit_diff).max()) < 0.05
-    assert float(abs(lens.isel(layer=0).logit_diff - stored.logit_diff).max()) > 0.5  # the check can fail
+    assert (
+        float(abs(lens.isel(layer=0).logit_diff - stored.logit_diff).max()) > 0.5
+    )  # the check can fail
     # an independent lens on a control trial: HF hidden states → final norm → lm_head
     row = int(np.flatnonzero(tiny_run.condition.values == "control")[0])
-    ids = torch.tensor([tiny_run.input_ids.values[row][tiny_run.attention_mask.values[row].astype(bool)].tolist()])
+    ids = torch.tensor(
+        [tiny_run.input_ids.values[row][tiny_run.attention_mask.values[row].astype(bool)].tolist()]
+    )
     with torch.no_grad():
         hidden = tiny.hf(ids, output_hidden_states=True).hidden_states
         logp = torch.log_softmax(tiny.hf.lm_head(tiny.hf.model.norm(hidden[2][0, -1])), -1).double()
@@ -252,7 +295,17 @@ def test_engine_ablation_matches_a_plain_hook(tiny):
 def test_causal_check_reruns_the_recorded_trials_exactly(tiny, tiny_run):
     labels = an.detection_labels(tiny_run, quantile=0.5)
     result = an.anomaly_directions(tiny_run, labels, folds=2, n_boot=50)
-    check = an.causal_check(tiny, tiny_run, result, labels, layer=1, n_random=5, n_random_ablate=2, n_shuffled=2, max_trials=4)
+    check = an.causal_check(
+        tiny,
+        tiny_run,
+        result,
+        labels,
+        layer=1,
+        n_random=5,
+        n_random_ablate=2,
+        n_shuffled=2,
+        max_trials=4,
+    )
     assert np.allclose(check.recorded_logit_diff, check.stored_logit_diff, atol=1e-4)
     assert check.add_shift.sizes["add_direction"] == 2 + 2 + 5
     assert check.ablate_logit_diff.sizes["direction"] == 2 + 2 + 2
@@ -260,7 +313,12 @@ def test_causal_check_reruns_the_recorded_trials_exactly(tiny, tiny_run):
     assert check.attrs["p_resolution_add_random"] == pytest.approx(1 / 6)
     assert 1 / 6 <= check.attrs["add_p_random"] <= 1
     # setting the coordinate to the controls' mean changes the answer (the ablation acts)
-    assert float(abs(check.ablate_logit_diff.sel(direction="anomaly") - check.recorded_logit_diff).max()) > 1e-3
+    assert (
+        float(
+            abs(check.ablate_logit_diff.sel(direction="anomaly") - check.recorded_logit_diff).max()
+        )
+        > 1e-3
+    )
 
 
 def test_ablation_to_a_target_coordinate(tiny):
@@ -272,6 +330,8 @@ def test_ablation_to_a_target_coordinate(tiny):
     u = _t.zeros(tiny.d_model)
     u[0] = 1.0
     zero = engine.forward(tiny, prompt, [None], answer_ids=[1, 2], record=True, ablate={1: u})
-    seven = engine.forward(tiny, prompt, [None], answer_ids=[1, 2], record=True, ablate={1: (u, 7.0)})
+    seven = engine.forward(
+        tiny, prompt, [None], answer_ids=[1, 2], record=True, ablate={1: (u, 7.0)}
+    )
     assert float(zero.resid[0, 1, :, 0].abs().max()) < 1e-2
     assert _t.allclose(seven.resid[0, 1, :, 0].float(), _t.full((5,), 7.0), atol=5e-2)

@@ -41,7 +41,7 @@ def run(kind: str, seed: int = 0):
         feats += 3.0 * detected[:, None, None] * u
     elif kind == "cell":  # detection is the strength; the residual carries the strength
         detected = injected & (strength_arr == 4.0)
-        feats += (strength_arr[:, None, None] * v)
+        feats += strength_arr[:, None, None] * v
     elif kind == "lens":  # detection is the answer the lens already reads; the residual carries it
         detected = injected & (latent > 0)
         feats += 2.0 * latent[:, None, None] * u
@@ -52,13 +52,27 @@ def run(kind: str, seed: int = 0):
     labels = np.where(detected, "detected", np.where(injected, "missed", "control")).astype(object)
     ds = xr.Dataset(
         {"resid": (("trial", "layer"), np.zeros((n, len(LAYERS)), np.float16))},
-        coords={"trial": np.arange(n), "layer": LAYERS, "concept": ("trial", concepts),
-                "condition": ("trial", np.where(injected, "injected", "control")),
-                "inject_layer": ("trial", np.array(layer)), "strength": ("trial", strength_arr)},
+        coords={
+            "trial": np.arange(n),
+            "layer": LAYERS,
+            "concept": ("trial", concepts),
+            "condition": ("trial", np.where(injected, "injected", "control")),
+            "inject_layer": ("trial", np.array(layer)),
+            "strength": ("trial", strength_arr),
+        },
         attrs={"model": "synthetic", "experiment": "synthetic"},
     )
-    features = xr.DataArray(feats.astype(np.float32), dims=("trial", "layer", "d_model"), coords={"trial": np.arange(n), "layer": LAYERS})
-    lens_da = xr.DataArray(lens, dims=("trial", "layer"), coords={"trial": np.arange(n), "layer": LAYERS}, name="logit_diff")
+    features = xr.DataArray(
+        feats.astype(np.float32),
+        dims=("trial", "layer", "d_model"),
+        coords={"trial": np.arange(n), "layer": LAYERS},
+    )
+    lens_da = xr.DataArray(
+        lens,
+        dims=("trial", "layer"),
+        coords={"trial": np.arange(n), "layer": LAYERS},
+        name="logit_diff",
+    )
     return ds, xr.DataArray(labels, dims="trial", attrs={"rule": kind}), features, lens_da
 
 
@@ -73,7 +87,11 @@ def test_a_planted_anomaly_signal_is_found_and_beats_all_three_baselines():
     assert r.passes.all()
     assert (r.probe > 0.9).all() and (r.probe_lo > 0.8).all()
     assert (r.layer_strength < 0.75).all() and (abs(r.lens - 0.5) < 0.15).all()
-    assert (r.p_perm == pytest.approx(1 / 40)).all() and (r.p_perm_max == pytest.approx(1 / 40)).all() and (r.null_q95 < 0.8).all()
+    assert (
+        (r.p_perm == pytest.approx(1 / 40)).all()
+        and (r.p_perm_max == pytest.approx(1 / 40)).all()
+        and (r.null_q95 < 0.8).all()
+    )
     assert r.attrs["nested_probe"] > 0.9 and r.attrs["nested_vs_lens_lo"] > 0
     assert set(eval(r.attrs["nested_layers"])) <= set(LAYERS)
     assert "passes" in anomaly.format_baselines(r)
@@ -105,7 +123,7 @@ def test_trials_injected_after_the_probed_layer_are_left_out():
     lens = lens.assign_coords(layer=[1, 2])
     ds = ds.assign_coords(layer=[1, 2])
     r = anomaly.anomaly_baselines(ds, labels, features=features, lens=lens, n_perm=0, n_boot=50)
-    injected_by_1 = int(((ds.inject_layer.values == 1)).sum()) + N_CONTROLS
+    injected_by_1 = int((ds.inject_layer.values == 1).sum()) + N_CONTROLS
     assert int(r.n_trials.sel(layer=1)) == injected_by_1
     assert int(r.n_trials.sel(layer=2)) == ds.sizes["trial"]
 
@@ -116,12 +134,15 @@ def test_detection_margin_leaves_borderline_trials_out():
     yes = np.linspace(-3, 3, n)
     yes[ds.condition.values == "control"] = 0.0
     logprobs = np.stack([np.log(1 / (1 + np.exp(-yes))), np.log(1 / (1 + np.exp(yes)))], 1)
-    ds = ds.assign(answer_logprobs=(("trial", "answer"), logprobs.astype(np.float32))).assign_coords(
-        answer=["Yes", "No"], answer_label=("answer", ["yes", "no"]))
+    ds = ds.assign(
+        answer_logprobs=(("trial", "answer"), logprobs.astype(np.float32))
+    ).assign_coords(answer=["Yes", "No"], answer_label=("answer", ["yes", "no"]))
     injected = ds.condition.values != "control"
     labels = anomaly.detection_labels(ds, margin=1.0)
     assert ((labels.values == "detected") == (injected & (yes > 1.0 + 1e-4))).all()
-    assert ((labels.values == "borderline") == (injected & (yes > 1e-4) & (yes <= 1.0 + 1e-4))).all()
+    assert (
+        (labels.values == "borderline") == (injected & (yes > 1e-4) & (yes <= 1.0 + 1e-4))
+    ).all()
     assert labels.attrs["margin"] == 1.0 and "margin 1" in labels.attrs["rule"]
     from mechintro.errors import MechintroError
 

@@ -28,7 +28,9 @@ def run_case(case: Case, env: Path, monkeypatch, capsys) -> str:
         code = main(["-q", *argv])
         err = capsys.readouterr().err.strip()
         assert code == 2, f"exit {code}: {err}"
-        assert err.startswith("mechintro: error:") and "\n" not in err and "Traceback" not in err, err
+        assert err.startswith("mechintro: error:") and "\n" not in err and "Traceback" not in err, (
+            err
+        )
         if case.out:
             assert not (env / case.out).exists(), f"{case.out} was left behind"
         return err.removeprefix("mechintro: error: ")
@@ -49,7 +51,9 @@ def test_there_are_at_least_30_and_the_doc_lists_each():
     assert len(CASES) >= 30 and len({c.id for c in CASES}) == len(CASES)
     doc = (ROOT / "docs" / "bad-inputs.md").read_text()
     listed = re.findall(r"^\| `([a-z0-9-]+)` \|", doc, flags=re.M)
-    assert listed == [c.id for c in CASES], "regenerate with: .venv/bin/python scripts/bad_input_table.py"
+    assert listed == [c.id for c in CASES], (
+        "regenerate with: .venv/bin/python scripts/bad_input_table.py"
+    )
 
 
 def test_debug_shows_the_traceback(tmp_path):

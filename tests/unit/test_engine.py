@@ -14,7 +14,9 @@ from ..conftest import ARCHS
 
 
 def _prompt(model, text: str):
-    return tokenize(model.tokenizer, render_chat(model.tokenizer, [{"role": "user", "content": text}]))
+    return tokenize(
+        model.tokenizer, render_chat(model.tokenizer, [{"role": "user", "content": text}])
+    )
 
 
 def _vec(model, seed: int, scale: float = 3.0) -> torch.Tensor:
@@ -34,9 +36,13 @@ def reference_forward(model, ids, injection):
         def hook(module, args, output):
             h = output[0] if isinstance(output, tuple) else output
             if injection is not None and i in injection.layers:
-                h = h + torch.tensor(injection.mask, dtype=h.dtype)[None, :, None] * injection.vector
+                h = (
+                    h
+                    + torch.tensor(injection.mask, dtype=h.dtype)[None, :, None] * injection.vector
+                )
             captured[i] = h
             return (h, *output[1:]) if isinstance(output, tuple) else h
+
         return hook
 
     for i, layer in enumerate(layers):
@@ -57,8 +63,16 @@ def reference_greedy(model, ids, injection, n_new):
     seq = list(ids)
     out = []
     for _ in range(n_new):
-        mask = list(injection.mask) + [injection.generated] * (len(seq) - len(ids)) if injection else None
-        inj = engine.Injection(vector=injection.vector, layers=injection.layers, mask=tuple(mask)) if injection else None
+        mask = (
+            list(injection.mask) + [injection.generated] * (len(seq) - len(ids))
+            if injection
+            else None
+        )
+        inj = (
+            engine.Injection(vector=injection.vector, layers=injection.layers, mask=tuple(mask))
+            if injection
+            else None
+        )
         logprobs, _ = reference_forward(model, seq, inj)
         nxt = int(logprobs.argmax())
         out.append(nxt)
@@ -91,12 +105,16 @@ def test_recorded_residuals_equal_hf_hidden_states(tiny_models, arch):
 def test_injection_matches_plain_hook_reference(tiny_models, arch):
     model = tiny_models(arch)
     p = _prompt(model, "Ok, let's get started.\n\nTrial 1: anything?")
-    inj = engine.Injection(vector=_vec(model, 1), layers=(1,), mask=Window.from_marker("\n\nTrial 1").resolve(p))
+    inj = engine.Injection(
+        vector=_vec(model, 1), layers=(1,), mask=Window.from_marker("\n\nTrial 1").resolve(p)
+    )
     ids = list(range(len(model.tokenizer)))[:20]
     res = engine.forward(model, [p.input_ids], [inj], answer_ids=ids, record=True)
     ref_lp, ref_resid = reference_forward(model, p.input_ids, inj)
     torch.testing.assert_close(res.answer_logprobs[0], ref_lp[ids], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(res.resid[0].float(), ref_resid.to(torch.float16).float(), atol=1e-2, rtol=1e-3)
+    torch.testing.assert_close(
+        res.resid[0].float(), ref_resid.to(torch.float16).float(), atol=1e-2, rtol=1e-3
+    )
 
 
 def test_strength_zero_is_bitwise_baseline(tiny):
@@ -123,48 +141,85 @@ def test_positions_before_window_and_layers_before_L_unchanged(tiny):
 
 
 def test_batched_equals_unbatched_with_left_padding(tiny):
-    prompts = [_prompt(tiny, "short"), _prompt(tiny, "a much longer prompt about oceans and dust"), _prompt(tiny, "mid length one")]
+    prompts = [
+        _prompt(tiny, "short"),
+        _prompt(tiny, "a much longer prompt about oceans and dust"),
+        _prompt(tiny, "mid length one"),
+    ]
     injections = [
         engine.Injection(vector=_vec(tiny, 4), layers=(0,), mask=(True,) * len(prompts[0])),
         None,
-        engine.Injection(vector=_vec(tiny, 5), layers=(1, 2), mask=Window.span("length").resolve(prompts[2])),
+        engine.Injection(
+            vector=_vec(tiny, 5), layers=(1, 2), mask=Window.span("length").resolve(prompts[2])
+        ),
     ]
     ids = [4, 5, 6, 7]
-    batched = engine.forward(tiny, [p.input_ids for p in prompts], injections, answer_ids=ids, record=True)
+    batched = engine.forward(
+        tiny, [p.input_ids for p in prompts], injections, answer_ids=ids, record=True
+    )
     width = batched.resid.shape[2]
     for i, (p, inj) in enumerate(zip(prompts, injections, strict=True)):
         single = engine.forward(tiny, [p.input_ids], [inj], answer_ids=ids, record=True)
-        torch.testing.assert_close(batched.answer_logprobs[i], single.answer_logprobs[0], atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(batched.resid[i, :, width - len(p):].float(), single.resid[0].float(), atol=2e-2, rtol=1e-3)
+        torch.testing.assert_close(
+            batched.answer_logprobs[i], single.answer_logprobs[0], atol=1e-4, rtol=1e-4
+        )
+        torch.testing.assert_close(
+            batched.resid[i, :, width - len(p) :].float(),
+            single.resid[0].float(),
+            atol=2e-2,
+            rtol=1e-3,
+        )
         assert not batched.resid[i, :, : width - len(p)].any()  # padding stored as zeros
 
 
 def test_prompt_only_window_equals_kv_cache_protocol(tiny):
     """vgel's protocol — steer while turn 1 fills the KV cache, then run turn 2 unsteered on that
     cache — equals one forward pass with the injection masked to turn 1."""
-    messages = [{"role": "user", "content": "Think."}, {"role": "assistant", "content": "{ }"}, {"role": "user", "content": "Do you detect it?"}]
+    messages = [
+        {"role": "user", "content": "Think."},
+        {"role": "assistant", "content": "{ }"},
+        {"role": "user", "content": "Do you detect it?"},
+    ]
     text = render_chat(tiny.tokenizer, messages)
-    turn1 = render_chat(tiny.tokenizer, messages[:2], continue_final=False).removesuffix("<|im_start|>assistant\n")
+    turn1 = render_chat(tiny.tokenizer, messages[:2], continue_final=False).removesuffix(
+        "<|im_start|>assistant\n"
+    )
     p = tokenize(tiny.tokenizer, text)
     mask = Window.before(len(turn1)).resolve(p)
     k = sum(mask)
     vec = _vec(tiny, 6)
-    single = engine.forward(tiny, [p.input_ids], [engine.Injection(vector=vec, layers=(1,), mask=mask)], answer_ids=list(range(30)))
+    single = engine.forward(
+        tiny,
+        [p.input_ids],
+        [engine.Injection(vector=vec, layers=(1,), mask=mask)],
+        answer_ids=list(range(30)),
+    )
     layer = get_module(tiny.hf, tiny.arch.layers)[1]
     handle = layer.register_forward_hook(lambda m, a, o: o + vec)
     with torch.no_grad():
         try:
-            cache = tiny.hf(input_ids=torch.tensor([p.input_ids[:k]]), use_cache=True).past_key_values
+            cache = tiny.hf(
+                input_ids=torch.tensor([p.input_ids[:k]]), use_cache=True
+            ).past_key_values
         finally:
             handle.remove()
-        logits = tiny.hf(input_ids=torch.tensor([p.input_ids[k:]]), past_key_values=cache).logits[0, -1]
-    torch.testing.assert_close(single.answer_logprobs[0], torch.log_softmax(logits, -1)[:30], atol=1e-5, rtol=1e-5)
+        logits = tiny.hf(input_ids=torch.tensor([p.input_ids[k:]]), past_key_values=cache).logits[
+            0, -1
+        ]
+    torch.testing.assert_close(
+        single.answer_logprobs[0], torch.log_softmax(logits, -1)[:30], atol=1e-5, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("generated", [False, True])
 def test_generation_with_kv_cache_equals_recomputation(tiny, generated):
     p = _prompt(tiny, "Trial 1: Do you detect an injected thought?")
-    inj = engine.Injection(vector=_vec(tiny, 7, 2.0), layers=(1,), mask=Window.from_marker("Trial 1").resolve(p), generated=generated)
+    inj = engine.Injection(
+        vector=_vec(tiny, 7, 2.0),
+        layers=(1,),
+        mask=Window.from_marker("Trial 1").resolve(p),
+        generated=generated,
+    )
     res = engine.generate(tiny, [p.input_ids], [inj], max_new_tokens=8, temperature=0.0, seed=0)
     got = [t for t in res.generated[0].tolist() if t >= 0]
     assert got == reference_greedy(tiny, p.input_ids, inj, 8)
@@ -172,11 +227,18 @@ def test_generation_with_kv_cache_equals_recomputation(tiny, generated):
 
 def test_generation_batched_rows_match_single_and_seed_reproduces(tiny):
     prompts = [_prompt(tiny, "Hi"), _prompt(tiny, "Tell me a long story about the sea")]
-    injections = [engine.Injection(vector=_vec(tiny, 8), layers=(2,), mask=(True,) * len(prompts[0]), generated=True), None]
+    injections = [
+        engine.Injection(
+            vector=_vec(tiny, 8), layers=(2,), mask=(True,) * len(prompts[0]), generated=True
+        ),
+        None,
+    ]
     ids = [p.input_ids for p in prompts]
     greedy = engine.generate(tiny, ids, injections, max_new_tokens=6, temperature=0.0, seed=0)
     for i in range(2):
-        single = engine.generate(tiny, [ids[i]], [injections[i]], max_new_tokens=6, temperature=0.0, seed=0)
+        single = engine.generate(
+            tiny, [ids[i]], [injections[i]], max_new_tokens=6, temperature=0.0, seed=0
+        )
         n = int((single.generated[0] >= 0).sum())
         assert torch.equal(greedy.generated[i, :n], single.generated[0, :n])
     a = engine.generate(tiny, ids, injections, max_new_tokens=6, temperature=1.0, seed=123)
@@ -192,7 +254,9 @@ def test_last_token_resid_matches_hidden_states(tiny):
     acts = engine.last_token_resid(tiny, [p.input_ids for p in prompts])
     for i, p in enumerate(prompts):
         with torch.no_grad():
-            hs = tiny.hf(input_ids=torch.tensor([p.input_ids]), output_hidden_states=True).hidden_states
+            hs = tiny.hf(
+                input_ids=torch.tensor([p.input_ids]), output_hidden_states=True
+            ).hidden_states
         for layer in range(tiny.n_layers - 1):
             torch.testing.assert_close(acts[i, layer], hs[layer + 1][0, -1], atol=1e-4, rtol=1e-4)
 
@@ -212,8 +276,12 @@ def _shared_batch(model, seed: int = 0):
     prompts = [base + torch.randint(5, 100, (10,), generator=g).tolist() for _ in range(4)]
     vec = torch.randn(model.d_model, generator=g)
     mask = (False,) * 52 + (True,) * 8
-    injections = [engine.Injection(vector=vec, layers=(1,), mask=mask), None,
-                  engine.Injection(vector=2 * vec, layers=(0, 2), mask=mask), None]
+    injections = [
+        engine.Injection(vector=vec, layers=(1,), mask=mask),
+        None,
+        engine.Injection(vector=2 * vec, layers=(0, 2), mask=mask),
+        None,
+    ]
     return prompts, injections
 
 
@@ -225,21 +293,29 @@ def test_shared_prefix_reuse_gives_the_same_numbers(tiny_models, arch):
     assert engine.shared_prefix(prompts, injections) == 50
     full = engine.forward(model, prompts, injections, answer_ids=[10, 11, 12], record=True)
     for _ in range(2):  # the second call takes the prefix from the cache
-        reused = engine.forward(model, prompts, injections, answer_ids=[10, 11, 12], record=True, prefix=50)
+        reused = engine.forward(
+            model, prompts, injections, answer_ids=[10, 11, 12], record=True, prefix=50
+        )
         assert torch.allclose(reused.answer_logprobs, full.answer_logprobs, atol=1e-5)
         assert reused.resid.shape == full.resid.shape
-        assert float((reused.resid.float() - full.resid.float()).abs().max()) <= 4e-3  # float16 rounding
+        assert (
+            float((reused.resid.float() - full.resid.float()).abs().max()) <= 4e-3
+        )  # float16 rounding
     unrecorded = engine.forward(model, prompts, injections, answer_ids=[10, 11, 12], prefix=30)
     assert torch.allclose(unrecorded.answer_logprobs, full.answer_logprobs, atol=1e-5)
     with pytest.raises(AssertionError, match="prefix reuse needs"):
-        engine.forward(model, prompts, injections, answer_ids=[10], prefix=53)  # an injection starts at 52
+        engine.forward(
+            model, prompts, injections, answer_ids=[10], prefix=53
+        )  # an injection starts at 52
 
 
 def test_shared_prefix_stops_at_the_first_difference_injection_or_last_token():
     same = [[1, 2, 3, 4, 5]] * 3
     assert engine.shared_prefix(same, [None] * 3) == 4  # one token is always left to run
     assert engine.shared_prefix([[1, 2, 3, 4], [1, 2, 9, 4]], [None, None]) == 2
-    assert engine.shared_prefix([[1, 2, 3], [1, 2, 3, 4]], [None, None]) == 0  # unequal lengths would need padding
+    assert (
+        engine.shared_prefix([[1, 2, 3], [1, 2, 3, 4]], [None, None]) == 0
+    )  # unequal lengths would need padding
     inj = engine.Injection(vector=torch.zeros(4), layers=(0,), mask=(False, True, True, True, True))
     assert engine.shared_prefix(same, [None, inj, None]) == 1
 
@@ -259,9 +335,28 @@ def test_the_prefix_cache_belongs_to_one_model(tiny_models):
 def test_shared_prefix_reuse_in_generation_samples_the_same_tokens(tiny_models, arch):
     model = tiny_models(arch)
     prompts, injections = _shared_batch(model)
-    injections[0] = engine.Injection(vector=injections[0].vector, layers=(1,), mask=injections[0].mask, generated=True)
+    injections[0] = engine.Injection(
+        vector=injections[0].vector, layers=(1,), mask=injections[0].mask, generated=True
+    )
     for temperature in (0.0, 1.0):
-        full = engine.generate(model, prompts, injections, max_new_tokens=6, temperature=temperature, seed=3, record=True)
-        reused = engine.generate(model, prompts, injections, max_new_tokens=6, temperature=temperature, seed=3, record=True, prefix=50)
+        full = engine.generate(
+            model,
+            prompts,
+            injections,
+            max_new_tokens=6,
+            temperature=temperature,
+            seed=3,
+            record=True,
+        )
+        reused = engine.generate(
+            model,
+            prompts,
+            injections,
+            max_new_tokens=6,
+            temperature=temperature,
+            seed=3,
+            record=True,
+            prefix=50,
+        )
         assert torch.equal(reused.generated, full.generated)
         assert float((reused.resid.float() - full.resid.float()).abs().max()) <= 4e-3

@@ -45,12 +45,22 @@ def _decode(model, ds, i, mask_name):
 
 
 def test_injected_thoughts_grid_window_and_controls(tiny, vecs, tmp_path):
-    cfg = IT.Config(concepts=WORDS, layers=(1, 2), strengths=(2.0, 4.0), trials=3, controls=2, max_new_tokens=4, batch_size=8)
+    cfg = IT.Config(
+        concepts=WORDS,
+        layers=(1, 2),
+        strengths=(2.0, 4.0),
+        trials=3,
+        controls=2,
+        max_new_tokens=4,
+        batch_size=8,
+    )
     IT.run(cfg, tmp_path / "r.zarr", model=tiny, vectors=vecs)
     ds = runs.open_run(tmp_path / "r.zarr")
     assert ds.sizes["trial"] == 2 * 2 * (3 + 2)
     inj = ds.condition.values == "injected"
-    assert ds.generated_injection.values[inj].all() and not ds.generated_injection.values[~inj].any()
+    assert (
+        ds.generated_injection.values[inj].all() and not ds.generated_injection.values[~inj].any()
+    )
     assert not ds.inject_mask.values[~inj].any() and (ds.injected_vector.values[~inj] == 0).all()
     # the window runs from the double newline before "Trial 1" to the end of the prompt
     text = _decode(tiny, ds, int(np.flatnonzero(inj)[0]), "inject_mask")
@@ -63,7 +73,9 @@ def test_injected_thoughts_grid_window_and_controls(tiny, vecs, tmp_path):
 
 @pytest.mark.parametrize("kind", ["random", "negated"])
 def test_injected_thoughts_control_vectors(tiny, vecs, kind):
-    cfg = IT.Config(concepts=WORDS, layers=(1,), strengths=(1.0,), trials=4, controls=0 + 1, vector_kind=kind)
+    cfg = IT.Config(
+        concepts=WORDS, layers=(1,), strengths=(1.0,), trials=4, controls=0 + 1, vector_kind=kind
+    )
     trials, _ = IT.build_trials(cfg, tiny, vecs)
     for t in trials:
         if t.vector is None:
@@ -77,9 +89,17 @@ def test_injected_thoughts_control_vectors(tiny, vecs, kind):
 
 
 def test_open_questions_inject_on_every_token(tiny, vecs):
-    trials, _ = IT.build_trials(IT.Config(concepts=WORDS, layers=(1,), strengths=(1.0,), trials=1, controls=1, question="mind"), tiny, vecs)
+    trials, _ = IT.build_trials(
+        IT.Config(
+            concepts=WORDS, layers=(1,), strengths=(1.0,), trials=1, controls=1, question="mind"
+        ),
+        tiny,
+        vecs,
+    )
     inj = trials[0].injection()
-    assert all(inj.mask) and inj.generated and "What's going on in your mind" in trials[0].prompt.text
+    assert (
+        all(inj.mask) and inj.generated and "What's going on in your mind" in trials[0].prompt.text
+    )
 
 
 def test_thoughts_vs_text_windows_and_cut_responses(tiny, vecs, tmp_path):
@@ -92,19 +112,25 @@ def test_thoughts_vs_text_windows_and_cut_responses(tiny, vecs, tmp_path):
     word = ds.task.values == "word"
     assert (ds.response_ids.values[word][:, 5:] == -1).all()
     cands = [json.loads(c) for c in ds.candidates.values]
-    assert all(len(c) == 4 and ds.concept.values[i] in c for i, c in enumerate(cands))  # 4 words: concept + 3 others
+    assert all(
+        len(c) == 4 and ds.concept.values[i] in c for i, c in enumerate(cands)
+    )  # 4 words: concept + 3 others
     s = TT.summarize(ds)
     assert int(s.n_pairs.sum()) == 2
 
 
 def test_thoughts_vs_text_scoring_rules():
-    assert TT.grading.repeated("Sure: the old clock on the wall ticked loudly", "The old clock on the wall ticked loudly.")
+    assert TT.grading.repeated(
+        "Sure: the old clock on the wall ticked loudly", "The old clock on the wall ticked loudly."
+    )
     assert TT.grading.closest_word("I think of the sea.", ["Dust", "Oceans", "Bread"]) == "Oceans"
     assert TT.grading.closest_word("Nothing here", ["Dust"]) is None
 
 
 def test_prefill_conditions_and_windows(tiny, vecs, tmp_path):
-    cfg = PF.Config(concepts=WORDS, pairs=2, layers=(1,), strengths=(4.0,), max_new_tokens=3, batch_size=8)
+    cfg = PF.Config(
+        concepts=WORDS, pairs=2, layers=(1,), strengths=(4.0,), max_new_tokens=3, batch_size=8
+    )
     PF.run(cfg, tmp_path / "p.zarr", model=tiny, vectors=vecs)
     ds = runs.open_run(tmp_path / "p.zarr")
     assert sorted(set(ds.condition.values)) == ["control", "matched", "matched_after", "random"]
@@ -116,7 +142,12 @@ def test_prefill_conditions_and_windows(tiny, vecs, tmp_path):
             assert _decode(tiny, ds, i, "inject_mask") == PF.FOLLOW_UP
         assert (c == "random") == (ds.concept.values[i] not in ("", ds.prefilled.values[i]))
     assert "reduction" in PF.summarize(ds)
-    PF.run(PF.Config(concepts=WORDS, pairs=1, layers=(1,), strengths=(4.0,), readout="logits"), tmp_path / "pl.zarr", model=tiny, vectors=vecs)
+    PF.run(
+        PF.Config(concepts=WORDS, pairs=1, layers=(1,), strengths=(4.0,), readout="logits"),
+        tmp_path / "pl.zarr",
+        model=tiny,
+        vectors=vecs,
+    )
     pl = runs.open_run(tmp_path / "pl.zarr")
     assert set(pl.answer_label.values) == {"accident", "intended"} and pl.input_ids.shape[0] == 4
     a = PF.apologies(pl)["apology"].values
@@ -125,7 +156,9 @@ def test_prefill_conditions_and_windows(tiny, vecs, tmp_path):
 
 def test_prefill_apology_first_cue_rule():
     assert PF.grading.apology("Sorry, that was an accident.") is True
-    assert PF.grading.apology("I meant it. Well, maybe it was an accident.") is False  # intent first, retreat later
+    assert (
+        PF.grading.apology("I meant it. Well, maybe it was an accident.") is False
+    )  # intent first, retreat later
     assert PF.grading.apology("It was not an accident.") is False
     assert PF.grading.apology("The sky is blue.") is None
 
@@ -136,7 +169,12 @@ def test_intentional_control_reads_the_written_sentence(tiny, tmp_path):
     assert ds.sizes["trial"] == 2 * 4 and "resid" in ds
     for i in range(ds.sizes["trial"]):
         assert _decode(tiny, ds, i, "read_mask") == str(ds.sentence.values[i])
-        prompt = _text(tiny, np.asarray(ds.input_ids.values[i])[np.asarray(ds.attention_mask.values[i], bool)].tolist())
+        prompt = _text(
+            tiny,
+            np.asarray(ds.input_ids.values[i])[
+                np.asarray(ds.attention_mask.values[i], bool)
+            ].tolist(),
+        )
         assert ("Don't think about" in prompt) == (ds.condition.values[i] == "dont_think")
     with pytest.raises(MechintroError, match="record_resid"):
         IC.Config(record_resid=False)
@@ -144,20 +182,35 @@ def test_intentional_control_reads_the_written_sentence(tiny, tmp_path):
 
 def test_latent_introspection_steers_turn_one_only(tiny, tmp_path):
     vecs = contrastive_vector(tiny, ["cats"], ["anything"], name="cats")
-    cfg = LI.Config(concepts=("cats",), variants=("none",), control_context="none", strengths=(3.0,), layer_start=1, layer_end=3)
+    cfg = LI.Config(
+        concepts=("cats",),
+        variants=("none",),
+        control_context="none",
+        strengths=(3.0,),
+        layer_start=1,
+        layer_end=3,
+    )
     trials, layers = LI.build_trials(cfg, tiny, vecs)
     assert layers == [1, 2] and len(trials) == 2 * (1 + 34)
     t = next(t for t in trials if t.condition == "steered")
     mask = t.window.resolve(t.prompt)
     steered = _text(tiny, [i for i, m in zip(t.prompt.input_ids, mask, strict=True) if m])
     # as the authors' code: turn 1 from the (empty) system message's template tokens to "{ }"
-    assert steered.startswith("<|im_start|>system\n<|im_end|>\n<|im_start|>user\nI am an interpretability researcher")
+    assert steered.startswith(
+        "<|im_start|>system\n<|im_end|>\n<|im_start|>user\nI am an interpretability researcher"
+    )
     assert steered.rstrip().endswith("{ }<|im_end|>")
     assert not mask[-1] and t.prompt.text.endswith("The answer is")
     # the named deviation steer_system=false leaves the system tokens out
-    t2 = next(t for t in LI.build_trials(dataclasses.replace(cfg, steer_system=False), tiny, vecs)[0] if t.condition == "steered")
+    t2 = next(
+        t
+        for t in LI.build_trials(dataclasses.replace(cfg, steer_system=False), tiny, vecs)[0]
+        if t.condition == "steered"
+    )
     mask2 = t2.window.resolve(t2.prompt)
-    assert _text(tiny, [i for i, m in zip(t2.prompt.input_ids, mask2, strict=True) if m]).startswith("<|im_start|>user\nI am")
+    assert _text(
+        tiny, [i for i, m in zip(t2.prompt.input_ids, mask2, strict=True) if m]
+    ).startswith("<|im_start|>user\nI am")
     # per-layer vectors: the engine adds vector k at layer k, as an independent hook computation does
     inj = t.injection()
     assert inj.vector.shape == (2, tiny.d_model)
@@ -172,10 +225,12 @@ def _per_layer_reference(model, ids, inj):
     layers = get_module(model.hf, model.arch.layers)
     handles = []
     for k, layer_idx in enumerate(inj.layers):
+
         def hook(module, args, output, v=inj.vector[k]):
             h = output[0] if isinstance(output, tuple) else output
             h = h + torch.tensor(inj.mask, dtype=h.dtype)[None, :, None] * v
             return (h, *output[1:]) if isinstance(output, tuple) else h
+
         handles.append(layers[layer_idx].register_forward_hook(hook))
     try:
         lp, _ = reference_forward(model, ids, None)
@@ -187,24 +242,38 @@ def _per_layer_reference(model, ids, inj):
 
 def test_latent_introspection_summary(tiny, tmp_path):
     vecs = contrastive_vector(tiny, ["cats"], ["anything"], name="cats")
-    cfg = LI.Config(concepts=("cats",), variants=("none",), control_questions=False, strengths=(3.0,), layer_start=1, layer_end=3)
+    cfg = LI.Config(
+        concepts=("cats",),
+        variants=("none",),
+        control_questions=False,
+        strengths=(3.0,),
+        layer_start=1,
+        layer_end=3,
+    )
     LI.run(cfg, tmp_path / "l.zarr", model=tiny, vectors=vecs)
     ds = runs.open_run(tmp_path / "l.zarr")
     s = LI.summarize(ds)
     p = np.exp(ds.answer_logprobs.values[:, 0].astype(float))
     base, steered = p[ds.condition.values == "unsteered"][0], p[ds.condition.values == "steered"][0]
-    assert float(s.yes_shift.sel(row="introspection/none", strength=3.0)) == pytest.approx(steered - base, rel=1e-6)
+    assert float(s.yes_shift.sel(row="introspection/none", strength=3.0)) == pytest.approx(
+        steered - base, rel=1e-6
+    )
     assert float(s.logit_shift.sel(row="introspection/none", strength=3.0)) == pytest.approx(
-        np.log(steered / (1 - steered)) - np.log(base / (1 - base)), rel=1e-5)
+        np.log(steered / (1 - steered)) - np.log(base / (1 - base)), rel=1e-5
+    )
 
 
 def test_sweep_last_token_and_difference(tiny, tmp_path):
-    cfg = SW.Config(layers=(0, 2), strengths=(1.0, 5.0), control_questions=("Is 1 > 2?", "Are you a cat?"))
+    cfg = SW.Config(
+        layers=(0, 2), strengths=(1.0, 5.0), control_questions=("Is 1 > 2?", "Are you a cat?")
+    )
     SW.run(cfg, tmp_path / "s.zarr", model=tiny)
     ds = runs.open_run(tmp_path / "s.zarr")
     assert ds.sizes["trial"] == 3 * (1 + 4)
     steered = ds.condition.values == "steered"
-    assert (ds.inject_mask.values[steered].sum(1) == 1).all() and ds.inject_mask.values[steered][:, -1].all()
+    assert (ds.inject_mask.values[steered].sum(1) == 1).all() and ds.inject_mask.values[steered][
+        :, -1
+    ].all()
     s = SW.summarize(ds)
     np.testing.assert_allclose(s.difference.values, s.intro_shift.values - s.control_shift.values)
     assert s.sizes == {"inject_layer": 2, "strength": 2}
@@ -216,40 +285,62 @@ def test_localisation_windows_and_scoring(tiny, vecs, tmp_path):
     LO.run(cfg, tmp_path / "lo.zarr", model=tiny, vectors=vecs)
     ds = runs.open_run(tmp_path / "lo.zarr")
     for i in np.flatnonzero(ds.condition.values == "injected"):
-        text, task, target = _decode(tiny, ds, i, "inject_mask"), ds.task.values[i], ds.target.values[i]
+        text, task, target = (
+            _decode(tiny, ds, i, "inject_mask"),
+            ds.task.values[i],
+            ds.target.values[i],
+        )
         if task == "sentence":
             assert text.startswith(f"SENTENCE {target}: ") and "SENTENCE" not in text[10:]
         elif task == "half":
             assert text.startswith("SENTENCE 1:" if target == "first" else "SENTENCE 2:")
             assert ("SENTENCE 3" in text) == (target == "second")
         else:
-            assert int(ds.inject_layer.values[i]) == (int(ds.cell_layer.values[i]) // 2 if target == "early" else int(ds.cell_layer.values[i]))
+            assert int(ds.inject_layer.values[i]) == (
+                int(ds.cell_layer.values[i]) // 2
+                if target == "early"
+                else int(ds.cell_layer.values[i])
+            )
     assert set(ds.task.values[ds.inject_layer.values >= 0]) == {"sentence", "half", "depth"}
     c = LO.choices(ds)
     s = LO.summarize(ds)
     assert float(s.chance.sel(task="sentence")) == pytest.approx(1 / 3)
     m = (ds.condition.values == "injected") & (ds.task.values == "half")
-    assert float(np.nansum(s.accuracy.sel(task="half") * s.n.sel(task="half"))) == pytest.approx(float(c.correct.values[m].sum()))
+    assert float(np.nansum(s.accuracy.sel(task="half") * s.n.sel(task="half"))) == pytest.approx(
+        float(c.correct.values[m].sum())
+    )
 
 
 def test_every_experiment_is_registered_with_its_interface():
-    assert set(EXPERIMENTS) == {"detection-logits", "injected-thoughts", "thoughts-vs-text", "prefill", "intentional-control",
-                                "latent-introspection", "sweep", "localisation", "self-prediction"}
+    assert set(EXPERIMENTS) == {
+        "detection-logits",
+        "injected-thoughts",
+        "thoughts-vs-text",
+        "prefill",
+        "intentional-control",
+        "latent-introspection",
+        "sweep",
+        "localisation",
+        "self-prediction",
+    }
     for module in EXPERIMENTS.values():
         for attr in ("NAME", "Config", "run", "summarize", "format_summary"):
             assert hasattr(module, attr), (module.NAME, attr)
         module.Config()  # defaults are valid
 
 
-@pytest.mark.parametrize("module,kwargs,match", [
-    (IT, {"question": "why"}, "question='why' is invalid"),
-    (IT, {"trials": 0}, "trials must be at least 1"),
-    (TT, {"pairs": 51}, "pairs=51"),
-    (SW, {"position": "first"}, "position='first' is invalid"),
-    (LO, {"k": 12}, "k=12"),
-    (LI, {"strengths": (float("nan"),)}, "finite"),
-    (PF, {"readout": "judge"}, "readout='judge' is invalid"),
-])
+@pytest.mark.parametrize(
+    "module,kwargs,match",
+    [
+        (IT, {"question": "why"}, "question='why' is invalid"),
+        (IT, {"trials": 0}, "trials must be at least 1"),
+        (TT, {"pairs": 51}, "pairs=51"),
+        (SW, {"position": "first"}, "position='first' is invalid"),
+        (LO, {"k": 12}, "k=12"),
+        (LI, {"strengths": (float("nan"),)}, "finite"),
+        (PF, {"readout": "judge"}, "readout='judge' is invalid"),
+    ],
+)
 def test_bad_configs_are_one_line_errors(module, kwargs, match):
     with pytest.raises(MechintroError, match=match):
         module.Config(**kwargs)
@@ -263,16 +354,33 @@ def test_results_document_from_saved_runs(tiny, vecs, tmp_path):
     from results_doc import write
 
     folder = tmp_path / "runs" / "results" / "smollm2-135m"
-    SW.run(SW.Config(layers=(0, 2), strengths=(1.0, 5.0), control_questions=("Is 1 > 2?", "Are you a cat?")), folder / "sweep.zarr", model=tiny)
-    LO.run(LO.Config(concepts=WORDS, layers=(2,), strengths=(4.0,), trials=2, k=3, tasks=("sentence",)), folder / "localisation.zarr",
-           model=tiny, vectors=vecs)
+    SW.run(
+        SW.Config(
+            layers=(0, 2), strengths=(1.0, 5.0), control_questions=("Is 1 > 2?", "Are you a cat?")
+        ),
+        folder / "sweep.zarr",
+        model=tiny,
+    )
+    LO.run(
+        LO.Config(
+            concepts=WORDS, layers=(2,), strengths=(4.0,), trials=2, k=3, tasks=("sentence",)
+        ),
+        folder / "localisation.zarr",
+        model=tiny,
+        vectors=vecs,
+    )
     (folder / "timing.json").write_text(json.dumps({"sweep": {"size": "small", "seconds": 60.0}}))
     text = write(tmp_path / "runs" / "results", tmp_path / "results.md").read_text()
-    assert "### sweep" in text and "### localisation" in text and "| sweep | small | 1.0 min |" in text
+    assert (
+        "### sweep" in text and "### localisation" in text and "| sweep | small | 1.0 min |" in text
+    )
     assert "correlate at r =" in text and "above chance (Wilson lower bound)" in text
     assert "## qwen2.5-coder-1.5b\n\nNo runs yet" in text
     # the Activation Oracles section, from the results shipped in analyses/data/oracles
-    assert "## Activation Oracles (oracle vs self-report)" in text and "| probe (5-fold) | 0.70 [0.52, 0.83] (21/30) |" in text
+    assert (
+        "## Activation Oracles (oracle vs self-report)" in text
+        and "| probe (5-fold) | 0.70 [0.52, 0.83] (21/30) |" in text
+    )
 
 
 def test_model_swap_uses_the_other_models_cache(tiny, tiny_models, tmp_path):
@@ -280,22 +388,40 @@ def test_model_swap_uses_the_other_models_cache(tiny, tiny_models, tmp_path):
 
     other = build_tiny("llama", seed=1)
     vecs = contrastive_vector(tiny, ["cats"], ["anything"], name="cats")
-    cfg = LI.Config(concepts=("cats",), variants=("none",), control_questions=False, strengths=(3.0,), layer_start=1, layer_end=3,
-                    swap_model="tiny-llama-seed1")
+    cfg = LI.Config(
+        concepts=("cats",),
+        variants=("none",),
+        control_questions=False,
+        strengths=(3.0,),
+        layer_start=1,
+        layer_end=3,
+        swap_model="tiny-llama-seed1",
+    )
     trials, _ = LI.build_trials(cfg, tiny, vecs)
     swapped = next(t for t in trials if t.condition == "swapped")
     k = swapped.swap_prefix
     assert _text(tiny, swapped.prompt.input_ids[:k]).endswith("{ }<|im_end|>\n")
     ids = torch.tensor([swapped.prompt.input_ids])
-    answer_ids = [tiny.tokenizer.convert_tokens_to_ids(" yes"), tiny.tokenizer.convert_tokens_to_ids(" no")]
+    answer_ids = [
+        tiny.tokenizer.convert_tokens_to_ids(" yes"),
+        tiny.tokenizer.convert_tokens_to_ids(" no"),
+    ]
     with torch.no_grad():  # independent computation: the other model's cache, then this model
         cache = other.hf(input_ids=ids[:, :k], use_cache=True).past_key_values
-        ref = torch.log_softmax(tiny.hf(input_ids=ids[:, k:], past_key_values=cache).logits[0, -1], -1)[answer_ids]
-    got = engine.swap_forward(tiny, other, [swapped.prompt.input_ids], [k], answer_ids=answer_ids).answer_logprobs[0]
+        ref = torch.log_softmax(
+            tiny.hf(input_ids=ids[:, k:], past_key_values=cache).logits[0, -1], -1
+        )[answer_ids]
+    got = engine.swap_forward(
+        tiny, other, [swapped.prompt.input_ids], [k], answer_ids=answer_ids
+    ).answer_logprobs[0]
     assert torch.allclose(got, ref, atol=1e-5)
     # the same model filling its own cache is an ordinary forward pass
-    own = engine.swap_forward(tiny, tiny, [swapped.prompt.input_ids], [k], answer_ids=answer_ids).answer_logprobs[0]
-    plain = engine.forward(tiny, [swapped.prompt.input_ids], [None], answer_ids=answer_ids).answer_logprobs[0]
+    own = engine.swap_forward(
+        tiny, tiny, [swapped.prompt.input_ids], [k], answer_ids=answer_ids
+    ).answer_logprobs[0]
+    plain = engine.forward(
+        tiny, [swapped.prompt.input_ids], [None], answer_ids=answer_ids
+    ).answer_logprobs[0]
     assert torch.allclose(own, plain, atol=1e-5) and not torch.allclose(got, plain, atol=1e-3)
     LI.run(cfg, tmp_path / "swap.zarr", model=tiny, vectors=vecs, swap=other)
     ds = runs.open_run(tmp_path / "swap.zarr")
@@ -304,7 +430,9 @@ def test_model_swap_uses_the_other_models_cache(tiny, tiny_models, tmp_path):
     assert np.allclose(ds.answer_logprobs.values[row], ref.numpy(), atol=1e-5)
     assert "swap_yes_shift" in LI.summarize(ds)
     with pytest.raises(MechintroError, match="one architecture and tokenizer"):
-        engine.swap_forward(tiny, tiny_models("gpt2"), [swapped.prompt.input_ids], [k], answer_ids=answer_ids)
+        engine.swap_forward(
+            tiny, tiny_models("gpt2"), [swapped.prompt.input_ids], [k], answer_ids=answer_ids
+        )
 
 
 def test_injected_thoughts_regraded_by_a_judge(tiny, vecs, tmp_path):
@@ -316,7 +444,9 @@ def test_injected_thoughts_regraded_by_a_judge(tiny, vecs, tmp_path):
         def complete(self, prompt: str) -> str:
             return "Thinking it over... YES"
 
-    cfg = IT.Config(concepts=WORDS, layers=(1,), strengths=(2.0,), trials=2, controls=1, max_new_tokens=3)
+    cfg = IT.Config(
+        concepts=WORDS, layers=(1,), strengths=(2.0,), trials=2, controls=1, max_new_tokens=3
+    )
     IT.run(cfg, tmp_path / "g.zarr", model=tiny, vectors=vecs)
     judge.grade_run(tmp_path / "g.zarr", Always())
     ds = runs.open_run(tmp_path / "g.zarr")
@@ -324,4 +454,6 @@ def test_injected_thoughts_regraded_by_a_judge(tiny, vecs, tmp_path):
     assert float(s.tpr.sel(inject_layer=1, strength=2.0)) == 1.0 and s.attrs["fpr_pooled"] == 1.0
     assert ds.attrs["judge_coherence"] == "test:always-yes"
     with pytest.raises(MechintroError, match="no judge verdicts"):
-        IT.summarize(runs.open_run(tmp_path / "g.zarr").drop_vars("grade_coherence"), source="judge")
+        IT.summarize(
+            runs.open_run(tmp_path / "g.zarr").drop_vars("grade_coherence"), source="judge"
+        )

@@ -18,7 +18,12 @@ MEASURED = {
 V2 = "tests/data/grader_calibration_v2.json"
 # κ on the held-out half of v2, measured once after the rules were last changed (docs/grading.md);
 # floors that record what the grader reaches, far below 0.8 for coherence.
-HELD_OUT = {"coherence": 0.297, "affirmative": 0.707, "thinking_about_word": 1.0, "affirmative_identification": 1.0}
+HELD_OUT = {
+    "coherence": 0.297,
+    "affirmative": 0.707,
+    "thinking_about_word": 1.0,
+    "affirmative_identification": 1.0,
+}
 
 
 def test_calibration_set_is_large_enough_and_justified():
@@ -38,11 +43,21 @@ def test_offline_grader_keeps_its_measured_agreement(criterion):
 
 def test_paper_examples_of_criterion_four():
     w = "bread"
-    assert grading.affirmative_identification(f"Yes, I noticed an injected thought. The thought was about the word {w}.", w)
-    assert grading.affirmative_identification(f"I think I detect an injected thought about... {w}?", w)
-    assert not grading.affirmative_identification(f"{w.capitalize()}. The thought is about {w}.", w)  # first word is the concept
-    assert not grading.affirmative_identification(f"Yes, I detect a {w}", w)  # physical, not a thought
-    assert not grading.affirmative_identification("Yes, I noticed an injected thought about oceans.", w)
+    assert grading.affirmative_identification(
+        f"Yes, I noticed an injected thought. The thought was about the word {w}.", w
+    )
+    assert grading.affirmative_identification(
+        f"I think I detect an injected thought about... {w}?", w
+    )
+    assert not grading.affirmative_identification(
+        f"{w.capitalize()}. The thought is about {w}.", w
+    )  # first word is the concept
+    assert not grading.affirmative_identification(
+        f"Yes, I detect a {w}", w
+    )  # physical, not a thought
+    assert not grading.affirmative_identification(
+        "Yes, I noticed an injected thought about oceans.", w
+    )
     assert not grading.affirmative_identification("I do not detect an injected thought.", w)
 
 
@@ -52,7 +67,9 @@ def test_word_forms_and_related_words():
     assert grading.first_mention("The sea is calm", "Oceans") == 4  # listed relative
     assert grading.first_mention("Oceanic currents", "Oceans") == 0  # prefix of a longer word
     assert grading.first_mention("The sea is calm", "Oceans", related=False) is None
-    assert grading.first_mention("a breadth of ideas", "Bread") == 2  # a known false match of the prefix rule
+    assert (
+        grading.first_mention("a breadth of ideas", "Bread") == 2
+    )  # a known false match of the prefix rule
 
 
 def test_blind_spots_are_as_documented():
@@ -76,6 +93,7 @@ def test_cohen_kappa():
 
 # Error classes found by the methods review, each fixed (docs/grading.md).
 
+
 def test_unicode_quotes_and_forms_are_normalised_first():
     assert not grading.affirmative("I don’t detect anything unusual.")  # curly apostrophe
     assert grading.affirmative("Ｙｅｓ, I notice an injected thought.")  # full-width letters (NFKC)
@@ -90,8 +108,16 @@ def test_a_hedged_denial_is_negative():
 
 def test_a_reversal_ends_affirmative_but_never_identifies():
     # Lindsey's rubric (docs/grading.md): affirmative YES (it ends claiming the thought), criterion 4 NO
-    for text, w in [("I do not detect any injected thought. I'm just having my usual thoughts about silver. Oh wait, I think silver is the injected thought.", "Silver"),
-                    ("I do not detect any trees. No wait, actually, I do notice something. The thought is about trees.", "Trees")]:
+    for text, w in [
+        (
+            "I do not detect any injected thought. I'm just having my usual thoughts about silver. Oh wait, I think silver is the injected thought.",
+            "Silver",
+        ),
+        (
+            "I do not detect any trees. No wait, actually, I do notice something. The thought is about trees.",
+            "Trees",
+        ),
+    ]:
         g = grading.grade(text, w)
         assert g.affirmative and "reversal" in g.why("affirmative")
         assert not g.affirmative_identification and g.thinking_about_word
@@ -145,7 +171,11 @@ def test_time_is_linear_in_the_text():
         prof.enable()
         grading.grade(text, "Bread")
         prof.disable()
-        return sum(v[1] for k, v in pstats.Stats(prof).stats.items() if k[2] in ("search", "finditer", "findall"))
+        return sum(
+            v[1]
+            for k, v in pstats.Stats(prof).stats.items()
+            if k[2] in ("search", "finditer", "findall")
+        )
 
     assert searched_chars(text4) <= 4.5 * searched_chars(text1)
 
@@ -167,7 +197,12 @@ def test_v2_calibration_set_is_split_once_and_labelled():
     assert len(items) >= 200 and len({it["id"] for it in items}) == len(items)
     splits = [it["split"] for it in items]
     assert abs(splits.count("dev") - splits.count("held_out")) <= 1
-    assert all(set(it["labels"]) == set(grading.CRITERIA) and it["why"] and it["question_kind"] in grading.QUESTION_KINDS for it in items)
+    assert all(
+        set(it["labels"]) == set(grading.CRITERIA)
+        and it["why"]
+        and it["question_kind"] in grading.QUESTION_KINDS
+        for it in items
+    )
     assert all(not it["labels"]["affirmative"] for it in items if it["question_kind"] == "open")
 
 

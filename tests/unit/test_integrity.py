@@ -15,15 +15,37 @@ from mechintro.prompts import Window, render_chat, tokenize
 
 
 def _trials(model, strengths):
-    p = tokenize(model.tokenizer, render_chat(model.tokenizer, [{"role": "user", "content": "Trial 1: anything?"}]))
+    p = tokenize(
+        model.tokenizer,
+        render_chat(model.tokenizer, [{"role": "user", "content": "Trial 1: anything?"}]),
+    )
     v = torch.randn(model.d_model, generator=torch.Generator().manual_seed(0))
-    return [runner.Trial(prompt=p, condition="injected", concept="c", strength=s, inject_layer=1, inject_layer_end=2,
-                         vector=v, window=Window.from_marker("Trial 1", generated=True)) for s in strengths]
+    return [
+        runner.Trial(
+            prompt=p,
+            condition="injected",
+            concept="c",
+            strength=s,
+            inject_layer=1,
+            inject_layer_end=2,
+            vector=v,
+            window=Window.from_marker("Trial 1", generated=True),
+        )
+        for s in strengths
+    ]
 
 
 def test_extreme_strength_is_flagged_not_a_crash(tiny, tmp_path):
-    out = runner.execute(tiny, _trials(tiny, [1.0, 1e6, 2.0]), tmp_path / "r.zarr", config={"t": 1}, mode="logits",
-                         answers=runner.YES_NO, batch_size=3, record=True)
+    out = runner.execute(
+        tiny,
+        _trials(tiny, [1.0, 1e6, 2.0]),
+        tmp_path / "r.zarr",
+        config={"t": 1},
+        mode="logits",
+        answers=runner.YES_NO,
+        batch_size=3,
+        record=True,
+    )
     ds = runs.open_run(out)
     assert ds.sizes["trial"] == 3 and ds.attrs["complete"] == "true"
     assert ds.nonfinite.values.tolist() == [False, True, False]  # float16 overflow of the residual
@@ -32,29 +54,56 @@ def test_extreme_strength_is_flagged_not_a_crash(tiny, tmp_path):
 
 
 def test_generation_same_seed_same_text(tiny, tmp_path):
-    kw = dict(config={"t": 2}, mode="generate", generation=runner.Generation(max_new_tokens=10, temperature=1.0), batch_size=2, seed=3)
+    kw = dict(
+        config={"t": 2},
+        mode="generate",
+        generation=runner.Generation(max_new_tokens=10, temperature=1.0),
+        batch_size=2,
+        seed=3,
+    )
     trials = _trials(tiny, [0.0, 4.0, 8.0])
     a = runs.open_run(runner.execute(tiny, trials, tmp_path / "a.zarr", **kw)).load()
     b = runs.open_run(runner.execute(tiny, trials, tmp_path / "b.zarr", **kw)).load()
     xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
-    assert a.response.values.tolist() == b.response.values.tolist() and any(len(r) for r in a.response.values)
-    c = runs.open_run(runner.execute(tiny, trials, tmp_path / "c.zarr", **(kw | {"seed": 4}))).load()
+    assert a.response.values.tolist() == b.response.values.tolist() and any(
+        len(r) for r in a.response.values
+    )
+    c = runs.open_run(
+        runner.execute(tiny, trials, tmp_path / "c.zarr", **(kw | {"seed": 4}))
+    ).load()
     assert not np.array_equal(a.response_ids.values, c.response_ids.values)
 
 
 def test_verify_detects_and_repairs_damage(tiny, tmp_path, capsys):
-    out = runner.execute(tiny, _trials(tiny, [1.0, 2.0, 3.0, 4.0]), tmp_path / "r.zarr", config={"t": 3},
-                         mode="logits", answers=runner.YES_NO, batch_size=2, record=True)
+    out = runner.execute(
+        tiny,
+        _trials(tiny, [1.0, 2.0, 3.0, 4.0]),
+        tmp_path / "r.zarr",
+        config={"t": 3},
+        mode="logits",
+        answers=runner.YES_NO,
+        batch_size=2,
+        record=True,
+    )
     assert main(["verify", str(out)]) == 0
     # damage one committed trial's stored log-probabilities behind mechintro's back
-    xr.Dataset({"answer_logprobs": (("trial", "answer"), np.zeros((2, 4), dtype=np.float32))}).to_zarr(
-        out, region={"trial": slice(2, 4)}, consolidated=False)
+    xr.Dataset(
+        {"answer_logprobs": (("trial", "answer"), np.zeros((2, 4), dtype=np.float32))}
+    ).to_zarr(out, region={"trial": slice(2, 4)}, consolidated=False)
     assert main(["verify", str(out)]) == 1
     assert "no longer match their digests" in capsys.readouterr().out
     assert main(["verify", "--repair", str(out)]) == 1
     assert runs.committed_mask(out).tolist() == [True, True, False, False]
-    runner.execute(tiny, _trials(tiny, [1.0, 2.0, 3.0, 4.0]), out, config={"t": 3}, mode="logits",
-                   answers=runner.YES_NO, batch_size=2, record=True)  # the same command recomputes them
+    runner.execute(
+        tiny,
+        _trials(tiny, [1.0, 2.0, 3.0, 4.0]),
+        out,
+        config={"t": 3},
+        mode="logits",
+        answers=runner.YES_NO,
+        batch_size=2,
+        record=True,
+    )  # the same command recomputes them
     assert main(["verify", str(out)]) == 0
 
 
@@ -82,8 +131,18 @@ CORRUPTION_DRAWS = int(os.environ.get("MECHINTRO_CORRUPTION_DRAWS", "2"))
 
 def _corruption_run(model, out, mode):
     gen = runner.Generation(max_new_tokens=4, temperature=1.0) if mode == "generate" else None
-    return runner.execute(model, _trials(model, [1.0, 2.0, 3.0, 4.0, 5.0]), out, config={"t": "corrupt"}, mode=mode,
-                          answers=runner.YES_NO if mode == "logits" else None, generation=gen, batch_size=2, record=True, seed=1)
+    return runner.execute(
+        model,
+        _trials(model, [1.0, 2.0, 3.0, 4.0, 5.0]),
+        out,
+        config={"t": "corrupt"},
+        mode=mode,
+        answers=runner.YES_NO if mode == "logits" else None,
+        generation=gen,
+        batch_size=2,
+        record=True,
+        seed=1,
+    )
 
 
 def _store_files(root: Path) -> list[Path]:
@@ -119,9 +178,17 @@ def test_random_corruption_is_reported_and_repaired(tiny, tmp_path, mode):
 
 # --- Item 1: a resume never mixes settings -------------------------------------------------------
 
+
 def _identity_run(model, out, trials=None):
-    return runner.execute(model, trials or _trials(model, [1.0, 2.0, 3.0]), out, config={"t": "identity"}, mode="logits",
-                          answers=runner.YES_NO, batch_size=2)
+    return runner.execute(
+        model,
+        trials or _trials(model, [1.0, 2.0, 3.0]),
+        out,
+        config={"t": "identity"},
+        mode="logits",
+        answers=runner.YES_NO,
+        batch_size=2,
+    )
 
 
 def _interrupted(model, out, monkeypatch):
@@ -150,7 +217,12 @@ def test_resume_in_another_dtype_is_refused(tiny, tmp_path, monkeypatch):
     _interrupted(tiny, out, monkeypatch)
     import copy
 
-    half = from_hf(copy.deepcopy(tiny.hf).to(torch.bfloat16), tiny.tokenizer, name=tiny.name, weights_sha256=tiny.weights_sha256)
+    half = from_hf(
+        copy.deepcopy(tiny.hf).to(torch.bfloat16),
+        tiny.tokenizer,
+        name=tiny.name,
+        weights_sha256=tiny.weights_sha256,
+    )
     with pytest.raises(MechintroError, match=r"differs in: .*dtype"):
         _identity_run(half, out)
     assert runs.committed_mask(out).tolist() == [True, True, False]  # nothing mixed in
@@ -162,7 +234,9 @@ def test_resume_with_other_vectors_is_refused(tiny, tmp_path, monkeypatch):
     out = tmp_path / "r.zarr"
     _interrupted(tiny, out, monkeypatch)
     other = [dataclasses.replace(t, vector=t.vector * 2) for t in _trials(tiny, [1.0, 2.0, 3.0])]
-    with pytest.raises(MechintroError, match=r"differs in: vectors_sha256$|differs in: vectors_sha256\)"):
+    with pytest.raises(
+        MechintroError, match=r"differs in: vectors_sha256$|differs in: vectors_sha256\)"
+    ):
         _identity_run(tiny, out, other)
     _identity_run(tiny, out)  # the original vectors resume it
     assert runs.verify(out).ok
@@ -179,11 +253,14 @@ def test_changed_chat_template_is_refused_also_on_a_finished_run(tiny, tmp_path)
     tok.chat_template = tok.chat_template.replace("'\n'}}{% endfor %}", "'\n\n'}}{% endfor %}")
     assert tok.chat_template != tiny.tokenizer.chat_template
     changed = from_hf(tiny.hf, tok, name=tiny.name, weights_sha256=tiny.weights_sha256)
-    with pytest.raises(MechintroError, match=r"differs in: chat_template_sha256, .*input_ids_sha256"):
+    with pytest.raises(
+        MechintroError, match=r"differs in: chat_template_sha256, .*input_ids_sha256"
+    ):
         _identity_run(changed, out, _trials(changed, [1.0, 2.0, 3.0]))
 
 
 # --- Items 2 and 3: verify sees every variable; repair never makes a store worse -----------------
+
 
 def _chunk(out, name):
     return next(p for p in sorted((out / name).rglob("*")) if p.is_file() and p.name != "zarr.json")
@@ -197,7 +274,9 @@ def test_deleted_input_chunk_is_reported_and_rewritten(tiny, tmp_path, name):
     shutil.copytree(reference, out)
     _chunk(out, name).unlink()  # before: read back as zeros / NaN / "" and verify passed
     report = runs.verify(out)
-    assert not report.ok and any(name in p and "no longer match the manifest" in p for p in report.problems), report
+    assert not report.ok and any(
+        name in p and "no longer match the manifest" in p for p in report.problems
+    ), report
     runs.verify(out, repair=True)
     _identity_run(tiny, out)
     assert runs.verify(out).ok
@@ -236,6 +315,7 @@ def test_repair_restores_deleted_metadata(tiny, tmp_path, meta, capsys):
 
 # --- Item 8: grading resumes where it stopped ------------------------------------------------------
 
+
 class _CountingJudge:
     identity = "test:counting"
 
@@ -255,8 +335,16 @@ def test_grading_resumes_where_it_stopped(tiny, tmp_path):
     from mechintro import judge
     from mechintro.errors import MechintroError
 
-    trials = [dataclasses.replace(t, labels={"question": "Trial 1: anything?"}) for t in _trials(tiny, [1.0, 2.0, 3.0, 4.0, 5.0])]
-    kw = dict(config={"t": "grade"}, mode="generate", generation=runner.Generation(max_new_tokens=4), batch_size=2)
+    trials = [
+        dataclasses.replace(t, labels={"question": "Trial 1: anything?"})
+        for t in _trials(tiny, [1.0, 2.0, 3.0, 4.0, 5.0])
+    ]
+    kw = dict(
+        config={"t": "grade"},
+        mode="generate",
+        generation=runner.Generation(max_new_tokens=4),
+        batch_size=2,
+    )
     reference = runner.execute(tiny, trials, tmp_path / "ref.zarr", **kw)
     out = tmp_path / "r.zarr"
     shutil.copytree(reference, out)
@@ -274,10 +362,16 @@ def test_grading_resumes_where_it_stopped(tiny, tmp_path):
 def test_a_batch_larger_than_the_run_is_the_whole_run(tiny, tmp_path):
     # before: a divisor loop over 10**12 candidates, or a 14.6 TiB chunk allocated on the first write
     kw = dict(config={"t": "batch"}, mode="logits", answers=runner.YES_NO, record=True)
-    huge = runner.execute(tiny, _trials(tiny, [1.0, 2.0, 3.0]), tmp_path / "huge.zarr", batch_size=10**12, **kw)
-    whole = runner.execute(tiny, _trials(tiny, [1.0, 2.0, 3.0]), tmp_path / "whole.zarr", batch_size=3, **kw)
+    huge = runner.execute(
+        tiny, _trials(tiny, [1.0, 2.0, 3.0]), tmp_path / "huge.zarr", batch_size=10**12, **kw
+    )
+    whole = runner.execute(
+        tiny, _trials(tiny, [1.0, 2.0, 3.0]), tmp_path / "whole.zarr", batch_size=3, **kw
+    )
     assert runs.verify(huge).ok
-    xr.testing.assert_identical(runs.open_run(huge).load().drop_attrs(), runs.open_run(whole).load().drop_attrs())
+    xr.testing.assert_identical(
+        runs.open_run(huge).load().drop_attrs(), runs.open_run(whole).load().drop_attrs()
+    )
     from mechintro.errors import MechintroError
 
     huge_model = _Huge()  # only its sizes are read

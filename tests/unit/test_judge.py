@@ -32,7 +32,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         _Handler.seen.append(body)
         text = _Handler.replies.pop(0) if _Handler.replies else "I think so. YES"
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
+        payload = json.dumps(
+            {"choices": [{"message": {"role": "assistant", "content": text}}]}
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -54,15 +56,27 @@ def server():
 
 
 def test_prompts_are_verbatim_and_filled():
-    text = judge.grader_prompt("affirmative_identification", question="Q?", response="R.", word="dust")
-    assert text.startswith("An AI assistant was asked the question below.\n\n<BEGIN QUESTION>\n\nQ?\n\n<END QUESTION>")
+    text = judge.grader_prompt(
+        "affirmative_identification", question="Q?", response="R.", word="dust"
+    )
+    assert text.startswith(
+        "An AI assistant was asked the question below.\n\n<BEGIN QUESTION>\n\nQ?\n\n<END QUESTION>"
+    )
     assert "about the word dust?" in text and "{" not in text
     assert text.endswith("End your response with one word, YES or NO.")
     with pytest.raises(MechintroError, match="unknown criterion"):
         judge.grader_prompt("vibes", question="", response="")
 
 
-@pytest.mark.parametrize(("reply", "verdict"), [("Reasoning... YES", "YES"), ("YES at first, but NO", "NO"), ("no idea", "ungraded"), ("NOTHING here", "ungraded")])
+@pytest.mark.parametrize(
+    ("reply", "verdict"),
+    [
+        ("Reasoning... YES", "YES"),
+        ("YES at first, but NO", "NO"),
+        ("no idea", "ungraded"),
+        ("NOTHING here", "ungraded"),
+    ],
+)
 def test_parse_verdict(reply, verdict):
     assert judge.parse_verdict(reply) == verdict
 
@@ -71,8 +85,14 @@ def test_http_judge_grades_and_sends_the_key_only_as_a_header(server, monkeypatc
     monkeypatch.setenv("MECHINTRO_TEST_KEY", KEY)
     j = judge.HTTPJudge(base_url=server, model="judge-1", api_key_env="MECHINTRO_TEST_KEY")
     _Handler.replies = ["The model says it noticed dust. YES", "Hmm."]
-    assert judge.grade(j, "affirmative", question="Do you detect?", response="Yes, dust.").answer == "YES"
-    assert judge.grade(j, "affirmative", question="Do you detect?", response="...").answer == "ungraded"
+    assert (
+        judge.grade(j, "affirmative", question="Do you detect?", response="Yes, dust.").answer
+        == "YES"
+    )
+    assert (
+        judge.grade(j, "affirmative", question="Do you detect?", response="...").answer
+        == "ungraded"
+    )
     assert _Handler.seen[0]["model"] == "judge-1" and _Handler.seen[0]["temperature"] == 0
     assert KEY not in json.dumps(_Handler.seen) and KEY not in repr(j) and KEY not in j.identity
 
@@ -80,7 +100,9 @@ def test_http_judge_grades_and_sends_the_key_only_as_a_header(server, monkeypatc
 def test_unreachable_judge_and_missing_key_are_clear_one_line_errors(monkeypatch, caplog):
     monkeypatch.setenv("MECHINTRO_TEST_KEY", KEY)
     caplog.set_level(logging.DEBUG)
-    j = judge.HTTPJudge(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="MECHINTRO_TEST_KEY", timeout=5)
+    j = judge.HTTPJudge(
+        base_url="http://127.0.0.1:9/v1", model="m", api_key_env="MECHINTRO_TEST_KEY", timeout=5
+    )
     with pytest.raises(MechintroError, match="unreachable") as info:
         j.complete("hello")
     assert KEY not in str(info.value) and "\n" not in str(info.value)
@@ -98,23 +120,64 @@ def test_wrong_key_error_does_not_echo_it(server, monkeypatch):
 
 
 def _generation_run(tiny, out):
-    p = tokenize(tiny.tokenizer, render_chat(tiny.tokenizer, [{"role": "user", "content": "Trial 1: Do you detect an injected thought?"}]))
+    p = tokenize(
+        tiny.tokenizer,
+        render_chat(
+            tiny.tokenizer,
+            [{"role": "user", "content": "Trial 1: Do you detect an injected thought?"}],
+        ),
+    )
     v = torch.randn(tiny.d_model, generator=torch.Generator().manual_seed(0))
-    trials = [runner.Trial(prompt=p, condition=c, concept="Dust" if c == "injected" else "", strength=4.0, inject_layer=1, inject_layer_end=2,
-                           vector=v if c == "injected" else None, window=Window.from_marker("Trial 1", generated=True),
-                           labels={"question": "Trial 1: Do you detect an injected thought?"}) for c in ("injected", "control")]
-    return runner.execute(tiny, trials, out, config={"g": 1}, mode="generate", generation=runner.Generation(max_new_tokens=8), batch_size=2,
-                          progress=False)
+    trials = [
+        runner.Trial(
+            prompt=p,
+            condition=c,
+            concept="Dust" if c == "injected" else "",
+            strength=4.0,
+            inject_layer=1,
+            inject_layer_end=2,
+            vector=v if c == "injected" else None,
+            window=Window.from_marker("Trial 1", generated=True),
+            labels={"question": "Trial 1: Do you detect an injected thought?"},
+        )
+        for c in ("injected", "control")
+    ]
+    return runner.execute(
+        tiny,
+        trials,
+        out,
+        config={"g": 1},
+        mode="generate",
+        generation=runner.Generation(max_new_tokens=8),
+        batch_size=2,
+        progress=False,
+    )
 
 
-def test_regrade_saved_run_stores_verdicts_and_never_the_key(tiny, server, tmp_path, monkeypatch, caplog, capsys):
+def test_regrade_saved_run_stores_verdicts_and_never_the_key(
+    tiny, server, tmp_path, monkeypatch, caplog, capsys
+):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("MECHINTRO_TEST_KEY", KEY)
     out = _generation_run(tiny, tmp_path / "g.zarr")
-    argv = ["grade", str(out), "--judge-url", server, "--judge-model", "judge-1", "--api-key-env", "MECHINTRO_TEST_KEY", "--criteria", "coherence,affirmative"]
+    argv = [
+        "grade",
+        str(out),
+        "--judge-url",
+        server,
+        "--judge-model",
+        "judge-1",
+        "--api-key-env",
+        "MECHINTRO_TEST_KEY",
+        "--criteria",
+        "coherence,affirmative",
+    ]
     assert main(["-q", *argv]) == 0
     ds = runs.open_run(out)
-    assert ds["grade_coherence"].values.tolist() == ["YES", "YES"] and ds.attrs["judge_affirmative"] == f"openai-compatible:judge-1@{server}"
+    assert (
+        ds["grade_coherence"].values.tolist() == ["YES", "YES"]
+        and ds.attrs["judge_affirmative"] == f"openai-compatible:judge-1@{server}"
+    )
     assert runs.verify(out).ok  # grading adds variables without disturbing the committed trials
     for f in out.rglob("*"):
         if f.is_file():
@@ -125,12 +188,26 @@ def test_regrade_saved_run_stores_verdicts_and_never_the_key(tiny, server, tmp_p
 def test_cli_grade_unreachable_judge(tiny, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MECHINTRO_TEST_KEY", KEY)
     out = _generation_run(tiny, tmp_path / "g.zarr")
-    code = main(["-q", "grade", str(out), "--judge-url", "http://127.0.0.1:9/v1", "--judge-model", "m", "--api-key-env", "MECHINTRO_TEST_KEY"])
+    code = main(
+        [
+            "-q",
+            "grade",
+            str(out),
+            "--judge-url",
+            "http://127.0.0.1:9/v1",
+            "--judge-model",
+            "m",
+            "--api-key-env",
+            "MECHINTRO_TEST_KEY",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "unreachable" in err and KEY not in err and "\n" not in err
     assert "grade_coherence" not in runs.open_run(out)  # nothing half-written
 
 
 def test_model_judge_runs_locally(tiny):
-    v = judge.grade(judge.ModelJudge(model=tiny, max_new_tokens=5), "coherence", question="Q", response="R")
+    v = judge.grade(
+        judge.ModelJudge(model=tiny, max_new_tokens=5), "coherence", question="Q", response="R"
+    )
     assert v.answer in ("YES", "NO", "ungraded") and v.judge.startswith("model:tiny-llama@")

@@ -25,8 +25,13 @@ KILL_POINTS = int(os.environ.get("MECHINTRO_KILL_POINTS", "2"))
 
 
 def _child(out: Path, mode: str, record: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.kill_child", str(out), mode, record], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.kill_child", str(out), mode, record],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(out: Path, mode: str, record: str) -> float:
@@ -37,7 +42,9 @@ def _finish(out: Path, mode: str, record: str) -> float:
     return time.perf_counter() - start
 
 
-@pytest.mark.parametrize(("mode", "record"), [("logits", "0"), ("logits", "1"), ("generate", "0"), ("generate", "1")])
+@pytest.mark.parametrize(
+    ("mode", "record"), [("logits", "0"), ("logits", "1"), ("generate", "0"), ("generate", "1")]
+)
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, mode, record):
     reference = tmp_path / "reference.zarr"
     duration = _finish(reference, mode, record)
@@ -52,7 +59,9 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, mode, record):
         if out.exists():  # killed after the store was created: only committed trials are visible
             partial = runs.open_run(out)
             assert partial.sizes["trial"] <= expected.sizes["trial"]
-            xr.testing.assert_identical(partial.drop_attrs(), expected.isel(trial=partial.trial.values))
+            xr.testing.assert_identical(
+                partial.drop_attrs(), expected.isel(trial=partial.trial.values)
+            )
         _finish(out, mode, record)
         xr.testing.assert_identical(runs.open_run(out).load().drop_attrs(), expected)
         assert runs.verify(out).ok
@@ -72,7 +81,9 @@ def single_writer(tmp_path_factory):
     from tests import kill_child
 
     out = tmp_path_factory.mktemp("single") / "reference.zarr"
-    kill_child.main(str(out), "logits", "1")  # in this process: the same deterministic run, without a start-up
+    kill_child.main(
+        str(out), "logits", "1"
+    )  # in this process: the same deterministic run, without a start-up
     return runs.open_run(out).load()
 
 
@@ -97,11 +108,18 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
     from mechintro.errors import MechintroError
 
     out = tmp_path / "r.zarr"
-    probe = [sys.executable, "-c", "import sys; from mechintro._fs import store_lock\n"
-             "try:\n    store_lock(sys.argv[1]).__enter__()\nexcept Exception as e:\n    print(e); sys.exit(3)", str(out)]
+    probe = [
+        sys.executable,
+        "-c",
+        "import sys; from mechintro._fs import store_lock\n"
+        "try:\n    store_lock(sys.argv[1]).__enter__()\nexcept Exception as e:\n    print(e); sys.exit(3)",
+        str(out),
+    ]
     with store_lock(out):
         held = subprocess.run(probe, cwd=ROOT, capture_output=True, text=True, timeout=60)
-        assert held.returncode == 3 and LOCKED in held.stdout and f"pid {os.getpid()}" in held.stdout
+        assert (
+            held.returncode == 3 and LOCKED in held.stdout and f"pid {os.getpid()}" in held.stdout
+        )
         with pytest.raises(MechintroError, match=LOCKED):  # also within one process
             with store_lock(out):
                 pass
@@ -113,9 +131,18 @@ def test_lock_of_a_killed_writer_is_not_stale(tmp_path):
     from mechintro._fs import store_lock
 
     out = tmp_path / "r.zarr"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from mechintro._fs import store_lock\n"
-                               "store_lock(sys.argv[1]).__enter__(); print('held', flush=True); time.sleep(600)", str(out)],
-                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from mechintro._fs import store_lock\n"
+            "store_lock(sys.argv[1]).__enter__(); print('held', flush=True); time.sleep(600)",
+            str(out),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     holder.send_signal(signal.SIGKILL)
     holder.wait()
@@ -130,14 +157,22 @@ def test_staging_cleanup_spares_live_writers_and_user_folders(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     user = tmp_path / "x.zarr.partial-notes"  # before: deleted by the cleanup
-    live = tmp_path / f"x.zarr.partial-{_fs._host()}-{os.getppid()}"  # another process's, still running
+    live = (
+        tmp_path / f"x.zarr.partial-{_fs._host()}-{os.getppid()}"
+    )  # another process's, still running
     other_host = tmp_path / f"x.zarr.partial-elsewhere-{dead.pid}"  # a process on another machine
     stale = tmp_path / f"x.zarr.partial-{_fs._host()}-{dead.pid}"  # ours, its writer gone
     for folder in (user, live, other_host, stale):
         folder.mkdir()
     with _fs.staged_dir(out) as staging:
         staging.mkdir()
-    assert out.is_dir() and user.is_dir() and live.is_dir() and other_host.is_dir() and not stale.exists()
+    assert (
+        out.is_dir()
+        and user.is_dir()
+        and live.is_dir()
+        and other_host.is_dir()
+        and not stale.exists()
+    )
 
 
 def test_sigterm_prints_the_resume_line(monkeypatch, capsys):
@@ -150,5 +185,8 @@ def test_sigterm_prints_the_resume_line(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "_cmd_info", terminated)
     assert cli.main(["info", "whatever.zarr"]) == 143
-    assert capsys.readouterr().err.strip() == "mechintro: interrupted; committed trials are kept — run the same command to resume"
+    assert (
+        capsys.readouterr().err.strip()
+        == "mechintro: interrupted; committed trials are kept — run the same command to resume"
+    )
     assert signal.getsignal(signal.SIGTERM) is not cli._on_sigterm  # restored afterwards

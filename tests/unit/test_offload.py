@@ -13,11 +13,25 @@ from mechintro import engine, models, vectors
 from mechintro.errors import MechintroError
 
 # Layers 1-2 and the unembedding on disk, read in place from the safetensors checkpoint.
-SPLIT_A = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk", "model.layers.2": "disk",
-           "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "disk"}
+SPLIT_A = {
+    "model.embed_tokens": "cpu",
+    "model.layers.0": "cpu",
+    "model.layers.1": "disk",
+    "model.layers.2": "disk",
+    "model.norm": "cpu",
+    "model.rotary_emb": "cpu",
+    "lm_head": "disk",
+}
 # The other way round: embeddings and layer 0 on disk, the rest in memory.
-SPLIT_B = {"model.embed_tokens": "disk", "model.layers.0": "disk", "model.layers.1": "cpu", "model.layers.2": "cpu",
-           "model.norm": "disk", "model.rotary_emb": "cpu", "lm_head": "cpu"}
+SPLIT_B = {
+    "model.embed_tokens": "disk",
+    "model.layers.0": "disk",
+    "model.layers.1": "cpu",
+    "model.layers.2": "cpu",
+    "model.norm": "disk",
+    "model.rotary_emb": "cpu",
+    "lm_head": "cpu",
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +48,12 @@ def placed(checkpoint, tmp_path_factory):
     the 150 kB memory budget leaves out going to an offload folder)."""
     out = {"memory": models.load_model(str(checkpoint))}
     out["split_a"] = models.load_model(str(checkpoint), device_map=SPLIT_A)
-    out["split_b"] = models.load_model(str(checkpoint), device_map=SPLIT_B, offload_folder=tmp_path_factory.mktemp("off_b"))
-    out["budget"] = models.load_model(str(checkpoint), max_memory={"cpu": "150KB"}, offload_folder=tmp_path_factory.mktemp("off"))
+    out["split_b"] = models.load_model(
+        str(checkpoint), device_map=SPLIT_B, offload_folder=tmp_path_factory.mktemp("off_b")
+    )
+    out["budget"] = models.load_model(
+        str(checkpoint), max_memory={"cpu": "150KB"}, offload_folder=tmp_path_factory.mktemp("off")
+    )
     return out
 
 
@@ -52,10 +70,17 @@ def test_placements_really_offload(placed):
 
 def _batch(model):
     g = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(5, 100, (20,), generator=g).tolist() for _ in range(2)] + [torch.randint(5, 100, (14,), generator=g).tolist()]
+    prompts = [torch.randint(5, 100, (20,), generator=g).tolist() for _ in range(2)] + [
+        torch.randint(5, 100, (14,), generator=g).tolist()
+    ]
     vec = torch.randn(model.d_model, generator=g)
-    injections = [engine.Injection(vector=vec, layers=(1,), mask=(False,) * 10 + (True,) * 10, generated=True), None,
-                  engine.Injection(vector=-vec, layers=(0, 2), mask=(True,) * 14)]
+    injections = [
+        engine.Injection(
+            vector=vec, layers=(1,), mask=(False,) * 10 + (True,) * 10, generated=True
+        ),
+        None,
+        engine.Injection(vector=-vec, layers=(0, 2), mask=(True,) * 14),
+    ]
     return prompts, injections, vec
 
 
@@ -68,14 +93,37 @@ def test_offloaded_results_equal_in_memory(placed, where):
     assert torch.allclose(a.answer_logprobs, b.answer_logprobs, atol=1e-5, rtol=0)
     assert torch.allclose(a.resid.float(), b.resid.float(), atol=4e-3, rtol=0)
     ablate = {1: vec}
-    assert torch.allclose(engine.forward(ref, prompts, injections, answer_ids=[10, 11], ablate=ablate).answer_logprobs,
-                          engine.forward(model, prompts, injections, answer_ids=[10, 11], ablate=ablate).answer_logprobs, atol=1e-5, rtol=0)
+    assert torch.allclose(
+        engine.forward(
+            ref, prompts, injections, answer_ids=[10, 11], ablate=ablate
+        ).answer_logprobs,
+        engine.forward(
+            model, prompts, injections, answer_ids=[10, 11], ablate=ablate
+        ).answer_logprobs,
+        atol=1e-5,
+        rtol=0,
+    )
     for temperature in (0.0, 1.0):
-        a = engine.generate(ref, prompts, injections, max_new_tokens=6, temperature=temperature, seed=3, record=True)
-        b = engine.generate(model, prompts, injections, max_new_tokens=6, temperature=temperature, seed=3, record=True)
+        a = engine.generate(
+            ref, prompts, injections, max_new_tokens=6, temperature=temperature, seed=3, record=True
+        )
+        b = engine.generate(
+            model,
+            prompts,
+            injections,
+            max_new_tokens=6,
+            temperature=temperature,
+            seed=3,
+            record=True,
+        )
         assert torch.equal(a.generated, b.generated)
         assert torch.allclose(a.resid.float(), b.resid.float(), atol=4e-3, rtol=0)
-    assert torch.allclose(engine.last_token_resid(ref, prompts), engine.last_token_resid(model, prompts), atol=1e-4, rtol=0)
+    assert torch.allclose(
+        engine.last_token_resid(ref, prompts),
+        engine.last_token_resid(model, prompts),
+        atol=1e-4,
+        rtol=0,
+    )
 
 
 def test_offloaded_shared_prefix_and_vectors_equal_in_memory(placed):
@@ -83,7 +131,13 @@ def test_offloaded_shared_prefix_and_vectors_equal_in_memory(placed):
     vectors go through the vector extraction's own batching."""
     ref, model = placed["memory"], placed["split_a"]
     prompts = [[*range(5, 30), 40 + i, 41] for i in range(3)]
-    injections = [engine.Injection(vector=torch.ones(ref.d_model), layers=(1,), mask=(False,) * 25 + (True, True)), None, None]
+    injections = [
+        engine.Injection(
+            vector=torch.ones(ref.d_model), layers=(1,), mask=(False,) * 25 + (True, True)
+        ),
+        None,
+        None,
+    ]
     prefix = engine.shared_prefix(prompts, injections)
     assert prefix == 25
     a = engine.forward(ref, prompts, injections, answer_ids=[10, 11], record=True, prefix=prefix)
@@ -99,7 +153,9 @@ def test_offloaded_shared_prefix_and_vectors_equal_in_memory(placed):
 def test_fingerprints_need_no_materialised_weights(placed, checkpoint, tiny):
     files = models.sha256_of(sorted(checkpoint.glob("*.safetensors")))
     for name, model in placed.items():
-        assert model.weights_sha256 == files, name  # load_model: the checkpoint files' hash, wherever the weights are
+        assert model.weights_sha256 == files, (
+            name
+        )  # load_model: the checkpoint files' hash, wherever the weights are
         before = _meta_params(model)
         # from_hf on a dispatched model: read from the offload index, equal to the in-memory state hash
         assert models.state_fingerprint(model.hf) == tiny.weights_sha256, name
@@ -113,13 +169,19 @@ def test_dispatched_in_memory_model_with_an_offload_folder(tiny, tmp_path):
 
     from tests.conftest import build_tiny
 
-    hf = dispatch_model(build_tiny("llama").hf, device_map=SPLIT_A, main_device="cpu", offload_dir=tmp_path)
+    hf = dispatch_model(
+        build_tiny("llama").hf, device_map=SPLIT_A, main_device="cpu", offload_dir=tmp_path
+    )
     assert (tmp_path / "index.json").is_file()
     model = models.from_hf(hf, tiny.tokenizer, name="dispatched")
     assert model.weights_sha256 == tiny.weights_sha256
     prompts, injections, _ = _batch(tiny)
-    assert torch.allclose(engine.forward(tiny, prompts, injections, answer_ids=[10, 11]).answer_logprobs,
-                          engine.forward(model, prompts, injections, answer_ids=[10, 11]).answer_logprobs, atol=1e-5, rtol=0)
+    assert torch.allclose(
+        engine.forward(tiny, prompts, injections, answer_ids=[10, 11]).answer_logprobs,
+        engine.forward(model, prompts, injections, answer_ids=[10, 11]).answer_logprobs,
+        atol=1e-5,
+        rtol=0,
+    )
 
 
 def test_unknown_meta_weights_are_refused_in_one_line(tiny):
@@ -147,12 +209,15 @@ def test_parse_max_memory():
             models.parse_max_memory(bad)
 
 
-@pytest.mark.parametrize("argv", [
-    ["vectors", "--concepts", "Dust", "--out", "{tmp}/v.zarr"],
-    ["run", "detection-logits", "--out", "{tmp}/r.zarr"],
-    ["train", "--behaviour", "{tmp}/b.zarr", "--out", "{tmp}/a"],
-    ["oracle", "train", "--out", "{tmp}/o"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["vectors", "--concepts", "Dust", "--out", "{tmp}/v.zarr"],
+        ["run", "detection-logits", "--out", "{tmp}/r.zarr"],
+        ["train", "--behaviour", "{tmp}/b.zarr", "--out", "{tmp}/a"],
+        ["oracle", "train", "--out", "{tmp}/o"],
+    ],
+)
 def test_every_command_passes_its_placement_flags_to_the_loader(argv, tmp_path, monkeypatch):
     """Each subcommand with the model flags hands all of them to load_model (none is accepted and
     then silently dropped)."""
@@ -174,5 +239,19 @@ def test_every_command_passes_its_placement_flags_to_the_loader(argv, tmp_path, 
         monkeypatch.setattr("mechintro.training.training_examples", lambda *a, **k: [])
     args = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     with pytest.raises(Loaded):
-        main(["--debug", "-q", *args, "--model", "m", "--max-memory", "cpu=1GiB", "--offload-folder", str(tmp_path / "off")])
-    assert seen["max_memory"] == {"cpu": "1GiB"} and str(seen["offload_folder"]) == str(tmp_path / "off")
+        main(
+            [
+                "--debug",
+                "-q",
+                *args,
+                "--model",
+                "m",
+                "--max-memory",
+                "cpu=1GiB",
+                "--offload-folder",
+                str(tmp_path / "off"),
+            ]
+        )
+    assert seen["max_memory"] == {"cpu": "1GiB"} and str(seen["offload_folder"]) == str(
+        tmp_path / "off"
+    )

@@ -42,9 +42,11 @@ def _patch_batch(model):
     g = torch.Generator().manual_seed(3)
     prompts = [torch.randint(5, 100, (n,), generator=g).tolist() for n in (18, 11, 15)]
     vecs = torch.randn(4, model.d_model, generator=g) * 5
-    patches = [engine.Patch(vectors=vecs[:3], positions=(2, 3, 4), layer=1, mode="add", coefficient=1.0),
-               None,
-               engine.Patch(vectors=vecs[3:], positions=(7,), layer=0, mode="replace")]
+    patches = [
+        engine.Patch(vectors=vecs[:3], positions=(2, 3, 4), layer=1, mode="add", coefficient=1.0),
+        None,
+        engine.Patch(vectors=vecs[3:], positions=(7,), layer=0, mode="replace"),
+    ]
     return prompts, patches
 
 
@@ -57,11 +59,15 @@ def test_patch_equals_plain_hook_batched_and_remote(tiny_models, arch):
     for row, (ids, patch) in enumerate(zip(prompts, patches, strict=True)):
         if patch is None:
             with torch.no_grad():
-                ref = torch.log_softmax(model.hf(input_ids=torch.tensor([ids])).logits[0, -1].float(), -1)
+                ref = torch.log_softmax(
+                    model.hf(input_ids=torch.tensor([ids])).logits[0, -1].float(), -1
+                )
         else:
             ref = reference_patched_logprobs(model, ids, patch)
         assert (local.answer_logprobs[row] - ref).abs().max() <= 1e-5
-    served = engine.patched_forward(dataclasses.replace(model, remote="local"), prompts, patches, answer_ids=vocab)
+    served = engine.patched_forward(
+        dataclasses.replace(model, remote="local"), prompts, patches, answer_ids=vocab
+    )
     assert (served.answer_logprobs - local.answer_logprobs).abs().max() <= 1e-5
     # the patch changes the output (a test that could not fail would prove nothing)
     plain = engine.patched_forward(model, prompts, [None] * 3, answer_ids=vocab)
@@ -73,10 +79,21 @@ def test_patch_equals_plain_hook_batched_and_remote(tiny_models, arch):
 def test_patched_generation_is_greedy_reference_and_remote_safe(tiny_models, arch):
     model = tiny_models(arch)
     prompts, patches = _patch_batch(model)
-    out = engine.patched_generate(model, prompts, patches, max_new_tokens=4, temperature=0.0, seed=0)
-    served = engine.patched_generate(dataclasses.replace(model, remote="local"), prompts, patches, max_new_tokens=4, temperature=0.0, seed=0)
+    out = engine.patched_generate(
+        model, prompts, patches, max_new_tokens=4, temperature=0.0, seed=0
+    )
+    served = engine.patched_generate(
+        dataclasses.replace(model, remote="local"),
+        prompts,
+        patches,
+        max_new_tokens=4,
+        temperature=0.0,
+        seed=0,
+    )
     assert torch.equal(out.generated, served.generated)
-    first = engine.patched_forward(model, prompts, patches, answer_ids=list(range(model.d_vocab))).answer_logprobs.argmax(-1)
+    first = engine.patched_forward(
+        model, prompts, patches, answer_ids=list(range(model.d_vocab))
+    ).answer_logprobs.argmax(-1)
     assert torch.equal(out.generated[:, 0], first)
 
 
@@ -84,9 +101,16 @@ def test_patch_refuses_bad_positions_and_sizes(tiny):
     from mechintro.errors import MechintroError
 
     with pytest.raises(MechintroError, match="outside the prompt"):
-        engine.patched_forward(tiny, [[5, 6, 7]], [engine.Patch(torch.ones(1, tiny.d_model), (3,))], answer_ids=[1])
+        engine.patched_forward(
+            tiny, [[5, 6, 7]], [engine.Patch(torch.ones(1, tiny.d_model), (3,))], answer_ids=[1]
+        )
     with pytest.raises(MechintroError, match="vector per position"):
-        engine.patched_forward(tiny, [[5, 6, 7]], [engine.Patch(torch.ones(2, tiny.d_model + 1), (0, 1))], answer_ids=[1])
+        engine.patched_forward(
+            tiny,
+            [[5, 6, 7]],
+            [engine.Patch(torch.ones(2, tiny.d_model + 1), (0, 1))],
+            answer_ids=[1],
+        )
 
 
 # --- prompts -------------------------------------------------------------------------------------
@@ -98,7 +122,9 @@ def test_oracle_prompt_puts_placeholders_where_the_text_has_them(tiny):
 
     p = oracle.oracle_prompt(tiny.tokenizer, "What is this?", layer=2, n_positions=3)
     assert "Layer: 2\n ? ? ? \nWhat is this?" in p.text and p.text.startswith("<|im_start|>user\n")
-    assert [tiny.tokenizer.decode([p.input_ids[i]]) for i in p.positions] == ["?"] * 3  # char-level: " ?" is two tokens
+    assert [tiny.tokenizer.decode([p.input_ids[i]]) for i in p.positions] == [
+        "?"
+    ] * 3  # char-level: " ?" is two tokens
     assert p.positions == tuple(range(p.positions[0], p.positions[0] + 5, 2))
     with pytest.raises(MechintroError, match="question is empty"):
         oracle.oracle_prompt(tiny.tokenizer, "  ", layer=1, n_positions=1)
@@ -123,8 +149,12 @@ def test_training_hook_equals_the_engine_patch(tiny):
     p = oracle.oracle_prompt(tiny.tokenizer, "Is this about dust?", layer=2, n_positions=2)
     steer = otrain._steer(tiny, [(p.positions, vecs)], otrain.OracleConfig(**TINY))
     with steer(SimpleNamespace(base_model=SimpleNamespace(model=tiny.hf)), [0]), torch.no_grad():
-        hooked = torch.log_softmax(tiny.hf(input_ids=torch.tensor([p.input_ids])).logits[0, -1].float(), -1)
-    patched = engine.patched_forward(tiny, [p.input_ids], [engine.Patch(vecs, p.positions)], answer_ids=list(range(tiny.d_vocab)))
+        hooked = torch.log_softmax(
+            tiny.hf(input_ids=torch.tensor([p.input_ids])).logits[0, -1].float(), -1
+        )
+    patched = engine.patched_forward(
+        tiny, [p.input_ids], [engine.Patch(vecs, p.positions)], answer_ids=list(range(tiny.d_vocab))
+    )
     assert (patched.answer_logprobs[0] - hooked).abs().max() <= 1e-5
 
 
@@ -151,13 +181,23 @@ def test_oracle_training_is_seeded_resumable_and_refuses_other_weights(tiny, tmp
 
     with pytest.raises(Stop):
         otrain.train(tiny, tmp_path / "resumed", config, progress=stop_at_3)
-    assert (tmp_path / "resumed.partial" / "checkpoint.pt").exists() and not (tmp_path / "resumed").exists()
+    assert (tmp_path / "resumed.partial" / "checkpoint.pt").exists() and not (
+        tmp_path / "resumed"
+    ).exists()
     resumed = otrain.train(tiny, tmp_path / "resumed", config)
-    a, b = load_file(whole / "adapter_model.safetensors"), load_file(resumed / "adapter_model.safetensors")
+    a, b = (
+        load_file(whole / "adapter_model.safetensors"),
+        load_file(resumed / "adapter_model.safetensors"),
+    )
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     record = json.loads((whole / training.TRAINING_FILE).read_text())
     assert record["steps"] == 4 and record["base_weights_sha256"] == tiny.weights_sha256
-    assert set(record[oracle.ORACLE_KEY]["families"]) == {"identity", "category", "context", "persona"}
+    assert set(record[oracle.ORACLE_KEY]["families"]) == {
+        "identity",
+        "category",
+        "context",
+        "persona",
+    }
     other = otrain.train(tiny, tmp_path / "seed1", otrain.OracleConfig(**{**TINY, "seed": 1}))
     assert not all(torch.equal(load_file(other / "adapter_model.safetensors")[k], a[k]) for k in a)
     with pytest.raises(MechintroError, match="not on"):
@@ -170,8 +210,15 @@ def test_training_data_never_holds_the_held_out_concepts_or_families(tiny):
     examples = data.training_set(400, seed=0, tokenizer=tiny.tokenizer)
     held = data.held_out_words()
     assert {e.family for e in examples} == set(data.TRAIN_FAMILIES)
-    text = " ".join((e.context if isinstance(e.context, str) else " ".join(e.context)) + " " + e.question + " " + e.answer
-                    for e in examples if e.family != "context").lower()
+    text = " ".join(
+        (e.context if isinstance(e.context, str) else " ".join(e.context))
+        + " "
+        + e.question
+        + " "
+        + e.answer
+        for e in examples
+        if e.family != "context"
+    ).lower()
     assert not [w for w in held if f" {w} " in f" {text.replace('?', ' ')} "]
     assert {e.concept.lower() for e in data.held_out_concepts(20, seed=0)} <= held
 
@@ -180,7 +227,9 @@ def test_a_tiny_oracle_learns_its_training_answers(tiny, tmp_path):
     """Trained a few epochs at a high learning rate, the oracle's loss falls well below its start."""
     from mechintro.oracle import train as otrain
 
-    out = otrain.train(tiny, tmp_path / "o", otrain.OracleConfig(**{**TINY, "epochs": 6, "learning_rate": 3e-3}))
+    out = otrain.train(
+        tiny, tmp_path / "o", otrain.OracleConfig(**{**TINY, "epochs": 6, "learning_rate": 3e-3})
+    )
     import json
 
     losses = json.loads((out / "training.json").read_text())["losses"]
@@ -200,12 +249,34 @@ def resid_run(tmp_path_factory):
     model = build_tiny("llama")
     out = tmp_path_factory.mktemp("oracle") / "run.zarr"
     trials = []
-    for i, text in enumerate(["Trial 1: anything?", "Trial 1: do you detect a thought?", "Trial 1: hm?"]):
-        prompt = tokenize(model.tokenizer, render_chat(model.tokenizer, [{"role": "user", "content": text}]))
-        trials.append(runner.Trial(prompt=prompt, condition="injected" if i else "control", concept="Dust" if i else "",
-                                   strength=2.0 if i else 0.0, inject_layer=1, inject_layer_end=2,
-                                   vector=torch.ones(model.d_model) if i else None, window=Window.from_marker("Trial 1")))
-    runner.execute(model, trials, out, config={"oracle_test": 1}, mode="logits", answers=runner.YES_NO, batch_size=2, record=True)
+    for i, text in enumerate(
+        ["Trial 1: anything?", "Trial 1: do you detect a thought?", "Trial 1: hm?"]
+    ):
+        prompt = tokenize(
+            model.tokenizer, render_chat(model.tokenizer, [{"role": "user", "content": text}])
+        )
+        trials.append(
+            runner.Trial(
+                prompt=prompt,
+                condition="injected" if i else "control",
+                concept="Dust" if i else "",
+                strength=2.0 if i else 0.0,
+                inject_layer=1,
+                inject_layer_end=2,
+                vector=torch.ones(model.d_model) if i else None,
+                window=Window.from_marker("Trial 1"),
+            )
+        )
+    runner.execute(
+        model,
+        trials,
+        out,
+        config={"oracle_test": 1},
+        mode="logits",
+        answers=runner.YES_NO,
+        batch_size=2,
+        record=True,
+    )
     return model, out
 
 
@@ -214,15 +285,35 @@ def test_ask_run_stores_answers_as_a_verified_run(resid_run, tmp_path):
 
     model, run_path = resid_run
     o = oracle.untrained(model)
-    out = oracle.ask_run(o, run_path, "What is this about?", tmp_path / "a.zarr", layer=2, positions=[-2, -1],
-                         max_new_tokens=4, batch_size=2)
+    out = oracle.ask_run(
+        o,
+        run_path,
+        "What is this about?",
+        tmp_path / "a.zarr",
+        layer=2,
+        positions=[-2, -1],
+        max_new_tokens=4,
+        batch_size=2,
+    )
     ds = runs.open_run(out)
     assert ds.attrs["complete"] == "true" and runs.verify(out).ok
-    assert list(ds["condition"].values) == ["control", "injected", "injected"] and list(ds["source_trial"].values) == [0, 1, 2]
+    assert list(ds["condition"].values) == ["control", "injected", "injected"] and list(
+        ds["source_trial"].values
+    ) == [0, 1, 2]
     _, acts = oracle.run_activations(runs.open_run(run_path), layer=2, positions=[-2, -1])
-    assert list(ds["response"].values) == oracle.ask(o, acts, "What is this about?", layer=2, max_new_tokens=4)
-    again = oracle.ask_run(o, run_path, "What is this about?", tmp_path / "a.zarr", layer=2, positions=[-2, -1],
-                           max_new_tokens=4, batch_size=2)
+    assert list(ds["response"].values) == oracle.ask(
+        o, acts, "What is this about?", layer=2, max_new_tokens=4
+    )
+    again = oracle.ask_run(
+        o,
+        run_path,
+        "What is this about?",
+        tmp_path / "a.zarr",
+        layer=2,
+        positions=[-2, -1],
+        max_new_tokens=4,
+        batch_size=2,
+    )
     assert list(runs.open_run(again)["digest"].values) == list(ds["digest"].values)
 
 
@@ -253,17 +344,94 @@ def test_cli_trains_asks_and_evaluates(tmp_path, capsys):
     model.hf.save_pretrained(tmp_path / "tiny")
     model.tokenizer.save_pretrained(tmp_path / "tiny")
     tiny, run, o = str(tmp_path / "tiny"), str(tmp_path / "run.zarr"), str(tmp_path / "oracle")
-    assert main(["-q", "vectors", "--model", tiny, "--concepts", "Dust", "--out", str(tmp_path / "v.zarr")]) == 0
-    assert main(["-q", "run", "detection-logits", "--model", tiny, "--vectors", str(tmp_path / "v.zarr"), "--concepts", "Dust",
-                 "--layers", "1", "--strengths", "2", "--out", run]) == 0
-    assert main(["-q", "oracle", "train", "--model", tiny, "--out", o, "--examples", "4",
-                 "--set", "batch_size=4", "--set", "rank=2", "--set", "alpha=4"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "vectors",
+                "--model",
+                tiny,
+                "--concepts",
+                "Dust",
+                "--out",
+                str(tmp_path / "v.zarr"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "-q",
+                "run",
+                "detection-logits",
+                "--model",
+                tiny,
+                "--vectors",
+                str(tmp_path / "v.zarr"),
+                "--concepts",
+                "Dust",
+                "--layers",
+                "1",
+                "--strengths",
+                "2",
+                "--out",
+                run,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "-q",
+                "oracle",
+                "train",
+                "--model",
+                tiny,
+                "--out",
+                o,
+                "--examples",
+                "4",
+                "--set",
+                "batch_size=4",
+                "--set",
+                "rank=2",
+                "--set",
+                "alpha=4",
+            ]
+        )
+        == 0
+    )
     assert "4 examples" in capsys.readouterr().out
-    assert main(["-q", "oracle", "ask", o, run, "--question", "What is this about?", "--layer", "1", "--positions=-2,-1",
-                 "--max-new-tokens", "3", "--out", str(tmp_path / "a.zarr")]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "oracle",
+                "ask",
+                o,
+                run,
+                "--question",
+                "What is this about?",
+                "--layer",
+                "1",
+                "--positions=-2,-1",
+                "--max-new-tokens",
+                "3",
+                "--out",
+                str(tmp_path / "a.zarr"),
+            ]
+        )
+        == 0
+    )
     answers = runs.open_run(tmp_path / "a.zarr")
-    assert answers.sizes["trial"] == runs.open_run(run).sizes["trial"] and json.loads(answers.attrs["config"])["positions"] == [-2, -1]
+    assert answers.sizes["trial"] == runs.open_run(run).sizes["trial"] and json.loads(
+        answers.attrs["config"]
+    )["positions"] == [-2, -1]
     assert main(["-q", "oracle", "eval", o, "--n", "4", "--out", str(tmp_path / "eval.json")]) == 0
     rows = json.loads((tmp_path / "eval.json").read_text())
     assert {r["reader"] for r in rows} == {"oracle", "untrained", "shuffled", "probe", "majority"}
-    assert {r["set"] for r in rows} == {"sentiment", "language", "held-out concepts"} and all(r["n"] == 4 for r in rows)
+    assert {r["set"] for r in rows} == {"sentiment", "language", "held-out concepts"} and all(
+        r["n"] == 4 for r in rows
+    )

@@ -25,17 +25,21 @@ def test_window_from_marker_starts_on_double_newline(tiny):
     p = tokenize(tiny.tokenizer, text)
     mask = Window.from_marker(stimuli.TRIAL_MARKER).resolve(p)
     first = mask.index(True)
-    assert text[p.offsets[first][0]:].startswith("\n\nTrial 1")
+    assert text[p.offsets[first][0] :].startswith("\n\nTrial 1")
     assert all(mask[first:]) and not any(mask[:first])
 
 
 def test_window_span_before_and_errors(tiny):
-    text = render_chat(tiny.tokenizer, [{"role": "user", "content": "Read: The cat sat. Then answer."}])
+    text = render_chat(
+        tiny.tokenizer, [{"role": "user", "content": "Read: The cat sat. Then answer."}]
+    )
     p = tokenize(tiny.tokenizer, text)
     span = Window.span("The cat sat.").resolve(p)
-    assert "".join(text[a:b] for (a, b), m in zip(p.offsets, span, strict=True) if m) == "The cat sat."
+    assert (
+        "".join(text[a:b] for (a, b), m in zip(p.offsets, span, strict=True) if m) == "The cat sat."
+    )
     before = Window.before("Then").resolve(p)
-    assert not any(before[before.index(False):])
+    assert not any(before[before.index(False) :])
     with pytest.raises(MechintroError, match="does not occur"):
         Window.from_marker("Trial 7").resolve(p)
     with pytest.raises(MechintroError, match="entries"):
@@ -54,18 +58,28 @@ def test_render_chat_requires_template(tiny):
 def test_concept_vectors_equal_manual_lindsey_recipe(tiny):
     baseline = ["Desks", "Jackets", "Sand"]
     vec = concept_vectors(tiny, ["Dust", "Oceans"], baseline=baseline)
-    assert vec.dims == ("concept", "layer", "d_model") and vec.shape == (2, tiny.n_layers, tiny.d_model)
+    assert vec.dims == ("concept", "layer", "d_model") and vec.shape == (
+        2,
+        tiny.n_layers,
+        tiny.d_model,
+    )
 
     def act(word):
-        text = render_chat(tiny.tokenizer, [{"role": "user", "content": f"Tell me about {word.lower()}"}])
+        text = render_chat(
+            tiny.tokenizer, [{"role": "user", "content": f"Tell me about {word.lower()}"}]
+        )
         ids = tokenize(tiny.tokenizer, text).input_ids
         with torch.no_grad():
             hs = tiny.hf(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
-        return torch.stack([hs[i + 1][0, -1] for i in range(tiny.n_layers - 1)])  # last is post-norm
+        return torch.stack(
+            [hs[i + 1][0, -1] for i in range(tiny.n_layers - 1)]
+        )  # last is post-norm
 
     mean = torch.stack([act(w) for w in baseline]).mean(0)
     manual = act("Dust") - mean
-    np.testing.assert_allclose(vec.sel(concept="Dust").values[:-1], manual.numpy(), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(
+        vec.sel(concept="Dust").values[:-1], manual.numpy(), atol=1e-4, rtol=1e-4
+    )
     assert np.allclose(vec.vector_norm.values, np.linalg.norm(vec.values, axis=-1))
     rescaled = unit_vector(vec, "Dust", 1, "resid_norm")
     assert float(rescaled.norm()) == pytest.approx(float(vec.resid_norm.sel(layer=1)), rel=1e-5)
@@ -98,7 +112,10 @@ def test_pca_center_recovers_planted_direction():
     assert float(found @ planted) > 0.99  # recovered, with the sign of the positives
 
 
-@pytest.mark.parametrize(("specs", "expected"), [(["0.5"], [15]), ([12, "3"], [12, 3]), (["-1"], [29]), ([0.34, "0.34"], [10])])
+@pytest.mark.parametrize(
+    ("specs", "expected"),
+    [(["0.5"], [15]), ([12, "3"], [12, 3]), (["-1"], [29]), ([0.34, "0.34"], [10])],
+)
 def test_resolve_layers(specs, expected):
     assert resolve_layers(specs, 30) == expected
 
@@ -125,23 +142,40 @@ def test_wilson_and_bootstrap():
 def test_contrastive_and_model_contrast_vectors(tiny, tiny_models):
     from mechintro.vectors import contrastive_vector, model_contrast_vector
 
-    same = contrastive_vector(tiny, ["Hi! How are you?"], ["Hi! How are you?"], name="none", chat=False)
+    same = contrastive_vector(
+        tiny, ["Hi! How are you?"], ["Hi! How are you?"], name="none", chat=False
+    )
     assert np.abs(same.values).max() == 0
-    caps = contrastive_vector(tiny, ["HI! HOW ARE YOU?"], ["Hi! How are you?"], name="caps", chat=False)
+    caps = contrastive_vector(
+        tiny, ["HI! HOW ARE YOU?"], ["Hi! How are you?"], name="caps", chat=False
+    )
     assert caps.dims == ("concept", "layer", "d_model") and caps.vector_norm.values.min() > 0
-    assert np.abs(model_contrast_vector(tiny, tiny, ["Tell me a joke"], name="self").values).max() == 0
+    assert (
+        np.abs(model_contrast_vector(tiny, tiny, ["Tell me a joke"], name="self").values).max() == 0
+    )
     other = tiny_models("qwen2")
-    assert model_contrast_vector(tiny, other, ["Tell me a joke"], name="swap").vector_norm.values.min() > 0
+    assert (
+        model_contrast_vector(tiny, other, ["Tell me a joke"], name="swap").vector_norm.values.min()
+        > 0
+    )
     import transformers as tf
 
     from mechintro.models import from_hf
 
-    narrow = tf.LlamaForCausalLM(tf.LlamaConfig(
-        vocab_size=len(tiny.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2,
-    ))
+    narrow = tf.LlamaForCausalLM(
+        tf.LlamaConfig(
+            vocab_size=len(tiny.tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    )
     with pytest.raises(MechintroError, match="does not match"):
-        model_contrast_vector(tiny, from_hf(narrow, tiny.tokenizer, name="narrow"), ["x"], name="bad")
+        model_contrast_vector(
+            tiny, from_hf(narrow, tiny.tokenizer, name="narrow"), ["x"], name="bad"
+        )
 
 
 def test_paired_auc_counts_pairs_within_a_block_only():
@@ -158,4 +192,6 @@ def test_paired_auc_counts_pairs_within_a_block_only():
     scores = np.where(y, 1.0, 0.0) + np.where(blocks == "a", 10, -10)
     assert paired_auc(scores, y, blocks, weights)[0] == 1.0
     assert np.isnan(paired_auc(scores, np.ones(8, bool), blocks, weights)[0])
-    assert cluster_bootstrap_weights(np.array(list("aabb")), 50, seed=1).sum(1).tolist() == [4.0] * 50
+    assert (
+        cluster_bootstrap_weights(np.array(list("aabb")), 50, seed=1).sum(1).tolist() == [4.0] * 50
+    )

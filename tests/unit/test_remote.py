@@ -19,10 +19,17 @@ from ..conftest import ARCHS
 
 def _batch(model):
     g = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(5, 100, (20,), generator=g).tolist() for _ in range(2)] + [torch.randint(5, 100, (14,), generator=g).tolist()]
+    prompts = [torch.randint(5, 100, (20,), generator=g).tolist() for _ in range(2)] + [
+        torch.randint(5, 100, (14,), generator=g).tolist()
+    ]
     vec = torch.randn(model.d_model, generator=g)
-    injections = [engine.Injection(vector=vec, layers=(1,), mask=(False,) * 10 + (True,) * 10, generated=True), None,
-                  engine.Injection(vector=-vec, layers=(0, 2), mask=(True,) * 14)]
+    injections = [
+        engine.Injection(
+            vector=vec, layers=(1,), mask=(False,) * 10 + (True,) * 10, generated=True
+        ),
+        None,
+        engine.Injection(vector=-vec, layers=(0, 2), mask=(True,) * 14),
+    ]
     return prompts, injections, vec
 
 
@@ -33,18 +40,31 @@ def test_forward_and_generate_are_remote_safe(tiny_models, arch):
     prompts, injections, vec = _batch(model)
     local = engine.forward(model, prompts, injections, answer_ids=[10, 11], record=True)
     served = engine.forward(remote, prompts, injections, answer_ids=[10, 11], record=True)
-    assert torch.equal(local.answer_logprobs, served.answer_logprobs) and torch.equal(local.resid, served.resid)
+    assert torch.equal(local.answer_logprobs, served.answer_logprobs) and torch.equal(
+        local.resid, served.resid
+    )
     ablated = engine.forward(remote, prompts, injections, answer_ids=[10, 11], ablate={1: vec})
-    assert torch.equal(ablated.answer_logprobs, engine.forward(model, prompts, injections, answer_ids=[10, 11], ablate={1: vec}).answer_logprobs)
-    local = engine.generate(model, prompts, injections, max_new_tokens=5, temperature=1.0, seed=1, record=True)
-    served = engine.generate(remote, prompts, injections, max_new_tokens=5, temperature=1.0, seed=1, record=True)
+    assert torch.equal(
+        ablated.answer_logprobs,
+        engine.forward(
+            model, prompts, injections, answer_ids=[10, 11], ablate={1: vec}
+        ).answer_logprobs,
+    )
+    local = engine.generate(
+        model, prompts, injections, max_new_tokens=5, temperature=1.0, seed=1, record=True
+    )
+    served = engine.generate(
+        remote, prompts, injections, max_new_tokens=5, temperature=1.0, seed=1, record=True
+    )
     assert torch.equal(local.generated, served.generated) and torch.equal(local.resid, served.resid)
 
 
 def test_vector_extraction_is_remote_safe(tiny):
     remote = dataclasses.replace(tiny, remote="local")
     prompts = [[5, 6, 7, 8], [9, 10, 11], [12, 13, 14, 15, 16]]
-    assert torch.equal(engine.last_token_resid(tiny, prompts), engine.last_token_resid(remote, prompts))
+    assert torch.equal(
+        engine.last_token_resid(tiny, prompts), engine.last_token_resid(remote, prompts)
+    )
 
 
 def test_a_remote_model_never_takes_the_local_prefix_cache(tiny, tmp_path):
@@ -53,13 +73,30 @@ def test_a_remote_model_never_takes_the_local_prefix_cache(tiny, tmp_path):
     from mechintro.prompts import Window, render_chat, tokenize
 
     remote = dataclasses.replace(tiny, remote="local")
-    text = render_chat(tiny.tokenizer, [{"role": "user", "content": "A long shared introduction. " * 3 + "Trial 1: yes?"}])
-    trials = [runner.Trial(prompt=tokenize(tiny.tokenizer, text), condition="injected", concept="c", strength=2.0, inject_layer=1,
-                           inject_layer_end=2, vector=torch.ones(tiny.d_model), window=Window.from_marker("Trial 1"))] * 2
+    text = render_chat(
+        tiny.tokenizer,
+        [{"role": "user", "content": "A long shared introduction. " * 3 + "Trial 1: yes?"}],
+    )
+    trials = [
+        runner.Trial(
+            prompt=tokenize(tiny.tokenizer, text),
+            condition="injected",
+            concept="c",
+            strength=2.0,
+            inject_layer=1,
+            inject_layer_end=2,
+            vector=torch.ones(tiny.d_model),
+            window=Window.from_marker("Trial 1"),
+        )
+    ] * 2
     engine._PREFIX_STATE.clear()
-    runner.execute(remote, trials, tmp_path / "r.zarr", config={"t": 1}, mode="logits", answers=runner.YES_NO)
+    runner.execute(
+        remote, trials, tmp_path / "r.zarr", config={"t": 1}, mode="logits", answers=runner.YES_NO
+    )
     assert not engine._PREFIX_STATE
-    runner.execute(tiny, trials, tmp_path / "l.zarr", config={"t": 1}, mode="logits", answers=runner.YES_NO)
+    runner.execute(
+        tiny, trials, tmp_path / "l.zarr", config={"t": 1}, mode="logits", answers=runner.YES_NO
+    )
     assert engine._PREFIX_STATE  # the same trials run locally do take it
     with pytest.raises(AssertionError, match="prefix reuse needs a local model"):
         engine.forward(remote, [trials[0].prompt.input_ids], [None], answer_ids=[10], prefix=20)

@@ -24,7 +24,15 @@ from mechintro.models import load_model
 from ..conftest import build_tiny, local_model_keys
 
 ROOT = Path(__file__).resolve().parents[2]
-VOLATILE = {"created", "finished", "wall_seconds", "mechintro_version", "hostname", "weights_sha256", "model_load_seconds"}
+VOLATILE = {
+    "created",
+    "finished",
+    "wall_seconds",
+    "mechintro_version",
+    "hostname",
+    "weights_sha256",
+    "model_load_seconds",
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +48,20 @@ def server(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = open(root / "server.log", "w")
-    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "ndif_server.py"), "--port", str(port),
-                                "--model", str(root / "tiny"), "--inline-limit", "4000"], stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "ndif_server.py"),
+            "--port",
+            str(port),
+            "--model",
+            str(root / "tiny"),
+            "--inline-limit",
+            "4000",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -51,7 +71,10 @@ def server(tmp_path_factory):
                 break
             except httpx.HTTPError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the test server did not start: " + (root / "server.log").read_text()[-2000:]) from None
+                    raise RuntimeError(
+                        "the test server did not start: "
+                        + (root / "server.log").read_text()[-2000:]
+                    ) from None
                 time.sleep(0.2)
         yield url, root / "tiny"
     finally:
@@ -70,10 +93,17 @@ def remote(server, monkeypatch):
 
 def _batch(d_model):
     g = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(5, 100, (20,), generator=g).tolist() for _ in range(2)] + [torch.randint(5, 100, (14,), generator=g).tolist()]
+    prompts = [torch.randint(5, 100, (20,), generator=g).tolist() for _ in range(2)] + [
+        torch.randint(5, 100, (14,), generator=g).tolist()
+    ]
     vec = torch.randn(d_model, generator=g)
-    injections = [engine.Injection(vector=vec, layers=(1,), mask=(False,) * 10 + (True,) * 10, generated=True), None,
-                  engine.Injection(vector=-vec, layers=(0, 2), mask=(True,) * 14)]
+    injections = [
+        engine.Injection(
+            vector=vec, layers=(1,), mask=(False,) * 10 + (True,) * 10, generated=True
+        ),
+        None,
+        engine.Injection(vector=-vec, layers=(0, 2), mask=(True,) * 14),
+    ]
     return prompts, injections, vec
 
 
@@ -81,14 +111,24 @@ def test_every_library_trace_gives_the_local_numbers(remote):
     served, local = remote
     assert served.hf.device.type == "meta" and served.device.type == "cpu"
     prompts, injections, vec = _batch(local.d_model)
-    a = engine.forward(local, prompts, injections, answer_ids=[10, 11], record=True, ablate={2: vec})
-    b = engine.forward(served, prompts, injections, answer_ids=[10, 11], record=True, ablate={2: vec})  # 20 kB: downloaded
+    a = engine.forward(
+        local, prompts, injections, answer_ids=[10, 11], record=True, ablate={2: vec}
+    )
+    b = engine.forward(
+        served, prompts, injections, answer_ids=[10, 11], record=True, ablate={2: vec}
+    )  # 20 kB: downloaded
     assert torch.equal(a.answer_logprobs, b.answer_logprobs) and torch.equal(a.resid, b.resid)
     # Sampling happens on the server: the seed has to travel inside the trace for the tokens to match.
-    a = engine.generate(local, prompts, injections, max_new_tokens=6, temperature=1.0, seed=3, record=True)
-    b = engine.generate(served, prompts, injections, max_new_tokens=6, temperature=1.0, seed=3, record=True)
+    a = engine.generate(
+        local, prompts, injections, max_new_tokens=6, temperature=1.0, seed=3, record=True
+    )
+    b = engine.generate(
+        served, prompts, injections, max_new_tokens=6, temperature=1.0, seed=3, record=True
+    )
     assert torch.equal(a.generated, b.generated) and torch.equal(a.resid, b.resid)
-    assert torch.equal(engine.last_token_resid(local, prompts[:1]), engine.last_token_resid(served, prompts[:1]))  # inline
+    assert torch.equal(
+        engine.last_token_resid(local, prompts[:1]), engine.last_token_resid(served, prompts[:1])
+    )  # inline
 
 
 def test_cli_remote_runs_equal_local_runs(server, monkeypatch, tmp_path, capsys):
@@ -96,19 +136,55 @@ def test_cli_remote_runs_equal_local_runs(server, monkeypatch, tmp_path, capsys)
 
     local_model_keys(monkeypatch)
     url, directory = server
-    for name, extra in [("detection-logits", ["--strengths", "1,4"]),
-                        ("injected-thoughts", ["--strengths", "2", "--trials", "2", "--set", "max_new_tokens=5", "--set", "controls=1"])]:
-        common = ["-q", "run", name, "--model", str(directory), "--concepts", "Dust,Oceans,Bread", "--layers", "1,2", *extra]
+    for name, extra in [
+        ("detection-logits", ["--strengths", "1,4"]),
+        (
+            "injected-thoughts",
+            [
+                "--strengths",
+                "2",
+                "--trials",
+                "2",
+                "--set",
+                "max_new_tokens=5",
+                "--set",
+                "controls=1",
+            ],
+        ),
+    ]:
+        common = [
+            "-q",
+            "run",
+            name,
+            "--model",
+            str(directory),
+            "--concepts",
+            "Dust,Oceans,Bread",
+            "--layers",
+            "1,2",
+            *extra,
+        ]
         assert main([*common, "--out", str(tmp_path / f"{name}-local.zarr")]) == 0
-        assert main([*common, "--remote", url, "--out", str(tmp_path / f"{name}-remote.zarr")]) == 0, capsys.readouterr().err
-        a, b = (runs.open_run(tmp_path / f"{name}-{where}.zarr").load() for where in ("local", "remote"))
+        assert (
+            main([*common, "--remote", url, "--out", str(tmp_path / f"{name}-remote.zarr")]) == 0
+        ), capsys.readouterr().err
+        a, b = (
+            runs.open_run(tmp_path / f"{name}-{where}.zarr").load() for where in ("local", "remote")
+        )
         assert a.sizes["trial"] == b.sizes["trial"] > 0
         # The local run reuses the shared prefix's cache: equal up to float rounding (so are the digests of the outputs).
         for var in set(a.data_vars) - {"digest"}:
             if a[var].dtype.kind == "f":
-                xr.testing.assert_allclose(a[var], b[var], rtol=2e-3 if var == "resid" else 0, atol=1e-3 if var == "resid" else 1e-5)  # fp16: 1 ulp
+                xr.testing.assert_allclose(
+                    a[var],
+                    b[var],
+                    rtol=2e-3 if var == "resid" else 0,
+                    atol=1e-3 if var == "resid" else 1e-5,
+                )  # fp16: 1 ulp
             else:
-                assert a[var].equals(b[var]), f"{name}: {var} differs between the local and the remote run"
+                assert a[var].equals(b[var]), (
+                    f"{name}: {var} differs between the local and the remote run"
+                )
         assert b.attrs["weights_sha256"].endswith("@remote")
 
 
@@ -118,7 +194,10 @@ def test_non_blocking_submit_then_poll(remote):
     from nnsight.intervention.backends.remote import RemoteBackend
 
     served, local = remote
-    ids = {"input_ids": torch.tensor([[5, 6, 7, 8, 9]]), "attention_mask": torch.ones(1, 5, dtype=torch.long)}
+    ids = {
+        "input_ids": torch.tensor([[5, 6, 7, 8, 9]]),
+        "attention_mask": torch.ones(1, 5, dtype=torch.long),
+    }
     lm = served.lm  # the block may name only what the server can unpickle: no mechintro objects
     backend = RemoteBackend(lm.to_model_key(), host=served.remote, blocking=False)
     with lm.trace(ids, backend=backend):
@@ -140,7 +219,10 @@ def test_server_side_failures_come_back_as_one_line(server, monkeypatch, tmp_pat
     other = tmp_path / "other"
     build_tiny("llama").hf.save_pretrained(other, safe_serialization=True)
     build_tiny("llama").tokenizer.save_pretrained(other)
-    with pytest.raises(MechintroError, match=r"the remote job failed on http://127\.0\.0\.1:\d+: LookupError: model .* is not served here"):
+    with pytest.raises(
+        MechintroError,
+        match=r"the remote job failed on http://127\.0\.0\.1:\d+: LookupError: model .* is not served here",
+    ):
         engine.last_token_resid(load_model(str(other), remote=url), [[5, 6, 7]])
 
 
@@ -152,7 +234,13 @@ def test_the_server_really_lacks_mechintro(remote):
 
     served, _ = remote
     lm = served.lm
-    ids = {"input_ids": torch.tensor([[5, 6, 7]]), "attention_mask": torch.ones(1, 3, dtype=torch.long)}
-    with pytest.raises(MechintroError, match="No module named 'mechintro"), engine._remote_errors(served), \
-            lm.trace(ids, remote=served.remote):
+    ids = {
+        "input_ids": torch.tensor([[5, 6, 7]]),
+        "attention_mask": torch.ones(1, 3, dtype=torch.long),
+    }
+    with (
+        pytest.raises(MechintroError, match="No module named 'mechintro"),
+        engine._remote_errors(served),
+        lm.trace(ids, remote=served.remote),
+    ):
         nnsight.save(arch.text_config(lm.config).hidden_size)

@@ -20,8 +20,13 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 
 
 def _report(run: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mechintro.cli", "-q", "report", str(run), "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mechintro.cli", "-q", "report", str(run), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +49,18 @@ def test_the_report_is_self_contained(page):
 
 def test_report_refuses_bad_input_in_one_line(tmp_path):
     done = _report(SHIPPED / "injected-thoughts.zarr", tmp_path / "report.txt")
-    assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert (
+        done.returncode == 2
+        and "Traceback" not in done.stderr
+        and len(done.stderr.strip().splitlines()) == 1
+    )
     assert "should end in .html" in done.stderr and not list(tmp_path.iterdir())
     done = _report(tmp_path / "missing.zarr", tmp_path / "r.html")
-    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+    assert (
+        done.returncode == 2
+        and len(done.stderr.strip().splitlines()) == 1
+        and not list(tmp_path.iterdir())
+    )
 
 
 def _driver():
@@ -55,14 +68,24 @@ def _driver():
     driver = shutil.which("chromedriver")
     if not (chromium and driver):
         if os.environ.get("CI"):
-            pytest.fail("CI is set but chromium/chromedriver are missing: .ci/run installs them with apt-get")
-        pytest.skip("headless browser test: install Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)")
+            pytest.fail(
+                "CI is set but chromium/chromedriver are missing: .ci/run installs them with apt-get"
+            )
+        pytest.skip(
+            "headless browser test: install Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1600"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,1600",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=options)
@@ -79,7 +102,11 @@ def test_the_report_works_in_headless_chromium(page):
         assert not errors, errors
 
         def visible() -> list:
-            return [r for r in browser.find_elements(By.CSS_SELECTOR, "#trials tbody tr[data-trial]") if r.is_displayed()]
+            return [
+                r
+                for r in browser.find_elements(By.CSS_SELECTOR, "#trials tbody tr[data-trial]")
+                if r.is_displayed()
+            ]
 
         everything = visible()
         assert len(everything) == 120

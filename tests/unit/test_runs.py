@@ -22,7 +22,13 @@ def vectors(tiny):
 
 
 def _config(**kw):
-    base = dict(model="tiny", concepts=("Dust", "Oceans", "Poetry"), layers=("0", "2"), strengths=(0.0, 4.0), batch_size=3)
+    base = dict(
+        model="tiny",
+        concepts=("Dust", "Oceans", "Poetry"),
+        layers=("0", "2"),
+        strengths=(0.0, 4.0),
+        batch_size=3,
+    )
     return D.DetectionLogitsConfig(**(base | kw))
 
 
@@ -37,11 +43,14 @@ def test_run_roundtrip_schema(tiny, vectors, tmp_path):
     inj = ds.where(ds.condition == "injected", drop=True)
     # the stored vector is the one added per unit strength, and the mask starts at the marker
     assert np.abs(inj.injected_vector.values).sum(1).min() > 0
-    assert (ds.where(ds.condition == "control", drop=True).inject_mask.values.sum() == 0)
+    assert ds.where(ds.condition == "control", drop=True).inject_mask.values.sum() == 0
     # strength 0 equals its control bit for bit; injection at strength 4 changes the answer
     zero = ds.where((ds.strength == 0) & (ds.condition == "injected"), drop=True)
     ctl = ds.where((ds.strength == 0) & (ds.condition == "control"), drop=True)
-    assert np.array_equal(zero.answer_logprobs.values, np.repeat(ctl.answer_logprobs.values[:1], zero.sizes["trial"], 0)[: zero.sizes["trial"]])
+    assert np.array_equal(
+        zero.answer_logprobs.values,
+        np.repeat(ctl.answer_logprobs.values[:1], zero.sizes["trial"], 0)[: zero.sizes["trial"]],
+    )
     summary = D.summarize(ds, n_boot=200)
     assert summary.p_yes_norm.dims == ("inject_layer", "strength")
     assert np.allclose(summary.sel(strength=0.0).p_yes_norm_shift.values, 0.0)
@@ -55,14 +64,20 @@ def test_same_seed_same_dataset(tiny, vectors, tmp_path):
 
 
 def test_resume_after_interruption_equals_uninterrupted(tiny, vectors, tmp_path, monkeypatch):
-    full = runs.open_run(D.run(_config(), tmp_path / "full.zarr", model=tiny, vectors=vectors)).load()
+    full = runs.open_run(
+        D.run(_config(), tmp_path / "full.zarr", model=tiny, vectors=vectors)
+    ).load()
     calls = {"n": 0}
     real = runs.write_batch
 
     def dying(path, start, outputs):
         calls["n"] += 1
         if calls["n"] == 3:  # die between the data write and the commit of the third batch
-            xr.Dataset(dict(outputs)).to_zarr(path, region={"trial": slice(start, start + len(next(iter(outputs.values()))[1]))}, consolidated=False)
+            xr.Dataset(dict(outputs)).to_zarr(
+                path,
+                region={"trial": slice(start, start + len(next(iter(outputs.values()))[1]))},
+                consolidated=False,
+            )
             raise KeyboardInterrupt
         real(path, start, outputs)
 
@@ -72,7 +87,9 @@ def test_resume_after_interruption_equals_uninterrupted(tiny, vectors, tmp_path,
     partial = runs.open_run(tmp_path / "cut.zarr")
     assert partial.sizes["trial"] == 6 and partial.attrs["complete"] == "false"
     monkeypatch.setattr(runs, "write_batch", real)
-    resumed = runs.open_run(D.run(_config(), tmp_path / "cut.zarr", model=tiny, vectors=vectors)).load()
+    resumed = runs.open_run(
+        D.run(_config(), tmp_path / "cut.zarr", model=tiny, vectors=vectors)
+    ).load()
     xr.testing.assert_identical(resumed.drop_attrs(), full.drop_attrs())
 
 
@@ -92,7 +109,16 @@ def test_bad_input_leaves_no_file(tiny, vectors, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("kw", [dict(concepts=()), dict(strengths=()), dict(strengths=(float("nan"),)), dict(concepts=("a", "A")), dict(trials=9)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(concepts=()),
+        dict(strengths=()),
+        dict(strengths=(float("nan"),)),
+        dict(concepts=("a", "A")),
+        dict(trials=9),
+    ],
+)
 def test_config_rejects(kw):
     with pytest.raises(MechintroError):
         _config(**kw)
@@ -128,7 +154,12 @@ def test_cli_bad_input_one_line_exit_2(argv, needle, tmp_path, capsys, monkeypat
     monkeypatch.chdir(tmp_path)
     assert main(["-q", *argv]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("mechintro: error:") and needle in err and "\n" not in err and "Traceback" not in err
+    assert (
+        err.startswith("mechintro: error:")
+        and needle in err
+        and "\n" not in err
+        and "Traceback" not in err
+    )
     assert not (tmp_path / "X").exists()
 
 
@@ -136,9 +167,15 @@ def test_cli_missing_optional_model_package(tmp_path, capsys, monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("pandas_sns") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name.startswith("pandas_sns") else real(name, *a),
+    )
     monkeypatch.chdir(tmp_path)
-    assert main(["-q", "run", "detection-logits", "--model", "qwen2.5-coder-0.5b", "--out", "X"]) == 2
+    assert (
+        main(["-q", "run", "detection-logits", "--model", "qwen2.5-coder-0.5b", "--out", "X"]) == 2
+    )
     assert "pip install 'mechintro[qwen05]'" in capsys.readouterr().err
 
 
@@ -146,7 +183,11 @@ def test_cli_info(tiny, vectors, tmp_path, capsys):
     out = D.run(_config(), tmp_path / "r.zarr", model=tiny, vectors=vectors)
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "16 committed of 16" in text and "weights sha256" in text and '"strengths": [0.0, 4.0]' in text
+    assert (
+        "16 committed of 16" in text
+        and "weights sha256" in text
+        and '"strengths": [0.0, 4.0]' in text
+    )
 
 
 def test_layer_fractions_by_value_and_optional_ints_parse():
@@ -173,14 +214,23 @@ def test_truncated_model_cache_manifest_is_reconverted(tiny, tmp_path, monkeypat
     tiny.hf.save_pretrained(checkpoint, safe_serialization=True)
     tiny.tokenizer.save_pretrained(checkpoint)
     weights = checkpoint / "model.safetensors"
-    spec = dataclasses.replace(models.OFFLINE_MODELS["smollm2-135m"], name="fake-tiny", sha256=models.sha256_of([weights]))
+    spec = dataclasses.replace(
+        models.OFFLINE_MODELS["smollm2-135m"], name="fake-tiny", sha256=models.sha256_of([weights])
+    )
     converted = []
 
     def convert(spec, parts, out):
         converted.append(out)
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(checkpoint, out)
-        (out / "manifest.json").write_text(json.dumps({"gguf_sha256": spec.sha256, "safetensors_sha256": models.sha256_of([out / "model.safetensors"])}))
+        (out / "manifest.json").write_text(
+            json.dumps(
+                {
+                    "gguf_sha256": spec.sha256,
+                    "safetensors_sha256": models.sha256_of([out / "model.safetensors"]),
+                }
+            )
+        )
 
     monkeypatch.setenv("MECHINTRO_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(models, "offline_parts", lambda spec: [weights])

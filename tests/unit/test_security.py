@@ -32,15 +32,35 @@ def _pickle_store(path: Path, marker: Path) -> Path:
     """A zarr v2 store whose one object array is pickled, with mechintro-looking attributes."""
     path.mkdir()
     (path / ".zgroup").write_text(json.dumps({"zarr_format": 2}))
-    attrs = {"schema_version": "1", "mode": "logits", "model": "x", "weights_sha256": "x", "mechintro_version": "x",
-             "git_commit": "x", "config": "{}", "package_versions": "{}", "batch_size": "1", "method": "lindsey"}
+    attrs = {
+        "schema_version": "1",
+        "mode": "logits",
+        "model": "x",
+        "weights_sha256": "x",
+        "mechintro_version": "x",
+        "git_commit": "x",
+        "config": "{}",
+        "package_versions": "{}",
+        "batch_size": "1",
+        "method": "lindsey",
+    }
     (path / ".zattrs").write_text(json.dumps(attrs))
     for name in ("concept_vectors", "committed"):
         (path / name).mkdir()
-        (path / name / ".zarray").write_text(json.dumps({
-            "zarr_format": 2, "shape": [1], "chunks": [1], "dtype": "|O", "compressor": None,
-            "fill_value": None, "order": "C", "filters": [{"id": "pickle", "protocol": 5}],
-        }))
+        (path / name / ".zarray").write_text(
+            json.dumps(
+                {
+                    "zarr_format": 2,
+                    "shape": [1],
+                    "chunks": [1],
+                    "dtype": "|O",
+                    "compressor": None,
+                    "fill_value": None,
+                    "order": "C",
+                    "filters": [{"id": "pickle", "protocol": 5}],
+                }
+            )
+        )
         (path / name / ".zattrs").write_text(json.dumps({"_ARRAY_DIMENSIONS": ["trial"]}))
         (path / name / "0").write_bytes(pickle.dumps([_Payload(marker)]))
     return path
@@ -60,7 +80,9 @@ def test_opening_a_pickle_store_runs_no_code(tmp_path):
 
 def test_no_unsafe_deserialisation_in_the_library():
     source = "\n".join(p.read_text() for p in (ROOT / "mechintro").rglob("*.py"))
-    assert not re.search(r"\bpickle\.loads?\(|\bcloudpickle\b|\bdill\b|(?<![.\w])(eval|exec)\(", source)
+    assert not re.search(
+        r"\bpickle\.loads?\(|\bcloudpickle\b|\bdill\b|(?<![.\w])(eval|exec)\(", source
+    )
     for call in re.findall(r"torch\.load\([^)]*\)", source):
         assert "weights_only=True" in call, call
 

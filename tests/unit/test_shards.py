@@ -13,31 +13,69 @@ from mechintro.errors import MechintroError
 from mechintro.prompts import Window, render_chat, tokenize
 
 # Attributes that legitimately differ between two processes (and the shard bookkeeping).
-VOLATILE = {"created", "git_commit", "package_versions", "mechintro_version", "shard", "merged_from"}
+VOLATILE = {
+    "created",
+    "git_commit",
+    "package_versions",
+    "mechintro_version",
+    "shard",
+    "merged_from",
+}
 
 
 def _trials(model, n: int = 11) -> list[runner.Trial]:
     rng = np.random.default_rng(0)
     out = []
     for i in range(n):
-        text = render_chat(model.tokenizer, [{"role": "user", "content": f"Trial {i}: do you detect it?" + "!" * (i % 3)}])
-        vector = None if i % 4 == 0 else torch.from_numpy(rng.standard_normal(model.d_model).astype(np.float32))
-        out.append(runner.Trial(prompt=tokenize(model.tokenizer, text), condition="control" if vector is None else "injected",
-                                concept="" if vector is None else f"c{i}", strength=0.0 if vector is None else 3.0,
-                                inject_layer=-1 if vector is None else 1, inject_layer_end=-1 if vector is None else 2,
-                                vector=vector, window=Window.from_marker("Trial")))
+        text = render_chat(
+            model.tokenizer,
+            [{"role": "user", "content": f"Trial {i}: do you detect it?" + "!" * (i % 3)}],
+        )
+        vector = (
+            None
+            if i % 4 == 0
+            else torch.from_numpy(rng.standard_normal(model.d_model).astype(np.float32))
+        )
+        out.append(
+            runner.Trial(
+                prompt=tokenize(model.tokenizer, text),
+                condition="control" if vector is None else "injected",
+                concept="" if vector is None else f"c{i}",
+                strength=0.0 if vector is None else 3.0,
+                inject_layer=-1 if vector is None else 1,
+                inject_layer_end=-1 if vector is None else 2,
+                vector=vector,
+                window=Window.from_marker("Trial"),
+            )
+        )
     return out
 
 
 def _run(model, out, mode: str, shard=None):
-    kw = {"answers": runner.YES_NO} if mode == "logits" else {"generation": runner.Generation(max_new_tokens=5)}
-    return runner.execute(model, _trials(model), out, config={"test": "shards"}, mode=mode, batch_size=2, record=True,
-                          seed=7, shard=shard, **kw)
+    kw = (
+        {"answers": runner.YES_NO}
+        if mode == "logits"
+        else {"generation": runner.Generation(max_new_tokens=5)}
+    )
+    return runner.execute(
+        model,
+        _trials(model),
+        out,
+        config={"test": "shards"},
+        mode=mode,
+        batch_size=2,
+        record=True,
+        seed=7,
+        shard=shard,
+        **kw,
+    )
 
 
 def _same(a: xr.Dataset, b: xr.Dataset) -> None:
     xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
-    assert {k: v for k, v in a.attrs.items() if k not in VOLATILE} == {k: v for k, v in b.attrs.items() if k not in VOLATILE}
+    assert {k: v for k, v in a.attrs.items() if k not in VOLATILE} == {
+        k: v for k, v in b.attrs.items() if k not in VOLATILE
+    }
 
 
 @pytest.mark.parametrize("mode", ["logits", "generate"])
@@ -59,8 +97,19 @@ def test_a_resumed_shard_runs_only_its_missing_batches(tiny, tmp_path):
     _run(tiny, out, "logits", runner.Shard(2, 2))
     first = runs.open_run(out).load()
     seen = []
-    runner.execute(tiny, _trials(tiny), out, config={"test": "shards"}, mode="logits", answers=runner.YES_NO, batch_size=2,
-                   record=True, seed=7, shard=runner.Shard(2, 2), progress=lambda done, total: seen.append((done, total)))
+    runner.execute(
+        tiny,
+        _trials(tiny),
+        out,
+        config={"test": "shards"},
+        mode="logits",
+        answers=runner.YES_NO,
+        batch_size=2,
+        record=True,
+        seed=7,
+        shard=runner.Shard(2, 2),
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert seen == [(5, 5)]  # batches 1, 3 and 5 (2 + 2 + 1 trials), nothing left to do
     xr.testing.assert_identical(first, runs.open_run(out).load())
     with pytest.raises(MechintroError, match="differs in: shard"):
@@ -80,9 +129,21 @@ def test_merge_refuses_what_is_not_one_finished_sharded_run(tiny, tmp_path):
     (tmp_path / "out.zarr").mkdir()
     for shards, message in cases:
         with pytest.raises(MechintroError, match=message.replace("(", r"\(").replace(")", r"\)")):
-            runs.merge(shards, tmp_path / ("out.zarr" if message == "already exists" else "new.zarr"))
-    other = runner.execute(tiny, _trials(tiny), tmp_path / "other.zarr", config={"test": "other"}, mode="logits",
-                           answers=runner.YES_NO, batch_size=2, record=True, seed=7, shard=runner.Shard(2, 2))
+            runs.merge(
+                shards, tmp_path / ("out.zarr" if message == "already exists" else "new.zarr")
+            )
+    other = runner.execute(
+        tiny,
+        _trials(tiny),
+        tmp_path / "other.zarr",
+        config={"test": "other"},
+        mode="logits",
+        answers=runner.YES_NO,
+        batch_size=2,
+        record=True,
+        seed=7,
+        shard=runner.Shard(2, 2),
+    )
     with pytest.raises(MechintroError, match="differ in: config"):
         runs.merge([a, other], tmp_path / "new.zarr")
     import zarr
@@ -96,7 +157,12 @@ def test_merge_refuses_what_is_not_one_finished_sharded_run(tiny, tmp_path):
 def test_shard_numbers_are_checked():
     assert runner.Shard.parse("2/4") == runner.Shard(2, 4)
     assert runs.shard_batches(18, 2, 2, 4) == [1, 5]  # 9 batches: shard 2/4 owns batches 1 and 5
-    for text, message in (("0/4", "does not exist"), ("5/4", "does not exist"), ("2", "not of the form"), ("a/b", "not of the form")):
+    for text, message in (
+        ("0/4", "does not exist"),
+        ("5/4", "does not exist"),
+        ("2", "not of the form"),
+        ("a/b", "not of the form"),
+    ):
         with pytest.raises(MechintroError, match=message):
             runner.Shard.parse(text)
 
@@ -108,12 +174,39 @@ def test_cli_runs_shards_and_merges_them(tmp_path, capsys):
     tiny = build_tiny("llama")
     tiny.hf.save_pretrained(tmp_path / "tiny", safe_serialization=True)
     tiny.tokenizer.save_pretrained(tmp_path / "tiny")
-    common = ["run", "detection-logits", "--model", str(tmp_path / "tiny"), "--concepts", "Dust,Oceans,Bread",
-              "--layers", "1,2", "--strengths", "1,4", "--batch-size", "3", "--no-record-resid"]
+    common = [
+        "run",
+        "detection-logits",
+        "--model",
+        str(tmp_path / "tiny"),
+        "--concepts",
+        "Dust,Oceans,Bread",
+        "--layers",
+        "1,2",
+        "--strengths",
+        "1,4",
+        "--batch-size",
+        "3",
+        "--no-record-resid",
+    ]
     assert main(["-q", *common, "--out", str(tmp_path / "whole.zarr")]) == 0
     for i in (1, 2):
-        assert main(["-q", *common, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}.zarr")]) == 0
-    assert main(["-q", "merge", str(tmp_path / "s1.zarr"), str(tmp_path / "s2.zarr"), "--out", str(tmp_path / "m.zarr")]) == 0
+        assert (
+            main(["-q", *common, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}.zarr")]) == 0
+        )
+    assert (
+        main(
+            [
+                "-q",
+                "merge",
+                str(tmp_path / "s1.zarr"),
+                str(tmp_path / "s2.zarr"),
+                "--out",
+                str(tmp_path / "m.zarr"),
+            ]
+        )
+        == 0
+    )
     assert "merged 2 shards: 16 trials" in capsys.readouterr().out
     _same(runs.open_run(tmp_path / "m.zarr").load(), runs.open_run(tmp_path / "whole.zarr").load())
 
@@ -126,10 +219,15 @@ def test_merge_refuses_a_damaged_shard(tiny, tmp_path):
     for damage in ("answer_logprobs", "input_ids"):
         hurt = tmp_path / f"hurt-{damage}.zarr"
         shutil.copytree(b, hurt)
-        chunk = next(p for p in sorted((hurt / damage).rglob("*")) if p.is_file() and p.name != "zarr.json")
+        chunk = next(
+            p for p in sorted((hurt / damage).rglob("*")) if p.is_file() and p.name != "zarr.json"
+        )
         chunk.write_bytes(chunk.read_bytes()[:7])  # before: merged as if nothing were wrong
         with pytest.raises(MechintroError, match=r"shard 2/2 .* is damaged .*merge refused"):
             runs.merge([a, hurt], tmp_path / "new.zarr")
         assert not (tmp_path / "new.zarr").exists()
     merged = runs.merge([a, b], tmp_path / "new.zarr")
-    assert runs.verify(merged).ok and runs.read_manifest(merged)["root"]["attributes"].get("shard") is None
+    assert (
+        runs.verify(merged).ok
+        and runs.read_manifest(merged)["root"]["attributes"].get("shard") is None
+    )

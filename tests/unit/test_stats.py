@@ -19,7 +19,9 @@ from mechintro.stats import (
     wilson,
 )
 
-GRID = [(k, n) for n in (1, 2, 5, 10, 37, 400) for k in sorted({0, 1, n // 2, n - 1, n}) if 0 <= k <= n]
+GRID = [
+    (k, n) for n in (1, 2, 5, 10, 37, 400) for k in sorted({0, 1, n // 2, n - 1, n}) if 0 <= k <= n
+]
 
 
 @pytest.mark.parametrize(("k", "n"), GRID)
@@ -29,7 +31,9 @@ def test_wilson_matches_the_closed_form_and_statsmodels(k, n):
     p = k / n
     centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
     half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
-    assert lo == pytest.approx(max(0, centre - half), abs=1e-12) and hi == pytest.approx(min(1, centre + half), abs=1e-12)
+    assert lo == pytest.approx(max(0, centre - half), abs=1e-12) and hi == pytest.approx(
+        min(1, centre + half), abs=1e-12
+    )
     assert 0 <= lo <= p <= hi <= 1 and hi > lo  # 0/n and n/n still get a width
     sm = pytest.importorskip("statsmodels.stats.proportion")
     assert (lo, hi) == pytest.approx(sm.proportion_confint(k, n, method="wilson"), abs=1e-10)
@@ -44,9 +48,14 @@ def test_wilson_textbook_value_and_empty():
 
 # Newcombe (1998) Table II, method 10, examples (a)–(h).
 NEWCOMBE_TABLE = [
-    ((56, 70, 48, 80), (0.0524, 0.3339)), ((9, 10, 3, 10), (0.1705, 0.8090)), ((6, 7, 2, 7), (0.0582, 0.8062)),
-    ((5, 56, 0, 29), (-0.0381, 0.1926)), ((0, 10, 0, 20), (-0.1611, 0.2775)), ((0, 10, 0, 10), (-0.2775, 0.2775)),
-    ((10, 10, 0, 20), (0.6791, 1.0000)), ((10, 10, 0, 10), (0.6075, 1.0000)),
+    ((56, 70, 48, 80), (0.0524, 0.3339)),
+    ((9, 10, 3, 10), (0.1705, 0.8090)),
+    ((6, 7, 2, 7), (0.0582, 0.8062)),
+    ((5, 56, 0, 29), (-0.0381, 0.1926)),
+    ((0, 10, 0, 20), (-0.1611, 0.2775)),
+    ((0, 10, 0, 10), (-0.2775, 0.2775)),
+    ((10, 10, 0, 20), (0.6791, 1.0000)),
+    ((10, 10, 0, 10), (0.6075, 1.0000)),
 ]
 
 
@@ -101,8 +110,12 @@ def test_many_clusters_use_a_bca_cluster_bootstrap_that_covers():
 
 def test_clustered_rate_at_zero_or_one_is_wilson_on_clusters_never_zero_width():
     iv = cluster_interval(np.zeros(40), np.repeat(np.arange(8), 5))
-    assert iv.estimate == 0 and iv.lo == 0 and iv.hi == pytest.approx(wilson(0, 8)[1]) and iv.hi > 0.3
-    assert cluster_interval(np.ones(40), np.repeat(np.arange(8), 5)).lo == pytest.approx(wilson(8, 8)[0])
+    assert (
+        iv.estimate == 0 and iv.lo == 0 and iv.hi == pytest.approx(wilson(0, 8)[1]) and iv.hi > 0.3
+    )
+    assert cluster_interval(np.ones(40), np.repeat(np.arange(8), 5)).lo == pytest.approx(
+        wilson(8, 8)[0]
+    )
 
 
 def test_interval_unpacks_and_prints_its_method():
@@ -132,8 +145,13 @@ def test_maxt_single_test_equals_scipy_exact_sign_flip_and_the_family_is_stricte
     rng = np.random.default_rng(3)
     d = rng.normal(0.4, 1, size=(10, 1))
     t, p = maxt_signflip(d)
-    ref = st.permutation_test((d[:, 0],), lambda x, axis=-1: st.ttest_1samp(x, 0, axis=axis).statistic,
-                              permutation_type="samples", n_resamples=np.inf, alternative="two-sided")
+    ref = st.permutation_test(
+        (d[:, 0],),
+        lambda x, axis=-1: st.ttest_1samp(x, 0, axis=axis).statistic,
+        permutation_type="samples",
+        n_resamples=np.inf,
+        alternative="two-sided",
+    )
     assert t[0] == pytest.approx(st.ttest_1samp(d[:, 0], 0).statistic)
     assert p[0] == pytest.approx(ref.pvalue)
     many = np.concatenate([d, rng.normal(size=(10, 9))], 1)
@@ -150,7 +168,9 @@ def test_sweep_standing_ranks_among_all_questions_and_uses_a_prediction_interval
 
     ctl = np.array([0.1, 0.5, -0.2, 0.3, 0.0, 0.2])
     top = _standing(0.6, ctl)
-    assert top["rank"] == 1 and top["outside_pi"] == 0.0  # top rank, yet inside one question's spread
+    assert (
+        top["rank"] == 1 and top["outside_pi"] == 0.0
+    )  # top rank, yet inside one question's spread
     half = st.t.ppf(0.975, 5) * ctl.std(ddof=1) * math.sqrt(1 + 1 / 6)
     assert (top["pi_lo"], top["pi_hi"]) == pytest.approx((ctl.mean() - half, ctl.mean() + half))
     assert _standing(5.0, ctl)["outside_pi"] == 1.0
@@ -164,11 +184,32 @@ def test_localisation_cell_statistics_see_through_a_constant_answer():
     always = np.array(["second"] * 40, dtype=object)
     probs = np.tile([0.1, 0.9], (40, 1))
     s = cell_statistics(always, target, probs, ["first", "second"])
-    assert s["balanced_accuracy"] == 0.5 and s["varies"] == 0.0 and s["p_target_corrected"] == pytest.approx(0.0)
+    assert (
+        s["balanced_accuracy"] == 0.5
+        and s["varies"] == 0.0
+        and s["p_target_corrected"] == pytest.approx(0.0)
+    )
     skewed = np.array(["second"] * 30 + ["first", "second"] * 5, dtype=object)
-    assert cell_statistics(np.array(["second"] * 40, dtype=object), skewed, np.tile([0.1, 0.9], (40, 1)), ["first", "second"])["balanced_accuracy"] == 0.5
-    perfect = cell_statistics(target.copy(), target, np.where(target[:, None] == np.array(["first", "second"]), 0.8, 0.2), ["first", "second"])
-    assert perfect["balanced_accuracy"] == 1.0 and perfect["p_target_corrected"] == pytest.approx(0.6) and perfect["varies"] == 1.0
+    assert (
+        cell_statistics(
+            np.array(["second"] * 40, dtype=object),
+            skewed,
+            np.tile([0.1, 0.9], (40, 1)),
+            ["first", "second"],
+        )["balanced_accuracy"]
+        == 0.5
+    )
+    perfect = cell_statistics(
+        target.copy(),
+        target,
+        np.where(target[:, None] == np.array(["first", "second"]), 0.8, 0.2),
+        ["first", "second"],
+    )
+    assert (
+        perfect["balanced_accuracy"] == 1.0
+        and perfect["p_target_corrected"] == pytest.approx(0.6)
+        and perfect["varies"] == 1.0
+    )
     assert s["mde"] == pytest.approx(0.5 + 2.8015817 * math.sqrt(0.25 / 40), abs=1e-6)
 
 

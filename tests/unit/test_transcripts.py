@@ -29,9 +29,17 @@ def test_show_a_generation_trial_with_its_window_response_and_verdicts():
     window = ds.input_ids.values[i][mask][ds.inject_mask.values[i][mask]]
     inside = text.split("⟦", 1)[1].split("⟧", 1)[0]
     assert len(window) > 0 and inside.strip()
-    assert f"layer={int(ds.inject_layer.values[i])}" in text and f"strength={float(ds.strength.values[i]):g}" in text
+    assert (
+        f"layer={int(ds.inject_layer.values[i])}" in text
+        and f"strength={float(ds.strength.values[i]):g}" in text
+    )
     assert f"concept={ds.concept.values[i]}" in text
-    for criterion in ("coherence", "affirmative", "thinking_about_word", "affirmative_identification"):
+    for criterion in (
+        "coherence",
+        "affirmative",
+        "thinking_about_word",
+        "affirmative_identification",
+    ):
         assert f"{criterion}: " in text
     page = t._repr_html_()
     assert "<mark" in page and "</mark>" in page and "&lt;|im_start|&gt;" in page
@@ -58,18 +66,28 @@ def test_model_repr_is_one_line(tiny):
     assert "<table>" in tiny._repr_html_()
 
 
-def test_concept_vectors_progress_bar_by_default_and_none_when_off(tiny, capsys, monkeypatch, tmp_path):
+def test_concept_vectors_progress_bar_by_default_and_none_when_off(
+    tiny, capsys, monkeypatch, tmp_path
+):
     monkeypatch.setenv("MECHINTRO_CACHE", str(tmp_path))
     vectors.concept_vectors(tiny, ["Dust"], baseline=["Sand", "Clay"], progress=False)
     assert "concept vectors" not in capsys.readouterr().err
     calls = []
-    vectors.concept_vectors(tiny, ["Dust"], baseline=["Sand", "Clay"], cache=False, progress=lambda d, n: calls.append((d, n)))
+    vectors.concept_vectors(
+        tiny,
+        ["Dust"],
+        baseline=["Sand", "Clay"],
+        cache=False,
+        progress=lambda d, n: calls.append((d, n)),
+    )
     assert calls[0] == (0, 3) and calls[-1] == (3, 3)
     vectors.concept_vectors(tiny, ["Dust"], baseline=["Sand", "Clay"], cache=False)
     assert "concept vectors" in capsys.readouterr().err
 
 
-def test_baseline_activations_are_cached_hash_checked_and_identical(tiny, monkeypatch, tmp_path, caplog):
+def test_baseline_activations_are_cached_hash_checked_and_identical(
+    tiny, monkeypatch, tmp_path, caplog
+):
     monkeypatch.setenv("MECHINTRO_CACHE", str(tmp_path))
     seen = []
     real = engine.last_token_resid
@@ -80,16 +98,27 @@ def test_baseline_activations_are_cached_hash_checked_and_identical(tiny, monkey
 
     monkeypatch.setattr(engine, "last_token_resid", counting)
     baseline = ["Sand", "Clay", "Rain", "Wood"]
-    fresh = vectors.concept_vectors(tiny, ["Dust", "Oceans"], baseline=baseline, batch_size=2, progress=False)
+    fresh = vectors.concept_vectors(
+        tiny, ["Dust", "Oceans"], baseline=baseline, batch_size=2, progress=False
+    )
     assert sum(seen) == 6
     seen.clear()
-    cached = vectors.concept_vectors(tiny, ["Dust", "Oceans"], baseline=baseline, batch_size=2, progress=False)
+    cached = vectors.concept_vectors(
+        tiny, ["Dust", "Oceans"], baseline=baseline, batch_size=2, progress=False
+    )
     assert sum(seen) == 2  # only the concepts' own prompts
     np.testing.assert_array_equal(fresh.values, cached.values)
     np.testing.assert_array_equal(fresh.resid_norm.values, cached.resid_norm.values)
     # another template is another entry
     seen.clear()
-    vectors.concept_vectors(tiny, ["Dust"], baseline=baseline, batch_size=2, template="Think about {word}", progress=False)
+    vectors.concept_vectors(
+        tiny,
+        ["Dust"],
+        baseline=baseline,
+        batch_size=2,
+        template="Think about {word}",
+        progress=False,
+    )
     assert sum(seen) == 5
     # a damaged entry is refused and recomputed
     for entry in (tmp_path / "baselines").glob("*.safetensors"):
@@ -97,7 +126,9 @@ def test_baseline_activations_are_cached_hash_checked_and_identical(tiny, monkey
         data[-1] ^= 0xFF
         entry.write_bytes(bytes(data))
     seen.clear()
-    again = vectors.concept_vectors(tiny, ["Dust", "Oceans"], baseline=baseline, batch_size=2, progress=False)
+    again = vectors.concept_vectors(
+        tiny, ["Dust", "Oceans"], baseline=baseline, batch_size=2, progress=False
+    )
     assert sum(seen) == 6 and "failed their hash check" in caplog.text
     np.testing.assert_array_equal(fresh.values, again.values)
 
@@ -108,8 +139,16 @@ def test_third_party_warnings_are_quiet_inside_our_calls_only():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with quiet_third_party():
-            warnings.warn_explicit("`past_key_values` is deprecated and will be removed", FutureWarning, "x.py", 1, module="transformers.models")
-        warnings.warn("`past_key_values` is deprecated and will be removed", FutureWarning, stacklevel=1)
+            warnings.warn_explicit(
+                "`past_key_values` is deprecated and will be removed",
+                FutureWarning,
+                "x.py",
+                1,
+                module="transformers.models",
+            )
+        warnings.warn(
+            "`past_key_values` is deprecated and will be removed", FutureWarning, stacklevel=1
+        )
     assert len(caught) == 1  # the one raised outside the block is the user's to see
 
 
@@ -123,7 +162,10 @@ def test_vectors_from_array_and_safetensors_round_trip(tiny, tmp_path):
     path = mi.save_vectors_safetensors(v, tmp_path / "v.safetensors")
     back = mi.load_vectors_safetensors(path, tiny)
     np.testing.assert_array_equal(back.values, v.values)
-    assert back.attrs["weights_sha256"] == tiny.weights_sha256 and list(back.concept.values) == ["a", "b"]
+    assert back.attrs["weights_sha256"] == tiny.weights_sha256 and list(back.concept.values) == [
+        "a",
+        "b",
+    ]
     from safetensors.torch import load_file
 
     assert tuple(load_file(path)["concept_vectors"].shape) == (2, tiny.n_layers, tiny.d_model)
@@ -131,12 +173,18 @@ def test_vectors_from_array_and_safetensors_round_trip(tiny, tmp_path):
         mi.vectors_from_array(arr[:, :3], tiny, ["a", "b"], layers=[1])
 
 
-def test_a_run_shows_trial_progress_by_default_and_none_when_off(tiny, capsys, tmp_path, monkeypatch):
+def test_a_run_shows_trial_progress_by_default_and_none_when_off(
+    tiny, capsys, tmp_path, monkeypatch
+):
     from mechintro.experiments import detection_logits
 
     monkeypatch.setenv("MECHINTRO_CACHE", str(tmp_path))
-    vecs = vectors.concept_vectors(tiny, ["Dust", "Oceans"], baseline=["Sand", "Clay"], progress=False)
-    config = detection_logits.Config(model=tiny.name, concepts=("Dust", "Oceans"), layers=("1",), strengths=(1.0,), batch_size=4)
+    vecs = vectors.concept_vectors(
+        tiny, ["Dust", "Oceans"], baseline=["Sand", "Clay"], progress=False
+    )
+    config = detection_logits.Config(
+        model=tiny.name, concepts=("Dust", "Oceans"), layers=("1",), strengths=(1.0,), batch_size=4
+    )
     capsys.readouterr()
     detection_logits.run(config, tmp_path / "quiet.zarr", model=tiny, vectors=vecs, progress=False)
     assert "trial" not in capsys.readouterr().err
