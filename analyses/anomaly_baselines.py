@@ -58,7 +58,9 @@ def main() -> int:
     p.add_argument(
         "--cache", help="a .nc file for the window features and lens (made once, then read)"
     )
-    p.add_argument("--save")
+    p.add_argument(
+        "--save", dest="save_path"
+    )  # not dest "save": nnsight gives every object a .save
     args = p.parse_args()
     try:
         margins = [float(x) for x in args.margins.split(",") if x.strip()]
@@ -118,10 +120,10 @@ def main() -> int:
         for m, v in out["margins"].items()
     ]
     print("\nsensitivity to the margin:\n" + table(summary))
-    if args.save:
-        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.save).write_text(json.dumps(out, indent=1, default=float))
-        print(args.save)
+    if args.save_path:
+        Path(args.save_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.save_path).write_text(json.dumps(out, indent=1, default=float))
+        print(args.save_path)
     return 0
 
 
