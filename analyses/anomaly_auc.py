@@ -14,8 +14,8 @@ predictor, logit-lens score, within-concept permutation null, nested layer choic
 from _figure import ROOT, arguments, open_run, save, title
 
 from mechintro import analysis
-from mechintro.experiments._common import table
 from mechintro.plotting import anomaly_auc
+from mechintro.tables import table
 
 args = arguments(__doc__, run=str(ROOT / "runs" / "demo.zarr"))
 ds = open_run(args.run)

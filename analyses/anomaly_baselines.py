@@ -25,7 +25,7 @@ from mechintro import analysis
 from mechintro.analysis import anomaly
 from mechintro.analysis.lens import logit_lens
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import table
+from mechintro.tables import table
 
 
 def main() -> int:

@@ -8,8 +8,8 @@ import numpy as np
 from _figure import ROOT, arguments, open_run, save, title
 
 from mechintro import analysis, stimuli
-from mechintro.experiments._common import table
 from mechintro.plotting import anomaly_cosine_matrix
+from mechintro.tables import table
 from mechintro.vectors import load_vectors
 
 args = arguments(

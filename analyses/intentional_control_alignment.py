@@ -8,8 +8,8 @@ experiment 4).
 from _figure import ROOT, arguments, open_run, save, title
 
 from mechintro import analysis
-from mechintro.experiments._common import table
 from mechintro.plotting import alignment_by_layer
+from mechintro.tables import table
 from mechintro.vectors import load_vectors
 
 args = arguments(

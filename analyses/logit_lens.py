@@ -8,8 +8,8 @@ from _figure import ROOT, arguments, open_run, save, title
 
 import mechintro as mi
 from mechintro import analysis
-from mechintro.experiments._common import table
 from mechintro.plotting import lens_curves
+from mechintro.tables import table
 
 args = arguments(__doc__, run=str(ROOT / "runs" / "demo.zarr"))
 ds = open_run(args.run)

@@ -17,7 +17,6 @@ import numpy as np
 from _figure import ROOT, arguments, open_run, save
 
 from mechintro.analysis import self_prediction as sp
-from mechintro.experiments._common import table
 from mechintro.experiments.self_prediction import RESID_GROUP
 from mechintro.plotting import (
     probe_auc,
@@ -25,6 +24,7 @@ from mechintro.plotting import (
     self_prediction_accuracy,
     self_vs_cross_bars,
 )
+from mechintro.tables import table
 
 args = arguments(__doc__, root=str(ROOT / "analyses" / "data" / "looking-inward"))
 root = Path(args.root)

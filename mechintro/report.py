@@ -98,7 +98,7 @@ def _readout(ds: xr.Dataset, name: str) -> tuple[str, list[str]]:
     """The per-trial column shown in the list: its header and one string per trial."""
     n = ds.sizes["trial"]
     if "answer_logprobs" in ds:
-        from mechintro.experiments._common import yes_no
+        from mechintro.readouts import yes_no
 
         p = yes_no(ds).p_yes_norm.values
         return "P(yes)/(P(yes)+P(no))", [f"{x:.3f}" for x in p]

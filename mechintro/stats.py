@@ -333,3 +333,68 @@ def paired_auc(
     boots = boots[np.isfinite(boots)]
     lo, hi = np.quantile(boots, [0.025, 0.975]) if boots.size else (math.nan, math.nan)
     return auc, float(lo), float(hi)
+
+
+def rate(
+    successes: np.ndarray, clusters: np.ndarray | None = None, *, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float, int]:
+    """``(rate, lo, hi, n)`` of a boolean array with a 95% interval: Wilson when trials are
+    independent (``clusters`` None or one cluster), else :func:`mechintro.stats.cluster_interval`
+    (a range, not a CI, below 5 clusters; *t* on clusters for 5–15; BCa above; Wilson on the
+    clusters at 0 or 1). :func:`rate_interval` returns the same with its method. ``n = 0`` gives NaNs."""
+    iv = rate_interval(successes, clusters, n_boot=n_boot, seed=seed)
+    return iv.estimate, iv.lo, iv.hi, iv.n
+
+
+def rate_interval(
+    successes: np.ndarray, clusters: np.ndarray | None = None, *, n_boot: int = 2000, seed: int = 0
+) -> Interval:
+    """:func:`rate` as an :class:`mechintro.stats.Interval` (which says what the interval is)."""
+    x = np.asarray(successes, dtype=float)
+    if x.size == 0:
+        return Interval(math.nan, math.nan, math.nan, "none", 0, note="no trials")
+    if not np.isin(x, (0.0, 1.0)).all():
+        raise AssertionError(
+            "rate() takes successes (booleans); use mean_ci() for continuous values"
+        )
+    if clusters is None or len(set(np.asarray(clusters).tolist())) < 2:
+        return wilson_interval(int(x.sum()), x.size)
+    return cluster_interval(x, np.asarray(clusters), binary=True, n_boot=n_boot, seed=seed)
+
+
+def mean_ci(
+    values: np.ndarray, clusters: np.ndarray | None = None, *, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float, int]:
+    """``(mean, lo, hi, n)`` of continuous values: a 95% percentile bootstrap when independent,
+    else :func:`mechintro.stats.cluster_interval` over ``clusters`` (a range, not a CI, below 5)."""
+    x = np.asarray(values, dtype=float)
+    if clusters is not None and len(set(np.asarray(clusters).tolist())) < 2:
+        clusters = None
+    if clusters is None:
+        mean, lo, hi = bootstrap_mean_ci(x, n_boot=n_boot, seed=seed)
+        return mean, lo, hi, int(x.size)
+    iv = cluster_interval(x, np.asarray(clusters), binary=False, n_boot=n_boot, seed=seed)
+    return iv.estimate, iv.lo, iv.hi, int(x.size)
+
+
+def diff_ci(
+    a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of ``a`` minus mean of ``b``: for two sets of successes (net detection = TPR − FPR)
+    Newcombe's hybrid score interval (:func:`mechintro.stats.newcombe`, sensible at 0/n and n/n);
+    for continuous values a 95% percentile bootstrap resampling each group."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.size == 0 or b.size == 0:
+        return math.nan, math.nan, math.nan
+    if np.isin(a, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all():
+        iv = newcombe(int(a.sum()), a.size, int(b.sum()), b.size)
+        return iv.estimate, iv.lo, iv.hi
+    rng = np.random.default_rng(seed)
+    diffs = a[rng.integers(0, a.size, (n_boot, a.size))].mean(1) - b[
+        rng.integers(0, b.size, (n_boot, b.size))
+    ].mean(1)
+    return (
+        float(a.mean() - b.mean()),
+        float(np.percentile(diffs, 2.5)),
+        float(np.percentile(diffs, 97.5)),
+    )

@@ -13,6 +13,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import numpy as np
+
 
 @cache
 def _load(name: str) -> dict[str, Any]:
@@ -92,3 +94,26 @@ def latent_introspection_suffixes() -> list[str]:
     each PCA-center pair (``data/all_truncated_outputs.json`` of
     acsresearch/latent-introspection-code, MIT licence; source and licence in the data file)."""
     return list(_load("latent_introspection_suffixes.json")["suffixes"])
+
+
+# Lindsey (2025), "Distinguishing prior thoughts from text inputs": the word-report prompt.
+WORD_PROMPT = "Tell me what word you think about when you read the line below. Answer immediately.\n\n{sentence}"
+
+
+def make_pairs(
+    words: tuple[str, ...], lines: tuple[str, ...], n: int, seed: int
+) -> list[tuple[str, str, list[str]]]:
+    """``n`` (sentence, concept, 10 candidates) triples; candidates are the concept and 9 others."""
+    rng = np.random.default_rng(seed)
+    concepts = rng.permutation(np.array(words, dtype=object))[:n]
+    out = []
+    for sentence, concept in zip(lines[:n], concepts, strict=True):
+        others = [w for w in words if w != concept]
+        picks = rng.choice(
+            np.array(others, dtype=object), size=min(9, len(others)), replace=False
+        ).tolist()
+        candidates = [str(concept), *map(str, picks)]
+        out.append(
+            (sentence, str(concept), [candidates[i] for i in rng.permutation(len(candidates))])
+        )
+    return out

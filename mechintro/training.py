@@ -33,8 +33,8 @@ import torch
 import xarray as xr
 
 from mechintro import looking_inward
+from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config
 from mechintro.models import Model, sha256_of
 from mechintro.prompts import render_chat
 from mechintro.provenance import provenance_attrs

@@ -17,7 +17,7 @@ import numpy as np
 import mechintro as mi
 from mechintro import analysis, plotting, stimuli
 from mechintro.experiments import detection_logits
-from mechintro.experiments._common import yes_no
+from mechintro.readouts import yes_no
 from mechintro.vectors import load_vectors
 
 ds = mi.open_run(os.environ.get("MECHINTRO_RUN", "../runs/demo.zarr"))

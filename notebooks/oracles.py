@@ -15,7 +15,7 @@ from pathlib import Path
 
 import mechintro as mi
 from mechintro import plotting
-from mechintro.experiments._common import table as markdown_table
+from mechintro.tables import table as markdown_table
 
 root = Path(os.environ.get("MECHINTRO_ROOT", "../analyses/data/oracles/smollm2-135m"))
 comparison = json.loads((root / "table.json").read_text())

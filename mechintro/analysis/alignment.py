@@ -25,8 +25,7 @@ from mechintro.analysis._common import (
     unit,
 )
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import mean_ci
-from mechintro.stats import maxt_signflip
+from mechintro.stats import maxt_signflip, mean_ci
 
 
 def alignment(

@@ -46,8 +46,8 @@ from mechintro.analysis._common import (
     unit,
 )
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import yes_no
 from mechintro.models import Model
+from mechintro.readouts import yes_no
 from mechintro.stats import cluster_bootstrap_weights, paired_auc, paired_auc_boots
 
 LabelSource = Literal["logits", "offline", "judge"]
@@ -934,7 +934,7 @@ def format_baselines(result: xr.Dataset) -> str:
                 "passes": bool(r.passes),
             }
         )
-    from mechintro.experiments._common import table
+    from mechintro.tables import table
 
     a = result.attrs
     nested = (

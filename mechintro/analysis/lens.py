@@ -157,7 +157,7 @@ def lens_summary(
     """Mean of each lens quantity per group (e.g. ``injected`` / ``control``, or detection labels)
     and layer, with a 95% bootstrap interval over concepts (trials sharing a concept are one
     cluster)."""
-    from mechintro.experiments._common import mean_ci
+    from mechintro.stats import mean_ci
 
     names = list(dict.fromkeys(str(g) for g in groups.values))
     concept = np.array(

@@ -35,8 +35,7 @@ import xarray as xr
 
 from mechintro import looking_inward
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import rate
-from mechintro.stats import bootstrap_mean_ci, cluster_bootstrap_weights, paired_auc, wilson
+from mechintro.stats import bootstrap_mean_ci, cluster_bootstrap_weights, paired_auc, rate, wilson
 
 NAME = "self-prediction"
 

@@ -30,10 +30,12 @@ import numpy as np
 import xarray as xr
 
 from mechintro import stimuli
+from mechintro.config import finite
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import finite, layer_map, require_experiment, yes_no
+from mechintro.experiments._common import layer_map, require_experiment
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
+from mechintro.readouts import yes_no
 from mechintro.runner import YES_NO, Shard, Trial, execute
 from mechintro.stats import cluster_interval
 from mechintro.vectors import (

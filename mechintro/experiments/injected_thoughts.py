@@ -42,19 +42,14 @@ import torch
 import xarray as xr
 
 from mechintro import grading, stimuli
+from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import (
-    check_config,
-    diff_ci,
-    layer_map,
-    rate,
-    rate_interval,
-    require_experiment,
-    table,
-)
+from mechintro.experiments._common import layer_map, require_experiment
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Generation, Shard, Trial, execute
+from mechintro.stats import diff_ci, rate, rate_interval
+from mechintro.tables import table
 from mechintro.vectors import (
     StrengthUnit,
     check_vectors_match,

@@ -23,12 +23,14 @@ import numpy as np
 import xarray as xr
 
 from mechintro import stimuli
+from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config, require_experiment, table
-from mechintro.experiments.thoughts_vs_text import make_pairs
+from mechintro.experiments._common import require_experiment
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import YES_NO, Shard, Trial, execute
+from mechintro.stimuli import make_pairs
+from mechintro.tables import table
 
 NAME = "intentional-control"
 Instruction = Literal[

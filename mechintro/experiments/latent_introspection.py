@@ -53,11 +53,14 @@ import torch
 import xarray as xr
 
 from mechintro import stimuli
+from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config, mean_ci, require_experiment, table
+from mechintro.experiments._common import require_experiment
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import message_window, render_chat, tokenize
 from mechintro.runner import Answers, Shard, Trial, execute
+from mechintro.stats import mean_ci
+from mechintro.tables import table
 from mechintro.vectors import (
     check_vectors_match,
     concept_vectors,

@@ -41,11 +41,14 @@ import numpy as np
 import xarray as xr
 
 from mechintro import stimuli
+from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config, layer_map, rate, require_experiment, table
+from mechintro.experiments._common import layer_map, require_experiment
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Answers, Shard, Trial, execute
+from mechintro.stats import rate
+from mechintro.tables import table
 from mechintro.vectors import (
     StrengthUnit,
     check_vectors_match,

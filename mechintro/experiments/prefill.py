@@ -37,18 +37,14 @@ import numpy as np
 import xarray as xr
 
 from mechintro import grading, stimuli
-from mechintro.experiments._common import (
-    check_config,
-    layer_map,
-    mean_ci,
-    rate,
-    require_experiment,
-    table,
-)
-from mechintro.experiments.thoughts_vs_text import WORD_PROMPT, make_pairs
+from mechintro.config import check_config
+from mechintro.experiments._common import layer_map, require_experiment
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Answers, Generation, Shard, Trial, execute
+from mechintro.stats import mean_ci, rate
+from mechintro.stimuli import WORD_PROMPT, make_pairs
+from mechintro.tables import table
 from mechintro.vectors import (
     StrengthUnit,
     check_vectors_match,

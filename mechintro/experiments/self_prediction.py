@@ -35,11 +35,13 @@ import numpy as np
 import xarray as xr
 
 from mechintro import engine, looking_inward
+from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config, require_experiment, table
+from mechintro.experiments._common import require_experiment
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import render_chat, tokenize
 from mechintro.runner import Generation, Shard, Trial, execute
+from mechintro.tables import table
 
 NAME = "self-prediction"
 RESID_GROUP = "hypothetical_resid"

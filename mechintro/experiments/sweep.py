@@ -40,12 +40,15 @@ from scipy.stats import binomtest
 from scipy.stats import t as student_t
 
 from mechintro import stimuli
+from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config, layer_map, require_experiment, table, yes_no
+from mechintro.experiments._common import layer_map, require_experiment
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
+from mechintro.readouts import yes_no
 from mechintro.runner import YES_NO, Shard, Trial, execute
 from mechintro.stats import bootstrap_mean_ci
+from mechintro.tables import table
 from mechintro.vectors import (
     check_vectors_match,
     concept_vectors,

@@ -31,11 +31,15 @@ import numpy as np
 import xarray as xr
 
 from mechintro import grading, stimuli
+from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config, layer_map, rate, require_experiment, table
+from mechintro.experiments._common import layer_map, require_experiment
 from mechintro.models import DEFAULT_MODEL, Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Generation, Shard, Trial, execute
+from mechintro.stats import rate
+from mechintro.stimuli import WORD_PROMPT, make_pairs
+from mechintro.tables import table
 from mechintro.vectors import (
     StrengthUnit,
     check_vectors_match,
@@ -45,7 +49,6 @@ from mechintro.vectors import (
 )
 
 NAME = "thoughts-vs-text"
-WORD_PROMPT = "Tell me what word you think about when you read the line below. Answer immediately.\n\n{sentence}"
 REPEAT_PROMPT = "Repeat the line below. Answer immediately.\n\n{sentence}"
 TASKS = {"word": (WORD_PROMPT, 5), "repeat": (REPEAT_PROMPT, 15)}
 
@@ -81,25 +84,6 @@ class ThoughtsVsTextConfig:
 
 
 Config = ThoughtsVsTextConfig
-
-
-def make_pairs(
-    words: tuple[str, ...], lines: tuple[str, ...], n: int, seed: int
-) -> list[tuple[str, str, list[str]]]:
-    """``n`` (sentence, concept, 10 candidates) triples; candidates are the concept and 9 others."""
-    rng = np.random.default_rng(seed)
-    concepts = rng.permutation(np.array(words, dtype=object))[:n]
-    out = []
-    for sentence, concept in zip(lines[:n], concepts, strict=True):
-        others = [w for w in words if w != concept]
-        picks = rng.choice(
-            np.array(others, dtype=object), size=min(9, len(others)), replace=False
-        ).tolist()
-        candidates = [str(concept), *map(str, picks)]
-        out.append(
-            (sentence, str(concept), [candidates[i] for i in rng.permutation(len(candidates))])
-        )
-    return out
 
 
 def build_trials(

@@ -33,8 +33,8 @@ import torch
 
 from mechintro import engine, training
 from mechintro.arch import get_module
+from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import check_config
 from mechintro.models import Model
 from mechintro.oracle import (
     COEFFICIENT,

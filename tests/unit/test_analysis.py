@@ -240,7 +240,7 @@ def tiny_run(tiny, tmp_path_factory):
 
 
 def test_logit_lens_last_layer_reproduces_the_model_and_middle_layers_match_hf(tiny, tiny_run):
-    from mechintro.experiments._common import yes_no
+    from mechintro.readouts import yes_no
 
     lens = an.logit_lens(tiny_run, tiny)
     stored = yes_no(tiny_run)

@@ -11,7 +11,7 @@ import pytest
 import mechintro as mi
 from mechintro import engine, vectors
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import yes_no
+from mechintro.readouts import yes_no
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "analyses" / "data" / "smollm2-135m"
