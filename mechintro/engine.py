@@ -222,33 +222,34 @@ def forward(
     unembed = get_module(model.lm, model.arch.unembed)
     n_layers = model.n_layers
 
-    with (
-        _remote_errors(model),
-        torch.no_grad(),
-        model.lm.trace(batch, remote=model.remote, logits_to_keep=1, **extra),
-    ):
-        stacked = []
-        for i in range(n_layers):
-            if not record and i not in plan and i not in ablations:
-                continue
-            out = layers[i].output
-            h = out[0] if isinstance(out, tuple) else out
-            if i in plan:
-                mask, vec, _ = plan[i]
-                h += mask.to(h.device) * vec.to(h.device)  # no-ops here; on a remote GPU they move
-            if i in ablations:
-                u, target = ablations[i]
-                u = u.to(h.device)
-                h -= ((h * u).sum(-1, keepdim=True) - target) * u
+    with _remote_errors(model), torch.no_grad():
+        with model.lm.trace(batch, remote=model.remote, logits_to_keep=1, **extra):
+            stacked = []
+            for i in range(n_layers):
+                if not record and i not in plan and i not in ablations:
+                    continue
+                out = layers[i].output
+                h = out[0] if isinstance(out, tuple) else out
+                if i in plan:
+                    mask, vec, _ = plan[i]
+                    h += mask.to(h.device) * vec.to(
+                        h.device
+                    )  # no-ops here; on a remote GPU they move
+                if i in ablations:
+                    u, target = ablations[i]
+                    u = u.to(h.device)
+                    h -= ((h * u).sum(-1, keepdim=True) - target) * u
+                if record:
+                    stacked.append(h.detach().to("cpu", torch.float16))
             if record:
-                stacked.append(h.detach().to("cpu", torch.float16))
-        if record:
-            resid = nnsight.save(torch.stack(stacked, 1))
-        logits = unembed.output[:, -1].float()
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        finite = nnsight.save(torch.isfinite(logits).all(-1).cpu())
-        logprobs = nnsight.save(torch.log_softmax(logits, -1)[:, answers.to(logits.device)].cpu())
+                resid = nnsight.save(torch.stack(stacked, 1))
+            logits = unembed.output[:, -1].float()
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            finite = nnsight.save(torch.isfinite(logits).all(-1).cpu())
+            logprobs = nnsight.save(
+                torch.log_softmax(logits, -1)[:, answers.to(logits.device)].cpu()
+            )
 
     nonfinite = ~finite
     if record:
@@ -406,6 +407,7 @@ def generate(
         pad_token_id=model.tokenizer.pad_token_id,
         eos_token_id=eos,
     )
+    generate_kwargs = {"generation_config": config, "remote": model.remote, **extra}
     layers = get_module(model.lm, model.arch.layers)
     n_layers = model.n_layers
 
@@ -414,34 +416,32 @@ def generate(
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*was never reached.*")
         torch.manual_seed(seed)
-        with (
-            _remote_errors(model),
-            torch.no_grad(),
-            model.lm.generate(generation_config=config, remote=model.remote, **extra) as tracer,
-        ):
-            with tracer.invoke(batch):
-                torch.manual_seed(
-                    seed
-                )  # again inside the trace: a remote server samples with its own generator
-                for step in tracer.iter[:max_new_tokens]:
-                    stacked = []
-                    for i in range(n_layers):
-                        if i not in plan and not (record and step == 0):
-                            continue
-                        out = layers[i].output
-                        h = out[0] if isinstance(out, tuple) else out
-                        if i in plan:
-                            mask, vec, gen = plan[i]
-                            if step == 0:
-                                h += mask.to(h.device) * vec.to(h.device)
-                            else:
-                                h[:, -1] += gen.to(h.device) * vec[:, 0].to(h.device)
+        # The seed is set again inside the trace: a remote server samples with its own generator.
+        # No comment lines inside a trace body (remote execution drops them and misplaces the
+        # blocks after them), and the trace's `with` on one line (nnsight finds its body there).
+        with _remote_errors(model), torch.no_grad():
+            with model.lm.generate(**generate_kwargs) as tracer:
+                with tracer.invoke(batch):
+                    torch.manual_seed(seed)
+                    for step in tracer.iter[:max_new_tokens]:
+                        stacked = []
+                        for i in range(n_layers):
+                            if i not in plan and not (record and step == 0):
+                                continue
+                            out = layers[i].output
+                            h = out[0] if isinstance(out, tuple) else out
+                            if i in plan:
+                                mask, vec, gen = plan[i]
+                                if step == 0:
+                                    h += mask.to(h.device) * vec.to(h.device)
+                                else:
+                                    h[:, -1] += gen.to(h.device) * vec[:, 0].to(h.device)
+                            if record and step == 0:
+                                stacked.append(h.detach().to("cpu", torch.float16))
                         if record and step == 0:
-                            stacked.append(h.detach().to("cpu", torch.float16))
-                    if record and step == 0:
-                        resid = nnsight.save(torch.stack(stacked, 1))
-            with tracer.invoke():
-                sequences = nnsight.save(tracer.result.cpu())
+                            resid = nnsight.save(torch.stack(stacked, 1))
+                with tracer.invoke():
+                    sequences = nnsight.save(tracer.result.cpu())
 
     new = sequences[:, width:]
     generated = torch.full((len(prompts), max_new_tokens), -1, dtype=torch.long)
@@ -476,18 +476,15 @@ def last_token_resid(model: Model, prompts: Sequence[Sequence[int]]) -> torch.Te
     batch = _pad(model, prompts)
     layers = get_module(model.lm, model.arch.layers)
     n_layers = model.n_layers
-    with (
-        _remote_errors(model),
-        torch.no_grad(),
-        model.lm.trace(batch, remote=model.remote) as tracer,
-    ):
-        last = []
-        for i in range(n_layers):
-            out = layers[i].output
-            h = out[0] if isinstance(out, tuple) else out
-            last.append(h[:, -1].detach().to("cpu", torch.float32))
-        acts = nnsight.save(torch.stack(last, 1))
-        tracer.stop()
+    with _remote_errors(model), torch.no_grad():
+        with model.lm.trace(batch, remote=model.remote) as tracer:
+            last = []
+            for i in range(n_layers):
+                out = layers[i].output
+                h = out[0] if isinstance(out, tuple) else out
+                last.append(h[:, -1].detach().to("cpu", torch.float32))
+            acts = nnsight.save(torch.stack(last, 1))
+            tracer.stop()
     return acts
 
 
@@ -653,24 +650,23 @@ def patched_forward(
     layers = get_module(model.lm, model.arch.layers)
     unembed = get_module(model.lm, model.arch.unembed)
     n_layers = model.n_layers
-    with (
-        _remote_errors(model),
-        torch.no_grad(),
-        model.lm.trace(batch, remote=model.remote, logits_to_keep=1),
-    ):
-        for i in range(n_layers):
-            if i not in plan:
-                continue
-            out = layers[i].output
-            h = out[0] if isinstance(out, tuple) else out
-            select, values, units = plan[i]
-            select, values, units = select.to(h.device), values.to(h.device), units.to(h.device)
-            h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
-        logits = unembed.output[:, -1].float()
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        finite = nnsight.save(torch.isfinite(logits).all(-1).cpu())
-        logprobs = nnsight.save(torch.log_softmax(logits, -1)[:, answers.to(logits.device)].cpu())
+    with _remote_errors(model), torch.no_grad():
+        with model.lm.trace(batch, remote=model.remote, logits_to_keep=1):
+            for i in range(n_layers):
+                if i not in plan:
+                    continue
+                out = layers[i].output
+                h = out[0] if isinstance(out, tuple) else out
+                select, values, units = plan[i]
+                select, values, units = select.to(h.device), values.to(h.device), units.to(h.device)
+                h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
+            logits = unembed.output[:, -1].float()
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            finite = nnsight.save(torch.isfinite(logits).all(-1).cpu())
+            logprobs = nnsight.save(
+                torch.log_softmax(logits, -1)[:, answers.to(logits.device)].cpu()
+            )
     return BatchResult(answer_logprobs=logprobs, resid=None, generated=None, nonfinite=~finite)
 
 
@@ -711,29 +707,24 @@ def patched_generate(
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*was never reached.*")
         torch.manual_seed(seed)
-        with (
-            _remote_errors(model),
-            torch.no_grad(),
-            model.lm.generate(generation_config=config, remote=model.remote) as tracer,
-        ):
-            with tracer.invoke(batch):
-                torch.manual_seed(seed)
-                for step in tracer.iter[:max_new_tokens]:
-                    if step == 0:
-                        for i in range(n_layers):
-                            if i not in plan:
-                                continue
-                            out = layers[i].output
-                            h = out[0] if isinstance(out, tuple) else out
-                            select, values, units = plan[i]
-                            select, values, units = (
-                                select.to(h.device),
-                                values.to(h.device),
-                                units.to(h.device),
-                            )
-                            h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
-            with tracer.invoke():
-                sequences = nnsight.save(tracer.result.cpu())
+        with _remote_errors(model), torch.no_grad():
+            with model.lm.generate(generation_config=config, remote=model.remote) as tracer:
+                with tracer.invoke(batch):
+                    torch.manual_seed(seed)
+                    for step in tracer.iter[:max_new_tokens]:
+                        if step == 0:
+                            for i in range(n_layers):
+                                if i not in plan:
+                                    continue
+                                out = layers[i].output
+                                h = out[0] if isinstance(out, tuple) else out
+                                select, values, units = plan[i]
+                                select = select.to(h.device)
+                                values = values.to(h.device)
+                                units = units.to(h.device)
+                                h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
+                with tracer.invoke():
+                    sequences = nnsight.save(tracer.result.cpu())
     new = sequences[:, width:]
     generated = torch.full((len(prompts), max_new_tokens), -1, dtype=torch.long)
     for row in range(len(prompts)):
