@@ -37,6 +37,7 @@ test-integration: setup
 	$(BIN)/python -m pytest -q tests/integration
 
 lint: setup
+	$(BIN)/python -m ruff format --check mechintro tests benchmarks analyses notebooks scripts
 	$(BIN)/python -m ruff check mechintro tests benchmarks analyses notebooks scripts
 
 

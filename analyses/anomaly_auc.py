@@ -22,19 +22,28 @@ ds = open_run(args.run)
 labels = analysis.detection_labels(ds)
 result = analysis.anomaly_directions(ds, labels)
 print(
-    f"{result.attrs['n_detected']} detected vs {result.attrs['n_negative']} others, {result.attrs['n_concepts']} concepts, "
+    f"{result.attrs['n_detected']} detected vs {result.attrs['n_negative']} "
+    f"others, {result.attrs['n_concepts']} concepts, "
     f"{result.attrs['folds']} concept-grouped folds; {labels.attrs['rule']}"
 )
 print("not evidence on their own: see analyses/anomaly_baselines.py for the baselines and nulls")
+
+
+def _cell(**at: object) -> str:
+    """``AUC [lo, hi]`` of one (estimator, removal, layer) cell."""
+    return (
+        f"{float(result.auc.sel(**at)):.3f} "
+        f"[{float(result.auc_lo.sel(**at)):.2f}, {float(result.auc_hi.sel(**at)):.2f}]"
+    )
+
+
 print(
     table(
         [
             {
                 "layer": int(layer),
                 **{
-                    f"{est} {rem}": f"{float(result.auc.sel(estimator=est, removal=rem, layer=layer)):.3f} "
-                    f"[{float(result.auc_lo.sel(estimator=est, removal=rem, layer=layer)):.2f}, "
-                    f"{float(result.auc_hi.sel(estimator=est, removal=rem, layer=layer)):.2f}]"
+                    f"{est} {rem}": _cell(estimator=est, removal=rem, layer=layer)
                     for est in ("diff_means", "probe")
                     for rem in ("none", "span")
                 },

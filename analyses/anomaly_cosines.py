@@ -54,7 +54,10 @@ print(
         + [
             {
                 "word": f"control words: median (range) of {len(controls)}",
-                "max |cos|": f"{float(np.median(peak.sel(word=controls))):.3f} ({float(peak.sel(word=controls).min()):.3f}–{float(peak.sel(word=controls).max()):.3f})",
+                "max |cos|": (
+                    f"{float(np.median(peak.sel(word=controls))):.3f} "
+                    f"({float(peak.sel(word=controls).min()):.3f}–{float(peak.sel(word=controls).max()):.3f})"
+                ),
             }
         ]
     )

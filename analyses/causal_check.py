@@ -46,21 +46,24 @@ check = analysis.causal_check(
 )
 a = check.attrs
 print(
-    f"{ds.attrs['model']}: layer {a['layer']}, scale {a['scale']:.2f}, {a['n_trials']} detected trials re-run, "
-    f"coordinate set to the controls' mean at layers {a['ablated_layers']}"
+    f"{ds.attrs['model']}: layer {a['layer']}, scale {a['scale']:.2f}, {a['n_trials']} detected "
+    f"trials re-run, coordinate set to the controls' mean at layers {a['ablated_layers']}"
 )
 print(
-    f"re-run vs stored log-odds: max |difference| {float(abs(check.recorded_logit_diff - check.stored_logit_diff).max()):.2e}"
+    "re-run vs stored log-odds: max |difference| "
+    f"{float(abs(check.recorded_logit_diff - check.stored_logit_diff).max()):.2e}"
 )
 print(
-    f"add the direction (Yes−No log-odds shift on the control prompt): anomaly {a['add_shift_anomaly']:+.3f}, "
-    f"missed-vs-control {a['add_shift_missed_vs_control']:+.3f}; p vs {args.random} random = {a['add_p_random']:.4f} "
-    f"(resolution {a['p_resolution_add_random']:.4f}); p vs {args.shuffled} shuffled-label directions = {a['add_p_shuffled']:.3f} "
-    f"(resolution {a['p_resolution_shuffled']:.3f})"
+    "add the direction (Yes−No log-odds shift on the control prompt): anomaly "
+    f"{a['add_shift_anomaly']:+.3f}, missed-vs-control {a['add_shift_missed_vs_control']:+.3f}; "
+    f"p vs {args.random} random = {a['add_p_random']:.4f} (resolution "
+    f"{a['p_resolution_add_random']:.4f}); p vs {args.shuffled} shuffled-label directions = "
+    f"{a['add_p_shuffled']:.3f} (resolution {a['p_resolution_shuffled']:.3f})"
 )
 print(
-    f"ablate to the controls' mean (drop in log-odds): anomaly {a['ablate_drop_anomaly']:+.3f}, missed-vs-control "
-    f"{a['ablate_drop_missed_vs_control']:+.3f}; p vs {args.random_ablate} random = {a['ablate_p_random']:.3f} (resolution "
-    f"{a['p_resolution_ablate_random']:.3f}); p vs shuffled = {a['ablate_p_shuffled']:.3f}; still detected after ablation "
+    f"ablate to the controls' mean (drop in log-odds): anomaly {a['ablate_drop_anomaly']:+.3f}, "
+    f"missed-vs-control {a['ablate_drop_missed_vs_control']:+.3f}; p vs {args.random_ablate} "
+    f"random = {a['ablate_p_random']:.3f} (resolution {a['p_resolution_ablate_random']:.3f}); p "
+    f"vs shuffled = {a['ablate_p_shuffled']:.3f}; still detected after ablation "
     f"{a['ablate_share_detected_anomaly']:.2f}"
 )

@@ -1,6 +1,6 @@
 """Agreement of graders with the hand-labelled calibration set (tests/data/grader_calibration.json).
 
-    python analyses/grader_agreement.py                       # the offline grader, v1 set (61 items)
+    python analyses/grader_agreement.py  # the offline grader, v1 set (61 items)
     python analyses/grader_agreement.py --set tests/data/grader_calibration_v2.json --split held_out
     python analyses/grader_agreement.py --judge-model smollm2-135m --max-new-tokens 64
 
@@ -28,7 +28,10 @@ def main() -> None:
         "--split",
         choices=["all", "dev", "held_out"],
         default="all",
-        help="v2 only: report on one half (κ that is claimed is on held_out, which rule changes never looked at)",
+        help=(
+            "v2 only: report on one half (κ that is claimed is "
+            "on held_out, which rule changes never looked at)"
+        ),
     )
     p.add_argument("--out")
     args = p.parse_args()
@@ -67,8 +70,8 @@ def main() -> None:
     )
     for c, r in result.items():
         print(
-            f"  {c:<28} accuracy {r['accuracy']:.3f}  kappa {r['kappa']:+.3f}  (n {r['n']}, positives {r['positives']}, "
-            f"grader positives {r['predicted_positives']})"
+            f"  {c:<28} accuracy {r['accuracy']:.3f}  kappa {r['kappa']:+.3f}  (n {r['n']}, "
+            f"positives {r['positives']}, grader positives {r['predicted_positives']})"
         )
     if args.out:
         with open(args.out, "w") as f:

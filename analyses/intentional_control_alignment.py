@@ -2,7 +2,8 @@
 with the word's concept vector, per layer and instruction, over 100 control words (Lindsey 2025,
 experiment 4).
 
-    python analyses/intentional_control_alignment.py [--run RUN] [--vectors VECTORS] [--out figures/]
+    python analyses/intentional_control_alignment.py [--run RUN] [--vectors VECTORS] \\
+        [--out figures/]
 """
 
 from _figure import ROOT, arguments, open_run, save, title
@@ -29,7 +30,11 @@ for layer in layers:
     row = {
         "layer": int(layer),
         **{str(c): float(cell.cos_word.sel(condition=c)) for c in summary.condition.values},
-        "control words [2.5–97.5%]": f"{float(cell.baseline.isel(condition=0)):+.3f} [{float(cell.baseline_lo.isel(condition=0)):+.3f}, {float(cell.baseline_hi.isel(condition=0)):+.3f}]",
+        "control words [2.5–97.5%]": (
+            f"{float(cell.baseline.isel(condition=0)):+.3f} "
+            f"[{float(cell.baseline_lo.isel(condition=0)):+.3f}, "
+            f"{float(cell.baseline_hi.isel(condition=0)):+.3f}]"
+        ),
     }
     if "gap" in summary:
         row["think − don't [95% CI]"] = (
@@ -41,7 +46,8 @@ print(table(rows))
 if "gap" in summary:
     sig = [int(x) for x in summary.layer.values[summary.gap_p_maxt.values < 0.05]]
     print(
-        f"layers with the gap above 0 after correcting for {summary.sizes['layer']} layers (max-t p < 0.05): {sig}"
+        "layers with the gap above 0 after correcting for "
+        f"{summary.sizes['layer']} layers (max-t p < 0.05): {sig}"
     )
     print(summary.attrs["gap_correction"])
 n = ds.sizes["trial"] // summary.sizes["condition"]

@@ -19,7 +19,8 @@ args = arguments(__doc__, root=str(ROOT / "analyses" / "data" / "oracles" / "smo
 root = Path(args.root)
 if not (root / "table.json").exists() or not (root / "eval.json").exists():
     raise SystemExit(
-        f"oracles.py: no table.json and eval.json under {root}: run the commands in docs/oracles.md first"
+        "oracles.py: no table.json and eval.json under "
+        f"{root}: run the commands in docs/oracles.md first"
     )
 table = json.loads((root / "table.json").read_text())
 evaluation = json.loads((root / "eval.json").read_text())
@@ -32,7 +33,8 @@ for row in table["rows"]:
     print(row["reader"], cells)
 for e in evaluation:
     print(
-        f"{e['set']:<18} {e['reader']:<10} {e['correct']}/{e['n']} = {e['accuracy']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]"
+        f"{e['set']:<18} {e['reader']:<10} {e['correct']}/{e['n']} "
+        f"= {e['accuracy']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]"
     )
 save(
     oracle_comparison(table, evaluation),

@@ -18,13 +18,39 @@ from mechintro.runs import open_run
 
 MODELS = ("smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
 PUBLISHED = {
-    "injected-thoughts": "Lindsey (2025), experiment 1: Claude Opus 4.1 succeeds on ≈20% of trials at ≈2/3 depth, strength 2–4, with 0/100 false positives; random vectors 9/100; base models never exceed net 0.",
-    "thoughts-vs-text": "Lindsey 2025, experiment 2: all models well above the 10% chance of the word task while still repeating the sentence, best near 2/3 depth (numbers in figures only).",
-    "prefill": "Lindsey 2025, experiment 3: matched injection on the sentence reduces the apology rate within a layer band peaking slightly over half depth; injection after the prefill has no comparable effect (numbers in figures only).",
-    "intentional-control": "Lindsey 2025, experiment 4: the word is represented more in 'think' than 'don't think', the gap emerging in the latter half of the network (measured in the analyses, issue 4).",
-    "latent-introspection": "vgel / Latent Introspection (Qwen2.5-Coder-32B, strength 20, layers 21–42): P(' yes') 0.150% → 0.522% (cat), → 0.193% (bread) without info; with the info prompt ≈0.3–0.76% → 39–53%; Lorem ipsum and wrong location give small shifts; +0.6% false positives.",
-    "sweep": "Godet, 'Introspection or confusion?': on small models (Qwen2.5 0.5–32B, Llama 3.x) the Yes−No logit difference of the introspection question and of the '1+1=3' control move toward 0 together across layers × scales: steering noise.",
-    "localisation": "Godet, 'Introspection via localization': 5-sentence localisation above the 20% chance at early layers, falling to chance by mid-depth; a commenter's Qwen2.5-14B reached 89% (but 90% for 'which is most abstract?').",
+    "injected-thoughts": (
+        "Lindsey (2025), experiment 1: Claude Opus 4.1 succeeds on ≈20% "
+        "of trials at ≈2/3 depth, strength 2–4, with 0/100 false "
+        "positives; random vectors 9/100; base models never exceed net 0."
+    ),
+    "thoughts-vs-text": (
+        "Lindsey 2025, experiment 2: all models well above the 10% chance of the word task "
+        "while still repeating the sentence, best near 2/3 depth (numbers in figures only)."
+    ),
+    "prefill": (
+        "Lindsey 2025, experiment 3: matched injection on the sentence reduces the "
+        "apology rate within a layer band peaking slightly over half depth; injection "
+        "after the prefill has no comparable effect (numbers in figures only)."
+    ),
+    "intentional-control": (
+        "Lindsey 2025, experiment 4: the word is represented more in 'think' than 'don't think', "
+        "the gap emerging in the latter half of the network (measured in the analyses, issue 4)."
+    ),
+    "latent-introspection": (
+        "vgel / Latent Introspection (Qwen2.5-Coder-32B, strength 20, layers 21–42): P(' yes') "
+        "0.150% → 0.522% (cat), → 0.193% (bread) without info; with the info prompt ≈0.3–0.76% "
+        "→ 39–53%; Lorem ipsum and wrong location give small shifts; +0.6% false positives."
+    ),
+    "sweep": (
+        "Godet, 'Introspection or confusion?': on small models (Qwen2.5 0.5–32B, Llama "
+        "3.x) the Yes−No logit difference of the introspection question and of the "
+        "'1+1=3' control move toward 0 together across layers × scales: steering noise."
+    ),
+    "localisation": (
+        "Godet, 'Introspection via localization': 5-sentence localisation above the "
+        "20% chance at early layers, falling to chance by mid-depth; a commenter's "
+        "Qwen2.5-14B reached 89% (but 90% for 'which is most abstract?')."
+    ),
 }
 
 
@@ -36,8 +62,9 @@ def _verdict(name: str, summary) -> str:
             return "Too few concepts for a held-out estimate."
         shown = a["best_heldout_net_lo"] > 0
         return (
-            f"Held-out net detection at the best cell (layer {a['best_layer']}, strength {a['best_strength']:g}): "
-            f"{a['best_heldout_net']:+.3f} [{a['best_heldout_net_lo']:+.3f}, {a['best_heldout_net_hi']:+.3f}] — "
+            f"Held-out net detection at the best cell (layer {a['best_layer']}, "
+            f"strength {a['best_strength']:g}): {a['best_heldout_net']:+.3f} "
+            f"[{a['best_heldout_net_lo']:+.3f}, {a['best_heldout_net_hi']:+.3f}] — "
             + (
                 "detection above false positives **appears**."
                 if shown
@@ -47,16 +74,19 @@ def _verdict(name: str, summary) -> str:
     if name == "thoughts-vs-text":
         above = (summary.word_lo > 0.1) & (summary.repeat > 0.5)
         return (
-            f"{int(above.sum())} of {above.size} (layer, strength) cells name the injected word above the 10% chance "
-            f"(lower bound) while repeating over half the sentences; uninjected word-task rate {summary.attrs['baseline_word']:.3f}."
+            f"{int(above.sum())} of {above.size} (layer, strength) cells name the injected "
+            "word above the 10% chance (lower bound) while repeating over half the "
+            f"sentences; uninjected word-task rate {summary.attrs['baseline_word']:.3f}."
         )
     if name == "prefill":
         a = summary.attrs
         if "max_reduction" not in a:
             return "No cell could be compared."
         return (
-            f"Largest apology reduction (matched vs min(control, random)): {a['max_reduction']:+.3f} at layer {a['max_reduction_layer']}, "
-            f"strength {a['max_reduction_strength']:g}, control rate {a['control_rate']:.3f}; the best of many cells is an optimistic estimate."
+            "Largest apology reduction (matched vs min(control, random)): "
+            f"{a['max_reduction']:+.3f} at layer {a['max_reduction_layer']}, strength "
+            f"{a['max_reduction_strength']:g}, control rate {a['control_rate']:.3f}; "
+            "the best of many cells is an optimistic estimate."
         )
     if name == "latent-introspection":
         rows = [str(r) for r in summary.row.values]
@@ -72,9 +102,10 @@ def _verdict(name: str, summary) -> str:
             f"{r} {float(summary.yes_shift.sel(row=r, strength=s)):+.4f}" for r in ctl
         )
         return (
-            f"At strength {s:g}, P(yes) shifts by variant: {', '.join(parts)}; control questions under the same steering: {ctl_txt}. "
-            f"Unsteered P(yes) of the introspection question: {float(summary.base_p_yes.sel(row=first, strength=s)):.3f} ({first.split('/')[1]}); "
-            f"vgel's Qwen-32B: 0.0015."
+            f"At strength {s:g}, P(yes) shifts by variant: {', '.join(parts)}; control questions "
+            f"under the same steering: {ctl_txt}. Unsteered P(yes) of the introspection "
+            f"question: {float(summary.base_p_yes.sel(row=first, strength=s)):.3f} "
+            f"({first.split('/')[1]}); vgel's Qwen-32B: 0.0015."
         )
     if name == "sweep":
         a = summary.attrs
@@ -84,22 +115,29 @@ def _verdict(name: str, summary) -> str:
             ]
         )
         return (
-            f"Across {a['cells']} cells the introspection and control shifts correlate at r = {corr:.2f}; the introspection "
-            f"question has the largest shift of all {a['n_control_questions'] + 1} questions in {a['top_rank_cells']} cells "
-            f"({a['top_rank_expected']:.1f} expected by chance) and lies above the control questions' 95% prediction interval "
-            f"in {a['above_pi_cells']} ({a['outside_pi_expected']:.1f} expected outside by chance): **no** introspection-specific shift."
+            f"Across {a['cells']} cells the introspection and control shifts "
+            f"correlate at r = {corr:.2f}; the introspection question has the "
+            f"largest shift of all {a['n_control_questions'] + 1} questions in "
+            f"{a['top_rank_cells']} cells ({a['top_rank_expected']:.1f} expected "
+            "by chance) and lies above the control questions' 95% prediction "
+            f"interval in {a['above_pi_cells']} ({a['outside_pi_expected']:.1f} "
+            "expected outside by chance): **no** introspection-specific shift."
         )
     if name == "intentional-control":
-        return "Residuals recorded on the written sentence; the think / don't-think alignment is an analysis (issue 4)."
+        return (
+            "Residuals recorded on the written sentence; the think "
+            "/ don't-think alignment is an analysis (issue 4)."
+        )
     if name == "localisation":
         above = summary.lo > summary.chance
         cells = int(np.isfinite(summary.accuracy).sum())
         no_power = int((summary.varies == 0).sum())
         bal = summary.balanced_accuracy.values[np.isfinite(summary.balanced_accuracy.values)]
         return (
-            f"{int(above.sum())} of {cells} (task, layer, strength) cells are above chance (Wilson lower bound); balanced "
-            f"accuracy {bal.min():.3f}–{bal.max():.3f} (chance 1/k); {no_power} cells have **no power** (the answer never varies), "
-            "so accuracy there is the share of targets matching the model's favourite answer."
+            f"{int(above.sum())} of {cells} (task, layer, strength) cells are above chance "
+            f"(Wilson lower bound); balanced accuracy {bal.min():.3f}–{bal.max():.3f} "
+            f"(chance 1/k); {no_power} cells have **no power** (the answer never varies), so "
+            "accuracy there is the share of targets matching the model's favourite answer."
         )
     return ""
 
@@ -113,11 +151,13 @@ def _block(name: str, path: Path, verdicts: list[tuple[str, str]]) -> list[str]:
     partial = (
         ""
         if ds.sizes["trial"] == total
-        else f" (**incomplete**: {ds.sizes['trial']} of {total} trials committed; rerun the same command to finish it)"
+        else f" (**incomplete**: {ds.sizes['trial']} of {total} "
+        "trials committed; rerun the same command to finish it)"
     )
     lines = [
-        f"Run: `{path.relative_to(path.parents[3])}`, {ds.sizes['trial']} trials{partial}, mechintro {ds.attrs['mechintro_version']} "
-        f"(git {ds.attrs['git_commit'][:10]}). Config: `{json.dumps({k: v for k, v in config.items() if k not in ('model',)})}`",
+        f"Run: `{path.relative_to(path.parents[3])}`, {ds.sizes['trial']} trials{partial}, "
+        f"mechintro {ds.attrs['mechintro_version']} (git {ds.attrs['git_commit'][:10]}). "
+        f"Config: `{json.dumps({k: v for k, v in config.items() if k not in ('model',)})}`",
         "",
     ]
     if name == "sweep":
@@ -141,10 +181,11 @@ def _block(name: str, path: Path, verdicts: list[tuple[str, str]]) -> list[str]:
 
 
 LOOKING_INWARD_PUBLISHED = (
-    "Binder et al. 2024 (held-out tasks): self-prediction training raises accuracy from 32.6% to 49.4% (GPT-4o) and "
-    "26.4% to 48.5% (Llama 3.1 70B); Llama 70B predicting itself 48.5% vs GPT-4o trained on Llama's behaviour 31.8%, "
-    "GPT-4o itself 49.4% vs Llama 70B trained on GPT-4o's behaviour 36.6% (p < 0.01); GPT-3.5 16.3% to 37.3%, its advantage +0.8%; "
-    "cross-training GPT-4o on Llama's behaviour plateaus at 35.2%."
+    "Binder et al. 2024 (held-out tasks): self-prediction training raises accuracy from "
+    "32.6% to 49.4% (GPT-4o) and 26.4% to 48.5% (Llama 3.1 70B); Llama 70B predicting "
+    "itself 48.5% vs GPT-4o trained on Llama's behaviour 31.8%, GPT-4o itself 49.4% vs "
+    "Llama 70B trained on GPT-4o's behaviour 36.6% (p < 0.01); GPT-3.5 16.3% to 37.3%, "
+    "its advantage +0.8%; cross-training GPT-4o on Llama's behaviour plateaus at 35.2%."
 )
 
 
@@ -165,9 +206,10 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
         json.loads((root / "timing.json").read_text()) if (root / "timing.json").exists() else {}
     )
     lines += [
-        "Runs: `runs/looking-inward/` (`python scripts/looking_inward.py`; details, differences from the paper and figures: "
-        "`docs/looking-inward.md`). Accuracy pooled over task × property cells with a 95% bootstrap clustered by item; "
-        "the mode baseline always guesses each cell's most frequent value.",
+        "Runs: `runs/looking-inward/` (`python scripts/looking_inward.py`; details, "
+        "differences from the paper and figures: `docs/looking-inward.md`). "
+        "Accuracy pooled over task × property cells with a 95% bootstrap clustered "
+        "by item; the mode baseline always guesses each cell's most frequent value.",
         "",
         "| predictor → target | tasks | pairs | accuracy | mode baseline |",
         "|---|---|---|---|---|",
@@ -184,8 +226,9 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
                 r = sp.pooled(scored, split)
                 if r["n"]:
                     lines.append(
-                        f"| {label} → itself | {'held-out' if split == 'test' else 'training'} | {r['n']} | "
-                        f"{r['accuracy']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] | {r['mode_baseline']:.3f} |"
+                        f"| {label} → itself | {'held-out' if split == 'test' else 'training'} "
+                        f"| {r['n']} | {r['accuracy']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] | "
+                        f"{r['mode_baseline']:.3f} |"
                     )
     runs = sp.study(root)
     verdicts = []
@@ -193,8 +236,9 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     for m1, m2, own, cross in runs["self_vs_cross"]:
         r = sp.self_vs_cross(open_run(own), open_run(cross))
         rows.append(
-            f"| {m1} | {m2} | {r['n_pairs']} ({r['n_items']} items) | {r['self']:.3f} | {r['cross']:.3f} | "
-            f"{r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] | {r['p']:.4f} |"
+            f"| {m1} | {m2} | {r['n_pairs']} ({r['n_items']} items) | "
+            f"{r['self']:.3f} | {r['cross']:.3f} | {r['difference']:+.3f} "
+            f"[{r['lo']:+.3f}, {r['hi']:+.3f}] | {r['p']:.4f} |"
         )
         mode = sp.pooled(sp.score(open_run(own)), "test")["mode_baseline"]
         n_tests = len(runs["self_vs_cross"])
@@ -204,19 +248,25 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
         verdicts.append(
             (
                 f"looking inward: {m1} vs {m2}",
-                f"{m1} predicts itself {'better' if above else 'no better (interval includes 0)'} than {m2} trained on its "
-                f"behaviour ({r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.4f} uncorrected, one test of "
-                f"{n_tests}; Holm {p_holm:.3f}); its self-prediction accuracy {r['self']:.3f} is {'above' if r['self'] > mode else '**below**'} "
-                f"the mode baseline {mode:.3f}, and the two models differ in capacity, so a gap can be capacity rather than "
-                f"privileged access: a self-prediction advantage is {'shown' if shown else '**not shown**'}.",
+                f"{m1} predicts itself "
+                f"{'better' if above else 'no better (interval includes 0)'} than {m2} "
+                f"trained on its behaviour ({r['difference']:+.3f} [{r['lo']:+.3f}, "
+                f"{r['hi']:+.3f}], p = {r['p']:.4f} uncorrected, one test of "
+                f"{n_tests}; Holm {p_holm:.3f}); its self-prediction accuracy "
+                f"{r['self']:.3f} is {'above' if r['self'] > mode else '**below**'} "
+                f"the mode baseline {mode:.3f}, and the two models differ in capacity, "
+                "so a gap can be capacity rather than privileged access: a "
+                f"self-prediction advantage is {'shown' if shown else '**not shown**'}.",
             )
         )
     if rows:
         lines += [
             "",
-            "After training, on the same held-out pairs (M1's answers after its own training are the target):",
+            "After training, on the same held-out pairs (M1's "
+            "answers after its own training are the target):",
             "",
-            "| M1 (target, self-trained) | M2 (trained on M1's behaviour) | pairs | M1 → M1 | M2 → M1 | difference | p (sign flip) |",
+            "| M1 (target, self-trained) | M2 (trained on M1's behaviour) "
+            "| pairs | M1 → M1 | M2 → M1 | difference | p (sign flip) |",
             "|---|---|---|---|---|---|---|",
             *rows,
             "",
@@ -224,21 +274,26 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
         lines += [v for _, v in verdicts] + [""]
         both = len(verdicts) >= 2 and all("is shown" in v for _, v in verdicts)
         lines += [
-            f"The paper's test asks for the advantage in both directions of a pair: {'met' if both else '**not met**'} here. "
-            "Every accuracy above is also compared with its mode baseline in the first table.",
+            "The paper's test asks for the advantage in both directions of a "
+            f"pair: {'met' if both else '**not met**'} here. Every accuracy "
+            "above is also compared with its mode baseline in the first table.",
             "",
         ]
     for m1, m2, changed, old in runs["behaviour_change"]:
         r = sp.behaviour_change(open_run(changed), open_run(old))
         lines += [
-            f"Behaviour change (the paper: GPT-4o's predictions follow its new behaviour, 35.4% vs 21.7% for the old): "
-            f"{m1}, self-trained and then finetuned on {m2}'s object-level answers, predicts its new behaviour at "
-            f"{r['new']:.3f} and its old at {r['old']:.3f} (new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], "
-            f"p = {r['p']:.3f}; {r['n_pairs']} held-out pairs, {r['changed_answers']:.0%} of them with a changed answer)"
+            "Behaviour change (the paper: GPT-4o's predictions follow its new behaviour, "
+            f"35.4% vs 21.7% for the old): {m1}, self-trained and then finetuned on "
+            f"{m2}'s object-level answers, predicts its new behaviour at {r['new']:.3f} "
+            f"and its old at {r['old']:.3f} (new − old {r['difference']:+.3f} "
+            f"[{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.3f}; {r['n_pairs']} held-out "
+            f"pairs, {r['changed_answers']:.0%} of them with a changed answer)"
             + (
-                f". Control, against the new behaviour: the changed model's predictions {r['control_a']:.3f} vs the old "
-                f"model's {r['control_b']:.3f} ({r['control_difference']:+.3f} [{r['control_lo']:+.3f}, "
-                f"{r['control_hi']:+.3f}], p = {r['control_p']:.3f}, {r['control_n_pairs']} pairs)."
+                ". Control, against the new behaviour: the changed model's "
+                f"predictions {r['control_a']:.3f} vs the old model's "
+                f"{r['control_b']:.3f} ({r['control_difference']:+.3f} "
+                f"[{r['control_lo']:+.3f}, {r['control_hi']:+.3f}], p = "
+                f"{r['control_p']:.3f}, {r['control_n_pairs']} pairs)."
                 if "control_difference" in r
                 else "."
             ),
@@ -248,14 +303,16 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     for m1, who, predictor, target in runs["calibration"]:
         c = sp.calibration(open_run(predictor), open_run(target))
         cal.append(
-            f"| {m1} | {who} | {c.attrs['n']} | {c.attrs['mad']:.1f} [{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}] | "
-            f"{c.attrs['no_match']:.1f} |"
+            f"| {m1} | {who} | {c.attrs['n']} | {c.attrs['mad']:.1f} "
+            f"[{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}] | {c.attrs['no_match']:.1f} |"
         )
     if cal:
         lines += [
-            "Calibration (animals, second character, answers and predictions sampled at temperature 1; mean absolute deviation "
-            "between the two distributions in points, lower is better; the paper, Llama 70B: untrained 23.0, self-trained 8.7, "
-            "cross-trained 21.3 — its aggregation may differ from ours, see `docs/looking-inward.md`):",
+            "Calibration (animals, second character, answers and predictions "
+            "sampled at temperature 1; mean absolute deviation between the "
+            "two distributions in points, lower is better; the paper, Llama "
+            "70B: untrained 23.0, self-trained 8.7, cross-trained 21.3 — its "
+            "aggregation may differ from ours, see `docs/looking-inward.md`):",
             "",
             "| target | predictor | prompts | MAD [95% CI] | never-matching predictions |",
             "|---|---|---|---|---|",
@@ -279,10 +336,14 @@ def write(runs: Path, out: Path) -> Path:
         "# Results: the published experiments on small open models",
         "",
         "Written by `python scripts/results.py write` from the runs under `runs/results/` (made by "
-        "`python scripts/results.py run --model M --size default|small`). Intervals are 95%: Wilson for proportions, "
-        'bootstrap clustered by concept (or over questions) for means. Small models often say "yes" with no injection at '
-        "all, so every table shows the uninjected baseline, and every shift sits next to the same shift on control "
-        "questions. Grading is the offline grader (`docs/grading.md`), not Claude. Where our protocol differs from a "
+        "`python scripts/results.py run --model M --size "
+        "default|small`). Intervals are 95%: Wilson for proportions, "
+        "bootstrap clustered by concept (or over questions) for "
+        'means. Small models often say "yes" with no injection at '
+        "all, so every table shows the uninjected baseline, and "
+        "every shift sits next to the same shift on control "
+        "questions. Grading is the offline grader (`docs/grading.md`), "
+        "not Claude. Where our protocol differs from a "
         "paper's, `docs/protocols.md` says how.",
         "",
     ]
@@ -306,8 +367,8 @@ def write(runs: Path, out: Path) -> Path:
         )
         if timing:
             body += [
-                "Wall times on 2 CPU cores, fp32, as measured (`timing.json`); when several runs shared the machine "
-                "they are longer than a run alone.",
+                "Wall times on 2 CPU cores, fp32, as measured (`timing.json`); when "
+                "several runs shared the machine they are longer than a run alone.",
                 "",
                 "| experiment | size | wall time |",
                 "|---|---|---|",
@@ -333,12 +394,13 @@ def write(runs: Path, out: Path) -> Path:
 
 def _oracles(root: Path) -> list[str]:
     """The Activation Oracles section, from the shipped ``table.json``, ``eval.json`` and
-    ``training.json`` under ``root/{model}`` (``scripts/oracle_compare.py``, ``mechintro oracle eval``)."""
+    ``training.json`` under ``root/{model}`` (``scripts/oracle_compare.py``,
+    ``mechintro oracle eval``)."""
     lines = [
         "## Activation Oracles (oracle vs self-report)",
         "",
-        "Published: Karvonen et al. (2025) train on about 1M examples; here a smoke-scale oracle. Details, commands, "
-        "what was not run: [`docs/oracles.md`](oracles.md).",
+        "Published: Karvonen et al. (2025) train on about 1M examples; here a smoke-scale "
+        "oracle. Details, commands, what was not run: [`docs/oracles.md`](oracles.md).",
         "",
     ]
     models = (
@@ -355,7 +417,11 @@ def _oracles(root: Path) -> list[str]:
     for model in models:
         table = json.loads((root / model / "table.json").read_text())
         meta = table["meta"]
-        size = f"{meta['n_injected']} injected and {meta['n_control']} control trials, {len(meta['concepts'])} concepts held out of the oracle's training, layer {meta['layer']}, strengths {meta['strengths']}"
+        size = (
+            f"{meta['n_injected']} injected and {meta['n_control']} control "
+            f"trials, {len(meta['concepts'])} concepts held out of the oracle's "
+            f"training, layer {meta['layer']}, strengths {meta['strengths']}"
+        )
         if (root / model / "training.json").exists():
             t = json.loads((root / model / "training.json").read_text())
             size += f"; the oracle: {t['examples']} training examples, {t['steps']} steps"
@@ -364,12 +430,14 @@ def _oracles(root: Path) -> list[str]:
             "",
             f"Size: {size}. Wilson 95% intervals.",
             "",
-            "| reader | detects (injected) | false positives (control) | names the concept (injected) | names a tested concept (control) |",
+            "| reader | detects (injected) | false positives (control) | "
+            "names the concept (injected) | names a tested concept (control) |",
             "|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['reader']} | {cell(r.get('detect_injected'))} | {cell(r.get('detect_control_fpr'))} | "
-            f"{cell(r.get('identify_injected'))} | {cell(r.get('names_a_concept_control'))} |"
+            f"| {r['reader']} | {cell(r.get('detect_injected'))} | "
+            f"{cell(r.get('detect_control_fpr'))} | {cell(r.get('identify_injected'))} "
+            f"| {cell(r.get('names_a_concept_control'))} |"
             for r in table["rows"]
         ]
         above = [
@@ -379,8 +447,8 @@ def _oracles(root: Path) -> list[str]:
         ]
         lines += [
             "",
-            "Readers whose detection rate on injected trials lies above their control false-positive rate (intervals "
-            f"disjoint): {', '.join(above) if above else 'none'}.",
+            "Readers whose detection rate on injected trials lies above their control "
+            f"false-positive rate (intervals disjoint): {', '.join(above) if above else 'none'}.",
         ]
         aucs = [f"{r['reader']} {r['p_yes_auc']:.3f}" for r in table["rows"] if "p_yes_auc" in r]
         if aucs:
@@ -400,7 +468,8 @@ def _oracles(root: Path) -> list[str]:
             lines += [
                 f"| {s} | "
                 + " | ".join(
-                    f"{acc[(s, r)]['accuracy']:.3f} [{acc[(s, r)]['lo']:.3f}, {acc[(s, r)]['hi']:.3f}] (n {acc[(s, r)]['n']})"
+                    f"{acc[(s, r)]['accuracy']:.3f} [{acc[(s, r)]['lo']:.3f}, "
+                    f"{acc[(s, r)]['hi']:.3f}] (n {acc[(s, r)]['n']})"
                     if (s, r) in acc
                     else "—"
                     for r in readers

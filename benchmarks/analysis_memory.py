@@ -2,7 +2,8 @@
 they may use: anomaly directions, the logit lens and the alignment read the residuals one layer
 and ``CHUNK_TRIALS`` trials at a time, so their extra memory should not grow with the run.
 
-    .venv/bin/python benchmarks/analysis_memory.py RUN [--cap-mb 400] [--lens] [--only lens] [--lens-chunks 0,8192]
+    .venv/bin/python benchmarks/analysis_memory.py RUN [--cap-mb 400] [--lens] [--only lens] \\
+        [--lens-chunks 0,8192]
 
 Each analysis runs in a fresh interpreter: after the imports (and, for the lens, the model load,
 with every weight read once so that it is resident), it resets the kernel's peak resident set
@@ -35,12 +36,15 @@ ds = ds.isel(trial=slice(0, int(sys.argv[3]))) if int(sys.argv[3]) > 0 else ds
 kwargs = json.loads(sys.argv[4])
 model = mi.load_model(ds.attrs["model"]) if what == "lens" else None
 resident = sys.argv[5] == "resident"
-if model is not None and resident:  # the weights the lens reads are the model's memory, not the analysis's: make them resident
+# the weights the lens reads are the model's memory, not the analysis's: make them resident
+if model is not None and resident:
     for p in model.hf.parameters():
         float(p.detach().float().sum())
 if resident:
-    open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current resident set
-before = status("VmRSS" if resident else "VmHWM")  # load-peak: the rise of the peak over the peak so far
+    # reset the peak (VmHWM) to the current resident set
+    open("/proc/self/clear_refs", "w").write("5")
+# load-peak: the rise of the peak over the peak so far
+before = status("VmRSS" if resident else "VmHWM")
 t = time.perf_counter()
 if what == "anomaly":
     analysis.anomaly_directions(ds, analysis.detection_labels(ds), n_boot=200)
@@ -48,7 +52,8 @@ else:
     analysis.logit_lens(ds, model, **kwargs)
 seconds = time.perf_counter() - t
 after = status("VmHWM")
-print(json.dumps({"seconds": seconds, "extra_mb": (after - before) / 1024, "baseline_mb": before / 1024}))
+extra_mb, baseline_mb = (after - before) / 1024, before / 1024
+print(json.dumps({"seconds": seconds, "extra_mb": extra_mb, "baseline_mb": baseline_mb}))
 """
 
 
@@ -72,9 +77,12 @@ def main() -> int:
         "--baseline",
         choices=["resident", "load-peak"],
         default="resident",
-        help="resident (default): from the resident set after reading every weight once; load-peak: the rise of the "
-        "process's peak over its peak after the imports and the load, with the weights as the load left them "
-        "(the measure used before 2026-11-29, which counts weights first paged in by the analysis)",
+        help=(
+            "resident (default): from the resident set after reading every weight once; "
+            "load-peak: the rise of the process's peak over its peak after the imports "
+            "and the load, with the weights as the load left them (the measure used "
+            "before 2026-11-29, which counts weights first paged in by the analysis)"
+        ),
     )
     p.add_argument("--only", choices=["anomaly", "lens"], help="run only this analysis")
     p.add_argument(
@@ -90,8 +98,9 @@ def main() -> int:
         sum(f.stat().st_size for f in Path(args.run, "resid").rglob("*") if f.is_file()) / 2**20
     )
     print(
-        f"{args.run}: resid {tuple(resid.shape)} — {on_disk:.0f} MB on disk, {stored:.0f} MB as float16 "
-        f"({stored / args.cap_mb:.1f}× the {args.cap_mb:.0f} MB cap; twice that as float32)"
+        f"{args.run}: resid {tuple(resid.shape)} — {on_disk:.0f} MB on "
+        f"disk, {stored:.0f} MB as float16 ({stored / args.cap_mb:.1f}× "
+        f"the {args.cap_mb:.0f} MB cap; twice that as float32)"
     )
     part = max(1, int(args.fraction * ds.sizes["trial"]))
     analyses = (args.only,) if args.only else ("anomaly", "lens") if args.lens else ("anomaly",)
@@ -120,8 +129,9 @@ def main() -> int:
                 verdict = "within" if r["extra_mb"] <= args.cap_mb else "OVER"
                 label = what if chunk is None else f"{what} (chunk {chunk or 'none'})"
                 print(
-                    f"  {label:<20} {n or ds.sizes['trial']:>5} trials {r['seconds']:6.1f} s, peak +{r['extra_mb']:.0f} MB "
-                    f"over a {r['baseline_mb']:.0f} MB {args.baseline} baseline — {verdict} the cap"
+                    f"  {label:<20} {n or ds.sizes['trial']:>5} trials {r['seconds']:6.1f} s, "
+                    f"peak +{r['extra_mb']:.0f} MB over a {r['baseline_mb']:.0f} MB "
+                    f"{args.baseline} baseline — {verdict} the cap"
                 )
     return 0
 

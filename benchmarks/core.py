@@ -19,7 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-LOAD = "import time, mechintro; t = time.perf_counter(); mechintro.load_model('smollm2-135m'); print(time.perf_counter() - t)"
+LOAD = (
+    "import time, mechintro; t = time.perf_counter(); "
+    "mechintro.load_model('smollm2-135m'); print(time.perf_counter() - t)"
+)
 
 
 def load_seconds(cache: str) -> float:
@@ -43,7 +46,8 @@ def main() -> None:
         cold = load_seconds(cache)
         warm = [load_seconds(cache) for _ in range(args.repeats)]
     print(
-        f"load smollm2-135m: cold (GGUF hash + de-quantise + cache) {cold:.1f} s; warm median {statistics.median(warm):.2f} s (n={len(warm)})"
+        f"load smollm2-135m: cold (GGUF hash + de-quantise + cache) {cold:.1f} s; "
+        f"warm median {statistics.median(warm):.2f} s (n={len(warm)})"
     )
 
     import mechintro as mi
@@ -72,13 +76,16 @@ def main() -> None:
                     resid_raw = model.n_layers * mi.open_run(out).sizes["pos"] * model.d_model * 2
     off, on = statistics.median(rates[False]), statistics.median(rates[True])
     print(
-        f"logit mode, {n} trials of the 175-token injected-thoughts prompt, batch 16 (medians of {args.repeats}, interleaved):"
+        f"logit mode, {n} trials of the 175-token injected-thoughts "
+        f"prompt, batch 16 (medians of {args.repeats}, interleaved):"
     )
     print(
-        f"  without recording {off:.2f} trials/s; with all {model.n_layers} layers recorded (float16) {on:.2f} trials/s; ratio {on / off:.2f}"
+        f"  without recording {off:.2f} trials/s; with all {model.n_layers} "
+        f"layers recorded (float16) {on:.2f} trials/s; ratio {on / off:.2f}"
     )
     print(
-        f"  bytes per trial on disk with residuals: {per_trial / 1e6:.2f} MB (raw float16 residuals {resid_raw / 1e6:.2f} MB)"
+        f"  bytes per trial on disk with residuals: {per_trial / 1e6:.2f} MB "
+        f"(raw float16 residuals {resid_raw / 1e6:.2f} MB)"
     )
     print(
         json.dumps(

@@ -1,8 +1,10 @@
 """mechintro's engine against plain transformers + torch doing the same work, side by side in one
 process (repeats interleaved, medians reported): ratios, not absolute speeds, are the result.
 
-    .venv/bin/python benchmarks/engine.py [--model smollm2-135m] [--batch 16] [--new-tokens 30] [--repeats 3]
-    python benchmarks/engine.py --random-init 3b --tokenizer DIR --device cuda --dtype bfloat16   # GPU
+    .venv/bin/python benchmarks/engine.py [--model smollm2-135m] [--batch 16] [--new-tokens 30] \\
+        [--repeats 3]
+    python benchmarks/engine.py --random-init 3b --tokenizer DIR --device cuda \\
+        --dtype bfloat16  # GPU
 
 Work per measurement: ``--batch`` copies of Lindsey's injected-thoughts prompt, the concept-size
 vector added at the middle layer on the injection window (the ``\\n\\n`` before "Trial 1" to the
@@ -14,9 +16,10 @@ end), as in ``detection-logits`` / ``injected-thoughts``.
   ``engine.forward(record=True)`` (every layer's residual stream copied to the host as float16).
 * **generation**: ``--new-tokens`` sampled tokens per trial with the vector added on the window
   and on every generated token — a plain loop, one trial at a time (``generate`` with the hook)
-  vs one batched ``engine.generate`` call, without and with the shared-prefix cache, and (the ceiling
-  without nnsight) transformers' own batched ``generate`` with the same hook and prefix cache. Rows may stop early at an end-of-sequence token, so
-  generated tokens per second are reported beside trials per second.
+  vs one batched ``engine.generate`` call, without and with the shared-prefix cache, and (the
+  ceiling without nnsight) transformers' own batched ``generate`` with the same hook and prefix
+  cache. Rows may stop early at an end-of-sequence token, so generated tokens per second are
+  reported beside trials per second.
 
 ``--random-init 3b`` builds a Qwen2-architecture model of 2.8 B parameters from its config with
 random weights (no download: the speed of a forward pass does not depend on the weights' values)
@@ -148,13 +151,18 @@ def main() -> int:
         engine.Injection(vector=vector * 4.0, layers=(layer,), mask=mask, generated=True)
     ] * args.batch
     prompts = [ids] * args.batch
-    print(
-        f"model {model.name}: {n_params / 1e9:.2f} B parameters, {model.n_layers} layers, d_model {model.d_model}, "
-        f"{args.dtype} on {args.device} ({torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or platform.machine()}); "
-        f"load {load:.1f} s"
+    hardware = (
+        torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else platform.processor() or platform.machine()
     )
     print(
-        f"prompt {len(ids)} tokens, injection on the last {sum(mask)}, layer {layer}; batch {args.batch}; torch {torch.__version__}"
+        f"model {model.name}: {n_params / 1e9:.2f} B parameters, {model.n_layers} layers, "
+        f"d_model {model.d_model}, {args.dtype} on {args.device} ({hardware}); load {load:.1f} s"
+    )
+    print(
+        f"prompt {len(ids)} tokens, injection on the last {sum(mask)}, "
+        f"layer {layer}; batch {args.batch}; torch {torch.__version__}"
     )
 
     block = get_module(model.hf, model.arch.layers)[layer]
@@ -227,14 +235,17 @@ def report_logits(args, med, shared, n_tokens) -> None:
     for k, v in med.items():
         print(f"  {k:<14} {v:8.3f} s   {args.batch / v:8.2f} trials/s")
     print(
-        f"  speed ratio, engine without prefix reuse / plain hooked forward: {med['plain'] / med['engine, no reuse']:.3f}"
+        "  speed ratio, engine without prefix reuse / plain hooked "
+        f"forward: {med['plain'] / med['engine, no reuse']:.3f}"
     )
     print(
-        f"  speed ratio, shared-prefix reuse ({shared} of {n_tokens} tokens computed once) / recomputing it: "
-        f"{med['engine, no reuse'] / med['engine']:.2f} (vs the plain hooked forward: {med['plain'] / med['engine']:.2f})"
+        f"  speed ratio, shared-prefix reuse ({shared} of {n_tokens} tokens computed "
+        f"once) / recomputing it: {med['engine, no reuse'] / med['engine']:.2f} (vs "
+        f"the plain hooked forward: {med['plain'] / med['engine']:.2f})"
     )
     print(
-        f"  recording every layer's residuals (float16 to host) costs {med['engine+record'] / med['engine'] - 1:+.1%} time with reuse, "
+        "  recording every layer's residuals (float16 to host) costs "
+        f"{med['engine+record'] / med['engine'] - 1:+.1%} time with reuse, "
         f"{med['record, no reuse'] / med['engine, no reuse'] - 1:+.1%} without"
     )
 
@@ -301,7 +312,8 @@ def generation(args, model, ids, prompts, injections, shared, block, hook, devic
         return (h, *output[1:]) if isinstance(output, tuple) else h
 
     def plain_batched_prefix():
-        """The ceiling without nnsight: transformers' own batched generate, the same hook, the same prefix cache."""
+        """The ceiling without nnsight: transformers' own batched generate, the same hook, the
+        same prefix cache."""
         cache, _ = engine.prefix_state(model, ids[:shared], False)
         cache = copy.deepcopy(cache)
         cache.batch_repeat_interleave(len(prompts))
@@ -332,11 +344,13 @@ def generation(args, model, ids, prompts, injections, shared, block, hook, devic
             gen[name].append(timed(fn, device))
     gmed = {k: statistics.median(v[1:]) for k, v in gen.items() if len(v) > 1}
     print(
-        f"\ngeneration, {args.batch} trials × up to {args.new_tokens} sampled tokens (median of {len(gen['plain loop']) - 1}):"
+        f"\ngeneration, {args.batch} trials × up to {args.new_tokens} "
+        f"sampled tokens (median of {len(gen['plain loop']) - 1}):"
     )
     for k, v in gmed.items():
         print(
-            f"  {k:<24} {v:8.2f} s   {args.batch / v:7.2f} trials/s   {counts[k] / v:8.1f} tokens/s ({counts[k]} tokens)"
+            f"  {k:<24} {v:8.2f} s   {args.batch / v:7.2f} trials/s   "
+            f"{counts[k] / v:8.1f} tokens/s ({counts[k]} tokens)"
         )
     for k in [
         k

@@ -1,7 +1,8 @@
 """bf16 against fp32: the same protocol run in both precisions, compared run by run.
 
     .venv/bin/python benchmarks/precision.py FP32_RUN BF16_RUN [FP32_RUN BF16_RUN ...]
-    .venv/bin/python benchmarks/precision.py runs/results/smollm2-135m runs/results/smollm2-135m-bfloat16
+    .venv/bin/python benchmarks/precision.py runs/results/smollm2-135m \\
+        runs/results/smollm2-135m-bfloat16
 
 Given two folders (``scripts/results.py run --dtype``), every protocol present in both is compared.
 For each pair it prints both runs' summaries (the protocol's own ``format_summary``: shifts, rates
@@ -58,7 +59,8 @@ def compare(a_path: Path, b_path: Path) -> None:
         )
         d = np.abs(la - lb)
         print(
-            f"per-trial answer log-probabilities, |bf16 − fp32|: median {np.nanmedian(d):.3f}, max {np.nanmax(d):.3f}"
+            "per-trial answer log-probabilities, |bf16 − fp32|: "
+            f"median {np.nanmedian(d):.3f}, max {np.nanmax(d):.3f}"
         )
         if "answer_label" in a:
             yes = a["answer_label"].values == "yes"
@@ -67,7 +69,8 @@ def compare(a_path: Path, b_path: Path) -> None:
                 for x in (la, lb)
             ]
             print(
-                f"yes-vs-no preference flipped on {np.mean(pref[0] != pref[1]):.1%} of {len(pref[0])} trials"
+                "yes-vs-no preference flipped on "
+                f"{np.mean(pref[0] != pref[1]):.1%} of {len(pref[0])} trials"
             )
 
 

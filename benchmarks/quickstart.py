@@ -24,10 +24,18 @@ import json, sys, time
 t0 = time.perf_counter()
 import mechintro as mi
 steps = {"import": time.perf_counter() - t0}
-t = time.perf_counter(); model = mi.load_model("smollm2-135m"); steps["load_model"] = time.perf_counter() - t
-t = time.perf_counter(); vectors = mi.concept_vectors(model, ["Dust", "Oceans"]); steps["concept_vectors"] = time.perf_counter() - t
-config = mi.DetectionLogitsConfig(concepts=("Dust", "Oceans"), layers=("0.5", "0.67"), strengths=(2.0, 8.0), record_resid=True)
-t = time.perf_counter(); mi.detection_logits.run(config, sys.argv[1], model=model, vectors=vectors); steps["run"] = time.perf_counter() - t
+t = time.perf_counter()
+model = mi.load_model("smollm2-135m")
+steps["load_model"] = time.perf_counter() - t
+t = time.perf_counter()
+vectors = mi.concept_vectors(model, ["Dust", "Oceans"])
+steps["concept_vectors"] = time.perf_counter() - t
+config = mi.DetectionLogitsConfig(
+    concepts=("Dust", "Oceans"), layers=("0.5", "0.67"), strengths=(2.0, 8.0), record_resid=True
+)
+t = time.perf_counter()
+mi.detection_logits.run(config, sys.argv[1], model=model, vectors=vectors)
+steps["run"] = time.perf_counter() - t
 t = time.perf_counter()
 ds = mi.open_run(sys.argv[1])
 summary = mi.detection_logits.format_summary(mi.detection_logits.summarize(ds))
@@ -68,7 +76,8 @@ def main() -> int:
             + ", ".join(f"{s} {v:.1f} s" for s, v in steps.items())
         )
         print(
-            f"  stderr: {len(done.stderr.splitlines())} lines, {len(warnings)} lines that are not progress bars"
+            f"  stderr: {len(done.stderr.splitlines())} lines, "
+            f"{len(warnings)} lines that are not progress bars"
         )
         for line in dict.fromkeys(warnings):
             print(f"    {line.strip()[:160]}")

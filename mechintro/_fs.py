@@ -104,8 +104,8 @@ def store_lock(path: str | Path) -> Iterator[None]:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
             raise MechintroError(
-                f"{path} is being written by another mechintro process ({holder}): wait for it to finish, "
-                "then run the same command again (it resumes)"
+                f"{path} is being written by another mechintro process ({holder}): "
+                "wait for it to finish, then run the same command again (it resumes)"
             ) from None
         try:  # the file we locked must still be the one at the path (its last holder unlinks it)
             same = os.fstat(fd).st_ino == os.stat(lock).st_ino

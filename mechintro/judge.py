@@ -122,8 +122,8 @@ class HTTPJudge:
         except urllib.error.HTTPError as exc:
             raise MechintroError(
                 _scrub(
-                    f"judge endpoint {self.base_url} answered HTTP {exc.code} ({exc.reason}): check the URL, the model "
-                    f"name and the key in ${self.api_key_env}",
+                    f"judge endpoint {self.base_url} answered HTTP {exc.code} ({exc.reason}): "
+                    f"check the URL, the model name and the key in ${self.api_key_env}",
                     key,
                 )
             ) from None
@@ -131,7 +131,8 @@ class HTTPJudge:
             reason = getattr(exc, "reason", exc)
             raise MechintroError(
                 _scrub(
-                    f"judge endpoint {self.base_url} is unreachable ({reason}): check the URL and your network",
+                    f"judge endpoint {self.base_url} is unreachable "
+                    f"({reason}): check the URL and your network",
                     key,
                 )
             ) from None
@@ -143,7 +144,8 @@ class HTTPJudge:
             return _scrub(str(payload["choices"][0]["message"]["content"]), key)
         except (KeyError, IndexError, TypeError):
             raise MechintroError(
-                f"judge endpoint {self.base_url} answered without choices[0].message.content: is it OpenAI-compatible?"
+                f"judge endpoint {self.base_url} answered without "
+                "choices[0].message.content: is it OpenAI-compatible?"
             ) from None
 
 
@@ -228,7 +230,8 @@ def grade_run(
         )
     if "question" not in ds.coords:
         raise MechintroError(
-            f"{path} stores no `question` per trial, which the grader prompts need: grade runs of experiments that record it"
+            f"{path} stores no `question` per trial, which the grader "
+            "prompts need: grade runs of experiments that record it"
         )
     with store_lock(path):
         return _grade_batches(Path(path), ds, judge, list(criteria), progress)

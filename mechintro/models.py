@@ -97,7 +97,8 @@ class Model:
     Attributes:
         name: what the user asked for (registry name, Hub id or path).
         hf: the Hugging Face ``*ForCausalLM`` module (gradients disabled).
-        lm: the nnsight ``TransformersModel`` wrapping ``hf``; only :mod:`mechintro.engine` traces it.
+        lm: the nnsight ``TransformersModel`` wrapping ``hf``; only :mod:`mechintro.engine` traces
+            it.
         tokenizer: the model's tokenizer (with its chat template).
         weights_sha256: sha256 of the verified weights file, or a fingerprint for Hub/local models.
         arch: module paths of layers, final norm, unembedding and embedding.
@@ -129,7 +130,8 @@ class Model:
 
     @property
     def device(self) -> torch.device:
-        """Where inputs are built: the weights' device, or the CPU for a remote model (weights on meta)."""
+        """Where inputs are built: the weights' device, or the CPU for a remote model (weights on
+        meta)."""
         device = get_module(self.hf, self.arch.unembed).weight.device
         return main_device(self.hf) if device.type == "meta" else device
 
@@ -159,8 +161,8 @@ class Model:
         """One line (the default dataclass repr printed the whole module tree, twice)."""
         s = self._summary()
         return (
-            f"Model({s['model']!r}: {s['architecture']}, {s['layers']} layers, d_model {s['d_model']}, "
-            f"{s['dtype']} on {s['device']}, weights {s['weights sha256']})"
+            f"Model({s['model']!r}: {s['architecture']}, {s['layers']} layers, d_model "
+            f"{s['d_model']}, {s['dtype']} on {s['device']}, weights {s['weights sha256']})"
         )
 
     def _repr_html_(self) -> str:
@@ -354,7 +356,8 @@ def load_model(
         trust_remote_code: allow a Hub repo's own modelling code. Off unless asked for.
         remote: build a weightless model whose traces run remotely: ``True`` for NDIF (the host
             nnsight is configured with; ``NDIF_HOST`` overrides it) or the ``http(s)://`` URL of an
-            NDIF-protocol server. Hub ids (or a directory the server also has); weights never load here.
+            NDIF-protocol server. Hub ids (or a directory the server also has); weights never load
+            here.
         progress: a bar (default), ``False`` for none, or a ``(done, total)`` callable
             (:mod:`mechintro.progress`). transformers' own loading bars and known deprecation
             warnings are kept quiet either way.
@@ -372,8 +375,8 @@ def load_model(
     spec = OFFLINE_MODELS.get(name_or_path)
     if remote and (max_memory or offload_folder or device_map):
         raise MechintroError(
-            "--device-map/--max-memory/--offload-folder place weights here; with --remote the weights "
-            "stay on the server: drop them or drop --remote"
+            "--device-map/--max-memory/--offload-folder place weights here; with "
+            "--remote the weights stay on the server: drop them or drop --remote"
         )
     if (max_memory or offload_folder) and device_map is None:
         device_map = "auto"
@@ -397,7 +400,8 @@ def load_model(
             and not remote.startswith(("http://", "https://"))
         ):
             raise MechintroError(
-                f"--remote {remote!r} is not a server URL: give http(s)://HOST[:PORT], or --remote alone for NDIF"
+                f"--remote {remote!r} is not a server URL: give "
+                "http(s)://HOST[:PORT], or --remote alone for NDIF"
             )
         tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
         if tok.pad_token is None:
@@ -518,7 +522,8 @@ def from_hf(
 
 
 def _placed(load: Any, name: str) -> Any:
-    """Run a ``from_pretrained`` call; accelerate's placement errors become one line naming the fix."""
+    """Run a ``from_pretrained`` call; accelerate's placement errors become one line naming the
+    fix."""
     try:
         return load()
     except (ValueError, KeyError) as exc:
@@ -569,7 +574,8 @@ _SAFETENSORS_DTYPES = {
 
 def _offload_sources(hf: Any) -> list[tuple[str, Any, str]]:
     """``(module name, accelerate weights loader, its key prefix)`` for every module whose hook
-    holds offloaded weights (``weights_map``: a ``PrefixedDataset`` over an ``OffloadedWeightsLoader``)."""
+    holds offloaded weights (``weights_map``: a ``PrefixedDataset`` over an
+    ``OffloadedWeightsLoader``)."""
     found = []
     for name, module in hf.named_modules():
         hook = getattr(module, "_hf_hook", None)
@@ -667,7 +673,8 @@ def _wrap(hf: Any, tokenizer: Any) -> Any:
     finally:
         hf.hf_device_map = placed
     # nnsight moves a trace's inputs to its first parameter's device: the meta device when that
-    # parameter is offloaded. Inputs go to the main device instead (accelerate's hooks take them on).
+    # parameter is offloaded. Inputs go to the main device instead (accelerate's hooks take them
+    # on).
     cls = type(lm)
     if cls not in _PLACED:
         _PLACED[cls] = type(

@@ -549,7 +549,8 @@ def anomaly_auc(result: xr.Dataset, *, title: str = "") -> plt.Figure:
         ax.set(xlabel="layer", title=name, ylim=(0.2, 1.0))
         ax.legend(fontsize=7, loc="lower right")
     axes[0].set_ylabel(
-        f"AUC on held-out concepts ({result.attrs['n_detected']} detected vs {result.attrs['n_negative']} {result.attrs['negatives']})"
+        f"AUC on held-out concepts ({result.attrs['n_detected']} detected "
+        f"vs {result.attrs['n_negative']} {result.attrs['negatives']})"
     )
     if title:
         fig.suptitle(title)
@@ -579,7 +580,8 @@ def anomaly_cosine_matrix(
         ax.text(
             cosines.sizes["word"] / 2 - 0.5,
             top / 2,
-            f"layers 0–{int(cosines.layer.values[top])}: no signal (residuals identical before the first injection layer)",
+            f"layers 0–{int(cosines.layer.values[top])}: no signal "
+            "(residuals identical before the first injection layer)",
             ha="center",
             va="center",
             fontsize=8,
@@ -588,7 +590,8 @@ def anomaly_cosine_matrix(
     ax.set_xticks(np.arange(cosines.sizes["word"]), cosines.word.values, rotation=60, ha="right")
     ax.set_yticks(np.arange(cosines.sizes["layer"])[::2], cosines.layer.values[::2])
     ax.set(
-        xlabel=f"concept vector   (hatched: |cos| < {cosines.attrs['chance']:.3f}, the 95% bound for a random direction)",
+        xlabel=f"concept vector   (hatched: |cos| < {cosines.attrs['chance']:.3f}, "
+        "the 95% bound for a random direction)",
         ylabel="layer",
     )
     fig.colorbar(im, ax=ax, label="cosine with the anomaly direction")
@@ -642,7 +645,8 @@ def self_prediction_accuracy(
 
 
 def self_cross_matrix(matrix: xr.Dataset, *, title: str = "") -> plt.Figure:
-    """Predictor × target accuracy (held-out tasks) with intervals and each target's mode baseline."""
+    """Predictor × target accuracy (held-out tasks) with intervals and each target's mode
+    baseline."""
     names = matrix.predictor.values.tolist()
     fig, ax = plt.subplots(
         figsize=(3.4 + 1.6 * len(names), 1.8 + 1.2 * len(names)), constrained_layout=True
@@ -759,8 +763,8 @@ def probe_auc(result: xr.Dataset, *, title: str = "") -> plt.Figure:
 
 
 def _rate_bars(ax: plt.Axes, rows: list[dict], keys: tuple[tuple[str, str, str], ...]) -> None:
-    """Horizontal bars, one group per reader (top to bottom) and one bar per ``(key, label, colour)``
-    present in a row, each with its Wilson interval and ``k/n`` written beside it."""
+    """Horizontal bars, one group per reader (top to bottom) and one bar per ``(key, label,
+    colour)`` present in a row, each with its Wilson interval and ``k/n`` written beside it."""
     height = 0.8 / len(keys)
     for i, row in enumerate(rows):
         for j, (key, label, color) in enumerate(keys):
@@ -795,12 +799,13 @@ def _rate_bars(ax: plt.Axes, rows: list[dict], keys: tuple[tuple[str, str, str],
 
 
 def oracle_comparison(table: dict, evaluation: list[dict], *, title: str = "") -> plt.Figure:
-    """Activation Oracles, from ``scripts/oracle_compare.py``'s ``table.json`` and ``mechintro oracle
-    eval``'s JSON: (1) the share of injected trials each reader detects beside its false-positive
-    rate on control trials; (2) the share of injected trials where it names the injected concept
-    beside the share of control trials where it names any tested concept; (3) accuracy on the
-    held-out task sets of the oracle, the untrained model, the oracle fed shuffled activations and a
-    linear probe, with the majority-class baseline as a star. Wilson 95 % intervals throughout."""
+    """Activation Oracles, from ``scripts/oracle_compare.py``'s ``table.json`` and ``mechintro
+    oracle eval``'s JSON: (1) the share of injected trials each reader detects beside its
+    false-positive rate on control trials; (2) the share of injected trials where it names the
+    injected concept beside the share of control trials where it names any tested concept; (3)
+    accuracy on the held-out task sets of the oracle, the untrained model, the oracle fed shuffled
+    activations and a linear probe, with the majority-class baseline as a star. Wilson 95 %
+    intervals throughout."""
     rows = table["rows"]
     detect = [r for r in rows if "detect_injected" in r]
     names = [r for r in rows if "identify_injected" in r]
@@ -878,7 +883,8 @@ def oracle_comparison(table: dict, evaluation: list[dict], *, title: str = "") -
     if title or meta:
         fig.suptitle(
             title
-            or f"{meta.get('model', '')}: layer {meta.get('layer', '')}, {meta.get('n_injected', '')} injected / "
+            or f"{meta.get('model', '')}: layer {meta.get('layer', '')}, "
+            f"{meta.get('n_injected', '')} injected / "
             f"{meta.get('n_control', '')} control trials; Wilson 95 % intervals",
             fontsize=9,
         )

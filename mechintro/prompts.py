@@ -19,7 +19,8 @@ from mechintro.errors import MechintroError
 
 @dataclass(frozen=True)
 class Prompt:
-    """A rendered prompt and its tokens. ``offsets[i]`` is token i's ``(start, end)`` in ``text``."""
+    """A rendered prompt and its tokens. ``offsets[i]`` is token i's ``(start, end)`` in
+    ``text``."""
 
     text: str
     input_ids: tuple[int, ...]
@@ -39,8 +40,8 @@ def render_chat(
     """
     if not getattr(tokenizer, "chat_template", None):
         raise MechintroError(
-            f"tokenizer of {getattr(tokenizer, 'name_or_path', 'this model')} has no chat template: "
-            "use an instruction-tuned model or set tokenizer.chat_template"
+            f"tokenizer of {getattr(tokenizer, 'name_or_path', 'this model')} has no chat "
+            "template: use an instruction-tuned model or set tokenizer.chat_template"
         )
     return tokenizer.apply_chat_template(
         messages,
@@ -65,7 +66,8 @@ def message_window(tokenizer: Any, messages: list[dict[str, str]], first: int, l
     lo, hi = prefix(first), prefix(last)
     if not (full.startswith(hi) and hi.startswith(lo)):
         raise MechintroError(
-            "this chat template does not render earlier turns as a prefix of later ones: pass a token mask (Window.tokens)"
+            "this chat template does not render earlier turns as a "
+            "prefix of later ones: pass a token mask (Window.tokens)"
         )
     return Window(start=len(lo), end=len(hi))
 
@@ -106,7 +108,8 @@ class Window:
 
     @classmethod
     def from_marker(cls, marker: str, *, generated: bool = False) -> Window:
-        """From the first token of ``marker`` to the end of the prompt (and beyond, if generated)."""
+        """From the first token of ``marker`` to the end of the prompt (and beyond, if
+        generated)."""
         return cls(start=marker, generated=generated)
 
     @classmethod
@@ -164,6 +167,7 @@ def _char(
     if idx < 0:
         shown = where.replace("\n", "\\n")
         raise MechintroError(
-            f"marker '{shown}' does not occur in the prompt: pass text that the rendered prompt contains"
+            f"marker '{shown}' does not occur in the prompt: "
+            "pass text that the rendered prompt contains"
         )
     return idx + len(where) if after else idx

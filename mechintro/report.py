@@ -206,11 +206,13 @@ body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:12p
 h1{font-size:20px}h2{font-size:16px;border-bottom:1px solid #ddd;padding-bottom:3px;margin-top:22px}
 table.prov td,table.prov th{text-align:left;padding:2px 8px;vertical-align:top;font-size:13px}
 pre.summary{background:#f7f7f7;padding:8px;overflow-x:auto;font-size:12px}
-figure{margin:10px 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:13px;color:#444}
+figure{margin:10px 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:13px;color:#444}
 #filters{display:flex;gap:10px;flex-wrap:wrap;align-items:center;margin:8px 0;font-size:13px}
 #trials{border-collapse:collapse;width:100%;font-size:13px}
 #trials th,#trials td{border-bottom:1px solid #eee;padding:3px 6px;text-align:left}
-#trials tbody tr{cursor:pointer}#trials tbody tr:hover{background:#f0f6ff}#trials tr.open{background:#e3f2fd}
+#trials tbody tr{cursor:pointer}#trials tbody tr:hover{background:#f0f6ff}
+#trials tr.open{background:#e3f2fd}
 #count{color:#444}
 __TSTYLE__
 </style></head><body>
@@ -227,22 +229,27 @@ __FIGURES__
  __SELECTS__
  <span id="count"></span>
 </div>
-<table id="trials"><thead><tr><th>trial</th><th>concept</th><th>condition</th><th>layer</th><th>strength</th><th>__READOUT__</th></tr></thead><tbody></tbody></table>
+<table id="trials"><thead><tr>
+<th>trial</th><th>concept</th><th>condition</th><th>layer</th><th>strength</th><th>__READOUT__</th>
+</tr></thead><tbody></tbody></table>
 <div id="transcript"></div>
 <script id="data" type="application/json">__DATA__</script>
 <script>
 "use strict";
 const DATA = JSON.parse(document.getElementById("data").textContent);
-const esc = s => String(s).replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
+const esc = s => String(s).replace(
+  /[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
 const body = document.querySelector("#trials tbody");
 const FIELDS = ["concept", "condition", "layer", "strength"];
 function row(t) {
   const tr = document.createElement("tr");
   tr.dataset.trial = t.i;
-  tr.dataset.search = (t.labels.concept + " " + t.labels.condition + " " + t.readout + " " + (t.response || "")).toLowerCase();
+  tr.dataset.search = (t.labels.concept + " " + t.labels.condition + " " + t.readout + " " +
+    (t.response || "")).toLowerCase();
   for (const f of FIELDS) tr.dataset[f] = t.labels[f];
-  tr.innerHTML = `<td>${t.i}</td><td>${esc(t.labels.concept)}</td><td>${esc(t.labels.condition)}</td>` +
-    `<td>${esc(t.labels.layer)}</td><td>${esc(t.labels.strength)}</td><td>${esc(t.readout)}</td>`;
+  tr.innerHTML = `<td>${t.i}</td><td>${esc(t.labels.concept)}</td>` +
+    `<td>${esc(t.labels.condition)}</td><td>${esc(t.labels.layer)}</td>` +
+    `<td>${esc(t.labels.strength)}</td><td>${esc(t.readout)}</td>`;
   tr.addEventListener("click", () => open(t, tr));
   return tr;
 }
@@ -256,13 +263,26 @@ function transcript(t) {
   });
   if (inside) out += "</mark>";
   const meta = Object.entries(t.labels).map(([k, v]) => `<b>${esc(k)}</b> ${esc(v)}`).join(" · ");
-  let h = `<div class="mi-t" data-trial="${t.i}"><h4>trial ${t.i}</h4><div class="meta">${meta}</div>` +
+  let h = `<div class="mi-t" data-trial="${t.i}"><h4>trial ${t.i}</h4>` +
+          `<div class="meta">${meta}</div>` +
           `<div>prompt (<mark>injected window</mark>):</div><pre>${out}</pre>`;
-  if (t.response !== null) h += `<div>response:</div><pre class="response">${esc(t.response)}</pre>`;
-  if (t.answer) h += "<div>next token:</div><table><tr>" + Object.keys(t.answer).map(k => `<th>${esc(k)}</th>`).join("") +
-      "</tr><tr>" + Object.values(t.answer).map(v => `<td>${Number(v).toPrecision(3)}</td>`).join("") + "</tr></table>";
-  if (t.verdicts.length) h += "<div>verdicts:</div><table><tr><th>criterion</th><th>verdict</th><th>decided by</th></tr>" +
-      t.verdicts.map(([c, a, d]) => `<tr><td>${esc(c)}</td><td class="${a === "YES" ? "yes" : "no"}">${esc(a)}</td><td>${esc(d)}</td></tr>`).join("") + "</table>";
+  if (t.response !== null) {
+    h += `<div>response:</div><pre class="response">${esc(t.response)}</pre>`;
+  }
+  if (t.answer) {
+    h += "<div>next token:</div><table><tr>" +
+      Object.keys(t.answer).map(k => `<th>${esc(k)}</th>`).join("") + "</tr><tr>" +
+      Object.values(t.answer).map(v => `<td>${Number(v).toPrecision(3)}</td>`).join("") +
+      "</tr></table>";
+  }
+  if (t.verdicts.length) {
+    h += "<div>verdicts:</div><table>" +
+      "<tr><th>criterion</th><th>verdict</th><th>decided by</th></tr>" +
+      t.verdicts.map(([c, a, d]) => `<tr><td>${esc(c)}</td>` +
+        `<td class="${a === "YES" ? "yes" : "no"}">${esc(a)}</td>` +
+        `<td>${esc(d)}</td></tr>`).join("") +
+      "</table>";
+  }
   return h + "</div>";
 }
 function open(t, tr) {
@@ -281,17 +301,23 @@ function filter() {
   for (const f of FIELDS) { const s = document.getElementById("f-" + f); if (s) want[f] = s.value; }
   let shown = 0;
   for (const tr of body.querySelectorAll("tr[data-trial]")) {
-    const ok = (!q || tr.dataset.search.includes(q)) && FIELDS.every(f => !want[f] || tr.dataset[f] === want[f]);
+    const ok = (!q || tr.dataset.search.includes(q)) &&
+      FIELDS.every(f => !want[f] || tr.dataset[f] === want[f]);
     tr.style.display = ok ? "" : "none";
     if (ok) shown++;
   }
   const open_ = document.getElementById("inline-transcript");
-  if (open_ && open_.previousSibling && open_.previousSibling.style.display === "none") open_.remove();
+  if (open_ && open_.previousSibling && open_.previousSibling.style.display === "none") {
+    open_.remove();
+  }
   document.getElementById("count").textContent = `${shown} of ${DATA.trials.length} trials shown`;
 }
 DATA.trials.forEach(t => body.appendChild(row(t)));
 document.getElementById("q").addEventListener("input", filter);
-for (const f of FIELDS) { const s = document.getElementById("f-" + f); if (s) s.addEventListener("change", filter); }
+for (const f of FIELDS) {
+  const s = document.getElementById("f-" + f);
+  if (s) s.addEventListener("change", filter);
+}
 filter();
 </script>
 </body></html>
@@ -302,7 +328,10 @@ def _select(field: str, values: list[str]) -> str:
     options = "".join(
         f"<option value='{html.escape(v, quote=True)}'>{html.escape(v)}</option>" for v in values
     )
-    return f"<label>{field} <select id='f-{field}'><option value=''>all</option>{options}</select></label>"
+    return (
+        f"<label>{field} <select id='f-{field}'><option value=''>all</option>"
+        f"{options}</select></label>"
+    )
 
 
 def build_report(ds: xr.Dataset, *, tokenizer: Any = None, progress: Progress = None) -> str:
@@ -339,7 +368,10 @@ def build_report(ds: xr.Dataset, *, tokenizer: Any = None, progress: Progress = 
         config = json.dumps(json.loads(config), indent=1)
     except ValueError:
         pass
-    prov_html = f"<table class='prov'>{rows}</table><details><summary>config</summary><pre class='summary'>{html.escape(config)}</pre></details>"
+    prov_html = (
+        f"<table class='prov'>{rows}</table><details><summary>config</summary>"
+        f"<pre class='summary'>{html.escape(config)}</pre></details>"
+    )
     tok = tokenizer if tokenizer is not None else _tokenizer_for(str(ds.attrs.get("model", "")))
     with reporter(progress, "report", "step") as report:
         if report:
@@ -361,12 +393,14 @@ def build_report(ds: xr.Dataset, *, tokenizer: Any = None, progress: Progress = 
         for caption, draw in _figures(name, ds, summary):
             try:
                 figures.append(
-                    f"<figure><img alt='{html.escape(caption, quote=True)}' src='data:image/png;base64,{_png(draw())}'>"
+                    f"<figure><img alt='{html.escape(caption, quote=True)}' "
+                    f"src='data:image/png;base64,{_png(draw())}'>"
                     f"<figcaption>{html.escape(caption)}</figcaption></figure>"
                 )
             except Exception as exc:
                 figures.append(
-                    f"<p>figure '{html.escape(caption)}' not drawn: {html.escape(type(exc).__name__)}: {html.escape(str(exc))}</p>"
+                    f"<p>figure '{html.escape(caption)}' not drawn: "
+                    f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</p>"
                 )
         if report:
             report(2, 3)
@@ -415,7 +449,8 @@ def write_report(run: str | Path, out: str | Path, *, progress: Progress = None)
     ds = open_run(run)
     if "input_ids" not in ds or "inject_mask" not in ds:
         raise MechintroError(
-            f"{run} is not a trial run (no input_ids / inject_mask): reports are for `mechintro run` outputs"
+            f"{run} is not a trial run (no input_ids / "
+            "inject_mask): reports are for `mechintro run` outputs"
         )
     page = build_report(ds.drop_vars([v for v in ("resid",) if v in ds]), progress=progress)
     scratch = out.with_name(out.name + ".partial")

@@ -215,7 +215,8 @@ def read_manifest(path: str | Path) -> dict | None:
 
 
 def _update_manifest_root(path: Path) -> None:
-    """After a deliberate change of the root attributes (a merge), keep the manifest's copy current."""
+    """After a deliberate change of the root attributes (a merge), keep the manifest's copy
+    current."""
     manifest = read_manifest(path)
     if manifest is not None:
         manifest["root"] = json.loads((path / "zarr.json").read_text())
@@ -249,7 +250,8 @@ def damaged_inputs(path: str | Path, manifest: Mapping[str, Any]) -> list[str]:
 
 def read_attrs(path: str | Path) -> dict[str, Any]:
     """The root attributes of the run store ``path``, checked like :func:`validate` checks them,
-    without reading any array (so a run whose inputs are damaged can still be resumed and repaired)."""
+    without reading any array (so a run whose inputs are damaged can still be resumed and
+    repaired)."""
     path = _as_path(path)
     if not path.exists():
         raise MechintroError(
@@ -303,8 +305,9 @@ def restore_inputs(path: str | Path, make_fresh: Any) -> list[str]:
             )
             if differ:
                 raise MechintroError(
-                    f"{path} holds other trials than this command makes (differs in: {', '.join(differ)}): "
-                    "rerun with the original arguments, or choose another --out"
+                    f"{path} holds other trials than this command makes "
+                    f"(differs in: {', '.join(differ)}): rerun with the "
+                    "original arguments, or choose another --out"
                 )
             names = damaged or []
         else:  # no manifest: the identity check passed, so any difference is damage
@@ -380,8 +383,8 @@ def committed_mask(path: str | Path) -> np.ndarray:
         return np.asarray(zarr.open_group(str(path), mode="r")["committed"][:], dtype=bool)
     except Exception as exc:  # a truncated chunk, missing metadata
         raise MechintroError(
-            f"{path} has damaged commit flags ({type(exc).__name__}): run `mechintro verify --repair {path}`, "
-            "then the same command again"
+            f"{path} has damaged commit flags ({type(exc).__name__}): run "
+            f"`mechintro verify --repair {path}`, then the same command again"
         ) from None
 
 
@@ -396,7 +399,8 @@ def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
         raise bad(f"missing attributes {missing}")
     if ds.attrs["schema_version"] != str(SCHEMA_VERSION):
         raise bad(
-            f"schema version {ds.attrs['schema_version']}, this mechintro reads {SCHEMA_VERSION}; use a matching mechintro version"
+            f"schema version {ds.attrs['schema_version']}, this mechintro "
+            f"reads {SCHEMA_VERSION}; use a matching mechintro version"
         )
     mode = ds.attrs["mode"]
     if mode not in MODES:
@@ -542,14 +546,18 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
             needs_rerun = True
         else:
             notes.append(
-                "no manifest (a store from before mechintro digested its inputs): inputs are not checked"
+                "no manifest (a store from before mechintro "
+                "digested its inputs): inputs are not checked"
             )
     else:
         broken = [
             name for name in ["", *manifest["metadata"]] if not _json_ok(path / name / "zarr.json")
         ]
         if broken:
-            what = f"metadata (zarr.json) of {', '.join(n or 'the root' for n in broken)} missing or damaged"
+            what = (
+                "metadata (zarr.json) of "
+                f"{', '.join(n or 'the root' for n in broken)} missing or damaged"
+            )
             if not repair:
                 problems.append(f"{what}: {fix}")
                 return VerifyReport(problems=problems, notes=notes)
@@ -561,7 +569,8 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
                 (path / name).mkdir(parents=True, exist_ok=True)
                 (path / name / "zarr.json").write_text(json.dumps(meta))
             problems.append(
-                f"{what}: restored from the store's manifest; run the same command again to finish it"
+                f"{what}: restored from the store's manifest; "
+                "run the same command again to finish it"
             )
             needs_rerun = True
     try:
@@ -576,8 +585,9 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
     damaged_in = damaged_inputs(path, manifest) if manifest is not None else []
     if damaged_in:
         problems.append(
-            f"input/coordinate array(s) {', '.join(damaged_in)} no longer match the manifest (a chunk is missing or "
-            f"damaged): {'running the same command again rewrites them' if repair else fix}"
+            f"input/coordinate array(s) {', '.join(damaged_in)} no longer match "
+            "the manifest (a chunk is missing or damaged): "
+            f"{'running the same command again rewrites them' if repair else fix}"
         )
         needs_rerun = True
     else:
@@ -585,7 +595,8 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
             lazy = xr.open_zarr(path, consolidated=False, zarr_format=3)
         except Exception as exc:
             raise MechintroError(
-                f"{path} is not a readable zarr store ({type(exc).__name__}): is it a mechintro run?"
+                f"{path} is not a readable zarr store "
+                f"({type(exc).__name__}): is it a mechintro run?"
             ) from None
         validate(lazy, where=str(path))
     # 3. Outputs, batch by batch.
@@ -628,16 +639,19 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
         for b in shard_batches(n, batch_size, index, count):
             expected[b * batch_size : (b + 1) * batch_size] = True
         notes.append(
-            f"shard {index}/{count}: {int(expected.sum())} of the run's {n} trials; merge the shards with `mechintro merge`"
+            f"shard {index}/{count}: {int(expected.sum())} of the "
+            f"run's {n} trials; merge the shards with `mechintro merge`"
         )
         if (committed & ~expected).any():
             problems.append(
-                f"{int((committed & ~expected).sum())} trials outside shard {index}/{count} are committed"
+                f"{int((committed & ~expected).sum())} trials "
+                f"outside shard {index}/{count} are committed"
             )
     notes.append(f"{int(committed.sum())} of {int(expected.sum())} trials committed")
     if complete and not committed[expected].all():
         problems.append(
-            f"marked complete, but {int((expected & ~committed).sum())} trials are uncommitted: {again}"
+            f"marked complete, but {int((expected & ~committed).sum())} "
+            f"trials are uncommitted: {again}"
         )
     elif not complete:
         problems.append("incomplete: run the same command again to finish it")
@@ -651,7 +665,10 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
         if (np.asarray(group["inject_mask"][...], dtype=bool) & ~attn).any():
             problems.append("inject_mask marks padding positions")
     if damaged:
-        msg = f"{len(damaged)} batch(es) (first at trial {damaged[0]}) are unreadable or no longer match their digests"
+        msg = (
+            f"{len(damaged)} batch(es) (first at trial {damaged[0]}) "
+            "are unreadable or no longer match their digests"
+        )
         if repair:
             for start in damaged:
                 _drop_outputs(path, group, start, min(start + batch_size, n), manifest)
@@ -662,7 +679,8 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
         group.attrs["complete"] = "false"
     if unflagged:
         problems.append(
-            f"{len(unflagged)} trial(s) have non-finite log-probabilities without the nonfinite flag"
+            f"{len(unflagged)} trial(s) have non-finite "
+            "log-probabilities without the nonfinite flag"
         )
     flagged = (
         int((np.asarray(group["nonfinite"][...], dtype=bool) & committed).sum())
@@ -671,7 +689,8 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
     )
     if flagged:
         notes.append(
-            f"{flagged} trial(s) flagged non-finite (NaN/inf logits or float16 overflow); analyses should drop them"
+            f"{flagged} trial(s) flagged non-finite (NaN/inf logits "
+            "or float16 overflow); analyses should drop them"
         )
     stray = [p for p in path.rglob("*.partial")]
     if stray:
@@ -736,7 +755,8 @@ def _shard_of(ds: xr.Dataset | Mapping[str, Any], path: Path) -> tuple[int, int]
     text = (ds.attrs if isinstance(ds, xr.Dataset) else ds).get("shard")
     if not text:
         raise MechintroError(
-            f"{path} is not a shard (it was run without --shard): merge only the stores of one sharded run"
+            f"{path} is not a shard (it was run without "
+            "--shard): merge only the stores of one sharded run"
         )
     try:
         index, count = (int(x) for x in str(text).split("/"))
@@ -778,7 +798,8 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
         count = n if count is None else count
         if n != count:
             raise MechintroError(
-                f"{p} is shard {index}/{n} but {paths[0]} is one of {count}: merge the shards of one run"
+                f"{p} is shard {index}/{n} but {paths[0]} is "
+                f"one of {count}: merge the shards of one run"
             )
         if index in by_index:
             raise MechintroError(f"shard {index}/{n} is given twice ({by_index[index]} and {p})")
@@ -786,11 +807,13 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
         differs = [k for k in _SHARED_ATTRS if ds.attrs.get(k) != first.attrs.get(k)]
         if differs:
             raise MechintroError(
-                f"{p} and {paths[0]} are not shards of one run (they differ in: {', '.join(differs)})"
+                f"{p} and {paths[0]} are not shards of one "
+                f"run (they differ in: {', '.join(differs)})"
             )
         if ds.attrs.get("complete") != "true":
             raise MechintroError(
-                f"shard {index}/{n} ({p}) is unfinished: run its command again to finish it, then merge"
+                f"shard {index}/{n} ({p}) is unfinished: run "
+                "its command again to finish it, then merge"
             )
         report = verify(
             p
@@ -803,13 +826,15 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
         for name in INPUT_VARS:
             if not ds[name].equals(first[name]):
                 raise MechintroError(
-                    f"{p} holds other trials than {paths[0]} ({name} differs): merge the shards of one run"
+                    f"{p} holds other trials than {paths[0]} "
+                    f"({name} differs): merge the shards of one run"
                 )
     assert count is not None
     missing = sorted(set(range(1, count + 1)) - set(by_index))
     if missing:
         raise MechintroError(
-            f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing: pass the store of every shard"
+            f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} "
+            "missing: pass the store of every shard"
         )
     n_trials, batch_size = first.sizes["trial"], int(first.attrs["batch_size"])
     stores = dict(opened)  # paths are distinct: a repeated shard was refused above
@@ -824,7 +849,8 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
                 part = ds.isel(trial=region["trial"])
                 if not bool(part["committed"].all()):
                     raise MechintroError(
-                        f"shard {index}/{count} ({p}) has uncommitted trials in batch {b}: run its command again"
+                        f"shard {index}/{count} ({p}) has uncommitted "
+                        f"trials in batch {b}: run its command again"
                     )
                 outputs = xr.Dataset(
                     {v: (part[v].dims, part[v].values) for v in _OUTPUT_VARS if v in part}
@@ -841,7 +867,8 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
         group = zarr.open_group(str(staging), mode="r+")
         if not np.asarray(group["committed"][:], dtype=bool).all():
             raise MechintroError(
-                "the merged shards leave trials uncommitted: a shard is damaged; run `mechintro verify` on each"
+                "the merged shards leave trials uncommitted: a "
+                "shard is damaged; run `mechintro verify` on each"
             )
         del group.attrs["shard"]
         group.attrs["merged_from"] = json.dumps([str(by_index[i]) for i in sorted(by_index)])

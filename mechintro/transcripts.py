@@ -30,11 +30,15 @@ log = logging.getLogger(__name__)
 
 # inline style so the HTML stands alone (no CSS file, no network); used by the run report too
 STYLE = (
-    ".mi-t{font-family:system-ui,sans-serif;font-size:13px;border:1px solid #ccc;border-radius:6px;padding:8px 10px;margin:6px 0;}"
+    ".mi-t{font-family:system-ui,sans-serif;font-size:13px;border:1px solid #ccc;"
+    "border-radius:6px;padding:8px 10px;margin:6px 0;}"
     ".mi-t h4{margin:0 0 6px 0;font-size:14px}.mi-t .meta{color:#444;margin-bottom:6px}"
-    ".mi-t pre{white-space:pre-wrap;word-break:break-word;background:#f7f7f7;padding:6px;border-radius:4px;margin:4px 0;font-size:12px}"
-    ".mi-t mark{background:#ffd54f;padding:0 1px;border-radius:2px}.mi-t .read{text-decoration:underline dotted #1565c0}"
-    ".mi-t table{border-collapse:collapse;margin:4px 0}.mi-t td,.mi-t th{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}"
+    ".mi-t pre{white-space:pre-wrap;word-break:break-word;background:#f7f7f7;padding:6px;"
+    "border-radius:4px;margin:4px 0;font-size:12px}"
+    ".mi-t mark{background:#ffd54f;padding:0 1px;border-radius:2px}"
+    ".mi-t .read{text-decoration:underline dotted #1565c0}"
+    ".mi-t table{border-collapse:collapse;margin:4px 0}"
+    ".mi-t td,.mi-t th{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}"
     ".mi-t .yes{color:#1b5e20;font-weight:600}.mi-t .no{color:#b71c1c;font-weight:600}"
 )
 
@@ -143,7 +147,8 @@ class Trial:
             f"<b>{html.escape(k)}</b> {html.escape(v)}" for k, v in self.labels.items()
         )
         out = [
-            f"<div class='mi-t' data-trial='{self.index}'><h4>trial {self.index}</h4><div class='meta'>{meta}</div>",
+            f"<div class='mi-t' data-trial='{self.index}'><h4>trial {self.index}</h4>"
+            f"<div class='meta'>{meta}</div>",
             "<div>prompt (<mark>injected window</mark>):</div><pre>" + "".join(parts) + "</pre>",
         ]
         if self.response is not None:
@@ -158,12 +163,14 @@ class Trial:
             )
         if self.verdicts:
             rows = "".join(
-                f"<tr><td>{html.escape(v.criterion)}</td><td class='{'yes' if v.answer == 'YES' else 'no'}'>"
-                f"{html.escape(v.answer)}</td><td>{html.escape(v.decided_by)}</td></tr>"
+                f"<tr><td>{html.escape(v.criterion)}</td>"
+                f"<td class='{'yes' if v.answer == 'YES' else 'no'}'>{html.escape(v.answer)}</td>"
+                f"<td>{html.escape(v.decided_by)}</td></tr>"
                 for v in self.verdicts
             )
             out.append(
-                f"<div>verdicts:</div><table><tr><th>criterion</th><th>verdict</th><th>decided by</th></tr>{rows}</table>"
+                "<div>verdicts:</div><table><tr><th>criterion</th><th>verdict</th>"
+                f"<th>decided by</th></tr>{rows}</table>"
             )
         out.append("</div>")
         return "".join(out)
@@ -305,7 +312,8 @@ def trial(ds: xr.Dataset, i: int, *, tokenizer: Any = None) -> Trial:
                 Verdict(
                     "apology",
                     {True: "YES", False: "NO", None: "ungraded"}[said],
-                    "offline rules: accident/apology words vs intent words (mechintro.grading.apology)",
+                    "offline rules: accident/apology words vs "
+                    "intent words (mechintro.grading.apology)",
                 )
             ]
         elif experiment == "injected-thoughts":

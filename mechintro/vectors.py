@@ -368,7 +368,8 @@ def pca_center_vectors(
     batch_size: int = 32,
 ) -> xr.DataArray:
     """Latent-Introspection concept directions (unit norm per layer), as the authors' code makes
-    them (``helpers.py: train_concept_vector``, repeng ``ControlVector.train(method="pca_center")``).
+    them (``helpers.py: train_concept_vector``, repeng
+    ``ControlVector.train(method="pca_center")``).
 
     For each suffix, positive = chat(``system``, ``template`` with the concept) + suffix, negative
     = the same with ``neutral`` in place of the concept; the direction is
@@ -487,7 +488,8 @@ def resolve_layers(specs: Sequence[str | int | float], n_layers: int) -> list[in
                 layer += n_layers
         if not 0 <= layer < n_layers:
             raise MechintroError(
-                f"layer {text} is out of range for a model with {n_layers} layers (0..{n_layers - 1})"
+                f"layer {text} is out of range for a model "
+                f"with {n_layers} layers (0..{n_layers - 1})"
             )
         if layer not in out:
             out.append(layer)
@@ -522,13 +524,15 @@ def load_vectors(path: str | Path, model: Model | None = None) -> xr.DataArray:
         da = ds["concept_vectors"].load()
     except Exception as exc:  # zarr raises many types for a foreign or truncated store
         raise MechintroError(
-            f"{path} is not a mechintro vectors store ({type(exc).__name__}): recreate it with `mechintro vectors`"
+            f"{path} is not a mechintro vectors store "
+            f"({type(exc).__name__}): recreate it with `mechintro vectors`"
         ) from None
     if da.dims != ("concept", "layer", "d_model") or any(
         k not in da.attrs for k in _REQUIRED_ATTRS
     ):
         raise MechintroError(
-            f"{path} is not a mechintro vectors store (wrong dims or attrs): recreate it with `mechintro vectors`"
+            f"{path} is not a mechintro vectors store (wrong dims "
+            "or attrs): recreate it with `mechintro vectors`"
         )
     if not np.isfinite(da.values).all():
         raise MechintroError(f"{path} contains non-finite values: recompute the vectors")
@@ -540,12 +544,14 @@ def load_vectors(path: str | Path, model: Model | None = None) -> xr.DataArray:
 def check_vectors_match(vectors: xr.DataArray, model: Model) -> None:
     if vectors.sizes["d_model"] != model.d_model or vectors.sizes["layer"] != model.n_layers:
         raise MechintroError(
-            f"vectors have d_model {vectors.sizes['d_model']} and {vectors.sizes['layer']} layers but "
-            f"{model.name} has {model.d_model} and {model.n_layers}: compute vectors with this model"
+            f"vectors have d_model {vectors.sizes['d_model']} and "
+            f"{vectors.sizes['layer']} layers but {model.name} has {model.d_model} "
+            f"and {model.n_layers}: compute vectors with this model"
         )
     if vectors.attrs.get("weights_sha256") != model.weights_sha256:
         raise MechintroError(
-            f"vectors were computed on {vectors.attrs.get('model')} (weights {str(vectors.attrs.get('weights_sha256'))[:12]}…), "
+            f"vectors were computed on {vectors.attrs.get('model')} "
+            f"(weights {str(vectors.attrs.get('weights_sha256'))[:12]}…), "
             f"not on {model.name}: compute vectors with this model"
         )
 
@@ -589,8 +595,9 @@ def vectors_from_array(
     expected = (len(concepts), model.n_layers if layers is None else len(layers), model.d_model)
     if tuple(values.shape) != expected:
         raise MechintroError(
-            f"array has shape {tuple(values.shape)}, expected (concept, layer, d_model) = {expected} for "
-            f"{len(concepts)} concept(s) and {model.name} (d_model {model.d_model}): reshape it or pass layers="
+            f"array has shape {tuple(values.shape)}, expected (concept, layer, "
+            f"d_model) = {expected} for {len(concepts)} concept(s) and "
+            f"{model.name} (d_model {model.d_model}): reshape it or pass layers="
         )
     if not torch.isfinite(values).all():
         raise MechintroError("the array contains NaN or inf: pass finite vectors")
@@ -615,8 +622,8 @@ def save_vectors_safetensors(vectors: xr.DataArray, path: str | Path) -> Path:
     Other steering libraries read it without mechintro::
 
         from safetensors.torch import load_file
-        t = load_file(path)["concept_vectors"]            # (concept, layer, d_model)
-        steering = {layer: t[0, layer] for layer in (12, 15)}   # e.g. steering-vectors' layer → vector
+        t = load_file(path)["concept_vectors"]  # (concept, layer, d_model)
+        steering = {layer: t[0, layer] for layer in (12, 15)}  # steering-vectors' layer → vector
     """
     from safetensors.torch import save_file
 
@@ -660,7 +667,8 @@ def load_vectors_safetensors(path: str | Path, model: Model | None = None) -> xr
         concepts = json.loads(metadata.pop("concepts"))
     except Exception as exc:  # safetensors raises several types for a foreign file
         raise MechintroError(
-            f"{path} is not a mechintro safetensors vectors file ({type(exc).__name__}): write it with mi.save_vectors_safetensors"
+            f"{path} is not a mechintro safetensors vectors file "
+            f"({type(exc).__name__}): write it with mi.save_vectors_safetensors"
         ) from None
     if (
         vecs.ndim != 3
@@ -734,7 +742,8 @@ def make_vectors(
     if method == "contrastive":
         if len(concepts) != 1:
             raise MechintroError(
-                "a contrastive vector takes one name: give exactly one concept (e.g. --concepts caps)"
+                "a contrastive vector takes one name: give "
+                "exactly one concept (e.g. --concepts caps)"
             )
         return contrastive_vector(
             model,

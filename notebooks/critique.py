@@ -22,9 +22,8 @@ print(sweep.format_summary(summary)[:2000])
 plotting.sweep_heatmaps(summary)
 # %%
 ok = np.isfinite(summary.intro_shift.values) & np.isfinite(summary.control_shift.values)
-print(
-    f"introspection vs control shift: r = {np.corrcoef(summary.intro_shift.values[ok], summary.control_shift.values[ok])[0, 1]:.3f} over {int(ok.sum())} cells"
-)
+corr = np.corrcoef(summary.intro_shift.values[ok], summary.control_shift.values[ok])[0, 1]
+print(f"introspection vs control shift: r = {corr:.3f} over {int(ok.sum())} cells")
 
 # %% [markdown]
 # Localisation: which sentence / half / layer depth carried the injection — the same vector and

@@ -1,11 +1,12 @@
 # %% [markdown]
-# # Looking Inward: do models predict their own behaviour better than others do? (Binder et al. 2024)
+# # Looking Inward: do models predict their own behaviour better than others do?
 #
-# Each model answers object-level prompts and, in a fresh context, hypothetical questions about
-# properties of those answers. We score predictions against the mode baseline, compare predictors
-# against targets, and — after LoRA training — ask whether M1 predicts itself better than M2
-# trained on M1's behaviour. Loads the runs of `scripts/looking_inward.py` (default: the copies
-# shipped in `analyses/data/looking-inward`; `MECHINTRO_ROOT` for another folder).
+# Binder et al. (2024). Each model answers object-level prompts and, in a fresh context,
+# hypothetical questions about properties of those answers. We score predictions against the mode
+# baseline, compare predictors against targets, and — after LoRA training — ask whether M1 predicts
+# itself better than M2 trained on M1's behaviour. Loads the runs of `scripts/looking_inward.py`
+# (default: the copies shipped in `analyses/data/looking-inward`; `MECHINTRO_ROOT` for another
+# folder).
 
 # %%
 import os

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Activation Oracles: does an external reader find the injected concept where self-report does not?
+# # Activation Oracles: does an external reader find the injected concept that self-report misses?
 #
 # Karvonen et al. (2025): a model finetuned to answer questions about activations fed into its
 # residual stream. Here the smoke-scale SmolLM2-135M oracle of `docs/oracles.md` (480 examples,

@@ -50,7 +50,8 @@ def main_() -> None:
         "# Bad inputs and the errors they get",
         "",
         f"{len(CASES)} bad inputs, each one a test (`tests/unit/test_bad_inputs.py`, cases in",
-        "`tests/bad_inputs.py`). CLI cases exit with status 2 and print exactly this one line on stderr,",
+        "`tests/bad_inputs.py`). CLI cases exit with status "
+        "2 and print exactly this one line on stderr,",
         "with no traceback (`--debug` shows it) and no output file left behind; API cases raise",
         "`mechintro.MechintroError` (a `ValueError`). `…` stands for the test's temporary folder.",
         "Regenerate with `.venv/bin/python scripts/bad_input_table.py`.",

@@ -39,7 +39,8 @@ def main() -> int:
         vectors = concept_vectors(model, stimuli.analysis_words())
         save_vectors(vectors, path)
     print(
-        f"vectors: {vectors.sizes['concept']} words × {vectors.sizes['layer']} layers → {path}  ({time.perf_counter() - start:.0f} s)"
+        f"vectors: {vectors.sizes['concept']} words × {vectors.sizes['layer']} "
+        f"layers → {path}  ({time.perf_counter() - start:.0f} s)"
     )
     run = detection_logits.run(
         detection_logits.Config(), folder / "demo.zarr", model=model, vectors=vectors

@@ -3,10 +3,12 @@
 Step 1 runs acsresearch/latent-introspection-code (@5007f75) with repeng (@0ba7196) on a model
 from mechintro's cache of converted weights, in a scratch folder OUTSIDE this repository:
 
-    HERE=/path/to/scratch   # holds authors/ (their checkout), repeng/ (the package at 0ba7196),
-                            # site/ (pip install --target: transformers==4.57.3 huggingface_hub==0.36.0),
-                            # site2/ (tokenizers==0.22.1)
-    python scripts/latent_side_by_side.py authors $HERE smollm2-135m 9 20   # -> $HERE/authors_smollm2-135m.json
+    # HERE holds authors/ (their checkout), repeng/ (the package at 0ba7196),
+    # site/ (pip install --target: transformers==4.57.3 huggingface_hub==0.36.0),
+    # site2/ (tokenizers==0.22.1)
+    HERE=/path/to/scratch
+    # writes $HERE/authors_smollm2-135m.json
+    python scripts/latent_side_by_side.py authors $HERE smollm2-135m 9 20
 
 Step 2 compares with a mechintro run made with the same concepts (see docs/results.md):
 
@@ -123,7 +125,8 @@ def compare(auth_json: str, run: str, vectors: str | None) -> None:
                 m = vec.sel(concept=c, layer=int(layer)).values
                 cos.append(float(a @ m / np.linalg.norm(a) / np.linalg.norm(m)))
         print(
-            f"vector cosine (authors vs mechintro), {len(cos)} concept×layer: min {min(cos):.6f} max {max(cos):.6f}"
+            f"vector cosine (authors vs mechintro), {len(cos)} "
+            f"concept×layer: min {min(cos):.6f} max {max(cos):.6f}"
         )
     p = np.exp(ds.answer_logprobs.values.astype(float))
     ans = list(ds.answer.values)
@@ -161,14 +164,17 @@ def compare(auth_json: str, run: str, vectors: str | None) -> None:
             )
         )
     print(
-        f"{'concept':8} {'framing':9} {'document':16} {'fmt':6} {'base authors':>12} {'base ours':>10} {'steered authors':>15} {'steered ours':>12} {'|diff|':>8} sign"
+        f"{'concept':8} {'framing':9} {'document':16} {'fmt':6} {'base authors':>12} "
+        f"{'base ours':>10} {'steered authors':>15} {'steered ours':>12} {'|diff|':>8} sign"
     )
     for r in rows:
         print(
-            f"{r[0]:8} {r[1]:9} {r[2]:16} {r[3]:6} {r[4]:12.6f} {r[5]:10.6f} {r[6]:15.6f} {r[7]:12.6f} {r[8]:8.2e} {'agrees' if r[9] else 'DIFFERS'}"
+            f"{r[0]:8} {r[1]:9} {r[2]:16} {r[3]:6} {r[4]:12.6f} {r[5]:10.6f} "
+            f"{r[6]:15.6f} {r[7]:12.6f} {r[8]:8.2e} {'agrees' if r[9] else 'DIFFERS'}"
         )
     print(
-        f"{len(rows)} cells; max |steered P(yes) difference| = {worst:.2e}; sign agrees in {sum(r[9] for r in rows)} of {len(rows)}"
+        f"{len(rows)} cells; max |steered P(yes) difference| = {worst:.2e}; "
+        f"sign agrees in {sum(r[9] for r in rows)} of {len(rows)}"
     )
 
 

@@ -14,7 +14,8 @@ directions of the same size:
 * Patchscopes (:func:`mechintro.oracle.describe`), the direction scaled to the mean norm of the
   residual it was read from.
 
-    python scripts/oracle_anomaly.py --model smollm2-135m --oracle ORACLE --out runs/oracle-anomaly/smollm2-135m
+    python scripts/oracle_anomaly.py --model smollm2-135m --oracle ORACLE \\
+        --out runs/oracle-anomaly/smollm2-135m
 
 Writes ``anomaly.json`` beside the run and prints it.
 """
@@ -45,7 +46,9 @@ def main() -> None:
     ap.add_argument(
         "--oracle",
         default=None,
-        help="a trained oracle of --model (mechintro oracle train); omitted: untrained readers only",
+        help=(
+            "a trained oracle of --model (mechintro oracle train); omitted: untrained readers only"
+        ),
     )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--concepts", type=int, default=20, help="the first N of Lindsey's 50 concepts")

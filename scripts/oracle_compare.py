@@ -17,7 +17,8 @@ and an identification rate (names the injected concept) with its control rate (n
 tested concepts), each with a Wilson interval. The concepts are Lindsey's, which the oracle
 never saw in training (mechintro.oracle.data).
 
-    python scripts/oracle_compare.py --model smollm2-135m --oracle ORACLE --out runs/oracle-compare/smollm2-135m
+    python scripts/oracle_compare.py --model smollm2-135m --oracle ORACLE \\
+        --out runs/oracle-compare/smollm2-135m
 
 Prints a Markdown table and writes ``table.json`` beside the runs.
 """
@@ -43,7 +44,8 @@ YES_NO_QUESTION = "Is there an injected thought here?"
 
 
 def _cv_predict(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray | None:
-    """Cross-validated predictions, or None when a class has fewer than 2 trials (no fold can hold it out and train on it)."""
+    """Cross-validated predictions, or None when a class has fewer than 2 trials (no fold can hold
+    it out and train on it)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -230,20 +232,24 @@ def main() -> None:
         )
 
     print(
-        f"{args.model}, layer {layer}, strengths {args.strengths}: {meta['n_injected']} injected, {meta['n_control']} control trials"
+        f"{args.model}, layer {layer}, strengths {args.strengths}: "
+        f"{meta['n_injected']} injected, {meta['n_control']} control trials"
     )
     print(
-        "| reader | detects (injected) | detects (control: FPR) | names the concept (injected) | names a tested concept (control) |"
+        "| reader | detects (injected) | detects (control: FPR) | names "
+        "the concept (injected) | names a tested concept (control) |"
     )
     print("|---|---|---|---|---|")
     for row in rows:
         if "p_yes_auc" in row:
             print(
-                f"<!-- {row['reader']}: P(yes) AUC injected vs control {row['p_yes_auc']:.3f}; mean P(yes) {row['p_yes_mean']} -->"
+                f"<!-- {row['reader']}: P(yes) AUC injected vs control "
+                f"{row['p_yes_auc']:.3f}; mean P(yes) {row['p_yes_mean']} -->"
             )
         print(
-            f"| {row['reader']} | {cell(row.get('detect_injected'))} | {cell(row.get('detect_control_fpr'))} | "
-            f"{cell(row.get('identify_injected'))} | {cell(row.get('names_a_concept_control'))} |"
+            f"| {row['reader']} | {cell(row.get('detect_injected'))} | "
+            f"{cell(row.get('detect_control_fpr'))} | {cell(row.get('identify_injected'))} "
+            f"| {cell(row.get('names_a_concept_control'))} |"
         )
 
 

@@ -34,7 +34,8 @@ class Case:
 
 
 def build_env(root: Path) -> Path:
-    """Fixture folder: a tiny model checkpoint, vectors, a finished run, foreign and broken files."""
+    """Fixture folder: a tiny model checkpoint, vectors, a finished run, foreign and broken
+    files."""
     from mechintro.cli import main
     from mechintro.vectors import concept_vectors, save_vectors
     from tests.conftest import build_tiny
@@ -292,7 +293,8 @@ def _oracle_ask(
 
 
 def _api_oracle_other_weights(env: Path):
-    """An oracle trained on the tiny llama, loaded onto the tiny qwen2 (trained once into the fixture folder)."""
+    """An oracle trained on the tiny llama, loaded onto the tiny qwen2 (trained once into the
+    fixture folder)."""
     from mechintro import oracle
     from mechintro.models import load_model
     from mechintro.oracle import train as otrain

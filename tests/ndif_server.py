@@ -1,4 +1,5 @@
-"""A small NDIF-protocol server on 127.0.0.1, so nnsight's own ``RemoteBackend`` can be tested end to end.
+"""A small NDIF-protocol server on 127.0.0.1, so nnsight's own ``RemoteBackend`` can be tested
+end to end.
 
 The real NDIF service needs Ray, an object store and CUDA GPUs (docs/engineering.md); this server
 speaks the same client-facing protocol as nnsight 0.8's ``nnsight/intervention/backends/remote.py``
@@ -20,7 +21,9 @@ so a trace that needs it fails here as it would there.
 
 Bind address is 127.0.0.1 only: the server executes the code clients send.
 
-Run: ``python tests/ndif_server.py --port PORT --model DIR [--model DIR ...] [--inline-limit BYTES]``.
+Run::
+
+    python tests/ndif_server.py --port PORT --model DIR [--model DIR ...] [--inline-limit BYTES]
 """
 
 from __future__ import annotations

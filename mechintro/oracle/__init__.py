@@ -81,7 +81,8 @@ def oracle_prompt(
         hits = [i for i, (a, b) in enumerate(prompt.offsets) if a <= m < b]
         if not hits:
             raise MechintroError(
-                "the tokenizer dropped an oracle placeholder: this model's tokenizer cannot hold the prompt"
+                "the tokenizer dropped an oracle placeholder: "
+                "this model's tokenizer cannot hold the prompt"
             )
         positions.append(hits[0])
     if len(set(positions)) != n_positions:
@@ -114,7 +115,8 @@ def untrained(model: Model) -> Oracle:
 
 
 def load(model: Model, path: str | Path) -> Oracle:
-    """Load the oracle at ``path`` onto ``model`` (refused unless it was trained on these weights)."""
+    """Load the oracle at ``path`` onto ``model`` (refused unless it was trained on these
+    weights)."""
     from mechintro import training
 
     path = Path(path)
@@ -125,7 +127,8 @@ def load(model: Model, path: str | Path) -> Oracle:
     record = training.read_training(path)
     if ORACLE_KEY not in record:
         raise MechintroError(
-            f"{path} is an adapter but not an activation oracle: train one with `mechintro oracle train`"
+            f"{path} is an adapter but not an activation "
+            "oracle: train one with `mechintro oracle train`"
         )
     merged = training.apply_adapter(model, path)
     settings = record[ORACLE_KEY]
@@ -146,8 +149,9 @@ def _as_sets(activations: torch.Tensor, d_model: int) -> torch.Tensor:
         acts = acts[None]
     if acts.ndim != 3 or acts.shape[-1] != d_model:
         raise MechintroError(
-            f"activations of shape {tuple(acts.shape)}: give (d_model,), (positions, d_model) or "
-            f"(items, positions, d_model) with d_model {d_model} (activations of the oracle's base model)"
+            f"activations of shape {tuple(acts.shape)}: give (d_model,), "
+            "(positions, d_model) or (items, positions, d_model) with "
+            f"d_model {d_model} (activations of the oracle's base model)"
         )
     if not bool(torch.isfinite(acts).all()) or not bool((acts.norm(dim=-1) > 0).all()):
         raise MechintroError(
@@ -228,7 +232,8 @@ def yes_no_ids(tokenizer: object) -> tuple[list[int], list[int]]:
             found.append(int(vocab[word]))
         if not found:
             raise MechintroError(
-                f"'{word}' is not a single token of this tokenizer: yes/no questions cannot be read as P(yes)"
+                f"'{word}' is not a single token of this tokenizer: "
+                "yes/no questions cannot be read as P(yes)"
             )
         ids[word] = sorted(set(found))
     return ids["Yes"], ids["No"]
@@ -258,7 +263,12 @@ def p_yes(
 
 # Patchscopes' entity-description prompt (Ghandeharioun et al. 2024, §4): few-shot "subject:
 # description" lines, the activation patched over the last "x".
-PATCHSCOPE_PROMPT = "Syria: Country in the Middle East\nLeonardo DiCaprio: American actor\nSamsung: South Korean multinational company\nx"
+PATCHSCOPE_PROMPT = (
+    "Syria: Country in the Middle East\n"
+    "Leonardo DiCaprio: American actor\n"
+    "Samsung: South Korean multinational company\n"
+    "x"
+)
 
 
 def describe(
@@ -279,7 +289,8 @@ def describe(
     acts = torch.as_tensor(activation).float().reshape(-1, activation.shape[-1])
     if acts.shape[-1] != model.d_model:
         raise MechintroError(
-            f"activation of size {acts.shape[-1]}; {model.name} has d_model {model.d_model}: read it from this model"
+            f"activation of size {acts.shape[-1]}; {model.name} "
+            f"has d_model {model.d_model}: read it from this model"
         )
     model.check_layer(layer)
     ids = tuple(tokenize(model.tokenizer, PATCHSCOPE_PROMPT).input_ids)
@@ -324,15 +335,17 @@ def run_activations(
     pos = [-1] if positions is None else list(positions)
     if not pos or any(not -width <= p < width for p in pos):
         raise MechintroError(
-            f"positions {pos} out of range: {where} has {width} positions (0…{width - 1}, or -1 for the last)"
+            f"positions {pos} out of range: {where} has {width} "
+            f"positions (0…{width - 1}, or -1 for the last)"
         )
     pos = [p % width for p in pos]
     mask = np.asarray(run["attention_mask"].values)[:, pos]
     if not mask.all():
         bad = int(np.flatnonzero(~mask.all(1))[0])
         raise MechintroError(
-            f"position(s) {pos} fall on padding in trial {int(run['trial'].values[bad])} of {where}: "
-            "choose positions every trial has (negative positions count from the last token)"
+            f"position(s) {pos} fall on padding in trial "
+            f"{int(run['trial'].values[bad])} of {where}: choose positions "
+            "every trial has (negative positions count from the last token)"
         )
     acts = run["resid"].sel(layer=layer).isel(pos=pos).values.astype(np.float32)
     return np.asarray(run["trial"].values), torch.from_numpy(acts)

@@ -76,7 +76,8 @@ SENTIMENT_THINGS = (
     "song",
     "walk",
 )
-# Common words of other languages, written for mechintro (a few per language; none is an English word).
+# Common words of other languages, written for mechintro (a few per language; none is an English
+# word).
 FOREIGN_WORDS = (
     "maison",
     "fenêtre",
@@ -123,7 +124,8 @@ CATEGORIES = {  # category name as asked → items (Lindsey's categories and Loo
     "an abstract idea": lambda: stimuli.lindsey()["lindsey_category_abstract_nouns"],
     "a physical object": lambda: stimuli.lindsey()["lindsey_category_concrete_nouns"],
 }
-# Personas and system prompts written for mechintro (LatentQA-style questions about a system prompt).
+# Personas and system prompts written for mechintro (LatentQA-style questions about a system
+# prompt).
 PERSONAS = (
     "pirate",
     "chef",

@@ -139,7 +139,8 @@ def _digest(acts: list[tuple[int, torch.Tensor]]) -> str:
 def _steer(
     model: Model, placements: list[tuple[tuple[int, ...], torch.Tensor]], config: OracleConfig
 ) -> Callable:
-    """finetune's ``steer``: a forward hook adding each example's activations at its placeholders."""
+    """finetune's ``steer``: a forward hook adding each example's activations at its
+    placeholders."""
 
     @contextlib.contextmanager
     def steer(peft_model, indices):
@@ -192,7 +193,8 @@ def train(
         ids, _ = training._encode(model, user, ex.answer)
         if [ids[p] for p in prompt.positions] != [prompt.input_ids[p] for p in prompt.positions]:
             raise MechintroError(
-                f"{model.name}'s tokenizer renders the oracle prompt differently with an answer after it"
+                f"{model.name}'s tokenizer renders the oracle "
+                "prompt differently with an answer after it"
             )
         pairs.append((user, ex.answer))
         placements.append((prompt.positions, vecs))
@@ -231,7 +233,8 @@ def p_yes_examples(
     *,
     batch_size: int = 16,
 ) -> np.ndarray:
-    """P(yes)/(P(yes)+P(no)) per yes/no example, each with its own question, layer and activations."""
+    """P(yes)/(P(yes)+P(no)) per yes/no example, each with its own question, layer and
+    activations."""
     yes, no = yes_no_ids(oracle.model.tokenizer)
     scores = []
     for s in range(0, len(examples), batch_size):
@@ -288,7 +291,8 @@ def evaluate(
     (identity questions about Lindsey's concept words). Each set has ``2n`` examples; the probe
     (one logistic regression per source layer, on the activation averaged over positions) is fit
     on the first ``n`` and every reader is scored on the last ``n``. Rows: ``set``, ``reader``
-    (oracle, untrained, shuffled, probe, majority), ``correct``, ``n``, ``accuracy``, ``lo``, ``hi``.
+    (oracle, untrained, shuffled, probe, majority), ``correct``, ``n``, ``accuracy``, ``lo``,
+    ``hi``.
     """
     from mechintro.stats import wilson
 

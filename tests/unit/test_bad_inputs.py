@@ -1,4 +1,5 @@
-"""Every bad input in tests/bad_inputs.py gets its one-line error (and docs/bad-inputs.md lists them)."""
+"""Every bad input in tests/bad_inputs.py gets its one-line error (and docs/bad-inputs.md lists
+them)."""
 
 from __future__ import annotations
 

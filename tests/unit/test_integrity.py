@@ -118,7 +118,8 @@ def test_resume_with_recording_switched_is_refused(tiny, tmp_path):
         runner.execute(tiny, _trials(tiny, [1.0, 2.0]), out, record=True, **kw)
 
 
-# --- Randomized corruption: delete or truncate any file of any variable; verify sees it, repair + rerun restores it ---
+# --- Randomized corruption: delete or truncate any file of any variable; verify sees it, ---------
+# --- repair + rerun restores it ------------------------------------------------------------------
 
 import os  # noqa: E402
 import random  # noqa: E402
@@ -313,7 +314,7 @@ def test_repair_restores_deleted_metadata(tiny, tmp_path, meta, capsys):
     xr.testing.assert_identical(runs.open_run(out).load(), expected)
 
 
-# --- Item 8: grading resumes where it stopped ------------------------------------------------------
+# --- Item 8: grading resumes where it stopped ----------------------------------------------------
 
 
 class _CountingJudge:
@@ -360,7 +361,8 @@ def test_grading_resumes_where_it_stopped(tiny, tmp_path):
 
 
 def test_a_batch_larger_than_the_run_is_the_whole_run(tiny, tmp_path):
-    # before: a divisor loop over 10**12 candidates, or a 14.6 TiB chunk allocated on the first write
+    # before: a divisor loop over 10**12 candidates, or a 14.6 TiB chunk allocated on the first
+    # write
     kw = dict(config={"t": "batch"}, mode="logits", answers=runner.YES_NO, record=True)
     huge = runner.execute(
         tiny, _trials(tiny, [1.0, 2.0, 3.0]), tmp_path / "huge.zarr", batch_size=10**12, **kw

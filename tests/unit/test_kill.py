@@ -112,7 +112,8 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
         sys.executable,
         "-c",
         "import sys; from mechintro._fs import store_lock\n"
-        "try:\n    store_lock(sys.argv[1]).__enter__()\nexcept Exception as e:\n    print(e); sys.exit(3)",
+        "try:\n    store_lock(sys.argv[1]).__enter__()\n"
+        "except Exception as e:\n    print(e); sys.exit(3)",
         str(out),
     ]
     with store_lock(out):

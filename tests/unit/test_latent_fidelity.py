@@ -19,14 +19,11 @@ from mechintro.vectors import pca_center_vectors
 
 from ..latent_reference import authors_conversation, logit_diff, pca_center
 
-LAYERS = [
-    0,
-    1,
-]  # not the last block: hidden_states[-1] is after the final norm, where repeng reads its last layer
+# not the last block: hidden_states[-1] is after the final norm, where repeng reads its last layer
+LAYERS = [0, 1]
 STRENGTH = 8.0
-SUFFIXES = stimuli.latent_introspection_suffixes()[
-    :64
-]  # the authors' set, cut for the tiny tier's speed
+# the authors' set, cut for the tiny tier's speed
+SUFFIXES = stimuli.latent_introspection_suffixes()[:64]
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +145,8 @@ def test_interventions_cross_documents(tiny, both):
 
 
 def test_vectors_cli_methods_equal_the_python_recipes(tiny, tmp_path):
-    """``mechintro vectors --method`` gives what the Python functions give, with the recipe's inputs."""
+    """``mechintro vectors --method`` gives what the Python functions give, with the recipe's
+    inputs."""
     import json
 
     from mechintro.cli import main

@@ -77,7 +77,10 @@ def test_importing_mechintro_keeps_anyio_importable():
     import subprocess
     import sys
 
-    code = "import mechintro, nnsight\nfrom anyio.abc import SocketAttribute\nimport anyio.streams.tls\nprint('ok')"
+    code = (
+        "import mechintro, nnsight\nfrom anyio.abc import SocketAttribute\n"
+        "import anyio.streams.tls\nprint('ok')"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr[-500:]
 

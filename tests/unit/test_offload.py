@@ -157,7 +157,8 @@ def test_fingerprints_need_no_materialised_weights(placed, checkpoint, tiny):
             name
         )  # load_model: the checkpoint files' hash, wherever the weights are
         before = _meta_params(model)
-        # from_hf on a dispatched model: read from the offload index, equal to the in-memory state hash
+        # from_hf on a dispatched model: read from the offload index, equal to the in-memory state
+        # hash
         assert models.state_fingerprint(model.hf) == tiny.weights_sha256, name
         assert _meta_params(model) == before, name  # nothing was loaded into the module
 
@@ -195,7 +196,8 @@ def test_unknown_meta_weights_are_refused_in_one_line(tiny):
 
 
 def test_remote_model_is_unaffected(checkpoint):
-    """A remote model is weightless here: the placement flags are refused, its fingerprint is its id."""
+    """A remote model is weightless here: the placement flags are refused, its fingerprint is its
+    id."""
     with pytest.raises(MechintroError, match="stay on the server"):
         models.load_model(str(checkpoint), remote="local", max_memory={"cpu": "1GB"})
     remote = models.load_model(str(checkpoint), remote="local")

@@ -15,7 +15,8 @@ from ..conftest import ARCHS
 
 
 def reference_patched_logprobs(model, ids, patch):
-    """Next-token log-probs of one unpadded prompt with the patch applied by a plain forward hook."""
+    """Next-token log-probs of one unpadded prompt with the patch applied by a plain forward
+    hook."""
     block = get_module(model.hf, model.arch.layers)[patch.layer]
 
     def hook(module, args, output):
@@ -224,7 +225,8 @@ def test_training_data_never_holds_the_held_out_concepts_or_families(tiny):
 
 
 def test_a_tiny_oracle_learns_its_training_answers(tiny, tmp_path):
-    """Trained a few epochs at a high learning rate, the oracle's loss falls well below its start."""
+    """Trained a few epochs at a high learning rate, the oracle's loss falls well below its
+    start."""
     from mechintro.oracle import train as otrain
 
     out = otrain.train(

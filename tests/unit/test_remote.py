@@ -68,7 +68,8 @@ def test_vector_extraction_is_remote_safe(tiny):
 
 
 def test_a_remote_model_never_takes_the_local_prefix_cache(tiny, tmp_path):
-    """The shared-prefix cache runs plain transformers code on the client: a remote model must not use it."""
+    """The shared-prefix cache runs plain transformers code on the client: a remote model must not
+    use it."""
     from mechintro import runner
     from mechintro.prompts import Window, render_chat, tokenize
 

@@ -37,7 +37,8 @@ VOLATILE = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """(url, model directory): the server serves a saved tiny llama; results over 4 kB are downloaded."""
+    """(url, model directory): the server serves a saved tiny llama; results over 4 kB are
+    downloaded."""
     import httpx
 
     root = tmp_path_factory.mktemp("ndif")
@@ -85,7 +86,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def remote(server, monkeypatch):
-    """The served model as a client sees it: weights on the meta device, traces sent to the server."""
+    """The served model as a client sees it: weights on the meta device, traces sent to the
+    server."""
     local_model_keys(monkeypatch)
     url, directory = server
     return load_model(str(directory), remote=url), load_model(str(directory))
@@ -118,7 +120,8 @@ def test_every_library_trace_gives_the_local_numbers(remote):
         served, prompts, injections, answer_ids=[10, 11], record=True, ablate={2: vec}
     )  # 20 kB: downloaded
     assert torch.equal(a.answer_logprobs, b.answer_logprobs) and torch.equal(a.resid, b.resid)
-    # Sampling happens on the server: the seed has to travel inside the trace for the tokens to match.
+    # Sampling happens on the server: the seed has to travel inside the trace for the tokens to
+    # match.
     a = engine.generate(
         local, prompts, injections, max_new_tokens=6, temperature=1.0, seed=3, record=True
     )
@@ -172,7 +175,8 @@ def test_cli_remote_runs_equal_local_runs(server, monkeypatch, tmp_path, capsys)
             runs.open_run(tmp_path / f"{name}-{where}.zarr").load() for where in ("local", "remote")
         )
         assert a.sizes["trial"] == b.sizes["trial"] > 0
-        # The local run reuses the shared prefix's cache: equal up to float rounding (so are the digests of the outputs).
+        # The local run reuses the shared prefix's cache: equal up to float rounding (so are the
+        # digests of the outputs).
         for var in set(a.data_vars) - {"digest"}:
             if a[var].dtype.kind == "f":
                 xr.testing.assert_allclose(
@@ -189,7 +193,8 @@ def test_cli_remote_runs_equal_local_runs(server, monkeypatch, tmp_path, capsys)
 
 
 def test_non_blocking_submit_then_poll(remote):
-    """nnsight's other waiting mode: POST without a websocket, then GET /response/{id} until COMPLETED."""
+    """nnsight's other waiting mode: POST without a websocket, then GET /response/{id} until
+    COMPLETED."""
     import nnsight
     from nnsight.intervention.backends.remote import RemoteBackend
 
@@ -221,7 +226,10 @@ def test_server_side_failures_come_back_as_one_line(server, monkeypatch, tmp_pat
     build_tiny("llama").tokenizer.save_pretrained(other)
     with pytest.raises(
         MechintroError,
-        match=r"the remote job failed on http://127\.0\.0\.1:\d+: LookupError: model .* is not served here",
+        match=(
+            r"the remote job failed on http://127\.0\.0\.1:\d+: LookupError: model .* is not "
+            r"served here"
+        ),
     ):
         engine.last_token_resid(load_model(str(other), remote=url), [[5, 6, 7]])
 

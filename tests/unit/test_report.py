@@ -69,10 +69,12 @@ def _driver():
     if not (chromium and driver):
         if os.environ.get("CI"):
             pytest.fail(
-                "CI is set but chromium/chromedriver are missing: .ci/run installs them with apt-get"
+                "CI is set but chromium/chromedriver are "
+                "missing: .ci/run installs them with apt-get"
             )
         pytest.skip(
-            "headless browser test: install Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)"
+            "headless browser test: install Debian's chromium and "
+            "chromium-driver (apt-get install -y chromium chromium-driver)"
         )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

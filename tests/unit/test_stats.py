@@ -90,7 +90,8 @@ def test_five_to_fifteen_clusters_use_t_with_g_minus_1_df():
     clusters = np.repeat(np.arange(8), 3)
     iv = cluster_interval(values, clusters)
     assert iv.is_ci and iv.method.startswith("t on 8 clusters")
-    # equal cluster sizes: identical to a one-sample t interval on the cluster means × √(G/(G−1))·√((G−1)/G) = plain t
+    # equal cluster sizes: identical to a one-sample t interval on the cluster means ×
+    # √(G/(G−1))·√((G−1)/G) = plain t
     cm = values.reshape(8, 3).mean(1)
     ref = st.t.interval(0.95, 7, loc=cm.mean(), scale=cm.std(ddof=1) / math.sqrt(8))
     assert (iv.lo, iv.hi) == pytest.approx(ref, rel=1e-9)
