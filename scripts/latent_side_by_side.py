@@ -179,7 +179,11 @@ def compare(auth_json: str, run: str, vectors: str | None) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "authors":
-        authors(sys.argv[2])
+    args = sys.argv[1:]
+    if args[:1] == ["authors"] and len(args) >= 2:
+        authors(args[1])
+    elif args[:1] == ["compare"] and len(args) in (3, 4):
+        compare(args[1], args[2], args[3] if len(args) > 3 else None)
     else:
-        compare(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
+        print(__doc__)
+        sys.exit(0 if args[:1] in (["-h"], ["--help"]) else 2)
