@@ -222,6 +222,7 @@ def ship(root: Path, dest: Path) -> None:
             target,
             ignore=shutil.ignore_patterns(sp_shared.RESID_GROUP, f".{sp_shared.RESID_GROUP}.tmp"),
         )
+        runs.drop_group(target, sp_shared.RESID_GROUP)  # and its digests from the manifest
     for record in sorted(root.rglob(training.TRAINING_FILE)):
         target = dest / record.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)

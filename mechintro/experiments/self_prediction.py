@@ -14,8 +14,11 @@ property reads only the beginning of an answer. A **calibration** run samples in
 
 With ``record_resid`` the residual stream of every layer at the hypothetical prompt's last token
 is stored in the run's ``hypothetical_resid`` group
-(:func:`mechintro.self_prediction.load_hypothetical_resid`): the state
-the model answers from, for the probes of :func:`mechintro.analysis.self_prediction.probe`.
+(:func:`mechintro.self_prediction.load_hypothetical_resid`): the state the model answers from,
+for the probes of :func:`mechintro.analysis.self_prediction.probe`. It is computed after the
+trials by a second forward pass and written with :func:`mechintro.runs.write_group` (the store's
+lock, its digests in the manifest, checked by ``mechintro verify``), not as a per-trial output:
+it covers the hypothetical trials only, at one position.
 
 ``adapter`` evaluates a finetuned model: a LoRA adapter saved by ``mechintro train``, merged into
 the weights before the run (:func:`mechintro.training.apply_adapter`); ``"A,B"`` merges B, trained
@@ -28,7 +31,6 @@ finetuning). Scoring and the self/cross comparisons: :mod:`mechintro.analysis.se
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from mechintro import engine
+from mechintro import engine, runs
 from mechintro import self_prediction as sp
 from mechintro.analysis import self_prediction as scoring
 from mechintro.config import check_config
@@ -218,8 +220,9 @@ def run(
 
 
 def _record_last_tokens(model: Model, trials: list[Trial], out: Path, batch_size: int) -> None:
-    """Every layer's residual at each hypothetical prompt's last token, written to a scratch
-    group and renamed into place: the group exists whole or not at all."""
+    """Every layer's residual at each hypothetical prompt's last token, stored as the run's
+    ``hypothetical_resid`` group through :func:`mechintro.runs.write_group`: digested in the
+    store's manifest (so ``mechintro verify`` checks it), written whole or not at all."""
     import torch
 
     index = [i for i, t in enumerate(trials) if t.condition == "hypothetical"]
@@ -236,10 +239,7 @@ def _record_last_tokens(model: Model, trials: list[Trial], out: Path, batch_size
         {"resid": (("trial", "layer", "d_model"), resid)},
         coords={"trial": np.array(index, dtype=np.int64), "layer": np.arange(model.n_layers)},
     )
-    scratch = out / f".{RESID_GROUP}.tmp"
-    shutil.rmtree(scratch, ignore_errors=True)
-    ds.to_zarr(scratch, zarr_format=3, consolidated=False)
-    scratch.rename(out / RESID_GROUP)
+    runs.write_group(out, RESID_GROUP, ds)
 
 
 def summarize(ds: xr.Dataset) -> xr.Dataset:

@@ -216,6 +216,38 @@ def test_the_run_holds_every_answer_and_the_last_token_residuals(tiny_run):
         self_prediction.Config(hypothetical_splits=("dev",))
 
 
+def test_the_residual_group_goes_through_the_stores_manifest_and_verify(tiny_run, tmp_path):
+    """The hypothetical residuals are digested in the manifest when written; verify passes on the
+    run, finds a changed or deleted group, and --repair deletes a damaged one, which running the
+    same command writes again, identical."""
+    import shutil
+
+    import zarr
+
+    model, config, out = tiny_run
+    manifest = runs.read_manifest(out)
+    assert set(manifest["groups"]) == {sp_shared.RESID_GROUP}
+    assert set(manifest["groups"][sp_shared.RESID_GROUP]) == {"resid", "trial", "layer"}
+    assert runs.verify(out).ok, runs.verify(out).problems
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(out, copy)
+    original = sp_shared.load_hypothetical_resid(out).values
+    arr = zarr.open_group(str(copy / sp_shared.RESID_GROUP), mode="r+")["resid"]
+    arr[0, 0, 0] = arr[0, 0, 0] + 1  # one value changed
+    report = runs.verify(copy)
+    assert not report.ok and any(sp_shared.RESID_GROUP in p for p in report.problems)
+    repaired = runs.verify(copy, repair=True)
+    assert any("deleted" in p for p in repaired.problems)
+    assert not (copy / sp_shared.RESID_GROUP).exists()
+    self_prediction.run(config, copy, model=model)  # the same command writes it again
+    assert np.array_equal(sp_shared.load_hypothetical_resid(copy).values, original)
+    assert runs.verify(copy).ok
+    shutil.rmtree(copy / sp_shared.RESID_GROUP)  # a missing group is a problem too
+    assert any("missing" in p for p in runs.verify(copy).problems)
+    runs.drop_group(copy, sp_shared.RESID_GROUP)  # what `scripts/looking_inward.py --ship` does
+    assert runs.verify(copy).ok and "groups" in runs.read_manifest(copy)
+
+
 def test_probe_finds_a_planted_property_and_not_noise(tiny_run, tmp_path):
     import shutil
 
