@@ -366,8 +366,9 @@ def training_examples(
 
     Example::
 
-        examples = training_examples(open_run("runs/base.zarr"), 300)
-        finetune(model, examples, "runs/self-adapter", TrainConfig(), behaviour=...)
+        behaviour = open_run("runs/looking-inward/smollm2-135m/base.zarr")
+        examples = training_examples(behaviour, 300)
+        finetune(model, examples, "runs/self-adapter", TrainConfig(), behaviour=behaviour)
     """
     require_run(behaviour, "behaviour")
     pairs = []
