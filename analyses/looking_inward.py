@@ -4,7 +4,8 @@ predictor × target matrix (untrained, and trained); self- vs cross-prediction a
 its test; the cross-training data-scaling curve; probes on the hypothetical prompts' activations.
 
     python analyses/looking_inward.py [--root analyses/data/looking-inward] [--out figures/]
-    python analyses/looking_inward.py --root runs/looking-inward     # + the probe figures (needs the residuals)
+    python analyses/looking_inward.py --root runs/looking-inward
+        # + the probe figures (they need the residuals)
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import numpy as np
 from _figure import ROOT, arguments, open_run, save
 
 from mechintro.analysis import self_prediction as sp
-from mechintro.experiments.self_prediction import RESID_GROUP
 from mechintro.plotting import (
     probe_auc,
     self_cross_matrix,
     self_prediction_accuracy,
     self_vs_cross_bars,
 )
+from mechintro.self_prediction import RESID_GROUP
 from mechintro.tables import table
 
 args = arguments(__doc__, root=str(ROOT / "analyses" / "data" / "looking-inward"))
@@ -82,7 +83,10 @@ for label, s in summaries.items():
                     "task": str(s.task.values[i]),
                     "property": str(s.property.values[i]),
                     "n": int(s.n.values[i]),
-                    "accuracy": f"{float(s.accuracy.values[i]):.3f} [{float(s.lo.values[i]):.2f}, {float(s.hi.values[i]):.2f}]",
+                    "accuracy": (
+                        f"{float(s.accuracy.values[i]):.3f} [{float(s.lo.values[i]):.2f}, "
+                        f"{float(s.hi.values[i]):.2f}]"
+                    ),
                     "mode": float(s.mode_baseline.values[i]),
                     "object ok": float(s.object_compliance.values[i]),
                     "prediction ok": float(s.prediction_compliance.values[i]),
@@ -132,7 +136,8 @@ results = {
 }
 if results:
     print(
-        "\n== after training: M1 predicting itself vs M2 trained on M1's behaviour (held-out tasks, same pairs) =="
+        "\n== after training: M1 predicting itself vs M2 trained on M1's behaviour (held-out "
+        "tasks, same pairs) =="
     )
     print(
         table(
@@ -222,7 +227,8 @@ if curves:
 for m1, m2, changed, old in runs["behaviour_change"]:
     r = sp.behaviour_change(open_run(changed), open_run(old))
     print(
-        f"\n== behaviour change: {m1} (self-trained), then finetuned on {m2}'s answers (held-out tasks) =="
+        f"\n== behaviour change: {m1} (self-trained), then finetuned on {m2}'s answers "
+        "(held-out tasks) =="
     )
     print(
         table(
@@ -233,13 +239,17 @@ for m1, m2, changed, old in runs["behaviour_change"]:
         )
     )
     print(
-        f"new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.3f}; {r['n_pairs']} pairs "
-        f"({r['n_items']} items); the finetuning changed the answer's property in {r['changed_answers']:.0%} of them"
+        f"new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = "
+        f"{r['p']:.3f}; {r['n_pairs']} pairs "
+        f"({r['n_items']} items); the finetuning changed the answer's property in "
+        f"{r['changed_answers']:.0%} of them"
     )
     if "control_difference" in r:
         print(
-            f"control, against the new behaviour: the changed model's predictions {r['control_a']:.3f} vs the old model's "
-            f"{r['control_b']:.3f}, {r['control_difference']:+.3f} [{r['control_lo']:+.3f}, {r['control_hi']:+.3f}], "
+            "control, against the new behaviour: the changed model's predictions "
+            f"{r['control_a']:.3f} vs the old model's "
+            f"{r['control_b']:.3f}, {r['control_difference']:+.3f} [{r['control_lo']:+.3f}, "
+            f"{r['control_hi']:+.3f}], "
             f"p = {r['control_p']:.3f} ({r['control_n_pairs']} pairs)"
         )
 
@@ -257,13 +267,15 @@ for m1, who, predictor, target in runs["calibration"]:
     )
 if cal_rows:
     print(
-        "\n== calibration: animals, second character, sampled at temperature 1 (mean absolute deviation, lower is better) =="
+        "\n== calibration: animals, second character, sampled at temperature 1 (mean "
+        "absolute deviation, lower is better) =="
     )
     print(table(cal_rows))
 
 if len(names) >= 2 and not all((root / n / "base.zarr" / RESID_GROUP).exists() for n in names):
     print(
-        f"\nprobes skipped: the runs under {root} carry no residuals (the shipped copies do not; use runs/looking-inward)"
+        f"\nprobes skipped: the runs under {root} carry no residuals (the shipped copies do "
+        "not; use runs/looking-inward)"
     )
 elif len(names) >= 2:
     for target in names:
@@ -273,7 +285,8 @@ elif len(names) >= 2:
         }
         result = sp.probe(base[target], sources)
         print(
-            f"\n== probes: a property of {target}'s answers from activations at the hypothetical prompt's last token =="
+            f"\n== probes: a property of {target}'s answers from activations at the "
+            "hypothetical prompt's last token =="
         )
         print(
             table(
@@ -284,7 +297,9 @@ elif len(names) >= 2:
                         "n": int(result.n.sel(source=s, property=p)),
                         "within-task pairs": int(result.pairs.sel(source=s, property=p)),
                         **{
-                            f"depth {d:.2f}": f"{float(result.auc.sel(source=s, property=p, depth=d)):.2f}"
+                            f"depth {d:.2f}": (
+                                f"{float(result.auc.sel(source=s, property=p, depth=d)):.2f}"
+                            )
                             for d in result.depth.values
                         },
                     }

@@ -652,7 +652,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from mechintro import training
+    from mechintro import self_prediction, training
     from mechintro.runs import open_run
 
     if args.remote:
@@ -668,7 +668,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"behaviour run {args.behaviour} does not exist: create it with `mechintro run self-prediction`"
         )
     behaviour = open_run(args.behaviour)
-    examples = training.training_examples(behaviour, config.examples, seed=config.seed)
+    examples = self_prediction.training_examples(behaviour, config.examples, seed=config.seed)
     model = _load(args)
     update, close = _progress("train", args.quiet)
     try:

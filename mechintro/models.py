@@ -166,7 +166,7 @@ class Model:
         )
 
     def _repr_html_(self) -> str:
-        from mechintro.transcripts import html_table
+        from mechintro.tables import html_table
 
         return html_table(self._summary(), caption="mechintro.Model")
 

@@ -248,6 +248,77 @@ def damaged_inputs(path: str | Path, manifest: Mapping[str, Any]) -> list[str]:
     return bad
 
 
+# --- Derived groups: arrays computed from a finished run, committed whole -----------------------
+#
+# Some readouts do not fit the per-trial output arrays: self-prediction's residual at each
+# hypothetical prompt's last token is computed after the trials, by a second forward pass, for some
+# of the trials only. Such an array is stored as a zarr group inside the run: written under a
+# temporary name and renamed into place (whole or not at all), under the store's lock, with the
+# digest of every variable in the manifest (``manifest["groups"]``) first, so :func:`verify`
+# checks it like the inputs, and ``verify --repair`` deletes a damaged one for the run's command
+# to write again.
+
+
+def group_digests(ds: xr.Dataset) -> dict[str, str]:
+    """:func:`value_digest` of every variable and coordinate of ``ds``, by name."""
+    return {str(name): value_digest(ds[name].values) for name in sorted(map(str, ds.variables))}
+
+
+def write_group(path: str | Path, name: str, ds: xr.Dataset) -> None:
+    """Store ``ds`` as the group ``name`` of the run ``path``: recorded in the manifest, then
+    written to a scratch group and renamed into place, so the group exists whole or not at all and
+    :func:`verify` can tell a damaged or missing one.
+
+    Example (what ``self-prediction`` does with ``record_resid``)::
+
+        write_group(out, "hypothetical_resid", xr.Dataset({"resid": (dims, values)}, coords))
+        xr.open_zarr(out / "hypothetical_resid", consolidated=False)["resid"]
+    """
+    path = Path(path)
+    if not name or name.startswith((".", "_")) or "/" in name or name in ds.variables:
+        raise AssertionError(f"not a group name: {name!r}")
+    with store_lock(path):
+        manifest = read_manifest(path)
+        if manifest is not None:
+            manifest.setdefault("groups", {})[name] = group_digests(ds)
+            zarr.open_group(str(path / MANIFEST_GROUP), mode="r+").attrs["manifest"] = json.dumps(
+                manifest
+            )
+        scratch = path / f".{name}.tmp"
+        shutil.rmtree(scratch, ignore_errors=True)
+        ds.to_zarr(scratch, zarr_format=3, consolidated=False)
+        shutil.rmtree(path / name, ignore_errors=True)
+        scratch.rename(path / name)
+
+
+def drop_group(path: str | Path, name: str) -> None:
+    """Remove the derived group ``name`` from the run ``path``, and its digests from the manifest
+    (a copy shipped without its residuals still verifies)."""
+    path = Path(path)
+    with store_lock(path):
+        manifest = read_manifest(path)
+        if manifest is not None and name in manifest.get("groups", {}):
+            del manifest["groups"][name]
+            zarr.open_group(str(path / MANIFEST_GROUP), mode="r+").attrs["manifest"] = json.dumps(
+                manifest
+            )
+        shutil.rmtree(path / name, ignore_errors=True)
+
+
+def damaged_groups(path: str | Path, manifest: Mapping[str, Any]) -> list[str]:
+    """Derived groups the manifest lists that are missing, unreadable or no longer match their
+    digests."""
+    bad = []
+    for name, digests in manifest.get("groups", {}).items():
+        try:
+            ok = group_digests(xr.open_zarr(Path(path) / name, consolidated=False)) == digests
+        except Exception:  # missing, or a chunk fails to decompress
+            ok = False
+        if not ok:
+            bad.append(name)
+    return bad
+
+
 def read_attrs(path: str | Path) -> dict[str, Any]:
     """The root attributes of the run store ``path``, checked like :func:`validate` checks them,
     without reading any array (so a run whose inputs are damaged can still be resumed and
@@ -599,6 +670,25 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
                 f"({type(exc).__name__}): is it a mechintro run?"
             ) from None
         validate(lazy, where=str(path))
+    # 2b. Derived groups (write_group) against the manifest's digests.
+    listed = set(manifest.get("groups", {})) if manifest is not None else set()
+    for name in damaged_groups(path, manifest) if manifest is not None else []:
+        if repair:
+            shutil.rmtree(path / name, ignore_errors=True)
+        problems.append(
+            f"group {name} is missing, unreadable or no longer matches the manifest: "
+            + ("deleted; run the same command again to write it anew" if repair else fix)
+        )
+    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+        if sub.name.startswith(("_", ".")) or sub.name in listed:
+            continue
+        if _json_ok(sub / "zarr.json") and (
+            json.loads((sub / "zarr.json").read_text()).get("node_type") == "group"
+        ):
+            notes.append(
+                f"group {sub.name} is not in the manifest (written before mechintro digested "
+                "such groups): not checked"
+            )
     # 3. Outputs, batch by batch.
     n = group["committed"].shape[0]
     batch_size = int(attrs["batch_size"])

@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _st
 
 Z95 = 1.959963984540054
 MIN_CI_CLUSTERS = 5
@@ -65,7 +64,10 @@ class Interval:
             return f"{self.estimate:.3f} (no interval: {self.note or self.method})"
         if self.is_ci:
             return f"{self.estimate:.3f} [{self.lo:.3f}, {self.hi:.3f}] (95% CI, {self.method})"
-        return f"{self.estimate:.3f}, range {self.lo:.3f}–{self.hi:.3f} ({self.method}; not a 95% CI: {self.note})"
+        return (
+            f"{self.estimate:.3f}, range {self.lo:.3f}–{self.hi:.3f} ({self.method}; not a 95% "
+            f"CI: {self.note})"
+        )
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -73,6 +75,8 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
 
     At the default level this is ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``;
     another ``z`` uses the same formula at the level that ``z`` implies."""
+    from scipy import stats as _st  # on first use: scipy.stats takes ~0.6 s to import
+
     if n == 0:
         return (math.nan, math.nan)
     if not 0 <= successes <= n:
@@ -132,6 +136,8 @@ def cluster_interval(
     module docstring): a range below 5 clusters, a CR1 *t* interval for 5–15, a BCa cluster
     bootstrap above 15; 0 or 1 rates get Wilson on the clusters. ``binary`` (default: the values
     are all 0/1) marks a rate."""
+    from scipy import stats as _st  # on first use: scipy.stats takes ~0.6 s to import
+
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
         return Interval(math.nan, math.nan, math.nan, "none", 0, 0, note="no trials")
@@ -341,7 +347,8 @@ def rate(
     """``(rate, lo, hi, n)`` of a boolean array with a 95% interval: Wilson when trials are
     independent (``clusters`` None or one cluster), else :func:`mechintro.stats.cluster_interval`
     (a range, not a CI, below 5 clusters; *t* on clusters for 5–15; BCa above; Wilson on the
-    clusters at 0 or 1). :func:`rate_interval` returns the same with its method. ``n = 0`` gives NaNs."""
+    clusters at 0 or 1). :func:`rate_interval` returns the same with its method. ``n = 0`` gives
+    NaNs."""
     iv = rate_interval(successes, clusters, n_boot=n_boot, seed=seed)
     return iv.estimate, iv.lo, iv.hi, iv.n
 

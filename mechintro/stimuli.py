@@ -85,7 +85,8 @@ def control_words() -> list[str]:
 
 
 def analysis_words() -> list[str]:
-    """Every word an analysis compares with: the 50 concepts, the 100 control words, the anomaly words."""
+    """Every word an analysis compares with: the 50 concepts, the 100 control words, the anomaly
+    words."""
     return list(dict.fromkeys(concept_words() + control_words() + list(ANOMALY_WORDS)))
 
 
@@ -97,7 +98,10 @@ def latent_introspection_suffixes() -> list[str]:
 
 
 # Lindsey (2025), "Distinguishing prior thoughts from text inputs": the word-report prompt.
-WORD_PROMPT = "Tell me what word you think about when you read the line below. Answer immediately.\n\n{sentence}"
+WORD_PROMPT = (
+    "Tell me what word you think about when you read the line below. Answer "
+    "immediately.\n\n{sentence}"
+)
 
 
 def make_pairs(

@@ -1,16 +1,19 @@
-"""LoRA finetuning for Looking Inward (Binder et al. 2024, §"Training"), at CPU scale.
+"""LoRA finetuning at CPU scale: a generic trainer on (prompt, answer) pairs.
 
-:func:`training_examples` turns a ``self-prediction`` run into (hypothetical prompt, property of
-that run's object-level answer) pairs on the training tasks — the model's own behaviour for
-self-prediction training, another model's for cross-training, always in the same "you" framing.
-:func:`finetune` trains a LoRA adapter (``peft``) on them: loss on the answer tokens only, seeded
-(adapter initialisation and example order), checkpointed every ``checkpoint_every`` steps into
-``OUT.partial`` so a killed run resumes where it stopped, and moved to ``OUT`` only when finished,
-with ``training.json`` (provenance: base weights, the behaviour run, the examples' sha256,
-settings, losses, time). :func:`apply_adapter` merges an adapter into a model for evaluation and
-refuses one trained on other weights.
+:func:`finetune` trains a LoRA adapter (``peft``) on chat examples — the prompt as the user turn,
+the answer as the assistant turn, loss on the answer tokens only — seeded (adapter initialisation
+and example order), checkpointed every ``checkpoint_every`` steps into ``OUT.partial`` so a killed
+run resumes where it stopped, and moved to ``OUT`` only when finished, with ``training.json``
+(provenance: base weights, the run the examples came from, the examples' sha256, settings,
+losses, time). :func:`apply_adapter` merges an adapter into a model for evaluation and refuses one
+trained on other weights.
 
-Our defaults against the paper's (Llama 3.1 70B: LoRA rank 32, batch 16, 1 epoch, lr 2e-5, ~30k
+The module knows nothing about any study: the examples come from the caller. Self-prediction
+(Binder et al. 2024, "Looking Inward") draws them from a run with
+:func:`mechintro.self_prediction.training_examples` (``mechintro train``); activation oracles
+from :mod:`mechintro.oracle.train`, steering the forward pass with ``steer``.
+
+Defaults against Looking Inward's (Llama 3.1 70B: LoRA rank 32, batch 16, 1 epoch, lr 2e-5, ~30k
 examples): rank 8, batch 8, 1 epoch, lr 2e-4, a few hundred examples — sizes that train on two CPU
 cores in minutes (docs/looking-inward.md).
 """
@@ -28,11 +31,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import xarray as xr
 
-from mechintro import looking_inward
 from mechintro.config import check_config
 from mechintro.errors import MechintroError
 from mechintro.models import Model, sha256_of
@@ -62,77 +63,14 @@ class TrainConfig:
             or not self.learning_rate > 0
         ):
             raise MechintroError(
-                "examples, rank, batch_size, epochs and checkpoint_every must be at least 1, learning_rate above 0"
+                "examples, rank, batch_size, epochs and checkpoint_every must be at least 1, "
+                "learning_rate above 0"
             )
-
-
-def training_examples(
-    behaviour: xr.Dataset, n: int, *, split: str = "train", seed: int = 0
-) -> list[tuple[str, str]]:
-    """Up to ``n`` (hypothetical prompt, answer) pairs: every compliant item × property of the
-    ``split`` tasks in ``behaviour``'s object-level answers, shuffled (seeded), the first ``n``."""
-    from mechintro.analysis.self_prediction import _require
-
-    _require(behaviour, "behaviour")
-    pairs = []
-    cond = np.array([str(c) for c in behaviour["condition"].values.tolist()])
-    for i in np.nonzero(cond == "object")[0]:
-        task = str(behaviour["task"].values[i])
-        spec = looking_inward.TASKS[task]
-        if spec.split != split:
-            continue
-        item = looking_inward.Item(
-            task,
-            int(behaviour["item"].values[i]),
-            str(behaviour["item_prompt"].values[i]),
-            str(behaviour["matching"].values[i]),
-        )
-        for prop in spec.properties:
-            value = looking_inward.extract(
-                str(behaviour["response"].values[i]), prop, item.matching
-            )
-            if value is not None:
-                pairs.append((looking_inward.hypothetical(item, prop), value))
-    if not pairs:
-        raise MechintroError(
-            f"the behaviour run has no compliant {split}-task answers to train on: run self-prediction with its {split} tasks"
-        )
-    random.Random(seed).shuffle(pairs)
-    return pairs[:n]
-
-
-def object_examples(
-    behaviour: xr.Dataset, n: int, *, split: str | None = None, seed: int = 0
-) -> list[tuple[str, str]]:
-    """Up to ``n`` (object-level prompt, answer) pairs from ``behaviour``'s answers on the
-    ``split`` tasks (None: all), shuffled (seeded): finetuning a model on them gives it that
-    behaviour (the behaviour-change test). Answers with no property scoreable are left out."""
-    from mechintro.analysis.self_prediction import _require
-
-    _require(behaviour, "behaviour")
-    pairs = []
-    cond = np.array([str(c) for c in behaviour["condition"].values.tolist()])
-    for i in np.nonzero(cond == "object")[0]:
-        task = str(behaviour["task"].values[i])
-        response, matching = (
-            str(behaviour["response"].values[i]),
-            str(behaviour["matching"].values[i]),
-        )
-        if split in (None, looking_inward.TASKS[task].split) and any(
-            looking_inward.extract(response, p, matching) is not None
-            for p in looking_inward.TASKS[task].properties
-        ):
-            pairs.append((str(behaviour["item_prompt"].values[i]), response.strip()))
-    if not pairs:
-        raise MechintroError(
-            f"the behaviour run has no scoreable {split or 'object-level'} answers to train on"
-        )
-    random.Random(seed).shuffle(pairs)
-    return pairs[:n]
 
 
 def _encode(model: Model, prompt: str, answer: str) -> tuple[list[int], list[int]]:
-    """Token ids of the chat with the answer, and labels: -100 on the prompt, the ids on the answer turn."""
+    """Token ids of the chat with the answer, and labels: -100 on the prompt, the ids on the answer
+    turn."""
     head = render_chat(model.tokenizer, [{"role": "user", "content": prompt}])
     full = model.tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
@@ -141,7 +79,8 @@ def _encode(model: Model, prompt: str, answer: str) -> tuple[list[int], list[int
     )
     if not full.startswith(head):
         raise MechintroError(
-            "the chat template renders the user turn differently with an answer after it: cannot mask the prompt"
+            "the chat template renders the user turn differently with an answer after it: "
+            "cannot mask the prompt"
         )
     ids_head = model.tokenizer(head, add_special_tokens=False)["input_ids"]
     ids = model.tokenizer(full, add_special_tokens=False)["input_ids"]
@@ -234,7 +173,8 @@ def finetune(
         saved = torch.load(checkpoint, weights_only=True)
         if saved["examples_sha256"] != digest or saved["config"] != dataclasses.asdict(config):
             raise MechintroError(
-                f"{partial} holds a checkpoint of other examples or settings: delete it or choose another --out"
+                f"{partial} holds a checkpoint of other examples or settings: delete it or "
+                "choose another --out"
             )
         set_peft_model_state_dict(peft_model, saved["adapter"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -311,20 +251,23 @@ def read_training(adapter: str | Path) -> dict:
     path = Path(adapter) / TRAINING_FILE
     if not path.exists():
         raise MechintroError(
-            f"{adapter} is not a finished mechintro adapter (no {TRAINING_FILE}): train it with `mechintro train`"
+            f"{adapter} is not a finished mechintro adapter (no {TRAINING_FILE}): train it "
+            "with `mechintro train`"
         )
     return json.loads(path.read_text())
 
 
 def apply_adapter(model: Model, adapter: str | Path) -> Model:
-    """A copy of ``model`` with the LoRA ``adapter`` merged into its weights (``model`` is unchanged)."""
+    """A copy of ``model`` with the LoRA ``adapter`` merged into its weights (``model`` is
+    unchanged)."""
     from nnsight.modeling.transformers import TransformersModel
     from peft import PeftModel
 
     record = read_training(adapter)
     if record["base_weights_sha256"] != model.weights_sha256:
         raise MechintroError(
-            f"{adapter} was trained on {record['base_model']} (weights {record['base_weights_sha256'][:12]}…), "
+            f"{adapter} was trained on {record['base_model']} (weights "
+            f"{record['base_weights_sha256'][:12]}…), "
             f"not on {model.name}: load that model"
         )
     with warnings.catch_warnings():
@@ -334,9 +277,8 @@ def apply_adapter(model: Model, adapter: str | Path) -> Model:
         merged = PeftModel.from_pretrained(copy.deepcopy(model.hf), str(adapter)).merge_and_unload()
     merged.requires_grad_(False)
     merged.eval()
-    identity = hashlib.sha256(
-        f"{model.weights_sha256}+{sha256_of([Path(adapter) / 'adapter_model.safetensors'])}".encode()
-    ).hexdigest()
+    adapter_sha = sha256_of([Path(adapter) / "adapter_model.safetensors"])
+    identity = hashlib.sha256(f"{model.weights_sha256}+{adapter_sha}".encode()).hexdigest()
     return dataclasses.replace(
         model,
         name=f"{model.name}+{Path(adapter).name}",

@@ -18,13 +18,15 @@ from __future__ import annotations
 import html
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from mechintro.tables import html_table
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +43,6 @@ STYLE = (
     ".mi-t td,.mi-t th{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}"
     ".mi-t .yes{color:#1b5e20;font-weight:600}.mi-t .no{color:#b71c1c;font-weight:600}"
 )
-
-
-def html_table(rows: Mapping[str, object], *, caption: str = "") -> str:
-    """A two-column HTML table of ``rows`` (the ``_repr_html_`` of models, configs, results)."""
-    body = "".join(
-        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(str(k))}</th>"
-        f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
-        for k, v in rows.items()
-    )
-    cap = (
-        f"<caption style='text-align:left;font-weight:600'>{html.escape(caption)}</caption>"
-        if caption
-        else ""
-    )
-    return f"<table>{cap}{body}</table>"
 
 
 @cache

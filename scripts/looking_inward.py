@@ -8,7 +8,8 @@ For each model M (``--root``, default ``runs/looking-inward``):
 
 1. ``M/base.zarr``: M's object-level answers and hypothetical predictions (``self-prediction``).
 2. ``M/self-adapter``: M finetuned on its own behaviour on the training tasks; ``M/self.zarr``: the
-   finetuned M (M1' in the paper's notation) evaluated: its new object-level answers and predictions.
+   finetuned M (M1' in the paper's notation) evaluated: its new object-level answers and
+   predictions.
 3. For every other model M2: ``M2/cross-on-M/adapter`` — M2 finetuned on M1''s behaviour (same
    examples, same "you" framing); ``M2/cross-on-M/run.zarr`` — its predictions, scored against
    M1''s answers in ``M/self.zarr``.
@@ -36,6 +37,7 @@ import time
 from pathlib import Path
 
 from mechintro import runs, training
+from mechintro import self_prediction as sp_shared
 from mechintro.experiments import self_prediction
 from mechintro.models import load_model
 
@@ -125,7 +127,7 @@ def main() -> None:
 
     def train(name, behaviour_run, out, cfg=train_config):
         behaviour = runs.open_run(behaviour_run)
-        examples = training.training_examples(behaviour, cfg.examples, seed=cfg.seed)
+        examples = sp_shared.training_examples(behaviour, cfg.examples, seed=cfg.seed)
         timed(
             f"train {out.relative_to(args.root)} ({len(examples)} examples)",
             lambda: training.finetune(model(name), examples, out, cfg, behaviour=behaviour),
@@ -178,10 +180,11 @@ def main() -> None:
         m1, m2 = names[0], names[1]
         folder, self_adapter = args.root / m1 / f"changed-by-{m2}", args.root / m1 / "self-adapter"
         behaviour = runs.open_run(args.root / m2 / "base.zarr")
-        examples = training.object_examples(behaviour, args.examples, seed=train_config.seed)
+        examples = sp_shared.object_examples(behaviour, args.examples, seed=train_config.seed)
         change = dataclasses.replace(train_config, epochs=3)
         timed(
-            f"train {(folder / 'adapter').relative_to(args.root)} ({len(examples)} object-level examples × 3 epochs)",
+            f"train {(folder / 'adapter').relative_to(args.root)} ({len(examples)} "
+            "object-level examples × 3 epochs)",
             lambda: training.finetune(
                 training.apply_adapter(model(m1), self_adapter),
                 examples,
@@ -217,10 +220,9 @@ def ship(root: Path, dest: Path) -> None:
         shutil.copytree(
             run,
             target,
-            ignore=shutil.ignore_patterns(
-                self_prediction.RESID_GROUP, f".{self_prediction.RESID_GROUP}.tmp"
-            ),
+            ignore=shutil.ignore_patterns(sp_shared.RESID_GROUP, f".{sp_shared.RESID_GROUP}.tmp"),
         )
+        runs.drop_group(target, sp_shared.RESID_GROUP)  # and its digests from the manifest
     for record in sorted(root.rglob(training.TRAINING_FILE)):
         target = dest / record.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)

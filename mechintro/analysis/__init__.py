@@ -4,23 +4,43 @@ nothing here writes files.
 
 * :mod:`~mechintro.analysis.anomaly` — where the "something is off" signal lives when a model
   notices an injection, and whether it is just the concept;
-* :mod:`~mechintro.analysis.lens` — the logit lens over layers;
-* :mod:`~mechintro.analysis.alignment` — think / don't-think alignment with concept vectors.
+* :mod:`~mechintro.analysis.causal` — whether that direction is causal for the yes answer
+  (needs the model);
+* :mod:`~mechintro.analysis.lens` — the logit lens over layers (needs the model's weights);
+* :mod:`~mechintro.analysis.alignment` — think / don't-think alignment with concept vectors;
+* :mod:`~mechintro.analysis.self_prediction` — scoring Looking Inward's self-prediction runs.
+
+Layering: this package reads run datasets only. It never imports :mod:`mechintro.experiments`,
+:mod:`mechintro.engine` or nnsight, except through the two modules that need a model,
+:mod:`~mechintro.analysis.lens` and :mod:`~mechintro.analysis.causal`, which are imported when one
+of their names is first used; so ``import mechintro.analysis`` stays light
+(``tests/unit/test_architecture.py`` holds both).
 
 Residuals are read one layer and :data:`~mechintro.analysis._common.CHUNK_TRIALS` trials at a
 time, so memory does not grow with the run.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from mechintro.analysis.alignment import alignment, alignment_summary
 from mechintro.analysis.anomaly import (
     anomaly_baselines,
     anomaly_cosines,
     anomaly_directions,
-    causal_check,
     detection_labels,
     window_features,
 )
-from mechintro.analysis.lens import lens_summary, logit_lens
+
+# The model-needing modules (torch, and for the causal check nnsight): loaded on first use.
+MODEL_MODULES = ("mechintro.analysis.lens", "mechintro.analysis.causal")
+_LAZY = {
+    "causal_check": "mechintro.analysis.causal",
+    "lens_summary": "mechintro.analysis.lens",
+    "logit_lens": "mechintro.analysis.lens",
+}
 
 __all__ = [
     "alignment",
@@ -34,3 +54,15 @@ __all__ = [
     "logit_lens",
     "window_features",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'mechintro.analysis' has no attribute '{name}'")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -29,7 +29,8 @@ def require_resid(ds: xr.Dataset, why: str) -> None:
 def require_logits(ds: xr.Dataset, why: str) -> None:
     if "answer_logprobs" not in ds:
         raise MechintroError(
-            f"{run_name(ds)} is a generation run without answer log-probabilities, which {why} needs: use a logit-mode run"
+            f"{run_name(ds)} is a generation run without answer log-probabilities, which "
+            f"{why} needs: use a logit-mode run"
         )
 
 
@@ -45,7 +46,8 @@ def check_vectors_for_run(vectors: xr.DataArray, ds: xr.Dataset) -> None:
         )
     if vectors.sizes["d_model"] != ds.sizes["d_model"]:
         raise MechintroError(
-            f"vectors have d_model {vectors.sizes['d_model']} but the run has {ds.sizes['d_model']}: compute vectors with the run's model"
+            f"vectors have d_model {vectors.sizes['d_model']} but the run has "
+            f"{ds.sizes['d_model']}: compute vectors with the run's model"
         )
 
 

@@ -42,7 +42,8 @@ def alignment(
     check_vectors_for_run(vectors, ds)
     if "read_mask" not in ds:
         raise MechintroError(
-            f"{run_name(ds)} has no read_mask (the written sentence's tokens): use an intentional-control run"
+            f"{run_name(ds)} has no read_mask (the written sentence's tokens): use an "
+            "intentional-control run"
         )
     words = [str(c) for c in ds["concept"].values]
     if not all(words):
@@ -101,8 +102,9 @@ def alignment_summary(
     the baseline (mean cosine with the control words) with the 2.5–97.5 percentile band of the
     100 control words' means; and, where ``think`` and ``dont_think`` are both present, their
     paired difference (same sentence and word) with a bootstrap interval over pairs, and
-    ``gap_p_maxt``: its p-value corrected for scanning every layer (:func:`mechintro.stats.maxt_signflip`),
-    which is what a claim like "the gap is above 0 from layer 18 on" needs."""
+    ``gap_p_maxt``: its p-value corrected for scanning every layer
+    (:func:`mechintro.stats.maxt_signflip`), which is what a claim like "the gap is above 0 from
+    layer 18 on" needs."""
     conds = list(dict.fromkeys(str(c) for c in al.condition.values))
     cond = np.array([str(c) for c in al.condition.values], dtype=object)
     word = np.array([str(c) for c in al.concept.values], dtype=object)
@@ -140,7 +142,10 @@ def alignment_summary(
             gap_p_maxt=("layer", p_fwer),
         )
     attrs = dict(al.attrs) | {
-        "gap_correction": f"gap_p_maxt: two-sided sign-flip permutation of the max |t| over the {n_layers} layers "
-        f"({n_perm} flips; family-wise over layers); gap_lo/gap_hi are per-layer (uncorrected) intervals"
+        "gap_correction": (
+            "gap_p_maxt: two-sided sign-flip permutation of the max |t| over the "
+            f"{n_layers} layers ({n_perm} flips; family-wise over layers); gap_lo/gap_hi are "
+            "per-layer (uncorrected) intervals"
+        )
     }
     return xr.Dataset(data, coords={"condition": conds, "layer": al.layer.values}, attrs=attrs)

@@ -14,9 +14,10 @@ and is it just the injected concept?
 4. :func:`anomaly_baselines` asks whether the probe beats what is not an anomaly direction: a
    layer×strength-only predictor, the logit-lens Yes−No score at that layer and a within-concept
    label-permutation null, on trials injected at or before the layer, with a nested layer choice.
-5. :func:`causal_check` (needs the model) adds the direction alone and sets its coordinate to the
-   controls' mean during the detected injections (cross-fitted), against random directions,
-   shuffled-label directions and the missed-vs-control direction.
+5. :func:`mechintro.analysis.causal.causal_check` (needs the model; its own module) adds the
+   direction alone and sets its coordinate to the controls' mean during the detected injections
+   (cross-fitted), against random directions, shuffled-label directions and the missed-vs-control
+   direction.
 """
 
 from __future__ import annotations
@@ -27,13 +28,9 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-import torch
 import xarray as xr
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from mechintro import engine, stimuli
+from mechintro import stimuli
 from mechintro.analysis._common import (
     check_vectors_for_run,
     layers_of,
@@ -46,8 +43,7 @@ from mechintro.analysis._common import (
     unit,
 )
 from mechintro.errors import MechintroError
-from mechintro.models import Model
-from mechintro.readouts import yes_no
+from mechintro.readouts import grades, yes_no
 from mechintro.stats import cluster_bootstrap_weights, paired_auc, paired_auc_boots
 
 LabelSource = Literal["logits", "offline", "judge"]
@@ -70,7 +66,7 @@ def detection_labels(
     threshold + ``margin`` (log-odds); those between the threshold and that are ``borderline`` and
     left out of every contrast, so a result can be checked for how it moves with the margin.
     ``"offline"`` / ``"judge"``: an injected-thoughts generation run
-    graded by :func:`mechintro.experiments.injected_thoughts.grades`, detected where
+    graded by :func:`mechintro.readouts.grades`, detected where
     ``criterion`` (default Lindsey's ``success``; or ``affirmative``) holds.
     """
     injected = np.asarray(ds["condition"].values) != "control"
@@ -93,17 +89,18 @@ def detection_labels(
             threshold=threshold,
             quantile=quantile,
             margin=margin,
-            rule=f"Yes−No log-odds above the {quantile:g} quantile of the controls ({threshold:.3f})"
+            rule=(
+                f"Yes−No log-odds above the {quantile:g} quantile of the controls ({threshold:.3f})"
+            )
             + (f" + margin {margin:g}" if margin else ""),
         )
     elif source in ("offline", "judge"):
         if "response" not in ds:
             raise MechintroError(
-                f"{run_name(ds)} has no sampled responses to grade: use source='logits' for a logit-mode run"
+                f"{run_name(ds)} has no sampled responses to grade: use source='logits' for "
+                "a logit-mode run"
             )
-        from mechintro.experiments import injected_thoughts
-
-        graded = injected_thoughts.grades(ds, source=source)
+        graded = grades(ds, source=source)
         if criterion not in graded:
             raise MechintroError(
                 f"unknown criterion '{criterion}': choose from {sorted(graded.data_vars)}"
@@ -122,6 +119,15 @@ def detection_labels(
         name="label",
         attrs=attrs,
     )
+
+
+def _probe(C: float):
+    """A standardised logistic-regression probe (sklearn, imported here: ~0.4 s, on first use)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
 
 
 def _window(ds: xr.Dataset, positions: str) -> np.ndarray:
@@ -145,7 +151,8 @@ def _window(ds: xr.Dataset, positions: str) -> np.ndarray:
         start = int(np.argmax(inject[row])) if inject[row].any() else starts.get(ids[row].tobytes())
         if start is None:
             raise MechintroError(
-                f"trial {row} of {run_name(ds)} was not injected and no injected trial shares its prompt, so "
+                f"trial {row} of {run_name(ds)} was not injected and no injected trial "
+                "shares its prompt, so "
                 "its window is unknown: use positions='last'"
             )
         mask[row, start:] = True
@@ -212,8 +219,8 @@ def anomaly_directions(
     estimators ``diff_means`` and ``probe``; removals ``none`` and ``span`` (the span of every
     injected vector in the run projected out of every trial, so each trial's own injected vector
     is removed) — and ``direction`` / ``direction_span`` ``(layer, d_model)``: the unit difference
-    of means on all trials, before and after the removal. ``features`` (from :func:`window_features`)
-    skips re-reading the residuals.
+    of means on all trials, before and after the removal. ``features`` (from
+    :func:`window_features`) skips re-reading the residuals.
     """
     require_resid(ds, "an anomaly direction")
     labels = detection_labels(ds) if labels is None else labels
@@ -227,8 +234,10 @@ def anomaly_directions(
     n_det, n_neg = int((lab[keep] == "detected").sum()), int((lab[keep] != "detected").sum())
     if n_det < 2 or n_neg < 2:
         raise MechintroError(
-            f"{run_name(ds)} has {n_det} detected and {n_neg} {negatives} trials ({labels.attrs.get('rule', '')}); "
-            "an anomaly direction needs at least 2 of each: use a run with more trials or stronger injections, "
+            f"{run_name(ds)} has {n_det} detected and {n_neg} {negatives} trials "
+            f"({labels.attrs.get('rule', '')}); "
+            "an anomaly direction needs at least 2 of each: use a run with more trials or "
+            "stronger injections, "
             "or pass labels=detection_labels(ds, quantile=...) with a lower quantile"
         )
     feats_da = (
@@ -245,14 +254,16 @@ def anomaly_directions(
     k = min(folds, n_concepts)
     if k < 2:
         raise MechintroError(
-            f"{run_name(ds)} has {n_concepts} concept(s): concept-grouped cross-validation needs at least 2"
+            f"{run_name(ds)} has {n_concepts} concept(s): concept-grouped cross-validation "
+            "needs at least 2"
         )
     fold = _folds(groups, k, seed)
     for f in range(k):
         train = y[fold != f]
         if train.all() or not train.any():
             raise MechintroError(
-                f"fold {f} leaves no detected (or no negative) trials to train on: use folds < {k} or more trials"
+                f"fold {f} leaves no detected (or no negative) trials to train on: use folds "
+                f"< {k} or more trials"
             )
     boot_weights = cluster_bootstrap_weights(groups, n_boot, seed)
 
@@ -268,7 +279,7 @@ def anomaly_directions(
                 tr, te = fold != f, fold == f
                 d = x[tr][y[tr]].mean(0) - x[tr][~y[tr]].mean(0)
                 scores[0, te] = x[te] @ d
-                probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+                probe = _probe(C)
                 probe.fit(x[tr], y[tr])
                 scores[1, te] = probe.decision_function(x[te])
             for m in range(2):
@@ -296,7 +307,10 @@ def anomaly_directions(
             "n_concepts": n_concepts,
             "folds": k,
             "C": C,
-            "interval": f"95% cluster bootstrap over concepts ({n_boot} draws); AUC over pairs within each held-out fold; folds grouped by concept",
+            "interval": (
+                f"95% cluster bootstrap over concepts ({n_boot} draws); AUC over pairs within "
+                "each held-out fold; folds grouped by concept"
+            ),
         },
     )
 
@@ -331,271 +345,6 @@ def anomaly_cosines(
     )
 
 
-def _trials_of(
-    ds: xr.Dataset, rows: np.ndarray
-) -> tuple[list[list[int]], list[engine.Injection | None]]:
-    """Rebuild rows' prompts and injections from what the run stored."""
-    ids = np.asarray(ds["input_ids"].values)
-    attn = np.asarray(ds["attention_mask"].values).astype(bool)
-    inject = np.asarray(ds["inject_mask"].values).astype(bool)
-    vec = np.asarray(ds["injected_vector"].values, dtype=np.float32)
-    strength = np.asarray(ds["strength"].values, dtype=np.float32)
-    first, end = np.asarray(ds["inject_layer"].values), np.asarray(ds["inject_layer_end"].values)
-    prompts, injections = [], []
-    for r in rows:
-        prompts.append(ids[r][attn[r]].tolist())
-        if inject[r].any():
-            injections.append(
-                engine.Injection(
-                    vector=torch.from_numpy(vec[r] * strength[r]),
-                    layers=tuple(range(int(first[r]), int(end[r]))),
-                    mask=tuple(inject[r][attn[r]].tolist()),
-                )
-            )
-        else:
-            injections.append(None)
-    return prompts, injections
-
-
-def _logit_diff(
-    model: Model, ds: xr.Dataset, prompts, injections, *, ablate=None, batch_size: int
-) -> np.ndarray:
-    answer_ids = [int(x) for x in ds["answer_id"].values]
-    yes = np.asarray(ds["answer_label"].values) == "yes"
-    out = []
-    for s in range(0, len(prompts), batch_size):
-        res = engine.forward(
-            model,
-            prompts[s : s + batch_size],
-            injections[s : s + batch_size],
-            answer_ids=answer_ids,
-            ablate=ablate,
-        )
-        lp = res.answer_logprobs.double().numpy()
-        out.append(np.logaddexp.reduce(lp[:, yes], 1) - np.logaddexp.reduce(lp[:, ~yes], 1))
-    return np.concatenate(out)
-
-
-def _diff_means(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return unit((x[y].mean(0) - x[~y].mean(0)).astype(np.float32))
-
-
-def _perm_p(effect: float, null: np.ndarray) -> float:
-    """(1 + #null ≥ effect) / (n + 1): a permutation p-value whose resolution is 1/(n + 1)."""
-    null = null[np.isfinite(null)]
-    return (1 + float(np.sum(null >= effect))) / (len(null) + 1) if len(null) else math.nan
-
-
-def causal_check(
-    model: Model,
-    ds: xr.Dataset,
-    result: xr.Dataset,
-    labels: xr.DataArray,
-    *,
-    layer: int,
-    scale: float | None = None,
-    n_random: int = 1000,
-    n_random_ablate: int = 100,
-    n_shuffled: int = 20,
-    max_trials: int = 32,
-    batch_size: int = 16,
-    seed: int = 0,
-) -> xr.Dataset:
-    """Is the anomaly direction at ``layer`` causal for the yes answer, beyond directions that
-    are not it?
-
-    Directions (difference of means of the window-averaged residual at ``layer``):
-
-    * ``anomaly`` — detected vs the rest. For the ablation it is **cross-fitted**: the concepts
-      are split in two halves, and a detected trial is ablated with the direction fitted on the
-      other half's trials (plus every control), never on itself.
-    * nulls: ``missed_vs_control`` (what injecting does without detection), ``n_shuffled``
-      directions fitted on labels shuffled within concept, and random unit directions
-      (``n_random`` for adding, ``n_random_ablate`` for ablating).
-
-    Tests:
-
-    * **add**: ``scale × direction`` added at ``layer`` on the control prompts' injection window;
-      the shift in Yes−No log-odds. ``scale`` default: the median norm of the detected injections.
-    * **ablate**: up to ``max_trials`` detected trials re-run as recorded, then with the
-      coordinate along the direction set, at ``layer`` and every later layer, to the **controls'
-      mean coordinate** at that layer (not to 0, which is far from where any trial sits); the drop
-      in log-odds.
-
-    ``attrs`` hold one-sided permutation p-values against each null family,
-    ``(1 + #null ≥ observed) / (n + 1)``, so their resolution is ``1/(n + 1)`` (stated beside
-    them as ``p_resolution_*``).
-    """
-    require_logits(ds, "the causal check")
-    if ds.attrs.get("weights_sha256") != model.weights_sha256:
-        raise MechintroError(
-            f"{run_name(ds)} was made with other weights than {model.name}: load the run's model"
-        )
-    if layer not in result.layer.values.tolist():
-        raise MechintroError(
-            f"layer {layer} has no anomaly direction (layers {result.layer.values.tolist()}): pick one of those"
-        )
-    lab = np.asarray(labels.values)
-    rng = np.random.default_rng(seed)
-    detected_all = np.flatnonzero(lab == "detected")
-    detected = (
-        detected_all[rng.permutation(len(detected_all))[:max_trials]]
-        if len(detected_all) > max_trials
-        else detected_all
-    )
-    detected = np.sort(detected)
-    controls = np.flatnonzero(lab == "control")
-    if not len(detected) or not len(controls):
-        raise MechintroError(
-            f"{run_name(ds)} needs detected and control trials for the causal check"
-        )
-    later = list(range(layer, model.n_layers))
-    feats = np.asarray(
-        window_features(ds, layers=later).values, dtype=np.float32
-    )  # (trial, later layer, d)
-    x = feats[:, 0]
-    keep = np.isin(lab, ("detected", "missed", "control"))
-    y = lab == "detected"
-    concepts = np.array([str(c) for c in ds["concept"].values], dtype=object)
-    direction = _diff_means(x[keep], y[keep])
-    missed_dir = _diff_means(
-        x[np.isin(lab, ("missed", "control"))],
-        (lab == "missed")[np.isin(lab, ("missed", "control"))],
-    )
-    shuffled_dirs = []
-    for _ in range(n_shuffled):
-        ys = _shuffle_within(y & keep, np.where(keep, concepts, ""), rng)
-        shuffled_dirs.append(_diff_means(x[keep], ys[keep]))
-    # cross-fitting: each detected trial's direction is fitted on the other half of the concepts
-    names = sorted({c for c in concepts[keep] if c})
-    half_a = set(rng.permutation(np.array(names, dtype=object))[: len(names) // 2].tolist())
-    in_a = np.array([c in half_a for c in concepts])
-    is_control = lab == "control"
-    fit_a, fit_b = keep & (in_a | is_control), keep & (~in_a | is_control)
-    dir_from_a, dir_from_b = _diff_means(x[fit_a], y[fit_a]), _diff_means(x[fit_b], y[fit_b])
-    d = direction.size
-    randoms_add = unit(rng.standard_normal((n_random, d)).astype(np.float32))
-    randoms_abl = randoms_add[:n_random_ablate]
-
-    vec = np.asarray(ds["injected_vector"].values, dtype=np.float32)
-    norms = (
-        np.linalg.norm(vec[detected], axis=1)
-        * np.asarray(ds["strength"].values, dtype=np.float32)[detected]
-    )
-    scale = float(np.median(norms)) if scale is None else float(scale)
-
-    # add: unique control prompts, each with the window of an injected trial with the same prompt
-    window = _window(ds, "window")
-    ids = np.asarray(ds["input_ids"].values)
-    seen: dict[bytes, int] = {}
-    for r in controls:
-        seen.setdefault(ids[r].tobytes(), int(r))
-    rows = np.array(list(seen.values()))
-    prompts, _ = _trials_of(ds, rows)
-    attn = np.asarray(ds["attention_mask"].values).astype(bool)
-    base = _logit_diff(model, ds, prompts, [None] * len(rows), batch_size=batch_size)
-    add_dirs = np.concatenate(
-        [direction[None], missed_dir[None], np.asarray(shuffled_dirs).reshape(-1, d), randoms_add]
-    )
-    flat_prompts, flat_inj = [], []
-    for dvec in add_dirs:
-        for k, r in enumerate(rows):
-            flat_prompts.append(prompts[k])
-            flat_inj.append(
-                engine.Injection(
-                    vector=torch.from_numpy(scale * dvec),
-                    layers=(layer,),
-                    mask=tuple(window[r][attn[r]].tolist()),
-                )
-            )
-    added = (
-        _logit_diff(model, ds, flat_prompts, flat_inj, batch_size=batch_size).reshape(
-            len(add_dirs), len(rows)
-        )
-        - base[None]
-    )
-
-    # ablate: coordinate set to the controls' mean at each layer from `layer` on
-    prompts, injections = _trials_of(ds, detected)
-    recorded = _logit_diff(model, ds, prompts, injections, batch_size=batch_size)
-    ctl_mean = feats[controls].mean(0)  # (later layer, d)
-
-    def ablate_with(dvec_per_trial: np.ndarray) -> np.ndarray:
-        out = np.empty(len(detected))
-        _, group = np.unique(dvec_per_trial, axis=0, return_inverse=True)
-        for g in np.unique(group):  # one batched pass per distinct direction
-            idx = np.flatnonzero(group == g)
-            dv = dvec_per_trial[idx[0]]
-            spec = {
-                lay: (torch.from_numpy(dv), float(ctl_mean[j] @ dv)) for j, lay in enumerate(later)
-            }
-            out[idx] = _logit_diff(
-                model,
-                ds,
-                [prompts[t] for t in idx],
-                [injections[t] for t in idx],
-                ablate=spec,
-                batch_size=batch_size,
-            )
-        return out
-
-    cross = np.stack([dir_from_b if in_a[r] else dir_from_a for r in detected])
-    abl_dirs = [cross] + [
-        np.repeat(v[None], len(detected), 0) for v in [missed_dir, *shuffled_dirs, *randoms_abl]
-    ]
-    ablated = np.stack([ablate_with(dv) for dv in abl_dirs])  # (direction, trial)
-
-    kinds = ["anomaly", "missed_vs_control"] + [f"shuffled {i}" for i in range(n_shuffled)]
-    add_kinds = kinds + [f"random {i}" for i in range(n_random)]
-    abl_kinds = kinds + [f"random {i}" for i in range(n_random_ablate)]
-    add_mean = added.mean(1)
-    drop = (recorded[None] - ablated).mean(1)  # how much each ablation lowers the log-odds
-    sl = slice(2, 2 + n_shuffled)
-    threshold = float(labels.attrs.get("threshold", np.nan))
-    attrs = {
-        "layer": layer,
-        "scale": scale,
-        "threshold": threshold,
-        "ablated_layers": f"{layer}..{model.n_layers - 1}",
-        "model": model.name,
-        "ablation": "coordinate set to the controls' mean (window average) at each layer from `layer` on",
-        "cross_fit": "ablation direction for a trial fitted on the other half of the concepts (and all controls)",
-        "add_shift_anomaly": float(add_mean[0]),
-        "add_shift_missed_vs_control": float(add_mean[1]),
-        "add_p_random": _perm_p(add_mean[0], add_mean[2 + n_shuffled :]),
-        "p_resolution_add_random": 1 / (n_random + 1),
-        "add_p_shuffled": _perm_p(add_mean[0], add_mean[sl]),
-        "p_resolution_shuffled": 1 / (n_shuffled + 1),
-        "add_beats_missed_vs_control": bool(add_mean[0] > add_mean[1]),
-        "ablate_drop_anomaly": float(drop[0]),
-        "ablate_drop_missed_vs_control": float(drop[1]),
-        "ablate_p_random": _perm_p(drop[0], drop[2 + n_shuffled :]),
-        "p_resolution_ablate_random": 1 / (n_random_ablate + 1),
-        "ablate_p_shuffled": _perm_p(drop[0], drop[sl]),
-        "ablate_share_detected_anomaly": float(np.mean(ablated[0] > threshold)),
-        "n_trials": len(detected),
-    }
-    return xr.Dataset(
-        {
-            "add_shift": (("add_direction", "prompt"), added),
-            "ablate_logit_diff": (("direction", "trial"), ablated),
-            "recorded_logit_diff": ("trial", recorded),
-            "stored_logit_diff": (
-                "trial",
-                np.asarray(yes_no(ds.isel(trial=detected))["logit_diff"].values),
-            ),
-            "ablate_detected": (("direction", "trial"), ablated > threshold),
-        },
-        coords={
-            "add_direction": add_kinds,
-            "direction": abl_kinds,
-            "trial": ds.trial.values[detected],
-            "prompt": np.arange(len(rows)),
-        },
-        attrs=attrs,
-    )
-
-
 # --- Baselines, nulls and nested layer choice -------------------------------------------------
 
 BASELINES = ("layer_strength", "lens")
@@ -618,7 +367,7 @@ def _probe_scores(x: np.ndarray, y: np.ndarray, fold: np.ndarray, C: float) -> n
         tr, te = fold != f, fold == f
         if y[tr].all() or not y[tr].any():
             continue
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+        probe = _probe(C)
         probe.fit(x[tr], y[tr])
         out[te] = probe.decision_function(x[te])
     return out
@@ -678,7 +427,8 @@ def anomaly_baselines(
     injected at or before the layer), out-of-fold AUCs (folds grouped by concept, pairs within a
     fold) of:
 
-    * ``probe`` — logistic regression on the window-averaged residual (as :func:`anomaly_directions`);
+    * ``probe`` — logistic regression on the window-averaged residual (as
+      :func:`anomaly_directions`);
     * ``layer_strength`` — a predictor that sees only the trial's injection layer and strength
       (its cell's detection rate on the training folds);
     * ``lens`` — the logit-lens Yes−No log-odds at that layer (``lens``: the Dataset of
@@ -716,7 +466,8 @@ def anomaly_baselines(
     k = min(folds, n_concepts)
     if k < 2:
         raise MechintroError(
-            f"{run_name(ds)} has {n_concepts} concept(s): concept-grouped cross-validation needs at least 2"
+            f"{run_name(ds)} has {n_concepts} concept(s): concept-grouped cross-validation "
+            "needs at least 2"
         )
     fold = _folds(groups, k, seed)
     weights_all = cluster_bootstrap_weights(groups, n_boot, seed)
@@ -738,7 +489,8 @@ def anomaly_baselines(
         missing = [x for x in layer_list if x not in lens_da.layer.values.tolist()]
         if lens_da.sizes["trial"] != ds.sizes["trial"] or missing:
             raise MechintroError(
-                f"the lens does not cover this run's trials and layers {missing}: compute logit_lens(ds, model) on the same run"
+                f"the lens does not cover this run's trials and layers {missing}: compute "
+                "logit_lens(ds, model) on the same run"
             )
         lens_ld = np.asarray(
             lens_da.sel(layer=layer_list).transpose("trial", "layer").values, dtype=np.float64
@@ -835,9 +587,18 @@ def anomaly_baselines(
             "p_resolution": 1 / (n_perm + 1) if n_perm else math.nan,
             "alpha": alpha,
             "has_lens": lens_ld is not None,
-            "trials": "controls and trials injected at or before the layer; borderline trials (inside the margin) left out",
-            "interval": f"95% cluster bootstrap over concepts ({n_boot} draws), paired across scores; AUC over pairs within each held-out fold",
-            "passes": "probe − layer×strength and probe − lens intervals above 0, and max-over-layers permutation p < alpha",
+            "trials": (
+                "controls and trials injected at or before the layer; borderline trials (inside "
+                "the margin) left out"
+            ),
+            "interval": (
+                f"95% cluster bootstrap over concepts ({n_boot} draws), paired across scores; "
+                "AUC over pairs within each held-out fold"
+            ),
+            "passes": (
+                "probe − layer×strength and probe − lens intervals above 0, and max-over-layers "
+                "permutation p < alpha"
+            ),
         }
     )
     result.attrs.update(
@@ -857,7 +618,8 @@ def _quantiles(boots: np.ndarray) -> tuple[float, float]:
 def _nested(
     feats, y_all, keep, ds, layer_list, fold, weights, cells, lens_ld, C
 ) -> dict[str, object]:
-    """Layer chosen inside each outer fold by inner CV on its training folds; scored on the outer fold."""
+    """Layer chosen inside each outer fold by inner CV on its training folds; scored on the outer
+    fold."""
     n = len(y_all)
     scores = {name: np.full(n, np.nan) for name in ("probe", "layer_strength", "lens")}
     chosen = []
@@ -884,9 +646,7 @@ def _nested(
         tr = outer_train[rows]
         if y[tr].all() or not y[tr].any():
             continue
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)).fit(
-            feats[rows, best][tr], y[tr]
-        )
+        probe = _probe(C).fit(feats[rows, best][tr], y[tr])
         idx = np.flatnonzero(rows)[~tr]
         scores["probe"][idx] = probe.decision_function(feats[idx, best])
         rates = {
@@ -924,12 +684,16 @@ def format_baselines(result: xr.Dataset) -> str:
             {
                 "layer": int(layer),
                 "trials (detected)": f"{int(r.n_trials)} ({int(r.n_detected)})",
-                "probe AUC [95%]": f"{float(r.probe):.3f} [{float(r.probe_lo):.2f}, {float(r.probe_hi):.2f}]",
+                "probe AUC [95%]": (
+                    f"{float(r.probe):.3f} [{float(r.probe_lo):.2f}, {float(r.probe_hi):.2f}]"
+                ),
                 "layer×strength": f"{float(r.layer_strength):.3f}",
                 "lens Yes−No": f"{float(r.lens):.3f}" if np.isfinite(float(r.lens)) else "—",
                 "null mean / q95": f"{float(r.null_mean):.3f} / {float(r.null_q95):.3f}",
                 "p perm (max over layers)": f"{float(r.p_perm):.3f} ({float(r.p_perm_max):.3f})",
-                "probe − L×S [95%]": f"[{float(r.vs_layer_strength_lo):+.2f}, {float(r.vs_layer_strength_hi):+.2f}]",
+                "probe − L×S [95%]": (
+                    f"[{float(r.vs_layer_strength_lo):+.2f}, {float(r.vs_layer_strength_hi):+.2f}]"
+                ),
                 "probe − lens [95%]": f"[{float(r.vs_lens_lo):+.2f}, {float(r.vs_lens_hi):+.2f}]",
                 "passes": bool(r.passes),
             }
@@ -938,17 +702,27 @@ def format_baselines(result: xr.Dataset) -> str:
 
     a = result.attrs
     nested = (
-        f"nested (layer chosen inside each fold: {a['nested_layers']}): probe {a['nested_probe']:.3f} "
-        f"[{a['nested_probe_lo']:.2f}, {a['nested_probe_hi']:.2f}], layer×strength {a['nested_layer_strength']:.3f}"
+        f"nested (layer chosen inside each fold: {a['nested_layers']}): probe "
+        f"{a['nested_probe']:.3f} "
+        f"[{a['nested_probe_lo']:.2f}, {a['nested_probe_hi']:.2f}], layer×strength "
+        f"{a['nested_layer_strength']:.3f}"
         + (
-            f", lens {a['nested_lens']:.3f}; probe − lens [{a['nested_vs_lens_lo']:+.2f}, {a['nested_vs_lens_hi']:+.2f}]"
+            f", lens {a['nested_lens']:.3f}; probe − lens [{a['nested_vs_lens_lo']:+.2f}, "
+            f"{a['nested_vs_lens_hi']:+.2f}]"
             if a["has_lens"]
             else ""
         )
-        + f"; probe − layer×strength [{a['nested_vs_layer_strength_lo']:+.2f}, {a['nested_vs_layer_strength_hi']:+.2f}]"
+        + (
+            f"; probe − layer×strength [{a['nested_vs_layer_strength_lo']:+.2f}, "
+            f"{a['nested_vs_layer_strength_hi']:+.2f}]"
+        )
     )
     return (
         table(rows)
-        + f"\nlabels: {a['labels']}; trials: {a['trials']}\npermutation p resolution {a['p_resolution']:.4f} "
-        f"({a['n_perm']} shuffles within concept); passes = {a['passes']}\n" + nested
+        + (
+            f"\nlabels: {a['labels']}; trials: {a['trials']}\npermutation p resolution "
+            f"{a['p_resolution']:.4f} "
+            f"({a['n_perm']} shuffles within concept); passes = {a['passes']}\n"
+        )
+        + nested
     )

@@ -57,7 +57,8 @@ def logit_lens(
     require_logits(ds, "the logit lens (it reads the run's answer tokens)")
     if ds.attrs.get("weights_sha256") != model.weights_sha256:
         raise MechintroError(
-            f"{run_name(ds)} was made with other weights than {model.name}: load the run's model ({ds.attrs.get('model')})"
+            f"{run_name(ds)} was made with other weights than {model.name}: load the run's "
+            f"model ({ds.attrs.get('model')})"
         )
     if not -ds.sizes["pos"] <= position < ds.sizes["pos"]:
         raise MechintroError(

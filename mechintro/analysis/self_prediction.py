@@ -33,30 +33,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from mechintro import looking_inward
+from mechintro import self_prediction as sp
 from mechintro.errors import MechintroError
 from mechintro.stats import bootstrap_mean_ci, cluster_bootstrap_weights, paired_auc, rate, wilson
-
-NAME = "self-prediction"
-
-
-def _require(ds: xr.Dataset, role: str, *, one_answer: bool = True) -> None:
-    if ds.attrs.get("experiment") != NAME:
-        raise MechintroError(
-            f"the {role} run is a {ds.attrs.get('experiment', 'non-mechintro')} run: give a self-prediction run "
-            "(`mechintro run self-prediction`)"
-        )
-    if one_answer and _samples(ds) > 1:
-        raise MechintroError(
-            f"the {role} run samples {_samples(ds)} answers per prompt (a calibration run): "
-            "score it with calibration(), or give a run with samples=1"
-        )
-
-
-def _samples(ds: xr.Dataset) -> int:
-    import json
-
-    return int(json.loads(ds.attrs.get("config", "{}")).get("samples", 1))
 
 
 def _str(values) -> np.ndarray:
@@ -77,8 +56,8 @@ def score(predictor: xr.Dataset, target: xr.Dataset | None = None) -> xr.Dataset
     (False when either is non-compliant), ``trial`` (the predictor's trial index).
     """
     target = predictor if target is None else target
-    _require(predictor, "predictor")
-    _require(target, "target")
+    sp.require_run(predictor, "predictor")
+    sp.require_run(target, "target")
     cond_t = _labels(target, "condition")
     behaviour = {}
     for i in np.nonzero(cond_t == "object")[0]:
@@ -107,10 +86,10 @@ def score(predictor: xr.Dataset, target: xr.Dataset | None = None) -> xr.Dataset
         if (task, prompt) not in behaviour:
             continue
         response, matching = behaviour[(task, prompt)]
-        truth = looking_inward.extract(response, prop, matching)
-        guess = looking_inward.parse_prediction(str(predictor["response"].values[i]), prop)
+        truth = sp.extract(response, prop, matching)
+        guess = sp.parse_prediction(str(predictor["response"].values[i]), prop)
         rows["task"].append(task)
-        rows["split"].append(looking_inward.TASKS[task].split)
+        rows["split"].append(sp.TASKS[task].split)
         rows["property"].append(prop)
         rows["item"].append(f"{task}:{int(predictor['item'].values[i])}")
         rows["target"].append(truth or "")
@@ -121,7 +100,8 @@ def score(predictor: xr.Dataset, target: xr.Dataset | None = None) -> xr.Dataset
         rows["trial"].append(int(i))
     if not rows["task"]:
         raise MechintroError(
-            "the predictor and target runs share no items: run both with the same tasks, items and seed"
+            "the predictor and target runs share no items: run both with the same tasks, "
+            "items and seed"
         )
     out = xr.Dataset(
         {
@@ -216,7 +196,8 @@ def _mode_share(values: np.ndarray) -> float:
 
 def pooled(scored: xr.Dataset, split: str | None = None, *, seed: int = 0) -> dict[str, float]:
     """Accuracy over the object-compliant pairs of ``split`` (None: all) with a 95% bootstrap
-    clustered by item, and the matching mode baseline (each cell's mode share, weighted by its n)."""
+    clustered by item, and the matching mode baseline (each cell's mode share, weighted by its
+    n)."""
     keep = np.asarray(scored.object_compliant.values, bool)
     if split is not None:
         keep = keep & (_str(scored.split.values) == split)  # not &=: keep views the dataset
@@ -276,7 +257,7 @@ def accuracy(scored: xr.Dataset) -> xr.Dataset:
         coords={
             "task": ("cell", [c[0] for c in cells]),
             "property": ("cell", [c[1] for c in cells]),
-            "split": ("cell", [looking_inward.TASKS[c[0]].split for c in cells]),
+            "split": ("cell", [sp.TASKS[c[0]].split for c in cells]),
         },
     )
     for split in ("train", "test"):
@@ -452,8 +433,8 @@ def calibration(
     from collections import Counter
 
     target = predictor if target is None else target
-    _require(predictor, "predictor", one_answer=False)
-    _require(target, "target", one_answer=False)
+    sp.require_run(predictor, "predictor", one_answer=False)
+    sp.require_run(target, "target", one_answer=False)
     behaviour: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for i in np.nonzero(_labels(target, "condition") == "object")[0]:
         key = (str(target["task"].values[i]), str(target["item_prompt"].values[i]))
@@ -467,7 +448,7 @@ def calibration(
             str(predictor[k].values[i]) for k in ("task", "item_prompt", "property")
         )
         predicted.setdefault((task, prompt, prop), []).append(
-            looking_inward.parse_prediction(str(predictor["response"].values[i]), prop)
+            sp.parse_prediction(str(predictor["response"].values[i]), prop)
         )
         items[(task, prompt)] = f"{task}:{int(predictor['item'].values[i])}"
     rows: dict[str, list] = {
@@ -477,9 +458,7 @@ def calibration(
         answers = behaviour.get((task, prompt))
         if answers is None:
             continue
-        actual = [
-            v for v in (looking_inward.extract(r, prop, m) for r, m in answers) if v is not None
-        ]
+        actual = [v for v in (sp.extract(r, prop, m) for r, m in answers) if v is not None]
         if not actual:
             continue
         p_obj = {v: c / len(actual) for v, c in Counter(actual).items()}
@@ -536,12 +515,13 @@ def probe(
     on the prompts every source predicted (so own and other activations see the same pairs).
 
     Folds are grouped by task (a probe never sees the task it is tested on); the AUC counts only
-    (true, false) pairs of held-out answers **from the same task** (:func:`mechintro.stats.paired_auc`):
-    tasks differ in their base rates, and pairs across tasks would score how well the probe tells
-    tasks apart, not the property. Properties present in fewer than two tasks, or with a single
-    class, are skipped, and so is a property no task has both classes of. Returns ``auc`` with a
-    bootstrap interval over items (``lo``, ``hi``), ``n`` by (source, property), ``pairs`` (the
-    within-task pairs the AUC is over), and the majority-class share ``majority`` by property.
+    (true, false) pairs of held-out answers **from the same task**
+    (:func:`mechintro.stats.paired_auc`): tasks differ in their base rates, and pairs across tasks
+    would score how well the probe tells tasks apart, not the property. Properties present in fewer
+    than two tasks, or with a single class, are skipped, and so is a property no task has both
+    classes of. Returns ``auc`` with a bootstrap interval over items (``lo``, ``hi``), ``n`` by
+    (source, property), ``pairs`` (the within-task pairs the AUC is over), and the majority-class
+    share ``majority`` by property.
     ``depths`` are fractions of each source's depth (layer ``round(f × (n_layers − 1))``), so
     models of different depths line up.
     """
@@ -550,15 +530,14 @@ def probe(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from mechintro.experiments.self_prediction import load_hypothetical_resid
     from mechintro.runs import open_run
 
-    props = [p for p in (properties or sorted(looking_inward.BOOLEAN))]
+    props = [p for p in (properties or sorted(sp.BOOLEAN))]
     names = list(sources)
     frames = {}
     for name, path in sources.items():
         ds = open_run(path)
-        frames[name] = (score(ds, target), load_hypothetical_resid(path))
+        frames[name] = (score(ds, target), sp.load_hypothetical_resid(path))
     # the same prompts for every source: pairs (item, property) that all of them predicted
     keys = [
         set(zip(_str(sc.item.values).tolist(), _str(sc.property.values).tolist(), strict=True))

@@ -13,20 +13,24 @@ property reads only the beginning of an answer. A **calibration** run samples in
 :func:`mechintro.analysis.self_prediction.calibration`.
 
 With ``record_resid`` the residual stream of every layer at the hypothetical prompt's last token
-is stored in the run's ``hypothetical_resid`` group (:func:`load_hypothetical_resid`): the state
-the model answers from, for the probes of :func:`mechintro.analysis.self_prediction.probe`.
+is stored in the run's ``hypothetical_resid`` group
+(:func:`mechintro.self_prediction.load_hypothetical_resid`): the state the model answers from,
+for the probes of :func:`mechintro.analysis.self_prediction.probe`. It is computed after the
+trials by a second forward pass and written with :func:`mechintro.runs.write_group` (the store's
+lock, its digests in the manifest, checked by ``mechintro verify``), not as a per-trial output:
+it covers the hypothetical trials only, at one position.
 
 ``adapter`` evaluates a finetuned model: a LoRA adapter saved by ``mechintro train``, merged into
 the weights before the run (:func:`mechintro.training.apply_adapter`); ``"A,B"`` merges B, trained
 on the model with A merged, after A (the behaviour-change test).
 
-Scoring and the self/cross comparisons: :mod:`mechintro.analysis.self_prediction`.
+Tasks, prompts and properties: :mod:`mechintro.self_prediction` (shared with the scoring and the
+finetuning). Scoring and the self/cross comparisons: :mod:`mechintro.analysis.self_prediction`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +38,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from mechintro import engine, looking_inward
+from mechintro import engine, runs
+from mechintro import self_prediction as sp
+from mechintro.analysis import self_prediction as scoring
 from mechintro.config import check_config
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import require_experiment
@@ -43,8 +49,8 @@ from mechintro.prompts import render_chat, tokenize
 from mechintro.runner import Generation, Shard, Trial, execute
 from mechintro.tables import table
 
-NAME = "self-prediction"
-RESID_GROUP = "hypothetical_resid"
+NAME = sp.NAME
+RESID_GROUP = sp.RESID_GROUP
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,14 +79,15 @@ class SelfPredictionConfig:
 
     def __post_init__(self) -> None:
         check_config(self)
-        unknown = [t for t in self.tasks if t not in looking_inward.TASKS]
+        unknown = [t for t in self.tasks if t not in sp.TASKS]
         if unknown:
             raise MechintroError(
-                f"unknown task(s) {', '.join(unknown)}: choose from {', '.join(looking_inward.TASKS)}"
+                f"unknown task(s) {', '.join(unknown)}: choose from {', '.join(sp.TASKS)}"
             )
         if not self.hypothetical_splits or set(self.hypothetical_splits) - {"train", "test"}:
             raise MechintroError(
-                f"hypothetical_splits must be train and/or test, got {','.join(self.hypothetical_splits) or 'nothing'}"
+                "hypothetical_splits must be train and/or test, got "
+                f"{','.join(self.hypothetical_splits) or 'nothing'}"
             )
         if (
             self.items < 1
@@ -91,20 +98,22 @@ class SelfPredictionConfig:
             raise MechintroError(
                 "items, max_new_tokens, hypothetical_tokens and samples must be at least 1"
             )
-        known = {p for spec in looking_inward.TASKS.values() for p in spec.properties}
+        known = {p for spec in sp.TASKS.values() for p in spec.properties}
         if set(self.properties) - known:
             raise MechintroError(
-                f"unknown propert(ies) {', '.join(sorted(set(self.properties) - known))}: choose from {', '.join(sorted(known))}"
+                f"unknown propert(ies) {', '.join(sorted(set(self.properties) - known))}: "
+                f"choose from {', '.join(sorted(known))}"
             )
         if not 0 <= self.temperature <= 10:
             raise MechintroError(f"temperature must be between 0 and 10, got {self.temperature}")
         if self.samples > 1 and self.temperature == 0:
             raise MechintroError(
-                f"samples={self.samples} at temperature 0 would repeat one greedy answer: set temperature (1 for calibration)"
+                f"samples={self.samples} at temperature 0 would repeat one greedy answer: "
+                "set temperature (1 for calibration)"
             )
 
     def task_names(self) -> tuple[str, ...]:
-        return self.tasks or tuple(looking_inward.TASKS)
+        return self.tasks or tuple(sp.TASKS)
 
 
 Config = SelfPredictionConfig
@@ -112,7 +121,7 @@ Config = SelfPredictionConfig
 
 def _trial(
     model: Model,
-    item: looking_inward.Item,
+    item: sp.Item,
     text: str,
     condition: str,
     prop: str,
@@ -120,7 +129,7 @@ def _trial(
     sample: int,
 ) -> Trial:
     rendered = render_chat(model.tokenizer, [{"role": "user", "content": text}])
-    spec = looking_inward.TASKS[item.task]
+    spec = sp.TASKS[item.task]
     return Trial(
         prompt=tokenize(model.tokenizer, rendered),
         condition=condition,
@@ -143,13 +152,11 @@ def build_trials(config: SelfPredictionConfig, model: Model) -> list[Trial]:
     each ``samples`` times in a row (label ``sample``)."""
     objects, hypotheticals = [], []
     for task in config.task_names():
-        predict = looking_inward.TASKS[task].split in config.hypothetical_splits
+        predict = sp.TASKS[task].split in config.hypothetical_splits
         props = [
-            p
-            for p in looking_inward.TASKS[task].properties
-            if not config.properties or p in config.properties
+            p for p in sp.TASKS[task].properties if not config.properties or p in config.properties
         ]
-        for item in looking_inward.items(task, config.items, config.seed):
+        for item in sp.items(task, config.items, config.seed):
             for s in range(config.samples):
                 objects.append(_trial(model, item, item.prompt, "object", "", None, s))
             for prop in props if predict else ():
@@ -158,7 +165,7 @@ def build_trials(config: SelfPredictionConfig, model: Model) -> list[Trial]:
                         _trial(
                             model,
                             item,
-                            looking_inward.hypothetical(item, prop),
+                            sp.hypothetical(item, prop),
                             "hypothetical",
                             prop,
                             config.hypothetical_tokens,
@@ -177,7 +184,8 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     shard: Shard | None = None,
 ) -> Path:
-    """Generate every answer into ``out``, then (``record_resid``) the hypothetical prompts' last-token residuals.
+    """Generate every answer into ``out``, then (``record_resid``) the hypothetical prompts'
+    last-token residuals.
 
     ``vectors`` is unused (nothing is injected). A model finetuned with ``mechintro train`` is
     evaluated by giving its adapter as ``config.adapter`` (merged into ``model`` here).
@@ -212,8 +220,9 @@ def run(
 
 
 def _record_last_tokens(model: Model, trials: list[Trial], out: Path, batch_size: int) -> None:
-    """Every layer's residual at each hypothetical prompt's last token, written to a scratch
-    group and renamed into place: the group exists whole or not at all."""
+    """Every layer's residual at each hypothetical prompt's last token, stored as the run's
+    ``hypothetical_resid`` group through :func:`mechintro.runs.write_group`: digested in the
+    store's manifest (so ``mechintro verify`` checks it), written whole or not at all."""
     import torch
 
     index = [i for i, t in enumerate(trials) if t.condition == "hypothetical"]
@@ -230,29 +239,14 @@ def _record_last_tokens(model: Model, trials: list[Trial], out: Path, batch_size
         {"resid": (("trial", "layer", "d_model"), resid)},
         coords={"trial": np.array(index, dtype=np.int64), "layer": np.arange(model.n_layers)},
     )
-    scratch = out / f".{RESID_GROUP}.tmp"
-    shutil.rmtree(scratch, ignore_errors=True)
-    ds.to_zarr(scratch, zarr_format=3, consolidated=False)
-    scratch.rename(out / RESID_GROUP)
-
-
-def load_hypothetical_resid(run: str | Path) -> xr.DataArray:
-    """``(trial, layer, d_model)`` float16: the residuals :func:`run` recorded, ``trial`` indexing the run's trials."""
-    path = Path(run) / RESID_GROUP
-    if not path.exists():
-        raise MechintroError(
-            f"{run} has no hypothetical-prompt residuals: run self-prediction with record_resid on"
-        )
-    return xr.open_zarr(path, consolidated=False)["resid"]
+    runs.write_group(out, RESID_GROUP, ds)
 
 
 def summarize(ds: xr.Dataset) -> xr.Dataset:
     """The run scored against itself: accuracy per task and property against the mode baseline
     (:func:`mechintro.analysis.self_prediction.accuracy`)."""
     require_experiment(ds, NAME)
-    from mechintro.analysis import self_prediction
-
-    return self_prediction.accuracy(self_prediction.score(ds))
+    return scoring.accuracy(scoring.score(ds))
 
 
 def format_summary(summary: xr.Dataset) -> str:
@@ -274,7 +268,9 @@ def format_summary(summary: xr.Dataset) -> str:
         )
     overall = summary.attrs
     return table(rows) + (
-        f"\nheld-out tasks: accuracy {overall['test_accuracy']:.3f} [{overall['test_lo']:.3f}, {overall['test_hi']:.3f}] "
-        f"vs mode baseline {overall['test_mode_baseline']:.3f}; training tasks: {overall['train_accuracy']:.3f} "
+        f"\nheld-out tasks: accuracy {overall['test_accuracy']:.3f} "
+        f"[{overall['test_lo']:.3f}, {overall['test_hi']:.3f}] "
+        f"vs mode baseline {overall['test_mode_baseline']:.3f}; training tasks: "
+        f"{overall['train_accuracy']:.3f} "
         f"vs {overall['train_mode_baseline']:.3f}"
     )

@@ -128,6 +128,30 @@ def test_detection_labels_from_logits_use_the_controls_quantile():
     assert labels.attrs["threshold"] == pytest.approx(0.0, abs=1e-4)
 
 
+def test_detection_labels_from_grades_follow_the_injected_thoughts_scoring():
+    """The analysis layer grades a generation run with :func:`mechintro.readouts.grades`, not the
+    experiment module: on the shipped injected-thoughts run it equals the experiment's grading,
+    and ``detected`` is exactly the injected trials meeting the criterion."""
+    from pathlib import Path
+
+    from mechintro.experiments import injected_thoughts
+    from mechintro.readouts import grades
+    from mechintro.runs import open_run
+
+    root = Path(__file__).resolve().parents[2]
+    ds = open_run(root / "analyses" / "data" / "smollm2-135m" / "injected-thoughts.zarr")
+    ours = grades(ds)
+    xr.testing.assert_identical(ours, injected_thoughts.grades(ds))
+    injected = ds.condition.values != "control"
+    for criterion in ("success", "affirmative"):  # SmolLM never succeeds; it does say yes
+        labels = an.detection_labels(ds, source="offline", criterion=criterion)
+        hit = ours[criterion].values & injected
+        expected = np.where(hit, "detected", np.where(injected, "missed", "control"))
+        assert (labels.values == expected).all()
+        assert labels.attrs["rule"] == f"offline grade '{criterion}'"
+    assert (labels.values == "detected").sum() == 24  # of 80 injected trials
+
+
 def test_cosines_with_vectors_of_the_same_model(tmp_path):
     ds, labels, u = synthetic_run(planted="anomaly")
     result = an.anomaly_directions(ds, labels, negatives="missed", n_boot=50)

@@ -1,6 +1,7 @@
 """The logit lens over the vocabulary in chunks: the same numbers as the full unembedding (the
 lens as it was before chunking, written out here), for chunk sizes that do and do not divide the
-vocabulary, with and without a final-logit softcap, and on a model whose unembedding is offloaded."""
+vocabulary, with and without a final-logit softcap, and on a model whose unembedding is
+offloaded."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def _run(model, tmp_path):
 
 
 def _unchunked(ds, model) -> np.ndarray:
-    """The lens with the whole ``(trial, vocab)`` logits at once: log P(yes), log P(no), log P(concept)."""
+    """The lens with the whole ``(trial, vocab)`` logits at once: log P(yes), log P(no),
+    log P(concept)."""
     norm, unembed = (
         get_module(model.hf, model.arch.final_norm),
         get_module(model.hf, model.arch.unembed),

@@ -11,8 +11,8 @@ import pytest
 import torch
 import xarray as xr
 
-from mechintro import looking_inward as li
 from mechintro import runs, training
+from mechintro import self_prediction as sp_shared
 from mechintro.analysis import self_prediction as sp
 from mechintro.errors import MechintroError
 from mechintro.experiments import self_prediction
@@ -44,7 +44,7 @@ from ..conftest import build_tiny
     ],
 )
 def test_properties_of_object_level_answers(response, prop, matching, expected):
-    assert li.extract(response, prop, matching) == expected
+    assert sp_shared.extract(response, prop, matching) == expected
 
 
 @pytest.mark.parametrize(
@@ -60,33 +60,34 @@ def test_properties_of_object_level_answers(response, prop, matching, expected):
     ],
 )
 def test_predictions_are_parsed_strictly(answer, prop, expected):
-    assert li.parse_prediction(answer, prop) == expected
+    assert sp_shared.parse_prediction(answer, prop) == expected
 
 
 def test_prompts_follow_the_paper_templates():
-    item = li.items("myopic_reward", 1)[0]
-    text = li.hypothetical(item, "ethical_stance")
+    item = sp_shared.items("myopic_reward", 1)[0]
+    text = sp_shared.hypothetical(item, "ethical_stance")
     assert text.startswith(
         'Previously, you were asked the following question: "'
         + item.prompt.strip()
         + '" Did you choose the option that gives'
     )
-    assert item.prompt.endswith(li.AB_SUFFIX)
-    seqs = li.items("animals", 4, seed=1)
-    assert seqs == li.items("animals", 4, seed=1) != li.items("animals", 4, seed=2)
+    assert item.prompt.endswith(sp_shared.AB_SUFFIX)
+    seqs = sp_shared.items("animals", 4, seed=1)
+    assert seqs == sp_shared.items("animals", 4, seed=1) != sp_shared.items("animals", 4, seed=2)
     assert all(len(s.prompt.split("\n")[1].split()) == 8 for s in seqs)
-    assert {t.split for t in li.TASKS.values()} == {"train", "test"}
-    assert not {t.kind for t in li.TASKS.values() if t.split == "train"} - {
-        t.kind for t in li.TASKS.values()
+    assert {t.split for t in sp_shared.TASKS.values()} == {"train", "test"}
+    assert not {t.kind for t in sp_shared.TASKS.values() if t.split == "train"} - {
+        t.kind for t in sp_shared.TASKS.values()
     }
     with pytest.raises(MechintroError, match="unknown task"):
-        li.items("poems", 3)
+        sp_shared.items("poems", 3)
 
 
 def _fake_run(
     model: str, answers: dict[tuple[str, int], str], predictions: dict[tuple[str, int, str], str]
 ) -> xr.Dataset:
-    """A self-prediction run as data: object answers per (task, item), predictions per (task, item, property)."""
+    """A self-prediction run as data: object answers per (task, item), predictions per (task,
+    item, property)."""
     rows = []
     for (task, i), response in answers.items():
         rows.append(("object", task, i, "", response))
@@ -179,12 +180,12 @@ def test_the_run_holds_every_answer_and_the_last_token_residuals(tiny_run):
     model, config, out = tiny_run
     ds = runs.open_run(out)
     trials = self_prediction.build_trials(config, model)
-    n_object = sum(len(li.items(t, config.items)) for t in config.tasks)
+    n_object = sum(len(sp_shared.items(t, config.items)) for t in config.tasks)
     assert (
         ds.sizes["trial"] == len(trials)
         and (np.asarray(ds.condition.values) == "object").sum() == n_object
     )
-    resid = self_prediction.load_hypothetical_resid(out)
+    resid = sp_shared.load_hypothetical_resid(out)
     hyp = [i for i, t in enumerate(trials) if t.condition == "hypothetical"]
     assert resid.trial.values.tolist() == hyp and resid.sizes["layer"] == model.n_layers
     direct = engine.last_token_resid(model, [trials[hyp[5]].prompt.input_ids])[0].to(torch.float16)
@@ -215,6 +216,38 @@ def test_the_run_holds_every_answer_and_the_last_token_residuals(tiny_run):
         self_prediction.Config(hypothetical_splits=("dev",))
 
 
+def test_the_residual_group_goes_through_the_stores_manifest_and_verify(tiny_run, tmp_path):
+    """The hypothetical residuals are digested in the manifest when written; verify passes on the
+    run, finds a changed or deleted group, and --repair deletes a damaged one, which running the
+    same command writes again, identical."""
+    import shutil
+
+    import zarr
+
+    model, config, out = tiny_run
+    manifest = runs.read_manifest(out)
+    assert set(manifest["groups"]) == {sp_shared.RESID_GROUP}
+    assert set(manifest["groups"][sp_shared.RESID_GROUP]) == {"resid", "trial", "layer"}
+    assert runs.verify(out).ok, runs.verify(out).problems
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(out, copy)
+    original = sp_shared.load_hypothetical_resid(out).values
+    arr = zarr.open_group(str(copy / sp_shared.RESID_GROUP), mode="r+")["resid"]
+    arr[0, 0, 0] = arr[0, 0, 0] + 1  # one value changed
+    report = runs.verify(copy)
+    assert not report.ok and any(sp_shared.RESID_GROUP in p for p in report.problems)
+    repaired = runs.verify(copy, repair=True)
+    assert any("deleted" in p for p in repaired.problems)
+    assert not (copy / sp_shared.RESID_GROUP).exists()
+    self_prediction.run(config, copy, model=model)  # the same command writes it again
+    assert np.array_equal(sp_shared.load_hypothetical_resid(copy).values, original)
+    assert runs.verify(copy).ok
+    shutil.rmtree(copy / sp_shared.RESID_GROUP)  # a missing group is a problem too
+    assert any("missing" in p for p in runs.verify(copy).problems)
+    runs.drop_group(copy, sp_shared.RESID_GROUP)  # what `scripts/looking_inward.py --ship` does
+    assert runs.verify(copy).ok and "groups" in runs.read_manifest(copy)
+
+
 def test_probe_finds_a_planted_property_and_not_noise(tiny_run, tmp_path):
     import shutil
 
@@ -223,7 +256,7 @@ def test_probe_finds_a_planted_property_and_not_noise(tiny_run, tmp_path):
     scored = sp.score(ds)
     planted = tmp_path / "planted.zarr"
     shutil.copytree(out, planted)
-    resid = self_prediction.load_hypothetical_resid(out).load()
+    resid = sp_shared.load_hypothetical_resid(out).load()
     rng = np.random.default_rng(0)
     values = rng.normal(size=resid.shape).astype(np.float32)
     truth = {
@@ -233,9 +266,9 @@ def test_probe_finds_a_planted_property_and_not_noise(tiny_run, tmp_path):
     direction = rng.normal(size=resid.shape[-1]).astype(np.float32)
     for k, t in enumerate(resid.trial.values):
         values[k] += 3.0 * (1 if truth.get(int(t)) else -1) * direction / np.linalg.norm(direction)
-    shutil.rmtree(planted / self_prediction.RESID_GROUP)
+    shutil.rmtree(planted / sp_shared.RESID_GROUP)
     xr.Dataset({"resid": (resid.dims, values.astype(np.float16))}, coords=resid.coords).to_zarr(
-        planted / self_prediction.RESID_GROUP, zarr_format=3, consolidated=False
+        planted / sp_shared.RESID_GROUP, zarr_format=3, consolidated=False
     )
     result = sp.probe(
         ds,
@@ -253,9 +286,9 @@ def test_probe_finds_a_planted_property_and_not_noise(tiny_run, tmp_path):
 def test_training_is_seeded_resumable_and_recorded(tiny_run, tmp_path):
     model, _, out = tiny_run
     behaviour = runs.open_run(out)
-    examples = training.training_examples(behaviour, 12, seed=0)
+    examples = sp_shared.training_examples(behaviour, 12, seed=0)
     assert examples and all(p.startswith("Previously, you were asked") for p, _ in examples)
-    assert {li.TASKS[t].split for t in ("colours", "wikipedia")} == {"train"}
+    assert {sp_shared.TASKS[t].split for t in ("colours", "wikipedia")} == {"train"}
     config = training.TrainConfig(examples=12, batch_size=3, checkpoint_every=2, learning_rate=1e-3)
     whole = training.finetune(model, examples, tmp_path / "whole", config, behaviour=behaviour)
 
@@ -301,12 +334,13 @@ def test_training_is_seeded_resumable_and_recorded(tiny_run, tmp_path):
 
 
 def test_training_teaches_the_answers(tiny_run, tmp_path):
-    """A planted rule (every hypothetical answered "true") is learned: greedy answers follow it after training."""
+    """A planted rule (every hypothetical answered "true") is learned: greedy answers follow it
+    after training."""
     from mechintro import engine
     from mechintro.prompts import render_chat, tokenize
 
     model, _, out = tiny_run
-    prompts = [p for p, _ in training.training_examples(runs.open_run(out), 24, seed=0)]
+    prompts = [p for p, _ in sp_shared.training_examples(runs.open_run(out), 24, seed=0)]
     adapter = training.finetune(
         model,
         [(p, "true") for p in prompts],
@@ -338,7 +372,8 @@ def test_training_teaches_the_answers(tiny_run, tmp_path):
 
 
 def test_the_analysis_script_draws_every_figure_from_a_pipeline_root(tmp_path):
-    """scripts/looking_inward.py's layout, built with two tiny models; analyses/looking_inward.py reads it."""
+    """scripts/looking_inward.py's layout, built with two tiny models; analyses/looking_inward.py
+    reads it."""
     import subprocess
     import sys
     from pathlib import Path
@@ -358,7 +393,7 @@ def test_the_analysis_script_draws_every_figure_from_a_pipeline_root(tmp_path):
 
     def train(m, behaviour, out, cfg=small):
         ds = runs.open_run(behaviour)
-        training.finetune(m, training.training_examples(ds, cfg.examples), out, cfg, behaviour=ds)
+        training.finetune(m, sp_shared.training_examples(ds, cfg.examples), out, cfg, behaviour=ds)
 
     for name, m in models.items():
         self_prediction.run(config, root / name / "base.zarr", model=m)
@@ -430,7 +465,8 @@ def _sampled(objects: list[str], predictions: list[str], prop: str = "first_word
 
 
 def test_calibration_is_the_mean_absolute_deviation_of_the_two_distributions():
-    # object: cat, cat, dog (and one answer without a word: left out); predicted: cat, cat, dog, non-compliant
+    # object: cat, cat, dog (and one answer without a word: left out);
+    # predicted: cat, cat, dog, non-compliant
     ds = _sampled(["cat x", "cat y", "dog z", "!!"], ["cat", "cat", "dog", ""])
     result = sp.calibration(ds)
     assert (
@@ -480,11 +516,12 @@ def test_a_calibration_run_samples_each_prompt(tmp_path):
     result = sp.calibration(ds)
     assert result.attrs["n"] <= 3 and 0 <= result.attrs["mad"] <= 100
     with pytest.raises(MechintroError, match="calibration run"):
-        training.training_examples(ds, 5)
+        sp_shared.training_examples(ds, 5)
 
 
 def _answers(rows: list[tuple[str, int, str, str]]) -> xr.Dataset:
-    """A hand-made one-answer run on the animals task: rows of (condition, item, response, property)."""
+    """A hand-made one-answer run on the animals task: rows of (condition, item, response,
+    property)."""
     n = len(rows)
     return xr.Dataset(
         {
@@ -525,16 +562,16 @@ def test_a_model_changed_after_self_training_is_two_adapters_in_order(tiny_run, 
     config = training.TrainConfig(examples=6, batch_size=3, learning_rate=1e-3)
     first = training.finetune(
         model,
-        training.training_examples(behaviour, 6),
+        sp_shared.training_examples(behaviour, 6),
         tmp_path / "self",
         config,
         behaviour=behaviour,
     )
-    examples = training.object_examples(behaviour, 6)
+    examples = sp_shared.object_examples(behaviour, 6)
     assert examples and all(not p.startswith("Previously") for p, _ in examples)
-    assert {li.TASKS[t].split for t in ("animals",)} == {"test"} and training.object_examples(
-        behaviour, 100, split="test"
-    )
+    assert {sp_shared.TASKS[t].split for t in ("animals",)} == {
+        "test"
+    } and sp_shared.object_examples(behaviour, 100, split="test")
     second = training.finetune(
         training.apply_adapter(model, first),
         examples,

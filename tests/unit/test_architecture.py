@@ -1,0 +1,398 @@
+"""The package's layering, held by a test: the import graph of ``mechintro/`` has no forbidden
+edge and no cycle, and ``import mechintro.analysis`` loads no model code.
+
+The graph is read from the source (``ast``), not from ``sys.modules``: every ``import`` and
+``from ... import`` anywhere in a module counts — inside functions too, since a cycle hidden in a
+function is still a cycle (it only fails later, at the call) — as does
+``importlib.import_module("literal")``. Imports under ``if TYPE_CHECKING:`` never run and do not
+count. ``from mechintro.pkg import name`` is an edge to the submodule ``mechintro.pkg.name`` when
+that is a module, else to ``mechintro.pkg``. The implicit import of a module's parent packages is
+not an edge (a package ``__init__`` importing its own submodules is not a cycle).
+
+The layers (docs/architecture.md):
+
+* the **leaf** modules — statistics (``stats``), readout helpers (``readouts``, ``grading``),
+  config checks (``config``), tables (``tables``), stimuli (``stimuli``) — import only each other
+  and ``errors``, and nothing heavy (torch, nnsight, transformers, peft, accelerate);
+* **analysis** reads saved runs: it never imports ``experiments``, ``engine``, ``runner``,
+  ``models``, ``vectors``, ``training``, ``cli``, torch or nnsight — except its declared
+  model-needing modules (``analysis.MODEL_MODULES``: the logit lens and the causal check), which
+  ``mechintro.analysis`` imports only on first use;
+* an **experiment** imports no other experiment, only the shared ``experiments._*`` / ``base``
+  modules;
+* nothing imports ``cli`` (the CLI is the top).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import mechintro
+import mechintro.analysis
+
+PACKAGE = Path(mechintro.__file__).resolve().parent
+ROOT = "mechintro"
+
+LEAF = {f"{ROOT}.{m}" for m in ("stats", "readouts", "grading", "config", "tables", "stimuli")}
+HEAVY = ("torch", "nnsight", "transformers", "peft", "accelerate", "safetensors")
+ANALYSIS_FORBIDDEN = (
+    *(f"{ROOT}.{m}" for m in ("experiments", "engine", "runner", "models", "vectors", "training")),
+    *("torch", "nnsight", "transformers", "peft"),
+)
+MODEL_MODULES = set(mechintro.analysis.MODEL_MODULES)
+
+
+# --- The checker -------------------------------------------------------------------------------
+
+
+def package_sources(root: Path = PACKAGE, name: str = ROOT) -> dict[str, tuple[str, bool]]:
+    """Module name → (source, is_package) for every ``.py`` file under ``root``."""
+    out = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        if is_package:
+            parts = parts[:-1]
+        out[".".join([name, *parts])] = (path.read_text(), is_package)
+    return out
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _import_nodes(tree: ast.AST) -> Iterable[ast.AST]:
+    """Every import statement and ``importlib.import_module("...")`` call, at any depth, except
+    under ``if TYPE_CHECKING:``."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def imports_of(source: str, module: str, is_package: bool, modules: set[str]) -> set[str]:
+    """The modules ``module`` imports (mechintro modules by full name, third-party ones by their
+    top-level name). ``modules`` is the set of mechintro module names, to tell a submodule from a
+    name defined in a package."""
+    package = module if is_package else module.rpartition(".")[0]
+    out: set[str] = set()
+    for node in _import_nodes(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Call):
+            out.add(node.args[0].value)  # type: ignore[attr-defined]
+        else:
+            assert isinstance(node, ast.ImportFrom)
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                out.add(sub if sub in modules else target)
+    return {_normalise(m, modules) for m in out if m}
+
+
+def _normalise(name: str, modules: set[str]) -> str:
+    """A mechintro module by its full name; anything else by its top-level package."""
+    if name == ROOT or name.startswith(ROOT + "."):
+        while name not in modules and "." in name:  # `import mechintro.x.y` where y is a name
+            name = name.rpartition(".")[0]
+        return name
+    return name.split(".")[0]
+
+
+def import_graph(sources: Mapping[str, tuple[str, bool]]) -> dict[str, set[str]]:
+    """Module → the modules it imports (itself excluded)."""
+    modules = set(sources)
+    return {
+        name: imports_of(src, name, is_pkg, modules) - {name}
+        for name, (src, is_pkg) in sources.items()
+    }
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def forbidden_edges(
+    graph: Mapping[str, set[str]], model_modules: set[str] = MODEL_MODULES
+) -> list[str]:
+    """``"a → b (why)"`` for every edge the layering forbids."""
+    bad = []
+    for src, targets in sorted(graph.items()):
+        for dst in sorted(targets):
+            why = None
+            if _within(dst, f"{ROOT}.cli") and src != f"{ROOT}.cli":
+                why = "nothing imports the CLI"
+            elif src in LEAF and (
+                (dst.startswith(ROOT) and dst not in LEAF | {f"{ROOT}.errors"}) or dst in HEAVY
+            ):
+                why = "a leaf module imports only other leaf modules and errors, nothing heavy"
+            elif (
+                _within(src, f"{ROOT}.analysis")
+                and src not in model_modules
+                and any(_within(dst, f) for f in ANALYSIS_FORBIDDEN)
+            ):
+                why = "the analysis layer reads runs: model code only in " + ", ".join(
+                    sorted(model_modules)
+                )
+            elif (
+                src.startswith(f"{ROOT}.experiments.")
+                and dst.startswith(f"{ROOT}.experiments.")
+                and not _shared_experiment_module(dst)
+            ):
+                why = "an experiment imports no other experiment (shared code: experiments._*)"
+            if why:
+                bad.append(f"{src} → {dst} ({why})")
+    return bad
+
+
+def _shared_experiment_module(name: str) -> bool:
+    leaf = name.removeprefix(f"{ROOT}.experiments.").split(".")[0]
+    return leaf.startswith("_") or leaf == "base"
+
+
+def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """The import cycles among mechintro modules: every strongly connected component with more
+    than one module (Tarjan), each sorted."""
+    nodes = [n for n in graph if n.startswith(ROOT)]
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    found: list[list[str]] = []
+    counter = 0
+
+    def visit(v: str) -> None:
+        nonlocal counter
+        index[v] = low[v] = counter
+        counter += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in graph:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10 * len(nodes) + 100))
+    try:
+        for v in sorted(nodes):
+            if v not in index:
+                visit(v)
+    finally:
+        sys.setrecursionlimit(limit)
+    return sorted(found)
+
+
+# --- The package as it is ------------------------------------------------------------------------
+
+
+def test_the_graph_sees_every_kind_of_import():
+    """The checker is only as good as the edges it sees: each form of import, on a synthetic
+    package, and two edges known to be in this one."""
+    source = """
+import numpy as np, mechintro.stats
+from mechintro import tables as t, errors
+from . import sibling
+from .sub import deep
+from mechintro.pkg.sibling import NAME
+import importlib
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:
+    from mechintro import typing_only
+def later():
+    from mechintro.pkg import inner
+    importlib.import_module("mechintro.lazy")
+"""
+    modules = {
+        "mechintro",
+        "mechintro.stats",
+        "mechintro.tables",
+        "mechintro.errors",
+        "mechintro.pkg",
+        "mechintro.pkg.mod",
+        "mechintro.pkg.sibling",
+        "mechintro.pkg.sub",
+        "mechintro.pkg.sub.deep",
+        "mechintro.pkg.inner",
+        "mechintro.lazy",
+        "mechintro.typing_only",
+    }
+    assert imports_of(source, "mechintro.pkg.mod", False, modules) == {
+        "numpy",
+        "importlib",
+        "typing",
+        "mechintro.stats",
+        "mechintro.tables",
+        "mechintro.errors",
+        "mechintro.pkg.sibling",
+        "mechintro.pkg.sub.deep",
+        "mechintro.pkg.inner",  # inside a function
+        "mechintro.lazy",  # importlib.import_module("literal")
+    }
+    graph = import_graph(package_sources())
+    assert "mechintro.engine" in graph["mechintro.analysis.causal"]
+    assert "nnsight" in graph["mechintro.engine"]
+
+
+def test_no_forbidden_import_edge():
+    assert forbidden_edges(import_graph(package_sources())) == []
+
+
+def test_no_import_cycle():
+    assert cycles(import_graph(package_sources())) == []
+
+
+def test_analysis_lazy_names_come_only_from_the_declared_model_modules():
+    """``mechintro.analysis`` loads its model-needing names lazily (a string map, which the AST
+    does not see as an import): every such name must come from a declared model module."""
+    assert set(mechintro.analysis._LAZY.values()) <= MODEL_MODULES
+    sources = package_sources()
+    for module in MODEL_MODULES:
+        assert module in sources, f"declared model module {module} does not exist"
+    for name, module in mechintro.analysis._LAZY.items():
+        assert f"def {name}(" in sources[module][0], f"{module} defines no {name}"
+
+
+# --- The checker fails on what it should catch ---------------------------------------------------
+
+
+def _with(extra: Mapping[str, str]) -> dict[str, tuple[str, bool]]:
+    """The package's sources, with ``extra`` code appended to the named modules."""
+    sources = package_sources()
+    for name, code in extra.items():
+        src, is_pkg = sources[name]
+        sources[name] = (src + "\n" + code + "\n", is_pkg)
+    return sources
+
+
+def test_an_injected_forbidden_import_fails_the_check():
+    hidden = "def _later():\n    from mechintro.experiments import injected_thoughts\n"
+    bad = forbidden_edges(import_graph(_with({"mechintro.analysis.alignment": hidden})))
+    assert bad == [
+        "mechintro.analysis.alignment → mechintro.experiments.injected_thoughts (the analysis "
+        "layer reads runs: model code only in mechintro.analysis.causal, "
+        "mechintro.analysis.lens)"
+    ]
+    for module, code, edge in [
+        ("mechintro.analysis.anomaly", "import nnsight", "mechintro.analysis.anomaly → nnsight"),
+        ("mechintro.stats", "import torch", "mechintro.stats → torch"),
+        ("mechintro.readouts", "from mechintro import engine", "→ mechintro.engine"),
+        ("mechintro.runs", "from mechintro.cli import main", "mechintro.runs → mechintro.cli"),
+        (
+            "mechintro.experiments.prefill",
+            "from mechintro.experiments.thoughts_vs_text import NAME",
+            "mechintro.experiments.prefill → mechintro.experiments.thoughts_vs_text",
+        ),
+        (
+            "mechintro.analysis.self_prediction",
+            "from ..experiments import self_prediction",  # relative imports resolve too
+            "→ mechintro.experiments.self_prediction",
+        ),
+        (
+            "mechintro.analysis",
+            "importlib.import_module('mechintro.engine')",
+            "mechintro.analysis → mechintro.engine",
+        ),
+    ]:
+        found = forbidden_edges(import_graph(_with({module: code})))
+        assert len(found) == 1 and edge in found[0], (module, code, found)
+
+
+def test_declared_model_modules_may_import_model_code_and_type_checking_imports_do_not_count():
+    lens_code = "from mechintro import engine"
+    assert forbidden_edges(import_graph(_with({"mechintro.analysis.lens": lens_code}))) == []
+    typing_only = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import torch\n"
+    assert forbidden_edges(import_graph(_with({"mechintro.stats": typing_only}))) == []
+
+
+def test_an_injected_cycle_fails_the_check():
+    """A cycle hidden inside a function (the self-prediction modules had one) is found."""
+    hidden = "def _later():\n    from mechintro.analysis import alignment\n"
+    found = cycles(import_graph(_with({"mechintro.stats": hidden})))
+    assert found == [["mechintro.analysis.alignment", "mechintro.stats"]]
+    longer = cycles(
+        import_graph(
+            _with(
+                {
+                    "mechintro.self_prediction": "from mechintro import training",
+                    "mechintro.training": (
+                        "def f():\n    from mechintro.analysis import self_prediction"
+                    ),
+                }
+            )
+        )
+    )
+    assert longer == [
+        ["mechintro.analysis.self_prediction", "mechintro.self_prediction", "mechintro.training"]
+    ]
+
+
+# --- What importing the analysis layer loads -----------------------------------------------------
+
+
+def test_importing_the_analysis_layer_loads_no_model_code():
+    """A fresh interpreter: ``import mechintro.analysis`` leaves nnsight, torch, the experiments
+    and the engine unloaded (the model modules load on first use of their names)."""
+    code = (
+        "import json, sys\n"
+        "import mechintro.analysis\n"
+        "before = sorted(sys.modules)\n"
+        "mechintro.analysis.lens_summary\n"
+        "print(json.dumps([before, sorted(sys.modules)]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    before, after = (set(x) for x in json.loads(out))
+    for name in (
+        "nnsight",
+        "torch",
+        "transformers",
+        "mechintro.experiments",
+        "mechintro.engine",
+        "mechintro.runner",
+        "mechintro.models",
+        *MODEL_MODULES,
+    ):
+        assert name not in before, f"import mechintro.analysis loaded {name}"
+    assert "mechintro.analysis.lens" in after  # the lazy name did load its module
