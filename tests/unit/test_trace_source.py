@@ -62,7 +62,8 @@ def test_no_trace_layout_that_nnsight_cannot_read() -> None:
     "source",
     [
         "with (\n    a(),\n    model.lm.trace(batch),\n):\n    x = 1\n",
-        "with a(), model.lm.generate(b) as t:\n    with t.invoke(c):\n        # note\n        x = 1\n",
+        "with a(), model.lm.generate(b) as t:\n"
+        "    with t.invoke(c):\n        # note\n        x = 1\n",
     ],
 )
 def test_the_check_catches_both_layouts(source: str) -> None:
