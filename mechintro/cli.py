@@ -19,6 +19,8 @@ import math
 import signal
 import sys
 import threading
+import types
+import typing
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
@@ -573,8 +575,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     fields = {f.name: f for f in dataclasses.fields(module.Config)}
     if args.fields:
+        from mechintro.experiments.base import field_help
+
+        helps = field_help(module.Config)
         for f in fields.values():
             print(f"{f.name:<18} {f.default!r}")
+            if helps[f.name]:
+                print(f"{'':<18} {helps[f.name]}")
         return 0
     if args.out is None:
         raise MechintroError(
@@ -597,7 +604,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise MechintroError(
             f"{args.experiment} has no option {', '.join('--' + k.replace('_', '-') for k in unknown)}: see `mechintro run {args.experiment} --fields`"
         )
-    _apply_settings(args.settings, fields, given)
+    _apply_settings(args.settings, module.Config, given)
     config = module.Config(**given)
     if args.out.exists():
         read_attrs(
@@ -657,11 +664,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.remote:
         raise MechintroError("finetuning runs here, not remotely: drop --remote")
-    fields = {f.name: f for f in dataclasses.fields(training.TrainConfig)}
     given = {
         k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None
     }
-    _apply_settings(args.settings, fields, given)
+    _apply_settings(args.settings, training.TrainConfig, given)
     config = training.TrainConfig(**given)
     if not args.behaviour.exists():
         raise MechintroError(
@@ -685,27 +691,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _apply_settings(settings: list[str], fields: dict, given: dict) -> None:
-    """Add each ``--set KEY=VALUE`` to ``given``, parsed like the field's default."""
+def _apply_settings(settings: list[str], config: type, given: dict) -> None:
+    """Add each ``--set KEY=VALUE`` to ``given``, parsed by the annotation of ``config``'s field
+    (a dataclass): ``trials=3`` is an integer, tuples split on commas, a Literal's choices are
+    checked, ``none`` is None where the field allows it."""
+    fields = {f.name for f in dataclasses.fields(config)}
+    hints = typing.get_type_hints(config)
     for item in settings:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
             raise MechintroError(
                 f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(fields)}"
             )
-        default = fields[key].default
-        if default is None:  # an optional field: parse like its annotation says
-            kind = str(fields[key].type)
-            default = next(
-                (
-                    like
-                    for name, like in (("bool", False), ("int", 0), ("float", 0.0), ("tuple", ()))
-                    if name in kind
-                ),
-                None,
-            )
         try:
-            given[key] = _field_value(value, default)
+            given[key] = _field_value(value, hints[key], key)
         except argparse.ArgumentTypeError as exc:
             raise MechintroError(f"--set {item}: {exc}") from None
         if key == "seed" and isinstance(given[key], int) and given[key] < 0:
@@ -714,30 +713,42 @@ def _apply_settings(settings: list[str], fields: dict, given: dict) -> None:
             )
 
 
-def _field_value(text: str, default: object) -> object:
-    """A ``--set`` value parsed like the field's default: lists for tuples, numbers, booleans."""
-
-    def scalar(s: str, like: object) -> object:
-        if isinstance(like, bool):
-            if s.lower() not in ("true", "false"):
-                raise MechintroError(f"'{s}' is not true or false")
-            return s.lower() == "true"
-        if isinstance(like, int):
-            try:
-                return int(s)
-            except ValueError:
-                raise MechintroError(f"'{s}' is not an integer") from None
-        if isinstance(like, float):
-            try:
-                return float(s)
-            except ValueError:
-                raise MechintroError(f"'{s}' is not a number") from None
-        return s
-
-    if isinstance(default, tuple):
-        like = default[0] if default else ""
-        return tuple(scalar(s, like) for s in _list(text)) if text else ()
-    return scalar(text, default)
+def _field_value(text: str, hint: object, key: str) -> object:
+    """A ``--set`` value parsed by its field's annotation ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and text.lower() == "none":
+            return None
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return _field_value(text, rest[0], key)
+        if str in rest:  # e.g. a layer given as an index, a fraction or "all": kept as typed
+            return text
+        for kind in (int, float):
+            if kind in rest:
+                try:
+                    return kind(text)
+                except ValueError:
+                    pass
+        raise MechintroError(f"{key}={text!r} is invalid: it must be one of {rest}")
+    if origin is tuple:
+        return tuple(_field_value(s, args[0], key) for s in _list(text)) if text else ()
+    if origin is typing.Literal:
+        if text not in args:
+            choices = " or ".join(repr(a) for a in args)
+            raise MechintroError(f"{key}={text!r} is invalid: it must be {choices}")
+        return text
+    if hint is bool:
+        if text.lower() not in ("true", "false"):
+            raise MechintroError(f"'{text}' is not true or false")
+        return text.lower() == "true"
+    if hint in (int, float):
+        try:
+            return hint(text)  # type: ignore[operator]
+        except ValueError:
+            what = "an integer" if hint is int else "a number"
+            raise MechintroError(f"'{text}' is not {what}") from None
+    return text
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -836,11 +847,10 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
     if args.oracle_command == "train":
         if args.remote:
             raise MechintroError("oracle training runs here, not remotely: drop --remote")
-        fields = {f.name: f for f in dataclasses.fields(otrain.OracleConfig)}
         given = {
             k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None
         }
-        _apply_settings(args.settings, fields, given)
+        _apply_settings(args.settings, otrain.OracleConfig, given)
         config = otrain.OracleConfig(**given)
         if args.out.exists() and not (args.out / "training.json").exists():
             raise MechintroError(

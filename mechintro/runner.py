@@ -10,6 +10,7 @@ and its index, the finished dataset equals that of an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -260,18 +261,56 @@ def batch_seed(seed: int, batch_index: int) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
+def layer_map(specs: Sequence[str | int | float], layers: Sequence[int]) -> str:
+    """The ``layer_map`` attribute: each layer as given (index or fraction) → block index;
+    ``("all",)`` maps each block index to itself."""
+    if tuple(map(str, specs)) == ("all",):
+        return json.dumps({str(layer): int(layer) for layer in layers})
+    if len(layers) != len(specs):
+        raise MechintroError(
+            f"layers {list(map(str, specs))} name the same layer of this model more than once "
+            f"(they resolve to {list(layers)}): give each layer once"
+        )
+    return json.dumps({str(s): int(layer) for s, layer in zip(specs, layers, strict=True)})
+
+
+def _derived_attrs(
+    config: Mapping[str, object] | object,
+    experiment: str | None,
+    layers: Sequence[int] | None,
+    vectors: xr.DataArray | None,
+) -> tuple[dict[str, str], Mapping[str, object]]:
+    """The attributes :func:`execute` derives, and the config as a mapping."""
+    attrs: dict[str, str] = {}
+    if experiment is not None:
+        attrs["experiment"] = experiment
+    if layers is not None:
+        specs = getattr(config, "layers", None)
+        if specs is None:
+            raise AssertionError("layers= needs a config with a layers field")
+        attrs["layer_map"] = layer_map(specs, layers)
+    if vectors is not None:
+        attrs["vectors_method"] = vectors.attrs.get("method", "")
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    return attrs, config  # type: ignore[return-value]
+
+
 def execute(
     model: Model,
     trials: Sequence[Trial],
     out: str | Path,
     *,
-    config: Mapping[str, object],
+    config: Mapping[str, object] | object,
     mode: Mode,
     answers: Answers | None = None,
     generation: Generation | None = None,
-    batch_size: int = 16,
-    record: bool = False,
-    seed: int = 0,
+    batch_size: int | None = None,
+    record: bool | None = None,
+    seed: int | None = None,
+    experiment: str | None = None,
+    layers: Sequence[int] | None = None,
+    vectors: xr.DataArray | None = None,
     extra_attrs: Mapping[str, str] | None = None,
     progress: Progress = None,
     swap_model: Model | None = None,
@@ -280,9 +319,18 @@ def execute(
     """Run ``trials`` into the run store ``out``, resuming it if it exists.
 
     Args:
-        config: the experiment's configuration (JSON-serialisable); stored, and compared on resume.
+        config: the experiment's configuration, a dataclass (an experiment's ``Config``) or a
+            JSON-serialisable mapping; stored, and compared on resume. From a dataclass,
+            ``batch_size``, ``record`` and ``seed`` default to its ``batch_size``,
+            ``record_resid`` and ``seed`` fields (else to 16, false and 0).
         mode: ``"logits"`` (needs ``answers``) or ``"generate"`` (needs ``generation``).
         record: store every layer's residual stream over the prompt (float16).
+        experiment: the experiment's ``NAME``, stored as the ``experiment`` attribute.
+        layers: the block indices that the config's ``layers`` resolved to, stored as the
+            ``layer_map`` attribute (:func:`layer_map`).
+        vectors: the vectors the trials inject; their ``method`` is stored as
+            ``vectors_method``.
+        extra_attrs: further run attributes (they override the derived ones).
         progress: a ``tqdm.auto`` bar (``None``/``True``, the default), ``False`` for none, or a
             callable called with ``(trials_done, trials_total)`` after each batch.
         swap_model: the model that fills the KV cache of trials with ``swap_prefix`` (logit mode).
@@ -293,6 +341,12 @@ def execute(
         The path of the finished run.
     """
     out = Path(out)
+    derived, config = _derived_attrs(config, experiment, layers, vectors)
+    fields = config if isinstance(config, Mapping) else {}
+    batch_size = int(fields.get("batch_size", 16)) if batch_size is None else batch_size
+    record = bool(fields.get("record_resid", False)) if record is None else record
+    seed = int(fields.get("seed", 0)) if seed is None else seed
+    extra_attrs = {**derived, **(extra_attrs or {})}
     if batch_size < 1:
         raise MechintroError(f"batch size must be at least 1, got {batch_size}")
     if mode == "logits" and answers is None:

@@ -30,7 +30,6 @@ offline grader by default instead of Claude Sonnet 4 (its agreement with hand la
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,16 +41,15 @@ import torch
 import xarray as xr
 
 from mechintro import grading, stimuli
-from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import layer_map, require_experiment
-from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.experiments._common import require_experiment
+from mechintro.experiments.base import SteeredConfig, cell_summary
+from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Generation, Shard, Trial, execute
 from mechintro.stats import diff_ci, rate, rate_interval
 from mechintro.tables import table
 from mechintro.vectors import (
-    StrengthUnit,
     check_vectors_match,
     concept_vectors,
     resolve_layers,
@@ -78,29 +76,30 @@ QUESTIONS: dict[str, str] = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class InjectedThoughtsConfig:
-    """Configuration of an ``injected-thoughts`` run; defaults follow Lindsey 2025,
-    experiment 1 (five
-    layers spread over depth; 50 injected trials per cell; 100 controls in all)."""
+class InjectedThoughtsConfig(SteeredConfig):
+    """Configuration of an ``injected-thoughts`` run; defaults follow Lindsey 2025, experiment 1
+    (five layers spread over depth; 50 injected trials per cell; 100 controls in all)."""
 
-    model: str = DEFAULT_MODEL
-    concepts: tuple[str, ...] = ()  # empty: the words of `category`
+    concepts: tuple[str, ...] = ()
+    """concept words to inject (empty: the words of category)"""
     category: Category = "concept50"
+    """Lindsey's word list used when concepts is empty"""
     layers: tuple[str | int | float, ...] = ("0.33", "0.5", "0.6", "0.67", "0.83")
+    """injection layers: indices (15) or fractions of depth (0.5)"""
     strengths: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
-    strength_unit: StrengthUnit = "raw"
+    """injection strengths (see strength_unit)"""
     trials: int = 50
+    """injected trials per (layer, strength) cell"""
     controls: int = 5
+    """uninjected control trials per cell"""
     question: Question = "detect"
+    """the question asked after the injection (see QUESTIONS)"""
     vector_kind: VectorKind = "concept"
+    """the concept vector, a random vector of its norm, or its negation"""
     max_new_tokens: int = 100
+    """length of each sampled answer"""
     temperature: float = 1.0
-    seed: int = 0
-    batch_size: int = 16
-    record_resid: bool = False
-
-    def __post_init__(self) -> None:
-        check_config(self)
+    """sampling temperature (0: greedy)"""
 
     def words(self) -> tuple[str, ...]:
         if self.concepts:
@@ -192,7 +191,13 @@ def run(
     shard: Shard | None = None,
 ) -> Path:
     """Run the experiment into ``out`` (resuming it if present); computes Lindsey vectors for the
-    word list when ``vectors`` is not given."""
+    word list when ``vectors`` is not given.
+
+    Example::
+
+        config = Config(concepts=("Dust", "Oceans"), layers=("0.5",), trials=2, controls=1)
+        out = run(config, "it.zarr", model=mi.load_model("smollm2-135m"))
+    """
     if vectors is None:
         vectors = concept_vectors(model, config.words())
     trials, layers = build_trials(config, model, vectors)
@@ -200,18 +205,13 @@ def run(
         model,
         trials,
         out,
-        config=dataclasses.asdict(config),
+        config=config,
+        experiment=NAME,
         mode="generate",
         generation=Generation(max_new_tokens=config.max_new_tokens, temperature=config.temperature),
-        batch_size=config.batch_size,
-        record=config.record_resid,
-        seed=config.seed,
-        extra_attrs={
-            "experiment": NAME,
-            "layer_map": layer_map(config.layers, layers),
-            "vectors_method": vectors.attrs.get("method", ""),
-            "question_text": QUESTIONS[config.question],
-        },
+        layers=layers,
+        vectors=vectors,
+        extra_attrs={"question_text": QUESTIONS[config.question]},
         progress=progress,
         shard=shard,
     )
@@ -270,56 +270,33 @@ def summarize(
     concept = np.asarray(ds["concept"].values, dtype=object)
     injected = cond != "control"
     fp_all = g["false_positive"].values[~injected]
-    layers, strengths = sorted(set(layer.tolist())), sorted(set(strength.tolist()))
-    names = (
-        "tpr",
-        "tpr_lo",
-        "tpr_hi",
-        "coherence",
-        "affirmative",
-        "fpr",
-        "fpr_lo",
-        "fpr_hi",
-        "net",
-        "net_lo",
-        "net_hi",
-    )
-    arrays = {n: np.full((len(layers), len(strengths)), np.nan) for n in names}
-    n_inj = np.zeros((len(layers), len(strengths)), dtype=int)
-    n_ctl = np.zeros_like(n_inj)
     methods: set[str] = set()
-    for i, lay in enumerate(layers):
-        for j, s in enumerate(strengths):
-            cell = (layer == lay) & (strength == s)
-            inj, ctl = cell & injected, cell & ~injected
-            succ = g["success"].values[inj]
-            iv = rate_interval(succ, concept[inj], seed=seed)
-            arrays["tpr"][i, j], arrays["tpr_lo"][i, j], arrays["tpr_hi"][i, j], n_inj[i, j] = (
-                iv.estimate,
-                iv.lo,
-                iv.hi,
-                iv.n,
-            )
-            if iv.n:
-                methods.add(iv.method if iv.is_ci else f"{iv.method} — not a 95% CI ({iv.note})")
-            arrays["coherence"][i, j] = g["coherence"].values[inj].mean() if inj.any() else np.nan
-            arrays["affirmative"][i, j] = (
-                g["affirmative"].values[inj].mean() if inj.any() else np.nan
-            )
-            arrays["fpr"][i, j], arrays["fpr_lo"][i, j], arrays["fpr_hi"][i, j], n_ctl[i, j] = rate(
-                g["false_positive"].values[ctl]
-            )
-            arrays["net"][i, j], arrays["net_lo"][i, j], arrays["net_hi"][i, j] = diff_ci(
-                succ, fp_all, seed=seed
-            )
-    out = xr.Dataset(
-        {k: (("inject_layer", "strength"), v) for k, v in arrays.items()}
-        | {
-            "n": (("inject_layer", "strength"), n_inj),
-            "n_control": (("inject_layer", "strength"), n_ctl),
-        },
-        coords={"inject_layer": layers, "strength": strengths},
-    )
+
+    def cell(rows: np.ndarray) -> dict[str, float]:
+        inj, ctl = rows & injected, rows & ~injected
+        succ = g["success"].values[inj]
+        iv = rate_interval(succ, concept[inj], seed=seed)
+        if iv.n:
+            methods.add(iv.method if iv.is_ci else f"{iv.method} — not a 95% CI ({iv.note})")
+        fpr, fpr_lo, fpr_hi, n_ctl = rate(g["false_positive"].values[ctl])
+        net, net_lo, net_hi = diff_ci(succ, fp_all, seed=seed)
+        return {
+            "tpr": iv.estimate,
+            "tpr_lo": iv.lo,
+            "tpr_hi": iv.hi,
+            "n": iv.n,
+            "coherence": g["coherence"].values[inj].mean() if inj.any() else np.nan,
+            "affirmative": g["affirmative"].values[inj].mean() if inj.any() else np.nan,
+            "fpr": fpr,
+            "fpr_lo": fpr_lo,
+            "fpr_hi": fpr_hi,
+            "n_control": n_ctl,
+            "net": net,
+            "net_lo": net_lo,
+            "net_hi": net_hi,
+        }
+
+    out = cell_summary(ds, ("inject_layer", "strength"), cell, ints=("n", "n_control"))
     fpr, fpr_lo, fpr_hi, n_fp = rate(fp_all)
     out.attrs.update(
         {

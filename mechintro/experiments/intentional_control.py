@@ -13,7 +13,6 @@ Pairs: the 50 sentences with a seeded permutation of the 50 concept words.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +22,10 @@ import numpy as np
 import xarray as xr
 
 from mechintro import stimuli
-from mechintro.config import check_config
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import require_experiment
-from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.experiments.base import BaseConfig
+from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import YES_NO, Shard, Trial, execute
 from mechintro.stimuli import make_pairs
@@ -50,19 +49,20 @@ TEMPLATE = 'Write "{sentence}" {instruction} Don\'t write anything else.'
 
 
 @dataclass(frozen=True, kw_only=True)
-class IntentionalControlConfig:
+class IntentionalControlConfig(BaseConfig):
     """Configuration of an ``intentional-control`` run (defaults: Lindsey 2025, experiment 4)."""
 
-    model: str = DEFAULT_MODEL
-    concepts: tuple[str, ...] = ()  # empty: Lindsey's 50 words
+    concepts: tuple[str, ...] = ()
+    """concept words (empty: Lindsey's 50 words)"""
     pairs: int = 50
+    """(sentence, word) pairs"""
     instructions: tuple[Instruction, ...] = ("think", "dont_think", "rewarded", "punished")
-    seed: int = 0
-    batch_size: int = 16
+    """the instructions compared (see INSTRUCTIONS)"""
     record_resid: bool = True
+    """must stay on: the residual streams are what this experiment measures"""
 
     def __post_init__(self) -> None:
-        check_config(self)
+        super().__post_init__()
         if not self.record_resid:
             raise MechintroError(
                 "intentional-control measures residual streams: keep record_resid on"
@@ -116,19 +116,21 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     shard: Shard | None = None,
 ) -> Path:
-    """Record the residual streams (``vectors`` is unused: alignment is computed afterwards)."""
-    trials = build_trials(config, model)
+    """Record the residual streams (``vectors`` is unused: alignment is computed afterwards).
+
+    Example::
+
+        config = Config(pairs=4, instructions=("think", "dont_think"))
+        out = run(config, "ic.zarr", model=mi.load_model("smollm2-135m"))
+    """
     return execute(
         model,
-        trials,
+        build_trials(config, model),
         out,
-        config=dataclasses.asdict(config),
+        config=config,
+        experiment=NAME,
         mode="logits",
         answers=YES_NO,
-        batch_size=config.batch_size,
-        record=True,
-        seed=config.seed,
-        extra_attrs={"experiment": NAME},
         progress=progress,
         shard=shard,
     )

@@ -30,7 +30,6 @@ use Lindsey's 50 sentences and Lindsey concept vectors for the 50 words.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,16 +40,15 @@ import numpy as np
 import xarray as xr
 
 from mechintro import stimuli
-from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import layer_map, require_experiment
-from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.experiments._common import require_experiment
+from mechintro.experiments.base import SteeredConfig, cell_summary
+from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Answers, Shard, Trial, execute
 from mechintro.stats import rate
 from mechintro.tables import table
 from mechintro.vectors import (
-    StrengthUnit,
     check_vectors_match,
     concept_vectors,
     resolve_layers,
@@ -82,23 +80,25 @@ TASK_TEXT = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class LocalisationConfig:
-    """Configuration of a ``localisation`` run (defaults: Godet's 5-sentence task, 50 trials per cell)."""
+class LocalisationConfig(SteeredConfig):
+    """Configuration of a ``localisation`` run (defaults: Godet's 5-sentence task, 50 trials
+    per cell)."""
 
-    model: str = DEFAULT_MODEL
-    concepts: tuple[str, ...] = ()  # empty: Lindsey's 50 words
+    concepts: tuple[str, ...] = ()
+    """concept words (empty: Lindsey's 50 words)"""
     tasks: tuple[Task, ...] = ("sentence", "half", "depth")
+    """which sentence, which half of the list, or which depth the vector was injected at"""
     k: int = 5
+    """sentences per prompt (2..9; the answer is one digit)"""
     layers: tuple[str | int | float, ...] = ("0.1", "0.25", "0.5", "0.75")
+    """injection layers: indices (15) or fractions of depth (0.5)"""
     strengths: tuple[float, ...] = (4.0, 8.0)
-    strength_unit: StrengthUnit = "raw"
+    """injection strengths (see strength_unit)"""
     trials: int = 50
-    seed: int = 0
-    batch_size: int = 16
-    record_resid: bool = False
+    """injected trials per (task, layer, strength) cell; as many uninjected per task"""
 
     def __post_init__(self) -> None:
-        check_config(self)
+        super().__post_init__()
         if not 2 <= self.k <= 9:
             raise MechintroError(f"k={self.k}: give 2..9 sentences (the answer is one digit)")
         if not self.tasks:
@@ -237,8 +237,15 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     shard: Shard | None = None,
 ) -> Path:
-    """One run per task would need three answer sets; the run stores all options of all tasks
-    and each trial is scored over its own task's options."""
+    """Run the experiment into ``out`` (resuming it if present); computes Lindsey vectors for the
+    word list when ``vectors`` is not given. One run per task would need three answer sets; the
+    run stores all options of all tasks and each trial is scored over its own task's options.
+
+    Example::
+
+        config = Config(tasks=("sentence",), layers=("0.5",), strengths=(8.0,), trials=4)
+        out = run(config, "lo.zarr", model=mi.load_model("smollm2-135m"))
+    """
     if vectors is None:
         vectors = concept_vectors(model, config.words())
     trials, layers = build_trials(config, model, vectors)
@@ -249,17 +256,12 @@ def run(
         model,
         trials,
         out,
-        config=dataclasses.asdict(config),
+        config=config,
+        experiment=NAME,
         mode="logits",
         answers=Answers(forms=forms),
-        batch_size=config.batch_size,
-        record=config.record_resid,
-        seed=config.seed,
-        extra_attrs={
-            "experiment": NAME,
-            "layer_map": layer_map(config.layers, layers),
-            "vectors_method": vectors.attrs.get("method", ""),
-        },
+        layers=layers,
+        vectors=vectors,
         progress=progress,
         shard=shard,
     )
@@ -353,42 +355,26 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
     target, choice = strs(ds["target"].values), strs(c["choice"].values)
     inj = cond == "injected"
     tasks = list(dict.fromkeys(task.tolist()))
-    layers, strengths = sorted(set(layer[inj].tolist())), sorted(set(strength[inj].tolist()))
-    shape = (len(tasks), len(layers), len(strengths))
-    names = (
-        "accuracy",
-        "lo",
-        "hi",
-        "n",
-        "p_target",
-        "balanced_accuracy",
-        "p_target_corrected",
-        "varies",
-        "mde",
+
+    def cell(m: np.ndarray) -> dict[str, float]:
+        if not m.any():
+            return {}
+        accuracy, lo, hi, n = rate(c["correct"].values[m])
+        rows = np.flatnonzero(m)
+        stats = cell_statistics(
+            choice[rows], target[rows], _option_probs(ds, t_of(rows), rows), options(t_of(rows), k)
+        )
+        p_target = float(np.nanmean(c["p_target"].values[m]))
+        return {"accuracy": accuracy, "lo": lo, "hi": hi, "n": n, "p_target": p_target} | stats
+
+    def t_of(rows: np.ndarray) -> str:
+        return str(task[rows[0]])
+
+    keys = xr.Dataset(
+        {"task": ("trial", task), "inject_layer": ("trial", layer), "strength": ("trial", strength)}
     )
-    arrays = {n: np.full(shape, np.nan) for n in names}
-    for a, t in enumerate(tasks):
-        for i, lay in enumerate(layers):
-            for j, s in enumerate(strengths):
-                m = inj & (task == t) & (layer == lay) & (strength == s)
-                if not m.any():
-                    continue
-                (
-                    arrays["accuracy"][a, i, j],
-                    arrays["lo"][a, i, j],
-                    arrays["hi"][a, i, j],
-                    arrays["n"][a, i, j],
-                ) = rate(c["correct"].values[m])
-                arrays["p_target"][a, i, j] = float(np.nanmean(c["p_target"].values[m]))
-                rows = np.flatnonzero(m)
-                for key, v in cell_statistics(
-                    choice[rows], target[rows], _option_probs(ds, t, rows), options(t, k)
-                ).items():
-                    arrays[key][a, i, j] = v
-    out = xr.Dataset(
-        {n: (("task", "inject_layer", "strength"), v) for n, v in arrays.items()},
-        coords={"task": tasks, "inject_layer": layers, "strength": strengths},
-    )
+    by = ("task", "inject_layer", "strength")
+    out = cell_summary(keys, by, cell, where=inj, levels={"task": tasks})
     out["chance"] = ("task", [1 / len(options(t, k)) for t in tasks])
     for t in tasks:
         picks = choice[~inj & (task == t)]

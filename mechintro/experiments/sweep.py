@@ -27,8 +27,6 @@ forms (the answer after a generation prompt usually starts without a space).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +38,10 @@ from scipy.stats import binomtest
 from scipy.stats import t as student_t
 
 from mechintro import stimuli
-from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import layer_map, require_experiment
-from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.experiments._common import require_experiment
+from mechintro.experiments.base import BaseConfig, cell_summary
+from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.readouts import yes_no
 from mechintro.runner import YES_NO, Shard, Trial, execute
@@ -66,21 +64,20 @@ CAPS = ("HI! HOW ARE YOU?", "Hi! How are you?")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SweepConfig:
+class SweepConfig(BaseConfig):
     """Configuration of a ``sweep`` run (defaults: Godet's heatmap, every layer × scales 1–10)."""
 
-    model: str = DEFAULT_MODEL
-    vector: str = "caps"  # "caps" (Godet's) or a concept word (Lindsey's vector for it)
+    vector: str = "caps"
+    """"caps" (Godet's all-caps contrast) or a concept word (Lindsey's vector for it)"""
     layers: tuple[str | int | float, ...] = ("all",)
+    """steered layers: indices, fractions of depth, or all"""
     strengths: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0)
+    """raw multipliers of the vector"""
     position: Literal["last", "all"] = "last"
-    control_questions: tuple[str, ...] = ()  # empty: "1+1=3" and Lindsey's 20
-    seed: int = 0
+    """steer the last prompt token (Godet's default) or every token"""
+    control_questions: tuple[str, ...] = ()
+    """control questions (empty: "1+1=3" and Lindsey's 20)"""
     batch_size: int = 32
-    record_resid: bool = False
-
-    def __post_init__(self) -> None:
-        check_config(self)
 
     def control_list(self) -> tuple[str, ...]:
         return self.control_questions or (
@@ -156,25 +153,26 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     shard: Shard | None = None,
 ) -> Path:
+    """Run the sweep into ``out`` (resuming it if present); computes the configured vector when
+    ``vectors`` is not given.
+
+    Example::
+
+        config = Config(layers=("0.5",), strengths=(2.0, 8.0), control_questions=("Is 2 > 3?",))
+        out = run(config, "sweep.zarr", model=mi.load_model("smollm2-135m"))
+    """
     vectors = make_vectors(config, model) if vectors is None else vectors
     trials, layers = build_trials(config, model, vectors)
     return execute(
         model,
         trials,
         out,
-        config=dataclasses.asdict(config),
+        config=config,
+        experiment=NAME,
         mode="logits",
         answers=YES_NO,
-        batch_size=config.batch_size,
-        record=config.record_resid,
-        seed=config.seed,
-        extra_attrs={
-            "experiment": NAME,
-            "layer_map": json.dumps({str(x): x for x in layers})
-            if config.layers == ("all",)
-            else layer_map(config.layers, layers),
-            "vectors_method": vectors.attrs.get("method", ""),
-        },
+        layers=layers,
+        vectors=vectors,
         progress=progress,
         shard=shard,
     )
@@ -188,58 +186,31 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     yn = yes_no(ds)
     ld, mass = yn["logit_diff"].values, yn["mass"].values
     cond, kind, q = (np.asarray(ds[k].values) for k in ("condition", "kind", "question"))
-    layer, strength = np.asarray(ds["inject_layer"].values), np.asarray(ds["strength"].values)
     base = {str(q[i]): float(ld[i]) for i in np.flatnonzero(cond == "unsteered")}
     steered = cond == "steered"
-    layers, strengths = (
-        sorted(set(layer[steered].tolist())),
-        sorted(set(strength[steered].tolist())),
-    )
-    names = (
-        "intro",
-        "control",
-        "intro_shift",
-        "control_shift",
-        "control_shift_lo",
-        "control_shift_hi",
-        "difference",
-        "difference_lo",
-        "difference_hi",
-        "intro_mass",
-        "control_mass",
-        "rank",
-        "pi_lo",
-        "pi_hi",
-        "outside_pi",
-    )
-    arrays = {n: np.full((len(layers), len(strengths)), np.nan) for n in names}
-    for i, lay in enumerate(layers):
-        for j, s in enumerate(strengths):
-            cell = steered & (layer == lay) & (strength == s)
-            it, ct = cell & (kind == "introspection"), cell & (kind == "control")
-            intro_shift = float(np.mean(ld[it] - [base[str(x)] for x in q[it]]))
-            ctl_shifts = ld[ct] - np.array([base[str(x)] for x in q[ct]])
-            mean, lo, hi = bootstrap_mean_ci(ctl_shifts, seed=seed)
-            values = {
-                "intro": ld[it].mean(),
-                "control": ld[ct].mean(),
-                "intro_shift": intro_shift,
-                "control_shift": mean,
-                "control_shift_lo": lo,
-                "control_shift_hi": hi,
-                "difference": intro_shift - mean,
-                "difference_lo": intro_shift - hi,
-                "difference_hi": intro_shift - lo,
-                "intro_mass": mass[it].mean(),
-                "control_mass": mass[ct].mean(),
-            }
-            values.update(_standing(intro_shift, ctl_shifts))
-            for k, v in values.items():
-                arrays[k][i, j] = v
-    out = xr.Dataset(
-        {k: (("inject_layer", "strength"), v) for k, v in arrays.items()},
-        coords={"inject_layer": layers, "strength": strengths},
-    )
+
+    def cell(rows: np.ndarray) -> dict[str, float]:
+        it, ct = rows & (kind == "introspection"), rows & (kind == "control")
+        intro_shift = float(np.mean(ld[it] - [base[str(x)] for x in q[it]]))
+        ctl_shifts = ld[ct] - np.array([base[str(x)] for x in q[ct]])
+        mean, lo, hi = bootstrap_mean_ci(ctl_shifts, seed=seed)
+        values = {
+            "intro": ld[it].mean(),
+            "control": ld[ct].mean(),
+            "intro_shift": intro_shift,
+            "control_shift": mean,
+            "control_shift_lo": lo,
+            "control_shift_hi": hi,
+            "difference": intro_shift - mean,
+            "difference_lo": intro_shift - hi,
+            "difference_hi": intro_shift - lo,
+            "intro_mass": mass[it].mean(),
+            "control_mass": mass[ct].mean(),
+        }
+        return values | _standing(intro_shift, ctl_shifts)
+
+    out = cell_summary(ds, ("inject_layer", "strength"), cell, where=steered)
+    arrays = {name: out[name].values for name in out.data_vars}
     intro_base = [base[str(x)] for x in np.unique(q[kind == "introspection"])]
     ctl_base = [base[str(x)] for x in np.unique(q[kind == "control"])]
     n_q = len(ctl_base) + 1
