@@ -634,6 +634,15 @@ def _patch_plan(
     }  # type: ignore[misc]
 
 
+def check_patches(
+    model: Model, prompts: Sequence[Sequence[int]], patches: Sequence[Patch | None]
+) -> None:
+    """Refuse, with one line, a patch that does not fit its prompt or this model (the checks
+    :func:`patched_forward` makes), before anything runs."""
+    for prompt, patch in zip(prompts, patches, strict=True):
+        _patch_plan(model, len(prompt), [prompt], [patch])
+
+
 def patched_forward(
     model: Model,
     prompts: Sequence[Sequence[int]],

@@ -49,6 +49,9 @@ class Trial:
     sentence of intentional control); ``max_new_tokens`` cuts this trial's response shorter than
     the run's (tokens after it are stored as ``-1``, as after an end of sequence). ``swap_prefix``
     > 0 hands the first tokens to the run's ``swap_model`` (Latent Introspection's model swap).
+    ``patch`` writes activations at chosen prompt positions (:class:`mechintro.engine.Patch`:
+    Patchscopes, Activation Oracles); a run whose trials patch injects no ``vector`` and records
+    no residuals.
     """
 
     prompt: Prompt
@@ -63,6 +66,7 @@ class Trial:
     read_window: Window | None = None
     max_new_tokens: int | None = None
     swap_prefix: int = 0
+    patch: engine.Patch | None = None
 
     def injection(self) -> engine.Injection | None:
         if self.vector is None:
@@ -230,6 +234,16 @@ def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Injectio
                 )
             model.check_layer(t.inject_layer)
             model.check_layer(t.inject_layer_end - 1)
+    patched = [t for t in trials if t.patch is not None]
+    if patched:
+        if any(t.vector is not None or t.swap_prefix for t in trials):
+            raise MechintroError(
+                "a run either patches activations or injects vectors (or swaps models): "
+                "split it into two runs"
+            )
+        engine.check_patches(
+            model, [t.prompt.input_ids for t in patched], [t.patch for t in patched]
+        )
     return [t.injection() for t in trials]
 
 
@@ -354,6 +368,8 @@ def execute(
     if mode == "generate" and generation is None:
         raise AssertionError("generation mode needs generation settings")
     injections = _check_trials(model, trials)
+    if record and any(t.patch is not None for t in trials):
+        raise MechintroError("a patched run records no residual streams: set record_resid false")
     if record:
         _check_memory(model, trials, batch_size)
     swapping = any(t.swap_prefix for t in trials)
@@ -453,7 +469,8 @@ def _execute_locked(
     answer_ids = resolved[2] if resolved else []
     # One shared-prefix length for the whole run, so every batch takes the same path.
     prefix = 0
-    if not swapping and not model.remote:
+    patching = any(t.patch is not None for t in trials)
+    if not swapping and not patching and not model.remote:
         prefix = engine.shared_prefix([t.prompt.input_ids for t in trials], injections)
         prefix = prefix if prefix >= engine.MIN_SHARED_PREFIX else 0
     n_batches = -(-len(trials) // batch_size)
@@ -475,7 +492,11 @@ def _execute_locked(
         chunk = trials[start:stop]
         prompts = [t.prompt.input_ids for t in chunk]
         if mode == "logits":
-            if any(t.swap_prefix for t in chunk):
+            if patching:
+                result = engine.patched_forward(
+                    model, prompts, [t.patch for t in chunk], answer_ids=answer_ids
+                )
+            elif any(t.swap_prefix for t in chunk):
                 result = _swap_batch(model, swap_model, chunk, injections[start:stop], answer_ids)  # type: ignore[arg-type]
             else:
                 result = engine.forward(
@@ -499,16 +520,26 @@ def _execute_locked(
                 min(t.max_new_tokens or generation.max_new_tokens, generation.max_new_tokens)
                 for t in chunk
             )
-            result = engine.generate(
-                model,
-                prompts,
-                injections[start:stop],
-                max_new_tokens=steps,
-                temperature=generation.temperature,
-                seed=batch_seed(seed, b),
-                record=record,
-                prefix=prefix,
-            )
+            if patching:
+                result = engine.patched_generate(
+                    model,
+                    prompts,
+                    [t.patch for t in chunk],
+                    max_new_tokens=steps,
+                    temperature=generation.temperature,
+                    seed=batch_seed(seed, b),
+                )
+            else:
+                result = engine.generate(
+                    model,
+                    prompts,
+                    injections[start:stop],
+                    max_new_tokens=steps,
+                    temperature=generation.temperature,
+                    seed=batch_seed(seed, b),
+                    record=record,
+                    prefix=prefix,
+                )
             ids = np.full((len(chunk), generation.max_new_tokens), -1, dtype=np.int32)
             ids[:, :steps] = result.generated.numpy()
             for row, t in enumerate(chunk):
@@ -614,6 +645,8 @@ def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
             if t.vector is None
             else t.vector.detach().float().cpu().contiguous().numpy().tobytes()
         )
+        if t.patch is not None:  # only patched trials' identities gain these
+            vectors.append(t.patch.vectors.detach().float().cpu().contiguous().numpy().tobytes())
         ids.append(np.asarray(t.prompt.input_ids, dtype=np.int64).tobytes())
         mask = t.window.resolve(t.prompt) if t.vector is not None else None
         read = t.read_window.resolve(t.prompt) if t.read_window is not None else None
@@ -632,6 +665,11 @@ def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
                     t.swap_prefix,
                     {k: str(v) for k, v in sorted(t.labels.items())},
                 ]
+                + (
+                    []
+                    if t.patch is None
+                    else [t.patch.layer, list(t.patch.positions), t.patch.mode, t.patch.coefficient]
+                )
             ).encode()
         )
     versions = {}

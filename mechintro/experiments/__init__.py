@@ -23,6 +23,7 @@ MODULES: dict[str, str] = {
     "sweep": "mechintro.experiments.sweep",
     "localisation": "mechintro.experiments.localisation",
     "self-prediction": "mechintro.experiments.self_prediction",
+    "patchscope": "mechintro.experiments.patchscope",
 }
 """CLI name → module path, in the order the CLI and the docs list them."""
 

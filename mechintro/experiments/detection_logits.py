@@ -91,7 +91,12 @@ Config = DetectionLogitsConfig  # the name the CLI and the experiment registry u
 def build_trials(
     config: DetectionLogitsConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
-    """The trial grid: per (layer, strength) cell, ``trials`` concepts and one control."""
+    """The trial grid: per (layer, strength) cell, ``trials`` concepts and one control.
+
+    Example::
+
+        trials, layers = build_trials(Config(layers=("0.5",)), model, vectors)
+    """
     layers = resolve_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     missing = [c for c in config.concepts if c not in set(vectors.concept.values.tolist())]
@@ -178,6 +183,11 @@ def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Datase
         Dataset with dims ``(inject_layer, strength)`` and, for each of ``p_yes_norm``, ``p_yes``,
         ``mass``, ``logit_diff``: ``{m}`` (injected mean), ``{m}_lo``, ``{m}_hi``, ``{m}_control``,
         ``{m}_shift``, ``{m}_shift_lo``, ``{m}_shift_hi``; plus ``n`` (injected trials per cell).
+
+    Example::
+
+        summary = summarize(mi.open_run("dl.zarr"))
+        summary.p_yes_norm_shift.sel(strength=4.0)  # shift against the control, per layer
     """
     require_experiment(ds, NAME)
     yn = yes_no(ds).compute()
@@ -208,7 +218,12 @@ def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Datase
 
 
 def format_summary(summary: xr.Dataset) -> str:
-    """A plain-text table of :func:`summarize`'s result (the CLI prints it)."""
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("dl.zarr"))))
+    """
     head = f"{'layer':>5} {'strength':>8} {'n':>3}  {'P(yes)/(P(yes)+P(no)) [95% CI]':>32}  {'control':>7}  {'shift [95% CI]':>24}  {'yes+no mass':>11}  {'logit diff shift':>16}"
     lines = [head, "-" * len(head)]
     for layer in summary.inject_layer.values:

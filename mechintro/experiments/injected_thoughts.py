@@ -149,6 +149,12 @@ def _vector(
 def build_trials(
     config: InjectedThoughtsConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
+    """The trials of ``config`` on ``model``, built before anything runs.
+
+    Example::
+
+        trials, layers = build_trials(Config(layers=("0.5",), trials=4), model, vectors)
+    """
     layers = resolve_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     words = config.words()
@@ -261,7 +267,13 @@ def summarize(
     coherence and affirmative rates, the cell's FPR (Wilson) and net = TPR − pooled FPR with
     Newcombe's interval (``attrs["interval"]`` names the methods). The
     attrs hold the held-out best cell: chosen by net on half of the concepts, reported on the
-    other half."""
+    other half.
+
+    Example::
+
+        summary = summarize(mi.open_run("it.zarr"))
+        summary.net.max()  # best cell: TPR − pooled FPR (see held_out_best)
+    """
     require_experiment(ds, NAME)
     g = grades(ds, source=source)
     cond = np.asarray(ds["condition"].values)
@@ -368,6 +380,12 @@ def held_out_best(
 
 
 def format_summary(summary: xr.Dataset) -> str:
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("it.zarr"))))
+    """
     rows = []
     for lay in summary.inject_layer.values:
         for s in summary.strength.values:

@@ -80,6 +80,12 @@ Config = IntentionalControlConfig
 
 
 def build_trials(config: IntentionalControlConfig, model: Model) -> list[Trial]:
+    """The trials of ``config`` on ``model``, built before anything runs.
+
+    Example::
+
+        trials = build_trials(Config(pairs=4, instructions=("think",)), model)
+    """
     trials = []
     sentences = tuple(stimuli.lindsey()["lindsey_sentences_50"])
     for sentence, word, _ in make_pairs(
@@ -138,7 +144,12 @@ def run(
 
 def summarize(ds: xr.Dataset) -> xr.Dataset:
     """Counts per instruction and the mean number of sentence tokens read (the alignment itself
-    is an analysis of the recorded residuals)."""
+    is an analysis of the recorded residuals).
+
+    Example::
+
+        summarize(mi.open_run("ic.zarr")).tokens_read.sel(condition="think")
+    """
     require_experiment(ds, NAME)
     cond = np.asarray(ds["condition"].values)
     read = np.asarray(ds["read_mask"].values).sum(1)
@@ -153,6 +164,12 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
 
 
 def format_summary(summary: xr.Dataset) -> str:
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("ic.zarr"))))
+    """
     rows = [
         {
             "instruction": str(c),

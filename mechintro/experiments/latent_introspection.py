@@ -270,6 +270,12 @@ def _row(variant: str, group: str, intervention: str, answer_format: str) -> str
 def build_trials(
     config: LatentIntrospectionConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
+    """The trials of ``config`` on ``model``, built before anything runs.
+
+    Example::
+
+        trials, layers = build_trials(Config(concepts=("cats",)), model, vectors)
+    """
     (start,) = resolve_layers([config.layer_start], model.n_layers)
     end_spec = str(config.layer_end).strip()
     end = (
@@ -409,7 +415,13 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     """Per (variant, group) row and strength: unsteered P(yes), P(no), steered means over
     concepts (and control questions) with 95% bootstrap intervals, the probability shift and
     vgel's logit shift ``logit(p_steered) − logit(p_base)`` of P(" yes"), P(yes)/(P(yes)+P(no))
-    and the yes/no mass."""
+    and the yes/no mass.
+
+    Example::
+
+        summary = summarize(mi.open_run("li.zarr"))
+        summary.logit_shift.sel(row="introspection/introspect")
+    """
     require_experiment(ds, NAME)
     p = np.exp(ds["answer_logprobs"].astype(np.float64))
     n = ds.sizes["trial"]
@@ -495,6 +507,12 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
 
 
 def format_summary(summary: xr.Dataset) -> str:
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("li.zarr"))))
+    """
     rows = []
     for s in summary.strength.values:
         c = summary.sel(strength=s)

@@ -149,6 +149,12 @@ def _prompt(model: Model, task: str, sentences: list[str]) -> tuple[object, str]
 def build_trials(
     config: LocalisationConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
+    """The trials of ``config`` on ``model``, built before anything runs.
+
+    Example::
+
+        trials, layers = build_trials(Config(tasks=("half",), trials=4), model, vectors)
+    """
     layers = resolve_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     rng = np.random.default_rng(config.seed)
@@ -342,7 +348,13 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
     """Per task × (layer, strength): accuracy with a 95% Wilson interval, chance, the mean
     normalised probability of the target, and what corrects them for the answer bias
     (:func:`cell_statistics`: balanced accuracy, bias-corrected P(target), whether the answer
-    ever varies, and the smallest detectable effect); the uninjected answer bias in the attrs."""
+    ever varies, and the smallest detectable effect); the uninjected answer bias in the attrs.
+
+    Example::
+
+        summary = summarize(mi.open_run("lo.zarr"))
+        summary.accuracy.sel(task="half") - summary.chance.sel(task="half")
+    """
     require_experiment(ds, NAME)
     c = choices(ds)
     k = int(json.loads(ds.attrs["config"])["k"])
@@ -385,6 +397,12 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
 
 
 def format_summary(summary: xr.Dataset) -> str:
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("lo.zarr"))))
+    """
     rows = []
     for t in summary.task.values:
         for lay in summary.inject_layer.values:

@@ -104,6 +104,12 @@ def messages(sentence: str, word: str, *, prefix: str | None = None) -> list[dic
 def build_trials(
     config: PrefillConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
+    """The trials of ``config`` on ``model``, built before anything runs.
+
+    Example::
+
+        trials, layers = build_trials(Config(pairs=4, layers=("0.5",)), model, vectors)
+    """
     layers = resolve_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     words = config.words()
@@ -211,7 +217,13 @@ def apologies(ds: xr.Dataset) -> xr.Dataset:
 def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     """Apology rate (or mean P(accident), logit readout) per condition × (layer, strength), 95%
     Wilson intervals on graded trials (bootstrap means in logit mode), the control rate, and
-    Lindsey's summary: the largest reduction of matched against min(control, random)."""
+    Lindsey's summary: the largest reduction of matched against min(control, random).
+
+    Example::
+
+        summary = summarize(mi.open_run("pf.zarr"))
+        summary.reduction  # min(control, random) − matched
+    """
     require_experiment(ds, NAME)
     a = apologies(ds)["apology"].values
     cond = np.asarray(ds["condition"].values)
@@ -262,6 +274,12 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
 
 
 def format_summary(summary: xr.Dataset) -> str:
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("pf.zarr"))))
+    """
     rows = []
     for lay in summary.inject_layer.values:
         for s in summary.strength.values:

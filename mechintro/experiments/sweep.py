@@ -106,6 +106,12 @@ def make_vectors(config: SweepConfig, model: Model) -> xr.DataArray:
 def build_trials(
     config: SweepConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
+    """The trials of ``config`` on ``model``, built before anything runs.
+
+    Example::
+
+        trials, layers = build_trials(Config(layers=("0.5",)), model, vectors)
+    """
     layers = sweep_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     if config.vector not in set(vectors.concept.values.tolist()):
@@ -181,7 +187,13 @@ def run(
 def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     """Per (layer, strength): ``intro`` and ``control`` (mean over questions) Yes−No logit
     differences, their shifts against the unsteered values, ``difference`` = intro shift − control
-    shift with a 95% bootstrap interval over control questions, and the yes/no mass."""
+    shift with a 95% bootstrap interval over control questions, and the yes/no mass.
+
+    Example::
+
+        summary = summarize(mi.open_run("sweep.zarr"))
+        summary.attrs["top_rank_cells"], summary.attrs["top_rank_expected"]
+    """
     require_experiment(ds, NAME)
     yn = yes_no(ds)
     ld, mass = yn["logit_diff"].values, yn["mass"].values
@@ -260,6 +272,12 @@ def _standing(intro_shift: float, ctl_shifts: np.ndarray) -> dict[str, float]:
 
 
 def format_summary(summary: xr.Dataset) -> str:
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("sweep.zarr"))))
+    """
     rows = []
     for lay in summary.inject_layer.values:
         for s in summary.strength.values:

@@ -90,6 +90,12 @@ Config = ThoughtsVsTextConfig
 def build_trials(
     config: ThoughtsVsTextConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
+    """The trials of ``config`` on ``model``, built before anything runs.
+
+    Example::
+
+        trials, layers = build_trials(Config(pairs=4, layers=("0.5",)), model, vectors)
+    """
     layers = resolve_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     trials: list[Trial] = []
@@ -192,7 +198,13 @@ def scores(ds: xr.Dataset) -> xr.Dataset:
 def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     """Per (layer, strength): the word-task and repeat-task success rates and the share of pairs
     with both (95% Wilson; each pair has its own concept and sentence), and the uninjected
-    baselines in the attrs."""
+    baselines in the attrs.
+
+    Example::
+
+        summary = summarize(mi.open_run("tt.zarr"))
+        summary.both.sel(strength=4.0)  # word named and sentence repeated
+    """
     require_experiment(ds, NAME)
     ok = scores(ds)["success"].values
     task, cond = np.asarray(ds["task"].values), np.asarray(ds["condition"].values)
@@ -241,6 +253,12 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
 
 
 def format_summary(summary: xr.Dataset) -> str:
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("tt.zarr"))))
+    """
     rows = []
     for lay in summary.inject_layer.values:
         for s in summary.strength.values:
