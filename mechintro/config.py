@@ -43,7 +43,9 @@ def _describe(hint: object) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(h) for h in typing.get_args(hint))
     if origin is tuple:
-        return f"a tuple of ({_describe(typing.get_args(hint)[0])})"
+        item = typing.get_args(hint)[0]
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "True or False"}
+        return f"a tuple of {plural[item]}" if item in plural else f"a tuple of ({_describe(item)})"
     return {bool: "True or False", int: "an integer", float: "a number", str: "a string"}[hint]  # type: ignore[index]
 
 

@@ -36,8 +36,13 @@ from mechintro.prompts import tokenize
 from mechintro.runner import Generation, Shard, Trial, execute
 from mechintro.stats import rate
 from mechintro.tables import table
-from mechintro.vectors import StrengthUnit, check_vectors_match, concept_vectors, resolve_layers
-from mechintro.vectors import unit_vector
+from mechintro.vectors import (
+    StrengthUnit,
+    check_vectors_match,
+    concept_vectors,
+    resolve_layers,
+    unit_vector,
+)
 
 NAME = "patchscope"
 PROMPT = "cat -> cat\n1135 -> 1135\nhello -> hello\n? ->"
@@ -134,8 +139,8 @@ def hits(ds: xr.Dataset) -> np.ndarray:
 
 
 def summarize(ds: xr.Dataset) -> xr.Dataset:
-    """Per condition × (layer, strength): the share of concepts the continuation names, with a
-    95% Wilson interval (``rate``, ``lo``, ``hi``, ``n``).
+    """Per condition and (layer, strength) cell: the share of concepts the continuation names,
+    with a 95% Wilson interval (``rate``, ``lo``, ``hi``, ``n``).
 
     Example::
 
