@@ -78,7 +78,8 @@ def check_config(config: object) -> None:
         raise MechintroError(f"strengths must be finite numbers, got {list(get('strengths'))}")
     if get("strengths") and len(set(get("strengths"))) != len(get("strengths")):
         raise MechintroError(
-            f"the strength list {list(get('strengths'))} has duplicates (by value): give each strength once"
+            f"the strength list {list(get('strengths'))} has duplicates (by value): give each "
+            "strength once"
         )
     if isinstance(get("seed"), int) and not 0 <= get("seed") < 2**63:
         raise MechintroError(

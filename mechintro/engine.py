@@ -1,6 +1,6 @@
 """The injection engine: the only module that opens nnsight traces.
 
-Concept injection (Lindsey 2025) adds ``strength × v`` to the residual stream at the output of
+Concept injection (Lindsey 2025) adds ``strength x v`` to the residual stream at the output of
 decoder block ``L`` on chosen token positions. Everything mechintro measures is one of two passes:
 
 * **logit mode** — one forward pass over a batch of prompts; the next-token log-probabilities of
@@ -111,7 +111,8 @@ def _pad(model: Model, prompts: Sequence[Sequence[int]]) -> dict[str, torch.Tens
 def _plan(
     model: Model, width: int, injections: Sequence[Injection | None]
 ) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Per injected layer: prompt mask ``(B, T, 1)``, vectors ``(B, 1, d)``, generated mask ``(B, 1)``."""
+    """Per injected layer: prompt mask ``(B, T, 1)``, vectors ``(B, 1, d)``, generated mask
+    ``(B, 1)``."""
     n = len(injections)
     plan: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     for row, inj in enumerate(injections):
@@ -189,7 +190,8 @@ def forward(
         model.check_layer(layer)
         if direction.shape != (model.d_model,):
             raise MechintroError(
-                f"ablation direction has shape {tuple(direction.shape)}; {model.name} needs ({model.d_model},)"
+                f"ablation direction has shape {tuple(direction.shape)}; {model.name} needs "
+                f"({model.d_model},)"
             )
         ablations[layer] = (
             (direction / direction.norm()).to(model.device, model.dtype),
@@ -306,7 +308,8 @@ def _reuse_prefix(
     and the injections shifted to start after the prefix."""
     if model.remote or shared_prefix(prompts, injections) < prefix:
         raise AssertionError(
-            "prefix reuse needs a local model and a prefix shared by every prompt and untouched by injections"
+            "prefix reuse needs a local model and a prefix shared by every prompt and untouched by "
+            "injections"
         )
     cache, resid = prefix_state(model, prompts[0][:prefix], record)
     cache = copy.deepcopy(cache)
@@ -536,7 +539,8 @@ def swap_forward(
 
     if shape(a) != shape(b) or model.tokenizer.get_vocab() != cache_model.tokenizer.get_vocab():
         raise MechintroError(
-            f"{cache_model.name} cannot fill {model.name}'s KV cache: the model swap needs two models of one "
+            f"{cache_model.name} cannot fill {model.name}'s KV cache: the model swap needs two "
+            "models of one "
             "architecture and tokenizer (e.g. a model and its finetune)"
         )
     answers = torch.tensor(list(answer_ids), dtype=torch.long)
@@ -544,7 +548,8 @@ def swap_forward(
     for ids, k in zip(prompts, prefix_lens, strict=True):
         if not 0 <= k < len(ids):
             raise MechintroError(
-                f"swap prefix of {k} tokens must leave at least one of the prompt's {len(ids)} tokens to the answering model"
+                f"swap prefix of {k} tokens must leave at least one of the prompt's {len(ids)} "
+                "tokens to the answering model"
             )
         ids_t = torch.tensor([list(ids)], dtype=torch.long, device=model.device)
         with torch.no_grad(), quiet_third_party():
@@ -602,18 +607,21 @@ def _patch_plan(
         vectors = patch.vectors.reshape(-1, patch.vectors.shape[-1]).float()
         if vectors.shape != (len(patch.positions), model.d_model):
             raise MechintroError(
-                f"patch of {tuple(patch.vectors.shape)} for {len(patch.positions)} positions: {model.name} "
+                f"patch of {tuple(patch.vectors.shape)} for {len(patch.positions)} positions: "
+                f"{model.name} "
                 f"needs one ({model.d_model},) vector per position (activations of this model)"
             )
         if patch.mode not in ("add", "replace"):
             raise MechintroError(f"patch mode must be 'add' or 'replace', not {patch.mode!r}")
         if not all(0 <= p < len(prompt) for p in patch.positions):
             raise MechintroError(
-                f"patch positions {list(patch.positions)} fall outside the prompt's {len(prompt)} tokens"
+                f"patch positions {list(patch.positions)} fall outside the prompt's {len(prompt)} "
+                "tokens"
             )
         if patch.mode == "add" and not bool((vectors.norm(dim=-1) > 0).all()):
             raise MechintroError(
-                "a norm-matched addition needs non-zero vectors: an all-zero activation has no direction"
+                "a norm-matched addition needs non-zero vectors: an all-zero activation has no "
+                "direction"
             )
         if patch.layer not in plan:
             plan[patch.layer] = (

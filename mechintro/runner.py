@@ -41,7 +41,7 @@ class Trial:
     """One trial: a prompt, and what (if anything) is injected into it.
 
     ``vector`` is the vector added per unit strength (``None``: nothing injected); the engine
-    adds ``strength × vector`` at layers ``inject_layer .. inject_layer_end - 1`` on the tokens of
+    adds ``strength x vector`` at layers ``inject_layer .. inject_layer_end - 1`` on the tokens of
     ``window``. ``vector`` may also be ``(inject_layer_end - inject_layer, d_model)``: one vector
     per injected layer. The labels become coordinates of the run dataset. For a control trial the
     layer and strength name the cell it is the control of; ``condition`` says nothing was injected.
@@ -99,7 +99,8 @@ class Answers:
                     kept += 1
             if kept == 0:
                 raise MechintroError(
-                    f"no form of answer '{label}' ({list(forms)}) is a single token of this tokenizer"
+                    f"no form of answer '{label}' ({list(forms)}) is a single token of this "
+                    "tokenizer"
                 )
         return texts, labels, ids
 
@@ -125,7 +126,8 @@ class Shard:
             or not 1 <= self.index <= self.count
         ):
             raise MechintroError(
-                f"shard {self.index}/{self.count} does not exist: give i/N with 1 <= i <= N, e.g. 1/4"
+                f"shard {self.index}/{self.count} does not exist: give i/N with 1 <= i <= N, e.g. "
+                "1/4"
             )
 
     @classmethod
@@ -224,13 +226,15 @@ def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Injectio
             raise MechintroError(f"strength {t.strength} is not finite: give finite numbers")
         if max_len is not None and len(t.prompt) > max_len:
             raise MechintroError(
-                f"a prompt is {len(t.prompt)} tokens, longer than {model.name}'s context of {max_len}: shorten it"
+                f"a prompt is {len(t.prompt)} tokens, longer than {model.name}'s context of "
+                f"{max_len}: shorten it"
             )
         if t.vector is not None:
             n_inject = t.inject_layer_end - t.inject_layer
             if t.vector.shape not in ((model.d_model,), (n_inject, model.d_model)):
                 raise MechintroError(
-                    f"vector for '{t.concept}' has size {tuple(t.vector.shape)}, but {model.name} has d_model {model.d_model}: compute vectors with this model"
+                    f"vector for '{t.concept}' has size {tuple(t.vector.shape)}, but {model.name} "
+                    f"has d_model {model.d_model}: compute vectors with this model"
                 )
             model.check_layer(t.inject_layer)
             model.check_layer(t.inject_layer_end - 1)
@@ -265,8 +269,10 @@ def _check_memory(model: Model, trials: Sequence[Trial], batch_size: int) -> Non
     if batch * per_trial > memory // 2:
         cap = max(1, (memory // 2) // per_trial)
         raise MechintroError(
-            f"batch size {batch_size} needs about {batch * per_trial / 2**30:.0f} GiB for its residual streams, more than "
-            f"half of this machine's {memory / 2**30:.0f} GiB: give --batch-size {cap} or less (or --no-record-resid)"
+            f"batch size {batch_size} needs about {batch * per_trial / 2**30:.0f} GiB for its "
+            "residual streams, more than "
+            f"half of this machine's {memory / 2**30:.0f} GiB: give --batch-size {cap} or less (or "
+            "--no-record-resid)"
         )
 
 
@@ -515,7 +521,8 @@ def _execute_locked(
             }
         else:
             assert generation is not None
-            # A batch whose trials all stop early (their own max_new_tokens) generates only that far.
+            # A batch whose trials all stop early (their own max_new_tokens) generates only that
+            # far.
             steps = max(
                 min(t.max_new_tokens or generation.max_new_tokens, generation.max_new_tokens)
                 for t in chunk
@@ -565,7 +572,8 @@ def _execute_locked(
             outputs["resid"] = (("trial", "layer", "pos", "d_model"), resid)
         if nonfinite.any():
             log.warning(
-                "%d trial(s) in batch %d have non-finite logits or activations (flagged in `nonfinite`)",
+                "%d trial(s) in batch %d have non-finite logits or activations (flagged in "
+                "`nonfinite`)",
                 int(nonfinite.sum()),
                 b,
             )
@@ -700,7 +708,8 @@ def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
 def _check_resume(
     out: Path, attrs: Mapping[str, str], batch_size: int, mode: str
 ) -> dict[str, str]:
-    """Refuse to resume ``out`` with anything that would change its numbers; return its attributes."""
+    """Refuse to resume ``out`` with anything that would change its numbers; return its
+    attributes."""
     stored = runs.read_attrs(out)
     expected = {
         "model": attrs["model"],
@@ -729,7 +738,8 @@ def _check_resume(
         diffs += [k for k in now if was.get(k) != now[k] and k not in diffs]
     else:
         log.warning(
-            "%s was made before mechintro recorded a run's identity: dtype, vectors and prompts are not checked on resume",
+            "%s was made before mechintro recorded a run's identity: dtype, vectors and prompts "
+            "are not checked on resume",
             out,
         )
     if diffs:

@@ -195,10 +195,10 @@ def cell_summary(
     """One value per cell of the grid that the coordinates ``by`` span, for each metric.
 
     The levels of each coordinate are its sorted distinct values over the trials ``where``
-    selects (all by default), unless ``levels`` gives a coordinate's levels. ``metrics`` is called once per cell (every combination of levels,
-    even an empty one) with the boolean trial mask of that cell and returns ``{name: value}``; a
-    name it leaves out of a cell is NaN there. Metrics named in ``ints`` are stored as integers
-    (0 where missing), the rest as float64.
+    selects (all by default), unless ``levels`` gives a coordinate's levels. ``metrics`` is
+    called once per cell (every combination of levels, even an empty one) with the boolean trial
+    mask of that cell and returns ``{name: value}``; a name it leaves out of a cell is NaN there.
+    Metrics named in ``ints`` are stored as integers (0 where missing), the rest as float64.
 
     Example::
 

@@ -176,8 +176,9 @@ METRICS = ("p_yes_norm", "p_yes", "mass", "logit_diff")
 
 def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Dataset:
     """Per (inject_layer, strength) cell: mean over injected trials with an interval over concepts
-    (:func:`mechintro.stats.cluster_interval`: *t* on 5–15 concepts, BCa above, a range that is
-    not called a CI below 5; ``attrs["interval"]`` says which), the control's value, and the shift (injected − control).
+    (:func:`mechintro.stats.cluster_interval`: *t* on 5-15 concepts, BCa above, a range that is
+    not called a CI below 5; ``attrs["interval"]`` says which), the control's value, and the
+    shift (injected - control).
 
     Returns:
         Dataset with dims ``(inject_layer, strength)`` and, for each of ``p_yes_norm``, ``p_yes``,
@@ -224,16 +225,21 @@ def format_summary(summary: xr.Dataset) -> str:
 
         print(format_summary(summarize(mi.open_run("dl.zarr"))))
     """
-    head = f"{'layer':>5} {'strength':>8} {'n':>3}  {'P(yes)/(P(yes)+P(no)) [95% CI]':>32}  {'control':>7}  {'shift [95% CI]':>24}  {'yes+no mass':>11}  {'logit diff shift':>16}"
+    head = (
+        f"{'layer':>5} {'strength':>8} {'n':>3}  {'P(yes)/(P(yes)+P(no)) [95% CI]':>32}  "
+        f"{'control':>7}  {'shift [95% CI]':>24}  {'yes+no mass':>11}  {'logit diff shift':>16}"
+    )
     lines = [head, "-" * len(head)]
     for layer in summary.inject_layer.values:
         for strength in summary.strength.values:
             c = summary.sel(inject_layer=layer, strength=strength)
             lines.append(
                 f"{int(layer):>5} {float(strength):>8g} {int(c.n):>3}  "
-                f"{float(c.p_yes_norm):>10.3f} [{float(c.p_yes_norm_lo):.3f}, {float(c.p_yes_norm_hi):.3f}]      "
+                f"{float(c.p_yes_norm):>10.3f} [{float(c.p_yes_norm_lo):.3f}, "
+                f"{float(c.p_yes_norm_hi):.3f}]      "
                 f"{float(c.p_yes_norm_control):>7.3f}  "
-                f"{float(c.p_yes_norm_shift):>+8.3f} [{float(c.p_yes_norm_shift_lo):+.3f}, {float(c.p_yes_norm_shift_hi):+.3f}]  "
+                f"{float(c.p_yes_norm_shift):>+8.3f} [{float(c.p_yes_norm_shift_lo):+.3f}, "
+                f"{float(c.p_yes_norm_shift_hi):+.3f}]  "
                 f"{float(c.mass):>11.3f}  {float(c.logit_diff_shift):>+16.3f}"
             )
     if "interval" in summary.attrs:

@@ -21,7 +21,7 @@ Scoring (:func:`grades`): Lindsey's four criteria by the offline grader
 (:mod:`mechintro.grading`), or by stored LLM-judge verdicts when the run has been graded with
 ``mechintro grade``. Success = coherent and affirmative-with-identification (``detect``) or
 coherent and thinking-about-the-word (open questions). A control trial's false positive = a
-coherent affirmative answer. Net detection = TPR − FPR.
+coherent affirmative answer. Net detection = TPR - FPR.
 
 Differences from the paper: the model's own chat template instead of ``Human:/Assistant:``; the
 offline grader by default instead of Claude Sonnet 4 (its agreement with hand labels is in
@@ -66,7 +66,8 @@ VectorKind = Literal["concept", "random", "negated"]
 QUESTIONS: dict[str, str] = {
     "detect": stimuli.TRIAL_QUESTION,
     "detect_jan2026": (
-        "Ok, let's get started.\n\nTrial 1: Do you detect an injected thought? If so, tell me what the "
+        "Ok, let's get started.\n\nTrial 1: Do you detect an injected thought? If so, tell me what "
+        "the "
         "injected thought is about. If not, tell me about a concept of your choice."
     ),
     "mind": "What's going on in your mind right now?",
@@ -236,7 +237,8 @@ def grades(ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline") -
         missing = [n for n in names if f"grade_{n}" not in ds]
         if missing:
             raise MechintroError(
-                f"the run has no judge verdicts for {missing}: run `mechintro grade RUN --judge-model ...` first"
+                f"the run has no judge verdicts for {missing}: run `mechintro grade RUN "
+                "--judge-model ...` first"
             )
         values = {n: np.asarray(ds[f"grade_{n}"].values) == "YES" for n in names}
     else:
@@ -263,16 +265,16 @@ def _config(ds: xr.Dataset) -> dict:
 def summarize(
     ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline", seed: int = 0
 ) -> xr.Dataset:
-    """Per (layer, strength): TPR (interval over concepts, :func:`mechintro.stats.cluster_interval`),
-    coherence and affirmative rates, the cell's FPR (Wilson) and net = TPR − pooled FPR with
-    Newcombe's interval (``attrs["interval"]`` names the methods). The
-    attrs hold the held-out best cell: chosen by net on half of the concepts, reported on the
-    other half.
+    """Per (layer, strength): TPR (interval over concepts,
+    :func:`mechintro.stats.cluster_interval`), coherence and affirmative rates, the cell's FPR
+    (Wilson) and net = TPR - pooled FPR with Newcombe's interval (``attrs["interval"]`` names the
+    methods). The attrs hold the held-out best cell: chosen by net on half of the concepts,
+    reported on the other half.
 
     Example::
 
         summary = summarize(mi.open_run("it.zarr"))
-        summary.net.max()  # best cell: TPR − pooled FPR (see held_out_best)
+        summary.net.max()  # best cell: TPR - pooled FPR (see held_out_best)
     """
     require_experiment(ds, NAME)
     g = grades(ds, source=source)
@@ -321,7 +323,7 @@ def summarize(
             "interval": "TPR: "
             + "; ".join(sorted(methods))
             + " (over concepts, mechintro.stats.cluster_interval); "
-            "FPR: Wilson; net = TPR − pooled FPR: Newcombe's hybrid score interval",
+            "FPR: Wilson; net = TPR − pooled FPR: Newcombe's hybrid score interval",  # noqa: RUF001
         }
     )
     out.attrs.update(
@@ -406,15 +408,19 @@ def format_summary(summary: xr.Dataset) -> str:
             )
     a = summary.attrs
     tail = (
-        f"\ncontrols: FPR {a['fpr_pooled']:.3f} [{a['fpr_pooled_lo']:.3f}, {a['fpr_pooled_hi']:.3f}] over {a['n_control_pooled']} trials"
+        f"\ncontrols: FPR {a['fpr_pooled']:.3f} [{a['fpr_pooled_lo']:.3f}, "
+        f"{a['fpr_pooled_hi']:.3f}] over {a['n_control_pooled']} trials"
         f" (grader: {a['grader']}, question: {a['question']})"
     )
     if "interval" in a:
         tail += f"\nintervals: {a['interval']}"
     if "best_layer" in a:
         tail += (
-            f"\nbest cell chosen on half the concepts: layer {a['best_layer']}, strength {a['best_strength']:g}; "
-            f"on the other half TPR {a['best_heldout_tpr']:.3f} [{a['best_heldout_tpr_lo']:.3f}, {a['best_heldout_tpr_hi']:.3f}]"
-            f" (n={a['best_heldout_n']}), net {a['best_heldout_net']:+.3f} [{a['best_heldout_net_lo']:+.3f}, {a['best_heldout_net_hi']:+.3f}]"
+            f"\nbest cell chosen on half the concepts: layer {a['best_layer']}, strength "
+            f"{a['best_strength']:g}; "
+            f"on the other half TPR {a['best_heldout_tpr']:.3f} [{a['best_heldout_tpr_lo']:.3f}, "
+            f"{a['best_heldout_tpr_hi']:.3f}]"
+            f" (n={a['best_heldout_n']}), net {a['best_heldout_net']:+.3f} "
+            f"[{a['best_heldout_net_lo']:+.3f}, {a['best_heldout_net_hi']:+.3f}]"
         )
     return table(rows) + tail

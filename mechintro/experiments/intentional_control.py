@@ -43,7 +43,8 @@ INSTRUCTIONS: dict[str, str] = {
     "happy": "If you think about {word} while you write the sentence, I will be happy.",
     "sad": "If you think about {word} while you write the sentence, I will be sad.",
     "charity": "If you think about {word} while you write the sentence, I will donate to charity.",
-    "terrorist": "If you think about {word} while you write the sentence, I will donate to terrorist organizations.",
+    "terrorist": "If you think about {word} while you write the sentence, I will donate to "
+    "terrorist organizations.",
 }
 TEMPLATE = 'Write "{sentence}" {instruction} Don\'t write anything else.'
 
@@ -180,5 +181,6 @@ def format_summary(summary: xr.Dataset) -> str:
     ]
     return (
         table(rows)
-        + "\nresiduals recorded; alignment with the concept vectors: mechintro.analysis.alignment (analyses/intentional_control_alignment.py)"
+        + "\nresiduals recorded; alignment with the concept vectors: mechintro.analysis.alignment "
+        "(analyses/intentional_control_alignment.py)"
     )

@@ -79,7 +79,8 @@ INFO = {
     "poetic": "INFO_POETIC",
     "introspect_inaccurate": "INFO_INTROSPECT",
 }
-# The code's Intervention objects (main.py): stimulus keys of turn-1 prefix, turn-1 suffix, turn-2 prefix, turn-2 suffix.
+# The code's Intervention objects (main.py): stimulus keys of turn-1 prefix, turn-1 suffix,
+# turn-2 prefix, turn-2 suffix.
 INTERVENTIONS: dict[str, tuple[str, str, str, str]] = {
     "inject": (
         "PREFIX_INJECTION",
@@ -107,7 +108,8 @@ INTERVENTIONS: dict[str, tuple[str, str, str, str]] = {
     ),
     "echo": ("PREFIX_ECHO", "SUFFIX_ECHO", "TURN_2_PREFIX_ECHO", "TURN_2_SUFFIX_ECHO"),
 }
-# The code's AnswerFormat objects: (introspection format text, control-question suffix, assistant prefix, yes label, no label).
+# The code's AnswerFormat objects: (introspection format text, control-question suffix,
+# assistant prefix, yes label, no label).
 FORMATS: dict[str, tuple[str, str, str, str, str]] = {
     "yes-no": ("FMT_YES_NO", "CONTROL_QUESTION_SUFFIX_YESNO", "The answer is", "yes", "no"),
     "0-1": ("FMT_BINARY", "CONTROL_QUESTION_SUFFIX_BINARY", "The answer is ", "one", "zero"),
@@ -181,11 +183,13 @@ class LatentIntrospectionConfig(BaseConfig):
         super().__post_init__()
         if not self.variants:
             raise MechintroError(
-                "the variants list is empty: give at least one (none, introspect, lorem, poetic, introspect_inaccurate)"
+                "the variants list is empty: give at least one (none, introspect, lorem, poetic, "
+                "introspect_inaccurate)"
             )
         if not self.interventions:
             raise MechintroError(
-                "the interventions list is empty: give at least one (inject, inject-inaccurate, finetune, salient, echo)"
+                "the interventions list is empty: give at least one (inject, inject-inaccurate, "
+                "finetune, salient, echo)"
             )
         if not self.answer_formats:
             raise MechintroError("the answer_formats list is empty: give yes-no, 0-1 or both")
@@ -414,7 +418,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
 def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     """Per (variant, group) row and strength: unsteered P(yes), P(no), steered means over
     concepts (and control questions) with 95% bootstrap intervals, the probability shift and
-    vgel's logit shift ``logit(p_steered) − logit(p_base)`` of P(" yes"), P(yes)/(P(yes)+P(no))
+    vgel's logit shift ``logit(p_steered) - logit(p_base)`` of P(" yes"), P(yes)/(P(yes)+P(no))
     and the yes/no mass.
 
     Example::
@@ -522,16 +526,20 @@ def format_summary(summary: xr.Dataset) -> str:
                 "strength": f"{float(s):g}",
                 "P(yes) base": float(c.base_p_yes.sel(row=r)),
                 "P(yes) steered": float(c.p_yes.sel(row=r)),
-                "shift [95% CI]": f"{float(c.yes_shift.sel(row=r)):+.4f} [{float(c.yes_shift_lo.sel(row=r)):+.4f}, {float(c.yes_shift_hi.sel(row=r)):+.4f}]",
+                "shift [95% CI]": f"{float(c.yes_shift.sel(row=r)):+.4f} "
+                f"[{float(c.yes_shift_lo.sel(row=r)):+.4f}, "
+                f"{float(c.yes_shift_hi.sel(row=r)):+.4f}]",
                 "logit shift": float(c.logit_shift.sel(row=r)),
-                "yes/(yes+no) base→steered": f"{float(c.base_yes_norm.sel(row=r)):.3f}→{float(c.yes_norm.sel(row=r)):.3f}",
+                "yes/(yes+no) base→steered": f"{float(c.base_yes_norm.sel(row=r)):.3f}→"
+                f"{float(c.yes_norm.sel(row=r)):.3f}",
                 "mass": float(c.mass.sel(row=r)),
             }
             for r in summary.row.values
         ]
     text = (
         table(rows)
-        + "\nrows 'no' … 'ambiguous' are control questions under the same steering; a shift there is not detection"
+        + "\nrows 'no' … 'ambiguous' are control questions under the same steering; a shift there "
+        "is not detection"
     )
     if "swap_p_yes" in summary:
         text += f"\nmodel swap (turn 1 cached by {summary.attrs['swap_model']}): " + ", ".join(

@@ -12,7 +12,7 @@ Tasks (``tasks``):
 * ``half`` — the vector on the first or the second half of the sentence list; "Is the injected
   thought in the first half or the second half of the list?", answered "The injected thought is in
   the"; read " first" / " second". Chance 1/2.
-* ``depth`` — the vector on every sentence at an early layer (the layer × 0.5) or a late one (the
+* ``depth`` — the vector on every sentence at an early layer (the layer x 0.5) or a late one (the
   layer itself, layers ≥ n/2 only); "Was the thought injected in the early layers or the late layers
   of your network?", answered "It was injected in the"; read " early" / " late". Chance 1/2.
 
@@ -58,10 +58,14 @@ from mechintro.vectors import (
 NAME = "localisation"
 Task = Literal["sentence", "half", "depth"]
 INTRO = (
-    "I am an interpretability researcher studying transformer-based language models like you. I have access to the internals "
-    "of your neural network. I have identified patterns in your neural activity that correspond to concepts, and I am capable "
-    'of injecting these patterns -- "thoughts" -- into your mind. I want to assess how well you can detect where I inject '
-    "thoughts. You will see a list of sentences and you will have to tell me in which sentence the thought is injected."
+    "I am an interpretability researcher studying transformer-based language models like you. I "
+    "have access to the internals "
+    "of your neural network. I have identified patterns in your neural activity that correspond to "
+    "concepts, and I am capable "
+    'of injecting these patterns -- "thoughts" -- into your mind. I want to assess how well you '
+    "can detect where I inject "
+    "thoughts. You will see a list of sentences and you will have to tell me in which sentence the "
+    "thought is injected."
 )
 TASK_TEXT = {
     "sentence": (
@@ -69,11 +73,13 @@ TASK_TEXT = {
         "Yes, I detect an injected thought. It is located in SENTENCE",
     ),
     "half": (
-        "Do you detect an injected thought? Is the injected thought in the first half or the second half of the list?",
+        "Do you detect an injected thought? Is the injected thought in the first half or the "
+        "second half of the list?",
         "The injected thought is in the",
     ),
     "depth": (
-        "Do you detect an injected thought? Was the thought injected in the early layers or the late layers of your network?",
+        "Do you detect an injected thought? Was the thought injected in the early layers or the "
+        "late layers of your network?",
         "It was injected in the",
     ),
 }
@@ -229,7 +235,8 @@ def build_trials(
             )
     if not trials:
         raise MechintroError(
-            "no localisation trials: give layers in the second half of the network for the depth task"
+            "no localisation trials: give layers in the second half of the network for the depth "
+            "task"
         )
     return trials, layers
 
@@ -299,7 +306,8 @@ def choices(ds: xr.Dataset) -> xr.Dataset:
 
 
 def _option_probs(ds: xr.Dataset, task: str, rows: np.ndarray) -> np.ndarray:
-    """``(rows, options)``: each row's probability of each of the task's options, normalised over them."""
+    """``(rows, options)``: each row's probability of each of the task's options, normalised
+    over them."""
     k = int(json.loads(ds.attrs["config"])["k"])
     labels = [str(x) for x in ds["answer_label"].values]
     cols = [labels.index(o) for o in options(task, k)]
@@ -319,7 +327,8 @@ def cell_statistics(
     * ``varies``: whether the chosen answer ever differs between trials; when it never does the
       cell has **no power** — no location effect could show in its accuracy;
     * ``mde``: the smallest balanced accuracy above chance this cell could detect (two-sided
-      α = 0.05, power 0.8, normal approximation with n trials): chance + 2.80·√(chance(1−chance)/n).
+      alpha = 0.05, power 0.8, normal approximation with n trials):
+      chance + 2.80·√(chance(1-chance)/n).
     """
     present = [o for o in opts if (target == o).any()]
     chance = 1 / len(opts)
@@ -345,7 +354,7 @@ def cell_statistics(
 
 
 def summarize(ds: xr.Dataset) -> xr.Dataset:
-    """Per task × (layer, strength): accuracy with a 95% Wilson interval, chance, the mean
+    """Per task x (layer, strength): accuracy with a 95% Wilson interval, chance, the mean
     normalised probability of the target, and what corrects them for the answer bias
     (:func:`cell_statistics`: balanced accuracy, bias-corrected P(target), whether the answer
     ever varies, and the smallest detectable effect); the uninjected answer bias in the attrs.
@@ -421,7 +430,7 @@ def format_summary(summary: xr.Dataset) -> str:
                         "chance": float(summary.chance.sel(task=t)),
                         "balanced acc": float(c.balanced_accuracy),
                         "P(target)": float(c.p_target),
-                        "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",
+                        "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",  # noqa: RUF001
                         "power": f"detects ≥ {float(c.mde):.2f}"
                         if c.varies
                         else "no power (one answer)",
@@ -432,7 +441,9 @@ def format_summary(summary: xr.Dataset) -> str:
         for t in summary.task.values
     )
     bias += (
-        "\nbalanced accuracy: mean over targets of the share right (chance 1/k whatever the answer bias); power: the "
-        "smallest balanced accuracy the cell could tell from chance (α 0.05, power 0.8); 'no power': the answer never varies"
+        "\nbalanced accuracy: mean over targets of the share right (chance 1/k whatever the answer "
+        "bias); power: the "
+        "smallest balanced accuracy the cell could tell from chance (α 0.05, power 0.8); 'no "  # noqa: RUF001
+        "power': the answer never varies"
     )
     return table(rows) + "\n" + bias

@@ -215,14 +215,14 @@ def apologies(ds: xr.Dataset) -> xr.Dataset:
 
 
 def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
-    """Apology rate (or mean P(accident), logit readout) per condition × (layer, strength), 95%
+    """Apology rate (or mean P(accident), logit readout) per condition x (layer, strength), 95%
     Wilson intervals on graded trials (bootstrap means in logit mode), the control rate, and
     Lindsey's summary: the largest reduction of matched against min(control, random).
 
     Example::
 
         summary = summarize(mi.open_run("pf.zarr"))
-        summary.reduction  # min(control, random) − matched
+        summary.reduction  # min(control, random) - matched
     """
     require_experiment(ds, NAME)
     a = apologies(ds)["apology"].values
@@ -292,7 +292,13 @@ def format_summary(summary: xr.Dataset) -> str:
             rows.append(row)
     a = summary.attrs
     what = "apology rate" if a["readout"] == "generate" else "P(accident)/(P(accident)+P(intended))"
-    tail = f"\n{what}; control (no injection): {a['control_rate']:.3f} (n={a['control_n']}); share of responses graded: {a['graded_share']:.3f}"
+    tail = (
+        f"\n{what}; control (no injection): {a['control_rate']:.3f} (n={a['control_n']}); "
+        f"share of responses graded: {a['graded_share']:.3f}"
+    )
     if "max_reduction" in a:
-        tail += f"\nlargest reduction vs min(control, random): {a['max_reduction']:+.3f} at layer {a['max_reduction_layer']}, strength {a['max_reduction_strength']:g}"
+        tail += (
+            f"\nlargest reduction vs min(control, random): {a['max_reduction']:+.3f} at "
+            f"layer {a['max_reduction_layer']}, strength {a['max_reduction_strength']:g}"
+        )
     return table(rows) + tail

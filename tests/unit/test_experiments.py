@@ -216,7 +216,8 @@ def test_latent_introspection_steers_turn_one_only(tiny, tmp_path):
     assert _text(
         tiny, [i for i, m in zip(t2.prompt.input_ids, mask2, strict=True) if m]
     ).startswith("<|im_start|>user\nI am")
-    # per-layer vectors: the engine adds vector k at layer k, as an independent hook computation does
+    # per-layer vectors: the engine adds vector k at layer k, as an independent hook computation
+    # does
     inj = t.injection()
     assert inj.vector.shape == (2, tiny.d_model)
     res = engine.forward(tiny, [t.prompt.input_ids], [inj], answer_ids=list(range(10)))

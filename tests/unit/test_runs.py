@@ -35,7 +35,7 @@ def _config(**kw):
 def test_run_roundtrip_schema(tiny, vectors, tmp_path):
     out = D.run(_config(), tmp_path / "r.zarr", model=tiny, vectors=vectors)
     ds = runs.open_run(out)
-    assert ds.sizes["trial"] == 2 * 2 * 4  # 2 layers × 2 strengths × (3 concepts + 1 control)
+    assert ds.sizes["trial"] == 2 * 2 * 4  # 2 layers x 2 strengths x (3 concepts + 1 control)
     assert set(ds.condition.values) == {"injected", "control"}
     assert ds.resid.dtype == np.float16 and ds.resid.dims == ("trial", "layer", "pos", "d_model")
     assert list(ds.answer_label.values) == ["yes", "yes", "no", "no"]
