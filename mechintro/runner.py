@@ -11,10 +11,11 @@ and its index, the finished dataset equals that of an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -299,8 +300,9 @@ def _derived_attrs(
     experiment: str | None,
     layers: Sequence[int] | None,
     vectors: xr.DataArray | None,
-) -> tuple[dict[str, str], Mapping[str, object]]:
-    """The attributes :func:`execute` derives, and the config as a mapping."""
+) -> dict[str, str]:
+    """The attributes :func:`execute` derives from its ``experiment``, ``layers`` and
+    ``vectors`` arguments."""
     attrs: dict[str, str] = {}
     if experiment is not None:
         attrs["experiment"] = experiment
@@ -311,9 +313,7 @@ def _derived_attrs(
         attrs["layer_map"] = layer_map(specs, layers)
     if vectors is not None:
         attrs["vectors_method"] = vectors.attrs.get("method", "")
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        config = dataclasses.asdict(config)
-    return attrs, config  # type: ignore[return-value]
+    return attrs
 
 
 def execute(
@@ -360,13 +360,76 @@ def execute(
     Returns:
         The path of the finished run.
     """
+    plan = _plan(
+        model,
+        trials,
+        config=config,
+        mode=mode,
+        answers=answers,
+        generation=generation,
+        batch_size=batch_size,
+        record=record,
+        seed=seed,
+        attrs=_derived_attrs(config, experiment, layers, vectors) | dict(extra_attrs or {}),
+        swap_model=swap_model,
+        shard=shard,
+    )
     out = Path(out)
-    derived, config = _derived_attrs(config, experiment, layers, vectors)
-    fields = config if isinstance(config, Mapping) else {}
-    batch_size = int(fields.get("batch_size", 16)) if batch_size is None else batch_size
+    with store_lock(out):  # one writer per store; released on exit, however the process ends
+        done = _open_store(plan, out)
+        _run_batches(plan, out, done, progress)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    """A run, checked and resolved before any file exists: its trials, their injections, the
+    answer tokens, the store's attributes and the settings of every batch."""
+
+    model: Model
+    trials: Sequence[Trial]
+    injections: list[engine.Injection | None]
+    answers: tuple[list[str], list[str], list[int]] | None
+    attrs: dict[str, str]
+    mode: Mode
+    generation: Generation | None
+    batch_size: int
+    record: bool
+    seed: int
+    swap_model: Model | None
+    shard: Shard | None
+
+    @property
+    def width(self) -> int:
+        return max(len(t.prompt) for t in self.trials)
+
+    @property
+    def patching(self) -> bool:
+        return any(t.patch is not None for t in self.trials)
+
+
+def _plan(
+    model: Model,
+    trials: Sequence[Trial],
+    *,
+    config: Mapping[str, object] | object,
+    mode: Mode,
+    answers: Answers | None,
+    generation: Generation | None,
+    batch_size: int | None,
+    record: bool | None,
+    seed: int | None,
+    attrs: dict[str, str],
+    swap_model: Model | None,
+    shard: Shard | None,
+) -> _Plan:
+    """Validate everything and derive the run's attributes (no file is touched)."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    fields: Mapping[str, object] = config  # type: ignore[assignment]
+    batch_size = int(fields.get("batch_size", 16)) if batch_size is None else batch_size  # type: ignore[arg-type]
     record = bool(fields.get("record_resid", False)) if record is None else record
-    seed = int(fields.get("seed", 0)) if seed is None else seed
-    extra_attrs = {**derived, **(extra_attrs or {})}
+    seed = int(fields.get("seed", 0)) if seed is None else seed  # type: ignore[arg-type]
     if batch_size < 1:
         raise MechintroError(f"batch size must be at least 1, got {batch_size}")
     if mode == "logits" and answers is None:
@@ -384,17 +447,16 @@ def execute(
             "model-swap trials need a swap model, logit mode and no residual recording"
         )
     resolved = answers.resolve(model.tokenizer) if answers is not None else None
-    config_json = json.dumps(dict(config), sort_keys=True, default=str)
     attrs = {
         "model": model.name,
         "weights_sha256": model.weights_sha256,
         "n_layers": str(model.n_layers),
         "d_model": str(model.d_model),
-        "config": config_json,
+        "config": json.dumps(dict(fields), sort_keys=True, default=str),
         "seed": str(seed),
         "record_resid": str(record).lower(),
         **provenance_attrs(),
-        **(extra_attrs or {}),
+        **attrs,
     }
     if swapping:
         assert swap_model is not None
@@ -404,186 +466,176 @@ def execute(
     if shard is not None:
         attrs["shard"] = str(shard)
     attrs["identity"] = json.dumps(run_identity(model, trials), sort_keys=True)
-
-    def create(path: Path) -> None:
-        inputs = _inputs_dataset(model, trials, injections, resolved)
-        runs.create_run(
-            path,
-            inputs=inputs,
-            attrs=attrs,
-            batch_size=batch_size,
-            mode=mode,
-            max_new_tokens=generation.max_new_tokens if generation else 0,
-            record=record,
-            n_layers=model.n_layers,
-        )
-
-    with store_lock(out):  # one writer per store; released on exit, however the process ends
-        return _execute_locked(
-            model,
-            trials,
-            out,
-            injections,
-            resolved,
-            attrs,
-            create,
-            mode=mode,
-            generation=generation,
-            batch_size=batch_size,
-            record=record,
-            seed=seed,
-            progress=progress,
-            swap_model=swap_model,
-            shard=shard,
-            swapping=swapping,
-        )
+    return _Plan(
+        model=model,
+        trials=trials,
+        injections=injections,
+        answers=resolved,
+        attrs=attrs,
+        mode=mode,
+        generation=generation,
+        batch_size=batch_size,
+        record=record,
+        seed=seed,
+        swap_model=swap_model if swapping else None,
+        shard=shard,
+    )
 
 
-def _execute_locked(
-    model: Model,
-    trials: Sequence[Trial],
-    out: Path,
-    injections: list[engine.Injection | None],
-    resolved: tuple[list[str], list[str], list[int]] | None,
-    attrs: Mapping[str, str],
-    create: Callable[[Path], None],
-    *,
-    mode: Mode,
-    generation: Generation | None,
-    batch_size: int,
-    record: bool,
-    seed: int,
-    progress: Callable[[int, int], None] | None,
-    swap_model: Model | None,
-    shard: Shard | None,
-    swapping: bool,
-) -> Path:
+def _create_store(plan: _Plan, path: Path) -> None:
+    runs.create_run(
+        path,
+        inputs=_inputs_dataset(plan.model, plan.trials, plan.injections, plan.answers),
+        attrs=plan.attrs,
+        batch_size=plan.batch_size,
+        mode=plan.mode,
+        max_new_tokens=plan.generation.max_new_tokens if plan.generation else 0,
+        record=plan.record,
+        n_layers=plan.model.n_layers,
+    )
+
+
+def _open_store(plan: _Plan, out: Path) -> np.ndarray:
+    """Create the store, or check that an existing one was made by the same run (and restore
+    its inputs); return which trials are committed."""
     if out.exists():
-        stored = _check_resume(out, attrs, batch_size, mode)
-        if (
-            "identity" in stored
-        ):  # same identity: the trials this command builds are the stored ones
-            runs.restore_inputs(out, create)
+        stored = _check_resume(out, plan.attrs, plan.batch_size, plan.mode)
+        if "identity" in stored:  # same identity: the trials this command builds are the stored
+            runs.restore_inputs(out, functools.partial(_create_store, plan))
     else:
-        create(out)
+        _create_store(plan, out)
     done = runs.committed_mask(out)
-    if len(done) != len(trials):
+    if len(done) != len(plan.trials):
         raise MechintroError(
-            f"{out} holds {len(done)} trials but this run has {len(trials)}: use another --out"
+            f"{out} holds {len(done)} trials but this run has {len(plan.trials)}: use another --out"
         )
-    width = max(len(t.prompt) for t in trials)
-    answer_ids = resolved[2] if resolved else []
+    return done
+
+
+Outputs = dict[str, tuple[tuple[str, ...], np.ndarray]]
+
+
+def _run_batches(plan: _Plan, out: Path, done: np.ndarray, progress: Progress) -> None:
+    """Run every uncommitted batch of this process's shard, writing and committing each."""
+    trials, size = plan.trials, plan.batch_size
     # One shared-prefix length for the whole run, so every batch takes the same path.
     prefix = 0
-    patching = any(t.patch is not None for t in trials)
-    if not swapping and not patching and not model.remote:
-        prefix = engine.shared_prefix([t.prompt.input_ids for t in trials], injections)
+    if plan.swap_model is None and not plan.patching and not plan.model.remote:
+        prefix = engine.shared_prefix([t.prompt.input_ids for t in trials], plan.injections)
         prefix = prefix if prefix >= engine.MIN_SHARED_PREFIX else 0
-    n_batches = -(-len(trials) // batch_size)
+    n_batches = -(-len(trials) // size)
     mine = (
         list(range(n_batches))
-        if shard is None
-        else runs.shard_batches(len(trials), batch_size, shard.index, shard.count)
+        if plan.shard is None
+        else runs.shard_batches(len(trials), size, plan.shard.index, plan.shard.count)
     )
-    total = sum(min(batch_size, len(trials) - b * batch_size) for b in mine)
-    n_done = sum(int(done[b * batch_size : (b + 1) * batch_size].sum()) for b in mine)
-    progress, close_bar = progress_callback(progress, Path(out).name, "trial")
-    if progress:
-        progress(n_done, total)
+    total = sum(min(size, len(trials) - b * size) for b in mine)
+    n_done = sum(int(done[b * size : (b + 1) * size].sum()) for b in mine)
+    report, close_bar = progress_callback(progress, Path(out).name, "trial")
+    if report:
+        report(n_done, total)
+    batch = _logit_batch if plan.mode == "logits" else _generate_batch
     for b in mine:
-        start = b * batch_size
-        stop = min(start + batch_size, len(trials))
+        start, stop = b * size, min((b + 1) * size, len(trials))
         if done[start:stop].all():
             continue
-        chunk = trials[start:stop]
-        prompts = [t.prompt.input_ids for t in chunk]
-        if mode == "logits":
-            if patching:
-                result = engine.patched_forward(
-                    model, prompts, [t.patch for t in chunk], answer_ids=answer_ids
-                )
-            elif any(t.swap_prefix for t in chunk):
-                result = _swap_batch(model, swap_model, chunk, injections[start:stop], answer_ids)  # type: ignore[arg-type]
-            else:
-                result = engine.forward(
-                    model,
-                    prompts,
-                    injections[start:stop],
-                    answer_ids=answer_ids,
-                    record=record,
-                    prefix=prefix,
-                )
-            outputs: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
-                "answer_logprobs": (
-                    ("trial", "answer"),
-                    result.answer_logprobs.numpy().astype(np.float32),
-                ),
-            }
-        else:
-            assert generation is not None
-            # A batch whose trials all stop early (their own max_new_tokens) generates only that
-            # far.
-            steps = max(
-                min(t.max_new_tokens or generation.max_new_tokens, generation.max_new_tokens)
-                for t in chunk
-            )
-            if patching:
-                result = engine.patched_generate(
-                    model,
-                    prompts,
-                    [t.patch for t in chunk],
-                    max_new_tokens=steps,
-                    temperature=generation.temperature,
-                    seed=batch_seed(seed, b),
-                )
-            else:
-                result = engine.generate(
-                    model,
-                    prompts,
-                    injections[start:stop],
-                    max_new_tokens=steps,
-                    temperature=generation.temperature,
-                    seed=batch_seed(seed, b),
-                    record=record,
-                    prefix=prefix,
-                )
-            ids = np.full((len(chunk), generation.max_new_tokens), -1, dtype=np.int32)
-            ids[:, :steps] = result.generated.numpy()
-            for row, t in enumerate(chunk):
-                if t.max_new_tokens is not None:
-                    ids[row, t.max_new_tokens :] = -1
-            texts = [
-                model.tokenizer.decode([t for t in row if t >= 0], skip_special_tokens=True)
-                for row in ids.tolist()
-            ]
-            outputs = {
-                "response_ids": (("trial", "new_token"), ids),
-                "response": (("trial",), np.array(texts, dtype=object)),
-            }
-        nonfinite = result.nonfinite.numpy().copy()
-        if result.answer_logprobs is not None:
-            nonfinite |= ~np.isfinite(result.answer_logprobs.numpy()).all(1)
-        outputs["nonfinite"] = (("trial",), nonfinite)
-        if record:
-            assert result.resid is not None
-            resid = np.zeros((len(chunk), model.n_layers, width, model.d_model), dtype=np.float16)
-            t_b = result.resid.shape[2]
-            resid[:, :, width - t_b :] = result.resid.numpy()
-            outputs["resid"] = (("trial", "layer", "pos", "d_model"), resid)
-        if nonfinite.any():
-            log.warning(
-                "%d trial(s) in batch %d have non-finite logits or activations (flagged in "
-                "`nonfinite`)",
-                int(nonfinite.sum()),
-                b,
-            )
-        runs.write_batch(out, start, outputs)
+        result, outputs = batch(plan, b, prefix)
+        runs.write_batch(out, start, outputs | _checked_outputs(plan, b, result))
         n_done += int((~done[start:stop]).sum())
-        if progress:
-            progress(n_done, total)
+        if report:
+            report(n_done, total)
     runs.mark_complete(out)
     close_bar()
-    return out
+
+
+def _logit_batch(plan: _Plan, b: int, prefix: int) -> tuple[engine.BatchResult, Outputs]:
+    """Logit mode: the answer tokens' next-token log-probabilities of batch ``b``."""
+    start = b * plan.batch_size
+    chunk = plan.trials[start : start + plan.batch_size]
+    injections = plan.injections[start : start + len(chunk)]
+    prompts = [t.prompt.input_ids for t in chunk]
+    answer_ids = plan.answers[2] if plan.answers else []
+    if plan.patching:
+        patches = [t.patch for t in chunk]
+        result = engine.patched_forward(plan.model, prompts, patches, answer_ids=answer_ids)
+    elif any(t.swap_prefix for t in chunk):
+        assert plan.swap_model is not None
+        result = _swap_batch(plan.model, plan.swap_model, chunk, injections, answer_ids)
+    else:
+        result = engine.forward(
+            plan.model,
+            prompts,
+            injections,
+            answer_ids=answer_ids,
+            record=plan.record,
+            prefix=prefix,
+        )
+    logprobs = result.answer_logprobs.numpy().astype(np.float32)  # type: ignore[union-attr]
+    return result, {"answer_logprobs": (("trial", "answer"), logprobs)}
+
+
+def _generate_batch(plan: _Plan, b: int, prefix: int) -> tuple[engine.BatchResult, Outputs]:
+    """Generation mode: batch ``b``'s sampled tokens (``-1`` after the end of sequence and after
+    a trial's own ``max_new_tokens``) and their text."""
+    assert plan.generation is not None
+    start, most = b * plan.batch_size, plan.generation.max_new_tokens
+    chunk = plan.trials[start : start + plan.batch_size]
+    prompts = [t.prompt.input_ids for t in chunk]
+    # A batch whose trials all stop early (their own max_new_tokens) generates only that far.
+    steps = max(min(t.max_new_tokens or most, most) for t in chunk)
+    sampling = {"temperature": plan.generation.temperature, "seed": batch_seed(plan.seed, b)}
+    if plan.patching:
+        patches = [t.patch for t in chunk]
+        result = engine.patched_generate(
+            plan.model, prompts, patches, max_new_tokens=steps, **sampling
+        )
+    else:
+        injections = plan.injections[start : start + len(chunk)]
+        result = engine.generate(
+            plan.model,
+            prompts,
+            injections,
+            max_new_tokens=steps,
+            record=plan.record,
+            prefix=prefix,
+            **sampling,
+        )
+    ids = np.full((len(chunk), most), -1, dtype=np.int32)
+    ids[:, :steps] = result.generated.numpy()  # type: ignore[union-attr]
+    for row, t in enumerate(chunk):
+        if t.max_new_tokens is not None:
+            ids[row, t.max_new_tokens :] = -1
+    texts = [
+        plan.model.tokenizer.decode([t for t in row if t >= 0], skip_special_tokens=True)
+        for row in ids.tolist()
+    ]
+    return result, {
+        "response_ids": (("trial", "new_token"), ids),
+        "response": (("trial",), np.array(texts, dtype=object)),
+    }
+
+
+def _checked_outputs(plan: _Plan, b: int, result: engine.BatchResult) -> Outputs:
+    """What every batch stores besides its readout: ``nonfinite`` (warned about) and, when
+    recorded, the residual stream left-padded to the run's width."""
+    nonfinite = result.nonfinite.numpy().copy()
+    if result.answer_logprobs is not None:
+        nonfinite |= ~np.isfinite(result.answer_logprobs.numpy()).all(1)
+    outputs: Outputs = {"nonfinite": (("trial",), nonfinite)}
+    if plan.record:
+        assert result.resid is not None
+        n, width, model = len(nonfinite), plan.width, plan.model
+        resid = np.zeros((n, model.n_layers, width, model.d_model), dtype=np.float16)
+        resid[:, :, width - result.resid.shape[2] :] = result.resid.numpy()
+        outputs["resid"] = (("trial", "layer", "pos", "d_model"), resid)
+    if nonfinite.any():
+        log.warning(
+            "%d trial(s) in batch %d have non-finite logits or activations (flagged in "
+            "`nonfinite`)",
+            int(nonfinite.sum()),
+            b,
+        )
+    return outputs
 
 
 def _swap_batch(
