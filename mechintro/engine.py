@@ -219,38 +219,9 @@ def forward(
     width = batch["input_ids"].shape[1]
     plan = _plan(model, width, injections)
     answers = torch.tensor(list(answer_ids), dtype=torch.long, device=model.device)
-    cap = getattr(text_config(model.hf.config), "final_logit_softcapping", None)
-    layers = get_module(model.lm, model.arch.layers)
-    unembed = get_module(model.lm, model.arch.unembed)
-    n_layers = model.n_layers
-
-    with (
-        _remote_errors(model),
-        torch.no_grad(),
-        model.lm.trace(batch, remote=model.remote, logits_to_keep=1, **extra),
-    ):
-        stacked = []
-        for i in range(n_layers):
-            if not record and i not in plan and i not in ablations:
-                continue
-            out = layers[i].output
-            h = out[0] if isinstance(out, tuple) else out
-            if i in plan:
-                mask, vec, _ = plan[i]
-                h += mask.to(h.device) * vec.to(h.device)  # no-ops here; on a remote GPU they move
-            if i in ablations:
-                u, target = ablations[i]
-                u = u.to(h.device)
-                h -= ((h * u).sum(-1, keepdim=True) - target) * u
-            if record:
-                stacked.append(h.detach().to("cpu", torch.float16))
-        if record:
-            resid = nnsight.save(torch.stack(stacked, 1))
-        logits = unembed.output[:, -1].float()
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        finite = nnsight.save(torch.isfinite(logits).all(-1).cpu())
-        logprobs = nnsight.save(torch.log_softmax(logits, -1)[:, answers.to(logits.device)].cpu())
+    logprobs, finite, resid = _forward_trace(
+        model, batch, extra, plan, {}, ablations, answers, record
+    )
 
     nonfinite = ~finite
     if record:
@@ -268,6 +239,59 @@ def forward(
         generated=None,
         nonfinite=nonfinite,
     )
+
+
+def _forward_trace(
+    model: Model,
+    batch: dict[str, torch.Tensor],
+    extra: dict[str, object],
+    plan: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    patches: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    ablations: dict[int, tuple[torch.Tensor, float]],
+    answers: torch.Tensor,
+    record: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The one forward-pass trace. At each layer's output, in this order: the injections of
+    ``plan`` (:func:`_plan`), the patches of ``patches`` (:func:`_patch_plan`), the ablations,
+    then recording; returns the answers' log-probabilities at the last position, whether each
+    row's logits are finite, and the residuals (``record``). The body calls no mechintro
+    function, so it runs remotely as it runs here."""
+    cap = getattr(text_config(model.hf.config), "final_logit_softcapping", None)
+    layers = get_module(model.lm, model.arch.layers)
+    unembed = get_module(model.lm, model.arch.unembed)
+    n_layers = model.n_layers
+    with (
+        _remote_errors(model),
+        torch.no_grad(),
+        model.lm.trace(batch, remote=model.remote, logits_to_keep=1, **extra),
+    ):
+        stacked = []
+        for i in range(n_layers):
+            if not record and i not in plan and i not in patches and i not in ablations:
+                continue
+            out = layers[i].output
+            h = out[0] if isinstance(out, tuple) else out
+            if i in plan:
+                mask, vec, _ = plan[i]
+                h += mask.to(h.device) * vec.to(h.device)  # no-ops here; on a remote GPU they move
+            if i in patches:
+                select, values, units = patches[i]
+                select, values, units = select.to(h.device), values.to(h.device), units.to(h.device)
+                h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
+            if i in ablations:
+                u, target = ablations[i]
+                u = u.to(h.device)
+                h -= ((h * u).sum(-1, keepdim=True) - target) * u
+            if record:
+                stacked.append(h.detach().to("cpu", torch.float16))
+        if record:
+            resid = nnsight.save(torch.stack(stacked, 1))
+        logits = unembed.output[:, -1].float()
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        finite = nnsight.save(torch.isfinite(logits).all(-1).cpu())
+        logprobs = nnsight.save(torch.log_softmax(logits, -1)[:, answers.to(logits.device)].cpu())
+    return logprobs, finite, resid if record else None
 
 
 # Shorter shared prefixes are not worth a second pass (the runner's threshold).
@@ -409,42 +433,9 @@ def generate(
         pad_token_id=model.tokenizer.pad_token_id,
         eos_token_id=eos,
     )
-    layers = get_module(model.lm, model.arch.layers)
-    n_layers = model.n_layers
-
-    # When every row ends early the bounded loop is cut short by design; the result is read in a
-    # separate invoke, so nnsight's "never reached" warning carries no information here.
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*was never reached.*")
-        torch.manual_seed(seed)
-        with (
-            _remote_errors(model),
-            torch.no_grad(),
-            model.lm.generate(generation_config=config, remote=model.remote, **extra) as tracer,
-        ):
-            with tracer.invoke(batch):
-                torch.manual_seed(
-                    seed
-                )  # again inside the trace: a remote server samples with its own generator
-                for step in tracer.iter[:max_new_tokens]:
-                    stacked = []
-                    for i in range(n_layers):
-                        if i not in plan and not (record and step == 0):
-                            continue
-                        out = layers[i].output
-                        h = out[0] if isinstance(out, tuple) else out
-                        if i in plan:
-                            mask, vec, gen = plan[i]
-                            if step == 0:
-                                h += mask.to(h.device) * vec.to(h.device)
-                            else:
-                                h[:, -1] += gen.to(h.device) * vec[:, 0].to(h.device)
-                        if record and step == 0:
-                            stacked.append(h.detach().to("cpu", torch.float16))
-                    if record and step == 0:
-                        resid = nnsight.save(torch.stack(stacked, 1))
-            with tracer.invoke():
-                sequences = nnsight.save(tracer.result.cpu())
+    sequences, resid = _generate_trace(
+        model, batch, extra, plan, {}, record, config, max_new_tokens=max_new_tokens, seed=seed
+    )
 
     new = sequences[:, width:]
     generated = torch.full((len(prompts), max_new_tokens), -1, dtype=torch.long)
@@ -469,6 +460,64 @@ def generate(
         generated=generated,
         nonfinite=nonfinite,
     )
+
+
+def _generate_trace(
+    model: Model,
+    batch: dict[str, torch.Tensor],
+    extra: dict[str, object],
+    plan: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    patches: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    record: bool,
+    config: object,
+    *,
+    max_new_tokens: int,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The one generation trace: the prompt pass takes the injections of ``plan``, the patches
+    and the recording; each generated token takes the injections marked ``generated``. Returns
+    the full sequences and the prompt pass's residuals (``record``). Remote-safe, like
+    :func:`_forward_trace`."""
+    layers = get_module(model.lm, model.arch.layers)
+    n_layers = model.n_layers
+    # When every row ends early the bounded loop is cut short by design; the result is read in a
+    # separate invoke, so nnsight's "never reached" warning carries no information here.
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*was never reached.*")
+        torch.manual_seed(seed)
+        with (
+            _remote_errors(model),
+            torch.no_grad(),
+            model.lm.generate(generation_config=config, remote=model.remote, **extra) as tracer,
+        ):
+            with tracer.invoke(batch):
+                # again inside the trace: a remote server samples with its own generator
+                torch.manual_seed(seed)
+                for step in tracer.iter[:max_new_tokens]:
+                    stacked = []
+                    for i in range(n_layers):
+                        if i not in plan and not (step == 0 and (record or i in patches)):
+                            continue
+                        out = layers[i].output
+                        h = out[0] if isinstance(out, tuple) else out
+                        if i in plan:
+                            mask, vec, gen = plan[i]
+                            if step == 0:
+                                h += mask.to(h.device) * vec.to(h.device)
+                            else:
+                                h[:, -1] += gen.to(h.device) * vec[:, 0].to(h.device)
+                        if i in patches and step == 0:
+                            select, values, units = patches[i]
+                            select, values = select.to(h.device), values.to(h.device)
+                            units = units.to(h.device)
+                            h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
+                        if record and step == 0:
+                            stacked.append(h.detach().to("cpu", torch.float16))
+                    if record and step == 0:
+                        resid = nnsight.save(torch.stack(stacked, 1))
+            with tracer.invoke():
+                sequences = nnsight.save(tracer.result.cpu())
+    return sequences, resid if record else None
 
 
 def last_token_resid(model: Model, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -666,28 +715,7 @@ def patched_forward(
     batch = _pad(model, prompts)
     plan = _patch_plan(model, batch["input_ids"].shape[1], prompts, patches)
     answers = torch.tensor(list(answer_ids), dtype=torch.long, device=model.device)
-    cap = getattr(text_config(model.hf.config), "final_logit_softcapping", None)
-    layers = get_module(model.lm, model.arch.layers)
-    unembed = get_module(model.lm, model.arch.unembed)
-    n_layers = model.n_layers
-    with (
-        _remote_errors(model),
-        torch.no_grad(),
-        model.lm.trace(batch, remote=model.remote, logits_to_keep=1),
-    ):
-        for i in range(n_layers):
-            if i not in plan:
-                continue
-            out = layers[i].output
-            h = out[0] if isinstance(out, tuple) else out
-            select, values, units = plan[i]
-            select, values, units = select.to(h.device), values.to(h.device), units.to(h.device)
-            h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
-        logits = unembed.output[:, -1].float()
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        finite = nnsight.save(torch.isfinite(logits).all(-1).cpu())
-        logprobs = nnsight.save(torch.log_softmax(logits, -1)[:, answers.to(logits.device)].cpu())
+    logprobs, finite, _ = _forward_trace(model, batch, {}, {}, plan, {}, answers, False)
     return BatchResult(answer_logprobs=logprobs, resid=None, generated=None, nonfinite=~finite)
 
 
@@ -723,34 +751,9 @@ def patched_generate(
         pad_token_id=model.tokenizer.pad_token_id,
         eos_token_id=eos,
     )
-    layers = get_module(model.lm, model.arch.layers)
-    n_layers = model.n_layers
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*was never reached.*")
-        torch.manual_seed(seed)
-        with (
-            _remote_errors(model),
-            torch.no_grad(),
-            model.lm.generate(generation_config=config, remote=model.remote) as tracer,
-        ):
-            with tracer.invoke(batch):
-                torch.manual_seed(seed)
-                for step in tracer.iter[:max_new_tokens]:
-                    if step == 0:
-                        for i in range(n_layers):
-                            if i not in plan:
-                                continue
-                            out = layers[i].output
-                            h = out[0] if isinstance(out, tuple) else out
-                            select, values, units = plan[i]
-                            select, values, units = (
-                                select.to(h.device),
-                                values.to(h.device),
-                                units.to(h.device),
-                            )
-                            h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
-            with tracer.invoke():
-                sequences = nnsight.save(tracer.result.cpu())
+    sequences, _ = _generate_trace(
+        model, batch, {}, {}, plan, False, config, max_new_tokens=max_new_tokens, seed=seed
+    )
     new = sequences[:, width:]
     generated = torch.full((len(prompts), max_new_tokens), -1, dtype=torch.long)
     for row in range(len(prompts)):
