@@ -631,9 +631,9 @@ class Patch:
     Patchscopes): ``vectors[k]`` goes to prompt token ``positions[k]`` (counted from the prompt's
     first token, before any padding) at the output of decoder block ``layer``.
 
-    ``mode="add"`` is the oracles' norm-matched addition ``h ← h + ‖h‖·v/‖v‖·coefficient``
-    (Karvonen et al. 2025; their code's default coefficient is 1 at layer 1); ``mode="replace"``
-    is Patchscopes' ``h ← v`` (``coefficient`` unused).
+    ``mode="add"`` (also spelled ``"norm_matched_add"``) is the oracles' norm-matched addition
+    ``h ← h + ‖h‖·v/‖v‖·coefficient`` (Karvonen et al. 2025; their code's default coefficient is
+    1 at layer 1); ``mode="replace"`` is Patchscopes' ``h ← v`` (``coefficient`` unused).
     """
 
     vectors: torch.Tensor
@@ -641,6 +641,134 @@ class Patch:
     layer: int = 1
     mode: str = "add"
     coefficient: float = 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class Add:
+    """Add ``strength * vector`` to the residual stream after each of ``layers`` on the prompt
+    tokens where ``mask`` is true, and on every generated token if ``generated`` (concept
+    injection, Lindsey 2025). ``vector`` is ``(d_model,)`` or one per layer,
+    ``(len(layers), d_model)``. :class:`Injection` is the same with the strength already
+    multiplied in."""
+
+    vector: torch.Tensor
+    layers: tuple[int, ...]
+    mask: tuple[bool, ...]
+    strength: float = 1.0
+    generated: bool = False
+
+    def injection(self) -> Injection:
+        return Injection(self.vector * self.strength, self.layers, self.mask, self.generated)
+
+
+@dataclass(frozen=True, eq=False)
+class Ablate:
+    """Set the residual stream's coordinate along the unit ``direction`` to ``to`` (0: project
+    the direction out) after each of ``layers``, at every position, after any addition or patch
+    at that layer. It acts on the whole batch, so every row of a batch carries the same one."""
+
+    direction: torch.Tensor
+    layers: tuple[int, ...]
+    to: float = 0.0
+
+
+Project = Ablate
+
+
+@dataclass(frozen=True)
+class NextToken:
+    """Read the next-token log-probabilities of ``answer_ids`` at the last prompt position."""
+
+    answer_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Generate:
+    """Read ``max_new_tokens`` sampled tokens (``temperature=0``: greedy; seeded)."""
+
+    max_new_tokens: int
+    temperature: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Resid:
+    """Read every layer's residual stream over the prompt (float16)."""
+
+
+Intervention = Add | Injection | Ablate | Patch
+Readout = NextToken | Generate | Resid
+
+
+def run_batch(
+    model: Model,
+    prompts: Sequence[Sequence[int]],
+    interventions: Sequence[Sequence[Intervention]],
+    readouts: Sequence[Readout],
+    *,
+    prefix: int = 0,
+) -> BatchResult:
+    """One batch: per prompt, what is done to it (:class:`Add`, :class:`Ablate`,
+    :class:`Patch`), and for the batch, what is read (:class:`NextToken` or :class:`Generate`,
+    and :class:`Resid`). Dispatches to the one trace of its kind, so the numbers are those of
+    :func:`forward`, :func:`generate`, :func:`patched_forward` and :func:`patched_generate`.
+
+    A row takes at most one addition and one patch; a patched batch adds, ablates and records
+    nothing (yet); ablation is read in logit mode only. Each refusal is one line.
+
+    Example::
+
+        add = Add(vector, layers=(12,), mask=(False,) * 5 + (True,) * 3, strength=4.0)
+        result = run_batch(model, [ids], [[add]], [NextToken((yes_id, no_id)), Resid()])
+    """
+    if len(interventions) != len(prompts):
+        raise MechintroError("pass one list of interventions (possibly empty) per prompt")
+    adds: list[Injection | None] = []
+    patches: list[Patch | None] = []
+    ablating: list[tuple[Ablate, ...]] = []
+    for row in interventions:
+        add = [x for x in row if isinstance(x, Add | Injection)]
+        patch = [x for x in row if isinstance(x, Patch)]
+        if len(add) > 1 or len(patch) > 1:
+            raise MechintroError(
+                "a prompt takes at most one Add and one Patch: give one Add with several layers"
+            )
+        adds.append(None if not add else add[0].injection() if isinstance(add[0], Add) else add[0])
+        patches.append(patch[0] if patch else None)
+        ablating.append(tuple(x for x in row if isinstance(x, Ablate)))
+    if any(a != ablating[0] for a in ablating):
+        raise MechintroError("an Ablate acts on the whole batch: give every prompt the same ones")
+    ablate: dict[int, torch.Tensor | tuple[torch.Tensor, float]] = {
+        layer: (x.direction, x.to) for x in ablating[0] for layer in x.layers
+    }
+    record = any(isinstance(r, Resid) for r in readouts)
+    generation = [r for r in readouts if isinstance(r, Generate)]
+    answers = [r for r in readouts if isinstance(r, NextToken)]
+    if len(generation) + len(answers) > 1:
+        raise MechintroError("read one NextToken or one Generate per batch (and Resid)")
+    answer_ids = list(answers[0].answer_ids) if answers else []
+    if any(p is not None for p in patches):
+        if any(a is not None for a in adds) or ablate or record:
+            raise MechintroError("a patched batch takes no Add, Ablate or Resid: split the batch")
+        if generation:
+            g = generation[0]
+            return patched_generate(
+                model, prompts, patches, max_new_tokens=g.max_new_tokens,
+                temperature=g.temperature, seed=g.seed,
+            )  # fmt: skip
+        return patched_forward(model, prompts, patches, answer_ids=answer_ids)
+    if generation:
+        if ablate:
+            raise MechintroError("Ablate is read in logit mode only: use NextToken")
+        g = generation[0]
+        return generate(
+            model, prompts, adds, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
+            seed=g.seed, record=record, prefix=prefix,
+        )  # fmt: skip
+    return forward(
+        model, prompts, adds, answer_ids=answer_ids, record=record, ablate=ablate or None,
+        prefix=prefix,
+    )  # fmt: skip
 
 
 def _patch_plan(
@@ -660,14 +788,16 @@ def _patch_plan(
                 f"{model.name} "
                 f"needs one ({model.d_model},) vector per position (activations of this model)"
             )
-        if patch.mode not in ("add", "replace"):
-            raise MechintroError(f"patch mode must be 'add' or 'replace', not {patch.mode!r}")
+        if patch.mode not in ("add", "norm_matched_add", "replace"):
+            raise MechintroError(
+                f"patch mode must be 'add' (or 'norm_matched_add') or 'replace', not {patch.mode!r}"
+            )
         if not all(0 <= p < len(prompt) for p in patch.positions):
             raise MechintroError(
                 f"patch positions {list(patch.positions)} fall outside the prompt's {len(prompt)} "
                 "tokens"
             )
-        if patch.mode == "add" and not bool((vectors.norm(dim=-1) > 0).all()):
+        if patch.mode != "replace" and not bool((vectors.norm(dim=-1) > 0).all()):
             raise MechintroError(
                 "a norm-matched addition needs non-zero vectors: an all-zero activation has no "
                 "direction"

@@ -34,7 +34,7 @@ from mechintro.prompts import Prompt, Window
 from mechintro.provenance import provenance_attrs
 
 log = logging.getLogger(__name__)
-Mode = Literal["logits", "generate"]
+Mode = Literal["logits", "generate", "resid"]
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -343,7 +343,9 @@ def execute(
             JSON-serialisable mapping; stored, and compared on resume. From a dataclass,
             ``batch_size``, ``record`` and ``seed`` default to its ``batch_size``,
             ``record_resid`` and ``seed`` fields (else to 16, false and 0).
-        mode: ``"logits"`` (needs ``answers``) or ``"generate"`` (needs ``generation``).
+        mode: what the run reads: ``"logits"`` (next-token log-probabilities of ``answers``),
+            ``"generate"`` (sampled tokens; needs ``generation``) or ``"resid"`` (only the
+            residual streams; needs ``record``). The store holds the variables of that readout.
         record: store every layer's residual stream over the prompt (float16).
         experiment: the experiment's ``NAME``, stored as the ``experiment`` attribute.
         layers: the block indices that the config's ``layers`` resolved to, stored as the
@@ -436,6 +438,8 @@ def _plan(
         raise AssertionError("logit mode needs answers")
     if mode == "generate" and generation is None:
         raise AssertionError("generation mode needs generation settings")
+    if mode == "resid" and not record:
+        raise MechintroError("a run that reads only residual streams must record them")
     injections = _check_trials(model, trials)
     if record and any(t.patch is not None for t in trials):
         raise MechintroError("a patched run records no residual streams: set record_resid false")
@@ -534,7 +538,7 @@ def _run_batches(plan: _Plan, out: Path, done: np.ndarray, progress: Progress) -
     report, close_bar = progress_callback(progress, Path(out).name, "trial")
     if report:
         report(n_done, total)
-    batch = _logit_batch if plan.mode == "logits" else _generate_batch
+    batch = {"logits": _logit_batch, "generate": _generate_batch, "resid": _resid_batch}[plan.mode]
     for b in mine:
         start, stop = b * size, min((b + 1) * size, len(trials))
         if done[start:stop].all():
@@ -555,23 +559,39 @@ def _logit_batch(plan: _Plan, b: int, prefix: int) -> tuple[engine.BatchResult, 
     injections = plan.injections[start : start + len(chunk)]
     prompts = [t.prompt.input_ids for t in chunk]
     answer_ids = plan.answers[2] if plan.answers else []
-    if plan.patching:
-        patches = [t.patch for t in chunk]
-        result = engine.patched_forward(plan.model, prompts, patches, answer_ids=answer_ids)
-    elif any(t.swap_prefix for t in chunk):
+    if any(t.swap_prefix for t in chunk):
         assert plan.swap_model is not None
         result = _swap_batch(plan.model, plan.swap_model, chunk, injections, answer_ids)
     else:
-        result = engine.forward(
-            plan.model,
-            prompts,
-            injections,
-            answer_ids=answer_ids,
-            record=plan.record,
-            prefix=prefix,
-        )
+        readouts = [engine.NextToken(tuple(answer_ids)), *_resid(plan)]
+        rows = _interventions(chunk, injections)
+        result = engine.run_batch(plan.model, prompts, rows, readouts, prefix=prefix)
     logprobs = result.answer_logprobs.numpy().astype(np.float32)  # type: ignore[union-attr]
     return result, {"answer_logprobs": (("trial", "answer"), logprobs)}
+
+
+def _interventions(
+    chunk: Sequence[Trial], injections: Sequence[engine.Injection | None]
+) -> list[list[engine.Intervention]]:
+    """Each trial's interventions: its injection (resolved once, by :func:`_plan`) and patch."""
+    rows: list[list[engine.Intervention]] = []
+    for t, inj in zip(chunk, injections, strict=True):
+        rows.append(([inj] if inj is not None else []) + ([t.patch] if t.patch is not None else []))
+    return rows
+
+
+def _resid(plan: _Plan) -> list[engine.Readout]:
+    return [engine.Resid()] if plan.record else []
+
+
+def _resid_batch(plan: _Plan, b: int, prefix: int) -> tuple[engine.BatchResult, Outputs]:
+    """Residual mode: batch ``b``'s forward pass, read only for its residual streams (stored by
+    :func:`_checked_outputs`)."""
+    start = b * plan.batch_size
+    chunk = plan.trials[start : start + plan.batch_size]
+    prompts = [t.prompt.input_ids for t in chunk]
+    rows = _interventions(chunk, plan.injections[start : start + len(chunk)])
+    return engine.run_batch(plan.model, prompts, rows, [engine.Resid()], prefix=prefix), {}
 
 
 def _generate_batch(plan: _Plan, b: int, prefix: int) -> tuple[engine.BatchResult, Outputs]:
@@ -583,23 +603,9 @@ def _generate_batch(plan: _Plan, b: int, prefix: int) -> tuple[engine.BatchResul
     prompts = [t.prompt.input_ids for t in chunk]
     # A batch whose trials all stop early (their own max_new_tokens) generates only that far.
     steps = max(min(t.max_new_tokens or most, most) for t in chunk)
-    sampling = {"temperature": plan.generation.temperature, "seed": batch_seed(plan.seed, b)}
-    if plan.patching:
-        patches = [t.patch for t in chunk]
-        result = engine.patched_generate(
-            plan.model, prompts, patches, max_new_tokens=steps, **sampling
-        )
-    else:
-        injections = plan.injections[start : start + len(chunk)]
-        result = engine.generate(
-            plan.model,
-            prompts,
-            injections,
-            max_new_tokens=steps,
-            record=plan.record,
-            prefix=prefix,
-            **sampling,
-        )
+    sampling = engine.Generate(steps, plan.generation.temperature, batch_seed(plan.seed, b))
+    rows = _interventions(chunk, plan.injections[start : start + len(chunk)])
+    result = engine.run_batch(plan.model, prompts, rows, [sampling, *_resid(plan)], prefix=prefix)
     ids = np.full((len(chunk), most), -1, dtype=np.int32)
     ids[:, :steps] = result.generated.numpy()  # type: ignore[union-attr]
     for row, t in enumerate(chunk):

@@ -41,7 +41,7 @@ class BaseConfig:
     seed: int = 0
     """random seed of the trial grid and of sampling (each batch is seeded from it)"""
     batch_size: int = 16
-    """trials per forward pass (does not change the numbers of a logit-mode run)"""
+    """trials per forward pass (fixed for a run: resuming needs the same)"""
     record_resid: bool = False
     """store every layer's residual stream over the prompt (float16)"""
 

@@ -3,10 +3,11 @@
 "Write "{sentence}" Think about {word} while you write the sentence. Don't write anything else."
 with the assistant turn prefilled with the sentence itself, against "Don't think about {word}
 …" and the incentive variants (rewarded / punished; happy / sad; charity / terrorist
-organisations). Nothing is injected: the run records every layer's residual stream over the
-prompt, and ``read_mask`` marks the tokens of the assistant's sentence, where the alignment with
-the word's concept vector is measured (:func:`mechintro.analysis.alignment`). The next-token
-yes/no readout stored with it is incidental.
+organisations). Nothing is injected and nothing is generated: the run reads only every layer's
+residual stream over the prompt (mode ``resid``), and ``read_mask`` marks the tokens of the
+assistant's sentence, where the alignment with the word's concept vector is measured
+(:func:`mechintro.analysis.alignment`). Runs made before this readout existed also hold an
+incidental next-token yes/no readout; the analysis reads the same residuals from either.
 
 Pairs: the 50 sentences with a seeded permutation of the 50 concept words.
 """
@@ -27,7 +28,7 @@ from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import BaseConfig
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
-from mechintro.runner import YES_NO, Shard, Trial, execute
+from mechintro.runner import Shard, Trial, execute
 from mechintro.stimuli import make_pairs
 from mechintro.tables import table
 
@@ -136,8 +137,7 @@ def run(
         out,
         config=config,
         experiment=NAME,
-        mode="logits",
-        answers=YES_NO,
+        mode="resid",
         progress=progress,
         shard=shard,
     )
