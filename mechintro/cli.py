@@ -19,6 +19,8 @@ import math
 import signal
 import sys
 import threading
+import types
+import typing
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +50,8 @@ def _concepts(text: str) -> list[str]:
     for item in items:
         if item.casefold() in seen:
             raise argparse.ArgumentTypeError(
-                f"the concept list has duplicates ('{seen[item.casefold()]}' and '{item}' are one word): give each concept once"
+                f"the concept list has duplicates ('{seen[item.casefold()]}' and '{item}' are one "
+                "word): give each concept once"
             )
         seen[item.casefold()] = item
     return items
@@ -75,7 +78,8 @@ def _batch_size(text: str) -> int:
     value = _positive_int(text)
     if value > MAX_BATCH:
         raise argparse.ArgumentTypeError(
-            f"batch size {text} is more than {MAX_BATCH} trials per forward pass, more than any machine's memory holds: "
+            f"batch size {text} is more than {MAX_BATCH} trials per forward pass, more than any "
+            "machine's memory holds: "
             "give a smaller --batch-size (a run also checks the memory its batch needs)"
         )
     return value
@@ -170,7 +174,8 @@ def _parser() -> argparse.ArgumentParser:
             type=_max_memory,
             default=None,
             metavar="DEV=SIZE,...",
-            help="most each device may hold, e.g. 0=20GiB,cpu=8GiB; the rest is offloaded to disk (implies --device-map auto)",
+            help="most each device may hold, e.g. 0=20GiB,cpu=8GiB; the rest is offloaded to disk "
+            "(implies --device-map auto)",
         )
         sp.add_argument(
             "--offload-folder",
@@ -187,7 +192,8 @@ def _parser() -> argparse.ArgumentParser:
             const=True,
             default=False,
             metavar="URL",
-            help="run the traces on NDIF (a Hub id as --model; NDIF_HOST/NDIF_API_KEY apply), or on the NDIF-protocol server at URL",
+            help="run the traces on NDIF (a Hub id as --model; NDIF_HOST/NDIF_API_KEY apply), or "
+            "on the NDIF-protocol server at URL",
         )
 
     v = sub.add_parser(
@@ -206,7 +212,8 @@ def _parser() -> argparse.ArgumentParser:
         "--method",
         choices=["lindsey", "pca_center", "contrastive"],
         default="lindsey",
-        help="lindsey (default): word minus baseline mean; pca_center: the Latent Introspection code's repeng recipe; "
+        help="lindsey (default): word minus baseline mean; pca_center: the Latent Introspection "
+        "code's repeng recipe; "
         "contrastive: mean of --positive minus mean of --negative",
     )
     vs = v.add_mutually_exclusive_group()
@@ -311,7 +318,8 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser(
         "train",
-        help="LoRA-finetune a model to predict the behaviour in a self-prediction run (Looking Inward)",
+        help="LoRA-finetune a model to predict the behaviour in a self-prediction run (Looking "
+        "Inward)",
     )
     model_args(t)
     t.add_argument(
@@ -350,7 +358,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--judge-model",
-        help="the endpoint's model name (with --judge-url), or a model mechintro can load (local judge)",
+        help="the endpoint's model name (with --judge-url), or a model mechintro can load (local "
+        "judge)",
     )
     g.add_argument(
         "--api-key-env",
@@ -402,7 +411,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     oa = osub.add_parser(
         "ask",
-        help="ask an oracle (or 'untrained') a question about every trial of a run; answers are stored as a run",
+        help="ask an oracle (or 'untrained') a question about every trial of a run; answers are "
+        "stored as a run",
     )
     oa.add_argument(
         "oracle", help="oracle directory, or 'untrained' for the base model asked the same way"
@@ -441,7 +451,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     oe = osub.add_parser(
         "eval",
-        help="held-out task-family accuracy of an oracle vs the untrained model, shuffled activations and a probe",
+        help="held-out task-family accuracy of an oracle vs the untrained model, shuffled "
+        "activations and a probe",
     )
     oe.add_argument("oracle", type=Path)
     oe.add_argument("--model", help="the oracle's base model (default: the one it was trained on)")
@@ -455,7 +466,8 @@ def _parser() -> argparse.ArgumentParser:
     oe.add_argument("--out", type=Path, help="also write the rows as JSON here")
     rp = sub.add_parser(
         "report",
-        help="write a run's one-page HTML report: provenance, summary, figures, every trial's transcript",
+        help="write a run's one-page HTML report: provenance, summary, figures, every trial's "
+        "transcript",
     )
     rp.add_argument("run", type=Path)
     rp.add_argument(
@@ -484,7 +496,10 @@ def _load(args: argparse.Namespace, name: str | None = None):
 
 
 def _losses(losses: list[float]) -> str:
-    return f"loss {losses[0]:.3f} (first step) → {sum(losses[-5:]) / len(losses[-5:]):.3f} (mean of the last 5)"
+    return (
+        f"loss {losses[0]:.3f} (first step) → {sum(losses[-5:]) / len(losses[-5:]):.3f} "
+        "(mean of the last 5)"
+    )
 
 
 def _progress(desc: str, quiet: bool):
@@ -513,7 +528,7 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
     save_vectors(vectors, args.out)
     norms = vectors.vector_norm.mean("concept")
     print(
-        f"wrote {len(args.concepts)} {args.method} vectors × {model.n_layers} layers to {args.out}"
+        f"wrote {len(args.concepts)} {args.method} vectors × {model.n_layers} layers to {args.out}"  # noqa: RUF001
     )
     print(
         "mean ‖v‖ by layer: "
@@ -526,7 +541,8 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
 
 
 def _vector_inputs(args: argparse.Namespace) -> dict:
-    """``mechintro vectors --method``: the recipe's inputs from the flags, checked before the model loads."""
+    """``mechintro vectors --method``: the recipe's inputs from the flags, checked before the
+    model loads."""
     from mechintro.experiments.latent_introspection import load_suffixes
 
     wrong = [
@@ -542,7 +558,8 @@ def _vector_inputs(args: argparse.Namespace) -> dict:
     ]
     if wrong:
         raise MechintroError(
-            f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to --method {args.method}: drop it or change the method"
+            f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to --method "
+            f"{args.method}: drop it or change the method"
         )
     if args.method == "contrastive" and not (args.positive and args.negative):
         raise MechintroError("--method contrastive needs --positive and --negative prompts")
@@ -573,8 +590,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     fields = {f.name: f for f in dataclasses.fields(module.Config)}
     if args.fields:
+        from mechintro.experiments.base import field_help
+
+        helps = field_help(module.Config)
         for f in fields.values():
             print(f"{f.name:<18} {f.default!r}")
+            if helps[f.name]:
+                print(f"{'':<18} {helps[f.name]}")
         return 0
     if args.out is None:
         raise MechintroError(
@@ -595,14 +617,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     unknown = sorted(set(given) - set(fields))
     if unknown:
         raise MechintroError(
-            f"{args.experiment} has no option {', '.join('--' + k.replace('_', '-') for k in unknown)}: see `mechintro run {args.experiment} --fields`"
+            f"{args.experiment} has no option "
+            f"{', '.join('--' + k.replace('_', '-') for k in unknown)}: see `mechintro run "
+            f"{args.experiment} --fields`"
         )
-    _apply_settings(args.settings, fields, given)
+    _apply_settings(args.settings, module.Config, given)
     config = module.Config(**given)
     if args.out.exists():
-        read_attrs(
-            args.out
-        )  # a foreign file fails here, before the model loads (damaged chunks are repaired by the run)
+        # a foreign file fails here, before the model loads (the run repairs damaged chunks)
+        read_attrs(args.out)
     spec = OFFLINE_MODELS.get(config.model)
     if (
         spec is not None
@@ -614,7 +637,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )  # depth is known: refuse bad layers before loading
         if len(resolved) != len(config.layers):
             raise MechintroError(
-                f"layers {list(map(str, config.layers))} name the same layer of {spec.name} more than once "
+                f"layers {list(map(str, config.layers))} name the same layer of {spec.name} more "
+                "than once "
                 f"(they resolve to {resolved}): give each layer once"
             )
     if args.vectors is not None and not args.vectors.exists():
@@ -633,7 +657,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     ds = open_run(out)
     if args.shard is not None:
         print(
-            f"{args.experiment}: shard {args.shard}, {ds.sizes['trial']} trials on {model.name} → {out}; "
+            f"{args.experiment}: shard {args.shard}, {ds.sizes['trial']} trials on {model.name} → "
+            f"{out}; "
             "join the shards with `mechintro merge SHARD... --out RUN`"
         )
         return 0
@@ -657,15 +682,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.remote:
         raise MechintroError("finetuning runs here, not remotely: drop --remote")
-    fields = {f.name: f for f in dataclasses.fields(training.TrainConfig)}
     given = {
         k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None
     }
-    _apply_settings(args.settings, fields, given)
+    _apply_settings(args.settings, training.TrainConfig, given)
     config = training.TrainConfig(**given)
     if not args.behaviour.exists():
         raise MechintroError(
-            f"behaviour run {args.behaviour} does not exist: create it with `mechintro run self-prediction`"
+            f"behaviour run {args.behaviour} does not exist: create it with `mechintro run "
+            "self-prediction`"
         )
     behaviour = open_run(args.behaviour)
     examples = self_prediction.training_examples(behaviour, config.examples, seed=config.seed)
@@ -679,33 +704,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
         close()
     record = training.read_training(out)
     print(
-        f"adapter {out}: {record['examples']} examples of {record['behaviour_model']}'s behaviour, {record['steps']} steps "
+        f"adapter {out}: {record['examples']} examples of {record['behaviour_model']}'s behaviour, "
+        f"{record['steps']} steps "
         f"in {record['train_seconds']} s; {_losses(record['losses'])}"
     )
     return 0
 
 
-def _apply_settings(settings: list[str], fields: dict, given: dict) -> None:
-    """Add each ``--set KEY=VALUE`` to ``given``, parsed like the field's default."""
+def _apply_settings(settings: list[str], config: type, given: dict) -> None:
+    """Add each ``--set KEY=VALUE`` to ``given``, parsed by the annotation of ``config``'s field
+    (a dataclass): ``trials=3`` is an integer, tuples split on commas, a Literal's choices are
+    checked, ``none`` is None where the field allows it."""
+    fields = {f.name for f in dataclasses.fields(config)}
+    hints = typing.get_type_hints(config)
     for item in settings:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
             raise MechintroError(
                 f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(fields)}"
             )
-        default = fields[key].default
-        if default is None:  # an optional field: parse like its annotation says
-            kind = str(fields[key].type)
-            default = next(
-                (
-                    like
-                    for name, like in (("bool", False), ("int", 0), ("float", 0.0), ("tuple", ()))
-                    if name in kind
-                ),
-                None,
-            )
         try:
-            given[key] = _field_value(value, default)
+            given[key] = _field_value(value, hints[key], key)
         except argparse.ArgumentTypeError as exc:
             raise MechintroError(f"--set {item}: {exc}") from None
         if key == "seed" and isinstance(given[key], int) and given[key] < 0:
@@ -714,30 +733,42 @@ def _apply_settings(settings: list[str], fields: dict, given: dict) -> None:
             )
 
 
-def _field_value(text: str, default: object) -> object:
-    """A ``--set`` value parsed like the field's default: lists for tuples, numbers, booleans."""
-
-    def scalar(s: str, like: object) -> object:
-        if isinstance(like, bool):
-            if s.lower() not in ("true", "false"):
-                raise MechintroError(f"'{s}' is not true or false")
-            return s.lower() == "true"
-        if isinstance(like, int):
-            try:
-                return int(s)
-            except ValueError:
-                raise MechintroError(f"'{s}' is not an integer") from None
-        if isinstance(like, float):
-            try:
-                return float(s)
-            except ValueError:
-                raise MechintroError(f"'{s}' is not a number") from None
-        return s
-
-    if isinstance(default, tuple):
-        like = default[0] if default else ""
-        return tuple(scalar(s, like) for s in _list(text)) if text else ()
-    return scalar(text, default)
+def _field_value(text: str, hint: object, key: str) -> object:
+    """A ``--set`` value parsed by its field's annotation ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and text.lower() == "none":
+            return None
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return _field_value(text, rest[0], key)
+        if str in rest:  # e.g. a layer given as an index, a fraction or "all": kept as typed
+            return text
+        for kind in (int, float):
+            if kind in rest:
+                try:
+                    return kind(text)
+                except ValueError:
+                    pass
+        raise MechintroError(f"{key}={text!r} is invalid: it must be one of {rest}")
+    if origin is tuple:
+        return tuple(_field_value(s, args[0], key) for s in _list(text)) if text else ()
+    if origin is typing.Literal:
+        if text not in args:
+            choices = " or ".join(repr(a) for a in args)
+            raise MechintroError(f"{key}={text!r} is invalid: it must be {choices}")
+        return text
+    if hint is bool:
+        if text.lower() not in ("true", "false"):
+            raise MechintroError(f"'{text}' is not true or false")
+        return text.lower() == "true"
+    if hint in (int, float):
+        try:
+            return hint(text)  # type: ignore[operator]
+        except ValueError:
+            what = "an integer" if hint is int else "a number"
+            raise MechintroError(f"'{text}' is not {what}") from None
+    return text
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -750,17 +781,21 @@ def _cmd_info(args: argparse.Namespace) -> int:
     a = ds.attrs
     print(f"run:            {args.run}")
     print(
-        f"experiment:     {a.get('experiment', '?')}  (mode {a['mode']}, complete: {a.get('complete')})"
+        f"experiment:     {a.get('experiment', '?')}  (mode {a['mode']}, complete: "
+        f"{a.get('complete')})"
     )
     print(
-        f"trials:         {int(committed.sum())} committed of {committed.size}; non-finite: {int(np.asarray(ds['nonfinite'].values)[committed].sum())}"
+        f"trials:         {int(committed.sum())} committed of {committed.size}; non-finite: "
+        f"{int(np.asarray(ds['nonfinite'].values)[committed].sum())}"
     )
     print(f"model:          {a['model']}  weights sha256 {a['weights_sha256']}")
     print(
-        f"residuals:      {'recorded ' + str(dict(ds['resid'].sizes)) if 'resid' in ds else 'not recorded'}"
+        "residuals:      "
+        f"{'recorded ' + str(dict(ds['resid'].sizes)) if 'resid' in ds else 'not recorded'}"
     )
     print(
-        f"mechintro:      {a['mechintro_version']}  git {a['git_commit']}  created {a.get('created', '?')}"
+        f"mechintro:      {a['mechintro_version']}  git {a['git_commit']}  created "
+        f"{a.get('created', '?')}"
     )
     print(f"packages:       {a['package_versions']}")
     print("config:         " + json.dumps(json.loads(a["config"]), sort_keys=True))
@@ -836,11 +871,10 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
     if args.oracle_command == "train":
         if args.remote:
             raise MechintroError("oracle training runs here, not remotely: drop --remote")
-        fields = {f.name: f for f in dataclasses.fields(otrain.OracleConfig)}
         given = {
             k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None
         }
-        _apply_settings(args.settings, fields, given)
+        _apply_settings(args.settings, otrain.OracleConfig, given)
         config = otrain.OracleConfig(**given)
         if args.out.exists() and not (args.out / "training.json").exists():
             raise MechintroError(
@@ -856,7 +890,8 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
 
         record = training.read_training(out)
         print(
-            f"oracle {out}: {record['examples']} examples {record[oracle.ORACLE_KEY]['families']}, {record['steps']} steps in "
+            f"oracle {out}: {record['examples']} examples {record[oracle.ORACLE_KEY]['families']}, "
+            f"{record['steps']} steps in "
             f"{record['train_seconds']} s; {_losses(record['losses'])}"
         )
         return 0
@@ -902,7 +937,8 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
         print(f"asked {ds.sizes['trial']} trials → {out}")
         for i in range(min(3, ds.sizes["trial"])):
             print(
-                f"  trial {int(ds['source_trial'].values[i])} ({ds['condition'].values[i]}, {ds['concept'].values[i] or '-'}): "
+                f"  trial {int(ds['source_trial'].values[i])} ({ds['condition'].values[i]}, "
+                f"{ds['concept'].values[i] or '-'}): "
                 f"{str(ds['response'].values[i])[:100]!r}"
             )
         return 0
@@ -911,7 +947,8 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
     print(f"{'set':<20}{'reader':<11}{'accuracy':>9}  95% CI")
     for r in rows:
         print(
-            f"{r['set']:<20}{r['reader']:<11}{r['accuracy']:>9.3f}  [{r['lo']:.3f}, {r['hi']:.3f}]  ({r['correct']}/{r['n']})"
+            f"{r['set']:<20}{r['reader']:<11}{r['accuracy']:>9.3f}  [{r['lo']:.3f}, {r['hi']:.3f}] "
+            f" ({r['correct']}/{r['n']})"
         )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
@@ -936,7 +973,8 @@ def _quiet_hf_progress() -> None:
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's time limit, `kill`), handled like Ctrl-C: committed trials are kept."""
+    """SIGTERM (a scheduler's time limit, `kill`), handled like Ctrl-C: committed trials are
+    kept."""
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -949,13 +987,17 @@ def _os_error(exc: OSError) -> str:
     if exc.errno == errno.EROFS:
         return f"{where} is on a read-only file system: choose an --out on a writable disk"
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return f"permission denied for {where}: choose an --out you may write to, or fix its permissions"
+        return (
+            f"permission denied for {where}: choose an --out you may write to, or fix its "
+            "permissions"
+        )
     if exc.errno == errno.ENOTDIR:
         return f"{where}: a part of this path is a file, not a directory: choose another --out"
     if exc.errno == errno.EISDIR:
         return f"{where} is a directory where a file was expected: check the path"
     return (
-        f"{exc.strerror or exc} ({where}); fix the path or free disk space, then run the same command again "
+        f"{exc.strerror or exc} ({where}); fix the path or free disk space, then run the same "
+        "command again "
         "(committed trials are kept)"
     )
 

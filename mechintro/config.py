@@ -43,7 +43,9 @@ def _describe(hint: object) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(h) for h in typing.get_args(hint))
     if origin is tuple:
-        return f"a tuple of ({_describe(typing.get_args(hint)[0])})"
+        item = typing.get_args(hint)[0]
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "True or False"}
+        return f"a tuple of {plural[item]}" if item in plural else f"a tuple of ({_describe(item)})"
     return {bool: "True or False", int: "an integer", float: "a number", str: "a string"}[hint]  # type: ignore[index]
 
 
@@ -76,8 +78,8 @@ def check_config(config: object) -> None:
         raise MechintroError(f"strengths must be finite numbers, got {list(get('strengths'))}")
     if get("strengths") and len(set(get("strengths"))) != len(get("strengths")):
         raise MechintroError(
-            f"the strength list {list(get('strengths'))} has duplicates (by value): give "
-            "each strength once"
+            f"the strength list {list(get('strengths'))} has duplicates (by value): give each "
+            "strength once"
         )
     if isinstance(get("seed"), int) and not 0 <= get("seed") < 2**63:
         raise MechintroError(

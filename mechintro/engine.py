@@ -1,6 +1,6 @@
 """The injection engine: the only module that opens nnsight traces.
 
-Concept injection (Lindsey 2025) adds ``strength × v`` to the residual stream at the output of
+Concept injection (Lindsey 2025) adds ``strength x v`` to the residual stream at the output of
 decoder block ``L`` on chosen token positions. Everything mechintro measures is one of two passes:
 
 * **logit mode** — one forward pass over a batch of prompts; the next-token log-probabilities of
@@ -111,7 +111,8 @@ def _pad(model: Model, prompts: Sequence[Sequence[int]]) -> dict[str, torch.Tens
 def _plan(
     model: Model, width: int, injections: Sequence[Injection | None]
 ) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Per injected layer: prompt mask ``(B, T, 1)``, vectors ``(B, 1, d)``, generated mask ``(B, 1)``."""
+    """Per injected layer: prompt mask ``(B, T, 1)``, vectors ``(B, 1, d)``, generated mask
+    ``(B, 1)``."""
     n = len(injections)
     plan: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     for row, inj in enumerate(injections):
@@ -189,7 +190,8 @@ def forward(
         model.check_layer(layer)
         if direction.shape != (model.d_model,):
             raise MechintroError(
-                f"ablation direction has shape {tuple(direction.shape)}; {model.name} needs ({model.d_model},)"
+                f"ablation direction has shape {tuple(direction.shape)}; {model.name} needs "
+                f"({model.d_model},)"
             )
         ablations[layer] = (
             (direction / direction.norm()).to(model.device, model.dtype),
@@ -217,39 +219,9 @@ def forward(
     width = batch["input_ids"].shape[1]
     plan = _plan(model, width, injections)
     answers = torch.tensor(list(answer_ids), dtype=torch.long, device=model.device)
-    cap = getattr(text_config(model.hf.config), "final_logit_softcapping", None)
-    layers = get_module(model.lm, model.arch.layers)
-    unembed = get_module(model.lm, model.arch.unembed)
-    n_layers = model.n_layers
-
-    with _remote_errors(model), torch.no_grad():
-        with model.lm.trace(batch, remote=model.remote, logits_to_keep=1, **extra):
-            stacked = []
-            for i in range(n_layers):
-                if not record and i not in plan and i not in ablations:
-                    continue
-                out = layers[i].output
-                h = out[0] if isinstance(out, tuple) else out
-                if i in plan:
-                    mask, vec, _ = plan[i]
-                    h += mask.to(h.device) * vec.to(
-                        h.device
-                    )  # no-ops here; on a remote GPU they move
-                if i in ablations:
-                    u, target = ablations[i]
-                    u = u.to(h.device)
-                    h -= ((h * u).sum(-1, keepdim=True) - target) * u
-                if record:
-                    stacked.append(h.detach().to("cpu", torch.float16))
-            if record:
-                resid = nnsight.save(torch.stack(stacked, 1))
-            logits = unembed.output[:, -1].float()
-            if cap:
-                logits = torch.tanh(logits / cap) * cap
-            finite = nnsight.save(torch.isfinite(logits).all(-1).cpu())
-            logprobs = nnsight.save(
-                torch.log_softmax(logits, -1)[:, answers.to(logits.device)].cpu()
-            )
+    logprobs, finite, resid = _forward_trace(
+        model, batch, extra, plan, {}, ablations, answers, record
+    )
 
     nonfinite = ~finite
     if record:
@@ -267,6 +239,65 @@ def forward(
         generated=None,
         nonfinite=nonfinite,
     )
+
+
+def _forward_trace(
+    model: Model,
+    batch: dict[str, torch.Tensor],
+    extra: dict[str, object],
+    plan: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    patches: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    ablations: dict[int, tuple[torch.Tensor, float]],
+    answers: torch.Tensor,
+    record: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The one forward-pass trace. At each layer's output, in this order: the injections of
+    ``plan`` (:func:`_plan`), the patches of ``patches`` (:func:`_patch_plan`), the ablations,
+    then recording; returns the answers' log-probabilities at the last position, whether each
+    row's logits are finite, and the residuals (``record``). The body calls no mechintro
+    function, so it runs remotely as it runs here."""
+    cap = getattr(text_config(model.hf.config), "final_logit_softcapping", None)
+    layers = get_module(model.lm, model.arch.layers)
+    unembed = get_module(model.lm, model.arch.unembed)
+    n_layers = model.n_layers
+    # The trace's `with` on a line of its own: nnsight finds the body from that line.
+    with _remote_errors(model), torch.no_grad():
+        with model.lm.trace(batch, remote=model.remote, logits_to_keep=1, **extra):
+            stacked = []
+            for i in range(n_layers):
+                if not record and i not in plan and i not in patches and i not in ablations:
+                    continue
+                out = layers[i].output
+                h = out[0] if isinstance(out, tuple) else out
+                if i in plan:
+                    mask, vec, _ = plan[i]
+                    h += mask.to(h.device) * vec.to(
+                        h.device
+                    )  # no-ops here; on a remote GPU they move
+                if i in patches:
+                    select, values, units = patches[i]
+                    select, values, units = (
+                        select.to(h.device),
+                        values.to(h.device),
+                        units.to(h.device),
+                    )
+                    h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
+                if i in ablations:
+                    u, target = ablations[i]
+                    u = u.to(h.device)
+                    h -= ((h * u).sum(-1, keepdim=True) - target) * u
+                if record:
+                    stacked.append(h.detach().to("cpu", torch.float16))
+            if record:
+                resid = nnsight.save(torch.stack(stacked, 1))
+            logits = unembed.output[:, -1].float()
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            finite = nnsight.save(torch.isfinite(logits).all(-1).cpu())
+            logprobs = nnsight.save(
+                torch.log_softmax(logits, -1)[:, answers.to(logits.device)].cpu()
+            )
+    return logprobs, finite, resid if record else None
 
 
 # Shorter shared prefixes are not worth a second pass (the runner's threshold).
@@ -307,7 +338,8 @@ def _reuse_prefix(
     and the injections shifted to start after the prefix."""
     if model.remote or shared_prefix(prompts, injections) < prefix:
         raise AssertionError(
-            "prefix reuse needs a local model and a prefix shared by every prompt and untouched by injections"
+            "prefix reuse needs a local model and a prefix shared by every prompt and untouched by "
+            "injections"
         )
     cache, resid = prefix_state(model, prompts[0][:prefix], record)
     cache = copy.deepcopy(cache)
@@ -407,41 +439,9 @@ def generate(
         pad_token_id=model.tokenizer.pad_token_id,
         eos_token_id=eos,
     )
-    generate_kwargs = {"generation_config": config, "remote": model.remote, **extra}
-    layers = get_module(model.lm, model.arch.layers)
-    n_layers = model.n_layers
-
-    # When every row ends early the bounded loop is cut short by design; the result is read in a
-    # separate invoke, so nnsight's "never reached" warning carries no information here.
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*was never reached.*")
-        torch.manual_seed(seed)
-        # The seed is set again inside the trace: a remote server samples with its own generator.
-        # No comment lines inside a trace body (remote execution drops them and misplaces the
-        # blocks after them), and the trace's `with` on one line (nnsight finds its body there).
-        with _remote_errors(model), torch.no_grad():
-            with model.lm.generate(**generate_kwargs) as tracer:
-                with tracer.invoke(batch):
-                    torch.manual_seed(seed)
-                    for step in tracer.iter[:max_new_tokens]:
-                        stacked = []
-                        for i in range(n_layers):
-                            if i not in plan and not (record and step == 0):
-                                continue
-                            out = layers[i].output
-                            h = out[0] if isinstance(out, tuple) else out
-                            if i in plan:
-                                mask, vec, gen = plan[i]
-                                if step == 0:
-                                    h += mask.to(h.device) * vec.to(h.device)
-                                else:
-                                    h[:, -1] += gen.to(h.device) * vec[:, 0].to(h.device)
-                            if record and step == 0:
-                                stacked.append(h.detach().to("cpu", torch.float16))
-                        if record and step == 0:
-                            resid = nnsight.save(torch.stack(stacked, 1))
-                with tracer.invoke():
-                    sequences = nnsight.save(tracer.result.cpu())
+    sequences, resid = _generate_trace(
+        model, batch, extra, plan, {}, record, config, max_new_tokens=max_new_tokens, seed=seed
+    )
 
     new = sequences[:, width:]
     generated = torch.full((len(prompts), max_new_tokens), -1, dtype=torch.long)
@@ -466,6 +466,64 @@ def generate(
         generated=generated,
         nonfinite=nonfinite,
     )
+
+
+def _generate_trace(
+    model: Model,
+    batch: dict[str, torch.Tensor],
+    extra: dict[str, object],
+    plan: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    patches: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    record: bool,
+    config: object,
+    *,
+    max_new_tokens: int,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The one generation trace: the prompt pass takes the injections of ``plan``, the patches
+    and the recording; each generated token takes the injections marked ``generated``. Returns
+    the full sequences and the prompt pass's residuals (``record``). Remote-safe, like
+    :func:`_forward_trace`."""
+    generate_kwargs = {"generation_config": config, "remote": model.remote, **extra}
+    layers = get_module(model.lm, model.arch.layers)
+    n_layers = model.n_layers
+    # When every row ends early the bounded loop is cut short by design; the result is read in a
+    # separate invoke, so nnsight's "never reached" warning carries no information here.
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*was never reached.*")
+        torch.manual_seed(seed)
+        # The seed is set again inside the trace: a remote server samples with its own generator.
+        # No comment line inside a trace body (remote execution drops it and misplaces the blocks
+        # after it), and the trace's `with` on a line of its own (docs/engineering.md).
+        with _remote_errors(model), torch.no_grad():
+            with model.lm.generate(**generate_kwargs) as tracer:
+                with tracer.invoke(batch):
+                    torch.manual_seed(seed)
+                    for step in tracer.iter[:max_new_tokens]:
+                        stacked = []
+                        for i in range(n_layers):
+                            if i not in plan and not (step == 0 and (record or i in patches)):
+                                continue
+                            out = layers[i].output
+                            h = out[0] if isinstance(out, tuple) else out
+                            if i in plan:
+                                mask, vec, gen = plan[i]
+                                if step == 0:
+                                    h += mask.to(h.device) * vec.to(h.device)
+                                else:
+                                    h[:, -1] += gen.to(h.device) * vec[:, 0].to(h.device)
+                            if i in patches and step == 0:
+                                select, values, units = patches[i]
+                                select, values = select.to(h.device), values.to(h.device)
+                                units = units.to(h.device)
+                                h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
+                            if record and step == 0:
+                                stacked.append(h.detach().to("cpu", torch.float16))
+                        if record and step == 0:
+                            resid = nnsight.save(torch.stack(stacked, 1))
+                with tracer.invoke():
+                    sequences = nnsight.save(tracer.result.cpu())
+    return sequences, resid if record else None
 
 
 def last_token_resid(model: Model, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -533,7 +591,8 @@ def swap_forward(
 
     if shape(a) != shape(b) or model.tokenizer.get_vocab() != cache_model.tokenizer.get_vocab():
         raise MechintroError(
-            f"{cache_model.name} cannot fill {model.name}'s KV cache: the model swap needs two models of one "
+            f"{cache_model.name} cannot fill {model.name}'s KV cache: the model swap needs two "
+            "models of one "
             "architecture and tokenizer (e.g. a model and its finetune)"
         )
     answers = torch.tensor(list(answer_ids), dtype=torch.long)
@@ -541,7 +600,8 @@ def swap_forward(
     for ids, k in zip(prompts, prefix_lens, strict=True):
         if not 0 <= k < len(ids):
             raise MechintroError(
-                f"swap prefix of {k} tokens must leave at least one of the prompt's {len(ids)} tokens to the answering model"
+                f"swap prefix of {k} tokens must leave at least one of the prompt's {len(ids)} "
+                "tokens to the answering model"
             )
         ids_t = torch.tensor([list(ids)], dtype=torch.long, device=model.device)
         with torch.no_grad(), quiet_third_party():
@@ -574,9 +634,9 @@ class Patch:
     Patchscopes): ``vectors[k]`` goes to prompt token ``positions[k]`` (counted from the prompt's
     first token, before any padding) at the output of decoder block ``layer``.
 
-    ``mode="add"`` is the oracles' norm-matched addition ``h ← h + ‖h‖·v/‖v‖·coefficient``
-    (Karvonen et al. 2025; their code's default coefficient is 1 at layer 1); ``mode="replace"``
-    is Patchscopes' ``h ← v`` (``coefficient`` unused).
+    ``mode="add"`` (also spelled ``"norm_matched_add"``) is the oracles' norm-matched addition
+    ``h ← h + ‖h‖·v/‖v‖·coefficient`` (Karvonen et al. 2025; their code's default coefficient is
+    1 at layer 1); ``mode="replace"`` is Patchscopes' ``h ← v`` (``coefficient`` unused).
     """
 
     vectors: torch.Tensor
@@ -584,6 +644,134 @@ class Patch:
     layer: int = 1
     mode: str = "add"
     coefficient: float = 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class Add:
+    """Add ``strength * vector`` to the residual stream after each of ``layers`` on the prompt
+    tokens where ``mask`` is true, and on every generated token if ``generated`` (concept
+    injection, Lindsey 2025). ``vector`` is ``(d_model,)`` or one per layer,
+    ``(len(layers), d_model)``. :class:`Injection` is the same with the strength already
+    multiplied in."""
+
+    vector: torch.Tensor
+    layers: tuple[int, ...]
+    mask: tuple[bool, ...]
+    strength: float = 1.0
+    generated: bool = False
+
+    def injection(self) -> Injection:
+        return Injection(self.vector * self.strength, self.layers, self.mask, self.generated)
+
+
+@dataclass(frozen=True, eq=False)
+class Ablate:
+    """Set the residual stream's coordinate along the unit ``direction`` to ``to`` (0: project
+    the direction out) after each of ``layers``, at every position, after any addition or patch
+    at that layer. It acts on the whole batch, so every row of a batch carries the same one."""
+
+    direction: torch.Tensor
+    layers: tuple[int, ...]
+    to: float = 0.0
+
+
+Project = Ablate
+
+
+@dataclass(frozen=True)
+class NextToken:
+    """Read the next-token log-probabilities of ``answer_ids`` at the last prompt position."""
+
+    answer_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Generate:
+    """Read ``max_new_tokens`` sampled tokens (``temperature=0``: greedy; seeded)."""
+
+    max_new_tokens: int
+    temperature: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Resid:
+    """Read every layer's residual stream over the prompt (float16)."""
+
+
+Intervention = Add | Injection | Ablate | Patch
+Readout = NextToken | Generate | Resid
+
+
+def run_batch(
+    model: Model,
+    prompts: Sequence[Sequence[int]],
+    interventions: Sequence[Sequence[Intervention]],
+    readouts: Sequence[Readout],
+    *,
+    prefix: int = 0,
+) -> BatchResult:
+    """One batch: per prompt, what is done to it (:class:`Add`, :class:`Ablate`,
+    :class:`Patch`), and for the batch, what is read (:class:`NextToken` or :class:`Generate`,
+    and :class:`Resid`). Dispatches to the one trace of its kind, so the numbers are those of
+    :func:`forward`, :func:`generate`, :func:`patched_forward` and :func:`patched_generate`.
+
+    A row takes at most one addition and one patch; a patched batch adds, ablates and records
+    nothing (yet); ablation is read in logit mode only. Each refusal is one line.
+
+    Example::
+
+        add = Add(vector, layers=(12,), mask=(False,) * 5 + (True,) * 3, strength=4.0)
+        result = run_batch(model, [ids], [[add]], [NextToken((yes_id, no_id)), Resid()])
+    """
+    if len(interventions) != len(prompts):
+        raise MechintroError("pass one list of interventions (possibly empty) per prompt")
+    adds: list[Injection | None] = []
+    patches: list[Patch | None] = []
+    ablating: list[tuple[Ablate, ...]] = []
+    for row in interventions:
+        add = [x for x in row if isinstance(x, Add | Injection)]
+        patch = [x for x in row if isinstance(x, Patch)]
+        if len(add) > 1 or len(patch) > 1:
+            raise MechintroError(
+                "a prompt takes at most one Add and one Patch: give one Add with several layers"
+            )
+        adds.append(None if not add else add[0].injection() if isinstance(add[0], Add) else add[0])
+        patches.append(patch[0] if patch else None)
+        ablating.append(tuple(x for x in row if isinstance(x, Ablate)))
+    if any(a != ablating[0] for a in ablating):
+        raise MechintroError("an Ablate acts on the whole batch: give every prompt the same ones")
+    ablate: dict[int, torch.Tensor | tuple[torch.Tensor, float]] = {
+        layer: (x.direction, x.to) for x in ablating[0] for layer in x.layers
+    }
+    record = any(isinstance(r, Resid) for r in readouts)
+    generation = [r for r in readouts if isinstance(r, Generate)]
+    answers = [r for r in readouts if isinstance(r, NextToken)]
+    if len(generation) + len(answers) > 1:
+        raise MechintroError("read one NextToken or one Generate per batch (and Resid)")
+    answer_ids = list(answers[0].answer_ids) if answers else []
+    if any(p is not None for p in patches):
+        if any(a is not None for a in adds) or ablate or record:
+            raise MechintroError("a patched batch takes no Add, Ablate or Resid: split the batch")
+        if generation:
+            g = generation[0]
+            return patched_generate(
+                model, prompts, patches, max_new_tokens=g.max_new_tokens,
+                temperature=g.temperature, seed=g.seed,
+            )  # fmt: skip
+        return patched_forward(model, prompts, patches, answer_ids=answer_ids)
+    if generation:
+        if ablate:
+            raise MechintroError("Ablate is read in logit mode only: use NextToken")
+        g = generation[0]
+        return generate(
+            model, prompts, adds, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
+            seed=g.seed, record=record, prefix=prefix,
+        )  # fmt: skip
+    return forward(
+        model, prompts, adds, answer_ids=answer_ids, record=record, ablate=ablate or None,
+        prefix=prefix,
+    )  # fmt: skip
 
 
 def _patch_plan(
@@ -599,18 +787,23 @@ def _patch_plan(
         vectors = patch.vectors.reshape(-1, patch.vectors.shape[-1]).float()
         if vectors.shape != (len(patch.positions), model.d_model):
             raise MechintroError(
-                f"patch of {tuple(patch.vectors.shape)} for {len(patch.positions)} positions: {model.name} "
+                f"patch of {tuple(patch.vectors.shape)} for {len(patch.positions)} positions: "
+                f"{model.name} "
                 f"needs one ({model.d_model},) vector per position (activations of this model)"
             )
-        if patch.mode not in ("add", "replace"):
-            raise MechintroError(f"patch mode must be 'add' or 'replace', not {patch.mode!r}")
+        if patch.mode not in ("add", "norm_matched_add", "replace"):
+            raise MechintroError(
+                f"patch mode must be 'add' (or 'norm_matched_add') or 'replace', not {patch.mode!r}"
+            )
         if not all(0 <= p < len(prompt) for p in patch.positions):
             raise MechintroError(
-                f"patch positions {list(patch.positions)} fall outside the prompt's {len(prompt)} tokens"
+                f"patch positions {list(patch.positions)} fall outside the prompt's {len(prompt)} "
+                "tokens"
             )
-        if patch.mode == "add" and not bool((vectors.norm(dim=-1) > 0).all()):
+        if patch.mode != "replace" and not bool((vectors.norm(dim=-1) > 0).all()):
             raise MechintroError(
-                "a norm-matched addition needs non-zero vectors: an all-zero activation has no direction"
+                "a norm-matched addition needs non-zero vectors: an all-zero activation has no "
+                "direction"
             )
         if patch.layer not in plan:
             plan[patch.layer] = (
@@ -631,6 +824,15 @@ def _patch_plan(
     }  # type: ignore[misc]
 
 
+def check_patches(
+    model: Model, prompts: Sequence[Sequence[int]], patches: Sequence[Patch | None]
+) -> None:
+    """Refuse, with one line, a patch that does not fit its prompt or this model (the checks
+    :func:`patched_forward` makes), before anything runs."""
+    for prompt, patch in zip(prompts, patches, strict=True):
+        _patch_plan(model, len(prompt), [prompt], [patch])
+
+
 def patched_forward(
     model: Model,
     prompts: Sequence[Sequence[int]],
@@ -646,27 +848,7 @@ def patched_forward(
     batch = _pad(model, prompts)
     plan = _patch_plan(model, batch["input_ids"].shape[1], prompts, patches)
     answers = torch.tensor(list(answer_ids), dtype=torch.long, device=model.device)
-    cap = getattr(text_config(model.hf.config), "final_logit_softcapping", None)
-    layers = get_module(model.lm, model.arch.layers)
-    unembed = get_module(model.lm, model.arch.unembed)
-    n_layers = model.n_layers
-    with _remote_errors(model), torch.no_grad():
-        with model.lm.trace(batch, remote=model.remote, logits_to_keep=1):
-            for i in range(n_layers):
-                if i not in plan:
-                    continue
-                out = layers[i].output
-                h = out[0] if isinstance(out, tuple) else out
-                select, values, units = plan[i]
-                select, values, units = select.to(h.device), values.to(h.device), units.to(h.device)
-                h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
-            logits = unembed.output[:, -1].float()
-            if cap:
-                logits = torch.tanh(logits / cap) * cap
-            finite = nnsight.save(torch.isfinite(logits).all(-1).cpu())
-            logprobs = nnsight.save(
-                torch.log_softmax(logits, -1)[:, answers.to(logits.device)].cpu()
-            )
+    logprobs, finite, _ = _forward_trace(model, batch, {}, {}, plan, {}, answers, False)
     return BatchResult(answer_logprobs=logprobs, resid=None, generated=None, nonfinite=~finite)
 
 
@@ -702,29 +884,9 @@ def patched_generate(
         pad_token_id=model.tokenizer.pad_token_id,
         eos_token_id=eos,
     )
-    layers = get_module(model.lm, model.arch.layers)
-    n_layers = model.n_layers
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*was never reached.*")
-        torch.manual_seed(seed)
-        with _remote_errors(model), torch.no_grad():
-            with model.lm.generate(generation_config=config, remote=model.remote) as tracer:
-                with tracer.invoke(batch):
-                    torch.manual_seed(seed)
-                    for step in tracer.iter[:max_new_tokens]:
-                        if step == 0:
-                            for i in range(n_layers):
-                                if i not in plan:
-                                    continue
-                                out = layers[i].output
-                                h = out[0] if isinstance(out, tuple) else out
-                                select, values, units = plan[i]
-                                select = select.to(h.device)
-                                values = values.to(h.device)
-                                units = units.to(h.device)
-                                h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
-                with tracer.invoke():
-                    sequences = nnsight.save(tracer.result.cpu())
+    sequences, _ = _generate_trace(
+        model, batch, {}, {}, plan, False, config, max_new_tokens=max_new_tokens, seed=seed
+    )
     new = sequences[:, width:]
     generated = torch.full((len(prompts), max_new_tokens), -1, dtype=torch.long)
     for row in range(len(prompts)):

@@ -10,10 +10,12 @@ and its index, the finished dataset equals that of an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -32,7 +34,7 @@ from mechintro.prompts import Prompt, Window
 from mechintro.provenance import provenance_attrs
 
 log = logging.getLogger(__name__)
-Mode = Literal["logits", "generate"]
+Mode = Literal["logits", "generate", "resid"]
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -40,7 +42,7 @@ class Trial:
     """One trial: a prompt, and what (if anything) is injected into it.
 
     ``vector`` is the vector added per unit strength (``None``: nothing injected); the engine
-    adds ``strength × vector`` at layers ``inject_layer .. inject_layer_end - 1`` on the tokens of
+    adds ``strength x vector`` at layers ``inject_layer .. inject_layer_end - 1`` on the tokens of
     ``window``. ``vector`` may also be ``(inject_layer_end - inject_layer, d_model)``: one vector
     per injected layer. The labels become coordinates of the run dataset. For a control trial the
     layer and strength name the cell it is the control of; ``condition`` says nothing was injected.
@@ -48,6 +50,9 @@ class Trial:
     sentence of intentional control); ``max_new_tokens`` cuts this trial's response shorter than
     the run's (tokens after it are stored as ``-1``, as after an end of sequence). ``swap_prefix``
     > 0 hands the first tokens to the run's ``swap_model`` (Latent Introspection's model swap).
+    ``patch`` writes activations at chosen prompt positions (:class:`mechintro.engine.Patch`:
+    Patchscopes, Activation Oracles); a run whose trials patch injects no ``vector`` and records
+    no residuals.
     """
 
     prompt: Prompt
@@ -62,6 +67,7 @@ class Trial:
     read_window: Window | None = None
     max_new_tokens: int | None = None
     swap_prefix: int = 0
+    patch: engine.Patch | None = None
 
     def injection(self) -> engine.Injection | None:
         if self.vector is None:
@@ -94,7 +100,8 @@ class Answers:
                     kept += 1
             if kept == 0:
                 raise MechintroError(
-                    f"no form of answer '{label}' ({list(forms)}) is a single token of this tokenizer"
+                    f"no form of answer '{label}' ({list(forms)}) is a single token of this "
+                    "tokenizer"
                 )
         return texts, labels, ids
 
@@ -120,7 +127,8 @@ class Shard:
             or not 1 <= self.index <= self.count
         ):
             raise MechintroError(
-                f"shard {self.index}/{self.count} does not exist: give i/N with 1 <= i <= N, e.g. 1/4"
+                f"shard {self.index}/{self.count} does not exist: give i/N with 1 <= i <= N, e.g. "
+                "1/4"
             )
 
     @classmethod
@@ -219,16 +227,28 @@ def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Injectio
             raise MechintroError(f"strength {t.strength} is not finite: give finite numbers")
         if max_len is not None and len(t.prompt) > max_len:
             raise MechintroError(
-                f"a prompt is {len(t.prompt)} tokens, longer than {model.name}'s context of {max_len}: shorten it"
+                f"a prompt is {len(t.prompt)} tokens, longer than {model.name}'s context of "
+                f"{max_len}: shorten it"
             )
         if t.vector is not None:
             n_inject = t.inject_layer_end - t.inject_layer
             if t.vector.shape not in ((model.d_model,), (n_inject, model.d_model)):
                 raise MechintroError(
-                    f"vector for '{t.concept}' has size {tuple(t.vector.shape)}, but {model.name} has d_model {model.d_model}: compute vectors with this model"
+                    f"vector for '{t.concept}' has size {tuple(t.vector.shape)}, but {model.name} "
+                    f"has d_model {model.d_model}: compute vectors with this model"
                 )
             model.check_layer(t.inject_layer)
             model.check_layer(t.inject_layer_end - 1)
+    patched = [t for t in trials if t.patch is not None]
+    if patched:
+        if any(t.vector is not None or t.swap_prefix for t in trials):
+            raise MechintroError(
+                "a run either patches activations or injects vectors (or swaps models): "
+                "split it into two runs"
+            )
+        engine.check_patches(
+            model, [t.prompt.input_ids for t in patched], [t.patch for t in patched]
+        )
     return [t.injection() for t in trials]
 
 
@@ -250,8 +270,10 @@ def _check_memory(model: Model, trials: Sequence[Trial], batch_size: int) -> Non
     if batch * per_trial > memory // 2:
         cap = max(1, (memory // 2) // per_trial)
         raise MechintroError(
-            f"batch size {batch_size} needs about {batch * per_trial / 2**30:.0f} GiB for its residual streams, more than "
-            f"half of this machine's {memory / 2**30:.0f} GiB: give --batch-size {cap} or less (or --no-record-resid)"
+            f"batch size {batch_size} needs about {batch * per_trial / 2**30:.0f} GiB for its "
+            "residual streams, more than "
+            f"half of this machine's {memory / 2**30:.0f} GiB: give --batch-size {cap} or less (or "
+            "--no-record-resid)"
         )
 
 
@@ -260,18 +282,55 @@ def batch_seed(seed: int, batch_index: int) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
+def layer_map(specs: Sequence[str | int | float], layers: Sequence[int]) -> str:
+    """The ``layer_map`` attribute: each layer as given (index or fraction) → block index;
+    ``("all",)`` maps each block index to itself."""
+    if tuple(map(str, specs)) == ("all",):
+        return json.dumps({str(layer): int(layer) for layer in layers})
+    if len(layers) != len(specs):
+        raise MechintroError(
+            f"layers {list(map(str, specs))} name the same layer of this model more than once "
+            f"(they resolve to {list(layers)}): give each layer once"
+        )
+    return json.dumps({str(s): int(layer) for s, layer in zip(specs, layers, strict=True)})
+
+
+def _derived_attrs(
+    config: Mapping[str, object] | object,
+    experiment: str | None,
+    layers: Sequence[int] | None,
+    vectors: xr.DataArray | None,
+) -> dict[str, str]:
+    """The attributes :func:`execute` derives from its ``experiment``, ``layers`` and
+    ``vectors`` arguments."""
+    attrs: dict[str, str] = {}
+    if experiment is not None:
+        attrs["experiment"] = experiment
+    if layers is not None:
+        specs = getattr(config, "layers", None)
+        if specs is None:
+            raise AssertionError("layers= needs a config with a layers field")
+        attrs["layer_map"] = layer_map(specs, layers)
+    if vectors is not None:
+        attrs["vectors_method"] = vectors.attrs.get("method", "")
+    return attrs
+
+
 def execute(
     model: Model,
     trials: Sequence[Trial],
     out: str | Path,
     *,
-    config: Mapping[str, object],
+    config: Mapping[str, object] | object,
     mode: Mode,
     answers: Answers | None = None,
     generation: Generation | None = None,
-    batch_size: int = 16,
-    record: bool = False,
-    seed: int = 0,
+    batch_size: int | None = None,
+    record: bool | None = None,
+    seed: int | None = None,
+    experiment: str | None = None,
+    layers: Sequence[int] | None = None,
+    vectors: xr.DataArray | None = None,
     extra_attrs: Mapping[str, str] | None = None,
     progress: Progress = None,
     swap_model: Model | None = None,
@@ -280,9 +339,20 @@ def execute(
     """Run ``trials`` into the run store ``out``, resuming it if it exists.
 
     Args:
-        config: the experiment's configuration (JSON-serialisable); stored, and compared on resume.
-        mode: ``"logits"`` (needs ``answers``) or ``"generate"`` (needs ``generation``).
+        config: the experiment's configuration, a dataclass (an experiment's ``Config``) or a
+            JSON-serialisable mapping; stored, and compared on resume. From a dataclass,
+            ``batch_size``, ``record`` and ``seed`` default to its ``batch_size``,
+            ``record_resid`` and ``seed`` fields (else to 16, false and 0).
+        mode: what the run reads: ``"logits"`` (next-token log-probabilities of ``answers``),
+            ``"generate"`` (sampled tokens; needs ``generation``) or ``"resid"`` (only the
+            residual streams; needs ``record``). The store holds the variables of that readout.
         record: store every layer's residual stream over the prompt (float16).
+        experiment: the experiment's ``NAME``, stored as the ``experiment`` attribute.
+        layers: the block indices that the config's ``layers`` resolved to, stored as the
+            ``layer_map`` attribute (:func:`layer_map`).
+        vectors: the vectors the trials inject; their ``method`` is stored as
+            ``vectors_method``.
+        extra_attrs: further run attributes (they override the derived ones).
         progress: a ``tqdm.auto`` bar (``None``/``True``, the default), ``False`` for none, or a
             callable called with ``(trials_done, trials_total)`` after each batch.
         swap_model: the model that fills the KV cache of trials with ``swap_prefix`` (logit mode).
@@ -292,14 +362,87 @@ def execute(
     Returns:
         The path of the finished run.
     """
+    plan = _plan(
+        model,
+        trials,
+        config=config,
+        mode=mode,
+        answers=answers,
+        generation=generation,
+        batch_size=batch_size,
+        record=record,
+        seed=seed,
+        attrs=_derived_attrs(config, experiment, layers, vectors) | dict(extra_attrs or {}),
+        swap_model=swap_model,
+        shard=shard,
+    )
     out = Path(out)
+    with store_lock(out):  # one writer per store; released on exit, however the process ends
+        done = _open_store(plan, out)
+        _run_batches(plan, out, done, progress)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    """A run, checked and resolved before any file exists: its trials, their injections, the
+    answer tokens, the store's attributes and the settings of every batch."""
+
+    model: Model
+    trials: Sequence[Trial]
+    injections: list[engine.Injection | None]
+    answers: tuple[list[str], list[str], list[int]] | None
+    attrs: dict[str, str]
+    mode: Mode
+    generation: Generation | None
+    batch_size: int
+    record: bool
+    seed: int
+    swap_model: Model | None
+    shard: Shard | None
+
+    @property
+    def width(self) -> int:
+        return max(len(t.prompt) for t in self.trials)
+
+    @property
+    def patching(self) -> bool:
+        return any(t.patch is not None for t in self.trials)
+
+
+def _plan(
+    model: Model,
+    trials: Sequence[Trial],
+    *,
+    config: Mapping[str, object] | object,
+    mode: Mode,
+    answers: Answers | None,
+    generation: Generation | None,
+    batch_size: int | None,
+    record: bool | None,
+    seed: int | None,
+    attrs: dict[str, str],
+    swap_model: Model | None,
+    shard: Shard | None,
+) -> _Plan:
+    """Validate everything and derive the run's attributes (no file is touched)."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    fields: Mapping[str, object] = config  # type: ignore[assignment]
+    batch_size = int(fields.get("batch_size", 16)) if batch_size is None else batch_size  # type: ignore[arg-type]
+    record = bool(fields.get("record_resid", False)) if record is None else record
+    seed = int(fields.get("seed", 0)) if seed is None else seed  # type: ignore[arg-type]
     if batch_size < 1:
         raise MechintroError(f"batch size must be at least 1, got {batch_size}")
     if mode == "logits" and answers is None:
         raise AssertionError("logit mode needs answers")
     if mode == "generate" and generation is None:
         raise AssertionError("generation mode needs generation settings")
+    if mode == "resid" and not record:
+        raise MechintroError("a run that reads only residual streams must record them")
     injections = _check_trials(model, trials)
+    if record and any(t.patch is not None for t in trials):
+        raise MechintroError("a patched run records no residual streams: set record_resid false")
     if record:
         _check_memory(model, trials, batch_size)
     swapping = any(t.swap_prefix for t in trials)
@@ -308,17 +451,16 @@ def execute(
             "model-swap trials need a swap model, logit mode and no residual recording"
         )
     resolved = answers.resolve(model.tokenizer) if answers is not None else None
-    config_json = json.dumps(dict(config), sort_keys=True, default=str)
     attrs = {
         "model": model.name,
         "weights_sha256": model.weights_sha256,
         "n_layers": str(model.n_layers),
         "d_model": str(model.d_model),
-        "config": config_json,
+        "config": json.dumps(dict(fields), sort_keys=True, default=str),
         "seed": str(seed),
         "record_resid": str(record).lower(),
         **provenance_attrs(),
-        **(extra_attrs or {}),
+        **attrs,
     }
     if swapping:
         assert swap_model is not None
@@ -328,169 +470,178 @@ def execute(
     if shard is not None:
         attrs["shard"] = str(shard)
     attrs["identity"] = json.dumps(run_identity(model, trials), sort_keys=True)
-
-    def create(path: Path) -> None:
-        inputs = _inputs_dataset(model, trials, injections, resolved)
-        runs.create_run(
-            path,
-            inputs=inputs,
-            attrs=attrs,
-            batch_size=batch_size,
-            mode=mode,
-            max_new_tokens=generation.max_new_tokens if generation else 0,
-            record=record,
-            n_layers=model.n_layers,
-        )
-
-    with store_lock(out):  # one writer per store; released on exit, however the process ends
-        return _execute_locked(
-            model,
-            trials,
-            out,
-            injections,
-            resolved,
-            attrs,
-            create,
-            mode=mode,
-            generation=generation,
-            batch_size=batch_size,
-            record=record,
-            seed=seed,
-            progress=progress,
-            swap_model=swap_model,
-            shard=shard,
-            swapping=swapping,
-        )
+    return _Plan(
+        model=model,
+        trials=trials,
+        injections=injections,
+        answers=resolved,
+        attrs=attrs,
+        mode=mode,
+        generation=generation,
+        batch_size=batch_size,
+        record=record,
+        seed=seed,
+        swap_model=swap_model if swapping else None,
+        shard=shard,
+    )
 
 
-def _execute_locked(
-    model: Model,
-    trials: Sequence[Trial],
-    out: Path,
-    injections: list[engine.Injection | None],
-    resolved: tuple[list[str], list[str], list[int]] | None,
-    attrs: Mapping[str, str],
-    create: Callable[[Path], None],
-    *,
-    mode: Mode,
-    generation: Generation | None,
-    batch_size: int,
-    record: bool,
-    seed: int,
-    progress: Callable[[int, int], None] | None,
-    swap_model: Model | None,
-    shard: Shard | None,
-    swapping: bool,
-) -> Path:
+def _create_store(plan: _Plan, path: Path) -> None:
+    runs.create_run(
+        path,
+        inputs=_inputs_dataset(plan.model, plan.trials, plan.injections, plan.answers),
+        attrs=plan.attrs,
+        batch_size=plan.batch_size,
+        mode=plan.mode,
+        max_new_tokens=plan.generation.max_new_tokens if plan.generation else 0,
+        record=plan.record,
+        n_layers=plan.model.n_layers,
+    )
+
+
+def _open_store(plan: _Plan, out: Path) -> np.ndarray:
+    """Create the store, or check that an existing one was made by the same run (and restore
+    its inputs); return which trials are committed."""
     if out.exists():
-        stored = _check_resume(out, attrs, batch_size, mode)
-        if (
-            "identity" in stored
-        ):  # same identity: the trials this command builds are the stored ones
-            runs.restore_inputs(out, create)
+        stored = _check_resume(out, plan.attrs, plan.batch_size, plan.mode)
+        if "identity" in stored:  # same identity: the trials this command builds are the stored
+            runs.restore_inputs(out, functools.partial(_create_store, plan))
     else:
-        create(out)
+        _create_store(plan, out)
     done = runs.committed_mask(out)
-    if len(done) != len(trials):
+    if len(done) != len(plan.trials):
         raise MechintroError(
-            f"{out} holds {len(done)} trials but this run has {len(trials)}: use another --out"
+            f"{out} holds {len(done)} trials but this run has {len(plan.trials)}: use another --out"
         )
-    width = max(len(t.prompt) for t in trials)
-    answer_ids = resolved[2] if resolved else []
+    return done
+
+
+Outputs = dict[str, tuple[tuple[str, ...], np.ndarray]]
+
+
+def _run_batches(plan: _Plan, out: Path, done: np.ndarray, progress: Progress) -> None:
+    """Run every uncommitted batch of this process's shard, writing and committing each."""
+    trials, size = plan.trials, plan.batch_size
     # One shared-prefix length for the whole run, so every batch takes the same path.
     prefix = 0
-    if not swapping and not model.remote:
-        prefix = engine.shared_prefix([t.prompt.input_ids for t in trials], injections)
+    if plan.swap_model is None and not plan.patching and not plan.model.remote:
+        prefix = engine.shared_prefix([t.prompt.input_ids for t in trials], plan.injections)
         prefix = prefix if prefix >= engine.MIN_SHARED_PREFIX else 0
-    n_batches = -(-len(trials) // batch_size)
+    n_batches = -(-len(trials) // size)
     mine = (
         list(range(n_batches))
-        if shard is None
-        else runs.shard_batches(len(trials), batch_size, shard.index, shard.count)
+        if plan.shard is None
+        else runs.shard_batches(len(trials), size, plan.shard.index, plan.shard.count)
     )
-    total = sum(min(batch_size, len(trials) - b * batch_size) for b in mine)
-    n_done = sum(int(done[b * batch_size : (b + 1) * batch_size].sum()) for b in mine)
-    progress, close_bar = progress_callback(progress, Path(out).name, "trial")
-    if progress:
-        progress(n_done, total)
+    total = sum(min(size, len(trials) - b * size) for b in mine)
+    n_done = sum(int(done[b * size : (b + 1) * size].sum()) for b in mine)
+    report, close_bar = progress_callback(progress, Path(out).name, "trial")
+    if report:
+        report(n_done, total)
+    batch = {"logits": _logit_batch, "generate": _generate_batch, "resid": _resid_batch}[plan.mode]
     for b in mine:
-        start = b * batch_size
-        stop = min(start + batch_size, len(trials))
+        start, stop = b * size, min((b + 1) * size, len(trials))
         if done[start:stop].all():
             continue
-        chunk = trials[start:stop]
-        prompts = [t.prompt.input_ids for t in chunk]
-        if mode == "logits":
-            if any(t.swap_prefix for t in chunk):
-                result = _swap_batch(model, swap_model, chunk, injections[start:stop], answer_ids)  # type: ignore[arg-type]
-            else:
-                result = engine.forward(
-                    model,
-                    prompts,
-                    injections[start:stop],
-                    answer_ids=answer_ids,
-                    record=record,
-                    prefix=prefix,
-                )
-            outputs: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
-                "answer_logprobs": (
-                    ("trial", "answer"),
-                    result.answer_logprobs.numpy().astype(np.float32),
-                ),
-            }
-        else:
-            assert generation is not None
-            # A batch whose trials all stop early (their own max_new_tokens) generates only that far.
-            steps = max(
-                min(t.max_new_tokens or generation.max_new_tokens, generation.max_new_tokens)
-                for t in chunk
-            )
-            result = engine.generate(
-                model,
-                prompts,
-                injections[start:stop],
-                max_new_tokens=steps,
-                temperature=generation.temperature,
-                seed=batch_seed(seed, b),
-                record=record,
-                prefix=prefix,
-            )
-            ids = np.full((len(chunk), generation.max_new_tokens), -1, dtype=np.int32)
-            ids[:, :steps] = result.generated.numpy()
-            for row, t in enumerate(chunk):
-                if t.max_new_tokens is not None:
-                    ids[row, t.max_new_tokens :] = -1
-            texts = [
-                model.tokenizer.decode([t for t in row if t >= 0], skip_special_tokens=True)
-                for row in ids.tolist()
-            ]
-            outputs = {
-                "response_ids": (("trial", "new_token"), ids),
-                "response": (("trial",), np.array(texts, dtype=object)),
-            }
-        nonfinite = result.nonfinite.numpy().copy()
-        if result.answer_logprobs is not None:
-            nonfinite |= ~np.isfinite(result.answer_logprobs.numpy()).all(1)
-        outputs["nonfinite"] = (("trial",), nonfinite)
-        if record:
-            assert result.resid is not None
-            resid = np.zeros((len(chunk), model.n_layers, width, model.d_model), dtype=np.float16)
-            t_b = result.resid.shape[2]
-            resid[:, :, width - t_b :] = result.resid.numpy()
-            outputs["resid"] = (("trial", "layer", "pos", "d_model"), resid)
-        if nonfinite.any():
-            log.warning(
-                "%d trial(s) in batch %d have non-finite logits or activations (flagged in `nonfinite`)",
-                int(nonfinite.sum()),
-                b,
-            )
-        runs.write_batch(out, start, outputs)
+        result, outputs = batch(plan, b, prefix)
+        runs.write_batch(out, start, outputs | _checked_outputs(plan, b, result))
         n_done += int((~done[start:stop]).sum())
-        if progress:
-            progress(n_done, total)
+        if report:
+            report(n_done, total)
     runs.mark_complete(out)
     close_bar()
-    return out
+
+
+def _logit_batch(plan: _Plan, b: int, prefix: int) -> tuple[engine.BatchResult, Outputs]:
+    """Logit mode: the answer tokens' next-token log-probabilities of batch ``b``."""
+    start = b * plan.batch_size
+    chunk = plan.trials[start : start + plan.batch_size]
+    injections = plan.injections[start : start + len(chunk)]
+    prompts = [t.prompt.input_ids for t in chunk]
+    answer_ids = plan.answers[2] if plan.answers else []
+    if any(t.swap_prefix for t in chunk):
+        assert plan.swap_model is not None
+        result = _swap_batch(plan.model, plan.swap_model, chunk, injections, answer_ids)
+    else:
+        readouts = [engine.NextToken(tuple(answer_ids)), *_resid(plan)]
+        rows = _interventions(chunk, injections)
+        result = engine.run_batch(plan.model, prompts, rows, readouts, prefix=prefix)
+    logprobs = result.answer_logprobs.numpy().astype(np.float32)  # type: ignore[union-attr]
+    return result, {"answer_logprobs": (("trial", "answer"), logprobs)}
+
+
+def _interventions(
+    chunk: Sequence[Trial], injections: Sequence[engine.Injection | None]
+) -> list[list[engine.Intervention]]:
+    """Each trial's interventions: its injection (resolved once, by :func:`_plan`) and patch."""
+    rows: list[list[engine.Intervention]] = []
+    for t, inj in zip(chunk, injections, strict=True):
+        rows.append(([inj] if inj is not None else []) + ([t.patch] if t.patch is not None else []))
+    return rows
+
+
+def _resid(plan: _Plan) -> list[engine.Readout]:
+    return [engine.Resid()] if plan.record else []
+
+
+def _resid_batch(plan: _Plan, b: int, prefix: int) -> tuple[engine.BatchResult, Outputs]:
+    """Residual mode: batch ``b``'s forward pass, read only for its residual streams (stored by
+    :func:`_checked_outputs`)."""
+    start = b * plan.batch_size
+    chunk = plan.trials[start : start + plan.batch_size]
+    prompts = [t.prompt.input_ids for t in chunk]
+    rows = _interventions(chunk, plan.injections[start : start + len(chunk)])
+    return engine.run_batch(plan.model, prompts, rows, [engine.Resid()], prefix=prefix), {}
+
+
+def _generate_batch(plan: _Plan, b: int, prefix: int) -> tuple[engine.BatchResult, Outputs]:
+    """Generation mode: batch ``b``'s sampled tokens (``-1`` after the end of sequence and after
+    a trial's own ``max_new_tokens``) and their text."""
+    assert plan.generation is not None
+    start, most = b * plan.batch_size, plan.generation.max_new_tokens
+    chunk = plan.trials[start : start + plan.batch_size]
+    prompts = [t.prompt.input_ids for t in chunk]
+    # A batch whose trials all stop early (their own max_new_tokens) generates only that far.
+    steps = max(min(t.max_new_tokens or most, most) for t in chunk)
+    sampling = engine.Generate(steps, plan.generation.temperature, batch_seed(plan.seed, b))
+    rows = _interventions(chunk, plan.injections[start : start + len(chunk)])
+    result = engine.run_batch(plan.model, prompts, rows, [sampling, *_resid(plan)], prefix=prefix)
+    ids = np.full((len(chunk), most), -1, dtype=np.int32)
+    ids[:, :steps] = result.generated.numpy()  # type: ignore[union-attr]
+    for row, t in enumerate(chunk):
+        if t.max_new_tokens is not None:
+            ids[row, t.max_new_tokens :] = -1
+    texts = [
+        plan.model.tokenizer.decode([t for t in row if t >= 0], skip_special_tokens=True)
+        for row in ids.tolist()
+    ]
+    return result, {
+        "response_ids": (("trial", "new_token"), ids),
+        "response": (("trial",), np.array(texts, dtype=object)),
+    }
+
+
+def _checked_outputs(plan: _Plan, b: int, result: engine.BatchResult) -> Outputs:
+    """What every batch stores besides its readout: ``nonfinite`` (warned about) and, when
+    recorded, the residual stream left-padded to the run's width."""
+    nonfinite = result.nonfinite.numpy().copy()
+    if result.answer_logprobs is not None:
+        nonfinite |= ~np.isfinite(result.answer_logprobs.numpy()).all(1)
+    outputs: Outputs = {"nonfinite": (("trial",), nonfinite)}
+    if plan.record:
+        assert result.resid is not None
+        n, width, model = len(nonfinite), plan.width, plan.model
+        resid = np.zeros((n, model.n_layers, width, model.d_model), dtype=np.float16)
+        resid[:, :, width - result.resid.shape[2] :] = result.resid.numpy()
+        outputs["resid"] = (("trial", "layer", "pos", "d_model"), resid)
+    if nonfinite.any():
+        log.warning(
+            "%d trial(s) in batch %d have non-finite logits or activations (flagged in "
+            "`nonfinite`)",
+            int(nonfinite.sum()),
+            b,
+        )
+    return outputs
 
 
 def _swap_batch(
@@ -560,6 +711,8 @@ def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
             if t.vector is None
             else t.vector.detach().float().cpu().contiguous().numpy().tobytes()
         )
+        if t.patch is not None:  # only patched trials' identities gain these
+            vectors.append(t.patch.vectors.detach().float().cpu().contiguous().numpy().tobytes())
         ids.append(np.asarray(t.prompt.input_ids, dtype=np.int64).tobytes())
         mask = t.window.resolve(t.prompt) if t.vector is not None else None
         read = t.read_window.resolve(t.prompt) if t.read_window is not None else None
@@ -578,6 +731,11 @@ def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
                     t.swap_prefix,
                     {k: str(v) for k, v in sorted(t.labels.items())},
                 ]
+                + (
+                    []
+                    if t.patch is None
+                    else [t.patch.layer, list(t.patch.positions), t.patch.mode, t.patch.coefficient]
+                )
             ).encode()
         )
     versions = {}
@@ -608,7 +766,8 @@ def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
 def _check_resume(
     out: Path, attrs: Mapping[str, str], batch_size: int, mode: str
 ) -> dict[str, str]:
-    """Refuse to resume ``out`` with anything that would change its numbers; return its attributes."""
+    """Refuse to resume ``out`` with anything that would change its numbers; return its
+    attributes."""
     stored = runs.read_attrs(out)
     expected = {
         "model": attrs["model"],
@@ -637,7 +796,8 @@ def _check_resume(
         diffs += [k for k in now if was.get(k) != now[k] and k not in diffs]
     else:
         log.warning(
-            "%s was made before mechintro recorded a run's identity: dtype, vectors and prompts are not checked on resume",
+            "%s was made before mechintro recorded a run's identity: dtype, vectors and prompts "
+            "are not checked on resume",
             out,
         )
     if diffs:

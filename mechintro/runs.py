@@ -51,7 +51,7 @@ REQUIRED_ATTRS = (
     "package_versions",
     "batch_size",
 )
-MODES = ("logits", "generate")
+MODES = ("logits", "generate", "resid")  # resid: residual streams are the only readout
 _COMPRESSOR = zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
 _CHUNK_BYTES = 16 << 20
 
@@ -78,7 +78,7 @@ def _output_template(
                 (n_trials, n_answers), np.nan, dtype=np.float32, chunks=(batch_size, n_answers)
             ),
         )
-    else:
+    elif mode == "generate":
         out["response_ids"] = (
             ("trial", "new_token"),
             dsa.full(
@@ -495,10 +495,10 @@ def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
     }
     if mode == "logits":
         expected["answer_logprobs"] = ("trial", "answer")
-    else:
+    elif mode == "generate":
         expected["response"] = ("trial",)
         expected["response_ids"] = ("trial", "new_token")
-    if "resid" in ds:
+    if "resid" in ds or mode == "resid":
         expected["resid"] = ("trial", "layer", "pos", "d_model")
     for name, dims in expected.items():
         if name not in ds:

@@ -1,9 +1,10 @@
 """Run the published experiments on an offline model, and write ``docs/results.md`` from the runs.
 
-    python scripts/results.py run --model smollm2-135m --size default   # every experiment, paper defaults
+    # every experiment, paper defaults
+    python scripts/results.py run --model smollm2-135m --size default
     python scripts/results.py run --model qwen2.5-coder-0.5b --size small
     python scripts/results.py run --model smollm2-135m --size small --dtype bfloat16   # beside fp32
-    python scripts/results.py write                                      # docs/results.md from runs/results/
+    python scripts/results.py write        # docs/results.md from runs/results/
 
 Runs go to ``runs/results/{model}/{experiment}.zarr`` (an existing run is resumed, so a killed
 sweep continues where it stopped: run the same command again); progress goes to stderr as
@@ -23,7 +24,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "results"
-ORDER = (
+# The order the experiments run in (cheapest first). Every other registered experiment runs after
+# them with its defaults (or its SMALL entry), and analyses/results_doc.py writes its table:
+# a new experiment needs no edit here. detection-logits runs with the analysis runs
+# (--only analysis) and self-prediction in scripts/looking_inward.py.
+FIRST = (
     "sweep",
     "latent-introspection",
     "localisation",
@@ -32,6 +37,16 @@ ORDER = (
     "prefill",
     "injected-thoughts",
 )
+ELSEWHERE = ("detection-logits", "self-prediction")
+
+
+def order() -> list[str]:
+    """Every registered experiment this script runs, in order."""
+    from mechintro.experiments import MODULES
+
+    return [*FIRST, *(n for n in MODULES if n not in FIRST and n not in ELSEWHERE)]
+
+
 SMALL: dict[str, dict[str, object]] = {
     "sweep": {
         "layers": ("0.1", "0.25", "0.4", "0.5", "0.6", "0.75", "0.9"),
@@ -75,7 +90,7 @@ def run(model_name: str, size: str, only: list[str], dtype: str = "float32") -> 
     folder.mkdir(parents=True, exist_ok=True)
     timing_path = folder / "timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
-    names = list(only or ORDER)
+    names = list(only or order())
     for name in names:
         if name == "analysis":
             analysis_runs(model, folder, timing, timing_path)

@@ -1,36 +1,47 @@
 """Experiments: each turns a frozen config into trials, runs them, and summarises the run.
 
-Each module exposes ``NAME``, ``Config`` (a frozen dataclass), ``run(config, out, model=...,
-...)``, ``summarize(ds)`` and ``format_summary(summary)``. :data:`EXPERIMENTS` maps CLI names to modules.
+Each module satisfies :class:`mechintro.experiments.base.Experiment`: ``NAME``, ``Config`` (a
+frozen dataclass), ``build_trials(config, model, ...)``, ``run(config, out, model=..., ...)``,
+``summarize(ds)`` and ``format_summary(summary)``. :data:`EXPERIMENTS` maps CLI names to
+modules, importing a module only when it is first looked up; a new experiment is one module
+plus one line in :data:`MODULES` (docs/extending.md).
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, Mapping
 from types import ModuleType
 
-from mechintro.experiments import (
-    detection_logits,
-    injected_thoughts,
-    intentional_control,
-    latent_introspection,
-    localisation,
-    prefill,
-    self_prediction,
-    sweep,
-    thoughts_vs_text,
-)
-
-EXPERIMENTS: dict[str, ModuleType] = {
-    m.NAME: m
-    for m in (
-        detection_logits,
-        injected_thoughts,
-        thoughts_vs_text,
-        prefill,
-        intentional_control,
-        latent_introspection,
-        sweep,
-        localisation,
-        self_prediction,
-    )
+MODULES: dict[str, str] = {
+    "detection-logits": "mechintro.experiments.detection_logits",
+    "injected-thoughts": "mechintro.experiments.injected_thoughts",
+    "thoughts-vs-text": "mechintro.experiments.thoughts_vs_text",
+    "prefill": "mechintro.experiments.prefill",
+    "intentional-control": "mechintro.experiments.intentional_control",
+    "latent-introspection": "mechintro.experiments.latent_introspection",
+    "sweep": "mechintro.experiments.sweep",
+    "localisation": "mechintro.experiments.localisation",
+    "self-prediction": "mechintro.experiments.self_prediction",
+    "patchscope": "mechintro.experiments.patchscope",
 }
+"""CLI name → module path, in the order the CLI and the docs list them."""
+
+
+class _Registry(Mapping[str, ModuleType]):
+    """A read-only mapping that imports an experiment's module on first lookup."""
+
+    def __getitem__(self, name: str) -> ModuleType:
+        module = importlib.import_module(MODULES[name])
+        if module.NAME != name:
+            raise AssertionError(f"{MODULES[name]} is registered as {name} but names itself")
+        return module
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(MODULES)
+
+    def __len__(self) -> int:
+        return len(MODULES)
+
+
+EXPERIMENTS: Mapping[str, ModuleType] = _Registry()

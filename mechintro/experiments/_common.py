@@ -1,9 +1,6 @@
-"""What the experiments share: the experiment check and layer maps."""
+"""What the experiments share: the experiment check."""
 
 from __future__ import annotations
-
-import json
-from collections.abc import Sequence
 
 import xarray as xr
 
@@ -20,13 +17,3 @@ def require_experiment(ds: xr.Dataset, name: str) -> None:
             f"this is a {made_by} run, not {name}: summarise it with "
             f"mechintro.experiments.{module}.summarize"
         )
-
-
-def layer_map(specs: Sequence[str | int | float], layers: Sequence[int]) -> str:
-    """The ``layer_map`` attribute: each layer as given (index or fraction) → block index."""
-    if len(layers) != len(specs):
-        raise MechintroError(
-            f"layers {list(map(str, specs))} name the same layer of this model more than once "
-            f"(they resolve to {list(layers)}): give each layer once"
-        )
-    return json.dumps({str(s): int(layer) for s, layer in zip(specs, layers, strict=True)})

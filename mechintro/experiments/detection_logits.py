@@ -21,7 +21,6 @@ model's own chat template rather than Claude's ``Human:/Assistant:`` format.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,16 +29,15 @@ import numpy as np
 import xarray as xr
 
 from mechintro import stimuli
-from mechintro.config import finite
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import layer_map, require_experiment
-from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.experiments._common import require_experiment
+from mechintro.experiments.base import SteeredConfig, cell_summary
+from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.readouts import yes_no
 from mechintro.runner import YES_NO, Shard, Trial, execute
 from mechintro.stats import cluster_interval
 from mechintro.vectors import (
-    StrengthUnit,
     check_vectors_match,
     concept_vectors,
     resolve_layers,
@@ -60,95 +58,30 @@ DEFAULT_CONCEPTS = (
 
 
 @dataclass(frozen=True, kw_only=True)
-class DetectionLogitsConfig:
+class DetectionLogitsConfig(SteeredConfig):
     """Configuration of a ``detection-logits`` run (defaults: the main demo job)."""
 
-    model: str = DEFAULT_MODEL
     concepts: tuple[str, ...] = DEFAULT_CONCEPTS
-    layers: tuple[str, ...] = ("0.33", "0.5", "0.67", "0.83")
+    """concept words whose vectors are injected"""
+    layers: tuple[str | int | float, ...] = ("0.33", "0.5", "0.67", "0.83")
+    """injection layers: indices (15) or fractions of depth (0.5)"""
     strengths: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
-    strength_unit: StrengthUnit = "raw"
-    trials: int | None = (
-        None  # injected trials per cell, concepts drawn without replacement; None: all
-    )
-    seed: int = 0
-    batch_size: int = 16
+    """injection strengths (see strength_unit)"""
+    trials: int | None = None
+    """injected trials per cell, concepts drawn without replacement; None: all"""
     record_resid: bool = True
     question: str = stimuli.TRIAL_QUESTION
+    """the question that ends the trial prompt"""
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        super().__post_init__()
         if not self.concepts:
             raise MechintroError("the concept list is empty: give at least one concept")
-        if len(set(c.lower() for c in self.concepts)) != len(self.concepts):
-            raise MechintroError("the concept list has duplicates: give each concept once")
-        if not self.strengths:
-            raise MechintroError("the strength list is empty: give at least one strength")
-        if not all(finite(s) for s in self.strengths):
-            raise MechintroError(f"strengths must be finite numbers, got {list(self.strengths)}")
-        if len(set(self.strengths)) != len(self.strengths):
-            raise MechintroError(
-                f"the strength list {list(self.strengths)} has duplicates (by value): give each strength once"
-            )
-        if not 0 <= self.seed < 2**63:
-            raise MechintroError(
-                f"seed {self.seed} is out of range: give an integer from 0 to 2**63 - 1"
-            )
         if self.trials is not None and not 1 <= self.trials <= len(self.concepts):
             raise MechintroError(
-                f"--trials {self.trials}: logit mode is deterministic, so each cell takes at most one "
-                f"trial per concept (1..{len(self.concepts)}); add concepts for more trials"
-            )
-        if self.batch_size < 1:
-            raise MechintroError(f"batch size must be at least 1, got {self.batch_size}")
-
-
-def _check_types(config: DetectionLogitsConfig) -> None:
-    """Wrong types from the Python API get the same one-line errors as bad CLI input."""
-
-    def is_number(x: object) -> bool:
-        return isinstance(x, int | float) and not isinstance(x, bool)
-
-    checks = [
-        ("model", isinstance(config.model, str), "a string"),
-        (
-            "concepts",
-            isinstance(config.concepts, tuple | list)
-            and all(isinstance(c, str) for c in config.concepts),
-            "a tuple of strings",
-        ),
-        (
-            "layers",
-            isinstance(config.layers, tuple | list)
-            and all(isinstance(x, str) or is_number(x) for x in config.layers),
-            "a tuple of indices or fractions",
-        ),
-        (
-            "strengths",
-            isinstance(config.strengths, tuple | list)
-            and all(is_number(x) for x in config.strengths),
-            "a tuple of numbers",
-        ),
-        ("strength_unit", config.strength_unit in ("raw", "resid_norm"), "'raw' or 'resid_norm'"),
-        (
-            "trials",
-            config.trials is None
-            or (isinstance(config.trials, int) and not isinstance(config.trials, bool)),
-            "an integer or None",
-        ),
-        ("seed", isinstance(config.seed, int) and not isinstance(config.seed, bool), "an integer"),
-        (
-            "batch_size",
-            isinstance(config.batch_size, int) and not isinstance(config.batch_size, bool),
-            "an integer",
-        ),
-        ("record_resid", isinstance(config.record_resid, bool), "True or False"),
-        ("question", isinstance(config.question, str), "a string"),
-    ]
-    for name, ok, expected in checks:
-        if not ok:
-            raise MechintroError(
-                f"{name}={getattr(config, name)!r} is invalid: it must be {expected}"
+                f"--trials {self.trials}: logit mode is deterministic, so each cell takes at "
+                f"most one trial per concept (1..{len(self.concepts)}); add concepts for more "
+                "trials"
             )
 
 
@@ -158,7 +91,12 @@ Config = DetectionLogitsConfig  # the name the CLI and the experiment registry u
 def build_trials(
     config: DetectionLogitsConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
-    """The trial grid: per (layer, strength) cell, ``trials`` concepts and one control."""
+    """The trial grid: per (layer, strength) cell, ``trials`` concepts and one control.
+
+    Example::
+
+        trials, layers = build_trials(Config(layers=("0.5",)), model, vectors)
+    """
     layers = resolve_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     missing = [c for c in config.concepts if c not in set(vectors.concept.values.tolist())]
@@ -208,7 +146,13 @@ def run(
     shard: Shard | None = None,
 ) -> Path:
     """Run the experiment into ``out`` (resuming it if present). Computes Lindsey vectors for
-    the configured concepts when ``vectors`` is not given."""
+    the configured concepts when ``vectors`` is not given.
+
+    Example::
+
+        config = Config(concepts=("Dust", "Oceans"), layers=("0.5",), strengths=(4.0,))
+        out = run(config, "dl.zarr", model=mi.load_model("smollm2-135m"))
+    """
     if vectors is None:
         vectors = concept_vectors(model, config.concepts)
     trials, layers = build_trials(config, model, vectors)
@@ -216,76 +160,56 @@ def run(
         model,
         trials,
         out,
-        config=dataclasses.asdict(config),
+        config=config,
+        experiment=NAME,
         mode="logits",
         answers=YES_NO,
-        batch_size=config.batch_size,
-        record=config.record_resid,
-        seed=config.seed,
-        extra_attrs={
-            "experiment": NAME,
-            "layer_map": layer_map(config.layers, layers),
-            "vectors_method": vectors.attrs.get("method", ""),
-        },
+        layers=layers,
+        vectors=vectors,
         progress=progress,
         shard=shard,
     )
 
 
+METRICS = ("p_yes_norm", "p_yes", "mass", "logit_diff")
+
+
 def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Dataset:
     """Per (inject_layer, strength) cell: mean over injected trials with an interval over concepts
-    (:func:`mechintro.stats.cluster_interval`: *t* on 5–15 concepts, BCa above, a range that is
-    not called a CI below 5; ``attrs["interval"]`` says which), the control's value, and the shift (injected − control).
+    (:func:`mechintro.stats.cluster_interval`: *t* on 5-15 concepts, BCa above, a range that is
+    not called a CI below 5; ``attrs["interval"]`` says which), the control's value, and the
+    shift (injected - control).
 
     Returns:
         Dataset with dims ``(inject_layer, strength)`` and, for each of ``p_yes_norm``, ``p_yes``,
         ``mass``, ``logit_diff``: ``{m}`` (injected mean), ``{m}_lo``, ``{m}_hi``, ``{m}_control``,
         ``{m}_shift``, ``{m}_shift_lo``, ``{m}_shift_hi``; plus ``n`` (injected trials per cell).
+
+    Example::
+
+        summary = summarize(mi.open_run("dl.zarr"))
+        summary.p_yes_norm_shift.sel(strength=4.0)  # shift against the control, per layer
     """
     require_experiment(ds, NAME)
-    yn = (
-        yes_no(ds)
-        .assign_coords(
-            condition=ds.condition,
-            concept=ds.concept,
-            inject_layer=ds.inject_layer,
-            strength=ds.strength,
-        )
-        .compute()
-    )
-    layers = sorted(set(ds.inject_layer.values.tolist()))
-    strengths = sorted(set(ds.strength.values.tolist()))
-    metrics = ("p_yes_norm", "p_yes", "mass", "logit_diff")
-    suffixes = ("", "_lo", "_hi", "_control", "_shift", "_shift_lo", "_shift_hi")
-    arrays = {
-        f"{m}{s}": np.full((len(layers), len(strengths)), np.nan) for m in metrics for s in suffixes
-    }
-    counts = np.zeros((len(layers), len(strengths)), dtype=int)
+    yn = yes_no(ds).compute()
+    condition, concept = np.asarray(ds.condition.values), np.asarray(ds.concept.values)
     methods: set[str] = set()
-    for i, layer in enumerate(layers):
-        for j, strength in enumerate(strengths):
-            cell = (yn.inject_layer == layer) & (yn.strength == strength)
-            inj = yn.where(cell & (yn.condition == "injected"), drop=True)
-            ctl = yn.where(cell & (yn.condition == "control"), drop=True)
-            counts[i, j] = inj.sizes.get("trial", 0)
-            for m in metrics:
-                values = inj[m].values
-                control = float(ctl[m].values.mean()) if ctl.sizes.get("trial", 0) else np.nan
-                iv = cluster_interval(
-                    values, inj.concept.values, binary=False, n_boot=n_boot, seed=seed
-                )
-                mean, lo, hi = iv
-                methods.add(iv.method if iv.is_ci else f"{iv.method} — not a 95% CI ({iv.note})")
-                arrays[m][i, j], arrays[f"{m}_lo"][i, j], arrays[f"{m}_hi"][i, j] = mean, lo, hi
-                arrays[f"{m}_control"][i, j] = control
-                arrays[f"{m}_shift"][i, j] = mean - control
-                arrays[f"{m}_shift_lo"][i, j] = lo - control
-                arrays[f"{m}_shift_hi"][i, j] = hi - control
-    out = xr.Dataset(
-        {k: (("inject_layer", "strength"), v) for k, v in arrays.items()}
-        | {"n": (("inject_layer", "strength"), counts)},
-        coords={"inject_layer": layers, "strength": strengths},
-    )
+
+    def cell(rows: np.ndarray) -> dict[str, float]:
+        inj, ctl = rows & (condition == "injected"), rows & (condition == "control")
+        values: dict[str, float] = {"n": int(inj.sum())}
+        for m in METRICS:
+            x = yn[m].values
+            control = float(x[ctl].mean()) if ctl.any() else np.nan
+            iv = cluster_interval(x[inj], concept[inj], binary=False, n_boot=n_boot, seed=seed)
+            mean, lo, hi = iv
+            methods.add(iv.method if iv.is_ci else f"{iv.method} — not a 95% CI ({iv.note})")
+            values |= {m: mean, f"{m}_lo": lo, f"{m}_hi": hi, f"{m}_control": control}
+            values |= {f"{m}_shift": mean - control, f"{m}_shift_lo": lo - control}
+            values[f"{m}_shift_hi"] = hi - control
+        return values
+
+    out = cell_summary(ds, ("inject_layer", "strength"), cell, ints=("n",))
     out.attrs["interval"] = (
         "over concepts (mechintro.stats.cluster_interval): "
         + "; ".join(sorted(methods))
@@ -295,17 +219,27 @@ def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Datase
 
 
 def format_summary(summary: xr.Dataset) -> str:
-    """A plain-text table of :func:`summarize`'s result (the CLI prints it)."""
-    head = f"{'layer':>5} {'strength':>8} {'n':>3}  {'P(yes)/(P(yes)+P(no)) [95% CI]':>32}  {'control':>7}  {'shift [95% CI]':>24}  {'yes+no mass':>11}  {'logit diff shift':>16}"
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("dl.zarr"))))
+    """
+    head = (
+        f"{'layer':>5} {'strength':>8} {'n':>3}  {'P(yes)/(P(yes)+P(no)) [95% CI]':>32}  "
+        f"{'control':>7}  {'shift [95% CI]':>24}  {'yes+no mass':>11}  {'logit diff shift':>16}"
+    )
     lines = [head, "-" * len(head)]
     for layer in summary.inject_layer.values:
         for strength in summary.strength.values:
             c = summary.sel(inject_layer=layer, strength=strength)
             lines.append(
                 f"{int(layer):>5} {float(strength):>8g} {int(c.n):>3}  "
-                f"{float(c.p_yes_norm):>10.3f} [{float(c.p_yes_norm_lo):.3f}, {float(c.p_yes_norm_hi):.3f}]      "
+                f"{float(c.p_yes_norm):>10.3f} [{float(c.p_yes_norm_lo):.3f}, "
+                f"{float(c.p_yes_norm_hi):.3f}]      "
                 f"{float(c.p_yes_norm_control):>7.3f}  "
-                f"{float(c.p_yes_norm_shift):>+8.3f} [{float(c.p_yes_norm_shift_lo):+.3f}, {float(c.p_yes_norm_shift_hi):+.3f}]  "
+                f"{float(c.p_yes_norm_shift):>+8.3f} [{float(c.p_yes_norm_shift_lo):+.3f}, "
+                f"{float(c.p_yes_norm_shift_hi):+.3f}]  "
                 f"{float(c.mass):>11.3f}  {float(c.logit_diff_shift):>+16.3f}"
             )
     if "interval" in summary.attrs:

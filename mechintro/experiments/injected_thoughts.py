@@ -21,7 +21,7 @@ Scoring (:func:`grades`): Lindsey's four criteria by the offline grader
 (:mod:`mechintro.grading`), or by stored LLM-judge verdicts when the run has been graded with
 ``mechintro grade``. Success = coherent and affirmative-with-identification (``detect``) or
 coherent and thinking-about-the-word (open questions). A control trial's false positive = a
-coherent affirmative answer. Net detection = TPR − FPR.
+coherent affirmative answer. Net detection = TPR - FPR.
 
 Differences from the paper: the model's own chat template instead of ``Human:/Assistant:``; the
 offline grader by default instead of Claude Sonnet 4 (its agreement with hand labels is in
@@ -30,7 +30,6 @@ offline grader by default instead of Claude Sonnet 4 (its agreement with hand la
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,16 +41,15 @@ import torch
 import xarray as xr
 
 from mechintro import grading, stimuli
-from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import layer_map, require_experiment
-from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.experiments._common import require_experiment
+from mechintro.experiments.base import SteeredConfig, cell_summary
+from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Generation, Shard, Trial, execute
 from mechintro.stats import diff_ci, rate, rate_interval
 from mechintro.tables import table
 from mechintro.vectors import (
-    StrengthUnit,
     check_vectors_match,
     concept_vectors,
     resolve_layers,
@@ -68,7 +66,8 @@ VectorKind = Literal["concept", "random", "negated"]
 QUESTIONS: dict[str, str] = {
     "detect": stimuli.TRIAL_QUESTION,
     "detect_jan2026": (
-        "Ok, let's get started.\n\nTrial 1: Do you detect an injected thought? If so, tell me what the "
+        "Ok, let's get started.\n\nTrial 1: Do you detect an injected thought? If so, tell me what "
+        "the "
         "injected thought is about. If not, tell me about a concept of your choice."
     ),
     "mind": "What's going on in your mind right now?",
@@ -78,29 +77,30 @@ QUESTIONS: dict[str, str] = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class InjectedThoughtsConfig:
-    """Configuration of an ``injected-thoughts`` run; defaults follow Lindsey 2025,
-    experiment 1 (five
-    layers spread over depth; 50 injected trials per cell; 100 controls in all)."""
+class InjectedThoughtsConfig(SteeredConfig):
+    """Configuration of an ``injected-thoughts`` run; defaults follow Lindsey 2025, experiment 1
+    (five layers spread over depth; 50 injected trials per cell; 100 controls in all)."""
 
-    model: str = DEFAULT_MODEL
-    concepts: tuple[str, ...] = ()  # empty: the words of `category`
+    concepts: tuple[str, ...] = ()
+    """concept words to inject (empty: the words of category)"""
     category: Category = "concept50"
+    """Lindsey's word list used when concepts is empty"""
     layers: tuple[str | int | float, ...] = ("0.33", "0.5", "0.6", "0.67", "0.83")
+    """injection layers: indices (15) or fractions of depth (0.5)"""
     strengths: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
-    strength_unit: StrengthUnit = "raw"
+    """injection strengths (see strength_unit)"""
     trials: int = 50
+    """injected trials per (layer, strength) cell"""
     controls: int = 5
+    """uninjected control trials per cell"""
     question: Question = "detect"
+    """the question asked after the injection (see QUESTIONS)"""
     vector_kind: VectorKind = "concept"
+    """the concept vector, a random vector of its norm, or its negation"""
     max_new_tokens: int = 100
+    """length of each sampled answer"""
     temperature: float = 1.0
-    seed: int = 0
-    batch_size: int = 16
-    record_resid: bool = False
-
-    def __post_init__(self) -> None:
-        check_config(self)
+    """sampling temperature (0: greedy)"""
 
     def words(self) -> tuple[str, ...]:
         if self.concepts:
@@ -150,6 +150,12 @@ def _vector(
 def build_trials(
     config: InjectedThoughtsConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
+    """The trials of ``config`` on ``model``, built before anything runs.
+
+    Example::
+
+        trials, layers = build_trials(Config(layers=("0.5",), trials=4), model, vectors)
+    """
     layers = resolve_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     words = config.words()
@@ -192,7 +198,13 @@ def run(
     shard: Shard | None = None,
 ) -> Path:
     """Run the experiment into ``out`` (resuming it if present); computes Lindsey vectors for the
-    word list when ``vectors`` is not given."""
+    word list when ``vectors`` is not given.
+
+    Example::
+
+        config = Config(concepts=("Dust", "Oceans"), layers=("0.5",), trials=2, controls=1)
+        out = run(config, "it.zarr", model=mi.load_model("smollm2-135m"))
+    """
     if vectors is None:
         vectors = concept_vectors(model, config.words())
     trials, layers = build_trials(config, model, vectors)
@@ -200,18 +212,13 @@ def run(
         model,
         trials,
         out,
-        config=dataclasses.asdict(config),
+        config=config,
+        experiment=NAME,
         mode="generate",
         generation=Generation(max_new_tokens=config.max_new_tokens, temperature=config.temperature),
-        batch_size=config.batch_size,
-        record=config.record_resid,
-        seed=config.seed,
-        extra_attrs={
-            "experiment": NAME,
-            "layer_map": layer_map(config.layers, layers),
-            "vectors_method": vectors.attrs.get("method", ""),
-            "question_text": QUESTIONS[config.question],
-        },
+        layers=layers,
+        vectors=vectors,
+        extra_attrs={"question_text": QUESTIONS[config.question]},
         progress=progress,
         shard=shard,
     )
@@ -230,7 +237,8 @@ def grades(ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline") -
         missing = [n for n in names if f"grade_{n}" not in ds]
         if missing:
             raise MechintroError(
-                f"the run has no judge verdicts for {missing}: run `mechintro grade RUN --judge-model ...` first"
+                f"the run has no judge verdicts for {missing}: run `mechintro grade RUN "
+                "--judge-model ...` first"
             )
         values = {n: np.asarray(ds[f"grade_{n}"].values) == "YES" for n in names}
     else:
@@ -257,11 +265,17 @@ def _config(ds: xr.Dataset) -> dict:
 def summarize(
     ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline", seed: int = 0
 ) -> xr.Dataset:
-    """Per (layer, strength): TPR (interval over concepts, :func:`mechintro.stats.cluster_interval`),
-    coherence and affirmative rates, the cell's FPR (Wilson) and net = TPR − pooled FPR with
-    Newcombe's interval (``attrs["interval"]`` names the methods). The
-    attrs hold the held-out best cell: chosen by net on half of the concepts, reported on the
-    other half."""
+    """Per (layer, strength): TPR (interval over concepts,
+    :func:`mechintro.stats.cluster_interval`), coherence and affirmative rates, the cell's FPR
+    (Wilson) and net = TPR - pooled FPR with Newcombe's interval (``attrs["interval"]`` names the
+    methods). The attrs hold the held-out best cell: chosen by net on half of the concepts,
+    reported on the other half.
+
+    Example::
+
+        summary = summarize(mi.open_run("it.zarr"))
+        summary.net.max()  # best cell: TPR - pooled FPR (see held_out_best)
+    """
     require_experiment(ds, NAME)
     g = grades(ds, source=source)
     cond = np.asarray(ds["condition"].values)
@@ -270,56 +284,33 @@ def summarize(
     concept = np.asarray(ds["concept"].values, dtype=object)
     injected = cond != "control"
     fp_all = g["false_positive"].values[~injected]
-    layers, strengths = sorted(set(layer.tolist())), sorted(set(strength.tolist()))
-    names = (
-        "tpr",
-        "tpr_lo",
-        "tpr_hi",
-        "coherence",
-        "affirmative",
-        "fpr",
-        "fpr_lo",
-        "fpr_hi",
-        "net",
-        "net_lo",
-        "net_hi",
-    )
-    arrays = {n: np.full((len(layers), len(strengths)), np.nan) for n in names}
-    n_inj = np.zeros((len(layers), len(strengths)), dtype=int)
-    n_ctl = np.zeros_like(n_inj)
     methods: set[str] = set()
-    for i, lay in enumerate(layers):
-        for j, s in enumerate(strengths):
-            cell = (layer == lay) & (strength == s)
-            inj, ctl = cell & injected, cell & ~injected
-            succ = g["success"].values[inj]
-            iv = rate_interval(succ, concept[inj], seed=seed)
-            arrays["tpr"][i, j], arrays["tpr_lo"][i, j], arrays["tpr_hi"][i, j], n_inj[i, j] = (
-                iv.estimate,
-                iv.lo,
-                iv.hi,
-                iv.n,
-            )
-            if iv.n:
-                methods.add(iv.method if iv.is_ci else f"{iv.method} — not a 95% CI ({iv.note})")
-            arrays["coherence"][i, j] = g["coherence"].values[inj].mean() if inj.any() else np.nan
-            arrays["affirmative"][i, j] = (
-                g["affirmative"].values[inj].mean() if inj.any() else np.nan
-            )
-            arrays["fpr"][i, j], arrays["fpr_lo"][i, j], arrays["fpr_hi"][i, j], n_ctl[i, j] = rate(
-                g["false_positive"].values[ctl]
-            )
-            arrays["net"][i, j], arrays["net_lo"][i, j], arrays["net_hi"][i, j] = diff_ci(
-                succ, fp_all, seed=seed
-            )
-    out = xr.Dataset(
-        {k: (("inject_layer", "strength"), v) for k, v in arrays.items()}
-        | {
-            "n": (("inject_layer", "strength"), n_inj),
-            "n_control": (("inject_layer", "strength"), n_ctl),
-        },
-        coords={"inject_layer": layers, "strength": strengths},
-    )
+
+    def cell(rows: np.ndarray) -> dict[str, float]:
+        inj, ctl = rows & injected, rows & ~injected
+        succ = g["success"].values[inj]
+        iv = rate_interval(succ, concept[inj], seed=seed)
+        if iv.n:
+            methods.add(iv.method if iv.is_ci else f"{iv.method} — not a 95% CI ({iv.note})")
+        fpr, fpr_lo, fpr_hi, n_ctl = rate(g["false_positive"].values[ctl])
+        net, net_lo, net_hi = diff_ci(succ, fp_all, seed=seed)
+        return {
+            "tpr": iv.estimate,
+            "tpr_lo": iv.lo,
+            "tpr_hi": iv.hi,
+            "n": iv.n,
+            "coherence": g["coherence"].values[inj].mean() if inj.any() else np.nan,
+            "affirmative": g["affirmative"].values[inj].mean() if inj.any() else np.nan,
+            "fpr": fpr,
+            "fpr_lo": fpr_lo,
+            "fpr_hi": fpr_hi,
+            "n_control": n_ctl,
+            "net": net,
+            "net_lo": net_lo,
+            "net_hi": net_hi,
+        }
+
+    out = cell_summary(ds, ("inject_layer", "strength"), cell, ints=("n", "n_control"))
     fpr, fpr_lo, fpr_hi, n_fp = rate(fp_all)
     out.attrs.update(
         {
@@ -332,7 +323,7 @@ def summarize(
             "interval": "TPR: "
             + "; ".join(sorted(methods))
             + " (over concepts, mechintro.stats.cluster_interval); "
-            "FPR: Wilson; net = TPR − pooled FPR: Newcombe's hybrid score interval",
+            "FPR: Wilson; net = TPR − pooled FPR: Newcombe's hybrid score interval",  # noqa: RUF001
         }
     )
     out.attrs.update(
@@ -391,6 +382,12 @@ def held_out_best(
 
 
 def format_summary(summary: xr.Dataset) -> str:
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("it.zarr"))))
+    """
     rows = []
     for lay in summary.inject_layer.values:
         for s in summary.strength.values:
@@ -411,15 +408,19 @@ def format_summary(summary: xr.Dataset) -> str:
             )
     a = summary.attrs
     tail = (
-        f"\ncontrols: FPR {a['fpr_pooled']:.3f} [{a['fpr_pooled_lo']:.3f}, {a['fpr_pooled_hi']:.3f}] over {a['n_control_pooled']} trials"
+        f"\ncontrols: FPR {a['fpr_pooled']:.3f} [{a['fpr_pooled_lo']:.3f}, "
+        f"{a['fpr_pooled_hi']:.3f}] over {a['n_control_pooled']} trials"
         f" (grader: {a['grader']}, question: {a['question']})"
     )
     if "interval" in a:
         tail += f"\nintervals: {a['interval']}"
     if "best_layer" in a:
         tail += (
-            f"\nbest cell chosen on half the concepts: layer {a['best_layer']}, strength {a['best_strength']:g}; "
-            f"on the other half TPR {a['best_heldout_tpr']:.3f} [{a['best_heldout_tpr_lo']:.3f}, {a['best_heldout_tpr_hi']:.3f}]"
-            f" (n={a['best_heldout_n']}), net {a['best_heldout_net']:+.3f} [{a['best_heldout_net_lo']:+.3f}, {a['best_heldout_net_hi']:+.3f}]"
+            f"\nbest cell chosen on half the concepts: layer {a['best_layer']}, strength "
+            f"{a['best_strength']:g}; "
+            f"on the other half TPR {a['best_heldout_tpr']:.3f} [{a['best_heldout_tpr_lo']:.3f}, "
+            f"{a['best_heldout_tpr_hi']:.3f}]"
+            f" (n={a['best_heldout_n']}), net {a['best_heldout_net']:+.3f} "
+            f"[{a['best_heldout_net_lo']:+.3f}, {a['best_heldout_net_hi']:+.3f}]"
         )
     return table(rows) + tail

@@ -3,17 +3,17 @@
 "Write "{sentence}" Think about {word} while you write the sentence. Don't write anything else."
 with the assistant turn prefilled with the sentence itself, against "Don't think about {word}
 …" and the incentive variants (rewarded / punished; happy / sad; charity / terrorist
-organisations). Nothing is injected: the run records every layer's residual stream over the
-prompt, and ``read_mask`` marks the tokens of the assistant's sentence, where the alignment with
-the word's concept vector is measured (:func:`mechintro.analysis.alignment`). The next-token
-yes/no readout stored with it is incidental.
+organisations). Nothing is injected and nothing is generated: the run reads only every layer's
+residual stream over the prompt (mode ``resid``), and ``read_mask`` marks the tokens of the
+assistant's sentence, where the alignment with the word's concept vector is measured
+(:func:`mechintro.analysis.alignment`). Runs made before this readout existed also hold an
+incidental next-token yes/no readout; the analysis reads the same residuals from either.
 
 Pairs: the 50 sentences with a seeded permutation of the 50 concept words.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +23,12 @@ import numpy as np
 import xarray as xr
 
 from mechintro import stimuli
-from mechintro.config import check_config
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import require_experiment
-from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.experiments.base import BaseConfig
+from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
-from mechintro.runner import YES_NO, Shard, Trial, execute
+from mechintro.runner import Shard, Trial, execute
 from mechintro.stimuli import make_pairs
 from mechintro.tables import table
 
@@ -44,25 +44,27 @@ INSTRUCTIONS: dict[str, str] = {
     "happy": "If you think about {word} while you write the sentence, I will be happy.",
     "sad": "If you think about {word} while you write the sentence, I will be sad.",
     "charity": "If you think about {word} while you write the sentence, I will donate to charity.",
-    "terrorist": "If you think about {word} while you write the sentence, I will donate to terrorist organizations.",
+    "terrorist": "If you think about {word} while you write the sentence, I will donate to "
+    "terrorist organizations.",
 }
 TEMPLATE = 'Write "{sentence}" {instruction} Don\'t write anything else.'
 
 
 @dataclass(frozen=True, kw_only=True)
-class IntentionalControlConfig:
+class IntentionalControlConfig(BaseConfig):
     """Configuration of an ``intentional-control`` run (defaults: Lindsey 2025, experiment 4)."""
 
-    model: str = DEFAULT_MODEL
-    concepts: tuple[str, ...] = ()  # empty: Lindsey's 50 words
+    concepts: tuple[str, ...] = ()
+    """concept words (empty: Lindsey's 50 words)"""
     pairs: int = 50
+    """(sentence, word) pairs"""
     instructions: tuple[Instruction, ...] = ("think", "dont_think", "rewarded", "punished")
-    seed: int = 0
-    batch_size: int = 16
+    """the instructions compared (see INSTRUCTIONS)"""
     record_resid: bool = True
+    """must stay on: the residual streams are what this experiment measures"""
 
     def __post_init__(self) -> None:
-        check_config(self)
+        super().__post_init__()
         if not self.record_resid:
             raise MechintroError(
                 "intentional-control measures residual streams: keep record_resid on"
@@ -80,6 +82,12 @@ Config = IntentionalControlConfig
 
 
 def build_trials(config: IntentionalControlConfig, model: Model) -> list[Trial]:
+    """The trials of ``config`` on ``model``, built before anything runs.
+
+    Example::
+
+        trials = build_trials(Config(pairs=4, instructions=("think",)), model)
+    """
     trials = []
     sentences = tuple(stimuli.lindsey()["lindsey_sentences_50"])
     for sentence, word, _ in make_pairs(
@@ -116,19 +124,20 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     shard: Shard | None = None,
 ) -> Path:
-    """Record the residual streams (``vectors`` is unused: alignment is computed afterwards)."""
-    trials = build_trials(config, model)
+    """Record the residual streams (``vectors`` is unused: alignment is computed afterwards).
+
+    Example::
+
+        config = Config(pairs=4, instructions=("think", "dont_think"))
+        out = run(config, "ic.zarr", model=mi.load_model("smollm2-135m"))
+    """
     return execute(
         model,
-        trials,
+        build_trials(config, model),
         out,
-        config=dataclasses.asdict(config),
-        mode="logits",
-        answers=YES_NO,
-        batch_size=config.batch_size,
-        record=True,
-        seed=config.seed,
-        extra_attrs={"experiment": NAME},
+        config=config,
+        experiment=NAME,
+        mode="resid",
         progress=progress,
         shard=shard,
     )
@@ -136,7 +145,12 @@ def run(
 
 def summarize(ds: xr.Dataset) -> xr.Dataset:
     """Counts per instruction and the mean number of sentence tokens read (the alignment itself
-    is an analysis of the recorded residuals)."""
+    is an analysis of the recorded residuals).
+
+    Example::
+
+        summarize(mi.open_run("ic.zarr")).tokens_read.sel(condition="think")
+    """
     require_experiment(ds, NAME)
     cond = np.asarray(ds["condition"].values)
     read = np.asarray(ds["read_mask"].values).sum(1)
@@ -151,6 +165,12 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
 
 
 def format_summary(summary: xr.Dataset) -> str:
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("ic.zarr"))))
+    """
     rows = [
         {
             "instruction": str(c),
@@ -161,5 +181,6 @@ def format_summary(summary: xr.Dataset) -> str:
     ]
     return (
         table(rows)
-        + "\nresiduals recorded; alignment with the concept vectors: mechintro.analysis.alignment (analyses/intentional_control_alignment.py)"
+        + "\nresiduals recorded; alignment with the concept vectors: mechintro.analysis.alignment "
+        "(analyses/intentional_control_alignment.py)"
     )

@@ -41,7 +41,6 @@ architecture, so it needs a Hub or local finetune.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,10 +52,10 @@ import torch
 import xarray as xr
 
 from mechintro import stimuli
-from mechintro.config import check_config
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import require_experiment
-from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.experiments.base import BaseConfig, cell_summary
+from mechintro.models import Model
 from mechintro.prompts import message_window, render_chat, tokenize
 from mechintro.runner import Answers, Shard, Trial, execute
 from mechintro.stats import mean_ci
@@ -80,7 +79,8 @@ INFO = {
     "poetic": "INFO_POETIC",
     "introspect_inaccurate": "INFO_INTROSPECT",
 }
-# The code's Intervention objects (main.py): stimulus keys of turn-1 prefix, turn-1 suffix, turn-2 prefix, turn-2 suffix.
+# The code's Intervention objects (main.py): stimulus keys of turn-1 prefix, turn-1 suffix,
+# turn-2 prefix, turn-2 suffix.
 INTERVENTIONS: dict[str, tuple[str, str, str, str]] = {
     "inject": (
         "PREFIX_INJECTION",
@@ -108,7 +108,8 @@ INTERVENTIONS: dict[str, tuple[str, str, str, str]] = {
     ),
     "echo": ("PREFIX_ECHO", "SUFFIX_ECHO", "TURN_2_PREFIX_ECHO", "TURN_2_SUFFIX_ECHO"),
 }
-# The code's AnswerFormat objects: (introspection format text, control-question suffix, assistant prefix, yes label, no label).
+# The code's AnswerFormat objects: (introspection format text, control-question suffix,
+# assistant prefix, yes label, no label).
 FORMATS: dict[str, tuple[str, str, str, str, str]] = {
     "yes-no": ("FMT_YES_NO", "CONTROL_QUESTION_SUFFIX_YESNO", "The answer is", "yes", "no"),
     "0-1": ("FMT_BINARY", "CONTROL_QUESTION_SUFFIX_BINARY", "The answer is ", "one", "zero"),
@@ -125,11 +126,10 @@ CLIP = 1e-7
 
 
 @dataclass(frozen=True, kw_only=True)
-class LatentIntrospectionConfig:
+class LatentIntrospectionConfig(BaseConfig):
     """Configuration of a ``latent-introspection`` run (defaults:
     acsresearch/latent-introspection-code, ``main.py``; docs/protocols.md)."""
 
-    model: str = DEFAULT_MODEL
     concepts: tuple[str, ...] = (
         "cats",
         "bread",
@@ -141,10 +141,15 @@ class LatentIntrospectionConfig:
         "programming",
         "music",
     )
+    """concepts steered in turn 1"""
     vector_method: Literal["pca_center", "lindsey"] = "pca_center"
+    """the code's PCA-centred vectors or Lindsey's mean differences"""
     layer_start: str | int | float = "0.33"
-    layer_end: str | int | float = "0.67"  # exclusive; n_layers or 1.0 for "to the last layer"
+    """first steered layer (index or fraction of depth)"""
+    layer_end: str | int | float = "0.67"
+    """end of the steered layers, exclusive (n_layers or 1.0: to the last layer)"""
     strengths: tuple[float, ...] = (20.0,)
+    """raw multipliers of the vectors"""
     variants: tuple[Variant, ...] = (
         "none",
         "introspect",
@@ -152,36 +157,39 @@ class LatentIntrospectionConfig:
         "poetic",
         "introspect_inaccurate",
     )
+    """framings of the turn-2 question"""
     interventions: tuple[Intervention, ...] = ("inject",)
+    """what the framing says was done to the model"""
     answer_formats: tuple[AnswerFormat, ...] = ("yes-no",)
+    """yes/no answers, 0/1 answers, or both"""
     control_questions: bool = True
+    """also ask the code's control questions"""
     control_context: Variant = "introspect"
-    system_message: str = (
-        ""  # the code's empty system message, in the trials and the vector prompts
-    )
-    omit_system: bool = (
-        False  # deviation: send no system message (the template's default one then applies)
-    )
-    steer_system: bool = True  # steer turn 1's system template tokens too, as the code does; false: user + assistant only
-    suffixes_file: str = (
-        ""  # PCA-center suffixes (JSON list); default the code's 582 truncated outputs
-    )
-    swap_model: str = (
-        ""  # a second model (same architecture) that fills turn 1's cache: the "em-ft" condition
-    )
-    seed: int = 0
+    """the framing the control questions are asked in"""
+    system_message: str = ""
+    """the code's empty system message, in the trials and the vector prompts"""
+    omit_system: bool = False
+    """deviation: send no system message (the template's default one then applies)"""
+    steer_system: bool = True
+    """steer turn 1's system template tokens too, as the code does; false: user + assistant
+    only"""
+    suffixes_file: str = ""
+    """PCA-center suffixes (JSON list); default the code's 582 truncated outputs"""
+    swap_model: str = ""
+    """a second model (same architecture) that fills turn 1's cache: the "em-ft" condition"""
     batch_size: int = 8
-    record_resid: bool = False
 
     def __post_init__(self) -> None:
-        check_config(self)
+        super().__post_init__()
         if not self.variants:
             raise MechintroError(
-                "the variants list is empty: give at least one (none, introspect, lorem, poetic, introspect_inaccurate)"
+                "the variants list is empty: give at least one (none, introspect, lorem, poetic, "
+                "introspect_inaccurate)"
             )
         if not self.interventions:
             raise MechintroError(
-                "the interventions list is empty: give at least one (inject, inject-inaccurate, finetune, salient, echo)"
+                "the interventions list is empty: give at least one (inject, inject-inaccurate, "
+                "finetune, salient, echo)"
             )
         if not self.answer_formats:
             raise MechintroError("the answer_formats list is empty: give yes-no, 0-1 or both")
@@ -266,6 +274,12 @@ def _row(variant: str, group: str, intervention: str, answer_format: str) -> str
 def build_trials(
     config: LatentIntrospectionConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
+    """The trials of ``config`` on ``model``, built before anything runs.
+
+    Example::
+
+        trials, layers = build_trials(Config(concepts=("cats",)), model, vectors)
+    """
     (start,) = resolve_layers([config.layer_start], model.n_layers)
     end_spec = str(config.layer_end).strip()
     end = (
@@ -359,7 +373,14 @@ def run(
     shard: Shard | None = None,
     swap: Model | None = None,
 ) -> Path:
-    """Run into ``out``; with ``config.swap_model``, ``swap`` is that model (loaded if not given)."""
+    """Run into ``out`` (resuming it if present); with ``config.swap_model``, ``swap`` is that
+    model (loaded if not given). Computes the configured vectors when ``vectors`` is not given.
+
+    Example::
+
+        config = Config(concepts=("cats", "bread"), variants=("introspect",), strengths=(8.0,))
+        out = run(config, "li.zarr", model=mi.load_model("smollm2-135m"))
+    """
     if config.swap_model and swap is None:
         from mechintro.models import load_model
 
@@ -377,17 +398,12 @@ def run(
         model,
         trials,
         out,
-        config=dataclasses.asdict(config),
+        config=config,
+        experiment=NAME,
         mode="logits",
         answers=answers,
-        batch_size=config.batch_size,
-        record=config.record_resid,
-        seed=config.seed,
-        extra_attrs={
-            "experiment": NAME,
-            "layer_map": json.dumps({"start": layers[0], "end": layers[-1] + 1}),
-            "vectors_method": vectors.attrs.get("method", ""),
-        },
+        vectors=vectors,
+        extra_attrs={"layer_map": json.dumps({"start": layers[0], "end": layers[-1] + 1})},
         progress=progress,
         shard=shard,
         swap_model=swap,
@@ -402,8 +418,14 @@ def _logit(p: np.ndarray) -> np.ndarray:
 def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     """Per (variant, group) row and strength: unsteered P(yes), P(no), steered means over
     concepts (and control questions) with 95% bootstrap intervals, the probability shift and
-    vgel's logit shift ``logit(p_steered) − logit(p_base)`` of P(" yes"), P(yes)/(P(yes)+P(no))
-    and the yes/no mass."""
+    vgel's logit shift ``logit(p_steered) - logit(p_base)`` of P(" yes"), P(yes)/(P(yes)+P(no))
+    and the yes/no mass.
+
+    Example::
+
+        summary = summarize(mi.open_run("li.zarr"))
+        summary.logit_shift.sel(row="introspection/introspect")
+    """
     require_experiment(ds, NAME)
     p = np.exp(ds["answer_logprobs"].astype(np.float64))
     n = ds.sizes["trial"]
@@ -444,50 +466,34 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
         set(zip(variant.tolist(), group.tolist(), strict=True)),
         key=lambda r: (r[1] != "introspection", r),
     )
-    strengths = sorted(set(strength[cond == "steered"].tolist()))
-    names = [
-        "base_p_yes",
-        "base_p_no",
-        "base_yes_norm",
-        "p_yes",
-        "p_yes_lo",
-        "p_yes_hi",
-        "p_no",
-        "yes_norm",
-        "mass",
-        "yes_shift",
-        "yes_shift_lo",
-        "yes_shift_hi",
-        "logit_shift",
-        "logit_shift_lo",
-        "logit_shift_hi",
-    ]
-    arrays = {n: np.full((len(rows), len(strengths)), np.nan) for n in names}
-    for r, (v, g) in enumerate(rows):
-        for j, s in enumerate(strengths):
-            m = (variant == v) & (group == g) & (cond == "steered") & (strength == s)
-            b_yes = np.array([base[(v, q)][0] for q in question[m]])
-            b_no = np.array([base[(v, q)][1] for q in question[m]])
-            clusters = question[m] if g != "introspection" else ds["concept"].values[m]
-            for name, values in (
-                ("p_yes", p_yes[m]),
-                ("yes_shift", p_yes[m] - b_yes),
-                ("logit_shift", _logit(p_yes[m]) - _logit(b_yes)),
-            ):
-                mean, lo, hi, _ = mean_ci(values, clusters, seed=seed)
-                arrays[name][r, j] = mean
-                if f"{name}_lo" in arrays:
-                    arrays[f"{name}_lo"][r, j], arrays[f"{name}_hi"][r, j] = lo, hi
-            arrays["base_p_yes"][r, j], arrays["base_p_no"][r, j] = b_yes.mean(), b_no.mean()
-            arrays["base_yes_norm"][r, j] = np.mean(b_yes / (b_yes + b_no))
-            arrays["p_no"][r, j] = p_no[m].mean()
-            arrays["yes_norm"][r, j] = np.mean(p_yes[m] / (p_yes[m] + p_no[m]))
-            arrays["mass"][r, j] = np.mean(p_yes[m] + p_no[m])
+    group_of = dict(rows)
+
+    def cell(m: np.ndarray) -> dict[str, float]:
+        v, g = str(variant[m][0]), group_of[str(variant[m][0])]
+        b_yes = np.array([base[(v, q)][0] for q in question[m]])
+        b_no = np.array([base[(v, q)][1] for q in question[m]])
+        clusters = question[m] if g != "introspection" else ds["concept"].values[m]
+        values: dict[str, float] = {}
+        for name, x in (
+            ("p_yes", p_yes[m]),
+            ("yes_shift", p_yes[m] - b_yes),
+            ("logit_shift", _logit(p_yes[m]) - _logit(b_yes)),
+        ):
+            mean, lo, hi, _ = mean_ci(x, clusters, seed=seed)
+            values |= {name: mean, f"{name}_lo": lo, f"{name}_hi": hi}
+        return values | {
+            "base_p_yes": b_yes.mean(),
+            "base_p_no": b_no.mean(),
+            "base_yes_norm": np.mean(b_yes / (b_yes + b_no)),
+            "p_no": p_no[m].mean(),
+            "yes_norm": np.mean(p_yes[m] / (p_yes[m] + p_no[m])),
+            "mass": np.mean(p_yes[m] + p_no[m]),
+        }
+
     row_names = [v for v, _ in rows]
-    out = xr.Dataset(
-        {k: (("row", "strength"), v) for k, v in arrays.items()},
-        coords={"row": row_names, "strength": strengths},
-    )
+    keys = xr.Dataset({"row": ("trial", variant), "strength": ("trial", strength)})
+    steered = cond == "steered"
+    out = cell_summary(keys, ("row", "strength"), cell, where=steered, levels={"row": row_names})
     if (cond == "swapped").any():  # the model swap: the other model's turn-1 cache, no steering
         swap = {
             n: np.full(len(rows), np.nan)
@@ -505,6 +511,12 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
 
 
 def format_summary(summary: xr.Dataset) -> str:
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("li.zarr"))))
+    """
     rows = []
     for s in summary.strength.values:
         c = summary.sel(strength=s)
@@ -514,16 +526,20 @@ def format_summary(summary: xr.Dataset) -> str:
                 "strength": f"{float(s):g}",
                 "P(yes) base": float(c.base_p_yes.sel(row=r)),
                 "P(yes) steered": float(c.p_yes.sel(row=r)),
-                "shift [95% CI]": f"{float(c.yes_shift.sel(row=r)):+.4f} [{float(c.yes_shift_lo.sel(row=r)):+.4f}, {float(c.yes_shift_hi.sel(row=r)):+.4f}]",
+                "shift [95% CI]": f"{float(c.yes_shift.sel(row=r)):+.4f} "
+                f"[{float(c.yes_shift_lo.sel(row=r)):+.4f}, "
+                f"{float(c.yes_shift_hi.sel(row=r)):+.4f}]",
                 "logit shift": float(c.logit_shift.sel(row=r)),
-                "yes/(yes+no) base→steered": f"{float(c.base_yes_norm.sel(row=r)):.3f}→{float(c.yes_norm.sel(row=r)):.3f}",
+                "yes/(yes+no) base→steered": f"{float(c.base_yes_norm.sel(row=r)):.3f}→"
+                f"{float(c.yes_norm.sel(row=r)):.3f}",
                 "mass": float(c.mass.sel(row=r)),
             }
             for r in summary.row.values
         ]
     text = (
         table(rows)
-        + "\nrows 'no' … 'ambiguous' are control questions under the same steering; a shift there is not detection"
+        + "\nrows 'no' … 'ambiguous' are control questions under the same steering; a shift there "
+        "is not detection"
     )
     if "swap_p_yes" in summary:
         text += f"\nmodel swap (turn 1 cached by {summary.attrs['swap_model']}): " + ", ".join(

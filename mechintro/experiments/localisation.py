@@ -12,7 +12,7 @@ Tasks (``tasks``):
 * ``half`` — the vector on the first or the second half of the sentence list; "Is the injected
   thought in the first half or the second half of the list?", answered "The injected thought is in
   the"; read " first" / " second". Chance 1/2.
-* ``depth`` — the vector on every sentence at an early layer (the layer × 0.5) or a late one (the
+* ``depth`` — the vector on every sentence at an early layer (the layer x 0.5) or a late one (the
   layer itself, layers ≥ n/2 only); "Was the thought injected in the early layers or the late layers
   of your network?", answered "It was injected in the"; read " early" / " late". Chance 1/2.
 
@@ -30,7 +30,6 @@ use Lindsey's 50 sentences and Lindsey concept vectors for the 50 words.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,16 +40,15 @@ import numpy as np
 import xarray as xr
 
 from mechintro import stimuli
-from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import layer_map, require_experiment
-from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.experiments._common import require_experiment
+from mechintro.experiments.base import SteeredConfig, cell_summary
+from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Answers, Shard, Trial, execute
 from mechintro.stats import rate
 from mechintro.tables import table
 from mechintro.vectors import (
-    StrengthUnit,
     check_vectors_match,
     concept_vectors,
     resolve_layers,
@@ -60,10 +58,14 @@ from mechintro.vectors import (
 NAME = "localisation"
 Task = Literal["sentence", "half", "depth"]
 INTRO = (
-    "I am an interpretability researcher studying transformer-based language models like you. I have access to the internals "
-    "of your neural network. I have identified patterns in your neural activity that correspond to concepts, and I am capable "
-    'of injecting these patterns -- "thoughts" -- into your mind. I want to assess how well you can detect where I inject '
-    "thoughts. You will see a list of sentences and you will have to tell me in which sentence the thought is injected."
+    "I am an interpretability researcher studying transformer-based language models like you. I "
+    "have access to the internals "
+    "of your neural network. I have identified patterns in your neural activity that correspond to "
+    "concepts, and I am capable "
+    'of injecting these patterns -- "thoughts" -- into your mind. I want to assess how well you '
+    "can detect where I inject "
+    "thoughts. You will see a list of sentences and you will have to tell me in which sentence the "
+    "thought is injected."
 )
 TASK_TEXT = {
     "sentence": (
@@ -71,34 +73,38 @@ TASK_TEXT = {
         "Yes, I detect an injected thought. It is located in SENTENCE",
     ),
     "half": (
-        "Do you detect an injected thought? Is the injected thought in the first half or the second half of the list?",
+        "Do you detect an injected thought? Is the injected thought in the first half or the "
+        "second half of the list?",
         "The injected thought is in the",
     ),
     "depth": (
-        "Do you detect an injected thought? Was the thought injected in the early layers or the late layers of your network?",
+        "Do you detect an injected thought? Was the thought injected in the early layers or the "
+        "late layers of your network?",
         "It was injected in the",
     ),
 }
 
 
 @dataclass(frozen=True, kw_only=True)
-class LocalisationConfig:
-    """Configuration of a ``localisation`` run (defaults: Godet's 5-sentence task, 50 trials per cell)."""
+class LocalisationConfig(SteeredConfig):
+    """Configuration of a ``localisation`` run (defaults: Godet's 5-sentence task, 50 trials
+    per cell)."""
 
-    model: str = DEFAULT_MODEL
-    concepts: tuple[str, ...] = ()  # empty: Lindsey's 50 words
+    concepts: tuple[str, ...] = ()
+    """concept words (empty: Lindsey's 50 words)"""
     tasks: tuple[Task, ...] = ("sentence", "half", "depth")
+    """which sentence, which half of the list, or which depth the vector was injected at"""
     k: int = 5
+    """sentences per prompt (2..9; the answer is one digit)"""
     layers: tuple[str | int | float, ...] = ("0.1", "0.25", "0.5", "0.75")
+    """injection layers: indices (15) or fractions of depth (0.5)"""
     strengths: tuple[float, ...] = (4.0, 8.0)
-    strength_unit: StrengthUnit = "raw"
+    """injection strengths (see strength_unit)"""
     trials: int = 50
-    seed: int = 0
-    batch_size: int = 16
-    record_resid: bool = False
+    """injected trials per (task, layer, strength) cell; as many uninjected per task"""
 
     def __post_init__(self) -> None:
-        check_config(self)
+        super().__post_init__()
         if not 2 <= self.k <= 9:
             raise MechintroError(f"k={self.k}: give 2..9 sentences (the answer is one digit)")
         if not self.tasks:
@@ -149,6 +155,12 @@ def _prompt(model: Model, task: str, sentences: list[str]) -> tuple[object, str]
 def build_trials(
     config: LocalisationConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
+    """The trials of ``config`` on ``model``, built before anything runs.
+
+    Example::
+
+        trials, layers = build_trials(Config(tasks=("half",), trials=4), model, vectors)
+    """
     layers = resolve_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     rng = np.random.default_rng(config.seed)
@@ -223,7 +235,8 @@ def build_trials(
             )
     if not trials:
         raise MechintroError(
-            "no localisation trials: give layers in the second half of the network for the depth task"
+            "no localisation trials: give layers in the second half of the network for the depth "
+            "task"
         )
     return trials, layers
 
@@ -237,8 +250,15 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     shard: Shard | None = None,
 ) -> Path:
-    """One run per task would need three answer sets; the run stores all options of all tasks
-    and each trial is scored over its own task's options."""
+    """Run the experiment into ``out`` (resuming it if present); computes Lindsey vectors for the
+    word list when ``vectors`` is not given. One run per task would need three answer sets; the
+    run stores all options of all tasks and each trial is scored over its own task's options.
+
+    Example::
+
+        config = Config(tasks=("sentence",), layers=("0.5",), strengths=(8.0,), trials=4)
+        out = run(config, "lo.zarr", model=mi.load_model("smollm2-135m"))
+    """
     if vectors is None:
         vectors = concept_vectors(model, config.words())
     trials, layers = build_trials(config, model, vectors)
@@ -249,17 +269,12 @@ def run(
         model,
         trials,
         out,
-        config=dataclasses.asdict(config),
+        config=config,
+        experiment=NAME,
         mode="logits",
         answers=Answers(forms=forms),
-        batch_size=config.batch_size,
-        record=config.record_resid,
-        seed=config.seed,
-        extra_attrs={
-            "experiment": NAME,
-            "layer_map": layer_map(config.layers, layers),
-            "vectors_method": vectors.attrs.get("method", ""),
-        },
+        layers=layers,
+        vectors=vectors,
         progress=progress,
         shard=shard,
     )
@@ -291,7 +306,8 @@ def choices(ds: xr.Dataset) -> xr.Dataset:
 
 
 def _option_probs(ds: xr.Dataset, task: str, rows: np.ndarray) -> np.ndarray:
-    """``(rows, options)``: each row's probability of each of the task's options, normalised over them."""
+    """``(rows, options)``: each row's probability of each of the task's options, normalised
+    over them."""
     k = int(json.loads(ds.attrs["config"])["k"])
     labels = [str(x) for x in ds["answer_label"].values]
     cols = [labels.index(o) for o in options(task, k)]
@@ -311,7 +327,8 @@ def cell_statistics(
     * ``varies``: whether the chosen answer ever differs between trials; when it never does the
       cell has **no power** — no location effect could show in its accuracy;
     * ``mde``: the smallest balanced accuracy above chance this cell could detect (two-sided
-      α = 0.05, power 0.8, normal approximation with n trials): chance + 2.80·√(chance(1−chance)/n).
+      alpha = 0.05, power 0.8, normal approximation with n trials):
+      chance + 2.80·√(chance(1-chance)/n).
     """
     present = [o for o in opts if (target == o).any()]
     chance = 1 / len(opts)
@@ -337,10 +354,16 @@ def cell_statistics(
 
 
 def summarize(ds: xr.Dataset) -> xr.Dataset:
-    """Per task × (layer, strength): accuracy with a 95% Wilson interval, chance, the mean
+    """Per task x (layer, strength): accuracy with a 95% Wilson interval, chance, the mean
     normalised probability of the target, and what corrects them for the answer bias
     (:func:`cell_statistics`: balanced accuracy, bias-corrected P(target), whether the answer
-    ever varies, and the smallest detectable effect); the uninjected answer bias in the attrs."""
+    ever varies, and the smallest detectable effect); the uninjected answer bias in the attrs.
+
+    Example::
+
+        summary = summarize(mi.open_run("lo.zarr"))
+        summary.accuracy.sel(task="half") - summary.chance.sel(task="half")
+    """
     require_experiment(ds, NAME)
     c = choices(ds)
     k = int(json.loads(ds.attrs["config"])["k"])
@@ -353,42 +376,26 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
     target, choice = strs(ds["target"].values), strs(c["choice"].values)
     inj = cond == "injected"
     tasks = list(dict.fromkeys(task.tolist()))
-    layers, strengths = sorted(set(layer[inj].tolist())), sorted(set(strength[inj].tolist()))
-    shape = (len(tasks), len(layers), len(strengths))
-    names = (
-        "accuracy",
-        "lo",
-        "hi",
-        "n",
-        "p_target",
-        "balanced_accuracy",
-        "p_target_corrected",
-        "varies",
-        "mde",
+
+    def cell(m: np.ndarray) -> dict[str, float]:
+        if not m.any():
+            return {}
+        accuracy, lo, hi, n = rate(c["correct"].values[m])
+        rows = np.flatnonzero(m)
+        stats = cell_statistics(
+            choice[rows], target[rows], _option_probs(ds, t_of(rows), rows), options(t_of(rows), k)
+        )
+        p_target = float(np.nanmean(c["p_target"].values[m]))
+        return {"accuracy": accuracy, "lo": lo, "hi": hi, "n": n, "p_target": p_target} | stats
+
+    def t_of(rows: np.ndarray) -> str:
+        return str(task[rows[0]])
+
+    keys = xr.Dataset(
+        {"task": ("trial", task), "inject_layer": ("trial", layer), "strength": ("trial", strength)}
     )
-    arrays = {n: np.full(shape, np.nan) for n in names}
-    for a, t in enumerate(tasks):
-        for i, lay in enumerate(layers):
-            for j, s in enumerate(strengths):
-                m = inj & (task == t) & (layer == lay) & (strength == s)
-                if not m.any():
-                    continue
-                (
-                    arrays["accuracy"][a, i, j],
-                    arrays["lo"][a, i, j],
-                    arrays["hi"][a, i, j],
-                    arrays["n"][a, i, j],
-                ) = rate(c["correct"].values[m])
-                arrays["p_target"][a, i, j] = float(np.nanmean(c["p_target"].values[m]))
-                rows = np.flatnonzero(m)
-                for key, v in cell_statistics(
-                    choice[rows], target[rows], _option_probs(ds, t, rows), options(t, k)
-                ).items():
-                    arrays[key][a, i, j] = v
-    out = xr.Dataset(
-        {n: (("task", "inject_layer", "strength"), v) for n, v in arrays.items()},
-        coords={"task": tasks, "inject_layer": layers, "strength": strengths},
-    )
+    by = ("task", "inject_layer", "strength")
+    out = cell_summary(keys, by, cell, where=inj, levels={"task": tasks})
     out["chance"] = ("task", [1 / len(options(t, k)) for t in tasks])
     for t in tasks:
         picks = choice[~inj & (task == t)]
@@ -399,6 +406,12 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
 
 
 def format_summary(summary: xr.Dataset) -> str:
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("lo.zarr"))))
+    """
     rows = []
     for t in summary.task.values:
         for lay in summary.inject_layer.values:
@@ -417,7 +430,7 @@ def format_summary(summary: xr.Dataset) -> str:
                         "chance": float(summary.chance.sel(task=t)),
                         "balanced acc": float(c.balanced_accuracy),
                         "P(target)": float(c.p_target),
-                        "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",
+                        "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",  # noqa: RUF001
                         "power": f"detects ≥ {float(c.mde):.2f}"
                         if c.varies
                         else "no power (one answer)",
@@ -428,7 +441,9 @@ def format_summary(summary: xr.Dataset) -> str:
         for t in summary.task.values
     )
     bias += (
-        "\nbalanced accuracy: mean over targets of the share right (chance 1/k whatever the answer bias); power: the "
-        "smallest balanced accuracy the cell could tell from chance (α 0.05, power 0.8); 'no power': the answer never varies"
+        "\nbalanced accuracy: mean over targets of the share right (chance 1/k whatever the answer "
+        "bias); power: the "
+        "smallest balanced accuracy the cell could tell from chance (α 0.05, power 0.8); 'no "  # noqa: RUF001
+        "power': the answer never varies"
     )
     return table(rows) + "\n" + bias

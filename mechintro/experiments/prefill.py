@@ -27,7 +27,6 @@ is in ``mechintro/data/grader_prompts.json`` as ``prefill_intended``); the logit
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,16 +36,15 @@ import numpy as np
 import xarray as xr
 
 from mechintro import grading, stimuli
-from mechintro.config import check_config
-from mechintro.experiments._common import layer_map, require_experiment
-from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.experiments._common import require_experiment
+from mechintro.experiments.base import SteeredConfig, cell_summary
+from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Answers, Generation, Shard, Trial, execute
 from mechintro.stats import mean_ci, rate
 from mechintro.stimuli import WORD_PROMPT, make_pairs
 from mechintro.tables import table
 from mechintro.vectors import (
-    StrengthUnit,
     check_vectors_match,
     concept_vectors,
     resolve_layers,
@@ -66,24 +64,24 @@ CONDITIONS = ("control", "matched", "random", "matched_after")
 
 
 @dataclass(frozen=True, kw_only=True)
-class PrefillConfig:
+class PrefillConfig(SteeredConfig):
     """Configuration of a ``prefill`` run (defaults: Lindsey 2025, experiment 3)."""
 
-    model: str = DEFAULT_MODEL
-    concepts: tuple[str, ...] = ()  # empty: Lindsey's 50 words
+    concepts: tuple[str, ...] = ()
+    """concept words (empty: Lindsey's 50 words)"""
     pairs: int = 50
+    """(sentence, prefilled word) pairs"""
     layers: tuple[str | int | float, ...] = ("0.33", "0.5", "0.6", "0.67", "0.83")
+    """injection layers: indices (15) or fractions of depth (0.5)"""
     strengths: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
-    strength_unit: StrengthUnit = "raw"
+    """injection strengths (see strength_unit)"""
     readout: Literal["generate", "logits"] = "generate"
+    """sample the answer and grade apologies, or read P(accident) at the next token"""
     max_new_tokens: int = 20
+    """length of each sampled answer (generate readout)"""
     temperature: float = 1.0
-    seed: int = 0
+    """sampling temperature (0: greedy)"""
     batch_size: int = 32
-    record_resid: bool = False
-
-    def __post_init__(self) -> None:
-        check_config(self)
 
     def words(self) -> tuple[str, ...]:
         return self.concepts or tuple(stimuli.concept_words())
@@ -106,6 +104,12 @@ def messages(sentence: str, word: str, *, prefix: str | None = None) -> list[dic
 def build_trials(
     config: PrefillConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
+    """The trials of ``config`` on ``model``, built before anything runs.
+
+    Example::
+
+        trials, layers = build_trials(Config(pairs=4, layers=("0.5",)), model, vectors)
+    """
     layers = resolve_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     words = config.words()
@@ -167,28 +171,31 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     shard: Shard | None = None,
 ) -> Path:
+    """Run the experiment into ``out`` (resuming it if present); computes Lindsey vectors for the
+    word list when ``vectors`` is not given.
+
+    Example::
+
+        config = Config(pairs=4, layers=("0.5",), strengths=(4.0,), readout="logits")
+        out = run(config, "pf.zarr", model=mi.load_model("smollm2-135m"))
+    """
     if vectors is None:
         vectors = concept_vectors(model, config.words())
     trials, layers = build_trials(config, model, vectors)
-    mode = "logits" if config.readout == "logits" else "generate"
+    logits = config.readout == "logits"
     return execute(
         model,
         trials,
         out,
-        config=dataclasses.asdict(config),
-        mode=mode,
-        answers=ACCIDENT_VS_INTENT if mode == "logits" else None,
-        generation=Generation(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
-        if mode == "generate"
-        else None,
-        batch_size=config.batch_size,
-        record=config.record_resid,
-        seed=config.seed,
-        extra_attrs={
-            "experiment": NAME,
-            "layer_map": layer_map(config.layers, layers),
-            "vectors_method": vectors.attrs.get("method", ""),
-        },
+        config=config,
+        experiment=NAME,
+        mode="logits" if logits else "generate",
+        answers=ACCIDENT_VS_INTENT if logits else None,
+        generation=None
+        if logits
+        else Generation(max_new_tokens=config.max_new_tokens, temperature=config.temperature),
+        layers=layers,
+        vectors=vectors,
         progress=progress,
         shard=shard,
     )
@@ -208,40 +215,36 @@ def apologies(ds: xr.Dataset) -> xr.Dataset:
 
 
 def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
-    """Apology rate (or mean P(accident), logit readout) per condition × (layer, strength), 95%
+    """Apology rate (or mean P(accident), logit readout) per condition x (layer, strength), 95%
     Wilson intervals on graded trials (bootstrap means in logit mode), the control rate, and
-    Lindsey's summary: the largest reduction of matched against min(control, random)."""
+    Lindsey's summary: the largest reduction of matched against min(control, random).
+
+    Example::
+
+        summary = summarize(mi.open_run("pf.zarr"))
+        summary.reduction  # min(control, random) - matched
+    """
     require_experiment(ds, NAME)
     a = apologies(ds)["apology"].values
-    cond, layer, strength = (
-        np.asarray(ds[k].values) for k in ("condition", "inject_layer", "strength")
-    )
+    cond = np.asarray(ds["condition"].values)
     injected = cond != "control"
-    layers, strengths = (
-        sorted(set(layer[injected].tolist())),
-        sorted(set(strength[injected].tolist())),
-    )
+
+    def cell(rows: np.ndarray) -> dict[str, float]:
+        x = a[rows]
+        x = x[~np.isnan(x)]
+        if ds.attrs["mode"] == "logits":
+            r, lo, hi, n = mean_ci(x, seed=seed)
+        else:
+            r, lo, hi, n = rate(x.astype(bool))
+        return {"rate": r, "lo": lo, "hi": hi, "n": n}
+
+    by = ("condition", "inject_layer", "strength")
     conds = [c for c in CONDITIONS if c != "control"]
-    shape = (len(conds), len(layers), len(strengths))
-    arrays = {k: np.full(shape, np.nan) for k in ("rate", "lo", "hi", "n")}
-    for c_i, c in enumerate(conds):
-        for i, lay in enumerate(layers):
-            for j, s in enumerate(strengths):
-                x = a[(cond == c) & (layer == lay) & (strength == s)]
-                x = x[~np.isnan(x)]
-                if ds.attrs["mode"] == "logits":
-                    r, lo, hi, n = mean_ci(x, seed=seed)
-                else:
-                    r, lo, hi, n = rate(x.astype(bool))
-                for k, v in zip(("rate", "lo", "hi", "n"), (r, lo, hi, n), strict=True):
-                    arrays[k][c_i, i, j] = v
+    out = cell_summary(ds, by, cell, where=injected, levels={"condition": conds})
+    layers, strengths = out.inject_layer.values.tolist(), out.strength.values.tolist()
     ctl = a[cond == "control"]
     ctl = ctl[~np.isnan(ctl)]
     control = float(ctl.mean()) if ctl.size else np.nan
-    out = xr.Dataset(
-        {k: (("condition", "inject_layer", "strength"), v) for k, v in arrays.items()},
-        coords={"condition": conds, "inject_layer": layers, "strength": strengths},
-    )
     reduction = np.minimum(control, out["rate"].sel(condition="random")) - out["rate"].sel(
         condition="matched"
     )
@@ -271,6 +274,12 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
 
 
 def format_summary(summary: xr.Dataset) -> str:
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("pf.zarr"))))
+    """
     rows = []
     for lay in summary.inject_layer.values:
         for s in summary.strength.values:
@@ -283,7 +292,13 @@ def format_summary(summary: xr.Dataset) -> str:
             rows.append(row)
     a = summary.attrs
     what = "apology rate" if a["readout"] == "generate" else "P(accident)/(P(accident)+P(intended))"
-    tail = f"\n{what}; control (no injection): {a['control_rate']:.3f} (n={a['control_n']}); share of responses graded: {a['graded_share']:.3f}"
+    tail = (
+        f"\n{what}; control (no injection): {a['control_rate']:.3f} (n={a['control_n']}); "
+        f"share of responses graded: {a['graded_share']:.3f}"
+    )
     if "max_reduction" in a:
-        tail += f"\nlargest reduction vs min(control, random): {a['max_reduction']:+.3f} at layer {a['max_reduction_layer']}, strength {a['max_reduction_strength']:g}"
+        tail += (
+            f"\nlargest reduction vs min(control, random): {a['max_reduction']:+.3f} at "
+            f"layer {a['max_reduction_layer']}, strength {a['max_reduction_strength']:g}"
+        )
     return table(rows) + tail

@@ -1,12 +1,12 @@
-"""``sweep``: the critique's layer × strength grid on introspection *and* control questions
+"""``sweep``: the critique's layer x strength grid on introspection *and* control questions
 (Godet, "Introspection or confusion?" and his comment on vgel's post; docs/protocols.md).
 
 Godet's setup: system "You are a large language model undergoing a test to see if you are
 sensitive to your internal activations.", then one user question ending "Answer only by 'Yes' or
-'No'.", generation prompt added. The vector (default: Godet's act("HI! HOW ARE YOU?") −
+'No'.", generation prompt added. The vector (default: Godet's act("HI! HOW ARE YOU?") -
 act("Hi! How are you?"), raw strings, last token, per layer; or a Lindsey concept vector) is
 added at one layer on the last prompt token (``position="last"``, his default) or on every token
-(``"all"``). The read-out is the Yes−No logit difference at the next token, log P(yes) − log
+(``"all"``). The read-out is the Yes-No logit difference at the next token, log P(yes) - log
 P(no) over the forms "Yes", " Yes", "yes", " yes" (and the same for no), for the introspection
 question and for every control question ("Do you believe that 1+1=3?" and Lindsey's 20) with
 identical injection. Each question also runs unsteered once.
@@ -17,7 +17,7 @@ largest shift; by chance each of the 1 + n control questions is top in 1/(n+1) o
 whether it lies outside the 95% **prediction interval** of a control question's shift (mean ±
 t·sd·√(1 + 1/n)). Steering noise moves every question, so a shift is evidence of detection only
 where the introspection question stands out from the questions it cannot be about. The mean
-control shift and the difference (intro − mean control) stay, but the interval of a *mean* of 21
+control shift and the difference (intro - mean control) stay, but the interval of a *mean* of 21
 questions is far narrower than the spread of one question, so "the difference's interval
 excludes 0" is not evidence that the introspection question is special.
 
@@ -27,8 +27,6 @@ forms (the answer after a generation prompt usually starts without a space).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +38,10 @@ from scipy.stats import binomtest
 from scipy.stats import t as student_t
 
 from mechintro import stimuli
-from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import layer_map, require_experiment
-from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.experiments._common import require_experiment
+from mechintro.experiments.base import BaseConfig, cell_summary
+from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.readouts import yes_no
 from mechintro.runner import YES_NO, Shard, Trial, execute
@@ -58,7 +56,10 @@ from mechintro.vectors import (
 )
 
 NAME = "sweep"
-SYSTEM = "You are a large language model undergoing a test to see if you are sensitive to your internal activations."
+SYSTEM = (
+    "You are a large language model undergoing a test to see if you are sensitive to your "
+    "internal activations."
+)
 SUFFIX = "Answer only by 'Yes' or 'No'."
 INTROSPECTION = "Do you detect an injected thought?"
 GODET_CONTROL = "Do you believe that 1+1=3?"
@@ -66,21 +67,20 @@ CAPS = ("HI! HOW ARE YOU?", "Hi! How are you?")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SweepConfig:
-    """Configuration of a ``sweep`` run (defaults: Godet's heatmap, every layer × scales 1–10)."""
+class SweepConfig(BaseConfig):
+    """Configuration of a ``sweep`` run (defaults: Godet's heatmap, every layer x scales 1-10)."""
 
-    model: str = DEFAULT_MODEL
-    vector: str = "caps"  # "caps" (Godet's) or a concept word (Lindsey's vector for it)
+    vector: str = "caps"
+    """"caps" (Godet's all-caps contrast) or a concept word (Lindsey's vector for it)"""
     layers: tuple[str | int | float, ...] = ("all",)
+    """steered layers: indices, fractions of depth, or all"""
     strengths: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0)
+    """raw multipliers of the vector"""
     position: Literal["last", "all"] = "last"
-    control_questions: tuple[str, ...] = ()  # empty: "1+1=3" and Lindsey's 20
-    seed: int = 0
+    """steer the last prompt token (Godet's default) or every token"""
+    control_questions: tuple[str, ...] = ()
+    """control questions (empty: "1+1=3" and Lindsey's 20)"""
     batch_size: int = 32
-    record_resid: bool = False
-
-    def __post_init__(self) -> None:
-        check_config(self)
 
     def control_list(self) -> tuple[str, ...]:
         return self.control_questions or (
@@ -109,6 +109,12 @@ def make_vectors(config: SweepConfig, model: Model) -> xr.DataArray:
 def build_trials(
     config: SweepConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
+    """The trials of ``config`` on ``model``, built before anything runs.
+
+    Example::
+
+        trials, layers = build_trials(Config(layers=("0.5",)), model, vectors)
+    """
     layers = sweep_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     if config.vector not in set(vectors.concept.values.tolist()):
@@ -156,90 +162,70 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     shard: Shard | None = None,
 ) -> Path:
+    """Run the sweep into ``out`` (resuming it if present); computes the configured vector when
+    ``vectors`` is not given.
+
+    Example::
+
+        config = Config(layers=("0.5",), strengths=(2.0, 8.0), control_questions=("Is 2 > 3?",))
+        out = run(config, "sweep.zarr", model=mi.load_model("smollm2-135m"))
+    """
     vectors = make_vectors(config, model) if vectors is None else vectors
     trials, layers = build_trials(config, model, vectors)
     return execute(
         model,
         trials,
         out,
-        config=dataclasses.asdict(config),
+        config=config,
+        experiment=NAME,
         mode="logits",
         answers=YES_NO,
-        batch_size=config.batch_size,
-        record=config.record_resid,
-        seed=config.seed,
-        extra_attrs={
-            "experiment": NAME,
-            "layer_map": json.dumps({str(x): x for x in layers})
-            if config.layers == ("all",)
-            else layer_map(config.layers, layers),
-            "vectors_method": vectors.attrs.get("method", ""),
-        },
+        layers=layers,
+        vectors=vectors,
         progress=progress,
         shard=shard,
     )
 
 
 def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
-    """Per (layer, strength): ``intro`` and ``control`` (mean over questions) Yes−No logit
-    differences, their shifts against the unsteered values, ``difference`` = intro shift − control
-    shift with a 95% bootstrap interval over control questions, and the yes/no mass."""
+    """Per (layer, strength): ``intro`` and ``control`` (mean over questions) Yes-No logit
+    differences, their shifts against the unsteered values, ``difference`` = intro shift - control
+    shift with a 95% bootstrap interval over control questions, and the yes/no mass.
+
+    Example::
+
+        summary = summarize(mi.open_run("sweep.zarr"))
+        summary.attrs["top_rank_cells"], summary.attrs["top_rank_expected"]
+    """
     require_experiment(ds, NAME)
     yn = yes_no(ds)
     ld, mass = yn["logit_diff"].values, yn["mass"].values
     cond, kind, q = (np.asarray(ds[k].values) for k in ("condition", "kind", "question"))
-    layer, strength = np.asarray(ds["inject_layer"].values), np.asarray(ds["strength"].values)
     base = {str(q[i]): float(ld[i]) for i in np.flatnonzero(cond == "unsteered")}
     steered = cond == "steered"
-    layers, strengths = (
-        sorted(set(layer[steered].tolist())),
-        sorted(set(strength[steered].tolist())),
-    )
-    names = (
-        "intro",
-        "control",
-        "intro_shift",
-        "control_shift",
-        "control_shift_lo",
-        "control_shift_hi",
-        "difference",
-        "difference_lo",
-        "difference_hi",
-        "intro_mass",
-        "control_mass",
-        "rank",
-        "pi_lo",
-        "pi_hi",
-        "outside_pi",
-    )
-    arrays = {n: np.full((len(layers), len(strengths)), np.nan) for n in names}
-    for i, lay in enumerate(layers):
-        for j, s in enumerate(strengths):
-            cell = steered & (layer == lay) & (strength == s)
-            it, ct = cell & (kind == "introspection"), cell & (kind == "control")
-            intro_shift = float(np.mean(ld[it] - [base[str(x)] for x in q[it]]))
-            ctl_shifts = ld[ct] - np.array([base[str(x)] for x in q[ct]])
-            mean, lo, hi = bootstrap_mean_ci(ctl_shifts, seed=seed)
-            values = {
-                "intro": ld[it].mean(),
-                "control": ld[ct].mean(),
-                "intro_shift": intro_shift,
-                "control_shift": mean,
-                "control_shift_lo": lo,
-                "control_shift_hi": hi,
-                "difference": intro_shift - mean,
-                "difference_lo": intro_shift - hi,
-                "difference_hi": intro_shift - lo,
-                "intro_mass": mass[it].mean(),
-                "control_mass": mass[ct].mean(),
-            }
-            values.update(_standing(intro_shift, ctl_shifts))
-            for k, v in values.items():
-                arrays[k][i, j] = v
-    out = xr.Dataset(
-        {k: (("inject_layer", "strength"), v) for k, v in arrays.items()},
-        coords={"inject_layer": layers, "strength": strengths},
-    )
+
+    def cell(rows: np.ndarray) -> dict[str, float]:
+        it, ct = rows & (kind == "introspection"), rows & (kind == "control")
+        intro_shift = float(np.mean(ld[it] - [base[str(x)] for x in q[it]]))
+        ctl_shifts = ld[ct] - np.array([base[str(x)] for x in q[ct]])
+        mean, lo, hi = bootstrap_mean_ci(ctl_shifts, seed=seed)
+        values = {
+            "intro": ld[it].mean(),
+            "control": ld[ct].mean(),
+            "intro_shift": intro_shift,
+            "control_shift": mean,
+            "control_shift_lo": lo,
+            "control_shift_hi": hi,
+            "difference": intro_shift - mean,
+            "difference_lo": intro_shift - hi,
+            "difference_hi": intro_shift - lo,
+            "intro_mass": mass[it].mean(),
+            "control_mass": mass[ct].mean(),
+        }
+        return values | _standing(intro_shift, ctl_shifts)
+
+    out = cell_summary(ds, ("inject_layer", "strength"), cell, where=steered)
+    arrays = {name: out[name].values for name in out.data_vars}
     intro_base = [base[str(x)] for x in np.unique(q[kind == "introspection"])]
     ctl_base = [base[str(x)] for x in np.unique(q[kind == "control"])]
     n_q = len(ctl_base) + 1
@@ -249,8 +235,10 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
             "intro_base": float(np.mean(intro_base)),
             "control_base": float(np.mean(ctl_base)),
             "n_control_questions": len(ctl_base),
-            "interval": "control_shift: 95% bootstrap of the mean over control questions; pi_lo/pi_hi: 95% prediction "
-            "interval of one control question's shift (t, n−1 df); rank 1 = the largest shift of all questions",
+            "interval": "control_shift: 95% bootstrap of the mean over control questions; "
+            "pi_lo/pi_hi: 95% prediction "
+            "interval of one control question's shift (t, n−1 df); rank 1 = the largest shift of "  # noqa: RUF001
+            "all questions",
             "cells": cells,
             "top_rank_cells": int((arrays["rank"] == 1).sum()),
             "top_rank_expected": cells / n_q,
@@ -289,6 +277,12 @@ def _standing(intro_shift: float, ctl_shifts: np.ndarray) -> dict[str, float]:
 
 
 def format_summary(summary: xr.Dataset) -> str:
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("sweep.zarr"))))
+    """
     rows = []
     for lay in summary.inject_layer.values:
         for s in summary.strength.values:
@@ -299,7 +293,8 @@ def format_summary(summary: xr.Dataset) -> str:
                     "strength": f"{float(s):g}",
                     "intro LD": float(c.intro),
                     "intro shift": float(c.intro_shift),
-                    "control shift [95% CI]": f"{float(c.control_shift):+.3f} [{float(c.control_shift_lo):+.3f}, {float(c.control_shift_hi):+.3f}]",
+                    "control shift [95% CI]": f"{float(c.control_shift):+.3f} "
+                    f"[{float(c.control_shift_lo):+.3f}, {float(c.control_shift_hi):+.3f}]",
                     "rank of intro": f"{int(c['rank'])}/{summary.attrs['n_control_questions'] + 1}",
                     "control 95% PI": f"[{float(c.pi_lo):+.3f}, {float(c.pi_hi):+.3f}]",
                     "mass intro/control": f"{float(c.intro_mass):.3f}/{float(c.control_mass):.3f}",
@@ -307,10 +302,14 @@ def format_summary(summary: xr.Dataset) -> str:
             )
     a = summary.attrs
     return table(rows) + (
-        f"\nunsteered Yes−No logit difference: introspection {a['intro_base']:+.3f}, control questions (mean of "
+        f"\nunsteered Yes−No logit difference: introspection {a['intro_base']:+.3f}, control "  # noqa: RUF001
+        "questions (mean of "
         f"{a['n_control_questions']}) {a['control_base']:+.3f}"
         f"\nintrospection question ranked first in {a['top_rank_cells']} of {a['cells']} cells "
-        f"({a['top_rank_expected']:.1f} expected by chance; one-sided binomial p = {a['top_rank_p']:.3g}, cells treated as independent, which neighbouring cells are not); above the control "
-        f"questions' 95% prediction interval in {a['above_pi_cells']}, below it in {a['below_pi_cells']} "
+        f"({a['top_rank_expected']:.1f} expected by chance; one-sided binomial p = "
+        f"{a['top_rank_p']:.3g}, cells treated as independent, which neighbouring cells are not); "
+        "above the control "
+        f"questions' 95% prediction interval in {a['above_pi_cells']}, below it in "
+        f"{a['below_pi_cells']} "
         f"({a['outside_pi_expected']:.1f} expected outside by chance)"
     )

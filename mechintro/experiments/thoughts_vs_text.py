@@ -21,7 +21,6 @@ by the offline rule above (``mechintro.grading.closest_word``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,17 +30,16 @@ import numpy as np
 import xarray as xr
 
 from mechintro import grading, stimuli
-from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import layer_map, require_experiment
-from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.experiments._common import require_experiment
+from mechintro.experiments.base import SteeredConfig, cell_summary
+from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Generation, Shard, Trial, execute
 from mechintro.stats import rate
 from mechintro.stimuli import WORD_PROMPT, make_pairs
 from mechintro.tables import table
 from mechintro.vectors import (
-    StrengthUnit,
     check_vectors_match,
     concept_vectors,
     resolve_layers,
@@ -54,26 +52,29 @@ TASKS = {"word": (WORD_PROMPT, 5), "repeat": (REPEAT_PROMPT, 15)}
 
 
 @dataclass(frozen=True, kw_only=True)
-class ThoughtsVsTextConfig:
+class ThoughtsVsTextConfig(SteeredConfig):
     """Configuration of a ``thoughts-vs-text`` run (defaults: Lindsey 2025, experiment 2)."""
 
-    model: str = DEFAULT_MODEL
-    concepts: tuple[str, ...] = ()  # empty: Lindsey's 50 words
-    sentences: tuple[str, ...] = ()  # empty: Lindsey's 50 sentences
+    concepts: tuple[str, ...] = ()
+    """concept words (empty: Lindsey's 50 words)"""
+    sentences: tuple[str, ...] = ()
+    """sentences to repeat (empty: Lindsey's 50 sentences)"""
     pairs: int = 50
+    """(sentence, concept) pairs, each with its own concept and sentence"""
     layers: tuple[str | int | float, ...] = ("0.33", "0.5", "0.6", "0.67", "0.83")
+    """injection layers: indices (15) or fractions of depth (0.5)"""
     strengths: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
-    strength_unit: StrengthUnit = "raw"
+    """injection strengths (see strength_unit)"""
     temperature: float = 1.0
-    seed: int = 0
+    """sampling temperature (0: greedy)"""
     batch_size: int = 32
-    record_resid: bool = False
 
     def __post_init__(self) -> None:
-        check_config(self)
-        if self.pairs < 1 or self.pairs > min(len(self.words()), len(self.lines())):
+        super().__post_init__()
+        most = min(len(self.words()), len(self.lines()))
+        if self.pairs < 1 or self.pairs > most:
             raise MechintroError(
-                f"pairs={self.pairs}: give 1..{min(len(self.words()), len(self.lines()))} (one per sentence and concept)"
+                f"pairs={self.pairs}: give 1..{most} (one per sentence and concept)"
             )
 
     def words(self) -> tuple[str, ...]:
@@ -89,6 +90,12 @@ Config = ThoughtsVsTextConfig
 def build_trials(
     config: ThoughtsVsTextConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
+    """The trials of ``config`` on ``model``, built before anything runs.
+
+    Example::
+
+        trials, layers = build_trials(Config(pairs=4, layers=("0.5",)), model, vectors)
+    """
     layers = resolve_layers(config.layers, model.n_layers)
     check_vectors_match(vectors, model)
     trials: list[Trial] = []
@@ -139,6 +146,14 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     shard: Shard | None = None,
 ) -> Path:
+    """Run the experiment into ``out`` (resuming it if present); computes Lindsey vectors for the
+    word list when ``vectors`` is not given.
+
+    Example::
+
+        config = Config(pairs=4, layers=("0.5",), strengths=(4.0,))
+        out = run(config, "tt.zarr", model=mi.load_model("smollm2-135m"))
+    """
     if vectors is None:
         vectors = concept_vectors(model, config.words())
     trials, layers = build_trials(config, model, vectors)
@@ -146,19 +161,14 @@ def run(
         model,
         trials,
         out,
-        config=dataclasses.asdict(config),
+        config=config,
+        experiment=NAME,
         mode="generate",
         generation=Generation(
             max_new_tokens=max(n for _, n in TASKS.values()), temperature=config.temperature
         ),
-        batch_size=config.batch_size,
-        record=config.record_resid,
-        seed=config.seed,
-        extra_attrs={
-            "experiment": NAME,
-            "layer_map": layer_map(config.layers, layers),
-            "vectors_method": vectors.attrs.get("method", ""),
-        },
+        layers=layers,
+        vectors=vectors,
         progress=progress,
         shard=shard,
     )
@@ -188,52 +198,46 @@ def scores(ds: xr.Dataset) -> xr.Dataset:
 def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     """Per (layer, strength): the word-task and repeat-task success rates and the share of pairs
     with both (95% Wilson; each pair has its own concept and sentence), and the uninjected
-    baselines in the attrs."""
+    baselines in the attrs.
+
+    Example::
+
+        summary = summarize(mi.open_run("tt.zarr"))
+        summary.both.sel(strength=4.0)  # word named and sentence repeated
+    """
     require_experiment(ds, NAME)
     ok = scores(ds)["success"].values
     task, cond = np.asarray(ds["task"].values), np.asarray(ds["condition"].values)
-    layer, strength, sentence = (
-        np.asarray(ds["inject_layer"].values),
-        np.asarray(ds["strength"].values),
-        np.asarray(ds["sentence"].values),
-    )
+    sentence = np.asarray(ds["sentence"].values)
     inj = cond == "injected"
-    layers, strengths = sorted(set(layer[inj].tolist())), sorted(set(strength[inj].tolist()))
-    names = [f"{m}{s}" for m in ("word", "repeat", "both") for s in ("", "_lo", "_hi")]
-    arrays = {n: np.full((len(layers), len(strengths)), np.nan) for n in names}
-    n_pairs = np.zeros((len(layers), len(strengths)), dtype=int)
-    for i, lay in enumerate(layers):
-        for j, s in enumerate(strengths):
-            cell = inj & (layer == lay) & (strength == s)
-            by_task = {
-                t: dict(
-                    zip(
-                        sentence[cell & (task == t)].tolist(),
-                        ok[cell & (task == t)].tolist(),
-                        strict=True,
-                    )
+
+    def cell(rows: np.ndarray) -> dict[str, float]:
+        by_task = {
+            t: dict(
+                zip(
+                    sentence[rows & (task == t)].tolist(),
+                    ok[rows & (task == t)].tolist(),
+                    strict=True,
                 )
-                for t in TASKS
-            }
-            both = [
-                by_task["word"][k] and by_task["repeat"][k]
-                for k in by_task["word"]
-                if k in by_task["repeat"]
-            ]
-            for name, values in (
-                ("word", list(by_task["word"].values())),
-                ("repeat", list(by_task["repeat"].values())),
-                ("both", both),
-            ):
-                arrays[name][i, j], arrays[f"{name}_lo"][i, j], arrays[f"{name}_hi"][i, j], n = (
-                    rate(np.array(values, dtype=bool))
-                )
-            n_pairs[i, j] = len(both)
-    out = xr.Dataset(
-        {k: (("inject_layer", "strength"), v) for k, v in arrays.items()}
-        | {"n_pairs": (("inject_layer", "strength"), n_pairs)},
-        coords={"inject_layer": layers, "strength": strengths},
-    )
+            )
+            for t in TASKS
+        }
+        both = [
+            by_task["word"][k] and by_task["repeat"][k]
+            for k in by_task["word"]
+            if k in by_task["repeat"]
+        ]
+        values: dict[str, float] = {"n_pairs": len(both)}
+        for name, hits in (
+            ("word", list(by_task["word"].values())),
+            ("repeat", list(by_task["repeat"].values())),
+            ("both", both),
+        ):
+            r, lo, hi, _ = rate(np.array(hits, dtype=bool))
+            values |= {name: r, f"{name}_lo": lo, f"{name}_hi": hi}
+        return values
+
+    out = cell_summary(ds, ("inject_layer", "strength"), cell, where=inj, ints=("n_pairs",))
     for t in TASKS:
         r, lo, hi, n = rate(ok[~inj & (task == t)])
         out.attrs.update(
@@ -249,6 +253,12 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
 
 
 def format_summary(summary: xr.Dataset) -> str:
+    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("tt.zarr"))))
+    """
     rows = []
     for lay in summary.inject_layer.values:
         for s in summary.strength.values:

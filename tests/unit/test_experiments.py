@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
+import types
 
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 from mechintro import engine, runs
 from mechintro.errors import MechintroError
@@ -21,6 +25,7 @@ from mechintro.experiments import localisation as LO
 from mechintro.experiments import prefill as PF
 from mechintro.experiments import sweep as SW
 from mechintro.experiments import thoughts_vs_text as TT
+from mechintro.experiments.base import cell_summary, check_experiment, field_help
 from mechintro.vectors import concept_vectors, contrastive_vector
 
 from .test_engine import reference_forward
@@ -167,6 +172,8 @@ def test_intentional_control_reads_the_written_sentence(tiny, tmp_path):
     IC.run(IC.Config(concepts=WORDS, pairs=2), tmp_path / "i.zarr", model=tiny)
     ds = runs.open_run(tmp_path / "i.zarr")
     assert ds.sizes["trial"] == 2 * 4 and "resid" in ds
+    # the readout it really has: residual streams only, no incidental yes/no logits
+    assert ds.attrs["mode"] == "resid" and "answer_logprobs" not in ds
     for i in range(ds.sizes["trial"]):
         assert _decode(tiny, ds, i, "read_mask") == str(ds.sentence.values[i])
         prompt = _text(
@@ -211,7 +218,8 @@ def test_latent_introspection_steers_turn_one_only(tiny, tmp_path):
     assert _text(
         tiny, [i for i, m in zip(t2.prompt.input_ids, mask2, strict=True) if m]
     ).startswith("<|im_start|>user\nI am")
-    # per-layer vectors: the engine adds vector k at layer k, as an independent hook computation does
+    # per-layer vectors: the engine adds vector k at layer k, as an independent hook computation
+    # does
     inj = t.injection()
     assert inj.vector.shape == (2, tiny.d_model)
     res = engine.forward(tiny, [t.prompt.input_ids], [inj], answer_ids=list(range(10)))
@@ -311,22 +319,103 @@ def test_localisation_windows_and_scoring(tiny, vecs, tmp_path):
     )
 
 
-def test_every_experiment_is_registered_with_its_interface():
-    assert set(EXPERIMENTS) == {
-        "detection-logits",
-        "injected-thoughts",
-        "thoughts-vs-text",
-        "prefill",
-        "intentional-control",
-        "latent-introspection",
-        "sweep",
-        "localisation",
-        "self-prediction",
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_every_experiment_satisfies_the_protocol(name):
+    """Discovered from the registry: a new module is checked without editing this file."""
+    module = EXPERIMENTS[name]
+    assert module.NAME == name
+    assert check_experiment(module) == []
+    module.Config()  # defaults are valid
+    assert isinstance(module.__doc__, str) and module.__doc__.strip()
+
+
+# self-prediction is owned elsewhere; its functions gain examples at merge (then drop this set)
+EXAMPLES_PENDING = {"self-prediction"}
+
+
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if n not in EXAMPLES_PENDING])
+def test_protocol_functions_have_docstrings_with_an_example(name):
+    module = EXPERIMENTS[name]
+    for member in ("build_trials", "run", "summarize", "format_summary"):
+        doc = getattr(module, member).__doc__ or ""
+        assert "Example::" in doc, f"{name}.{member} has no example in its docstring"
+
+
+def test_protocol_check_fails_on_a_missing_member_or_a_wrong_signature():
+    from mechintro.experiments import sweep
+
+    lacking = types.ModuleType("lacking")
+    members = {k: v for k, v in vars(sweep).items() if not k.startswith("__")}
+    lacking.__dict__.update({k: v for k, v in members.items() if k != "summarize"})
+    assert check_experiment(lacking) == ["lacking has no summarize"]
+    wrong = types.ModuleType("wrong")
+    wrong.__dict__.update(members)
+    wrong.run = lambda config, out, *, model: out
+    assert check_experiment(wrong) == [
+        "wrong.run takes no argument vectors",
+        "wrong.run takes no argument progress",
+        "wrong.run takes no argument shard",
+    ]
+    wrong.Config = dict
+    assert "wrong.Config is not a dataclass" in check_experiment(wrong)
+
+
+def test_registry_imports_a_module_only_when_looked_up():
+    code = (
+        "import sys, mechintro.experiments as e; "
+        "print(sorted(m for m in sys.modules if m.startswith('mechintro.experiments.'))); "
+        "e.EXPERIMENTS['sweep']; print('mechintro.experiments.sweep' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_cell_summary_one_value_per_cell():
+    ds = xr.Dataset(
+        {"x": ("trial", [1.0, 2.0, 3.0, 10.0, 20.0])},
+        coords={"layer": ("trial", [1, 1, 1, 2, -1]), "kind": ("trial", list("aabbc"))},
+    )
+    x = ds.x.values
+
+    def cell(rows):
+        return {"mean": x[rows].mean(), "n": int(rows.sum())} if rows.any() else {}
+
+    s = cell_summary(ds, ("layer", "kind"), cell, where=ds.layer.values >= 0, ints=("n",))
+    assert s.layer.values.tolist() == [1, 2] and s.kind.values.tolist() == ["a", "b"]
+    assert s.n.dtype.kind == "i" and s.n.values.tolist() == [[2, 1], [0, 1]]
+    assert s["mean"].sel(layer=1, kind="a") == 1.5 and np.isnan(s["mean"].sel(layer=2, kind="a"))
+    s = cell_summary(ds, ("kind",), cell, levels={"kind": ["c", "a"]})
+    assert s.kind.values.tolist() == ["c", "a"] and s.n.values.tolist() == [1, 2]
+
+
+def test_set_parses_by_annotation_and_fields_show_the_docstrings(capsys):
+    from mechintro.cli import _apply_settings, main
+
+    given: dict = {}
+    settings = ["trials=3", "layers=1,0.5", "strengths=1,2.5", "question=mind", "seed=7"]
+    _apply_settings(settings, IT.Config, given)
+    assert given == {
+        "trials": 3,
+        "layers": ("1", "0.5"),
+        "strengths": (1.0, 2.5),
+        "question": "mind",
+        "seed": 7,
     }
-    for module in EXPERIMENTS.values():
-        for attr in ("NAME", "Config", "run", "summarize", "format_summary"):
-            assert hasattr(module, attr), (module.NAME, attr)
-        module.Config()  # defaults are valid
+    assert isinstance(given["trials"], int)
+    from mechintro.experiments import detection_logits as DL
+
+    given = {}
+    _apply_settings(["trials=none", "record_resid=false"], DL.Config, given)
+    assert given == {"trials": None, "record_resid": False}
+    with pytest.raises(MechintroError, match="question='why' is invalid: it must be 'detect'"):
+        _apply_settings(["question=why"], IT.Config, {})
+    with pytest.raises(MechintroError, match="tasks='poems' is invalid"):
+        _apply_settings(["tasks=sentence,poems"], LO.Config, {})
+    assert main(["run", "injected-thoughts", "--fields"]) == 0
+    out = capsys.readouterr().out
+    assert "uninjected control trials per cell" in out  # the field's own docstring
+    assert "random seed of the trial grid" in out  # inherited from BaseConfig
+    assert field_help(IT.Config)["strength_unit"].startswith("raw multiplier")
 
 
 @pytest.mark.parametrize(
@@ -457,3 +546,39 @@ def test_injected_thoughts_regraded_by_a_judge(tiny, vecs, tmp_path):
         IT.summarize(
             runs.open_run(tmp_path / "g.zarr").drop_vars("grade_coherence"), source="judge"
         )
+
+
+def test_patchscope_patches_the_placeholder_and_reads_the_continuation(tiny, vecs, tmp_path):
+    from mechintro.experiments import patchscope as PS
+
+    from .test_oracle import reference_patched_logprobs
+
+    cfg = PS.Config(model=tiny.name, concepts=WORDS[:2], layers=("1", "2"), strengths=(1.0, 2.0))
+    trials, layers = PS.build_trials(cfg, tiny, vecs)
+    assert layers == [1, 2] and len(trials) == 2 * 2 * 2 * 3
+    assert {t.condition for t in trials} == set(PS.CONDITIONS)
+    for t in trials:
+        if t.patch is None:
+            assert t.condition == "none"
+            continue
+        assert _text(tiny, [t.prompt.input_ids[p] for p in t.patch.positions]) == "?"
+        assert t.patch.layer == t.inject_layer and t.patch.mode == "replace"
+    concept, random = (t for t in trials[:2])  # one cell's concept vector and its random control
+    assert torch.allclose(concept.patch.vectors.norm(), random.patch.vectors.norm())
+    assert not torch.allclose(concept.patch.vectors, random.patch.vectors)
+    ds = runs.open_run(PS.run(cfg, tmp_path / "ps.zarr", model=tiny, vectors=vecs)).load()
+    assert ds.attrs["experiment"] == "patchscope" and ds.attrs["layer_map"] == '{"1": 1, "2": 2}'
+    first = np.asarray(ds.response_ids.values)[:, 0]
+    for i, t in enumerate(trials):  # the stored first token: greedy under the trial's own patch
+        if t.patch is not None:
+            expected = reference_patched_logprobs(tiny, t.prompt.input_ids, t.patch).argmax()
+            assert first[i] == int(expected)
+    ds["response"] = ("trial", np.where(ds.condition == "concept", ds.concept, "x"))
+    s = PS.summarize(ds)
+    assert s.condition.values.tolist() == list(PS.CONDITIONS)
+    assert (s.n == 2).all() and (s.rate.sel(condition="concept") == 1).all()
+    assert (s.rate.sel(condition=["random", "none"]) == 0).all()
+    assert "concept [95% CI]" in PS.format_summary(s)
+    with pytest.raises(MechintroError, match="records no residual"):
+        PS.run(dataclasses.replace(cfg, record_resid=True), tmp_path / "r.zarr", model=tiny)
+    assert not (tmp_path / "r.zarr").exists()

@@ -35,7 +35,7 @@ def _config(**kw):
 def test_run_roundtrip_schema(tiny, vectors, tmp_path):
     out = D.run(_config(), tmp_path / "r.zarr", model=tiny, vectors=vectors)
     ds = runs.open_run(out)
-    assert ds.sizes["trial"] == 2 * 2 * 4  # 2 layers × 2 strengths × (3 concepts + 1 control)
+    assert ds.sizes["trial"] == 2 * 2 * 4  # 2 layers x 2 strengths x (3 concepts + 1 control)
     assert set(ds.condition.values) == {"injected", "control"}
     assert ds.resid.dtype == np.float16 and ds.resid.dims == ("trial", "layer", "pos", "d_model")
     assert list(ds.answer_label.values) == ["yes", "yes", "no", "no"]
@@ -197,12 +197,12 @@ def test_layer_fractions_by_value_and_optional_ints_parse():
     assert resolve_layers(["1e-1"], 30) == [3]  # before: "1e-1" had no ".", so it was index 0
     assert resolve_layers(["12", 12, "0.5"], 30) == [12, 15]
     args = _parser().parse_args(["run", "detection-logits", "--set", "trials=1", "--out", "x.zarr"])
-    fields = {f.name: f for f in D.DetectionLogitsConfig.__dataclass_fields__.values()}
     from mechintro.cli import _apply_settings
 
     given: dict = {}
-    _apply_settings(args.settings, fields, given)
-    assert given == {"trials": 1} and _field_value("1,2", (1.0,)) == (1.0, 2.0)
+    _apply_settings(args.settings, D.DetectionLogitsConfig, given)
+    assert given == {"trials": 1}
+    assert _field_value("1,2", tuple[float, ...], "strengths") == (1.0, 2.0)
 
 
 def test_truncated_model_cache_manifest_is_reconverted(tiny, tmp_path, monkeypatch):

@@ -1,0 +1,234 @@
+"""What every experiment shares: the base config, the :class:`Experiment` protocol, per-cell
+summaries and the config fields' help.
+
+An experiment is a module (registered in :data:`mechintro.experiments.EXPERIMENTS`) that turns a
+frozen config into trials (:func:`build_trials`), runs them with :func:`mechintro.runner.execute`
+(:func:`run`), and summarises a finished run (:func:`summarize`, :func:`format_summary`).
+``tests/unit/test_experiments.py`` checks every registered module against :class:`Experiment`;
+docs/extending.md walks through writing one.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import itertools
+import textwrap
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+import numpy as np
+import xarray as xr
+
+from mechintro.config import check_config
+from mechintro.models import DEFAULT_MODEL
+from mechintro.vectors import StrengthUnit
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseConfig:
+    """The fields every experiment has. Subclasses add theirs (a docstring under each field
+    becomes its ``mechintro run NAME --fields`` help) and may redeclare a field to change its
+    default. ``__post_init__`` checks every field against its annotation
+    (:func:`mechintro.config.check_config`); a subclass that checks more calls ``super()``."""
+
+    model: str = DEFAULT_MODEL
+    """model name (see `mechintro models`) or a local checkpoint directory"""
+    seed: int = 0
+    """random seed of the trial grid and of sampling (each batch is seeded from it)"""
+    batch_size: int = 16
+    """trials per forward pass (fixed for a run: resuming needs the same)"""
+    record_resid: bool = False
+    """store every layer's residual stream over the prompt (float16)"""
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SteeredConfig(BaseConfig):
+    """A :class:`BaseConfig` that scales vectors by a strength."""
+
+    strength_unit: StrengthUnit = "raw"
+    """raw multiplier of the concept vector (the paper) or multiples of the mean residual norm
+    at the layer (resid_norm)"""
+
+
+class Experiment(Protocol):
+    """What an experiment module provides (a module satisfies this structurally).
+
+    Example (any registered experiment)::
+
+        from mechintro.experiments import EXPERIMENTS
+        exp = EXPERIMENTS["detection-logits"]
+        config = exp.Config(concepts=("Dust", "Oceans"), layers=("0.5",), strengths=(4.0,))
+        out = exp.run(config, "dl.zarr", model=mi.load_model("smollm2-135m"))
+        print(exp.format_summary(exp.summarize(mi.open_run(out))))
+    """
+
+    NAME: str
+    """the CLI name (``mechintro run NAME``), stored as the run's ``experiment`` attribute"""
+    Config: type
+    """a frozen dataclass with at least :class:`BaseConfig`'s fields; its defaults are valid"""
+
+    def build_trials(self, config: Any, model: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """The trials of ``config`` on ``model`` (list of :class:`mechintro.runner.Trial`),
+        built before anything runs."""
+
+    def run(
+        self,
+        config: Any,
+        out: str | Path,
+        *,
+        model: Any,
+        vectors: xr.DataArray | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        shard: Any = None,
+    ) -> Path:
+        """Build the trials and run them into the store ``out`` (resuming it if present)."""
+
+    def summarize(self, ds: xr.Dataset) -> xr.Dataset:
+        """The run's summary table as a dataset (its numbers are what docs/results.md shows)."""
+
+    def format_summary(self, summary: xr.Dataset) -> str:
+        """:func:`summarize`'s result as plain text (the CLI prints it)."""
+
+
+def protocol_members() -> list[str]:
+    """The names :class:`Experiment` requires (attributes and functions)."""
+    names = list(Experiment.__annotations__)
+    names += [n for n, v in vars(Experiment).items() if not n.startswith("_") and callable(v)]
+    return names
+
+
+def check_experiment(module: ModuleType) -> list[str]:
+    """What ``module`` lacks to satisfy :class:`Experiment`, one line per problem (empty: none).
+
+    Checks that every member exists, that functions take the protocol's parameters (by the
+    same names, keyword ones as keywords), and that ``Config`` is a dataclass with the base
+    fields whose defaults construct.
+    """
+    problems = []
+    for name in protocol_members():
+        if not hasattr(module, name):
+            problems.append(f"{module.__name__} has no {name}")
+            continue
+        want = getattr(Experiment, name, None)
+        if callable(want) and name != "Config":
+            problems += _signature_problems(module.__name__, name, want, getattr(module, name))
+    config = getattr(module, "Config", None)
+    if config is not None:
+        if not dataclasses.is_dataclass(config):
+            problems.append(f"{module.__name__}.Config is not a dataclass")
+        else:
+            fields = {f.name for f in dataclasses.fields(config)}
+            base = {f.name for f in dataclasses.fields(BaseConfig)}
+            if missing := sorted(base - fields):
+                problems.append(f"{module.__name__}.Config lacks {', '.join(missing)}")
+    if not isinstance(getattr(module, "NAME", ""), str):
+        problems.append(f"{module.__name__}.NAME is not a string")
+    return problems
+
+
+def _signature_problems(where: str, name: str, want: Callable, have: object) -> list[str]:
+    if not callable(have):
+        return [f"{where}.{name} is not callable"]
+    params = list(inspect.signature(want).parameters.values())[1:]  # drop self
+    got = inspect.signature(have).parameters
+    problems = []
+    positional = [p for p in got.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    for i, p in enumerate(params):
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.kind == p.POSITIONAL_ONLY:
+            if len(positional) <= i:
+                problems.append(f"{where}.{name} takes no positional argument {i + 1} ({p.name})")
+        elif p.name not in got and not any(q.kind == q.VAR_KEYWORD for q in got.values()):
+            problems.append(f"{where}.{name} takes no argument {p.name}")
+    return problems
+
+
+def field_help(config: type) -> dict[str, str]:
+    """Each field's help: ``metadata={"help": ...}``, else the docstring under the field (in the
+    class or the nearest base that declares it), else ``""``.
+
+    Example::
+
+        >>> field_help(BaseConfig)["seed"]
+        'random seed of the trial grid and of sampling (each batch is seeded from it)'
+    """
+    docs: dict[str, str] = {}
+    for cls in reversed(config.__mro__):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in itertools.pairwise(body):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    out = {}
+    for f in dataclasses.fields(config):
+        out[f.name] = str(f.metadata.get("help", docs.get(f.name, "")))
+    return out
+
+
+def cell_summary(
+    ds: xr.Dataset,
+    by: Sequence[str],
+    metrics: Callable[[np.ndarray], Mapping[str, float]],
+    *,
+    where: np.ndarray | None = None,
+    ints: Iterable[str] = (),
+    levels: Mapping[str, Sequence[object]] | None = None,
+) -> xr.Dataset:
+    """One value per cell of the grid that the coordinates ``by`` span, for each metric.
+
+    The levels of each coordinate are its sorted distinct values over the trials ``where``
+    selects (all by default), unless ``levels`` gives a coordinate's levels. ``metrics`` is
+    called once per cell (every combination of levels, even an empty one) with the boolean trial
+    mask of that cell and returns ``{name: value}``; a name it leaves out of a cell is NaN there.
+    Metrics named in ``ints`` are stored as integers (0 where missing), the rest as float64.
+
+    Example::
+
+        >>> yn = yes_no(ds)
+        >>> cell_summary(ds, ("inject_layer", "strength"),
+        ...              lambda rows: {"p_yes": yn.p_yes.values[rows].mean(),
+        ...                            "n": int(rows.sum())}, ints=("n",))
+        <xarray.Dataset> Dimensions: (inject_layer: 4, strength: 4) ...
+    """
+    keys = [np.asarray(ds[name].values) for name in by]
+    selected = np.ones(ds.sizes["trial"], dtype=bool) if where is None else np.asarray(where)
+    given = levels or {}
+    levels = [
+        list(given[name]) if name in given else sorted(set(k[selected].tolist()))
+        for name, k in zip(by, keys, strict=True)
+    ]
+    shape = tuple(len(level) for level in levels)
+    ints = set(ints)
+    arrays: dict[str, np.ndarray] = {}
+    for index in itertools.product(*(range(n) for n in shape)):
+        rows = selected.copy()
+        for key, level, i in zip(keys, levels, index, strict=True):
+            rows &= key == level[i]
+        for name, value in metrics(rows).items():
+            if name not in arrays:
+                arrays[name] = (
+                    np.zeros(shape, dtype=int) if name in ints else np.full(shape, np.nan)
+                )
+            arrays[name][index] = value
+    return xr.Dataset(
+        {name: (tuple(by), values) for name, values in arrays.items()},
+        coords=dict(zip(by, levels, strict=True)),  # type: ignore[arg-type]
+    )
