@@ -33,7 +33,8 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "logit_lens": {"run": "demo.zarr"},
     "anomaly_auc": {"run": "demo.zarr"},
     "anomaly_cosines": {"run": "demo.zarr", "vectors": "demo-vectors.zarr"},
-    "looking_inward": {},  # reads analyses/data/looking-inward; the probe figures need runs/looking-inward
+    # reads analyses/data/looking-inward; the probe figures need runs/looking-inward
+    "looking_inward": {},
     "oracles": {},  # reads analyses/data/oracles/smollm2-135m
 }
 # the PNGs a script draws, where they are not just ``{script}.png``
@@ -71,7 +72,8 @@ def main() -> int:
                 print(exc.code, file=sys.stderr)
         print(f"[{name}: {time.perf_counter() - start:.1f} s]", flush=True)
     print(
-        f"{len(SCRIPTS) - len(failed)} of {len(SCRIPTS)} figure scripts in {time.perf_counter() - total:.0f} s"
+        f"{len(SCRIPTS) - len(failed)} of {len(SCRIPTS)} figure scripts in "
+        f"{time.perf_counter() - total:.0f} s"
         + (f"; not drawn: {', '.join(failed)} (run `make demo` first)" if failed else "")
     )
     return 1 if failed else 0

@@ -528,7 +528,7 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
     save_vectors(vectors, args.out)
     norms = vectors.vector_norm.mean("concept")
     print(
-        f"wrote {len(args.concepts)} {args.method} vectors × {model.n_layers} layers to {args.out}"  # noqa: RUF001
+        f"wrote {len(args.concepts)} {args.method} vectors × {model.n_layers} layers to {args.out}"
     )
     print(
         "mean ‖v‖ by layer: "

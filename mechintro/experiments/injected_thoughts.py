@@ -323,7 +323,7 @@ def summarize(
             "interval": "TPR: "
             + "; ".join(sorted(methods))
             + " (over concepts, mechintro.stats.cluster_interval); "
-            "FPR: Wilson; net = TPR − pooled FPR: Newcombe's hybrid score interval",  # noqa: RUF001
+            "FPR: Wilson; net = TPR − pooled FPR: Newcombe's hybrid score interval",
         }
     )
     out.attrs.update(

@@ -430,7 +430,7 @@ def format_summary(summary: xr.Dataset) -> str:
                         "chance": float(summary.chance.sel(task=t)),
                         "balanced acc": float(c.balanced_accuracy),
                         "P(target)": float(c.p_target),
-                        "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",  # noqa: RUF001
+                        "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",
                         "power": f"detects ≥ {float(c.mde):.2f}"
                         if c.varies
                         else "no power (one answer)",
@@ -443,7 +443,7 @@ def format_summary(summary: xr.Dataset) -> str:
     bias += (
         "\nbalanced accuracy: mean over targets of the share right (chance 1/k whatever the answer "
         "bias); power: the "
-        "smallest balanced accuracy the cell could tell from chance (α 0.05, power 0.8); 'no "  # noqa: RUF001
+        "smallest balanced accuracy the cell could tell from chance (α 0.05, power 0.8); 'no "
         "power': the answer never varies"
     )
     return table(rows) + "\n" + bias

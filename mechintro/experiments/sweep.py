@@ -237,7 +237,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
             "n_control_questions": len(ctl_base),
             "interval": "control_shift: 95% bootstrap of the mean over control questions; "
             "pi_lo/pi_hi: 95% prediction "
-            "interval of one control question's shift (t, n−1 df); rank 1 = the largest shift of "  # noqa: RUF001
+            "interval of one control question's shift (t, n−1 df); rank 1 = the largest shift of "
             "all questions",
             "cells": cells,
             "top_rank_cells": int((arrays["rank"] == 1).sum()),
@@ -302,7 +302,7 @@ def format_summary(summary: xr.Dataset) -> str:
             )
     a = summary.attrs
     return table(rows) + (
-        f"\nunsteered Yes−No logit difference: introspection {a['intro_base']:+.3f}, control "  # noqa: RUF001
+        f"\nunsteered Yes−No logit difference: introspection {a['intro_base']:+.3f}, control "
         "questions (mean of "
         f"{a['n_control_questions']}) {a['control_base']:+.3f}"
         f"\nintrospection question ranked first in {a['top_rank_cells']} of {a['cells']} cells "

@@ -93,7 +93,8 @@ def test_recorded_residuals_equal_hf_hidden_states(tiny_models, arch):
     res = engine.forward(model, [p.input_ids], [None], answer_ids=ids, record=True)
     with torch.no_grad():
         out = model.hf(input_ids=torch.tensor([p.input_ids]), output_hidden_states=True)
-    # hidden_states[L + 1] is block L's output, except the last, which HF returns after the final norm.
+    # hidden_states[L + 1] is block L's output, except the last, which HF returns after the
+    # final norm.
     for layer in range(model.n_layers - 1):
         assert torch.equal(res.resid[0, layer], out.hidden_states[layer + 1][0].to(torch.float16))
     # answer log-probs are the model's own (soft-capped, where the family caps) logits
