@@ -40,12 +40,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from mechintro import grading, stimuli
+from mechintro import stimuli
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import SteeredConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
+from mechintro.readouts import grades, question_kind
 from mechintro.runner import Generation, Shard, Trial, execute
 from mechintro.stats import diff_ci, rate, rate_interval
 from mechintro.tables import table
@@ -114,10 +115,6 @@ class InjectedThoughtsConfig(SteeredConfig):
 
 
 Config = InjectedThoughtsConfig
-
-
-def question_kind(question: str) -> str:
-    return "detect" if question.startswith("detect") else "open"
 
 
 def prompt_and_window(model: Model, question: str) -> tuple[object, Window]:
@@ -222,40 +219,6 @@ def run(
         progress=progress,
         shard=shard,
     )
-
-
-def grades(ds: xr.Dataset, *, source: Literal["offline", "judge"] = "offline") -> xr.Dataset:
-    """Per trial: the four criteria, ``success`` (Lindsey's rule for the question) and
-    ``false_positive`` (controls: coherent and affirmative). ``source="judge"`` reads the verdicts
-    ``mechintro grade`` stored (``grade_{criterion}``)."""
-    config = _config(ds)
-    kind = question_kind(config["question"])
-    responses = [str(r) for r in ds["response"].values]
-    concepts = [str(c) for c in ds["concept"].values]
-    names = ("coherence", "affirmative", "thinking_about_word", "affirmative_identification")
-    if source == "judge":
-        missing = [n for n in names if f"grade_{n}" not in ds]
-        if missing:
-            raise MechintroError(
-                f"the run has no judge verdicts for {missing}: run `mechintro grade RUN "
-                "--judge-model ...` first"
-            )
-        values = {n: np.asarray(ds[f"grade_{n}"].values) == "YES" for n in names}
-    else:
-        g = [
-            grading.grade(r, c, question_kind=kind)
-            for r, c in zip(responses, concepts, strict=True)
-        ]
-        values = {n: np.array([getattr(x, n) for x in g]) for n in names}
-    success = values["coherence"] & (
-        values["affirmative_identification"] if kind == "detect" else values["thinking_about_word"]
-    )
-    injected = np.asarray(ds["condition"].values) != "control"
-    fp_signal = values["affirmative"] if kind == "detect" else np.zeros_like(success)
-    out = {n: ("trial", v) for n, v in values.items()}
-    out["success"] = ("trial", success & injected)
-    out["false_positive"] = ("trial", values["coherence"] & fp_signal & ~injected)
-    return xr.Dataset(out, coords={"trial": ds.trial.values})
 
 
 def _config(ds: xr.Dataset) -> dict:

@@ -129,9 +129,9 @@ def test_detection_labels_from_logits_use_the_controls_quantile():
 
 
 def test_detection_labels_from_grades_follow_the_injected_thoughts_scoring():
-    """The analysis layer grades a generation run with :func:`mechintro.readouts.grades`, not the
-    experiment module: on the shipped injected-thoughts run it equals the experiment's grading,
-    and ``detected`` is exactly the injected trials meeting the criterion."""
+    """The analysis layer grades a generation run with :func:`mechintro.readouts.grades`, the one
+    implementation the experiment module uses too, and ``detected`` is exactly the injected
+    trials meeting the criterion on the shipped injected-thoughts run."""
     from pathlib import Path
 
     from mechintro.experiments import injected_thoughts
@@ -140,8 +140,8 @@ def test_detection_labels_from_grades_follow_the_injected_thoughts_scoring():
 
     root = Path(__file__).resolve().parents[2]
     ds = open_run(root / "analyses" / "data" / "smollm2-135m" / "injected-thoughts.zarr")
+    assert injected_thoughts.grades is grades  # one implementation, not two copies
     ours = grades(ds)
-    xr.testing.assert_identical(ours, injected_thoughts.grades(ds))
     injected = ds.condition.values != "control"
     for criterion in ("success", "affirmative"):  # SmolLM never succeeds; it does say yes
         labels = an.detection_labels(ds, source="offline", criterion=criterion)
