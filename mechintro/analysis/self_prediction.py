@@ -407,7 +407,8 @@ def behaviour_change(
 
     a, b = table(new), table(before)
     both = [k for k in a if k in b and a[k][1] and b[k][1]]
-    shifted = {k for k in both if a[k][0] != b[k][0] and a[k][2]}
+    changed_pairs = {k for k in both if a[k][0] != b[k][0]}
+    shifted = {k for k in changed_pairs if a[k][2]}  # and a compliant prediction
     if shifted_only and len(shifted) < 2:
         raise MechintroError(
             f"{len(shifted)} {split} pairs changed their property between the old and the changed "
@@ -419,7 +420,9 @@ def behaviour_change(
         "new": r.pop("a"),
         "old": r.pop("b"),
         **r,
-        "changed_answers": float(np.mean([k in shifted for k in both])) if both else math.nan,
+        "changed_answers": (
+            float(np.mean([k in changed_pairs for k in both])) if both else math.nan
+        ),
         "shifted_only": shifted_only,
     }
     if shifted_only:
