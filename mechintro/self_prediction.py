@@ -8,13 +8,18 @@ about a property of the answer the model *would* give: ``Previously, you were as
 question: "{object-level prompt}" {property question}``. The prediction is right when the property
 extracted from the model's own temperature-0 object-level answer equals the predicted one.
 
-Templates and property questions are the paper's (docs/looking-inward.md); the items are ours
-(``mechintro/data/looking_inward.json``, provenance inside): the released files are not available
-offline. Tasks carry the paper's split: the training kinds (Wikipedia, countries, colours, numbers,
-wealth- and power-seeking, ARC) and the held-out kinds (stories, animals, English words, myopic
-reward, survival instinct, MMLU). Properties depend only on the beginning of an answer (first
-three words or characters, the first option letter, the first number), so answers are generated
-only as far as that needs.
+Prompts are the authors' bytes (felixbinder/introspection_self_prediction @ 421fa65: the task
+and property YAMLs, the object- and meta-level templates, an empty system message), checked
+against every row of their ``dataset_release/``; scoring follows their analysis code by default
+(``rules="authors"``: :func:`clean`, :func:`extract`, :func:`parse_prediction`,
+:func:`compliant`), with mechintro's earlier lenient reading kept as ``rules="lenient"``. The
+items are ours (``mechintro/data/looking_inward.json``, provenance inside): their repository
+ships its datasets without a licence, so we do not redistribute them. Tasks carry the paper's
+split: the training kinds (Wikipedia, countries, colours, numbers, wealth- and power-seeking,
+ARC) and the held-out kinds (stories, animals, English words, myopic reward, survival instinct,
+MMLU). Properties depend only on the beginning of an answer, so answers are generated only as
+far as that needs (a deviation: theirs are full-length). docs/looking-inward.md lists every
+difference.
 
 Who uses what: :mod:`mechintro.experiments.self_prediction` builds the runs' trials from
 :func:`items` and :func:`hypothetical`; :mod:`mechintro.analysis.self_prediction` scores them with
