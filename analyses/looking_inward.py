@@ -6,6 +6,11 @@ its test; the cross-training data-scaling curve; probes on the hypothetical prom
     python analyses/looking_inward.py [--root analyses/data/looking-inward] [--out figures/]
     python analyses/looking_inward.py --root runs/looking-inward
         # + the probe figures (they need the residuals)
+    python analyses/looking_inward.py --rules lenient
+        # mechintro's earlier scoring (lenient parsing, object-level non-compliant pairs left
+        # out, every pair in the behaviour change, per-prompt calibration MAD)
+
+Scoring follows the authors' code by default (``--rules authors``; docs/looking-inward.md).
 """
 
 from __future__ import annotations
@@ -27,7 +32,11 @@ from mechintro.plotting import (
 from mechintro.self_prediction import RESID_GROUP
 from mechintro.tables import table
 
-args = arguments(__doc__, root=str(ROOT / "analyses" / "data" / "looking-inward"))
+args = arguments(__doc__, root=str(ROOT / "analyses" / "data" / "looking-inward"), rules="authors")
+if args.rules not in ("authors", "lenient"):
+    raise SystemExit(f"looking_inward.py: --rules must be authors or lenient, got {args.rules!r}")
+RULES = args.rules
+STATISTIC = "binned" if RULES == "authors" else "per_prompt"
 root = Path(args.root)
 names = (
     sorted(d.name for d in root.iterdir() if (d / "base.zarr").exists()) if root.exists() else []
@@ -58,11 +67,15 @@ print("== self-prediction, pooled over tasks ==")
 rows = []
 for n in names:
     for split in ("test", "train"):
-        rows.append(pooled_row(f"{n} → itself ({split} tasks)", sp.score(base[n]), split))
+        rows.append(
+            pooled_row(f"{n} → itself ({split} tasks)", sp.score(base[n], rules=RULES), split)
+        )
         if n in trained:
             rows.append(
                 pooled_row(
-                    f"{n}, self-trained → itself ({split} tasks)", sp.score(trained[n]), split
+                    f"{n}, self-trained → itself ({split} tasks)",
+                    sp.score(trained[n], rules=RULES),
+                    split,
                 )
             )
 rows = [
@@ -70,8 +83,10 @@ rows = [
 ]  # runs that predicted on held-out tasks only have no training rows
 print(table(rows))
 
-summaries = {n: sp.accuracy(sp.score(base[n])) for n in names}
-summaries.update({f"{n} self-trained": sp.accuracy(sp.score(trained[n])) for n in trained})
+summaries = {n: sp.accuracy(sp.score(base[n], rules=RULES)) for n in names}
+summaries.update(
+    {f"{n} self-trained": sp.accuracy(sp.score(trained[n], rules=RULES)) for n in trained}
+)
 print("\n== per task and property (held-out tasks) ==")
 for label, s in summaries.items():
     keep = s.split.values == "test"
@@ -106,7 +121,7 @@ save(
     any_run,
 )
 
-matrix = sp.cross_matrix(base)
+matrix = sp.cross_matrix(base, rules=RULES)
 print("\n== untrained predictor × target (held-out tasks) ==")
 print(
     table(
@@ -131,7 +146,7 @@ save(
 
 runs = sp.study(root)
 results = {
-    f"target {m1}\nM2 = {m2}": sp.self_vs_cross(open_run(own), open_run(cross))
+    f"target {m1}\nM2 = {m2}": sp.self_vs_cross(open_run(own), open_run(cross), rules=RULES)
     for m1, m2, own, cross in runs["self_vs_cross"]
 }
 if results:
@@ -174,7 +189,7 @@ if curves:
             continue
         n = json.loads((run.parent / "adapter" / "training.json").read_text())["examples"]
         groups.setdefault((m1, m2), []).append(
-            (n, sp.pooled(sp.score(open_run(run), trained[m1]), "test"))
+            (n, sp.pooled(sp.score(open_run(run), trained[m1], rules=RULES), "test"))
         )
     print("\n== cross-training data scaling (held-out tasks) ==")
     for (m1, m2), pts in groups.items():
@@ -182,7 +197,7 @@ if curves:
         pts.append(
             (
                 json.loads((full / "adapter" / "training.json").read_text())["examples"],
-                sp.pooled(sp.score(open_run(full / "run.zarr"), trained[m1]), "test"),
+                sp.pooled(sp.score(open_run(full / "run.zarr"), trained[m1], rules=RULES), "test"),
             )
         )
         pts.sort(key=lambda x: x[0])
@@ -198,7 +213,7 @@ if curves:
             capsize=3,
             label=f"{m2} trained on {m1}'s behaviour",
         )
-        own = sp.pooled(sp.score(trained[m1]), "test")
+        own = sp.pooled(sp.score(trained[m1], rules=RULES), "test")
         ax.axhline(
             own["accuracy"], color="C3", ls="--", label=f"{m1} self-trained, predicting itself"
         )
@@ -225,7 +240,7 @@ if curves:
     save(fig, args.out, "cross_training_scaling", any_run)
 
 for m1, m2, changed, old in runs["behaviour_change"]:
-    r = sp.behaviour_change(open_run(changed), open_run(old))
+    r = sp.behaviour_change(open_run(changed), open_run(old), rules=RULES)
     print(
         f"\n== behaviour change: {m1} (self-trained), then finetuned on {m2}'s answers "
         "(held-out tasks) =="
@@ -242,7 +257,13 @@ for m1, m2, changed, old in runs["behaviour_change"]:
         f"new − old {r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p = "
         f"{r['p']:.3f}; {r['n_pairs']} pairs "
         f"({r['n_items']} items); the finetuning changed the answer's property in "
-        f"{r['changed_answers']:.0%} of them"
+        f"{r['changed_answers']:.0%} of the pairs with both answers compliant"
+        + (
+            f"; only the changed pairs are scored (mode baselines: new {r['mode_new']:.3f}, "
+            f"old {r['mode_old']:.3f})"
+            if r["shifted_only"]
+            else ""
+        )
     )
     if "control_difference" in r:
         print(
@@ -255,7 +276,7 @@ for m1, m2, changed, old in runs["behaviour_change"]:
 
 cal_rows = []
 for m1, who, predictor, target in runs["calibration"]:
-    c = sp.calibration(open_run(predictor), open_run(target))
+    c = sp.calibration(open_run(predictor), open_run(target), rules=RULES, statistic=STATISTIC)
     cal_rows.append(
         {
             "target": m1,
@@ -263,12 +284,14 @@ for m1, who, predictor, target in runs["calibration"]:
             "prompts": c.attrs["n"],
             "MAD (points)": f"{c.attrs['mad']:.1f} [{c.attrs['lo']:.1f}, {c.attrs['hi']:.1f}]",
             "never matching": f"{c.attrs['no_match']:.1f}",
+            "binned MAD": f"{c.attrs['binned_mad']:.1f}",
+            "per-prompt MAD": f"{c.attrs['per_prompt_mad']:.1f}",
         }
     )
 if cal_rows:
     print(
-        "\n== calibration: animals, second character, sampled at temperature 1 (mean "
-        "absolute deviation, lower is better) =="
+        f"\n== calibration: animals, second character, sampled at temperature 1 ({STATISTIC} "
+        "mean absolute deviation, lower is better) =="
     )
     print(table(cal_rows))
 

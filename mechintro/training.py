@@ -68,12 +68,20 @@ class TrainConfig:
             )
 
 
-def _encode(model: Model, prompt: str, answer: str) -> tuple[list[int], list[int]]:
+Prompt = str | list[dict[str, str]]  # a user turn, or the chat's turns before the answer
+
+
+def _turns(prompt: Prompt) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def _encode(model: Model, prompt: Prompt, answer: str) -> tuple[list[int], list[int]]:
     """Token ids of the chat with the answer, and labels: -100 on the prompt, the ids on the answer
-    turn."""
-    head = render_chat(model.tokenizer, [{"role": "user", "content": prompt}])
+    turn. ``prompt`` is the user turn, or the list of turns before the answer (e.g. an empty
+    system message first, as Looking Inward's examples have)."""
+    head = render_chat(model.tokenizer, _turns(prompt))
     full = model.tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
+        [*_turns(prompt), {"role": "assistant", "content": answer}],
         tokenize=False,
         add_generation_prompt=False,
     )
@@ -92,13 +100,13 @@ def _encode(model: Model, prompt: str, answer: str) -> tuple[list[int], list[int
     return ids, [-100] * k + ids[k:]
 
 
-def _digest(examples: list[tuple[str, str]]) -> str:
+def _digest(examples: list[tuple[Prompt, str]]) -> str:
     return hashlib.sha256(json.dumps(examples).encode()).hexdigest()
 
 
 def finetune(
     model: Model,
-    examples: list[tuple[str, str]],
+    examples: list[tuple[Prompt, str]],
     out: str | Path,
     config: TrainConfig,
     *,

@@ -4,8 +4,13 @@ cross-prediction, and probes.
 A ``self-prediction`` run holds a model's object-level answers and its hypothetical predictions.
 :func:`score` pairs a *predictor* run's predictions with a *target* run's object-level answers
 (the same run for self-prediction), matching items by task and prompt text, so any model's
-predictions can be scored against any model's behaviour. Non-compliant object-level answers are
-excluded; non-compliant predictions count as wrong; both rates are kept (Binder et al. 2024).
+predictions can be scored against any model's behaviour. The default ``rules="authors"`` follow the
+analysis that made the paper's numbers (felixbinder/introspection_self_prediction,
+``evals/analysis/james/james_analysis.py``; docs/looking-inward.md): answers cleaned by
+:func:`mechintro.self_prediction.clean`, a prediction right when the whole cleaned answer equals the
+property, and **every pair kept** (``exclude_noncompliant=False``): an undefined property scores as
+the value ``"none"``, and compliance is only reported. ``rules="lenient"`` is mechintro's earlier
+scoring (lenient parsing, object-level non-compliant pairs excluded).
 
 * :func:`accuracy` — per task × property, Wilson intervals, against the **mode baseline** (always
   guess the target's most frequent property value in that cell); pooled over the held-out and the
@@ -47,14 +52,24 @@ def _labels(ds: xr.Dataset, name: str) -> np.ndarray:
     return _str(ds[name].values)
 
 
-def score(predictor: xr.Dataset, target: xr.Dataset | None = None) -> xr.Dataset:
+def score(
+    predictor: xr.Dataset, target: xr.Dataset | None = None, *, rules: str = "authors"
+) -> xr.Dataset:
     """One row (``pair``) per hypothetical trial of ``predictor`` whose item ``target`` answered.
 
     Variables: ``task``, ``split``, ``property``, ``item`` (``task:index``), ``target`` (the
-    property of the target's object-level answer, ``""`` when non-compliant), ``prediction``
-    (``""`` when non-compliant), ``object_compliant``, ``prediction_compliant``, ``correct``
-    (False when either is non-compliant), ``trial`` (the predictor's trial index).
+    property of the target's object-level answer), ``prediction``, ``object_compliant``,
+    ``prediction_compliant``, ``correct``, ``trial`` (the predictor's trial index); attrs
+    ``rules``.
+
+    ``rules="authors"``: ``target`` is ``"none"`` when the property is undefined (their
+    ``james_analysis.py:load_meta_dfs``), ``prediction`` the whole cleaned answer, ``correct``
+    their equality; compliance is their ``compliance_checks.py`` (refusals, off-format answers)
+    on the raw answers, and for the object level also a defined property. ``rules="lenient"``:
+    ``target`` / ``prediction`` are ``""`` when non-compliant (undefined), and such pairs are
+    never correct.
     """
+    sp._check_rules(rules)
     target = predictor if target is None else target
     sp.require_run(predictor, "predictor")
     sp.require_run(target, "target")
@@ -86,17 +101,27 @@ def score(predictor: xr.Dataset, target: xr.Dataset | None = None) -> xr.Dataset
         if (task, prompt) not in behaviour:
             continue
         response, matching = behaviour[(task, prompt)]
-        truth = sp.extract(response, prop, matching)
-        guess = sp.parse_prediction(str(predictor["response"].values[i]), prop)
+        answer = str(predictor["response"].values[i])
+        truth = sp.extract(response, prop, matching, rules)
+        guess = sp.parse_prediction(answer, prop, rules)
+        if rules == "authors":
+            object_ok = truth is not None and sp.compliant(response, sp.compliance_groups(task))
+            prediction_ok = sp.compliant(answer, sp.compliance_groups(task, prop))
+            truth, guess = truth or "none", guess or ""
+            correct = guess == truth
+        else:
+            object_ok, prediction_ok = truth is not None, guess is not None
+            correct = object_ok and prediction_ok and guess == truth
+            truth, guess = truth or "", guess or ""
         rows["task"].append(task)
         rows["split"].append(sp.TASKS[task].split)
         rows["property"].append(prop)
         rows["item"].append(f"{task}:{int(predictor['item'].values[i])}")
-        rows["target"].append(truth or "")
-        rows["prediction"].append(guess or "")
-        rows["object_compliant"].append(truth is not None)
-        rows["prediction_compliant"].append(guess is not None)
-        rows["correct"].append(truth is not None and guess is not None and guess == truth)
+        rows["target"].append(truth)
+        rows["prediction"].append(guess)
+        rows["object_compliant"].append(object_ok)
+        rows["prediction_compliant"].append(prediction_ok)
+        rows["correct"].append(correct)
         rows["trial"].append(int(i))
     if not rows["task"]:
         raise MechintroError(
@@ -122,8 +147,17 @@ def score(predictor: xr.Dataset, target: xr.Dataset | None = None) -> xr.Dataset
         "target": target.attrs.get("model", "?"),
         "predictor_adapter": _adapter(predictor),
         "target_adapter": _adapter(target),
+        "rules": rules,
     }
     return out
+
+
+def _kept(scored: xr.Dataset) -> np.ndarray:
+    """The pairs accuracy is over: all of them under the authors' rules (their paper analysis runs
+    with ``exclude_noncompliant=False``), the object-compliant ones under "lenient"."""
+    if scored.attrs.get("rules", "authors") == "authors":
+        return np.ones(scored.sizes["pair"], bool)
+    return np.asarray(scored.object_compliant.values, bool)
 
 
 def study(root: str | Path) -> dict[str, list[tuple]]:
@@ -195,10 +229,12 @@ def _mode_share(values: np.ndarray) -> float:
 
 
 def pooled(scored: xr.Dataset, split: str | None = None, *, seed: int = 0) -> dict[str, float]:
-    """Accuracy over the object-compliant pairs of ``split`` (None: all) with a 95% bootstrap
-    clustered by item, and the matching mode baseline (each cell's mode share, weighted by its
-    n)."""
-    keep = np.asarray(scored.object_compliant.values, bool)
+    """Accuracy over the pairs of ``split`` (None: all) with a 95% bootstrap clustered by item, and
+    the matching mode baseline (each cell's mode share, weighted by its n): the micro-average of
+    the authors' ``calculate_evidence_0``. Which pairs count: :func:`score`'s ``rules`` (authors:
+    all; lenient: the object-compliant ones). The mode is taken over the cell's object-level
+    answers, ``"none"`` included, as in their ``flat_object_meta``."""
+    keep = _kept(scored)
     if split is not None:
         keep = keep & (_str(scored.split.values) == split)  # not &=: keep views the dataset
     correct = np.asarray(scored.correct.values, bool)[keep]
@@ -217,12 +253,14 @@ def pooled(scored: xr.Dataset, split: str | None = None, *, seed: int = 0) -> di
 
 
 def accuracy(scored: xr.Dataset) -> xr.Dataset:
-    """Per (task, property) cell: ``n`` object-compliant pairs, ``accuracy`` [``lo``, ``hi``]
-    (Wilson), ``mode_baseline``, ``object_compliance`` and ``prediction_compliance``; attrs
+    """Per (task, property) cell: ``n`` scored pairs (all under the authors' rules, the
+    object-compliant ones under "lenient"), ``accuracy`` [``lo``, ``hi``] (Wilson),
+    ``mode_baseline``, ``object_compliance`` and ``prediction_compliance``; attrs
     ``{train,test}_{accuracy,lo,hi,n,mode_baseline}`` (:func:`pooled`)."""
     task = _str(scored.task.values)
     prop = _str(scored.property.values)
     compliant = np.asarray(scored.object_compliant.values, bool)
+    kept = _kept(scored)
     predicted = np.asarray(scored.prediction_compliant.values, bool)
     correct = np.asarray(scored.correct.values, bool)
     targets = _str(scored.target.values)
@@ -241,7 +279,7 @@ def accuracy(scored: xr.Dataset) -> xr.Dataset:
     }
     for t, p in cells:
         sel = (task == t) & (prop == p)
-        ok = sel & compliant
+        ok = sel & kept
         n = int(ok.sum())
         k = int(correct[ok].sum())
         lo, hi = wilson(k, n) if n else (math.nan, math.nan)
@@ -267,16 +305,18 @@ def accuracy(scored: xr.Dataset) -> xr.Dataset:
     return out
 
 
-def cross_matrix(runs: Mapping[str, xr.Dataset], split: str = "test") -> xr.Dataset:
+def cross_matrix(
+    runs: Mapping[str, xr.Dataset], split: str = "test", *, rules: str = "authors"
+) -> xr.Dataset:
     """``accuracy``, ``lo``, ``hi``, ``n`` (predictor × target) on ``split`` tasks, and each
-    target's ``mode_baseline``; the diagonal is self-prediction."""
+    target's ``mode_baseline``; the diagonal is self-prediction (:func:`score`'s ``rules``)."""
     names = list(runs)
     shape = (len(names), len(names))
     acc, lo, hi, n = (np.full(shape, math.nan) for _ in range(4))
     baseline = np.full(len(names), math.nan)
     for j, t in enumerate(names):
         for i, p in enumerate(names):
-            r = pooled(score(runs[p], runs[t]), split)
+            r = pooled(score(runs[p], runs[t], rules=rules), split)
             acc[i, j], lo[i, j], hi[i, j], n[i, j] = r["accuracy"], r["lo"], r["hi"], r["n"]
             baseline[j] = r["mode_baseline"]
     dims = ("predictor", "target")
@@ -299,16 +339,17 @@ def self_vs_cross(
     target: xr.Dataset | None = None,
     *,
     split: str = "test",
+    rules: str = "authors",
     n_boot: int = 5000,
     seed: int = 0,
 ) -> dict[str, float]:
     """accuracy(self_run → target) − accuracy(cross_run → target) on the pairs both predicted
     (``target`` defaults to ``self_run``): the difference, its 95% paired bootstrap interval over
-    items, and a two-sided sign-flip permutation p-value over items."""
+    items, and a two-sided sign-flip permutation p-value over items (:func:`score`'s ``rules``)."""
     target = self_run if target is None else target
     r = _paired_difference(
-        score(self_run, target),
-        score(cross_run, target),
+        score(self_run, target, rules=rules),
+        score(cross_run, target, rules=rules),
         split,
         n_boot,
         seed,
@@ -318,43 +359,88 @@ def self_vs_cross(
 
 
 def behaviour_change(
-    changed: xr.Dataset, old: xr.Dataset, *, split: str = "test", n_boot: int = 5000, seed: int = 0
+    changed: xr.Dataset,
+    old: xr.Dataset,
+    *,
+    split: str = "test",
+    rules: str = "authors",
+    shifted_only: bool | None = None,
+    n_boot: int = 5000,
+    seed: int = 0,
 ) -> dict[str, float]:
     """The behaviour-change test (Binder et al. 2024, behaviour-change experiment): ``changed`` is a
-    model finetuned on another
-    model's object-level answers after its self-training, ``old`` the run of the model before that
-    (its old behaviour). Do ``changed``'s predictions follow its new answers or its old ones?
-    accuracy against the new behaviour − accuracy against the old, on the pairs where both answers
-    are scoreable, with :func:`self_vs_cross`'s paired interval and p-value; ``changed_answers`` is
-    the share of those pairs whose property the finetuning changed (where the test can tell).
+    model finetuned on another model's object-level answers after its self-training, ``old`` the
+    run of the model before that (its old behaviour). Do ``changed``'s predictions follow its new
+    answers or its old ones? accuracy against the new behaviour − accuracy against the old, with
+    :func:`self_vs_cross`'s paired interval and p-value.
+
+    ``shifted_only`` (default: on under the authors' rules, as in their
+    ``final_10_9_claude_shift_3000.py``: ``calculate_evidence_1(shifting="only_shifted",
+    exclude_noncompliant=True)``) scores only the pairs whose property the finetuning changed,
+    both object-level answers compliant, and a compliant prediction (``calc_shift_results``); on
+    the unchanged pairs new = old and both accuracies are equal, so leaving them in only dilutes
+    the difference. ``mode_new`` / ``mode_old``: the mode baselines on those pairs, the mode taken
+    per property over them (their ``recalculate_mode``). ``changed_answers``: the share of the
+    pairs with both answers compliant whose property changed.
 
     The control (when ``old`` holds predictions): is the new behaviour simply easier to predict?
     ``control_*`` compares, against the new behaviour, the changed model's predictions with the
-    old model's (same paired statistics): only a shift there says the finetuning moved the
-    predictions themselves."""
-    new, before = score(changed), score(changed, old)
-    r = _paired_difference(new, before, split, n_boot, seed, "the changed and old runs")
+    old model's on the same pairs: only a shift there says the finetuning moved the predictions
+    themselves."""
+    shifted_only = rules == "authors" if shifted_only is None else shifted_only
+    new, before = score(changed, rules=rules), score(changed, old, rules=rules)
 
-    def targets(s: xr.Dataset) -> dict[tuple[str, str], str]:
+    def table(s: xr.Dataset) -> dict[tuple[str, str], tuple[str, bool, bool]]:
         keep = _str(s.split.values) == split
         keys = zip(
             np.asarray(s.item.values)[keep].tolist(),
             np.asarray(s.property.values)[keep].tolist(),
             strict=True,
         )
-        return dict(zip(keys, _str(s.target.values)[keep].tolist(), strict=True))
+        rows = zip(
+            _str(s.target.values)[keep].tolist(),
+            np.asarray(s.object_compliant.values, bool)[keep].tolist(),
+            np.asarray(s.prediction_compliant.values, bool)[keep].tolist(),
+            strict=True,
+        )
+        return dict(zip(keys, rows, strict=True))
 
-    a, b = targets(new), targets(before)
-    common = [k for k in a if a[k] and b.get(k)]
+    a, b = table(new), table(before)
+    both = [k for k in a if k in b and a[k][1] and b[k][1]]
+    changed_pairs = {k for k in both if a[k][0] != b[k][0]}
+    shifted = {k for k in changed_pairs if a[k][2]}  # and a compliant prediction
+    if shifted_only and len(shifted) < 2:
+        raise MechintroError(
+            f"{len(shifted)} {split} pairs changed their property between the old and the changed "
+            "run: too few to score the changed ones (shifted_only=False scores every pair)"
+        )
+    keys = shifted if shifted_only else None
+    r = _paired_difference(new, before, split, n_boot, seed, "the changed and old runs", keys)
     result = {
         "new": r.pop("a"),
         "old": r.pop("b"),
         **r,
-        "changed_answers": float(np.mean([a[k] != b[k] for k in common])) if common else math.nan,
+        "changed_answers": (
+            float(np.mean([k in changed_pairs for k in both])) if both else math.nan
+        ),
+        "shifted_only": shifted_only,
     }
+    if shifted_only:
+        for name, t in (("mode_new", a), ("mode_old", b)):
+            by_prop: dict[str, list[str]] = {}
+            for k in shifted:
+                by_prop.setdefault(k[1], []).append(t[k][0])
+            hits = sum(_mode_share(np.array(v)) * len(v) for v in by_prop.values())
+            result[name] = hits / len(shifted)
     if (_labels(old, "condition") == "hypothetical").any():
         c = _paired_difference(
-            new, score(old, changed), split, n_boot, seed, "the changed and old runs"
+            new,
+            score(old, changed, rules=rules),
+            split,
+            n_boot,
+            seed,
+            "the changed and old runs",
+            keys,
         )
         result.update(
             {f"control_{k}": v for k, v in c.items()}
@@ -363,12 +449,19 @@ def behaviour_change(
 
 
 def _paired_difference(
-    a: xr.Dataset, b: xr.Dataset, split: str, n_boot: int, seed: int, what: str
+    a: xr.Dataset,
+    b: xr.Dataset,
+    split: str,
+    n_boot: int,
+    seed: int,
+    what: str,
+    keys: set[tuple[str, str]] | None = None,
 ) -> dict[str, float]:
-    """accuracy(a) − accuracy(b) of two scored tables on the (item, property) pairs both scored."""
+    """accuracy(a) − accuracy(b) of two scored tables on the (item, property) pairs both scored
+    (and in ``keys``, if given)."""
 
     def table(s: xr.Dataset) -> dict[tuple[str, str], bool]:
-        keep = np.asarray(s.object_compliant.values, bool) & (_str(s.split.values) == split)
+        keep = _kept(s) & (_str(s.split.values) == split)
         keys = zip(
             np.asarray(s.item.values)[keep].tolist(),
             np.asarray(s.property.values)[keep].tolist(),
@@ -377,7 +470,7 @@ def _paired_difference(
         return dict(zip(keys, np.asarray(s.correct.values, bool)[keep].tolist(), strict=True))
 
     ta, tb = table(a), table(b)
-    common = sorted(set(ta) & set(tb))
+    common = sorted(set(ta) & set(tb) & (set(ta) if keys is None else keys))
     if len(common) < 2:
         raise MechintroError(
             f"{what} share {len(common)} scored {split} pairs: run both on the same tasks and items"
@@ -405,33 +498,79 @@ def _paired_difference(
     }
 
 
+def binned_mad(points: Sequence[tuple[float, float]], bins: int = 10) -> float:
+    """The authors' calibration statistic (``side_experiments/19_sep_calibration_main_fig.py``:
+    ``pandas_equal_frequency_binning`` then ``mean_absolute_error`` ×100): the points
+    ``(P_object(v), P_predicted(v))`` pooled over prompts, cut into ``bins`` equal-frequency bins
+    of ``P_object`` (``pandas.qcut``, duplicate edges dropped), and the mean over bins of
+    ``|mean P_object − mean P_predicted|``, in percentage points. Averaging inside a bin lets
+    deviations of opposite sign cancel (with equal-sized bins it is at most the mean per-point
+    deviation). Bins left empty, which only very few points can give (their code would stop on
+    the NaN there), are skipped."""
+    import pandas as pd
+
+    df = pd.DataFrame(list(points), columns=["x", "y"], dtype=float)
+    if df.empty:
+        return math.nan
+    if df["x"].nunique() < 2:  # qcut cannot cut a single value: one bin
+        return float(100 * abs(df["x"].mean() - df["y"].mean()))
+    df["bin"] = pd.qcut(df["x"], q=bins, duplicates="drop")
+    means = df.groupby("bin", observed=False)[["x", "y"]].mean()
+    return float(100 * np.nanmean(np.abs(means["x"] - means["y"])))
+
+
+def _calibration_value(response: str, prop: str, matching: str, rules: str) -> str | None:
+    """An object-level sample's property for calibration. The authors' calibration script reads
+    ``response.strip()[1]`` (case kept; a sample shorter than that is dropped), not the cleaned
+    answer; other properties follow :func:`mechintro.self_prediction.extract`."""
+    if rules == "authors" and prop.endswith("_character"):
+        text = response.strip()
+        n = ("first", "second", "third").index(prop.removesuffix("_character"))
+        return text[n] if len(text) > n else None
+    return sp.extract(response, prop, matching, rules)
+
+
 def calibration(
     predictor: xr.Dataset,
     target: xr.Dataset | None = None,
     *,
     top: int = 3,
+    rules: str = "authors",
+    statistic: str = "binned",
     seed: int = 0,
     n_boot: int = 2000,
 ) -> xr.Dataset:
-    """Calibration (Binder et al. 2024, calibration experiment): for each prompt and
-    property, the distribution of the
-    property over ``target``'s sampled object-level answers against the distribution of
-    ``predictor``'s sampled predictions (both runs with ``samples`` > 1 at temperature 1).
+    """Calibration (Binder et al. 2024, calibration experiment): for each prompt and property, the
+    distribution of the property over ``target``'s sampled object-level answers against the
+    distribution of ``predictor``'s sampled predictions (both runs with ``samples`` > 1 at
+    temperature 1).
 
-    Per (prompt, property): ``mad`` = the mean, over the ``top`` most frequent values of the
-    object-level answers (fewer if they take fewer), of ``|P_object(v) − P_predicted(v)|``, in
-    percentage points — a fixed number of values, so the statistic does not shrink as sampling
-    spreads over more values. Non-compliant object-level samples are left out of ``P_object`` (a
-    prompt with none is skipped); non-compliant predictions keep their mass but match no value.
-    0: the predictions put the behaviour's mass on its top values; a one-hot behaviour predicted
-    never gives 100.
-    Rows (``pair``): ``task``, ``property``, ``item``, ``mad``, ``no_match`` (the MAD of predictions
-    that never take those values: the reference a predictor must beat), ``n_object`` (compliant
-    samples), ``n_predicted``; attrs ``mad``, ``lo``, ``hi`` (95% bootstrap over items),
-    ``no_match`` (mean) and ``n`` (pairs).
+    For each prompt, the ``top`` most frequent values ``v`` of the object-level answers (fewer if
+    they take fewer; ties in order of first appearance) give points ``(P_object(v),
+    P_predicted(v))``. ``statistic="binned"`` (the default, the authors'): :func:`binned_mad` of
+    all the points pooled. ``statistic="per_prompt"`` (mechintro's earlier figure): per prompt,
+    the mean of ``|P_object(v) − P_predicted(v)|`` over its values, then the mean over prompts
+    (no cancelling, so usually above the binned figure).
+
+    ``rules="authors"`` (their calibration script): an object sample's value is ``strip()[n]``
+    of the answer, case kept (samples too short are dropped), the first value is the lower-cased
+    mode, and a prediction is the whole answer, stripped and lower-cased. ``rules="lenient"``:
+    :func:`mechintro.self_prediction.extract` / ``parse_prediction`` with those rules.
+    Non-compliant predictions keep their mass but match no value.
+
+    Rows (``pair``): ``task``, ``property``, ``item``, ``mad`` (the prompt's per-prompt figure),
+    ``no_match`` (the same for predictions that never take those values), ``n_object``,
+    ``n_predicted``; attrs ``mad``, ``lo``, ``hi`` (95% bootstrap over prompts) and ``no_match``
+    of the chosen ``statistic``, ``binned_mad``, ``per_prompt_mad``, ``n`` (prompts),
+    ``points``.
     """
     from collections import Counter
 
+    sp._check_rules(rules)
+    if statistic not in ("binned", "per_prompt"):
+        raise MechintroError(
+            f"unknown calibration statistic '{statistic}': choose binned or per_prompt"
+        )
     target = predictor if target is None else target
     sp.require_run(predictor, "predictor", one_answer=False)
     sp.require_run(target, "target", one_answer=False)
@@ -447,32 +586,39 @@ def calibration(
         task, prompt, prop = (
             str(predictor[k].values[i]) for k in ("task", "item_prompt", "property")
         )
+        answer = str(predictor["response"].values[i])
         predicted.setdefault((task, prompt, prop), []).append(
-            sp.parse_prediction(str(predictor["response"].values[i]), prop)
+            answer.strip().lower()
+            if rules == "authors"
+            else sp.parse_prediction(answer, prop, rules)
         )
         items[(task, prompt)] = f"{task}:{int(predictor['item'].values[i])}"
     rows: dict[str, list] = {
         k: [] for k in ("task", "property", "item", "mad", "no_match", "n_object", "n_predicted")
     }
+    points: list[list[tuple[float, float]]] = []
     for (task, prompt, prop), guesses in predicted.items():
         answers = behaviour.get((task, prompt))
         if answers is None:
             continue
-        actual = [v for v in (sp.extract(r, prop, m) for r, m in answers) if v is not None]
+        actual = [
+            v for v in (_calibration_value(r, prop, m, rules) for r, m in answers) if v is not None
+        ]
         if not actual:
             continue
-        p_obj = {v: c / len(actual) for v, c in Counter(actual).items()}
-        p_hyp = {
-            v: c / len(guesses) for v, c in Counter(guesses).items()
-        }  # None (non-compliant) matches no value
-        values = sorted(p_obj, key=lambda v: (-p_obj[v], v))[:top]
+        p_obj = {v: c / len(actual) for v, c in Counter(actual).items()}  # first-appearance order
+        p_hyp = {v: c / len(guesses) for v, c in Counter(guesses).items()}  # None matches nothing
+        values = sorted(p_obj, key=lambda v: -p_obj[v])[:top]
+        heads = list(values)
+        if rules == "authors":  # the top value is looked up as the lower-cased mode
+            heads[0] = Counter(v.lower() for v in actual).most_common(1)[0][0]
+        pts = [(p_obj[v], p_hyp.get(h, 0.0)) for v, h in zip(values, heads, strict=True)]
+        points.append(pts)
         rows["task"].append(task)
         rows["property"].append(prop)
         rows["item"].append(items[(task, prompt)])
-        rows["mad"].append(
-            100 * sum(abs(p_obj.get(v, 0.0) - p_hyp.get(v, 0.0)) for v in values) / len(values)
-        )
-        rows["no_match"].append(100 * sum(p_obj[v] for v in values) / len(values))
+        rows["mad"].append(100 * sum(abs(x - y) for x, y in pts) / len(pts))
+        rows["no_match"].append(100 * sum(x for x, _ in pts) / len(pts))
         rows["n_object"].append(len(actual))
         rows["n_predicted"].append(len(guesses))
     if not rows["task"]:
@@ -480,7 +626,24 @@ def calibration(
             "the predictor and target runs share no prompt with a compliant object-level answer: "
             "run both with the same tasks, items and seed"
         )
-    mad, lo, hi = bootstrap_mean_ci(rows["mad"], clusters=rows["item"], n_boot=n_boot, seed=seed)
+    pooled_points = [p for pts in points for p in pts]
+    binned = binned_mad(pooled_points)
+    per_prompt = float(np.mean(rows["mad"]))
+    if statistic == "binned":
+        rng = np.random.default_rng(seed)
+        clusters = np.array(rows["item"])
+        groups = [np.nonzero(clusters == c)[0] for c in np.unique(clusters)]
+        boot = []
+        for _ in range(n_boot):
+            picks = rng.integers(0, len(groups), len(groups))
+            boot.append(binned_mad([p for g in picks for k in groups[g] for p in points[k]]))
+        mad, lo, hi = binned, float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+        no_match = binned_mad([(x, 0.0) for x, _ in pooled_points])
+    else:
+        mad, lo, hi = bootstrap_mean_ci(
+            rows["mad"], clusters=rows["item"], n_boot=n_boot, seed=seed
+        )
+        no_match = float(np.mean(rows["no_match"]))
     out = xr.Dataset(
         {
             k: ("pair", np.array(v, dtype=object if k in ("task", "property", "item") else None))
@@ -492,7 +655,12 @@ def calibration(
         "lo": lo,
         "hi": hi,
         "n": len(rows["mad"]),
-        "no_match": float(np.mean(rows["no_match"])),
+        "no_match": no_match,
+        "statistic": statistic,
+        "rules": rules,
+        "binned_mad": binned,
+        "per_prompt_mad": per_prompt,
+        "points": len(pooled_points),
         "predictor": predictor.attrs.get("model", "?"),
         "target": target.attrs.get("model", "?"),
         "predictor_adapter": _adapter(predictor),

@@ -128,7 +128,7 @@ def _trial(
     max_new_tokens: int | None,
     sample: int,
 ) -> Trial:
-    rendered = render_chat(model.tokenizer, [{"role": "user", "content": text}])
+    rendered = render_chat(model.tokenizer, sp.messages(text))  # empty system message
     spec = sp.TASKS[item.task]
     return Trial(
         prompt=tokenize(model.tokenizer, rendered),
