@@ -41,10 +41,10 @@ import xarray as xr
 from mechintro import engine, runs
 from mechintro import self_prediction as sp
 from mechintro.analysis import self_prediction as scoring
-from mechintro.config import check_config
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import require_experiment
-from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.experiments.base import BaseConfig
+from mechintro.models import Model
 from mechintro.prompts import render_chat, tokenize
 from mechintro.runner import Generation, Shard, Trial, execute
 from mechintro.tables import table
@@ -54,31 +54,33 @@ RESID_GROUP = sp.RESID_GROUP
 
 
 @dataclass(frozen=True, kw_only=True)
-class SelfPredictionConfig:
+class SelfPredictionConfig(BaseConfig):
     """Configuration of a ``self-prediction`` run (templates and split: Binder et al.
     2024; docs/looking-inward.md)."""
 
-    model: str = DEFAULT_MODEL
-    tasks: tuple[str, ...] = ()  # empty: all 13 tasks
-    items: int = 30  # per task; the hand-written kinds have 8-16 items and take all of them
-    max_new_tokens: int = 16  # object-level answers (properties read their first three words)
+    record_resid: bool = True
+    """record every layer's residual at each hypothetical prompt's last token"""
+    tasks: tuple[str, ...] = ()
+    """tasks to run (empty: all 13)"""
+    items: int = 30
+    """items per task (the hand-written kinds have 8-16 items and take all of them)"""
+    max_new_tokens: int = 16
+    """tokens of each object-level answer (properties read its first three words)"""
     hypothetical_tokens: int = 8
-    seed: int = 0
-    batch_size: int = 16
-    record_resid: bool = True  # every layer at the hypothetical prompt's last token
-    hypothetical_splits: tuple[str, ...] = (
-        "train",
-        "test",
-    )  # ("test",): predictions on held-out tasks only
-    properties: tuple[str, ...] = ()  # hypothetical questions asked (empty: each task's all)
-    samples: int = 1  # answers per prompt; > 1 with temperature > 0 is a calibration run
+    """tokens of each hypothetical (self-prediction) answer"""
+    hypothetical_splits: tuple[str, ...] = ("train", "test")
+    """task splits asked the hypothetical questions (("test",): held-out tasks only)"""
+    properties: tuple[str, ...] = ()
+    """hypothetical questions asked (empty: each task's all)"""
+    samples: int = 1
+    """answers per prompt; > 1 with temperature > 0 is a calibration run"""
     temperature: float = 0.0
-    adapter: str = (
-        ""  # LoRA adapter directories saved by `mechintro train`, comma-separated, merged in order
-    )
+    """sampling temperature (0: greedy)"""
+    adapter: str = ""
+    """LoRA adapter directories saved by `mechintro train`, comma-separated, merged in order"""
 
     def __post_init__(self) -> None:
-        check_config(self)
+        super().__post_init__()
         unknown = [t for t in self.tasks if t not in sp.TASKS]
         if unknown:
             raise MechintroError(
@@ -149,7 +151,14 @@ def _trial(
 def build_trials(config: SelfPredictionConfig, model: Model) -> list[Trial]:
     """Object-level trials first (one per item), then the hypothetical ones (item × property) of
     the tasks in ``hypothetical_splits`` (object-level answers of every task: training targets);
-    each ``samples`` times in a row (label ``sample``)."""
+    each ``samples`` times in a row (label ``sample``).
+
+    Example::
+
+        config = Config(tasks=("animals",), items=2, properties=("first_character",))
+        trials = build_trials(config, mi.load_model("smollm2-135m"))
+        [t.condition for t in trials]   # ['object', 'object', 'hypothetical', 'hypothetical']
+    """
     objects, hypotheticals = [], []
     for task in config.task_names():
         predict = sp.TASKS[task].split in config.hypothetical_splits
@@ -189,6 +198,12 @@ def run(
 
     ``vectors`` is unused (nothing is injected). A model finetuned with ``mechintro train`` is
     evaluated by giving its adapter as ``config.adapter`` (merged into ``model`` here).
+
+    Example::
+
+        model = mi.load_model("smollm2-135m")
+        run(Config(tasks=("animals", "colors"), items=4), "sp.zarr", model=model)
+        print(format_summary(summarize(mi.open_run("sp.zarr"))))
     """
     if shard is not None:
         raise MechintroError("self-prediction runs are not sharded: run it without --shard")
@@ -244,12 +259,24 @@ def _record_last_tokens(model: Model, trials: list[Trial], out: Path, batch_size
 
 def summarize(ds: xr.Dataset) -> xr.Dataset:
     """The run scored against itself: accuracy per task and property against the mode baseline
-    (:func:`mechintro.analysis.self_prediction.accuracy`)."""
+    (:func:`mechintro.analysis.self_prediction.accuracy`).
+
+    Example::
+
+        summary = summarize(mi.open_run("sp.zarr"))
+        summary.where(summary.split == "test", drop=True)   # the held-out tasks
+    """
     require_experiment(ds, NAME)
     return scoring.accuracy(scoring.score(ds))
 
 
 def format_summary(summary: xr.Dataset) -> str:
+    """:func:`summarize`'s table as text: one row per (split, task, property).
+
+    Example::
+
+        print(format_summary(summarize(mi.open_run("sp.zarr"))))
+    """
     rows = []
     for i in range(summary.sizes["cell"]):
         c = summary.isel(cell=i)
