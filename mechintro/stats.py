@@ -175,9 +175,10 @@ def cluster_interval(
         resid = sums - mean * counts
         se = math.sqrt(g / (g - 1) * float((resid**2).sum())) / float(counts.sum())
         half = float(_st.t.ppf(0.975, g - 1)) * se
-        return Interval(
-            mean, mean - half, mean + half, f"t on {g} clusters (CR1 SE, {g - 1} df)", x.size, g
-        )
+        lo, hi, method = mean - half, mean + half, f"t on {g} clusters (CR1 SE, {g - 1} df)"
+        if binary and (lo < 0 or hi > 1):  # a rate's interval stops at 0 and 1
+            lo, hi, method = max(lo, 0.0), min(hi, 1.0), method + ", clipped to [0, 1]"
+        return Interval(mean, lo, hi, method, x.size, g)
     if np.ptp(sums / counts) == 0:  # every cluster has the same mean: nothing to resample
         return Interval(mean, mean, mean, f"no variation across {g} clusters", x.size, g)
     with (

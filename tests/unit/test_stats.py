@@ -228,3 +228,17 @@ def test_cluster_interval_on_degenerate_data_is_quiet_and_finite():
         almost = cluster_interval(nearly, clusters)
     assert (flat.lo, flat.hi) == (0.3, 0.3) and "no variation" in flat.method
     assert np.isfinite(almost.lo) and np.isfinite(almost.hi)
+
+
+def test_a_clustered_rate_with_t_never_leaves_zero_to_one():
+    """A rare event over 6 clusters: the CR1 t interval's lower end would be negative (the tiny
+    self-prediction run gave −0.025); a rate's interval is clipped to [0, 1] and says so."""
+    from mechintro.stats import cluster_interval
+
+    clusters = np.repeat(np.arange(6), 10)
+    x = np.zeros(60)
+    x[0] = 1.0  # one success in one cluster
+    iv = cluster_interval(x, clusters, binary=True)
+    assert iv.lo == 0.0 and 0 < iv.hi < 1 and "clipped" in iv.method
+    cont = cluster_interval(x * 0.5 - 0.1, clusters, binary=False)  # not a rate: not clipped
+    assert cont.lo < -0.1 and "clipped" not in cont.method
