@@ -715,7 +715,7 @@ def _apply_settings(settings: list[str], config: type, given: dict) -> None:
     """Add each ``--set KEY=VALUE`` to ``given``, parsed by the annotation of ``config``'s field
     (a dataclass): ``trials=3`` is an integer, tuples split on commas, a Literal's choices are
     checked, ``none`` is None where the field allows it."""
-    fields = {f.name for f in dataclasses.fields(config)}
+    fields = [f.name for f in dataclasses.fields(config)]  # in declaration order
     hints = typing.get_type_hints(config)
     for item in settings:
         key, sep, value = item.partition("=")
