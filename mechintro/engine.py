@@ -414,8 +414,6 @@ def generate(
     ``prefix``: as in :func:`forward`, the shared uninjected prefix whose keys and values are
     computed once; the prompt pass then runs only the rest.
     """
-    from transformers import GenerationConfig
-
     if max_new_tokens < 1:
         raise MechintroError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if not temperature >= 0:
@@ -430,15 +428,7 @@ def generate(
         )
     plan = _plan(model, width - prefix, injections)
     eos = _eos_ids(model)
-    config = GenerationConfig(
-        do_sample=temperature > 0,
-        temperature=temperature if temperature > 0 else None,
-        top_k=0 if temperature > 0 else None,
-        top_p=1.0 if temperature > 0 else None,
-        max_new_tokens=max_new_tokens,
-        pad_token_id=model.tokenizer.pad_token_id,
-        eos_token_id=eos,
-    )
+    config = _generation_config(model, eos, temperature, max_new_tokens)
     sequences, resid = _generate_trace(
         model, batch, extra, plan, {}, record, config, max_new_tokens=max_new_tokens, seed=seed
     )
@@ -544,6 +534,24 @@ def last_token_resid(model: Model, prompts: Sequence[Sequence[int]]) -> torch.Te
             acts = nnsight.save(torch.stack(last, 1))
             tracer.stop()
     return acts
+
+
+def _generation_config(
+    model: Model, eos: list[int], temperature: float, max_new_tokens: int
+) -> object:
+    """Sampling at ``temperature`` (plain: no top-k, no top-p), greedy at 0; exactly
+    ``max_new_tokens`` unless every row ends with one of ``eos``."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        do_sample=temperature > 0,
+        temperature=temperature if temperature > 0 else None,
+        top_k=0 if temperature > 0 else None,
+        top_p=1.0 if temperature > 0 else None,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=model.tokenizer.pad_token_id,
+        eos_token_id=eos,
+    )
 
 
 def _eos_ids(model: Model) -> list[int]:
@@ -863,8 +871,6 @@ def patched_generate(
 ) -> BatchResult:
     """Generation with patches on the prompt pass only (generated tokens are not patched, as in
     the oracles' code); sampling as in :func:`generate` (``temperature=0``: greedy; seeded)."""
-    from transformers import GenerationConfig
-
     if max_new_tokens < 1:
         raise MechintroError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if not temperature >= 0:
@@ -875,15 +881,7 @@ def patched_generate(
     width = batch["input_ids"].shape[1]
     plan = _patch_plan(model, width, prompts, patches)
     eos = _eos_ids(model)
-    config = GenerationConfig(
-        do_sample=temperature > 0,
-        temperature=temperature if temperature > 0 else None,
-        top_k=0 if temperature > 0 else None,
-        top_p=1.0 if temperature > 0 else None,
-        max_new_tokens=max_new_tokens,
-        pad_token_id=model.tokenizer.pad_token_id,
-        eos_token_id=eos,
-    )
+    config = _generation_config(model, eos, temperature, max_new_tokens)
     sequences, _ = _generate_trace(
         model, batch, {}, {}, plan, False, config, max_new_tokens=max_new_tokens, seed=seed
     )
