@@ -67,7 +67,7 @@ class Experiment(Protocol):
         exp = EXPERIMENTS["detection-logits"]
         config = exp.Config(concepts=("Dust", "Oceans"), layers=("0.5",), strengths=(4.0,))
         out = exp.run(config, "dl.zarr", model=mi.load_model("smollm2-135m"))
-        print(exp.format_summary(exp.summarize(mi.open_run(out))))
+        text = exp.format_summary(exp.summarize(mi.open_run(out)))  # as `mechintro run` prints it
     """
 
     NAME: str

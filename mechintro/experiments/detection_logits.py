@@ -223,7 +223,7 @@ def format_summary(summary: xr.Dataset) -> str:
 
     Example::
 
-        print(format_summary(summarize(mi.open_run("dl.zarr"))))
+        text = format_summary(summarize(mi.open_run("dl.zarr")))  # as `mechintro run` prints it
     """
     head = (
         f"{'layer':>5} {'strength':>8} {'n':>3}  {'P(yes)/(P(yes)+P(no)) [95% CI]':>32}  "

@@ -169,7 +169,7 @@ def format_summary(summary: xr.Dataset) -> str:
 
     Example::
 
-        print(format_summary(summarize(mi.open_run("ic.zarr"))))
+        text = format_summary(summarize(mi.open_run("ic.zarr")))  # as `mechintro run` prints it
     """
     rows = [
         {

@@ -515,7 +515,7 @@ def format_summary(summary: xr.Dataset) -> str:
 
     Example::
 
-        print(format_summary(summarize(mi.open_run("li.zarr"))))
+        text = format_summary(summarize(mi.open_run("li.zarr")))  # as `mechintro run` prints it
     """
     rows = []
     for s in summary.strength.values:

@@ -410,7 +410,7 @@ def format_summary(summary: xr.Dataset) -> str:
 
     Example::
 
-        print(format_summary(summarize(mi.open_run("lo.zarr"))))
+        text = format_summary(summarize(mi.open_run("lo.zarr")))  # as `mechintro run` prints it
     """
     rows = []
     for t in summary.task.values:

@@ -162,7 +162,7 @@ def format_summary(summary: xr.Dataset) -> str:
 
     Example::
 
-        print(format_summary(summarize(mi.open_run("ps.zarr"))))
+        text = format_summary(summarize(mi.open_run("ps.zarr")))  # as `mechintro run` prints it
     """
     rows = []
     for layer in summary.inject_layer.values:

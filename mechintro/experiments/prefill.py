@@ -278,7 +278,7 @@ def format_summary(summary: xr.Dataset) -> str:
 
     Example::
 
-        print(format_summary(summarize(mi.open_run("pf.zarr"))))
+        text = format_summary(summarize(mi.open_run("pf.zarr")))  # as `mechintro run` prints it
     """
     rows = []
     for lay in summary.inject_layer.values:

@@ -203,7 +203,7 @@ def run(
 
         model = mi.load_model("smollm2-135m")
         run(Config(tasks=("animals", "colors"), items=4), "sp.zarr", model=model)
-        print(format_summary(summarize(mi.open_run("sp.zarr"))))
+        text = format_summary(summarize(mi.open_run("sp.zarr")))  # as `mechintro run` prints it
     """
     if shard is not None:
         raise MechintroError("self-prediction runs are not sharded: run it without --shard")
@@ -275,7 +275,7 @@ def format_summary(summary: xr.Dataset) -> str:
 
     Example::
 
-        print(format_summary(summarize(mi.open_run("sp.zarr"))))
+        text = format_summary(summarize(mi.open_run("sp.zarr")))  # as `mechintro run` prints it
     """
     rows = []
     for i in range(summary.sizes["cell"]):

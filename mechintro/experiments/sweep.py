@@ -281,7 +281,7 @@ def format_summary(summary: xr.Dataset) -> str:
 
     Example::
 
-        print(format_summary(summarize(mi.open_run("sweep.zarr"))))
+        text = format_summary(summarize(mi.open_run("sweep.zarr")))  # as `mechintro run` prints it
     """
     rows = []
     for lay in summary.inject_layer.values:

@@ -257,7 +257,7 @@ def format_summary(summary: xr.Dataset) -> str:
 
     Example::
 
-        print(format_summary(summarize(mi.open_run("tt.zarr"))))
+        text = format_summary(summarize(mi.open_run("tt.zarr")))  # as `mechintro run` prints it
     """
     rows = []
     for lay in summary.inject_layer.values:
