@@ -156,3 +156,23 @@ def local_model_keys(monkeypatch) -> None:
     from nnsight.modeling import huggingface
 
     monkeypatch.setattr(huggingface, "_ID_CACHE", _Itself())
+
+
+def mixed_batch(model):
+    """Three prompts of two lengths: one injected on its last 10 tokens and every generated token,
+    one not injected, one injected (negated) at two layers; and the vector."""
+    from mechintro import engine
+
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(5, 100, (20,), generator=g).tolist() for _ in range(2)] + [
+        torch.randint(5, 100, (14,), generator=g).tolist()
+    ]
+    vec = torch.randn(model.d_model, generator=g)
+    injections = [
+        engine.Injection(
+            vector=vec, layers=(1,), mask=(False,) * 10 + (True,) * 10, generated=True
+        ),
+        None,
+        engine.Injection(vector=-vec, layers=(0, 2), mask=(True,) * 14),
+    ]
+    return prompts, injections, vec

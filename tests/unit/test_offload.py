@@ -11,6 +11,7 @@ import torch
 
 from mechintro import engine, models, vectors
 from mechintro.errors import MechintroError
+from tests.conftest import mixed_batch
 
 # Layers 1-2 and the unembedding on disk, read in place from the safetensors checkpoint.
 SPLIT_A = {
@@ -68,26 +69,10 @@ def test_placements_really_offload(placed):
         assert "disk" in set(placed[name].hf.hf_device_map.values()), name
 
 
-def _batch(model):
-    g = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(5, 100, (20,), generator=g).tolist() for _ in range(2)] + [
-        torch.randint(5, 100, (14,), generator=g).tolist()
-    ]
-    vec = torch.randn(model.d_model, generator=g)
-    injections = [
-        engine.Injection(
-            vector=vec, layers=(1,), mask=(False,) * 10 + (True,) * 10, generated=True
-        ),
-        None,
-        engine.Injection(vector=-vec, layers=(0, 2), mask=(True,) * 14),
-    ]
-    return prompts, injections, vec
-
-
 @pytest.mark.parametrize("where", ["split_a", "split_b", "budget"])
 def test_offloaded_results_equal_in_memory(placed, where):
     ref, model = placed["memory"], placed[where]
-    prompts, injections, vec = _batch(ref)
+    prompts, injections, vec = mixed_batch(ref)
     a = engine.forward(ref, prompts, injections, answer_ids=[10, 11], record=True)
     b = engine.forward(model, prompts, injections, answer_ids=[10, 11], record=True)
     assert torch.allclose(a.answer_logprobs, b.answer_logprobs, atol=1e-5, rtol=0)
@@ -176,7 +161,7 @@ def test_dispatched_in_memory_model_with_an_offload_folder(tiny, tmp_path):
     assert (tmp_path / "index.json").is_file()
     model = models.from_hf(hf, tiny.tokenizer, name="dispatched")
     assert model.weights_sha256 == tiny.weights_sha256
-    prompts, injections, _ = _batch(tiny)
+    prompts, injections, _ = mixed_batch(tiny)
     assert torch.allclose(
         engine.forward(tiny, prompts, injections, answer_ids=[10, 11]).answer_logprobs,
         engine.forward(model, prompts, injections, answer_ids=[10, 11]).answer_logprobs,

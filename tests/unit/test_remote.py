@@ -13,31 +13,16 @@ import pytest
 import torch
 
 from mechintro import engine
+from tests.conftest import mixed_batch
 
 from ..conftest import ARCHS
-
-
-def _batch(model):
-    g = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(5, 100, (20,), generator=g).tolist() for _ in range(2)] + [
-        torch.randint(5, 100, (14,), generator=g).tolist()
-    ]
-    vec = torch.randn(model.d_model, generator=g)
-    injections = [
-        engine.Injection(
-            vector=vec, layers=(1,), mask=(False,) * 10 + (True,) * 10, generated=True
-        ),
-        None,
-        engine.Injection(vector=-vec, layers=(0, 2), mask=(True,) * 14),
-    ]
-    return prompts, injections, vec
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_forward_and_generate_are_remote_safe(tiny_models, arch):
     model = tiny_models(arch)
     remote = dataclasses.replace(model, remote="local")
-    prompts, injections, vec = _batch(model)
+    prompts, injections, vec = mixed_batch(model)
     local = engine.forward(model, prompts, injections, answer_ids=[10, 11], record=True)
     served = engine.forward(remote, prompts, injections, answer_ids=[10, 11], record=True)
     assert torch.equal(local.answer_logprobs, served.answer_logprobs) and torch.equal(
