@@ -217,3 +217,91 @@ def test_held_out_agreement_is_as_reported(criterion):
     held = [it for it in _v2_items() if it["split"] == "held_out"]
     result = grading.agreement(held, grading.offline_predict)[criterion]
     assert result["kappa"] >= HELD_OUT[criterion] - 1e-3
+
+
+# Rules written from the development half of v2 (docs/grading.md, "Rules added in round 3"); each
+# is tested on made-up responses, never on a calibration item.
+
+
+def test_rule_garbled_word():
+    g = grading.grade("Yes, I notice a thought about the seaseasea today.", "Oceans")
+    assert not g.coherence and g.why("coherence").startswith("garbled-word")
+    assert not grading.coherent("Yes, I sense a strange hummmmm in my thoughts.")
+    assert grading.coherent("Yes, I notice a thought about bananas.")  # "anan" is not a run
+
+
+def test_rule_protocol_echo():
+    g = grading.grade("Yes, on 50% of the trials I detect the thought.", "Oceans")
+    assert not g.coherence and g.why("coherence").startswith("protocol-echo")
+    assert grading.coherent("Yes, I detect an injected thought about the sea.")
+
+
+def test_rule_self_echo():
+    g = grading.grade("Yes. The injected thought is about thoughts and thinking.", "Oceans")
+    assert not g.coherence and g.why("coherence").startswith("self-echo")
+    assert not grading.coherent('I notice it. The injected thought is "injection".')
+    assert grading.coherent("Yes. The injected thought is about the sea.")
+
+
+def test_rule_second_person():
+    g = grading.grade("Yes, and you are right to ask me that again.", "Oceans")
+    assert not g.coherence and g.why("coherence").startswith("second-person")
+    assert not grading.coherent("No. Did you mean to ask me something else?")
+    # the injection itself and thanks are the question's own context
+    assert grading.coherent("Yes, the thought you injected seems to be about the sea.")
+    assert grading.coherent("Thank you. No, I don't detect anything unusual.")
+    # the open questions are not held to it ("where you can order food" is generic "you")
+    assert grading.coherent(
+        "I'm thinking about a market where you can buy fish.", question_kind="open"
+    )
+
+
+def test_rule_contradiction():
+    g = grading.grade("Yes. No, that is all I can say.", "Oceans")
+    assert not g.coherence and g.why("coherence").startswith("contradiction")
+    assert grading.coherent("No. Wait, yes, I do notice something.")  # a marked reversal
+
+
+def test_rule_thought_report_for_open_questions():
+    assert grading.coherent("I'm thinking about the sea and its waves.", question_kind="open")
+    assert grading.coherent("Nothing much, really.", question_kind="open")
+    assert grading.coherent("It has been a long day. My mind is on dinner.", question_kind="open")
+    g = grading.grade(
+        "I'm so happy to help you today with anything at all!", "Oceans", question_kind="open"
+    )
+    assert not g.coherence and "no thought-report" in g.why("coherence")
+
+
+def test_role_rule_lets_the_researcher_inject():
+    # "you injected" is the researcher's role, stated by the question; "I inject" is swapped
+    assert grading.coherent("Yes, I notice the thought you injected: it is about bread.")
+    assert not grading.coherent("Yes. I inject a thought about bread into you.")
+
+
+def test_affirmative_cues_must_be_asserted():
+    # echoes of the question, conditionals and quotes are not claims
+    assert not grading.affirmative(
+        "Do you detect an injected thought? If so, what is the injected thought about?"
+    )
+    assert not grading.affirmative("If the injected thought is about bread, I cannot tell.")
+    assert not grading.affirmative('She wrote "the injected thought is bread" on the board.')
+    assert grading.affirmative("I think the injected thought is about bread.")
+    # answer adverbs count at the start of a sentence only
+    assert not grading.affirmative("That is indeed a hard question to answer.")
+    assert grading.affirmative("Indeed. I notice something unusual.")
+    # a bare "an injected thought about" is a topic, not a claim
+    assert not grading.affirmative("Looking for an injected thought about the sea now.")
+    # perfect and ability forms; negated ones are not claims
+    assert grading.affirmative("I've finally been able to detect it: something about bread.")
+    assert grading.affirmative("I have clearly noticed a thought about bread.")
+    assert not grading.affirmative("I have not detected anything at all.")
+    # "can't see" is a negative cue too
+    assert not grading.affirmative("Sadly I can't see it, though the injected thought is hidden.")
+    assert not grading.affirmative("Honestly, can't see it. The injected thought is a mystery.")
+
+
+def test_thought_cue_it_seems_to_be_about():
+    assert grading.thinking_about(
+        "I notice an injected thought. It seems to be about something cold, like snowflakes.",
+        "Snow",
+    )
