@@ -568,12 +568,23 @@ def calibration_question(path: str | None = None) -> str:
     return _calibration(path).get("question", "")
 
 
-def agreement(items: Sequence[dict], predict) -> dict[str, dict[str, float]]:
-    """Per criterion: accuracy, Cohen's κ and the number of items, for ``predict(item) -> dict``
-    of criterion → bool (e.g. the offline grader, or an LLM judge's verdicts)."""
+def agreement(
+    items: Sequence[dict], predict, *, bootstrap: int = 0, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """Per criterion: accuracy, Cohen's κ, the number of items and of positives (hand and
+    predicted), for ``predict(item) -> dict`` of criterion → bool (e.g. the offline grader, or an
+    LLM judge's verdicts). κ is NaN where it is undefined (both raters constant and equal).
+
+    ``bootstrap > 0`` adds ``kappa_ci``: a 95% percentile interval of κ over ``bootstrap``
+    resamples of the items (``numpy.random.default_rng(seed)``; resamples where κ is undefined
+    are dropped), a measure of how much κ moves with the sample, not of the labeller's error."""
+    import numpy as np
+
     from mechintro.stats import cohen_kappa
 
     preds = [predict(it) for it in items]
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(items), len(items)) for _ in range(bootstrap)]
     out = {}
     for c in CRITERIA:
         truth = [bool(it["labels"][c]) for it in items]
@@ -585,6 +596,15 @@ def agreement(items: Sequence[dict], predict) -> dict[str, dict[str, float]]:
             "positives": sum(truth),
             "predicted_positives": sum(guess),
         }
+        if bootstrap:
+            t, g = np.asarray(truth), np.asarray(guess)
+            ks = np.array([cohen_kappa(t[d], g[d]) for d in draws])
+            ks = ks[np.isfinite(ks)]
+            out[c]["kappa_ci"] = (
+                tuple(float(x) for x in np.percentile(ks, [2.5, 97.5]))
+                if ks.size
+                else (float("nan"), float("nan"))
+            )
     return out
 
 
