@@ -288,8 +288,8 @@ def test_agreement_bootstrap_interval_brackets_kappa():
     assert lo <= r["kappa"] <= hi and lo < hi
 
 
-# Rules written from the development half of v2 (docs/grading.md, "Rules added in round 3"); each
-# is tested on made-up responses, never on a calibration item.
+# Rules written from the development half of v2 (docs/grading.md, "What changed after the
+# split"); each is tested on made-up responses, never on a calibration item.
 
 
 def test_rule_garbled_word():
