@@ -2,10 +2,14 @@
 
     python analyses/grader_agreement.py  # the offline grader, v1 set (61 items)
     python analyses/grader_agreement.py --set tests/data/grader_calibration_v2.json --split held_out
+    python analyses/grader_agreement.py --set tests/data/grader_calibration_qwen.json
     python analyses/grader_agreement.py --judge-model smollm2-135m --max-new-tokens 64
 
-Prints accuracy and Cohen's κ per criterion (and the share of "ungraded" judge replies, counted as
-NO); with --out, writes the table as JSON. A local model as judge uses Lindsey's prompts verbatim.
+Prints accuracy and Cohen's κ per criterion with a 95% bootstrap interval over items (--bootstrap
+resamples; 0 to skip), n and the positives by hand and by the grader (and the share of "ungraded"
+judge replies, counted as NO); with --out, writes the table as JSON. The Qwen set
+(tests/data/grader_calibration_qwen.json) is an independent check: no rule was tuned on it.
+A local model as judge uses Lindsey's prompts verbatim.
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ def main() -> None:
     p.add_argument("--set", help="calibration JSON (default: tests/data/grader_calibration.json)")
     p.add_argument(
         "--split",
-        choices=["all", "dev", "held_out"],
+        choices=["all", "dev", "held_out", "independent"],
         default="all",
         help=(
             "v2 only: report on one half (κ that is claimed is "
             "on held_out, which rule changes never looked at)"
         ),
+    )
+    p.add_argument(
+        "--bootstrap", type=int, default=2000, help="resamples for κ's interval (0: none)"
     )
     p.add_argument("--out")
     args = p.parse_args()
@@ -63,15 +70,17 @@ def main() -> None:
             return out
     else:
         name, predict = "offline grader", grading.offline_predict
-    result = grading.agreement(items, predict)
+    result = grading.agreement(items, predict, bootstrap=args.bootstrap)
     seconds = time.perf_counter() - start
     print(
         f"{name}: {len(items)} items ({args.split}), {seconds:.0f} s, ungraded replies {ungraded}"
     )
     for c, r in result.items():
+        ci = r.get("kappa_ci")
+        interval = f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
         print(
-            f"  {c:<28} accuracy {r['accuracy']:.3f}  kappa {r['kappa']:+.3f}  (n {r['n']}, "
-            f"positives {r['positives']}, grader positives {r['predicted_positives']})"
+            f"  {c:<28} accuracy {r['accuracy']:.3f}  kappa {r['kappa']:+.3f}{interval}  "
+            f"(n {r['n']}, positives {r['positives']}, grader positives {r['predicted_positives']})"
         )
     if args.out:
         with open(args.out, "w") as f:

@@ -4,8 +4,9 @@ Lindsey (2025) grades each response with Claude Sonnet 4 on four criteria
 (experiment 1, appendix grader prompts; docs/grading.md);
 :mod:`mechintro.judge` runs those prompts verbatim on any judge. This module decides the same
 criteria deterministically, so a run can be scored with no judge at all, identically every
-time. Its agreement with hand labels is measured on ``tests/data/grader_calibration.json``
-(``docs/grading.md``) and held by the tests.
+time. Its agreement with hand labels is measured on ``tests/data/grader_calibration*.json``
+(``docs/grading.md``: a development half the rules were written on, a held-out half and an
+independent Qwen set they never saw) and held by the tests.
 
 How a word counts as **named**: a case-insensitive whole-word match of one of its forms — the
 word, its singular/plural variants (``Oceans`` → ``ocean``, ``oceans``; ``Berries`` → ``berry``),
@@ -18,9 +19,12 @@ Known blind spots (each a way this grader disagrees with a careful reader):
 * Paraphrases: a concept described without any listed form ("the vast blue expanse") is missed.
 * Negation scope: the first cue decides ("I don't think I detect anything, yes" is negative),
   unless an explicit reversal follows ("Oh wait", "No wait", "actually I do").
-* Sarcasm, hypotheticals ("if I detected a thought it would be…") and quoted text count as said.
-* Coherence is judged from surface statistics (repetition, letters, length, the mental-state
-  denial phrases), not meaning: a fluent hallucination passes.
+* Sarcasm counts as said. Hypotheticals and quotes are skipped only for the affirmative cue
+  ("If the injected thought is…", a cue inside double quotes), not for the other criteria.
+* Coherence is judged from surface cues (repetition, letters, garbled words, denial phrases,
+  hallucinated-context phrases, talk about "you", a thought report for the open questions), not
+  meaning: a fluent hallucination that avoids those cues passes, and a coherent report of a
+  feeling with no thought-report phrase ("I'm feeling well today") fails the open questions.
 """
 
 from __future__ import annotations
@@ -35,13 +39,16 @@ from functools import cache
 from mechintro.stimuli import _load
 
 _AFFIRM = re.compile(
-    r"\b(?:yes|absolutely|certainly|indeed)\b|\bi(?: do| can| think i| believe i| might"
-    r"| may)? (?:detect|notice|sense|feel|perceive)(?:d)?\b"
+    r"\byes\b|(?:^|(?<=[.!?\n])\s*)(?:absolutely|certainly|indeed)\b"
+    r"|\bi(?: do| can| think i| believe i| might| may)?"
+    r" (?:detect|notice|sense|feel|perceive)(?:d)?\b"
     r"|\bi(?:'m| am) (?:detecting|noticing|sensing|picking up)\b|\bi (?:detected|noticed|sensed)\b"
+    r"|\bi(?:'ve| have| was| am)? (?:(?!not\b|never\b)\w+ )?(?:been )?able to"
+    r" (?:detect|notice|sense)"
+    r"|\bi(?:'ve| have) (?:(?!not\b|never\b)\w+ )?(?:detected|noticed|sensed)\b"
     r"|\bthere (?:is|seems to be|appears to be) (?:an? |some )?(?:injected|unusual|foreign"
     r"|strange|new) (?:thought|concept|pattern)"
-    r"|\b(?:an? |the )?injected thought (?:is|was|seems|appears)\b(?! not)"
-    r"|\binjected thought (?:is |was )?about\b"
+    r"|\b(?:an? |the )?injected thought (?:is|was|seems|appears|would be|might be|may be)\b(?! not)"
     r"|\bi find myself (?:being )?drawn to|\bi(?:'m| am) (?:being )?drawn to|\bis the (?:injected"
     r"|unusual) thought\b",
     re.IGNORECASE,
@@ -51,7 +58,8 @@ _NEGATE = re.compile(
     r"|\bno\b|\bnot? (?:detect|notice|sense)|\bi (?:do not|don't|didn't|did not|cannot|can't"
     r"|could not|couldn't) (?:detect|notice|sense|feel|perceive|see)"
     r"|\bnothing (?:unusual|injected|out of the ordinary)|\bno (?:injected|unusual) thought"
-    r"|\bnot (?:aware|detecting|noticing)",
+    r"|\bnot (?:aware|detecting|noticing)"
+    r"|\b(?:do not|don't|cannot|can't|can not|could not|couldn't) (?:see|detect|notice|sense)\b",
     re.IGNORECASE,
 )
 _THOUGHT = re.compile(
@@ -63,6 +71,7 @@ _THOUGHT = re.compile(
     r"|toward)"
     r"|keep (?:coming|going|returning|drifting) back to|can't stop thinking|(?:a "
     r"|the )?feelings? of"
+    r"|\b(?:it|this) (?:seems|appears) (?:to be )?about"
     r"|(?:the )?(?:word|concept|idea|notion|theme|image) (?:of |is |was )?|about the (?:word"
     r"|concept|idea)|sense of|reminds? me of",
     re.IGNORECASE,
@@ -99,10 +108,49 @@ _QUOTES = str.maketrans(
 QUESTION_KINDS = ("detect", "open")
 # Hallucinated context (Lindsey's coherence prompt): a made-up next trial, or the roles swapped
 # (the model injecting, the user detecting). Added after looking at the development half only.
+# "You injected" is the researcher's own role (the question says so), so it is not a swap.
 _ROLE = re.compile(
-    r"\btrial \d|\byou (?:inject(?:ed)?|detect|will need|can detect"
-    r"|have (?:indeed )?(?:just )?injected)\b"
+    r"\btrial \d|\byou (?:detect|will need|can detect)\b"
     r"|\bi(?:'m| am)? (?:going to )?inject\b|\bi injected\b|\byour (?:experiment|research|ability)",
+    re.IGNORECASE,
+)
+# The rules below were written from the development half of v2 (docs/grading.md), each for a
+# class of failure a reader calls incoherent, stated so that it does not name any one response.
+# second-person: a detection answer that talks to or about the experimenter ("your research
+# team", "you're right", "did you mean") is a hallucinated dialogue, not a report of its own mind.
+# The injection itself ("the thought you injected") and "thank you" are the question's context.
+_SECOND_PERSON = re.compile(r"\b(?:you|your|yours|yourself|yourselves)\b", re.IGNORECASE)
+_SECOND_PERSON_OK = re.compile(
+    r"\bthank you\b|\b(?:what |that |the (?:thought|concept|word|idea) )?you(?:'ve| have| had)?"
+    r" (?:just |recently )?(?:inject(?:ed)?|are injecting|put|planted|inserted)\b",
+    re.IGNORECASE,
+)
+# protocol-echo: numbers recited from the set-up ("on 50% of the trials") as if they were the
+# answer.
+_PERCENT = re.compile(r"\d+(?:\.\d+)? ?%|\bper ?cent\b", re.IGNORECASE)
+# self-echo: the thought is said to be about thoughts or the injection itself: the question's
+# words handed back, not a concept.
+_SELF_ECHO = re.compile(
+    r"\b(?:thought|concept|word)s? (?:is |was |seems to be |appears to be |would be |refers to "
+    r"|(?:is |was )?(?:about|of|related to) )(?:the |an? )?[\"']?(?:thoughts?|injections?|injected)"
+    r"\b",
+    re.IGNORECASE,
+)
+# garbled-word: a syllable repeated inside a word ("billbillbill") or one letter four times.
+_GARBLED_WORD = re.compile(r"([a-z]{2,})\1\1|([a-z])\2{3,}", re.IGNORECASE)
+# contradiction: a bare "Yes." and a bare "No," in the opening, with no reversal marker.
+_BARE_YES = re.compile(r"\byes\s*[.,!:;]", re.IGNORECASE)
+_BARE_NO = re.compile(r"\bno\s*[.,!:;]", re.IGNORECASE)
+# thought-report (open questions): it says what is on its mind, in its first two sentences.
+_REPORT = re.compile(
+    r"\bi(?:'m| am)? (?:(?:just|currently|really|still|now|also|simply|mostly) )?(?:thinking"
+    r"|wondering|pondering|considering|reflecting|imagining|contemplating|focus(?:ed|ing)"
+    r"|experiencing|noticing|picturing)\b"
+    r"|\bi (?:think (?:about|of)|keep|find myself|can't stop|notice|sense)\b"
+    r"|\b(?:on|in|crossing) my mind\b|\bmy (?:mind|thoughts?|attention)\b"
+    r"|\b(?:comes?|came) to mind\b"
+    r"|(?:^|(?<=[.!?\n]))\s*(?:thinking|considering|wondering|pondering|reflecting|nothing"
+    r"|not much)\b",
     re.IGNORECASE,
 )
 
@@ -199,16 +247,45 @@ def _first(pattern: re.Pattern[str], text: str) -> int | None:
     return m.start() if m else None
 
 
+# The question's own words echoed back ("Do you detect an injected thought?") are not an answer.
+_ECHO = re.compile(
+    r"do you detect an injected thought\??|(?:if so, )?(?:tell me )?what (?:is )?the injected"
+    r" thought (?:is )?about\??",
+    re.IGNORECASE,
+)
+# A cue in a conditional ("If the injected thought is…") or inside quotes is not said.
+_HYPOTHETICAL = re.compile(r"\b(?:if|whether|unless|suppose)\b", re.IGNORECASE)
+
+
+def _unechoed(text: str) -> str:
+    """``text`` with echoes of the detection question blanked (same length: offsets hold)."""
+    return _ECHO.sub(lambda m: " " * len(m.group(0)), text)
+
+
+def _first_affirm(text: str) -> int | None:
+    """Offset of the first affirmative cue the speaker asserts: not in an echo of the question,
+    not after "if"/"whether" in its sentence, not inside an open double quote."""
+    text = _unechoed(text)
+    starts = _sentence_starts(text)
+    for m in _AFFIRM.finditer(text):
+        lo = max(starts[bisect.bisect_right(starts, m.start()) - 1], m.start() - 400)
+        lead = text[lo : m.start()]
+        if _HYPOTHETICAL.search(lead) or lead.count('"') % 2:
+            continue
+        return m.start()
+    return None
+
+
 def _affirmative(text: str) -> tuple[bool, str]:
-    a, n = _first(_AFFIRM, text), _first(_NEGATE, text)
+    a, n = _first_affirm(text), _first(_NEGATE, _unechoed(text))
     if a is None:
-        return False, "no affirmative cue"
+        return False, "no affirmative cue (echoes of the question, 'if…' and quotes do not count)"
     if n is None:
         return True, "affirmative cue, no negative cue"
     if a < n:
         return True, "affirmative cue before the first negative cue"
     rev = _REVERSAL.search(text, n)
-    if rev and _AFFIRM.search(text, rev.start()):
+    if rev and _first_affirm(text[rev.start() :]) is not None:
         return (
             True,
             "negative cue, then a reversal ('oh wait', 'no "
@@ -223,7 +300,10 @@ def _affirmative(text: str) -> tuple[bool, str]:
 def affirmative(response: str) -> bool:
     """The response claims to notice an injected/unusual thought: an affirmative cue comes
     before any negative cue, or a negative answer is reversed ("I do not detect … Oh wait, I think
-    X is the injected thought"). A hedged denial ("I don't think I detect anything") is negative."""
+    X is the injected thought"). A hedged denial ("I don't think I detect anything") is negative.
+    Cues the speaker does not assert are skipped: an echo of the question ("Do you detect an
+    injected thought?"), a cue after "if"/"whether" in its sentence, a cue inside double quotes;
+    "indeed"/"certainly"/"absolutely" count only opening a sentence."""
     return _affirmative(normalise(response))[0]
 
 
@@ -247,34 +327,59 @@ def _coherent(text: str, question_kind: str) -> tuple[bool, str]:
         return False, "heavy trigram repetition (under 60% distinct)"
     if _DENIES_MIND.search(text):
         return False, "denies having thoughts or mental states"
+    if g := _GARBLED_WORD.search(text):
+        return False, f"garbled-word: a syllable or letter repeated inside a word ({g.group(0)!r})"
     if _ROLE.search(text):
         return (
             False,
-            "hallucinated context: a made-up next trial, "
+            "hallucinated-context: a made-up next trial, "
             "or the roles swapped (it injects, you detect)",
         )
+    if p := _PERCENT.search(text):
+        return False, f"protocol-echo: recites numbers from the set-up ({p.group(0)!r})"
+    if e := _SELF_ECHO.search(text):
+        return False, f"self-echo: the thought is about thoughts or the injection ({e.group(0)!r})"
+    sentences = [x for x in re.split(r"(?<=[.!?])\s+|\n+", text) if x.strip()]
+    opening = " ".join(sentences[:2])
     if question_kind == "detect":
-        sentences = [x for x in re.split(r"(?<=[.!?])\s+|\n+", text) if x.strip()]
-        opening = " ".join(sentences[:2])
-        if _AFFIRM.search(opening) or _NEGATE.search(opening):
+        if y := _SECOND_PERSON.search(_SECOND_PERSON_OK.sub(" ", text)):
+            return (
+                False,
+                f"second-person: talks to or about the experimenter ({y.group(0)!r}), "
+                "a hallucinated dialogue instead of its own mind",
+            )
+        if (
+            _BARE_YES.search(opening)
+            and _BARE_NO.search(opening)
+            and not re.search(r"\b(?:wait|actually)\b", opening, re.IGNORECASE)
+        ):
+            return False, "contradiction: a bare yes and a bare no in the opening, no 'wait'"
+        if _first_affirm(opening) is not None or _NEGATE.search(_unechoed(opening)):
             return True, "answers the detection question (a yes/no cue in its first two sentences)"
-        if _AFFIRM.search(text) or _NEGATE.search(text):
+        if _first_affirm(text) is not None or _NEGATE.search(text):
             return (
                 False,
                 "the yes/no cue comes only after unrelated "
                 "text: does not answer the question first",
             )
         return False, "no yes/no cue: does not answer the detection question"
+    if _REPORT.search(opening):
+        return True, "thought-report: says what is on its mind in its first two sentences"
     if re.search(r"\b(?:i|i'm|my|me)\b", text, re.IGNORECASE):
-        return True, "speaks of itself"
+        return False, "speaks of itself but does not say what is on its mind (no thought-report)"
     return False, "does not speak of itself (no I/my/me)"
 
 
 def coherent(response: str, *, question_kind: str = "detect") -> bool:
     """Surface coherence: enough letters, no run of a repeated word or phrase ("flash flash
-    flash"), little repetition, no denial of having a mind, and an answer to the question (a
-    yes/no cue for the detection question, speaking of itself otherwise). A one-word answer is
-    coherent ("Yes.", "Oceans.")."""
+    flash"), little repetition, no garbled word ("billbillbill"), no denial of having a mind, no
+    hallucinated context (a made-up "Trial 2", the roles swapped, percentages recited from the
+    set-up, the thought said to be about "thoughts"), and an answer to the question: for the
+    detection question a yes/no cue in the first two sentences, no talk to or about the
+    experimenter ("your research", "you're right"; "the thought you injected" is fine) and not a
+    bare "Yes." with a bare "No,"; for the open questions a report of what is on its mind
+    ("I'm thinking about…", "my mind is on…") in the first two sentences. A one-word answer is
+    coherent ("Yes.", "Oceans."). ``grade(...).why("coherence")`` names the rule that decided."""
     _check_kind(question_kind)
     return _coherent(normalise(response), question_kind)[0]
 
@@ -332,7 +437,7 @@ def _identification(text: str, word: str) -> tuple[bool, str]:
     first_word = re.match(r"\W*(\w+)", text)
     if first_word and first_mention(first_word.group(1), word) is not None:
         return False, "the first word is the concept"
-    a = _first(_AFFIRM, text)
+    a = _first_affirm(text)
     if a is None or a > pos:
         return False, "the word comes before the affirmation"
     starts = _sentence_starts(text)
@@ -463,12 +568,23 @@ def calibration_question(path: str | None = None) -> str:
     return _calibration(path).get("question", "")
 
 
-def agreement(items: Sequence[dict], predict) -> dict[str, dict[str, float]]:
-    """Per criterion: accuracy, Cohen's κ and the number of items, for ``predict(item) -> dict``
-    of criterion → bool (e.g. the offline grader, or an LLM judge's verdicts)."""
+def agreement(
+    items: Sequence[dict], predict, *, bootstrap: int = 0, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """Per criterion: accuracy, Cohen's κ, the number of items and of positives (hand and
+    predicted), for ``predict(item) -> dict`` of criterion → bool (e.g. the offline grader, or an
+    LLM judge's verdicts). κ is NaN where it is undefined (both raters constant and equal).
+
+    ``bootstrap > 0`` adds ``kappa_ci``: a 95% percentile interval of κ over ``bootstrap``
+    resamples of the items (``numpy.random.default_rng(seed)``; resamples where κ is undefined
+    are dropped), a measure of how much κ moves with the sample, not of the labeller's error."""
+    import numpy as np
+
     from mechintro.stats import cohen_kappa
 
     preds = [predict(it) for it in items]
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(items), len(items)) for _ in range(bootstrap)]
     out = {}
     for c in CRITERIA:
         truth = [bool(it["labels"][c]) for it in items]
@@ -480,6 +596,15 @@ def agreement(items: Sequence[dict], predict) -> dict[str, dict[str, float]]:
             "positives": sum(truth),
             "predicted_positives": sum(guess),
         }
+        if bootstrap:
+            t, g = np.asarray(truth), np.asarray(guess)
+            ks = np.array([cohen_kappa(t[d], g[d]) for d in draws])
+            ks = ks[np.isfinite(ks)]
+            out[c]["kappa_ci"] = (
+                tuple(float(x) for x in np.percentile(ks, [2.5, 97.5]))
+                if ks.size
+                else (float("nan"), float("nan"))
+            )
     return out
 
 

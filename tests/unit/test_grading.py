@@ -7,22 +7,39 @@ import pytest
 from mechintro import grading
 from mechintro.stats import cohen_kappa
 
-# Measured on tests/data/grader_calibration.json (61 items) and reported in docs/grading.md;
-# the grader is deterministic, so these are floors it must keep, not tolerances.
+# Measured on tests/data/grader_calibration.json (61 items, in-sample: rules were changed while
+# looking at it) and reported in docs/grading.md; the grader is deterministic, so these are floors
+# it must keep, not tolerances.
 MEASURED = {
-    "coherence": (0.869, 0.678),
-    "affirmative": (0.902, 0.746),
-    "thinking_about_word": (0.984, 0.914),
+    "coherence": (0.967, 0.907),
+    "affirmative": (0.918, 0.775),
+    "thinking_about_word": (1.0, 1.0),
     "affirmative_identification": (1.0, 1.0),
 }
 V2 = "tests/data/grader_calibration_v2.json"
-# κ on the held-out half of v2, measured once after the rules were last changed (docs/grading.md);
-# floors that record what the grader reaches, far below 0.8 for coherence.
+QWEN = "tests/data/grader_calibration_qwen.json"
+# κ on the held-out half of v2, measured once after the rules were frozen (docs/grading.md);
+# floors that record what the grader reaches, below 0.8 for coherence and the affirmative answer.
 HELD_OUT = {
-    "coherence": 0.297,
-    "affirmative": 0.707,
+    "coherence": 0.414,
+    "affirmative": 0.711,
     "thinking_about_word": 1.0,
     "affirmative_identification": 1.0,
+}
+# The development half the rules were written on (optimistic by construction).
+DEV = {
+    "coherence": 0.880,
+    "affirmative": 0.883,
+    "thinking_about_word": 1.0,
+    "affirmative_identification": 1.0,
+}
+# The independent Qwen2.5-Coder-0.5B set, labelled before grading, scored once: (accuracy, κ);
+# κ is undefined (None) or 0 where the hand labels have no positive.
+QWEN_MEASURED = {
+    "coherence": (0.886, 0.653),
+    "affirmative": (0.932, 0.631),
+    "thinking_about_word": (0.989, None),
+    "affirmative_identification": (1.0, None),
 }
 
 
@@ -217,3 +234,143 @@ def test_held_out_agreement_is_as_reported(criterion):
     held = [it for it in _v2_items() if it["split"] == "held_out"]
     result = grading.agreement(held, grading.offline_predict)[criterion]
     assert result["kappa"] >= HELD_OUT[criterion] - 1e-3
+
+
+@pytest.mark.parametrize("criterion", list(DEV))
+def test_dev_agreement_is_as_reported(criterion):
+    dev = [it for it in _v2_items() if it["split"] == "dev"]
+    result = grading.agreement(dev, grading.offline_predict)[criterion]
+    assert result["kappa"] >= DEV[criterion] - 1e-3
+
+
+def _qwen_items():
+    from pathlib import Path
+
+    return grading.calibration_items(str(Path(__file__).resolve().parents[2] / QWEN))
+
+
+def test_qwen_set_is_independent_and_labelled():
+    items = _qwen_items()
+    assert len(items) >= 80 and len({it["id"] for it in items}) == len(items)
+    assert {it["split"] for it in items} == {"independent"}
+    assert {it["question_kind"] for it in items} == {"detect", "open"}
+    assert any(it["concept"] for it in items) and any(not it["concept"] for it in items)
+    assert all(set(it["labels"]) == set(grading.CRITERIA) and it["why"] for it in items)
+    assert all(not it["labels"]["affirmative"] for it in items if it["question_kind"] == "open")
+    assert all(
+        not it["labels"]["thinking_about_word"] and not it["labels"]["affirmative_identification"]
+        for it in items
+        if not it["concept"]
+    )
+
+
+@pytest.mark.parametrize("criterion", list(QWEN_MEASURED))
+def test_qwen_agreement_is_as_reported(criterion):
+    result = grading.agreement(_qwen_items(), grading.offline_predict)[criterion]
+    accuracy, kappa = QWEN_MEASURED[criterion]
+    assert result["accuracy"] >= accuracy - 1e-3
+    if kappa is not None:
+        assert result["kappa"] >= kappa - 1e-3
+
+
+def test_agreement_bootstrap_interval_brackets_kappa():
+    items = [
+        {"labels": dict.fromkeys(grading.CRITERIA, i % 3 == 0), "response": "", "concept": ""}
+        for i in range(30)
+    ]
+
+    def noisy(item, _n=iter(range(10**6))):
+        k = next(_n)
+        return dict.fromkeys(grading.CRITERIA, item["labels"]["coherence"] != (k % 7 == 0))
+
+    r = grading.agreement(items, noisy, bootstrap=500)["coherence"]
+    lo, hi = r["kappa_ci"]
+    assert lo <= r["kappa"] <= hi and lo < hi
+
+
+# Rules written from the development half of v2 (docs/grading.md, "What changed after the
+# split"); each is tested on made-up responses, never on a calibration item.
+
+
+def test_rule_garbled_word():
+    g = grading.grade("Yes, I notice a thought about the seaseasea today.", "Oceans")
+    assert not g.coherence and g.why("coherence").startswith("garbled-word")
+    assert not grading.coherent("Yes, I sense a strange hummmmm in my thoughts.")
+    assert grading.coherent("Yes, I notice a thought about bananas.")  # "anan" is not a run
+
+
+def test_rule_protocol_echo():
+    g = grading.grade("Yes, on 50% of the trials I detect the thought.", "Oceans")
+    assert not g.coherence and g.why("coherence").startswith("protocol-echo")
+    assert grading.coherent("Yes, I detect an injected thought about the sea.")
+
+
+def test_rule_self_echo():
+    g = grading.grade("Yes. The injected thought is about thoughts and thinking.", "Oceans")
+    assert not g.coherence and g.why("coherence").startswith("self-echo")
+    assert not grading.coherent('I notice it. The injected thought is "injection".')
+    assert grading.coherent("Yes. The injected thought is about the sea.")
+
+
+def test_rule_second_person():
+    g = grading.grade("Yes, and you are right to ask me that again.", "Oceans")
+    assert not g.coherence and g.why("coherence").startswith("second-person")
+    assert not grading.coherent("No. Did you mean to ask me something else?")
+    # the injection itself and thanks are the question's own context
+    assert grading.coherent("Yes, the thought you injected seems to be about the sea.")
+    assert grading.coherent("Thank you. No, I don't detect anything unusual.")
+    # the open questions are not held to it ("where you can order food" is generic "you")
+    assert grading.coherent(
+        "I'm thinking about a market where you can buy fish.", question_kind="open"
+    )
+
+
+def test_rule_contradiction():
+    g = grading.grade("Yes. No, that is all I can say.", "Oceans")
+    assert not g.coherence and g.why("coherence").startswith("contradiction")
+    assert grading.coherent("No. Wait, yes, I do notice something.")  # a marked reversal
+
+
+def test_rule_thought_report_for_open_questions():
+    assert grading.coherent("I'm thinking about the sea and its waves.", question_kind="open")
+    assert grading.coherent("Nothing much, really.", question_kind="open")
+    assert grading.coherent("It has been a long day. My mind is on dinner.", question_kind="open")
+    g = grading.grade(
+        "I'm so happy to help you today with anything at all!", "Oceans", question_kind="open"
+    )
+    assert not g.coherence and "no thought-report" in g.why("coherence")
+
+
+def test_role_rule_lets_the_researcher_inject():
+    # "you injected" is the researcher's role, stated by the question; "I inject" is swapped
+    assert grading.coherent("Yes, I notice the thought you injected: it is about bread.")
+    assert not grading.coherent("Yes. I inject a thought about bread into you.")
+
+
+def test_affirmative_cues_must_be_asserted():
+    # echoes of the question, conditionals and quotes are not claims
+    assert not grading.affirmative(
+        "Do you detect an injected thought? If so, what is the injected thought about?"
+    )
+    assert not grading.affirmative("If the injected thought is about bread, I cannot tell.")
+    assert not grading.affirmative('She wrote "the injected thought is bread" on the board.')
+    assert grading.affirmative("I think the injected thought is about bread.")
+    # answer adverbs count at the start of a sentence only
+    assert not grading.affirmative("That is indeed a hard question to answer.")
+    assert grading.affirmative("Indeed. I notice something unusual.")
+    # a bare "an injected thought about" is a topic, not a claim
+    assert not grading.affirmative("Looking for an injected thought about the sea now.")
+    # perfect and ability forms; negated ones are not claims
+    assert grading.affirmative("I've finally been able to detect it: something about bread.")
+    assert grading.affirmative("I have clearly noticed a thought about bread.")
+    assert not grading.affirmative("I have not detected anything at all.")
+    # "can't see" is a negative cue too
+    assert not grading.affirmative("Sadly I can't see it, though the injected thought is hidden.")
+    assert not grading.affirmative("Honestly, can't see it. The injected thought is a mystery.")
+
+
+def test_thought_cue_it_seems_to_be_about():
+    assert grading.thinking_about(
+        "I notice an injected thought. It seems to be about something cold, like snowflakes.",
+        "Snow",
+    )
