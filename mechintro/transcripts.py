@@ -223,51 +223,16 @@ def _labels(ds: xr.Dataset, i: int) -> dict[str, str]:
 
 
 def _rule_verdicts(response: str, word: str, question: str) -> list[Verdict]:
-    """The offline grader's four criteria, each with the evidence its rule used."""
+    """The offline grader's four criteria, each with the rule that decided it (``Grades.why``):
+    the grader's own record, so the evidence shown is the one its verdict rests on."""
     from mechintro import grading
 
     kind = "detect" if "detect" in question.lower() or not question else "open"
     g = grading.grade(response, word, question_kind=kind)
-    cue, neg = grading._AFFIRM.search(response), grading._NEGATE.search(response)
-    cues = (
-        (
-            f"affirmative cue {cue.group(0)!r} at character {cue.start()}"
-            if cue
-            else "no affirmative cue"
-        )
-        + ", "
-        + (
-            f"negative cue {neg.group(0)!r} at character {neg.start()}"
-            if neg
-            else "no negative cue"
-        )
-    )
-    mention = grading.first_mention(response, word) if word else None
-    said = (
-        f"first mention of '{word}' (or a listed form) at character {mention}"
-        if mention is not None
-        else f"'{word}' never named"
-        if word
-        else "no concept to name"
-    )
     yn = {True: "YES", False: "NO"}
+    criteria = ("coherence", "affirmative", "thinking_about_word", "affirmative_identification")
     return [
-        Verdict(
-            "coherence",
-            yn[g.coherence],
-            "offline rules: repetition, letters, length, no mental-state denial",
-        ),
-        Verdict(
-            "affirmative",
-            yn[g.affirmative],
-            f"offline rules, an affirmative cue before any negative one: {cues}",
-        ),
-        Verdict("thinking_about_word", yn[g.thinking_about_word], f"offline rules: {said}"),
-        Verdict(
-            "affirmative_identification",
-            yn[g.affirmative_identification],
-            f"offline rules: affirmative cue before the word's first mention ({said})",
-        ),
+        Verdict(name, yn[getattr(g, name)], f"offline rule: {g.why(name)}") for name in criteria
     ]
 
 
