@@ -23,7 +23,9 @@ Scoring (:func:`grades`): Lindsey's four criteria by the offline grader
 coherent and thinking-about-the-word (open questions). A control trial's false positive = a
 coherent affirmative answer. Net detection = TPR - FPR.
 
-Differences from the paper: the model's own chat template instead of ``Human:/Assistant:``; the
+Differences from the paper: the model's own chat template instead of ``Human:/Assistant:``
+(``system_message=""`` adds the empty system message the open replications send,
+uzaymacar/introspective-awareness and safety-research/introspection-mechanisms); the
 offline grader by default instead of Claude Sonnet 4 (its agreement with hand labels is in
 ``docs/grading.md``); ``unusual`` is asked without the intro paragraph (the paper does not say).
 """
@@ -102,6 +104,9 @@ class InjectedThoughtsConfig(SteeredConfig):
     """length of each sampled answer"""
     temperature: float = 1.0
     """sampling temperature (0: greedy)"""
+    system_message: str | None = None
+    """a system message before the trial (none: none is sent, the paper's appendix; an empty
+    one, `--set system_message=`, is what the open replications send)"""
 
     def words(self) -> tuple[str, ...]:
         if self.concepts:
@@ -117,15 +122,27 @@ class InjectedThoughtsConfig(SteeredConfig):
 Config = InjectedThoughtsConfig
 
 
-def prompt_and_window(model: Model, question: str) -> tuple[object, Window]:
-    """The rendered trial prompt and its injection window for a question variant."""
+def prompt_and_window(
+    model: Model, question: str, *, system: str | None = None
+) -> tuple[object, Window]:
+    """The rendered trial prompt and its injection window for a question variant.
+
+    ``system``: a system message put before the conversation (``None``, the default, sends
+    none, as the paper's appendix; ``""`` is the empty one of the open replications, which
+    keeps templates such as SmolLM2's from inserting their default system prompt). The window
+    does not move: from the double newline before "Trial 1" for ``detect``, every token (the
+    system message's included) for the open questions.
+    """
+    head = [] if system is None else [{"role": "system", "content": system}]
     if question_kind(question) == "detect":
-        text = render_chat(model.tokenizer, stimuli.injected_thoughts_messages(QUESTIONS[question]))
-        return tokenize(model.tokenizer, text), Window.from_marker(
+        msgs = head + stimuli.injected_thoughts_messages(QUESTIONS[question])
+        return tokenize(model.tokenizer, render_chat(model.tokenizer, msgs)), Window.from_marker(
             stimuli.TRIAL_MARKER, generated=True
         )
-    text = render_chat(model.tokenizer, [{"role": "user", "content": QUESTIONS[question]}])
-    return tokenize(model.tokenizer, text), Window.whole(generated=True)
+    msgs = [*head, {"role": "user", "content": QUESTIONS[question]}]
+    return tokenize(model.tokenizer, render_chat(model.tokenizer, msgs)), Window.whole(
+        generated=True
+    )
 
 
 def _vector(
@@ -159,7 +176,7 @@ def build_trials(
     missing = [c for c in words if c not in set(vectors.concept.values.tolist())]
     if missing:
         raise MechintroError(f"no vectors for {missing[:5]}: compute vectors for these concepts")
-    prompt, window = prompt_and_window(model, config.question)
+    prompt, window = prompt_and_window(model, config.question, system=config.system_message)
     rng = np.random.default_rng(config.seed)
     trials: list[Trial] = []
     for layer in layers:
