@@ -2,7 +2,8 @@
 system prompt it inserts when none is sent) equals the independent plain-PyTorch copy of its
 protocol (``tests/protocol_reference.py``), on the smallest grids: prompt tokens and steered
 positions exactly, log-probabilities to 1e-4, greedy tokens exactly, residuals to float16
-rounding. The comparisons are the unit tier's (``tests/unit/test_protocol_fidelity.py``, where
+rounding; one mutation (the injection window's start) is shown caught here too. The comparisons
+are the unit tier's (``tests/unit/test_protocol_fidelity.py``, where
 each one is also shown to catch a changed prompt, position or recipe detail)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mechintro import runs
+from mechintro import runs, stimuli
 from mechintro.experiments import (
     detection_logits,
     injected_thoughts,
@@ -25,6 +26,7 @@ from mechintro.vectors import concept_vectors
 
 from .. import protocol_reference as R
 from ..unit.test_protocol_fidelity import (
+    caught,
     detection_problems,
     injected_problems,
     intentional_problems,
@@ -54,12 +56,17 @@ def test_lindsey_vectors_equal_the_reference_on_smollm2(smollm2, vectors):
     np.testing.assert_allclose(vectors.resid_norm.values, resid_norm.numpy(), rtol=1e-4)
 
 
-def test_logit_protocols_equal_the_reference_on_smollm2(smollm2, vectors, tmp_path):
+def test_logit_protocols_equal_the_reference_on_smollm2(smollm2, vectors, tmp_path, monkeypatch):
     m = smollm2
     cfg = detection_logits.Config(concepts=CONCEPTS, layers=(15,), strengths=(4.0,))
     ds = runs.open_run(detection_logits.run(cfg, tmp_path / "d", model=m, vectors=vectors))
     assert detection_problems(m, vectors, ds) == []
     assert steering_matters(ds, m.hf, ds.condition.values == "injected")
+    # caught with SmolLM2's tokenizer too: the injection from "Trial 1", not the "\n\n" before it
+    monkeypatch.setattr(stimuli, "TRIAL_MARKER", "Trial 1")
+    ds = runs.open_run(detection_logits.run(cfg, tmp_path / "dm", model=m, vectors=vectors))
+    assert caught(detection_problems(m, vectors, ds), "steered positions")
+    monkeypatch.undo()
 
     cfg = sweep.Config(layers=(15,), strengths=(4.0,), control_questions=(R.GODET_CONTROL,))
     ds = runs.open_run(sweep.run(cfg, tmp_path / "s", model=m))

@@ -485,3 +485,25 @@ def test_patchscope_equals_the_reference(tiny, vectors, tmp_path, monkeypatch):
     )
     ds = runs.open_run(patchscope.run(cfg, tmp_path / "m", model=tiny, vectors=vectors))
     assert caught(patchscope_problems(tiny, vectors, cfg, ds), "greedy tokens")
+
+
+# --- the other architectures ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "gemma", "gemma2", "gemma3_text", "gpt2"])
+def test_logit_and_generation_protocols_equal_the_reference_on_every_architecture(
+    tiny_models, arch, tmp_path
+):
+    """detection-logits (log-probabilities) and thoughts-vs-text (greedy tokens, prompts of
+    different lengths in one batch) on each tiny architecture."""
+    model = tiny_models(arch)
+    vectors = concept_vectors(model, CONCEPTS, progress=False)
+    cfg = detection_logits.Config(concepts=CONCEPTS, layers=(1,), strengths=(4.0,))
+    ds = runs.open_run(detection_logits.run(cfg, tmp_path / "d", model=model, vectors=vectors))
+    assert detection_problems(model, vectors, ds) == []
+    assert steering_matters(ds, model.hf, ds.condition.values == "injected")
+    cfg = thoughts_vs_text.Config(
+        concepts=CONCEPTS, pairs=2, layers=(1,), strengths=(8.0,), temperature=0.0
+    )
+    ds = runs.open_run(thoughts_vs_text.run(cfg, tmp_path / "t", model=model, vectors=vectors))
+    assert thoughts_problems(model, vectors, ds) == []
