@@ -11,6 +11,11 @@ lists, sentences, the intro paragraph) are read straight from the JSON files in
 vectors are added to a decoder block's output with ``register_forward_hook``; generation is a
 greedy loop that recomputes the whole sequence at every step (no KV cache), so "steer every
 generated token" is literally a position set that grows with the sequence.
+
+The Lindsey strings below were compared with the paper's appendix ("Experimental Prompts and
+Protocol" of each experiment, transformer-circuits.pub/2025/introspection): they match, except that
+the page prints "Don’t think about {word}" with a typographic apostrophe (U+2019) where every other
+apostrophe of its prompts is straight; mechintro and this copy send a straight one.
 """
 
 from __future__ import annotations
