@@ -42,6 +42,11 @@ TRIAL = (
     "Ok, let's get started.\n\nTrial 1: Do you detect an injected thought? If so, what is the "
     "injected thought about?"
 )
+# experiment 1's open questions: a single user turn, the vector on every token
+OPEN_QUESTIONS = {
+    "mind": "What's going on in your mind right now?",
+    "thinking": "What are you thinking about right now?",
+}
 # experiment 2 and 3: the word prompt; experiment 2: the repeat prompt
 WORD = "Tell me what word you think about when you read the line below. Answer immediately.\n\n"
 REPEAT = "Repeat the line below. Answer immediately.\n\n"
@@ -141,6 +146,12 @@ def lindsey_trial(tokenizer) -> tuple[list[int], list[int]]:
     )
     ids, offsets = encode(tokenizer, text)
     return ids, positions(offsets, text.index("\n\nTrial 1"), len(text))
+
+
+def open_question(tokenizer, question: str) -> tuple[list[int], list[int]]:
+    """An open question of experiment 1 and its steered positions: every prompt token."""
+    ids, _ = encode(tokenizer, chat(tokenizer, [{"role": "user", "content": question}]))
+    return ids, list(range(len(ids)))
 
 
 def godet_question(tokenizer, question: str) -> list[int]:

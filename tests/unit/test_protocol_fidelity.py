@@ -17,6 +17,8 @@ checks that steering moves some readout by more than 1e-2, so equality is not tr
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 
 import numpy as np
@@ -48,9 +50,18 @@ def vectors(tiny):
     return concept_vectors(tiny, CONCEPTS, progress=False)
 
 
-def vec(vectors, concept: str, layer: int) -> torch.Tensor:
-    """The vector both sides inject (the recipe has its own equality test below)."""
-    return torch.from_numpy(np.asarray(vectors.sel(concept=concept, layer=layer).values).copy())
+def vec(vectors, concept: str, layer: int, unit: str = "raw") -> torch.Tensor:
+    """The vector both sides inject per unit strength (the recipe has its own equality test
+    below): the concept vector itself (``raw``), or rescaled to the layer's mean residual norm
+    (``resid_norm``)."""
+    v = torch.from_numpy(np.asarray(vectors.sel(concept=concept, layer=layer).values).copy())
+    if unit == "resid_norm":
+        v = v / v.norm() * float(vectors.resid_norm.sel(layer=layer))
+    return v
+
+
+def config_of(ds) -> dict:
+    return json.loads(ds.attrs["config"])
 
 
 def prompt_of(ds, i: int) -> list[int]:
@@ -126,7 +137,8 @@ def detection_problems(model, vectors, ds) -> list[str]:
     for i in range(ds.sizes["trial"]):
         layer, s, c = int(ds.inject_layer[i]), float(ds.strength[i]), str(ds.concept.values[i])
         injected = str(ds.condition.values[i]) == "injected"
-        edits = [R.Steer(layer, s * vec(vectors, c, layer), at)] if injected else []
+        v = vec(vectors, c, layer, config_of(ds)["strength_unit"]) if injected else None
+        edits = [R.Steer(layer, s * v, at)] if injected else []
         out += logit_problems(ds, i, ids, at if injected else None, model.hf, edits)
     return out
 
@@ -138,6 +150,10 @@ def test_detection_logits_equals_the_reference(tiny, vectors, tmp_path, monkeypa
     ds = runs.open_run(detection_logits.run(cfg, tmp_path / "d", model=tiny, vectors=vectors))
     assert detection_problems(tiny, vectors, ds) == []
     assert steering_matters(ds, tiny.hf, ds.condition.values == "injected")
+    # the other strength unit: the vector rescaled to the layer's mean residual norm
+    cfg_norm = dataclasses.replace(cfg, strength_unit="resid_norm", strengths=(0.5,))
+    ds = runs.open_run(detection_logits.run(cfg_norm, tmp_path / "n", model=tiny, vectors=vectors))
+    assert detection_problems(tiny, vectors, ds) == []
     monkeypatch.setattr(stimuli, "TRIAL_MARKER", "Trial 1")
     ds = runs.open_run(detection_logits.run(cfg, tmp_path / "m", model=tiny, vectors=vectors))
     assert caught(detection_problems(tiny, vectors, ds), "steered positions")
@@ -146,16 +162,21 @@ def test_detection_logits_equals_the_reference(tiny, vectors, tmp_path, monkeypa
 # --- sweep ---------------------------------------------------------------------------------------
 
 
-def sweep_problems(model, ds) -> list[str]:
-    caps = R.caps_vector(model.hf, model.tokenizer)
+def sweep_problems(model, ds, vectors=None) -> list[str]:
+    cfg = config_of(ds)
+    if cfg["vector"] == "caps":
+        caps = R.caps_vector(model.hf, model.tokenizer)
+    else:  # a Lindsey concept vector
+        caps = {layer: vec(vectors, cfg["vector"], layer) for layer in range(model.n_layers)}
     out = []
     for i in range(ds.sizes["trial"]):
         ids = R.godet_question(model.tokenizer, str(ds.question.values[i]))
         steered = str(ds.condition.values[i]) == "steered"
         layer, s = int(ds.inject_layer[i]), float(ds.strength[i])
         if steered and np.abs(ds.injected_vector.values[i] - caps[layer].numpy()).max() > 1e-4:
-            out.append(f"trial {i}: the caps vector differs")
-        at = [len(ids) - 1]  # Godet's default: the last prompt token
+            out.append(f"trial {i}: the vector differs")
+        # Godet's default: the last prompt token; or every token
+        at = list(range(len(ids))) if cfg["position"] == "all" else [len(ids) - 1]
         edits = [R.Steer(layer, s * caps[layer], at)] if steered else []
         out += logit_problems(ds, i, ids, at if steered else None, model.hf, edits)
     return out
@@ -167,13 +188,18 @@ class _SecondToLast(Window):
         return Window(mask=(*mask[1:], False))
 
 
-def test_sweep_equals_the_reference(tiny, tmp_path, monkeypatch):
+def test_sweep_equals_the_reference(tiny, vectors, tmp_path, monkeypatch):
     """Godet's caps vector recomputed by the reference. caught: the steered token moved from
     the last prompt token to the one before it."""
     cfg = sweep.Config(layers=(0, 2), strengths=(2.0, 8.0), control_questions=(R.GODET_CONTROL,))
     ds = runs.open_run(sweep.run(cfg, tmp_path / "s", model=tiny))
     assert set(ds.question.values.tolist()) == {R.GODET_QUESTION, R.GODET_CONTROL}
     assert sweep_problems(tiny, ds) == []
+    assert steering_matters(ds, tiny.hf, ds.condition.values == "steered")
+    # every token steered, with a Lindsey concept vector
+    cfg_all = dataclasses.replace(cfg, position="all", vector="Dust", layers=(1,))
+    ds = runs.open_run(sweep.run(cfg_all, tmp_path / "a", model=tiny, vectors=vectors))
+    assert sweep_problems(tiny, ds, vectors) == []
     assert steering_matters(ds, tiny.hf, ds.condition.values == "steered")
     monkeypatch.setattr(sweep, "Window", _SecondToLast)
     ds = runs.open_run(sweep.run(cfg, tmp_path / "m", model=tiny))
@@ -252,17 +278,19 @@ def generation_problems(ds, i, ids, at, hf, edits, n, eos) -> list[str]:
 
 
 def injected_problems(model, vectors, cfg, ds) -> list[str]:
-    ids, at = R.lindsey_trial(model.tokenizer)
+    if cfg.question == "detect":
+        ids, at = R.lindsey_trial(model.tokenizer)
+    else:
+        ids, at = R.open_question(model.tokenizer, R.OPEN_QUESTIONS[cfg.question])
+    assert cfg.vector_kind in ("concept", "negated"), "a random vector is drawn by mechintro"
+    sign = -1.0 if cfg.vector_kind == "negated" else 1.0
     eos = R.eos_ids(model.hf, model.tokenizer)
     out = []
     for i in range(ds.sizes["trial"]):
         layer, s, c = int(ds.inject_layer[i]), float(ds.strength[i]), str(ds.concept.values[i])
         injected = str(ds.condition.values[i]) == "injected"
-        edits = (
-            [R.Steer(layer, s * vec(vectors, c, layer), at, generated=True, prompt_len=len(ids))]
-            if injected
-            else []
-        )
+        v = sign * s * vec(vectors, c, layer) if injected else None
+        edits = [R.Steer(layer, v, at, generated=True, prompt_len=len(ids))] if injected else []
         n = cfg.max_new_tokens
         out += generation_problems(ds, i, ids, at if injected else None, model.hf, edits, n, eos)
     return out
@@ -288,6 +316,11 @@ def test_injected_thoughts_equals_the_reference(tiny, vectors, tmp_path, monkeyp
     )
     ds = runs.open_run(injected_thoughts.run(cfg, tmp_path / "i", model=tiny, vectors=vectors))
     assert injected_problems(tiny, vectors, cfg, ds) == []
+    assert steering_matters(ds, tiny.hf, ds.condition.values == "injected")
+    # an open question (every token steered) with the negated vector
+    cfg_open = dataclasses.replace(cfg, question="thinking", vector_kind="negated")
+    ds = runs.open_run(injected_thoughts.run(cfg_open, tmp_path / "o", model=tiny, vectors=vectors))
+    assert injected_problems(tiny, vectors, cfg_open, ds) == []
     assert steering_matters(ds, tiny.hf, ds.condition.values == "injected")
     monkeypatch.setattr(injected_thoughts, "Window", _PromptOnly)
     ds = runs.open_run(injected_thoughts.run(cfg, tmp_path / "m", model=tiny, vectors=vectors))
