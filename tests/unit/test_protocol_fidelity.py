@@ -282,7 +282,6 @@ def injected_problems(model, vectors, cfg, ds) -> list[str]:
         ids, at = R.lindsey_trial(model.tokenizer)
     else:
         ids, at = R.open_question(model.tokenizer, R.OPEN_QUESTIONS[cfg.question])
-    assert cfg.vector_kind in ("concept", "negated"), "a random vector is drawn by mechintro"
     sign = -1.0 if cfg.vector_kind == "negated" else 1.0
     eos = R.eos_ids(model.hf, model.tokenizer)
     out = []
@@ -290,6 +289,12 @@ def injected_problems(model, vectors, cfg, ds) -> list[str]:
         layer, s, c = int(ds.inject_layer[i]), float(ds.strength[i]), str(ds.concept.values[i])
         injected = str(ds.condition.values[i]) == "injected"
         v = sign * s * vec(vectors, c, layer) if injected else None
+        if injected and cfg.vector_kind == "random":
+            # mechintro draws the direction; the protocol fixes its norm: the concept vector's
+            drawn = torch.from_numpy(ds.injected_vector.values[i].copy())
+            if abs(float(drawn.norm()) - float(v.norm()) / s) > 1e-4 * float(v.norm()) / s:
+                out.append(f"trial {i}: the random vector's norm is not the concept vector's")
+            v = s * drawn
         edits = [R.Steer(layer, v, at, generated=True, prompt_len=len(ids))] if injected else []
         n = cfg.max_new_tokens
         out += generation_problems(ds, i, ids, at if injected else None, model.hf, edits, n, eos)
@@ -322,6 +327,11 @@ def test_injected_thoughts_equals_the_reference(tiny, vectors, tmp_path, monkeyp
     ds = runs.open_run(injected_thoughts.run(cfg_open, tmp_path / "o", model=tiny, vectors=vectors))
     assert injected_problems(tiny, vectors, cfg_open, ds) == []
     assert steering_matters(ds, tiny.hf, ds.condition.values == "injected")
+    cfg_random = dataclasses.replace(cfg, vector_kind="random")
+    ds = runs.open_run(
+        injected_thoughts.run(cfg_random, tmp_path / "r", model=tiny, vectors=vectors)
+    )
+    assert injected_problems(tiny, vectors, cfg_random, ds) == []
     monkeypatch.setattr(injected_thoughts, "Window", _PromptOnly)
     ds = runs.open_run(injected_thoughts.run(cfg, tmp_path / "m", model=tiny, vectors=vectors))
     assert caught(injected_problems(tiny, vectors, cfg, ds), "greedy tokens")
