@@ -340,12 +340,13 @@ def format_summary(summary: xr.Dataset) -> str:
                     f"[{float(c.control_shift_lo):+.3f}, {float(c.control_shift_hi):+.3f}]",
                     "rank of intro": f"{int(c['rank'])}/{summary.attrs['n_control_questions'] + 1}",
                     "control 95% PI": f"[{float(c.pi_lo):+.3f}, {float(c.pi_hi):+.3f}]",
-                    "mass intro/control": f"{float(c.intro_mass):.3f}/{float(c.control_mass):.3f}",
+                    "mass intro/control": f"{float(c.intro_mass):.3g}/{float(c.control_mass):.3g}",
                 }
             )
     a = summary.attrs
     return table(rows) + (
-        f"\nreadout: {a.get('readout', 'not recorded')}"
+        f"\nreadout: {a.get('readout', 'not recorded')}; mass = the probability of the forms "
+        "it reads (a Yes−No difference of tokens the model almost never says is noise)"
         f"\nunsteered Yes−No logit difference: introspection {a['intro_base']:+.3f}, control "
         "questions (mean of "
         f"{a['n_control_questions']}) {a['control_base']:+.3f}"
