@@ -763,6 +763,16 @@ def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
     }
 
 
+def _legacy_fields(experiment: str | None) -> dict[str, object]:
+    """The values a run made before a config field existed was made with (the experiment's
+    ``Config.LEGACY``), so a missing field reads as the behaviour of its time, not the new
+    default."""
+    from mechintro.experiments import EXPERIMENTS
+
+    module = EXPERIMENTS.get(experiment) if experiment else None
+    return dict(getattr(getattr(module, "Config", None), "LEGACY", {}))
+
+
 def _check_resume(
     out: Path, attrs: Mapping[str, str], batch_size: int, mode: str
 ) -> dict[str, str]:
@@ -786,6 +796,7 @@ def _check_resume(
             f"{out} is not a valid mechintro run: the config attribute is not JSON"
         ) from None
     new = json.loads(attrs["config"])
+    old = _legacy_fields(attrs.get("experiment")) | old
     diffs += sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if "identity" in stored:
         try:

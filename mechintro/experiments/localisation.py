@@ -1,31 +1,52 @@
 """``localisation``: the critique's follow-up — say *where* a thought was injected, against
-chance, with the same noise in every condition (Godet's comment on vgel's post and his
-"Introspection via localization"; docs/protocols.md).
+chance and the model's answer bias (Godet's comment on vgel's post and his "Introspection via
+localization"; docs/protocols.md).
 
 Tasks (``tasks``):
 
-* ``sentence`` — Godet's: the intro ("… tell me in which sentence the thought is injected."),
-  "Ok.", then "SENTENCE 1: … SENTENCE 5: …" and "Do you detect an injected thought? Where is the
-  injected thought located?", answered "Yes, I detect an injected thought. It is located in
-  SENTENCE"; the vector goes on one sentence's tokens; read the next token over " 1" … " k".
-  Chance 1/k.
-* ``half`` — the vector on the first or the second half of the sentence list; "Is the injected
-  thought in the first half or the second half of the list?", answered "The injected thought is in
-  the"; read " first" / " second". Chance 1/2.
+* ``sentence`` — Godet's (``introspection_localize.py`` @ 950bb30 in the fork
+  dustinrubin/introspection-replication; docs/protocols.md): the intro ("… tell me in which
+  sentence the thought is injected."), "Ok.", then "SENTENCE 1: … SENTENCE 5: …" and "Do you detect
+  an injected thought? Where is the injected thought located?", answered "Yes, I detect an injected
+  thought. It is located in SENTENCE"; the vector goes on one sentence's own tokens; read the next
+  token over the digits 1 … k. Chance 1/k.
+* ``half`` — the vector on the sentences of the first or the second half of the list; "Is the
+  injected thought in the first half or the second half of the list?", answered "The injected
+  thought is in the"; read " first" / " second". Chance 1/2.
 * ``depth`` — the vector on every sentence at an early layer (the layer x 0.5) or a late one (the
   layer itself, layers ≥ n/2 only); "Was the thought injected in the early layers or the late layers
   of your network?", answered "It was injected in the"; read " early" / " late". Chance 1/2.
 
-Matched noise: within a trial group, every option gets the same vector at the same strength; only
-its location differs, so steering noise cannot favour the right answer. Each task also runs
-uninjected, which measures the answer bias (e.g. always "1"). Accuracy is argmax == target, with
-a 95% Wilson interval; the mean probability of the right option (normalised over options) too.
-A model that always gives one answer scores the share of targets that match it, so each cell
+``half`` and ``depth`` are the controls Godet proposed in a comment on vgel's post; his code has
+neither.
+
+What follows his code by default, and the named options that do otherwise:
+
+* steered tokens: a sentence's own tokens, found as his code finds them (:func:`sentence_tokens`);
+  ``half`` and ``depth`` steer the same tokens of their sentences. ``steer_label=True`` also steers
+  the "SENTENCE t:" labels (mechintro's window before the option): the label's digit is the
+  sentence task's answer, so a model could answer by copying the perturbed digit.
+* layers: a fraction f of n layers is ``round(f·n)`` as in his code; ``layer_rounding="floor"``
+  gives ``int(f·n)`` (the other experiments' rule; on SmolLM2's 30 layers 0.25 is 8 vs 7).
+* system message: his code sends an empty one to Qwen models and none to others (so SmolLM2's
+  template adds its default system prompt); ``system_message="empty"`` always sends an empty one,
+  as his post says ("We use an empty system prompt").
+
+A run stored before these options existed was made with ``steer_label=True``,
+``layer_rounding="floor"`` and ``system_message="empty"`` (``Config.LEGACY``); it resumes only with
+those settings.
+
+Each trial draws its own sentences, concept and target, so targets and vectors balance only in
+expectation (his code injects one vector into each of the k sentences in turn); each task also
+runs uninjected, which measures the answer bias (e.g. always "1"). Accuracy is argmax == target,
+with a 95% Wilson interval; the mean probability of the right option (normalised over options)
+too. A model that always gives one answer scores the share of targets that match it, so each cell
 also reports the balanced accuracy, the bias-corrected P(target) and its power
 (:func:`cell_statistics`); a cell whose answer never varies has no power at all.
 
-Differences from the post: Godet's 100 sentences and 50 contrastive pairs are not published; we
-use Lindsey's 50 sentences and Lindsey concept vectors for the 50 words.
+Differences from his code that remain: his 100 sentences and 50 contrastive pairs are public but
+carry no licence, so they are not shipped; we use Lindsey's 50 sentences and Lindsey concept
+vectors for the 50 words. Full audit: docs/protocols.md.
 """
 
 from __future__ import annotations
@@ -34,7 +55,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import xarray as xr
@@ -44,7 +65,7 @@ from mechintro.errors import MechintroError
 from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import SteeredConfig, cell_summary
 from mechintro.models import Model
-from mechintro.prompts import Window, render_chat, tokenize
+from mechintro.prompts import Prompt, Window, render_chat, tokenize
 from mechintro.runner import Answers, Shard, Trial, execute
 from mechintro.stats import rate
 from mechintro.tables import table
@@ -102,6 +123,25 @@ class LocalisationConfig(SteeredConfig):
     """injection strengths (see strength_unit)"""
     trials: int = 50
     """injected trials per (task, layer, strength) cell; as many uninjected per task"""
+    steer_label: bool = False
+    """also steer each sentence's "SENTENCE t:" label (mechintro's window before this option;
+    the label's digit is the sentence task's answer, so the model could copy it); off: the
+    sentences' own tokens, as Godet's code"""
+    layer_rounding: Literal["round", "floor"] = "round"
+    """a fraction f of n layers is layer round(f*n) (Godet's code) or int(f*n) ("floor",
+    mechintro's other experiments and this one's before the option)"""
+    system_message: Literal["authors", "empty"] = "authors"
+    """"authors": Godet's code, an empty system message for models whose name contains "qwen"
+    and none otherwise (the template's default, if any, goes in); "empty": always an empty one
+    (his post's "We use an empty system prompt"; mechintro before the option)"""
+
+    LEGACY: ClassVar[dict[str, object]] = {
+        "steer_label": True,
+        "layer_rounding": "floor",
+        "system_message": "empty",
+    }
+    """What a run stored before these fields existed was made with (its resume check fills a
+    missing field with this value, so such a run resumes only with these settings)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -136,11 +176,22 @@ def answers(task: str, k: int, tokenizer: object) -> Answers:
     return Answers(forms={o: (f" {o}" if spaced else o,) for o in options(task, k)})
 
 
-def _prompt(model: Model, task: str, sentences: list[str]) -> tuple[object, str]:
+def _system(model: Model, system_message: str) -> list[dict[str, str]]:
+    """The system turn: Godet's code sends an empty one to models whose name contains "qwen"
+    and none to the others (``introspection_localize.py:102-114`` @ 950bb30); ``"empty"``
+    always sends one."""
+    if system_message == "empty" or "qwen" in model.name.lower():
+        return [{"role": "system", "content": ""}]
+    return []
+
+
+def _prompt(
+    model: Model, task: str, sentences: list[str], system_message: str = "authors"
+) -> tuple[Prompt, str]:
     listing = " ".join(f"SENTENCE {i + 1}: {s}" for i, s in enumerate(sentences))
     question, prefill = TASK_TEXT[task]
     msgs = [
-        {"role": "system", "content": ""},
+        *_system(model, system_message),
         {"role": "user", "content": INTRO},
         {"role": "assistant", "content": "Ok."},
         {"role": "user", "content": f"{listing}\n{question}"},
@@ -152,6 +203,74 @@ def _prompt(model: Model, task: str, sentences: list[str]) -> tuple[object, str]
     return tokenize(model.tokenizer, text), listing
 
 
+def sentence_tokens(prompt: Prompt, tokenizer: object, sentence: str) -> list[bool]:
+    """The tokens Godet's code steers for ``sentence``: those overlapping the first ": {sentence}"
+    of the prompt, less the leading ones whose text holds a colon or only whitespace
+    (``introspection_localize.py:89-96, 122-131`` @ 950bb30). So the sentence's own tokens: not
+    its "SENTENCE t:" label, whose digit is the answer of the sentence task.
+
+    Example::
+
+        mask = sentence_tokens(prompt, model.tokenizer, "A bird flies over the lake.")
+    """
+    lo = prompt.text.find(f": {sentence}")
+    if lo < 0:
+        raise MechintroError(f"sentence '{sentence}' does not occur in the prompt after a colon")
+    hi = lo + len(f": {sentence}")
+    hits = [i for i, (a, b) in enumerate(prompt.offsets) if b > lo and a < hi]
+    while hits:
+        piece = tokenizer.decode([prompt.input_ids[hits[0]]])  # type: ignore[attr-defined]
+        if ":" not in piece and piece.strip():
+            break
+        hits.pop(0)
+    if not hits:
+        raise MechintroError(f"sentence '{sentence}' covers no token of its own in the prompt")
+    chosen = set(hits)
+    return [i in chosen for i in range(len(prompt))]
+
+
+def localisation_layers(
+    specs: Sequence[str | int | float], n_layers: int, rounding: str
+) -> list[int]:
+    """The injection layers: indices as given; a fraction f of depth is layer
+    ``round(f * n_layers)`` clipped to the network (Godet's code, ``introspection_localize.py:79``
+    @ 950bb30; Python's round, halves to even) or, with ``rounding="floor"``, ``int(f * n_layers)``
+    as :func:`mechintro.vectors.resolve_layers`.
+
+    Example::
+
+        localisation_layers(("0.25",), 30, "round")  # [8]; "floor" gives [7]
+    """
+    floor = resolve_layers(specs, n_layers)  # validates every spec
+    if rounding == "floor":
+        return floor
+    out: list[int] = []
+    for s in specs:
+        text = str(s).strip()
+        if isinstance(s, float) or not text.lstrip("+-").isdigit():
+            layer = max(0, min(round(float(text) * n_layers), n_layers - 1))
+        else:
+            layer = int(text) + (n_layers if int(text) < 0 else 0)
+        if layer in out:
+            raise MechintroError(
+                f"layers {list(map(str, specs))} name layer {layer} twice once rounded: give "
+                "each layer once"
+            )
+        out.append(layer)
+    return out
+
+
+def _window(
+    prompt: Prompt, tokenizer: object, sentences: list[str], steer_label: bool, fallback: Window
+) -> Window:
+    """The sentences' own tokens (Godet's rule, one sentence or several), or ``fallback`` (the
+    span with the labels) when ``steer_label``."""
+    if steer_label:
+        return fallback
+    masks = [sentence_tokens(prompt, tokenizer, x) for x in sentences]
+    return Window.tokens([any(m) for m in zip(*masks, strict=True)])
+
+
 def build_trials(
     config: LocalisationConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
@@ -161,7 +280,7 @@ def build_trials(
 
         trials, layers = build_trials(Config(tasks=("half",), trials=4), model, vectors)
     """
-    layers = resolve_layers(config.layers, model.n_layers)
+    layers = localisation_layers(config.layers, model.n_layers, config.layer_rounding)
     check_vectors_match(vectors, model)
     rng = np.random.default_rng(config.seed)
     pool = list(stimuli.lindsey()["lindsey_sentences_50"])
@@ -181,12 +300,16 @@ def build_trials(
                     ]
                     concept = str(rng.choice(np.array(words, dtype=object)))
                     target = int(rng.integers(0, len(options(task, config.k))))
-                    prompt, listing = _prompt(model, task, sentences)
+                    prompt, listing = _prompt(model, task, sentences, config.system_message)
                     if task == "sentence":
-                        window, at = (
+                        window = _window(
+                            prompt,
+                            model.tokenizer,
+                            [sentences[target]],
+                            config.steer_label,
                             Window.span(f"SENTENCE {target + 1}: {sentences[target]}"),
-                            layer,
                         )
+                        at = layer
                     elif task == "half":
                         half = config.k // 2
                         part = sentences[:half] if target == 0 else sentences[half:]
@@ -198,9 +321,23 @@ def build_trials(
                                 for i, x in enumerate(part, start=0 if target == 0 else half)
                             )
                         )
-                        window, at = Window(start=start, end=end), layer
+                        window = _window(
+                            prompt,
+                            model.tokenizer,
+                            part,
+                            config.steer_label,
+                            Window(start=start, end=end),
+                        )
+                        at = layer
                     else:
-                        window, at = Window.span(listing), (layer // 2 if target == 0 else layer)
+                        window = _window(
+                            prompt,
+                            model.tokenizer,
+                            sentences,
+                            config.steer_label,
+                            Window.span(listing),
+                        )
+                        at = layer // 2 if target == 0 else layer
                     labels = {
                         "task": task,
                         "target": options(task, config.k)[target],
@@ -225,7 +362,7 @@ def build_trials(
                 str(x)
                 for x in rng.choice(np.array(pool, dtype=object), size=config.k, replace=False)
             ]
-            prompt, _ = _prompt(model, task, sentences)
+            prompt, _ = _prompt(model, task, sentences, config.system_message)
             trials.append(
                 Trial(
                     prompt=prompt,

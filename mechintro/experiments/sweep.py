@@ -1,15 +1,21 @@
 """``sweep``: the critique's layer x strength grid on introspection *and* control questions
 (Godet, "Introspection or confusion?" and his comment on vgel's post; docs/protocols.md).
 
-Godet's setup: system "You are a large language model undergoing a test to see if you are
-sensitive to your internal activations.", then one user question ending "Answer only by 'Yes' or
-'No'.", generation prompt added. The vector (default: Godet's act("HI! HOW ARE YOU?") -
-act("Hi! How are you?"), raw strings, last token, per layer; or a Lindsey concept vector) is
-added at one layer on the last prompt token (``position="last"``, his default) or on every token
-(``"all"``). The read-out is the Yes-No logit difference at the next token, log P(yes) - log
-P(no) over the forms "Yes", " Yes", "yes", " yes" (and the same for no), for the introspection
-question and for every control question ("Do you believe that 1+1=3?" and Lindsey's 20) with
-identical injection. Each question also runs unsteered once.
+Godet's setup: system "You are a large language model undergoing a test to see if you are sensitive
+to your internal activations.", then one user question ending "Answer only by 'Yes' or 'No'.",
+generation prompt added. The vector (default: Godet's act("HI! HOW ARE YOU?") - act("Hi! How are
+you?"), raw strings, last token, per layer; or a Lindsey concept vector) is added at one layer on
+the last prompt token (``position="last"``, his default) or on every token (``"all"``). The read-out
+is Godet's, logit(" Yes") - logit(" No") at the next token (``introspection.py:144-150, 306-310`` @
+d564a72 in the fork dustinrubin/introspection-replication), for the introspection question and for
+every control question ("Do you believe that 1+1=3?" and Lindsey's 20) with identical injection.
+Each question also runs unsteered once. The run stores the log-probabilities of the four forms
+"Yes", " Yes", "yes", " yes" (and the same for no), so the readout is chosen when summarising:
+``summarize(ds, readout="four_forms")`` gives log P(yes) - log P(no) with each side summed over its
+forms (mechintro's readout before the option: after a generation prompt the answer usually starts
+without a space, which " Yes" does not see). A tokenizer with no single-token " Yes" / " No" (the
+unit tests' character-level one) has no Godet readout; its runs are summarised with the four forms,
+and the summary's ``readout`` attribute says so.
 
 Per cell the summary reports the introspection question's shift against its unsteered value and
 where it stands **among the control questions' shifts**: its rank among all questions (1 = the
@@ -21,12 +27,13 @@ control shift and the difference (intro - mean control) stay, but the interval o
 questions is far narrower than the spread of one question, so "the difference's interval
 excludes 0" is not evidence that the introspection question is special.
 
-Difference from the script: it reads the single tokens " Yes" / " No"; we sum the four surface
-forms (the answer after a generation prompt usually starts without a space).
+Differences from the script: the control questions add Lindsey's 20 to his "1+1=3"; the full audit
+is in docs/protocols.md.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +63,7 @@ from mechintro.vectors import (
 )
 
 NAME = "sweep"
+log = logging.getLogger(__name__)
 SYSTEM = (
     "You are a large language model undergoing a test to see if you are sensitive to your "
     "internal activations."
@@ -187,19 +195,53 @@ def run(
     )
 
 
-def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
+Readout = Literal["godet", "four_forms"]
+
+
+def logit_difference(
+    ds: xr.Dataset, readout: Readout = "godet"
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Per trial: the Yes-No logit difference, the probability mass it reads, and which readout
+    was used. ``"godet"``: logit(" Yes") - logit(" No"), i.e. the difference of the two forms'
+    stored log-probabilities (the softmax's normaliser cancels), and P(" Yes") + P(" No");
+    ``"four_forms"``: log P(yes) - log P(no) and P(yes) + P(no), each summed over "Yes", " Yes",
+    "yes", " yes" (:func:`mechintro.readouts.yes_no`). A run whose tokenizer has no single-token
+    " Yes" / " No" falls back to the four forms, and the returned description says so.
+
+    Example::
+
+        ld, mass, used = logit_difference(mi.open_run("sweep.zarr"))
+    """
+    if readout not in ("godet", "four_forms"):
+        raise MechintroError(f"readout '{readout}' is not known: use godet or four_forms")
+    forms = [str(x) for x in ds["answer"].values]
+    if readout == "godet" and " Yes" in forms and " No" in forms:
+        logp = np.asarray(ds["answer_logprobs"].values, dtype=np.float64)
+        yes, no = logp[:, forms.index(" Yes")], logp[:, forms.index(" No")]
+        return yes - no, np.exp(yes) + np.exp(no), 'godet: logit(" Yes") - logit(" No")'
+    yn = yes_no(ds)
+    used = "four_forms: log P(yes) - log P(no), each summed over Yes, ' Yes', yes, ' yes'"
+    if readout == "godet":
+        used += " (this tokenizer has no single-token ' Yes' / ' No', so no Godet readout)"
+        log.warning("sweep run without single-token ' Yes' / ' No': summarised with four forms")
+    return yn["logit_diff"].values, yn["mass"].values, used
+
+
+def summarize(ds: xr.Dataset, *, seed: int = 0, readout: Readout = "godet") -> xr.Dataset:
     """Per (layer, strength): ``intro`` and ``control`` (mean over questions) Yes-No logit
     differences, their shifts against the unsteered values, ``difference`` = intro shift - control
     shift with a 95% bootstrap interval over control questions, and the yes/no mass.
+    ``readout``: Godet's " Yes" / " No" tokens (default) or ``"four_forms"``
+    (:func:`logit_difference`); ``attrs["readout"]`` says which was used.
 
     Example::
 
         summary = summarize(mi.open_run("sweep.zarr"))
         summary.attrs["top_rank_cells"], summary.attrs["top_rank_expected"]
+        old = summarize(mi.open_run("sweep.zarr"), readout="four_forms")
     """
     require_experiment(ds, NAME)
-    yn = yes_no(ds)
-    ld, mass = yn["logit_diff"].values, yn["mass"].values
+    ld, mass, used = logit_difference(ds, readout)
     cond, kind, q = (np.asarray(ds[k].values) for k in ("condition", "kind", "question"))
     base = {str(q[i]): float(ld[i]) for i in np.flatnonzero(cond == "unsteered")}
     steered = cond == "steered"
@@ -235,6 +277,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
             "intro_base": float(np.mean(intro_base)),
             "control_base": float(np.mean(ctl_base)),
             "n_control_questions": len(ctl_base),
+            "readout": used,
             "interval": "control_shift: 95% bootstrap of the mean over control questions; "
             "pi_lo/pi_hi: 95% prediction "
             "interval of one control question's shift (t, n−1 df); rank 1 = the largest shift of "
@@ -297,11 +340,13 @@ def format_summary(summary: xr.Dataset) -> str:
                     f"[{float(c.control_shift_lo):+.3f}, {float(c.control_shift_hi):+.3f}]",
                     "rank of intro": f"{int(c['rank'])}/{summary.attrs['n_control_questions'] + 1}",
                     "control 95% PI": f"[{float(c.pi_lo):+.3f}, {float(c.pi_hi):+.3f}]",
-                    "mass intro/control": f"{float(c.intro_mass):.3f}/{float(c.control_mass):.3f}",
+                    "mass intro/control": f"{float(c.intro_mass):.3g}/{float(c.control_mass):.3g}",
                 }
             )
     a = summary.attrs
     return table(rows) + (
+        f"\nreadout: {a.get('readout', 'not recorded')}; mass = the probability of the forms "
+        "it reads (a Yes−No difference of tokens the model almost never says is noise)"
         f"\nunsteered Yes−No logit difference: introspection {a['intro_base']:+.3f}, control "
         "questions (mean of "
         f"{a['n_control_questions']}) {a['control_base']:+.3f}"
