@@ -165,16 +165,20 @@ def godet_question(tokenizer, question: str) -> list[int]:
     return encode(tokenizer, text)[0]
 
 
-def localisation_prompt(tokenizer, task: str, sentences: list[str]) -> tuple[list[int], list, str]:
-    """Godet's localisation prompt (empty system message, intro, "Ok.", the numbered list and
-    the question, the answer prefilled). When " 1" is not one token the prefill ends in a space
-    and the digit is read without one."""
+def localisation_prompt(
+    tokenizer, task: str, sentences: list[str], *, qwen: bool
+) -> tuple[list[int], list, str]:
+    """Godet's localisation prompt (intro, "Ok.", the numbered list and the question, the answer
+    prefilled), with an empty system message only for Qwen models, as his
+    ``introspection_localize.py`` sends it; other templates add their default. When " 1" is not
+    one token the prefill ends in a space and the digit is read without one."""
     listing = " ".join(f"SENTENCE {i}: {s}" for i, s in enumerate(sentences, 1))
     question, answer = LOC_TASKS[task]
+    system = [{"role": "system", "content": ""}] if qwen else []
     text = chat(
         tokenizer,
         [
-            {"role": "system", "content": ""},
+            *system,
             {"role": "user", "content": LOC_INTRO},
             {"role": "assistant", "content": "Ok."},
             {"role": "user", "content": listing + "\n" + question},
@@ -186,6 +190,18 @@ def localisation_prompt(tokenizer, task: str, sentences: list[str]) -> tuple[lis
         text += " "
     ids, offsets = encode(tokenizer, text)
     return ids, offsets, text
+
+
+def sentence_positions(tokenizer, ids, offsets, text: str, sentence: str) -> list[int]:
+    """The tokens Godet's code steers for one sentence: those overlapping ": {sentence}", less
+    the leading ones whose text is a colon or blank, so the "SENTENCE t:" label is not steered."""
+    lo = text.index(f": {sentence}")
+    at = positions(offsets, lo, lo + len(f": {sentence}"))
+    while at and (
+        ":" in tokenizer.decode([ids[at[0]]]) or not tokenizer.decode([ids[at[0]]]).strip()
+    ):
+        at = at[1:]
+    return at
 
 
 # --- the model, with forward hooks ----------------------------------------------------------------

@@ -279,8 +279,10 @@ def test_agreement_bootstrap_interval_brackets_kappa():
         for i in range(30)
     ]
 
-    def noisy(item, _n=iter(range(10**6))):
-        k = next(_n)
+    calls = iter(range(10**6))
+
+    def noisy(item):
+        k = next(calls)
         return dict.fromkeys(grading.CRITERIA, item["labels"]["coherence"] != (k % 7 == 0))
 
     r = grading.agreement(items, noisy, bootstrap=500)["coherence"]

@@ -224,23 +224,27 @@ def localisation_problems(model, vectors, cfg, ds) -> list[str]:
         found = re.findall(r"SENTENCE \d: (.*?)(?= SENTENCE \d: |\n)", trial.prompt.text)
         sentences = found[: cfg.k]
         task, target = str(ds.task.values[i]), str(ds.target.values[i])
-        ids, offsets, text = R.localisation_prompt(tok, task, sentences)
+        qwen = "qwen" in model.name.lower()
+        ids, offsets, text = R.localisation_prompt(tok, task, sentences, qwen=qwen)
         if str(ds.condition.values[i]) == "control":
             out += logit_problems(ds, i, ids, None, model.hf, [])
             continue
         layer = int(ds.cell_layer[i])
         if task == "sentence":
-            t = int(target)
-            span = f"SENTENCE {t}: {sentences[t - 1]}"
+            part = [int(target)]
         elif task == "half":
             h = cfg.k // 2
-            part = range(1, h + 1) if target == "first" else range(h + 1, cfg.k + 1)
-            span = " ".join(f"SENTENCE {j}: {sentences[j - 1]}" for j in part)
+            part = list(range(1, h + 1) if target == "first" else range(h + 1, cfg.k + 1))
         else:
-            span = " ".join(f"SENTENCE {j}: {x}" for j, x in enumerate(sentences, 1))
+            part = list(range(1, cfg.k + 1))
             layer = layer // 2 if target == "early" else layer
-        lo = text.index(span)
-        at = R.positions(offsets, lo, lo + len(span))
+        at = sorted(
+            {
+                p
+                for j in part
+                for p in R.sentence_positions(tok, ids, offsets, text, sentences[j - 1])
+            }
+        )
         v = float(ds.strength[i]) * vec(vectors, str(ds.concept.values[i]), layer)
         if int(ds.inject_layer[i]) != layer:
             out.append(f"trial {i}: injected at layer {int(ds.inject_layer[i])}, not {layer}")
