@@ -35,7 +35,7 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "anomaly_cosines": {"run": "demo.zarr", "vectors": "demo-vectors.zarr"},
     # reads analyses/data/looking-inward; the probe figures need runs/looking-inward
     "looking_inward": {},
-    "oracles": {},  # reads analyses/data/oracles/smollm2-135m
+    "oracles": {},  # reads analyses/data/oracles/{model}
 }
 # the PNGs a script draws, where they are not just ``{script}.png``
 FIGURES: dict[str, list[str]] = {
@@ -45,7 +45,7 @@ FIGURES: dict[str, list[str]] = {
         "self_vs_cross",
         "cross_training_scaling",
     ],
-    "oracles": ["oracle_comparison"],
+    "oracles": ["oracle_comparison_qwen2.5-coder-0.5b", "oracle_comparison_smollm2-135m"],
 }
 
 

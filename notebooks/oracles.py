@@ -4,9 +4,10 @@
 # Karvonen et al. (2025): a model finetuned to answer questions about activations fed into its
 # residual stream. Here the smoke-scale SmolLM2-135M oracle of `docs/oracles.md` (480 examples,
 # 60 steps), its untrained baselines, and a linear probe read the same activations of Lindsey's
-# injected-thoughts trials (layer 20, last prompt token), next to the model's own self-report.
-# Loads the shipped results in `analyses/data/oracles/smollm2-135m` (`MECHINTRO_ROOT` for
-# another folder written by `scripts/oracle_compare.py` and `mechintro oracle eval`).
+# injected-thoughts trials (2/3 depth, last prompt token), next to the model's own self-report;
+# the same for Qwen2.5-Coder-0.5B. Loads the shipped results in `analyses/data/oracles/{model}`
+# (`MECHINTRO_ROOT` for another folder holding such model folders, written by
+# `scripts/oracle_compare.py` and `mechintro oracle eval`).
 
 # %%
 import json
@@ -17,14 +18,9 @@ import mechintro as mi
 from mechintro import plotting
 from mechintro.tables import table as markdown_table
 
-root = Path(os.environ.get("MECHINTRO_ROOT", "../analyses/data/oracles/smollm2-135m"))
-comparison = json.loads((root / "table.json").read_text())
-evaluation = json.loads((root / "eval.json").read_text())
-training = json.loads((root / "training.json").read_text())
-{
-    k: comparison["meta"][k]
-    for k in ("model", "layer", "strengths", "n_injected", "n_control", "question")
-}
+base = Path(os.environ.get("MECHINTRO_ROOT", "../analyses/data/oracles"))
+models = sorted(d.name for d in base.glob("*") if (d / "table.json").exists())
+models
 
 
 # %% [markdown]
@@ -38,18 +34,25 @@ def cell(v):
 
 
 keys = ("detect_injected", "detect_control_fpr", "identify_injected", "names_a_concept_control")
-print(
-    markdown_table(
-        [
-            {
-                "reader": r["reader"],
-                **{k: cell(r.get(k)) for k in keys},
-                "AUC of P(yes)": f"{r['p_yes_auc']:.3f}" if "p_yes_auc" in r else "—",
-            }
-            for r in comparison["rows"]
-        ]
+for model in models:
+    comparison = json.loads((base / model / "table.json").read_text())
+    meta = comparison["meta"]
+    print(
+        f"{model}: layer {meta['layer']}, strengths {meta['strengths']}, "
+        f"{meta['n_injected']} injected / {meta['n_control']} control trials"
     )
-)
+    print(
+        markdown_table(
+            [
+                {
+                    "reader": r["reader"],
+                    **{k: cell(r.get(k)) for k in keys},
+                    "AUC of P(yes)": f"{r['p_yes_auc']:.3f}" if "p_yes_auc" in r else "—",
+                }
+                for r in comparison["rows"]
+            ]
+        )
+    )
 
 # %% [markdown]
 # The oracle's own evaluation: yes/no accuracy on held-out task families and held-out concepts,
@@ -57,22 +60,33 @@ print(
 # majority class.
 
 # %%
-print(
-    markdown_table(
-        [
-            {
-                "set": e["set"],
-                "reader": e["reader"],
-                "correct": f"{e['correct']}/{e['n']}",
-                "accuracy": f"{e['accuracy']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]",
-            }
-            for e in evaluation
-        ]
+for model in models:
+    evaluation = json.loads((base / model / "eval.json").read_text())
+    print(model)
+    print(
+        markdown_table(
+            [
+                {
+                    "set": e["set"],
+                    "reader": e["reader"],
+                    "correct": f"{e['correct']}/{e['n']}",
+                    "accuracy": f"{e['accuracy']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]",
+                }
+                for e in evaluation
+            ]
+        )
     )
-)
 
 # %%
-fig = plotting.oracle_comparison(comparison, evaluation)
+for model in models:
+    plotting.oracle_comparison(
+        json.loads((base / model / "table.json").read_text()),
+        json.loads((base / model / "eval.json").read_text()),
+    )
+
+# %%
+root = base / ("smollm2-135m" if "smollm2-135m" in models else models[0])  # one model's details
+training = json.loads((root / "training.json").read_text())
 
 # %% [markdown]
 # One asked trial: the oracle's answer is a run in the same store as every experiment, its trial
