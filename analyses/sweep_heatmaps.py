@@ -27,7 +27,7 @@ save(
         summary,
         title=title(
             ds,
-            f"layer × strength sweep, {summary.attrs['readout']} readout "
+            f"layer × strength sweep, {summary.attrs['readout'].split(':')[0]} readout "
             f"(introspection vs control shifts: r = {r:.2f})",
         ),
     ),
