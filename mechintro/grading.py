@@ -42,30 +42,33 @@ from functools import cache
 from mechintro.stimuli import _load
 
 _AFFIRM = re.compile(
-    r"\byes\b|(?:^|(?<=[.!?\n])\s*)(?:absolutely|certainly|indeed)\b"
+    r"(?P<cue>\byes\b|(?:^|(?<=[.!?\n])\s*)(?:absolutely|certainly|indeed)\b"
     r"|\bi(?: do| can| think i| believe i| might| may)?"
     r" (?:detect|notice|sense|feel|perceive)(?:d)?\b"
     r"|\bi(?:'m| am) (?:detecting|noticing|sensing|picking up)\b|\bi (?:detected|noticed|sensed)\b"
     r"|\bi(?:'ve| have| was| am)? (?:(?!not\b|never\b)\w+ )?(?:been )?able to"
     r" (?:detect|notice|sense)"
     r"|\bi(?:'ve| have) (?:(?!not\b|never\b)\w+ )?(?:detected|noticed|sensed)\b"
+    r"|\bthere (?:is|seems to be|appears to be) (?:an? |some )?(?:injected|unusual|foreign"
+    r"|strange|new) (?:thought|concept|pattern)"
+    r"|\b(?:an? |the )?injected thought (?:is|was|seems|appears|would be|might be|may be)\b(?! not)"
+    r"|\bi find myself (?:being )?drawn to|\bi(?:'m| am) (?:being )?drawn to|\bis the (?:injected"
+    r"|unusual) thought\b)"
     # claim-lexicon: the same claim in other words — other perception verbs ("I observed",
     # "I spotted", "we identified"), "we" for "I", "there seems to be one thought", and the
     # injected thought said to be something under any modal ("could be", "must be").
-    r"|\b(?:i|we)(?:'ve| have| had)? (?:(?!not\b|never\b)\w+ )?(?:observed|spotted|identified"
-    r"|recogni[sz]ed|detected|noticed|sensed|perceived)\b"
+    r"|(?P<claim_lexicon>\b(?:i|we)(?:'ve| have| had)? (?:(?!not\b|never\b)\w+ )?(?:observed"
+    r"|spotted|identified|recogni[sz]ed|detected|noticed|sensed|perceived)\b"
     r"|\b(?:i|we)(?: do| can| think (?:i|we))? (?:observe|spot|identify|recogni[sz]e)\b"
     r"|\bwe(?: do| can| think we| might| may)? (?:detect|notice|sense|perceive)\b"
     r"|\bwe(?:'re| are) (?:detecting|noticing|sensing|observing|picking up)\b"
     r"|\bthere (?:is|was|seems to be|appears to be) (?:an? |some |one |a single )?(?:(?:injected"
     r"|unusual|foreign|strange|new|hidden|odd|extra|different) )?(?:thought|concept|pattern)\b"
-    r"|\b(?:an? |the )?injected thought (?:is|was|seems|appears|would be|might be|may be|could be"
-    r"|must be|will be|is likely)\b(?! not)"
-    r"|\bi find myself (?:being )?drawn to|\bi(?:'m| am) (?:being )?drawn to|\bis the (?:injected"
-    r"|unusual) thought\b"
+    r"|\b(?:an? |the )?injected thought (?:could be|must be|will be|is likely)\b(?! not))"
     # definite-claim: a sentence whose subject is "the injected thought about…/that…" presupposes
     # that there is one (a claim), unlike "an injected thought about" (a topic).
-    r"|(?:^|(?<=[.!?\n]))[\s\"']*the (?:injected|unusual) thought (?:about|that|which|here)\b",
+    r"|(?P<definite_claim>(?:^|(?<=[.!?\n]))[\s\"']*the (?:injected|unusual) thought"
+    r" (?:about|that|which|here)\b)",
     re.IGNORECASE,
 )
 _NEGATE = re.compile(
@@ -314,11 +317,13 @@ def _unechoed(text: str) -> str:
     return _ECHO.sub(lambda m: " " * len(m.group(0)), text)
 
 
-def _first_affirm(text: str) -> int | None:
-    """Offset of the first affirmative cue the speaker asserts: not in an echo of the question,
-    not after "if"/"whether" in its sentence, not inside an open double quote."""
+def _asserted_affirm(text: str) -> tuple[re.Match[str] | None, str]:
+    """The first affirmative cue the speaker asserts (not in an echo of the question, not after
+    "if"/"whether" in its sentence or "when" in its clause, not inside an open double quote),
+    and a note on the cues skipped by habitual-when."""
     text = _unechoed(text)
     starts = _sentence_starts(text)
+    note = ""
     for m in _AFFIRM.finditer(text):
         lo = max(starts[bisect.bisect_right(starts, m.start()) - 1], m.start() - 400)
         lead = text[lo : m.start()]
@@ -326,19 +331,36 @@ def _first_affirm(text: str) -> int | None:
             continue
         clause = [c.end() for c in _CLAUSE.finditer(lead)]
         if _WHEN.search(lead, clause[-1] if clause else 0):
+            note = note or f"; habitual-when skipped {m.group(0).strip()!r}"
             continue
-        return m.start()
-    return None
+        return m, note
+    return None, note
+
+
+def _first_affirm(text: str) -> int | None:
+    """Offset of the first affirmative cue the speaker asserts (:func:`_asserted_affirm`)."""
+    m, _ = _asserted_affirm(text)
+    return m.start() if m else None
+
+
+def _cue_name(m: re.Match[str]) -> str:
+    """The rule a cue belongs to: the listed cues, or claim-lexicon / definite-claim."""
+    return "affirmative cue" if m.lastgroup == "cue" else m.lastgroup.replace("_", "-")
 
 
 def _affirmative(text: str) -> tuple[bool, str]:
-    a, n = _first_affirm(text), _first(_NEGATE, _unechoed(text))
-    if a is None:
-        return False, "no affirmative cue (echoes of the question, 'if…' and quotes do not count)"
+    m, note = _asserted_affirm(text)
+    n = _first(_NEGATE, _unechoed(text))
+    if m is None:
+        return (
+            False,
+            "no affirmative cue (echoes of the question, 'if…' and quotes do not count)" + note,
+        )
+    a, cue = m.start(), f"{_cue_name(m)} {m.group(0).strip()!r}"
     if n is None:
-        return True, "affirmative cue, no negative cue"
+        return True, f"{cue}, no negative cue"
     if a < n:
-        return True, "affirmative cue before the first negative cue"
+        return True, f"{cue} before the first negative cue"
     rev = _REVERSAL.search(text, n)
     if rev and _first_affirm(text[rev.start() :]) is not None:
         return (

@@ -420,7 +420,8 @@ def test_thought_report_takes_other_mental_verbs():
 
 def test_rule_definite_claim():
     # "the injected thought about X" as a sentence's subject presupposes there is one
-    assert grading.affirmative("The injected thought about rivers keeps coming back.")
+    g = grading.grade("The injected thought about rivers keeps coming back.", "Rivers")
+    assert g.affirmative and g.why("affirmative").startswith("definite-claim")
     assert grading.affirmative("Well. The injected thought that keeps returning is glass.")
     # an indefinite topic, or one the speaker denies, is not a claim
     assert not grading.affirmative("Looking for an injected thought about the sea now.")
@@ -430,7 +431,7 @@ def test_rule_definite_claim():
 def test_rule_habitual_when():
     # a cue in a "when" clause is what happens in general, not what it noticed now
     g = grading.grade("It is easier when I notice my own thoughts early.", "Oceans")
-    assert not g.affirmative
+    assert not g.affirmative and "habitual-when" in g.why("affirmative")
     assert not grading.affirmative("Whenever I detect a pattern, it fades quickly.")
     # outside the "when" clause the claim stands
     assert grading.affirmative("When I looked inward, I noticed a thought about bread.")
@@ -445,7 +446,8 @@ def test_rule_claim_lexicon():
         "There seems to be one thought tucked away in here, about glass.",
         "The injected thought could be about glass, or sand.",
     ):
-        assert grading.affirmative(text), text
+        g = grading.grade(text, "Glass")
+        assert g.affirmative and g.why("affirmative").startswith("claim-lexicon"), text
     for text in (
         "I have not observed anything out of place.",
         "We haven't identified anything unusual.",
