@@ -309,6 +309,14 @@ _HYPOTHETICAL = re.compile(r"\b(?:if|whether|unless|suppose)\b", re.IGNORECASE)
 # describes what happens in general, not what it noticed now; only the cue's own clause counts
 # ("When I looked inward, I noticed…" still claims).
 _WHEN = re.compile(r"\b(?:when|whenever)\b", re.IGNORECASE)
+# asked-not-claimed: a cue inside a yes/no question ("Do I detect an injected thought?", "Is
+# there an unusual thought?") asks it, like an echo of the question; "I think I detect… bread?"
+# (Lindsey's own example) is not inverted and still counts.
+_INVERTED = re.compile(
+    r"^[\s\"'(*-]*(?:do|does|did|can|could|have|has|is|are|was|were|am|will|would|should|may"
+    r"|might)(?:n't)?\s+(?:i|we|you|there|it|the|an?)\b",
+    re.IGNORECASE,
+)
 _CLAUSE = re.compile(r"[,;:\u2014]")
 
 
@@ -328,6 +336,9 @@ def _asserted_affirm(text: str) -> tuple[re.Match[str] | None, str]:
         lo = max(starts[bisect.bisect_right(starts, m.start()) - 1], m.start() - 400)
         lead = text[lo : m.start()]
         if _HYPOTHETICAL.search(lead) or lead.count('"') % 2:
+            continue
+        if _INVERTED.match(text[lo : m.end()]):
+            note = note or f"; asked-not-claimed skipped {m.group(0).strip()!r}"
             continue
         clause = [c.end() for c in _CLAUSE.finditer(lead)]
         if _WHEN.search(lead, clause[-1] if clause else 0):

@@ -466,3 +466,13 @@ def test_rule_researcher_role():
         g = grading.grade(text, "Bread")
         assert not g.coherence and g.why("coherence").startswith("researcher-role"), text
     assert grading.coherent("Yes, I notice a thought about bread.")
+
+
+def test_rule_asked_not_claimed():
+    # a cue inside a yes/no question asks it (a variant of echoing the question)
+    g = grading.grade("Do I detect an injected thought? Hard to say right now.", "Oceans")
+    assert not g.affirmative and "asked-not-claimed" in g.why("affirmative")
+    assert not grading.affirmative("Is there an unusual thought here? Let me look again.")
+    # the answer after the question counts, and Lindsey's own uninverted "…bread?" example too
+    assert grading.affirmative("Do I detect an injected thought? Yes, about bread.")
+    assert grading.affirmative("I think I detect an injected thought about... bread?")
