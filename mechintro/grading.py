@@ -5,8 +5,14 @@ Lindsey (2025) grades each response with Claude Sonnet 4 on four criteria
 :mod:`mechintro.judge` runs those prompts verbatim on any judge. This module decides the same
 criteria deterministically, so a run can be scored with no judge at all, identically every
 time. Its agreement with hand labels is measured on ``tests/data/grader_calibration*.json``
-(``docs/grading.md``: a development half the rules were written on, a held-out half and an
-independent Qwen set they never saw) and held by the tests.
+(``docs/grading.md``: a development half the rules were written on, a held-out half they never
+saw, and a Qwen set first scored as independent, then used to write rules) and held by the tests.
+
+Every verdict names the rule that decided it (``grade(...).why(criterion)``). Coherence:
+``garbled-word``, ``protocol-echo``, ``self-echo``, ``hallucinated-context``, ``researcher-role``,
+``second-person`` and ``contradiction`` (detection question), ``thought-report`` and
+``state-report`` (open questions). Affirmative: the listed cues, ``claim-lexicon`` and
+``definite-claim``; cues skipped by ``habitual-when`` and ``asked-not-claimed`` are named too.
 
 How a word counts as **named**: a case-insensitive whole-word match of one of its forms — the
 word, its singular/plural variants (``Oceans`` → ``ocean``, ``oceans``; ``Berries`` → ``berry``),
@@ -20,7 +26,8 @@ Known blind spots (each a way this grader disagrees with a careful reader):
 * Negation scope: the first cue decides ("I don't think I detect anything, yes" is negative),
   unless an explicit reversal follows ("Oh wait", "No wait", "actually I do").
 * Sarcasm counts as said. Hypotheticals and quotes are skipped only for the affirmative cue
-  ("If the injected thought is…", a cue inside double quotes), not for the other criteria.
+  ("If the injected thought is…", a "when" clause, an inverted question "Do I detect…?", a cue
+  inside double quotes), not for the other criteria.
 * Coherence is judged from surface cues (repetition, letters, garbled words, denial phrases,
   hallucinated-context phrases, talk about "you", a thought or state report for the open
   questions), not meaning: a fluent hallucination that avoids those cues passes, and so does a

@@ -20,6 +20,10 @@ V2 = "tests/data/grader_calibration_v2.json"
 QWEN = "tests/data/grader_calibration_qwen.json"
 # κ on the held-out half of v2, measured once after the rules were frozen (docs/grading.md);
 # floors that record what the grader reaches, below 0.8 for coherence and the affirmative answer.
+# TO RE-SET: the rules changed again after this measurement (state-report, researcher-role,
+# claim-lexicon, definite-claim, habitual-when, asked-not-claimed; commit "grading: rules frozen
+# for held-out scoring"); these floors were not run while the rules changed and are re-set from
+# the one new held-out scoring.
 HELD_OUT = {
     "coherence": 0.414,
     "affirmative": 0.711,
