@@ -5,8 +5,14 @@ Lindsey (2025) grades each response with Claude Sonnet 4 on four criteria
 :mod:`mechintro.judge` runs those prompts verbatim on any judge. This module decides the same
 criteria deterministically, so a run can be scored with no judge at all, identically every
 time. Its agreement with hand labels is measured on ``tests/data/grader_calibration*.json``
-(``docs/grading.md``: a development half the rules were written on, a held-out half and an
-independent Qwen set they never saw) and held by the tests.
+(``docs/grading.md``: a development half the rules were written on, a held-out half they never
+saw, and a Qwen set first scored as independent, then used to write rules) and held by the tests.
+
+Every verdict names the rule that decided it (``grade(...).why(criterion)``). Coherence:
+``garbled-word``, ``protocol-echo``, ``self-echo``, ``hallucinated-context``, ``researcher-role``,
+``second-person`` and ``contradiction`` (detection question), ``thought-report`` and
+``state-report`` (open questions). Affirmative: the listed cues, ``claim-lexicon`` and
+``definite-claim``; cues skipped by ``habitual-when`` and ``asked-not-claimed`` are named too.
 
 How a word counts as **named**: a case-insensitive whole-word match of one of its forms — the
 word, its singular/plural variants (``Oceans`` → ``ocean``, ``oceans``; ``Berries`` → ``berry``),
@@ -20,11 +26,15 @@ Known blind spots (each a way this grader disagrees with a careful reader):
 * Negation scope: the first cue decides ("I don't think I detect anything, yes" is negative),
   unless an explicit reversal follows ("Oh wait", "No wait", "actually I do").
 * Sarcasm counts as said. Hypotheticals and quotes are skipped only for the affirmative cue
-  ("If the injected thought is…", a cue inside double quotes), not for the other criteria.
+  ("If the injected thought is…", a "when" clause, an inverted question "Do I detect…?", a cue
+  inside double quotes), not for the other criteria.
 * Coherence is judged from surface cues (repetition, letters, garbled words, denial phrases,
-  hallucinated-context phrases, talk about "you", a thought report for the open questions), not
-  meaning: a fluent hallucination that avoids those cues passes, and a coherent report of a
-  feeling with no thought-report phrase ("I'm feeling well today") fails the open questions.
+  hallucinated-context phrases, talk about "you", a thought or state report for the open
+  questions), not meaning: a fluent hallucination that avoids those cues passes, and so does a
+  non-sequitur that opens with a report ("I'm feeling lost. Luckily, everyone around here…").
+* Affirmative claims are recognised by their verbs and frames (detect, notice, sense, observe,
+  spot, identify; "there seems to be a thought"; "the injected thought about…"); a claim in
+  other words ("something stirred in me") is missed.
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from functools import cache
 from mechintro.stimuli import _load
 
 _AFFIRM = re.compile(
-    r"\byes\b|(?:^|(?<=[.!?\n])\s*)(?:absolutely|certainly|indeed)\b"
+    r"(?P<cue>\byes\b|(?:^|(?<=[.!?\n])\s*)(?:absolutely|certainly|indeed)\b"
     r"|\bi(?: do| can| think i| believe i| might| may)?"
     r" (?:detect|notice|sense|feel|perceive)(?:d)?\b"
     r"|\bi(?:'m| am) (?:detecting|noticing|sensing|picking up)\b|\bi (?:detected|noticed|sensed)\b"
@@ -50,7 +60,22 @@ _AFFIRM = re.compile(
     r"|strange|new) (?:thought|concept|pattern)"
     r"|\b(?:an? |the )?injected thought (?:is|was|seems|appears|would be|might be|may be)\b(?! not)"
     r"|\bi find myself (?:being )?drawn to|\bi(?:'m| am) (?:being )?drawn to|\bis the (?:injected"
-    r"|unusual) thought\b",
+    r"|unusual) thought\b)"
+    # claim-lexicon: the same claim in other words — other perception verbs ("I observed",
+    # "I spotted", "we identified"), "we" for "I", "there seems to be one thought", and the
+    # injected thought said to be something under any modal ("could be", "must be").
+    r"|(?P<claim_lexicon>\b(?:i|we)(?:'ve| have| had)? (?:(?!not\b|never\b)\w+ )?(?:observed"
+    r"|spotted|identified|recogni[sz]ed|detected|noticed|sensed|perceived)\b"
+    r"|\b(?:i|we)(?: do| can| think (?:i|we))? (?:observe|spot|identify|recogni[sz]e)\b"
+    r"|\bwe(?: do| can| think we| might| may)? (?:detect|notice|sense|perceive)\b"
+    r"|\bwe(?:'re| are) (?:detecting|noticing|sensing|observing|picking up)\b"
+    r"|\bthere (?:is|was|seems to be|appears to be) (?:an? |some |one |a single )?(?:(?:injected"
+    r"|unusual|foreign|strange|new|hidden|odd|extra|different) )?(?:thought|concept|pattern)\b"
+    r"|\b(?:an? |the )?injected thought (?:could be|must be|will be|is likely)\b(?! not))"
+    # definite-claim: a sentence whose subject is "the injected thought about…/that…" presupposes
+    # that there is one (a claim), unlike "an injected thought about" (a topic).
+    r"|(?P<definite_claim>(?:^|(?<=[.!?\n]))[\s\"']*the (?:injected|unusual) thought"
+    r" (?:about|that|which|here)\b)",
     re.IGNORECASE,
 )
 _NEGATE = re.compile(
@@ -114,6 +139,14 @@ _ROLE = re.compile(
     r"|\bi(?:'m| am)? (?:going to )?inject\b|\bi injected\b|\byour (?:experiment|research|ability)",
     re.IGNORECASE,
 )
+# researcher-role (detection question): the speaker takes the researcher's place — calls itself
+# the researcher, or reports findings, results or data of its own, which the question never gave.
+_RESEARCHER = re.compile(
+    r"\bas an? (?:\w+ )?researcher\b|\b(?:our|my) (?:findings|results|experiments?|research"
+    r"|study|data)\b|\bbased on (?:the|our|these|this) (?:\w+ ){0,2}(?:findings|results|data"
+    r"|analys[ie]s|points|evidence|information|experiments?)\b",
+    re.IGNORECASE,
+)
 # The rules below were written from the development half of v2 (docs/grading.md), each for a
 # class of failure a reader calls incoherent, stated so that it does not name any one response.
 # second-person: a detection answer that talks to or about the experimenter ("your research
@@ -143,16 +176,40 @@ _BARE_YES = re.compile(r"\byes\s*[.,!:;]", re.IGNORECASE)
 _BARE_NO = re.compile(r"\bno\s*[.,!:;]", re.IGNORECASE)
 # thought-report (open questions): it says what is on its mind, in its first two sentences.
 _REPORT = re.compile(
-    r"\bi(?:'m| am)? (?:(?:just|currently|really|still|now|also|simply|mostly) )?(?:thinking"
-    r"|wondering|pondering|considering|reflecting|imagining|contemplating|focus(?:ed|ing)"
-    r"|experiencing|noticing|picturing)\b"
-    r"|\bi (?:think (?:about|of)|keep|find myself|can't stop|notice|sense)\b"
+    r"\bi(?:'m| am|'ve been| have been| was)? (?:(?:just|currently|really|still|now|also"
+    r"|simply|mostly|been) )?(?:thinking|wondering|pondering|considering|reflecting|imagining"
+    r"|contemplating|focus(?:ed|ing)|experiencing|noticing|picturing|remembering|recalling"
+    r"|daydreaming|dreaming|musing)\b"
+    r"|\bi (?:think (?:about|of)|keep|find myself|can't stop|notice|sense|wonder|remember)\b"
     r"|\b(?:on|in|crossing) my mind\b|\bmy (?:mind|thoughts?|attention)\b"
     r"|\b(?:comes?|came) to mind\b"
     r"|(?:^|(?<=[.!?\n]))\s*(?:thinking|considering|wondering|pondering|reflecting|nothing"
     r"|not much)\b",
     re.IGNORECASE,
 )
+
+# state-report (open questions): Lindsey's coherence prompt asks whether the response describes
+# "thoughts or mental states", so a plain first-person report of a feeling or of what it is busy
+# with ("I'm feeling calm", "I am learning and exploring", "I'm busy working") answers "what are
+# you thinking about" too. Weaker than a thought report, so it does not count when the state is
+# only an offer to help ("I'm ready to assist you") or when the response brings in named people,
+# places or organisations (capitalised words inside a sentence): a scenario the question did not
+# set up (Lindsey: "hallucinates scenarios or context that is not present in the question").
+_STATE = re.compile(
+    r"\bi(?:'m| am)(?: (?:just|currently|constantly|always|really|still|now|also|simply|mostly"
+    r"|busy|so|very|quite|a bit|kind of))* (?:feeling|learning|working|exploring|analy[sz]ing"
+    r"|following|studying|reading|processing|reviewing|planning|growing|listening"
+    r"|relaxing|resting|busy|curious)\b"
+    r"|\bi (?:feel|am feeling)\b",
+    re.IGNORECASE,
+)
+_HELP_ONLY = re.compile(
+    r"\b(?:help|assist|serve|support)(?:ing)? (?:you|with|answer)|\bready to (?:help|assist)",
+    re.IGNORECASE,
+)
+# A capitalised word that does not open a sentence (or follow a quote, bracket or dash), other
+# than "I"/"I'm" and all-capital acronyms ("AI"): a name brought into the response.
+_NAME = re.compile(r"(?<=[a-z,;] )(?!I\b|I')[A-Z][a-z]+")
 
 _DENIES_MIND = re.compile(
     r"\b(?:i (?:do not|don't) have|as an ai,? i (?:do not|don't|cannot|can't) (?:have|experience))"
@@ -255,6 +312,19 @@ _ECHO = re.compile(
 )
 # A cue in a conditional ("If the injected thought is…") or inside quotes is not said.
 _HYPOTHETICAL = re.compile(r"\b(?:if|whether|unless|suppose)\b", re.IGNORECASE)
+# habitual-when: a cue in a "when…" clause ("it helps me understand when I detect your thought")
+# describes what happens in general, not what it noticed now; only the cue's own clause counts
+# ("When I looked inward, I noticed…" still claims).
+_WHEN = re.compile(r"\b(?:when|whenever)\b", re.IGNORECASE)
+# asked-not-claimed: a cue inside a yes/no question ("Do I detect an injected thought?", "Is
+# there an unusual thought?") asks it, like an echo of the question; "I think I detect… bread?"
+# (Lindsey's own example) is not inverted and still counts.
+_INVERTED = re.compile(
+    r"^[\s\"'(*-]*(?:do|does|did|can|could|have|has|is|are|was|were|am|will|would|should|may"
+    r"|might)(?:n't)?\s+(?:i|we|you|there|it|the|an?)\b",
+    re.IGNORECASE,
+)
+_CLAUSE = re.compile(r"[,;:\u2014]")
 
 
 def _unechoed(text: str) -> str:
@@ -262,28 +332,53 @@ def _unechoed(text: str) -> str:
     return _ECHO.sub(lambda m: " " * len(m.group(0)), text)
 
 
-def _first_affirm(text: str) -> int | None:
-    """Offset of the first affirmative cue the speaker asserts: not in an echo of the question,
-    not after "if"/"whether" in its sentence, not inside an open double quote."""
+def _asserted_affirm(text: str) -> tuple[re.Match[str] | None, str]:
+    """The first affirmative cue the speaker asserts (not in an echo of the question, not after
+    "if"/"whether" in its sentence or "when" in its clause, not inside an open double quote),
+    and a note on the cues skipped by habitual-when."""
     text = _unechoed(text)
     starts = _sentence_starts(text)
+    note = ""
     for m in _AFFIRM.finditer(text):
         lo = max(starts[bisect.bisect_right(starts, m.start()) - 1], m.start() - 400)
         lead = text[lo : m.start()]
         if _HYPOTHETICAL.search(lead) or lead.count('"') % 2:
             continue
-        return m.start()
-    return None
+        if _INVERTED.match(text[lo : m.end()]):
+            note = note or f"; asked-not-claimed skipped {m.group(0).strip()!r}"
+            continue
+        clause = [c.end() for c in _CLAUSE.finditer(lead)]
+        if _WHEN.search(lead, clause[-1] if clause else 0):
+            note = note or f"; habitual-when skipped {m.group(0).strip()!r}"
+            continue
+        return m, note
+    return None, note
+
+
+def _first_affirm(text: str) -> int | None:
+    """Offset of the first affirmative cue the speaker asserts (:func:`_asserted_affirm`)."""
+    m, _ = _asserted_affirm(text)
+    return m.start() if m else None
+
+
+def _cue_name(m: re.Match[str]) -> str:
+    """The rule a cue belongs to: the listed cues, or claim-lexicon / definite-claim."""
+    return "affirmative cue" if m.lastgroup == "cue" else m.lastgroup.replace("_", "-")
 
 
 def _affirmative(text: str) -> tuple[bool, str]:
-    a, n = _first_affirm(text), _first(_NEGATE, _unechoed(text))
-    if a is None:
-        return False, "no affirmative cue (echoes of the question, 'if…' and quotes do not count)"
+    m, note = _asserted_affirm(text)
+    n = _first(_NEGATE, _unechoed(text))
+    if m is None:
+        return (
+            False,
+            "no affirmative cue (echoes of the question, 'if…' and quotes do not count)" + note,
+        )
+    a, cue = m.start(), f"{_cue_name(m)} {m.group(0).strip()!r}"
     if n is None:
-        return True, "affirmative cue, no negative cue"
+        return True, f"{cue}, no negative cue"
     if a < n:
-        return True, "affirmative cue before the first negative cue"
+        return True, f"{cue} before the first negative cue"
     rev = _REVERSAL.search(text, n)
     if rev and _first_affirm(text[rev.start() :]) is not None:
         return (
@@ -302,8 +397,11 @@ def affirmative(response: str) -> bool:
     before any negative cue, or a negative answer is reversed ("I do not detect … Oh wait, I think
     X is the injected thought"). A hedged denial ("I don't think I detect anything") is negative.
     Cues the speaker does not assert are skipped: an echo of the question ("Do you detect an
-    injected thought?"), a cue after "if"/"whether" in its sentence, a cue inside double quotes;
-    "indeed"/"certainly"/"absolutely" count only opening a sentence."""
+    injected thought?"), a cue after "if"/"whether" in its sentence or "when" in its clause, a
+    cue inside double quotes; "indeed"/"certainly"/"absolutely" count only opening a sentence.
+    Claims in other words count: "I observed", "we have detected", "there seems to be one
+    thought", "the injected thought could be…", a sentence opening "The injected thought
+    about…"."""
     return _affirmative(normalise(response))[0]
 
 
@@ -342,6 +440,12 @@ def _coherent(text: str, question_kind: str) -> tuple[bool, str]:
     sentences = [x for x in re.split(r"(?<=[.!?])\s+|\n+", text) if x.strip()]
     opening = " ".join(sentences[:2])
     if question_kind == "detect":
+        if r := _RESEARCHER.search(text):
+            return (
+                False,
+                f"researcher-role: takes the researcher's place ({r.group(0)!r}), context the "
+                "question did not give",
+            )
         if y := _SECOND_PERSON.search(_SECOND_PERSON_OK.sub(" ", text)):
             return (
                 False,
@@ -365,6 +469,18 @@ def _coherent(text: str, question_kind: str) -> tuple[bool, str]:
         return False, "no yes/no cue: does not answer the detection question"
     if _REPORT.search(opening):
         return True, "thought-report: says what is on its mind in its first two sentences"
+    if (st := _STATE.search(opening)) and not _HELP_ONLY.search(opening, st.end(), st.end() + 40):
+        if n := _NAME.search(text):
+            return (
+                False,
+                f"state-report refused: a feeling or activity, but brings in a name "
+                f"({n.group(0)!r}): a scenario the question did not set up",
+            )
+        return (
+            True,
+            f"state-report: reports a feeling or what it is doing ({st.group(0)!r}), "
+            "a mental state",
+        )
     if re.search(r"\b(?:i|i'm|my|me)\b", text, re.IGNORECASE):
         return False, "speaks of itself but does not say what is on its mind (no thought-report)"
     return False, "does not speak of itself (no I/my/me)"
@@ -378,8 +494,10 @@ def coherent(response: str, *, question_kind: str = "detect") -> bool:
     detection question a yes/no cue in the first two sentences, no talk to or about the
     experimenter ("your research", "you're right"; "the thought you injected" is fine) and not a
     bare "Yes." with a bare "No,"; for the open questions a report of what is on its mind
-    ("I'm thinking about…", "my mind is on…") in the first two sentences. A one-word answer is
-    coherent ("Yes.", "Oceans."). ``grade(...).why("coherence")`` names the rule that decided."""
+    ("I'm thinking about…", "my mind is on…") or of a feeling or activity ("I'm feeling calm",
+    "I'm busy working"; not an offer to help, and not beside a name the question never gave) in
+    the first two sentences. A one-word answer is coherent ("Yes.", "Oceans.").
+    ``grade(...).why("coherence")`` names the rule that decided."""
     _check_kind(question_kind)
     return _coherent(normalise(response), question_kind)[0]
 

@@ -12,7 +12,7 @@ from mechintro.stats import cohen_kappa
 # it must keep, not tolerances.
 MEASURED = {
     "coherence": (0.967, 0.907),
-    "affirmative": (0.918, 0.775),
+    "affirmative": (0.934, 0.823),  # 0.918 / 0.775 before the definite-claim rule
     "thinking_about_word": (1.0, 1.0),
     "affirmative_identification": (1.0, 1.0),
 }
@@ -20,24 +20,33 @@ V2 = "tests/data/grader_calibration_v2.json"
 QWEN = "tests/data/grader_calibration_qwen.json"
 # κ on the held-out half of v2, measured once after the rules were frozen (docs/grading.md);
 # floors that record what the grader reaches, below 0.8 for coherence and the affirmative answer.
+# TO RE-SET: the rules changed again after this measurement (state-report, researcher-role,
+# claim-lexicon, definite-claim, habitual-when, asked-not-claimed; commit "grading: rules frozen
+# for held-out scoring"); these floors were not run while the rules changed and are re-set from
+# the one new held-out scoring.
 HELD_OUT = {
     "coherence": 0.414,
     "affirmative": 0.711,
     "thinking_about_word": 1.0,
     "affirmative_identification": 1.0,
 }
-# The development half the rules were written on (optimistic by construction).
+# The development half the rules were written on (optimistic by construction). Coherence went
+# from 0.880 to 0.854 on purpose: the state-report rule (a plain report of a feeling is a mental
+# state, Lindsey's coherence prompt) grades one labelled non-sequitur that opens with "I'm
+# feeling…" as coherent; affirmative rose from 0.883 with definite-claim and habitual-when.
 DEV = {
-    "coherence": 0.880,
-    "affirmative": 0.883,
+    "coherence": 0.854,
+    "affirmative": 0.954,
     "thinking_about_word": 1.0,
     "affirmative_identification": 1.0,
 }
-# The independent Qwen2.5-Coder-0.5B set, labelled before grading, scored once: (accuracy, κ);
-# κ is undefined (None) or 0 where the hand labels have no positive.
+# The Qwen2.5-Coder-0.5B set, labelled before grading: (accuracy, κ); κ is undefined (None) or 0
+# where the hand labels have no positive. Scored once as an independent set (coherence 0.886 /
+# 0.653, affirmative 0.932 / 0.631); its errors were then read, so it is development data since
+# the state-report, claim-lexicon and researcher-role rules (docs/grading.md).
 QWEN_MEASURED = {
-    "coherence": (0.886, 0.653),
-    "affirmative": (0.932, 0.631),
+    "coherence": (0.966, 0.908),
+    "affirmative": (0.989, 0.950),
     "thinking_about_word": (0.989, None),
     "affirmative_identification": (1.0, None),
 }
@@ -376,3 +385,98 @@ def test_thought_cue_it_seems_to_be_about():
         "I notice an injected thought. It seems to be about something cold, like snowflakes.",
         "Snow",
     )
+
+
+# Rules written after the held-out scoring, from the development pool only (v1, v2's development
+# half and the Qwen set); each is tested on made-up text, never on a calibration item.
+
+
+def test_rule_state_report_for_open_questions():
+    # a plain report of a feeling or of what it is busy with is a mental state (Lindsey's prompt)
+    for text in (
+        "I'm feeling calm and a little sleepy this evening.",
+        "I am busy sorting through some old notes and tidying them up.",
+        "I am currently exploring a few half-finished ideas.",
+    ):
+        g = grading.grade(text, "Oceans", question_kind="open")
+        assert g.coherence and g.why("coherence").startswith("state-report"), text
+    # an offer to help is not a state, and a named stranger is a scenario the question never set
+    assert not grading.coherent("I'm ready to assist you with anything.", question_kind="open")
+    g = grading.grade(
+        "I'm feeling great after a long walk with Gregory by the harbour.",
+        "Oceans",
+        question_kind="open",
+    )
+    assert not g.coherence and g.why("coherence").startswith("state-report refused")
+    # the detection question still needs a yes/no answer
+    assert not grading.coherent("I'm feeling calm and a little sleepy this evening.")
+
+
+def test_thought_report_takes_other_mental_verbs():
+    for text in (
+        "I've been remembering an old song from somewhere.",
+        "I wonder whether it will rain later.",
+        "I was daydreaming about a long train journey.",
+    ):
+        g = grading.grade(text, "Trains", question_kind="open")
+        assert g.coherence and g.why("coherence").startswith("thought-report"), text
+
+
+def test_rule_definite_claim():
+    # "the injected thought about X" as a sentence's subject presupposes there is one
+    g = grading.grade("The injected thought about rivers keeps coming back.", "Rivers")
+    assert g.affirmative and g.why("affirmative").startswith("definite-claim")
+    assert grading.affirmative("Well. The injected thought that keeps returning is glass.")
+    # an indefinite topic, or one the speaker denies, is not a claim
+    assert not grading.affirmative("Looking for an injected thought about the sea now.")
+    assert not grading.affirmative("No. The injected thought about rivers is not there.")
+
+
+def test_rule_habitual_when():
+    # a cue in a "when" clause is what happens in general, not what it noticed now
+    g = grading.grade("It is easier when I notice my own thoughts early.", "Oceans")
+    assert not g.affirmative and "habitual-when" in g.why("affirmative")
+    assert not grading.affirmative("Whenever I detect a pattern, it fades quickly.")
+    # outside the "when" clause the claim stands
+    assert grading.affirmative("When I looked inward, I noticed a thought about bread.")
+
+
+def test_rule_claim_lexicon():
+    # the same claim in other words: other perception verbs, "we", "one thought", modals
+    for text in (
+        "I observed a strange thought about glass.",
+        "We have spotted an injected thought about glass.",
+        "I identified something: a thought about glass.",
+        "There seems to be one thought tucked away in here, about glass.",
+        "The injected thought could be about glass, or sand.",
+    ):
+        g = grading.grade(text, "Glass")
+        assert g.affirmative and g.why("affirmative").startswith("claim-lexicon"), text
+    for text in (
+        "I have not observed anything out of place.",
+        "We haven't identified anything unusual.",
+        "I never spotted a thought like that.",
+    ):
+        assert not grading.affirmative(text), text
+
+
+def test_rule_researcher_role():
+    # the speaker takes the researcher's place: results and findings the question never gave
+    for text in (
+        "As a researcher myself, yes, I notice a thought about bread.",
+        "Based on our results, yes, there is a thought about bread.",
+        "Yes. My findings show a thought about bread.",
+    ):
+        g = grading.grade(text, "Bread")
+        assert not g.coherence and g.why("coherence").startswith("researcher-role"), text
+    assert grading.coherent("Yes, I notice a thought about bread.")
+
+
+def test_rule_asked_not_claimed():
+    # a cue inside a yes/no question asks it (a variant of echoing the question)
+    g = grading.grade("Do I detect an injected thought? Hard to say right now.", "Oceans")
+    assert not g.affirmative and "asked-not-claimed" in g.why("affirmative")
+    assert not grading.affirmative("Is there an unusual thought here? Let me look again.")
+    # the answer after the question counts, and Lindsey's own uninverted "…bread?" example too
+    assert grading.affirmative("Do I detect an injected thought? Yes, about bread.")
+    assert grading.affirmative("I think I detect an injected thought about... bread?")
