@@ -18,15 +18,14 @@ MEASURED = {
 }
 V2 = "tests/data/grader_calibration_v2.json"
 QWEN = "tests/data/grader_calibration_qwen.json"
-# κ on the held-out half of v2, measured once after the rules were frozen (docs/grading.md);
-# floors that record what the grader reaches, below 0.8 for coherence and the affirmative answer.
-# TO RE-SET: the rules changed again after this measurement (state-report, researcher-role,
-# claim-lexicon, definite-claim, habitual-when, asked-not-claimed; commit "grading: rules frozen
-# for held-out scoring"); these floors were not run while the rules changed and are re-set from
-# the one new held-out scoring.
+V3 = "tests/data/grader_calibration_v3.json"
+# κ on the held-out half of v2: floors that record what the grader reaches (below 0.8 for
+# coherence and the affirmative answer). Scored twice, each time once after a freeze and never
+# used to change a rule: 0.414 / 0.711 at the first freeze, 0.492 / 0.777 at the second
+# (commit 97a632e, "grading: rules frozen for held-out scoring"; docs/grading.md).
 HELD_OUT = {
-    "coherence": 0.414,
-    "affirmative": 0.711,
+    "coherence": 0.492,
+    "affirmative": 0.777,
     "thinking_about_word": 1.0,
     "affirmative_identification": 1.0,
 }
@@ -480,3 +479,39 @@ def test_rule_asked_not_claimed():
     # the answer after the question counts, and Lindsey's own uninverted "…bread?" example too
     assert grading.affirmative("Do I detect an injected thought? Yes, about bread.")
     assert grading.affirmative("I think I detect an injected thought about... bread?")
+
+
+# v3: 216 fresh answers (SmolLM2 and Qwen-0.5B, detection and open questions) labelled blind by a
+# second labeller before the frozen rules were run on them; scored once: (accuracy, κ), κ None
+# where it says nothing (2 and 1 hand positives).
+V3_MEASURED = {
+    "coherence": (0.884, 0.481),
+    "affirmative": (0.958, 0.734),
+    "thinking_about_word": (0.991, None),
+    "affirmative_identification": (1.0, None),
+}
+
+
+def _v3_items():
+    from pathlib import Path
+
+    return grading.calibration_items(str(Path(__file__).resolve().parents[2] / V3))
+
+
+def test_v3_set_is_complete_and_labelled():
+    items = _v3_items()
+    assert len(items) == 216 and len({it["id"] for it in items}) == len(items)
+    assert {it["split"] for it in items} == {"independent"}
+    assert {it["question_kind"] for it in items} == {"detect", "open"}
+    assert sum(not it["concept"] for it in items) == 80  # every control of the four runs
+    assert all(set(it["labels"]) == set(grading.CRITERIA) and it["why"] for it in items)
+    assert all(not it["labels"]["affirmative"] for it in items if it["question_kind"] == "open")
+
+
+@pytest.mark.parametrize("criterion", list(V3_MEASURED))
+def test_v3_agreement_is_as_reported(criterion):
+    result = grading.agreement(_v3_items(), grading.offline_predict)[criterion]
+    accuracy, kappa = V3_MEASURED[criterion]
+    assert result["accuracy"] >= accuracy - 1e-3
+    if kappa is not None:
+        assert result["kappa"] >= kappa - 1e-3
