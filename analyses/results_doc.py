@@ -121,7 +121,11 @@ def _verdict(name: str, summary) -> str:
             f"{a['top_rank_cells']} cells ({a['top_rank_expected']:.1f} expected "
             "by chance) and lies above the control questions' 95% prediction "
             f"interval in {a['above_pi_cells']} ({a['outside_pi_expected']:.1f} "
-            "expected outside by chance): **no** introspection-specific shift."
+            "expected outside by chance): **no** introspection-specific shift. Readout: "
+            f"{a.get('readout', 'not recorded')}; it reads a mean probability mass of "
+            f"{float(summary.intro_mass.mean()):.3g} (introspection) and "
+            f"{float(summary.control_mass.mean()):.3g} (controls) — a readout holding little "
+            "mass is noise (`docs/protocols.md`)."
         )
     if name == "intentional-control":
         return (
