@@ -390,7 +390,9 @@ def _shuffle_within(y: np.ndarray, concepts: np.ndarray, rng: np.random.Generato
     """Labels permuted among the injected trials of each concept (controls stay negatives): the
     null keeps each concept's detection rate and the injected/control split."""
     out = y.copy()
-    for c in set(concepts.tolist()):
+    # sorted: iterating over a set of strings follows Python's per-process hash seed, so the same
+    # seed gave different shuffles (and permutation p-values) in different processes
+    for c in sorted(set(concepts.tolist())):
         if not c:
             continue
         idx = np.flatnonzero(concepts == c)

@@ -148,3 +148,29 @@ def test_detection_margin_leaves_borderline_trials_out():
 
     with pytest.raises(MechintroError, match="margin"):
         anomaly.detection_labels(ds, margin=-1)
+
+
+def test_within_concept_shuffles_do_not_depend_on_the_process_hash_seed():
+    # the permutation null must be reproducible from its seed alone: two processes with different
+    # string-hash seeds draw the same shuffles (iterating over a set of concept names did not)
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from mechintro.analysis.anomaly import _shuffle_within\n"
+        "c = np.array([f'concept{i % 7}' for i in range(70)])\n"
+        "y = np.arange(70) % 3 == 0\n"
+        "rng = np.random.default_rng(0)\n"
+        "print(''.join('1' if v else '0' for v in _shuffle_within(y, c, rng)))\n"
+    )
+    outs = set()
+    for hash_seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        outs.add(
+            subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+            ).stdout
+        )
+    assert len(outs) == 1
