@@ -482,6 +482,9 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
             mean, lo, hi, _ = mean_ci(x, clusters, seed=seed)
             values |= {name: mean, f"{name}_lo": lo, f"{name}_hi": hi}
         return values | {
+            # how many independent units the interval rests on: concepts for the introspection
+            # question, control questions for the others (a range, not a CI, below 5)
+            "interval_units": float(len(set(clusters.tolist()))),
             "base_p_yes": b_yes.mean(),
             "base_p_no": b_no.mean(),
             "base_yes_norm": np.mean(b_yes / (b_yes + b_no)),
@@ -510,6 +513,26 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     return out
 
 
+def _interval_note(summary: xr.Dataset) -> str:
+    """What the bracket of each row is: a 95% interval over concepts (introspection rows) or
+    control questions (the other rows), or only a range where fewer than 5 carry it
+    (``mechintro.stats.cluster_interval``)."""
+    if "interval_units" not in summary:
+        return ""
+    units = summary["interval_units"].max("strength")
+    counts = ", ".join(f"{r} {int(units.sel(row=r))}" for r in summary.row.values)
+    ranges = [str(r) for r in summary.row.values if int(units.sel(row=r)) < 5]
+    return (
+        f"interval: over concepts (introspection rows) or control questions (the others): "
+        f"{counts}; "
+        + (
+            f"below 5 it is the range of the means, **not** a 95% CI: {', '.join(ranges)}"
+            if ranges
+            else "every bracket is a 95% interval"
+        )
+    )
+
+
 def format_summary(summary: xr.Dataset) -> str:
     """A plain-text table of :func:`summarize`'s result (the CLI prints it).
 
@@ -526,7 +549,7 @@ def format_summary(summary: xr.Dataset) -> str:
                 "strength": f"{float(s):g}",
                 "P(yes) base": float(c.base_p_yes.sel(row=r)),
                 "P(yes) steered": float(c.p_yes.sel(row=r)),
-                "shift [95% CI]": f"{float(c.yes_shift.sel(row=r)):+.4f} "
+                "shift [interval]": f"{float(c.yes_shift.sel(row=r)):+.4f} "
                 f"[{float(c.yes_shift_lo.sel(row=r)):+.4f}, "
                 f"{float(c.yes_shift_hi.sel(row=r)):+.4f}]",
                 "logit shift": float(c.logit_shift.sel(row=r)),
@@ -539,7 +562,7 @@ def format_summary(summary: xr.Dataset) -> str:
     text = (
         table(rows)
         + "\nrows 'no' … 'ambiguous' are control questions under the same steering; a shift there "
-        "is not detection"
+        "is not detection" + "\n" + _interval_note(summary)
     )
     if "swap_p_yes" in summary:
         text += f"\nmodel swap (turn 1 cached by {summary.attrs['swap_model']}): " + ", ".join(

@@ -253,3 +253,21 @@ def test_vectors_cli_methods_equal_the_python_recipes(tiny, tmp_path):
     )
     want = make_vectors(tiny, "lindsey", ["cats"], baseline=["apple", "chair"], system="Be brief.")
     np.testing.assert_allclose(load_vectors(tmp_path / "l.zarr").values, want.values, atol=1e-5)
+
+
+def test_brackets_over_fewer_than_five_units_are_not_called_a_ci():
+    import numpy as np
+    import xarray as xr
+
+    from mechintro.experiments import latent_introspection as li
+
+    rows = ["introspection/none", "no"]
+    summary = xr.Dataset(
+        {"interval_units": (("row", "strength"), np.array([[2.0], [16.0]]))},
+        coords={"row": rows, "strength": [20.0]},
+    )
+    note = li._interval_note(summary)
+    assert "introspection/none 2" in note and "no 16" in note
+    assert "**not** a 95% CI: introspection/none" in note
+    summary["interval_units"][:] = 9.0
+    assert "every bracket is a 95% interval" in li._interval_note(summary)
