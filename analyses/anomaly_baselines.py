@@ -1,5 +1,6 @@
 """Anomaly directions against their baselines: per layer, the probe's held-out-concept AUC beside
-a layer×strength-only predictor, the logit-lens Yes−No score at that layer and a within-concept
+a layer×strength-only predictor, the logit-lens Yes−No score at that layer, the injection's
+magnitude (strength × vector norm) and a within-concept
 label-permutation null (max over layers); on trials injected at or before the layer; with the
 layer chosen inside each fold (nested); and how it moves with the detection margin.
 
@@ -116,6 +117,7 @@ def main() -> int:
             "nested probe": f"{v['attrs']['nested_probe']:.3f}",
             "nested L×S": f"{v['attrs']['nested_layer_strength']:.3f}",
             "nested lens": f"{v['attrs']['nested_lens']:.3f}",
+            "nested magnitude": f"{v['attrs']['nested_magnitude']:.3f}",
         }
         for m, v in out["margins"].items()
     ]

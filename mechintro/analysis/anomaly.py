@@ -347,7 +347,20 @@ def anomaly_cosines(
 
 # --- Baselines, nulls and nested layer choice -------------------------------------------------
 
-BASELINES = ("layer_strength", "lens")
+BASELINES = ("layer_strength", "lens", "magnitude")
+
+
+def injection_magnitude(ds: xr.Dataset) -> np.ndarray:
+    """Per trial, how hard the injection pushed: strength × the injected vector's norm (0 for
+    controls; the strength alone when the run stores no ``injected_vector``). An untrained score:
+    a probe that only tracks the size of the perturbation is not an anomaly direction."""
+    strength = np.asarray(ds["strength"].values, dtype=np.float64)
+    if "injected_vector" in ds:
+        strength = strength * np.linalg.norm(
+            np.asarray(ds["injected_vector"].values, dtype=np.float64), axis=1
+        )
+    control = np.asarray(ds["condition"].values) == "control"
+    return np.where(control, 0.0, strength)
 
 
 def _differs_at(ds: xr.Dataset, layer: int) -> np.ndarray:
@@ -436,15 +449,19 @@ def anomaly_baselines(
     * ``lens`` — the logit-lens Yes−No log-odds at that layer (``lens``: the Dataset of
       :func:`mechintro.analysis.lens.logit_lens`, or its ``logit_diff``), untrained: at late
       layers the residual already holds the answer that defines "detected";
+    * ``magnitude`` — the injection's strength × the injected vector's norm
+      (:func:`injection_magnitude`), untrained: strongly detected trials are often simply the
+      most strongly pushed ones;
     * the **label-permutation null**: the probe refitted on labels shuffled within each concept
       (``n_perm`` times, the same shuffles at every layer); ``p_perm`` = (1 + #null ≥ observed) /
       (n_perm + 1) per layer, so its resolution is ``1 / (n_perm + 1)``; ``p_perm_max`` corrects
       for the layers scanned with the max-statistic permutation (the null's largest AUC over
       layers, Westfall & Young), which keeps that resolution however many layers there are.
 
-    ``passes`` (the claim "an anomaly direction exists at this layer") needs all three: the 95%
-    paired cluster-bootstrap interval of probe − layer×strength and of probe − lens above 0, and
-    ``p_perm_max < alpha``. Without ``lens`` nothing passes (the claim cannot be checked).
+    ``passes`` (the claim "an anomaly direction exists at this layer") needs all four: the 95%
+    paired cluster-bootstrap interval of probe − layer×strength, of probe − lens and of probe −
+    magnitude above 0, and ``p_perm_max < alpha``. Without ``lens`` nothing passes (the claim
+    cannot be checked).
 
     ``attrs["nested_*"]``: the layer chosen **inside** each outer fold by inner cross-validation on
     its training folds, and the AUC on the outer held-out folds at the chosen layers (probe and
@@ -462,6 +479,7 @@ def anomaly_baselines(
     layer_list = [int(x) for x in feats_da.layer.values]
     feats = np.asarray(feats_da.values, dtype=np.float32)
     y_all = lab == "detected"
+    magnitude = injection_magnitude(ds)
     concepts = np.array([str(c) for c in ds["concept"].values], dtype=object)
     groups = np.array([c if c else f"control#{i}" for i, c in enumerate(concepts)], dtype=object)
     n_concepts = len({c for c in concepts[keep] if c})
@@ -515,6 +533,9 @@ def anomaly_baselines(
         "lens",
         "lens_lo",
         "lens_hi",
+        "magnitude",
+        "magnitude_lo",
+        "magnitude_hi",
         "null_mean",
         "null_q95",
         "p_perm",
@@ -522,6 +543,8 @@ def anomaly_baselines(
         "vs_layer_strength_hi",
         "vs_lens_lo",
         "vs_lens_hi",
+        "vs_magnitude_lo",
+        "vs_magnitude_hi",
     )
     out = {n: np.full(len(layer_list), np.nan) for n in names}
     null = np.full((n_perm, len(layer_list)), np.nan)
@@ -549,6 +572,10 @@ def anomaly_baselines(
             out["lens"][li] = auc_l
             out["lens_lo"][li], out["lens_hi"][li] = _quantiles(boots_l)
             out["vs_lens_lo"][li], out["vs_lens_hi"][li] = _diff_interval(boots_p, boots_l)
+        auc_m, boots_m = paired_auc_boots(magnitude[rows][ok], y[ok], fo[ok], w[:, ok])
+        out["magnitude"][li] = auc_m
+        out["magnitude_lo"][li], out["magnitude_hi"][li] = _quantiles(boots_m)
+        out["vs_magnitude_lo"][li], out["vs_magnitude_hi"][li] = _diff_interval(boots_p, boots_m)
         for pi, shuffled in enumerate(shuffles):
             ys = shuffled[rows]
             sc = _probe_scores(x, ys, fo, C)
@@ -569,7 +596,12 @@ def anomaly_baselines(
             (1 + (top[:, None] >= out["probe"][None, :]).sum(0)) / (n_perm + 1),
             np.nan,
         )
-    passes = (out["vs_layer_strength_lo"] > 0) & (out["vs_lens_lo"] > 0) & (p_max < alpha)
+    passes = (
+        (out["vs_layer_strength_lo"] > 0)
+        & (out["vs_lens_lo"] > 0)
+        & (out["vs_magnitude_lo"] > 0)
+        & (p_max < alpha)
+    )
     data = {n: ("layer", v) for n, v in out.items()} | {
         "p_perm_max": ("layer", p_max),
         "passes": ("layer", passes),
@@ -598,13 +630,13 @@ def anomaly_baselines(
                 "AUC over pairs within each held-out fold"
             ),
             "passes": (
-                "probe − layer×strength and probe − lens intervals above 0, and max-over-layers "
-                "permutation p < alpha"
+                "probe − layer×strength, probe − lens and probe − magnitude intervals above 0, "
+                "and max-over-layers permutation p < alpha"
             ),
         }
     )
     result.attrs.update(
-        _nested(feats, y_all, keep, ds, layer_list, fold, weights_all, cells, lens_ld, C)
+        _nested(feats, y_all, keep, ds, layer_list, fold, weights_all, cells, lens_ld, C, magnitude)
     )
     return result
 
@@ -618,12 +650,12 @@ def _quantiles(boots: np.ndarray) -> tuple[float, float]:
 
 
 def _nested(
-    feats, y_all, keep, ds, layer_list, fold, weights, cells, lens_ld, C
+    feats, y_all, keep, ds, layer_list, fold, weights, cells, lens_ld, C, magnitude
 ) -> dict[str, object]:
     """Layer chosen inside each outer fold by inner CV on its training folds; scored on the outer
     fold."""
     n = len(y_all)
-    scores = {name: np.full(n, np.nan) for name in ("probe", "layer_strength", "lens")}
+    scores = {name: np.full(n, np.nan) for name in ("probe", *BASELINES)}
     chosen = []
     for f in np.unique(fold):
         outer_train = fold != f
@@ -657,6 +689,7 @@ def _nested(
         scores["layer_strength"][idx] = [rates.get(c, float(y[tr].mean())) for c in cells[idx]]
         if lens_ld is not None:
             scores["lens"][idx] = lens_ld[idx, best]
+        scores["magnitude"][idx] = magnitude[idx]
     out: dict[str, object] = {"nested_layers": json.dumps(chosen)}
     ok = np.isfinite(scores["probe"])
     boots = {}
@@ -667,7 +700,7 @@ def _nested(
         boots[name] = b
         lo, hi = _quantiles(b)
         out.update({f"nested_{name}": auc, f"nested_{name}_lo": lo, f"nested_{name}_hi": hi})
-    for name in ("layer_strength", "lens"):
+    for name in BASELINES:
         if name in boots:
             lo, hi = _diff_interval(boots["probe"], boots[name])
             out.update({f"nested_vs_{name}_lo": lo, f"nested_vs_{name}_hi": hi})
@@ -691,12 +724,16 @@ def format_baselines(result: xr.Dataset) -> str:
                 ),
                 "layer×strength": f"{float(r.layer_strength):.3f}",
                 "lens Yes−No": f"{float(r.lens):.3f}" if np.isfinite(float(r.lens)) else "—",
+                "magnitude": f"{float(r.magnitude):.3f}",
                 "null mean / q95": f"{float(r.null_mean):.3f} / {float(r.null_q95):.3f}",
                 "p perm (max over layers)": f"{float(r.p_perm):.3f} ({float(r.p_perm_max):.3f})",
                 "probe − L×S [95%]": (
                     f"[{float(r.vs_layer_strength_lo):+.2f}, {float(r.vs_layer_strength_hi):+.2f}]"
                 ),
                 "probe − lens [95%]": f"[{float(r.vs_lens_lo):+.2f}, {float(r.vs_lens_hi):+.2f}]",
+                "probe − magnitude [95%]": (
+                    f"[{float(r.vs_magnitude_lo):+.2f}, {float(r.vs_magnitude_hi):+.2f}]"
+                ),
                 "passes": bool(r.passes),
             }
         )
@@ -717,6 +754,10 @@ def format_baselines(result: xr.Dataset) -> str:
         + (
             f"; probe − layer×strength [{a['nested_vs_layer_strength_lo']:+.2f}, "
             f"{a['nested_vs_layer_strength_hi']:+.2f}]"
+        )
+        + (
+            f"; magnitude {a['nested_magnitude']:.3f}, probe − magnitude "
+            f"[{a['nested_vs_magnitude_lo']:+.2f}, {a['nested_vs_magnitude_hi']:+.2f}]"
         )
     )
     return (

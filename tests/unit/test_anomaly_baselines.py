@@ -35,6 +35,7 @@ def run(kind: str, seed: int = 0):
     feats = rng.standard_normal((n, len(LAYERS), D))
     lens = rng.standard_normal((n, len(LAYERS)))
     latent = rng.standard_normal(n)
+    norms = np.ones(n)  # the injected vectors' norms (1: the magnitude is the strength)
     latent[~injected] = -abs(latent[~injected])  # the controls answer no
     if kind == "anomaly":  # detection is half of each concept at random; the residual carries u
         detected = injected & (rng.random(n) < 0.5)
@@ -46,12 +47,27 @@ def run(kind: str, seed: int = 0):
         detected = injected & (latent > 0)
         feats += 2.0 * latent[:, None, None] * u
         lens = lens * 0.05 + latent[:, None]
+    elif kind == "magnitude":  # detection is how hard the concept was pushed; the residual too
+        # each trial its own vector: in every concept × layer × strength cell one large, one
+        # small; detection follows the size of the push, which the residual carries
+        strong = np.tile(np.arange(PER_CONCEPT) < PER_CONCEPT // 2, N_CONCEPTS)
+        norms[:n_inj] = np.where(
+            strong, rng.uniform(5.0, 10.0, n_inj), rng.uniform(0.2, 0.5, n_inj)
+        )
+        detected = injected & (norms > 1.0)
+        feats += 0.3 * (norms * strength_arr)[:, None, None] * u
     else:
         raise AssertionError(kind)
     feats += injected[:, None, None] * v * 0.5  # every injection leaves a trace, detected or not
     labels = np.where(detected, "detected", np.where(injected, "missed", "control")).astype(object)
     ds = xr.Dataset(
-        {"resid": (("trial", "layer"), np.zeros((n, len(LAYERS)), np.float16))},
+        {
+            "resid": (("trial", "layer"), np.zeros((n, len(LAYERS)), np.float16)),
+            "injected_vector": (
+                ("trial", "d"),
+                norms[:, None] * np.eye(1, 4)[0] * injected[:, None],
+            ),
+        },
         coords={
             "trial": np.arange(n),
             "layer": LAYERS,
@@ -174,3 +190,23 @@ def test_within_concept_shuffles_do_not_depend_on_the_process_hash_seed():
             ).stdout
         )
     assert len(outs) == 1
+
+
+def test_a_signal_that_is_only_the_injection_magnitude_does_not_pass():
+    # detection follows strength × vector norm, which the residual carries: the probe beats the
+    # layer×strength predictor (it cannot see the norm) and the lens, but not the magnitude
+    r = baselines("magnitude")
+    assert (r.vs_layer_strength_lo > 0).all() and (r.vs_lens_lo > 0).all()
+    assert (r.p_perm_max < 0.05).all()  # without the magnitude baseline it would pass
+    assert (r.magnitude > 0.95).all()
+    assert not r.passes.any()
+    assert r.attrs["nested_magnitude"] > 0.95
+
+
+def test_injection_magnitude_is_strength_times_norm_and_zero_for_controls():
+    ds, *_ = run("magnitude")
+    m = anomaly.injection_magnitude(ds)
+    control = ds["condition"].values == "control"
+    assert (m[control] == 0).all()
+    norms = np.linalg.norm(ds["injected_vector"].values, axis=1)
+    np.testing.assert_allclose(m[~control], (ds["strength"].values * norms)[~control])
