@@ -388,8 +388,9 @@ def alignment_by_layer(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
 
 def latent_shifts(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
     """vgel's logit-shift measurement: P(" yes") without and with steering for the introspection
-    question under each prompt variant, and for each group of control questions; 95% intervals
-    over concepts (and questions)."""
+    question under each prompt variant, and for each group of control questions; bars are 95%
+    intervals over concepts (and questions), or only the range of the means where fewer than 5
+    carry them (``format_summary`` says which, row by row)."""
     s = summary.isel(strength=-1)
     rows = [str(r) for r in s.row.values]
     y = np.arange(len(rows))[::-1]
