@@ -119,10 +119,17 @@ def _verdict(name: str, summary) -> str:
             f"correlate at r = {corr:.2f}; the introspection question has the "
             f"largest shift of all {a['n_control_questions'] + 1} questions in "
             f"{a['top_rank_cells']} cell{'' if a['top_rank_cells'] == 1 else 's'} "
-            f"({a['top_rank_expected']:.1f} expected "
-            "by chance) and lies above the control questions' 95% prediction "
+            f"({a['top_rank_expected']:.1f} expected by chance; one-sided binomial p = "
+            f"{a['top_rank_p']:.3f}) and lies above the control questions' 95% prediction "
             f"interval in {a['above_pi_cells']} ({a['outside_pi_expected']:.1f} "
-            "expected outside by chance): **no** introspection-specific shift. Readout: "
+            "expected outside by chance): "
+            + (
+                "the introspection question stands out more often than chance "
+                "(cells treated as independent, which neighbouring cells are not)."
+                if a["top_rank_p"] < 0.05
+                else "**no** introspection-specific shift."
+            )
+            + " Readout: "
             f"{a.get('readout', 'not recorded')}; it reads a mean probability mass of "
             f"{float(summary.intro_mass.mean()):.3g} (introspection) and "
             f"{float(summary.control_mass.mean()):.3g} (controls) — a readout holding little "
