@@ -149,7 +149,8 @@ def test_detection_labels_from_grades_follow_the_injected_thoughts_scoring():
         expected = np.where(hit, "detected", np.where(injected, "missed", "control"))
         assert (labels.values == expected).all()
         assert labels.attrs["rule"] == f"offline grade '{criterion}'"
-    assert (labels.values == "detected").sum() == 19  # of 80 injected trials (offline grader)
+    # of 80 injected trials (offline grader; 19 before the second round of rules, docs/grading.md)
+    assert (labels.values == "detected").sum() == 21
 
 
 def test_cosines_with_vectors_of_the_same_model(tmp_path):

@@ -165,19 +165,23 @@ def test_a_run_from_before_the_options_resumes_only_with_the_old_behaviour(tiny,
     assert all(f in message for f in ("steer_label", "layer_rounding", "system_message"))
 
 
-def test_shipped_localisation_run_is_summarised_and_was_made_with_the_label_steered():
+def test_shipped_localisation_run_is_summarised_and_was_made_with_godets_defaults():
     ds = runs.open_run(SHIPPED / "localisation.zarr")
     config = json.loads(ds.attrs["config"])
-    assert not set(LO.Config.LEGACY) & set(config)  # made before the options: LEGACY applies
-    # its sentence windows hold the label's digit, the very token read as the answer
+    defaults = LO.Config()
+    assert {k: config[k] for k in LO.Config.LEGACY} == {
+        k: getattr(defaults, k) for k in LO.Config.LEGACY
+    }
+    # its sentence windows leave the "SENTENCE t:" label out, so the digit read as the answer is
+    # steered only where it also occurs inside a sentence (it was in all 400 under LEGACY)
     ids, mask = np.asarray(ds.input_ids.values), np.asarray(ds.inject_mask.values, dtype=bool)
     digit = {
         str(a): int(i) for a, i in zip(ds.answer_label.values, ds.answer_id.values, strict=True)
     }
     rows = np.flatnonzero((ds.condition.values == "injected") & (ds.task.values == "sentence"))
     assert len(rows) == 400
-    for i in rows:
-        assert digit[str(ds.target.values[i])] in ids[i][mask[i]].tolist()
+    steered_digit = sum(digit[str(ds.target.values[i])] in ids[i][mask[i]].tolist() for i in rows)
+    assert steered_digit <= 0.02 * len(rows)
     s = LO.summarize(ds)
     assert set(s.task.values) == {"sentence", "half", "depth"}
     assert np.isfinite(s.accuracy.values).sum() == 20
