@@ -58,7 +58,7 @@ from mechintro.experiments.base import BaseConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import message_window, render_chat, tokenize
 from mechintro.runner import Answers, Shard, Trial, execute
-from mechintro.stats import mean_ci
+from mechintro.stats import MIN_CI_CLUSTERS, mean_ci
 from mechintro.tables import table
 from mechintro.vectors import (
     check_vectors_match,
@@ -521,12 +521,13 @@ def _interval_note(summary: xr.Dataset) -> str:
         return ""
     units = summary["interval_units"].max("strength")
     counts = ", ".join(f"{r} {int(units.sel(row=r))}" for r in summary.row.values)
-    ranges = [str(r) for r in summary.row.values if int(units.sel(row=r)) < 5]
+    ranges = [str(r) for r in summary.row.values if int(units.sel(row=r)) < MIN_CI_CLUSTERS]
     return (
         f"interval: over concepts (introspection rows) or control questions (the others): "
         f"{counts}; "
         + (
-            f"below 5 it is the range of the means, **not** a 95% CI: {', '.join(ranges)}"
+            f"below {MIN_CI_CLUSTERS} it is the range of the means, **not** a 95% CI: "
+            f"{', '.join(ranges)}"
             if ranges
             else "every bracket is a 95% interval"
         )
