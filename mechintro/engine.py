@@ -617,7 +617,8 @@ def _generate_local(
             if not bool(keep.all()):
                 index = torch.nonzero(keep).squeeze(1)
                 rows, alive, ids = rows[index], alive[index], ids[index]
-                model_kwargs["cache"].batch_select_indices(index)
+                cache = model_kwargs.get("cache", model_kwargs.get("past_key_values"))
+                cache.batch_select_indices(index)
                 for key in ("attention_mask", "position_ids"):
                     if model_kwargs.get(key) is not None:
                         model_kwargs[key] = model_kwargs[key][index]
