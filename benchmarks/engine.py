@@ -19,7 +19,16 @@ end), as in ``detection-logits`` / ``injected-thoughts``.
   vs one batched ``engine.generate`` call, without and with the shared-prefix cache, and (the
   ceiling without nnsight) transformers' own batched ``generate`` with the same hook and prefix
   cache. Rows may stop early at an end-of-sequence token, so generated tokens per second are
-  reported beside trials per second.
+  reported beside trials per second. ``engine.generate`` runs with ``prune=False`` (every row
+  kept to the end, as before pruning) and, in its own row, with pruning (the default).
+* **generation, the protocol workload** (``--protocol-batches``): whole batches of the default
+  ``injected-thoughts`` run as the runner builds them — each trial its own concept, layer and
+  strength, controls among them, 100 tokens at temperature 1, ending at the end-of-sequence
+  token — one trial at a time (transformers' ``generate`` + hooks, each trial stopping at its
+  own end) vs ``engine.generate`` batched with the shared prefix, keeping every row to the end
+  (``prune=False``, as before) and dropping rows as they end (the default). It checks that
+  pruned and unpruned give the same sampled answers, and (``--check-greedy``) that greedy
+  decoding one at a time and batched give the same tokens.
 
 ``--random-init 3b`` builds a Qwen2-architecture model of 2.8 B parameters from its config with
 random weights (no download: the speed of a forward pass does not depend on the weights' values)
@@ -105,6 +114,24 @@ def main() -> int:
     p.add_argument("--new-tokens", type=int, default=30)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-generation", action="store_true")
+    p.add_argument(
+        "--skip-fixed-generation",
+        action="store_true",
+        help="leave out the fixed workload (copies of one trial, --new-tokens each)",
+    )
+    p.add_argument(
+        "--protocol-batches",
+        default="0,40",
+        help="which batches of the default injected-thoughts run form the protocol workload "
+        "(comma-separated batch indices; empty: none)",
+    )
+    p.add_argument(
+        "--check-greedy",
+        type=int,
+        default=4,
+        help="trials of the protocol workload decoded greedily one at a time and batched, to "
+        "check that they give the same tokens (0: no check)",
+    )
     p.add_argument("--skip-logits", action="store_true")
     p.add_argument(
         "--skip-plain-batched",
@@ -226,7 +253,10 @@ def main() -> int:
         report_logits(args, med, shared, len(ids))
     if args.skip_generation:
         return 0
-    generation(args, model, ids, prompts, injections, shared, block, hook, device)
+    if not args.skip_fixed_generation:
+        generation(args, model, ids, prompts, injections, shared, block, hook, device)
+    if args.protocol_batches.strip():
+        protocol_generation(args, model, device)
     return 0
 
 
@@ -283,8 +313,9 @@ def generation(args, model, ids, prompts, injections, shared, block, hook, devic
             handle.remove()
         counts["plain loop"] = tokens
 
-    def batched(reuse: bool):
+    def batched(reuse: bool, prune: bool = False):
         name = "engine batched + prefix" if reuse else "engine batched"
+        name += " + pruning" if prune else ""
 
         def call():
             res = engine.generate(
@@ -295,6 +326,7 @@ def generation(args, model, ids, prompts, injections, shared, block, hook, devic
                 temperature=1.0,
                 seed=0,
                 prefix=shared if reuse else 0,
+                prune=prune,
             )
             counts[name] = int((res.generated >= 0).sum())
 
@@ -336,12 +368,15 @@ def generation(args, model, ids, prompts, injections, shared, block, hook, devic
         ("plain loop", plain_loop),
         batched(False),
         batched(True),
+        batched(True, prune=True),
         ("plain batched + prefix", plain_batched_prefix),
     )
     gen: dict[str, list[float]] = {name: [] for name, _ in rows}
-    for _ in range(max(1, args.repeats - 1) + 1):
-        for name, fn in rows if not args.skip_plain_batched else rows[:3]:
+    for k in range(max(1, args.repeats - 1) + 1):
+        for name, fn in rows if not args.skip_plain_batched else rows[:4]:
             gen[name].append(timed(fn, device))
+            print(f"  (round {k}{' warm-up' if k == 0 else ''}: {name} {gen[name][-1]:.1f} s)")
+            sys.stdout.flush()
     gmed = {k: statistics.median(v[1:]) for k, v in gen.items() if len(v) > 1}
     print(
         f"\ngeneration, {args.batch} trials × up to {args.new_tokens} "
@@ -352,15 +387,152 @@ def generation(args, model, ids, prompts, injections, shared, block, hook, devic
             f"  {k:<24} {v:8.2f} s   {args.batch / v:7.2f} trials/s   "
             f"{counts[k] / v:8.1f} tokens/s ({counts[k]} tokens)"
         )
-    for k in [
-        k
-        for k in ("engine batched", "engine batched + prefix", "plain batched + prefix")
-        if k in gmed
-    ]:
+    for k in [k for k in gmed if k != "plain loop"]:
         print(
             f"  ratio {k} / one at a time: {gmed['plain loop'] / gmed[k]:.2f} (trials/s), "
             f"{(counts[k] / gmed[k]) / (counts['plain loop'] / gmed['plain loop']):.2f} (tokens/s)"
         )
+
+
+def protocol_generation(args, model, device) -> None:
+    """The protocol workload: whole batches of the default ``injected-thoughts`` run (the
+    paper's prompt, concept vectors at five layers × four strengths, controls; 100 tokens at
+    temperature 1, ending at the end-of-sequence token), each trial with its own injection, as
+    the runner builds them. One at a time each trial stops at its own end; a batch runs until
+    its longest answer ends, unless finished rows are dropped (``prune``)."""
+    from mechintro import engine
+    from mechintro.arch import get_module
+    from mechintro.experiments import injected_thoughts as it
+    from mechintro.runner import _check_trials, batch_seed
+    from mechintro.vectors import concept_vectors
+
+    config = it.Config()
+    vectors = concept_vectors(model, config.words(), progress=False)
+    trials, _ = it.build_trials(config, model, vectors)
+    injections = _check_trials(model, trials)
+    size, n_batches = args.batch, -(-len(trials) // args.batch)
+    chosen = [int(b) for b in args.protocol_batches.split(",")]
+    if not all(0 <= b < n_batches for b in chosen):
+        raise SystemExit(f"--protocol-batches: the run has batches 0 to {n_batches - 1}")
+    prefix = engine.shared_prefix([t.prompt.input_ids for t in trials], injections)
+    prefix = prefix if prefix >= engine.MIN_SHARED_PREFIX else 0  # as the runner decides
+    eos = engine._eos_ids(model)
+    blocks = get_module(model.hf, model.arch.layers)
+    most = config.max_new_tokens
+
+    def plain_one(i: int, temperature: float, seed: int) -> list[int]:
+        """One trial alone: transformers' generate with forward hooks adding its injection."""
+        inj, ids = injections[i], torch.tensor([trials[i].prompt.input_ids], device=device)
+        handles = []
+        if inj is not None:
+            per_layer = inj.vector if inj.vector.ndim == 2 else inj.vector[None]
+            mask = torch.tensor(inj.mask, dtype=model.dtype, device=device)[None, :, None]
+            for k, layer in enumerate(inj.layers):
+                vec = per_layer[min(k, len(per_layer) - 1)].to(device, model.dtype)
+
+                def hook(_m, _a, out, vec=vec):
+                    h = out[0] if isinstance(out, tuple) else out
+                    if h.shape[1] == mask.shape[1]:  # the prompt pass
+                        h = h + mask * vec
+                    elif inj.generated:
+                        h = h + vec
+                    return (h, *out[1:]) if isinstance(out, tuple) else h
+
+                handles.append(blocks[layer].register_forward_hook(hook))
+        gen_config = engine._generation_config(model, eos, temperature, most)
+        try:
+            with torch.no_grad():
+                torch.manual_seed(seed)
+                out = model.hf.generate(
+                    ids, attention_mask=torch.ones_like(ids), generation_config=gen_config
+                )
+        finally:
+            for h in handles:
+                h.remove()
+        return out[0, ids.shape[1] :].tolist()
+
+    def answer(tokens: list[int]) -> list[int]:
+        cut = next((j + 1 for j, t in enumerate(tokens) if t in eos), len(tokens))
+        return [t for t in tokens[:cut] if t >= 0]
+
+    def engine_batch(b: int, temperature: float, prune: bool, rows=None) -> list[list[int]]:
+        rows = rows or list(range(b * size, min((b + 1) * size, len(trials))))
+        res = engine.generate(
+            model,
+            [trials[i].prompt.input_ids for i in rows],
+            [injections[i] for i in rows],
+            max_new_tokens=most,
+            temperature=temperature,
+            seed=batch_seed(config.seed, b),
+            prefix=prefix,
+            prune=prune,
+        )
+        return [answer(r) for r in res.generated.tolist()]
+
+    rows_of = {b: list(range(b * size, min((b + 1) * size, len(trials)))) for b in chosen}
+    n_trials = sum(len(r) for r in rows_of.values())
+    print(
+        f"\nprotocol workload: batches {chosen} of the default injected-thoughts run "
+        f"({len(trials)} trials, batch {size}): {n_trials} trials, up to {most} tokens at "
+        f"temperature {config.temperature}, shared prefix {prefix} tokens"
+    )
+    if args.check_greedy:
+        first = rows_of[chosen[0]][: args.check_greedy]
+        alone = [answer(plain_one(i, 0.0, 0)) for i in first]
+        together = engine_batch(chosen[0], 0.0, True, first)
+        kept = engine_batch(chosen[0], 0.0, False, first)
+        print(
+            f"check, greedy, {len(first)} trials: one at a time = engine pruned for "
+            f"{sum(a == t for a, t in zip(alone, together, strict=True))}/{len(first)}, "
+            f"engine pruned = engine unpruned for "
+            f"{sum(k == t for k, t in zip(kept, together, strict=True))}/{len(first)} "
+            f"(lengths {[len(a) for a in alone]})"
+        )
+    counts: dict[str, list[int]] = {}
+    answers: dict[str, list[list[int]]] = {}
+
+    def plain_loop():
+        got = [answer(plain_one(i, config.temperature, i)) for r in rows_of.values() for i in r]
+        counts["plain loop"], answers["plain loop"] = [len(a) for a in got], got
+
+    def batched(prune: bool):
+        name = "engine + prefix" + (" + pruning" if prune else " (as before)")
+
+        def call():
+            got = [a for b in chosen for a in engine_batch(b, config.temperature, prune)]
+            counts[name], answers[name] = [len(a) for a in got], got
+
+        return name, call
+
+    rows = (("plain loop", plain_loop), batched(False), batched(True))
+    gen: dict[str, list[float]] = {name: [] for name, _ in rows}
+    for k in range(max(1, args.repeats - 1) + 1):
+        for name, fn in rows:
+            gen[name].append(timed(fn, device))
+            print(f"  (round {k}{' warm-up' if k == 0 else ''}: {name} {gen[name][-1]:.1f} s)")
+            sys.stdout.flush()
+    gmed = {k: statistics.median(v[1:]) for k, v in gen.items()}
+    before, after = rows[1][0], rows[2][0]
+    same = sum(a == b for a, b in zip(answers[before], answers[after], strict=True))
+    print(
+        f"check, sampled: pruned = unpruned answers for {same}/{n_trials} trials (same seeds); "
+        "the plain loop samples each trial with its own seed"
+    )
+    print(f"generation, protocol workload (median of {len(gen['plain loop']) - 1}):")
+    for k, v in gmed.items():
+        n = counts[k]
+        print(
+            f"  {k:<28} {v:8.2f} s   {n_trials / v:7.2f} trials/s   {sum(n) / v:8.1f} tokens/s "
+            f"({sum(n)} tokens; mean answer {sum(n) / len(n):.1f}, "
+            f"{sum(x >= most for x in n)} of {len(n)} reach {most})"
+        )
+    for k in (before, after):
+        print(
+            f"  ratio {k} / one at a time: {gmed['plain loop'] / gmed[k]:.2f} (trials/s), "
+            f"{(sum(counts[k]) / gmed[k]) / (sum(counts['plain loop']) / gmed['plain loop']):.2f}"
+            " (tokens/s)"
+        )
+    print(f"  ratio pruning / as before: {gmed[before] / gmed[after]:.2f}")
 
 
 if __name__ == "__main__":

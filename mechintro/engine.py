@@ -404,6 +404,7 @@ def generate(
     seed: int,
     record: bool = False,
     prefix: int = 0,
+    prune: bool = True,
 ) -> BatchResult:
     """Generation mode: sample ``max_new_tokens`` per prompt with per-row injections.
 
@@ -412,7 +413,9 @@ def generate(
     otherwise plain sampling (no top-k / top-p). Sampling is seeded with ``seed`` without
     touching the caller's global RNG state. ``record`` returns the prompt pass's residuals.
     ``prefix``: as in :func:`forward`, the shared uninjected prefix whose keys and values are
-    computed once; the prompt pass then runs only the rest.
+    computed once; the prompt pass then runs only the rest. ``prune``: on a local model, stop
+    computing each row once it has ended (:func:`_generate_local`; the same tokens, less work);
+    ``False`` keeps every row to the end, in nnsight's trace (what a remote model always does).
     """
     if max_new_tokens < 1:
         raise MechintroError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
@@ -429,7 +432,8 @@ def generate(
     plan = _plan(model, width - prefix, injections)
     eos = _eos_ids(model)
     config = _generation_config(model, eos, temperature, max_new_tokens)
-    sequences, resid = _generate_trace(
+    run = _generate_local if prune and _decodes_locally(model) else _generate_trace
+    sequences, resid = run(
         model, batch, extra, plan, {}, record, config, max_new_tokens=max_new_tokens, seed=seed
     )
 
@@ -514,6 +518,128 @@ def _generate_trace(
                 with tracer.invoke():
                     sequences = nnsight.save(tracer.result.cpu())
     return sequences, resid if record else None
+
+
+def _decodes_locally(model: Model) -> bool:
+    """Whether :func:`_generate_local` can stand in for :func:`_generate_trace`: a local model
+    and a transformers whose decoding loop it mirrors (``_prefill`` and ``custom_generate``)."""
+    return not model.remote and hasattr(model.hf, "_prefill")
+
+
+def _generate_local(
+    model: Model,
+    batch: dict[str, torch.Tensor],
+    extra: dict[str, object],
+    plan: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    patches: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    record: bool,
+    config: object,
+    *,
+    max_new_tokens: int,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`_generate_trace` for a local model, dropping rows from the batch once they end.
+
+    transformers' ``generate`` keeps a finished row in the batch until every row has ended,
+    computing tokens that are thrown away; here each decoding step runs only the rows still
+    going, so a batch costs what its answers' lengths cost. Everything else is the trace's: the
+    same ``generate`` set-up (its ``custom_generate`` hook runs this loop, a copy of
+    transformers' sampling loop), the same arithmetic at the same layers through plain forward
+    hooks, and the same random stream — sampling draws one exponential variate per vocabulary
+    entry for *every* row of the batch at each step, as ``torch.multinomial`` does, and the
+    running rows take theirs, so a row samples what it would have sampled in the full batch.
+    Tokens equal the trace's up to float rounding of a batch's shape: a row's logits can move by
+    ~1e-5 when the batch shrinks (the matrix library splits the work differently), which
+    decides a token only at a near-tie. At least two rows are kept while any runs (one finished
+    row rides along), since a one-row matrix product takes another code path.
+    """
+    state = {"step": 0, "rows": slice(None)}
+    stacked: list[torch.Tensor] = []
+
+    def hook(i: int):
+        def run(_module, _inputs, out):
+            h = out[0] if isinstance(out, tuple) else out
+            step, rows = state["step"], state["rows"]
+            if i in plan:
+                mask, vec, gen = plan[i]
+                if step == 0:
+                    h += mask.to(h.device) * vec.to(h.device)
+                else:
+                    h[:, -1] += gen[rows].to(h.device) * vec[rows, 0].to(h.device)
+            if i in patches and step == 0:
+                select, values, units = patches[i]
+                select, values = select.to(h.device), values.to(h.device)
+                units = units.to(h.device)
+                h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
+            if record and step == 0:
+                stacked.append(h.detach().to("cpu", torch.float16))
+
+        return run
+
+    def decode(
+        hf, input_ids, logits_processor, stopping_criteria, generation_config, **model_kwargs
+    ):
+        model_kwargs.pop("synced_gpus", None)
+        model_kwargs.pop("streamer", None)
+        n, pad = input_ids.shape[0], generation_config._pad_token_tensor.to(input_ids.device)
+        rows = torch.arange(n, device=input_ids.device)  # the batch's rows still computed
+        alive = torch.ones(n, dtype=torch.bool, device=input_ids.device)
+        ids, new = input_ids, []  # ids: the computed rows' sequences; new: every row's tokens
+        outputs = hf._prefill(input_ids, generation_config, model_kwargs, is_first_iteration=True)
+        while True:
+            model_kwargs = hf._update_model_kwargs_for_generation(outputs, model_kwargs)
+            logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=ids.device)
+            scores = logits_processor(ids, logits)
+            del outputs
+            if generation_config.do_sample:
+                probs = torch.softmax(scores, dim=-1)
+                if not bool((torch.isfinite(probs) & (probs >= 0)).all()):
+                    raise RuntimeError(
+                        "probability tensor contains either `inf`, `nan` or element < 0"
+                    )
+                # torch.multinomial(probs, 1) is argmax(probs / q), q ~ Exp(1) drawn for the whole
+                # batch: draw it for every row, use the computed rows' part
+                q = torch.empty((n, probs.shape[-1]), dtype=probs.dtype, device=probs.device)
+                nxt = (probs / q.exponential_(1)[rows]).argmax(-1)
+            else:
+                nxt = scores.argmax(-1)
+            nxt = torch.where(alive, nxt, pad)
+            token = torch.full((n,), int(pad), dtype=torch.long, device=ids.device)
+            token[rows] = nxt
+            new.append(token)
+            ids = torch.cat([ids, nxt[:, None]], dim=-1)
+            alive = alive & ~stopping_criteria(ids, None)
+            if not bool(alive.any()):
+                break
+            keep = alive.clone()
+            if int(keep.sum()) == 1 and len(rows) > 1:  # a finished row rides along
+                keep[int(torch.nonzero(~alive)[0])] = True
+            if not bool(keep.all()):
+                index = torch.nonzero(keep).squeeze(1)
+                rows, alive, ids = rows[index], alive[index], ids[index]
+                cache = model_kwargs.get("cache", model_kwargs.get("past_key_values"))
+                cache.batch_select_indices(index)
+                for key in ("attention_mask", "position_ids"):
+                    if model_kwargs.get(key) is not None:
+                        model_kwargs[key] = model_kwargs[key][index]
+            state["step"], state["rows"] = state["step"] + 1, rows
+            inputs = hf.prepare_inputs_for_generation(ids, next_sequence_length=1, **model_kwargs)
+            outputs = hf(**inputs, return_dict=True)
+        return torch.cat([input_ids, torch.stack(new, 1)], dim=-1)
+
+    blocks = get_module(model.hf, model.arch.layers)
+    hooked = [i for i in range(model.n_layers) if record or i in plan or i in patches]
+    handles = [blocks[i].register_forward_hook(hook(i)) for i in hooked]
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), quiet_third_party():
+            torch.manual_seed(seed)
+            sequences = model.hf.generate(
+                **batch, generation_config=config, custom_generate=decode, **extra
+            )
+    finally:
+        for h in handles:
+            h.remove()
+    return sequences.cpu(), torch.stack(stacked, 1) if record else None
 
 
 def last_token_resid(model: Model, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -868,9 +994,11 @@ def patched_generate(
     max_new_tokens: int,
     temperature: float,
     seed: int,
+    prune: bool = True,
 ) -> BatchResult:
     """Generation with patches on the prompt pass only (generated tokens are not patched, as in
-    the oracles' code); sampling as in :func:`generate` (``temperature=0``: greedy; seeded)."""
+    the oracles' code); sampling and ``prune`` as in :func:`generate` (``temperature=0``:
+    greedy; seeded)."""
     if max_new_tokens < 1:
         raise MechintroError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if not temperature >= 0:
@@ -882,7 +1010,8 @@ def patched_generate(
     plan = _patch_plan(model, width, prompts, patches)
     eos = _eos_ids(model)
     config = _generation_config(model, eos, temperature, max_new_tokens)
-    sequences, _ = _generate_trace(
+    run = _generate_local if prune and _decodes_locally(model) else _generate_trace
+    sequences, _ = run(
         model, batch, {}, {}, plan, False, config, max_new_tokens=max_new_tokens, seed=seed
     )
     new = sequences[:, width:]
