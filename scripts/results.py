@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -85,6 +87,7 @@ def run(model_name: str, size: str, only: list[str], dtype: str = "float32") -> 
     from mechintro.models import load_model
 
     model = load_model(model_name, dtype=dtype)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does
     # other precisions go beside the fp32 runs (docs/results.md reads only the fp32 folders)
     folder = RUNS / (model_name if dtype == "float32" else f"{model_name}-{dtype}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,18 +104,45 @@ def run(model_name: str, size: str, only: list[str], dtype: str = "float32") -> 
             continue
         config = module.Config(model=model_name, **overrides)
         out = folder / f"{name}.zarr"
-        start = time.perf_counter()
+        start, load = time.perf_counter(), os.getloadavg()[0]
         step = f"[{names.index(name) + 1}/{len(names)}] {name}"
-        module.run(config, out, model=model, progress=Progress(step))
-        seconds = time.perf_counter() - start
+        try:
+            module.run(config, out, model=model, progress=Progress(step))
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep this segment's time, then stop
+            _add_segment(timing, timing_path, name, size, start, load, finished=False)
+            print(
+                f"\n{name}: stopped; its committed batches are kept and the same command "
+                "resumes it",
+                file=sys.stderr,
+            )
+            raise SystemExit(130) from None
         print(file=sys.stderr)
-        entry = timing.get(name, {})
-        if entry.get("size") != size:
-            entry = {"size": size, "seconds": 0.0}
-        entry["seconds"] = round(entry["seconds"] + seconds, 1)  # resumed runs add up
-        timing[name] = entry
-        timing_path.write_text(json.dumps(timing, indent=1))
+        seconds = _add_segment(timing, timing_path, name, size, start, load, finished=True)
         print(f"{name}: {seconds:.0f} s", flush=True)
+
+
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _add_segment(
+    timing: dict, path: Path, name: str, size: str, start: float, load: float, finished: bool
+) -> float:
+    """Add one run segment's wall time to ``timing[name]`` (resumed segments add up) with the
+    1-minute load average at its start and end — about the thread count when the protocol had
+    the machine to itself, higher when other work shared the cores — and write the file."""
+    seconds = time.perf_counter() - start
+    entry = timing.get(name, {})
+    if entry.get("size") != size:
+        entry = {"size": size, "seconds": 0.0}
+    entry["seconds"] = round(entry["seconds"] + seconds, 1)
+    entry.setdefault("segments", []).append(
+        {"seconds": round(seconds, 1), "load": [round(load, 2), round(os.getloadavg()[0], 2)]}
+    )
+    entry["finished"] = finished
+    timing[name] = entry
+    path.write_text(json.dumps(timing, indent=1))
+    return seconds
 
 
 class Progress:

@@ -1,0 +1,66 @@
+"""scripts/results.py's timing: segments of a resumed protocol add up, and a stop keeps the
+stopped segment's time."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def results(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("results_script", ROOT / "scripts/results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "RUNS", tmp_path)
+    handler = signal.getsignal(signal.SIGTERM)
+    yield module
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _experiment(calls: list[str], stop: bool) -> types.SimpleNamespace:
+    def run(config, out, model, progress):
+        calls.append(config.model)
+        if stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def config(model, **sizes):
+        return types.SimpleNamespace(model=model)
+
+    return types.SimpleNamespace(Config=config, run=run)
+
+
+def test_segments_add_up_and_a_stop_keeps_its_time(results, monkeypatch, tmp_path):
+    import mechintro.experiments as experiments
+    import mechintro.models as models
+
+    calls: list[str] = []
+    monkeypatch.setattr(models, "load_model", lambda name, dtype: types.SimpleNamespace())
+    monkeypatch.setattr(experiments, "EXPERIMENTS", {"sweep": _experiment(calls, stop=True)})
+    with pytest.raises(SystemExit) as stopped:
+        results.run("m", "default", ["sweep"])
+    assert stopped.value.code == 130
+    timing = json.loads((tmp_path / "m" / "timing.json").read_text())
+    assert timing["sweep"]["finished"] is False and len(timing["sweep"]["segments"]) == 1
+
+    monkeypatch.setattr(experiments, "EXPERIMENTS", {"sweep": _experiment(calls, stop=False)})
+    results.run("m", "default", ["sweep"])
+    entry = json.loads((tmp_path / "m" / "timing.json").read_text())["sweep"]
+    assert entry["finished"] is True and len(entry["segments"]) == 2
+    assert entry["seconds"] == pytest.approx(sum(s["seconds"] for s in entry["segments"]), abs=0.2)
+    assert all(len(s["load"]) == 2 for s in entry["segments"])
+
+    results.run("m", "small", ["sweep"])  # another size starts the count again
+    entry = json.loads((tmp_path / "m" / "timing.json").read_text())["sweep"]
+    assert entry["size"] == "small" and len(entry["segments"]) == 1
+    assert calls == ["m", "m", "m"]
+    assert "results_script" not in sys.modules
