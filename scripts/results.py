@@ -88,8 +88,7 @@ def run(model_name: str, size: str, only: list[str], dtype: str = "float32") -> 
 
     model = load_model(model_name, dtype=dtype)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does
-    # other precisions go beside the fp32 runs (docs/results.md reads only the fp32 folders)
-    folder = RUNS / (model_name if dtype == "float32" else f"{model_name}-{dtype}")
+    folder = _folder(model_name, dtype)
     folder.mkdir(parents=True, exist_ok=True)
     timing_path = folder / "timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
@@ -119,6 +118,30 @@ def run(model_name: str, size: str, only: list[str], dtype: str = "float32") -> 
         print(file=sys.stderr)
         seconds = _add_segment(timing, timing_path, name, size, start, load, finished=True)
         print(f"{name}: {seconds:.0f} s", flush=True)
+
+
+def _folder(model_name: str, dtype: str) -> Path:
+    # other precisions go beside the fp32 runs (docs/results.md reads only the fp32 folders)
+    return RUNS / (model_name if dtype == "float32" else f"{model_name}-{dtype}")
+
+
+def timing_table(timing: dict) -> str:
+    """``timing.json`` as a markdown table: each protocol's size, wall time (resumed segments
+    added up), segments, and the load average at each segment's start and end."""
+    rows = ["| protocol | size | wall | segments | load average (start→end) | finished |"]
+    rows.append("|---|---|---|---|---|---|")
+    total = 0.0
+    for name, e in timing.items():
+        segments = e.get("segments", [])
+        loads = ", ".join(f"{s['load'][0]:.1f}→{s['load'][1]:.1f}" for s in segments) or "—"
+        done = {True: "yes", False: "**no**"}.get(e.get("finished"), "—")
+        rows.append(
+            f"| {name} | {e['size']} | {_clock(e['seconds'])} | {len(segments) or '—'} | "
+            f"{loads} | {done} |"
+        )
+        total += e["seconds"]
+    rows.append(f"| all | | {_clock(total)} | | | |")
+    return "\n".join(rows)
 
 
 def _interrupt(_signum, _frame) -> None:
@@ -216,9 +239,20 @@ def main() -> int:
         help="weights' precision; bfloat16 runs go to runs/results/{model}-bfloat16/",
     )
     sub.add_parser("write")
+    t = sub.add_parser("timing", help="the wall times in runs/results/{model}/timing.json")
+    t.add_argument("--model", default="smollm2-135m")
+    t.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = p.parse_args()
     if args.cmd == "run":
         run(args.model, args.size, [s for s in args.only.split(",") if s], args.dtype)
+    elif args.cmd == "timing":
+        path = _folder(args.model, args.dtype) / "timing.json"
+        if not path.exists():
+            raise SystemExit(
+                f"no {path}: run `scripts/results.py run --model {args.model} --dtype "
+                f"{args.dtype}` first"
+            )
+        print(timing_table(json.loads(path.read_text())))
     else:
         sys.path.insert(0, str(ROOT / "analyses"))
         from results_doc import write

@@ -64,3 +64,21 @@ def test_segments_add_up_and_a_stop_keeps_its_time(results, monkeypatch, tmp_pat
     assert entry["size"] == "small" and len(entry["segments"]) == 1
     assert calls == ["m", "m", "m"]
     assert "results_script" not in sys.modules
+
+
+def test_timing_table_adds_up_and_marks_unfinished(results):
+    table = results.timing_table(
+        {
+            "sweep": {"size": "default", "seconds": 90.0, "finished": True},
+            "prefill": {
+                "size": "default",
+                "seconds": 3700.0,
+                "finished": False,
+                "segments": [{"seconds": 3700.0, "load": [2.01, 2.5]}],
+            },
+        }
+    )
+    lines = table.splitlines()
+    assert lines[2] == "| sweep | default | 1m30s | — | — | yes |"
+    assert lines[3] == "| prefill | default | 1h01m | 1 | 2.0→2.5 | **no** |"
+    assert lines[-1] == "| all | | 1h03m | | | |"
