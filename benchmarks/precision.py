@@ -9,12 +9,15 @@ For each pair it prints both runs' summaries (the protocol's own ``format_summar
 and their intervals), and, where the runs store answer log-probabilities (logit mode) for the
 same trials, how far the per-trial log-probabilities moved: the median and maximum |Δ| and the
 share of trials whose yes-vs-no preference flipped. Whether a conclusion changed is read from the
-two summaries side by side; nothing here decides it.
+two summaries side by side; nothing here decides it. ``--readout four_forms`` summarises the
+protocols whose ``summarize`` takes a readout (the sweep) with the four answer forms that
+``docs/results.md`` uses instead of their default.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from pathlib import Path
 
@@ -34,7 +37,7 @@ def pairs(args: list[str]) -> list[tuple[Path, Path]]:
     return list(zip(paths[::2], paths[1::2], strict=True))
 
 
-def compare(a_path: Path, b_path: Path) -> None:
+def compare(a_path: Path, b_path: Path, readout: str | None = None) -> None:
     import mechintro as mi
     from mechintro.experiments import EXPERIMENTS
 
@@ -42,10 +45,15 @@ def compare(a_path: Path, b_path: Path) -> None:
     name = a.attrs.get("experiment", "")
     print(f"\n=== {name}: {a_path} vs {b_path}")
     module = EXPERIMENTS.get(name)
+    options = {}
+    if readout and module is not None and hasattr(module, "summarize"):
+        if "readout" in inspect.signature(module.summarize).parameters:
+            options = {"readout": readout}
+            print(f"(readout: {readout})")
     for label, ds in (("fp32", a), ("bf16", b)):
         print(f"--- {label} ({ds.sizes['trial']} trials)")
         print(
-            module.format_summary(module.summarize(ds))
+            module.format_summary(module.summarize(ds, **options))
             if module is not None and hasattr(module, "summarize")
             else "(no summary)"
         )
@@ -79,12 +87,17 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("runs", nargs="+")
+    p.add_argument(
+        "--readout",
+        choices=["four_forms", "godet"],
+        help="the readout of protocols that take one (the sweep); default: the protocol's own",
+    )
     args = p.parse_args()
     todo = pairs(args.runs)
     if not todo:
         raise SystemExit("no protocol is present in both")
     for a, b in todo:
-        compare(a, b)
+        compare(a, b, args.readout)
     return 0
 
 
