@@ -400,22 +400,17 @@ def protocol_generation(args, model, device) -> None:
     temperature 1, ending at the end-of-sequence token), each trial with its own injection, as
     the runner builds them. One at a time each trial stops at its own end; a batch runs until
     its longest answer ends, unless finished rows are dropped (``prune``)."""
+    from _protocol import protocol_trials
+
     from mechintro import engine
     from mechintro.arch import get_module
-    from mechintro.experiments import injected_thoughts as it
-    from mechintro.runner import _check_trials, batch_seed
-    from mechintro.vectors import concept_vectors
+    from mechintro.runner import batch_seed
 
-    config = it.Config()
-    vectors = concept_vectors(model, config.words(), progress=False)
-    trials, _ = it.build_trials(config, model, vectors)
-    injections = _check_trials(model, trials)
+    config, trials, injections, prefix = protocol_trials(model)  # prefix: as the runner decides
     size, n_batches = args.batch, -(-len(trials) // args.batch)
     chosen = [int(b) for b in args.protocol_batches.split(",")]
     if not all(0 <= b < n_batches for b in chosen):
         raise SystemExit(f"--protocol-batches: the run has batches 0 to {n_batches - 1}")
-    prefix = engine.shared_prefix([t.prompt.input_ids for t in trials], injections)
-    prefix = prefix if prefix >= engine.MIN_SHARED_PREFIX else 0  # as the runner decides
     eos = engine._eos_ids(model)
     blocks = get_module(model.hf, model.arch.layers)
     most = config.max_new_tokens

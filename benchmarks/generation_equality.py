@@ -30,19 +30,14 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=16)
     args = p.parse_args()
 
+    from _protocol import protocol_trials
+
     import mechintro as mi
     from mechintro import engine
-    from mechintro.experiments import injected_thoughts as it
-    from mechintro.runner import _check_trials, batch_seed
-    from mechintro.vectors import concept_vectors
+    from mechintro.runner import batch_seed
 
     model = mi.load_model(args.model)
-    config = it.Config()
-    vectors = concept_vectors(model, config.words(), progress=False)
-    trials, _ = it.build_trials(config, model, vectors)
-    injections = _check_trials(model, trials)
-    prefix = engine.shared_prefix([t.prompt.input_ids for t in trials], injections)
-    prefix = prefix if prefix >= engine.MIN_SHARED_PREFIX else 0
+    config, trials, injections, prefix = protocol_trials(model)
     print(f"{model.name}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     for b in [int(x) for x in args.batches.split(",")]:
         rows = list(range(b * args.batch, min((b + 1) * args.batch, len(trials))))

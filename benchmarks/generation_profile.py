@@ -40,20 +40,14 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()
 
+    from _protocol import protocol_trials
     from torch.profiler import ProfilerActivity, profile
 
     import mechintro as mi
     from mechintro import engine
-    from mechintro.experiments import injected_thoughts as it
-    from mechintro.runner import _check_trials
-    from mechintro.vectors import concept_vectors
 
     model = mi.load_model(args.model)
-    config = it.Config()
-    vectors = concept_vectors(model, config.words(), progress=False)
-    trials, _ = it.build_trials(config, model, vectors)
-    injections = _check_trials(model, trials)
-    prefix = engine.shared_prefix([t.prompt.input_ids for t in trials], injections)
+    config, trials, injections, prefix = protocol_trials(model)
     start = 40 * config.batch_size  # the runner's batch 40: one layer and strength
 
     def batch(size: int):
