@@ -135,9 +135,11 @@ def timing_table(timing: dict) -> str:
         segments = e.get("segments", [])
         loads = ", ".join(f"{s['load'][0]:.1f}→{s['load'][1]:.1f}" for s in segments) or "—"
         done = {True: "yes", False: "**no**"}.get(e.get("finished"), "—")
+        counted = len(segments) or "—"
+        if segments and e["seconds"] > sum(s["seconds"] for s in segments) + 0.5:  # older time
+            counted = f"{len(segments)} + earlier, load not recorded"
         rows.append(
-            f"| {name} | {e['size']} | {_clock(e['seconds'])} | {len(segments) or '—'} | "
-            f"{loads} | {done} |"
+            f"| {name} | {e['size']} | {_clock(e['seconds'])} | {counted} | {loads} | {done} |"
         )
         total += e["seconds"]
     rows.append(f"| all | | {_clock(total)} | | | |")

@@ -70,6 +70,12 @@ def test_timing_table_adds_up_and_marks_unfinished(results):
     table = results.timing_table(
         {
             "sweep": {"size": "default", "seconds": 90.0, "finished": True},
+            "localisation": {
+                "size": "default",
+                "seconds": 585.0,
+                "finished": True,
+                "segments": [{"seconds": 4.0, "load": [2.1, 2.1]}],
+            },
             "prefill": {
                 "size": "default",
                 "seconds": 3700.0,
@@ -80,5 +86,8 @@ def test_timing_table_adds_up_and_marks_unfinished(results):
     )
     lines = table.splitlines()
     assert lines[2] == "| sweep | default | 1m30s | — | — | yes |"
-    assert lines[3] == "| prefill | default | 1h01m | 1 | 2.0→2.5 | **no** |"
-    assert lines[-1] == "| all | | 1h03m | | | |"
+    assert lines[3] == (
+        "| localisation | default | 9m45s | 1 + earlier, load not recorded | 2.1→2.1 | yes |"
+    )
+    assert lines[4] == "| prefill | default | 1h01m | 1 | 2.0→2.5 | **no** |"
+    assert lines[-1] == "| all | | 1h12m | | | |"
