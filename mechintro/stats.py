@@ -27,8 +27,9 @@ the words a table should carry.
 from __future__ import annotations
 
 import math
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -233,6 +234,32 @@ def bootstrap_mean_ci(
     alpha = (1 - level) / 2
     lo, hi = np.quantile(boots, [alpha, 1 - alpha])
     return (mean, float(lo), float(hi))
+
+
+def describe_methods(methods: Iterable[str]) -> str:
+    """The interval methods of a table's cells in one phrase: descriptions that differ only in
+    their cluster counts are merged into one with the counts' range, so a 20-cell table reads
+    "Wilson on 28–36 clusters (…)" rather than nine near-copies.
+
+    Example::
+
+        describe_methods({"Wilson on 28 clusters (x)", "Wilson on 36 clusters (x)"})
+        # 'Wilson on 28–36 clusters (x)'
+    """
+    counts: dict[str, list[int]] = {}
+    for m in methods:
+        numbers = set(re.findall(r"\b(\d+) clusters\b", m))
+        if len(numbers) == 1:  # one count, perhaps repeated in a note: merge on the rest
+            counts.setdefault(re.sub(r"\b\d+ clusters\b", "\x00 clusters", m), []).append(
+                int(numbers.pop())
+            )
+        else:
+            counts.setdefault(m, [])
+    merged = []
+    for shape, ns in counts.items():
+        lo, hi = (min(ns), max(ns)) if ns else (0, 0)
+        merged.append(shape.replace("\x00", str(lo) if lo == hi else f"{lo}–{hi}"))
+    return "; ".join(sorted(merged))
 
 
 def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:

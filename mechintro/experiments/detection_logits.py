@@ -36,7 +36,7 @@ from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.readouts import yes_no
 from mechintro.runner import YES_NO, Shard, Trial, execute
-from mechintro.stats import cluster_interval
+from mechintro.stats import cluster_interval, describe_methods
 from mechintro.vectors import (
     check_vectors_match,
     concept_vectors,
@@ -212,7 +212,7 @@ def summarize(ds: xr.Dataset, *, n_boot: int = 2000, seed: int = 0) -> xr.Datase
     out = cell_summary(ds, ("inject_layer", "strength"), cell, ints=("n",))
     out.attrs["interval"] = (
         "over concepts (mechintro.stats.cluster_interval): "
-        + "; ".join(sorted(methods))
+        + describe_methods(methods)
         + "; the control is deterministic in logit mode"
     )
     return out

@@ -50,7 +50,7 @@ from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.readouts import grades, question_kind
 from mechintro.runner import Generation, Shard, Trial, execute
-from mechintro.stats import diff_ci, rate, rate_interval
+from mechintro.stats import describe_methods, diff_ci, rate, rate_interval
 from mechintro.tables import table
 from mechintro.vectors import (
     check_vectors_match,
@@ -301,7 +301,7 @@ def summarize(
             "grader": source,
             "question": _config(ds)["question"],
             "interval": "TPR: "
-            + "; ".join(sorted(methods))
+            + describe_methods(methods)
             + " (over concepts, mechintro.stats.cluster_interval); "
             "FPR: Wilson; net = TPR − pooled FPR: Newcombe's hybrid score interval",
         }

@@ -242,3 +242,26 @@ def test_a_clustered_rate_with_t_never_leaves_zero_to_one():
     assert iv.lo == 0.0 and 0 < iv.hi < 1 and "clipped" in iv.method
     cont = cluster_interval(x * 0.5 - 0.1, clusters, binary=False)  # not a rate: not clipped
     assert cont.lo < -0.1 and "clipped" not in cont.method
+
+
+def test_describe_methods_merges_cluster_counts_and_keeps_other_methods_apart():
+    """A table's per-cell methods read as one phrase per method: counts become a range, a note
+    repeating the count follows it, and methods with other words are not merged into them."""
+    from mechintro.stats import describe_methods
+
+    wilson = "Wilson on {} clusters (no variation to resample)"
+    few = "Wilson on {0} clusters (no variation to resample) — not a 95% CI (only {0} clusters)"
+    methods = {wilson.format(n) for n in (28, 36, 30)} | {few.format(3), few.format(4)}
+    methods |= {"t on 9 cluster means", "BCa cluster bootstrap"}
+    assert describe_methods(methods) == "; ".join(
+        sorted(
+            [
+                wilson.format("28–36"),
+                few.format("3–4"),
+                "t on 9 cluster means",
+                "BCa cluster bootstrap",
+            ]
+        )
+    )
+    assert describe_methods({wilson.format(7)}) == wilson.format(7)  # one count: no range
+    assert describe_methods([]) == ""
