@@ -51,6 +51,11 @@ PUBLISHED = {
         "20% chance at early layers, falling to chance by mid-depth; a commenter's "
         "Qwen2.5-14B reached 89% (but 90% for 'which is most abstract?')."
     ),
+    "patchscope": (
+        "Ghandeharioun et al. (2024), 'Patchscopes': the identity prompt decodes a hidden state "
+        "by asking the model to repeat it; the paper patches hidden states, not concept "
+        "vectors, so there is no published number for this use."
+    ),
 }
 
 
@@ -150,6 +155,20 @@ def _verdict(name: str, summary) -> str:
             f"(Wilson lower bound); balanced accuracy {bal.min():.3f}–{bal.max():.3f} "
             f"(chance 1/k); {no_power} cells have **no power** (the answer never varies), so "
             "accuracy there is the share of targets matching the model's favourite answer."
+        )
+    if name == "patchscope":
+        rate = summary.rate
+        concept, random = rate.sel(condition="concept"), rate.sel(condition="random")
+        above = summary.lo.sel(condition="concept") > summary.hi.sel(condition="random")
+        n = int(summary.n.sel(condition="concept").sum())
+        hits = float((concept * summary.n.sel(condition="concept")).sum())
+        return (
+            f"The patched concept vector is repeated as its word in {hits:.0f} of {n} trials "
+            f"(best cell {float(concept.max()):.2f}); random vectors of the same norm "
+            f"{float(random.mean()):.2f} on average, no patch "
+            f"{float(rate.sel(condition='none').mean()):.2f}; {int(above.sum())} of "
+            f"{above.size} (layer, strength) cells are above the random-vector control "
+            "(Wilson intervals apart)."
         )
     return ""
 

@@ -581,3 +581,39 @@ def test_patchscope_patches_the_placeholder_and_reads_the_continuation(tiny, vec
     with pytest.raises(MechintroError, match="records no residual"):
         PS.run(dataclasses.replace(cfg, record_resid=True), tmp_path / "r.zarr", model=tiny)
     assert not (tmp_path / "r.zarr").exists()
+
+
+def test_results_document_patchscope_verdict_counts_cells_above_the_random_control():
+    """The patchscope sentence counts trials decoded and cells whose concept interval lies above
+    the random-vector control's, from the summary alone."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    import xarray as xr
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "analyses"))
+    from results_doc import _verdict
+
+    from mechintro.stats import wilson
+
+    hits = {"concept": [[6, 1]], "random": [[0, 0]], "none": [[0, 0]]}  # layer 7, strengths 1, 2
+    n = 6
+    rows = {}
+    for cond, grid in hits.items():
+        rows[cond] = [[(k / n, *wilson(k, n)) for k in layer] for layer in grid]
+    arr = np.array([rows[c] for c in ("concept", "random", "none")])  # (cond, layer, strength, 3)
+    dims = ("condition", "inject_layer", "strength")
+    coords = {"condition": ["concept", "random", "none"], "inject_layer": [7], "strength": [1, 2]}
+    summary = xr.Dataset(
+        {
+            "rate": (dims, arr[..., 0]),
+            "lo": (dims, arr[..., 1]),
+            "hi": (dims, arr[..., 2]),
+            "n": (dims, np.full(arr.shape[:3], n)),
+        },
+        coords=coords,
+    )
+    text = _verdict("patchscope", summary)
+    assert "in 7 of 12 trials (best cell 1.00)" in text
+    assert "1 of 2 (layer, strength) cells are above the random-vector control" in text
