@@ -4,12 +4,16 @@
     python analyses/grader_agreement.py --set tests/data/grader_calibration_v2.json --split held_out
     python analyses/grader_agreement.py --set tests/data/grader_calibration_qwen.json
     python analyses/grader_agreement.py --judge-model smollm2-135m --max-new-tokens 64
+    python analyses/grader_agreement.py --set tests/data/grader_calibration_v3.json \
+        --labels tests/data/grader_calibration_v3_labeller3.json   # two labellers
 
 Prints accuracy and Cohen's κ per criterion with a 95% bootstrap interval over items (--bootstrap
 resamples; 0 to skip), n and the positives by hand and by the grader (and the share of "ungraded"
 judge replies, counted as NO); with --out, writes the table as JSON. The Qwen set
 (tests/data/grader_calibration_qwen.json) is an independent check: no rule was tuned on it.
-A local model as judge uses Lindsey's prompts verbatim.
+A local model as judge uses Lindsey's prompts verbatim. ``--labels`` puts a second labeller's
+labels of the same items (a JSON list of ``{"id", "labels"}``) in the grader's place: the
+agreement two people reach by the same written rules, the ceiling a grader can be held to.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--judge-model")
+    p.add_argument(
+        "--labels", help="a second labeller's labels of the same items, in the grader's place"
+    )
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--set", help="calibration JSON (default: tests/data/grader_calibration.json)")
     p.add_argument(
@@ -68,6 +75,8 @@ def main() -> None:
                 ungraded += v.answer == "ungraded"
                 out[c] = v.answer == "YES"
             return out
+    elif args.labels:
+        name, predict = f"second labeller ({args.labels})", _second_labeller(args.labels, items)
     else:
         name, predict = "offline grader", grading.offline_predict
     result = grading.agreement(items, predict, bootstrap=args.bootstrap)
@@ -89,6 +98,17 @@ def main() -> None:
                 f,
                 indent=1,
             )
+
+
+def _second_labeller(path: str, items: list[dict]):
+    """``predict`` from another labeller's labels of the same items (refused unless every item
+    has exactly one label set there)."""
+    with open(path) as f:
+        other = {x["id"]: x["labels"] for x in json.load(f)}
+    missing = [it["id"] for it in items if it["id"] not in other]
+    if missing:
+        raise SystemExit(f"{path}: no labels for {len(missing)} items (e.g. {missing[0]})")
+    return lambda item: {c: bool(other[item["id"]][c]) for c in grading.CRITERIA}
 
 
 if __name__ == "__main__":

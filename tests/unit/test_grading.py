@@ -515,3 +515,29 @@ def test_v3_agreement_is_as_reported(criterion):
     assert result["accuracy"] >= accuracy - 1e-3
     if kappa is not None:
         assert result["kappa"] >= kappa - 1e-3
+
+
+def test_two_labellers_of_v3_agree_above_the_target_the_grader_misses():
+    """A third labeller relabelled v3 blind (the items' text only, the written rules, no labels or
+    verdicts): the two labellers agree at κ 0.854 (coherence) and 0.970 (affirmative), so κ ≥ 0.8 is
+    reachable by the rubric; the offline grader is what falls short (0.40–0.48, 0.70–0.73)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    items = _v3_items()
+    path = root / "tests/data/grader_calibration_v3_labeller3.json"
+    other = json.loads(path.read_text())
+    assert [x["id"] for x in other] == [it["id"] for it in items]
+    assert all(set(x["labels"]) == set(grading.CRITERIA) and x["why"] for x in other)
+    sys.path.insert(0, str(root / "analyses"))
+    from grader_agreement import _second_labeller
+
+    labellers = grading.agreement(items, _second_labeller(str(path), items))
+    grader = grading.agreement(items, grading.offline_predict)
+    for c, kappa in (("coherence", 0.854), ("affirmative", 0.970)):
+        assert labellers[c]["kappa"] == pytest.approx(kappa, abs=1e-3)
+        assert grader[c]["kappa"] < 0.8 <= labellers[c]["kappa"]
+    with pytest.raises(SystemExit, match="no labels for 1 items"):
+        _second_labeller(str(path), [*items, {"id": "not-there"}])
