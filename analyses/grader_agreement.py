@@ -34,6 +34,17 @@ def main() -> None:
         "--labels", help="a second labeller's labels of the same items, in the grader's place"
     )
     p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument(
+        "--judge-readout",
+        choices=["generate", "first-token"],
+        default="generate",
+        help="the judge reasons then answers (Lindsey) or its first token is read (fast)",
+    )
+    p.add_argument(
+        "--criteria",
+        default=",".join(grading.CRITERIA),
+        help="comma-separated criteria the judge is asked about (the others are not reported)",
+    )
     p.add_argument("--set", help="calibration JSON (default: tests/data/grader_calibration.json)")
     p.add_argument(
         "--split",
@@ -49,6 +60,10 @@ def main() -> None:
     )
     p.add_argument("--out")
     args = p.parse_args()
+    criteria = [c for c in args.criteria.split(",") if c]
+    unknown = sorted(set(criteria) - set(grading.CRITERIA))
+    if unknown:
+        p.error(f"unknown criteria {unknown}: choose from {', '.join(grading.CRITERIA)}")
     items = grading.calibration_items(args.set)
     if args.split != "all":
         items = [it for it in items if it.get("split") == args.split]
@@ -58,13 +73,17 @@ def main() -> None:
     if args.judge_model:
         from mechintro.models import load_model
 
-        j = judge.ModelJudge(model=load_model(args.judge_model), max_new_tokens=args.max_new_tokens)
+        j = judge.ModelJudge(
+            model=load_model(args.judge_model),
+            max_new_tokens=args.max_new_tokens,
+            readout=args.judge_readout,
+        )
         name = j.identity
 
         def predict(item: dict) -> dict[str, bool]:
             nonlocal ungraded
-            out = {}
-            for c in grading.CRITERIA:
+            out = dict.fromkeys(grading.CRITERIA, False)  # criteria not asked: not reported
+            for c in criteria:
                 v = judge.grade(
                     j,
                     c,
@@ -85,6 +104,8 @@ def main() -> None:
         f"{name}: {len(items)} items ({args.split}), {seconds:.0f} s, ungraded replies {ungraded}"
     )
     for c, r in result.items():
+        if c not in criteria:
+            continue
         ci = r.get("kappa_ci")
         interval = f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
         print(
@@ -94,7 +115,12 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(
-                {"grader": name, "seconds": seconds, "ungraded": ungraded, "agreement": result},
+                {
+                    "grader": name,
+                    "seconds": seconds,
+                    "ungraded": ungraded,
+                    "agreement": {c: r for c, r in result.items() if c in criteria},
+                },
                 f,
                 indent=1,
             )

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
+import torch
 import xarray as xr
 import zarr
 
@@ -155,15 +156,31 @@ def _scrub(text: str, key: str) -> str:
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class ModelJudge:
-    """A local model as judge (greedy decoding, no injection)."""
+    """A local model as judge (no injection).
+
+    ``readout="generate"`` (Lindsey's procedure): greedy decoding of up to ``max_new_tokens``,
+    the verdict parsed from the reply. ``readout="first-token"``: one forward pass, the verdict
+    is whichever of YES or NO (summed over the single-token spellings ``YES``, ``Yes``, with and
+    without a leading space) is more probable as the reply's first token — for small local
+    models, which are slow to reason at length on a CPU; the prompt is unchanged, so a model
+    that would reason first is cut short, and the reply says so.
+    """
 
     model: object  # mechintro.models.Model
     max_new_tokens: int = 256
+    readout: Literal["generate", "first-token"] = "generate"
+
+    def __post_init__(self) -> None:
+        if self.readout not in ("generate", "first-token"):
+            raise MechintroError(
+                f"unknown judge readout '{self.readout}': choose generate or first-token"
+            )
 
     @property
     def identity(self) -> str:
         m = self.model
-        return f"model:{m.name}@{m.weights_sha256[:12]}"  # type: ignore[attr-defined]
+        tail = "" if self.readout == "generate" else f" ({self.readout})"
+        return f"model:{m.name}@{m.weights_sha256[:12]}{tail}"  # type: ignore[attr-defined]
 
     def complete(self, prompt: str) -> str:
         from mechintro import engine
@@ -173,12 +190,39 @@ class ModelJudge:
         ids = tokenize(
             m.tokenizer, render_chat(m.tokenizer, [{"role": "user", "content": prompt}])
         ).input_ids  # type: ignore[attr-defined]
+        if self.readout == "first-token":
+            yes, no = verdict_token_ids(m.tokenizer)  # type: ignore[attr-defined]
+            lp = engine.forward(m, [ids], [None], answer_ids=[*yes, *no]).answer_logprobs  # type: ignore[arg-type]
+            assert lp is not None
+            lp_yes = float(torch.logsumexp(lp[0, : len(yes)], 0))
+            lp_no = float(torch.logsumexp(lp[0, len(yes) :], 0))
+            return f"first-token readout: log P(yes) {lp_yes:.3f}, log P(no) {lp_no:.3f} -> " + (
+                "YES" if lp_yes > lp_no else "NO"
+            )
         out = engine.generate(
             m, [ids], [None], max_new_tokens=self.max_new_tokens, temperature=0.0, seed=0
         )  # type: ignore[arg-type]
         return m.tokenizer.decode(
             [t for t in out.generated[0].tolist() if t >= 0], skip_special_tokens=True
         )  # type: ignore[attr-defined]
+
+
+def verdict_token_ids(tokenizer: object) -> tuple[list[int], list[int]]:
+    """Single-token spellings of the verdicts YES and NO (``YES``, ``Yes``, with and without a
+    leading space) in ``tokenizer``'s vocabulary."""
+    ids: dict[str, list[int]] = {}
+    for word in ("YES", "NO"):
+        found = set()
+        for form in (word, " " + word, word.capitalize(), " " + word.capitalize()):
+            enc = tokenizer(form, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+            if len(enc) == 1:
+                found.add(int(enc[0]))
+        if not found:
+            raise MechintroError(
+                f"'{word}' is not a single token of this tokenizer: use readout='generate'"
+            )
+        ids[word] = sorted(found)
+    return ids["YES"], ids["NO"]
 
 
 @dataclass(frozen=True)
