@@ -211,3 +211,31 @@ def test_model_judge_runs_locally(tiny):
         judge.ModelJudge(model=tiny, max_new_tokens=5), "coherence", question="Q", response="R"
     )
     assert v.answer in ("YES", "NO", "ungraded") and v.judge.startswith("model:tiny-llama@")
+
+
+def test_model_judge_first_token_readout_equals_a_plain_forward(tiny):
+    """The first-token verdict is YES vs NO summed over their single-token spellings at the
+    rendered prompt's last position, computed here with a plain forward pass."""
+    import re
+
+    from mechintro.errors import MechintroError
+    from mechintro.prompts import render_chat, tokenize
+
+    j = judge.ModelJudge(model=tiny, readout="first-token")
+    v = judge.grade(j, "coherence", question="Q?", response="Yes, I notice it.", word="dust")
+    assert v.judge.endswith("(first-token)")
+    prompt = judge.grader_prompt("coherence", question="Q?", response="Yes, I notice it.")
+    ids = tokenize(
+        tiny.tokenizer, render_chat(tiny.tokenizer, [{"role": "user", "content": prompt}])
+    )
+    with torch.no_grad():
+        logits = tiny.hf(torch.tensor([ids.input_ids])).logits[0, -1].float()
+    lp = torch.log_softmax(logits, -1)
+    yes, no = judge.verdict_token_ids(tiny.tokenizer)
+    assert yes and no and not set(yes) & set(no)
+    want_yes, want_no = float(torch.logsumexp(lp[yes], 0)), float(torch.logsumexp(lp[no], 0))
+    got = [float(x) for x in re.findall(r"log P\((?:yes|no)\) (-?\d+\.\d+)", v.reply)]
+    assert got == pytest.approx([want_yes, want_no], abs=2e-3)
+    assert v.answer == ("YES" if want_yes > want_no else "NO")
+    with pytest.raises(MechintroError, match="unknown judge readout"):
+        judge.ModelJudge(model=tiny, readout="last-token")
