@@ -13,7 +13,7 @@ judge replies, counted as NO); with --out, writes the table as JSON. The Qwen se
 (tests/data/grader_calibration_qwen.json) is an independent check: no rule was tuned on it.
 A local model as judge uses Lindsey's prompts verbatim. ``--labels`` puts a second labeller's
 labels of the same items (a JSON list of ``{"id", "labels"}``) in the grader's place: the
-agreement two people reach by the same written rules, the ceiling a grader can be held to.
+agreement two labellers reach by the same written rules, the ceiling a grader can be held to.
 """
 
 from __future__ import annotations
@@ -127,8 +127,8 @@ def main() -> None:
 
 
 def _second_labeller(path: str, items: list[dict]):
-    """``predict`` from another labeller's labels of the same items (refused unless every item
-    has exactly one label set there)."""
+    """``predict`` from another labeller's labels of the same items (refused when an item has no
+    labels there)."""
     with open(path) as f:
         other = {x["id"]: x["labels"] for x in json.load(f)}
     missing = [it["id"] for it in items if it["id"] not in other]
