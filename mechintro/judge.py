@@ -207,22 +207,19 @@ class ModelJudge:
         )  # type: ignore[attr-defined]
 
 
+VERDICT_FORMS = {"YES": ("YES", " YES", "Yes", " Yes"), "NO": ("NO", " NO", "No", " No")}
+
+
 def verdict_token_ids(tokenizer: object) -> tuple[list[int], list[int]]:
-    """Single-token spellings of the verdicts YES and NO (``YES``, ``Yes``, with and without a
-    leading space) in ``tokenizer``'s vocabulary."""
-    ids: dict[str, list[int]] = {}
-    for word in ("YES", "NO"):
-        found = set()
-        for form in (word, " " + word, word.capitalize(), " " + word.capitalize()):
-            enc = tokenizer(form, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
-            if len(enc) == 1:
-                found.add(int(enc[0]))
-        if not found:
-            raise MechintroError(
-                f"'{word}' is not a single token of this tokenizer: use readout='generate'"
-            )
-        ids[word] = sorted(found)
-    return ids["YES"], ids["NO"]
+    """Single-token spellings of the verdicts YES and NO (:data:`VERDICT_FORMS`) in
+    ``tokenizer``'s vocabulary, resolved as the runner resolves answer tokens."""
+    from mechintro.runner import Answers
+
+    _, labels, ids = Answers(forms=VERDICT_FORMS).resolve(tokenizer)
+    return (
+        [t for t, label in zip(ids, labels, strict=True) if label == "YES"],
+        [t for t, label in zip(ids, labels, strict=True) if label == "NO"],
+    )
 
 
 @dataclass(frozen=True)
