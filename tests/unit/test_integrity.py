@@ -243,6 +243,46 @@ def test_resume_with_other_vectors_is_refused(tiny, tmp_path, monkeypatch):
     assert runs.verify(out).ok
 
 
+def _nudged(trials, relative):
+    """``trials`` with every vector moved by ``relative`` of its norm (one coordinate)."""
+    out = []
+    for t in trials:
+        v = t.vector.clone()
+        v[0] += relative * float(v.norm())
+        out.append(dataclasses.replace(t, vector=v))
+    return out
+
+
+def test_resume_with_vectors_differing_by_float_noise_uses_the_stored_ones(
+    tiny, tmp_path, monkeypatch
+):
+    """Vectors recomputed on another thread count differ in the last bits: the resume goes on,
+    and the trials still to run inject the stored vectors, so the store equals an uninterrupted
+    run's."""
+    whole = _identity_run(tiny, tmp_path / "whole.zarr")
+    out = tmp_path / "r.zarr"
+    _interrupted(tiny, out, monkeypatch)
+    nudged = _nudged(_trials(tiny, [1.0, 2.0, 3.0]), 1e-6)
+    assert not torch.equal(nudged[2].vector, _trials(tiny, [1.0, 2.0, 3.0])[2].vector)
+    _identity_run(tiny, out, nudged)
+    assert runs.verify(out).ok
+    a, b = runs.open_run(whole), runs.open_run(out)
+    np.testing.assert_array_equal(a.injected_vector.values, b.injected_vector.values)
+    np.testing.assert_array_equal(a.answer_logprobs.values, b.answer_logprobs.values)
+    assert runs.read_attrs(out)["identity"] == runs.read_attrs(whole)["identity"]
+
+
+def test_resume_with_vectors_differing_beyond_noise_is_refused(tiny, tmp_path, monkeypatch):
+    from mechintro.errors import MechintroError
+
+    out = tmp_path / "r.zarr"
+    _interrupted(tiny, out, monkeypatch)
+    moved = _nudged(_trials(tiny, [1.0, 2.0, 3.0]), 10 * runner.VECTOR_NOISE)
+    with pytest.raises(MechintroError, match=r"differs in: vectors_sha256"):
+        _identity_run(tiny, out, moved)
+    assert runs.committed_mask(out).tolist() == [True, True, False]  # nothing mixed in
+
+
 def test_changed_chat_template_is_refused_also_on_a_finished_run(tiny, tmp_path):
     import copy
 
