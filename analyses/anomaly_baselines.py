@@ -25,7 +25,7 @@ import mechintro as mi
 from mechintro import analysis
 from mechintro.analysis import anomaly
 from mechintro.analysis.lens import logit_lens
-from mechintro.errors import MechintroError
+from mechintro.errors import MechintroError, script_main
 from mechintro.tables import table
 
 
@@ -130,4 +130,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

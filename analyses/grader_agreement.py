@@ -23,6 +23,7 @@ import json
 import time
 
 from mechintro import grading, judge
+from mechintro.errors import script_main
 
 
 def main() -> None:
@@ -138,4 +139,4 @@ def _second_labeller(path: str, items: list[dict]):
 
 
 if __name__ == "__main__":
-    main()
+    script_main(main)

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from mechintro.errors import script_main
+
 HERE = Path(__file__).resolve().parent
 # script → its inputs from the main job's folder (scripts not listed read the shipped runs)
 SCRIPTS: dict[str, dict[str, str]] = {
@@ -80,4 +82,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

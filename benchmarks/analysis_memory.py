@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mechintro.errors import script_main
+
 CHILD = r"""
 import json, re, sys, time
 import mechintro as mi
@@ -137,4 +139,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mechintro.errors import script_main
+
 LOAD = (
     "import time, mechintro; t = time.perf_counter(); "
     "mechintro.load_model('smollm2-135m'); print(time.perf_counter() - t)"
@@ -101,4 +103,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_main(main)

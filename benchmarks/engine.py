@@ -47,6 +47,8 @@ from collections.abc import Callable
 
 import torch
 
+from mechintro.errors import script_main
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -531,4 +533,4 @@ def protocol_generation(args, model, device) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

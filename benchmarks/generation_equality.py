@@ -19,6 +19,8 @@ import time
 
 import torch
 
+from mechintro.errors import script_main
+
 
 def main() -> int:
     p = argparse.ArgumentParser(
@@ -67,4 +69,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

@@ -21,6 +21,8 @@ import time
 
 import torch
 
+from mechintro.errors import script_main
+
 CLASSES = {
     "matrix products": ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::linear"),
     "KV cache concatenation": ("aten::cat",),
@@ -94,4 +96,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_main(main)

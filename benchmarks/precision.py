@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from mechintro.errors import script_main
 
 
 def pairs(args: list[str]) -> list[tuple[Path, Path]]:
@@ -102,4 +103,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

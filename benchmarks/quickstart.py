@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from mechintro.errors import script_main
+
 CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
@@ -86,4 +88,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mechintro.cli import main  # noqa: E402
-from mechintro.errors import MechintroError  # noqa: E402
+from mechintro.errors import MechintroError, script_main  # noqa: E402
 from tests.bad_inputs import CASES, build_env  # noqa: E402
 
 
@@ -64,4 +64,4 @@ def main_() -> None:
 
 
 if __name__ == "__main__":
-    main_()
+    script_main(main_)

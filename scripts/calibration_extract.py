@@ -23,6 +23,7 @@ import json
 import sys
 from pathlib import Path
 
+from mechintro.errors import script_main
 from mechintro.experiments.injected_thoughts import NAME, question_kind
 from mechintro.runs import open_run
 
@@ -88,4 +89,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_main(main)

@@ -13,13 +13,12 @@ don't think / rewarded / punished). Runs that exist are resumed (finished ones r
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import mechintro as mi
 from mechintro import stimuli
-from mechintro.errors import MechintroError
+from mechintro.errors import script_main
 from mechintro.experiments import detection_logits, intentional_control
 from mechintro.vectors import concept_vectors, load_vectors, save_vectors
 
@@ -56,7 +55,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MechintroError as exc:
-        sys.exit(f"demo: error: {exc}")
+    script_main(main)

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from mechintro import runs, training
 from mechintro import self_prediction as sp_shared
+from mechintro.errors import script_main
 from mechintro.experiments import self_prediction
 from mechintro.models import load_model
 
@@ -233,4 +234,4 @@ def ship(root: Path, dest: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_main(main)

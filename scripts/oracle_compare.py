@@ -36,6 +36,7 @@ import torch
 
 from mechintro import grading, oracle, runs, stimuli
 from mechintro.cli import main as cli
+from mechintro.errors import script_main
 from mechintro.models import load_model
 from mechintro.stats import wilson
 
@@ -255,4 +256,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     torch.set_grad_enabled(False)
-    main()
+    script_main(main)

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from mechintro.errors import script_main
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "results"
 # The order the experiments run in (cheapest first). Every other registered experiment runs after
@@ -264,4 +266,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

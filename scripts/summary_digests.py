@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from mechintro.errors import MechintroError
+from mechintro.errors import MechintroError, script_main
 from mechintro.experiments import EXPERIMENTS
 from mechintro.runs import open_run
 
@@ -89,4 +89,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import sys
 import types
@@ -91,3 +92,40 @@ def test_timing_table_adds_up_and_marks_unfinished(results):
     )
     assert lines[4] == "| prefill | default | 1h01m | 1 | 2.0→2.5 | **no** |"
     assert lines[-1] == "| all | | 1h12m | | | |"
+
+
+def test_a_refusal_is_one_line_not_a_traceback(results, monkeypatch, capsys):
+    """A MechintroError inside a protocol (here: a resume that would mix settings) ends the
+    script with its one line and status 2, as the CLI does."""
+    from mechintro.errors import MechintroError, script_main
+
+    def refuse(*args, **kwargs):
+        raise MechintroError("r.zarr was made with a different setup (differs in: dtype)")
+
+    monkeypatch.setattr(results, "run", refuse)
+    monkeypatch.setattr(sys, "argv", ["results.py", "run", "--size", "tiny"])
+    with pytest.raises(SystemExit) as stop:
+        script_main(results.main)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "results.py: error: r.zarr was made with a different setup (differs in: dtype)\n"
+
+
+SCRIPT_FOLDERS = ("scripts", "analyses", "benchmarks")
+# Runs the authors' code on its own sys.path, so it must not import mechintro at the top.
+OWN_ERRORS = {"scripts/latent_side_by_side.py"}
+
+
+def test_every_script_ends_in_script_main():
+    """Every runnable script reports a MechintroError as one line (mechintro.errors.script_main)."""
+    missing = []
+    for folder in SCRIPT_FOLDERS:
+        for path in sorted((ROOT / folder).glob("*.py")):
+            name = f"{folder}/{path.name}"
+            text = path.read_text()
+            if 'if __name__ == "__main__":' not in text or name in OWN_ERRORS:
+                continue
+            tail = text.split('if __name__ == "__main__":')[-1]
+            if re.search(r"script_main\(main_?\)", tail) is None:
+                missing.append(name)
+    assert not missing, f"end these with `script_main(main)`: {missing}"
