@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mechintro import stats
 from mechintro.errors import MechintroError
 from mechintro.experiments import EXPERIMENTS
 from mechintro.runs import open_run
@@ -264,26 +265,37 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     runs = sp.study(root)
     verdicts = []
     rows = []
-    for m1, m2, own, cross in runs["self_vs_cross"]:
-        r = sp.self_vs_cross(open_run(own), open_run(cross))
+    results = [
+        (m1, m2, own, sp.self_vs_cross(open_run(own), open_run(cross)))
+        for m1, m2, own, cross in runs["self_vs_cross"]
+    ]
+    n_tests = len(results)
+    # Holm over the study's self-vs-cross tests (one per direction of each pair).
+    p_holm = stats.holm([r["p"] for *_, r in results]) if results else []
+    for (m1, m2, own, r), p_adj in zip(results, p_holm, strict=True):
         rows.append(
             f"| {m1} | {m2} | {r['n_pairs']} ({r['n_items']} items) | "
             f"{r['self']:.3f} | {r['cross']:.3f} | {r['difference']:+.3f} "
             f"[{r['lo']:+.3f}, {r['hi']:+.3f}] | {r['p']:.4f} |"
         )
         mode = sp.pooled(sp.score(open_run(own)), "test")["mode_baseline"]
-        n_tests = len(runs["self_vs_cross"])
-        p_holm = min(1.0, r["p"] * n_tests)
         above = r["lo"] > 0
-        shown = above and p_holm < 0.05 and r["self"] > mode
+        shown = above and p_adj < 0.05 and r["self"] > mode
+        if above:
+            how = f"predicts itself better than {m2} trained on its behaviour"
+        elif r["hi"] < 0:
+            how = f"predicts itself **worse** than {m2} trained on its behaviour does"
+        else:
+            how = (
+                f"predicts itself no better (interval includes 0) than {m2} "
+                "trained on its behaviour"
+            )
         verdicts.append(
             (
                 f"looking inward: {m1} vs {m2}",
-                f"{m1} predicts itself "
-                f"{'better' if above else 'no better (interval includes 0)'} than {m2} "
-                f"trained on its behaviour ({r['difference']:+.3f} [{r['lo']:+.3f}, "
+                f"{m1} {how} ({r['difference']:+.3f} [{r['lo']:+.3f}, "
                 f"{r['hi']:+.3f}], p = {r['p']:.4f} uncorrected, one test of "
-                f"{n_tests}; Holm {p_holm:.3f}); its self-prediction accuracy "
+                f"{n_tests}; Holm {p_adj:.3f}); its self-prediction accuracy "
                 f"{r['self']:.3f} is {'above' if r['self'] > mode else '**below**'} "
                 f"the mode baseline {mode:.3f}, and the two models differ in capacity, "
                 "so a gap can be capacity rather than privileged access: a "

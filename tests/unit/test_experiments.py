@@ -617,3 +617,43 @@ def test_results_document_patchscope_verdict_counts_cells_above_the_random_contr
     text = _verdict("patchscope", summary)
     assert "in 7 of 12 trials (best cell 1.00)" in text
     assert "1 of 2 (layer, strength) cells are above the random-vector control" in text
+
+
+def test_looking_inward_verdicts_holm_and_a_reversed_advantage(tmp_path, monkeypatch):
+    """Each direction's p is Holm-adjusted over the study's directions (step-down, not p × m),
+    and a difference whose interval lies below 0 reads as the cross-trained model predicting
+    better, not as 'interval includes 0'."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "analyses"))
+    import results_doc
+
+    from mechintro.analysis import self_prediction as sp
+    from mechintro.stats import holm
+
+    tests = {
+        "a": dict(self=0.30, cross=0.22, difference=0.08, lo=0.01, hi=0.14, p=0.0376),
+        "b": dict(self=0.15, cross=0.25, difference=-0.10, lo=-0.18, hi=-0.03, p=0.0072),
+    }
+    study = {
+        "models": [("a",), ("b",)],
+        "self_vs_cross": [("a", "b", "a", "x"), ("b", "a", "b", "y")],
+        "behaviour_change": [],
+        "calibration": [],
+    }
+    monkeypatch.setattr(sp, "study", lambda root: study)
+    monkeypatch.setattr(results_doc, "open_run", lambda path: str(path))
+    monkeypatch.setattr(
+        sp, "self_vs_cross", lambda own, cross: tests[own] | dict(n_pairs=200, n_items=48)
+    )
+    monkeypatch.setattr(sp, "score", lambda ds: ds)
+    monkeypatch.setattr(sp, "pooled", lambda scored, split: {"mode_baseline": 0.2, "n": 0})
+    _, verdicts = results_doc._looking_inward(tmp_path)
+    a, b = (v for _, v in verdicts)
+    want = holm([0.0376, 0.0072])
+    assert f"Holm {want[0]:.3f}" in a and "Holm 0.038" in a  # p × 2 would be 0.075
+    assert f"Holm {want[1]:.3f}" in b and "Holm 0.014" in b
+    assert "a predicts itself better than b" in a and "advantage is shown" in a
+    assert "b predicts itself **worse** than a trained on its behaviour does" in b
+    assert "interval includes 0" not in b and "**not shown**" in b
