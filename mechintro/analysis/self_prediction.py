@@ -31,6 +31,7 @@ scoring (lenient parsing, object-level non-compliant pairs excluded).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -160,6 +161,16 @@ def _kept(scored: xr.Dataset) -> np.ndarray:
     return np.asarray(scored.object_compliant.values, bool)
 
 
+def _finished(run: Path) -> bool:
+    """Whether the run store ``run`` exists and its last batch was committed (its root attribute
+    ``complete``, which :func:`mechintro.runs.mark_complete` sets), read without opening it."""
+    try:
+        meta = json.loads((run / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("attributes", {}).get("complete") == "true"
+
+
 def study(root: str | Path) -> dict[str, list[tuple]]:
     """The finished runs of a ``scripts/looking_inward.py`` folder, as the comparisons they make
     (paths only; the one place that reads the folder's layout):
@@ -172,8 +183,8 @@ def study(root: str | Path) -> dict[str, list[tuple]]:
     """
     root = Path(root)
 
-    def done(*runs: Path) -> bool:
-        return all((r / "zarr.json").exists() for r in runs)
+    def done(*runs: Path) -> bool:  # every batch committed: an interrupted run is left out
+        return all(_finished(r) for r in runs)
 
     names = sorted(d.name for d in root.iterdir() if done(d / "base.zarr")) if root.exists() else []
     out: dict[str, list[tuple]] = {

@@ -781,10 +781,10 @@ def test_a_model_changed_after_self_training_is_two_adapters_in_order(tiny_run, 
 
 
 def test_study_lists_the_comparisons_of_the_finished_runs(tmp_path):
-    def run(*parts):
+    def run(*parts, complete="true"):
         path = tmp_path.joinpath(*parts)
         path.mkdir(parents=True)
-        (path / "zarr.json").write_text("{}")
+        (path / "zarr.json").write_text(json.dumps({"attributes": {"complete": complete}}))
         return path
 
     for m in ("a", "b"):
@@ -793,7 +793,9 @@ def test_study_lists_the_comparisons_of_the_finished_runs(tmp_path):
     run("b", "cross-on-a", "run.zarr")
     (tmp_path / "a" / "cross-on-b" / "run.zarr").mkdir(parents=True)  # unfinished: no zarr.json
     run("a", "changed-by-b", "run.zarr")
+    run("b", "changed-by-a", "run.zarr", complete="false")  # interrupted: batches uncommitted
     run("a", "calibration", "base.zarr")
+    run("a", "calibration", "self.zarr", complete="false")
     s = sp.study(tmp_path)
     assert s["models"] == [("a",), ("b",)]
     assert s["self_vs_cross"] == [
