@@ -20,8 +20,18 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "analyses" / "data"  # small runs shipped with the repository
 
 
+def _one_line(kind, exc, tb) -> None:
+    """``sys.excepthook`` of a figure script: a MechintroError is its one line, not a traceback."""
+    if isinstance(exc, MechintroError):
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, exc, tb)
+
+
 def arguments(doc: str, **inputs: str) -> argparse.Namespace:
-    """``--NAME PATH`` per input (default shown in the help), and ``--out`` (default figures/)."""
+    """``--NAME PATH`` per input (default shown in the help), and ``--out`` (default figures/).
+    From here on a MechintroError the script does not catch ends it with its one line."""
+    sys.excepthook = _one_line
     p = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from mechintro.errors import script_main
+from mechintro.errors import MechintroError, script_main
 
 HERE = Path(__file__).resolve().parent
 # script → its inputs from the main job's folder (scripts not listed read the shipped runs)
@@ -72,6 +72,9 @@ def main() -> int:
             if exc.code not in (None, 0):
                 failed.append(name)
                 print(exc.code, file=sys.stderr)
+        except MechintroError as exc:  # the same, raised past the script's own checks
+            failed.append(name)
+            print(f"{name}.py: error: {exc}", file=sys.stderr)
         print(f"[{name}: {time.perf_counter() - start:.1f} s]", flush=True)
     print(
         f"{len(SCRIPTS) - len(failed)} of {len(SCRIPTS)} figure scripts in "

@@ -46,3 +46,28 @@ def test_detection_figure_from_saved_run_has_provenance(tiny, tmp_path):
         "strengths"
     ] == [1.0, 4.0]
     assert png.text["Software"].startswith("mechintro ")
+
+
+def test_a_figure_scripts_uncaught_refusal_is_one_line():
+    """After ``_figure.arguments`` a MechintroError the script does not catch itself (e.g. from
+    an analysis function) prints its one line, no traceback; other errors keep theirs."""
+    code = (
+        "import sys; sys.path.insert(0, 'analyses'); sys.argv = ['fig.py']\n"
+        "import _figure\n"
+        "from mechintro.errors import MechintroError\n"
+        "_figure.arguments('doc')\n"
+        "raise MechintroError('the runs share no items: run both with the same tasks')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode != 0
+    assert done.stderr == "fig.py: error: the runs share no items: run both with the same tasks\n"
+    other = subprocess.run(
+        [sys.executable, "-c", code.replace("MechintroError('", "KeyError('")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "Traceback" in other.stderr
