@@ -238,7 +238,7 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
         json.loads((root / "timing.json").read_text()) if (root / "timing.json").exists() else {}
     )
     lines += [
-        "Runs: `runs/looking-inward/` (`python scripts/looking_inward.py`; details, "
+        f"Runs: `{_shown(root)}/` (`python scripts/looking_inward.py`; details, "
         "differences from the paper and figures: `docs/looking-inward.md`). "
         "Accuracy pooled over task × property cells with a 95% bootstrap clustered "
         "by item; the mode baseline always guesses each cell's most frequent value.",
@@ -330,7 +330,8 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
             f"{m2}'s object-level answers, predicts its new behaviour at {r['new']:.3f} "
             f"and its old at {r['old']:.3f} (new − old {r['difference']:+.3f} "
             f"[{r['lo']:+.3f}, {r['hi']:+.3f}], p = {r['p']:.3f}; {r['n_pairs']} held-out "
-            f"pairs, {r['changed_answers']:.0%} of them with a changed answer)"
+            f"pairs scored; the finetuning changed the answer's property in "
+            f"{r['changed_answers']:.0%} of the pairs with both answers compliant)"
             + (
                 ". Control, against the new behaviour: the changed model's "
                 f"predictions {r['control_a']:.3f} vs the old model's "
@@ -433,6 +434,14 @@ def write(runs: Path, out: Path) -> Path:
     body += _oracles(Path(__file__).resolve().parent / "data" / "oracles")
     out.write_text("\n".join([*header, *overview, "", *body]))
     return out
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (as the docs name folders)."""
+    try:
+        return str(path.resolve().relative_to(Path(__file__).resolve().parent.parent))
+    except ValueError:
+        return str(path)
 
 
 def _oracles(root: Path) -> list[str]:
