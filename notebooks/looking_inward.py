@@ -29,8 +29,8 @@ names
 #
 # Scoring follows the authors' analysis code (`rules="authors"`, the default): the whole cleaned
 # answer must equal the property, and every pair counts. `sp.score(ds, rules="lenient")` gives
-# mechintro's earlier, lenient reading. The shipped runs were made with the earlier prompts
-# (docs/looking-inward.md).
+# mechintro's earlier, lenient reading. The shipped runs were made with the authors' prompts
+# and an empty system message (2026-11-30; docs/looking-inward.md).
 
 # %%
 summaries = {n: sp.accuracy(sp.score(ds)) for n, ds in base.items()}
