@@ -25,7 +25,8 @@ import mechintro as mi
 from mechintro import analysis
 from mechintro.analysis import anomaly
 from mechintro.analysis.lens import logit_lens
-from mechintro.errors import MechintroError, script_main
+from mechintro.cli import script_main
+from mechintro.errors import MechintroError
 from mechintro.tables import table
 
 

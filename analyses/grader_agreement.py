@@ -23,7 +23,7 @@ import json
 import time
 
 from mechintro import grading, judge
-from mechintro.errors import script_main
+from mechintro.cli import script_main
 
 
 def main() -> None:

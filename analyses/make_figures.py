@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from mechintro.errors import MechintroError, script_main
+from mechintro.cli import script_main
+from mechintro.errors import MechintroError
 
 HERE = Path(__file__).resolve().parent
 # script → its inputs from the main job's folder (scripts not listed read the shipped runs)

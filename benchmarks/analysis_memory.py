@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mechintro.errors import script_main
+from mechintro.cli import script_main
 
 CHILD = r"""
 import json, re, sys, time

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mechintro.errors import script_main
+from mechintro.cli import script_main
 
 LOAD = (
     "import time, mechintro; t = time.perf_counter(); "

@@ -47,7 +47,7 @@ from collections.abc import Callable
 
 import torch
 
-from mechintro.errors import script_main
+from mechintro.cli import script_main
 
 
 def _sync(device: torch.device) -> None:

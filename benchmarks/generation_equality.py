@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from mechintro.errors import script_main
+from mechintro.cli import script_main
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from mechintro.errors import script_main
+from mechintro.cli import script_main
 
 CLASSES = {
     "matrix products": ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::linear"),

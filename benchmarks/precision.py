@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mechintro.errors import script_main
+from mechintro.cli import script_main
 
 
 def pairs(args: list[str]) -> list[tuple[Path, Path]]:

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from mechintro.errors import script_main
+from mechintro.cli import script_main
 
 CHILD = r"""
 import json, sys, time

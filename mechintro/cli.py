@@ -22,8 +22,9 @@ import threading
 import types
 import typing
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from mechintro.errors import MechintroError
 
@@ -1062,6 +1063,24 @@ def _main(argv: list[str], debug: bool) -> int:
             raise
         print(f"mechintro: error: {_os_error(exc)}", file=sys.stderr)
         return 2
+
+
+def script_main(main: Callable[[], int | None]) -> NoReturn:
+    """Run a script's ``main`` as the CLI runs a command: a
+    :class:`~mechintro.errors.MechintroError` prints its one line, prefixed with the script's
+    name, and exits with status 2 — never a traceback.
+
+    Example (the last lines of every script in ``scripts/``, ``analyses/`` and ``benchmarks/``)::
+
+        if __name__ == "__main__":
+            script_main(main)
+    """
+    try:
+        code = main()
+    except MechintroError as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,6 @@ Python API raises it (it subclasses :class:`ValueError`, so ``except ValueError`
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from pathlib import Path
-from typing import NoReturn
-
 
 class MechintroError(ValueError):
     """Bad input or an unusable file: the message says what is wrong and how to fix it."""
@@ -20,20 +15,3 @@ class MechintroError(ValueError):
         if "\n" in message:
             raise AssertionError("MechintroError messages are one line")
         super().__init__(message)
-
-
-def script_main(main: Callable[[], int | None]) -> NoReturn:
-    """Run a script's ``main`` as the CLI runs a command: a :class:`MechintroError` prints its one
-    line, prefixed with the script's name, and exits with status 2 — never a traceback.
-
-    Example (the last lines of every script in ``scripts/``, ``analyses/`` and ``benchmarks/``)::
-
-        if __name__ == "__main__":
-            script_main(main)
-    """
-    try:
-        code = main()
-    except MechintroError as exc:
-        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    raise SystemExit(code)

@@ -16,8 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mechintro.cli import main  # noqa: E402
-from mechintro.errors import MechintroError, script_main  # noqa: E402
+from mechintro.cli import main, script_main  # noqa: E402
+from mechintro.errors import MechintroError  # noqa: E402
 from tests.bad_inputs import CASES, build_env  # noqa: E402
 
 

@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from mechintro.errors import script_main
+from mechintro.cli import script_main
 from mechintro.experiments.injected_thoughts import NAME, question_kind
 from mechintro.runs import open_run
 

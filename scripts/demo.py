@@ -18,7 +18,7 @@ from pathlib import Path
 
 import mechintro as mi
 from mechintro import stimuli
-from mechintro.errors import script_main
+from mechintro.cli import script_main
 from mechintro.experiments import detection_logits, intentional_control
 from mechintro.vectors import concept_vectors, load_vectors, save_vectors
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from mechintro import runs, training
 from mechintro import self_prediction as sp_shared
-from mechintro.errors import script_main
+from mechintro.cli import script_main
 from mechintro.experiments import self_prediction
 from mechintro.models import load_model
 

@@ -34,7 +34,7 @@ import torch
 from mechintro import oracle, runs, stimuli
 from mechintro.analysis import anomaly
 from mechintro.cli import main as cli
-from mechintro.errors import script_main
+from mechintro.cli import script_main
 from mechintro.models import load_model
 
 QUESTIONS = ("What is this about?", "Is there an injected thought here? If so, what is it about?")

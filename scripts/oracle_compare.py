@@ -36,7 +36,7 @@ import torch
 
 from mechintro import grading, oracle, runs, stimuli
 from mechintro.cli import main as cli
-from mechintro.errors import script_main
+from mechintro.cli import script_main
 from mechintro.models import load_model
 from mechintro.stats import wilson
 

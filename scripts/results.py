@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from mechintro.errors import script_main
+from mechintro.cli import script_main
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "results"

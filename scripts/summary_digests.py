@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from mechintro.errors import MechintroError, script_main
+from mechintro.cli import script_main
+from mechintro.errors import MechintroError
 from mechintro.experiments import EXPERIMENTS
 from mechintro.runs import open_run
 

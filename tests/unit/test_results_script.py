@@ -97,7 +97,8 @@ def test_timing_table_adds_up_and_marks_unfinished(results):
 def test_a_refusal_is_one_line_not_a_traceback(results, monkeypatch, capsys):
     """A MechintroError inside a protocol (here: a resume that would mix settings) ends the
     script with its one line and status 2, as the CLI does."""
-    from mechintro.errors import MechintroError, script_main
+    from mechintro.cli import script_main
+    from mechintro.errors import MechintroError
 
     def refuse(*args, **kwargs):
         raise MechintroError("r.zarr was made with a different setup (differs in: dtype)")
@@ -117,7 +118,7 @@ OWN_ERRORS = {"scripts/latent_side_by_side.py"}
 
 
 def test_every_script_ends_in_script_main():
-    """Every runnable script reports a MechintroError as one line (mechintro.errors.script_main)."""
+    """Every runnable script reports a MechintroError as one line (mechintro.cli.script_main)."""
     missing = []
     for folder in SCRIPT_FOLDERS:
         for path in sorted((ROOT / folder).glob("*.py")):
