@@ -760,6 +760,15 @@ def probe_auc(result: xr.Dataset, *, title: str = "") -> plt.Figure:
         )
         ax.legend(fontsize=6)
     axes[0][0].set_ylabel("AUC (pairs within a held-out task)")
+    if not props:  # say why the axes are empty instead of leaving them blank
+        axes[0][0].text(
+            0.5,
+            0.5,
+            "no boolean property of these answers\nvaries within a held-out task",
+            ha="center",
+            va="center",
+            transform=axes[0][0].transAxes,
+        )
     if title:
         fig.suptitle(title, fontsize=9)
     return fig

@@ -71,3 +71,23 @@ def test_a_figure_scripts_uncaught_refusal_is_one_line():
         timeout=300,
     )
     assert "Traceback" in other.stderr
+
+
+def test_probe_figure_without_a_scoreable_property_says_so():
+    """Looking Inward's probe figure for answers with no boolean property varying within a task
+    says so on its axes instead of being blank."""
+    import numpy as np
+    import xarray as xr
+
+    from mechintro.plotting import probe_auc
+
+    grid, cells = ("source", "property", "depth"), ("source", "property")
+    result = xr.Dataset(
+        {k: (grid, np.full((1, 1, 2), np.nan)) for k in ("auc", "lo", "hi")}
+        | {k: (cells, np.zeros((1, 1), int)) for k in ("n", "pairs")},
+        coords={"source": ["a (own)"], "property": ["ethical_stance"], "depth": [0.0, 1.0]},
+    )
+    fig = probe_auc(result)
+    assert [t.get_text() for t in fig.axes[0].texts] == [
+        "no boolean property of these answers\nvaries within a held-out task"
+    ]
