@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 import torch
 import xarray as xr
+import zarr
 
 from mechintro import engine, runs
 from mechintro._fs import store_lock
@@ -413,11 +414,6 @@ def stored_vectors(out: str | Path, trials: Sequence[Trial]) -> list[Trial]:
     if any(trials[i].vector.ndim != 1 for i in injected):  # type: ignore[union-attr]
         return trials  # per-layer vectors: only their first row is stored
     try:
-        manifest = runs.read_manifest(out)
-        if manifest is None or runs.damaged_inputs(out, manifest):
-            return trials
-        import zarr
-
         stored = np.asarray(zarr.open_group(str(out), mode="r")["injected_vector"][...])
     except Exception:  # not a readable run: the resume check says what is wrong with it
         return trials
@@ -425,12 +421,17 @@ def stored_vectors(out: str | Path, trials: Sequence[Trial]) -> list[Trial]:
         return trials
     new = np.stack([trials[i].vector.detach().float().cpu().numpy() for i in injected])  # type: ignore[union-attr]
     old = stored[injected]
-    if np.array_equal(new, old):
+    if np.array_equal(new, old):  # the usual resume: nothing to substitute, nothing to digest
         return trials
     scale = np.maximum(np.linalg.norm(old, axis=1), np.finfo(np.float32).tiny)
     worst = float((np.abs(new - old).max(axis=1) / scale).max())
-    if not worst <= VECTOR_NOISE:
-        return trials
+    manifest = runs.read_manifest(out)
+    if (
+        not worst <= VECTOR_NOISE
+        or manifest is None
+        or runs.value_digest(stored) != manifest["inputs"].get("injected_vector")
+    ):
+        return trials  # a real difference, or a stored copy that is not what was written
     log.info(
         "%s: the vectors computed now differ from the stored ones by floating-point noise "
         "(largest difference %.1e of a vector's norm); resuming with the stored vectors",
