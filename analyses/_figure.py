@@ -28,10 +28,13 @@ def _one_line(kind, exc, tb) -> None:
         sys.__excepthook__(kind, exc, tb)
 
 
+# Every script in analyses/ imports this module: from here on a MechintroError it does not catch
+# (a bad option reaching an analysis function) ends it with its one line.
+sys.excepthook = _one_line
+
+
 def arguments(doc: str, **inputs: str) -> argparse.Namespace:
-    """``--NAME PATH`` per input (default shown in the help), and ``--out`` (default figures/).
-    From here on a MechintroError the script does not catch ends it with its one line."""
-    sys.excepthook = _one_line
+    """``--NAME PATH`` per input (default shown in the help), and ``--out`` (default figures/)."""
     p = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -49,13 +49,13 @@ def test_detection_figure_from_saved_run_has_provenance(tiny, tmp_path):
 
 
 def test_a_figure_scripts_uncaught_refusal_is_one_line():
-    """After ``_figure.arguments`` a MechintroError the script does not catch itself (e.g. from
-    an analysis function) prints its one line, no traceback; other errors keep theirs."""
+    """Once ``_figure`` is imported (every analysis script does, whether or not it calls
+    ``arguments``) a MechintroError the script does not catch itself (e.g. from an analysis
+    function) prints its one line, no traceback; other errors keep theirs."""
     code = (
         "import sys; sys.path.insert(0, 'analyses'); sys.argv = ['fig.py']\n"
         "import _figure\n"
         "from mechintro.errors import MechintroError\n"
-        "_figure.arguments('doc')\n"
         "raise MechintroError('the runs share no items: run both with the same tasks')\n"
     )
     done = subprocess.run(
