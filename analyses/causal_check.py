@@ -6,9 +6,12 @@ directions, directions fitted on labels shuffled within concept, and the missed-
 direction. The ablated direction is cross-fitted (fitted on the other half of the concepts).
 
     python analyses/causal_check.py --run RUN --layer N [--random 1000] [--random-ablate 100]
-        [--shuffled 20] [--trials 16]
+        [--shuffled 20] [--trials 16] [--margin 0]
 
-The layer is given, not chosen on the AUCs it would then be tested beside. Permutation p-values
+The layer is given, not chosen on the AUCs it would then be tested beside. ``--margin`` labels the
+trials as ``anomaly_baselines.py --margins`` does (detected only that many log-odds above the
+controls' 95th percentile; the trials in between are left out), so a candidate found at a
+margin is checked with the direction that was found there. Permutation p-values
 are (1 + #null ≥ observed) / (n + 1); their resolution is printed with them.
 """
 
@@ -28,9 +31,10 @@ p.add_argument("--random", type=int, default=1000)
 p.add_argument("--random-ablate", type=int, default=100)
 p.add_argument("--shuffled", type=int, default=20)
 p.add_argument("--trials", type=int, default=16)
+p.add_argument("--margin", type=float, default=0.0, help="detection margin in log-odds")
 args = p.parse_args()
 ds = open_run(args.run)
-labels = analysis.detection_labels(ds)
+labels = analysis.detection_labels(ds, margin=args.margin)
 result = analysis.anomaly_directions(ds, labels, layers=[args.layer], n_boot=50)
 model = mi.load_model(ds.attrs["model"])
 check = analysis.causal_check(
