@@ -657,3 +657,22 @@ def test_looking_inward_verdicts_holm_and_a_reversed_advantage(tmp_path, monkeyp
     assert "a predicts itself better than b" in a and "advantage is shown" in a
     assert "b predicts itself **worse** than a trained on its behaviour does" in b
     assert "interval includes 0" not in b and "**not shown**" in b
+
+
+def test_looking_inward_both_directions_per_pair():
+    """The paper's test is read per pair of models: met only when both directions were run and
+    both show the advantage; a pair with one direction run is 'not tested', not 'not met'."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "analyses"))
+    from results_doc import _both_directions
+
+    got = _both_directions(
+        {("a", "b"): True, ("b", "a"): True, ("a", "c"): True, ("c", "a"): False, ("d", "a"): True}
+    )
+    assert got == [
+        "a and b: met",
+        "a and c: **not met**",
+        "a and d: **not tested** (a as the target, d trained on its behaviour, not run)",
+    ]
