@@ -114,10 +114,15 @@ def finetune(
     progress=None,
     steer=None,
     extra_record: dict | None = None,
+    gradient_checkpointing: bool = False,
 ) -> Path:
     """Train a LoRA adapter on ``examples`` into ``out`` (resuming ``out.partial`` if present).
 
     ``model`` itself is not modified (a copy is trained). Returns ``out``.
+    ``gradient_checkpointing``: keep only each layer's input during the forward pass and recompute
+    the rest in the backward pass — the same adapter (the test checks the losses and weights),
+    less memory, about a third more time; what lets Qwen2.5-Coder-1.5B train in 24 GB. Not a
+    training setting: a checkpoint made without it resumes with it and vice versa.
     ``steer(peft_model, indices)``, if given, is a context manager entered around each step's
     forward pass with the step's example indices (Activation Oracles patch activations there);
     ``extra_record`` is added to ``training.json`` and to the checkpoint's identity.
@@ -130,6 +135,11 @@ def finetune(
     )
 
     out = Path(out)
+    if gradient_checkpointing and steer is not None:
+        # the backward pass recomputes the forward outside steer's context, without its patches
+        raise MechintroError(
+            "gradient checkpointing cannot be combined with steered training: train without it"
+        )
     if (out / TRAINING_FILE).exists():
         return out
     if out.exists():
@@ -173,6 +183,14 @@ def finetune(
         )
         peft_model = get_peft_model(hf, lora)
     peft_model.train()
+    if gradient_checkpointing:
+        # non-reentrant: the frozen base passes no input that requires grad, which the reentrant
+        # variant needs to reach the adapters' gradients
+        kwargs = {"use_reentrant": False}
+        if hasattr(hf, "activation_checkpointing_enable"):  # transformers ≥ 5.x's name
+            hf.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     state = {"step": 0, "losses": [], "seconds": 0.0}
@@ -203,7 +221,9 @@ def finetune(
             labels[r, : len(y)] = torch.tensor(y)
             mask[r, : len(x)] = 1
         with steer(peft_model, schedule[step]) if steer else contextlib.nullcontext():
-            loss = peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss = peft_model(
+                input_ids=ids, attention_mask=mask, labels=labels, use_cache=False
+            ).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

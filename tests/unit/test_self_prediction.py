@@ -467,6 +467,43 @@ def test_training_is_seeded_resumable_and_recorded(tiny_run, tmp_path):
     )
     with pytest.raises(MechintroError, match="not on"):
         training.apply_adapter(build_tiny("qwen2"), whole)
+    # gradient checkpointing recomputes the forward pass in the backward one: the same training
+    # (and it resumes a checkpoint made without it)
+    with pytest.raises(Stop):
+        training.finetune(
+            model, examples, tmp_path / "mixed", config, behaviour=behaviour, progress=stop_at_3
+        )
+    layer = next(m for m in model.hf.modules() if type(m).__name__.endswith("DecoderLayer"))
+    calls = []
+    # on a module inside the layer: the recomputation calls the layer's forward, not its hooks;
+    # the trained copy keeps the hook
+    hook = next(layer.children()).register_forward_hook(lambda *_: calls.append(1))
+    for name in ("checkpointed", "mixed"):
+        calls.clear()
+        c = training.finetune(
+            model,
+            examples,
+            tmp_path / name,
+            config,
+            behaviour=behaviour,
+            gradient_checkpointing=True,
+        )
+        c_record = json.loads((c / training.TRAINING_FILE).read_text())
+        assert np.allclose(c_record["losses"], record["losses"], rtol=1e-5, atol=0)
+        w = load_file(c / "adapter_model.safetensors")
+        assert w.keys() == a.keys() and all(torch.allclose(w[k], a[k], atol=1e-6) for k in a)
+        # each step runs the layer twice, the forward pass and its recomputation
+        assert len(calls) == 2 * (4 if name == "checkpointed" else 2)
+    hook.remove()
+    with pytest.raises(MechintroError, match="gradient checkpointing cannot"):
+        training.finetune(
+            model,
+            examples,
+            tmp_path / "steered",
+            config,
+            steer=lambda m, i: None,
+            gradient_checkpointing=True,
+        )
 
 
 def test_training_teaches_the_answers(tiny_run, tmp_path):
