@@ -614,7 +614,7 @@ def self_prediction_accuracy(
             if sp == split
         )
     )
-    fig, ax = plt.subplots(figsize=(min(14.0, 2 + 1.1 * len(props)), 4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(min(16.0, 4 + 1.1 * len(props)), 4), constrained_layout=True)
     width = 0.8 / max(1, len(summaries))
     for k, (name, s) in enumerate(summaries.items()):
         keep = s.split.values == split
@@ -641,7 +641,8 @@ def self_prediction_accuracy(
     where = "held-out" if split == "test" else "training"
     # 1.05: a mode baseline of 1 (its star) is drawn whole, not cut by the frame
     ax.set(ylabel=f"accuracy on {where} tasks", ylim=(0, 1.05))
-    ax.legend(fontsize=7)
+    # outside the axes: inside, it covers bars and stars whatever corner it is put in
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     if title:
         fig.suptitle(title)
     return fig
