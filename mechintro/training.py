@@ -121,7 +121,8 @@ def finetune(
     ``model`` itself is not modified (a copy is trained). Returns ``out``.
     ``gradient_checkpointing``: keep only each layer's input during the forward pass and recompute
     the rest in the backward pass — the same adapter (the test checks the losses and weights),
-    less memory, about a third more time; what lets Qwen2.5-Coder-1.5B train in 24 GB. Not a
+    less memory, more time (the ratio is not measured here); what let Qwen2.5-Coder-1.5B's
+    behaviour change train in 24 GB. Not a
     training setting: a checkpoint made without it resumes with it and vice versa.
     ``steer(peft_model, indices)``, if given, is a context manager entered around each step's
     forward pass with the step's example indices (Activation Oracles patch activations there);

@@ -79,8 +79,8 @@ def main() -> None:
     p.add_argument(
         "--gradient-checkpointing",
         action="store_true",
-        help="train with gradient checkpointing: the same adapters, less memory, about a third "
-        "more time (Qwen2.5-Coder-1.5B needs it in 24 GB)",
+        help="train with gradient checkpointing: the same adapters, less memory, more time "
+        "(Qwen2.5-Coder-1.5B's behaviour change needed it in 24 GB)",
     )
     p.add_argument("--root", type=Path, default=ROOT / "runs" / "looking-inward")
     p.add_argument(

@@ -478,23 +478,25 @@ def test_training_is_seeded_resumable_and_recorded(tiny_run, tmp_path):
     # on a module inside the layer: the recomputation calls the layer's forward, not its hooks;
     # the trained copy keeps the hook
     hook = next(layer.children()).register_forward_hook(lambda *_: calls.append(1))
-    for name in ("checkpointed", "mixed"):
-        calls.clear()
-        c = training.finetune(
-            model,
-            examples,
-            tmp_path / name,
-            config,
-            behaviour=behaviour,
-            gradient_checkpointing=True,
-        )
-        c_record = json.loads((c / training.TRAINING_FILE).read_text())
-        assert np.allclose(c_record["losses"], record["losses"], rtol=1e-5, atol=0)
-        w = load_file(c / "adapter_model.safetensors")
-        assert w.keys() == a.keys() and all(torch.allclose(w[k], a[k], atol=1e-6) for k in a)
-        # each step runs the layer twice, the forward pass and its recomputation
-        assert len(calls) == 2 * (4 if name == "checkpointed" else 2)
-    hook.remove()
+    try:
+        for name in ("checkpointed", "mixed"):
+            calls.clear()
+            c = training.finetune(
+                model,
+                examples,
+                tmp_path / name,
+                config,
+                behaviour=behaviour,
+                gradient_checkpointing=True,
+            )
+            c_record = json.loads((c / training.TRAINING_FILE).read_text())
+            assert np.allclose(c_record["losses"], record["losses"], rtol=1e-5, atol=0)
+            w = load_file(c / "adapter_model.safetensors")
+            assert w.keys() == a.keys() and all(torch.allclose(w[k], a[k], atol=1e-6) for k in a)
+            # each step runs the layer twice, the forward pass and its recomputation
+            assert len(calls) == 2 * (4 if name == "checkpointed" else 2)
+    finally:
+        hook.remove()
     with pytest.raises(MechintroError, match="gradient checkpointing cannot"):
         training.finetune(
             model,
