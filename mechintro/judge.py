@@ -22,9 +22,10 @@ import logging
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -80,22 +81,187 @@ class Judge(Protocol):
     def complete(self, prompt: str) -> str: ...
 
 
+# A query parameter whose name contains one of these carries a secret (api_key, access_token,
+# client_secret, password, sig, X-Amz-Signature, X-Amz-Credential, auth, session_id, ...).
+_SECRET_PARAM = re.compile(r"key|token|secret|pass|pwd|sig|auth|cred|session", re.IGNORECASE)
+
+
+def _split(url: str) -> urllib.parse.SplitResult | None:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError on a malformed port
+    except ValueError:
+        return None
+    return parts
+
+
+def _redact_pairs(text: str) -> str:
+    pairs = []
+    for pair in text.split("&"):
+        name, sep, value = pair.partition("=")
+        secret = sep and value and _SECRET_PARAM.search(urllib.parse.unquote_plus(name))
+        pairs.append(f"{name}=***" if secret else pair)
+    return "&".join(pairs)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its credentials, fit for attributes, logs and errors: a user name and
+    password become ``***@``, and the value of every query (or fragment) parameter whose name
+    looks like a secret (key, token, secret, password, signature, auth, credential, session)
+    becomes ``***``. A URL that does not parse is replaced whole."""
+    parts = _split(url)
+    if parts is None:
+        return "<a URL that does not parse>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(
+        (
+            parts.scheme,
+            netloc,
+            parts.path,
+            _redact_pairs(parts.query),
+            _redact_pairs(parts.fragment),
+        )
+    )
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The secret parts of ``url`` as they may appear in any text (raw and percent-decoded)."""
+    parts = _split(url)
+    if parts is None:
+        return [url]
+    found = []
+    if "@" in parts.netloc:
+        found.append(parts.netloc.rpartition("@")[0])
+        found += [s for s in (parts.username, parts.password) if s]
+    for text in (parts.query, parts.fragment):
+        for pair in text.split("&"):
+            name, _, value = pair.partition("=")
+            if value and _SECRET_PARAM.search(urllib.parse.unquote_plus(name)):
+                found += [value, urllib.parse.unquote_plus(value)]
+    return found
+
+
+def _scrub(text: str, *secrets: str) -> str:
+    """``text`` with every secret replaced by ``***`` (longest first, so no part of one
+    survives). Secrets shorter than 4 characters are left: replacing them would garble the
+    text, and :func:`redact_url` already hides them in every URL shown."""
+    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Follow no redirect: urllib would send the request's headers, the API key among them, to
+    whatever host the endpoint names. The 3xx answer becomes an error instead."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def _endpoint(base_url: str, path: str) -> str:
+    """``base_url`` with ``path`` appended to its path, its query kept."""
+    parts = urllib.parse.urlsplit(base_url)
+    return urllib.parse.urlunsplit(
+        (parts.scheme, parts.netloc, parts.path.rstrip("/") + path, parts.query, "")
+    )
+
+
+def _check_base_url(base_url: str, flag: str = "--judge-url") -> None:
+    parts = _split(base_url)
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MechintroError(
+            f"{flag} {redact_url(base_url)} is not an http(s) URL: give the endpoint's base URL, "
+            "e.g. https://api.openai.com/v1"
+        )
+    if "@" in parts.netloc:
+        raise MechintroError(
+            f"{flag} {redact_url(base_url)} carries a user name or password: drop it from the "
+            "URL and put the key in the environment variable named by --api-key-env (a URL "
+            "is stored with the verdicts; the key never is)"
+        )
+
+
+def _post(
+    url: str,
+    body: dict,
+    headers: dict[str, str],
+    *,
+    shown: str,
+    secrets: list[str],
+    timeout: float,
+    hint: str,
+    schema: str,
+) -> dict:
+    """POST ``body`` as JSON to ``url`` (no redirects followed) and return the JSON answer.
+    Every error names the endpoint as ``shown`` and has ``secrets`` scrubbed."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", **headers},
+    )
+    try:
+        with _OPENER.open(request, timeout=timeout) as reply:
+            return json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:
+            target = exc.headers.get("Location", "") if exc.headers else ""
+            where = _split(urllib.parse.urljoin(url, target)) if target else None
+            host = f" to {where.hostname}" if where is not None and where.hostname else ""
+            message = (
+                f"judge endpoint {shown} answered HTTP {exc.code} (a redirect{host}): mechintro "
+                "follows no redirect, which would send the API key to another address; give "
+                "the endpoint's final URL"
+            )
+        else:
+            message = f"judge endpoint {shown} answered HTTP {exc.code} ({exc.reason}): {hint}"
+        raise MechintroError(_scrub(message, *secrets)) from None
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise MechintroError(
+            _scrub(
+                f"judge endpoint {shown} is unreachable ({reason}): check the URL and your network",
+                *secrets,
+            )
+        ) from None
+    except json.JSONDecodeError:
+        raise MechintroError(f"judge endpoint {shown} did not answer JSON: {schema}") from None
+
+
 @dataclass(frozen=True, kw_only=True)
 class HTTPJudge:
     """An OpenAI-compatible ``/chat/completions`` endpoint, at temperature 0.
 
-    The key is read from ``api_key_env`` on each call and never stored on the object.
+    The key is read from ``api_key_env`` on each call and never stored on the object; it is sent
+    as a ``Bearer`` header, and no redirect is followed (urllib would send it on to the new
+    address). Credentials in ``base_url`` (a user name and password are refused; query
+    parameters such as ``?api_key=`` are sent) are redacted from the identity stored with the
+    verdicts, from ``repr`` and from every error.
     """
 
-    base_url: str
+    base_url: str = field(repr=False)
     model: str
     api_key_env: str = "OPENAI_API_KEY"
     timeout: float = 60.0
     max_tokens: int = 1024
 
+    def __post_init__(self) -> None:
+        _check_base_url(self.base_url)
+
+    def __repr__(self) -> str:
+        return (
+            f"HTTPJudge(base_url={redact_url(self.base_url)!r}, model={self.model!r}, "
+            f"api_key_env={self.api_key_env!r})"
+        )
+
     @property
     def identity(self) -> str:
-        return f"openai-compatible:{self.model}@{self.base_url}"
+        return f"openai-compatible:{self.model}@{redact_url(self.base_url)}"
 
     def complete(self, prompt: str) -> str:
         key = os.environ.get(self.api_key_env)
@@ -103,55 +269,29 @@ class HTTPJudge:
             raise MechintroError(
                 f"the judge needs an API key: set the environment variable {self.api_key_env}"
             )
-        body = json.dumps(
+        shown, secrets = redact_url(self.base_url), [key, *_url_secrets(self.base_url)]
+        schema = "is it OpenAI-compatible?"
+        payload = _post(
+            _endpoint(self.base_url, "/chat/completions"),
             {
                 "model": self.model,
                 "temperature": 0,
                 "max_tokens": self.max_tokens,
                 "messages": [{"role": "user", "content": prompt}],
-            }
-        ).encode()
-        request = urllib.request.Request(
-            self.base_url.rstrip("/") + "/chat/completions",
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+            },
+            {"Authorization": f"Bearer {key}"},
+            shown=shown,
+            secrets=secrets,
+            timeout=self.timeout,
+            hint=f"check the URL, the model name and the key in ${self.api_key_env}",
+            schema=schema,
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as reply:
-                payload = json.loads(reply.read())
-        except urllib.error.HTTPError as exc:
-            raise MechintroError(
-                _scrub(
-                    f"judge endpoint {self.base_url} answered HTTP {exc.code} ({exc.reason}): "
-                    f"check the URL, the model name and the key in ${self.api_key_env}",
-                    key,
-                )
-            ) from None
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise MechintroError(
-                _scrub(
-                    f"judge endpoint {self.base_url} is unreachable "
-                    f"({reason}): check the URL and your network",
-                    key,
-                )
-            ) from None
-        except json.JSONDecodeError:
-            raise MechintroError(
-                f"judge endpoint {self.base_url} did not answer JSON: is it OpenAI-compatible?"
-            ) from None
-        try:
-            return _scrub(str(payload["choices"][0]["message"]["content"]), key)
+            return _scrub(str(payload["choices"][0]["message"]["content"]), *secrets)
         except (KeyError, IndexError, TypeError):
             raise MechintroError(
-                f"judge endpoint {self.base_url} answered without "
-                "choices[0].message.content: is it OpenAI-compatible?"
+                f"judge endpoint {shown} answered without choices[0].message.content: {schema}"
             ) from None
-
-
-def _scrub(text: str, key: str) -> str:
-    return text.replace(key, "***") if key else text
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

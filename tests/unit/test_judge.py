@@ -23,8 +23,10 @@ KEY = "sk-test-NEVER-WRITE-ME-4242"
 class _Handler(BaseHTTPRequestHandler):
     replies: ClassVar[list[str]] = []  # queued replies, shared with the test
     seen: ClassVar[list[dict]] = []  # request bodies received
+    paths: ClassVar[list[str]] = []  # request paths (with the query) received
 
     def do_POST(self):
+        _Handler.paths.append(self.path)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.headers.get("Authorization") != f"Bearer {KEY}":
             self.send_response(401)
@@ -50,7 +52,7 @@ def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    _Handler.replies, _Handler.seen = [], []
+    _Handler.replies, _Handler.seen, _Handler.paths = [], [], []
     yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
     httpd.shutdown()
 
@@ -239,3 +241,169 @@ def test_model_judge_first_token_readout_equals_a_plain_forward(tiny):
     assert v.answer == ("YES" if want_yes > want_no else "NO")
     with pytest.raises(MechintroError, match="unknown judge readout"):
         judge.ModelJudge(model=tiny, readout="last-token")
+
+
+# --- No redirect is followed with the key (issue 30, row 8) ----------------------------------
+
+
+class _Elsewhere(BaseHTTPRequestHandler):
+    """Another host: records every request that reaches it and answers like a judge."""
+
+    seen: ClassVar[list[tuple[str, dict]]] = []
+
+    def _answer(self):
+        _Elsewhere.seen.append((self.command, dict(self.headers)))
+        payload = json.dumps({"choices": [{"message": {"content": "Elsewhere says NO"}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+class _Redirect(BaseHTTPRequestHandler):
+    code: ClassVar[int] = 302
+    target: ClassVar[str] = ""
+
+    def _redirect(self):
+        self.send_response(_Redirect.code)
+        self.send_header("Location", _Redirect.target + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = _redirect
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(handler):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+@pytest.fixture()
+def redirecting():
+    """A judge URL that redirects to a second local server; yields (url, what reached it)."""
+    elsewhere, redirect = _serve(_Elsewhere), _serve(_Redirect)
+    _Elsewhere.seen = []
+    _Redirect.target = f"http://localhost:{elsewhere.server_address[1]}"
+    yield f"http://127.0.0.1:{redirect.server_address[1]}/v1", _Elsewhere.seen
+    redirect.shutdown()
+    elsewhere.shutdown()
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirect_is_refused_and_the_key_goes_nowhere(code, redirecting, monkeypatch):
+    url, reached = redirecting
+    monkeypatch.setattr(_Redirect, "code", code)
+    monkeypatch.setenv("MECHINTRO_TEST_KEY", KEY)
+    j = judge.HTTPJudge(base_url=url, model="m", api_key_env="MECHINTRO_TEST_KEY")
+    with pytest.raises(MechintroError, match=rf"HTTP {code} \(a redirect to localhost\)") as info:
+        j.complete("hello")
+    assert reached == [] and KEY not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cli_grade_through_a_redirect_fails_and_stores_nothing(
+    tiny, redirecting, tmp_path, monkeypatch, capsys
+):
+    url, reached = redirecting
+    monkeypatch.setenv("MECHINTRO_TEST_KEY", KEY)
+    out = _generation_run(tiny, tmp_path / "g.zarr")
+    argv = ["grade", str(out), "--judge-url", url, "--judge-model", "m"]
+    code = main(["-q", *argv, "--api-key-env", "MECHINTRO_TEST_KEY"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "redirect" in err and "\n" not in err, err
+    assert reached == [] and "grade_coherence" not in runs.open_run(out)
+
+
+# --- Credentials in the judge URL never leave it (issue 30, row 9) ---------------------------
+
+URL_SECRET = "urlsecret-DO-NOT-STORE-777"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://h.example/v1?api_key=S3CRET", "https://h.example/v1?api_key=***"),
+        (
+            "https://h.example/v1?api-version=2024-06-01&access_token=S3CRET&sig=x%2Fy",
+            "https://h.example/v1?api-version=2024-06-01&access_token=***&sig=***",
+        ),
+        ("http://user:S3CRET@h.example:8080/v1", "http://***@h.example:8080/v1"),
+        (
+            "https://h.example/v1?X-Amz-Signature=S3CRET&x=1",
+            "https://h.example/v1?X-Amz-Signature=***&x=1",
+        ),
+        ("https://h.example/v1#token=S3CRET", "https://h.example/v1#token=***"),
+        ("https://h.example/v1?model=a&key", "https://h.example/v1?model=a&key"),
+        ("http://[::1", "<a URL that does not parse>"),
+    ],
+)
+def test_redact_url(url, shown):
+    assert judge.redact_url(url) == shown
+
+
+def test_a_key_in_the_url_is_sent_but_never_stored_logged_or_printed(
+    tiny, server, tmp_path, monkeypatch, caplog, capsys
+):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("MECHINTRO_TEST_KEY", KEY)
+    out = _generation_run(tiny, tmp_path / "g.zarr")
+    url = f"{server}?api-version=1&api_key={URL_SECRET}"
+    argv = ["grade", str(out), "--judge-url", url, "--judge-model", "judge-1"]
+    argv += ["--api-key-env", "MECHINTRO_TEST_KEY", "--criteria", "coherence"]
+    assert main(argv) == 0  # progress and info logs on: they are checked too
+    assert _Handler.paths and all(f"api_key={URL_SECRET}" in p for p in _Handler.paths)
+    ds = runs.open_run(out)
+    assert ds["grade_coherence"].values.tolist() == ["YES", "YES"]
+    assert ds.attrs["judge_coherence"] == (
+        f"openai-compatible:judge-1@{server}?api-version=1&api_key=***"
+    )
+    for f in out.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            assert URL_SECRET.encode() not in data and KEY.encode() not in data, f
+    captured = capsys.readouterr()
+    assert "api_key=***" in captured.out
+    for text in (
+        captured.out,
+        captured.err,
+        caplog.text,
+        repr(judge.HTTPJudge(base_url=url, model="m")),
+    ):
+        assert URL_SECRET not in text and KEY not in text
+
+
+@pytest.mark.parametrize("where", ["unreachable", "http-error", "redirect"])
+def test_errors_do_not_echo_a_key_in_the_url(where, server, redirecting, monkeypatch):
+    monkeypatch.setenv("MECHINTRO_TEST_KEY", KEY if where != "http-error" else "sk-wrong")
+    base = {
+        "unreachable": "http://127.0.0.1:9/v1",
+        "http-error": server,
+        "redirect": redirecting[0],
+    }
+    url = f"{base[where]}?token={URL_SECRET}"
+    j = judge.HTTPJudge(base_url=url, model="m", api_key_env="MECHINTRO_TEST_KEY", timeout=5)
+    with pytest.raises(MechintroError, match="token=\\*\\*\\*") as info:
+        j.complete("x")
+    assert URL_SECRET not in str(info.value) and KEY not in str(info.value)
+
+
+def test_a_password_in_the_url_is_refused_without_echoing_it(tiny, server, tmp_path, capsys):
+    out = _generation_run(tiny, tmp_path / "g.zarr")
+    url = server.replace("http://", f"http://user:{URL_SECRET}@")
+    code = main(["grade", str(out), "--judge-url", url, "--judge-model", "judge-1"])
+    captured = capsys.readouterr()
+    assert code == 2 and "user name or password" in captured.err, captured.err
+    assert URL_SECRET not in captured.err + captured.out
+    assert _Handler.paths == [] and "grade_coherence" not in runs.open_run(out)
+    with pytest.raises(MechintroError, match="is not an http") as info:
+        judge.HTTPJudge(base_url=f"ftp://h/?key={URL_SECRET}", model="m")
+    assert URL_SECRET not in str(info.value)
