@@ -16,6 +16,8 @@ import errno
 import json
 import logging
 import math
+import os
+import re
 import signal
 import sys
 import threading
@@ -145,6 +147,13 @@ def _positive_int(text: str) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # argparse takes "-1,2" for an option (only "-1" or "-.5" look like numbers to it), so
+        # `--strengths -1,2` failed while `--strengths=-1,2` worked: anything that starts like a
+        # negative number is a value (no option of mechintro's starts with a digit).
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
+
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage otherwise)
         command = " ".join(self.prog.split()[1:])
         raise MechintroError(
@@ -429,7 +438,7 @@ def _parser() -> argparse.ArgumentParser:
         "--positions",
         type=_list,
         help="the run's token positions, comma-separated; negatives count from the end "
-        "(write --positions=-3,-2,-1); default: the last token",
+        "(e.g. -3,-2,-1); default: the last token",
     )
     oa.add_argument("--model", help="the oracle's base model (default: the one it was trained on)")
     oa.add_argument(
@@ -480,6 +489,25 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_out(path: Path | None, flag: str = "--out") -> None:
+    """Refuse an output path that cannot be created — a file where a folder must be, a folder
+    that may not be written — before any model loads or any vector is computed."""
+    if path is None:
+        return
+    here = Path(os.path.abspath(path)).parent
+    while not os.path.lexists(here) and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        raise MechintroError(
+            f"{flag} {path}: {here} is a file, not a directory: choose an {flag} inside a directory"
+        )
+    if not os.access(here, os.W_OK | os.X_OK):
+        raise MechintroError(
+            f"{flag} {path}: {here} is not writable (permissions or a read-only file system): "
+            f"choose an {flag} you may write to"
+        )
+
+
 def _load(args: argparse.Namespace, name: str | None = None):
     """The model named by the command's model flags (every flag of ``model_args``, so none is
     accepted and then ignored)."""
@@ -523,6 +551,7 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
 
     if args.out.exists():
         raise MechintroError(f"{args.out} already exists: choose another --out or delete it")
+    _check_out(args.out)
     inputs = _vector_inputs(args)
     model = _load(args)
     vectors = make_vectors(model, args.method, args.concepts, **inputs)
@@ -603,6 +632,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise MechintroError(
             "the following arguments are required: --out (see `mechintro run --help`)"
         )
+    _check_out(args.out)
     overrides = {
         "model": args.model,
         "concepts": tuple(args.concepts) if args.concepts else None,
@@ -671,6 +701,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_merge(args: argparse.Namespace) -> int:
     from mechintro.runs import merge, open_run
 
+    _check_out(args.out)
     out = merge(args.shards, args.out)
     ds = open_run(out)
     print(f"merged {len(args.shards)} shards: {ds.sizes['trial']} trials → {out}")
@@ -683,6 +714,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.remote:
         raise MechintroError("finetuning runs here, not remotely: drop --remote")
+    _check_out(args.out)
     given = {
         k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None
     }
@@ -869,6 +901,7 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
     from mechintro.models import load_model
     from mechintro.oracle import train as otrain
 
+    _check_out(args.out)
     if args.oracle_command == "train":
         if args.remote:
             raise MechintroError("oracle training runs here, not remotely: drop --remote")
@@ -961,6 +994,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     # can), and main() may run inside a user's kernel, whose inline backend must stay.
     from mechintro.report import write_report
 
+    _check_out(args.out)
     out = write_report(args.run, args.out, progress=False if args.quiet else None)
     print(f"{out}  ({out.stat().st_size / 1e6:.1f} MB; open it in a browser)")
     return 0

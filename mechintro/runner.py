@@ -873,6 +873,7 @@ def _check_resume(
             "are not checked on resume",
             out,
         )
+    diffs = list(dict.fromkeys(diffs))  # batch_size is an attribute and a config field: once
     if diffs:
         raise MechintroError(
             f"{out} was made with a different setup (differs in: {', '.join(diffs)}): "

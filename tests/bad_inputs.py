@@ -1426,3 +1426,90 @@ CASES += [
         out="new.zarr",
     ),
 ]
+
+
+def _no_work_before_out_check(mp) -> None:
+    """Fail the case if a model loads, a report is computed or shards are merged: an unusable
+    --out must be refused before any of it (issue 30: it was refused after the vectors)."""
+    import mechintro.models
+    import mechintro.report
+    import mechintro.runs
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("work began before --out was checked")
+
+    for module, name in (
+        (mechintro.models, "load_model"),
+        (mechintro.report, "write_report"),
+        (mechintro.runs, "merge"),
+    ):
+        mp.setattr(module, name, refuse)
+
+
+_UNDER_A_FILE = "{env}/notes.txt/new.zarr"
+
+CASES += [
+    Case(
+        "out-under-a-file-vectors",
+        "`vectors --out` inside a file (notes.txt/new.zarr)",
+        "notes.txt is a file, not a directory",
+        argv=["vectors", "--model", "{env}/tiny", "--concepts", "Dust", "--out", _UNDER_A_FILE],
+        patch=_no_work_before_out_check,
+    ),
+    Case(
+        "out-under-a-file-run",
+        "`run --out` inside a file",
+        "notes.txt is a file, not a directory",
+        argv=[*_tiny_run("--layers", "1", "--strengths", "2")[:-1], _UNDER_A_FILE],
+        patch=_no_work_before_out_check,
+    ),
+    Case(
+        "out-under-a-file-merge",
+        "`merge --out` inside a file",
+        "notes.txt is a file, not a directory",
+        argv=["merge", "{env}/run.zarr", "--out", _UNDER_A_FILE],
+        patch=_no_work_before_out_check,
+    ),
+    Case(
+        "out-under-a-file-train",
+        "`train --out` inside a file",
+        "notes.txt is a file, not a directory",
+        argv=[
+            "train",
+            "--model",
+            "{env}/tiny",
+            "--behaviour",
+            "{env}/run.zarr",
+            "--out",
+            "{env}/notes.txt/adapter",
+        ],
+        patch=_no_work_before_out_check,
+    ),
+    Case(
+        "out-under-a-file-oracle",
+        "`oracle train --out` inside a file",
+        "notes.txt is a file, not a directory",
+        argv=["oracle", "train", "--model", "{env}/tiny", "--out", "{env}/notes.txt/oracle"],
+        patch=_no_work_before_out_check,
+    ),
+    Case(
+        "out-under-a-file-ask",
+        "`oracle ask --out` inside a file",
+        "notes.txt is a file, not a directory",
+        argv=[*_oracle_ask()[:-1], _UNDER_A_FILE],
+        patch=_no_work_before_out_check,
+    ),
+    Case(
+        "out-under-a-file-report",
+        "`report --out` inside a file",
+        "notes.txt is a file, not a directory",
+        argv=["report", "{env}/run.zarr", "--out", "{env}/notes.txt/report.html"],
+        patch=_no_work_before_out_check,
+    ),
+    Case(
+        "resume-other-batch-size",
+        "resuming a run with another --batch-size",
+        "(differs in: batch_size):",
+        argv=_tiny_run("--layers", "1", "--strengths", "2", "--batch-size", "7", out="run.zarr"),
+    ),
+]

@@ -60,3 +60,46 @@ def test_there_are_at_least_30_and_the_doc_lists_each():
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(MechintroError, match="does not exist"):
         main(["--debug", "info", str(tmp_path / "nope.zarr")])
+
+
+@pytest.mark.parametrize(
+    ("argv", "attr", "want"),
+    [
+        (["run", "x", "--strengths", "-1,2"], "strengths", [-1.0, 2.0]),
+        (["run", "x", "--strengths=-1,2"], "strengths", [-1.0, 2.0]),
+        (["run", "x", "--strengths", "-.5,-2e1"], "strengths", [-0.5, -20.0]),
+        (["run", "x", "--layers", "-1,0.5"], "layers", ["-1", "0.5"]),
+        (
+            ["oracle", "ask", "o", "r", "--question", "q", "--out", "a", "--positions", "-3,-1"],
+            "positions",
+            ["-3", "-1"],
+        ),
+        (["grade", "r", "--criteria", "coherence"], "criteria", ["coherence"]),
+    ],
+)
+def test_negative_numbers_in_list_options_in_both_forms(argv, attr, want):
+    """`--strengths -1,2` was taken for an unknown option (only `--strengths=-1,2` worked)."""
+    from mechintro.cli import _parser
+
+    args = _parser().parse_args(argv)
+    assert getattr(args, attr) == want
+
+
+def test_an_unwritable_out_folder_is_refused_before_work(tmp_path, monkeypatch, capsys):
+    """Root may write anywhere, so the read-only/permission answer of access(2) is simulated."""
+    import os
+
+    import mechintro.cli
+
+    real = os.access
+    monkeypatch.setattr(
+        mechintro.cli.os, "access", lambda p, mode: False if Path(p) == tmp_path else real(p, mode)
+    )
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model loaded before --out was checked")
+
+    monkeypatch.setattr("mechintro.models.load_model", refuse)
+    code = main(["-q", "vectors", "--concepts", "Dust", "--out", str(tmp_path / "sub" / "v.zarr")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "is not writable" in err and "\n" not in err, err
