@@ -18,6 +18,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -315,14 +316,19 @@ def show(
     tokenizer: Any = None,
     model: Any = None,
     limit: int = 20,
-) -> Transcripts:
-    """Transcripts of ``trials`` (positions along ``ds.trial``; default: every trial of ``ds``,
-    up to ``limit``). Returns an object that displays as HTML in Jupyter and prints as text.
+    display: bool = True,
+) -> Transcripts | None:
+    """Show the transcripts of ``trials`` (positions along ``ds.trial``; default: every trial of
+    ``ds``, up to ``limit``) where it is called, as ``IPython.display.display`` does: HTML in
+    Jupyter, text on stdout in a script or a terminal; returns None (so a notebook cell does not
+    show them twice). ``display=False`` shows nothing and returns the :class:`Transcripts`
+    instead (HTML in Jupyter as a cell's value, text with ``str()``).
 
     Example::
 
         mi.show(ds, 3)                                            # one trial
         mi.show(ds.where(ds.condition == "injected", drop=True), limit=5)
+        text = str(mi.show(ds, 3, display=False))
     """
     if "input_ids" not in ds or "inject_mask" not in ds:
         from mechintro.errors import MechintroError
@@ -361,7 +367,29 @@ def show(
     ] + [v for v in sub.data_vars if str(v).startswith("grade_")]
     sub = sub[keep].compute()
     sub.attrs = dict(ds.attrs)
-    return Transcripts([trial(sub, k, tokenizer=tokenizer) for k in range(len(picked))])
+    shown = Transcripts([trial(sub, k, tokenizer=tokenizer) for k in range(len(picked))])
+    if not display:
+        return shown
+    _display(shown)
+    return None
+
+
+def _display(shown: Transcripts) -> None:
+    """``IPython.display.display(shown)`` in an IPython shell or kernel (HTML in Jupyter), the
+    text on stdout elsewhere. The one place the library writes to stdout: :func:`show` is a
+    display function the user calls to see a transcript, like ``print`` or ``plt.show``; all
+    other output of the library goes through logging."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # IPython is not a dependency: a plain script or REPL
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        from IPython.display import display
+
+        display(shown)
+    else:
+        sys.stdout.write(f"{shown}\n")
+        sys.stdout.flush()
 
 
 def config_html(config: object) -> str:

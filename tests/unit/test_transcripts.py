@@ -20,7 +20,7 @@ SHIPPED = ROOT / "analyses" / "data" / "smollm2-135m"
 def test_show_a_generation_trial_with_its_window_response_and_verdicts():
     ds = mi.open_run(SHIPPED / "injected-thoughts.zarr")
     i = int(np.flatnonzero(ds.condition.values == "injected")[0])
-    t = mi.show(ds, i)
+    t = mi.show(ds, i, display=False)
     text = str(t)
     response = str(ds.response.values[i])
     assert response in text  # whole, not cut at 50 characters
@@ -47,7 +47,7 @@ def test_show_a_generation_trial_with_its_window_response_and_verdicts():
 
 def test_show_a_logit_trial_gives_the_runs_own_probabilities():
     ds = mi.open_run(SHIPPED / "sweep.zarr")
-    t = mi.show(ds, [3, 7])
+    t = mi.show(ds, [3, 7], display=False)
     assert len(t) == 2
     expected = float(yes_no(ds.isel(trial=[7])).p_yes_norm.values[0])
     assert t.trials[1].answer["P(yes)/(P(yes)+P(no))"] == pytest.approx(expected, rel=1e-6)
@@ -191,3 +191,26 @@ def test_a_run_shows_trial_progress_by_default_and_none_when_off(
     detection_logits.run(config, tmp_path / "shown.zarr", model=tiny, vectors=vecs)
     err = capsys.readouterr().err
     assert "shown.zarr" in err and "trial/s" in err and "100%" in err
+
+
+def test_show_prints_the_transcript_in_a_script(tmp_path):
+    """`mi.show(ds, 0)` in a script used to print nothing (it returned an object only a REPL or
+    Jupyter displays); now it writes the text to stdout where it is called and returns None."""
+    import os
+    import subprocess
+    import sys
+
+    expected = tmp_path / "expected.txt"
+    script = (
+        "import mechintro as mi\n"
+        f"ds = mi.open_run({str(SHIPPED / 'sweep.zarr')!r})\n"
+        "assert mi.show(ds, 3) is None\n"
+        "from pathlib import Path\n"
+        f"Path({str(expected)!r}).write_text(str(mi.show(ds, 3, display=False)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "P(yes)" in done.stdout and done.stdout == expected.read_text() + "\n"
