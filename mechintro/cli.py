@@ -173,7 +173,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--model",
             default="smollm2-135m",
-            help="offline name, Hugging Face repo id, or local directory (default: smollm2-135m)",
+            help="offline name, Hugging Face repo id (one without an org, e.g. gpt2, from the "
+            "local HF cache), or local directory (default: smollm2-135m)",
         )
         sp.add_argument(
             "--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"]

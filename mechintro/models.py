@@ -19,6 +19,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -323,6 +324,9 @@ def _weights_fingerprint(hf: Any, name_or_path: str) -> str:
         if files:
             return sha256_of(files)
     commit = getattr(hf.config, "_commit_hash", None)
+    if not commit:  # loaded from the local cache: the snapshot folder is named by its commit
+        snapshot = _cached_snapshot(name_or_path)
+        commit = snapshot.name if snapshot is not None else None
     return f"hf:{name_or_path}@{commit or 'unknown'}"
 
 
@@ -342,7 +346,8 @@ def load_model(
     Args:
         name_or_path: a name in :data:`OFFLINE_MODELS` (``"smollm2-135m"``, the default;
             ``"qwen2.5-coder-0.5b"``; ``"qwen2.5-coder-1.5b"``), a Hugging Face repo id, or a
-            local directory holding a transformers checkpoint in safetensors.
+            local directory holding a transformers checkpoint in safetensors. A repo id without
+            an org (``"gpt2"``, ``"distilgpt2"``) loads from the local Hugging Face cache only.
         dtype: parameter dtype. GGUF models are de-quantised to fp32 and cast from there.
         device_map: passed to ``from_pretrained`` (``"auto"`` spreads a large model over GPUs,
             then the CPU, then the disk; a dict places modules by name on ``0``, ``"cpu"`` or
@@ -454,6 +459,28 @@ def load_model(
     return model
 
 
+# A Hub repo id without an org (gpt2, distilgpt2, bert-base-uncased): the Hub's repo-name rule.
+_HUB_NAME = re.compile(r"(?!.*(--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
+
+
+def _cached_snapshot(repo_id: str) -> Path | None:
+    """The snapshot folder of ``repo_id`` in the local Hugging Face cache (``HF_HUB_CACHE`` /
+    ``HF_HOME``; its name is the commit), or None. An id without an org is loaded only from there
+    (or a local directory), never looked up on the Hub: a mistyped offline name (``smolm2-135m``)
+    then fails at once, offline too."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except ValueError:  # huggingface_hub's HFValidationError: not a valid repo id
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    return _cached_snapshot(repo_id) is not None
+
+
 def _load_pretrained(
     name_or_path: str,
     dtype: Dtype,
@@ -466,10 +493,18 @@ def _load_pretrained(
     looks_like_repo = name_or_path.count("/") == 1 and not Path(name_or_path).exists()
     if not Path(name_or_path).exists() and not looks_like_repo:
         known = ", ".join(OFFLINE_MODELS)
-        raise MechintroError(
-            f"unknown model '{name_or_path}': use one of {known}, a Hugging Face repo id "
-            "(org/name) or a local checkpoint directory"
-        )
+        if not _HUB_NAME.fullmatch(name_or_path):
+            raise MechintroError(
+                f"unknown model '{name_or_path}': use one of {known}, a Hugging Face repo id "
+                "(org/name) or a local checkpoint directory"
+            )
+        if not _in_hub_cache(name_or_path):
+            raise MechintroError(
+                f"unknown model '{name_or_path}': not one of {known}, a local checkpoint "
+                "directory, or a model in the local Hugging Face cache; give a repo id with its "
+                f"org (e.g. openai-community/gpt2), or download it first (`hf download "
+                f"{name_or_path}`)"
+            )
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
