@@ -365,7 +365,15 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("run", type=Path)
     g.add_argument(
         "--judge-url",
-        help="base URL of an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1",
+        help="base URL of an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 (with "
+        "--judge-api anthropic: default https://api.anthropic.com)",
+    )
+    g.add_argument(
+        "--judge-api",
+        choices=["openai", "anthropic"],
+        default="openai",
+        help="openai: chat completions (default); anthropic: Anthropic's Messages API, the "
+        "judge Lindsey used",
     )
     g.add_argument(
         "--judge-model",
@@ -374,8 +382,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--api-key-env",
-        default="OPENAI_API_KEY",
-        help="environment variable holding the API key (default OPENAI_API_KEY)",
+        default=None,
+        help="environment variable holding the API key (default OPENAI_API_KEY, or "
+        "ANTHROPIC_API_KEY with --judge-api anthropic)",
     )
     g.add_argument(
         "--criteria", type=_list, default=None, help="comma-separated criteria (default: all four)"
@@ -854,13 +863,20 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     from mechintro.runs import open_run
 
     open_run(args.run, committed_only=False)  # fail on a bad run before contacting any judge
-    j = (
-        judge.HTTPJudge(
-            base_url=args.judge_url, model=args.judge_model, api_key_env=args.api_key_env
+    if args.judge_api == "anthropic":
+        j = judge.AnthropicJudge(
+            model=args.judge_model,
+            base_url=args.judge_url or judge.ANTHROPIC_URL,
+            api_key_env=args.api_key_env or "ANTHROPIC_API_KEY",
         )
-        if args.judge_url
-        else judge.ModelJudge(model=load_model(args.judge_model))
-    )
+    elif args.judge_url:
+        j = judge.HTTPJudge(
+            base_url=args.judge_url,
+            model=args.judge_model,
+            api_key_env=args.api_key_env or "OPENAI_API_KEY",
+        )
+    else:
+        j = judge.ModelJudge(model=load_model(args.judge_model))
     update, close = _progress("grade", args.quiet)
     try:
         verdicts = judge.grade_run(args.run, j, criteria=criteria, progress=update)

@@ -8,9 +8,11 @@ grader prompts; the prompts are in
 ``YES`` or ``NO`` in the judge's reply; a reply with neither is recorded as ``"ungraded"``, never
 guessed.
 
-Backends: :class:`HTTPJudge` for any OpenAI-compatible chat-completions endpoint (base URL and
-model from the caller; the API key is read from an environment variable at call time, held in no
-attribute, and scrubbed from every message), and :class:`ModelJudge` for any model
+Backends: :class:`HTTPJudge` for any OpenAI-compatible chat-completions endpoint and
+:class:`AnthropicJudge` for Anthropic's Messages API (base URL and model from the caller; the API
+key is read from an environment variable at call time, held in no attribute, scrubbed from every
+message, and never sent on through a redirect; credentials in the URL are redacted wherever it
+is shown or stored), and :class:`ModelJudge` for any model
 :func:`mechintro.load_model` can load. :func:`grade_run` grades a saved generation run without
 regenerating it, storing each verdict with the judge's identity.
 """
@@ -292,6 +294,84 @@ class HTTPJudge:
             raise MechintroError(
                 f"judge endpoint {shown} answered without choices[0].message.content: {schema}"
             ) from None
+
+
+ANTHROPIC_URL = "https://api.anthropic.com"
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnthropicJudge:
+    """Anthropic's Messages API (``POST /v1/messages``), the kind of judge Lindsey used (Claude
+    Sonnet 4), at temperature 0.
+
+    The request carries the key in an ``x-api-key`` header and ``anthropic-version``
+    (:data:`ANTHROPIC_VERSION`); the body is ``{model, max_tokens, temperature, messages: [{role:
+    "user", content: prompt}]}``, with ``system`` when one is given; the reply is the first
+    ``text`` block of ``content``. ``base_url`` is the API's root (``https://api.anthropic.com``;
+    one that ends in ``/v1`` is accepted too). As :class:`HTTPJudge`: the key is read from
+    ``api_key_env`` on each call, never stored, never in a message; no redirect is followed;
+    credentials in the URL are redacted from the identity and every error.
+    """
+
+    model: str
+    base_url: str = field(default=ANTHROPIC_URL, repr=False)
+    api_key_env: str = "ANTHROPIC_API_KEY"
+    system: str | None = None
+    timeout: float = 60.0
+    max_tokens: int = 1024
+
+    def __post_init__(self) -> None:
+        _check_base_url(self.base_url)
+
+    def __repr__(self) -> str:
+        return (
+            f"AnthropicJudge(model={self.model!r}, base_url={redact_url(self.base_url)!r}, "
+            f"api_key_env={self.api_key_env!r})"
+        )
+
+    @property
+    def identity(self) -> str:
+        return f"anthropic:{self.model}@{redact_url(self.base_url)}"
+
+    def complete(self, prompt: str) -> str:
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise MechintroError(
+                f"the judge needs an API key: set the environment variable {self.api_key_env}"
+            )
+        shown, secrets = redact_url(self.base_url), [key, *_url_secrets(self.base_url)]
+        schema = "is it Anthropic's Messages API?"
+        path = urllib.parse.urlsplit(self.base_url).path.rstrip("/")
+        body: dict = {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": prompt}],
+        }
+        if self.system is not None:
+            body["system"] = self.system
+        payload = _post(
+            _endpoint(self.base_url, "/messages" if path.endswith("/v1") else "/v1/messages"),
+            body,
+            {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION},
+            shown=shown,
+            secrets=secrets,
+            timeout=self.timeout,
+            hint=f"check the URL, the model name and the key in ${self.api_key_env}",
+            schema=schema,
+        )
+        blocks = payload.get("content") if isinstance(payload, dict) else None
+        texts = [
+            b["text"]
+            for b in (blocks if isinstance(blocks, list) else [])
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        ]
+        if not texts:
+            raise MechintroError(
+                f"judge endpoint {shown} answered without a text block in content: {schema}"
+            )
+        return _scrub(texts[0], *secrets)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -407,3 +408,157 @@ def test_a_password_in_the_url_is_refused_without_echoing_it(tiny, server, tmp_p
     with pytest.raises(MechintroError, match="is not an http") as info:
         judge.HTTPJudge(base_url=f"ftp://h/?key={URL_SECRET}", model="m")
     assert URL_SECRET not in str(info.value)
+
+
+# --- Anthropic's Messages API (issue 32) ------------------------------------------------------
+
+
+class _Messages(BaseHTTPRequestHandler):
+    """A local server speaking Anthropic's documented Messages schema: POST /v1/messages with
+    x-api-key and anthropic-version headers; errors as {"type": "error", "error": {...}}."""
+
+    replies: ClassVar[list[str]] = []
+    seen: ClassVar[list[tuple[str, dict, dict]]] = []  # (path, headers, body)
+
+    def _send(self, code: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, code: int, kind: str, message: str) -> None:
+        self._send(code, {"type": "error", "error": {"type": kind, "message": message}})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _Messages.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        if self.path != "/v1/messages":
+            return self._error(404, "not_found_error", "Not found")
+        if self.headers.get("x-api-key") != KEY:
+            return self._error(401, "authentication_error", "invalid x-api-key")
+        if not self.headers.get("anthropic-version") or "Authorization" in self.headers:
+            return self._error(400, "invalid_request_error", "anthropic-version required")
+        messages = body.get("messages")
+        if (
+            not isinstance(body.get("model"), str)
+            or not isinstance(body.get("max_tokens"), int)
+            or not isinstance(messages, list)
+            or not all(set(m) == {"role", "content"} for m in messages)
+            or not set(body) <= {"model", "max_tokens", "messages", "system", "temperature"}
+        ):
+            return self._error(400, "invalid_request_error", "malformed request")
+        text = _Messages.replies.pop(0) if _Messages.replies else "The answer is YES"
+        self._send(
+            200,
+            {
+                "id": "msg_01",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 10, "output_tokens": 3},
+            },
+        )
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def messages_api():
+    httpd = _serve(_Messages)
+    _Messages.replies, _Messages.seen = [], []
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_anthropic_judge_speaks_the_messages_schema(messages_api, monkeypatch):
+    monkeypatch.setenv("MECHINTRO_TEST_KEY", KEY)
+    j = judge.AnthropicJudge(
+        base_url=messages_api, model="claude-sonnet-4-0", api_key_env="MECHINTRO_TEST_KEY"
+    )
+    _Messages.replies = ["It says it noticed dust. YES", "Nothing decisive."]
+    v = judge.grade(j, "affirmative", question="Do you detect?", response="Yes, dust.")
+    assert v.answer == "YES" and v.judge == f"anthropic:claude-sonnet-4-0@{messages_api}"
+    assert judge.grade(j, "coherence", question="Q", response="R").answer == "ungraded"
+    path, headers, body = _Messages.seen[0]
+    assert path == "/v1/messages" and headers["anthropic-version"] == judge.ANTHROPIC_VERSION
+    assert body["model"] == "claude-sonnet-4-0" and body["max_tokens"] == 1024
+    assert body["temperature"] == 0 and "system" not in body
+    assert body["messages"] == [
+        {
+            "role": "user",
+            "content": judge.grader_prompt(
+                "affirmative", question="Do you detect?", response="Yes, dust."
+            ),
+        }
+    ]
+    assert KEY not in json.dumps([b for _, _, b in _Messages.seen]) and KEY not in repr(j)
+    # a system prompt when one is given; a base URL ending in /v1 reaches the same path
+    j = judge.AnthropicJudge(
+        base_url=messages_api + "/v1/",
+        model="m",
+        api_key_env="MECHINTRO_TEST_KEY",
+        system="Be brief.",
+    )
+    assert judge.parse_verdict(j.complete("hi")) == "YES"
+    assert (
+        _Messages.seen[-1][0] == "/v1/messages" and _Messages.seen[-1][2]["system"] == "Be brief."
+    )
+
+
+def test_anthropic_judge_errors_are_one_line_and_never_carry_the_key(
+    messages_api, redirecting, monkeypatch
+):
+    def fails(base, key, match):
+        monkeypatch.setenv("MECHINTRO_TEST_KEY", key)
+        j = judge.AnthropicJudge(base_url=base, model="m", api_key_env="MECHINTRO_TEST_KEY")
+        with pytest.raises(MechintroError, match=match) as info:
+            j.complete("x")
+        text = str(info.value)
+        assert KEY not in text and "\n" not in text, text
+        full = "".join(traceback.format_exception(info.value))
+        assert KEY not in full  # nor in the traceback --debug shows
+
+    fails(messages_api, "sk-wrong-" + KEY, "HTTP 401")
+    fails("http://127.0.0.1:9", KEY, "unreachable")
+    fails(redirecting[0], KEY, "a redirect")
+    assert redirecting[1] == []
+    monkeypatch.delenv("MECHINTRO_TEST_KEY")
+    with pytest.raises(MechintroError, match="set the environment variable MECHINTRO_TEST_KEY"):
+        judge.AnthropicJudge(model="m", api_key_env="MECHINTRO_TEST_KEY").complete("x")
+
+
+def test_cli_grades_with_the_messages_api_and_writes_the_key_nowhere(
+    tiny, messages_api, tmp_path, monkeypatch, caplog, capsys
+):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    out = _generation_run(tiny, tmp_path / "g.zarr")
+    argv = ["grade", str(out), "--judge-api", "anthropic", "--judge-url", messages_api]
+    assert main([*argv, "--judge-model", "claude-sonnet-4-0", "--criteria", "coherence"]) == 0
+    ds = runs.open_run(out)
+    assert ds["grade_coherence"].values.tolist() == ["YES", "YES"]
+    assert ds.attrs["judge_coherence"] == f"anthropic:claude-sonnet-4-0@{messages_api}"
+    assert runs.verify(out).ok
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert KEY.encode() not in f.read_bytes(), f
+    captured = capsys.readouterr()
+    assert "anthropic:claude-sonnet-4-0" in captured.out
+    assert KEY not in captured.out + captured.err + caplog.text
+    # a wrong key: exit 2, one line, nothing stored, under --debug no key in the traceback
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-wrong-" + KEY)
+    fresh = _generation_run(tiny, tmp_path / "h.zarr")
+    argv = ["grade", str(fresh), "--judge-api", "anthropic", "--judge-url", messages_api]
+    assert main(["-q", *argv, "--judge-model", "m"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "HTTP 401" in err and "\n" not in err and KEY not in err
+    assert "grade_coherence" not in runs.open_run(fresh)
+    with pytest.raises(MechintroError) as info:
+        main(["--debug", *argv, "--judge-model", "m"])
+    assert KEY not in "".join(traceback.format_exception(info.value))
