@@ -139,3 +139,209 @@ def test_the_report_works_in_headless_chromium(page):
         assert browser.save_screenshot(str(ARTIFACTS / "report-injected-thoughts.png"))
     finally:
         browser.quit()
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile strings (issue 30, row 7): concept names, responses, verdicts and config values that
+# are HTML, script, or named like the template's placeholders must show as text, never run.
+
+# the issue's own case: a concept named like a placeholder received the raw JSON payload
+ISSUE_CONCEPTS = ("<img src=x onerror=alert(1)>", "__DATA__")
+HOSTILE = (
+    "<img src=x onerror=alert(1)>",
+    "__DATA__",
+    "__SUMMARY__",
+    "__PROV__ __SELECTS__ __TITLE__ __HEADERS__",
+    "</script><script>window.__pwned='script'</script>",
+    '"><svg onload="window.__pwned=`svg`">',
+    "'><b onmouseover='window.__pwned=1'>b</b>",
+    "<!--<script>window.__pwned='comment'</script>",
+    "x\u2028y\u2029<\u2028/script>",
+    "&lt;img src=x onerror=alert(2)&gt; &amp;",
+)
+# every tag the page itself may hold; anything else is injected markup
+ALLOWED_TAGS = set(
+    "html head meta title style body h1 h2 h3 h4 table thead tbody tr th td code details "
+    "summary pre p ul li b figure img figcaption div label input select option span script "
+    "mark a".split()
+)
+WATCH = (  # before the page's own script runs: any alert() or handler marks the page
+    "window.alert = (x) => { window.__pwned = 'alert ' + x; };"
+)
+
+
+class _Tags(__import__("html.parser").parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+        if self._in_script:
+            self.scripts.append("")
+
+    def handle_endtag(self, tag):
+        self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts[-1] += data
+
+
+def _parsed_problems(text: str) -> list[str]:
+    """What an HTML parser finds live in the page: handlers, foreign tags, images that are not
+    the embedded figures, scripts besides the page's two."""
+    p = _Tags()
+    p.feed(text)
+    p.close()
+    bad = []
+    for tag, attrs in p.tags:
+        bad += [f"{tag} {a}" for a in attrs if a.lower().startswith("on")]
+        if tag not in ALLOWED_TAGS:
+            bad.append(f"tag {tag}")
+        if tag == "img" and not str(attrs.get("src", "")).startswith("data:image/png;base64,"):
+            bad.append(f"img {attrs.get('src')}")
+    scripts = [(t, a) for t, a in p.tags if t == "script"]
+    if [a for _, a in scripts] != [{"id": "data", "type": "application/json"}, {}]:
+        bad.append(f"scripts {scripts}")
+    return bad
+
+
+_BROWSER_PROBLEMS = """
+const bad = [];
+for (const el of document.querySelectorAll("*")) {
+  for (const a of el.attributes) if (/^on/i.test(a.name)) bad.push(el.tagName + " " + a.name);
+  if (!arguments[0].includes(el.tagName.toLowerCase())) bad.push("tag " + el.tagName);
+  if (el.tagName === "IMG" && !el.getAttribute("src").startsWith("data:image/png;base64,"))
+    bad.push("img " + el.getAttribute("src"));
+}
+if (document.scripts.length !== 2) bad.push("scripts: " + document.scripts.length);
+if (window.__pwned !== undefined) bad.push("script ran: " + window.__pwned);
+return bad;
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile_pages(tiny, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
+    """Two small real runs on the tiny model and their reports: the issue's two concepts in
+    logit mode (written by `write_report`, as the CLI does), and every hostile string as a
+    concept, a system message, a response, a judge's verdict and reply, the model's name and a
+    judge's identity in generation mode (``build_report`` with the run's tokenizer, so the
+    prompt's tokens are text)."""
+    import numpy as np
+
+    import mechintro as mi
+    from mechintro.experiments import detection_logits as D
+    from mechintro.experiments import injected_thoughts as IT
+    from mechintro.report import build_report, write_report
+    from mechintro.vectors import concept_vectors
+
+    where = tmp_path_factory.mktemp("hostile")
+    vectors = concept_vectors(
+        tiny, list(HOSTILE), baseline=["Sand", "Clay"], cache=False, progress=False
+    )
+    logit = D.run(
+        D.DetectionLogitsConfig(
+            model="tiny", concepts=ISSUE_CONCEPTS, layers=("1",), strengths=(4.0,), batch_size=4
+        ),
+        where / "issue.zarr",
+        model=tiny,
+        vectors=vectors,
+    )
+    issue_page = write_report(logit, where / "issue.html", progress=False)
+    gen = IT.run(
+        IT.InjectedThoughtsConfig(
+            model="tiny",
+            concepts=HOSTILE,
+            layers=("1",),
+            strengths=(4.0,),
+            trials=len(HOSTILE),
+            controls=1,
+            max_new_tokens=6,
+            system_message=HOSTILE[4] + HOSTILE[1],
+            batch_size=4,
+        ),
+        where / "hostile.zarr",
+        model=tiny,
+        vectors=vectors,
+    )
+    ds = mi.open_run(gen).load()
+    n = ds.sizes["trial"]
+    assert n > len(HOSTILE)  # every hostile string is one trial's response
+    said = np.array([HOSTILE[k % len(HOSTILE)] for k in range(n)], dtype=object)
+    ds["response"] = ("trial", said)
+    ds["grade_coherence"] = ("trial", np.array([HOSTILE[5]] * n, dtype=object))
+    ds["grade_coherence_reply"] = ("trial", np.array([HOSTILE[6]] * n, dtype=object))
+    ds.attrs |= {"model": HOSTILE[0] + HOSTILE[2], "judge_coherence": HOSTILE[3]}
+    page = where / "hostile.html"
+    page.write_text(build_report(ds, tokenizer=tiny.tokenizer), encoding="utf-8")
+    return {
+        "issue": (issue_page, {"concepts": set(ISSUE_CONCEPTS)}),
+        "hostile": (
+            page,
+            {"concepts": {str(c) or "(none)" for c in ds.concept.values}, "responses": set(said)},
+        ),
+    }
+
+
+@pytest.mark.parametrize("which", ["issue", "hostile"])
+def test_hostile_strings_are_inert_in_an_html_parser(hostile_pages, which):
+    import json
+
+    page, expect = hostile_pages[which]
+    text = page.read_text(encoding="utf-8")
+    assert _parsed_problems(text) == []
+    p = _Tags()
+    p.feed(text)
+    data = json.loads(p.scripts[0])  # the payload parses whole, strings exactly as stored
+    assert {t["concept"] for t in data["trials"]} >= expect["concepts"] - {"(none)"}
+    if "responses" in expect:
+        assert {t["response"] for t in data["trials"]} == expect["responses"]
+    options = [a.get("value") for t, a in p.tags if t == "option"]
+    assert set(options) >= expect["concepts"] - {"(none)"}  # each a whole option value
+
+
+@pytest.mark.parametrize("which", ["issue", "hostile"])
+def test_hostile_strings_are_inert_in_headless_chromium(hostile_pages, which):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    page, expect = hostile_pages[which]
+    browser = _driver()
+    try:
+        browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WATCH})
+        browser.get(page.as_uri())
+        allowed = sorted(ALLOWED_TAGS)
+        assert browser.execute_script(_BROWSER_PROBLEMS, allowed) == []
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+        # every concept is one whole option, shown as itself
+        shown = {
+            o.get_attribute("value"): o.get_attribute("textContent")
+            for o in Select(browser.find_element(By.ID, "f-concept")).options
+        }
+        assert all(shown.get(c) == c for c in expect["concepts"] - {"(none)"}), shown
+        cells = browser.find_elements(By.CSS_SELECTOR, "#trials td[data-col=concept]")
+        assert {c.get_attribute("textContent") for c in cells} >= expect["concepts"]
+        # open every trial's transcript, sort by every column, filter by every concept
+        rows = browser.find_elements(By.CSS_SELECTOR, "#trials tbody tr[data-trial]")
+        for r in rows:
+            browser.execute_script("arguments[0].click()", r)
+            assert browser.execute_script(_BROWSER_PROBLEMS, allowed) == []
+            text = browser.find_element(By.ID, "inline-transcript").get_attribute("textContent")
+            if "responses" in expect:
+                assert any(s in text for s in expect["responses"])
+        for th in browser.find_elements(By.CSS_SELECTOR, "#trials thead th"):
+            th.click()
+        for concept in expect["concepts"]:
+            Select(browser.find_element(By.ID, "f-concept")).select_by_value(concept)
+            assert browser.find_element(By.ID, "count").text.split()[0] != "0"
+        browser.find_element(By.ID, "q").send_keys("<img")
+        assert browser.execute_script(_BROWSER_PROBLEMS, allowed) == []
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        browser.quit()
