@@ -345,3 +345,258 @@ def test_hostile_strings_are_inert_in_headless_chromium(hostile_pages, which):
         assert not errors, errors
     finally:
         browser.quit()
+
+
+# ---------------------------------------------------------------------------------------------
+# The trial list, control trials, injected generated tokens (issue 36 item 8) and the index of a
+# folder of runs (issue 36, run browser).
+
+
+@pytest.fixture(scope="module")
+def logit_runs(tiny, tmp_path_factory) -> Path:
+    """A folder of small logit-mode runs on the tiny model: one complete (in a subfolder), one
+    interrupted after two batches, one damaged, and folders that are not runs."""
+    import numpy as np  # noqa: F401
+
+    from mechintro import runs
+    from mechintro.experiments import detection_logits as D
+    from mechintro.vectors import concept_vectors
+
+    folder = tmp_path_factory.mktemp("runs")
+    vectors = concept_vectors(
+        tiny, ["Dust", "Oceans", "Poetry"], baseline=["Sand", "Clay"], cache=False, progress=False
+    )
+    config = D.DetectionLogitsConfig(
+        model="tiny",
+        concepts=("Dust", "Oceans", "Poetry"),
+        layers=("0", "2"),
+        strengths=(2.0, 8.0),
+        batch_size=3,
+    )
+    (folder / "a").mkdir()
+    done = D.run(config, folder / "a" / "complete.zarr", model=tiny, vectors=vectors)
+    real, calls = runs.write_batch, {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        real(*args, **kwargs)
+
+    runs.write_batch = dying
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            D.run(config, folder / "cut.zarr", model=tiny, vectors=vectors)
+    finally:
+        runs.write_batch = real
+    shutil.copytree(done, folder / "broken.zarr")
+    (folder / "broken.zarr" / "input_ids" / "zarr.json").unlink()
+    (folder / "notes").mkdir()
+    (folder / "notes" / "todo.txt").write_text("not a run")
+    shutil.copytree(done, folder / "x.zarr.partial-host-1")  # a run being written: skipped
+    return folder
+
+
+@pytest.fixture(scope="module")
+def index(logit_runs, tmp_path_factory) -> Path:
+    from mechintro.cli import main
+
+    out = tmp_path_factory.mktemp("index") / "index.html"
+    assert main(["-q", "report", str(logit_runs), "--out", str(out)]) == 0
+    return out
+
+
+def _index_rows(text: str) -> dict[str, list[str]]:
+    cells = re.findall(r"<tr>(.*?)</tr>", text.split("<tbody>")[1], re.S)
+    rows = {}
+    for c in cells:
+        tds = re.findall(r"<td[^>]*>(.*?)</td>", c, re.S)
+        name = re.sub(r"<[^>]+>", "", tds[0])
+        rows[name] = tds
+    return rows
+
+
+def test_the_index_lists_each_run_with_its_status_and_links_its_report(index, logit_runs):
+    import html
+
+    text = index.read_text(encoding="utf-8")
+    rows = _index_rows(text)
+    assert set(rows) == {"a/complete.zarr", "cut.zarr", "broken.zarr"}
+    status = {name: tds[5] for name, tds in rows.items()}
+    assert status == {
+        "a/complete.zarr": "complete",
+        "cut.zarr": "resumable",
+        "broken.zarr": "damaged",
+    }
+    done = rows["a/complete.zarr"]
+    assert done[1] == "detection-logits" and done[2] == "tiny-llama" and done[3] == "16"
+    assert done[5 + 1].startswith("largest P(yes)-share shift") and done[7].startswith("20")
+    assert rows["cut.zarr"][3] == "6"  # two batches of three committed
+    assert "input_ids" in html.unescape(rows["broken.zarr"][6])  # the reason it is damaged
+    links = re.findall(r'<a href="([^"]+)">', text)
+    assert len(links) == 2  # the damaged run has no report
+    for link in links:
+        report = index.parent / link
+        assert report.is_file() and '<table id="trials">' in report.read_text()
+    assert not list(index.parent.glob("**/*.partial"))
+
+
+def test_report_of_a_folder_without_runs_is_refused_in_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    done = _report(tmp_path / "empty", tmp_path / "index.html")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "holds no mechintro runs" in done.stderr and not (tmp_path / "index.html").exists()
+
+
+def _cells(browser, column: str) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [
+        td.get_attribute("textContent")
+        for td in browser.find_elements(By.CSS_SELECTOR, f"#trials td[data-col={column}]")
+        if td.is_displayed()
+    ]
+
+
+def test_trial_list_sorts_by_each_column(index):
+    from selenium.webdriver.common.by import By
+
+    link = re.findall(r'<a href="([^"]+)">a/complete.zarr', index.read_text())[0]
+    browser = _driver()
+    try:
+        browser.get(index.as_uri())
+        browser.find_element(By.LINK_TEXT, "a/complete.zarr").click()
+        assert browser.current_url.endswith(link)
+        header = {
+            th.get_attribute("data-key"): th
+            for th in browser.find_elements(By.CSS_SELECTOR, "#trials thead th")
+        }
+        assert set(header) == {
+            "i", "concept", "condition", "layer", "strength", "readout", "mass", "shift"
+        }  # fmt: skip
+        assert [int(x) for x in _cells(browser, "i")] == list(range(16))
+
+        def numbers(column: str) -> list[float | None]:
+            # a control shows its cell's value as "— (cell 8)", and sorts by it
+            return [
+                float(x.split("cell ")[-1].rstrip(")")) if x else None
+                for x in _cells(browser, column)
+            ]
+
+        for key in ("shift", "mass", "readout", "strength", "i"):
+            header[key].click()
+            up = numbers(key)
+            assert header[key].get_attribute("aria-sort") == "ascending"
+            filled = [x for x in up if x is not None]
+            assert filled == sorted(filled) and up[: len(filled)] == filled  # blanks last
+            header[key].click()
+            down = numbers(key)
+            assert header[key].get_attribute("aria-sort") == "descending"
+            filled = [x for x in down if x is not None]
+            assert filled == sorted(filled, reverse=True) and down[: len(filled)] == filled
+        header["concept"].click()
+        concepts = _cells(browser, "concept")
+        assert concepts == sorted(concepts, key=str.casefold) and len(set(concepts)) == 4
+        # controls sort with their cell by layer, and show that nothing was injected there
+        header["layer"].click()
+        layers = _cells(browser, "layer")
+        assert [x.split("cell ")[-1].rstrip(")") for x in layers] == ["0"] * 8 + ["2"] * 8
+        assert {x for x in layers if x.startswith("—")} == {"— (cell 0)", "— (cell 2)"}
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        browser.quit()
+
+
+def test_mass_and_shift_are_the_runs_own(logit_runs):
+    import numpy as np
+
+    import mechintro as mi
+    from mechintro.readouts import yes_no
+    from mechintro.report import _trial_data
+
+    ds = mi.open_run(logit_runs / "a" / "complete.zarr")
+    rows = _trial_data(ds, "detection-logits", None)["trials"]
+    yn = yes_no(ds)
+    control = ds.condition.values == "control"
+    base = float(yn.p_yes_norm.values[control].mean())  # one prompt: the controls are equal
+    assert np.ptp(yn.p_yes_norm.values[control]) < 1e-12
+    for k, row in enumerate(rows):
+        assert row["mass"] == pytest.approx(float(yn.mass.values[k]), rel=1e-12)
+        assert row["shift"] == pytest.approx(float(yn.p_yes_norm.values[k]) - base, abs=1e-12)
+
+
+def test_control_and_injected_transcripts_in_headless_chromium(page):
+    """A control trial's header names no injection layer or strength (it names its cell); an
+    injected trial of a run injected on generated tokens shows its generated tokens marked."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    import mechintro as mi
+    from mechintro.transcripts import _tokenizer_for, injected_response_chars
+
+    ds = mi.open_run(SHIPPED / "injected-thoughts.zarr")
+    browser = _driver()
+    try:
+        browser.get(page.as_uri())
+        Select(browser.find_element(By.ID, "f-condition")).select_by_value("control")
+        row = next(
+            r
+            for r in browser.find_elements(By.CSS_SELECTOR, "#trials tbody tr[data-trial]")
+            if r.is_displayed()
+        )
+        i = int(row.get_attribute("data-trial"))
+        layer, strength = int(ds.inject_layer.values[i]), float(ds.strength.values[i])
+        cells = {
+            td.get_attribute("data-col"): td.text for td in row.find_elements(By.TAG_NAME, "td")
+        }
+        assert cells["layer"] == f"— (cell {layer})"
+        assert cells["strength"] == f"— (cell {strength:g})"
+        row.click()
+        shown = browser.find_element(By.CSS_SELECTOR, "#inline-transcript .mi-t")
+        meta = shown.find_element(By.CLASS_NAME, "meta").text
+        assert "layer — · strength —" in meta
+        assert (
+            f"injected nothing (control trial of the layer {layer}, strength {strength:g}" in meta
+        )
+        assert "injected on" not in meta and f"layer {layer} ·" not in meta
+        assert not shown.find_elements(By.TAG_NAME, "mark")
+        assert "prompt (nothing injected)" in shown.text
+
+        Select(browser.find_element(By.ID, "f-condition")).select_by_value("injected")
+        row = next(
+            r
+            for r in browser.find_elements(By.CSS_SELECTOR, "#trials tbody tr[data-trial]")
+            if r.is_displayed()
+        )
+        i = int(row.get_attribute("data-trial"))
+        row.click()
+        shown = browser.find_element(By.CSS_SELECTOR, "#inline-transcript .mi-t")
+        assert "injected on prompt and generated tokens" in shown.text
+        response = shown.find_element(By.CSS_SELECTOR, "pre.response")
+        mark = response.find_element(By.TAG_NAME, "mark").get_attribute("textContent")
+        k = injected_response_chars(ds, i, _tokenizer_for(ds.attrs["model"]))
+        assert k and mark == str(ds.response.values[i])[:k]
+        assert response.get_attribute("textContent") == str(ds.response.values[i])
+    finally:
+        browser.quit()
+
+
+def test_show_names_no_layer_or_strength_for_a_control_trial():
+    import numpy as np
+
+    import mechintro as mi
+    from mechintro.transcripts import trial
+
+    ds = mi.open_run(SHIPPED / "injected-thoughts.zarr")
+    c = int(np.flatnonzero(ds.condition.values == "control")[0])
+    text = trial(ds, c).text()
+    layer, strength = int(ds.inject_layer.values[c]), float(ds.strength.values[c])
+    assert "layer=—" in text and "strength=—" in text and "injected on" not in text
+    assert f"injected=nothing (control trial of the layer {layer}, strength {strength:g} cell)" in (
+        text
+    )
+    i = int(np.flatnonzero(ds.condition.values == "injected")[0])
+    text = trial(ds, i).text()
+    assert f"layer={int(ds.inject_layer.values[i])}" in text and "injected=" not in text
+    assert "--- response (⟦injected⟧) ---" in text
