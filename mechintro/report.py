@@ -99,9 +99,11 @@ def _png(fig: Any) -> str:
 
 
 def _finite(x: float) -> float | None:
-    """A number for the page's JSON (JSON has no NaN: ``JSON.parse`` rejects it)."""
+    """A number for the page's JSON, to 6 significant digits (the page shows 3 decimals; the
+    digits beyond would double the page of a large run); ``None`` for NaN and infinities, which
+    JSON lacks (``JSON.parse`` rejects them)."""
     x = float(x)
-    return x if np.isfinite(x) else None
+    return float(f"{x:.6g}") if np.isfinite(x) else None
 
 
 def _readout(ds: xr.Dataset, name: str) -> dict[str, Any]:
@@ -237,13 +239,11 @@ def _trial_data(ds: xr.Dataset, name: str, tokenizer: Any) -> dict[str, Any]:
             "p": prompts[key],
             "inj": on,
             "labels": labels,
-            # the list's columns: a control shows "—" with its cell, and is filtered with it
-            "concept": labels["concept"],
-            "condition": labels["condition"],
+            # the list shows a control's layer and strength as "— (cell 15)", filters and sorts
+            # it with its cell
             "layer": layer,
             "strength": strength,
-            "layer_text": f"— (cell {layer})" if control and layer != "—" else layer,
-            "strength_text": f"— (cell {strength})" if control else strength,
+            "ctl": control,
             "readout": readout["text"][i],
             "value": readout["value"][i],
             "response": t.response if t else None,
@@ -254,11 +254,26 @@ def _trial_data(ds: xr.Dataset, name: str, tokenizer: Any) -> dict[str, Any]:
         if "mass" in readout:
             row["mass"], row["shift"] = readout["mass"][i], readout["shift"][i]
         rows.append(row)
+    filters = {
+        f: sorted({str(r["labels"][f] if f in r["labels"] else r[f]) for r in rows}, key=_sort_key)
+        for f in ("concept", "condition", "layer", "strength")
+    }
+    # labels every trial shares (experiment, model, often the question) are stored once
+    order = list(dict.fromkeys(k for r in rows for k in r["labels"]))
+    common = {
+        k: rows[0]["labels"][k]
+        for k in order
+        if all(r["labels"].get(k, None) == rows[0]["labels"].get(k) for r in rows)
+    }
+    for r in rows:
+        r["labels"] = {k: v for k, v in r["labels"].items() if k not in common}
     return {
         "prompts": prompt_tokens,
         "trials": rows,
+        "labels": {"order": order, "common": common},
         "readout": readout["header"],
         "logit": "mass" in readout,
+        "filters": filters,
     }
 
 
@@ -411,6 +426,10 @@ const esc = s => String(s).replace(
   /[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
 const body = document.querySelector("#trials tbody");
 const FIELDS = ["concept", "condition", "layer", "strength"];
+// a trial's label: its own, or the one every trial shares (stored once)
+const L = (t, k) => (k in t.labels ? t.labels[k] : DATA.labels.common[k]);
+const cellText = (t, k) => (t.ctl && t[k] !== "—" ? `— (cell ${t[k]})` : t[k]);
+for (const t of DATA.trials) { t.concept = L(t, "concept"); t.condition = L(t, "condition"); }
 const num = (v, d) => v === null || v === undefined ? "" : Number(v).toFixed(d);
 const signed = v => v === null || v === undefined ? "" : (v >= 0 ? "+" : "") + v.toFixed(3);
 // the columns: [key, how a cell is shown, sort key]
@@ -418,8 +437,8 @@ const COLUMNS = [
   ["i", t => t.i, t => t.i],
   ["concept", t => esc(t.concept), t => t.concept],
   ["condition", t => esc(t.condition), t => t.condition],
-  ["layer", t => esc(t.layer_text), t => (t.layer === "—" ? null : Number(t.layer))],
-  ["strength", t => esc(t.strength_text), t => Number(t.strength)],
+  ["layer", t => esc(cellText(t, "layer")), t => (t.layer === "—" ? null : Number(t.layer))],
+  ["strength", t => esc(cellText(t, "strength")), t => Number(t.strength)],
   ["readout", t => esc(t.readout), t => (t.value === null ? t.readout : t.value)],
 ];
 if (DATA.logit) {
@@ -452,7 +471,8 @@ function transcript(t) {
     inside = on.has(k); out += esc(tok);
   });
   if (inside) out += "</mark>";
-  const meta = Object.entries(t.labels).map(([k, v]) => `<b>${esc(k)}</b> ${esc(v)}`).join(" · ");
+  const meta = DATA.labels.order.filter(k => k in t.labels || k in DATA.labels.common)
+    .map(k => `<b>${esc(k)}</b> ${esc(L(t, k))}`).join(" · ");
   let h = `<div class="mi-t" data-trial="${Number(t.i)}"><h4>trial ${Number(t.i)}</h4>` +
           `<div class="meta">${meta}</div>` +
           (t.inj.length ? "<div>prompt (<mark>injected window</mark>):</div>"
@@ -686,10 +706,7 @@ def _build(
         data = _trial_data(ds, name, tok)
         if report:
             report(3, 3)
-    selects = "".join(
-        _select(f, sorted({t[f] for t in data["trials"]}, key=_sort_key))
-        for f in ("concept", "condition", "layer", "strength")
-    )
+    selects = "".join(_select(f, values) for f, values in data.pop("filters").items())
     page = _fill(
         _PAGE,
         {

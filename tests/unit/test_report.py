@@ -297,7 +297,10 @@ def test_hostile_strings_are_inert_in_an_html_parser(hostile_pages, which):
     p = _Tags()
     p.feed(text)
     data = json.loads(p.scripts[0])  # the payload parses whole, strings exactly as stored
-    assert {t["concept"] for t in data["trials"]} >= expect["concepts"] - {"(none)"}
+    concepts = {
+        t["labels"].get("concept", data["labels"]["common"].get("concept")) for t in data["trials"]
+    }
+    assert concepts >= expect["concepts"] - {"(none)"}
     if "responses" in expect:
         assert {t["response"] for t in data["trials"]} == expect["responses"]
     options = [a.get("value") for t, a in p.tags if t == "option"]
@@ -522,8 +525,9 @@ def test_mass_and_shift_are_the_runs_own(logit_runs):
     base = float(yn.p_yes_norm.values[control].mean())  # one prompt: the controls are equal
     assert np.ptp(yn.p_yes_norm.values[control]) < 1e-12
     for k, row in enumerate(rows):
-        assert row["mass"] == pytest.approx(float(yn.mass.values[k]), rel=1e-12)
-        assert row["shift"] == pytest.approx(float(yn.p_yes_norm.values[k]) - base, abs=1e-12)
+        # to the 6 significant digits the page stores
+        assert row["mass"] == pytest.approx(float(yn.mass.values[k]), rel=1e-5)
+        assert row["shift"] == pytest.approx(float(yn.p_yes_norm.values[k]) - base, abs=1e-6)
 
 
 def test_control_and_injected_transcripts_in_headless_chromium(page):
