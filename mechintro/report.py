@@ -1,4 +1,4 @@
-"""A one-page run report: one self-contained HTML file per run.
+"""A one-page run report: one self-contained HTML file per run, and an index of a folder of runs.
 
 ``mechintro report RUN --out report.html`` (Python: :func:`write_report`) writes a single file that
 opens in any browser with no network access — no CDN, no external script, style sheet or font;
@@ -6,12 +6,23 @@ figures embedded as base64 PNG — holding:
 
 1. the run's provenance (model, weights hash, mechintro version, git commit, creation time, seed,
    the experiment's full config);
-2. the experiment's summary table with its 95% intervals (the experiment's own
-   ``format_summary``);
+2. the experiment's summary table (its own ``format_summary``) and, listed under it, what each
+   interval is as the experiment states it (not every bracket is a 95% CI);
 3. the experiment's figures (the same :mod:`mechintro.plotting` functions the notebooks call);
-4. every committed trial in a filterable list (concept, layer, strength, condition, the readout
-   or verdict); clicking a row opens its transcript (:mod:`mechintro.transcripts`): the prompt with
-   the injected window highlighted, the full response or next-token probabilities, the verdicts.
+4. every committed trial in a filterable list whose columns sort on a click (concept, layer,
+   strength, condition, the readout or verdict, and in logit mode P(yes)+P(no) and the shift
+   from the uninjected trials with the same prompt); a control shows no layer or strength, only
+   its cell's; clicking a row opens its transcript (:mod:`mechintro.transcripts`): the prompt
+   with the injected window highlighted, the full response (its injected generated tokens
+   highlighted too) or next-token probabilities, the verdicts.
+
+``mechintro report FOLDER --out index.html`` (:func:`write_index`) writes every run's report under
+``FOLDER`` into ``index_runs/`` and an index page linking them, one row per run.
+
+Nothing a run holds can become markup or script on the page: every string is escaped for where it
+goes (HTML text, attribute, ``<option>``), the trial data sit in a ``<script type=
+"application/json">`` with ``<``, ``>``, ``&`` and U+2028/2029 escaped, and the template's
+placeholders are filled in one pass (a concept named ``__DATA__`` stays a name).
 
 Prompts repeat across trials, so each distinct prompt is stored once and the transcript is built
 in the browser from it; the report of ``make demo``'s run stays well under 5 MB.
@@ -311,7 +322,8 @@ def _fill(template: str, values: dict[str, str]) -> str:
     return page
 
 
-_NOTE = re.compile(r"^\s*(intervals?|readout)\b", re.IGNORECASE)
+_NOTE = re.compile(r"^\s*(intervals?|readout)\b", re.IGNORECASE)  # not a headline
+_INTERVALS = re.compile(r"^\s*intervals?:", re.IGNORECASE)  # shown as "What each interval is"
 
 
 def _summary_html(text: str, interval_note: str | None) -> str:
@@ -340,7 +352,7 @@ def _summary_html(text: str, interval_note: str | None) -> str:
             parts += [
                 f"<p class='note'>{html.escape(line)}</p>"
                 for line in block
-                if line.strip() and not (interval_note and _NOTE.match(line))
+                if line.strip() and not (interval_note and _INTERVALS.match(line))
             ]
         k = j
     if interval_note:
@@ -766,18 +778,23 @@ def _is_run(path: Path) -> bool:
 
 def find_runs(folder: Path) -> list[Path]:
     """Every run store under ``folder`` (sorted; a run's own folders are not searched, nor
-    hidden folders or the staging folders ``RUN.partial-HOST-PID`` of a run being written).
+    hidden folders or the staging folders ``RUN.partial-HOST-PID`` of a run being written). A
+    link to a run counts as a run; links to other folders are not followed (no cycles).
 
     Note: ``mechintro runs`` (``mechintro.browse``) lists runs as well; the two could share
     this discovery."""
     found = []
     for root, dirs, _files in os.walk(folder):
         here = Path(root)
-        if _is_run(here):
-            found.append(here)
-            dirs[:] = []
-            continue
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and ".partial-" not in d)
+        keep = []
+        for d in sorted(dirs):
+            if d.startswith(".") or ".partial-" in d:
+                continue
+            if _is_run(here / d):
+                found.append(here / d)
+            else:
+                keep.append(d)
+        dirs[:] = keep
     return sorted(found)
 
 
@@ -821,10 +838,13 @@ def _headline(name: str, summary: xr.Dataset | None, text: str) -> str:
     dash = next((k for k, line in enumerate(lines) if line and set(line) == {"-"}), None)
     rest = lines if dash is None else lines[dash + 1 :]
     width = len(lines[dash]) if dash is not None else -1
-    for line in rest:
-        if line.strip() and len(line) != width and not _NOTE.match(line):
-            return line.strip()[:200]
-    return "—"
+    notes = [
+        line.strip()
+        for line in rest
+        if line.strip() and len(line) != width and not _NOTE.match(line)
+    ]
+    best = [n for n in notes if re.match(r"(largest|best|introspection question ranked)", n)]
+    return (best or notes or ["—"])[0][:200]
 
 
 _INDEX = """<!DOCTYPE html>
@@ -836,7 +856,8 @@ body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:12p
 h1{font-size:20px;overflow-wrap:anywhere}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{border-bottom:1px solid #eee;padding:4px 6px;text-align:left;vertical-align:top;
-  overflow-wrap:anywhere}
+  white-space:nowrap}
+td.wrap{white-space:normal;overflow-wrap:anywhere}
 th{background:#fafafa}td.num{text-align:right}
 .complete{color:#1b5e20}.resumable{color:#8a4b00}.damaged{color:#b71c1c;font-weight:600}
 </style></head><body>
@@ -932,11 +953,12 @@ def _index_page(folder: Path, rows: list[dict[str, str]]) -> str:
             else name
         )
         return (
-            f"<tr><td>{link}</td><td>{html.escape(row['experiment'])}</td>"
+            f"<tr><td class='wrap'>{link}</td><td>{html.escape(row['experiment'])}</td>"
             f"<td>{html.escape(row['model'])}</td><td class='num'>{html.escape(row['trials'])}"
             f"</td><td class='num'>{html.escape(row['size'])}</td>"
             f"<td class='{html.escape(row['status'])}'>{html.escape(row['status'])}</td>"
-            f"<td>{html.escape(row['headline'])}</td><td>{html.escape(row['created'])}</td></tr>"
+            f"<td class='wrap'>{html.escape(row['headline'])}</td>"
+            f"<td>{html.escape(row['created'][:16].replace('T', ' '))}</td></tr>"
         )
 
     counts = {s: sum(r["status"] == s for r in rows) for s in ("complete", "resumable", "damaged")}

@@ -110,6 +110,14 @@ def test_the_report_works_in_headless_chromium(page):
                 if r.is_displayed()
             ]
 
+        # the summary: headed by what it is, each note wrapped inside the page (none cut off)
+        assert "Summary (95% intervals)" not in browser.page_source
+        notes = browser.find_elements(By.CSS_SELECTOR, "p.note, ul.intervals li")
+        assert len(notes) >= 4
+        assert all(
+            browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", n)
+            for n in notes
+        )
         everything = visible()
         assert len(everything) == 120
         assert browser.find_element(By.ID, "count").text == "120 of 120 trials shown"
@@ -604,3 +612,23 @@ def test_show_names_no_layer_or_strength_for_a_control_trial():
     text = trial(ds, i).text()
     assert f"layer={int(ds.inject_layer.values[i])}" in text and "injected=" not in text
     assert "--- response (⟦injected⟧) ---" in text
+
+
+def test_summary_text_keeps_every_line_and_lists_the_intervals():
+    from mechintro.report import _interval_note, _summary_html
+    from mechintro.tables import table
+
+    text = "\n".join(
+        [
+            table([{"layer": 1, "TPR 95% CI": "[0.1, 0.2]"}, {"layer": 2, "TPR 95% CI": "[0, 1]"}]),
+            "readout: " + "a long note " * 30,
+            "intervals: TPR: range of the means — not a 95% CI (2 clusters); FPR: Wilson",
+        ]
+    )
+    page = _summary_html(text, _interval_note(None, text))
+    assert page.count("<pre class='summary'>") == 1 and "TPR 95% CI" in page.split("</pre>")[0]
+    assert "<p class='note'>readout: a long note" in page  # wrapped text, not in the <pre>
+    assert "<li>TPR: range of the means — not a 95% CI (2 clusters)</li><li>FPR: Wilson</li>" in (
+        page
+    )
+    assert "<b>not</b> 95% confidence intervals" in page and page.count("intervals:") == 0
