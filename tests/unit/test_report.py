@@ -363,6 +363,9 @@ def test_hostile_strings_are_inert_in_headless_chromium(hostile_pages, which):
 # folder of runs (issue 36, run browser).
 
 
+HOSTILE_RUN = "<img src=x onerror=alert(1)>'\" __ROWS__ %2e.zarr"
+
+
 @pytest.fixture(scope="module")
 def logit_runs(tiny, tmp_path_factory) -> Path:
     """A folder of small logit-mode runs on the tiny model: one complete (in a subfolder), one
@@ -401,6 +404,7 @@ def logit_runs(tiny, tmp_path_factory) -> Path:
     finally:
         runs.write_batch = real
     shutil.copytree(done, folder / "broken.zarr")
+    shutil.copytree(done, folder / HOSTILE_RUN)  # a folder name is shown and linked as text
     (folder / "broken.zarr" / "input_ids" / "zarr.json").unlink()
     (folder / "notes").mkdir()
     (folder / "notes" / "todo.txt").write_text("not a run")
@@ -422,32 +426,38 @@ def _index_rows(text: str) -> dict[str, list[str]]:
     rows = {}
     for c in cells:
         tds = re.findall(r"<td[^>]*>(.*?)</td>", c, re.S)
-        name = re.sub(r"<[^>]+>", "", tds[0])
+        name = __import__("html").unescape(re.sub(r"<[^>]+>", "", tds[0]))
         rows[name] = tds
     return rows
 
 
 def test_the_index_lists_each_run_with_its_status_and_links_its_report(index, logit_runs):
     import html
+    import urllib.parse
 
     text = index.read_text(encoding="utf-8")
     rows = _index_rows(text)
-    assert set(rows) == {"a/complete.zarr", "cut.zarr", "broken.zarr"}
+    assert set(rows) == {"a/complete.zarr", "cut.zarr", "broken.zarr", HOSTILE_RUN}
     status = {name: tds[5] for name, tds in rows.items()}
     assert status == {
         "a/complete.zarr": "complete",
         "cut.zarr": "resumable",
         "broken.zarr": "damaged",
+        HOSTILE_RUN: "complete",
     }
+    tags = _Tags()
+    tags.feed(text)
+    assert not tags.scripts and {t for t, _ in tags.tags} <= ALLOWED_TAGS
+    assert not [a for _, attrs in tags.tags for a in attrs if a.lower().startswith("on")]
     done = rows["a/complete.zarr"]
     assert done[1] == "detection-logits" and done[2] == "tiny-llama" and done[3] == "16"
     assert done[5 + 1].startswith("largest P(yes)-share shift") and done[7].startswith("20")
     assert rows["cut.zarr"][3] == "6"  # two batches of three committed
     assert "input_ids" in html.unescape(rows["broken.zarr"][6])  # the reason it is damaged
     links = re.findall(r'<a href="([^"]+)">', text)
-    assert len(links) == 2  # the damaged run has no report
+    assert len(links) == 3  # the damaged run has no report
     for link in links:
-        report = index.parent / link
+        report = index.parent / urllib.parse.unquote(html.unescape(link))
         assert report.is_file() and '<table id="trials">' in report.read_text()
     assert not list(index.parent.glob("**/*.partial"))
 
