@@ -107,7 +107,8 @@ class Trial:
             prompt.append(tok)
         if inside:
             prompt.append("⟧")
-        lines += ["--- prompt (⟦injected window⟧) ---", "".join(prompt)]
+        head = "⟦injected window⟧" if any(self.injected) else "nothing injected"
+        lines += [f"--- prompt ({head}) ---", "".join(prompt)]
         if self.response is not None:
             k = self.response_injected
             if k:
@@ -147,7 +148,14 @@ class Trial:
         out = [
             f"<div class='mi-t' data-trial='{self.index}'><h4>trial {self.index}</h4>"
             f"<div class='meta'>{meta}</div>",
-            "<div>prompt (<mark>injected window</mark>):</div><pre>" + "".join(parts) + "</pre>",
+            (
+                "<div>prompt (<mark>injected window</mark>):</div>"
+                if any(self.injected)
+                else "<div>prompt (nothing injected):</div>"
+            )
+            + "<pre>"
+            + "".join(parts)
+            + "</pre>",
         ]
         if self.response is not None:
             k = self.response_injected

@@ -615,6 +615,7 @@ def test_show_names_no_layer_or_strength_for_a_control_trial():
     text = trial(ds, c).text()
     layer, strength = int(ds.inject_layer.values[c]), float(ds.strength.values[c])
     assert "layer=—" in text and "strength=—" in text and "injected on" not in text
+    assert "--- prompt (nothing injected) ---" in text and "⟦" not in text
     assert f"injected=nothing (control trial of the layer {layer}, strength {strength:g} cell)" in (
         text
     )
