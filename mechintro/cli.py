@@ -489,7 +489,13 @@ def _parser() -> argparse.ArgumentParser:
         help="write a run's one-page HTML report: provenance, summary, figures, every trial's "
         "transcript",
     )
-    rp.add_argument("run", type=Path)
+    rp.add_argument(
+        "run",
+        type=Path,
+        help="a run store (the .zarr folder `mechintro run --out` wrote), or a folder holding "
+        "runs: then each run's report is written into OUT_runs/ and --out is an index page "
+        "linking them (experiment, model, size, status, headline result, date)",
+    )
     rp.add_argument(
         "--out",
         type=Path,

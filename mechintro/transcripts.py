@@ -91,6 +91,10 @@ class Trial:
     response: str | None = None
     answer: dict[str, float] | None = None
     verdicts: list[Verdict] = field(default_factory=list)
+    response_injected: int | None = None
+    """how many leading characters of ``response`` come from generated tokens the vector was
+    added on (every generated token but the last, which is never fed back); ``None``: none, or
+    not known (no tokenizer)"""
 
     def text(self) -> str:
         lines = [f"trial {self.index}  " + "  ".join(f"{k}={v}" for k, v in self.labels.items())]
@@ -104,9 +108,17 @@ class Trial:
             prompt.append(tok)
         if inside:
             prompt.append("⟧")
-        lines += ["--- prompt (⟦injected window⟧) ---", "".join(prompt)]
+        head = "⟦injected window⟧" if any(self.injected) else "nothing injected"
+        lines += [f"--- prompt ({head}) ---", "".join(prompt)]
         if self.response is not None:
-            lines += ["--- response ---", self.response]
+            k = self.response_injected
+            if k:
+                lines += [
+                    "--- response (⟦injected⟧) ---",
+                    f"⟦{self.response[:k]}⟧{self.response[k:]}",
+                ]
+            else:
+                lines += ["--- response ---", self.response]
         if self.answer is not None:
             lines += [
                 "--- next token ---",
@@ -137,10 +149,25 @@ class Trial:
         out = [
             f"<div class='mi-t' data-trial='{self.index}'><h4>trial {self.index}</h4>"
             f"<div class='meta'>{meta}</div>",
-            "<div>prompt (<mark>injected window</mark>):</div><pre>" + "".join(parts) + "</pre>",
+            (
+                "<div>prompt (<mark>injected window</mark>):</div>"
+                if any(self.injected)
+                else "<div>prompt (nothing injected):</div>"
+            )
+            + "<pre>"
+            + "".join(parts)
+            + "</pre>",
         ]
         if self.response is not None:
-            out.append(f"<div>response:</div><pre>{html.escape(self.response)}</pre>")
+            k = self.response_injected
+            if k:
+                out.append(
+                    "<div>response (<mark>injected tokens</mark>):</div><pre>"
+                    f"<mark title='injected'>{html.escape(self.response[:k])}</mark>"
+                    f"{html.escape(self.response[k:])}</pre>"
+                )
+            else:
+                out.append(f"<div>response:</div><pre>{html.escape(self.response)}</pre>")
         if self.answer is not None:
             out.append(
                 "<div>next token:</div><table><tr>"
@@ -210,17 +237,55 @@ def _labels(ds: xr.Dataset, i: int) -> dict[str, str]:
         int(get("inject_layer")),
         int(get("inject_layer_end")) if "inject_layer_end" in ds else int(get("inject_layer")) + 1,
     )
-    labels["layer"] = (
-        "—" if layer < 0 else (str(layer) if end <= layer + 1 else f"{layer}–{end - 1}")
-    )
-    labels["strength"] = f"{float(get('strength')):g}"
-    if "generated_injection" in ds and bool(get("generated_injection")):
-        labels["injected on"] = "prompt and generated tokens"
+    where = "—" if layer < 0 else (str(layer) if end <= layer + 1 else f"{layer}–{end - 1}")
+    strength = f"{float(get('strength')):g}"
+    if nothing_injected(ds, i):
+        # a control carries its cell's layer and strength (schema), but nothing was added
+        labels["layer"] = labels["strength"] = "—"
+        labels["injected"] = "nothing" + (
+            f" (control trial of the layer {where}, strength {strength} cell)" if layer >= 0 else ""
+        )
+    else:
+        labels["layer"], labels["strength"] = where, strength
+        if "generated_injection" in ds and bool(get("generated_injection")):
+            labels["injected on"] = "prompt and generated tokens"
     for name, coord in ds.coords.items():
         if name not in _SKIP_COORDS and coord.dims == ("trial",) and name != "trial":
             value = " ".join(str(coord.values[i]).split())
             labels[name] = value if len(value) <= 60 else value[:57] + "…"
     return labels
+
+
+# conditions whose trials add nothing (with an all-false inject_mask, so a patched trial of
+# another condition is never called uninjected)
+UNINJECTED_CONDITIONS = frozenset({"control", "unsteered", "none"})
+
+
+def nothing_injected(ds: xr.Dataset, i: int) -> bool:
+    """Whether trial ``i`` (a position along ``ds.trial``) had nothing added: an uninjected
+    condition, no injected prompt token and no injection on generated tokens."""
+    if str(ds["condition"].values[i]) not in UNINJECTED_CONDITIONS:
+        return False
+    if "inject_mask" in ds and bool(np.asarray(ds["inject_mask"].values[i]).any()):
+        return False
+    return not ("generated_injection" in ds and bool(ds["generated_injection"].values[i]))
+
+
+def injected_response_chars(ds: xr.Dataset, i: int, tokenizer: Any) -> int | None:
+    """How many leading characters of trial ``i``'s response were produced by generated tokens
+    that the vector was added on: with ``generated_injection``, each generated token gets the
+    vector when it is fed back, i.e. every one but the last (the runner decodes the response
+    with ``skip_special_tokens``, so an end-of-sequence token adds no text). ``None`` where
+    nothing generated was injected, or the split is not known (no tokenizer, or its decoding of
+    the tokens does not start the stored response)."""
+    if "response_ids" not in ds or "generated_injection" not in ds:
+        return None
+    if not bool(ds["generated_injection"].values[i]) or tokenizer is None:
+        return None
+    ids = [int(t) for t in np.asarray(ds["response_ids"].values[i]) if t >= 0]
+    head = tokenizer.decode(ids[:-1], skip_special_tokens=True) if len(ids) > 1 else ""
+    response = str(ds["response"].values[i])
+    return len(head) if head and response.startswith(head) else None
 
 
 def _rule_verdicts(response: str, word: str, question: str) -> list[Verdict]:
@@ -251,10 +316,11 @@ def trial(ds: xr.Dataset, i: int, *, tokenizer: Any = None) -> Trial:
     tokens = (
         [tok.decode([int(t)]) for t in ids] if tok is not None else [f"[{int(t)}]" for t in ids]
     )
-    response = answer = None
+    response = answer = injected_chars = None
     verdicts: list[Verdict] = []
     if "response" in ds:
         response = str(ds["response"].values[i])
+        injected_chars = injected_response_chars(ds, i, tok)
         question = str(ds["question"].values[i]) if "question" in ds.coords else ""
         experiment = ds.attrs.get("experiment", "")
         if experiment == "prefill":
@@ -306,6 +372,7 @@ def trial(ds: xr.Dataset, i: int, *, tokenizer: Any = None) -> Trial:
         response=response,
         answer=answer,
         verdicts=verdicts,
+        response_injected=injected_chars,
     )
 
 
@@ -361,6 +428,7 @@ def show(
             "inject_mask",
             "read_mask",
             "response",
+            "response_ids",
             "answer_logprobs",
         )
         if v in sub
