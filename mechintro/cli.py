@@ -477,7 +477,9 @@ def _parser() -> argparse.ArgumentParser:
         help="write a run's one-page HTML report: provenance, summary, figures, every trial's "
         "transcript",
     )
-    rp.add_argument("run", type=Path)
+    rp.add_argument(
+        "run", type=Path, help="the run to report on: a store written by `mechintro run` (RUN.zarr)"
+    )
     rp.add_argument(
         "--out",
         type=Path,

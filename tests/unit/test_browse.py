@@ -109,3 +109,17 @@ def test_the_listing_as_json_rows(folder):
     root, _ = folder
     rows = mi.list_runs(root).rows()
     assert json.loads(json.dumps(rows)) == rows and rows[0]["run"] == "a/done.zarr"
+
+
+def test_every_positional_argument_of_runs_and_report_is_described():
+    for command in ("runs", "report"):
+        done = subprocess.run(
+            [sys.executable, "-m", "mechintro.cli", command, "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        section = done.stdout.split("positional arguments:")[1].split("options:")[0]
+        lines = [line.split() for line in section.strip().splitlines()]
+        assert lines and len(lines[0]) > 1, (command, section)  # a name, then its description
