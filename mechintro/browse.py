@@ -146,6 +146,8 @@ def find_runs(root: str | Path) -> list[Path]:
         if _is_run(here):
             found.append(here)
             dirs[:] = []  # a run's arrays are not runs
+        elif _zarr_attrs(here) is not None:
+            dirs[:] = []  # another zarr store (concept vectors): nothing inside it is a run
         else:
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
     return sorted(found)
