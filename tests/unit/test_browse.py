@@ -123,3 +123,14 @@ def test_every_positional_argument_of_runs_and_report_is_described():
         section = done.stdout.split("positional arguments:")[1].split("options:")[0]
         lines = [line.split() for line in section.strip().splitlines()]
         assert lines and len(lines[0]) > 1, (command, section)  # a name, then its description
+
+
+def test_sizes_in_the_units_du_uses():
+    from mechintro.browse import human_size
+
+    assert [human_size(n) for n in (512, 68 * 1024, 776 * 1024**2, 2 * 1024**3)] == [
+        "512 B",
+        "68.0 KiB",
+        "776.0 MiB",
+        "2.0 GiB",
+    ]
