@@ -1,10 +1,10 @@
 # make demo   — set everything up and run the main job on the embedded SmolLM2-135M
 # make test   — set everything up and run the tests (unit tier + SmolLM2 integration tier)
-# make notebook — JupyterLab with a "mechintro" kernel
+# make notebook — JupyterLab and a "mechintro" kernel, both inside .venv; make lab starts it
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo figures results test test-unit test-integration lint clean notebook
+.PHONY: setup demo figures results test test-unit test-integration lint clean notebook lab
 
 $(BIN)/mechintro: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -18,11 +18,18 @@ demo: setup
 figures: setup
 	MPLBACKEND=Agg $(BIN)/python analyses/make_figures.py
 
-# JupyterLab + jupytext + ipywidgets in .venv, and a kernel named "mechintro" for it
+# JupyterLab + jupytext + ipywidgets in .venv, and a kernel named "mechintro" installed into .venv
+# (--sys-prefix), not into ~/.local: another clone's `make notebook` cannot repoint it. JUPYTER_PATH
+# puts this venv's kernels first, ahead of a user-wide "mechintro" an older clone may have left.
+# PYTHONWARNINGS: setuptools' editable-install banner, not a problem of this install.
+KERNELS := $(CURDIR)/$(VENV)/share/jupyter
 notebook: setup
-	$(BIN)/python -m pip install -q -e ".[notebook]"
-	$(BIN)/python -m ipykernel install --user --name mechintro --display-name "Python (mechintro)"
-	@echo "start it with: $(BIN)/jupyter lab notebooks/   (open a .py notebook with 'Open With → Notebook')"
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -e ".[notebook]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name mechintro --display-name "Python (mechintro)"
+	@echo "start it with: make lab   (= JUPYTER_PATH=$(KERNELS) $(BIN)/jupyter lab notebooks/; open a .py notebook with 'Open With → Notebook')"
+
+lab:
+	JUPYTER_PATH=$(KERNELS) $(BIN)/jupyter lab notebooks/
 
 results: setup
 	$(BIN)/python scripts/results.py write

@@ -1,9 +1,17 @@
 """What every figure script shares: its arguments (input runs, output folder) and saving a figure
-with the run's provenance in the PNG metadata. Figure scripts read saved runs only."""
+with the run's provenance. Figure scripts read saved runs only.
+
+A PNG's bytes depend only on what it shows: its metadata holds the inputs that determine the
+pixels (experiment, model, weights hash, config, seed) and the script that drew it, never a time,
+a version or a commit, so redrawing from the same runs rewrites identical files and leaves
+``git status`` clean. The rest of the provenance (the run's creation time, commit and package
+versions; the mechintro version and commit that drew the figure) goes to a sidecar
+``NAME.provenance.json`` beside the PNG, which git ignores: it changes on every redraw."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -53,12 +61,31 @@ def open_run(path: str):
         sys.exit(f"{Path(sys.argv[0]).name}: {exc}")
 
 
+# the run attributes that determine a figure's pixels; the others (created, git_commit,
+# package_versions, mechintro_version) change when the same run is made again
+PIXEL_KEYS = ("experiment", "model", "weights_sha256", "config", "seed")
+
+
+def png_metadata(ds) -> dict[str, str]:
+    """The PNG's metadata: the same for every redraw from the same inputs by the same script."""
+    source = {k: ds.attrs[k] for k in PIXEL_KEYS if k in ds.attrs}
+    return {
+        "Software": f"mechintro analyses/{Path(sys.argv[0]).name}",
+        "Source": json.dumps(source, sort_keys=True),
+    }
+
+
 def save(fig: plt.Figure, out: str, name: str, ds) -> Path:
+    """``OUT/NAME.png`` (byte-reproducible, see the module docstring) and its provenance sidecar
+    ``OUT/NAME.provenance.json``."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    fig.savefig(path, dpi=110, metadata=figure_metadata(ds))
+    fig.savefig(path, dpi=110, metadata=png_metadata(ds))
     plt.close(fig)
+    full = figure_metadata(ds)
+    sidecar = {"figure": path.name, "drawn_by": full["Software"], "run": json.loads(full["Source"])}
+    (folder / f"{name}.provenance.json").write_text(json.dumps(sidecar, indent=1, sort_keys=True))
     print(path)
     return path
 

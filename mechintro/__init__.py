@@ -43,6 +43,10 @@ _EXPORTS = {
     "save_vectors_safetensors": "mechintro.vectors",
     "load_vectors_safetensors": "mechintro.vectors",
     "show": "mechintro.transcripts",
+    "list_runs": "mechintro.browse",
+    "to_dataframe": "mechintro.export",
+    "to_parquet": "mechintro.export",
+    "to_hf_dataset": "mechintro.export",
 }
 
 __all__ = ["MechintroError", *_EXPORTS]

@@ -361,6 +361,13 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a run: provenance, config, trial counts")
     i.add_argument("run", type=Path)
 
+    rb = sub.add_parser(
+        "runs",
+        help="list every run under a folder: experiment, model, size, status "
+        "(complete / resumable / damaged), headline result, date",
+    )
+    rb.add_argument("folder", type=Path, nargs="?", default=Path("runs"), help="default: runs")
+
     g = sub.add_parser("grade", help="grade a saved generation run with Lindsey's judge prompts")
     g.add_argument("run", type=Path)
     g.add_argument(
@@ -550,6 +557,11 @@ def _losses(losses: list[float]) -> str:
 def _progress(desc: str, quiet: bool):
     if quiet:
         return False, lambda: None  # False, not None: the library draws its own bar for None
+    if not sys.stderr.isatty():  # a log: plain lines, no \r debris
+        from mechintro.progress import Lines
+
+        lines = Lines(desc, "trial")
+        return lines, lines.close
     from tqdm import tqdm
 
     bar = tqdm(total=0, desc=desc, unit="trial", file=sys.stderr)
@@ -818,6 +830,17 @@ def _field_value(text: str, hint: object, key: str) -> object:
             what = "an integer" if hint is int else "a number"
             raise MechintroError(f"'{text}' is not {what}") from None
     return text
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from mechintro.browse import list_runs
+
+    found = list_runs(args.folder)
+    print(found)
+    for e in found:
+        if e.status == "damaged":
+            print(f"damaged: {e.path}: {e.problem}")
+    return 0
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -1096,6 +1119,7 @@ def _main(argv: list[str], debug: bool) -> int:
             "vectors": _cmd_vectors,
             "run": _cmd_run,
             "info": _cmd_info,
+            "runs": _cmd_runs,
             "verify": _cmd_verify,
             "grade": _cmd_grade,
             "merge": _cmd_merge,

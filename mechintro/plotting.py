@@ -5,6 +5,8 @@ their own."""
 
 from __future__ import annotations
 
+import functools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
@@ -902,3 +904,39 @@ def oracle_comparison(table: dict, evaluation: list[dict], *, title: str = "") -
             fontsize=9,
         )
     return fig
+
+
+def _inline_backend() -> bool:
+    """Whether pyplot draws into Jupyter's inline backend (the kernel's default)."""
+    import matplotlib
+
+    return "inline" in str(matplotlib.get_backend()).lower()
+
+
+def _shown_once(draw):
+    """In Jupyter's inline backend pyplot shows every figure still open when a cell ends, and the
+    cell's value is shown too: a figure a function returns appeared twice. There it is closed
+    (detached from pyplot) before it is returned, so it shows once, as the value of the cell or
+    through ``display(fig)``, and is still a figure to save. Elsewhere (scripts, GUI backends)
+    it stays open for ``plt.show()``."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        fig = draw(*args, **kwargs)
+        if _inline_backend():
+            plt.close(fig)
+        return fig
+
+    return wrapper
+
+
+# every public function drawing a figure
+for _name in [
+    n
+    for n, f in list(globals().items())
+    if callable(f)
+    and not n.startswith("_")
+    and getattr(f, "__module__", None) == __name__
+    and f.__annotations__.get("return") == "plt.Figure"
+]:
+    globals()[_name] = _shown_once(globals()[_name])

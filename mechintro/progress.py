@@ -5,6 +5,9 @@ training, the residual-reading analyses) takes ``progress``:
 
 - ``None`` or ``True`` (the default): a ``tqdm.auto`` bar — a widget in Jupyter (with
   ``ipywidgets``, in the ``notebook`` extra), text on stderr in a terminal — with rate and ETA;
+  where stderr is not a terminal (a log file, a pipe, CI) plain lines instead (``work: 40/100
+  trial, 12 s``, one per tenth done), without the carriage returns and cursor moves
+  (``\r``, ``ESC[A``) a bar, or bars nested in one another, leave in a log;
 - ``False``: nothing;
 - a callable ``f(done, total)``: called instead of drawing a bar (the CLI passes its own).
 
@@ -18,6 +21,8 @@ never installs a filter on the user's session.
 from __future__ import annotations
 
 import contextlib
+import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Union
@@ -104,14 +109,66 @@ def _off(progress: Progress) -> bool:
     return progress is False or (progress is None and not _DEFAULT["enabled"])
 
 
+def _in_kernel() -> bool:
+    """Whether this is a Jupyter kernel (where tqdm.auto draws widgets, whatever stderr is)."""
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def _to_a_log() -> bool:
+    """Whether a text bar would land in a log: stderr is not a terminal, and not in Jupyter."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return not (callable(isatty) and isatty()) and not _in_kernel()
+
+
+class Lines:
+    """A ``(done, total)`` callback writing plain lines on stderr (for logs): the first call, each
+    further tenth of the total, and where it stopped (at ``close``) — no carriage returns, no
+    cursor moves."""
+
+    def __init__(self, desc: str, unit: str = "it") -> None:
+        self.desc, self.unit = desc, unit
+        self.start = time.monotonic()
+        self.tenth: tuple[int, int] | None = None  # (total, tenths done) at the last line
+        self.last: tuple[int, int] | None = None  # the last (done, total) reported
+        self.written: tuple[int, int] | None = None  # the last (done, total) written
+
+    def __call__(self, done: int, total: int) -> None:
+        self.last = (done, total)
+        tenth = (total, 10 * done // total if total else 0)
+        if self.tenth is None or tenth > self.tenth:
+            self.tenth = tenth
+            self._write(done, total)
+
+    def _write(self, done: int, total: int) -> None:
+        self.written = (done, total)
+        elapsed = time.monotonic() - self.start
+        sys.stderr.write(f"{self.desc}: {done}/{total} {self.unit}, {elapsed:.0f} s\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.last is not None and self.last != self.written:
+            self._write(*self.last)
+
+
 class _Bar:
     """A ``(done, total)`` callback drawing one ``tqdm.auto`` bar, opened at the first call (when
-    the total is known) so no empty bar is ever drawn."""
+    the total is known) so no empty bar is ever drawn; plain :class:`Lines` where the bar would
+    land in a log."""
 
     def __init__(self, desc: str, unit: str) -> None:
         self.desc, self.unit, self.bar = desc, unit, None
 
     def __call__(self, done: int, total: int) -> None:
+        if self.bar is None and _to_a_log():
+            self.bar = Lines(self.desc, self.unit)
+        if isinstance(self.bar, Lines):
+            self.bar(done, total)
+            return
         if self.bar is None:
             with (
                 warnings.catch_warnings()

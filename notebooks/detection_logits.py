@@ -83,3 +83,42 @@ print(
 )
 groups = ds.inject_layer.astype(str).where(ds.condition != "control", "control")
 plotting.lens_curves(analysis.lens_summary(lens, groups))
+# %% [markdown]
+# ## Your own trace on the run's model
+#
+# The README's recipe (`run_with_cache` / `run_with_hooks` in nnsight terms) on this run's first
+# injected prompt: cache the residual stream at two blocks and add the trial's concept vector
+# (times its strength) at one, here on every position (the run added it on its window only);
+# the cosine of the last token's residual with the vector, before and where it was added.
+
+# %%
+import nnsight  # noqa: E402
+import torch  # noqa: E402
+
+from mechintro.arch import get_module  # noqa: E402
+
+first = int(np.flatnonzero(ds.condition.values == "injected")[0])
+steer = int(ds.inject_layer.values[first])
+read = (max(steer - 1, 0), steer)
+concept = str(ds.concept.values[first])
+vector = torch.as_tensor(vectors.sel(concept=concept, layer=steer).values, dtype=model.dtype)
+keep = ds.attention_mask.values[first].astype(bool)
+ids = torch.as_tensor(ds.input_ids.values[first][keep], dtype=torch.long)[None]
+
+layers = get_module(model.lm, model.arch.layers)
+unembed = get_module(model.lm, model.arch.unembed)
+cache = {}
+with torch.no_grad():
+    with model.lm.trace(ids):
+        for i in sorted({*read, steer}):
+            out = layers[i].output
+            h = out[0] if isinstance(out, tuple) else out
+            if i == steer:
+                h += float(ds.strength.values[first]) * vector
+            if i in read:
+                cache[i] = nnsight.save(h.clone())
+        logits = nnsight.save(unembed.output[:, -1])
+{
+    f"layer {i}": round(float(torch.cosine_similarity(cache[i][0, -1], vector, dim=0)), 3)
+    for i in read
+}

@@ -29,7 +29,7 @@ summary[["cos_word", "baseline"]].to_dataframe().unstack("condition").round(4)
 # %%
 import numpy as np  # noqa: E402
 
-layer = int(summary.layer[summary.gap.argmax()]) if "gap" in summary else int(ds.layer[-1])
+layer = int(summary.gap.idxmax("layer")) if "gap" in summary else int(ds.layer[-1])
 trial = 0
 read = ds.read_mask.values[trial].astype(bool)
 h = ds.resid.sel(layer=layer).isel(trial=trial).values[read].astype("float32")

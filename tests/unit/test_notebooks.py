@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -135,6 +136,17 @@ def test_the_notebook_set():
     }
 
 
+def _figure_calls(source: str) -> list[str]:
+    """The calls in ``source`` of :mod:`mechintro.plotting` functions that draw a figure."""
+    from mechintro import plotting
+
+    return [
+        f
+        for f in re.findall(r"plotting\.(\w+)\(", source)
+        if getattr(getattr(plotting, f, None), "__annotations__", {}).get("return") == "plt.Figure"
+    ]
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_executes_on_small_saved_runs(name, demo_runs, monkeypatch):
     """Each notebook, converted by jupytext and executed cell by cell in a Jupyter kernel."""
@@ -170,15 +182,31 @@ def test_notebook_executes_on_small_saved_runs(name, demo_runs, monkeypatch):
         if o.get("output_type") == "error"
     ]
     assert not errors
+    warned = [
+        o["text"]
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "stream" and "FutureWarning" in o.get("text", "")
+    ]
+    assert not warned, warned  # e.g. xarray's argmax without a dim
     assert sum(cell.cell_type == "code" for cell in notebook.cells) >= 2
-    # a cell that draws a figure must show it: an image/png output, as a user would see it
+    # a cell that draws a figure shows it exactly once: one image/png output per figure, as a
+    # user sees it (a returned figure that pyplot also showed used to appear twice)
     figure_cells = [
         cell for cell in notebook.cells if cell.cell_type == "code" and "plotting." in cell.source
     ]
     assert figure_cells, f"{name} draws no figure"
     for cell in figure_cells:
-        images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        images = [
+            o["data"]["image/png"]
+            for o in cell.get("outputs", [])
+            if "image/png" in o.get("data", {})
+        ]
         assert images, f"{name}: this cell drew no inline figure:\n{cell.source}"
+        assert len(set(images)) == len(images), f"{name}: a figure shown twice:\n{cell.source}"
+        if "for " not in cell.source:  # one figure per drawing call (a loop draws several)
+            assert len(images) == len(_figure_calls(cell.source)), cell.source
     for cell in notebook.cells:  # transcripts render as HTML in the notebook
         if cell.cell_type == "code" and "mi.show(" in cell.source:
             assert any(
