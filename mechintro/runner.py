@@ -677,6 +677,48 @@ def _open_store(plan: _Plan, out: Path) -> np.ndarray:
 Outputs = dict[str, tuple[tuple[str, ...], np.ndarray]]
 
 
+# Write each batch on a background thread while the next batch's forward pass runs. At most one
+# batch is in flight (back-pressure: the next write waits for it), and the commit protocol is
+# unchanged — the batch's data, then its commit flag — so a kill loses at most the batch being
+# written and never shows it half-committed. Off: every write happens before the next forward.
+BACKGROUND_WRITES = True
+
+
+class _Writer:
+    """Writes batches into ``out`` one at a time, on one worker thread (or inline)."""
+
+    def __init__(self, out: Path, background: bool) -> None:
+        import concurrent.futures
+
+        self.out = out
+        self.pool = concurrent.futures.ThreadPoolExecutor(1) if background else None
+        self.pending: concurrent.futures.Future[None] | None = None
+        self.pending_trials = 0
+        self.written = 0
+
+    def submit(self, start: int, outputs: Outputs, n_new: int) -> None:
+        self.wait()
+        if self.pool is None:
+            runs.write_batch(self.out, start, outputs)
+            self.written += n_new
+            return
+        self.pending = self.pool.submit(runs.write_batch, self.out, start, outputs)
+        self.pending_trials = n_new
+
+    def wait(self) -> None:
+        """Wait for the batch in flight; its error, if any, is raised here."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+            self.written += self.pending_trials
+
+    def close(self) -> None:
+        """Let the batch in flight finish (the store lock is released only after it), without
+        raising: the caller is already leaving, normally or with an error of its own."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+
 def _run_batches(plan: _Plan, out: Path, done: np.ndarray, progress: Progress) -> None:
     """Run every uncommitted batch of this process's shard, writing and committing each."""
     trials, size = plan.trials, plan.batch_size
@@ -693,15 +735,28 @@ def _run_batches(plan: _Plan, out: Path, done: np.ndarray, progress: Progress) -
     if report:
         report(n_done, total)
     batch = _BATCHES[plan.mode]
-    for b in mine:
-        start, stop = b * size, min((b + 1) * size, len(trials))
-        if done[start:stop].all():
-            continue
-        result, outputs = _backing_off(batch, plan, b, start, stop, prefix)
-        runs.write_batch(out, start, outputs | _checked_outputs(plan, b, result))
-        n_done += int((~done[start:stop]).sum())
-        if report:
-            report(n_done, total)
+    writer = _Writer(out, BACKGROUND_WRITES)
+    reported = 0
+
+    def written() -> None:  # report the trials whose batch is now committed
+        nonlocal reported
+        if report and writer.written != reported:
+            reported = writer.written
+            report(n_done + reported, total)
+
+    try:
+        for b in mine:
+            start, stop = b * size, min((b + 1) * size, len(trials))
+            if done[start:stop].all():
+                continue
+            result, outputs = _backing_off(batch, plan, b, start, stop, prefix)
+            outputs |= _checked_outputs(plan, b, result)
+            writer.submit(start, outputs, int((~done[start:stop]).sum()))
+            written()
+        writer.wait()
+        written()
+    finally:
+        writer.close()
     runs.mark_complete(out)
     close_bar()
 
