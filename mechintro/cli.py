@@ -11,6 +11,7 @@ shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import errno
 import json
@@ -321,6 +322,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--out", type=Path, help="run store (a .zarr directory); an existing one is resumed"
+    )
+    r.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what the run will cost (trials, tokens, bytes on disk by variable, peak "
+        "memory, time from one calibration batch) and write nothing at --out",
+    )
+    r.add_argument(
+        "--no-space-check",
+        action="store_true",
+        help="start even if the store's uncompressed size exceeds the free space at --out",
     )
 
     m = sub.add_parser("merge", help="join the stores of a sharded run into one run")
@@ -706,11 +718,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     model = _load(args, config.model)
     vectors = load_vectors(args.vectors, model) if args.vectors else None
+    if args.dry_run:
+        from mechintro import planning
+
+        estimate = planning.estimate(
+            lambda: module.run(config, args.out, model=model, vectors=vectors, progress=None)
+        )
+        print(planning.format_estimate(estimate))
+        return 0
     update, close = _progress(args.experiment, args.quiet)
     try:
-        out = module.run(
-            config, args.out, model=model, vectors=vectors, progress=update, shard=args.shard
-        )
+        with contextlib.ExitStack() as stack:
+            if args.no_space_check:
+                from mechintro import planning
+
+                stack.enter_context(planning.no_space_check())
+            out = module.run(
+                config, args.out, model=model, vectors=vectors, progress=update, shard=args.shard
+            )
     finally:
         close()
     ds = open_run(out)

@@ -405,6 +405,7 @@ def generate(
     record: bool = False,
     prefix: int = 0,
     prune: bool = True,
+    rows_of: tuple[int, int] | None = None,
 ) -> BatchResult:
     """Generation mode: sample ``max_new_tokens`` per prompt with per-row injections.
 
@@ -416,6 +417,8 @@ def generate(
     computed once; the prompt pass then runs only the rest. ``prune``: on a local model, stop
     computing each row once it has ended (:func:`_generate_local`; the same tokens, less work);
     ``False`` keeps every row to the end, in nnsight's trace (what a remote model always does).
+    ``rows_of=(offset, n)``: these prompts are rows ``offset…`` of an ``n``-row batch and draw
+    that batch's random numbers at their rows (local decoding only, when sampling).
     """
     if max_new_tokens < 1:
         raise MechintroError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
@@ -432,10 +435,22 @@ def generate(
     plan = _plan(model, width - prefix, injections)
     eos = _eos_ids(model)
     config = _generation_config(model, eos, temperature, max_new_tokens)
-    run = _generate_local if prune and _decodes_locally(model) else _generate_trace
-    sequences, resid = run(
-        model, batch, extra, plan, {}, record, config, max_new_tokens=max_new_tokens, seed=seed
-    )
+    local = prune and _decodes_locally(model)
+    if rows_of is not None and temperature > 0 and not local:
+        raise MechintroError(
+            "a part of a sampled batch samples like the whole batch only with local decoding: "
+            "run the whole batch"
+        )
+    if local:
+        sequences, resid = _generate_local(
+            model, batch, extra, plan, {}, record, config, max_new_tokens=max_new_tokens,
+            seed=seed, rows_of=rows_of,
+        )  # fmt: skip
+    else:
+        sequences, resid = _generate_trace(
+            model, batch, extra, plan, {}, record, config, max_new_tokens=max_new_tokens,
+            seed=seed,
+        )  # fmt: skip
 
     new = sequences[:, width:]
     generated = torch.full((len(prompts), max_new_tokens), -1, dtype=torch.long)
@@ -537,6 +552,7 @@ def _generate_local(
     *,
     max_new_tokens: int,
     seed: int,
+    rows_of: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`_generate_trace` for a local model, dropping rows from the batch once they end.
 
@@ -551,7 +567,9 @@ def _generate_local(
     Tokens equal the trace's up to float rounding of a batch's shape: a row's logits can move by
     ~1e-5 when the batch shrinks (the matrix library splits the work differently), which
     decides a token only at a near-tie. At least two rows are kept while any runs (one finished
-    row rides along), since a one-row matrix product takes another code path.
+    row rides along), since a one-row matrix product takes another code path. With
+    ``rows_of=(offset, n)`` the variates are drawn for ``n`` rows and these rows take theirs from
+    ``offset`` on: a batch split in parts samples what the whole batch would.
     """
     state = {"step": 0, "rows": slice(None)}
     stacked: list[torch.Tensor] = []
@@ -582,6 +600,7 @@ def _generate_local(
         model_kwargs.pop("synced_gpus", None)
         model_kwargs.pop("streamer", None)
         n, pad = input_ids.shape[0], generation_config._pad_token_tensor.to(input_ids.device)
+        offset, drawn = rows_of if rows_of is not None else (0, n)
         rows = torch.arange(n, device=input_ids.device)  # the batch's rows still computed
         alive = torch.ones(n, dtype=torch.bool, device=input_ids.device)
         ids, new = input_ids, []  # ids: the computed rows' sequences; new: every row's tokens
@@ -599,8 +618,8 @@ def _generate_local(
                     )
                 # torch.multinomial(probs, 1) is argmax(probs / q), q ~ Exp(1) drawn for the whole
                 # batch: draw it for every row, use the computed rows' part
-                q = torch.empty((n, probs.shape[-1]), dtype=probs.dtype, device=probs.device)
-                nxt = (probs / q.exponential_(1)[rows]).argmax(-1)
+                q = torch.empty((drawn, probs.shape[-1]), dtype=probs.dtype, device=probs.device)
+                nxt = (probs / q.exponential_(1)[offset + rows]).argmax(-1)
             else:
                 nxt = scores.argmax(-1)
             nxt = torch.where(alive, nxt, pad)
@@ -826,6 +845,9 @@ class Generate:
     max_new_tokens: int
     temperature: float = 1.0
     seed: int = 0
+    rows_of: tuple[int, int] | None = None
+    """``(offset, n)``: these prompts are rows ``offset…`` of an ``n``-row batch seeded with
+    ``seed``, and sample what they would sample there (a batch split to fit in memory)."""
 
 
 @dataclass(frozen=True)
@@ -900,7 +922,7 @@ def run_batch(
         g = generation[0]
         return generate(
             model, prompts, adds, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-            seed=g.seed, record=record, prefix=prefix,
+            seed=g.seed, record=record, prefix=prefix, rows_of=g.rows_of,
         )  # fmt: skip
     return forward(
         model, prompts, adds, answer_ids=answer_ids, record=record, ablate=ablate or None,

@@ -10,12 +10,13 @@ and its index, the finished dataset equals that of an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,7 +26,7 @@ import torch
 import xarray as xr
 import zarr
 
-from mechintro import engine, runs
+from mechintro import engine, planning, runs
 from mechintro._fs import store_lock
 from mechintro.errors import MechintroError
 from mechintro.models import Model
@@ -379,10 +380,105 @@ def execute(
         shard=shard,
     )
     out = Path(out)
+    started = planning.planning()
+    if started is not None:  # `--dry-run`: one batch into a temporary store, then stop
+        raise planning.Planned(_calibrate(plan, out, started))
     with store_lock(out):  # one writer per store; released on exit, however the process ends
+        if not out.exists():
+            planning.check_free_space(out, _raw_bytes(plan))
         done = _open_store(plan, out)
         _run_batches(plan, out, done, progress)
     return out
+
+
+def _raw_bytes(plan: _Plan) -> int:
+    """An upper bound of the store's size: its large variables uncompressed."""
+    n, model = len(plan.trials), plan.model
+    per_trial = 4 * model.d_model + 256  # the injected vector; labels, digests, flags
+    if plan.record:
+        per_trial += 2 * model.n_layers * plan.width * model.d_model
+    if plan.answers is not None:
+        per_trial += 4 * len(plan.answers[2])
+    if plan.generation is not None:
+        per_trial += 16 * plan.generation.max_new_tokens  # token ids and text
+    return n * per_trial
+
+
+def _store_sizes(path: Path) -> dict[str, int]:
+    """Bytes on disk under each top-level entry of a store (its variables, the manifest)."""
+    sizes: dict[str, int] = {}
+    for entry in path.iterdir():
+        files = [entry] if entry.is_file() else [f for f in entry.rglob("*") if f.is_file()]
+        name = entry.name if entry.is_dir() else "metadata"
+        sizes[name] = sizes.get(name, 0) + sum(f.stat().st_size for f in files)
+    return sizes
+
+
+def _peak_memory() -> tuple[int, str]:
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        return int(torch.cuda.max_memory_allocated()), "cuda"
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "cpu"
+
+
+def _calibrate(plan: _Plan, out: Path, started: float) -> planning.Estimate:
+    """Run the first batch into a temporary store and scale what it cost to the whole run."""
+    import tempfile
+    import time
+
+    setup = time.perf_counter() - started
+    n, size = len(plan.trials), plan.batch_size
+    stop = min(size, n)
+    batch = _BATCHES[plan.mode]
+    prefix = _shared_prefix(plan)
+    seconds = []
+    with tempfile.TemporaryDirectory(prefix="mechintro-plan-") as tmp:
+        path = Path(tmp) / "calibration.zarr"
+        _create_store(plan, path)
+        created = _store_sizes(path)
+        for _ in range(2):  # the second run is timed: the first pays one-time start-up costs
+            t0 = time.perf_counter()
+            result, outputs = _backing_off(batch, plan, 0, 0, stop, prefix)
+            runs.write_batch(path, 0, outputs | _checked_outputs(plan, 0, result))
+            seconds.append(time.perf_counter() - t0)
+            if seconds[0] > 60:  # a slow batch is timed once: start-up is small beside it
+                break
+        after = _store_sizes(path)
+    scale = n / stop
+    sizes = {
+        name: int(created.get(name, 0) + (after[name] - created.get(name, 0)) * scale)
+        for name in after
+    }
+    generated = 0
+    if "response_ids" in outputs:
+        generated = int(np.rint((outputs["response_ids"][1] >= 0).sum() * scale))
+    committed = 0
+    if out.exists():
+        with contextlib.suppress(MechintroError):
+            committed = int(runs.committed_mask(out).sum())
+    peak, device = _peak_memory()
+    return planning.Estimate(
+        experiment=plan.attrs.get("experiment", ""),
+        model=plan.model.name,
+        mode=plan.mode,
+        trials=n,
+        committed=committed,
+        batch_size=size,
+        batches=-(-n // size),
+        prompt_tokens=sum(len(t.prompt.input_ids) for t in plan.trials),
+        max_new_tokens=plan.generation.max_new_tokens if plan.generation else 0,
+        generated_tokens=generated,
+        bytes_by_variable=sizes,
+        raw_bytes=_raw_bytes(plan),
+        calibration_trials=stop,
+        calibration_seconds=seconds[-1],
+        setup_seconds=setup,
+        peak_memory_bytes=peak,
+        device=device,
+        free_bytes=planning.free_space(out),
+        out=str(out),
+    )
 
 
 # The vectors a trial injects are computed from the model's own forward passes, and a float32 sum
@@ -581,14 +677,52 @@ def _open_store(plan: _Plan, out: Path) -> np.ndarray:
 Outputs = dict[str, tuple[tuple[str, ...], np.ndarray]]
 
 
+# Write each batch on a background thread while the next batch's forward pass runs. At most one
+# batch is in flight (back-pressure: the next write waits for it), and the commit protocol is
+# unchanged — the batch's data, then its commit flag — so a kill loses at most the batch being
+# written and never shows it half-committed. Off: every write happens before the next forward.
+BACKGROUND_WRITES = True
+
+
+class _Writer:
+    """Writes batches into ``out`` one at a time, on one worker thread (or inline)."""
+
+    def __init__(self, out: Path, background: bool) -> None:
+        import concurrent.futures
+
+        self.out = out
+        self.pool = concurrent.futures.ThreadPoolExecutor(1) if background else None
+        self.pending: concurrent.futures.Future[None] | None = None
+        self.pending_trials = 0
+        self.written = 0
+
+    def submit(self, start: int, outputs: Outputs, n_new: int) -> None:
+        self.wait()
+        if self.pool is None:
+            runs.write_batch(self.out, start, outputs)
+            self.written += n_new
+            return
+        self.pending = self.pool.submit(runs.write_batch, self.out, start, outputs)
+        self.pending_trials = n_new
+
+    def wait(self) -> None:
+        """Wait for the batch in flight; its error, if any, is raised here."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+            self.written += self.pending_trials
+
+    def close(self) -> None:
+        """Let the batch in flight finish (the store lock is released only after it), without
+        raising: the caller is already leaving, normally or with an error of its own."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+
 def _run_batches(plan: _Plan, out: Path, done: np.ndarray, progress: Progress) -> None:
     """Run every uncommitted batch of this process's shard, writing and committing each."""
     trials, size = plan.trials, plan.batch_size
-    # One shared-prefix length for the whole run, so every batch takes the same path.
-    prefix = 0
-    if plan.swap_model is None and not plan.patching and not plan.model.remote:
-        prefix = engine.shared_prefix([t.prompt.input_ids for t in trials], plan.injections)
-        prefix = prefix if prefix >= engine.MIN_SHARED_PREFIX else 0
+    prefix = _shared_prefix(plan)
     n_batches = -(-len(trials) // size)
     mine = (
         list(range(n_batches))
@@ -600,25 +734,125 @@ def _run_batches(plan: _Plan, out: Path, done: np.ndarray, progress: Progress) -
     report, close_bar = progress_callback(progress, Path(out).name, "trial")
     if report:
         report(n_done, total)
-    batch = {"logits": _logit_batch, "generate": _generate_batch, "resid": _resid_batch}[plan.mode]
-    for b in mine:
-        start, stop = b * size, min((b + 1) * size, len(trials))
-        if done[start:stop].all():
-            continue
-        result, outputs = batch(plan, b, prefix)
-        runs.write_batch(out, start, outputs | _checked_outputs(plan, b, result))
-        n_done += int((~done[start:stop]).sum())
-        if report:
-            report(n_done, total)
+    batch = _BATCHES[plan.mode]
+    writer = _Writer(out, BACKGROUND_WRITES)
+    reported = 0
+
+    def written() -> None:  # report the trials whose batch is now committed
+        nonlocal reported
+        if report and writer.written != reported:
+            reported = writer.written
+            report(n_done + reported, total)
+
+    try:
+        for b in mine:
+            start, stop = b * size, min((b + 1) * size, len(trials))
+            if done[start:stop].all():
+                continue
+            result, outputs = _backing_off(batch, plan, b, start, stop, prefix)
+            outputs |= _checked_outputs(plan, b, result)
+            writer.submit(start, outputs, int((~done[start:stop]).sum()))
+            written()
+        writer.wait()
+        written()
+    finally:
+        writer.close()
     runs.mark_complete(out)
     close_bar()
 
 
-def _logit_batch(plan: _Plan, b: int, prefix: int) -> tuple[engine.BatchResult, Outputs]:
-    """Logit mode: the answer tokens' next-token log-probabilities of batch ``b``."""
-    start = b * plan.batch_size
-    chunk = plan.trials[start : start + plan.batch_size]
-    injections = plan.injections[start : start + len(chunk)]
+def _shared_prefix(plan: _Plan) -> int:
+    """One shared-prefix length for the whole run, so every batch takes the same path."""
+    if plan.swap_model is not None or plan.patching or plan.model.remote:
+        return 0
+    prefix = engine.shared_prefix([t.prompt.input_ids for t in plan.trials], plan.injections)
+    return prefix if prefix >= engine.MIN_SHARED_PREFIX else 0
+
+
+BatchFn = Callable[[_Plan, int, int, int, int], tuple[engine.BatchResult, Outputs]]
+
+
+def _backing_off(
+    batch: BatchFn, plan: _Plan, b: int, start: int, stop: int, prefix: int
+) -> tuple[engine.BatchResult, Outputs]:
+    """Run trials ``start:stop`` of batch ``b``; where the device runs out of memory, run each
+    half instead (recursively) and join the halves, so a batch size that fits most batches
+    does not end a long run at the first long prompt. The joined result is the unsplit one's:
+    each row's numbers come from its own prompt (up to the float rounding of another batch
+    shape), and a sampled part draws from the whole batch's random stream at its own rows
+    (:func:`_generate_batch`). A single trial that does not fit is refused in one line."""
+    try:
+        return batch(plan, b, start, stop, prefix)
+    except torch.OutOfMemoryError as exc:
+        if stop - start == 1:
+            raise MechintroError(
+                f"trial {start} alone does not fit in the device's memory ({_first_line(exc)}): "
+                "use a smaller model, a shorter prompt, or load the model across devices "
+                "(--device-map auto)"
+            ) from None
+        _release_cached_memory()
+        middle = (start + stop) // 2
+        log.warning(
+            "batch %d ran out of device memory with %d trials: running it as %d + %d",
+            b,
+            stop - start,
+            middle - start,
+            stop - middle,
+        )
+        first = _backing_off(batch, plan, b, start, middle, prefix)
+        second = _backing_off(batch, plan, b, middle, stop, prefix)
+        return _join_results(first[0], second[0]), _join_outputs(first[1], second[1])
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _release_cached_memory() -> None:
+    """Hand the allocator's cached blocks back before retrying a smaller batch."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _join_results(a: engine.BatchResult, b: engine.BatchResult) -> engine.BatchResult:
+    """Two parts of one batch as one :class:`engine.BatchResult`; residual streams are
+    left-padded (zeros, as the engine pads) to the wider part's width."""
+
+    def cat(x: torch.Tensor | None, y: torch.Tensor | None, fill: float = 0) -> torch.Tensor | None:
+        if x is None or y is None:
+            assert x is None and y is None, "the parts of a batch read the same things"
+            return None
+        if x.dim() > 2 and x.shape[2] != y.shape[2]:  # resid: (trial, layer, pos, d_model)
+            width = max(x.shape[2], y.shape[2])
+            x, y = (torch.nn.functional.pad(t, (0, 0, width - t.shape[2], 0)) for t in (x, y))
+        elif x.dim() == 2 and x.shape[1] != y.shape[1]:  # generated: (trial, new_token)
+            width = max(x.shape[1], y.shape[1])
+            x, y = (torch.nn.functional.pad(t, (0, width - t.shape[1]), value=fill) for t in (x, y))
+        return torch.cat([x, y])
+
+    return engine.BatchResult(
+        answer_logprobs=cat(a.answer_logprobs, b.answer_logprobs),
+        resid=cat(a.resid, b.resid),
+        generated=cat(a.generated, b.generated, fill=-1),
+        nonfinite=torch.cat([a.nonfinite, b.nonfinite]),
+    )
+
+
+def _join_outputs(a: Outputs, b: Outputs) -> Outputs:
+    assert a.keys() == b.keys(), "the parts of a batch store the same variables"
+    return {k: (a[k][0], np.concatenate([a[k][1], b[k][1]])) for k in a}
+
+
+def _logit_batch(
+    plan: _Plan, b: int, start: int, stop: int, prefix: int
+) -> tuple[engine.BatchResult, Outputs]:
+    """Logit mode: the answer tokens' next-token log-probabilities of trials ``start:stop``
+    (batch ``b`` or part of it)."""
+    chunk = plan.trials[start:stop]
+    injections = plan.injections[start:stop]
     prompts = [t.prompt.input_ids for t in chunk]
     answer_ids = plan.answers[2] if plan.answers else []
     if any(t.swap_prefix for t in chunk):
@@ -646,27 +880,38 @@ def _resid(plan: _Plan) -> list[engine.Readout]:
     return [engine.Resid()] if plan.record else []
 
 
-def _resid_batch(plan: _Plan, b: int, prefix: int) -> tuple[engine.BatchResult, Outputs]:
-    """Residual mode: batch ``b``'s forward pass, read only for its residual streams (stored by
-    :func:`_checked_outputs`)."""
-    start = b * plan.batch_size
-    chunk = plan.trials[start : start + plan.batch_size]
+def _resid_batch(
+    plan: _Plan, b: int, start: int, stop: int, prefix: int
+) -> tuple[engine.BatchResult, Outputs]:
+    """Residual mode: the forward pass of trials ``start:stop``, read only for its residual
+    streams (stored by :func:`_checked_outputs`)."""
+    chunk = plan.trials[start:stop]
     prompts = [t.prompt.input_ids for t in chunk]
-    rows = _interventions(chunk, plan.injections[start : start + len(chunk)])
+    rows = _interventions(chunk, plan.injections[start:stop])
     return engine.run_batch(plan.model, prompts, rows, [engine.Resid()], prefix=prefix), {}
 
 
-def _generate_batch(plan: _Plan, b: int, prefix: int) -> tuple[engine.BatchResult, Outputs]:
-    """Generation mode: batch ``b``'s sampled tokens (``-1`` after the end of sequence and after
-    a trial's own ``max_new_tokens``) and their text."""
+def _generate_batch(
+    plan: _Plan, b: int, start: int, stop: int, prefix: int
+) -> tuple[engine.BatchResult, Outputs]:
+    """Generation mode: the sampled tokens of trials ``start:stop`` (``-1`` after the end of
+    sequence and after a trial's own ``max_new_tokens``) and their text. A part of batch ``b``
+    (:func:`_backing_off`) samples from batch ``b``'s random stream at its own rows, so it
+    draws what it would have drawn in the whole batch."""
     assert plan.generation is not None
-    start, most = b * plan.batch_size, plan.generation.max_new_tokens
-    chunk = plan.trials[start : start + plan.batch_size]
+    most = plan.generation.max_new_tokens
+    first, last = b * plan.batch_size, min((b + 1) * plan.batch_size, len(plan.trials))
+    whole = plan.trials[first:last]
+    chunk = plan.trials[start:stop]
     prompts = [t.prompt.input_ids for t in chunk]
-    # A batch whose trials all stop early (their own max_new_tokens) generates only that far.
-    steps = max(min(t.max_new_tokens or most, most) for t in chunk)
-    sampling = engine.Generate(steps, plan.generation.temperature, batch_seed(plan.seed, b))
-    rows = _interventions(chunk, plan.injections[start : start + len(chunk)])
+    # A batch whose trials all stop early (their own max_new_tokens) generates only that far;
+    # the step count is the whole batch's, so a part of it runs the same loop.
+    steps = max(min(t.max_new_tokens or most, most) for t in whole)
+    rows_of = None if (start, stop) == (first, last) else (start - first, len(whole))
+    sampling = engine.Generate(
+        steps, plan.generation.temperature, batch_seed(plan.seed, b), rows_of=rows_of
+    )
+    rows = _interventions(chunk, plan.injections[start:stop])
     result = engine.run_batch(plan.model, prompts, rows, [sampling, *_resid(plan)], prefix=prefix)
     ids = np.full((len(chunk), most), -1, dtype=np.int32)
     ids[:, :steps] = result.generated.numpy()  # type: ignore[union-attr]
@@ -681,6 +926,13 @@ def _generate_batch(plan: _Plan, b: int, prefix: int) -> tuple[engine.BatchResul
         "response_ids": (("trial", "new_token"), ids),
         "response": (("trial",), np.array(texts, dtype=object)),
     }
+
+
+_BATCHES: dict[str, BatchFn] = {
+    "logits": _logit_batch,
+    "generate": _generate_batch,
+    "resid": _resid_batch,
+}
 
 
 def _checked_outputs(plan: _Plan, b: int, result: engine.BatchResult) -> Outputs:

@@ -1,0 +1,322 @@
+"""Research scale on a CPU: what full residual streams cost to compress and store, measured on
+the real code path, at SmolLM2's shape and at the widths of Llama-3.1-8B and Llama-3.3-70B.
+
+Four measurements, printed as JSON lines (``docs/performance.md``, "Research scale", quotes them):
+
+1. ``compressors``: real SmolLM2 residual streams (float16, every layer, a detection-logits
+   batch's prompts) through each candidate codec — ratio, encode and decode MB/s of raw data,
+   one thread. The store's codec (Blosc zstd level 3, byte shuffle) is one of the rows.
+2. ``dtypes``: the same residuals stored as float16 / bfloat16 instead of float32 — the
+   relative error each introduces (per vector, and in a logit-lens readout at the last layer).
+3. ``store``: a logit-mode run with residuals recorded, through ``runner.execute``, on SmolLM2
+   and on random-weight Llama models with the 8B and 70B widths (hidden size, heads, KV heads,
+   MLP width of the published configs) but only ``--sim-layers`` layers and SmolLM2's tokenizer (49,152
+   entries) so they fit in this machine's memory. Time in the forward (``engine.run_batch``) and in the
+   store's write (``runs.write_batch``, on the background writer's thread) is accumulated
+   separately; bytes per trial on disk
+   and raw; write MB/s (raw bytes / write seconds); peak resident memory.
+4. ``writer`` (``--parts writer``): the same SmolLM2 run with the runner's background writer
+   off and on, alternated in one process; the ratio of the best wall times.
+
+Bytes per trial grow linearly with layers, so the full models' numbers follow from the
+simulated ones by ``layers_full / layers_sim``; the script prints that scaling next to each
+simulated row. Nothing here times a GPU: the H100 estimate in the docs is on paper.
+
+    python benchmarks/research_scale.py --parts compressors,dtypes,store
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SIMS = {
+    # name: (hidden, heads, kv heads, intermediate, full layers)  — Llama-3.1-8B / Llama-3.3-70B
+    "llama-8b-width": (4096, 32, 8, 14336, 32),
+    "llama-70b-width": (8192, 64, 8, 28672, 80),
+}
+
+
+def _rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def smollm2_residuals(n: int = 16) -> tuple[np.ndarray, object]:
+    """float32 residual streams ``(trial, layer, pos, d_model)`` after every block, over ``n``
+    detection-logits prompts on SmolLM2 (uninjected; left padding zero-masked out of nothing:
+    the prompts share one length or nearly), and the model."""
+    import torch
+
+    import mechintro as mi
+    from mechintro import engine
+    from mechintro.experiments import detection_logits
+
+    model = mi.load_model("smollm2-135m", progress=False)
+    vectors = mi.concept_vectors(model, ["Dust", "Oceans"], progress=False)
+    config = detection_logits.Config(concepts=("Dust", "Oceans"), layers=("0.5",),
+                                     strengths=(1.0, 2.0, 4.0, 8.0))  # fmt: skip
+    trials, _ = detection_logits.build_trials(config, model, vectors)
+    trials = trials[:n]
+    # float32, as the forward computes them (the engine hands residuals back in float16)
+    batch = engine._pad(model, [t.prompt.input_ids for t in trials])
+    with torch.no_grad():
+        out = model.hf(**batch, output_hidden_states=True)
+    # after each block but the last (HF returns that one after the final norm)
+    resid = torch.stack(out.hidden_states[1:-1], 1)
+    return resid.float().numpy(), model
+
+
+def compressors(resid: np.ndarray) -> list[dict]:
+    import numcodecs
+    from numcodecs import Blosc, Zstd
+
+    numcodecs.blosc.set_nthreads(1)
+    data = np.ascontiguousarray(resid.astype(np.float16))
+    raw = data.tobytes()
+    codecs = {
+        "none": None,
+        "blosc-lz4-shuffle": Blosc("lz4", 5, Blosc.SHUFFLE),
+        "blosc-lz4-bitshuffle": Blosc("lz4", 5, Blosc.BITSHUFFLE),
+        "blosc-zstd1-shuffle": Blosc("zstd", 1, Blosc.SHUFFLE),
+        "blosc-zstd3-shuffle (store)": Blosc("zstd", 3, Blosc.SHUFFLE),
+        "blosc-zstd3-bitshuffle": Blosc("zstd", 3, Blosc.BITSHUFFLE),
+        "zstd3 (no shuffle)": Zstd(3),
+    }
+    rows = []
+    for name, codec in codecs.items():
+        if codec is None:
+            rows.append({"codec": name, "ratio": 1.0, "encode_MB_s": None, "decode_MB_s": None})
+            continue
+        t0 = time.perf_counter()
+        enc = codec.encode(raw)
+        t1 = time.perf_counter()
+        dec = codec.decode(enc)
+        t2 = time.perf_counter()
+        assert bytes(dec) == raw
+        rows.append(
+            {
+                "codec": name,
+                "ratio": round(len(raw) / len(enc), 3),
+                "encode_MB_s": round(len(raw) / 1e6 / (t1 - t0), 1),
+                "decode_MB_s": round(len(raw) / 1e6 / (t2 - t1), 1),
+            }
+        )
+    return rows
+
+
+def dtypes(resid: np.ndarray, model) -> list[dict]:
+    """Relative error of storing float32 residuals as float16 / bfloat16, per vector and in the
+    logit lens (final norm + unembedding at the last position of every layer)."""
+    import torch
+
+    from mechintro.arch import get_module
+
+    x = torch.from_numpy(resid)
+    norm = get_module(model.hf, model.arch.final_norm)
+    head = model.hf.get_output_embeddings()
+    last = x[:, :, -1]
+
+    def lens(h: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.log_softmax(head(norm(h.float())), -1)
+
+    reference = lens(last)
+    top = reference.argmax(-1)
+    rows = []
+    for name, dt in (("float16", torch.float16), ("bfloat16", torch.bfloat16)):
+        stored = x.to(dt).float()
+        rel = (stored - x).norm(dim=-1) / x.norm(dim=-1).clamp_min(1e-12)
+        got = lens(stored[:, :, -1])
+        rows.append(
+            {
+                "dtype": name,
+                "bytes_vs_float32": 0.5,
+                "median_rel_err": float(rel.median()),
+                "max_rel_err": float(rel.max()),
+                "lens_max_abs_dlogprob_top1": float(
+                    (got.gather(-1, top[..., None]) - reference.gather(-1, top[..., None]))
+                    .abs()
+                    .max()
+                ),
+                "lens_top1_agreement": float((got.argmax(-1) == top).float().mean()),
+                "overflow_to_inf": int((~torch.isfinite(stored)).sum()),
+            }
+        )
+    return rows
+
+
+def _sim_model(name: str, layers: int, tokenizer):
+    import torch
+    import transformers as tf
+
+    from mechintro.models import from_hf
+
+    hidden, heads, kv, inter, _ = SIMS[name]
+    config = tf.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, num_attention_heads=heads,
+        num_key_value_heads=kv, intermediate_size=inter, num_hidden_layers=layers,
+        max_position_embeddings=4096, tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    hf = tf.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    return from_hf(hf, tokenizer, name=f"{name}-{layers}L-random", weights_sha256="random-" + name)
+
+
+def store(args: argparse.Namespace) -> list[dict]:
+    import torch
+
+    import mechintro as mi
+    from mechintro import engine, runs
+    from mechintro.experiments import detection_logits
+    from mechintro.runner import execute
+
+    smol = mi.load_model("smollm2-135m", progress=False)
+    shapes = [("smollm2-135m", smol, 30)]
+    for name in args.sims.split(",") if args.sims else []:
+        shapes.append((name, None, SIMS[name][4]))
+    rows = []
+    for name, model, full_layers in shapes:
+        if model is None:
+            model = _sim_model(name, args.sim_layers, smol.tokenizer)
+        rng = np.random.default_rng(0)
+        array = rng.standard_normal((2, model.n_layers, model.d_model)).astype(np.float32)
+        vectors = mi.vectors_from_array(array, model, ["Dust", "Oceans"], method="random")
+        config = detection_logits.Config(
+            model=model.name, concepts=("Dust", "Oceans"), layers=("0.5",),
+            strengths=tuple(
+                float(s) for s in range(1, (args.strengths if name == "smollm2-135m" else 2) + 1)
+            ),
+            record_resid=True, batch_size=args.batch_size,
+        )  # fmt: skip
+        trials, layers = detection_logits.build_trials(config, model, vectors)
+        clock = {"forward": 0.0, "write": 0.0}
+
+        def timed(fn, key, clock=clock):
+            def wrapper(*a, **kw):
+                t0 = time.perf_counter()
+                try:
+                    return fn(*a, **kw)
+                finally:
+                    clock[key] += time.perf_counter() - t0
+
+            return wrapper
+
+        real_forward, real_write = engine.run_batch, runs.write_batch
+        engine.run_batch = timed(real_forward, "forward")
+        runs.write_batch = timed(real_write, "write")
+        try:
+            with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+                out = Path(tmp) / "r.zarr"
+                t0 = time.perf_counter()
+                execute(
+                    model, trials, out, config=config, mode="logits",
+                    answers=detection_logits.YES_NO, layers=layers, vectors=vectors,
+                    progress=False,
+                )  # fmt: skip
+                wall = time.perf_counter() - t0
+                on_disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+                resid_disk = sum(
+                    f.stat().st_size for f in (out / "resid").rglob("*") if f.is_file()
+                )
+                width = runs.open_run(out).sizes["pos"]
+        finally:
+            engine.run_batch, runs.write_batch = real_forward, real_write
+        n = len(trials)
+        raw_resid = n * model.n_layers * width * model.d_model * 2
+        scale = full_layers / model.n_layers
+        rows.append(
+            {
+                "shape": name,
+                "layers_run": model.n_layers,
+                "d_model": model.d_model,
+                "trials": n,
+                "prompt_width": width,
+                "resid_raw_MB_per_trial": round(raw_resid / n / 1e6, 3),
+                "store_MB_per_trial": round(on_disk / n / 1e6, 3),
+                "resid_ratio": round(raw_resid / resid_disk, 3),
+                "forward_s": round(clock["forward"], 2),
+                "write_s": round(clock["write"], 2),
+                "wall_s": round(wall, 2),
+                "write_raw_MB_s": round(raw_resid / 1e6 / clock["write"], 1),
+                "peak_rss_GB": round(_rss() / 1e9, 2),
+                "full_layers": full_layers,
+                "store_MB_per_trial_full_depth": round(on_disk / n / 1e6 * scale, 1),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+        del model
+    return rows
+
+
+def writer(args: argparse.Namespace) -> list[dict]:
+    """The background writer's effect: the same SmolLM2 run (logit mode, residuals recorded)
+    with writes inline and in the background, alternated, in one process."""
+    import mechintro as mi
+    from mechintro import runner
+    from mechintro.experiments import detection_logits
+
+    model = mi.load_model("smollm2-135m", progress=False)
+    vectors = mi.concept_vectors(model, ["Dust", "Oceans"], progress=False)
+    config = detection_logits.Config(
+        concepts=("Dust", "Oceans"), layers=("0.5",), record_resid=True,
+        strengths=tuple(float(s) for s in range(1, args.strengths + 1)),
+        batch_size=args.batch_size,
+    )  # fmt: skip
+    walls: dict[bool, list[float]] = {False: [], True: []}
+    for rep in range(2):
+        for background in (False, True) if rep == 0 else (True, False):
+            runner.BACKGROUND_WRITES = background
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                detection_logits.run(config, Path(tmp) / "r.zarr", model=model, vectors=vectors,
+                                     progress=False)  # fmt: skip
+                walls[background].append(time.perf_counter() - t0)
+    runner.BACKGROUND_WRITES = True
+    row = {
+        "inline_s": [round(w, 2) for w in walls[False]],
+        "background_s": [round(w, 2) for w in walls[True]],
+        "background_over_inline": round(min(walls[True]) / min(walls[False]), 3),
+    }
+    print(json.dumps(row), flush=True)
+    return [row]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default="compressors,dtypes,store")
+    parser.add_argument("--sims", default="llama-8b-width,llama-70b-width")
+    parser.add_argument("--sim-layers", type=int, default=2)
+    parser.add_argument(
+        "--strengths", type=int, default=16, help="SmolLM2's strengths (3 trials each; sims: 2)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    parts = args.parts.split(",")
+    if "compressors" in parts or "dtypes" in parts:
+        resid, model = smollm2_residuals()
+        print(f"SmolLM2 residuals: {resid.shape}, {resid.nbytes / 1e6:.0f} MB float32")
+        if "compressors" in parts:
+            for row in compressors(resid):
+                print(json.dumps(row), flush=True)
+        if "dtypes" in parts:
+            for row in dtypes(resid, model):
+                print(json.dumps(row), flush=True)
+    if "store" in parts:
+        store(args)
+    if "writer" in parts:
+        writer(args)
+    return 0
+
+
+if __name__ == "__main__":
+    from mechintro.cli import script_main
+
+    script_main(main)
