@@ -106,7 +106,7 @@ def human_size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _size(path: Path) -> int:
+def size_on_disk(path: Path) -> int:
     total = 0
     for folder, _, files in os.walk(path):
         for f in files:
@@ -136,22 +136,28 @@ def _is_run(path: Path) -> bool:
 
 
 def find_runs(root: str | Path) -> list[Path]:
-    """Every run store at or under ``root`` (not looking inside a run), sorted by path."""
+    """Every run store at or under ``root``, sorted by path. A run's own folders are not
+    searched, nor other zarr stores (concept vectors), hidden folders or the staging folders
+    ``RUN.partial-HOST-PID`` of a run being written; a link to a run counts as a run, links to
+    other folders are not followed (no cycles)."""
     root = Path(root)
     if not root.is_dir():
         raise MechintroError(
             f"{root} is not a folder: give the folder holding your runs (e.g. runs/)"
         )
+    if _is_run(root):
+        return [root]
     found = []
     for folder, dirs, _ in os.walk(root):
-        here = Path(folder)
-        if _is_run(here):
-            found.append(here)
-            dirs[:] = []  # a run's arrays are not runs
-        elif _zarr_attrs(here) is not None:
-            dirs[:] = []  # another zarr store (concept vectors): nothing inside it is a run
-        else:
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        here, keep = Path(folder), []
+        for d in sorted(dirs):
+            if d.startswith(".") or ".partial-" in d:
+                continue
+            if _is_run(here / d):
+                found.append(here / d)
+            elif _zarr_attrs(here / d) is None:  # not another zarr store: look inside
+                keep.append(d)
+        dirs[:] = keep
     return sorted(found)
 
 
@@ -199,7 +205,7 @@ def describe(path: str | Path) -> RunEntry:
     from mechintro.runs import open_run, read_attrs, read_manifest
 
     path = Path(path)
-    size = _size(path)
+    size = size_on_disk(path)
     attrs = _zarr_attrs(path) or {}
 
     def entry(status: str, trials: str = "?", head: str = "", problem: str = "") -> RunEntry:

@@ -35,7 +35,6 @@ import html
 import io
 import json
 import logging
-import os
 import re
 import urllib.parse
 import warnings
@@ -763,52 +762,6 @@ def _write(out: Path, page: str) -> None:
     scratch.replace(out)
 
 
-def _is_run(path: Path) -> bool:
-    """Whether ``path`` is a run store (a zarr group with an ``experiment`` attribute)."""
-    try:
-        meta = json.loads((path / "zarr.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return (
-        isinstance(meta, dict)
-        and meta.get("node_type") == "group"
-        and "experiment" in (meta.get("attributes") or {})
-    )
-
-
-def find_runs(folder: Path) -> list[Path]:
-    """Every run store under ``folder`` (sorted; a run's own folders are not searched, nor
-    hidden folders or the staging folders ``RUN.partial-HOST-PID`` of a run being written). A
-    link to a run counts as a run; links to other folders are not followed (no cycles).
-
-    Note: ``mechintro runs`` (``mechintro.browse``) lists runs as well; the two could share
-    this discovery."""
-    found = []
-    for root, dirs, _files in os.walk(folder):
-        here = Path(root)
-        keep = []
-        for d in sorted(dirs):
-            if d.startswith(".") or ".partial-" in d:
-                continue
-            if _is_run(here / d):
-                found.append(here / d)
-            else:
-                keep.append(d)
-        dirs[:] = keep
-    return sorted(found)
-
-
-def _size(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for f in files:
-            try:
-                total += (Path(root) / f).stat().st_size
-            except OSError:
-                pass
-    return total
-
-
 def _headline(name: str, summary: xr.Dataset | None, text: str) -> str:
     """One line of a run's result for the index: its best cell where the experiment has one
     measure for it, otherwise the first line of its summary below the table."""
@@ -880,6 +833,8 @@ def write_index(
     date. Returns ``out`` and the rows."""
     folder, out = Path(folder), Path(out)
     _check_out(out)
+    from mechintro.browse import find_runs
+
     runs = find_runs(folder)
     if not runs:
         raise MechintroError(
@@ -901,6 +856,7 @@ def write_index(
 
 def _index_row(folder: Path, run: Path, k: int, pages: Path) -> dict[str, str]:
     """One run's row of the index; its report written into ``pages``."""
+    from mechintro.browse import size_on_disk
     from mechintro.runs import open_run
 
     rel = run.relative_to(folder)
@@ -909,7 +865,7 @@ def _index_row(folder: Path, run: Path, k: int, pages: Path) -> dict[str, str]:
         "experiment": "?",
         "model": "?",
         "trials": "",
-        "size": f"{_size(run) / 1e6:.1f} MB",
+        "size": f"{size_on_disk(run) / 1e6:.1f} MB",
         "status": "damaged",
         "headline": "",
         "created": "",
