@@ -148,6 +148,8 @@ class Shard:
 class Generation:
     max_new_tokens: int = 100
     temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
 
 
 def _inputs_dataset(
@@ -665,7 +667,10 @@ def _generate_batch(plan: _Plan, b: int, prefix: int) -> tuple[engine.BatchResul
     prompts = [t.prompt.input_ids for t in chunk]
     # A batch whose trials all stop early (their own max_new_tokens) generates only that far.
     steps = max(min(t.max_new_tokens or most, most) for t in chunk)
-    sampling = engine.Generate(steps, plan.generation.temperature, batch_seed(plan.seed, b))
+    g = plan.generation
+    sampling = engine.Generate(
+        steps, g.temperature, batch_seed(plan.seed, b), top_k=g.top_k, top_p=g.top_p
+    )
     rows = _interventions(chunk, plan.injections[start : start + len(chunk)])
     result = engine.run_batch(plan.model, prompts, rows, [sampling, *_resid(plan)], prefix=prefix)
     ids = np.full((len(chunk), most), -1, dtype=np.int32)
