@@ -103,17 +103,18 @@ def test_a_run_from_before_the_replication_options_resumes_with_the_defaults(tin
 
 
 def test_each_concept_numbered_trials(tiny, vecs):
-    trials, _ = IT.build_trials(
-        _cfg(
-            draw="each",
-            trial_numbers="sequential",
-            lead_in=False,
-            window_start="token_before",
-            controls=2,
-        ),
-        tiny,
-        vecs,
+    cfg = IT.Config(
+        concepts=WORDS,
+        layers=(1,),
+        strengths=(2.0,),
+        trials=2,
+        controls=2,  # per concept with draw="each"
+        draw="each",
+        trial_numbers="sequential",
+        lead_in=False,
+        window_start="token_before",
     )
+    trials, _ = IT.build_trials(cfg, tiny, vecs)
     asked = [(t.condition, t.concept, t.labels["question"].split(":")[0]) for t in trials]
     assert asked == [
         ("injected", "Dust", "Trial 1"),
