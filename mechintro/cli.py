@@ -251,6 +251,13 @@ def _parser() -> argparse.ArgumentParser:
         help="lindsey: comma-separated baseline words (default: Lindsey's 100)",
     )
     v.add_argument(
+        "--no-lowercase",
+        dest="lowercase",
+        action="store_false",
+        help="lindsey: keep the concept and baseline words as listed (the open replications) "
+        "instead of lowercasing them (the paper's appendix)",
+    )
+    v.add_argument(
         "--positive",
         type=_texts,
         help="contrastive: positive prompts, comma-separated or @file (one per line)",
@@ -315,6 +322,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list the experiment's config fields and defaults, then exit",
     )
+    r.add_argument(
+        "--preset",
+        help="set every option to what an open replication's code does, e.g. injected-thoughts "
+        "--preset uzaymacar (or safety-research); flags and --set still override; `--fields` "
+        "lists the presets",
+    )
+    r.set_defaults(dtype=None)  # float32 unless --dtype or the preset's dtype
     r.add_argument(
         "--shard",
         type=_shard,
@@ -623,6 +637,7 @@ def _vector_inputs(args: argparse.Namespace) -> dict:
             ("--positive", args.positive, "contrastive"),
             ("--negative", args.negative, "contrastive"),
             ("--raw", args.raw, "contrastive"),
+            ("--no-lowercase", not args.lowercase, "lindsey"),
         )
         if value and args.method != method
     ]
@@ -644,6 +659,7 @@ def _vector_inputs(args: argparse.Namespace) -> dict:
         positive=args.positive or (),
         negative=args.negative or (),
         chat=not args.raw,
+        lowercase=args.lowercase,
     )
 
 
@@ -667,6 +683,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"{f.name:<18} {f.default!r}")
             if helps[f.name]:
                 print(f"{'':<18} {helps[f.name]}")
+        for name, values in getattr(module, "PRESETS", {}).items():
+            print(f"--preset {name}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
         return 0
     if args.out is None:
         raise MechintroError(
@@ -685,6 +703,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "record_resid": args.record_resid,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
+    if args.preset is not None:
+        presets = getattr(module, "PRESETS", {})
+        if args.preset not in presets:
+            raise MechintroError(
+                f"{args.experiment} has no preset '{args.preset}': "
+                + (f"choose from {', '.join(presets)}" if presets else "it has no presets")
+            )
+        preset = dict(presets[args.preset])
+        if args.dtype is None:
+            args.dtype = str(preset.get("dtype", "float32"))
+        given = {k: v for k, v in preset.items() if k != "dtype"} | given
+    if args.dtype is None:
+        args.dtype = "float32"
     unknown = sorted(set(given) - set(fields))
     if unknown:
         raise MechintroError(

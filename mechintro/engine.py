@@ -405,13 +405,17 @@ def generate(
     record: bool = False,
     prefix: int = 0,
     prune: bool = True,
+    top_k: int = 0,
+    top_p: float = 1.0,
     rows_of: tuple[int, int] | None = None,
 ) -> BatchResult:
     """Generation mode: sample ``max_new_tokens`` per prompt with per-row injections.
 
     Injection applies on the prompt pass at the masked positions, then, for rows whose
     injection has ``generated=True``, on every generated token. ``temperature=0`` is greedy;
-    otherwise plain sampling (no top-k / top-p). Sampling is seeded with ``seed`` without
+    otherwise plain sampling unless ``top_k`` (0: off) or ``top_p`` (1: off) truncate it, as
+    transformers' warpers do (the open Lindsey replications sample with transformers' default
+    ``top_k=50``). Sampling is seeded with ``seed`` without
     touching the caller's global RNG state. ``record`` returns the prompt pass's residuals.
     ``prefix``: as in :func:`forward`, the shared uninjected prefix whose keys and values are
     computed once; the prompt pass then runs only the rest. ``prune``: on a local model, stop
@@ -434,7 +438,7 @@ def generate(
         )
     plan = _plan(model, width - prefix, injections)
     eos = _eos_ids(model)
-    config = _generation_config(model, eos, temperature, max_new_tokens)
+    config = _generation_config(model, eos, temperature, max_new_tokens, top_k=top_k, top_p=top_p)
     local = prune and _decodes_locally(model)
     if rows_of is not None and temperature > 0 and not local:
         raise MechintroError(
@@ -682,17 +686,28 @@ def last_token_resid(model: Model, prompts: Sequence[Sequence[int]]) -> torch.Te
 
 
 def _generation_config(
-    model: Model, eos: list[int], temperature: float, max_new_tokens: int
+    model: Model,
+    eos: list[int],
+    temperature: float,
+    max_new_tokens: int,
+    *,
+    top_k: int = 0,
+    top_p: float = 1.0,
 ) -> object:
-    """Sampling at ``temperature`` (plain: no top-k, no top-p), greedy at 0; exactly
-    ``max_new_tokens`` unless every row ends with one of ``eos``."""
+    """Sampling at ``temperature`` (plain by default: ``top_k=0`` and ``top_p=1`` truncate
+    nothing), greedy at 0; exactly ``max_new_tokens`` unless every row ends with one of
+    ``eos``."""
     from transformers import GenerationConfig
 
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise MechintroError(f"top_k must be an integer, 0 (off) or more, got {top_k!r}")
+    if not 0 < top_p <= 1:
+        raise MechintroError(f"top_p must be in (0, 1] (1: off), got {top_p!r}")
     return GenerationConfig(
         do_sample=temperature > 0,
         temperature=temperature if temperature > 0 else None,
-        top_k=0 if temperature > 0 else None,
-        top_p=1.0 if temperature > 0 else None,
+        top_k=top_k if temperature > 0 else None,
+        top_p=top_p if temperature > 0 else None,
         max_new_tokens=max_new_tokens,
         pad_token_id=model.tokenizer.pad_token_id,
         eos_token_id=eos,
@@ -845,6 +860,8 @@ class Generate:
     max_new_tokens: int
     temperature: float = 1.0
     seed: int = 0
+    top_k: int = 0
+    top_p: float = 1.0
     rows_of: tuple[int, int] | None = None
     """``(offset, n)``: these prompts are rows ``offset…`` of an ``n``-row batch seeded with
     ``seed``, and sample what they would sample there (a batch split to fit in memory)."""
@@ -922,7 +939,8 @@ def run_batch(
         g = generation[0]
         return generate(
             model, prompts, adds, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-            seed=g.seed, record=record, prefix=prefix, rows_of=g.rows_of,
+            seed=g.seed, record=record, prefix=prefix, top_k=g.top_k, top_p=g.top_p,
+            rows_of=g.rows_of,
         )  # fmt: skip
     return forward(
         model, prompts, adds, answer_ids=answer_ids, record=record, ablate=ablate or None,

@@ -93,7 +93,9 @@ class Window:
     ``start``/``end`` are marker strings (first occurrence; ``end`` is searched after ``start``)
     or character offsets into the rendered prompt. Tokens overlapping ``[start, end)`` are in the
     window; ``None`` means the first / last prompt token. ``end_after_marker`` makes a text
-    ``end`` inclusive (the window covers the marker). ``generated`` keeps injecting on every
+    ``end`` inclusive (the window covers the marker). ``start_before`` starts the window one
+    token earlier: on the last token before ``start`` (the open Lindsey replications steer from
+    the token before "Trial {n}"). ``generated`` keeps injecting on every
     generated token. ``mask`` gives the prompt tokens explicitly and overrides the rest.
 
     Use the constructors: :meth:`from_marker`, :meth:`span`, :meth:`before`, :meth:`whole`,
@@ -105,12 +107,15 @@ class Window:
     end_after_marker: bool = False
     generated: bool = False
     mask: tuple[bool, ...] | None = None
+    start_before: bool = False
 
     @classmethod
-    def from_marker(cls, marker: str, *, generated: bool = False) -> Window:
-        """From the first token of ``marker`` to the end of the prompt (and beyond, if
-        generated)."""
-        return cls(start=marker, generated=generated)
+    def from_marker(
+        cls, marker: str, *, generated: bool = False, token_before: bool = False
+    ) -> Window:
+        """From the first token of ``marker`` (``token_before``: from the last token before
+        it) to the end of the prompt (and beyond, if generated)."""
+        return cls(start=marker, generated=generated, start_before=token_before)
 
     @classmethod
     def span(cls, text: str) -> Window:
@@ -151,6 +156,14 @@ class Window:
         mask = tuple(a < hi and b > lo and b > a for a, b in prompt.offsets)
         if not any(mask):
             raise MechintroError("injection window covers no token: check its markers")
+        if self.start_before:
+            first = mask.index(True)
+            if first == 0:
+                raise MechintroError(
+                    "the injection window starts on the first token, so there is no token "
+                    "before it: start the window at a later marker"
+                )
+            mask = (*mask[: first - 1], True, *mask[first:])
         return mask
 
 

@@ -149,6 +149,8 @@ class Shard:
 class Generation:
     max_new_tokens: int = 100
     temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
 
 
 def _inputs_dataset(
@@ -908,9 +910,11 @@ def _generate_batch(
     # the step count is the whole batch's, so a part of it runs the same loop.
     steps = max(min(t.max_new_tokens or most, most) for t in whole)
     rows_of = None if (start, stop) == (first, last) else (start - first, len(whole))
+    g = plan.generation
     sampling = engine.Generate(
-        steps, plan.generation.temperature, batch_seed(plan.seed, b), rows_of=rows_of
-    )
+        steps, g.temperature, batch_seed(plan.seed, b), top_k=g.top_k, top_p=g.top_p,
+        rows_of=rows_of,
+    )  # fmt: skip
     rows = _interventions(chunk, plan.injections[start:stop])
     result = engine.run_batch(plan.model, prompts, rows, [sampling, *_resid(plan)], prefix=prefix)
     ids = np.full((len(chunk), most), -1, dtype=np.int32)

@@ -1,7 +1,8 @@
 """Concept vectors.
 
 **Lindsey (2025)** — the recipe of every quantitative experiment in "Emergent Introspective
-Awareness": render ``Tell me about {word}`` (word in lowercase, as in the paper's appendix) with
+Awareness": render ``Tell me about {word}`` (the concept *and* baseline words in lowercase, as in
+the paper's appendix; ``lowercase=False`` keeps them as listed, as the open replications do) with
 the model's chat template and generation prompt, read the residual stream at the last prompt
 token (the analogue of the ``:`` in ``Assistant:``) after every block, and subtract the mean over
 the same prompt for 100 baseline words (the duplicate "Butterflies" kept). No normalisation: a
@@ -710,11 +711,13 @@ def make_vectors(
     negative: Sequence[str] = (),
     chat: bool = True,
     batch_size: int = 32,
+    lowercase: bool = True,
 ) -> xr.DataArray:
     """Any published recipe by name (the Python side of ``mechintro vectors --method``).
 
     - ``lindsey``: :func:`concept_vectors` of ``concepts`` against ``baseline`` (default Lindsey's
-      100 words); no system message unless ``system`` is given.
+      100 words); no system message unless ``system`` is given; concept and baseline words
+      lowercased unless ``lowercase=False`` (the open replications keep them as listed).
     - ``pca_center``: :func:`pca_center_vectors` (the Latent Introspection code's recipe; default
       an empty system message and the authors' 582 ``suffixes``).
     - ``contrastive``: :func:`contrastive_vector`, ``positive`` minus ``negative`` prompts, named
@@ -730,6 +733,11 @@ def make_vectors(
             baseline=baseline,
             batch_size=batch_size,
             system=None if system == "method default" else system,
+            lowercase=lowercase,
+        )
+    if not lowercase:
+        raise MechintroError(
+            f"lowercase=False applies to the lindsey method only, not {method}: drop it"
         )
     if method == "pca_center":
         return pca_center_vectors(

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import xarray as xr
@@ -72,6 +73,13 @@ class DetectionLogitsConfig(SteeredConfig):
     record_resid: bool = True
     question: str = stimuli.TRIAL_QUESTION
     """the question that ends the trial prompt"""
+
+    lowercase: bool = True
+    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
+    (the paper's appendix); False keeps them as listed (the open replications)"""
+
+    LEGACY: ClassVar[dict[str, object]] = {"lowercase": True}
+    """What a run stored before this field existed was made with (filled in on resume)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -154,7 +162,7 @@ def run(
         out = run(config, "dl.zarr", model=mi.load_model("smollm2-135m"))
     """
     if vectors is None:
-        vectors = concept_vectors(model, config.concepts)
+        vectors = concept_vectors(model, config.concepts, lowercase=config.lowercase)
     trials, layers = build_trials(config, model, vectors)
     return execute(
         model,

@@ -23,11 +23,19 @@ Scoring (:func:`grades`): Lindsey's four criteria by the offline grader
 coherent and thinking-about-the-word (open questions). A control trial's false positive = a
 coherent affirmative answer. Net detection = TPR - FPR.
 
-Differences from the paper: the model's own chat template instead of ``Human:/Assistant:``
-(``system_message=""`` adds the empty system message the open replications send,
-uzaymacar/introspective-awareness and safety-research/introspection-mechanisms); the
-offline grader by default instead of Claude Sonnet 4 (its agreement with hand labels is in
+Differences from the paper: the model's own chat template instead of ``Human:/Assistant:``;
+the offline grader by default instead of Claude Sonnet 4 (its agreement with hand labels is in
 ``docs/grading.md``); ``unusual`` is asked without the intro paragraph (the paper does not say).
+
+The open replications (uzaymacar/introspective-awareness @5fa8581, "A′", and
+safety-research/introspection-mechanisms @5d5d9b4, whose ``01_concept_injection.py`` is A′'s
+script) differ in details the paper leaves open or states otherwise; each is a named option,
+and ``PRESETS`` (``mechintro run injected-thoughts --preset uzaymacar``) sets them all to what
+their code does: words as listed (``lowercase=False``), an empty system message, no "Ok, let's
+get started." (``lead_in=False``), "Trial {n}" numbered per concept (``trial_numbers``,
+``draw="each"``), steering from the token before "Trial {n}" (``window_start``), transformers'
+default ``top_k=50`` (``top_k``), their word list, trial counts and grid, and bfloat16 weights
+(docs/protocols.md has the table with their file:line).
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -107,6 +115,55 @@ class InjectedThoughtsConfig(SteeredConfig):
     system_message: str | None = None
     """a system message before the trial (none: none is sent, the paper's appendix; an empty
     one, `--set system_message=`, is what the open replications send)"""
+    lowercase: bool = True
+    """lowercase the concept and baseline words of the vector prompts (the paper's appendix);
+    False keeps them as listed, capitalised (the open replications)"""
+    lead_in: bool = True
+    """detection questions: "Ok, let's get started.\\n\\n" before "Trial 1" (the paper); False
+    asks "Trial {n}: ..." alone (the open replications)"""
+    trial_numbers: Literal["one", "sequential"] = "one"
+    """detection questions: every trial is "Trial 1" (the paper's appendix), or "sequential":
+    a concept's k-th injected trial in a cell is "Trial k" and the j-th control "Trial m+j", m
+    the most injected trials of one concept in the cell (the open replications)"""
+    draw: Literal["random", "each"] = "random"
+    """"random": per cell, `trials` concepts drawn with replacement and `controls` controls;
+    "each": per cell, every concept `trials` times and `controls` controls per concept (the
+    open replications' design)"""
+    window_start: Literal["newlines", "trial", "token_before"] = "newlines"
+    """detection questions: steer from the first token of the "\\n\\n" before "Trial" (the
+    paper; needs lead_in), from "Trial" itself, or from the last token before "Trial" (the open
+    replications)"""
+    top_k: int = 0
+    """sampling: keep the k most likely tokens (0: all; transformers' default, which the open
+    replications get, is 50)"""
+    top_p: float = 1.0
+    """sampling: nucleus mass kept (1: all)"""
+
+    LEGACY: ClassVar[dict[str, object]] = {
+        "lowercase": True,
+        "lead_in": True,
+        "trial_numbers": "one",
+        "draw": "random",
+        "window_start": "newlines",
+        "top_k": 0,
+        "top_p": 1.0,
+    }
+    """What a run stored before these fields existed was made with (its resume check fills a
+    missing field with this value)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.top_k < 0:
+            raise MechintroError(f"top_k must be 0 (off) or more, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise MechintroError(f"top_p must be in (0, 1] (1: off), got {self.top_p}")
+        if question_kind(self.question) == "detect" and self.window_start == "newlines":
+            if not self.lead_in:
+                raise MechintroError(
+                    "window_start='newlines' steers from the \\n\\n after \"Ok, let's get "
+                    "started.\", which lead_in=False removes: set window_start to 'trial' or "
+                    "'token_before'"
+                )
 
     def words(self) -> tuple[str, ...]:
         if self.concepts:
@@ -122,24 +179,85 @@ class InjectedThoughtsConfig(SteeredConfig):
 Config = InjectedThoughtsConfig
 
 
+LEAD_IN = "Ok, let's get started.\n\n"
+
+# The open replications' code, uzaymacar/introspective-awareness @5fa8581 (A′) and
+# safety-research/introspection-mechanisms @5d5d9b4 (SR; its experiments/01_concept_injection.py
+# is A′'s detect_injected_thoughts.py), on injected-thoughts: file:line in docs/protocols.md.
+_REPLICATION = {
+    "lowercase": False,
+    "system_message": "",
+    "lead_in": False,
+    "trial_numbers": "sequential",
+    "draw": "each",
+    "window_start": "token_before",
+    "top_k": 50,
+    "top_p": 1.0,
+    "temperature": 1.0,
+    "max_new_tokens": 100,
+    "trials": 15,
+    "controls": 15,
+    "layers": ("0.4", "0.5", "0.6", "0.7", "0.8"),
+    "strengths": (1.0, 2.0, 4.0, 8.0),
+    "question": "detect",
+    "vector_kind": "concept",
+    "strength_unit": "raw",
+    "concepts": tuple(
+        "Happiness" if w == "Information" else w
+        for w in stimuli.lindsey()["lindsey_concept_words_50"]
+    ),
+    "dtype": "bfloat16",
+}
+PRESETS: dict[str, dict[str, object]] = {
+    "uzaymacar": dict(_REPLICATION),
+    "safety-research": dict(_REPLICATION),
+}
+"""Every option set to what an open replication's code does (``dtype`` is the model's weights,
+applied by ``mechintro run --preset`` unless ``--dtype`` is given). Their 50 words are the
+paper's first list, with "Happiness" where the January 2026 revision has "Information"."""
+
+
+def question_text(config: InjectedThoughtsConfig, number: int = 1) -> str:
+    """The question of ``config`` as trial ``number`` asks it (detection questions: without the
+    lead-in when ``lead_in`` is False, "Trial {number}")."""
+    text = QUESTIONS[config.question]
+    if question_kind(config.question) != "detect":
+        return text
+    if not config.lead_in:
+        text = text.removeprefix(LEAD_IN)
+    return text.replace("Trial 1:", f"Trial {number}:", 1)
+
+
 def prompt_and_window(
-    model: Model, question: str, *, system: str | None = None
+    model: Model,
+    question: str,
+    *,
+    system: str | None = None,
+    number: int = 1,
+    window_start: str = "newlines",
+    text: str | None = None,
 ) -> tuple[object, Window]:
     """The rendered trial prompt and its injection window for a question variant.
 
     ``system``: a system message put before the conversation (``None``, the default, sends
     none, as the paper's appendix; ``""`` is the empty one of the open replications, which
-    keeps templates such as SmolLM2's from inserting their default system prompt). The window
-    does not move: from the double newline before "Trial 1" for ``detect``, every token (the
-    system message's included) for the open questions.
+    keeps templates such as SmolLM2's from inserting their default system prompt). ``text``:
+    the question as asked (default ``QUESTIONS[question]``); ``number``: its "Trial {number}".
+    The window: for detection questions from the double newline before "Trial {number}"
+    (``window_start="newlines"``), from "Trial" (``"trial"``) or from the last token before it
+    (``"token_before"``, the open replications); every token (the system message's included)
+    for the open questions.
     """
     head = [] if system is None else [{"role": "system", "content": system}]
+    text = QUESTIONS[question] if text is None else text
     if question_kind(question) == "detect":
-        msgs = head + stimuli.injected_thoughts_messages(QUESTIONS[question])
+        msgs = head + stimuli.injected_thoughts_messages(text)
+        trial = f"Trial {number}:"
+        marker = f"\n\n{trial}" if window_start == "newlines" else trial
         return tokenize(model.tokenizer, render_chat(model.tokenizer, msgs)), Window.from_marker(
-            stimuli.TRIAL_MARKER, generated=True
+            marker, generated=True, token_before=window_start == "token_before"
         )
-    msgs = [*head, {"role": "user", "content": QUESTIONS[question]}]
+    msgs = [*head, {"role": "user", "content": text}]
     return tokenize(model.tokenizer, render_chat(model.tokenizer, msgs)), Window.whole(
         generated=True
     )
@@ -176,29 +294,58 @@ def build_trials(
     missing = [c for c in words if c not in set(vectors.concept.values.tolist())]
     if missing:
         raise MechintroError(f"no vectors for {missing[:5]}: compute vectors for these concepts")
-    prompt, window = prompt_and_window(model, config.question, system=config.system_message)
+    prompts: dict[int, tuple[object, Window, str]] = {}
+
+    def asked(number: int) -> dict[str, object]:
+        if config.trial_numbers == "one" or question_kind(config.question) != "detect":
+            number = 1
+        if number not in prompts:
+            text = question_text(config, number)
+            prompt, window = prompt_and_window(
+                model,
+                config.question,
+                system=config.system_message,
+                number=number,
+                window_start=config.window_start,
+                text=text,
+            )
+            prompts[number] = (prompt, window, text)
+        prompt, window, text = prompts[number]
+        return {"prompt": prompt, "window": window, "labels": {"question": text}}
+
     rng = np.random.default_rng(config.seed)
     trials: list[Trial] = []
     for layer in layers:
         for strength in config.strengths:
             cell = {
-                "prompt": prompt,
                 "strength": float(strength),
                 "inject_layer": layer,
                 "inject_layer_end": layer + 1,
-                "window": window,
-                "labels": {"question": QUESTIONS[config.question]},
             }
-            for concept in rng.choice(np.array(words, dtype=object), size=config.trials):
+            if config.draw == "each":
+                drawn = [c for c in words for _ in range(config.trials)]
+                n_controls = config.controls * len(words)
+            else:
+                drawn = rng.choice(np.array(words, dtype=object), size=config.trials).tolist()
+                n_controls = config.controls
+            seen: dict[str, int] = {}
+            for concept in drawn:
+                concept = str(concept)
+                seen[concept] = seen.get(concept, 0) + 1
                 trials.append(
                     Trial(
                         condition="injected",
-                        concept=str(concept),
-                        vector=_vector(config, vectors, str(concept), layer, rng),
+                        concept=concept,
+                        vector=_vector(config, vectors, concept, layer, rng),
                         **cell,
+                        **asked(seen[concept]),
                     )
                 )
-            trials += [Trial(condition="control", **cell) for _ in range(config.controls)]
+            first = max(seen.values(), default=0)
+            trials += [
+                Trial(condition="control", **cell, **asked(first + j))
+                for j in range(1, n_controls + 1)
+            ]
     return trials, layers
 
 
@@ -220,7 +367,7 @@ def run(
         out = run(config, "it.zarr", model=mi.load_model("smollm2-135m"))
     """
     if vectors is None:
-        vectors = concept_vectors(model, config.words())
+        vectors = concept_vectors(model, config.words(), lowercase=config.lowercase)
     trials, layers = build_trials(config, model, vectors)
     return execute(
         model,
@@ -229,10 +376,15 @@ def run(
         config=config,
         experiment=NAME,
         mode="generate",
-        generation=Generation(max_new_tokens=config.max_new_tokens, temperature=config.temperature),
+        generation=Generation(
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            top_k=config.top_k,
+            top_p=config.top_p,
+        ),
         layers=layers,
         vectors=vectors,
-        extra_attrs={"question_text": QUESTIONS[config.question]},
+        extra_attrs={"question_text": question_text(config)},
         progress=progress,
         shard=shard,
     )

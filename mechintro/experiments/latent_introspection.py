@@ -45,7 +45,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -178,6 +178,13 @@ class LatentIntrospectionConfig(BaseConfig):
     swap_model: str = ""
     """a second model (same architecture) that fills turn 1's cache: the "em-ft" condition"""
     batch_size: int = 8
+
+    lowercase: bool = True
+    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
+    (the paper's appendix); False keeps them as listed (the open replications)"""
+
+    LEGACY: ClassVar[dict[str, object]] = {"lowercase": True}
+    """What a run stored before this field existed was made with (filled in on resume)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -391,7 +398,7 @@ def run(
             suffixes = load_suffixes(config.suffixes_file) if config.suffixes_file else None
             vectors = pca_center_vectors(model, config.concepts, suffixes=suffixes, system=system)
         else:
-            vectors = concept_vectors(model, config.concepts)
+            vectors = concept_vectors(model, config.concepts, lowercase=config.lowercase)
     trials, layers = build_trials(config, model, vectors)
     answers = YES_NO_BINARY if "0-1" in config.answer_formats else YES_NO_SPACE
     return execute(

@@ -135,7 +135,12 @@ class LocalisationConfig(SteeredConfig):
     and none otherwise (the template's default, if any, goes in); "empty": always an empty one
     (his post's "We use an empty system prompt"; mechintro before the option)"""
 
+    lowercase: bool = True
+    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
+    (the paper's appendix); False keeps them as listed (the open replications)"""
+
     LEGACY: ClassVar[dict[str, object]] = {
+        "lowercase": True,
         "steer_label": True,
         "layer_rounding": "floor",
         "system_message": "empty",
@@ -397,7 +402,7 @@ def run(
         out = run(config, "lo.zarr", model=mi.load_model("smollm2-135m"))
     """
     if vectors is None:
-        vectors = concept_vectors(model, config.words())
+        vectors = concept_vectors(model, config.words(), lowercase=config.lowercase)
     trials, layers = build_trials(config, model, vectors)
     forms: dict[str, tuple[str, ...]] = {}
     for task in config.tasks:

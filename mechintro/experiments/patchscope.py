@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -64,6 +64,12 @@ class PatchscopeConfig(SteeredConfig):
     """replace the placeholder's residual (Patchscopes) or add norm-matched (oracles)"""
     max_new_tokens: int = 4
     """greedy tokens read after the arrow"""
+    lowercase: bool = True
+    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
+    (the paper's appendix); False keeps them as listed (the open replications)"""
+
+    LEGACY: ClassVar[dict[str, object]] = {"lowercase": True}
+    """What a run stored before this field existed was made with (filled in on resume)."""
 
 
 Config = PatchscopeConfig
@@ -114,7 +120,11 @@ def run(
 
         out = run(Config(layers=("0.5",)), "ps.zarr", model=mi.load_model("smollm2-135m"))
     """
-    vectors = concept_vectors(model, config.concepts) if vectors is None else vectors
+    vectors = (
+        concept_vectors(model, config.concepts, lowercase=config.lowercase)
+        if vectors is None
+        else vectors
+    )
     trials, layers = build_trials(config, model, vectors)
     generation = Generation(max_new_tokens=config.max_new_tokens, temperature=0.0)
     return execute(

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import xarray as xr
@@ -82,6 +82,13 @@ class PrefillConfig(SteeredConfig):
     temperature: float = 1.0
     """sampling temperature (0: greedy)"""
     batch_size: int = 32
+
+    lowercase: bool = True
+    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
+    (the paper's appendix); False keeps them as listed (the open replications)"""
+
+    LEGACY: ClassVar[dict[str, object]] = {"lowercase": True}
+    """What a run stored before this field existed was made with (filled in on resume)."""
 
     def words(self) -> tuple[str, ...]:
         return self.concepts or tuple(stimuli.concept_words())
@@ -180,7 +187,7 @@ def run(
         out = run(config, "pf.zarr", model=mi.load_model("smollm2-135m"))
     """
     if vectors is None:
-        vectors = concept_vectors(model, config.words())
+        vectors = concept_vectors(model, config.words(), lowercase=config.lowercase)
     trials, layers = build_trials(config, model, vectors)
     logits = config.readout == "logits"
     return execute(

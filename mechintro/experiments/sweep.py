@@ -37,7 +37,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import xarray as xr
@@ -90,6 +90,13 @@ class SweepConfig(BaseConfig):
     """control questions (empty: "1+1=3" and Lindsey's 20)"""
     batch_size: int = 32
 
+    lowercase: bool = True
+    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
+    (the paper's appendix); False keeps them as listed (the open replications)"""
+
+    LEGACY: ClassVar[dict[str, object]] = {"lowercase": True}
+    """What a run stored before this field existed was made with (filled in on resume)."""
+
     def control_list(self) -> tuple[str, ...]:
         return self.control_questions or (
             GODET_CONTROL,
@@ -111,7 +118,7 @@ def sweep_layers(specs: tuple[str | int | float, ...], n_layers: int) -> list[in
 def make_vectors(config: SweepConfig, model: Model) -> xr.DataArray:
     if config.vector == "caps":
         return contrastive_vector(model, [CAPS[0]], [CAPS[1]], name="caps", chat=False)
-    return concept_vectors(model, [config.vector])
+    return concept_vectors(model, [config.vector], lowercase=config.lowercase)
 
 
 def build_trials(

@@ -25,6 +25,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import xarray as xr
@@ -68,6 +69,13 @@ class ThoughtsVsTextConfig(SteeredConfig):
     temperature: float = 1.0
     """sampling temperature (0: greedy)"""
     batch_size: int = 32
+
+    lowercase: bool = True
+    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
+    (the paper's appendix); False keeps them as listed (the open replications)"""
+
+    LEGACY: ClassVar[dict[str, object]] = {"lowercase": True}
+    """What a run stored before this field existed was made with (filled in on resume)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -155,7 +163,7 @@ def run(
         out = run(config, "tt.zarr", model=mi.load_model("smollm2-135m"))
     """
     if vectors is None:
-        vectors = concept_vectors(model, config.words())
+        vectors = concept_vectors(model, config.words(), lowercase=config.lowercase)
     trials, layers = build_trials(config, model, vectors)
     return execute(
         model,

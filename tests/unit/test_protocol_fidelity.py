@@ -307,7 +307,7 @@ def injected_problems(model, vectors, cfg, ds) -> list[str]:
 
 class _PromptOnly(Window):
     @classmethod
-    def from_marker(cls, marker, *, generated=False):
+    def from_marker(cls, marker, *, generated=False, **_options):
         return Window(start=marker)
 
 
