@@ -309,6 +309,12 @@ def _parser() -> argparse.ArgumentParser:
         help="do not store residual streams",
     )
     r.add_argument(
+        "--resid-layers",
+        type=_list,
+        help="with residuals recorded, store only these layers (indices or fractions of depth, "
+        "comma-separated; default all)",
+    )
+    r.add_argument(
         "--set",
         dest="settings",
         action="append",
@@ -701,6 +707,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "batch_size": args.batch_size,
         "record_resid": args.record_resid,
+        "resid_layers": tuple(args.resid_layers) if args.resid_layers else None,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
     if args.preset is not None:

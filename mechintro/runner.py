@@ -398,7 +398,8 @@ def _raw_bytes(plan: _Plan) -> int:
     n, model = len(plan.trials), plan.model
     per_trial = 4 * model.d_model + 256  # the injected vector; labels, digests, flags
     if plan.record:
-        per_trial += 2 * model.n_layers * plan.width * model.d_model
+        stored = model.n_layers if plan.resid_layers is None else len(plan.resid_layers)
+        per_trial += 2 * stored * plan.width * model.d_model
     if plan.answers is not None:
         per_trial += 4 * len(plan.answers[2])
     if plan.generation is not None:
@@ -560,6 +561,7 @@ class _Plan:
     seed: int
     swap_model: Model | None
     shard: Shard | None
+    resid_layers: tuple[int, ...] | None = None  # stored layers when recording (None: all)
 
     @property
     def width(self) -> int:
@@ -603,6 +605,7 @@ def _plan(
     injections = _check_trials(model, trials)
     if record and any(t.patch is not None for t in trials):
         raise MechintroError("a patched run records no residual streams: set record_resid false")
+    resid_layers = _resid_layers(fields.get("resid_layers"), model.n_layers) if record else None
     if record:
         _check_memory(model, trials, batch_size)
     swapping = any(t.swap_prefix for t in trials)
@@ -643,7 +646,29 @@ def _plan(
         seed=seed,
         swap_model=swap_model if swapping else None,
         shard=shard,
+        resid_layers=resid_layers,
     )
+
+
+# Layers stored when no config says otherwise (and by every run made before the option existed).
+ALL_LAYERS = ("all",)
+
+
+def _resid_layers(specs: object, n_layers: int) -> tuple[int, ...] | None:
+    """The block indices a recording run stores (``None``: every layer), from the config's
+    ``resid_layers`` (indices or fractions of depth, or ``all``)."""
+    from mechintro.vectors import resolve_layers
+
+    if specs is None or tuple(map(str, specs)) == ALL_LAYERS:  # type: ignore[call-overload]
+        return None
+    specs = tuple(map(str, specs))  # type: ignore[call-overload]
+    layers = resolve_layers(specs, n_layers)
+    if len(set(layers)) != len(specs):
+        raise MechintroError(
+            f"resid_layers {list(specs)} name the same layer more than once (they resolve to "
+            f"{layers}): give each layer once"
+        )
+    return tuple(sorted(layers))
 
 
 def _create_store(plan: _Plan, path: Path) -> None:
@@ -656,6 +681,7 @@ def _create_store(plan: _Plan, path: Path) -> None:
         max_new_tokens=plan.generation.max_new_tokens if plan.generation else 0,
         record=plan.record,
         n_layers=plan.model.n_layers,
+        resid_layers=plan.resid_layers,
     )
 
 
@@ -949,8 +975,10 @@ def _checked_outputs(plan: _Plan, b: int, result: engine.BatchResult) -> Outputs
     if plan.record:
         assert result.resid is not None
         n, width, model = len(nonfinite), plan.width, plan.model
-        resid = np.zeros((n, model.n_layers, width, model.d_model), dtype=np.float16)
-        resid[:, :, width - result.resid.shape[2] :] = result.resid.numpy()
+        stored = list(plan.resid_layers) if plan.resid_layers is not None else slice(None)
+        kept = result.resid[:, stored].numpy()
+        resid = np.zeros((n, kept.shape[1], width, model.d_model), dtype=np.float16)
+        resid[:, :, width - kept.shape[2] :] = kept
         outputs["resid"] = (("trial", "layer", "pos", "d_model"), resid)
     if nonfinite.any():
         log.warning(
@@ -1088,7 +1116,8 @@ def _legacy_fields(experiment: str | None) -> dict[str, object]:
     from mechintro.experiments import EXPERIMENTS
 
     module = EXPERIMENTS.get(experiment) if experiment else None
-    return dict(getattr(getattr(module, "Config", None), "LEGACY", {}))
+    legacy = {"resid_layers": list(ALL_LAYERS)}  # a base field every experiment gained
+    return legacy | dict(getattr(getattr(module, "Config", None), "LEGACY", {}))
 
 
 def _check_resume(
@@ -1114,7 +1143,8 @@ def _check_resume(
             f"{out} is not a valid mechintro run: the config attribute is not JSON"
         ) from None
     new = json.loads(attrs["config"])
-    old = _legacy_fields(attrs.get("experiment")) | old
+    legacy = _legacy_fields(attrs.get("experiment"))
+    old = {k: v for k, v in legacy.items() if k in new} | old
     diffs += sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if "identity" in stored:
         try:

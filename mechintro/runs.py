@@ -22,7 +22,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,23 +120,29 @@ def create_run(
     max_new_tokens: int = 0,
     record: bool = False,
     n_layers: int = 0,
+    resid_layers: Sequence[int] | None = None,
 ) -> Path:
     """Create the store for a run: inputs written, outputs allocated, nothing committed.
 
     ``inputs`` holds the trial coordinates and :data:`INPUT_VARS` (and the ``answer`` coordinate
-    in logit mode). Written under a temporary name and renamed into place.
+    in logit mode). Written under a temporary name and renamed into place. ``resid_layers``: the
+    block indices whose residual stream is stored (the ``layer`` coordinate); default every one
+    of ``n_layers``.
     """
     path = Path(path)
     n_trials = inputs.sizes["trial"]
     n_answers = inputs.sizes.get("answer", 0)
-    record_shape = (n_layers, inputs.sizes["pos"], inputs.sizes["d_model"]) if record else None
+    stored_layers = np.arange(n_layers) if resid_layers is None else np.asarray(resid_layers)
+    record_shape = (
+        (len(stored_layers), inputs.sizes["pos"], inputs.sizes["d_model"]) if record else None
+    )
     # A batch larger than the run is the whole run: chunk by what exists (a chunk of 10**12
     # trials would be allocated whole on the first write).
     chunk = min(batch_size, n_trials)
     template = _output_template(n_trials, chunk, mode, n_answers, max_new_tokens, record_shape)
     ds = inputs.assign(template)
     if record:
-        ds = ds.assign_coords(layer=np.arange(n_layers))
+        ds = ds.assign_coords(layer=stored_layers)
     ds.attrs.update(attrs)
     ds.attrs.update(
         {

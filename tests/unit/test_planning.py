@@ -7,35 +7,11 @@ import shutil
 from collections import namedtuple
 
 import pytest
-import torch
 
 from mechintro import planning, runner
 from mechintro.cli import main
 from mechintro.errors import MechintroError
-from mechintro.prompts import Window, render_chat, tokenize
-
-
-def _trials(model, n: int):
-    v = torch.randn(model.d_model, generator=torch.Generator().manual_seed(0))
-    out = []
-    for i in range(n):
-        text = "Trial 1: " + "word " * (i % 4) + "anything?"
-        p = tokenize(
-            model.tokenizer, render_chat(model.tokenizer, [{"role": "user", "content": text}])
-        )
-        out.append(
-            runner.Trial(
-                prompt=p,
-                condition="injected",
-                concept="c",
-                strength=float(i),
-                inject_layer=1,
-                inject_layer_end=2,
-                vector=v,
-                window=Window.from_marker("Trial 1"),
-            )
-        )
-    return out
+from tests.unit.test_oom_backoff import _trials
 
 
 def _size(path) -> int:
