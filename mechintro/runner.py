@@ -873,6 +873,7 @@ def _check_resume(
             "are not checked on resume",
             out,
         )
+    diffs = list(dict.fromkeys(diffs))  # a field both an attribute and in the config: once
     if diffs:
         raise MechintroError(
             f"{out} was made with a different setup (differs in: {', '.join(diffs)}): "
