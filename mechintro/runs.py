@@ -481,7 +481,14 @@ def _expected_chunks(
         except Exception:
             if flag == "committed":
                 raise
-            continue  # a grading flag that does not exist (yet): nothing graded
+            if flag in manifest["metadata"]:  # recorded, so it existed: every batch is suspect
+                n = _n_trials(path)
+                size = _batch_size(path, n)
+                unrecorded += [
+                    (flag, start, min(start + size, n), f"has unreadable {flag} flags")
+                    for start in range(0, n, size)
+                ]
+            continue  # otherwise a grading flag that does not exist (yet): nothing graded
         n = flags.size
         size = _batch_size(path, n)
         for start, stop in _unflagged_but_done(path, flag, flags, size):
@@ -569,6 +576,23 @@ class _CheckedStore(LocalStore):
                     message = message.replace(" is missing;", " does not match its digest;")
                 raise DamagedRunError(message)
         return buf
+
+
+def check_metadata(path: str | Path) -> None:
+    """Refuse (:class:`DamagedRunError`) a store whose arrays' metadata differs from its manifest:
+    a writer would encode new values with the edited metadata (a ``scale_factor``), and their
+    digests would vouch for them. Run before resuming a run into it."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if manifest is None or not _json_ok(path / "zarr.json"):
+        return  # no manifest to compare with; an unreadable root is refused by the resume check
+    arrays, _ = _metadata_problems(path, manifest)
+    if arrays:
+        raise DamagedRunError(
+            f"{path} is damaged: the metadata (zarr.json) of {', '.join(arrays)} is missing or "
+            f"differs from the manifest's copy; run `mechintro verify --repair {path}`, then the "
+            "same command again"
+        )
 
 
 def check_run(path: str | Path, *, full: bool = False) -> dict[str, _Expected]:
@@ -1065,7 +1089,10 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
                     }
                 )
                 (path / "zarr.json").write_text(json.dumps(root))
-            problems.append(f"{what}: " + ("restored from the manifest" if repair else fix))
+            if not repair:  # the rest would be checked against an altered definition
+                problems.append(f"{what}: {fix}")
+                return VerifyReport(problems=problems, notes=notes)
+            problems.append(f"{what}: restored from the manifest")
         unlisted = _unlisted_arrays(path, manifest)
         if unlisted and "flags" in manifest:
             if repair:

@@ -493,6 +493,8 @@ def test_an_added_scale_factor_is_refused_and_repaired(tiny, tmp_path, name, fac
     report = runs.verify(out)
     assert any(f"zarr.json) of {name}" in p for p in report.problems), report
     _refused_everywhere(out, capsys)
+    with pytest.raises(runs.DamagedRunError, match=f"zarr.json\\) of {name}"):
+        _identity_run(tiny, out)  # a resume would write with the edited encoding
     runs.verify(out, repair=True)
     _identity_run(tiny, out)
     assert runs.verify(out).ok
