@@ -352,6 +352,10 @@ def commit_region(
     manifest = read_manifest(path)
     if manifest is not None and flag in manifest.get("flags", {}):
         _record_batch(path, manifest, flag, start, start + n)
+    if flag == "committed" and _root_attr(path, "grading_complete") == "true":
+        # Trials committed after a grading are ungraded: the grading is not complete any more
+        # (`mechintro grade` resumes and grades them).
+        zarr.open_group(str(path), mode="r+").attrs["grading_complete"] = "false"
     xr.Dataset({flag: (("trial",), np.ones(n, dtype=bool))}).to_zarr(
         path, region=region, consolidated=False
     )
@@ -438,6 +442,13 @@ def _unlisted_arrays(path: Path, manifest: Mapping[str, Any]) -> list[str]:
             if json.loads((sub / "zarr.json").read_text()).get("node_type") == "array":
                 out.append(sub.name)
     return out
+
+
+def _root_attr(path: Path, key: str) -> Any:
+    try:
+        return json.loads((path / "zarr.json").read_text())["attributes"].get(key)
+    except Exception:
+        return None
 
 
 def _n_trials(path: Path) -> int:

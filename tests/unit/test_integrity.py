@@ -711,3 +711,31 @@ def test_a_lost_manifest_is_one_line_without_a_zarr_warning(tiny, tmp_path):
     )
     assert done.returncode == 1 and "manifest is missing or damaged" in done.stdout
     assert "Warning" not in done.stderr, done.stderr
+
+
+def test_a_run_finished_after_its_grading_opens_and_grades_the_rest(tiny, tmp_path, monkeypatch):
+    # a run graded while incomplete, then finished: its new trials are ungraded, not damage
+    from mechintro import judge
+
+    reference = _graded_run(tiny, tmp_path / "ref.zarr")
+    out = tmp_path / "r.zarr"
+    real, calls = runs.write_batch, []
+
+    def once(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "write_batch", once)
+    with pytest.raises(KeyboardInterrupt):
+        _graded_run(tiny, out, judged=False)
+    monkeypatch.setattr(runs, "write_batch", real)
+    judge.grade_run(out, _CountingJudge(), criteria=["coherence", "affirmative"], progress=False)
+    _graded_run(tiny, out, judged=False)  # finishes the run
+    assert runs.open_run(out).attrs["grading_complete"] == "false" and runs.verify(out).ok
+    judge.grade_run(out, _CountingJudge(), criteria=["coherence", "affirmative"], progress=False)
+    assert runs.verify(out).ok
+    xr.testing.assert_identical(
+        runs.open_run(out).load().drop_attrs(), runs.open_run(reference).load().drop_attrs()
+    )
