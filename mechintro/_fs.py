@@ -1,11 +1,15 @@
 """Writing a directory so that it appears whole or not at all, and one writer per store.
 
-Staging folders are named ``PATH.partial-HOST-PID``: only folders of that form, made on this
-host by a process that no longer runs, are ever removed — never a live writer's folder, never a
-folder of the user's that merely starts with the same name.
+Staging folders are named ``PATH.partial-HOST-PID``, and each has a marker file beside it,
+``.PATH.partial-HOST-PID.mechintro``, made before the folder and removed after it. Only a folder
+of exactly that name, with this host's name, whose marker exists and whose process no longer runs,
+is ever removed — never a live writer's folder, never another machine's, never a folder of the
+user's that merely looks like one (``run.zarr.partial-2024``, or even ``run.zarr.partial-HOST-1``:
+no marker).
 
-:func:`store_lock` is an OS file lock (``flock``) on ``PATH.lock`` beside the store. The kernel
-drops it when its process exits, however it exits (SIGKILL included), so a lock is never stale.
+:func:`store_lock` is an OS file lock (``flock``) on ``PATH.lock`` beside the store, ``PATH``
+resolved first (symlinks and ``..``), so two names of one store share one lock. The kernel drops
+it when its process exits, however it exits (SIGKILL included), so a lock is never stale.
 Its holder removes the file before releasing it; a process that locked a file that is no longer
 at the path (removed meanwhile) starts again, so two processes never hold two different files.
 A file left by a killed holder is simply locked and reused.
@@ -40,15 +44,25 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def real_path(path: str | Path) -> Path:
+    """``path`` with symlinks and ``..`` resolved (the part that exists; the rest as given), so a
+    store reached through a link is locked and staged where it really is."""
+    return Path(os.path.realpath(Path(path)))
+
+
+def _marker(staging: Path) -> Path:
+    return staging.with_name(f".{staging.name}.mechintro")
+
+
 def _stale_staging(path: Path) -> list[Path]:
-    """Staging folders of ``path`` left by this library's writers that are gone."""
-    pattern = re.compile(re.escape(path.name) + r"\.partial-(?:(?P<host>.+)-)?(?P<pid>\d+)")
+    """Staging folders of ``path`` left by this library's writers on this host that are gone."""
+    pattern = re.compile(re.escape(path.name) + r"\.partial-" + re.escape(_host()) + r"-(\d+)")
     stale = []
     for candidate in path.parent.glob(path.name + ".partial-*"):
         m = pattern.fullmatch(candidate.name)
-        if m is None or (m["host"] is not None and m["host"] != _host()):
-            continue  # not ours, or another machine's (its process cannot be checked from here)
-        if not _alive(int(m["pid"])):
+        if m is None or not _marker(candidate).is_file():
+            continue  # not ours: another machine's, or a folder of the user's named like ours
+        if not _alive(int(m[1])):
             stale.append(candidate)
     return stale
 
@@ -59,19 +73,26 @@ def staged_dir(path: Path, *, replace: bool = False) -> Iterator[Path]:
 
     Staging folders left by earlier killed writers (this host, process gone) are removed first.
     A failure (or a kill) leaves ``path`` as it was. With ``replace``, an existing ``path`` is
-    swapped out.
+    swapped out. ``path`` is resolved first (symlinks, ``..``): the folder is staged beside the
+    real one.
     """
+    path = real_path(path)
     for stale in _stale_staging(path):
         shutil.rmtree(stale, ignore_errors=True)
+        _marker(stale).unlink(missing_ok=True)
     staging = path.with_name(path.name + f".partial-{_host()}-{os.getpid()}")
+    marker = _marker(staging)
     shutil.rmtree(staging, ignore_errors=True)  # our own pid's leftover from an earlier failure
     try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"staging folder of pid {os.getpid()} on {socket.gethostname()}\n")
         yield staging
         if replace:
             shutil.rmtree(path, ignore_errors=True)
         os.replace(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        marker.unlink(missing_ok=True)
 
 
 def lock_path(path: Path) -> Path:
@@ -87,7 +108,7 @@ def store_lock(path: str | Path) -> Iterator[None]:
     process dies.
     """
     path = Path(path)
-    lock = lock_path(path)
+    lock = lock_path(real_path(path))  # one lock per store, whatever name reaches it
     try:
         lock.parent.mkdir(
             parents=True, exist_ok=True

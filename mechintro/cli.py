@@ -25,6 +25,7 @@ import threading
 import types
 import typing
 import unicodedata
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -911,7 +912,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     from mechintro.runs import open_run
 
-    ds = open_run(args.run, committed_only=False)
+    # Every chunk checked against its digest first: a damaged run is named, not described.
+    ds = open_run(args.run, committed_only=False, check="full")
     committed = np.asarray(ds["committed"].values)
     a = ds.attrs
     print(f"run:            {args.run}")
@@ -1206,7 +1208,35 @@ def _main(argv: list[str], debug: bool) -> int:
         if debug:
             raise
         print(f"mechintro: error: {_os_error(exc)}", file=sys.stderr)
+        _quiet_abandoned_writes()
         return 2
+
+
+def _quiet_abandoned_writes() -> None:
+    """After a failed write (a full disk), zarr's other chunk writes of that call are left pending
+    in its event loop; at exit asyncio would log each ("Task was destroyed but it is pending!",
+    with its traceback) and warn of coroutines never awaited, under the one line that said what
+    happened, and each coroutine would raise "Event loop is closed" when collected. The store is
+    safe (nothing was committed): cancel them and wait, then silence what is left."""
+    import asyncio
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited")
+    sync = sys.modules.get("zarr.core.sync")
+    loop = getattr(sync, "loop", [None])[0] if sync is not None else None
+    if loop is None or loop.is_closed():
+        return
+
+    async def cancel_the_rest() -> None:
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
+
+    try:
+        asyncio.run_coroutine_threadsafe(cancel_the_rest(), loop).result(timeout=30)
+    except Exception:  # the loop is stopping anyway: what is left is silenced above
+        logging.getLogger(__name__).debug("zarr's pending writes not cancelled", exc_info=True)
 
 
 def script_main(main: Callable[[], int | None]) -> NoReturn:

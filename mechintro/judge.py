@@ -505,6 +505,8 @@ def _grade_batches(
     criteria: list[str],
     progress: Callable[[int, int], None] | None,
 ) -> xr.Dataset:
+    from mechintro import runs
+
     committed = np.asarray(ds["committed"].values, dtype=bool)
     questions, responses, concepts = (
         ds["question"].values,
@@ -563,23 +565,22 @@ def _grade_batches(
         ):  # the first batch graded: allocate the variables (nothing half-written before)
             _allocate_grades(path, n, size, criteria, task)
             created = True
-        region = {"trial": slice(start, stop)}
-        xr.Dataset(
+        # The verdicts, their chunks' digests, then the commit flag, in a separate, later write:
+        # a kill before it leaves the batch ungraded.
+        runs.commit_region(
+            path,
+            start,
             {f"grade_{c}": (("trial",), verdicts[c]) for c in criteria}
-            | {f"grade_{c}_reply": (("trial",), replies[c]) for c in criteria}
-        ).to_zarr(path, region=region, consolidated=False)
-        # The commit flag is a separate, later write: a kill before it leaves the batch ungraded.
-        xr.Dataset({"graded": (("trial",), np.ones(stop - start, dtype=bool))}).to_zarr(
-            path, region=region, consolidated=False
+            | {f"grade_{c}_reply": (("trial",), replies[c]) for c in criteria},
+            flag="graded",
         )
         done += len(rows)
         if progress:
             progress(done, todo)
     if not created:  # nothing committed to grade: still record empty verdicts
         _allocate_grades(path, n, size, criteria, task)
-    group = zarr.open_group(str(path), mode="r+")
-    group.attrs.update(
-        {f"judge_{c}": judge.identity for c in criteria} | {"grading_complete": "true"}
+    runs.set_root_attrs(
+        path, {f"judge_{c}": judge.identity for c in criteria} | {"grading_complete": "true"}
     )
     close_bar()
     stored = xr.open_zarr(path, consolidated=False, zarr_format=3)
@@ -588,6 +589,8 @@ def _grade_batches(
 
 def _allocate_grades(path: Path, n: int, size: int, criteria: list[str], task: str) -> None:
     """Create (or reset) the verdict variables, all empty and ungraded, in one append."""
+    from mechintro import runs
+
     empty = {
         name: (("trial",), np.full(n, "", dtype=object))
         for c in criteria
@@ -605,3 +608,4 @@ def _allocate_grades(path: Path, n: int, size: int, criteria: list[str], task: s
     out.attrs = dict(group.attrs) | {"grading": task, "grading_complete": "false"}
     encoding = {name: {"chunks": (size,)} for name in out.data_vars}
     out.to_zarr(path, mode="a", consolidated=False, encoding=encoding)
+    runs.register_arrays(path, [str(name) for name in out.data_vars], flag="graded")

@@ -689,6 +689,7 @@ def _open_store(plan: _Plan, out: Path) -> np.ndarray:
     """Create the store, or check that an existing one was made by the same run (and restore
     its inputs); return which trials are committed."""
     if out.exists():
+        runs.check_metadata(out)  # never write with edited metadata (a scale_factor added)
         stored = _check_resume(out, plan.attrs, plan.batch_size, plan.mode)
         if "identity" in stored:  # same identity: the trials this command builds are the stored
             runs.restore_inputs(out, functools.partial(_create_store, plan))

@@ -18,10 +18,13 @@ The schema is documented in ``docs/schema.md``; :func:`validate` runs on write a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
+import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 import zarr
+from zarr.storage import LocalStore
 
 from mechintro._fs import staged_dir, store_lock
 from mechintro.errors import MechintroError
@@ -179,10 +183,31 @@ def create_run(
 # Per-trial digests cover the outputs. Everything else in a store — inputs and coordinates — is
 # fixed when the store is created, so its values are digested then, into the zarr group
 # ``_mechintro`` (xarray does not read sub-groups). It also keeps a copy of every array's
-# metadata and of the root's, so ``verify --repair`` can restore a deleted or truncated
-# ``zarr.json``; and a resumed run rewrites damaged inputs from the trials it rebuilds.
+# metadata and of the root's, so ``verify`` can tell an edited ``zarr.json`` (a ``scale_factor``
+# added, a ``fill_value`` changed) and ``verify --repair`` can restore it; and a resumed run
+# rewrites damaged inputs from the trials it rebuilds.
+#
+# Version 2 adds the sha256 of every chunk file: of the inputs' in the manifest (``chunks``), and
+# of each committed batch's outputs in a record written with the batch, before its commit flag
+# (``_mechintro/<flag>/<first trial>.json``; ``flags`` names the arrays each commit flag covers:
+# ``committed`` the run's outputs, ``graded`` the verdicts of ``mechintro grade``). A reader checks
+# each chunk it reads against them (:class:`_CheckedStore`), so a flipped, missing or rewritten
+# chunk is refused, never returned as data.
 
 MANIFEST_GROUP = "_mechintro"
+MANIFEST_VERSION = 2
+# A manifest group whose own metadata is lost makes zarr warn while listing the store, before
+# `verify` can say so in its own line (which names the fix).
+warnings.filterwarnings(
+    "ignore", message=f"Object at {MANIFEST_GROUP} is not recognized", category=UserWarning
+)
+# Root attributes that change after the store is created (the run's progress, the last grading);
+# every other root attribute defines the run and must equal the manifest's copy.
+_MUTABLE_ROOT = ("complete", "grading_complete")
+
+
+class DamagedRunError(MechintroError):
+    """A store's metadata or a committed chunk no longer matches its manifest."""
 
 
 def value_digest(values: Any) -> str:
@@ -197,13 +222,46 @@ def value_digest(values: Any) -> str:
     return h.hexdigest()
 
 
+def _chunk_keys(name: str, meta: Mapping[str, Any], start: int = 0, stop: int | None = None):
+    """The store keys of the chunks of array ``name`` (metadata ``meta``) that hold trials
+    ``start:stop`` along the first dimension (every chunk without ``stop``)."""
+    shape = list(meta["shape"])
+    chunks = list(meta["chunk_grid"]["configuration"]["chunk_shape"])
+    sep = meta.get("chunk_key_encoding", {}).get("configuration", {}).get("separator", "/")
+    if not shape:
+        return [f"{name}/c"]
+    stop = shape[0] if stop is None else min(stop, shape[0])
+    first = range(start // chunks[0], -(-stop // chunks[0]))
+    rest = [range(-(-n // c)) for n, c in zip(shape[1:], chunks[1:], strict=True)]
+    return [
+        f"{name}/c{sep}" + sep.join(map(str, index)) for index in itertools.product(first, *rest)
+    ]
+
+
+def _file_digest(file: Path) -> str | None:
+    """sha256 of a chunk file's bytes; ``None`` for a chunk that is not written (zarr skips
+    chunks holding only the fill value: they read as it)."""
+    try:
+        return hashlib.sha256(file.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
 def _write_manifest(path: Path, *, outputs: set[str]) -> None:
     group = zarr.open_group(str(path), mode="r+")
     names = sorted(group.array_keys())
+    metadata = {name: json.loads((path / name / "zarr.json").read_text()) for name in names}
+    fixed = [name for name in names if name not in outputs]
     manifest = {
-        "version": 1,
-        "inputs": {name: value_digest(group[name][...]) for name in names if name not in outputs},
-        "metadata": {name: json.loads((path / name / "zarr.json").read_text()) for name in names},
+        "version": MANIFEST_VERSION,
+        "inputs": {name: value_digest(group[name][...]) for name in fixed},
+        "chunks": {
+            key: _file_digest(path / key)
+            for name in fixed
+            for key in _chunk_keys(name, metadata[name])
+        },
+        "flags": {"committed": sorted(outputs - {"committed"})},
+        "metadata": metadata,
         "root": json.loads((path / "zarr.json").read_text()),
     }
     group.create_group(MANIFEST_GROUP).attrs["manifest"] = json.dumps(manifest)
@@ -212,12 +270,15 @@ def _write_manifest(path: Path, *, outputs: set[str]) -> None:
 def read_manifest(path: str | Path) -> dict | None:
     """The store's manifest, or ``None`` if it has none (a store from before manifests) or it is
     unreadable."""
-    try:
-        return json.loads(
-            zarr.open_group(str(Path(path) / MANIFEST_GROUP), mode="r").attrs["manifest"]
-        )
+    file = Path(path) / MANIFEST_GROUP / "zarr.json"
+    try:  # read directly: zarr warns (ZarrUserWarning) about a folder without its metadata
+        return json.loads(json.loads(file.read_text())["attributes"]["manifest"])
     except Exception:  # missing, truncated or foreign: the callers say what that means
         return None
+
+
+def _save_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
+    zarr.open_group(str(path / MANIFEST_GROUP), mode="r+").attrs["manifest"] = json.dumps(manifest)
 
 
 def _update_manifest_root(path: Path) -> None:
@@ -226,9 +287,97 @@ def _update_manifest_root(path: Path) -> None:
     manifest = read_manifest(path)
     if manifest is not None:
         manifest["root"] = json.loads((path / "zarr.json").read_text())
-        zarr.open_group(str(path / MANIFEST_GROUP), mode="r+").attrs["manifest"] = json.dumps(
-            manifest
+        _save_manifest(path, manifest)
+
+
+def register_arrays(path: str | Path, names: list[str], *, flag: str) -> None:
+    """Record in the manifest arrays added to a finished run (``mechintro grade``'s verdicts):
+    their metadata, and that the commit flag ``flag`` (itself among ``names``) covers the others,
+    so :func:`commit_region` records their chunks' digests. Earlier records of ``flag`` are
+    dropped (its arrays were just created anew). A store without a version-2 manifest is left as
+    it is. Call it holding the store's lock."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if manifest is None or "flags" not in manifest:
+        return
+    for name in names:
+        manifest["metadata"][name] = json.loads((path / name / "zarr.json").read_text())
+    covered = set(manifest["flags"].get(flag, [])) | {n for n in names if n != flag}
+    manifest["flags"][flag] = sorted(covered)
+    manifest["root"] = json.loads((path / "zarr.json").read_text())  # written with the arrays
+    shutil.rmtree(path / MANIFEST_GROUP / flag, ignore_errors=True)
+    _save_manifest(path, manifest)
+
+
+def set_root_attrs(path: str | Path, attrs: Mapping[str, str]) -> None:
+    """Set root attributes of a run (``mechintro grade``'s judge identities): the manifest's copy
+    first, then the store's, so an edit of them later is told from this deliberate change. Call
+    it holding the store's lock."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if manifest is not None:
+        manifest["root"].setdefault("attributes", {}).update(attrs)
+        _save_manifest(path, manifest)
+    zarr.open_group(str(path), mode="r+").attrs.update(dict(attrs))
+
+
+def _record_file(path: Path, flag: str, start: int) -> Path:
+    return path / MANIFEST_GROUP / flag / f"{start}.json"
+
+
+def _record_batch(path: Path, manifest: Mapping[str, Any], flag: str, start: int, stop: int):
+    """Write the digests of every chunk of ``flag``'s arrays for trials ``start:stop``, as stored
+    now (atomically: a temporary file renamed into place)."""
+    record = {
+        key: _file_digest(path / key)
+        for name in manifest["flags"][flag]
+        if name in manifest["metadata"]
+        for key in _chunk_keys(name, manifest["metadata"][name], start, stop)
+    }
+    file = _record_file(path, flag, start)
+    file.parent.mkdir(exist_ok=True)
+    tmp = file.with_name(f".{file.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, file)
+
+
+def commit_region(
+    path: str | Path,
+    start: int,
+    data: Mapping[str, tuple[tuple[str, ...], np.ndarray]],
+    *,
+    flag: str = "committed",
+) -> None:
+    """Write ``data`` for trials ``start : start + n``, record its chunks' digests (a version-2
+    manifest), then set the commit flag ``flag`` for those trials, in a separate, last write: a
+    kill before it leaves the trials uncommitted."""
+    path = Path(path)
+    n = len(next(iter(data.values()))[1])
+    region = {"trial": slice(start, start + n)}
+    xr.Dataset(dict(data)).to_zarr(path, region=region, consolidated=False)
+    manifest = read_manifest(path)
+    if manifest is not None and flag in manifest.get("flags", {}):
+        _record_batch(path, manifest, flag, start, start + n)
+    if flag == "committed" and _root_attr(path, "grading_complete") == "true":
+        # Trials committed after a grading are ungraded: the grading is not complete any more
+        # (`mechintro grade` resumes and grades them).
+        zarr.open_group(str(path), mode="r+").attrs["grading_complete"] = "false"
+    xr.Dataset({flag: (("trial",), np.ones(n, dtype=bool))}).to_zarr(
+        path, region=region, consolidated=False
+    )
+    if manifest is not None and flag in manifest.get("flags", {}) and flag in manifest["metadata"]:
+        # The flag's own chunks too (a kill before this leaves them unrecorded, not damaged).
+        file = _record_file(path, flag, start)
+        record = json.loads(file.read_text())
+        record.update(
+            {
+                k: _file_digest(path / k)
+                for k in _chunk_keys(flag, manifest["metadata"][flag], start, start + n)
+            }
         )
+        tmp = file.with_name(f".{file.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, file)
 
 
 def _json_ok(file: Path) -> bool:
@@ -243,15 +392,290 @@ def damaged_inputs(path: str | Path, manifest: Mapping[str, Any]) -> list[str]:
     """Input and coordinate arrays whose stored values no longer match the manifest (a chunk
     deleted, truncated or altered)."""
     group = zarr.open_group(str(path), mode="r")
+    chunks = manifest.get("chunks", {})
     bad = []
     for name, digest in manifest["inputs"].items():
         try:
             ok = value_digest(group[name][...]) == digest
         except Exception:  # a truncated chunk fails to decompress; a missing array raises KeyError
             ok = False
+        if ok and chunks:  # version 2: also the stored bytes, which a reader checks
+            keys = _chunk_keys(name, manifest["metadata"][name])
+            ok = all(_file_digest(Path(path) / k) == chunks.get(k) for k in keys)
         if not ok:
             bad.append(name)
     return bad
+
+
+# --- What a reader checks: metadata against the manifest, chunks against their digests ---------
+
+
+def _metadata_problems(path: Path, manifest: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(arrays whose ``zarr.json`` is missing, unparseable or differs from the manifest's copy;
+    root attributes that define the run and differ from the manifest's copy)."""
+    arrays = []
+    for name, meta in manifest["metadata"].items():
+        try:
+            same = json.loads((path / name / "zarr.json").read_text()) == meta
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            arrays.append(name)
+    try:
+        root = json.loads((path / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return arrays, ["(the root metadata is missing or damaged)"]
+    stored = root.get("attributes", {}) if isinstance(root, dict) else {}
+    kept = manifest["root"].get("attributes", {})
+    keys = set(stored) | set(kept)
+    attrs = sorted(
+        k
+        for k in keys
+        if (k not in _MUTABLE_ROOT and stored.get(k) != kept.get(k))
+        or (k in _MUTABLE_ROOT and stored.get(k, "false") not in ("true", "false"))
+    )
+    other = {k: v for k, v in manifest["root"].items() if k != "attributes"}
+    if {k: v for k, v in root.items() if k != "attributes"} != other:
+        attrs.append("(root metadata other than attributes)")
+    return arrays, attrs
+
+
+def _unlisted_arrays(path: Path, manifest: Mapping[str, Any]) -> list[str]:
+    """Arrays of the store that its manifest does not know."""
+    out = []
+    for sub in sorted(p for p in path.iterdir() if p.is_dir() and p.name != MANIFEST_GROUP):
+        if sub.name not in manifest["metadata"] and _json_ok(sub / "zarr.json"):
+            if json.loads((sub / "zarr.json").read_text()).get("node_type") == "array":
+                out.append(sub.name)
+    return out
+
+
+def _root_attr(path: Path, key: str) -> Any:
+    try:
+        return json.loads((path / "zarr.json").read_text())["attributes"].get(key)
+    except Exception:
+        return None
+
+
+def _n_trials(path: Path) -> int:
+    try:
+        return int(json.loads((path / "committed" / "zarr.json").read_text())["shape"][0])
+    except Exception:
+        return 0
+
+
+def _batch_size(path: Path, n: int) -> int:
+    try:
+        size = int(json.loads((path / "zarr.json").read_text())["attributes"]["batch_size"])
+    except Exception:
+        size = n
+    return max(1, min(size, n)) if n else 1
+
+
+@dataclass(frozen=True)
+class _Expected:
+    """What the manifest fixes about one chunk: its digest (``None``: not written) and where it
+    belongs (``batch``: the first trial of its batch, ``None`` for an input)."""
+
+    digest: str | None
+    name: str
+    batch: int | None
+    flag: str | None
+
+
+def _expected_chunks(
+    path: Path, manifest: Mapping[str, Any]
+) -> tuple[dict[str, _Expected], list[tuple[str, int, int, str]]]:
+    """Every chunk the manifest fixes (inputs, and the committed batches of each commit flag),
+    and the flagged batches that have no record ``(flag, start, stop)``."""
+    expected: dict[str, _Expected] = {}
+    for key, digest in manifest.get("chunks", {}).items():
+        expected[key] = _Expected(digest, key.split("/", 1)[0], None, None)
+    unrecorded = []
+    for flag in manifest.get("flags", {}):
+        try:
+            flags = np.asarray(zarr.open_array(str(path / flag), mode="r")[...], dtype=bool)
+        except Exception:
+            if flag == "committed":
+                raise
+            if flag in manifest["metadata"]:  # recorded, so it existed: every batch is suspect
+                n = _n_trials(path)
+                size = _batch_size(path, n)
+                unrecorded += [
+                    (flag, start, min(start + size, n), f"has unreadable {flag} flags")
+                    for start in range(0, n, size)
+                ]
+            continue  # otherwise a grading flag that does not exist (yet): nothing graded
+        n = flags.size
+        size = _batch_size(path, n)
+        for start, stop in _unflagged_but_done(path, flag, flags, size):
+            unrecorded.append((flag, start, stop, f"is not {flag}, but the run says it is"))
+        for start in range(0, n, size):
+            stop = min(start + size, n)
+            if not flags[start:stop].any():
+                continue
+            try:
+                record = json.loads(_record_file(path, flag, start).read_text())
+            except (OSError, ValueError):
+                unrecorded.append((flag, start, stop, f"is {flag} but has no digest record"))
+                continue
+            for key, digest in record.items():
+                expected[key] = _Expected(digest, key.split("/", 1)[0], start, flag)
+    return expected, unrecorded
+
+
+def _unflagged_but_done(
+    path: Path, flag: str, flags: np.ndarray, size: int
+) -> list[tuple[int, int]]:
+    """Batches whose flag is unset although the root says every one is set (``complete``, or
+    ``grading_complete`` for the verdicts of every committed trial)."""
+    try:
+        attrs = json.loads((path / "zarr.json").read_text())["attributes"]
+    except Exception:
+        return []
+    n = flags.size
+    if flag == "committed" and attrs.get("complete") == "true":
+        want = np.ones(n, dtype=bool)
+        if attrs.get("shard"):
+            try:
+                index, count = _shard_of(attrs, path)
+            except MechintroError:
+                return []
+            want[:] = False
+            for b in shard_batches(n, size, index, count):
+                want[b * size : (b + 1) * size] = True
+    elif flag == "graded" and attrs.get("grading_complete") == "true":
+        try:
+            want = np.asarray(zarr.open_array(str(path / "committed"), mode="r")[...], dtype=bool)
+        except Exception:
+            return []
+    else:
+        return []
+    return [
+        (start, min(start + size, n))
+        for start in range(0, n, size)
+        if (want[start : start + size] & ~flags[start : start + size]).any()
+    ]
+
+
+def _describe(path: Path, e: _Expected, key: str, n: int) -> str:
+    fix = f"run `mechintro verify --repair {path}`, then the same command again"
+    if e.flag == "graded":
+        fix = f"run `mechintro verify --repair {path}`, then `mechintro grade` again"
+    what = "is missing" if e.digest is not None else "was written where none was committed"
+    if e.batch is None:
+        where = f"input {e.name}"
+    else:
+        size = _batch_size(path, n)
+        last = min(e.batch + size, n) - 1
+        trials = f"trial {last}" if last == e.batch else f"trials {e.batch}–{last}"
+        where = f"batch {e.batch // size} ({trials}) of {e.name}"
+    return f"{path} is damaged: {where}: chunk {key} {what}; {fix}"
+
+
+class _CheckedStore(LocalStore):
+    """A read-only :class:`zarr.storage.LocalStore` that checks every chunk it reads against the
+    digest the manifest fixes for it, and refuses one that differs or is missing."""
+
+    def __init__(self, root: Path, expected: Mapping[str, _Expected]) -> None:
+        super().__init__(root, read_only=True)
+        self._expected, self._run = expected, root
+        self._n = _n_trials(root)
+
+    async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
+        buf = await super().get(key, prototype, byte_range)
+        e = self._expected.get(key)
+        if e is not None and byte_range is None:
+            got = None if buf is None else hashlib.sha256(buf.to_bytes()).hexdigest()
+            if got != e.digest:
+                message = _describe(self._run, e, key, self._n)
+                if got is not None and e.digest is not None:
+                    message = message.replace(" is missing;", " does not match its digest;")
+                raise DamagedRunError(message)
+        return buf
+
+
+def check_metadata(path: str | Path) -> None:
+    """Refuse (:class:`DamagedRunError`) a store whose arrays' metadata differs from its manifest:
+    a writer would encode new values with the edited metadata (a ``scale_factor``), and their
+    digests would vouch for them. Run before resuming a run into it."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if manifest is None or not _json_ok(path / "zarr.json"):
+        return  # no manifest to compare with; an unreadable root is refused by the resume check
+    arrays, _ = _metadata_problems(path, manifest)
+    if arrays:
+        raise DamagedRunError(
+            f"{path} is damaged: the metadata (zarr.json) of {', '.join(arrays)} is missing or "
+            f"differs from the manifest's copy; run `mechintro verify --repair {path}`, then the "
+            "same command again"
+        )
+
+
+def check_run(path: str | Path, *, full: bool = False) -> dict[str, _Expected]:
+    """Check a run's metadata against its manifest, and that each committed batch's chunks exist
+    (with ``full``, also their contents), raising :class:`DamagedRunError` — one line naming the
+    damage and `mechintro verify --repair` — on the first that does not. Returns the chunks the
+    manifest fixes (empty for a store without a version-2 manifest), for reads to check.
+
+    ``mechintro info`` and ``report`` (through :func:`open_run`) call it; a caller that shows a
+    run's values can too, to say "damaged" instead of showing them.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    fix = f"run `mechintro verify --repair {path}`"
+    if manifest is None:
+        if (path / MANIFEST_GROUP).exists():
+            raise DamagedRunError(f"{path} is damaged: its manifest is unreadable; {fix}")
+        return {}
+    if not _json_ok(path / "zarr.json"):
+        raise DamagedRunError(
+            f"{path} is not a readable zarr store (its root metadata is missing or damaged): {fix}"
+        )
+    arrays, attrs = _metadata_problems(path, manifest)
+    if arrays:
+        raise DamagedRunError(
+            f"{path} is damaged: the metadata (zarr.json) of {', '.join(arrays)} is missing or "
+            f"differs from the manifest's copy; {fix}"
+        )
+    if attrs:
+        raise DamagedRunError(
+            f"{path} is damaged: root attribute(s) {', '.join(attrs)} differ from the manifest's "
+            f"copy (edited after the run was stored); {fix}"
+        )
+    if "flags" not in manifest:
+        return {}
+    unlisted = _unlisted_arrays(path, manifest)
+    if unlisted:
+        raise DamagedRunError(
+            f"{path} is damaged: array(s) {', '.join(unlisted)} are not in the manifest; {fix}"
+        )
+    try:
+        expected, unrecorded = _expected_chunks(path, manifest)
+    except Exception as exc:
+        raise DamagedRunError(
+            f"{path} is damaged: its commit flags are unreadable ({type(exc).__name__}); {fix}"
+        ) from None
+    n = _n_trials(path)
+    if unrecorded:
+        flag, start, stop, why = unrecorded[0]
+        again = "`mechintro grade`" if flag == "graded" else "the same command"
+        raise DamagedRunError(
+            f"{path} is damaged: the batch of trials {start}–{stop - 1} {why}"
+            f"{f' (and {len(unrecorded) - 1} more)' if len(unrecorded) > 1 else ''}; {fix}, "
+            f"then {again} again"
+        )
+    for key, e in expected.items():
+        if full:
+            bad = _file_digest(path / key) != e.digest
+        else:
+            bad = (e.digest is not None) != os.path.isfile(path / key)
+        if bad:
+            message = _describe(path, e, key, n)
+            if full and e.digest is not None and (path / key).is_file():
+                message = message.replace(" is missing;", " does not match its digest;")
+            raise DamagedRunError(message)
+    return expected
 
 
 # --- Derived groups: arrays computed from a finished run, committed whole -----------------------
@@ -393,9 +817,18 @@ def restore_inputs(path: str | Path, make_fresh: Any) -> list[str]:
             shutil.rmtree(path / name, ignore_errors=True)
             shutil.copytree(fresh / name, path / name)
         if manifest is None:
+            # The committed batches of a store from before manifests have no digest records:
+            # the manifest it gets covers its inputs and metadata only.
+            fresh_manifest.pop("flags", None)
             shutil.rmtree(path / MANIFEST_GROUP, ignore_errors=True)
             shutil.copytree(fresh / MANIFEST_GROUP, path / MANIFEST_GROUP)
+            _save_manifest(path, fresh_manifest)
             _update_manifest_root(path)
+        elif "chunks" in manifest:  # the rewritten arrays' chunks are the fresh store's
+            for name in names:
+                for key in _chunk_keys(name, manifest["metadata"][name]):
+                    manifest["chunks"][key] = fresh_manifest["chunks"].get(key)
+            _save_manifest(path, manifest)
     if names:
         log.warning(
             "%s: rewrote damaged input array(s) %s from the trials of this command",
@@ -439,15 +872,9 @@ def write_batch(
 ) -> None:
     """Write one batch's outputs for trials ``start : start + n`` with their digests, then mark
     them committed."""
-    n = len(next(iter(outputs.values()))[1])
-    region = {"trial": slice(start, start + n)}
-    data = xr.Dataset({k: v for k, v in outputs.items()})
+    data = dict(outputs)
     data["digest"] = (("trial",), np.array(trial_digests(outputs), dtype=object))
-    data.to_zarr(path, region=region, consolidated=False)
-    # The commit flag is a separate, later write: a kill before it leaves the batch uncommitted.
-    xr.Dataset({"committed": (("trial",), np.ones(n, dtype=bool))}).to_zarr(
-        path, region=region, consolidated=False
-    )
+    commit_region(path, start, data, flag="committed")
 
 
 def mark_complete(path: str | Path) -> None:
@@ -520,23 +947,36 @@ def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
         raise bad(f"resid is {ds['resid'].dtype}, expected float16")
 
 
-def open_run(path: str | Path, *, committed_only: bool = True) -> xr.Dataset:
+def open_run(path: str | Path, *, committed_only: bool = True, check: str = "fast") -> xr.Dataset:
     """Open and validate a run, lazily (residuals stay on disk until used).
 
     Args:
         committed_only: keep only trials whose outputs were fully written (the default). An
             interrupted run opens with the trials it finished; resume it to add the rest.
+        check: ``"fast"`` (the default) compares every array's metadata and the attributes
+            that define the run with the store's manifest and checks that every committed
+            chunk exists, at open; and each chunk against its digest when it is first read.
+            ``"full"`` also reads every chunk at open; ``"off"`` checks nothing (what
+            ``verify`` uses to look at a damaged store). A damaged store raises
+            :class:`DamagedRunError`: one line naming the damage and ``mechintro verify
+            --repair``.
 
     Returns:
         The run's :class:`xarray.Dataset` (see ``docs/schema.md``).
     """
     path = _as_path(path)
+    if check not in ("fast", "full", "off"):
+        raise MechintroError(f"check={check!r}: choose 'fast', 'full' or 'off'")
     if not path.exists():
         raise MechintroError(
             f"run {path} does not exist: check the path, or create it with `mechintro run`"
         )
+    expected = check_run(path, full=check == "full") if check != "off" else {}
     try:
-        ds = xr.open_zarr(path, consolidated=False, zarr_format=3)
+        store = _CheckedStore(path, expected) if expected else path
+        ds = xr.open_zarr(store, consolidated=False, zarr_format=3)
+    except DamagedRunError:
+        raise
     except Exception as exc:  # a foreign or truncated store raises many different types
         raise MechintroError(
             f"{path} is not a readable zarr store ({type(exc).__name__}): is it a mechintro run?"
@@ -627,13 +1067,13 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
                 "digested its inputs): inputs are not checked"
             )
     else:
-        broken = [
-            name for name in ["", *manifest["metadata"]] if not _json_ok(path / name / "zarr.json")
-        ]
+        edited, root_attrs = _metadata_problems(path, manifest)
+        broken = ([""] if not _json_ok(path / "zarr.json") else []) + edited
         if broken:
             what = (
                 "metadata (zarr.json) of "
-                f"{', '.join(n or 'the root' for n in broken)} missing or damaged"
+                f"{', '.join(n or 'the root' for n in broken)} missing, damaged or edited "
+                "(not the manifest's copy)"
             )
             if not repair:
                 problems.append(f"{what}: {fix}")
@@ -650,6 +1090,41 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
                 "run the same command again to finish it"
             )
             needs_rerun = True
+        elif root_attrs:
+            what = (
+                f"root attribute(s) {', '.join(root_attrs)} differ from the manifest's copy "
+                "(edited after the run was stored)"
+            )
+            if repair:
+                current = json.loads((path / "zarr.json").read_text()).get("attributes", {})
+                root = json.loads(json.dumps(manifest["root"]))
+                root.setdefault("attributes", {}).update(
+                    {
+                        k: v
+                        for k, v in current.items()
+                        if k in _MUTABLE_ROOT and v in ("true", "false")
+                    }
+                )
+                (path / "zarr.json").write_text(json.dumps(root))
+            if not repair:  # the rest would be checked against an altered definition
+                problems.append(f"{what}: {fix}")
+                return VerifyReport(problems=problems, notes=notes)
+            problems.append(f"{what}: restored from the manifest")
+        unlisted = _unlisted_arrays(path, manifest)
+        if unlisted and "flags" in manifest:
+            if repair:
+                for name in unlisted:
+                    shutil.rmtree(path / name)
+            problems.append(
+                f"array(s) {', '.join(unlisted)} are not in the manifest (not written by "
+                "mechintro, or by a command that was stopped before it recorded them): "
+                + ("deleted" if repair else "run `mechintro verify --repair` to delete them")
+            )
+        elif unlisted:
+            notes.append(
+                f"array(s) {', '.join(unlisted)} are not in the manifest (written before "
+                "mechintro recorded such arrays): not checked"
+            )
     try:
         attrs = read_attrs(path)
     except MechintroError:
@@ -728,6 +1203,34 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
                 1
             ].astype(bool)
             unflagged += [start + int(i) for i in rows if bad[i]]
+    # 3b. Every chunk of each flagged batch against the record written before its flag.
+    damaged_grades: list[int] = []
+    if manifest is not None and "flags" in manifest:
+        try:
+            chunks, unrecorded = _expected_chunks(path, manifest)
+        except Exception:  # the commit flags are unreadable: the loop above reported them
+            chunks, unrecorded = {}, []
+        bad_batches = {(flag, start) for flag, start, _, _ in unrecorded}
+        for key, e in chunks.items():
+            if e.batch is not None and _file_digest(path / key) != e.digest:
+                bad_batches.add((e.flag, e.batch))
+        for flag, start in sorted(bad_batches, key=lambda fs: (str(fs[0]), fs[1])):
+            target = damaged if flag == "committed" else damaged_grades
+            if start not in target:
+                target.append(start)
+        damaged.sort()
+    if damaged_grades:
+        msg = (
+            f"{len(damaged_grades)} graded batch(es) (first at trial {damaged_grades[0]}) have "
+            "verdicts that are missing, unreadable or no longer match their digests"
+        )
+        if repair:
+            for start in damaged_grades:
+                _drop_flagged(path, manifest, "graded", start, min(start + batch_size, n))
+            group.attrs["grading_complete"] = "false"
+            problems.append(msg + ": marked ungraded; run `mechintro grade` again to grade them")
+        else:
+            problems.append(msg + ": run `mechintro verify --repair`, then `mechintro grade` again")
     expected = np.ones(n, dtype=bool)
     if attrs.get("shard"):  # a shard owns some batches; the others stay uncommitted
         index, count = _shard_of(attrs, path)
@@ -768,6 +1271,9 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
         if repair:
             for start in damaged:
                 _drop_outputs(path, group, start, min(start + batch_size, n), manifest)
+                if manifest is not None and "graded" in manifest.get("flags", {}):
+                    _drop_flagged(path, manifest, "graded", start, min(start + batch_size, n))
+                    group.attrs["grading_complete"] = "false"
             problems.append(msg + ": marked uncommitted; " + again)
         else:
             problems.append(msg + ": " + fix)
@@ -826,6 +1332,22 @@ def _drop_outputs(
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
+    for flag in ("committed", "graded"):
+        _record_file(path, flag, start).unlink(missing_ok=True)
+
+
+def _drop_flagged(
+    path: Path, manifest: Mapping[str, Any], flag: str, start: int, stop: int
+) -> None:
+    """Delete the chunks of the arrays the commit flag ``flag`` covers, of the flag itself and
+    its record, for trials ``start:stop``: they read as never written."""
+    for name in [*manifest["flags"][flag], flag]:
+        meta = manifest["metadata"].get(name)
+        if meta is None:
+            continue
+        for key in _chunk_keys(name, meta, start, stop):
+            (path / key).unlink(missing_ok=True)
+    _record_file(path, flag, start).unlink(missing_ok=True)
 
 
 # Attributes that must agree between the shards of one run (the rest — creation time, commit,
@@ -885,7 +1407,10 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
     if not shards:
         raise MechintroError("no shards given: pass the store of every shard")
     paths = [Path(p) for p in shards]
-    opened = [(p, open_run(p, committed_only=False)) for p in paths]
+    try:
+        opened = [(p, open_run(p, committed_only=False)) for p in paths]
+    except DamagedRunError as exc:
+        raise MechintroError(f"merge refused: {exc}") from None
     by_index: dict[int, Path] = {}
     count = None
     first = opened[0][1]
@@ -948,18 +1473,8 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
                         f"shard {index}/{count} ({p}) has uncommitted "
                         f"trials in batch {b}: run its command again"
                     )
-                outputs = xr.Dataset(
-                    {v: (part[v].dims, part[v].values) for v in _OUTPUT_VARS if v in part}
-                )
-                outputs.to_zarr(staging, region=region, consolidated=False)
-                xr.Dataset(
-                    {
-                        "committed": (
-                            ("trial",),
-                            np.ones(region["trial"].stop - region["trial"].start, dtype=bool),
-                        )
-                    }
-                ).to_zarr(staging, region=region, consolidated=False)
+                outputs = {v: (part[v].dims, part[v].values) for v in _OUTPUT_VARS if v in part}
+                commit_region(staging, region["trial"].start, outputs, flag="committed")
         group = zarr.open_group(str(staging), mode="r+")
         if not np.asarray(group["committed"][:], dtype=bool).all():
             raise MechintroError(

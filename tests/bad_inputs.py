@@ -91,8 +91,32 @@ def build_env(root: Path) -> Path:
     )
     shutil.copytree(root / "run.zarr", root / "truncated.zarr")
     (root / "truncated.zarr" / "zarr.json").write_text('{"zarr_format": 3, "node_')
+    _damaged_copies(root)
     (root / "notes.txt").write_text("not a store")
     return root
+
+
+def _damaged_copies(root: Path) -> None:
+    """Copies of run.zarr with an edited zarr.json and with a bit flipped in a committed chunk
+    (issue 30)."""
+    import json
+
+    shutil.copytree(root / "run.zarr", root / "scaled.zarr")
+    meta_file = root / "scaled.zarr" / "answer_logprobs" / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    meta["attributes"]["scale_factor"] = 0.5
+    meta_file.write_text(json.dumps(meta))
+    shutil.copytree(root / "run.zarr", root / "flipped.zarr")
+    chunk = root / "flipped.zarr" / "answer_logprobs" / "c" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x04
+    chunk.write_bytes(bytes(data))
+
+
+def _read_flipped(env: Path):
+    from mechintro.runs import open_run
+
+    return open_run(env / "flipped.zarr")["answer_logprobs"].load()
 
 
 def _generation_run(model, out: Path) -> None:
@@ -1424,6 +1448,24 @@ CASES += [
         ],
         patch=local_model_keys,
         out="new.zarr",
+    ),
+    Case(
+        "info-edited-metadata",
+        "`info` on a run whose zarr.json was edited (a scale_factor added to answer_logprobs)",
+        "differs from the manifest's copy",
+        argv=["info", "{env}/scaled.zarr"],
+    ),
+    Case(
+        "info-flipped-chunk",
+        "`info` on a run with one bit flipped in a committed chunk",
+        "does not match its digest",
+        argv=["info", "{env}/flipped.zarr"],
+    ),
+    Case(
+        "api-read-flipped-chunk",
+        "Python API: reading a committed chunk with one bit flipped",
+        "does not match its digest",
+        call=_read_flipped,
     ),
 ]
 

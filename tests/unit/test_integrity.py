@@ -423,3 +423,319 @@ def test_a_batch_larger_than_the_run_is_the_whole_run(tiny, tmp_path):
 
 class _Huge:
     n_layers, d_model = 10**5, 10**5
+
+
+# --- Issue 30: metadata, grade arrays and reads are covered by the manifest ----------------------
+
+
+def _graded_run(model, out, judged=True):
+    """A small generation run with residuals, graded by a deterministic judge."""
+    from mechintro import judge
+
+    trials = [
+        dataclasses.replace(t, labels={"question": "Trial 1: anything?"})
+        for t in _trials(model, [1.0, 2.0, 3.0, 4.0, 5.0])
+    ]
+    runner.execute(
+        model,
+        trials,
+        out,
+        config={"t": "graded"},
+        mode="generate",
+        generation=runner.Generation(max_new_tokens=4),
+        batch_size=2,
+        record=True,
+    )
+    if judged:
+        judge.grade_run(
+            out, _CountingJudge(), criteria=["coherence", "affirmative"], progress=False
+        )
+    return out
+
+
+def _edit_json(file: Path, edit) -> None:
+    import json
+
+    meta = json.loads(file.read_text())
+    edit(meta)
+    file.write_text(json.dumps(meta))
+
+
+def _refused_everywhere(out: Path, capsys, report: bool = True) -> None:
+    """verify reports the damage; open_run (with a read), info and report refuse in one line
+    (``report=False``: the damage is in the residuals, which the report does not read)."""
+    from mechintro.errors import MechintroError
+
+    assert not runs.verify(out).ok
+    with pytest.raises(MechintroError, match=r"damaged|not a readable"):
+        runs.open_run(out, committed_only=False).load()
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "damaged" in err and "verify --repair" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    if not report:
+        return
+    assert main(["report", str(out), "--out", str(out.parent / "report.html")]) == 2
+    err = capsys.readouterr().err
+    assert "damaged" in err and len(err.strip().splitlines()) == 1, err
+    assert not (out.parent / "report.html").exists()
+
+
+@pytest.mark.parametrize(("name", "factor"), [("strength", 2.0), ("answer_logprobs", 0.5)])
+def test_an_added_scale_factor_is_refused_and_repaired(tiny, tmp_path, name, factor, capsys):
+    # issue 30 row 1, before: verify OK, open_run returned strengths x2 / log-probs halved
+    reference = _identity_run(tiny, tmp_path / "ref.zarr")
+    expected = runs.open_run(reference).load()
+    out = tmp_path / "r.zarr"
+    shutil.copytree(reference, out)
+    _edit_json(out / name / "zarr.json", lambda m: m["attributes"].update(scale_factor=factor))
+    report = runs.verify(out)
+    assert any(f"zarr.json) of {name}" in p for p in report.problems), report
+    _refused_everywhere(out, capsys)
+    with pytest.raises(runs.DamagedRunError, match=f"zarr.json\\) of {name}"):
+        _identity_run(tiny, out)  # a resume would write with the edited encoding
+    runs.verify(out, repair=True)
+    _identity_run(tiny, out)
+    assert runs.verify(out).ok
+    xr.testing.assert_identical(runs.open_run(out).load(), expected)
+
+
+def test_edited_config_and_fill_value_are_refused_and_repaired(tiny, tmp_path, capsys):
+    # issue 30 row 3, before: verify OK after either edit
+    import json
+
+    reference = _identity_run(tiny, tmp_path / "ref.zarr")
+    expected = runs.open_run(reference).load()
+    config = tmp_path / "config.zarr"
+    shutil.copytree(reference, config)
+    _edit_json(
+        config / "zarr.json",
+        lambda m: m["attributes"].update(config=json.dumps({"t": "identity", "strengths": 8})),
+    )
+    assert any("root attribute(s) config differ" in p for p in runs.verify(config).problems)
+    _refused_everywhere(config, capsys)
+    runs.verify(config, repair=True)
+    assert runs.verify(config).ok
+    xr.testing.assert_identical(runs.open_run(config).load(), expected)
+
+    fill = tmp_path / "fill.zarr"
+    shutil.copytree(reference, fill)
+    _edit_json(fill / "answer_logprobs" / "zarr.json", lambda m: m.update(fill_value=5.0))
+    assert any("answer_logprobs" in p for p in runs.verify(fill).problems)
+    _refused_everywhere(fill, capsys)
+    runs.verify(fill, repair=True)
+    _identity_run(tiny, fill)
+    assert runs.verify(fill).ok
+    xr.testing.assert_identical(runs.open_run(fill).load(), expected)
+
+
+def _rewrite_verdicts(out: Path) -> None:
+    """Two YES verdicts of one batch rewritten to NO as a valid chunk (zarr writes it)."""
+    import zarr
+
+    array = zarr.open_array(str(out / "grade_affirmative"), mode="r+")
+    values = np.asarray(array[0:2]).astype(object)
+    array[0:2] = np.array(["NO" if v == "YES" else "YES" for v in values], dtype=object)
+
+
+@pytest.mark.parametrize("damage", ["delete", "rewrite", "truncate"])
+def test_damaged_grades_are_refused_and_regraded(tiny, tmp_path, damage, capsys):
+    # issue 30 row 4, before: verify OK; open_run returned blanks / wrong verdicts with graded
+    # true; the truncated reply made info and report crash with a Zstd traceback
+    from mechintro import judge
+
+    reference = _graded_run(tiny, tmp_path / "ref.zarr")
+    expected = runs.open_run(reference).load()
+    out = tmp_path / "r.zarr"
+    shutil.copytree(reference, out)
+    if damage == "delete":
+        (out / "grade_coherence" / "c" / "1").unlink()
+    elif damage == "rewrite":
+        _rewrite_verdicts(out)
+    else:
+        chunk = out / "grade_affirmative_reply" / "c" / "2"
+        chunk.write_bytes(chunk.read_bytes()[:5])
+    report = runs.verify(out)
+    assert any("graded batch(es)" in p for p in report.problems), report
+    _refused_everywhere(out, capsys)
+    runs.verify(out, repair=True)
+    assert runs.verify(out).ok  # the batch is ungraded now, the run itself sound
+    judge.grade_run(out, _CountingJudge(), criteria=["coherence", "affirmative"], progress=False)
+    assert runs.verify(out).ok
+    xr.testing.assert_identical(runs.open_run(out).load().drop_attrs(), expected.drop_attrs())
+
+
+def test_flipped_or_deleted_chunk_is_refused_on_read(tiny, tmp_path, capsys):
+    # issue 30 row 10, before: a bit flip decoded to -2.57e10, a deleted chunk read as NaN, and
+    # open_run, info and report showed them as committed data
+    from mechintro.errors import MechintroError
+
+    kw = dict(config={"t": "flip"}, mode="logits", answers=runner.YES_NO, batch_size=2, record=True)
+    reference = runner.execute(tiny, _trials(tiny, [1.0, 2.0, 3.0]), tmp_path / "ref.zarr", **kw)
+    flipped = tmp_path / "flip.zarr"
+    shutil.copytree(reference, flipped)
+    chunk = flipped / "resid" / "c" / "1" / "2" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    chunk.write_bytes(bytes(data))
+    ds = runs.open_run(flipped)  # opening is cheap: the chunk is checked when it is read
+    assert np.isfinite(ds["resid"].isel(trial=0).values).all()  # batch 0 is sound
+    with pytest.raises(MechintroError, match=r"batch 1 \(trial 2\) of resid.*does not match"):
+        ds["resid"].load()
+    _refused_everywhere(flipped, capsys, report=False)
+
+    deleted = tmp_path / "deleted.zarr"
+    shutil.copytree(reference, deleted)
+    (deleted / "answer_logprobs" / "c" / "0" / "0").unlink()
+    with pytest.raises(MechintroError, match=r"batch 0 \(trials 0–1\) of answer_logprobs.*missing"):
+        runs.open_run(deleted)
+    _refused_everywhere(deleted, capsys)
+    for out in (flipped, deleted):
+        runs.verify(out, repair=True)
+        runner.execute(tiny, _trials(tiny, [1.0, 2.0, 3.0]), out, **kw)
+        assert runs.verify(out).ok
+        xr.testing.assert_identical(runs.open_run(out).load(), runs.open_run(reference).load())
+
+
+def _flip_bit(file: Path, rng: random.Random) -> None:
+    data = bytearray(file.read_bytes())
+    i = rng.randrange(len(data))
+    data[i] ^= 1 << rng.randrange(8)
+    file.write_bytes(bytes(data))
+
+
+def _edit_metadata(out: Path, victim: Path, rng: random.Random) -> str:
+    """One edit of an array's or the root's zarr.json that changes what a read returns."""
+    import json
+
+    if victim.parent == out:  # the root: an attribute that defines the run
+        meta = json.loads(victim.read_text())
+        key = rng.choice(["config", "identity", "model", "batch_size", "mode", "seed"])
+        meta["attributes"][key] = str(meta["attributes"].get(key, "")) + "x"
+        victim.write_text(json.dumps(meta))
+        return f"root {key}"
+    meta = json.loads(victim.read_text())
+    edits = {
+        "scale_factor": lambda m: m["attributes"].update(scale_factor=rng.choice([2.0, 0.5])),
+        "add_offset": lambda m: m["attributes"].update(add_offset=1.0),
+        "fill_value": lambda m: m.update(fill_value=5 if m["data_type"] != "string" else "x"),
+        "units": lambda m: m["attributes"].update(units="days since 2000-01-01"),
+        "codecs": lambda m: m["codecs"].reverse(),
+        "shape": lambda m: m.update(shape=[m["shape"][0] + 1, *m["shape"][1:]]),
+    }
+    name = rng.choice(sorted(edits))
+    edits[name](meta)
+    victim.write_text(json.dumps(meta))
+    return name
+
+
+def _rewrite_chunk(out: Path, victim: Path) -> str:
+    """A chunk of an output or grade array rewritten as a valid chunk with other values."""
+    import zarr
+
+    name, index = victim.relative_to(out).parts[0], victim.relative_to(out).parts[2:]
+    array = zarr.open_array(str(out / name), mode="r+")
+    block = tuple(int(i) for i in index)
+    values = np.asarray(array.get_block_selection(block))
+    if values.dtype.kind in "OTU":
+        new = np.array([str(v)[::-1] + "!" for v in values.ravel()], dtype=object)
+        new = new.reshape(values.shape)
+    elif values.dtype == bool:
+        new = ~values
+    else:
+        new = values + 1
+    array.set_block_selection(block, new)
+    return "rewritten"
+
+
+@pytest.mark.parametrize("how", ["delete", "truncate", "flip", "metadata", "rewrite"])
+def test_random_damage_of_a_graded_run_is_caught_everywhere(tiny, tmp_path, how, capsys):
+    """Issue 30: metadata edits and grade arrays included, every draw is reported by verify and
+    refused by open_run (at open or on read) and info, each in one line."""
+    from mechintro.errors import MechintroError
+
+    reference = _graded_run(tiny, tmp_path / "reference.zarr")
+    files = _store_files(reference)
+    metadata = [p for p in files if p.name == "zarr.json"]
+    chunks = [p for p in files if p.name != "zarr.json"]
+    outputs = [
+        p
+        for p in chunks
+        if p.relative_to(reference).parts[0] not in runs.read_manifest(reference)["inputs"]
+        and p.relative_to(reference).parts[0] not in ("committed", "graded")
+    ]
+    pool = {"metadata": metadata, "rewrite": outputs, "flip": files}.get(how, files)
+    rng = random.Random(f"graded-{how}")
+    for draw in range(CORRUPTION_DRAWS):
+        out = tmp_path / f"draw{draw}.zarr"
+        shutil.copytree(reference, out)
+        victim = out / rng.choice(pool).relative_to(reference)
+        if how == "delete":
+            victim.unlink()
+        elif how == "truncate":
+            data = victim.read_bytes()
+            victim.write_bytes(data[: rng.randrange(len(data))])
+        elif how == "flip":
+            _flip_bit(victim, rng)
+        elif how == "metadata":
+            how = f"metadata {_edit_metadata(out, victim, rng)}"
+        else:
+            _rewrite_chunk(out, victim)
+        where = f"draw {draw}: {how} {victim.relative_to(out)}"
+        assert not runs.verify(out).ok, where
+        with pytest.raises(MechintroError):
+            runs.open_run(out, committed_only=False).load()
+        capsys.readouterr()
+        assert main(["info", str(out)]) == 2, where
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, (where, err)
+        how = how.split(" ")[0]
+        shutil.rmtree(out)
+
+
+def test_a_lost_manifest_is_one_line_without_a_zarr_warning(tiny, tmp_path):
+    # issue 30, before: a ZarrUserWarning ("Object at _mechintro is not recognized") preceded
+    # verify's line
+    import subprocess
+    import sys
+
+    out = _identity_run(tiny, tmp_path / "r.zarr")
+    (out / runs.MANIFEST_GROUP / "zarr.json").unlink()
+    done = subprocess.run(
+        [sys.executable, "-m", "mechintro.cli", "verify", str(out)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1 and "manifest is missing or damaged" in done.stdout
+    assert "Warning" not in done.stderr, done.stderr
+
+
+def test_a_run_finished_after_its_grading_opens_and_grades_the_rest(tiny, tmp_path, monkeypatch):
+    # a run graded while incomplete, then finished: its new trials are ungraded, not damage
+    from mechintro import judge
+
+    reference = _graded_run(tiny, tmp_path / "ref.zarr")
+    out = tmp_path / "r.zarr"
+    real, calls = runs.write_batch, []
+
+    def once(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "write_batch", once)
+    with pytest.raises(KeyboardInterrupt):
+        _graded_run(tiny, out, judged=False)
+    monkeypatch.setattr(runs, "write_batch", real)
+    judge.grade_run(out, _CountingJudge(), criteria=["coherence", "affirmative"], progress=False)
+    _graded_run(tiny, out, judged=False)  # finishes the run
+    assert runs.open_run(out).attrs["grading_complete"] == "false" and runs.verify(out).ok
+    judge.grade_run(out, _CountingJudge(), criteria=["coherence", "affirmative"], progress=False)
+    assert runs.verify(out).ok
+    xr.testing.assert_identical(
+        runs.open_run(out).load().drop_attrs(), runs.open_run(reference).load().drop_attrs()
+    )

@@ -165,6 +165,8 @@ def test_staging_cleanup_spares_live_writers_and_user_folders(tmp_path):
     stale = tmp_path / f"x.zarr.partial-{_fs._host()}-{dead.pid}"  # ours, its writer gone
     for folder in (user, live, other_host, stale):
         folder.mkdir()
+    for folder in (live, stale):  # a writer marks its staging folder before making it
+        _fs._marker(folder).write_text("staging")
     with _fs.staged_dir(out) as staging:
         staging.mkdir()
     assert (
@@ -191,3 +193,33 @@ def test_sigterm_prints_the_resume_line(monkeypatch, capsys):
         == "mechintro: interrupted; committed trials are kept — run the same command to resume"
     )
     assert signal.getsignal(signal.SIGTERM) is not cli._on_sigterm  # restored afterwards
+
+
+def test_a_store_and_a_link_to_it_share_one_lock(tmp_path):
+    # issue 30 row 6, before: writers on real.zarr and link.zarr both held "the" lock and wrote
+    from mechintro._fs import staged_dir, store_lock
+    from mechintro.errors import MechintroError
+
+    real = tmp_path / "real.zarr"
+    real.mkdir()
+    link = tmp_path / "link.zarr"
+    link.symlink_to(real)
+    (tmp_path / "sub").mkdir()
+    dotted = tmp_path / "sub" / ".." / "real.zarr"
+    with store_lock(real):
+        for other in (link, dotted):
+            with pytest.raises(MechintroError, match=LOCKED):
+                with store_lock(other):
+                    pass
+    with store_lock(link):
+        with pytest.raises(MechintroError, match=LOCKED):
+            with store_lock(real):
+                pass
+    fresh_link = tmp_path / "new-link.zarr"
+    fresh_link.symlink_to(tmp_path / "new-real.zarr")  # a link to a store not made yet
+    with staged_dir(fresh_link) as staging:
+        assert staging.parent == tmp_path and staging.name.startswith("new-real.zarr.partial-")
+        staging.mkdir()
+    assert (
+        tmp_path / "new-real.zarr"
+    ).is_dir() and fresh_link.resolve() == tmp_path / "new-real.zarr"

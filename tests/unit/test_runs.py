@@ -97,6 +97,10 @@ def test_resume_with_other_config_is_refused(tiny, vectors, tmp_path):
     D.run(_config(), tmp_path / "r.zarr", model=tiny, vectors=vectors)
     with pytest.raises(MechintroError, match="differs in: strengths"):
         D.run(_config(strengths=(1.0, 4.0)), tmp_path / "r.zarr", model=tiny, vectors=vectors)
+    # issue 30, before: "differs in: batch_size, batch_size" (an attribute and a config field)
+    with pytest.raises(MechintroError, match="differs in: batch_size\\)") as refused:
+        D.run(_config(batch_size=4), tmp_path / "r.zarr", model=tiny, vectors=vectors)
+    assert str(refused.value).count("batch_size") == 1, refused.value
 
 
 def test_bad_input_leaves_no_file(tiny, vectors, tmp_path):
@@ -241,3 +245,43 @@ def test_truncated_model_cache_manifest_is_reconverted(tiny, tmp_path, monkeypat
     manifest.write_text(manifest.read_text()[:10])  # before: a JSONDecodeError traceback
     models._load_offline(spec, "float32", None)
     assert len(converted) == 2 and json.loads(manifest.read_text())["gguf_sha256"] == spec.sha256
+
+
+_ABANDONED_WRITES = """
+import asyncio, errno, sys
+from zarr.core.sync import _get_loop
+from mechintro import cli
+
+def full_disk(args):  # what a full disk leaves: zarr's other chunk writes pending in its loop
+    async def stuck():
+        await asyncio.Event().wait()
+
+    async def spawn():
+        return [asyncio.ensure_future(stuck()) for _ in range(5)]
+
+    asyncio.run_coroutine_threadsafe(spawn(), _get_loop()).result()
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+cli._cmd_info = full_disk
+sys.exit(cli.main(["info", "x.zarr"]))
+"""
+
+
+def test_disk_full_is_one_line(tmp_path):
+    # issue 30, before: the right line, then ~70 lines of asyncio "Task was destroyed but it is
+    # pending!" with tracebacks (seen with a SmolLM2 run on a 4 MB tmpfs)
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", _ABANDONED_WRITES],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0], done.stderr

@@ -231,3 +231,50 @@ def test_merge_refuses_a_damaged_shard(tiny, tmp_path):
         runs.verify(merged).ok
         and runs.read_manifest(merged)["root"]["attributes"].get("shard") is None
     )
+
+
+def test_merge_refuses_a_shard_with_edited_metadata(tiny, tmp_path, capsys):
+    # issue 30 row 2, before: merge exited 0 and the merged store failed verify afterwards
+    import json
+    import shutil
+
+    from mechintro.cli import main
+
+    a = _run(tiny, tmp_path / "a.zarr", "logits", runner.Shard(1, 2))
+    b = _run(tiny, tmp_path / "b.zarr", "logits", runner.Shard(2, 2))
+    hurt = tmp_path / "hurt.zarr"
+    shutil.copytree(b, hurt)
+    meta = json.loads((hurt / "answer_logprobs" / "zarr.json").read_text())
+    meta["attributes"]["scale_factor"] = 0.5
+    (hurt / "answer_logprobs" / "zarr.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(["merge", str(a), str(hurt), "--out", str(tmp_path / "m.zarr")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "merge refused" in err and "answer_logprobs" in err, err
+    assert not (tmp_path / "m.zarr").exists()
+
+
+def test_user_folders_named_like_staging_folders_survive_a_merge(tiny, tmp_path):
+    # issue 30 row 5, before: `victim.zarr.partial-2024` and `victim.zarr.partial-vm-2025` (on
+    # host vm, no such process) were deleted with their files by `merge --out victim.zarr`
+    import subprocess
+    import sys
+
+    from mechintro import _fs
+    from mechintro.cli import main
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folders = [
+        tmp_path / "victim.zarr.partial-2024",
+        tmp_path / f"victim.zarr.partial-{_fs._host()}-{dead.pid}",  # this host, a gone pid
+    ]
+    for folder in folders:
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine")
+    a = _run(tiny, tmp_path / "a.zarr", "logits", runner.Shard(1, 2))
+    b = _run(tiny, tmp_path / "b.zarr", "logits", runner.Shard(2, 2))
+    assert main(["-q", "merge", str(a), str(b), "--out", str(tmp_path / "victim.zarr")]) == 0
+    for folder in folders:
+        assert (folder / "notes.txt").read_text() == "mine", folder
+    assert runs.verify(tmp_path / "victim.zarr").ok
