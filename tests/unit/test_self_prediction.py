@@ -687,6 +687,55 @@ def test_calibration_bins_the_pooled_points_as_the_authors_do():
         sp.calibration(shifted, statistic="median")
 
 
+def test_calibration_bootstrap_equals_binned_mad_of_each_resample_bit_for_bit():
+    """The calibration interval's resamples are binned in one pass
+    (``_binned_mad_resamples``, for speed): each must equal :func:`binned_mad` of the resample's
+    points exactly (ties, duplicate edges, single-valued and one-point resamples included)."""
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        n = int(rng.integers(1, 30))
+        points = []
+        for _ in range(n):
+            m = int(rng.integers(1, 4))
+            if trial % 3 == 0:  # few distinct values: duplicate edges and one-value resamples
+                points.append(
+                    [(float(rng.choice([0.25, 0.5])), float(rng.random())) for _ in range(m)]
+                )
+            else:
+                points.append(
+                    [(float(rng.integers(1, 11) / 10), float(rng.random())) for _ in range(m)]
+                )
+        labels = rng.integers(0, int(rng.integers(1, n + 1)), n)
+        groups = [np.nonzero(labels == c)[0] for c in np.unique(labels)]
+        picks = [rng.integers(0, len(groups), len(groups)) for _ in range(5)]
+        expected = [
+            sp.binned_mad([p for g in pick for k in groups[g] for p in points[k]]) for pick in picks
+        ]
+        assert sp._binned_mad_resamples(points, groups, picks) == expected
+
+
+def test_punctuation_is_deleted_as_the_authors_loop_does():
+    """clean() and the compliance checks delete punctuation with str.translate (for speed): the
+    same strings as the authors' character loop."""
+    import string
+
+    rng = np.random.default_rng(0)
+    alphabet = [*string.printable, "é", "ü", "’", "—", "Ω"]
+    for _ in range(200):
+        text = "".join(rng.choice(alphabet, int(rng.integers(0, 40))))
+        loop = " ".join(
+            "".join(c for c in text.lower() if c not in string.punctuation)
+            .replace("\n", " ")
+            .replace("\r", " ")
+            .replace("\t", " ")
+            .split()
+        )
+        assert sp_shared.clean(text) == loop
+        assert sp_shared._cs(text) == "".join(
+            c for c in text.lower().strip() if c not in string.punctuation
+        )
+
+
 def test_a_calibration_run_samples_each_prompt(tmp_path):
     model = build_tiny("llama")
     with pytest.raises(MechintroError, match="set temperature"):
