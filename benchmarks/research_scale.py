@@ -10,10 +10,10 @@ Four measurements, printed as JSON lines (``docs/performance.md``, "Research sca
    relative error each introduces (per vector, and in a logit-lens readout at the last layer).
 3. ``store``: a logit-mode run with residuals recorded, through ``runner.execute``, on SmolLM2
    and on random-weight Llama models with the 8B and 70B widths (hidden size, heads, KV heads,
-   MLP width of the published configs) but only ``--sim-layers`` layers and SmolLM2's tokenizer (49,152
-   entries) so they fit in this machine's memory. Time in the forward (``engine.run_batch``) and in the
-   store's write (``runs.write_batch``, on the background writer's thread) is accumulated
-   separately; bytes per trial on disk
+   MLP width of the published configs) but only ``--sim-layers`` layers and SmolLM2's tokenizer
+   (49,152 entries) so they fit in this machine's memory. Time in the forward
+   (``engine.run_batch``) and in the store's write (``runs.write_batch``, on the background
+   writer's thread) is accumulated separately; bytes per trial on disk
    and raw; write MB/s (raw bytes / write seconds); peak resident memory.
 4. ``writer`` (``--parts writer``): the same SmolLM2 run with the runner's background writer
    off and on, alternated in one process; the ratio of the best wall times.

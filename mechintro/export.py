@@ -194,7 +194,7 @@ def to_hf_dataset(
     description = json.dumps({"mechintro_run": frame.attrs}, sort_keys=True)
     table = datasets.table.InMemoryTable.from_pandas(df=frame.reset_index(), preserve_index=False)
     # the fingerprint from what the rows are (the run, the columns, their number), not from
-    # datasets hashing the table with dill (which fails on some pyarrow types)
+    # datasets hashing the table with its own serialiser (which fails on some pyarrow types)
     fingerprint = hashlib.sha256(
         json.dumps([description, list(table.column_names), table.num_rows]).encode()
     ).hexdigest()[:16]

@@ -1253,7 +1253,7 @@ CASES += [
     Case(
         "shard-attribute-tampered",
         "merging a shard whose `shard` attribute was altered",
-        "damaged shard attribute",
+        "root attribute(s) shard differ from the manifest's copy",
         call=_api_tampered_shard,
     ),
     Case(
