@@ -767,11 +767,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     update, close = _progress(args.experiment, args.quiet)
     try:
-        with contextlib.ExitStack() as stack:
-            if args.no_space_check:
-                from mechintro import planning
+        from mechintro import planning
 
-                stack.enter_context(planning.no_space_check())
+        checking = planning.no_space_check() if args.no_space_check else contextlib.nullcontext()
+        with checking:
             out = module.run(
                 config, args.out, model=model, vectors=vectors, progress=update, shard=args.shard
             )

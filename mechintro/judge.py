@@ -173,6 +173,17 @@ def _endpoint(base_url: str, path: str) -> str:
     )
 
 
+def _credentials(api_key_env: str, base_url: str) -> tuple[str, str, list[str]]:
+    """The API key from ``api_key_env``, the endpoint as it may be shown, and every secret that
+    must never be shown (the key and any credentials in the URL)."""
+    key = os.environ.get(api_key_env)
+    if not key:
+        raise MechintroError(
+            f"the judge needs an API key: set the environment variable {api_key_env}"
+        )
+    return key, redact_url(base_url), [key, *_url_secrets(base_url)]
+
+
 def _check_base_url(base_url: str, flag: str = "--judge-url") -> None:
     parts = _split(base_url)
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
@@ -266,12 +277,7 @@ class HTTPJudge:
         return f"openai-compatible:{self.model}@{redact_url(self.base_url)}"
 
     def complete(self, prompt: str) -> str:
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise MechintroError(
-                f"the judge needs an API key: set the environment variable {self.api_key_env}"
-            )
-        shown, secrets = redact_url(self.base_url), [key, *_url_secrets(self.base_url)]
+        key, shown, secrets = _credentials(self.api_key_env, self.base_url)
         schema = "is it OpenAI-compatible?"
         payload = _post(
             _endpoint(self.base_url, "/chat/completions"),
@@ -335,12 +341,7 @@ class AnthropicJudge:
         return f"anthropic:{self.model}@{redact_url(self.base_url)}"
 
     def complete(self, prompt: str) -> str:
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise MechintroError(
-                f"the judge needs an API key: set the environment variable {self.api_key_env}"
-            )
-        shown, secrets = redact_url(self.base_url), [key, *_url_secrets(self.base_url)]
+        key, shown, secrets = _credentials(self.api_key_env, self.base_url)
         schema = "is it Anthropic's Messages API?"
         path = urllib.parse.urlsplit(self.base_url).path.rstrip("/")
         body: dict = {

@@ -173,7 +173,7 @@ def estimate(run: Callable[[], object]) -> Estimate:
     Example::
 
         e = estimate(lambda: detection_logits.run(config, "runs/dl.zarr", model=model))
-        print(format_estimate(e))
+        text = format_estimate(e)  # what `mechintro run … --dry-run` prints
     """
     token = _PLANNING.set(time.perf_counter())
     try:
