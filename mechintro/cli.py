@@ -316,6 +316,16 @@ def _parser() -> argparse.ArgumentParser:
         "comma-separated; default all)",
     )
     r.add_argument(
+        "--resid-dtype",
+        help="with residuals recorded, store them as float16 (default), bfloat16 or float32",
+    )
+    r.add_argument(
+        "--resid-positions",
+        type=_list,
+        help="with residuals recorded, store only these prompt positions: all (default), last:N, "
+        "window (from the first injected or read token), comma-separated",
+    )
+    r.add_argument(
         "--set",
         dest="settings",
         action="append",
@@ -709,6 +719,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "record_resid": args.record_resid,
         "resid_layers": tuple(args.resid_layers) if args.resid_layers else None,
+        "resid_dtype": args.resid_dtype,
+        "resid_positions": tuple(args.resid_positions) if args.resid_positions else None,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
     if args.preset is not None:

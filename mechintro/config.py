@@ -6,10 +6,34 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
+from typing import Literal
 
 from mechintro.errors import MechintroError
+
+# The dtypes a run can store its residual streams in (``resid_dtype``); the first is the default.
+ResidDtype = Literal["float16", "bfloat16", "float32"]
+RESID_DTYPES: tuple[str, ...] = typing.get_args(ResidDtype)
+
+
+def check_resid_positions(specs: object) -> tuple[str, ...]:
+    """The ``resid_positions`` items, checked: ``all``, ``window`` or ``last:N`` (N ≥ 1)."""
+    items = tuple(specs) if isinstance(specs, tuple | list) else (specs,)
+    bad = [
+        s
+        for s in items
+        if not isinstance(s, str)
+        or not (s in ("all", "window") or re.fullmatch(r"last:[1-9][0-9]*", s))
+    ]
+    if bad or not items:
+        raise MechintroError(
+            f"resid_positions {list(items)} is invalid"
+            + (f" at {bad[0]!r}" if bad else "")
+            + ": give all, window or last:N (N at least 1), comma-separated"
+        )
+    return items  # type: ignore[return-value]
 
 
 def _matches(value: object, hint: object) -> bool:
@@ -89,6 +113,8 @@ def check_config(config: object) -> None:
         value = get(name)
         if value is not None and value < 1:
             raise MechintroError(f"{name} must be at least 1, got {value}")
+    if get("resid_positions") is not None:
+        check_resid_positions(get("resid_positions"))
     temperature = get("temperature")
     if temperature is not None and not (finite(temperature) and temperature >= 0):
         raise MechintroError(f"temperature must be 0 or more, got {temperature}")

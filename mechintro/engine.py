@@ -83,8 +83,9 @@ class BatchResult:
     Attributes:
         answer_logprobs: ``(batch, answer)`` float32 log-probabilities at the last prompt position
             (logit mode), else ``None``.
-        resid: ``(batch, layer, T, d_model)`` float16 residual stream after every block over the
-            prompt (left-padded; zeros on padding), or ``None`` when not recorded.
+        resid: ``(batch, layer, T, d_model)`` residual stream after every block over the prompt
+            (float16 unless the readout asked for another dtype; left-padded; zeros on padding),
+            or ``None`` when not recorded.
         generated: ``(batch, new_tokens)`` int64 sampled token ids, ``-1`` after the end of
             sequence (generation mode), else ``None``.
         nonfinite: ``(batch,)`` bool, true where a logit or recorded activation was NaN/inf.
@@ -161,6 +162,7 @@ def forward(
     *,
     answer_ids: Sequence[int],
     record: bool = False,
+    resid_dtype: torch.dtype = torch.float16,
     ablate: dict[int, torch.Tensor | tuple[torch.Tensor, float]] | None = None,
     prefix: int = 0,
 ) -> BatchResult:
@@ -177,7 +179,8 @@ def forward(
         prompts: token ids per trial (rendered prompts; no special tokens are added).
         injections: one :class:`Injection` or ``None`` (no injection) per prompt.
         answer_ids: token ids whose next-token log-probabilities are returned.
-        record: also return every layer's residual stream over the prompt, as float16.
+        record: also return every layer's residual stream over the prompt, as ``resid_dtype``
+            (float16 unless given).
         ablate: ``{layer: direction}`` — after any injection at ``layer``, project the unit
             ``direction`` out of every row's residual stream at every position;
             ``{layer: (direction, c)}`` sets the coordinate along it to ``c`` instead of 0.
@@ -204,7 +207,7 @@ def forward(
                 "prefix reuse and ablation exclude each other: an ablation acts on the prefix too"
             )
         extra["past_key_values"], prefix_resid, injections = _reuse_prefix(
-            model, prompts, injections, prefix, record
+            model, prompts, injections, prefix, record, resid_dtype
         )
         prompts = [p[prefix:] for p in prompts]
         batch = _pad(model, prompts)  # equal lengths: no padding
@@ -220,7 +223,7 @@ def forward(
     plan = _plan(model, width, injections)
     answers = torch.tensor(list(answer_ids), dtype=torch.long, device=model.device)
     logprobs, finite, resid = _forward_trace(
-        model, batch, extra, plan, {}, ablations, answers, record
+        model, batch, extra, plan, {}, ablations, answers, record, resid_dtype
     )
 
     nonfinite = ~finite
@@ -250,6 +253,7 @@ def _forward_trace(
     ablations: dict[int, tuple[torch.Tensor, float]],
     answers: torch.Tensor,
     record: bool,
+    resid_dtype: torch.dtype = torch.float16,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The one forward-pass trace. At each layer's output, in this order: the injections of
     ``plan`` (:func:`_plan`), the patches of ``patches`` (:func:`_patch_plan`), the ablations,
@@ -287,7 +291,7 @@ def _forward_trace(
                     u = u.to(h.device)
                     h -= ((h * u).sum(-1, keepdim=True) - target) * u
                 if record:
-                    stacked.append(h.detach().to("cpu", torch.float16))
+                    stacked.append(h.detach().to("cpu", resid_dtype))
             if record:
                 resid = nnsight.save(torch.stack(stacked, 1))
             logits = unembed.output[:, -1].float()
@@ -333,6 +337,7 @@ def _reuse_prefix(
     injections: Sequence[Injection | None],
     prefix: int,
     record: bool,
+    resid_dtype: torch.dtype = torch.float16,
 ) -> tuple[object, torch.Tensor | None, list[Injection | None]]:
     """A batch's copy of the prefix's keys and values, the prefix's residuals (with ``record``),
     and the injections shifted to start after the prefix."""
@@ -341,7 +346,7 @@ def _reuse_prefix(
             "prefix reuse needs a local model and a prefix shared by every prompt and untouched by "
             "injections"
         )
-    cache, resid = prefix_state(model, prompts[0][:prefix], record)
+    cache, resid = prefix_state(model, prompts[0][:prefix], record, resid_dtype)
     cache = copy.deepcopy(cache)
     cache.batch_repeat_interleave(len(prompts))
     shifted = [
@@ -352,17 +357,21 @@ def _reuse_prefix(
 
 
 def prefix_state(
-    model: Model, prefix: Sequence[int], record: bool
+    model: Model,
+    prefix: Sequence[int],
+    record: bool,
+    resid_dtype: torch.dtype = torch.float16,
 ) -> tuple[object, torch.Tensor | None]:
     """The keys and values of ``prefix`` (batch 1) and, with ``record``, its residual stream after
-    every block ``(1, layer, len(prefix), d_model)`` float16 — computed once per model and prefix
-    (the last one is kept), with plain hooks: nothing is injected into a shared prefix."""
+    every block ``(1, layer, len(prefix), d_model)`` as ``resid_dtype`` — computed once per model
+    and prefix (the last one is kept), with plain hooks: nothing is injected into a shared
+    prefix."""
     held = _PREFIX_STATE.get("last")
     if (
         held is not None
         and held[0]() is model.hf
         and held[1] == tuple(prefix)
-        and (held[2] or not record)
+        and (held[2] == resid_dtype or not record)
     ):
         return held[3], held[4]
     blocks = get_module(model.hf, model.arch.layers)
@@ -370,7 +379,7 @@ def prefix_state(
     hooks = (
         [
             b.register_forward_hook(
-                lambda _m, _i, out: outputs.append(resid_of(out).detach().to("cpu", torch.float16))
+                lambda _m, _i, out: outputs.append(resid_of(out).detach().to("cpu", resid_dtype))
             )
             for b in blocks
         ]
@@ -390,7 +399,8 @@ def prefix_state(
         for h in hooks:
             h.remove()
     resid = torch.stack(outputs, 1) if record else None
-    _PREFIX_STATE["last"] = (weakref.ref(model.hf), tuple(prefix), record, cache, resid)
+    held_dtype = resid_dtype if record else None
+    _PREFIX_STATE["last"] = (weakref.ref(model.hf), tuple(prefix), held_dtype, cache, resid)
     return cache, resid
 
 
@@ -403,6 +413,7 @@ def generate(
     temperature: float,
     seed: int,
     record: bool = False,
+    resid_dtype: torch.dtype = torch.float16,
     prefix: int = 0,
     prune: bool = True,
     top_k: int = 0,
@@ -416,10 +427,11 @@ def generate(
     otherwise plain sampling unless ``top_k`` (0: off) or ``top_p`` (1: off) truncate it, as
     transformers' warpers do (the open Lindsey replications sample with transformers' default
     ``top_k=50``). Sampling is seeded with ``seed`` without
-    touching the caller's global RNG state. ``record`` returns the prompt pass's residuals.
-    ``prefix``: as in :func:`forward`, the shared uninjected prefix whose keys and values are
-    computed once; the prompt pass then runs only the rest. ``prune``: on a local model, stop
-    computing each row once it has ended (:func:`_generate_local`; the same tokens, less work);
+    touching the caller's global RNG state. ``record`` returns the prompt pass's residuals
+    (as ``resid_dtype``). ``prefix``: as in :func:`forward`, the shared uninjected prefix whose
+    keys and values are computed once; the prompt pass then runs only the rest. ``prune``: on a
+    local model, stop computing each row once it has ended (:func:`_generate_local`; the same
+    tokens, less work);
     ``False`` keeps every row to the end, in nnsight's trace (what a remote model always does).
     ``rows_of=(offset, n)``: these prompts are rows ``offset…`` of an ``n``-row batch and draw
     that batch's random numbers at their rows (local decoding only, when sampling).
@@ -434,7 +446,7 @@ def generate(
     extra: dict[str, object] = {}
     if prefix:  # generate() gets the whole prompt and runs only the tokens the cache lacks
         extra["past_key_values"], prefix_resid, injections = _reuse_prefix(
-            model, prompts, injections, prefix, record
+            model, prompts, injections, prefix, record, resid_dtype
         )
     plan = _plan(model, width - prefix, injections)
     eos = _eos_ids(model)
@@ -448,12 +460,12 @@ def generate(
     if local:
         sequences, resid = _generate_local(
             model, batch, extra, plan, {}, record, config, max_new_tokens=max_new_tokens,
-            seed=seed, rows_of=rows_of,
+            seed=seed, rows_of=rows_of, resid_dtype=resid_dtype,
         )  # fmt: skip
     else:
         sequences, resid = _generate_trace(
             model, batch, extra, plan, {}, record, config, max_new_tokens=max_new_tokens,
-            seed=seed,
+            seed=seed, resid_dtype=resid_dtype,
         )  # fmt: skip
 
     new = sequences[:, width:]
@@ -492,6 +504,7 @@ def _generate_trace(
     *,
     max_new_tokens: int,
     seed: int,
+    resid_dtype: torch.dtype = torch.float16,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The one generation trace: the prompt pass takes the injections of ``plan``, the patches
     and the recording; each generated token takes the injections marked ``generated``. Returns
@@ -531,7 +544,7 @@ def _generate_trace(
                                 units = units.to(h.device)
                                 h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
                             if record and step == 0:
-                                stacked.append(h.detach().to("cpu", torch.float16))
+                                stacked.append(h.detach().to("cpu", resid_dtype))
                         if record and step == 0:
                             resid = nnsight.save(torch.stack(stacked, 1))
                 with tracer.invoke():
@@ -557,6 +570,7 @@ def _generate_local(
     max_new_tokens: int,
     seed: int,
     rows_of: tuple[int, int] | None = None,
+    resid_dtype: torch.dtype = torch.float16,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`_generate_trace` for a local model, dropping rows from the batch once they end.
 
@@ -594,7 +608,7 @@ def _generate_local(
                 units = units.to(h.device)
                 h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
             if record and step == 0:
-                stacked.append(h.detach().to("cpu", torch.float16))
+                stacked.append(h.detach().to("cpu", resid_dtype))
 
         return run
 
@@ -869,7 +883,10 @@ class Generate:
 
 @dataclass(frozen=True)
 class Resid:
-    """Read every layer's residual stream over the prompt (float16)."""
+    """Read every layer's residual stream over the prompt, as ``dtype`` (float16 by default;
+    float32 or bfloat16: see the dtype-error table in ``docs/performance.md``)."""
+
+    dtype: torch.dtype = torch.float16
 
 
 Intervention = Add | Injection | Ablate | Patch
@@ -918,6 +935,7 @@ def run_batch(
         layer: (x.direction, x.to) for x in ablating[0] for layer in x.layers
     }
     record = any(isinstance(r, Resid) for r in readouts)
+    resid_dtype = next((r.dtype for r in readouts if isinstance(r, Resid)), torch.float16)
     generation = [r for r in readouts if isinstance(r, Generate)]
     answers = [r for r in readouts if isinstance(r, NextToken)]
     if len(generation) + len(answers) > 1:
@@ -939,12 +957,13 @@ def run_batch(
         g = generation[0]
         return generate(
             model, prompts, adds, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-            seed=g.seed, record=record, prefix=prefix, top_k=g.top_k, top_p=g.top_p,
+            seed=g.seed, record=record, resid_dtype=resid_dtype, prefix=prefix, top_k=g.top_k,
+            top_p=g.top_p,
             rows_of=g.rows_of,
         )  # fmt: skip
     return forward(
-        model, prompts, adds, answer_ids=answer_ids, record=record, ablate=ablate or None,
-        prefix=prefix,
+        model, prompts, adds, answer_ids=answer_ids, record=record, resid_dtype=resid_dtype,
+        ablate=ablate or None, prefix=prefix,
     )  # fmt: skip
 
 

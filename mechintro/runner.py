@@ -256,7 +256,9 @@ def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Injectio
     return [t.injection() for t in trials]
 
 
-def _check_memory(model: Model, trials: Sequence[Trial], batch_size: int) -> None:
+def _check_memory(
+    model: Model, trials: Sequence[Trial], batch_size: int, itemsize: int = 2
+) -> None:
     """Refuse a batch whose recorded residual streams alone would not fit in half of this
     machine's memory (a typo such as ``--batch-size 1000000000000`` otherwise dies in a huge
     allocation, or swaps for hours)."""
@@ -267,9 +269,8 @@ def _check_memory(model: Model, trials: Sequence[Trial], batch_size: int) -> Non
     except (ValueError, OSError, AttributeError):
         return
     width = max(len(t.prompt) for t in trials)
-    per_trial = (
-        model.n_layers * width * model.d_model * 2 * 3
-    )  # float16 store + float32 copy on the way
+    # the stored dtype's array + a float32 copy on the way
+    per_trial = model.n_layers * width * model.d_model * (itemsize + 4)
     batch = min(batch_size, len(trials))
     if batch * per_trial > memory // 2:
         cap = max(1, (memory // 2) // per_trial)
@@ -399,7 +400,9 @@ def _raw_bytes(plan: _Plan) -> int:
     per_trial = 4 * model.d_model + 256  # the injected vector; labels, digests, flags
     if plan.record:
         stored = model.n_layers if plan.resid_layers is None else len(plan.resid_layers)
-        per_trial += 2 * stored * plan.width * model.d_model
+        item = runs.stored_resid_dtype(plan.resid_dtype).itemsize
+        # positions before resid_from are zeros, which compress to next to nothing
+        per_trial += item * stored * (plan.width - plan.resid_from) * model.d_model
     if plan.answers is not None:
         per_trial += 4 * len(plan.answers[2])
     if plan.generation is not None:
@@ -562,6 +565,8 @@ class _Plan:
     swap_model: Model | None
     shard: Shard | None
     resid_layers: tuple[int, ...] | None = None  # stored layers when recording (None: all)
+    resid_dtype: str = "float16"  # the stored residuals' dtype (config field resid_dtype)
+    resid_from: int = 0  # the first stored prompt position (config field resid_positions)
 
     @property
     def width(self) -> int:
@@ -606,8 +611,11 @@ def _plan(
     if record and any(t.patch is not None for t in trials):
         raise MechintroError("a patched run records no residual streams: set record_resid false")
     resid_layers = _resid_layers(fields.get("resid_layers"), model.n_layers) if record else None
+    resid_dtype = str(fields.get("resid_dtype", "float16"))
+    runs.stored_resid_dtype(resid_dtype)  # a bad value (a mapping config) is one line
+    resid_from = _resid_from(fields.get("resid_positions"), trials, injections) if record else 0
     if record:
-        _check_memory(model, trials, batch_size)
+        _check_memory(model, trials, batch_size, runs.stored_resid_dtype(resid_dtype).itemsize)
     swapping = any(t.swap_prefix for t in trials)
     if swapping and (swap_model is None or mode != "logits" or record):
         raise MechintroError(
@@ -647,7 +655,46 @@ def _plan(
         swap_model=swap_model if swapping else None,
         shard=shard,
         resid_layers=resid_layers,
+        resid_dtype=resid_dtype,
+        resid_from=resid_from,
     )
+
+
+def _resid_from(
+    specs: object, trials: Sequence[Trial], injections: Sequence[engine.Injection | None]
+) -> int:
+    """The first prompt position (of the run's left-padded width) whose residual stream is
+    stored, from the config's ``resid_positions``: ``last:N`` keeps the last N prompt tokens,
+    ``window`` every position from the first one any trial injects into or reads (a control
+    trial's window is its injected twin's); a list keeps their union. Prompts are left-padded,
+    so every one of these is a tail of the positions, the same for every trial."""
+    from mechintro.config import check_resid_positions
+
+    items = check_resid_positions(ALL_LAYERS if specs is None else specs)
+    width = max(len(t.prompt) for t in trials)
+    starts = []
+    for item in items:
+        if item == "all":
+            return 0
+        if item.startswith("last:"):
+            starts.append(max(0, width - int(item[5:])))
+            continue
+        firsts = []
+        for t, inj in zip(trials, injections, strict=True):
+            masks = [inj.mask] if inj is not None else []
+            if t.read_window is not None:
+                masks.append(t.read_window.resolve(t.prompt))
+            for mask in masks:
+                mask = np.asarray(mask, dtype=bool)
+                if mask.any():
+                    firsts.append(width - len(t.prompt) + int(np.argmax(mask)))
+        if not firsts:
+            raise MechintroError(
+                "resid_positions window: no trial of this run injects into or reads a prompt "
+                "token, so there is no window: give last:N or all"
+            )
+        starts.append(min(firsts))
+    return min(starts)
 
 
 # Layers stored when no config says otherwise (and by every run made before the option existed).
@@ -682,6 +729,8 @@ def _create_store(plan: _Plan, path: Path) -> None:
         record=plan.record,
         n_layers=plan.model.n_layers,
         resid_layers=plan.resid_layers,
+        resid_dtype=plan.resid_dtype,
+        resid_from=plan.resid_from,
     )
 
 
@@ -905,8 +954,11 @@ def _interventions(
     return rows
 
 
+_TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
 def _resid(plan: _Plan) -> list[engine.Readout]:
-    return [engine.Resid()] if plan.record else []
+    return [engine.Resid(_TORCH_DTYPES[plan.resid_dtype])] if plan.record else []
 
 
 def _resid_batch(
@@ -917,7 +969,7 @@ def _resid_batch(
     chunk = plan.trials[start:stop]
     prompts = [t.prompt.input_ids for t in chunk]
     rows = _interventions(chunk, plan.injections[start:stop])
-    return engine.run_batch(plan.model, prompts, rows, [engine.Resid()], prefix=prefix), {}
+    return engine.run_batch(plan.model, prompts, rows, _resid(plan), prefix=prefix), {}
 
 
 def _generate_batch(
@@ -977,9 +1029,19 @@ def _checked_outputs(plan: _Plan, b: int, result: engine.BatchResult) -> Outputs
         assert result.resid is not None
         n, width, model = len(nonfinite), plan.width, plan.model
         stored = list(plan.resid_layers) if plan.resid_layers is not None else slice(None)
-        kept = result.resid[:, stored].numpy()
-        resid = np.zeros((n, kept.shape[1], width, model.d_model), dtype=np.float16)
-        resid[:, :, width - kept.shape[2] :] = kept
+        kept = result.resid[:, stored]
+        if kept.dtype != _TORCH_DTYPES[plan.resid_dtype]:
+            raise AssertionError(f"the engine returned {kept.dtype} residuals")
+        if plan.resid_dtype == "bfloat16":  # kept as its bits: numpy has no bfloat16
+            kept = kept.view(torch.int16)
+        kept = kept.numpy().view(runs.stored_resid_dtype(plan.resid_dtype))
+        resid = np.zeros(
+            (n, kept.shape[1], width, model.d_model),
+            dtype=runs.stored_resid_dtype(plan.resid_dtype),
+        )
+        # left-aligned prompts end at the run's width; positions before resid_from stay zero
+        first = max(width - kept.shape[2], plan.resid_from)
+        resid[:, :, first:] = kept[:, :, kept.shape[2] - (width - first) :]
         outputs["resid"] = (("trial", "layer", "pos", "d_model"), resid)
     if nonfinite.any():
         log.warning(
@@ -1117,7 +1179,12 @@ def _legacy_fields(experiment: str | None) -> dict[str, object]:
     from mechintro.experiments import EXPERIMENTS
 
     module = EXPERIMENTS.get(experiment) if experiment else None
-    legacy = {"resid_layers": list(ALL_LAYERS)}  # a base field every experiment gained
+    # base fields every experiment gained, as runs made before them behaved
+    legacy = {
+        "resid_layers": list(ALL_LAYERS),
+        "resid_dtype": "float16",
+        "resid_positions": list(ALL_LAYERS),
+    }
     return legacy | dict(getattr(getattr(module, "Config", None), "LEGACY", {}))
 
 

@@ -67,6 +67,7 @@ def _output_template(
     n_answers: int,
     max_new_tokens: int,
     record: tuple[int, int, int] | None,
+    resid_dtype: str = "float16",
 ) -> dict[str, tuple[tuple[str, ...], Any]]:
     """Lazy (never computed) arrays for every output variable, chunked one batch per chunk."""
     out: dict[str, tuple[tuple[str, ...], Any]] = {
@@ -92,7 +93,8 @@ def _output_template(
         out["response"] = (("trial",), np.full(n_trials, "", dtype=object))
     if record is not None:
         n_layers, n_pos, d_model = record
-        per_trial = n_layers * n_pos * d_model * 2
+        stored = stored_resid_dtype(resid_dtype)
+        per_trial = n_layers * n_pos * d_model * stored.itemsize
         # Largest divisor of the batch size whose chunk stays under 16 MiB: chunks never straddle
         # two batches, so each batch's write touches only its own chunk files.
         tc = max(
@@ -107,7 +109,7 @@ def _output_template(
             ("trial", "layer", "pos", "d_model"),
             dsa.zeros(
                 (n_trials, n_layers, n_pos, d_model),
-                dtype=np.float16,
+                dtype=stored,
                 chunks=(tc, 1, n_pos, d_model),
             ),
         )
@@ -125,13 +127,18 @@ def create_run(
     record: bool = False,
     n_layers: int = 0,
     resid_layers: Sequence[int] | None = None,
+    resid_dtype: str = "float16",
+    resid_from: int = 0,
 ) -> Path:
     """Create the store for a run: inputs written, outputs allocated, nothing committed.
 
     ``inputs`` holds the trial coordinates and :data:`INPUT_VARS` (and the ``answer`` coordinate
     in logit mode). Written under a temporary name and renamed into place. ``resid_layers``: the
     block indices whose residual stream is stored (the ``layer`` coordinate); default every one
-    of ``n_layers``.
+    of ``n_layers``. ``resid_dtype``: float16, float32, or bfloat16 (kept as its bits in
+    uint16, which zarr and numpy store without a bfloat16 type; :func:`open_run` reads it as
+    float32). ``resid_from``: the first prompt position whose residual stream is stored (the
+    earlier ones are written as zeros); both are recorded as attributes of ``resid``.
     """
     path = Path(path)
     n_trials = inputs.sizes["trial"]
@@ -143,10 +150,14 @@ def create_run(
     # A batch larger than the run is the whole run: chunk by what exists (a chunk of 10**12
     # trials would be allocated whole on the first write).
     chunk = min(batch_size, n_trials)
-    template = _output_template(n_trials, chunk, mode, n_answers, max_new_tokens, record_shape)
+    template = _output_template(
+        n_trials, chunk, mode, n_answers, max_new_tokens, record_shape, resid_dtype
+    )
     ds = inputs.assign(template)
     if record:
         ds = ds.assign_coords(layer=stored_layers)
+        if resid_dtype != "float16" or resid_from:
+            ds["resid"].attrs.update({"resid_dtype": resid_dtype, "resid_from": int(resid_from)})
     ds.attrs.update(attrs)
     ds.attrs.update(
         {
@@ -943,8 +954,55 @@ def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
             raise bad(f"missing trial coordinate '{name}'")
     if mode == "logits" and ("answer" not in ds.coords or "answer_label" not in ds.coords):
         raise bad("missing the 'answer' / 'answer_label' coordinates")
-    if "resid" in ds and ds["resid"].dtype != np.float16:
-        raise bad(f"resid is {ds['resid'].dtype}, expected float16")
+    if "resid" in ds:
+        _resid_storage(ds["resid"], bad)
+
+
+# How each ``resid_dtype`` is kept on disk: bfloat16 as its 16 bits (numpy and zarr have no
+# bfloat16; ml_dtypes is not a dependency), read back as float32 — exact, bfloat16 being the
+# upper half of a float32.
+_STORED = {"float16": np.float16, "float32": np.float32, "bfloat16": np.uint16}
+
+
+def stored_resid_dtype(resid_dtype: str) -> np.dtype:
+    """The numpy dtype a run's ``resid`` array holds on disk for ``resid_dtype``."""
+    if resid_dtype not in _STORED:
+        raise MechintroError(
+            f"resid_dtype {resid_dtype!r} is not one of {', '.join(_STORED)}: choose one of them"
+        )
+    return np.dtype(_STORED[resid_dtype])
+
+
+def _resid_storage(resid: xr.DataArray, bad: Any) -> tuple[str, int]:
+    """The stored residuals' dtype and first stored position, from ``resid``'s attributes (a run
+    made before they existed: float16, every position), checked against the array."""
+    dtype = resid.attrs.get("resid_dtype", "float16")
+    start = resid.attrs.get("resid_from", 0)
+    if dtype not in _STORED or resid.dtype != _STORED[dtype]:
+        raise bad(f"resid is {resid.dtype} with resid_dtype {dtype!r}, which do not match")
+    if not isinstance(start, int) or not 0 <= start < max(resid.sizes.get("pos", 1), 1):
+        raise bad(f"resid's resid_from attribute {start!r} is not a position of the run")
+    return dtype, start
+
+
+def bfloat16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 values kept as their 16 bits (uint16) → float32, exactly."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def _decoded_resid(ds: xr.Dataset) -> xr.Dataset:
+    """``resid`` as analyses read it: bfloat16 bits as float32 (lazily, chunk by chunk), and the
+    coordinate ``resid_stored`` (pos, bool) naming the positions that hold stored values (the
+    others are zeros; a run made with ``resid_positions`` other than all)."""
+    if "resid" not in ds:
+        return ds
+    resid = ds["resid"]
+    dtype, start = _resid_storage(resid, MechintroError)
+    if dtype == "bfloat16":
+        data = resid.data.map_blocks(bfloat16_bits_to_float32, dtype=np.float32)
+        ds = ds.assign(resid=(resid.dims, data, resid.attrs))
+    stored = np.arange(ds.sizes["pos"]) >= start
+    return ds.assign_coords(resid_stored=("pos", stored))
 
 
 def open_run(path: str | Path, *, committed_only: bool = True, check: str = "fast") -> xr.Dataset:
@@ -982,6 +1040,7 @@ def open_run(path: str | Path, *, committed_only: bool = True, check: str = "fas
             f"{path} is not a readable zarr store ({type(exc).__name__}): is it a mechintro run?"
         ) from None
     validate(ds, where=str(path))
+    ds = _decoded_resid(ds)
     # Coordinates are small and used for selection (`ds.where(ds.condition == ...)`): load them
     # now, so only the data variables stay lazy.
     ds = ds.assign_coords({name: ds[name].compute() for name in ds.coords if name not in ds.dims})

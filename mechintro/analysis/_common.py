@@ -26,6 +26,24 @@ def require_resid(ds: xr.Dataset, why: str) -> None:
         )
 
 
+def require_stored(ds: xr.Dataset, mask: np.ndarray, what: str) -> None:
+    """Refuse to read prompt positions whose residual stream the run did not store (a run made
+    with ``resid_positions`` other than all keeps zeros there). ``mask``: ``(trial, pos)`` or
+    ``(pos,)``, true where the analysis reads."""
+    if "resid_stored" not in ds.coords:
+        return
+    stored = np.asarray(ds["resid_stored"].values, dtype=bool)
+    reads = np.asarray(mask, dtype=bool)
+    reads = reads.any(0) if reads.ndim == 2 else reads
+    if (reads & ~stored).any():
+        first = int(np.argmax(stored)) if stored.any() else len(stored)
+        raise MechintroError(
+            f"{what} reads prompt positions that {run_name(ds)} did not store (it kept "
+            f"positions {first}..{len(stored) - 1} of 0..{len(stored) - 1}): read the positions "
+            "it stored, or rerun it with --resid-positions all"
+        )
+
+
 def require_logits(ds: xr.Dataset, why: str) -> None:
     if "answer_logprobs" not in ds:
         raise MechintroError(

@@ -20,6 +20,7 @@ from mechintro.analysis._common import (
     layers_of,
     over_resid,
     require_resid,
+    require_stored,
     require_words,
     run_name,
     unit,
@@ -66,6 +67,7 @@ def alignment(
     read = np.asarray(ds["read_mask"].values).astype(bool)
     if not read.any(1).all():
         raise MechintroError(f"{run_name(ds)} has trials with no read tokens: rerun the experiment")
+    require_stored(ds, read, "the alignment analysis")
 
     def reduce(layer: int, idx: np.ndarray, block: np.ndarray) -> np.ndarray:
         w = read[idx].astype(np.float32)

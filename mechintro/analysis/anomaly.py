@@ -38,6 +38,7 @@ from mechintro.analysis._common import (
     over_resid,
     require_logits,
     require_resid,
+    require_stored,
     require_words,
     run_name,
     unit,
@@ -166,6 +167,7 @@ def window_features(
     require_resid(ds, "an anomaly direction")
     layers = layers_of(ds, layers)
     mask = _window(ds, positions)
+    require_stored(ds, mask, f"an anomaly direction over positions '{positions}'")
     feats = over_resid(ds, layers, lambda _layer, idx, block: masked_mean(block, mask[idx]))
     return xr.DataArray(
         feats,

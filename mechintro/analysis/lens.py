@@ -21,6 +21,7 @@ from mechintro.analysis._common import (
     over_resid,
     require_logits,
     require_resid,
+    require_stored,
     run_name,
 )
 from mechintro.arch import get_module, text_config
@@ -66,6 +67,7 @@ def logit_lens(
         )
     if chunk < 1:
         raise MechintroError(f"chunk must be at least 1, got {chunk}")
+    require_stored(ds, np.arange(ds.sizes["pos"]) == position % ds.sizes["pos"], "the logit lens")
     layers = layers_of(ds, layers)
     norm = get_module(model.hf, model.arch.final_norm)
     unembed = get_module(model.hf, model.arch.unembed)

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import xarray as xr
 
-from mechintro.config import check_config
+from mechintro.config import ResidDtype, check_config
 from mechintro.models import DEFAULT_MODEL
 from mechintro.vectors import StrengthUnit
 
@@ -47,6 +47,13 @@ class BaseConfig:
     resid_layers: tuple[str, ...] = ("all",)
     """the layers whose residual stream is stored when recording: indices (15) or fractions of
     depth (0.5), or all (a 1,000-trial Llama-3.1-8B run is 39 GB with all 32)"""
+    resid_dtype: ResidDtype = "float16"
+    """the stored residual stream's dtype: float16, bfloat16 (the same bytes, 8x the rounding
+    error) or float32 (twice the bytes); docs/performance.md measures what each moves"""
+    resid_positions: tuple[str, ...] = ("all",)
+    """the prompt positions whose residual stream is stored: all, last:N (the last N prompt
+    tokens), window (from the first injected or read token to the end), comma-separated for
+    their union; the others read as zeros and analyses refuse to read them"""
 
     def __post_init__(self) -> None:
         check_config(self)
