@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import tempfile
 import time
@@ -186,73 +187,102 @@ def store(args: argparse.Namespace) -> list[dict]:
     for name, model, full_layers in shapes:
         if model is None:
             model = _sim_model(name, args.sim_layers, smol.tokenizer)
-        rng = np.random.default_rng(0)
-        array = rng.standard_normal((2, model.n_layers, model.d_model)).astype(np.float32)
-        vectors = mi.vectors_from_array(array, model, ["Dust", "Oceans"], method="random")
-        config = detection_logits.Config(
-            model=model.name, concepts=("Dust", "Oceans"), layers=("0.5",),
-            strengths=tuple(
-                float(s) for s in range(1, (args.strengths if name == "smollm2-135m" else 2) + 1)
-            ),
-            record_resid=True, batch_size=args.batch_size,
-        )  # fmt: skip
-        trials, layers = detection_logits.build_trials(config, model, vectors)
-        clock = {"forward": 0.0, "write": 0.0}
+        for positions in args.positions.split(";"):
+            rng = np.random.default_rng(0)
+            array = rng.standard_normal((2, model.n_layers, model.d_model)).astype(np.float32)
+            vectors = mi.vectors_from_array(array, model, ["Dust", "Oceans"], method="random")
+            strengths = args.strengths if name == "smollm2-135m" else args.sim_strengths
+            config = detection_logits.Config(
+                model=model.name, concepts=("Dust", "Oceans"), layers=("0.5",),
+                strengths=tuple(float(s) for s in range(1, strengths + 1)),
+                record_resid=True, batch_size=args.batch_size,
+                resid_positions=tuple(positions.split(",")),
+            )  # fmt: skip
+            trials, layers = detection_logits.build_trials(config, model, vectors)
+            clock = {"forward": 0.0, "write": 0.0}
 
-        def timed(fn, key, clock=clock):
-            def wrapper(*a, **kw):
-                t0 = time.perf_counter()
-                try:
-                    return fn(*a, **kw)
-                finally:
-                    clock[key] += time.perf_counter() - t0
+            def timed(fn, key, clock=clock):
+                def wrapper(*a, **kw):
+                    t0 = time.perf_counter()
+                    try:
+                        return fn(*a, **kw)
+                    finally:
+                        clock[key] += time.perf_counter() - t0
 
-            return wrapper
+                return wrapper
 
-        real_forward, real_write = engine.run_batch, runs.write_batch
-        engine.run_batch = timed(real_forward, "forward")
-        runs.write_batch = timed(real_write, "write")
-        try:
-            with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-                out = Path(tmp) / "r.zarr"
-                t0 = time.perf_counter()
-                execute(
-                    model, trials, out, config=config, mode="logits",
-                    answers=detection_logits.YES_NO, layers=layers, vectors=vectors,
-                    progress=False,
-                )  # fmt: skip
-                wall = time.perf_counter() - t0
-                on_disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-                resid_disk = sum(
-                    f.stat().st_size for f in (out / "resid").rglob("*") if f.is_file()
-                )
-                width = runs.open_run(out).sizes["pos"]
-        finally:
-            engine.run_batch, runs.write_batch = real_forward, real_write
-        n = len(trials)
-        raw_resid = n * model.n_layers * width * model.d_model * 2
-        scale = full_layers / model.n_layers
-        rows.append(
-            {
-                "shape": name,
-                "layers_run": model.n_layers,
-                "d_model": model.d_model,
-                "trials": n,
-                "prompt_width": width,
-                "resid_raw_MB_per_trial": round(raw_resid / n / 1e6, 3),
-                "store_MB_per_trial": round(on_disk / n / 1e6, 3),
-                "resid_ratio": round(raw_resid / resid_disk, 3),
-                "forward_s": round(clock["forward"], 2),
-                "write_s": round(clock["write"], 2),
-                "wall_s": round(wall, 2),
-                "write_raw_MB_s": round(raw_resid / 1e6 / clock["write"], 1),
-                "peak_rss_GB": round(_rss() / 1e9, 2),
-                "full_layers": full_layers,
-                "store_MB_per_trial_full_depth": round(on_disk / n / 1e6 * scale, 1),
-            }
-        )
-        print(json.dumps(rows[-1]), flush=True)
+            real_forward, real_write = engine.run_batch, runs.write_batch
+            engine.run_batch = timed(real_forward, "forward")
+            runs.write_batch = timed(real_write, "write")
+            try:
+                with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+                    out = Path(tmp) / "r.zarr"
+                    load_start = os.getloadavg()[0]
+                    t0 = time.perf_counter()
+                    execute(
+                        model, trials, out, config=config, mode="logits",
+                        answers=detection_logits.YES_NO, layers=layers, vectors=vectors,
+                        progress=False,
+                    )  # fmt: skip
+                    wall = time.perf_counter() - t0
+                    load_end = os.getloadavg()[0]
+                    on_disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+                    resid_disk = sum(
+                        f.stat().st_size for f in (out / "resid").rglob("*") if f.is_file()
+                    )
+                    opened = runs.open_run(out)
+                    width = opened.sizes["pos"]
+                    kept = int(opened.resid_stored.values.sum())
+            finally:
+                engine.run_batch, runs.write_batch = real_forward, real_write
+            n = len(trials)
+            raw_resid = n * model.n_layers * width * model.d_model * 2
+            scale = full_layers / model.n_layers
+            rows.append(
+                {
+                    "shape": name,
+                    "layers_run": model.n_layers,
+                    "d_model": model.d_model,
+                    "trials": n,
+                    "resid_positions": positions,
+                    "prompt_width": width,
+                    "positions_stored": kept,
+                    "resid_raw_MB_per_trial": round(raw_resid / n / 1e6, 3),
+                    "store_MB_per_trial": round(on_disk / n / 1e6, 3),
+                    "resid_ratio": round(raw_resid / resid_disk, 3),
+                    "forward_s": round(clock["forward"], 2),
+                    "write_s": round(clock["write"], 2),
+                    "wall_s": round(wall, 2),
+                    "write_raw_MB_s": round(raw_resid / 1e6 / clock["write"], 1),
+                    "peak_rss_GB": round(_rss() / 1e9, 2),
+                    "full_layers": full_layers,
+                    "store_MB_per_trial_full_depth": round(on_disk / n / 1e6 * scale, 1),
+                    "load_1min_start_end": [round(load_start, 2), round(load_end, 2)],
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
         del model
+    # Ratios between rows of this one run (the machine is shared: compare within a run only).
+    first = {r["resid_positions"]: r for r in rows if r["shape"] == "smollm2-135m"}
+    for r in rows:
+        base = next(x for x in rows if x["shape"] == r["shape"])  # the shape's first variant
+        ratio = {
+            "shape": r["shape"],
+            "resid_positions": r["resid_positions"],
+            "store_bytes_vs_first_variant": round(
+                r["store_MB_per_trial"] / base["store_MB_per_trial"], 4
+            ),
+            "write_s_per_trial_vs_first_variant": round(
+                (r["write_s"] / r["trials"]) / (base["write_s"] / base["trials"]), 3
+            ),
+        }
+        smol_row = first.get(r["resid_positions"])
+        if smol_row is not None:
+            ratio["write_raw_MB_s_vs_smollm2"] = round(
+                r["write_raw_MB_s"] / smol_row["write_raw_MB_s"], 3
+            )
+            ratio["write_share_of_wall"] = round(r["write_s"] / r["wall_s"], 3)
+        print(json.dumps({"ratios": ratio}), flush=True)
     return rows
 
 
@@ -298,6 +328,12 @@ def main() -> int:
         "--strengths", type=int, default=16, help="SmolLM2's strengths (3 trials each; sims: 2)"
     )
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--positions",
+        default="all",
+        help="resid_positions variants, ';'-separated (e.g. all;window)",
+    )
+    parser.add_argument("--sim-strengths", type=int, default=2, help="the sims' strengths")
     args = parser.parse_args()
     parts = args.parts.split(",")
     if "compressors" in parts or "dtypes" in parts:

@@ -4,15 +4,16 @@ Two measurements, printed as JSON lines (``docs/performance.md``, "Research scal
 Every line carries the machine's 1-minute load average when it was taken (the machine is
 shared: compare rows of one run, not runs).
 
-1. ``codecs``: the float16 residual streams of ``--trials`` detection-logits prompts (every
-   layer, every prompt position) through each candidate codec — zstd at several levels, lz4,
-   Blosc (zstd / lz4 / lz4hc / blosclz, byte or bit shuffle), zlib — as chunks of the store's
-   shape (a batch of trials, one layer). Ratio, and encode and decode MB/s of raw data, one
-   thread, best of ``--repeats``.
-2. ``chunks``: the same residuals written into a zarr array with the store's codec under each
-   candidate chunk shape, batch by batch as the runner writes them; then the two common reads —
-   one layer across every trial (a probe, a lens), one trial across every layer (a transcript's
-   residuals) — timed from a cold array object, best of ``--repeats``. Files per batch too.
+1. ``codecs``: the float16 residual streams of ``--trials`` trials of two real runs (every
+   layer, every prompt position; see :func:`residuals`) through each candidate codec — zstd at
+   several levels, lz4, Blosc (zstd / lz4 / lz4hc / blosclz, byte or bit shuffle), zlib — as
+   chunks of the store's shape (a batch of trials, one layer). Ratio, and encode and decode
+   MB/s of raw data, one thread, best of ``--repeats``.
+2. ``chunks``: the detection-logits residuals written into a zarr array with the store's codec
+   under each candidate chunk shape, batch by batch as the runner writes them; then the two
+   common reads — one layer across every trial (a probe, a lens), one trial across every layer
+   (a transcript's residuals) — timed from a cold array object, best of ``--repeats``. Files
+   per batch too.
 
     python benchmarks/resid_storage.py --parts codecs,chunks
 """
@@ -34,31 +35,37 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def residuals(n: int) -> np.ndarray:
-    """float16 ``(trial, layer, pos, d_model)``: what a real SmolLM2 run stores — a
-    detection-logits run with residuals recorded (8 concepts, injected at half depth at 4
-    strengths, with its control trials), through ``detection_logits.run``, read back; the first
-    ``n`` trials. Positions before the injection are the same in trials that share a prompt, as
-    in every run of the protocol."""
+def residuals(protocol: str, n: int) -> np.ndarray:
+    """float16 ``(trial, layer, pos, d_model)``: what a real SmolLM2 run stores, through the
+    experiment's ``run`` and read back (the first ``n`` trials). ``detection-logits``: 8
+    concepts injected at half depth at 4 strengths, with its control trials — one prompt, so
+    every position before the injection and every layer before half depth repeat across trials,
+    as in every run of the protocol. ``intentional-control``: 8 words x think / don't think, a
+    different prompt per trial (left-padded to the longest)."""
     import mechintro as mi
     from mechintro import runs
-    from mechintro.experiments import detection_logits
+    from mechintro.experiments import detection_logits, intentional_control
 
     model = mi.load_model("smollm2-135m", progress=False)
     concepts = ("Dust", "Oceans", "Trees", "Bread", "Silver", "Music", "Fire", "Clocks")
-    vectors = mi.concept_vectors(model, list(concepts), progress=False)
-    config = detection_logits.Config(concepts=concepts, layers=("0.5",), record_resid=True,
-                                     strengths=(1.0, 2.0, 4.0, 8.0))  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        detection_logits.run(config, Path(tmp) / "r.zarr", model=model, vectors=vectors,
-                             progress=False)  # fmt: skip
+    with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
+        if protocol == "detection-logits":
+            vectors = mi.concept_vectors(model, list(concepts), progress=False)
+            config = detection_logits.Config(concepts=concepts, layers=("0.5",), record_resid=True,
+                                             strengths=(1.0, 2.0, 4.0, 8.0))  # fmt: skip
+            detection_logits.run(config, Path(tmp) / "r.zarr", model=model, vectors=vectors,
+                                 progress=False)  # fmt: skip
+        else:
+            config = intentional_control.Config(concepts=concepts, pairs=n // 2,
+                                                instructions=("think", "dont_think"))  # fmt: skip
+            intentional_control.run(config, Path(tmp) / "r.zarr", model=model, progress=False)
         resid = runs.open_run(Path(tmp) / "r.zarr")["resid"]
         if resid.sizes["trial"] < n:
             raise SystemExit(f"the run has {resid.sizes['trial']} trials; ask for at most that")
         return np.ascontiguousarray(resid.isel(trial=slice(0, n)).values)
 
 
-def codecs(data: np.ndarray, batch: int, repeats: int) -> list[dict]:
+def codecs(data: np.ndarray, batch: int, repeats: int, label: str) -> list[dict]:
     import numcodecs
     from numcodecs import LZ4, Blosc, Zlib, Zstd
 
@@ -67,7 +74,7 @@ def codecs(data: np.ndarray, batch: int, repeats: int) -> list[dict]:
         "zstd 1": Zstd(1),
         "zstd 3": Zstd(3),
         "zstd 9": Zstd(9),
-        "zstd 19": Zstd(19),
+        "zstd 6": Zstd(6),
         "lz4": LZ4(1),
         "zlib 1": Zlib(1),
         "blosc zstd 1 shuffle": Blosc("zstd", 1, Blosc.SHUFFLE),
@@ -100,6 +107,7 @@ def codecs(data: np.ndarray, batch: int, repeats: int) -> list[dict]:
         assert all(bytes(d) == c for d, c in zip(decoded, chunks, strict=True))
         row = {
             "part": "codecs",
+            "residuals": label,
             "codec": name,
             "ratio": round(raw / sum(len(e) for e in encoded), 3),
             "encode_MB_s": round(raw / 1e6 / enc_t, 1),
@@ -179,21 +187,24 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     parts = args.parts.split(",")
-    data = residuals(args.trials)
-    print(
-        json.dumps(
-            {
-                "residuals": list(data.shape),
-                "MB_float16": round(data.nbytes / 1e6, 1),
-                "load_1min": _load(),
-            }
-        ),
-        flush=True,
-    )
-    if "codecs" in parts:
-        codecs(data, args.batch_size, args.repeats)
-    if "chunks" in parts:
-        chunks(data, args.batch_size, args.repeats)
+    for protocol in ("detection-logits", "intentional-control"):
+        data = residuals(protocol, args.trials)
+        print(
+            json.dumps(
+                {
+                    "residuals": protocol,
+                    "shape": list(data.shape),
+                    "MB_float16": round(data.nbytes / 1e6, 1),
+                    "zeros_share": round(float((data == 0).mean()), 3),
+                    "load_1min": _load(),
+                }
+            ),
+            flush=True,
+        )
+        if "codecs" in parts:
+            codecs(data, args.batch_size, args.repeats, protocol)
+        if "chunks" in parts and protocol == "detection-logits":
+            chunks(data, args.batch_size, args.repeats)
     return 0
 
 

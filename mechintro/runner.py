@@ -351,7 +351,9 @@ def execute(
         mode: what the run reads: ``"logits"`` (next-token log-probabilities of ``answers``),
             ``"generate"`` (sampled tokens; needs ``generation``) or ``"resid"`` (only the
             residual streams; needs ``record``). The store holds the variables of that readout.
-        record: store every layer's residual stream over the prompt (float16).
+        record: store every layer's residual stream over the prompt — as the config's
+            ``resid_dtype`` (default float16), at its ``resid_layers`` and ``resid_positions``
+            (default all).
         experiment: the experiment's ``NAME``, stored as the ``experiment`` attribute.
         layers: the block indices that the config's ``layers`` resolved to, stored as the
             ``layer_map`` attribute (:func:`layer_map`).

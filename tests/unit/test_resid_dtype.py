@@ -70,8 +70,10 @@ def test_a_tampered_dtype_attribute_is_refused(stores, tmp_path):
     meta["attributes"]["resid_dtype"] = "float16"
     (copy / "resid" / "zarr.json").write_text(json.dumps(meta))
     with pytest.raises(MechintroError) as info:
-        runs.open_run(copy)
+        runs.open_run(copy)  # the manifest's copy of the metadata differs
     assert "\n" not in str(info.value)
+    with pytest.raises(MechintroError, match="uint16 with resid_dtype 'float16'"):
+        runs.open_run(copy, check="off")  # even unchecked, never read bits as float16
 
 
 def test_bad_values_are_one_line_and_write_nothing(tiny, tmp_path):
