@@ -52,6 +52,11 @@ PUBLISHED = {
         "20% chance at early layers, falling to chance by mid-depth; a commenter's "
         "Qwen2.5-14B reached 89% (but 90% for 'which is most abstract?')."
     ),
+    "strength-comparison": (
+        "Hahami et al. (arXiv 2512.12411 v2, 5.1), Llama-3.1-8B: the stronger of two injected "
+        "sentences named 83% of the time at layer 3, pair (3, 7) (chance 50%); their code's "
+        "comments: up to 98% at layer 2, pair (2, 6). No random-direction control."
+    ),
     "patchscope": (
         "Ghandeharioun et al. (2024), 'Patchscopes': the identity prompt decodes a hidden state "
         "by asking the model to repeat it; the paper patches hidden states, not concept "
@@ -170,6 +175,26 @@ def _verdict(name: str, summary) -> str:
             f"{float(rate.sel(condition='none').mean()):.2f}; {int(above.sum())} of "
             f"{above.size} (layer, strength) cells are above the random-vector control "
             "(Wilson intervals apart)."
+        )
+    if name == "strength-comparison":
+        concept = summary.sel(condition="concept")
+        cells = int(np.isfinite(concept.accuracy).sum())
+        acc = concept.accuracy.values[np.isfinite(concept.accuracy.values)]
+        text = (
+            f"The stronger sentence is named in {acc.min():.2f}–{acc.max():.2f} of decisions "
+            f"across {cells} (layer, pair) cells (chance 0.5; both orders pooled)"
+        )
+        if "above_random" in summary:
+            rnd = summary.sel(condition="random").accuracy.values
+            rnd = rnd[np.isfinite(rnd)]
+            text += (
+                f"; a random unit direction at the same strengths {rnd.min():.2f}–"
+                f"{rnd.max():.2f}; {int(summary.above_random.sum())} of {cells} cells are above "
+                "the random control (Wilson intervals apart)"
+            )
+        return (
+            text + f"; uninjected, the model answers '1' to "
+            f"{summary.attrs['uninjected_share_1']:.0%} of {summary.attrs['uninjected_n']} prompts."
         )
     return ""
 

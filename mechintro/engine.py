@@ -66,13 +66,14 @@ def _remote_errors(model: Model):
 @dataclass(frozen=True, eq=False)
 class Injection:
     """What one trial adds: ``vector`` (already multiplied by the strength) at each of ``layers``
-    on the prompt tokens where ``mask`` is true, and on every generated token if ``generated``.
+    on the prompt tokens where ``mask`` is true (or ``mask[t] x vector`` where ``mask`` holds
+    per-token weights), and on every generated token if ``generated``.
     ``vector`` is ``(d_model,)`` (the same vector at every layer) or ``(len(layers), d_model)``
     (one per layer, e.g. repeng's per-layer PCA directions)."""
 
     vector: torch.Tensor
     layers: tuple[int, ...]
-    mask: tuple[bool, ...]
+    mask: tuple[bool, ...] | tuple[float, ...]
     generated: bool = False
 
 
@@ -326,8 +327,8 @@ def shared_prefix(prompts: Sequence[Sequence[int]], injections: Sequence[Injecti
             k += 1
         n = k
     for inj in injections:
-        if inj is not None and True in inj.mask[:n]:
-            n = inj.mask.index(True)
+        if inj is not None:
+            n = next((i for i, m in enumerate(inj.mask[:n]) if m), n)
     return n
 
 

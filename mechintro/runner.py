@@ -70,14 +70,27 @@ class Trial:
     max_new_tokens: int | None = None
     swap_prefix: int = 0
     patch: engine.Patch | None = None
+    token_strengths: tuple[float, ...] | None = None
+    """Per prompt token, a multiplier of ``strength x vector`` on the window's tokens (``None``:
+    1 on each): strength comparison adds a1 on one sentence and a2 on another in one pass."""
 
     def injection(self) -> engine.Injection | None:
         if self.vector is None:
             return None
+        mask: tuple[float, ...] | tuple[bool, ...] = self.window.resolve(self.prompt)
+        if self.token_strengths is not None:
+            if len(self.token_strengths) != len(mask):
+                raise MechintroError(
+                    f"token_strengths has {len(self.token_strengths)} entries but the prompt has "
+                    f"{len(mask)} tokens: give one per prompt token"
+                )
+            mask = tuple(
+                float(w) if m else 0.0 for m, w in zip(mask, self.token_strengths, strict=True)
+            )
         return engine.Injection(
             vector=self.vector * self.strength,
             layers=tuple(range(self.inject_layer, self.inject_layer_end)),
-            mask=self.window.resolve(self.prompt),
+            mask=mask,
             generated=self.window.generated,
         )
 
@@ -1147,6 +1160,7 @@ def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
                     if t.patch is None
                     else [t.patch.layer, list(t.patch.positions), t.patch.mode, t.patch.coefficient]
                 )
+                + ([] if t.token_strengths is None else [[float(w) for w in t.token_strengths]])
             ).encode()
         )
     versions = {}

@@ -68,6 +68,12 @@ SMALL: dict[str, dict[str, object]] = {
         "controls": 10,
         "max_new_tokens": 60,
     },
+    # their best layers (2-3 of 32) and mid-depth, their two best pairs, half their draws
+    "strength-comparison": {
+        "layers": ("0.0625", "0.125", "0.5"),
+        "pairs": ("2:6", "3:7"),
+        "trials": 15,
+    },
 }
 # Runs the analyses of issue 4 read (``--only analysis``): Lindsey's vectors for every word an
 # analysis compares with, and a detection-logits run over 20 concepts with residuals recorded.

@@ -24,6 +24,7 @@ MODULES: dict[str, str] = {
     "localisation": "mechintro.experiments.localisation",
     "self-prediction": "mechintro.experiments.self_prediction",
     "patchscope": "mechintro.experiments.patchscope",
+    "strength-comparison": "mechintro.experiments.strength_comparison",
 }
 """CLI name → module path, in the order the CLI and the docs list them."""
 
