@@ -71,7 +71,8 @@ def pooled_row(label, scored, split="test"):
         "predictor → target": label,
         "n": r["n"],
         "accuracy": f"{r['accuracy']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]",
-        "mode baseline": f"{r['mode_baseline']:.3f}",
+        "mode baseline (leave-one-item-out)": f"{r['mode_baseline_loo']:.3f}",
+        "in-sample mode": f"{r['mode_baseline']:.3f}",
     }
 
 
@@ -174,7 +175,7 @@ if results:
                     "self": r["self"],
                     "cross": r["cross"],
                     "difference": f"{r['difference']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]",
-                    "p": r["p"],
+                    "p": f"{r['p']:.5f} (step {r['p_resolution']:.0e})",
                     "pairs": r["n_pairs"],
                     "items": r["n_items"],
                 }
@@ -229,7 +230,9 @@ if curves:
         ax.axhline(
             own["accuracy"], color="C3", ls="--", label=f"{m1} self-trained, predicting itself"
         )
-        ax.axhline(own["mode_baseline"], color="k", ls=":", label="mode baseline")
+        ax.axhline(
+            own["mode_baseline_loo"], color="k", ls=":", label="mode baseline (out of sample)"
+        )
         print(
             table(
                 [

@@ -125,26 +125,34 @@ def _verdict(name: str, summary) -> str:
                 0, 1
             ]
         )
+        rows = summary.attrs.get("readout_rows", [])
+        read_key = f"cells with mass ≥ {a['mass_threshold']:g}"
+        read = [r for r in rows if not r["first (expected, p)"].startswith("—")]
+        unread = [r["readout"] for r in rows if r["first (expected, p)"].startswith("—")]
+        stands_out = a.get("eligible_cells", 0) and (
+            a["eligible_top_rank_p"] < 0.05 or a["eligible_above_pi_p"] < 0.05
+        )
         return (
             f"Across {a['cells']} cells the introspection and control shifts "
-            f"correlate at r = {corr:.2f}; the introspection question has the "
-            f"largest shift of all {a['n_control_questions'] + 1} questions in "
-            f"{a['top_rank_cells']} cell{'' if a['top_rank_cells'] == 1 else 's'} "
-            f"({a['top_rank_expected']:.1f} expected by chance; one-sided binomial p = "
-            f"{a['top_rank_p']:.3f}) and lies above the control questions' 95% prediction "
-            f"interval in {a['above_pi_cells']} ({a['outside_pi_expected']:.1f} "
-            "expected outside by chance): "
-            + (
-                "the introspection question stands out more often than chance "
-                "(cells treated as independent, which neighbouring cells are not)."
-                if a["top_rank_p"] < 0.05
-                else "**no** introspection-specific shift."
+            f"correlate at r = {corr:.2f}. Rule fixed in advance: a cell is read only where the "
+            f"readout holds ≥ {a['mass_threshold']:g} of the next-token mass; "
+            + "; ".join(
+                f"{r['readout']} (mass {r['mass intro/control']}): "
+                f"{r[read_key]} cells read, introspection "
+                f"first in {r['first (expected, p)']}, above the controls' 95% prediction "
+                f"interval in {r['above PI (expected, p)']}"
+                for r in rows
             )
-            + " Readout: "
-            f"{a.get('readout', 'not recorded')}; it reads a mean probability mass of "
-            f"{float(summary.intro_mass.mean()):.3g} (introspection) and "
-            f"{float(summary.control_mass.mean()):.3g} (controls) — a readout holding little "
-            "mass is noise (`docs/protocols.md`)."
+            + ". "
+            + (
+                "The introspection question stands out more often than chance where the readout "
+                "holds mass (cells treated as independent, which neighbouring cells are not)."
+                if stands_out
+                else "**no** introspection-specific shift where a readout holds mass"
+                + (f" ({', '.join(unread)} reads no cell)" if unread else "")
+                + "."
+            )
+            + ("" if read else " **No readout holds mass: no verdict.**")
         )
     if name == "intentional-control":
         return (
@@ -152,15 +160,20 @@ def _verdict(name: str, summary) -> str:
             "/ don't-think alignment is an analysis (issue 4)."
         )
     if name == "localisation":
-        above = summary.lo > summary.chance
+        raw = int((summary.lo > summary.chance).sum())
         cells = int(np.isfinite(summary.accuracy).sum())
         no_power = int((summary.varies == 0).sum())
-        bal = summary.balanced_accuracy.values[np.isfinite(summary.balanced_accuracy.values)]
+        ok = np.isfinite(summary.balanced_accuracy.values)
+        bal = summary.balanced_accuracy.values[ok]
+        p = summary.balanced_p.values[ok]
+        holm = stats.holm(p)
         return (
-            f"{int(above.sum())} of {cells} (task, layer, strength) cells are above chance "
-            f"(Wilson lower bound); balanced accuracy {bal.min():.3f}–{bal.max():.3f} "
-            f"(chance 1/k); {no_power} cells have **no power** (the answer never varies), so "
-            "accuracy there is the share of targets matching the model's favourite answer."
+            f"{int((p < 0.05).sum())} of {cells} (task, layer, strength) cells have a balanced "
+            f"accuracy above chance (one-sided permutation p < 0.05, uncorrected; "
+            f"{int((holm < 0.05).sum())} after Holm over the {cells}); balanced accuracy "
+            f"{bal.min():.3f}–{bal.max():.3f} (chance 1/k). On raw accuracy (Wilson lower bound "
+            f"above chance, which a favourite answer matching a frequent target inflates): {raw}. "
+            f"{no_power} cells have **no power** (the answer never varies)."
         )
     if name == "patchscope":
         rate = summary.rate
@@ -203,7 +216,7 @@ def _block(name: str, path: Path, verdicts: list[tuple[str, str]]) -> list[str]:
     module = EXPERIMENTS[name]
     ds = open_run(path)
     total = open_run(path, committed_only=False).sizes["trial"]
-    summary = module.summarize(ds)
+    summary = _summarize(name, ds)
     config = json.loads(ds.attrs["config"])
     partial = (
         ""
@@ -218,15 +231,11 @@ def _block(name: str, path: Path, verdicts: list[tuple[str, str]]) -> list[str]:
         "",
     ]
     if name == "sweep":
-        keep_layers = summary.inject_layer.values[:: max(1, summary.sizes["inject_layer"] // 6)]
-        keep_strengths = summary.strength.values[:: max(1, summary.sizes["strength"] // 4)]
-        shown = summary.sel(inject_layer=keep_layers, strength=keep_strengths)
-        shown.attrs = summary.attrs
         lines += [
             "A subset of the grid (every layer and strength is in the run):",
             "",
             "```",
-            module.format_summary(shown),
+            _sweep_text(module, summary),
             "```",
         ]
     else:
@@ -266,10 +275,15 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
         f"Runs: `{_shown(root)}/` (`python scripts/looking_inward.py`; details, "
         "differences from the paper and figures: `docs/looking-inward.md`). "
         "Accuracy pooled over task × property cells with a 95% bootstrap clustered "
-        "by item; the mode baseline always guesses each cell's most frequent value.",
+        "by item; the mode baseline guesses each cell's most frequent value among the cell's "
+        "**other** items (leave-one-item-out: out of sample); the in-sample mode, which counts "
+        "the item's own answer and is biased upward with 8 items per cell, is shown beside it. "
+        "p-values: paired sign flips over items, every flip when 2^items ≤ 100,000, else "
+        "100,000 drawn (step 1e-05).",
         "",
-        "| predictor → target | tasks | pairs | accuracy | mode baseline |",
-        "|---|---|---|---|---|",
+        "| predictor → target | tasks | pairs | accuracy | mode baseline (out of sample) "
+        "| in-sample mode |",
+        "|---|---|---|---|---|---|",
     ]
     for n in names:
         for label, run in (
@@ -285,7 +299,7 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
                     lines.append(
                         f"| {label} → itself | {'held-out' if split == 'test' else 'training'} "
                         f"| {r['n']} | {r['accuracy']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] | "
-                        f"{r['mode_baseline']:.3f} |"
+                        f"{r['mode_baseline_loo']:.3f} | {r['mode_baseline']:.3f} |"
                     )
     runs = sp.study(root)
     verdicts = []
@@ -304,7 +318,7 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
             f"{r['self']:.3f} | {r['cross']:.3f} | {r['difference']:+.3f} "
             f"[{r['lo']:+.3f}, {r['hi']:+.3f}] | {r['p']:.4f} |"
         )
-        mode = sp.pooled(sp.score(open_run(own)), "test")["mode_baseline"]
+        mode = sp.pooled(sp.score(open_run(own)), "test")["mode_baseline_loo"]
         above = r["lo"] > 0
         shown = above and p_adj < 0.05 and r["self"] > mode
         shown_by_direction[(m1, m2)] = bool(shown)
@@ -324,7 +338,8 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
                 f"{r['hi']:+.3f}], p = {r['p']:.4f} uncorrected, one test of "
                 f"{n_tests}; Holm {p_adj:.3f}); its self-prediction accuracy "
                 f"{r['self']:.3f} is {'above' if r['self'] > mode else '**below**'} "
-                f"the mode baseline {mode:.3f}, and the two models differ in capacity, "
+                f"the out-of-sample mode baseline {mode:.3f}, and the two models differ in "
+                "capacity, "
                 "so a gap can be capacity rather than privileged access: a "
                 f"self-prediction advantage is {'shown' if shown else '**not shown**'}.",
             )
@@ -461,6 +476,84 @@ def write(runs: Path, out: Path) -> Path:
     body += _oracles(Path(__file__).resolve().parent / "data" / "oracles")
     out.write_text("\n".join([*header, *overview, "", *body]))
     return out
+
+
+def _summarize(name: str, ds):
+    """``summarize`` as the document reads it: the sweep with the readout that holds mass (four
+    forms) and both readouts' rows under the mass rule fixed in advance (``sweep.readout_rows``)."""
+    module = EXPERIMENTS[name]
+    if name != "sweep":
+        return module.summarize(ds)
+    summary = module.summarize(ds, readout="four_forms")
+    summary.attrs["readout_rows"] = module.readout_rows(ds)
+    return summary
+
+
+def _sweep_text(module, summary) -> str:
+    from mechintro.tables import table
+
+    keep_layers = summary.inject_layer.values[:: max(1, summary.sizes["inject_layer"] // 6)]
+    keep_strengths = summary.strength.values[:: max(1, summary.sizes["strength"] // 4)]
+    shown = summary.sel(inject_layer=keep_layers, strength=keep_strengths)
+    shown.attrs = summary.attrs
+    return (
+        module.format_summary(shown)
+        + "\n\nboth readouts under the mass rule fixed in advance (sweep.MASS_THRESHOLD):\n"
+        + table(summary.attrs["readout_rows"])
+    )
+
+
+def _summary_text(name: str, path: Path) -> str:
+    """The fenced table ``_block`` writes for the run at ``path`` (the sweep: its grid subset)."""
+    module = EXPERIMENTS[name]
+    summary = _summarize(name, open_run(path))
+    if name == "sweep":
+        return _sweep_text(module, summary)
+    return module.format_summary(summary)
+
+
+def refresh(doc: Path, root: Path) -> list[str]:
+    """Recompute, in place, every fenced summary table of ``doc`` that follows a
+    ``Run: `path/{experiment}.zarr``` line whose run exists under ``root`` (the repository),
+    with the current ``summarize`` and ``format_summary``; the prose around the tables (hand
+    written where runs of several sizes are compared) is left as it is. Returns the runs
+    refreshed. ``python scripts/results.py refresh``."""
+    lines = doc.read_text().split("\n")
+    done, i = [], 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("Run: `") and ".zarr`" in line:
+            rel = line[len("Run: `") : line.index(".zarr`") + len(".zarr")]
+            path, name = root / rel, Path(rel).stem
+            start = next((j for j in range(i + 1, min(i + 8, len(lines))) if lines[j] == "```"), -1)
+            if name in EXPERIMENTS and (path / "zarr.json").exists() and start > 0:
+                end = lines.index("```", start + 1)
+                lines[start + 1 : end] = _summary_text(name, path).split("\n")
+                done.append(rel)
+        i += 1
+    inward = root / "analyses" / "data" / "looking-inward"
+    if "## Looking Inward (self- vs cross-prediction)" in lines and inward.exists():
+        lines = _refresh_inward(lines, _looking_inward(inward)[0])
+        done.append(_shown(inward))
+    doc.write_text("\n".join(lines))
+    return done
+
+
+def _refresh_inward(lines: list[str], gen: list[str]) -> list[str]:
+    """The Looking Inward section's generated parts (its "Runs:" line, and everything from the
+    accuracy table to the calibration table) replaced by ``gen``; the prose between is kept."""
+    head = lines.index("## Looking Inward (self- vs cross-prediction)")
+
+    def span(text: list[str], start: int) -> tuple[int, int]:
+        a = next(j for j in range(start, len(text)) if text[j].startswith("| predictor → target"))
+        b = next(j for j in range(a, len(text)) if text[j].startswith("Calibration (animals"))
+        return a, b
+
+    runs = next(j for j in range(head, len(lines)) if lines[j].startswith("Runs: `"))
+    lines[runs] = next(g for g in gen if g.startswith("Runs: `"))
+    a, b = span(lines, head)
+    ga, gb = span(gen, 0)
+    return [*lines[:a], *gen[ga:gb], *lines[b:]]
 
 
 def _both_directions(shown: dict[tuple[str, str], bool]) -> list[str]:

@@ -2,8 +2,11 @@
 
 * **Rates** (independent trials): Wilson score intervals (:func:`wilson`, via
   ``scipy.stats.binomtest(...).proportion_ci``): never ``[0, 0]`` at 0/n, never past 0 or 1.
-* **A difference of two rates** (net detection = TPR − FPR): Newcombe's hybrid score interval
-  (Newcombe 1998, method 10; :func:`newcombe`), built from the two Wilson intervals.
+* **A difference of two rates** of independent trials: Newcombe's hybrid score interval
+  (Newcombe 1998, method 10; :func:`newcombe`), built from the two Wilson intervals. When one
+  rate is clustered (net detection = TPR − FPR: the TPR's trials share concepts) the same
+  square-and-add recipe is applied to the **clustered** limits (:func:`mover_difference`, Zou &
+  Donner's MOVER, of which Newcombe's method is the Wilson case; :func:`net_interval`).
 * **Means of clustered trials** (trials that share a concept are one piece of evidence, not
   many): :func:`cluster_interval` picks the method by the number of clusters *G*:
 
@@ -113,6 +116,47 @@ def newcombe(k1: int, n1: int, k2: int, n2: int, z: float = Z95) -> Interval:
     lo = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
     hi = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
     return Interval(d, max(-1.0, lo), min(1.0, hi), "Newcombe hybrid score", n1 + n2)
+
+
+def mover_difference(a: Interval, b: Interval) -> Interval:
+    """``a − b`` with the MOVER interval (Zou & Donner 2008) from the two intervals' own limits:
+    ``d − √((a−a_lo)² + (b_hi−b)²)`` to ``d + √((a_hi−a)² + (b−b_lo)²)``. With two Wilson
+    intervals this is :func:`newcombe`; with a clustered ``a`` (a TPR over concepts) the width
+    comes from the clusters, not from the trials. Not a CI when either input is not one."""
+    if not (math.isfinite(a.estimate) and math.isfinite(b.estimate)):
+        return Interval(math.nan, math.nan, math.nan, "MOVER", a.n + b.n, note="a rate is missing")
+    d = a.estimate - b.estimate
+    lo = d - math.sqrt((a.estimate - a.lo) ** 2 + (b.hi - b.estimate) ** 2)
+    hi = d + math.sqrt((a.hi - a.estimate) ** 2 + (b.estimate - b.lo) ** 2)
+    is_ci = a.is_ci and b.is_ci
+    return Interval(
+        d,
+        max(-1.0, lo),
+        min(1.0, hi),
+        f"MOVER from ({a.method}) and ({b.method})",
+        a.n + b.n,
+        a.clusters,
+        is_ci=is_ci,
+        note="" if is_ci else (a.note or b.note),
+    )
+
+
+def net_interval(
+    success: np.ndarray,
+    clusters: np.ndarray,
+    false_pos: np.ndarray,
+    fp_clusters: np.ndarray | None = None,
+    *,
+    seed: int = 0,
+) -> Interval:
+    """Net detection ``TPR − FPR`` with the interval built from the **clustered** TPR limits
+    (:func:`rate_interval` over ``clusters``, the concepts) and the FPR's limits (Wilson for
+    independent controls, clustered when ``fp_clusters`` is given), combined by
+    :func:`mover_difference`. A trial-level Newcombe interval treats trials of one concept as
+    independent and is too narrow when concepts differ."""
+    a = rate_interval(success, clusters, seed=seed)
+    b = rate_interval(false_pos, fp_clusters, seed=seed)
+    return mover_difference(a, b)
 
 
 def _groups(values: np.ndarray, clusters: Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
@@ -415,8 +459,9 @@ def mean_ci(
 def diff_ci(
     a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
-    """Mean of ``a`` minus mean of ``b``: for two sets of successes (net detection = TPR − FPR)
-    Newcombe's hybrid score interval (:func:`mechintro.stats.newcombe`, sensible at 0/n and n/n);
+    """Mean of ``a`` minus mean of ``b``: for two sets of **independent** successes
+    Newcombe's hybrid score interval (use :func:`net_interval` when ``a``'s trials share
+    concepts) (:func:`mechintro.stats.newcombe`, sensible at 0/n and n/n);
     for continuous values a 95% percentile bootstrap resampling each group."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.size == 0 or b.size == 0:

@@ -5,6 +5,7 @@
     python scripts/results.py run --model qwen2.5-coder-0.5b --size small
     python scripts/results.py run --model smollm2-135m --size small --dtype bfloat16   # beside fp32
     python scripts/results.py write        # docs/results.md from runs/results/
+    python scripts/results.py refresh      # its summary tables recomputed from the runs it names
 
 Runs go to ``runs/results/{model}/{experiment}.zarr`` (an existing run is resumed, so a killed
 sweep continues where it stopped: run the same command again); progress goes to stderr as
@@ -249,6 +250,11 @@ def main() -> int:
         help="weights' precision; bfloat16 runs go to runs/results/{model}-bfloat16/",
     )
     sub.add_parser("write")
+    sub.add_parser(
+        "refresh",
+        help="recompute the summary tables of docs/results.md from the runs it names "
+        "(analyses/data), leaving its prose as it is",
+    )
     t = sub.add_parser("timing", help="the wall times in runs/results/{model}/timing.json")
     t.add_argument("--model", default="smollm2-135m")
     t.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -263,6 +269,12 @@ def main() -> int:
                 f"{args.dtype}` first"
             )
         print(timing_table(json.loads(path.read_text())))
+    elif args.cmd == "refresh":
+        sys.path.insert(0, str(ROOT / "analyses"))
+        from results_doc import refresh
+
+        for rel in refresh(ROOT / "docs" / "results.md", ROOT):
+            print(rel)
     else:
         sys.path.insert(0, str(ROOT / "analyses"))
         from results_doc import write

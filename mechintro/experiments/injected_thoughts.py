@@ -58,7 +58,7 @@ from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.readouts import grades, question_kind
 from mechintro.runner import Generation, Shard, Trial, execute
-from mechintro.stats import describe_methods, diff_ci, rate, rate_interval
+from mechintro.stats import describe_methods, net_interval, rate, rate_interval
 from mechintro.tables import table
 from mechintro.vectors import (
     check_vectors_match,
@@ -399,9 +399,10 @@ def summarize(
 ) -> xr.Dataset:
     """Per (layer, strength): TPR (interval over concepts,
     :func:`mechintro.stats.cluster_interval`), coherence and affirmative rates, the cell's FPR
-    (Wilson) and net = TPR - pooled FPR with Newcombe's interval (``attrs["interval"]`` names the
-    methods). The attrs hold the held-out best cell: chosen by net on half of the concepts,
-    reported on the other half.
+    (Wilson) and net = TPR - pooled FPR with the MOVER interval from the concept-clustered TPR
+    limits and the FPR's Wilson limits (:func:`mechintro.stats.net_interval`;
+    ``attrs["interval"]`` names the methods). The attrs hold the held-out best cell: chosen by
+    net on half of the concepts, reported on the other half.
 
     Example::
 
@@ -425,7 +426,7 @@ def summarize(
         if iv.n:
             methods.add(iv.method if iv.is_ci else f"{iv.method} — not a 95% CI ({iv.note})")
         fpr, fpr_lo, fpr_hi, n_ctl = rate(g["false_positive"].values[ctl])
-        net, net_lo, net_hi = diff_ci(succ, fp_all, seed=seed)
+        net, net_lo, net_hi = net_interval(succ, concept[inj], fp_all, seed=seed)
         return {
             "tpr": iv.estimate,
             "tpr_lo": iv.lo,
@@ -455,7 +456,8 @@ def summarize(
             "interval": "TPR: "
             + describe_methods(methods)
             + " (over concepts, mechintro.stats.cluster_interval); "
-            "FPR: Wilson; net = TPR − pooled FPR: Newcombe's hybrid score interval",
+            "FPR: Wilson; net = TPR − pooled FPR: MOVER from the clustered TPR limits and the "
+            "FPR's Wilson limits (mechintro.stats.net_interval)",
         }
     )
     out.attrs.update(
@@ -498,7 +500,7 @@ def held_out_best(
     best = max(cells, key=lambda c: tpr(in_select, c))
     held = ~in_select & (layers == best[0]) & (strengths == best[1])
     t, lo, hi, n = rate(success[held], concepts[held], seed=seed)
-    net, net_lo, net_hi = diff_ci(success[held], false_pos, seed=seed)
+    net, net_lo, net_hi = net_interval(success[held], concepts[held], false_pos, seed=seed)
     return {
         "best_layer": int(best[0]),
         "best_strength": float(best[1]),

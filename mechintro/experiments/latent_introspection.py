@@ -58,7 +58,7 @@ from mechintro.experiments.base import BaseConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import message_window, render_chat, tokenize
 from mechintro.runner import Answers, Shard, Trial, execute
-from mechintro.stats import MIN_CI_CLUSTERS, mean_ci
+from mechintro.stats import MIN_CI_CLUSTERS, cluster_interval, maxt_signflip, mean_ci
 from mechintro.tables import table
 from mechintro.vectors import (
     check_vectors_match,
@@ -473,13 +473,14 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
         set(zip(variant.tolist(), group.tolist(), strict=True)),
         key=lambda r: (r[1] != "introspection", r),
     )
-    group_of = dict(rows)
 
     def cell(m: np.ndarray) -> dict[str, float]:
-        v, g = str(variant[m][0]), group_of[str(variant[m][0])]
+        v = str(variant[m][0])
         b_yes = np.array([base[(v, q)][0] for q in question[m]])
         b_no = np.array([base[(v, q)][1] for q in question[m]])
-        clusters = question[m] if g != "introspection" else ds["concept"].values[m]
+        # the steering concept's vector is the sampled unit for every row: control questions
+        # under one concept's steering share it, so they are clustered by concept too
+        clusters = np.asarray(ds["concept"].values)[m]
         values: dict[str, float] = {}
         for name, x in (
             ("p_yes", p_yes[m]),
@@ -489,8 +490,8 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
             mean, lo, hi, _ = mean_ci(x, clusters, seed=seed)
             values |= {name: mean, f"{name}_lo": lo, f"{name}_hi": hi}
         return values | {
-            # how many independent units the interval rests on: concepts for the introspection
-            # question, control questions for the others (a range, not a CI, below 5)
+            # how many independent units the interval rests on: the steering concepts (a range,
+            # not a CI, below 5)
             "interval_units": float(len(set(clusters.tolist()))),
             "base_p_yes": b_yes.mean(),
             "base_p_no": b_no.mean(),
@@ -504,6 +505,9 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     keys = xr.Dataset({"row": ("trial", variant), "strength": ("trial", strength)})
     steered = cond == "steered"
     out = cell_summary(keys, ("row", "strength"), cell, where=steered, levels={"row": row_names})
+    out = out.assign(
+        _paired_vs_controls(row_names, keys, variant, group, p_yes, base, question, cond, ds)
+    )
     if (cond == "swapped").any():  # the model swap: the other model's turn-1 cache, no steering
         swap = {
             n: np.full(len(rows), np.nan)
@@ -520,6 +524,45 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     return out
 
 
+def _paired_vs_controls(rows, keys, variant, group, p_yes, base, question, cond, ds) -> dict:
+    """Per introspection row and strength: the introspection question's P(yes) shift minus the
+    mean shift of every control question **under the same concept's steering**, paired by
+    concept — its mean, a *t* interval over concepts (a range below 5,
+    :func:`mechintro.stats.cluster_interval`) and an exact sign-flip p-value over concepts
+    (two-sided; ``paired_p_resolution`` is its smallest step). NaN for control rows."""
+    concept = np.array([str(c) for c in ds["concept"].values], dtype=object)
+    strength = np.asarray(keys["strength"].values)
+    strengths = sorted(set(strength[cond == "steered"].tolist()))
+    names = ("paired_diff", "paired_lo", "paired_hi", "paired_p", "paired_units")
+    out = {n: np.full((len(rows), len(strengths)), np.nan) for n in names}
+    shift = p_yes - np.array(
+        [base.get((v, q), (np.nan, np.nan))[0] for v, q in zip(variant, question, strict=True)]
+    )
+    steered = cond == "steered"
+    ctl = steered & (group != "introspection")
+    for i, r in enumerate(rows):
+        intro = steered & (variant == r) & (group == "introspection")
+        if not intro.any():
+            continue
+        for j, s in enumerate(strengths):
+            diffs, units = [], []
+            for c in sorted(set(concept[intro & (strength == s)].tolist())):
+                a = shift[intro & (strength == s) & (concept == c)]
+                b = shift[ctl & (strength == s) & (concept == c)]
+                if a.size and b.size:
+                    diffs.append(a.mean() - b.mean())
+                    units.append(c)
+            if not diffs:
+                continue
+            d = np.asarray(diffs)
+            iv = cluster_interval(d, units, binary=False)
+            _, p = maxt_signflip(d[:, None]) if d.size > 1 else (None, np.array([np.nan]))
+            out["paired_diff"][i, j], out["paired_lo"][i, j] = iv.estimate, iv.lo
+            out["paired_hi"][i, j], out["paired_p"][i, j] = iv.hi, float(p[0])
+            out["paired_units"][i, j] = d.size
+    return {n: (("row", "strength"), v) for n, v in out.items()}
+
+
 def _interval_note(summary: xr.Dataset) -> str:
     """What the bracket of each row is: a 95% interval over concepts (introspection rows) or
     control questions (the other rows), or only a range where fewer than 5 carry it
@@ -530,7 +573,7 @@ def _interval_note(summary: xr.Dataset) -> str:
     counts = ", ".join(f"{r} {int(units.sel(row=r))}" for r in summary.row.values)
     ranges = [str(r) for r in summary.row.values if int(units.sel(row=r)) < MIN_CI_CLUSTERS]
     return (
-        f"interval: over concepts (introspection rows) or control questions (the others): "
+        f"interval: over the steering concepts (every row, control questions included): "
         f"{counts}; "
         + (
             f"below {MIN_CI_CLUSTERS} it is the range of the means, **not** a 95% CI: "
@@ -572,6 +615,24 @@ def format_summary(summary: xr.Dataset) -> str:
         + "\nrows 'no' … 'ambiguous' are control questions under the same steering; a shift there "
         "is not detection" + "\n" + _interval_note(summary)
     )
+    if "paired_diff" in summary:
+        s = summary.strength.values[-1]
+        paired = [
+            f"{r} {float(summary.paired_diff.sel(row=r, strength=s)):+.4f} "
+            f"[{float(summary.paired_lo.sel(row=r, strength=s)):+.4f}, "
+            f"{float(summary.paired_hi.sel(row=r, strength=s)):+.4f}] p = "
+            f"{float(summary.paired_p.sel(row=r, strength=s)):.3f}"
+            for r in summary.row.values
+            if np.isfinite(float(summary.paired_diff.sel(row=r, strength=s)))
+        ]
+        if paired:
+            units = int(np.nanmax(summary.paired_units.values))
+            text += (
+                f"\nintrospection shift − control questions' shift, paired by concept "
+                f"(strength {float(s):g}, {units} concepts; sign-flip p over concepts, "
+                f"resolution 1/{min(2**units, 10001)}): " + "; ".join(paired)
+            )
+    return text
     if "swap_p_yes" in summary:
         text += f"\nmodel swap (turn 1 cached by {summary.attrs['swap_model']}): " + ", ".join(
             f"{r} {float(summary.swap_yes_shift.sel(row=r)):+.4f}" for r in summary.row.values

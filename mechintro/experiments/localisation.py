@@ -457,6 +457,9 @@ def _option_probs(ds: xr.Dataset, task: str, rows: np.ndarray) -> np.ndarray:
     return p / p.sum(1, keepdims=True)
 
 
+N_PERM = 1999  # target shuffles per cell for the balanced accuracy's p-value (resolution 1/2000)
+
+
 def cell_statistics(
     choice: np.ndarray, target: np.ndarray, probs: np.ndarray, opts: Sequence[str]
 ) -> dict[str, float]:
@@ -471,6 +474,10 @@ def cell_statistics(
     * ``mde``: the smallest balanced accuracy above chance this cell could detect (two-sided
       alpha = 0.05, power 0.8, normal approximation with n trials):
       chance + 2.80·√(chance(1-chance)/n).
+    * ``balanced_p``: one-sided permutation p-value of the balanced accuracy against chance (the
+      targets shuffled among the cell's trials, :data:`N_PERM` times, seed 0; resolution
+      ``1 / (N_PERM + 1)``): "above chance" is read on this, not on the raw accuracy, which a
+      favourite answer matching a frequent target inflates.
     """
     present = [o for o in opts if (target == o).any()]
     chance = 1 / len(opts)
@@ -478,6 +485,12 @@ def cell_statistics(
     bal = (
         float(np.mean([(choice[target == o] == o).mean() for o in present])) if present else np.nan
     )
+    rng = np.random.default_rng(0)
+    null = []
+    for _ in range(N_PERM if present else 0):
+        t = rng.permutation(target)
+        null.append(np.mean([(choice[t == o] == o).mean() for o in present]))
+    bal_p = (1 + int(np.sum(np.asarray(null) >= bal - 1e-12))) / (N_PERM + 1) if null else np.nan
     corrected = []
     for o in present:
         j = list(opts).index(o)
@@ -486,6 +499,7 @@ def cell_statistics(
             corrected.append(hit.mean() - miss.mean())
     return {
         "balanced_accuracy": bal,
+        "balanced_p": bal_p,
         "p_target_corrected": float(np.mean(corrected)) if corrected else np.nan,
         "varies": float(len(set(choice.tolist())) > 1),
         "mde": chance
@@ -571,6 +585,7 @@ def format_summary(summary: xr.Dataset) -> str:
                         "95% CI": f"[{float(c.lo):.3f}, {float(c.hi):.3f}]",
                         "chance": float(summary.chance.sel(task=t)),
                         "balanced acc": float(c.balanced_accuracy),
+                        "p (bal > chance)": f"{float(c.balanced_p):.4f}",
                         "P(target)": float(c.p_target),
                         "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",
                         "power": f"detects ≥ {float(c.mde):.2f}"
@@ -586,6 +601,7 @@ def format_summary(summary: xr.Dataset) -> str:
         "\nbalanced accuracy: mean over targets of the share right (chance 1/k whatever the answer "
         "bias); power: the "
         "smallest balanced accuracy the cell could tell from chance (α 0.05, power 0.8); 'no "
-        "power': the answer never varies"
+        "power': the answer never varies; p (bal > chance): one-sided permutation p of the "
+        f"balanced accuracy ({N_PERM} target shuffles, resolution 1/{N_PERM + 1})"
     )
     return table(rows) + "\n" + bias

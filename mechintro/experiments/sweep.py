@@ -234,6 +234,15 @@ def logit_difference(
     return yn["logit_diff"].values, yn["mass"].values, used
 
 
+# Fixed before the counts below were read (issue 32, item 5): a cell is read only where the
+# readout's tokens hold at least this share of the next-token probability, for the introspection
+# question and for the control questions (mean over questions); the counts are over those cells,
+# for both readouts and every model. A Yes−No difference of tokens the model almost never says is
+# noise (docs/protocols.md).
+MASS_THRESHOLD = 0.1
+READOUTS: tuple[Readout, ...] = ("four_forms", "godet")
+
+
 def summarize(ds: xr.Dataset, *, seed: int = 0, readout: Readout = "godet") -> xr.Dataset:
     """Per (layer, strength): ``intro`` and ``control`` (mean over questions) Yes-No logit
     differences, their shifts against the unsteered values, ``difference`` = intro shift - control
@@ -302,9 +311,71 @@ def summarize(ds: xr.Dataset, *, seed: int = 0, readout: Readout = "godet") -> x
             "above_pi_cells": int((arrays["intro_shift"] > arrays["pi_hi"]).sum()),
             "below_pi_cells": int((arrays["intro_shift"] < arrays["pi_lo"]).sum()),
             "outside_pi_expected": 0.05 * cells,
+            # one tail of a 95% two-sided interval: 2.5% of cells lie above it by chance
+            "above_pi_expected": 0.025 * cells,
         }
     )
+    out.attrs.update(_eligible(arrays, n_q))
     return out
+
+
+def _eligible(arrays: dict[str, np.ndarray], n_q: int) -> dict[str, object]:
+    """The counts over the cells whose read mass reaches :data:`MASS_THRESHOLD` (introspection and
+    controls), each with its chance expectation and one-sided binomial p-value."""
+    ok = (
+        np.isfinite(arrays["rank"])
+        & (arrays["intro_mass"] >= MASS_THRESHOLD)
+        & (arrays["control_mass"] >= MASS_THRESHOLD)
+    )
+    n = int(ok.sum())
+    top = int((arrays["rank"][ok] == 1).sum())
+    above = int((arrays["intro_shift"][ok] > arrays["pi_hi"][ok]).sum())
+
+    def p(k: int, rate: float) -> float:
+        return float(binomtest(k, n, rate, alternative="greater").pvalue) if n else float("nan")
+
+    return {
+        "mass_threshold": MASS_THRESHOLD,
+        "mass_intro_mean": float(np.nanmean(arrays["intro_mass"])),
+        "mass_control_mean": float(np.nanmean(arrays["control_mass"])),
+        "eligible_cells": n,
+        "eligible_top_rank_cells": top,
+        "eligible_top_rank_expected": n / n_q,
+        "eligible_top_rank_p": p(top, 1 / n_q),
+        "eligible_above_pi_cells": above,
+        "eligible_above_pi_expected": 0.025 * n,
+        "eligible_above_pi_p": p(above, 0.025),
+    }
+
+
+def readout_rows(ds: xr.Dataset, *, seed: int = 0) -> list[dict[str, object]]:
+    """Both readouts of one sweep run under the rule fixed in advance (:data:`MASS_THRESHOLD`):
+    per readout its mean mass, the cells that reach the threshold, and over them the cells where
+    the introspection question ranks first and lies above the controls' 95% prediction interval,
+    with their chance expectations (1/(n+1) and 2.5%, one tail) and one-sided binomial p."""
+    rows = []
+    for r in READOUTS:
+        a = summarize(ds, seed=seed, readout=r).attrs
+        rows.append(
+            {
+                "readout": a["readout"].split(":")[0],
+                "mass intro/control": f"{a['mass_intro_mean']:.3g}/{a['mass_control_mean']:.3g}",
+                f"cells with mass ≥ {MASS_THRESHOLD:g}": f"{a['eligible_cells']} of {a['cells']}",
+                "first (expected, p)": (
+                    f"{a['eligible_top_rank_cells']} ({a['eligible_top_rank_expected']:.1f}, "
+                    f"{a['eligible_top_rank_p']:.3f})"
+                    if a["eligible_cells"]
+                    else "— (no cell read)"
+                ),
+                "above PI (expected, p)": (
+                    f"{a['eligible_above_pi_cells']} ({a['eligible_above_pi_expected']:.1f}, "
+                    f"{a['eligible_above_pi_p']:.3f})"
+                    if a["eligible_cells"]
+                    else "— (no cell read)"
+                ),
+            }
+        )
+    return rows
 
 
 def _standing(intro_shift: float, ctl_shifts: np.ndarray) -> dict[str, float]:
@@ -361,7 +432,22 @@ def format_summary(summary: xr.Dataset) -> str:
         f"({a['top_rank_expected']:.1f} expected by chance; one-sided binomial p = "
         f"{a['top_rank_p']:.3g}, cells treated as independent, which neighbouring cells are not); "
         "above the control "
-        f"questions' 95% prediction interval in {a['above_pi_cells']}, below it in "
-        f"{a['below_pi_cells']} "
-        f"({a['outside_pi_expected']:.1f} expected outside by chance)"
+        f"questions' 95% prediction interval in {a['above_pi_cells']} "
+        f"({a.get('above_pi_expected', a['outside_pi_expected'] / 2):.1f} expected above by "
+        f"chance), below it in {a['below_pi_cells']}"
+        + (
+            f"\ncells whose read mass reaches {a['mass_threshold']:g} (the threshold fixed in "
+            f"advance): {a['eligible_cells']} of {a['cells']}"
+            + (
+                f"; there first in {a['eligible_top_rank_cells']} "
+                f"({a['eligible_top_rank_expected']:.1f} expected, p = "
+                f"{a['eligible_top_rank_p']:.3f}), above the interval in "
+                f"{a['eligible_above_pi_cells']} ({a['eligible_above_pi_expected']:.1f} expected, "
+                f"p = {a['eligible_above_pi_p']:.3f})"
+                if a["eligible_cells"]
+                else ": no cell is read"
+            )
+            if "eligible_cells" in a
+            else ""
+        )
     )

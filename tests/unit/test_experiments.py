@@ -462,7 +462,10 @@ def test_results_document_from_saved_runs(tiny, vecs, tmp_path):
     assert (
         "### sweep" in text and "### localisation" in text and "| sweep | small | 1.0 min |" in text
     )
-    assert "correlate at r =" in text and "above chance (Wilson lower bound)" in text
+    assert (
+        "correlate at r =" in text
+        and "balanced accuracy above chance (one-sided permutation" in text
+    )
     assert "## qwen2.5-coder-1.5b\n\nNo runs yet" in text
     # the Activation Oracles section, from the results shipped in analyses/data/oracles
     assert (

@@ -265,3 +265,30 @@ def test_describe_methods_merges_cluster_counts_and_keeps_other_methods_apart():
     )
     assert describe_methods({wilson.format(7)}) == wilson.format(7)  # one count: no range
     assert describe_methods([]) == ""
+
+
+def test_net_detection_interval_is_built_from_the_concept_clustered_tpr_limits():
+    """Issue 32, item 4: net = TPR − FPR used a trial-level Newcombe interval while its TPR was
+    clustered by concept. With all-or-nothing concepts the trials are not independent: the net
+    interval must be at least as wide as the clustered TPR interval (lo ≤ TPR_lo − FPR)."""
+    from mechintro.experiments.injected_thoughts import held_out_best
+    from mechintro.stats import rate_interval, wilson_interval
+
+    concepts = np.repeat([f"c{i}" for i in range(20)], 10)
+    success = np.isin(concepts, [f"c{i}" for i in range(0, 20, 3)])  # 7 concepts always succeed
+    layers, strengths = np.full(200, 9), np.full(200, 2.0)
+    false_pos = np.r_[np.ones(5, bool), np.zeros(95, bool)]
+    a = held_out_best(concepts, layers, strengths, success, false_pos, seed=0)
+    rng = np.random.default_rng(0)
+    select = set(rng.permutation(np.array(sorted(set(concepts.tolist())), object))[:10].tolist())
+    held = np.array([c not in select for c in concepts])
+    tpr = rate_interval(success[held], concepts[held])
+    assert tpr.clusters == 10 and a["best_heldout_tpr_lo"] == pytest.approx(tpr.lo)
+    assert a["best_heldout_net_lo"] <= tpr.lo - 0.05 + 1e-12
+    assert a["best_heldout_net_hi"] >= tpr.hi - 0.05 - 1e-12
+    # the recipe is Newcombe's when both inputs are Wilson intervals
+    from mechintro.stats import mover_difference
+
+    iv = mover_difference(wilson_interval(7, 20), wilson_interval(3, 30))
+    ref = newcombe(7, 20, 3, 30)
+    assert (iv.lo, iv.hi) == pytest.approx((ref.lo, ref.hi))

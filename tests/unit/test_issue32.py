@@ -1,0 +1,102 @@
+"""Issue 32: evaluations that cannot leak, read on the shipped runs (analyses/data). Each test
+fails on the code of 0e2b828."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mechintro as mi
+
+DATA = Path(__file__).resolve().parents[2] / "analyses" / "data"
+
+
+def test_latent_introspection_control_rows_are_clustered_by_the_steering_concept():
+    """Item 4: a control question's shift under a concept's steering shares that concept's
+    vector; the rows were clustered by question (4–16 questions, no_confusing a range of 4). Now
+    every row rests on the 9 concepts, and the introspection rows carry a concept-paired test
+    against the control questions."""
+    from mechintro.experiments import latent_introspection as li
+
+    s = li.summarize(mi.open_run(DATA / "smollm2-135m-default" / "latent-introspection.zarr"))
+    units = s.interval_units.sel(strength=20.0)
+    assert {int(units.sel(row=r)) for r in s.row.values} == {9}
+    paired = s.paired_diff.sel(strength=20.0, row="introspection/introspect")
+    assert float(paired) == pytest.approx(-0.1365, abs=5e-4)
+    assert float(s.paired_hi.sel(strength=20.0, row="introspection/introspect")) < 0
+    p = float(s.paired_p.sel(strength=20.0, row="introspection/introspect"))
+    assert 0 < p < 0.05 and (p * 512) == pytest.approx(round(p * 512))  # exact: 2^9 flips
+    assert np.isnan(float(s.paired_diff.sel(strength=20.0, row="no")))
+
+
+def test_sweep_counts_cells_under_a_mass_rule_fixed_in_advance_for_both_readouts():
+    """Item 5 and item 7: the sweep's verdict flipped with the readout (four forms: first in 4 of
+    300; Godet's: 59) and Godet's tokens hold < 0.004 of the mass. The rule fixed in advance
+    (sweep.MASS_THRESHOLD) reads a cell only where the readout holds ≥ 0.1 of the mass, for both
+    readouts; and "above the interval" (one tail) expects 2.5% of cells, not 5%."""
+    from mechintro.experiments import sweep
+
+    ds = mi.open_run(DATA / "smollm2-135m" / "sweep.zarr")
+    rows = {r["readout"]: r for r in sweep.readout_rows(ds)}
+    assert sweep.MASS_THRESHOLD == 0.1
+    assert rows["godet"]["cells with mass ≥ 0.1"] == "0 of 300"
+    assert rows["godet"]["first (expected, p)"].startswith("—")
+    assert rows["four_forms"]["cells with mass ≥ 0.1"] == "64 of 300"
+    a = sweep.summarize(ds, readout="four_forms").attrs
+    assert a["above_pi_expected"] == pytest.approx(7.5)
+    assert a["eligible_above_pi_expected"] == pytest.approx(0.025 * 64)
+    assert "7.5 expected above" in sweep.format_summary(sweep.summarize(ds, readout="four_forms"))
+
+
+def test_localisation_above_chance_is_read_on_balanced_accuracy():
+    """Item 7: a model that always answers "first" is right on every "first" target: with most
+    targets "first" its raw accuracy's Wilson interval clears chance, its balanced accuracy is
+    exactly chance and its permutation p is 1."""
+    from mechintro.experiments.localisation import cell_statistics
+    from mechintro.stats import wilson
+
+    opts = ["first", "second", "third", "fourth", "fifth"]
+    target = np.array(["first"] * 30 + ["second", "third", "fourth", "fifth"] * 5, dtype=object)
+    choice = np.array(["first"] * len(target), dtype=object)
+    probs = np.full((len(target), 5), 0.2)
+    assert wilson(int((choice == target).sum()), len(target))[0] > 1 / 5  # raw: "above chance"
+    st = cell_statistics(choice, target, probs, opts)
+    assert st["balanced_accuracy"] == pytest.approx(0.2)
+    assert st["balanced_p"] == pytest.approx(1.0)
+    hit = np.where(np.arange(len(target)) % 2 == 0, target, "second").astype(object)
+    assert cell_statistics(hit, target, probs, opts)["balanced_p"] < 0.05
+
+
+def test_looking_inward_mode_baseline_is_out_of_sample():
+    """Item 6: the mode of 8 items per cell counted each item's own answer (in-sample, biased
+    upward: 0.455 for self-trained Qwen-0.5B, whose 0.380 read as below it). Leave-one-item-out
+    gives 0.313 / 0.407 / 0.564; and the permutation p-values rest on enough sign flips to print
+    four digits (steps of 1e-5, not 1/5001)."""
+    from mechintro.analysis import self_prediction as sp
+
+    root = DATA / "looking-inward"
+    loo = {
+        m: sp.pooled(sp.score(mi.open_run(root / m / "self.zarr")), "test")
+        for m in ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "smollm2-135m")
+    }
+    assert [round(r["mode_baseline_loo"], 3) for r in loo.values()] == [0.313, 0.407, 0.564]
+    assert all(r["mode_baseline_loo"] < r["mode_baseline"] for r in loo.values())
+    assert loo["qwen2.5-coder-0.5b"]["accuracy"] > loo["qwen2.5-coder-0.5b"]["mode_baseline_loo"]
+    r = sp.self_vs_cross(
+        mi.open_run(root / "qwen2.5-coder-0.5b" / "self.zarr"),
+        mi.open_run(root / "smollm2-135m" / "cross-on-qwen2.5-coder-0.5b" / "run.zarr"),
+    )
+    assert r["p_resolution"] <= 1e-4 and r["p"] < 0.001
+
+
+def test_loo_mode_counts_a_tie_as_a_random_pick():
+    from mechintro.analysis.self_prediction import _loo_mode_hits
+
+    # item 0's answer "a" is the in-sample mode only because it counts itself
+    targets = np.array(["a", "a", "b", "c"], dtype=object)
+    items = np.array([0, 1, 2, 3])
+    # item 0: others a,b,c → tie of 3, a among them → 1/3; item 1 the same; item 2: a,a,c → a
+    # (miss); item 3: a,a,b → a (miss)
+    assert _loo_mode_hits(targets, items) == pytest.approx(2 / 3)
