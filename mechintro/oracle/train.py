@@ -183,6 +183,13 @@ def train(
     examples = odata.training_set(
         config.examples, seed=config.seed, tokenizer=model.tokenizer, percents=config.layer_percents
     )
+    leaked = odata.leaks(examples)
+    if leaked:  # the builder filters them; this guards any change to it
+        i, word = leaked[0]
+        raise MechintroError(
+            f"oracle training example {i} ({examples[i].family}) mentions the held-out concept "
+            f"{word!r}: remove it from mechintro.oracle.data's pools"
+        )
     acts = activations(model, examples)
     pairs, placements = [], []
     for ex, (layer, vecs) in zip(examples, acts, strict=True):

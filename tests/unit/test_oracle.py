@@ -10,6 +10,7 @@ import torch
 
 from mechintro import engine
 from mechintro.arch import get_module
+from mechintro.errors import MechintroError
 
 from ..conftest import ARCHS
 
@@ -205,23 +206,85 @@ def test_oracle_training_is_seeded_resumable_and_refuses_other_weights(tiny, tmp
         oracle.load(build_tiny("qwen2"), whole)
 
 
-def test_training_data_never_holds_the_held_out_concepts_or_families(tiny):
+def _held_out_forms() -> set[str]:
+    """The held-out concept words in lower case with their singular and plural forms, written
+    out here independently of mechintro.oracle.data's matcher."""
+    from mechintro import stimuli
+
+    forms = set()
+    for w in (w.lower() for w in stimuli.concept_words()):
+        stems = {w, w[:-1] if w.endswith("s") else w}
+        stems |= {w[:-2] for _ in [0] if w.endswith("oes") or w.endswith("sses")}
+        stems |= {w[:-3] + "y" for _ in [0] if w.endswith("ies")}
+        forms |= stems | {s + "s" for s in stems} | {s[:-1] + "ies" for s in stems if s[-1] == "y"}
+    return forms
+
+
+def _mentions(examples) -> list[tuple[int, str, str]]:
+    """(index, family, word) for each held-out word, in any form, in any part of an example."""
+    import re
+
     from mechintro.oracle import data
 
-    examples = data.training_set(400, seed=0, tokenizer=tiny.tokenizer)
-    held = data.held_out_words()
+    forms = _held_out_forms()
+    out = []
+    for i, e in enumerate(examples):
+        context = e.context if isinstance(e.context, str) else " ".join(e.context)
+        text = f"{context} {e.question} {e.answer}".lower()
+        out += [(i, e.family, w) for w in re.findall(r"[a-z]+", text) if w in forms]
+    assert data.held_out_words() <= forms  # the forms include the words themselves
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_training_data_never_holds_the_held_out_concepts_in_any_family(tiny, seed):
+    """Every family, the context-prediction texts included: no held-out concept word in any
+    form, in any context, question or answer (the old builder let 20 of SmolLM2's 120 context
+    examples through: "Snow", "memories", "oceans", "bread", ...)."""
+    from mechintro.oracle import data
+
+    examples = data.training_set(1200, seed=seed, tokenizer=tiny.tokenizer)
     assert {e.family for e in examples} == set(data.TRAIN_FAMILIES)
-    text = " ".join(
-        (e.context if isinstance(e.context, str) else " ".join(e.context))
-        + " "
-        + e.question
-        + " "
-        + e.answer
-        for e in examples
-        if e.family != "context"
-    ).lower()
-    assert not [w for w in held if f" {w} " in f" {text.replace('?', ' ')} "]
-    assert {e.concept.lower() for e in data.held_out_concepts(20, seed=0)} <= held
+    assert _mentions(examples) == []
+    assert data.leaks(examples) == []
+    # the held-out families and concepts stay out, and the held-out concept set is what it says
+    assert not {e.family for e in examples} & set(data.HELD_OUT_FAMILIES)
+    assert {e.concept.lower() for e in data.held_out_concepts(20, seed=0)} <= (
+        data.held_out_words()
+    )
+
+
+def test_a_planted_held_out_word_is_caught_and_filtered(monkeypatch, tiny):
+    """The check above is not vacuous: a held-out word planted in an example, in any form and
+    case, is found by it and by data.leaks; planted in the builder's text pool or word pools,
+    the builder drops it, and training refuses an example that still holds one."""
+    import dataclasses as dc
+
+    from mechintro.oracle import data
+    from mechintro.oracle import train as otrain
+
+    examples = data.training_set(40, seed=0, tokenizer=tiny.tokenizer)
+    for planted in ("Snow fell.", "a volcano", "MEMORY", "deserts,", "the tree's bark"):
+        bad = [*examples[:-1], dc.replace(examples[-1], context=planted)]
+        assert [i for i, _, _ in _mentions(bad)] == [len(bad) - 1], planted
+        assert [i for i, _ in data.leaks(bad)] == [len(bad) - 1], planted
+    planted = "Snow covered the quiet village all night."
+    monkeypatch.setattr(
+        data.stimuli,
+        "lindsey",
+        lambda real=data.stimuli.lindsey: {
+            **real(),
+            "lindsey_sentences_50": [planted],
+            "lindsey_category_concrete_nouns": ["Volcano", "Hammer"],
+        },
+    )
+    assert planted not in data._texts() and data._texts()
+    assert "Volcano" not in data._training_words()
+    made = data.training_set(200, seed=0, tokenizer=tiny.tokenizer)
+    assert _mentions(made) == [] and all(planted != e.context for e in made)
+    monkeypatch.setattr(data, "_texts", lambda: [planted])
+    with pytest.raises(MechintroError, match="held-out concept 'Snow'"):
+        otrain.train(tiny, "/nonexistent/never-written", otrain.OracleConfig(**TINY))
 
 
 def test_a_tiny_oracle_learns_its_training_answers(tiny, tmp_path):
