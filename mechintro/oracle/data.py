@@ -349,21 +349,24 @@ def make(
         elif family == "context":
             if tokenizer is None:
                 raise AssertionError("context prediction needs the tokenizer")
-            text = rng.choice(_texts())
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            k = rng.randint(1, 3)
-            if len(ids) < k + 2:
-                continue
-            if rng.random() < 0.5:
-                t = rng.randint(0, len(ids) - k - 1)
-                target = tokenizer.decode(ids[t + 1 : t + 1 + k])
-                q = f"Can you predict the next {k} tokens that come after this?"
+            for _ in range(100):  # redraw until the text is long enough and the target not blank
+                text = rng.choice(_texts())
+                ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+                k = rng.randint(1, 3)
+                if len(ids) < k + 2:
+                    continue
+                if rng.random() < 0.5:
+                    t = rng.randint(0, len(ids) - k - 1)
+                    target = tokenizer.decode(ids[t + 1 : t + 1 + k])
+                    q = f"Can you predict the next {k} tokens that come after this?"
+                else:
+                    t = rng.randint(k, len(ids) - 1)
+                    target = tokenizer.decode(ids[t - k : t])
+                    q = f"Can you predict the previous {k} tokens that came before this?"
+                if target.strip():
+                    break
             else:
-                t = rng.randint(k, len(ids) - 1)
-                target = tokenizer.decode(ids[t - k : t])
-                q = f"Can you predict the previous {k} tokens that came before this?"
-            if not target.strip():
-                continue
+                raise AssertionError("no context-prediction example in 100 draws")
             out.append(Example(family, text, (t - len(ids),), q, target.strip(), None, "", percent))
         elif family == "persona":
             p = rng.choice(PERSONAS)
@@ -454,11 +457,25 @@ def training_set(
     return examples[:n]
 
 
+def concept_sets() -> dict[str, list[str]]:
+    """The held-out concept words split into two disjoint evaluation sets: the first 25 of
+    Lindsey's list for the main set, the last 25 for its replication (so the replication shares
+    no concept, asked or shown, with the main set)."""
+    words = list(stimuli.concept_words())
+    half = len(words) // 2
+    return {"held-out concepts": words[:half], "held-out concepts, replication": words[half:]}
+
+
 def held_out_concepts(
-    n: int, *, seed: int, percents: tuple[int, ...] = (25, 50, 75)
+    n: int,
+    *,
+    seed: int,
+    percents: tuple[int, ...] = (25, 50, 75),
+    words: list[str] | None = None,
 ) -> list[Example]:
-    """Yes/no identity questions about Lindsey's 50 concept words (never in training)."""
-    words = sorted(stimuli.concept_words())
+    """Yes/no identity questions about Lindsey's concept words (never in training): ``words``
+    (default all 50) for both the word shown and the word asked about."""
+    words = sorted(stimuli.concept_words() if words is None else words)
     return [
         e
         for e in make("identity", 2 * n, seed=seed + 7, words=words, percents=percents)

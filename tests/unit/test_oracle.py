@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -494,9 +495,80 @@ def test_cli_trains_asks_and_evaluates(tmp_path, capsys):
     assert answers.sizes["trial"] == runs.open_run(run).sizes["trial"] and json.loads(
         answers.attrs["config"]
     )["positions"] == [-2, -1]
-    assert main(["-q", "oracle", "eval", o, "--n", "4", "--out", str(tmp_path / "eval.json")]) == 0
-    rows = json.loads((tmp_path / "eval.json").read_text())
-    assert {r["reader"] for r in rows} == {"oracle", "untrained", "shuffled", "probe", "majority"}
-    assert {r["set"] for r in rows} == {"sentiment", "language", "held-out concepts"} and all(
-        r["n"] == 4 for r in rows
+    assert (
+        main(
+            [
+                "-q",
+                "oracle",
+                "eval",
+                o,
+                "--n",
+                "4",
+                "--out",
+                str(tmp_path / "eval.json"),
+                "--items",
+                str(tmp_path / "items.json"),
+            ]
+        )
+        == 0
     )
+    rows = json.loads((tmp_path / "eval.json").read_text())
+    items = json.loads((tmp_path / "items.json").read_text())
+    assert {r["reader"] for r in rows} == {"oracle", "untrained", "shuffled", "probe", "majority"}
+    sets = {"sentiment", "language", "held-out concepts", "held-out concepts, replication"}
+    assert {r["set"] for r in rows} == sets and all(r["n"] == 4 for r in rows)
+    # per-item results add up to the rows; the oracle's rows carry the paired tests
+    for r in rows:
+        mine = [i for i in items if i["set"] == r["set"]]
+        assert len(mine) == 4 and sum(i[r["reader"]]["correct"] for i in mine) == r["correct"]
+        if r["reader"] == "oracle":
+            t = r["vs_shuffled"]
+            assert t["a_only"] - t["b_only"] == r["correct"] - next(
+                x["correct"] for x in rows if x["set"] == r["set"] and x["reader"] == "shuffled"
+            )
+            assert 0 < t["mcnemar_p"] <= 1 and 0 < t["clustered_p"] <= 1
+
+
+def _asked(question: str) -> str:
+    return question.removeprefix("Is this about ").removesuffix("?")
+
+
+def test_the_replication_set_shares_no_concept_with_the_main_set():
+    """The old replication was another draw over the same 50 words (27 of its 46 concepts were
+    in the 40-item set); now the two sets are built from disjoint halves, shown and asked."""
+    from mechintro import stimuli
+    from mechintro.oracle import data
+
+    halves = data.concept_sets()
+    main_words, rep_words = halves["held-out concepts"], halves["held-out concepts, replication"]
+    assert not set(main_words) & set(rep_words)
+    assert set(main_words) | set(rep_words) == set(stimuli.concept_words())
+    used = {}
+    for name, words in halves.items():
+        examples = data.held_out_concepts(200, seed=101, words=words)
+        assert len(examples) == 200
+        used[name] = {e.concept.lower() for e in examples} | {_asked(e.question) for e in examples}
+        assert used[name] <= {w.lower() for w in words}
+    assert not used["held-out concepts"] & used["held-out concepts, replication"]
+
+
+def test_paired_tests_count_discordant_items_and_cluster_by_concept():
+    """McNemar on the discordant items; the clustered test flips a concept's items together, so
+    a gain that sits in one concept is significant item by item but not by concept."""
+    from scipy.stats import binomtest
+
+    from mechintro.oracle.train import paired_tests
+
+    a = np.array([1] * 12 + [0] * 2 + [1] * 6)
+    b = np.array([0] * 12 + [1] * 2 + [1] * 6)
+    spread = [f"c{i}" for i in range(20)]
+    t = paired_tests(a, b, spread)
+    assert (t["a_only"], t["b_only"]) == (12, 2)
+    assert t["mcnemar_p"] == pytest.approx(binomtest(12, 14, 0.5).pvalue) and t["mcnemar_p"] < 0.05
+    assert t["clustered_p"] < 0.05 and t["clusters"] == 20 and t["clustered_draws"] == 20000
+    lumped = ["one"] * 12 + [f"c{i}" for i in range(8)]
+    t1 = paired_tests(a, b, lumped)
+    assert t1["mcnemar_p"] == t["mcnemar_p"] and t1["clustered_p"] > 0.2
+    assert t1["clustered_draws"] is None  # 9 clusters: the exact enumeration
+    same = paired_tests(a, a, spread)
+    assert same["mcnemar_p"] == 1.0 and same["clustered_p"] == 1.0
