@@ -534,6 +534,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     oe.add_argument("--seed", type=int, default=0)
     oe.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    oe.add_argument(
+        "--items", type=Path, help="also write every test item's scores per reader as JSON here"
+    )
     rp = sub.add_parser(
         "report",
         help="write a run's one-page HTML report: provenance, summary, figures, every trial's "
@@ -1099,15 +1102,27 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
             )
         return 0
     model = _oracle_base(args.oracle, args.model)
-    rows = otrain.evaluate(model, oracle.load(model, args.oracle), n=args.n, seed=args.seed)
-    print(f"{'set':<20}{'reader':<11}{'accuracy':>9}  95% CI")
+    rows, items = otrain.evaluate_items(
+        model, oracle.load(model, args.oracle), n=args.n, seed=args.seed
+    )
+    print(f"{'set':<32}{'reader':<11}{'accuracy':>9}  95% CI")
     for r in rows:
         print(
-            f"{r['set']:<20}{r['reader']:<11}{r['accuracy']:>9.3f}  [{r['lo']:.3f}, {r['hi']:.3f}] "
+            f"{r['set']:<32}{r['reader']:<11}{r['accuracy']:>9.3f}  [{r['lo']:.3f}, {r['hi']:.3f}] "
             f" ({r['correct']}/{r['n']})"
         )
+        for other in ("shuffled", "untrained"):
+            if f"vs_{other}" in r:
+                t = r[f"vs_{other}"]
+                print(
+                    f"{'':<32}vs {other}: right only for the oracle {t['a_only']}, only for "
+                    f"{other} {t['b_only']}; McNemar p {t['mcnemar_p']:.3g}, clustered by "
+                    f"concept ({t['clusters']}) p {t['clustered_p']:.3g}"
+                )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
+    if args.items:
+        args.items.write_text(json.dumps(items, indent=1))
     return 0
 
 

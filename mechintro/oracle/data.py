@@ -28,7 +28,9 @@ encyclopaedic openings), not over model-generated text as in the paper.
 
 from __future__ import annotations
 
+import functools
 import random
+import re
 from dataclasses import dataclass
 
 from mechintro import stimuli
@@ -181,6 +183,50 @@ def held_out_words() -> set[str]:
     return {w.lower() for w in stimuli.concept_words()}
 
 
+def word_forms(word: str) -> set[str]:
+    """``word`` lower-cased with its singular and plural forms by the regular English rules
+    (``memories`` → ``memory``, ``volcanoes`` → ``volcano``, ``snow`` → ``snows``). Over-generating
+    is harmless: a form that is not a word only makes the filter stricter."""
+    w = word.lower()
+    singular = {w}
+    if w.endswith("ies") and len(w) > 4:
+        singular.add(w[:-3] + "y")
+    if w.endswith("es") and len(w) > 3:
+        singular.add(w[:-2])
+    if w.endswith("s") and len(w) > 2:
+        singular.add(w[:-1])
+    forms = set(singular)
+    for s in singular:
+        forms |= {s + "s", s + "es"}
+        if s.endswith("y"):
+            forms.add(s[:-1] + "ies")
+    return forms
+
+
+@functools.cache
+def _held_out_pattern() -> re.Pattern:
+    forms = sorted(set().union(*(word_forms(w) for w in held_out_words())), key=len, reverse=True)
+    return re.compile(r"\b(?:" + "|".join(map(re.escape, forms)) + r")\b", re.IGNORECASE)
+
+
+def held_out_mentions(text: str) -> list[str]:
+    """The held-out concept words ``text`` contains, in any of their :func:`word_forms`, matched
+    on word boundaries and ignoring case ("Snow.", "memory", "VOLCANO" all count)."""
+    return _held_out_pattern().findall(text)
+
+
+def example_text(ex: Example) -> str:
+    """Everything an example shows the oracle in training: its context (system and user turns),
+    question and answer."""
+    context = ex.context if isinstance(ex.context, str) else "\n".join(ex.context)
+    return f"{context}\n{ex.question}\n{ex.answer}"
+
+
+def leaks(examples: list[Example]) -> list[tuple[int, str]]:
+    """``(index, word)`` for each example that mentions a held-out concept word."""
+    return [(i, m) for i, ex in enumerate(examples) for m in held_out_mentions(example_text(ex))]
+
+
 def _training_words() -> list[str]:
     li = stimuli._load("looking_inward.json")
     pool = (
@@ -188,24 +234,19 @@ def _training_words() -> list[str]:
         + stimuli.control_words()
         + [w.capitalize() for w in li["english_words"] + li["animals"]]
     )
-    banned = held_out_words()
-    return sorted(
-        {
-            w
-            for w in pool
-            if w.lower() not in banned
-            and w.lower().rstrip("s") not in {b.rstrip("s") for b in banned}
-        }
-    )
+    return sorted({w for w in pool if not held_out_mentions(w)})
 
 
 def _texts() -> list[str]:
+    """The context-prediction texts: the project's sentences that mention no held-out concept
+    word in any form (13 of the 82 do, e.g. "Snow" and "memories", and are dropped)."""
     li = stimuli._load("looking_inward.json")
-    return (
+    texts = (
         list(stimuli.lindsey()["lindsey_sentences_50"])
         + list(li["stories"])
         + list(li["wikipedia"])
     )
+    return [t for t in texts if not held_out_mentions(t)]
 
 
 def _yes_no(
@@ -245,7 +286,10 @@ def make(
     ``tokenizer`` is needed by ``context`` (it predicts tokens)."""
     rng = random.Random(f"{family}:{seed}")
     pool = _training_words() if words is None else list(words)
-    banned = held_out_words() if words is None else set()
+
+    def allowed(w: str) -> bool:  # the held-out words are banned from the training pools
+        return words is not None or not held_out_mentions(w)
+
     out: list[Example] = []
     for i in range(n):
         percent = percents[i % len(percents)]
@@ -280,7 +324,7 @@ def make(
                 )
         elif family == "category":
             cat = rng.choice(sorted(CATEGORIES))
-            w = rng.choice([x for x in CATEGORIES[cat]() if x.lower() not in banned])
+            w = rng.choice([x for x in CATEGORIES[cat]() if allowed(x)])
             yes = rng.random() < 0.5
             asked = (
                 cat
@@ -305,21 +349,24 @@ def make(
         elif family == "context":
             if tokenizer is None:
                 raise AssertionError("context prediction needs the tokenizer")
-            text = rng.choice(_texts())
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            k = rng.randint(1, 3)
-            if len(ids) < k + 2:
-                continue
-            if rng.random() < 0.5:
-                t = rng.randint(0, len(ids) - k - 1)
-                target = tokenizer.decode(ids[t + 1 : t + 1 + k])
-                q = f"Can you predict the next {k} tokens that come after this?"
+            for _ in range(100):  # redraw until the text is long enough and the target not blank
+                text = rng.choice(_texts())
+                ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+                k = rng.randint(1, 3)
+                if len(ids) < k + 2:
+                    continue
+                if rng.random() < 0.5:
+                    t = rng.randint(0, len(ids) - k - 1)
+                    target = tokenizer.decode(ids[t + 1 : t + 1 + k])
+                    q = f"Can you predict the next {k} tokens that come after this?"
+                else:
+                    t = rng.randint(k, len(ids) - 1)
+                    target = tokenizer.decode(ids[t - k : t])
+                    q = f"Can you predict the previous {k} tokens that came before this?"
+                if target.strip():
+                    break
             else:
-                t = rng.randint(k, len(ids) - 1)
-                target = tokenizer.decode(ids[t - k : t])
-                q = f"Can you predict the previous {k} tokens that came before this?"
-            if not target.strip():
-                continue
+                raise AssertionError("no context-prediction example in 100 draws")
             out.append(Example(family, text, (t - len(ids),), q, target.strip(), None, "", percent))
         elif family == "persona":
             p = rng.choice(PERSONAS)
@@ -410,11 +457,25 @@ def training_set(
     return examples[:n]
 
 
+def concept_sets() -> dict[str, list[str]]:
+    """The held-out concept words split into two disjoint evaluation sets: the first 25 of
+    Lindsey's list for the main set, the last 25 for its replication (so the replication shares
+    no concept, asked or shown, with the main set)."""
+    words = list(stimuli.concept_words())
+    half = len(words) // 2
+    return {"held-out concepts": words[:half], "held-out concepts, replication": words[half:]}
+
+
 def held_out_concepts(
-    n: int, *, seed: int, percents: tuple[int, ...] = (25, 50, 75)
+    n: int,
+    *,
+    seed: int,
+    percents: tuple[int, ...] = (25, 50, 75),
+    words: list[str] | None = None,
 ) -> list[Example]:
-    """Yes/no identity questions about Lindsey's 50 concept words (never in training)."""
-    words = sorted(stimuli.concept_words())
+    """Yes/no identity questions about Lindsey's concept words (never in training): ``words``
+    (default all 50) for both the word shown and the word asked about."""
+    words = sorted(stimuli.concept_words() if words is None else words)
     return [
         e
         for e in make("identity", 2 * n, seed=seed + 7, words=words, percents=percents)

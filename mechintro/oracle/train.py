@@ -183,6 +183,13 @@ def train(
     examples = odata.training_set(
         config.examples, seed=config.seed, tokenizer=model.tokenizer, percents=config.layer_percents
     )
+    leaked = odata.leaks(examples)
+    if leaked:  # the builder filters them; this guards any change to it
+        i, word = leaked[0]
+        raise MechintroError(
+            f"oracle training example {i} ({examples[i].family}) mentions the held-out concept "
+            f"{word!r}: remove it from mechintro.oracle.data's pools"
+        )
     acts = activations(model, examples)
     pairs, placements = [], []
     for ex, (layer, vecs) in zip(examples, acts, strict=True):
@@ -208,6 +215,9 @@ def train(
             "families": {f: sum(ex.family == f for ex in examples) for f in families},
             "held_out_families": list(odata.HELD_OUT_FAMILIES),
             "held_out_concepts": "Lindsey's 50 concept words (mechintro.stimuli.concept_words)",
+            "held_out_filter": "no example mentions a held-out word in any singular/plural form "
+            "(word boundary, any case; mechintro.oracle.data.held_out_mentions)",
+            "context_texts": len(odata._texts()),
             "activations_sha256": _digest(acts),
             "oracle_config": dataclasses.asdict(config),
         }
@@ -277,6 +287,48 @@ def _probe_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) 
     return probe.predict_proba(test_x)[:, 1]
 
 
+def _signflip_p(diff: np.ndarray, clusters: Sequence[object], *, draws: int, seed: int) -> float:
+    """Two-sided sign-flip permutation p of the summed paired difference ``diff``, flipping whole
+    clusters (every item of a concept together): exact when there are at most 16 clusters,
+    else ``draws`` random flips (p then has resolution 1/(draws + 1))."""
+    keys = sorted(set(clusters), key=str)
+    sums = np.array([diff[[c == k for c in clusters]].sum() for k in keys])
+    observed = abs(sums.sum())
+    if observed == 0:
+        return 1.0
+    if len(keys) <= 16:
+        signs = 1 - 2 * ((np.arange(2 ** len(keys))[:, None] >> np.arange(len(keys))) & 1)
+        return float(np.mean(np.abs(signs @ sums) >= observed - 1e-12))
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(draws, len(keys)))
+    return float((1 + np.sum(np.abs(signs @ sums) >= observed - 1e-12)) / (draws + 1))
+
+
+def paired_tests(
+    a: np.ndarray, b: np.ndarray, clusters: Sequence[object], *, draws: int = 20000, seed: int = 0
+) -> dict:
+    """Reader ``a`` against reader ``b`` on the same items (``a``, ``b``: correct per item).
+
+    ``mcnemar_p``: exact two-sided McNemar test (binomial on the discordant items, ``a_only``
+    right only for ``a``, ``b_only`` only for ``b``), items independent. ``clustered_p``: the
+    concept-clustered version, a sign-flip permutation test of the summed difference flipping
+    all items of a concept together (:func:`_signflip_p`)."""
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a_only, b_only = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
+    return {
+        "a_only": a_only,
+        "b_only": b_only,
+        "mcnemar_p": float(binomtest(a_only, a_only + b_only, 0.5).pvalue)
+        if a_only + b_only
+        else 1.0,
+        "clusters": len(set(clusters)),
+        "clustered_p": _signflip_p(a - b, clusters, draws=draws, seed=seed),
+        "clustered_draws": None if len(set(clusters)) <= 16 else draws,
+    }
+
+
 def evaluate(
     model: Model,
     oracle: Oracle,
@@ -285,23 +337,42 @@ def evaluate(
     seed: int = 0,
     percents: tuple[int, ...] = LAYER_PERCENTS,
 ) -> list[dict]:
-    """Yes/no accuracy of the oracle and its baselines on each evaluation set.
+    """Yes/no accuracy of the oracle and its baselines on each evaluation set (the rows of
+    :func:`evaluate_items`)."""
+    return evaluate_items(model, oracle, n=n, seed=seed, percents=percents)[0]
 
-    Sets: each held-out family (``sentiment``, ``language``) and ``held-out concepts``
-    (identity questions about Lindsey's concept words). Each set has ``2n`` examples; the probe
-    (one logistic regression per source layer, on the activation averaged over positions) is fit
-    on the first ``n`` and every reader is scored on the last ``n``. Rows: ``set``, ``reader``
-    (oracle, untrained, shuffled, probe, majority), ``correct``, ``n``, ``accuracy``, ``lo``,
-    ``hi``.
+
+def evaluate_items(
+    model: Model,
+    oracle: Oracle,
+    *,
+    n: int = 100,
+    seed: int = 0,
+    percents: tuple[int, ...] = LAYER_PERCENTS,
+) -> tuple[list[dict], list[dict]]:
+    """Yes/no accuracy of the oracle and its baselines on each evaluation set, and every test
+    item's scores.
+
+    Sets: each held-out family (``sentiment``, ``language``), ``held-out concepts`` (identity
+    questions about the first 25 of Lindsey's concept words) and ``held-out concepts,
+    replication`` (the other 25: no concept shared with the first; :func:`data.concept_sets`).
+    Each set has ``2n`` examples; the probe (one logistic regression per source layer, on the
+    activation averaged over positions) is fit on the first ``n`` and every reader is scored on
+    the last ``n``. Rows: ``set``, ``reader`` (oracle, untrained, shuffled, probe, majority),
+    ``correct``, ``n``, ``accuracy``, ``lo``, ``hi``; the oracle's rows add ``vs_shuffled`` and
+    ``vs_untrained`` (:func:`paired_tests`, clustered by the concept the activation came from).
+    Items: ``set``, ``item``, ``concept``, ``question``, ``label``, ``layer``, and per reader
+    ``p_yes`` and ``correct``.
     """
     from mechintro.stats import wilson
 
     sets = {
         f: odata.make(f, 2 * n, seed=seed + 101, percents=percents) for f in odata.HELD_OUT_FAMILIES
     }
-    sets["held-out concepts"] = odata.held_out_concepts(2 * n, seed=seed + 101, percents=percents)
+    for name, words in odata.concept_sets().items():
+        sets[name] = odata.held_out_concepts(2 * n, seed=seed + 101, percents=percents, words=words)
     base = untrained(model)
-    rows = []
+    rows, items = [], []
     for name, examples in sets.items():
         acts = activations(model, examples)
         y = np.array([ex.label for ex in examples])
@@ -334,22 +405,43 @@ def evaluate(
         scores["probe"] = probe
         majority = float(y[:n].mean() >= 0.5)
         scores["majority"] = np.full(n, majority)
-        for reader, s in scores.items():
-            correct = (
-                int(((s > 0.5) == (y[test] == 1)).sum())
-                if reader != "majority"
-                else int((y[test] == majority).sum())
-            )
+        right = {
+            reader: (s > 0.5) == (y[test] == 1) if reader != "majority" else y[test] == majority
+            for reader, s in scores.items()
+        }
+        concepts = [ex.concept for ex in examples[n:]]
+        for reader, hits in right.items():
+            correct = int(hits.sum())
             lo, hi = wilson(correct, n)
-            rows.append(
+            row = {
+                "set": name,
+                "reader": reader,
+                "correct": correct,
+                "n": n,
+                "accuracy": correct / n,
+                "lo": lo,
+                "hi": hi,
+            }
+            if reader == "oracle":
+                for other in ("shuffled", "untrained"):
+                    row[f"vs_{other}"] = paired_tests(hits, right[other], concepts, seed=seed)
+            rows.append(row)
+        for k, ex in enumerate(examples[n:]):
+            items.append(
                 {
                     "set": name,
-                    "reader": reader,
-                    "correct": correct,
-                    "n": n,
-                    "accuracy": correct / n,
-                    "lo": lo,
-                    "hi": hi,
+                    "item": k,
+                    "concept": ex.concept,
+                    "question": ex.question,
+                    "label": int(ex.label),
+                    "layer": acts[n + k][0],
+                    **{
+                        reader: {
+                            "p_yes": float(scores[reader][k]),
+                            "correct": bool(right[reader][k]),
+                        }
+                        for reader in scores
+                    },
                 }
             )
-    return rows
+    return rows, items

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
 from mechintro import engine
 from mechintro.arch import get_module
+from mechintro.errors import MechintroError
 
 from ..conftest import ARCHS
 
@@ -205,23 +207,85 @@ def test_oracle_training_is_seeded_resumable_and_refuses_other_weights(tiny, tmp
         oracle.load(build_tiny("qwen2"), whole)
 
 
-def test_training_data_never_holds_the_held_out_concepts_or_families(tiny):
+def _held_out_forms() -> set[str]:
+    """The held-out concept words in lower case with their singular and plural forms, written
+    out here independently of mechintro.oracle.data's matcher."""
+    from mechintro import stimuli
+
+    forms = set()
+    for w in (w.lower() for w in stimuli.concept_words()):
+        stems = {w, w[:-1] if w.endswith("s") else w}
+        stems |= {w[:-2] for _ in [0] if w.endswith("oes") or w.endswith("sses")}
+        stems |= {w[:-3] + "y" for _ in [0] if w.endswith("ies")}
+        forms |= stems | {s + "s" for s in stems} | {s[:-1] + "ies" for s in stems if s[-1] == "y"}
+    return forms
+
+
+def _mentions(examples) -> list[tuple[int, str, str]]:
+    """(index, family, word) for each held-out word, in any form, in any part of an example."""
+    import re
+
     from mechintro.oracle import data
 
-    examples = data.training_set(400, seed=0, tokenizer=tiny.tokenizer)
-    held = data.held_out_words()
+    forms = _held_out_forms()
+    out = []
+    for i, e in enumerate(examples):
+        context = e.context if isinstance(e.context, str) else " ".join(e.context)
+        text = f"{context} {e.question} {e.answer}".lower()
+        out += [(i, e.family, w) for w in re.findall(r"[a-z]+", text) if w in forms]
+    assert data.held_out_words() <= forms  # the forms include the words themselves
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_training_data_never_holds_the_held_out_concepts_in_any_family(tiny, seed):
+    """Every family, the context-prediction texts included: no held-out concept word in any
+    form, in any context, question or answer (the old builder let 20 of SmolLM2's 120 context
+    examples through: "Snow", "memories", "oceans", "bread", ...)."""
+    from mechintro.oracle import data
+
+    examples = data.training_set(1200, seed=seed, tokenizer=tiny.tokenizer)
     assert {e.family for e in examples} == set(data.TRAIN_FAMILIES)
-    text = " ".join(
-        (e.context if isinstance(e.context, str) else " ".join(e.context))
-        + " "
-        + e.question
-        + " "
-        + e.answer
-        for e in examples
-        if e.family != "context"
-    ).lower()
-    assert not [w for w in held if f" {w} " in f" {text.replace('?', ' ')} "]
-    assert {e.concept.lower() for e in data.held_out_concepts(20, seed=0)} <= held
+    assert _mentions(examples) == []
+    assert data.leaks(examples) == []
+    # the held-out families and concepts stay out, and the held-out concept set is what it says
+    assert not {e.family for e in examples} & set(data.HELD_OUT_FAMILIES)
+    assert {e.concept.lower() for e in data.held_out_concepts(20, seed=0)} <= (
+        data.held_out_words()
+    )
+
+
+def test_a_planted_held_out_word_is_caught_and_filtered(monkeypatch, tiny):
+    """The check above is not vacuous: a held-out word planted in an example, in any form and
+    case, is found by it and by data.leaks; planted in the builder's text pool or word pools,
+    the builder drops it, and training refuses an example that still holds one."""
+    import dataclasses as dc
+
+    from mechintro.oracle import data
+    from mechintro.oracle import train as otrain
+
+    examples = data.training_set(40, seed=0, tokenizer=tiny.tokenizer)
+    for planted in ("Snow fell.", "a volcano", "MEMORY", "deserts,", "the tree's bark"):
+        bad = [*examples[:-1], dc.replace(examples[-1], context=planted)]
+        assert [i for i, _, _ in _mentions(bad)] == [len(bad) - 1], planted
+        assert [i for i, _ in data.leaks(bad)] == [len(bad) - 1], planted
+    planted = "Snow covered the quiet village all night."
+    monkeypatch.setattr(
+        data.stimuli,
+        "lindsey",
+        lambda real=data.stimuli.lindsey: {
+            **real(),
+            "lindsey_sentences_50": [planted],
+            "lindsey_category_concrete_nouns": ["Volcano", "Hammer"],
+        },
+    )
+    assert planted not in data._texts() and data._texts()
+    assert "Volcano" not in data._training_words()
+    made = data.training_set(200, seed=0, tokenizer=tiny.tokenizer)
+    assert _mentions(made) == [] and all(planted != e.context for e in made)
+    monkeypatch.setattr(data, "_texts", lambda: [planted])
+    with pytest.raises(MechintroError, match="held-out concept 'Snow'"):
+        otrain.train(tiny, "/nonexistent/never-written", otrain.OracleConfig(**TINY))
 
 
 def test_a_tiny_oracle_learns_its_training_answers(tiny, tmp_path):
@@ -431,9 +495,80 @@ def test_cli_trains_asks_and_evaluates(tmp_path, capsys):
     assert answers.sizes["trial"] == runs.open_run(run).sizes["trial"] and json.loads(
         answers.attrs["config"]
     )["positions"] == [-2, -1]
-    assert main(["-q", "oracle", "eval", o, "--n", "4", "--out", str(tmp_path / "eval.json")]) == 0
-    rows = json.loads((tmp_path / "eval.json").read_text())
-    assert {r["reader"] for r in rows} == {"oracle", "untrained", "shuffled", "probe", "majority"}
-    assert {r["set"] for r in rows} == {"sentiment", "language", "held-out concepts"} and all(
-        r["n"] == 4 for r in rows
+    assert (
+        main(
+            [
+                "-q",
+                "oracle",
+                "eval",
+                o,
+                "--n",
+                "4",
+                "--out",
+                str(tmp_path / "eval.json"),
+                "--items",
+                str(tmp_path / "items.json"),
+            ]
+        )
+        == 0
     )
+    rows = json.loads((tmp_path / "eval.json").read_text())
+    items = json.loads((tmp_path / "items.json").read_text())
+    assert {r["reader"] for r in rows} == {"oracle", "untrained", "shuffled", "probe", "majority"}
+    sets = {"sentiment", "language", "held-out concepts", "held-out concepts, replication"}
+    assert {r["set"] for r in rows} == sets and all(r["n"] == 4 for r in rows)
+    # per-item results add up to the rows; the oracle's rows carry the paired tests
+    for r in rows:
+        mine = [i for i in items if i["set"] == r["set"]]
+        assert len(mine) == 4 and sum(i[r["reader"]]["correct"] for i in mine) == r["correct"]
+        if r["reader"] == "oracle":
+            t = r["vs_shuffled"]
+            assert t["a_only"] - t["b_only"] == r["correct"] - next(
+                x["correct"] for x in rows if x["set"] == r["set"] and x["reader"] == "shuffled"
+            )
+            assert 0 < t["mcnemar_p"] <= 1 and 0 < t["clustered_p"] <= 1
+
+
+def _asked(question: str) -> str:
+    return question.removeprefix("Is this about ").removesuffix("?")
+
+
+def test_the_replication_set_shares_no_concept_with_the_main_set():
+    """The old replication was another draw over the same 50 words (27 of its 46 concepts were
+    in the 40-item set); now the two sets are built from disjoint halves, shown and asked."""
+    from mechintro import stimuli
+    from mechintro.oracle import data
+
+    halves = data.concept_sets()
+    main_words, rep_words = halves["held-out concepts"], halves["held-out concepts, replication"]
+    assert not set(main_words) & set(rep_words)
+    assert set(main_words) | set(rep_words) == set(stimuli.concept_words())
+    used = {}
+    for name, words in halves.items():
+        examples = data.held_out_concepts(200, seed=101, words=words)
+        assert len(examples) == 200
+        used[name] = {e.concept.lower() for e in examples} | {_asked(e.question) for e in examples}
+        assert used[name] <= {w.lower() for w in words}
+    assert not used["held-out concepts"] & used["held-out concepts, replication"]
+
+
+def test_paired_tests_count_discordant_items_and_cluster_by_concept():
+    """McNemar on the discordant items; the clustered test flips a concept's items together, so
+    a gain that sits in one concept is significant item by item but not by concept."""
+    from scipy.stats import binomtest
+
+    from mechintro.oracle.train import paired_tests
+
+    a = np.array([1] * 12 + [0] * 2 + [1] * 6)
+    b = np.array([0] * 12 + [1] * 2 + [1] * 6)
+    spread = [f"c{i}" for i in range(20)]
+    t = paired_tests(a, b, spread)
+    assert (t["a_only"], t["b_only"]) == (12, 2)
+    assert t["mcnemar_p"] == pytest.approx(binomtest(12, 14, 0.5).pvalue) and t["mcnemar_p"] < 0.05
+    assert t["clustered_p"] < 0.05 and t["clusters"] == 20 and t["clustered_draws"] == 20000
+    lumped = ["one"] * 12 + [f"c{i}" for i in range(8)]
+    t1 = paired_tests(a, b, lumped)
+    assert t1["mcnemar_p"] == t["mcnemar_p"] and t1["clustered_p"] > 0.2
+    assert t1["clustered_draws"] is None  # 9 clusters: the exact enumeration
+    same = paired_tests(a, a, spread)
+    assert same["mcnemar_p"] == 1.0 and same["clustered_p"] == 1.0
