@@ -319,6 +319,52 @@ def writer(args: argparse.Namespace) -> list[dict]:
     return [row]
 
 
+def estimate(args: argparse.Namespace) -> list[dict]:
+    """On paper: a 1,000-trial Llama-3.1-8B injected-thoughts run with residuals recorded, on one
+    H100, under the defaults (every layer, every prompt position, float16) and under the
+    recommended settings (``--resid-layers 0.5,0.67 --resid-positions window``). Nothing here is
+    timed: the inputs are the assumptions below and the rates and ratios measured by the other
+    parts (passed as arguments; their defaults are the numbers docs/performance.md quotes).
+
+    GPU (assumed, not measured: no GPU was lent): the prompt pass at 40 % of the H100's 989
+    TFLOP/s dense bf16 (2 x 8.0 GFLOP per token); decoding memory-bound, 16 GB of bf16 weights
+    read per step at 60 % of 3.35 TB/s. The store writes on one background thread at the
+    measured single-thread encode rate, overlapped with the next batch's forward (the runner's
+    writer), so a batch costs max(forward, write)."""
+    layers, d_model, prompt, new, trials, batch = 32, 4096, args.prompt_tokens, 100, 1000, 16
+    batches = -(-trials // batch)
+    prompt_s = batch * prompt * 2 * 8.0e9 / (0.4 * 989e12)
+    decode_s = new * 16e9 / (0.6 * 3.35e12)
+    forward_s = prompt_s + decode_s
+    settings = {
+        "defaults (all layers, all positions, float16)": (layers, prompt, args.ratio_all),
+        "recommended (--resid-layers 0.5,0.67 --resid-positions window)": (
+            2, round(prompt * args.window_share), args.ratio_window,
+        ),
+    }  # fmt: skip
+    rows = []
+    for name, (n_layers, positions, ratio) in settings.items():
+        raw = n_layers * positions * d_model * 2  # bytes per trial, float16
+        write_s = batch * raw / 1e6 / args.encode_mb_s
+        row = {
+            "settings": name,
+            "raw_MB_per_trial": round(raw / 1e6, 2),
+            "raw_GB_run": round(trials * raw / 1e9, 1),
+            "on_disk_GB_run": round(trials * raw / ratio / 1e9, 1),
+            "forward_s_per_batch": round(forward_s, 2),
+            "write_s_per_batch": round(write_s, 2),
+            "run_minutes": round(batches * max(forward_s, write_s) / 60, 1),
+            "gpu_only_minutes": round(batches * forward_s / 60, 1),
+            "assumed": {
+                "encode_MB_s": args.encode_mb_s, "compression_ratio": ratio,
+                "prompt_tokens": prompt, "window_share": args.window_share,
+            },
+        }  # fmt: skip
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default="compressors,dtypes,store")
@@ -334,6 +380,12 @@ def main() -> int:
         help="resid_positions variants, ';'-separated (e.g. all;window)",
     )
     parser.add_argument("--sim-strengths", type=int, default=2, help="the sims' strengths")
+    est = parser.add_argument_group("estimate (measured inputs; see docs/performance.md)")
+    est.add_argument("--encode-mb-s", type=float, default=200.0)
+    est.add_argument("--ratio-all", type=float, default=1.0)
+    est.add_argument("--ratio-window", type=float, default=1.0)
+    est.add_argument("--window-share", type=float, default=1.0)
+    est.add_argument("--prompt-tokens", type=int, default=150)
     args = parser.parse_args()
     parts = args.parts.split(",")
     if "compressors" in parts or "dtypes" in parts:
@@ -349,6 +401,8 @@ def main() -> int:
         store(args)
     if "writer" in parts:
         writer(args)
+    if "estimate" in parts:
+        estimate(args)
     return 0
 
 
