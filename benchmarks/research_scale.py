@@ -175,10 +175,13 @@ def store(args: argparse.Namespace) -> list[dict]:
     import torch
 
     import mechintro as mi
-    from mechintro import engine, runs
+    from mechintro import engine, runner, runs
     from mechintro.experiments import detection_logits
     from mechintro.runner import execute
 
+    # Inline writes, so the CPU time counted around each write is the write's alone (the
+    # background writer's effect is --parts writer's measurement).
+    runner.BACKGROUND_WRITES = False
     smol = mi.load_model("smollm2-135m", progress=False)
     shapes = [("smollm2-135m", smol, 30)]
     for name in args.sims.split(",") if args.sims else []:
@@ -199,15 +202,16 @@ def store(args: argparse.Namespace) -> list[dict]:
                 resid_positions=tuple(positions.split(",")),
             )  # fmt: skip
             trials, layers = detection_logits.build_trials(config, model, vectors)
-            clock = {"forward": 0.0, "write": 0.0}
+            clock = {"forward": 0.0, "write": 0.0, "forward_cpu": 0.0, "write_cpu": 0.0}
 
             def timed(fn, key, clock=clock):
                 def wrapper(*a, **kw):
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     try:
                         return fn(*a, **kw)
                     finally:
                         clock[key] += time.perf_counter() - t0
+                        clock[key + "_cpu"] += time.process_time() - c0
 
                 return wrapper
 
@@ -254,6 +258,10 @@ def store(args: argparse.Namespace) -> list[dict]:
                     "write_s": round(clock["write"], 2),
                     "wall_s": round(wall, 2),
                     "write_raw_MB_s": round(raw_resid / 1e6 / clock["write"], 1),
+                    # CPU seconds of the whole process during the writes (inline writes: nothing
+                    # else runs then), so MB per CPU-second: what a core of one's own would do
+                    "write_cpu_s": round(clock["write_cpu"], 2),
+                    "write_raw_MB_per_cpu_s": round(raw_resid / 1e6 / clock["write_cpu"], 1),
                     "peak_rss_GB": round(_rss() / 1e9, 2),
                     "full_layers": full_layers,
                     "store_MB_per_trial_full_depth": round(on_disk / n / 1e6 * scale, 1),
@@ -282,6 +290,9 @@ def store(args: argparse.Namespace) -> list[dict]:
                 r["write_raw_MB_s"] / smol_row["write_raw_MB_s"], 3
             )
             ratio["write_share_of_wall"] = round(r["write_s"] / r["wall_s"], 3)
+            ratio["write_MB_per_cpu_s_vs_smollm2"] = round(
+                r["write_raw_MB_per_cpu_s"] / smol_row["write_raw_MB_per_cpu_s"], 3
+            )
         print(json.dumps({"ratios": ratio}), flush=True)
     return rows
 
@@ -319,6 +330,58 @@ def writer(args: argparse.Namespace) -> list[dict]:
     return [row]
 
 
+def estimate(args: argparse.Namespace) -> list[dict]:
+    """On paper: a 1,000-trial Llama-3.1-8B injected-thoughts run with residuals recorded, on one
+    H100, under the defaults (every layer, every prompt position, float16) and under the
+    recommended settings (``--resid-layers 0.5,0.67 --resid-positions window``). Nothing here is
+    timed: the inputs are the assumptions below and the rates and ratios measured by the other
+    parts (passed as arguments; their defaults are the numbers docs/performance.md quotes).
+
+    GPU (assumed, not measured: no GPU was lent): the prompt pass at 40 % of the H100's 989
+    TFLOP/s dense bf16 (2 x 8.0 GFLOP per token); decoding memory-bound, 16 GB of bf16 weights
+    read per step at 60 % of 3.35 TB/s. The store writes on one background thread, overlapped
+    with the next batch's forward (the runner's writer), so a batch costs max(forward, write);
+    the write takes the bytes handed to the writer (stored layers x the whole prompt: positions
+    outside ``resid_positions`` are zeros that are still digested and compressed) at the write
+    path's rate measured by ``--parts store`` for that ``resid_positions`` (MB/s of raw
+    bytes)."""
+    layers, d_model, prompt, new, trials, batch = 32, 4096, args.prompt_tokens, 100, 1000, 16
+    batches = -(-trials // batch)
+    prompt_s = batch * prompt * 2 * 8.0e9 / (0.4 * 989e12)
+    decode_s = new * 16e9 / (0.6 * 3.35e12)
+    forward_s = prompt_s + decode_s
+    settings = {
+        "defaults (all layers, all positions, float16)": (
+            layers, prompt, args.ratio_all, args.write_mb_s_all,
+        ),
+        "recommended (--resid-layers 0.5,0.67 --resid-positions window)": (
+            2, round(prompt * args.window_share), args.ratio_window, args.write_mb_s_window,
+        ),
+    }  # fmt: skip
+    rows = []
+    for name, (n_layers, positions, ratio, rate) in settings.items():
+        raw = n_layers * positions * d_model * 2  # stored bytes per trial, float16
+        handed = n_layers * prompt * d_model * 2  # what the writer digests and compresses
+        write_s = batch * handed / 1e6 / rate
+        row = {
+            "settings": name,
+            "raw_MB_per_trial": round(raw / 1e6, 2),
+            "raw_GB_run": round(trials * raw / 1e9, 1),
+            "on_disk_GB_run": round(trials * raw / ratio / 1e9, 1),
+            "forward_s_per_batch": round(forward_s, 2),
+            "write_s_per_batch": round(write_s, 2),
+            "run_minutes": round(batches * max(forward_s, write_s) / 60, 1),
+            "gpu_only_minutes": round(batches * forward_s / 60, 1),
+            "assumed": {
+                "write_MB_s": rate, "compression_ratio_of_stored_bytes": ratio,
+                "prompt_tokens": prompt, "window_share": args.window_share,
+            },
+        }  # fmt: skip
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default="compressors,dtypes,store")
@@ -334,6 +397,13 @@ def main() -> int:
         help="resid_positions variants, ';'-separated (e.g. all;window)",
     )
     parser.add_argument("--sim-strengths", type=int, default=2, help="the sims' strengths")
+    est = parser.add_argument_group("estimate (measured inputs; see docs/performance.md)")
+    est.add_argument("--write-mb-s-all", type=float, default=10.0)
+    est.add_argument("--write-mb-s-window", type=float, default=10.0)
+    est.add_argument("--ratio-all", type=float, default=1.0)
+    est.add_argument("--ratio-window", type=float, default=1.0)
+    est.add_argument("--window-share", type=float, default=1.0)
+    est.add_argument("--prompt-tokens", type=int, default=150)
     args = parser.parse_args()
     parts = args.parts.split(",")
     if "compressors" in parts or "dtypes" in parts:
@@ -349,6 +419,8 @@ def main() -> int:
         store(args)
     if "writer" in parts:
         writer(args)
+    if "estimate" in parts:
+        estimate(args)
     return 0
 
 

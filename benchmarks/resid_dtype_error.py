@@ -10,8 +10,10 @@ float32 store's result:
 - logit lens (``analysis.lens.logit_lens``, last position, every layer): max |Δ logit_diff|
   (log-odds yes − no) and max |Δ log p_concept|;
 - anomaly directions and the probe (``analysis.anomaly.anomaly_directions``, injected vs
-  control trials, window positions, every layer): max |Δ AUC| of the difference of means and
-  of the logistic-regression probe, and the smallest cosine between a layer's direction and the
+  control trials, window positions, every layer from the injection on — before it the two
+  groups' residuals are the same numbers, their difference is rounding noise in any dtype and
+  its AUC and direction mean nothing): max |Δ AUC| of the difference of means and of the
+  logistic-regression probe, and the smallest cosine between a layer's direction and the
   float32 store's;
 - think / don't-think alignment (``analysis.alignment.alignment``): max |Δ cos_word|, max
   relative |Δ proj_word|, and max |Δ| of the think − don't-think difference of mean cos_word
@@ -43,13 +45,20 @@ def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--analyses", default="lens,anomaly,alignment")
+    wanted = parser.parse_args().analyses.split(",")
     import mechintro as mi
     from mechintro import runs
     from mechintro.analysis.alignment import alignment
     from mechintro.analysis.anomaly import anomaly_directions
     from mechintro.analysis.lens import logit_lens
     from mechintro.experiments import detection_logits, intentional_control
+    from mechintro.progress import set_default
 
+    set_default(False)
     model = mi.load_model("smollm2-135m", progress=False)
     vectors = mi.concept_vectors(model, [*CONCEPTS, *BASELINE], progress=False)
     results: dict[str, dict] = {}
@@ -65,21 +74,34 @@ def main() -> int:
             ds = runs.open_run(dl).load()
             injected = np.asarray(ds["condition"].values) != "control"
             labels = xr.DataArray(np.where(injected, "detected", "control"), dims="trial")
-            ic = intentional_control.run(
+            ic = None if "alignment" not in wanted else intentional_control.run(
                 intentional_control.Config(
                     concepts=CONCEPTS, pairs=8, instructions=("think", "dont_think"),
                     resid_dtype=dtype,
                 ),
                 Path(tmp) / f"ic-{dtype}.zarr", model=model, progress=False,
             )  # fmt: skip
-            ic_ds = runs.open_run(ic).load()
+            ic_ds = runs.open_run(ic).load() if ic is not None else None
             results[dtype] = {
                 "resid": ds.resid.values.astype(np.float32),
                 "attn": np.asarray(ds.attention_mask.values, dtype=bool),
-                "lens": logit_lens(ds, model),
-                "anomaly": anomaly_directions(ds, labels, n_boot=200),
-                "align": alignment(ic_ds, vectors, baseline=list(BASELINE)),
-                "instruction": np.asarray(ic_ds["condition"].values),  # the instruction
+                "lens": logit_lens(ds, model) if "lens" in wanted else None,
+                "anomaly": None
+                if "anomaly" not in wanted
+                else anomaly_directions(
+                    ds,
+                    labels,
+                    n_boot=200,
+                    layers=[
+                        int(x)
+                        for x in ds.layer.values
+                        if x >= ds.inject_layer.values[injected].min()
+                    ],
+                ),
+                "align": None
+                if ic_ds is None
+                else alignment(ic_ds, vectors, baseline=list(BASELINE)),
+                "instruction": None if ic_ds is None else np.asarray(ic_ds["condition"].values),
                 "disk_MB": sum(f.stat().st_size for f in (dl / "resid").rglob("*") if f.is_file())
                 / 1e6,
             }
@@ -89,43 +111,48 @@ def main() -> int:
         mask = ref["attn"][:, None, :] & np.ones(ref["resid"].shape[1], bool)[None, :, None]
         x, y = ref["resid"][mask], r["resid"][mask]  # (vectors, d_model)
         rel = np.linalg.norm(y - x, axis=-1) / np.linalg.norm(x, axis=-1)
-        lens, lens0 = r["lens"], ref["lens"]
-        an, an0 = r["anomaly"], ref["anomaly"]
-        d, d0 = an["direction"].values, an0["direction"].values
-        cos = (d * d0).sum(-1) / (np.linalg.norm(d, axis=-1) * np.linalg.norm(d0, axis=-1))
-        al, al0 = r["align"], ref["align"]
         row = {
             "dtype": dtype,
             "resid_disk_MB_detection_logits": round(r["disk_MB"], 2),
             "rel_err_median": float(np.median(rel)),
             "rel_err_max": float(rel.max()),
-            "lens_max_abs_d_logit_diff": _max_abs(lens.logit_diff.values, lens0.logit_diff.values),
-            "lens_max_abs_d_log_p_concept": _max_abs(
-                np.log(lens.p_concept.values), np.log(lens0.p_concept.values)
-            ),
-            "lens_logit_diff_range": float(np.ptp(lens0.logit_diff.values)),
-            "anomaly_max_abs_d_auc_diff_means": _max_abs(
-                an.auc.sel(estimator="diff_means").values,
-                an0.auc.sel(estimator="diff_means").values,
-            ),
-            "probe_max_abs_d_auc": _max_abs(
-                an.auc.sel(estimator="probe").values, an0.auc.sel(estimator="probe").values
-            ),
-            "anomaly_min_cos_direction": float(np.nanmin(cos)),
-            "align_max_abs_d_cos_word": _max_abs(al.cos_word.values, al0.cos_word.values),
-            "align_max_rel_d_proj_word": float(
-                np.nanmax(
-                    np.abs(al.proj_word.values - al0.proj_word.values)
-                    / np.abs(al0.proj_word.values).clip(1e-6)
-                )
-            ),
             "load_1min": round(os.getloadavg()[0], 2),
         }
-        think = r["instruction"] == "think"
-        effect = al.cos_word.values[think].mean(0) - al.cos_word.values[~think].mean(0)
-        effect0 = al0.cos_word.values[think].mean(0) - al0.cos_word.values[~think].mean(0)
-        row["align_max_abs_d_think_minus_dont"] = _max_abs(effect, effect0)
-        row["align_think_minus_dont_range"] = [float(effect0.min()), float(effect0.max())]
+        if r["lens"] is not None:
+            lens, lens0 = r["lens"], ref["lens"]
+            row["lens_max_abs_d_logit_diff"] = _max_abs(
+                lens.logit_diff.values, lens0.logit_diff.values
+            )
+            row["lens_max_abs_d_log_p_concept"] = _max_abs(
+                np.log(lens.p_concept.values), np.log(lens0.p_concept.values)
+            )
+            row["lens_logit_diff_range"] = float(np.ptp(lens0.logit_diff.values))
+        if r["anomaly"] is not None:
+            an, an0 = r["anomaly"], ref["anomaly"]
+            d, d0 = an["direction"].values, an0["direction"].values
+            cos = (d * d0).sum(-1) / (np.linalg.norm(d, axis=-1) * np.linalg.norm(d0, axis=-1))
+            row["anomaly_layers"] = [int(x) for x in an.layer.values]
+            for est in ("diff_means", "probe"):
+                row[f"auc_{est}_max_abs_d"] = _max_abs(
+                    an.auc.sel(estimator=est).values, an0.auc.sel(estimator=est).values
+                )
+                row[f"auc_{est}_float32_range"] = [
+                    float(np.nanmin(an0.auc.sel(estimator=est).values)),
+                    float(np.nanmax(an0.auc.sel(estimator=est).values)),
+                ]
+            row["anomaly_min_cos_direction"] = float(np.nanmin(cos))
+        if r["align"] is not None:
+            al, al0 = r["align"], ref["align"]
+            row["align_max_abs_d_cos_word"] = _max_abs(al.cos_word.values, al0.cos_word.values)
+            sd = float(np.nanstd(al0.proj_word.values))
+            row["align_max_abs_d_proj_word_over_sd"] = (
+                _max_abs(al.proj_word.values, al0.proj_word.values) / sd
+            )
+            think = r["instruction"] == "think"
+            effect = al.cos_word.values[think].mean(0) - al.cos_word.values[~think].mean(0)
+            effect0 = al0.cos_word.values[think].mean(0) - al0.cos_word.values[~think].mean(0)
+            row["align_max_abs_d_think_minus_dont"] = _max_abs(effect, effect0)
+            row["align_think_minus_dont_range"] = [float(effect0.min()), float(effect0.max())]
         print(json.dumps(row), flush=True)
     return 0
 

@@ -347,6 +347,9 @@ def run_activations(
             f"{int(run['trial'].values[bad])} of {where}: choose positions "
             "every trial has (negative positions count from the last token)"
         )
+    from mechintro.analysis._common import require_stored
+
+    require_stored(run, np.isin(np.arange(width), pos), "the oracle")
     acts = run["resid"].sel(layer=layer).isel(pos=pos).values.astype(np.float32)
     return np.asarray(run["trial"].values), torch.from_numpy(acts)
 
