@@ -96,7 +96,7 @@ def authors(here: str, store: str, out: str, limit: int = 0) -> None:
         json.dump(results, f)
 
 
-def authors_localisation(here: str, store: str, out: str) -> None:
+def authors_localisation(here: str, store: str, out: str, limit: int = 0) -> None:
     """Their ``test_localization`` (``main.py:421-645``) itself, once per draw of a
     ``sentence-localisation`` run: its ``random.sample`` returns the draw's sentences, its vector
     file holds the run's vector (concept, then the random direction). Adaptations as above, plus:
@@ -125,7 +125,8 @@ def authors_localisation(here: str, store: str, out: str) -> None:
     cond = np.array([str(x) for x in ds.condition.values], dtype=object)
     results = []
     folder = tempfile.mkdtemp()
-    for i in np.flatnonzero(cond == "none"):
+    draws = np.flatnonzero(cond == "none")
+    for i in draws[:limit] if limit else draws:
         listed = str(ds.sentences.values[i]).split("\n")
         twins = np.flatnonzero(
             (ds.draw.values == ds.draw.values[i])
@@ -221,7 +222,9 @@ if __name__ == "__main__":
     elif sys.argv[1] == "compare":
         compare(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "authors-localisation":
-        authors_localisation(sys.argv[2], sys.argv[3], sys.argv[4])
+        authors_localisation(
+            sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 0
+        )
     elif sys.argv[1] == "compare-localisation":
         compare_localisation(sys.argv[2], sys.argv[3])
     else:

@@ -32,11 +32,10 @@ import numpy as np
 import torch
 import xarray as xr
 
+from mechintro import stimuli
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import BaseConfig, cell_summary
-from mechintro.experiments.localisation import cell_statistics
-from mechintro.experiments.strength_comparison import sentences
 from mechintro.models import Model
 from mechintro.prompts import Prompt, Window, render_chat, tokenize
 from mechintro.runner import Answers, Shard, Trial, execute
@@ -171,7 +170,7 @@ def build_trials(
             f"than once (they resolve to {layers}): give each layer once"
         )
     check_vectors_match(vectors, model)
-    pool = np.array(sentences(), dtype=object)
+    pool = np.array(stimuli.hahami_sentences(), dtype=object)
     rng = np.random.default_rng(config.seed)
     trials: list[Trial] = []
     for concept in config.concepts:
@@ -262,11 +261,28 @@ def probabilities(ds: xr.Dataset) -> tuple[np.ndarray, list[str]]:
     return p / p.sum(1, keepdims=True), opts
 
 
+def bias_corrected(
+    choice: np.ndarray, target: np.ndarray, probs: np.ndarray, opts: list[str]
+) -> dict[str, float]:
+    """``p_target_corrected``: per option, its mean probability when it is the target minus when
+    it is not, averaged over options (0 when the answer ignores where the vector went); ``varies``:
+    whether the chosen answer ever differs (when it never does, the cell has no power)."""
+    corrected = []
+    for j, o in enumerate(opts):
+        hit, miss = probs[target == o, j], probs[target != o, j]
+        if hit.size and miss.size:
+            corrected.append(hit.mean() - miss.mean())
+    return {
+        "p_target_corrected": float(np.mean(corrected)) if corrected else np.nan,
+        "varies": float(len(set(choice.tolist())) > 1),
+    }
+
+
 def summarize(ds: xr.Dataset) -> xr.Dataset:
     """Per condition (concept, random) and (layer, strength): ``accuracy`` (argmax == the injected
     sentence) with its 95% Wilson interval ``lo``/``hi`` over ``n`` injections; ``chance`` 1/k;
-    the bias-corrected P(target) and whether the answer ever varies
-    (:func:`mechintro.experiments.localisation.cell_statistics`); ``above_random`` (the concept's
+    the bias-corrected P(target) and whether the answer ever varies (:func:`bias_corrected`);
+    ``above_random`` (the concept's
     lower bound above the random control's upper bound). The uninjected answers are in the attrs.
 
     Example::
@@ -284,10 +300,9 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
         if not rows.any():
             return {}
         acc, lo, hi, n = rate(choice[rows] == target[rows])
-        stats = cell_statistics(choice[rows], target[rows], probs[rows], opts)
-        return {"accuracy": acc, "lo": lo, "hi": hi, "n": n} | {
-            k: stats[k] for k in ("p_target_corrected", "varies")
-        }
+        return {"accuracy": acc, "lo": lo, "hi": hi, "n": n} | bias_corrected(
+            choice[rows], target[rows], probs[rows], opts
+        )
 
     keys = xr.Dataset(
         {
