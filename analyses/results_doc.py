@@ -57,6 +57,10 @@ PUBLISHED = {
         "sentences named 83% of the time at layer 3, pair (3, 7) (chance 50%); their code's "
         "comments: up to 98% at layer 2, pair (2, 6). No random-direction control."
     ),
+    "sentence-localisation": (
+        "Hahami et al. (arXiv 2512.12411 v2, 5.2), Llama-3.1-8B: which of 10 sentences carried "
+        "the injection, up to 88% at layer 2, α 5 (chance 10%). No random-direction control."
+    ),
     "patchscope": (
         "Ghandeharioun et al. (2024), 'Patchscopes': the identity prompt decodes a hidden state "
         "by asking the model to repeat it; the paper patches hidden states, not concept "
@@ -209,6 +213,23 @@ def _verdict(name: str, summary) -> str:
             text + f"; uninjected, the model answers '1' to "
             f"{summary.attrs['uninjected_share_1']:.0%} of {summary.attrs['uninjected_n']} prompts."
         )
+    if name == "sentence-localisation":
+        concept = summary.sel(condition="concept")
+        cells = int(np.isfinite(concept.accuracy).sum())
+        acc = concept.accuracy.values[np.isfinite(concept.accuracy.values)]
+        text = (
+            f"The injected sentence is named in {acc.min():.2f}–{acc.max():.2f} of injections "
+            f"across {cells} (layer, strength) cells (chance {float(summary.chance):.2f})"
+        )
+        if "above_random" in summary:
+            rnd = summary.sel(condition="random").accuracy.values
+            rnd = rnd[np.isfinite(rnd)]
+            text += (
+                f"; a random unit direction {rnd.min():.2f}–{rnd.max():.2f}; "
+                f"{int(summary.above_random.sum())} of {cells} cells are above the random "
+                "control (Wilson intervals apart)"
+            )
+        return text + f"; uninjected answers {summary.attrs['uninjected_choices']}."
     return ""
 
 

@@ -36,6 +36,13 @@ def baseline_words() -> list[str]:
     return list(lindsey()["lindsey_baseline_words"])
 
 
+def hahami_sentences() -> list[str]:
+    """The 100 sentences of Hahami et al.'s strength comparison and localisation
+    (elyhahami18/llama-introspection-new @ 7d9280d, ``code/utils/all_prompts.py:389-490``, MIT
+    licence)."""
+    return list(_load("strength_comparison.json")["strength_comparison_sentences"])
+
+
 def concept_words() -> list[str]:
     """The 50 concept words of Lindsey's quantitative experiments (January 2026 revision)."""
     return list(lindsey()["lindsey_concept_words_50"])

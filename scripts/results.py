@@ -75,6 +75,13 @@ SMALL: dict[str, dict[str, object]] = {
         "pairs": ("2:6", "3:7"),
         "trials": 15,
     },
+    # one concept, their best layer (2) and two strengths, 4 draws of 10 sentences
+    "sentence-localisation": {
+        "concepts": ("Dust",),
+        "layers": ("2",),
+        "strengths": (5.0, 20.0),
+        "trials": 4,
+    },
 }
 # Runs the analyses of issue 4 read (``--only analysis``): Lindsey's vectors for every word an
 # analysis compares with, and a detection-logits run over 20 concepts with residuals recorded.

@@ -20,6 +20,12 @@ assistant turn before the answer (reported too, as ``closed``).
 Step 2 compares their logit differences with the run's:
 
     PYTHONPATH=. python scripts/strength_side_by_side.py compare RUN.zarr $HERE/theirs.json
+
+``sentence-localisation`` the same way, running their ``test_localization`` itself once per draw
+(see :func:`authors_localisation`):
+
+    python scripts/strength_side_by_side.py authors-localisation $HERE SL.zarr $HERE/loc.json
+    PYTHONPATH=. python scripts/strength_side_by_side.py compare-localisation SL.zarr $HERE/loc.json
 """
 
 import glob
@@ -90,6 +96,90 @@ def authors(here: str, store: str, out: str, limit: int = 0) -> None:
         json.dump(results, f)
 
 
+def authors_localisation(here: str, store: str, out: str, limit: int = 0) -> None:
+    """Their ``test_localization`` (``main.py:421-645``) itself, once per draw of a
+    ``sentence-localisation`` run: its ``random.sample`` returns the draw's sentences, its vector
+    file holds the run's vector (concept, then the random direction). Adaptations as above, plus:
+    ``api_utils`` (their LLM-judge client, unused by this function) is replaced by an empty
+    module, and ``"<|eot_id|>"`` by ``"<|im_end|>\\n"`` throughout ``main.py``."""
+    import tempfile
+    import types
+
+    import numpy as np
+    import torch
+    import xarray as xr
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    sys.path.insert(0, os.path.join(here, "code", "utils"))
+    sys.modules["api_utils"] = types.SimpleNamespace(query_llm_judge=None)
+    src = open(os.path.join(here, "code", "experiments", "main.py")).read()
+    main = types.ModuleType("their_main")
+    exec(compile(src.replace('"<|eot_id|>"', json.dumps("<|im_end|>\n")), "main", "exec"),
+         main.__dict__)  # fmt: skip
+    path = glob.glob(os.path.expanduser("~/.cache/mechintro/models/smollm2-135m-*"))[0]
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
+    model.eval()
+    ds = xr.open_zarr(store)
+    cond = np.array([str(x) for x in ds.condition.values], dtype=object)
+    results = []
+    folder = tempfile.mkdtemp()
+    draws = np.flatnonzero(cond == "none")
+    for i in draws[:limit] if limit else draws:
+        listed = str(ds.sentences.values[i]).split("\n")
+        twins = np.flatnonzero(
+            (ds.draw.values == ds.draw.values[i])
+            & (ds.cell_layer.values == ds.cell_layer.values[i])
+            & (ds.strength.values == ds.strength.values[i])
+            & (np.array([str(x) for x in ds.concept.values]) == str(ds.concept.values[i]))
+        )
+        for condition in ("concept", "random"):
+            first = next(j for j in twins if cond[j] == condition)
+            vector_path = os.path.join(folder, f"{condition}_{int(ds.cell_layer.values[i])}_avg.pt")
+            torch.save({"vector": torch.tensor(np.asarray(ds.injected_vector.values[first]))},
+                       vector_path)  # fmt: skip
+            main.random = types.SimpleNamespace(sample=lambda pop, n, listed=listed: list(listed))
+            r = main.test_localization(
+                vector_path, model, tokenizer, int(ds.cell_layer.values[i]),
+                float(ds.strength.values[i]), num_sentences=len(listed), num_trials=1,
+            )  # fmt: skip
+            for t in r["trial_results"]:
+                rows = [j for j in twins if cond[j] == condition
+                        and str(ds.target.values[j]) == str(t["inject_position"])]  # fmt: skip
+                results.append({"trial": int(rows[0]), "logits": t["logits"]})
+    with open(out, "w") as f:
+        json.dump({"results": results, "transformers": __import__("transformers").__version__}, f)
+
+
+def compare_localisation(store: str, theirs: str) -> None:
+    import numpy as np
+
+    from mechintro import runs
+    from mechintro.experiments import sentence_localisation as SL
+
+    ds = runs.open_run(store)
+    t = json.load(open(theirs))["results"]
+    probs, opts = SL.probabilities(ds)
+    labels = [str(x) for x in ds.answer_label.values]
+    logp = np.asarray(ds.answer_logprobs.values, dtype=np.float64)
+    cols = [labels.index(o) for o in opts]
+    worst, agree, p_worst = 0.0, 0, 0.0
+    for r in t:
+        i = r["trial"]
+        theirs_l = np.array([r["logits"][str(k)] for k in range(1, len(opts) + 1)])
+        ours_d = logp[i, cols] - logp[i, cols[0]]
+        worst = max(worst, float(np.abs((theirs_l - theirs_l[0]) - ours_d).max()))
+        agree += int(np.argmax(theirs_l) == np.argmax(ours_d))
+        e = np.exp(theirs_l - theirs_l.max())
+        p_worst = max(p_worst, float(np.abs(e / e.sum() - probs[i]).max()))
+    print(
+        f"{len(t)} injected trials: largest |difference of option logits (vs option 1)| "
+        f"{worst:.2e}; largest |difference of option probabilities (over the k options)| "
+        f"{p_worst:.2e}; same argmax {agree}/{len(t)}"
+    )
+
+
 def compare(store: str, theirs: str) -> None:
     import numpy as np
 
@@ -131,5 +221,11 @@ if __name__ == "__main__":
         authors(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 0)
     elif sys.argv[1] == "compare":
         compare(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "authors-localisation":
+        authors_localisation(
+            sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 0
+        )
+    elif sys.argv[1] == "compare-localisation":
+        compare_localisation(sys.argv[2], sys.argv[3])
     else:
         raise SystemExit("usage: strength_side_by_side.py authors HERE RUN.zarr OUT.json | compare")

@@ -77,3 +77,77 @@ def logit_diff(hf, tokenizer, sentences, layer, vector, a1, a2):
         if handle is not None:
             handle.remove()
     return float(logits[one] - logits[two])
+
+
+# --- sentence localisation: their ``test_localization`` (``main.py:421-645``) -----------------
+
+LOCALISATION_INTRO = (
+    "I am an interpretability researcher studying transformer-based language models like you. "
+    "I have access to the internals of your neural network. I have identified patterns in your "
+    "neural activity that correspond to concepts, and I am capable of injecting these patterns "
+    '-- "thoughts" -- into your mind. I want to assess how well you can detect where I inject '
+    "thoughts. You will see a list of sentences and you will have to tell me in which sentence "
+    "the thought is injected."
+)
+
+
+def localisation_prompt_and_ranges(tokenizer, sentences):
+    """Their ``get_localization_messages`` (``code/utils/all_prompts.py:526-564``) rendered and
+    ranged as in ``main.py:474-532``."""
+    listing = " ".join(f"SENTENCE {i + 1}: {s}" for i, s in enumerate(sentences))
+    messages = [
+        {"role": "user", "content": LOCALISATION_INTRO},
+        {"role": "assistant", "content": "Ok."},
+        {
+            "role": "user",
+            "content": f"{listing}\n\nDo you detect an injected thought? Where is the injected "
+            "thought located?",
+        },
+        {
+            "role": "assistant",
+            "content": "Yes, I detect an injected thought. It is located in SENTENCE ",
+        },
+    ]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+    if not text.endswith(" "):
+        text += " "
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ranges = []
+    for i, s in enumerate(sentences):
+        marker = f"SENTENCE {i + 1}: {s}"
+        lo = text.find(marker)
+        hi = lo + len(marker)
+        start = end = None
+        for t, (a, b) in enumerate(enc["offset_mapping"]):
+            if start is None and b > lo:
+                start = t
+            if a < hi:
+                end = t + 1
+        ranges.append((start, end))
+    return list(enc["input_ids"]), ranges
+
+
+def localisation_logits(hf, tokenizer, sentences, layer, vector, coeff, target):
+    """The k number logits (their ``number_tokens``: the last token of ``str(i)``) with
+    ``coeff * vector`` on sentence ``target``'s tokens (0-based; ``vector=None``: none)."""
+    ids, ranges = localisation_prompt_and_ranges(tokenizer, sentences)
+    numbers = [
+        tokenizer.encode(str(i), add_special_tokens=False)[-1] for i in range(1, len(sentences) + 1)
+    ]
+
+    def hook(module, args, output):
+        h = output[0] if isinstance(output, tuple) else output
+        add = torch.zeros_like(h)
+        s, e = ranges[target]
+        add[:, s:e, :] = coeff * vector.to(h.dtype)
+        h = h + add
+        return (h, *output[1:]) if isinstance(output, tuple) else h
+
+    handle = None if vector is None else hf.model.layers[layer].register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            logits = hf(input_ids=torch.tensor([ids])).logits[0, -1].float()
+    finally:
+        if handle is not None:
+            handle.remove()
+    return logits[numbers]

@@ -61,7 +61,7 @@ OPTIONS = ("1", "2")
 
 def sentences() -> list[str]:
     """Their 100 sentences (``all_prompts.py:389-490`` @ 7d9280d, MIT licence)."""
-    return list(stimuli._load("strength_comparison.json")["strength_comparison_sentences"])
+    return stimuli.hahami_sentences()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,369 @@
+"""``sentence-localisation``: which of k sentences (10 by default) carried the injected thought,
+read from the logits with no judge — Hahami et al.'s localisation (elyhahami18/llama-introspection-
+new @ 7d9280d, ``code/experiments/main.py`` ``test_localization``, lines 421-645; arXiv
+2512.12411 v2, section 5.2), their version of Godet's task (``localisation`` is his code's).
+
+Each draw lists k of their 100 sentences ("SENTENCE 1: … SENTENCE k: …") after their intro
+paragraph and "Ok."; the assistant turn is prefilled with "Yes, I detect an injected thought. It
+is located in SENTENCE ". The unit concept vector times ``strength`` is added after block ``layer``
+on one sentence's tokens ("SENTENCE t: …", the label included, as their code finds the span), each
+sentence in turn on the same prompt; the answer is the digit token with the largest logit (their
+``tokenizer.encode(str(i))[-1]``: for 10 that is "0" where a tokenizer splits digits). Chance 1/k.
+
+Controls on the byte-identical prompt of every draw: ``none``, nothing injected (the answer bias);
+``random``, a random unit direction at the same strength on each sentence in turn (not in their
+code; a cell is above random only when its Wilson lower bound exceeds the random control's upper
+bound). Every target occurs once per draw, so accuracy is a balanced accuracy.
+
+Defaults follow their README's localisation command (10 sentences, layers 0 1 2 3 4 5 8 11 14 17
+20, coefficients 2 5 8 11 14 17 20, 50 draws) and their five word concepts; the differences are in
+docs/protocols.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import xarray as xr
+
+from mechintro import stimuli
+from mechintro.errors import MechintroError
+from mechintro.experiments._common import require_experiment
+from mechintro.experiments.base import BaseConfig, cell_summary
+from mechintro.models import Model
+from mechintro.prompts import Prompt, Window, render_chat, tokenize
+from mechintro.runner import Answers, Shard, Trial, execute
+from mechintro.stats import rate
+from mechintro.tables import table
+from mechintro.vectors import check_vectors_match, concept_vectors, resolve_layers, unit_vector
+
+NAME = "sentence-localisation"
+INTRO = (
+    "I am an interpretability researcher studying transformer-based language models like you. "
+    "I have access to the internals of your neural network. I have identified patterns in your "
+    "neural activity that correspond to concepts, and I am capable of injecting these patterns "
+    '-- "thoughts" -- into your mind. I want to assess how well you can detect where I inject '
+    "thoughts. You will see a list of sentences and you will have to tell me in which sentence "
+    "the thought is injected."
+)
+QUESTION = "Do you detect an injected thought? Where is the injected thought located?"
+PREFILL = "Yes, I detect an injected thought. It is located in SENTENCE "
+CONDITIONS = ("concept", "random")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SentenceLocalisationConfig(BaseConfig):
+    """Configuration of a ``sentence-localisation`` run (defaults: their README's command)."""
+
+    concepts: tuple[str, ...] = ("Dust", "Satellites", "Trumpets", "Origami", "Illusions")
+    """concept words (their five word concepts, data/dataset/simple_data.json)"""
+    k: int = 10
+    """sentences per prompt (2..10; their code offers 5 and 10)"""
+    layers: tuple[str | int | float, ...] = (
+        "0",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+        "8",
+        "11",
+        "14",
+        "17",
+        "20",
+    )
+    """injection layers: indices (their README's) or fractions of depth (0.5)"""
+    strengths: tuple[float, ...] = (2.0, 5.0, 8.0, 11.0, 14.0, 17.0, 20.0)
+    """coefficients of the injected vector (see strength_unit)"""
+    trials: int = 50
+    """draws of k sentences per (concept, layer, strength) cell; each injects every sentence in
+    turn"""
+    strength_unit: Literal["unit", "resid_norm"] = "unit"
+    """a coefficient multiplies the unit-length vector (their code) or the layer's mean residual
+    norm (resid_norm)"""
+    random_control: bool = True
+    """also inject a random unit direction on each sentence in turn, on the same prompts"""
+    lowercase: bool = False
+    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
+    (False: as listed, like their "Tell me about Dust.")"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 2 <= self.k <= 10:
+            raise MechintroError(f"k={self.k}: give 2..10 sentences")
+        if self.trials < 1:
+            raise MechintroError(f"trials={self.trials}: give at least 1 draw per cell")
+        if not self.concepts:
+            raise MechintroError("the concepts list is empty: give at least one concept word")
+
+
+Config = SentenceLocalisationConfig
+
+
+def options(k: int) -> list[str]:
+    return [str(i) for i in range(1, k + 1)]
+
+
+def answers(tokenizer: object, k: int) -> Answers:
+    """Sentence i is read from the last token of ``str(i)`` (their ``number_tokens``)."""
+    forms = {}
+    for o in options(k):
+        last = tokenizer.encode(o, add_special_tokens=False)[-1]  # type: ignore[attr-defined]
+        forms[o] = (tokenizer.decode([last]),)  # type: ignore[attr-defined]
+    return Answers(forms=forms)
+
+
+def build_prompt(model: Model, listed: list[str]) -> tuple[Prompt, list[list[bool]]]:
+    """Their ``get_localization_messages`` rendered open after the prefill, ending in one space
+    (``main.py:474-488``), and each sentence's tokens: those overlapping "SENTENCE t: …"
+    (``:490-532``).
+
+    Example::
+
+        prompt, spans = build_prompt(model, ["The dog barks loudly.", "He writes a letter."])
+    """
+    listing = " ".join(f"SENTENCE {i + 1}: {s}" for i, s in enumerate(listed))
+    msgs = [
+        {"role": "user", "content": INTRO},
+        {"role": "assistant", "content": "Ok."},
+        {"role": "user", "content": f"{listing}\n\n{QUESTION}"},
+        {"role": "assistant", "content": PREFILL},
+    ]
+    text = render_chat(model.tokenizer, msgs, continue_final=True)
+    if not text.endswith(" "):
+        text += " "
+    prompt = tokenize(model.tokenizer, text)
+    spans = []
+    for i, s in enumerate(listed):
+        marker = f"SENTENCE {i + 1}: {s}"
+        lo = text.find(marker)
+        if lo < 0:
+            raise MechintroError(f"'{marker}' does not occur in the rendered prompt")
+        hi = lo + len(marker)
+        span = [b > lo and a < hi for a, b in prompt.offsets]
+        if not any(span):
+            raise MechintroError(f"'{marker}' covers no token in this tokenizer")
+        spans.append(span)
+    return prompt, spans
+
+
+def build_trials(
+    config: SentenceLocalisationConfig, model: Model, vectors: xr.DataArray
+) -> tuple[list[Trial], list[int]]:
+    """Per concept, layer, strength and draw: the concept vector (and a random unit direction) on
+    each sentence in turn, and the same prompt uninjected.
+
+    Example::
+
+        trials, layers = build_trials(Config(layers=(2,), strengths=(5.0,), trials=2), model, v)
+    """
+    layers = resolve_layers(config.layers, model.n_layers)
+    if len(set(layers)) != len(layers):
+        raise MechintroError(
+            f"layers {list(map(str, config.layers))} name the same layer of {model.name} more "
+            f"than once (they resolve to {layers}): give each layer once"
+        )
+    check_vectors_match(vectors, model)
+    pool = np.array(stimuli.hahami_sentences(), dtype=object)
+    rng = np.random.default_rng(config.seed)
+    trials: list[Trial] = []
+    for concept in config.concepts:
+        for layer in layers:
+            v = unit_vector(vectors, concept, layer, "raw")
+            if float(v.norm()) == 0:
+                raise MechintroError(f"vector for '{concept}' at layer {layer} is zero")
+            scale = 1.0
+            if config.strength_unit == "resid_norm":
+                scale = float(vectors.resid_norm.sel(layer=layer))
+            u = v / v.norm() * scale
+            for s in config.strengths:
+                for draw in range(config.trials):
+                    listed = [str(x) for x in rng.choice(pool, size=config.k, replace=False)]
+                    prompt, spans = build_prompt(model, listed)
+                    noise = torch.from_numpy(rng.standard_normal(model.d_model)).float()
+                    r = noise / noise.norm() * scale
+                    cell = dict(prompt=prompt, concept=concept, strength=float(s))
+                    base = {"draw": draw, "sentences": "\n".join(listed)}
+                    for t, span in enumerate(spans):
+                        for condition, x in (("concept", u), ("random", r)):
+                            if condition == "random" and not config.random_control:
+                                continue
+                            trials.append(
+                                Trial(
+                                    condition=condition,
+                                    inject_layer=layer,
+                                    inject_layer_end=layer + 1,
+                                    vector=x,
+                                    window=Window.tokens(span),
+                                    labels=base | {"target": str(t + 1), "cell_layer": layer},
+                                    **cell,
+                                )
+                            )
+                    trials.append(
+                        Trial(
+                            condition="none",
+                            labels=base | {"target": "", "cell_layer": layer},
+                            **cell,
+                        )
+                    )
+    return trials, layers
+
+
+def run(
+    config: SentenceLocalisationConfig,
+    out: str | Path,
+    *,
+    model: Model,
+    vectors: xr.DataArray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    shard: Shard | None = None,
+) -> Path:
+    """Run into ``out`` (resuming it if present); computes Lindsey vectors for the concepts when
+    ``vectors`` is not given.
+
+    Example::
+
+        config = Config(layers=(2,), strengths=(5.0,), trials=2)
+        out = run(config, "sl.zarr", model=mi.load_model("smollm2-135m"))
+    """
+    if vectors is None:
+        vectors = concept_vectors(model, config.concepts, lowercase=config.lowercase)
+    trials, layers = build_trials(config, model, vectors)
+    return execute(
+        model,
+        trials,
+        out,
+        config=config,
+        experiment=NAME,
+        mode="logits",
+        answers=answers(model.tokenizer, config.k),
+        layers=layers,
+        vectors=vectors,
+        progress=progress,
+        shard=shard,
+    )
+
+
+def probabilities(ds: xr.Dataset) -> tuple[np.ndarray, list[str]]:
+    """``(trial, k)`` probabilities of the k answers, normalised over them, and the options."""
+    labels = [str(x) for x in ds["answer_label"].values]
+    opts = options(int(json.loads(ds.attrs["config"])["k"]))
+    logp = np.asarray(ds["answer_logprobs"].values, dtype=np.float64)[
+        :, [labels.index(o) for o in opts]
+    ]
+    p = np.exp(logp - logp.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True), opts
+
+
+def bias_corrected(
+    choice: np.ndarray, target: np.ndarray, probs: np.ndarray, opts: list[str]
+) -> dict[str, float]:
+    """``p_target_corrected``: per option, its mean probability when it is the target minus when
+    it is not, averaged over options (0 when the answer ignores where the vector went); ``varies``:
+    whether the chosen answer ever differs (when it never does, the cell has no power)."""
+    corrected = []
+    for j, o in enumerate(opts):
+        hit, miss = probs[target == o, j], probs[target != o, j]
+        if hit.size and miss.size:
+            corrected.append(hit.mean() - miss.mean())
+    return {
+        "p_target_corrected": float(np.mean(corrected)) if corrected else np.nan,
+        "varies": float(len(set(choice.tolist())) > 1),
+    }
+
+
+def summarize(ds: xr.Dataset) -> xr.Dataset:
+    """Per condition (concept, random) and (layer, strength): ``accuracy`` (argmax == the injected
+    sentence) with its 95% Wilson interval ``lo``/``hi`` over ``n`` injections; ``chance`` 1/k;
+    the bias-corrected P(target) and whether the answer ever varies (:func:`bias_corrected`);
+    ``above_random`` (the concept's
+    lower bound above the random control's upper bound). The uninjected answers are in the attrs.
+
+    Example::
+
+        s = summarize(mi.open_run("sl.zarr"))
+        s.accuracy.sel(condition="concept") - s.hi.sel(condition="random")
+    """
+    require_experiment(ds, NAME)
+    probs, opts = probabilities(ds)
+    choice = np.array([opts[i] for i in probs.argmax(1)], dtype=object)
+    target = np.array([str(x) for x in ds["target"].values], dtype=object)
+    cond = np.array([str(x) for x in ds["condition"].values], dtype=object)
+
+    def cell(rows: np.ndarray) -> dict[str, float]:
+        if not rows.any():
+            return {}
+        acc, lo, hi, n = rate(choice[rows] == target[rows])
+        return {"accuracy": acc, "lo": lo, "hi": hi, "n": n} | bias_corrected(
+            choice[rows], target[rows], probs[rows], opts
+        )
+
+    keys = xr.Dataset(
+        {
+            "condition": ("trial", cond),
+            "inject_layer": ("trial", np.asarray(ds["cell_layer"].values)),
+            "strength": ("trial", np.asarray(ds["strength"].values)),
+        }
+    )
+    levels = [c for c in CONDITIONS if (cond == c).any()]
+    out = cell_summary(
+        keys,
+        ("condition", "inject_layer", "strength"),
+        cell,
+        where=cond != "none",
+        ints=("n",),
+        levels={"condition": levels},
+    )
+    out["chance"] = 1 / len(opts)
+    if "random" in levels:
+        out["above_random"] = out.lo.sel(condition="concept") > out.hi.sel(condition="random")
+    picks = choice[cond == "none"]
+    out.attrs["uninjected_choices"] = str({o: int((picks == o).sum()) for o in opts})
+    return out
+
+
+def format_summary(summary: xr.Dataset) -> str:
+    """:func:`summarize`'s table: one row per (layer, strength), concept beside random.
+
+    Example::
+
+        text = format_summary(summarize(mi.open_run("sl.zarr")))  # as `mechintro run` prints it
+    """
+    rows = []
+    for layer in summary.inject_layer.values:
+        for s in summary.strength.values:
+            c = summary.sel(condition="concept", inject_layer=layer, strength=s)
+            if np.isnan(float(c.accuracy)):
+                continue
+            row: dict[str, object] = {
+                "layer": int(layer),
+                "strength": f"{float(s):g}",
+                "n": int(c.n),
+                "concept [95% CI]": (
+                    f"{float(c.accuracy):.2f} [{float(c.lo):.2f}, {float(c.hi):.2f}]"
+                ),
+                "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",
+                "power": "varies" if c.varies else "no power (one answer)",
+            }
+            if "random" in summary.condition.values:
+                r = summary.sel(condition="random", inject_layer=layer, strength=s)
+                row["random [95% CI]"] = (
+                    f"{float(r.accuracy):.2f} [{float(r.lo):.2f}, {float(r.hi):.2f}]"
+                )
+                above = bool(summary.above_random.sel(inject_layer=layer, strength=s))
+                row["above random"] = "yes" if above else "no"
+            rows.append(row)
+    return (
+        table(rows)
+        + f"\nchance {float(summary.chance):.2f}; uninjected answers: "
+        + summary.attrs["uninjected_choices"]
+        + "\naccuracy: the largest digit logit names the injected sentence (every sentence once "
+        "per draw, so balanced); above random: the concept's lower bound exceeds the random "
+        "direction's upper bound"
+    )
