@@ -8,6 +8,12 @@ layer chosen inside each fold (nested); and how it moves with the detection marg
         [--perm 99] [--margins 0,0.5,1,2] [--save analyses/data/anomaly/smollm2-135m.json]
 
 Needs the run's model (the logit lens). Prints the tables; --save writes every number as JSON.
+
+Fixed in advance (issue 32, item 3): the detection margin that tests the claim is the first of
+--margins (0 by default, the pre-set definition); the other margins are a sensitivity analysis and
+their "layers passing" are not a test. A layer passes only where the simultaneous (max over the
+layers scanned) intervals of probe − each baseline lie above --auc-margin (0 AUC by default), and
+identical control trials are one cluster (``anomaly.trial_groups``).
 """
 
 from __future__ import annotations
@@ -58,6 +64,12 @@ def main() -> int:
         help="comma-separated layers to scan (default: every recorded layer)",
     )
     p.add_argument(
+        "--auc-margin",
+        type=float,
+        default=0.0,
+        help="how far above each baseline (in AUC) the simultaneous interval must lie to pass",
+    )
+    p.add_argument(
         "--cache", help="a .nc file for the window features and lens (made once, then read)"
     )
     p.add_argument(
@@ -95,6 +107,7 @@ def main() -> int:
             features=features,
             lens=lens,
             n_perm=args.perm if i == 0 else args.margin_perm,
+            margin=args.auc_margin,
         )
         print(f"\n== margin {margin:g}: {counts} ({time.perf_counter() - start:.0f} s)")
         print(anomaly.format_baselines(result), flush=True)
@@ -114,13 +127,15 @@ def main() -> int:
         {
             "margin": m,
             "detected": v["counts"]["detected"],
-            "layers passing": [layer for layer, r in v["layers"].items() if r["passes"]],
+            "layers passing": [layer for layer, r in v["layers"].items() if r["passes"]]
+            if j == 0
+            else f"sensitivity only: {[la for la, r in v['layers'].items() if r['passes']]}",
             "nested probe": f"{v['attrs']['nested_probe']:.3f}",
             "nested L×S": f"{v['attrs']['nested_layer_strength']:.3f}",
             "nested lens": f"{v['attrs']['nested_lens']:.3f}",
             "nested magnitude": f"{v['attrs']['nested_magnitude']:.3f}",
         }
-        for m, v in out["margins"].items()
+        for j, (m, v) in enumerate(out["margins"].items())
     ]
     print("\nsensitivity to the margin:\n" + table(summary))
     if args.save_path:

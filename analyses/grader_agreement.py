@@ -6,6 +6,7 @@
     python analyses/grader_agreement.py --judge-model smollm2-135m --max-new-tokens 64
     python analyses/grader_agreement.py --set tests/data/grader_calibration_v3.json \
         --labels tests/data/grader_calibration_v3_labeller3.json   # two labellers
+    python analyses/grader_agreement.py --split clean   # no item any rule was written on (311)
 
 Prints accuracy and Cohen's κ per criterion with a 95% bootstrap interval over items (--bootstrap
 resamples; 0 to skip), n and the positives by hand and by the grader (and the share of "ungraded"
@@ -49,11 +50,12 @@ def main() -> None:
     p.add_argument("--set", help="calibration JSON (default: tests/data/grader_calibration.json)")
     p.add_argument(
         "--split",
-        choices=["all", "dev", "held_out", "independent"],
+        choices=["all", "dev", "held_out", "independent", "clean"],
         default="all",
         help=(
-            "v2 only: report on one half (κ that is claimed is "
-            "on held_out, which rule changes never looked at)"
+            "one half of a set; 'clean' (ignores --set): v2's held-out half without its v1 "
+            "items and all of v3, the only items no rule was written on (grading."
+            "clean_calibration_items), where κ is claimed"
         ),
     )
     p.add_argument(
@@ -65,9 +67,12 @@ def main() -> None:
     unknown = sorted(set(criteria) - set(grading.CRITERIA))
     if unknown:
         p.error(f"unknown criteria {unknown}: choose from {', '.join(grading.CRITERIA)}")
-    items = grading.calibration_items(args.set)
-    if args.split != "all":
-        items = [it for it in items if it.get("split") == args.split]
+    if args.split == "clean":
+        items = grading.clean_calibration_items()
+    else:
+        items = grading.calibration_items(args.set)
+        if args.split != "all":
+            items = [it for it in items if it.get("split") == args.split]
     doc_question = grading.calibration_question(args.set)
     start = time.perf_counter()
     ungraded = 0
@@ -113,6 +118,21 @@ def main() -> None:
             f"  {c:<28} accuracy {r['accuracy']:.3f}  kappa {r['kappa']:+.3f}{interval}  "
             f"(n {r['n']}, positives {r['positives']}, grader positives {r['predicted_positives']})"
         )
+    if not args.judge_model and not args.labels:
+        # the rates the summaries report rest on these combinations of criteria: their
+        # confusion counts are what mechintro.stats.rogan_gladen corrects with
+        from mechintro.stats import cohen_kappa
+
+        for name, (crits, kind) in grading.COMPOSITES.items():
+            sub = [it for it in items if it.get("question_kind", "detect") == kind]
+            truth = [all(bool(it["labels"][c]) for c in crits) for it in sub]
+            guess = [all(grading.offline_predict(it)[c] for c in crits) for it in sub]
+            e = grading.error_counts(name, sub)
+            print(
+                f"  {name:<28} kappa {cohen_kappa(truth, guess):+.3f}  ({kind} items: n "
+                f"{len(sub)}, positives {sum(truth)}, grader positives {sum(guess)}; "
+                f"tp {e['tp']} fn {e['fn']} tn {e['tn']} fp {e['fp']})"
+            )
     if args.out:
         with open(args.out, "w") as f:
             json.dump(

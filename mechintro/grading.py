@@ -726,6 +726,64 @@ def agreement(
     return out
 
 
+CLEAN_CALIBRATION = (
+    "clean calibration set: v2's held-out half without the 28 v1 items the first rules were "
+    "written on (95) and v3, labelled blind by a second labeller (216); no rule was written on "
+    "any of its 311 items"
+)
+
+
+def clean_calibration_items() -> list[dict]:
+    """The calibration items no rule was written on (issue 32): v2's ``held_out`` half less the
+    items that came from v1 (the set the first rules were tuned on) and every v3 item (labelled
+    blind, scored once after the rules were frozen; no rule changed since). Neither the Qwen set
+    (development data in the second round) nor v2's development half is in it.
+    :data:`CLEAN_CALIBRATION` names it in every table that uses it."""
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parent.parent / "tests" / "data"
+    v2 = [
+        it
+        for it in calibration_items(str(data / "grader_calibration_v2.json"))
+        if it.get("split") == "held_out" and "(v1)" not in it.get("origin", "")
+    ]
+    v3 = calibration_items(str(data / "grader_calibration_v3.json"))
+    return v2 + v3
+
+
+# The grader-based rates the summaries report, as the composite of criteria each one counts,
+# and the question kind whose calibration items measure it.
+COMPOSITES: dict[str, tuple[tuple[str, ...], str]] = {
+    "coherent_affirmative": (("coherence", "affirmative"), "detect"),  # a false positive
+    "detected": (("coherence", "affirmative_identification"), "detect"),  # detection success
+    "identification": (("affirmative_identification",), "detect"),
+    "noticed": (("coherence", "thinking_about_word"), "open"),  # open-question success
+}
+
+
+def error_counts(name: str, items: Sequence[dict] | None = None) -> dict[str, int]:
+    """The offline grader's confusion counts for one rate of :data:`COMPOSITES` against the hand
+    labels of ``items`` (default: :func:`clean_calibration_items`) of that rate's question kind:
+    ``tp``, ``fn`` (hand positives the grader got right / missed), ``tn``, ``fp``."""
+    if items is None:
+        return dict(_clean_counts(name))
+    criteria, kind = COMPOSITES[name]
+    out = {"tp": 0, "fn": 0, "tn": 0, "fp": 0}
+    for it in items:
+        if it.get("question_kind", "detect") != kind:
+            continue
+        truth = all(bool(it["labels"][c]) for c in criteria)
+        g = offline_predict(it)
+        guess = all(g[c] for c in criteria)
+        out[("t" if truth == guess else "f") + ("p" if guess else "n")] += 1
+    return out
+
+
+@cache
+def _clean_counts(name: str) -> tuple[tuple[str, int], ...]:
+    return tuple(error_counts(name, clean_calibration_items()).items())
+
+
 def offline_predict(item: dict) -> dict[str, bool]:
     g = grade(item["response"], item["concept"], question_kind=item.get("question_kind", "detect"))
     return {c: getattr(g, c) for c in CRITERIA}

@@ -159,6 +159,48 @@ def net_interval(
     return mover_difference(a, b)
 
 
+def rogan_gladen(
+    k: int,
+    n: int,
+    errors: dict[str, int],
+    *,
+    draws: int = 20000,
+    seed: int = 0,
+) -> Interval:
+    """A rate measured by an imperfect grader, corrected for its misclassification (Rogan &
+    Gladen 1978): ``(p + Sp − 1) / (Se + Sp − 1)``, clipped to [0, 1], with the grader's
+    sensitivity and specificity from its confusion counts on a calibration set (``errors``:
+    ``tp``, ``fn``, ``tn``, ``fp``, e.g. :func:`mechintro.grading.error_counts`). The interval
+    carries both uncertainties: ``draws`` draws of Se ~ Beta(tp+1, fn+1), Sp ~ Beta(tn+1, fp+1)
+    and the raw rate ~ Beta(k+1, n−k+1) (uniform priors), each corrected and clipped; a draw
+    where Se + Sp ≤ 1 (the grader no better than chance) says nothing and counts as 0 for the
+    lower limit and 1 for the upper. ``n`` trials are taken as independent."""
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, "Rogan–Gladen", 0, note="no trials")
+    tp, fn, tn, fp = (int(errors[x]) for x in ("tp", "fn", "tn", "fp"))
+    se = tp / (tp + fn) if tp + fn else math.nan
+    sp = tn / (tn + fp) if tn + fp else math.nan
+    j = se + sp - 1
+    est = min(1.0, max(0.0, (k / n + sp - 1) / j)) if j > 0 else math.nan
+    rng = np.random.default_rng(seed)
+    se_d = rng.beta(tp + 1, fn + 1, draws)
+    sp_d = rng.beta(tn + 1, fp + 1, draws)
+    p_d = rng.beta(k + 1, n - k + 1, draws)
+    jd = se_d + sp_d - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.clip((p_d + sp_d - 1) / jd, 0.0, 1.0)
+    bad = jd <= 0
+    lo = float(np.quantile(np.where(bad, 0.0, corr), 0.025))
+    hi = float(np.quantile(np.where(bad, 1.0, corr), 0.975))
+    return Interval(
+        est,
+        lo,
+        hi,
+        f"Rogan–Gladen, Se {tp}/{tp + fn} and Sp {tn}/{tn + fp} drawn from Beta",
+        n,
+    )
+
+
 def _groups(values: np.ndarray, clusters: Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray([str(c) for c in clusters])
     if labels.size != values.size:

@@ -22,8 +22,10 @@ and is it just the injected concept?
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -191,6 +193,23 @@ def _remove(feats: np.ndarray, vectors: np.ndarray, how: str) -> np.ndarray:
     return feats - np.einsum("nlk,dk->nld", np.einsum("nld,dk->nlk", feats, q), q)
 
 
+def trial_groups(concepts: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """The independent unit of each trial, for cross-validation folds and the cluster bootstrap:
+    its concept for an injected trial; for a control, the control's **activations** — controls
+    whose features are bit-identical at every layer (the same prompt run without sampling) are
+    one unit, not many, so they are never split between a training fold and its held-out fold
+    nor drawn as independent clusters (issue 32, item 3). Distinct controls stay units of their
+    own."""
+    out = np.empty(len(concepts), dtype=object)
+    for i, c in enumerate(concepts):
+        if c:
+            out[i] = str(c)
+        else:
+            row = np.ascontiguousarray(feats[i])
+            out[i] = "control:" + hashlib.sha1(row.tobytes()).hexdigest()[:16]
+    return out
+
+
 def _folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
     names = np.array(sorted(set(groups.tolist())), dtype=object)
     order = np.random.default_rng(seed).permutation(len(names))
@@ -250,8 +269,8 @@ def anomaly_directions(
     y = lab[keep] == "detected"
     concepts = np.array([str(c) for c in ds["concept"].values], dtype=object)[keep]
     vectors = np.asarray(ds["injected_vector"].values, dtype=np.float32)[keep]
-    # Concepts are the clusters; a control (no concept) is a cluster of its own.
-    groups = np.array([c if c else f"control#{i}" for i, c in enumerate(concepts)], dtype=object)
+    # Concepts are the clusters; identical controls are one cluster (trial_groups).
+    groups = trial_groups(concepts, feats)
     n_concepts = len({c for c in concepts if c})
     k = min(folds, n_concepts)
     if k < 2:
@@ -437,6 +456,7 @@ def anomaly_baselines(
     n_perm: int = 100,
     n_boot: int = 1000,
     alpha: float = 0.05,
+    margin: float = 0.0,
     seed: int = 0,
 ) -> xr.Dataset:
     """Does a probe on the residual stream predict detection **beyond what is not an anomaly
@@ -460,10 +480,15 @@ def anomaly_baselines(
       for the layers scanned with the max-statistic permutation (the null's largest AUC over
       layers, Westfall & Young), which keeps that resolution however many layers there are.
 
-    ``passes`` (the claim "an anomaly direction exists at this layer") needs all four: the 95%
-    paired cluster-bootstrap interval of probe − layer×strength, of probe − lens and of probe −
-    magnitude above 0, and ``p_perm_max < alpha``. Without ``lens`` nothing passes (the claim
-    cannot be checked).
+    ``passes`` (the claim "an anomaly direction exists at this layer") needs all four: the
+    **simultaneous** 95% interval over the layers scanned (:func:`simultaneous_interval`, the
+    max-|t| over layers of the paired cluster-bootstrap replicates; ``sim_vs_*``) of probe −
+    layer×strength, of probe − lens and of probe − magnitude above ``margin`` (an AUC margin
+    fixed before the run is read; 0 by default), and ``p_perm_max < alpha``. The per-layer
+    intervals (``vs_*_lo``/``_hi``) stay, but a layer picked from a scan needs the simultaneous
+    one. Without ``lens`` nothing passes (the claim cannot be checked). Controls whose
+    activations are identical are one cluster (:func:`trial_groups`); ``attrs["controls"]`` and
+    ``attrs["control_clusters"]`` say how many there are of each.
 
     ``attrs["nested_*"]``: the layer chosen **inside** each outer fold by inner cross-validation on
     its training folds, and the AUC on the outer held-out folds at the chosen layers (probe and
@@ -483,7 +508,7 @@ def anomaly_baselines(
     y_all = lab == "detected"
     magnitude = injection_magnitude(ds)
     concepts = np.array([str(c) for c in ds["concept"].values], dtype=object)
-    groups = np.array([c if c else f"control#{i}" for i, c in enumerate(concepts)], dtype=object)
+    groups = trial_groups(concepts, feats)  # identical controls: one cluster
     n_concepts = len({c for c in concepts[keep] if c})
     k = min(folds, n_concepts)
     if k < 2:
@@ -550,6 +575,10 @@ def anomaly_baselines(
     )
     out = {n: np.full(len(layer_list), np.nan) for n in names}
     null = np.full((n_perm, len(layer_list)), np.nan)
+    # per baseline: the observed probe − baseline AUC and its paired bootstrap replicates, per
+    # layer, for the simultaneous (max over layers) interval
+    diffs = {b: np.full(len(layer_list), np.nan) for b in BASELINES}
+    diff_boots = {b: np.full((n_boot, len(layer_list)), np.nan) for b in BASELINES}
     for li, layer in enumerate(layer_list):
         rows = keep & _differs_at(ds, layer)
         y = y_all[rows]
@@ -569,15 +598,21 @@ def anomaly_baselines(
         out["vs_layer_strength_lo"][li], out["vs_layer_strength_hi"][li] = _diff_interval(
             boots_p, boots_b
         )
+        diffs["layer_strength"][li], diff_boots["layer_strength"][:, li] = (
+            auc_p - auc_b,
+            boots_p - boots_b,
+        )
         if lens_ld is not None:
             auc_l, boots_l = paired_auc_boots(lens_ld[rows, li][ok], y[ok], fo[ok], w[:, ok])
             out["lens"][li] = auc_l
             out["lens_lo"][li], out["lens_hi"][li] = _quantiles(boots_l)
             out["vs_lens_lo"][li], out["vs_lens_hi"][li] = _diff_interval(boots_p, boots_l)
+            diffs["lens"][li], diff_boots["lens"][:, li] = auc_p - auc_l, boots_p - boots_l
         auc_m, boots_m = paired_auc_boots(magnitude[rows][ok], y[ok], fo[ok], w[:, ok])
         out["magnitude"][li] = auc_m
         out["magnitude_lo"][li], out["magnitude_hi"][li] = _quantiles(boots_m)
         out["vs_magnitude_lo"][li], out["vs_magnitude_hi"][li] = _diff_interval(boots_p, boots_m)
+        diffs["magnitude"][li], diff_boots["magnitude"][:, li] = auc_p - auc_m, boots_p - boots_m
         for pi, shuffled in enumerate(shuffles):
             ys = shuffled[rows]
             sc = _probe_scores(x, ys, fo, C)
@@ -598,16 +633,22 @@ def anomaly_baselines(
             (1 + (top[:, None] >= out["probe"][None, :]).sum(0)) / (n_perm + 1),
             np.nan,
         )
+    sim = {}
+    for b in BASELINES:
+        lo, hi, lev = simultaneous_interval(diffs[b], diff_boots[b])
+        sim[f"sim_vs_{b}_lo"], sim[f"sim_vs_{b}_hi"], sim[f"sim_level_{b}"] = lo, hi, lev
     passes = (
-        (out["vs_layer_strength_lo"] > 0)
-        & (out["vs_lens_lo"] > 0)
-        & (out["vs_magnitude_lo"] > 0)
+        (sim["sim_vs_layer_strength_lo"] > margin)
+        & (sim["sim_vs_lens_lo"] > margin)
+        & (sim["sim_vs_magnitude_lo"] > margin)
         & (p_max < alpha)
     )
-    data = {n: ("layer", v) for n, v in out.items()} | {
-        "p_perm_max": ("layer", p_max),
-        "passes": ("layer", passes),
-    }
+    data = (
+        {n: ("layer", v) for n, v in out.items()}
+        | {f"vs_{b}": ("layer", diffs[b]) for b in BASELINES}
+        | {k: ("layer", v) for k, v in sim.items() if not k.startswith("sim_level")}
+        | {"p_perm_max": ("layer", p_max), "passes": ("layer", passes)}
+    )
     result = xr.Dataset(data, coords={"layer": layer_list})
     result.attrs.update(
         {
@@ -632,15 +673,52 @@ def anomaly_baselines(
                 "AUC over pairs within each held-out fold"
             ),
             "passes": (
-                "probe − layer×strength, probe − lens and probe − magnitude intervals above 0, "
-                "and max-over-layers permutation p < alpha"
+                "the simultaneous (max over layers) 95% intervals of probe − layer×strength, "
+                "probe − lens and probe − magnitude above the margin fixed in advance "
+                f"({margin:g} AUC), and max-over-layers permutation p < alpha"
             ),
+            "auc_margin": margin,
+            "control_clusters": len({g for g in groups[keep] if g.startswith("control:")}),
+            "controls": int(np.sum(keep & (concepts == ""))),
+            **{f"sim_level_{b}": float(sim[f"sim_level_{b}"]) for b in BASELINES},
         }
     )
     result.attrs.update(
         _nested(feats, y_all, keep, ds, layer_list, fold, weights_all, cells, lens_ld, C, magnitude)
     )
     return result
+
+
+def simultaneous_interval(
+    observed: np.ndarray, boots: np.ndarray, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Simultaneous percentile intervals for one statistic per layer from paired bootstrap
+    replicates ``(n_boot, L)``: each layer's interval is its replicates' ``(a/2, 1 − a/2)``
+    quantiles, with the pointwise level ``1 − a`` raised until ``level`` of the replicates lie
+    inside **every** layer's interval at once (the calibrated band of Davison & Hinkley 1997,
+    §4.2.4, the percentile form of a max-over-layers band). It contains each layer's ordinary
+    95% percentile interval, and a layer chosen from the scan may be read on it. Layers whose
+    ``observed`` is NaN or that have no replicates get NaN. Returns ``(lo, hi, 1 − a)``."""
+    obs = np.asarray(observed, np.float64)
+    b = np.asarray(boots, np.float64)
+    lo, hi = np.full(obs.shape, np.nan), np.full(obs.shape, np.nan)
+    ok = np.isfinite(obs) & (np.isfinite(b).sum(0) > 1 if b.size else np.zeros(obs.shape, bool))
+    if not ok.any():
+        return lo, hi, math.nan
+    bb = b[:, ok]
+    rows = np.isfinite(bb).all(1)  # replicates defined at every layer read
+    bb = bb[rows] if rows.any() else bb
+    pointwise = 1 - level
+    for a in np.linspace(pointwise, 0.0, 201):  # from the pointwise level to the full range
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            q_lo = np.nanquantile(bb, a / 2, axis=0)
+            q_hi = np.nanquantile(bb, 1 - a / 2, axis=0)
+        inside = ((bb >= q_lo) & (bb <= q_hi)).all(1).mean()
+        if inside >= level:
+            break
+    lo[ok], hi[ok] = q_lo, q_hi
+    return lo, hi, float(1 - a)
 
 
 def _quantiles(boots: np.ndarray) -> tuple[float, float]:
@@ -710,6 +788,14 @@ def _nested(
     return out
 
 
+def _both(r: xr.Dataset, b: str) -> str:
+    """A layer's per-layer and simultaneous intervals of probe − baseline ``b``."""
+    text = f"[{float(r[f'vs_{b}_lo']):+.2f}, {float(r[f'vs_{b}_hi']):+.2f}]"
+    if f"sim_vs_{b}_lo" in r:
+        text += f"; [{float(r[f'sim_vs_{b}_lo']):+.2f}, {float(r[f'sim_vs_{b}_hi']):+.2f}]"
+    return text
+
+
 def format_baselines(result: xr.Dataset) -> str:
     """A plain-text table of :func:`anomaly_baselines` (the analysis script prints it)."""
     rows = []
@@ -729,13 +815,9 @@ def format_baselines(result: xr.Dataset) -> str:
                 "magnitude": f"{float(r.magnitude):.3f}",
                 "null mean / q95": f"{float(r.null_mean):.3f} / {float(r.null_q95):.3f}",
                 "p perm (max over layers)": f"{float(r.p_perm):.3f} ({float(r.p_perm_max):.3f})",
-                "probe − L×S [95%]": (
-                    f"[{float(r.vs_layer_strength_lo):+.2f}, {float(r.vs_layer_strength_hi):+.2f}]"
-                ),
-                "probe − lens [95%]": f"[{float(r.vs_lens_lo):+.2f}, {float(r.vs_lens_hi):+.2f}]",
-                "probe − magnitude [95%]": (
-                    f"[{float(r.vs_magnitude_lo):+.2f}, {float(r.vs_magnitude_hi):+.2f}]"
-                ),
+                "probe − L×S [95%; simultaneous]": _both(r, "layer_strength"),
+                "probe − lens [95%; simultaneous]": _both(r, "lens"),
+                "probe − magnitude [95%; simultaneous]": _both(r, "magnitude"),
                 "passes": bool(r.passes),
             }
         )
@@ -768,6 +850,12 @@ def format_baselines(result: xr.Dataset) -> str:
             f"\nlabels: {a['labels']}; trials: {a['trials']}\npermutation p resolution "
             f"{a['p_resolution']:.4f} "
             f"({a['n_perm']} shuffles within concept); passes = {a['passes']}\n"
+            + (
+                f"controls: {a['controls']} trials in {a['control_clusters']} cluster(s) "
+                "(identical activations are one cluster)\n"
+                if "control_clusters" in a
+                else ""
+            )
         )
         + nested
     )

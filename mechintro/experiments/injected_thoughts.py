@@ -470,7 +470,78 @@ def summarize(
             seed=seed,
         )
     )
+    if source == "offline":
+        out.attrs.update(corrected_rates(g, injected, _config(ds)["question"], out.attrs))
     return out
+
+
+def corrected_rates(g: xr.Dataset, injected: np.ndarray, question: str, attrs: dict) -> dict:
+    """Every rate the offline grader makes here, raw and corrected for the grader's measured
+    error (:func:`mechintro.stats.rogan_gladen` with the confusion counts of
+    :func:`mechintro.grading.error_counts` on :data:`mechintro.grading.CLEAN_CALIBRATION`):
+    the pooled FPR, the TPR over every injected trial, the held-out best cell's TPR, and on the
+    injected trials the coherent-and-affirmative and the identification rates. Stored as
+    ``corrected_{name}`` = ``[k, n, estimate, lo, hi]`` and listed in ``corrected_rates``."""
+    from mechintro import grading
+    from mechintro.readouts import question_kind
+    from mechintro.stats import rogan_gladen
+
+    detect = question_kind(question) == "detect"
+    success = "detected" if detect else "noticed"
+    rows = [
+        ("fpr", "coherent_affirmative", g["false_positive"].values[~injected]),
+        ("tpr", success, g["success"].values[injected]),
+    ]
+    if detect:
+        coh_aff = g["coherence"].values & g["affirmative"].values
+        rows += [
+            ("coherent_affirmative_injected", "coherent_affirmative", coh_aff[injected]),
+            (
+                "identification_injected",
+                "identification",
+                g["affirmative_identification"].values[injected],
+            ),
+        ]
+    out: dict[str, object] = {}
+    for name, composite, hits in rows:
+        k, n = int(np.sum(hits)), int(np.size(hits))
+        iv = rogan_gladen(k, n, grading.error_counts(composite))
+        out[f"corrected_{name}"] = [k, n, iv.estimate, iv.lo, iv.hi]
+    if "best_heldout_n" in attrs:
+        n = int(attrs["best_heldout_n"])
+        k = round(attrs["best_heldout_tpr"] * n)
+        iv = rogan_gladen(k, n, grading.error_counts(success))
+        out["corrected_best_heldout_tpr"] = [k, n, iv.estimate, iv.lo, iv.hi]
+    out["corrected_rates"] = (
+        "Rogan–Gladen with Beta draws of the grader's sensitivity and specificity on the "
+        + grading.CLEAN_CALIBRATION
+        + "; counts: "
+        + "; ".join(f"{c} {grading.error_counts(c)}" for c in dict.fromkeys(x[1] for x in rows))
+    )
+    return out
+
+
+def format_corrected(attrs: dict) -> str:
+    """The raw and grader-corrected rates of :func:`corrected_rates`, one line each."""
+    labels = {
+        "fpr": "FPR (controls, coherent and affirmative)",
+        "tpr": "TPR (all injected trials)",
+        "best_heldout_tpr": "TPR at the held-out best cell",
+        "coherent_affirmative_injected": "coherent and affirmative (injected)",
+        "identification_injected": "affirmative identification (injected)",
+    }
+    lines = []
+    for key, label in labels.items():
+        if f"corrected_{key}" not in attrs:
+            continue
+        k, n, est, lo, hi = attrs[f"corrected_{key}"]
+        lines.append(
+            f"  {label}: raw {int(k)}/{int(n)} = {k / n if n else float('nan'):.3f}; "
+            f"corrected {est:.3f} [{lo:.3f}, {hi:.3f}]"
+        )
+    if not lines:
+        return ""
+    return "grader-corrected rates (" + attrs["corrected_rates"] + "):\n" + "\n".join(lines)
 
 
 def held_out_best(
@@ -557,4 +628,5 @@ def format_summary(summary: xr.Dataset) -> str:
             f" (n={a['best_heldout_n']}), net {a['best_heldout_net']:+.3f} "
             f"[{a['best_heldout_net_lo']:+.3f}, {a['best_heldout_net_hi']:+.3f}]"
         )
-    return table(rows) + tail
+    corrected = format_corrected(a)
+    return table(rows) + tail + (f"\n{corrected}" if corrected else "")

@@ -277,6 +277,36 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
                 "max_reduction_strength": float(strengths[best[1]]),
             }
         )
+    if ds.attrs["mode"] != "logits":
+        out.attrs.update(_worst_case(a, cond, ds, out.attrs))
+    return out
+
+
+def _worst_case(a: np.ndarray, cond: np.ndarray, ds: xr.Dataset, attrs: dict) -> dict:
+    """Bounds that hold whatever the ungraded responses are (the apology grader has no hand-
+    labelled calibration set, so its error cannot be corrected; issue 32): each rate with every
+    ungraded response counted as no apology (low) and as an apology (high), over all responses;
+    and the largest reduction's range from those bounds."""
+
+    def bounds(rows: np.ndarray) -> tuple[float, float]:
+        x = a[rows]
+        if not x.size:
+            return np.nan, np.nan
+        k, u = float(np.nansum(x)), float(np.isnan(x).sum())
+        return k / x.size, (k + u) / x.size
+
+    out: dict[str, object] = {"control_worst_case": list(bounds(cond == "control"))}
+    if "max_reduction_layer" in attrs:
+        cell = (np.asarray(ds["inject_layer"].values) == attrs["max_reduction_layer"]) & (
+            np.asarray(ds["strength"].values, dtype=float) == attrs["max_reduction_strength"]
+        )
+        c_lo, c_hi = out["control_worst_case"]
+        r_lo, r_hi = bounds(cell & (cond == "random"))
+        m_lo, m_hi = bounds(cell & (cond == "matched"))
+        out["max_reduction_worst_case"] = [
+            min(c_lo, r_lo) - m_hi,
+            min(c_hi, r_hi) - m_lo,
+        ]
     return out
 
 
@@ -308,4 +338,13 @@ def format_summary(summary: xr.Dataset) -> str:
             f"\nlargest reduction vs min(control, random): {a['max_reduction']:+.3f} at "
             f"layer {a['max_reduction_layer']}, strength {a['max_reduction_strength']:g}"
         )
+    if "control_worst_case" in a:
+        lo, hi = a["control_worst_case"]
+        tail += (
+            "\nthe apology grader has no calibration set (no corrected rate); whatever the "
+            f"ungraded responses are: control rate {lo:.3f}–{hi:.3f}"
+        )
+        if "max_reduction_worst_case" in a:
+            lo, hi = a["max_reduction_worst_case"]
+            tail += f", the largest reduction {lo:+.3f} to {hi:+.3f}"
     return table(rows) + tail

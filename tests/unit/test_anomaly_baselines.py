@@ -210,3 +210,47 @@ def test_injection_magnitude_is_strength_times_norm_and_zero_for_controls():
     assert (m[control] == 0).all()
     norms = np.linalg.norm(ds["injected_vector"].values, axis=1)
     np.testing.assert_allclose(m[~control], (ds["strength"].values * norms)[~control])
+
+
+def test_identical_controls_are_one_cluster_and_the_pass_needs_simultaneous_intervals():
+    """Issue 32, item 3: bit-identical control trials (the same prompt, no sampling) were each
+    their own CV group and bootstrap cluster, so identical copies sat in training and held-out
+    folds and were drawn as independent evidence. Now they are one cluster (one fold); the pass
+    reads the simultaneous (max over layers) intervals against a margin fixed in advance."""
+    ds, labels, features, lens = run("anomaly")
+    controls = np.asarray(ds["concept"].values) == ""
+    f = features.values.copy()
+    f[controls] = f[np.flatnonzero(controls)[0]]  # every control the same activation
+    features = features.copy(data=f)
+    concepts = np.array([str(c) for c in ds["concept"].values], dtype=object)
+    groups = anomaly.trial_groups(concepts, f)
+    assert len(set(groups[controls].tolist())) == 1
+    assert len(set(anomaly._folds(groups, 5, 0)[controls].tolist())) == 1
+    distinct = anomaly.trial_groups(
+        concepts, features.values + np.arange(len(concepts))[:, None, None]
+    )
+    assert len(set(distinct[controls].tolist())) == N_CONTROLS
+    r = anomaly.anomaly_baselines(ds, labels, features=features, lens=lens, n_perm=19, n_boot=200)
+    assert r.attrs["controls"] == N_CONTROLS and r.attrs["control_clusters"] == 1
+    assert r.attrs["auc_margin"] == 0.0
+    for b in anomaly.BASELINES:  # the band over layers is at least as wide as each layer's
+        assert (r[f"sim_vs_{b}_lo"] <= r[f"vs_{b}_lo"] + 1e-9).all()
+        assert (r[f"sim_vs_{b}_hi"] >= r[f"vs_{b}_hi"] - 1e-9).all()
+    want = (
+        (r.sim_vs_layer_strength_lo > 0)
+        & (r.sim_vs_lens_lo > 0)
+        & (r.sim_vs_magnitude_lo > 0)
+        & (r.p_perm_max < 0.05)
+    )
+    assert (r.passes == want).all()
+    assert "1 cluster(s)" in anomaly.format_baselines(r)
+
+
+def test_simultaneous_interval_covers_all_layers_at_once():
+    rng = np.random.default_rng(0)
+    boots = rng.standard_normal((4000, 9))  # nine independent layers
+    lo, hi, level = anomaly.simultaneous_interval(np.zeros(9), boots)
+    covered = ((boots >= lo) & (boots <= hi)).all(1).mean()
+    assert covered == pytest.approx(0.95, abs=0.005)
+    assert 0.99 < level < 0.999  # each layer's own level: about 1 − 0.05/9, not 0.95
+    assert (hi > np.quantile(boots, 0.975, axis=0)).all()

@@ -100,3 +100,62 @@ def test_loo_mode_counts_a_tie_as_a_random_pick():
     # item 0: others a,b,c → tie of 3, a among them → 1/3; item 1 the same; item 2: a,a,c → a
     # (miss); item 3: a,a,b → a (miss)
     assert _loo_mode_hits(targets, items) == pytest.approx(2 / 3)
+
+
+def test_the_clean_calibration_split_holds_no_item_a_rule_was_written_on():
+    """Grader: v2's held-out half held 28 v1 items the first rules were written on, and the Qwen
+    set became development data. The clean split is v2 held-out without v1 (95) and v3 (216)."""
+    from mechintro import grading
+
+    items = grading.clean_calibration_items()
+    assert len(items) == 311
+    assert not any("(v1)" in it.get("origin", "") for it in items)
+    assert {it["split"] for it in items} == {"held_out", "independent"}
+    pool = grading.calibration_items()  # v1, where the first rules were written
+    assert not {it["response"] for it in pool} & {it["response"] for it in items}
+    qwen = grading.calibration_items(
+        str(DATA.parent.parent / "tests/data/grader_calibration_qwen.json")
+    )
+    assert not {it["response"] for it in qwen} & {it["response"] for it in items}
+    assert grading.error_counts("coherent_affirmative") == {"tp": 7, "fn": 6, "tn": 151, "fp": 7}
+
+
+def test_rogan_gladen_corrects_for_the_graders_error_and_carries_its_uncertainty():
+    from mechintro.stats import rogan_gladen
+
+    # a perfect, well-measured grader changes nothing
+    iv = rogan_gladen(11, 100, {"tp": 5000, "fn": 0, "tn": 5000, "fp": 0})
+    assert iv.estimate == pytest.approx(0.11) and iv.lo < 0.11 < iv.hi
+    # the formula: (p + Sp − 1) / (Se + Sp − 1) with Se 0.8, Sp 0.9 → (0.3 + 0.9 − 1) / 0.7
+    assert rogan_gladen(30, 100, {"tp": 8, "fn": 2, "tn": 9, "fp": 1}).estimate == pytest.approx(
+        0.2 / 0.7
+    )
+    # the audit's worked example: SmolLM2's default FPR 11/100 with the clean counts
+    iv = rogan_gladen(11, 100, {"tp": 7, "fn": 6, "tn": 151, "fp": 7})
+    assert 0.06 < iv.estimate < 0.14 and iv.hi > 0.3 and iv.lo < 0.063
+
+
+def test_every_offline_rate_of_injected_thoughts_has_a_grader_corrected_twin():
+    from mechintro.experiments import injected_thoughts as it
+
+    s = it.summarize(mi.open_run(DATA / "smollm2-135m-default" / "injected-thoughts.zarr"))
+    k, n, _est, lo, hi = s.attrs["corrected_fpr"]
+    assert (k, n) == (11, 100) and lo < 0.063 and hi > 0.3
+    for key in (
+        "tpr",
+        "best_heldout_tpr",
+        "coherent_affirmative_injected",
+        "identification_injected",
+    ):
+        assert f"corrected_{key}" in s.attrs
+    text = it.format_summary(s)
+    assert "grader-corrected rates" in text and "clean calibration set" in text
+
+
+def test_prefill_reports_worst_case_bounds_for_the_ungraded_share():
+    from mechintro.experiments import prefill
+
+    s = prefill.summarize(mi.open_run(DATA / "smollm2-135m-default" / "prefill.zarr"))
+    lo, hi = s.attrs["control_worst_case"]
+    assert lo <= s.attrs["control_rate"] <= hi and hi - lo == pytest.approx(1 - 0.25, abs=0.2)
+    assert "no calibration set" in prefill.format_summary(s)
