@@ -1,16 +1,22 @@
 """Does an external reader find the injected concept where the model's self-report does not?
 
-Runs Lindsey's injected-thoughts trials (with residual streams) on a model, then reads every
-trial's activation at the injection layer, last prompt token, five ways, and grades each with the
-same rule-based graders (mechintro.grading):
+Runs Lindsey's injected-thoughts trials (with residual streams) on a model, every trial asked as
+"Trial k" with k drawn from 1..--prompt-variants for injected and control trials alike (so the
+control trials are not one identical activation), then reads every trial's activation at the last
+prompt token and grades each reader with the same rule-based graders (mechintro.grading):
 
 * self-report: the model's own answer to the trial question;
 * oracle: the trained activation oracle asked the trial question (open answer) and its yes/no
-  variant (P(yes) > 0.5);
+  variant (P(yes) > 0.5), reading --read-layer;
 * untrained: the base model asked the same two ways (no training);
 * Patchscopes: :func:`mechintro.oracle.describe` (identity readout, no training);
-* probe: logistic regression on the same activations, 5-fold cross-validated (injected vs
-  control; and, over injected trials, which concept).
+* probe: logistic regression, 5-fold cross-validated with folds grouped by concept (controls by
+  prompt), at the injection layer and at --read-layer, against the trivial detector "differs
+  from the control activations" on the same folds (mechintro.oracle.legibility).
+
+The last prompt token is inside the injection window (which runs through every generated token),
+so at the injection layer the activation holds strength × vector by construction; --read-layer
+(default 3/4 of depth, one of the oracle's source layers) must be later than the injection.
 
 Every reader gets a detection rate on injected trials and its false-positive rate on controls,
 and an identification rate (names the injected concept) with its control rate (names any of the
@@ -35,10 +41,14 @@ import numpy as np
 import torch
 
 from mechintro import grading, oracle, runs, stimuli
-from mechintro.cli import main as cli
 from mechintro.cli import script_main
+from mechintro.errors import MechintroError
+from mechintro.experiments import injected_thoughts as it
 from mechintro.models import load_model
+from mechintro.oracle import legibility
+from mechintro.runner import Generation, execute
 from mechintro.stats import wilson
+from mechintro.vectors import resolve_layers
 
 QUESTION = "Is there an injected thought here? If so, what is it about?"
 YES_NO_QUESTION = "Is there an injected thought here?"
@@ -81,6 +91,17 @@ def main() -> None:
     ap.add_argument("--controls", type=int, default=20)
     ap.add_argument("--max-new-tokens", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--read-layer",
+        default="0.75",
+        help="layer the readers read (index or fraction of depth; later than the injection)",
+    )
+    ap.add_argument(
+        "--prompt-variants",
+        type=int,
+        default=15,
+        help="every trial asks 'Trial k', k drawn from 1..N for both conditions",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -88,46 +109,60 @@ def main() -> None:
     run = args.out / "trials.zarr"
     timing = {}
     t = time.perf_counter()
+    model = load_model(args.model)
+    config = it.InjectedThoughtsConfig(
+        model=args.model,
+        concepts=tuple(concepts),
+        layers=(args.layer,),
+        strengths=tuple(float(x) for x in args.strengths.split(",")),
+        trials=args.trials,
+        controls=args.controls,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        record_resid=True,
+    )
+    inject = resolve_layers(config.layers, model.n_layers)[0]
+    read = resolve_layers((args.read_layer,), model.n_layers)[0]
+    if read <= inject:
+        raise MechintroError(
+            f"--read-layer {read} is not after the injection layer {inject}: at the injection "
+            "layer the activation holds strength × vector by construction; choose a later layer"
+        )
     if not (
         run.exists() and runs.open_run(run, committed_only=False).attrs.get("complete") == "true"
     ):
-        code = cli(
-            [
-                "-q",
-                "run",
-                "injected-thoughts",
-                "--model",
-                args.model,
-                "--concepts",
-                ",".join(concepts),
-                "--layers",
-                args.layer,
-                "--strengths",
-                args.strengths,
-                "--trials",
-                str(args.trials),
-                "--record-resid",
-                "--seed",
-                str(args.seed),
-                "--set",
-                f"controls={args.controls}",
-                "--set",
-                f"max_new_tokens={args.max_new_tokens}",
-                "--out",
-                str(run),
-            ]
+        vectors = it.concept_vectors(model, config.words(), lowercase=config.lowercase)
+        trials, layers = it.build_trials(config, model, vectors)
+        trials = legibility.vary_prompts(
+            trials, model, config, variants=args.prompt_variants, seed=args.seed
         )
-        if code:
-            raise SystemExit(code)
+        execute(
+            model,
+            trials,
+            run,
+            config=config,
+            experiment=it.NAME,
+            mode="generate",
+            generation=Generation(
+                max_new_tokens=config.max_new_tokens,
+                temperature=config.temperature,
+                top_k=config.top_k,
+                top_p=config.top_p,
+            ),
+            layers=layers,
+            vectors=vectors,
+            extra_attrs={"prompt_variants": str(args.prompt_variants)},
+            progress=False,
+        )
     timing["trials"] = time.perf_counter() - t
     ds = runs.open_run(run)
     injected = np.array([str(c) == "injected" for c in ds["condition"].values])
     concept = np.array([str(c) for c in ds["concept"].values])
+    variant = np.array([int(v) for v in ds["prompt_variant"].values])
     layer = int(ds["inject_layer"].values[injected][0])
-    model = load_model(args.model)
     trained = oracle.load(model, args.oracle)
     base = oracle.untrained(model)
-    _, acts = oracle.run_activations(ds, layer=layer, positions=[-1])
+    _, acts = oracle.run_activations(ds, layer=read, positions=[-1])
 
     readers: dict[str, dict[str, np.ndarray]] = {}
 
@@ -157,17 +192,17 @@ def main() -> None:
             run,
             QUESTION,
             args.out / f"{name}.zarr",
-            layer=layer,
+            layer=read,
             positions=[-1],
             max_new_tokens=args.max_new_tokens,
             oracle_path=args.oracle if o is trained else "untrained",
         )
         readers[name] = graded([str(r) for r in runs.open_run(out)["response"].values])
-        py = oracle.p_yes(o, acts, YES_NO_QUESTION, layer=layer)
+        py = oracle.p_yes(o, acts, YES_NO_QUESTION, layer=read)
         readers[f"{name} (yes/no)"] = {"detect": py > 0.5, "p_yes": py}
         timing[name] = time.perf_counter() - t
     t = time.perf_counter()
-    described = oracle.describe(model, acts[:, 0], layer=layer)
+    described = oracle.describe(model, acts[:, 0], layer=read)
     g = graded(described)
     readers["Patchscopes"] = {
         "identify": g["identify"],
@@ -175,16 +210,38 @@ def main() -> None:
         "responses": g["responses"],
     }
     timing["Patchscopes"] = time.perf_counter() - t
+    y = injected.astype(int)
+    group = legibility.groups(concept.tolist(), variant.tolist(), injected)
+    legible = {}
+    for at in sorted({layer, read, model.n_layers - 1}):
+        x = oracle.run_activations(ds, layer=at, positions=[-1])[1][:, 0].numpy()
+        res = legibility.detect(x, y, group, variant, seed=args.seed)
+        own = legibility.differs_from_own_control(x, y, variant)
+        where = "injection layer" if at == layer else f"layer {at}"
+        readers[f"probe, {where} (grouped {res['folds']}-fold)"] = {
+            "detect": res["probe"]["flags"],
+            "auc": res["probe"]["auc"],
+        }
+        readers[f"differs from controls, {where}"] = {
+            "detect": res["trivial"]["flags"],
+            "auc": res["trivial"]["auc"],
+        }
+        legible[at] = {
+            "probe_auc": res["probe"]["auc"],
+            "trivial_auc": res["trivial"]["auc"],
+            "probe_vs_trivial": res["probe_vs_trivial"],
+            "differs_from_own_prompt_control": {
+                cond: f"{int(np.nansum(own[m]))}/{int(np.sum(~np.isnan(own[m])))}"
+                for cond, m in (("injected", injected), ("control", ~injected))
+            },
+        }
     x = acts[:, 0].numpy()
-    det = _cv_predict(x, injected.astype(int), args.seed)
-    probe = {"detect": det == 1}
     inj_idx = np.flatnonzero(injected)
     labels = np.unique(concept[inj_idx], return_inverse=True)[1]
     pred = _cv_predict(x[inj_idx], labels, args.seed)
     if pred is not None:  # needs at least 2 injected trials of every concept
-        probe["identify"] = np.zeros(len(x), dtype=bool)
-        probe["identify"][inj_idx] = pred == labels
-    readers["probe (5-fold)"] = probe
+        readers[f"probe, layer {read} (which concept)"] = {"identify": np.zeros(len(x), dtype=bool)}
+        readers[f"probe, layer {read} (which concept)"]["identify"][inj_idx] = pred == labels
 
     rows = []
     for name, r in readers.items():
@@ -196,6 +253,8 @@ def main() -> None:
             row["identify_injected"] = _rate(r["identify"][injected])
         if "names_any" in r:
             row["names_a_concept_control"] = _rate(r["names_any"][~injected])
+        if "auc" in r:  # threshold-free: the cross-validated score's AUC, injected vs control
+            row["auc"] = r["auc"]
         if "p_yes" in r:  # threshold-free: does P(yes) rank injected trials above controls?
             from sklearn.metrics import roc_auc_score
 
@@ -209,6 +268,11 @@ def main() -> None:
         "model": args.model,
         "oracle": args.oracle,
         "layer": layer,
+        "read_layer": read,
+        "position": "last prompt token (inside the injection window)",
+        "prompt_variants": args.prompt_variants,
+        "control_prompts": len(set(variant[~injected])),
+        "legibility": {str(k): v for k, v in legible.items()},
         "concepts": concepts,
         "strengths": args.strengths,
         "n_injected": int(injected.sum()),
@@ -233,7 +297,8 @@ def main() -> None:
         )
 
     print(
-        f"{args.model}, layer {layer}, strengths {args.strengths}: "
+        f"{args.model}, injection layer {layer}, read at layer {read}, strengths "
+        f"{args.strengths}: "
         f"{meta['n_injected']} injected, {meta['n_control']} control trials"
     )
     print(
@@ -247,6 +312,8 @@ def main() -> None:
                 f"<!-- {row['reader']}: P(yes) AUC injected vs control "
                 f"{row['p_yes_auc']:.3f}; mean P(yes) {row['p_yes_mean']} -->"
             )
+        if "auc" in row:
+            print(f"<!-- {row['reader']}: AUC injected vs control {row['auc']:.3f} -->")
         print(
             f"| {row['reader']} | {cell(row.get('detect_injected'))} | "
             f"{cell(row.get('detect_control_fpr'))} | {cell(row.get('identify_injected'))} "

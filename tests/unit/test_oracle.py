@@ -572,3 +572,102 @@ def test_paired_tests_count_discordant_items_and_cluster_by_concept():
     assert t1["clustered_draws"] is None  # 9 clusters: the exact enumeration
     same = paired_tests(a, a, spread)
     assert same["mcnemar_p"] == 1.0 and same["clustered_p"] == 1.0
+
+
+# --- is the injection legible beyond "the activation moved"? -------------------------------------
+
+
+def _trials_like(rng, *, n_concepts=6, per_concept=4, n_controls=24, strength=8.0, variants=6):
+    """Synthetic last-token activations: a control is its prompt's point (``variants`` prompts,
+    or one), an injected trial its prompt's point plus ``strength`` × its concept's vector."""
+    d = 32
+    prompt_points = rng.normal(size=d) + 0.5 * rng.normal(size=(variants, d))
+    vecs = rng.normal(size=(n_concepts, d))
+    x, y, concept, prompt = [], [], [], []
+    for c in range(n_concepts):
+        for _ in range(per_concept):
+            k = int(rng.integers(variants))
+            x.append(prompt_points[k] + strength * vecs[c])
+            y.append(1)
+            concept.append(f"w{c}")
+            prompt.append(k)
+    for _ in range(n_controls):
+        k = int(rng.integers(variants))
+        x.append(prompt_points[k])
+        y.append(0)
+        concept.append("")
+        prompt.append(k)
+    return np.array(x), np.array(y), concept, prompt
+
+
+def test_grouped_folds_keep_concepts_and_identical_controls_together():
+    """The old comparison used StratifiedKFold, which puts trials of one concept (and copies of
+    the one control activation) on both sides of a fold; grouped folds never do, and the
+    identical-control design (all controls one prompt) is refused, not cross-validated."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from mechintro.oracle import legibility
+
+    rng = np.random.default_rng(0)
+    x, y, concept, prompt = _trials_like(rng)
+    group = legibility.groups(concept, prompt, y == 1)
+    for train, test in legibility.folds(y, group):
+        assert not set(group[train]) & set(group[test])
+    old = StratifiedKFold(5, shuffle=True, random_state=0).split(x, y)
+    assert any(set(group[tr]) & set(group[te]) for tr, te in old)
+    _, y1, c1, p1 = _trials_like(rng, variants=1)
+    with pytest.raises(MechintroError, match="at least 2 groups per class"):
+        legibility.folds(y1, legibility.groups(c1, p1, y1 == 1))
+
+
+def test_the_trivial_detector_is_the_bar_and_neither_reader_finds_what_is_not_there():
+    """With a strong injection on top of varied control prompts, "differs from the control
+    activations" already separates the classes (AUC 1), so a probe at AUC 1 shows nothing more;
+    with no injection (injected trials drawn like controls) neither reader finds a difference."""
+    from mechintro.oracle import legibility
+
+    rng = np.random.default_rng(1)
+    x, y, concept, prompt = _trials_like(rng, strength=8.0)
+    res = legibility.detect(x, y, legibility.groups(concept, prompt, y == 1), np.array(prompt))
+    assert res["trivial"]["auc"] == 1.0 and res["trivial"]["flags"][y == 1].all()
+    assert res["trivial"]["flags"][y == 0].mean() <= 0.25  # a prompt unseen in training can pass
+    assert res["probe"]["auc"] <= res["trivial"]["auc"]
+    assert res["probe_vs_trivial"]["b_only"] >= res["probe_vs_trivial"]["a_only"]
+    x0, y0, c0, p0 = _trials_like(rng, strength=0.0)
+    null = legibility.detect(x0, y0, legibility.groups(c0, p0, y0 == 1), np.array(p0))
+    flags = null["trivial"]["flags"]
+    assert abs(flags[y0 == 1].mean() - flags[y0 == 0].mean()) < 0.3
+    assert 0.25 < null["trivial"]["auc"] < 0.75
+    assert null["probe"]["auc"] < 0.75  # no signal found (grouped CV can anti-learn: below 0.5)
+    own = legibility.differs_from_own_control(x, y, np.array(prompt))
+    assert np.nanmin(own[y == 1]) == 1.0 and np.nanmax(own[y == 0]) == 0.0
+    assert np.nanmax(legibility.differs_from_own_control(x0, y0, np.array(p0))) == 0.0
+
+
+def test_vary_prompts_gives_controls_many_prompts_drawn_like_the_injected_ones(tiny):
+    """The old trials asked every control the same "Trial 1" prompt (one activation); varied,
+    the controls get several prompts, injected and control trials draw "Trial k" from the same
+    range, and each trial's question label is the prompt it asks."""
+    from mechintro.experiments import injected_thoughts as it
+    from mechintro.oracle import legibility
+    from mechintro.vectors import concept_vectors
+
+    config = it.InjectedThoughtsConfig(
+        concepts=("Dust", "Oceans"), layers=("1",), strengths=(2.0,), trials=12, controls=12
+    )
+    vectors = concept_vectors(tiny, config.words())
+    trials, _ = it.build_trials(config, tiny, vectors)
+    assert len({tuple(t.prompt.input_ids) for t in trials if t.condition == "control"}) == 1
+    varied = legibility.vary_prompts(trials, tiny, config, variants=4, seed=0)
+    ctl = [t for t in varied if t.condition == "control"]
+    inj = [t for t in varied if t.condition != "control"]
+    assert len({tuple(t.prompt.input_ids) for t in ctl}) >= 3
+    assert {t.labels["prompt_variant"] for t in varied} <= {1, 2, 3, 4}
+    assert len({t.labels["prompt_variant"] for t in inj}) >= 2
+    for t in varied:
+        k = t.labels["prompt_variant"]
+        assert f"Trial {k}:" in t.labels["question"]
+        assert f"Trial {k}:" in t.prompt.text
+    assert [t.concept for t in varied] == [t.concept for t in trials]
+    with pytest.raises(MechintroError, match="at least 2"):
+        legibility.vary_prompts(trials, tiny, config, variants=1, seed=0)
