@@ -34,9 +34,11 @@ lab:
 results: setup
 	$(BIN)/python scripts/results.py write
 
-# one line per test file with the share done so far, then the 20 slowest tests
+# two pytest-xdist workers, a test file per worker at a time (make test TEST_WORKERS=0: one
+# process); one line per test file as it finishes, with the share done, then the 20 slowest tests
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest tests --durations=20
+	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit

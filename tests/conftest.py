@@ -7,12 +7,24 @@ unit test is deterministic, offline and fast.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import time
+from collections import Counter
+from contextlib import contextmanager
 
 import pytest
-import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest-xdist workers: one thread each for torch (and for the processes
+    # the tests start, which inherit it), so two workers do not ask two cores for four threads.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
@@ -152,8 +164,26 @@ def _load_shared(real, *args, **kwargs):
         return real(*args, **kwargs)
     key = tuple((k, repr(v)) for k, v in sorted(given.items()))
     if key not in _LOADED:
-        _LOADED[key] = real(*args, **kwargs)
+        with _conversion_lock():
+            _LOADED[key] = real(*args, **kwargs)
     return _LOADED[key]
+
+
+@contextmanager
+def _conversion_lock():
+    """One offline-model load at a time across the test processes (pytest-xdist workers): the
+    first load of a cold cache converts the GGUF and renames the result into place, which a
+    second worker converting at the same moment would swap out under the first one's reads."""
+    from mechintro.models import cache_dir
+
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "tests-load.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
@@ -220,3 +250,75 @@ def mixed_batch(model):
         engine.Injection(vector=-vec, layers=(0, 2), mask=(True,) * 14),
     ]
     return prompts, injections, vec
+
+
+# --- `make test` under pytest-xdist: one line per finished test file ----------------------------
+
+
+class _FileProgress:
+    """With workers (``-n 2``) pytest prints neither file names nor a dot per file; this prints
+    one line per test file when its last test has finished: its outcomes, the files and tests
+    done so far, and the time since the start."""
+
+    def __init__(self, config):
+        self.config = config
+        self.total: Counter = Counter()
+        self.done: Counter = Counter()
+        self.outcomes: dict[str, Counter] = {}
+        self.start = time.monotonic()
+
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        if not self.total:  # every worker collects the same ids
+            self.total.update(nodeid.split("::")[0] for nodeid in ids)
+
+    def pytest_sessionstart(self, session):
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None and hasattr(tr, "_show_progress_info"):
+            tr._show_progress_info = False  # the file lines say how far it is
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report, config):
+        # no letter per test (the file lines count them; failures are listed at the end)
+        if hasattr(report, "wasxfail"):
+            return None
+        if report.when == "call":
+            return report.outcome, "", report.outcome.upper()
+        if report.skipped:
+            return "skipped", "", "SKIPPED"
+        return None  # setup and teardown: nothing when they pass, E when they fail
+
+    def pytest_runtest_logreport(self, report):
+        path = report.nodeid.split("::")[0]
+        seen = self.outcomes.setdefault(path, Counter())
+        if report.when == "call" or report.outcome != "passed":
+            outcome = report.outcome
+            if report.when != "call" and outcome == "failed":
+                outcome = "error"
+            if hasattr(report, "wasxfail"):
+                outcome = "xpassed" if report.passed else "xfailed"
+            seen[outcome] += 1
+        if report.when != "teardown":
+            return
+        self.done[path] += 1
+        if self.done[path] != self.total.get(path):
+            return
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is None:
+            return
+        files = sum(self.done[p] == n for p, n in self.total.items())
+        tests = sum(self.done.values())
+        minutes, seconds = divmod(int(time.monotonic() - self.start), 60)
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(seen.items())) or "nothing run"
+        if tr._tw.width_of_current_line:
+            tr._tw.line()
+        tr.write_line(
+            f"{path}: {counts}  [{files}/{len(self.total)} files, "
+            f"{100 * tests // max(sum(self.total.values()), 1):3d}% of tests, "
+            f"{minutes}:{seconds:02d}]"
+        )
+
+
+def pytest_configure(config):
+    workers = getattr(config.option, "numprocesses", None)
+    if workers and not hasattr(config, "workerinput") and config.get_verbosity() <= 0:
+        config.pluginmanager.register(_FileProgress(config), "mechintro-file-progress")

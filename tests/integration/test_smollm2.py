@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -155,6 +157,10 @@ def test_sweep_and_latent_introspection_cli_on_smollm2(tmp_path, capsys):
     s = SW.summarize(ds)
     assert np.isfinite(s.difference.values).all() and "control shift" in capsys.readouterr().out
     out = tmp_path / "li.zarr"
+    # 32 of the 582 PCA-center suffixes (64 forward passes for the vector instead of 1,164): what
+    # is checked here (the window, the answers, the summary's rows) does not depend on how many
+    suffixes = tmp_path / "suffixes.json"
+    suffixes.write_text(json.dumps(stimuli.latent_introspection_suffixes()[:32]))
     assert (
         main(
             [
@@ -165,6 +171,8 @@ def test_sweep_and_latent_introspection_cli_on_smollm2(tmp_path, capsys):
                 "20",
                 "--set",
                 "concepts=cats",
+                "--set",
+                f"suffixes_file={suffixes}",
                 "--set",
                 "variants=none",
                 "--set",
