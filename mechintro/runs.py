@@ -995,6 +995,17 @@ def bfloat16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
     return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
+def _as_stored(var: xr.DataArray) -> np.ndarray:
+    """A variable's values as its array holds them on disk: bfloat16 residuals, which
+    :func:`open_run` reads as float32, back to their 16 bits (exact: each is a bfloat16)."""
+    values = np.asarray(var.values)
+    if var.attrs.get("resid_dtype") == "bfloat16":
+        return (np.ascontiguousarray(values, dtype=np.float32).view(np.uint32) >> 16).astype(
+            np.uint16
+        )
+    return values
+
+
 def _decoded_resid(ds: xr.Dataset) -> xr.Dataset:
     """``resid`` as analyses read it: bfloat16 bits as float32 (lazily, chunk by chunk), and the
     coordinate ``resid_stored`` (pos, bool) naming the positions that hold stored values (the
@@ -1537,7 +1548,9 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
                         f"shard {index}/{count} ({p}) has uncommitted "
                         f"trials in batch {b}: run its command again"
                     )
-                outputs = {v: (part[v].dims, part[v].values) for v in _OUTPUT_VARS if v in part}
+                outputs = {
+                    v: (part[v].dims, _as_stored(part[v])) for v in _OUTPUT_VARS if v in part
+                }
                 commit_region(staging, region["trial"].start, outputs, flag="committed")
         group = zarr.open_group(str(staging), mode="r+")
         if not np.asarray(group["committed"][:], dtype=bool).all():

@@ -125,3 +125,23 @@ def test_generation_and_prefix_reuse_record_the_dtype(tiny, tmp_path):
     expect = torch.from_numpy(f32.resid.values).to(torch.bfloat16).float().numpy()
     np.testing.assert_array_equal(bf16.resid.values, expect)
     np.testing.assert_array_equal(f32.response_ids.values, bf16.response_ids.values)
+
+
+def test_shards_of_a_bfloat16_run_merge_into_the_unsharded_run(tiny, stores, tmp_path):
+    config = {"resid_dtype": "bfloat16"}
+    parts = [
+        runner.execute(
+            tiny,
+            _trials(tiny, 5),
+            tmp_path / f"p{i}.zarr",
+            config=config,
+            shard=runner.Shard(i, 2),
+            **KW,
+        )
+        for i in (1, 2)
+    ]
+    merged = runs.merge(parts, tmp_path / "merged.zarr")
+    assert runs.verify(merged).ok
+    got, whole = runs.open_run(merged).load(), runs.open_run(stores["bfloat16"]).load()
+    np.testing.assert_array_equal(got.resid.values, whole.resid.values)
+    assert zarr.open_group(str(merged), mode="r")["resid"].dtype == np.uint16
