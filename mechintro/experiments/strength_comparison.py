@@ -376,6 +376,7 @@ def format_summary(summary: xr.Dataset) -> str:
                     ),
                     "strong@1 / @2": f"{float(c.acc_1):.2f} / {float(c.acc_2):.2f}",
                     "adjusted": f"{float(c.adjusted):.2f}",
+                    "ld@1 − ld@2": f"{float(c.ld_1) - float(c.ld_2):+.3f}",
                 }
                 if "random" in summary.condition.values:
                     r = summary.sel(
@@ -397,7 +398,9 @@ def format_summary(summary: xr.Dataset) -> str:
         f"{summary.attrs['uninjected_share_1']:.2f}, mean logit('1') - logit('2') "
         f"{summary.attrs['uninjected_mean_ld']:+.2f}\n"
         "accuracy: sign of logit('1') - logit('2') names the stronger sentence, both orders pooled "
-        "(chance 0.5); adjusted: the sign after subtracting the uninjected mean; above random: "
+        "(chance 0.5); adjusted: the sign after subtracting the uninjected mean; ld@1 − ld@2: the "
+        "mean logit difference with the stronger on sentence 1 minus on sentence 2 (> 0: the "
+        "answer moves the right way, even where its sign never flips); above random: "
         "the concept's lower bound exceeds the random direction's upper bound"
     )
     return table(rows) + note

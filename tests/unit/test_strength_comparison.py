@@ -144,7 +144,11 @@ def test_summary_signs_counts_and_the_random_rule(sc_run):
     # 8 of 8 has Wilson lower bound 0.68 < random's upper bound 0.78: not above random
     assert not bool(s.above_random.sel(weak=2.0, strong=6.0).any())
     text = SC.format_summary(s)
-    assert "1.00 [0.68, 1.00]    1.00 / 1.00      1.00  0.50 [0.22, 0.78]            no" in text
+    row = next(line for line in text.splitlines() if line.strip().startswith("0   2:6"))
+    assert row.split()[3:] == [
+        *("1.00", "[0.68,", "1.00]", "1.00", "/", "1.00", "1.00", "+2.000"),
+        *("0.50", "[0.22,", "0.78]", "no"),
+    ]
     # a sign error in the summary would score the concept at 0
     ds["answer_logprobs"] = (("trial", "answer"), -logp)
     assert (SC.summarize(ds).accuracy.sel(condition="concept", weak=2.0, strong=6.0) == 0).all()
