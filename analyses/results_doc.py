@@ -8,6 +8,7 @@ numbers it sits next to (an interval that excludes zero, or does not).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,7 @@ def _verdict(name: str, summary) -> str:
                 if shown
                 else "**no** detection above false positives at this scale."
             )
+            + _corrected_clause(a)
         )
     if name == "thoughts-vs-text":
         above = (summary.word_lo > 0.1) & (summary.repeat > 0.5)
@@ -97,11 +99,20 @@ def _verdict(name: str, summary) -> str:
         a = summary.attrs
         if "max_reduction" not in a:
             return "No cell could be compared."
+        worst = (
+            f" The apology grader has no calibration set; whatever the ungraded "
+            f"{1 - a['graded_share']:.0%} of responses are, the control rate is "
+            f"{a['control_worst_case'][0]:.3f}–{a['control_worst_case'][1]:.3f} and this "
+            f"reduction {a['max_reduction_worst_case'][0]:+.3f} to "
+            f"{a['max_reduction_worst_case'][1]:+.3f}."
+            if "max_reduction_worst_case" in a
+            else ""
+        )
         return (
             "Largest apology reduction (matched vs min(control, random)): "
             f"{a['max_reduction']:+.3f} at layer {a['max_reduction_layer']}, strength "
             f"{a['max_reduction_strength']:g}, control rate {a['control_rate']:.3f}; "
-            "the best of many cells is an optimistic estimate."
+            "the best of many cells is an optimistic estimate." + worst
         )
     if name == "latent-introspection":
         rows = [str(r) for r in summary.row.values]
@@ -142,15 +153,22 @@ def _verdict(name: str, summary) -> str:
             f"readout holds ≥ {a['mass_threshold']:g} of the next-token mass; "
             + "; ".join(
                 f"{r['readout']} (mass {r['mass intro/control']}): "
-                f"{r[read_key]} cells read, introspection "
-                f"first in {r['first (expected, p)']}, above the controls' 95% prediction "
-                f"interval in {r['above PI (expected, p)']}"
+                f"{r[read_key]} cells read"
+                + (
+                    ""
+                    if r["first (expected, p)"].startswith("—")
+                    else f", introspection first in {_expected(r['first (expected, p)'])}, "
+                    "above the controls' 95% prediction interval in "
+                    f"{_expected(r['above PI (expected, p)'])}"
+                )
                 for r in rows
             )
-            + ". "
+            + " "
+            + "(one-sided binomial p, cells treated as independent, which neighbouring cells "
+            "are not). "
             + (
                 "The introspection question stands out more often than chance where the readout "
-                "holds mass (cells treated as independent, which neighbouring cells are not)."
+                "holds mass."
                 if stands_out
                 else "**no** introspection-specific shift where a readout holds mass"
                 + (f" ({', '.join(unread)} reads no cell)" if unread else "")
@@ -231,6 +249,38 @@ def _verdict(name: str, summary) -> str:
             )
         return text + f"; uninjected answers {summary.attrs['uninjected_choices']}."
     return ""
+
+
+def _expected(text: str) -> str:
+    """``"4 (2.9, 0.332)"`` → ``"4 (expected 2.9, p = 0.332)"``."""
+    k, rest = text.split(" (", 1)
+    e, p = rest.rstrip(")").split(", ")
+    return f"{k} (expected {e}, p = {p})"
+
+
+def _corrected_clause(a: dict) -> str:
+    """The grader-corrected FPR and TPR beside the raw ones (injected-thoughts, offline)."""
+    if "corrected_fpr" not in a:
+        return ""
+    parts = []
+    for key, label in (("fpr", "FPR"), ("tpr", "TPR over all injected trials")):
+        k, n, est, lo, hi = a[f"corrected_{key}"]
+        parts.append(f"{label} raw {int(k)}/{int(n)} → {est:.3f} [{lo:.3f}, {hi:.3f}]")
+    return (
+        " Corrected for the grader's error (Rogan–Gladen, clean calibration set, "
+        "`docs/grading.md`): " + "; ".join(parts) + "."
+    )
+
+
+# The experiments whose overview sentence `refresh` recomputes (the others' are hand-written),
+# and how their generated sentence under the table starts.
+REFRESHED_VERDICTS = ("injected-thoughts", "sweep", "localisation", "prefill")
+VERDICT_STARTS = {
+    "injected-thoughts": r"Held-out net detection at the best cell",
+    "sweep": r"Across \d+ cells the introspection and control shifts",
+    "localisation": r"\d+ of \d+ \(task, layer, strength\) cells",
+    "prefill": r"Largest apology reduction",
+}
 
 
 def _block(name: str, path: Path, verdicts: list[tuple[str, str]]) -> list[str]:
@@ -333,6 +383,7 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     # Holm over the study's self-vs-cross tests (one per direction of each pair).
     p_holm = stats.holm([r["p"] for *_, r in results]) if results else []
     shown_by_direction: dict[tuple[str, str], bool] = {}  # (target, cross-trained) → shown
+    pending: list[tuple[tuple[str, str], str, str]] = []
     for (m1, m2, own, r), p_adj in zip(results, p_holm, strict=True):
         rows.append(
             f"| {m1} | {m2} | {r['n_pairs']} ({r['n_items']} items) | "
@@ -352,8 +403,9 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
                 f"predicts itself no better (interval includes 0) than {m2} "
                 "trained on its behaviour"
             )
-        verdicts.append(
+        pending.append(
             (
+                (m1, m2),
                 f"looking inward: {m1} vs {m2}",
                 f"{m1} {how} ({r['difference']:+.3f} [{r['lo']:+.3f}, "
                 f"{r['hi']:+.3f}], p = {r['p']:.4f} uncorrected, one test of "
@@ -365,6 +417,20 @@ def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
                 f"self-prediction advantage is {'shown' if shown else '**not shown**'}.",
             )
         )
+    for (m1, m2), name, text in pending:  # each row carries the section's both-ways caveat
+        back = shown_by_direction.get((m2, m1))
+        caveat = (
+            " The reverse direction was not run, so the paper's test (both directions) is not met."
+            if back is None
+            else f" The reverse direction ({m2} as the target) is "
+            + (
+                "also shown: the paper's test is met."
+                if back
+                else "**not** shown: the paper's "
+                "test (both directions) is **not met** for this pair."
+            )
+        )
+        verdicts.append((name, text + (caveat if shown_by_direction[(m1, m2)] else "")))
     if rows:
         lines += [
             "",
@@ -541,8 +607,11 @@ def refresh(doc: Path, root: Path) -> list[str]:
     refreshed. ``python scripts/results.py refresh``."""
     lines = doc.read_text().split("\n")
     done, i = [], 0
+    model = ""
     while i < len(lines):
         line = lines[i]
+        if line.startswith("## ") and line[3:] in MODELS:
+            model = line[3:]
         if line.startswith("Run: `") and ".zarr`" in line:
             rel = line[len("Run: `") : line.index(".zarr`") + len(".zarr")]
             path, name = root / rel, Path(rel).stem
@@ -551,13 +620,33 @@ def refresh(doc: Path, root: Path) -> list[str]:
                 end = lines.index("```", start + 1)
                 lines[start + 1 : end] = _summary_text(name, path).split("\n")
                 done.append(rel)
+                row = f"| {model} | {name} | "
+                j = _row_index(lines, row)
+                if name in REFRESHED_VERDICTS:
+                    verdict = _verdict(name, _summarize(name, open_run(path)))
+                    if j >= 0:
+                        lines[j] = row + verdict.replace("|", "/") + " |"
+                    after = lines.index("```", start + 1) + 2  # the sentence under the table
+                    if after < len(lines) and re.match(VERDICT_STARTS[name], lines[after]):
+                        lines[after] = verdict
         i += 1
     inward = root / "analyses" / "data" / "looking-inward"
     if "## Looking Inward (self- vs cross-prediction)" in lines and inward.exists():
-        lines = _refresh_inward(lines, _looking_inward(inward)[0])
+        section, verdicts = _looking_inward(inward)
+        lines = _refresh_inward(lines, section)
+        for n, v in verdicts:
+            row = f"| — | {n} | "
+            j = _row_index(lines, row)
+            if j >= 0:
+                lines[j] = row + v.replace("|", "/") + " |"
         done.append(_shown(inward))
     doc.write_text("\n".join(lines))
     return done
+
+
+def _row_index(lines: list[str], prefix: str) -> int:
+    """The first line starting with ``prefix`` (an overview row), or -1."""
+    return next((j for j, x in enumerate(lines) if x.startswith(prefix)), -1)
 
 
 def _refresh_inward(lines: list[str], gen: list[str]) -> list[str]:
