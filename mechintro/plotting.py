@@ -887,7 +887,9 @@ def oracle_comparison(table: dict, evaluation: list[dict], *, title: str = "") -
                 label="majority class" if s == 0 else None,
             )
     n = sorted({e["n"] for e in evaluation})
-    e_ax.set_xticks(range(len(sets)), sets, fontsize=7)
+    e_ax.set_xticks(
+        range(len(sets)), [s.replace("held-out concepts, ", "") for s in sets], fontsize=7
+    )
     e_ax.set(
         ylabel="accuracy (yes/no)",
         ylim=(0, 1.1),

@@ -4,8 +4,10 @@
 # Karvonen et al. (2025): a model finetuned to answer questions about activations fed into its
 # residual stream. Here the smoke-scale SmolLM2-135M oracle of `docs/oracles.md` (480 examples,
 # 60 steps), its untrained baselines, and a linear probe read the same activations of Lindsey's
-# injected-thoughts trials (2/3 depth, last prompt token), next to the model's own self-report;
-# the same for Qwen2.5-Coder-0.5B. Loads the shipped results in `analyses/data/oracles/{model}`
+# injected-thoughts trials (injection at 2/3 depth; SmolLM2's readers at 3/4 depth, last prompt
+# token, beside the trivial "differs from the control activations" detector), next to the model's
+# own self-report; the same for Qwen2.5-Coder-0.5B (its comparison predates that design). Loads
+# the shipped results in `analyses/data/oracles/{model}`
 # (`MECHINTRO_ROOT` for another folder holding such model folders, written by
 # `scripts/oracle_compare.py` and `mechintro oracle eval`).
 

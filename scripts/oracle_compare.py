@@ -104,7 +104,6 @@ def main() -> None:
     )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    args.out.mkdir(parents=True, exist_ok=True)
     concepts = stimuli.concept_words()[: args.concepts]
     run = args.out / "trials.zarr"
     timing = {}
@@ -128,6 +127,7 @@ def main() -> None:
             f"--read-layer {read} is not after the injection layer {inject}: at the injection "
             "layer the activation holds strength × vector by construction; choose a later layer"
         )
+    args.out.mkdir(parents=True, exist_ok=True)
     if not (
         run.exists() and runs.open_run(run, committed_only=False).attrs.get("complete") == "true"
     ):

@@ -671,3 +671,19 @@ def test_vary_prompts_gives_controls_many_prompts_drawn_like_the_injected_ones(t
     assert [t.concept for t in varied] == [t.concept for t in trials]
     with pytest.raises(MechintroError, match="at least 2"):
         legibility.vary_prompts(trials, tiny, config, variants=1, seed=0)
+
+
+def test_docs_oracles_tables_are_the_shipped_results():
+    """docs/oracles.md's measured tables are what scripts/oracles_doc.py makes from the shipped
+    JSON (each one has its markers in the document, and none is stale)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "oracles_doc.py"
+    spec = importlib.util.spec_from_file_location("oracles_doc", path)
+    doc_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(doc_script)
+    doc = doc_script.DOC.read_text()
+    made = doc_script.tables()
+    assert made and all(f"<!-- oracles_doc:{name} -->" in doc for name in made)
+    assert doc_script.render(doc, made) == doc
