@@ -35,10 +35,11 @@ results: setup
 	$(BIN)/python scripts/results.py write
 
 # two pytest-xdist workers, a test file per worker at a time (make test TEST_WORKERS=0: one
-# process); one line per test file as it finishes, with the share done, then the 20 slowest tests
+# process); one line per test file as it finishes, with the share done, then the 20 slowest tests.
+# Files in collection order (--no-loadscope-reorder): the few long SmolLM2 files first, not last.
 TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile --durations=20
+	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=20
 
 test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit
