@@ -36,9 +36,12 @@ def main() -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--sizes", default="320", help="training examples (the last is used)")
+    p.add_argument("--sizes", default="200", help="training examples (the last is used)")
+    p.add_argument(
+        "--scaling-steps", default="10,30", help="snapshots to evaluate for the scaling curve"
+    )
     p.add_argument("--lr", type=float, default=4e-4)
-    p.add_argument("--snapshot-every", type=int, default=20)
+    p.add_argument("--snapshot-every", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--adapters", type=Path, default=Path("runs/positive-control"))
     p.add_argument("--out-data", type=Path, default=Path("analyses/data/positive-control"))
@@ -113,6 +116,10 @@ def main() -> int:
         rows = st.trials(
             m, vectors, held, sdata.EVAL_STRENGTHS, n_controls=args.controls, label=label, **kw
         )
+        rows += st.trials(  # sampled controls (their sampling: T=1, top-p 0.9): distinct answers
+            m, vectors, [], sdata.EVAL_STRENGTHS, n_controls=args.controls, label=label,
+            temperature=1.0, seed=args.seed, control_group="control-sampled", **kw,
+        )  # fmt: skip
         if with_seen:
             rows += st.trials(
                 m, vectors, seen, sdata.EVAL_STRENGTHS, n_controls=0, label=label,
@@ -180,13 +187,18 @@ def main() -> int:
     (args.out_data / "settings.json").write_text(json.dumps(settings, indent=1))
 
     def overall(summary, steps, label):
-        by = {r["group"]: r for r in summary if r["strength"] is None or r["group"] == "control"}
+        by = {
+            r["group"]: r
+            for r in summary
+            if r["strength"] is None or r["group"].startswith("control")
+        }
         return {
             "model": label,
             "steps": steps,
             "examples_seen": steps * config.batch_size,
             "held_out": by["held-out"],
             "control": by["control"],
+            "control_sampled": by["control-sampled"],
             "by_strength": [r for r in summary if r["group"] == "held-out" and r["strength"]],
         }
 
@@ -196,7 +208,7 @@ def main() -> int:
     ]
     for snap in sorted(args.adapters.glob("snapshot_*.pt"), key=lambda p: int(p.stem[9:])):
         steps = int(snap.stem[9:])
-        if steps >= record["steps"]:
+        if steps >= record["steps"] or str(steps) not in args.scaling_steps.split(","):
             continue
         m = st.from_checkpoint(model, snap, config)
         t = time.perf_counter()

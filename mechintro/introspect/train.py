@@ -481,6 +481,7 @@ def trials(
     max_new_tokens: int = 40,
     batch_size: int = 50,
     group: str = "held-out",
+    control_group: str = "control",
 ) -> list[dict]:
     """Their detection trials on ``model``: each concept at each strength on the last prompt token
     of ``question`` (decoding unsteered), and ``n_controls`` unsteered controls. Greedy controls
@@ -512,7 +513,7 @@ def trials(
             rows.append(
                 {
                     "model": label,
-                    "group": group if c is not None else "control",
+                    "group": group if c is not None else control_group,
                     "concept": c or "",
                     "strength": s,
                     "ratio": round(vectors.ratio(s), 4) if c is not None else 0.0,
@@ -523,7 +524,7 @@ def trials(
                 }
             )
     if temperature == 0 and n_controls > 1:
-        first = next(r for r in rows if r["group"] == "control")
+        first = next(r for r in rows if r["group"] == control_group)
         rows += [{**first, "control": i, "distinct": False} for i in range(1, n_controls)]
     return rows
 
@@ -537,16 +538,16 @@ def summarise(rows: Sequence[dict]) -> list[dict]:
 
     out = []
     keys = sorted({(r["model"], r["group"], r["strength"]) for r in rows}, key=str)
-    keys += sorted({(r["model"], r["group"], None) for r in rows if r["group"] != "control"})
+    keys += sorted(
+        {(r["model"], r["group"], None) for r in rows if not r["group"].startswith("control")}
+    )
     for model, group, strength in keys:
         sel = [
             r for r in rows
             if r["model"] == model and r["group"] == group
             and (strength is None or r["strength"] == strength)
         ]  # fmt: skip
-        clusters = np.array(
-            [r["concept"] if r["group"] != "control" else f"c{r['control']}" for r in sel]
-        )
+        clusters = np.array([r["concept"] if r["concept"] else f"c{r['control']}" for r in sel])
         row = {"model": model, "group": group, "strength": strength, "n": len(sel)}
         row["distinct"] = sum(r["distinct"] for r in sel)
         for metric in ("detected", "identified", "in_format"):

@@ -187,10 +187,14 @@ def _save_tiny(model, path):
 def test_cli_refusals_are_one_line_exit_2(tiny, tmp_path, capsys):
     from mechintro.cli import main
     from mechintro.introspect import train as itrain
+    from mechintro.models import load_model
 
     from ..conftest import build_tiny
 
-    adapter = itrain.train(tiny, tmp_path / "a", itrain.AwarenessConfig(**TINY), **_given(tiny))
+    base = _save_tiny(tiny, tmp_path / "tiny")  # the CLI loads it from here: train on that
+    adapter = itrain.train(
+        load_model(base), tmp_path / "a", itrain.AwarenessConfig(**TINY), **_given(tiny)
+    )
     other = _save_tiny(build_tiny("qwen2"), tmp_path / "other")
 
     def refused(argv, match):
@@ -203,7 +207,6 @@ def test_cli_refusals_are_one_line_exit_2(tiny, tmp_path, capsys):
     # an adapter trained on other weights
     refused(["-q", "introspect", "eval", str(adapter), "--model", other], "was trained on")
     # a strength grid outside the vectors' norms
-    base = _save_tiny(tiny, tmp_path / "tiny")
     refused(
         ["-q", "introspect", "train", "--model", base, "--out", str(tmp_path / "b"),
          "--examples", "8", "--set", "strengths=1,1e9"],
@@ -259,3 +262,32 @@ def test_build_refuses_a_held_out_word_planted_in_any_template(
         sdata.build(600, concepts, triplets, REPLAY, sdata.held_out_concepts())
     monkeypatch.undo()
     sdata.build(600, concepts, triplets, REPLAY, sdata.held_out_concepts())
+
+
+def test_evaluate_runs_the_same_trials_on_both_models_and_summarises(tiny, tmp_path):
+    from mechintro.introspect import train as itrain
+
+    adapter = itrain.train(tiny, tmp_path / "a", itrain.AwarenessConfig(**TINY), **_given(tiny))
+    result = itrain.evaluate(
+        tiny, adapter, strengths=(1.0, 2.0), n_controls=3, n_seen=2, max_new_tokens=3
+    )
+    trials = result["trials"]
+    for label in ("untrained", "trained"):
+        mine = [t for t in trials if t["model"] == label]
+        assert sum(t["group"] == "held-out" for t in mine) == 50 * 2
+        assert sum(t["group"] == "seen" for t in mine) == 2 * 2
+        controls = [t for t in mine if t["group"] == "control"]
+        assert len(controls) == 3 and sum(t["distinct"] for t in controls) == 1  # greedy: one
+    same = {(t["group"], t["concept"], t["strength"]) for t in trials if t["model"] == "trained"}
+    assert same == {
+        (t["group"], t["concept"], t["strength"]) for t in trials if t["model"] == "untrained"
+    }
+    groups = {(r["model"], r["group"], r["strength"]) for r in result["summary"]}
+    assert ("trained", "held-out", None) in groups and ("untrained", "control", 0.0) in groups
+    assert set(result["capability"]) == {
+        "texts",
+        "untrained_loglik_per_token",
+        "trained_loglik_per_token",
+    }
+    ratios = result["settings"]["ratios"]  # rounded to 4 places
+    assert ratios["2"] == pytest.approx(2 * ratios["1"], abs=2e-4)
