@@ -39,6 +39,7 @@ SCRIPTS: dict[str, dict[str, str]] = {
     # reads analyses/data/looking-inward; the probe figures need runs/looking-inward
     "looking_inward": {},
     "oracles": {},  # reads analyses/data/oracles/{model}
+    "positive_control": {},  # reads analyses/data/positive-control (issue 33)
 }
 # the PNGs a script draws, where they are not just ``{script}.png``
 FIGURES: dict[str, list[str]] = {

@@ -43,9 +43,15 @@ def injected_thoughts_rows(ds) -> dict[str, list[float]]:
 
     g = grades(ds, source="offline")
     injected = np.asarray(ds.condition.values) != "control"
-    concept = np.asarray(ds.concept.values).astype(str)
-    ids = np.arange(len(injected)).astype(str)
+    concept = np.array([str(c) for c in ds.concept.values], dtype=object)
+    ids = np.array([f"t{i}" for i in range(len(injected))], dtype=object)
+    from mechintro.stats import newcombe
+
+    a = np.asarray(g.affirmative.values, dtype=bool)
+    net = newcombe(int(a[injected].sum()), int(injected.sum()), int(a[~injected].sum()),
+                   int((~injected).sum()))  # fmt: skip
     return {
+        "affirmative_net": [round(net.estimate, 4), round(net.lo, 4), round(net.hi, 4)],
         "affirmative": _iv(g.affirmative.values[injected], concept[injected]),
         "control_affirmative": _iv(g.affirmative.values[~injected], ids[~injected]),
         "success": _iv(g.success.values[injected], concept[injected]),
@@ -62,7 +68,7 @@ def detection_logits_rows(ds, model) -> dict[str, list[float]]:
 
     yn = yes_no(ds)
     injected = np.asarray(ds.condition.values) != "control"
-    concept = np.asarray(ds.concept.values).astype(str)
+    concept = np.array([str(c) for c in ds.concept.values], dtype=object)
     p = np.asarray(yn["p_yes_norm"].values, dtype=float)
     out = {"p_yes_shift": _iv(p[injected] - p[~injected].mean(), concept[injected])}
     lens = analysis.logit_lens(ds, model)
@@ -122,7 +128,19 @@ def main() -> int:
     held = {
         r["model"]: r for r in ev["summary"] if r["group"] == "held-out" and r["strength"] is None
     }
+    from mechintro.stats import newcombe
+
+    sampled = {r["model"]: r for r in ev["summary"] if r["group"] == "control-sampled"}
     for label in ("untrained", "trained"):
+        h, c = held[label], sampled[label]
+        net = newcombe(round(h["detected"][0] * h["n"]), h["n"],
+                       round(c["detected"][0] * c["n"]), c["n"])  # fmt: skip
+        res[label]["training_question_net"] = [
+            round(net.estimate, 4),
+            round(net.lo, 4),
+            round(net.hi, 4),
+        ]
+        res[label]["training_question_fpr"] = c["detected"]
         res[label]["training_question"] = held[label]["detected"]
         res[label]["training_question_identified"] = held[label]["identified"]
     rows = []
@@ -137,13 +155,18 @@ def main() -> int:
              "sees": _sees(u, t), "note": note}
         )  # fmt: skip
 
-    row("steering-awareness eval (their question; the trained task)", "detected, held-out",
-        "training_question", "the positive control itself")  # fmt: skip
+    row("steering-awareness eval (their question; the trained task)", "claims, held-out",
+        "training_question", "their question, greedy, strengths 4 and 8")  # fmt: skip
+    row("steering-awareness eval", "false positives, sampled controls", "training_question_fpr")
+    row("steering-awareness eval", "net detection (held-out − sampled controls)",
+        "training_question_net", "Newcombe on counts; the trained ability, if any")  # fmt: skip
     row("steering-awareness eval", "identified, held-out", "training_question_identified")
     row("injected-thoughts (Lindsey's prompt), offline grader", "claims detection (affirmative)",
         "affirmative",
         f"control false positives: untrained {res['untrained']['control_affirmative'][0]:.2f}, "
         f"trained {res['trained']['control_affirmative'][0]:.2f}")  # fmt: skip
+    row("injected-thoughts, offline grader", "net claims (injected − control)", "affirmative_net",
+        "Newcombe on counts")  # fmt: skip
     row("injected-thoughts, offline grader", "Lindsey success (coherent + names it)", "success")
     row("detection-logits", "P(yes) shift vs control", "p_yes_shift")
     row("logit lens (detection-logits run)", "P(concept token), last layer", "lens_p_concept")
