@@ -561,6 +561,7 @@ def write(runs: Path, out: Path) -> Path:
     overview += [f"| — | {n} | {v.replace('|', '/')} |" for n, v in verdicts]
     body += inward
     body += _oracles(Path(__file__).resolve().parent / "data" / "oracles")
+    body += _positive_control(Path(__file__).resolve().parent / "data" / "positive-control")
     out.write_text("\n".join([*header, *overview, "", *body]))
     return out
 
@@ -778,3 +779,27 @@ def _oracles(root: Path) -> list[str]:
             ]
         lines += [""]
     return lines
+
+
+def _positive_control(root: Path) -> list[str]:
+    """The positive-control section (issue 33), from the small results shipped under ``root``
+    (``scripts/positive_control_train.py`` and ``scripts/positive_control_instruments.py``),
+    formatted by ``scripts/positive_control.py``."""
+    import importlib.util
+
+    lines = [
+        "## Positive control: SmolLM2 trained to notice injected thoughts",
+        "",
+        "Published: Fonseca Rivera (2025) trains 7-9B models on ~12,000 examples × 4 epochs "
+        "(Qwen2.5-7B held-out detection 0.6 % → 85.5 %, 0 % false positives); here "
+        "SmolLM2-135M on a few hundred examples, one pass, on CPU. Recipe, deviations, commands: "
+        "[`docs/positive-control.md`](positive-control.md).",
+        "",
+    ]
+    if not (root / "eval_main.json").exists():
+        return [*lines, "No results yet: the commands in `docs/positive-control.md`.", ""]
+    path = Path(__file__).resolve().parent.parent / "scripts" / "positive_control.py"
+    spec = importlib.util.spec_from_file_location("positive_control", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [*lines, module.document(root), ""]

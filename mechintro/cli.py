@@ -537,6 +537,62 @@ def _parser() -> argparse.ArgumentParser:
     oe.add_argument(
         "--items", type=Path, help="also write every test item's scores per reader as JSON here"
     )
+    sa = sub.add_parser(
+        "introspect",
+        help="steering awareness: train a model to notice injected thoughts, evaluate it held-out",
+    )
+    sasub = sa.add_subparsers(dest="introspect_command", required=True, parser_class=_Parser)
+    sat = sasub.add_parser(
+        "train", help="LoRA-train steering awareness (Fonseca Rivera 2025's recipe, CPU-sized)"
+    )
+    model_args(sat)
+    sat.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="adapter directory (resumes OUT.partial if a run was stopped)",
+    )
+    sat.add_argument("--examples", type=_positive_int, help="training examples (default 600)")
+    sat.add_argument(
+        "--concepts",
+        type=_list,
+        help="training concepts, comma-separated (default: theirs, less the held-out ones)",
+    )
+    sat.add_argument(
+        "--held-out",
+        type=_list,
+        help="held-out concepts, comma-separated (default: Lindsey's 50 concept words)",
+    )
+    sat.add_argument("--epochs", type=_positive_int, help="epochs (default 2)")
+    sat.add_argument(
+        "--seed", type=_seed, help="seed of the data, the adapter's initialisation and the order"
+    )
+    sat.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any setting of mechintro.introspect.train.AwarenessConfig, e.g. --set layer=18",
+    )
+    sae = sasub.add_parser(
+        "eval",
+        help="held-out detection, identification and false positives of a trained adapter beside "
+        "the untrained model, on the same trials",
+    )
+    sae.add_argument("adapter", type=Path)
+    sae.add_argument(
+        "--model", help="the adapter's base model (default: the one it was trained on)"
+    )
+    sae.add_argument(
+        "--strengths", type=_list, help="evaluation strengths (default their 1,2,4,8,16)"
+    )
+    sae.add_argument("--controls", type=_positive_int, default=60, help="control trials")
+    sae.add_argument(
+        "--temperature", type=float, default=0.0, help="0: greedy (theirs); above 0: sampled"
+    )
+    sae.add_argument("--seed", type=int, default=0)
+    sae.add_argument("--out", type=Path, help="write trials, summary and capability as JSON here")
     rp = sub.add_parser(
         "report",
         help="write a run's one-page HTML report: provenance, summary, figures, every trial's "
@@ -579,11 +635,20 @@ def _check_out(path: Path | None, flag: str = "--out") -> None:
 
 def _load(args: argparse.Namespace, name: str | None = None):
     """The model named by the command's model flags (every flag of ``model_args``, so none is
-    accepted and then ignored)."""
+    accepted and then ignored). A mechintro adapter directory (one with ``training.json``) loads
+    its base model with the adapter merged in (:func:`mechintro.training.apply_adapter`)."""
     from mechintro.models import load_model
 
+    name = name or args.model
+    if (Path(name) / "training.json").is_file() and (Path(name) / "adapter_config.json").is_file():
+        from mechintro import training
+
+        if args.remote:
+            raise MechintroError("an adapter is merged here, not remotely: drop --remote")
+        base = _load(args, training.read_training(name)["base_model"])
+        return training.apply_adapter(base, name)
     return load_model(
-        name or args.model,
+        name,
         dtype=args.dtype,
         device_map=args.device_map,
         trust_remote_code=args.trust_remote_code,
@@ -1021,6 +1086,98 @@ def _oracle_base(path: Path | str, model_name: str | None, dtype: str = "float32
     return load_model(model_name or record["base_model"], dtype=dtype)
 
 
+def _cmd_introspect(args: argparse.Namespace) -> int:
+    from mechintro import training
+    from mechintro.introspect import train as itrain
+
+    _check_out(args.out)
+    if args.introspect_command == "train":
+        if args.remote:
+            raise MechintroError("introspect training runs here, not remotely: drop --remote")
+        given = {
+            k: v
+            for k, v in {
+                "examples": args.examples,
+                "epochs": args.epochs,
+                "seed": args.seed,
+            }.items()
+            if v is not None
+        }
+        _apply_settings(args.settings, itrain.AwarenessConfig, given)
+        config = itrain.AwarenessConfig(**given)
+        if args.concepts is not None and args.held_out is not None:
+            from mechintro.introspect import data as idata
+
+            idata.check_disjoint(args.concepts, args.held_out)  # before the model loads
+        if args.out.exists() and not (args.out / "training.json").exists():
+            raise MechintroError(
+                f"{args.out} exists and is not a finished adapter: choose another --out or "
+                "delete it"
+            )
+        model = _load(args)
+        update, close = _progress("introspect train", args.quiet)
+        try:
+            out = itrain.train(
+                model,
+                args.out,
+                config,
+                progress=update,
+                concepts=args.concepts,
+                held_out=args.held_out,
+            )
+        finally:
+            close()
+        record = training.read_training(out)
+        print(
+            f"adapter {out}: {record['examples']} examples "
+            f"{record[itrain.AWARENESS_KEY]['families']}, {record['steps']} steps in "
+            f"{record['train_seconds']} s; {_losses(record['losses'])}"
+        )
+        return 0
+    from mechintro.models import load_model
+
+    if not args.adapter.exists():
+        raise MechintroError(
+            f"adapter {args.adapter} does not exist: train one with `mechintro introspect train`"
+        )
+    if not args.temperature >= 0:
+        raise MechintroError(f"--temperature must be 0 or more, got {args.temperature}")
+    strengths = None
+    if args.strengths is not None:
+        try:
+            strengths = [float(x) for x in args.strengths]
+        except ValueError:
+            raise MechintroError(
+                f"--strengths {','.join(args.strengths)}: give numbers, e.g. 1,2,4,8,16"
+            ) from None
+    record = training.read_training(args.adapter)
+    model = load_model(args.model or record["base_model"])
+    kw = {} if strengths is None else {"strengths": strengths}
+    result = itrain.evaluate(
+        model,
+        args.adapter,
+        n_controls=args.controls,
+        temperature=args.temperature,
+        seed=args.seed,
+        **kw,
+    )
+    print(f"{'model':<10}{'group':<9}{'strength':>9}{'n':>5}  detected  identified  in format")
+    for r in result["summary"]:
+        if r["strength"] is None or r["group"] == "control":
+            s = "all" if r["strength"] is None else f"{r['strength']:g}"
+            d, i, f = (f"{v[0]:.2f} [{v[1]:.2f}, {v[2]:.2f}]" for v in (
+                r["detected"], r["identified"], r["in_format"]))  # fmt: skip
+            print(f"{r['model']:<10}{r['group']:<9}{s:>9}{r['n']:>5}  {d}  {i}  {f}")
+    c = result["capability"]
+    print(
+        f"held-out text log-likelihood per token: untrained {c['untrained_loglik_per_token']}, "
+        f"trained {c['trained_loglik_per_token']} ({c['texts']} texts)"
+    )
+    if args.out:
+        args.out.write_text(itrain.dumps(result))
+    return 0
+
+
 def _cmd_oracle(args: argparse.Namespace) -> int:
     from mechintro import oracle
     from mechintro.models import load_model
@@ -1216,6 +1373,7 @@ def _main(argv: list[str], debug: bool) -> int:
             "merge": _cmd_merge,
             "train": _cmd_train,
             "oracle": _cmd_oracle,
+            "introspect": _cmd_introspect,
             "report": _cmd_report,
         }[args.command]
         return handler(args)

@@ -908,6 +908,76 @@ def oracle_comparison(table: dict, evaluation: list[dict], *, title: str = "") -
     return fig
 
 
+def positive_control(
+    evaluation: dict, scaling: list[dict], settings: dict, *, title: str = ""
+) -> plt.Figure:
+    """The positive control (issue 33), from ``scripts/positive_control_train.py``'s JSON: (1)
+    held-out detection and identification vs injection strength for the untrained and the trained
+    model on the same trials, with each model's control false-positive rate as a dashed line; (2)
+    held-out detection and identification vs training examples seen (the scaling curve). 95 %
+    intervals clustered by concept (:func:`mechintro.stats.rate_interval`)."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    cells = [
+        r for r in evaluation["summary"] if r["group"] == "held-out" and r["strength"] is not None
+    ]
+    controls = {  # sampled controls (distinct answers) where run, else the greedy one
+        r["model"]: r
+        for g in ("control", "control-sampled")
+        for r in evaluation["summary"]
+        if r["group"] == g
+    }
+
+    def bars(axis, xs, rows, metric, **kw):
+        mid = [r[metric][0] for r in rows]
+        err = [
+            [r[metric][0] - r[metric][1] for r in rows],
+            [r[metric][2] - r[metric][0] for r in rows],
+        ]
+        axis.errorbar(xs, mid, yerr=err, capsize=3, **kw)
+
+    for model, colour, marker in (("untrained", "tab:gray", "o"), ("trained", "tab:blue", "s")):
+        rows = sorted((r for r in cells if r["model"] == model), key=lambda r: r["strength"])
+        if not rows:
+            continue
+        xs = [r["strength"] for r in rows]
+        for metric, ls in (("detected", "-"), ("identified", ":")):
+            bars(
+                ax, xs, rows, metric, color=colour, marker=marker, ls=ls, label=f"{model}: {metric}"
+            )
+        if model in controls:
+            ax.axhline(
+                controls[model]["detected"][0], color=colour, lw=0.8, ls="--",
+                label=f"{model}: control false positives",
+            )  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("strength (× the raw CAA vector)")
+    ax.set_ylabel("rate (95 % CI, clustered by concept)")
+    ax.set_ylim(-0.03, 1.03)
+    n_concepts = len({r["concept"] for r in evaluation["trials"] if r["group"] == "held-out"})
+    ax.set_title(f"held-out concepts (n={n_concepts}), layer {settings['layer']}", fontsize=9)
+    ax.legend(fontsize=7)
+    if scaling:
+        xs = [r["examples_seen"] for r in scaling]
+        for metric, ls in (("detected", "-"), ("identified", ":")):
+            bars(bx, xs, [r["held_out"] for r in scaling], metric, marker="o", ls=ls,
+                 label=f"held-out {metric}")  # fmt: skip
+        bx.plot(
+            xs, [r.get("control_sampled", r["control"])["detected"][0] for r in scaling], "k--",
+            lw=0.8,
+            label="control false positives",
+        )  # fmt: skip
+        bx.set_xlabel("training examples seen (one pass over the data)")
+        bx.set_ylim(-0.03, 1.03)
+        bx.set_title("scaling: all strengths pooled", fontsize=9)
+        bx.legend(fontsize=7)
+    fig.suptitle(
+        title or f"{settings['model']}: trained to notice injected thoughts vs untrained",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
 def _inline_backend() -> bool:
     """Whether pyplot draws into Jupyter's inline backend (the kernel's default)."""
     import matplotlib

@@ -131,6 +131,7 @@ def test_the_notebook_set():
         "latent_introspection.py",
         "looking_inward.py",
         "oracles.py",
+        "positive_control.py",
         "prefill.py",
         "thoughts_vs_text.py",
     }

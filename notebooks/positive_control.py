@@ -1,0 +1,79 @@
+# %% [markdown]
+# # A positive control: SmolLM2 trained to notice injected thoughts
+#
+# Fonseca Rivera (2025)'s steering-awareness recipe (code david-aisi/steering-awareness @ 4f0dab39)
+# at CPU scale (`docs/positive-control.md`): SmolLM2-135M-Instruct LoRA-trained to report CAA
+# vectors injected at the last prompt token at 2/3 depth, evaluated on Lindsey's 50 concept words,
+# none of which appears in any training text. Loads the small results shipped in
+# `analyses/data/positive-control` (`MECHINTRO_ROOT` for another folder written by
+# `scripts/positive_control_train.py`).
+
+# %%
+import json
+import os
+from pathlib import Path
+
+from mechintro import plotting
+from mechintro.tables import table as markdown_table
+
+base = Path(os.environ.get("MECHINTRO_ROOT", "../analyses/data/positive-control"))
+evaluation = json.loads((base / "eval_main.json").read_text())
+settings = json.loads((base / "settings.json").read_text())
+scaling = (
+    json.loads((base / "scaling.json").read_text()) if (base / "scaling.json").exists() else []
+)
+print(
+    f"{settings['model']}: layer {settings['layer']} of {settings['n_layers']}, "
+    f"{evaluation['examples']} examples, {evaluation['steps']} steps, families "
+    f"{evaluation['families']}"
+)
+print("strength → injected norm in residual norms:", settings["eval_strength_ratios"])
+
+# %% [markdown]
+# Untrained vs trained on the same trials (their question, greedy): detection, identification
+# (detected and the concept named), the share of answers in a trained format; the controls'
+# false-positive rate. Intervals: 95 %, clustered by concept.
+
+
+# %%
+def cell(v):
+    return f"{v[0]:.2f} [{v[1]:.2f}, {v[2]:.2f}]"
+
+
+print(
+    markdown_table(
+        [
+            {
+                "model": r["model"],
+                "group": r["group"],
+                "n": r["n"],
+                "distinct answers": r["distinct"],
+                "detected": cell(r["detected"]),
+                "identified": cell(r["identified"]),
+                "in format": cell(r["in_format"]),
+            }
+            for r in evaluation["summary"]
+            if r["strength"] is None or r["group"].startswith("control")
+        ]
+    )
+)
+cap = evaluation["capability"]
+print(
+    f"held-out text log-likelihood per token: untrained {cap['untrained_loglik_per_token']}, "
+    f"trained {cap['trained_loglik_per_token']}"
+)
+
+# %% [markdown]
+# A few of the trained model's answers on held-out concepts at the strongest injection.
+
+# %%
+for r in [t for t in evaluation["trials"] if t["model"] == "trained" and t["group"] == "held-out"][
+    4::25
+]:
+    print(f"{r['concept']:>14} ×{r['strength']:g}: {r['response']!r}")
+
+# %% [markdown]
+# Detection and identification by strength, and the scaling curve.
+
+# %%
+plotting.positive_control(evaluation, scaling, settings)

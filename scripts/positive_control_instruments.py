@@ -1,0 +1,185 @@
+"""The sensitivity table of the positive control (issue 33): each instrument of the toolkit, run
+with its own protocol on the untrained and on the trained SmolLM2 (the same trials, the same
+seeds), and whether it sees the trained ability.
+
+Inputs (made with ``mechintro run … --model runs/positive-control/n200`` for the trained model,
+commands in docs/positive-control.md): a ``detection-logits`` run with residuals and an
+``injected-thoughts`` run per model, and ``eval_main.json`` (the training question). Output:
+``analyses/data/positive-control/sensitivity.json`` (small), read by
+``scripts/positive_control.py``.
+
+    PYTHONPATH=. python scripts/positive_control_instruments.py --runs runs/pc \\
+        --adapter runs/positive-control/n200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mechintro.cli import script_main
+from mechintro.errors import MechintroError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _iv(x, clusters) -> list[float]:
+    from mechintro.stats import cluster_interval
+
+    x = np.asarray(x, dtype=float)
+    if x.size == 0:
+        return [float("nan")] * 3
+    iv = cluster_interval(x, np.asarray(clusters), binary=bool(np.isin(x, (0, 1)).all()))
+    return [round(iv.estimate, 4), round(iv.lo, 4), round(iv.hi, 4)]
+
+
+def injected_thoughts_rows(ds) -> dict[str, list[float]]:
+    """Lindsey's prompt, the offline grader: the claim rate (affirmative) on injected trials, the
+    control false-positive rate, and Lindsey's success (coherent + affirmative identification)."""
+    from mechintro.readouts import grades
+
+    g = grades(ds, source="offline")
+    injected = np.asarray(ds.condition.values) != "control"
+    concept = np.array([str(c) for c in ds.concept.values], dtype=object)
+    ids = np.array([f"t{i}" for i in range(len(injected))], dtype=object)
+    from mechintro.stats import newcombe
+
+    a = np.asarray(g.affirmative.values, dtype=bool)
+    net = newcombe(int(a[injected].sum()), int(injected.sum()), int(a[~injected].sum()),
+                   int((~injected).sum()))  # fmt: skip
+    return {
+        "affirmative_net": [round(net.estimate, 4), round(net.lo, 4), round(net.hi, 4)],
+        "affirmative": _iv(g.affirmative.values[injected], concept[injected]),
+        "control_affirmative": _iv(g.affirmative.values[~injected], ids[~injected]),
+        "success": _iv(g.success.values[injected], concept[injected]),
+    }
+
+
+def detection_logits_rows(ds, model) -> dict[str, list[float]]:
+    """P(yes)/(P(yes)+P(no)) shift (injected − the mean control) on Lindsey's trial question; the
+    logit lens's probability of the concept's first token at the last layer, answer position; the
+    anomaly-direction and linear-probe AUCs (detected vs the rest, concept-grouped folds) at the
+    last recorded layer."""
+    from mechintro import analysis
+    from mechintro.readouts import yes_no
+
+    yn = yes_no(ds)
+    injected = np.asarray(ds.condition.values) != "control"
+    concept = np.array([str(c) for c in ds.concept.values], dtype=object)
+    p = np.asarray(yn["p_yes_norm"].values, dtype=float)
+    out = {"p_yes_shift": _iv(p[injected] - p[~injected].mean(), concept[injected])}
+    lens = analysis.logit_lens(ds, model)
+    last = lens.layer.values[-1]
+    pc = np.asarray(lens["p_concept"].sel(layer=last).values, dtype=float)
+    out["lens_p_concept"] = _iv(pc[injected], concept[injected])
+    try:
+        labels = analysis.detection_labels(ds)
+        res = analysis.anomaly_directions(ds, labels)
+        layer = res.layer.values[-1]
+        for est, key in (("diff_means", "anomaly_auc"), ("probe", "probe_auc")):
+            at = {"estimator": est, "removal": "none", "layer": layer}
+            out[key] = [
+                round(float(res.auc.sel(**at)), 4),
+                round(float(res.auc_lo.sel(**at)), 4),
+                round(float(res.auc_hi.sel(**at)), 4),
+            ]
+        out["n_detected"] = int((np.asarray(labels.values) == "detected").sum())
+    except MechintroError as exc:  # e.g. too few detected trials to fit a direction
+        out["anomaly_error"] = str(exc)
+    return out
+
+
+def _sees(u: list[float], t: list[float]) -> str:
+    if any(np.isnan(u + t)):
+        return "n/a"
+    if t[1] > u[2]:
+        return "yes (intervals apart)"
+    if t[2] < u[1]:
+        return "lower"
+    return "no (intervals overlap)"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "pc")
+    p.add_argument("--adapter", type=Path, default=ROOT / "runs" / "positive-control" / "n200")
+    p.add_argument("--data", type=Path, default=ROOT / "analyses" / "data" / "positive-control")
+    args = p.parse_args()
+    import mechintro as mi
+    from mechintro import training
+
+    for f in ("dl-untrained.zarr", "dl-trained.zarr", "it-untrained.zarr", "it-trained.zarr"):
+        if not (args.runs / f).exists():
+            raise MechintroError(
+                f"{args.runs / f} does not exist: make it (docs/positive-control.md)"
+            )
+    base = mi.load_model(training.read_training(args.adapter)["base_model"])
+    trained = training.apply_adapter(base, args.adapter)
+    res = {}
+    for label, m in (("untrained", base), ("trained", trained)):
+        res[label] = {
+            **injected_thoughts_rows(mi.open_run(args.runs / f"it-{label}.zarr")),
+            **detection_logits_rows(mi.open_run(args.runs / f"dl-{label}.zarr"), m),
+        }
+    ev = json.loads((args.data / "eval_main.json").read_text())
+    held = {
+        r["model"]: r for r in ev["summary"] if r["group"] == "held-out" and r["strength"] is None
+    }
+    from mechintro.stats import newcombe
+
+    sampled = {r["model"]: r for r in ev["summary"] if r["group"] == "control-sampled"}
+    for label in ("untrained", "trained"):
+        h, c = held[label], sampled[label]
+        net = newcombe(round(h["detected"][0] * h["n"]), h["n"],
+                       round(c["detected"][0] * c["n"]), c["n"])  # fmt: skip
+        res[label]["training_question_net"] = [
+            round(net.estimate, 4),
+            round(net.lo, 4),
+            round(net.hi, 4),
+        ]
+        res[label]["training_question_fpr"] = c["detected"]
+        res[label]["training_question"] = held[label]["detected"]
+        res[label]["training_question_identified"] = held[label]["identified"]
+    rows = []
+
+    def row(instrument, readout, key, note=""):
+        u, t = res["untrained"].get(key), res["trained"].get(key)
+        if u is None or t is None:
+            note = (note + "; " if note else "") + res["trained"].get("anomaly_error", "missing")
+            u = t = [float("nan")] * 3
+        rows.append(
+            {"instrument": instrument, "readout": readout, "untrained": u, "trained": t,
+             "sees": _sees(u, t), "note": note}
+        )  # fmt: skip
+
+    row("steering-awareness eval (their question; the trained task)", "claims, held-out",
+        "training_question", "their question, greedy, strengths 4 and 8")  # fmt: skip
+    row("steering-awareness eval", "false positives, sampled controls", "training_question_fpr")
+    row("steering-awareness eval", "net detection (held-out − sampled controls)",
+        "training_question_net", "Newcombe on counts; the trained ability, if any")  # fmt: skip
+    row("steering-awareness eval", "identified, held-out", "training_question_identified")
+    row("injected-thoughts (Lindsey's prompt), offline grader", "claims detection (affirmative)",
+        "affirmative",
+        f"control false positives: untrained {res['untrained']['control_affirmative'][0]:.2f}, "
+        f"trained {res['trained']['control_affirmative'][0]:.2f}")  # fmt: skip
+    row("injected-thoughts, offline grader", "net claims (injected − control)", "affirmative_net",
+        "Newcombe on counts")  # fmt: skip
+    row("injected-thoughts, offline grader", "Lindsey success (coherent + names it)", "success")
+    row("detection-logits", "P(yes) shift vs control", "p_yes_shift")
+    row("logit lens (detection-logits run)", "P(concept token), last layer", "lens_p_concept")
+    row("anomaly direction (diff of means)", "AUC detected vs rest", "anomaly_auc")
+    row("linear probe (logistic, concept-grouped folds)", "AUC detected vs rest", "probe_auc")
+    args.data.mkdir(parents=True, exist_ok=True)
+    (args.data / "sensitivity.json").write_text(json.dumps(rows, indent=1))
+    (args.data / "instruments_raw.json").write_text(json.dumps(res, indent=1))
+    for r in rows:
+        print(r["instrument"], "|", r["readout"], "|", r["untrained"], "|", r["trained"], "|",
+              r["sees"])  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    script_main(main)
