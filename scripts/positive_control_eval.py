@@ -45,6 +45,7 @@ def main() -> int:
     p.add_argument("--max-new-tokens", type=int, default=12)
     p.add_argument("--examples", type=int, default=200, help="the training run's examples")
     p.add_argument("--lr", type=float, default=4e-4, help="the training run's learning rate")
+    p.add_argument("--snapshot-every", type=int, default=10, help="the training run's")
     args = p.parse_args()
     if args.combine:
         return combine(args)
@@ -57,8 +58,9 @@ def main() -> int:
     st.check_strengths(strengths, vectors)
     held = sdata.held_out_concepts()
     config = st.AwarenessConfig(
-        examples=args.examples, epochs=1, learning_rate=args.lr, checkpoint_every=10
-    )
+        examples=args.examples, epochs=1, learning_rate=args.lr,
+        checkpoint_every=args.snapshot_every,
+    )  # fmt: skip
     if args.model == "untrained":
         model, label, steps = base, "untrained", 0
     elif args.model.endswith(".pt"):
