@@ -802,4 +802,12 @@ def _positive_control(root: Path) -> list[str]:
     spec = importlib.util.spec_from_file_location("positive_control", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return [*lines, module.document(root), ""]
+    extra = []
+    for sub in sorted(d for d in root.iterdir() if (d / "scaling.json").exists()):
+        extra += [
+            "",
+            f"### Scaling, the second run (`{sub.name}`: one pass, snapshots)",
+            "",
+            module.scaling_table(json.loads((sub / "scaling.json").read_text())),
+        ]
+    return [*lines, module.document(root), *extra, ""]
