@@ -40,6 +40,7 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "looking_inward": {},
     "oracles": {},  # reads analyses/data/oracles/{model}
     "strength_comparison": {},  # reads analyses/data/smollm2-135m/strength-comparison.zarr
+    "sentence_localisation": {},  # reads analyses/data/smollm2-135m/sentence-localisation.zarr
 }
 # the PNGs a script draws, where they are not just ``{script}.png``
 FIGURES: dict[str, list[str]] = {
