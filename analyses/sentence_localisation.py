@@ -19,7 +19,7 @@ print(sentence_localisation.format_summary(summary))
 layers = summary.inject_layer.values
 strengths = summary.strength.values
 fig, axes = plt.subplots(
-    1, len(layers), figsize=(4.2 * len(layers), 3.8), sharey=True, squeeze=False
+    1, len(layers), figsize=(max(6.5, 4.2 * len(layers)), 3.8), sharey=True, squeeze=False
 )
 for ax, layer in zip(axes[0], layers, strict=True):
     for k, (condition, colour) in enumerate((("concept", "C0"), ("random", "C7"))):
