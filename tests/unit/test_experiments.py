@@ -470,7 +470,7 @@ def test_results_document_from_saved_runs(tiny, vecs, tmp_path):
     # the Activation Oracles section, from the results shipped in analyses/data/oracles
     assert (
         "## Activation Oracles (oracle vs self-report)" in text
-        and "| probe (5-fold) | 0.70 [0.52, 0.83] (21/30) |" in text
+        and "| probe, layer 22 (grouped 5-fold) | 0.57 [0.39, 0.73] (17/30) |" in text
     )
 
 
@@ -651,7 +651,9 @@ def test_looking_inward_verdicts_holm_and_a_reversed_advantage(tmp_path, monkeyp
         sp, "self_vs_cross", lambda own, cross: tests[own] | dict(n_pairs=200, n_items=48)
     )
     monkeypatch.setattr(sp, "score", lambda ds: ds)
-    monkeypatch.setattr(sp, "pooled", lambda scored, split: {"mode_baseline": 0.2, "n": 0})
+    monkeypatch.setattr(
+        sp, "pooled", lambda scored, split: {"mode_baseline": 0.2, "mode_baseline_loo": 0.2, "n": 0}
+    )
     _, verdicts = results_doc._looking_inward(tmp_path)
     a, b = (v for _, v in verdicts)
     want = holm([0.0376, 0.0072])
