@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from pathlib import Path
+
+from mechintro.cli import script_main
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "analyses" / "data" / "oracles"
@@ -146,4 +147,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)
