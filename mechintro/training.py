@@ -56,6 +56,12 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 10
 
+    @classmethod
+    def of(cls, settings: object) -> TrainConfig:
+        """The LoRA settings read from a study's config that declares the same field names
+        (``oracle.train.OracleConfig``, ``introspect.train.AwarenessConfig``)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(cls)})
+
     def __post_init__(self) -> None:
         check_config(self)
         if (

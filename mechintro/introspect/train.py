@@ -89,16 +89,7 @@ class AwarenessConfig:
             raise MechintroError("strengths must be positive numbers, e.g. 0.5,1,2,4,8,16")
 
     def lora(self) -> training.TrainConfig:
-        return training.TrainConfig(
-            examples=self.examples,
-            rank=self.rank,
-            alpha=self.alpha,
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            seed=self.seed,
-            checkpoint_every=self.checkpoint_every,
-        )
+        return training.TrainConfig.of(self)
 
 
 # --- vectors -------------------------------------------------------------------------------------

@@ -75,16 +75,7 @@ class OracleConfig:
             raise MechintroError("layer_percents must be depths from 0 to 99")
 
     def lora(self) -> training.TrainConfig:
-        return training.TrainConfig(
-            examples=self.examples,
-            rank=self.rank,
-            alpha=self.alpha,
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            seed=self.seed,
-            checkpoint_every=self.checkpoint_every,
-        )
+        return training.TrainConfig.of(self)
 
 
 def _context_tokens(model: Model, ex: odata.Example) -> tuple[tuple[int, ...], tuple[int, ...]]:
