@@ -70,6 +70,18 @@ PUBLISHED = {
 }
 
 
+def _concept_and_random(summary):
+    """The accuracies of the cells that ran, for the concept and (where the run has the random
+    control) the random direction, and the number of cells: strength comparison and sentence
+    localisation read their verdicts from these."""
+    concept = summary.accuracy.sel(condition="concept").values
+    acc = concept[np.isfinite(concept)]
+    if "above_random" not in summary:
+        return acc, None, acc.size
+    rnd = summary.accuracy.sel(condition="random").values
+    return acc, rnd[np.isfinite(rnd)], acc.size
+
+
 def _verdict(name: str, summary) -> str:
     """One sentence computed from the summary: does the published effect appear here?"""
     if name == "injected-thoughts":
@@ -212,16 +224,12 @@ def _verdict(name: str, summary) -> str:
             "(Wilson intervals apart)."
         )
     if name == "strength-comparison":
-        concept = summary.sel(condition="concept")
-        cells = int(np.isfinite(concept.accuracy).sum())
-        acc = concept.accuracy.values[np.isfinite(concept.accuracy.values)]
+        acc, rnd, cells = _concept_and_random(summary)
         text = (
             f"The stronger sentence is named in {acc.min():.2f}–{acc.max():.2f} of decisions "
             f"across {cells} (layer, pair) cells (chance 0.5; both orders pooled)"
         )
-        if "above_random" in summary:
-            rnd = summary.sel(condition="random").accuracy.values
-            rnd = rnd[np.isfinite(rnd)]
+        if rnd is not None:
             text += (
                 f"; a random unit direction at the same strengths {rnd.min():.2f}–"
                 f"{rnd.max():.2f}; {int(summary.above_random.sum())} of {cells} cells are above "
@@ -232,16 +240,12 @@ def _verdict(name: str, summary) -> str:
             f"{summary.attrs['uninjected_share_1']:.0%} of {summary.attrs['uninjected_n']} prompts."
         )
     if name == "sentence-localisation":
-        concept = summary.sel(condition="concept")
-        cells = int(np.isfinite(concept.accuracy).sum())
-        acc = concept.accuracy.values[np.isfinite(concept.accuracy.values)]
+        acc, rnd, cells = _concept_and_random(summary)
         text = (
             f"The injected sentence is named in {acc.min():.2f}–{acc.max():.2f} of injections "
             f"across {cells} (layer, strength) cells (chance {float(summary.chance):.2f})"
         )
-        if "above_random" in summary:
-            rnd = summary.sel(condition="random").accuracy.values
-            rnd = rnd[np.isfinite(rnd)]
+        if rnd is not None:
             text += (
                 f"; a random unit direction {rnd.min():.2f}–{rnd.max():.2f}; "
                 f"{int(summary.above_random.sum())} of {cells} cells are above the random "
