@@ -28,32 +28,46 @@ def _child(out: Path, mode: str, record: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.kill_child", str(out), mode, record],
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
 
 
-def _finish(out: Path, mode: str, record: str) -> float:
-    start = time.perf_counter()
+def _finish(out: Path, mode: str, record: str) -> None:
     proc = _child(out, mode, record)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
-    return time.perf_counter() - start
+
+
+_UNINTERRUPTED: dict[tuple[str, str], tuple[xr.Dataset, float]] = {}
+
+
+def _uninterrupted(tmp_path_factory, mode: str, record: str) -> tuple[xr.Dataset, float]:
+    """The uninterrupted run, made once in this process (the same deterministic run a child
+    makes, without a start-up), and how long its run took after the model was built."""
+    from tests import kill_child
+
+    if (mode, record) not in _UNINTERRUPTED:
+        out = tmp_path_factory.mktemp(f"reference-{mode}-{record}") / "reference.zarr"
+        started: list[float] = []
+        kill_child.main(str(out), mode, record, ready=lambda: started.append(time.perf_counter()))
+        duration = time.perf_counter() - started[0]
+        _UNINTERRUPTED[mode, record] = (runs.open_run(out).load().drop_attrs(), duration)
+    return _UNINTERRUPTED[mode, record]
 
 
 @pytest.mark.parametrize(
     ("mode", "record"), [("logits", "0"), ("logits", "1"), ("generate", "0"), ("generate", "1")]
 )
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path, mode, record):
-    reference = tmp_path / "reference.zarr"
-    duration = _finish(reference, mode, record)
-    expected = runs.open_run(reference).load().drop_attrs()
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tmp_path_factory, mode, record):
+    expected, duration = _uninterrupted(tmp_path_factory, mode, record)
     rng = random.Random(f"{mode}{record}")
     for k in range(KILL_POINTS):
         out = tmp_path / f"killed{k}.zarr"
         proc = _child(out, mode, record)
-        time.sleep(rng.uniform(0.05, 0.98) * duration)
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-2000:]
+        time.sleep(rng.uniform(0.05, 0.98) * duration)  # a moment inside the run
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if out.exists():  # killed after the store was created: only committed trials are visible
@@ -78,13 +92,7 @@ LOCKED = "is being written by another mechintro process"
 
 @pytest.fixture(scope="module")
 def single_writer(tmp_path_factory):
-    from tests import kill_child
-
-    out = tmp_path_factory.mktemp("single") / "reference.zarr"
-    kill_child.main(
-        str(out), "logits", "1"
-    )  # in this process: the same deterministic run, without a start-up
-    return runs.open_run(out).load()
+    return _uninterrupted(tmp_path_factory, "logits", "1")[0]
 
 
 @pytest.mark.parametrize("writers", WRITERS)
