@@ -604,12 +604,13 @@ def _summary_text(name: str, path: Path) -> str:
     return module.format_summary(summary)
 
 
-def refresh(doc: Path, root: Path) -> list[str]:
+def refresh(doc: Path, root: Path, only: tuple[str, ...] = ()) -> list[str]:
     """Recompute, in place, every fenced summary table of ``doc`` that follows a
     ``Run: `path/{experiment}.zarr``` line whose run exists under ``root`` (the repository),
     with the current ``summarize`` and ``format_summary``; the prose around the tables (hand
     written where runs of several sizes are compared) is left as it is. Returns the runs
-    refreshed. ``python scripts/results.py refresh``."""
+    refreshed. ``only``: just these experiments' tables (``looking-inward`` for that section).
+    ``python scripts/results.py refresh [--only injected-thoughts,prefill]``."""
     lines = doc.read_text().split("\n")
     done, i = [], 0
     model = ""
@@ -621,7 +622,8 @@ def refresh(doc: Path, root: Path) -> list[str]:
             rel = line[len("Run: `") : line.index(".zarr`") + len(".zarr")]
             path, name = root / rel, Path(rel).stem
             start = next((j for j in range(i + 1, min(i + 8, len(lines))) if lines[j] == "```"), -1)
-            if name in EXPERIMENTS and (path / "zarr.json").exists() and start > 0:
+            wanted = not only or name in only
+            if wanted and name in EXPERIMENTS and (path / "zarr.json").exists() and start > 0:
                 end = lines.index("```", start + 1)
                 lines[start + 1 : end] = _summary_text(name, path).split("\n")
                 done.append(rel)
@@ -636,7 +638,11 @@ def refresh(doc: Path, root: Path) -> list[str]:
                         lines[after] = verdict
         i += 1
     inward = root / "analyses" / "data" / "looking-inward"
-    if "## Looking Inward (self- vs cross-prediction)" in lines and inward.exists():
+    if (
+        "## Looking Inward (self- vs cross-prediction)" in lines
+        and inward.exists()
+        and (not only or "looking-inward" in only)
+    ):
         section, verdicts = _looking_inward(inward)
         lines = _refresh_inward(lines, section)
         for n, v in verdicts:

@@ -148,6 +148,12 @@ def test_every_offline_rate_of_injected_thoughts_has_a_grader_corrected_twin():
         "identification_injected",
     ):
         assert f"corrected_{key}" in s.attrs
+    # the held-out best cell's TPR is corrected over its concepts (0 hits over its concepts,
+    # not over independent trials), and the concepts stay out of the attrs
+    assert "best_heldout_concepts" not in s.attrs
+    k, n, est, lo, hi = s.attrs["corrected_best_heldout_tpr"]
+    assert (k, n) == (0, round(s.attrs["best_heldout_n"])) and est == 0 and hi > 0.05
+    assert "concepts resampled" in s.attrs["corrected_rates"]
     text = it.format_summary(s)
     assert "grader-corrected rates" in text and "clean calibration set" in text
 

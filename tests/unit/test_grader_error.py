@@ -1,0 +1,77 @@
+"""Issue 32, the grader half: the grader's measured error carried into the rates with the right
+unit (concepts), the apology grader's calibration, the learned grader. Each test fails on the code
+of c3baf9a."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+DATA = Path(__file__).resolve().parents[2] / "analyses" / "data"
+CLEAN = {"tp": 7, "fn": 6, "tn": 151, "fp": 7}  # coherent-and-affirmative on the clean split
+
+
+def _clustered(n_concepts: int = 20, per: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """Half the concepts always hit, half never: all the rate's spread is between concepts."""
+    concept = np.repeat([f"c{i}" for i in range(n_concepts)], per)
+    hits = np.repeat(np.arange(n_concepts) % 2 == 0, per)
+    return hits, concept
+
+
+def test_the_corrected_interval_resamples_concepts_when_the_rate_is_clustered():
+    """The corrected interval took the 1,000 trials as independent; 20 concepts that either always
+    or never hit carry the information of 20 units, not 1,000. Resampling concepts (and drawing
+    Se and Sp in the same draw) widens it accordingly; a perfect grader leaves the cluster
+    bootstrap's width."""
+    from mechintro.stats import rogan_gladen, rogan_gladen_clustered
+
+    hits, concept = _clustered()
+    k, n = int(hits.sum()), hits.size
+    flat = rogan_gladen(k, n, CLEAN)
+    iv = rogan_gladen_clustered(hits, concept, CLEAN)
+    assert iv.estimate == pytest.approx(flat.estimate)
+    assert iv.clusters == 20 and iv.n == 1000 and "clusters resampled" in iv.method
+    assert iv.hi - iv.lo > 1.3 * (flat.hi - flat.lo)
+    perfect = {"tp": 10**6, "fn": 0, "tn": 10**6, "fp": 0}
+    p = rogan_gladen_clustered(hits, concept, perfect)
+    # 10 of 20 concepts hit: a cluster bootstrap's 95% range is about 0.5 ± 0.22
+    assert 0.25 < p.lo < 0.32 and 0.68 < p.hi < 0.75
+    assert rogan_gladen(k, n, perfect).hi < 0.54  # the trial-level interval: far too narrow
+    # no variation to resample (0 of 1,000): the raw rate is drawn over the 20 concepts
+    zero = rogan_gladen_clustered(np.zeros(n, bool), concept, perfect)
+    assert zero.estimate == 0 and 0.1 < zero.hi < 0.2  # Beta(1, 21): 97.5% point 0.161
+    assert rogan_gladen(0, n, perfect).hi < 0.005
+
+
+def test_injected_thoughts_corrects_its_concept_clustered_rates_over_concepts(monkeypatch):
+    """corrected_rates: the TPR and the injected trials' rates resample concepts; the FPR's
+    controls stay independent trials."""
+    from mechintro import grading
+    from mechintro.experiments.injected_thoughts import corrected_rates
+    from mechintro.stats import rogan_gladen
+
+    monkeypatch.setattr(grading, "error_counts", lambda name: dict(CLEAN))  # no grading here
+
+    hits, concept = _clustered()
+    n_ctl = 100
+    injected = np.r_[np.ones(hits.size, bool), np.zeros(n_ctl, bool)]
+    allc = np.r_[concept, np.array([""] * n_ctl, dtype=object)]
+    fp = np.r_[np.zeros(hits.size, bool), np.arange(n_ctl) < 11]
+    g = xr.Dataset(
+        {
+            "false_positive": ("trial", fp),
+            "success": ("trial", np.r_[hits, np.zeros(n_ctl, bool)]),
+            "coherence": ("trial", np.r_[hits, fp[hits.size :]]),
+            "affirmative": ("trial", np.r_[hits, fp[hits.size :]]),
+            "affirmative_identification": ("trial", np.r_[hits, np.zeros(n_ctl, bool)]),
+        }
+    )
+    out = corrected_rates(g, injected, "detect", {}, allc.astype(object))
+    _, _, _, lo, hi = out["corrected_coherent_affirmative_injected"]
+    flat = rogan_gladen(int(hits.sum()), hits.size, CLEAN)
+    assert hi - lo > 1.3 * (flat.hi - flat.lo)
+    assert out["corrected_fpr"][3:] == [*rogan_gladen(11, 100, CLEAN)][1:]
+    assert "concepts resampled" in out["corrected_rates"]
