@@ -192,9 +192,11 @@ def rogan_gladen_clustered(
     seed: int = 0,
 ) -> Interval:
     """:func:`rogan_gladen` for a rate whose trials are clustered (the TPR's trials by concept):
-    each of the ``draws`` resamples the clusters with replacement (the raw rate is Σhits/Σtrials
-    of the resample) and, in the same draw, Se and Sp from their Beta posteriors, so the interval
-    carries the spread between clusters and the grader's error together. Where every cluster has
+    each of the ``draws`` resamples the clusters with replacement, draws the raw rate from
+    Beta(k*+1, n*−k*+1) on the resample's k* hits of n* trials (so a rare rate keeps at least the
+    trial-level uncertainty a plain bootstrap of a few hits would lose) and, in the same draw, Se
+    and Sp from their Beta posteriors: the interval carries the spread between clusters, the
+    binomial noise and the grader's error together. Where every cluster has
     the same rate (0 of 1,000 trials: nothing to resample), the raw rate is drawn from
     Beta(m·g+1, (1−m)·g+1) over the ``g`` clusters instead of the trials, as
     :func:`cluster_interval` takes Wilson on the clusters."""
@@ -217,7 +219,8 @@ def rogan_gladen_clustered(
             out = np.empty(draws)
             for start in range(0, draws, 2000):  # bounded memory: 2,000 resamples at a time
                 pick = rng.integers(0, g, size=(min(2000, draws - start), g))
-                out[start : start + len(pick)] = sums[pick].sum(1) / counts[pick].sum(1)
+                k, n = sums[pick].sum(1), counts[pick].sum(1)
+                out[start : start + len(pick)] = rng.beta(k + 1, n - k + 1)
             return out
 
         how = f", {g} clusters resampled"

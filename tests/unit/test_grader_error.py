@@ -44,6 +44,12 @@ def test_the_corrected_interval_resamples_concepts_when_the_rate_is_clustered():
     zero = rogan_gladen_clustered(np.zeros(n, bool), concept, perfect)
     assert zero.estimate == 0 and 0.1 < zero.hi < 0.2  # Beta(1, 21): 97.5% point 0.161
     assert rogan_gladen(0, n, perfect).hi < 0.005
+    # a rare rate (1 hit in 80 trials over 20 concepts) keeps at least the trial-level width:
+    # the raw rate is drawn from Beta on each resample, not taken as the resample's k*/n*
+    one = np.zeros(80, bool)
+    one[0] = True
+    few = np.repeat([f"c{i}" for i in range(20)], 4)
+    assert rogan_gladen_clustered(one, few, CLEAN).hi >= rogan_gladen(1, 80, CLEAN).hi
 
 
 def test_injected_thoughts_corrects_its_concept_clustered_rates_over_concepts(monkeypatch):
