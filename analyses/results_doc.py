@@ -112,7 +112,7 @@ def _verdict(name: str, summary) -> str:
         if "max_reduction" not in a:
             return "No cell could be compared."
         worst = (
-            f" The apology grader has no calibration set; whatever the ungraded "
+            f" Whatever the ungraded "
             f"{1 - a['graded_share']:.0%} of responses are, the control rate is "
             f"{a['control_worst_case'][0]:.3f}–{a['control_worst_case'][1]:.3f} and this "
             f"reduction {a['max_reduction_worst_case'][0]:+.3f} to "
@@ -120,6 +120,14 @@ def _verdict(name: str, summary) -> str:
             if "max_reduction_worst_case" in a
             else ""
         )
+        if "apology_corrected_reduction" in a:
+            raw, est, lo, hi = a["apology_corrected_reduction"]
+            worst += (
+                " Over all replies (ungraded = no apology) and corrected for the apology "
+                "grader's error (Rogan–Gladen, apology calibration set's held-out half, "
+                f"`docs/grading.md`), this cell's reduction is {raw:+.3f} raw → {est:+.3f} "
+                f"[{lo:+.3f}, {hi:+.3f}]."
+            )
         return (
             "Largest apology reduction (matched vs min(control, random)): "
             f"{a['max_reduction']:+.3f} at layer {a['max_reduction_layer']}, strength "

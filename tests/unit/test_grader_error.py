@@ -81,3 +81,51 @@ def test_injected_thoughts_corrects_its_concept_clustered_rates_over_concepts(mo
     assert hi - lo > 1.3 * (flat.hi - flat.lo)
     assert out["corrected_fpr"][3:] == [*rogan_gladen(11, 100, CLEAN)][1:]
     assert "concepts resampled" in out["corrected_rates"]
+
+
+def test_the_apology_calibration_split_is_fixed_by_a_hash_not_by_the_items():
+    """The halves were fixed by run and trial before labelling; a label cannot move an item."""
+    from mechintro import grading
+
+    items = grading.apology_calibration_items(None)
+    assert len(items) == 240 and {it["stance"] for it in items} == {
+        "accident",
+        "intended",
+        "neither",
+    }
+    assert all(it["split"] == grading.apology_split(it["run"], it["trial"]) for it in items)
+    held = grading.apology_calibration_items("held_out")
+    assert len(held) == 102 and sum(it["stance"] == "accident" for it in held) == 33
+    assert grading.apology_error_counts() == {"tp": 26, "fn": 7, "tn": 63, "fp": 6}
+
+
+def test_an_unlabelled_apology_item_is_refused_with_one_line(tmp_path):
+    import json
+
+    from mechintro import grading
+    from mechintro.errors import MechintroError
+
+    p = tmp_path / "a.json"
+    p.write_text(json.dumps({"items": [{"id": "x", "stance": None, "split": "dev"}]}))
+    with pytest.raises(MechintroError, match="1 items have no stance"):
+        grading.apology_calibration_items(None, str(p))
+
+
+def test_prefill_apology_rates_carry_the_apology_graders_measured_error():
+    """The apology rate had no corrected twin (no calibration set); now the control rate, the
+    best cell's random and matched rates and its reduction are corrected with Se 26/33 and Sp
+    63/69 of the held-out half, over all replies."""
+    import mechintro as mi
+    from mechintro.experiments import prefill
+    from mechintro.stats import rogan_gladen
+
+    s = prefill.summarize(mi.open_run(DATA / "qwen2.5-coder-1.5b" / "prefill.zarr"))
+    k, n, est, lo, hi = s.attrs["apology_corrected_control"]
+    assert n == 20 and [est, lo, hi] == [
+        *rogan_gladen(k, n, {"tp": 26, "fn": 7, "tn": 63, "fp": 6})
+    ]
+    raw, est, lo, hi = s.attrs["apology_corrected_reduction"]
+    assert lo < est < hi and lo < raw
+    text = prefill.format_summary(s)
+    assert "apologies among all replies, grader-corrected" in text
+    assert "apology calibration set" in text and "reduction min(control, random)" in text
