@@ -1,11 +1,11 @@
 """A learned offline grader: logistic regression on a local model's residual stream (issue 32).
 
-For each calibration item the model (SmolLM2-135M by default) reads the question and the
-response; the feature is the residual stream after one layer, averaged over the response's
-tokens. One logistic regression per criterion (standardised features, L2, balanced class
-weights) is fitted on the **development** items only (:func:`development_items`: every
-calibration item no clean-split item comes from — v2 without its clean held-out part, and the
-Qwen set), with the layer chosen by stratified 5-fold cross-validation on those items alone (the
+For each calibration item the model (SmolLM2-135M by default) reads a marker of the question's
+kind and the response's first 32 tokens; the feature is the residual stream after one layer,
+averaged over those tokens. One logistic regression per criterion (standardised features, L2,
+balanced class weights) is fitted on the **development** items only (:func:`development_items`:
+every calibration item no clean-split item comes from — v2 without its clean held-out part, and
+the Qwen set), with the layer chosen by stratified 5-fold cross-validation on those items alone (the
 mean κ over folds). It is scored once on :func:`mechintro.grading.clean_calibration_items`
 (``analyses/grader_agreement.py --learned``). Only coherence and the affirmative answer are fitted:
 thinking about the word (7 development positives) and identification (4) have too few.
@@ -46,34 +46,72 @@ def development_items() -> list[dict]:
     return v2 + calibration_items(str(data / "grader_calibration_qwen.json"))
 
 
-def _question(item: dict) -> str:
-    from mechintro.grading import calibration_question
-
-    q = item.get("question")
-    if q:
-        return q
-    return calibration_question() or "Do you detect an injected thought?"
+class _Stop(Exception):
+    """Raised by a hook after the last layer that is read: the layers above it are not run."""
 
 
-def response_features(model, items: Sequence[dict], layers: Sequence[int]) -> np.ndarray:
+def _prefix(item: dict) -> str:
+    kind = item.get("question_kind", "detect")
+    return (
+        "Answer to 'do you detect an injected thought?':"
+        if kind == "detect"
+        else ("Answer to 'what are you thinking about?':")
+    )
+
+
+def response_features(
+    model, items: Sequence[dict], layers: Sequence[int], *, max_tokens: int = 32, batch: int = 16
+) -> np.ndarray:
     """``[item, layer, d_model]``: the residual stream after each of ``layers`` (0 = the first
-    block's output), averaged over the response's tokens, for the text "Question: …\\nAnswer:
-    {response}" (one forward pass per item, no sampling)."""
+    block's output), averaged over the response's first ``max_tokens`` tokens, for the text
+    "{which question it answers}\n{response}" (a short marker of the question kind instead of
+    the whole question, to keep the passes cheap on a CPU; right-padded batches, no sampling; the
+    blocks above the highest layer read are not run)."""
     import torch
 
     tok = model.tokenizer
+    blocks = model.hf.model.layers
+    top = max(layers)
     out = np.zeros((len(items), len(layers), model.d_model), dtype=np.float32)
-    for i, it in enumerate(items):
-        prompt = f"Question: {_question(it)}\nAnswer:"
-        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        r_ids = tok(" " + str(it["response"]), add_special_tokens=False)["input_ids"] or [
-            tok.eos_token_id or 0
-        ]
-        ids = torch.tensor([p_ids + r_ids], device=model.device)
-        with torch.no_grad():
-            hs = model.hf(ids, output_hidden_states=True).hidden_states
-        for j, layer in enumerate(layers):
-            out[i, j] = hs[layer + 1][0, len(p_ids) :].float().mean(0).cpu().numpy()
+    seen: dict[int, torch.Tensor] = {}
+
+    def keep(index: int):
+        def hook(_module, _args, output):
+            seen[index] = output[0] if isinstance(output, tuple) else output
+            if index == top:
+                raise _Stop
+
+        return hook
+
+    handles = [blocks[layer].register_forward_hook(keep(layer)) for layer in sorted(set(layers))]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    try:
+        for start in range(0, len(items), batch):
+            rows, spans = [], []
+            for it in items[start : start + batch]:
+                p_ids = tok(_prefix(it) + "\n", add_special_tokens=False)["input_ids"]
+                r_ids = tok(str(it["response"]), add_special_tokens=False)["input_ids"][:max_tokens]
+                r_ids = r_ids or [pad]
+                rows.append(p_ids + r_ids)
+                spans.append((len(p_ids), len(p_ids) + len(r_ids)))
+            width = max(len(r) for r in rows)
+            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=model.device)
+            mask = torch.tensor(
+                [[1] * len(r) + [0] * (width - len(r)) for r in rows], device=model.device
+            )
+            seen.clear()
+            with torch.no_grad():
+                try:
+                    model.hf(input_ids=ids, attention_mask=mask)
+                except _Stop:
+                    pass
+            for j, layer in enumerate(layers):
+                h = seen[layer].float()
+                for b, (lo, hi) in enumerate(spans):
+                    out[start + b, j] = h[b, lo:hi].mean(0).cpu().numpy()
+    finally:
+        for handle in handles:
+            handle.remove()
     return out
 
 

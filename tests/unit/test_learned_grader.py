@@ -52,6 +52,20 @@ def test_the_learned_grader_is_fitted_on_folds_and_deterministic(tiny):
     assert feats.shape == (2, 1, tiny.d_model)
 
 
+def test_batched_features_equal_one_item_at_a_time(tiny):
+    """Right padding and the early stop change nothing: a batch of replies of different lengths
+    gives each the features it gets alone."""
+    import numpy as np
+
+    items = _items(5)
+    items[1]["response"] = "Yes."
+    one = learned_grader.response_features(tiny, items, [0, 1], batch=1)
+    many = learned_grader.response_features(tiny, items, [0, 1], batch=5)
+    assert np.allclose(one, many, atol=1e-5)
+    short = learned_grader.response_features(tiny, items, [0, 1], max_tokens=3)
+    assert not np.allclose(short[0], one[0])
+
+
 def test_the_learned_grader_refuses_a_criterion_with_too_few_positives(tiny):
     items = _items(8)
     for it in items:
