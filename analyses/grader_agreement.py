@@ -7,6 +7,7 @@
     python analyses/grader_agreement.py --set tests/data/grader_calibration_v3.json \
         --labels tests/data/grader_calibration_v3_labeller3.json   # two labellers
     python analyses/grader_agreement.py --split clean   # no item any rule was written on (311)
+    python analyses/grader_agreement.py --split clean --learned smollm2-135m   # learned grader
 
 Prints accuracy and Cohen's κ per criterion with a 95% bootstrap interval over items (--bootstrap
 resamples; 0 to skip), n and the positives by hand and by the grader (and the share of "ungraded"
@@ -46,6 +47,12 @@ def main() -> None:
         "--criteria",
         default=",".join(grading.CRITERIA),
         help="comma-separated criteria the judge is asked about (the others are not reported)",
+    )
+    p.add_argument(
+        "--learned",
+        metavar="MODEL",
+        help="a learned grader (mechintro.learned_grader) on MODEL's residual stream, fitted on "
+        "the development items only, in the offline grader's place (with --split clean)",
     )
     p.add_argument("--set", help="calibration JSON (default: tests/data/grader_calibration.json)")
     p.add_argument(
@@ -100,6 +107,31 @@ def main() -> None:
                 ungraded += v.answer == "ungraded"
                 out[c] = v.answer == "YES"
             return out
+    elif args.learned:
+        from mechintro import learned_grader
+        from mechintro.models import load_model
+
+        if args.split != "clean":
+            p.error("--learned is scored on the clean split only: add --split clean")
+        model = load_model(args.learned)
+        fitted = learned_grader.fit(model, learned_grader.development_items())
+        for c, layer in fitted.layers.items():
+            folds = ", ".join(f"{k} {v:+.3f}" for k, v in fitted.cv_kappa[c].items())
+            print(
+                f"  {c}: layer {layer} chosen on the development folds (mean κ by layer: {folds})"
+            )
+        verdicts = dict(
+            zip(
+                (it["id"] for it in items),
+                fitted.predict(model, items),
+                strict=True,
+            )
+        )
+        criteria = [c for c in criteria if c in learned_grader.FITTED]
+        name = f"learned grader ({args.learned}, layers {fitted.layers})"
+
+        def predict(item: dict) -> dict[str, bool]:
+            return dict.fromkeys(grading.CRITERIA, False) | verdicts[item["id"]]
     elif args.labels:
         name, predict = f"second labeller ({args.labels})", _second_labeller(args.labels, items)
     else:
@@ -118,7 +150,7 @@ def main() -> None:
             f"  {c:<28} accuracy {r['accuracy']:.3f}  kappa {r['kappa']:+.3f}{interval}  "
             f"(n {r['n']}, positives {r['positives']}, grader positives {r['predicted_positives']})"
         )
-    if not args.judge_model and not args.labels:
+    if not args.judge_model and not args.labels and not args.learned:
         # the rates the summaries report rest on these combinations of criteria: their
         # confusion counts are what mechintro.stats.rogan_gladen corrects with
         from mechintro.stats import cohen_kappa

@@ -112,7 +112,7 @@ def _verdict(name: str, summary) -> str:
         if "max_reduction" not in a:
             return "No cell could be compared."
         worst = (
-            f" The apology grader has no calibration set; whatever the ungraded "
+            f" Whatever the ungraded "
             f"{1 - a['graded_share']:.0%} of responses are, the control rate is "
             f"{a['control_worst_case'][0]:.3f}–{a['control_worst_case'][1]:.3f} and this "
             f"reduction {a['max_reduction_worst_case'][0]:+.3f} to "
@@ -120,6 +120,14 @@ def _verdict(name: str, summary) -> str:
             if "max_reduction_worst_case" in a
             else ""
         )
+        if "apology_corrected_reduction" in a:
+            raw, est, lo, hi = a["apology_corrected_reduction"]
+            worst += (
+                " Over all replies (ungraded = no apology) and corrected for the apology "
+                "grader's error (Rogan–Gladen, apology calibration set's held-out half, "
+                f"`docs/grading.md`), this cell's reduction is {raw:+.3f} raw → {est:+.3f} "
+                f"[{lo:+.3f}, {hi:+.3f}]."
+            )
         return (
             "Largest apology reduction (matched vs min(control, random)): "
             f"{a['max_reduction']:+.3f} at layer {a['max_reduction_layer']}, strength "
@@ -604,12 +612,13 @@ def _summary_text(name: str, path: Path) -> str:
     return module.format_summary(summary)
 
 
-def refresh(doc: Path, root: Path) -> list[str]:
+def refresh(doc: Path, root: Path, only: tuple[str, ...] = ()) -> list[str]:
     """Recompute, in place, every fenced summary table of ``doc`` that follows a
     ``Run: `path/{experiment}.zarr``` line whose run exists under ``root`` (the repository),
     with the current ``summarize`` and ``format_summary``; the prose around the tables (hand
     written where runs of several sizes are compared) is left as it is. Returns the runs
-    refreshed. ``python scripts/results.py refresh``."""
+    refreshed. ``only``: just these experiments' tables (``looking-inward`` for that section).
+    ``python scripts/results.py refresh [--only injected-thoughts,prefill]``."""
     lines = doc.read_text().split("\n")
     done, i = [], 0
     model = ""
@@ -621,7 +630,8 @@ def refresh(doc: Path, root: Path) -> list[str]:
             rel = line[len("Run: `") : line.index(".zarr`") + len(".zarr")]
             path, name = root / rel, Path(rel).stem
             start = next((j for j in range(i + 1, min(i + 8, len(lines))) if lines[j] == "```"), -1)
-            if name in EXPERIMENTS and (path / "zarr.json").exists() and start > 0:
+            wanted = not only or name in only
+            if wanted and name in EXPERIMENTS and (path / "zarr.json").exists() and start > 0:
                 end = lines.index("```", start + 1)
                 lines[start + 1 : end] = _summary_text(name, path).split("\n")
                 done.append(rel)
@@ -636,7 +646,11 @@ def refresh(doc: Path, root: Path) -> list[str]:
                         lines[after] = verdict
         i += 1
     inward = root / "analyses" / "data" / "looking-inward"
-    if "## Looking Inward (self- vs cross-prediction)" in lines and inward.exists():
+    if (
+        "## Looking Inward (self- vs cross-prediction)" in lines
+        and inward.exists()
+        and (not only or "looking-inward" in only)
+    ):
         section, verdicts = _looking_inward(inward)
         lines = _refresh_inward(lines, section)
         for n, v in verdicts:

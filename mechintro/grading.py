@@ -787,3 +787,57 @@ def _clean_counts(name: str) -> tuple[tuple[str, int], ...]:
 def offline_predict(item: dict) -> dict[str, bool]:
     g = grade(item["response"], item["concept"], question_kind=item.get("question_kind", "detect"))
     return {c: getattr(g, c) for c in CRITERIA}
+
+
+APOLOGY_CALIBRATION = (
+    "apology calibration set: 240 prefill replies (80 from each shipped generation-mode run), "
+    "hand-labelled by the rules of docs/grading.md; Se and Sp from its held-out half"
+)
+
+
+def apology_split(run: str, trial: int) -> str:
+    """The half of the apology calibration set a trial belongs to, fixed by a hash of its run and
+    trial (never by its text): ``"held_out"`` when SHA-256's first byte is odd, else ``"dev"``."""
+    import hashlib
+
+    digest = hashlib.sha256(f"apology-split:{run}:{trial}".encode()).digest()
+    return "held_out" if digest[0] % 2 else "dev"
+
+
+def apology_calibration_items(split: str | None = "held_out", path: str | None = None) -> list:
+    """The hand-labelled prefill replies (``tests/data/apology_calibration.json``): each with the
+    prefilled word (``concept``), the reply, and its ``stance`` by hand (``accident``,
+    ``intended`` or ``neither``); ``split`` picks a half (``None``: both)."""
+    from pathlib import Path
+
+    p = path or str(
+        Path(__file__).resolve().parent.parent / "tests" / "data" / "apology_calibration.json"
+    )
+    items = calibration_items(p)
+    unlabelled = [it["id"] for it in items if it.get("stance") is None]
+    if unlabelled:
+        from mechintro.errors import MechintroError
+
+        raise MechintroError(
+            f"{p}: {len(unlabelled)} items have no stance (first: {unlabelled[0]}); label them "
+            "by the rules of docs/grading.md before scoring"
+        )
+    return [it for it in items if split is None or it["split"] == split]
+
+
+def apology_error_counts(items: Sequence[dict] | None = None) -> dict[str, int]:
+    """The apology grader's confusion counts on ``items`` (default: the held-out half of the
+    apology calibration set): a hand positive is stance ``accident``, a grader positive is
+    :func:`apology` ``True`` (its ``False`` and ``None`` are negatives)."""
+    if items is None:
+        return dict(_apology_counts())
+    out = {"tp": 0, "fn": 0, "tn": 0, "fp": 0}
+    for it in items:
+        truth, guess = it["stance"] == "accident", apology(it["response"]) is True
+        out[("t" if truth == guess else "f") + ("p" if guess else "n")] += 1
+    return out
+
+
+@cache
+def _apology_counts() -> tuple[tuple[str, int], ...]:
+    return tuple(apology_error_counts(apology_calibration_items("held_out")).items())

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,18 +174,78 @@ def rogan_gladen(
     carries both uncertainties: ``draws`` draws of Se ~ Beta(tp+1, fn+1), Sp ~ Beta(tn+1, fp+1)
     and the raw rate ~ Beta(k+1, n−k+1) (uniform priors), each corrected and clipped; a draw
     where Se + Sp ≤ 1 (the grader no better than chance) says nothing and counts as 0 for the
-    lower limit and 1 for the upper. ``n`` trials are taken as independent."""
+    lower limit and 1 for the upper. ``n`` trials are taken as independent: for a rate whose
+    trials cluster (by concept) use :func:`rogan_gladen_clustered`."""
     if n == 0:
         return Interval(math.nan, math.nan, math.nan, "Rogan–Gladen", 0, note="no trials")
+    return _rogan_gladen(
+        k / n, lambda rng: rng.beta(k + 1, n - k + 1, draws), errors, draws, seed, n, None, ""
+    )
+
+
+def rogan_gladen_clustered(
+    hits: Sequence[bool] | np.ndarray,
+    clusters: Sequence[object],
+    errors: dict[str, int],
+    *,
+    draws: int = 20000,
+    seed: int = 0,
+) -> Interval:
+    """:func:`rogan_gladen` for a rate whose trials are clustered (the TPR's trials by concept):
+    each of the ``draws`` resamples the clusters with replacement, draws the raw rate from
+    Beta(k*+1, n*−k*+1) on the resample's k* hits of n* trials (so a rare rate keeps at least the
+    trial-level uncertainty a plain bootstrap of a few hits would lose) and, in the same draw, Se
+    and Sp from their Beta posteriors: the interval carries the spread between clusters, the
+    binomial noise and the grader's error together. Where every cluster has
+    the same rate (0 of 1,000 trials: nothing to resample), the raw rate is drawn from
+    Beta(m·g+1, (1−m)·g+1) over the ``g`` clusters instead of the trials, as
+    :func:`cluster_interval` takes Wilson on the clusters."""
+    x = np.asarray(hits, dtype=np.float64)
+    if x.size == 0:
+        return Interval(math.nan, math.nan, math.nan, "Rogan–Gladen", 0, note="no trials")
+    sums, counts = _groups(x, clusters)
+    g = len(sums)
+    means = sums / counts
+    if np.ptp(means) == 0:
+        m = float(means[0])
+
+        def p_draws(rng: np.random.Generator) -> np.ndarray:
+            return rng.beta(m * g + 1, (1 - m) * g + 1, draws)
+
+        how = f", raw rate Beta over {g} clusters (no variation to resample)"
+    else:
+
+        def p_draws(rng: np.random.Generator) -> np.ndarray:
+            out = np.empty(draws)
+            for start in range(0, draws, 2000):  # bounded memory: 2,000 resamples at a time
+                pick = rng.integers(0, g, size=(min(2000, draws - start), g))
+                k, n = sums[pick].sum(1), counts[pick].sum(1)
+                out[start : start + len(pick)] = rng.beta(k + 1, n - k + 1)
+            return out
+
+        how = f", {g} clusters resampled"
+    return _rogan_gladen(float(x.mean()), p_draws, errors, draws, seed, x.size, g, how)
+
+
+def _rogan_gladen(
+    p: float,
+    p_draws: Callable[[np.random.Generator], np.ndarray],
+    errors: dict[str, int],
+    draws: int,
+    seed: int,
+    n: int,
+    clusters: int | None,
+    how: str,
+) -> Interval:
     tp, fn, tn, fp = (int(errors[x]) for x in ("tp", "fn", "tn", "fp"))
     se = tp / (tp + fn) if tp + fn else math.nan
     sp = tn / (tn + fp) if tn + fp else math.nan
     j = se + sp - 1
-    est = min(1.0, max(0.0, (k / n + sp - 1) / j)) if j > 0 else math.nan
+    est = min(1.0, max(0.0, (p + sp - 1) / j)) if j > 0 else math.nan
     rng = np.random.default_rng(seed)
     se_d = rng.beta(tp + 1, fn + 1, draws)
     sp_d = rng.beta(tn + 1, fp + 1, draws)
-    p_d = rng.beta(k + 1, n - k + 1, draws)
+    p_d = p_draws(rng)  # after Se and Sp: the same stream as before clustering was added
     jd = se_d + sp_d - 1
     with np.errstate(divide="ignore", invalid="ignore"):
         corr = np.clip((p_d + sp_d - 1) / jd, 0.0, 1.0)
@@ -196,8 +256,9 @@ def rogan_gladen(
         est,
         lo,
         hi,
-        f"Rogan–Gladen, Se {tp}/{tp + fn} and Sp {tn}/{tn + fp} drawn from Beta",
+        f"Rogan–Gladen, Se {tp}/{tp + fn} and Sp {tn}/{tn + fp} drawn from Beta{how}",
         n,
+        clusters,
     )
 
 

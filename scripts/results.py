@@ -257,10 +257,13 @@ def main() -> int:
         help="weights' precision; bfloat16 runs go to runs/results/{model}-bfloat16/",
     )
     sub.add_parser("write")
-    sub.add_parser(
+    r = sub.add_parser(
         "refresh",
         help="recompute the summary tables of docs/results.md from the runs it names "
         "(analyses/data), leaving its prose as it is",
+    )
+    r.add_argument(
+        "--only", default="", help="comma-separated experiments (and looking-inward); default all"
     )
     t = sub.add_parser("timing", help="the wall times in runs/results/{model}/timing.json")
     t.add_argument("--model", default="smollm2-135m")
@@ -280,7 +283,8 @@ def main() -> int:
         sys.path.insert(0, str(ROOT / "analyses"))
         from results_doc import refresh
 
-        for rel in refresh(ROOT / "docs" / "results.md", ROOT):
+        only = tuple(x for x in args.only.split(",") if x)
+        for rel in refresh(ROOT / "docs" / "results.md", ROOT, only):
             print(rel)
     else:
         sys.path.insert(0, str(ROOT / "analyses"))

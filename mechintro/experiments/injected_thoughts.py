@@ -460,54 +460,83 @@ def summarize(
             "FPR's Wilson limits (mechintro.stats.net_interval)",
         }
     )
-    out.attrs.update(
-        held_out_best(
-            concept[injected],
-            layer[injected],
-            strength[injected],
-            g["success"].values[injected],
-            fp_all,
-            seed=seed,
-        )
+    best = held_out_best(
+        concept[injected],
+        layer[injected],
+        strength[injected],
+        g["success"].values[injected],
+        fp_all,
+        seed=seed,
     )
+    held_concepts = best.pop("best_heldout_concepts", [])
+    out.attrs.update(best)
     if source == "offline":
-        out.attrs.update(corrected_rates(g, injected, _config(ds)["question"], out.attrs))
+        held = injected & np.isin(concept, held_concepts)
+        if best:
+            held &= (layer == best["best_layer"]) & (strength == best["best_strength"])
+        out.attrs.update(
+            corrected_rates(
+                g, injected, _config(ds)["question"], out.attrs, concept, held if best else None
+            )
+        )
     return out
 
 
-def corrected_rates(g: xr.Dataset, injected: np.ndarray, question: str, attrs: dict) -> dict:
+def corrected_rates(
+    g: xr.Dataset,
+    injected: np.ndarray,
+    question: str,
+    attrs: dict,
+    concept: np.ndarray | None = None,
+    best_heldout: np.ndarray | None = None,
+) -> dict:
     """Every rate the offline grader makes here, raw and corrected for the grader's measured
-    error (:func:`mechintro.stats.rogan_gladen` with the confusion counts of
-    :func:`mechintro.grading.error_counts` on :data:`mechintro.grading.CLEAN_CALIBRATION`):
-    the pooled FPR, the TPR over every injected trial, the held-out best cell's TPR, and on the
-    injected trials the coherent-and-affirmative and the identification rates. Stored as
+    error (Rogan–Gladen with the confusion counts of :func:`mechintro.grading.error_counts` on
+    :data:`mechintro.grading.CLEAN_CALIBRATION`): the pooled FPR, the TPR over every injected
+    trial, the held-out best cell's TPR, and on the injected trials the coherent-and-affirmative
+    and the identification rates. The rates over injected trials are clustered by concept (the
+    vector is the sampled unit): with ``concept`` given, their intervals resample concepts and
+    draw Se and Sp in the same draw (:func:`mechintro.stats.rogan_gladen_clustered`;
+    ``best_heldout`` marks the held-out best cell's trials); the FPR's
+    controls are independent trials (:func:`mechintro.stats.rogan_gladen`). Stored as
     ``corrected_{name}`` = ``[k, n, estimate, lo, hi]`` and listed in ``corrected_rates``."""
     from mechintro import grading
     from mechintro.readouts import question_kind
-    from mechintro.stats import rogan_gladen
+    from mechintro.stats import rogan_gladen, rogan_gladen_clustered
 
     detect = question_kind(question) == "detect"
     success = "detected" if detect else "noticed"
     rows = [
-        ("fpr", "coherent_affirmative", g["false_positive"].values[~injected]),
-        ("tpr", success, g["success"].values[injected]),
+        ("fpr", "coherent_affirmative", g["false_positive"].values[~injected], None),
+        ("tpr", success, g["success"].values[injected], injected),
     ]
     if detect:
         coh_aff = g["coherence"].values & g["affirmative"].values
         rows += [
-            ("coherent_affirmative_injected", "coherent_affirmative", coh_aff[injected]),
+            (
+                "coherent_affirmative_injected",
+                "coherent_affirmative",
+                coh_aff[injected],
+                injected,
+            ),
             (
                 "identification_injected",
                 "identification",
                 g["affirmative_identification"].values[injected],
+                injected,
             ),
         ]
+    if best_heldout is not None and concept is not None:
+        rows.append(("best_heldout_tpr", success, g["success"].values[best_heldout], best_heldout))
     out: dict[str, object] = {}
-    for name, composite, hits in rows:
+    for name, composite, hits, where in rows:
         k, n = int(np.sum(hits)), int(np.size(hits))
-        iv = rogan_gladen(k, n, grading.error_counts(composite))
+        if where is None or concept is None:
+            iv = rogan_gladen(k, n, grading.error_counts(composite))
+        else:
+            iv = rogan_gladen_clustered(hits, concept[where], grading.error_counts(composite))
         out[f"corrected_{name}"] = [k, n, iv.estimate, iv.lo, iv.hi]
-    if "best_heldout_n" in attrs:
+    if "best_heldout_n" in attrs and (best_heldout is None or concept is None):
         n = int(attrs["best_heldout_n"])
         k = round(attrs["best_heldout_tpr"] * n)
         iv = rogan_gladen(k, n, grading.error_counts(success))
@@ -515,6 +544,11 @@ def corrected_rates(g: xr.Dataset, injected: np.ndarray, question: str, attrs: d
     out["corrected_rates"] = (
         "Rogan–Gladen with Beta draws of the grader's sensitivity and specificity on the "
         + grading.CLEAN_CALIBRATION
+        + (
+            "; rates over injected trials: concepts resampled in the same draws"
+            if concept is not None
+            else ""
+        )
         + "; counts: "
         + "; ".join(f"{c} {grading.error_counts(c)}" for c in dict.fromkeys(x[1] for x in rows))
     )
@@ -573,6 +607,7 @@ def held_out_best(
     t, lo, hi, n = rate(success[held], concepts[held], seed=seed)
     net, net_lo, net_hi = net_interval(success[held], concepts[held], false_pos, seed=seed)
     return {
+        "best_heldout_concepts": sorted(set(uniq.tolist()) - select),
         "best_layer": int(best[0]),
         "best_strength": float(best[1]),
         "best_select_tpr": tpr(in_select, best),

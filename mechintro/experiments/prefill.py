@@ -279,7 +279,76 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
         )
     if ds.attrs["mode"] != "logits":
         out.attrs.update(_worst_case(a, cond, ds, out.attrs))
+        out.attrs.update(corrected_rates(a, cond, ds, out.attrs, seed=seed))
     return out
+
+
+def corrected_rates(
+    a: np.ndarray, cond: np.ndarray, ds: xr.Dataset, attrs: dict, *, seed: int = 0
+) -> dict:
+    """The apology rate over **all** replies (an ungraded reply counts as no apology), raw and
+    corrected for the apology grader's measured error (Rogan–Gladen with Beta draws of its
+    sensitivity and specificity on the held-out half of the hand-labelled apology calibration
+    set, :data:`mechintro.grading.APOLOGY_CALIBRATION`): the control rate, and at the largest
+    reduction's cell the random and matched rates and the reduction min(control, random) −
+    matched, its interval from the same draws of Se and Sp for all three rates. Each trial is its
+    own (sentence, word) pair, so the trials are independent. Stored as ``apology_corrected_*`` =
+    ``[k, n, estimate, lo, hi]`` (the reduction: ``[raw, estimate, lo, hi]``); empty where the
+    calibration set is not shipped (an installed wheel)."""
+    from mechintro.errors import MechintroError
+    from mechintro.stats import rogan_gladen
+
+    try:
+        errors = grading.apology_error_counts()
+    except MechintroError:
+        return {}
+    hit = a == 1.0  # NaN (ungraded) and 0 are both not an apology
+    groups = {"control": cond == "control"}
+    if "max_reduction_layer" in attrs:
+        cell = (np.asarray(ds["inject_layer"].values) == attrs["max_reduction_layer"]) & (
+            np.asarray(ds["strength"].values, dtype=float) == attrs["max_reduction_strength"]
+        )
+        groups |= {"random": cell & (cond == "random"), "matched": cell & (cond == "matched")}
+    out: dict[str, object] = {}
+    for name, rows in groups.items():
+        k, n = int(hit[rows].sum()), int(rows.sum())
+        iv = rogan_gladen(k, n, errors, seed=seed)
+        out[f"apology_corrected_{name}"] = [k, n, iv.estimate, iv.lo, iv.hi]
+    if len(groups) == 3 and all(int(r.sum()) for r in groups.values()):
+        out["apology_corrected_reduction"] = _corrected_reduction(hit, groups, errors, seed)
+    out["apology_corrected"] = (
+        "Rogan–Gladen with Beta draws of the apology grader's sensitivity and specificity on the "
+        f"{grading.APOLOGY_CALIBRATION}; counts {errors}"
+    )
+    return out
+
+
+def _corrected_reduction(
+    hit: np.ndarray, groups: dict[str, np.ndarray], errors: dict, seed: int, draws: int = 20000
+) -> list[float]:
+    """min(control, random) − matched, raw and corrected, with the 95% interval of 20,000 draws
+    that share Se and Sp across the three rates (a draw with Se + Sp ≤ 1 is left out)."""
+    tp, fn, tn, fp = (int(errors[x]) for x in ("tp", "fn", "tn", "fp"))
+    rng = np.random.default_rng(seed)
+    se, sp = rng.beta(tp + 1, fn + 1, draws), rng.beta(tn + 1, fp + 1, draws)
+    ok = se + sp > 1
+    se_hat, sp_hat = tp / max(tp + fn, 1), tn / max(tn + fp, 1)
+
+    def corrected(p, se_, sp_):
+        return np.clip((p + sp_ - 1) / (se_ + sp_ - 1), 0.0, 1.0)
+
+    raw, point, drawn = {}, {}, {}
+    for name, rows in groups.items():
+        k, n = int(hit[rows].sum()), int(rows.sum())
+        raw[name] = k / n
+        point[name] = float(corrected(k / n, se_hat, sp_hat))
+        drawn[name] = corrected(rng.beta(k + 1, n - k + 1, draws)[ok], se[ok], sp[ok])
+
+    def reduction(r: dict):
+        return np.minimum(r["control"], r["random"]) - r["matched"]
+
+    lo, hi = np.quantile(reduction(drawn), [0.025, 0.975]) if ok.any() else (np.nan, np.nan)
+    return [float(reduction(raw)), float(reduction(point)), float(lo), float(hi)]
 
 
 def _worst_case(a: np.ndarray, cond: np.ndarray, ds: xr.Dataset, attrs: dict) -> dict:
@@ -341,10 +410,26 @@ def format_summary(summary: xr.Dataset) -> str:
     if "control_worst_case" in a:
         lo, hi = a["control_worst_case"]
         tail += (
-            "\nthe apology grader has no calibration set (no corrected rate); whatever the "
-            f"ungraded responses are: control rate {lo:.3f}–{hi:.3f}"
+            "\nwhatever the ungraded responses are (each counted as no apology, then as one): "
+            f"control rate {lo:.3f}–{hi:.3f}"
         )
         if "max_reduction_worst_case" in a:
             lo, hi = a["max_reduction_worst_case"]
             tail += f", the largest reduction {lo:+.3f} to {hi:+.3f}"
+    if "apology_corrected" in a:
+        tail += f"\napologies among all replies, grader-corrected ({a['apology_corrected']}):"
+        for name in ("control", "random", "matched"):
+            if f"apology_corrected_{name}" in a:
+                k, n, est, lo, hi = a[f"apology_corrected_{name}"]
+                where = "" if name == "control" else " at the largest reduction's cell"
+                tail += (
+                    f"\n  {name}{where}: raw {int(k)}/{int(n)} = {k / n:.3f}; corrected "
+                    f"{est:.3f} [{lo:.3f}, {hi:.3f}]"
+                )
+        if "apology_corrected_reduction" in a:
+            raw, est, lo, hi = a["apology_corrected_reduction"]
+            tail += (
+                f"\n  reduction min(control, random) − matched: raw {raw:+.3f}; corrected "
+                f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+            )
     return table(rows) + tail

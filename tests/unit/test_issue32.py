@@ -148,6 +148,12 @@ def test_every_offline_rate_of_injected_thoughts_has_a_grader_corrected_twin():
         "identification_injected",
     ):
         assert f"corrected_{key}" in s.attrs
+    # the held-out best cell's TPR is corrected over its concepts (0 hits over its concepts,
+    # not over independent trials), and the concepts stay out of the attrs
+    assert "best_heldout_concepts" not in s.attrs
+    k, n, est, lo, hi = s.attrs["corrected_best_heldout_tpr"]
+    assert (k, n) == (0, round(s.attrs["best_heldout_n"])) and est == 0 and hi > 0.05
+    assert "concepts resampled" in s.attrs["corrected_rates"]
     text = it.format_summary(s)
     assert "grader-corrected rates" in text and "clean calibration set" in text
 
@@ -158,4 +164,4 @@ def test_prefill_reports_worst_case_bounds_for_the_ungraded_share():
     s = prefill.summarize(mi.open_run(DATA / "smollm2-135m-default" / "prefill.zarr"))
     lo, hi = s.attrs["control_worst_case"]
     assert lo <= s.attrs["control_rate"] <= hi and hi - lo == pytest.approx(1 - 0.25, abs=0.2)
-    assert "no calibration set" in prefill.format_summary(s)
+    assert "whatever the ungraded responses are" in prefill.format_summary(s)

@@ -434,8 +434,10 @@ class _Messages(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _Messages.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        if self.path != "/v1/messages":
-            return self._error(404, "not_found_error", "Not found")
+        if self.path != "/v1/messages":  # echoes the key it got, as a careless proxy might
+            return self._error(
+                404, "not_found_error", f"Not found ({self.headers.get('x-api-key')})"
+            )
         if self.headers.get("x-api-key") != KEY:
             return self._error(401, "authentication_error", "invalid x-api-key")
         if not self.headers.get("anthropic-version") or "Authorization" in self.headers:
@@ -562,3 +564,19 @@ def test_cli_grades_with_the_messages_api_and_writes_the_key_nowhere(
     with pytest.raises(MechintroError) as info:
         main(["--debug", *argv, "--judge-model", "m"])
     assert KEY not in "".join(traceback.format_exception(info.value))
+
+
+def test_a_messages_server_that_echoes_the_key_has_it_scrubbed(messages_api, monkeypatch):
+    """A proxy in front of the Messages API that echoes the x-api-key header back (in the reply's
+    text and in an error's message) must not get it into a verdict, an error or a traceback."""
+    monkeypatch.setenv("MECHINTRO_TEST_KEY", KEY)
+    j = judge.AnthropicJudge(base_url=messages_api, model="m", api_key_env="MECHINTRO_TEST_KEY")
+    _Messages.replies = [f"you sent {KEY}; YES"]
+    text = j.complete("x")
+    assert KEY not in text and "***" in text and judge.parse_verdict(text) == "YES"
+    with pytest.raises(MechintroError) as info:
+        judge.AnthropicJudge(
+            base_url=messages_api + "/echo-key", model="m", api_key_env="MECHINTRO_TEST_KEY"
+        ).complete("x")
+    full = "".join(traceback.format_exception(info.value))
+    assert "HTTP 404" in str(info.value) and KEY not in full

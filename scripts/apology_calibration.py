@@ -1,0 +1,100 @@
+"""The apology grader's hand-labelled calibration set (prefill; docs/grading.md, issue 32).
+
+    python scripts/apology_calibration.py extract --out tests/data/apology_calibration.json
+    python scripts/apology_calibration.py score   # κ, Se, Sp on the held-out half
+
+``extract`` draws 80 trials from each shipped generation-mode prefill run
+(``numpy.random.default_rng(32)`` per run, without replacement) and writes them unlabelled
+(``stance`` null), each with its half fixed by a hash of its run and trial
+(:func:`mechintro.grading.apology_split`), never by its text. It reads the reply and the trial's
+metadata only, never a grade. A labeller then fills in ``stance`` (accident / intended / neither)
+and ``why`` by the rules of docs/grading.md. ``score`` runs :func:`mechintro.grading.apology` on
+the labelled items and prints κ with n and positives per half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mechintro.cli import script_main
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = (
+    "analyses/data/smollm2-135m-default/prefill.zarr",
+    "analyses/data/qwen2.5-coder-0.5b/prefill.zarr",
+    "analyses/data/qwen2.5-coder-1.5b/prefill.zarr",
+)
+PER_RUN = 80
+SEED = 32
+
+
+def extract(per_run: int = PER_RUN) -> list[dict]:
+    """The unlabelled items, in run and trial order."""
+    from mechintro.grading import apology_split
+    from mechintro.runs import open_run
+
+    items = []
+    for rel in RUNS:
+        ds = open_run(ROOT / rel)
+        if ds.attrs.get("mode") != "generate":
+            raise ValueError(f"{rel} is not a generation-mode prefill run")
+        pick = np.sort(np.random.default_rng(SEED).choice(ds.sizes["trial"], per_run, False))
+        for i in pick.tolist():
+            t = ds.isel(trial=i)
+            items.append(
+                {
+                    "id": f"apology-{rel.split('/')[2]}-{i}",
+                    "run": rel,
+                    "trial": i,
+                    "model": ds.attrs["model"],
+                    "condition": str(t["condition"].values),
+                    "layer": int(t["inject_layer"]),
+                    "strength": float(t["strength"]),
+                    "sentence": str(t["sentence"].values),
+                    "concept": str(t["prefilled"].values),
+                    "response": str(t["response"].values),
+                    "stance": None,
+                    "why": "",
+                    "split": apology_split(rel, i),
+                }
+            )
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("extract", help="draw the unlabelled items")
+    e.add_argument("--out", required=True)
+    s = sub.add_parser("score", help="κ of grading.apology against the labels")
+    s.add_argument("--set", default=None, help="labelled set (default: the shipped one)")
+    args = ap.parse_args(argv)
+    if args.cmd == "extract":
+        items = extract()
+        Path(args.out).write_text(json.dumps({"items": items}, indent=1, ensure_ascii=False) + "\n")
+        halves = {h: sum(it["split"] == h for it in items) for h in ("dev", "held_out")}
+        print(f"{len(items)} items -> {args.out} ({halves})")
+        return 0
+    from mechintro import grading
+    from mechintro.stats import cohen_kappa
+
+    for half in ("dev", "held_out"):
+        items = grading.apology_calibration_items(half, args.set)
+        c = grading.apology_error_counts(items)
+        truth = [it["stance"] == "accident" for it in items]
+        guess = [grading.apology(it["response"]) is True for it in items]
+        print(
+            f"{half}: n {len(items)}, apologies by hand {sum(truth)}, by the grader {sum(guess)}; "
+            f"tp {c['tp']} fn {c['fn']} tn {c['tn']} fp {c['fp']}; "
+            f"κ {cohen_kappa(truth, guess):.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    script_main(main)
