@@ -74,6 +74,49 @@ def _net(held: dict, control: dict) -> str:
     return f"{iv.estimate:+.2f} [{iv.lo:+.2f}, {iv.hi:+.2f}]"
 
 
+def nets_table(ev: dict) -> str:
+    """Net detection, untrained vs trained, with the held-out side clustered by concept."""
+    nets = ev.get("nets", {})
+    rows = [
+        "| model | net, sampled held-out − sampled controls | net, greedy held-out − sampled "
+        "controls |",
+        "|---|---|---|",
+    ]
+    for label in ("untrained", "trained"):
+        n = nets.get(label, {})
+        cells = [_signed(n[k]) if k in n else "—" for k in ("net_sampled", "net_greedy")]
+        rows.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    return "\n".join(rows)
+
+
+def _signed(v: list[float]) -> str:
+    return f"{v[0]:+.2f} [{v[1]:+.2f}, {v[2]:+.2f}]"
+
+
+def depth_table(ev: dict, settings: dict) -> str:
+    """Greedy held-out detection with the vectors made and injected at each layer (the same
+    injected norm in residual norms), untrained vs trained."""
+    cells = {
+        (r["model"], r["group"]): r
+        for r in ev["summary"]
+        if r["strength"] is None and (r["group"].startswith("layer-") or r["group"] == "held-out")
+    }
+    layers = sorted({int(g[6:]) for _, g in cells if g.startswith("layer-")} | {settings["layer"]})
+    rows = [
+        "| injection layer | untrained detected | trained detected | trained identified |",
+        "|---|---|---|---|",
+    ]
+    for layer in layers:
+        g = "held-out" if layer == settings["layer"] else f"layer-{layer}"
+        u, t = cells.get(("untrained", g)), cells.get(("trained", g))
+        note = " (trained layer; all strengths)" if g == "held-out" else ""
+        rows.append(
+            f"| {layer}{note} | {_cell(u['detected']) if u else '—'} | "
+            f"{_cell(t['detected']) if t else '—'} | {_cell(t['identified']) if t else '—'} |"
+        )
+    return "\n".join(rows)
+
+
 def scaling_table(scaling: list[dict]) -> str:
     rows = [
         "| model | steps | examples seen | held-out detected | held-out identified "
@@ -85,7 +128,8 @@ def scaling_table(scaling: list[dict]) -> str:
         rows.append(
             f"| {r['model']} | {r['steps']} | {r['examples_seen']} | "
             f"{_cell(r['held_out']['detected'])} | {_cell(r['held_out']['identified'])} | "
-            f"{_cell(control['detected'])} | {_net(r['held_out'], control)} | "
+            f"{_cell(control['detected'])} | "
+            f"{_signed(r['net_greedy']) if 'net_greedy' in r else _net(r['held_out'], control)} | "
             f"{r.get('loglik_per_token', '—')} |"
         )
     return "\n".join(rows)
@@ -121,10 +165,20 @@ def document(data: Path) -> str:
         "",
         held_out_table(ev),
         "",
+        "Net detection (the held-out side's interval clustered by concept, combined with the "
+        "controls' Wilson interval by MOVER):",
+        "",
+        nets_table(ev),
+        "",
         "### Held-out detection by strength",
         "",
         by_strength_table(ev, settings),
         "",
+        *(
+            ["", "### Held-out detection by injection layer", "", depth_table(ev, settings), ""]
+            if any(r["group"].startswith("layer-") for r in ev["summary"])
+            else [""]
+        ),
         f"Capability: mean log-likelihood per token of {cap['texts']} held-out texts: untrained "
         f"{cap['untrained_loglik_per_token']}, trained {cap['trained_loglik_per_token']} nats.",
     ]
