@@ -96,10 +96,14 @@ def _signed(v: list[float]) -> str:
 def depth_table(ev: dict, settings: dict) -> str:
     """Greedy held-out detection with the vectors made and injected at each layer (the same
     injected norm in residual norms), untrained vs trained."""
+    ratios = settings.get("eval_strength_ratios", {})
+    same = min(ratios, key=lambda k: abs(ratios[k] - 0.72)) if ratios else None
     cells = {
         (r["model"], r["group"]): r
         for r in ev["summary"]
-        if r["strength"] is None and (r["group"].startswith("layer-") or r["group"] == "held-out")
+        if (r["strength"] is None and r["group"].startswith("layer-"))
+        # the training layer: the strength that injects the depth panel's 0.72 residual norms
+        or (r["group"] == "held-out" and r["strength"] is not None and f"{r['strength']:g}" == same)
     }
     layers = sorted({int(g[6:]) for _, g in cells if g.startswith("layer-")} | {settings["layer"]})
     rows = [
@@ -109,12 +113,38 @@ def depth_table(ev: dict, settings: dict) -> str:
     for layer in layers:
         g = "held-out" if layer == settings["layer"] else f"layer-{layer}"
         u, t = cells.get(("untrained", g)), cells.get(("trained", g))
-        note = " (trained layer; all strengths)" if g == "held-out" else ""
+        note = f" (trained layer, strength {same})" if g == "held-out" else ""
         rows.append(
             f"| {layer}{note} | {_cell(u['detected']) if u else '—'} | "
             f"{_cell(t['detected']) if t else '—'} | {_cell(t['identified']) if t else '—'} |"
         )
     return "\n".join(rows)
+
+
+def internality(ev: dict) -> str:
+    """Lindsey's first criterion on the trials the trained model gets right (detected and the
+    held-out concept named): does the detection claim come before any mention of the concept?
+    The claim is the trained positive answer's opening (``introspect.train._POSITIVE``)."""
+    from mechintro import grading
+    from mechintro.introspect.train import _POSITIVE
+
+    rows = [
+        r for r in ev["trials"]
+        if r["model"] == "trained" and r["group"] == "held-out" and r["identified"]
+    ]  # fmt: skip
+    first = 0
+    for r in rows:
+        claim = _POSITIVE.match(r["response"])
+        mention = grading.first_mention(r["response"], r["concept"], related=False)
+        first += bool(claim) and mention is not None and mention >= claim.end() - 1
+    detected = sum(
+        r["detected"] for r in ev["trials"] if r["model"] == "trained" and r["group"] == "held-out"
+    )
+    return (
+        f"Internality (greedy held-out trials of the trained model): {detected} detected, "
+        f"{len(rows)} of them naming the held-out concept; in {first} of those {len(rows)} the "
+        "detection claim comes before the first mention of the concept."
+    )
 
 
 def scaling_table(scaling: list[dict]) -> str:
@@ -182,6 +212,7 @@ def document(data: Path) -> str:
         f"Capability: mean log-likelihood per token of {cap['texts']} held-out texts: untrained "
         f"{cap['untrained_loglik_per_token']}, trained {cap['trained_loglik_per_token']} nats.",
     ]
+    out += ["", internality(ev)]
     scaling_file = data / "scaling.json"
     if scaling_file.exists():
         out += ["", "### Scaling (one pass over the data; snapshots of the same run)", ""]
