@@ -95,6 +95,12 @@ class AwarenessConfig:
         check_config(self)
         if not self.strengths or not all(math.isfinite(s) and s > 0 for s in self.strengths):
             raise MechintroError("strengths must be positive numbers, e.g. 0.5,1,2,4,8,16")
+        if not 0 <= self.replay_fraction < 1 or not self.empty_factor >= 0:
+            raise MechintroError(
+                f"replay_fraction must be in [0, 1) and empty_factor at least 0, got "
+                f"{self.replay_fraction:g} and {self.empty_factor:g}"
+            )
+        self.lora()  # refuses a bad schedule (warmup_steps, max_grad_norm) before any work
 
     def lora(self) -> training.TrainConfig:
         return training.TrainConfig.of(self)

@@ -323,6 +323,12 @@ def test_learning_rate_schedule_warm_up_then_cosine_to_zero():
     assert c.lr_at(8, 12) == pytest.approx(5e-4) and c.lr_at(11, 12) < 1e-4
     with pytest.raises(MechintroError, match="warmup_steps and max_grad_norm at least 0"):
         TrainConfig(warmup_steps=-1)
+    from mechintro.introspect.train import AwarenessConfig
+
+    with pytest.raises(MechintroError, match="warmup_steps and max_grad_norm at least 0"):
+        AwarenessConfig(max_grad_norm=-1.0)
+    with pytest.raises(MechintroError, match="replay_fraction must be in"):
+        AwarenessConfig(replay_fraction=1.0)
 
 
 def test_a_scheduled_clipped_run_resumes_bit_for_bit(tiny, tmp_path):
