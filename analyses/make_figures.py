@@ -42,6 +42,7 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "strength_comparison": {},  # reads analyses/data/smollm2-135m/strength-comparison.zarr
     "sentence_localisation": {},  # reads analyses/data/smollm2-135m/sentence-localisation.zarr
     "positive_control": {},  # reads analyses/data/positive-control (issue 33)
+    "positive_control_dose_depth": {},  # the same data: detection vs strength and vs layer
 }
 # the PNGs a script draws, where they are not just ``{script}.png``
 FIGURES: dict[str, list[str]] = {

@@ -810,7 +810,9 @@ def _positive_control(root: Path) -> list[str]:
         "",
         "Published: Fonseca Rivera (2025) trains 7-9B models on ~12,000 examples × 4 epochs "
         "(Qwen2.5-7B held-out detection 0.6 % → 85.5 %, 0 % false positives); here "
-        "SmolLM2-135M on a few hundred examples, one pass, on CPU. Recipe, deviations, commands: "
+        "SmolLM2-135M on a few hundred examples, less than one pass, on CPU. The tables below are "
+        "the balanced-mixture run (no-injection negatives as many as the positives); the "
+        "earlier runs with their mixture (`n200`, `n800`) follow. Recipe, deviations, commands: "
         "[`docs/positive-control.md`](positive-control.md).",
         "",
     ]
@@ -824,8 +826,15 @@ def _positive_control(root: Path) -> list[str]:
     for sub in sorted(d for d in root.iterdir() if (d / "scaling.json").exists()):
         extra += [
             "",
-            f"### Scaling, the second run (`{sub.name}`: one pass, snapshots)",
+            f"### Scaling, an earlier run (`{sub.name}`, their mixture: one pass, snapshots)",
             "",
             module.scaling_table(json.loads((sub / "scaling.json").read_text())),
         ]
+        if (sub / "sensitivity.json").exists():
+            extra += [
+                "",
+                f"Sensitivity table of `{sub.name}` (untrained vs that run's adapter):",
+                "",
+                module.sensitivity_table(json.loads((sub / "sensitivity.json").read_text())),
+            ]
     return [*lines, module.document(root), *extra, ""]

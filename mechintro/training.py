@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import random
 import time
 import warnings
@@ -55,22 +56,48 @@ class TrainConfig:
     epochs: int = 1
     seed: int = 0
     checkpoint_every: int = 10
+    # the learning-rate schedule: linear warm-up over ``warmup_steps``, then constant, or (with
+    # ``cosine_decay``) a cosine down to 0 at the last step; ``max_grad_norm`` > 0 clips the
+    # gradients' norm (0: no clipping). The defaults are the constant, unclipped schedule.
+    warmup_steps: int = 0
+    cosine_decay: bool = False
+    max_grad_norm: float = 0.0
 
     @classmethod
     def of(cls, settings: object) -> TrainConfig:
         """The LoRA settings read from a study's config that declares the same field names
-        (``oracle.train.OracleConfig``, ``introspect.train.AwarenessConfig``)."""
-        return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(cls)})
+        (``oracle.train.OracleConfig``, ``introspect.train.AwarenessConfig``); a schedule field
+        it does not declare keeps its default."""
+        return cls(
+            **{
+                f.name: getattr(settings, f.name)
+                for f in dataclasses.fields(cls)
+                if hasattr(settings, f.name)
+            }
+        )
+
+    def lr_at(self, step: int, total: int) -> float:
+        """The learning rate of step ``step`` (0-based) of ``total``."""
+        if step < self.warmup_steps:
+            return self.learning_rate * (step + 1) / self.warmup_steps
+        if not self.cosine_decay:
+            return self.learning_rate
+        span = max(1, total - self.warmup_steps)
+        return (
+            self.learning_rate * 0.5 * (1 + math.cos(math.pi * (step - self.warmup_steps) / span))
+        )
 
     def __post_init__(self) -> None:
         check_config(self)
         if (
             min(self.examples, self.rank, self.batch_size, self.epochs, self.checkpoint_every) < 1
             or not self.learning_rate > 0
+            or self.warmup_steps < 0
+            or not self.max_grad_norm >= 0
         ):
             raise MechintroError(
                 "examples, rank, batch_size, epochs and checkpoint_every must be at least 1, "
-                "learning_rate above 0"
+                "learning_rate above 0, warmup_steps and max_grad_norm at least 0"
             )
 
 
@@ -232,6 +259,10 @@ def finetune(
                 input_ids=ids, attention_mask=mask, labels=labels, use_cache=False
             ).loss
         loss.backward()
+        if config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr_at(step, len(schedule))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         state["losses"].append(loss.item())

@@ -77,3 +77,34 @@ for r in [t for t in evaluation["trials"] if t["model"] == "trained" and t["grou
 
 # %%
 plotting.positive_control(evaluation, scaling, settings)
+
+# %% [markdown]
+# Net detection: held-out claims minus the sampled controls' claims, the held-out side's interval
+# clustered by concept (MOVER). "sampled": the held-out trials sampled as the controls are (like
+# with like); "greedy": the greedy held-out trials at the same strengths against the same
+# sampled controls. A positive control needs the interval above 0.
+
+# %%
+for label, nets in evaluation.get("nets", {}).items():
+    print(label, {k: v for k, v in nets.items() if not k.endswith("strengths")})
+
+# %% [markdown]
+# Depth: greedy held-out detection with the vectors made and injected at other layers (the same
+# injected norm in residual norms), untrained vs trained.
+
+# %%
+for r in evaluation["summary"]:
+    if r["group"].startswith("layer-") and r["strength"] is None:
+        print(f"{r['model']:>9} {r['group']}: detected {cell(r['detected'])}")
+
+# %% [markdown]
+# The sensitivity table (each instrument on the untrained and the trained model, the same
+# trials), if `scripts/positive_control_instruments.py` has been run.
+
+# %%
+if (base / "sensitivity.json").exists():
+    for r in json.loads((base / "sensitivity.json").read_text()):
+        print(
+            f"{r['instrument']} | {r['readout']} | {cell(r['untrained'])} → "
+            f"{cell(r['trained'])} | {r['sees']}"
+        )

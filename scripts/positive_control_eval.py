@@ -41,14 +41,31 @@ def main() -> int:
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "positive-control")
     p.add_argument("--out-data", type=Path, default=ROOT / "analyses" / "data" / "positive-control")
     p.add_argument("--strengths", default="4,8")
+    p.add_argument(
+        "--sampled-strengths", default="",
+        help="also held-out trials sampled as the controls are (T = 1, top-p 0.9), at these "
+        "strengths: net detection then compares like with like",
+    )  # fmt: skip
+    p.add_argument(
+        "--depth-layers", default="",
+        help="also greedy held-out trials with the vectors made and injected at these layers, "
+        "at --depth-strength residual norms (the dose/depth figure)",
+    )  # fmt: skip
+    p.add_argument("--depth-ratio", type=float, default=0.72)
     p.add_argument("--controls", type=int, default=30)
     p.add_argument("--max-new-tokens", type=int, default=12)
     p.add_argument("--examples", type=int, default=200, help="the training run's examples")
     p.add_argument("--lr", type=float, default=4e-4, help="the training run's learning rate")
     p.add_argument("--snapshot-every", type=int, default=10, help="the training run's")
+    p.add_argument(
+        "--export", type=Path, help="write the snapshot given as MODEL as an adapter directory "
+        "here (loadable by --model of every command) and stop",
+    )  # fmt: skip
     args = p.parse_args()
     if args.combine:
         return combine(args)
+    if args.export:
+        return export(args)
     if not args.model:
         raise MechintroError("give a model (untrained, a snapshot or an adapter) or --combine")
     strengths = [float(s) for s in args.strengths.split(",")]
@@ -57,10 +74,15 @@ def main() -> int:
     vectors = st.Vectors(saved["layer"], saved["vectors"], saved["resid_norm"])
     st.check_strengths(strengths, vectors)
     held = sdata.held_out_concepts()
-    config = st.AwarenessConfig(
-        examples=args.examples, epochs=1, learning_rate=args.lr,
-        checkpoint_every=args.snapshot_every,
-    )  # fmt: skip
+    if (args.work / "config.json").exists():  # written by positive_control_train.py
+        saved_config = json.loads((args.work / "config.json").read_text())
+        saved_config["strengths"] = tuple(saved_config["strengths"])
+        config = st.AwarenessConfig(**saved_config)
+    else:
+        config = st.AwarenessConfig(
+            examples=args.examples, epochs=1, learning_rate=args.lr,
+            checkpoint_every=args.snapshot_every,
+        )  # fmt: skip
     if args.model == "untrained":
         model, label, steps = base, "untrained", 0
     elif args.model.endswith(".pt"):
@@ -77,6 +99,29 @@ def main() -> int:
         model, vectors, [], strengths, n_controls=args.controls, label=label, temperature=1.0,
         control_group="control-sampled", **kw,
     )  # fmt: skip
+    if args.sampled_strengths:
+        rows += st.trials(
+            model, vectors, held, [float(x) for x in args.sampled_strengths.split(",")],
+            n_controls=0, label=label, temperature=1.0, group="held-out-sampled", **kw,
+        )  # fmt: skip
+    depth = {}
+    for layer in [int(x) for x in args.depth_layers.split(",") if x]:
+        vec_file = args.work / f"vectors_L{layer}.pt"
+        if vec_file.exists():
+            saved_l = torch.load(vec_file, weights_only=True)
+            vec_l = st.Vectors(saved_l["layer"], saved_l["vectors"], saved_l["resid_norm"])
+        else:
+            vec_l = st.caa_vectors(base, held, layer)
+            torch.save(
+                {"layer": layer, "vectors": vec_l.vectors, "resid_norm": vec_l.resid_norm},
+                vec_file,
+            )
+        s_l = args.depth_ratio / vec_l.ratio(1.0)  # the same injected norm / residual norm
+        rows += st.trials(
+            model, vec_l, held, [round(s_l, 3)], n_controls=0, label=label,
+            group=f"layer-{layer}", **kw,
+        )  # fmt: skip
+        depth[str(layer)] = {"strength": round(s_l, 3), "resid_norm": round(vec_l.resid_norm, 3)}
     text = st.heldout_text()
     result = {
         "label": label,
@@ -86,6 +131,7 @@ def main() -> int:
         "texts": len(text),
         "seconds": round(time.perf_counter() - t, 1),
         "strengths": strengths,
+        "depth": depth,
         "ratios": {f"{s:g}": round(vectors.ratio(s), 4) for s in strengths},
         "settings": {
             "model": base.name,
@@ -107,6 +153,65 @@ def main() -> int:
     return 0
 
 
+def export(args) -> int:
+    import torch
+
+    from mechintro import models
+    from mechintro.introspect import data as sdata
+    from mechintro.introspect import train as st
+
+    cfg = json.loads((args.work / "config.json").read_text())
+    cfg["strengths"] = tuple(cfg["strengths"])
+    config = st.AwarenessConfig(**cfg)
+    held = sdata.held_out_concepts()
+    concepts, triplets = sdata.split(held)
+    replay = [tuple(x) for x in json.loads((args.work / "replay.json").read_text())]
+    saved = torch.load(args.work / "vectors.pt", weights_only=True)
+    vectors = st.Vectors(saved["layer"], saved["vectors"], saved["resid_norm"])
+    base = models.load_model("smollm2-135m")
+    examples, _ = st.prepare(
+        base, config, held_out=held, concepts=concepts, triplets=triplets, replay=replay,
+        vectors=vectors,
+    )  # fmt: skip
+    st.export_snapshot(
+        base, args.model, config, args.export, st.run_record(examples, vectors, config, held)
+    )
+    print("wrote", args.export)
+    return 0
+
+
+def _nets(rows: list[dict]) -> dict:
+    """Net detection (held-out claims − sampled controls' claims) with the interval clustered by
+    concept on the held-out side (``mechintro.stats.net_interval``): ``net_sampled`` compares the
+    held-out trials sampled as the controls are (like with like), ``net_greedy`` the greedy
+    held-out trials at the sampled strengths (or all, if none were sampled)."""
+    import numpy as np
+
+    from mechintro.stats import net_interval
+
+    ctrl = [r for r in rows if r["group"] == "control-sampled"]
+    fp = np.array([r["detected"] for r in ctrl], dtype=float)
+    out = {}
+    sampled = [r for r in rows if r["group"] == "held-out-sampled"]
+    strengths = {r["strength"] for r in sampled}
+    greedy = [
+        r
+        for r in rows
+        if r["group"] == "held-out" and (not strengths or r["strength"] in strengths)
+    ]
+    for key, sel in (("net_sampled", sampled), ("net_greedy", greedy)):
+        if not sel or not ctrl:
+            continue
+        iv = net_interval(
+            np.array([r["detected"] for r in sel], dtype=float),
+            np.array([r["concept"] for r in sel]),
+            fp,
+        )
+        out[key] = [round(iv.estimate, 4), round(iv.lo, 4), round(iv.hi, 4)]
+        out[key + "_strengths"] = sorted({r["strength"] for r in sel})
+    return out
+
+
 def combine(args) -> int:
     from mechintro.introspect import train as st
 
@@ -121,6 +226,10 @@ def combine(args) -> int:
         {**r, "model": "trained"} for r in top["rows"]
     ]  # the most-trained model is "trained"
     record: dict = {}
+    config: dict = {}
+    if (args.work / "config.json").exists():  # written by positive_control_train.py
+        config = json.loads((args.work / "config.json").read_text())
+        args.examples, args.lr = config["examples"], config["learning_rate"]
     finished = args.work / f"n{args.examples}" / "training.json"
     snaps = sorted(args.work.glob("snapshot_*.pt"), key=lambda f: int(f.stem.split("_")[1]))
     if finished.exists():
@@ -140,10 +249,16 @@ def combine(args) -> int:
                 "steps": top["steps"],
                 "batch_size": 4,
                 "learning_rate": args.lr,
+                "config": config,
                 "train_seconds": record.get("train_seconds", "?"),
                 "families": record.get("families", {}),
                 "trials": rows,
                 "summary": st.summarise(rows),
+                "nets": {
+                    "untrained": _nets(base["rows"]),
+                    "trained": _nets(top["rows"]),
+                },
+                "depth": {"untrained": base.get("depth", {}), "trained": top.get("depth", {})},
                 "capability": {
                     "texts": base["texts"],
                     "untrained_loglik_per_token": base["loglik_per_token"],
@@ -162,14 +277,17 @@ def combine(args) -> int:
             for s in summary
             if s["strength"] is None or s["group"].startswith("control")
         }
+        nets = _nets(r["rows"])
         scaling.append(
             {
+                **nets,
                 "model": r["label"],
                 "steps": r["steps"],
                 "examples_seen": r["steps"] * 4,
                 "held_out": by["held-out"],
                 "control": by["control"],
                 "control_sampled": by["control-sampled"],
+                "held_out_sampled": by.get("held-out-sampled"),
                 "loglik_per_token": r["loglik_per_token"],
                 "by_strength": [s for s in summary if s["group"] == "held-out" and s["strength"]],
             }

@@ -45,11 +45,10 @@ def injected_thoughts_rows(ds) -> dict[str, list[float]]:
     injected = np.asarray(ds.condition.values) != "control"
     concept = np.array([str(c) for c in ds.concept.values], dtype=object)
     ids = np.array([f"t{i}" for i in range(len(injected))], dtype=object)
-    from mechintro.stats import newcombe
+    from mechintro.stats import net_interval
 
-    a = np.asarray(g.affirmative.values, dtype=bool)
-    net = newcombe(int(a[injected].sum()), int(injected.sum()), int(a[~injected].sum()),
-                   int((~injected).sum()))  # fmt: skip
+    a = np.asarray(g.affirmative.values, dtype=float)
+    net = net_interval(a[injected], concept[injected], a[~injected])  # clustered by concept
     return {
         "affirmative_net": [round(net.estimate, 4), round(net.lo, 4), round(net.hi, 4)],
         "affirmative": _iv(g.affirmative.values[injected], concept[injected]),
@@ -75,6 +74,10 @@ def detection_logits_rows(ds, model) -> dict[str, list[float]]:
     last = lens.layer.values[-1]
     pc = np.asarray(lens["p_concept"].sel(layer=last).values, dtype=float)
     out["lens_p_concept"] = _iv(pc[injected], concept[injected])
+    # internality: the concept's first token through the layers at the answer position
+    for layer in lens.layer.values:
+        pl = np.asarray(lens["p_concept"].sel(layer=layer).values, dtype=float)
+        out[f"lens_p_concept_L{int(layer)}"] = _iv(pl[injected], concept[injected])
     try:
         labels = analysis.detection_labels(ds)
         res = analysis.anomaly_directions(ds, labels)
@@ -104,8 +107,8 @@ def _sees(u: list[float], t: list[float]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "pc")
-    p.add_argument("--adapter", type=Path, default=ROOT / "runs" / "positive-control" / "n200")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "pc2")
+    p.add_argument("--adapter", type=Path, default=ROOT / "runs" / "pc-bal" / "trained100")
     p.add_argument("--data", type=Path, default=ROOT / "analyses" / "data" / "positive-control")
     args = p.parse_args()
     import mechintro as mi
@@ -133,16 +136,27 @@ def main() -> int:
     sampled = {r["model"]: r for r in ev["summary"] if r["group"] == "control-sampled"}
     for label in ("untrained", "trained"):
         h, c = held[label], sampled[label]
-        net = newcombe(round(h["detected"][0] * h["n"]), h["n"],
-                       round(c["detected"][0] * c["n"]), c["n"])  # fmt: skip
-        res[label]["training_question_net"] = [
-            round(net.estimate, 4),
-            round(net.lo, 4),
-            round(net.hi, 4),
-        ]
+        nets = ev.get("nets", {}).get(label, {})
+        if "net_sampled" in nets:  # sampled held-out − sampled controls, clustered by concept
+            res[label]["training_question_net"] = nets["net_sampled"]
+        else:
+            net = newcombe(round(h["detected"][0] * h["n"]), h["n"],
+                           round(c["detected"][0] * c["n"]), c["n"])  # fmt: skip
+            res[label]["training_question_net"] = [
+                round(net.estimate, 4),
+                round(net.lo, 4),
+                round(net.hi, 4),
+            ]
         res[label]["training_question_fpr"] = c["detected"]
         res[label]["training_question"] = held[label]["detected"]
         res[label]["training_question_identified"] = held[label]["identified"]
+        for strength in (1.0, 8.0):  # the dose: greedy claims at 0.09 and 0.72 residual norms
+            cell = [
+                r for r in ev["summary"]
+                if r["model"] == label and r["group"] == "held-out" and r["strength"] == strength
+            ]  # fmt: skip
+            if cell:
+                res[label][f"training_question_at_{strength:g}"] = cell[0]["detected"]
     rows = []
 
     def row(instrument, readout, key, note=""):
@@ -156,22 +170,30 @@ def main() -> int:
         )  # fmt: skip
 
     row("steering-awareness eval (their question; the trained task)", "claims, held-out",
-        "training_question", "their question, greedy, strengths 4 and 8")  # fmt: skip
+        "training_question", "their question, greedy, strengths 1-16")  # fmt: skip
+    row("steering-awareness eval", "claims at 1× (0.09 residual norms), greedy",
+        "training_question_at_1")  # fmt: skip
+    row("steering-awareness eval", "claims at 8× (0.72 residual norms), greedy",
+        "training_question_at_8", "greedy unsteered control: no claim in either model")  # fmt: skip
     row("steering-awareness eval", "false positives, sampled controls", "training_question_fpr")
     row("steering-awareness eval", "net detection (held-out − sampled controls)",
-        "training_question_net", "Newcombe on counts; the trained ability, if any")  # fmt: skip
+        "training_question_net", "held-out and controls both sampled (T = 1), strengths 4 "
+        "and 8; clustered by concept (MOVER)")  # fmt: skip
     row("steering-awareness eval", "identified, held-out", "training_question_identified")
     row("injected-thoughts (Lindsey's prompt), offline grader", "claims detection (affirmative)",
         "affirmative",
         f"control false positives: untrained {res['untrained']['control_affirmative'][0]:.2f}, "
         f"trained {res['trained']['control_affirmative'][0]:.2f}")  # fmt: skip
     row("injected-thoughts, offline grader", "net claims (injected − control)", "affirmative_net",
-        "Newcombe on counts")  # fmt: skip
+        "clustered by concept (MOVER)")  # fmt: skip
     row("injected-thoughts, offline grader", "Lindsey success (coherent + names it)", "success")
     row("detection-logits", "P(yes) shift vs control", "p_yes_shift")
     row("logit lens (detection-logits run)", "P(concept token), last layer", "lens_p_concept")
     row("anomaly direction (diff of means)", "AUC detected vs rest", "anomaly_auc")
     row("linear probe (logistic, concept-grouped folds)", "AUC detected vs rest", "probe_auc")
+    for key in sorted(k for k in res["trained"] if k.startswith("lens_p_concept_L")):
+        row("logit lens through the layers (internality)", f"P(concept token), layer {key[16:]}",
+            key, "answer position, injected trials")  # fmt: skip
     args.data.mkdir(parents=True, exist_ok=True)
     (args.data / "sensitivity.json").write_text(json.dumps(rows, indent=1))
     (args.data / "instruments_raw.json").write_text(json.dumps(res, indent=1))

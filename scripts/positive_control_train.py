@@ -45,6 +45,15 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--adapters", type=Path, default=Path("runs/positive-control"))
     p.add_argument("--out-data", type=Path, default=Path("analyses/data/positive-control"))
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument(
+        "--empty-factor", type=float, default=0.25, help="no-injection negatives per positive"
+    )
+    p.add_argument("--replay-fraction", type=float, default=0.5)
+    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
+    p.add_argument("--decay", action="store_true", help="cosine decay to 0 after the warm-up")
+    p.add_argument("--clip", type=float, default=0.0, help="gradient-norm clipping (0: none)")
+    p.add_argument("--train-only", action="store_true", help="stop after training")
     p.add_argument("--max-new-tokens", type=int, default=12)
     p.add_argument("--controls", type=int, default=60)
     args = p.parse_args()
@@ -70,7 +79,10 @@ def main() -> int:
     layer = st.default_layer(model)
     needed: set[str] = set()
     for n in sizes:
-        ex = sdata.build(n, concepts, triplets, replay, held, seed=args.seed)
+        ex = sdata.build(
+            n, concepts, triplets, replay, held, seed=args.seed, empty_factor=args.empty_factor,
+            replay_fraction=args.replay_fraction,
+        )  # fmt: skip
         needed |= {e.concept for e in ex if e.vector is not None}
     seen = sorted(needed)[:: max(1, len(needed) // 10)][:10]
     t = time.perf_counter()
@@ -131,9 +143,15 @@ def main() -> int:
     # snapshot after k steps has seen k × batch examples once, so the curve is detection vs data.
     n = sizes[-1]
     config = st.AwarenessConfig(
-        examples=n, epochs=1, seed=args.seed, learning_rate=args.lr,
-        checkpoint_every=args.snapshot_every,
+        examples=n, epochs=args.epochs, seed=args.seed, learning_rate=args.lr,
+        checkpoint_every=args.snapshot_every, empty_factor=args.empty_factor,
+        replay_fraction=args.replay_fraction, warmup_steps=args.warmup,
+        cosine_decay=args.decay, max_grad_norm=args.clip,
     )  # fmt: skip
+    import dataclasses
+
+    # the eval script rebuilds the same config from this file (snapshots are checked against it)
+    (args.adapters / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
     out = args.adapters / f"n{n}"
     partial = out.with_name(out.name + ".partial")
 
@@ -152,6 +170,8 @@ def main() -> int:
     record = json.loads((out / "training.json").read_text())
     timings["train_s"] = record["train_seconds"]
     (args.out_data / "settings.json").write_text(json.dumps(settings, indent=1))
+    if args.train_only:
+        return 0
 
     t = time.perf_counter()
     base_rows = run_trials(model, "untrained", True)

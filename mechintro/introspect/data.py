@@ -206,8 +206,11 @@ def introspection_examples(
     *,
     strengths: Sequence[float] = TRAIN_STRENGTHS,
     seed: int = 0,
+    empty_factor: float = 0.25,
 ) -> list[Example]:
-    """Every introspection example of ``prepare_dataset`` for these lists, in their order."""
+    """Every introspection example of ``prepare_dataset`` for these lists, in their order.
+    ``empty_factor``: the no-injection negatives as a fraction of the positives (theirs: ¼;
+    1.25 makes "yes" and "no" answers equally many)."""
     rng = random.Random(seed)
     concepts = list(concepts)
     if len(concepts) < 2:
@@ -247,7 +250,7 @@ def introspection_examples(
                 rng.randrange(2**31),
             )
         )
-    for _ in range(int(budget * 0.25)):
+    for _ in range(int(budget * empty_factor)):
         out.append(Example("empty", rng.choice(DETECTION_QUESTIONS), rng.choice(NEGATIVE_ANSWERS)))
     mc = []
     for specific, general, sibling in triplets:
@@ -274,19 +277,28 @@ def build(
     *,
     strengths: Sequence[float] = TRAIN_STRENGTHS,
     seed: int = 0,
+    empty_factor: float = 0.25,
+    replay_fraction: float = 0.5,
 ) -> list[Example]:
-    """``n`` training examples: half introspection (each family keeping its share of
-    :func:`introspection_examples`), half replay (``replay``'s (prompt, answer) pairs, cycled if
-    there are fewer), shuffled. Refuses overlapping concept lists and any held-out word in any
-    example's text."""
+    """``n`` training examples: ``1 - replay_fraction`` introspection (each family keeping its
+    share of :func:`introspection_examples` with ``empty_factor``), ``replay_fraction`` replay
+    (``replay``'s (prompt, answer) pairs, cycled if there are fewer; theirs: ½), shuffled.
+    Refuses overlapping concept lists and any held-out word in any example's text."""
     if n < 2:
         raise MechintroError(f"--examples must be at least 2, got {n}")
     check_disjoint(list(concepts) + [w for t in triplets for w in t], held_out)
-    if not replay:
+    if not 0 <= replay_fraction < 1 or not empty_factor >= 0:
+        raise MechintroError(
+            f"replay_fraction must be in [0, 1) and empty_factor at least 0, got "
+            f"{replay_fraction:g} and {empty_factor:g}"
+        )
+    if not replay and replay_fraction > 0:
         raise MechintroError("no replay examples: give at least one (prompt, answer) pair")
-    full = introspection_examples(concepts, triplets, strengths=strengths, seed=seed)
+    full = introspection_examples(
+        concepts, triplets, strengths=strengths, seed=seed, empty_factor=empty_factor
+    )
     rng = random.Random(seed + 1)
-    n_intro = n // 2
+    n_intro = n // 2 if replay_fraction == 0.5 else n - round(n * replay_fraction)
     by_family: dict[str, list[Example]] = {}
     for ex in full:
         by_family.setdefault(ex.family, []).append(ex)

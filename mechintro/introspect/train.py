@@ -82,11 +82,25 @@ class AwarenessConfig:
     layer: int | None = None
     strengths: tuple[float, ...] = sdata.TRAIN_STRENGTHS
     replay_tokens: int = 32
+    # deviations a budget may need (docs/positive-control.md); the defaults are theirs or the
+    # earlier runs': no-injection negatives per positive [¼], replay share [½], the schedule
+    # [OneCycle, 100 warm-up steps, clip 1.0; finetune's default: constant, no clipping]
+    empty_factor: float = 0.25
+    replay_fraction: float = 0.5
+    warmup_steps: int = 0
+    cosine_decay: bool = False
+    max_grad_norm: float = 0.0
 
     def __post_init__(self) -> None:
         check_config(self)
         if not self.strengths or not all(math.isfinite(s) and s > 0 for s in self.strengths):
             raise MechintroError("strengths must be positive numbers, e.g. 0.5,1,2,4,8,16")
+        if not 0 <= self.replay_fraction < 1 or not self.empty_factor >= 0:
+            raise MechintroError(
+                f"replay_fraction must be in [0, 1) and empty_factor at least 0, got "
+                f"{self.replay_fraction:g} and {self.empty_factor:g}"
+            )
+        self.lora()  # refuses a bad schedule (warmup_steps, max_grad_norm) before any work
 
     def lora(self) -> training.TrainConfig:
         return training.TrainConfig.of(self)
@@ -303,7 +317,8 @@ def prepare(
     def build(pairs):
         return sdata.build(
             config.examples, concepts, triplets, pairs, held,
-            strengths=config.strengths, seed=config.seed,
+            strengths=config.strengths, seed=config.seed, empty_factor=config.empty_factor,
+            replay_fraction=config.replay_fraction,
         )  # fmt: skip
 
     # the introspection examples do not depend on the replay pairs: check the vectors and the
@@ -341,8 +356,25 @@ def train(
         _, labels = training._encode(model, p, a)
         positions.append(next(i for i, y in enumerate(labels) if y != -100) - 1)
     added = [_added(ex, vectors) for ex in examples]
+    record = run_record(examples, vectors, config, held)
+    return training.finetune(
+        model,
+        pairs,
+        out,
+        config.lora(),
+        progress=progress,
+        steer=_steer(model, added, positions, vectors.layer),
+        extra_record=record,
+    )
+
+
+def run_record(
+    examples: Sequence[sdata.Example], vectors: Vectors, config: AwarenessConfig, held: list[str]
+) -> dict:
+    """The steering-awareness settings recorded in ``training.json`` (and in the checkpoint's
+    identity)."""
     families = {f: sum(ex.family == f for ex in examples) for f in sdata.FAMILIES}
-    record = {
+    return {
         AWARENESS_KEY: {
             "layer": vectors.layer,
             "vector_template": VECTOR_TEMPLATE,
@@ -358,15 +390,6 @@ def train(
             "reference": "david-aisi/steering-awareness @ 4f0dab39",
         }
     }
-    return training.finetune(
-        model,
-        pairs,
-        out,
-        config.lora(),
-        progress=progress,
-        steer=_steer(model, added, positions, vectors.layer),
-        extra_record=record,
-    )
 
 
 def load(model: Model, adapter: str | Path) -> tuple[Model, dict]:
@@ -601,3 +624,49 @@ def evaluate(
 
 def dumps(result: dict) -> str:
     return json.dumps(result, indent=1)
+
+
+def export_snapshot(
+    model: Model, checkpoint: str | Path, config: AwarenessConfig, out: str | Path, record: dict
+) -> Path:
+    """Write the adapter of a finetune checkpoint (a snapshot taken during training) as a
+    finished adapter directory ``out`` that ``--model out`` loads: the LoRA weights and a
+    ``training.json`` with ``record`` (the run's steering-awareness settings) and the snapshot's
+    step, losses and seconds. Refuses a checkpoint of other settings."""
+    import warnings
+
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+
+    out = Path(out)
+    saved = torch.load(checkpoint, weights_only=True)
+    if saved["config"] != dataclasses.asdict(config.lora()):
+        raise MechintroError(f"{checkpoint} holds a checkpoint of other settings")
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        exclude_modules=[model.arch.unembed],
+        task_type="CAUSAL_LM",
+    )
+    import copy
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        peft_model = get_peft_model(copy.deepcopy(model.hf), lora)
+    set_peft_model_state_dict(peft_model, saved["adapter"])
+    peft_model.save_pretrained(out)
+    state = saved["state"]
+    full = {
+        **record,
+        "base_model": model.name,
+        "base_weights_sha256": model.weights_sha256,
+        "examples_sha256": saved["examples_sha256"],
+        "config": saved["config"],
+        "steps": state["step"],
+        "losses": state["losses"],
+        "train_seconds": round(state["seconds"], 1),
+        "snapshot_of": str(checkpoint),
+    }
+    (out / training.TRAINING_FILE).write_text(json.dumps(full, indent=1))
+    return out

@@ -291,3 +291,73 @@ def test_evaluate_runs_the_same_trials_on_both_models_and_summarises(tiny, tmp_p
     }
     ratios = result["settings"]["ratios"]  # rounded to 4 places
     assert ratios["2"] == pytest.approx(2 * ratios["1"], abs=2e-4)
+
+
+def test_balanced_negatives_and_a_smaller_replay_share():
+    """``empty_factor`` 1.25 makes the "no" answers (noise, empty, MC negatives) as many as the
+    "yes" answers (positives, mismatch, MC); ``replay_fraction`` sets the replay share; the
+    defaults are their mixture, and the leak check still runs over every family."""
+    concepts, triplets = sdata.split()
+    held = sdata.held_out_concepts()
+    ex = sdata.build(600, concepts, triplets, REPLAY, held, empty_factor=1.25, replay_fraction=0.25)
+    counts = {f: sum(e.family == f for e in ex) for f in sdata.FAMILIES}
+    yes = counts["positive"] + counts["mismatch"] + counts["mc"]
+    no = counts["noise"] + counts["empty"] + counts["mc_negative"]
+    assert len(ex) == 600 and counts["replay"] == 150 and abs(yes - no) <= 2
+    theirs = {f: sum(e.family == f for e in _all_families()) for f in sdata.FAMILIES}
+    assert theirs["empty"] < counts["empty"] and theirs["replay"] == 300
+    with pytest.raises(MechintroError, match="replay_fraction must be in"):
+        sdata.build(60, concepts, triplets, REPLAY, held, replay_fraction=1.0)
+    planted = [("Tell me about desks.", "Desks hold Sugar.")]
+    with pytest.raises(MechintroError, match="replay training example mentions"):
+        sdata.build(60, concepts, triplets, planted, held, empty_factor=1.25, replay_fraction=0.25)
+
+
+def test_learning_rate_schedule_warm_up_then_cosine_to_zero():
+    from mechintro.training import TrainConfig
+
+    constant = TrainConfig(learning_rate=1e-3)
+    assert [constant.lr_at(s, 10) for s in (0, 5, 9)] == [1e-3] * 3
+    c = TrainConfig(learning_rate=1e-3, warmup_steps=4, cosine_decay=True)
+    assert [round(c.lr_at(s, 12), 8) for s in range(5)] == [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3]
+    assert c.lr_at(8, 12) == pytest.approx(5e-4) and c.lr_at(11, 12) < 1e-4
+    with pytest.raises(MechintroError, match="warmup_steps and max_grad_norm at least 0"):
+        TrainConfig(warmup_steps=-1)
+    from mechintro.introspect.train import AwarenessConfig
+
+    with pytest.raises(MechintroError, match="warmup_steps and max_grad_norm at least 0"):
+        AwarenessConfig(max_grad_norm=-1.0)
+    with pytest.raises(MechintroError, match="replay_fraction must be in"):
+        AwarenessConfig(replay_fraction=1.0)
+
+
+def test_a_scheduled_clipped_run_resumes_bit_for_bit(tiny, tmp_path):
+    """Warm-up, cosine decay and clipping are functions of the step: a run killed after step 2
+    and resumed ends with the same adapter and losses as an uninterrupted one."""
+    from safetensors.torch import load_file
+
+    from mechintro.introspect import train as itrain
+
+    config = itrain.AwarenessConfig(
+        **TINY, warmup_steps=2, cosine_decay=True, max_grad_norm=0.5, empty_factor=1.25
+    )
+    whole = itrain.train(tiny, tmp_path / "whole", config, **_given(tiny))
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_2(step, total):
+        if step == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        itrain.train(tiny, tmp_path / "resumed", config, progress=stop_at_2, **_given(tiny))
+    resumed = itrain.train(tiny, tmp_path / "resumed", config, **_given(tiny))
+    a = load_file(whole / "adapter_model.safetensors")
+    b = load_file(resumed / "adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    constant = itrain.train(
+        tiny, tmp_path / "constant", itrain.AwarenessConfig(**TINY), **_given(tiny)
+    )
+    c = load_file(constant / "adapter_model.safetensors")
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the schedule changed the run
