@@ -41,6 +41,7 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "oracles": {},  # reads analyses/data/oracles/{model}
     "strength_comparison": {},  # reads analyses/data/smollm2-135m/strength-comparison.zarr
     "sentence_localisation": {},  # reads analyses/data/smollm2-135m/sentence-localisation.zarr
+    "strength_classification": {},  # reads analyses/data/smollm2-135m/strength-classification.zarr
     "positive_control": {},  # reads analyses/data/positive-control (issue 33)
 }
 # the PNGs a script draws, where they are not just ``{script}.png``

@@ -75,6 +75,11 @@ SMALL: dict[str, dict[str, object]] = {
         "pairs": ("2:6", "3:7"),
         "trials": 15,
     },
+    # three of their word concepts, their best layer (18 of 32), their three coefficients
+    "strength-classification": {
+        "concepts": ("Dust", "Satellites", "Trumpets"),
+        "layers": ("0.5625",),
+    },
     # one concept, their best layer (2) and two strengths, 4 draws of 10 sentences
     "sentence-localisation": {
         "concepts": ("Dust",),
