@@ -80,6 +80,12 @@ SMALL: dict[str, dict[str, object]] = {
         "concepts": ("Dust", "Satellites", "Trumpets"),
         "layers": ("0.5625",),
     },
+    # six of their concepts (k = 5 partners need six), their 57 % layer, two of their strengths
+    "mismatch": {
+        "concepts": ("dust", "satellites", "trumpets", "lightning", "oceans", "bread"),
+        "layers": ("0.5556",),
+        "strengths": (4.0, 6.0),
+    },
     # one concept, their best layer (2) and two strengths, 4 draws of 10 sentences
     "sentence-localisation": {
         "concepts": ("Dust",),

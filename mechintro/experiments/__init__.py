@@ -26,6 +26,7 @@ MODULES: dict[str, str] = {
     "patchscope": "mechintro.experiments.patchscope",
     "strength-comparison": "mechintro.experiments.strength_comparison",
     "strength-classification": "mechintro.experiments.strength_classification",
+    "mismatch": "mechintro.experiments.mismatch",
     "sentence-localisation": "mechintro.experiments.sentence_localisation",
 }
 """CLI name → module path, in the order the CLI and the docs list them."""
