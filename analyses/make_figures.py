@@ -42,6 +42,7 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "strength_comparison": {},  # reads analyses/data/smollm2-135m/strength-comparison.zarr
     "sentence_localisation": {},  # reads analyses/data/smollm2-135m/sentence-localisation.zarr
     "strength_classification": {},  # reads analyses/data/smollm2-135m/strength-classification.zarr
+    "mismatch": {},  # reads analyses/data/smollm2-135m/mismatch.zarr
     "positive_control": {},  # reads analyses/data/positive-control (issue 33)
 }
 # the PNGs a script draws, where they are not just ``{script}.png``

@@ -68,6 +68,12 @@ PUBLISHED = {
         "model's answer in up to 0.7 of 10 concepts (layer 18, coefficient 9, expected "
         "Moderate). No random-direction control, no uninjected answer."
     ),
+    "mismatch": (
+        "Sridharan (agastyasridharan/introspection), Qwen3-8B: introspection score (detection "
+        "shift minus factual-question shift) -0.52 (14B -0.35, 32B -2.83); congruent - "
+        "incongruent gap +0.18 logits (paired t over 50 concepts, p = 0.67). No random "
+        "direction."
+    ),
     "patchscope": (
         "Ghandeharioun et al. (2024), 'Patchscopes': the identity prompt decodes a hidden state "
         "by asking the model to repeat it; the paper patches hidden states, not concept "
@@ -273,6 +279,22 @@ def _verdict(name: str, summary) -> str:
                 "control (Wilson intervals apart)"
             )
         return text + f"; uninjected answers {summary.attrs['uninjected']}."
+    if name == "mismatch":
+        a = summary.attrs
+        parts = []
+        if "score_concept" in a:
+            text = f"Introspection score {a['score_concept']:+.2f} ({a['score_concept_positive']}"
+            text += " concepts > 0)"
+            if "score_random" in a:
+                text += f"; a random direction of the same norm {a['score_random']:+.2f}"
+            parts.append(text)
+        if "gap" in a:
+            parts.append(
+                f"congruent - incongruent gap {a['gap']:+.2f} (paired t p = {a['gap_p']:.2g}; "
+                f"congruent {a['congruent']:+.2f}, incongruent {a['incongruent']:+.2f}, "
+                f"uninjected {a['baseline']:+.2f})"
+            )
+        return "; ".join(parts) + "."
     return ""
 
 
