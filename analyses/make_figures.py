@@ -41,6 +41,8 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "oracles": {},  # reads analyses/data/oracles/{model}
     "strength_comparison": {},  # reads analyses/data/smollm2-135m/strength-comparison.zarr
     "sentence_localisation": {},  # reads analyses/data/smollm2-135m/sentence-localisation.zarr
+    "strength_classification": {},  # reads analyses/data/smollm2-135m/strength-classification.zarr
+    "mismatch": {},  # reads analyses/data/smollm2-135m/mismatch.zarr
     "positive_control": {},  # reads analyses/data/positive-control (issue 33)
     "positive_control_dose_depth": {},  # the same data: detection vs strength and vs layer
 }

@@ -62,6 +62,18 @@ PUBLISHED = {
         "Hahami et al. (arXiv 2512.12411 v2, 5.2), Llama-3.1-8B: which of 10 sentences carried "
         "the injection, up to 88% at layer 2, α 5 (chance 10%). No random-direction control."
     ),
+    "strength-classification": (
+        "Hahami et al. (elyhahami18/CS2881-Introspection @ e3d2f4c), Llama-3.1-8B: the injection's "
+        "strength bin (Weak / Moderate / Strong / Very strong) named by an LLM judge of the "
+        "model's answer in up to 0.7 of 10 concepts (layer 18, coefficient 9, expected "
+        "Moderate). No random-direction control, no uninjected answer."
+    ),
+    "mismatch": (
+        "Sridharan (agastyasridharan/introspection), Qwen3-8B: introspection score (detection "
+        "shift minus factual-question shift) -0.52 (14B -0.35, 32B -2.83); congruent - "
+        "incongruent gap +0.18 logits (paired t over 50 concepts, p = 0.67). No random "
+        "direction."
+    ),
     "patchscope": (
         "Ghandeharioun et al. (2024), 'Patchscopes': the identity prompt decodes a hidden state "
         "by asking the model to repeat it; the paper patches hidden states, not concept "
@@ -260,6 +272,37 @@ def _verdict(name: str, summary) -> str:
                 "control (Wilson intervals apart)"
             )
         return text + f"; uninjected answers {summary.attrs['uninjected_choices']}."
+    if name == "strength-classification":
+        acc, rnd, cells = _concept_and_random(summary)
+        bal = summary.balanced.sel(condition="concept").values
+        text = (
+            f"The expected strength bin is named in {acc.min():.2f}–{acc.max():.2f} of trials "
+            f"across {cells} (layer, coefficient) cells (balanced accuracy per layer "
+            f"{bal.min():.2f}–{bal.max():.2f}, chance {float(summary.chance):.2f})"
+        )
+        if rnd is not None:
+            text += (
+                f"; a random unit direction {rnd.min():.2f}–{rnd.max():.2f}; "
+                f"{int(summary.above_random.sum())} of {cells} cells are above the random "
+                "control (Wilson intervals apart)"
+            )
+        return text + f"; uninjected answers {summary.attrs['uninjected']}."
+    if name == "mismatch":
+        a = summary.attrs
+        parts = []
+        if "score_concept" in a:
+            text = f"Introspection score {a['score_concept']:+.2f} ({a['score_concept_positive']}"
+            text += " concepts > 0)"
+            if "score_random" in a:
+                text += f"; a random direction of the same norm {a['score_random']:+.2f}"
+            parts.append(text)
+        if "gap" in a:
+            parts.append(
+                f"congruent - incongruent gap {a['gap']:+.2f} (paired t p = {a['gap_p']:.2g}; "
+                f"congruent {a['congruent']:+.2f}, incongruent {a['incongruent']:+.2f}, "
+                f"uninjected {a['baseline']:+.2f})"
+            )
+        return "; ".join(parts) + "."
     return ""
 
 

@@ -75,6 +75,17 @@ SMALL: dict[str, dict[str, object]] = {
         "pairs": ("2:6", "3:7"),
         "trials": 15,
     },
+    # three of their word concepts, their best layer (18 of 32), their three coefficients
+    "strength-classification": {
+        "concepts": ("Dust", "Satellites", "Trumpets"),
+        "layers": ("0.5625",),
+    },
+    # six of their concepts (k = 5 partners need six), their 57 % layer, two of their strengths
+    "mismatch": {
+        "concepts": ("dust", "satellites", "trumpets", "lightning", "oceans", "bread"),
+        "layers": ("0.5556",),
+        "strengths": (4.0, 6.0),
+    },
     # one concept, their best layer (2) and two strengths, 4 draws of 10 sentences
     "sentence-localisation": {
         "concepts": ("Dust",),

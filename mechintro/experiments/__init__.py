@@ -25,6 +25,8 @@ MODULES: dict[str, str] = {
     "self-prediction": "mechintro.experiments.self_prediction",
     "patchscope": "mechintro.experiments.patchscope",
     "strength-comparison": "mechintro.experiments.strength_comparison",
+    "strength-classification": "mechintro.experiments.strength_classification",
+    "mismatch": "mechintro.experiments.mismatch",
     "sentence-localisation": "mechintro.experiments.sentence_localisation",
 }
 """CLI name → module path, in the order the CLI and the docs list them."""
