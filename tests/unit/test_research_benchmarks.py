@@ -1,0 +1,96 @@
+"""The research-scale benchmarks' own logic: the dtype benchmark's varied-prompt controls (which
+the concept-grouped anomaly analysis needs since identical controls became one CV group) and
+``research_scale.py``'s estimate read from its own measured rows."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"benchmarks/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(tiny, tmp_path: Path, variants: int):
+    import xarray as xr
+
+    import mechintro as mi
+    from mechintro import runs
+    from mechintro.experiments import detection_logits
+    from mechintro.runner import execute
+
+    bench = _script("resid_dtype_error")
+    rng = np.random.default_rng(0)
+    words = list(bench.CONCEPTS)
+    array = rng.standard_normal((len(words), tiny.n_layers, tiny.d_model)).astype(np.float32)
+    vectors = mi.vectors_from_array(array, tiny, words, method="random")
+    trials, layers = bench.varied_trials(tiny, vectors, variants=variants)
+    out = execute(
+        tiny, trials, tmp_path / f"v{variants}.zarr",
+        config=detection_logits.Config(
+            concepts=bench.CONCEPTS, layers=("0.5",), strengths=(2.0, 4.0, 8.0, 16.0),
+            record_resid=True,
+        ),
+        experiment=detection_logits.NAME, mode="logits", answers=detection_logits.YES_NO,
+        layers=layers, vectors=vectors, progress=False,
+    )  # fmt: skip
+    ds = runs.open_run(out).load()
+    injected = np.asarray(ds["condition"].values) != "control"
+    labels = xr.DataArray(np.where(injected, "detected", "control"), dims="trial")
+    return trials, ds, labels
+
+
+def test_the_dtype_benchmarks_controls_vary_so_the_anomaly_analysis_runs(tiny, tmp_path):
+    from mechintro.analysis.anomaly import anomaly_directions
+    from mechintro.errors import MechintroError
+
+    trials, ds, labels = _run(tiny, tmp_path, variants=16)
+    controls = [tuple(t.prompt.input_ids) for t in trials if t.condition == "control"]
+    assert len(controls) == 8 and len(set(controls)) == 8  # two per strength, all different
+    injected = {tuple(t.prompt.input_ids) for t in trials if t.condition != "control"}
+    assert len(injected) > 1 and injected & set(controls)  # same prompts on both sides
+    result = anomaly_directions(ds, labels, n_boot=20)
+    assert np.isfinite(result.auc.values).all()
+
+    # the earlier design: every control on "Trial 1", one CV group, refused
+    _, ds1, labels1 = _run(tiny, tmp_path, variants=1)
+    with pytest.raises(MechintroError, match="leaves no detected"):
+        anomaly_directions(ds1, labels1, n_boot=20)
+
+
+def test_the_estimate_reads_this_runs_rows():
+    bench = _script("research_scale")
+
+    def row(shape, positions, cpu, wall, ratio, stored=175, writer="inline"):
+        return {
+            "shape": shape, "resid_positions": positions, "writer": writer,
+            "write_raw_MB_per_cpu_s": cpu, "write_raw_MB_s": wall, "resid_ratio": ratio,
+            "positions_stored": stored, "prompt_width": 175,
+        }  # fmt: skip
+
+    rows = [
+        row("smollm2-135m", "all", 80.0, 8.0, 4.8),
+        row("smollm2-135m", "window", 140.0, 14.0, 12.5, stored=30),
+        row("llama-8b-width", "all", 70.0, 7.0, 2.9),
+        row("llama-8b-width", "all", None, 9.0, 2.9, writer="background"),
+        row("llama-70b-width", "all", 60.0, 6.0, 2.8),
+    ]
+    args = argparse.Namespace()
+    bench.estimate_inputs(rows, args, "cpu")
+    assert args.write_mb_s_all == 70.0  # the 8B width's own rate
+    assert args.write_mb_s_window == 140.0  # no 8B-width window row: SmolLM2's
+    assert args.ratio_all == 4.8  # compression: the trained model's
+    assert args.window_share == round(30 / 175, 3)
+    assert args.ratio_window == round(12.5 * 30 / 175, 2)
+    bench.estimate_inputs(rows, args, "wall")
+    assert (args.write_mb_s_all, args.write_mb_s_window) == (7.0, 14.0)
