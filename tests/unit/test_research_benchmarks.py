@@ -94,3 +94,41 @@ def test_the_estimate_reads_this_runs_rows():
     assert args.ratio_window == round(12.5 * 30 / 175, 2)
     bench.estimate_inputs(rows, args, "wall")
     assert (args.write_mb_s_all, args.write_mb_s_window) == (7.0, 14.0)
+
+
+def test_the_store_part_measures_both_writers_and_the_back_pressure(tiny, monkeypatch):
+    """``--parts store`` on the tiny model, with the simulations' widths shrunk: each shape is
+    run with writes inline and on the background writer, side by side, and the rows carry what
+    the docs quote (MB per CPU-second inline; the writer's back-pressure and tail in the
+    background; a peak memory; the writer's effect as a ratio)."""
+    import mechintro
+
+    bench = _script("research_scale")
+    monkeypatch.setattr(mechintro, "load_model", lambda *a, **k: tiny)
+    monkeypatch.setattr(
+        bench,
+        "SIMS",
+        {"llama-8b-width": (64, 4, 2, 128, 32), "llama-70b-width": (96, 4, 2, 192, 80)},
+    )
+    args = argparse.Namespace(
+        **{**bench.QUICK, "strengths": 2, "batch_size": 2, "sim_strengths": 2, "sim_layers": 1}
+    )
+    rows = bench.store(args)
+    from mechintro import runner
+
+    assert runner.BACKGROUND_WRITES is True  # restored
+    shapes = {(r["shape"], r["resid_positions"], r["writer"]) for r in rows}
+    assert shapes == {
+        *((s, p, w) for s in ("smollm2-135m", "llama-8b-width") for p in ("all", "window")
+          for w in ("inline", "background")),
+        ("llama-70b-width", "all", "inline"), ("llama-70b-width", "all", "background"),
+    }  # fmt: skip
+    for r in rows:
+        assert r["batches"] >= 2 and r["peak_rss_GB"] > 0 and r["store_MB_per_trial"] > 0
+        if r["writer"] == "inline":
+            assert r["write_raw_MB_per_cpu_s"] > 0 and r["writer_backpressure_s"] is None
+        else:
+            assert r["write_raw_MB_per_cpu_s"] is None
+            assert r["writer_backpressure_s"] >= 0 and r["writer_tail_s"] > 0
+    sim = next(r for r in rows if r["shape"] == "llama-70b-width")
+    assert sim["d_model"] == 96 and sim["full_layers"] == 80
