@@ -5,16 +5,21 @@ Four measurements, printed as JSON lines (``docs/performance.md``, "Research sca
 
 1. ``compressors``: real SmolLM2 residual streams (float16, every layer, a detection-logits
    batch's prompts) through each candidate codec — ratio, encode and decode MB/s of raw data,
-   one thread. The store's codec (Blosc zstd level 3, byte shuffle) is one of the rows.
+   one thread (``benchmarks/resid_storage.py --parts codecs`` is the fuller table, on which the
+   store's codec, plain zstd 3, was chosen).
 2. ``dtypes``: the same residuals stored as float16 / bfloat16 instead of float32 — the
    relative error each introduces (per vector, and in a logit-lens readout at the last layer).
 3. ``store``: a logit-mode run with residuals recorded, through ``runner.execute``, on SmolLM2
    and on random-weight Llama models with the 8B and 70B widths (hidden size, heads, KV heads,
    MLP width of the published configs) but only ``--sim-layers`` layers and SmolLM2's tokenizer
    (49,152 entries) so they fit in this machine's memory. Time in the forward
-   (``engine.run_batch``) and in the store's write (``runs.write_batch``, on the background
-   writer's thread) is accumulated separately; bytes per trial on disk
-   and raw; write MB/s (raw bytes / write seconds); peak resident memory.
+   (``engine.run_batch``) and in the store's write (``runs.write_batch``) is accumulated
+   separately; bytes per trial on disk and raw; write MB/s (raw bytes / write seconds, wall
+   clock) and, with writes inline, MB per CPU-second (what a core of one's own does, which a
+   shared machine's load does not move); the run's peak resident memory. With
+   ``--writer-modes both`` each run is repeated on the runner's background writer, side by
+   side: the wall-time ratio, the writer's back-pressure (seconds the forward loop waited for
+   the batch in flight before handing over the next) and its tail (the last batch's write).
 4. ``writer`` (``--parts writer``): the same SmolLM2 run with the runner's background writer
    off and on, alternated in one process; the ratio of the best wall times.
 
@@ -23,6 +28,9 @@ simulated ones by ``layers_full / layers_sim``; the script prints that scaling n
 simulated row. Nothing here times a GPU: the H100 estimate in the docs is on paper.
 
     python benchmarks/research_scale.py --parts compressors,dtypes,store
+    python benchmarks/research_scale.py --all-quick   # the docs' research-scale rows, < 4 min idle
+
+Every run prints the 1/5/15-minute load average at its start and end, and each row its own.
 """
 
 from __future__ import annotations
