@@ -96,12 +96,19 @@ def test_the_estimate_reads_this_runs_rows():
     assert (args.write_mb_s_all, args.write_mb_s_window) == (7.0, 14.0)
 
 
-def test_the_store_part_measures_both_writers_and_the_back_pressure(tiny, monkeypatch):
-    """``--parts store`` on the tiny model, with the simulations' widths shrunk: each shape is
-    run with writes inline and on the background writer, side by side, and the rows carry what
-    the docs quote (MB per CPU-second inline; the writer's back-pressure and tail in the
-    background; a peak memory; the writer's effect as a ratio)."""
+def test_all_quick_measures_both_writers_the_back_pressure_and_the_estimate(
+    tiny, monkeypatch, capsys
+):
+    """``--all-quick`` on the tiny model, with the simulations' widths and the trial counts
+    shrunk: each shape is run with writes inline and on the background writer, side by side,
+    and the rows carry what the docs quote (MB per CPU-second inline; the writer's back-pressure
+    and tail in the background; a peak memory; the load), then the writer part and the estimate
+    from the run's own rows, per CPU-second and at the wall-clock rates."""
+    import json
+    import sys
+
     import mechintro
+    from mechintro import runner
 
     bench = _script("research_scale")
     monkeypatch.setattr(mechintro, "load_model", lambda *a, **k: tiny)
@@ -110,13 +117,12 @@ def test_the_store_part_measures_both_writers_and_the_back_pressure(tiny, monkey
         "SIMS",
         {"llama-8b-width": (64, 4, 2, 128, 32), "llama-70b-width": (96, 4, 2, 192, 80)},
     )
-    args = argparse.Namespace(
-        **{**bench.QUICK, "strengths": 2, "batch_size": 2, "sim_strengths": 2, "sim_layers": 1}
-    )
-    rows = bench.store(args)
-    from mechintro import runner
-
+    monkeypatch.setattr(bench, "QUICK", {**bench.QUICK, "strengths": 2, "sim_strengths": 2})
+    monkeypatch.setattr(sys, "argv", ["research_scale.py", "--all-quick", "--batch-size", "2"])
+    assert bench.main() == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     assert runner.BACKGROUND_WRITES is True  # restored
+    rows = [x for x in lines if "writer" in x and "shape" in x]
     shapes = {(r["shape"], r["resid_positions"], r["writer"]) for r in rows}
     assert shapes == {
         *((s, p, w) for s in ("smollm2-135m", "llama-8b-width") for p in ("all", "window")
@@ -125,6 +131,7 @@ def test_the_store_part_measures_both_writers_and_the_back_pressure(tiny, monkey
     }  # fmt: skip
     for r in rows:
         assert r["batches"] >= 2 and r["peak_rss_GB"] > 0 and r["store_MB_per_trial"] > 0
+        assert len(r["load_1min_start_end"]) == 2
         if r["writer"] == "inline":
             assert r["write_raw_MB_per_cpu_s"] > 0 and r["writer_backpressure_s"] is None
         else:
@@ -132,3 +139,11 @@ def test_the_store_part_measures_both_writers_and_the_back_pressure(tiny, monkey
             assert r["writer_backpressure_s"] >= 0 and r["writer_tail_s"] > 0
     sim = next(r for r in rows if r["shape"] == "llama-70b-width")
     assert sim["d_model"] == 96 and sim["full_layers"] == 80
+    assert len([x for x in lines if "writer_effect" in x]) == 5
+    assert next(x for x in lines if "background_over_inline" in x)["background_over_inline"] > 0
+    estimates = [x for x in lines if "settings" in x]
+    eight_b = next(r for r in rows if r["shape"] == "llama-8b-width" and r["writer"] == "inline")
+    assert len(estimates) == 4  # defaults and recommended, per CPU-second and wall clock
+    assert estimates[0]["assumed"]["write_MB_s"] == eight_b["write_raw_MB_per_cpu_s"]
+    assert estimates[2]["assumed"]["write_MB_s"] == eight_b["write_raw_MB_s"]
+    assert "total_wall_s" in lines[-1] and "end_load_1_5_15min" in lines[-1]
