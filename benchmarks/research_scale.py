@@ -5,16 +5,21 @@ Four measurements, printed as JSON lines (``docs/performance.md``, "Research sca
 
 1. ``compressors``: real SmolLM2 residual streams (float16, every layer, a detection-logits
    batch's prompts) through each candidate codec — ratio, encode and decode MB/s of raw data,
-   one thread. The store's codec (Blosc zstd level 3, byte shuffle) is one of the rows.
+   one thread (``benchmarks/resid_storage.py --parts codecs`` is the fuller table, on which the
+   store's codec, plain zstd 3, was chosen).
 2. ``dtypes``: the same residuals stored as float16 / bfloat16 instead of float32 — the
    relative error each introduces (per vector, and in a logit-lens readout at the last layer).
 3. ``store``: a logit-mode run with residuals recorded, through ``runner.execute``, on SmolLM2
    and on random-weight Llama models with the 8B and 70B widths (hidden size, heads, KV heads,
    MLP width of the published configs) but only ``--sim-layers`` layers and SmolLM2's tokenizer
    (49,152 entries) so they fit in this machine's memory. Time in the forward
-   (``engine.run_batch``) and in the store's write (``runs.write_batch``, on the background
-   writer's thread) is accumulated separately; bytes per trial on disk
-   and raw; write MB/s (raw bytes / write seconds); peak resident memory.
+   (``engine.run_batch``) and in the store's write (``runs.write_batch``) is accumulated
+   separately; bytes per trial on disk and raw; write MB/s (raw bytes / write seconds, wall
+   clock) and, with writes inline, MB per CPU-second (what a core of one's own does, which a
+   shared machine's load does not move); the run's peak resident memory. With
+   ``--writer-modes both`` each run is repeated on the runner's background writer, side by
+   side: the wall-time ratio, the writer's back-pressure (seconds the forward loop waited for
+   the batch in flight before handing over the next) and its tail (the last batch's write).
 4. ``writer`` (``--parts writer``): the same SmolLM2 run with the runner's background writer
    off and on, alternated in one process; the ratio of the best wall times.
 
@@ -23,6 +28,9 @@ simulated ones by ``layers_full / layers_sim``; the script prints that scaling n
 simulated row. Nothing here times a GPU: the H100 estimate in the docs is on paper.
 
     python benchmarks/research_scale.py --parts compressors,dtypes,store
+    python benchmarks/research_scale.py --all-quick   # the docs' research-scale rows, < 4 min idle
+
+Every run prints the 1/5/15-minute load average at its start and end, and each row its own.
 """
 
 from __future__ import annotations
@@ -46,6 +54,30 @@ SIMS = {
 
 def _rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _reset_peak() -> bool:
+    """Reset the process's peak resident memory (Linux: VmHWM), so each run's peak is its own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak() -> int:
+    """The peak resident memory since the last :func:`_reset_peak` (else of the process)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return _rss()
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
 def smollm2_residuals(n: int = 16) -> tuple[np.ndarray, object]:
@@ -179,30 +211,40 @@ def store(args: argparse.Namespace) -> list[dict]:
     from mechintro.experiments import detection_logits
     from mechintro.runner import execute
 
-    # Inline writes, so the CPU time counted around each write is the write's alone (the
-    # background writer's effect is --parts writer's measurement).
-    runner.BACKGROUND_WRITES = False
+    # Each run twice: writes inline, so the CPU time counted around each write is the write's
+    # alone (MB per CPU-second), then on the runner's background writer, where the time the
+    # forward loop waits for the previous batch's write is the writer's back-pressure.
     smol = mi.load_model("smollm2-135m", progress=False)
     shapes = [("smollm2-135m", smol, 30)]
     for name in args.sims.split(",") if args.sims else []:
         shapes.append((name, None, SIMS[name][4]))
+    sim_positions = dict(x.split("=", 1) for x in args.sim_positions.split("|") if "=" in x)
+    writer_modes = [False, True] if args.writer_modes == "both" else [args.writer_modes == "on"]
     rows = []
     for name, model, full_layers in shapes:
         if model is None:
+            t_build = time.perf_counter()
             model = _sim_model(name, args.sim_layers, smol.tokenizer)
-        for positions in args.positions.split(";"):
+            print(json.dumps({"built": name, "s": round(time.perf_counter() - t_build, 1),
+                              "load_1min": _load()}), flush=True)  # fmt: skip
+        variants = sim_positions.get(name, args.positions) if name in SIMS else args.positions
+        for positions, background in ((p, w) for p in variants.split(";") for w in writer_modes):
+            runner.BACKGROUND_WRITES = background
             rng = np.random.default_rng(0)
             array = rng.standard_normal((2, model.n_layers, model.d_model)).astype(np.float32)
             vectors = mi.vectors_from_array(array, model, ["Dust", "Oceans"], method="random")
-            strengths = args.strengths if name == "smollm2-135m" else args.sim_strengths
+            smol_shape = name == "smollm2-135m"
+            strengths = args.strengths if smol_shape else args.sim_strengths
             config = detection_logits.Config(
                 model=model.name, concepts=("Dust", "Oceans"), layers=("0.5",),
                 strengths=tuple(float(s) for s in range(1, strengths + 1)),
-                record_resid=True, batch_size=args.batch_size,
+                record_resid=True,
+                batch_size=args.batch_size if smol_shape else args.sim_batch_size,
                 resid_positions=tuple(positions.split(",")),
             )  # fmt: skip
             trials, layers = detection_logits.build_trials(config, model, vectors)
             clock = {"forward": 0.0, "write": 0.0, "forward_cpu": 0.0, "write_cpu": 0.0}
+            waits: list[float] = []
 
             def timed(fn, key, clock=clock):
                 def wrapper(*a, **kw):
@@ -215,13 +257,28 @@ def store(args: argparse.Namespace) -> list[dict]:
 
                 return wrapper
 
+            def waited(fn, waits=waits):
+                def wrapper(self):
+                    busy = self.pending is not None
+                    t0 = time.perf_counter()
+                    try:
+                        return fn(self)
+                    finally:
+                        if busy:  # a write was in flight: the forward loop waited for it
+                            waits.append(time.perf_counter() - t0)
+
+                return wrapper
+
             real_forward, real_write = engine.run_batch, runs.write_batch
+            real_wait = runner._Writer.wait
             engine.run_batch = timed(real_forward, "forward")
             runs.write_batch = timed(real_write, "write")
+            runner._Writer.wait = waited(real_wait)
             try:
                 with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
                     out = Path(tmp) / "r.zarr"
                     load_start = os.getloadavg()[0]
+                    _reset_peak()
                     t0 = time.perf_counter()
                     execute(
                         model, trials, out, config=config, mode="logits",
@@ -229,6 +286,7 @@ def store(args: argparse.Namespace) -> list[dict]:
                         progress=False,
                     )  # fmt: skip
                     wall = time.perf_counter() - t0
+                    peak = _peak()
                     load_end = os.getloadavg()[0]
                     on_disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
                     resid_disk = sum(
@@ -239,6 +297,8 @@ def store(args: argparse.Namespace) -> list[dict]:
                     kept = int(opened.resid_stored.values.sum())
             finally:
                 engine.run_batch, runs.write_batch = real_forward, real_write
+                runner._Writer.wait = real_wait
+                runner.BACKGROUND_WRITES = True
             n = len(trials)
             raw_resid = n * model.n_layers * width * model.d_model * 2
             scale = full_layers / model.n_layers
@@ -249,6 +309,8 @@ def store(args: argparse.Namespace) -> list[dict]:
                     "d_model": model.d_model,
                     "trials": n,
                     "resid_positions": positions,
+                    "writer": "background" if background else "inline",
+                    "batches": -(-n // config.batch_size),
                     "prompt_width": width,
                     "positions_stored": kept,
                     "resid_raw_MB_per_trial": round(raw_resid / n / 1e6, 3),
@@ -259,10 +321,18 @@ def store(args: argparse.Namespace) -> list[dict]:
                     "wall_s": round(wall, 2),
                     "write_raw_MB_s": round(raw_resid / 1e6 / clock["write"], 1),
                     # CPU seconds of the whole process during the writes (inline writes: nothing
-                    # else runs then), so MB per CPU-second: what a core of one's own would do
-                    "write_cpu_s": round(clock["write_cpu"], 2),
-                    "write_raw_MB_per_cpu_s": round(raw_resid / 1e6 / clock["write_cpu"], 1),
-                    "peak_rss_GB": round(_rss() / 1e9, 2),
+                    # else runs then), so MB per CPU-second: what a core of one's own would do;
+                    # with the background writer the forward runs meanwhile: not the write's own
+                    "write_cpu_s": round(clock["write_cpu"], 2) if not background else None,
+                    "write_raw_MB_per_cpu_s": (
+                        round(raw_resid / 1e6 / clock["write_cpu"], 1) if not background else None
+                    ),
+                    # back-pressure: seconds the forward loop waited for the batch in flight
+                    # before handing over the next one; the tail: the last batch's write, which
+                    # nothing can overlap
+                    "writer_backpressure_s": round(sum(waits[:-1]), 3) if background else None,
+                    "writer_tail_s": round(waits[-1], 3) if background and waits else None,
+                    "peak_rss_GB": round(peak / 1e9, 2),
                     "full_layers": full_layers,
                     "store_MB_per_trial_full_depth": round(on_disk / n / 1e6 * scale, 1),
                     "load_1min_start_end": [round(load_start, 2), round(load_end, 2)],
@@ -271,9 +341,26 @@ def store(args: argparse.Namespace) -> list[dict]:
             print(json.dumps(rows[-1]), flush=True)
         del model
     # Ratios between rows of this one run (the machine is shared: compare within a run only).
-    first = {r["resid_positions"]: r for r in rows if r["shape"] == "smollm2-135m"}
     for r in rows:
-        base = next(x for x in rows if x["shape"] == r["shape"])  # the shape's first variant
+        if r["writer"] != "background":
+            continue
+        inline = next(
+            x for x in rows
+            if (x["shape"], x["resid_positions"], x["writer"])
+            == (r["shape"], r["resid_positions"], "inline")
+        ) if "inline" in {x["writer"] for x in rows} else None  # fmt: skip
+        if inline is not None:
+            print(json.dumps({"writer_effect": {
+                "shape": r["shape"], "resid_positions": r["resid_positions"],
+                "wall_background_over_inline": round(r["wall_s"] / inline["wall_s"], 3),
+                "write_s_inline": inline["write_s"],
+                "writer_backpressure_s": r["writer_backpressure_s"],
+                "writer_tail_s": r["writer_tail_s"],
+            }}), flush=True)  # fmt: skip
+    rows_inline = [r for r in rows if r["writer"] == "inline"] or rows
+    first = {r["resid_positions"]: r for r in rows_inline if r["shape"] == "smollm2-135m"}
+    for r in rows_inline:
+        base = next(x for x in rows_inline if x["shape"] == r["shape"])  # its first variant
         ratio = {
             "shape": r["shape"],
             "resid_positions": r["resid_positions"],
@@ -290,9 +377,10 @@ def store(args: argparse.Namespace) -> list[dict]:
                 r["write_raw_MB_s"] / smol_row["write_raw_MB_s"], 3
             )
             ratio["write_share_of_wall"] = round(r["write_s"] / r["wall_s"], 3)
-            ratio["write_MB_per_cpu_s_vs_smollm2"] = round(
-                r["write_raw_MB_per_cpu_s"] / smol_row["write_raw_MB_per_cpu_s"], 3
-            )
+            if r["write_raw_MB_per_cpu_s"] and smol_row["write_raw_MB_per_cpu_s"]:
+                ratio["write_MB_per_cpu_s_vs_smollm2"] = round(
+                    r["write_raw_MB_per_cpu_s"] / smol_row["write_raw_MB_per_cpu_s"], 3
+                )
         print(json.dumps({"ratios": ratio}), flush=True)
     return rows
 
@@ -312,6 +400,7 @@ def writer(args: argparse.Namespace) -> list[dict]:
         batch_size=args.batch_size,
     )  # fmt: skip
     walls: dict[bool, list[float]] = {False: [], True: []}
+    load_start = _load()
     for rep in range(2):
         for background in (False, True) if rep == 0 else (True, False):
             runner.BACKGROUND_WRITES = background
@@ -325,6 +414,8 @@ def writer(args: argparse.Namespace) -> list[dict]:
         "inline_s": [round(w, 2) for w in walls[False]],
         "background_s": [round(w, 2) for w in walls[True]],
         "background_over_inline": round(min(walls[True]) / min(walls[False]), 3),
+        "trials": 3 * args.strengths,
+        "load_1min_start_end": [load_start, _load()],
     }
     print(json.dumps(row), flush=True)
     return [row]
@@ -382,6 +473,47 @@ def estimate(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def estimate_inputs(rows: list[dict], args: argparse.Namespace, rate: str) -> None:
+    """Fill the estimate's inputs from this run's ``store`` rows (inline writes): the write
+    rates at 8B width (the target's; SmolLM2's where no 8B-width row), in MB per CPU-second
+    (``rate="cpu"``) or wall-clock MB/s (``"wall"``); the compression ratios and the window's
+    share of the prompt from SmolLM2 (a trained model's residuals: a random-weight model's do
+    not repeat as a trained one's do)."""
+    inline = [r for r in rows if r["writer"] == "inline"]
+
+    def row(shape: str, positions: str) -> dict | None:
+        return next(
+            (r for r in inline if (r["shape"], r["resid_positions"]) == (shape, positions)), None
+        )
+
+    key = "write_raw_MB_per_cpu_s" if rate == "cpu" else "write_raw_MB_s"
+    for positions, attr in (("all", "write_mb_s_all"), ("window", "write_mb_s_window")):
+        source = row("llama-8b-width", positions) or row("smollm2-135m", positions)
+        if source is not None:
+            setattr(args, attr, source[key])
+    smol_all, smol_window = row("smollm2-135m", "all"), row("smollm2-135m", "window")
+    if smol_all is not None:
+        args.ratio_all = smol_all["resid_ratio"]
+    if smol_window is not None:
+        share = smol_window["positions_stored"] / smol_window["prompt_width"]
+        args.window_share = round(share, 3)
+        args.ratio_window = round(smol_window["resid_ratio"] * share, 2)
+
+
+QUICK = {
+    # --all-quick: every part of the research-scale section in one command (< 4 min idle)
+    "parts": "store,writer,estimate",
+    "sims": "llama-8b-width,llama-70b-width",
+    "sim_layers": 1,
+    "strengths": 8,  # SmolLM2: 24 trials, batch 8
+    "sim_strengths": 2,  # the simulations: 6 trials
+    "sim_batch_size": 3,  # two batches, so the writer can hold one back
+    "positions": "all;window",
+    "sim_positions": "llama-70b-width=all",
+    "writer_modes": "both",
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default="compressors,dtypes,store")
@@ -397,6 +529,25 @@ def main() -> int:
         help="resid_positions variants, ';'-separated (e.g. all;window)",
     )
     parser.add_argument("--sim-strengths", type=int, default=2, help="the sims' strengths")
+    parser.add_argument("--sim-batch-size", type=int, default=8)
+    parser.add_argument(
+        "--sim-positions",
+        default="",
+        help="per-simulation positions variants, e.g. 'llama-70b-width=all' ('|'-separated)",
+    )
+    parser.add_argument(
+        "--writer-modes",
+        choices=("off", "on", "both"),
+        default="off",
+        help="store: writes inline (off: MB per CPU-second), on the background writer (on: "
+        "its back-pressure), or both, side by side",
+    )
+    parser.add_argument(
+        "--all-quick",
+        action="store_true",
+        help="the whole research-scale section in one command (< 4 min on an idle 2-core "
+        "machine): " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()),
+    )
     est = parser.add_argument_group("estimate (measured inputs; see docs/performance.md)")
     est.add_argument("--write-mb-s-all", type=float, default=10.0)
     est.add_argument("--write-mb-s-window", type=float, default=10.0)
@@ -405,7 +556,17 @@ def main() -> int:
     est.add_argument("--window-share", type=float, default=1.0)
     est.add_argument("--prompt-tokens", type=int, default=150)
     args = parser.parse_args()
+    if args.all_quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    import platform
+
+    print(json.dumps({"start_load_1_5_15min": [round(x, 2) for x in os.getloadavg()],
+                      "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+                      "args": vars(args)}), flush=True)  # fmt: skip
+    t_start = time.perf_counter()
     parts = args.parts.split(",")
+    rows: list[dict] = []
     if "compressors" in parts or "dtypes" in parts:
         resid, model = smollm2_residuals()
         print(f"SmolLM2 residuals: {resid.shape}, {resid.nbytes / 1e6:.0f} MB float32")
@@ -416,11 +577,19 @@ def main() -> int:
             for row in dtypes(resid, model):
                 print(json.dumps(row), flush=True)
     if "store" in parts:
-        store(args)
+        rows = store(args)
     if "writer" in parts:
         writer(args)
     if "estimate" in parts:
-        estimate(args)
+        if rows:  # from this run's measurements, per CPU-second and at the wall-clock rates
+            for rate in ("cpu", "wall"):
+                estimate_inputs(rows, args, rate)
+                print(json.dumps({"estimate_from_this_run": f"write rates per {rate}"}))
+                estimate(args)
+        else:
+            estimate(args)
+    print(json.dumps({"total_wall_s": round(time.perf_counter() - t_start, 1),
+                      "end_load_1_5_15min": [round(x, 2) for x in os.getloadavg()]}))  # fmt: skip
     return 0
 
 
