@@ -100,10 +100,12 @@ def top_k_problems(
     if outside < min_outside:
         return [f"only {outside:.3f} of the mass lies outside the top 50: the test cannot tell"]
     n = math.ceil(math.log(1e-6) / math.log(1.0 - outside))
-    res = engine.generate(
+    prompts, injections = [t.prompt.input_ids] * n, [t.injection()] * n
+    res = engine.generate(  # the unsteered prefix once, as the runner does (n copies otherwise)
         model,
-        [t.prompt.input_ids] * n,
-        [t.injection()] * n,
+        prompts,
+        injections,
+        prefix=engine.shared_prefix(prompts, injections),
         max_new_tokens=1,
         temperature=cfg.temperature,
         seed=0,
