@@ -27,6 +27,7 @@ import warnings
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import nnsight  # mechintro/__init__ defined anyio's classes before this (docs/engineering.md)
 import torch
@@ -629,18 +630,7 @@ def _generate_local(
             logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=ids.device)
             scores = logits_processor(ids, logits)
             del outputs
-            if generation_config.do_sample:
-                probs = torch.softmax(scores, dim=-1)
-                if not bool((torch.isfinite(probs) & (probs >= 0)).all()):
-                    raise RuntimeError(
-                        "probability tensor contains either `inf`, `nan` or element < 0"
-                    )
-                # torch.multinomial(probs, 1) is argmax(probs / q), q ~ Exp(1) drawn for the whole
-                # batch: draw it for every row, use the computed rows' part
-                q = torch.empty((drawn, probs.shape[-1]), dtype=probs.dtype, device=probs.device)
-                nxt = (probs / q.exponential_(1)[offset + rows]).argmax(-1)
-            else:
-                nxt = scores.argmax(-1)
+            nxt = _next_token(scores, generation_config.do_sample, drawn, offset + rows)
             nxt = torch.where(alive, nxt, pad)
             token = torch.full((n,), int(pad), dtype=torch.long, device=ids.device)
             token[rows] = nxt
@@ -655,11 +645,7 @@ def _generate_local(
             if not bool(keep.all()):
                 index = torch.nonzero(keep).squeeze(1)
                 rows, alive, ids = rows[index], alive[index], ids[index]
-                cache = model_kwargs.get("cache", model_kwargs.get("past_key_values"))
-                cache.batch_select_indices(index)
-                for key in ("attention_mask", "position_ids"):
-                    if model_kwargs.get(key) is not None:
-                        model_kwargs[key] = model_kwargs[key][index]
+                _select_rows(model_kwargs, index)
             state["step"], state["rows"] = state["step"] + 1, rows
             inputs = hf.prepare_inputs_for_generation(ids, next_sequence_length=1, **model_kwargs)
             outputs = hf(**inputs, return_dict=True)
@@ -678,6 +664,30 @@ def _generate_local(
         for h in handles:
             h.remove()
     return sequences.cpu(), torch.stack(stacked, 1) if record else None
+
+
+def _next_token(
+    scores: torch.Tensor, do_sample: bool, drawn: int, variate_rows: torch.Tensor
+) -> torch.Tensor:
+    """Each computed row's next token: greedy, or sampled as ``torch.multinomial(probs, 1)``
+    samples it — argmax(probs / q), q ~ Exp(1) drawn for the whole batch (``drawn`` rows), the
+    computed rows taking theirs (``variate_rows``)."""
+    if not do_sample:
+        return scores.argmax(-1)
+    probs = torch.softmax(scores, dim=-1)
+    if not bool((torch.isfinite(probs) & (probs >= 0)).all()):
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+    q = torch.empty((drawn, probs.shape[-1]), dtype=probs.dtype, device=probs.device)
+    return (probs / q.exponential_(1)[variate_rows]).argmax(-1)
+
+
+def _select_rows(model_kwargs: dict[str, Any], index: torch.Tensor) -> None:
+    """Keep only the rows ``index`` of the generation's cache, attention mask and positions."""
+    cache = model_kwargs.get("cache", model_kwargs.get("past_key_values"))
+    cache.batch_select_indices(index)
+    for key in ("attention_mask", "position_ids"):
+        if model_kwargs.get(key) is not None:
+            model_kwargs[key] = model_kwargs[key][index]
 
 
 def last_token_resid(model: Model, prompts: Sequence[Sequence[int]]) -> torch.Tensor:

@@ -25,8 +25,8 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -914,6 +914,23 @@ def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
     def bad(what: str) -> MechintroError:
         return MechintroError(f"{where} is not a valid mechintro run: {what}")
 
+    mode = _validated_attrs(ds, bad)
+    for name, dims in _expected_dims(ds, mode).items():
+        if name not in ds:
+            raise bad(f"missing variable '{name}'")
+        if ds[name].dims != dims:
+            raise bad(f"variable '{name}' has dims {ds[name].dims}, expected {dims}")
+    for name in TRIAL_COORDS:
+        if name not in ds.coords or ds[name].dims != ("trial",):
+            raise bad(f"missing trial coordinate '{name}'")
+    if mode == "logits" and ("answer" not in ds.coords or "answer_label" not in ds.coords):
+        raise bad("missing the 'answer' / 'answer_label' coordinates")
+    if "resid" in ds:
+        _resid_storage(ds["resid"], bad)
+
+
+def _validated_attrs(ds: xr.Dataset, bad: Callable[[str], MechintroError]) -> str:
+    """The run's root attributes against the schema; its mode."""
     missing = [a for a in REQUIRED_ATTRS if a not in ds.attrs]
     if missing:
         raise bad(f"missing attributes {missing}")
@@ -933,6 +950,11 @@ def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
         raise bad("the config attribute is not a JSON object")
     if not str(ds.attrs["batch_size"]).isdigit() or int(ds.attrs["batch_size"]) < 1:
         raise bad(f"batch_size attribute {ds.attrs['batch_size']!r} is not a positive integer")
+    return str(mode)
+
+
+def _expected_dims(ds: xr.Dataset, mode: str) -> dict[str, tuple[str, ...]]:
+    """Every variable a run of ``mode`` must hold, with its dims."""
     expected = {
         "input_ids": ("trial", "pos"),
         "attention_mask": ("trial", "pos"),
@@ -949,18 +971,7 @@ def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
         expected["response_ids"] = ("trial", "new_token")
     if "resid" in ds or mode == "resid":
         expected["resid"] = ("trial", "layer", "pos", "d_model")
-    for name, dims in expected.items():
-        if name not in ds:
-            raise bad(f"missing variable '{name}'")
-        if ds[name].dims != dims:
-            raise bad(f"variable '{name}' has dims {ds[name].dims}, expected {dims}")
-    for name in TRIAL_COORDS:
-        if name not in ds.coords or ds[name].dims != ("trial",):
-            raise bad(f"missing trial coordinate '{name}'")
-    if mode == "logits" and ("answer" not in ds.coords or "answer_label" not in ds.coords):
-        raise bad("missing the 'answer' / 'answer_label' coordinates")
-    if "resid" in ds:
-        _resid_storage(ds["resid"], bad)
+    return expected
 
 
 # How each ``resid_dtype`` is kept on disk: bfloat16 as its 16 bits (numpy and zarr have no
@@ -1116,139 +1127,211 @@ def verify(path: str | Path, *, repair: bool = False) -> VerifyReport:
         return _verify(path, repair=True)
 
 
-def _verify(path: Path, *, repair: bool) -> VerifyReport:
-    from mechintro.models import OFFLINE_MODELS
+_FIX = "run `mechintro verify --repair`, then the same command again"
+_AGAIN = "run the same command again to recompute them"
 
-    problems: list[str] = []
-    notes: list[str] = []
-    fix = "run `mechintro verify --repair`, then the same command again"
-    again = "run the same command again to recompute them"
-    manifest = read_manifest(path)
-    needs_rerun = False
+
+@dataclass
+class _Check:
+    """What the checks of one :func:`verify` call share: the store, whether to repair, its
+    manifest, and the problems and notes found so far."""
+
+    path: Path
+    repair: bool
+    manifest: dict | None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    needs_rerun: bool = False
+
+    def report(self) -> VerifyReport:
+        return VerifyReport(problems=self.problems, notes=self.notes)
+
+
+def _verify(path: Path, *, repair: bool) -> VerifyReport:
+    c = _Check(path, repair, read_manifest(path))
     # 1. Metadata: without it nothing else can be read.
-    if manifest is None:
-        if (path / MANIFEST_GROUP).exists() or (
-            _json_ok(path / "zarr.json")
-            and "identity" in json.loads((path / "zarr.json").read_text()).get("attributes", {})
-        ):
-            problems.append(
-                "the store's manifest is missing or damaged: "
-                + ("running the same command again rewrites it" if repair else fix)
-            )
-            needs_rerun = True
-        else:
-            notes.append(
-                "no manifest (a store from before mechintro "
-                "digested its inputs): inputs are not checked"
-            )
-    else:
-        edited, root_attrs = _metadata_problems(path, manifest)
-        broken = ([""] if not _json_ok(path / "zarr.json") else []) + edited
-        if broken:
-            what = (
-                "metadata (zarr.json) of "
-                f"{', '.join(n or 'the root' for n in broken)} missing, damaged or edited "
-                "(not the manifest's copy)"
-            )
-            if not repair:
-                problems.append(f"{what}: {fix}")
-                return VerifyReport(problems=problems, notes=notes)
-            for name in broken:
-                meta = manifest["root"] if name == "" else manifest["metadata"][name]
-                if name == "":
-                    meta = json.loads(json.dumps(meta))
-                    meta.setdefault("attributes", {})["complete"] = "false"
-                (path / name).mkdir(parents=True, exist_ok=True)
-                (path / name / "zarr.json").write_text(json.dumps(meta))
-            problems.append(
-                f"{what}: restored from the store's manifest; "
-                "run the same command again to finish it"
-            )
-            needs_rerun = True
-        elif root_attrs:
-            what = (
-                f"root attribute(s) {', '.join(root_attrs)} differ from the manifest's copy "
-                "(edited after the run was stored)"
-            )
-            if repair:
-                current = json.loads((path / "zarr.json").read_text()).get("attributes", {})
-                root = json.loads(json.dumps(manifest["root"]))
-                root.setdefault("attributes", {}).update(
-                    {
-                        k: v
-                        for k, v in current.items()
-                        if k in _MUTABLE_ROOT and v in ("true", "false")
-                    }
-                )
-                (path / "zarr.json").write_text(json.dumps(root))
-            if not repair:  # the rest would be checked against an altered definition
-                problems.append(f"{what}: {fix}")
-                return VerifyReport(problems=problems, notes=notes)
-            problems.append(f"{what}: restored from the manifest")
-        unlisted = _unlisted_arrays(path, manifest)
-        if unlisted and "flags" in manifest:
-            if repair:
-                for name in unlisted:
-                    shutil.rmtree(path / name)
-            problems.append(
-                f"array(s) {', '.join(unlisted)} are not in the manifest (not written by "
-                "mechintro, or by a command that was stopped before it recorded them): "
-                + ("deleted" if repair else "run `mechintro verify --repair` to delete them")
-            )
-        elif unlisted:
-            notes.append(
-                f"array(s) {', '.join(unlisted)} are not in the manifest (written before "
-                "mechintro recorded such arrays): not checked"
-            )
-    try:
-        attrs = read_attrs(path)
-    except MechintroError:
-        if repair or manifest is None:
-            raise
-        raise MechintroError(f"{path}: root metadata is unreadable: {fix}") from None
-    # 2. Inputs and coordinates against the manifest (zarr-level: a damaged index coordinate
-    # would stop xarray from opening the store at all).
+    if c.manifest is None:
+        _check_no_manifest(c)
+    elif not _check_metadata(c, c.manifest):
+        return c.report()  # the rest would be checked against an altered definition
+    attrs = _checked_attrs(c)
+    # 2. Inputs and coordinates against the manifest.
     group = zarr.open_group(str(path), mode="r+" if repair else "r")
-    damaged_in = damaged_inputs(path, manifest) if manifest is not None else []
+    damaged_in = _check_inputs(c)
+    _check_groups(c)
+    # 3. Outputs, batch by batch, then every chunk of each flagged batch.
+    n = group["committed"].shape[0]
+    batch_size = int(attrs["batch_size"])
+    committed, damaged, unflagged = _check_outputs(group, n, batch_size)
+    damaged_grades = _check_chunks(c, damaged)
+    _report_damaged_grades(c, group, damaged_grades, batch_size, n)
+    _check_committed(c, attrs, committed, n, batch_size)
+    _check_weights(c, attrs)
+    if not damaged_in:
+        _check_inject_mask(c, group)
+    _report_damaged(c, group, damaged, batch_size, n)
+    if repair and (damaged or c.needs_rerun):
+        group.attrs["complete"] = "false"
+    _check_nonfinite(c, group, committed, unflagged, damaged)
+    stray = list(path.rglob("*.partial"))
+    if stray:
+        c.notes.append(
+            f"{len(stray)} leftover temporary chunk file(s) from an interrupted write (harmless)"
+        )
+    return c.report()
+
+
+def _check_no_manifest(c: _Check) -> None:
+    """A store without a manifest: damaged if it should have one, else one from before them."""
+    path = c.path
+    if (path / MANIFEST_GROUP).exists() or (
+        _json_ok(path / "zarr.json")
+        and "identity" in json.loads((path / "zarr.json").read_text()).get("attributes", {})
+    ):
+        c.problems.append(
+            "the store's manifest is missing or damaged: "
+            + ("running the same command again rewrites it" if c.repair else _FIX)
+        )
+        c.needs_rerun = True
+    else:
+        c.notes.append(
+            "no manifest (a store from before mechintro "
+            "digested its inputs): inputs are not checked"
+        )
+
+
+def _check_metadata(c: _Check, manifest: Mapping[str, Any]) -> bool:
+    """Every metadata file and the root attributes against the manifest's copies, then arrays
+    the manifest does not list. False when the remaining checks cannot go on (not repairing)."""
+    edited, root_attrs = _metadata_problems(c.path, manifest)
+    broken = ([""] if not _json_ok(c.path / "zarr.json") else []) + edited
+    if broken:
+        if not _restore_metadata(c, manifest, broken):
+            return False
+    elif root_attrs and not _restore_root_attrs(c, manifest, root_attrs):
+        return False
+    _check_unlisted(c, manifest)
+    return True
+
+
+def _restore_metadata(c: _Check, manifest: Mapping[str, Any], broken: list[str]) -> bool:
+    what = (
+        "metadata (zarr.json) of "
+        f"{', '.join(n or 'the root' for n in broken)} missing, damaged or edited "
+        "(not the manifest's copy)"
+    )
+    if not c.repair:
+        c.problems.append(f"{what}: {_FIX}")
+        return False
+    for name in broken:
+        meta = manifest["root"] if name == "" else manifest["metadata"][name]
+        if name == "":
+            meta = json.loads(json.dumps(meta))
+            meta.setdefault("attributes", {})["complete"] = "false"
+        (c.path / name).mkdir(parents=True, exist_ok=True)
+        (c.path / name / "zarr.json").write_text(json.dumps(meta))
+    c.problems.append(
+        f"{what}: restored from the store's manifest; run the same command again to finish it"
+    )
+    c.needs_rerun = True
+    return True
+
+
+def _restore_root_attrs(c: _Check, manifest: Mapping[str, Any], root_attrs: list[str]) -> bool:
+    what = (
+        f"root attribute(s) {', '.join(root_attrs)} differ from the manifest's copy "
+        "(edited after the run was stored)"
+    )
+    if not c.repair:
+        c.problems.append(f"{what}: {_FIX}")
+        return False
+    current = json.loads((c.path / "zarr.json").read_text()).get("attributes", {})
+    root = json.loads(json.dumps(manifest["root"]))
+    root.setdefault("attributes", {}).update(
+        {k: v for k, v in current.items() if k in _MUTABLE_ROOT and v in ("true", "false")}
+    )
+    (c.path / "zarr.json").write_text(json.dumps(root))
+    c.problems.append(f"{what}: restored from the manifest")
+    return True
+
+
+def _check_unlisted(c: _Check, manifest: Mapping[str, Any]) -> None:
+    unlisted = _unlisted_arrays(c.path, manifest)
+    if unlisted and "flags" in manifest:
+        if c.repair:
+            for name in unlisted:
+                shutil.rmtree(c.path / name)
+        c.problems.append(
+            f"array(s) {', '.join(unlisted)} are not in the manifest (not written by "
+            "mechintro, or by a command that was stopped before it recorded them): "
+            + ("deleted" if c.repair else "run `mechintro verify --repair` to delete them")
+        )
+    elif unlisted:
+        c.notes.append(
+            f"array(s) {', '.join(unlisted)} are not in the manifest (written before "
+            "mechintro recorded such arrays): not checked"
+        )
+
+
+def _checked_attrs(c: _Check) -> dict[str, Any]:
+    try:
+        return read_attrs(c.path)
+    except MechintroError:
+        if c.repair or c.manifest is None:
+            raise
+        raise MechintroError(f"{c.path}: root metadata is unreadable: {_FIX}") from None
+
+
+def _check_inputs(c: _Check) -> list[str]:
+    """Inputs and coordinates against the manifest (zarr-level: a damaged index coordinate
+    would stop xarray from opening the store at all); then the schema. The damaged names."""
+    damaged_in = damaged_inputs(c.path, c.manifest) if c.manifest is not None else []
     if damaged_in:
-        problems.append(
+        c.problems.append(
             f"input/coordinate array(s) {', '.join(damaged_in)} no longer match "
             "the manifest (a chunk is missing or damaged): "
-            f"{'running the same command again rewrites them' if repair else fix}"
+            f"{'running the same command again rewrites them' if c.repair else _FIX}"
         )
-        needs_rerun = True
-    else:
-        try:
-            lazy = xr.open_zarr(path, consolidated=False, zarr_format=3)
-        except Exception as exc:
-            raise MechintroError(
-                f"{path} is not a readable zarr store "
-                f"({type(exc).__name__}): is it a mechintro run?"
-            ) from None
-        validate(lazy, where=str(path))
-    # 2b. Derived groups (write_group) against the manifest's digests.
+        c.needs_rerun = True
+        return damaged_in
+    try:
+        lazy = xr.open_zarr(c.path, consolidated=False, zarr_format=3)
+    except Exception as exc:
+        raise MechintroError(
+            f"{c.path} is not a readable zarr store ({type(exc).__name__}): is it a mechintro run?"
+        ) from None
+    validate(lazy, where=str(c.path))
+    return damaged_in
+
+
+def _check_groups(c: _Check) -> None:
+    """Derived groups (write_group) against the manifest's digests; unlisted groups noted."""
+    manifest = c.manifest
     listed = set(manifest.get("groups", {})) if manifest is not None else set()
-    for name in damaged_groups(path, manifest) if manifest is not None else []:
-        if repair:
-            shutil.rmtree(path / name, ignore_errors=True)
-        problems.append(
+    for name in damaged_groups(c.path, manifest) if manifest is not None else []:
+        if c.repair:
+            shutil.rmtree(c.path / name, ignore_errors=True)
+        c.problems.append(
             f"group {name} is missing, unreadable or no longer matches the manifest: "
-            + ("deleted; run the same command again to write it anew" if repair else fix)
+            + ("deleted; run the same command again to write it anew" if c.repair else _FIX)
         )
-    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+    for sub in sorted(p for p in c.path.iterdir() if p.is_dir()):
         if sub.name.startswith(("_", ".")) or sub.name in listed:
             continue
         if _json_ok(sub / "zarr.json") and (
             json.loads((sub / "zarr.json").read_text()).get("node_type") == "group"
         ):
-            notes.append(
+            c.notes.append(
                 f"group {sub.name} is not in the manifest (written before mechintro digested "
                 "such groups): not checked"
             )
-    # 3. Outputs, batch by batch.
-    n = group["committed"].shape[0]
-    batch_size = int(attrs["batch_size"])
-    complete = attrs.get("complete") == "true"
+
+
+def _check_outputs(
+    group: zarr.Group, n: int, batch_size: int
+) -> tuple[np.ndarray, list[int], list[int]]:
+    """Each batch's committed outputs against their digests: the commit flags, the first trial
+    of every damaged batch, and the trials with non-finite log-probabilities but no flag."""
     committed = np.zeros(n, dtype=bool)
     digested = [name for name in DIGESTED if name in group]
     damaged: list[int] = []
@@ -1278,84 +1361,123 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
                 1
             ].astype(bool)
             unflagged += [start + int(i) for i in rows if bad[i]]
-    # 3b. Every chunk of each flagged batch against the record written before its flag.
+    return committed, damaged, unflagged
+
+
+def _check_chunks(c: _Check, damaged: list[int]) -> list[int]:
+    """Every chunk of each flagged batch against the record written before its flag: adds the
+    damaged output batches to ``damaged`` (kept sorted) and returns the damaged graded ones."""
     damaged_grades: list[int] = []
-    if manifest is not None and "flags" in manifest:
-        try:
-            chunks, unrecorded = _expected_chunks(path, manifest)
-        except Exception:  # the commit flags are unreadable: the loop above reported them
-            chunks, unrecorded = {}, []
-        bad_batches = {(flag, start) for flag, start, _, _ in unrecorded}
-        for key, e in chunks.items():
-            if e.batch is not None and _file_digest(path / key) != e.digest:
-                bad_batches.add((e.flag, e.batch))
-        for flag, start in sorted(bad_batches, key=lambda fs: (str(fs[0]), fs[1])):
-            target = damaged if flag == "committed" else damaged_grades
-            if start not in target:
-                target.append(start)
-        damaged.sort()
-    if damaged_grades:
-        msg = (
-            f"{len(damaged_grades)} graded batch(es) (first at trial {damaged_grades[0]}) have "
-            "verdicts that are missing, unreadable or no longer match their digests"
-        )
-        if repair:
-            for start in damaged_grades:
-                _drop_flagged(path, manifest, "graded", start, min(start + batch_size, n))
-            group.attrs["grading_complete"] = "false"
-            problems.append(msg + ": marked ungraded; run `mechintro grade` again to grade them")
-        else:
-            problems.append(msg + ": run `mechintro verify --repair`, then `mechintro grade` again")
+    manifest = c.manifest
+    if manifest is None or "flags" not in manifest:
+        return damaged_grades
+    try:
+        chunks, unrecorded = _expected_chunks(c.path, manifest)
+    except Exception:  # the commit flags are unreadable: the output check reported them
+        chunks, unrecorded = {}, []
+    bad_batches = {(flag, start) for flag, start, _, _ in unrecorded}
+    for key, e in chunks.items():
+        if e.batch is not None and _file_digest(c.path / key) != e.digest:
+            bad_batches.add((e.flag, e.batch))
+    for flag, start in sorted(bad_batches, key=lambda fs: (str(fs[0]), fs[1])):
+        target = damaged if flag == "committed" else damaged_grades
+        if start not in target:
+            target.append(start)
+    damaged.sort()
+    return damaged_grades
+
+
+def _report_damaged_grades(
+    c: _Check, group: zarr.Group, damaged_grades: list[int], batch_size: int, n: int
+) -> None:
+    if not damaged_grades:
+        return
+    msg = (
+        f"{len(damaged_grades)} graded batch(es) (first at trial {damaged_grades[0]}) have "
+        "verdicts that are missing, unreadable or no longer match their digests"
+    )
+    if not c.repair:
+        c.problems.append(msg + ": run `mechintro verify --repair`, then `mechintro grade` again")
+        return
+    assert c.manifest is not None  # graded batches are known only from the manifest
+    for start in damaged_grades:
+        _drop_flagged(c.path, c.manifest, "graded", start, min(start + batch_size, n))
+    group.attrs["grading_complete"] = "false"
+    c.problems.append(msg + ": marked ungraded; run `mechintro grade` again to grade them")
+
+
+def _check_committed(
+    c: _Check, attrs: Mapping[str, Any], committed: np.ndarray, n: int, batch_size: int
+) -> None:
+    """The committed trials against those the run (or the shard) owns and its complete flag."""
     expected = np.ones(n, dtype=bool)
     if attrs.get("shard"):  # a shard owns some batches; the others stay uncommitted
-        index, count = _shard_of(attrs, path)
+        index, count = _shard_of(attrs, c.path)
         expected[:] = False
         for b in shard_batches(n, batch_size, index, count):
             expected[b * batch_size : (b + 1) * batch_size] = True
-        notes.append(
+        c.notes.append(
             f"shard {index}/{count}: {int(expected.sum())} of the "
             f"run's {n} trials; merge the shards with `mechintro merge`"
         )
         if (committed & ~expected).any():
-            problems.append(
+            c.problems.append(
                 f"{int((committed & ~expected).sum())} trials "
                 f"outside shard {index}/{count} are committed"
             )
-    notes.append(f"{int(committed.sum())} of {int(expected.sum())} trials committed")
+    c.notes.append(f"{int(committed.sum())} of {int(expected.sum())} trials committed")
+    complete = attrs.get("complete") == "true"
     if complete and not committed[expected].all():
-        problems.append(
+        c.problems.append(
             f"marked complete, but {int((expected & ~committed).sum())} "
-            f"trials are uncommitted: {again}"
+            f"trials are uncommitted: {_AGAIN}"
         )
     elif not complete:
-        problems.append("incomplete: run the same command again to finish it")
+        c.problems.append("incomplete: run the same command again to finish it")
+
+
+def _check_weights(c: _Check, attrs: Mapping[str, Any]) -> None:
+    from mechintro.models import OFFLINE_MODELS
+
     spec = OFFLINE_MODELS.get(attrs["model"])
     if spec is not None and attrs["weights_sha256"] != spec.sha256:
-        problems.append(
+        c.problems.append(
             f"weights hash {attrs['weights_sha256'][:12]}… is not the pinned hash of {spec.name}"
         )
-    if not damaged_in:
-        attn = np.asarray(group["attention_mask"][...], dtype=bool)
-        if (np.asarray(group["inject_mask"][...], dtype=bool) & ~attn).any():
-            problems.append("inject_mask marks padding positions")
-    if damaged:
-        msg = (
-            f"{len(damaged)} batch(es) (first at trial {damaged[0]}) "
-            "are unreadable or no longer match their digests"
-        )
-        if repair:
-            for start in damaged:
-                _drop_outputs(path, group, start, min(start + batch_size, n), manifest)
-                if manifest is not None and "graded" in manifest.get("flags", {}):
-                    _drop_flagged(path, manifest, "graded", start, min(start + batch_size, n))
-                    group.attrs["grading_complete"] = "false"
-            problems.append(msg + ": marked uncommitted; " + again)
-        else:
-            problems.append(msg + ": " + fix)
-    if repair and (damaged or needs_rerun):
-        group.attrs["complete"] = "false"
+
+
+def _check_inject_mask(c: _Check, group: zarr.Group) -> None:
+    attn = np.asarray(group["attention_mask"][...], dtype=bool)
+    if (np.asarray(group["inject_mask"][...], dtype=bool) & ~attn).any():
+        c.problems.append("inject_mask marks padding positions")
+
+
+def _report_damaged(
+    c: _Check, group: zarr.Group, damaged: list[int], batch_size: int, n: int
+) -> None:
+    if not damaged:
+        return
+    msg = (
+        f"{len(damaged)} batch(es) (first at trial {damaged[0]}) "
+        "are unreadable or no longer match their digests"
+    )
+    if not c.repair:
+        c.problems.append(msg + ": " + _FIX)
+        return
+    manifest = c.manifest
+    for start in damaged:
+        _drop_outputs(c.path, group, start, min(start + batch_size, n), manifest)
+        if manifest is not None and "graded" in manifest.get("flags", {}):
+            _drop_flagged(c.path, manifest, "graded", start, min(start + batch_size, n))
+            group.attrs["grading_complete"] = "false"
+    c.problems.append(msg + ": marked uncommitted; " + _AGAIN)
+
+
+def _check_nonfinite(
+    c: _Check, group: zarr.Group, committed: np.ndarray, unflagged: list[int], damaged: list[int]
+) -> None:
     if unflagged:
-        problems.append(
+        c.problems.append(
             f"{len(unflagged)} trial(s) have non-finite "
             "log-probabilities without the nonfinite flag"
         )
@@ -1365,16 +1487,10 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
         else 0
     )
     if flagged:
-        notes.append(
+        c.notes.append(
             f"{flagged} trial(s) flagged non-finite (NaN/inf logits "
             "or float16 overflow); analyses should drop them"
         )
-    stray = [p for p in path.rglob("*.partial")]
-    if stray:
-        notes.append(
-            f"{len(stray)} leftover temporary chunk file(s) from an interrupted write (harmless)"
-        )
-    return VerifyReport(problems=problems, notes=notes)
 
 
 # Arrays written per batch (and the grading's commit flags, so a recomputed batch is graded again).
@@ -1486,72 +1602,15 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
         opened = [(p, open_run(p, committed_only=False)) for p in paths]
     except DamagedRunError as exc:
         raise MechintroError(f"merge refused: {exc}") from None
-    by_index: dict[int, Path] = {}
-    count = None
+    by_index, count = _checked_shards(opened)
     first = opened[0][1]
-    for p, ds in opened:
-        index, n = _shard_of(ds, p)
-        count = n if count is None else count
-        if n != count:
-            raise MechintroError(
-                f"{p} is shard {index}/{n} but {paths[0]} is "
-                f"one of {count}: merge the shards of one run"
-            )
-        if index in by_index:
-            raise MechintroError(f"shard {index}/{n} is given twice ({by_index[index]} and {p})")
-        by_index[index] = p
-        differs = [k for k in _SHARED_ATTRS if ds.attrs.get(k) != first.attrs.get(k)]
-        if differs:
-            raise MechintroError(
-                f"{p} and {paths[0]} are not shards of one "
-                f"run (they differ in: {', '.join(differs)})"
-            )
-        if ds.attrs.get("complete") != "true":
-            raise MechintroError(
-                f"shard {index}/{n} ({p}) is unfinished: run "
-                "its command again to finish it, then merge"
-            )
-        report = verify(
-            p
-        )  # every committed trial against its digest, every input against the manifest
-        if not report.ok:
-            raise MechintroError(
-                f"shard {index}/{n} ({p}) is damaged ({report.problems[0]}); merge refused: "
-                f"run `mechintro verify --repair {p}`, then its command again"
-            )
-        for name in INPUT_VARS:
-            if not ds[name].equals(first[name]):
-                raise MechintroError(
-                    f"{p} holds other trials than {paths[0]} "
-                    f"({name} differs): merge the shards of one run"
-                )
-    assert count is not None
-    missing = sorted(set(range(1, count + 1)) - set(by_index))
-    if missing:
-        raise MechintroError(
-            f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} "
-            "missing: pass the store of every shard"
-        )
     n_trials, batch_size = first.sizes["trial"], int(first.attrs["batch_size"])
     stores = dict(opened)  # paths are distinct: a repeated shard was refused above
     with store_lock(out), staged_dir(out) as staging:
         shutil.copytree(by_index[1], staging)
         for index, p in sorted(by_index.items()):
-            if index == 1:
-                continue
-            ds = stores[p]
-            for b in shard_batches(n_trials, batch_size, index, count):
-                region = {"trial": slice(b * batch_size, min((b + 1) * batch_size, n_trials))}
-                part = ds.isel(trial=region["trial"])
-                if not bool(part["committed"].all()):
-                    raise MechintroError(
-                        f"shard {index}/{count} ({p}) has uncommitted "
-                        f"trials in batch {b}: run its command again"
-                    )
-                outputs = {
-                    v: (part[v].dims, _as_stored(part[v])) for v in _OUTPUT_VARS if v in part
-                }
-                commit_region(staging, region["trial"].start, outputs, flag="committed")
+            if index != 1:
+                _copy_shard(staging, stores[p], p, index, count, n_trials, batch_size)
         group = zarr.open_group(str(staging), mode="r+")
         if not np.asarray(group["committed"][:], dtype=bool).all():
             raise MechintroError(
@@ -1563,3 +1622,74 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
         group.attrs["complete"] = "true"
         _update_manifest_root(staging)
     return out
+
+
+def _checked_shards(opened: list[tuple[Path, xr.Dataset]]) -> tuple[dict[int, Path], int]:
+    """Each shard's path by its index, and the shard count, once every shard is checked to be
+    one of the same run, given once, finished and undamaged, and none is missing."""
+    by_index: dict[int, Path] = {}
+    count = None
+    first_path, first = opened[0]
+    for p, ds in opened:
+        index, n = _shard_of(ds, p)
+        count = n if count is None else count
+        if n != count:
+            raise MechintroError(
+                f"{p} is shard {index}/{n} but {first_path} is "
+                f"one of {count}: merge the shards of one run"
+            )
+        if index in by_index:
+            raise MechintroError(f"shard {index}/{n} is given twice ({by_index[index]} and {p})")
+        by_index[index] = p
+        _check_shard(p, ds, index, n, first_path, first)
+    assert count is not None
+    missing = sorted(set(range(1, count + 1)) - set(by_index))
+    if missing:
+        raise MechintroError(
+            f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} "
+            "missing: pass the store of every shard"
+        )
+    return by_index, count
+
+
+def _check_shard(
+    p: Path, ds: xr.Dataset, index: int, n: int, first_path: Path, first: xr.Dataset
+) -> None:
+    """One shard against the first: the same run, finished, verified, the same trials."""
+    differs = [k for k in _SHARED_ATTRS if ds.attrs.get(k) != first.attrs.get(k)]
+    if differs:
+        raise MechintroError(
+            f"{p} and {first_path} are not shards of one run (they differ in: {', '.join(differs)})"
+        )
+    if ds.attrs.get("complete") != "true":
+        raise MechintroError(
+            f"shard {index}/{n} ({p}) is unfinished: run its command again to finish it, then merge"
+        )
+    report = verify(p)  # every committed trial against its digest, every input against the manifest
+    if not report.ok:
+        raise MechintroError(
+            f"shard {index}/{n} ({p}) is damaged ({report.problems[0]}); merge refused: "
+            f"run `mechintro verify --repair {p}`, then its command again"
+        )
+    for name in INPUT_VARS:
+        if not ds[name].equals(first[name]):
+            raise MechintroError(
+                f"{p} holds other trials than {first_path} "
+                f"({name} differs): merge the shards of one run"
+            )
+
+
+def _copy_shard(
+    staging: Path, ds: xr.Dataset, p: Path, index: int, count: int, n_trials: int, batch_size: int
+) -> None:
+    """Commit the batches shard ``index`` owns into the store being merged."""
+    for b in shard_batches(n_trials, batch_size, index, count):
+        region = {"trial": slice(b * batch_size, min((b + 1) * batch_size, n_trials))}
+        part = ds.isel(trial=region["trial"])
+        if not bool(part["committed"].all()):
+            raise MechintroError(
+                f"shard {index}/{count} ({p}) has uncommitted "
+                f"trials in batch {b}: run its command again"
+            )
+        outputs = {v: (part[v].dims, _as_stored(part[v])) for v in _OUTPUT_VARS if v in part}
+        commit_region(staging, region["trial"].start, outputs, flag="committed")

@@ -31,7 +31,9 @@ from __future__ import annotations
 import functools
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mechintro import stimuli
 
@@ -292,150 +294,189 @@ def make(
 
     out: list[Example] = []
     for i in range(n):
-        percent = percents[i % len(percents)]
-        if family == "identity":
-            w = rng.choice(pool)
-            other = rng.choice([x for x in pool if x != w])
-            ctx = rng.choice(WORD_TEMPLATES).format(w=w)
-            if rng.random() < 0.25:
-                out.append(
-                    Example(
-                        family,
-                        ctx,
-                        (-1,),
-                        "Which word is this about? Answer with the word.",
-                        w,
-                        None,
-                        w,
-                        percent,
-                    )
-                )
-            else:
-                out.append(
-                    _yes_no(
-                        rng,
-                        family,
-                        ctx,
-                        f"Is this about {w.lower()}?",
-                        f"Is this about {other.lower()}?",
-                        w,
-                        percent,
-                    )
-                )
-        elif family == "category":
-            cat = rng.choice(sorted(CATEGORIES))
-            w = rng.choice([x for x in CATEGORIES[cat]() if allowed(x)])
-            yes = rng.random() < 0.5
-            asked = (
-                cat
-                if yes
-                else rng.choice(
-                    [c for c in sorted(CATEGORIES) if c != cat and w not in CATEGORIES[c]()]
-                )
-            )
-            ctx = rng.choice(WORD_TEMPLATES).format(w=w)
-            out.append(
-                Example(
-                    family,
-                    ctx,
-                    (-1,),
-                    f"Is this {asked}?",
-                    YES if yes else NO,
-                    int(yes),
-                    w,
-                    percent,
-                )
-            )
-        elif family == "context":
-            if tokenizer is None:
-                raise AssertionError("context prediction needs the tokenizer")
-            for _ in range(100):  # redraw until the text is long enough and the target not blank
-                text = rng.choice(_texts())
-                ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-                k = rng.randint(1, 3)
-                if len(ids) < k + 2:
-                    continue
-                if rng.random() < 0.5:
-                    t = rng.randint(0, len(ids) - k - 1)
-                    target = tokenizer.decode(ids[t + 1 : t + 1 + k])
-                    q = f"Can you predict the next {k} tokens that come after this?"
-                else:
-                    t = rng.randint(k, len(ids) - 1)
-                    target = tokenizer.decode(ids[t - k : t])
-                    q = f"Can you predict the previous {k} tokens that came before this?"
-                if target.strip():
-                    break
-            else:
-                raise AssertionError("no context-prediction example in 100 draws")
-            out.append(Example(family, text, (t - len(ids),), q, target.strip(), None, "", percent))
-        elif family == "persona":
-            p = rng.choice(PERSONAS)
-            ctx = (rng.choice(SYSTEM_TEMPLATES).format(p=p), rng.choice(USER_MESSAGES))
-            positions = tuple(range(-rng.randint(1, 4), 0))
-            if rng.random() < 0.5:
-                out.append(
-                    Example(
-                        family,
-                        ctx,
-                        positions,
-                        "Who is the assistant pretending to be? Answer in two words.",
-                        f"a {p}",
-                        None,
-                        p,
-                        percent,
-                    )
-                )
-            else:
-                other = rng.choice([x for x in PERSONAS if x != p])
-                out.append(
-                    _yes_no(
-                        rng,
-                        family,
-                        ctx,
-                        f"Is the assistant pretending to be a {p}?",
-                        f"Is the assistant pretending to be a {other}?",
-                        p,
-                        percent,
-                        positions,
-                    )
-                )
-        elif family == "sentiment":
-            thing = rng.choice(SENTIMENT_THINGS)
-            pos = rng.random() < 0.5
-            ctx = rng.choice(SENTENCE_TEMPLATES_POS if pos else SENTENCE_TEMPLATES_NEG).format(
-                w=thing
-            )
-            out.append(
-                Example(
-                    family,
-                    ctx,
-                    (-1,),
-                    "Is the sentiment of this text positive?",
-                    YES if pos else NO,
-                    int(pos),
-                    thing,
-                    percent,
-                )
-            )
-        elif family == "language":
-            english = rng.random() < 0.5
-            w = rng.choice(pool if english else list(FOREIGN_WORDS))
-            ctx = rng.choice(("{w}", "The word is {w}")).format(w=w.lower())
-            out.append(
-                Example(
-                    family,
-                    ctx,
-                    (-1,),
-                    "Is this word English?",
-                    YES if english else NO,
-                    int(english),
-                    w,
-                    percent,
-                )
-            )
-        else:
-            raise KeyError(family)
+        make_one = _FAMILIES[family]  # KeyError(family) on an unknown family
+        out.append(make_one(rng, percents[i % len(percents)], pool, allowed, tokenizer))
     return out
+
+
+def _identity(
+    rng: random.Random,
+    percent: int,
+    pool: list[str],
+    allowed: Callable[[str], bool],
+    tokenizer: Any,
+) -> Example:
+    w = rng.choice(pool)
+    other = rng.choice([x for x in pool if x != w])
+    ctx = rng.choice(WORD_TEMPLATES).format(w=w)
+    if rng.random() < 0.25:
+        return Example(
+            "identity",
+            ctx,
+            (-1,),
+            "Which word is this about? Answer with the word.",
+            w,
+            None,
+            w,
+            percent,
+        )
+    else:
+        return _yes_no(
+            rng,
+            "identity",
+            ctx,
+            f"Is this about {w.lower()}?",
+            f"Is this about {other.lower()}?",
+            w,
+            percent,
+        )
+
+
+def _category(
+    rng: random.Random,
+    percent: int,
+    pool: list[str],
+    allowed: Callable[[str], bool],
+    tokenizer: Any,
+) -> Example:
+    cat = rng.choice(sorted(CATEGORIES))
+    w = rng.choice([x for x in CATEGORIES[cat]() if allowed(x)])
+    yes = rng.random() < 0.5
+    asked = (
+        cat
+        if yes
+        else rng.choice([c for c in sorted(CATEGORIES) if c != cat and w not in CATEGORIES[c]()])
+    )
+    ctx = rng.choice(WORD_TEMPLATES).format(w=w)
+    return Example(
+        "category",
+        ctx,
+        (-1,),
+        f"Is this {asked}?",
+        YES if yes else NO,
+        int(yes),
+        w,
+        percent,
+    )
+
+
+def _context(
+    rng: random.Random,
+    percent: int,
+    pool: list[str],
+    allowed: Callable[[str], bool],
+    tokenizer: Any,
+) -> Example:
+    if tokenizer is None:
+        raise AssertionError("context prediction needs the tokenizer")
+    for _ in range(100):  # redraw until the text is long enough and the target not blank
+        text = rng.choice(_texts())
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        k = rng.randint(1, 3)
+        if len(ids) < k + 2:
+            continue
+        if rng.random() < 0.5:
+            t = rng.randint(0, len(ids) - k - 1)
+            target = tokenizer.decode(ids[t + 1 : t + 1 + k])
+            q = f"Can you predict the next {k} tokens that come after this?"
+        else:
+            t = rng.randint(k, len(ids) - 1)
+            target = tokenizer.decode(ids[t - k : t])
+            q = f"Can you predict the previous {k} tokens that came before this?"
+        if target.strip():
+            break
+    else:
+        raise AssertionError("no context-prediction example in 100 draws")
+    return Example("context", text, (t - len(ids),), q, target.strip(), None, "", percent)
+
+
+def _persona(
+    rng: random.Random,
+    percent: int,
+    pool: list[str],
+    allowed: Callable[[str], bool],
+    tokenizer: Any,
+) -> Example:
+    p = rng.choice(PERSONAS)
+    ctx = (rng.choice(SYSTEM_TEMPLATES).format(p=p), rng.choice(USER_MESSAGES))
+    positions = tuple(range(-rng.randint(1, 4), 0))
+    if rng.random() < 0.5:
+        return Example(
+            "persona",
+            ctx,
+            positions,
+            "Who is the assistant pretending to be? Answer in two words.",
+            f"a {p}",
+            None,
+            p,
+            percent,
+        )
+    else:
+        other = rng.choice([x for x in PERSONAS if x != p])
+        return _yes_no(
+            rng,
+            "persona",
+            ctx,
+            f"Is the assistant pretending to be a {p}?",
+            f"Is the assistant pretending to be a {other}?",
+            p,
+            percent,
+            positions,
+        )
+
+
+def _sentiment(
+    rng: random.Random,
+    percent: int,
+    pool: list[str],
+    allowed: Callable[[str], bool],
+    tokenizer: Any,
+) -> Example:
+    thing = rng.choice(SENTIMENT_THINGS)
+    pos = rng.random() < 0.5
+    ctx = rng.choice(SENTENCE_TEMPLATES_POS if pos else SENTENCE_TEMPLATES_NEG).format(w=thing)
+    return Example(
+        "sentiment",
+        ctx,
+        (-1,),
+        "Is the sentiment of this text positive?",
+        YES if pos else NO,
+        int(pos),
+        thing,
+        percent,
+    )
+
+
+def _language(
+    rng: random.Random,
+    percent: int,
+    pool: list[str],
+    allowed: Callable[[str], bool],
+    tokenizer: Any,
+) -> Example:
+    english = rng.random() < 0.5
+    w = rng.choice(pool if english else list(FOREIGN_WORDS))
+    ctx = rng.choice(("{w}", "The word is {w}")).format(w=w.lower())
+    return Example(
+        "language",
+        ctx,
+        (-1,),
+        "Is this word English?",
+        YES if english else NO,
+        int(english),
+        w,
+        percent,
+    )
+
+
+_FAMILIES: dict[str, Callable[..., Example]] = {
+    "identity": _identity,
+    "category": _category,
+    "context": _context,
+    "persona": _persona,
+    "sentiment": _sentiment,
+    "language": _language,
+}
 
 
 def training_set(
