@@ -582,6 +582,8 @@ class _Plan:
     resid_layers: tuple[int, ...] | None = None  # stored layers when recording (None: all)
     resid_dtype: str = "float16"  # the stored residuals' dtype (config field resid_dtype)
     resid_from: int = 0  # the first stored prompt position (config field resid_positions)
+    # the config class's LEGACY: what a field the stored run lacks meant when it was made
+    legacy: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
     @property
     def width(self) -> int:
@@ -608,6 +610,7 @@ def _plan(
     shard: Shard | None,
 ) -> _Plan:
     """Validate everything and derive the run's attributes (no file is touched)."""
+    legacy = dict(getattr(type(config), "LEGACY", {}))
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         config = dataclasses.asdict(config)
     fields: Mapping[str, object] = config  # type: ignore[assignment]
@@ -672,6 +675,7 @@ def _plan(
         resid_layers=resid_layers,
         resid_dtype=resid_dtype,
         resid_from=resid_from,
+        legacy=legacy,
     )
 
 
@@ -754,7 +758,7 @@ def _open_store(plan: _Plan, out: Path) -> np.ndarray:
     its inputs); return which trials are committed."""
     if out.exists():
         runs.check_metadata(out)  # never write with edited metadata (a scale_factor added)
-        stored = _check_resume(out, plan.attrs, plan.batch_size, plan.mode)
+        stored = _check_resume(out, plan.attrs, plan.batch_size, plan.mode, plan.legacy)
         if "identity" in stored:  # same identity: the trials this command builds are the stored
             runs.restore_inputs(out, functools.partial(_create_store, plan))
     else:
@@ -1188,24 +1192,26 @@ def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
     }
 
 
-def _legacy_fields(experiment: str | None) -> dict[str, object]:
+def _legacy_fields(config_legacy: Mapping[str, object]) -> dict[str, object]:
     """The values a run made before a config field existed was made with (the experiment's
-    ``Config.LEGACY``), so a missing field reads as the behaviour of its time, not the new
+    ``Config.LEGACY``, read from the config :func:`execute` is given: the runner does not look
+    experiments up), so a missing field reads as the behaviour of its time, not the new
     default."""
-    from mechintro.experiments import EXPERIMENTS
-
-    module = EXPERIMENTS.get(experiment) if experiment else None
     # base fields every experiment gained, as runs made before them behaved
-    legacy = {
+    legacy: dict[str, object] = {
         "resid_layers": list(ALL_LAYERS),
         "resid_dtype": "float16",
         "resid_positions": list(ALL_LAYERS),
     }
-    return legacy | dict(getattr(getattr(module, "Config", None), "LEGACY", {}))
+    return legacy | dict(config_legacy)
 
 
 def _check_resume(
-    out: Path, attrs: Mapping[str, str], batch_size: int, mode: str
+    out: Path,
+    attrs: Mapping[str, str],
+    batch_size: int,
+    mode: str,
+    config_legacy: Mapping[str, object],
 ) -> dict[str, str]:
     """Refuse to resume ``out`` with anything that would change its numbers; return its
     attributes."""
@@ -1227,7 +1233,7 @@ def _check_resume(
             f"{out} is not a valid mechintro run: the config attribute is not JSON"
         ) from None
     new = json.loads(attrs["config"])
-    legacy = _legacy_fields(attrs.get("experiment"))
+    legacy = _legacy_fields(config_legacy)
     old = {k: v for k, v in legacy.items() if k in new} | old
     diffs += sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if "identity" in stored:
