@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import xarray as xr
@@ -59,7 +59,15 @@ def value_digest(values: Any) -> str:
     return h.hexdigest()
 
 
-def _chunk_keys(name: str, meta: Mapping[str, Any], start: int = 0, stop: int | None = None):
+def _array(group: zarr.Group, name: str) -> zarr.Array[Any]:
+    """``group[name]``, an array: zarr types a group's member as array-or-group (a cast, no
+    check at run time)."""
+    return cast("zarr.Array[Any]", group[name])
+
+
+def _chunk_keys(
+    name: str, meta: Mapping[str, Any], start: int = 0, stop: int | None = None
+) -> list[str]:
     """The store keys of the chunks of array ``name`` (metadata ``meta``) that hold trials
     ``start:stop`` along the first dimension (every chunk without ``stop``)."""
     shape = list(meta["shape"])
@@ -91,7 +99,7 @@ def _write_manifest(path: Path, *, outputs: set[str]) -> None:
     fixed = [name for name in names if name not in outputs]
     manifest = {
         "version": MANIFEST_VERSION,
-        "inputs": {name: value_digest(group[name][...]) for name in fixed},
+        "inputs": {name: value_digest(_array(group, name)[...]) for name in fixed},
         "chunks": {
             key: _file_digest(path / key)
             for name in fixed
@@ -104,12 +112,15 @@ def _write_manifest(path: Path, *, outputs: set[str]) -> None:
     group.create_group(MANIFEST_GROUP).attrs["manifest"] = json.dumps(manifest)
 
 
-def read_manifest(path: str | Path) -> dict | None:
+def read_manifest(path: str | Path) -> dict[str, Any] | None:
     """The store's manifest, or ``None`` if it has none (a store from before manifests) or it is
     unreadable."""
     file = Path(path) / MANIFEST_GROUP / "zarr.json"
     try:  # read directly: zarr warns (ZarrUserWarning) about a folder without its metadata
-        return json.loads(json.loads(file.read_text())["attributes"]["manifest"])
+        manifest: dict[str, Any] = json.loads(
+            json.loads(file.read_text())["attributes"]["manifest"]
+        )
+        return manifest
     except Exception:  # missing, truncated or foreign: the callers say what that means
         return None
 
@@ -162,7 +173,9 @@ def _record_file(path: Path, flag: str, start: int) -> Path:
     return path / MANIFEST_GROUP / flag / f"{start}.json"
 
 
-def _record_batch(path: Path, manifest: Mapping[str, Any], flag: str, start: int, stop: int):
+def _record_batch(
+    path: Path, manifest: Mapping[str, Any], flag: str, start: int, stop: int
+) -> None:
     """Write the digests of every chunk of ``flag``'s arrays for trials ``start:stop``, as stored
     now (atomically: a temporary file renamed into place)."""
     record = {
@@ -233,7 +246,7 @@ def damaged_inputs(path: str | Path, manifest: Mapping[str, Any]) -> list[str]:
     bad = []
     for name, digest in manifest["inputs"].items():
         try:
-            ok = value_digest(group[name][...]) == digest
+            ok = value_digest(_array(group, name)[...]) == digest
         except Exception:  # a truncated chunk fails to decompress; a missing array raises KeyError
             ok = False
         if ok and chunks:  # version 2: also the stored bytes, which a reader checks

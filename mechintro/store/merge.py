@@ -15,7 +15,7 @@ import zarr
 
 from mechintro._fs import staged_dir, store_lock
 from mechintro.errors import MechintroError
-from mechintro.store.manifest import DamagedRunError, _update_manifest_root, commit_region
+from mechintro.store.manifest import DamagedRunError, _array, _update_manifest_root, commit_region
 from mechintro.store.run_store import open_run
 from mechintro.store.schema import INPUT_VARS, _as_stored
 from mechintro.store.shards import _shard_of, shard_batches
@@ -70,7 +70,7 @@ def merge(shards: list[str | Path], out: str | Path) -> Path:
             if index != 1:
                 _copy_shard(staging, stores[p], p, index, count, n_trials, batch_size)
         group = zarr.open_group(str(staging), mode="r+")
-        if not np.asarray(group["committed"][:], dtype=bool).all():
+        if not np.asarray(_array(group, "committed")[:], dtype=bool).all():
             raise MechintroError(
                 "the merged shards leave trials uncommitted: a "
                 "shard is damaged; run `mechintro verify` on each"
@@ -149,5 +149,9 @@ def _copy_shard(
                 f"shard {index}/{count} ({p}) has uncommitted "
                 f"trials in batch {b}: run its command again"
             )
-        outputs = {v: (part[v].dims, _as_stored(part[v])) for v in _OUTPUT_VARS if v in part}
+        outputs = {
+            v: (tuple(map(str, part[v].dims)), _as_stored(part[v]))
+            for v in _OUTPUT_VARS
+            if v in part
+        }
         commit_region(staging, region["trial"].start, outputs, flag="committed")

@@ -21,11 +21,13 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 import zarr
+import zarr.codecs
 
 from mechintro._fs import staged_dir
 from mechintro.errors import MechintroError
 from mechintro.store.manifest import (
     DamagedRunError,
+    _array,
     _CheckedStore,
     _write_manifest,
     check_run,
@@ -164,7 +166,7 @@ def create_run(
         }
     )
     validate(ds, where=str(path))
-    encoding = {
+    encoding: dict[str, dict[str, Any]] = {
         name: {"compressors": (_COMPRESSOR,)} for name in ("resid", "injected_vector") if name in ds
     }
     encoding.update(
@@ -233,7 +235,7 @@ def mark_complete(path: str | Path) -> None:
 
 def committed_mask(path: str | Path) -> np.ndarray:
     try:
-        return np.asarray(zarr.open_group(str(path), mode="r")["committed"][:], dtype=bool)
+        return np.asarray(_array(zarr.open_group(str(path), mode="r"), "committed")[:], dtype=bool)
     except Exception as exc:  # a truncated chunk, missing metadata
         raise MechintroError(
             f"{path} has damaged commit flags ({type(exc).__name__}): run "

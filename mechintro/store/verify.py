@@ -22,6 +22,7 @@ from mechintro.errors import MechintroError
 from mechintro.store.manifest import (
     _MUTABLE_ROOT,
     MANIFEST_GROUP,
+    _array,
     _chunk_keys,
     _expected_chunks,
     _file_digest,
@@ -86,7 +87,7 @@ class _Check:
 
     path: Path
     repair: bool
-    manifest: dict | None
+    manifest: dict[str, Any] | None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     needs_rerun: bool = False
@@ -108,7 +109,7 @@ def _verify(path: Path, *, repair: bool) -> VerifyReport:
     damaged_in = _check_inputs(c)
     _check_groups(c)
     # 3. Outputs, batch by batch, then every chunk of each flagged batch.
-    n = group["committed"].shape[0]
+    n = _array(group, "committed").shape[0]
     batch_size = int(attrs["batch_size"])
     committed, damaged, unflagged = _check_outputs(group, n, batch_size)
     damaged_grades = _check_chunks(c, damaged)
@@ -287,7 +288,7 @@ def _check_outputs(
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         try:
-            flags = np.asarray(group["committed"][start:stop], dtype=bool)
+            flags = np.asarray(_array(group, "committed")[start:stop], dtype=bool)
         except Exception:  # the commit flags themselves are unreadable
             damaged.append(start)
             continue
@@ -296,8 +297,8 @@ def _check_outputs(
         if rows.size == 0:
             continue
         try:
-            outputs = {name: ((), np.asarray(group[name][start:stop])) for name in digested}
-            stored = [str(x) for x in np.asarray(group["digest"][start:stop]).tolist()]
+            outputs = {name: ((), np.asarray(_array(group, name)[start:stop])) for name in digested}
+            stored = [str(x) for x in np.asarray(_array(group, "digest")[start:stop]).tolist()]
         except Exception:  # a truncated chunk fails to decompress
             damaged.append(start)
             continue
@@ -323,7 +324,7 @@ def _check_chunks(c: _Check, damaged: list[int]) -> list[int]:
         chunks, unrecorded = _expected_chunks(c.path, manifest)
     except Exception:  # the commit flags are unreadable: the output check reported them
         chunks, unrecorded = {}, []
-    bad_batches = {(flag, start) for flag, start, _, _ in unrecorded}
+    bad_batches: set[tuple[str | None, int]] = {(flag, start) for flag, start, _, _ in unrecorded}
     for key, e in chunks.items():
         if e.batch is not None and _file_digest(c.path / key) != e.digest:
             bad_batches.add((e.flag, e.batch))
@@ -395,8 +396,8 @@ def _check_weights(c: _Check, attrs: Mapping[str, Any]) -> None:
 
 
 def _check_inject_mask(c: _Check, group: zarr.Group) -> None:
-    attn = np.asarray(group["attention_mask"][...], dtype=bool)
-    if (np.asarray(group["inject_mask"][...], dtype=bool) & ~attn).any():
+    attn = np.asarray(_array(group, "attention_mask")[...], dtype=bool)
+    if (np.asarray(_array(group, "inject_mask")[...], dtype=bool) & ~attn).any():
         c.problems.append("inject_mask marks padding positions")
 
 
@@ -430,7 +431,7 @@ def _check_nonfinite(
             "log-probabilities without the nonfinite flag"
         )
     flagged = (
-        int((np.asarray(group["nonfinite"][...], dtype=bool) & committed).sum())
+        int((np.asarray(_array(group, "nonfinite")[...], dtype=bool) & committed).sum())
         if not damaged
         else 0
     )
@@ -463,8 +464,7 @@ def _drop_outputs(
     for name in group.array_keys():
         if name not in _BATCH_OUTPUTS:
             continue
-        array = group[name]
-        size = array.chunks[0]
+        size = _array(group, name).chunks[0]
         for index in range(start // size, (stop - 1) // size + 1):
             target = path / name / "c" / str(index)
             if target.is_dir():
