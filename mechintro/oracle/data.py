@@ -295,21 +295,27 @@ def make(
     out: list[Example] = []
     for i in range(n):
         make_one = _FAMILIES[family]  # KeyError(family) on an unknown family
-        out.append(make_one(rng, percents[i % len(percents)], pool, allowed, tokenizer))
+        out.append(make_one(_Draw(rng, percents[i % len(percents)], pool, allowed, tokenizer)))
     return out
 
 
-def _identity(
-    rng: random.Random,
-    percent: int,
-    pool: list[str],
-    allowed: Callable[[str], bool],
-    tokenizer: Any,
-) -> Example:
-    w = rng.choice(pool)
-    other = rng.choice([x for x in pool if x != w])
-    ctx = rng.choice(WORD_TEMPLATES).format(w=w)
-    if rng.random() < 0.25:
+@dataclass(frozen=True)
+class _Draw:
+    """What drawing one example of a family needs: the seeded stream, the example's percent, the
+    concept pool, which words the pool may use, and the tokenizer (``context`` only)."""
+
+    rng: random.Random
+    percent: int
+    pool: list[str]
+    allowed: Callable[[str], bool]
+    tokenizer: Any
+
+
+def _identity(d: _Draw) -> Example:
+    w = d.rng.choice(d.pool)
+    other = d.rng.choice([x for x in d.pool if x != w])
+    ctx = d.rng.choice(WORD_TEMPLATES).format(w=w)
+    if d.rng.random() < 0.25:
         return Example(
             "identity",
             ctx,
@@ -318,36 +324,30 @@ def _identity(
             w,
             None,
             w,
-            percent,
+            d.percent,
         )
     else:
         return _yes_no(
-            rng,
+            d.rng,
             "identity",
             ctx,
             f"Is this about {w.lower()}?",
             f"Is this about {other.lower()}?",
             w,
-            percent,
+            d.percent,
         )
 
 
-def _category(
-    rng: random.Random,
-    percent: int,
-    pool: list[str],
-    allowed: Callable[[str], bool],
-    tokenizer: Any,
-) -> Example:
-    cat = rng.choice(sorted(CATEGORIES))
-    w = rng.choice([x for x in CATEGORIES[cat]() if allowed(x)])
-    yes = rng.random() < 0.5
+def _category(d: _Draw) -> Example:
+    cat = d.rng.choice(sorted(CATEGORIES))
+    w = d.rng.choice([x for x in CATEGORIES[cat]() if d.allowed(x)])
+    yes = d.rng.random() < 0.5
     asked = (
         cat
         if yes
-        else rng.choice([c for c in sorted(CATEGORIES) if c != cat and w not in CATEGORIES[c]()])
+        else d.rng.choice([c for c in sorted(CATEGORIES) if c != cat and w not in CATEGORIES[c]()])
     )
-    ctx = rng.choice(WORD_TEMPLATES).format(w=w)
+    ctx = d.rng.choice(WORD_TEMPLATES).format(w=w)
     return Example(
         "category",
         ctx,
@@ -356,51 +356,39 @@ def _category(
         YES if yes else NO,
         int(yes),
         w,
-        percent,
+        d.percent,
     )
 
 
-def _context(
-    rng: random.Random,
-    percent: int,
-    pool: list[str],
-    allowed: Callable[[str], bool],
-    tokenizer: Any,
-) -> Example:
-    if tokenizer is None:
+def _context(d: _Draw) -> Example:
+    if d.tokenizer is None:
         raise AssertionError("context prediction needs the tokenizer")
     for _ in range(100):  # redraw until the text is long enough and the target not blank
-        text = rng.choice(_texts())
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        k = rng.randint(1, 3)
+        text = d.rng.choice(_texts())
+        ids = d.tokenizer(text, add_special_tokens=False)["input_ids"]
+        k = d.rng.randint(1, 3)
         if len(ids) < k + 2:
             continue
-        if rng.random() < 0.5:
-            t = rng.randint(0, len(ids) - k - 1)
-            target = tokenizer.decode(ids[t + 1 : t + 1 + k])
+        if d.rng.random() < 0.5:
+            t = d.rng.randint(0, len(ids) - k - 1)
+            target = d.tokenizer.decode(ids[t + 1 : t + 1 + k])
             q = f"Can you predict the next {k} tokens that come after this?"
         else:
-            t = rng.randint(k, len(ids) - 1)
-            target = tokenizer.decode(ids[t - k : t])
+            t = d.rng.randint(k, len(ids) - 1)
+            target = d.tokenizer.decode(ids[t - k : t])
             q = f"Can you predict the previous {k} tokens that came before this?"
         if target.strip():
             break
     else:
         raise AssertionError("no context-prediction example in 100 draws")
-    return Example("context", text, (t - len(ids),), q, target.strip(), None, "", percent)
+    return Example("context", text, (t - len(ids),), q, target.strip(), None, "", d.percent)
 
 
-def _persona(
-    rng: random.Random,
-    percent: int,
-    pool: list[str],
-    allowed: Callable[[str], bool],
-    tokenizer: Any,
-) -> Example:
-    p = rng.choice(PERSONAS)
-    ctx = (rng.choice(SYSTEM_TEMPLATES).format(p=p), rng.choice(USER_MESSAGES))
-    positions = tuple(range(-rng.randint(1, 4), 0))
-    if rng.random() < 0.5:
+def _persona(d: _Draw) -> Example:
+    p = d.rng.choice(PERSONAS)
+    ctx = (d.rng.choice(SYSTEM_TEMPLATES).format(p=p), d.rng.choice(USER_MESSAGES))
+    positions = tuple(range(-d.rng.randint(1, 4), 0))
+    if d.rng.random() < 0.5:
         return Example(
             "persona",
             ctx,
@@ -409,32 +397,26 @@ def _persona(
             f"a {p}",
             None,
             p,
-            percent,
+            d.percent,
         )
     else:
-        other = rng.choice([x for x in PERSONAS if x != p])
+        other = d.rng.choice([x for x in PERSONAS if x != p])
         return _yes_no(
-            rng,
+            d.rng,
             "persona",
             ctx,
             f"Is the assistant pretending to be a {p}?",
             f"Is the assistant pretending to be a {other}?",
             p,
-            percent,
+            d.percent,
             positions,
         )
 
 
-def _sentiment(
-    rng: random.Random,
-    percent: int,
-    pool: list[str],
-    allowed: Callable[[str], bool],
-    tokenizer: Any,
-) -> Example:
-    thing = rng.choice(SENTIMENT_THINGS)
-    pos = rng.random() < 0.5
-    ctx = rng.choice(SENTENCE_TEMPLATES_POS if pos else SENTENCE_TEMPLATES_NEG).format(w=thing)
+def _sentiment(d: _Draw) -> Example:
+    thing = d.rng.choice(SENTIMENT_THINGS)
+    pos = d.rng.random() < 0.5
+    ctx = d.rng.choice(SENTENCE_TEMPLATES_POS if pos else SENTENCE_TEMPLATES_NEG).format(w=thing)
     return Example(
         "sentiment",
         ctx,
@@ -443,20 +425,14 @@ def _sentiment(
         YES if pos else NO,
         int(pos),
         thing,
-        percent,
+        d.percent,
     )
 
 
-def _language(
-    rng: random.Random,
-    percent: int,
-    pool: list[str],
-    allowed: Callable[[str], bool],
-    tokenizer: Any,
-) -> Example:
-    english = rng.random() < 0.5
-    w = rng.choice(pool if english else list(FOREIGN_WORDS))
-    ctx = rng.choice(("{w}", "The word is {w}")).format(w=w.lower())
+def _language(d: _Draw) -> Example:
+    english = d.rng.random() < 0.5
+    w = d.rng.choice(d.pool if english else list(FOREIGN_WORDS))
+    ctx = d.rng.choice(("{w}", "The word is {w}")).format(w=w.lower())
     return Example(
         "language",
         ctx,
@@ -465,11 +441,11 @@ def _language(
         YES if english else NO,
         int(english),
         w,
-        percent,
+        d.percent,
     )
 
 
-_FAMILIES: dict[str, Callable[..., Example]] = {
+_FAMILIES: dict[str, Callable[[_Draw], Example]] = {
     "identity": _identity,
     "category": _category,
     "context": _context,
