@@ -4,7 +4,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo figures results test test-unit test-integration lint clean notebook lab
+.PHONY: setup demo figures results test test-unit test-integration lint typecheck clean notebook lab
 
 $(BIN)/mechintro: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -51,6 +51,9 @@ lint: setup
 	$(BIN)/python -m ruff format --check mechintro tests benchmarks analyses notebooks scripts
 	$(BIN)/python -m ruff check mechintro tests benchmarks analyses notebooks scripts
 
+# mypy, strict on the kit ([tool.mypy] in pyproject.toml); tests/unit/test_types.py runs the same
+typecheck: setup
+	$(BIN)/python -m mypy mechintro/engine.py mechintro/runner.py mechintro/runs.py mechintro/store mechintro/experiments/base.py
 
 clean:
 	rm -rf runs build .pytest_cache

@@ -28,7 +28,7 @@ import unicodedata
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from mechintro.errors import MechintroError
 
@@ -750,87 +750,27 @@ def _vector_inputs(args: argparse.Namespace) -> dict:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from mechintro.experiments import EXPERIMENTS
-    from mechintro.models import OFFLINE_MODELS
     from mechintro.runs import open_run, read_attrs
-    from mechintro.vectors import load_vectors, resolve_layers
+    from mechintro.vectors import load_vectors
 
     module = EXPERIMENTS.get(args.experiment)
     if module is None:
         raise MechintroError(
             f"unknown experiment '{args.experiment}': choose from {', '.join(sorted(EXPERIMENTS))}"
         )
-    fields = {f.name: f for f in dataclasses.fields(module.Config)}
     if args.fields:
-        from mechintro.experiments.base import field_help
-
-        helps = field_help(module.Config)
-        for f in fields.values():
-            print(f"{f.name:<18} {f.default!r}")
-            if helps[f.name]:
-                print(f"{'':<18} {helps[f.name]}")
-        for name, values in getattr(module, "PRESETS", {}).items():
-            print(f"--preset {name}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
+        _print_fields(module)
         return 0
     if args.out is None:
         raise MechintroError(
             "the following arguments are required: --out (see `mechintro run --help`)"
         )
     _check_out(args.out)
-    overrides = {
-        "model": args.model,
-        "concepts": tuple(args.concepts) if args.concepts else None,
-        "layers": tuple(args.layers) if args.layers else None,
-        "strengths": tuple(args.strengths) if args.strengths else None,
-        "strength_unit": args.strength_unit,
-        "trials": args.trials,
-        "seed": args.seed,
-        "batch_size": args.batch_size,
-        "record_resid": args.record_resid,
-        "resid_layers": tuple(args.resid_layers) if args.resid_layers else None,
-        "resid_dtype": args.resid_dtype,
-        "resid_positions": tuple(args.resid_positions) if args.resid_positions else None,
-    }
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if args.preset is not None:
-        presets = getattr(module, "PRESETS", {})
-        if args.preset not in presets:
-            raise MechintroError(
-                f"{args.experiment} has no preset '{args.preset}': "
-                + (f"choose from {', '.join(presets)}" if presets else "it has no presets")
-            )
-        preset = dict(presets[args.preset])
-        if args.dtype is None:
-            args.dtype = str(preset.get("dtype", "float32"))
-        given = {k: v for k, v in preset.items() if k != "dtype"} | given
-    if args.dtype is None:
-        args.dtype = "float32"
-    unknown = sorted(set(given) - set(fields))
-    if unknown:
-        raise MechintroError(
-            f"{args.experiment} has no option "
-            f"{', '.join('--' + k.replace('_', '-') for k in unknown)}: see `mechintro run "
-            f"{args.experiment} --fields`"
-        )
-    _apply_settings(args.settings, module.Config, given)
-    config = module.Config(**given)
+    config = _run_config(args, module)
     if args.out.exists():
         # a foreign file fails here, before the model loads (the run repairs damaged chunks)
         read_attrs(args.out)
-    spec = OFFLINE_MODELS.get(config.model)
-    if (
-        spec is not None
-        and hasattr(config, "layers")
-        and tuple(map(str, config.layers)) != ("all",)
-    ):
-        resolved = resolve_layers(
-            config.layers, spec.n_layers
-        )  # depth is known: refuse bad layers before loading
-        if len(resolved) != len(config.layers):
-            raise MechintroError(
-                f"layers {list(map(str, config.layers))} name the same layer of {spec.name} more "
-                "than once "
-                f"(they resolve to {resolved}): give each layer once"
-            )
+    _check_config_layers(config)
     if args.vectors is not None and not args.vectors.exists():
         raise MechintroError(
             f"vectors file {args.vectors} does not exist: create it with `mechintro vectors`"
@@ -867,6 +807,85 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"{args.experiment}: {ds.sizes['trial']} trials on {model.name} → {out}")
     print(module.format_summary(module.summarize(ds)))
     return 0
+
+
+def _print_fields(module: Any) -> None:
+    """`run EXPERIMENT --fields`: every config field with its default and help, then presets."""
+    from mechintro.experiments.base import field_help
+
+    helps = field_help(module.Config)
+    for f in dataclasses.fields(module.Config):
+        print(f"{f.name:<18} {f.default!r}")
+        if helps[f.name]:
+            print(f"{'':<18} {helps[f.name]}")
+    for name, values in getattr(module, "PRESETS", {}).items():
+        print(f"--preset {name}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
+
+
+def _run_config(args: argparse.Namespace, module: Any) -> Any:
+    """The experiment's config from the command line's flags, its preset and ``--set``s (flags
+    win over the preset); sets ``args.dtype`` from the preset when not given."""
+    fields = {f.name for f in dataclasses.fields(module.Config)}
+    overrides = {
+        "model": args.model,
+        "concepts": tuple(args.concepts) if args.concepts else None,
+        "layers": tuple(args.layers) if args.layers else None,
+        "strengths": tuple(args.strengths) if args.strengths else None,
+        "strength_unit": args.strength_unit,
+        "trials": args.trials,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "record_resid": args.record_resid,
+        "resid_layers": tuple(args.resid_layers) if args.resid_layers else None,
+        "resid_dtype": args.resid_dtype,
+        "resid_positions": tuple(args.resid_positions) if args.resid_positions else None,
+    }
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if args.preset is not None:
+        presets = getattr(module, "PRESETS", {})
+        if args.preset not in presets:
+            raise MechintroError(
+                f"{args.experiment} has no preset '{args.preset}': "
+                + (f"choose from {', '.join(presets)}" if presets else "it has no presets")
+            )
+        preset = dict(presets[args.preset])
+        if args.dtype is None:
+            args.dtype = str(preset.get("dtype", "float32"))
+        given = {k: v for k, v in preset.items() if k != "dtype"} | given
+    if args.dtype is None:
+        args.dtype = "float32"
+    unknown = sorted(set(given) - fields)
+    if unknown:
+        raise MechintroError(
+            f"{args.experiment} has no option "
+            f"{', '.join('--' + k.replace('_', '-') for k in unknown)}: see `mechintro run "
+            f"{args.experiment} --fields`"
+        )
+    _apply_settings(args.settings, module.Config, given)
+    return module.Config(**given)
+
+
+def _check_config_layers(config: Any) -> None:
+    """Where the model's depth is known, refuse layers that name one layer twice before the
+    model loads."""
+    from mechintro.models import OFFLINE_MODELS
+    from mechintro.vectors import resolve_layers
+
+    spec = OFFLINE_MODELS.get(config.model)
+    if (
+        spec is not None
+        and hasattr(config, "layers")
+        and tuple(map(str, config.layers)) != ("all",)
+    ):
+        resolved = resolve_layers(
+            config.layers, spec.n_layers
+        )  # depth is known: refuse bad layers before loading
+        if len(resolved) != len(config.layers):
+            raise MechintroError(
+                f"layers {list(map(str, config.layers))} name the same layer of {spec.name} more "
+                "than once "
+                f"(they resolve to {resolved}): give each layer once"
+            )
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
@@ -1179,85 +1198,102 @@ def _cmd_introspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_oracle(args: argparse.Namespace) -> int:
-    from mechintro import oracle
-    from mechintro.models import load_model
-    from mechintro.oracle import train as otrain
-
     _check_out(args.out)
     if args.oracle_command == "train":
-        if args.remote:
-            raise MechintroError("oracle training runs here, not remotely: drop --remote")
-        given = {
-            k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None
-        }
-        _apply_settings(args.settings, otrain.OracleConfig, given)
-        config = otrain.OracleConfig(**given)
-        if args.out.exists() and not (args.out / "training.json").exists():
-            raise MechintroError(
-                f"{args.out} exists and is not a finished oracle: choose another --out or delete it"
-            )
-        model = _load(args)
-        update, close = _progress("oracle train", args.quiet)
-        try:
-            out = otrain.train(model, args.out, config, progress=update)
-        finally:
-            close()
-        from mechintro import training
-
-        record = training.read_training(out)
-        print(
-            f"oracle {out}: {record['examples']} examples {record[oracle.ORACLE_KEY]['families']}, "
-            f"{record['steps']} steps in "
-            f"{record['train_seconds']} s; {_losses(record['losses'])}"
-        )
-        return 0
+        return _oracle_train(args)
     if args.oracle_command == "ask":
-        if not args.question.strip():
-            raise MechintroError(
-                "the question is empty: ask something, e.g. --question 'What is this about?'"
-            )
-        if not args.run.exists():
-            raise MechintroError(
-                f"run {args.run} does not exist: check the path, or create it with `mechintro run`"
-            )
-        positions = None
-        if args.positions is not None:
-            try:
-                positions = [int(p) for p in args.positions]
-            except ValueError:
-                raise MechintroError(
-                    f"--positions {','.join(args.positions)}: give integers, e.g. --positions=-2,-1"
-                ) from None
-        if args.oracle == "untrained":
-            if not args.model:
-                raise MechintroError("an untrained readout needs --model (the run's model)")
-            asked = oracle.untrained(load_model(args.model, dtype=args.dtype))
-        else:
-            asked = oracle.load(_oracle_base(args.oracle, args.model, args.dtype), args.oracle)
-        out = oracle.ask_run(
-            asked,
-            args.run,
-            args.question,
-            args.out,
-            layer=args.layer,
-            positions=positions,
-            max_new_tokens=args.max_new_tokens,
-            temperature=args.temperature,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            oracle_path=str(args.oracle),
-        )
-        from mechintro.runs import open_run
+        return _oracle_ask(args)
+    return _oracle_evaluate(args)
 
-        ds = open_run(out)
-        print(f"asked {ds.sizes['trial']} trials → {out}")
-        for i in range(min(3, ds.sizes["trial"])):
-            print(
-                f"  trial {int(ds['source_trial'].values[i])} ({ds['condition'].values[i]}, "
-                f"{ds['concept'].values[i] or '-'}): "
-                f"{str(ds['response'].values[i])[:100]!r}"
-            )
-        return 0
+
+def _oracle_train(args: argparse.Namespace) -> int:
+    from mechintro import oracle
+    from mechintro.oracle import train as otrain
+
+    if args.remote:
+        raise MechintroError("oracle training runs here, not remotely: drop --remote")
+    given = {
+        k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None
+    }
+    _apply_settings(args.settings, otrain.OracleConfig, given)
+    config = otrain.OracleConfig(**given)
+    if args.out.exists() and not (args.out / "training.json").exists():
+        raise MechintroError(
+            f"{args.out} exists and is not a finished oracle: choose another --out or delete it"
+        )
+    model = _load(args)
+    update, close = _progress("oracle train", args.quiet)
+    try:
+        out = otrain.train(model, args.out, config, progress=update)
+    finally:
+        close()
+    from mechintro import training
+
+    record = training.read_training(out)
+    print(
+        f"oracle {out}: {record['examples']} examples {record[oracle.ORACLE_KEY]['families']}, "
+        f"{record['steps']} steps in "
+        f"{record['train_seconds']} s; {_losses(record['losses'])}"
+    )
+    return 0
+
+
+def _oracle_ask(args: argparse.Namespace) -> int:
+    from mechintro import oracle
+    from mechintro.models import load_model
+
+    if not args.question.strip():
+        raise MechintroError(
+            "the question is empty: ask something, e.g. --question 'What is this about?'"
+        )
+    if not args.run.exists():
+        raise MechintroError(
+            f"run {args.run} does not exist: check the path, or create it with `mechintro run`"
+        )
+    positions = None
+    if args.positions is not None:
+        try:
+            positions = [int(p) for p in args.positions]
+        except ValueError:
+            raise MechintroError(
+                f"--positions {','.join(args.positions)}: give integers, e.g. --positions=-2,-1"
+            ) from None
+    if args.oracle == "untrained":
+        if not args.model:
+            raise MechintroError("an untrained readout needs --model (the run's model)")
+        asked = oracle.untrained(load_model(args.model, dtype=args.dtype))
+    else:
+        asked = oracle.load(_oracle_base(args.oracle, args.model, args.dtype), args.oracle)
+    out = oracle.ask_run(
+        asked,
+        args.run,
+        args.question,
+        args.out,
+        layer=args.layer,
+        positions=positions,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        oracle_path=str(args.oracle),
+    )
+    from mechintro.runs import open_run
+
+    ds = open_run(out)
+    print(f"asked {ds.sizes['trial']} trials → {out}")
+    for i in range(min(3, ds.sizes["trial"])):
+        print(
+            f"  trial {int(ds['source_trial'].values[i])} ({ds['condition'].values[i]}, "
+            f"{ds['concept'].values[i] or '-'}): "
+            f"{str(ds['response'].values[i])[:100]!r}"
+        )
+    return 0
+
+
+def _oracle_evaluate(args: argparse.Namespace) -> int:
+    from mechintro import oracle
+    from mechintro.oracle import train as otrain
+
     model = _oracle_base(args.oracle, args.model)
     rows, items = otrain.evaluate_items(
         model, oracle.load(model, args.oracle), n=args.n, seed=args.seed

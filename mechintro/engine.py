@@ -25,8 +25,9 @@ import contextlib
 import copy
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import nnsight  # mechintro/__init__ defined anyio's classes before this (docs/engineering.md)
 import torch
@@ -38,7 +39,7 @@ from mechintro.progress import quiet_third_party
 
 
 @contextlib.contextmanager
-def _remote_errors(model: Model):
+def _remote_errors(model: Model) -> Iterator[None]:
     """Turn a remote job's failure, or an unreachable server, into one line naming the fix; and
     keep transformers' and nnsight's known deprecation warnings out of the user's session."""
     if not model.remote or model.remote == "local":
@@ -139,7 +140,7 @@ def _plan(
             vec[row, 0] = vector.float()
             gen[row, 0] = float(inj.generated)
     return {
-        layer: tuple(t.to(model.device, model.dtype) for t in tensors)  # type: ignore[misc]
+        layer: tuple(t.to(model.device, model.dtype) for t in tensors)
         for layer, tensors in plan.items()
     }
 
@@ -229,7 +230,9 @@ def forward(
 
     nonfinite = ~finite
     if record:
+        assert resid is not None  # recorded
         if prefix:  # the prefix is the same (and uninjected) in every row: check it once
+            assert prefix_resid is not None  # recorded: the prefix's residuals were kept
             nonfinite |= ~torch.isfinite(resid).flatten(1).all(1) | (
                 not bool(torch.isfinite(prefix_resid).all())
             )
@@ -308,7 +311,7 @@ def _forward_trace(
 # Shorter shared prefixes are not worth a second pass (the runner's threshold).
 MIN_SHARED_PREFIX = 16
 _PREFIX_STATE: dict[
-    str, tuple[weakref.ref, tuple[int, ...], bool, object, torch.Tensor | None]
+    str, tuple[weakref.ref[Any], tuple[int, ...], torch.dtype | None, Any, torch.Tensor | None]
 ] = {}
 
 
@@ -339,7 +342,7 @@ def _reuse_prefix(
     prefix: int,
     record: bool,
     resid_dtype: torch.dtype = torch.float16,
-) -> tuple[object, torch.Tensor | None, list[Injection | None]]:
+) -> tuple[Any, torch.Tensor | None, list[Injection | None]]:
     """A batch's copy of the prefix's keys and values, the prefix's residuals (with ``record``),
     and the injections shifted to start after the prefix."""
     if model.remote or shared_prefix(prompts, injections) < prefix:
@@ -362,7 +365,7 @@ def prefix_state(
     prefix: Sequence[int],
     record: bool,
     resid_dtype: torch.dtype = torch.float16,
-) -> tuple[object, torch.Tensor | None]:
+) -> tuple[Any, torch.Tensor | None]:
     """The keys and values of ``prefix`` (batch 1) and, with ``record``, its residual stream after
     every block ``(1, layer, len(prefix), d_model)`` as ``resid_dtype`` — computed once per model
     and prefix (the last one is kept), with plain hooks: nothing is injected into a shared
@@ -482,7 +485,9 @@ def generate(
             raise AssertionError("generation stopped early without an end-of-sequence token")
     nonfinite = torch.zeros(len(prompts), dtype=torch.bool)
     if record:
+        assert resid is not None  # recorded
         if prefix:
+            assert prefix_resid is not None  # recorded: the prefix's residuals were kept
             resid = torch.cat([prefix_resid.expand(len(prompts), -1, -1, -1), resid], 2)
         resid = resid * batch["attention_mask"].cpu()[:, None, :, None].to(resid.dtype)
         nonfinite |= ~torch.isfinite(resid).flatten(1).all(1)
@@ -590,11 +595,11 @@ def _generate_local(
     ``rows_of=(offset, n)`` the variates are drawn for ``n`` rows and these rows take theirs from
     ``offset`` on: a batch split in parts samples what the whole batch would.
     """
-    state = {"step": 0, "rows": slice(None)}
+    state: dict[str, Any] = {"step": 0, "rows": slice(None)}
     stacked: list[torch.Tensor] = []
 
-    def hook(i: int):
-        def run(_module, _inputs, out):
+    def hook(i: int) -> Callable[[object, object, Any], None]:
+        def run(_module: object, _inputs: object, out: Any) -> None:
             h = out[0] if isinstance(out, tuple) else out
             step, rows = state["step"], state["rows"]
             if i in plan:
@@ -614,8 +619,13 @@ def _generate_local(
         return run
 
     def decode(
-        hf, input_ids, logits_processor, stopping_criteria, generation_config, **model_kwargs
-    ):
+        hf: Any,
+        input_ids: torch.Tensor,
+        logits_processor: Any,
+        stopping_criteria: Any,
+        generation_config: Any,
+        **model_kwargs: Any,
+    ) -> torch.Tensor:
         model_kwargs.pop("synced_gpus", None)
         model_kwargs.pop("streamer", None)
         n, pad = input_ids.shape[0], generation_config._pad_token_tensor.to(input_ids.device)
@@ -629,18 +639,7 @@ def _generate_local(
             logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=ids.device)
             scores = logits_processor(ids, logits)
             del outputs
-            if generation_config.do_sample:
-                probs = torch.softmax(scores, dim=-1)
-                if not bool((torch.isfinite(probs) & (probs >= 0)).all()):
-                    raise RuntimeError(
-                        "probability tensor contains either `inf`, `nan` or element < 0"
-                    )
-                # torch.multinomial(probs, 1) is argmax(probs / q), q ~ Exp(1) drawn for the whole
-                # batch: draw it for every row, use the computed rows' part
-                q = torch.empty((drawn, probs.shape[-1]), dtype=probs.dtype, device=probs.device)
-                nxt = (probs / q.exponential_(1)[offset + rows]).argmax(-1)
-            else:
-                nxt = scores.argmax(-1)
+            nxt = _next_token(scores, generation_config.do_sample, drawn, offset + rows)
             nxt = torch.where(alive, nxt, pad)
             token = torch.full((n,), int(pad), dtype=torch.long, device=ids.device)
             token[rows] = nxt
@@ -655,11 +654,7 @@ def _generate_local(
             if not bool(keep.all()):
                 index = torch.nonzero(keep).squeeze(1)
                 rows, alive, ids = rows[index], alive[index], ids[index]
-                cache = model_kwargs.get("cache", model_kwargs.get("past_key_values"))
-                cache.batch_select_indices(index)
-                for key in ("attention_mask", "position_ids"):
-                    if model_kwargs.get(key) is not None:
-                        model_kwargs[key] = model_kwargs[key][index]
+                _select_rows(model_kwargs, index)
             state["step"], state["rows"] = state["step"] + 1, rows
             inputs = hf.prepare_inputs_for_generation(ids, next_sequence_length=1, **model_kwargs)
             outputs = hf(**inputs, return_dict=True)
@@ -678,6 +673,30 @@ def _generate_local(
         for h in handles:
             h.remove()
     return sequences.cpu(), torch.stack(stacked, 1) if record else None
+
+
+def _next_token(
+    scores: torch.Tensor, do_sample: bool, drawn: int, variate_rows: torch.Tensor
+) -> torch.Tensor:
+    """Each computed row's next token: greedy, or sampled as ``torch.multinomial(probs, 1)``
+    samples it — argmax(probs / q), q ~ Exp(1) drawn for the whole batch (``drawn`` rows), the
+    computed rows taking theirs (``variate_rows``)."""
+    if not do_sample:
+        return scores.argmax(-1)
+    probs = torch.softmax(scores, dim=-1)
+    if not bool((torch.isfinite(probs) & (probs >= 0)).all()):
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+    q = torch.empty((drawn, probs.shape[-1]), dtype=probs.dtype, device=probs.device)
+    return (probs / q.exponential_(1)[variate_rows]).argmax(-1)
+
+
+def _select_rows(model_kwargs: dict[str, Any], index: torch.Tensor) -> None:
+    """Keep only the rows ``index`` of the generation's cache, attention mask and positions."""
+    cache: Any = model_kwargs.get("cache", model_kwargs.get("past_key_values"))
+    cache.batch_select_indices(index)
+    for key in ("attention_mask", "position_ids"):
+        if model_kwargs.get(key) is not None:
+            model_kwargs[key] = model_kwargs[key][index]
 
 
 def last_token_resid(model: Model, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -764,7 +783,7 @@ def swap_forward(
     """
     a, b = text_config(model.hf.config), text_config(cache_model.hf.config)
 
-    def shape(c: object) -> tuple:
+    def shape(c: Any) -> tuple[object, ...]:
         return (
             c.num_hidden_layers,
             getattr(c, "num_key_value_heads", None),
@@ -1015,7 +1034,7 @@ def _patch_plan(
     return {
         layer: tuple(t.to(model.device, model.dtype) for t in tensors)
         for layer, tensors in plan.items()
-    }  # type: ignore[misc]
+    }
 
 
 def check_patches(

@@ -414,59 +414,76 @@ def _coherent(text: str, question_kind: str) -> tuple[bool, str]:
         and sum(c.isalpha() or c.isspace() or c in ".!?,'\"" for c in text) >= 0.9 * len(text)
     ):
         return True, "a one-word answer (a bare yes/no, or the one thing it names)"
-    if len(words) < 2:
-        return False, "fewer than two words"
-    if sum(c.isalpha() or c.isspace() for c in text) < 0.7 * len(text):
-        return False, "under 70% letters and spaces"
-    if _RUN.search(text + " "):
-        return False, "a word or phrase repeated three or more times in a row"
-    trigrams = [tuple(w.lower() for w in words[i : i + 3]) for i in range(len(words) - 2)]
-    if trigrams and len(set(trigrams)) < 0.6 * len(trigrams):
-        return False, "heavy trigram repetition (under 60% distinct)"
-    if _DENIES_MIND.search(text):
-        return False, "denies having thoughts or mental states"
-    if g := _GARBLED_WORD.search(text):
-        return False, f"garbled-word: a syllable or letter repeated inside a word ({g.group(0)!r})"
-    if _ROLE.search(text):
-        return (
-            False,
-            "hallucinated-context: a made-up next trial, "
-            "or the roles swapped (it injects, you detect)",
-        )
-    if p := _PERCENT.search(text):
-        return False, f"protocol-echo: recites numbers from the set-up ({p.group(0)!r})"
-    if e := _SELF_ECHO.search(text):
-        return False, f"self-echo: the thought is about thoughts or the injection ({e.group(0)!r})"
+    failed = _incoherent_form(text, words)
+    if failed is not None:
+        return False, failed
     sentences = [x for x in re.split(r"(?<=[.!?])\s+|\n+", text) if x.strip()]
     opening = " ".join(sentences[:2])
     if question_kind == "detect":
-        if r := _RESEARCHER.search(text):
-            return (
-                False,
-                f"researcher-role: takes the researcher's place ({r.group(0)!r}), context the "
-                "question did not give",
-            )
-        if y := _SECOND_PERSON.search(_SECOND_PERSON_OK.sub(" ", text)):
-            return (
-                False,
-                f"second-person: talks to or about the experimenter ({y.group(0)!r}), "
-                "a hallucinated dialogue instead of its own mind",
-            )
-        if (
-            _BARE_YES.search(opening)
-            and _BARE_NO.search(opening)
-            and not re.search(r"\b(?:wait|actually)\b", opening, re.IGNORECASE)
-        ):
-            return False, "contradiction: a bare yes and a bare no in the opening, no 'wait'"
-        if _first_affirm(opening) is not None or _NEGATE.search(_unechoed(opening)):
-            return True, "answers the detection question (a yes/no cue in its first two sentences)"
-        if _first_affirm(text) is not None or _NEGATE.search(text):
-            return (
-                False,
-                "the yes/no cue comes only after unrelated "
-                "text: does not answer the question first",
-            )
-        return False, "no yes/no cue: does not answer the detection question"
+        return _answers_detection(text, opening)
+    return _reports_thought(text, opening)
+
+
+def _incoherent_form(text: str, words: list[str]) -> str | None:
+    """Why ``text`` is incoherent whatever the question (too short, not words, repeated,
+    garbled, a made-up context or an echo of the set-up); None when it passes."""
+    if len(words) < 2:
+        return "fewer than two words"
+    if sum(c.isalpha() or c.isspace() for c in text) < 0.7 * len(text):
+        return "under 70% letters and spaces"
+    if _RUN.search(text + " "):
+        return "a word or phrase repeated three or more times in a row"
+    trigrams = [tuple(w.lower() for w in words[i : i + 3]) for i in range(len(words) - 2)]
+    if trigrams and len(set(trigrams)) < 0.6 * len(trigrams):
+        return "heavy trigram repetition (under 60% distinct)"
+    if _DENIES_MIND.search(text):
+        return "denies having thoughts or mental states"
+    if g := _GARBLED_WORD.search(text):
+        return f"garbled-word: a syllable or letter repeated inside a word ({g.group(0)!r})"
+    if _ROLE.search(text):
+        return (
+            "hallucinated-context: a made-up next trial, "
+            "or the roles swapped (it injects, you detect)"
+        )
+    if p := _PERCENT.search(text):
+        return f"protocol-echo: recites numbers from the set-up ({p.group(0)!r})"
+    if e := _SELF_ECHO.search(text):
+        return f"self-echo: the thought is about thoughts or the injection ({e.group(0)!r})"
+    return None
+
+
+def _answers_detection(text: str, opening: str) -> tuple[bool, str]:
+    """The detection question: a yes/no cue in the first two sentences, in its own voice."""
+    if r := _RESEARCHER.search(text):
+        return (
+            False,
+            f"researcher-role: takes the researcher's place ({r.group(0)!r}), context the "
+            "question did not give",
+        )
+    if y := _SECOND_PERSON.search(_SECOND_PERSON_OK.sub(" ", text)):
+        return (
+            False,
+            f"second-person: talks to or about the experimenter ({y.group(0)!r}), "
+            "a hallucinated dialogue instead of its own mind",
+        )
+    if (
+        _BARE_YES.search(opening)
+        and _BARE_NO.search(opening)
+        and not re.search(r"\b(?:wait|actually)\b", opening, re.IGNORECASE)
+    ):
+        return False, "contradiction: a bare yes and a bare no in the opening, no 'wait'"
+    if _first_affirm(opening) is not None or _NEGATE.search(_unechoed(opening)):
+        return True, "answers the detection question (a yes/no cue in its first two sentences)"
+    if _first_affirm(text) is not None or _NEGATE.search(text):
+        return (
+            False,
+            "the yes/no cue comes only after unrelated text: does not answer the question first",
+        )
+    return False, "no yes/no cue: does not answer the detection question"
+
+
+def _reports_thought(text: str, opening: str) -> tuple[bool, str]:
+    """The open question: says what is on its mind, or a mental state, in its own voice."""
     if _REPORT.search(opening):
         return True, "thought-report: says what is on its mind in its first two sentences"
     if (st := _STATE.search(opening)) and not _HELP_ONLY.search(opening, st.end(), st.end() + 40):

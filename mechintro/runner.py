@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -101,13 +101,13 @@ class Answers:
 
     forms: Mapping[str, Sequence[str]]
 
-    def resolve(self, tokenizer: object) -> tuple[list[str], list[str], list[int]]:
+    def resolve(self, tokenizer: Any) -> tuple[list[str], list[str], list[int]]:
         """``(texts, labels, token_ids)`` of the forms that are single tokens of this tokenizer."""
         texts, labels, ids = [], [], []
         for label, forms in self.forms.items():
             kept = 0
             for form in forms:
-                enc = tokenizer(form, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+                enc = tokenizer(form, add_special_tokens=False)["input_ids"]
                 if len(enc) == 1 and int(enc[0]) not in ids:
                     texts.append(form)
                     labels.append(label)
@@ -185,7 +185,8 @@ def _inputs_dataset(
         inj = injections[i]
         if inj is not None:
             inject[i, width - k :] = inj.mask
-            first = t.vector if t.vector.ndim == 1 else t.vector[0]  # type: ignore[union-attr]
+            assert t.vector is not None  # a trial with an injection has its vector
+            first = t.vector if t.vector.ndim == 1 else t.vector[0]
             vectors[i] = first.float().numpy()
         if t.read_window is not None:
             read[i, width - k :] = t.read_window.resolve(t.prompt)
@@ -209,9 +210,9 @@ def _inputs_dataset(
             np.array([t.window.generated and t.vector is not None for t in trials]),
         ),
     }
-    for k in label_keys:
-        values = [t.labels[k] for t in trials]
-        coords[k] = (
+    for key in label_keys:
+        values = [t.labels[key] for t in trials]
+        coords[key] = (
             "trial",
             np.array(values, dtype=object if isinstance(values[0], str) else None),
         )
@@ -528,10 +529,12 @@ def stored_vectors(out: str | Path, trials: Sequence[Trial]) -> list[Trial]:
     injected = [i for i, t in enumerate(trials) if t.vector is not None]
     if not injected or not (out / "zarr.json").exists():
         return trials
+    # the three ignores below (union-attr): `injected` holds only trials whose vector is not None
     if any(trials[i].vector.ndim != 1 for i in injected):  # type: ignore[union-attr]
         return trials  # per-layer vectors: only their first row is stored
     try:
-        stored = np.asarray(zarr.open_group(str(out), mode="r")["injected_vector"][...])
+        group = zarr.open_group(str(out), mode="r")
+        stored = np.asarray(cast("zarr.Array[Any]", group["injected_vector"])[...])
     except Exception:  # not a readable run: the resume check says what is wrong with it
         return trials
     if stored.shape != (len(trials), trials[injected[0]].vector.shape[-1]):  # type: ignore[union-attr]
@@ -557,7 +560,7 @@ def stored_vectors(out: str | Path, trials: Sequence[Trial]) -> list[Trial]:
     )
     for i in injected:
         t = trials[i]
-        vector = torch.from_numpy(stored[i].copy()).to(t.vector)  # type: ignore[arg-type]
+        vector = torch.from_numpy(stored[i].copy()).to(t.vector)
         trials[i] = dataclasses.replace(t, vector=vector)
     return trials
 
@@ -582,6 +585,8 @@ class _Plan:
     resid_layers: tuple[int, ...] | None = None  # stored layers when recording (None: all)
     resid_dtype: str = "float16"  # the stored residuals' dtype (config field resid_dtype)
     resid_from: int = 0  # the first stored prompt position (config field resid_positions)
+    # the config class's LEGACY: what a field the stored run lacks meant when it was made
+    legacy: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
     @property
     def width(self) -> int:
@@ -608,12 +613,13 @@ def _plan(
     shard: Shard | None,
 ) -> _Plan:
     """Validate everything and derive the run's attributes (no file is touched)."""
+    legacy = dict(getattr(type(config), "LEGACY", {}))
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         config = dataclasses.asdict(config)
-    fields: Mapping[str, object] = config  # type: ignore[assignment]
-    batch_size = int(fields.get("batch_size", 16)) if batch_size is None else batch_size  # type: ignore[arg-type]
+    fields = cast("Mapping[str, Any]", config)  # a mapping now: a dataclass became its dict
+    batch_size = int(fields.get("batch_size", 16)) if batch_size is None else batch_size
     record = bool(fields.get("record_resid", False)) if record is None else record
-    seed = int(fields.get("seed", 0)) if seed is None else seed  # type: ignore[arg-type]
+    seed = int(fields.get("seed", 0)) if seed is None else seed
     if batch_size < 1:
         raise MechintroError(f"batch size must be at least 1, got {batch_size}")
     if mode == "logits" and answers is None:
@@ -672,6 +678,7 @@ def _plan(
         resid_layers=resid_layers,
         resid_dtype=resid_dtype,
         resid_from=resid_from,
+        legacy=legacy,
     )
 
 
@@ -700,9 +707,9 @@ def _resid_from(
             if t.read_window is not None:
                 masks.append(t.read_window.resolve(t.prompt))
             for mask in masks:
-                mask = np.asarray(mask, dtype=bool)
-                if mask.any():
-                    firsts.append(width - len(t.prompt) + int(np.argmax(mask)))
+                row = np.asarray(mask, dtype=bool)
+                if row.any():
+                    firsts.append(width - len(t.prompt) + int(np.argmax(row)))
         if not firsts:
             raise MechintroError(
                 "resid_positions window: no trial of this run injects into or reads a prompt "
@@ -716,14 +723,14 @@ def _resid_from(
 ALL_LAYERS = ("all",)
 
 
-def _resid_layers(specs: object, n_layers: int) -> tuple[int, ...] | None:
+def _resid_layers(specs: Sequence[object] | None, n_layers: int) -> tuple[int, ...] | None:
     """The block indices a recording run stores (``None``: every layer), from the config's
     ``resid_layers`` (indices or fractions of depth, or ``all``)."""
     from mechintro.vectors import resolve_layers
 
-    if specs is None or tuple(map(str, specs)) == ALL_LAYERS:  # type: ignore[call-overload]
+    if specs is None or tuple(map(str, specs)) == ALL_LAYERS:
         return None
-    specs = tuple(map(str, specs))  # type: ignore[call-overload]
+    specs = tuple(map(str, specs))
     layers = resolve_layers(specs, n_layers)
     if len(set(layers)) != len(specs):
         raise MechintroError(
@@ -754,7 +761,7 @@ def _open_store(plan: _Plan, out: Path) -> np.ndarray:
     its inputs); return which trials are committed."""
     if out.exists():
         runs.check_metadata(out)  # never write with edited metadata (a scale_factor added)
-        stored = _check_resume(out, plan.attrs, plan.batch_size, plan.mode)
+        stored = _check_resume(out, plan.attrs, plan.batch_size, plan.mode, plan.legacy)
         if "identity" in stored:  # same identity: the trials this command builds are the stored
             runs.restore_inputs(out, functools.partial(_create_store, plan))
     else:
@@ -955,7 +962,8 @@ def _logit_batch(
         readouts = [engine.NextToken(tuple(answer_ids)), *_resid(plan)]
         rows = _interventions(chunk, injections)
         result = engine.run_batch(plan.model, prompts, rows, readouts, prefix=prefix)
-    logprobs = result.answer_logprobs.numpy().astype(np.float32)  # type: ignore[union-attr]
+    assert result.answer_logprobs is not None  # the NextToken readout fills it
+    logprobs = result.answer_logprobs.numpy().astype(np.float32)
     return result, {"answer_logprobs": (("trial", "answer"), logprobs)}
 
 
@@ -965,7 +973,8 @@ def _interventions(
     """Each trial's interventions: its injection (resolved once, by :func:`_plan`) and patch."""
     rows: list[list[engine.Intervention]] = []
     for t, inj in zip(chunk, injections, strict=True):
-        rows.append(([inj] if inj is not None else []) + ([t.patch] if t.patch is not None else []))
+        row: list[engine.Intervention] = [inj] if inj is not None else []
+        rows.append(row + ([t.patch] if t.patch is not None else []))
     return rows
 
 
@@ -1012,7 +1021,8 @@ def _generate_batch(
     rows = _interventions(chunk, plan.injections[start:stop])
     result = engine.run_batch(plan.model, prompts, rows, [sampling, *_resid(plan)], prefix=prefix)
     ids = np.full((len(chunk), most), -1, dtype=np.int32)
-    ids[:, :steps] = result.generated.numpy()  # type: ignore[union-attr]
+    assert result.generated is not None  # the Generate readout fills it
+    ids[:, :steps] = result.generated.numpy()
     for row, t in enumerate(chunk):
         if t.max_new_tokens is not None:
             ids[row, t.max_new_tokens :] = -1
@@ -1188,24 +1198,26 @@ def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
     }
 
 
-def _legacy_fields(experiment: str | None) -> dict[str, object]:
+def _legacy_fields(config_legacy: Mapping[str, object]) -> dict[str, object]:
     """The values a run made before a config field existed was made with (the experiment's
-    ``Config.LEGACY``), so a missing field reads as the behaviour of its time, not the new
+    ``Config.LEGACY``, read from the config :func:`execute` is given: the runner does not look
+    experiments up), so a missing field reads as the behaviour of its time, not the new
     default."""
-    from mechintro.experiments import EXPERIMENTS
-
-    module = EXPERIMENTS.get(experiment) if experiment else None
     # base fields every experiment gained, as runs made before them behaved
-    legacy = {
+    legacy: dict[str, object] = {
         "resid_layers": list(ALL_LAYERS),
         "resid_dtype": "float16",
         "resid_positions": list(ALL_LAYERS),
     }
-    return legacy | dict(getattr(getattr(module, "Config", None), "LEGACY", {}))
+    return legacy | dict(config_legacy)
 
 
 def _check_resume(
-    out: Path, attrs: Mapping[str, str], batch_size: int, mode: str
+    out: Path,
+    attrs: Mapping[str, str],
+    batch_size: int,
+    mode: str,
+    config_legacy: Mapping[str, object],
 ) -> dict[str, str]:
     """Refuse to resume ``out`` with anything that would change its numbers; return its
     attributes."""
@@ -1227,7 +1239,7 @@ def _check_resume(
             f"{out} is not a valid mechintro run: the config attribute is not JSON"
         ) from None
     new = json.loads(attrs["config"])
-    legacy = _legacy_fields(attrs.get("experiment"))
+    legacy = _legacy_fields(config_legacy)
     old = {k: v for k, v in legacy.items() if k in new} | old
     diffs += sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if "identity" in stored:

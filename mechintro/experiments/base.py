@@ -144,7 +144,9 @@ def check_experiment(module: ModuleType) -> list[str]:
     return problems
 
 
-def _signature_problems(where: str, name: str, want: Callable, have: object) -> list[str]:
+def _signature_problems(
+    where: str, name: str, want: Callable[..., object], have: object
+) -> list[str]:
     if not callable(have):
         return [f"{where}.{name} is not callable"]
     params = list(inspect.signature(want).parameters.values())[1:]  # drop self
@@ -221,16 +223,16 @@ def cell_summary(
     keys = [np.asarray(ds[name].values) for name in by]
     selected = np.ones(ds.sizes["trial"], dtype=bool) if where is None else np.asarray(where)
     given = levels or {}
-    levels = [
+    resolved = [
         list(given[name]) if name in given else sorted(set(k[selected].tolist()))
         for name, k in zip(by, keys, strict=True)
     ]
-    shape = tuple(len(level) for level in levels)
+    shape = tuple(len(level) for level in resolved)
     ints = set(ints)
     arrays: dict[str, np.ndarray] = {}
     for index in itertools.product(*(range(n) for n in shape)):
         rows = selected.copy()
-        for key, level, i in zip(keys, levels, index, strict=True):
+        for key, level, i in zip(keys, resolved, index, strict=True):
             rows &= key == level[i]
         for name, value in metrics(rows).items():
             if name not in arrays:
@@ -240,5 +242,5 @@ def cell_summary(
             arrays[name][index] = value
     return xr.Dataset(
         {name: (tuple(by), values) for name, values in arrays.items()},
-        coords=dict(zip(by, levels, strict=True)),  # type: ignore[arg-type]
+        coords=dict(zip(by, resolved, strict=True)),
     )

@@ -31,7 +31,9 @@ from __future__ import annotations
 import functools
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mechintro import stimuli
 
@@ -292,150 +294,165 @@ def make(
 
     out: list[Example] = []
     for i in range(n):
-        percent = percents[i % len(percents)]
-        if family == "identity":
-            w = rng.choice(pool)
-            other = rng.choice([x for x in pool if x != w])
-            ctx = rng.choice(WORD_TEMPLATES).format(w=w)
-            if rng.random() < 0.25:
-                out.append(
-                    Example(
-                        family,
-                        ctx,
-                        (-1,),
-                        "Which word is this about? Answer with the word.",
-                        w,
-                        None,
-                        w,
-                        percent,
-                    )
-                )
-            else:
-                out.append(
-                    _yes_no(
-                        rng,
-                        family,
-                        ctx,
-                        f"Is this about {w.lower()}?",
-                        f"Is this about {other.lower()}?",
-                        w,
-                        percent,
-                    )
-                )
-        elif family == "category":
-            cat = rng.choice(sorted(CATEGORIES))
-            w = rng.choice([x for x in CATEGORIES[cat]() if allowed(x)])
-            yes = rng.random() < 0.5
-            asked = (
-                cat
-                if yes
-                else rng.choice(
-                    [c for c in sorted(CATEGORIES) if c != cat and w not in CATEGORIES[c]()]
-                )
-            )
-            ctx = rng.choice(WORD_TEMPLATES).format(w=w)
-            out.append(
-                Example(
-                    family,
-                    ctx,
-                    (-1,),
-                    f"Is this {asked}?",
-                    YES if yes else NO,
-                    int(yes),
-                    w,
-                    percent,
-                )
-            )
-        elif family == "context":
-            if tokenizer is None:
-                raise AssertionError("context prediction needs the tokenizer")
-            for _ in range(100):  # redraw until the text is long enough and the target not blank
-                text = rng.choice(_texts())
-                ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-                k = rng.randint(1, 3)
-                if len(ids) < k + 2:
-                    continue
-                if rng.random() < 0.5:
-                    t = rng.randint(0, len(ids) - k - 1)
-                    target = tokenizer.decode(ids[t + 1 : t + 1 + k])
-                    q = f"Can you predict the next {k} tokens that come after this?"
-                else:
-                    t = rng.randint(k, len(ids) - 1)
-                    target = tokenizer.decode(ids[t - k : t])
-                    q = f"Can you predict the previous {k} tokens that came before this?"
-                if target.strip():
-                    break
-            else:
-                raise AssertionError("no context-prediction example in 100 draws")
-            out.append(Example(family, text, (t - len(ids),), q, target.strip(), None, "", percent))
-        elif family == "persona":
-            p = rng.choice(PERSONAS)
-            ctx = (rng.choice(SYSTEM_TEMPLATES).format(p=p), rng.choice(USER_MESSAGES))
-            positions = tuple(range(-rng.randint(1, 4), 0))
-            if rng.random() < 0.5:
-                out.append(
-                    Example(
-                        family,
-                        ctx,
-                        positions,
-                        "Who is the assistant pretending to be? Answer in two words.",
-                        f"a {p}",
-                        None,
-                        p,
-                        percent,
-                    )
-                )
-            else:
-                other = rng.choice([x for x in PERSONAS if x != p])
-                out.append(
-                    _yes_no(
-                        rng,
-                        family,
-                        ctx,
-                        f"Is the assistant pretending to be a {p}?",
-                        f"Is the assistant pretending to be a {other}?",
-                        p,
-                        percent,
-                        positions,
-                    )
-                )
-        elif family == "sentiment":
-            thing = rng.choice(SENTIMENT_THINGS)
-            pos = rng.random() < 0.5
-            ctx = rng.choice(SENTENCE_TEMPLATES_POS if pos else SENTENCE_TEMPLATES_NEG).format(
-                w=thing
-            )
-            out.append(
-                Example(
-                    family,
-                    ctx,
-                    (-1,),
-                    "Is the sentiment of this text positive?",
-                    YES if pos else NO,
-                    int(pos),
-                    thing,
-                    percent,
-                )
-            )
-        elif family == "language":
-            english = rng.random() < 0.5
-            w = rng.choice(pool if english else list(FOREIGN_WORDS))
-            ctx = rng.choice(("{w}", "The word is {w}")).format(w=w.lower())
-            out.append(
-                Example(
-                    family,
-                    ctx,
-                    (-1,),
-                    "Is this word English?",
-                    YES if english else NO,
-                    int(english),
-                    w,
-                    percent,
-                )
-            )
-        else:
-            raise KeyError(family)
+        make_one = _FAMILIES[family]  # KeyError(family) on an unknown family
+        out.append(make_one(_Draw(rng, percents[i % len(percents)], pool, allowed, tokenizer)))
     return out
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """What drawing one example of a family needs: the seeded stream, the example's percent, the
+    concept pool, which words the pool may use, and the tokenizer (``context`` only)."""
+
+    rng: random.Random
+    percent: int
+    pool: list[str]
+    allowed: Callable[[str], bool]
+    tokenizer: Any
+
+
+def _identity(d: _Draw) -> Example:
+    w = d.rng.choice(d.pool)
+    other = d.rng.choice([x for x in d.pool if x != w])
+    ctx = d.rng.choice(WORD_TEMPLATES).format(w=w)
+    if d.rng.random() < 0.25:
+        return Example(
+            "identity",
+            ctx,
+            (-1,),
+            "Which word is this about? Answer with the word.",
+            w,
+            None,
+            w,
+            d.percent,
+        )
+    else:
+        return _yes_no(
+            d.rng,
+            "identity",
+            ctx,
+            f"Is this about {w.lower()}?",
+            f"Is this about {other.lower()}?",
+            w,
+            d.percent,
+        )
+
+
+def _category(d: _Draw) -> Example:
+    cat = d.rng.choice(sorted(CATEGORIES))
+    w = d.rng.choice([x for x in CATEGORIES[cat]() if d.allowed(x)])
+    yes = d.rng.random() < 0.5
+    asked = (
+        cat
+        if yes
+        else d.rng.choice([c for c in sorted(CATEGORIES) if c != cat and w not in CATEGORIES[c]()])
+    )
+    ctx = d.rng.choice(WORD_TEMPLATES).format(w=w)
+    return Example(
+        "category",
+        ctx,
+        (-1,),
+        f"Is this {asked}?",
+        YES if yes else NO,
+        int(yes),
+        w,
+        d.percent,
+    )
+
+
+def _context(d: _Draw) -> Example:
+    if d.tokenizer is None:
+        raise AssertionError("context prediction needs the tokenizer")
+    for _ in range(100):  # redraw until the text is long enough and the target not blank
+        text = d.rng.choice(_texts())
+        ids = d.tokenizer(text, add_special_tokens=False)["input_ids"]
+        k = d.rng.randint(1, 3)
+        if len(ids) < k + 2:
+            continue
+        if d.rng.random() < 0.5:
+            t = d.rng.randint(0, len(ids) - k - 1)
+            target = d.tokenizer.decode(ids[t + 1 : t + 1 + k])
+            q = f"Can you predict the next {k} tokens that come after this?"
+        else:
+            t = d.rng.randint(k, len(ids) - 1)
+            target = d.tokenizer.decode(ids[t - k : t])
+            q = f"Can you predict the previous {k} tokens that came before this?"
+        if target.strip():
+            break
+    else:
+        raise AssertionError("no context-prediction example in 100 draws")
+    return Example("context", text, (t - len(ids),), q, target.strip(), None, "", d.percent)
+
+
+def _persona(d: _Draw) -> Example:
+    p = d.rng.choice(PERSONAS)
+    ctx = (d.rng.choice(SYSTEM_TEMPLATES).format(p=p), d.rng.choice(USER_MESSAGES))
+    positions = tuple(range(-d.rng.randint(1, 4), 0))
+    if d.rng.random() < 0.5:
+        return Example(
+            "persona",
+            ctx,
+            positions,
+            "Who is the assistant pretending to be? Answer in two words.",
+            f"a {p}",
+            None,
+            p,
+            d.percent,
+        )
+    else:
+        other = d.rng.choice([x for x in PERSONAS if x != p])
+        return _yes_no(
+            d.rng,
+            "persona",
+            ctx,
+            f"Is the assistant pretending to be a {p}?",
+            f"Is the assistant pretending to be a {other}?",
+            p,
+            d.percent,
+            positions,
+        )
+
+
+def _sentiment(d: _Draw) -> Example:
+    thing = d.rng.choice(SENTIMENT_THINGS)
+    pos = d.rng.random() < 0.5
+    ctx = d.rng.choice(SENTENCE_TEMPLATES_POS if pos else SENTENCE_TEMPLATES_NEG).format(w=thing)
+    return Example(
+        "sentiment",
+        ctx,
+        (-1,),
+        "Is the sentiment of this text positive?",
+        YES if pos else NO,
+        int(pos),
+        thing,
+        d.percent,
+    )
+
+
+def _language(d: _Draw) -> Example:
+    english = d.rng.random() < 0.5
+    w = d.rng.choice(d.pool if english else list(FOREIGN_WORDS))
+    ctx = d.rng.choice(("{w}", "The word is {w}")).format(w=w.lower())
+    return Example(
+        "language",
+        ctx,
+        (-1,),
+        "Is this word English?",
+        YES if english else NO,
+        int(english),
+        w,
+        d.percent,
+    )
+
+
+_FAMILIES: dict[str, Callable[[_Draw], Example]] = {
+    "identity": _identity,
+    "category": _category,
+    "context": _context,
+    "persona": _persona,
+    "sentiment": _sentiment,
+    "language": _language,
+}
 
 
 def training_set(

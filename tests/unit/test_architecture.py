@@ -9,7 +9,9 @@ count. ``from mechintro.pkg import name`` is an edge to the submodule ``mechintr
 that is a module, else to ``mechintro.pkg``. The implicit import of a module's parent packages is
 not an edge (a package ``__init__`` importing its own submodules is not a cycle).
 
-The layers (docs/architecture.md):
+The layers (docs/architecture.md): every module has a rank, its row of the table (``LAYERS``,
+which a test checks against the document's table), and imports only from its own rank or below —
+an unranked module or an import that runs back up fails. On top of the ranks:
 
 * the **leaf** modules — statistics (``stats``), readout helpers (``readouts``, ``grading``),
   config checks (``config``), tables (``tables``), stimuli (``stimuli``) — import only each other
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -45,6 +48,22 @@ ANALYSIS_FORBIDDEN = (
     *("torch", "nnsight", "transformers", "peft"),
 )
 MODEL_MODULES = set(mechintro.analysis.MODEL_MODULES)
+DOC = PACKAGE.parent / "docs" / "architecture.md"
+
+# The layer table of docs/architecture.md, lowest first: a module imports only from its own row
+# or the rows before it. Names are relative to ``mechintro`` ("" is the package itself); a name
+# ending in "/" is a package and covers its submodules (the longest match wins).
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("foundations", ("", "errors", "_anyio_guard", "_fs", "progress", "provenance")),
+    ("leaves", ("stats", "readouts", "grading", "config", "tables", "stimuli")),
+    ("study data", ("self_prediction",)),
+    ("model", ("arch", "models", "prompts", "engine", "vectors", "training", "transcripts")),
+    ("store", ("runs", "store/", "runner", "planning")),
+    ("analysis", ("analysis/", "plotting", "browse", "export")),
+    ("experiments", ("experiments/",)),
+    ("applications", ("judge", "oracle/", "introspect/", "report")),
+    ("top", ("cli",)),
+)
 
 
 # --- The checker -------------------------------------------------------------------------------
@@ -171,6 +190,49 @@ def forbidden_edges(
     return bad
 
 
+def rank_of(module: str, layers: tuple[tuple[str, tuple[str, ...]], ...] = LAYERS) -> int | None:
+    """The row of ``layers`` that holds ``module`` (a full name), or None."""
+    name = module.removeprefix(ROOT).removeprefix(".")
+    best: tuple[int, int] | None = None  # (rank, length of the matching entry)
+    for rank, (_, members) in enumerate(layers):
+        for member in members:
+            package = member.endswith("/")
+            entry = member.rstrip("/")
+            if name == entry or (package and name.startswith(entry + ".")):
+                if best is None or len(entry) > best[1]:
+                    best = (rank, len(entry))
+    return None if best is None else best[0]
+
+
+def unranked(graph: Mapping[str, set[str]]) -> list[str]:
+    """The mechintro modules in no row of the layer table."""
+    return sorted(m for m in graph if m.startswith(ROOT) and rank_of(m) is None)
+
+
+def upward_edges(graph: Mapping[str, set[str]]) -> list[str]:
+    """``"a (row) → b (row)"`` for every import of a module in a higher row of the table."""
+    bad = []
+    for src, targets in sorted(graph.items()):
+        low = rank_of(src)
+        for dst in sorted(t for t in targets if t.startswith(ROOT)):
+            high = rank_of(dst)
+            if low is not None and high is not None and high > low:
+                bad.append(f"{src} ({LAYERS[low][0]}) → {dst} ({LAYERS[high][0]})")
+    return bad
+
+
+def doc_layers(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The layer table of docs/architecture.md: the rows whose first cell is a rank, as
+    (layer, the backticked module names of the third cell)."""
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].isdigit():
+            names = re.findall(r"`([^`]+)`", cells[2])
+            rows.append((cells[1], tuple("" if n == ROOT else n for n in names)))
+    return tuple(rows)
+
+
 def _shared_experiment_module(name: str) -> bool:
     leaf = name.removeprefix(f"{ROOT}.experiments.").split(".")[0]
     return leaf.startswith("_") or leaf == "base"
@@ -282,6 +344,19 @@ def test_no_import_cycle():
     assert cycles(import_graph(package_sources())) == []
 
 
+def test_every_module_has_a_row_of_the_layer_table():
+    assert unranked(import_graph(package_sources())) == []
+
+
+def test_no_import_runs_up_a_layer():
+    assert upward_edges(import_graph(package_sources())) == []
+
+
+def test_the_layer_table_is_the_documents():
+    """LAYERS is docs/architecture.md's table, row for row and module for module."""
+    assert doc_layers(DOC.read_text()) == LAYERS
+
+
 def test_analysis_lazy_names_come_only_from_the_declared_model_modules():
     """``mechintro.analysis`` loads its model-needing names lazily (a string map, which the AST
     does not see as an import): every such name must come from a declared model module."""
@@ -336,6 +411,32 @@ def test_an_injected_forbidden_import_fails_the_check():
     ]:
         found = forbidden_edges(import_graph(_with({module: code})))
         assert len(found) == 1 and edge in found[0], (module, code, found)
+
+
+def test_a_planted_upward_import_or_unranked_module_fails_the_check():
+    """The runner reading the experiments (the arrow that ran back up, issue 31), a leaf
+    importing the model, an application imported by the store, anywhere in a function: each is
+    reported as exactly that edge; a module in no row is reported by name."""
+    for module, code, edge in [
+        (
+            "mechintro.runner",
+            "def _legacy():\n    from mechintro.experiments import EXPERIMENTS\n",
+            "mechintro.runner (store) → mechintro.experiments (experiments)",
+        ),
+        ("mechintro.stimuli", "import mechintro.models", "mechintro.stimuli (leaves) → "),
+        ("mechintro.store.verify", "from mechintro import judge", "→ mechintro.judge (app"),
+        ("mechintro.experiments.base", "from mechintro.oracle import train", "→ mechintro.oracle"),
+        ("mechintro.progress", "from mechintro import plotting", "(foundations) → mechintro.plot"),
+    ]:
+        found = upward_edges(import_graph(_with({module: code})))
+        assert len(found) == 1 and edge in found[0], (module, code, found)
+    sources = package_sources()
+    sources["mechintro.newroom"] = ("from mechintro import stats\n", False)
+    assert unranked(import_graph(sources)) == ["mechintro.newroom"]
+    assert rank_of("mechintro.experiments.a_new_protocol") == rank_of("mechintro.experiments")
+    assert rank_of("mechintro.store.verify") == rank_of("mechintro.runs")
+    changed = (*LAYERS[:-1], ("top", ("cli", "browse")))
+    assert doc_layers(DOC.read_text()) != changed
 
 
 def test_declared_model_modules_may_import_model_code_and_type_checking_imports_do_not_count():

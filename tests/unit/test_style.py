@@ -37,6 +37,15 @@ def test_line_length_is_enforced():
     assert "E" in ruff["lint"]["select"] and "E501" not in ruff["lint"].get("ignore", [])
 
 
+def test_complexity_is_limited_in_the_package():
+    """McCabe complexity 15 at most for every function in mechintro/ (rule C901, which the
+    `ruff check` below then holds); only the folders outside the package are exempt."""
+    lint = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]
+    assert "C901" in lint["select"] and lint["mccabe"]["max-complexity"] == 15
+    exempt = [k for k, v in lint.get("per-file-ignores", {}).items() if "C901" in v]
+    assert not any(k.startswith("mechintro") for k in exempt), exempt
+
+
 def test_ruff_is_the_pinned_version():
     """Ruff's formatter changes between releases: the check below means the pinned one."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
