@@ -137,6 +137,33 @@ def _digest(examples: list[tuple[Prompt, str]]) -> str:
     return hashlib.sha256(json.dumps(examples).encode()).hexdigest()
 
 
+def _schedule(n: int, config: TrainConfig) -> list[list[int]]:
+    """Every step's example indices: each epoch a seeded shuffle cut into batches."""
+    order = list(range(n))
+    steps_per_epoch = -(-n // config.batch_size)
+    schedule: list[list[int]] = []
+    for epoch in range(config.epochs):
+        random.Random(config.seed * 1000 + epoch).shuffle(order)
+        schedule += [
+            order[s * config.batch_size : (s + 1) * config.batch_size]
+            for s in range(steps_per_epoch)
+        ]
+    return schedule
+
+
+def _batch(batch: list[tuple[list[int], list[int]]], pad: int):
+    """Input ids, labels and attention mask of one step, right-padded (positions unchanged)."""
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    labels = torch.full((len(batch), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for r, (x, y) in enumerate(batch):
+        ids[r, : len(x)] = torch.tensor(x)
+        labels[r, : len(y)] = torch.tensor(y)
+        mask[r, : len(x)] = 1
+    return ids, labels, mask
+
+
 def finetune(
     model: Model,
     examples: list[tuple[Prompt, str]],
@@ -188,15 +215,7 @@ def finetune(
             (digest + json.dumps(extra_record, sort_keys=True)).encode()
         ).hexdigest()
     encoded = [_encode(model, p, a) for p, a in examples]
-    order = list(range(len(encoded)))
-    steps_per_epoch = -(-len(order) // config.batch_size)
-    schedule = []
-    for epoch in range(config.epochs):
-        random.Random(config.seed * 1000 + epoch).shuffle(order)
-        schedule += [
-            order[s * config.batch_size : (s + 1) * config.batch_size]
-            for s in range(steps_per_epoch)
-        ]
+    schedule = _schedule(len(encoded), config)
 
     torch.manual_seed(config.seed)
     hf = copy.deepcopy(model.hf)
@@ -245,15 +264,7 @@ def finetune(
     progress, close_bar = callback(progress, "train", "step")  # a bar unless progress=False
     start = time.perf_counter() - state["seconds"]
     for step in range(state["step"], len(schedule)):
-        batch = [encoded[i] for i in schedule[step]]
-        width = max(len(ids) for ids, _ in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, (x, y) in enumerate(batch):  # right padding: positions are unchanged
-            ids[r, : len(x)] = torch.tensor(x)
-            labels[r, : len(y)] = torch.tensor(y)
-            mask[r, : len(x)] = 1
+        ids, labels, mask = _batch([encoded[i] for i in schedule[step]], pad)
         with steer(peft_model, schedule[step]) if steer else contextlib.nullcontext():
             loss = peft_model(
                 input_ids=ids, attention_mask=mask, labels=labels, use_cache=False

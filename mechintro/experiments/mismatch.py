@@ -203,6 +203,44 @@ def partners(vectors: xr.DataArray, concepts: list[str], layer: int, k: int) -> 
     return out
 
 
+def _score_part(config, model, concepts, layers, raw, rand, add) -> None:
+    """The introspection score's trials: the detection and factual questions, each uninjected
+    and under every concept (and random) vector."""
+    questions = [("detection", DETECTION)] + [(q, factual(q)) for q in FACTUAL_NO]
+    for qname, qtext in questions:
+        prompt, window = build_prompt(model, qtext)
+        add(prompt, window, "score", qname, "", "none", "", "", -1, 0.0, None)
+        for c in concepts:
+            for L in layers:
+                for s in config.strengths:
+                    add(prompt, window, "score", qname, "", "concept", c, c, L, s, raw[c, L])
+                    if config.random_control:
+                        x = rand[c, L]
+                        add(prompt, window, "score", qname, "", "random", c, "random", L, s, x)
+
+
+def _mismatch_part(config, model, vectors, concepts, layers, raw, rand, add) -> None:
+    """The mismatch trials: each named concept uninjected, congruent, incongruent (its ``k``
+    least similar partners) and random."""
+    if config.reference_layer:
+        ref = resolve_layers([config.reference_layer], model.n_layers)[0]
+    else:
+        ref = layers[len(layers) // 2]
+    pairs = partners(vectors, concepts, ref, config.k)
+    for c in concepts:
+        prompt, window = build_prompt(model, named(c))
+        add(prompt, window, "mismatch", "named", c, "none", c, "", -1, 0.0, None)
+        for L in layers:
+            for s in config.strengths:
+                add(prompt, window, "mismatch", "named", c, "congruent", c, c, L, s, raw[c, L])
+                for p in pairs[c]:
+                    x = raw[p, L]
+                    add(prompt, window, "mismatch", "named", c, "incongruent", c, p, L, s, x)
+                if config.random_control:
+                    x = rand[c, L]
+                    add(prompt, window, "mismatch", "named", c, "random", c, "random", L, s, x)
+
+
 def build_trials(
     config: MismatchConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
@@ -244,35 +282,9 @@ def build_trials(
         )
 
     if "score" in config.parts:
-        questions = [("detection", DETECTION)] + [(q, factual(q)) for q in FACTUAL_NO]
-        for qname, qtext in questions:
-            prompt, window = build_prompt(model, qtext)
-            add(prompt, window, "score", qname, "", "none", "", "", -1, 0.0, None)
-            for c in concepts:
-                for L in layers:
-                    for s in config.strengths:
-                        add(prompt, window, "score", qname, "", "concept", c, c, L, s, raw[c, L])
-                        if config.random_control:
-                            x = rand[c, L]
-                            add(prompt, window, "score", qname, "", "random", c, "random", L, s, x)
+        _score_part(config, model, concepts, layers, raw, rand, add)
     if "mismatch" in config.parts:
-        if config.reference_layer:
-            ref = resolve_layers([config.reference_layer], model.n_layers)[0]
-        else:
-            ref = layers[len(layers) // 2]
-        pairs = partners(vectors, concepts, ref, config.k)
-        for c in concepts:
-            prompt, window = build_prompt(model, named(c))
-            add(prompt, window, "mismatch", "named", c, "none", c, "", -1, 0.0, None)
-            for L in layers:
-                for s in config.strengths:
-                    add(prompt, window, "mismatch", "named", c, "congruent", c, c, L, s, raw[c, L])
-                    for p in pairs[c]:
-                        x = raw[p, L]
-                        add(prompt, window, "mismatch", "named", c, "incongruent", c, p, L, s, x)
-                    if config.random_control:
-                        x = rand[c, L]
-                        add(prompt, window, "mismatch", "named", c, "random", c, "random", L, s, x)
+        _mismatch_part(config, model, vectors, concepts, layers, raw, rand, add)
     return trials, layers
 
 
