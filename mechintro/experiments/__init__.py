@@ -26,6 +26,7 @@ MODULES: dict[str, str] = {
     "patchscope": "mechintro.experiments.patchscope",
     "strength-comparison": "mechintro.experiments.strength_comparison",
     "sentence-localisation": "mechintro.experiments.sentence_localisation",
+    "concept-confusion": "mechintro.experiments.concept_confusion",
 }
 """CLI name → module path, in the order the CLI and the docs list them."""
 
