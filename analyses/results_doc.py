@@ -62,6 +62,11 @@ PUBLISHED = {
         "Hahami et al. (arXiv 2512.12411 v2, 5.2), Llama-3.1-8B: which of 10 sentences carried "
         "the injection, up to 88% at layer 2, α 5 (chance 10%). No random-direction control."
     ),
+    "concept-confusion": (
+        "Pearson-Vogel et al. (arXiv 2602.20031), Qwen2.5-Coder-32B: mutual information between "
+        "the injected and the recovered concept (10 options, at most 3.32 bits) 0.62 bits, "
+        "1.05 bits with the info document. No random-direction control."
+    ),
     "patchscope": (
         "Ghandeharioun et al. (2024), 'Patchscopes': the identity prompt decodes a hidden state "
         "by asking the model to repeat it; the paper patches hidden states, not concept "
@@ -252,6 +257,22 @@ def _verdict(name: str, summary) -> str:
                 "control (Wilson intervals apart)"
             )
         return text + f"; uninjected answers {summary.attrs['uninjected_choices']}."
+    if name == "concept-confusion":
+        c, r = summary.sel(condition="concept"), summary.sel(condition="random")
+        cells = int(np.isfinite(c.accuracy.values).sum())
+        return (
+            f"At the final layer, {cells} (framing, document, strength) cells: balanced accuracy "
+            f"{float(c.accuracy.min()):.2f}–{float(c.accuracy.max()):.2f} (chance "
+            f"{float(summary.chance):.2f}), the random direction {float(r.accuracy.min()):.2f}–"
+            f"{float(r.accuracy.max()):.2f}; {int(summary.above_random.sum())} of {cells} cells "
+            "above the random control (Wilson intervals apart); mutual information (Miller-Madow) "
+            f"{float(c.mi_mm.min()):+.2f} to {float(c.mi_mm.max()):+.2f} bits, the random "
+            f"direction's {float(r.mi_mm.min()):+.2f} to {float(r.mi_mm.max()):+.2f}; smallest "
+            "permutation p "
+            f"{float(c.mi_p.min()):.3f}; "
+            + ("the answer varies." if bool((c.varies > 0).any()) else "**no power** (the "
+               "answer never varies).")
+        )  # fmt: skip
     return ""
 
 
