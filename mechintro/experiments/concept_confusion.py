@@ -452,6 +452,7 @@ def confusion_stats(probs: np.ndarray, *, n_perm: int = 1000, seed: int = 0) -> 
 
 
 SCALARS = (
+    "orders",
     "soft_mi", "soft_mi_null", "soft_mi_p", "mi", "mi_mm", "mi_null", "mi_p", "accuracy", "lo",
     "hi", "n", "varies",
 )  # fmt: skip
@@ -463,7 +464,8 @@ def summarize(
     """Per framing, document, strength, condition (concept, random, shuffled) and lens layer: the
     confusion matrix averaged over orderings (``confusion``, injected × recovered, canonical
     order), the mutual information (``soft_mi``, ``mi``, ``mi_mm``, their nulls and p-values),
-    balanced accuracy with its Wilson interval, whether the answer varies, and ``above_random``.
+    balanced accuracy with its Wilson interval, whether the answer varies, and ``above_random``;
+    ``orders``: the option orders every row of which the run holds (all, unless it stopped early).
     With ``model`` the lens layers recorded in the run; without, the final layer only. The
     answers with nothing injected are in the attrs.
 
@@ -508,13 +510,15 @@ def summarize(
                         r = canonical.index(get["injected"][i])
                         rows[ordering[i], r][:, perm] = probs[i]  # map_to_canonical
                         filled[ordering[i], r] = True
-                    if not filled.all():
+                    whole = filled.all(1)  # the orders with every row (a run stopped early)
+                    if not whole.any():
                         continue
                     for e in range(len(layers)):
-                        st = confusion_stats(rows[:, :, e], n_perm=n_perm, seed=seed)
+                        st = confusion_stats(rows[whole, :, e], n_perm=n_perm, seed=seed)
                         confusion[a, b, c, d, e] = st.pop("confusion")
                         for name, v in st.items():
                             out[name][a, b, c, d, e] = v
+                        out["orders"][a, b, c, d, e] = whole.sum()
     dims = ("intervention", "info", "strength", "condition", "lens_layer")
     summary = xr.Dataset(
         {name: (dims, v) for name, v in out.items()}
@@ -525,6 +529,7 @@ def summarize(
         },
     )  # fmt: skip
     summary["n"] = summary["n"].fillna(0).astype(int)
+    summary["orders"] = summary["orders"].fillna(0).astype(int)
     summary["chance"] = 1 / k
     summary["max_mi"] = math.log2(k)
     for ctl in ("random", "shuffled"):
@@ -572,7 +577,9 @@ def format_summary(summary: xr.Dataset) -> str:
                         row["above random"] = "yes" if bool(c.above_random) else "no"
                     rows.append(row)
     return (
-        table(rows) + f"\nchance {float(summary.chance):.2f}; MI in bits (at most "
+        table(rows) + f"\nchance {float(summary.chance):.2f}; option orders per cell "
+        f"{int(summary.orders.min())}-{int(summary.orders.max())} of "
+        f"{summary.attrs['orderings']}; MI in bits (at most "
         f"{float(summary.max_mi):.2f}); MI-MM: argmax decisions, Miller-Madow corrected, with "
         "its permutation null's mean and p; soft MI: the averaged probability matrix; answers "
         "with nothing injected (canonical option chosen): "

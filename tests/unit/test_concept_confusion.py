@@ -238,6 +238,17 @@ def test_summary_of_known_answers(cc_run):
     assert "concept acc" in text and "random MI-MM" in text
 
 
+def test_a_run_stopped_early_is_summarised_on_its_whole_orders(cc_run):
+    ds = cc_run.load()
+    last = np.flatnonzero(ds.ordering.values == 1)
+    part = ds.isel(trial=np.setdiff1d(np.arange(ds.sizes["trial"]), last[-3:]))
+    s, whole = CC.summarize(part, n_perm=5), CC.summarize(ds, n_perm=5)
+    assert int(s.orders.min()) == 1 and int(whole.orders.min()) == 2
+    assert int(s.n.sel(condition="concept").squeeze()) == 1 + len(WORDS)
+    assert np.isfinite(s.accuracy).all()
+    assert "option orders per cell 1-1 of 2" in CC.format_summary(s)
+
+
 @pytest.mark.parametrize(
     "kw",
     [{"concepts": ()}, {"concepts": tuple(f"c{i}" for i in range(10))}, {"concepts": ("a", "a")},
