@@ -19,7 +19,7 @@ from mechintro.models import load_model
 args = arguments(__doc__, run=str(SHIPPED / "smollm2-135m" / "concept-confusion.zarr"))
 ds = open_run(args.run)
 summary = concept_confusion.summarize(ds, model=load_model(ds.attrs["model"]), n_perm=200)
-print(concept_confusion.format_summary(summary.isel(lens_layer=[-1])))
+print(concept_confusion.format_summary(summary))  # every lens layer
 s = summary.isel(intervention=0, strength=-1)
 infos = [str(x) for x in s["info"].values]
 layers = s.lens_layer.values

@@ -41,6 +41,7 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "oracles": {},  # reads analyses/data/oracles/{model}
     "strength_comparison": {},  # reads analyses/data/smollm2-135m/strength-comparison.zarr
     "sentence_localisation": {},  # reads analyses/data/smollm2-135m/sentence-localisation.zarr
+    "concept_confusion": {},  # reads analyses/data/smollm2-135m/concept-confusion.zarr (+ model)
     "positive_control": {},  # reads analyses/data/positive-control (issue 33)
 }
 # the PNGs a script draws, where they are not just ``{script}.png``
