@@ -43,6 +43,7 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "sentence_localisation": {},  # reads analyses/data/smollm2-135m/sentence-localisation.zarr
     "strength_classification": {},  # reads analyses/data/smollm2-135m/strength-classification.zarr
     "mismatch": {},  # reads analyses/data/smollm2-135m/mismatch.zarr
+    "concept_confusion": {},  # reads analyses/data/smollm2-135m/concept-confusion.zarr (+ model)
     "positive_control": {},  # reads analyses/data/positive-control (issue 33)
     "positive_control_dose_depth": {},  # the same data: detection vs strength and vs layer
 }

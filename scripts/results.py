@@ -93,6 +93,12 @@ SMALL: dict[str, dict[str, object]] = {
         "strengths": (5.0, 20.0),
         "trials": 4,
     },
+    # the inject framing without an info document, the 64 first PCA-center suffixes
+    "concept-confusion": {
+        "interventions": ("inject",),
+        "infos": ("none",),
+        "suffixes_file": "analyses/data/smollm2-135m/concept-confusion-suffixes.json",
+    },
 }
 # Runs the analyses of issue 4 read (``--only analysis``): Lindsey's vectors for every word an
 # analysis compares with, and a detection-logits run over 20 concepts with residuals recorded.

@@ -28,6 +28,7 @@ MODULES: dict[str, str] = {
     "strength-classification": "mechintro.experiments.strength_classification",
     "mismatch": "mechintro.experiments.mismatch",
     "sentence-localisation": "mechintro.experiments.sentence_localisation",
+    "concept-confusion": "mechintro.experiments.concept_confusion",
 }
 """CLI name → module path, in the order the CLI and the docs list them."""
 

@@ -1,6 +1,10 @@
-"""What the experiments share: the experiment check."""
+"""What the experiments share: the experiment check, and the Latent Introspection code's framings,
+info documents and suffix files (``latent-introspection`` and ``concept-confusion``)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import xarray as xr
 
@@ -17,3 +21,61 @@ def require_experiment(ds: xr.Dataset, name: str) -> None:
             f"this is a {made_by} run, not {name}: summarise it with "
             f"mechintro.experiments.{module}.summarize"
         )
+
+
+INFO = {
+    "none": None,
+    "introspect": "INFO_INTROSPECT",
+    "lorem": "INFO_LOREM",
+    "poetic": "INFO_POETIC",
+    "introspect_inaccurate": "INFO_INTROSPECT",
+}
+# The code's Intervention objects (main.py): stimulus keys of turn-1 prefix, turn-1 suffix,
+# turn-2 prefix, turn-2 suffix.
+INTERVENTIONS: dict[str, tuple[str, str, str, str]] = {
+    "inject": (
+        "PREFIX_INJECTION",
+        "SUFFIX_INJECTION",
+        "TURN_2_PREFIX_INJECTION",
+        "TURN_2_SUFFIX_INJECTION",
+    ),
+    "inject-inaccurate": (
+        "PREFIX_INJECTION",
+        "SUFFIX_INJECTION_INACCURATE_LOCATION",
+        "TURN_2_PREFIX_INJECTION",
+        "TURN_2_SUFFIX_INJECTION",
+    ),
+    "finetune": (
+        "PREFIX_FINETUNE",
+        "SUFFIX_FINETUNE",
+        "TURN_2_PREFIX_FINETUNE",
+        "TURN_2_SUFFIX_FINETUNE",
+    ),
+    "salient": (
+        "PREFIX_SALIENT",
+        "SUFFIX_SALIENT",
+        "TURN_2_PREFIX_SALIENT",
+        "TURN_2_SUFFIX_SALIENT",
+    ),
+    "echo": ("PREFIX_ECHO", "SUFFIX_ECHO", "TURN_2_PREFIX_ECHO", "TURN_2_SUFFIX_ECHO"),
+}
+
+
+def load_suffixes(path: str) -> list[str]:
+    """PCA-center suffixes from a JSON file: a list of strings, or ``{"suffixes": [...]}``."""
+    p = Path(path)
+    if not p.is_file():
+        raise MechintroError(f"suffixes_file {path} is not a file: give a JSON list of strings")
+    try:
+        data = json.loads(p.read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise MechintroError(
+            f"suffixes_file {path} is not JSON: give a JSON list of strings"
+        ) from None
+    if isinstance(data, dict):
+        data = data.get("suffixes")
+    if not isinstance(data, list) or len(data) < 2 or not all(isinstance(x, str) for x in data):
+        raise MechintroError(
+            f"suffixes_file {path} is not a list of at least 2 strings: give a JSON list of strings"
+        )
+    return data

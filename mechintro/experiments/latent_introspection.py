@@ -53,7 +53,12 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import require_experiment
+from mechintro.experiments._common import (
+    INFO,
+    INTERVENTIONS,
+    load_suffixes,
+    require_experiment,
+)
 from mechintro.experiments.base import BaseConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import message_window, render_chat, tokenize
@@ -72,42 +77,6 @@ NAME = "latent-introspection"
 Variant = Literal["none", "introspect", "lorem", "poetic", "introspect_inaccurate"]
 Intervention = Literal["inject", "inject-inaccurate", "finetune", "salient", "echo"]
 AnswerFormat = Literal["yes-no", "0-1"]
-INFO = {
-    "none": None,
-    "introspect": "INFO_INTROSPECT",
-    "lorem": "INFO_LOREM",
-    "poetic": "INFO_POETIC",
-    "introspect_inaccurate": "INFO_INTROSPECT",
-}
-# The code's Intervention objects (main.py): stimulus keys of turn-1 prefix, turn-1 suffix,
-# turn-2 prefix, turn-2 suffix.
-INTERVENTIONS: dict[str, tuple[str, str, str, str]] = {
-    "inject": (
-        "PREFIX_INJECTION",
-        "SUFFIX_INJECTION",
-        "TURN_2_PREFIX_INJECTION",
-        "TURN_2_SUFFIX_INJECTION",
-    ),
-    "inject-inaccurate": (
-        "PREFIX_INJECTION",
-        "SUFFIX_INJECTION_INACCURATE_LOCATION",
-        "TURN_2_PREFIX_INJECTION",
-        "TURN_2_SUFFIX_INJECTION",
-    ),
-    "finetune": (
-        "PREFIX_FINETUNE",
-        "SUFFIX_FINETUNE",
-        "TURN_2_PREFIX_FINETUNE",
-        "TURN_2_SUFFIX_FINETUNE",
-    ),
-    "salient": (
-        "PREFIX_SALIENT",
-        "SUFFIX_SALIENT",
-        "TURN_2_PREFIX_SALIENT",
-        "TURN_2_SUFFIX_SALIENT",
-    ),
-    "echo": ("PREFIX_ECHO", "SUFFIX_ECHO", "TURN_2_PREFIX_ECHO", "TURN_2_SUFFIX_ECHO"),
-}
 # The code's AnswerFormat objects: (introspection format text, control-question suffix,
 # assistant prefix, yes label, no label).
 FORMATS: dict[str, tuple[str, str, str, str, str]] = {
@@ -245,26 +214,6 @@ def questions(intervention: str = "inject", answer_format: str = "yes-no") -> li
     for group, key in CONTROL_GROUPS.items():
         out += [(group, f"{q} {li[ctl_suffix]}") for q in li[key]]
     return out
-
-
-def load_suffixes(path: str) -> list[str]:
-    """PCA-center suffixes from a JSON file: a list of strings, or ``{"suffixes": [...]}``."""
-    p = Path(path)
-    if not p.is_file():
-        raise MechintroError(f"suffixes_file {path} is not a file: give a JSON list of strings")
-    try:
-        data = json.loads(p.read_text("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise MechintroError(
-            f"suffixes_file {path} is not JSON: give a JSON list of strings"
-        ) from None
-    if isinstance(data, dict):
-        data = data.get("suffixes")
-    if not isinstance(data, list) or len(data) < 2 or not all(isinstance(x, str) for x in data):
-        raise MechintroError(
-            f"suffixes_file {path} is not a list of at least 2 strings: give a JSON list of strings"
-        )
-    return data
 
 
 def _row(variant: str, group: str, intervention: str, answer_format: str) -> str:
