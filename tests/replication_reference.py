@@ -136,16 +136,20 @@ def first_token_logprobs(hf, prompt, start, layer, add) -> torch.Tensor:
 
 @torch.no_grad()
 def greedy(hf, prompt, start, layer, add, n: int, eos: set[int]) -> list[int]:
-    """``n`` greedy tokens, every generated token steered too (stops after an end token)."""
-    seq, out = list(prompt), []
+    """``n`` greedy tokens, every generated token steered too (stops after an end token). Each
+    step runs only the new token on transformers' key-value cache, as ``generate`` in A′'s code
+    does; the hook steers the step's positions from ``start`` on."""
+    seq, out, past = list(prompt), [], None
     for _ in range(n):
-        x = torch.tensor([seq])
+        done = 0 if past is None else len(seq) - 1  # positions already in the cache
+        x = torch.tensor([seq[done:]])
         if add is None:
-            logits = hf(x, use_cache=False).logits
+            res = hf(x, past_key_values=past, use_cache=True)
         else:
-            with hooked(hf, layer, _steer(add, start)):
-                logits = hf(x, use_cache=False).logits
-        tok = int(logits[0, -1].argmax())
+            with hooked(hf, layer, _steer(add, max(start - done, 0))):
+                res = hf(x, past_key_values=past, use_cache=True)
+        past = res.past_key_values
+        tok = int(res.logits[0, -1].argmax())
         out.append(tok)
         seq.append(tok)
         if tok in eos:
