@@ -237,24 +237,28 @@ class Replace:
 
 
 @contextmanager
-def hooked(hf, edits):
+def hooked(hf, edits, offset: int = 0):
+    """``edits`` on the blocks' outputs; ``offset``: the absolute position of the pass's first
+    token (a pass over new tokens on a key-value cache)."""
     handles = []
     for e in edits:
 
         def hook(module, args, output, e=e):
             h = output[0] if isinstance(output, tuple) else output
             h = h.clone()
-            n = h.shape[1]
+            end = offset + h.shape[1]  # absolute positions offset … end - 1 in this pass
             if isinstance(e, Steer):
-                at = [p for p in e.positions if p < n]
+                at = [p for p in e.positions if offset <= p < end]
                 if e.generated:
-                    at += list(range(e.prompt_len, n))
-                h[0, at] += e.vector.to(h.dtype)
+                    at += list(range(max(e.prompt_len, offset), end))
+                h[0, [p - offset for p in at]] += e.vector.to(h.dtype)
+            elif not offset <= e.position < end:
+                pass
             elif e.mode == "replace":
-                h[0, e.position] = e.value.to(h.dtype)
+                h[0, e.position - offset] = e.value.to(h.dtype)
             else:
-                x = h[0, e.position]
-                h[0, e.position] = x + x.norm() * e.coefficient * e.value / e.value.norm()
+                x = h[0, e.position - offset]
+                h[0, e.position - offset] = x + x.norm() * e.coefficient * e.value / e.value.norm()
             return (h, *output[1:]) if isinstance(output, tuple) else h
 
         handles.append(blocks(hf)[e.layer].register_forward_hook(hook))
@@ -275,12 +279,16 @@ def next_logprobs(hf, ids: list[int], edits=()) -> torch.Tensor:
 
 @torch.no_grad()
 def greedy(hf, ids: list[int], n: int, eos: set[int], edits=()) -> list[int]:
-    """Greedy continuation of ``n`` tokens (stopping after an end-of-sequence token); the whole
-    sequence is recomputed at every step."""
-    seq, out = list(ids), []
+    """Greedy continuation of ``n`` tokens (stopping after an end-of-sequence token): the prompt
+    once, then each new token on transformers' key-value cache, ``edits`` applied at their
+    absolute positions in every pass."""
+    seq, out, past = list(ids), [], None
     for _ in range(n):
-        with hooked(hf, edits):
-            tok = int(hf(input_ids=torch.tensor([seq])).logits[0, -1].argmax())
+        done = 0 if past is None else len(seq) - 1  # positions already in the cache
+        with hooked(hf, edits, offset=done):
+            res = hf(input_ids=torch.tensor([seq[done:]]), past_key_values=past, use_cache=True)
+        past = res.past_key_values
+        tok = int(res.logits[0, -1].argmax())
         out.append(tok)
         seq.append(tok)
         if tok in eos:
