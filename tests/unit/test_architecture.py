@@ -61,7 +61,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("store", ("runs", "store/", "runner", "planning")),
     ("analysis", ("analysis/", "plotting", "browse", "export")),
     ("experiments", ("experiments/",)),
-    ("applications", ("judge", "oracle/", "introspect/", "report")),
+    ("applications", ("judge", "learned_grader", "oracle/", "introspect/", "report")),
     ("top", ("cli",)),
 )
 

@@ -116,6 +116,8 @@ SCRIPT_FOLDERS = ("scripts", "analyses", "benchmarks")
 # Runs the authors' code on its own sys.path, so it must not import mechintro at the top.
 # run partly in the authors' own environment, outside the repository's (no mechintro to import)
 OWN_ERRORS = {
+    "scripts/classification_side_by_side.py",
+    "scripts/confusion_side_by_side.py",
     "scripts/latent_side_by_side.py",
     "scripts/replication_side_by_side.py",
     "scripts/strength_side_by_side.py",
