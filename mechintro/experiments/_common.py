@@ -10,6 +10,20 @@ import xarray as xr
 
 from mechintro.errors import MechintroError
 
+# the nine concepts of acsresearch/latent-introspection-code's main.py, the default of both
+# latent-introspection and concept-confusion
+ACS_CONCEPTS: tuple[str, ...] = (
+    "cats",
+    "bread",
+    "love",
+    "fear",
+    "death",
+    "truth",
+    "creativity",
+    "programming",
+    "music",
+)
+
 
 def require_experiment(ds: xr.Dataset, name: str) -> None:
     """Refuse to summarise another experiment's run (its variables differ: the result would be

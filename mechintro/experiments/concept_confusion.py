@@ -50,7 +50,13 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import INFO, INTERVENTIONS, load_suffixes, require_experiment
+from mechintro.experiments._common import (
+    ACS_CONCEPTS,
+    INFO,
+    INTERVENTIONS,
+    load_suffixes,
+    require_experiment,
+)
 from mechintro.experiments.base import BaseConfig
 from mechintro.models import Model
 from mechintro.prompts import message_window, render_chat, tokenize
@@ -78,17 +84,7 @@ class ConceptConfusionConfig(BaseConfig):
     """Configuration of a ``concept-confusion`` run (defaults: acsresearch/latent-introspection-
     code ``concept_confusion_matrix``; docs/protocols.md)."""
 
-    concepts: tuple[str, ...] = (
-        "cats",
-        "bread",
-        "love",
-        "fear",
-        "death",
-        "truth",
-        "creativity",
-        "programming",
-        "music",
-    )
+    concepts: tuple[str, ...] = ACS_CONCEPTS
     """the injected concepts, listed after "(no injection)" as options 1-9 (at most 9)"""
     vector_method: Literal["pca_center", "lindsey"] = "pca_center"
     """the code's PCA-centred vectors or Lindsey's mean differences"""

@@ -54,6 +54,7 @@ import xarray as xr
 from mechintro import stimuli
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import (
+    ACS_CONCEPTS,
     INFO,
     INTERVENTIONS,
     load_suffixes,
@@ -99,17 +100,7 @@ class LatentIntrospectionConfig(BaseConfig):
     """Configuration of a ``latent-introspection`` run (defaults:
     acsresearch/latent-introspection-code, ``main.py``; docs/protocols.md)."""
 
-    concepts: tuple[str, ...] = (
-        "cats",
-        "bread",
-        "love",
-        "fear",
-        "death",
-        "truth",
-        "creativity",
-        "programming",
-        "music",
-    )
+    concepts: tuple[str, ...] = ACS_CONCEPTS
     """concepts steered in turn 1"""
     vector_method: Literal["pca_center", "lindsey"] = "pca_center"
     """the code's PCA-centred vectors or Lindsey's mean differences"""
