@@ -1,0 +1,118 @@
+"""The closest-word grader's hand-labelled calibration set (thoughts-vs-text; docs/grading.md,
+issue 32).
+
+    python scripts/word_calibration.py extract --out tests/data/word_calibration.json
+    python scripts/word_calibration.py sheet   # what the labeller reads: no concept, no verdict
+    python scripts/word_calibration.py score   # κ, Se, Sp on the held-out half
+
+``extract`` draws 80 word-task trials from each shipped generation-mode thoughts-vs-text run
+(``numpy.random.default_rng(33)`` per run, without replacement) and writes them unlabelled
+(``choice`` null), each with its half fixed by a hash of its run and trial
+(:func:`mechintro.grading.word_split`), never by its text. ``sheet`` prints, per item, its id,
+the 10 candidates in their stored order and the response: not the injected concept and no grader
+verdict, so the labeller's ``choice`` (a candidate or ``none``, by the rules of docs/grading.md)
+is blind to both. ``score`` runs :func:`mechintro.grading.closest_word` on the labelled items and
+prints κ with n and positives per half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mechintro.cli import script_main
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = (
+    "analyses/data/smollm2-135m-default/thoughts-vs-text.zarr",
+    "analyses/data/qwen2.5-coder-0.5b/thoughts-vs-text.zarr",
+    "analyses/data/qwen2.5-coder-1.5b/thoughts-vs-text.zarr",
+)
+PER_RUN = 80
+SEED = 33
+
+
+def extract(per_run: int = PER_RUN) -> list[dict]:
+    """The unlabelled items, in run and trial order."""
+    from mechintro.grading import word_split
+    from mechintro.runs import open_run
+
+    items = []
+    for rel in RUNS:
+        ds = open_run(ROOT / rel)
+        if ds.attrs.get("experiment") != "thoughts-vs-text":
+            raise ValueError(f"{rel} is not a thoughts-vs-text run")
+        word = np.flatnonzero(np.asarray(ds["task"].values) == "word")
+        pick = np.sort(np.random.default_rng(SEED).choice(word, per_run, False))
+        for i in pick.tolist():
+            t = ds.isel(trial=i)
+            items.append(
+                {
+                    "id": f"word-{rel.split('/')[2]}-{i}",
+                    "run": rel,
+                    "trial": i,
+                    "model": ds.attrs["model"],
+                    "condition": str(t["condition"].values),
+                    "layer": int(t["inject_layer"]),
+                    "strength": float(t["strength"]),
+                    "concept": str(t["concept"].values),
+                    "candidates": json.loads(str(t["candidates"].values)),
+                    "response": str(t["response"].values),
+                    "choice": None,
+                    "why": "",
+                    "split": word_split(rel, i),
+                }
+            )
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("extract", help="draw the unlabelled items")
+    e.add_argument("--out", required=True)
+    for name, helptext in (("sheet", "the labelling sheet"), ("score", "κ of closest_word")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--set", default=None, help="the set (default: the shipped one)")
+    args = ap.parse_args(argv)
+    if args.cmd == "extract":
+        items = extract()
+        Path(args.out).write_text(json.dumps({"items": items}, indent=1, ensure_ascii=False) + "\n")
+        halves = {h: sum(it["split"] == h for it in items) for h in ("dev", "held_out")}
+        print(f"{len(items)} items -> {args.out} ({halves})")
+        return 0
+    from mechintro import grading
+
+    if args.cmd == "sheet":
+        path = args.set or str(ROOT / "tests" / "data" / "word_calibration.json")
+        for it in grading.calibration_items(path):
+            print(f"{it['id']}\t{', '.join(it['candidates'])}\t{it['response']!r}")
+        return 0
+    from mechintro.stats import cohen_kappa
+
+    for half in ("dev", "held_out"):
+        items = grading.word_calibration_items(half, args.set)
+        c = grading.word_error_counts(items)
+        truth = [it["choice"] == it["concept"] for it in items]
+        guess = [
+            grading.closest_word(it["response"], it["candidates"]) == it["concept"] for it in items
+        ]
+        same = sum(
+            (grading.closest_word(it["response"], it["candidates"]) or "none") == it["choice"]
+            for it in items
+        )
+        print(
+            f"{half}: n {len(items)}, injected concept chosen by hand {sum(truth)}, by the grader "
+            f"{sum(guess)}; tp {c['tp']} fn {c['fn']} tn {c['tn']} fp {c['fp']}; "
+            f"κ {cohen_kappa(truth, guess):.3f}; same choice (candidate or none) "
+            f"{same}/{len(items)}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    script_main(main)
