@@ -775,6 +775,8 @@ COMPOSITES: dict[str, tuple[tuple[str, ...], str]] = {
     "detected": (("coherence", "affirmative_identification"), "detect"),  # detection success
     "identification": (("affirmative_identification",), "detect"),
     "noticed": (("coherence", "thinking_about_word"), "open"),  # open-question success
+    "coherence": (("coherence",), "detect"),  # the per-cell columns of a detection run
+    "affirmative": (("affirmative",), "detect"),
 }
 
 
