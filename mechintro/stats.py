@@ -39,8 +39,9 @@ import numpy as np
 
 Z95 = 1.959963984540054
 MIN_CI_CLUSTERS = 5
-# Draws of a grader-corrected interval for one cell of a grid (many per table; the pooled rates
-# use 20,000): 100 draws in each 2.5% tail.
+# Draws of a grader-corrected, concept-clustered interval for one cell of a grid (each draw
+# resamples the concepts, and a table has many cells; the other rates use 20,000): 100 draws in
+# each 2.5% tail.
 CELL_DRAWS = 4000
 T_MAX_CLUSTERS = 15
 

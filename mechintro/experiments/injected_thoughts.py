@@ -511,7 +511,7 @@ def corrected_cell(
     resampled, :func:`mechintro.stats.rogan_gladen_clustered`) and the cell's FPR over its
     controls (independent trials, :func:`mechintro.stats.rogan_gladen`); ``{rate}_corr``,
     ``_corr_lo``, ``_corr_hi``. An open-question run corrects its TPR (``noticed``) only.
-    :data:`mechintro.stats.CELL_DRAWS` draws per cell (the pooled rates use 20,000)."""
+    :data:`mechintro.stats.CELL_DRAWS` draws for a clustered cell rate (the others use 20,000)."""
     from mechintro import grading
     from mechintro.stats import rogan_gladen, rogan_gladen_clustered
 
@@ -531,7 +531,7 @@ def corrected_cell(
             continue
         errors = grading.error_counts(composite)
         iv = (
-            rogan_gladen(int(hits.sum()), int(hits.size), errors, draws=CELL_DRAWS, seed=seed)
+            rogan_gladen(int(hits.sum()), int(hits.size), errors, seed=seed)
             if name == "fpr"
             else rogan_gladen_clustered(hits, concept[rows], errors, draws=CELL_DRAWS, seed=seed)
         )

@@ -41,7 +41,7 @@ from mechintro.experiments.base import SteeredConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Answers, Generation, Shard, Trial, execute
-from mechintro.stats import CELL_DRAWS, mean_ci, rate, rogan_gladen
+from mechintro.stats import mean_ci, rate, rogan_gladen
 from mechintro.stimuli import WORD_PROMPT, make_pairs
 from mechintro.tables import table
 from mechintro.vectors import (
@@ -247,7 +247,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
         out = {"rate": r, "lo": lo, "hi": hi, "n": n}
         if errors is not None and rows.any():  # over all replies: ungraded = no apology
             k, n_all = int((a[rows] == 1.0).sum()), int(rows.sum())
-            iv = rogan_gladen(k, n_all, errors, draws=CELL_DRAWS, seed=seed)
+            iv = rogan_gladen(k, n_all, errors, seed=seed)
             out |= {"k_all": k, "n_all": n_all, "rate_corr": iv.estimate}
             out |= {"rate_corr_lo": iv.lo, "rate_corr_hi": iv.hi}
         return out

@@ -37,7 +37,7 @@ from mechintro.experiments.base import SteeredConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Generation, Shard, Trial, execute
-from mechintro.stats import CELL_DRAWS, rate, rogan_gladen, rogan_gladen_clustered
+from mechintro.stats import rate, rogan_gladen, rogan_gladen_clustered
 from mechintro.stimuli import WORD_PROMPT, make_pairs
 from mechintro.tables import table
 from mechintro.vectors import (
@@ -246,7 +246,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
             values |= {name: r, f"{name}_lo": lo, f"{name}_hi": hi}
         if errors is not None:  # each pair its own concept: the cell's trials are independent
             hits = ok[rows & (task == "word")]
-            iv = rogan_gladen(int(hits.sum()), int(hits.size), errors, draws=CELL_DRAWS, seed=seed)
+            iv = rogan_gladen(int(hits.sum()), int(hits.size), errors, seed=seed)
             values |= {"word_corr": iv.estimate, "word_corr_lo": iv.lo, "word_corr_hi": iv.hi}
         return values
 

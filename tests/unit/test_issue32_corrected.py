@@ -110,7 +110,7 @@ def test_injected_thoughts_per_cell_rates_have_grader_corrected_twins():
     from mechintro import grading
     from mechintro.experiments import injected_thoughts as it
     from mechintro.readouts import grades
-    from mechintro.stats import CELL_DRAWS, rogan_gladen
+    from mechintro.stats import rogan_gladen
 
     ds = mi.open_run(DATA / "qwen2.5-coder-0.5b" / "injected-thoughts.zarr")
     s = it.summarize(ds)
@@ -127,9 +127,7 @@ def test_injected_thoughts_per_cell_rates_have_grader_corrected_twins():
         & (ds.strength.values == float(cell.strength))
     )
     fp = g["false_positive"].values[rows]
-    iv = rogan_gladen(
-        int(fp.sum()), fp.size, grading.error_counts("coherent_affirmative"), draws=CELL_DRAWS
-    )
+    iv = rogan_gladen(int(fp.sum()), fp.size, grading.error_counts("coherent_affirmative"))
     assert float(cell.fpr_corr_hi) == pytest.approx(iv.hi)
     text = it.format_summary(s)
     assert "per cell, grader-corrected" in text and "FPR(cell) corrected" in text
