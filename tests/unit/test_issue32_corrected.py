@@ -146,3 +146,23 @@ def test_prefill_per_cell_rates_have_grader_corrected_twins():
     assert (s.rate_corr_lo <= s.rate_corr_hi).all()
     text = prefill.format_summary(s)
     assert "per cell, apologies among all replies" in text
+
+
+def test_smollm2s_anomaly_table_is_rendered_from_a_json_made_with_the_leak_fixes():
+    """Item 3: the SmolLM2 anomaly table of docs/analysis.md is the rendering of its shipped JSON
+    (not typed), and that JSON was made with the 16 identical controls as one cluster and
+    simultaneous max-over-layers intervals, with margin 0 (the pre-set one) first."""
+    doc = _script("analyses/anomaly_doc.py")
+    saved = json.loads((DATA / "anomaly" / "smollm2-135m.json").read_text())
+    first = next(iter(saved["margins"].values()))
+    assert first["attrs"]["margin"] == 0.0 and first["attrs"]["control_clusters"] == 1
+    assert first["attrs"]["controls"] == 16
+    for r in first["layers"].values():
+        for k, _ in doc.DIFFS:
+            assert r[f"sim_vs_{k}_lo"] <= r[f"vs_{k}_lo"] and r[f"sim_vs_{k}_hi"] >= r[f"vs_{k}_hi"]
+        # passes only on the simultaneous intervals and the corrected p
+        sim_ok = all(r[f"sim_vs_{k}_lo"] > 0 for k, _ in doc.DIFFS) and r["p_perm_max"] < 0.05
+        assert bool(r["passes"]) == sim_ok
+    text = (ROOT / "docs" / "analysis.md").read_text()
+    start, end = "<!-- anomaly_doc:smollm2-135m -->\n", "\n<!-- /anomaly_doc:smollm2-135m -->"
+    assert text.split(start, 1)[1].split(end, 1)[0] == doc.render(saved)
