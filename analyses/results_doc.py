@@ -358,8 +358,8 @@ def _word_corrected_clause(summary) -> str:
     k, n, _est, lo, hi = a["word_corrected_injected"]
     errors = a["word_corrected"].rsplit("counts ", 1)[-1]
     unmeasured = (
-        " The set's held-out half has no hand positive, so the grader's sensitivity is not "
-        "measured and the correction cannot bound the word rate from above."
+        " The set's held-out half has no hand positive: the grader's sensitivity is not "
+        "measured (a uniform prior), so these upper limits rest on that prior, not on data."
         if errors.startswith("{'tp': 0, 'fn': 0")
         else ""
     )
