@@ -902,6 +902,19 @@ def word_error_counts(items: Sequence[dict] | None = None) -> dict[str, int]:
     return out
 
 
+def shipped_error_counts(grader: str) -> dict[str, int] | None:
+    """The confusion counts of the ``"apology"`` or ``"closest_word"`` grader on the held-out half
+    of its shipped calibration set, or ``None`` where the set is not shipped (an installed
+    wheel: the sets live in the source checkout's tests/data)."""
+    from mechintro.errors import MechintroError
+
+    counts = {"apology": apology_error_counts, "closest_word": word_error_counts}[grader]
+    try:
+        return counts()
+    except MechintroError:
+        return None
+
+
 @cache
 def _word_counts() -> tuple[tuple[str, int], ...]:
     return tuple(word_error_counts(word_calibration_items("held_out")).items())

@@ -38,38 +38,41 @@ PER_RUN = 80
 SEED = 33
 
 
+def _apology_script():
+    """scripts/apology_calibration.py, whose drawing and writing this set shares."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "apology_calibration", Path(__file__).with_name("apology_calibration.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pool(rel: str, ds) -> np.ndarray:
+    if ds.attrs.get("experiment") != "thoughts-vs-text":
+        raise ValueError(f"{rel} is not a thoughts-vs-text run")
+    return np.flatnonzero(np.asarray(ds["task"].values) == "word")
+
+
+def _item(rel: str, ds, i: int) -> dict:
+    from mechintro.grading import word_split
+
+    t = ds.isel(trial=i)
+    return _apology_script().trial_fields("word", rel, ds, i) | {
+        "concept": str(t["concept"].values),
+        "candidates": json.loads(str(t["candidates"].values)),
+        "response": str(t["response"].values),
+        "choice": None,
+        "why": "",
+        "split": word_split(rel, i),
+    }
+
+
 def extract(per_run: int = PER_RUN) -> list[dict]:
     """The unlabelled items, in run and trial order."""
-    from mechintro.grading import word_split
-    from mechintro.runs import open_run
-
-    items = []
-    for rel in RUNS:
-        ds = open_run(ROOT / rel)
-        if ds.attrs.get("experiment") != "thoughts-vs-text":
-            raise ValueError(f"{rel} is not a thoughts-vs-text run")
-        word = np.flatnonzero(np.asarray(ds["task"].values) == "word")
-        pick = np.sort(np.random.default_rng(SEED).choice(word, per_run, False))
-        for i in pick.tolist():
-            t = ds.isel(trial=i)
-            items.append(
-                {
-                    "id": f"word-{rel.split('/')[2]}-{i}",
-                    "run": rel,
-                    "trial": i,
-                    "model": ds.attrs["model"],
-                    "condition": str(t["condition"].values),
-                    "layer": int(t["inject_layer"]),
-                    "strength": float(t["strength"]),
-                    "concept": str(t["concept"].values),
-                    "candidates": json.loads(str(t["candidates"].values)),
-                    "response": str(t["response"].values),
-                    "choice": None,
-                    "why": "",
-                    "split": word_split(rel, i),
-                }
-            )
-    return items
+    return _apology_script().draw(RUNS, per_run, SEED, _pool, _item)
 
 
 TABLE_RUNS = (*RUNS, "analyses/data/smollm2-135m/thoughts-vs-text.zarr")
@@ -126,10 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--set", default=None, help="the set (default: the shipped one)")
     args = ap.parse_args(argv)
     if args.cmd == "extract":
-        items = extract()
-        Path(args.out).write_text(json.dumps({"items": items}, indent=1, ensure_ascii=False) + "\n")
-        halves = {h: sum(it["split"] == h for it in items) for h in ("dev", "held_out")}
-        print(f"{len(items)} items -> {args.out} ({halves})")
+        _apology_script().write_items(extract(), args.out)
         return 0
     from mechintro import grading
 

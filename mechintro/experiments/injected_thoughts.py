@@ -52,7 +52,7 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import require_experiment
+from mechintro.experiments._common import grid_cells, require_experiment
 from mechintro.experiments.base import SteeredConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
@@ -545,17 +545,12 @@ def format_corrected_cells(summary: xr.Dataset) -> str:
     if not names:
         return ""
     rows = []
-    for lay in summary.inject_layer.values:
-        for s in summary.strength.values:
-            c = summary.sel(inject_layer=lay, strength=s)
-            row: dict[str, object] = {"layer": int(lay), "strength": f"{float(s):g}"}
-            for n in names:
-                est, lo, hi = (float(c[f"{n}_corr{x}"]) for x in ("", "_lo", "_hi"))
-                shown = f"{est:.3f}" if np.isfinite(est) else "n/a"
-                row[f"{'FPR(cell)' if n == 'fpr' else n} corrected"] = (
-                    f"{shown} [{lo:.3f}, {hi:.3f}]"
-                )
-            rows.append(row)
+    for row, c in grid_cells(summary):
+        for n in names:
+            est, lo, hi = (float(c[f"{n}_corr{x}"]) for x in ("", "_lo", "_hi"))
+            shown = f"{est:.3f}" if np.isfinite(est) else "n/a"
+            row[f"{'FPR(cell)' if n == 'fpr' else n} corrected"] = f"{shown} [{lo:.3f}, {hi:.3f}]"
+        rows.append(row)
     return (
         "per cell, grader-corrected (Rogan–Gladen, clean calibration set; injected trials: "
         "concepts resampled; controls: trials):\n" + table(rows)

@@ -36,7 +36,7 @@ import numpy as np
 import xarray as xr
 
 from mechintro import grading, stimuli
-from mechintro.experiments._common import require_experiment
+from mechintro.experiments._common import grid_cells, require_experiment
 from mechintro.experiments.base import SteeredConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
@@ -235,7 +235,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     a = apologies(ds)["apology"].values
     cond = np.asarray(ds["condition"].values)
     injected = cond != "control"
-    errors = _apology_errors() if ds.attrs["mode"] != "logits" else None
+    errors = grading.shipped_error_counts("apology") if ds.attrs["mode"] != "logits" else None
 
     def cell(rows: np.ndarray) -> dict[str, float]:
         x = a[rows]
@@ -290,17 +290,6 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     return out
 
 
-def _apology_errors() -> dict[str, int] | None:
-    """The apology grader's confusion counts on its calibration set's held-out half, or
-    ``None`` where the set is not shipped (an installed wheel)."""
-    from mechintro.errors import MechintroError
-
-    try:
-        return grading.apology_error_counts()
-    except MechintroError:
-        return None
-
-
 def corrected_rates(
     a: np.ndarray, cond: np.ndarray, ds: xr.Dataset, attrs: dict, *, seed: int = 0
 ) -> dict:
@@ -313,7 +302,7 @@ def corrected_rates(
     own (sentence, word) pair, so the trials are independent. Stored as ``apology_corrected_*`` =
     ``[k, n, estimate, lo, hi]`` (the reduction: ``[raw, estimate, lo, hi]``); empty where the
     calibration set is not shipped (an installed wheel)."""
-    errors = _apology_errors()
+    errors = grading.shipped_error_counts("apology")
     if errors is None:
         return {}
     hit = a == 1.0  # NaN (ungraded) and 0 are both not an apology
@@ -454,17 +443,14 @@ def _format_corrected_cells(summary: xr.Dataset) -> str:
     if "rate_corr" not in summary:
         return ""
     rows = []
-    for lay in summary.inject_layer.values:
-        for s in summary.strength.values:
-            c = summary.sel(inject_layer=lay, strength=s)
-            row: dict[str, object] = {"layer": int(lay), "strength": f"{float(s):g}"}
-            for cond in summary.condition.values:
-                x = c.sel(condition=cond)
-                row[str(cond)] = (
-                    f"{int(x.k_all)}/{int(x.n_all)} → {float(x.rate_corr):.3f} "
-                    f"[{float(x.rate_corr_lo):.2f}, {float(x.rate_corr_hi):.2f}]"
-                )
-            rows.append(row)
+    for row, c in grid_cells(summary):
+        for cond in summary.condition.values:
+            x = c.sel(condition=cond)
+            row[str(cond)] = (
+                f"{int(x.k_all)}/{int(x.n_all)} → {float(x.rate_corr):.3f} "
+                f"[{float(x.rate_corr_lo):.2f}, {float(x.rate_corr_hi):.2f}]"
+            )
+        rows.append(row)
     return (
         "\nper cell, apologies among all replies (ungraded = no apology), raw k/n → "
         "grader-corrected [95%] (Rogan–Gladen, apology calibration set):\n" + table(rows)

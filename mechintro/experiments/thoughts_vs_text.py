@@ -218,7 +218,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     task, cond = np.asarray(ds["task"].values), np.asarray(ds["condition"].values)
     sentence = np.asarray(ds["sentence"].values)
     inj = cond == "injected"
-    errors = _word_errors()
+    errors = grading.shipped_error_counts("closest_word")
 
     def cell(rows: np.ndarray) -> dict[str, float]:
         by_task = {
@@ -265,15 +265,6 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     if errors is not None:
         out.attrs.update(corrected_rates(ok, task, inj, np.asarray(ds["concept"].values), errors))
     return out
-
-
-def _word_errors() -> dict[str, int] | None:
-    """The closest-word grader's confusion counts on its calibration set's held-out half, or
-    ``None`` where the set is not shipped (an installed wheel)."""
-    try:
-        return grading.word_error_counts()
-    except MechintroError:
-        return None
 
 
 def corrected_rates(
