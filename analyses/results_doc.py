@@ -356,11 +356,11 @@ def _word_corrected_clause(summary) -> str:
         return ""
     above = (summary.word_corr_lo > 0.1) & (summary.repeat > 0.5)
     k, n, _est, lo, hi = a["word_corrected_injected"]
-    errors = a["word_corrected"].rsplit("counts ", 1)[-1]
+    tp, fn, _tn, _fp = a["word_corrected_counts"]
     unmeasured = (
         " The set's held-out half has no hand positive: the grader's sensitivity is not "
         "measured (a uniform prior), so these upper limits rest on that prior, not on data."
-        if errors.startswith("{'tp': 0, 'fn': 0")
+        if tp + fn == 0
         else ""
     )
     return (

@@ -282,7 +282,8 @@ def corrected_rates(
     recurs in every cell, so concepts are resampled in the same draws,
     :func:`mechintro.stats.rogan_gladen_clustered`) and uninjected (one trial per pair:
     independent). Stored as ``word_corrected_{injected,uninjected}`` = ``[k, n, estimate, lo,
-    hi]`` and named in ``word_corrected``. The repeat task is Lindsey's exact substring rule and
+    hi]`` and named in ``word_corrected`` (the grader's counts: ``word_corrected_counts``, tp, fn,
+    tn, fp). The repeat task is Lindsey's exact substring rule and
     is not corrected; "both" is bounded above by the corrected word rate."""
     word = task == "word"
     hits = ok[word & injected]
@@ -292,6 +293,7 @@ def corrected_rates(
     return {
         "word_corrected_injected": [int(hits.sum()), int(hits.size), iv.estimate, iv.lo, iv.hi],
         "word_corrected_uninjected": [int(base.sum()), int(base.size), bv.estimate, bv.lo, bv.hi],
+        "word_corrected_counts": [errors[x] for x in ("tp", "fn", "tn", "fp")],
         "word_corrected": "Rogan–Gladen with Beta draws of closest_word's sensitivity and "
         f"specificity on the {grading.WORD_CALIBRATION}; counts {errors}",
     }
