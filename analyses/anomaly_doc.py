@@ -113,7 +113,7 @@ def render(saved: dict) -> str:
 
 def write(doc: Path, name: str, text: str) -> None:
     start, end = f"<!-- anomaly_doc:{name} -->", f"<!-- /anomaly_doc:{name} -->"
-    body = doc.read_text()
+    body = doc.read_text() if doc.is_file() else ""
     if start not in body or end not in body:
         raise MechintroError(f"{doc}: no {start} … {end} markers to write the table between")
     head, rest = body.split(start, 1)

@@ -56,7 +56,11 @@ def write_items(items: list[dict], out: str) -> None:
 
 def _pool(rel: str, ds) -> int:
     if ds.attrs.get("mode") != "generate":
-        raise ValueError(f"{rel} is not a generation-mode prefill run")
+        from mechintro.errors import MechintroError
+
+        raise MechintroError(
+            f"{rel} is not a generation-mode prefill run: check the RUNS paths of this script"
+        )
     return ds.sizes["trial"]
 
 

@@ -52,7 +52,11 @@ def _apology_script():
 
 def _pool(rel: str, ds) -> np.ndarray:
     if ds.attrs.get("experiment") != "thoughts-vs-text":
-        raise ValueError(f"{rel} is not a thoughts-vs-text run")
+        from mechintro.errors import MechintroError
+
+        raise MechintroError(
+            f"{rel} is not a thoughts-vs-text run: check the RUNS paths of this script"
+        )
     return np.flatnonzero(np.asarray(ds["task"].values) == "word")
 
 
@@ -106,13 +110,14 @@ def corrected_table() -> str:
 
 def _write_table(doc: Path) -> None:
     start, end = "<!-- word_calibration:corrected -->", "<!-- /word_calibration:corrected -->"
-    text = doc.read_text()
+    text = doc.read_text() if doc.is_file() else ""
     if start not in text or end not in text:
         from mechintro.errors import MechintroError
 
         raise MechintroError(f"{doc}: no {start} … {end} markers to write the table between")
     head, rest = text.split(start, 1)
-    doc.write_text(head + start + "\n" + corrected_table() + "\n" + end + rest.split(end, 1)[1])
+    table = corrected_table()
+    doc.write_text(head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
     print(f"corrected-rate table -> {doc}")
 
 

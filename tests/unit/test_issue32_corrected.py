@@ -172,3 +172,15 @@ def test_smollm2s_anomaly_table_is_rendered_from_a_json_made_with_the_leak_fixes
     text = (ROOT / "docs" / "analysis.md").read_text()
     start, end = "<!-- anomaly_doc:smollm2-135m -->\n", "\n<!-- /anomaly_doc:smollm2-135m -->"
     assert text.split(start, 1)[1].split(end, 1)[0] == doc.render(saved)
+
+
+def test_the_table_writers_refuse_a_document_without_their_markers(tmp_path):
+    from mechintro.errors import MechintroError
+
+    doc = tmp_path / "d.md"
+    doc.write_text("no markers here\n")
+    with pytest.raises(MechintroError, match="no <!-- anomaly_doc:x --> … "):
+        _script("analyses/anomaly_doc.py").write(doc, "x", "table")
+    with pytest.raises(MechintroError, match="word_calibration:corrected"):
+        _script("scripts/word_calibration.py")._write_table(tmp_path / "missing.md")
+    assert doc.read_text() == "no markers here\n" and not (tmp_path / "missing.md").exists()
