@@ -63,6 +63,19 @@ def main(out: str, mode: str, record: str, ready=None) -> None:
     )
 
 
+def forked(out: str, mode: str, record: str, conn) -> None:
+    """The child as tests/unit/test_kill.py starts it: forked from a server that has already
+    imported torch and mechintro, so that no kill lands in an interpreter's start-up and no
+    child pays for one. ``conn`` gets ``"ready"`` when the run starts, then ``"done"`` or the
+    error's one line (exit status 1)."""
+    try:
+        main(out, mode, record, ready=lambda: conn.send("ready"))
+    except Exception as exc:  # e.g. the lock's refusal: the parent reads the line
+        conn.send(f"{type(exc).__name__}: {exc}")
+        raise SystemExit(1) from None
+    conn.send("done")
+
+
 if __name__ == "__main__":
     # one line on stdout when the run starts: the kill tests time their kills from it, so that a
     # kill lands in the run, not in the interpreter's start-up

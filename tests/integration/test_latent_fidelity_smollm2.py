@@ -35,10 +35,10 @@ def test_latent_introspection_equals_the_authors_procedure_on_smollm2(smollm2, t
         )
         results[variant] = (float(base[yes]), float(expr[yes]))
 
-    def ours_run(name, **over):
+    def ours_run(name, variants=("none", "introspect"), **over):
         cfg = LI.Config(
             concepts=("cats",),
-            variants=("none", "introspect"),
+            variants=variants,
             control_questions=False,
             strengths=(20.0,),
             layer_start=9,
@@ -53,13 +53,15 @@ def test_latent_introspection_equals_the_authors_procedure_on_smollm2(smollm2, t
                 float(p[(ds.variant.values == v) & (ds.condition.values == "unsteered")][0]),
                 float(p[(ds.variant.values == v) & (ds.condition.values == "steered")][0]),
             )
-            for v in results
+            for v in variants
         }
 
     got = ours_run("default.zarr")
     for v, (ref_base, ref_steered) in results.items():
         assert got[v][0] == pytest.approx(ref_base, abs=1e-5)
         assert got[v][1] == pytest.approx(ref_steered, abs=1e-4)
-    # the mutation the test catches: the former window (system template tokens unsteered)
-    mutated = ours_run("nosys.zarr", steer_system=False)
-    assert max(abs(mutated[v][1] - results[v][1]) for v in results) > 1e-3
+    # the mutation the test catches: the former window (system template tokens unsteered), on the
+    # short variant alone (P(yes) moves by 0.007 there; the info-document variant's forward costs
+    # six times as much and adds nothing to the check)
+    mutated = ours_run("nosys.zarr", variants=("none",), steer_system=False)
+    assert abs(mutated["none"][1] - results["none"][1]) > 1e-3

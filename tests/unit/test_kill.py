@@ -24,14 +24,41 @@ ROOT = Path(__file__).resolve().parents[2]
 KILL_POINTS = int(os.environ.get("MECHINTRO_KILL_POINTS", "2"))
 
 
-def _child(out: Path, mode: str, record: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.kill_child", str(out), mode, record],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+class _Child:
+    """A run in a process of its own (``tests/kill_child.py``), forked from one server per test
+    worker that has imported torch and mechintro already: a child costs a fork, not an
+    interpreter's start-up (≈ 4 CPU-s each), and is killed as any process is."""
+
+    def __init__(self, out: Path, mode: str, record: str) -> None:
+        import multiprocessing
+
+        from tests import kill_child
+
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["tests.kill_child"])
+        self._conn, theirs = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=kill_child.forked, args=(str(out), mode, record, theirs))
+        self.process.start()
+        theirs.close()
+
+    def message(self, timeout: float = 600) -> str:
+        """The child's next line ("ready", "done" or its error), or "" once it has gone."""
+        try:
+            return self._conn.recv() if self._conn.poll(timeout) else ""
+        except EOFError:
+            return ""
+
+    def kill(self) -> None:
+        self.process.kill()  # SIGKILL
+        self.process.join()
+
+    def wait(self, timeout: float = 600) -> tuple[int | None, str]:
+        """The exit status and the child's last line."""
+        last = ""
+        while line := self.message(timeout):
+            last = line
+        self.process.join(timeout)
+        return self.process.exitcode, last
 
 
 def _finish(out: Path, mode: str, record: str) -> None:
@@ -67,11 +94,10 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tmp_path_factory, mo
     rng = random.Random(f"{mode}{record}")
     for k in range(KILL_POINTS):
         out = tmp_path / f"killed{k}.zarr"
-        proc = _child(out, mode, record)
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-2000:]
+        child = _Child(out, mode, record)
+        assert (said := child.message()) == "ready", said
         time.sleep(rng.uniform(0.05, 0.98) * duration)  # a moment inside the run
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        child.kill()
         if out.exists():  # killed after the store was created: only committed trials are visible
             partial = runs.open_run(out)
             assert partial.sizes["trial"] <= expected.sizes["trial"]
@@ -102,8 +128,8 @@ def test_concurrent_writers_leave_one_whole_store(tmp_path, single_writer, write
     expected = single_writer.drop_attrs()
     for rep in range(WRITER_REPS):
         out = tmp_path / f"shared{rep}.zarr"
-        procs = [_child(out, "logits", "1") for _ in range(writers)]  # started together
-        results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+        children = [_Child(out, "logits", "1") for _ in range(writers)]  # started together
+        results = [child.wait() for child in children]
         for code, err in results:
             # each writer either did the work (or found it done) or was refused with one line
             assert code == 0 or LOCKED in err, err[-2000:]
