@@ -326,3 +326,31 @@ def pytest_configure(config):
     workers = getattr(config.option, "numprocesses", None)
     if workers and not hasattr(config, "workerinput") and config.get_verbosity() <= 0:
         config.pluginmanager.register(_FileProgress(config), "mechintro-file-progress")
+
+
+# --- `make test`'s order: the longest test files first --------------------------------------------
+
+# pytest-xdist (`--dist loadfile --no-loadscope-reorder`) hands each worker the next file in
+# collection order when it is nearly idle, so a long file handed out last keeps one worker busy
+# while the other waits. The integration tier comes first already (it sorts first); these unit
+# files each take 30–110 s idle (`--durations`), and go right after it. Order only: a file
+# renamed away from this list still runs, just later.
+LONG_UNIT_FILES = (
+    "tests/unit/test_notebooks.py",
+    "tests/unit/test_kill.py",
+    "tests/unit/test_self_prediction.py",
+    "tests/unit/test_report.py",
+    "tests/unit/test_integrity.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        if path.startswith("tests/integration/"):
+            return 0
+        if path in LONG_UNIT_FILES:
+            return 1 + LONG_UNIT_FILES.index(path)
+        return 1 + len(LONG_UNIT_FILES)
+
+    items.sort(key=rank)  # stable: the order inside each group is kept
