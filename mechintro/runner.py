@@ -80,7 +80,7 @@ class Trial:
     1 on each): strength comparison adds a1 on one sentence and a2 on another in one pass."""
     interventions: tuple[Intervention, ...] = ()
 
-    def injection(self) -> engine.Injection | None:
+    def injection(self) -> engine.Add | None:
         if self.vector is None:
             return None
         mask: tuple[float, ...] | tuple[bool, ...] = self.window.resolve(self.prompt)
@@ -93,7 +93,7 @@ class Trial:
             mask = tuple(
                 float(w) if m else 0.0 for m, w in zip(mask, self.token_strengths, strict=True)
             )
-        return engine.Injection(
+        return engine.Add(
             vector=self.vector * self.strength,
             layers=tuple(range(self.inject_layer, self.inject_layer_end)),
             mask=mask,
@@ -245,7 +245,7 @@ def _inputs_dataset(
     return xr.Dataset(data, coords=coords)
 
 
-def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Injection | None]:
+def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Add | None]:
     """Validate every trial before anything is written; return each trial's injection (its
     window resolved once, which also refuses a marker that is not in the prompt)."""
     if not trials:
@@ -690,7 +690,7 @@ def _plan(
 
 
 def _resid_from(
-    specs: object, trials: Sequence[Trial], injections: Sequence[engine.Injection | None]
+    specs: object, trials: Sequence[Trial], injections: Sequence[engine.Add | None]
 ) -> int:
     """The first prompt position (of the run's left-padded width) whose residual stream is
     stored, from the config's ``resid_positions``: ``last:N`` keeps the last N prompt tokens,
@@ -976,7 +976,7 @@ def _logit_batch(
 
 
 def _interventions(
-    chunk: Sequence[Trial], injections: Sequence[engine.Injection | None]
+    chunk: Sequence[Trial], injections: Sequence[engine.Add | None]
 ) -> list[list[Intervention]]:
     """Each trial's interventions (:meth:`Trial.all_interventions`; its injection resolved once,
     by :func:`_plan`)."""
@@ -1087,11 +1087,11 @@ def _swap_batch(
     model: Model,
     swap_model: Model,
     chunk: Sequence[Trial],
-    injections: Sequence[engine.Injection | None],
+    injections: Sequence[engine.Add | None],
     answer_ids: list[int],
 ) -> engine.BatchResult:
     """A logit-mode batch holding model-swap trials: those rows go through
-    :func:`engine.swap_forward`, the others through :func:`engine.forward`, merged in order."""
+    :func:`engine.swap_forward`, the others through :func:`engine.run_batch`, merged in order."""
     swap = [i for i, t in enumerate(chunk) if t.swap_prefix]
     rest = [i for i, t in enumerate(chunk) if not t.swap_prefix]
     logprobs = torch.zeros(len(chunk), len(answer_ids))
