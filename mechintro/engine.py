@@ -231,10 +231,14 @@ def _run(
 
 
 def _rows(
+    prompts: Sequence[Sequence[int]],
     injections: Sequence[Intervention | None],
     ablate: dict[int, torch.Tensor | tuple[torch.Tensor, float]] | None = None,
 ) -> list[list[Intervention]]:
-    """The earlier entry points' arguments as :func:`run_batch`'s rows."""
+    """The earlier entry points' arguments (one intervention or ``None`` per prompt, the
+    ablations of every prompt) as :func:`run_batch`'s rows."""
+    if len(prompts) != len(injections):
+        raise MechintroError("pass one injection or patch (or None) per prompt")
     ablations: list[Intervention] = []
     for layer, spec in (ablate or {}).items():
         direction, to = spec if isinstance(spec, tuple) else (spec, 0.0)
@@ -261,10 +265,8 @@ def forward(
     per prompt, reading :class:`NextToken` ``answer_ids`` (and :class:`Resid` with ``record``);
     ``ablate`` is ``{layer: direction}`` or ``{layer: (direction, to)}``, an :class:`Ablate` of
     every row."""
-    if len(prompts) != len(injections):
-        raise AssertionError("one injection (or None) per prompt")
     readouts = [NextToken(tuple(answer_ids)), *_with_resid(record, resid_dtype)]
-    return _run(model, prompts, _rows(injections, ablate), readouts, prefix=prefix)
+    return _run(model, prompts, _rows(prompts, injections, ablate), readouts, prefix=prefix)
 
 
 def generate(
@@ -287,11 +289,9 @@ def generate(
     prompt with one :class:`Add` (or ``None``) per prompt. ``prune=False`` keeps every row to the
     end, in nnsight's trace (what a remote model always does), instead of local decoding's
     dropping finished rows (:func:`_generate_local`)."""
-    if len(prompts) != len(injections):
-        raise AssertionError("one injection (or None) per prompt")
     sampling = Generate(max_new_tokens, temperature, seed, top_k, top_p, rows_of)
     readouts = [sampling, *_with_resid(record, resid_dtype)]
-    return _run(model, prompts, _rows(injections), readouts, prefix=prefix, prune=prune)
+    return _run(model, prompts, _rows(prompts, injections), readouts, prefix=prefix, prune=prune)
 
 
 def patched_forward(
@@ -303,9 +303,7 @@ def patched_forward(
 ) -> BatchResult:
     """Deprecated (use :func:`run_batch`): one forward pass with one :class:`Patch` (or ``None``)
     per prompt, reading the next-token log-probabilities of ``answer_ids``."""
-    if len(prompts) != len(patches):
-        raise MechintroError("pass one patch (or None) per prompt, and at least one prompt")
-    return _run(model, prompts, _rows(patches), [NextToken(tuple(answer_ids))])
+    return _run(model, prompts, _rows(prompts, patches), [NextToken(tuple(answer_ids))])
 
 
 def patched_generate(
@@ -320,10 +318,8 @@ def patched_generate(
 ) -> BatchResult:
     """Deprecated (use :func:`run_batch` with :class:`Generate`): generation with one
     :class:`Patch` (or ``None``) per prompt, on the prompt pass only."""
-    if len(prompts) != len(patches):
-        raise MechintroError("pass one patch (or None) per prompt, and at least one prompt")
     sampling = Generate(max_new_tokens, temperature, seed)
-    return _run(model, prompts, _rows(patches), [sampling], prune=prune)
+    return _run(model, prompts, _rows(prompts, patches), [sampling], prune=prune)
 
 
 def check(

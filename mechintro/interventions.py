@@ -164,11 +164,7 @@ class Patch:
             raise MechintroError(
                 f"patch mode must be 'add' (or 'norm_matched_add') or 'replace', not {self.mode!r}"
             )
-        if not all(0 <= p < n_tokens for p in self.positions):
-            raise MechintroError(
-                f"patch positions {list(self.positions)} fall outside the prompt's {n_tokens} "
-                "tokens"
-            )
+        in_prompt("patch", self.positions, n_tokens)
         if self.mode != "replace" and not bool((vectors.norm(dim=-1) > 0).all()):
             raise MechintroError(
                 "a norm-matched addition needs non-zero vectors: an all-zero activation has no "
@@ -182,6 +178,14 @@ class Patch:
         else:
             along[at] = vectors / vectors.norm(dim=-1, keepdim=True) * self.coefficient
         return {self.layer: Edit(select=select, values=values, along=along)}
+
+
+def in_prompt(what: str, positions: Sequence[int], n_tokens: int) -> None:
+    """Refuse, in one line, ``positions`` outside a prompt of ``n_tokens`` tokens."""
+    if not all(0 <= p < n_tokens for p in positions):
+        raise MechintroError(
+            f"{what} positions {list(positions)} fall outside the prompt's {n_tokens} tokens"
+        )
 
 
 # The trace's per-layer edit: (weights, add, generated, select, values, along, direction, to),
