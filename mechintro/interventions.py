@@ -180,6 +180,27 @@ class Patch:
         return {self.layer: Edit(select=select, values=values, along=along)}
 
 
+@dataclass(frozen=True, eq=False)
+class Scale:
+    """Multiply the residual stream after block ``layer`` by ``factors[k]`` at prompt token
+    ``positions[k]`` (a per-position scale: 0 zeroes a token's stream, 2 doubles it)."""
+
+    factors: tuple[float, ...]
+    positions: tuple[int, ...]
+    layer: int
+
+    def edits(self, model: Model, n_tokens: int) -> dict[int, Edit]:
+        if len(self.factors) != len(self.positions):
+            raise MechintroError(
+                f"{len(self.factors)} factors for {len(self.positions)} positions: give one each"
+            )
+        in_prompt("scaled", self.positions, n_tokens)
+        select = torch.zeros(n_tokens)  # h + (1 - f)(0 - h) = f h
+        select[list(self.positions)] = 1 - torch.tensor(self.factors, dtype=torch.float32)
+        zeros = torch.zeros(n_tokens, model.d_model)
+        return {self.layer: Edit(select=select, values=zeros, along=zeros)}
+
+
 def in_prompt(what: str, positions: Sequence[int], n_tokens: int) -> None:
     """Refuse, in one line, ``positions`` outside a prompt of ``n_tokens`` tokens."""
     if not all(0 <= p < n_tokens for p in positions):

@@ -4,6 +4,7 @@ earlier entry points, any mix in one batch, and one-line refusals of what a batc
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -133,3 +134,48 @@ def test_the_edit_function_reaches_a_server_that_has_no_mechintro(tmp_path):
     )
     assert "edits ran" in done.stdout, done.stderr[-3000:]
     assert "control refused" in done.stdout, done.stderr[-3000:]
+
+
+def test_a_new_intervention_is_one_class(tiny, tmp_path):
+    """``Scale`` (a per-position scale, added as the worked example of docs/extending.md) gives
+    what a plain PyTorch forward hook multiplying those positions gives, is a no-op at factor 1,
+    runs through the runner as a Trial's intervention and is part of the run's identity."""
+    from mechintro import runner, runs
+    from mechintro.interventions import Scale
+    from mechintro.prompts import Prompt
+
+    prompts, _, _ = _batch(tiny)
+    scale = Scale(factors=(0.0, 2.5), positions=(3, 7), layer=1)
+    vocab = engine.NextToken(tuple(range(tiny.d_vocab)))
+    got = engine.run_batch(tiny, prompts, [[scale], []], [vocab]).answer_logprobs
+
+    def hook(_module, _inputs, out):
+        h = out[0] if isinstance(out, tuple) else out
+        h[0, 3] *= 0.0
+        h[0, 7] *= 2.5
+
+    handle = tiny.hf.model.layers[1].register_forward_hook(hook)
+    try:
+        ids = torch.tensor([prompts[0]])
+        want = torch.log_softmax(tiny.hf(input_ids=ids).logits[0, -1].float(), -1)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(got[0], want, atol=1e-5, rtol=1e-5)
+    plain = engine.run_batch(tiny, prompts, [[], []], [vocab]).answer_logprobs
+    one = Scale(factors=(1.0,), positions=(2,), layer=1)
+    assert torch.equal(engine.run_batch(tiny, prompts, [[one], []], [vocab]).answer_logprobs, plain)
+    with pytest.raises(MechintroError, match="outside the prompt"):
+        engine.run_batch(tiny, prompts, [[Scale((1.0,), (40,), 1)], []], [vocab])
+
+    prompt = Prompt(text="", input_ids=tuple(prompts[0]), offsets=((0, 0),) * len(prompts[0]))
+    trials = [runner.Trial(prompt=prompt, condition=c, interventions=x) for c, x in
+              (("scaled", (scale,)), ("plain", ()))]  # fmt: skip
+    out = runner.execute(tiny, trials, tmp_path / "s.zarr", config={"t": 1}, mode="logits",
+                         answers=runner.YES_NO)  # fmt: skip
+    ds = runs.open_run(out)
+    ids = [int(i) for i in ds.answer_id.values]
+    torch.testing.assert_close(torch.from_numpy(ds.answer_logprobs.values[0]), got[0, ids])
+    other = [dataclasses.replace(trials[0], interventions=(Scale((0.5, 2.5), (3, 7), 1),))]
+    with pytest.raises(MechintroError, match="different setup"):
+        runner.execute(tiny, other + trials[1:], out, config={"t": 1}, mode="logits",
+                       answers=runner.YES_NO)  # fmt: skip
