@@ -624,6 +624,8 @@ def _generate(
             assert prefix_resid is not None  # recorded: the prefix's residuals were kept
             stream = torch.cat([prefix_resid.expand(len(prompts), -1, -1, -1), stream], 2)
         stream = stream * batch["attention_mask"].cpu()[:, None, :, None].to(stream.dtype)
+        if resid is not None and resid.last:
+            stream = stream[:, :, -1:]
         nonfinite |= ~torch.isfinite(stream).flatten(1).all(1)
     return BatchResult(answer_logprobs=None, resid=stream, generated=generated, nonfinite=nonfinite)
 

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import numpy as np
 import torch
 
 from mechintro.errors import MechintroError
@@ -61,12 +60,33 @@ class Edit:
         """The first prompt position this edit changes (``n_tokens``: none)."""
         if self.direction is not None:
             return 0
-        touched = np.zeros(n_tokens, dtype=bool)
+        touched = torch.zeros(n_tokens, dtype=torch.bool)
         if self.add is not None and self.weights is not None:
-            touched |= self.weights.numpy() != 0
+            touched |= self.weights.cpu() != 0
         if self.select is not None and self.along is not None:
-            touched |= (self.select.numpy() != 0) | (self.along.abs().sum(-1).numpy() != 0)
-        return int(np.argmax(touched)) if touched.any() else n_tokens
+            touched |= (self.select.cpu() != 0) | (self.along.cpu().abs().sum(-1) != 0)
+        at = torch.nonzero(touched)
+        return int(at[0, 0]) if len(at) else n_tokens
+
+    def check(self, n_tokens: int, d_model: int) -> str | None:
+        """What is wrong with this edit's shapes for a prompt of ``n_tokens`` tokens and a model
+        of ``d_model`` (``None``: nothing)."""
+        want = {
+            "add": (d_model,),
+            "weights": (n_tokens,),
+            "select": (n_tokens,),
+            "values": (n_tokens, d_model),
+            "along": (n_tokens, d_model),
+            "direction": (d_model,),
+        }
+        for group in (("add", "weights"), ("select", "values", "along")):
+            if len({getattr(self, name) is None for name in group}) > 1:
+                return f"gives only some of {', '.join(group)} (give all or none)"
+        for name, shape in want.items():
+            x = getattr(self, name)
+            if x is not None and tuple(x.shape) != shape:
+                return f"has {name} of shape {tuple(x.shape)}, not {shape}"
+        return None
 
 
 @runtime_checkable
@@ -229,36 +249,19 @@ def batch_edits(
         for x in interventions:
             for layer, e in x.edits(model, len(prompt)).items():
                 model.check_layer(layer)
-                at = parts.setdefault(layer, {})
+                if (problem := e.check(len(prompt), d)) is not None:
+                    raise MechintroError(
+                        f"{type(x).__name__}'s edit at layer {layer} {problem}: fix its edits()"
+                    )
                 for part in ("add", "select", "direction"):
-                    if getattr(e, part) is None:
-                        continue
-                    if (layer, part) in taken:
+                    if getattr(e, part) is not None and (layer, part) in taken:
                         raise MechintroError(
                             f"two interventions of one prompt both {_VERB[part]} at layer "
                             f"{layer}: give one Add with several layers, or split the batch"
                         )
-                    taken.add((layer, part))
-                if e.add is not None and e.weights is not None:
-                    if "add" not in at:
-                        at["add"] = (
-                            torch.zeros(n, width, 1),
-                            torch.zeros(n, 1, d),
-                            torch.zeros(n, 1),
-                        )
-                    weights, add, generated = at["add"]
-                    weights[row, offset:, 0] = e.weights
-                    add[row, 0] = e.add
-                    generated[row, 0] = float(e.generated)
-                if e.select is not None and e.values is not None and e.along is not None:
-                    if "select" not in at:
-                        at["select"] = tuple(torch.zeros(n, width, k) for k in (1, d, d))
-                    select, values, along = at["select"]
-                    select[row, offset:, 0] = e.select
-                    values[row, offset:] = e.values
-                    along[row, offset:] = e.along
-                if e.direction is not None:
-                    at.setdefault("directions", {})[row] = (e.direction, e.to)
+                    if getattr(e, part) is not None:
+                        taken.add((layer, part))
+                _put(parts.setdefault(layer, {}), row, offset, e, (n, width, d))
     plan: dict[int, LayerEdit] = {}
     for layer, at in parts.items():
         on = {
@@ -275,6 +278,28 @@ def batch_edits(
 
 
 _VERB = {"add": "add", "select": "write", "direction": "project"}
+
+
+def _put(at: dict[str, Any], row: int, offset: int, e: Edit, shape: tuple[int, int, int]) -> None:
+    """Write row ``row``'s edit (its prompt from ``offset`` of the padded width) into one layer's
+    batch tensors ``at`` (made on first use; ``shape``: batch, width, d_model)."""
+    n, width, d = shape
+    if e.add is not None and e.weights is not None:  # checked: both or neither
+        if "add" not in at:
+            at["add"] = (torch.zeros(n, width, 1), torch.zeros(n, 1, d), torch.zeros(n, 1))
+        weights, add, generated = at["add"]
+        weights[row, offset:, 0] = e.weights
+        add[row, 0] = e.add
+        generated[row, 0] = float(e.generated)
+    if e.select is not None and e.values is not None and e.along is not None:
+        if "select" not in at:
+            at["select"] = tuple(torch.zeros(n, width, k) for k in (1, d, d))
+        select, values, along = at["select"]
+        select[row, offset:, 0] = e.select
+        values[row, offset:] = e.values
+        along[row, offset:] = e.along
+    if e.direction is not None:
+        at.setdefault("directions", {})[row] = (e.direction, e.to)
 
 
 def _one_projection(

@@ -63,8 +63,11 @@ def test_any_mix_of_interventions_shares_a_batch(tiny):
         torch.testing.assert_close(together.answer_logprobs[i], alone.answer_logprobs[0])
         n = len(prompt)
         torch.testing.assert_close(together.resid[i, :, -n:], alone.resid[0])
-    greedy = [engine.Generate(5, 0.0)]
+    greedy = [engine.Generate(5, 0.0), engine.Resid(torch.float32, last=True)]
     sampled = engine.run_batch(tiny, prompts, rows, greedy)
+    torch.testing.assert_close(sampled.resid, together.resid[:, :, -1:])
+    plain = engine.last_token_resid(tiny, prompts)
+    torch.testing.assert_close(plain[2], together.resid[2, :, -1])  # the unedited row
     first = together.answer_logprobs.argmax(-1)
     assert torch.equal(sampled.generated[:, 0], first)
     seen = []  # the stream along u entering block 2, after block 1's projection
@@ -93,6 +96,23 @@ def test_what_a_batch_cannot_hold_is_one_line(tiny):
     ):
         with pytest.raises(MechintroError, match=match):
             engine.run_batch(tiny, prompts, rows, readouts)
+    for edit, match in (
+        (engine.Edit(add=torch.ones(3), weights=torch.ones(16)), "add of shape \\(3,\\)"),
+        (engine.Edit(add=vec), "only some of add, weights"),
+    ):
+        broken = _Fixed({1: edit})
+        with pytest.raises(MechintroError, match=f"_Fixed's edit at layer 1 .*{match}"):
+            engine.run_batch(tiny, prompts, [[broken], []], [engine.NextToken((3,))])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fixed:
+    """An intervention whose edits are given (to test what the engine does with bad ones)."""
+
+    planned: dict
+
+    def edits(self, model, n_tokens):
+        return self.planned
 
 
 def test_the_edit_function_reaches_a_server_that_has_no_mechintro(tmp_path):
