@@ -29,6 +29,8 @@ import zarr
 from mechintro import engine, planning, runs
 from mechintro._fs import store_lock
 from mechintro.errors import MechintroError
+from mechintro.interventions import Intervention
+from mechintro.interventions import identity as intervention_identity
 from mechintro.models import Model
 from mechintro.progress import Progress
 from mechintro.progress import callback as progress_callback
@@ -53,8 +55,11 @@ class Trial:
     the run's (tokens after it are stored as ``-1``, as after an end of sequence). ``swap_prefix``
     > 0 hands the first tokens to the run's ``swap_model`` (Latent Introspection's model swap).
     ``patch`` writes activations at chosen prompt positions (:class:`mechintro.engine.Patch`:
-    Patchscopes, Activation Oracles); a run whose trials patch injects no ``vector`` and records
-    no residuals.
+    Patchscopes, Activation Oracles). ``interventions`` are any further
+    :class:`~mechintro.interventions.Intervention` objects (:class:`~mechintro.engine.Add`,
+    :class:`~mechintro.engine.Ablate`, :class:`~mechintro.engine.Patch` or a class of your own):
+    the engine plans and applies each, and their fields join the run's identity; the stored
+    ``inject_mask`` and ``injected_vector`` describe the ``vector`` field only.
     """
 
     prompt: Prompt
@@ -73,8 +78,9 @@ class Trial:
     token_strengths: tuple[float, ...] | None = None
     """Per prompt token, a multiplier of ``strength x vector`` on the window's tokens (``None``:
     1 on each): strength comparison adds a1 on one sentence and a2 on another in one pass."""
+    interventions: tuple[Intervention, ...] = ()
 
-    def injection(self) -> engine.Injection | None:
+    def injection(self) -> engine.Add | None:
         if self.vector is None:
             return None
         mask: tuple[float, ...] | tuple[bool, ...] = self.window.resolve(self.prompt)
@@ -87,12 +93,19 @@ class Trial:
             mask = tuple(
                 float(w) if m else 0.0 for m, w in zip(mask, self.token_strengths, strict=True)
             )
-        return engine.Injection(
+        return engine.Add(
             vector=self.vector * self.strength,
             layers=tuple(range(self.inject_layer, self.inject_layer_end)),
             mask=mask,
             generated=self.window.generated,
         )
+
+    def all_interventions(self, injection: engine.Add | None) -> list[Intervention]:
+        """Everything this trial does to the model: its injection (``vector``, ``strength``,
+        ``window``, resolved once by :meth:`injection`), its ``patch`` and its
+        ``interventions``."""
+        own = [injection] if injection is not None else []
+        return [*own, *([self.patch] if self.patch is not None else []), *self.interventions]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,7 +245,7 @@ def _inputs_dataset(
     return xr.Dataset(data, coords=coords)
 
 
-def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Injection | None]:
+def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Add | None]:
     """Validate every trial before anything is written; return each trial's injection (its
     window resolved once, which also refuses a marker that is not in the prompt)."""
     if not trials:
@@ -257,17 +270,17 @@ def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Injectio
                 )
             model.check_layer(t.inject_layer)
             model.check_layer(t.inject_layer_end - 1)
-    patched = [t for t in trials if t.patch is not None]
-    if patched:
-        if any(t.vector is not None or t.swap_prefix for t in trials):
-            raise MechintroError(
-                "a run either patches activations or injects vectors (or swaps models): "
-                "split it into two runs"
-            )
-        engine.check_patches(
-            model, [t.prompt.input_ids for t in patched], [t.patch for t in patched]
+    injections = [t.injection() for t in trials]
+    rows = _interventions(trials, injections)
+    if any(t.swap_prefix and row for t, row in zip(trials, rows, strict=True)):
+        raise MechintroError(
+            "a model-swap trial injects, patches or ablates nothing (its prefix is read by the "
+            "swap model): split it into two runs"
         )
-    return [t.injection() for t in trials]
+    engine.check(model, [t.prompt.input_ids for t in trials], rows)
+    for x in {id(x): x for t in trials for x in t.interventions}.values():
+        intervention_identity(x)  # refuses one that a run cannot identify
+    return injections
 
 
 def _check_memory(
@@ -592,10 +605,6 @@ class _Plan:
     def width(self) -> int:
         return max(len(t.prompt) for t in self.trials)
 
-    @property
-    def patching(self) -> bool:
-        return any(t.patch is not None for t in self.trials)
-
 
 def _plan(
     model: Model,
@@ -629,8 +638,6 @@ def _plan(
     if mode == "resid" and not record:
         raise MechintroError("a run that reads only residual streams must record them")
     injections = _check_trials(model, trials)
-    if record and any(t.patch is not None for t in trials):
-        raise MechintroError("a patched run records no residual streams: set record_resid false")
     resid_layers = _resid_layers(fields.get("resid_layers"), model.n_layers) if record else None
     resid_dtype = str(fields.get("resid_dtype", "float16"))
     runs.stored_resid_dtype(resid_dtype)  # a bad value (a mapping config) is one line
@@ -683,7 +690,7 @@ def _plan(
 
 
 def _resid_from(
-    specs: object, trials: Sequence[Trial], injections: Sequence[engine.Injection | None]
+    specs: object, trials: Sequence[Trial], injections: Sequence[engine.Add | None]
 ) -> int:
     """The first prompt position (of the run's left-padded width) whose residual stream is
     stored, from the config's ``resid_positions``: ``last:N`` keeps the last N prompt tokens,
@@ -863,9 +870,10 @@ def _run_batches(plan: _Plan, out: Path, done: np.ndarray, progress: Progress) -
 
 def _shared_prefix(plan: _Plan) -> int:
     """One shared-prefix length for the whole run, so every batch takes the same path."""
-    if plan.swap_model is not None or plan.patching or plan.model.remote:
+    if plan.swap_model is not None or plan.model.remote:
         return 0
-    prefix = engine.shared_prefix([t.prompt.input_ids for t in plan.trials], plan.injections)
+    rows = _interventions(plan.trials, plan.injections)
+    prefix = engine.shared_prefix([t.prompt.input_ids for t in plan.trials], rows, plan.model)
     return prefix if prefix >= engine.MIN_SHARED_PREFIX else 0
 
 
@@ -968,14 +976,11 @@ def _logit_batch(
 
 
 def _interventions(
-    chunk: Sequence[Trial], injections: Sequence[engine.Injection | None]
-) -> list[list[engine.Intervention]]:
-    """Each trial's interventions: its injection (resolved once, by :func:`_plan`) and patch."""
-    rows: list[list[engine.Intervention]] = []
-    for t, inj in zip(chunk, injections, strict=True):
-        row: list[engine.Intervention] = [inj] if inj is not None else []
-        rows.append(row + ([t.patch] if t.patch is not None else []))
-    return rows
+    chunk: Sequence[Trial], injections: Sequence[engine.Add | None]
+) -> list[list[Intervention]]:
+    """Each trial's interventions (:meth:`Trial.all_interventions`; its injection resolved once,
+    by :func:`_plan`)."""
+    return [t.all_interventions(inj) for t, inj in zip(chunk, injections, strict=True)]
 
 
 _TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -1082,11 +1087,11 @@ def _swap_batch(
     model: Model,
     swap_model: Model,
     chunk: Sequence[Trial],
-    injections: Sequence[engine.Injection | None],
+    injections: Sequence[engine.Add | None],
     answer_ids: list[int],
 ) -> engine.BatchResult:
     """A logit-mode batch holding model-swap trials: those rows go through
-    :func:`engine.swap_forward`, the others through :func:`engine.forward`, merged in order."""
+    :func:`engine.swap_forward`, the others through :func:`engine.run_batch`, merged in order."""
     swap = [i for i, t in enumerate(chunk) if t.swap_prefix]
     rest = [i for i, t in enumerate(chunk) if not t.swap_prefix]
     logprobs = torch.zeros(len(chunk), len(answer_ids))
@@ -1100,11 +1105,11 @@ def _swap_batch(
     )
     logprobs[swap], nonfinite[swap] = s.answer_logprobs, s.nonfinite
     if rest:
-        r = engine.forward(
+        r = engine.run_batch(
             model,
             [chunk[i].prompt.input_ids for i in rest],
-            [injections[i] for i in rest],
-            answer_ids=answer_ids,
+            _interventions([chunk[i] for i in rest], [injections[i] for i in rest]),
+            [engine.NextToken(tuple(answer_ids))],
         )
         logprobs[rest], nonfinite[rest] = r.answer_logprobs, r.nonfinite
     return engine.BatchResult(
@@ -1171,6 +1176,11 @@ def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
                     else [t.patch.layer, list(t.patch.positions), t.patch.mode, t.patch.coefficient]
                 )
                 + ([] if t.token_strengths is None else [[float(w) for w in t.token_strengths]])
+                + (
+                    []
+                    if not t.interventions
+                    else [[intervention_identity(x) for x in t.interventions]]
+                )
             ).encode()
         )
     versions = {}

@@ -179,13 +179,11 @@ def ask_run(
         ]
         from mechintro.runner import batch_seed
 
-        res = engine.patched_generate(
+        res = engine.run_batch(
             oracle.model,
             [prompt.input_ids] * len(chunk),
-            patches,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            seed=batch_seed(seed, start // batch_size),
+            [[p] for p in patches],
+            [engine.Generate(max_new_tokens, temperature, batch_seed(seed, start // batch_size))],
         )
         texts = np.array([_decode(oracle.model, row) for row in res.generated], dtype=object)
         runs.write_batch(

@@ -581,9 +581,13 @@ def test_patchscope_patches_the_placeholder_and_reads_the_continuation(tiny, vec
     assert (s.n == 2).all() and (s.rate.sel(condition="concept") == 1).all()
     assert (s.rate.sel(condition=["random", "none"]) == 0).all()
     assert "concept [95% CI]" in PS.format_summary(s)
-    with pytest.raises(MechintroError, match="records no residual"):
-        PS.run(dataclasses.replace(cfg, record_resid=True), tmp_path / "r.zarr", model=tiny)
-    assert not (tmp_path / "r.zarr").exists()
+    # a patched run records residual streams too: the placeholder holds the written vector
+    recorded = dataclasses.replace(cfg, record_resid=True)
+    ps = runs.open_run(PS.run(recorded, tmp_path / "r.zarr", model=tiny, vectors=vecs)).load()
+    t = concept
+    at = ps.sizes["pos"] - len(t.prompt) + t.patch.positions[0]
+    stored = torch.from_numpy(ps.resid.values[0, t.patch.layer, at].astype(np.float32))
+    torch.testing.assert_close(stored, t.patch.vectors[0].float(), atol=2e-2, rtol=2e-3)
 
 
 def test_results_document_patchscope_verdict_counts_cells_above_the_random_control():
