@@ -40,7 +40,7 @@ def extract(per_run: int = PER_RUN) -> list[dict]:
     items = []
     for rel in RUNS:
         ds = open_run(ROOT / rel)
-        if ds.attrs.get("mode") != "generate":
+        if "response" not in ds:
             raise ValueError(f"{rel} is not a generation-mode prefill run")
         pick = np.sort(np.random.default_rng(SEED).choice(ds.sizes["trial"], per_run, False))
         for i in pick.tolist():

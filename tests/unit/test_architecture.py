@@ -58,7 +58,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("leaves", ("stats", "readouts", "grading", "config", "tables", "stimuli")),
     ("study data", ("self_prediction",)),
     ("model", ("arch", "models", "prompts", "engine", "vectors", "training", "transcripts")),
-    ("store", ("runs", "store/", "runner", "planning")),
+    ("store", ("runs", "store/", "runner", "reading", "planning")),
     ("analysis", ("analysis/", "plotting", "browse", "export")),
     ("experiments", ("experiments/",)),
     ("applications", ("judge", "learned_grader", "oracle/", "introspect/", "report")),

@@ -1,10 +1,10 @@
-"""The type checker holds in CI: mypy, strict on the kit — the engine, the runner, the run store
+"""The type checker holds in CI: mypy, strict on the kit — the engine, the runner and its readouts, the run store
 (``mechintro.runs`` and ``mechintro/store/``) and the experiments' base — with the configuration of
 pyproject.toml's ``[tool.mypy]`` (other modules are read for their types, their own errors not
 reported; torch, nnsight, transformers and dask are not analysed). mypy is pinned in the ``dev``
 extra, which ``scripts/setup.sh`` installs. To see what fails, run the command of ``_mypy``:
-``.venv/bin/python -m mypy mechintro/engine.py mechintro/runner.py mechintro/runs.py
-mechintro/store mechintro/experiments/base.py``."""
+``.venv/bin/python -m mypy mechintro/engine.py mechintro/runner.py mechintro/reading.py
+mechintro/runs.py mechintro/store mechintro/experiments/base.py``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KIT = (
     "mechintro/engine.py",
     "mechintro/runner.py",
+    "mechintro/reading.py",
     "mechintro/runs.py",
     "mechintro/store",
     "mechintro/experiments/base.py",
@@ -24,6 +25,7 @@ KIT = (
 STRICT = {
     "mechintro.engine",
     "mechintro.runner",
+    "mechintro.reading",
     "mechintro.runs",
     "mechintro.store.*",
     "mechintro.experiments.base",
