@@ -228,10 +228,13 @@ class Resid(Readout):
 
 
 def check_reads(readouts: Sequence[Readout], batch: Batch) -> None:
-    """Refuse, before anything is written, readouts that the engine cannot read in one batch
-    (two next-token or generation readouts)."""
+    """Refuse, before anything is written, readouts that cannot declare what they store on
+    this model, or that the engine cannot read in one batch (two next-token or generation
+    readouts)."""
     from mechintro.errors import MechintroError
 
+    for readout in readouts:
+        readout.stored(batch.model)  # a readout refuses a bad setting here, in one line
     reads = [r for readout in readouts for r in readout.reads(batch)]
     if sum(isinstance(r, engine.NextToken | engine.Generate) for r in reads) > 1:
         names = ", ".join(r.name for r in readouts)

@@ -1,7 +1,8 @@
-"""The type checker holds in CI: mypy, strict on the kit — the engine, the runner and its readouts, the run store
-(``mechintro.runs`` and ``mechintro/store/``) and the experiments' base — with the configuration of
-pyproject.toml's ``[tool.mypy]`` (other modules are read for their types, their own errors not
-reported; torch, nnsight, transformers and dask are not analysed). mypy is pinned in the ``dev``
+"""The type checker holds in CI: mypy, strict on the kit — the engine, the runner and its
+readouts (``mechintro.reading``), the run store (``mechintro.runs`` and ``mechintro/store/``) and
+the experiments' base — with the configuration of pyproject.toml's ``[tool.mypy]`` (other modules
+are read for their types, their own errors not reported; torch, nnsight, transformers and dask are
+not analysed). mypy is pinned in the ``dev``
 extra, which ``scripts/setup.sh`` installs. To see what fails, run the command of ``_mypy``:
 ``.venv/bin/python -m mypy mechintro/engine.py mechintro/runner.py mechintro/reading.py
 mechintro/runs.py mechintro/store mechintro/experiments/base.py``."""
