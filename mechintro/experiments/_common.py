@@ -9,6 +9,8 @@ from pathlib import Path
 import xarray as xr
 
 from mechintro.errors import MechintroError
+from mechintro.models import Model
+from mechintro.vectors import concept_vectors, pca_center_vectors
 
 # the nine concepts of acsresearch/latent-introspection-code's main.py, the default of both
 # latent-introspection and concept-confusion
@@ -93,3 +95,21 @@ def load_suffixes(path: str) -> list[str]:
             f"suffixes_file {path} is not a list of at least 2 strings: give a JSON list of strings"
         )
     return data
+
+
+def code_vectors(
+    model: Model,
+    concepts: tuple[str, ...],
+    *,
+    method: str,
+    suffixes_file: str,
+    system: str | None,
+    lowercase: bool,
+) -> xr.DataArray:
+    """The Latent Introspection code's vectors: PCA-center (with the suffixes of
+    ``suffixes_file`` if given, under the system message ``system``) or, with ``method``
+    ``lindsey``, Lindsey's."""
+    if method == "pca_center":
+        suffixes = load_suffixes(suffixes_file) if suffixes_file else None
+        return pca_center_vectors(model, list(concepts), suffixes=suffixes, system=system)
+    return concept_vectors(model, list(concepts), lowercase=lowercase)

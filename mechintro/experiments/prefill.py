@@ -27,26 +27,25 @@ is in ``mechintro/data/grader_prompts.json`` as ``prefill_intended``); the logit
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 import xarray as xr
 
 from mechintro import grading, stimuli
+from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import SteeredConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
-from mechintro.runner import Answers, Generation, Shard, Trial, execute
+from mechintro.reading import Generate, NextToken, Readout
+from mechintro.runner import Answers, Generation, Trial
 from mechintro.stats import mean_ci, rate
 from mechintro.stimuli import WORD_PROMPT, make_pairs
 from mechintro.tables import table
 from mechintro.vectors import (
     check_vectors_match,
-    concept_vectors,
     resolve_layers,
     unit_vector,
 )
@@ -169,49 +168,26 @@ def build_trials(
     return trials, layers
 
 
-def run(
-    config: PrefillConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-) -> Path:
-    """Run the experiment into ``out`` (resuming it if present); computes Lindsey vectors for the
-    word list when ``vectors`` is not given.
+def readouts(config: PrefillConfig, model: Model) -> list[Readout]:
+    """The accident / intent answer tokens (``readout="logits"``) or the sampled reply."""
+    if config.readout == "logits":
+        return [NextToken(ACCIDENT_VS_INTENT)]
+    generation = Generation(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
+    return [Generate(generation)]
 
-    Example::
 
-        config = Config(pairs=4, layers=("0.5",), strengths=(4.0,), readout="logits")
-        out = run(config, "pf.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    if vectors is None:
-        vectors = concept_vectors(model, config.words(), lowercase=config.lowercase)
-    trials, layers = build_trials(config, model, vectors)
-    logits = config.readout == "logits"
-    return execute(
-        model,
-        trials,
-        out,
-        config=config,
-        experiment=NAME,
-        mode="logits" if logits else "generate",
-        answers=ACCIDENT_VS_INTENT if logits else None,
-        generation=None
-        if logits
-        else Generation(max_new_tokens=config.max_new_tokens, temperature=config.temperature),
-        layers=layers,
-        vectors=vectors,
-        progress=progress,
-        shard=shard,
-    )
+run = base.bound_run(__name__)
+
+
+def _read_logits(ds: xr.Dataset) -> bool:
+    """Whether the run read the answer tokens' log-probabilities (else it sampled replies)."""
+    return "answer_logprobs" in ds
 
 
 def apologies(ds: xr.Dataset) -> xr.Dataset:
     """Per trial: ``apology`` (1/0; NaN where neither cue occurs, generation) or, in logit mode,
     ``p_accident`` = P(accident forms) / (P(accident) + P(intended))."""
-    if ds.attrs["mode"] == "logits":
+    if _read_logits(ds):
         p = np.exp(ds["answer_logprobs"].astype(np.float64))
         acc = p.where(ds.answer_label == "accident").sum("answer")
         intended = p.where(ds.answer_label == "intended").sum("answer")
@@ -239,7 +215,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     def cell(rows: np.ndarray) -> dict[str, float]:
         x = a[rows]
         x = x[~np.isnan(x)]
-        if ds.attrs["mode"] == "logits":
+        if _read_logits(ds):
             r, lo, hi, n = mean_ci(x, seed=seed)
         else:
             r, lo, hi, n = rate(x.astype(bool))
@@ -265,7 +241,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
         {
             "control_rate": control,
             "control_n": int(ctl.size),
-            "readout": ds.attrs["mode"],
+            "readout": "logits" if _read_logits(ds) else "generate",
             "graded_share": float(np.mean(~np.isnan(a))),
         }
     )
@@ -277,7 +253,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
                 "max_reduction_strength": float(strengths[best[1]]),
             }
         )
-    if ds.attrs["mode"] != "logits":
+    if not _read_logits(ds):
         out.attrs.update(_worst_case(a, cond, ds, out.attrs))
         out.attrs.update(corrected_rates(a, cond, ds, out.attrs, seed=seed))
     return out

@@ -22,9 +22,7 @@ by the offline rule above (``mechintro.grading.closest_word``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -32,17 +30,18 @@ import xarray as xr
 
 from mechintro import grading, stimuli
 from mechintro.errors import MechintroError
+from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import SteeredConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
-from mechintro.runner import Generation, Shard, Trial, execute
+from mechintro.reading import Generate, Readout
+from mechintro.runner import Generation, Trial
 from mechintro.stats import rate
 from mechintro.stimuli import WORD_PROMPT, make_pairs
 from mechintro.tables import table
 from mechintro.vectors import (
     check_vectors_match,
-    concept_vectors,
     resolve_layers,
     unit_vector,
 )
@@ -145,41 +144,13 @@ def build_trials(
     return trials, layers
 
 
-def run(
-    config: ThoughtsVsTextConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-) -> Path:
-    """Run the experiment into ``out`` (resuming it if present); computes Lindsey vectors for the
-    word list when ``vectors`` is not given.
+def readouts(config: ThoughtsVsTextConfig, model: Model) -> list[Readout]:
+    """The sampled answer, as long as the longer task needs."""
+    most = max(n for _, n in TASKS.values())
+    return [Generate(Generation(max_new_tokens=most, temperature=config.temperature))]
 
-    Example::
 
-        config = Config(pairs=4, layers=("0.5",), strengths=(4.0,))
-        out = run(config, "tt.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    if vectors is None:
-        vectors = concept_vectors(model, config.words(), lowercase=config.lowercase)
-    trials, layers = build_trials(config, model, vectors)
-    return execute(
-        model,
-        trials,
-        out,
-        config=config,
-        experiment=NAME,
-        mode="generate",
-        generation=Generation(
-            max_new_tokens=max(n for _, n in TASKS.values()), temperature=config.temperature
-        ),
-        layers=layers,
-        vectors=vectors,
-        progress=progress,
-        shard=shard,
-    )
+run = base.bound_run(__name__)
 
 
 def scores(ds: xr.Dataset) -> xr.Dataset:
