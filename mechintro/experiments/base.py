@@ -393,3 +393,47 @@ def cell_summary(
         {name: (tuple(by), values) for name, values in arrays.items()},
         coords=dict(zip(by, resolved, strict=True)),
     )
+
+
+def cell_rows(
+    summary: xr.Dataset, row: Callable[[int, float], Mapping[str, object] | None]
+) -> list[dict[str, object]]:
+    """The rows of a summary table, one per (inject_layer, strength) cell in the summary's
+    order: ``layer`` and ``strength`` (``:g``), then what ``row(layer, strength)`` gives for the
+    cell (``None`` leaves the cell out).
+
+    Example::
+
+        rows = cell_rows(summary, lambda layer, s: {"n": int(summary.n.sel(
+            inject_layer=layer, strength=s))})
+        table(rows)
+    """
+    rows = []
+    for layer in summary.inject_layer.values:
+        for s in summary.strength.values:
+            more = row(int(layer), float(s))
+            if more is not None:
+                rows.append({"layer": int(layer), "strength": f"{float(s):g}", **more})
+    return rows
+
+
+def interval(lo: object, hi: object, spec: str = ".3f") -> str:
+    """``[lo, hi]``, each formatted with ``spec``.
+
+    Example::
+
+        >>> interval(0.1234, 0.5, ".2f")
+        '[0.12, 0.50]'
+    """
+    return f"[{float(cast(float, lo)):{spec}}, {float(cast(float, hi)):{spec}}]"
+
+
+def estimate(value: object, lo: object, hi: object, spec: str = ".2f") -> str:
+    """``value [lo, hi]``, each formatted with ``spec``.
+
+    Example::
+
+        >>> estimate(0.5, 0.25, 0.75)
+        '0.50 [0.25, 0.75]'
+    """
+    return f"{float(cast(float, value)):{spec}} {interval(lo, hi, spec)}"

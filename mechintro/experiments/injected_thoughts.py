@@ -52,7 +52,7 @@ from mechintro import stimuli
 from mechintro.errors import MechintroError
 from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
-from mechintro.experiments.base import SteeredConfig, cell_summary
+from mechintro.experiments.base import SteeredConfig, cell_rows, cell_summary, interval
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.reading import Generate, Readout
@@ -605,24 +605,21 @@ def format_summary(summary: xr.Dataset) -> str:
 
         text = format_summary(summarize(mi.open_run("it.zarr")))  # as `mechintro run` prints it
     """
-    rows = []
-    for lay in summary.inject_layer.values:
-        for s in summary.strength.values:
-            c = summary.sel(inject_layer=lay, strength=s)
-            rows.append(
-                {
-                    "layer": int(lay),
-                    "strength": f"{float(s):g}",
-                    "n": int(c.n),
-                    "TPR": float(c.tpr),
-                    "TPR 95% CI": f"[{float(c.tpr_lo):.3f}, {float(c.tpr_hi):.3f}]",
-                    "coherent": float(c.coherence),
-                    "affirm": float(c.affirmative),
-                    "FPR(cell)": float(c.fpr),
-                    "net": float(c.net),
-                    "net 95% CI": f"[{float(c.net_lo):.3f}, {float(c.net_hi):.3f}]",
-                }
-            )
+
+    def row(layer: int, s: float) -> dict[str, object]:
+        c = summary.sel(inject_layer=layer, strength=s)
+        return {
+            "n": int(c.n),
+            "TPR": float(c.tpr),
+            "TPR 95% CI": interval(c.tpr_lo, c.tpr_hi),
+            "coherent": float(c.coherence),
+            "affirm": float(c.affirmative),
+            "FPR(cell)": float(c.fpr),
+            "net": float(c.net),
+            "net 95% CI": interval(c.net_lo, c.net_hi),
+        }
+
+    rows = cell_rows(summary, row)
     a = summary.attrs
     tail = (
         f"\ncontrols: FPR {a['fpr_pooled']:.3f} [{a['fpr_pooled_lo']:.3f}, "

@@ -29,7 +29,7 @@ import xarray as xr
 from mechintro.engine import Patch
 from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
-from mechintro.experiments.base import SteeredConfig, cell_summary
+from mechintro.experiments.base import SteeredConfig, cell_rows, cell_summary, estimate
 from mechintro.models import Model
 from mechintro.prompts import tokenize
 from mechintro.reading import Generate, Readout
@@ -143,12 +143,11 @@ def format_summary(summary: xr.Dataset) -> str:
 
         text = format_summary(summarize(mi.open_run("ps.zarr")))  # as `mechintro run` prints it
     """
-    rows = []
-    for layer in summary.inject_layer.values:
-        for s in summary.strength.values:
-            row: dict[str, object] = {"layer": int(layer), "strength": f"{float(s):g}"}
-            for c in summary.condition.values:
-                x = summary.sel(condition=c, inject_layer=layer, strength=s)
-                row[f"{c} [95% CI]"] = f"{float(x.rate):.2f} [{float(x.lo):.2f}, {float(x.hi):.2f}]"
-            rows.append(row)
+
+    def row(layer: int, s: float) -> dict[str, object]:
+        conditions = summary.condition.values
+        cells = [(c, summary.sel(condition=c, inject_layer=layer, strength=s)) for c in conditions]
+        return {f"{c} [95% CI]": estimate(x.rate, x.lo, x.hi) for c, x in cells}
+
+    rows = cell_rows(summary, row)
     return table(rows) + "\nshare of concepts the continuation names (n per cell in .n)"

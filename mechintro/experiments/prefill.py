@@ -36,7 +36,7 @@ import xarray as xr
 from mechintro import grading, stimuli
 from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
-from mechintro.experiments.base import SteeredConfig, cell_summary
+from mechintro.experiments.base import SteeredConfig, cell_rows, cell_summary, interval
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.reading import Generate, NextToken, Readout
@@ -362,16 +362,16 @@ def format_summary(summary: xr.Dataset) -> str:
 
         text = format_summary(summarize(mi.open_run("pf.zarr")))  # as `mechintro run` prints it
     """
-    rows = []
-    for lay in summary.inject_layer.values:
-        for s in summary.strength.values:
-            c = summary.sel(inject_layer=lay, strength=s)
-            row: dict[str, object] = {"layer": int(lay), "strength": f"{float(s):g}"}
-            for cond in summary.condition.values:
-                x = c.sel(condition=cond)
-                row[str(cond)] = f"{float(x.rate):.3f} [{float(x.lo):.2f}, {float(x.hi):.2f}]"
-            row["reduction"] = float(c.reduction)
-            rows.append(row)
+
+    def row(layer: int, s: float) -> dict[str, object]:
+        c = summary.sel(inject_layer=layer, strength=s)
+        out: dict[str, object] = {}
+        for cond in summary.condition.values:
+            x = c.sel(condition=cond)
+            out[str(cond)] = f"{float(x.rate):.3f} {interval(x.lo, x.hi, '.2f')}"
+        return out | {"reduction": float(c.reduction)}
+
+    rows = cell_rows(summary, row)
     a = summary.attrs
     what = "apology rate" if a["readout"] == "generate" else "P(accident)/(P(accident)+P(intended))"
     tail = (

@@ -34,7 +34,7 @@ from mechintro import stimuli
 from mechintro.errors import MechintroError
 from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
-from mechintro.experiments.base import BaseConfig, cell_summary
+from mechintro.experiments.base import BaseConfig, cell_rows, cell_summary, estimate
 from mechintro.models import Model
 from mechintro.prompts import Prompt, Window, render_chat, tokenize
 from mechintro.reading import NextToken, Readout
@@ -308,30 +308,25 @@ def format_summary(summary: xr.Dataset) -> str:
 
         text = format_summary(summarize(mi.open_run("sl.zarr")))  # as `mechintro run` prints it
     """
-    rows = []
-    for layer in summary.inject_layer.values:
-        for s in summary.strength.values:
-            c = summary.sel(condition="concept", inject_layer=layer, strength=s)
-            if np.isnan(float(c.accuracy)):
-                continue
-            row: dict[str, object] = {
-                "layer": int(layer),
-                "strength": f"{float(s):g}",
-                "n": int(c.n),
-                "concept [95% CI]": (
-                    f"{float(c.accuracy):.2f} [{float(c.lo):.2f}, {float(c.hi):.2f}]"
-                ),
-                "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",
-                "power": "varies" if c.varies else "no power (one answer)",
-            }
-            if "random" in summary.condition.values:
-                r = summary.sel(condition="random", inject_layer=layer, strength=s)
-                row["random [95% CI]"] = (
-                    f"{float(r.accuracy):.2f} [{float(r.lo):.2f}, {float(r.hi):.2f}]"
-                )
-                above = bool(summary.above_random.sel(inject_layer=layer, strength=s))
-                row["above random"] = "yes" if above else "no"
-            rows.append(row)
+
+    def row(layer: int, s: float) -> dict[str, object] | None:
+        c = summary.sel(condition="concept", inject_layer=layer, strength=s)
+        if np.isnan(float(c.accuracy)):
+            return None
+        out: dict[str, object] = {
+            "n": int(c.n),
+            "concept [95% CI]": estimate(c.accuracy, c.lo, c.hi),
+            "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",
+            "power": "varies" if c.varies else "no power (one answer)",
+        }
+        if "random" in summary.condition.values:
+            r = summary.sel(condition="random", inject_layer=layer, strength=s)
+            out["random [95% CI]"] = estimate(r.accuracy, r.lo, r.hi)
+            above = bool(summary.above_random.sel(inject_layer=layer, strength=s))
+            out["above random"] = "yes" if above else "no"
+        return out
+
+    rows = cell_rows(summary, row)
     return (
         table(rows)
         + f"\nchance {float(summary.chance):.2f}; uninjected answers: "

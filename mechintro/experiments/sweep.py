@@ -46,7 +46,7 @@ from mechintro import reading, stimuli
 from mechintro.errors import MechintroError
 from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
-from mechintro.experiments.base import BaseConfig, cell_summary
+from mechintro.experiments.base import BaseConfig, cell_rows, cell_summary, estimate, interval
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.reading import NextToken
@@ -378,23 +378,21 @@ def format_summary(summary: xr.Dataset) -> str:
 
         text = format_summary(summarize(mi.open_run("sweep.zarr")))  # as `mechintro run` prints it
     """
-    rows = []
-    for lay in summary.inject_layer.values:
-        for s in summary.strength.values:
-            c = summary.sel(inject_layer=lay, strength=s)
-            rows.append(
-                {
-                    "layer": int(lay),
-                    "strength": f"{float(s):g}",
-                    "intro LD": float(c.intro),
-                    "intro shift": float(c.intro_shift),
-                    "control shift [95% CI]": f"{float(c.control_shift):+.3f} "
-                    f"[{float(c.control_shift_lo):+.3f}, {float(c.control_shift_hi):+.3f}]",
-                    "rank of intro": f"{int(c['rank'])}/{summary.attrs['n_control_questions'] + 1}",
-                    "control 95% PI": f"[{float(c.pi_lo):+.3f}, {float(c.pi_hi):+.3f}]",
-                    "mass intro/control": f"{float(c.intro_mass):.3g}/{float(c.control_mass):.3g}",
-                }
-            )
+
+    def row(layer: int, s: float) -> dict[str, object]:
+        c = summary.sel(inject_layer=layer, strength=s)
+        return {
+            "intro LD": float(c.intro),
+            "intro shift": float(c.intro_shift),
+            "control shift [95% CI]": estimate(
+                c.control_shift, c.control_shift_lo, c.control_shift_hi, "+.3f"
+            ),
+            "rank of intro": f"{int(c['rank'])}/{summary.attrs['n_control_questions'] + 1}",
+            "control 95% PI": interval(c.pi_lo, c.pi_hi, "+.3f"),
+            "mass intro/control": f"{float(c.intro_mass):.3g}/{float(c.control_mass):.3g}",
+        }
+
+    rows = cell_rows(summary, row)
     a = summary.attrs
     return table(rows) + (
         f"\nreadout: {a.get('readout', 'not recorded')}; mass = the probability of the forms "

@@ -32,7 +32,7 @@ from mechintro import grading, stimuli
 from mechintro.errors import MechintroError
 from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
-from mechintro.experiments.base import SteeredConfig, cell_summary
+from mechintro.experiments.base import SteeredConfig, cell_rows, cell_summary, interval
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.reading import Generate, Readout
@@ -238,22 +238,19 @@ def format_summary(summary: xr.Dataset) -> str:
 
         text = format_summary(summarize(mi.open_run("tt.zarr")))  # as `mechintro run` prints it
     """
-    rows = []
-    for lay in summary.inject_layer.values:
-        for s in summary.strength.values:
-            c = summary.sel(inject_layer=lay, strength=s)
-            rows.append(
-                {
-                    "layer": int(lay),
-                    "strength": f"{float(s):g}",
-                    "pairs": int(c.n_pairs),
-                    "word named": float(c.word),
-                    "95% CI": f"[{float(c.word_lo):.3f}, {float(c.word_hi):.3f}]",
-                    "repeated": float(c.repeat),
-                    "95% CI ": f"[{float(c.repeat_lo):.3f}, {float(c.repeat_hi):.3f}]",
-                    "both": float(c.both),
-                }
-            )
+
+    def row(layer: int, s: float) -> dict[str, object]:
+        c = summary.sel(inject_layer=layer, strength=s)
+        return {
+            "pairs": int(c.n_pairs),
+            "word named": float(c.word),
+            "95% CI": interval(c.word_lo, c.word_hi),
+            "repeated": float(c.repeat),
+            "95% CI ": interval(c.repeat_lo, c.repeat_hi),
+            "both": float(c.both),
+        }
+
+    rows = cell_rows(summary, row)
     a = summary.attrs
     return table(rows) + (
         f"\nuninjected: word named {a['baseline_word']:.3f} (chance {a['chance_word']:.2f}), "
