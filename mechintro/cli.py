@@ -1008,7 +1008,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from mechintro.runs import open_run
+    from mechintro.runs import open_run, stored_readouts
 
     # Every chunk checked against its digest first: a damaged run is named, not described.
     ds = open_run(args.run, committed_only=False, check="full")
@@ -1016,7 +1016,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     a = ds.attrs
     print(f"run:            {args.run}")
     print(
-        f"experiment:     {a.get('experiment', '?')}  (mode {a['mode']}, complete: "
+        f"experiment:     {a.get('experiment', '?')}  (reads "
+        f"{', '.join(r['readout'] for r in stored_readouts(a)) or 'nothing'}, complete: "
         f"{a.get('complete')})"
     )
     print(

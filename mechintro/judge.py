@@ -481,13 +481,15 @@ def grade_run(
     criteria; a finished grading, or one with another judge or criteria, is done again from the
     start (the earlier verdicts of those criteria are overwritten).
     """
+    from mechintro import runs
     from mechintro._fs import store_lock
     from mechintro.runs import open_run
 
     ds = open_run(path, committed_only=False)
-    if ds.attrs["mode"] != "generate":
+    if "response" not in ds:
         raise MechintroError(
-            f"{path} is a {ds.attrs['mode']}-mode run; only generation runs have responses to grade"
+            f"{path} stores no responses (it reads {', '.join(runs.readout_variables(ds.attrs))}); "
+            "only generation runs have responses to grade"
         )
     if "question" not in ds.coords:
         raise MechintroError(

@@ -657,6 +657,7 @@ def _build(
         "model",
         "weights_sha256",
         "mode",
+        "readouts",
         "seed",
         "batch_size",
         "created",

@@ -46,6 +46,7 @@ from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import BaseConfig
 from mechintro.models import Model
 from mechintro.prompts import render_chat, tokenize
+from mechintro.reading import Generate, Readout
 from mechintro.runner import Generation, Shard, Trial, execute
 from mechintro.tables import table
 
@@ -148,10 +149,13 @@ def _trial(
     )
 
 
-def build_trials(config: SelfPredictionConfig, model: Model) -> list[Trial]:
+def build_trials(
+    config: SelfPredictionConfig, model: Model, vectors: xr.DataArray | None = None
+) -> list[Trial]:
     """Object-level trials first (one per item), then the hypothetical ones (item × property) of
     the tasks in ``hypothetical_splits`` (object-level answers of every task: training targets);
-    each ``samples`` times in a row (label ``sample``).
+    each ``samples`` times in a row (label ``sample``). ``vectors`` is unused: nothing is
+    injected.
 
     Example::
 
@@ -182,6 +186,12 @@ def build_trials(config: SelfPredictionConfig, model: Model) -> list[Trial]:
                         )
                     )
     return objects + hypotheticals
+
+
+def readouts(config: SelfPredictionConfig, model: Model) -> list[Readout]:
+    """The sampled answers, as long as the longer of the object-level and hypothetical ones."""
+    most = max(config.max_new_tokens, config.hypothetical_tokens)
+    return [Generate(Generation(max_new_tokens=most, temperature=config.temperature))]
 
 
 def run(
@@ -218,11 +228,7 @@ def run(
         trials,
         out,
         config=dataclasses.asdict(config),
-        mode="generate",
-        generation=Generation(
-            max_new_tokens=max(config.max_new_tokens, config.hypothetical_tokens),
-            temperature=config.temperature,
-        ),
+        readouts=readouts(config, model),
         batch_size=config.batch_size,
         record=False,
         seed=config.seed,

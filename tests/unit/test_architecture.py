@@ -71,7 +71,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "transcripts",
         ),
     ),
-    ("store", ("runs", "store/", "runner", "planning")),
+    ("store", ("runs", "store/", "runner", "reading", "planning")),
     ("analysis", ("analysis/", "plotting", "browse", "export")),
     ("experiments", ("experiments/",)),
     ("applications", ("judge", "learned_grader", "oracle/", "introspect/", "report")),

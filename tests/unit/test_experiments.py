@@ -173,7 +173,8 @@ def test_intentional_control_reads_the_written_sentence(tiny, tmp_path):
     ds = runs.open_run(tmp_path / "i.zarr")
     assert ds.sizes["trial"] == 2 * 4 and "resid" in ds
     # the readout it really has: residual streams only, no incidental yes/no logits
-    assert ds.attrs["mode"] == "resid" and "answer_logprobs" not in ds
+    assert [r["readout"] for r in runs.stored_readouts(ds.attrs)] == ["resid"]
+    assert "answer_logprobs" not in ds
     for i in range(ds.sizes["trial"]):
         assert _decode(tiny, ds, i, "read_mask") == str(ds.sentence.values[i])
         prompt = _text(
