@@ -62,7 +62,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("analysis", ("analysis/", "plotting", "browse", "export")),
     ("experiments", ("experiments/",)),
     ("applications", ("judge", "learned_grader", "oracle/", "introspect/", "report")),
-    ("top", ("cli",)),
+    ("top", ("cli/",)),
 )
 
 
@@ -165,7 +165,7 @@ def forbidden_edges(
     for src, targets in sorted(graph.items()):
         for dst in sorted(targets):
             why = None
-            if _within(dst, f"{ROOT}.cli") and src != f"{ROOT}.cli":
+            if _within(dst, f"{ROOT}.cli") and not _within(src, f"{ROOT}.cli"):
                 why = "nothing imports the CLI"
             elif src in LEAF and (
                 (dst.startswith(ROOT) and dst not in LEAF | {f"{ROOT}.errors"}) or dst in HEAVY
@@ -435,7 +435,7 @@ def test_a_planted_upward_import_or_unranked_module_fails_the_check():
     assert unranked(import_graph(sources)) == ["mechintro.newroom"]
     assert rank_of("mechintro.experiments.a_new_protocol") == rank_of("mechintro.experiments")
     assert rank_of("mechintro.store.verify") == rank_of("mechintro.runs")
-    changed = (*LAYERS[:-1], ("top", ("cli", "browse")))
+    changed = (*LAYERS[:-1], ("top", ("cli/", "browse")))
     assert doc_layers(DOC.read_text()) != changed
 
 
