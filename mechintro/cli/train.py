@@ -41,7 +41,8 @@ def arguments(p: _args.Parser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from mechintro import self_prediction, training
+    from mechintro import training
+    from mechintro.looking_inward import tasks
     from mechintro.runs import open_run
 
     if args.remote:
@@ -58,7 +59,7 @@ def command(args: argparse.Namespace) -> int:
             "self-prediction`"
         )
     behaviour = open_run(args.behaviour)
-    examples = self_prediction.training_examples(behaviour, config.examples, seed=config.seed)
+    examples = tasks.training_examples(behaviour, config.examples, seed=config.seed)
     model = _common.load(args)
     update, close = _common.progress_bar("train", args.quiet)
     try:

@@ -633,7 +633,7 @@ def test_looking_inward_verdicts_holm_and_a_reversed_advantage(tmp_path, monkeyp
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "analyses"))
     import results_doc
 
-    from mechintro.analysis import self_prediction as sp
+    from mechintro.looking_inward import score as sp
     from mechintro.stats import holm
 
     tests = {
