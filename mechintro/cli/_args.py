@@ -209,6 +209,14 @@ def model_args(sp: argparse.ArgumentParser) -> None:
     )
 
 
+def settings_flag(p: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE``, repeatable, into ``args.settings``: each is parsed later by
+    :func:`apply_settings` against the command's config dataclass."""
+    p.add_argument(
+        "--set", dest="settings", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
 def apply_settings(settings: list[str], config: type, given: dict) -> None:
     """Add each ``--set KEY=VALUE`` to ``given``, parsed by the annotation of ``config``'s field
     (a dataclass): ``trials=3`` is an integer, tuples split on commas, a Literal's choices are

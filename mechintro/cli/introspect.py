@@ -40,13 +40,9 @@ def arguments(p: _args.Parser) -> None:
         type=_args.seed,
         help="seed of the data, the adapter's initialisation and the order",
     )
-    sat.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any setting of mechintro.introspect.train.AwarenessConfig, e.g. --set layer=18",
+    _args.settings_flag(
+        sat,
+        "any setting of mechintro.introspect.train.AwarenessConfig, e.g. --set layer=18",
     )
     sae = sasub.add_parser(
         "eval",

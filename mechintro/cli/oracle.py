@@ -30,13 +30,9 @@ def arguments(p: _args.Parser) -> None:
         type=int,
         help="seed of the data, the adapter's initialisation and the example order",
     )
-    ot.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any setting of mechintro.oracle.train.OracleConfig, e.g. --set learning_rate=1e-4",
+    _args.settings_flag(
+        ot,
+        "any setting of mechintro.oracle.train.OracleConfig, e.g. --set learning_rate=1e-4",
     )
     oa = osub.add_parser(
         "ask",

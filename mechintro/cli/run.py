@@ -128,13 +128,9 @@ def arguments(p: _args.Parser) -> None:
         "--vectors", type=Path, help="precomputed vectors (default: compute for --concepts)"
     )
     _field_flags(p)
-    p.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other config field of the experiment, e.g. --set question=mind --set controls=10 "
+    _args.settings_flag(
+        p,
+        "any other config field of the experiment, e.g. --set question=mind --set controls=10 "
         "(lists comma-separated; `mechintro run EXPERIMENT --fields` lists them)",
     )
     p.add_argument(

@@ -30,13 +30,9 @@ def arguments(p: _args.Parser) -> None:
     p.add_argument(
         "--seed", type=_args.seed, help="seed of the adapter's initialisation and the example order"
     )
-    p.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any training setting (see mechintro.training.TrainConfig)",
+    _args.settings_flag(
+        p,
+        "any training setting (see mechintro.training.TrainConfig)",
     )
 
 
