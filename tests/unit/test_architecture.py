@@ -64,7 +64,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("study data", ("looking_inward", "looking_inward.tasks")),
     ("model", ("arch", "models", "prompts", "engine", "vectors", "training", "transcripts")),
     ("store", ("runs", "store/", "runner", "planning")),
-    ("analysis", ("analysis/", "looking_inward.score", "plotting", "browse", "export")),
+    ("analysis", ("analysis/", "looking_inward.score", "plotting/", "browse", "export")),
     ("experiments", ("experiments/", "looking_inward.experiment")),
     ("applications", ("judge", "learned_grader", "oracle/", "introspect/", "report")),
     ("top", ("cli/",)),
