@@ -65,53 +65,62 @@ def arguments(p: _args.Parser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    _common.check_out(args.out)
+    if args.introspect_command == "train":
+        return _train(args)
+    return _evaluate(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     from mechintro import training
     from mechintro.introspect import train as itrain
 
-    _common.check_out(args.out)
-    if args.introspect_command == "train":
-        if args.remote:
-            raise MechintroError("introspect training runs here, not remotely: drop --remote")
-        given = {
-            k: v
-            for k, v in {
-                "examples": args.examples,
-                "epochs": args.epochs,
-                "seed": args.seed,
-            }.items()
-            if v is not None
-        }
-        _args.apply_settings(args.settings, itrain.AwarenessConfig, given)
-        config = itrain.AwarenessConfig(**given)
-        if args.concepts is not None and args.held_out is not None:
-            from mechintro.introspect import data as idata
+    if args.remote:
+        raise MechintroError("introspect training runs here, not remotely: drop --remote")
+    given = {
+        k: v
+        for k, v in {
+            "examples": args.examples,
+            "epochs": args.epochs,
+            "seed": args.seed,
+        }.items()
+        if v is not None
+    }
+    _args.apply_settings(args.settings, itrain.AwarenessConfig, given)
+    config = itrain.AwarenessConfig(**given)
+    if args.concepts is not None and args.held_out is not None:
+        from mechintro.introspect import data as idata
 
-            idata.check_disjoint(args.concepts, args.held_out)  # before the model loads
-        if args.out.exists() and not (args.out / "training.json").exists():
-            raise MechintroError(
-                f"{args.out} exists and is not a finished adapter: choose another --out or "
-                "delete it"
-            )
-        model = _common.load(args)
-        update, close = _common.progress_bar("introspect train", args.quiet)
-        try:
-            out = itrain.train(
-                model,
-                args.out,
-                config,
-                progress=update,
-                concepts=args.concepts,
-                held_out=args.held_out,
-            )
-        finally:
-            close()
-        record = training.read_training(out)
-        print(
-            f"adapter {out}: {record['examples']} examples "
-            f"{record[itrain.AWARENESS_KEY]['families']}, {record['steps']} steps in "
-            f"{record['train_seconds']} s; {_common.loss_line(record['losses'])}"
+        idata.check_disjoint(args.concepts, args.held_out)  # before the model loads
+    if args.out.exists() and not (args.out / "training.json").exists():
+        raise MechintroError(
+            f"{args.out} exists and is not a finished adapter: choose another --out or delete it"
         )
-        return 0
+    model = _common.load(args)
+    update, close = _common.progress_bar("introspect train", args.quiet)
+    try:
+        out = itrain.train(
+            model,
+            args.out,
+            config,
+            progress=update,
+            concepts=args.concepts,
+            held_out=args.held_out,
+        )
+    finally:
+        close()
+    record = training.read_training(out)
+    print(
+        f"adapter {out}: {record['examples']} examples "
+        f"{record[itrain.AWARENESS_KEY]['families']}, {record['steps']} steps in "
+        f"{record['train_seconds']} s; {_common.loss_line(record['losses'])}"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from mechintro import training
+    from mechintro.introspect import train as itrain
     from mechintro.models import load_model
 
     if not args.adapter.exists():
