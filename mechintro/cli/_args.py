@@ -217,6 +217,30 @@ def settings_flag(p: argparse.ArgumentParser, help: str) -> None:
     )
 
 
+def trainer_args(
+    p: argparse.ArgumentParser,
+    *,
+    out: str,
+    examples: int,
+    seed: Callable[[str], int],
+    seed_help: str,
+    settings_help: str,
+) -> None:
+    """The flags of a command that LoRA-trains (``train``, ``oracle train``, ``introspect
+    train``): the model's, ``--out`` (the ``out`` directory), ``--examples`` (``examples`` by
+    default), ``--seed`` (parsed by ``seed``) and ``--set``."""
+    model_args(p)
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help=f"{out} directory (resumes OUT.partial if a run was stopped)",
+    )
+    p.add_argument("--examples", type=positive_int, help=f"training examples (default {examples})")
+    p.add_argument("--seed", type=seed, help=seed_help)
+    settings_flag(p, settings_help)
+
+
 def apply_settings(settings: list[str], config: type, given: dict) -> None:
     """Add each ``--set KEY=VALUE`` to ``given``, parsed by the annotation of ``config``'s field
     (a dataclass): ``trials=3`` is an integer, tuples split on commas, a Literal's choices are

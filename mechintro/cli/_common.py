@@ -1,13 +1,17 @@
 """What several commands do: refuse an ``--out`` that cannot be written before any work, load
-the model the model flags name, draw a progress bar, summarise a training's losses."""
+the model the model flags name, draw a progress bar; and what the LoRA-training commands share
+(their config from the flags, the training under a progress bar, a summary of the losses)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from mechintro.cli import _args
 from mechintro.errors import MechintroError
 
 
@@ -56,11 +60,55 @@ def load(args: argparse.Namespace, name: str | None = None):
     )
 
 
-def loss_line(losses: list[float]) -> str:
+def trained_line(what: str, out: Path, record: dict, examples: str) -> str:
+    """The line a training command prints: the adapter (``what``: adapter, oracle), its
+    ``examples`` described, steps, time and the loss from the first step to the last five."""
+    losses = record["losses"]
     return (
-        f"loss {losses[0]:.3f} (first step) → {sum(losses[-5:]) / len(losses[-5:]):.3f} "
-        "(mean of the last 5)"
+        f"{what} {out}: {record['examples']} examples {examples}, {record['steps']} steps in "
+        f"{record['train_seconds']} s; loss {losses[0]:.3f} (first step) → "
+        f"{sum(losses[-5:]) / len(losses[-5:]):.3f} (mean of the last 5)"
     )
+
+
+def training_config(args: argparse.Namespace, config: type, what: str, **flags: Any) -> Any:
+    """A LoRA-training command's ``config`` (a dataclass) from ``--examples``, ``--seed``, the
+    command's other ``flags`` and its ``--set`` settings; ``--remote`` is refused (``what`` runs
+    here)."""
+    if args.remote:
+        raise MechintroError(f"{what} runs here, not remotely: drop --remote")
+    given = {
+        k: v
+        for k, v in {"examples": args.examples, "seed": args.seed, **flags}.items()
+        if v is not None
+    }
+    _args.apply_settings(args.settings, config, given)
+    return config(**given)
+
+
+def refuse_unfinished(out: Path, what: str) -> None:
+    """Refuse an ``--out`` that exists but holds no finished ``what`` (a trained adapter has
+    ``training.json``): it is not resumed (``OUT.partial`` is) and not overwritten."""
+    if out.exists() and not (out / "training.json").exists():
+        raise MechintroError(
+            f"{out} exists and is not a finished {what}: choose another --out or delete it"
+        )
+
+
+def train(
+    args: argparse.Namespace, desc: str, run: Callable[[Any, Any], Path]
+) -> tuple[Path, dict]:
+    """``run(model, progress)`` on the model the flags name, under a progress bar: the trained
+    adapter's directory and its training record."""
+    from mechintro import training
+
+    model = load(args)
+    update, close = progress_bar(desc, args.quiet)
+    try:
+        out = run(model, update)
+    finally:
+        close()
+    return out, training.read_training(out)
 
 
 def progress_bar(desc: str, quiet: bool):

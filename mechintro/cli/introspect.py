@@ -16,34 +16,24 @@ def arguments(p: _args.Parser) -> None:
     sat = sasub.add_parser(
         "train", help="LoRA-train steering awareness (Fonseca Rivera 2025's recipe, CPU-sized)"
     )
-    _args.model_args(sat)
-    sat.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="adapter directory (resumes OUT.partial if a run was stopped)",
-    )
-    sat.add_argument("--examples", type=_args.positive_int, help="training examples (default 600)")
-    sat.add_argument(
-        "--concepts",
-        type=_args.comma_list,
-        help="training concepts, comma-separated (default: theirs, less the held-out ones)",
-    )
-    sat.add_argument(
-        "--held-out",
-        type=_args.comma_list,
-        help="held-out concepts, comma-separated (default: Lindsey's 50 concept words)",
-    )
-    sat.add_argument("--epochs", type=_args.positive_int, help="epochs (default 2)")
-    sat.add_argument(
-        "--seed",
-        type=_args.seed,
-        help="seed of the data, the adapter's initialisation and the order",
-    )
-    _args.settings_flag(
+    _args.trainer_args(
         sat,
-        "any setting of mechintro.introspect.train.AwarenessConfig, e.g. --set layer=18",
+        out="adapter",
+        examples=600,
+        seed=_args.seed,
+        seed_help="seed of the data, the adapter's initialisation and the order",
+        settings_help="any setting of mechintro.introspect.train.AwarenessConfig, e.g. --set "
+        "layer=18",
     )
+    for flag, help in (
+        (
+            "--concepts",
+            "training concepts, comma-separated (default: theirs, less the held-out ones)",
+        ),
+        ("--held-out", "held-out concepts, comma-separated (default: Lindsey's 50 concept words)"),
+    ):
+        sat.add_argument(flag, type=_args.comma_list, help=help)
+    sat.add_argument("--epochs", type=_args.positive_int, help="epochs (default 2)")
     sae = sasub.add_parser(
         "eval",
         help="held-out detection, identification and false positives of a trained adapter beside "
@@ -72,48 +62,30 @@ def command(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mechintro import training
     from mechintro.introspect import train as itrain
 
-    if args.remote:
-        raise MechintroError("introspect training runs here, not remotely: drop --remote")
-    given = {
-        k: v
-        for k, v in {
-            "examples": args.examples,
-            "epochs": args.epochs,
-            "seed": args.seed,
-        }.items()
-        if v is not None
-    }
-    _args.apply_settings(args.settings, itrain.AwarenessConfig, given)
-    config = itrain.AwarenessConfig(**given)
+    config = _common.training_config(
+        args, itrain.AwarenessConfig, "introspect training", epochs=args.epochs
+    )
     if args.concepts is not None and args.held_out is not None:
         from mechintro.introspect import data as idata
 
         idata.check_disjoint(args.concepts, args.held_out)  # before the model loads
-    if args.out.exists() and not (args.out / "training.json").exists():
-        raise MechintroError(
-            f"{args.out} exists and is not a finished adapter: choose another --out or delete it"
-        )
-    model = _common.load(args)
-    update, close = _common.progress_bar("introspect train", args.quiet)
-    try:
-        out = itrain.train(
+    _common.refuse_unfinished(args.out, "adapter")
+    out, record = _common.train(
+        args,
+        "introspect train",
+        lambda model, update: itrain.train(
             model,
             args.out,
             config,
             progress=update,
             concepts=args.concepts,
             held_out=args.held_out,
-        )
-    finally:
-        close()
-    record = training.read_training(out)
+        ),
+    )
     print(
-        f"adapter {out}: {record['examples']} examples "
-        f"{record[itrain.AWARENESS_KEY]['families']}, {record['steps']} steps in "
-        f"{record['train_seconds']} s; {_common.loss_line(record['losses'])}"
+        _common.trained_line("adapter", out, record, str(record[itrain.AWARENESS_KEY]["families"]))
     )
     return 0
 

@@ -17,22 +17,14 @@ def arguments(p: _args.Parser) -> None:
     ot = osub.add_parser(
         "train", help="LoRA-train an activation oracle on data made from the project's stimuli"
     )
-    _args.model_args(ot)
-    ot.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="oracle directory (resumes OUT.partial if a run was stopped)",
-    )
-    ot.add_argument("--examples", type=_args.positive_int, help="training examples (default 2000)")
-    ot.add_argument(
-        "--seed",
-        type=int,
-        help="seed of the data, the adapter's initialisation and the example order",
-    )
-    _args.settings_flag(
+    _args.trainer_args(
         ot,
-        "any setting of mechintro.oracle.train.OracleConfig, e.g. --set learning_rate=1e-4",
+        out="oracle",
+        examples=2000,
+        seed=int,
+        seed_help="seed of the data, the adapter's initialisation and the example order",
+        settings_help="any setting of mechintro.oracle.train.OracleConfig, e.g. --set "
+        "learning_rate=1e-4",
     )
     oa = osub.add_parser(
         "ask",
@@ -119,31 +111,14 @@ def _oracle_train(args: argparse.Namespace) -> int:
     from mechintro import oracle
     from mechintro.oracle import train as otrain
 
-    if args.remote:
-        raise MechintroError("oracle training runs here, not remotely: drop --remote")
-    given = {
-        k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None
-    }
-    _args.apply_settings(args.settings, otrain.OracleConfig, given)
-    config = otrain.OracleConfig(**given)
-    if args.out.exists() and not (args.out / "training.json").exists():
-        raise MechintroError(
-            f"{args.out} exists and is not a finished oracle: choose another --out or delete it"
-        )
-    model = _common.load(args)
-    update, close = _common.progress_bar("oracle train", args.quiet)
-    try:
-        out = otrain.train(model, args.out, config, progress=update)
-    finally:
-        close()
-    from mechintro import training
-
-    record = training.read_training(out)
-    print(
-        f"oracle {out}: {record['examples']} examples {record[oracle.ORACLE_KEY]['families']}, "
-        f"{record['steps']} steps in "
-        f"{record['train_seconds']} s; {_common.loss_line(record['losses'])}"
+    config = _common.training_config(args, otrain.OracleConfig, "oracle training")
+    _common.refuse_unfinished(args.out, "oracle")
+    out, record = _common.train(
+        args,
+        "oracle train",
+        lambda model, update: otrain.train(model, args.out, config, progress=update),
     )
+    print(_common.trained_line("oracle", out, record, str(record[oracle.ORACLE_KEY]["families"])))
     return 0
 
 

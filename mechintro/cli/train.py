@@ -13,26 +13,19 @@ HELP = "LoRA-finetune a model to predict the behaviour in a self-prediction run 
 
 
 def arguments(p: _args.Parser) -> None:
-    _args.model_args(p)
+    _args.trainer_args(
+        p,
+        out="adapter",
+        examples=300,
+        seed=_args.seed,
+        seed_help="seed of the adapter's initialisation and the example order",
+        settings_help="any training setting (see mechintro.training.TrainConfig)",
+    )
     p.add_argument(
         "--behaviour",
         type=Path,
         required=True,
         help="self-prediction run whose object-level answers are the targets",
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="adapter directory (resumes OUT.partial if a run was stopped)",
-    )
-    p.add_argument("--examples", type=_args.positive_int, help="training examples (default 300)")
-    p.add_argument(
-        "--seed", type=_args.seed, help="seed of the adapter's initialisation and the example order"
-    )
-    _args.settings_flag(
-        p,
-        "any training setting (see mechintro.training.TrainConfig)",
     )
 
 
@@ -44,11 +37,7 @@ def command(args: argparse.Namespace) -> int:
     if args.remote:
         raise MechintroError("finetuning runs here, not remotely: drop --remote")
     _common.check_out(args.out)
-    given = {
-        k: v for k, v in {"examples": args.examples, "seed": args.seed}.items() if v is not None
-    }
-    _args.apply_settings(args.settings, training.TrainConfig, given)
-    config = training.TrainConfig(**given)
+    config = _common.training_config(args, training.TrainConfig, "finetuning")
     if not args.behaviour.exists():
         raise MechintroError(
             f"behaviour run {args.behaviour} does not exist: create it with `mechintro run "
@@ -56,18 +45,14 @@ def command(args: argparse.Namespace) -> int:
         )
     behaviour = open_run(args.behaviour)
     examples = tasks.training_examples(behaviour, config.examples, seed=config.seed)
-    model = _common.load(args)
-    update, close = _common.progress_bar("train", args.quiet)
-    try:
-        out = training.finetune(
+    out, record = _common.train(
+        args,
+        "train",
+        lambda model, update: training.finetune(
             model, examples, args.out, config, behaviour=behaviour, progress=update
-        )
-    finally:
-        close()
-    record = training.read_training(out)
+        ),
+    )
     print(
-        f"adapter {out}: {record['examples']} examples of {record['behaviour_model']}'s behaviour, "
-        f"{record['steps']} steps "
-        f"in {record['train_seconds']} s; {_common.loss_line(record['losses'])}"
+        _common.trained_line("adapter", out, record, f"of {record['behaviour_model']}'s behaviour")
     )
     return 0

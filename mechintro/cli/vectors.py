@@ -57,16 +57,12 @@ def arguments(p: _args.Parser) -> None:
         help="lindsey: keep the concept and baseline words as listed (the open replications) "
         "instead of lowercasing them (the paper's appendix)",
     )
-    p.add_argument(
-        "--positive",
-        type=_args.texts,
-        help="contrastive: positive prompts, comma-separated or @file (one per line)",
-    )
-    p.add_argument(
-        "--negative",
-        type=_args.texts,
-        help="contrastive: negative prompts, comma-separated or @file (one per line)",
-    )
+    for side in ("positive", "negative"):
+        p.add_argument(
+            f"--{side}",
+            type=_args.texts,
+            help=f"contrastive: {side} prompts, comma-separated or @file (one per line)",
+        )
     p.add_argument(
         "--raw",
         action="store_true",
