@@ -389,11 +389,12 @@ def test_cell_summary_one_value_per_cell():
 
 
 def test_set_parses_by_annotation_and_fields_show_the_docstrings(capsys):
-    from mechintro.cli import _apply_settings, main
+    from mechintro.cli import main
+    from mechintro.cli._args import apply_settings
 
     given: dict = {}
     settings = ["trials=3", "layers=1,0.5", "strengths=1,2.5", "question=mind", "seed=7"]
-    _apply_settings(settings, IT.Config, given)
+    apply_settings(settings, IT.Config, given)
     assert given == {
         "trials": 3,
         "layers": ("1", "0.5"),
@@ -405,12 +406,12 @@ def test_set_parses_by_annotation_and_fields_show_the_docstrings(capsys):
     from mechintro.experiments import detection_logits as DL
 
     given = {}
-    _apply_settings(["trials=none", "record_resid=false"], DL.Config, given)
+    apply_settings(["trials=none", "record_resid=false"], DL.Config, given)
     assert given == {"trials": None, "record_resid": False}
     with pytest.raises(MechintroError, match="question='why' is invalid: it must be 'detect'"):
-        _apply_settings(["question=why"], IT.Config, {})
+        apply_settings(["question=why"], IT.Config, {})
     with pytest.raises(MechintroError, match="tasks='poems' is invalid"):
-        _apply_settings(["tasks=sentence,poems"], LO.Config, {})
+        apply_settings(["tasks=sentence,poems"], LO.Config, {})
     assert main(["run", "injected-thoughts", "--fields"]) == 0
     out = capsys.readouterr().out
     assert "uninjected control trials per cell" in out  # the field's own docstring
@@ -637,7 +638,7 @@ def test_looking_inward_verdicts_holm_and_a_reversed_advantage(tmp_path, monkeyp
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "analyses"))
     import results_doc
 
-    from mechintro.analysis import self_prediction as sp
+    from mechintro.looking_inward import score as sp
     from mechintro.stats import holm
 
     tests = {

@@ -10,12 +10,12 @@ Answers are greedy and cut at ``max_new_tokens`` (object) / ``hypothetical_token
 property reads only the beginning of an answer. A **calibration** run samples instead:
 ``samples`` answers per prompt at ``temperature`` (label ``sample``), usually for one task and
 ``properties`` (the paper: animals, second character, 20 samples at temperature 1), scored by
-:func:`mechintro.analysis.self_prediction.calibration`.
+:func:`mechintro.looking_inward.score.calibration`.
 
 With ``record_resid`` the residual stream of every layer at the hypothetical prompt's last token
 is stored in the run's ``hypothetical_resid`` group
-(:func:`mechintro.self_prediction.load_hypothetical_resid`): the state the model answers from,
-for the probes of :func:`mechintro.analysis.self_prediction.probe`. It is computed after the
+(:func:`mechintro.looking_inward.tasks.load_hypothetical_resid`): the state the model answers
+from, for the probes of :func:`mechintro.looking_inward.score.probe`. It is computed after the
 trials by a second forward pass and written with :func:`mechintro.runs.write_group` (the store's
 lock, its digests in the manifest, checked by ``mechintro verify``), not as a per-trial output:
 it covers the hypothetical trials only, at one position.
@@ -24,8 +24,8 @@ it covers the hypothetical trials only, at one position.
 the weights before the run (:func:`mechintro.training.apply_adapter`); ``"A,B"`` merges B, trained
 on the model with A merged, after A (the behaviour-change test).
 
-Tasks, prompts and properties: :mod:`mechintro.self_prediction` (shared with the scoring and the
-finetuning). Scoring and the self/cross comparisons: :mod:`mechintro.analysis.self_prediction`.
+Tasks, prompts and properties: :mod:`mechintro.looking_inward.tasks` (shared with the scoring
+and the finetuning). Scoring and the self/cross comparisons: :mod:`mechintro.looking_inward.score`.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ import numpy as np
 import xarray as xr
 
 from mechintro import engine, runs
-from mechintro import self_prediction as sp
-from mechintro.analysis import self_prediction as scoring
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import BaseConfig
+from mechintro.looking_inward import score as scoring
+from mechintro.looking_inward import tasks as sp
 from mechintro.models import Model
 from mechintro.prompts import render_chat, tokenize
 from mechintro.reading import Generate, Readout
@@ -265,7 +265,7 @@ def _record_last_tokens(model: Model, trials: list[Trial], out: Path, batch_size
 
 def summarize(ds: xr.Dataset) -> xr.Dataset:
     """The run scored against itself: accuracy per task and property against the mode baseline
-    (:func:`mechintro.analysis.self_prediction.accuracy`).
+    (:func:`mechintro.looking_inward.score.accuracy`).
 
     Example::
 
