@@ -28,6 +28,8 @@ KIT = (
 )
 STRICT = {
     "mechintro.engine",
+    "mechintro.edit",
+    "mechintro.interventions",
     "mechintro.runner",
     "mechintro.reading",
     "mechintro.runs",
