@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from mechintro import runner, runs
 from mechintro.errors import MechintroError
@@ -112,3 +113,26 @@ def test_two_next_token_readouts_are_refused_before_any_file(tiny, tmp_path):
     with pytest.raises(MechintroError, match="split it into two runs"):
         runner.execute(tiny, _trials(tiny, 2), tmp_path / "r.zarr", readouts=both, **KW)
     assert not (tmp_path / "r.zarr").exists()
+
+
+def test_the_apology_calibration_tells_a_generation_run_by_its_responses():
+    """A run made now names readouts, not a ``mode`` (issue 31, item 2): the apology calibration
+    script draws from a store that holds responses and refuses one that does not, in one line,
+    whichever attribute the store has (on the merge's first state it refused every new store)."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location(
+        "apology_calibration_under_test", root / "scripts" / "apology_calibration.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    readouts = json.dumps([{"readout": "generate"}])
+    generated = xr.Dataset({"response": ("trial", np.array(["a", "b", "c"]))})
+    generated.attrs["readouts"] = readouts
+    assert script._pool("new.zarr", generated) == 3
+    generated.attrs = {"mode": "generate"}  # a store made before readouts were stored
+    assert script._pool("old.zarr", generated) == 3
+    logits = xr.Dataset({"answer_logprobs": (("trial", "answer"), np.zeros((3, 2)))})
+    with pytest.raises(MechintroError, match=r"new\.zarr is not a generation-mode prefill run"):
+        script._pool("new.zarr", logits)
