@@ -53,7 +53,7 @@ lint: setup
 
 # mypy, strict on the kit ([tool.mypy] in pyproject.toml); tests/unit/test_types.py runs the same
 typecheck: setup
-	$(BIN)/python -m mypy mechintro/engine.py mechintro/runner.py mechintro/runs.py mechintro/store mechintro/experiments/base.py
+	$(BIN)/python -m mypy mechintro/engine.py mechintro/edit.py mechintro/interventions.py mechintro/runner.py mechintro/reading.py mechintro/runs.py mechintro/store mechintro/experiments/base.py
 
 clean:
 	rm -rf runs build .pytest_cache

@@ -23,14 +23,14 @@ import numpy as np
 from _figure import ROOT, arguments, save
 from _figure import open_run as _open_run
 
-from mechintro.analysis import self_prediction as sp
+from mechintro.looking_inward import score as sp
+from mechintro.looking_inward.tasks import RESID_GROUP
 from mechintro.plotting import (
     probe_auc,
     self_cross_matrix,
     self_prediction_accuracy,
     self_vs_cross_bars,
 )
-from mechintro.self_prediction import RESID_GROUP
 from mechintro.tables import table
 
 _opened: dict[Path, object] = {}

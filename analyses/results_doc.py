@@ -428,7 +428,7 @@ LOOKING_INWARD_PUBLISHED = (
 
 def _looking_inward(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     """The Looking Inward section, from ``scripts/looking_inward.py``'s runs under ``root``."""
-    from mechintro.analysis import self_prediction as sp
+    from mechintro.looking_inward import score as sp
 
     names = [m for (m,) in sp.study(root)["models"]]
     lines = [

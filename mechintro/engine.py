@@ -8,15 +8,17 @@ decoder block ``L`` on chosen token positions. Everything mechintro measures is 
 * **generation mode** — the prompt pass, then sampled tokens; injection can continue on every
   generated token (Lindsey's experiment 1) or stop with the prompt.
 
-Each row of a batch carries its own :class:`Injection` (vector, strength, layers, token mask), so
-trials with different concepts, strengths and layers share one forward pass. Prompts are left-
-padded; masks are per-prompt and padded alongside, so an injection lands on the same tokens
-whatever else is in the batch. Because attention is causal, steering a prefix of the prompt in a
-single pass is exactly vgel's KV-cache protocol: the unsteered suffix only sees the steered
-prefix through its keys and values.
+Each row of a batch carries its own interventions (:mod:`mechintro.interventions`: :class:`Add`,
+:class:`Patch`, :class:`Ablate`, or any class with an ``edits`` method), so trials with different
+concepts, strengths and layers share one forward pass; :func:`run_batch` is the one entry point.
+Prompts are left-padded; masks are per-prompt and padded alongside, so an injection lands on the
+same tokens whatever else is in the batch. Because attention is causal, steering a prefix of the
+prompt in a single pass is exactly vgel's KV-cache protocol: the unsteered suffix only sees the
+steered prefix through its keys and values.
 
-Trace bodies use only torch and builtins and save a few small tensors, so the same code runs
-under ``remote=True`` on NDIF (docs/engineering.md, "Remote-safe traces").
+Trace bodies use only torch, builtins and the edit function (:mod:`mechintro.edit`, shipped by
+value) and save a few small tensors, so the same code runs under ``remote=True`` on NDIF
+(docs/engineering.md, "Remote-safe traces").
 """
 
 from __future__ import annotations
@@ -32,10 +34,48 @@ from typing import Any
 import nnsight  # mechintro/__init__ defined anyio's classes before this (docs/engineering.md)
 import torch
 
+from mechintro import edit
 from mechintro.arch import get_module, resid_of, text_config
+from mechintro.edit import apply as _apply_edit
 from mechintro.errors import MechintroError
+from mechintro.interventions import (
+    Ablate,
+    Add,
+    Edit,
+    Injection,
+    Intervention,
+    LayerEdit,
+    Patch,
+    batch_edits,
+    first_touched,
+)
 from mechintro.models import Model
 from mechintro.progress import quiet_third_party
+
+# The trace bodies call the edit function; shipped by value, a server without mechintro runs it.
+nnsight.register(edit)
+
+__all__ = [
+    "Ablate",
+    "Add",
+    "BatchResult",
+    "Edit",
+    "Generate",
+    "Injection",
+    "Intervention",
+    "NextToken",
+    "Patch",
+    "Resid",
+    "forward",
+    "generate",
+    "last_token_resid",
+    "patched_forward",
+    "patched_generate",
+    "prefix_state",
+    "run_batch",
+    "shared_prefix",
+    "swap_forward",
+]
 
 
 @contextlib.contextmanager
@@ -62,20 +102,6 @@ def _remote_errors(model: Model) -> Iterator[None]:
             f"cannot reach {where} ({exc}): check the URL (or NDIF_HOST) and NDIF_API_KEY, "
             "then run the same command again (committed trials are kept)"
         ) from exc
-
-
-@dataclass(frozen=True, eq=False)
-class Injection:
-    """What one trial adds: ``vector`` (already multiplied by the strength) at each of ``layers``
-    on the prompt tokens where ``mask`` is true (or ``mask[t] x vector`` where ``mask`` holds
-    per-token weights), and on every generated token if ``generated``.
-    ``vector`` is ``(d_model,)`` (the same vector at every layer) or ``(len(layers), d_model)``
-    (one per layer, e.g. repeng's per-layer PCA directions)."""
-
-    vector: torch.Tensor
-    layers: tuple[int, ...]
-    mask: tuple[bool, ...] | tuple[float, ...]
-    generated: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,56 +137,123 @@ def _pad(model: Model, prompts: Sequence[Sequence[int]]) -> dict[str, torch.Tens
     return {"input_ids": ids.to(model.device), "attention_mask": attn.to(model.device)}
 
 
-def _plan(
-    model: Model, width: int, injections: Sequence[Injection | None]
-) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Per injected layer: prompt mask ``(B, T, 1)``, vectors ``(B, 1, d)``, generated mask
-    ``(B, 1)``."""
-    n = len(injections)
-    plan: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-    for row, inj in enumerate(injections):
-        if inj is None:
-            continue
-        per_layer = inj.vector if inj.vector.ndim == 2 else inj.vector.expand(len(inj.layers), -1)
-        if per_layer.shape != (len(inj.layers), model.d_model):
-            raise MechintroError(
-                f"injection vector has shape {tuple(inj.vector.shape)} but {model.name} has "
-                f"d_model {model.d_model}: compute vectors with this model"
-            )
-        for layer, vector in zip(inj.layers, per_layer, strict=True):
-            model.check_layer(layer)
-            if layer not in plan:
-                plan[layer] = (
-                    torch.zeros(n, width, 1),
-                    torch.zeros(n, 1, model.d_model),
-                    torch.zeros(n, 1),
-                )
-            mask, vec, gen = plan[layer]
-            mask[row, width - len(inj.mask) :, 0] = torch.tensor(inj.mask, dtype=torch.float32)
-            vec[row, 0] = vector.float()
-            gen[row, 0] = float(inj.generated)
-    return {
-        layer: tuple(t.to(model.device, model.dtype) for t in tensors)
-        for layer, tensors in plan.items()
-    }
+@dataclass(frozen=True)
+class NextToken:
+    """Read the next-token log-probabilities of ``answer_ids`` at the last prompt position."""
+
+    answer_ids: tuple[int, ...]
 
 
-def _check_prompts(
-    model: Model, prompts: Sequence[Sequence[int]], injections: Sequence[Injection | None]
-) -> None:
+@dataclass(frozen=True)
+class Generate:
+    """Read ``max_new_tokens`` sampled tokens (``temperature=0``: greedy; seeded)."""
+
+    max_new_tokens: int
+    temperature: float = 1.0
+    seed: int = 0
+    top_k: int = 0
+    top_p: float = 1.0
+    rows_of: tuple[int, int] | None = None
+    """``(offset, n)``: these prompts are rows ``offset…`` of an ``n``-row batch seeded with
+    ``seed``, and sample what they would sample there (a batch split to fit in memory)."""
+
+
+@dataclass(frozen=True)
+class Resid:
+    """Read every layer's residual stream over the prompt, as ``dtype`` (float16 by default;
+    float32 or bfloat16: see the dtype-error table in ``docs/performance.md``)."""
+
+    dtype: torch.dtype = torch.float16
+    last: bool = False
+    """only each prompt's last position (``(batch, layer, 1, d_model)``; vector extraction)"""
+
+
+Readout = NextToken | Generate | Resid
+
+
+def run_batch(
+    model: Model,
+    prompts: Sequence[Sequence[int]],
+    interventions: Sequence[Sequence[Intervention]],
+    readouts: Sequence[Readout],
+    *,
+    prefix: int = 0,
+) -> BatchResult:
+    """One batch: per prompt, what is done to it (any
+    :class:`~mechintro.interventions.Intervention`: :class:`Add`, :class:`Ablate`, :class:`Patch`,
+    or one of your own), and for the batch, what is read (:class:`NextToken` or
+    :class:`Generate`, and :class:`Resid`). The engine's one entry point: every pass of mechintro
+    — the runner's batches, the oracle, the judge, the causal check, vector extraction — comes
+    through here.
+
+    Each intervention plans its own edits before the trace
+    (:meth:`~mechintro.interventions.Intervention.edits`); the trace applies them with one
+    expression (:func:`mechintro.edit.apply`). A prompt takes one addition and one write per
+    layer; a projection (:class:`Ablate`) is the whole batch's. ``prefix > 0`` says that every
+    prompt has the same length and that they share their first ``prefix`` tokens, which no
+    intervention touches (:func:`shared_prefix` finds it): the prefix's keys and values are then
+    computed once per model and prefix (:func:`prefix_state`) and only the rest of each prompt
+    runs — the same numbers to float rounding (tested), a fraction of the work.
+
+    Example::
+
+        add = Add(vector, layers=(12,), mask=(False,) * 5 + (True,) * 3, strength=4.0)
+        result = run_batch(model, [ids], [[add]], [NextToken((yes_id, no_id)), Resid()])
+    """
+    return _run(model, prompts, interventions, readouts, prefix=prefix)
+
+
+def _run(
+    model: Model,
+    prompts: Sequence[Sequence[int]],
+    rows: Sequence[Sequence[Intervention]],
+    readouts: Sequence[Readout],
+    *,
+    prefix: int = 0,
+    prune: bool = True,
+) -> BatchResult:
+    """:func:`run_batch`, with local decoding's row dropping optional (``prune``)."""
     if len(prompts) == 0:
         raise MechintroError("empty batch: pass at least one prompt")
+    if len(rows) != len(prompts):
+        raise MechintroError("pass one list of interventions (possibly empty) per prompt")
+    resid = [r for r in readouts if isinstance(r, Resid)]
+    generation = [r for r in readouts if isinstance(r, Generate)]
+    answers = [r for r in readouts if isinstance(r, NextToken)]
+    if len(generation) + len(answers) > 1 or len(resid) > 1:
+        raise MechintroError("read one NextToken or one Generate per batch (and one Resid)")
+    if generation:
+        return _generate(
+            model, prompts, rows, generation[0], resid[0] if resid else None, prefix, prune
+        )
+    answer_ids = list(answers[0].answer_ids) if answers else []
+    return _forward(model, prompts, rows, answer_ids, resid[0] if resid else None, prefix)
+
+
+def _rows(
+    prompts: Sequence[Sequence[int]],
+    injections: Sequence[Intervention | None],
+    ablate: dict[int, torch.Tensor | tuple[torch.Tensor, float]] | None = None,
+) -> list[list[Intervention]]:
+    """The earlier entry points' arguments (one intervention or ``None`` per prompt, the
+    ablations of every prompt) as :func:`run_batch`'s rows."""
     if len(prompts) != len(injections):
-        raise AssertionError("one injection (or None) per prompt")
-    for p, inj in zip(prompts, injections, strict=True):
-        if inj is not None and len(inj.mask) != len(p):
-            raise AssertionError("injection mask must cover the prompt's tokens exactly")
+        raise MechintroError("pass one injection or patch (or None) per prompt")
+    ablations: list[Intervention] = []
+    for layer, spec in (ablate or {}).items():
+        direction, to = spec if isinstance(spec, tuple) else (spec, 0.0)
+        ablations.append(Ablate(direction, (layer,), float(to)))
+    return [([] if x is None else [x]) + ablations for x in injections]
+
+
+def _with_resid(record: bool, dtype: torch.dtype) -> list[Readout]:
+    return [Resid(dtype)] if record else []
 
 
 def forward(
     model: Model,
     prompts: Sequence[Sequence[int]],
-    injections: Sequence[Injection | None],
+    injections: Sequence[Add | None],
     *,
     answer_ids: Sequence[int],
     record: bool = False,
@@ -168,49 +261,107 @@ def forward(
     ablate: dict[int, torch.Tensor | tuple[torch.Tensor, float]] | None = None,
     prefix: int = 0,
 ) -> BatchResult:
-    """Logit mode: one batched forward pass with per-row injections.
+    """Deprecated (use :func:`run_batch`): one forward pass with one :class:`Add` (or ``None``)
+    per prompt, reading :class:`NextToken` ``answer_ids`` (and :class:`Resid` with ``record``);
+    ``ablate`` is ``{layer: direction}`` or ``{layer: (direction, to)}``, an :class:`Ablate` of
+    every row."""
+    readouts = [NextToken(tuple(answer_ids)), *_with_resid(record, resid_dtype)]
+    return _run(model, prompts, _rows(prompts, injections, ablate), readouts, prefix=prefix)
 
-    ``prefix > 0`` says that every prompt has the same length and that they share their first
-    ``prefix`` tokens, which no injection touches (the injected-thoughts intro, an info
-    document; :func:`shared_prefix` finds it): the prefix's keys and values are then computed
-    once per model and prefix (:func:`prefix_state`) and only the rest of each prompt runs — the
-    same numbers to float rounding (tested), a fraction of the work. The runner passes one
-    ``prefix`` for a whole run, so every batch takes the same path.
 
-    Args:
-        prompts: token ids per trial (rendered prompts; no special tokens are added).
-        injections: one :class:`Injection` or ``None`` (no injection) per prompt.
-        answer_ids: token ids whose next-token log-probabilities are returned.
-        record: also return every layer's residual stream over the prompt, as ``resid_dtype``
-            (float16 unless given).
-        ablate: ``{layer: direction}`` — after any injection at ``layer``, project the unit
-            ``direction`` out of every row's residual stream at every position;
-            ``{layer: (direction, c)}`` sets the coordinate along it to ``c`` instead of 0.
-        prefix: the shared, uninjected prefix length to compute once (0: none; see above).
-    """
-    _check_prompts(model, prompts, injections)
-    ablations = {}
-    for layer, spec in (ablate or {}).items():
-        direction, target = spec if isinstance(spec, tuple) else (spec, 0.0)
-        model.check_layer(layer)
-        if direction.shape != (model.d_model,):
-            raise MechintroError(
-                f"ablation direction has shape {tuple(direction.shape)}; {model.name} needs "
-                f"({model.d_model},)"
-            )
-        ablations[layer] = (
-            (direction / direction.norm()).to(model.device, model.dtype),
-            float(target),
-        )
+def generate(
+    model: Model,
+    prompts: Sequence[Sequence[int]],
+    injections: Sequence[Add | None],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+    record: bool = False,
+    resid_dtype: torch.dtype = torch.float16,
+    prefix: int = 0,
+    prune: bool = True,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    rows_of: tuple[int, int] | None = None,
+) -> BatchResult:
+    """Deprecated (use :func:`run_batch` with :class:`Generate`): sample ``max_new_tokens`` per
+    prompt with one :class:`Add` (or ``None``) per prompt. ``prune=False`` keeps every row to the
+    end, in nnsight's trace (what a remote model always does), instead of local decoding's
+    dropping finished rows (:func:`_generate_local`)."""
+    sampling = Generate(max_new_tokens, temperature, seed, top_k, top_p, rows_of)
+    readouts = [sampling, *_with_resid(record, resid_dtype)]
+    return _run(model, prompts, _rows(prompts, injections), readouts, prefix=prefix, prune=prune)
+
+
+def patched_forward(
+    model: Model,
+    prompts: Sequence[Sequence[int]],
+    patches: Sequence[Patch | None],
+    *,
+    answer_ids: Sequence[int],
+) -> BatchResult:
+    """Deprecated (use :func:`run_batch`): one forward pass with one :class:`Patch` (or ``None``)
+    per prompt, reading the next-token log-probabilities of ``answer_ids``."""
+    return _run(model, prompts, _rows(prompts, patches), [NextToken(tuple(answer_ids))])
+
+
+def patched_generate(
+    model: Model,
+    prompts: Sequence[Sequence[int]],
+    patches: Sequence[Patch | None],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+    prune: bool = True,
+) -> BatchResult:
+    """Deprecated (use :func:`run_batch` with :class:`Generate`): generation with one
+    :class:`Patch` (or ``None``) per prompt, on the prompt pass only."""
+    sampling = Generate(max_new_tokens, temperature, seed)
+    return _run(model, prompts, _rows(prompts, patches), [sampling], prune=prune)
+
+
+def check(
+    model: Model, prompts: Sequence[Sequence[int]], rows: Sequence[Sequence[Intervention]]
+) -> None:
+    """Refuse, with one line, an intervention that does not fit its prompt or this model (each
+    row planned alone, as :func:`run_batch` plans it), before anything runs."""
+    for prompt, row in zip(prompts, rows, strict=True):
+        batch_edits(model, [prompt], [row])
+
+
+def _after_prefix(plan: dict[int, LayerEdit], prefix: int) -> dict[int, LayerEdit]:
+    """The plan's position-indexed parts (weights, select, values, along) without the prefix's
+    positions."""
+    if not prefix:
+        return plan
+    cut = (0, 3, 4, 5)
+    return {
+        layer: tuple(x[:, prefix:] if k in cut and x is not None else x for k, x in enumerate(edit))
+        for layer, edit in plan.items()
+    }
+
+
+def _forward(
+    model: Model,
+    prompts: Sequence[Sequence[int]],
+    rows: Sequence[Sequence[Intervention]],
+    answer_ids: Sequence[int],
+    resid: Resid | None,
+    prefix: int,
+) -> BatchResult:
+    """One batched forward pass: the edits of ``rows``, the next-token log-probabilities of
+    ``answer_ids`` and, with ``resid``, the residual streams."""
+    record, dtype = resid is not None, resid.dtype if resid is not None else torch.float16
+    last = resid is not None and resid.last
+    plan, _ = batch_edits(model, prompts, rows)
     extra: dict[str, object] = {}
     if prefix:
-        if ablations:
-            raise AssertionError(
-                "prefix reuse and ablation exclude each other: an ablation acts on the prefix too"
-            )
-        extra["past_key_values"], prefix_resid, injections = _reuse_prefix(
-            model, prompts, injections, prefix, record, resid_dtype
+        extra["past_key_values"], prefix_resid = _reuse_prefix(
+            model, prompts, rows, prefix, record and not last, dtype
         )
+        plan = _after_prefix(plan, prefix)
         prompts = [p[prefix:] for p in prompts]
         batch = _pad(model, prompts)  # equal lengths: no padding
         batch["attention_mask"] = torch.ones(
@@ -221,49 +372,43 @@ def forward(
         )
     else:
         batch = _pad(model, prompts)
-    width = batch["input_ids"].shape[1]
-    plan = _plan(model, width, injections)
     answers = torch.tensor(list(answer_ids), dtype=torch.long, device=model.device)
-    logprobs, finite, resid = _forward_trace(
-        model, batch, extra, plan, {}, ablations, answers, record, resid_dtype
+    logprobs, finite, stream = _forward_trace(
+        model, batch, extra, plan, answers, record, dtype, last
     )
-
     nonfinite = ~finite
-    if record:
-        assert resid is not None  # recorded
-        if prefix:  # the prefix is the same (and uninjected) in every row: check it once
+    if stream is not None:
+        if (
+            prefix and not last
+        ):  # the prefix is the same (and untouched) in every row: check it once
             assert prefix_resid is not None  # recorded: the prefix's residuals were kept
-            nonfinite |= ~torch.isfinite(resid).flatten(1).all(1) | (
+            nonfinite |= ~torch.isfinite(stream).flatten(1).all(1) | (
                 not bool(torch.isfinite(prefix_resid).all())
             )
-            resid = torch.cat([prefix_resid.expand(len(prompts), -1, -1, -1), resid], 2)
+            stream = torch.cat([prefix_resid.expand(len(prompts), -1, -1, -1), stream], 2)
         else:
-            resid = resid * batch["attention_mask"].cpu()[:, None, :, None].to(resid.dtype)
-            nonfinite |= ~torch.isfinite(resid).flatten(1).all(1)
-    return BatchResult(
-        answer_logprobs=logprobs,
-        resid=resid if record else None,
-        generated=None,
-        nonfinite=nonfinite,
-    )
+            if not last:
+                stream = stream * batch["attention_mask"].cpu()[:, None, :, None].to(stream.dtype)
+            nonfinite |= ~torch.isfinite(stream).flatten(1).all(1)
+    return BatchResult(answer_logprobs=logprobs, resid=stream, generated=None, nonfinite=nonfinite)
 
 
 def _forward_trace(
     model: Model,
     batch: dict[str, torch.Tensor],
     extra: dict[str, object],
-    plan: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    patches: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    ablations: dict[int, tuple[torch.Tensor, float]],
+    plan: dict[int, LayerEdit],
     answers: torch.Tensor,
     record: bool,
     resid_dtype: torch.dtype = torch.float16,
+    last: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The one forward-pass trace. At each layer's output, in this order: the injections of
-    ``plan`` (:func:`_plan`), the patches of ``patches`` (:func:`_patch_plan`), the ablations,
-    then recording; returns the answers' log-probabilities at the last position, whether each
-    row's logits are finite, and the residuals (``record``). The body calls no mechintro
-    function, so it runs remotely as it runs here."""
+    """The one forward-pass trace. At each layer's output: the edit of ``plan``
+    (:func:`mechintro.interventions.batch_edits`, applied by :func:`mechintro.edit.apply`), then
+    recording (``last``: the last position only); returns the answers' log-probabilities at the
+    last position, whether each row's logits are finite, and the residuals (``record``). The body
+    calls only torch and the edit function nnsight ships by value, so it runs remotely as it runs
+    here."""
     cap = getattr(text_config(model.hf.config), "final_logit_softcapping", None)
     layers = get_module(model.lm, model.arch.layers)
     unembed = get_module(model.lm, model.arch.unembed)
@@ -273,29 +418,14 @@ def _forward_trace(
         with model.lm.trace(batch, remote=model.remote, logits_to_keep=1, **extra):
             stacked = []
             for i in range(n_layers):
-                if not record and i not in plan and i not in patches and i not in ablations:
+                if not record and i not in plan:
                     continue
                 out = layers[i].output
                 h = out[0] if isinstance(out, tuple) else out
                 if i in plan:
-                    mask, vec, _ = plan[i]
-                    h += mask.to(h.device) * vec.to(
-                        h.device
-                    )  # no-ops here; on a remote GPU they move
-                if i in patches:
-                    select, values, units = patches[i]
-                    select, values, units = (
-                        select.to(h.device),
-                        values.to(h.device),
-                        units.to(h.device),
-                    )
-                    h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
-                if i in ablations:
-                    u, target = ablations[i]
-                    u = u.to(h.device)
-                    h -= ((h * u).sum(-1, keepdim=True) - target) * u
+                    _apply_edit(h, plan[i], 0, slice(None))
                 if record:
-                    stacked.append(h.detach().to("cpu", resid_dtype))
+                    stacked.append((h[:, -1:] if last else h).detach().to("cpu", resid_dtype))
             if record:
                 resid = nnsight.save(torch.stack(stacked, 1))
             logits = unembed.output[:, -1].float()
@@ -315,9 +445,15 @@ _PREFIX_STATE: dict[
 ] = {}
 
 
-def shared_prefix(prompts: Sequence[Sequence[int]], injections: Sequence[Injection | None]) -> int:
-    """Length of the prefix every prompt shares and no injection touches — 0 unless all prompts
-    have the same length (then no row is padded); at least one token is always left to run."""
+def shared_prefix(
+    prompts: Sequence[Sequence[int]],
+    interventions: Sequence[Intervention | Sequence[Intervention] | None],
+    model: Model | None = None,
+) -> int:
+    """Length of the prefix every prompt shares and no intervention touches — 0 unless all
+    prompts have the same length (then no row is padded); at least one token is always left to
+    run. ``interventions``: per prompt, ``None``, one intervention or a list of them; ``model``
+    may be left out when they are all :class:`Add` (the others need it to plan their edits)."""
     if len({len(p) for p in prompts}) != 1:
         return 0
     first = list(prompts[0])
@@ -329,35 +465,38 @@ def shared_prefix(prompts: Sequence[Sequence[int]], injections: Sequence[Injecti
                 break
             k += 1
         n = k
-    for inj in injections:
-        if inj is not None:
-            n = next((i for i, m in enumerate(inj.mask[:n]) if m), n)
+    for prompt, row in zip(prompts, interventions, strict=True):
+        n = min(n, first_touched(model, prompt, _as_row(row)))
     return n
+
+
+def _as_row(row: Intervention | Sequence[Intervention] | None) -> Sequence[Intervention]:
+    if row is None:
+        return ()
+    if isinstance(row, Intervention):
+        return (row,)
+    return row
 
 
 def _reuse_prefix(
     model: Model,
     prompts: Sequence[Sequence[int]],
-    injections: Sequence[Injection | None],
+    rows: Sequence[Sequence[Intervention]],
     prefix: int,
     record: bool,
     resid_dtype: torch.dtype = torch.float16,
-) -> tuple[Any, torch.Tensor | None, list[Injection | None]]:
-    """A batch's copy of the prefix's keys and values, the prefix's residuals (with ``record``),
-    and the injections shifted to start after the prefix."""
-    if model.remote or shared_prefix(prompts, injections) < prefix:
+) -> tuple[Any, torch.Tensor | None]:
+    """A batch's copy of the prefix's keys and values, and the prefix's residuals (with
+    ``record``)."""
+    if model.remote or shared_prefix(prompts, rows, model) < prefix:
         raise AssertionError(
             "prefix reuse needs a local model and a prefix shared by every prompt and untouched by "
-            "injections"
+            "interventions"
         )
     cache, resid = prefix_state(model, prompts[0][:prefix], record, resid_dtype)
     cache = copy.deepcopy(cache)
     cache.batch_repeat_interleave(len(prompts))
-    shifted = [
-        None if inj is None else Injection(inj.vector, inj.layers, inj.mask[prefix:], inj.generated)
-        for inj in injections
-    ]
-    return cache, resid, shifted
+    return cache, resid
 
 
 def prefix_state(
@@ -408,68 +547,64 @@ def prefix_state(
     return cache, resid
 
 
-def generate(
+def _generate(
     model: Model,
     prompts: Sequence[Sequence[int]],
-    injections: Sequence[Injection | None],
-    *,
-    max_new_tokens: int,
-    temperature: float,
-    seed: int,
-    record: bool = False,
-    resid_dtype: torch.dtype = torch.float16,
-    prefix: int = 0,
-    prune: bool = True,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    rows_of: tuple[int, int] | None = None,
+    rows: Sequence[Sequence[Intervention]],
+    g: Generate,
+    resid: Resid | None,
+    prefix: int,
+    prune: bool,
 ) -> BatchResult:
-    """Generation mode: sample ``max_new_tokens`` per prompt with per-row injections.
+    """Generation: the edits of ``rows`` on the prompt pass (additions marked ``generated`` and
+    projections on every generated token too), then ``g.max_new_tokens`` sampled tokens per
+    prompt.
 
-    Injection applies on the prompt pass at the masked positions, then, for rows whose
-    injection has ``generated=True``, on every generated token. ``temperature=0`` is greedy;
-    otherwise plain sampling unless ``top_k`` (0: off) or ``top_p`` (1: off) truncate it, as
-    transformers' warpers do (the open Lindsey replications sample with transformers' default
-    ``top_k=50``). Sampling is seeded with ``seed`` without
-    touching the caller's global RNG state. ``record`` returns the prompt pass's residuals
-    (as ``resid_dtype``). ``prefix``: as in :func:`forward`, the shared uninjected prefix whose
-    keys and values are computed once; the prompt pass then runs only the rest. ``prune``: on a
-    local model, stop computing each row once it has ended (:func:`_generate_local`; the same
-    tokens, less work);
-    ``False`` keeps every row to the end, in nnsight's trace (what a remote model always does).
-    ``rows_of=(offset, n)``: these prompts are rows ``offset…`` of an ``n``-row batch and draw
-    that batch's random numbers at their rows (local decoding only, when sampling).
+    ``temperature=0`` is greedy; otherwise plain sampling unless ``top_k`` (0: off) or ``top_p``
+    (1: off) truncate it, as transformers' warpers do (the open Lindsey replications sample with
+    transformers' default ``top_k=50``). Sampling is seeded with ``g.seed`` without touching the
+    caller's global RNG state. ``resid`` returns the prompt pass's residuals. ``prefix``: as in
+    :func:`run_batch`; the prompt pass then runs only the tokens the cache lacks. ``prune``: on
+    a local model, stop computing each row once it has ended (:func:`_generate_local`; the same
+    tokens, less work); ``False`` keeps every row to the end, in nnsight's trace (what a remote
+    model always does). ``g.rows_of=(offset, n)``: these prompts are rows ``offset…`` of an
+    ``n``-row batch and draw that batch's random numbers at their rows (local decoding only,
+    when sampling).
     """
+    max_new_tokens, temperature = g.max_new_tokens, g.temperature
     if max_new_tokens < 1:
         raise MechintroError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if not temperature >= 0:
         raise MechintroError(f"temperature must be 0 or more, got {temperature}")
-    _check_prompts(model, prompts, injections)
+    record, dtype = resid is not None, resid.dtype if resid is not None else torch.float16
+    plan, later = batch_edits(model, prompts, rows)
     batch = _pad(model, prompts)
     width = batch["input_ids"].shape[1]
     extra: dict[str, object] = {}
     if prefix:  # generate() gets the whole prompt and runs only the tokens the cache lacks
-        extra["past_key_values"], prefix_resid, injections = _reuse_prefix(
-            model, prompts, injections, prefix, record, resid_dtype
+        extra["past_key_values"], prefix_resid = _reuse_prefix(
+            model, prompts, rows, prefix, record, dtype
         )
-    plan = _plan(model, width - prefix, injections)
+        plan = _after_prefix(plan, prefix)
     eos = _eos_ids(model)
-    config = _generation_config(model, eos, temperature, max_new_tokens, top_k=top_k, top_p=top_p)
+    config = _generation_config(
+        model, eos, temperature, max_new_tokens, top_k=g.top_k, top_p=g.top_p
+    )
     local = prune and _decodes_locally(model)
-    if rows_of is not None and temperature > 0 and not local:
+    if g.rows_of is not None and temperature > 0 and not local:
         raise MechintroError(
             "a part of a sampled batch samples like the whole batch only with local decoding: "
             "run the whole batch"
         )
     if local:
-        sequences, resid = _generate_local(
-            model, batch, extra, plan, {}, record, config, max_new_tokens=max_new_tokens,
-            seed=seed, rows_of=rows_of, resid_dtype=resid_dtype,
+        sequences, stream = _generate_local(
+            model, batch, extra, plan, record, config, max_new_tokens=max_new_tokens,
+            seed=g.seed, rows_of=g.rows_of, resid_dtype=dtype,
         )  # fmt: skip
     else:
-        sequences, resid = _generate_trace(
-            model, batch, extra, plan, {}, record, config, max_new_tokens=max_new_tokens,
-            seed=seed, resid_dtype=resid_dtype,
+        sequences, stream = _generate_trace(
+            model, batch, extra, plan, later, record, config, max_new_tokens=max_new_tokens,
+            seed=g.seed, resid_dtype=dtype,
         )  # fmt: skip
 
     new = sequences[:, width:]
@@ -484,27 +619,23 @@ def generate(
         if not ended and new.shape[1] < max_new_tokens:
             raise AssertionError("generation stopped early without an end-of-sequence token")
     nonfinite = torch.zeros(len(prompts), dtype=torch.bool)
-    if record:
-        assert resid is not None  # recorded
+    if stream is not None:
         if prefix:
             assert prefix_resid is not None  # recorded: the prefix's residuals were kept
-            resid = torch.cat([prefix_resid.expand(len(prompts), -1, -1, -1), resid], 2)
-        resid = resid * batch["attention_mask"].cpu()[:, None, :, None].to(resid.dtype)
-        nonfinite |= ~torch.isfinite(resid).flatten(1).all(1)
-    return BatchResult(
-        answer_logprobs=None,
-        resid=resid if record else None,
-        generated=generated,
-        nonfinite=nonfinite,
-    )
+            stream = torch.cat([prefix_resid.expand(len(prompts), -1, -1, -1), stream], 2)
+        stream = stream * batch["attention_mask"].cpu()[:, None, :, None].to(stream.dtype)
+        if resid is not None and resid.last:
+            stream = stream[:, :, -1:]
+        nonfinite |= ~torch.isfinite(stream).flatten(1).all(1)
+    return BatchResult(answer_logprobs=None, resid=stream, generated=generated, nonfinite=nonfinite)
 
 
 def _generate_trace(
     model: Model,
     batch: dict[str, torch.Tensor],
     extra: dict[str, object],
-    plan: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    patches: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    plan: dict[int, LayerEdit],
+    later: set[int],
     record: bool,
     config: object,
     *,
@@ -512,10 +643,10 @@ def _generate_trace(
     seed: int,
     resid_dtype: torch.dtype = torch.float16,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The one generation trace: the prompt pass takes the injections of ``plan``, the patches
-    and the recording; each generated token takes the injections marked ``generated``. Returns
-    the full sequences and the prompt pass's residuals (``record``). Remote-safe, like
-    :func:`_forward_trace`."""
+    """The one generation trace: the prompt pass takes the edits of ``plan`` and the recording;
+    each generated token takes the edits of the layers in ``later`` (additions marked
+    ``generated``, projections). Returns the full sequences and the prompt pass's residuals
+    (``record``). Remote-safe, like :func:`_forward_trace`."""
     generate_kwargs = {"generation_config": config, "remote": model.remote, **extra}
     layers = get_module(model.lm, model.arch.layers)
     n_layers = model.n_layers
@@ -534,21 +665,13 @@ def _generate_trace(
                     for step in tracer.iter[:max_new_tokens]:
                         stacked = []
                         for i in range(n_layers):
-                            if i not in plan and not (step == 0 and (record or i in patches)):
+                            edited = i in plan and (step == 0 or i in later)
+                            if not edited and not (record and step == 0):
                                 continue
                             out = layers[i].output
                             h = out[0] if isinstance(out, tuple) else out
-                            if i in plan:
-                                mask, vec, gen = plan[i]
-                                if step == 0:
-                                    h += mask.to(h.device) * vec.to(h.device)
-                                else:
-                                    h[:, -1] += gen.to(h.device) * vec[:, 0].to(h.device)
-                            if i in patches and step == 0:
-                                select, values, units = patches[i]
-                                select, values = select.to(h.device), values.to(h.device)
-                                units = units.to(h.device)
-                                h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
+                            if edited:
+                                _apply_edit(h, plan[i], step, slice(None))
                             if record and step == 0:
                                 stacked.append(h.detach().to("cpu", resid_dtype))
                         if record and step == 0:
@@ -568,8 +691,7 @@ def _generate_local(
     model: Model,
     batch: dict[str, torch.Tensor],
     extra: dict[str, object],
-    plan: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    patches: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    plan: dict[int, LayerEdit],
     record: bool,
     config: object,
     *,
@@ -603,16 +725,7 @@ def _generate_local(
             h = out[0] if isinstance(out, tuple) else out
             step, rows = state["step"], state["rows"]
             if i in plan:
-                mask, vec, gen = plan[i]
-                if step == 0:
-                    h += mask.to(h.device) * vec.to(h.device)
-                else:
-                    h[:, -1] += gen[rows].to(h.device) * vec[rows, 0].to(h.device)
-            if i in patches and step == 0:
-                select, values, units = patches[i]
-                select, values = select.to(h.device), values.to(h.device)
-                units = units.to(h.device)
-                h += select * (values - h) + h.norm(dim=-1, keepdim=True) * units
+                _apply_edit(h, plan[i], step, rows)
             if record and step == 0:
                 stacked.append(h.detach().to("cpu", resid_dtype))
 
@@ -661,7 +774,7 @@ def _generate_local(
         return torch.cat([input_ids, torch.stack(new, 1)], dim=-1)
 
     blocks = get_module(model.hf, model.arch.layers)
-    hooked = [i for i in range(model.n_layers) if record or i in plan or i in patches]
+    hooked = [i for i in range(model.n_layers) if record or i in plan]
     handles = [blocks[i].register_forward_hook(hook(i)) for i in hooked]
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad(), quiet_third_party():
@@ -701,22 +814,13 @@ def _select_rows(model_kwargs: dict[str, Any], index: torch.Tensor) -> None:
 
 def last_token_resid(model: Model, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
     """Residual stream at each prompt's last token after every block: ``(batch, layer, d_model)``
-    float32. Stops before the unembedding (it is not needed)."""
+    float32 (:func:`run_batch` reading :class:`Resid` at the last position)."""
     if len(prompts) == 0:
         raise MechintroError("no prompts given")
-    batch = _pad(model, prompts)
-    layers = get_module(model.lm, model.arch.layers)
-    n_layers = model.n_layers
-    with _remote_errors(model), torch.no_grad():
-        with model.lm.trace(batch, remote=model.remote) as tracer:
-            last = []
-            for i in range(n_layers):
-                out = layers[i].output
-                h = out[0] if isinstance(out, tuple) else out
-                last.append(h[:, -1].detach().to("cpu", torch.float32))
-            acts = nnsight.save(torch.stack(last, 1))
-            tracer.stop()
-    return acts
+    rows: list[list[Intervention]] = [[] for _ in prompts]
+    result = run_batch(model, prompts, rows, [Resid(torch.float32, last=True)])
+    assert result.resid is not None  # the Resid readout fills it
+    return result.resid[:, :, 0]
 
 
 def _generation_config(
@@ -827,282 +931,4 @@ def swap_forward(
         resid=None,
         generated=None,
         nonfinite=~torch.isfinite(logprobs).all(1),
-    )
-
-
-@dataclass(frozen=True, eq=False)
-class Patch:
-    """Activations written into one prompt at chosen token positions (Activation Oracles,
-    Patchscopes): ``vectors[k]`` goes to prompt token ``positions[k]`` (counted from the prompt's
-    first token, before any padding) at the output of decoder block ``layer``.
-
-    ``mode="add"`` (also spelled ``"norm_matched_add"``) is the oracles' norm-matched addition
-    ``h ← h + ‖h‖·v/‖v‖·coefficient`` (Karvonen et al. 2025; their code's default coefficient is
-    1 at layer 1); ``mode="replace"`` is Patchscopes' ``h ← v`` (``coefficient`` unused).
-    """
-
-    vectors: torch.Tensor
-    positions: tuple[int, ...]
-    layer: int = 1
-    mode: str = "add"
-    coefficient: float = 1.0
-
-
-@dataclass(frozen=True, eq=False)
-class Add:
-    """Add ``strength * vector`` to the residual stream after each of ``layers`` on the prompt
-    tokens where ``mask`` is true, and on every generated token if ``generated`` (concept
-    injection, Lindsey 2025). ``vector`` is ``(d_model,)`` or one per layer,
-    ``(len(layers), d_model)``. :class:`Injection` is the same with the strength already
-    multiplied in."""
-
-    vector: torch.Tensor
-    layers: tuple[int, ...]
-    mask: tuple[bool, ...]
-    strength: float = 1.0
-    generated: bool = False
-
-    def injection(self) -> Injection:
-        return Injection(self.vector * self.strength, self.layers, self.mask, self.generated)
-
-
-@dataclass(frozen=True, eq=False)
-class Ablate:
-    """Set the residual stream's coordinate along the unit ``direction`` to ``to`` (0: project
-    the direction out) after each of ``layers``, at every position, after any addition or patch
-    at that layer. It acts on the whole batch, so every row of a batch carries the same one."""
-
-    direction: torch.Tensor
-    layers: tuple[int, ...]
-    to: float = 0.0
-
-
-Project = Ablate
-
-
-@dataclass(frozen=True)
-class NextToken:
-    """Read the next-token log-probabilities of ``answer_ids`` at the last prompt position."""
-
-    answer_ids: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Generate:
-    """Read ``max_new_tokens`` sampled tokens (``temperature=0``: greedy; seeded)."""
-
-    max_new_tokens: int
-    temperature: float = 1.0
-    seed: int = 0
-    top_k: int = 0
-    top_p: float = 1.0
-    rows_of: tuple[int, int] | None = None
-    """``(offset, n)``: these prompts are rows ``offset…`` of an ``n``-row batch seeded with
-    ``seed``, and sample what they would sample there (a batch split to fit in memory)."""
-
-
-@dataclass(frozen=True)
-class Resid:
-    """Read every layer's residual stream over the prompt, as ``dtype`` (float16 by default;
-    float32 or bfloat16: see the dtype-error table in ``docs/performance.md``)."""
-
-    dtype: torch.dtype = torch.float16
-
-
-Intervention = Add | Injection | Ablate | Patch
-Readout = NextToken | Generate | Resid
-
-
-def run_batch(
-    model: Model,
-    prompts: Sequence[Sequence[int]],
-    interventions: Sequence[Sequence[Intervention]],
-    readouts: Sequence[Readout],
-    *,
-    prefix: int = 0,
-) -> BatchResult:
-    """One batch: per prompt, what is done to it (:class:`Add`, :class:`Ablate`,
-    :class:`Patch`), and for the batch, what is read (:class:`NextToken` or :class:`Generate`,
-    and :class:`Resid`). Dispatches to the one trace of its kind, so the numbers are those of
-    :func:`forward`, :func:`generate`, :func:`patched_forward` and :func:`patched_generate`.
-
-    A row takes at most one addition and one patch; a patched batch adds, ablates and records
-    nothing (yet); ablation is read in logit mode only. Each refusal is one line.
-
-    Example::
-
-        add = Add(vector, layers=(12,), mask=(False,) * 5 + (True,) * 3, strength=4.0)
-        result = run_batch(model, [ids], [[add]], [NextToken((yes_id, no_id)), Resid()])
-    """
-    if len(interventions) != len(prompts):
-        raise MechintroError("pass one list of interventions (possibly empty) per prompt")
-    adds: list[Injection | None] = []
-    patches: list[Patch | None] = []
-    ablating: list[tuple[Ablate, ...]] = []
-    for row in interventions:
-        add = [x for x in row if isinstance(x, Add | Injection)]
-        patch = [x for x in row if isinstance(x, Patch)]
-        if len(add) > 1 or len(patch) > 1:
-            raise MechintroError(
-                "a prompt takes at most one Add and one Patch: give one Add with several layers"
-            )
-        adds.append(None if not add else add[0].injection() if isinstance(add[0], Add) else add[0])
-        patches.append(patch[0] if patch else None)
-        ablating.append(tuple(x for x in row if isinstance(x, Ablate)))
-    if any(a != ablating[0] for a in ablating):
-        raise MechintroError("an Ablate acts on the whole batch: give every prompt the same ones")
-    ablate: dict[int, torch.Tensor | tuple[torch.Tensor, float]] = {
-        layer: (x.direction, x.to) for x in ablating[0] for layer in x.layers
-    }
-    record = any(isinstance(r, Resid) for r in readouts)
-    resid_dtype = next((r.dtype for r in readouts if isinstance(r, Resid)), torch.float16)
-    generation = [r for r in readouts if isinstance(r, Generate)]
-    answers = [r for r in readouts if isinstance(r, NextToken)]
-    if len(generation) + len(answers) > 1:
-        raise MechintroError("read one NextToken or one Generate per batch (and Resid)")
-    answer_ids = list(answers[0].answer_ids) if answers else []
-    if any(p is not None for p in patches):
-        if any(a is not None for a in adds) or ablate or record:
-            raise MechintroError("a patched batch takes no Add, Ablate or Resid: split the batch")
-        if generation:
-            g = generation[0]
-            return patched_generate(
-                model, prompts, patches, max_new_tokens=g.max_new_tokens,
-                temperature=g.temperature, seed=g.seed,
-            )  # fmt: skip
-        return patched_forward(model, prompts, patches, answer_ids=answer_ids)
-    if generation:
-        if ablate:
-            raise MechintroError("Ablate is read in logit mode only: use NextToken")
-        g = generation[0]
-        return generate(
-            model, prompts, adds, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-            seed=g.seed, record=record, resid_dtype=resid_dtype, prefix=prefix, top_k=g.top_k,
-            top_p=g.top_p,
-            rows_of=g.rows_of,
-        )  # fmt: skip
-    return forward(
-        model, prompts, adds, answer_ids=answer_ids, record=record, resid_dtype=resid_dtype,
-        ablate=ablate or None, prefix=prefix,
-    )  # fmt: skip
-
-
-def _patch_plan(
-    model: Model, width: int, prompts: Sequence[Sequence[int]], patches: Sequence[Patch | None]
-) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Per patched layer: replace mask ``(B, T, 1)``, replacement values ``(B, T, d)`` and the
-    unit directions times the coefficient for addition ``(B, T, d)`` (zero off the positions)."""
-    plan: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-    for row, (prompt, patch) in enumerate(zip(prompts, patches, strict=True)):
-        if patch is None:
-            continue
-        model.check_layer(patch.layer)
-        vectors = patch.vectors.reshape(-1, patch.vectors.shape[-1]).float()
-        if vectors.shape != (len(patch.positions), model.d_model):
-            raise MechintroError(
-                f"patch of {tuple(patch.vectors.shape)} for {len(patch.positions)} positions: "
-                f"{model.name} "
-                f"needs one ({model.d_model},) vector per position (activations of this model)"
-            )
-        if patch.mode not in ("add", "norm_matched_add", "replace"):
-            raise MechintroError(
-                f"patch mode must be 'add' (or 'norm_matched_add') or 'replace', not {patch.mode!r}"
-            )
-        if not all(0 <= p < len(prompt) for p in patch.positions):
-            raise MechintroError(
-                f"patch positions {list(patch.positions)} fall outside the prompt's {len(prompt)} "
-                "tokens"
-            )
-        if patch.mode != "replace" and not bool((vectors.norm(dim=-1) > 0).all()):
-            raise MechintroError(
-                "a norm-matched addition needs non-zero vectors: an all-zero activation has no "
-                "direction"
-            )
-        if patch.layer not in plan:
-            plan[patch.layer] = (
-                torch.zeros(len(prompts), width, 1),
-                torch.zeros(len(prompts), width, model.d_model),
-                torch.zeros(len(prompts), width, model.d_model),
-            )
-        select, values, units = plan[patch.layer]
-        at = torch.tensor([width - len(prompt) + p for p in patch.positions], dtype=torch.long)
-        if patch.mode == "replace":
-            select[row, at, 0] = 1.0
-            values[row, at] = vectors
-        else:
-            units[row, at] = vectors / vectors.norm(dim=-1, keepdim=True) * patch.coefficient
-    return {
-        layer: tuple(t.to(model.device, model.dtype) for t in tensors)
-        for layer, tensors in plan.items()
-    }
-
-
-def check_patches(
-    model: Model, prompts: Sequence[Sequence[int]], patches: Sequence[Patch | None]
-) -> None:
-    """Refuse, with one line, a patch that does not fit its prompt or this model (the checks
-    :func:`patched_forward` makes), before anything runs."""
-    for prompt, patch in zip(prompts, patches, strict=True):
-        _patch_plan(model, len(prompt), [prompt], [patch])
-
-
-def patched_forward(
-    model: Model,
-    prompts: Sequence[Sequence[int]],
-    patches: Sequence[Patch | None],
-    *,
-    answer_ids: Sequence[int],
-) -> BatchResult:
-    """Logit mode with patches: one batched forward pass, each row's :class:`Patch` (or ``None``)
-    applied at its positions; the next-token log-probabilities of ``answer_ids`` at the last
-    prompt position. Rows may patch different layers, modes and numbers of positions."""
-    if len(prompts) == 0 or len(prompts) != len(patches):
-        raise MechintroError("pass one patch (or None) per prompt, and at least one prompt")
-    batch = _pad(model, prompts)
-    plan = _patch_plan(model, batch["input_ids"].shape[1], prompts, patches)
-    answers = torch.tensor(list(answer_ids), dtype=torch.long, device=model.device)
-    logprobs, finite, _ = _forward_trace(model, batch, {}, {}, plan, {}, answers, False)
-    return BatchResult(answer_logprobs=logprobs, resid=None, generated=None, nonfinite=~finite)
-
-
-def patched_generate(
-    model: Model,
-    prompts: Sequence[Sequence[int]],
-    patches: Sequence[Patch | None],
-    *,
-    max_new_tokens: int,
-    temperature: float,
-    seed: int,
-    prune: bool = True,
-) -> BatchResult:
-    """Generation with patches on the prompt pass only (generated tokens are not patched, as in
-    the oracles' code); sampling and ``prune`` as in :func:`generate` (``temperature=0``:
-    greedy; seeded)."""
-    if max_new_tokens < 1:
-        raise MechintroError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    if not temperature >= 0:
-        raise MechintroError(f"temperature must be 0 or more, got {temperature}")
-    if len(prompts) == 0 or len(prompts) != len(patches):
-        raise MechintroError("pass one patch (or None) per prompt, and at least one prompt")
-    batch = _pad(model, prompts)
-    width = batch["input_ids"].shape[1]
-    plan = _patch_plan(model, width, prompts, patches)
-    eos = _eos_ids(model)
-    config = _generation_config(model, eos, temperature, max_new_tokens)
-    run = _generate_local if prune and _decodes_locally(model) else _generate_trace
-    sequences, _ = run(
-        model, batch, {}, {}, plan, False, config, max_new_tokens=max_new_tokens, seed=seed
-    )
-    new = sequences[:, width:]
-    generated = torch.full((len(prompts), max_new_tokens), -1, dtype=torch.long)
-    for row in range(len(prompts)):
-        for j, tok in enumerate(new[row].tolist()):
-            generated[row, j] = tok
-            if tok in eos:
-                break
-    return BatchResult(
-        answer_logprobs=None,
-        resid=None,
-        generated=generated,
-        nonfinite=torch.zeros(len(prompts), dtype=torch.bool),
     )

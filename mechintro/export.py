@@ -27,19 +27,10 @@ import numpy as np
 import xarray as xr
 
 from mechintro.errors import MechintroError
+from mechintro.provenance import RUN_PROVENANCE
 
 # the run attributes every export carries
-PROVENANCE = (
-    "experiment",
-    "model",
-    "weights_sha256",
-    "config",
-    "seed",
-    "mechintro_version",
-    "git_commit",
-    "package_versions",
-    "created",
-)
+PROVENANCE = RUN_PROVENANCE
 _SKIP = {"digest", "committed"}  # bookkeeping of the commit protocol, not data
 EXTRA = "pip install 'mechintro[export]'"
 

@@ -413,16 +413,15 @@ class ModelJudge:
         ).input_ids  # type: ignore[attr-defined]
         if self.readout == "first-token":
             yes, no = verdict_token_ids(m.tokenizer)  # type: ignore[attr-defined]
-            lp = engine.forward(m, [ids], [None], answer_ids=[*yes, *no]).answer_logprobs  # type: ignore[arg-type]
+            lp = engine.run_batch(m, [ids], [[]], [engine.NextToken((*yes, *no))]).answer_logprobs  # type: ignore[arg-type]
             assert lp is not None
             lp_yes = float(torch.logsumexp(lp[0, : len(yes)], 0))
             lp_no = float(torch.logsumexp(lp[0, len(yes) :], 0))
             return f"first-token readout: log P(yes) {lp_yes:.3f}, log P(no) {lp_no:.3f} -> " + (
                 "YES" if lp_yes > lp_no else "NO"
             )
-        out = engine.generate(
-            m, [ids], [None], max_new_tokens=self.max_new_tokens, temperature=0.0, seed=0
-        )  # type: ignore[arg-type]
+        greedy = engine.Generate(self.max_new_tokens, temperature=0.0, seed=0)
+        out = engine.run_batch(m, [ids], [[]], [greedy])  # type: ignore[arg-type]
         return m.tokenizer.decode(
             [t for t in out.generated[0].tolist() if t >= 0], skip_special_tokens=True
         )  # type: ignore[attr-defined]
@@ -482,13 +481,15 @@ def grade_run(
     criteria; a finished grading, or one with another judge or criteria, is done again from the
     start (the earlier verdicts of those criteria are overwritten).
     """
+    from mechintro import runs
     from mechintro._fs import store_lock
     from mechintro.runs import open_run
 
     ds = open_run(path, committed_only=False)
-    if ds.attrs["mode"] != "generate":
+    if "response" not in ds:
         raise MechintroError(
-            f"{path} is a {ds.attrs['mode']}-mode run; only generation runs have responses to grade"
+            f"{path} stores no responses (it reads {', '.join(runs.readout_variables(ds.attrs))}); "
+            "only generation runs have responses to grade"
         )
     if "question" not in ds.coords:
         raise MechintroError(

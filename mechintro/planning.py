@@ -32,6 +32,7 @@ class Estimate:
 
     Attributes:
         experiment: the run's ``experiment`` attribute ("" if none).
+        reads: the names of the run's readouts (``next_token + resid``).
         trials: trials in the run; ``committed`` of them are already in an existing store.
         batches: forward passes (batched) the run makes; ``batch_size`` trials each.
         prompt_tokens: prompt tokens over all trials (padding excluded).
@@ -50,7 +51,7 @@ class Estimate:
 
     experiment: str
     model: str
-    mode: str
+    reads: str
     trials: int
     committed: int
     batch_size: int
@@ -102,7 +103,7 @@ def human_seconds(s: float) -> str:
 def format_estimate(e: Estimate) -> str:
     """The estimate as the CLI prints it."""
     lines = [
-        f"{e.experiment or 'run'} on {e.model} ({e.mode} mode, {e.device}) → {e.out}",
+        f"{e.experiment or 'run'} on {e.model} (reads {e.reads}, {e.device}) → {e.out}",
         f"  trials            {e.trials}"
         + (f" ({e.committed} already committed)" if e.committed else ""),
         f"  forward passes    {e.batches} batches of up to {e.batch_size} trials",

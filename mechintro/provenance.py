@@ -60,21 +60,24 @@ def provenance_attrs() -> dict[str, str]:
     }
 
 
+RUN_PROVENANCE = (
+    "experiment",
+    "model",
+    "weights_sha256",
+    "config",
+    "seed",
+    "mechintro_version",
+    "git_commit",
+    "package_versions",
+    "created",
+)
+"""The run attributes that say where a run came from: every export and figure carries them."""
+
+
 def figure_metadata(ds: Any) -> dict[str, str]:
     """PNG metadata for a figure drawn from run ``ds``: the run's provenance plus the software
     that drew it (pass to ``Figure.savefig(..., metadata=...)``)."""
-    keys = (
-        "experiment",
-        "model",
-        "weights_sha256",
-        "config",
-        "seed",
-        "mechintro_version",
-        "git_commit",
-        "package_versions",
-        "created",
-    )
-    source = {k: ds.attrs[k] for k in keys if k in ds.attrs}
+    source = {k: ds.attrs[k] for k in RUN_PROVENANCE if k in ds.attrs}
     return {
         "Software": f"mechintro {mechintro_version()} (git {git_commit()})",
         "Source": json.dumps(source, sort_keys=True),

@@ -195,21 +195,15 @@ def _cell(ds: xr.Dataset, i: int) -> tuple[str, str]:
 
 def _trial_data(ds: xr.Dataset, name: str, tokenizer: Any) -> dict[str, Any]:
     """Compact per-trial data for the page: each distinct prompt once, as decoded tokens."""
-    from mechintro.transcripts import _labels, injected_response_chars, nothing_injected, trial
+    from mechintro.transcripts import (
+        TRIAL_VARIABLES,
+        _labels,
+        injected_response_chars,
+        nothing_injected,
+        trial,
+    )
 
-    keep = [
-        v
-        for v in (
-            "input_ids",
-            "attention_mask",
-            "inject_mask",
-            "read_mask",
-            "response",
-            "response_ids",
-            "answer_logprobs",
-        )
-        if v in ds
-    ]
+    keep = [v for v in TRIAL_VARIABLES if v in ds]
     keep += [v for v in ds.data_vars if str(v).startswith("grade_")]
     attrs = dict(ds.attrs)
     ds = ds[keep].compute()
@@ -657,6 +651,7 @@ def _build(
         "model",
         "weights_sha256",
         "mode",
+        "readouts",
         "seed",
         "batch_size",
         "created",

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -29,14 +29,27 @@ import zarr
 from mechintro import engine, planning, runs
 from mechintro._fs import store_lock
 from mechintro.errors import MechintroError
+from mechintro.interventions import Intervention
+from mechintro.interventions import identity as intervention_identity
 from mechintro.models import Model
 from mechintro.progress import Progress
 from mechintro.progress import callback as progress_callback
 from mechintro.prompts import Prompt, Window
 from mechintro.provenance import provenance_attrs
+from mechintro.reading import (
+    Batch,
+    Generate,
+    NextToken,
+    Outputs,
+    Readout,
+    Resid,
+    check_reads,
+)
+from mechintro.reading import (
+    batch_seed as batch_seed,  # re-exported: the seed of a run's batch
+)
 
 log = logging.getLogger(__name__)
-Mode = Literal["logits", "generate", "resid"]
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -53,8 +66,11 @@ class Trial:
     the run's (tokens after it are stored as ``-1``, as after an end of sequence). ``swap_prefix``
     > 0 hands the first tokens to the run's ``swap_model`` (Latent Introspection's model swap).
     ``patch`` writes activations at chosen prompt positions (:class:`mechintro.engine.Patch`:
-    Patchscopes, Activation Oracles); a run whose trials patch injects no ``vector`` and records
-    no residuals.
+    Patchscopes, Activation Oracles). ``interventions`` are any further
+    :class:`~mechintro.interventions.Intervention` objects (:class:`~mechintro.engine.Add`,
+    :class:`~mechintro.engine.Ablate`, :class:`~mechintro.engine.Patch` or a class of your own):
+    the engine plans and applies each, and their fields join the run's identity; the stored
+    ``inject_mask`` and ``injected_vector`` describe the ``vector`` field only.
     """
 
     prompt: Prompt
@@ -73,8 +89,9 @@ class Trial:
     token_strengths: tuple[float, ...] | None = None
     """Per prompt token, a multiplier of ``strength x vector`` on the window's tokens (``None``:
     1 on each): strength comparison adds a1 on one sentence and a2 on another in one pass."""
+    interventions: tuple[Intervention, ...] = ()
 
-    def injection(self) -> engine.Injection | None:
+    def injection(self) -> engine.Add | None:
         if self.vector is None:
             return None
         mask: tuple[float, ...] | tuple[bool, ...] = self.window.resolve(self.prompt)
@@ -87,12 +104,19 @@ class Trial:
             mask = tuple(
                 float(w) if m else 0.0 for m, w in zip(mask, self.token_strengths, strict=True)
             )
-        return engine.Injection(
+        return engine.Add(
             vector=self.vector * self.strength,
             layers=tuple(range(self.inject_layer, self.inject_layer_end)),
             mask=mask,
             generated=self.window.generated,
         )
+
+    def all_interventions(self, injection: engine.Add | None) -> list[Intervention]:
+        """Everything this trial does to the model: its injection (``vector``, ``strength``,
+        ``window``, resolved once by :meth:`injection`), its ``patch`` and its
+        ``interventions``."""
+        own = [injection] if injection is not None else []
+        return [*own, *([self.patch] if self.patch is not None else []), *self.interventions]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,7 +194,7 @@ def _inputs_dataset(
     model: Model,
     trials: Sequence[Trial],
     injections: Sequence[engine.Injection | None],
-    answers: tuple[list[str], list[str], list[int]] | None,
+    readouts: Sequence[Readout],
 ) -> xr.Dataset:
     n, width, d = len(trials), max(len(t.prompt) for t in trials), model.d_model
     ids = np.full((n, width), model.tokenizer.pad_token_id, dtype=np.int32)
@@ -216,11 +240,8 @@ def _inputs_dataset(
             "trial",
             np.array(values, dtype=object if isinstance(values[0], str) else None),
         )
-    if answers is not None:
-        texts, labels, token_ids = answers
-        coords["answer"] = np.array(texts, dtype=object)
-        coords["answer_label"] = ("answer", np.array(labels, dtype=object))
-        coords["answer_id"] = ("answer", np.array(token_ids, dtype=np.int64))
+    for readout in readouts:
+        coords |= readout.coords(model)
     data = {
         "input_ids": (("trial", "pos"), ids),
         "attention_mask": (("trial", "pos"), attn),
@@ -232,7 +253,7 @@ def _inputs_dataset(
     return xr.Dataset(data, coords=coords)
 
 
-def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Injection | None]:
+def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Add | None]:
     """Validate every trial before anything is written; return each trial's injection (its
     window resolved once, which also refuses a marker that is not in the prompt)."""
     if not trials:
@@ -257,17 +278,17 @@ def _check_trials(model: Model, trials: Sequence[Trial]) -> list[engine.Injectio
                 )
             model.check_layer(t.inject_layer)
             model.check_layer(t.inject_layer_end - 1)
-    patched = [t for t in trials if t.patch is not None]
-    if patched:
-        if any(t.vector is not None or t.swap_prefix for t in trials):
-            raise MechintroError(
-                "a run either patches activations or injects vectors (or swaps models): "
-                "split it into two runs"
-            )
-        engine.check_patches(
-            model, [t.prompt.input_ids for t in patched], [t.patch for t in patched]
+    injections = [t.injection() for t in trials]
+    rows = _interventions(trials, injections)
+    if any(t.swap_prefix and row for t, row in zip(trials, rows, strict=True)):
+        raise MechintroError(
+            "a model-swap trial injects, patches or ablates nothing (its prefix is read by the "
+            "swap model): split it into two runs"
         )
-    return [t.injection() for t in trials]
+    engine.check(model, [t.prompt.input_ids for t in trials], rows)
+    for x in {id(x): x for t in trials for x in t.interventions}.values():
+        intervention_identity(x)  # refuses one that a run cannot identify
+    return injections
 
 
 def _check_memory(
@@ -294,11 +315,6 @@ def _check_memory(
             f"half of this machine's {memory / 2**30:.0f} GiB: give --batch-size {cap} or less (or "
             "--no-record-resid)"
         )
-
-
-def batch_seed(seed: int, batch_index: int) -> int:
-    digest = hashlib.sha256(f"{seed}:{batch_index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def layer_map(specs: Sequence[str | int | float], layers: Sequence[int]) -> str:
@@ -341,7 +357,8 @@ def execute(
     out: str | Path,
     *,
     config: Mapping[str, object] | object,
-    mode: Mode,
+    readouts: Sequence[Readout] | None = None,
+    mode: str | None = None,
     answers: Answers | None = None,
     generation: Generation | None = None,
     batch_size: int | None = None,
@@ -362,9 +379,11 @@ def execute(
             JSON-serialisable mapping; stored, and compared on resume. From a dataclass,
             ``batch_size``, ``record`` and ``seed`` default to its ``batch_size``,
             ``record_resid`` and ``seed`` fields (else to 16, false and 0).
-        mode: what the run reads: ``"logits"`` (next-token log-probabilities of ``answers``),
-            ``"generate"`` (sampled tokens; needs ``generation``) or ``"resid"`` (only the
-            residual streams; needs ``record``). The store holds the variables of that readout.
+        readouts: what the run reads (:mod:`mechintro.reading`: :class:`NextToken`,
+            :class:`Generate`, or a readout of one's own); the store holds their variables. A
+            run that records residual streams adds :class:`Resid`; ``[]`` reads only those.
+        mode: the earlier spelling of ``readouts``: ``"logits"`` is ``[NextToken(answers)]``,
+            ``"generate"`` ``[Generate(generation)]``, ``"resid"`` ``[]``.
         record: store every layer's residual stream over the prompt — as the config's
             ``resid_dtype`` (default float16), at its ``resid_layers`` and ``resid_positions``
             (default all).
@@ -388,9 +407,7 @@ def execute(
         model,
         trials,
         config=config,
-        mode=mode,
-        answers=answers,
-        generation=generation,
+        readouts=_spelled_readouts(readouts, mode, answers, generation),
         batch_size=batch_size,
         record=record,
         seed=seed,
@@ -410,6 +427,30 @@ def execute(
     return out
 
 
+def _spelled_readouts(
+    readouts: Sequence[Readout] | None,
+    mode: str | None,
+    answers: Answers | None,
+    generation: Generation | None,
+) -> list[Readout]:
+    """``execute``'s readouts, given as such or by the earlier ``mode`` spelling."""
+    if readouts is not None:
+        if mode is not None or answers is not None or generation is not None:
+            raise AssertionError("give readouts, or mode with its answers or generation")
+        return list(readouts)
+    if mode == "logits":
+        if answers is None:
+            raise AssertionError("logit mode needs answers")
+        return [NextToken(answers)]
+    if mode == "generate":
+        if generation is None:
+            raise AssertionError("generation mode needs generation settings")
+        return [Generate(generation)]
+    if mode == "resid":
+        return []
+    raise AssertionError(f"mode {mode!r}: give readouts (or mode logits, generate or resid)")
+
+
 def _raw_bytes(plan: _Plan) -> int:
     """An upper bound of the store's size: its large variables uncompressed."""
     n, model = len(plan.trials), plan.model
@@ -419,10 +460,10 @@ def _raw_bytes(plan: _Plan) -> int:
         item = runs.stored_resid_dtype(plan.resid_dtype).itemsize
         # positions before resid_from are zeros, which compress to next to nothing
         per_trial += item * stored * (plan.width - plan.resid_from) * model.d_model
-    if plan.answers is not None:
-        per_trial += 4 * len(plan.answers[2])
-    if plan.generation is not None:
-        per_trial += 16 * plan.generation.max_new_tokens  # token ids and text
+    for readout in plan.readouts:
+        if isinstance(readout, Resid):
+            continue
+        per_trial += sum(v.raw_bytes() for v in readout.stored(model).variables.values())
     return n * per_trial
 
 
@@ -452,7 +493,6 @@ def _calibrate(plan: _Plan, out: Path, started: float) -> planning.Estimate:
     setup = time.perf_counter() - started
     n, size = len(plan.trials), plan.batch_size
     stop = min(size, n)
-    batch = _BATCHES[plan.mode]
     prefix = _shared_prefix(plan)
     seconds = []
     with tempfile.TemporaryDirectory(prefix="mechintro-plan-") as tmp:
@@ -461,8 +501,8 @@ def _calibrate(plan: _Plan, out: Path, started: float) -> planning.Estimate:
         created = _store_sizes(path)
         for _ in range(2):  # the second run is timed: the first pays one-time start-up costs
             t0 = time.perf_counter()
-            result, outputs = _backing_off(batch, plan, 0, 0, stop, prefix)
-            runs.write_batch(path, 0, outputs | _checked_outputs(plan, 0, result))
+            result, outputs = _backing_off(_read_batch, plan, 0, 0, stop, prefix)
+            runs.write_batch(path, 0, outputs | _checked_outputs(plan, 0, result, outputs))
             seconds.append(time.perf_counter() - t0)
             if seconds[0] > 60:  # a slow batch is timed once: start-up is small beside it
                 break
@@ -483,13 +523,15 @@ def _calibrate(plan: _Plan, out: Path, started: float) -> planning.Estimate:
     return planning.Estimate(
         experiment=plan.attrs.get("experiment", ""),
         model=plan.model.name,
-        mode=plan.mode,
+        reads=" + ".join(r.name for r in plan.readouts),
         trials=n,
         committed=committed,
         batch_size=size,
         batches=-(-n // size),
         prompt_tokens=sum(len(t.prompt.input_ids) for t in plan.trials),
-        max_new_tokens=plan.generation.max_new_tokens if plan.generation else 0,
+        max_new_tokens=next(
+            (r.generation.max_new_tokens for r in plan.readouts if isinstance(r, Generate)), 0
+        ),
         generated_tokens=generated,
         bytes_by_variable=sizes,
         raw_bytes=_raw_bytes(plan),
@@ -567,16 +609,15 @@ def stored_vectors(out: str | Path, trials: Sequence[Trial]) -> list[Trial]:
 
 @dataclass(frozen=True, eq=False)
 class _Plan:
-    """A run, checked and resolved before any file exists: its trials, their injections, the
-    answer tokens, the store's attributes and the settings of every batch."""
+    """A run, checked and resolved before any file exists: its trials, their injections, its
+    readouts (with :class:`Resid` when recording), the store's attributes and the settings of
+    every batch."""
 
     model: Model
     trials: Sequence[Trial]
     injections: list[engine.Injection | None]
-    answers: tuple[list[str], list[str], list[int]] | None
+    readouts: Sequence[Readout]
     attrs: dict[str, str]
-    mode: Mode
-    generation: Generation | None
     batch_size: int
     record: bool
     seed: int
@@ -592,19 +633,13 @@ class _Plan:
     def width(self) -> int:
         return max(len(t.prompt) for t in self.trials)
 
-    @property
-    def patching(self) -> bool:
-        return any(t.patch is not None for t in self.trials)
-
 
 def _plan(
     model: Model,
     trials: Sequence[Trial],
     *,
     config: Mapping[str, object] | object,
-    mode: Mode,
-    answers: Answers | None,
-    generation: Generation | None,
+    readouts: list[Readout],
     batch_size: int | None,
     record: bool | None,
     seed: int | None,
@@ -622,15 +657,9 @@ def _plan(
     seed = int(fields.get("seed", 0)) if seed is None else seed
     if batch_size < 1:
         raise MechintroError(f"batch size must be at least 1, got {batch_size}")
-    if mode == "logits" and answers is None:
-        raise AssertionError("logit mode needs answers")
-    if mode == "generate" and generation is None:
-        raise AssertionError("generation mode needs generation settings")
-    if mode == "resid" and not record:
+    if not readouts and not record:
         raise MechintroError("a run that reads only residual streams must record them")
     injections = _check_trials(model, trials)
-    if record and any(t.patch is not None for t in trials):
-        raise MechintroError("a patched run records no residual streams: set record_resid false")
     resid_layers = _resid_layers(fields.get("resid_layers"), model.n_layers) if record else None
     resid_dtype = str(fields.get("resid_dtype", "float16"))
     runs.stored_resid_dtype(resid_dtype)  # a bad value (a mapping config) is one line
@@ -638,11 +667,13 @@ def _plan(
     if record:
         _check_memory(model, trials, batch_size, runs.stored_resid_dtype(resid_dtype).itemsize)
     swapping = any(t.swap_prefix for t in trials)
-    if swapping and (swap_model is None or mode != "logits" or record):
+    if swapping and (swap_model is None or [type(r) for r in readouts] != [NextToken] or record):
         raise MechintroError(
             "model-swap trials need a swap model, logit mode and no residual recording"
         )
-    resolved = answers.resolve(model.tokenizer) if answers is not None else None
+    if record:
+        readouts = [*readouts, Resid(resid_dtype, resid_layers, resid_from)]
+    check_reads(readouts, Batch(model, trials, 0, 0, 1, batch_size, seed))
     attrs = {
         "model": model.name,
         "weights_sha256": model.weights_sha256,
@@ -666,10 +697,8 @@ def _plan(
         model=model,
         trials=trials,
         injections=injections,
-        answers=resolved,
+        readouts=readouts,
         attrs=attrs,
-        mode=mode,
-        generation=generation,
         batch_size=batch_size,
         record=record,
         seed=seed,
@@ -683,7 +712,7 @@ def _plan(
 
 
 def _resid_from(
-    specs: object, trials: Sequence[Trial], injections: Sequence[engine.Injection | None]
+    specs: object, trials: Sequence[Trial], injections: Sequence[engine.Add | None]
 ) -> int:
     """The first prompt position (of the run's left-padded width) whose residual stream is
     stored, from the config's ``resid_positions``: ``last:N`` keeps the last N prompt tokens,
@@ -743,11 +772,10 @@ def _resid_layers(specs: Sequence[object] | None, n_layers: int) -> tuple[int, .
 def _create_store(plan: _Plan, path: Path) -> None:
     runs.create_run(
         path,
-        inputs=_inputs_dataset(plan.model, plan.trials, plan.injections, plan.answers),
+        inputs=_inputs_dataset(plan.model, plan.trials, plan.injections, plan.readouts),
         attrs=plan.attrs,
         batch_size=plan.batch_size,
-        mode=plan.mode,
-        max_new_tokens=plan.generation.max_new_tokens if plan.generation else 0,
+        readouts=[r.stored(plan.model) for r in plan.readouts],
         record=plan.record,
         n_layers=plan.model.n_layers,
         resid_layers=plan.resid_layers,
@@ -761,7 +789,7 @@ def _open_store(plan: _Plan, out: Path) -> np.ndarray:
     its inputs); return which trials are committed."""
     if out.exists():
         runs.check_metadata(out)  # never write with edited metadata (a scale_factor added)
-        stored = _check_resume(out, plan.attrs, plan.batch_size, plan.mode, plan.legacy)
+        stored = _check_resume(out, plan, plan.legacy)
         if "identity" in stored:  # same identity: the trials this command builds are the stored
             runs.restore_inputs(out, functools.partial(_create_store, plan))
     else:
@@ -772,9 +800,6 @@ def _open_store(plan: _Plan, out: Path) -> np.ndarray:
             f"{out} holds {len(done)} trials but this run has {len(plan.trials)}: use another --out"
         )
     return done
-
-
-Outputs = dict[str, tuple[tuple[str, ...], np.ndarray]]
 
 
 # Write each batch on a background thread while the next batch's forward pass runs. At most one
@@ -834,7 +859,6 @@ def _run_batches(plan: _Plan, out: Path, done: np.ndarray, progress: Progress) -
     report, close_bar = progress_callback(progress, Path(out).name, "trial")
     if report:
         report(n_done, total)
-    batch = _BATCHES[plan.mode]
     writer = _Writer(out, BACKGROUND_WRITES)
     reported = 0
 
@@ -849,8 +873,8 @@ def _run_batches(plan: _Plan, out: Path, done: np.ndarray, progress: Progress) -
             start, stop = b * size, min((b + 1) * size, len(trials))
             if done[start:stop].all():
                 continue
-            result, outputs = _backing_off(batch, plan, b, start, stop, prefix)
-            outputs |= _checked_outputs(plan, b, result)
+            result, outputs = _backing_off(_read_batch, plan, b, start, stop, prefix)
+            outputs |= _checked_outputs(plan, b, result, outputs)
             writer.submit(start, outputs, int((~done[start:stop]).sum()))
             written()
         writer.wait()
@@ -863,9 +887,10 @@ def _run_batches(plan: _Plan, out: Path, done: np.ndarray, progress: Progress) -
 
 def _shared_prefix(plan: _Plan) -> int:
     """One shared-prefix length for the whole run, so every batch takes the same path."""
-    if plan.swap_model is not None or plan.patching or plan.model.remote:
+    if plan.swap_model is not None or plan.model.remote:
         return 0
-    prefix = engine.shared_prefix([t.prompt.input_ids for t in plan.trials], plan.injections)
+    rows = _interventions(plan.trials, plan.injections)
+    prefix = engine.shared_prefix([t.prompt.input_ids for t in plan.trials], rows, plan.model)
     return prefix if prefix >= engine.MIN_SHARED_PREFIX else 0
 
 
@@ -946,128 +971,44 @@ def _join_outputs(a: Outputs, b: Outputs) -> Outputs:
     return {k: (a[k][0], np.concatenate([a[k][1], b[k][1]])) for k in a}
 
 
-def _logit_batch(
+def _read_batch(
     plan: _Plan, b: int, start: int, stop: int, prefix: int
 ) -> tuple[engine.BatchResult, Outputs]:
-    """Logit mode: the answer tokens' next-token log-probabilities of trials ``start:stop``
-    (batch ``b`` or part of it)."""
+    """Trials ``start:stop`` (batch ``b`` or part of it): one engine pass reads what every
+    readout of the run asks for, and each readout fills its variables from the result."""
     chunk = plan.trials[start:stop]
+    batch = Batch(plan.model, plan.trials, b, start, stop, plan.batch_size, plan.seed)
+    reads = [r for readout in plan.readouts for r in readout.reads(batch)]
     injections = plan.injections[start:stop]
-    prompts = [t.prompt.input_ids for t in chunk]
-    answer_ids = plan.answers[2] if plan.answers else []
     if any(t.swap_prefix for t in chunk):
         assert plan.swap_model is not None
+        answer_ids = next(list(r.answer_ids) for r in reads if isinstance(r, engine.NextToken))
         result = _swap_batch(plan.model, plan.swap_model, chunk, injections, answer_ids)
     else:
-        readouts = [engine.NextToken(tuple(answer_ids)), *_resid(plan)]
+        prompts = [t.prompt.input_ids for t in chunk]
         rows = _interventions(chunk, injections)
-        result = engine.run_batch(plan.model, prompts, rows, readouts, prefix=prefix)
-    assert result.answer_logprobs is not None  # the NextToken readout fills it
-    logprobs = result.answer_logprobs.numpy().astype(np.float32)
-    return result, {"answer_logprobs": (("trial", "answer"), logprobs)}
+        result = engine.run_batch(plan.model, prompts, rows, reads, prefix=prefix)
+    outputs: Outputs = {}
+    for readout in plan.readouts:
+        outputs |= readout.fill(batch, result)
+    return result, outputs
 
 
 def _interventions(
-    chunk: Sequence[Trial], injections: Sequence[engine.Injection | None]
-) -> list[list[engine.Intervention]]:
-    """Each trial's interventions: its injection (resolved once, by :func:`_plan`) and patch."""
-    rows: list[list[engine.Intervention]] = []
-    for t, inj in zip(chunk, injections, strict=True):
-        row: list[engine.Intervention] = [inj] if inj is not None else []
-        rows.append(row + ([t.patch] if t.patch is not None else []))
-    return rows
+    chunk: Sequence[Trial], injections: Sequence[engine.Add | None]
+) -> list[list[Intervention]]:
+    """Each trial's interventions (:meth:`Trial.all_interventions`; its injection resolved once,
+    by :func:`_plan`)."""
+    return [t.all_interventions(inj) for t, inj in zip(chunk, injections, strict=True)]
 
 
-_TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-def _resid(plan: _Plan) -> list[engine.Readout]:
-    return [engine.Resid(_TORCH_DTYPES[plan.resid_dtype])] if plan.record else []
-
-
-def _resid_batch(
-    plan: _Plan, b: int, start: int, stop: int, prefix: int
-) -> tuple[engine.BatchResult, Outputs]:
-    """Residual mode: the forward pass of trials ``start:stop``, read only for its residual
-    streams (stored by :func:`_checked_outputs`)."""
-    chunk = plan.trials[start:stop]
-    prompts = [t.prompt.input_ids for t in chunk]
-    rows = _interventions(chunk, plan.injections[start:stop])
-    return engine.run_batch(plan.model, prompts, rows, _resid(plan), prefix=prefix), {}
-
-
-def _generate_batch(
-    plan: _Plan, b: int, start: int, stop: int, prefix: int
-) -> tuple[engine.BatchResult, Outputs]:
-    """Generation mode: the sampled tokens of trials ``start:stop`` (``-1`` after the end of
-    sequence and after a trial's own ``max_new_tokens``) and their text. A part of batch ``b``
-    (:func:`_backing_off`) samples from batch ``b``'s random stream at its own rows, so it
-    draws what it would have drawn in the whole batch."""
-    assert plan.generation is not None
-    most = plan.generation.max_new_tokens
-    first, last = b * plan.batch_size, min((b + 1) * plan.batch_size, len(plan.trials))
-    whole = plan.trials[first:last]
-    chunk = plan.trials[start:stop]
-    prompts = [t.prompt.input_ids for t in chunk]
-    # A batch whose trials all stop early (their own max_new_tokens) generates only that far;
-    # the step count is the whole batch's, so a part of it runs the same loop.
-    steps = max(min(t.max_new_tokens or most, most) for t in whole)
-    rows_of = None if (start, stop) == (first, last) else (start - first, len(whole))
-    g = plan.generation
-    sampling = engine.Generate(
-        steps, g.temperature, batch_seed(plan.seed, b), top_k=g.top_k, top_p=g.top_p,
-        rows_of=rows_of,
-    )  # fmt: skip
-    rows = _interventions(chunk, plan.injections[start:stop])
-    result = engine.run_batch(plan.model, prompts, rows, [sampling, *_resid(plan)], prefix=prefix)
-    ids = np.full((len(chunk), most), -1, dtype=np.int32)
-    assert result.generated is not None  # the Generate readout fills it
-    ids[:, :steps] = result.generated.numpy()
-    for row, t in enumerate(chunk):
-        if t.max_new_tokens is not None:
-            ids[row, t.max_new_tokens :] = -1
-    texts = [
-        plan.model.tokenizer.decode([t for t in row if t >= 0], skip_special_tokens=True)
-        for row in ids.tolist()
-    ]
-    return result, {
-        "response_ids": (("trial", "new_token"), ids),
-        "response": (("trial",), np.array(texts, dtype=object)),
-    }
-
-
-_BATCHES: dict[str, BatchFn] = {
-    "logits": _logit_batch,
-    "generate": _generate_batch,
-    "resid": _resid_batch,
-}
-
-
-def _checked_outputs(plan: _Plan, b: int, result: engine.BatchResult) -> Outputs:
-    """What every batch stores besides its readout: ``nonfinite`` (warned about) and, when
-    recorded, the residual stream left-padded to the run's width."""
+def _checked_outputs(plan: _Plan, b: int, result: engine.BatchResult, outputs: Outputs) -> Outputs:
+    """What every batch stores besides its readouts: ``nonfinite``, true where the engine saw
+    a non-finite logit or activation or a readout stored a non-finite number (warned about)."""
     nonfinite = result.nonfinite.numpy().copy()
-    if result.answer_logprobs is not None:
-        nonfinite |= ~np.isfinite(result.answer_logprobs.numpy()).all(1)
-    outputs: Outputs = {"nonfinite": (("trial",), nonfinite)}
-    if plan.record:
-        assert result.resid is not None
-        n, width, model = len(nonfinite), plan.width, plan.model
-        stored = list(plan.resid_layers) if plan.resid_layers is not None else slice(None)
-        kept = result.resid[:, stored]
-        if kept.dtype != _TORCH_DTYPES[plan.resid_dtype]:
-            raise AssertionError(f"the engine returned {kept.dtype} residuals")
-        if plan.resid_dtype == "bfloat16":  # kept as its bits: numpy has no bfloat16
-            kept = kept.view(torch.int16)
-        kept = kept.numpy().view(runs.stored_resid_dtype(plan.resid_dtype))
-        resid = np.zeros(
-            (n, kept.shape[1], width, model.d_model),
-            dtype=runs.stored_resid_dtype(plan.resid_dtype),
-        )
-        # left-aligned prompts end at the run's width; positions before resid_from stay zero
-        first = max(width - kept.shape[2], plan.resid_from)
-        resid[:, :, first:] = kept[:, :, kept.shape[2] - (width - first) :]
-        outputs["resid"] = (("trial", "layer", "pos", "d_model"), resid)
+    for name, (_, values) in outputs.items():
+        if name != "resid" and values.dtype.kind == "f":
+            nonfinite |= ~np.isfinite(values.reshape(len(values), -1)).all(1)
     if nonfinite.any():
         log.warning(
             "%d trial(s) in batch %d have non-finite logits or activations (flagged in "
@@ -1075,18 +1016,18 @@ def _checked_outputs(plan: _Plan, b: int, result: engine.BatchResult) -> Outputs
             int(nonfinite.sum()),
             b,
         )
-    return outputs
+    return {"nonfinite": (("trial",), nonfinite)}
 
 
 def _swap_batch(
     model: Model,
     swap_model: Model,
     chunk: Sequence[Trial],
-    injections: Sequence[engine.Injection | None],
+    injections: Sequence[engine.Add | None],
     answer_ids: list[int],
 ) -> engine.BatchResult:
     """A logit-mode batch holding model-swap trials: those rows go through
-    :func:`engine.swap_forward`, the others through :func:`engine.forward`, merged in order."""
+    :func:`engine.swap_forward`, the others through :func:`engine.run_batch`, merged in order."""
     swap = [i for i, t in enumerate(chunk) if t.swap_prefix]
     rest = [i for i, t in enumerate(chunk) if not t.swap_prefix]
     logprobs = torch.zeros(len(chunk), len(answer_ids))
@@ -1100,11 +1041,11 @@ def _swap_batch(
     )
     logprobs[swap], nonfinite[swap] = s.answer_logprobs, s.nonfinite
     if rest:
-        r = engine.forward(
+        r = engine.run_batch(
             model,
             [chunk[i].prompt.input_ids for i in rest],
-            [injections[i] for i in rest],
-            answer_ids=answer_ids,
+            _interventions([chunk[i] for i in rest], [injections[i] for i in rest]),
+            [engine.NextToken(tuple(answer_ids))],
         )
         logprobs[rest], nonfinite[rest] = r.answer_logprobs, r.nonfinite
     return engine.BatchResult(
@@ -1171,6 +1112,11 @@ def run_identity(model: Model, trials: Sequence[Trial]) -> dict[str, str]:
                     else [t.patch.layer, list(t.patch.positions), t.patch.mode, t.patch.coefficient]
                 )
                 + ([] if t.token_strengths is None else [[float(w) for w in t.token_strengths]])
+                + (
+                    []
+                    if not t.interventions
+                    else [[intervention_identity(x) for x in t.interventions]]
+                )
             ).encode()
         )
     versions = {}
@@ -1212,26 +1158,23 @@ def _legacy_fields(config_legacy: Mapping[str, object]) -> dict[str, object]:
     return legacy | dict(config_legacy)
 
 
-def _check_resume(
-    out: Path,
-    attrs: Mapping[str, str],
-    batch_size: int,
-    mode: str,
-    config_legacy: Mapping[str, object],
-) -> dict[str, str]:
+def _check_resume(out: Path, plan: _Plan, config_legacy: Mapping[str, object]) -> dict[str, str]:
     """Refuse to resume ``out`` with anything that would change its numbers; return its
-    attributes."""
+    attributes. A run made before readouts were stored compares what its mode held."""
     stored = runs.read_attrs(out)
+    attrs = plan.attrs
     expected = {
         "model": attrs["model"],
         "weights_sha256": attrs["weights_sha256"],
         "record_resid": attrs["record_resid"],
-        "mode": mode,
-        "batch_size": str(batch_size),
+        "batch_size": str(plan.batch_size),
         "swap_weights_sha256": attrs.get("swap_weights_sha256"),
         "shard": attrs.get("shard"),
     }
     diffs = [key for key, want in expected.items() if stored.get(key) != want]
+    now = [r.stored(plan.model).described() for r in plan.readouts]
+    if runs.stored_readouts(stored) != now:
+        diffs.append("readouts")
     try:
         old = json.loads(stored["config"])
     except (json.JSONDecodeError, TypeError):

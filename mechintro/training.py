@@ -10,7 +10,7 @@ trained on other weights.
 
 The module knows nothing about any study: the examples come from the caller. Self-prediction
 (Binder et al. 2024, "Looking Inward") draws them from a run with
-:func:`mechintro.self_prediction.training_examples` (``mechintro train``); activation oracles
+:func:`mechintro.looking_inward.tasks.training_examples` (``mechintro train``); activation oracles
 from :mod:`mechintro.oracle.train`, steering the forward pass with ``steer``.
 
 Defaults against Looking Inward's (Llama 3.1 70B: LoRA rank 32, batch 16, 1 epoch, lr 2e-5, ~30k

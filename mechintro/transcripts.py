@@ -376,6 +376,18 @@ def trial(ds: xr.Dataset, i: int, *, tokenizer: Any = None) -> Trial:
     )
 
 
+TRIAL_VARIABLES = (
+    "input_ids",
+    "attention_mask",
+    "inject_mask",
+    "read_mask",
+    "response",
+    "response_ids",
+    "answer_logprobs",
+)
+"""The per-trial variables a transcript (and the run report's page) reads, where a run has them."""
+
+
 def show(
     ds: xr.Dataset,
     trials: int | Sequence[int] | None = None,
@@ -420,19 +432,9 @@ def show(
                 f"trial {t} is out of range: this dataset has {n} trials (0..{n - 1})"
             )
     sub = ds.isel(trial=picked)
-    keep = [
-        v
-        for v in (
-            "input_ids",
-            "attention_mask",
-            "inject_mask",
-            "read_mask",
-            "response",
-            "response_ids",
-            "answer_logprobs",
-        )
-        if v in sub
-    ] + [v for v in sub.data_vars if str(v).startswith("grade_")]
+    keep = [v for v in TRIAL_VARIABLES if v in sub] + [
+        v for v in sub.data_vars if str(v).startswith("grade_")
+    ]
     sub = sub[keep].compute()
     sub.attrs = dict(ds.attrs)
     shown = Transcripts([trial(sub, k, tokenizer=tokenizer) for k in range(len(picked))])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mechintro as mi
 from mechintro import plotting
-from mechintro.analysis import self_prediction as sp
+from mechintro.looking_inward import score as sp
 
 root = Path(os.environ.get("MECHINTRO_ROOT", "../analyses/data/looking-inward"))
 names = sorted(d.name for d in root.iterdir() if (d / "base.zarr").exists())

@@ -55,7 +55,7 @@ def write_items(items: list[dict], out: str) -> None:
 
 
 def _pool(rel: str, ds) -> int:
-    if ds.attrs.get("mode") != "generate":
+    if "response" not in ds:
         from mechintro.errors import MechintroError
 
         raise MechintroError(

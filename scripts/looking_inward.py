@@ -38,9 +38,9 @@ import time
 from pathlib import Path
 
 from mechintro import runs, training
-from mechintro import self_prediction as sp_shared
 from mechintro.cli import script_main
-from mechintro.experiments import self_prediction
+from mechintro.looking_inward import experiment as self_prediction
+from mechintro.looking_inward import tasks as sp_shared
 from mechintro.models import load_model
 
 ROOT = Path(__file__).resolve().parent.parent

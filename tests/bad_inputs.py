@@ -1557,7 +1557,7 @@ CASES += [
     Case(
         "resid-dtype-unknown",
         "`run --resid-dtype` that is not float16, bfloat16 or float32",
-        "resid_dtype='float8' is invalid",
+        "argument --resid-dtype: invalid choice: 'float8'",
         argv=_tiny_run("--resid-dtype", "float8"),
         out="new.zarr",
     ),

@@ -7,8 +7,9 @@ nothing here writes files.
 * :mod:`~mechintro.analysis.causal` — whether that direction is causal for the yes answer
   (needs the model);
 * :mod:`~mechintro.analysis.lens` — the logit lens over layers (needs the model's weights);
-* :mod:`~mechintro.analysis.alignment` — think / don't-think alignment with concept vectors;
-* :mod:`~mechintro.analysis.self_prediction` — scoring Looking Inward's self-prediction runs.
+* :mod:`~mechintro.analysis.alignment` — think / don't-think alignment with concept vectors.
+
+Looking Inward's runs are scored by :mod:`mechintro.looking_inward.score`, in the study's package.
 
 Layering: this package reads run datasets only. It never imports :mod:`mechintro.experiments`,
 :mod:`mechintro.engine` or nnsight, except through the two modules that need a model,

@@ -26,9 +26,7 @@ from mechintro.models import Model
 from mechintro.readouts import yes_no
 
 
-def _trials_of(
-    ds: xr.Dataset, rows: np.ndarray
-) -> tuple[list[list[int]], list[engine.Injection | None]]:
+def _trials_of(ds: xr.Dataset, rows: np.ndarray) -> tuple[list[list[int]], list[engine.Add | None]]:
     """Rebuild rows' prompts and injections from what the run stored."""
     ids = np.asarray(ds["input_ids"].values)
     attn = np.asarray(ds["attention_mask"].values).astype(bool)
@@ -41,7 +39,7 @@ def _trials_of(
         prompts.append(ids[r][attn[r]].tolist())
         if inject[r].any():
             injections.append(
-                engine.Injection(
+                engine.Add(
                     vector=torch.from_numpy(vec[r] * strength[r]),
                     layers=tuple(range(int(first[r]), int(end[r]))),
                     mask=tuple(inject[r][attn[r]].tolist()),
@@ -53,18 +51,20 @@ def _trials_of(
 
 
 def _logit_diff(
-    model: Model, ds: xr.Dataset, prompts, injections, *, ablate=None, batch_size: int
+    model: Model, ds: xr.Dataset, prompts, injections, *, ablate=(), batch_size: int
 ) -> np.ndarray:
+    """The yes-minus-no log-odds of each prompt with its injection (or none) and the
+    :class:`~mechintro.engine.Ablate` interventions ``ablate`` (every prompt's)."""
     answer_ids = [int(x) for x in ds["answer_id"].values]
     yes = np.asarray(ds["answer_label"].values) == "yes"
+    rows = [[*([] if inj is None else [inj]), *ablate] for inj in injections]
     out = []
     for s in range(0, len(prompts), batch_size):
-        res = engine.forward(
+        res = engine.run_batch(
             model,
             prompts[s : s + batch_size],
-            injections[s : s + batch_size],
-            answer_ids=answer_ids,
-            ablate=ablate,
+            rows[s : s + batch_size],
+            [engine.NextToken(tuple(answer_ids))],
         )
         lp = res.answer_logprobs.double().numpy()
         out.append(np.logaddexp.reduce(lp[:, yes], 1) - np.logaddexp.reduce(lp[:, ~yes], 1))
@@ -198,7 +198,7 @@ def causal_check(
         for k, r in enumerate(rows):
             flat_prompts.append(prompts[k])
             flat_inj.append(
-                engine.Injection(
+                engine.Add(
                     vector=torch.from_numpy(scale * dvec),
                     layers=(layer,),
                     mask=tuple(window[r][attn[r]].tolist()),
@@ -222,9 +222,10 @@ def causal_check(
         for g in np.unique(group):  # one batched pass per distinct direction
             idx = np.flatnonzero(group == g)
             dv = dvec_per_trial[idx[0]]
-            spec = {
-                lay: (torch.from_numpy(dv), float(ctl_mean[j] @ dv)) for j, lay in enumerate(later)
-            }
+            spec = [
+                engine.Ablate(torch.from_numpy(dv), (lay,), float(ctl_mean[j] @ dv))
+                for j, lay in enumerate(later)
+            ]
             out[idx] = _logit_diff(
                 model,
                 ds,

@@ -22,7 +22,7 @@ MODULES: dict[str, str] = {
     "latent-introspection": "mechintro.experiments.latent_introspection",
     "sweep": "mechintro.experiments.sweep",
     "localisation": "mechintro.experiments.localisation",
-    "self-prediction": "mechintro.experiments.self_prediction",
+    "self-prediction": "mechintro.looking_inward.experiment",
     "patchscope": "mechintro.experiments.patchscope",
     "strength-comparison": "mechintro.experiments.strength_comparison",
     "strength-classification": "mechintro.experiments.strength_classification",

@@ -9,6 +9,8 @@ from pathlib import Path
 import xarray as xr
 
 from mechintro.errors import MechintroError
+from mechintro.models import Model
+from mechintro.vectors import concept_vectors, pca_center_vectors
 
 # the nine concepts of acsresearch/latent-introspection-code's main.py, the default of both
 # latent-introspection and concept-confusion
@@ -75,15 +77,6 @@ INTERVENTIONS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
-def grid_cells(summary: xr.Dataset):
-    """``(row, cell)`` per (layer, strength) of a summary, in table order: ``row`` opens a
-    table row with the layer and strength, ``cell`` is the summary there."""
-    for lay in summary.inject_layer.values:
-        for s in summary.strength.values:
-            row: dict[str, object] = {"layer": int(lay), "strength": f"{float(s):g}"}
-            yield row, summary.sel(inject_layer=lay, strength=s)
-
-
 def load_suffixes(path: str) -> list[str]:
     """PCA-center suffixes from a JSON file: a list of strings, or ``{"suffixes": [...]}``."""
     p = Path(path)
@@ -102,3 +95,21 @@ def load_suffixes(path: str) -> list[str]:
             f"suffixes_file {path} is not a list of at least 2 strings: give a JSON list of strings"
         )
     return data
+
+
+def code_vectors(
+    model: Model,
+    concepts: tuple[str, ...],
+    *,
+    method: str,
+    suffixes_file: str,
+    system: str | None,
+    lowercase: bool,
+) -> xr.DataArray:
+    """The Latent Introspection code's vectors: PCA-center (with the suffixes of
+    ``suffixes_file`` if given, under the system message ``system``) or, with ``method``
+    ``lindsey``, Lindsey's."""
+    if method == "pca_center":
+        suffixes = load_suffixes(suffixes_file) if suffixes_file else None
+        return pca_center_vectors(model, list(concepts), suffixes=suffixes, system=system)
+    return concept_vectors(model, list(concepts), lowercase=lowercase)

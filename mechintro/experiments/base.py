@@ -1,9 +1,10 @@
-"""What every experiment shares: the base config, the :class:`Experiment` protocol, per-cell
-summaries and the config fields' help.
+"""What every experiment shares: the base config, the :class:`Experiment` protocol, the one
+:func:`run`, per-cell summaries and the config fields' help.
 
-An experiment is a module (registered in :data:`mechintro.experiments.EXPERIMENTS`) that turns a
-frozen config into trials (:func:`build_trials`), runs them with :func:`mechintro.runner.execute`
-(:func:`run`), and summarises a finished run (:func:`summarize`, :func:`format_summary`).
+An experiment is a module (registered in :data:`mechintro.experiments.EXPERIMENTS`) that declares
+its trials (:func:`build_trials`), what they read (:func:`readouts`) and its summary
+(:func:`summarize`, :func:`format_summary`); :func:`run` does the rest (vectors, trials,
+:func:`mechintro.runner.execute`), and the module's own ``run`` is :func:`bound_run`'s.
 ``tests/unit/test_experiments.py`` checks every registered module against :class:`Experiment`;
 docs/extending.md walks through writing one.
 """
@@ -14,19 +15,22 @@ import ast
 import dataclasses
 import inspect
 import itertools
+import sys
 import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Protocol, TypeVar, cast, runtime_checkable
 
 import numpy as np
 import xarray as xr
 
 from mechintro.config import ResidDtype, check_config
-from mechintro.models import DEFAULT_MODEL
-from mechintro.vectors import StrengthUnit
+from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.reading import Readout
+from mechintro.runner import Shard, Trial, execute
+from mechintro.vectors import StrengthUnit, concept_vectors
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +72,17 @@ class SteeredConfig(BaseConfig):
     at the layer (resid_norm)"""
 
 
-class Experiment(Protocol):
+C = TypeVar("C", bound=BaseConfig)
+C_in = TypeVar("C_in", bound=BaseConfig, contravariant=True)
+
+Planned = list[Trial] | tuple[list[Trial], list[int]]
+"""What ``build_trials`` returns: the trials, with the block indices the config's ``layers``
+resolved to (stored as the run's ``layer_map``) where it has layers."""
+
+Progress = Callable[[int, int], None] | None
+
+
+class Experiment(Protocol[C]):
     """What an experiment module provides (a module satisfies this structurally).
 
     Example (any registered experiment)::
@@ -82,30 +96,165 @@ class Experiment(Protocol):
 
     NAME: str
     """the CLI name (``mechintro run NAME``), stored as the run's ``experiment`` attribute"""
-    Config: type
+    Config: type[C]
     """a frozen dataclass with at least :class:`BaseConfig`'s fields; its defaults are valid"""
 
-    def build_trials(self, config: Any, model: Any, /, *args: Any, **kwargs: Any) -> Any:
-        """The trials of ``config`` on ``model`` (list of :class:`mechintro.runner.Trial`),
-        built before anything runs."""
+    def build_trials(self, config: C, model: Model, vectors: xr.DataArray | None, /) -> Planned:
+        """The trials of ``config`` on ``model`` injecting ``vectors`` (list of
+        :class:`mechintro.runner.Trial`), built before anything runs."""
+
+    def readouts(self, config: C, model: Model, /) -> list[Readout]:
+        """What the run reads (:mod:`mechintro.reading`); ``[]``: residual streams only."""
 
     def run(
         self,
-        config: Any,
+        config: C,
         out: str | Path,
         *,
-        model: Any,
+        model: Model,
         vectors: xr.DataArray | None = None,
-        progress: Callable[[int, int], None] | None = None,
-        shard: Any = None,
+        progress: Progress = None,
+        shard: Shard | None = None,
     ) -> Path:
-        """Build the trials and run them into the store ``out`` (resuming it if present)."""
+        """Build the trials and run them into the store ``out`` (resuming it if present):
+        :func:`bound_run`."""
 
     def summarize(self, ds: xr.Dataset) -> xr.Dataset:
         """The run's summary table as a dataset (its numbers are what docs/results.md shows)."""
 
     def format_summary(self, summary: xr.Dataset) -> str:
         """:func:`summarize`'s result as plain text (the CLI prints it)."""
+
+
+@runtime_checkable
+class MakesVectors(Protocol[C_in]):
+    """An experiment whose vectors are not the Lindsey vectors of its ``words()`` or
+    ``concepts`` (:func:`lindsey_vectors`): ``None`` where it injects nothing."""
+
+    def make_vectors(self, config: C_in, model: Model, /) -> xr.DataArray | None:
+        """The vectors a run injects when none are given."""
+
+
+@runtime_checkable
+class Prepares(Protocol[C]):
+    """An experiment that completes its config for the model before it runs."""
+
+    def prepare(self, config: C, model: Model, /) -> C:
+        """``config`` as run on ``model`` (stored, and compared on resume)."""
+
+
+@runtime_checkable
+class StoresAttrs(Protocol[C_in]):
+    """An experiment that stores attributes of its own (they override the derived ones)."""
+
+    def run_attrs(self, config: C_in, layers: list[int], /) -> dict[str, str]:
+        """The run's further attributes."""
+
+
+def lindsey_vectors(config: BaseConfig, model: Model) -> xr.DataArray:
+    """Lindsey concept vectors (:func:`mechintro.vectors.concept_vectors`) of the config's
+    ``words()`` if it has them, else its ``concepts``, lowercased as its ``lowercase`` says: the
+    vectors an experiment computes unless it says otherwise (:class:`MakesVectors`).
+
+    Example::
+
+        vectors = lindsey_vectors(Config(concepts=("Dust",)), model)
+    """
+    words = getattr(config, "words", None)
+    concepts = words() if callable(words) else getattr(config, "concepts", ())
+    lowercase = bool(getattr(config, "lowercase", True))
+    return concept_vectors(model, list(concepts), lowercase=lowercase)
+
+
+def run(
+    protocol: Experiment[C],
+    config: C,
+    out: str | Path,
+    *,
+    model: Model,
+    vectors: xr.DataArray | None = None,
+    progress: Progress = None,
+    shard: Shard | None = None,
+    swap_model: Model | None = None,
+) -> Path:
+    """Run ``protocol``'s trials for ``config`` into ``out`` (resuming it if present): complete
+    the config (:class:`Prepares`), compute the vectors when none are given
+    (:class:`MakesVectors`, else :func:`lindsey_vectors`), build the trials, and hand them with
+    the protocol's readouts to :func:`mechintro.runner.execute`, which stores ``NAME``, the
+    ``layer_map`` of the layers ``build_trials`` resolved, the vectors' method and the
+    protocol's own attributes (:class:`StoresAttrs`). ``swap_model`` fills the KV cache of the
+    trials with a ``swap_prefix``.
+
+    Example::
+
+        from mechintro.experiments import base, detection_logits
+        out = base.run(detection_logits, detection_logits.Config(), "dl.zarr", model=model)
+    """
+    if isinstance(protocol, Prepares):
+        config = protocol.prepare(config, model)
+    if vectors is None:
+        vectors = (
+            protocol.make_vectors(config, model)
+            if isinstance(protocol, MakesVectors)
+            else lindsey_vectors(config, model)
+        )
+    planned = protocol.build_trials(config, model, vectors)
+    trials, layers = planned if isinstance(planned, tuple) else (planned, None)
+    attrs = protocol.run_attrs(config, layers or []) if isinstance(protocol, StoresAttrs) else {}
+    return execute(
+        model,
+        trials,
+        out,
+        config=config,
+        experiment=protocol.NAME,
+        readouts=protocol.readouts(config, model),
+        layers=None if "layer_map" in attrs else layers,
+        vectors=vectors,
+        extra_attrs=attrs or None,
+        progress=progress,
+        shard=shard,
+        swap_model=swap_model,
+    )
+
+
+RunFunction = Callable[..., Path]
+
+
+def bound_run(module_name: str) -> RunFunction:
+    """The module ``module_name``'s ``run``: :func:`run` with that module as the protocol.
+
+    Example (an experiment module's one line)::
+
+        run = base.bound_run(__name__)
+    """
+
+    def run_protocol(
+        config: BaseConfig,
+        out: str | Path,
+        *,
+        model: Model,
+        vectors: xr.DataArray | None = None,
+        progress: Progress = None,
+        shard: Shard | None = None,
+    ) -> Path:
+        protocol = cast("Experiment[BaseConfig]", sys.modules[module_name])
+        return run(
+            protocol, config, out, model=model, vectors=vectors, progress=progress, shard=shard
+        )
+
+    name = module_name.rsplit(".", 1)[-1]
+    run_protocol.__module__, run_protocol.__name__, run_protocol.__qualname__ = (
+        module_name,
+        "run",
+        "run",
+    )
+    run_protocol.__doc__ = (
+        f"Run {name}'s trials into ``out`` (resuming it if present), computing its vectors\n"
+        "    when ``vectors`` is not given: :func:`mechintro.experiments.base.run`.\n\n"
+        "    Example::\n\n"
+        f'        out = run(Config(), "{name}.zarr", model=mi.load_model("smollm2-135m"))\n'
+    )
+    return run_protocol
 
 
 def protocol_members() -> list[str]:
@@ -244,3 +393,47 @@ def cell_summary(
         {name: (tuple(by), values) for name, values in arrays.items()},
         coords=dict(zip(by, resolved, strict=True)),
     )
+
+
+def cell_rows(
+    summary: xr.Dataset, row: Callable[[int, float], Mapping[str, object] | None]
+) -> list[dict[str, object]]:
+    """The rows of a summary table, one per (inject_layer, strength) cell in the summary's
+    order: ``layer`` and ``strength`` (``:g``), then what ``row(layer, strength)`` gives for the
+    cell (``None`` leaves the cell out).
+
+    Example::
+
+        rows = cell_rows(summary, lambda layer, s: {"n": int(summary.n.sel(
+            inject_layer=layer, strength=s))})
+        table(rows)
+    """
+    rows = []
+    for layer in summary.inject_layer.values:
+        for s in summary.strength.values:
+            more = row(int(layer), float(s))
+            if more is not None:
+                rows.append({"layer": int(layer), "strength": f"{float(s):g}", **more})
+    return rows
+
+
+def interval(lo: object, hi: object, spec: str = ".3f") -> str:
+    """``[lo, hi]``, each formatted with ``spec``.
+
+    Example::
+
+        >>> interval(0.1234, 0.5, ".2f")
+        '[0.12, 0.50]'
+    """
+    return f"[{float(cast(float, lo)):{spec}}, {float(cast(float, hi)):{spec}}]"
+
+
+def estimate(value: object, lo: object, hi: object, spec: str = ".2f") -> str:
+    """``value [lo, hi]``, each formatted with ``spec``.
+
+    Example::
+
+        >>> estimate(0.5, 0.25, 0.75)
+        '0.50 [0.25, 0.75]'
+    """
+    return f"{float(cast(float, value)):{spec}} {interval(lo, hi, spec)}"

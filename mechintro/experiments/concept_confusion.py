@@ -39,9 +39,7 @@ import dataclasses
 import json
 import math
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -50,23 +48,24 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
+from mechintro.experiments import base
 from mechintro.experiments._common import (
     ACS_CONCEPTS,
     INFO,
     INTERVENTIONS,
+    code_vectors,
     load_suffixes,
     require_experiment,
 )
 from mechintro.experiments.base import BaseConfig
 from mechintro.models import Model
 from mechintro.prompts import message_window, render_chat, tokenize
-from mechintro.runner import Answers, Shard, Trial, execute
+from mechintro.reading import NextToken, Readout
+from mechintro.runner import Answers, Trial
 from mechintro.stats import rate
 from mechintro.tables import table
 from mechintro.vectors import (
     check_vectors_match,
-    concept_vectors,
-    pca_center_vectors,
     resolve_layers,
     unit_vector,
 )
@@ -279,50 +278,35 @@ def lens_config(config: ConceptConfusionConfig, n_layers: int) -> ConceptConfusi
     )
 
 
-def run(
-    config: ConceptConfusionConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-) -> Path:
-    """Run into ``out`` (resuming it if present); computes the configured vectors when
-    ``vectors`` is not given. The residual stream at the answer position is recorded at the last
-    ``lens_layers`` layers, for :func:`summarize` with ``model``.
+def prepare(config: ConceptConfusionConfig, model: Model) -> ConceptConfusionConfig:
+    """The config as run: the residual stream at the answer position recorded at the last
+    ``lens_layers`` layers (:func:`lens_config`), for :func:`summarize` with ``model``."""
+    return lens_config(config, model.n_layers)
 
-    Example::
 
-        config = Config(interventions=("inject",), infos=("none",), strengths=(8.0,))
-        out = run(config, "cc.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    config = lens_config(config, model.n_layers)
-    if vectors is None:
-        if config.vector_method == "pca_center":
-            suffixes = load_suffixes(config.suffixes_file) if config.suffixes_file else None
-            vectors = pca_center_vectors(
-                model, config.concepts, suffixes=suffixes, system=config.system_message
-            )
-        else:
-            vectors = concept_vectors(model, config.concepts, lowercase=config.lowercase)
-    trials, layers = build_trials(config, model, vectors)
-    return execute(
+def make_vectors(config: ConceptConfusionConfig, model: Model) -> xr.DataArray:
+    """The configured vectors (PCA-center by default, as the code makes them)."""
+    return code_vectors(
         model,
-        trials,
-        out,
-        config=config,
-        experiment=NAME,
-        mode="logits",
-        answers=answers(len(config.concepts) + 1),
-        vectors=vectors,
-        extra_attrs={"layer_map": json.dumps({"start": layers[0], "end": layers[-1] + 1})},
-        progress=progress,
-        shard=shard,
+        config.concepts,
+        method=config.vector_method,
+        suffixes_file=config.suffixes_file,
+        system=config.system_message,
+        lowercase=config.lowercase,
     )
 
 
-# --- the readout ------------------------------------------------------------------------------
+def readouts(config: ConceptConfusionConfig, model: Model) -> list[Readout]:
+    """The option digits' next-token log-probabilities (one option per concept, and none)."""
+    return [NextToken(answers(len(config.concepts) + 1))]
+
+
+def run_attrs(config: ConceptConfusionConfig, layers: list[int]) -> dict[str, str]:
+    """The injected span of layers as the run's ``layer_map``."""
+    return {"layer_map": json.dumps({"start": layers[0], "end": layers[-1] + 1})}
+
+
+run = base.bound_run(__name__)
 
 
 def option_probs(ds: xr.Dataset, model: Model | None = None) -> tuple[np.ndarray, list[int]]:

@@ -21,9 +21,7 @@ model's own chat template rather than Claude's ``Human:/Assistant:`` format.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -31,16 +29,17 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
+from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import SteeredConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
+from mechintro.reading import NextToken, Readout
 from mechintro.readouts import yes_no
-from mechintro.runner import YES_NO, Shard, Trial, execute
+from mechintro.runner import YES_NO, Trial
 from mechintro.stats import cluster_interval, describe_methods
 from mechintro.vectors import (
     check_vectors_match,
-    concept_vectors,
     resolve_layers,
     unit_vector,
 )
@@ -144,39 +143,12 @@ def build_trials(
     return trials, layers
 
 
-def run(
-    config: DetectionLogitsConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-) -> Path:
-    """Run the experiment into ``out`` (resuming it if present). Computes Lindsey vectors for
-    the configured concepts when ``vectors`` is not given.
+def readouts(config: DetectionLogitsConfig, model: Model) -> list[Readout]:
+    """The yes/no answer tokens' next-token log-probabilities."""
+    return [NextToken(YES_NO)]
 
-    Example::
 
-        config = Config(concepts=("Dust", "Oceans"), layers=("0.5",), strengths=(4.0,))
-        out = run(config, "dl.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    if vectors is None:
-        vectors = concept_vectors(model, config.concepts, lowercase=config.lowercase)
-    trials, layers = build_trials(config, model, vectors)
-    return execute(
-        model,
-        trials,
-        out,
-        config=config,
-        experiment=NAME,
-        mode="logits",
-        answers=YES_NO,
-        layers=layers,
-        vectors=vectors,
-        progress=progress,
-        shard=shard,
-    )
+run = base.bound_run(__name__)
 
 
 METRICS = ("p_yes_norm", "p_yes", "mass", "logit_diff")

@@ -41,9 +41,7 @@ default ``top_k=50`` (``top_k``), their word list, trial counts and grid, and bf
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -52,17 +50,18 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import grid_cells, require_experiment
-from mechintro.experiments.base import SteeredConfig, cell_summary
+from mechintro.experiments import base
+from mechintro.experiments._common import require_experiment
+from mechintro.experiments.base import SteeredConfig, cell_rows, cell_summary, interval
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
+from mechintro.reading import Generate, Readout
 from mechintro.readouts import grades, question_kind
-from mechintro.runner import Generation, Shard, Trial, execute
+from mechintro.runner import Generation, Trial
 from mechintro.stats import CELL_DRAWS, describe_methods, net_interval, rate, rate_interval
 from mechintro.tables import table
 from mechintro.vectors import (
     check_vectors_match,
-    concept_vectors,
     resolve_layers,
     unit_vector,
 )
@@ -349,45 +348,23 @@ def build_trials(
     return trials, layers
 
 
-def run(
-    config: InjectedThoughtsConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-) -> Path:
-    """Run the experiment into ``out`` (resuming it if present); computes Lindsey vectors for the
-    word list when ``vectors`` is not given.
-
-    Example::
-
-        config = Config(concepts=("Dust", "Oceans"), layers=("0.5",), trials=2, controls=1)
-        out = run(config, "it.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    if vectors is None:
-        vectors = concept_vectors(model, config.words(), lowercase=config.lowercase)
-    trials, layers = build_trials(config, model, vectors)
-    return execute(
-        model,
-        trials,
-        out,
-        config=config,
-        experiment=NAME,
-        mode="generate",
-        generation=Generation(
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            top_k=config.top_k,
-            top_p=config.top_p,
-        ),
-        layers=layers,
-        vectors=vectors,
-        extra_attrs={"question_text": question_text(config)},
-        progress=progress,
-        shard=shard,
+def readouts(config: InjectedThoughtsConfig, model: Model) -> list[Readout]:
+    """The sampled answer (the config's length, temperature and top-k/top-p)."""
+    generation = Generation(
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_k=config.top_k,
+        top_p=config.top_p,
     )
+    return [Generate(generation)]
+
+
+def run_attrs(config: InjectedThoughtsConfig, layers: list[int]) -> dict[str, str]:
+    """The question as asked, stored as ``question_text``."""
+    return {"question_text": question_text(config)}
+
+
+run = base.bound_run(__name__)
 
 
 def _config(ds: xr.Dataset) -> dict:
@@ -544,13 +521,17 @@ def format_corrected_cells(summary: xr.Dataset) -> str:
     names = [n for n in CELL_CORRECTED if f"{n}_corr" in summary]
     if not names:
         return ""
-    rows = []
-    for row, c in grid_cells(summary):
+
+    def row(layer: int, s: float) -> dict[str, object]:
+        c = summary.sel(inject_layer=layer, strength=s)
+        out: dict[str, object] = {}
         for n in names:
             est, lo, hi = (float(c[f"{n}_corr{x}"]) for x in ("", "_lo", "_hi"))
             shown = f"{est:.3f}" if np.isfinite(est) else "n/a"
-            row[f"{'FPR(cell)' if n == 'fpr' else n} corrected"] = f"{shown} [{lo:.3f}, {hi:.3f}]"
-        rows.append(row)
+            out[f"{'FPR(cell)' if n == 'fpr' else n} corrected"] = f"{shown} {interval(lo, hi)}"
+        return out
+
+    rows = cell_rows(summary, row)
     return (
         "per cell, grader-corrected (Rogan–Gladen, clean calibration set; injected trials: "
         "concepts resampled; controls: trials):\n" + table(rows)
@@ -703,24 +684,21 @@ def format_summary(summary: xr.Dataset) -> str:
 
         text = format_summary(summarize(mi.open_run("it.zarr")))  # as `mechintro run` prints it
     """
-    rows = []
-    for lay in summary.inject_layer.values:
-        for s in summary.strength.values:
-            c = summary.sel(inject_layer=lay, strength=s)
-            rows.append(
-                {
-                    "layer": int(lay),
-                    "strength": f"{float(s):g}",
-                    "n": int(c.n),
-                    "TPR": float(c.tpr),
-                    "TPR 95% CI": f"[{float(c.tpr_lo):.3f}, {float(c.tpr_hi):.3f}]",
-                    "coherent": float(c.coherence),
-                    "affirm": float(c.affirmative),
-                    "FPR(cell)": float(c.fpr),
-                    "net": float(c.net),
-                    "net 95% CI": f"[{float(c.net_lo):.3f}, {float(c.net_hi):.3f}]",
-                }
-            )
+
+    def row(layer: int, s: float) -> dict[str, object]:
+        c = summary.sel(inject_layer=layer, strength=s)
+        return {
+            "n": int(c.n),
+            "TPR": float(c.tpr),
+            "TPR 95% CI": interval(c.tpr_lo, c.tpr_hi),
+            "coherent": float(c.coherence),
+            "affirm": float(c.affirmative),
+            "FPR(cell)": float(c.fpr),
+            "net": float(c.net),
+            "net 95% CI": interval(c.net_lo, c.net_hi),
+        }
+
+    rows = cell_rows(summary, row)
     a = summary.attrs
     tail = (
         f"\ncontrols: FPR {a['fpr_pooled']:.3f} [{a['fpr_pooled_lo']:.3f}, "

@@ -14,9 +14,7 @@ Pairs: the 50 sentences with a seeded permutation of the 50 concept words.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -24,11 +22,13 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
+from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import BaseConfig
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
-from mechintro.runner import Shard, Trial, execute
+from mechintro.reading import Readout
+from mechintro.runner import Trial
 from mechintro.stimuli import make_pairs
 from mechintro.tables import table
 
@@ -81,8 +81,11 @@ class IntentionalControlConfig(BaseConfig):
 Config = IntentionalControlConfig
 
 
-def build_trials(config: IntentionalControlConfig, model: Model) -> list[Trial]:
-    """The trials of ``config`` on ``model``, built before anything runs.
+def build_trials(
+    config: IntentionalControlConfig, model: Model, vectors: xr.DataArray | None = None
+) -> list[Trial]:
+    """The trials of ``config`` on ``model``, built before anything runs (``vectors`` is
+    unused: nothing is injected).
 
     Example::
 
@@ -115,32 +118,17 @@ def build_trials(config: IntentionalControlConfig, model: Model) -> list[Trial]:
     return trials
 
 
-def run(
-    config: IntentionalControlConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-) -> Path:
-    """Record the residual streams (``vectors`` is unused: alignment is computed afterwards).
+def make_vectors(config: IntentionalControlConfig, model: Model) -> None:
+    """None: nothing is injected (the alignment with concept vectors is computed afterwards)."""
+    return None
 
-    Example::
 
-        config = Config(pairs=4, instructions=("think", "dont_think"))
-        out = run(config, "ic.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    return execute(
-        model,
-        build_trials(config, model),
-        out,
-        config=config,
-        experiment=NAME,
-        mode="resid",
-        progress=progress,
-        shard=shard,
-    )
+def readouts(config: IntentionalControlConfig, model: Model) -> list[Readout]:
+    """Nothing but the residual streams (the config records them)."""
+    return []
+
+
+run = base.bound_run(__name__)
 
 
 def summarize(ds: xr.Dataset) -> xr.Dataset:

@@ -42,6 +42,7 @@ architecture, so it needs a Hub or local finetune.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,23 +54,24 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
+from mechintro.experiments import base
 from mechintro.experiments._common import (
     ACS_CONCEPTS,
     INFO,
     INTERVENTIONS,
+    code_vectors,
     load_suffixes,
     require_experiment,
 )
 from mechintro.experiments.base import BaseConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import message_window, render_chat, tokenize
-from mechintro.runner import Answers, Shard, Trial, execute
+from mechintro.reading import NextToken, Readout
+from mechintro.runner import Answers, Shard, Trial
 from mechintro.stats import MIN_CI_CLUSTERS, cluster_interval, maxt_signflip, mean_ci
 from mechintro.tables import table
 from mechintro.vectors import (
     check_vectors_match,
-    concept_vectors,
-    pca_center_vectors,
     resolve_layers,
     unit_vector,
 )
@@ -310,6 +312,29 @@ def build_trials(
     return trials, layers
 
 
+def make_vectors(config: LatentIntrospectionConfig, model: Model) -> xr.DataArray:
+    """The configured vectors (PCA-center by default, under the system message unless
+    ``omit_system``)."""
+    return code_vectors(
+        model,
+        config.concepts,
+        method=config.vector_method,
+        suffixes_file=config.suffixes_file,
+        system=None if config.omit_system else config.system_message,
+        lowercase=config.lowercase,
+    )
+
+
+def readouts(config: LatentIntrospectionConfig, model: Model) -> list[Readout]:
+    """The yes/no answer tokens of the configured answer format."""
+    return [NextToken(YES_NO_BINARY if "0-1" in config.answer_formats else YES_NO_SPACE)]
+
+
+def run_attrs(config: LatentIntrospectionConfig, layers: list[int]) -> dict[str, str]:
+    """The injected span of layers as the run's ``layer_map``."""
+    return {"layer_map": json.dumps({"start": layers[0], "end": layers[-1] + 1})}
+
+
 def run(
     config: LatentIntrospectionConfig,
     out: str | Path,
@@ -320,8 +345,8 @@ def run(
     shard: Shard | None = None,
     swap: Model | None = None,
 ) -> Path:
-    """Run into ``out`` (resuming it if present); with ``config.swap_model``, ``swap`` is that
-    model (loaded if not given). Computes the configured vectors when ``vectors`` is not given.
+    """Run into ``out`` (resuming it if present, :func:`mechintro.experiments.base.run`); with
+    ``config.swap_model``, ``swap`` is that model (loaded if not given).
 
     Example::
 
@@ -332,29 +357,11 @@ def run(
         from mechintro.models import load_model
 
         swap = load_model(config.swap_model)
-    if vectors is None:
-        system = None if config.omit_system else config.system_message
-        if config.vector_method == "pca_center":
-            suffixes = load_suffixes(config.suffixes_file) if config.suffixes_file else None
-            vectors = pca_center_vectors(model, config.concepts, suffixes=suffixes, system=system)
-        else:
-            vectors = concept_vectors(model, config.concepts, lowercase=config.lowercase)
-    trials, layers = build_trials(config, model, vectors)
-    answers = YES_NO_BINARY if "0-1" in config.answer_formats else YES_NO_SPACE
-    return execute(
-        model,
-        trials,
-        out,
-        config=config,
-        experiment=NAME,
-        mode="logits",
-        answers=answers,
-        vectors=vectors,
-        extra_attrs={"layer_map": json.dumps({"start": layers[0], "end": layers[-1] + 1})},
-        progress=progress,
-        shard=shard,
+    protocol = sys.modules[__name__]
+    return base.run(
+        protocol, config, out, model=model, vectors=vectors, progress=progress, shard=shard,
         swap_model=swap,
-    )
+    )  # fmt: skip
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -52,9 +52,8 @@ vectors for the 50 words. Full audit: docs/protocols.md.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -62,16 +61,17 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
+from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import SteeredConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Prompt, Window, render_chat, tokenize
-from mechintro.runner import Answers, Shard, Trial, execute
+from mechintro.reading import NextToken, Readout
+from mechintro.runner import Answers, Trial
 from mechintro.stats import rate
 from mechintro.tables import table
 from mechintro.vectors import (
     check_vectors_match,
-    concept_vectors,
     resolve_layers,
     unit_vector,
 )
@@ -383,43 +383,15 @@ def build_trials(
     return trials, layers
 
 
-def run(
-    config: LocalisationConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-) -> Path:
-    """Run the experiment into ``out`` (resuming it if present); computes Lindsey vectors for the
-    word list when ``vectors`` is not given. One run per task would need three answer sets; the
-    run stores all options of all tasks and each trial is scored over its own task's options.
-
-    Example::
-
-        config = Config(tasks=("sentence",), layers=("0.5",), strengths=(8.0,), trials=4)
-        out = run(config, "lo.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    if vectors is None:
-        vectors = concept_vectors(model, config.words(), lowercase=config.lowercase)
-    trials, layers = build_trials(config, model, vectors)
+def readouts(config: LocalisationConfig, model: Model) -> list[Readout]:
+    """Every option of every configured task; each trial is scored over its own task's."""
     forms: dict[str, tuple[str, ...]] = {}
     for task in config.tasks:
         forms.update(answers(task, config.k, model.tokenizer).forms)
-    return execute(
-        model,
-        trials,
-        out,
-        config=config,
-        experiment=NAME,
-        mode="logits",
-        answers=Answers(forms=forms),
-        layers=layers,
-        vectors=vectors,
-        progress=progress,
-        shard=shard,
-    )
+    return [NextToken(Answers(forms=forms))]
+
+
+run = base.bound_run(__name__)
 
 
 def choices(ds: xr.Dataset) -> xr.Dataset:

@@ -32,9 +32,7 @@ fractions of depth, strengths 3.5–6, k = 5); what differs is in docs/protocols
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -42,14 +40,16 @@ import torch
 import xarray as xr
 
 from mechintro.errors import MechintroError
+from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import BaseConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Prompt, Window, render_chat, tokenize
-from mechintro.runner import Answers, Shard, Trial, execute
+from mechintro.reading import NextToken, Readout
+from mechintro.runner import Answers, Trial
 from mechintro.stats import mean_ci
 from mechintro.tables import table
-from mechintro.vectors import check_vectors_match, concept_vectors, resolve_layers, unit_vector
+from mechintro.vectors import check_vectors_match, resolve_layers, unit_vector
 
 NAME = "mismatch"
 FRAMING = (
@@ -288,39 +288,12 @@ def build_trials(
     return trials, layers
 
 
-def run(
-    config: MismatchConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-) -> Path:
-    """Run into ``out`` (resuming it if present); computes Lindsey vectors for the concepts when
-    ``vectors`` is not given.
+def readouts(config: MismatchConfig, model: Model) -> list[Readout]:
+    """The answer options' next-token log-probabilities (:func:`answers`)."""
+    return [NextToken(answers(model.tokenizer))]
 
-    Example::
 
-        config = Config(concepts=("dust", "milk", "snow"), k=2, layers=("0.5",), strengths=(4.0,))
-        out = run(config, "mm.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    if vectors is None:
-        vectors = concept_vectors(model, config.concepts, lowercase=config.lowercase)
-    trials, layers = build_trials(config, model, vectors)
-    return execute(
-        model,
-        trials,
-        out,
-        config=config,
-        experiment=NAME,
-        mode="logits",
-        answers=answers(model.tokenizer),
-        layers=layers,
-        vectors=vectors,
-        progress=progress,
-        shard=shard,
-    )
+run = base.bound_run(__name__)
 
 
 def logit_diff(ds: xr.Dataset) -> np.ndarray:

@@ -19,9 +19,7 @@ a source prompt; success is the continuation starting with the word, not a rank 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -29,17 +27,18 @@ import torch
 import xarray as xr
 
 from mechintro.engine import Patch
+from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
-from mechintro.experiments.base import SteeredConfig, cell_summary
+from mechintro.experiments.base import SteeredConfig, cell_rows, cell_summary, estimate
 from mechintro.models import Model
 from mechintro.prompts import tokenize
-from mechintro.runner import Generation, Shard, Trial, execute
+from mechintro.reading import Generate, Readout
+from mechintro.runner import Generation, Trial
 from mechintro.stats import rate
 from mechintro.tables import table
 from mechintro.vectors import (
     StrengthUnit,
     check_vectors_match,
-    concept_vectors,
     resolve_layers,
     unit_vector,
 )
@@ -104,42 +103,12 @@ def build_trials(
     return trials, layers
 
 
-def run(
-    config: PatchscopeConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-) -> Path:
-    """Run into ``out`` (resuming it if present); computes Lindsey vectors for the concepts when
-    ``vectors`` is not given.
+def readouts(config: PatchscopeConfig, model: Model) -> list[Readout]:
+    """The greedy continuation (temperature 0: the reading is deterministic)."""
+    return [Generate(Generation(max_new_tokens=config.max_new_tokens, temperature=0.0))]
 
-    Example::
 
-        out = run(Config(layers=("0.5",)), "ps.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    vectors = (
-        concept_vectors(model, config.concepts, lowercase=config.lowercase)
-        if vectors is None
-        else vectors
-    )
-    trials, layers = build_trials(config, model, vectors)
-    generation = Generation(max_new_tokens=config.max_new_tokens, temperature=0.0)
-    return execute(
-        model,
-        trials,
-        out,
-        config=config,
-        experiment=NAME,
-        mode="generate",
-        generation=generation,
-        layers=layers,
-        vectors=vectors,
-        progress=progress,
-        shard=shard,
-    )
+run = base.bound_run(__name__)
 
 
 def hits(ds: xr.Dataset) -> np.ndarray:
@@ -174,12 +143,11 @@ def format_summary(summary: xr.Dataset) -> str:
 
         text = format_summary(summarize(mi.open_run("ps.zarr")))  # as `mechintro run` prints it
     """
-    rows = []
-    for layer in summary.inject_layer.values:
-        for s in summary.strength.values:
-            row: dict[str, object] = {"layer": int(layer), "strength": f"{float(s):g}"}
-            for c in summary.condition.values:
-                x = summary.sel(condition=c, inject_layer=layer, strength=s)
-                row[f"{c} [95% CI]"] = f"{float(x.rate):.2f} [{float(x.lo):.2f}, {float(x.hi):.2f}]"
-            rows.append(row)
+
+    def row(layer: int, s: float) -> dict[str, object]:
+        conditions = summary.condition.values
+        cells = [(c, summary.sel(condition=c, inject_layer=layer, strength=s)) for c in conditions]
+        return {f"{c} [95% CI]": estimate(x.rate, x.lo, x.hi) for c, x in cells}
+
+    rows = cell_rows(summary, row)
     return table(rows) + "\nshare of concepts the continuation names (n per cell in .n)"

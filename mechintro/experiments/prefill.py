@@ -27,26 +27,25 @@ is in ``mechintro/data/grader_prompts.json`` as ``prefill_intended``); the logit
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 import xarray as xr
 
 from mechintro import grading, stimuli
-from mechintro.experiments._common import grid_cells, require_experiment
-from mechintro.experiments.base import SteeredConfig, cell_summary
+from mechintro.experiments import base
+from mechintro.experiments._common import require_experiment
+from mechintro.experiments.base import SteeredConfig, cell_rows, cell_summary, interval
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
-from mechintro.runner import Answers, Generation, Shard, Trial, execute
+from mechintro.reading import Generate, NextToken, Readout
+from mechintro.runner import Answers, Generation, Trial
 from mechintro.stats import mean_ci, rate, rogan_gladen
 from mechintro.stimuli import WORD_PROMPT, make_pairs
 from mechintro.tables import table
 from mechintro.vectors import (
     check_vectors_match,
-    concept_vectors,
     resolve_layers,
     unit_vector,
 )
@@ -169,49 +168,26 @@ def build_trials(
     return trials, layers
 
 
-def run(
-    config: PrefillConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-) -> Path:
-    """Run the experiment into ``out`` (resuming it if present); computes Lindsey vectors for the
-    word list when ``vectors`` is not given.
+def readouts(config: PrefillConfig, model: Model) -> list[Readout]:
+    """The accident / intent answer tokens (``readout="logits"``) or the sampled reply."""
+    if config.readout == "logits":
+        return [NextToken(ACCIDENT_VS_INTENT)]
+    generation = Generation(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
+    return [Generate(generation)]
 
-    Example::
 
-        config = Config(pairs=4, layers=("0.5",), strengths=(4.0,), readout="logits")
-        out = run(config, "pf.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    if vectors is None:
-        vectors = concept_vectors(model, config.words(), lowercase=config.lowercase)
-    trials, layers = build_trials(config, model, vectors)
-    logits = config.readout == "logits"
-    return execute(
-        model,
-        trials,
-        out,
-        config=config,
-        experiment=NAME,
-        mode="logits" if logits else "generate",
-        answers=ACCIDENT_VS_INTENT if logits else None,
-        generation=None
-        if logits
-        else Generation(max_new_tokens=config.max_new_tokens, temperature=config.temperature),
-        layers=layers,
-        vectors=vectors,
-        progress=progress,
-        shard=shard,
-    )
+run = base.bound_run(__name__)
+
+
+def _read_logits(ds: xr.Dataset) -> bool:
+    """Whether the run read the answer tokens' log-probabilities (else it sampled replies)."""
+    return "answer_logprobs" in ds
 
 
 def apologies(ds: xr.Dataset) -> xr.Dataset:
     """Per trial: ``apology`` (1/0; NaN where neither cue occurs, generation) or, in logit mode,
     ``p_accident`` = P(accident forms) / (P(accident) + P(intended))."""
-    if ds.attrs["mode"] == "logits":
+    if _read_logits(ds):
         p = np.exp(ds["answer_logprobs"].astype(np.float64))
         acc = p.where(ds.answer_label == "accident").sum("answer")
         intended = p.where(ds.answer_label == "intended").sum("answer")
@@ -235,12 +211,12 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     a = apologies(ds)["apology"].values
     cond = np.asarray(ds["condition"].values)
     injected = cond != "control"
-    errors = grading.shipped_error_counts("apology") if ds.attrs["mode"] != "logits" else None
+    errors = None if _read_logits(ds) else grading.shipped_error_counts("apology")
 
     def cell(rows: np.ndarray) -> dict[str, float]:
         x = a[rows]
         x = x[~np.isnan(x)]
-        if ds.attrs["mode"] == "logits":
+        if _read_logits(ds):
             r, lo, hi, n = mean_ci(x, seed=seed)
         else:
             r, lo, hi, n = rate(x.astype(bool))
@@ -272,7 +248,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
         {
             "control_rate": control,
             "control_n": int(ctl.size),
-            "readout": ds.attrs["mode"],
+            "readout": "logits" if _read_logits(ds) else "generate",
             "graded_share": float(np.mean(~np.isnan(a))),
         }
     )
@@ -284,7 +260,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
                 "max_reduction_strength": float(strengths[best[1]]),
             }
         )
-    if ds.attrs["mode"] != "logits":
+    if not _read_logits(ds):
         out.attrs.update(_worst_case(a, cond, ds, out.attrs))
         out.attrs.update(corrected_rates(a, cond, ds, out.attrs, seed=seed))
     return out
@@ -389,16 +365,16 @@ def format_summary(summary: xr.Dataset) -> str:
 
         text = format_summary(summarize(mi.open_run("pf.zarr")))  # as `mechintro run` prints it
     """
-    rows = []
-    for lay in summary.inject_layer.values:
-        for s in summary.strength.values:
-            c = summary.sel(inject_layer=lay, strength=s)
-            row: dict[str, object] = {"layer": int(lay), "strength": f"{float(s):g}"}
-            for cond in summary.condition.values:
-                x = c.sel(condition=cond)
-                row[str(cond)] = f"{float(x.rate):.3f} [{float(x.lo):.2f}, {float(x.hi):.2f}]"
-            row["reduction"] = float(c.reduction)
-            rows.append(row)
+
+    def row(layer: int, s: float) -> dict[str, object]:
+        c = summary.sel(inject_layer=layer, strength=s)
+        out: dict[str, object] = {}
+        for cond in summary.condition.values:
+            x = c.sel(condition=cond)
+            out[str(cond)] = f"{float(x.rate):.3f} {interval(x.lo, x.hi, '.2f')}"
+        return out | {"reduction": float(c.reduction)}
+
+    rows = cell_rows(summary, row)
     a = summary.attrs
     what = "apology rate" if a["readout"] == "generate" else "P(accident)/(P(accident)+P(intended))"
     tail = (
@@ -442,15 +418,19 @@ def _format_corrected_cells(summary: xr.Dataset) -> str:
     """Per cell and condition, the apology rate over all replies, raw and grader-corrected."""
     if "rate_corr" not in summary:
         return ""
-    rows = []
-    for row, c in grid_cells(summary):
+
+    def row(layer: int, s: float) -> dict[str, object]:
+        c = summary.sel(inject_layer=layer, strength=s)
+        out: dict[str, object] = {}
         for cond in summary.condition.values:
             x = c.sel(condition=cond)
-            row[str(cond)] = (
+            out[str(cond)] = (
                 f"{int(x.k_all)}/{int(x.n_all)} → {float(x.rate_corr):.3f} "
-                f"[{float(x.rate_corr_lo):.2f}, {float(x.rate_corr_hi):.2f}]"
+                f"{interval(x.rate_corr_lo, x.rate_corr_hi, '.2f')}"
             )
-        rows.append(row)
+        return out
+
+    rows = cell_rows(summary, row)
     return (
         "\nper cell, apologies among all replies (ungraded = no apology), raw k/n → "
         "grader-corrected [95%] (Rogan–Gladen, apology calibration set):\n" + table(rows)

@@ -23,9 +23,7 @@ docs/protocols.md.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -34,14 +32,16 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
+from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
-from mechintro.experiments.base import BaseConfig, cell_summary
+from mechintro.experiments.base import BaseConfig, cell_rows, cell_summary, estimate
 from mechintro.models import Model
 from mechintro.prompts import Prompt, Window, render_chat, tokenize
-from mechintro.runner import Answers, Shard, Trial, execute
+from mechintro.reading import NextToken, Readout
+from mechintro.runner import Answers, Trial
 from mechintro.stats import rate
 from mechintro.tables import table
-from mechintro.vectors import check_vectors_match, concept_vectors, resolve_layers, unit_vector
+from mechintro.vectors import check_vectors_match, resolve_layers, unit_vector
 
 NAME = "sentence-localisation"
 INTRO = (
@@ -215,39 +215,12 @@ def build_trials(
     return trials, layers
 
 
-def run(
-    config: SentenceLocalisationConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-) -> Path:
-    """Run into ``out`` (resuming it if present); computes Lindsey vectors for the concepts when
-    ``vectors`` is not given.
+def readouts(config: SentenceLocalisationConfig, model: Model) -> list[Readout]:
+    """The answer options' next-token log-probabilities (:func:`answers`)."""
+    return [NextToken(answers(model.tokenizer, config.k))]
 
-    Example::
 
-        config = Config(layers=(2,), strengths=(5.0,), trials=2)
-        out = run(config, "sl.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    if vectors is None:
-        vectors = concept_vectors(model, config.concepts, lowercase=config.lowercase)
-    trials, layers = build_trials(config, model, vectors)
-    return execute(
-        model,
-        trials,
-        out,
-        config=config,
-        experiment=NAME,
-        mode="logits",
-        answers=answers(model.tokenizer, config.k),
-        layers=layers,
-        vectors=vectors,
-        progress=progress,
-        shard=shard,
-    )
+run = base.bound_run(__name__)
 
 
 def probabilities(ds: xr.Dataset) -> tuple[np.ndarray, list[str]]:
@@ -335,30 +308,25 @@ def format_summary(summary: xr.Dataset) -> str:
 
         text = format_summary(summarize(mi.open_run("sl.zarr")))  # as `mechintro run` prints it
     """
-    rows = []
-    for layer in summary.inject_layer.values:
-        for s in summary.strength.values:
-            c = summary.sel(condition="concept", inject_layer=layer, strength=s)
-            if np.isnan(float(c.accuracy)):
-                continue
-            row: dict[str, object] = {
-                "layer": int(layer),
-                "strength": f"{float(s):g}",
-                "n": int(c.n),
-                "concept [95% CI]": (
-                    f"{float(c.accuracy):.2f} [{float(c.lo):.2f}, {float(c.hi):.2f}]"
-                ),
-                "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",
-                "power": "varies" if c.varies else "no power (one answer)",
-            }
-            if "random" in summary.condition.values:
-                r = summary.sel(condition="random", inject_layer=layer, strength=s)
-                row["random [95% CI]"] = (
-                    f"{float(r.accuracy):.2f} [{float(r.lo):.2f}, {float(r.hi):.2f}]"
-                )
-                above = bool(summary.above_random.sel(inject_layer=layer, strength=s))
-                row["above random"] = "yes" if above else "no"
-            rows.append(row)
+
+    def row(layer: int, s: float) -> dict[str, object] | None:
+        c = summary.sel(condition="concept", inject_layer=layer, strength=s)
+        if np.isnan(float(c.accuracy)):
+            return None
+        out: dict[str, object] = {
+            "n": int(c.n),
+            "concept [95% CI]": estimate(c.accuracy, c.lo, c.hi),
+            "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",
+            "power": "varies" if c.varies else "no power (one answer)",
+        }
+        if "random" in summary.condition.values:
+            r = summary.sel(condition="random", inject_layer=layer, strength=s)
+            out["random [95% CI]"] = estimate(r.accuracy, r.lo, r.hi)
+            above = bool(summary.above_random.sel(inject_layer=layer, strength=s))
+            out["above random"] = "yes" if above else "no"
+        return out
+
+    rows = cell_rows(summary, row)
     return (
         table(rows)
         + f"\nchance {float(summary.chance):.2f}; uninjected answers: "

@@ -32,9 +32,7 @@ docs/protocols.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -42,14 +40,16 @@ import torch
 import xarray as xr
 
 from mechintro.errors import MechintroError
+from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import BaseConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Prompt, Window, render_chat, tokenize
-from mechintro.runner import Answers, Shard, Trial, execute
+from mechintro.reading import NextToken, Readout
+from mechintro.runner import Answers, Trial
 from mechintro.stats import rate
 from mechintro.tables import table
-from mechintro.vectors import check_vectors_match, concept_vectors, resolve_layers, unit_vector
+from mechintro.vectors import check_vectors_match, resolve_layers, unit_vector
 
 NAME = "strength-classification"
 BINS = ("Weak", "Moderate", "Strong", "Very strong")
@@ -260,39 +260,12 @@ def build_trials(
     return trials, layers
 
 
-def run(
-    config: StrengthClassificationConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-) -> Path:
-    """Run into ``out`` (resuming it if present); computes Lindsey vectors for the concepts when
-    ``vectors`` is not given.
+def readouts(config: StrengthClassificationConfig, model: Model) -> list[Readout]:
+    """The answer options' next-token log-probabilities (:func:`answers`)."""
+    return [NextToken(answers(model.tokenizer))]
 
-    Example::
 
-        config = Config(concepts=("Dust", "Origami"), layers=("0.5",))
-        out = run(config, "scl.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    if vectors is None:
-        vectors = concept_vectors(model, config.concepts, lowercase=config.lowercase)
-    trials, layers = build_trials(config, model, vectors)
-    return execute(
-        model,
-        trials,
-        out,
-        config=config,
-        experiment=NAME,
-        mode="logits",
-        answers=answers(model.tokenizer),
-        layers=layers,
-        vectors=vectors,
-        progress=progress,
-        shard=shard,
-    )
+run = base.bound_run(__name__)
 
 
 def share_name(b: str) -> str:

@@ -27,9 +27,7 @@ What differs (the vectors, the chat template's end, the sampling) is in docs/pro
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -38,14 +36,16 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
+from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import BaseConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Prompt, Window, render_chat, tokenize
-from mechintro.runner import Answers, Shard, Trial, execute
+from mechintro.reading import NextToken, Readout
+from mechintro.runner import Answers, Trial
 from mechintro.stats import rate
 from mechintro.tables import table
-from mechintro.vectors import check_vectors_match, concept_vectors, resolve_layers, unit_vector
+from mechintro.vectors import check_vectors_match, resolve_layers, unit_vector
 
 NAME = "strength-comparison"
 QUESTION = (
@@ -244,39 +244,12 @@ def build_trials(
     return trials, layers
 
 
-def run(
-    config: StrengthComparisonConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-) -> Path:
-    """Run into ``out`` (resuming it if present); computes Lindsey vectors for the concepts when
-    ``vectors`` is not given.
+def readouts(config: StrengthComparisonConfig, model: Model) -> list[Readout]:
+    """The answer options' next-token log-probabilities (:func:`answers`)."""
+    return [NextToken(answers(model.tokenizer))]
 
-    Example::
 
-        config = Config(layers=("0.1",), pairs=("2:6",), trials=4)
-        out = run(config, "sc.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    if vectors is None:
-        vectors = concept_vectors(model, config.concepts, lowercase=config.lowercase)
-    trials, layers = build_trials(config, model, vectors)
-    return execute(
-        model,
-        trials,
-        out,
-        config=config,
-        experiment=NAME,
-        mode="logits",
-        answers=answers(model.tokenizer),
-        layers=layers,
-        vectors=vectors,
-        progress=progress,
-        shard=shard,
-    )
+run = base.bound_run(__name__)
 
 
 def logit_diff(ds: xr.Dataset) -> np.ndarray:

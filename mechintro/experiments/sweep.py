@@ -34,9 +34,7 @@ is in docs/protocols.md.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -44,14 +42,16 @@ import xarray as xr
 from scipy.stats import binomtest
 from scipy.stats import t as student_t
 
-from mechintro import stimuli
+from mechintro import reading, stimuli
 from mechintro.errors import MechintroError
+from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
-from mechintro.experiments.base import BaseConfig, cell_summary
+from mechintro.experiments.base import BaseConfig, cell_rows, cell_summary, estimate, interval
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
+from mechintro.reading import NextToken
 from mechintro.readouts import yes_no
-from mechintro.runner import YES_NO, Shard, Trial, execute
+from mechintro.runner import YES_NO, Trial
 from mechintro.stats import bootstrap_mean_ci
 from mechintro.tables import table
 from mechintro.vectors import (
@@ -168,38 +168,12 @@ def build_trials(
     return trials, layers
 
 
-def run(
-    config: SweepConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-) -> Path:
-    """Run the sweep into ``out`` (resuming it if present); computes the configured vector when
-    ``vectors`` is not given.
+def readouts(config: SweepConfig, model: Model) -> list[reading.Readout]:
+    """The yes/no answer tokens' next-token log-probabilities."""
+    return [NextToken(YES_NO)]
 
-    Example::
 
-        config = Config(layers=("0.5",), strengths=(2.0, 8.0), control_questions=("Is 2 > 3?",))
-        out = run(config, "sweep.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    vectors = make_vectors(config, model) if vectors is None else vectors
-    trials, layers = build_trials(config, model, vectors)
-    return execute(
-        model,
-        trials,
-        out,
-        config=config,
-        experiment=NAME,
-        mode="logits",
-        answers=YES_NO,
-        layers=layers,
-        vectors=vectors,
-        progress=progress,
-        shard=shard,
-    )
+run = base.bound_run(__name__)
 
 
 Readout = Literal["godet", "four_forms"]
@@ -404,23 +378,21 @@ def format_summary(summary: xr.Dataset) -> str:
 
         text = format_summary(summarize(mi.open_run("sweep.zarr")))  # as `mechintro run` prints it
     """
-    rows = []
-    for lay in summary.inject_layer.values:
-        for s in summary.strength.values:
-            c = summary.sel(inject_layer=lay, strength=s)
-            rows.append(
-                {
-                    "layer": int(lay),
-                    "strength": f"{float(s):g}",
-                    "intro LD": float(c.intro),
-                    "intro shift": float(c.intro_shift),
-                    "control shift [95% CI]": f"{float(c.control_shift):+.3f} "
-                    f"[{float(c.control_shift_lo):+.3f}, {float(c.control_shift_hi):+.3f}]",
-                    "rank of intro": f"{int(c['rank'])}/{summary.attrs['n_control_questions'] + 1}",
-                    "control 95% PI": f"[{float(c.pi_lo):+.3f}, {float(c.pi_hi):+.3f}]",
-                    "mass intro/control": f"{float(c.intro_mass):.3g}/{float(c.control_mass):.3g}",
-                }
-            )
+
+    def row(layer: int, s: float) -> dict[str, object]:
+        c = summary.sel(inject_layer=layer, strength=s)
+        return {
+            "intro LD": float(c.intro),
+            "intro shift": float(c.intro_shift),
+            "control shift [95% CI]": estimate(
+                c.control_shift, c.control_shift_lo, c.control_shift_hi, "+.3f"
+            ),
+            "rank of intro": f"{int(c['rank'])}/{summary.attrs['n_control_questions'] + 1}",
+            "control 95% PI": interval(c.pi_lo, c.pi_hi, "+.3f"),
+            "mass intro/control": f"{float(c.intro_mass):.3g}/{float(c.control_mass):.3g}",
+        }
+
+    rows = cell_rows(summary, row)
     a = summary.attrs
     return table(rows) + (
         f"\nreadout: {a.get('readout', 'not recorded')}; mass = the probability of the forms "

@@ -22,9 +22,7 @@ by the offline rule above (``mechintro.grading.closest_word``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -32,17 +30,18 @@ import xarray as xr
 
 from mechintro import grading, stimuli
 from mechintro.errors import MechintroError
+from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
-from mechintro.experiments.base import SteeredConfig, cell_summary
+from mechintro.experiments.base import SteeredConfig, cell_rows, cell_summary, interval
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
-from mechintro.runner import Generation, Shard, Trial, execute
+from mechintro.reading import Generate, Readout
+from mechintro.runner import Generation, Trial
 from mechintro.stats import rate, rogan_gladen, rogan_gladen_clustered
 from mechintro.stimuli import WORD_PROMPT, make_pairs
 from mechintro.tables import table
 from mechintro.vectors import (
     check_vectors_match,
-    concept_vectors,
     resolve_layers,
     unit_vector,
 )
@@ -145,41 +144,13 @@ def build_trials(
     return trials, layers
 
 
-def run(
-    config: ThoughtsVsTextConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-) -> Path:
-    """Run the experiment into ``out`` (resuming it if present); computes Lindsey vectors for the
-    word list when ``vectors`` is not given.
+def readouts(config: ThoughtsVsTextConfig, model: Model) -> list[Readout]:
+    """The sampled answer, as long as the longer task needs."""
+    most = max(n for _, n in TASKS.values())
+    return [Generate(Generation(max_new_tokens=most, temperature=config.temperature))]
 
-    Example::
 
-        config = Config(pairs=4, layers=("0.5",), strengths=(4.0,))
-        out = run(config, "tt.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    if vectors is None:
-        vectors = concept_vectors(model, config.words(), lowercase=config.lowercase)
-    trials, layers = build_trials(config, model, vectors)
-    return execute(
-        model,
-        trials,
-        out,
-        config=config,
-        experiment=NAME,
-        mode="generate",
-        generation=Generation(
-            max_new_tokens=max(n for _, n in TASKS.values()), temperature=config.temperature
-        ),
-        layers=layers,
-        vectors=vectors,
-        progress=progress,
-        shard=shard,
-    )
+run = base.bound_run(__name__)
 
 
 def scores(ds: xr.Dataset) -> xr.Dataset:
@@ -311,27 +282,24 @@ def format_summary(summary: xr.Dataset) -> str:
 
         text = format_summary(summarize(mi.open_run("tt.zarr")))  # as `mechintro run` prints it
     """
-    rows = []
-    for lay in summary.inject_layer.values:
-        for s in summary.strength.values:
-            c = summary.sel(inject_layer=lay, strength=s)
-            rows.append(
-                {
-                    "layer": int(lay),
-                    "strength": f"{float(s):g}",
-                    "pairs": int(c.n_pairs),
-                    "word named": float(c.word),
-                    "95% CI": f"[{float(c.word_lo):.3f}, {float(c.word_hi):.3f}]",
-                    "repeated": float(c.repeat),
-                    "95% CI ": f"[{float(c.repeat_lo):.3f}, {float(c.repeat_hi):.3f}]",
-                    "both": float(c.both),
-                }
+
+    def row(layer: int, s: float) -> dict[str, object]:
+        c = summary.sel(inject_layer=layer, strength=s)
+        out: dict[str, object] = {
+            "pairs": int(c.n_pairs),
+            "word named": float(c.word),
+            "95% CI": interval(c.word_lo, c.word_hi),
+            "repeated": float(c.repeat),
+            "95% CI ": interval(c.repeat_lo, c.repeat_hi),
+            "both": float(c.both),
+        }
+        if "word_corr" in summary:
+            out["word corrected [95%]"] = (
+                f"{_estimate(float(c.word_corr))} {interval(c.word_corr_lo, c.word_corr_hi)}"
             )
-            if "word_corr" in summary:
-                rows[-1]["word corrected [95%]"] = (
-                    f"{_estimate(float(c.word_corr))} [{float(c.word_corr_lo):.3f}, "
-                    f"{float(c.word_corr_hi):.3f}]"
-                )
+        return out
+
+    rows = cell_rows(summary, row)
     a = summary.attrs
     text = table(rows) + (
         f"\nuninjected: word named {a['baseline_word']:.3f} (chance {a['chance_word']:.2f}), "

@@ -134,7 +134,7 @@ def _last_token_resid(model: Model, texts: Sequence[str], batch_size: int) -> to
         ids = [
             model.tokenizer(t)["input_ids"] for t in texts[s : s + batch_size]
         ]  # their tokenizer(text): special tokens as the tokenizer adds them
-        res = engine.forward(model, ids, [None] * len(ids), answer_ids=[0], record=True)
+        res = engine.run_batch(model, ids, [[] for _ in ids], [engine.Resid()])
         out.append(res.resid[:, :, -1].float())
     return torch.cat(out)
 
@@ -226,9 +226,8 @@ def replay_examples(
             ).input_ids
             for p in chunk
         ]
-        res = engine.generate(
-            model, ids, [None] * len(ids), max_new_tokens=max_new_tokens, temperature=0.0, seed=0
-        )
+        greedy = engine.Generate(max_new_tokens, temperature=0.0, seed=0)
+        res = engine.run_batch(model, ids, [[] for _ in ids], [greedy])
         for p, row in zip(chunk, res.generated, strict=True):
             toks = [t for t in row.tolist() if t >= 0]
             text = model.tokenizer.decode(toks, skip_special_tokens=True).strip()
@@ -509,16 +508,16 @@ def trials(
     rows = []
     for start in range(0, len(specs), batch_size):
         chunk = specs[start : start + batch_size]
-        inj = [
-            None
+        added = [
+            []
             if c is None
-            else engine.Injection(vector=s * vectors.vectors[c], layers=(vectors.layer,), mask=mask)
+            else [engine.Add(s * vectors.vectors[c], layers=(vectors.layer,), mask=mask)]
             for c, s in chunk
         ]
-        res = engine.generate(
-            model, [ids] * len(chunk), inj, max_new_tokens=max_new_tokens,
-            temperature=temperature, seed=seed + start, top_p=0.9 if temperature > 0 else 1.0,
-        )  # fmt: skip
+        sampling = engine.Generate(
+            max_new_tokens, temperature, seed + start, top_p=0.9 if temperature > 0 else 1.0
+        )
+        res = engine.run_batch(model, [ids] * len(chunk), added, [sampling])
         for k, ((c, s), row) in enumerate(zip(chunk, res.generated, strict=True)):
             text = model.tokenizer.decode(
                 [t for t in row.tolist() if t >= 0], skip_special_tokens=True

@@ -15,6 +15,8 @@ import xarray as xr
 from mechintro import engine
 from mechintro.errors import MechintroError
 from mechintro.oracle.reader import Oracle, _decode, oracle_prompt, source_layer
+from mechintro.reading import Generate
+from mechintro.runner import Generation
 
 
 def run_activations(
@@ -158,8 +160,7 @@ def ask_run(
             inputs=inputs,
             attrs=attrs,
             batch_size=batch_size,
-            mode="generate",
-            max_new_tokens=max_new_tokens,
+            readouts=[Generate(Generation(max_new_tokens=max_new_tokens)).stored(oracle.model)],
         )
     done = runs.committed_mask(out)
     for start in range(0, n, batch_size):
@@ -179,13 +180,11 @@ def ask_run(
         ]
         from mechintro.runner import batch_seed
 
-        res = engine.patched_generate(
+        res = engine.run_batch(
             oracle.model,
             [prompt.input_ids] * len(chunk),
-            patches,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            seed=batch_seed(seed, start // batch_size),
+            [[p] for p in patches],
+            [engine.Generate(max_new_tokens, temperature, batch_seed(seed, start // batch_size))],
         )
         texts = np.array([_decode(oracle.model, row) for row in res.generated], dtype=object)
         runs.write_batch(

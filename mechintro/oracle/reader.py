@@ -192,13 +192,11 @@ def ask(
     prompts, patches = _prompts(oracle, acts, question, layer)
     answers = []
     for s in range(0, len(prompts), batch_size):
-        out = engine.patched_generate(
+        out = engine.run_batch(
             oracle.model,
             prompts[s : s + batch_size],
-            patches[s : s + batch_size],
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            seed=seed + s,
+            [[p] for p in patches[s : s + batch_size]],
+            [engine.Generate(max_new_tokens, temperature, seed + s)],
         )
         answers += [_decode(oracle.model, row) for row in out.generated]
     return answers
@@ -241,11 +239,11 @@ def p_yes(
     prompts, patches = _prompts(oracle, acts, YES_NO + question, layer)
     out = []
     for s in range(0, len(prompts), batch_size):
-        lp = engine.patched_forward(
+        lp = engine.run_batch(
             oracle.model,
             prompts[s : s + batch_size],
-            patches[s : s + batch_size],
-            answer_ids=yes + no,
+            [[p] for p in patches[s : s + batch_size]],
+            [engine.NextToken((*yes, *no))],
         ).answer_logprobs
         py, pn = torch.logsumexp(lp[:, : len(yes)], -1), torch.logsumexp(lp[:, len(yes) :], -1)
         out.append(torch.sigmoid(py - pn).numpy())
@@ -292,13 +290,11 @@ def describe(
             engine.Patch(vectors=a[None], positions=(len(ids) - 1,), layer=layer, mode="replace")
             for a in chunk
         ]
-        out = engine.patched_generate(
+        out = engine.run_batch(
             model,
             [ids] * len(chunk),
-            patches,
-            max_new_tokens=max_new_tokens,
-            temperature=0.0,
-            seed=0,
+            [[p] for p in patches],
+            [engine.Generate(max_new_tokens, temperature=0.0, seed=0)],
         )
         answers += [_decode(model, row).split("\n")[0].strip() for row in out.generated]
     return answers

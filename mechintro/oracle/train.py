@@ -105,8 +105,8 @@ def activations(
     for s in range(0, len(examples), batch_size):
         chunk = examples[s : s + batch_size]
         tokens = [_context_tokens(model, ex) for ex in chunk]
-        res = engine.forward(
-            model, [ids for ids, _ in tokens], [None] * len(chunk), answer_ids=[0], record=True
+        res = engine.run_batch(
+            model, [ids for ids, _ in tokens], [[] for _ in chunk], [engine.Resid()]
         )
         width = res.resid.shape[2]
         for row, (ex, (ids, pos)) in enumerate(zip(chunk, tokens, strict=True)):
@@ -255,8 +255,8 @@ def p_yes_examples(
                     coefficient=oracle.coefficient,
                 )
             )
-        lp = engine.patched_forward(
-            oracle.model, prompts, patches, answer_ids=yes + no
+        lp = engine.run_batch(
+            oracle.model, prompts, [[p] for p in patches], [engine.NextToken((*yes, *no))]
         ).answer_logprobs
         scores.append(
             torch.sigmoid(

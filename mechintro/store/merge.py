@@ -17,7 +17,7 @@ from mechintro._fs import staged_dir, store_lock
 from mechintro.errors import MechintroError
 from mechintro.store.manifest import DamagedRunError, _array, _update_manifest_root, commit_region
 from mechintro.store.run_store import open_run
-from mechintro.store.schema import INPUT_VARS, _as_stored
+from mechintro.store.schema import INPUT_VARS, _as_stored, readout_variables
 from mechintro.store.shards import _shard_of, shard_batches
 from mechintro.store.verify import verify
 
@@ -27,6 +27,7 @@ _SHARED_ATTRS = (
     "schema_version",
     "experiment",
     "mode",
+    "readouts",
     "model",
     "weights_sha256",
     "config",
@@ -151,7 +152,7 @@ def _copy_shard(
             )
         outputs = {
             v: (tuple(map(str, part[v].dims)), _as_stored(part[v]))
-            for v in _OUTPUT_VARS
+            for v in (*_OUTPUT_VARS, *readout_variables(ds.attrs))
             if v in part
         }
         commit_region(staging, region["trial"].start, outputs, flag="committed")

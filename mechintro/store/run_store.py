@@ -39,7 +39,10 @@ from mechintro.store.schema import (
     INPUT_VARS,
     REQUIRED_ATTRS,
     SCHEMA_VERSION,
+    StoredReadout,
     _decoded_resid,
+    readouts_attr,
+    stored_readouts,
     stored_resid_dtype,
     trial_digests,
     validate,
@@ -62,9 +65,7 @@ _CHUNK_BYTES = 16 << 20
 def _output_template(
     n_trials: int,
     batch_size: int,
-    mode: str,
-    n_answers: int,
-    max_new_tokens: int,
+    readouts: Sequence[StoredReadout],
     record: tuple[int, int, int] | None,
     resid_dtype: str = "float16",
 ) -> dict[str, tuple[tuple[str, ...], Any]]:
@@ -75,21 +76,16 @@ def _output_template(
         # Strings stay numpy (dask would load them anyway to pick a storage dtype); they are tiny.
         "digest": (("trial",), np.full(n_trials, "", dtype=object)),
     }
-    if mode == "logits":
-        out["answer_logprobs"] = (
-            ("trial", "answer"),
-            dsa.full(
-                (n_trials, n_answers), np.nan, dtype=np.float32, chunks=(batch_size, n_answers)
-            ),
-        )
-    elif mode == "generate":
-        out["response_ids"] = (
-            ("trial", "new_token"),
-            dsa.full(
-                (n_trials, max_new_tokens), -1, dtype=np.int32, chunks=(batch_size, max_new_tokens)
-            ),
-        )
-        out["response"] = (("trial",), np.full(n_trials, "", dtype=object))
+    for readout in readouts:
+        for name, var in readout.variables.items():
+            if name == "resid":  # allocated below, chunked by layer
+                continue
+            shape = (n_trials, *var.shape)
+            if var.dtype == "object":
+                out[name] = (var.dims, np.full(shape, var.fill, dtype=object))
+            else:
+                chunks = (batch_size, *var.shape)
+                out[name] = (var.dims, dsa.full(shape, var.fill, dtype=var.dtype, chunks=chunks))
     if record is not None:
         n_layers, n_pos, d_model = record
         stored = stored_resid_dtype(resid_dtype)
@@ -121,8 +117,7 @@ def create_run(
     inputs: xr.Dataset,
     attrs: Mapping[str, str],
     batch_size: int,
-    mode: str,
-    max_new_tokens: int = 0,
+    readouts: Sequence[StoredReadout],
     record: bool = False,
     n_layers: int = 0,
     resid_layers: Sequence[int] | None = None,
@@ -131,17 +126,18 @@ def create_run(
 ) -> Path:
     """Create the store for a run: inputs written, outputs allocated, nothing committed.
 
-    ``inputs`` holds the trial coordinates and :data:`INPUT_VARS` (and the ``answer`` coordinate
-    in logit mode). Written under a temporary name and renamed into place. ``resid_layers``: the
-    block indices whose residual stream is stored (the ``layer`` coordinate); default every one
-    of ``n_layers``. ``resid_dtype``: float16, float32, or bfloat16 (kept as its bits in
-    uint16, which zarr and numpy store without a bfloat16 type; :func:`open_run` reads it as
-    float32). ``resid_from``: the first prompt position whose residual stream is stored (the
-    earlier ones are written as zeros); both are recorded as attributes of ``resid``.
+    ``inputs`` holds the trial coordinates and :data:`INPUT_VARS` (and the coordinates the
+    ``readouts`` need, e.g. ``answer``); every variable of ``readouts`` is allocated, and the
+    list is kept as the ``readouts`` attribute (:func:`validate` reads it). Written under a
+    temporary name and renamed into place. ``resid_layers``: the block indices whose residual
+    stream is stored (the ``layer`` coordinate); default every one of ``n_layers``.
+    ``resid_dtype``: float16, float32, or bfloat16 (kept as its bits in uint16, which zarr and
+    numpy store without a bfloat16 type; :func:`open_run` reads it as float32). ``resid_from``:
+    the first prompt position whose residual stream is stored (the earlier ones are written as
+    zeros); both are recorded as attributes of ``resid``.
     """
     path = Path(path)
     n_trials = inputs.sizes["trial"]
-    n_answers = inputs.sizes.get("answer", 0)
     stored_layers = np.arange(n_layers) if resid_layers is None else np.asarray(resid_layers)
     record_shape = (
         (len(stored_layers), inputs.sizes["pos"], inputs.sizes["d_model"]) if record else None
@@ -149,9 +145,7 @@ def create_run(
     # A batch larger than the run is the whole run: chunk by what exists (a chunk of 10**12
     # trials would be allocated whole on the first write).
     chunk = min(batch_size, n_trials)
-    template = _output_template(
-        n_trials, chunk, mode, n_answers, max_new_tokens, record_shape, resid_dtype
-    )
+    template = _output_template(n_trials, chunk, readouts, record_shape, resid_dtype)
     ds = inputs.assign(template)
     if record:
         ds = ds.assign_coords(layer=stored_layers)
@@ -161,7 +155,7 @@ def create_run(
     ds.attrs.update(
         {
             "schema_version": str(SCHEMA_VERSION),
-            "mode": mode,
+            "readouts": readouts_attr(readouts),
             "batch_size": str(batch_size),
             "complete": "false",
         }
@@ -177,8 +171,8 @@ def create_run(
             if name in ds
         }
     )
-    for name in ("committed", "nonfinite", "digest", "answer_logprobs", "response_ids", "response"):
-        if name in ds:
+    for name in template:
+        if name != "resid":
             encoding.setdefault(name, {})["chunks"] = (chunk, *ds[name].shape[1:])
     with staged_dir(path) as staging:
         ds.to_zarr(
@@ -216,6 +210,10 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
             f"{path} is not a valid mechintro run: schema version {attrs['schema_version']}, "
             f"this mechintro reads {SCHEMA_VERSION}; use a matching mechintro version"
         )
+    try:
+        stored_readouts(attrs)
+    except MechintroError as e:
+        raise MechintroError(f"{path} is not a valid mechintro run: {e}") from None
     return attrs
 
 
@@ -225,7 +223,7 @@ def write_batch(
     """Write one batch's outputs for trials ``start : start + n`` with their digests, then mark
     them committed."""
     data = dict(outputs)
-    data["digest"] = (("trial",), np.array(trial_digests(outputs), dtype=object))
+    data["digest"] = (("trial",), np.array(trial_digests(outputs, tuple(outputs)), dtype=object))
     commit_region(path, start, data, flag="committed")
 
 

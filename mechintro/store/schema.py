@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,6 @@ INPUT_VARS = ("input_ids", "attention_mask", "inject_mask", "injected_vector")
 
 REQUIRED_ATTRS = (
     "schema_version",
-    "mode",
     "model",
     "weights_sha256",
     "mechintro_version",
@@ -39,19 +39,125 @@ REQUIRED_ATTRS = (
 )
 
 
-MODES = ("logits", "generate", "resid")  # resid: residual streams are the only readout
+@dataclass(frozen=True)
+class Variable:
+    """One output variable a readout stores: its dims (the first is ``trial``), the extents of
+    the others (``shape``), its numpy dtype (``object`` for text) and the value of a trial not
+    yet written. ``text_bytes``: for text, about how many bytes a trial's value takes (the
+    free-space check's estimate)."""
+
+    dims: tuple[str, ...]
+    dtype: str
+    fill: float | int | str | bool
+    shape: tuple[int, ...] = ()
+    text_bytes: int = 0
+
+    def raw_bytes(self) -> int:
+        """Bytes per trial, uncompressed."""
+        if self.dtype == "object":
+            return self.text_bytes
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
 
 
+@dataclass(frozen=True)
+class StoredReadout:
+    """What one readout stores: its name, its variables and the coordinates they need (written
+    with the inputs). A run's list of them is its ``readouts`` attribute (:func:`readouts_attr`),
+    from which :func:`validate` derives the variables to expect."""
+
+    name: str
+    variables: Mapping[str, Variable]
+    coords: tuple[str, ...] = ()
+
+    def described(self) -> dict[str, Any]:
+        """The JSON form kept in the run's ``readouts`` attribute (dims, not extents)."""
+        return {
+            "readout": self.name,
+            "variables": {k: list(v.dims) for k, v in self.variables.items()},
+            "coords": list(self.coords),
+        }
+
+
+def readouts_attr(readouts: Sequence[StoredReadout]) -> str:
+    """The ``readouts`` attribute of a run that stores ``readouts``."""
+    return json.dumps([r.described() for r in readouts], sort_keys=True)
+
+
+# Runs made before the readouts were stored name one of three modes instead; what each held.
+# `record_resid` "true" (or mode "resid") adds the residual stream.
+_RESID = {
+    "readout": "resid",
+    "variables": {"resid": ["trial", "layer", "pos", "d_model"]},
+    "coords": [],
+}
+LEGACY_MODES: dict[str, list[dict[str, Any]]] = {
+    "logits": [
+        {
+            "readout": "next_token",
+            "variables": {"answer_logprobs": ["trial", "answer"]},
+            "coords": ["answer", "answer_label"],
+        }
+    ],
+    "generate": [
+        {
+            "readout": "generate",
+            "variables": {"response_ids": ["trial", "new_token"], "response": ["trial"]},
+            "coords": [],
+        }
+    ],
+    "resid": [],
+}
+
+
+def stored_readouts(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A run's readouts as its attributes describe them: the ``readouts`` attribute, or for a
+    run made before it existed, what its ``mode`` held (:data:`LEGACY_MODES`). Raises
+    :class:`MechintroError` when neither is readable."""
+    if "readouts" in attrs:
+        try:
+            described = json.loads(attrs["readouts"])
+        except (json.JSONDecodeError, TypeError):
+            raise MechintroError("the readouts attribute is not JSON") from None
+        if not isinstance(described, list) or not all(
+            isinstance(r, dict)
+            and isinstance(r.get("readout"), str)
+            and isinstance(r.get("variables"), dict)
+            and isinstance(r.get("coords"), list)
+            for r in described
+        ):
+            raise MechintroError("the readouts attribute is not a list of readouts")
+        return described
+    mode = attrs.get("mode")
+    if mode is None:
+        raise MechintroError("missing attribute 'readouts' (or, made before it, 'mode')")
+    if mode not in LEGACY_MODES:
+        raise MechintroError(f"unknown mode '{mode}'")
+    recorded = mode == "resid" or str(attrs.get("record_resid", "")).lower() == "true"
+    return [*LEGACY_MODES[mode], *([_RESID] if recorded else [])]
+
+
+def readout_variables(attrs: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Every output variable the run's readouts store, with its dims."""
+    return {
+        name: tuple(dims)
+        for readout in stored_readouts(attrs)
+        for name, dims in readout["variables"].items()
+    }
+
+
+# Digested in every run that holds them; a run's other readout variables are digested too.
 DIGESTED = ("answer_logprobs", "response_ids", "response", "nonfinite", "resid")
 
 
 def trial_digests(
     outputs: Mapping[str, tuple[tuple[str, ...], np.ndarray]] | xr.Dataset,
+    names: Sequence[str] = DIGESTED,
 ) -> list[str]:
-    """sha256 per trial over the trial's output values (the variables in :data:`DIGESTED`), so
-    ``verify`` can tell a stored trial from one that was altered or half-written."""
+    """sha256 per trial over the trial's output values (the variables in ``names``, by default
+    :data:`DIGESTED`; a run passes its readouts' variables too), so ``verify`` can tell a stored
+    trial from one that was altered or half-written."""
     arrays = {}
-    for name in DIGESTED:
+    for name in dict.fromkeys([*DIGESTED, *names]):
         if name in outputs:
             value = outputs[name]
             arrays[name] = np.asarray(value[1] if isinstance(value, tuple) else value.values)
@@ -77,8 +183,8 @@ def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
     def bad(what: str) -> MechintroError:
         return MechintroError(f"{where} is not a valid mechintro run: {what}")
 
-    mode = _validated_attrs(ds, bad)
-    for name, dims in _expected_dims(ds, mode).items():
+    readouts = _validated_attrs(ds, bad)
+    for name, dims in _expected_dims(ds, readouts).items():
         if name not in ds:
             raise bad(f"missing variable '{name}'")
         if ds[name].dims != dims:
@@ -86,14 +192,15 @@ def validate(ds: xr.Dataset, *, where: str = "dataset") -> None:
     for name in TRIAL_COORDS:
         if name not in ds.coords or ds[name].dims != ("trial",):
             raise bad(f"missing trial coordinate '{name}'")
-    if mode == "logits" and ("answer" not in ds.coords or "answer_label" not in ds.coords):
-        raise bad("missing the 'answer' / 'answer_label' coordinates")
+    for readout in readouts:
+        if missing := [c for c in readout["coords"] if c not in ds.coords]:
+            raise bad(f"missing the {' / '.join(map(repr, missing))} coordinates")
     if "resid" in ds:
         _resid_storage(ds["resid"], bad)
 
 
-def _validated_attrs(ds: xr.Dataset, bad: Callable[[str], MechintroError]) -> str:
-    """The run's root attributes against the schema; its mode."""
+def _validated_attrs(ds: xr.Dataset, bad: Callable[[str], MechintroError]) -> list[dict[str, Any]]:
+    """The run's root attributes against the schema; its readouts (:func:`stored_readouts`)."""
     missing = [a for a in REQUIRED_ATTRS if a not in ds.attrs]
     if missing:
         raise bad(f"missing attributes {missing}")
@@ -102,9 +209,10 @@ def _validated_attrs(ds: xr.Dataset, bad: Callable[[str], MechintroError]) -> st
             f"schema version {ds.attrs['schema_version']}, this mechintro "
             f"reads {SCHEMA_VERSION}; use a matching mechintro version"
         )
-    mode = ds.attrs["mode"]
-    if mode not in MODES:
-        raise bad(f"unknown mode '{mode}'")
+    try:
+        readouts = stored_readouts(ds.attrs)
+    except MechintroError as e:
+        raise bad(str(e)) from None
     try:
         config = json.loads(ds.attrs["config"])
     except (json.JSONDecodeError, TypeError):
@@ -113,11 +221,13 @@ def _validated_attrs(ds: xr.Dataset, bad: Callable[[str], MechintroError]) -> st
         raise bad("the config attribute is not a JSON object")
     if not str(ds.attrs["batch_size"]).isdigit() or int(ds.attrs["batch_size"]) < 1:
         raise bad(f"batch_size attribute {ds.attrs['batch_size']!r} is not a positive integer")
-    return str(mode)
+    return readouts
 
 
-def _expected_dims(ds: xr.Dataset, mode: str) -> dict[str, tuple[str, ...]]:
-    """Every variable a run of ``mode`` must hold, with its dims."""
+def _expected_dims(
+    ds: xr.Dataset, readouts: Sequence[Mapping[str, Any]]
+) -> dict[str, tuple[str, ...]]:
+    """Every variable a run with these ``readouts`` must hold, with its dims."""
     expected = {
         "input_ids": ("trial", "pos"),
         "attention_mask": ("trial", "pos"),
@@ -127,12 +237,9 @@ def _expected_dims(ds: xr.Dataset, mode: str) -> dict[str, tuple[str, ...]]:
         "nonfinite": ("trial",),
         "digest": ("trial",),
     }
-    if mode == "logits":
-        expected["answer_logprobs"] = ("trial", "answer")
-    elif mode == "generate":
-        expected["response"] = ("trial",)
-        expected["response_ids"] = ("trial", "new_token")
-    if "resid" in ds or mode == "resid":
+    for readout in readouts:
+        expected |= {name: tuple(dims) for name, dims in readout["variables"].items()}
+    if "resid" in ds:
         expected["resid"] = ("trial", "layer", "pos", "d_model")
     return expected
 

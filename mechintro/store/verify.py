@@ -35,7 +35,7 @@ from mechintro.store.manifest import (
     read_manifest,
 )
 from mechintro.store.run_store import _as_path, read_attrs
-from mechintro.store.schema import DIGESTED, trial_digests, validate
+from mechintro.store.schema import DIGESTED, readout_variables, trial_digests, validate
 from mechintro.store.shards import _shard_of, shard_batches
 
 
@@ -276,13 +276,23 @@ def _check_groups(c: _Check) -> None:
             )
 
 
+def _readout_names(group: zarr.Group) -> list[str]:
+    """The output variables the run's readouts store (none where its attributes are damaged:
+    the attribute checks report that)."""
+    try:
+        return list(readout_variables(dict(group.attrs)))
+    except MechintroError:
+        return []
+
+
 def _check_outputs(
     group: zarr.Group, n: int, batch_size: int
 ) -> tuple[np.ndarray, list[int], list[int]]:
     """Each batch's committed outputs against their digests: the commit flags, the first trial
     of every damaged batch, and the trials with non-finite log-probabilities but no flag."""
     committed = np.zeros(n, dtype=bool)
-    digested = [name for name in DIGESTED if name in group]
+    names = [*DIGESTED, *_readout_names(group)]
+    digested = [name for name in dict.fromkeys(names) if name in group]
     damaged: list[int] = []
     unflagged: list[int] = []
     for start in range(0, n, batch_size):
@@ -302,7 +312,7 @@ def _check_outputs(
         except Exception:  # a truncated chunk fails to decompress
             damaged.append(start)
             continue
-        recomputed = trial_digests(outputs)
+        recomputed = trial_digests(outputs, digested)
         if any(stored[i] != recomputed[i] for i in rows):
             damaged.append(start)
         elif "answer_logprobs" in outputs:
@@ -461,8 +471,9 @@ def _drop_outputs(
     """Delete the chunk files of every output array for trials ``start:stop`` (one batch: chunks
     never straddle batches), so they read as unwritten and uncommitted, and a rerun writes them
     whole instead of merging into a damaged chunk."""
+    outputs = {*_BATCH_OUTPUTS, *_readout_names(group)}
     for name in group.array_keys():
-        if name not in _BATCH_OUTPUTS:
+        if name not in outputs:
             continue
         size = _array(group, name).chunks[0]
         for index in range(start // size, (stop - 1) // size + 1):

@@ -16,12 +16,14 @@ an unranked module or an import that runs back up fails. On top of the ranks:
 * the **leaf** modules — statistics (``stats``), readout helpers (``readouts``, ``grading``),
   config checks (``config``), tables (``tables``), stimuli (``stimuli``) — import only each other
   and ``errors``, and nothing heavy (torch, nnsight, transformers, peft, accelerate);
-* **analysis** reads saved runs: it never imports ``experiments``, ``engine``, ``runner``,
+* **analysis** (``analysis/`` and Looking Inward's ``looking_inward.score``) reads saved runs:
+  it never imports ``experiments``, ``engine``, ``runner``,
   ``models``, ``vectors``, ``training``, ``cli``, torch or nnsight — except its declared
   model-needing modules (``analysis.MODEL_MODULES``: the logit lens and the causal check), which
   ``mechintro.analysis`` imports only on first use;
-* an **experiment** imports no other experiment, only the shared ``experiments._*`` / ``base``
-  modules;
+* an **experiment** (a module of ``experiments/`` or one registered in
+  ``experiments.MODULES``, as ``looking_inward.experiment``) imports no other experiment, only the
+  shared ``experiments._*`` / ``base`` modules;
 * nothing imports ``cli`` (the CLI is the top).
 """
 
@@ -37,17 +39,20 @@ from pathlib import Path
 
 import mechintro
 import mechintro.analysis
+import mechintro.experiments
 
 PACKAGE = Path(mechintro.__file__).resolve().parent
 ROOT = "mechintro"
 
 LEAF = {f"{ROOT}.{m}" for m in ("stats", "readouts", "grading", "config", "tables", "stimuli")}
 HEAVY = ("torch", "nnsight", "transformers", "peft", "accelerate", "safetensors")
+ANALYSIS = (f"{ROOT}.analysis", f"{ROOT}.looking_inward.score")
 ANALYSIS_FORBIDDEN = (
     *(f"{ROOT}.{m}" for m in ("experiments", "engine", "runner", "models", "vectors", "training")),
     *("torch", "nnsight", "transformers", "peft"),
 )
 MODEL_MODULES = set(mechintro.analysis.MODEL_MODULES)
+EXPERIMENT_MODULES = set(mechintro.experiments.MODULES.values())
 DOC = PACKAGE.parent / "docs" / "architecture.md"
 
 # The layer table of docs/architecture.md, lowest first: a module imports only from its own row
@@ -56,13 +61,26 @@ DOC = PACKAGE.parent / "docs" / "architecture.md"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundations", ("", "errors", "_anyio_guard", "_fs", "progress", "provenance")),
     ("leaves", ("stats", "readouts", "grading", "config", "tables", "stimuli")),
-    ("study data", ("self_prediction",)),
-    ("model", ("arch", "models", "prompts", "engine", "vectors", "training", "transcripts")),
-    ("store", ("runs", "store/", "runner", "planning")),
-    ("analysis", ("analysis/", "plotting", "browse", "export")),
-    ("experiments", ("experiments/",)),
+    ("study data", ("looking_inward", "looking_inward.tasks")),
+    (
+        "model",
+        (
+            "arch",
+            "models",
+            "prompts",
+            "edit",
+            "interventions",
+            "engine",
+            "vectors",
+            "training",
+            "transcripts",
+        ),
+    ),
+    ("store", ("runs", "store/", "runner", "reading", "planning")),
+    ("analysis", ("analysis/", "looking_inward.score", "plotting/", "browse", "export")),
+    ("experiments", ("experiments/", "looking_inward.experiment")),
     ("applications", ("judge", "learned_grader", "oracle/", "introspect/", "report")),
-    ("top", ("cli",)),
+    ("top", ("cli/",)),
 )
 
 
@@ -165,25 +183,23 @@ def forbidden_edges(
     for src, targets in sorted(graph.items()):
         for dst in sorted(targets):
             why = None
-            if _within(dst, f"{ROOT}.cli") and src != f"{ROOT}.cli":
+            if _within(dst, f"{ROOT}.cli") and not _within(src, f"{ROOT}.cli"):
                 why = "nothing imports the CLI"
             elif src in LEAF and (
                 (dst.startswith(ROOT) and dst not in LEAF | {f"{ROOT}.errors"}) or dst in HEAVY
             ):
                 why = "a leaf module imports only other leaf modules and errors, nothing heavy"
             elif (
-                _within(src, f"{ROOT}.analysis")
+                any(_within(src, a) for a in ANALYSIS)
                 and src not in model_modules
-                and any(_within(dst, f) for f in ANALYSIS_FORBIDDEN)
+                and (any(_within(dst, f) for f in ANALYSIS_FORBIDDEN) or dst in EXPERIMENT_MODULES)
             ):
                 why = "the analysis layer reads runs: model code only in " + ", ".join(
                     sorted(model_modules)
                 )
             elif (
-                src.startswith(f"{ROOT}.experiments.")
-                and dst.startswith(f"{ROOT}.experiments.")
-                and not _shared_experiment_module(dst)
-            ):
+                src.startswith(f"{ROOT}.experiments.") or src in EXPERIMENT_MODULES
+            ) and _experiment_module(dst):
                 why = "an experiment imports no other experiment (shared code: experiments._*)"
             if why:
                 bad.append(f"{src} → {dst} ({why})")
@@ -231,6 +247,14 @@ def doc_layers(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
             names = re.findall(r"`([^`]+)`", cells[2])
             rows.append((cells[1], tuple("" if n == ROOT else n for n in names)))
     return tuple(rows)
+
+
+def _experiment_module(name: str) -> bool:
+    """A protocol's module: in ``experiments/`` but not its shared code, or registered elsewhere
+    (Looking Inward's, in its package)."""
+    return name in EXPERIMENT_MODULES or (
+        name.startswith(f"{ROOT}.experiments.") and not _shared_experiment_module(name)
+    )
 
 
 def _shared_experiment_module(name: str) -> bool:
@@ -399,9 +423,29 @@ def test_an_injected_forbidden_import_fails_the_check():
             "mechintro.experiments.prefill → mechintro.experiments.thoughts_vs_text",
         ),
         (
-            "mechintro.analysis.self_prediction",
-            "from ..experiments import self_prediction",  # relative imports resolve too
-            "→ mechintro.experiments.self_prediction",
+            "mechintro.analysis.alignment",
+            "from ..experiments import prefill",  # relative imports resolve too
+            "→ mechintro.experiments.prefill",
+        ),
+        (
+            "mechintro.looking_inward.score",
+            "from . import experiment",  # the study's scoring is analysis: it reads runs
+            "mechintro.looking_inward.score → mechintro.looking_inward.experiment",
+        ),
+        (
+            "mechintro.looking_inward.score",
+            "import torch",
+            "mechintro.looking_inward.score → torch",
+        ),
+        (
+            "mechintro.looking_inward.experiment",
+            "from mechintro.experiments import prefill",
+            "mechintro.looking_inward.experiment → mechintro.experiments.prefill",
+        ),
+        (
+            "mechintro.experiments.sweep",
+            "from mechintro.looking_inward.experiment import NAME",
+            "mechintro.experiments.sweep → mechintro.looking_inward.experiment",
         ),
         (
             "mechintro.analysis",
@@ -435,7 +479,7 @@ def test_a_planted_upward_import_or_unranked_module_fails_the_check():
     assert unranked(import_graph(sources)) == ["mechintro.newroom"]
     assert rank_of("mechintro.experiments.a_new_protocol") == rank_of("mechintro.experiments")
     assert rank_of("mechintro.store.verify") == rank_of("mechintro.runs")
-    changed = (*LAYERS[:-1], ("top", ("cli", "browse")))
+    changed = (*LAYERS[:-1], ("top", ("cli/", "browse")))
     assert doc_layers(DOC.read_text()) != changed
 
 
@@ -455,16 +499,16 @@ def test_an_injected_cycle_fails_the_check():
         import_graph(
             _with(
                 {
-                    "mechintro.self_prediction": "from mechintro import training",
+                    "mechintro.looking_inward.tasks": "from mechintro import training",
                     "mechintro.training": (
-                        "def f():\n    from mechintro.analysis import self_prediction"
+                        "def f():\n    from mechintro.looking_inward import score"
                     ),
                 }
             )
         )
     )
     assert longer == [
-        ["mechintro.analysis.self_prediction", "mechintro.self_prediction", "mechintro.training"]
+        ["mechintro.looking_inward.score", "mechintro.looking_inward.tasks", "mechintro.training"]
     ]
 
 

@@ -89,11 +89,13 @@ def test_an_unwritable_out_folder_is_refused_before_work(tmp_path, monkeypatch, 
     """Root may write anywhere, so the read-only/permission answer of access(2) is simulated."""
     import os
 
-    import mechintro.cli
+    import mechintro.cli._common
 
     real = os.access
     monkeypatch.setattr(
-        mechintro.cli.os, "access", lambda p, mode: False if Path(p) == tmp_path else real(p, mode)
+        mechintro.cli._common.os,
+        "access",
+        lambda p, mode: False if Path(p) == tmp_path else real(p, mode),
     )
 
     def refuse(*args, **kwargs):

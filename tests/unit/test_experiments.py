@@ -173,7 +173,8 @@ def test_intentional_control_reads_the_written_sentence(tiny, tmp_path):
     ds = runs.open_run(tmp_path / "i.zarr")
     assert ds.sizes["trial"] == 2 * 4 and "resid" in ds
     # the readout it really has: residual streams only, no incidental yes/no logits
-    assert ds.attrs["mode"] == "resid" and "answer_logprobs" not in ds
+    assert [r["readout"] for r in runs.stored_readouts(ds.attrs)] == ["resid"]
+    assert "answer_logprobs" not in ds
     for i in range(ds.sizes["trial"]):
         assert _decode(tiny, ds, i, "read_mask") == str(ds.sentence.values[i])
         prompt = _text(
@@ -388,11 +389,12 @@ def test_cell_summary_one_value_per_cell():
 
 
 def test_set_parses_by_annotation_and_fields_show_the_docstrings(capsys):
-    from mechintro.cli import _apply_settings, main
+    from mechintro.cli import main
+    from mechintro.cli._args import apply_settings
 
     given: dict = {}
     settings = ["trials=3", "layers=1,0.5", "strengths=1,2.5", "question=mind", "seed=7"]
-    _apply_settings(settings, IT.Config, given)
+    apply_settings(settings, IT.Config, given)
     assert given == {
         "trials": 3,
         "layers": ("1", "0.5"),
@@ -404,12 +406,12 @@ def test_set_parses_by_annotation_and_fields_show_the_docstrings(capsys):
     from mechintro.experiments import detection_logits as DL
 
     given = {}
-    _apply_settings(["trials=none", "record_resid=false"], DL.Config, given)
+    apply_settings(["trials=none", "record_resid=false"], DL.Config, given)
     assert given == {"trials": None, "record_resid": False}
     with pytest.raises(MechintroError, match="question='why' is invalid: it must be 'detect'"):
-        _apply_settings(["question=why"], IT.Config, {})
+        apply_settings(["question=why"], IT.Config, {})
     with pytest.raises(MechintroError, match="tasks='poems' is invalid"):
-        _apply_settings(["tasks=sentence,poems"], LO.Config, {})
+        apply_settings(["tasks=sentence,poems"], LO.Config, {})
     assert main(["run", "injected-thoughts", "--fields"]) == 0
     out = capsys.readouterr().out
     assert "uninjected control trials per cell" in out  # the field's own docstring
@@ -581,9 +583,13 @@ def test_patchscope_patches_the_placeholder_and_reads_the_continuation(tiny, vec
     assert (s.n == 2).all() and (s.rate.sel(condition="concept") == 1).all()
     assert (s.rate.sel(condition=["random", "none"]) == 0).all()
     assert "concept [95% CI]" in PS.format_summary(s)
-    with pytest.raises(MechintroError, match="records no residual"):
-        PS.run(dataclasses.replace(cfg, record_resid=True), tmp_path / "r.zarr", model=tiny)
-    assert not (tmp_path / "r.zarr").exists()
+    # a patched run records residual streams too: the placeholder holds the written vector
+    recorded = dataclasses.replace(cfg, record_resid=True)
+    ps = runs.open_run(PS.run(recorded, tmp_path / "r.zarr", model=tiny, vectors=vecs)).load()
+    t = concept
+    at = ps.sizes["pos"] - len(t.prompt) + t.patch.positions[0]
+    stored = torch.from_numpy(ps.resid.values[0, t.patch.layer, at].astype(np.float32))
+    torch.testing.assert_close(stored, t.patch.vectors[0].float(), atol=2e-2, rtol=2e-3)
 
 
 def test_results_document_patchscope_verdict_counts_cells_above_the_random_control():
@@ -632,7 +638,7 @@ def test_looking_inward_verdicts_holm_and_a_reversed_advantage(tmp_path, monkeyp
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "analyses"))
     import results_doc
 
-    from mechintro.analysis import self_prediction as sp
+    from mechintro.looking_inward import score as sp
     from mechintro.stats import holm
 
     tests = {

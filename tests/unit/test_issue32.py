@@ -74,7 +74,7 @@ def test_looking_inward_mode_baseline_is_out_of_sample():
     upward: 0.455 for self-trained Qwen-0.5B, whose 0.380 read as below it). Leave-one-item-out
     gives 0.313 / 0.407 / 0.564; and the permutation p-values rest on enough sign flips to print
     four digits (steps of 1e-5, not 1/5001)."""
-    from mechintro.analysis import self_prediction as sp
+    from mechintro.looking_inward import score as sp
 
     root = DATA / "looking-inward"
     loo = {
@@ -92,7 +92,7 @@ def test_looking_inward_mode_baseline_is_out_of_sample():
 
 
 def test_loo_mode_counts_a_tie_as_a_random_pick():
-    from mechintro.analysis.self_prediction import _loo_mode_hits
+    from mechintro.looking_inward.score import _loo_mode_hits
 
     # item 0's answer "a" is the in-sample mode only because it counts itself
     targets = np.array(["a", "a", "b", "c"], dtype=object)

@@ -216,13 +216,14 @@ def test_staging_cleanup_spares_live_writers_and_user_folders(tmp_path):
 
 def test_sigterm_prints_the_resume_line(monkeypatch, capsys):
     from mechintro import cli
+    from mechintro.cli import info
 
     def terminated(args):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(30)  # the handler interrupts this
         return 0
 
-    monkeypatch.setattr(cli, "_cmd_info", terminated)
+    monkeypatch.setattr(info, "command", terminated)
     assert cli.main(["info", "whatever.zarr"]) == 143
     assert (
         capsys.readouterr().err.strip()

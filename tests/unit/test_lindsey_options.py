@@ -64,12 +64,12 @@ def test_system_message_text_and_open_questions(tiny, vecs):
 
 
 def test_system_message_from_the_command_line():
-    from mechintro.cli import _apply_settings
+    from mechintro.cli._args import apply_settings
 
     given: dict = {}
-    _apply_settings(["system_message="], IT.Config, given)
+    apply_settings(["system_message="], IT.Config, given)
     assert given == {"system_message": ""}
-    _apply_settings(["system_message=none"], IT.Config, given)
+    apply_settings(["system_message=none"], IT.Config, given)
     assert given == {"system_message": None}
 
 
@@ -147,6 +147,7 @@ def test_bad_replication_options_are_one_line():
 
 def test_preset_on_the_command_line(monkeypatch, capsys, tmp_path):
     from mechintro import cli
+    from mechintro.cli import _common
 
     seen = {}
 
@@ -154,7 +155,7 @@ def test_preset_on_the_command_line(monkeypatch, capsys, tmp_path):
         seen["dtype"] = args.dtype
         raise cli.MechintroError("stopped before loading")
 
-    monkeypatch.setattr(cli, "_load", stop)
+    monkeypatch.setattr(_common, "load", stop)
     argv = ["run", "injected-thoughts", "--preset", "uzaymacar", "--out", str(tmp_path / "o")]
     assert cli.main(argv) == 2
     assert seen["dtype"] == "bfloat16"  # the preset's, as A′ runs

@@ -223,7 +223,7 @@ def test_every_command_passes_its_placement_flags_to_the_loader(argv, tmp_path, 
     if argv[0] == "train":  # train opens its behaviour run before loading the model
         (tmp_path / "b.zarr").mkdir()
         monkeypatch.setattr("mechintro.runs.open_run", lambda path: None)
-        monkeypatch.setattr("mechintro.self_prediction.training_examples", lambda *a, **k: [])
+        monkeypatch.setattr("mechintro.looking_inward.tasks.training_examples", lambda *a, **k: [])
     args = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     with pytest.raises(Loaded):
         main(

@@ -60,9 +60,9 @@ def test_run_that_does_not_fit_is_refused_before_it_starts(tiny, tmp_path, monke
 
 
 def test_cli_dry_run_writes_nothing(tmp_path, capsys, monkeypatch, tiny):
-    from mechintro import cli
+    from mechintro.cli import _common
 
-    monkeypatch.setattr(cli, "_load", lambda args, name=None: tiny)
+    monkeypatch.setattr(_common, "load", lambda args, name=None: tiny)
     out = tmp_path / "dl.zarr"
     code = main(
         [

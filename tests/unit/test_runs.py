@@ -195,18 +195,17 @@ def test_cli_info(tiny, vectors, tmp_path, capsys):
 
 
 def test_layer_fractions_by_value_and_optional_ints_parse():
-    from mechintro.cli import _field_value, _parser
+    from mechintro.cli import _parser
+    from mechintro.cli._args import apply_settings, field_value
     from mechintro.vectors import resolve_layers
 
     assert resolve_layers(["1e-1"], 30) == [3]  # before: "1e-1" had no ".", so it was index 0
     assert resolve_layers(["12", 12, "0.5"], 30) == [12, 15]
     args = _parser().parse_args(["run", "detection-logits", "--set", "trials=1", "--out", "x.zarr"])
-    from mechintro.cli import _apply_settings
-
     given: dict = {}
-    _apply_settings(args.settings, D.DetectionLogitsConfig, given)
+    apply_settings(args.settings, D.DetectionLogitsConfig, given)
     assert given == {"trials": 1}
-    assert _field_value("1,2", tuple[float, ...], "strengths") == (1.0, 2.0)
+    assert field_value("1,2", tuple[float, ...], "strengths") == (1.0, 2.0)
 
 
 def test_truncated_model_cache_manifest_is_reconverted(tiny, tmp_path, monkeypatch):
@@ -251,6 +250,7 @@ _ABANDONED_WRITES = """
 import asyncio, errno, sys
 from zarr.core.sync import _get_loop
 from mechintro import cli
+from mechintro.cli import info
 
 def full_disk(args):  # what a full disk leaves: zarr's other chunk writes pending in its loop
     async def stuck():
@@ -262,7 +262,7 @@ def full_disk(args):  # what a full disk leaves: zarr's other chunk writes pendi
     asyncio.run_coroutine_threadsafe(spawn(), _get_loop()).result()
     raise OSError(errno.ENOSPC, "No space left on device")
 
-cli._cmd_info = full_disk
+info.command = full_disk
 sys.exit(cli.main(["info", "x.zarr"]))
 """
 

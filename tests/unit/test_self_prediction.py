@@ -12,10 +12,10 @@ import torch
 import xarray as xr
 
 from mechintro import runs, training
-from mechintro import self_prediction as sp_shared
-from mechintro.analysis import self_prediction as sp
 from mechintro.errors import MechintroError
-from mechintro.experiments import self_prediction
+from mechintro.looking_inward import experiment as self_prediction
+from mechintro.looking_inward import score as sp
+from mechintro.looking_inward import tasks as sp_shared
 
 from ..conftest import build_tiny
 

@@ -1,10 +1,12 @@
-"""The type checker holds in CI: mypy, strict on the kit — the engine, the runner, the run store
-(``mechintro.runs`` and ``mechintro/store/``) and the experiments' base — with the configuration of
-pyproject.toml's ``[tool.mypy]`` (other modules are read for their types, their own errors not
+"""The type checker holds in CI: mypy, strict on the kit — the engine (with its edit and
+interventions), the runner and its readouts (``mechintro.reading``), the run store
+(``mechintro.runs`` and ``mechintro/store/``) and the experiments' base — with the configuration
+of pyproject.toml's ``[tool.mypy]`` (other modules are read for their types, their own errors not
 reported; torch, nnsight, transformers and dask are not analysed). mypy is pinned in the ``dev``
 extra, which ``scripts/setup.sh`` installs. To see what fails, run the command of ``_mypy``:
-``.venv/bin/python -m mypy mechintro/engine.py mechintro/runner.py mechintro/runs.py
-mechintro/store mechintro/experiments/base.py``."""
+``.venv/bin/python -m mypy mechintro/engine.py mechintro/edit.py mechintro/interventions.py
+mechintro/runner.py mechintro/reading.py mechintro/runs.py mechintro/store
+mechintro/experiments/base.py``."""
 
 from __future__ import annotations
 
@@ -16,14 +18,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 KIT = (
     "mechintro/engine.py",
+    "mechintro/edit.py",
+    "mechintro/interventions.py",
     "mechintro/runner.py",
+    "mechintro/reading.py",
     "mechintro/runs.py",
     "mechintro/store",
     "mechintro/experiments/base.py",
 )
 STRICT = {
     "mechintro.engine",
+    "mechintro.edit",
+    "mechintro.interventions",
     "mechintro.runner",
+    "mechintro.reading",
     "mechintro.runs",
     "mechintro.store.*",
     "mechintro.experiments.base",

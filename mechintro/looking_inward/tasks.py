@@ -21,8 +21,8 @@ MMLU). Properties depend only on the beginning of an answer, so answers are gene
 far as that needs (a deviation: theirs are full-length). docs/looking-inward.md lists every
 difference.
 
-Who uses what: :mod:`mechintro.experiments.self_prediction` builds the runs' trials from
-:func:`items` and :func:`hypothetical`; :mod:`mechintro.analysis.self_prediction` scores them with
+Who uses what: :mod:`mechintro.looking_inward.experiment` builds the runs' trials from
+:func:`items` and :func:`hypothetical`; :mod:`mechintro.looking_inward.score` scores them with
 :func:`extract` and :func:`parse_prediction`; :func:`training_examples` and
 :func:`object_examples` turn a run into finetuning pairs for :func:`mechintro.training.finetune`
 (a generic LoRA trainer). This module imports none of them, so none of them import each other.

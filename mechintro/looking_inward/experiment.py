@@ -10,12 +10,12 @@ Answers are greedy and cut at ``max_new_tokens`` (object) / ``hypothetical_token
 property reads only the beginning of an answer. A **calibration** run samples instead:
 ``samples`` answers per prompt at ``temperature`` (label ``sample``), usually for one task and
 ``properties`` (the paper: animals, second character, 20 samples at temperature 1), scored by
-:func:`mechintro.analysis.self_prediction.calibration`.
+:func:`mechintro.looking_inward.score.calibration`.
 
 With ``record_resid`` the residual stream of every layer at the hypothetical prompt's last token
 is stored in the run's ``hypothetical_resid`` group
-(:func:`mechintro.self_prediction.load_hypothetical_resid`): the state the model answers from,
-for the probes of :func:`mechintro.analysis.self_prediction.probe`. It is computed after the
+(:func:`mechintro.looking_inward.tasks.load_hypothetical_resid`): the state the model answers
+from, for the probes of :func:`mechintro.looking_inward.score.probe`. It is computed after the
 trials by a second forward pass and written with :func:`mechintro.runs.write_group` (the store's
 lock, its digests in the manifest, checked by ``mechintro verify``), not as a per-trial output:
 it covers the hypothetical trials only, at one position.
@@ -24,8 +24,8 @@ it covers the hypothetical trials only, at one position.
 the weights before the run (:func:`mechintro.training.apply_adapter`); ``"A,B"`` merges B, trained
 on the model with A merged, after A (the behaviour-change test).
 
-Tasks, prompts and properties: :mod:`mechintro.self_prediction` (shared with the scoring and the
-finetuning). Scoring and the self/cross comparisons: :mod:`mechintro.analysis.self_prediction`.
+Tasks, prompts and properties: :mod:`mechintro.looking_inward.tasks` (shared with the scoring
+and the finetuning). Scoring and the self/cross comparisons: :mod:`mechintro.looking_inward.score`.
 """
 
 from __future__ import annotations
@@ -39,13 +39,14 @@ import numpy as np
 import xarray as xr
 
 from mechintro import engine, runs
-from mechintro import self_prediction as sp
-from mechintro.analysis import self_prediction as scoring
 from mechintro.errors import MechintroError
 from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import BaseConfig
+from mechintro.looking_inward import score as scoring
+from mechintro.looking_inward import tasks as sp
 from mechintro.models import Model
 from mechintro.prompts import render_chat, tokenize
+from mechintro.reading import Generate, Readout
 from mechintro.runner import Generation, Shard, Trial, execute
 from mechintro.tables import table
 
@@ -148,10 +149,13 @@ def _trial(
     )
 
 
-def build_trials(config: SelfPredictionConfig, model: Model) -> list[Trial]:
+def build_trials(
+    config: SelfPredictionConfig, model: Model, vectors: xr.DataArray | None = None
+) -> list[Trial]:
     """Object-level trials first (one per item), then the hypothetical ones (item × property) of
     the tasks in ``hypothetical_splits`` (object-level answers of every task: training targets);
-    each ``samples`` times in a row (label ``sample``).
+    each ``samples`` times in a row (label ``sample``). ``vectors`` is unused: nothing is
+    injected.
 
     Example::
 
@@ -182,6 +186,12 @@ def build_trials(config: SelfPredictionConfig, model: Model) -> list[Trial]:
                         )
                     )
     return objects + hypotheticals
+
+
+def readouts(config: SelfPredictionConfig, model: Model) -> list[Readout]:
+    """The sampled answers, as long as the longer of the object-level and hypothetical ones."""
+    most = max(config.max_new_tokens, config.hypothetical_tokens)
+    return [Generate(Generation(max_new_tokens=most, temperature=config.temperature))]
 
 
 def run(
@@ -218,11 +228,7 @@ def run(
         trials,
         out,
         config=dataclasses.asdict(config),
-        mode="generate",
-        generation=Generation(
-            max_new_tokens=max(config.max_new_tokens, config.hypothetical_tokens),
-            temperature=config.temperature,
-        ),
+        readouts=readouts(config, model),
         batch_size=config.batch_size,
         record=False,
         seed=config.seed,
@@ -259,7 +265,7 @@ def _record_last_tokens(model: Model, trials: list[Trial], out: Path, batch_size
 
 def summarize(ds: xr.Dataset) -> xr.Dataset:
     """The run scored against itself: accuracy per task and property against the mode baseline
-    (:func:`mechintro.analysis.self_prediction.accuracy`).
+    (:func:`mechintro.looking_inward.score.accuracy`).
 
     Example::
 

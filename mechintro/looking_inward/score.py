@@ -7,10 +7,10 @@ A ``self-prediction`` run holds a model's object-level answers and its hypotheti
 predictions can be scored against any model's behaviour. The default ``rules="authors"`` follow the
 analysis that made the paper's numbers (felixbinder/introspection_self_prediction,
 ``evals/analysis/james/james_analysis.py``; docs/looking-inward.md): answers cleaned by
-:func:`mechintro.self_prediction.clean`, a prediction right when the whole cleaned answer equals the
-property, and **every pair kept** (``exclude_noncompliant=False``): an undefined property scores as
-the value ``"none"``, and compliance is only reported. ``rules="lenient"`` is mechintro's earlier
-scoring (lenient parsing, object-level non-compliant pairs excluded).
+:func:`mechintro.looking_inward.tasks.clean`, a prediction right when the whole cleaned answer
+equals the property, and **every pair kept** (``exclude_noncompliant=False``): an undefined
+property scores as the value ``"none"``, and compliance is only reported. ``rules="lenient"`` is
+mechintro's earlier scoring (lenient parsing, object-level non-compliant pairs excluded).
 
 * :func:`accuracy` — per task × property, Wilson intervals, against the **mode baseline** (always
   guess the target's most frequent property value in that cell); pooled over the held-out and the
@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from mechintro import self_prediction as sp
 from mechintro.errors import MechintroError
+from mechintro.looking_inward import tasks as sp
 from mechintro.stats import bootstrap_mean_ci, cluster_bootstrap_weights, paired_auc, rate, wilson
 
 
@@ -636,7 +636,7 @@ def _binned_mad_resamples(
 def _calibration_value(response: str, prop: str, matching: str, rules: str) -> str | None:
     """An object-level sample's property for calibration. The authors' calibration script reads
     ``response.strip()[1]`` (case kept; a sample shorter than that is dropped), not the cleaned
-    answer; other properties follow :func:`mechintro.self_prediction.extract`."""
+    answer; other properties follow :func:`mechintro.looking_inward.tasks.extract`."""
     if rules == "authors" and prop.endswith("_character"):
         text = response.strip()
         n = ("first", "second", "third").index(prop.removesuffix("_character"))
@@ -669,7 +669,7 @@ def calibration(
     ``rules="authors"`` (their calibration script): an object sample's value is ``strip()[n]``
     of the answer, case kept (samples too short are dropped), the first value is the lower-cased
     mode, and a prediction is the whole answer, stripped and lower-cased. ``rules="lenient"``:
-    :func:`mechintro.self_prediction.extract` / ``parse_prediction`` with those rules.
+    :func:`mechintro.looking_inward.tasks.extract` / ``parse_prediction`` with those rules.
     Non-compliant predictions keep their mass but match no value.
 
     Rows (``pair``): ``task``, ``property``, ``item``, ``mad`` (the prompt's per-prompt figure),
