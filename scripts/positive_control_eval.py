@@ -62,6 +62,10 @@ def main() -> int:
         "--strengths and sampled at --sampled-strengths: the seen-vs-unseen gap",
     )  # fmt: skip
     p.add_argument("--controls", type=int, default=30)
+    p.add_argument(
+        "--seed", type=int, default=0,
+        help="seed of the sampled trials (another seed: a replication on fresh samples)",
+    )  # fmt: skip
     p.add_argument("--max-new-tokens", type=int, default=12)
     p.add_argument("--examples", type=int, default=200, help="the training run's examples")
     p.add_argument("--lr", type=float, default=4e-4, help="the training run's learning rate")
@@ -108,7 +112,7 @@ def main() -> int:
     else:
         model, record = st.load(base, args.model)
         steps, label = record["steps"], f"trained@{record['steps']}"
-    kw = {"max_new_tokens": args.max_new_tokens, "batch_size": 200}
+    kw = {"max_new_tokens": args.max_new_tokens, "batch_size": 200, "seed": args.seed}
     t = time.perf_counter()
     rows = st.trials(model, vectors, held, strengths, n_controls=1, label=label, **kw)
     rows += st.trials(
