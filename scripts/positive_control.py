@@ -98,6 +98,25 @@ def nets_table(ev: dict) -> str:
     return "\n".join(rows)
 
 
+def verdict(ev: dict) -> str:
+    """The acceptance rule, read off the data: the trained model's net detection (sampled
+    held-out − sampled controls) has its clustered interval above 0 on >= 50 distinct controls."""
+    n = ev.get("nets", {}).get("trained", {})
+    if "net_sampled" not in n:
+        return "Acceptance (net detection above 0 on ≥ 50 distinct controls): not evaluated."
+    lo = n["net_sampled"][1]
+    k = n.get("n_controls_distinct", 0)
+    met = lo > 0 and k >= 50
+    why = "" if met else (" (fewer than 50 distinct controls)" if k < 50 else " (its interval "
+                          "includes 0)")  # fmt: skip
+    narrow = f" (narrowly: lower limit {lo:+.2f})" if met and lo < 0.05 else ""
+    return (
+        f"Acceptance (net detection's clustered interval above 0 on ≥ 50 distinct controls): "
+        f"**{'met' if met else 'not met'}**{why}: trained {_signed(n['net_sampled'])} on {k} "
+        f"distinct controls{narrow}."
+    )
+
+
 def seen_table(ev: dict) -> str:
     """The seen-vs-unseen gap: training concepts (seen) against the held-out ones, the same
     strengths and decoding, per model."""
@@ -265,6 +284,8 @@ def document(data: Path) -> str:
         "controls' Wilson interval by MOVER):",
         "",
         nets_table(ev),
+        "",
+        verdict(ev),
         "",
         "### Held-out detection by strength",
         "",

@@ -217,7 +217,7 @@ def main() -> int:
         res[label]["training_question_fpr"] = c["detected"]
         res[label]["training_question"] = held[label]["detected"]
         res[label]["training_question_identified"] = held[label]["identified"]
-        for strength in (1.0, 8.0):  # the dose: greedy claims at 0.09 and 0.72 residual norms
+        for strength in (1.0, 8.0, 16.0):  # the dose: greedy claims at 0.09, 0.72, 1.44 norms
             cell = [
                 r for r in ev["summary"]
                 if r["model"] == label and r["group"] == "held-out" and r["strength"] == strength
@@ -240,8 +240,14 @@ def main() -> int:
         "training_question", "their question, greedy, strengths 1-16")  # fmt: skip
     row("steering-awareness eval", "claims at 1× (0.09 residual norms), greedy",
         "training_question_at_1")  # fmt: skip
+    greedy_control = {
+        r["model"]: r["detected"][0] for r in ev["summary"] if r["group"] == "control"
+    }  # the one deterministic unsteered answer per model
     row("steering-awareness eval", "claims at 8× (0.72 residual norms), greedy",
-        "training_question_at_8", "greedy unsteered control: no claim in either model")  # fmt: skip
+        "training_question_at_8", "greedy unsteered control claims: " + ", ".join(
+            f"{m} {'yes' if v else 'no'}" for m, v in sorted(greedy_control.items())))  # fmt: skip
+    row("steering-awareness eval", "claims at 16× (1.44 residual norms), greedy",
+        "training_question_at_16")  # fmt: skip
     row("steering-awareness eval", "false positives, sampled controls", "training_question_fpr")
     row("steering-awareness eval", "net detection (held-out − sampled controls)",
         "training_question_net", "held-out and controls both sampled (T = 1), strengths 4 "
