@@ -126,25 +126,27 @@ def seen_table(ev: dict) -> str:
         if r["strength"] is None and r["group"] in ("held-out", "seen", "held-out-sampled",
                                                      "seen-sampled")
     }  # fmt: skip
-    rows = [
-        "| model | decoding | held-out detected | seen detected | held-out identified "
-        "| seen identified |",
-        "|---|---|---|---|---|---|",
-    ]
+    body = []
     for label in ("untrained", "trained"):
         for suffix, decoding in (("", "greedy, all strengths"), ("-sampled", "sampled, 4× 8×")):
             h, s = cells.get((label, "held-out" + suffix)), cells.get((label, "seen" + suffix))
             if h and s:
-                rows.append(
-                    f"| {label} | {decoding} | {_cell(h['detected'])} | {_cell(s['detected'])} "
-                    f"| {_cell(h['identified'])} | {_cell(s['identified'])} |"
-                )
-    return "\n".join(rows)
+                body.append([label, decoding, _cell(h["detected"]), _cell(s["detected"]),
+                             _cell(h["identified"]), _cell(s["identified"])])  # fmt: skip
+    header = ["model", "decoding", "held-out detected", "seen detected", "held-out identified",
+              "seen identified"]  # fmt: skip
+    return _markdown(header, body)
+
+
+def _markdown(header: list[str], body: list[list[str]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
 
 
 def why_table(why: dict) -> str:
     """scripts/positive_control_why.py: the trained protocol against Lindsey's, one factor
-    swapped at a time (greedy, 50 held-out concepts, the same injected norm)."""
+    swapped at a time (greedy, its held-out concepts, the same injected norm)."""
     rows = [
         "| condition | untrained detected | trained detected | trained in a trained format "
         "| trained, greedy control claims? | trained control's answer |",
@@ -243,16 +245,10 @@ def scaling_table(scaling: list[dict]) -> str:
 
 
 def sensitivity_table(sens: list[dict]) -> str:
-    rows = [
-        "| instrument | readout | untrained | trained | sees the trained ability? | note |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in sens:
-        rows.append(
-            f"| {r['instrument']} | {r['readout']} | {_cell(r['untrained'])} | "
-            f"{_cell(r['trained'])} | {r['sees']} | {r.get('note', '')} |"
-        )
-    return "\n".join(rows)
+    header = ["instrument", "readout", "untrained", "trained", "sees the trained ability?", "note"]
+    body = [[r["instrument"], r["readout"], _cell(r["untrained"]), _cell(r["trained"]), r["sees"],
+             r.get("note", "")] for r in sens]  # fmt: skip
+    return _markdown(header, body)
 
 
 def _planned(ev: dict) -> str:
