@@ -138,6 +138,13 @@ def seen_table(ev: dict) -> str:
     return _markdown(header, body)
 
 
+def _strengths(ev: dict) -> list[str]:
+    """The sampled held-out strengths of an evaluation, as "4×"."""
+    return [
+        f"{x:g}×" for x in ev.get("nets", {}).get("trained", {}).get("net_sampled_strengths", [])
+    ]
+
+
 def _markdown(header: list[str], body: list[list[str]]) -> str:
     """A markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -302,6 +309,12 @@ def document(data: Path) -> str:
     if scaling_file.exists():
         out += ["", "### Scaling (snapshots of the same run)", ""]
         out += [scaling_table(json.loads(scaling_file.read_text()))]
+    for rep in sorted(data.glob("replication-*/eval_main.json")):  # the same models, new samples
+        rev = json.loads(rep.read_text())
+        head = (f"### Replication on fresh samples (`{rep.parent.name}`: the sampled trials "
+                f"and controls drawn again, strengths {', '.join(_strengths(rev))})")  # fmt: skip
+        out += ["", head, ""]
+        out += [nets_table(rev), "", verdict(rev)]
     sens_file = data / "sensitivity.json"
     if sens_file.exists():
         out += ["", "### Sensitivity table", ""]
