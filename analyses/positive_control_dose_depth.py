@@ -1,9 +1,10 @@
 """Figure: the positive control's dose and depth (issue 33, item 5) — held-out detection of the
 trained SmolLM2 beside the untrained model on the same trials (their question, greedy):
 (a) vs injection strength at the training layer, with each model's false-positive rate on
-sampled unsteered controls as a dashed line; (b) vs the injection layer (vectors made and
-injected at that layer, the same injected norm in residual norms). 95 % intervals clustered by
-concept. From ``analyses/data/positive-control/eval_main.json``
+sampled unsteered controls as a dashed line and the training (seen) concepts dotted; (b) vs
+the injection layer (vectors made and injected at that layer, the same injected norm in
+residual norms). 95 % intervals clustered by concept. From
+``analyses/data/positive-control/eval_main.json``
 (``scripts/positive_control_eval.py``).
 
     python analyses/positive_control_dose_depth.py [--data analyses/data/positive-control]
@@ -41,6 +42,23 @@ for model, colour in colours.items():
               [r["detected"][2] - e for e, r in zip(est, cells, strict=True)]],
         marker="o", color=colour, capsize=3, label=f"{model}: held-out detected (greedy)",
     )  # fmt: skip
+    seen = sorted(
+        (r for r in summary if r["model"] == model and r["group"] == "seen" and r["strength"]),
+        key=lambda r: r["strength"],
+    )
+    if seen:  # training concepts at the same strengths: the seen-vs-unseen gap
+        a.plot([r["strength"] for r in seen], [r["detected"][0] for r in seen], ls=":",
+               marker="x", color=colour, label=f"{model}: seen (training) concepts")  # fmt: skip
+    sampled = sorted(
+        (r for r in summary
+         if r["model"] == model and r["group"] == "held-out-sampled" and r["strength"]),
+        key=lambda r: r["strength"],
+    )  # fmt: skip
+    if sampled:  # sampled as the controls are: the like-with-like comparison with the dashed line
+        a.plot(
+            [r["strength"] for r in sampled], [r["detected"][0] for r in sampled], ls="none",
+            marker="D", mfc="none", color=colour, label=f"{model}: held-out, sampled",
+        )  # fmt: skip
     ctrl = [r for r in summary if r["model"] == model and r["group"] == "control-sampled"]
     if ctrl:
         a.axhline(ctrl[0]["detected"][0], ls="--", color=colour, lw=1,

@@ -898,10 +898,11 @@ def _positive_control(root: Path) -> list[str]:
         "",
         "Published: Fonseca Rivera (2025) trains 7-9B models on ~12,000 examples × 4 epochs "
         "(Qwen2.5-7B held-out detection 0.6 % → 85.5 %, 0 % false positives); here "
-        "SmolLM2-135M on a few hundred examples, less than one pass, on CPU. The tables below are "
-        "the balanced-mixture run (no-injection negatives as many as the positives); the "
-        "earlier runs with their mixture (`n200`, `n800`) follow. Recipe, deviations, commands: "
-        "[`docs/positive-control.md`](positive-control.md).",
+        "SmolLM2-135M on 600 examples × 2 epochs (300 steps), on CPU. The tables below are "
+        "the balanced-mixture run (no-injection negatives as many as the positives; its main "
+        "model is the snapshot named in the first heading, the others are in the scaling "
+        "table); the earlier runs with their mixture (`n200`, `n800`) follow. Recipe, "
+        "deviations, commands: [`docs/positive-control.md`](positive-control.md).",
         "",
     ]
     if not (root / "eval_main.json").exists():

@@ -108,3 +108,35 @@ if (base / "sensitivity.json").exists():
             f"{r['instrument']} | {r['readout']} | {cell(r['untrained'])} → "
             f"{cell(r['trained'])} | {r['sees']}"
         )
+
+# %% [markdown]
+# Seen vs unseen: the same strengths on 20 training concepts (injected as positives in training)
+# beside the 50 held-out ones. Their paper reports the gap; here it says whether what the model
+# learned is tied to the training concepts' vectors.
+
+# %%
+for r in evaluation["summary"]:
+    if r["strength"] is None and r["group"] in (
+        "held-out",
+        "seen",
+        "held-out-sampled",
+        "seen-sampled",
+    ):
+        print(
+            f"{r['model']:>9} {r['group']:>16}: detected {cell(r['detected'])}, "
+            f"identified {cell(r['identified'])}"
+        )
+
+# %% [markdown]
+# Why Lindsey's injected-thoughts protocol misses the trained detection: the trained protocol's
+# question, vector and injection window swapped for Lindsey's one at a time
+# (`scripts/positive_control_why.py`), greedy, 50 held-out concepts, the same injected norm.
+
+# %%
+if (base / "why.json").exists():
+    why = json.loads((base / "why.json").read_text())
+    for r in why["summary"]:
+        print(
+            f"{r['model']:>9} | {r['condition']:<22} | detected {cell(r['detected'])} | "
+            f"in format {r['in_format']:.2f} | control: {r['control_response'][:40]!r}"
+        )

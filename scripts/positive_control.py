@@ -74,18 +74,98 @@ def _net(held: dict, control: dict) -> str:
     return f"{iv.estimate:+.2f} [{iv.lo:+.2f}, {iv.hi:+.2f}]"
 
 
+NET_COLUMNS = {
+    "net_sampled": "net, sampled held-out − sampled controls",
+    "net_sampled_at_4": "at 4×",
+    "net_sampled_at_8": "at 8×",
+    "net_greedy": "net, greedy held-out − sampled controls",
+    "net_seen_sampled": "net, sampled seen (training) concepts − sampled controls",
+}
+
+
 def nets_table(ev: dict) -> str:
     """Net detection, untrained vs trained, with the held-out side clustered by concept."""
     nets = ev.get("nets", {})
+    keys = [k for k in NET_COLUMNS if any(k in nets.get(m, {}) for m in nets)]
     rows = [
-        "| model | net, sampled held-out − sampled controls | net, greedy held-out − sampled "
-        "controls |",
-        "|---|---|---|",
+        "| model | distinct controls | " + " | ".join(NET_COLUMNS[k] for k in keys) + " |",
+        "|---|---|" + "---|" * len(keys),
     ]
     for label in ("untrained", "trained"):
         n = nets.get(label, {})
-        cells = [_signed(n[k]) if k in n else "—" for k in ("net_sampled", "net_greedy")]
-        rows.append(f"| {label} | {cells[0]} | {cells[1]} |")
+        cells = [_signed(n[k]) if k in n else "—" for k in keys]
+        rows.append(f"| {label} | {n.get('n_controls_distinct', '—')} | {' | '.join(cells)} |")
+    return "\n".join(rows)
+
+
+def verdict(ev: dict) -> str:
+    """The acceptance rule, read off the data: the trained model's net detection (sampled
+    held-out − sampled controls) has its clustered interval above 0 on >= 50 distinct controls."""
+    n = ev.get("nets", {}).get("trained", {})
+    if "net_sampled" not in n:
+        return "Acceptance (net detection above 0 on ≥ 50 distinct controls): not evaluated."
+    lo = n["net_sampled"][1]
+    k = n.get("n_controls_distinct", 0)
+    met = lo > 0 and k >= 50
+    why = "" if met else (" (fewer than 50 distinct controls)" if k < 50 else " (its interval "
+                          "includes 0)")  # fmt: skip
+    narrow = f" (narrowly: lower limit {lo:+.2f})" if met and lo < 0.05 else ""
+    return (
+        f"Acceptance (net detection's clustered interval above 0 on ≥ 50 distinct controls): "
+        f"**{'met' if met else 'not met'}**{why}: trained {_signed(n['net_sampled'])} on {k} "
+        f"distinct controls{narrow}."
+    )
+
+
+def seen_table(ev: dict) -> str:
+    """The seen-vs-unseen gap: training concepts (seen) against the held-out ones, the same
+    strengths and decoding, per model."""
+    cells = {
+        (r["model"], r["group"]): r
+        for r in ev["summary"]
+        if r["strength"] is None and r["group"] in ("held-out", "seen", "held-out-sampled",
+                                                     "seen-sampled")
+    }  # fmt: skip
+    body = []
+    for label in ("untrained", "trained"):
+        for suffix, decoding in (("", "greedy, all strengths"), ("-sampled", "sampled, 4× 8×")):
+            h, s = cells.get((label, "held-out" + suffix)), cells.get((label, "seen" + suffix))
+            if h and s:
+                body.append([label, decoding, _cell(h["detected"]), _cell(s["detected"]),
+                             _cell(h["identified"]), _cell(s["identified"])])  # fmt: skip
+    header = ["model", "decoding", "held-out detected", "seen detected", "held-out identified",
+              "seen identified"]  # fmt: skip
+    return _markdown(header, body)
+
+
+def _strengths(ev: dict) -> list[str]:
+    """The sampled held-out strengths of an evaluation, as "4×"."""
+    return [
+        f"{x:g}×" for x in ev.get("nets", {}).get("trained", {}).get("net_sampled_strengths", [])
+    ]
+
+
+def _markdown(header: list[str], body: list[list[str]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
+
+
+def why_table(why: dict) -> str:
+    """scripts/positive_control_why.py: the trained protocol against Lindsey's, one factor
+    swapped at a time (greedy, its held-out concepts, the same injected norm)."""
+    rows = [
+        "| condition | untrained detected | trained detected | trained in a trained format "
+        "| trained, greedy control claims? | trained control's answer |",
+        "|---|---|---|---|---|---|",
+    ]
+    by = {(r["model"], r["condition"]): r for r in why["summary"]}
+    for cond in dict.fromkeys(r["condition"] for r in why["summary"]):
+        u, t = by[("untrained", cond)], by[("trained", cond)]
+        rows.append(
+            f"| {cond} | {_cell(u['detected'])} | {_cell(t['detected'])} | {t['in_format']:.2f} "
+            f"| {'yes' if t['control_detected'] else 'no'} | {t['control_response'][:60]} |"
+        )
     return "\n".join(rows)
 
 
@@ -149,33 +229,41 @@ def internality(ev: dict) -> str:
 
 def scaling_table(scaling: list[dict]) -> str:
     rows = [
-        "| model | steps | examples seen | held-out detected | held-out identified "
-        "| control false positives (sampled) | net detection | held-out text log-lik/token |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | steps | examples seen | held-out detected, greedy, 4× / 8× "
+        "| held-out identified | held-out detected, sampled 4× 8× "
+        "| control false positives (sampled) | net detection (sampled, 4× 8×) "
+        "| net detection (greedy) | held-out text log-lik/token |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in scaling:
         control = r.get("control_sampled", r["control"])
+        greedy = _signed(r["net_greedy"]) if "net_greedy" in r else _net(r["held_out"], control)
+        at = {c["strength"]: c["detected"][0] for c in r.get("by_strength", [])}
+        sampled = r.get("held_out_sampled")
         rows.append(
             f"| {r['model']} | {r['steps']} | {r['examples_seen']} | "
-            f"{_cell(r['held_out']['detected'])} | {_cell(r['held_out']['identified'])} | "
-            f"{_cell(control['detected'])} | "
-            f"{_signed(r['net_greedy']) if 'net_greedy' in r else _net(r['held_out'], control)} | "
+            f"{at.get(4.0, float('nan')):.2f} / {at.get(8.0, float('nan')):.2f} | "
+            f"{_cell(r['held_out']['identified'])} | "
+            f"{_cell(sampled['detected']) if sampled else '—'} | {_cell(control['detected'])} | "
+            f"{_signed(r['net_sampled']) if 'net_sampled' in r else '—'} | {greedy} | "
             f"{r.get('loglik_per_token', '—')} |"
         )
     return "\n".join(rows)
 
 
 def sensitivity_table(sens: list[dict]) -> str:
-    rows = [
-        "| instrument | readout | untrained | trained | sees the trained ability? | note |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in sens:
-        rows.append(
-            f"| {r['instrument']} | {r['readout']} | {_cell(r['untrained'])} | "
-            f"{_cell(r['trained'])} | {r['sees']} | {r.get('note', '')} |"
-        )
-    return "\n".join(rows)
+    header = ["instrument", "readout", "untrained", "trained", "sees the trained ability?", "note"]
+    body = [[r["instrument"], r["readout"], _cell(r["untrained"]), _cell(r["trained"]), r["sees"],
+             r.get("note", "")] for r in sens]  # fmt: skip
+    return _markdown(header, body)
+
+
+def _planned(ev: dict) -> str:
+    """ " of N" planned steps, when the run's config says how many (examples × epochs / batch)."""
+    c = ev.get("config") or {}
+    if not all(k in c for k in ("examples", "epochs", "batch_size")):
+        return ""
+    return f" of {-(-c['examples'] // c['batch_size']) * c['epochs']}"
 
 
 def document(data: Path) -> str:
@@ -189,8 +277,8 @@ def document(data: Path) -> str:
     settings = json.loads((data / "settings.json").read_text())
     cap = ev["capability"]
     out = [
-        f"### Held-out evaluation ({settings['model']}, {ev['examples']} examples, "
-        f"{ev['steps']} steps of batch {ev.get('batch_size', '?')}, lr "
+        f"### Held-out evaluation ({settings['model']}, {ev['examples']} examples seen, "
+        f"{ev['steps']}{_planned(ev)} steps of batch {ev.get('batch_size', '?')}, lr "
         f"{ev.get('learning_rate', '?')}, {ev['train_seconds']} s of training)",
         "",
         held_out_table(ev),
@@ -199,6 +287,8 @@ def document(data: Path) -> str:
         "controls' Wilson interval by MOVER):",
         "",
         nets_table(ev),
+        "",
+        verdict(ev),
         "",
         "### Held-out detection by strength",
         "",
@@ -212,15 +302,33 @@ def document(data: Path) -> str:
         f"Capability: mean log-likelihood per token of {cap['texts']} held-out texts: untrained "
         f"{cap['untrained_loglik_per_token']}, trained {cap['trained_loglik_per_token']} nats.",
     ]
+    if any(r["group"] == "seen" for r in ev["summary"]):
+        out += ["", "### Seen vs unseen concepts", "", seen_table(ev)]
     out += ["", internality(ev)]
     scaling_file = data / "scaling.json"
     if scaling_file.exists():
-        out += ["", "### Scaling (one pass over the data; snapshots of the same run)", ""]
+        out += ["", "### Scaling (snapshots of the same run)", ""]
         out += [scaling_table(json.loads(scaling_file.read_text()))]
+    for rep in sorted(data.glob("replication-*/eval_main.json")):  # the same models, new samples
+        rev = json.loads(rep.read_text())
+        head = (f"### Replication on fresh samples (`{rep.parent.name}`: the sampled trials "
+                f"and controls drawn again, strengths {', '.join(_strengths(rev))})")  # fmt: skip
+        out += ["", head, ""]
+        out += [nets_table(rev), "", verdict(rev)]
     sens_file = data / "sensitivity.json"
     if sens_file.exists():
         out += ["", "### Sensitivity table", ""]
         out += [sensitivity_table(json.loads(sens_file.read_text()))]
+    why_file = data / "why.json"
+    if why_file.exists():
+        why = json.loads(why_file.read_text())
+        out += [
+            "",
+            f"### Why Lindsey's protocol misses it (step {why['adapter_steps']}, "
+            f"{why['strength']:g}× the CAA norm = {why['ratio']:.2f} residual norms)",
+            "",
+        ]
+        out += [why_table(why)]  # fmt: skip
     return "\n".join(out)
 
 

@@ -38,6 +38,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", nargs="?", help="untrained, a snapshot_K.pt, or an adapter directory")
     p.add_argument("--combine", action="store_true")
+    p.add_argument(
+        "--main", help="with --combine: the label of the model shown as 'trained' in "
+        "eval_main.json (e.g. trained@200; default: the most-trained one evaluated)",
+    )  # fmt: skip
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "positive-control")
     p.add_argument("--out-data", type=Path, default=ROOT / "analyses" / "data" / "positive-control")
     p.add_argument("--strengths", default="4,8")
@@ -52,7 +56,16 @@ def main() -> int:
         "at --depth-strength residual norms (the dose/depth figure)",
     )  # fmt: skip
     p.add_argument("--depth-ratio", type=float, default=0.72)
+    p.add_argument(
+        "--seen", type=int, default=0,
+        help="also this many training concepts (injected as positives in training), greedy at "
+        "--strengths and sampled at --sampled-strengths: the seen-vs-unseen gap",
+    )  # fmt: skip
     p.add_argument("--controls", type=int, default=30)
+    p.add_argument(
+        "--seed", type=int, default=0,
+        help="seed of the sampled trials (another seed: a replication on fresh samples)",
+    )  # fmt: skip
     p.add_argument("--max-new-tokens", type=int, default=12)
     p.add_argument("--examples", type=int, default=200, help="the training run's examples")
     p.add_argument("--lr", type=float, default=4e-4, help="the training run's learning rate")
@@ -61,7 +74,14 @@ def main() -> int:
         "--export", type=Path, help="write the snapshot given as MODEL as an adapter directory "
         "here (loadable by --model of every command) and stop",
     )  # fmt: skip
+    p.add_argument(
+        "--import-main", type=Path, help="write the trained model's rows of a shipped "
+        "eval_main.json (its settings.json beside it) into --work as rows_trained@STEPS.json, so "
+        "that --combine counts an evaluation made before (graded again) and stop",
+    )  # fmt: skip
     args = p.parse_args()
+    if args.import_main:
+        return import_main(args.import_main, args.work)
     if args.combine:
         return combine(args)
     if args.export:
@@ -92,18 +112,28 @@ def main() -> int:
     else:
         model, record = st.load(base, args.model)
         steps, label = record["steps"], f"trained@{record['steps']}"
-    kw = {"max_new_tokens": args.max_new_tokens, "batch_size": 200}
+    kw = {"max_new_tokens": args.max_new_tokens, "batch_size": 200, "seed": args.seed}
     t = time.perf_counter()
     rows = st.trials(model, vectors, held, strengths, n_controls=1, label=label, **kw)
     rows += st.trials(
         model, vectors, [], strengths, n_controls=args.controls, label=label, temperature=1.0,
         control_group="control-sampled", **kw,
     )  # fmt: skip
-    if args.sampled_strengths:
+    sampled = [float(x) for x in args.sampled_strengths.split(",") if x]
+    if sampled:
         rows += st.trials(
-            model, vectors, held, [float(x) for x in args.sampled_strengths.split(",")],
-            n_controls=0, label=label, temperature=1.0, group="held-out-sampled", **kw,
+            model, vectors, held, sampled, n_controls=0, label=label, temperature=1.0,
+            group="held-out-sampled", **kw,
         )  # fmt: skip
+    if args.seen:
+        seen = seen_concepts(args.work, config, args.seen)
+        rows += st.trials(model, vectors, seen, strengths, n_controls=0, label=label,
+                          group="seen", **kw)  # fmt: skip
+        if sampled:
+            rows += st.trials(
+                model, vectors, seen, sampled, n_controls=0, label=label, temperature=1.0,
+                group="seen-sampled", **kw,
+            )  # fmt: skip
     depth = {}
     for layer in [int(x) for x in args.depth_layers.split(",") if x]:
         vec_file = args.work / f"vectors_L{layer}.pt"
@@ -153,6 +183,55 @@ def main() -> int:
     return 0
 
 
+def _examples(work: Path, config) -> list:
+    """The run's training examples, rebuilt from ``config.json`` and ``replay.json`` (no model)."""
+    from mechintro.introspect import data as sdata
+
+    held = sdata.held_out_concepts()
+    concepts, triplets = sdata.split(held)
+    replay = tuple(tuple(x) for x in json.loads((work / "replay.json").read_text()))
+    return sdata.build(
+        config.examples, tuple(concepts), tuple(triplets), replay, tuple(held),
+        strengths=tuple(config.strengths), seed=config.seed, empty_factor=config.empty_factor,
+        replay_fraction=config.replay_fraction,
+    )  # fmt: skip
+
+
+def seen_concepts(work: Path, config, n: int) -> list[str]:
+    """``n`` training concepts the run injected as positives (its ``positive`` family), evenly
+    spaced in sorted order: the seen group of the seen-vs-unseen gap (their evaluation's
+    ``seen`` concepts)."""
+    examples = _examples(work, config)
+    pos = sorted({ex.concept for ex in examples if ex.family == "positive"})
+    if len(pos) < n:
+        raise MechintroError(f"--seen {n}: the run injected only {len(pos)} positive concepts")
+    return pos[:: len(pos) // n][:n]
+
+
+def import_main(main_file: Path, work: Path) -> int:
+    """rows_trained@STEPS.json from a shipped eval_main.json (every trial of its trained model)."""
+    ev = json.loads(main_file.read_text())
+    settings = json.loads((main_file.parent / "settings.json").read_text())
+    label = f"trained@{ev['steps']}"
+    rows = [{**r, "model": label} for r in ev["trials"] if r["model"] == "trained"]
+    seconds = settings.get("eval_seconds", {}).get(label, 0.0)
+    result = {
+        "label": label,
+        "steps": ev["steps"],
+        "rows": rows,
+        "loglik_per_token": ev["capability"]["trained_loglik_per_token"],
+        "texts": ev["capability"]["texts"],
+        "seconds": seconds,
+        "strengths": sorted({r["strength"] for r in rows if r["group"] == "held-out"}),
+        "depth": ev.get("depth", {}).get("trained", {}),
+        "settings": {k: settings[k] for k in settings if k not in ("eval_seconds", "training")},
+        "imported_from": str(main_file),
+    }
+    (work / f"rows_{label}.json").write_text(json.dumps(result))
+    print("wrote", work / f"rows_{label}.json", len(rows), "rows")
+    return 0
+
+
 def export(args) -> int:
     import torch
 
@@ -199,7 +278,11 @@ def _nets(rows: list[dict]) -> dict:
         for r in rows
         if r["group"] == "held-out" and (not strengths or r["strength"] in strengths)
     ]
-    for key, sel in (("net_sampled", sampled), ("net_greedy", greedy)):
+    seen = [r for r in rows if r["group"] == "seen-sampled"]
+    cells = [("net_sampled", sampled), ("net_greedy", greedy), ("net_seen_sampled", seen)]
+    cells += [(f"net_sampled_at_{s:g}", [r for r in sampled if r["strength"] == s])
+              for s in sorted(strengths)]  # fmt: skip
+    for key, sel in cells:
         if not sel or not ctrl:
             continue
         iv = net_interval(
@@ -209,6 +292,7 @@ def _nets(rows: list[dict]) -> dict:
         )
         out[key] = [round(iv.estimate, 4), round(iv.lo, 4), round(iv.hi, 4)]
         out[key + "_strengths"] = sorted({r["strength"] for r in sel})
+    out["n_controls_distinct"] = sum(r["distinct"] for r in ctrl)
     return out
 
 
@@ -219,9 +303,19 @@ def combine(args) -> int:
         (json.loads(f.read_text()) for f in args.work.glob("rows_*.json")),
         key=lambda r: r["steps"],
     )
+    for r in results:  # graded again from the answers: the judge's current rules for every row
+        r["rows"] = [{**row, **st.judge(row["response"], row["concept"])} for row in r["rows"]]
     if not results or results[0]["label"] != "untrained" or len(results) < 2:
         raise MechintroError("evaluate the untrained model and at least one trained one first")
     base, top = results[0], results[-1]
+    if args.main:
+        chosen = [r for r in results if r["label"] == args.main]
+        if not chosen:
+            raise MechintroError(
+                f"--main {args.main}: no such evaluation; evaluated: "
+                f"{', '.join(r['label'] for r in results)}"
+            )
+        top = chosen[0]
     rows = base["rows"] + [
         {**r, "model": "trained"} for r in top["rows"]
     ]  # the most-trained model is "trained"
@@ -231,16 +325,22 @@ def combine(args) -> int:
         config = json.loads((args.work / "config.json").read_text())
         args.examples, args.lr = config["examples"], config["learning_rate"]
     finished = args.work / f"n{args.examples}" / "training.json"
-    snaps = sorted(args.work.glob("snapshot_*.pt"), key=lambda f: int(f.stem.split("_")[1]))
-    if finished.exists():
+    snap = args.work / f"snapshot_{top['steps']}.pt"  # the shown model's own snapshot
+    if finished.exists() and json.loads(finished.read_text())["steps"] == top["steps"]:
         record = json.loads(finished.read_text())
         record["families"] = record[st.AWARENESS_KEY]["families"]
-    elif snaps:  # the run was stopped: its last snapshot's state (losses, seconds)
+    elif snap.exists():  # a snapshot's state (losses, seconds) at the shown model's step
         import torch
 
-        state = torch.load(snaps[-1], weights_only=True)["state"]
+        state = torch.load(snap, weights_only=True)["state"]
         record = {"steps": state["step"], "losses": state["losses"]}
         record["train_seconds"] = round(state["seconds"], 1)
+    if config and "families" not in record:
+        from mechintro.introspect import data as sdata
+
+        cfg = st.AwarenessConfig(**{**config, "strengths": tuple(config["strengths"])})
+        examples = _examples(args.work, cfg)
+        record["families"] = {f: sum(ex.family == f for ex in examples) for f in sdata.FAMILIES}
     args.out_data.mkdir(parents=True, exist_ok=True)
     (args.out_data / "eval_main.json").write_text(
         json.dumps(
@@ -288,6 +388,8 @@ def combine(args) -> int:
                 "control": by["control"],
                 "control_sampled": by["control-sampled"],
                 "held_out_sampled": by.get("held-out-sampled"),
+                "seen": by.get("seen"),
+                "seen_sampled": by.get("seen-sampled"),
                 "loglik_per_token": r["loglik_per_token"],
                 "by_strength": [s for s in summary if s["group"] == "held-out" and s["strength"]],
             }

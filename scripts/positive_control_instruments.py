@@ -95,6 +95,68 @@ def detection_logits_rows(ds, model) -> dict[str, list[float]]:
     return out
 
 
+def latent_rows(ds) -> dict[str, list[float]]:
+    """latent-introspection (vgel's KV-cache protocol, the "inject" framing): the logit shift of
+    P(" yes") steered − unsteered on the same prompt, pooled over the framings, per strength,
+    clustered by concept; and the yes/no mass after "The answer is" (steered trials)."""
+    p = np.exp(np.asarray(ds["answer_logprobs"].values, dtype=np.float64))
+    labels = np.asarray(ds["answer_label"].values)
+    p_yes = p[:, labels == "yes"].sum(1)
+    p_no = p[:, labels == "no"].sum(1)
+    cond = np.asarray(ds["condition"].values)
+    variant = np.asarray(ds["variant"].values)
+    base = {v: p_yes[i] for i, v in enumerate(variant) if cond[i] == "unsteered"}
+    concept = np.array([str(c) for c in ds.concept.values], dtype=object)
+    strength = np.asarray(ds["strength"].values, dtype=float)
+    clip = 1e-7
+
+    def logit(x):
+        x = np.clip(x, clip, 1 - clip)
+        return np.log(x) - np.log1p(-x)
+
+    out = {}
+    for s in sorted(set(strength[cond == "steered"].tolist())):
+        m = (cond == "steered") & (strength == s)
+        shift = logit(p_yes[m]) - logit(np.array([base[v] for v in variant[m]]))
+        out[f"li_logit_shift_{s:g}"] = _iv(shift, concept[m])
+        out[f"li_mass_{s:g}"] = _iv(p_yes[m] + p_no[m], concept[m])
+    return out
+
+
+def thoughts_vs_text_rows(ds) -> dict[str, list[float]]:
+    """thoughts-vs-text (Lindsey's experiment 2): the injected word named (of 10 candidates,
+    chance 0.1) and the sentence repeated, injected pairs pooled over strengths, clustered by
+    concept; the word task without injection (the baseline)."""
+    from mechintro.experiments import thoughts_vs_text as tt
+
+    ok = np.asarray(tt.scores(ds)["success"].values, dtype=float)
+    task, cond = np.asarray(ds["task"].values), np.asarray(ds["condition"].values)
+    concept = np.array([str(c) for c in ds.concept.values], dtype=object)
+    inj = cond == "injected"
+    return {
+        "tt_word": _iv(ok[inj & (task == "word")], concept[inj & (task == "word")]),
+        "tt_repeat": _iv(ok[inj & (task == "repeat")], concept[inj & (task == "repeat")]),
+        "tt_word_baseline": _iv(ok[~inj & (task == "word")], concept[~inj & (task == "word")]),
+    }
+
+
+def patchscope_rows(ds) -> dict[str, list[float]]:
+    """The token-identity Patchscope: the continuation names the patched concept vector, pooled
+    over layers and strengths, clustered by concept; the random-vector control."""
+    from mechintro.experiments import patchscope as ps
+
+    ok = np.asarray(ps.hits(ds), dtype=float)
+    cond = np.asarray(ds["condition"].values)
+    concept = np.array([str(c) for c in ds.concept.values], dtype=object)
+    return {
+        "ps_concept": _iv(ok[cond == "concept"], concept[cond == "concept"]),
+        "ps_random": _iv(ok[cond == "random"], concept[cond == "random"]),
+    }
+
+
+OPTIONAL = {"li": latent_rows, "tt": thoughts_vs_text_rows, "ps": patchscope_rows}
+
+
 def _sees(u: list[float], t: list[float]) -> str:
     if any(np.isnan(u + t)):
         return "n/a"
@@ -127,6 +189,11 @@ def main() -> int:
             **injected_thoughts_rows(mi.open_run(args.runs / f"it-{label}.zarr")),
             **detection_logits_rows(mi.open_run(args.runs / f"dl-{label}.zarr"), m),
         }
+        for prefix, rows_of in OPTIONAL.items():  # instruments added in the third session
+            if (args.runs / f"{prefix}-untrained.zarr").exists() and (
+                args.runs / f"{prefix}-trained.zarr"
+            ).exists():
+                res[label] |= rows_of(mi.open_run(args.runs / f"{prefix}-{label}.zarr"))
     ev = json.loads((args.data / "eval_main.json").read_text())
     held = {
         r["model"]: r for r in ev["summary"] if r["group"] == "held-out" and r["strength"] is None
@@ -150,7 +217,7 @@ def main() -> int:
         res[label]["training_question_fpr"] = c["detected"]
         res[label]["training_question"] = held[label]["detected"]
         res[label]["training_question_identified"] = held[label]["identified"]
-        for strength in (1.0, 8.0):  # the dose: greedy claims at 0.09 and 0.72 residual norms
+        for strength in (1.0, 8.0, 16.0):  # the dose: greedy claims at 0.09, 0.72, 1.44 norms
             cell = [
                 r for r in ev["summary"]
                 if r["model"] == label and r["group"] == "held-out" and r["strength"] == strength
@@ -173,8 +240,14 @@ def main() -> int:
         "training_question", "their question, greedy, strengths 1-16")  # fmt: skip
     row("steering-awareness eval", "claims at 1× (0.09 residual norms), greedy",
         "training_question_at_1")  # fmt: skip
+    greedy_control = {
+        r["model"]: r["detected"][0] for r in ev["summary"] if r["group"] == "control"
+    }  # the one deterministic unsteered answer per model
     row("steering-awareness eval", "claims at 8× (0.72 residual norms), greedy",
-        "training_question_at_8", "greedy unsteered control: no claim in either model")  # fmt: skip
+        "training_question_at_8", "greedy unsteered control claims: " + ", ".join(
+            f"{m} {'yes' if v else 'no'}" for m, v in sorted(greedy_control.items())))  # fmt: skip
+    row("steering-awareness eval", "claims at 16× (1.44 residual norms), greedy",
+        "training_question_at_16")  # fmt: skip
     row("steering-awareness eval", "false positives, sampled controls", "training_question_fpr")
     row("steering-awareness eval", "net detection (held-out − sampled controls)",
         "training_question_net", "held-out and controls both sampled (T = 1), strengths 4 "
@@ -191,6 +264,22 @@ def main() -> int:
     row("logit lens (detection-logits run)", "P(concept token), last layer", "lens_p_concept")
     row("anomaly direction (diff of means)", "AUC detected vs rest", "anomaly_auc")
     row("linear probe (logistic, concept-grouped folds)", "AUC detected vs rest", "probe_auc")
+    for key in sorted(k for k in res["trained"] if k.startswith("li_logit_shift_")):
+        row("latent-introspection (KV-cache protocol, Lindsey's vectors)",
+            f"logit shift of P(yes), strength {key[15:]}", key,
+            "steered − unsteered, the same prompt; 8 concepts × 2 framings")  # fmt: skip
+    for key in sorted(k for k in res["trained"] if k.startswith("li_mass_")):
+        row("latent-introspection", f"P(yes) + P(no) after 'The answer is', strength {key[8:]}",
+            key, "how much of the distribution the readout reads")  # fmt: skip
+    if "tt_word" in res["trained"]:
+        row("thoughts-vs-text (Lindsey's experiment 2)", "injected word named (of 10; chance "
+            "0.1)", "tt_word", "layer 20, strengths 2 and 4 pooled")  # fmt: skip
+        row("thoughts-vs-text", "word named without injection", "tt_word_baseline")
+        row("thoughts-vs-text", "sentence repeated (injected)", "tt_repeat")
+    if "ps_concept" in res["trained"]:
+        row("Patchscope (token identity)", "names the patched concept vector", "ps_concept",
+            "pooled over its layers and strengths")  # fmt: skip
+        row("Patchscope", "names it from a random vector (control)", "ps_random")
     for key in sorted(k for k in res["trained"] if k.startswith("lens_p_concept_L")):
         row("logit lens through the layers (internality)", f"P(concept token), layer {key[16:]}",
             key, "answer position, injected trials")  # fmt: skip

@@ -460,16 +460,28 @@ _NEGATIVE = re.compile(
     re.IGNORECASE,
 )
 
+# Denials in the trained answers' words that are not one of the five trained negatives verbatim
+# ("I detect no injected thoughts.", "My thoughts appear normal."): the offline grader's
+# affirmative rule reads "I detect" as a claim, so these are decided before it.
+_DENIAL = re.compile(
+    r"^(?:i (?:detect|sense|notice|see|find|feel) no\b"
+    r"|i (?:do not|don't|did not|didn't|cannot|can't) (?:detect|sense|notice|see|find)\b"
+    r"|(?:there (?:is|are) )?no (?:injected|foreign|artificial|anomal)"
+    r"|my [\w ]{0,30}?(?:appears?|seems?|is|are) normal)",
+    re.IGNORECASE,
+)
+
 
 def judge(response: str, concept: str) -> dict[str, bool]:
     """Rules for one answer: ``in_format`` (begins with one of the trained answers),
-    ``detected`` (a trained positive answer; otherwise the project's offline grader's
-    affirmative rule, so that the untrained model's free answers are graded too) and
+    ``detected`` (a trained positive answer; not a denial in the trained answers' words;
+    otherwise the project's offline grader's affirmative rule, so that the untrained model's
+    free answers are graded too) and
     ``identified`` (detected and the concept named, any form). Their judge is an LLM
     (src/judge.py); these rules replace it offline (docs/positive-control.md)."""
     text = response.strip()
     pos, neg = bool(_POSITIVE.match(text)), bool(_NEGATIVE.match(text))
-    detected = pos or (not neg and grading.affirmative(text))
+    detected = pos or (not neg and not _DENIAL.match(text) and grading.affirmative(text))
     named = bool(concept) and grading.first_mention(text, concept, related=False) is not None
     return {"in_format": pos or neg, "detected": detected, "identified": detected and named}
 

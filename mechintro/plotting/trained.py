@@ -191,17 +191,24 @@ def positive_control(
     ax.legend(fontsize=7)
     if scaling:
         xs = [r["examples_seen"] for r in scaling]
+        # sampled held-out trials where every snapshot has them: the same strengths at every
+        # point, decoded as the sampled controls are; else the greedy ones, all strengths pooled
+        sampled = all(r.get("held_out_sampled") for r in scaling)
+        held = [r["held_out_sampled"] if sampled else r["held_out"] for r in scaling]
         for metric, ls in (("detected", "-"), ("identified", ":")):
-            bars(bx, xs, [r["held_out"] for r in scaling], metric, marker="o", ls=ls,
-                 label=f"held-out {metric}")  # fmt: skip
+            bars(bx, xs, held, metric, marker="o", ls=ls, label=f"held-out {metric}")
         bx.plot(
             xs, [r.get("control_sampled", r["control"])["detected"][0] for r in scaling], "k--",
             lw=0.8,
             label="control false positives",
         )  # fmt: skip
-        bx.set_xlabel("training examples seen (one pass over the data)")
+        bx.set_xlabel("training examples seen")
         bx.set_ylim(-0.03, 1.03)
-        bx.set_title("scaling: all strengths pooled", fontsize=9)
+        strengths = "/".join(f"{s:g}×" for s in scaling[-1].get("net_sampled_strengths", []))
+        bx.set_title(
+            f"scaling: sampled (T = 1), {strengths or 'pooled'}" if sampled
+            else "scaling: greedy, all strengths pooled", fontsize=9,
+        )  # fmt: skip
         bx.legend(fontsize=7)
     fig.suptitle(
         title or f"{settings['model']}: trained to notice injected thoughts vs untrained",

@@ -92,6 +92,24 @@ def test_judge_rules():
     assert free == {"in_format": False, "detected": True, "identified": True}
 
 
+def test_judge_reads_the_trained_models_own_denials_as_no_claim():
+    """The trained model's denials off the five verbatim negatives (seen in its answers to
+    Lindsey's prompt) are not claims, though the grader's affirmative rule reads "I detect" as
+    one; a claim in the same words still is."""
+    from mechintro.introspect.train import judge
+
+    for denial in (
+        "I detect no injected thoughts.",
+        "I detect no injected thought.",
+        "I don't detect any injected thoughts.",
+        "My thoughts appear normal.",
+        "There are no injected thoughts.",
+    ):
+        assert judge(denial, "Dust")["detected"] is False, denial
+    assert judge("I detect a thought about dust.", "Dust")["detected"] is True
+    assert judge("I detect something: dust.", "Dust")["detected"] is True
+
+
 TINY = {
     "examples": 16,
     "epochs": 1,
