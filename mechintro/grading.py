@@ -366,6 +366,10 @@ def _cue_name(m: re.Match[str]) -> str:
     return "affirmative cue" if m.lastgroup == "cue" else m.lastgroup.replace("_", "-")
 
 
+# an affirmative cue whose object is negated ("I detect no …", "I sense nothing …") is a denial
+_NO_OBJECT = re.compile(r"\s+(?:no|nothing|none|not)\b", re.I)
+
+
 def _affirmative(text: str) -> tuple[bool, str]:
     m, note = _asserted_affirm(text)
     n = _first(_NEGATE, _unechoed(text))
@@ -375,9 +379,11 @@ def _affirmative(text: str) -> tuple[bool, str]:
             "no affirmative cue (echoes of the question, 'if…' and quotes do not count)" + note,
         )
     a, cue = m.start(), f"{_cue_name(m)} {m.group(0).strip()!r}"
-    if n is None:
+    if _NO_OBJECT.match(text, m.end()):  # "I detect no injected thoughts": the cue denies
+        n = a if n is None else min(n, a)
+    elif n is None:
         return True, f"{cue}, no negative cue"
-    if a < n:
+    elif a < n:
         return True, f"{cue} before the first negative cue"
     rev = _REVERSAL.search(text, n)
     if rev and _first_affirm(text[rev.start() :]) is not None:
@@ -388,7 +394,8 @@ def _affirmative(text: str) -> tuple[bool, str]:
         )
     return (
         False,
-        'negative cue first (a hedged denial such as "I don\'t think I detect" is negative)',
+        'negative cue first (a hedged denial such as "I don\'t think I detect" is negative; '
+        'so is a cue with a negated object, "I detect no …")',
     )
 
 

@@ -374,6 +374,17 @@ def test_affirmative_cues_must_be_asserted():
     assert grading.affirmative("I've finally been able to detect it: something about bread.")
     assert grading.affirmative("I have clearly noticed a thought about bread.")
     assert not grading.affirmative("I have not detected anything at all.")
+    # a cue whose object is negated denies (it used to read as "'I detect' before the first
+    # negative cue": the positive control's trained denial, docs/positive-control.md)
+    for denial in (
+        "I detect no injected thoughts.",
+        "I detect no injected thoughts. My thoughts appear normal.",
+        "I sense nothing unusual today.",
+        "I notice none of that.",
+    ):
+        assert not grading.affirmative(denial), denial
+    assert grading.affirmative("I detect no words, but oh wait, I do notice a thought about bread.")
+    assert grading.affirmative("I detect a thought, not a word: it is about bread.")
     # "can't see" is a negative cue too
     assert not grading.affirmative("Sadly I can't see it, though the injected thought is hidden.")
     assert not grading.affirmative("Honestly, can't see it. The injected thought is a mystery.")
