@@ -51,7 +51,9 @@ def draw(ds, name: str) -> None:
             label = f"{cond}, info {info}"
             axes[1].plot(layers, c.mi_mm, marker=marks[j % 4], color=styles[str(cond)], label=label)
             if cond == "concept":
-                axes[1].plot(layers, c.mi_null, ls="--", color=styles[str(cond)], lw=0.8)
+                axes[1].plot(
+                    layers, c.mi_null, ls="--", marker="_", ms=10, color=styles[str(cond)], lw=0.8
+                )
             acc = c.accuracy.values
             err = np.vstack([acc - c.lo.values, c.hi.values - acc])
             x = layers + 0.25 * j + 0.08 * (q - 1)
@@ -63,6 +65,8 @@ def draw(ds, name: str) -> None:
     axes[2].axhline(float(summary.chance), color="grey", lw=0.8, ls=":")
     axes[2].set_ylim(-0.02, 1.02)
     axes[2].set_xlabel("logit-lens layer")
+    for ax in axes[1:]:  # whole layers, also where the run kept one (the final layer)
+        ax.set_xticks(layers, [str(int(v)) for v in layers])
     axes[2].set_ylabel("balanced accuracy")
     n = int(summary.attrs["orderings"])
     strength = float(s.strength)

@@ -26,7 +26,7 @@ def draw(ds, name: str) -> None:
         if np.isfinite(summary.accuracy.sel(condition="concept", weak=w, strong=s)).any()
     ]
     fig, axes = plt.subplots(
-        1, len(pairs), figsize=(4.2 * len(pairs), 3.8), sharey=True, squeeze=False
+        1, len(pairs), figsize=(max(4.2 * len(pairs), 7.0), 3.8), sharey=True, squeeze=False
     )
     layers = summary.inject_layer.values
     for ax, (weak, strong) in zip(axes[0], pairs, strict=True):
