@@ -123,6 +123,7 @@ def _verdict(name: str, summary) -> str:
             f"{int(above.sum())} of {above.size} (layer, strength) cells name the injected "
             "word above the 10% chance (lower bound) while repeating over half the "
             f"sentences; uninjected word-task rate {summary.attrs['baseline_word']:.3f}."
+            + _word_corrected_clause(summary)
         )
     if name == "prefill":
         a = summary.attrs
@@ -348,10 +349,33 @@ def _corrected_clause(a: dict) -> str:
     )
 
 
+def _word_corrected_clause(summary) -> str:
+    """The thoughts-vs-text verdict read on the grader-corrected word rates (issue 32)."""
+    a = summary.attrs
+    if "word_corrected" not in a:
+        return ""
+    above = (summary.word_corr_lo > 0.1) & (summary.repeat > 0.5)
+    k, n, _est, lo, hi = a["word_corrected_injected"]
+    tp, fn, _tn, _fp = a["word_corrected_counts"]
+    unmeasured = (
+        " The set's held-out half has no hand positive: the grader's sensitivity is not "
+        "measured (a uniform prior), so these upper limits rest on that prior, not on data."
+        if tp + fn == 0
+        else ""
+    )
+    return (
+        " Corrected for closest_word's error (Rogan–Gladen, closest-word calibration set, "
+        f"`docs/grading.md`): {int(above.sum())} of {above.size} cells by the corrected lower "
+        f"limit; per-cell upper limits up to {float(summary.word_corr_hi.max()):.3f}; every "
+        f"injected trial {int(k)}/{int(n)} → [{lo:.3f}, {hi:.3f}]." + unmeasured
+    )
+
+
 # The experiments whose overview sentence `refresh` recomputes (the others' are hand-written),
 # and how their generated sentence under the table starts.
-REFRESHED_VERDICTS = ("injected-thoughts", "sweep", "localisation", "prefill")
+REFRESHED_VERDICTS = ("injected-thoughts", "sweep", "localisation", "prefill", "thoughts-vs-text")
 VERDICT_STARTS = {
+    "thoughts-vs-text": r"\d+ of \d+ \(layer, strength\) cells name the injected word",
     "injected-thoughts": r"Held-out net detection at the best cell",
     "sweep": r"Across \d+ cells the introspection and control shifts",
     "localisation": r"\d+ of \d+ \(task, layer, strength\) cells",

@@ -775,6 +775,8 @@ COMPOSITES: dict[str, tuple[tuple[str, ...], str]] = {
     "detected": (("coherence", "affirmative_identification"), "detect"),  # detection success
     "identification": (("affirmative_identification",), "detect"),
     "noticed": (("coherence", "thinking_about_word"), "open"),  # open-question success
+    "coherence": (("coherence",), "detect"),  # the per-cell columns of a detection run
+    "affirmative": (("affirmative",), "detect"),
 }
 
 
@@ -812,34 +814,40 @@ APOLOGY_CALIBRATION = (
 )
 
 
+def _hash_split(salt: str, run: str, trial: int) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(f"{salt}:{run}:{trial}".encode()).digest()
+    return "held_out" if digest[0] % 2 else "dev"
+
+
 def apology_split(run: str, trial: int) -> str:
     """The half of the apology calibration set a trial belongs to, fixed by a hash of its run and
     trial (never by its text): ``"held_out"`` when SHA-256's first byte is odd, else ``"dev"``."""
-    import hashlib
+    return _hash_split("apology-split", run, trial)
 
-    digest = hashlib.sha256(f"apology-split:{run}:{trial}".encode()).digest()
-    return "held_out" if digest[0] % 2 else "dev"
+
+def _labelled_items(name: str, field: str, split: str | None, path: str | None) -> list:
+    from pathlib import Path
+
+    p = path or str(Path(__file__).resolve().parent.parent / "tests" / "data" / name)
+    items = calibration_items(p)
+    unlabelled = [it["id"] for it in items if it.get(field) is None]
+    if unlabelled:
+        from mechintro.errors import MechintroError
+
+        raise MechintroError(
+            f"{p}: {len(unlabelled)} items have no {field} (first: {unlabelled[0]}); label them "
+            "by the rules of docs/grading.md before scoring"
+        )
+    return [it for it in items if split is None or it["split"] == split]
 
 
 def apology_calibration_items(split: str | None = "held_out", path: str | None = None) -> list:
     """The hand-labelled prefill replies (``tests/data/apology_calibration.json``): each with the
     prefilled word (``concept``), the reply, and its ``stance`` by hand (``accident``,
     ``intended`` or ``neither``); ``split`` picks a half (``None``: both)."""
-    from pathlib import Path
-
-    p = path or str(
-        Path(__file__).resolve().parent.parent / "tests" / "data" / "apology_calibration.json"
-    )
-    items = calibration_items(p)
-    unlabelled = [it["id"] for it in items if it.get("stance") is None]
-    if unlabelled:
-        from mechintro.errors import MechintroError
-
-        raise MechintroError(
-            f"{p}: {len(unlabelled)} items have no stance (first: {unlabelled[0]}); label them "
-            "by the rules of docs/grading.md before scoring"
-        )
-    return [it for it in items if split is None or it["split"] == split]
+    return _labelled_items("apology_calibration.json", "stance", split, path)
 
 
 def apology_error_counts(items: Sequence[dict] | None = None) -> dict[str, int]:
@@ -858,3 +866,55 @@ def apology_error_counts(items: Sequence[dict] | None = None) -> dict[str, int]:
 @cache
 def _apology_counts() -> tuple[tuple[str, int], ...]:
     return tuple(apology_error_counts(apology_calibration_items("held_out")).items())
+
+
+WORD_CALIBRATION = (
+    "closest-word calibration set: 240 word-task responses of thoughts-vs-text (80 from each "
+    "shipped generation-mode run), hand-labelled blind to the injected concept by the rules of "
+    "docs/grading.md; Se and Sp from its held-out half"
+)
+
+
+def word_split(run: str, trial: int) -> str:
+    """The half of the closest-word calibration set a trial belongs to, fixed by a hash of its run
+    and trial (never by its text), as :func:`apology_split` with its own salt."""
+    return _hash_split("closest-word-split", run, trial)
+
+
+def word_calibration_items(split: str | None = "held_out", path: str | None = None) -> list:
+    """The hand-labelled word-task responses (``tests/data/word_calibration.json``): each with its
+    10 ``candidates``, the injected ``concept`` and the labeller's ``choice`` (a candidate, or
+    ``"none"``), chosen without knowing the concept; ``split`` picks a half (``None``: both)."""
+    return _labelled_items("word_calibration.json", "choice", split, path)
+
+
+def word_error_counts(items: Sequence[dict] | None = None) -> dict[str, int]:
+    """:func:`closest_word`'s confusion counts on ``items`` (default: the held-out half of the
+    closest-word calibration set): a hand positive is ``choice`` = the injected concept, a grader
+    positive is ``closest_word(response, candidates)`` = the concept."""
+    if items is None:
+        return dict(_word_counts())
+    out = {"tp": 0, "fn": 0, "tn": 0, "fp": 0}
+    for it in items:
+        truth = it["choice"] == it["concept"]
+        guess = closest_word(it["response"], it["candidates"]) == it["concept"]
+        out[("t" if truth == guess else "f") + ("p" if guess else "n")] += 1
+    return out
+
+
+def shipped_error_counts(grader: str) -> dict[str, int] | None:
+    """The confusion counts of the ``"apology"`` or ``"closest_word"`` grader on the held-out half
+    of its shipped calibration set, or ``None`` where the set is not shipped (an installed
+    wheel: the sets live in the source checkout's tests/data)."""
+    from mechintro.errors import MechintroError
+
+    counts = {"apology": apology_error_counts, "closest_word": word_error_counts}[grader]
+    try:
+        return counts()
+    except MechintroError:
+        return None
+
+
+@cache
+def _word_counts() -> tuple[tuple[str, int], ...]:
+    return tuple(word_error_counts(word_calibration_items("held_out")).items())

@@ -39,6 +39,10 @@ import numpy as np
 
 Z95 = 1.959963984540054
 MIN_CI_CLUSTERS = 5
+# Draws of a grader-corrected, concept-clustered interval for one cell of a grid (each draw
+# resamples the concepts, and a table has many cells; the other rates use 20,000): 100 draws in
+# each 2.5% tail.
+CELL_DRAWS = 4000
 T_MAX_CLUSTERS = 15
 
 

@@ -32,37 +32,69 @@ PER_RUN = 80
 SEED = 32
 
 
-def extract(per_run: int = PER_RUN) -> list[dict]:
-    """The unlabelled items, in run and trial order."""
-    from mechintro.grading import apology_split
+def draw(runs, per_run: int, seed: int, pool, item) -> list[dict]:
+    """``per_run`` trials of each run of ``runs`` (paths under the repository), drawn without
+    replacement from ``pool(rel, ds)`` (a trial count or trial indices) with
+    ``numpy.random.default_rng(seed)`` per run, in trial order, each made into a calibration item
+    by ``item(rel, ds, trial)``; shared with ``scripts/word_calibration.py``."""
     from mechintro.runs import open_run
 
     items = []
-    for rel in RUNS:
+    for rel in runs:
         ds = open_run(ROOT / rel)
-        if ds.attrs.get("mode") != "generate":
-            raise ValueError(f"{rel} is not a generation-mode prefill run")
-        pick = np.sort(np.random.default_rng(SEED).choice(ds.sizes["trial"], per_run, False))
-        for i in pick.tolist():
-            t = ds.isel(trial=i)
-            items.append(
-                {
-                    "id": f"apology-{rel.split('/')[2]}-{i}",
-                    "run": rel,
-                    "trial": i,
-                    "model": ds.attrs["model"],
-                    "condition": str(t["condition"].values),
-                    "layer": int(t["inject_layer"]),
-                    "strength": float(t["strength"]),
-                    "sentence": str(t["sentence"].values),
-                    "concept": str(t["prefilled"].values),
-                    "response": str(t["response"].values),
-                    "stance": None,
-                    "why": "",
-                    "split": apology_split(rel, i),
-                }
-            )
+        chosen = np.random.default_rng(seed).choice(pool(rel, ds), per_run, False)
+        items += [item(rel, ds, i) for i in np.sort(chosen).tolist()]
     return items
+
+
+def write_items(items: list[dict], out: str) -> None:
+    """Write unlabelled items as a calibration set, and say how many fell in each half."""
+    Path(out).write_text(json.dumps({"items": items}, indent=1, ensure_ascii=False) + "\n")
+    halves = {h: sum(it["split"] == h for it in items) for h in ("dev", "held_out")}
+    print(f"{len(items)} items -> {out} ({halves})")
+
+
+def _pool(rel: str, ds) -> int:
+    if ds.attrs.get("mode") != "generate":
+        from mechintro.errors import MechintroError
+
+        raise MechintroError(
+            f"{rel} is not a generation-mode prefill run: check the RUNS paths of this script"
+        )
+    return ds.sizes["trial"]
+
+
+def trial_fields(prefix: str, rel: str, ds, i: int) -> dict:
+    """The fields every calibration item opens with: its id, run, trial, model and cell."""
+    t = ds.isel(trial=i)
+    return {
+        "id": f"{prefix}-{rel.split('/')[2]}-{i}",
+        "run": rel,
+        "trial": i,
+        "model": ds.attrs["model"],
+        "condition": str(t["condition"].values),
+        "layer": int(t["inject_layer"]),
+        "strength": float(t["strength"]),
+    }
+
+
+def _item(rel: str, ds, i: int) -> dict:
+    from mechintro.grading import apology_split
+
+    t = ds.isel(trial=i)
+    return trial_fields("apology", rel, ds, i) | {
+        "sentence": str(t["sentence"].values),
+        "concept": str(t["prefilled"].values),
+        "response": str(t["response"].values),
+        "stance": None,
+        "why": "",
+        "split": apology_split(rel, i),
+    }
+
+
+def extract(per_run: int = PER_RUN) -> list[dict]:
+    """The unlabelled items, in run and trial order."""
+    return draw(RUNS, per_run, SEED, _pool, _item)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--set", default=None, help="labelled set (default: the shipped one)")
     args = ap.parse_args(argv)
     if args.cmd == "extract":
-        items = extract()
-        Path(args.out).write_text(json.dumps({"items": items}, indent=1, ensure_ascii=False) + "\n")
-        halves = {h: sum(it["split"] == h for it in items) for h in ("dev", "held_out")}
-        print(f"{len(items)} items -> {args.out} ({halves})")
+        write_items(extract(), args.out)
         return 0
     from mechintro import grading
     from mechintro.stats import cohen_kappa

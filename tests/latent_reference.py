@@ -111,7 +111,7 @@ def pca_center(
 ) -> dict[int, np.ndarray]:
     """helpers.train_concept_vector + repeng ControlVector.train(method="pca_center"): prompts
     with an empty system message, last-token hidden states, sklearn PCA of pair-centred rows,
-    repeng's sign rule. One prompt per forward (no padding)."""
+    repeng's sign rule. No padding: prompts of one token length go through one forward together."""
 
     def prompt(persona: str) -> str:
         return tokenizer.apply_chat_template(
@@ -124,11 +124,14 @@ def pca_center(
         )
 
     strs = [s for suf in suffixes for s in (prompt(concept) + suf, prompt("anything") + suf)]
-    hidden = {layer: [] for layer in layer_ids}
-    for s in strs:
-        out = hf(input_ids=torch.tensor([tokenizer(s)["input_ids"]]), output_hidden_states=True)
-        for layer in layer_ids:
-            hidden[layer].append(out.hidden_states[layer + 1][0, -1].float().numpy())
+    ids = [tokenizer(s)["input_ids"] for s in strs]
+    rows: dict[int, list[np.ndarray]] = {}  # prompt index -> last-token state at each layer
+    for length in sorted({len(i) for i in ids}):
+        batch = [k for k, i in enumerate(ids) if len(i) == length]
+        out = hf(input_ids=torch.tensor([ids[k] for k in batch]), output_hidden_states=True)
+        for row, k in enumerate(batch):
+            rows[k] = [out.hidden_states[layer + 1][row, -1].float().numpy() for layer in layer_ids]
+    hidden = {layer: [rows[k][j] for k in range(len(strs))] for j, layer in enumerate(layer_ids)}
     dirs = {}
     for layer in layer_ids:
         h = np.vstack(hidden[layer])

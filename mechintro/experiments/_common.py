@@ -75,6 +75,15 @@ INTERVENTIONS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+def grid_cells(summary: xr.Dataset):
+    """``(row, cell)`` per (layer, strength) of a summary, in table order: ``row`` opens a
+    table row with the layer and strength, ``cell`` is the summary there."""
+    for lay in summary.inject_layer.values:
+        for s in summary.strength.values:
+            row: dict[str, object] = {"layer": int(lay), "strength": f"{float(s):g}"}
+            yield row, summary.sel(inject_layer=lay, strength=s)
+
+
 def load_suffixes(path: str) -> list[str]:
     """PCA-center suffixes from a JSON file: a list of strings, or ``{"suffixes": [...]}``."""
     p = Path(path)

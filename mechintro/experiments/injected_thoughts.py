@@ -52,13 +52,13 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments._common import require_experiment
+from mechintro.experiments._common import grid_cells, require_experiment
 from mechintro.experiments.base import SteeredConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.readouts import grades, question_kind
 from mechintro.runner import Generation, Shard, Trial, execute
-from mechintro.stats import describe_methods, net_interval, rate, rate_interval
+from mechintro.stats import CELL_DRAWS, describe_methods, net_interval, rate, rate_interval
 from mechintro.tables import table
 from mechintro.vectors import (
     check_vectors_match,
@@ -418,6 +418,7 @@ def summarize(
     injected = cond != "control"
     fp_all = g["false_positive"].values[~injected]
     methods: set[str] = set()
+    detect = question_kind(_config(ds)["question"]) == "detect"
 
     def cell(rows: np.ndarray) -> dict[str, float]:
         inj, ctl = rows & injected, rows & ~injected
@@ -427,7 +428,10 @@ def summarize(
             methods.add(iv.method if iv.is_ci else f"{iv.method} — not a 95% CI ({iv.note})")
         fpr, fpr_lo, fpr_hi, n_ctl = rate(g["false_positive"].values[ctl])
         net, net_lo, net_hi = net_interval(succ, concept[inj], fp_all, seed=seed)
-        return {
+        corrected = (
+            corrected_cell(g, inj, ctl, concept, detect, seed=seed) if source == "offline" else {}
+        )
+        return corrected | {
             "tpr": iv.estimate,
             "tpr_lo": iv.lo,
             "tpr_hi": iv.hi,
@@ -480,6 +484,77 @@ def summarize(
             )
         )
     return out
+
+
+# The per-cell rates the offline grader makes, each with the composite whose confusion counts
+# on the clean calibration set correct it (detection questions; an open question has no
+# affirmative column and its coherence is measured on other items).
+CELL_CORRECTED = {
+    "tpr": "success",
+    "coherence": "coherence",
+    "affirmative": "affirmative",
+    "fpr": "coherent_affirmative",
+}
+
+
+def corrected_cell(
+    g: xr.Dataset,
+    inj: np.ndarray,
+    ctl: np.ndarray,
+    concept: np.ndarray,
+    detect: bool,
+    *,
+    seed: int = 0,
+) -> dict[str, float]:
+    """One cell's rates corrected for the offline grader's error on the clean calibration set
+    (issue 32): TPR, coherence and affirmative over the cell's injected trials (concepts
+    resampled, :func:`mechintro.stats.rogan_gladen_clustered`) and the cell's FPR over its
+    controls (independent trials, :func:`mechintro.stats.rogan_gladen`); ``{rate}_corr``,
+    ``_corr_lo``, ``_corr_hi``. An open-question run corrects its TPR (``noticed``) only.
+    :data:`mechintro.stats.CELL_DRAWS` draws for a clustered cell rate (the others use 20,000)."""
+    from mechintro import grading
+    from mechintro.stats import rogan_gladen, rogan_gladen_clustered
+
+    out: dict[str, float] = {}
+    for name, composite in CELL_CORRECTED.items():
+        if not detect and name != "tpr":
+            continue
+        if composite == "success":
+            composite = "detected" if detect else "noticed"
+        rows = ctl if name == "fpr" else inj
+        hits = (
+            g["false_positive"].values[rows]
+            if name == "fpr"
+            else g["success" if name == "tpr" else name].values[rows]
+        )
+        if not hits.size:
+            continue
+        errors = grading.error_counts(composite)
+        iv = (
+            rogan_gladen(int(hits.sum()), int(hits.size), errors, seed=seed)
+            if name == "fpr"
+            else rogan_gladen_clustered(hits, concept[rows], errors, draws=CELL_DRAWS, seed=seed)
+        )
+        out |= {f"{name}_corr": iv.estimate, f"{name}_corr_lo": iv.lo, f"{name}_corr_hi": iv.hi}
+    return out
+
+
+def format_corrected_cells(summary: xr.Dataset) -> str:
+    """The per-cell rates of :func:`corrected_cell`, one row per (layer, strength)."""
+    names = [n for n in CELL_CORRECTED if f"{n}_corr" in summary]
+    if not names:
+        return ""
+    rows = []
+    for row, c in grid_cells(summary):
+        for n in names:
+            est, lo, hi = (float(c[f"{n}_corr{x}"]) for x in ("", "_lo", "_hi"))
+            shown = f"{est:.3f}" if np.isfinite(est) else "n/a"
+            row[f"{'FPR(cell)' if n == 'fpr' else n} corrected"] = f"{shown} [{lo:.3f}, {hi:.3f}]"
+        rows.append(row)
+    return (
+        "per cell, grader-corrected (Rogan–Gladen, clean calibration set; injected trials: "
+        "concepts resampled; controls: trials):\n" + table(rows)
+    )
 
 
 def corrected_rates(
@@ -664,4 +739,10 @@ def format_summary(summary: xr.Dataset) -> str:
             f"[{a['best_heldout_net_lo']:+.3f}, {a['best_heldout_net_hi']:+.3f}]"
         )
     corrected = format_corrected(a)
-    return table(rows) + tail + (f"\n{corrected}" if corrected else "")
+    cells = format_corrected_cells(summary)
+    return (
+        table(rows)
+        + tail
+        + (f"\n{corrected}" if corrected else "")
+        + (f"\n{cells}" if cells else "")
+    )

@@ -36,12 +36,12 @@ import numpy as np
 import xarray as xr
 
 from mechintro import grading, stimuli
-from mechintro.experiments._common import require_experiment
+from mechintro.experiments._common import grid_cells, require_experiment
 from mechintro.experiments.base import SteeredConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Answers, Generation, Shard, Trial, execute
-from mechintro.stats import mean_ci, rate
+from mechintro.stats import mean_ci, rate, rogan_gladen
 from mechintro.stimuli import WORD_PROMPT, make_pairs
 from mechintro.tables import table
 from mechintro.vectors import (
@@ -235,6 +235,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     a = apologies(ds)["apology"].values
     cond = np.asarray(ds["condition"].values)
     injected = cond != "control"
+    errors = grading.shipped_error_counts("apology") if ds.attrs["mode"] != "logits" else None
 
     def cell(rows: np.ndarray) -> dict[str, float]:
         x = a[rows]
@@ -243,7 +244,13 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
             r, lo, hi, n = mean_ci(x, seed=seed)
         else:
             r, lo, hi, n = rate(x.astype(bool))
-        return {"rate": r, "lo": lo, "hi": hi, "n": n}
+        out = {"rate": r, "lo": lo, "hi": hi, "n": n}
+        if errors is not None and rows.any():  # over all replies: ungraded = no apology
+            k, n_all = int((a[rows] == 1.0).sum()), int(rows.sum())
+            iv = rogan_gladen(k, n_all, errors, seed=seed)
+            out |= {"k_all": k, "n_all": n_all, "rate_corr": iv.estimate}
+            out |= {"rate_corr_lo": iv.lo, "rate_corr_hi": iv.hi}
+        return out
 
     by = ("condition", "inject_layer", "strength")
     conds = [c for c in CONDITIONS if c != "control"]
@@ -295,12 +302,8 @@ def corrected_rates(
     own (sentence, word) pair, so the trials are independent. Stored as ``apology_corrected_*`` =
     ``[k, n, estimate, lo, hi]`` (the reduction: ``[raw, estimate, lo, hi]``); empty where the
     calibration set is not shipped (an installed wheel)."""
-    from mechintro.errors import MechintroError
-    from mechintro.stats import rogan_gladen
-
-    try:
-        errors = grading.apology_error_counts()
-    except MechintroError:
+    errors = grading.shipped_error_counts("apology")
+    if errors is None:
         return {}
     hit = a == 1.0  # NaN (ungraded) and 0 are both not an apology
     groups = {"control": cond == "control"}
@@ -432,4 +435,23 @@ def format_summary(summary: xr.Dataset) -> str:
                 f"\n  reduction min(control, random) − matched: raw {raw:+.3f}; corrected "
                 f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}]"
             )
-    return table(rows) + tail
+    return table(rows) + tail + _format_corrected_cells(summary)
+
+
+def _format_corrected_cells(summary: xr.Dataset) -> str:
+    """Per cell and condition, the apology rate over all replies, raw and grader-corrected."""
+    if "rate_corr" not in summary:
+        return ""
+    rows = []
+    for row, c in grid_cells(summary):
+        for cond in summary.condition.values:
+            x = c.sel(condition=cond)
+            row[str(cond)] = (
+                f"{int(x.k_all)}/{int(x.n_all)} → {float(x.rate_corr):.3f} "
+                f"[{float(x.rate_corr_lo):.2f}, {float(x.rate_corr_hi):.2f}]"
+            )
+        rows.append(row)
+    return (
+        "\nper cell, apologies among all replies (ungraded = no apology), raw k/n → "
+        "grader-corrected [95%] (Rogan–Gladen, apology calibration set):\n" + table(rows)
+    )

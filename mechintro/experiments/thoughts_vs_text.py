@@ -37,7 +37,7 @@ from mechintro.experiments.base import SteeredConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Window, render_chat, tokenize
 from mechintro.runner import Generation, Shard, Trial, execute
-from mechintro.stats import rate
+from mechintro.stats import rate, rogan_gladen, rogan_gladen_clustered
 from mechintro.stimuli import WORD_PROMPT, make_pairs
 from mechintro.tables import table
 from mechintro.vectors import (
@@ -218,6 +218,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
     task, cond = np.asarray(ds["task"].values), np.asarray(ds["condition"].values)
     sentence = np.asarray(ds["sentence"].values)
     inj = cond == "injected"
+    errors = grading.shipped_error_counts("closest_word")
 
     def cell(rows: np.ndarray) -> dict[str, float]:
         by_task = {
@@ -243,6 +244,10 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
         ):
             r, lo, hi, _ = rate(np.array(hits, dtype=bool))
             values |= {name: r, f"{name}_lo": lo, f"{name}_hi": hi}
+        if errors is not None:  # each pair its own concept: the cell's trials are independent
+            hits = ok[rows & (task == "word")]
+            iv = rogan_gladen(int(hits.sum()), int(hits.size), errors, seed=seed)
+            values |= {"word_corr": iv.estimate, "word_corr_lo": iv.lo, "word_corr_hi": iv.hi}
         return values
 
     out = cell_summary(ds, ("inject_layer", "strength"), cell, where=inj, ints=("n_pairs",))
@@ -257,7 +262,46 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
             }
         )
     out.attrs["chance_word"] = 0.1
+    if errors is not None:
+        out.attrs.update(corrected_rates(ok, task, inj, np.asarray(ds["concept"].values), errors))
     return out
+
+
+def corrected_rates(
+    ok: np.ndarray,
+    task: np.ndarray,
+    injected: np.ndarray,
+    concept: np.ndarray,
+    errors: dict[str, int],
+    *,
+    seed: int = 0,
+) -> dict:
+    """The word-task rate raw and corrected for ``closest_word``'s measured error (Rogan–Gladen
+    with Beta draws of its sensitivity and specificity on the held-out half of
+    :data:`mechintro.grading.WORD_CALIBRATION`, issue 32): over every injected trial (a concept
+    recurs in every cell, so concepts are resampled in the same draws,
+    :func:`mechintro.stats.rogan_gladen_clustered`) and uninjected (one trial per pair:
+    independent). Stored as ``word_corrected_{injected,uninjected}`` = ``[k, n, estimate, lo,
+    hi]`` and named in ``word_corrected`` (the grader's counts: ``word_corrected_counts``, tp, fn,
+    tn, fp). The repeat task is Lindsey's exact substring rule and
+    is not corrected; "both" is bounded above by the corrected word rate."""
+    word = task == "word"
+    hits = ok[word & injected]
+    iv = rogan_gladen_clustered(hits, concept[word & injected], errors, seed=seed)
+    base = ok[word & ~injected]
+    bv = rogan_gladen(int(base.sum()), int(base.size), errors, seed=seed)
+    return {
+        "word_corrected_injected": [int(hits.sum()), int(hits.size), iv.estimate, iv.lo, iv.hi],
+        "word_corrected_uninjected": [int(base.sum()), int(base.size), bv.estimate, bv.lo, bv.hi],
+        "word_corrected_counts": [errors[x] for x in ("tp", "fn", "tn", "fp")],
+        "word_corrected": "Rogan–Gladen with Beta draws of closest_word's sensitivity and "
+        f"specificity on the {grading.WORD_CALIBRATION}; counts {errors}",
+    }
+
+
+def _estimate(x: float) -> str:
+    """A corrected point estimate, or "n/a" where the grader's sensitivity is unmeasured."""
+    return f"{x:.3f}" if np.isfinite(x) else "n/a"
 
 
 def format_summary(summary: xr.Dataset) -> str:
@@ -283,8 +327,29 @@ def format_summary(summary: xr.Dataset) -> str:
                     "both": float(c.both),
                 }
             )
+            if "word_corr" in summary:
+                rows[-1]["word corrected [95%]"] = (
+                    f"{_estimate(float(c.word_corr))} [{float(c.word_corr_lo):.3f}, "
+                    f"{float(c.word_corr_hi):.3f}]"
+                )
     a = summary.attrs
-    return table(rows) + (
+    text = table(rows) + (
         f"\nuninjected: word named {a['baseline_word']:.3f} (chance {a['chance_word']:.2f}), "
         f"repeated {a['baseline_repeat']:.3f} (n={a['baseline_word_n']} pairs)"
     )
+    if "word_corrected" in a:
+        text += f"\nword named, grader-corrected ({a['word_corrected']}):"
+        for key, label in (
+            ("injected", "injected, every cell (concepts resampled)"),
+            ("uninjected", "uninjected"),
+        ):
+            k, n, est, lo, hi = a[f"word_corrected_{key}"]
+            text += (
+                f"\n  {label}: raw {int(k)}/{int(n)} = {k / n if n else float('nan'):.3f}; "
+                f"corrected {_estimate(est)} [{lo:.3f}, {hi:.3f}]"
+            )
+        text += (
+            "\n  repeated: Lindsey's exact rule, not corrected; both: raw (at most the corrected "
+            "word rate)"
+        )
+    return text

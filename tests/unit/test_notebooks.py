@@ -68,6 +68,7 @@ def test_every_figure_script_is_drawn_by_make_figures():
         "_figure",
         "make_figures",
         "anomaly_baselines",
+        "anomaly_doc",
         "causal_check",
         "grader_agreement",
         "results_doc",
