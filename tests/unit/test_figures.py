@@ -132,22 +132,17 @@ print(sidecar["run"]["created"], sidecar["drawn_by"].endswith("-dirty)"))
 
 # issue 34's protocols: their figure script draws every shipped model's run (analyses/_figure.py
 # per_model), and make_figures' FIGURES lists each PNG so that the make-figures test checks it
-PER_MODEL = {
-    "strength_comparison": "strength-comparison",
-    "sentence_localisation": "sentence-localisation",
-    "strength_classification": "strength-classification",
-    "mismatch": "mismatch",
-    "concept_confusion": "concept-confusion",
-}
 
 
 def test_each_shipped_models_run_of_the_new_protocols_is_drawn_and_listed():
     sys.path.insert(0, str(ROOT / "analyses"))
     try:
         from _figure import SHIPPED, per_model
-        from make_figures import FIGURES
+        from make_figures import FIGURES, PER_MODEL
     finally:
         sys.path.remove(str(ROOT / "analyses"))
+    five = {"strength-comparison", "sentence-localisation", "strength-classification"}
+    assert set(PER_MODEL.values()) == five | {"mismatch", "concept-confusion"}
     for script, experiment in PER_MODEL.items():
         default = SHIPPED / "smollm2-135m" / f"{experiment}.zarr"
         drawn = per_model(str(default), experiment, script)
