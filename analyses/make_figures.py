@@ -60,7 +60,8 @@ FIGURES: dict[str, list[str]] = {
 }
 
 # issue 34's protocols: each script draws SmolLM2's shipped run, then every other model's shipped
-# run of the same experiment as {script}_{model} (analyses/_figure.py per_model)
+# run of the same experiment as {script}_{model} (analyses/_figure.py per_model), after SmolLM2's
+# variants {experiment}-{variant}.zarr as {script}_{variant}
 PER_MODEL = {
     "strength_comparison": "strength-comparison",
     "sentence_localisation": "sentence-localisation",
@@ -72,6 +73,10 @@ FIGURES.update(
     {
         script: [
             script,
+            *(
+                f"{script}_{z.stem[len(experiment) + 1 :]}"
+                for z in sorted((HERE / "data" / "smollm2-135m").glob(f"{experiment}-*.zarr"))
+            ),
             *(
                 f"{script}_{d.name}"
                 for d in sorted((HERE / "data").iterdir())
