@@ -61,6 +61,25 @@ def open_run(path: str):
         sys.exit(f"{Path(sys.argv[0]).name}: {exc}")
 
 
+def per_model(run: str, experiment: str, name: str) -> list[tuple[object, str]]:
+    """The runs a figure script draws, each with its figure's name: ``run`` as ``name``; and when
+    ``run`` is the shipped SmolLM2 run (the script's default), the same experiment's shipped run
+    of every other model under ``analyses/data/`` as ``{name}_{model}`` (the Qwen runs of
+    issue 34), after SmolLM2's ``{experiment}-{variant}.zarr`` runs as ``{name}_{variant}``, so
+    that ``make figures`` draws them all."""
+    out = [(open_run(run), name)]
+    default = SHIPPED / "smollm2-135m" / f"{experiment}.zarr"
+    if Path(run).resolve() == default.resolve():
+        # SmolLM2's variants of the same experiment (concept-confusion-introspect.zarr: the info
+        # document) as {name}_{variant}
+        for variant in sorted(default.parent.glob(f"{experiment}-*.zarr")):
+            out.append((open_run(str(variant)), f"{name}_{variant.stem[len(experiment) + 1 :]}"))
+        for folder in sorted(p for p in SHIPPED.iterdir() if p.name != "smollm2-135m"):
+            if (folder / f"{experiment}.zarr").exists():
+                out.append((open_run(str(folder / f"{experiment}.zarr")), f"{name}_{folder.name}"))
+    return out
+
+
 # the run attributes that determine a figure's pixels; the others (created, git_commit,
 # package_versions, mechintro_version) change when the same run is made again
 PIXEL_KEYS = ("experiment", "model", "weights_sha256", "config", "seed")

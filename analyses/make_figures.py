@@ -39,11 +39,12 @@ SCRIPTS: dict[str, dict[str, str]] = {
     # reads analyses/data/looking-inward; the probe figures need runs/looking-inward
     "looking_inward": {},
     "oracles": {},  # reads analyses/data/oracles/{model}
-    "strength_comparison": {},  # reads analyses/data/smollm2-135m/strength-comparison.zarr
-    "sentence_localisation": {},  # reads analyses/data/smollm2-135m/sentence-localisation.zarr
-    "strength_classification": {},  # reads analyses/data/smollm2-135m/strength-classification.zarr
-    "mismatch": {},  # reads analyses/data/smollm2-135m/mismatch.zarr
-    "concept_confusion": {},  # reads analyses/data/smollm2-135m/concept-confusion.zarr (+ model)
+    # the next five read analyses/data/{model}/{experiment}.zarr of every shipped model
+    "strength_comparison": {},  # strength-comparison.zarr
+    "sentence_localisation": {},  # sentence-localisation.zarr
+    "strength_classification": {},  # strength-classification.zarr
+    "mismatch": {},  # mismatch.zarr
+    "concept_confusion": {},  # concept-confusion.zarr (+ SmolLM2 itself, for its lens layers)
     "positive_control": {},  # reads analyses/data/positive-control (issue 33)
     "positive_control_dose_depth": {},  # the same data: detection vs strength and vs layer
 }
@@ -57,6 +58,34 @@ FIGURES: dict[str, list[str]] = {
     ],
     "oracles": ["oracle_comparison_qwen2.5-coder-0.5b", "oracle_comparison_smollm2-135m"],
 }
+
+# issue 34's protocols: each script draws SmolLM2's shipped run, then every other model's shipped
+# run of the same experiment as {script}_{model} (analyses/_figure.py per_model), after SmolLM2's
+# variants {experiment}-{variant}.zarr as {script}_{variant}
+PER_MODEL = {
+    "strength_comparison": "strength-comparison",
+    "sentence_localisation": "sentence-localisation",
+    "strength_classification": "strength-classification",
+    "mismatch": "mismatch",
+    "concept_confusion": "concept-confusion",
+}
+FIGURES.update(
+    {
+        script: [
+            script,
+            *(
+                f"{script}_{z.stem[len(experiment) + 1 :]}"
+                for z in sorted((HERE / "data" / "smollm2-135m").glob(f"{experiment}-*.zarr"))
+            ),
+            *(
+                f"{script}_{d.name}"
+                for d in sorted((HERE / "data").iterdir())
+                if d.name != "smollm2-135m" and (d / f"{experiment}.zarr").exists()
+            ),
+        ]
+        for script, experiment in PER_MODEL.items()
+    }
+)
 
 
 def main() -> int:

@@ -18,11 +18,17 @@ Adaptations, all in model loading and inputs: the tokenizer is rebuilt from the 
 (``mechintro vectors --method pca_center``, the file the mechintro run used) handed to their code
 as repeng ``ControlVector``s instead of trained by their ``train_vectors`` (the PCA-center recipe
 itself was compared in the latent-introspection side by side); the logger is a stub holding the
-two settings the function reads (``vector_strength``, ``layer_range``); float32 on CPU.
+two settings the function reads (``vector_strength``, ``layer_range``); float32 on CPU; repeng
+0.4.0's ``np.float_`` annotations renamed ``np.float64`` (numpy 2 has no ``np.float_``).
 
 Step 2 compares with the mechintro run (its concept rows and "(no injection)" row):
 
     python scripts/confusion_side_by_side.py compare $HERE/authors_confusion.json RUN.zarr
+
+Their output for orders 0 and 1 on SmolLM2, with the vectors of the shipped run
+(``analyses/data/smollm2-135m/concept-confusion.zarr``), is shipped as
+``analyses/data/smollm2-135m/concept-confusion-authors.json``, so step 2 runs without their
+environment (docs/results.md quotes it).
 """
 
 import glob
@@ -112,8 +118,8 @@ def compare(authors_json: str, run: str) -> None:
     orders = CC.generate_orderings(len(canonical), 5, 777)
     cond = np.array([str(x) for x in ds.condition.values])
     key = {
-        (str(ds.intervention.values[i]), str(ds.info.values[i]), int(ds.ordering.values[i]),
-         str(ds.injected.values[i])): i
+        (str(ds["intervention"].values[i]), str(ds["info"].values[i]),
+         int(ds["ordering"].values[i]), str(ds["injected"].values[i])): i
         for i in np.flatnonzero(np.isin(cond, ["concept", "none"]))
     }  # fmt: skip
     worst = 0.0

@@ -128,3 +128,37 @@ print(sidecar["run"]["created"], sidecar["drawn_by"].endswith("-dirty)"))
     png = Image.open(tmp_path / "a" / "f.png")
     assert png.text["Software"] == "mechintro analyses/demo_fig.py"
     assert json.loads(png.text["Source"])["weights_sha256"] == "ab" * 32
+
+
+# issue 34's protocols: their figure script draws every shipped model's run (analyses/_figure.py
+# per_model), and make_figures' FIGURES lists each PNG so that the make-figures test checks it
+
+
+def test_each_shipped_models_run_of_the_new_protocols_is_drawn_and_listed():
+    sys.path.insert(0, str(ROOT / "analyses"))
+    try:
+        from _figure import SHIPPED, per_model
+        from make_figures import FIGURES, PER_MODEL
+    finally:
+        sys.path.remove(str(ROOT / "analyses"))
+    five = {"strength-comparison", "sentence-localisation", "strength-classification"}
+    assert set(PER_MODEL.values()) == five | {"mismatch", "concept-confusion"}
+    for script, experiment in PER_MODEL.items():
+        default = SHIPPED / "smollm2-135m" / f"{experiment}.zarr"
+        drawn = per_model(str(default), experiment, script)
+        names = [name for _, name in drawn]
+        assert names[0] == script and drawn[0][0].attrs["model"] == "smollm2-135m"
+        assert f"{script}_qwen2.5-coder-0.5b" in names, names  # the Qwen run is drawn too
+        for ds, name in drawn[1:]:
+            model = ds.attrs["model"]
+            suffix = name[len(script) + 1 :]  # SmolLM2's {experiment}-{variant}.zarr, or a model
+            variant = (SHIPPED / "smollm2-135m" / f"{experiment}-{suffix}.zarr").exists()
+            assert variant == (model == "smollm2-135m"), name
+            assert variant or name == f"{script}_{model}", name
+            assert ds.attrs["experiment"] == experiment
+        assert FIGURES.get(script, [script]) == names, script
+        # any other run: that run alone, under the script's own name
+        other = per_model(
+            str(SHIPPED / "qwen2.5-coder-0.5b" / f"{experiment}.zarr"), experiment, script
+        )
+        assert [name for _, name in other] == [script]
