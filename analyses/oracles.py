@@ -41,16 +41,8 @@ for folder in models:
             f"{folder.name} {e['set']:<18} {e['reader']:<10} {e['correct']}/{e['n']} "
             f"= {e['accuracy']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]"
         )
-    meta = table["meta"]
-    title = ""
-    if "read_layer" not in meta:  # made before issue 32's fixes, with the oracle of that time
-        title = (
-            f"{meta['model']}: panels 1-2 (layer {meta['layer']}, {meta['n_injected']} injected / "
-            f"{meta['n_control']} control) made before the 2026-12-07 fixes, with the oracle "
-            "trained on leaking data; panel 3: the oracle retrained on leak-free data"
-        )
     save(
-        oracle_comparison(table, evaluation, title=title),
+        oracle_comparison(table, evaluation),
         args.out,
         f"oracle_comparison_{folder.name}",
         open_run(folder / "oracle.zarr"),

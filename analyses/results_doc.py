@@ -831,17 +831,10 @@ def _oracles(root: Path) -> list[str]:
         if (root / model / "training.json").exists():
             t = json.loads((root / model / "training.json").read_text())
             size += f"; the oracle: {t['examples']} training examples, {t['steps']} steps"
-        old = (
-            " **Made before issue 32's fixes** (every reader at the injection layer, one control "
-            "prompt) with the oracle trained on the old data that leaked held-out words; not "
-            "re-made (its cost: `docs/oracles.md`)."
-            if "read_layer" not in meta
-            else ""
-        )
         lines += [
             f"### {model}",
             "",
-            f"Size: {size}. Wilson 95% intervals.{old}",
+            f"Size: {size}. Wilson 95% intervals.",
             "",
             "| reader | detects (injected) | false positives (control) | "
             "names the concept (injected) | names a tested concept (control) |",
