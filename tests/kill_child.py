@@ -12,6 +12,10 @@ import sys
 
 import torch
 
+# the tiny model's classes, imported here so that the test's fork server holds them: transformers
+# imports a model's module on first use (≈ 4 CPU-s), which every forked child would pay again
+import transformers.models.llama.modeling_llama  # noqa: F401
+
 from mechintro import runner
 from mechintro.prompts import Window, render_chat, tokenize
 from tests.conftest import build_tiny
