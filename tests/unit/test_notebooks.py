@@ -149,8 +149,47 @@ def _figure_calls(source: str) -> list[str]:
     ]
 
 
+@pytest.fixture(scope="module")
+def kernel():
+    """One Jupyter kernel for the notebooks of this file, started in ``notebooks/`` with the
+    kernel's own default backend (inline figures). Each notebook starts from an empty namespace
+    (:func:`_fresh`); what it keeps from the one before is the imported modules, so the notebooks
+    pay mechintro's and torch's imports (≈ 5 CPU-s) once, not ten times. A missing import still
+    fails: ``%reset`` unbinds every name."""
+    from jupyter_client.manager import KernelManager
+
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(ROOT / "notebooks"), env=env)
+    yield km
+    km.shutdown_kernel(now=True)
+
+
+def _fresh(km, env: dict[str, str]) -> None:
+    """Empty the kernel's namespace, close its figures, and set the notebook's environment
+    (``MECHINTRO_RUN`` / ``MECHINTRO_VECTORS``, or neither) and working directory."""
+    code = (
+        "%reset -f\n"
+        "import os as _os, matplotlib.pyplot as _plt\n"
+        "_plt.close('all')\n"
+        f"_os.chdir({str(ROOT / 'notebooks')!r})\n"
+        "for _k in ('MECHINTRO_RUN', 'MECHINTRO_VECTORS'):\n"
+        "    _os.environ.pop(_k, None)\n"
+        f"_os.environ.update({env!r})\n"
+        "del _os, _plt, _k\n"
+    )
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=120)
+        reply = kc.execute_interactive(code, timeout=120, output_hook=lambda msg: None)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        kc.stop_channels()
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_executes_on_small_saved_runs(name, demo_runs, monkeypatch):
+def test_notebook_executes_on_small_saved_runs(name, demo_runs, kernel):
     """Each notebook, converted by jupytext and executed cell by cell in a Jupyter kernel."""
     import jupytext
     from nbclient import NotebookClient
@@ -165,16 +204,9 @@ def test_notebook_executes_on_small_saved_runs(name, demo_runs, monkeypatch):
             "MECHINTRO_VECTORS": demo_runs / "demo-vectors.zarr",
         },
     }.get(name, {})  # the others read the runs shipped in analyses/data
-    for key, value in env.items():
-        monkeypatch.setenv(key, str(value))
-    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own default: inline figures
+    _fresh(kernel, {key: str(value) for key, value in env.items()})
     notebook = jupytext.read(ROOT / "notebooks" / name)
-    client = NotebookClient(
-        notebook,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(ROOT / "notebooks")}},
-    )
+    client = NotebookClient(notebook, timeout=600, km=kernel)
     client.execute()
     errors = [
         o
