@@ -12,6 +12,8 @@ model.
     python analyses/concept_confusion.py [--run RUN] [--out figures/]
 """
 
+import functools
+
 import matplotlib.pyplot as plt
 import numpy as np
 from _figure import SHIPPED, arguments, per_model, save, title
@@ -22,10 +24,16 @@ from mechintro.models import load_model
 args = arguments(__doc__, run=str(SHIPPED / "smollm2-135m" / "concept-confusion.zarr"))
 
 
+@functools.cache
+def _smollm2():
+    """Loaded once for SmolLM2's runs (the shipped run and its info-document variant)."""
+    return load_model("smollm2-135m")
+
+
 def draw(ds, name: str) -> None:
     # the lens needs the model's final norm and unembedding: SmolLM2 is always installed; the
     # other models' figures show the final layer, read from the stored answer log-probabilities
-    model = load_model(ds.attrs["model"]) if ds.attrs["model"] == "smollm2-135m" else None
+    model = _smollm2() if ds.attrs["model"] == "smollm2-135m" else None
     summary = concept_confusion.summarize(ds, model=model, n_perm=200)
     print(concept_confusion.format_summary(summary))  # every lens layer
     s = summary.isel(intervention=0, strength=-1)
