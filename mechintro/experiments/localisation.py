@@ -458,11 +458,19 @@ def cell_statistics(
         float(np.mean([(choice[target == o] == o).mean() for o in present])) if present else np.nan
     )
     rng = np.random.default_rng(0)
-    null = []
-    for _ in range(N_PERM if present else 0):
-        t = rng.permutation(target)
-        null.append(np.mean([(choice[t == o] == o).mean() for o in present]))
-    bal_p = (1 + int(np.sum(np.asarray(null) >= bal - 1e-12))) / (N_PERM + 1) if null else np.nan
+    if present:
+        # the shuffles one by one (the same draws as ever), scored together: a shuffle keeps each
+        # option's count, so its accuracy on option o is (hits on o) / (count of o); the mean over
+        # options equals np.mean of the per-option list to 1e-16 (the comparison allows 1e-12)
+        shuffled = np.stack([rng.permutation(target) for _ in range(N_PERM)])
+        null = np.zeros(N_PERM)
+        for o in present:
+            on = shuffled == o
+            null += (on & (choice == o)).sum(1) / on.sum(1)
+        null /= len(present)
+        bal_p = (1 + int(np.sum(null >= bal - 1e-12))) / (N_PERM + 1)
+    else:
+        bal_p = np.nan
     corrected = []
     for o in present:
         j = list(opts).index(o)
