@@ -30,6 +30,7 @@ an unranked module or an import that runs back up fails. On top of the ranks:
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 import subprocess
@@ -128,13 +129,20 @@ def _import_nodes(tree: ast.AST) -> Iterable[ast.AST]:
         stack.extend(ast.iter_child_nodes(node))
 
 
+@functools.cache
+def _import_statements(source: str) -> tuple[ast.AST, ...]:
+    """The import nodes of ``source``, parsed once per distinct text: the planted-import tests
+    read the whole package again for each plant, and all but one module's text is unchanged."""
+    return tuple(_import_nodes(ast.parse(source)))
+
+
 def imports_of(source: str, module: str, is_package: bool, modules: set[str]) -> set[str]:
     """The modules ``module`` imports (mechintro modules by full name, third-party ones by their
     top-level name). ``modules`` is the set of mechintro module names, to tell a submodule from a
     name defined in a package."""
     package = module if is_package else module.rpartition(".")[0]
     out: set[str] = set()
-    for node in _import_nodes(ast.parse(source)):
+    for node in _import_statements(source):
         if isinstance(node, ast.Import):
             out.update(alias.name for alias in node.names)
         elif isinstance(node, ast.Call):
