@@ -22,8 +22,11 @@ from mechintro.vectors import check_vectors_match, resolve_layers, unit_vector
 
 @dataclass(frozen=True, kw_only=True)
 class HahamiConfig(BaseConfig):
-    """The fields the three protocols share (their code's defaults)."""
+    """The fields the three protocols share (their code's defaults); each gives its own default
+    ``concepts``."""
 
+    concepts: tuple[str, ...]
+    """concept words whose (unit) vectors are injected"""
     strength_unit: Literal["unit", "resid_norm"] = "unit"
     """a coefficient multiplies the unit-length vector (their code) or the layer's mean residual
     norm (resid_norm)"""
@@ -33,6 +36,11 @@ class HahamiConfig(BaseConfig):
     lowercase: bool = False
     """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
     (False: as listed, like their "Tell me about Dust.")"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.concepts:
+            raise MechintroError("the concepts list is empty: give at least one concept word")
 
 
 def distinct_layers(

@@ -244,15 +244,15 @@ def build_trials(
                     )
                     for c in config.concepts:
                         trials += [
-                            Trial(
-                                prompt=prompt,
-                                condition=cond,
-                                concept=c,
-                                strength=float(s),
-                                inject_layer=layers[0],
-                                inject_layer_end=layers[-1] + 1,
-                                vector=steer[(cond, c)],
-                                window=window,
+                            base.injected_trial(
+                                prompt,
+                                cond,
+                                c,
+                                s,
+                                layers[0],
+                                steer[(cond, c)],
+                                window,
+                                end=layers[-1] + 1,
                                 labels=labels | {"injected": c},
                             )
                             for cond in conditions

@@ -46,7 +46,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -98,7 +98,7 @@ CLIP = 1e-7
 
 
 @dataclass(frozen=True, kw_only=True)
-class LatentIntrospectionConfig(BaseConfig):
+class LatentIntrospectionConfig(base.LowercaseWords, BaseConfig):
     """Configuration of a ``latent-introspection`` run (defaults:
     acsresearch/latent-introspection-code, ``main.py``; docs/protocols.md)."""
 
@@ -140,13 +140,6 @@ class LatentIntrospectionConfig(BaseConfig):
     swap_model: str = ""
     """a second model (same architecture) that fills turn 1's cache: the "em-ft" condition"""
     batch_size: int = 8
-
-    lowercase: bool = True
-    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
-    (the paper's appendix); False keeps them as listed (the open replications)"""
-
-    LEGACY: ClassVar[dict[str, object]] = {"lowercase": True}
-    """What a run stored before this field existed was made with (filled in on resume)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -295,17 +288,10 @@ def build_trials(
                 )
             )
         for concept in config.concepts:
+            v = per_concept[concept]
             trials += [
-                Trial(
-                    prompt=prompt,
-                    condition="steered",
-                    concept=concept,
-                    strength=float(s),
-                    inject_layer=start,
-                    inject_layer_end=end,
-                    vector=per_concept[concept],
-                    window=window,
-                    labels=labels,
+                base.injected_trial(
+                    prompt, "steered", concept, s, start, v, window, end=end, labels=labels
                 )
                 for s in config.strengths
             ]

@@ -86,10 +86,6 @@ class SentenceLocalisationConfig(_hahami.HahamiConfig):
         super().__post_init__()
         if not 2 <= self.k <= 10:
             raise MechintroError(f"k={self.k}: give 2..10 sentences")
-        if self.trials < 1:
-            raise MechintroError(f"trials={self.trials}: give at least 1 draw per cell")
-        if not self.concepts:
-            raise MechintroError("the concepts list is empty: give at least one concept word")
 
 
 Config = SentenceLocalisationConfig
@@ -156,28 +152,26 @@ def build_trials(
                     listed = [str(x) for x in rng.choice(pool, size=config.k, replace=False)]
                     prompt, spans = build_prompt(model, listed)
                     r = _hahami.random_direction(rng, model.d_model, scale)
-                    cell = dict(prompt=prompt, concept=concept, strength=float(s))
-                    base = {"draw": draw, "sentences": "\n".join(listed)}
+                    shared = {"draw": draw, "sentences": "\n".join(listed)}
                     for t, span in enumerate(spans):
+                        labels = shared | {"target": str(t + 1), "cell_layer": layer}
+                        window = Window.tokens(span)
                         for condition, x in (("concept", u), ("random", r)):
                             if condition == "random" and not config.random_control:
                                 continue
                             trials.append(
-                                Trial(
-                                    condition=condition,
-                                    inject_layer=layer,
-                                    inject_layer_end=layer + 1,
-                                    vector=x,
-                                    window=Window.tokens(span),
-                                    labels=base | {"target": str(t + 1), "cell_layer": layer},
-                                    **cell,
+                                base.injected_trial(
+                                    prompt, condition, concept, s, layer, x, window, labels=labels
                                 )
                             )
+                    labels = shared | {"target": "", "cell_layer": layer}
                     trials.append(
                         Trial(
+                            prompt=prompt,
                             condition="none",
-                            labels=base | {"target": "", "cell_layer": layer},
-                            **cell,
+                            concept=concept,
+                            strength=float(s),
+                            labels=labels,
                         )
                     )
     return trials, layers

@@ -99,8 +99,6 @@ class StrengthClassificationConfig(_hahami.HahamiConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.concepts:
-            raise MechintroError("the concepts list is empty: give at least one concept word")
         if not self.coefficients or any(not c > 0 for c in self.coefficients):
             raise MechintroError(
                 f"coefficients {list(self.coefficients)}: give positive numbers such as 4,9,16"
@@ -223,16 +221,8 @@ def build_trials(
                     for condition, (source, x) in sources.items():
                         labels = {"order": order, "expected": expected_bin(c), "vector_of": source}
                         trials.append(
-                            Trial(
-                                prompt=prompt,
-                                condition=condition,
-                                concept=concept,
-                                strength=float(c),
-                                inject_layer=layer,
-                                inject_layer_end=layer + 1,
-                                vector=x,
-                                window=window,
-                                labels=labels,
+                            base.injected_trial(
+                                prompt, condition, concept, c, layer, x, window, labels=labels
                             )
                         )
     return trials, layers

@@ -78,10 +78,6 @@ class StrengthComparisonConfig(_hahami.HahamiConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.strength_pairs()
-        if self.trials < 1:
-            raise MechintroError(f"trials={self.trials}: give at least 1 draw per cell")
-        if not self.concepts:
-            raise MechintroError("the concepts list is empty: give at least one concept word")
 
     def strength_pairs(self) -> list[tuple[float, float]]:
         """``pairs`` as (weak, strong) numbers, checked."""
@@ -182,15 +178,14 @@ def build_trials(
                             if condition == "random" and not config.random_control:
                                 continue
                             trials.append(
-                                Trial(
-                                    prompt=prompt,
-                                    condition=condition,
-                                    concept=concept,
-                                    strength=1.0,
-                                    inject_layer=layer,
-                                    inject_layer_end=layer + 1,
-                                    vector=x,
-                                    window=window,
+                                base.injected_trial(
+                                    prompt,
+                                    condition,
+                                    concept,
+                                    1.0,
+                                    layer,
+                                    x,
+                                    window,
                                     token_strengths=weights,
                                     labels=labels,
                                 )
