@@ -11,6 +11,7 @@ transformers and nnsight load when a model or run is first touched.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mechintro._anyio_guard import define_anyio_classes
@@ -55,14 +56,30 @@ __all__ = ["MechintroError", *_EXPORTS]
 _SUBMODULES = ("oracle",)  # mi.oracle.ask(...), imported on first use like the names above
 
 
+def _lazy_getattr(
+    module: str, names: Mapping[str, str], namespace: dict[str, Any]
+) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that imports each of ``names`` from the module it maps to on
+    first use and keeps it in ``namespace`` (the module's globals), so that a light import
+    stays light (``mechintro.analysis`` uses it too)."""
+
+    def lazy(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module '{module}' has no attribute '{name}'")
+        value = getattr(importlib.import_module(names[name]), name)
+        namespace[name] = value
+        return value
+
+    return lazy
+
+
+_exported = _lazy_getattr("mechintro", _EXPORTS, globals())
+
+
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return importlib.import_module(f"mechintro.{name}")
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'mechintro' has no attribute '{name}'")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+    return _exported(name)
 
 
 def __dir__() -> list[str]:

@@ -29,7 +29,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
@@ -247,7 +247,69 @@ def _post(
 
 
 @dataclass(frozen=True, kw_only=True)
-class HTTPJudge:
+class _EndpointJudge:
+    """What the HTTP judges share: the endpoint (its URL checked when made, redacted from the
+    identity, ``repr`` and every error), the model name, the key's environment variable (read on
+    each call, never stored), the timeout and the reply's length; ``complete`` posts the request
+    a judge builds (:meth:`_request`) and reads the reply's text (:meth:`_text`)."""
+
+    base_url: str = field(repr=False)
+    model: str
+    api_key_env: str
+    timeout: float = 60.0
+    max_tokens: int = 1024
+
+    KIND: ClassVar[str]
+    """the identity's prefix"""
+    SCHEMA: ClassVar[str]
+    """the question a malformed reply's error asks"""
+    REPLY: ClassVar[str]
+    """where the reply's text should be"""
+    REPR: ClassVar[tuple[str, ...]] = ("model", "base_url", "api_key_env")
+
+    def __post_init__(self) -> None:
+        _check_base_url(self.base_url)
+
+    def __repr__(self) -> str:
+        shown = {"model": self.model, "base_url": redact_url(self.base_url)}
+        shown["api_key_env"] = self.api_key_env
+        return f"{type(self).__name__}({', '.join(f'{k}={shown[k]!r}' for k in self.REPR)})"
+
+    @property
+    def identity(self) -> str:
+        return f"{self.KIND}:{self.model}@{redact_url(self.base_url)}"
+
+    def _request(self, prompt: str, key: str) -> tuple[str, dict, dict[str, str]]:
+        """The URL, JSON body and headers that ask the judge ``prompt``."""
+        raise NotImplementedError
+
+    def _text(self, payload: object) -> str | None:
+        """The reply's text (``None``: the payload has none)."""
+        raise NotImplementedError
+
+    def complete(self, prompt: str) -> str:
+        key, shown, secrets = _credentials(self.api_key_env, self.base_url)
+        url, body, headers = self._request(prompt, key)
+        payload = _post(
+            url,
+            body,
+            headers,
+            shown=shown,
+            secrets=secrets,
+            timeout=self.timeout,
+            hint=f"check the URL, the model name and the key in ${self.api_key_env}",
+            schema=self.SCHEMA,
+        )
+        text = self._text(payload)
+        if text is None:
+            raise MechintroError(
+                f"judge endpoint {shown} answered without {self.REPLY}: {self.SCHEMA}"
+            )
+        return _scrub(text, *secrets)
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class HTTPJudge(_EndpointJudge):
     """An OpenAI-compatible ``/chat/completions`` endpoint, at temperature 0.
 
     The key is read from ``api_key_env`` on each call and never stored on the object; it is sent
@@ -257,57 +319,36 @@ class HTTPJudge:
     verdicts, from ``repr`` and from every error.
     """
 
-    base_url: str = field(repr=False)
-    model: str
     api_key_env: str = "OPENAI_API_KEY"
-    timeout: float = 60.0
-    max_tokens: int = 1024
 
-    def __post_init__(self) -> None:
-        _check_base_url(self.base_url)
+    KIND: ClassVar[str] = "openai-compatible"
+    SCHEMA: ClassVar[str] = "is it OpenAI-compatible?"
+    REPLY: ClassVar[str] = "choices[0].message.content"
+    REPR: ClassVar[tuple[str, ...]] = ("base_url", "model", "api_key_env")
 
-    def __repr__(self) -> str:
-        return (
-            f"HTTPJudge(base_url={redact_url(self.base_url)!r}, model={self.model!r}, "
-            f"api_key_env={self.api_key_env!r})"
-        )
+    def _request(self, prompt: str, key: str) -> tuple[str, dict, dict[str, str]]:
+        body = {
+            "model": self.model,
+            "temperature": 0,
+            "max_tokens": self.max_tokens,
+            "messages": [{"role": "user", "content": prompt}],
+        }
+        url = _endpoint(self.base_url, "/chat/completions")
+        return url, body, {"Authorization": f"Bearer {key}"}
 
-    @property
-    def identity(self) -> str:
-        return f"openai-compatible:{self.model}@{redact_url(self.base_url)}"
-
-    def complete(self, prompt: str) -> str:
-        key, shown, secrets = _credentials(self.api_key_env, self.base_url)
-        schema = "is it OpenAI-compatible?"
-        payload = _post(
-            _endpoint(self.base_url, "/chat/completions"),
-            {
-                "model": self.model,
-                "temperature": 0,
-                "max_tokens": self.max_tokens,
-                "messages": [{"role": "user", "content": prompt}],
-            },
-            {"Authorization": f"Bearer {key}"},
-            shown=shown,
-            secrets=secrets,
-            timeout=self.timeout,
-            hint=f"check the URL, the model name and the key in ${self.api_key_env}",
-            schema=schema,
-        )
+    def _text(self, payload: object) -> str | None:
         try:
-            return _scrub(str(payload["choices"][0]["message"]["content"]), *secrets)
+            return str(payload["choices"][0]["message"]["content"])  # type: ignore[index]
         except (KeyError, IndexError, TypeError):
-            raise MechintroError(
-                f"judge endpoint {shown} answered without choices[0].message.content: {schema}"
-            ) from None
+            return None
 
 
 ANTHROPIC_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
 
 
-@dataclass(frozen=True, kw_only=True)
-class AnthropicJudge:
+@dataclass(frozen=True, kw_only=True, repr=False)
+class AnthropicJudge(_EndpointJudge):
     """Anthropic's Messages API (``POST /v1/messages``), the kind of judge Lindsey used (Claude
     Sonnet 4), at temperature 0.
 
@@ -320,29 +361,15 @@ class AnthropicJudge:
     credentials in the URL are redacted from the identity and every error.
     """
 
-    model: str
     base_url: str = field(default=ANTHROPIC_URL, repr=False)
     api_key_env: str = "ANTHROPIC_API_KEY"
     system: str | None = None
-    timeout: float = 60.0
-    max_tokens: int = 1024
 
-    def __post_init__(self) -> None:
-        _check_base_url(self.base_url)
+    KIND: ClassVar[str] = "anthropic"
+    SCHEMA: ClassVar[str] = "is it Anthropic's Messages API?"
+    REPLY: ClassVar[str] = "a text block in content"
 
-    def __repr__(self) -> str:
-        return (
-            f"AnthropicJudge(model={self.model!r}, base_url={redact_url(self.base_url)!r}, "
-            f"api_key_env={self.api_key_env!r})"
-        )
-
-    @property
-    def identity(self) -> str:
-        return f"anthropic:{self.model}@{redact_url(self.base_url)}"
-
-    def complete(self, prompt: str) -> str:
-        key, shown, secrets = _credentials(self.api_key_env, self.base_url)
-        schema = "is it Anthropic's Messages API?"
+    def _request(self, prompt: str, key: str) -> tuple[str, dict, dict[str, str]]:
         path = urllib.parse.urlsplit(self.base_url).path.rstrip("/")
         body: dict = {
             "model": self.model,
@@ -352,27 +379,17 @@ class AnthropicJudge:
         }
         if self.system is not None:
             body["system"] = self.system
-        payload = _post(
-            _endpoint(self.base_url, "/messages" if path.endswith("/v1") else "/v1/messages"),
-            body,
-            {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION},
-            shown=shown,
-            secrets=secrets,
-            timeout=self.timeout,
-            hint=f"check the URL, the model name and the key in ${self.api_key_env}",
-            schema=schema,
-        )
+        url = _endpoint(self.base_url, "/messages" if path.endswith("/v1") else "/v1/messages")
+        return url, body, {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
+
+    def _text(self, payload: object) -> str | None:
         blocks = payload.get("content") if isinstance(payload, dict) else None
         texts = [
             b["text"]
             for b in (blocks if isinstance(blocks, list) else [])
             if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
         ]
-        if not texts:
-            raise MechintroError(
-                f"judge endpoint {shown} answered without a text block in content: {schema}"
-            )
-        return _scrub(texts[0], *secrets)
+        return texts[0] if texts else None
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

@@ -376,14 +376,19 @@ def _interval_note(summary: xr.Dataset | None, text: str) -> str | None:
     return None
 
 
-_PAGE = """<!DOCTYPE html>
+# the head and first style rules of both pages (a run's report and the index)
+_HEAD = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>__TITLE__</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:12px 20px;color:#222}
 h1{font-size:20px;overflow-wrap:anywhere}
-h2{font-size:16px;border-bottom:1px solid #ddd;padding-bottom:3px;margin-top:22px}
+"""
+
+_PAGE = (
+    _HEAD
+    + """h2{font-size:16px;border-bottom:1px solid #ddd;padding-bottom:3px;margin-top:22px}
 h3{font-size:14px;margin:10px 0 4px 0}
 table.prov td,table.prov th{text-align:left;padding:2px 8px;vertical-align:top;font-size:13px}
 table.prov code{white-space:pre-wrap;overflow-wrap:anywhere}
@@ -594,6 +599,7 @@ filter();
 </script>
 </body></html>
 """
+)
 
 
 def _select(field: str, values: list[str]) -> str:
@@ -795,14 +801,9 @@ def _headline(name: str, summary: xr.Dataset | None, text: str) -> str:
     return (best or notes or ["—"])[0][:200]
 
 
-_INDEX = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>__TITLE__</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:12px 20px;color:#222}
-h1{font-size:20px;overflow-wrap:anywhere}
-table{border-collapse:collapse;width:100%;font-size:13px}
+_INDEX = (
+    _HEAD
+    + """table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{border-bottom:1px solid #eee;padding:4px 6px;text-align:left;vertical-align:top;
   white-space:nowrap}
 td.wrap{white-space:normal;overflow-wrap:anywhere}
@@ -816,6 +817,7 @@ th{background:#fafafa}td.num{text-align:right}
 <tbody>__ROWS__</tbody></table>
 </body></html>
 """
+)
 
 
 def write_index(

@@ -45,8 +45,10 @@ TRAINING_FILE = "training.json"
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    """LoRA settings (paper, Llama 70B: rank 32, batch 16, 1 epoch, lr 2e-5)."""
+class LoraSettings:
+    """The settings of a LoRA training run that every trainer's config declares (a study's
+    config redeclares the defaults it changes); :meth:`lora` is them as :func:`finetune` takes
+    them, checked when the config is made."""
 
     examples: int = 300
     rank: int = 8
@@ -56,6 +58,19 @@ class TrainConfig:
     epochs: int = 1
     seed: int = 0
     checkpoint_every: int = 10
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        self.lora()  # refuses bad settings before any work
+
+    def lora(self) -> TrainConfig:
+        return TrainConfig.of(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(LoraSettings):
+    """LoRA settings (paper, Llama 70B: rank 32, batch 16, 1 epoch, lr 2e-5)."""
+
     # the learning-rate schedule: linear warm-up over ``warmup_steps``, then constant, or (with
     # ``cosine_decay``) a cosine down to 0 at the last step; ``max_grad_norm`` > 0 clips the
     # gradients' norm (0: no clipping). The defaults are the constant, unclipped schedule.
@@ -188,12 +203,7 @@ def finetune(
     forward pass with the step's example indices (Activation Oracles patch activations there);
     ``extra_record`` is added to ``training.json`` and to the checkpoint's identity.
     """
-    from peft import (
-        LoraConfig,
-        get_peft_model,
-        get_peft_model_state_dict,
-        set_peft_model_state_dict,
-    )
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
     out = Path(out)
     if gradient_checkpointing and steer is not None:
@@ -220,21 +230,7 @@ def finetune(
     torch.manual_seed(config.seed)
     hf = copy.deepcopy(model.hf)
     hf.requires_grad_(False)
-    lora = LoraConfig(
-        r=config.rank,
-        lora_alpha=config.alpha,
-        lora_dropout=0.0,
-        target_modules="all-linear",
-        exclude_modules=[model.arch.unembed],
-        task_type="CAUSAL_LM",
-    )
-    with (
-        warnings.catch_warnings()
-    ):  # peft asks transformers a deprecated question; nothing for users to do
-        warnings.filterwarnings(
-            "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
-        )
-        peft_model = get_peft_model(hf, lora)
+    peft_model = lora_model(model, hf, config)
     peft_model.train()
     if gradient_checkpointing:
         # non-reentrant: the frozen base passes no input that requires grad, which the reentrant
@@ -324,6 +320,41 @@ def finetune(
     return out
 
 
+def lora_model(model: Model, hf: torch.nn.Module, config: TrainConfig):
+    """``hf`` (``model``'s weights or a copy of them) wrapped in fresh LoRA adapters of
+    ``config``'s rank and alpha on every linear projection but the unembedding."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        exclude_modules=[model.arch.unembed],
+        task_type="CAUSAL_LM",
+    )
+    with (
+        warnings.catch_warnings()
+    ):  # peft asks transformers a deprecated question; nothing for users to do
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+        )
+        return get_peft_model(hf, lora)
+
+
+def checkpoint_adapter(model: Model, checkpoint: str | Path, config: TrainConfig):
+    """The LoRA model of a :func:`finetune` checkpoint (``OUT.partial/checkpoint.pt``) on a copy
+    of ``model``'s weights, and the checkpoint; refuses a checkpoint of other settings."""
+    from peft import set_peft_model_state_dict
+
+    saved = torch.load(checkpoint, weights_only=True)
+    if saved["config"] != dataclasses.asdict(config):
+        raise MechintroError(f"{checkpoint} holds a checkpoint of other settings")
+    peft_model = lora_model(model, copy.deepcopy(model.hf), config)
+    set_peft_model_state_dict(peft_model, saved["adapter"])
+    return peft_model, saved
+
+
 def read_training(adapter: str | Path) -> dict:
     path = Path(adapter) / TRAINING_FILE
     if not path.exists():
@@ -332,6 +363,18 @@ def read_training(adapter: str | Path) -> dict:
             "with `mechintro train`"
         )
     return json.loads(path.read_text())
+
+
+def read_study_adapter(path: str | Path, key: str, noun: str, kind: str, command: str) -> dict:
+    """The ``training.json`` of the finished adapter at ``path``, refused unless it exists and is
+    ``kind`` (its record has ``key``): a study's trained adapter (``noun``: what the error calls
+    it; ``command``: what trains one)."""
+    if not Path(path).exists():
+        raise MechintroError(f"{noun} {path} does not exist: train one with `{command}`")
+    record = read_training(path)
+    if key not in record:
+        raise MechintroError(f"{path} is an adapter but not {kind}: train one with `{command}`")
+    return record
 
 
 def apply_adapter(model: Model, adapter: str | Path) -> Model:

@@ -79,6 +79,21 @@ class Verdict:
     decided_by: str
 
 
+def _marked(pieces: Sequence[str], on: Sequence[bool], open_: str, close: str) -> list[str]:
+    """``pieces`` with each run of those ``on`` set between ``open_`` and ``close``."""
+    out, inside = [], False
+    for piece, flag in zip(pieces, on, strict=True):
+        if flag and not inside:
+            out.append(open_)
+        if not flag and inside:
+            out.append(close)
+        inside = flag
+        out.append(piece)
+    if inside:
+        out.append(close)
+    return out
+
+
 @dataclass(frozen=True)
 class Trial:
     """Everything a transcript shows for one trial (plain data; rendering is separate)."""
@@ -98,16 +113,7 @@ class Trial:
 
     def text(self) -> str:
         lines = [f"trial {self.index}  " + "  ".join(f"{k}={v}" for k, v in self.labels.items())]
-        prompt, inside = [], False
-        for tok, on in zip(self.tokens, self.injected, strict=True):
-            if on and not inside:
-                prompt.append("⟦")
-            if not on and inside:
-                prompt.append("⟧")
-            inside = on
-            prompt.append(tok)
-        if inside:
-            prompt.append("⟧")
+        prompt = _marked(self.tokens, self.injected, "⟦", "⟧")
         head = "⟦injected window⟧" if any(self.injected) else "nothing injected"
         lines += [f"--- prompt ({head}) ---", "".join(prompt)]
         if self.response is not None:
@@ -130,19 +136,11 @@ class Trial:
         return "\n".join(lines)
 
     def html(self) -> str:
-        parts, inside = [], False
-        for tok, on, rd in zip(self.tokens, self.injected, self.read, strict=True):
-            piece = html.escape(tok)
-            if rd:
-                piece = f"<span class='read'>{piece}</span>"
-            if on and not inside:
-                parts.append("<mark title='injected'>")
-            if not on and inside:
-                parts.append("</mark>")
-            inside = on
-            parts.append(piece)
-        if inside:
-            parts.append("</mark>")
+        pieces = [
+            f"<span class='read'>{html.escape(tok)}</span>" if rd else html.escape(tok)
+            for tok, rd in zip(self.tokens, self.read, strict=True)
+        ]
+        parts = _marked(pieces, self.injected, "<mark title='injected'>", "</mark>")
         meta = " · ".join(
             f"<b>{html.escape(k)}</b> {html.escape(v)}" for k, v in self.labels.items()
         )

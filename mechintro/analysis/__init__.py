@@ -23,9 +23,7 @@ time, so memory does not grow with the run.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from mechintro import _lazy_getattr
 from mechintro.analysis.alignment import alignment, alignment_summary
 from mechintro.analysis.anomaly import (
     anomaly_baselines,
@@ -57,12 +55,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'mechintro.analysis' has no attribute '{name}'")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_getattr("mechintro.analysis", _LAZY, globals())
 
 
 def __dir__() -> list[str]:

@@ -271,14 +271,7 @@ def anomaly_directions(
     vectors = np.asarray(ds["injected_vector"].values, dtype=np.float32)[keep]
     # Concepts are the clusters; identical controls are one cluster (trial_groups).
     groups = trial_groups(concepts, feats)
-    n_concepts = len({c for c in concepts if c})
-    k = min(folds, n_concepts)
-    if k < 2:
-        raise MechintroError(
-            f"{run_name(ds)} has {n_concepts} concept(s): concept-grouped cross-validation "
-            "needs at least 2"
-        )
-    fold = _folds(groups, k, seed)
+    fold, k, n_concepts = _concept_folds(ds, concepts, groups, folds, seed)
     for f in range(k):
         train = y[fold != f]
         if train.all() or not train.any():
@@ -434,13 +427,23 @@ def _shuffle_within(y: np.ndarray, concepts: np.ndarray, rng: np.random.Generato
     return out
 
 
+def _concept_folds(
+    ds: xr.Dataset, concepts: np.ndarray, groups: np.ndarray, folds: int, seed: int
+) -> tuple[np.ndarray, int, int]:
+    """Each trial's fold of ``groups`` (concept-grouped), how many folds (``folds``, or as many
+    as there are ``concepts``, at least 2, where fewer) and how many concepts."""
+    n_concepts = len({c for c in concepts if c})
+    k = min(folds, n_concepts)
+    if k < 2:
+        raise MechintroError(
+            f"{run_name(ds)} has {n_concepts} concept(s): concept-grouped cross-validation "
+            "needs at least 2"
+        )
+    return _folds(groups, k, seed), k, n_concepts
+
+
 def _diff_interval(a_boots: np.ndarray, b_boots: np.ndarray) -> tuple[float, float]:
-    d = a_boots - b_boots
-    d = d[np.isfinite(d)]
-    if not d.size:
-        return math.nan, math.nan
-    lo, hi = np.quantile(d, [0.025, 0.975])
-    return float(lo), float(hi)
+    return _quantiles(a_boots - b_boots)
 
 
 def anomaly_baselines(
@@ -509,14 +512,7 @@ def anomaly_baselines(
     magnitude = injection_magnitude(ds)
     concepts = np.array([str(c) for c in ds["concept"].values], dtype=object)
     groups = trial_groups(concepts, feats)  # identical controls: one cluster
-    n_concepts = len({c for c in concepts[keep] if c})
-    k = min(folds, n_concepts)
-    if k < 2:
-        raise MechintroError(
-            f"{run_name(ds)} has {n_concepts} concept(s): concept-grouped cross-validation "
-            "needs at least 2"
-        )
-    fold = _folds(groups, k, seed)
+    fold, k, n_concepts = _concept_folds(ds, concepts[keep], groups, folds, seed)
     weights_all = cluster_bootstrap_weights(groups, n_boot, seed)
     cells = np.array(
         [

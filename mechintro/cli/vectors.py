@@ -97,7 +97,7 @@ def command(args: argparse.Namespace) -> int:
 def _vector_inputs(args: argparse.Namespace) -> dict:
     """``mechintro vectors --method``: the recipe's inputs from the flags, checked before the
     model loads."""
-    from mechintro.experiments.latent_introspection import load_suffixes
+    from mechintro.experiments._common import load_suffixes
 
     wrong = [
         flag

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import xarray as xr
 
@@ -38,6 +39,9 @@ def require_experiment(ds: xr.Dataset, name: str) -> None:
             f"mechintro.experiments.{module}.summarize"
         )
 
+
+Intervention = Literal["inject", "inject-inaccurate", "finetune", "salient", "echo"]
+"""The code's framings of turn 1 (the keys of :data:`INTERVENTIONS`)."""
 
 INFO = {
     "none": None,
@@ -75,6 +79,14 @@ INTERVENTIONS: dict[str, tuple[str, str, str, str]] = {
     ),
     "echo": ("PREFIX_ECHO", "SUFFIX_ECHO", "TURN_2_PREFIX_ECHO", "TURN_2_SUFFIX_ECHO"),
 }
+
+
+def first_turn(li: dict[str, str], intervention: str, info: str) -> str:
+    """The code's first user turn: the framing's prefix, the info document (if any) and the
+    framing's suffix (``li``: :func:`mechintro.stimuli.latent_introspection`)."""
+    prefix, suffix, _, _ = INTERVENTIONS[intervention]
+    parts = [li[prefix]] + ([li[INFO[info]]] if INFO[info] else []) + [li[suffix]]
+    return "\n\n".join(parts)
 
 
 def load_suffixes(path: str) -> list[str]:

@@ -21,16 +21,20 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Protocol, TypeVar, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast, runtime_checkable
 
 import numpy as np
 import xarray as xr
 
 from mechintro.config import ResidDtype, check_config
 from mechintro.models import DEFAULT_MODEL, Model
+from mechintro.prompts import Prompt, Window
 from mechintro.reading import Readout
 from mechintro.runner import Shard, Trial, execute
 from mechintro.vectors import StrengthUnit, concept_vectors
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +74,20 @@ class SteeredConfig(BaseConfig):
     strength_unit: StrengthUnit = "raw"
     """raw multiplier of the concept vector (the paper) or multiples of the mean residual norm
     at the layer (resid_norm)"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LowercaseWords:
+    """The field of a config whose vectors, when none are given, are Lindsey vectors computed
+    here (:func:`lindsey_vectors`) from lowercased words by default: listed before the config's
+    base class (``class Config(LowercaseWords, SteeredConfig)``)."""
+
+    lowercase: bool = True
+    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
+    (the paper's appendix); False keeps them as listed (the open replications)"""
+
+    LEGACY: ClassVar[dict[str, object]] = {"lowercase": True}
+    """What a run stored before this field existed was made with (filled in on resume)."""
 
 
 C = TypeVar("C", bound=BaseConfig)
@@ -164,6 +182,39 @@ def lindsey_vectors(config: BaseConfig, model: Model) -> xr.DataArray:
     concepts = words() if callable(words) else getattr(config, "concepts", ())
     lowercase = bool(getattr(config, "lowercase", True))
     return concept_vectors(model, list(concepts), lowercase=lowercase)
+
+
+def injected_trial(
+    prompt: Prompt,
+    condition: str,
+    concept: str,
+    strength: float,
+    layer: int,
+    vector: torch.Tensor,
+    window: Window,
+    *,
+    end: int | None = None,
+    **fields: Any,
+) -> Trial:
+    """A trial that adds ``strength x vector`` on ``window``'s tokens after block ``layer`` (after
+    blocks ``layer .. end - 1`` where ``end`` is given); ``fields`` are further :class:`Trial`
+    fields (``labels``, ``token_strengths``, ...).
+
+    Example::
+
+        trial = injected_trial(prompt, "injected", "Dust", 4.0, 12, v, window, labels={"k": 1})
+    """
+    return Trial(
+        prompt=prompt,
+        condition=condition,
+        concept=concept,
+        strength=float(strength),
+        inject_layer=layer,
+        inject_layer_end=layer + 1 if end is None else end,
+        vector=vector,
+        window=window,
+        **fields,
+    )
 
 
 def run(

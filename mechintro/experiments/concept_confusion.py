@@ -48,15 +48,7 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments import base
-from mechintro.experiments._common import (
-    ACS_CONCEPTS,
-    INFO,
-    INTERVENTIONS,
-    code_vectors,
-    load_suffixes,
-    require_experiment,
-)
+from mechintro.experiments import _common, base
 from mechintro.experiments.base import BaseConfig
 from mechintro.models import Model
 from mechintro.prompts import message_window, render_chat, tokenize
@@ -74,7 +66,6 @@ NAME = "concept-confusion"
 NONE = "(no injection)"
 CONDITIONS = ("concept", "random", "shuffled")
 Info = Literal["none", "introspect", "lorem", "poetic"]
-Intervention = Literal["inject", "inject-inaccurate", "finetune", "salient", "echo"]
 PREFILL = "The answer is "
 
 
@@ -83,7 +74,7 @@ class ConceptConfusionConfig(BaseConfig):
     """Configuration of a ``concept-confusion`` run (defaults: acsresearch/latent-introspection-
     code ``concept_confusion_matrix``; docs/protocols.md)."""
 
-    concepts: tuple[str, ...] = ACS_CONCEPTS
+    concepts: tuple[str, ...] = _common.ACS_CONCEPTS
     """the injected concepts, listed after "(no injection)" as options 1-9 (at most 9)"""
     vector_method: Literal["pca_center", "lindsey"] = "pca_center"
     """the code's PCA-centred vectors or Lindsey's mean differences"""
@@ -93,7 +84,7 @@ class ConceptConfusionConfig(BaseConfig):
     """end of the steered layers, exclusive (n_layers or 1.0: to the last layer)"""
     strengths: tuple[float, ...] = (20.0,)
     """raw multipliers of the vectors (the code's vector_strength)"""
-    interventions: tuple[Intervention, ...] = (
+    interventions: tuple[_common.Intervention, ...] = (
         "inject",
         "inject-inaccurate",
         "finetune",
@@ -142,7 +133,7 @@ class ConceptConfusionConfig(BaseConfig):
         if self.n_perm < 1:
             raise MechintroError(f"n_perm={self.n_perm}: give at least 1")
         if self.suffixes_file:
-            load_suffixes(self.suffixes_file)
+            _common.load_suffixes(self.suffixes_file)
 
 
 Config = ConceptConfusionConfig
@@ -164,13 +155,11 @@ def messages(
 ) -> list[dict[str, str]]:
     """The code's conversation for one framing, document and option order."""
     li = stimuli.latent_introspection()
-    prefix, suffix, _, _ = INTERVENTIONS[intervention]
-    parts = [li[prefix]] + ([li[INFO[info]]] if INFO[info] else []) + [li[suffix]]
     canonical = [NONE, *concepts]
     listing = "\n".join(f"{i}. {canonical[perm[i]]}" for i in range(len(canonical)))
     return [
         {"role": "system", "content": system},
-        {"role": "user", "content": "\n\n".join(parts)},
+        {"role": "user", "content": _common.first_turn(li, intervention, info)},
         {"role": "assistant", "content": li["ASST_TURN_1"]},
         {"role": "user", "content": li["USER_TURN_2_CONFUSION_MATRIX"].format(
             concept_list_str=listing)},
@@ -244,15 +233,15 @@ def build_trials(
                     )
                     for c in config.concepts:
                         trials += [
-                            Trial(
-                                prompt=prompt,
-                                condition=cond,
-                                concept=c,
-                                strength=float(s),
-                                inject_layer=layers[0],
-                                inject_layer_end=layers[-1] + 1,
-                                vector=steer[(cond, c)],
-                                window=window,
+                            base.injected_trial(
+                                prompt,
+                                cond,
+                                c,
+                                s,
+                                layers[0],
+                                steer[(cond, c)],
+                                window,
+                                end=layers[-1] + 1,
                                 labels=labels | {"injected": c},
                             )
                             for cond in conditions
@@ -286,7 +275,7 @@ def prepare(config: ConceptConfusionConfig, model: Model) -> ConceptConfusionCon
 
 def make_vectors(config: ConceptConfusionConfig, model: Model) -> xr.DataArray:
     """The configured vectors (PCA-center by default, as the code makes them)."""
-    return code_vectors(
+    return _common.code_vectors(
         model,
         config.concepts,
         method=config.vector_method,
@@ -456,7 +445,7 @@ def summarize(
         s = summarize(mi.open_run("cc.zarr"), model=mi.load_model("smollm2-135m"))
         s.mi_mm.sel(condition="concept") - s.mi_mm.sel(condition="random")
     """
-    require_experiment(ds, NAME)
+    _common.require_experiment(ds, NAME)
     cfg = json.loads(ds.attrs["config"])
     n_perm = int(cfg.get("n_perm", 1000)) if n_perm is None else n_perm
     canonical = [NONE, *cfg["concepts"]]

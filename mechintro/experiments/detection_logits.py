@@ -22,7 +22,6 @@ model's own chat template rather than Claude's ``Human:/Assistant:`` format.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import xarray as xr
@@ -58,7 +57,7 @@ DEFAULT_CONCEPTS = (
 
 
 @dataclass(frozen=True, kw_only=True)
-class DetectionLogitsConfig(SteeredConfig):
+class DetectionLogitsConfig(base.LowercaseWords, SteeredConfig):
     """Configuration of a ``detection-logits`` run (defaults: the main demo job)."""
 
     concepts: tuple[str, ...] = DEFAULT_CONCEPTS
@@ -72,13 +71,6 @@ class DetectionLogitsConfig(SteeredConfig):
     record_resid: bool = True
     question: str = stimuli.TRIAL_QUESTION
     """the question that ends the trial prompt"""
-
-    lowercase: bool = True
-    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
-    (the paper's appendix); False keeps them as listed (the open replications)"""
-
-    LEGACY: ClassVar[dict[str, object]] = {"lowercase": True}
-    """What a run stored before this field existed was made with (filled in on resume)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -118,16 +110,10 @@ def build_trials(
     for layer in layers:
         for strength in config.strengths:
             for concept in rng.permutation(np.array(config.concepts, dtype=object))[:n]:
+                v = unit_vector(vectors, str(concept), layer, config.strength_unit)
                 trials.append(
-                    Trial(
-                        prompt=prompt,
-                        condition="injected",
-                        concept=str(concept),
-                        strength=float(strength),
-                        inject_layer=layer,
-                        inject_layer_end=layer + 1,
-                        vector=unit_vector(vectors, str(concept), layer, config.strength_unit),
-                        window=window,
+                    base.injected_trial(
+                        prompt, "injected", str(concept), strength, layer, v, window
                     )
                 )
             trials.append(

@@ -46,7 +46,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -54,15 +54,7 @@ import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments import base
-from mechintro.experiments._common import (
-    ACS_CONCEPTS,
-    INFO,
-    INTERVENTIONS,
-    code_vectors,
-    load_suffixes,
-    require_experiment,
-)
+from mechintro.experiments import _common, base
 from mechintro.experiments.base import BaseConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import message_window, render_chat, tokenize
@@ -78,7 +70,6 @@ from mechintro.vectors import (
 
 NAME = "latent-introspection"
 Variant = Literal["none", "introspect", "lorem", "poetic", "introspect_inaccurate"]
-Intervention = Literal["inject", "inject-inaccurate", "finetune", "salient", "echo"]
 AnswerFormat = Literal["yes-no", "0-1"]
 # The code's AnswerFormat objects: (introspection format text, control-question suffix,
 # assistant prefix, yes label, no label).
@@ -98,11 +89,11 @@ CLIP = 1e-7
 
 
 @dataclass(frozen=True, kw_only=True)
-class LatentIntrospectionConfig(BaseConfig):
+class LatentIntrospectionConfig(base.LowercaseWords, BaseConfig):
     """Configuration of a ``latent-introspection`` run (defaults:
     acsresearch/latent-introspection-code, ``main.py``; docs/protocols.md)."""
 
-    concepts: tuple[str, ...] = ACS_CONCEPTS
+    concepts: tuple[str, ...] = _common.ACS_CONCEPTS
     """concepts steered in turn 1"""
     vector_method: Literal["pca_center", "lindsey"] = "pca_center"
     """the code's PCA-centred vectors or Lindsey's mean differences"""
@@ -120,7 +111,7 @@ class LatentIntrospectionConfig(BaseConfig):
         "introspect_inaccurate",
     )
     """framings of the turn-2 question"""
-    interventions: tuple[Intervention, ...] = ("inject",)
+    interventions: tuple[_common.Intervention, ...] = ("inject",)
     """what the framing says was done to the model"""
     answer_formats: tuple[AnswerFormat, ...] = ("yes-no",)
     """yes/no answers, 0/1 answers, or both"""
@@ -141,13 +132,6 @@ class LatentIntrospectionConfig(BaseConfig):
     """a second model (same architecture) that fills turn 1's cache: the "em-ft" condition"""
     batch_size: int = 8
 
-    lowercase: bool = True
-    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
-    (the paper's appendix); False keeps them as listed (the open replications)"""
-
-    LEGACY: ClassVar[dict[str, object]] = {"lowercase": True}
-    """What a run stored before this field existed was made with (filled in on resume)."""
-
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.variants:
@@ -162,8 +146,8 @@ class LatentIntrospectionConfig(BaseConfig):
             )
         if not self.answer_formats:
             raise MechintroError("the answer_formats list is empty: give yes-no, 0-1 or both")
-        if self.suffixes_file:
-            load_suffixes(self.suffixes_file)  # a bad file fails here, before any model loads
+        if self.suffixes_file:  # a bad file fails here, before any model loads
+            _common.load_suffixes(self.suffixes_file)
 
 
 Config = LatentIntrospectionConfig
@@ -185,11 +169,9 @@ def conversation(
     intervention = intervention or (
         "inject-inaccurate" if variant == "introspect_inaccurate" else "inject"
     )
-    prefix, suffix, _, _ = INTERVENTIONS[intervention]
-    parts = [li[prefix]] + ([li[INFO[variant]]] if INFO[variant] else []) + [li[suffix]]
     msgs = [
         {"role": "system", "content": system or ""},
-        {"role": "user", "content": "\n\n".join(parts)},
+        {"role": "user", "content": _common.first_turn(li, intervention, variant)},
         {"role": "assistant", "content": li["ASST_TURN_1"]},
         {"role": "user", "content": question},
         {"role": "assistant", "content": FORMATS[answer_format][2]},
@@ -200,7 +182,7 @@ def conversation(
 def questions(intervention: str = "inject", answer_format: str = "yes-no") -> list[tuple[str, str]]:
     """``(group, turn-2 text)``: the introspection question, then the 34 control questions."""
     li = stimuli.latent_introspection()
-    _, _, t2_prefix, t2_suffix = INTERVENTIONS[intervention]
+    _, _, t2_prefix, t2_suffix = _common.INTERVENTIONS[intervention]
     fmt, ctl_suffix = FORMATS[answer_format][:2]
     intro = " ".join([li["USER_TURN_2_PREFIX"], li[t2_prefix], li[fmt], li[t2_suffix]])
     out = [("introspection", intro)]
@@ -295,17 +277,10 @@ def build_trials(
                 )
             )
         for concept in config.concepts:
+            v = per_concept[concept]
             trials += [
-                Trial(
-                    prompt=prompt,
-                    condition="steered",
-                    concept=concept,
-                    strength=float(s),
-                    inject_layer=start,
-                    inject_layer_end=end,
-                    vector=per_concept[concept],
-                    window=window,
-                    labels=labels,
+                base.injected_trial(
+                    prompt, "steered", concept, s, start, v, window, end=end, labels=labels
                 )
                 for s in config.strengths
             ]
@@ -315,7 +290,7 @@ def build_trials(
 def make_vectors(config: LatentIntrospectionConfig, model: Model) -> xr.DataArray:
     """The configured vectors (PCA-center by default, under the system message unless
     ``omit_system``)."""
-    return code_vectors(
+    return _common.code_vectors(
         model,
         config.concepts,
         method=config.vector_method,
@@ -380,7 +355,7 @@ def summarize(ds: xr.Dataset, *, seed: int = 0) -> xr.Dataset:
         summary = summarize(mi.open_run("li.zarr"))
         summary.logit_shift.sel(row="introspection/introspect")
     """
-    require_experiment(ds, NAME)
+    _common.require_experiment(ds, NAME)
     p = np.exp(ds["answer_logprobs"].astype(np.float64))
     n = ds.sizes["trial"]
     fmt = np.asarray(ds["format"].values) if "format" in ds else np.full(n, "yes-no", dtype=object)

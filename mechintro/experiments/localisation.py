@@ -107,7 +107,7 @@ TASK_TEXT = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class LocalisationConfig(SteeredConfig):
+class LocalisationConfig(base.LowercaseWords, SteeredConfig):
     """Configuration of a ``localisation`` run (defaults: Godet's 5-sentence task, 50 trials
     per cell)."""
 
@@ -134,10 +134,6 @@ class LocalisationConfig(SteeredConfig):
     """"authors": Godet's code, an empty system message for models whose name contains "qwen"
     and none otherwise (the template's default, if any, goes in); "empty": always an empty one
     (his post's "We use an empty system prompt"; mechintro before the option)"""
-
-    lowercase: bool = True
-    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
-    (the paper's appendix); False keeps them as listed (the open replications)"""
 
     LEGACY: ClassVar[dict[str, object]] = {
         "lowercase": True,
@@ -350,16 +346,8 @@ def build_trials(
                     }
                     v = unit_vector(vectors, concept, at, config.strength_unit)
                     trials.append(
-                        Trial(
-                            prompt=prompt,
-                            condition="injected",
-                            concept=concept,
-                            strength=float(s),
-                            inject_layer=at,
-                            inject_layer_end=at + 1,
-                            vector=v,
-                            window=window,
-                            labels=labels,
+                        base.injected_trial(
+                            prompt, "injected", concept, s, at, v, window, labels=labels
                         )
                     )
         for _ in range(config.trials):

@@ -268,17 +268,7 @@ def build_trials(
             trials.append(Trial(prompt=prompt, condition=condition, concept=concept, labels=labels))
             return
         trials.append(
-            Trial(
-                prompt=prompt,
-                condition=condition,
-                concept=concept,
-                strength=float(s),
-                inject_layer=L,
-                inject_layer_end=L + 1,
-                vector=x,
-                window=window,
-                labels=labels,
-            )
+            base.injected_trial(prompt, condition, concept, s, L, x, window, labels=labels)
         )
 
     if "score" in config.parts:

@@ -20,7 +20,7 @@ a source prompt; success is the continuation starting with the word, not a rank 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ CONDITIONS = ("concept", "random", "none")
 
 
 @dataclass(frozen=True, kw_only=True)
-class PatchscopeConfig(SteeredConfig):
+class PatchscopeConfig(base.LowercaseWords, SteeredConfig):
     """Configuration of a ``patchscope`` run."""
 
     concepts: tuple[str, ...] = ("Dust", "Trumpets", "Lightning", "Oceans", "Poetry", "Bread")
@@ -63,12 +63,6 @@ class PatchscopeConfig(SteeredConfig):
     """replace the placeholder's residual (Patchscopes) or add norm-matched (oracles)"""
     max_new_tokens: int = 4
     """greedy tokens read after the arrow"""
-    lowercase: bool = True
-    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
-    (the paper's appendix); False keeps them as listed (the open replications)"""
-
-    LEGACY: ClassVar[dict[str, object]] = {"lowercase": True}
-    """What a run stored before this field existed was made with (filled in on resume)."""
 
 
 Config = PatchscopeConfig

@@ -28,7 +28,7 @@ is in ``mechintro/data/grader_prompts.json`` as ``prefill_intended``); the logit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 import xarray as xr
@@ -63,7 +63,7 @@ CONDITIONS = ("control", "matched", "random", "matched_after")
 
 
 @dataclass(frozen=True, kw_only=True)
-class PrefillConfig(SteeredConfig):
+class PrefillConfig(base.LowercaseWords, SteeredConfig):
     """Configuration of a ``prefill`` run (defaults: Lindsey 2025, experiment 3)."""
 
     concepts: tuple[str, ...] = ()
@@ -81,13 +81,6 @@ class PrefillConfig(SteeredConfig):
     temperature: float = 1.0
     """sampling temperature (0: greedy)"""
     batch_size: int = 32
-
-    lowercase: bool = True
-    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
-    (the paper's appendix); False keeps them as listed (the open replications)"""
-
-    LEGACY: ClassVar[dict[str, object]] = {"lowercase": True}
-    """What a run stored before this field existed was made with (filled in on resume)."""
 
     def words(self) -> tuple[str, ...]:
         return self.concepts or tuple(stimuli.concept_words())

@@ -24,24 +24,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
-import torch
 import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments import base
+from mechintro.experiments import _hahami, base
 from mechintro.experiments._common import require_experiment
-from mechintro.experiments.base import BaseConfig, cell_rows, cell_summary, estimate
+from mechintro.experiments.base import cell_rows, estimate
 from mechintro.models import Model
-from mechintro.prompts import Prompt, Window, render_chat, tokenize
+from mechintro.prompts import Prompt, Window
 from mechintro.reading import NextToken, Readout
 from mechintro.runner import Answers, Trial
 from mechintro.stats import rate
 from mechintro.tables import table
-from mechintro.vectors import check_vectors_match, resolve_layers, unit_vector
 
 NAME = "sentence-localisation"
 INTRO = (
@@ -58,7 +55,7 @@ CONDITIONS = ("concept", "random")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SentenceLocalisationConfig(BaseConfig):
+class SentenceLocalisationConfig(_hahami.HahamiConfig):
     """Configuration of a ``sentence-localisation`` run (defaults: their README's command)."""
 
     concepts: tuple[str, ...] = ("Dust", "Satellites", "Trumpets", "Origami", "Illusions")
@@ -84,23 +81,11 @@ class SentenceLocalisationConfig(BaseConfig):
     trials: int = 50
     """draws of k sentences per (concept, layer, strength) cell; each injects every sentence in
     turn"""
-    strength_unit: Literal["unit", "resid_norm"] = "unit"
-    """a coefficient multiplies the unit-length vector (their code) or the layer's mean residual
-    norm (resid_norm)"""
-    random_control: bool = True
-    """also inject a random unit direction on each sentence in turn, on the same prompts"""
-    lowercase: bool = False
-    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
-    (False: as listed, like their "Tell me about Dust.")"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 2 <= self.k <= 10:
             raise MechintroError(f"k={self.k}: give 2..10 sentences")
-        if self.trials < 1:
-            raise MechintroError(f"trials={self.trials}: give at least 1 draw per cell")
-        if not self.concepts:
-            raise MechintroError("the concepts list is empty: give at least one concept word")
 
 
 Config = SentenceLocalisationConfig
@@ -135,21 +120,12 @@ def build_prompt(model: Model, listed: list[str]) -> tuple[Prompt, list[list[boo
         {"role": "user", "content": f"{listing}\n\n{QUESTION}"},
         {"role": "assistant", "content": PREFILL},
     ]
-    text = render_chat(model.tokenizer, msgs, continue_final=True)
-    if not text.endswith(" "):
-        text += " "
-    prompt = tokenize(model.tokenizer, text)
-    spans = []
-    for i, s in enumerate(listed):
-        marker = f"SENTENCE {i + 1}: {s}"
-        lo = text.find(marker)
-        if lo < 0:
-            raise MechintroError(f"'{marker}' does not occur in the rendered prompt")
-        hi = lo + len(marker)
-        span = [b > lo and a < hi for a, b in prompt.offsets]
+    prompt, spans = _hahami.sentence_prompt(model, msgs, listed)
+    for i, span in enumerate(spans):
         if not any(span):
-            raise MechintroError(f"'{marker}' covers no token in this tokenizer")
-        spans.append(span)
+            raise MechintroError(
+                f"'SENTENCE {i + 1}: {listed[i]}' covers no token in this tokenizer"
+            )
     return prompt, spans
 
 
@@ -163,53 +139,39 @@ def build_trials(
 
         trials, layers = build_trials(Config(layers=(2,), strengths=(5.0,), trials=2), model, v)
     """
-    layers = resolve_layers(config.layers, model.n_layers)
-    if len(set(layers)) != len(layers):
-        raise MechintroError(
-            f"layers {list(map(str, config.layers))} name the same layer of {model.name} more "
-            f"than once (they resolve to {layers}): give each layer once"
-        )
-    check_vectors_match(vectors, model)
+    layers = _hahami.distinct_layers(config.layers, model, vectors)
     pool = np.array(stimuli.hahami_sentences(), dtype=object)
     rng = np.random.default_rng(config.seed)
     trials: list[Trial] = []
     for concept in config.concepts:
         for layer in layers:
-            v = unit_vector(vectors, concept, layer, "raw")
-            if float(v.norm()) == 0:
-                raise MechintroError(f"vector for '{concept}' at layer {layer} is zero")
-            scale = 1.0
-            if config.strength_unit == "resid_norm":
-                scale = float(vectors.resid_norm.sel(layer=layer))
-            u = v / v.norm() * scale
+            scale = _hahami.unit_scale(vectors, layer, config.strength_unit)
+            u = _hahami.scaled_unit(vectors, concept, layer, scale)
             for s in config.strengths:
                 for draw in range(config.trials):
                     listed = [str(x) for x in rng.choice(pool, size=config.k, replace=False)]
                     prompt, spans = build_prompt(model, listed)
-                    noise = torch.from_numpy(rng.standard_normal(model.d_model)).float()
-                    r = noise / noise.norm() * scale
-                    cell = dict(prompt=prompt, concept=concept, strength=float(s))
-                    base = {"draw": draw, "sentences": "\n".join(listed)}
+                    r = _hahami.random_direction(rng, model.d_model, scale)
+                    shared = {"draw": draw, "sentences": "\n".join(listed)}
                     for t, span in enumerate(spans):
+                        labels = shared | {"target": str(t + 1), "cell_layer": layer}
+                        window = Window.tokens(span)
                         for condition, x in (("concept", u), ("random", r)):
                             if condition == "random" and not config.random_control:
                                 continue
                             trials.append(
-                                Trial(
-                                    condition=condition,
-                                    inject_layer=layer,
-                                    inject_layer_end=layer + 1,
-                                    vector=x,
-                                    window=Window.tokens(span),
-                                    labels=base | {"target": str(t + 1), "cell_layer": layer},
-                                    **cell,
+                                base.injected_trial(
+                                    prompt, condition, concept, s, layer, x, window, labels=labels
                                 )
                             )
+                    labels = shared | {"target": "", "cell_layer": layer}
                     trials.append(
                         Trial(
+                            prompt=prompt,
                             condition="none",
-                            labels=base | {"target": "", "cell_layer": layer},
-                            **cell,
+                            concept=concept,
+                            strength=float(s),
+                            labels=labels,
                         )
                     )
     return trials, layers
@@ -284,18 +246,8 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
             "strength": ("trial", np.asarray(ds["strength"].values)),
         }
     )
-    levels = [c for c in CONDITIONS if (cond == c).any()]
-    out = cell_summary(
-        keys,
-        ("condition", "inject_layer", "strength"),
-        cell,
-        where=cond != "none",
-        ints=("n",),
-        levels={"condition": levels},
-    )
+    out = _hahami.condition_summary(keys, CONDITIONS, cell)
     out["chance"] = 1 / len(opts)
-    if "random" in levels:
-        out["above_random"] = out.lo.sel(condition="concept") > out.hi.sel(condition="random")
     picks = choice[cond == "none"]
     out.attrs["uninjected_choices"] = str({o: int((picks == o).sum()) for o in opts})
     return out

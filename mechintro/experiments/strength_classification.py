@@ -40,16 +40,14 @@ import torch
 import xarray as xr
 
 from mechintro.errors import MechintroError
-from mechintro.experiments import base
+from mechintro.experiments import _hahami, base
 from mechintro.experiments._common import require_experiment
-from mechintro.experiments.base import BaseConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import Prompt, Window, render_chat, tokenize
 from mechintro.reading import NextToken, Readout
 from mechintro.runner import Answers, Trial
 from mechintro.stats import rate
 from mechintro.tables import table
-from mechintro.vectors import check_vectors_match, resolve_layers, unit_vector
 
 NAME = "strength-classification"
 BINS = ("Weak", "Moderate", "Strong", "Very strong")
@@ -68,7 +66,7 @@ ORDERS = ("given", "reversed")
 
 
 @dataclass(frozen=True, kw_only=True)
-class StrengthClassificationConfig(BaseConfig):
+class StrengthClassificationConfig(_hahami.HahamiConfig):
     """Configuration of a ``strength-classification`` run (defaults: their scripts/main.sh)."""
 
     concepts: tuple[str, ...] = (
@@ -96,21 +94,11 @@ class StrengthClassificationConfig(BaseConfig):
     Very strong first); every cell runs in each"""
     prefill: str = PREFILL
     """the assistant's words before the answer (steered, as their generated tokens are)"""
-    strength_unit: Literal["unit", "resid_norm"] = "unit"
-    """a coefficient multiplies the unit-length vector (their code) or the layer's mean residual
-    norm (resid_norm)"""
-    random_control: bool = True
-    """also inject a random unit direction per (concept, layer) at the same coefficients"""
     shuffled_control: bool = True
     """also inject the next concept's vector in place of each concept's (needs two concepts)"""
-    lowercase: bool = False
-    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
-    (False: as listed, like their "Tell me about Dust.")"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.concepts:
-            raise MechintroError("the concepts list is empty: give at least one concept word")
         if not self.coefficients or any(not c > 0 for c in self.coefficients):
             raise MechintroError(
                 f"coefficients {list(self.coefficients)}: give positive numbers such as 4,9,16"
@@ -205,28 +193,16 @@ def build_trials(
 
         trials, layers = build_trials(Config(layers=("0.5",), coefficients=(4.0,)), model, v)
     """
-    layers = resolve_layers(config.layers, model.n_layers)
-    if len(set(layers)) != len(layers):
-        raise MechintroError(
-            f"layers {list(map(str, config.layers))} name the same layer of {model.name} more "
-            f"than once (they resolve to {layers}): give each layer once"
-        )
-    check_vectors_match(vectors, model)
+    layers = _hahami.distinct_layers(config.layers, model, vectors)
     concepts = list(config.concepts)
     rng = np.random.default_rng(config.seed)
     units: dict[tuple[str, int], torch.Tensor] = {}
     noise: dict[tuple[str, int], torch.Tensor] = {}
     for layer in layers:
-        scale = 1.0
-        if config.strength_unit == "resid_norm":
-            scale = float(vectors.resid_norm.sel(layer=layer))
+        scale = _hahami.unit_scale(vectors, layer, config.strength_unit)
         for concept in concepts:
-            v = unit_vector(vectors, concept, layer, "raw")
-            if float(v.norm()) == 0:
-                raise MechintroError(f"vector for '{concept}' at layer {layer} is zero")
-            units[concept, layer] = v / v.norm() * scale
-            r = torch.from_numpy(rng.standard_normal(model.d_model)).float()
-            noise[concept, layer] = r / r.norm() * scale
+            units[concept, layer] = _hahami.scaled_unit(vectors, concept, layer, scale)
+            noise[concept, layer] = _hahami.random_direction(rng, model.d_model, scale)
     trials: list[Trial] = []
     for order in config.orders:
         prompt, steered = build_prompt(model, order, config.prefill)
@@ -245,16 +221,8 @@ def build_trials(
                     for condition, (source, x) in sources.items():
                         labels = {"order": order, "expected": expected_bin(c), "vector_of": source}
                         trials.append(
-                            Trial(
-                                prompt=prompt,
-                                condition=condition,
-                                concept=concept,
-                                strength=float(c),
-                                inject_layer=layer,
-                                inject_layer_end=layer + 1,
-                                vector=x,
-                                window=window,
-                                labels=labels,
+                            base.injected_trial(
+                                prompt, condition, concept, c, layer, x, window, labels=labels
                             )
                         )
     return trials, layers
@@ -329,18 +297,10 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
             "strength": ("trial", np.asarray(ds["strength"].values, dtype=float)),
         }
     )
-    levels = [c for c in CONDITIONS if (cond == c).any()]
-    out = cell_summary(
-        keys,
-        ("condition", "inject_layer", "strength"),
-        cell,
-        where=cond != "none",
-        ints=("n",),
-        levels={"condition": levels},
-    )
-    balanced = np.full((len(levels), out.sizes["inject_layer"]), np.nan)
+    out = _hahami.condition_summary(keys, CONDITIONS, cell)
+    balanced = np.full((out.sizes["condition"], out.sizes["inject_layer"]), np.nan)
     varies = np.zeros_like(balanced, dtype=int)
-    for i, c in enumerate(levels):
+    for i, c in enumerate(out.condition.values):
         for j, layer in enumerate(out.inject_layer.values):
             rows = (cond == c) & (layer_of == layer)
             bins = sorted(set(target[rows].tolist()))
@@ -350,8 +310,6 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
     out["varies"] = (("condition", "inject_layer"), varies)
     reached = sorted(set(target[cond != "none"].tolist()))
     out["chance"] = 1.0 / max(len(reached), 1)
-    if "random" in levels:
-        out["above_random"] = out.lo.sel(condition="concept") > out.hi.sel(condition="random")
     none = np.flatnonzero(cond == "none")
     out.attrs["uninjected"] = str(
         {str(order[i]): BINS[int(choice[i])] for i in none} if none.size else {}

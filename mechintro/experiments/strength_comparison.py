@@ -28,24 +28,20 @@ What differs (the vectors, the chat template's end, the sampling) is in docs/pro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
-import torch
 import xarray as xr
 
 from mechintro import stimuli
 from mechintro.errors import MechintroError
-from mechintro.experiments import base
+from mechintro.experiments import _hahami, base
 from mechintro.experiments._common import require_experiment
-from mechintro.experiments.base import BaseConfig, cell_summary
 from mechintro.models import Model
-from mechintro.prompts import Prompt, Window, render_chat, tokenize
+from mechintro.prompts import Prompt, Window
 from mechintro.reading import NextToken, Readout
 from mechintro.runner import Answers, Trial
 from mechintro.stats import rate
 from mechintro.tables import table
-from mechintro.vectors import check_vectors_match, resolve_layers, unit_vector
 
 NAME = "strength-comparison"
 QUESTION = (
@@ -65,7 +61,7 @@ def sentences() -> list[str]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class StrengthComparisonConfig(BaseConfig):
+class StrengthComparisonConfig(_hahami.HahamiConfig):
     """Configuration of a ``strength-comparison`` run (defaults: their code's)."""
 
     concepts: tuple[str, ...] = ("Dust",)
@@ -78,22 +74,10 @@ class StrengthComparisonConfig(BaseConfig):
     trials: int = 30
     """sentence draws per (concept, layer, pair) cell, each run in both orders; as many
     uninjected draws per concept"""
-    strength_unit: Literal["unit", "resid_norm"] = "unit"
-    """a coefficient multiplies the unit-length vector (their code) or the layer's mean residual
-    norm (resid_norm)"""
-    random_control: bool = True
-    """also inject a random unit direction at the same coefficients and spans in every cell"""
-    lowercase: bool = False
-    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
-    (False: as listed, like their "Tell me about Dust.")"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.strength_pairs()
-        if self.trials < 1:
-            raise MechintroError(f"trials={self.trials}: give at least 1 draw per cell")
-        if not self.concepts:
-            raise MechintroError("the concepts list is empty: give at least one concept word")
 
     def strength_pairs(self) -> list[tuple[float, float]]:
         """``pairs`` as (weak, strong) numbers, checked."""
@@ -136,18 +120,7 @@ def build_prompt(model: Model, pair: list[str]) -> tuple[Prompt, list[list[bool]
 
         prompt, (s1, s2) = build_prompt(model, ["The dog barks loudly.", "He writes a letter."])
     """
-    text = render_chat(model.tokenizer, messages(pair), continue_final=True)
-    if not text.endswith(" "):
-        text += " "
-    prompt = tokenize(model.tokenizer, text)
-    spans = []
-    for i, s in enumerate(pair):
-        marker = f"SENTENCE {i + 1}: {s}"
-        lo = text.find(marker)
-        if lo < 0:
-            raise MechintroError(f"'{marker}' does not occur in the rendered prompt")
-        hi = lo + len(marker)
-        spans.append([b > lo and a < hi for a, b in prompt.offsets])
+    prompt, spans = _hahami.sentence_prompt(model, messages(pair), pair)
     if any(a and b for a, b in zip(*spans, strict=True)) or not all(map(any, spans)):
         raise MechintroError("the two sentences' tokens overlap or are empty in this tokenizer")
     return prompt, spans
@@ -168,13 +141,7 @@ def build_trials(
 
         trials, layers = build_trials(Config(layers=("0.1",), pairs=("2:6",), trials=4), model, v)
     """
-    layers = resolve_layers(config.layers, model.n_layers)
-    if len(set(layers)) != len(layers):
-        raise MechintroError(
-            f"layers {list(map(str, config.layers))} name the same layer of {model.name} more "
-            f"than once (they resolve to {layers}): give each layer once"
-        )
-    check_vectors_match(vectors, model)
+    layers = _hahami.distinct_layers(config.layers, model, vectors)
     pairs = config.strength_pairs()
     pool = np.array(sentences(), dtype=object)
     rng = np.random.default_rng(config.seed)
@@ -187,18 +154,12 @@ def build_trials(
 
     for concept in config.concepts:
         for layer in layers:
-            v = unit_vector(vectors, concept, layer, "raw")
-            if float(v.norm()) == 0:
-                raise MechintroError(f"vector for '{concept}' at layer {layer} is zero")
-            scale = 1.0
-            if config.strength_unit == "resid_norm":
-                scale = float(vectors.resid_norm.sel(layer=layer))
-            u = v / v.norm() * scale
+            scale = _hahami.unit_scale(vectors, layer, config.strength_unit)
+            u = _hahami.scaled_unit(vectors, concept, layer, scale)
             for weak, strong in pairs:
                 for draw_i in range(config.trials):
                     pair, prompt, (s1, s2) = draw()
-                    noise = torch.from_numpy(rng.standard_normal(model.d_model)).float()
-                    r = noise / noise.norm() * scale
+                    r = _hahami.random_direction(rng, model.d_model, scale)
                     window = Window.tokens([a or b for a, b in zip(s1, s2, strict=True)])
                     for stronger in (1, 2):
                         a1, a2 = (strong, weak) if stronger == 1 else (weak, strong)
@@ -217,15 +178,14 @@ def build_trials(
                             if condition == "random" and not config.random_control:
                                 continue
                             trials.append(
-                                Trial(
-                                    prompt=prompt,
-                                    condition=condition,
-                                    concept=concept,
-                                    strength=1.0,
-                                    inject_layer=layer,
-                                    inject_layer_end=layer + 1,
-                                    vector=x,
-                                    window=window,
+                                base.injected_trial(
+                                    prompt,
+                                    condition,
+                                    concept,
+                                    1.0,
+                                    layer,
+                                    x,
+                                    window,
                                     token_strengths=weights,
                                     labels=labels,
                                 )
@@ -309,17 +269,7 @@ def summarize(ds: xr.Dataset) -> xr.Dataset:
             "strong": ("trial", np.asarray(ds["strong"].values, dtype=float)),
         }
     )
-    levels = [c for c in CONDITIONS if (cond == c).any()]
-    out = cell_summary(
-        keys,
-        ("condition", "inject_layer", "weak", "strong"),
-        cell,
-        where=cond != "none",
-        ints=("n",),
-        levels={"condition": levels},
-    )
-    if "random" in levels:
-        out["above_random"] = out.lo.sel(condition="concept") > out.hi.sel(condition="random")
+    out = _hahami.condition_summary(keys, CONDITIONS, cell)
     out.attrs["uninjected_n"] = int(base.size)
     out.attrs["uninjected_share_1"] = float((base > 0).mean()) if base.size else float("nan")
     out.attrs["uninjected_mean_ld"] = base_mean

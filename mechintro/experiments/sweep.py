@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 import xarray as xr
@@ -75,7 +75,7 @@ CAPS = ("HI! HOW ARE YOU?", "Hi! How are you?")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SweepConfig(BaseConfig):
+class SweepConfig(base.LowercaseWords, BaseConfig):
     """Configuration of a ``sweep`` run (defaults: Godet's heatmap, every layer x scales 1-10)."""
 
     vector: str = "caps"
@@ -89,13 +89,6 @@ class SweepConfig(BaseConfig):
     control_questions: tuple[str, ...] = ()
     """control questions (empty: "1+1=3" and Lindsey's 20)"""
     batch_size: int = 32
-
-    lowercase: bool = True
-    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
-    (the paper's appendix); False keeps them as listed (the open replications)"""
-
-    LEGACY: ClassVar[dict[str, object]] = {"lowercase": True}
-    """What a run stored before this field existed was made with (filled in on resume)."""
 
     def control_list(self) -> tuple[str, ...]:
         return self.control_questions or (
@@ -152,16 +145,8 @@ def build_trials(
         for layer in layers:
             v = unit_vector(vectors, config.vector, layer)
             trials += [
-                Trial(
-                    prompt=prompt,
-                    condition="steered",
-                    concept=config.vector,
-                    strength=float(s),
-                    inject_layer=layer,
-                    inject_layer_end=layer + 1,
-                    vector=v,
-                    window=window,
-                    labels=labels,
+                base.injected_trial(
+                    prompt, "steered", config.vector, s, layer, v, window, labels=labels
                 )
                 for s in config.strengths
             ]

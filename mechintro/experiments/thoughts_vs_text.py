@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import xarray as xr
@@ -52,7 +51,7 @@ TASKS = {"word": (WORD_PROMPT, 5), "repeat": (REPEAT_PROMPT, 15)}
 
 
 @dataclass(frozen=True, kw_only=True)
-class ThoughtsVsTextConfig(SteeredConfig):
+class ThoughtsVsTextConfig(base.LowercaseWords, SteeredConfig):
     """Configuration of a ``thoughts-vs-text`` run (defaults: Lindsey 2025, experiment 2)."""
 
     concepts: tuple[str, ...] = ()
@@ -68,13 +67,6 @@ class ThoughtsVsTextConfig(SteeredConfig):
     temperature: float = 1.0
     """sampling temperature (0: greedy)"""
     batch_size: int = 32
-
-    lowercase: bool = True
-    """Lindsey vectors computed here (no --vectors): lowercase the concept and baseline words
-    (the paper's appendix); False keeps them as listed (the open replications)"""
-
-    LEGACY: ClassVar[dict[str, object]] = {"lowercase": True}
-    """What a run stored before this field existed was made with (filled in on resume)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -120,24 +112,19 @@ def build_trials(
                 ),
             )
             labels = {"task": task, "sentence": sentence, "candidates": json.dumps(candidates)}
-            base = {
+            cell = {
                 "prompt": prompt,
                 "concept": concept,
                 "window": Window.span(sentence),
                 "labels": labels,
                 "max_new_tokens": n_tokens,
             }
-            trials.append(Trial(condition="control", **base))
+            trials.append(Trial(condition="control", **cell))
             for layer in layers:
                 v = unit_vector(vectors, concept, layer, config.strength_unit)
                 trials += [
-                    Trial(
-                        condition="injected",
-                        strength=float(s),
-                        inject_layer=layer,
-                        inject_layer_end=layer + 1,
-                        vector=v,
-                        **base,
+                    base.injected_trial(
+                        condition="injected", strength=s, layer=layer, vector=v, **cell
                     )
                     for s in config.strengths
                 ]

@@ -45,7 +45,6 @@ import torch
 
 from mechintro import engine, grading, stimuli, training
 from mechintro.arch import get_module
-from mechintro.config import check_config
 from mechintro.errors import MechintroError
 from mechintro.introspect import data as sdata
 from mechintro.models import Model
@@ -65,7 +64,7 @@ def default_layer(model: Model) -> int:
 
 
 @dataclass(frozen=True, kw_only=True)
-class AwarenessConfig:
+class AwarenessConfig(training.TrainConfig):
     """Settings; theirs in brackets (configs/default.yaml, run_training.py): examples [~12,000 =
     6,000 introspection + 6,000 Alpaca], epochs 2 [4], LoRA rank 32 α 64 [the same], lr 2e-4
     [1e-4, OneCycle warm-up], batch 4 [4 by gradient accumulation], strengths [0.5, 1, 2, 4, 8,
@@ -75,24 +74,19 @@ class AwarenessConfig:
     epochs: int = 2
     rank: int = 32
     alpha: int = 64
-    learning_rate: float = 2e-4
     batch_size: int = 4
-    seed: int = 0
-    checkpoint_every: int = 10
     layer: int | None = None
     strengths: tuple[float, ...] = sdata.TRAIN_STRENGTHS
     replay_tokens: int = 32
     # deviations a budget may need (docs/positive-control.md); the defaults are theirs or the
     # earlier runs': no-injection negatives per positive [¼], replay share [½], the schedule
-    # [OneCycle, 100 warm-up steps, clip 1.0; finetune's default: constant, no clipping]
+    # (TrainConfig's fields) [OneCycle, 100 warm-up steps, clip 1.0; finetune's default:
+    # constant, no clipping]
     empty_factor: float = 0.25
     replay_fraction: float = 0.5
-    warmup_steps: int = 0
-    cosine_decay: bool = False
-    max_grad_norm: float = 0.0
 
     def __post_init__(self) -> None:
-        check_config(self)
+        super().__post_init__()  # the LoRA settings and the schedule
         if not self.strengths or not all(math.isfinite(s) and s > 0 for s in self.strengths):
             raise MechintroError("strengths must be positive numbers, e.g. 0.5,1,2,4,8,16")
         if not 0 <= self.replay_fraction < 1 or not self.empty_factor >= 0:
@@ -100,10 +94,6 @@ class AwarenessConfig:
                 f"replay_fraction must be in [0, 1) and empty_factor at least 0, got "
                 f"{self.replay_fraction:g} and {self.empty_factor:g}"
             )
-        self.lora()  # refuses a bad schedule (warmup_steps, max_grad_norm) before any work
-
-    def lora(self) -> training.TrainConfig:
-        return training.TrainConfig.of(self)
 
 
 # --- vectors -------------------------------------------------------------------------------------
@@ -394,17 +384,9 @@ def run_record(
 def load(model: Model, adapter: str | Path) -> tuple[Model, dict]:
     """The trained model (``adapter`` merged into ``model``; refused unless it is a
     steering-awareness adapter trained on these weights) and its ``training.json``."""
-    adapter = Path(adapter)
-    if not adapter.exists():
-        raise MechintroError(
-            f"adapter {adapter} does not exist: train one with `mechintro introspect train`"
-        )
-    record = training.read_training(adapter)
-    if AWARENESS_KEY not in record:
-        raise MechintroError(
-            f"{adapter} is an adapter but not a steering-awareness one: train one with "
-            "`mechintro introspect train`"
-        )
+    record = training.read_study_adapter(
+        adapter, AWARENESS_KEY, "adapter", "a steering-awareness one", "mechintro introspect train"
+    )
     return training.apply_adapter(model, adapter), record
 
 
@@ -412,27 +394,9 @@ def from_checkpoint(model: Model, checkpoint: str | Path, config: AwarenessConfi
     """``model`` with the adapter of a finetune checkpoint (``OUT.partial/checkpoint.pt``, e.g. a
     copy kept as a snapshot of the scaling curve) merged in. The identity recorded in runs is
     the base weights' hash plus the checkpoint's adapter bytes'."""
-    import copy
-    import warnings
-
     from nnsight.modeling.transformers import TransformersModel
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
-    saved = torch.load(checkpoint, weights_only=True)
-    if saved["config"] != dataclasses.asdict(config.lora()):
-        raise MechintroError(f"{checkpoint} holds a checkpoint of other settings")
-    lora = LoraConfig(
-        r=config.rank,
-        lora_alpha=config.alpha,
-        lora_dropout=0.0,
-        target_modules="all-linear",
-        exclude_modules=[model.arch.unembed],
-        task_type="CAUSAL_LM",
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        peft_model = get_peft_model(copy.deepcopy(model.hf), lora)
-    set_peft_model_state_dict(peft_model, saved["adapter"])
+    peft_model, saved = training.checkpoint_adapter(model, checkpoint, config.lora())
     merged = peft_model.merge_and_unload()
     merged.requires_grad_(False)
     merged.eval()
@@ -644,28 +608,8 @@ def export_snapshot(
     finished adapter directory ``out`` that ``--model out`` loads: the LoRA weights and a
     ``training.json`` with ``record`` (the run's steering-awareness settings) and the snapshot's
     step, losses and seconds. Refuses a checkpoint of other settings."""
-    import warnings
-
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-
     out = Path(out)
-    saved = torch.load(checkpoint, weights_only=True)
-    if saved["config"] != dataclasses.asdict(config.lora()):
-        raise MechintroError(f"{checkpoint} holds a checkpoint of other settings")
-    lora = LoraConfig(
-        r=config.rank,
-        lora_alpha=config.alpha,
-        lora_dropout=0.0,
-        target_modules="all-linear",
-        exclude_modules=[model.arch.unembed],
-        task_type="CAUSAL_LM",
-    )
-    import copy
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        peft_model = get_peft_model(copy.deepcopy(model.hf), lora)
-    set_peft_model_state_dict(peft_model, saved["adapter"])
+    peft_model, saved = training.checkpoint_adapter(model, checkpoint, config.lora())
     peft_model.save_pretrained(out)
     state = saved["state"]
     full = {

@@ -168,16 +168,7 @@ def ask_run(
         if done[start:stop].all():
             continue
         chunk = acts[start:stop]
-        patches = [
-            engine.Patch(
-                vectors=a,
-                positions=prompt.positions,
-                layer=oracle.inject_layer,
-                mode="add",
-                coefficient=oracle.coefficient,
-            )
-            for a in chunk
-        ]
+        patches = [oracle.patch(a, prompt.positions) for a in chunk]
         from mechintro.runner import batch_seed
 
         res = engine.run_batch(

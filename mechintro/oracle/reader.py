@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,17 @@ class Oracle:
     def trained(self) -> bool:
         return bool(self.record)
 
+    def patch(self, vectors: torch.Tensor, positions: Sequence[int]) -> engine.Patch:
+        """``vectors`` (one per position) added at ``positions`` of the oracle's prompt, after its
+        injection layer at its coefficient (how the oracle reads activations)."""
+        return engine.Patch(
+            vectors=vectors,
+            positions=positions,
+            layer=self.inject_layer,
+            mode="add",
+            coefficient=self.coefficient,
+        )
+
 
 def untrained(model: Model) -> Oracle:
     """The base model asked in the oracle format with no training: the zero-training baseline."""
@@ -111,16 +123,9 @@ def load(model: Model, path: str | Path) -> Oracle:
     from mechintro import training
 
     path = Path(path)
-    if not path.exists():
-        raise MechintroError(
-            f"oracle {path} does not exist: train one with `mechintro oracle train`"
-        )
-    record = training.read_training(path)
-    if ORACLE_KEY not in record:
-        raise MechintroError(
-            f"{path} is an adapter but not an activation "
-            "oracle: train one with `mechintro oracle train`"
-        )
+    record = training.read_study_adapter(
+        path, ORACLE_KEY, "oracle", "an activation oracle", "mechintro oracle train"
+    )
     merged = training.apply_adapter(model, path)
     settings = record[ORACLE_KEY]
     return Oracle(
@@ -155,16 +160,7 @@ def _prompts(
     oracle: Oracle, acts: torch.Tensor, question: str, layer: int
 ) -> tuple[list[tuple[int, ...]], list[engine.Patch]]:
     p = oracle_prompt(oracle.model.tokenizer, question, layer=layer, n_positions=acts.shape[1])
-    patches = [
-        engine.Patch(
-            vectors=a,
-            positions=p.positions,
-            layer=oracle.inject_layer,
-            mode="add",
-            coefficient=oracle.coefficient,
-        )
-        for a in acts
-    ]
+    patches = [oracle.patch(a, p.positions) for a in acts]
     return [p.input_ids] * len(acts), patches
 
 
@@ -191,15 +187,33 @@ def ask(
     oracle.model.check_layer(layer)
     prompts, patches = _prompts(oracle, acts, question, layer)
     answers = []
+    for out in _batches(
+        oracle,
+        prompts,
+        patches,
+        batch_size,
+        lambda s: engine.Generate(max_new_tokens, temperature, seed + s),
+    ):
+        answers += [_decode(oracle.model, row) for row in out.generated]
+    return answers
+
+
+def _batches(
+    oracle: Oracle,
+    prompts: list[tuple[int, ...]],
+    patches: list[engine.Patch],
+    batch_size: int,
+    readout: Callable[[int], engine.Readout],
+) -> Iterator[engine.BatchResult]:
+    """The oracle run on ``batch_size`` prompts at a time, each with its patch, reading
+    ``readout(first prompt's index)``."""
     for s in range(0, len(prompts), batch_size):
-        out = engine.run_batch(
+        yield engine.run_batch(
             oracle.model,
             prompts[s : s + batch_size],
             [[p] for p in patches[s : s + batch_size]],
-            [engine.Generate(max_new_tokens, temperature, seed + s)],
+            [readout(s)],
         )
-        answers += [_decode(oracle.model, row) for row in out.generated]
-    return answers
 
 
 def _decode(model: Model, row: torch.Tensor) -> str:
@@ -238,13 +252,10 @@ def p_yes(
     yes, no = yes_no_ids(oracle.model.tokenizer)
     prompts, patches = _prompts(oracle, acts, YES_NO + question, layer)
     out = []
-    for s in range(0, len(prompts), batch_size):
-        lp = engine.run_batch(
-            oracle.model,
-            prompts[s : s + batch_size],
-            [[p] for p in patches[s : s + batch_size]],
-            [engine.NextToken((*yes, *no))],
-        ).answer_logprobs
+    for res in _batches(
+        oracle, prompts, patches, batch_size, lambda s: engine.NextToken((*yes, *no))
+    ):
+        lp = res.answer_logprobs
         py, pn = torch.logsumexp(lp[:, : len(yes)], -1), torch.logsumexp(lp[:, len(yes) :], -1)
         out.append(torch.sigmoid(py - pn).numpy())
     return np.concatenate(out)

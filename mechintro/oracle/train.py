@@ -12,7 +12,7 @@ all linear layers, lr 1e-5, 1 epoch, batch 16 — the same; dropout 0 instead of
 run must replay the same steps), no warm-up/linear decay and no gradient clipping (the project's
 finetune loop has neither), and thousands of examples instead of ~1M.
 
-:func:`evaluate` measures yes/no accuracy on the held-out task families and on questions about
+:func:`evaluate_items` measures yes/no accuracy on the held-out task families and on questions about
 held-out concepts, for the oracle, the untrained model asked the same way, the oracle fed
 shuffled activations (a sanity check that should fall to chance) and a logistic-regression probe
 on the same activations, each with a Wilson interval.
@@ -33,7 +33,6 @@ import torch
 
 from mechintro import engine, training
 from mechintro.arch import get_module
-from mechintro.config import check_config
 from mechintro.errors import MechintroError
 from mechintro.models import Model
 from mechintro.oracle import (
@@ -54,7 +53,7 @@ from mechintro.prompts import render_chat, tokenize
 
 
 @dataclass(frozen=True, kw_only=True)
-class OracleConfig:
+class OracleConfig(training.LoraSettings):
     """Oracle training settings (the paper's LoRA and learning rate; see the module docstring)."""
 
     examples: int = 2000
@@ -62,20 +61,14 @@ class OracleConfig:
     alpha: int = 128
     learning_rate: float = 1e-5
     batch_size: int = 16
-    epochs: int = 1
-    seed: int = 0
-    checkpoint_every: int = 10
     inject_layer: int = INJECT_LAYER
     coefficient: float = COEFFICIENT
     layer_percents: tuple[int, ...] = LAYER_PERCENTS
 
     def __post_init__(self) -> None:
-        check_config(self)
+        super().__post_init__()
         if not self.layer_percents or not all(0 <= p < 100 for p in self.layer_percents):
             raise MechintroError("layer_percents must be depths from 0 to 99")
-
-    def lora(self) -> training.TrainConfig:
-        return training.TrainConfig.of(self)
 
 
 def _context_tokens(model: Model, ex: odata.Example) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -318,19 +311,6 @@ def paired_tests(
         "clustered_p": _signflip_p(a - b, clusters, draws=draws, seed=seed),
         "clustered_draws": None if len(set(clusters)) <= 16 else draws,
     }
-
-
-def evaluate(
-    model: Model,
-    oracle: Oracle,
-    *,
-    n: int = 100,
-    seed: int = 0,
-    percents: tuple[int, ...] = LAYER_PERCENTS,
-) -> list[dict]:
-    """Yes/no accuracy of the oracle and its baselines on each evaluation set (the rows of
-    :func:`evaluate_items`)."""
-    return evaluate_items(model, oracle, n=n, seed=seed, percents=percents)[0]
 
 
 def evaluate_items(

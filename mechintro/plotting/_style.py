@@ -57,9 +57,10 @@ def layer_colors(n: int) -> np.ndarray:
 
 
 def finish(fig: plt.Figure, axes, ticks, title: str, fontsize: int = 7) -> plt.Figure:
-    """Ticks at the data, legends, the title."""
+    """Ticks at the data (``None``: as they are), legends, the title."""
     for a in axes:
-        a.set_xticks(ticks)
+        if ticks is not None:
+            a.set_xticks(ticks)
         a.legend(fontsize=fontsize)
     if title:
         fig.suptitle(title)

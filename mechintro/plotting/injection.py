@@ -53,11 +53,7 @@ def detection_shift(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
     )
     mass_ax.set_xticks(strengths, [f"{s:g}" for s in strengths])
     mass_ax.minorticks_off()
-    ax.legend(fontsize=8)
-    mass_ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return fig
+    return finish(fig, (ax, mass_ax), None, title, fontsize=8)
 
 
 def injected_thoughts_by_layer(summary: xr.Dataset, *, title: str = "") -> plt.Figure:

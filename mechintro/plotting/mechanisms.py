@@ -9,6 +9,7 @@ import xarray as xr
 
 from mechintro.plotting._style import (
     band,
+    finish,
     wrap_figures,
 )
 
@@ -52,11 +53,7 @@ def lens_curves(summary: xr.Dataset, *, title: str = "") -> plt.Figure:
         xlabel="layer (residual stream after the block)",
         ylabel="P(first token of the concept word)",
     )
-    ax.legend(fontsize=8)
-    c_ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return fig
+    return finish(fig, (ax, c_ax), None, title, fontsize=8)
 
 
 def anomaly_auc(result: xr.Dataset, *, title: str = "") -> plt.Figure:

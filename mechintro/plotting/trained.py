@@ -3,11 +3,49 @@ against their baselines, and the positive control (issue 33)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import matplotlib.pyplot as plt
 
 from mechintro.plotting._style import (
     wrap_figures,
 )
+
+# the bars of oracle_comparison's first two panels: (table key, label, colour)
+_DETECTS = (
+    ("detect_injected", "injected trials: detects", "C3"),
+    ("detect_control_fpr", "control trials: false positives", "0.6"),
+)
+_NAMES = (
+    ("identify_injected", "injected: names the concept", "C0"),
+    ("names_a_concept_control", "control: names a tested concept", "0.6"),
+)
+
+
+def _interval_bar(
+    bar: Callable[..., object],
+    at: float,
+    size: float,
+    cell: dict,
+    key: str,
+    err: str,
+    color: str,
+    label: str | None,
+) -> None:
+    """One bar (``bar``: an axes' ``bar`` or ``barh``) at ``at``, of ``cell[key]``, with the
+    cell's ``lo``/``hi`` interval as its error bar (``err``: ``xerr`` or ``yerr``)."""
+    value = cell[key]
+    interval = [[max(0.0, value - cell["lo"])], [max(0.0, cell["hi"] - value)]]
+    bar(
+        at,
+        value,
+        size,
+        color=color,
+        label=label,
+        capsize=2,
+        error_kw={"lw": 0.8},
+        **{err: interval},
+    )
 
 
 def _rate_bars(ax: plt.Axes, rows: list[dict], keys: tuple[tuple[str, str, str], ...]) -> None:
@@ -20,16 +58,8 @@ def _rate_bars(ax: plt.Axes, rows: list[dict], keys: tuple[tuple[str, str, str],
             if cell is None:
                 continue
             y = i + (j - (len(keys) - 1) / 2) * height
-            ax.barh(
-                y,
-                cell["rate"],
-                height,
-                color=color,
-                label=label if label not in ax.get_legend_handles_labels()[1] else None,
-                xerr=[[max(0.0, cell["rate"] - cell["lo"])], [max(0.0, cell["hi"] - cell["rate"])]],
-                capsize=2,
-                error_kw={"lw": 0.8},
-            )
+            shown = label not in ax.get_legend_handles_labels()[1]
+            _interval_bar(ax.barh, y, height, cell, "rate", "xerr", color, label if shown else None)
             ax.text(
                 min(cell["hi"], 1.0) + 0.02, y, f"{cell['k']}/{cell['n']}", va="center", fontsize=6
             )
@@ -64,23 +94,9 @@ def oracle_comparison(table: dict, evaluation: list[dict], *, title: str = "") -
         constrained_layout=True,
         gridspec_kw={"width_ratios": [1.1, 1.0, 1.2]},
     )
-    _rate_bars(
-        d_ax,
-        detect,
-        (
-            ("detect_injected", "injected trials: detects", "C3"),
-            ("detect_control_fpr", "control trials: false positives", "0.6"),
-        ),
-    )
+    _rate_bars(d_ax, detect, _DETECTS)
     d_ax.set(xlabel="share of trials", title="detects an injected thought")
-    _rate_bars(
-        n_ax,
-        names,
-        (
-            ("identify_injected", "injected: names the concept", "C0"),
-            ("names_a_concept_control", "control: names a tested concept", "0.6"),
-        ),
-    )
+    _rate_bars(n_ax, names, _NAMES)
     n_ax.set(xlabel="share of trials", title="names the injected concept")
     sets = list(dict.fromkeys(e["set"] for e in evaluation))
     readers = [r for r in dict.fromkeys(e["reader"] for e in evaluation) if r != "majority"]
@@ -92,15 +108,8 @@ def oracle_comparison(table: dict, evaluation: list[dict], *, title: str = "") -
             if e is None:
                 continue
             x = s + (k - (len(readers) - 1) / 2) * width
-            e_ax.bar(
-                x,
-                e["accuracy"],
-                width,
-                color=f"C{k}",
-                label=reader if s == 0 else None,
-                yerr=[[max(0.0, e["accuracy"] - e["lo"])], [max(0.0, e["hi"] - e["accuracy"])]],
-                capsize=2,
-                error_kw={"lw": 0.8},
+            _interval_bar(
+                e_ax.bar, x, width, e, "accuracy", "yerr", f"C{k}", reader if s == 0 else None
             )
             e_ax.text(
                 x,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -346,23 +346,44 @@ def _check_chunks(c: _Check, damaged: list[int]) -> list[int]:
     return damaged_grades
 
 
+def _report_batches(
+    c: _Check,
+    starts: list[int],
+    msg: str,
+    fix: str,
+    repaired: str,
+    drop: Callable[[int, int], None],
+    batch_size: int,
+    n: int,
+) -> None:
+    """Report the batches starting at ``starts`` (``msg``) with ``fix``, or under ``--repair``
+    ``drop`` each (its trials ``start .. stop``) and report ``repaired``."""
+    if not c.repair:
+        c.problems.append(f"{msg}: {fix}")
+        return
+    for start in starts:
+        drop(start, min(start + batch_size, n))
+    c.problems.append(f"{msg}: {repaired}")
+
+
 def _report_damaged_grades(
     c: _Check, group: zarr.Group, damaged_grades: list[int], batch_size: int, n: int
 ) -> None:
     if not damaged_grades:
         return
+
+    def ungrade(start: int, stop: int) -> None:
+        assert c.manifest is not None  # graded batches are known only from the manifest
+        _drop_flagged(c.path, c.manifest, "graded", start, stop)
+        group.attrs["grading_complete"] = "false"
+
     msg = (
         f"{len(damaged_grades)} graded batch(es) (first at trial {damaged_grades[0]}) have "
         "verdicts that are missing, unreadable or no longer match their digests"
     )
-    if not c.repair:
-        c.problems.append(msg + ": run `mechintro verify --repair`, then `mechintro grade` again")
-        return
-    assert c.manifest is not None  # graded batches are known only from the manifest
-    for start in damaged_grades:
-        _drop_flagged(c.path, c.manifest, "graded", start, min(start + batch_size, n))
-    group.attrs["grading_complete"] = "false"
-    c.problems.append(msg + ": marked ungraded; run `mechintro grade` again to grade them")
+    fix = "run `mechintro verify --repair`, then `mechintro grade` again"
+    done = "marked ungraded; run `mechintro grade` again to grade them"
+    _report_batches(c, damaged_grades, msg, fix, done, ungrade, batch_size, n)
 
 
 def _check_committed(
@@ -416,20 +437,19 @@ def _report_damaged(
 ) -> None:
     if not damaged:
         return
+    manifest = c.manifest
+
+    def uncommit(start: int, stop: int) -> None:
+        _drop_outputs(c.path, group, start, stop, manifest)
+        if manifest is not None and "graded" in manifest.get("flags", {}):
+            _drop_flagged(c.path, manifest, "graded", start, stop)
+            group.attrs["grading_complete"] = "false"
+
     msg = (
         f"{len(damaged)} batch(es) (first at trial {damaged[0]}) "
         "are unreadable or no longer match their digests"
     )
-    if not c.repair:
-        c.problems.append(msg + ": " + _FIX)
-        return
-    manifest = c.manifest
-    for start in damaged:
-        _drop_outputs(c.path, group, start, min(start + batch_size, n), manifest)
-        if manifest is not None and "graded" in manifest.get("flags", {}):
-            _drop_flagged(c.path, manifest, "graded", start, min(start + batch_size, n))
-            group.attrs["grading_complete"] = "false"
-    c.problems.append(msg + ": marked uncommitted; " + _AGAIN)
+    _report_batches(c, damaged, msg, _FIX, "marked uncommitted; " + _AGAIN, uncommit, batch_size, n)
 
 
 def _check_nonfinite(
