@@ -554,7 +554,7 @@ def test_the_analysis_script_draws_every_figure_from_a_pipeline_root(tmp_path):
         object.__setattr__(m, "name", name)
     config = self_prediction.Config(
         tasks=("colours", "animals", "mmlu", "arc"),
-        items=3,
+        items=2,
         max_new_tokens=5,
         hypothetical_tokens=3,
         batch_size=32,
