@@ -241,6 +241,10 @@ def committed_mask(path: str | Path) -> np.ndarray:
         ) from None
 
 
+# data variables up to this size are read whole on first use, without dask (see open_run)
+EAGER_MAX = 256 * 2**20
+
+
 def open_run(path: str | Path, *, committed_only: bool = True, check: str = "fast") -> xr.Dataset:
     """Open and validate a run, lazily (residuals stay on disk until used).
 
@@ -296,6 +300,16 @@ def open_run(path: str | Path, *, committed_only: bool = True, check: str = "fas
     ]
     ds = ds.assign_coords(dict(zip(coords, loaded[: len(coords)], strict=True)))
     ds = ds.assign(dict(zip(strings, loaded[len(coords) : -1], strict=True)))
+    # The other small data variables (answer log-probabilities, prompt ids, masks) stay lazy but
+    # without dask: read whole on first use, in one call, instead of one dask task per chunk
+    # through a thread pool (a 600-trial sweep's answer_logprobs: 0.8 s → 0.1 s). The residual
+    # stream, and anything over EAGER_MAX bytes, keeps dask's chunk-by-chunk reads.
+    small = [
+        name
+        for name, var in ds.data_vars.items()
+        if name not in strings and name != "resid" and name in eager and var.nbytes <= EAGER_MAX
+    ]
+    ds = ds.assign({name: eager[name].variable for name in small})
     if ds.attrs.get("complete") != "true":
         log.warning("%s is incomplete; resume it by running the same command again", path)
     if committed_only:
