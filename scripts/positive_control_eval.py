@@ -39,6 +39,11 @@ def main() -> int:
     p.add_argument("model", nargs="?", help="untrained, a snapshot_K.pt, or an adapter directory")
     p.add_argument("--combine", action="store_true")
     p.add_argument(
+        "--base",
+        default="smollm2-135m",
+        help="the base model the training run used (positive_control_train.py --model)",
+    )
+    p.add_argument(
         "--main", help="with --combine: the label of the model shown as 'trained' in "
         "eval_main.json (e.g. trained@200; default: the most-trained one evaluated)",
     )  # fmt: skip
@@ -89,7 +94,7 @@ def main() -> int:
     if not args.model:
         raise MechintroError("give a model (untrained, a snapshot or an adapter) or --combine")
     strengths = [float(s) for s in args.strengths.split(",")]
-    base = models.load_model("smollm2-135m")
+    base = models.load_model(args.base)
     saved = torch.load(args.work / "vectors.pt", weights_only=True)
     vectors = st.Vectors(saved["layer"], saved["vectors"], saved["resid_norm"])
     st.check_strengths(strengths, vectors)
@@ -247,7 +252,7 @@ def export(args) -> int:
     replay = [tuple(x) for x in json.loads((args.work / "replay.json").read_text())]
     saved = torch.load(args.work / "vectors.pt", weights_only=True)
     vectors = st.Vectors(saved["layer"], saved["vectors"], saved["resid_norm"])
-    base = models.load_model("smollm2-135m")
+    base = models.load_model(args.base)
     examples, _ = st.prepare(
         base, config, held_out=held, concepts=concepts, triplets=triplets, replay=replay,
         vectors=vectors,
