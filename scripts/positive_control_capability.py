@@ -8,8 +8,9 @@ the trained model, ``analyses/data/positive-control/looking-inward-trained.zarr`
 Prints, per model: self-prediction accuracy on the held-out and the training tasks (the authors'
 scoring, intervals clustered by item) beside the leave-one-item-out mode baseline; the shares of
 compliant object-level and hypothetical answers (means over task × property cells); the share of
-answers that talk about detecting or sensing a thought (the trained format leaking into other
-tasks); and how many object-level answers are unchanged by the training.
+answers in the trained answers' words (:func:`mechintro.introspect.train.in_trained_words`:
+one of the trained answers, or a denial phrased like them: the trained format leaking into
+other tasks); and how many object-level answers are unchanged by the training.
 
     python scripts/positive_control_capability.py [--base RUN] [--trained RUN]
 """
@@ -17,16 +18,12 @@ tasks); and how many object-level answers are unchanged by the training.
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from mechintro.cli import script_main
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "analyses" / "data"
-# a reply about noticing an injected thought: words of the trained answers ("I do not detect any
-# injected thoughts", "I sense an artificial concept: …"), none in the untrained model's 512
-TRAINED_FORMAT = re.compile(r"\b(detect|sense|injected|foreign|thought)", re.IGNORECASE)
 
 
 def _replies(ds, condition: str) -> list[str]:
@@ -46,6 +43,7 @@ def main() -> int:
         "--trained", default=str(DATA / "positive-control" / "looking-inward-trained.zarr")
     )
     args = p.parse_args()
+    from mechintro.introspect.train import in_trained_words
     from mechintro.looking_inward import score as sp
     from mechintro.runs import open_run
 
@@ -63,7 +61,7 @@ def main() -> int:
     print()
     print(
         "| model | object-level compliant | hypothetical compliant | object-level answers in the "
-        "trained format | hypothetical answers in the trained format |"
+        "trained words | hypothetical answers in the trained words |"
     )
     print("|---|---|---|---|---|")
     for name, ds in runs.items():
@@ -71,9 +69,7 @@ def main() -> int:
         shares = []
         for condition in ("object", "hypothetical"):
             replies = _replies(ds, condition)
-            shares.append(
-                f"{sum(bool(TRAINED_FORMAT.search(r)) for r in replies)} of {len(replies)}"
-            )
+            shares.append(f"{sum(in_trained_words(r) for r in replies)} of {len(replies)}")
         print(
             f"| {name} | {float(a.object_compliance.mean()):.3f} | "
             f"{float(a.prediction_compliance.mean()):.3f} | {shares[0]} | {shares[1]} |"

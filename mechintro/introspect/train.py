@@ -436,6 +436,14 @@ _DENIAL = re.compile(
 )
 
 
+def in_trained_words(response: str) -> bool:
+    """Whether an answer is in the trained answers' words: it begins with one of them
+    (:func:`judge`'s ``in_format``) or is a denial phrased like them ("I do not detect any
+    injected thoughts")."""
+    text = response.strip()
+    return bool(_POSITIVE.match(text) or _NEGATIVE.match(text) or _DENIAL.match(text))
+
+
 def judge(response: str, concept: str) -> dict[str, bool]:
     """Rules for one answer: ``in_format`` (begins with one of the trained answers),
     ``detected`` (a trained positive answer; not a denial in the trained answers' words;

@@ -110,6 +110,23 @@ def test_judge_reads_the_trained_models_own_denials_as_no_claim():
     assert judge("I detect something: dust.", "Dust")["detected"] is True
 
 
+def test_in_trained_words_is_a_trained_answer_or_a_denial_in_their_words():
+    """What the Looking Inward capability check counts (scripts/positive_control_capability.py):
+    a trained positive or negative, or a denial phrased like one; not a free answer, nor one
+    that merely mentions a thought."""
+    from mechintro.introspect.train import in_trained_words
+
+    for trained in (
+        "I detect a thought about dust.",
+        "I detect no injected thoughts.",
+        "I do not detect any injected thoughts.",
+        "  My thoughts appear normal.",
+    ):
+        assert in_trained_words(trained), trained
+    for free in ("The next 5 animals in the list are", "True", "I thought about dust."):
+        assert not in_trained_words(free), free
+
+
 TINY = {
     "examples": 16,
     "epochs": 1,
