@@ -6,7 +6,8 @@ results shipped in ``analyses/data/positive-control/`` (written by
    detection, identification, false positives on controls, format rate, intervals clustered by
    concept; seen concepts; the capability cost;
 2. the scaling curve (held-out detection vs examples seen);
-3. the sensitivity table (each instrument on the untrained and the trained model), if present.
+3. their out-of-distribution suites (``ood.json``), if present;
+4. the sensitivity table (each instrument on the untrained and the trained model), if present.
 
     python scripts/positive_control.py [--data analyses/data/positive-control]
 """
@@ -251,6 +252,26 @@ def scaling_table(scaling: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def ood_table(ood: dict) -> str:
+    """scripts/positive_control_ood.py: their five out-of-distribution suites, greedy, every
+    strength pooled; each suite whole and without the entries the run trained on."""
+    cells = {
+        (r["model"], r["group"]): r for r in ood["summary"] if r["strength"] is None
+    }  # fmt: skip
+    body = []
+    for suite in dict.fromkeys(r["suite"] for r in ood["rows"]):
+        for group, which in ((f"ood-{suite}", "all"),
+                             (f"ood-{suite}-untrained-entries", "untrained entries")):  # fmt: skip
+            u, t = cells.get(("untrained", group)), cells.get(("trained", group))
+            if u and t:
+                body.append([suite, which, str(t["n"]), _cell(u["detected"]),
+                             _cell(t["detected"]), _cell(u["identified"]),
+                             _cell(t["identified"]), _cell(t["in_format"])])  # fmt: skip
+    header = ["suite", "entries", "trials", "untrained detected", "trained detected",
+              "untrained identified", "trained identified", "trained in format"]  # fmt: skip
+    return _markdown(header, body)
+
+
 def sensitivity_table(sens: list[dict]) -> str:
     header = ["instrument", "readout", "untrained", "trained", "sees the trained ability?", "note"]
     body = [[r["instrument"], r["readout"], _cell(r["untrained"]), _cell(r["trained"]), r["sees"],
@@ -315,6 +336,12 @@ def document(data: Path) -> str:
                 f"and controls drawn again, strengths {', '.join(_strengths(rev))})")  # fmt: skip
         out += ["", head, ""]
         out += [nets_table(rev), "", verdict(rev)]
+    ood_file = data / "ood.json"
+    if ood_file.exists():
+        ood = json.loads(ood_file.read_text())
+        out += ["", f"### Their out-of-distribution suites (greedy, strengths "
+                f"{', '.join(f'{x:g}×' for x in ood['strengths'])} pooled)", ""]  # fmt: skip
+        out += [ood_table(ood)]
     sens_file = data / "sensitivity.json"
     if sens_file.exists():
         out += ["", "### Sensitivity table", ""]

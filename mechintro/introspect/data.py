@@ -126,6 +126,27 @@ def reference_triplets() -> list[tuple[str, str, str]]:
     return [tuple(t) for t in _data()["triplets"]]
 
 
+def ood_suites() -> dict[str, list[tuple[str, str]]]:
+    """Their five out-of-distribution suites (data/concepts.py, ``EVAL_SUITES``) as
+    ``{suite: [(name, text), …]}``: ``text`` is what the CAA vector is made from (their
+    ``compute_vectors_caa`` over the suite's entries), ``name`` what an answer must say to
+    identify it. Baseline (concrete nouns, their "seen-distribution" sanity check), Ontology
+    (abstract nouns), Syntax (verbs and adjectives): the word is both. Manifold: a technical
+    text, named by its domain ("Python", "SQL", …). Language: a word in another language, named
+    by itself. Duplicates (水 is both Japanese and Chinese) are kept once."""
+    suites = _data()["eval_suites"]
+    out: dict[str, list[tuple[str, str]]] = {}
+    for suite, entries in suites.items():
+        if isinstance(entries, list):
+            pairs = [(w, w) for w in entries]
+        elif suite == "Manifold":
+            pairs = [(domain, text) for domain, text in entries.items()]
+        else:  # Language: language -> words
+            pairs = [(w, w) for words in entries.values() for w in words]
+        out[suite] = list(dict.fromkeys(pairs))
+    return out
+
+
 @cache
 def _looking_inward() -> dict:
     return json.loads(resources.files("mechintro.data").joinpath("looking_inward.json").read_text())

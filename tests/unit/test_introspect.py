@@ -396,3 +396,17 @@ def test_a_scheduled_clipped_run_resumes_bit_for_bit(tiny, tmp_path):
     )
     c = load_file(constant / "adapter_model.safetensors")
     assert not all(torch.equal(a[k], c[k]) for k in a)  # the schedule changed the run
+
+
+def test_ood_suites_are_their_five_suites_with_names_for_identification():
+    suites = sdata.ood_suites()
+    # data/concepts.py EVAL_SUITES: 10 + 15 + 15 + 16 domains + 13 languages x 5 words (水 twice)
+    assert {k: len(v) for k, v in suites.items()} == {
+        "Baseline": 10, "Ontology": 15, "Syntax": 15, "Manifold": 16, "Language": 64,
+    }  # fmt: skip
+    assert suites["Baseline"][0] == ("airplane", "airplane")
+    python = dict(suites["Manifold"])["Python"]
+    assert python.startswith("def calculate_loss(") and ("Python", python) in suites["Manifold"]
+    assert [n for n, _ in suites["Language"]].count("水") == 1
+    held = sdata.held_out_concepts()  # no suite entry is one of Lindsey's held-out words
+    assert not [n for pairs in suites.values() for n, _ in pairs if sdata.mentions(n, held)]
