@@ -931,4 +931,18 @@ def _positive_control(root: Path) -> list[str]:
                 "",
                 module.sensitivity_table(json.loads((sub / "sensitivity.json").read_text())),
             ]
+    for sub in sorted(d for d in root.iterdir() if (d / "eval_main.json").exists()):
+        if (sub / "scaling.json").exists() or sub.name.startswith("replication-"):
+            continue  # an earlier SmolLM2 run (above) or the main run's fresh samples
+        model = json.loads((sub / "settings.json").read_text())["model"]
+        extra += [
+            "",
+            f"## Positive control: {model} trained with the same recipe",
+            "",
+            "SmolLM2's recipe (`docs/positive-control.md`, the Qwen command there), its held-out "
+            "evaluation, out-of-distribution suites and instruments, each on the untrained and "
+            f"the trained {model} with the same trials.",
+            "",
+            module.document(sub),
+        ]
     return [*lines, module.document(root), *extra, ""]

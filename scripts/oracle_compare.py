@@ -26,7 +26,14 @@ never saw in training (mechintro.oracle.data).
     python scripts/oracle_compare.py --model smollm2-135m --oracle ORACLE \\
         --out runs/oracle-compare/smollm2-135m
 
-Prints a Markdown table and writes ``table.json`` beside the runs.
+With ``--reader-model BASE`` the trials run on ``--model`` (e.g. the positive control's trained
+adapter, docs/positive-control.md) and the oracle, the untrained reader and Patchscopes sit on
+``BASE``, the model the oracle was trained on, reading the trained model's activations; the open
+answers are then asked in memory (``mechintro.oracle.ask``) and kept in ``examples.json`` and
+``answers.json``, not as answer runs (``oracle ask`` refuses a run recorded on other weights).
+
+Prints a Markdown table and writes ``table.json`` (and every reader's verdict per trial,
+``per_trial.json``) beside the runs.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from mechintro.vectors import resolve_layers
 
 QUESTION = "Is there an injected thought here? If so, what is it about?"
 YES_NO_QUESTION = "Is there an injected thought here?"
+PER_TRIAL = ("detect", "identify", "p_yes")
 
 
 def _cv_predict(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray | None:
@@ -101,6 +109,11 @@ def main() -> None:
         type=int,
         default=15,
         help="every trial asks 'Trial k', k drawn from 1..N for both conditions",
+    )
+    ap.add_argument(
+        "--reader-model",
+        help="the oracle's base model when --model is a finetune of it (the readers then read "
+        "the finetune's activations); default: --model",
     )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -160,8 +173,14 @@ def main() -> None:
     concept = np.array([str(c) for c in ds["concept"].values])
     variant = np.array([int(v) for v in ds["prompt_variant"].values])
     layer = int(ds["inject_layer"].values[injected][0])
-    trained = oracle.load(model, args.oracle)
-    base = oracle.untrained(model)
+    reader = load_model(args.reader_model) if args.reader_model else model
+    if reader.d_model != model.d_model:
+        raise MechintroError(
+            f"--reader-model {args.reader_model} has d_model {reader.d_model}, the trials' model "
+            f"{model.d_model}: give the model --model was finetuned from"
+        )
+    trained = oracle.load(reader, args.oracle)
+    base = oracle.untrained(reader)
     _, acts = oracle.run_activations(ds, layer=read, positions=[-1])
 
     readers: dict[str, dict[str, np.ndarray]] = {}
@@ -185,24 +204,30 @@ def main() -> None:
         }
 
     readers["self-report"] = graded([str(r) for r in ds["response"].values])
+    asked: dict[str, list[str]] = {}
     for name, o in (("oracle", trained), ("untrained", base)):
         t = time.perf_counter()
-        out = oracle.ask_run(
-            o,
-            run,
-            QUESTION,
-            args.out / f"{name}.zarr",
-            layer=read,
-            positions=[-1],
-            max_new_tokens=args.max_new_tokens,
-            oracle_path=args.oracle if o is trained else "untrained",
-        )
-        readers[name] = graded([str(r) for r in runs.open_run(out)["response"].values])
+        if args.reader_model:
+            answers = oracle.ask(o, acts, QUESTION, layer=read, max_new_tokens=args.max_new_tokens)
+            asked[name] = answers
+        else:
+            out = oracle.ask_run(
+                o,
+                run,
+                QUESTION,
+                args.out / f"{name}.zarr",
+                layer=read,
+                positions=[-1],
+                max_new_tokens=args.max_new_tokens,
+                oracle_path=args.oracle if o is trained else "untrained",
+            )
+            answers = [str(r) for r in runs.open_run(out)["response"].values]
+        readers[name] = graded(answers)
         py = oracle.p_yes(o, acts, YES_NO_QUESTION, layer=read)
         readers[f"{name} (yes/no)"] = {"detect": py > 0.5, "p_yes": py}
         timing[name] = time.perf_counter() - t
     t = time.perf_counter()
-    described = oracle.describe(model, acts[:, 0], layer=read)
+    described = oracle.describe(reader, acts[:, 0], layer=read)
     g = graded(described)
     readers["Patchscopes"] = {
         "identify": g["identify"],
@@ -267,6 +292,7 @@ def main() -> None:
     meta = {
         "model": args.model,
         "oracle": args.oracle,
+        "reader_model": args.reader_model or args.model,
         "layer": layer,
         "read_layer": read,
         "position": "last prompt token (inside the injection window)",
@@ -288,6 +314,18 @@ def main() -> None:
         if "responses" in r
     }
     (args.out / "examples.json").write_text(json.dumps(examples, indent=1))
+    if asked:
+        (args.out / "answers.json").write_text(json.dumps(asked, indent=1))
+    per_trial = {  # every reader's verdict per trial: intervals clustered by concept from these
+        "injected": injected.tolist(),
+        "concept": concept.tolist(),
+        "prompt_variant": variant.tolist(),
+        "readers": {
+            name: {k: np.asarray(v).tolist() for k, v in r.items() if k in PER_TRIAL}
+            for name, r in readers.items()
+        },
+    }
+    (args.out / "per_trial.json").write_text(json.dumps(per_trial))
 
     def cell(v: dict | None) -> str:
         return (

@@ -157,6 +157,35 @@ def patchscope_rows(ds) -> dict[str, list[float]]:
 OPTIONAL = {"li": latent_rows, "tt": thoughts_vs_text_rows, "ps": patchscope_rows}
 
 
+def oracle_rows(per_trial: dict) -> dict[str, list[float]]:
+    """The Activation Oracle (``scripts/oracle_compare.py``'s ``per_trial.json``; Lindsey's
+    trials, the oracle trained on the base model reading the last prompt token): its open answer
+    detects (injected, clustered by concept; controls, clustered by prompt) and names the concept;
+    its yes/no P(yes) ranks injected above control trials (AUC, concept/prompt-cluster
+    bootstrap); Patchscopes names the concept."""
+    from mechintro.stats import cluster_bootstrap_weights, paired_auc
+
+    injected = np.asarray(per_trial["injected"], dtype=bool)
+    clusters = np.array([c if i else f"prompt {v}" for c, i, v in zip(
+        per_trial["concept"], injected, per_trial["prompt_variant"], strict=True)])  # fmt: skip
+    r = per_trial["readers"]
+    det = np.asarray(r["oracle"]["detect"], dtype=float)
+    p_yes = np.asarray(r["oracle (yes/no)"]["p_yes"], dtype=float)
+    weights = cluster_bootstrap_weights(clusters, 2000, 0)
+    auc = paired_auc(p_yes, injected, np.zeros(len(p_yes)), weights)
+    return {
+        "ao_detect": _iv(det[injected], clusters[injected]),
+        "ao_fpr": _iv(det[~injected], clusters[~injected]),
+        "ao_identify": _iv(
+            np.asarray(r["oracle"]["identify"], float)[injected], clusters[injected]
+        ),
+        "ao_p_yes_auc": [round(x, 4) for x in auc],
+        "ao_patchscopes_identify": _iv(
+            np.asarray(r["Patchscopes"]["identify"], float)[injected], clusters[injected]
+        ),
+    }
+
+
 def _sees(u: list[float], t: list[float]) -> str:
     if any(np.isnan(u + t)):
         return "n/a"
@@ -194,6 +223,9 @@ def main() -> int:
                 args.runs / f"{prefix}-trained.zarr"
             ).exists():
                 res[label] |= rows_of(mi.open_run(args.runs / f"{prefix}-{label}.zarr"))
+        oracle_file = args.data / f"oracle-{label}" / "per_trial.json"
+        if oracle_file.exists():  # scripts/oracle_compare.py (--reader-model for the trained)
+            res[label] |= oracle_rows(json.loads(oracle_file.read_text()))
     ev = json.loads((args.data / "eval_main.json").read_text())
     held = {
         r["model"]: r for r in ev["summary"] if r["group"] == "held-out" and r["strength"] is None
@@ -280,6 +312,16 @@ def main() -> int:
         row("Patchscope (token identity)", "names the patched concept vector", "ps_concept",
             "pooled over its layers and strengths")  # fmt: skip
         row("Patchscope", "names it from a random vector (control)", "ps_random")
+    if "ao_detect" in res["trained"]:
+        row("Activation Oracle (trained on the base model; Lindsey's trials, open answer)",
+            "claims detection (injected)", "ao_detect",
+            "reads the last prompt token 2 blocks after the injection")  # fmt: skip
+        row("Activation Oracle", "claims detection (controls)", "ao_fpr")
+        row("Activation Oracle", "names the injected concept", "ao_identify")
+        row("Activation Oracle (yes/no)", "AUC of P(yes), injected vs control", "ao_p_yes_auc",
+            "concept/prompt-cluster bootstrap")  # fmt: skip
+        row("Patchscopes (entity description)", "names the injected concept",
+            "ao_patchscopes_identify", "the same activations")  # fmt: skip
     for key in sorted(k for k in res["trained"] if k.startswith("lens_p_concept_L")):
         row("logit lens through the layers (internality)", f"P(concept token), layer {key[16:]}",
             key, "answer position, injected trials")  # fmt: skip

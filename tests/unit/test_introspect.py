@@ -410,3 +410,36 @@ def test_ood_suites_are_their_five_suites_with_names_for_identification():
     assert [n for n, _ in suites["Language"]].count("水") == 1
     held = sdata.held_out_concepts()  # no suite entry is one of Lindsey's held-out words
     assert not [n for pairs in suites.values() for n, _ in pairs if sdata.mentions(n, held)]
+
+
+def test_the_sensitivity_tables_oracle_rows_cluster_by_concept_and_rank_p_yes():
+    """scripts/positive_control_instruments.py's Activation Oracle rows from oracle_compare's
+    per-trial verdicts: rates on injected trials clustered by concept, controls by prompt, and
+    the P(yes) AUC (1 when P(yes) separates the classes, 0.5 when it is constant)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "positive_control_instruments.py"
+    spec = importlib.util.spec_from_file_location("pci", path)
+    pci = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pci)
+    injected = [True] * 6 + [False] * 6
+    per_trial = {
+        "injected": injected,
+        "concept": ["a", "a", "b", "b", "c", "c"] + [""] * 6,
+        "prompt_variant": [1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6],
+        "readers": {
+            "oracle": {
+                "detect": [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                "identify": [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            },
+            "oracle (yes/no)": {"p_yes": [0.9] * 6 + [0.1] * 6},
+            "Patchscopes": {"identify": [0] * 12},
+        },
+    }
+    rows = pci.oracle_rows(per_trial)
+    assert rows["ao_detect"][0] == 0.5 and rows["ao_fpr"][0] == pytest.approx(1 / 6, abs=1e-4)
+    assert rows["ao_identify"][0] == pytest.approx(1 / 6, abs=1e-4)
+    assert rows["ao_p_yes_auc"] == [1.0, 1.0, 1.0]
+    per_trial["readers"]["oracle (yes/no)"]["p_yes"] = [0.5] * 12
+    assert pci.oracle_rows(per_trial)["ao_p_yes_auc"][0] == 0.5
