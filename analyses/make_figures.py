@@ -57,6 +57,11 @@ FIGURES: dict[str, list[str]] = {
         "cross_training_scaling",
     ],
     "oracles": ["oracle_comparison_qwen2.5-coder-0.5b", "oracle_comparison_smollm2-135m"],
+    # SmolLM2's run, then each other model trained with the same recipe
+    "positive_control_dose_depth": [
+        "positive_control_dose_depth",
+        "positive_control_dose_depth_qwen2.5-coder-0.5b",
+    ],
 }
 
 # issue 34's protocols: each script draws SmolLM2's shipped run, then every other model's shipped

@@ -137,6 +137,8 @@ def thoughts_vs_text_rows(ds) -> dict[str, list[float]]:
         "tt_word": _iv(ok[inj & (task == "word")], concept[inj & (task == "word")]),
         "tt_repeat": _iv(ok[inj & (task == "repeat")], concept[inj & (task == "repeat")]),
         "tt_word_baseline": _iv(ok[~inj & (task == "word")], concept[~inj & (task == "word")]),
+        "tt_layers": sorted({int(x) for x in np.asarray(ds["inject_layer"].values)[inj]}),
+        "tt_strengths": sorted({float(x) for x in np.asarray(ds["strength"].values)[inj]}),
     }
 
 
@@ -226,6 +228,8 @@ def main() -> int:
         oracle_file = args.data / f"oracle-{label}" / "per_trial.json"
         if oracle_file.exists():  # scripts/oracle_compare.py (--reader-model for the trained)
             res[label] |= oracle_rows(json.loads(oracle_file.read_text()))
+            meta = json.loads((oracle_file.parent / "table.json").read_text())["meta"]
+            res[label]["ao_layers"] = [meta["layer"], meta["read_layer"]]
     ev = json.loads((args.data / "eval_main.json").read_text())
     held = {
         r["model"]: r for r in ev["summary"] if r["group"] == "held-out" and r["strength"] is None
@@ -305,7 +309,9 @@ def main() -> int:
             key, "how much of the distribution the readout reads")  # fmt: skip
     if "tt_word" in res["trained"]:
         row("thoughts-vs-text (Lindsey's experiment 2)", "injected word named (of 10; chance "
-            "0.1)", "tt_word", "layer 20, strengths 2 and 4 pooled")  # fmt: skip
+            "0.1)", "tt_word", f"layer {', '.join(map(str, res['trained']['tt_layers']))}, "
+            f"strengths {' and '.join(f'{x:g}' for x in res['trained']['tt_strengths'])} "
+            "pooled")  # fmt: skip
         row("thoughts-vs-text", "word named without injection", "tt_word_baseline")
         row("thoughts-vs-text", "sentence repeated (injected)", "tt_repeat")
     if "ps_concept" in res["trained"]:
@@ -315,7 +321,8 @@ def main() -> int:
     if "ao_detect" in res["trained"]:
         row("Activation Oracle (trained on the base model; Lindsey's trials, open answer)",
             "claims detection (injected)", "ao_detect",
-            "reads the last prompt token 2 blocks after the injection")  # fmt: skip
+            "reads the last prompt token at layer {1}, injected at {0}".format(
+                *res["trained"]["ao_layers"]))  # fmt: skip
         row("Activation Oracle", "claims detection (controls)", "ao_fpr")
         row("Activation Oracle", "names the injected concept", "ao_identify")
         row("Activation Oracle (yes/no)", "AUC of P(yes), injected vs control", "ao_p_yes_auc",
