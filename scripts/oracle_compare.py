@@ -55,7 +55,7 @@ from mechintro.models import load_model
 from mechintro.oracle import legibility
 from mechintro.runner import Generation, execute
 from mechintro.stats import wilson
-from mechintro.vectors import resolve_layers
+from mechintro.vectors import concept_vectors, resolve_layers
 
 QUESTION = "Is there an injected thought here? If so, what is it about?"
 YES_NO_QUESTION = "Is there an injected thought here?"
@@ -83,6 +83,16 @@ def _rate(hits: np.ndarray) -> dict:
     n, k = len(hits), int(np.sum(hits))
     lo, hi = wilson(k, n)
     return {"k": k, "n": n, "rate": k / n if n else float("nan"), "lo": lo, "hi": hi}
+
+
+def _load(name: str):
+    """A model by name, or a mechintro adapter directory merged into its base model (as every
+    command's ``--model`` loads one)."""
+    if (Path(name) / "training.json").is_file():
+        from mechintro import training
+
+        return training.apply_adapter(load_model(training.read_training(name)["base_model"]), name)
+    return load_model(name)
 
 
 def main() -> None:
@@ -121,7 +131,7 @@ def main() -> None:
     run = args.out / "trials.zarr"
     timing = {}
     t = time.perf_counter()
-    model = load_model(args.model)
+    model = _load(args.model)
     config = it.InjectedThoughtsConfig(
         model=args.model,
         concepts=tuple(concepts),
@@ -144,7 +154,7 @@ def main() -> None:
     if not (
         run.exists() and runs.open_run(run, committed_only=False).attrs.get("complete") == "true"
     ):
-        vectors = it.concept_vectors(model, config.words(), lowercase=config.lowercase)
+        vectors = concept_vectors(model, config.words(), lowercase=config.lowercase)
         trials, layers = it.build_trials(config, model, vectors)
         trials = legibility.vary_prompts(
             trials, model, config, variants=args.prompt_variants, seed=args.seed
