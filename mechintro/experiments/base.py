@@ -481,7 +481,7 @@ def ran_cells(
             print(int(layer), float(s), float(c.accuracy))
     """
     for key in itertools.product(*(summary[d].values for d in dims)):
-        cell = summary.sel(**fixed, **dict(zip(dims, key, strict=True)))
+        cell = summary.sel({**fixed, **dict(zip(dims, key, strict=True))})
         if not np.isnan(float(cell.accuracy)):
             yield key, cell
 
