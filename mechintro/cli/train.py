@@ -4,7 +4,6 @@ Inward)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from mechintro.cli import _args, _common
 from mechintro.errors import MechintroError
@@ -21,11 +20,8 @@ def arguments(p: _args.Parser) -> None:
         seed_help="seed of the adapter's initialisation and the example order",
         settings_help="any training setting (see mechintro.training.TrainConfig)",
     )
-    p.add_argument(
-        "--behaviour",
-        type=Path,
-        required=True,
-        help="self-prediction run whose object-level answers are the targets",
+    _args.required_path(
+        p, "--behaviour", "self-prediction run whose object-level answers are the targets"
     )
 
 

@@ -19,7 +19,7 @@ def arguments(p: _args.Parser) -> None:
         required=True,
         help="comma-separated words, e.g. Dust,Oceans (contrastive: the vector's name)",
     )
-    p.add_argument("--out", type=Path, required=True, help="output zarr store")
+    _args.required_path(p, "--out", "output zarr store")
     p.add_argument(
         "--method",
         choices=["lindsey", "pca_center", "contrastive"],

@@ -17,7 +17,7 @@ import inspect
 import itertools
 import sys
 import textwrap
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -466,6 +466,24 @@ def cell_rows(
             if more is not None:
                 rows.append({"layer": int(layer), "strength": f"{float(s):g}", **more})
     return rows
+
+
+def ran_cells(
+    summary: xr.Dataset, dims: Sequence[str], **fixed: object
+) -> Iterator[tuple[tuple[Any, ...], xr.Dataset]]:
+    """Each cell of ``summary`` over ``dims`` that ran (its ``accuracy`` is not NaN), in the
+    summary's order with the first of ``dims`` outermost, as (its values along ``dims``, the
+    cell); ``fixed`` selects along other dims (``condition="concept"``).
+
+    Example::
+
+        for (layer, s), c in ran_cells(summary, ("inject_layer", "strength")):
+            print(int(layer), float(s), float(c.accuracy))
+    """
+    for key in itertools.product(*(summary[d].values for d in dims)):
+        cell = summary.sel({**fixed, **dict(zip(dims, key, strict=True))})
+        if not np.isnan(float(cell.accuracy)):
+            yield key, cell
 
 
 def interval(lo: object, hi: object, spec: str = ".3f") -> str:

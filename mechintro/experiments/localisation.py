@@ -537,30 +537,23 @@ def format_summary(summary: xr.Dataset) -> str:
         text = format_summary(summarize(mi.open_run("lo.zarr")))  # as `mechintro run` prints it
     """
     rows = []
-    for t in summary.task.values:
-        for lay in summary.inject_layer.values:
-            for s in summary.strength.values:
-                c = summary.sel(task=t, inject_layer=lay, strength=s)
-                if np.isnan(float(c.accuracy)):
-                    continue
-                rows.append(
-                    {
-                        "task": str(t),
-                        "layer": int(lay),
-                        "strength": f"{float(s):g}",
-                        "n": int(c.n),
-                        "accuracy": float(c.accuracy),
-                        "95% CI": f"[{float(c.lo):.3f}, {float(c.hi):.3f}]",
-                        "chance": float(summary.chance.sel(task=t)),
-                        "balanced acc": float(c.balanced_accuracy),
-                        "p (bal > chance)": f"{float(c.balanced_p):.4f}",
-                        "P(target)": float(c.p_target),
-                        "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",
-                        "power": f"detects ≥ {float(c.mde):.2f}"
-                        if c.varies
-                        else "no power (one answer)",
-                    }
-                )
+    for (t, lay, s), c in base.ran_cells(summary, ("task", "inject_layer", "strength")):
+        rows.append(
+            {
+                "task": str(t),
+                "layer": int(lay),
+                "strength": f"{float(s):g}",
+                "n": int(c.n),
+                "accuracy": float(c.accuracy),
+                "95% CI": f"[{float(c.lo):.3f}, {float(c.hi):.3f}]",
+                "chance": float(summary.chance.sel(task=t)),
+                "balanced acc": float(c.balanced_accuracy),
+                "p (bal > chance)": f"{float(c.balanced_p):.4f}",
+                "P(target)": float(c.p_target),
+                "P(target) − P(not target)": f"{float(c.p_target_corrected):+.3f}",
+                "power": f"detects ≥ {float(c.mde):.2f}" if c.varies else "no power (one answer)",
+            }
+        )
     bias = "\n".join(
         f"uninjected answers ({t}): {summary.attrs[f'uninjected_choices_{t}']}"
         for t in summary.task.values

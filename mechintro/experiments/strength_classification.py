@@ -334,31 +334,28 @@ def format_summary(summary: xr.Dataset) -> str:
         return f"{float(x.accuracy):.2f} [{float(x.lo):.2f}, {float(x.hi):.2f}]"
 
     rows = []
-    for layer in summary.inject_layer.values:
-        for s in summary.strength.values:
-            c = summary.sel(condition="concept", inject_layer=layer, strength=s)
-            if np.isnan(float(c.accuracy)):
-                continue
-            shares = "/".join(f"{float(c[share_name(b)]):.2f}" for b in BINS)
-            row: dict[str, object] = {
-                "layer": int(layer),
-                "coef": f"{float(s):g}",
-                "expected": expected_bin(float(s)),
-                "n": int(c.n),
-                "concept [95% CI]": ci(c),
-                "given / reversed": f"{float(c.acc_given):.2f} / {float(c.acc_reversed):.2f}",
-                "W/M/S/VS answers": shares,
-                "mean bin": f"{float(c.mean_bin):.2f}",
-            }
-            for other in ("shuffled", "random"):
-                if other in conds:
-                    row[f"{other} [95% CI]"] = ci(
-                        summary.sel(condition=other, inject_layer=layer, strength=s)
-                    )
-            if "above_random" in summary:
-                above = bool(summary.above_random.sel(inject_layer=layer, strength=s))
-                row["above random"] = "yes" if above else "no"
-            rows.append(row)
+    cells = base.ran_cells(summary, ("inject_layer", "strength"), condition="concept")
+    for (layer, s), c in cells:
+        shares = "/".join(f"{float(c[share_name(b)]):.2f}" for b in BINS)
+        row: dict[str, object] = {
+            "layer": int(layer),
+            "coef": f"{float(s):g}",
+            "expected": expected_bin(float(s)),
+            "n": int(c.n),
+            "concept [95% CI]": ci(c),
+            "given / reversed": f"{float(c.acc_given):.2f} / {float(c.acc_reversed):.2f}",
+            "W/M/S/VS answers": shares,
+            "mean bin": f"{float(c.mean_bin):.2f}",
+        }
+        for other in ("shuffled", "random"):
+            if other in conds:
+                row[f"{other} [95% CI]"] = ci(
+                    summary.sel(condition=other, inject_layer=layer, strength=s)
+                )
+        if "above_random" in summary:
+            above = bool(summary.above_random.sel(inject_layer=layer, strength=s))
+            row["above random"] = "yes" if above else "no"
+        rows.append(row)
     lines = []
     for layer in summary.inject_layer.values:
         parts = []

@@ -284,38 +284,28 @@ def format_summary(summary: xr.Dataset) -> str:
         text = format_summary(summarize(mi.open_run("sc.zarr")))  # as `mechintro run` prints it
     """
     rows = []
-    for layer in summary.inject_layer.values:
-        for weak in summary.weak.values:
-            for strong in summary.strong.values:
-                c = summary.sel(condition="concept", inject_layer=layer, weak=weak, strong=strong)
-                if np.isnan(float(c.accuracy)):
-                    continue
-                row: dict[str, object] = {
-                    "layer": int(layer),
-                    "pair": f"{float(weak):g}:{float(strong):g}",
-                    "n": int(c.n),
-                    "concept [95% CI]": (
-                        f"{float(c.accuracy):.2f} [{float(c.lo):.2f}, {float(c.hi):.2f}]"
-                    ),
-                    "strong@1 / @2": f"{float(c.acc_1):.2f} / {float(c.acc_2):.2f}",
-                    "adjusted": f"{float(c.adjusted):.2f}",
-                    "ld@1 − ld@2": f"{float(c.ld_1) - float(c.ld_2):+.3f}",
-                }
-                if "random" in summary.condition.values:
-                    r = summary.sel(
-                        condition="random", inject_layer=layer, weak=weak, strong=strong
-                    )
-                    row["random [95% CI]"] = (
-                        f"{float(r.accuracy):.2f} [{float(r.lo):.2f}, {float(r.hi):.2f}]"
-                    )
-                    row["above random"] = (
-                        "yes"
-                        if bool(
-                            summary.above_random.sel(inject_layer=layer, weak=weak, strong=strong)
-                        )
-                        else "no"
-                    )
-                rows.append(row)
+    cells = base.ran_cells(summary, ("inject_layer", "weak", "strong"), condition="concept")
+    for (layer, weak, strong), c in cells:
+        row: dict[str, object] = {
+            "layer": int(layer),
+            "pair": f"{float(weak):g}:{float(strong):g}",
+            "n": int(c.n),
+            "concept [95% CI]": (f"{float(c.accuracy):.2f} [{float(c.lo):.2f}, {float(c.hi):.2f}]"),
+            "strong@1 / @2": f"{float(c.acc_1):.2f} / {float(c.acc_2):.2f}",
+            "adjusted": f"{float(c.adjusted):.2f}",
+            "ld@1 − ld@2": f"{float(c.ld_1) - float(c.ld_2):+.3f}",
+        }
+        if "random" in summary.condition.values:
+            r = summary.sel(condition="random", inject_layer=layer, weak=weak, strong=strong)
+            row["random [95% CI]"] = (
+                f"{float(r.accuracy):.2f} [{float(r.lo):.2f}, {float(r.hi):.2f}]"
+            )
+            row["above random"] = (
+                "yes"
+                if bool(summary.above_random.sel(inject_layer=layer, weak=weak, strong=strong))
+                else "no"
+            )
+        rows.append(row)
     note = (
         f"\nuninjected: {summary.attrs['uninjected_n']} prompts, share answering 1 "
         f"{summary.attrs['uninjected_share_1']:.2f}, mean logit('1') - logit('2') "

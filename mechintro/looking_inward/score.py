@@ -53,6 +53,11 @@ def _labels(ds: xr.Dataset, name: str) -> np.ndarray:
     return _str(ds[name].values)
 
 
+def _columns(*names: str) -> dict[str, list]:
+    """An empty column per name, filled row by row and then made into a Dataset."""
+    return {name: [] for name in names}
+
+
 def score(
     predictor: xr.Dataset, target: xr.Dataset | None = None, *, rules: str = "authors"
 ) -> xr.Dataset:
@@ -82,21 +87,18 @@ def score(
     for i in np.nonzero(cond_t == "object")[0]:
         key = (str(t_task[i]), str(t_prompt[i]))
         behaviour[key] = (str(t_response[i]), str(t_matching[i]))
-    rows: dict[str, list] = {
-        k: []
-        for k in (
-            "task",
-            "split",
-            "property",
-            "item",
-            "target",
-            "prediction",
-            "object_compliant",
-            "prediction_compliant",
-            "correct",
-            "trial",
-        )
-    }
+    rows = _columns(
+        "task",
+        "split",
+        "property",
+        "item",
+        "target",
+        "prediction",
+        "object_compliant",
+        "prediction_compliant",
+        "correct",
+        "trial",
+    )
     cond_p = _labels(predictor, "condition")
     columns = {k: predictor[k].values for k in ("task", "item_prompt", "property", "response")}
     p_item = predictor["item"].values
@@ -311,18 +313,15 @@ def accuracy(scored: xr.Dataset) -> xr.Dataset:
     correct = np.asarray(scored.correct.values, bool)
     targets = _str(scored.target.values)
     cells = list(dict.fromkeys(zip(task.tolist(), prop.tolist(), strict=True)))
-    data: dict[str, list] = {
-        k: []
-        for k in (
-            "n",
-            "accuracy",
-            "lo",
-            "hi",
-            "mode_baseline",
-            "object_compliance",
-            "prediction_compliance",
-        )
-    }
+    data = _columns(
+        "n",
+        "accuracy",
+        "lo",
+        "hi",
+        "mode_baseline",
+        "object_compliance",
+        "prediction_compliance",
+    )
     for t, p in cells:
         sel = (task == t) & (prop == p)
         ok = sel & kept
@@ -728,9 +727,7 @@ def calibration(
             else sp.parse_prediction(answer, prop, rules)
         )
         items[(task, prompt)] = f"{task}:{int(p_item[i])}"
-    rows: dict[str, list] = {
-        k: [] for k in ("task", "property", "item", "mad", "no_match", "n_object", "n_predicted")
-    }
+    rows = _columns("task", "property", "item", "mad", "no_match", "n_object", "n_predicted")
     points: list[list[tuple[float, float]]] = []
     for (task, prompt, prop), guesses in predicted.items():
         answers = behaviour.get((task, prompt))
