@@ -140,3 +140,38 @@ if (base / "why.json").exists():
             f"{r['model']:>9} | {r['condition']:<22} | detected {cell(r['detected'])} | "
             f"in format {r['in_format']:.2f} | control: {r['control_response'][:40]!r}"
         )
+
+# %% [markdown]
+# Their out-of-distribution suites (`scripts/positive_control_ood.py`): each suite's entries
+# injected as the held-out words are, greedy, untrained vs trained.
+
+
+# %%
+def ood_rows(folder):
+    ood = json.loads((folder / "ood.json").read_text())
+    for r in ood["summary"]:
+        if r["strength"] is None and not r["group"].endswith("-untrained-entries"):
+            print(
+                f"{r['model']:>9} {r['group'][4:]:>9}: detected {cell(r['detected'])}, "
+                f"identified {cell(r['identified'])}"
+            )
+
+
+if (base / "ood.json").exists():
+    ood_rows(base)
+
+# %% [markdown]
+# Every other model trained with the same recipe (its own folder beside SmolLM2's, e.g.
+# Qwen2.5-Coder-0.5B): held-out net detection, identification and the suites.
+
+# %%
+for folder in sorted(p for p in base.iterdir() if (p / "eval_main.json").exists()):
+    if (folder / "scaling.json").exists() or folder.name.startswith("replication-"):
+        continue
+    other = json.loads((folder / "eval_main.json").read_text())
+    print(folder.name, {m: n.get("net_sampled") for m, n in other.get("nets", {}).items()})
+    for r in other["summary"]:
+        if r["strength"] is None and r["group"] in ("held-out-sampled", "seen-sampled"):
+            print(f"  {r['model']:>9} {r['group']}: identified {cell(r['identified'])}")
+    if (folder / "ood.json").exists():
+        ood_rows(folder)
