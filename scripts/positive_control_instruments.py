@@ -4,7 +4,9 @@ seeds), and whether it sees the trained ability.
 
 Inputs (made with ``mechintro run … --model runs/positive-control/n200`` for the trained model,
 commands in docs/positive-control.md): a ``detection-logits`` run with residuals and an
-``injected-thoughts`` run per model, and ``eval_main.json`` (the training question). Output:
+``injected-thoughts`` run per model, and ``eval_main.json`` (the training question); optional:
+the other instruments' runs, oracle_compare's ``per_trial.json``, and ``dlx-trained.zarr``, the
+trained model's detection-logits run with the untrained model's vectors (the same input). Output:
 ``analyses/data/positive-control/sensitivity.json`` (small), read by
 ``scripts/positive_control.py``.
 
@@ -225,6 +227,12 @@ def main() -> int:
                 args.runs / f"{prefix}-trained.zarr"
             ).exists():
                 res[label] |= rows_of(mi.open_run(args.runs / f"{prefix}-{label}.zarr"))
+        # the same-input control: the trained model given the untrained model's own vectors
+        same = args.runs / ("dlx-trained.zarr" if label == "trained" else "dl-untrained.zarr")
+        if (args.runs / "dlx-trained.zarr").exists():
+            rows = detection_logits_rows(mi.open_run(same), m)
+            res[label] |= {f"same_{k}": v for k, v in rows.items()
+                           if k == "p_yes_shift" or k.startswith("lens_p_concept_L")}  # fmt: skip
         oracle_file = args.data / f"oracle-{label}" / "per_trial.json"
         if oracle_file.exists():  # scripts/oracle_compare.py (--reader-model for the trained)
             res[label] |= oracle_rows(json.loads(oracle_file.read_text()))
@@ -253,7 +261,7 @@ def main() -> int:
         res[label]["training_question_fpr"] = c["detected"]
         res[label]["training_question"] = held[label]["detected"]
         res[label]["training_question_identified"] = held[label]["identified"]
-        for strength in (1.0, 8.0, 16.0):  # the dose: greedy claims at 0.09, 0.72, 1.44 norms
+        for strength in (1.0, 8.0, 16.0):  # the dose (SmolLM2: 0.09, 0.72, 1.44 residual norms)
             cell = [
                 r for r in ev["summary"]
                 if r["model"] == label and r["group"] == "held-out" and r["strength"] == strength
@@ -274,15 +282,16 @@ def main() -> int:
 
     row("steering-awareness eval (their question; the trained task)", "claims, held-out",
         "training_question", "their question, greedy, strengths 1-16")  # fmt: skip
-    row("steering-awareness eval", "claims at 1× (0.09 residual norms), greedy",
+    ratios = json.loads((args.data / "settings.json").read_text())["eval_strength_ratios"]
+    row("steering-awareness eval", f"claims at 1× ({ratios['1']:.2f} residual norms), greedy",
         "training_question_at_1")  # fmt: skip
     greedy_control = {
         r["model"]: r["detected"][0] for r in ev["summary"] if r["group"] == "control"
     }  # the one deterministic unsteered answer per model
-    row("steering-awareness eval", "claims at 8× (0.72 residual norms), greedy",
+    row("steering-awareness eval", f"claims at 8× ({ratios['8']:.2f} residual norms), greedy",
         "training_question_at_8", "greedy unsteered control claims: " + ", ".join(
             f"{m} {'yes' if v else 'no'}" for m, v in sorted(greedy_control.items())))  # fmt: skip
-    row("steering-awareness eval", "claims at 16× (1.44 residual norms), greedy",
+    row("steering-awareness eval", f"claims at 16× ({ratios['16']:.2f} residual norms), greedy",
         "training_question_at_16")  # fmt: skip
     row("steering-awareness eval", "false positives, sampled controls", "training_question_fpr")
     row("steering-awareness eval", "net detection (held-out − sampled controls)",
@@ -329,9 +338,17 @@ def main() -> int:
             "concept/prompt-cluster bootstrap")  # fmt: skip
         row("Patchscopes (entity description)", "names the injected concept",
             "ao_patchscopes_identify", "the same activations")  # fmt: skip
-    for key in sorted(k for k in res["trained"] if k.startswith("lens_p_concept_L")):
+    for key in sorted((k for k in res["trained"] if k.startswith("lens_p_concept_L")),
+                      key=lambda k: int(k[16:])):  # fmt: skip
         row("logit lens through the layers (internality)", f"P(concept token), layer {key[16:]}",
             key, "answer position, injected trials")  # fmt: skip
+    if "same_p_yes_shift" in res["trained"]:
+        note = "the untrained model's Lindsey vectors injected in both models (dlx-trained.zarr)"
+        row("detection-logits, the same vectors", "P(yes) shift vs control", "same_p_yes_shift",
+            note)  # fmt: skip
+        for key in sorted((k for k in res["trained"] if k.startswith("same_lens_p_concept_L")),
+                          key=lambda k: int(k[21:])):  # fmt: skip
+            row("logit lens, the same vectors", f"P(concept token), layer {key[21:]}", key, note)
     args.data.mkdir(parents=True, exist_ok=True)
     (args.data / "sensitivity.json").write_text(json.dumps(rows, indent=1))
     (args.data / "instruments_raw.json").write_text(json.dumps(res, indent=1))
