@@ -472,10 +472,12 @@ def resolve_layers(specs: Sequence[str | int | float], n_layers: int) -> list[in
             value = float(text)
         except ValueError:
             raise MechintroError(
-                f"layer '{s}' is not a number: use an index (12) or a fraction of depth (0.5)"
+                f"layer {str(s)!r} is not a number: use an index (12) or a fraction of depth (0.5)"
             ) from None
         if not math.isfinite(value):
-            raise MechintroError(f"layer '{s}' is not finite: use an index or a fraction of depth")
+            raise MechintroError(
+                f"layer {str(s)!r} is not finite: use an index or a fraction of depth"
+            )
         # A fraction by value, not by spelling: "1e-1" is 0.1 of the depth, "12" an index.
         if isinstance(s, float) or not re.fullmatch(r"[+-]?\d+", text):
             if not 0 <= value < 1:

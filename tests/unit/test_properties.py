@@ -139,6 +139,15 @@ def test_resolve_layers_valid_or_mechintro_error(specs, n):
     assert all(0 <= layer < n for layer in layers) and len(set(layers)) == len(layers)
 
 
+@pytest.mark.parametrize("spec", ["\n", "1\n2", "\t\n"])
+def test_a_layer_with_a_line_break_gets_a_one_line_error(spec):
+    """Found by the property above: the message quoted the layer raw, so a line break in it made
+    a two-line message (which MechintroError refuses); it is quoted with repr now."""
+    with pytest.raises(MechintroError, match="is not a number") as info:
+        resolve_layers([spec], 4)
+    assert "\n" not in str(info.value)
+
+
 @settings(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
