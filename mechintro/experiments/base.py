@@ -477,8 +477,8 @@ def ran_cells(
 
     Example::
 
-        for (layer, s), c in ran_cells(summary, ("inject_layer", "strength")):
-            print(int(layer), float(s), float(c.accuracy))
+        accuracy = {(int(layer), float(s)): float(c.accuracy)
+                    for (layer, s), c in ran_cells(summary, ("inject_layer", "strength"))}
     """
     for key in itertools.product(*(summary[d].values for d in dims)):
         cell = summary.sel({**fixed, **dict(zip(dims, key, strict=True))})
