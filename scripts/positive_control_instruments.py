@@ -59,11 +59,11 @@ def injected_thoughts_rows(ds) -> dict[str, list[float]]:
     }
 
 
-def detection_logits_rows(ds, model) -> dict[str, list[float]]:
+def detection_logits_rows(ds, model, *, anomaly: bool = True) -> dict[str, list[float]]:
     """P(yes)/(P(yes)+P(no)) shift (injected − the mean control) on Lindsey's trial question; the
     logit lens's probability of the concept's first token at the last layer, answer position; the
     anomaly-direction and linear-probe AUCs (detected vs the rest, concept-grouped folds) at the
-    last recorded layer."""
+    last recorded layer (unless ``anomaly`` is False)."""
     from mechintro import analysis
     from mechintro.readouts import yes_no
 
@@ -80,6 +80,8 @@ def detection_logits_rows(ds, model) -> dict[str, list[float]]:
     for layer in lens.layer.values:
         pl = np.asarray(lens["p_concept"].sel(layer=layer).values, dtype=float)
         out[f"lens_p_concept_L{int(layer)}"] = _iv(pl[injected], concept[injected])
+    if not anomaly:
+        return out
     try:
         labels = analysis.detection_labels(ds)
         res = analysis.anomaly_directions(ds, labels)
@@ -227,10 +229,14 @@ def main() -> int:
                 args.runs / f"{prefix}-trained.zarr"
             ).exists():
                 res[label] |= rows_of(mi.open_run(args.runs / f"{prefix}-{label}.zarr"))
-        # the same-input control: the trained model given the untrained model's own vectors
-        same = args.runs / ("dlx-trained.zarr" if label == "trained" else "dl-untrained.zarr")
+        # the same-input control: the trained model given the untrained model's own vectors (the
+        # untrained side is its own run, already read above)
         if (args.runs / "dlx-trained.zarr").exists():
-            rows = detection_logits_rows(mi.open_run(same), m)
+            rows = (
+                detection_logits_rows(mi.open_run(args.runs / "dlx-trained.zarr"), m, anomaly=False)
+                if label == "trained"
+                else dict(res[label])
+            )
             res[label] |= {f"same_{k}": v for k, v in rows.items()
                            if k == "p_yes_shift" or k.startswith("lens_p_concept_L")}  # fmt: skip
         oracle_file = args.data / f"oracle-{label}" / "per_trial.json"
