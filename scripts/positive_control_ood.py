@@ -54,10 +54,7 @@ def _trained_names(work: Path, names: list[str]) -> set[str]:
     saved["strengths"] = tuple(saved["strengths"])
     examples = _examples(work, st.AwarenessConfig(**saved))
     positives = sorted({ex.concept for ex in examples if ex.family == "positive"})
-    return {
-        n for n in names
-        if sdata.mentions(n, positives) or any(sdata.mentions(p, [n]) for p in positives)
-    }  # fmt: skip
+    return set(sdata.overlapping(names, positives))
 
 
 def summary(rows: list[dict]) -> list[dict]:

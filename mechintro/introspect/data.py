@@ -172,16 +172,19 @@ def mentions(text: str, words: Sequence[str]) -> list[str]:
     return [w for w in words if grading.first_mention(text, w, related=False) is not None]
 
 
+def overlapping(words: Sequence[str], others: Sequence[str]) -> list[str]:
+    """The entries of ``words`` that mention one of ``others`` or are mentioned by one (any
+    form, either way round: ``tree`` and ``Trees``, ``Hund`` and ``hundred``)."""
+    return [w for w in words if mentions(w, others) or any(mentions(o, [w]) for o in others)]
+
+
 def split(held_out: Sequence[str] | None = None) -> tuple[list[str], list[tuple[str, str, str]]]:
     """Training concepts and training triplets: theirs, less every entry that mentions a held-out
     concept or is mentioned by one (``tree`` goes because ``Trees`` is held out), and the
     triplets cut to their first 60 % as their ``run_training.py`` does."""
     held = list(held_out_concepts() if held_out is None else held_out)
-    concepts = [
-        c
-        for c in reference_train_concepts()
-        if not mentions(c, held) and not any(mentions(h, [c]) for h in held)
-    ]
+    clash = set(overlapping(reference_train_concepts(), held))
+    concepts = [c for c in reference_train_concepts() if c not in clash]
     triplets = reference_triplets()
     triplets = triplets[: int(len(triplets) * TRIPLET_TRAIN_FRACTION)]
     triplets = [t for t in triplets if not mentions(" ".join(t), held)]
@@ -190,10 +193,7 @@ def split(held_out: Sequence[str] | None = None) -> tuple[list[str], list[tuple[
 
 def check_disjoint(train: Sequence[str], held_out: Sequence[str]) -> None:
     """Refuse overlapping concept lists (the same word in any form, either way round)."""
-    both = sorted(
-        {c for c in train if mentions(c, held_out)}
-        | {c for c in train for h in held_out if mentions(h, [c])}
-    )
+    both = sorted(set(overlapping(train, held_out)))
     if both:
         raise MechintroError(
             f"training and held-out concepts overlap ({', '.join(both[:5])}"
