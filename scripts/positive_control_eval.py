@@ -100,9 +100,7 @@ def main() -> int:
     st.check_strengths(strengths, vectors)
     held = sdata.held_out_concepts()
     if (args.work / "config.json").exists():  # written by positive_control_train.py
-        saved_config = json.loads((args.work / "config.json").read_text())
-        saved_config["strengths"] = tuple(saved_config["strengths"])
-        config = st.AwarenessConfig(**saved_config)
+        config = run_config(args.work)
     else:
         config = st.AwarenessConfig(
             examples=args.examples, epochs=1, learning_rate=args.lr,
@@ -202,12 +200,25 @@ def _examples(work: Path, config) -> list:
     )  # fmt: skip
 
 
+def run_config(work: Path):
+    """The training run's ``AwarenessConfig``, from the ``config.json`` its script wrote."""
+    from mechintro.introspect import train as st
+
+    saved = json.loads((work / "config.json").read_text())
+    saved["strengths"] = tuple(saved["strengths"])
+    return st.AwarenessConfig(**saved)
+
+
+def positive_concepts(work: Path, config) -> list[str]:
+    """The concepts the run injected as positives (its ``positive`` family), sorted."""
+    return sorted({ex.concept for ex in _examples(work, config) if ex.family == "positive"})
+
+
 def seen_concepts(work: Path, config, n: int) -> list[str]:
     """``n`` training concepts the run injected as positives (its ``positive`` family), evenly
     spaced in sorted order: the seen group of the seen-vs-unseen gap (their evaluation's
     ``seen`` concepts)."""
-    examples = _examples(work, config)
-    pos = sorted({ex.concept for ex in examples if ex.family == "positive"})
+    pos = positive_concepts(work, config)
     if len(pos) < n:
         raise MechintroError(f"--seen {n}: the run injected only {len(pos)} positive concepts")
     return pos[:: len(pos) // n][:n]

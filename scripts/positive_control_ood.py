@@ -45,16 +45,11 @@ def _named(vectors, suites):
 def _trained_names(work: Path, names: list[str]) -> set[str]:
     """The entries the run injected as training positives (any form of the word, either way)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from positive_control_eval import _examples
+    from positive_control_eval import positive_concepts, run_config
 
     from mechintro.introspect import data as sdata
-    from mechintro.introspect import train as st
 
-    saved = json.loads((work / "config.json").read_text())
-    saved["strengths"] = tuple(saved["strengths"])
-    examples = _examples(work, st.AwarenessConfig(**saved))
-    positives = sorted({ex.concept for ex in examples if ex.family == "positive"})
-    return set(sdata.overlapping(names, positives))
+    return set(sdata.overlapping(names, positive_concepts(work, run_config(work))))
 
 
 def summary(rows: list[dict]) -> list[dict]:
