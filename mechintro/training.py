@@ -29,6 +29,7 @@ import math
 import random
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ import xarray as xr
 
 from mechintro.config import check_config
 from mechintro.errors import MechintroError
-from mechintro.models import Model, sha256_of
+from mechintro.models import Model, load_model, sha256_of
 from mechintro.prompts import render_chat
 from mechintro.provenance import provenance_attrs
 
@@ -375,6 +376,20 @@ def read_study_adapter(path: str | Path, key: str, noun: str, kind: str, command
     if key not in record:
         raise MechintroError(f"{path} is an adapter but not {kind}: train one with `{command}`")
     return record
+
+
+def is_adapter(path: str | Path) -> bool:
+    """Whether ``path`` is a finished mechintro adapter directory (``training.json`` and peft's
+    ``adapter_config.json``)."""
+    return (Path(path) / TRAINING_FILE).is_file() and (Path(path) / "adapter_config.json").is_file()
+
+
+def load_adapted(adapter: str | Path, load: Callable[[str], Model] | None = None) -> Model:
+    """The base model ``adapter`` was trained on, loaded by ``load`` (default
+    :func:`mechintro.models.load_model`), with the adapter merged in: what every command's
+    ``--model ADAPTER`` loads."""
+    base = (load or load_model)(read_training(adapter)["base_model"])
+    return apply_adapter(base, adapter)
 
 
 def apply_adapter(model: Model, adapter: str | Path) -> Model:

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mechintro import grading, oracle, runs, stimuli
+from mechintro import grading, oracle, runs, stimuli, training
 from mechintro.cli import script_main
 from mechintro.errors import MechintroError
 from mechintro.experiments import injected_thoughts as it
@@ -83,16 +83,6 @@ def _rate(hits: np.ndarray) -> dict:
     n, k = len(hits), int(np.sum(hits))
     lo, hi = wilson(k, n)
     return {"k": k, "n": n, "rate": k / n if n else float("nan"), "lo": lo, "hi": hi}
-
-
-def _load(name: str):
-    """A model by name, or a mechintro adapter directory merged into its base model (as every
-    command's ``--model`` loads one)."""
-    if (Path(name) / "training.json").is_file():
-        from mechintro import training
-
-        return training.apply_adapter(load_model(training.read_training(name)["base_model"]), name)
-    return load_model(name)
 
 
 def main() -> None:
@@ -131,7 +121,11 @@ def main() -> None:
     run = args.out / "trials.zarr"
     timing = {}
     t = time.perf_counter()
-    model = _load(args.model)
+    model = (
+        training.load_adapted(args.model)
+        if training.is_adapter(args.model)
+        else load_model(args.model)
+    )
     config = it.InjectedThoughtsConfig(
         model=args.model,
         concepts=tuple(concepts),

@@ -38,17 +38,16 @@ def load(args: argparse.Namespace, name: str | None = None):
     """The model named by the command's model flags (every flag of
     :func:`mechintro.cli._args.model_args`, so none is accepted and then ignored). A mechintro
     adapter directory (one with ``training.json``) loads its base model with the adapter merged
-    in (:func:`mechintro.training.apply_adapter`)."""
+    in (:func:`mechintro.training.load_adapted`)."""
     from mechintro.models import load_model
 
     name = name or args.model
-    if (Path(name) / "training.json").is_file() and (Path(name) / "adapter_config.json").is_file():
-        from mechintro import training
+    from mechintro import training
 
+    if training.is_adapter(name):
         if args.remote:
             raise MechintroError("an adapter is merged here, not remotely: drop --remote")
-        base = load(args, training.read_training(name)["base_model"])
-        return training.apply_adapter(base, name)
+        return training.load_adapted(name, lambda base: load(args, base))
     return load_model(
         name,
         dtype=args.dtype,
