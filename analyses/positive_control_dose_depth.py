@@ -10,6 +10,7 @@ residual norms). 95 % intervals clustered by concept. From
     python analyses/positive_control_dose_depth.py [--data analyses/data/positive-control]
 """
 
+import importlib.util
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -123,6 +124,10 @@ def draw(data: Path, name: str) -> None:
 
 
 draw(data, "positive_control_dose_depth")
-for sub in sorted(d for d in data.iterdir() if (d / "eval_main.json").exists()):
-    if not (sub / "scaling.json").exists() and not sub.name.startswith("replication-"):
-        draw(sub, f"positive_control_dose_depth_{sub.name}")  # another model, the same recipe
+spec = importlib.util.spec_from_file_location(
+    "positive_control", Path(__file__).resolve().parent.parent / "scripts" / "positive_control.py"
+)
+tables = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tables)
+for sub in tables.other_models(data):  # another model, the same recipe
+    draw(sub, f"positive_control_dose_depth_{sub.name}")

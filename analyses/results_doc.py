@@ -931,9 +931,7 @@ def _positive_control(root: Path) -> list[str]:
                 "",
                 module.sensitivity_table(json.loads((sub / "sensitivity.json").read_text())),
             ]
-    for sub in sorted(d for d in root.iterdir() if (d / "eval_main.json").exists()):
-        if (sub / "scaling.json").exists() or sub.name.startswith("replication-"):
-            continue  # an earlier SmolLM2 run (above) or the main run's fresh samples
+    for sub in module.other_models(root):
         model = json.loads((sub / "settings.json").read_text())["model"]
         extra += [
             "",

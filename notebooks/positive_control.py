@@ -165,9 +165,9 @@ if (base / "ood.json").exists():
 # Qwen2.5-Coder-0.5B): held-out net detection, identification and the suites.
 
 # %%
-for folder in sorted(p for p in base.iterdir() if (p / "eval_main.json").exists()):
-    if (folder / "scaling.json").exists() or folder.name.startswith("replication-"):
-        continue
+for folder in sorted(p for p in base.iterdir() if (p / "settings.json").exists()):
+    if json.loads((folder / "settings.json").read_text())["model"] == settings["model"]:
+        continue  # SmolLM2's earlier runs and its replication
     other = json.loads((folder / "eval_main.json").read_text())
     print(folder.name, {m: n.get("net_sampled") for m, n in other.get("nets", {}).items()})
     for r in other["summary"]:

@@ -287,6 +287,18 @@ def _planned(ev: dict) -> str:
     return f" of {-(-c['examples'] // c['batch_size']) * c['epochs']}"
 
 
+def other_models(data: Path) -> list[Path]:
+    """The folders under ``data`` holding the same recipe on another model: their
+    ``settings.json`` names a model other than ``data``'s own (SmolLM2's earlier runs and its
+    replication name SmolLM2)."""
+    own = json.loads((data / "settings.json").read_text())["model"]
+    return [
+        d for d in sorted(data.iterdir())
+        if (d / "settings.json").exists()
+        and json.loads((d / "settings.json").read_text())["model"] != own
+    ]  # fmt: skip
+
+
 def document(data: Path) -> str:
     """The tables as markdown (also ``docs/results.md``'s positive-control section)."""
     main_file = data / "eval_main.json"
