@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mechintro.errors import MechintroError
+
 
 @cache
 def _load(name: str) -> dict[str, Any]:
@@ -114,7 +116,11 @@ WORD_PROMPT = (
 def make_pairs(
     words: tuple[str, ...], lines: tuple[str, ...], n: int, seed: int
 ) -> list[tuple[str, str, list[str]]]:
-    """``n`` (sentence, concept, 10 candidates) triples; candidates are the concept and 9 others."""
+    """``n`` (sentence, concept, 10 candidates) triples; candidates are the concept and 9 others.
+    ``n`` is at most the number of words and of lines (one pair each)."""
+    most = min(len(words), len(lines))
+    if not 1 <= n <= most:
+        raise MechintroError(f"pairs={n}: give 1..{most} (one per sentence and concept)")
     rng = np.random.default_rng(seed)
     concepts = rng.permutation(np.array(words, dtype=object))[:n]
     out = []

@@ -28,7 +28,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -442,6 +442,8 @@ def unit_vector(
     ``raw``: the concept vector itself (Lindsey). ``resid_norm``: the vector rescaled to the mean
     residual norm at that layer, so strength 1 adds a vector as long as the residual stream.
     """
+    if concept not in vectors.indexes["concept"]:
+        raise MechintroError(f"no vectors for {[concept]}: compute vectors for these concepts")
     v = torch.from_numpy(
         np.asarray(vectors.sel(concept=concept, layer=layer).values, dtype=np.float32).copy()
     )
@@ -544,7 +546,13 @@ def load_vectors(path: str | Path, model: Model | None = None) -> xr.DataArray:
     return da
 
 
-def check_vectors_match(vectors: xr.DataArray, model: Model) -> None:
+def check_vectors_match(vectors: xr.DataArray, model: Model, concepts: Iterable[str] = ()) -> None:
+    """Refuse ``vectors`` made on another model, or lacking a vector for any of ``concepts``.
+
+    Example::
+
+        check_vectors_match(vectors, model, config.concepts)  # before any trial is built
+    """
     if vectors.sizes["d_model"] != model.d_model or vectors.sizes["layer"] != model.n_layers:
         raise MechintroError(
             f"vectors have d_model {vectors.sizes['d_model']} and "
@@ -556,6 +564,13 @@ def check_vectors_match(vectors: xr.DataArray, model: Model) -> None:
             f"vectors were computed on {vectors.attrs.get('model')} "
             f"(weights {str(vectors.attrs.get('weights_sha256'))[:12]}…), "
             f"not on {model.name}: compute vectors with this model"
+        )
+    have = set(vectors.concept.values.tolist())
+    missing = list(dict.fromkeys(c for c in concepts if c not in have))
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise MechintroError(
+            f"no vectors for {missing[:5]}{more}: compute vectors for these concepts"
         )
 
 

@@ -5,7 +5,7 @@ direction and the "SENTENCE t: …" spans of a prompt left open after the prefil
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,17 +44,20 @@ class HahamiConfig(BaseConfig):
 
 
 def distinct_layers(
-    layers: tuple[str | int | float, ...], model: Model, vectors: xr.DataArray
+    layers: tuple[str | int | float, ...],
+    model: Model,
+    vectors: xr.DataArray,
+    concepts: Sequence[str],
 ) -> list[int]:
     """``layers`` resolved on ``model``, refused where two name the same block (a cell would run
-    twice), with ``vectors`` checked against the model."""
+    twice), with ``vectors`` checked against the model and ``concepts``."""
     resolved = resolve_layers(layers, model.n_layers)
     if len(set(resolved)) != len(resolved):
         raise MechintroError(
             f"layers {list(map(str, layers))} name the same layer of {model.name} more "
             f"than once (they resolve to {resolved}): give each layer once"
         )
-    check_vectors_match(vectors, model)
+    check_vectors_match(vectors, model, concepts)
     return resolved
 
 

@@ -447,22 +447,21 @@ def cell_summary(
 
 
 def cell_rows(
-    summary: xr.Dataset, row: Callable[[int, float], Mapping[str, object] | None]
+    summary: xr.Dataset, row: Callable[[xr.Dataset], Mapping[str, object] | None]
 ) -> list[dict[str, object]]:
     """The rows of a summary table, one per (inject_layer, strength) cell in the summary's
-    order: ``layer`` and ``strength`` (``:g``), then what ``row(layer, strength)`` gives for the
-    cell (``None`` leaves the cell out).
+    order: ``layer`` and ``strength`` (``:g``), then what ``row(cell)`` gives for the cell
+    (``summary`` at that layer and strength; ``None`` leaves the cell out).
 
     Example::
 
-        rows = cell_rows(summary, lambda layer, s: {"n": int(summary.n.sel(
-            inject_layer=layer, strength=s))})
+        rows = cell_rows(summary, lambda cell: {"n": int(cell.n)})
         table(rows)
     """
     rows = []
     for layer in summary.inject_layer.values:
         for s in summary.strength.values:
-            more = row(int(layer), float(s))
+            more = row(summary.sel(inject_layer=layer, strength=s))
             if more is not None:
                 rows.append({"layer": int(layer), "strength": f"{float(s):g}", **more})
     return rows

@@ -198,7 +198,7 @@ def build_trials(
         trials, layers = build_trials(Config(infos=("none",), interventions=("inject",)), m, v)
     """
     layers = _layer_range(config, model.n_layers)
-    check_vectors_match(vectors, model)
+    check_vectors_match(vectors, model, config.concepts)
     rng = np.random.default_rng(config.seed)
     steer: dict[tuple[str, str], torch.Tensor] = {}
     for c in config.concepts:

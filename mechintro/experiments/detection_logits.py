@@ -97,10 +97,7 @@ def build_trials(
         trials, layers = build_trials(Config(layers=("0.5",)), model, vectors)
     """
     layers = resolve_layers(config.layers, model.n_layers)
-    check_vectors_match(vectors, model)
-    missing = [c for c in config.concepts if c not in set(vectors.concept.values.tolist())]
-    if missing:
-        raise MechintroError(f"no vectors for {missing}: compute vectors for these concepts")
+    check_vectors_match(vectors, model, config.concepts)
     text = render_chat(model.tokenizer, stimuli.injected_thoughts_messages(config.question))
     prompt = tokenize(model.tokenizer, text)
     window = Window.from_marker(stimuli.TRIAL_MARKER)

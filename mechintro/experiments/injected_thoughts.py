@@ -288,11 +288,8 @@ def build_trials(
         trials, layers = build_trials(Config(layers=("0.5",), trials=4), model, vectors)
     """
     layers = resolve_layers(config.layers, model.n_layers)
-    check_vectors_match(vectors, model)
+    check_vectors_match(vectors, model, config.words())
     words = config.words()
-    missing = [c for c in words if c not in set(vectors.concept.values.tolist())]
-    if missing:
-        raise MechintroError(f"no vectors for {missing[:5]}: compute vectors for these concepts")
     prompts: dict[int, tuple[object, Window, str]] = {}
 
     def asked(number: int) -> dict[str, object]:
@@ -522,8 +519,7 @@ def format_corrected_cells(summary: xr.Dataset) -> str:
     if not names:
         return ""
 
-    def row(layer: int, s: float) -> dict[str, object]:
-        c = summary.sel(inject_layer=layer, strength=s)
+    def row(c: xr.Dataset) -> dict[str, object]:
         out: dict[str, object] = {}
         for n in names:
             est, lo, hi = (float(c[f"{n}_corr{x}"]) for x in ("", "_lo", "_hi"))
@@ -678,15 +674,15 @@ def held_out_best(
 
 
 def format_summary(summary: xr.Dataset) -> str:
-    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+    """:func:`summarize`'s table: one row per (layer, strength) with its trials, detection rate
+    (TPR, 95% CI), coherence, affirmative answers, the cell's false-positive rate and net rate.
 
     Example::
 
         text = format_summary(summarize(mi.open_run("it.zarr")))  # as `mechintro run` prints it
     """
 
-    def row(layer: int, s: float) -> dict[str, object]:
-        c = summary.sel(inject_layer=layer, strength=s)
+    def row(c: xr.Dataset) -> dict[str, object]:
         return {
             "n": int(c.n),
             "TPR": float(c.tpr),

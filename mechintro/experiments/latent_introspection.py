@@ -223,7 +223,7 @@ def build_trials(
             f"layer range {start}..{end} is empty: layer_end must come after layer_start"
         )
     layers = list(range(start, end))
-    check_vectors_match(vectors, model)
+    check_vectors_match(vectors, model, config.concepts)
     contexts: list[tuple[str, str]] = []  # (intervention, variant)
     for v in config.variants:
         for iv in ("inject-inaccurate",) if v == "introspect_inaccurate" else config.interventions:

@@ -251,7 +251,7 @@ def build_trials(
         trials, layers = build_trials(Config(concepts=("dust", "milk"), k=1), model, v)
     """
     layers = resolve_layers(config.layers, model.n_layers)
-    check_vectors_match(vectors, model)
+    check_vectors_match(vectors, model, config.concepts)
     concepts = list(dict.fromkeys(config.concepts))
     rng = np.random.default_rng(config.seed)
     raw = {(c, L): unit_vector(vectors, c, L, "raw") for c in concepts for L in layers}

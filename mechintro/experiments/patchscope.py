@@ -79,7 +79,7 @@ def build_trials(
         trials, layers = build_trials(Config(layers=("0.5",)), model, vectors)
     """
     layers = resolve_layers(config.layers, model.n_layers)
-    check_vectors_match(vectors, model)
+    check_vectors_match(vectors, model, config.concepts)
     prompt = tokenize(model.tokenizer, PROMPT)
     at = next(i for i, (a, b) in enumerate(prompt.offsets) if a <= PROMPT.rindex("?") < b)
     rng = np.random.default_rng(config.seed)
@@ -138,9 +138,8 @@ def format_summary(summary: xr.Dataset) -> str:
         text = format_summary(summarize(mi.open_run("ps.zarr")))  # as `mechintro run` prints it
     """
 
-    def row(layer: int, s: float) -> dict[str, object]:
-        conditions = summary.condition.values
-        cells = [(c, summary.sel(condition=c, inject_layer=layer, strength=s)) for c in conditions]
+    def row(cell: xr.Dataset) -> dict[str, object]:
+        cells = [(c, cell.sel(condition=c)) for c in cell.condition.values]
         return {f"{c} [95% CI]": estimate(x.rate, x.lo, x.hi) for c, x in cells}
 
     rows = cell_rows(summary, row)

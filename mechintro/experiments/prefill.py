@@ -103,15 +103,17 @@ def messages(sentence: str, word: str, *, prefix: str | None = None) -> list[dic
 def build_trials(
     config: PrefillConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
-    """The trials of ``config`` on ``model``, built before anything runs.
+    """Per sentence and prefilled word: one uninjected control, then at each (layer, strength)
+    the word's vector on the sentence (matched), another word's (random) and the word's on the
+    follow-up question (matched_after).
 
     Example::
 
         trials, layers = build_trials(Config(pairs=4, layers=("0.5",)), model, vectors)
     """
     layers = resolve_layers(config.layers, model.n_layers)
-    check_vectors_match(vectors, model)
     words = config.words()
+    check_vectors_match(vectors, model, words)
     rng = np.random.default_rng(config.seed + 1)
     pairs = make_pairs(
         words, tuple(stimuli.lindsey()["lindsey_sentences_50"]), min(config.pairs, 50), config.seed
@@ -352,15 +354,16 @@ def _worst_case(a: np.ndarray, cond: np.ndarray, ds: xr.Dataset, attrs: dict) ->
 
 
 def format_summary(summary: xr.Dataset) -> str:
-    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+    """:func:`summarize`'s table: one row per (layer, strength), each condition's apology
+    rate (logit readout: mean P(accident)) [95% CI] and the reduction min(control, random) −
+    matched.
 
     Example::
 
         text = format_summary(summarize(mi.open_run("pf.zarr")))  # as `mechintro run` prints it
     """
 
-    def row(layer: int, s: float) -> dict[str, object]:
-        c = summary.sel(inject_layer=layer, strength=s)
+    def row(c: xr.Dataset) -> dict[str, object]:
         out: dict[str, object] = {}
         for cond in summary.condition.values:
             x = c.sel(condition=cond)
@@ -412,8 +415,7 @@ def _format_corrected_cells(summary: xr.Dataset) -> str:
     if "rate_corr" not in summary:
         return ""
 
-    def row(layer: int, s: float) -> dict[str, object]:
-        c = summary.sel(inject_layer=layer, strength=s)
+    def row(c: xr.Dataset) -> dict[str, object]:
         out: dict[str, object] = {}
         for cond in summary.condition.values:
             x = c.sel(condition=cond)

@@ -139,7 +139,7 @@ def build_trials(
 
         trials, layers = build_trials(Config(layers=(2,), strengths=(5.0,), trials=2), model, v)
     """
-    layers = _hahami.distinct_layers(config.layers, model, vectors)
+    layers = _hahami.distinct_layers(config.layers, model, vectors, config.concepts)
     pool = np.array(stimuli.hahami_sentences(), dtype=object)
     rng = np.random.default_rng(config.seed)
     trials: list[Trial] = []
@@ -261,8 +261,8 @@ def format_summary(summary: xr.Dataset) -> str:
         text = format_summary(summarize(mi.open_run("sl.zarr")))  # as `mechintro run` prints it
     """
 
-    def row(layer: int, s: float) -> dict[str, object] | None:
-        c = summary.sel(condition="concept", inject_layer=layer, strength=s)
+    def row(cell: xr.Dataset) -> dict[str, object] | None:
+        c = cell.sel(condition="concept")
         if np.isnan(float(c.accuracy)):
             return None
         out: dict[str, object] = {
@@ -272,9 +272,9 @@ def format_summary(summary: xr.Dataset) -> str:
             "power": "varies" if c.varies else "no power (one answer)",
         }
         if "random" in summary.condition.values:
-            r = summary.sel(condition="random", inject_layer=layer, strength=s)
+            r = cell.sel(condition="random")
             out["random [95% CI]"] = estimate(r.accuracy, r.lo, r.hi)
-            above = bool(summary.above_random.sel(inject_layer=layer, strength=s))
+            above = bool(cell.above_random)
             out["above random"] = "yes" if above else "no"
         return out
 

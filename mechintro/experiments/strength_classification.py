@@ -193,7 +193,7 @@ def build_trials(
 
         trials, layers = build_trials(Config(layers=("0.5",), coefficients=(4.0,)), model, v)
     """
-    layers = _hahami.distinct_layers(config.layers, model, vectors)
+    layers = _hahami.distinct_layers(config.layers, model, vectors, config.concepts)
     concepts = list(config.concepts)
     rng = np.random.default_rng(config.seed)
     units: dict[tuple[str, int], torch.Tensor] = {}

@@ -141,7 +141,7 @@ def build_trials(
 
         trials, layers = build_trials(Config(layers=("0.1",), pairs=("2:6",), trials=4), model, v)
     """
-    layers = _hahami.distinct_layers(config.layers, model, vectors)
+    layers = _hahami.distinct_layers(config.layers, model, vectors, config.concepts)
     pairs = config.strength_pairs()
     pool = np.array(sentences(), dtype=object)
     rng = np.random.default_rng(config.seed)

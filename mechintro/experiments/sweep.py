@@ -117,16 +117,15 @@ def make_vectors(config: SweepConfig, model: Model) -> xr.DataArray:
 def build_trials(
     config: SweepConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
-    """The trials of ``config`` on ``model``, built before anything runs.
+    """Per question (the introspection one, then each control): the prompt unsteered, then with
+    the vector at each (layer, strength) over the steered position(s).
 
     Example::
 
         trials, layers = build_trials(Config(layers=("0.5",)), model, vectors)
     """
     layers = sweep_layers(config.layers, model.n_layers)
-    check_vectors_match(vectors, model)
-    if config.vector not in set(vectors.concept.values.tolist()):
-        raise MechintroError(f"the vectors hold no '{config.vector}': pass vectors made for it")
+    check_vectors_match(vectors, model, [config.vector])
     trials: list[Trial] = []
     questions = [("introspection", INTROSPECTION)] + [("control", q) for q in config.control_list()]
     for kind, q in questions:
@@ -357,15 +356,16 @@ def _standing(intro_shift: float, ctl_shifts: np.ndarray) -> dict[str, float]:
 
 
 def format_summary(summary: xr.Dataset) -> str:
-    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+    """:func:`summarize`'s table: one row per (layer, strength), the introspection question's
+    logit difference and shift beside the control questions' shift, its rank and prediction
+    interval.
 
     Example::
 
         text = format_summary(summarize(mi.open_run("sweep.zarr")))  # as `mechintro run` prints it
     """
 
-    def row(layer: int, s: float) -> dict[str, object]:
-        c = summary.sel(inject_layer=layer, strength=s)
+    def row(c: xr.Dataset) -> dict[str, object]:
         return {
             "intro LD": float(c.intro),
             "intro shift": float(c.intro_shift),

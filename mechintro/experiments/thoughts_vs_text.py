@@ -89,20 +89,18 @@ Config = ThoughtsVsTextConfig
 def build_trials(
     config: ThoughtsVsTextConfig, model: Model, vectors: xr.DataArray
 ) -> tuple[list[Trial], list[int]]:
-    """The trials of ``config`` on ``model``, built before anything runs.
+    """Per sentence-concept pair and task (name the word, repeat the line): the prompt once
+    uninjected, then with the concept added on the sentence's tokens at each (layer, strength).
 
     Example::
 
         trials, layers = build_trials(Config(pairs=4, layers=("0.5",)), model, vectors)
     """
     layers = resolve_layers(config.layers, model.n_layers)
-    check_vectors_match(vectors, model)
+    pairs = make_pairs(config.words(), config.lines(), config.pairs, config.seed)
+    check_vectors_match(vectors, model, [concept for _, concept, _ in pairs])
     trials: list[Trial] = []
-    for sentence, concept, candidates in make_pairs(
-        config.words(), config.lines(), config.pairs, config.seed
-    ):
-        if concept not in set(vectors.concept.values.tolist()):
-            raise MechintroError(f"no vector for '{concept}': compute vectors for the concept list")
+    for sentence, concept, candidates in pairs:
         for task, (template, n_tokens) in TASKS.items():
             prompt = tokenize(
                 model.tokenizer,
@@ -263,15 +261,15 @@ def _estimate(x: float) -> str:
 
 
 def format_summary(summary: xr.Dataset) -> str:
-    """A plain-text table of :func:`summarize`'s result (the CLI prints it).
+    """:func:`summarize`'s table: one row per (layer, strength), how often the injected word is
+    named and the line repeated (95% CIs), both, and the grader-corrected word rate if stored.
 
     Example::
 
         text = format_summary(summarize(mi.open_run("tt.zarr")))  # as `mechintro run` prints it
     """
 
-    def row(layer: int, s: float) -> dict[str, object]:
-        c = summary.sel(inject_layer=layer, strength=s)
+    def row(c: xr.Dataset) -> dict[str, object]:
         out: dict[str, object] = {
             "pairs": int(c.n_pairs),
             "word named": float(c.word),

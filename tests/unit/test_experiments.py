@@ -436,6 +436,50 @@ def test_bad_configs_are_one_line_errors(module, kwargs, match):
         module.Config(**kwargs)
 
 
+# The smallest config of each protocol that injects concept vectors, naming every word of WORDS.
+LACKING = {
+    "concept-confusion": {"concepts": WORDS, "lens_layers": 1},
+    "detection-logits": {"concepts": WORDS, "layers": (1,)},
+    "injected-thoughts": {"concepts": WORDS, "layers": (1,)},
+    "latent-introspection": {"concepts": WORDS},
+    "localisation": {"concepts": WORDS, "layers": (1,)},
+    "mismatch": {"concepts": WORDS, "k": 1, "layers": (1,)},
+    "patchscope": {"concepts": WORDS, "layers": (1,)},
+    "prefill": {"concepts": WORDS, "pairs": 4, "layers": (1,)},
+    "sentence-localisation": {"concepts": WORDS, "layers": (1,)},
+    "strength-classification": {"concepts": WORDS, "layers": (1,)},
+    "strength-comparison": {"concepts": WORDS, "layers": (1,)},
+    "sweep": {"vector": WORDS[-1], "layers": (1,)},
+    "thoughts-vs-text": {"concepts": WORDS, "pairs": 4, "layers": (1,)},
+}
+
+
+def test_every_injecting_protocol_is_listed():
+    takes = {
+        name
+        for name, exp in EXPERIMENTS.items()
+        if {"concepts", "vector"} & {f.name for f in dataclasses.fields(exp.Config)}
+        and name not in ("intentional-control",)  # nothing injected: its words are prompts
+    }
+    assert takes == set(LACKING)
+
+
+@pytest.mark.parametrize("name", sorted(LACKING))
+def test_vectors_lacking_a_concept_are_refused_before_any_trial(tiny, vecs, name):
+    exp = EXPERIMENTS[name]
+    lacking = vecs.sel(concept=list(WORDS[:-1]))
+    with pytest.raises(MechintroError, match=r"^no vectors for \['Silver'\]: compute vectors"):
+        exp.build_trials(exp.Config(**LACKING[name]), tiny, lacking)
+    exp.build_trials(exp.Config(**LACKING[name]), tiny, vecs)  # the same config with every vector
+
+
+@pytest.mark.parametrize("module", [PF, IC])  # thoughts-vs-text refuses it in its Config
+def test_more_pairs_than_words_is_a_one_line_error(tiny, vecs, module):
+    cfg = dataclasses.replace(module.Config(concepts=WORDS), pairs=len(WORDS) + 1)
+    with pytest.raises(MechintroError, match=r"^pairs=5: give 1\.\.4 \(one per sentence"):
+        module.build_trials(cfg, tiny, vecs)
+
+
 def test_results_document_from_saved_runs(tiny, vecs, tmp_path):
     import sys
     from pathlib import Path
