@@ -2,11 +2,18 @@
 
 For each run store under ``analyses/data`` (or the folders given), re-summarise it with its
 experiment's ``summarize`` and print one line per run: the sha256 of the summary dataset's values
-and coordinates, and the sha256 of its formatted table. Run it before and after a change and
-compare (``--save``/``--check``):
+and coordinates, and the sha256 of its formatted table. Each variable and attribute of the summary
+is also digested on its own, so a check tells a changed number from an added one. Run it before
+and after a change and compare (``--save``/``--check``):
 
     python scripts/summary_digests.py --save before.json      # on the old commit
     python scripts/summary_digests.py --check before.json     # on the new one: exit 1 on a change
+
+Across commits whose summaries gained variables on purpose, run this script with the old commit's
+library (``PYTHONPATH=OLD_CHECKOUT python scripts/summary_digests.py --save before.json``) and
+check with ``--allow-added``: a store passes when every variable and attribute it had is
+unchanged, and the ones it gained are listed. A store the old library cannot open or summarise
+is recorded as such and reported as new, not as a pass.
 """
 
 from __future__ import annotations
@@ -40,16 +47,56 @@ def dataset_digest(ds: xr.Dataset) -> str:
     return h.hexdigest()
 
 
-def digests(roots: list[Path]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
+def _value_digest(value: object) -> str:
+    """sha256 of one variable (dims, dtype, shape, bytes) or attribute (as JSON)."""
+    h = hashlib.sha256()
+    if isinstance(value, xr.DataArray):
+        values = np.asarray(value.values)
+        h.update(f"{value.dims}|{values.dtype}|{values.shape}".encode())
+        if values.dtype.kind in "OUS":
+            h.update("\x1f".join(map(str, values.ravel())).encode())
+        else:
+            h.update(np.ascontiguousarray(values).tobytes())
+    else:
+        h.update(json.dumps(_plain(value), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _plain(value: object) -> object:
+    """An attribute as plain JSON values, so a number digests alike whether a summary stores it
+    as a numpy or a Python scalar, in a tuple or a list."""
+    if isinstance(value, np.ndarray | np.generic):
+        return _plain(value.tolist())
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value if isinstance(value, str | int | float | bool | None) else repr(value)
+
+
+def _record(summary: xr.Dataset, table: str) -> dict[str, object]:
+    return {
+        "summary": dataset_digest(summary),
+        "table": hashlib.sha256(table.encode()).hexdigest() if table else "",
+        "variables": {str(k): _value_digest(summary[k]) for k in summary.variables},
+        "attrs": {str(k): _value_digest(v) for k, v in summary.attrs.items()},
+    }
+
+
+def digests(roots: list[Path]) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
     for root in roots:
         for store in sorted(root.rglob("*.zarr")):
             if any(p.name.endswith(".zarr") for p in store.parents):
                 continue
-            ds = open_run(store)
+            try:
+                ds = open_run(store)
+            except MechintroError as e:  # a store newer than this library (run with an old one)
+                out[str(store)] = {"summary": f"unreadable: {e}", "table": ""}
+                continue
             module = EXPERIMENTS.get(ds.attrs["experiment"])
             if module is None:  # not an experiment (an oracle's answers): the run's own data
-                out[str(store)] = {"summary": dataset_digest(ds.load()), "table": ""}
+                out[str(store)] = {**_record(ds.load(), ""), "kind": "run data"}
                 continue
             try:
                 summary = module.summarize(ds)
@@ -58,11 +105,43 @@ def digests(roots: list[Path]) -> dict[str, dict[str, str]]:
             ) as e:  # e.g. a calibration run: summarize refuses it, and must go on doing so
                 out[str(store)] = {"summary": f"refused: {e}", "table": ""}
                 continue
-            out[str(store)] = {
-                "summary": dataset_digest(summary),
-                "table": hashlib.sha256(module.format_summary(summary).encode()).hexdigest(),
-            }
+            out[str(store)] = _record(summary, module.format_summary(summary))
     return out
+
+
+def compare(saved: dict, found: dict) -> dict[str, str]:
+    """Per store of either: ``unchanged``, ``added: NAMES`` (every saved variable and attribute
+    unchanged, these new), ``new`` (no summary saved: the store was missing or unreadable, or its
+    experiment unknown to the saved library), ``gone`` or ``changed: NAMES``."""
+    verdicts = {}
+    for store in sorted(saved.keys() | found.keys()):
+        old, now = saved.get(store), found.get(store)
+        if old == now:
+            verdicts[store] = "unchanged"
+        elif now is None:
+            verdicts[store] = "gone"
+        elif old is None or str(old["summary"]).startswith("unreadable"):
+            verdicts[store] = "new"
+        elif "variables" not in old or "variables" not in now:  # a file without per-name digests
+            same = all(old.get(k) == now.get(k) for k in ("summary", "table"))
+            verdicts[store] = "unchanged" if same else "changed: summary"
+        elif old.get("kind") != now.get("kind"):  # an experiment the saved library lacked
+            verdicts[store] = "new"
+        else:
+            changed, added = [], []
+            for kind in ("variables", "attrs"):
+                for name, digest in now[kind].items():
+                    if name not in old[kind]:
+                        added.append(name)
+                    elif old[kind][name] != digest:
+                        changed.append(name)
+                changed += [name for name in old[kind] if name not in now[kind]]
+            verdicts[store] = (
+                f"changed: {', '.join(sorted(changed))}"
+                if changed
+                else f"added: {', '.join(sorted(added))}"
+            )
+    return verdicts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,19 +152,31 @@ def main(argv: list[str] | None = None) -> int:
         "--save", dest="save_path", type=Path, help="write the digests to this JSON file"
     )
     group.add_argument("--check", type=Path, help="compare with a saved file; exit 1 on a change")
+    parser.add_argument(
+        "--allow-added",
+        action="store_true",
+        help="with --check: a store whose summary only gained variables or attributes passes",
+    )
     args = parser.parse_args(argv)
+    if args.allow_added and not args.check:
+        raise MechintroError("--allow-added goes with --check: add --check SAVED.json")
     found = digests(args.roots)
     for store, d in found.items():
-        print(f"{d['summary'][:16]} {d['table'][:16]} {store}")
+        print(f"{str(d['summary'])[:16]} {str(d['table'])[:16]} {store}")
     if args.save_path:
         args.save_path.write_text(json.dumps(found, indent=1) + "\n")
     if args.check:
-        saved = json.loads(args.check.read_text())
-        changed = sorted(k for k in saved.keys() | found.keys() if saved.get(k) != found.get(k))
-        for k in changed:
-            print(f"changed: {k}", file=sys.stderr)
-        print(f"{len(found) - len(changed)} of {len(saved.keys() | found.keys())} unchanged")
-        return 1 if changed else 0
+        verdicts = compare(json.loads(args.check.read_text()), found)
+        failing = {"changed", "gone", "new"} | (set() if args.allow_added else {"added"})
+        counts: dict[str, int] = {}
+        for store, verdict in verdicts.items():
+            kind = verdict.split(":")[0]
+            counts[kind] = counts.get(kind, 0) + 1
+            if kind != "unchanged":
+                print(f"{verdict}: {store}", file=sys.stderr)
+        print(", ".join(f"{counts[k]} {k}" for k in sorted(counts)) + f" of {len(verdicts)}")
+        bad = sum(counts.get(k, 0) for k in failing)
+        return 1 if bad else 0
     return 0
 
 
