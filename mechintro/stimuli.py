@@ -9,6 +9,7 @@ prompt string of the Latent Introspection code
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -113,14 +114,25 @@ WORD_PROMPT = (
 )
 
 
+def check_pairs(n: int, words: Sequence[str], lines: Sequence[str]) -> None:
+    """Refuse ``n`` (sentence, concept) pairs where ``words`` and ``lines`` cannot give one of each
+    per pair.
+
+    Example::
+
+        check_pairs(config.pairs, config.words(), sentences)  # in a config's __post_init__
+    """
+    most = min(len(words), len(lines))
+    if not 1 <= n <= most:
+        raise MechintroError(f"pairs={n}: give 1..{most} (one per sentence and concept)")
+
+
 def make_pairs(
     words: tuple[str, ...], lines: tuple[str, ...], n: int, seed: int
 ) -> list[tuple[str, str, list[str]]]:
     """``n`` (sentence, concept, 10 candidates) triples; candidates are the concept and 9 others.
     ``n`` is at most the number of words and of lines (one pair each)."""
-    most = min(len(words), len(lines))
-    if not 1 <= n <= most:
-        raise MechintroError(f"pairs={n}: give 1..{most} (one per sentence and concept)")
+    check_pairs(n, words, lines)
     rng = np.random.default_rng(seed)
     concepts = rng.permutation(np.array(words, dtype=object))[:n]
     out = []

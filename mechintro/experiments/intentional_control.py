@@ -69,6 +69,7 @@ class IntentionalControlConfig(BaseConfig):
             raise MechintroError(
                 "intentional-control measures residual streams: keep record_resid on"
             )
+        stimuli.check_pairs(self.pairs, self.words(), stimuli.lindsey()["lindsey_sentences_50"])
         if not self.instructions:
             raise MechintroError(
                 "the instructions list is empty: give at least one (e.g. think,dont_think)"
@@ -93,9 +94,7 @@ def build_trials(
     """
     trials = []
     sentences = tuple(stimuli.lindsey()["lindsey_sentences_50"])
-    for sentence, word, _ in make_pairs(
-        config.words(), sentences, min(config.pairs, len(sentences)), config.seed
-    ):
+    for sentence, word, _ in make_pairs(config.words(), sentences, config.pairs, config.seed):
         for instruction in config.instructions:
             user = TEMPLATE.format(
                 sentence=sentence, instruction=INSTRUCTIONS[instruction].format(word=word.lower())

@@ -82,6 +82,10 @@ class PrefillConfig(base.LowercaseWords, SteeredConfig):
     """sampling temperature (0: greedy)"""
     batch_size: int = 32
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        stimuli.check_pairs(self.pairs, self.words(), stimuli.lindsey()["lindsey_sentences_50"])
+
     def words(self) -> tuple[str, ...]:
         return self.concepts or tuple(stimuli.concept_words())
 
@@ -116,7 +120,7 @@ def build_trials(
     check_vectors_match(vectors, model, words)
     rng = np.random.default_rng(config.seed + 1)
     pairs = make_pairs(
-        words, tuple(stimuli.lindsey()["lindsey_sentences_50"]), min(config.pairs, 50), config.seed
+        words, tuple(stimuli.lindsey()["lindsey_sentences_50"]), config.pairs, config.seed
     )
     trials: list[Trial] = []
     prefix = LOGIT_PREFIX if config.readout == "logits" else None

@@ -28,7 +28,6 @@ import numpy as np
 import xarray as xr
 
 from mechintro import grading, stimuli
-from mechintro.errors import MechintroError
 from mechintro.experiments import base
 from mechintro.experiments._common import require_experiment
 from mechintro.experiments.base import SteeredConfig, cell_rows, cell_summary, interval
@@ -70,11 +69,7 @@ class ThoughtsVsTextConfig(base.LowercaseWords, SteeredConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        most = min(len(self.words()), len(self.lines()))
-        if self.pairs < 1 or self.pairs > most:
-            raise MechintroError(
-                f"pairs={self.pairs}: give 1..{most} (one per sentence and concept)"
-            )
+        stimuli.check_pairs(self.pairs, self.words(), self.lines())
 
     def words(self) -> tuple[str, ...]:
         return self.concepts or tuple(stimuli.concept_words())

@@ -473,11 +473,15 @@ def test_vectors_lacking_a_concept_are_refused_before_any_trial(tiny, vecs, name
     exp.build_trials(exp.Config(**LACKING[name]), tiny, vecs)  # the same config with every vector
 
 
-@pytest.mark.parametrize("module", [PF, IC])  # thoughts-vs-text refuses it in its Config
-def test_more_pairs_than_words_is_a_one_line_error(tiny, vecs, module):
-    cfg = dataclasses.replace(module.Config(concepts=WORDS), pairs=len(WORDS) + 1)
-    with pytest.raises(MechintroError, match=r"^pairs=5: give 1\.\.4 \(one per sentence"):
-        module.build_trials(cfg, tiny, vecs)
+@pytest.mark.parametrize("module", [PF, IC, TT])
+@pytest.mark.parametrize("pairs,most", [(5, 4), (0, 4), (51, 50)])
+def test_pairs_beyond_the_words_or_sentences_are_refused_in_the_config(module, pairs, most):
+    words = WORDS if most == 4 else ()  # () is Lindsey's 50 words, 50 sentences
+    with pytest.raises(
+        MechintroError, match=rf"^pairs={pairs}: give 1\.\.{most} \(one per sentence"
+    ):
+        module.Config(concepts=words, pairs=pairs)
+    module.Config(concepts=words, pairs=most)
 
 
 def test_results_document_from_saved_runs(tiny, vecs, tmp_path):
