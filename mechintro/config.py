@@ -33,7 +33,7 @@ def check_resid_positions(specs: object) -> tuple[str, ...]:
             + (f" at {bad[0]!r}" if bad else "")
             + ": give all, window or last:N (N at least 1), comma-separated"
         )
-    return items  # type: ignore[return-value]
+    return items
 
 
 def _matches(value: object, hint: object) -> bool:

@@ -29,7 +29,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ import zarr
 
 from mechintro.errors import MechintroError
 from mechintro.stimuli import _load
+
+if TYPE_CHECKING:
+    from mechintro.models import Model
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +77,9 @@ _VERDICT = re.compile(r"\b(YES|NO)\b")
 def parse_verdict(reply: str) -> Answer:
     """The last standalone ``YES``/``NO`` (upper case, as the prompts ask) or ``"ungraded"``."""
     found = _VERDICT.findall(reply)
-    return found[-1] if found else "ungraded"  # type: ignore[return-value]
+    if not found:
+        return "ungraded"
+    return "YES" if found[-1] == "YES" else "NO"
 
 
 class Judge(Protocol):
@@ -404,7 +409,7 @@ class ModelJudge:
     that would reason first is cut short, and the reply says so.
     """
 
-    model: object  # mechintro.models.Model
+    model: Model
     max_new_tokens: int = 256
     readout: Literal["generate", "first-token"] = "generate"
 
@@ -418,7 +423,7 @@ class ModelJudge:
     def identity(self) -> str:
         m = self.model
         tail = "" if self.readout == "generate" else f" ({self.readout})"
-        return f"model:{m.name}@{m.weights_sha256[:12]}{tail}"  # type: ignore[attr-defined]
+        return f"model:{m.name}@{m.weights_sha256[:12]}{tail}"
 
     def complete(self, prompt: str) -> str:
         from mechintro import engine
@@ -427,10 +432,10 @@ class ModelJudge:
         m = self.model
         ids = tokenize(
             m.tokenizer, render_chat(m.tokenizer, [{"role": "user", "content": prompt}])
-        ).input_ids  # type: ignore[attr-defined]
+        ).input_ids
         if self.readout == "first-token":
-            yes, no = verdict_token_ids(m.tokenizer)  # type: ignore[attr-defined]
-            lp = engine.run_batch(m, [ids], [[]], [engine.NextToken((*yes, *no))]).answer_logprobs  # type: ignore[arg-type]
+            yes, no = verdict_token_ids(m.tokenizer)
+            lp = engine.run_batch(m, [ids], [[]], [engine.NextToken((*yes, *no))]).answer_logprobs
             assert lp is not None
             lp_yes = float(torch.logsumexp(lp[0, : len(yes)], 0))
             lp_no = float(torch.logsumexp(lp[0, len(yes) :], 0))
@@ -438,10 +443,10 @@ class ModelJudge:
                 "YES" if lp_yes > lp_no else "NO"
             )
         greedy = engine.Generate(self.max_new_tokens, temperature=0.0, seed=0)
-        out = engine.run_batch(m, [ids], [[]], [greedy])  # type: ignore[arg-type]
-        return m.tokenizer.decode(
-            [t for t in out.generated[0].tolist() if t >= 0], skip_special_tokens=True
-        )  # type: ignore[attr-defined]
+        generated = engine.run_batch(m, [ids], [[]], [greedy]).generated
+        assert generated is not None  # a Generate readout fills it
+        kept = [t for t in generated[0].tolist() if t >= 0]
+        return str(m.tokenizer.decode(kept, skip_special_tokens=True))
 
 
 VERDICT_FORMS = {"YES": ("YES", " YES", "Yes", " Yes"), "NO": ("NO", " NO", "No", " No")}

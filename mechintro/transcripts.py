@@ -466,5 +466,5 @@ def config_html(config: object) -> str:
 
     rows = {
         f.name: json.dumps(getattr(config, f.name), default=str) for f in dataclasses.fields(config)
-    }  # type: ignore[arg-type]
+    }
     return html_table(rows, caption=type(config).__qualname__)

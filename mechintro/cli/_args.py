@@ -294,7 +294,7 @@ def field_value(text: str, hint: object, key: str) -> object:
         return text.lower() == "true"
     if hint in (int, float):
         try:
-            return hint(text)  # type: ignore[operator]
+            return hint(text)
         except ValueError:
             what = "an integer" if hint is int else "a number"
             raise MechintroError(f"'{text}' is not {what}") from None
