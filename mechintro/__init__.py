@@ -21,7 +21,6 @@ define_anyio_classes()  # so that a later `import nnsight` cannot break anyio (d
 
 _EXPORTS = {
     "EXPERIMENTS": "mechintro.experiments",
-    "detection_logits": "mechintro.experiments",
     "DetectionLogitsConfig": "mechintro.experiments.detection_logits",
     "OFFLINE_MODELS": "mechintro.models",
     "Model": "mechintro.models",
@@ -50,10 +49,14 @@ _EXPORTS = {
     "to_hf_dataset": "mechintro.export",
 }
 
-__all__ = ["MechintroError", *_EXPORTS]
+# Modules reachable as attributes (mi.oracle.ask(...), mi.detection_logits.run(...)), imported on
+# first use like the names above.
+_SUBMODULES = {
+    "oracle": "mechintro.oracle",
+    "detection_logits": "mechintro.experiments.detection_logits",
+}
 
-
-_SUBMODULES = ("oracle",)  # mi.oracle.ask(...), imported on first use like the names above
+__all__ = ["MechintroError", *_EXPORTS, *_SUBMODULES]
 
 
 def _lazy_getattr(
@@ -78,7 +81,7 @@ _exported = _lazy_getattr("mechintro", _EXPORTS, globals())
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
-        return importlib.import_module(f"mechintro.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     return _exported(name)
 
 

@@ -549,3 +549,41 @@ def test_importing_the_analysis_layer_loads_no_model_code():
     ):
         assert name not in before, f"import mechintro.analysis loaded {name}"
     assert "mechintro.analysis.lens" in after  # the lazy name did load its module
+
+
+def _top_level_names(source: str) -> set[str]:
+    """The names a module binds at its top level: definitions, assignments and imports."""
+    names: set[str] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def test_the_package_root_is_a_facade_that_loads_only_the_foundations():
+    """``mechintro`` (rank 0) names things of higher rows (``mi.load_model``, ``mi.open_run``)
+    through string maps the AST does not see as imports: importing it must load nothing above the
+    foundations; each mapped name must be bound at the top level of the module the map names (read
+    from the source: an attribute that appears only once a submodule is imported does not count),
+    and each mapped submodule must exist."""
+    code = "import json, sys, mechintro\nprint(json.dumps(sorted(sys.modules)))\n"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    loaded = {m for m in json.loads(out) if m == ROOT or m.startswith(f"{ROOT}.")}
+    foundations = {ROOT if m == "" else f"{ROOT}.{m}" for m in dict(LAYERS)["foundations"]}
+    assert loaded <= foundations, f"import mechintro loaded {sorted(loaded - foundations)}"
+    assert "torch" not in json.loads(out)
+    sources = package_sources()
+    unbound = {
+        name: module
+        for name, module in mechintro._EXPORTS.items()
+        if name not in _top_level_names(sources[module][0])
+    }
+    assert unbound == {}
+    assert set(mechintro._SUBMODULES.values()) <= set(sources)
