@@ -209,6 +209,7 @@ def store(args: argparse.Namespace) -> list[dict]:
     import mechintro as mi
     from mechintro import engine, runner, runs
     from mechintro.experiments import detection_logits
+    from mechintro.reading import NextToken
     from mechintro.runner import execute
 
     # Each run twice: writes inline, so the CPU time counted around each write is the write's
@@ -281,9 +282,9 @@ def store(args: argparse.Namespace) -> list[dict]:
                     _reset_peak()
                     t0 = time.perf_counter()
                     execute(
-                        model, trials, out, config=config, mode="logits",
-                        answers=detection_logits.YES_NO, layers=layers, vectors=vectors,
-                        progress=False,
+                        model, trials, out, config=config,
+                        readouts=[NextToken(detection_logits.YES_NO)], layers=layers,
+                        vectors=vectors, progress=False,
                     )  # fmt: skip
                     wall = time.perf_counter() - t0
                     peak = _peak()

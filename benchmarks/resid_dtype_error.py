@@ -128,6 +128,7 @@ def main() -> int:
     from mechintro.analysis.lens import logit_lens
     from mechintro.experiments import detection_logits, intentional_control
     from mechintro.progress import set_default
+    from mechintro.reading import NextToken
     from mechintro.runner import execute
 
     set_default(False)
@@ -143,7 +144,7 @@ def main() -> int:
                     concepts=CONCEPTS, layers=("0.5",), strengths=(2.0, 4.0, 8.0, 16.0),
                     record_resid=True, resid_dtype=dtype,
                 ),
-                experiment=detection_logits.NAME, mode="logits", answers=detection_logits.YES_NO,
+                experiment=detection_logits.NAME, readouts=[NextToken(detection_logits.YES_NO)],
                 layers=layers, vectors=vectors, progress=False,
             )  # fmt: skip
             ds = runs.open_run(dl).load()

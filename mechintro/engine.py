@@ -42,12 +42,14 @@ from mechintro.interventions import (
     Ablate,
     Add,
     Edit,
-    Injection,
     Intervention,
     LayerEdit,
     Patch,
     batch_edits,
     first_touched,
+)
+from mechintro.interventions import (
+    Injection as Injection,  # deprecated alias of Add, kept importable
 )
 from mechintro.models import Model
 from mechintro.progress import quiet_third_party
@@ -61,16 +63,11 @@ __all__ = [
     "BatchResult",
     "Edit",
     "Generate",
-    "Injection",
     "Intervention",
     "NextToken",
     "Patch",
     "Resid",
-    "forward",
-    "generate",
     "last_token_resid",
-    "patched_forward",
-    "patched_generate",
     "prefix_state",
     "run_batch",
     "shared_prefix",
@@ -185,7 +182,11 @@ def run_batch(
     or one of your own), and for the batch, what is read (:class:`NextToken` or
     :class:`Generate`, and :class:`Resid`). The engine's one entry point: every pass of mechintro
     — the runner's batches, the oracle, the judge, the causal check, vector extraction — comes
-    through here.
+    through here, but two: Latent Introspection's model swap (:func:`swap_forward`, plain
+    transformers: two models in one pass is not an nnsight trace) and the trainers' and the
+    learned grader's passes with gradients or hooks of their own (``training``,
+    ``introspect.train``, ``learned_grader``). :func:`forward` and :func:`generate` are deprecated
+    wrappers of this function.
 
     Each intervention plans its own edits before the trace
     (:meth:`~mechintro.interventions.Intervention.edits`); the trace applies them with one
@@ -235,6 +236,15 @@ def _rows(
     return [([] if x is None else [x]) + ablations for x in injections]
 
 
+def _deprecated(name: str, readouts: str) -> None:
+    warnings.warn(
+        f"mechintro.engine.{name} is deprecated: call run_batch(model, prompts, rows, "
+        f"{readouts}) with one list of interventions per prompt",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
 def _with_resid(record: bool, dtype: torch.dtype) -> list[Readout]:
     return [Resid(dtype)] if record else []
 
@@ -254,6 +264,7 @@ def forward(
     :class:`Add` or a :class:`Patch`, or ``None``) per prompt, reading :class:`NextToken`
     ``answer_ids`` (and :class:`Resid` with ``record``); ``ablate`` is
     ``{layer: direction}`` or ``{layer: (direction, to)}``, an :class:`Ablate` of every row."""
+    _deprecated("forward", "[NextToken(answer_ids)]")
     readouts = [NextToken(tuple(answer_ids)), *_with_resid(record, resid_dtype)]
     return run_batch(model, prompts, _rows(prompts, injections, ablate), readouts, prefix=prefix)
 
@@ -277,6 +288,7 @@ def generate(
     """Deprecated (use :func:`run_batch` with :class:`Generate`): sample ``max_new_tokens`` per
     prompt with one intervention (an :class:`Add` or a :class:`Patch`, or ``None``) per prompt.
     ``prune``: as in :func:`run_batch`."""
+    _deprecated("generate", "[Generate(max_new_tokens, temperature, seed)]")
     sampling = Generate(max_new_tokens, temperature, seed, top_k, top_p, rows_of)
     readouts = [sampling, *_with_resid(record, resid_dtype)]
     rows = _rows(prompts, injections)

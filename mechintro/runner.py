@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import logging
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -438,6 +439,12 @@ def _spelled_readouts(
         if mode is not None or answers is not None or generation is not None:
             raise AssertionError("give readouts, or mode with its answers or generation")
         return list(readouts)
+    warnings.warn(
+        f"execute(mode={mode!r}) is deprecated: pass readouts=[NextToken(answers)] (logits), "
+        "[Generate(generation)] (generate) or [] (resid)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     if mode == "logits":
         if answers is None:
             raise AssertionError("logit mode needs answers")

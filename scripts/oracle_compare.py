@@ -53,7 +53,7 @@ from mechintro.errors import MechintroError
 from mechintro.experiments import injected_thoughts as it
 from mechintro.models import load_model
 from mechintro.oracle import legibility
-from mechintro.runner import Generation, execute
+from mechintro.runner import execute
 from mechintro.stats import wilson
 from mechintro.vectors import concept_vectors, resolve_layers
 
@@ -159,13 +159,7 @@ def main() -> None:
             run,
             config=config,
             experiment=it.NAME,
-            mode="generate",
-            generation=Generation(
-                max_new_tokens=config.max_new_tokens,
-                temperature=config.temperature,
-                top_k=config.top_k,
-                top_p=config.top_p,
-            ),
+            readouts=it.readouts(config, model),
             layers=layers,
             vectors=vectors,
             extra_attrs={"prompt_variants": str(args.prompt_variants)},

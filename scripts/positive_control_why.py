@@ -77,15 +77,14 @@ def _run(model, label: str, specs: dict, concepts: list[str], layer: int, tokens
     rows = []
     for cond, (ids, mask, generated, vecs) in specs.items():
         chunk = [*concepts, None]  # the last: the greedy unsteered control of this prompt
-        inj = [
-            None
+        edits = [
+            []
             if c is None
-            else engine.Injection(vector=vecs[c], layers=(layer,), mask=mask, generated=generated)
+            else [engine.Add(vector=vecs[c], layers=(layer,), mask=mask, generated=generated)]
             for c in chunk
         ]
-        res = engine.generate(
-            model, [ids] * len(chunk), inj, max_new_tokens=tokens, temperature=0.0, seed=0
-        )
+        greedy = engine.Generate(tokens, temperature=0.0, seed=0)
+        res = engine.run_batch(model, [ids] * len(chunk), edits, [greedy])
         for c, row in zip(chunk, res.generated, strict=True):
             text = model.tokenizer.decode(
                 [t for t in row.tolist() if t >= 0], skip_special_tokens=True

@@ -196,14 +196,12 @@ def compare(path: str) -> None:
             inj = t.injection()
             start = int(np.flatnonzero(inj.mask)[0])
             n_vocab = len(ref["first_logprobs"])
-            lp = engine.forward(
-                model, [t.prompt.input_ids], [inj], answer_ids=list(range(n_vocab))
-            ).answer_logprobs[0]
+            ids, rows = [t.prompt.input_ids], [[inj]]
+            every_token = engine.NextToken(tuple(range(n_vocab)))
+            lp = engine.run_batch(model, ids, rows, [every_token]).answer_logprobs[0]
             delta = float((lp.float() - torch.tensor(ref["first_logprobs"])).abs().max())
-            got = engine.generate(
-                model, [t.prompt.input_ids], [inj], max_new_tokens=NEW_TOKENS, temperature=0.0,
-                seed=0,
-            ).generated[0].tolist()  # fmt: skip
+            greedy = engine.Generate(NEW_TOKENS, temperature=0.0, seed=0)
+            got = engine.run_batch(model, ids, rows, [greedy]).generated[0].tolist()
             identical = until_eos(got) == until_eos(ref["greedy_ids"])
             same += identical
             print(

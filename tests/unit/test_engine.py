@@ -361,3 +361,18 @@ def test_shared_prefix_reuse_in_generation_samples_the_same_tokens(tiny_models, 
         )
         assert torch.equal(reused.generated, full.generated)
         assert float((reused.resid.float() - full.resid.float()).abs().max()) <= 4e-3
+
+
+def test_the_deprecated_entry_points_warn_and_are_run_batch(tiny):
+    """``forward``/``generate`` (and their ``patched_*`` names) warn, naming ``run_batch``, and
+    return exactly what ``run_batch`` does with the same rows."""
+    ids = [[5, 6, 7, 8], [9, 10, 11, 12]]
+    add = engine.Add(vector=torch.ones(tiny.d_model), layers=(1,), mask=(False, True, True, True))
+    with pytest.warns(DeprecationWarning, match=r"forward is deprecated: call run_batch"):
+        old = engine.patched_forward(tiny, ids, [add, None], answer_ids=[1, 2])
+    new = engine.run_batch(tiny, ids, [[add], []], [engine.NextToken((1, 2))])
+    assert torch.equal(old.answer_logprobs, new.answer_logprobs)
+    with pytest.warns(DeprecationWarning, match=r"generate is deprecated: call run_batch"):
+        old = engine.generate(tiny, ids, [None, add], max_new_tokens=3, temperature=0.0, seed=0)
+    greedy = engine.Generate(3, temperature=0.0, seed=0)
+    assert torch.equal(old.generated, engine.run_batch(tiny, ids, [[], [add]], [greedy]).generated)

@@ -739,3 +739,27 @@ def test_a_run_finished_after_its_grading_opens_and_grades_the_rest(tiny, tmp_pa
     xr.testing.assert_identical(
         runs.open_run(out).load().drop_attrs(), runs.open_run(reference).load().drop_attrs()
     )
+
+
+def test_the_mode_spelling_warns_and_stores_the_same_run(tiny, tmp_path):
+    """``execute(mode="logits", answers=...)`` is deprecated: it warns, naming ``readouts``, and
+    the store it writes is the one ``readouts=[NextToken(answers)]`` writes."""
+    import numpy as np
+    import pytest
+
+    from mechintro.reading import NextToken
+
+    kw = dict(config={"t": 5}, batch_size=2, record=True)
+    with pytest.warns(DeprecationWarning, match=r"execute\(mode='logits'\) is deprecated"):
+        old = runner.execute(
+            tiny, _trials(tiny, [1.0, 2.0]), tmp_path / "old.zarr", mode="logits",
+            answers=runner.YES_NO, **kw,
+        )  # fmt: skip
+    new = runner.execute(
+        tiny, _trials(tiny, [1.0, 2.0]), tmp_path / "new.zarr",
+        readouts=[NextToken(runner.YES_NO)], **kw,
+    )  # fmt: skip
+    a, b = runs.open_run(old), runs.open_run(new)
+    assert a.attrs["identity"] == b.attrs["identity"]
+    for name in ("answer_logprobs", "resid"):
+        assert np.array_equal(a[name].values, b[name].values)
