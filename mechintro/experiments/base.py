@@ -169,6 +169,15 @@ class StoresAttrs(Protocol[C_in]):
         """The run's further attributes."""
 
 
+@runtime_checkable
+class Swaps(Protocol[C_in]):
+    """An experiment some of whose trials hand their first tokens (``swap_prefix``) to a second
+    model, named by the config."""
+
+    def swap_model(self, config: C_in, /) -> Model | None:
+        """The second model of ``config``, loaded (``None``: the config names none)."""
+
+
 def lindsey_vectors(config: BaseConfig, model: Model) -> xr.DataArray:
     """Lindsey concept vectors (:func:`mechintro.vectors.concept_vectors`) of the config's
     ``words()`` if it has them, else its ``concepts``, lowercased as its ``lowercase`` says: the
@@ -234,7 +243,7 @@ def run(
     the protocol's readouts to :func:`mechintro.runner.execute`, which stores ``NAME``, the
     ``layer_map`` of the layers ``build_trials`` resolved, the vectors' method and the
     protocol's own attributes (:class:`StoresAttrs`). ``swap_model`` fills the KV cache of the
-    trials with a ``swap_prefix``.
+    trials with a ``swap_prefix`` (loaded by the protocol when not given: :class:`Swaps`).
 
     Example::
 
@@ -243,6 +252,8 @@ def run(
     """
     if isinstance(protocol, Prepares):
         config = protocol.prepare(config, model)
+    if swap_model is None and isinstance(protocol, Swaps):
+        swap_model = protocol.swap_model(config)
     if vectors is None:
         vectors = (
             protocol.make_vectors(config, model)
@@ -287,11 +298,13 @@ def bound_run(module_name: str) -> RunFunction:
         vectors: xr.DataArray | None = None,
         progress: Progress = None,
         shard: Shard | None = None,
+        swap_model: Model | None = None,
     ) -> Path:
         protocol = cast("Experiment[BaseConfig]", sys.modules[module_name])
         return run(
-            protocol, config, out, model=model, vectors=vectors, progress=progress, shard=shard
-        )
+            protocol, config, out, model=model, vectors=vectors, progress=progress, shard=shard,
+            swap_model=swap_model,
+        )  # fmt: skip
 
     name = module_name.rsplit(".", 1)[-1]
     run_protocol.__module__, run_protocol.__name__, run_protocol.__qualname__ = (
@@ -301,7 +314,8 @@ def bound_run(module_name: str) -> RunFunction:
     )
     run_protocol.__doc__ = (
         f"Run {name}'s trials into ``out`` (resuming it if present), computing its vectors\n"
-        "    when ``vectors`` is not given: :func:`mechintro.experiments.base.run`.\n\n"
+        "    when ``vectors`` is not given (``swap_model``: the second model of a protocol that\n"
+        "    swaps): :func:`mechintro.experiments.base.run`.\n\n"
         "    Example::\n\n"
         f'        out = run(Config(), "{name}.zarr", model=mi.load_model("smollm2-135m"))\n'
     )

@@ -42,10 +42,7 @@ architecture, so it needs a Hub or local finetune.
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -59,7 +56,7 @@ from mechintro.experiments.base import BaseConfig, cell_summary
 from mechintro.models import Model
 from mechintro.prompts import message_window, render_chat, tokenize
 from mechintro.reading import NextToken, Readout
-from mechintro.runner import Answers, Shard, Trial
+from mechintro.runner import Answers, Trial
 from mechintro.stats import MIN_CI_CLUSTERS, cluster_interval, maxt_signflip, mean_ci
 from mechintro.tables import table
 from mechintro.vectors import (
@@ -310,33 +307,17 @@ def run_attrs(config: LatentIntrospectionConfig, layers: list[int]) -> dict[str,
     return {"layer_map": json.dumps({"start": layers[0], "end": layers[-1] + 1})}
 
 
-def run(
-    config: LatentIntrospectionConfig,
-    out: str | Path,
-    *,
-    model: Model,
-    vectors: xr.DataArray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    shard: Shard | None = None,
-    swap: Model | None = None,
-) -> Path:
-    """Run into ``out`` (resuming it if present, :func:`mechintro.experiments.base.run`); with
-    ``config.swap_model``, ``swap`` is that model (loaded if not given).
+def swap_model(config: LatentIntrospectionConfig) -> Model | None:
+    """The model ``config.swap_model`` names, loaded (``None`` when it names none); ``run`` takes
+    an already loaded one as ``swap_model=``."""
+    if not config.swap_model:
+        return None
+    from mechintro.models import load_model
 
-    Example::
+    return load_model(config.swap_model)
 
-        config = Config(concepts=("cats", "bread"), variants=("introspect",), strengths=(8.0,))
-        out = run(config, "li.zarr", model=mi.load_model("smollm2-135m"))
-    """
-    if config.swap_model and swap is None:
-        from mechintro.models import load_model
 
-        swap = load_model(config.swap_model)
-    protocol = sys.modules[__name__]
-    return base.run(
-        protocol, config, out, model=model, vectors=vectors, progress=progress, shard=shard,
-        swap_model=swap,
-    )  # fmt: skip
+run = base.bound_run(__name__)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

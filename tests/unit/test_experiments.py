@@ -564,7 +564,7 @@ def test_model_swap_uses_the_other_models_cache(tiny, tiny_models, tmp_path):
         tiny, [swapped.prompt.input_ids], [None], answer_ids=answer_ids
     ).answer_logprobs[0]
     assert torch.allclose(own, plain, atol=1e-5) and not torch.allclose(got, plain, atol=1e-3)
-    LI.run(cfg, tmp_path / "swap.zarr", model=tiny, vectors=vecs, swap=other)
+    LI.run(cfg, tmp_path / "swap.zarr", model=tiny, vectors=vecs, swap_model=other)
     ds = runs.open_run(tmp_path / "swap.zarr")
     assert ds.attrs["swap_weights_sha256"] == other.weights_sha256
     row = np.flatnonzero(ds.condition.values == "swapped")[0]
