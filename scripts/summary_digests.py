@@ -37,26 +37,25 @@ def dataset_digest(ds: xr.Dataset) -> str:
     """sha256 over every variable and coordinate of ``ds`` (name, dims, dtype, bytes), sorted."""
     h = hashlib.sha256()
     for name in sorted(map(str, ds.variables)):
-        v = ds[name]
-        values = np.asarray(v.values)
-        h.update(f"{name}|{v.dims}|{values.dtype}|{values.shape}".encode())
-        if values.dtype.kind in "OUS":
-            h.update("\x1f".join(map(str, values.ravel())).encode())
-        else:
-            h.update(np.ascontiguousarray(values).tobytes())
+        _feed(h, f"{name}|", ds[name])
     return h.hexdigest()
+
+
+def _feed(h: hashlib._Hash, head: str, v: xr.DataArray) -> None:
+    """``head``, then ``v``'s dims, dtype and shape, then its values, into ``h``."""
+    values = np.asarray(v.values)
+    h.update(f"{head}{v.dims}|{values.dtype}|{values.shape}".encode())
+    if values.dtype.kind in "OUS":
+        h.update("\x1f".join(map(str, values.ravel())).encode())
+    else:
+        h.update(np.ascontiguousarray(values).tobytes())
 
 
 def _value_digest(value: object) -> str:
     """sha256 of one variable (dims, dtype, shape, bytes) or attribute (as JSON)."""
     h = hashlib.sha256()
     if isinstance(value, xr.DataArray):
-        values = np.asarray(value.values)
-        h.update(f"{value.dims}|{values.dtype}|{values.shape}".encode())
-        if values.dtype.kind in "OUS":
-            h.update("\x1f".join(map(str, values.ravel())).encode())
-        else:
-            h.update(np.ascontiguousarray(values).tobytes())
+        _feed(h, "", value)
     else:
         h.update(json.dumps(_plain(value), sort_keys=True).encode())
     return h.hexdigest()
