@@ -288,8 +288,8 @@ def build_trials(
         trials, layers = build_trials(Config(layers=("0.5",), trials=4), model, vectors)
     """
     layers = resolve_layers(config.layers, model.n_layers)
-    check_vectors_match(vectors, model, config.words())
     words = config.words()
+    check_vectors_match(vectors, model, words)
     prompts: dict[int, tuple[object, Window, str]] = {}
 
     def asked(number: int) -> dict[str, object]:

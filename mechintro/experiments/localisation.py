@@ -282,10 +282,10 @@ def build_trials(
         trials, layers = build_trials(Config(tasks=("half",), trials=4), model, vectors)
     """
     layers = localisation_layers(config.layers, model.n_layers, config.layer_rounding)
-    check_vectors_match(vectors, model, config.words())
+    words = config.words()
+    check_vectors_match(vectors, model, words)
     rng = np.random.default_rng(config.seed)
     pool = list(stimuli.lindsey()["lindsey_sentences_50"])
-    words = config.words()
     trials: list[Trial] = []
     for task in config.tasks:
         for layer in layers:
